@@ -1,0 +1,104 @@
+//! User-facing errors: each says what went wrong and what to do next, and
+//! maps onto an exit code (SPEC §9).
+
+use std::path::PathBuf;
+
+use crate::keys::KeyError;
+use crate::sip::{ComposeError, ParseError};
+
+/// Process exit codes (SPEC §9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    /// Success.
+    Ok = 0,
+    /// The message failed verification or decryption, or is malformed.
+    Failed = 1,
+    /// Usage or configuration error.
+    Usage = 2,
+    /// Nothing here for me (not a recipient).
+    NotForMe = 3,
+    /// I/O error.
+    Io = 4,
+    /// A relay produced a SIP error response (written to stdout).
+    SipError = 5,
+}
+
+/// The exit codes as the man pages and `--help` print them.
+pub const EXIT_CODES: &[(u8, &str)] = &[
+    (0, "success"),
+    (
+        1,
+        "the message failed verification or decryption, or is malformed",
+    ),
+    (2, "usage or configuration error"),
+    (3, "nothing here for me (not a recipient)"),
+    (4, "I/O error"),
+    (
+        5,
+        "a relay produced a SIP error response (written to stdout)",
+    ),
+];
+
+/// Every way a command can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{message}")]
+    Usage { message: String, hint: String },
+    #[error("cannot read {name}: {source}")]
+    Read {
+        name: String,
+        source: std::io::Error,
+    },
+    #[error("cannot write {name}: {source}")]
+    Write {
+        name: String,
+        source: std::io::Error,
+    },
+    #[error("{name}: {err}")]
+    Parse { name: String, err: ParseError },
+    #[error("{0}")]
+    Compose(#[from] ComposeError),
+    #[error("{0}")]
+    Keys(#[from] KeyError),
+    #[error("{path}: {reason}")]
+    Spec { path: PathBuf, reason: String },
+}
+
+impl Error {
+    /// A usage error with its hint.
+    pub fn usage(message: impl Into<String>, hint: impl Into<String>) -> Error {
+        Error::Usage {
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+
+    /// What to do next.
+    pub fn hint(&self) -> String {
+        match self {
+            Error::Usage { hint, .. } => hint.clone(),
+            Error::Read { .. } => {
+                "check the path exists and is readable, or pass - for standard input".into()
+            }
+            Error::Write { .. } => "check the directory exists and is writable".into(),
+            Error::Parse { err, .. } => err.hint().into(),
+            Error::Compose(e) => e.hint(),
+            Error::Keys(e) => e.hint(),
+            Error::Spec { .. } => "see `man sipseal-build` for the message spec keys".into(),
+        }
+    }
+
+    /// The process exit code.
+    pub fn exit(&self) -> Exit {
+        match self {
+            Error::Usage { .. } | Error::Spec { .. } => Exit::Usage,
+            Error::Read { .. } | Error::Write { .. } => Exit::Io,
+            Error::Parse { .. } => Exit::Failed,
+            Error::Compose(ComposeError::NotARequest | ComposeError::Request(_)) => Exit::Failed,
+            Error::Compose(_) => Exit::Usage,
+            Error::Keys(e) if e.is_io() => Exit::Io,
+            Error::Keys(_) => Exit::Usage,
+        }
+    }
+}

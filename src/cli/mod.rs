@@ -1,0 +1,161 @@
+//! The `sipseal` command line: clap definitions and one thin adapter per
+//! command over the library.
+
+pub mod build;
+pub mod demo;
+pub mod error;
+pub mod inspect;
+pub mod io;
+pub mod keys;
+pub mod man;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::context::Context;
+pub use error::{EXIT_CODES, Error, Exit};
+
+const AFTER_HELP: &str = "\
+Exit status: 0 success; 1 the message failed verification or decryption, or \
+is malformed; 2 usage or configuration error; 3 not a recipient; 4 I/O error; \
+5 a relay produced a SIP error response.";
+
+/// Selective disclosure of SIP bodies (S/MIME) to chosen relays.
+#[derive(Debug, Parser)]
+#[command(name = "sipseal", version, about, after_help = AFTER_HELP)]
+#[command(
+    long_about = "sipseal seals the SDP of SIP messages as CMS (S/MIME) so that only the far-end \
+peer and the relays the sender chooses can read it, and gives relays the tools to open, forward \
+and re-encrypt such messages. Every command reads a file or - (standard input) and writes standard \
+output or -o FILE."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, clap::Args)]
+pub struct GlobalArgs {
+    /// Deterministic mode: draw every random value (tags, branches,
+    /// Call-IDs, keys, nonces) from a CSPRNG seeded with these hex bytes.
+    /// For golden files and tests only.
+    #[arg(long, global = true, env = "SIPSEAL_SEED", value_name = "HEX", value_parser = parse_seed)]
+    pub seed: Option<Seed>,
+    /// Fix the clock (Date headers, validity checks) at this RFC 3339 time,
+    /// e.g. 2026-01-01T00:00:00Z.
+    #[arg(long, global = true, value_name = "RFC3339", value_parser = parse_now)]
+    pub now: Option<OffsetDateTime>,
+}
+
+/// The bytes of `--seed`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seed(pub Vec<u8>);
+
+fn parse_seed(s: &str) -> Result<Seed, String> {
+    let bytes =
+        hex::decode(s.trim()).map_err(|e| format!("not hex ({e}); give e.g. --seed 00c0ffee"))?;
+    if bytes.is_empty() {
+        return Err("empty seed; give at least one byte, e.g. --seed 01".into());
+    }
+    Ok(Seed(bytes))
+}
+
+fn parse_now(s: &str) -> Result<OffsetDateTime, String> {
+    OffsetDateTime::parse(s, &Rfc3339)
+        .map_err(|e| format!("not an RFC 3339 time ({e}); give e.g. 2026-01-01T00:00:00Z"))
+}
+
+/// Report formats.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// For people.
+    #[default]
+    Text,
+    /// For programs.
+    Json,
+    /// For people and programs.
+    Yaml,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compose a SIP request or response, from flags or a YAML message spec.
+    Build(Box<build::BuildArgs>),
+    /// Show what a SIP message is made of: start line, headers, body parts, SDP media.
+    Inspect(inspect::InspectArgs),
+    /// Generate key material.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Run the demonstration on the bundled demo keys and samples.
+    Demo(demo::DemoArgs),
+    /// Print shell completions.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Run a parsed command line; returns the exit code for success paths
+/// that are not plain success (none yet) or the error to report.
+pub fn run(cli: Cli) -> Result<Exit, Error> {
+    let mut ctx = Context::new(
+        cli.global.seed.as_ref().map(|s| s.0.as_slice()),
+        cli.global.now,
+    );
+    if ctx.is_deterministic() {
+        eprintln!(
+            "warning: deterministic mode (--seed/--now): random values are predictable; never use this for real traffic"
+        );
+    }
+    ctx.mix("command", command_name(&cli.command).as_bytes());
+    match cli.command {
+        Command::Build(args) => build::run(*args, &mut ctx),
+        Command::Inspect(args) => inspect::run(args),
+        Command::Keys(cmd) => keys::run(cmd, &mut ctx),
+        Command::Demo(args) => demo::run(args, &mut ctx),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "sipseal", &mut buf);
+            io::write_output(None, &buf)?;
+            Ok(Exit::Ok)
+        }
+    }
+}
+
+fn command_name(c: &Command) -> &'static str {
+    match c {
+        Command::Build(_) => "build",
+        Command::Inspect(_) => "inspect",
+        Command::Keys(_) => "keys",
+        Command::Demo(_) => "demo",
+        Command::Completions { .. } => "completions",
+    }
+}
+
+/// Render a serializable report in the chosen format.
+pub fn render<T: serde::Serialize>(
+    format: Format,
+    value: &T,
+    text: impl FnOnce(&T) -> String,
+) -> Result<String, Error> {
+    let internal = |e: String| {
+        Error::usage(
+            format!("cannot render the report: {e}"),
+            "this is a bug; please report it",
+        )
+    };
+    match format {
+        Format::Text => Ok(text(value)),
+        Format::Json => serde_json::to_string_pretty(value)
+            .map(|s| s + "\n")
+            .map_err(|e| internal(e.to_string())),
+        Format::Yaml => crate::yaml::to_string(value).map_err(|e| internal(e.to_string())),
+    }
+}

@@ -1,0 +1,13 @@
+//! sipseal: selective disclosure of SIP bodies to chosen relays with CMS
+//! (S/MIME) AuthEnvelopedData. The library holds all format and crypto work;
+//! the `sipseal` binary is a thin layer over it (see `cli`).
+
+pub mod cli;
+pub mod context;
+pub mod fsio;
+pub mod inspect;
+pub mod keys;
+pub mod mime;
+pub mod sdp;
+pub mod sip;
+pub mod yaml;

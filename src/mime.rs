@@ -1,0 +1,173 @@
+//! MIME bodies: a SIP body as a tree of parts with their headers.
+//!
+//! A single-part body takes its MIME headers from the SIP message
+//! (Content-Type, Content-ID, ...); multipart bodies are split with
+//! mailparse.
+
+use crate::sip::Message;
+use crate::sip::headers::{ContentType, HeaderError, parse_content_type};
+
+/// Headers of a SIP message that describe its body (RFC 3261 §7.4, RFC 2045).
+pub const BODY_HEADERS: &[&str] = &[
+    "Content-Type",
+    "Content-ID",
+    "Content-Disposition",
+    "Content-Transfer-Encoding",
+    "Content-Encoding",
+    "Content-Language",
+    "Content-Description",
+];
+
+/// Nesting deeper than this is refused (no legitimate SIP body comes close).
+const MAX_DEPTH: usize = 8;
+
+/// A body that is not well-formed MIME.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MimeError {
+    #[error(transparent)]
+    Header(#[from] HeaderError),
+    #[error("multipart body without a boundary parameter")]
+    NoBoundary,
+    #[error("malformed multipart body: {0}")]
+    Multipart(String),
+    #[error("multipart nesting deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+}
+
+/// One MIME part: its headers, its type, and its content or sub-parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    /// Header lines as (name, value), in order.
+    pub headers: Vec<(String, String)>,
+    /// Content-Type; `None` when the part has none (RFC 2045 default text/plain).
+    pub content_type: Option<ContentType>,
+    /// The content (after any transfer encoding is undone); empty for multipart.
+    pub body: Vec<u8>,
+    /// The parts of a multipart.
+    pub parts: Vec<Part>,
+}
+
+impl Part {
+    /// A header value by (case-insensitive) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether this part has type `mime`.
+    pub fn is(&self, mime: &str) -> bool {
+        self.content_type.as_ref().is_some_and(|c| c.is(mime))
+    }
+}
+
+/// The body of `msg` as a MIME tree; `None` when the message has no body.
+pub fn body_of(msg: &Message) -> Result<Option<Part>, MimeError> {
+    if msg.body().is_empty() {
+        return Ok(None);
+    }
+    let headers: Vec<(String, String)> = msg
+        .headers()
+        .iter()
+        .filter(|h| BODY_HEADERS.iter().any(|n| h.is(n)))
+        .map(|h| (h.full_name().to_owned(), h.value().to_owned()))
+        .collect();
+    part_from(headers, msg.body(), 0).map(Some)
+}
+
+fn part_from(headers: Vec<(String, String)>, body: &[u8], depth: usize) -> Result<Part, MimeError> {
+    if depth > MAX_DEPTH {
+        return Err(MimeError::TooDeep);
+    }
+    let content_type = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("Content-Type"))
+        .map(|(_, v)| parse_content_type(v))
+        .transpose()?;
+    let multipart = content_type
+        .as_ref()
+        .is_some_and(|c| c.mime.starts_with("multipart/"));
+    if !multipart {
+        return Ok(Part {
+            headers,
+            content_type,
+            body: body.to_vec(),
+            parts: Vec::new(),
+        });
+    }
+    let ct = content_type.as_ref().and_then(|c| c.param("boundary"));
+    if ct.is_none_or(str::is_empty) {
+        return Err(MimeError::NoBoundary);
+    }
+    let mut wrapped = Vec::with_capacity(body.len() + 128);
+    for (n, v) in &headers {
+        wrapped.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
+    }
+    wrapped.extend_from_slice(b"\r\n");
+    wrapped.extend_from_slice(body);
+    let parsed =
+        mailparse::parse_mail(&wrapped).map_err(|e| MimeError::Multipart(e.to_string()))?;
+    let parts = parsed
+        .subparts
+        .iter()
+        .map(|sub| {
+            let hs = sub
+                .headers
+                .iter()
+                .map(|h| (h.get_key(), h.get_value()))
+                .collect();
+            let raw = sub
+                .get_body_raw()
+                .map_err(|e| MimeError::Multipart(e.to_string()))?;
+            part_from(hs, &raw, depth + 1)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Part {
+        headers,
+        content_type,
+        body: Vec::new(),
+        parts,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_part_takes_sip_headers() {
+        let m = Message::parse(
+            b"MESSAGE sip:b@h SIP/2.0\r\nc: text/plain\r\nContent-ID: <x@h>\r\nl: 2\r\n\r\nhi",
+        )
+        .unwrap();
+        let p = body_of(&m).unwrap().unwrap();
+        assert!(p.is("text/plain"));
+        assert_eq!(p.header("content-id"), Some("<x@h>"));
+        assert_eq!(p.body, b"hi");
+    }
+
+    #[test]
+    fn multipart_splits() {
+        let body = "--b1\r\nContent-Type: application/sdp\r\n\r\nv=0\r\n\r\n--b1\r\nContent-Type: application/isup\r\n\r\n\x01\x02\r\n--b1--\r\n";
+        let m = Message::parse(
+            format!(
+                "INVITE sip:b@h SIP/2.0\r\nContent-Type: multipart/mixed;boundary=b1\r\n\r\n{body}"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let p = body_of(&m).unwrap().unwrap();
+        assert_eq!(p.parts.len(), 2);
+        assert!(p.parts[0].is("application/sdp"));
+        assert_eq!(p.parts[0].body, b"v=0\r\n");
+        assert_eq!(p.parts[1].body, b"\x01\x02");
+    }
+
+    #[test]
+    fn multipart_without_boundary_is_an_error() {
+        let m = Message::parse(b"INVITE sip:b@h SIP/2.0\r\nContent-Type: multipart/mixed\r\n\r\nx")
+            .unwrap();
+        assert_eq!(body_of(&m), Err(MimeError::NoBoundary));
+    }
+}

@@ -1,0 +1,517 @@
+//! Composing requests and responses (RFC 3261 §8.1.1 and §8.2.6).
+
+use super::headers::{HeaderError, split_list};
+use super::message::{Message, StartLine};
+use crate::context::Context;
+
+/// Why a message could not be composed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ComposeError {
+    #[error("invalid {what} {value:?}: {reason}")]
+    BadUri {
+        what: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("invalid method {0:?}: a method is an upper-case token such as INVITE")]
+    BadMethod(String),
+    #[error("invalid status code {0}: must be 100 to 699")]
+    BadStatus(u16),
+    #[error("invalid header {0:?}: expected `Name: value`")]
+    BadHeader(String),
+    #[error("--request must be a SIP request, not a response")]
+    NotARequest,
+    #[error("the request is unusable: {0}")]
+    Request(#[from] HeaderError),
+}
+
+impl ComposeError {
+    /// What a user can do about it.
+    pub fn hint(&self) -> String {
+        match self {
+            ComposeError::BadUri { .. } => {
+                "give a SIP URI such as sip:alice@a.example.com, optionally as `Name <URI>;tag=x`"
+                    .into()
+            }
+            ComposeError::BadMethod(_) => {
+                "use INVITE, ACK, BYE, MESSAGE, UPDATE, OPTIONS, REGISTER, ...".into()
+            }
+            ComposeError::BadStatus(_) => "use a three-digit SIP status such as 200 or 486".into(),
+            ComposeError::BadHeader(_) => "write extra headers as --header 'Subject: hello'".into(),
+            ComposeError::NotARequest => "pass the request the response answers".into(),
+            ComposeError::Request(e) => e.hint(),
+        }
+    }
+}
+
+/// Transport named in the Via header.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    #[default]
+    Udp,
+    Tcp,
+    Tls,
+}
+
+impl Transport {
+    fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
+        }
+    }
+}
+
+/// A body and its type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Body {
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+}
+
+/// What a new request is made of; unset values are generated.
+#[derive(Debug, Clone, Default)]
+pub struct RequestParams {
+    pub method: String,
+    /// From: a URI, or `Name <URI>;params`.
+    pub from: String,
+    /// To: a URI, or `Name <URI>;params`.
+    pub to: String,
+    pub request_uri: Option<String>,
+    pub call_id: Option<String>,
+    pub cseq: Option<u32>,
+    pub contact: Option<String>,
+    /// Via sent-by, `HOST[:PORT]`; defaults to the From host.
+    pub via: Option<String>,
+    pub transport: Transport,
+    /// Extra header lines, in order, placed before Content-Type.
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Body>,
+}
+
+/// What a new response is made of; unset values are generated.
+#[derive(Debug, Clone, Default)]
+pub struct ResponseParams {
+    pub code: u16,
+    pub reason: Option<String>,
+    pub contact: Option<String>,
+    pub to_tag: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Body>,
+}
+
+/// The standard reason phrase for a status code.
+pub fn reason_phrase(code: u16) -> &'static str {
+    match code {
+        100 => "Trying",
+        180 => "Ringing",
+        181 => "Call Is Being Forwarded",
+        182 => "Queued",
+        183 => "Session Progress",
+        200 => "OK",
+        202 => "Accepted",
+        301 => "Moved Permanently",
+        302 => "Moved Temporarily",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        415 => "Unsupported Media Type",
+        420 => "Bad Extension",
+        480 => "Temporarily Unavailable",
+        481 => "Call/Transaction Does Not Exist",
+        483 => "Too Many Hops",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        491 => "Request Pending",
+        493 => "Undecipherable",
+        494 => "Security Agreement Required",
+        495 => "Signature Required",
+        496 => "Proxy Undecipherable",
+        500 => "Server Internal Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        504 => "Server Time-out",
+        600 => "Busy Everywhere",
+        603 => "Decline",
+        604 => "Does Not Exist Anywhere",
+        606 => "Not Acceptable",
+        _ => match code / 100 {
+            1 => "Provisional",
+            2 => "Success",
+            3 => "Redirection",
+            4 => "Client Error",
+            5 => "Server Error",
+            _ => "Global Failure",
+        },
+    }
+}
+
+/// `sip:a@b` or `Name <sip:a@b>;tag=x` → a name-addr with angle brackets,
+/// its URI checked with rsip.
+fn name_addr(what: &'static str, value: &str) -> Result<(String, rsip::Uri), ComposeError> {
+    let value = value.trim();
+    let bad = |reason: String| ComposeError::BadUri {
+        what,
+        value: value.to_owned(),
+        reason,
+    };
+    let (text, uri) = match (value.find('<'), value.rfind('>')) {
+        (Some(open), Some(close)) if open < close => (value.to_owned(), &value[open + 1..close]),
+        (None, None) => (format!("<{value}>"), value),
+        _ => return Err(bad("unbalanced angle brackets".into())),
+    };
+    let parsed = uri_of(what, uri)?;
+    if split_list(&text).len() != 1 {
+        return Err(bad("only one address is allowed".into()));
+    }
+    Ok((text, parsed))
+}
+
+fn uri_of(what: &'static str, uri: &str) -> Result<rsip::Uri, ComposeError> {
+    let bad = |reason: String| ComposeError::BadUri {
+        what,
+        value: uri.to_owned(),
+        reason,
+    };
+    let lower = uri.to_ascii_lowercase();
+    if !(lower.starts_with("sip:") || lower.starts_with("sips:") || lower.starts_with("tel:")) {
+        return Err(bad("expected a sip:, sips: or tel: URI".into()));
+    }
+    if uri.contains(char::is_whitespace) {
+        return Err(bad("a URI has no white space".into()));
+    }
+    rsip::Uri::try_from(uri).map_err(|e| bad(e.to_string()))
+}
+
+fn host_of(uri: &rsip::Uri) -> String {
+    uri.host_with_port.host.to_string()
+}
+
+/// The URI part of a name-addr without its header parameters.
+fn bare_uri(uri: &rsip::Uri) -> String {
+    let mut u = uri.clone();
+    u.headers.clear();
+    u.to_string()
+}
+
+fn add_extra_and_body(
+    m: &mut Message,
+    headers: &[(String, String)],
+    body: &Option<Body>,
+) -> Result<(), ComposeError> {
+    for (name, value) in headers {
+        let name = name.trim();
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
+            || value.contains(['\r', '\n'])
+        {
+            return Err(ComposeError::BadHeader(format!("{name}: {value}")));
+        }
+        m.push_header(name, value.trim());
+    }
+    match body {
+        Some(b) => {
+            m.push_header("Content-Type", &b.content_type);
+            m.set_body(b.bytes.clone());
+        }
+        None => m.set_body(Vec::new()),
+    }
+    Ok(())
+}
+
+/// Split `Name: value` (as given to `--header`).
+pub fn parse_header_arg(arg: &str) -> Result<(String, String), ComposeError> {
+    arg.split_once(':')
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .filter(|(n, _)| !n.is_empty())
+        .ok_or_else(|| ComposeError::BadHeader(arg.to_owned()))
+}
+
+/// The request parameters as bytes, for [`Context::mix`]: in deterministic
+/// mode two different requests built with one seed get different tags,
+/// branches and Call-IDs.
+fn fingerprint(p: &RequestParams) -> Vec<u8> {
+    let mut out = Vec::new();
+    let opt = |o: &Option<String>| o.clone().unwrap_or_default();
+    let fields = [
+        p.method.clone(),
+        p.from.clone(),
+        p.to.clone(),
+        opt(&p.request_uri),
+        opt(&p.call_id),
+        p.cseq.map(|c| c.to_string()).unwrap_or_default(),
+        opt(&p.contact),
+        opt(&p.via),
+        p.transport.as_str().to_owned(),
+    ];
+    for f in fields
+        .iter()
+        .chain(p.headers.iter().flat_map(|(n, v)| [n, v]))
+    {
+        out.extend_from_slice(&(f.len() as u64).to_be_bytes());
+        out.extend_from_slice(f.as_bytes());
+    }
+    if let Some(b) = &p.body {
+        out.extend_from_slice(b.content_type.as_bytes());
+        out.push(0);
+        out.extend_from_slice(&b.bytes);
+    }
+    out
+}
+
+/// Build a request. Generated: From tag, Via branch, Call-ID, CSeq 1,
+/// Contact (INVITE, REGISTER, UPDATE, SUBSCRIBE, REFER) from the From URI.
+pub fn build_request(p: &RequestParams, ctx: &mut Context) -> Result<Message, ComposeError> {
+    ctx.mix("request", &fingerprint(p));
+    let method = p.method.trim().to_ascii_uppercase();
+    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase() || b == b'-') {
+        return Err(ComposeError::BadMethod(p.method.clone()));
+    }
+    let (mut from, from_uri) = name_addr("From", &p.from)?;
+    let (to, to_uri) = name_addr("To", &p.to)?;
+    let request_uri = match &p.request_uri {
+        Some(u) => {
+            uri_of("Request-URI", u)?;
+            u.clone()
+        }
+        // A REGISTER goes to the registrar of the AOR's domain (RFC 3261 §10.2).
+        None if method == "REGISTER" => format!(
+            "{}:{}",
+            to_uri.scheme.clone().unwrap_or_default(),
+            to_uri.host_with_port
+        ),
+        None => bare_uri(&to_uri),
+    };
+    let has_tag = |s: &str| {
+        s.rsplit_once('>')
+            .is_some_and(|(_, params)| params.to_ascii_lowercase().contains(";tag="))
+    };
+    if !has_tag(&from) {
+        from = format!("{from};tag={}", ctx.token(5));
+    }
+    let sent_by = p.via.clone().unwrap_or_else(|| host_of(&from_uri));
+    if sent_by.is_empty() || sent_by.contains(char::is_whitespace) || sent_by.contains(';') {
+        return Err(ComposeError::BadUri {
+            what: "Via sent-by",
+            value: sent_by,
+            reason: "expected HOST[:PORT]".into(),
+        });
+    }
+    let branch = format!("z9hG4bK{}", ctx.token(8));
+    let call_id = match &p.call_id {
+        Some(c) => c.clone(),
+        None => format!("{}@{}", ctx.token(10), host_of(&from_uri)),
+    };
+    let cseq_method = method.clone();
+    let contact = match &p.contact {
+        Some(c) => Some(name_addr("Contact", c)?.0),
+        None if matches!(
+            method.as_str(),
+            "INVITE" | "REGISTER" | "UPDATE" | "SUBSCRIBE" | "REFER"
+        ) =>
+        {
+            Some(format!("<{}>", bare_uri(&from_uri)))
+        }
+        None => None,
+    };
+
+    let mut m = Message::new(StartLine::Request {
+        method,
+        uri: request_uri,
+    });
+    m.push_header(
+        "Via",
+        &format!("SIP/2.0/{} {sent_by};branch={branch}", p.transport.as_str()),
+    );
+    m.push_header("Max-Forwards", "70");
+    m.push_header("From", &from);
+    m.push_header("To", &to);
+    m.push_header("Call-ID", &call_id);
+    m.push_header("CSeq", &format!("{} {cseq_method}", p.cseq.unwrap_or(1)));
+    if let Some(c) = contact {
+        m.push_header("Contact", &c);
+    }
+    add_extra_and_body(&mut m, &p.headers, &p.body)?;
+    Ok(m)
+}
+
+/// Build a response to `request` (RFC 3261 §8.2.6): Via (all, in order),
+/// From, Call-ID and CSeq copied byte for byte, To copied with a tag added
+/// (except for 100), Record-Route copied for dialog-creating responses
+/// (§12.1.1), and a Contact on 1xx/2xx responses to INVITE.
+pub fn build_response(
+    request: &Message,
+    p: &ResponseParams,
+    ctx: &mut Context,
+) -> Result<Message, ComposeError> {
+    if !(100..=699).contains(&p.code) {
+        return Err(ComposeError::BadStatus(p.code));
+    }
+    let Some(method) = request.method().map(str::to_owned) else {
+        return Err(ComposeError::NotARequest);
+    };
+    // Every response to one request shares its To tag (one dialog), so only
+    // the request feeds deterministic mode here.
+    ctx.mix("response to", &request.to_bytes());
+    // Fail early, with the header named, on requests that lack what a response copies.
+    request.vias()?;
+    request.from_header()?;
+    request.call_id()?;
+    request.cseq()?;
+    let to_value = request.header("To").ok_or(HeaderError::Missing("To"))?;
+    let to_has_tag = request.to_tag()?.is_some();
+
+    let reason = p
+        .reason
+        .clone()
+        .unwrap_or_else(|| reason_phrase(p.code).to_owned());
+    let mut m = Message::new(StartLine::Response {
+        code: p.code,
+        reason,
+    });
+    let copy = |m: &mut Message, name: &str| {
+        for h in request.headers().iter().filter(|h| h.is(name)) {
+            m.push_raw(h.clone());
+        }
+    };
+    copy(&mut m, "Via");
+    let dialog_creating =
+        (101..300).contains(&p.code) && matches!(method.as_str(), "INVITE" | "SUBSCRIBE" | "REFER");
+    if dialog_creating {
+        copy(&mut m, "Record-Route");
+    }
+    copy(&mut m, "From");
+    if to_has_tag || p.code == 100 {
+        copy(&mut m, "To");
+    } else {
+        let tag = p.to_tag.clone().unwrap_or_else(|| ctx.token(5));
+        m.push_header("To", &format!("{to_value};tag={tag}"));
+    }
+    copy(&mut m, "Call-ID");
+    copy(&mut m, "CSeq");
+    let contact = match &p.contact {
+        Some(c) => Some(name_addr("Contact", c)?.0),
+        None if dialog_creating => request.request_uri().map(|u| format!("<{u}>")),
+        None => None,
+    };
+    if let Some(c) = contact {
+        m.push_header("Contact", &c);
+    }
+    add_extra_and_body(&mut m, &p.headers, &p.body)?;
+    Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> Context {
+        Context::new(Some(b"test"), None)
+    }
+
+    fn invite() -> Message {
+        let p = RequestParams {
+            method: "invite".into(),
+            from: "sip:alice@a.example.com".into(),
+            to: "Bob <sip:bob@b.example.com>".into(),
+            body: Some(Body {
+                content_type: "application/sdp".into(),
+                bytes: b"v=0\r\n".to_vec(),
+            }),
+            ..Default::default()
+        };
+        build_request(&p, &mut ctx()).unwrap()
+    }
+
+    #[test]
+    fn request_has_the_mandatory_headers() {
+        let m = invite();
+        assert_eq!(m.request_uri(), Some("sip:bob@b.example.com"));
+        assert!(
+            m.vias().unwrap()[0]
+                .branch()
+                .unwrap()
+                .to_string()
+                .starts_with("z9hG4bK")
+        );
+        assert!(m.from_tag().unwrap().is_some());
+        assert_eq!(m.max_forwards().unwrap(), Some(70));
+        assert_eq!(m.cseq().unwrap().method, "INVITE");
+        assert_eq!(m.header("Content-Length"), Some("5"));
+        assert_eq!(m.contacts().unwrap().len(), 1);
+        assert_eq!(Message::parse(&m.to_bytes()).unwrap(), m);
+    }
+
+    #[test]
+    fn register_targets_the_domain() {
+        let p = RequestParams {
+            method: "REGISTER".into(),
+            from: "sip:alice@a.example.com".into(),
+            to: "sip:alice@a.example.com".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            build_request(&p, &mut ctx()).unwrap().request_uri(),
+            Some("sip:a.example.com")
+        );
+    }
+
+    #[test]
+    fn response_copies_and_tags() {
+        let req = invite();
+        let p = ResponseParams {
+            code: 200,
+            ..Default::default()
+        };
+        let resp = build_response(&req, &p, &mut ctx()).unwrap();
+        assert_eq!(resp.status(), Some(200));
+        for name in ["Via", "From", "Call-ID", "CSeq"] {
+            assert_eq!(resp.header(name), req.header(name), "{name}");
+        }
+        assert!(resp.to_tag().unwrap().is_some());
+        assert_eq!(resp.header("Contact"), Some("<sip:bob@b.example.com>"));
+        let trying = build_response(
+            &req,
+            &ResponseParams {
+                code: 100,
+                ..Default::default()
+            },
+            &mut ctx(),
+        )
+        .unwrap();
+        assert_eq!(trying.to_tag().unwrap(), None);
+        assert!(matches!(
+            build_response(&resp, &p, &mut ctx()),
+            Err(ComposeError::NotARequest)
+        ));
+    }
+
+    #[test]
+    fn bad_inputs_are_refused() {
+        let mut p = RequestParams {
+            method: "INVITE".into(),
+            from: "alice".into(),
+            to: "sip:b@h".into(),
+            ..Default::default()
+        };
+        assert!(matches!(
+            build_request(&p, &mut ctx()),
+            Err(ComposeError::BadUri { what: "From", .. })
+        ));
+        p.from = "sip:a@h".into();
+        p.headers = vec![("Bad Name".into(), "x".into())];
+        assert!(matches!(
+            build_request(&p, &mut ctx()),
+            Err(ComposeError::BadHeader(_))
+        ));
+    }
+}

@@ -1,0 +1,428 @@
+//! Typed access to header values. rsip parses the values; the framing and
+//! the bytes stay in [`Message`].
+
+use rsip::headers::untyped::ToTypedHeader;
+use rsip::headers::{self as rh, UntypedHeader};
+
+use super::message::Message;
+
+pub use rsip::headers::typed::{Contact, From, To, Via};
+
+/// A header that is missing or whose value does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    #[error("missing {0} header")]
+    Missing(&'static str),
+    #[error("malformed {name} header {value:?}: {reason}")]
+    Malformed {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+impl HeaderError {
+    fn malformed(name: &'static str, value: &str, reason: impl ToString) -> Self {
+        HeaderError::Malformed {
+            name,
+            value: value.to_owned(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// What a user can do about it.
+    pub fn hint(&self) -> String {
+        match self {
+            HeaderError::Missing(name) => format!("add a {name} header to the message"),
+            HeaderError::Malformed { name, .. } => {
+                format!("fix the {name} value; see RFC 3261 §20 for its syntax")
+            }
+        }
+    }
+}
+
+/// `CSeq`: sequence number and method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CSeq {
+    pub seq: u32,
+    pub method: String,
+}
+
+/// A MIME type with its parameters (`Content-Type`), values unquoted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentType {
+    /// `type/subtype`, lower case.
+    pub mime: String,
+    /// Parameters in order; names lower case, values unquoted.
+    pub params: Vec<(String, String)>,
+}
+
+impl ContentType {
+    /// A parameter's value by (case-insensitive) name.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether the type is `mime` (case-insensitive).
+    pub fn is(&self, mime: &str) -> bool {
+        self.mime.eq_ignore_ascii_case(mime)
+    }
+}
+
+/// `Content-Disposition`: disposition type and parameters, values unquoted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentDisposition {
+    /// `render`, `session`, `attachment`, ... lower case.
+    pub kind: String,
+    pub params: Vec<(String, String)>,
+}
+
+impl ContentDisposition {
+    /// A parameter's value by (case-insensitive) name.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn unquote(v: &str) -> String {
+    let v = v.trim();
+    match v.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+        Some(inner) => inner.replace("\\\"", "\"").replace("\\\\", "\\"),
+        None => v.to_owned(),
+    }
+}
+
+/// Split a header value at top-level commas (not inside quotes or `<...>`),
+/// as RFC 3261 §7.3.1 allows for list-valued headers.
+pub fn split_list(value: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut quoted, mut angle, mut escaped) = (false, false, false);
+    let mut start = 0;
+    for (i, c) in value.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '<' if !quoted => angle = true,
+            '>' if !quoted => angle = false,
+            ',' if !quoted && !angle => {
+                parts.push(value[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(value[start..].trim());
+    parts.retain(|p| !p.is_empty());
+    parts
+}
+
+impl Message {
+    /// The value of the first header of this name (compact forms match).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers()
+            .iter()
+            .find(|h| h.is(name))
+            .map(|h| h.value())
+    }
+
+    /// The values of every header line of this name, in order.
+    pub fn header_values(&self, name: &str) -> Vec<&str> {
+        self.headers()
+            .iter()
+            .filter(|h| h.is(name))
+            .map(|h| h.value())
+            .collect()
+    }
+
+    /// Every comma-separated element of every header line of this name.
+    pub fn header_list(&self, name: &str) -> Vec<&str> {
+        self.header_values(name)
+            .into_iter()
+            .flat_map(split_list)
+            .collect()
+    }
+
+    fn required(&self, name: &'static str) -> Result<&str, HeaderError> {
+        self.header(name).ok_or(HeaderError::Missing(name))
+    }
+
+    /// The Request-URI, for requests.
+    pub fn request_uri(&self) -> Option<&str> {
+        match self.start_line() {
+            super::StartLine::Request { uri, .. } => Some(uri),
+            super::StartLine::Response { .. } => None,
+        }
+    }
+
+    /// The Request-URI parsed, for requests.
+    pub fn request_uri_parsed(&self) -> Option<Result<rsip::Uri, HeaderError>> {
+        self.request_uri().map(|u| {
+            rsip::Uri::try_from(u).map_err(|e| HeaderError::malformed("Request-URI", u, e))
+        })
+    }
+
+    /// Every Via entry, topmost first.
+    pub fn vias(&self) -> Result<Vec<Via>, HeaderError> {
+        self.header_list("Via")
+            .into_iter()
+            .map(|v| {
+                rh::Via::new(v)
+                    .typed()
+                    .map_err(|e| HeaderError::malformed("Via", v, e))
+            })
+            .collect()
+    }
+
+    /// The From header.
+    pub fn from_header(&self) -> Result<From, HeaderError> {
+        let v = self.required("From")?;
+        rh::From::new(v)
+            .typed()
+            .map_err(|e| HeaderError::malformed("From", v, e))
+    }
+
+    /// The To header.
+    pub fn to_header(&self) -> Result<To, HeaderError> {
+        let v = self.required("To")?;
+        rh::To::new(v)
+            .typed()
+            .map_err(|e| HeaderError::malformed("To", v, e))
+    }
+
+    /// The From tag, if any.
+    pub fn from_tag(&self) -> Result<Option<String>, HeaderError> {
+        Ok(self.from_header()?.tag().map(|t| t.value().to_owned()))
+    }
+
+    /// The To tag, if any.
+    pub fn to_tag(&self) -> Result<Option<String>, HeaderError> {
+        Ok(self.to_header()?.tag().map(|t| t.value().to_owned()))
+    }
+
+    /// The Call-ID.
+    pub fn call_id(&self) -> Result<&str, HeaderError> {
+        let v = self.required("Call-ID")?;
+        if v.is_empty() || v.contains(char::is_whitespace) {
+            return Err(HeaderError::malformed("Call-ID", v, "must be one word"));
+        }
+        Ok(v)
+    }
+
+    /// The CSeq.
+    pub fn cseq(&self) -> Result<CSeq, HeaderError> {
+        let v = self.required("CSeq")?;
+        // rsip knows only the registered methods; any token is a valid method.
+        let (seq, method) = v
+            .split_once(char::is_whitespace)
+            .ok_or_else(|| HeaderError::malformed("CSeq", v, "expected `NUMBER METHOD`"))?;
+        let seq = match rh::CSeq::new(format!("{} INVITE", seq.trim())).typed() {
+            Ok(typed) => typed.seq,
+            Err(e) => return Err(HeaderError::malformed("CSeq", v, e)),
+        };
+        let method = method.trim();
+        if method.is_empty()
+            || !method
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
+        {
+            return Err(HeaderError::malformed("CSeq", v, "method is not a token"));
+        }
+        Ok(CSeq {
+            seq,
+            method: method.to_owned(),
+        })
+    }
+
+    /// Max-Forwards, if present.
+    pub fn max_forwards(&self) -> Result<Option<u32>, HeaderError> {
+        self.header("Max-Forwards")
+            .map(|v| {
+                v.parse::<u8>()
+                    .map(u32::from)
+                    .map_err(|_| HeaderError::malformed("Max-Forwards", v, "expected 0 to 255"))
+            })
+            .transpose()
+    }
+
+    /// Every Contact entry (`*` in a REGISTER is not a URI and is skipped).
+    pub fn contacts(&self) -> Result<Vec<Contact>, HeaderError> {
+        self.header_list("Contact")
+            .into_iter()
+            .filter(|v| *v != "*")
+            .map(|v| {
+                rh::Contact::new(v)
+                    .typed()
+                    .map_err(|e| HeaderError::malformed("Contact", v, e))
+            })
+            .collect()
+    }
+
+    /// Content-Type, if present.
+    pub fn content_type(&self) -> Result<Option<ContentType>, HeaderError> {
+        self.header("Content-Type")
+            .map(parse_content_type)
+            .transpose()
+    }
+
+    /// Content-ID without its angle brackets, if present.
+    pub fn content_id(&self) -> Option<&str> {
+        self.header("Content-ID").map(strip_angle)
+    }
+
+    /// Content-Disposition, if present.
+    pub fn content_disposition(&self) -> Result<Option<ContentDisposition>, HeaderError> {
+        self.header("Content-Disposition")
+            .map(parse_content_disposition)
+            .transpose()
+    }
+}
+
+/// `<id@host>` → `id@host`.
+pub fn strip_angle(v: &str) -> &str {
+    let v = v.trim();
+    v.strip_prefix('<')
+        .and_then(|s| s.strip_suffix('>'))
+        .unwrap_or(v)
+}
+
+/// Parse a Content-Type value (also used for MIME part headers).
+pub fn parse_content_type(v: &str) -> Result<ContentType, HeaderError> {
+    use rsip::headers::typed::MediaType;
+    let typed = rh::ContentType::new(v)
+        .typed()
+        .map_err(|e| HeaderError::malformed("Content-Type", v, e))?;
+    let (mime, params) = match typed.0 {
+        MediaType::Sdp(p) => ("application/sdp".to_owned(), p),
+        MediaType::Other(m, p) => (m.trim().to_ascii_lowercase(), p),
+    };
+    match mime.split_once('/') {
+        Some((t, s)) if !t.is_empty() && !s.is_empty() && !s.contains('/') => {}
+        _ => {
+            return Err(HeaderError::malformed(
+                "Content-Type",
+                v,
+                "expected type/subtype",
+            ));
+        }
+    }
+    let params = params
+        .into_iter()
+        .map(|p| (p.0.trim().to_ascii_lowercase(), unquote(&p.1)))
+        .collect();
+    Ok(ContentType { mime, params })
+}
+
+/// Parse a Content-Disposition value.
+pub fn parse_content_disposition(v: &str) -> Result<ContentDisposition, HeaderError> {
+    use rsip::headers::typed::content_disposition::DisplayType;
+    let typed = rh::ContentDisposition::new(v)
+        .typed()
+        .map_err(|e| HeaderError::malformed("Content-Disposition", v, e))?;
+    let kind = match typed.display_type {
+        DisplayType::Render => "render".to_owned(),
+        DisplayType::Session => "session".to_owned(),
+        DisplayType::Icon => "icon".to_owned(),
+        DisplayType::Alert => "alert".to_owned(),
+        DisplayType::Other(o) => o.trim().to_ascii_lowercase(),
+    };
+    if kind.is_empty() {
+        return Err(HeaderError::malformed(
+            "Content-Disposition",
+            v,
+            "missing disposition type",
+        ));
+    }
+    let params = typed
+        .display_params
+        .into_iter()
+        .map(|p| (p.0.trim().to_ascii_lowercase(), unquote(&p.1)))
+        .collect();
+    Ok(ContentDisposition { kind, params })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MSG: &[u8] = b"INVITE sip:bob@b.example.com SIP/2.0\r\n\
+v: SIP/2.0/TCP p.example.com;branch=z9hG4bKp1, SIP/2.0/UDP a.example.com:5060;branch=z9hG4bKa1\r\n\
+Max-Forwards: 69\r\n\
+f: \"Alice, A.\" <sip:alice@a.example.com>;tag=1928301774\r\n\
+t: <sip:bob@b.example.com>\r\n\
+i: a84b4c76e66710@a.example.com\r\n\
+CSeq: 314159 INVITE\r\n\
+m: <sip:alice@192.0.2.1:5060>\r\n\
+c: application/pkcs7-mime; smime-type=authEnveloped-data; name=\"smime.p7m\"\r\n\
+Content-Disposition: attachment; filename=smime.p7m; handling=required\r\n\
+Content-ID: <sdp-1@a.example.com>\r\n\
+l: 0\r\n\r\n";
+
+    #[test]
+    fn typed_values() {
+        let m = Message::parse(MSG).unwrap();
+        let vias = m.vias().unwrap();
+        assert_eq!(vias.len(), 2);
+        assert_eq!(vias[0].branch().unwrap().to_string(), "z9hG4bKp1");
+        assert_eq!(
+            m.from_header().unwrap().display_name.as_deref(),
+            Some("\"Alice, A.\"")
+        );
+        assert_eq!(m.from_tag().unwrap().as_deref(), Some("1928301774"));
+        assert_eq!(m.to_tag().unwrap(), None);
+        assert_eq!(
+            m.to_header().unwrap().uri.to_string(),
+            "sip:bob@b.example.com"
+        );
+        assert_eq!(m.call_id().unwrap(), "a84b4c76e66710@a.example.com");
+        assert_eq!(
+            m.cseq().unwrap(),
+            CSeq {
+                seq: 314159,
+                method: "INVITE".into()
+            }
+        );
+        assert_eq!(m.max_forwards().unwrap(), Some(69));
+        assert_eq!(
+            m.contacts().unwrap()[0].uri.to_string(),
+            "sip:alice@192.0.2.1:5060"
+        );
+        let ct = m.content_type().unwrap().unwrap();
+        assert!(ct.is("application/pkcs7-mime"));
+        assert_eq!(ct.param("smime-type"), Some("authEnveloped-data"));
+        assert_eq!(ct.param("name"), Some("smime.p7m"));
+        assert_eq!(m.content_id(), Some("sdp-1@a.example.com"));
+        let cd = m.content_disposition().unwrap().unwrap();
+        assert_eq!(
+            (cd.kind.as_str(), cd.param("handling")),
+            ("attachment", Some("required"))
+        );
+        assert_eq!(m.request_uri(), Some("sip:bob@b.example.com"));
+    }
+
+    #[test]
+    fn list_splitting_respects_quotes_and_brackets() {
+        assert_eq!(
+            split_list("\"a, b\" <sip:x,y@h>;p=1, <sip:z@h>"),
+            vec!["\"a, b\" <sip:x,y@h>;p=1", "<sip:z@h>"]
+        );
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        let m = Message::parse(b"BYE sip:x SIP/2.0\r\nCSeq: abc BYE\r\nMax-Forwards: 300\r\n\r\n")
+            .unwrap();
+        assert!(matches!(
+            m.cseq(),
+            Err(HeaderError::Malformed { name: "CSeq", .. })
+        ));
+        assert!(m.max_forwards().is_err());
+        assert_eq!(m.call_id(), Err(HeaderError::Missing("Call-ID")));
+    }
+}

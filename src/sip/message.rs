@@ -1,0 +1,645 @@
+//! SIP message framing that keeps every byte (RFC 3261 §7).
+//!
+//! ```text
+//! generic-message  =  start-line
+//!                     *message-header
+//!                     CRLF
+//!                     [ message-body ]
+//! ```
+//!
+//! rsip reformats headers and pushes bodies through UTF-8, so the framing is
+//! ours: each header line is kept as the bytes it arrived as (folded
+//! continuation lines included), the body is exactly `Content-Length` bytes,
+//! and an unmodified message serializes to its input byte for byte. Header
+//! *values* are parsed with rsip in [`super::headers`].
+
+use std::fmt;
+
+use super::names;
+
+/// Where a parse error was found and what it was.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line} (byte {offset}): {kind}")]
+pub struct ParseError {
+    /// 1-based line number.
+    pub line: usize,
+    /// 0-based byte offset into the input.
+    pub offset: usize,
+    /// What is wrong there.
+    pub kind: ParseErrorKind,
+}
+
+/// The kinds of malformed SIP framing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseErrorKind {
+    #[error("empty input: no SIP message")]
+    Empty,
+    #[error("missing start line: the first line is a header ({0:?}), not a request or status line")]
+    MissingStartLine(String),
+    #[error("malformed start line {0:?}: expected `METHOD URI SIP/2.0` or `SIP/2.0 CODE REASON`")]
+    BadStartLine(String),
+    #[error("unsupported SIP version {0:?}: only SIP/2.0 is understood")]
+    BadVersion(String),
+    #[error("header line without a colon: {0:?}")]
+    HeaderWithoutColon(String),
+    #[error("invalid header name {0:?}")]
+    BadHeaderName(String),
+    #[error("bytes that are not UTF-8 in the start line or a header")]
+    NonUtf8,
+    #[error("continuation line (starting with white space) before any header")]
+    FoldWithoutHeader,
+    #[error("truncated: the header section does not end with an empty line")]
+    Truncated,
+    #[error("invalid Content-Length {0:?}")]
+    BadContentLength(String),
+    #[error("Content-Length given more than once with different values")]
+    ConflictingContentLength,
+    #[error("truncated body: Content-Length is {declared} but only {present} bytes follow")]
+    BodyTooShort { declared: usize, present: usize },
+    #[error("Content-Length is {declared} but {present} bytes follow the headers")]
+    BodyTooLong { declared: usize, present: usize },
+}
+
+impl ParseError {
+    /// What a user can do about it.
+    pub fn hint(&self) -> &'static str {
+        match self.kind {
+            ParseErrorKind::Empty | ParseErrorKind::MissingStartLine(_) => {
+                "pass a whole SIP message: a request line (`INVITE sip:bob@b.example.com SIP/2.0`) or a status line, then headers"
+            }
+            ParseErrorKind::BadStartLine(_) | ParseErrorKind::BadVersion(_) => {
+                "the first line must be `METHOD REQUEST-URI SIP/2.0` or `SIP/2.0 CODE REASON`"
+            }
+            ParseErrorKind::HeaderWithoutColon(_) | ParseErrorKind::BadHeaderName(_) => {
+                "every header line is `Name: value`; continuation lines start with a space or tab"
+            }
+            ParseErrorKind::NonUtf8 => {
+                "header values must be UTF-8; binary data belongs in the body"
+            }
+            ParseErrorKind::FoldWithoutHeader => {
+                "remove the leading white space from the first header line"
+            }
+            ParseErrorKind::Truncated => {
+                "the message was cut off: headers must be followed by an empty line (CRLF CRLF)"
+            }
+            ParseErrorKind::BadContentLength(_) | ParseErrorKind::ConflictingContentLength => {
+                "Content-Length must be one decimal number of body bytes"
+            }
+            ParseErrorKind::BodyTooShort { .. } | ParseErrorKind::BodyTooLong { .. } => {
+                "fix Content-Length to the body's byte count, or remove the header to take the body as the rest of the input"
+            }
+        }
+    }
+}
+
+/// The first line of a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartLine {
+    /// `Method SP Request-URI SP SIP-Version`
+    Request { method: String, uri: String },
+    /// `SIP-Version SP Status-Code SP Reason-Phrase`
+    Response { code: u16, reason: String },
+}
+
+impl fmt::Display for StartLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartLine::Request { method, uri } => write!(f, "{method} {uri} SIP/2.0"),
+            StartLine::Response { code, reason } => write!(f, "SIP/2.0 {code} {reason}"),
+        }
+    }
+}
+
+/// One header field: its original bytes plus its name and unfolded value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    raw: Vec<u8>,
+    name: String,
+    value: String,
+}
+
+impl Header {
+    /// A new header line `Name: value` with CRLF.
+    pub fn new(name: &str, value: &str) -> Self {
+        let raw = format!("{name}: {value}\r\n").into_bytes();
+        Header {
+            raw,
+            name: name.to_owned(),
+            value: value.to_owned(),
+        }
+    }
+
+    /// The name as written (compact forms stay compact).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The value with folding replaced by single spaces and outer white space trimmed.
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+
+    /// The full name: compact forms expanded, registered capitalisation.
+    pub fn full_name(&self) -> &str {
+        names::full_name(&self.name)
+    }
+
+    /// Whether this header is `name` (case-insensitive, compact forms matched).
+    pub fn is(&self, name: &str) -> bool {
+        names::same(&self.name, name)
+    }
+
+    /// The bytes of this header as they arrived, line terminators included.
+    pub fn raw(&self) -> &[u8] {
+        &self.raw
+    }
+}
+
+/// Whether [`Message::parse`] takes the body as exactly the rest of the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// A file: the body must be the rest of the input.
+    Whole,
+    /// A stream: the message ends after Content-Length bytes; more may follow.
+    Prefix,
+}
+
+/// A SIP request or response that keeps its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Empty lines before the start line (keep-alives on a stream).
+    preamble: Vec<u8>,
+    start_raw: Vec<u8>,
+    start: StartLine,
+    headers: Vec<Header>,
+    /// The empty line ending the header section (`\r\n`, or `\n` in hand-written files).
+    separator: Vec<u8>,
+    body: Vec<u8>,
+}
+
+struct Line<'a> {
+    /// The line without its terminator.
+    text: &'a [u8],
+    /// Offset of the first byte after the terminator.
+    next: usize,
+    /// Whether the line ended with `\n` (otherwise the input ended).
+    terminated: bool,
+}
+
+fn next_line(input: &[u8], pos: usize) -> Option<Line<'_>> {
+    let rest = input.get(pos..)?;
+    if rest.is_empty() {
+        return None;
+    }
+    match rest.iter().position(|&b| b == b'\n') {
+        Some(nl) => {
+            let mut text = &rest[..nl];
+            if let [head @ .., b'\r'] = text {
+                text = head;
+            }
+            Some(Line {
+                text,
+                next: pos + nl + 1,
+                terminated: true,
+            })
+        }
+        None => Some(Line {
+            text: rest,
+            next: input.len(),
+            terminated: false,
+        }),
+    }
+}
+
+fn utf8(bytes: &[u8], line: usize, offset: usize) -> Result<&str, ParseError> {
+    std::str::from_utf8(bytes).map_err(|e| ParseError {
+        line,
+        offset: offset + e.valid_up_to(),
+        kind: ParseErrorKind::NonUtf8,
+    })
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
+}
+
+fn parse_start_line(text: &str) -> Result<StartLine, ParseErrorKind> {
+    if let Some(rest) = text.strip_prefix("SIP/") {
+        let (version, rest) = rest.split_once(' ').unwrap_or((rest, ""));
+        if version != "2.0" {
+            return Err(ParseErrorKind::BadVersion(format!("SIP/{version}")));
+        }
+        let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+        let code: u16 = match code.parse() {
+            Ok(c) if (100..=699).contains(&c) && code.len() == 3 => c,
+            _ => return Err(ParseErrorKind::BadStartLine(text.to_owned())),
+        };
+        return Ok(StartLine::Response {
+            code,
+            reason: reason.to_owned(),
+        });
+    }
+    let parts: Vec<&str> = text.split(' ').collect();
+    match parts.as_slice() {
+        [method, uri, version] if is_token(method) && !uri.is_empty() => {
+            if *version != "SIP/2.0" {
+                return Err(ParseErrorKind::BadVersion((*version).to_owned()));
+            }
+            Ok(StartLine::Request {
+                method: (*method).to_owned(),
+                uri: (*uri).to_owned(),
+            })
+        }
+        _ => {
+            // A first line shaped like `Name: value` means the start line is missing.
+            if let Some((name, _)) = text.split_once(':')
+                && is_token(name.trim_end())
+            {
+                return Err(ParseErrorKind::MissingStartLine(text.to_owned()));
+            }
+            Err(ParseErrorKind::BadStartLine(text.to_owned()))
+        }
+    }
+}
+
+impl Message {
+    /// Parse a whole message from a file or buffer.
+    ///
+    /// Without `Content-Length` the body is the rest of the input; with it,
+    /// the bytes present must match it exactly.
+    pub fn parse(input: &[u8]) -> Result<Message, ParseError> {
+        Self::parse_framed(input, Framing::Whole).map(|(m, _)| m)
+    }
+
+    /// Parse one message from the front of a stream buffer (TCP framing):
+    /// `Content-Length` is required to delimit the body (absent means 0) and
+    /// bytes after the body are left for the next message. Returns the
+    /// message and how many bytes it used.
+    pub fn parse_prefix(input: &[u8]) -> Result<(Message, usize), ParseError> {
+        Self::parse_framed(input, Framing::Prefix)
+    }
+
+    fn parse_framed(input: &[u8], framing: Framing) -> Result<(Message, usize), ParseError> {
+        let mut pos = 0;
+        let mut line_no = 1;
+        let err = |line, offset, kind| ParseError { line, offset, kind };
+
+        // RFC 3261 §7.5: empty lines before the start line are ignored.
+        while let Some(l) = next_line(input, pos) {
+            if !l.text.is_empty() || !l.terminated {
+                break;
+            }
+            pos = l.next;
+            line_no += 1;
+        }
+        let preamble = input[..pos].to_vec();
+        let Some(first) = next_line(input, pos) else {
+            return Err(err(line_no, pos, ParseErrorKind::Empty));
+        };
+        let text = utf8(first.text, line_no, pos)?;
+        let start = parse_start_line(text).map_err(|k| err(line_no, pos, k))?;
+        if !first.terminated {
+            return Err(err(line_no, input.len(), ParseErrorKind::Truncated));
+        }
+        let start_raw = input[pos..first.next].to_vec();
+        pos = first.next;
+        line_no += 1;
+
+        let mut headers: Vec<Header> = Vec::new();
+        let separator;
+        loop {
+            let Some(l) = next_line(input, pos) else {
+                return Err(err(line_no, pos, ParseErrorKind::Truncated));
+            };
+            if !l.terminated {
+                return Err(err(line_no, input.len(), ParseErrorKind::Truncated));
+            }
+            if l.text.is_empty() {
+                separator = input[pos..l.next].to_vec();
+                pos = l.next;
+                break;
+            }
+            let text = utf8(l.text, line_no, pos)?;
+            let raw = &input[pos..l.next];
+            if text.starts_with([' ', '\t']) {
+                // Folding (RFC 3261 §7.3.1): the line continues the previous header.
+                let Some(prev) = headers.last_mut() else {
+                    return Err(err(line_no, pos, ParseErrorKind::FoldWithoutHeader));
+                };
+                prev.raw.extend_from_slice(raw);
+                let more = text.trim();
+                if !more.is_empty() {
+                    if !prev.value.is_empty() {
+                        prev.value.push(' ');
+                    }
+                    prev.value.push_str(more);
+                }
+            } else {
+                let Some((name, value)) = text.split_once(':') else {
+                    return Err(err(
+                        line_no,
+                        pos,
+                        ParseErrorKind::HeaderWithoutColon(text.to_owned()),
+                    ));
+                };
+                let name = name.trim_end_matches([' ', '\t']);
+                if !is_token(name) {
+                    return Err(err(
+                        line_no,
+                        pos,
+                        ParseErrorKind::BadHeaderName(name.to_owned()),
+                    ));
+                }
+                headers.push(Header {
+                    raw: raw.to_vec(),
+                    name: name.to_owned(),
+                    value: value.trim().to_owned(),
+                });
+            }
+            pos = l.next;
+            line_no += 1;
+        }
+
+        let mut declared: Option<usize> = None;
+        for h in headers.iter().filter(|h| h.is("Content-Length")) {
+            let n = h.value.parse::<usize>().map_err(|_| {
+                err(
+                    line_no,
+                    pos,
+                    ParseErrorKind::BadContentLength(h.value.clone()),
+                )
+            })?;
+            if declared.is_some_and(|d| d != n) {
+                return Err(err(line_no, pos, ParseErrorKind::ConflictingContentLength));
+            }
+            declared = Some(n);
+        }
+        let present = input.len() - pos;
+        let body_len = match (framing, declared) {
+            (_, Some(n)) if n > present => {
+                return Err(err(
+                    line_no,
+                    pos,
+                    ParseErrorKind::BodyTooShort {
+                        declared: n,
+                        present,
+                    },
+                ));
+            }
+            (Framing::Whole, Some(n)) if n < present => {
+                return Err(err(
+                    line_no,
+                    pos,
+                    ParseErrorKind::BodyTooLong {
+                        declared: n,
+                        present,
+                    },
+                ));
+            }
+            (_, Some(n)) => n,
+            (Framing::Whole, None) => present,
+            (Framing::Prefix, None) => 0,
+        };
+        let body = input[pos..pos + body_len].to_vec();
+        let used = pos + body_len;
+        Ok((
+            Message {
+                preamble,
+                start_raw,
+                start,
+                headers,
+                separator,
+                body,
+            },
+            used,
+        ))
+    }
+
+    /// A new message with a start line, no headers and no body.
+    pub fn new(start: StartLine) -> Message {
+        Message {
+            preamble: Vec::new(),
+            start_raw: format!("{start}\r\n").into_bytes(),
+            start,
+            headers: Vec::new(),
+            separator: b"\r\n".to_vec(),
+            body: Vec::new(),
+        }
+    }
+
+    /// The message as bytes: unmodified parts exactly as they were parsed.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            self.preamble.len()
+                + self.start_raw.len()
+                + self.headers.iter().map(|h| h.raw.len()).sum::<usize>()
+                + self.separator.len()
+                + self.body.len(),
+        );
+        out.extend_from_slice(&self.preamble);
+        out.extend_from_slice(&self.start_raw);
+        for h in &self.headers {
+            out.extend_from_slice(&h.raw);
+        }
+        out.extend_from_slice(&self.separator);
+        out.extend_from_slice(&self.body);
+        out
+    }
+
+    /// The start line.
+    pub fn start_line(&self) -> &StartLine {
+        &self.start
+    }
+
+    /// The request method, for requests.
+    pub fn method(&self) -> Option<&str> {
+        match &self.start {
+            StartLine::Request { method, .. } => Some(method),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    /// The status code, for responses.
+    pub fn status(&self) -> Option<u16> {
+        match &self.start {
+            StartLine::Response { code, .. } => Some(*code),
+            StartLine::Request { .. } => None,
+        }
+    }
+
+    /// Whether this is a request.
+    pub fn is_request(&self) -> bool {
+        matches!(self.start, StartLine::Request { .. })
+    }
+
+    /// Replace the start line.
+    pub fn set_start_line(&mut self, start: StartLine) {
+        self.start_raw = format!("{start}\r\n").into_bytes();
+        self.start = start;
+    }
+
+    /// All header fields in order.
+    pub fn headers(&self) -> &[Header] {
+        &self.headers
+    }
+
+    /// The body, byte-exact.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// Append an existing header (its bytes kept) after the existing ones.
+    pub fn push_raw(&mut self, header: Header) {
+        self.headers.push(header);
+    }
+
+    /// Append a header line after the existing ones.
+    pub fn push_header(&mut self, name: &str, value: &str) {
+        self.headers.push(Header::new(name, value));
+    }
+
+    /// Insert a header line at `index` (clamped to the end).
+    pub fn insert_header(&mut self, index: usize, name: &str, value: &str) {
+        let index = index.min(self.headers.len());
+        self.headers.insert(index, Header::new(name, value));
+    }
+
+    /// Insert a header above the first one of the same name (a new top Via),
+    /// or at the top when there is none.
+    pub fn prepend_header(&mut self, name: &str, value: &str) {
+        let index = self.headers.iter().position(|h| h.is(name)).unwrap_or(0);
+        self.insert_header(index, name, value);
+    }
+
+    /// Remove every header line of this name; returns how many went.
+    pub fn remove_headers(&mut self, name: &str) -> usize {
+        let before = self.headers.len();
+        self.headers.retain(|h| !h.is(name));
+        before - self.headers.len()
+    }
+
+    /// Remove the header line at `index`, if there is one.
+    pub fn remove_header_at(&mut self, index: usize) -> Option<Header> {
+        (index < self.headers.len()).then(|| self.headers.remove(index))
+    }
+
+    /// Set a header: the first line of that name is replaced in place (its
+    /// name kept as written, so `l:` stays compact), later ones removed;
+    /// appended when absent.
+    pub fn set_header(&mut self, name: &str, value: &str) {
+        match self.headers.iter().position(|h| h.is(name)) {
+            Some(i) => {
+                let written = self.headers[i].name.clone();
+                self.headers[i] = Header::new(&written, value);
+                let mut seen = 0;
+                self.headers.retain(|h| {
+                    if h.is(name) {
+                        seen += 1;
+                        seen == 1
+                    } else {
+                        true
+                    }
+                });
+            }
+            None => self.push_header(name, value),
+        }
+    }
+
+    /// Replace the body; `Content-Length` follows.
+    pub fn set_body(&mut self, body: Vec<u8>) {
+        self.body = body;
+        self.set_header("Content-Length", &self.body.len().to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INVITE: &[u8] = b"INVITE sip:bob@b.example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP a.example.com:5060;branch=z9hG4bK776asdhds\r\n\
+Max-Forwards: 70\r\n\
+Content-Length: 4\r\n\
+\r\n\
+v=0\n";
+
+    #[test]
+    fn round_trips_bytes() {
+        let m = Message::parse(INVITE).unwrap();
+        assert_eq!(m.to_bytes(), INVITE);
+        assert_eq!(m.method(), Some("INVITE"));
+        assert_eq!(m.body(), b"v=0\n");
+    }
+
+    #[test]
+    fn folding_joins_values_and_keeps_bytes() {
+        let input = b"SIP/2.0 200 OK\r\nSubject: one\r\n  two\r\n\tthree\r\nl: 0\r\n\r\n";
+        let m = Message::parse(input).unwrap();
+        assert_eq!(m.headers()[0].value(), "one two three");
+        assert_eq!(m.to_bytes(), input);
+        assert_eq!(m.status(), Some(200));
+    }
+
+    #[test]
+    fn missing_content_length_takes_rest() {
+        let m = Message::parse(b"OPTIONS sip:x SIP/2.0\nCall-ID: a\n\nbody bytes").unwrap();
+        assert_eq!(m.body(), b"body bytes");
+    }
+
+    #[test]
+    fn prefix_framing_leaves_the_rest() {
+        let mut two = INVITE.to_vec();
+        two.extend_from_slice(INVITE);
+        let (m, used) = Message::parse_prefix(&two).unwrap();
+        assert_eq!(used, INVITE.len());
+        assert_eq!(m.to_bytes(), INVITE);
+        assert!(matches!(
+            Message::parse(&two).unwrap_err().kind,
+            ParseErrorKind::BodyTooLong { declared: 4, .. }
+        ));
+    }
+
+    #[test]
+    fn errors_name_line_and_offset() {
+        let e = Message::parse(b"INVITE sip:x SIP/2.0\r\nVia SIP/2.0/UDP h\r\n\r\n").unwrap_err();
+        assert_eq!((e.line, e.offset), (2, 22));
+        assert!(matches!(e.kind, ParseErrorKind::HeaderWithoutColon(_)));
+
+        let e = Message::parse(b"Via: SIP/2.0/UDP h\r\n\r\n").unwrap_err();
+        assert!(matches!(e.kind, ParseErrorKind::MissingStartLine(_)));
+
+        let e = Message::parse(b"INVITE sip:x SIP/2.0\r\nSubject: caf\xe9\r\n\r\n").unwrap_err();
+        assert_eq!((e.line, e.offset, e.kind), (2, 34, ParseErrorKind::NonUtf8));
+
+        let e = Message::parse(b"INVITE sip:x SIP/2.0\r\nCall-ID: a").unwrap_err();
+        assert_eq!(e.kind, ParseErrorKind::Truncated);
+
+        let e = Message::parse(b"INVITE sip:x SIP/2.0\r\nl: 9\r\n\r\nabc").unwrap_err();
+        assert_eq!(
+            e.kind,
+            ParseErrorKind::BodyTooShort {
+                declared: 9,
+                present: 3
+            }
+        );
+
+        let e = Message::parse(b"").unwrap_err();
+        assert_eq!(e.kind, ParseErrorKind::Empty);
+    }
+
+    #[test]
+    fn editing_keeps_other_lines_and_fixes_length() {
+        let mut m = Message::parse(INVITE).unwrap();
+        m.prepend_header("Via", "SIP/2.0/UDP p.example.com;branch=z9hG4bKnew");
+        m.set_header("max-forwards", "69");
+        m.set_body(b"v=0\r\no=x\r\n".to_vec());
+        let text = String::from_utf8(m.to_bytes()).unwrap();
+        assert!(text.starts_with(
+            "INVITE sip:bob@b.example.com SIP/2.0\r\nVia: SIP/2.0/UDP p.example.com;branch=z9hG4bKnew\r\nVia: SIP/2.0/UDP a.example.com:5060;branch=z9hG4bK776asdhds\r\nMax-Forwards: 69\r\nContent-Length: 10\r\n\r\n"
+        ));
+        assert_eq!(Message::parse(&m.to_bytes()).unwrap(), m);
+        assert_eq!(m.remove_headers("v"), 2);
+    }
+}

@@ -1,0 +1,13 @@
+//! The SIP message layer: byte-exact framing, typed header values, and
+//! composing new requests and responses.
+
+pub mod compose;
+pub mod headers;
+pub mod message;
+pub mod names;
+
+pub use compose::{
+    Body, ComposeError, RequestParams, ResponseParams, Transport, build_request, build_response,
+};
+pub use headers::{CSeq, ContentDisposition, ContentType, HeaderError};
+pub use message::{Header, Message, ParseError, ParseErrorKind, StartLine};

@@ -1,0 +1,88 @@
+//! Header names: compact forms (RFC 3261 §7.3.3 and later RFCs) and
+//! case-insensitive comparison.
+
+/// Compact form → full name, as registered with IANA.
+const COMPACT: &[(&str, &str)] = &[
+    ("a", "Accept-Contact"),
+    ("b", "Referred-By"),
+    ("c", "Content-Type"),
+    ("d", "Request-Disposition"),
+    ("e", "Content-Encoding"),
+    ("f", "From"),
+    ("i", "Call-ID"),
+    ("j", "Reject-Contact"),
+    ("k", "Supported"),
+    ("l", "Content-Length"),
+    ("m", "Contact"),
+    ("n", "Identity-Info"),
+    ("o", "Event"),
+    ("r", "Refer-To"),
+    ("s", "Subject"),
+    ("t", "To"),
+    ("u", "Allow-Events"),
+    ("v", "Via"),
+    ("x", "Session-Expires"),
+    ("y", "Identity"),
+];
+
+/// Headers whose registered spelling is not plain Title-Case.
+const SPELLING: &[&str] = &[
+    "Call-ID",
+    "CSeq",
+    "WWW-Authenticate",
+    "MIME-Version",
+    "Content-ID",
+    "RAck",
+    "RSeq",
+    "SIP-ETag",
+    "SIP-If-Match",
+];
+
+/// The full name for a compact form; other names are returned as given.
+pub fn full_name(name: &str) -> &str {
+    COMPACT
+        .iter()
+        .find(|(c, _)| c.eq_ignore_ascii_case(name))
+        .map_or(name, |(_, full)| full)
+}
+
+/// Whether two header names denote the same header.
+pub fn same(a: &str, b: &str) -> bool {
+    full_name(a).eq_ignore_ascii_case(full_name(b))
+}
+
+/// The registered spelling of a header name (`call-id` → `Call-ID`,
+/// `v` → `Via`, `x-foo` → `X-Foo`).
+pub fn canonical(name: &str) -> String {
+    let full = full_name(name);
+    if let Some(s) = SPELLING.iter().find(|s| s.eq_ignore_ascii_case(full)) {
+        return (*s).to_owned();
+    }
+    full.split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            match chars.next() {
+                Some(first) => {
+                    first.to_ascii_uppercase().to_string() + &chars.as_str().to_ascii_lowercase()
+                }
+                None => String::new(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_and_case() {
+        assert!(same("v", "VIA"));
+        assert!(same("i", "call-id"));
+        assert!(!same("t", "From"));
+        assert_eq!(canonical("i"), "Call-ID");
+        assert_eq!(canonical("proxy-inspect-body"), "Proxy-Inspect-Body");
+        assert_eq!(canonical("cseq"), "CSeq");
+    }
+}

@@ -1,0 +1,181 @@
+//! inspect, demo, completions and keys through the real binary.
+
+mod common;
+
+use common::{golden, sipseal};
+
+#[test]
+fn inspect_reports_in_three_formats() {
+    let text = sipseal()
+        .args(["inspect", "samples/invite.sip"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    golden("inspect-invite.txt", &text);
+    let json = sipseal()
+        .args(["inspect", "--format", "json", "samples/invite.sip"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    golden("inspect-invite.json", &json);
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(v["method"], "INVITE");
+    let media = &v["body"]["sdp"]["media"];
+    assert_eq!(media[0]["media"], "audio");
+    assert_eq!(media[0]["port"], 49170);
+    assert_eq!(media[0]["rtcp_mux"], true);
+    assert_eq!(media[1]["address"], "192.0.2.11");
+    assert_eq!(
+        v["body"]["sdp"]["connection_addresses"],
+        serde_json::json!(["192.0.2.10", "192.0.2.11"])
+    );
+    let yaml = sipseal()
+        .args(["inspect", "--format", "yaml", "-"])
+        .write_stdin(common::file("samples/invite.sip"))
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let y: serde_json::Value = serde_yaml::from_slice(&yaml).unwrap();
+    assert_eq!(y, v, "YAML and JSON carry the same report");
+}
+
+#[test]
+fn inspect_compact_and_multipart() {
+    let text = sipseal()
+        .args(["inspect", "tests/data/compact-folded.sip"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(text).unwrap();
+    assert!(text.contains("  s: folded subject line\n"), "{text}");
+    assert!(text.contains("sdp: connection none"), "{text}");
+    let body = "--xyz\r\nContent-Type: application/sdp\r\n\r\nv=0\r\no=- 1 1 IN IP4 192.0.2.1\r\nc=IN IP4 192.0.2.1\r\nm=audio 4000 RTP/AVP 0\r\n\r\n--xyz\r\nContent-Type: application/isup\r\nContent-Disposition: signal; handling=optional\r\n\r\n\x01\x00\x05\r\n--xyz--\r\n";
+    let msg = format!(
+        "INVITE sip:b@h SIP/2.0\r\nContent-Type: multipart/mixed; boundary=xyz\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let json = sipseal()
+        .args(["inspect", "--format", "json", "-"])
+        .write_stdin(msg)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    let parts = v["body"]["parts"].as_array().unwrap();
+    assert_eq!(parts.len(), 2);
+    assert_eq!(parts[0]["sdp"]["media"][0]["port"], 4000);
+    assert_eq!(parts[1]["content_type"], "application/isup");
+    assert_eq!(parts[1]["length"], 3);
+}
+
+#[test]
+fn demo_builds_and_inspects_an_invite() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = sipseal()
+        .args(["demo", "--out", dir.path().to_str().unwrap()])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.contains("INVITE sip:bob@b.example.com SIP/2.0"),
+        "{text}"
+    );
+    assert!(text.contains("audio port 49170 RTP/SAVP"), "{text}");
+    let written = std::fs::read(dir.path().join("invite.sip")).unwrap();
+    let m = sipseal::sip::Message::parse(&written).unwrap();
+    assert_eq!(m.body(), common::file("samples/offer.sdp"));
+}
+
+#[test]
+fn completions_for_each_shell() {
+    for (shell, needle) in [
+        ("bash", "_sipseal()"),
+        ("zsh", "#compdef sipseal"),
+        ("fish", "complete -c sipseal"),
+    ] {
+        let out = sipseal()
+            .args(["completions", shell])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains(needle), "{shell}");
+        assert!(text.contains("inspect"), "{shell}: subcommands completed");
+    }
+    sipseal().args(["completions", "tcsh"]).assert().code(2);
+}
+
+#[test]
+fn keys_demo_with_a_seed_is_reproducible() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for d in [&a, &b] {
+        sipseal()
+            .args([
+                "--seed",
+                "d3e0",
+                "keys",
+                "demo",
+                "--out",
+                d.path().to_str().unwrap(),
+            ])
+            .assert()
+            .success();
+    }
+    for f in [
+        "alice/key.pem",
+        "ca/b.example.com/cert.pem",
+        "psk/alice-proxy-a.yaml",
+    ] {
+        assert_eq!(
+            std::fs::read(a.path().join(f)).unwrap(),
+            std::fs::read(b.path().join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    assert_ne!(
+        std::fs::read(a.path().join("alice/key.pem")).unwrap(),
+        std::fs::read(a.path().join("bob/key.pem")).unwrap()
+    );
+    let psk = sipseal::keys::Psk::load(&a.path().join("psk/alice-proxy-a.yaml")).unwrap();
+    assert_eq!((psk.id.as_str(), psk.key.len()), ("alice-proxy-a", 32));
+}
+
+#[test]
+fn ci_runs_exactly_the_readme_test_command() {
+    let readme = String::from_utf8(common::file("README.md")).unwrap();
+    let ci = String::from_utf8(common::file(".ci/run")).unwrap();
+    let blocks: Vec<&str> = readme
+        .split("```sh\n")
+        .skip(1)
+        .filter_map(|b| b.split("\n```").next())
+        .collect();
+    assert_eq!(
+        blocks[0], "cargo run --release -- demo",
+        "the README's first command runs the demo"
+    );
+    let test_command = blocks[1];
+    assert!(
+        test_command.contains("cargo test"),
+        "the README's second command runs the tests"
+    );
+    let last = ci.lines().rev().find(|l| !l.trim().is_empty()).unwrap();
+    assert_eq!(
+        last, test_command,
+        ".ci/run ends with the README's test command"
+    );
+}

@@ -1,0 +1,238 @@
+//! Malformed input: a clear one-line error naming the line or byte offset,
+//! a hint, the documented exit code, nothing on stdout, no panic.
+
+mod common;
+
+use common::sipseal;
+
+/// Run `inspect -` on `input`; returns stderr after checking exit 1 and empty stdout.
+fn inspect_fails(input: &[u8]) -> String {
+    let out = sipseal()
+        .args(["inspect", "-"])
+        .write_stdin(input)
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    assert!(out.stdout.is_empty(), "stdout must be empty on error");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "one error line and one hint line: {err}");
+    assert!(
+        lines[0].starts_with("error: standard input: line "),
+        "{err}"
+    );
+    assert!(lines[1].starts_with("hint: "), "{err}");
+    err
+}
+
+#[test]
+fn truncated_header_section() {
+    let err = inspect_fails(
+        b"INVITE sip:bob@b.example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nCall-ID: a",
+    );
+    assert!(err.contains("line 3") && err.contains("truncated"), "{err}");
+}
+
+#[test]
+fn truncated_body_lying_content_length() {
+    let err = inspect_fails(b"MESSAGE sip:b@h SIP/2.0\r\nContent-Length: 100\r\n\r\nshort");
+    assert!(
+        err.contains("Content-Length is 100 but only 5 bytes follow"),
+        "{err}"
+    );
+}
+
+#[test]
+fn content_length_too_small() {
+    let err = inspect_fails(b"MESSAGE sip:b@h SIP/2.0\r\nl: 2\r\n\r\nlonger body");
+    assert!(
+        err.contains("Content-Length is 2 but 11 bytes follow"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_start_line() {
+    let err = inspect_fails(b"Via: SIP/2.0/UDP h;branch=z9hG4bK1\r\nCall-ID: a\r\n\r\n");
+    assert!(err.contains("line 1 (byte 0): missing start line"), "{err}");
+}
+
+#[test]
+fn header_without_colon() {
+    let err =
+        inspect_fails(b"OPTIONS sip:b@h SIP/2.0\r\nCall-ID: a\r\nThis is not a header\r\n\r\n");
+    assert!(
+        err.contains("line 3 (byte 37): header line without a colon"),
+        "{err}"
+    );
+}
+
+#[test]
+fn non_utf8_header_bytes() {
+    let err = inspect_fails(b"OPTIONS sip:b@h SIP/2.0\r\nSubject: caf\xc3\x28\r\n\r\n");
+    assert!(
+        err.contains("line 2 (byte 37): bytes that are not UTF-8"),
+        "{err}"
+    );
+}
+
+#[test]
+fn empty_and_garbage_input() {
+    inspect_fails(b"");
+    inspect_fails(b"\x00\x01\x02 binary junk");
+    inspect_fails(b"SIP/3.0 200 OK\r\n\r\n");
+}
+
+#[test]
+fn io_and_usage_errors_have_their_codes() {
+    let out = sipseal()
+        .args(["inspect", "no/such/file.sip"])
+        .assert()
+        .code(4)
+        .get_output()
+        .clone();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read no/such/file.sip"));
+    // Usage: nothing to build, bad URI, bad header, bad seed, missing flags.
+    sipseal().args(["build"]).assert().code(2);
+    let out = sipseal()
+        .args([
+            "build",
+            "invite",
+            "--from",
+            "alice",
+            "--to",
+            "sip:bob@b.example.com",
+        ])
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("invalid From \"alice\"") && err.contains("hint: give a SIP URI"),
+        "{err}"
+    );
+    sipseal()
+        .args([
+            "build", "options", "--from", "sip:a@h", "--to", "sip:b@h", "--header", "no colon",
+        ])
+        .assert()
+        .code(2);
+    sipseal()
+        .args([
+            "--seed", "xyz", "build", "options", "--from", "sip:a@h", "--to", "sip:b@h",
+        ])
+        .assert()
+        .code(2);
+    sipseal()
+        .args(["build", "invite", "--from", "sip:a@h"])
+        .assert()
+        .code(2);
+    sipseal()
+        .args([
+            "build",
+            "message",
+            "--from",
+            "sip:a@h",
+            "--to",
+            "sip:b@h",
+            "--body",
+            "samples/message.txt",
+        ])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn response_to_a_response_or_broken_request() {
+    let out = sipseal()
+        .args([
+            "build",
+            "response",
+            "200",
+            "--request",
+            "tests/golden/response-200.sip",
+        ])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must be a SIP request"));
+    let dir = tempfile::tempdir().unwrap();
+    let req = dir.path().join("r.sip");
+    std::fs::write(&req, b"INVITE sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:b@h>\r\nCSeq: 1 INVITE\r\n\r\n").unwrap();
+    let out = sipseal()
+        .args([
+            "build",
+            "response",
+            "200",
+            "--request",
+            req.to_str().unwrap(),
+        ])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing Call-ID header"));
+}
+
+#[test]
+fn failed_build_leaves_no_output_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("never.sip");
+    sipseal()
+        .args([
+            "build",
+            "invite",
+            "--from",
+            "sip:a@h",
+            "--to",
+            "sip:b@h",
+            "--sdp",
+            "no/such.sdp",
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .assert()
+        .code(4);
+    assert!(!out.exists());
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "no temporary files left"
+    );
+}
+
+#[test]
+fn bad_spec_files() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text, needle) in [
+        (
+            "unknown.yaml",
+            "method: INVITE\nfrom: sip:a@h\nto: sip:b@h\ncolour: red\n",
+            "unknown field `colour`",
+        ),
+        (
+            "both.yaml",
+            "method: INVITE\nresponse: 200\n",
+            "exactly one of",
+        ),
+        ("noto.yaml", "method: INVITE\nfrom: sip:a@h\n", "needs `to`"),
+        ("yaml.yaml", "method: [unclosed\n", "spec"),
+    ] {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        let out = sipseal()
+            .args(["build", "--spec", p.to_str().unwrap()])
+            .assert()
+            .code(2)
+            .get_output()
+            .clone();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle) || name == "yaml.yaml", "{name}: {err}");
+        assert!(out.stdout.is_empty());
+    }
+}

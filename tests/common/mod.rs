@@ -1,0 +1,51 @@
+//! Helpers shared by the integration tests (each test binary uses a subset).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// The built `sipseal` binary, run from the repository root.
+pub fn sipseal() -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_sipseal"));
+    cmd.current_dir(repo()).env_remove("SIPSEAL_SEED");
+    cmd
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Compare `actual` with the golden file `tests/golden/<name>`; with
+/// `UPDATE_GOLDEN=1` rewrite it instead (then review the diff like code).
+pub fn golden(name: &str, actual: &[u8]) {
+    let path = repo().join("tests/golden").join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run with UPDATE_GOLDEN=1 to create it",
+            path.display()
+        )
+    });
+    if expected != actual {
+        panic!(
+            "{} differs from the output (run with UPDATE_GOLDEN=1 to accept):\n--- expected\n{}\n--- actual\n{}",
+            path.display(),
+            String::from_utf8_lossy(&expected),
+            String::from_utf8_lossy(actual)
+        );
+    }
+}
+
+/// A file under the repository root.
+pub fn file(rel: &str) -> Vec<u8> {
+    std::fs::read(repo().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+/// Whether `path` exists relative to the repository root.
+pub fn exists(rel: &str) -> bool {
+    Path::new(&repo().join(rel)).exists()
+}

@@ -1,0 +1,140 @@
+//! The demo PKI against the real `openssl`: certificates chain to
+//! keys/trust.pem, keys parse, and the profile is what the issue names.
+
+mod common;
+
+use std::process::Command;
+
+use common::repo;
+
+const PARTIES: &[(&str, &str, &str)] = &[
+    ("alice", "sip:alice@a.example.com", "a.example.com"),
+    ("bob", "sip:bob@b.example.com", "b.example.com"),
+    ("proxy-a", "sip:proxy-a.a.example.com", "a.example.com"),
+    ("proxy-b", "sip:proxy-b.b.example.com", "b.example.com"),
+    ("carol", "sip:carol@a.example.com", "a.example.com"),
+];
+
+fn openssl(args: &[&str], dir: &std::path::Path) -> String {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl must be installed (.ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn check_pki(dir: &std::path::Path) {
+    for (party, uri, domain) in PARTIES {
+        let cert = format!("{party}/cert.pem");
+        let verified = openssl(
+            &[
+                "verify",
+                "-CAfile",
+                "trust.pem",
+                "-purpose",
+                "smimeencrypt",
+                &cert,
+            ],
+            dir,
+        );
+        assert_eq!(verified.trim(), format!("{cert}: OK"));
+        openssl(
+            &[
+                "verify",
+                "-CAfile",
+                "trust.pem",
+                "-purpose",
+                "smimesign",
+                &cert,
+            ],
+            dir,
+        );
+        let text = openssl(&["x509", "-in", &cert, "-noout", "-text"], dir);
+        assert!(text.contains(&format!("URI:{uri}")), "{party}: SAN URI");
+        assert!(
+            text.contains("X509v3 Subject Key Identifier"),
+            "{party}: SKI"
+        );
+        assert!(text.contains("Public-Key: (2048 bit)"), "{party}: RSA-2048");
+        assert!(
+            text.contains("Not Before: Jan  1 00:00:00 2025 GMT"),
+            "{party}"
+        );
+        assert!(
+            text.contains("Not After : Jan  1 00:00:00 2045 GMT"),
+            "{party}"
+        );
+        let issuer = openssl(&["x509", "-in", &cert, "-noout", "-issuer"], dir);
+        assert!(
+            issuer
+                .trim_end()
+                .ends_with(&format!("CN = sipseal demo CA {domain}")),
+            "{party}: {issuer}"
+        );
+        // Chains to its own domain's CA alone, not just to either.
+        openssl(
+            &["verify", "-CAfile", &format!("ca/{domain}/cert.pem"), &cert],
+            dir,
+        );
+        let key = format!("{party}/key.pem");
+        let key_text = std::fs::read_to_string(dir.join(&key)).unwrap();
+        assert!(
+            key_text.starts_with("-----BEGIN PRIVATE KEY-----"),
+            "{party}: PKCS#8"
+        );
+        openssl(&["pkey", "-in", &key, "-noout"], dir);
+        // The key belongs to the certificate.
+        let from_key = openssl(&["pkey", "-in", &key, "-pubout"], dir);
+        let from_cert = openssl(&["x509", "-in", &cert, "-noout", "-pubkey"], dir);
+        assert_eq!(from_key, from_cert, "{party}: key matches certificate");
+    }
+    for ca in ["a.example.com", "b.example.com"] {
+        let cert = format!("ca/{ca}/cert.pem");
+        openssl(&["verify", "-CAfile", "trust.pem", &cert], dir);
+        let text = openssl(&["x509", "-in", &cert, "-noout", "-text"], dir);
+        assert!(text.contains("CA:TRUE"), "{ca}");
+        openssl(&["pkey", "-in", &format!("ca/{ca}/key.pem"), "-noout"], dir);
+    }
+    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    assert!(readme.contains("NEVER use these keys"));
+}
+
+#[test]
+fn committed_demo_pki_is_accepted_by_openssl() {
+    check_pki(&repo().join("keys"));
+}
+
+#[test]
+fn regenerated_demo_pki_is_accepted_by_openssl() {
+    let dir = tempfile::tempdir().unwrap();
+    common::sipseal()
+        .args(["keys", "demo", "--out", dir.path().to_str().unwrap()])
+        .assert()
+        .success();
+    check_pki(dir.path());
+    // Fresh keys, not a copy of the committed ones.
+    assert_ne!(
+        std::fs::read(dir.path().join("alice/key.pem")).unwrap(),
+        std::fs::read(repo().join("keys/alice/key.pem")).unwrap()
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("alice/key.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "private keys are not readable by group or others"
+        );
+    }
+}
