@@ -105,7 +105,7 @@ pub struct RequestArgs {
     /// CSeq number (default: 1).
     #[arg(long, value_name = "N")]
     pub cseq: Option<u32>,
-    /// Contact URI (default for INVITE, REGISTER, UPDATE: the From URI).
+    /// Contact URI (default for INVITE, REGISTER, UPDATE, SUBSCRIBE, REFER: the From URI).
     #[arg(long, value_name = "URI")]
     pub contact: Option<String>,
     /// Via sent-by (default: the From host).

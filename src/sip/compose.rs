@@ -208,12 +208,7 @@ fn add_extra_and_body(
 ) -> Result<(), ComposeError> {
     for (name, value) in headers {
         let name = name.trim();
-        if name.is_empty()
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
-            || value.contains(['\r', '\n'])
-        {
+        if !super::names::is_token(name) || value.contains(['\r', '\n']) {
             return Err(ComposeError::BadHeader(format!("{name}: {value}")));
         }
         m.push_header(name, value.trim());

@@ -227,11 +227,7 @@ impl Message {
             Err(e) => return Err(HeaderError::malformed("CSeq", v, e)),
         };
         let method = method.trim();
-        if method.is_empty()
-            || !method
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
-        {
+        if !super::names::is_token(method) {
             return Err(HeaderError::malformed("CSeq", v, "method is not a token"));
         }
         Ok(CSeq {

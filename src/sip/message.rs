@@ -15,7 +15,7 @@
 
 use std::fmt;
 
-use super::names;
+use super::names::{self, is_token};
 
 /// Where a parse error was found and what it was.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -217,12 +217,6 @@ fn utf8(bytes: &[u8], line: usize, offset: usize) -> Result<&str, ParseError> {
         offset: offset + e.valid_up_to(),
         kind: ParseErrorKind::NonUtf8,
     })
-}
-
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
 }
 
 fn parse_start_line(text: &str) -> Result<StartLine, ParseErrorKind> {

@@ -38,6 +38,13 @@ const SPELLING: &[&str] = &[
     "SIP-If-Match",
 ];
 
+/// Whether `s` is an RFC 3261 §25.1 `token` (header names, methods).
+pub fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
+}
+
 /// The full name for a compact form; other names are returned as given.
 pub fn full_name(name: &str) -> &str {
     COMPACT
