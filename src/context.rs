@@ -12,20 +12,9 @@ pub struct Context {
     /// The current seed in deterministic mode (see [`Context::mix`]).
     seed: Option<[u8; 32]>,
     now: Option<OffsetDateTime>,
-    deterministic: bool,
 }
 
 impl Context {
-    /// Fresh randomness from the operating system and the real clock.
-    pub fn system() -> Context {
-        Context {
-            rng: rand::make_rng(),
-            seed: None,
-            now: None,
-            deterministic: false,
-        }
-    }
-
     /// A context from the optional `--seed` bytes and `--now` time. The seed
     /// of any length is hashed to the 256-bit ChaCha20 seed.
     pub fn new(seed: Option<&[u8]>, now: Option<OffsetDateTime>) -> Context {
@@ -34,12 +23,7 @@ impl Context {
             Some(seed) => ChaCha20Rng::from_seed(seed),
             None => rand::make_rng(),
         };
-        Context {
-            rng,
-            seed,
-            now,
-            deterministic: seed.is_some() || now.is_some(),
-        }
+        Context { rng, seed, now }
     }
 
     /// In deterministic mode, reseed from the current seed, a label and
@@ -61,7 +45,7 @@ impl Context {
 
     /// Whether a seed or a fixed clock is in force.
     pub fn is_deterministic(&self) -> bool {
-        self.deterministic
+        self.seed.is_some() || self.now.is_some()
     }
 
     /// The cryptographically secure generator (seeded in deterministic mode).
@@ -100,7 +84,7 @@ mod tests {
         assert_eq!(ta, tb);
         assert_ne!(ta, tc);
         assert!(a.is_deterministic());
-        assert!(!Context::system().is_deterministic());
+        assert!(!Context::new(None, None).is_deterministic());
     }
 
     #[test]

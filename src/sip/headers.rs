@@ -218,14 +218,14 @@ impl Message {
     /// The CSeq.
     pub fn cseq(&self) -> Result<CSeq, HeaderError> {
         let v = self.required("CSeq")?;
-        // rsip knows only the registered methods; any token is a valid method.
+        // Not rsip's typed CSeq: it knows only the registered methods, and
+        // any token is a valid method (RFC 3261 §20.16).
         let (seq, method) = v
             .split_once(char::is_whitespace)
             .ok_or_else(|| HeaderError::malformed("CSeq", v, "expected `NUMBER METHOD`"))?;
-        let seq = match rh::CSeq::new(format!("{} INVITE", seq.trim())).typed() {
-            Ok(typed) => typed.seq,
-            Err(e) => return Err(HeaderError::malformed("CSeq", v, e)),
-        };
+        let seq: u32 = seq.parse().map_err(|_| {
+            HeaderError::malformed("CSeq", v, "sequence number must be 0 to 2^32-1")
+        })?;
         let method = method.trim();
         if !super::names::is_token(method) {
             return Err(HeaderError::malformed("CSeq", v, "method is not a token"));
