@@ -2,10 +2,16 @@
 
 use std::fmt::Write as _;
 
+use rand::CryptoRng;
 use serde::Serialize;
 
+use crate::envelope::recipient::{addressed_to_cert, addressed_to_kek};
+use crate::envelope::{Envelope, EnvelopeInfo, RecipientKey};
+use crate::keys::{Cert, Psk};
 use crate::mime::{self, Part};
 use crate::sdp::Sdp;
+use crate::sip::disclosure::{Access, designations};
+use crate::sip::headers::strip_angle;
 use crate::sip::{Message, StartLine};
 
 /// One header line.
@@ -81,8 +87,50 @@ pub struct PartReport {
     /// Why an `application/sdp` part could not be read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sdp_error: Option<String>,
+    /// The CMS envelope of an `application/pkcs7-mime` part.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cms: Option<EnvelopeInfo>,
+    /// Why a pkcs7-mime part could not be read as an envelope.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cms_error: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<PartReport>,
+}
+
+/// One `Proxy-Inspect-Body` entry checked against the envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DesignationReport {
+    pub uri: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cid: Option<String>,
+    pub access: Access,
+    /// The RecipientInfo of a known certificate or PSK with this URI.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<usize>,
+}
+
+/// Whether a given key can open the envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyCheck {
+    /// Who the key is.
+    pub key: String,
+    /// The RecipientInfo addressed to it, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<usize>,
+    /// Whether it opened (decrypted and authenticated) the content.
+    pub opens: bool,
+}
+
+/// What `inspect` knows beyond the message: certificates and PSKs to name
+/// recipients with, and keys to try.
+#[derive(Default)]
+pub struct Known<'a> {
+    /// Certificates (recipients are matched by rid, no key needed).
+    pub certs: Vec<&'a Cert>,
+    /// PSKs (matched by kekid).
+    pub psks: Vec<&'a Psk>,
+    /// Keys to try opening with (`--identity`, `--psk`).
+    pub keys: Vec<RecipientKey<'a>>,
 }
 
 /// The whole report.
@@ -102,9 +150,18 @@ pub struct Report {
     pub body_length: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<PartReport>,
+    /// `Proxy-Inspect-Body` entries, checked against the recipients.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub disclosure: Vec<DesignationReport>,
+    /// For each key given: can it open the sealed body?
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<KeyCheck>,
     /// Headers that are present but do not parse, and body problems.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
+    /// Things that parse but look wrong (e.g. a designated relay without a RecipientInfo).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 fn part_report(p: &Part) -> PartReport {
@@ -115,6 +172,14 @@ fn part_report(p: &Part) -> PartReport {
         {
             Ok(sdp) => (Some(SdpSummary::from(&sdp)), None),
             Err(e) => (None, Some(e)),
+        }
+    } else {
+        (None, None)
+    };
+    let (cms, cms_error) = if p.is("application/pkcs7-mime") || p.is("application/x-pkcs7-mime") {
+        match Envelope::parse(&p.body) {
+            Ok(env) => (Some(env.describe()), None),
+            Err(e) => (None, Some(e.to_string())),
         }
     } else {
         (None, None)
@@ -132,6 +197,8 @@ fn part_report(p: &Part) -> PartReport {
         length: p.body.len(),
         sdp,
         sdp_error,
+        cms,
+        cms_error,
         parts: p.parts.iter().map(part_report).collect(),
     }
 }
@@ -181,8 +248,212 @@ pub fn inspect(msg: &Message) -> Report {
             .collect(),
         body_length: msg.body().len(),
         body,
+        disclosure: Vec::new(),
+        keys: Vec::new(),
         problems,
+        warnings: Vec::new(),
     }
+}
+
+/// The first sealed part of a body tree, with its Content-ID.
+fn sealed_part(p: &Part) -> Option<&Part> {
+    if p.is("application/pkcs7-mime") || p.is("application/x-pkcs7-mime") {
+        return Some(p);
+    }
+    p.parts.iter().find_map(sealed_part)
+}
+
+/// Inspect a message and check its envelope against what is known: name
+/// each RecipientInfo, match `Proxy-Inspect-Body` targets to recipients,
+/// and try each given key.
+pub fn inspect_with<R: CryptoRng + ?Sized>(
+    msg: &Message,
+    known: &Known<'_>,
+    rng: &mut R,
+) -> Report {
+    let mut report = inspect(msg);
+    let tree = mime::body_of(msg).ok().flatten();
+    let sealed = tree.as_ref().and_then(sealed_part);
+    let envelope = sealed.and_then(|p| Envelope::parse(&p.body).ok());
+    let content_id = sealed
+        .and_then(|p| p.header("Content-ID"))
+        .map(|v| strip_angle(v).to_owned());
+    if let Some(env) = &envelope {
+        check(&mut report, env, known, rng);
+    }
+    let aor = |h: Option<&str>| h.map(|v| uri_of(v).to_owned());
+    let parties = [aor(msg.header("To")), aor(msg.header("From"))];
+    for d in designations(msg) {
+        let d = match d {
+            Ok(d) => d,
+            Err(e) => {
+                report.problems.push(format!("Proxy-Inspect-Body: {e}"));
+                continue;
+            }
+        };
+        if d.cid.is_some() && d.cid != content_id {
+            report.warnings.push(format!(
+                "Proxy-Inspect-Body for {} names cid {:?}, but the sealed part's Content-ID is {:?}",
+                d.uri,
+                d.cid.as_deref().unwrap_or_default(),
+                content_id.as_deref().unwrap_or("(none)")
+            ));
+        }
+        let recipient = envelope
+            .as_ref()
+            .and_then(|env| recipient_with_uri(env, known, &d.uri));
+        if let (Some(env), None) = (&envelope, recipient) {
+            if named(env, known).iter().all(Option::is_some) {
+                report.warnings.push(format!(
+                    "designated relay {} has no RecipientInfo: it cannot open the body (it would answer 496)",
+                    d.uri
+                ));
+            }
+        }
+        report.disclosure.push(DesignationReport {
+            uri: d.uri,
+            cid: d.cid,
+            access: d.access,
+            recipient,
+        });
+    }
+    if let Some(env) = &envelope {
+        for (i, who) in named(env, known).into_iter().enumerate() {
+            let Some(Some(uri)) = who else { continue };
+            let designated = report.disclosure.iter().any(|d| d.uri == uri);
+            let party = parties.iter().flatten().any(|p| *p == uri);
+            if !designated && !party {
+                report.warnings.push(format!(
+                    "recipient #{i} ({uri}) can open the body but is neither designated by Proxy-Inspect-Body nor the From/To party"
+                ));
+            }
+        }
+        let designated = report.disclosure.len();
+        if env.recipients.len() < designated + 1 {
+            report.warnings.push(format!(
+                "{} RecipientInfo(s) for {designated} designated relay(s) plus the peer: someone cannot open it",
+                env.recipients.len()
+            ));
+        }
+    }
+    report
+}
+
+/// `sip:x@y` from `Name <sip:x@y>;tag=...` (or the bare URI).
+fn uri_of(v: &str) -> &str {
+    match (v.find('<'), v.find('>')) {
+        (Some(a), Some(b)) if a < b => &v[a + 1..b],
+        _ => v.split(';').next().unwrap_or(v).trim(),
+    }
+}
+
+/// For each RecipientInfo: `Some(Some(uri))` when a known certificate or
+/// PSK with a URI matches it, `Some(None)` when matched without a URI,
+/// `None` when unknown.
+fn named(env: &Envelope, known: &Known<'_>) -> Vec<Option<Option<String>>> {
+    env.recipients
+        .iter()
+        .map(|ri| {
+            known
+                .certs
+                .iter()
+                .find(|c| addressed_to_cert(ri, c))
+                .map(|c| c.uri())
+                .or_else(|| {
+                    known
+                        .psks
+                        .iter()
+                        .find(|p| addressed_to_kek(ri, p.id.as_bytes()))
+                        .map(|p| p.uri.clone())
+                })
+        })
+        .collect()
+}
+
+fn recipient_with_uri(env: &Envelope, known: &Known<'_>, uri: &str) -> Option<usize> {
+    named(env, known)
+        .iter()
+        .position(|n| n.as_ref().and_then(|u| u.as_deref()) == Some(uri))
+}
+
+fn check<R: CryptoRng + ?Sized>(
+    report: &mut Report,
+    env: &Envelope,
+    known: &Known<'_>,
+    rng: &mut R,
+) {
+    if let Some(cms) = report.body.as_mut().and_then(first_cms) {
+        for (r, ri) in cms.recipients.iter_mut().zip(&env.recipients) {
+            r.matches = known
+                .certs
+                .iter()
+                .find(|c| addressed_to_cert(ri, c))
+                .map(|c| c.uri().unwrap_or_else(|| c.subject()))
+                .or_else(|| {
+                    known
+                        .psks
+                        .iter()
+                        .find(|p| addressed_to_kek(ri, p.id.as_bytes()))
+                        .map(|p| match &p.uri {
+                            Some(u) => format!("PSK {} ({u})", p.id),
+                            None => format!("PSK {}", p.id),
+                        })
+                });
+        }
+    }
+    for key in &known.keys {
+        let one = std::slice::from_ref(key);
+        let recipient = env.find(one).map(|(_, r)| r);
+        let opens = recipient.is_some() && env.open(one, rng).is_ok();
+        report.keys.push(KeyCheck {
+            key: key.describe(),
+            recipient,
+            opens,
+        });
+    }
+}
+
+fn first_cms(p: &mut PartReport) -> Option<&mut EnvelopeInfo> {
+    if p.cms.is_some() {
+        return p.cms.as_mut();
+    }
+    p.parts.iter_mut().find_map(first_cms)
+}
+
+/// Inspect a bare CMS object (DER).
+pub fn inspect_cms<R: CryptoRng + ?Sized>(der: &[u8], known: &Known<'_>, rng: &mut R) -> Report {
+    let mut report = Report {
+        kind: "cms",
+        start_line: String::new(),
+        method: None,
+        request_uri: None,
+        status: None,
+        headers: Vec::new(),
+        body_length: der.len(),
+        body: None,
+        disclosure: Vec::new(),
+        keys: Vec::new(),
+        problems: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let (cms, cms_error, env) = match Envelope::parse(der) {
+        Ok(env) => (Some(env.describe()), None, Some(env)),
+        Err(e) => (None, Some(e.to_string()), None),
+    };
+    report.body = Some(PartReport {
+        content_type: Some("application/pkcs7-mime".into()),
+        headers: Vec::new(),
+        length: der.len(),
+        sdp: None,
+        sdp_error: None,
+        cms,
+        cms_error,
+        parts: Vec::new(),
+    });
+    if let Some(env) = &env {
+        check(&mut report, env, known, rng);
+    }
+    report
 }
 
 fn part_text(out: &mut String, p: &PartReport, indent: usize) {
@@ -219,6 +490,46 @@ fn part_text(out: &mut String, p: &PartReport, indent: usize) {
     if let Some(e) = &p.sdp_error {
         let _ = writeln!(out, "{pad}  sdp: unreadable ({e})");
     }
+    if let Some(c) = &p.cms {
+        let kind = match c.content_type {
+            crate::envelope::EnvelopeKind::AuthEnvelopedData => "authEnvelopedData",
+            crate::envelope::EnvelopeKind::EnvelopedData => "envelopedData",
+        };
+        let _ = write!(out, "{pad}  cms: {kind} v{}, {}, ", c.version, c.cipher);
+        match c.tag_length {
+            Some(t) => {
+                let _ = write!(out, "nonce {} bytes, tag {t} bytes", c.iv_length);
+            }
+            None => {
+                let _ = write!(out, "IV {} bytes", c.iv_length);
+            }
+        }
+        let _ = writeln!(
+            out,
+            ", {} bytes encrypted ({}), attributes {}/{}",
+            c.encrypted_length, c.encrypted_content_type, c.auth_attributes, c.unauth_attributes
+        );
+        for r in &c.recipients {
+            let id = r
+                .rid
+                .as_deref()
+                .map(|x| format!("rid {x}"))
+                .or_else(|| r.kekid.as_deref().map(|k| format!("kekid {k}")))
+                .unwrap_or_default();
+            let _ = write!(
+                out,
+                "{pad}    recipient #{}: {} v{} {id}, {}",
+                r.index, r.kind, r.version, r.algorithm
+            );
+            if let Some(m) = &r.matches {
+                let _ = write!(out, " = {m}");
+            }
+            out.push('\n');
+        }
+    }
+    if let Some(e) = &p.cms_error {
+        let _ = writeln!(out, "{pad}  cms: unreadable ({e})");
+    }
     for sub in &p.parts {
         part_text(out, sub, indent + 2);
     }
@@ -228,20 +539,50 @@ impl Report {
     /// The human-readable form.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "{}: {}", self.kind, self.start_line);
-        let _ = writeln!(out, "headers:");
-        for h in &self.headers {
-            let _ = writeln!(out, "  {}: {}", h.name, h.value);
+        if self.kind == "cms" {
+            let _ = writeln!(out, "cms: {} bytes", self.body_length);
+        } else {
+            let _ = writeln!(out, "{}: {}", self.kind, self.start_line);
+            let _ = writeln!(out, "headers:");
+            for h in &self.headers {
+                let _ = writeln!(out, "  {}: {}", h.name, h.value);
+            }
         }
         match &self.body {
             Some(b) => {
-                let _ = writeln!(out, "body: {} bytes", self.body_length);
+                if self.kind != "cms" {
+                    let _ = writeln!(out, "body: {} bytes", self.body_length);
+                }
                 part_text(&mut out, b, 2);
             }
             None => out.push_str("body: none\n"),
         }
+        if !self.disclosure.is_empty() {
+            out.push_str("disclosure:\n");
+            for d in &self.disclosure {
+                let to = d.recipient.map_or_else(
+                    || "no known RecipientInfo".to_owned(),
+                    |r| format!("RecipientInfo #{r}"),
+                );
+                let _ = writeln!(out, "  {} access={}: {to}", d.uri, d.access.as_str());
+            }
+        }
+        for k in &self.keys {
+            let _ = match (k.recipient, k.opens) {
+                (Some(r), true) => writeln!(out, "key {}: RecipientInfo #{r}, opens", k.key),
+                (Some(r), false) => writeln!(
+                    out,
+                    "key {}: RecipientInfo #{r}, does NOT open (decryption failed)",
+                    k.key
+                ),
+                (None, _) => writeln!(out, "key {}: not a recipient", k.key),
+            };
+        }
         for p in &self.problems {
             let _ = writeln!(out, "problem: {p}");
+        }
+        for w in &self.warnings {
+            let _ = writeln!(out, "warning: {w}");
         }
         out
     }

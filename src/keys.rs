@@ -1,4 +1,5 @@
-//! Key material: pre-shared key files and the demo PKI.
+//! Key material: identities and certificates ([`identity`]), pre-shared
+//! key files and the demo PKI.
 //!
 //! PSK file (YAML; the format everywhere a PSK is read or written):
 //!
@@ -7,6 +8,8 @@
 //! key: 0123...cdef         # 128-, 192- or 256-bit AES key in hex
 //! uri: sip:proxy-a.a.example.com   # who holds it (for Proxy-Inspect-Body)
 //! ```
+
+pub mod identity;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -37,6 +40,7 @@ use x509_cert::{Certificate, ext::pkix::name::GeneralNames};
 
 use crate::context::Context;
 use crate::fsio::write_atomic;
+pub use identity::{Cert, Identity};
 
 /// Problems with key material.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +57,10 @@ pub enum KeyError {
     },
     #[error("{path} is not a PSK file: {reason}")]
     BadPsk { path: PathBuf, reason: String },
+    #[error("{path}: unusable certificate: {reason}")]
+    BadCert { path: PathBuf, reason: String },
+    #[error("{path}: unusable identity: {reason}")]
+    BadIdentity { path: PathBuf, reason: String },
     #[error("key generation failed: {0}")]
     Generate(String),
 }
@@ -65,6 +73,12 @@ impl KeyError {
             KeyError::Write { .. } => "check that the output directory exists and is writable".into(),
             KeyError::BadPsk { .. } => {
                 "a PSK file is YAML with `id: TEXT`, `key: HEX` (16, 24 or 32 bytes) and optionally `uri: sip:...`".into()
+            }
+            KeyError::BadCert { .. } => {
+                "give an X.509 certificate with an RSA key, PEM (-----BEGIN CERTIFICATE-----) or DER".into()
+            }
+            KeyError::BadIdentity { .. } => {
+                "an identity is a directory with cert.pem and key.pem (PKCS#8 or PKCS#1, PEM or DER), or --key KEY --cert CERT".into()
             }
             KeyError::Generate(_) => "this is a bug; please report it with the command line".into(),
         }

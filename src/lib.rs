@@ -4,10 +4,12 @@
 
 pub mod cli;
 pub mod context;
+pub mod envelope;
 pub mod fsio;
 pub mod inspect;
 pub mod keys;
 pub mod mime;
 pub mod sdp;
+pub mod sealing;
 pub mod sip;
 pub mod yaml;

@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
+use crate::envelope::EnvelopeError;
 use crate::keys::KeyError;
+use crate::sealing::SealError;
 use crate::sip::{ComposeError, ParseError};
 
 /// Process exit codes (SPEC §9).
@@ -63,6 +65,8 @@ pub enum Error {
     Keys(#[from] KeyError),
     #[error("{path}: {reason}")]
     Spec { path: PathBuf, reason: String },
+    #[error("{name}: {err}")]
+    Seal { name: String, err: SealError },
 }
 
 impl Error {
@@ -86,6 +90,7 @@ impl Error {
             Error::Compose(e) => e.hint(),
             Error::Keys(e) => e.hint(),
             Error::Spec { .. } => "see `man sipseal-build` for the message spec keys".into(),
+            Error::Seal { err, .. } => err.hint(),
         }
     }
 
@@ -99,6 +104,16 @@ impl Error {
             Error::Compose(_) => Exit::Usage,
             Error::Keys(e) if e.is_io() => Exit::Io,
             Error::Keys(_) => Exit::Usage,
+            Error::Seal { err, .. } => match err {
+                SealError::Envelope(EnvelopeError::NotRecipient) => Exit::NotForMe,
+                SealError::Envelope(EnvelopeError::Recipient(_))
+                | SealError::NoUri(_)
+                | SealError::Duplicate(_)
+                | SealError::NoBody
+                | SealError::NoContentType
+                | SealError::AlreadySealed(_) => Exit::Usage,
+                _ => Exit::Failed,
+            },
         }
     }
 }

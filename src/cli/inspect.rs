@@ -5,28 +5,68 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::error::{Error, Exit};
-use super::io::{read_message, write_output};
+use super::io::{display_name, read_input, write_output};
+use super::keyargs::KeyArgs;
 use super::{Format, render};
-use crate::inspect::{Report, inspect};
+use crate::context::Context;
+use crate::inspect::{Known, Report, inspect_cms, inspect_with};
+use crate::keys::Cert;
+use crate::sealing::{DetectError, SealedInput, detect};
 
 /// `inspect` arguments.
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// The SIP message (a path, or - for standard input).
+    /// A SIP message, a MIME entity or CMS in DER/PEM (a path, or - for standard input).
     #[arg(default_value = "-", value_name = "FILE|-")]
     pub input: PathBuf,
     /// Report format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Certificates to name recipients with: a file, or a directory
+    /// searched for *.pem, *.crt, *.cer, *.der (e.g. keys/); repeatable.
+    /// No private key is read.
+    #[arg(long, value_name = "FILE|DIR")]
+    pub certs: Vec<PathBuf>,
+    /// Keys to check: with --identity, --key/--cert or --psk, the report
+    /// says whether each can open the sealed body.
+    #[command(flatten)]
+    pub keys: KeyArgs,
     /// Write the report here instead of standard output.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 }
 
 /// Run `inspect`.
-pub fn run(args: InspectArgs) -> Result<Exit, Error> {
-    let msg = read_message(&args.input)?;
-    let report = inspect(&msg);
+pub fn run(args: InspectArgs, ctx: &mut Context) -> Result<Exit, Error> {
+    let name = display_name(&args.input);
+    let bytes = read_input(&args.input)?;
+    let ring = args.keys.load()?;
+    let mut certs = Vec::new();
+    for c in &args.certs {
+        certs.extend(Cert::load_tree(c)?);
+    }
+    let mut known = Known {
+        certs: certs.iter().collect(),
+        psks: ring.psks.iter().collect(),
+        keys: ring.recipient_keys(),
+    };
+    known.certs.extend(ring.identities.iter().map(|i| &i.cert));
+    let input = detect(&bytes).map_err(|e| match e {
+        DetectError::Sip(err) => Error::Parse {
+            name: name.clone(),
+            err,
+        },
+        DetectError::Other(err) => Error::Seal {
+            name: name.clone(),
+            err,
+        },
+    })?;
+    let report = match &input {
+        SealedInput::Sip(msg) => inspect_with(msg, &known, ctx.rng()),
+        SealedInput::Mime { der, .. } | SealedInput::Cms(der) => {
+            inspect_cms(der, &known, ctx.rng())
+        }
+    };
     let text = render(args.format, &report, Report::to_text)?;
     write_output(args.output.as_ref(), text.as_bytes())?;
     Ok(Exit::Ok)

@@ -6,8 +6,11 @@ pub mod demo;
 pub mod error;
 pub mod inspect;
 pub mod io;
+pub mod keyargs;
 pub mod keys;
 pub mod man;
+pub mod open;
+pub mod seal;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use time::OffsetDateTime;
@@ -86,7 +89,11 @@ pub enum Format {
 pub enum Command {
     /// Compose a SIP request or response, from flags or a YAML message spec.
     Build(Box<build::BuildArgs>),
-    /// Show what a SIP message is made of: start line, headers, body parts, SDP media.
+    /// Seal a message's body for its peer and the relays chosen to see it.
+    Seal(seal::SealArgs),
+    /// Decrypt a sealed body addressed to me.
+    Open(open::OpenArgs),
+    /// Show what a SIP message is made of: start line, headers, body parts, SDP media, CMS envelope.
     Inspect(inspect::InspectArgs),
     /// Generate key material.
     #[command(subcommand)]
@@ -116,7 +123,9 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
     ctx.mix("command", command_name(&cli.command).as_bytes());
     match cli.command {
         Command::Build(args) => build::run(*args, &mut ctx),
-        Command::Inspect(args) => inspect::run(args),
+        Command::Seal(args) => seal::run(args, &mut ctx),
+        Command::Open(args) => open::run(args, &mut ctx),
+        Command::Inspect(args) => inspect::run(args, &mut ctx),
         Command::Keys(cmd) => keys::run(cmd, &mut ctx),
         Command::Demo(args) => demo::run(args, &mut ctx),
         Command::Completions { shell } => {
@@ -132,6 +141,8 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
 fn command_name(c: &Command) -> &'static str {
     match c {
         Command::Build(_) => "build",
+        Command::Seal(_) => "seal",
+        Command::Open(_) => "open",
         Command::Inspect(_) => "inspect",
         Command::Keys(_) => "keys",
         Command::Demo(_) => "demo",

@@ -2,6 +2,7 @@
 //! composing new requests and responses.
 
 pub mod compose;
+pub mod disclosure;
 pub mod headers;
 pub mod message;
 pub mod names;

@@ -1,0 +1,65 @@
+//! `sipseal open`: decrypt a body addressed to me.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::error::{Error, Exit};
+use super::io::{display_name, read_input, write_output};
+use super::keyargs::KeyArgs;
+use crate::context::Context;
+use crate::sealing::{DetectError, detect, open_input};
+
+/// `open` arguments.
+#[derive(Debug, Args)]
+pub struct OpenArgs {
+    /// A SIP message with a pkcs7-mime body, a MIME entity, or CMS in DER
+    /// or PEM (a path, or - for standard input).
+    #[arg(default_value = "-", value_name = "FILE|-")]
+    pub input: PathBuf,
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    /// Write only the plaintext content (the SDP), not the message.
+    #[arg(long)]
+    pub body_only: bool,
+    /// Write here (atomically) instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// Run `open`.
+pub fn run(args: OpenArgs, ctx: &mut Context) -> Result<Exit, Error> {
+    if !args.keys.any() {
+        return Err(Error::usage(
+            "no key to open with",
+            "give --identity DIR, --key KEY --cert CERT, or --psk FILE",
+        ));
+    }
+    let ring = args.keys.load()?;
+    let name = display_name(&args.input);
+    let bytes = read_input(&args.input)?;
+    let input = detect(&bytes).map_err(|e| match e {
+        DetectError::Sip(err) => Error::Parse {
+            name: name.clone(),
+            err,
+        },
+        DetectError::Other(err) => Error::Seal {
+            name: name.clone(),
+            err,
+        },
+    })?;
+    let keys = ring.recipient_keys();
+    let opened = open_input(&input, &keys, ctx.rng()).map_err(|err| Error::Seal {
+        name: name.clone(),
+        err,
+    })?;
+    // Without a SIP message around it, the whole decrypted content (the
+    // MIME entity) is the natural output; --body-only strips its headers.
+    let out = match (&opened.message, args.body_only, &opened.entity) {
+        (Some(msg), false, _) => msg.to_bytes(),
+        (_, true, Some(e)) => e.body.clone(),
+        _ => opened.content.to_vec(),
+    };
+    write_output(args.output.as_ref(), &out)?;
+    Ok(Exit::Ok)
+}

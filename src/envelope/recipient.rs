@@ -1,0 +1,695 @@
+//! RecipientInfos: key transport with RSA (KTRI) and key wrap with a
+//! pre-shared key (KEKRI). RFC 5652 §6.2.
+//!
+//! ```text
+//! KeyTransRecipientInfo ::= SEQUENCE {
+//!   version CMSVersion,  -- always set to 0 or 2
+//!   rid RecipientIdentifier,
+//!   keyEncryptionAlgorithm KeyEncryptionAlgorithmIdentifier,
+//!   encryptedKey EncryptedKey }
+//! RecipientIdentifier ::= CHOICE {
+//!   issuerAndSerialNumber IssuerAndSerialNumber,
+//!   subjectKeyIdentifier [0] SubjectKeyIdentifier }
+//!
+//! KEKRecipientInfo ::= SEQUENCE {
+//!   version CMSVersion,  -- always set to 4
+//!   kekid KEKIdentifier,
+//!   keyEncryptionAlgorithm KeyEncryptionAlgorithmIdentifier,
+//!   encryptedKey EncryptedKey }
+//!
+//! -- RFC 8017 A.2.1 (RSAES-OAEP), with RFC 4055 defaults
+//! RSAES-OAEP-params ::= SEQUENCE {
+//!   hashAlgorithm      [0] HashAlgorithm     DEFAULT sha1,
+//!   maskGenAlgorithm   [1] MaskGenAlgorithm  DEFAULT mgf1SHA1,
+//!   pSourceAlgorithm   [2] PSourceAlgorithm  DEFAULT pSpecifiedEmpty }
+//! ```
+//!
+//! Choosing a RecipientInfo ([`RecipientKey::matches`]) looks only at
+//! identifiers, never at a private key; the private key is used once, for
+//! the chosen RecipientInfo.
+
+use aes_kw::{KeyInit, KwAes128, KwAes192, KwAes256};
+use cms::cert::IssuerAndSerialNumber;
+use cms::content_info::CmsVersion;
+use cms::enveloped_data::{
+    KekIdentifier, KekRecipientInfo, KeyTransRecipientInfo, RecipientIdentifier, RecipientInfo,
+};
+use const_oid::ObjectIdentifier;
+use const_oid::db::{rfc5911, rfc5912};
+use der::asn1::{Null, OctetString};
+use der::{Any, Decode, Encode, Sequence};
+use rand::CryptoRng;
+use rsa::traits::PublicKeyParts;
+use rsa::{Oaep, Pkcs1v15Encrypt, RsaPrivateKey, RsaPublicKey};
+use serde::Serialize;
+use subtle::{ConditionallySelectable, ConstantTimeEq};
+use x509_cert::ext::pkix::SubjectKeyIdentifier;
+use x509_cert::spki::AlgorithmIdentifierOwned;
+use zeroize::Zeroizing;
+
+use super::EnvelopeError;
+use crate::keys::{Cert, Psk};
+
+/// RSA key-transport padding for new KeyTransRecipientInfos.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum RsaPadding {
+    /// RSAES-OAEP with SHA-256 and MGF1-SHA-256 (RFC 4055, RFC 8017).
+    #[default]
+    Oaep,
+    /// RSAES-PKCS1-v1_5, for legacy peers.
+    Pkcs1v15,
+}
+
+/// A hash named in RSAES-OAEP-params.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OaepHash {
+    Sha1,
+    Sha224,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl OaepHash {
+    fn from_oid(oid: &ObjectIdentifier) -> Option<OaepHash> {
+        Some(match *oid {
+            rfc5912::ID_SHA_1 => OaepHash::Sha1,
+            rfc5912::ID_SHA_224 => OaepHash::Sha224,
+            rfc5912::ID_SHA_256 => OaepHash::Sha256,
+            rfc5912::ID_SHA_384 => OaepHash::Sha384,
+            rfc5912::ID_SHA_512 => OaepHash::Sha512,
+            _ => return None,
+        })
+    }
+
+    fn oid(self) -> ObjectIdentifier {
+        match self {
+            OaepHash::Sha1 => rfc5912::ID_SHA_1,
+            OaepHash::Sha224 => rfc5912::ID_SHA_224,
+            OaepHash::Sha256 => rfc5912::ID_SHA_256,
+            OaepHash::Sha384 => rfc5912::ID_SHA_384,
+            OaepHash::Sha512 => rfc5912::ID_SHA_512,
+        }
+    }
+
+    /// The usual name.
+    pub fn name(self) -> &'static str {
+        match self {
+            OaepHash::Sha1 => "sha1",
+            OaepHash::Sha224 => "sha224",
+            OaepHash::Sha256 => "sha256",
+            OaepHash::Sha384 => "sha384",
+            OaepHash::Sha512 => "sha512",
+        }
+    }
+}
+
+/// How a KTRI's content key was encrypted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "scheme", rename_all = "kebab-case")]
+pub enum KeyTransportScheme {
+    /// RSAES-PKCS1-v1_5 (`rsaEncryption`).
+    Pkcs1v15,
+    /// RSAES-OAEP with these parameters.
+    Oaep {
+        hash: OaepHash,
+        mgf1_hash: OaepHash,
+        #[serde(
+            skip_serializing_if = "Vec::is_empty",
+            serialize_with = "super::ser_hex"
+        )]
+        label: Vec<u8>,
+    },
+}
+
+#[derive(Sequence)]
+struct OaepParams {
+    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
+    hash: Option<AlgorithmIdentifierOwned>,
+    #[asn1(context_specific = "1", tag_mode = "EXPLICIT", optional = "true")]
+    mask_gen: Option<AlgorithmIdentifierOwned>,
+    #[asn1(context_specific = "2", tag_mode = "EXPLICIT", optional = "true")]
+    p_source: Option<AlgorithmIdentifierOwned>,
+}
+
+fn malformed(what: &str) -> EnvelopeError {
+    EnvelopeError::Malformed(format!("RSAES-OAEP-params: {what}"))
+}
+
+impl KeyTransportScheme {
+    /// The scheme for `padding` as sipseal writes it.
+    pub fn for_padding(padding: RsaPadding) -> KeyTransportScheme {
+        match padding {
+            RsaPadding::Pkcs1v15 => KeyTransportScheme::Pkcs1v15,
+            RsaPadding::Oaep => KeyTransportScheme::Oaep {
+                hash: OaepHash::Sha256,
+                mgf1_hash: OaepHash::Sha256,
+                label: Vec::new(),
+            },
+        }
+    }
+
+    /// Decode a keyEncryptionAlgorithm of a KTRI.
+    pub fn decode(alg: &AlgorithmIdentifierOwned) -> Result<KeyTransportScheme, EnvelopeError> {
+        match alg.oid {
+            rfc5912::RSA_ENCRYPTION => Ok(KeyTransportScheme::Pkcs1v15),
+            rfc5912::ID_RSAES_OAEP => {
+                let params = match &alg.parameters {
+                    // Absent parameters: all defaults (SHA-1).
+                    None => OaepParams {
+                        hash: None,
+                        mask_gen: None,
+                        p_source: None,
+                    },
+                    Some(any) => {
+                        let der = any.to_der().map_err(|e| malformed(&e.to_string()))?;
+                        OaepParams::from_der(&der).map_err(|e| malformed(&e.to_string()))?
+                    }
+                };
+                let hash = match &params.hash {
+                    None => OaepHash::Sha1,
+                    Some(h) => OaepHash::from_oid(&h.oid).ok_or_else(|| {
+                        EnvelopeError::Unsupported(format!("OAEP hash {}", super::oid_name(&h.oid)))
+                    })?,
+                };
+                let mgf1_hash = match &params.mask_gen {
+                    None => OaepHash::Sha1,
+                    Some(m) if m.oid == rfc5912::ID_MGF_1 => {
+                        let inner = m
+                            .parameters
+                            .as_ref()
+                            .ok_or_else(|| malformed("MGF1 without a hash"))?
+                            .decode_as::<AlgorithmIdentifierOwned>()
+                            .map_err(|e| malformed(&e.to_string()))?;
+                        OaepHash::from_oid(&inner.oid).ok_or_else(|| {
+                            EnvelopeError::Unsupported(format!(
+                                "MGF1 hash {}",
+                                super::oid_name(&inner.oid)
+                            ))
+                        })?
+                    }
+                    Some(m) => {
+                        return Err(EnvelopeError::Unsupported(format!(
+                            "mask generation function {}",
+                            super::oid_name(&m.oid)
+                        )));
+                    }
+                };
+                let label = match &params.p_source {
+                    None => Vec::new(),
+                    Some(p) if p.oid == rfc5912::ID_P_SPECIFIED => match &p.parameters {
+                        None => Vec::new(),
+                        Some(l) => l
+                            .decode_as::<OctetString>()
+                            .map_err(|e| malformed(&e.to_string()))?
+                            .as_bytes()
+                            .to_vec(),
+                    },
+                    Some(p) => {
+                        return Err(EnvelopeError::Unsupported(format!(
+                            "OAEP label source {}",
+                            super::oid_name(&p.oid)
+                        )));
+                    }
+                };
+                Ok(KeyTransportScheme::Oaep {
+                    hash,
+                    mgf1_hash,
+                    label,
+                })
+            }
+            other => Err(EnvelopeError::Unsupported(format!(
+                "key transport algorithm {}",
+                super::oid_name(&other)
+            ))),
+        }
+    }
+
+    /// The keyEncryptionAlgorithm to write. Hash identifiers have absent
+    /// parameters (RFC 5754 §2); defaults are omitted (DER).
+    pub fn algorithm(&self) -> Result<AlgorithmIdentifierOwned, EnvelopeError> {
+        let enc = |e: der::Error| EnvelopeError::Encode(e.to_string());
+        match self {
+            KeyTransportScheme::Pkcs1v15 => Ok(AlgorithmIdentifierOwned {
+                oid: rfc5912::RSA_ENCRYPTION,
+                parameters: Some(Any::encode_from(&Null).map_err(enc)?),
+            }),
+            KeyTransportScheme::Oaep {
+                hash,
+                mgf1_hash,
+                label,
+            } => {
+                let hash_alg = |h: OaepHash| AlgorithmIdentifierOwned {
+                    oid: h.oid(),
+                    parameters: None,
+                };
+                let params = OaepParams {
+                    hash: (*hash != OaepHash::Sha1).then(|| hash_alg(*hash)),
+                    mask_gen: if *mgf1_hash == OaepHash::Sha1 {
+                        None
+                    } else {
+                        Some(AlgorithmIdentifierOwned {
+                            oid: rfc5912::ID_MGF_1,
+                            parameters: Some(Any::encode_from(&hash_alg(*mgf1_hash)).map_err(enc)?),
+                        })
+                    },
+                    p_source: if label.is_empty() {
+                        None
+                    } else {
+                        Some(AlgorithmIdentifierOwned {
+                            oid: rfc5912::ID_P_SPECIFIED,
+                            parameters: Some(
+                                Any::encode_from(&OctetString::new(label.clone()).map_err(enc)?)
+                                    .map_err(enc)?,
+                            ),
+                        })
+                    },
+                };
+                Ok(AlgorithmIdentifierOwned {
+                    oid: rfc5912::ID_RSAES_OAEP,
+                    parameters: Some(Any::encode_from(&params).map_err(enc)?),
+                })
+            }
+        }
+    }
+
+    /// A short description for reports.
+    pub fn describe(&self) -> String {
+        match self {
+            KeyTransportScheme::Pkcs1v15 => "rsaEncryption (PKCS#1 v1.5)".into(),
+            KeyTransportScheme::Oaep {
+                hash,
+                mgf1_hash,
+                label,
+            } => {
+                let mut s = format!(
+                    "RSAES-OAEP (hash {}, MGF1-{}",
+                    hash.name(),
+                    mgf1_hash.name()
+                );
+                if !label.is_empty() {
+                    s.push_str(&format!(", label {}", hex::encode(label)));
+                }
+                s.push(')');
+                s
+            }
+        }
+    }
+}
+
+macro_rules! oaep_dispatch {
+    ($hash:expr, $mgf:expr, $label:expr, |$pad:ident| $body:expr) => {{
+        use sha1::Sha1;
+        use sha2::{Sha224, Sha256, Sha384, Sha512};
+        macro_rules! with_mgf {
+            ($h:ty) => {
+                match $mgf {
+                    OaepHash::Sha1 => {
+                        let $pad = Oaep::<$h, Sha1>::new_with_mgf_hash_and_label($label);
+                        $body
+                    }
+                    OaepHash::Sha224 => {
+                        let $pad = Oaep::<$h, Sha224>::new_with_mgf_hash_and_label($label);
+                        $body
+                    }
+                    OaepHash::Sha256 => {
+                        let $pad = Oaep::<$h, Sha256>::new_with_mgf_hash_and_label($label);
+                        $body
+                    }
+                    OaepHash::Sha384 => {
+                        let $pad = Oaep::<$h, Sha384>::new_with_mgf_hash_and_label($label);
+                        $body
+                    }
+                    OaepHash::Sha512 => {
+                        let $pad = Oaep::<$h, Sha512>::new_with_mgf_hash_and_label($label);
+                        $body
+                    }
+                }
+            };
+        }
+        match $hash {
+            OaepHash::Sha1 => with_mgf!(Sha1),
+            OaepHash::Sha224 => with_mgf!(Sha224),
+            OaepHash::Sha256 => with_mgf!(Sha256),
+            OaepHash::Sha384 => with_mgf!(Sha384),
+            OaepHash::Sha512 => with_mgf!(Sha512),
+        }
+    }};
+}
+
+/// Encrypt a content key to an RSA public key.
+fn rsa_encrypt<R: CryptoRng + ?Sized>(
+    key: &RsaPublicKey,
+    scheme: &KeyTransportScheme,
+    cek: &[u8],
+    rng: &mut R,
+) -> Result<Vec<u8>, EnvelopeError> {
+    let fail = |e: rsa::Error| EnvelopeError::Encode(format!("RSA key transport: {e}"));
+    match scheme {
+        KeyTransportScheme::Pkcs1v15 => key.encrypt(rng, Pkcs1v15Encrypt, cek).map_err(fail),
+        KeyTransportScheme::Oaep {
+            hash,
+            mgf1_hash,
+            label,
+        } => {
+            let label = label.clone().into_boxed_slice();
+            oaep_dispatch!(hash, mgf1_hash, label, |pad| key
+                .encrypt(rng, pad, cek)
+                .map_err(fail))
+        }
+    }
+}
+
+/// The private half of key transport: the only place a private key is
+/// used when opening. A trait so that tests can count its uses.
+pub trait KeyTransportKey {
+    /// Decrypt an encrypted content key; `None` on any failure (the caller
+    /// does not learn why).
+    fn decrypt_key(
+        &self,
+        scheme: &KeyTransportScheme,
+        encrypted: &[u8],
+    ) -> Option<Zeroizing<Vec<u8>>>;
+}
+
+impl KeyTransportKey for RsaPrivateKey {
+    fn decrypt_key(
+        &self,
+        scheme: &KeyTransportScheme,
+        encrypted: &[u8],
+    ) -> Option<Zeroizing<Vec<u8>>> {
+        // A ciphertext of the wrong length is refused by `rsa` before any
+        // private-key arithmetic; that depends only on public data.
+        if encrypted.len() != self.size() {
+            return None;
+        }
+        let out = match scheme {
+            // Implicit rejection: invalid padding yields a synthetic key.
+            KeyTransportScheme::Pkcs1v15 => self.decrypt(Pkcs1v15Encrypt, encrypted),
+            KeyTransportScheme::Oaep {
+                hash,
+                mgf1_hash,
+                label,
+            } => {
+                let label = label.clone().into_boxed_slice();
+                oaep_dispatch!(hash, mgf1_hash, label, |pad| self.decrypt(pad, encrypted))
+            }
+        };
+        out.ok().map(Zeroizing::new)
+    }
+}
+
+/// A key I can open with: an RSA identity or a PSK.
+pub enum RecipientKey<'a> {
+    /// A certificate and the private key that belongs to it.
+    Rsa {
+        cert: &'a Cert,
+        key: &'a dyn KeyTransportKey,
+    },
+    /// A pre-shared key-encryption key.
+    Psk(&'a Psk),
+}
+
+impl RecipientKey<'_> {
+    /// Whether `ri` is addressed to this key, by identifiers only.
+    pub fn matches(&self, ri: &RecipientInfo) -> bool {
+        match self {
+            RecipientKey::Rsa { cert, .. } => addressed_to_cert(ri, cert),
+            RecipientKey::Psk(psk) => addressed_to_kek(ri, psk.id.as_bytes()),
+        }
+    }
+
+    /// Who this key is, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            RecipientKey::Rsa { cert, .. } => cert.uri().unwrap_or_else(|| cert.subject()),
+            RecipientKey::Psk(psk) => format!("PSK {}", psk.id),
+        }
+    }
+
+    /// Recover the content key from a matching RecipientInfo.
+    ///
+    /// Every failure — wrong padding, wrong length, failed key unwrap —
+    /// gives a random key of the expected length instead, so the failure
+    /// surfaces later, and identically, as the content check (RFC 3218 §2.3.2).
+    pub fn unwrap_cek<R: CryptoRng + ?Sized>(
+        &self,
+        ri: &RecipientInfo,
+        cek_len: usize,
+        rng: &mut R,
+    ) -> Result<Zeroizing<Vec<u8>>, EnvelopeError> {
+        let mut decoy = Zeroizing::new(vec![0u8; cek_len]);
+        rng.fill_bytes(&mut decoy);
+        let recovered = match (self, ri) {
+            (RecipientKey::Rsa { key, .. }, RecipientInfo::Ktri(k)) => {
+                let scheme = KeyTransportScheme::decode(&k.key_enc_alg)?;
+                key.decrypt_key(&scheme, k.enc_key.as_bytes())
+            }
+            (RecipientKey::Psk(psk), RecipientInfo::Kekri(k)) => {
+                kek_unwrap(&k.key_enc_alg, &psk.key, k.encrypted_key.as_bytes())?
+            }
+            _ => None,
+        };
+        let Some(recovered) = recovered else {
+            return Ok(decoy);
+        };
+        let good = (recovered.len() as u64).ct_eq(&(cek_len as u64));
+        let mut out = decoy;
+        for (i, byte) in out.iter_mut().enumerate() {
+            let candidate = recovered.get(i).copied().unwrap_or(0);
+            byte.conditional_assign(&candidate, good);
+        }
+        Ok(out)
+    }
+}
+
+/// Whether `ri` is a KTRI addressed to `cert` (identifiers only).
+pub fn addressed_to_cert(ri: &RecipientInfo, cert: &Cert) -> bool {
+    matches!(ri, RecipientInfo::Ktri(k) if rid_matches(&k.rid, cert))
+}
+
+/// Whether `ri` is a KEKRI with key identifier `id`.
+pub fn addressed_to_kek(ri: &RecipientInfo, id: &[u8]) -> bool {
+    matches!(ri, RecipientInfo::Kekri(k) if k.kek_id.kek_identifier.as_bytes() == id)
+}
+
+fn rid_matches(rid: &RecipientIdentifier, cert: &Cert) -> bool {
+    match rid {
+        RecipientIdentifier::SubjectKeyIdentifier(ski) => {
+            cert.ski().is_some_and(|mine| mine == ski.0.as_bytes())
+        }
+        RecipientIdentifier::IssuerAndSerialNumber(ias) => {
+            let tbs = cert.cert.tbs_certificate();
+            ias.serial_number == *tbs.serial_number() && ias.issuer == *tbs.issuer()
+        }
+    }
+}
+
+/// The AES key-wrap algorithm for a KEK of this length.
+fn kek_wrap_oid(kek_len: usize) -> Option<ObjectIdentifier> {
+    match kek_len {
+        16 => Some(rfc5911::ID_AES_128_WRAP),
+        24 => Some(rfc5911::ID_AES_192_WRAP),
+        32 => Some(rfc5911::ID_AES_256_WRAP),
+        _ => None,
+    }
+}
+
+/// Wrap `cek` under `kek` (RFC 3394).
+pub fn kek_wrap(
+    kek: &[u8],
+    cek: &[u8],
+) -> Result<(AlgorithmIdentifierOwned, Vec<u8>), EnvelopeError> {
+    let oid = kek_wrap_oid(kek.len())
+        .ok_or_else(|| EnvelopeError::Encode(format!("a {}-byte KEK", kek.len())))?;
+    let mut buf = vec![0u8; cek.len() + 8];
+    let fail = |e: aes_kw::Error| EnvelopeError::Encode(format!("AES key wrap: {e}"));
+    let len = match kek.len() {
+        16 => KwAes128::new_from_slice(kek)
+            .map_err(|_| EnvelopeError::Encode("KEK".into()))?
+            .wrap_key(cek, &mut buf)
+            .map_err(fail)?
+            .len(),
+        24 => KwAes192::new_from_slice(kek)
+            .map_err(|_| EnvelopeError::Encode("KEK".into()))?
+            .wrap_key(cek, &mut buf)
+            .map_err(fail)?
+            .len(),
+        _ => KwAes256::new_from_slice(kek)
+            .map_err(|_| EnvelopeError::Encode("KEK".into()))?
+            .wrap_key(cek, &mut buf)
+            .map_err(fail)?
+            .len(),
+    };
+    buf.truncate(len);
+    // RFC 3565 §2.3.2: the key-wrap AlgorithmIdentifier has absent parameters.
+    Ok((
+        AlgorithmIdentifierOwned {
+            oid,
+            parameters: None,
+        },
+        buf,
+    ))
+}
+
+/// Unwrap; `Ok(None)` when the integrity check fails, `Err` when the
+/// algorithm does not fit the key (a configuration problem, not a secret).
+fn kek_unwrap(
+    alg: &AlgorithmIdentifierOwned,
+    kek: &[u8],
+    wrapped: &[u8],
+) -> Result<Option<Zeroizing<Vec<u8>>>, EnvelopeError> {
+    if kek_wrap_oid(kek.len()) != Some(alg.oid) {
+        return Err(EnvelopeError::Unsupported(format!(
+            "key wrap {} with a {}-byte pre-shared key",
+            super::oid_name(&alg.oid),
+            kek.len()
+        )));
+    }
+    if wrapped.len() < 16 || wrapped.len() % 8 != 0 {
+        return Ok(None);
+    }
+    let mut buf = Zeroizing::new(vec![0u8; wrapped.len() - 8]);
+    let ok = match kek.len() {
+        16 => KwAes128::new_from_slice(kek)
+            .ok()
+            .and_then(|k| k.unwrap_key(wrapped, &mut buf).ok().map(|s| s.len())),
+        24 => KwAes192::new_from_slice(kek)
+            .ok()
+            .and_then(|k| k.unwrap_key(wrapped, &mut buf).ok().map(|s| s.len())),
+        _ => KwAes256::new_from_slice(kek)
+            .ok()
+            .and_then(|k| k.unwrap_key(wrapped, &mut buf).ok().map(|s| s.len())),
+    };
+    Ok(ok.map(|len| {
+        buf.truncate(len);
+        buf
+    }))
+}
+
+/// Build the RecipientInfo for a certificate.
+pub fn ktri_for<R: CryptoRng + ?Sized>(
+    cert: &Cert,
+    padding: RsaPadding,
+    cek: &[u8],
+    rng: &mut R,
+) -> Result<RecipientInfo, EnvelopeError> {
+    let public = cert
+        .rsa_public_key()
+        .map_err(|e| EnvelopeError::Recipient(e.to_string()))?;
+    let scheme = KeyTransportScheme::for_padding(padding);
+    let encrypted = rsa_encrypt(&public, &scheme, cek, rng)?;
+    let enc = |e: der::Error| EnvelopeError::Encode(e.to_string());
+    let (version, rid) = match cert.ski() {
+        Some(ski) => (
+            CmsVersion::V2,
+            RecipientIdentifier::SubjectKeyIdentifier(SubjectKeyIdentifier(
+                OctetString::new(ski).map_err(enc)?,
+            )),
+        ),
+        None => {
+            let tbs = cert.cert.tbs_certificate();
+            (
+                CmsVersion::V0,
+                RecipientIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
+                    issuer: tbs.issuer().clone(),
+                    serial_number: tbs.serial_number().clone(),
+                }),
+            )
+        }
+    };
+    Ok(RecipientInfo::Ktri(KeyTransRecipientInfo {
+        version,
+        rid,
+        key_enc_alg: scheme.algorithm()?,
+        enc_key: OctetString::new(encrypted).map_err(enc)?,
+    }))
+}
+
+/// Build the RecipientInfo for a pre-shared key.
+pub fn kekri_for(psk: &Psk, cek: &[u8]) -> Result<RecipientInfo, EnvelopeError> {
+    kekri_with_id(psk.id.as_bytes(), &psk.key, cek)
+}
+
+/// A KEKRecipientInfo with an arbitrary key identifier (PSK id or session reference).
+pub fn kekri_with_id(id: &[u8], kek: &[u8], cek: &[u8]) -> Result<RecipientInfo, EnvelopeError> {
+    let enc = |e: der::Error| EnvelopeError::Encode(e.to_string());
+    let (alg, wrapped) = kek_wrap(kek, cek)?;
+    Ok(RecipientInfo::Kekri(KekRecipientInfo {
+        version: CmsVersion::V4,
+        kek_id: KekIdentifier {
+            kek_identifier: OctetString::new(id.to_vec()).map_err(enc)?,
+            date: None,
+            other: None,
+        },
+        key_enc_alg: alg,
+        encrypted_key: OctetString::new(wrapped).map_err(enc)?,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oaep_params_round_trip_every_hash_pair() {
+        for hash in [OaepHash::Sha1, OaepHash::Sha256, OaepHash::Sha512] {
+            for mgf1_hash in [OaepHash::Sha1, OaepHash::Sha256, OaepHash::Sha384] {
+                for label in [vec![], b"L".to_vec()] {
+                    let s = KeyTransportScheme::Oaep {
+                        hash,
+                        mgf1_hash,
+                        label,
+                    };
+                    assert_eq!(
+                        KeyTransportScheme::decode(&s.algorithm().unwrap()).unwrap(),
+                        s
+                    );
+                }
+            }
+        }
+        // Absent parameters mean SHA-1 everywhere.
+        let bare = AlgorithmIdentifierOwned {
+            oid: rfc5912::ID_RSAES_OAEP,
+            parameters: None,
+        };
+        assert_eq!(
+            KeyTransportScheme::decode(&bare).unwrap(),
+            KeyTransportScheme::Oaep {
+                hash: OaepHash::Sha1,
+                mgf1_hash: OaepHash::Sha1,
+                label: vec![]
+            }
+        );
+    }
+
+    #[test]
+    fn default_oaep_params_are_written_out() {
+        let alg = KeyTransportScheme::for_padding(RsaPadding::Oaep)
+            .algorithm()
+            .unwrap();
+        let der = alg.parameters.unwrap().to_der().unwrap();
+        // [0] sha256 and [1] mgf1(sha256) present; [2] (empty label) is the default.
+        assert_eq!(der[0], 0x30);
+        assert!(der.windows(2).any(|w| w == [0xa0, 0x0d]));
+        assert!(der.windows(2).any(|w| w == [0xa1, 0x1a]));
+        assert!(!der.contains(&0xa2));
+    }
+
+    #[test]
+    fn key_wrap_round_trip_and_tamper() {
+        for len in [16, 24, 32] {
+            let kek = vec![3u8; len];
+            let (alg, wrapped) = kek_wrap(&kek, &[5u8; 32]).unwrap();
+            assert_eq!(
+                &kek_unwrap(&alg, &kek, &wrapped).unwrap().unwrap()[..],
+                &[5u8; 32]
+            );
+            let mut bad = wrapped.clone();
+            bad[3] ^= 0x40;
+            assert!(kek_unwrap(&alg, &kek, &bad).unwrap().is_none());
+        }
+    }
+}

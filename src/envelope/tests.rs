@@ -1,0 +1,226 @@
+use std::cell::Cell;
+use std::path::Path;
+
+use rand::SeedableRng;
+use rand::rngs::ChaCha20Rng;
+
+use super::*;
+use crate::keys::Identity;
+
+fn identity(name: &str) -> Identity {
+    Identity::load_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("keys")
+            .join(name),
+    )
+    .unwrap()
+}
+
+fn psk() -> Psk {
+    Psk::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("keys/psk/alice-proxy-a.yaml")).unwrap()
+}
+
+/// Counts every private-key operation it is asked for.
+struct Counting<'a> {
+    inner: &'a dyn KeyTransportKey,
+    uses: Cell<usize>,
+}
+
+impl KeyTransportKey for Counting<'_> {
+    fn decrypt_key(
+        &self,
+        scheme: &KeyTransportScheme,
+        encrypted: &[u8],
+    ) -> Option<Zeroizing<Vec<u8>>> {
+        self.uses.set(self.uses.get() + 1);
+        self.inner.decrypt_key(scheme, encrypted)
+    }
+}
+
+const ENTITY: &[u8] = b"Content-Type: application/sdp\r\n\r\nv=0\r\n";
+
+#[test]
+fn a_non_recipient_never_touches_its_private_key() {
+    let mut rng = ChaCha20Rng::seed_from_u64(7);
+    let bob = identity("bob");
+    let proxy_a = identity("proxy-a");
+    let proxy_b = identity("proxy-b");
+    let recipients = [
+        Recipient::Cert(Box::new(bob.cert.clone())),
+        Recipient::Cert(Box::new(proxy_a.cert.clone())),
+    ];
+    let (der, _) = seal(ENTITY, &recipients, &SealOptions::default(), &mut rng).unwrap();
+    let env = Envelope::parse(&der).unwrap();
+
+    let counting = Counting {
+        inner: &proxy_b.key,
+        uses: Cell::new(0),
+    };
+    let keys = [RecipientKey::Rsa {
+        cert: &proxy_b.cert,
+        key: &counting,
+    }];
+    assert!(matches!(
+        env.open(&keys, &mut rng),
+        Err(EnvelopeError::NotRecipient)
+    ));
+    assert_eq!(
+        counting.uses.get(),
+        0,
+        "no private-key operation for a non-recipient"
+    );
+
+    // The same wrapper around a recipient's key is used exactly once.
+    let counting = Counting {
+        inner: &proxy_a.key,
+        uses: Cell::new(0),
+    };
+    let keys = [RecipientKey::Rsa {
+        cert: &proxy_a.cert,
+        key: &counting,
+    }];
+    let opened = env.open(&keys, &mut rng).unwrap();
+    assert_eq!(&opened.content[..], ENTITY);
+    assert_eq!(counting.uses.get(), 1);
+}
+
+#[test]
+fn first_matching_key_is_used_and_only_that_one() {
+    let mut rng = ChaCha20Rng::seed_from_u64(8);
+    let bob = identity("bob");
+    let carol = identity("carol");
+    let (der, _) = seal(
+        ENTITY,
+        &[Recipient::Cert(Box::new(bob.cert.clone()))],
+        &SealOptions::default(),
+        &mut rng,
+    )
+    .unwrap();
+    let env = Envelope::parse(&der).unwrap();
+    let c_carol = Counting {
+        inner: &carol.key,
+        uses: Cell::new(0),
+    };
+    let c_bob = Counting {
+        inner: &bob.key,
+        uses: Cell::new(0),
+    };
+    let keys = [
+        RecipientKey::Rsa {
+            cert: &carol.cert,
+            key: &c_carol,
+        },
+        RecipientKey::Rsa {
+            cert: &bob.cert,
+            key: &c_bob,
+        },
+    ];
+    let opened = env.open(&keys, &mut rng).unwrap();
+    assert_eq!(opened.key_index, 1);
+    assert_eq!((c_carol.uses.get(), c_bob.uses.get()), (0, 1));
+}
+
+#[test]
+fn every_recipient_kind_and_cipher_opens() {
+    let mut rng = ChaCha20Rng::seed_from_u64(9);
+    let bob = identity("bob");
+    let psk = psk();
+    for cipher in [
+        ContentCipher::Aes256Gcm,
+        ContentCipher::Aes128Gcm,
+        ContentCipher::Aes256Cbc,
+        ContentCipher::Aes128Cbc,
+    ] {
+        for padding in [RsaPadding::Oaep, RsaPadding::Pkcs1v15] {
+            let opts = SealOptions { cipher, padding };
+            let recipients = [
+                Recipient::Cert(Box::new(bob.cert.clone())),
+                Recipient::Psk(psk.clone()),
+            ];
+            let (der, cek) = seal(ENTITY, &recipients, &opts, &mut rng).unwrap();
+            let env = Envelope::parse(&der).unwrap();
+            assert_eq!(
+                env.kind == EnvelopeKind::AuthEnvelopedData,
+                cipher.is_aead()
+            );
+            assert_eq!(env.version, if cipher.is_aead() { 0 } else { 2 });
+            for key in [
+                RecipientKey::Rsa {
+                    cert: &bob.cert,
+                    key: &bob.key,
+                },
+                RecipientKey::Psk(&psk),
+            ] {
+                let opened = env.open(&[key], &mut rng).unwrap();
+                assert_eq!(&opened.content[..], ENTITY, "{cipher:?} {padding:?}");
+                assert_eq!(opened.cek, cek);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_wrong_key_of_the_right_id_fails_like_a_tampered_tag() {
+    let mut rng = ChaCha20Rng::seed_from_u64(10);
+    let bob = identity("bob");
+    let carol = identity("carol");
+    for padding in [RsaPadding::Oaep, RsaPadding::Pkcs1v15] {
+        let opts = SealOptions {
+            cipher: ContentCipher::Aes256Gcm,
+            padding,
+        };
+        let (der, _) = seal(
+            ENTITY,
+            &[Recipient::Cert(Box::new(bob.cert.clone()))],
+            &opts,
+            &mut rng,
+        )
+        .unwrap();
+        let env = Envelope::parse(&der).unwrap();
+        // bob's certificate (so the rid matches) with carol's private key:
+        // the key transport fails, which must look like any content failure.
+        let keys = [RecipientKey::Rsa {
+            cert: &bob.cert,
+            key: &carol.key,
+        }];
+        let err = env.open(&keys, &mut rng).err().unwrap();
+        assert!(matches!(err, EnvelopeError::Decrypt), "{padding:?}: {err}");
+    }
+    let mut wrong = psk();
+    wrong.key[0] ^= 1;
+    let (der, _) = seal(
+        ENTITY,
+        &[Recipient::Psk(psk())],
+        &SealOptions::default(),
+        &mut rng,
+    )
+    .unwrap();
+    let err = Envelope::parse(&der)
+        .unwrap()
+        .open(&[RecipientKey::Psk(&wrong)], &mut rng)
+        .err()
+        .unwrap();
+    assert!(matches!(err, EnvelopeError::Decrypt), "{err}");
+}
+
+#[test]
+fn no_attributes_and_ski_rids_are_written() {
+    let mut rng = ChaCha20Rng::seed_from_u64(11);
+    let bob = identity("bob");
+    let (der, _) = seal(
+        ENTITY,
+        &[Recipient::Cert(Box::new(bob.cert.clone()))],
+        &SealOptions::default(),
+        &mut rng,
+    )
+    .unwrap();
+    let info = Envelope::parse(&der).unwrap().describe();
+    assert_eq!(info.auth_attributes + info.unauth_attributes, 0);
+    assert_eq!((info.iv_length, info.tag_length), (12, Some(16)));
+    let r = &info.recipients[0];
+    assert_eq!(
+        r.rid.as_deref(),
+        Some(format!("ski:{}", hex::encode(bob.cert.ski().unwrap())).as_str())
+    );
+    assert!(r.algorithm.contains("sha256"), "{}", r.algorithm);
+}

@@ -1,0 +1,335 @@
+//! Identities (private key + certificate) and recipient certificates.
+//!
+//! An identity is a directory holding `cert.pem` (or `cert.der`/`cert.crt`)
+//! and `key.pem` (or `key.der`/`key.key`), or an explicit key and
+//! certificate file pair. PEM and DER are detected from the bytes; keys may
+//! be PKCS#8 or PKCS#1. Extra certificates after the first in the
+//! certificate file are the chain.
+
+use std::path::{Path, PathBuf};
+
+use der::{Decode, Encode};
+use rsa::pkcs1::DecodeRsaPrivateKey;
+use rsa::pkcs8::DecodePrivateKey;
+use rsa::{RsaPrivateKey, RsaPublicKey};
+use x509_cert::Certificate;
+use x509_cert::ext::pkix::name::GeneralName;
+use x509_cert::ext::pkix::{SubjectAltName, SubjectKeyIdentifier};
+use zeroize::Zeroizing;
+
+use super::KeyError;
+
+/// A certificate with what sipseal needs from it, read once.
+#[derive(Clone, Debug)]
+pub struct Cert {
+    /// The parsed certificate.
+    pub cert: Certificate,
+    /// Where it was read from (for messages).
+    pub source: PathBuf,
+}
+
+impl Cert {
+    /// The first SAN URI (`sip:...`), the identity of a party in SIP terms.
+    pub fn uri(&self) -> Option<String> {
+        let (_, san) = self
+            .cert
+            .tbs_certificate()
+            .get_extension::<SubjectAltName>()
+            .ok()??;
+        san.0.iter().find_map(|n| match n {
+            GeneralName::UniformResourceIdentifier(u) => Some(u.to_string()),
+            _ => None,
+        })
+    }
+
+    /// The SubjectKeyIdentifier extension's bytes, when present.
+    pub fn ski(&self) -> Option<Vec<u8>> {
+        let (_, ski) = self
+            .cert
+            .tbs_certificate()
+            .get_extension::<SubjectKeyIdentifier>()
+            .ok()??;
+        Some(ski.0.as_bytes().to_vec())
+    }
+
+    /// The RSA public key, or why the certificate cannot be a recipient.
+    pub fn rsa_public_key(&self) -> Result<RsaPublicKey, KeyError> {
+        let spki = self.cert.tbs_certificate().subject_public_key_info();
+        let der = spki.to_der().map_err(|e| self.bad(e.to_string()))?;
+        use rsa::pkcs8::DecodePublicKey;
+        RsaPublicKey::from_public_key_der(&der).map_err(|_| {
+            self.bad(format!(
+                "its public key ({}) is not RSA; only RSA recipients are supported",
+                spki.algorithm.oid
+            ))
+        })
+    }
+
+    /// The subject DN as text.
+    pub fn subject(&self) -> String {
+        self.cert.tbs_certificate().subject().to_string()
+    }
+
+    /// Whether it belongs to the bundled demo PKI (whose keys are public anyway).
+    pub fn is_demo(&self) -> bool {
+        self.cert
+            .tbs_certificate()
+            .issuer()
+            .to_string()
+            .contains("O=sipseal demo")
+    }
+
+    fn bad(&self, reason: String) -> KeyError {
+        KeyError::BadCert {
+            path: self.source.clone(),
+            reason,
+        }
+    }
+
+    /// Read every certificate in a PEM or DER file (first = end entity).
+    pub fn load_all(path: &Path) -> Result<Vec<Cert>, KeyError> {
+        let bytes = read(path)?;
+        let bad = |reason: String| KeyError::BadCert {
+            path: path.to_owned(),
+            reason,
+        };
+        let certs = if looks_like_pem(&bytes) {
+            Certificate::load_pem_chain(&bytes).map_err(|e| {
+                bad(format!(
+                    "not a PEM certificate ({e}); expected -----BEGIN CERTIFICATE-----"
+                ))
+            })?
+        } else {
+            vec![
+                Certificate::from_der(&bytes)
+                    .map_err(|e| bad(format!("not a DER certificate ({e})")))?,
+            ]
+        };
+        if certs.is_empty() {
+            return Err(bad("no certificate in the file".into()));
+        }
+        Ok(certs
+            .into_iter()
+            .map(|cert| Cert {
+                cert,
+                source: path.to_owned(),
+            })
+            .collect())
+    }
+
+    /// Read one certificate (the first in the file).
+    pub fn load(path: &Path) -> Result<Cert, KeyError> {
+        let mut all = Cert::load_all(path)?;
+        Ok(all.remove(0))
+    }
+
+    /// Every certificate under `path` (a file, or a directory searched
+    /// recursively, three levels deep, for `*.pem`, `*.crt`, `*.cer`,
+    /// `*.der`); files that hold no certificate (keys) are skipped.
+    pub fn load_tree(path: &Path) -> Result<Vec<Cert>, KeyError> {
+        if path.is_file() {
+            return Cert::load_all(path);
+        }
+        let mut found = Vec::new();
+        walk(path, 0, &mut found)?;
+        Ok(found)
+    }
+
+    /// Parse a DER certificate received in a message (e.g. a 496 body).
+    pub fn from_der(der: &[u8], source: &str) -> Result<Cert, KeyError> {
+        let cert = Certificate::from_der(der).map_err(|e| KeyError::BadCert {
+            path: source.into(),
+            reason: format!("not a DER certificate ({e})"),
+        })?;
+        Ok(Cert {
+            cert,
+            source: source.into(),
+        })
+    }
+}
+
+/// A private key with its certificate: who I am when opening or signing.
+pub struct Identity {
+    /// The end-entity certificate.
+    pub cert: Cert,
+    /// Further certificates from the certificate file.
+    pub chain: Vec<Cert>,
+    /// The RSA private key (zeroized on drop by `rsa`).
+    pub key: RsaPrivateKey,
+    /// Where the key was read from.
+    pub key_path: PathBuf,
+    /// Problems worth a warning (e.g. a key file readable by others).
+    pub warnings: Vec<String>,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("cert", &self.cert.source)
+            .field("key", &self.key_path)
+            .finish()
+    }
+}
+
+const CERT_NAMES: &[&str] = &["cert.pem", "cert.der", "cert.crt"];
+const KEY_NAMES: &[&str] = &["key.pem", "key.der", "key.key"];
+
+impl Identity {
+    /// Load an identity directory (`cert.pem` + `key.pem`, or the DER variants).
+    pub fn load_dir(dir: &Path) -> Result<Identity, KeyError> {
+        let find = |names: &[&str]| names.iter().map(|n| dir.join(n)).find(|p| p.is_file());
+        let missing = |what: &str, names: &[&str]| KeyError::BadIdentity {
+            path: dir.to_owned(),
+            reason: format!("no {what} file (looked for {})", names.join(", ")),
+        };
+        if !dir.is_dir() {
+            return Err(KeyError::BadIdentity {
+                path: dir.to_owned(),
+                reason: "not a directory".into(),
+            });
+        }
+        let cert = find(CERT_NAMES).ok_or_else(|| missing("certificate", CERT_NAMES))?;
+        let key = find(KEY_NAMES).ok_or_else(|| missing("private key", KEY_NAMES))?;
+        Identity::load_pair(&key, &cert)
+    }
+
+    /// Load an explicit key file and certificate file.
+    pub fn load_pair(key_path: &Path, cert_path: &Path) -> Result<Identity, KeyError> {
+        let mut certs = Cert::load_all(cert_path)?;
+        let cert = certs.remove(0);
+        let key = load_private_key(key_path)?;
+        if key.to_public_key() != cert.rsa_public_key()? {
+            return Err(KeyError::BadIdentity {
+                path: key_path.to_owned(),
+                reason: format!(
+                    "the key does not belong to the certificate {}",
+                    cert_path.display()
+                ),
+            });
+        }
+        let mut warnings = Vec::new();
+        if let Some(mode) = group_or_other_readable(key_path)
+            && !cert.is_demo()
+        {
+            warnings.push(format!(
+                "private key {} is readable by group/other (mode {mode:o}); run chmod 600 on it",
+                key_path.display()
+            ));
+        }
+        Ok(Identity {
+            cert,
+            chain: certs,
+            key,
+            key_path: key_path.to_owned(),
+            warnings,
+        })
+    }
+}
+
+fn walk(dir: &Path, depth: usize, found: &mut Vec<Cert>) -> Result<(), KeyError> {
+    let read_err = |source| KeyError::Read {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(read_err)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            if depth < 3 {
+                walk(&p, depth + 1, found)?;
+            }
+            continue;
+        }
+        let ext = p.extension().and_then(|e| e.to_str()).unwrap_or_default();
+        if ["pem", "crt", "cer", "der"].contains(&ext)
+            && let Ok(certs) = Cert::load_all(&p)
+        {
+            found.extend(certs);
+        }
+    }
+    Ok(())
+}
+
+fn read(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    std::fs::read(path)
+        .map(Zeroizing::new)
+        .map_err(|source| KeyError::Read {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+fn looks_like_pem(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .is_some_and(|i| bytes[i..].starts_with(b"-----BEGIN "))
+}
+
+/// Read an RSA private key: PKCS#8 or PKCS#1, PEM or DER.
+pub fn load_private_key(path: &Path) -> Result<RsaPrivateKey, KeyError> {
+    let bytes = read(path)?;
+    let bad = |reason: &str| KeyError::BadIdentity {
+        path: path.to_owned(),
+        reason: reason.into(),
+    };
+    if looks_like_pem(&bytes) {
+        let text = std::str::from_utf8(&bytes).map_err(|_| bad("PEM file is not text"))?;
+        if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+            return Err(bad(
+                "the key is password-protected; decrypt it first (openssl pkey -in KEY -out KEY.pem) and chmod 600 the result",
+            ));
+        }
+        RsaPrivateKey::from_pkcs8_pem(text)
+            .or_else(|_| RsaPrivateKey::from_pkcs1_pem(text))
+            .map_err(|_| bad("not an RSA private key (PKCS#8 or PKCS#1 PEM)"))
+    } else {
+        RsaPrivateKey::from_pkcs8_der(&bytes)
+            .or_else(|_| RsaPrivateKey::from_pkcs1_der(&bytes))
+            .map_err(|_| bad("not an RSA private key (PKCS#8 or PKCS#1, PEM or DER)"))
+    }
+}
+
+#[cfg(unix)]
+fn group_or_other_readable(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then_some(mode)
+}
+
+#[cfg(not(unix))]
+fn group_or_other_readable(_path: &Path) -> Option<u32> {
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo(p: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+    }
+
+    #[test]
+    fn demo_identity_loads_with_uri_and_ski() {
+        let id = Identity::load_dir(&repo("keys/proxy-a")).unwrap();
+        assert_eq!(id.cert.uri().as_deref(), Some("sip:proxy-a.a.example.com"));
+        assert_eq!(id.cert.ski().map(|s| s.len()), Some(20));
+        assert!(id.cert.is_demo());
+        assert!(id.warnings.is_empty(), "demo keys are public: no warning");
+    }
+
+    #[test]
+    fn mismatched_pair_and_missing_files_are_refused() {
+        let err = Identity::load_pair(&repo("keys/alice/key.pem"), &repo("keys/bob/cert.pem"))
+            .unwrap_err();
+        assert!(err.to_string().contains("does not belong"), "{err}");
+        let err = Identity::load_dir(&repo("keys")).unwrap_err();
+        assert!(err.to_string().contains("no certificate file"), "{err}");
+        let err = Cert::load(&repo("keys/alice/key.pem")).unwrap_err();
+        assert!(matches!(err, KeyError::BadCert { .. }), "{err}");
+    }
+}

@@ -1,0 +1,593 @@
+//! Sealing and opening the body of a SIP message (SPEC §3.1): the plaintext
+//! MIME entity goes into a CMS envelope, the envelope becomes an
+//! `application/pkcs7-mime` body, and each designated relay gets a
+//! `Proxy-Inspect-Body` header. Opening does the reverse.
+//!
+//! A sealed message keeps every non-body header line byte-identical; the
+//! body headers (Content-Type, Content-Disposition, ...) move into the
+//! encrypted entity and come back, at the same place, when it is opened.
+
+use base64::Engine;
+use rand::CryptoRng;
+use zeroize::Zeroizing;
+
+use crate::context::Context;
+use crate::envelope::{
+    self, Cek, Envelope, EnvelopeError, EnvelopeKind, Recipient, RecipientKey, SealOptions,
+};
+use crate::mime::BODY_HEADERS;
+use crate::sip::disclosure::{Access, Designation, PROXY_INSPECT_BODY, designations};
+use crate::sip::headers::{parse_content_type, strip_angle};
+use crate::sip::{HeaderError, Message, ParseError};
+
+/// Problems sealing or opening a message.
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    #[error("the message has no body to seal")]
+    NoBody,
+    #[error("the message has a body but no Content-Type")]
+    NoContentType,
+    #[error("the body is already sealed ({0})")]
+    AlreadySealed(String),
+    #[error("the body is not sealed: Content-Type is {0}, not application/pkcs7-mime")]
+    NotSealed(String),
+    #[error("{0} has no SIP URI to name it in Proxy-Inspect-Body")]
+    NoUri(String),
+    #[error("{0} is given twice")]
+    Duplicate(String),
+    #[error(transparent)]
+    Header(#[from] HeaderError),
+    #[error("the input is neither a SIP message, a MIME entity, nor CMS (DER or PEM): {0}")]
+    Unrecognised(String),
+    #[error("cannot decode the {encoding} body: {reason}")]
+    TransferEncoding { encoding: String, reason: String },
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+}
+
+impl SealError {
+    /// What to do next.
+    pub fn hint(&self) -> String {
+        match self {
+            SealError::NoBody | SealError::NoContentType => {
+                "build the message with a body, e.g. `sipseal build invite --sdp offer.sdp`".into()
+            }
+            SealError::AlreadySealed(_) => {
+                "open it first (`sipseal open`), or seal the original message".into()
+            }
+            SealError::NotSealed(_) => "nothing to open; `sipseal inspect` shows the body".into(),
+            SealError::NoUri(_) => {
+                "a relay needs a certificate with a SAN URI, or a PSK file with `uri: sip:...`".into()
+            }
+            SealError::Duplicate(_) => "name each recipient once".into(),
+            SealError::Header(e) => e.hint(),
+            SealError::Unrecognised(_) => {
+                "give a SIP message, a MIME entity (Content-Type: application/pkcs7-mime), or DER/PEM CMS".into()
+            }
+            SealError::TransferEncoding { .. } => {
+                "SIP bodies are binary; check the Content-Transfer-Encoding header".into()
+            }
+            SealError::Envelope(e) => e.hint(),
+        }
+    }
+
+    /// Whether this means "nothing here for me" (exit 3).
+    pub fn is_not_recipient(&self) -> bool {
+        matches!(self, SealError::Envelope(EnvelopeError::NotRecipient))
+    }
+}
+
+/// Who to seal for and how.
+#[derive(Debug, Clone, Default)]
+pub struct SealSpec {
+    /// The far-end peer(s): recipients without a designation.
+    pub peers: Vec<Recipient>,
+    /// Relays to disclose to: each gets a RecipientInfo and a `Proxy-Inspect-Body`.
+    pub disclose: Vec<Recipient>,
+    /// The access each designated relay gets.
+    pub access: Access,
+    /// Cipher and padding.
+    pub options: SealOptions,
+}
+
+/// The result of sealing a message.
+pub struct SealedMessage {
+    /// The message with the sealed body.
+    pub message: Message,
+    /// The DER ContentInfo (the new body).
+    pub der: Vec<u8>,
+    /// The content-encryption key.
+    pub cek: Cek,
+    /// The new body's Content-ID (without angle brackets).
+    pub content_id: String,
+}
+
+/// The MIME entity that gets encrypted: the message's body headers in
+/// full form (`Content-Type: ...`), a blank line, the body (RFC 3261 §23.4).
+pub fn mime_entity(msg: &Message) -> Result<Vec<u8>, SealError> {
+    if msg.body().is_empty() {
+        return Err(SealError::NoBody);
+    }
+    let ct = msg.header("Content-Type").ok_or(SealError::NoContentType)?;
+    let parsed = parse_content_type(ct)?;
+    if is_pkcs7_mime(&parsed.mime) {
+        return Err(SealError::AlreadySealed(ct.to_owned()));
+    }
+    let mut entity = Vec::with_capacity(msg.body().len() + 64);
+    // Content-Type first, then the other body headers in message order.
+    entity.extend_from_slice(format!("Content-Type: {ct}\r\n").as_bytes());
+    for h in msg.headers() {
+        if h.is("Content-Type") || !BODY_HEADERS.iter().any(|n| h.is(n)) {
+            continue;
+        }
+        entity.extend_from_slice(format!("{}: {}\r\n", h.full_name(), h.value()).as_bytes());
+    }
+    entity.extend_from_slice(b"\r\n");
+    entity.extend_from_slice(msg.body());
+    Ok(entity)
+}
+
+fn is_pkcs7_mime(mime: &str) -> bool {
+    mime == "application/pkcs7-mime" || mime == "application/x-pkcs7-mime"
+}
+
+/// The host of the first `sip:`/`sips:` URI in a name-addr value.
+fn uri_host(value: &str) -> Option<String> {
+    let start = value
+        .find("sip:")
+        .map(|i| i + 4)
+        .or_else(|| value.find("sips:").map(|i| i + 5))?;
+    let rest = &value[start..];
+    let end = rest.find(['>', ';', '?', ' ']).unwrap_or(rest.len());
+    let hostport = rest[..end].rsplit('@').next()?;
+    let host = if hostport.starts_with('[') {
+        hostport.split_inclusive(']').next()?
+    } else {
+        hostport.split(':').next()?
+    };
+    (!host.is_empty()).then(|| host.to_owned())
+}
+
+/// Where the body headers sit: the first body header, else just before
+/// Content-Length, else the end.
+fn body_header_position(msg: &Message) -> usize {
+    let hs = msg.headers();
+    hs.iter()
+        .position(|h| BODY_HEADERS.iter().any(|n| h.is(n)))
+        .or_else(|| hs.iter().position(|h| h.is("Content-Length")))
+        .unwrap_or(hs.len())
+}
+
+fn remove_body_headers(msg: &mut Message) {
+    for name in BODY_HEADERS {
+        msg.remove_headers(name);
+    }
+}
+
+/// Seal the body of `msg` for `spec` (SPEC §3.1).
+pub fn seal_message(
+    msg: &Message,
+    spec: &SealSpec,
+    ctx: &mut Context,
+) -> Result<SealedMessage, SealError> {
+    let entity = Zeroizing::new(mime_entity(msg)?);
+    let mut all: Vec<Recipient> = spec.peers.clone();
+    all.extend(spec.disclose.iter().cloned());
+    check_distinct(&all)?;
+    let mut designated = Vec::new();
+    for r in &spec.disclose {
+        let uri = r.uri().ok_or_else(|| SealError::NoUri(r.describe()))?;
+        // A relay reachable by certificate and PSK is still one relay.
+        if !designated.contains(&uri) {
+            designated.push(uri);
+        }
+    }
+    let ct = parse_content_type(msg.header("Content-Type").unwrap_or_default())?;
+    let label = match ct.mime.split_once('/') {
+        Some((_, sub)) if sub.len() <= 12 && sub.bytes().all(|b| b.is_ascii_alphanumeric()) => sub,
+        _ => "body",
+    };
+    let host = msg
+        .header("From")
+        .and_then(uri_host)
+        .unwrap_or_else(|| "sipseal.invalid".into());
+    let content_id = format!("{label}-{}@{host}", ctx.token(4));
+
+    let (der, cek) = envelope::seal(&entity, &all, &spec.options, ctx.rng())?;
+    let kind = if spec.options.cipher.is_aead() {
+        EnvelopeKind::AuthEnvelopedData
+    } else {
+        EnvelopeKind::EnvelopedData
+    };
+
+    let mut out = msg.clone();
+    let at = body_header_position(&out);
+    // Count what goes away above the insertion point so it stays put.
+    let above = out.headers()[..at]
+        .iter()
+        .filter(|h| h.is(PROXY_INSPECT_BODY) || BODY_HEADERS.iter().any(|n| h.is(n)))
+        .count();
+    out.remove_headers(PROXY_INSPECT_BODY);
+    remove_body_headers(&mut out);
+    let mut lines: Vec<(String, String)> = designated
+        .into_iter()
+        .map(|uri| {
+            let d = Designation {
+                uri,
+                cid: Some(content_id.clone()),
+                access: spec.access,
+            };
+            (PROXY_INSPECT_BODY.to_owned(), d.to_value())
+        })
+        .collect();
+    lines.extend([
+        (
+            "Content-Type".to_owned(),
+            format!(
+                "application/pkcs7-mime; smime-type={}; name=smime.p7m",
+                kind.smime_type()
+            ),
+        ),
+        (
+            "Content-Disposition".to_owned(),
+            "attachment; filename=smime.p7m; handling=required".to_owned(),
+        ),
+        ("Content-ID".to_owned(), format!("<{content_id}>")),
+        ("Content-Transfer-Encoding".to_owned(), "binary".to_owned()),
+    ]);
+    let at = at - above;
+    for (i, (name, value)) in lines.iter().enumerate() {
+        out.insert_header(at + i, name, value);
+    }
+    out.set_body(der.clone());
+    Ok(SealedMessage {
+        message: out,
+        der,
+        cek,
+        content_id,
+    })
+}
+
+fn check_distinct(all: &[Recipient]) -> Result<(), SealError> {
+    for (i, a) in all.iter().enumerate() {
+        for b in &all[..i] {
+            let same = match (a, b) {
+                (Recipient::Cert(x), Recipient::Cert(y)) => x.cert == y.cert,
+                (Recipient::Psk(x), Recipient::Psk(y)) => x.id == y.id,
+                _ => false,
+            };
+            if same {
+                return Err(SealError::Duplicate(a.describe()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What `open` and `inspect` accept.
+pub enum SealedInput {
+    /// A SIP message (sealed body, or anything else for `inspect`).
+    Sip(Message),
+    /// A MIME entity (`openssl cms -encrypt` without `-outform`, or a saved part).
+    Mime {
+        /// Its header lines.
+        headers: Vec<(String, String)>,
+        /// The decoded body: DER CMS.
+        der: Vec<u8>,
+    },
+    /// A bare ContentInfo (DER, or PEM decoded).
+    Cms(Vec<u8>),
+}
+
+/// Tell the input kinds apart. `sip_err` is how a SIP parse failure is
+/// reported when the input looks like SIP.
+pub fn detect(bytes: &[u8]) -> Result<SealedInput, DetectError> {
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(0);
+    let trimmed = &bytes[start..];
+    if trimmed.first() == Some(&0x30) {
+        return Ok(SealedInput::Cms(bytes.to_vec()));
+    }
+    if trimmed.starts_with(b"-----BEGIN ") {
+        let (label, der) = der::pem::decode_vec(trimmed)
+            .map_err(|e| DetectError::Other(SealError::Unrecognised(format!("bad PEM: {e}"))))?;
+        return match label {
+            "CMS" | "PKCS7" => Ok(SealedInput::Cms(der)),
+            other => Err(DetectError::Other(SealError::Unrecognised(format!(
+                "PEM label {other:?} (expected CMS or PKCS7)"
+            )))),
+        };
+    }
+    let first_line = trimmed.split(|&b| b == b'\n').next().unwrap_or_default();
+    let looks_sip = first_line.windows(7).any(|w| w == b"SIP/2.0");
+    if !looks_sip && looks_like_header(first_line) {
+        let (headers, der) = mime_input(trimmed).map_err(DetectError::Other)?;
+        return Ok(SealedInput::Mime { headers, der });
+    }
+    Message::parse(bytes)
+        .map(SealedInput::Sip)
+        .map_err(DetectError::Sip)
+}
+
+/// Why [`detect`] failed.
+#[derive(Debug)]
+pub enum DetectError {
+    /// It looked like SIP but did not parse.
+    Sip(ParseError),
+    /// Anything else.
+    Other(SealError),
+}
+
+fn looks_like_header(line: &[u8]) -> bool {
+    match line.iter().position(|&b| b == b':') {
+        Some(i) if i > 0 => line[..i]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-'),
+        _ => false,
+    }
+}
+
+/// MIME header lines as (name, value).
+pub type HeaderPairs = Vec<(String, String)>;
+
+fn mime_input(bytes: &[u8]) -> Result<(HeaderPairs, Vec<u8>), SealError> {
+    let parsed =
+        mailparse::parse_mail(bytes).map_err(|e| SealError::Unrecognised(e.to_string()))?;
+    let headers: Vec<(String, String)> = parsed
+        .headers
+        .iter()
+        .map(|h| (h.get_key(), h.get_value()))
+        .collect();
+    let ct = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("Content-Type"))
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let parsed_ct = parse_content_type(&ct)?;
+    if !is_pkcs7_mime(&parsed_ct.mime) {
+        return Err(SealError::NotSealed(ct));
+    }
+    let der = parsed
+        .get_body_raw()
+        .map_err(|e| SealError::TransferEncoding {
+            encoding: "MIME".into(),
+            reason: e.to_string(),
+        })?;
+    Ok((headers, der))
+}
+
+/// The DER of a SIP message's sealed body (transfer encoding undone).
+pub fn sealed_body(msg: &Message) -> Result<Vec<u8>, SealError> {
+    if msg.body().is_empty() {
+        return Err(SealError::NoBody);
+    }
+    let ct = msg.header("Content-Type").ok_or(SealError::NoContentType)?;
+    let parsed = parse_content_type(ct)?;
+    if !is_pkcs7_mime(&parsed.mime) {
+        return Err(SealError::NotSealed(parsed.mime));
+    }
+    match msg
+        .header("Content-Transfer-Encoding")
+        .map(|v| v.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("binary" | "8bit" | "7bit") => Ok(msg.body().to_vec()),
+        Some("base64") => {
+            let compact: Vec<u8> = msg
+                .body()
+                .iter()
+                .copied()
+                .filter(|b| !b.is_ascii_whitespace())
+                .collect();
+            base64::engine::general_purpose::STANDARD
+                .decode(compact)
+                .map_err(|e| SealError::TransferEncoding {
+                    encoding: "base64".into(),
+                    reason: e.to_string(),
+                })
+        }
+        Some(other) => Err(SealError::TransferEncoding {
+            encoding: other.into(),
+            reason: "not supported".into(),
+        }),
+    }
+}
+
+/// Decrypted content split into MIME headers and body, when it is an entity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entity {
+    /// Header lines (name, value) in order.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Entity {
+    /// Split `content` when it is a MIME entity: header lines that are all
+    /// `Content-*` or `MIME-Version` (including Content-Type), a blank
+    /// line, a body. Anything else (e.g. `openssl cms -encrypt` of a raw
+    /// file) gives `None`.
+    pub fn parse(content: &[u8]) -> Option<Entity> {
+        let (headers, offset) = mailparse::parse_headers(content).ok()?;
+        let head = content.get(..offset)?;
+        if !(head.ends_with(b"\n\n") || head.ends_with(b"\r\n\r\n")) {
+            return None;
+        }
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|h| (h.get_key(), h.get_value()))
+            .collect();
+        let mimeish = |n: &str| {
+            let n = n.to_ascii_lowercase();
+            n.starts_with("content-") || n == "mime-version"
+        };
+        if headers.is_empty()
+            || !headers.iter().all(|(n, _)| mimeish(n))
+            || !headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case("Content-Type"))
+        {
+            return None;
+        }
+        Some(Entity {
+            headers,
+            body: content.get(offset..)?.to_vec(),
+        })
+    }
+
+    /// The Content-Type value.
+    pub fn content_type(&self) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("Content-Type"))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The result of opening.
+pub struct OpenedContent {
+    /// The plaintext content (the MIME entity, or raw content).
+    pub content: Zeroizing<Vec<u8>>,
+    /// The content as a MIME entity, when it is one.
+    pub entity: Option<Entity>,
+    /// The restored SIP message, when the input was one.
+    pub message: Option<Message>,
+    /// The CEK (for the session store).
+    pub cek: Cek,
+    /// Which key (index into the keys given) opened it.
+    pub key_index: usize,
+    /// Which RecipientInfo.
+    pub recipient_index: usize,
+    /// The envelope kind.
+    pub kind: EnvelopeKind,
+}
+
+/// The DER envelope inside any accepted input.
+pub fn envelope_der(input: &SealedInput) -> Result<Vec<u8>, SealError> {
+    match input {
+        SealedInput::Sip(msg) => sealed_body(msg),
+        SealedInput::Mime { der, .. } | SealedInput::Cms(der) => Ok(der.clone()),
+    }
+}
+
+/// Open whatever [`detect`] found with the first matching key.
+pub fn open_input<R: CryptoRng + ?Sized>(
+    input: &SealedInput,
+    keys: &[RecipientKey<'_>],
+    rng: &mut R,
+) -> Result<OpenedContent, SealError> {
+    let der = envelope_der(input)?;
+    let env = Envelope::parse(&der)?;
+    let opened = env.open(keys, rng)?;
+    let entity = Entity::parse(&opened.content);
+    let message = match input {
+        SealedInput::Sip(msg) => Some(restore(msg, entity.as_ref(), &opened.content)),
+        _ => None,
+    };
+    Ok(OpenedContent {
+        content: opened.content,
+        entity,
+        message,
+        cek: opened.cek,
+        key_index: opened.key_index,
+        recipient_index: opened.recipient_index,
+        kind: env.kind,
+    })
+}
+
+/// The message with the plaintext body and its MIME headers back in place
+/// of the sealed one; `Proxy-Inspect-Body` entries for the opened part go.
+pub fn restore(msg: &Message, entity: Option<&Entity>, content: &[u8]) -> Message {
+    let mut out = msg.clone();
+    let cid = out.header("Content-ID").map(|v| strip_angle(v).to_owned());
+    drop_designations(&mut out, cid.as_deref());
+    let at = body_header_position(&out);
+    let above = out.headers()[..at]
+        .iter()
+        .filter(|h| BODY_HEADERS.iter().any(|n| h.is(n)))
+        .count();
+    remove_body_headers(&mut out);
+    let at = at - above;
+    match entity {
+        Some(e) => {
+            let mut i = at;
+            for (name, value) in &e.headers {
+                if name.eq_ignore_ascii_case("MIME-Version") {
+                    continue;
+                }
+                out.insert_header(i, name, value);
+                i += 1;
+            }
+            out.set_body(e.body.clone());
+        }
+        None => {
+            out.insert_header(at, "Content-Type", "application/octet-stream");
+            out.set_body(content.to_vec());
+        }
+    }
+    out
+}
+
+/// Remove the `Proxy-Inspect-Body` entries for Content-ID `cid` (all of
+/// them when `cid` is `None`); other entries keep their lines.
+fn drop_designations(msg: &mut Message, cid: Option<&str>) {
+    let entries = designations(msg);
+    let for_this = |d: &Result<Designation, String>| match (d, cid) {
+        (Ok(d), Some(cid)) => d.cid.as_deref().is_none_or(|c| c == cid),
+        (Ok(_), None) => true,
+        (Err(_), _) => false,
+    };
+    if entries.iter().all(|d| !for_this(d)) {
+        return;
+    }
+    let keep: Vec<String> = msg
+        .header_list(PROXY_INSPECT_BODY)
+        .into_iter()
+        .zip(entries.iter())
+        .filter(|(_, d)| !for_this(d))
+        .map(|(raw, _)| raw.to_owned())
+        .collect();
+    let at = msg
+        .headers()
+        .iter()
+        .position(|h| h.is(PROXY_INSPECT_BODY))
+        .unwrap_or(0);
+    msg.remove_headers(PROXY_INSPECT_BODY);
+    for (i, v) in keep.iter().enumerate() {
+        msg.insert_header(at + i, PROXY_INSPECT_BODY, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_hosts() {
+        assert_eq!(
+            uri_host("Alice <sip:alice@a.example.com>;tag=1").as_deref(),
+            Some("a.example.com")
+        );
+        assert_eq!(
+            uri_host("sip:a.example.com:5060;lr").as_deref(),
+            Some("a.example.com")
+        );
+        assert_eq!(
+            uri_host("<sips:u@[2001:db8::1]:5061>").as_deref(),
+            Some("[2001:db8::1]")
+        );
+        assert_eq!(uri_host("tel:+1"), None);
+    }
+
+    #[test]
+    fn entity_detection() {
+        let e = Entity::parse(b"Content-Type: application/sdp\r\n\r\nv=0\r\n").unwrap();
+        assert_eq!(e.body, b"v=0\r\n");
+        assert_eq!(e.content_type(), Some("application/sdp"));
+        assert!(Entity::parse(b"v=0\r\no=- 1 1 IN IP4 x\r\n").is_none());
+        assert!(Entity::parse(b"Subject: x\r\n\r\nbody").is_none());
+        assert!(Entity::parse(b"Content-Type: text/plain\r\n").is_none());
+    }
+}

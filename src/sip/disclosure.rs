@@ -1,0 +1,161 @@
+//! `Proxy-Inspect-Body`: which relay may open which body part.
+//!
+//! ```text
+//! Proxy-Inspect-Body = "Proxy-Inspect-Body" HCOLON pib-value
+//! pib-value  = LAQUOT absoluteURI RAQUOT *( SEMI pib-param )
+//! pib-param  = "cid" EQUAL DQUOTE content-id DQUOTE      ; E2M drafts
+//!            / "access" EQUAL ( "read" / "modify" )      ; sipseal
+//!            / generic-param
+//! ```
+//!
+//! A missing `access` means `read`: the relay may look but not change.
+
+use serde::Serialize;
+
+use super::Message;
+use super::headers::strip_angle;
+
+/// The header name.
+pub const PROXY_INSPECT_BODY: &str = "Proxy-Inspect-Body";
+
+/// What a designated relay may do with the content.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    /// Read only (enforced by an inner signature when there is one).
+    #[default]
+    Read,
+    /// May edit and re-seal.
+    Modify,
+}
+
+impl Access {
+    /// The parameter value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Read => "read",
+            Access::Modify => "modify",
+        }
+    }
+}
+
+/// One `Proxy-Inspect-Body` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Designation {
+    /// The relay's URI (without angle brackets).
+    pub uri: String,
+    /// The Content-ID (without angle brackets) of the part it may open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cid: Option<String>,
+    /// `access`, `read` when absent.
+    pub access: Access,
+}
+
+impl Designation {
+    /// The header value: `<URI>;cid="CID";access=read`.
+    pub fn to_value(&self) -> String {
+        let mut v = format!("<{}>", self.uri);
+        if let Some(cid) = &self.cid {
+            v.push_str(&format!(";cid=\"{cid}\""));
+        }
+        v.push_str(";access=");
+        v.push_str(self.access.as_str());
+        v
+    }
+
+    /// Parse a header value; `Err` says what is wrong with it.
+    pub fn parse(value: &str) -> Result<Designation, String> {
+        let value = value.trim();
+        let rest = value
+            .strip_prefix('<')
+            .ok_or_else(|| format!("{value:?} does not start with <URI>"))?;
+        let (uri, params) = rest
+            .split_once('>')
+            .ok_or_else(|| format!("{value:?} has no closing >"))?;
+        let uri = uri.trim();
+        if !(uri.starts_with("sip:") || uri.starts_with("sips:")) {
+            return Err(format!("{uri:?} is not a sip: or sips: URI"));
+        }
+        let mut d = Designation {
+            uri: uri.to_owned(),
+            cid: None,
+            access: Access::Read,
+        };
+        for param in split_params(params) {
+            let (name, val) = param.split_once('=').unwrap_or((param, ""));
+            let val = val.trim();
+            match name.trim().to_ascii_lowercase().as_str() {
+                "cid" => {
+                    let unquoted = val
+                        .strip_prefix('"')
+                        .and_then(|v| v.strip_suffix('"'))
+                        .unwrap_or(val);
+                    d.cid = Some(strip_angle(unquoted).to_owned());
+                }
+                "access" => {
+                    d.access = match val.to_ascii_lowercase().as_str() {
+                        "read" => Access::Read,
+                        "modify" => Access::Modify,
+                        other => return Err(format!("access={other} (expected read or modify)")),
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(d)
+    }
+}
+
+/// `;a=1;b="x;y"` → `["a=1", "b=\"x;y\""]`, honouring quotes.
+fn split_params(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut quoted = false;
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            ';' if !quoted => {
+                let p = s[start..i].trim();
+                if !p.is_empty() {
+                    out.push(p);
+                }
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    let p = s[start..].trim();
+    if !p.is_empty() {
+        out.push(p);
+    }
+    out
+}
+
+/// Every `Proxy-Inspect-Body` entry of a message (comma-separated values
+/// in one line count separately), each parsed or with its problem.
+pub fn designations(msg: &Message) -> Vec<Result<Designation, String>> {
+    msg.header_list(PROXY_INSPECT_BODY)
+        .into_iter()
+        .map(Designation::parse)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_and_format() {
+        let v = "<sip:proxy-a.a.example.com>;cid=\"sdp-4f2c@a.example.com\";access=modify";
+        let d = Designation::parse(v).unwrap();
+        assert_eq!(d.uri, "sip:proxy-a.a.example.com");
+        assert_eq!(d.cid.as_deref(), Some("sdp-4f2c@a.example.com"));
+        assert_eq!(d.access, Access::Modify);
+        assert_eq!(d.to_value(), v);
+        let d = Designation::parse("<sips:p.example.com> ; cid=\"<x;y@z>\" ; foo").unwrap();
+        assert_eq!((d.cid.as_deref(), d.access), (Some("x;y@z"), Access::Read));
+        for bad in ["sip:p", "<http://p>", "<sip:p", "<sip:p>;access=all"] {
+            assert!(Designation::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
