@@ -7,7 +7,9 @@ use serde::Deserialize;
 
 use super::error::{Error, Exit};
 use super::io::{read_input, read_message, write_output};
+use super::keyargs::RecipientArgs;
 use crate::context::Context;
+use crate::sealing::seal_message;
 use crate::sip::compose::parse_header_arg;
 use crate::sip::{
     Body, Message, RequestParams, ResponseParams, Transport, build_request, build_response,
@@ -47,6 +49,12 @@ pub struct BuildArgs {
     /// Write the message here (atomically) instead of standard output.
     #[arg(short, long, value_name = "FILE", global = true)]
     pub output: Option<PathBuf>,
+    /// Seal the body in the same step (as `sipseal seal`), for --peer and
+    /// the --disclose relays.
+    #[arg(long, global = true)]
+    pub seal: bool,
+    #[command(flatten)]
+    pub recipients: RecipientArgs,
 }
 
 /// What to build.
@@ -324,6 +332,30 @@ pub fn run(args: BuildArgs, ctx: &mut Context) -> Result<Exit, Error> {
             return Err(Error::usage(
                 "nothing to build",
                 "name a method (sipseal build invite --from URI --to URI), `response CODE --request FILE`, or --spec FILE.yaml",
+            ));
+        }
+    };
+    let msg = match (args.seal, args.recipients.any()) {
+        (false, false) => msg,
+        (true, true) => {
+            let spec = args.recipients.spec()?;
+            seal_message(&msg, &spec, ctx)
+                .map_err(|err| Error::Seal {
+                    name: "the built message".into(),
+                    err,
+                })?
+                .message
+        }
+        (true, false) => {
+            return Err(Error::usage(
+                "--seal without recipients",
+                "add --peer CERT (and --disclose CERT|psk:FILE for relays)",
+            ));
+        }
+        (false, true) => {
+            return Err(Error::usage(
+                "--peer/--disclose given without --seal",
+                "add --seal to seal the body, or use `sipseal seal` on the built message",
             ));
         }
     };

@@ -8,6 +8,7 @@ use super::error::{Error, Exit};
 use super::io::{display_name, read_input, write_output};
 use super::keyargs::KeyArgs;
 use crate::context::Context;
+use crate::envelope::EnvelopeKind;
 use crate::sealing::{DetectError, detect, open_input};
 
 /// `open` arguments.
@@ -53,6 +54,11 @@ pub fn run(args: OpenArgs, ctx: &mut Context) -> Result<Exit, Error> {
         name: name.clone(),
         err,
     })?;
+    if opened.kind == EnvelopeKind::EnvelopedData {
+        eprintln!(
+            "warning: EnvelopedData (AES-CBC) has no integrity protection: alterations in transit go undetected; prefer AuthEnvelopedData (AES-GCM)"
+        );
+    }
     // Without a SIP message around it, the whole decrypted content (the
     // MIME entity) is the natural output; --body-only strips its headers.
     let out = match (&opened.message, args.body_only, &opened.entity) {

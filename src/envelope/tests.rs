@@ -224,3 +224,111 @@ fn no_attributes_and_ski_rids_are_written() {
     );
     assert!(r.algorithm.contains("sha256"), "{}", r.algorithm);
 }
+
+/// Byte ranges of `needle` in `hay` (it must occur exactly once).
+fn region(hay: &[u8], needle: &[u8]) -> std::ops::Range<usize> {
+    let hits: Vec<usize> = hay
+        .windows(needle.len())
+        .enumerate()
+        .filter(|(_, w)| *w == needle)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(hits.len(), 1, "region must be unique");
+    hits[0]..hits[0] + needle.len()
+}
+
+#[test]
+fn flipping_any_byte_of_content_tag_gcm_params_or_wrapped_key_fails() {
+    use cms::authenveloped_data::AuthEnvelopedData;
+    use cms::content_info::ContentInfo;
+    use der::{Decode, Encode};
+
+    let mut rng = ChaCha20Rng::seed_from_u64(12);
+    let bob = identity("bob");
+    let psk = psk();
+    for padding in [RsaPadding::Oaep, RsaPadding::Pkcs1v15] {
+        let opts = SealOptions {
+            cipher: ContentCipher::Aes256Gcm,
+            padding,
+        };
+        let recipients = [
+            Recipient::Cert(Box::new(bob.cert.clone())),
+            Recipient::Psk(psk.clone()),
+        ];
+        let (der, _) = seal(ENTITY, &recipients, &opts, &mut rng).unwrap();
+        let ci = ContentInfo::from_der(&der).unwrap();
+        let aed: AuthEnvelopedData = ci.content.decode_as().unwrap();
+        let eci = &aed.auth_encrypted_content_info;
+        let params = eci
+            .content_enc_alg
+            .parameters
+            .as_ref()
+            .unwrap()
+            .to_der()
+            .unwrap();
+        let mut regions = vec![
+            (
+                "encrypted content",
+                region(&der, eci.encrypted_content.as_ref().unwrap().as_bytes()),
+                None,
+            ),
+            ("tag", region(&der, aed.mac.as_bytes()), None),
+            ("GCM parameters", region(&der, &params), None),
+        ];
+        for ri in aed.recip_infos.0.iter() {
+            match ri {
+                RecipientInfo::Ktri(k) => regions.push((
+                    "RSA-wrapped key",
+                    region(&der, k.enc_key.as_bytes()),
+                    Some(0),
+                )),
+                RecipientInfo::Kekri(k) => regions.push((
+                    "AES-wrapped key",
+                    region(&der, k.encrypted_key.as_bytes()),
+                    Some(1),
+                )),
+                _ => unreachable!(),
+            }
+        }
+        let keys = [
+            RecipientKey::Rsa {
+                cert: &bob.cert,
+                key: &bob.key,
+            },
+            RecipientKey::Psk(&psk),
+        ];
+        let mut flips = 0;
+        let expected: usize = regions
+            .iter()
+            .map(|(_, r, only)| r.len() * if only.is_some() { 1 } else { 2 })
+            .sum();
+        for (what, range, only) in regions {
+            for i in range {
+                let mut bad = der.clone();
+                bad[i] ^= 0x01;
+                // A wrapped key only matters to its own recipient; content,
+                // tag and parameters to everyone.
+                let which: Vec<usize> = match only {
+                    Some(k) => vec![k],
+                    None => vec![0, 1],
+                };
+                for k in which {
+                    let key = &keys[k..=k];
+                    if let Ok(env) = Envelope::parse(&bad) {
+                        let r = env.open(key, &mut rng);
+                        assert!(
+                            r.is_err(),
+                            "{padding:?}: flipping byte {i} of the {what} still opened"
+                        );
+                    }
+                    flips += 1;
+                }
+            }
+        }
+        assert_eq!(flips, expected);
+        assert!(
+            flips > 256 + 40,
+            "the RSA and AES wrapped keys are covered: {flips}"
+        );
+    }
+}

@@ -1,0 +1,400 @@
+//! `seal`, `open`, `build --seal` and `inspect` of sealed messages, through
+//! the built binary: golden files in deterministic mode, round trips,
+//! recipients and non-recipients, tampering, errors.
+
+mod common;
+
+use common::{file, golden, sipseal};
+use predicates::prelude::*;
+
+const SEED: &str = "5eed";
+const PSK: &str = "psk:keys/psk/alice-proxy-a.yaml";
+
+fn seal(args: &[&str]) -> Vec<u8> {
+    let out = sipseal()
+        .args(["--seed", SEED, "seal", "samples/invite.sip"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// The default sealed INVITE written to a temporary file (tests do not
+/// read each other's golden files: `UPDATE_GOLDEN=1` rewrites them in parallel).
+fn sealed_file(dir: &tempfile::TempDir) -> std::path::PathBuf {
+    let path = dir.path().join("sealed.sip");
+    std::fs::write(&path, default_sealed()).unwrap();
+    path
+}
+
+fn default_sealed() -> Vec<u8> {
+    seal(&[
+        "--peer",
+        "keys/bob/cert.pem",
+        "--disclose",
+        "keys/proxy-a/cert.pem",
+        "--disclose",
+        PSK,
+    ])
+}
+
+#[test]
+fn sealed_invite_golden_and_every_recipient_gets_the_original_back() {
+    let sealed = default_sealed();
+    golden("sealed-invite.sip", &sealed);
+    let text = String::from_utf8_lossy(&sealed);
+    // SPEC §3.1 headers, once each, and the designation names the part.
+    for h in [
+        "Proxy-Inspect-Body: <sip:proxy-a.a.example.com>;cid=\"sdp-",
+        "Content-Type: application/pkcs7-mime; smime-type=authEnveloped-data; name=smime.p7m\r\n",
+        "Content-Disposition: attachment; filename=smime.p7m; handling=required\r\n",
+        "Content-ID: <sdp-",
+        "Content-Transfer-Encoding: binary\r\n",
+    ] {
+        assert_eq!(text.matches(h).count(), 1, "{h}");
+    }
+    let body_at = sealed.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(text.contains(&format!("Content-Length: {}\r\n", sealed.len() - body_at)));
+    let original = file("samples/invite.sip");
+    for key in [
+        &["--identity", "keys/bob"][..],
+        &["--identity", "keys/proxy-a"],
+        &["--psk", "keys/psk/alice-proxy-a.yaml"],
+        &["--key", "keys/bob/key.pem", "--cert", "keys/bob/cert.pem"],
+    ] {
+        sipseal()
+            .args(["open", "tests/golden/sealed-invite.sip"])
+            .args(key)
+            .assert()
+            .success()
+            .stdout(original.clone());
+    }
+    sipseal()
+        .args([
+            "open",
+            "--body-only",
+            "--identity",
+            "keys/bob",
+            "tests/golden/sealed-invite.sip",
+        ])
+        .assert()
+        .success()
+        .stdout(file("samples/offer.sdp"));
+}
+
+#[test]
+fn same_seed_same_bytes_other_seed_other_bytes() {
+    let a = default_sealed();
+    assert_eq!(a, default_sealed());
+    let other = sipseal()
+        .args([
+            "--seed",
+            "5eee",
+            "seal",
+            "samples/invite.sip",
+            "--peer",
+            "keys/bob/cert.pem",
+        ])
+        .output()
+        .unwrap();
+    assert!(other.status.success());
+    assert_ne!(a, other.stdout);
+}
+
+#[test]
+fn legacy_cbc_pkcs1v15_golden_opens_with_a_warning() {
+    let sealed = seal(&[
+        "--peer",
+        "keys/bob/cert.pem",
+        "--cipher",
+        "aes128-cbc",
+        "--rsa-padding",
+        "pkcs1v15",
+    ]);
+    golden("sealed-invite-cbc.sip", &sealed);
+    assert!(String::from_utf8_lossy(&sealed).contains("smime-type=enveloped-data;"));
+    sipseal()
+        .args([
+            "open",
+            "tests/golden/sealed-invite-cbc.sip",
+            "--identity",
+            "keys/bob",
+        ])
+        .assert()
+        .success()
+        .stdout(file("samples/invite.sip"))
+        .stderr(predicate::str::contains("no integrity protection"));
+}
+
+#[test]
+fn build_seal_in_one_step_equals_build_then_seal() {
+    let one = sipseal()
+        .args([
+            "--seed",
+            SEED,
+            "build",
+            "--spec",
+            "samples/invite.yaml",
+            "--seal",
+        ])
+        .args([
+            "--peer",
+            "keys/bob/cert.pem",
+            "--disclose",
+            "keys/proxy-a/cert.pem",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        one.status.success(),
+        "{}",
+        String::from_utf8_lossy(&one.stderr)
+    );
+    golden("built-sealed-invite.sip", &one.stdout);
+    sipseal()
+        .args([
+            "open",
+            "--identity",
+            "keys/proxy-a",
+            "tests/golden/built-sealed-invite.sip",
+        ])
+        .assert()
+        .success()
+        .stdout(file("samples/invite.sip"));
+    sipseal()
+        .args([
+            "build",
+            "--spec",
+            "samples/invite.yaml",
+            "--peer",
+            "keys/bob/cert.pem",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("without --seal"));
+}
+
+#[test]
+fn a_non_recipient_gets_exit_3_and_no_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    sipseal()
+        .arg("open")
+        .arg(sealed_file(&tmp))
+        .args(["--identity", "keys/proxy-b"])
+        .assert()
+        .code(3)
+        .stdout("")
+        .stderr(predicate::str::contains("not a recipient"));
+}
+
+#[test]
+fn tampering_fails_with_exit_1_and_no_plaintext() {
+    let sealed = default_sealed();
+    let body_at = sealed.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let tmp = tempfile::tempdir().unwrap();
+    // The tag is the last 16 bytes; the encrypted content ends just before
+    // the tag's OCTET STRING header; the middle of the body is a wrapped key.
+    for (what, at) in [
+        ("tag", sealed.len() - 1),
+        ("encrypted content", sealed.len() - 20),
+        ("a wrapped key", body_at + (sealed.len() - body_at) / 3),
+    ] {
+        let mut bad = sealed.clone();
+        bad[at] ^= 0x01;
+        let path = tmp.path().join("bad.sip");
+        std::fs::write(&path, &bad).unwrap();
+        let out_file = tmp.path().join("out.sip");
+        for key in [
+            &["--identity", "keys/bob"][..],
+            &["--psk", "keys/psk/alice-proxy-a.yaml"],
+        ] {
+            let assert = sipseal()
+                .arg("open")
+                .arg(&path)
+                .args(key)
+                .arg("-o")
+                .arg(&out_file)
+                .assert()
+                .stdout("");
+            let out = assert.get_output();
+            // A flipped wrapped key only concerns its own recipient.
+            if out.status.code() == Some(0) {
+                assert_eq!(what, "a wrapped key", "{key:?}");
+                std::fs::remove_file(&out_file).unwrap();
+                continue;
+            }
+            assert_eq!(out.status.code(), Some(1), "{what} {key:?}");
+            assert!(String::from_utf8_lossy(&out.stderr).contains("decryption failed"));
+            assert!(!out_file.exists(), "nothing written on failure");
+        }
+    }
+}
+
+#[test]
+fn inspect_names_recipients_checks_designations_and_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sealed = sealed_file(&tmp);
+    let out = sipseal()
+        .arg("inspect")
+        .arg(&sealed)
+        .args(["--certs", "keys"])
+        .args([
+            "--identity",
+            "keys/proxy-b",
+            "--psk",
+            "keys/psk/alice-proxy-a.yaml",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    golden("inspect-sealed.txt", &out.stdout);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("cms: authEnvelopedData v0, aes256-gcm, nonce 12 bytes, tag 16 bytes"));
+    assert!(text.contains("= sip:bob@b.example.com"));
+    assert!(text.contains("kekid alice-proxy-a, id-aes256-wrap = PSK alice-proxy-a"));
+    assert!(text.contains("key PSK alice-proxy-a: RecipientInfo #"));
+    assert!(text.contains("key sip:proxy-b.b.example.com: not a recipient"));
+    assert!(!text.contains("warning:"), "{text}");
+
+    // Without any key or certificate, the structure is still there.
+    let json = sipseal()
+        .args(["inspect", "--format", "json"])
+        .arg(&sealed)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let cms = &v["body"]["cms"];
+    assert_eq!(cms["content_type"], "authEnvelopedData");
+    assert_eq!(cms["recipients"].as_array().unwrap().len(), 3);
+    assert_eq!(v["disclosure"][0]["uri"], "sip:proxy-a.a.example.com");
+    assert_eq!(v["disclosure"][0]["access"], "read");
+
+    // A designation redirected to a relay without a RecipientInfo is flagged.
+    let mut bytes = default_sealed();
+    let needle = b"<sip:proxy-a.a.example.com>;cid";
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap();
+    bytes.splice(at..at + 12, b"<sip:proxy-b".iter().copied());
+    let path = tmp.path().join("redirected.sip");
+    std::fs::write(&path, &bytes).unwrap();
+    sipseal()
+        .arg("inspect")
+        .arg(&path)
+        .args(["--certs", "keys", "--psk", "keys/psk/alice-proxy-a.yaml"])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains(
+                "warning: designated relay sip:proxy-b.a.example.com has no RecipientInfo",
+            )
+            .and(
+                predicate::str::contains("recipient #")
+                    .and(predicate::str::contains("is neither designated")),
+            ),
+        );
+}
+
+#[test]
+fn inspect_accepts_a_bare_cms_object() {
+    let der = sipseal()
+        .args([
+            "--seed",
+            SEED,
+            "seal",
+            "samples/invite.sip",
+            "--peer",
+            "keys/bob/cert.pem",
+            "--body-only",
+        ])
+        .output()
+        .unwrap();
+    assert!(der.status.success());
+    assert_eq!(der.stdout[0], 0x30, "DER ContentInfo");
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("body.der");
+    std::fs::write(&path, &der.stdout).unwrap();
+    sipseal()
+        .arg("inspect")
+        .arg(&path)
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::starts_with("cms: ")
+                .and(predicate::str::contains("recipient #0: ktri v2 rid ski:")),
+        );
+}
+
+#[test]
+fn errors_say_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sealed = sealed_file(&tmp);
+    // No body to seal.
+    sipseal()
+        .args([
+            "seal",
+            "tests/golden/bye.sip",
+            "--peer",
+            "keys/bob/cert.pem",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no body to seal").and(predicate::str::contains("hint:")));
+    // Sealing twice.
+    sipseal()
+        .arg("seal")
+        .arg(&sealed)
+        .args(["--peer", "keys/bob/cert.pem"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("already sealed"));
+    // No recipients / no keys.
+    sipseal()
+        .args(["seal", "samples/invite.sip"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no recipients"));
+    sipseal()
+        .arg("open")
+        .arg(&sealed)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no key to open with"));
+    // A private key as a certificate; the same recipient twice.
+    sipseal()
+        .args(["seal", "samples/invite.sip", "--peer", "keys/bob/key.pem"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("unusable certificate"));
+    sipseal()
+        .args(["seal", "samples/invite.sip", "--peer", "keys/bob/cert.pem"])
+        .args(["--disclose", "keys/bob/cert.pem"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("given twice"));
+    // Opening something that is not sealed.
+    sipseal()
+        .args(["open", "samples/invite.sip", "--identity", "keys/bob"])
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr(predicate::str::contains("not sealed"));
+    // A key that does not belong to the certificate.
+    sipseal()
+        .arg("open")
+        .arg(&sealed)
+        .args(["--key", "keys/carol/key.pem", "--cert", "keys/bob/cert.pem"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("does not belong"));
+}

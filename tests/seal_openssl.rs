@@ -1,0 +1,415 @@
+//! Sealing interop with the real `openssl cms`, both directions:
+//! (a) every combination sipseal makes is opened by `openssl cms -decrypt`
+//! by each recipient to exactly the plaintext MIME entity; (b) envelopes
+//! made here by `openssl cms -encrypt` are opened by `sipseal open` by each
+//! recipient.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{repo, sipseal};
+
+const ENTITY: &[u8] = b"Content-Type: application/sdp\r\n\r\nv=0\r\no=alice 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\nm=audio 49170 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVzcyAoZ|2^20|1:4\r\n";
+
+/// A recipient: a demo identity, or a PSK written into the test's directory.
+#[derive(Clone)]
+enum Who {
+    Id(&'static str),
+    Psk {
+        file: PathBuf,
+        id: String,
+        key: String,
+    },
+}
+
+impl Who {
+    fn seal_args(&self, as_peer: bool) -> Vec<String> {
+        match self {
+            Who::Id(name) => {
+                let cert = format!("keys/{name}/cert.pem");
+                if as_peer {
+                    vec!["--peer".into(), cert]
+                } else {
+                    vec!["--disclose".into(), cert]
+                }
+            }
+            Who::Psk { file, .. } => vec!["--disclose".into(), format!("psk:{}", file.display())],
+        }
+    }
+
+    fn openssl_decrypt_args(&self) -> Vec<String> {
+        match self {
+            Who::Id(name) => vec![
+                "-recip".into(),
+                format!("keys/{name}/cert.pem"),
+                "-inkey".into(),
+                format!("keys/{name}/key.pem"),
+            ],
+            Who::Psk { id, key, .. } => vec![
+                "-secretkey".into(),
+                key.clone(),
+                "-secretkeyid".into(),
+                hex(id.as_bytes()),
+            ],
+        }
+    }
+
+    fn openssl_encrypt_args(&self) -> Vec<String> {
+        self.openssl_decrypt_args()
+            .into_iter()
+            .filter(|a| !a.ends_with("key.pem") && a != "-inkey")
+            .collect()
+    }
+
+    fn sipseal_open_args(&self) -> Vec<String> {
+        match self {
+            Who::Id(name) => vec!["--identity".into(), format!("keys/{name}")],
+            Who::Psk { file, .. } => vec!["--psk".into(), file.display().to_string()],
+        }
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn psk(dir: &Path, n: u8, len: usize) -> Who {
+    let id = format!("test-psk-{n}");
+    let key = hex(&(0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(n))
+        .collect::<Vec<_>>());
+    let file = dir.join(format!("{id}.yaml"));
+    std::fs::write(
+        &file,
+        format!("id: {id}\nkey: {key}\nuri: sip:relay{n}.a.example.com\n"),
+    )
+    .unwrap();
+    Who::Psk { file, id, key }
+}
+
+fn openssl(args: &[String]) -> std::process::Output {
+    Command::new("openssl")
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("openssl must be installed (.ci/run installs it)")
+}
+
+/// A SIP message carrying ENTITY's body, for `sipseal seal`.
+fn message(dir: &Path) -> PathBuf {
+    let body = &ENTITY[ENTITY.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4..];
+    let mut m = format!(
+        "INVITE sip:bob@b.example.com SIP/2.0\r\nVia: SIP/2.0/UDP a.example.com;branch=z9hG4bK1\r\nMax-Forwards: 70\r\nFrom: <sip:alice@a.example.com>;tag=1\r\nTo: <sip:bob@b.example.com>\r\nCall-ID: c1@a.example.com\r\nCSeq: 1 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    m.extend_from_slice(body);
+    let path = dir.join("invite.sip");
+    std::fs::write(&path, m).unwrap();
+    path
+}
+
+#[test]
+fn openssl_opens_every_combination_sipseal_makes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let msg = message(tmp.path());
+    let one = vec![Who::Id("bob")];
+    let three = vec![Who::Id("bob"), Who::Id("proxy-a"), psk(tmp.path(), 1, 32)];
+    let eight = vec![
+        Who::Id("bob"),
+        Who::Id("proxy-a"),
+        Who::Id("proxy-b"),
+        Who::Id("carol"),
+        Who::Id("alice"),
+        psk(tmp.path(), 2, 16),
+        psk(tmp.path(), 3, 24),
+        psk(tmp.path(), 4, 32),
+    ];
+    let mut checked = 0;
+    for cipher in ["aes256-gcm", "aes128-gcm", "aes256-cbc", "aes128-cbc"] {
+        for padding in ["oaep", "pkcs1v15"] {
+            for group in [&one, &three, &eight] {
+                let out = tmp.path().join("sealed.der");
+                let mut cmd = sipseal();
+                cmd.arg("seal")
+                    .arg(&msg)
+                    .args([
+                        "--cipher",
+                        cipher,
+                        "--rsa-padding",
+                        padding,
+                        "--body-only",
+                        "-o",
+                    ])
+                    .arg(&out);
+                for (i, who) in group.iter().enumerate() {
+                    cmd.args(who.seal_args(i == 0));
+                }
+                cmd.assert().success();
+                for who in group.iter() {
+                    let mut args: Vec<String> =
+                        ["cms", "-decrypt", "-binary", "-inform", "DER", "-in"]
+                            .map(String::from)
+                            .to_vec();
+                    args.push(out.display().to_string());
+                    args.extend(who.openssl_decrypt_args());
+                    let res = openssl(&args);
+                    assert!(
+                        res.status.success(),
+                        "{cipher} {padding} {} recipients: openssl failed for {:?}: {}",
+                        group.len(),
+                        who.openssl_decrypt_args(),
+                        String::from_utf8_lossy(&res.stderr)
+                    );
+                    assert_eq!(res.stdout, ENTITY, "{cipher} {padding} {}", group.len());
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 4 * 2 * (1 + 3 + 8));
+}
+
+#[test]
+fn sipseal_opens_what_openssl_makes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plain = tmp.path().join("entity.txt");
+    std::fs::write(&plain, ENTITY).unwrap();
+    let psk16 = psk(tmp.path(), 5, 16);
+    let psk32 = psk(tmp.path(), 6, 32);
+    let Who::Psk { file: outsider, .. } = psk(tmp.path(), 9, 32) else {
+        unreachable!()
+    };
+    let rsa_oaep = ["-keyopt", "rsa_padding_mode:oaep"];
+    let rsa_oaep256 = [
+        "-keyopt",
+        "rsa_padding_mode:oaep",
+        "-keyopt",
+        "rsa_oaep_md:sha256",
+    ];
+    // (name, cipher, recipients, extra key options after the first -recip)
+    let cases: Vec<(&str, &str, Vec<Who>, &[&str])> = vec![
+        ("ktri-v15-gcm256", "-aes-256-gcm", vec![Who::Id("bob")], &[]),
+        (
+            "ktri-oaep-sha1-gcm128",
+            "-aes-128-gcm",
+            vec![Who::Id("bob")],
+            &rsa_oaep,
+        ),
+        (
+            "ktri-oaep-sha256-gcm256",
+            "-aes-256-gcm",
+            vec![Who::Id("bob")],
+            &rsa_oaep256,
+        ),
+        ("ktri-v15-cbc256", "-aes-256-cbc", vec![Who::Id("bob")], &[]),
+        (
+            "ktri-oaep-cbc128",
+            "-aes-128-cbc",
+            vec![Who::Id("proxy-a")],
+            &rsa_oaep,
+        ),
+        (
+            "ktri-v15-cbc192",
+            "-aes-192-cbc",
+            vec![Who::Id("carol")],
+            &[],
+        ),
+        (
+            "kekri-aes128-wrap",
+            "-aes-256-gcm",
+            vec![psk16.clone()],
+            &[],
+        ),
+        (
+            "kekri-aes256-wrap",
+            "-aes-128-gcm",
+            vec![psk32.clone()],
+            &[],
+        ),
+        (
+            "several-gcm",
+            "-aes-256-gcm",
+            vec![
+                Who::Id("bob"),
+                Who::Id("proxy-a"),
+                Who::Id("proxy-b"),
+                psk32.clone(),
+            ],
+            &rsa_oaep256,
+        ),
+        (
+            "several-cbc",
+            "-aes-256-cbc",
+            vec![Who::Id("alice"), Who::Id("carol"), psk16.clone()],
+            &[],
+        ),
+    ];
+    for (name, cipher, who, keyopts) in cases {
+        let der = tmp.path().join(format!("{name}.der"));
+        let mut args: Vec<String> = [
+            "cms", "-encrypt", "-binary", "-outform", "DER", cipher, "-in",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.push(plain.display().to_string());
+        args.push("-out".into());
+        args.push(der.display().to_string());
+        for w in &who {
+            args.extend(w.openssl_encrypt_args());
+            // -keyopt applies to the -recip just before it.
+            if matches!(w, Who::Id(_)) {
+                args.extend(keyopts.iter().map(|s| s.to_string()));
+            }
+        }
+        let res = openssl(&args);
+        assert!(
+            res.status.success(),
+            "{name}: openssl cms -encrypt failed: {}",
+            String::from_utf8_lossy(&res.stderr)
+        );
+        for w in &who {
+            let out = sipseal()
+                .arg("open")
+                .arg(&der)
+                .args(w.sipseal_open_args())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{name}: sipseal open failed for {:?}: {}",
+                w.sipseal_open_args(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(out.stdout, ENTITY, "{name}");
+            // --body-only gives the SDP itself.
+            sipseal()
+                .arg("open")
+                .arg(&der)
+                .arg("--body-only")
+                .args(w.sipseal_open_args())
+                .assert()
+                .success()
+                .stdout(&ENTITY[ENTITY.windows(4).position(|x| x == b"\r\n\r\n").unwrap() + 4..]);
+        }
+        // Someone not among the recipients: exit 3, nothing on stdout.
+        if !who.iter().any(|w| matches!(w, Who::Id("proxy-b"))) {
+            sipseal()
+                .arg("open")
+                .arg(&der)
+                .args(["--identity", "keys/proxy-b", "--psk"])
+                .arg(&outsider)
+                .assert()
+                .code(3)
+                .stdout("");
+        }
+    }
+}
+
+#[test]
+fn sipseal_opens_openssl_smime_and_pem_output_and_raw_content() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plain = tmp.path().join("entity.txt");
+    std::fs::write(&plain, ENTITY).unwrap();
+    // Default S/MIME output: a MIME entity with a base64 body.
+    let smime = tmp.path().join("smime.txt");
+    let pem = tmp.path().join("cms.pem");
+    for (out, form) in [(&smime, "SMIME"), (&pem, "PEM")] {
+        let res = openssl(&[
+            "cms".into(),
+            "-encrypt".into(),
+            "-binary".into(),
+            "-aes-256-gcm".into(),
+            "-outform".into(),
+            form.into(),
+            "-in".into(),
+            plain.display().to_string(),
+            "-out".into(),
+            out.display().to_string(),
+            "keys/bob/cert.pem".into(),
+        ]);
+        assert!(
+            res.status.success(),
+            "{}",
+            String::from_utf8_lossy(&res.stderr)
+        );
+        sipseal()
+            .arg("open")
+            .arg(out)
+            .args(["--identity", "keys/bob"])
+            .assert()
+            .success()
+            .stdout(ENTITY);
+    }
+    // A raw file (not a MIME entity) comes back as it is.
+    let raw = tmp.path().join("raw.bin");
+    std::fs::write(&raw, b"\x00\x01 raw bytes").unwrap();
+    let der = tmp.path().join("raw.der");
+    let res = openssl(&[
+        "cms".into(),
+        "-encrypt".into(),
+        "-binary".into(),
+        "-aes-128-gcm".into(),
+        "-outform".into(),
+        "DER".into(),
+        "-in".into(),
+        raw.display().to_string(),
+        "-out".into(),
+        der.display().to_string(),
+        "keys/bob/cert.pem".into(),
+    ]);
+    assert!(res.status.success());
+    sipseal()
+        .arg("open")
+        .arg(&der)
+        .args(["--identity", "keys/bob", "--body-only"])
+        .assert()
+        .success()
+        .stdout(&b"\x00\x01 raw bytes"[..]);
+}
+
+#[test]
+fn a_sealed_sip_body_opens_with_openssl() {
+    let tmp = tempfile::tempdir().unwrap();
+    let msg = message(tmp.path());
+    let sealed = sipseal()
+        .arg("seal")
+        .arg(&msg)
+        .args([
+            "--peer",
+            "keys/bob/cert.pem",
+            "--disclose",
+            "keys/proxy-a/cert.pem",
+        ])
+        .output()
+        .unwrap();
+    assert!(sealed.status.success());
+    // Cut the body off the SIP message: what a SIP engineer does by hand.
+    let text = &sealed.stdout;
+    let body_at = text.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let der = tmp.path().join("body.der");
+    std::fs::write(&der, &text[body_at..]).unwrap();
+    for who in ["bob", "proxy-a"] {
+        let res = openssl(&[
+            "cms".into(),
+            "-decrypt".into(),
+            "-binary".into(),
+            "-inform".into(),
+            "DER".into(),
+            "-in".into(),
+            der.display().to_string(),
+            "-recip".into(),
+            format!("keys/{who}/cert.pem"),
+            "-inkey".into(),
+            format!("keys/{who}/key.pem"),
+        ]);
+        assert!(
+            res.status.success(),
+            "{who}: {}",
+            String::from_utf8_lossy(&res.stderr)
+        );
+        assert_eq!(res.stdout, ENTITY);
+    }
+}
