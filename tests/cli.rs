@@ -79,7 +79,7 @@ fn inspect_compact_and_multipart() {
 }
 
 #[test]
-fn demo_builds_and_inspects_an_invite() {
+fn demo_builds_seals_and_shows_who_can_open() {
     let dir = tempfile::tempdir().unwrap();
     let out = sipseal()
         .args(["demo", "--out", dir.path().to_str().unwrap()])
@@ -97,6 +97,34 @@ fn demo_builds_and_inspects_an_invite() {
     let written = std::fs::read(dir.path().join("invite.sip")).unwrap();
     let m = sipseal::sip::Message::parse(&written).unwrap();
     assert_eq!(m.body(), common::file("samples/offer.sdp"));
+    // The sealed step: who can open, who cannot.
+    assert!(text.contains("proxy-a opens it (exit 0)"), "{text}");
+    assert!(
+        text.contains("bob opens it (exit 0): alice's INVITE comes back byte for byte"),
+        "{text}"
+    );
+    assert!(
+        text.contains("proxy-b cannot open it (exit 3): not a recipient"),
+        "{text}"
+    );
+    assert!(
+        text.contains("sip:proxy-a.a.example.com access=read: RecipientInfo #"),
+        "{text}"
+    );
+    // And the sealed message it wrote behaves the same through the CLI.
+    let sealed = dir.path().join("sealed.sip");
+    for (who, code) in [("bob", 0), ("proxy-a", 0), ("proxy-b", 3)] {
+        let out = sipseal()
+            .arg("open")
+            .arg(&sealed)
+            .args(["--identity", &format!("keys/{who}")])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(code), "{who}");
+        if code == 0 {
+            assert_eq!(out.stdout, written, "{who} gets the INVITE back");
+        }
+    }
 }
 
 #[test]
