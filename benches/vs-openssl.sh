@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Time `sipseal seal`/`open` against `openssl cms -encrypt`/`-decrypt` in one
+# run, on the same SDP and the same demo keys, per invocation (process start
+# included, as a shell script pays it). Uses hyperfine when installed, else a
+# plain loop. Prints each mean and the ratio sipseal/openssl.
+#
+#   bash benches/vs-openssl.sh [RUNS]      (default 200 runs per command)
+#
+# Targets (issue 3): open <= 0.5 x openssl -decrypt; seal to 3 recipients
+# <= 0.5 x openssl -encrypt. Exit status 1 when a target is missed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-200}
+cargo build --release --quiet
+bin=target/release/sipseal
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+psk_hex=$(sed -n 's/^key: *//p' keys/psk/alice-proxy-a.yaml)
+psk_id_hex=$(printf 'alice-proxy-a' | od -An -tx1 | tr -d ' \n')
+printf 'Content-Type: application/sdp\r\n\r\n' >"$work/entity"
+cat samples/offer.sdp >>"$work/entity"
+"$bin" seal samples/invite.sip --peer keys/bob/cert.pem >"$work/sealed.sip"
+"$bin" seal samples/invite.sip --peer keys/bob/cert.pem --body-only >"$work/sealed.der"
+
+oaep=(-keyopt rsa_padding_mode:oaep -keyopt rsa_oaep_md:sha256)
+declare -A cmd
+cmd[sipseal_seal3]="$bin seal samples/invite.sip --peer keys/bob/cert.pem --disclose keys/proxy-a/cert.pem --disclose psk:keys/psk/alice-proxy-a.yaml -o $work/s.sip"
+cmd[openssl_encrypt3]="openssl cms -encrypt -binary -outform DER -aes-256-gcm -in $work/entity -out $work/o.der -recip keys/bob/cert.pem ${oaep[*]} -recip keys/proxy-a/cert.pem ${oaep[*]} -secretkey $psk_hex -secretkeyid $psk_id_hex"
+cmd[sipseal_open]="$bin open $work/sealed.sip --identity keys/bob -o $work/o.sip"
+cmd[openssl_decrypt]="openssl cms -decrypt -binary -inform DER -in $work/sealed.der -recip keys/bob/cert.pem -inkey keys/bob/key.pem -out $work/o.txt"
+
+# Sanity: every command works before it is timed.
+for k in "${!cmd[@]}"; do eval "${cmd[$k]}" >/dev/null; done
+cmp -s "$work/o.txt" "$work/entity" || { echo "openssl did not decrypt sipseal's envelope" >&2; exit 2; }
+
+declare -A mean_ms
+if command -v hyperfine >/dev/null; then
+  tool=hyperfine
+  for k in sipseal_seal3 openssl_encrypt3 sipseal_open openssl_decrypt; do
+    hyperfine -N --warmup 10 --runs "$runs" --export-json "$work/$k.json" "${cmd[$k]}" >/dev/null
+    mean_ms[$k]=$(sed -n 's/.*"mean": *\([0-9.e-]*\).*/\1/p' "$work/$k.json" | head -1 | awk '{printf "%.3f", $1*1000}')
+  done
+else
+  tool="loop of $runs"
+  for k in sipseal_seal3 openssl_encrypt3 sipseal_open openssl_decrypt; do
+    for _ in 1 2 3 4 5; do eval "${cmd[$k]}" >/dev/null; done
+    start=$(date +%s%N)
+    for ((i = 0; i < runs; i++)); do eval "${cmd[$k]}" >/dev/null; done
+    end=$(date +%s%N)
+    mean_ms[$k]=$(awk -v a="$start" -v b="$end" -v n="$runs" 'BEGIN{printf "%.3f", (b-a)/n/1e6}')
+  done
+fi
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
+seal_ratio=$(ratio "${mean_ms[sipseal_seal3]}" "${mean_ms[openssl_encrypt3]}")
+open_ratio=$(ratio "${mean_ms[sipseal_open]}" "${mean_ms[openssl_decrypt]}")
+echo "timing: $tool, per invocation (mean)"
+printf '%-48s %9s ms\n' "sipseal seal (bob, proxy-a, PSK; AES-256-GCM, OAEP)" "${mean_ms[sipseal_seal3]}"
+printf '%-48s %9s ms\n' "openssl cms -encrypt (same 3 recipients)" "${mean_ms[openssl_encrypt3]}"
+printf '%-48s %9s ms\n' "sipseal open --identity keys/bob" "${mean_ms[sipseal_open]}"
+printf '%-48s %9s ms\n' "openssl cms -decrypt -recip bob -inkey bob" "${mean_ms[openssl_decrypt]}"
+echo "ratio seal/encrypt: $seal_ratio (target <= 0.5)"
+echo "ratio open/decrypt: $open_ratio (target <= 0.5)"
+awk -v s="$seal_ratio" -v o="$open_ratio" 'BEGIN{exit !(s <= 0.5 && o <= 0.5)}' || {
+  echo "a target was missed" >&2
+  exit 1
+}

@@ -1,0 +1,22 @@
+//! CMS envelopes and the sealed-input detection: untrusted bytes must never
+//! panic, whatever they parse as.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use sipseal::envelope::{Envelope, RecipientKey};
+use sipseal::keys::Psk;
+use sipseal::sealing::{Entity, detect, envelope_der};
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(env) = Envelope::parse(data) {
+        let _ = env.describe();
+        // A PSK whose id may match: exercises unwrap and content decryption.
+        let psk = Psk { id: "k".into(), key: vec![7; 32], uri: None };
+        let mut rng = <rand::rngs::ChaCha20Rng as rand::SeedableRng>::seed_from_u64(0);
+        let _ = env.open(&[RecipientKey::Psk(&psk)], &mut rng);
+    }
+    if let Ok(input) = detect(data) {
+        let _ = envelope_der(&input);
+    }
+    let _ = Entity::parse(data);
+});
