@@ -26,7 +26,7 @@ fn entity() -> Vec<u8> {
 fn psk(n: u8) -> Psk {
     Psk {
         id: format!("bench-{n}"),
-        key: vec![n; 32],
+        key: zeroize::Zeroizing::new(vec![n; 32]),
         uri: Some(format!("sip:relay{n}.example.com")),
     }
 }

@@ -37,6 +37,7 @@ use x509_cert::serial_number::SerialNumber;
 use x509_cert::spki::{SubjectPublicKeyInfo, SubjectPublicKeyInfoRef};
 use x509_cert::time::{Time, Validity};
 use x509_cert::{Certificate, ext::pkix::name::GeneralNames};
+use zeroize::Zeroizing;
 
 use crate::context::Context;
 use crate::fsio::write_atomic;
@@ -95,8 +96,8 @@ impl KeyError {
 pub struct Psk {
     /// The KEKIdentifier as text (its UTF-8 bytes go on the wire).
     pub id: String,
-    /// 16, 24 or 32 bytes.
-    pub key: Vec<u8>,
+    /// 16, 24 or 32 bytes (wiped when dropped).
+    pub key: Zeroizing<Vec<u8>>,
     /// The SIP URI of the party holding the key, if known.
     pub uri: Option<String>,
 }
@@ -131,7 +132,9 @@ impl Psk {
         if file.id.is_empty() {
             return Err(bad("empty id".into()));
         }
-        let key = hex::decode(file.key.trim()).map_err(|e| bad(format!("key is not hex: {e}")))?;
+        let key = Zeroizing::new(
+            hex::decode(file.key.trim()).map_err(|e| bad(format!("key is not hex: {e}")))?,
+        );
         if ![16, 24, 32].contains(&key.len()) {
             return Err(bad(format!(
                 "key is {} bytes; AES key wrap needs 16, 24 or 32",
@@ -386,7 +389,7 @@ pub fn generate_demo(out: &Path, ctx: &mut Context) -> Result<Vec<PathBuf>, KeyE
     files.push((out.join("trust.pem"), trust, false));
     let psk = Psk {
         id: "alice-proxy-a".into(),
-        key: ctx.bytes(32),
+        key: Zeroizing::new(ctx.bytes(32)),
         uri: Some("sip:proxy-a.a.example.com".into()),
     };
     files.push((
@@ -418,7 +421,7 @@ mod tests {
         let p = Path::new("x.yaml");
         let psk = Psk {
             id: "k1".into(),
-            key: vec![7; 32],
+            key: Zeroizing::new(vec![7; 32]),
             uri: Some("sip:proxy-a.a.example.com".into()),
         };
         assert_eq!(Psk::parse(&psk.to_yaml(), p).unwrap(), psk);

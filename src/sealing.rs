@@ -279,8 +279,8 @@ pub enum SealedInput {
     Cms(Vec<u8>),
 }
 
-/// Tell the input kinds apart. `sip_err` is how a SIP parse failure is
-/// reported when the input looks like SIP.
+/// Tell the input kinds apart: DER (starts with a SEQUENCE), PEM, a MIME
+/// entity (a header line first, no `SIP/2.0`), else a SIP message.
 pub fn detect(bytes: &[u8]) -> Result<SealedInput, DetectError> {
     let start = bytes
         .iter()

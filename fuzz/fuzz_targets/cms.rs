@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(env) = Envelope::parse(data) {
         let _ = env.describe();
         // A PSK whose id may match: exercises unwrap and content decryption.
-        let psk = Psk { id: "k".into(), key: vec![7; 32], uri: None };
+        let psk = Psk { id: "k".into(), key: vec![7; 32].into(), uri: None };
         let mut rng = <rand::rngs::ChaCha20Rng as rand::SeedableRng>::seed_from_u64(0);
         let _ = env.open(&[RecipientKey::Psk(&psk)], &mut rng);
     }

@@ -332,3 +332,67 @@ fn flipping_any_byte_of_content_tag_gcm_params_or_wrapped_key_fails() {
         );
     }
 }
+
+#[test]
+fn auth_attrs_are_authenticated_as_rfc_5083_says() {
+    use cms::authenveloped_data::AuthEnvelopedData;
+    use cms::content_info::{CmsVersion, ContentInfo};
+    use cms::enveloped_data::EncryptedContentInfo;
+    use const_oid::db::{rfc5911, rfc6268};
+    use der::asn1::{OctetString, SetOfVec};
+    use der::{Any, Encode};
+    use x509_cert::attr::Attribute;
+
+    // An AuthEnvelopedData with a content-type authAttr, made by hand the way
+    // RFC 5083 §2.2 says: the AAD is the DER of the authAttrs SET OF.
+    let mut rng = ChaCha20Rng::seed_from_u64(13);
+    let psk = psk();
+    let cek = fresh_cek(ContentCipher::Aes256Gcm, &mut rng);
+    let attr = Attribute {
+        oid: rfc6268::ID_CONTENT_TYPE,
+        values: SetOfVec::try_from(vec![Any::encode_from(&rfc5911::ID_DATA).unwrap()]).unwrap(),
+    };
+    let attrs: SetOfVec<Attribute> = SetOfVec::try_from(vec![attr]).unwrap();
+    let aad = attrs.to_der().unwrap();
+    let params = ContentParams::fresh(ContentCipher::Aes256Gcm, &mut rng);
+    let (ct, tag) = params.encrypt(&cek, &aad, ENTITY).unwrap();
+    let build = |attrs: SetOfVec<Attribute>| {
+        let aed = AuthEnvelopedData {
+            version: CmsVersion::V0,
+            originator_info: None,
+            recip_infos: vec![recipient::kekri_for(&psk, &cek).unwrap()]
+                .try_into()
+                .unwrap(),
+            auth_encrypted_content_info: EncryptedContentInfo {
+                content_type: rfc5911::ID_DATA,
+                content_enc_alg: params.algorithm().unwrap(),
+                encrypted_content: Some(OctetString::new(ct.clone()).unwrap()),
+            },
+            auth_attrs: Some(attrs),
+            mac: OctetString::new(tag.clone()).unwrap(),
+            unauth_attrs: None,
+        };
+        ContentInfo {
+            content_type: rfc5911::ID_CT_AUTH_ENVELOPED_DATA,
+            content: Any::encode_from(&aed).unwrap(),
+        }
+        .to_der()
+        .unwrap()
+    };
+    let env = Envelope::parse(&build(attrs)).unwrap();
+    assert_eq!(env.describe().auth_attributes, 1);
+    let opened = env.open(&[RecipientKey::Psk(&psk)], &mut rng).unwrap();
+    assert_eq!(&opened.content[..], ENTITY);
+
+    // The same ciphertext and tag with a different attribute must fail.
+    let other = Attribute {
+        oid: rfc6268::ID_CONTENT_TYPE,
+        values: SetOfVec::try_from(vec![Any::encode_from(&rfc5911::ID_SIGNED_DATA).unwrap()])
+            .unwrap(),
+    };
+    let env = Envelope::parse(&build(SetOfVec::try_from(vec![other]).unwrap())).unwrap();
+    assert!(matches!(
+        env.open(&[RecipientKey::Psk(&psk)], &mut rng),
+        Err(EnvelopeError::Decrypt)
+    ));
+}
