@@ -318,8 +318,10 @@ pub fn inspect_with<R: CryptoRng + ?Sized>(
         });
     }
     if let Some(env) = &envelope {
-        for (i, who) in named(env, known).into_iter().enumerate() {
-            let Some(Some(uri)) = who else { continue };
+        for (i, party) in named(env, known).into_iter().enumerate() {
+            let Some(uri) = party.and_then(|p| p.uri) else {
+                continue;
+            };
             let designated = report.disclosure.iter().any(|d| d.uri == uri);
             let party = parties.iter().flatten().any(|p| *p == uri);
             if !designated && !party {
@@ -347,25 +349,36 @@ fn uri_of(v: &str) -> &str {
     }
 }
 
-/// For each RecipientInfo: `Some(Some(uri))` when a known certificate or
-/// PSK with a URI matches it, `Some(None)` when matched without a URI,
-/// `None` when unknown.
-fn named(env: &Envelope, known: &Known<'_>) -> Vec<Option<Option<String>>> {
+/// A known party a RecipientInfo is addressed to.
+struct Party {
+    /// For reports: the certificate's URI or subject, or `PSK id (uri)`.
+    label: String,
+    /// Its SIP URI, when known.
+    uri: Option<String>,
+}
+
+/// For each RecipientInfo, the known certificate or PSK it is addressed to.
+fn named(env: &Envelope, known: &Known<'_>) -> Vec<Option<Party>> {
     env.recipients
         .iter()
         .map(|ri| {
-            known
-                .certs
+            if let Some(c) = known.certs.iter().find(|c| addressed_to_cert(ri, c)) {
+                return Some(Party {
+                    label: c.name(),
+                    uri: c.uri(),
+                });
+            }
+            let p = known
+                .psks
                 .iter()
-                .find(|c| addressed_to_cert(ri, c))
-                .map(|c| c.uri())
-                .or_else(|| {
-                    known
-                        .psks
-                        .iter()
-                        .find(|p| addressed_to_kek(ri, p.id.as_bytes()))
-                        .map(|p| p.uri.clone())
-                })
+                .find(|p| addressed_to_kek(ri, p.id.as_bytes()))?;
+            Some(Party {
+                label: match &p.uri {
+                    Some(u) => format!("PSK {} ({u})", p.id),
+                    None => format!("PSK {}", p.id),
+                },
+                uri: p.uri.clone(),
+            })
         })
         .collect()
 }
@@ -373,7 +386,7 @@ fn named(env: &Envelope, known: &Known<'_>) -> Vec<Option<Option<String>>> {
 fn recipient_with_uri(env: &Envelope, known: &Known<'_>, uri: &str) -> Option<usize> {
     named(env, known)
         .iter()
-        .position(|n| n.as_ref().and_then(|u| u.as_deref()) == Some(uri))
+        .position(|n| n.as_ref().and_then(|p| p.uri.as_deref()) == Some(uri))
 }
 
 fn check<R: CryptoRng + ?Sized>(
@@ -383,22 +396,8 @@ fn check<R: CryptoRng + ?Sized>(
     rng: &mut R,
 ) {
     if let Some(cms) = report.body.as_mut().and_then(first_cms) {
-        for (r, ri) in cms.recipients.iter_mut().zip(&env.recipients) {
-            r.matches = known
-                .certs
-                .iter()
-                .find(|c| addressed_to_cert(ri, c))
-                .map(|c| c.uri().unwrap_or_else(|| c.subject()))
-                .or_else(|| {
-                    known
-                        .psks
-                        .iter()
-                        .find(|p| addressed_to_kek(ri, p.id.as_bytes()))
-                        .map(|p| match &p.uri {
-                            Some(u) => format!("PSK {} ({u})", p.id),
-                            None => format!("PSK {}", p.id),
-                        })
-                });
+        for (r, party) in cms.recipients.iter_mut().zip(named(env, known)) {
+            r.matches = party.map(|p| p.label);
         }
     }
     for key in &known.keys {

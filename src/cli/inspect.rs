@@ -5,13 +5,13 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::error::{Error, Exit};
-use super::io::{display_name, read_input, write_output};
+use super::io::{read_sealed_input, write_output};
 use super::keyargs::KeyArgs;
 use super::{Format, render};
 use crate::context::Context;
 use crate::inspect::{Known, Report, inspect_cms, inspect_with};
 use crate::keys::Cert;
-use crate::sealing::{DetectError, SealedInput, detect};
+use crate::sealing::SealedInput;
 
 /// `inspect` arguments.
 #[derive(Debug, Args)]
@@ -38,8 +38,6 @@ pub struct InspectArgs {
 
 /// Run `inspect`.
 pub fn run(args: InspectArgs, ctx: &mut Context) -> Result<Exit, Error> {
-    let name = display_name(&args.input);
-    let bytes = read_input(&args.input)?;
     let ring = args.keys.load()?;
     let mut certs = Vec::new();
     for c in &args.certs {
@@ -51,16 +49,7 @@ pub fn run(args: InspectArgs, ctx: &mut Context) -> Result<Exit, Error> {
         keys: ring.recipient_keys(),
     };
     known.certs.extend(ring.identities.iter().map(|i| &i.cert));
-    let input = detect(&bytes).map_err(|e| match e {
-        DetectError::Sip(err) => Error::Parse {
-            name: name.clone(),
-            err,
-        },
-        DetectError::Other(err) => Error::Seal {
-            name: name.clone(),
-            err,
-        },
-    })?;
+    let input = read_sealed_input(&args.input)?;
     let report = match &input {
         SealedInput::Sip(msg) => inspect_with(msg, &known, ctx.rng()),
         SealedInput::Mime { der, .. } | SealedInput::Cms(der) => {

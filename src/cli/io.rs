@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::Error;
 use crate::fsio::write_atomic;
+use crate::sealing::{DetectError, SealedInput, detect};
 use crate::sip::Message;
 
 /// An input named on the command line: a path, or `-` for standard input.
@@ -36,6 +37,16 @@ pub fn read_message(input: &Path) -> Result<Message, Error> {
     Message::parse(&bytes).map_err(|err| Error::Parse {
         name: display_name(input),
         err,
+    })
+}
+
+/// Read a SIP message, MIME entity or CMS object (DER or PEM).
+pub fn read_sealed_input(input: &Path) -> Result<SealedInput, Error> {
+    let name = display_name(input);
+    let bytes = read_input(input)?;
+    detect(&bytes).map_err(|e| match e {
+        DetectError::Sip(err) => Error::Parse { name, err },
+        DetectError::Other(err) => Error::Seal { name, err },
     })
 }
 

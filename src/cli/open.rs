@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::error::{Error, Exit};
-use super::io::{display_name, read_input, write_output};
+use super::io::{display_name, read_sealed_input, write_output};
 use super::keyargs::KeyArgs;
 use crate::context::Context;
 use crate::envelope::EnvelopeKind;
-use crate::sealing::{DetectError, detect, open_input};
+use crate::sealing::open_input;
 
 /// `open` arguments.
 #[derive(Debug, Args)]
@@ -38,17 +38,7 @@ pub fn run(args: OpenArgs, ctx: &mut Context) -> Result<Exit, Error> {
     }
     let ring = args.keys.load()?;
     let name = display_name(&args.input);
-    let bytes = read_input(&args.input)?;
-    let input = detect(&bytes).map_err(|e| match e {
-        DetectError::Sip(err) => Error::Parse {
-            name: name.clone(),
-            err,
-        },
-        DetectError::Other(err) => Error::Seal {
-            name: name.clone(),
-            err,
-        },
-    })?;
+    let input = read_sealed_input(&args.input)?;
     let keys = ring.recipient_keys();
     let opened = open_input(&input, &keys, ctx.rng()).map_err(|err| Error::Seal {
         name: name.clone(),

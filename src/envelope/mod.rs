@@ -115,7 +115,7 @@ impl Recipient {
     /// For messages: URI, else subject or PSK id.
     pub fn describe(&self) -> String {
         match self {
-            Recipient::Cert(c) => c.uri().unwrap_or_else(|| c.subject()),
+            Recipient::Cert(c) => c.name(),
             Recipient::Psk(p) => format!("PSK {}", p.id),
         }
     }

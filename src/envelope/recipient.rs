@@ -424,7 +424,7 @@ impl RecipientKey<'_> {
     /// Who this key is, for messages.
     pub fn describe(&self) -> String {
         match self {
-            RecipientKey::Rsa { cert, .. } => cert.uri().unwrap_or_else(|| cert.subject()),
+            RecipientKey::Rsa { cert, .. } => cert.name(),
             RecipientKey::Psk(psk) => format!("PSK {}", psk.id),
         }
     }

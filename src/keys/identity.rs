@@ -65,6 +65,11 @@ impl Cert {
         })
     }
 
+    /// How to name it in messages: the SAN URI, else the subject DN.
+    pub fn name(&self) -> String {
+        self.uri().unwrap_or_else(|| self.subject())
+    }
+
     /// The subject DN as text.
     pub fn subject(&self) -> String {
         self.cert.tbs_certificate().subject().to_string()
