@@ -69,7 +69,7 @@ fn bench(c: &mut Criterion) {
     let bob = &ids[0];
     let rsa = [RecipientKey::Rsa {
         cert: &bob.cert,
-        key: &bob.key,
+        key: bob,
     }];
     c.bench_function("open/rsa-oaep recipient", |b| {
         b.iter(|| {

@@ -190,6 +190,30 @@ fn a_non_recipient_gets_exit_3_and_no_output() {
         .code(3)
         .stdout("")
         .stderr(predicate::str::contains("not a recipient"));
+    // The private key file is not even read: a garbage key still gives exit 3.
+    let garbage = tmp.path().join("garbage-key.pem");
+    std::fs::write(&garbage, "not a key").unwrap();
+    sipseal()
+        .arg("open")
+        .arg(sealed_file(&tmp))
+        .arg("--key")
+        .arg(&garbage)
+        .args(["--cert", "keys/proxy-b/cert.pem"])
+        .assert()
+        .code(3)
+        .stdout("");
+    // The same garbage key where the certificate IS a recipient: a clear
+    // configuration error, exit 2.
+    sipseal()
+        .arg("open")
+        .arg(sealed_file(&tmp))
+        .arg("--key")
+        .arg(&garbage)
+        .args(["--cert", "keys/bob/cert.pem"])
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(predicate::str::contains("cannot use the private key"));
 }
 
 #[test]

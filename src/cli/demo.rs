@@ -59,7 +59,7 @@ fn view(
 ) -> String {
     let keys = [RecipientKey::Rsa {
         cert: &identity.cert,
-        key: &identity.key,
+        key: identity,
     }];
     let input = SealedInput::Sip(sealed.clone());
     match open_input(&input, &keys, ctx.rng()) {

@@ -106,7 +106,7 @@ impl Error {
             Error::Keys(_) => Exit::Usage,
             Error::Seal { err, .. } => match err {
                 SealError::Envelope(EnvelopeError::NotRecipient) => Exit::NotForMe,
-                SealError::Envelope(EnvelopeError::Recipient(_))
+                SealError::Envelope(EnvelopeError::Recipient(_) | EnvelopeError::Key(_))
                 | SealError::NoUri(_)
                 | SealError::Duplicate(_)
                 | SealError::NoBody

@@ -145,7 +145,7 @@ impl Keyring {
         let mut keys: Vec<RecipientKey<'_>> = self.psks.iter().map(RecipientKey::Psk).collect();
         keys.extend(self.identities.iter().map(|id| RecipientKey::Rsa {
             cert: &id.cert,
-            key: &id.key,
+            key: id,
         }));
         keys
     }

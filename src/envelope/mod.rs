@@ -67,6 +67,9 @@ pub enum EnvelopeError {
     /// A recipient that cannot be sealed for.
     #[error("{0}")]
     Recipient(String),
+    /// My own private key cannot be used (unreadable, or not the certificate's).
+    #[error("cannot use the private key: {0}")]
+    Key(String),
     /// Encoding failed (a bug, or absurd sizes).
     #[error("cannot encode the envelope: {0}")]
     Encode(String),
@@ -89,6 +92,9 @@ impl EnvelopeError {
                 "sipseal reads AES-GCM/AES-CBC content, RSA (OAEP, PKCS#1 v1.5) and AES key-wrap recipients".into()
             }
             EnvelopeError::Recipient(_) => "give an RSA certificate or a PSK file".into(),
+            EnvelopeError::Key(_) => {
+                "check the identity's key file: PKCS#8 or PKCS#1, PEM or DER, matching its certificate".into()
+            }
             EnvelopeError::Encode(_) => "this is a bug; please report it with the command line".into(),
         }
     }

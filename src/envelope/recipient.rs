@@ -48,7 +48,7 @@ use x509_cert::spki::AlgorithmIdentifierOwned;
 use zeroize::Zeroizing;
 
 use super::EnvelopeError;
-use crate::keys::{Cert, Psk};
+use crate::keys::{Cert, Identity, Psk};
 
 /// RSA key-transport padding for new KeyTransRecipientInfos.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -365,13 +365,27 @@ fn rsa_encrypt<R: CryptoRng + ?Sized>(
 /// The private half of key transport: the only place a private key is
 /// used when opening. A trait so that tests can count its uses.
 pub trait KeyTransportKey {
-    /// Decrypt an encrypted content key; `None` on any failure (the caller
-    /// does not learn why).
+    /// Decrypt an encrypted content key: `Ok(None)` on any decryption
+    /// failure (the caller does not learn why); `Err` only when the key
+    /// itself cannot be had (an unreadable or mismatched key file), which
+    /// depends on no secret.
     fn decrypt_key(
         &self,
         scheme: &KeyTransportScheme,
         encrypted: &[u8],
-    ) -> Option<Zeroizing<Vec<u8>>>;
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, String>;
+}
+
+impl KeyTransportKey for Identity {
+    fn decrypt_key(
+        &self,
+        scheme: &KeyTransportScheme,
+        encrypted: &[u8],
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, String> {
+        self.private_key()
+            .map_err(|e| e.to_string())?
+            .decrypt_key(scheme, encrypted)
+    }
 }
 
 impl KeyTransportKey for RsaPrivateKey {
@@ -379,11 +393,11 @@ impl KeyTransportKey for RsaPrivateKey {
         &self,
         scheme: &KeyTransportScheme,
         encrypted: &[u8],
-    ) -> Option<Zeroizing<Vec<u8>>> {
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, String> {
         // A ciphertext of the wrong length is refused by `rsa` before any
         // private-key arithmetic; that depends only on public data.
         if encrypted.len() != self.size() {
-            return None;
+            return Ok(None);
         }
         let out = match scheme {
             // Implicit rejection: invalid padding yields a synthetic key.
@@ -397,7 +411,7 @@ impl KeyTransportKey for RsaPrivateKey {
                 oaep_dispatch!(hash, mgf1_hash, label, |pad| self.decrypt(pad, encrypted))
             }
         };
-        out.ok().map(Zeroizing::new)
+        Ok(out.ok().map(Zeroizing::new))
     }
 }
 
@@ -446,6 +460,7 @@ impl RecipientKey<'_> {
             (RecipientKey::Rsa { key, .. }, RecipientInfo::Ktri(k)) => {
                 let scheme = KeyTransportScheme::decode(&k.key_enc_alg)?;
                 key.decrypt_key(&scheme, k.enc_key.as_bytes())
+                    .map_err(EnvelopeError::Key)?
             }
             (RecipientKey::Psk(psk), RecipientInfo::Kekri(k)) => {
                 kek_unwrap(&k.key_enc_alg, &psk.key, k.encrypted_key.as_bytes())?

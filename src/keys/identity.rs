@@ -7,6 +7,7 @@
 //! certificate file are the chain.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use der::{Decode, Encode};
 use rsa::pkcs1::DecodeRsaPrivateKey;
@@ -154,17 +155,21 @@ impl Cert {
 }
 
 /// A private key with its certificate: who I am when opening or signing.
+///
+/// The private key file is read only when the key is first needed
+/// ([`Identity::private_key`]): a relay that is not a recipient never reads
+/// or parses it.
 pub struct Identity {
     /// The end-entity certificate.
     pub cert: Cert,
     /// Further certificates from the certificate file.
     pub chain: Vec<Cert>,
-    /// The RSA private key (zeroized on drop by `rsa`).
-    pub key: RsaPrivateKey,
-    /// Where the key was read from.
+    /// Where the key is read from.
     pub key_path: PathBuf,
     /// Problems worth a warning (e.g. a key file readable by others).
     pub warnings: Vec<String>,
+    /// The RSA private key once loaded (zeroized on drop by `rsa`).
+    key: OnceLock<RsaPrivateKey>,
 }
 
 impl std::fmt::Debug for Identity {
@@ -198,18 +203,15 @@ impl Identity {
         Identity::load_pair(&key, &cert)
     }
 
-    /// Load an explicit key file and certificate file.
+    /// An explicit key file and certificate file. The certificate is read
+    /// now; the key file only when [`Identity::private_key`] needs it.
     pub fn load_pair(key_path: &Path, cert_path: &Path) -> Result<Identity, KeyError> {
         let mut certs = Cert::load_all(cert_path)?;
         let cert = certs.remove(0);
-        let key = load_private_key(key_path)?;
-        if key.to_public_key() != cert.rsa_public_key()? {
+        if !key_path.is_file() {
             return Err(KeyError::BadIdentity {
                 path: key_path.to_owned(),
-                reason: format!(
-                    "the key does not belong to the certificate {}",
-                    cert_path.display()
-                ),
+                reason: "no such key file".into(),
             });
         }
         let mut warnings = Vec::new();
@@ -224,10 +226,28 @@ impl Identity {
         Ok(Identity {
             cert,
             chain: certs,
-            key,
             key_path: key_path.to_owned(),
             warnings,
+            key: OnceLock::new(),
         })
+    }
+
+    /// The private key, read and checked against the certificate on first use.
+    pub fn private_key(&self) -> Result<&RsaPrivateKey, KeyError> {
+        if let Some(key) = self.key.get() {
+            return Ok(key);
+        }
+        let key = load_private_key(&self.key_path)?;
+        if key.to_public_key() != self.cert.rsa_public_key()? {
+            return Err(KeyError::BadIdentity {
+                path: self.key_path.clone(),
+                reason: format!(
+                    "the key does not belong to the certificate {}",
+                    self.cert.source.display()
+                ),
+            });
+        }
+        Ok(self.key.get_or_init(|| key))
     }
 }
 
@@ -329,9 +349,16 @@ mod tests {
 
     #[test]
     fn mismatched_pair_and_missing_files_are_refused() {
-        let err = Identity::load_pair(&repo("keys/alice/key.pem"), &repo("keys/bob/cert.pem"))
-            .unwrap_err();
+        // The key is read on first use, and checked against the certificate then.
+        let pair =
+            Identity::load_pair(&repo("keys/alice/key.pem"), &repo("keys/bob/cert.pem")).unwrap();
+        let err = pair.private_key().unwrap_err();
         assert!(err.to_string().contains("does not belong"), "{err}");
+        let good = Identity::load_dir(&repo("keys/bob")).unwrap();
+        assert!(good.private_key().is_ok());
+        let err =
+            Identity::load_pair(&repo("keys/nokey.pem"), &repo("keys/bob/cert.pem")).unwrap_err();
+        assert!(err.to_string().contains("no such key file"), "{err}");
         let err = Identity::load_dir(&repo("keys")).unwrap_err();
         assert!(err.to_string().contains("no certificate file"), "{err}");
         let err = Cert::load(&repo("keys/alice/key.pem")).unwrap_err();
