@@ -413,3 +413,94 @@ fn a_sealed_sip_body_opens_with_openssl() {
         assert_eq!(res.stdout, ENTITY);
     }
 }
+
+#[test]
+fn a_certificate_without_ski_is_named_by_issuer_and_serial() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("key.pem");
+    let cert = tmp.path().join("cert.pem");
+    let res = openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=noski",
+            "-addext",
+            "subjectAltName=URI:sip:noski@example.com",
+            "-addext",
+            "subjectKeyIdentifier=none",
+            "-addext",
+            "authorityKeyIdentifier=none",
+            "-keyout",
+            &key.display().to_string(),
+            "-out",
+            &cert.display().to_string(),
+        ]
+        .map(String::from),
+    );
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let msg = message(tmp.path());
+    for cipher in ["aes256-gcm", "aes128-cbc"] {
+        let der = tmp.path().join(format!("{cipher}.der"));
+        sipseal()
+            .arg("seal")
+            .arg(&msg)
+            .arg("--peer")
+            .arg(&cert)
+            .args(["--cipher", cipher, "--body-only", "-o"])
+            .arg(&der)
+            .assert()
+            .success();
+        let described = sipseal().arg("inspect").arg(&der).output().unwrap();
+        let text = String::from_utf8_lossy(&described.stdout);
+        assert!(
+            text.contains("ktri v0 rid issuer=CN=noski serial="),
+            "{text}"
+        );
+        if cipher.ends_with("cbc") {
+            // RFC 5652 §6.1: only v0 KTRIs, so EnvelopedData version 0.
+            assert!(text.contains("cms: envelopedData v0,"), "{text}");
+        }
+        let res = openssl(
+            &[
+                "cms",
+                "-decrypt",
+                "-binary",
+                "-inform",
+                "DER",
+                "-in",
+                &der.display().to_string(),
+                "-recip",
+                &cert.display().to_string(),
+                "-inkey",
+                &key.display().to_string(),
+            ]
+            .map(String::from),
+        );
+        assert!(
+            res.status.success(),
+            "{}",
+            String::from_utf8_lossy(&res.stderr)
+        );
+        assert_eq!(res.stdout, ENTITY);
+        sipseal()
+            .arg("open")
+            .arg(&der)
+            .arg("--key")
+            .arg(&key)
+            .arg("--cert")
+            .arg(&cert)
+            .assert()
+            .success()
+            .stdout(ENTITY);
+    }
+}
