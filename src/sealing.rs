@@ -287,7 +287,14 @@ pub fn detect(bytes: &[u8]) -> Result<SealedInput, DetectError> {
         .position(|b| !b.is_ascii_whitespace())
         .unwrap_or(0);
     let trimmed = &bytes[start..];
-    if trimmed.first() == Some(&0x30) {
+    // DER: a SEQUENCE whose length octets fit (a text line starting with
+    // "0" is not CMS).
+    let der_like = match bytes {
+        [0x30, len, ..] if len & 0x80 == 0 => usize::from(*len) + 2 == bytes.len(),
+        [0x30, len, ..] => (0x81..=0x84).contains(len),
+        _ => false,
+    };
+    if der_like {
         return Ok(SealedInput::Cms(bytes.to_vec()));
     }
     if trimmed.starts_with(b"-----BEGIN ") {
@@ -589,5 +596,34 @@ mod tests {
         assert!(Entity::parse(b"v=0\r\no=- 1 1 IN IP4 x\r\n").is_none());
         assert!(Entity::parse(b"Subject: x\r\n\r\nbody").is_none());
         assert!(Entity::parse(b"Content-Type: text/plain\r\n").is_none());
+    }
+
+    #[test]
+    fn input_kinds() {
+        assert!(matches!(
+            detect(&[0x30, 0x82, 0x01, 0x00]),
+            Ok(SealedInput::Cms(_))
+        ));
+        assert!(matches!(
+            detect(&[0x30, 0x01, 0x05]),
+            Ok(SealedInput::Cms(_))
+        ));
+        assert!(matches!(detect(b"0 not DER"), Err(DetectError::Sip(_))));
+        assert!(matches!(
+            detect(b"Content-Type: application/pkcs7-mime\r\n\r\n"),
+            Ok(SealedInput::Mime { .. })
+        ));
+        assert!(matches!(
+            detect(b"Content-Type: text/plain\r\n\r\nx"),
+            Err(DetectError::Other(_))
+        ));
+        assert!(matches!(
+            detect(b"-----BEGIN CERTIFICATE-----\n"),
+            Err(DetectError::Other(_))
+        ));
+        assert!(matches!(
+            detect(b"OPTIONS sip:b@h SIP/2.0\r\nContent-Length: 0\r\n\r\n"),
+            Ok(SealedInput::Sip(_))
+        ));
     }
 }
