@@ -297,6 +297,11 @@ pub fn detect(bytes: &[u8]) -> Result<SealedInput, DetectError> {
     if der_like {
         return Ok(SealedInput::Cms(bytes.to_vec()));
     }
+    if bytes.starts_with(&[0x30, 0x80]) {
+        return Err(DetectError::Other(SealError::Unrecognised(
+            "indefinite-length BER (openssl -stream output); sipseal reads DER: re-encode it with `openssl cms -cmsout -inform DER -in FILE -outform DER`".into(),
+        )));
+    }
     if trimmed.starts_with(b"-----BEGIN ") {
         let (label, der) = der::pem::decode_vec(trimmed)
             .map_err(|e| DetectError::Other(SealError::Unrecognised(format!("bad PEM: {e}"))))?;
@@ -609,6 +614,10 @@ mod tests {
             Ok(SealedInput::Cms(_))
         ));
         assert!(matches!(detect(b"0 not DER"), Err(DetectError::Sip(_))));
+        let ber = detect(&[0x30, 0x80, 0x06, 0x00, 0x00, 0x00]);
+        assert!(
+            matches!(ber, Err(DetectError::Other(SealError::Unrecognised(m))) if m.contains("-outform DER"))
+        );
         assert!(matches!(
             detect(b"Content-Type: application/pkcs7-mime\r\n\r\n"),
             Ok(SealedInput::Mime { .. })
