@@ -2,7 +2,9 @@
 # Time `sipseal seal`/`open` against `openssl cms -encrypt`/`-decrypt` in one
 # run, on the same SDP and the same demo keys, per invocation (process start
 # included, as a shell script pays it). Uses hyperfine when installed, else a
-# plain loop. Prints each mean and the ratio sipseal/openssl.
+# plain loop. Prints each mean and the ratio sipseal/openssl. Both tools write
+# to standard output (discarded), so neither pays for a durable file write
+# (`sipseal -o` fsyncs before it renames; `openssl -out` does not).
 #
 #   bash benches/vs-openssl.sh [RUNS]      (default 200 runs per command)
 #
@@ -25,14 +27,17 @@ cat samples/offer.sdp >>"$work/entity"
 
 oaep=(-keyopt rsa_padding_mode:oaep -keyopt rsa_oaep_md:sha256)
 declare -A cmd
-cmd[sipseal_seal3]="$bin seal samples/invite.sip --peer keys/bob/cert.pem --disclose keys/proxy-a/cert.pem --disclose psk:keys/psk/alice-proxy-a.yaml -o $work/s.sip"
-cmd[openssl_encrypt3]="openssl cms -encrypt -binary -outform DER -aes-256-gcm -in $work/entity -out $work/o.der -recip keys/bob/cert.pem ${oaep[*]} -recip keys/proxy-a/cert.pem ${oaep[*]} -secretkey $psk_hex -secretkeyid $psk_id_hex"
-cmd[sipseal_open]="$bin open $work/sealed.sip --identity keys/bob -o $work/o.sip"
-cmd[openssl_decrypt]="openssl cms -decrypt -binary -inform DER -in $work/sealed.der -recip keys/bob/cert.pem -inkey keys/bob/key.pem -out $work/o.txt"
+cmd[sipseal_seal3]="$bin seal samples/invite.sip --peer keys/bob/cert.pem --disclose keys/proxy-a/cert.pem --disclose psk:keys/psk/alice-proxy-a.yaml"
+cmd[openssl_encrypt3]="openssl cms -encrypt -binary -outform DER -aes-256-gcm -in $work/entity -recip keys/bob/cert.pem ${oaep[*]} -recip keys/proxy-a/cert.pem ${oaep[*]} -secretkey $psk_hex -secretkeyid $psk_id_hex"
+cmd[sipseal_open]="$bin open $work/sealed.sip --identity keys/bob"
+cmd[openssl_decrypt]="openssl cms -decrypt -binary -inform DER -in $work/sealed.der -recip keys/bob/cert.pem -inkey keys/bob/key.pem"
 
 # Sanity: every command works before it is timed.
 for k in "${!cmd[@]}"; do eval "${cmd[$k]}" >/dev/null; done
-cmp -s "$work/o.txt" "$work/entity" || { echo "openssl did not decrypt sipseal's envelope" >&2; exit 2; }
+eval "${cmd[openssl_decrypt]}" | cmp -s - "$work/entity" || {
+  echo "openssl did not decrypt sipseal's envelope" >&2
+  exit 2
+}
 
 declare -A mean_ms
 if command -v hyperfine >/dev/null; then
