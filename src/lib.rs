@@ -9,6 +9,7 @@ pub mod fsio;
 pub mod inspect;
 pub mod keys;
 pub mod mime;
+pub mod relay;
 pub mod sdp;
 pub mod sealing;
 pub mod sip;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use crate::envelope::EnvelopeError;
 use crate::keys::KeyError;
+use crate::relay::RelayError;
 use crate::sealing::SealError;
 use crate::sip::{ComposeError, ParseError};
 
@@ -67,6 +68,8 @@ pub enum Error {
     Spec { path: PathBuf, reason: String },
     #[error("{name}: {err}")]
     Seal { name: String, err: SealError },
+    #[error("{name}: {err}")]
+    Relay { name: String, err: RelayError },
 }
 
 impl Error {
@@ -91,6 +94,7 @@ impl Error {
             Error::Keys(e) => e.hint(),
             Error::Spec { .. } => "see `man sipseal-build` for the message spec keys".into(),
             Error::Seal { err, .. } => err.hint(),
+            Error::Relay { err, .. } => err.hint(),
         }
     }
 
@@ -114,6 +118,8 @@ impl Error {
                 | SealError::AlreadySealed(_) => Exit::Usage,
                 _ => Exit::Failed,
             },
+            Error::Relay { err, .. } if err.is_config() => Exit::Usage,
+            Error::Relay { .. } => Exit::Failed,
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod keyargs;
 pub mod keys;
 pub mod man;
 pub mod open;
+pub mod proxy;
 pub mod seal;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -93,6 +94,8 @@ pub enum Command {
     Seal(seal::SealArgs),
     /// Decrypt a sealed body addressed to me.
     Open(open::OpenArgs),
+    /// One relay step: open the body if designated, report, forward (or answer 483/496).
+    Proxy(Box<proxy::ProxyArgs>),
     /// Show what a SIP message is made of: start line, headers, body parts, SDP media, CMS envelope.
     Inspect(inspect::InspectArgs),
     /// Generate key material.
@@ -125,6 +128,7 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
         Command::Build(args) => build::run(*args, &mut ctx),
         Command::Seal(args) => seal::run(args, &mut ctx),
         Command::Open(args) => open::run(args, &mut ctx),
+        Command::Proxy(args) => proxy::run(*args, &mut ctx),
         Command::Inspect(args) => inspect::run(args, &mut ctx),
         Command::Keys(cmd) => keys::run(cmd, &mut ctx),
         Command::Demo(args) => demo::run(args, &mut ctx),
@@ -143,6 +147,7 @@ fn command_name(c: &Command) -> &'static str {
         Command::Build(_) => "build",
         Command::Seal(_) => "seal",
         Command::Open(_) => "open",
+        Command::Proxy(_) => "proxy",
         Command::Inspect(_) => "inspect",
         Command::Keys(_) => "keys",
         Command::Demo(_) => "demo",

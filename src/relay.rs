@@ -1,0 +1,573 @@
+//! The relay pipeline (SPEC §4) as pure functions: one message in, a
+//! decision and a message out (the forwarded message, or a SIP error
+//! response), plus a disclosure report.
+//!
+//! A relay opens a body only when a `Proxy-Inspect-Body` names it (or with
+//! `trial`, when a RecipientInfo is addressed to it). It finds its
+//! RecipientInfo by rid/kekid first, so a relay that is not a recipient
+//! never reads its private key. The sealed body is forwarded byte-identical.
+
+use der::Encode;
+use serde::Serialize;
+
+use crate::context::Context;
+use crate::envelope::{Envelope, EnvelopeError, RecipientKey};
+use crate::keys::{Identity, Psk};
+use crate::sdp::Sdp;
+use crate::sealing::{Entity, SealError, sealed_body};
+use crate::sip::compose::{Body, ComposeError, ResponseParams, build_response};
+use crate::sip::disclosure::{Access, PROXY_INSPECT_BODY, designations};
+use crate::sip::headers::split_list;
+use crate::sip::{HeaderError, Message};
+
+/// Problems that stop a relay without a SIP answer.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error(transparent)]
+    Header(#[from] HeaderError),
+    #[error(transparent)]
+    Compose(#[from] ComposeError),
+    #[error("cannot open the body this relay was designated for: {0}")]
+    Open(SealError),
+    #[error("a response without a Via to remove")]
+    NoVia,
+}
+
+impl RelayError {
+    /// What to do next.
+    pub fn hint(&self) -> String {
+        match self {
+            RelayError::Header(e) => e.hint(),
+            RelayError::Compose(e) => e.hint(),
+            RelayError::Open(e) => e.hint(),
+            RelayError::NoVia => "a response must carry the Via of the request it answers".into(),
+        }
+    }
+
+    /// Whether it is a configuration problem (exit 2) rather than a bad message.
+    pub fn is_config(&self) -> bool {
+        matches!(
+            self,
+            RelayError::Open(SealError::Envelope(
+                EnvelopeError::Key(_) | EnvelopeError::Recipient(_)
+            ))
+        )
+    }
+}
+
+/// How the relay runs.
+#[derive(Debug, Clone, Default)]
+pub struct RelayOptions {
+    /// This relay's Via sent-by (`HOST[:PORT]`); default: its URI's host.
+    pub via: Option<String>,
+    /// Open whenever a RecipientInfo is addressed to this relay, designated or not.
+    pub trial: bool,
+    /// Answer 496 when there is a sealed body this relay cannot open, designated or not.
+    pub require_disclosure: bool,
+    /// Keep this relay's own `Proxy-Inspect-Body` entry when forwarding.
+    pub keep_designation: bool,
+}
+
+/// This relay's key material.
+pub struct RelayKeys<'a> {
+    /// Its identity (certificate + lazily read private key).
+    pub identity: &'a Identity,
+    /// PSKs it shares with user agents.
+    pub psks: &'a [Psk],
+}
+
+impl RelayKeys<'_> {
+    /// Every URI that names this relay: the certificate's, and each PSK's.
+    pub fn uris(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.identity.cert.uri().into_iter().collect();
+        for p in self.psks {
+            if let Some(u) = &p.uri
+                && !out.contains(u)
+            {
+                out.push(u.clone());
+            }
+        }
+        out
+    }
+
+    fn recipient_keys(&self) -> Vec<RecipientKey<'_>> {
+        let mut keys: Vec<RecipientKey<'_>> = self.psks.iter().map(RecipientKey::Psk).collect();
+        keys.push(RecipientKey::Rsa {
+            cert: &self.identity.cert,
+            key: self.identity,
+        });
+        keys
+    }
+}
+
+/// Why the relay opened (or did not open) the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Decision {
+    /// No body, or a body that is not sealed.
+    NotSealed,
+    /// Sealed, not for this relay: forwarded without touching its key.
+    NotDesignated,
+    /// A `Proxy-Inspect-Body` names this relay.
+    Designated,
+    /// `--trial`: a RecipientInfo is addressed to this relay.
+    Trial,
+}
+
+/// One media stream as a relay needs it (pinholes, recording).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StreamReport {
+    pub media: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    pub port: u16,
+    pub protocol: String,
+    pub rtcp_mux: bool,
+    /// Where RTCP goes: `a=rtcp`, else port+1 (none with rtcp-mux or port 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtcp_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtcp_address: Option<String>,
+}
+
+/// An SRTP master key offered in `a=crypto` (RFC 4568), for recording.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SrtpKey {
+    /// Index of the media stream.
+    pub stream: usize,
+    pub media: String,
+    pub tag: String,
+    pub suite: String,
+    /// The key parameters as written (`inline:...`).
+    pub key_params: String,
+}
+
+/// The disclosure report of one relay step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RelayReport {
+    /// `request` or `response`.
+    pub kind: &'static str,
+    /// Request method, or the CSeq method of a response.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call_id: Option<String>,
+    /// This relay's URI(s).
+    pub relay: Vec<String>,
+    pub decision: Decision,
+    /// Who designated this relay (the From party of the sealed request).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub designated_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access: Option<Access>,
+    /// Whether the body was opened.
+    pub opened: bool,
+    /// Which key opened it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub opened_with: Option<String>,
+    /// The SIP response this relay produced instead of forwarding.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answered: Option<u16>,
+    /// The SDP as text, when opened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sdp: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub streams: Vec<StreamReport>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub srtp_keys: Vec<SrtpKey>,
+    /// Things worth knowing (e.g. an SDP that does not parse).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+impl RelayReport {
+    /// The human-readable form.
+    pub fn to_text(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let what = match (&self.method, self.status) {
+            (Some(m), Some(s)) => format!("{s} response to {m}"),
+            (Some(m), None) => format!("{m} request"),
+            (None, Some(s)) => format!("{s} response"),
+            (None, None) => self.kind.to_owned(),
+        };
+        let _ = writeln!(out, "relay {}: {what}", self.relay.join(", "));
+        if let Some(c) = &self.call_id {
+            let _ = writeln!(out, "  call-id: {c}");
+        }
+        let decision = match self.decision {
+            Decision::NotSealed => "body not sealed",
+            Decision::NotDesignated => "sealed, not designated: forwarded without opening",
+            Decision::Designated => "designated by Proxy-Inspect-Body",
+            Decision::Trial => {
+                "not designated, opened on trial (a RecipientInfo is addressed to it)"
+            }
+        };
+        let _ = writeln!(out, "  decision: {decision}");
+        if let Some(by) = &self.designated_by {
+            let _ = writeln!(out, "  designated by: {by}");
+        }
+        if let Some(a) = self.access {
+            let _ = writeln!(out, "  access: {}", a.as_str());
+        }
+        if let Some(k) = &self.opened_with {
+            let _ = writeln!(out, "  opened with: {k}");
+        }
+        if let Some(code) = self.answered {
+            let _ = writeln!(out, "  answered: {code} instead of forwarding");
+        }
+        for (i, s) in self.streams.iter().enumerate() {
+            let _ = write!(
+                out,
+                "  stream {i}: {} {}:{} {}",
+                s.media,
+                s.address.as_deref().unwrap_or("-"),
+                s.port,
+                s.protocol
+            );
+            match (s.rtcp_mux, s.rtcp_port) {
+                (true, _) => out.push_str(", rtcp-mux"),
+                (false, Some(p)) => {
+                    let _ = write!(
+                        out,
+                        ", rtcp {}:{p}",
+                        s.rtcp_address
+                            .as_deref()
+                            .or(s.address.as_deref())
+                            .unwrap_or("-")
+                    );
+                }
+                (false, None) => {}
+            }
+            out.push('\n');
+        }
+        for k in &self.srtp_keys {
+            let _ = writeln!(
+                out,
+                "  srtp key: stream {} ({}) tag {} {} {}",
+                k.stream, k.media, k.tag, k.suite, k.key_params
+            );
+        }
+        for n in &self.notes {
+            let _ = writeln!(out, "  note: {n}");
+        }
+        out
+    }
+}
+
+/// What the relay does with the message.
+pub enum Outcome {
+    /// Forward this message.
+    Forward(Message),
+    /// Answer with this response instead (exit 5).
+    Respond(Message),
+}
+
+/// Run one relay step on `msg`.
+pub fn relay(
+    msg: &Message,
+    keys: &RelayKeys<'_>,
+    opts: &RelayOptions,
+    ctx: &mut Context,
+) -> Result<(Outcome, RelayReport), RelayError> {
+    let uris = keys.uris();
+    let mut report = RelayReport {
+        kind: if msg.is_request() {
+            "request"
+        } else {
+            "response"
+        },
+        method: msg
+            .method()
+            .map(str::to_owned)
+            .or_else(|| msg.cseq().ok().map(|c| c.method)),
+        status: msg.status(),
+        call_id: msg.call_id().ok().map(str::to_owned),
+        relay: uris.clone(),
+        decision: Decision::NotSealed,
+        designated_by: None,
+        access: None,
+        opened: false,
+        opened_with: None,
+        answered: None,
+        sdp: None,
+        streams: Vec::new(),
+        srtp_keys: Vec::new(),
+        notes: Vec::new(),
+    };
+
+    if msg.is_request() && msg.max_forwards()? == Some(0) {
+        let response = build_response(
+            msg,
+            &ResponseParams {
+                code: 483,
+                ..Default::default()
+            },
+            ctx,
+        )?;
+        report.answered = Some(483);
+        return Ok((Outcome::Respond(response), report));
+    }
+
+    // Which Proxy-Inspect-Body entries name me.
+    let mine: Vec<_> = designations(msg)
+        .into_iter()
+        .flatten()
+        .filter(|d| uris.iter().any(|u| u.eq_ignore_ascii_case(&d.uri)))
+        .collect();
+    let envelope = match sealed_body(msg) {
+        Ok(der) => Some(Envelope::parse(&der).map_err(|e| RelayError::Open(e.into()))?),
+        Err(SealError::NoBody | SealError::NotSealed(_) | SealError::NoContentType) => None,
+        Err(e) => return Err(RelayError::Open(e)),
+    };
+    let recipient_keys = keys.recipient_keys();
+    if let Some(env) = &envelope {
+        let addressed = env.find(&recipient_keys).is_some();
+        report.decision = if !mine.is_empty() {
+            Decision::Designated
+        } else if opts.trial && addressed {
+            Decision::Trial
+        } else {
+            Decision::NotDesignated
+        };
+        if let Some(d) = mine.first() {
+            report.access = Some(d.access);
+            report.designated_by = msg.header("From").map(|f| aor(f).to_owned());
+        }
+        let must_open = report.decision != Decision::NotDesignated
+            || (opts.require_disclosure && msg.is_request());
+        if must_open && !addressed && msg.is_request() {
+            let response = undecipherable(msg, keys, ctx)?;
+            report.answered = Some(496);
+            return Ok((Outcome::Respond(response), report));
+        }
+        // Responses (an answer SDP) are read whenever this relay can.
+        if must_open || (!msg.is_request() && addressed) {
+            let opened = env
+                .open(&recipient_keys, ctx.rng())
+                .map_err(|e| RelayError::Open(e.into()))?;
+            report.opened = true;
+            report.opened_with = recipient_keys
+                .get(opened.key_index)
+                .map(RecipientKey::describe);
+            let content = match Entity::parse(&opened.content) {
+                Some(e) => e.body,
+                None => opened.content.to_vec(),
+            };
+            disclose(&mut report, &content);
+        }
+    } else if let Some(sdp) = plain_sdp(msg) {
+        // An unsealed SDP is readable by everyone on the path anyway.
+        disclose(&mut report, &sdp);
+        report
+            .notes
+            .push("the SDP is not sealed: every relay on the path reads it".into());
+    }
+
+    let forwarded = if msg.is_request() {
+        forward_request(msg, keys, opts, &uris, ctx)?
+    } else {
+        forward_response(msg)?
+    };
+    Ok((Outcome::Forward(forwarded), report))
+}
+
+fn plain_sdp(msg: &Message) -> Option<Vec<u8>> {
+    let ct = msg.header("Content-Type")?;
+    let parsed = crate::sip::headers::parse_content_type(ct).ok()?;
+    (parsed.is("application/sdp") && !msg.body().is_empty()).then(|| msg.body().to_vec())
+}
+
+/// `sip:x@y` from `Name <sip:x@y>;tag=...`.
+fn aor(v: &str) -> &str {
+    match (v.find('<'), v.find('>')) {
+        (Some(a), Some(b)) if a < b => &v[a + 1..b],
+        _ => v.split(';').next().unwrap_or(v).trim(),
+    }
+}
+
+/// Fill the report from the plaintext SDP.
+fn disclose(report: &mut RelayReport, sdp: &[u8]) {
+    let text = String::from_utf8_lossy(sdp).into_owned();
+    match Sdp::parse(&text) {
+        Ok(parsed) => {
+            for (i, m) in parsed.media.iter().enumerate() {
+                let address = m.connection.as_ref().map(|c| c.address.clone());
+                let (rtcp_port, rtcp_address) = match (&m.rtcp, m.rtcp_mux, m.port) {
+                    (_, _, 0) | (_, true, _) => (None, None),
+                    (Some(r), false, _) => (Some(r.port), r.address.clone()),
+                    (None, false, p) => (p.checked_add(1), None),
+                };
+                report.streams.push(StreamReport {
+                    media: m.kind.clone(),
+                    address,
+                    port: m.port,
+                    protocol: m.proto.clone(),
+                    rtcp_mux: m.rtcp_mux,
+                    rtcp_port,
+                    rtcp_address,
+                });
+                for c in &m.crypto {
+                    report.srtp_keys.push(SrtpKey {
+                        stream: i,
+                        media: m.kind.clone(),
+                        tag: c.tag.clone(),
+                        suite: c.suite.clone(),
+                        key_params: c.key_params.clone(),
+                    });
+                }
+            }
+        }
+        Err(e) => report
+            .notes
+            .push(format!("the content is not a readable SDP: {e}")),
+    }
+    report.sdp = Some(text);
+}
+
+/// `496 Proxy Undecipherable` with this relay's certificate and a `Warning: 380`.
+fn undecipherable(
+    msg: &Message,
+    keys: &RelayKeys<'_>,
+    ctx: &mut Context,
+) -> Result<Message, RelayError> {
+    let host = keys
+        .identity
+        .cert
+        .uri()
+        .map(|u| uri_host(&u))
+        .unwrap_or_else(|| "sipseal.invalid".into());
+    let der = keys
+        .identity
+        .cert
+        .cert
+        .to_der()
+        .map_err(|e| RelayError::Compose(ComposeError::BadHeader(e.to_string())))?;
+    let response = build_response(
+        msg,
+        &ResponseParams {
+            code: 496,
+            headers: vec![(
+                "Warning".into(),
+                format!("380 {host} \"Required to view Content-Type 'application/sdp'\""),
+            )],
+            body: Some(Body {
+                content_type: "application/pkix-cert".into(),
+                bytes: der,
+            }),
+            ..Default::default()
+        },
+        ctx,
+    )?;
+    Ok(response)
+}
+
+fn uri_host(uri: &str) -> String {
+    let rest = uri
+        .strip_prefix("sips:")
+        .or_else(|| uri.strip_prefix("sip:"))
+        .unwrap_or(uri);
+    let hostport = rest.rsplit('@').next().unwrap_or(rest);
+    hostport
+        .split([';', '?', ':'])
+        .next()
+        .unwrap_or(hostport)
+        .to_owned()
+}
+
+fn forward_request(
+    msg: &Message,
+    keys: &RelayKeys<'_>,
+    opts: &RelayOptions,
+    uris: &[String],
+    ctx: &mut Context,
+) -> Result<Message, RelayError> {
+    let mut out = msg.clone();
+    ctx.mix("relay", &msg.to_bytes());
+    let sent_by = match &opts.via {
+        Some(v) => v.clone(),
+        None => keys
+            .identity
+            .cert
+            .uri()
+            .map(|u| uri_host(&u))
+            .unwrap_or_else(|| "sipseal.invalid".into()),
+    };
+    // The transport of the hop we forward on is the one the request arrived with.
+    msg.vias()?;
+    let transport = msg
+        .header_list("Via")
+        .first()
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap_or("SIP/2.0/UDP")
+        .to_owned();
+    out.prepend_header(
+        "Via",
+        &format!("{transport} {sent_by};branch=z9hG4bK{}", ctx.token(8)),
+    );
+    match msg.max_forwards()? {
+        Some(n) => out.set_header("Max-Forwards", &(n - 1).to_string()),
+        // RFC 3261 §16.6 step 3: add one when absent.
+        None => out.insert_header(1, "Max-Forwards", "69"),
+    }
+    if !opts.keep_designation {
+        drop_mine(&mut out, uris);
+    }
+    Ok(out)
+}
+
+/// Remove the `Proxy-Inspect-Body` entries naming this relay; lines that
+/// name only others stay byte-identical.
+fn drop_mine(msg: &mut Message, uris: &[String]) {
+    let is_mine = |v: &str| {
+        crate::sip::disclosure::Designation::parse(v)
+            .is_ok_and(|d| uris.iter().any(|u| u.eq_ignore_ascii_case(&d.uri)))
+    };
+    let mut i = 0;
+    while i < msg.headers().len() {
+        let Some(h) = msg.headers().get(i) else { break };
+        if !h.is(PROXY_INSPECT_BODY) {
+            i += 1;
+            continue;
+        }
+        let values = split_list(h.value());
+        let keep: Vec<String> = values
+            .iter()
+            .filter(|v| !is_mine(v))
+            .map(|v| (*v).to_owned())
+            .collect();
+        if keep.len() == values.len() {
+            i += 1;
+            continue;
+        }
+        let name = h.name().to_owned();
+        msg.remove_header_at(i);
+        if !keep.is_empty() {
+            msg.insert_header(i, &name, &keep.join(", "));
+            i += 1;
+        }
+    }
+}
+
+/// A response goes back with the top Via (this relay's) removed.
+fn forward_response(msg: &Message) -> Result<Message, RelayError> {
+    let mut out = msg.clone();
+    let at = out
+        .headers()
+        .iter()
+        .position(|h| h.is("Via"))
+        .ok_or(RelayError::NoVia)?;
+    let Some(h) = out.headers().get(at) else {
+        return Err(RelayError::NoVia);
+    };
+    let values = split_list(h.value());
+    let name = h.name().to_owned();
+    let rest: Vec<String> = values.iter().skip(1).map(|v| (*v).to_owned()).collect();
+    out.remove_header_at(at);
+    if !rest.is_empty() {
+        out.insert_header(at, &name, &rest.join(", "));
+    }
+    Ok(out)
+}

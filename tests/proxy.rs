@@ -1,0 +1,392 @@
+//! `sipseal proxy` through the built binary: forwarding with the sealed body
+//! byte-identical, header handling, 483, 496, `--trial`, responses passing
+//! back, the disclosure report, and no key use by a relay that is not a
+//! recipient.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::sipseal;
+use predicates::prelude::*;
+use sipseal::sip::Message;
+
+/// alice's INVITE sealed for bob, disclosed to proxy-a (deterministic).
+fn sealed(dir: &Path, extra: &[&str]) -> PathBuf {
+    let out = sipseal()
+        .args([
+            "--seed",
+            "5eed",
+            "seal",
+            "samples/invite.sip",
+            "--peer",
+            "keys/bob/cert.pem",
+        ])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = dir.join("sealed.sip");
+    std::fs::write(&path, out.stdout).unwrap();
+    path
+}
+
+fn run(args: &[&str], input: &Path) -> std::process::Output {
+    sipseal()
+        .arg("proxy")
+        .arg(input)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn lines(m: &[u8]) -> Vec<String> {
+    let head = &m[..m.windows(4).position(|w| w == b"\r\n\r\n").unwrap()];
+    String::from_utf8_lossy(head)
+        .split("\r\n")
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn designated_relay_opens_reports_and_forwards_the_body_byte_identical() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = sealed(
+        tmp.path(),
+        &[
+            "--disclose",
+            "keys/proxy-a/cert.pem",
+            "--disclose",
+            "keys/carol/cert.pem",
+        ],
+    );
+    let report = tmp.path().join("report.json");
+    let out = sipseal()
+        .arg("proxy")
+        .arg(&input)
+        .args([
+            "--identity",
+            "keys/proxy-a",
+            "--via",
+            "proxy-a.a.example.com:5060",
+        ])
+        .args(["--report-format", "json", "--report"])
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let original = std::fs::read(&input).unwrap();
+    let fwd = out.stdout;
+    let (m_in, m_out) = (
+        Message::parse(&original).unwrap(),
+        Message::parse(&fwd).unwrap(),
+    );
+    assert_eq!(
+        m_in.body(),
+        m_out.body(),
+        "sealed body forwarded byte-identical"
+    );
+
+    let before = lines(&original);
+    let after = lines(&fwd);
+    // A new top Via with a fresh branch, then the old ones.
+    assert!(after[1].starts_with("Via: SIP/2.0/UDP proxy-a.a.example.com:5060;branch=z9hG4bK"));
+    assert_eq!(after[2], before[1]);
+    assert_eq!(m_out.header("Max-Forwards"), Some("69"));
+    // Own designation gone, carol's kept byte-identical; everything else unchanged and in order.
+    let pib: Vec<&String> = after
+        .iter()
+        .filter(|l| l.starts_with("Proxy-Inspect-Body"))
+        .collect();
+    assert_eq!(pib.len(), 1);
+    assert!(pib[0].contains("sip:carol@a.example.com"));
+    let strip = |ls: &[String]| -> Vec<String> {
+        ls.iter()
+            .filter(|l| !l.starts_with("Max-Forwards") && !l.contains("proxy-a.a.example.com"))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(
+        strip(&before),
+        strip(
+            &after[..1]
+                .iter()
+                .chain(&after[2..])
+                .cloned()
+                .collect::<Vec<_>>()
+        )
+    );
+
+    // The report: SDP, streams, SRTP keys, access, who designated.
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(v["decision"], "designated");
+    assert_eq!(v["opened"], true);
+    assert_eq!(v["access"], "read");
+    assert_eq!(v["designated_by"], "sip:alice@a.example.com");
+    assert_eq!(v["streams"][0]["address"], "192.0.2.10");
+    assert_eq!(v["streams"][0]["port"], 49170);
+    assert_eq!(v["streams"][0]["rtcp_mux"], true);
+    assert_eq!(v["streams"][1]["rtcp_port"], 51373);
+    assert_eq!(v["srtp_keys"].as_array().unwrap().len(), 3);
+    assert!(
+        v["srtp_keys"][0]["key_params"]
+            .as_str()
+            .unwrap()
+            .starts_with("inline:")
+    );
+    assert!(v["sdp"].as_str().unwrap().starts_with("v=0"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&report).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the report holds SRTP keys");
+    }
+
+    // bob still opens what was forwarded.
+    let fwd_path = tmp.path().join("fwd.sip");
+    std::fs::write(&fwd_path, &fwd).unwrap();
+    sipseal()
+        .arg("open")
+        .arg(&fwd_path)
+        .args(["--identity", "keys/bob", "--body-only"])
+        .assert()
+        .success()
+        .stdout(common::file("samples/offer.sdp"));
+}
+
+#[test]
+fn a_relay_that_is_not_designated_forwards_blind_without_reading_its_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = sealed(tmp.path(), &["--disclose", "keys/proxy-a/cert.pem"]);
+    // proxy-b's certificate with a key file that is not a key at all.
+    let id = tmp.path().join("proxy-b");
+    std::fs::create_dir(&id).unwrap();
+    std::fs::copy(
+        common::repo().join("keys/proxy-b/cert.pem"),
+        id.join("cert.pem"),
+    )
+    .unwrap();
+    std::fs::write(id.join("key.pem"), "not a key").unwrap();
+    let report = tmp.path().join("r.txt");
+    let out = sipseal()
+        .arg("proxy")
+        .arg(&input)
+        .arg("--identity")
+        .arg(&id)
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        Message::parse(&out.stdout).unwrap().body(),
+        Message::parse(&std::fs::read(&input).unwrap())
+            .unwrap()
+            .body()
+    );
+    let text = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        text.contains("sealed, not designated: forwarded without opening"),
+        "{text}"
+    );
+    assert!(!text.contains("srtp key"));
+}
+
+#[test]
+fn max_forwards_zero_gives_483() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = sealed(tmp.path(), &["--disclose", "keys/proxy-a/cert.pem"]);
+    let bytes = std::fs::read(&input).unwrap();
+    let text = String::from_utf8_lossy(&bytes).replacen("Max-Forwards: 70", "Max-Forwards: 0", 1);
+    let mut raw = text.into_bytes();
+    // The body is binary: rebuild from the original bytes after the header change.
+    let body_at = bytes.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head_at = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    raw.truncate(head_at);
+    raw.extend_from_slice(&bytes[body_at..]);
+    let path = tmp.path().join("mf0.sip");
+    std::fs::write(&path, raw).unwrap();
+    let out = run(&["--identity", "keys/proxy-a"], &path);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(out.stdout.starts_with(b"SIP/2.0 483 Too Many Hops\r\n"));
+}
+
+#[test]
+fn designated_without_a_recipientinfo_answers_496_with_its_certificate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = sealed(tmp.path(), &["--disclose", "keys/proxy-a/cert.pem"]);
+    // Redirect the designation to proxy-b (no RecipientInfo for it).
+    let bytes = std::fs::read(&input).unwrap();
+    let needle = b"<sip:proxy-a.a.example.com>;cid";
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap();
+    let mut redirected = bytes.clone();
+    redirected.splice(
+        at..at + needle.len(),
+        b"<sip:proxy-b.b.example.com>;cid".iter().copied(),
+    );
+    let path = tmp.path().join("to-b.sip");
+    std::fs::write(&path, &redirected).unwrap();
+    let out = run(&["--identity", "keys/proxy-b"], &path);
+    assert_eq!(out.status.code(), Some(5));
+    let resp = Message::parse(&out.stdout).unwrap();
+    assert_eq!(resp.status(), Some(496));
+    assert_eq!(
+        resp.header("Warning"),
+        Some("380 proxy-b.b.example.com \"Required to view Content-Type 'application/sdp'\"")
+    );
+    assert_eq!(resp.header("Content-Type"), Some("application/pkix-cert"));
+    let cert_der = std::process::Command::new("openssl")
+        .args(["x509", "-in", "keys/proxy-b/cert.pem", "-outform", "DER"])
+        .current_dir(common::repo())
+        .output()
+        .unwrap()
+        .stdout;
+    assert_eq!(resp.body(), cert_der, "the body is proxy-b's certificate");
+
+    // --require-disclosure: 496 even without a designation.
+    let plain_for_bob = sealed(tmp.path(), &[]);
+    let out = run(
+        &["--identity", "keys/proxy-b", "--require-disclosure"],
+        &plain_for_bob,
+    );
+    assert_eq!(out.status.code(), Some(5));
+    assert!(out.stdout.starts_with(b"SIP/2.0 496 "));
+}
+
+#[test]
+fn trial_opens_when_a_recipientinfo_matches() {
+    let tmp = tempfile::tempdir().unwrap();
+    // proxy-a has a RecipientInfo (via the PSK) but the designation is removed.
+    let input = sealed(
+        tmp.path(),
+        &["--disclose", "psk:keys/psk/alice-proxy-a.yaml"],
+    );
+    let bytes = std::fs::read(&input).unwrap();
+    let m = Message::parse(&bytes).unwrap();
+    let mut undesignated = m.clone();
+    undesignated.remove_headers("Proxy-Inspect-Body");
+    let path = tmp.path().join("undesignated.sip");
+    std::fs::write(&path, undesignated.to_bytes()).unwrap();
+    let report = tmp.path().join("r.json");
+    for (trial, decision, opened) in [(false, "not-designated", false), (true, "trial", true)] {
+        let mut cmd = sipseal();
+        cmd.arg("proxy")
+            .arg(&path)
+            .args([
+                "--identity",
+                "keys/proxy-a",
+                "--psk",
+                "keys/psk/alice-proxy-a.yaml",
+            ])
+            .args(["--report-format", "json", "--report"])
+            .arg(&report);
+        if trial {
+            cmd.arg("--trial");
+        }
+        cmd.assert().success();
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        assert_eq!(v["decision"], decision);
+        assert_eq!(v["opened"], opened);
+        if opened {
+            assert_eq!(v["opened_with"], "PSK alice-proxy-a");
+        }
+    }
+}
+
+#[test]
+fn responses_pass_back_with_the_top_via_removed_and_a_sealed_answer_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = sealed(tmp.path(), &["--disclose", "keys/proxy-a/cert.pem"]);
+    let fwd = run(
+        &[
+            "--identity",
+            "keys/proxy-a",
+            "--via",
+            "proxy-a.a.example.com",
+        ],
+        &input,
+    );
+    assert!(fwd.status.success());
+    let fwd_path = tmp.path().join("fwd.sip");
+    std::fs::write(&fwd_path, &fwd.stdout).unwrap();
+    // bob answers, sealing the answer for alice and proxy-a's PSK.
+    let ok = sipseal()
+        .args(["--seed", "01", "build", "response", "200", "--request"])
+        .arg(&fwd_path)
+        .args([
+            "--sdp",
+            "samples/answer.sdp",
+            "--seal",
+            "--peer",
+            "keys/alice/cert.pem",
+        ])
+        .args(["--disclose", "psk:keys/psk/alice-proxy-a.yaml"])
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let ok_path = tmp.path().join("200.sip");
+    std::fs::write(&ok_path, &ok.stdout).unwrap();
+    let report = tmp.path().join("r.json");
+    let back = sipseal()
+        .arg("proxy")
+        .arg(&ok_path)
+        .args([
+            "--identity",
+            "keys/proxy-a",
+            "--psk",
+            "keys/psk/alice-proxy-a.yaml",
+        ])
+        .args(["--report-format", "json", "--report"])
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(
+        back.status.success(),
+        "{}",
+        String::from_utf8_lossy(&back.stderr)
+    );
+    let before = Message::parse(&ok.stdout).unwrap();
+    let after = Message::parse(&back.stdout).unwrap();
+    assert_eq!(before.header_list("Via").len(), 2);
+    assert_eq!(
+        after.header_list("Via"),
+        before.header_list("Via")[1..].to_vec()
+    );
+    assert_eq!(after.body(), before.body());
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(v["kind"], "response");
+    assert_eq!(v["status"], 200);
+    assert_eq!(v["opened"], true);
+    assert!(v["sdp"].as_str().unwrap().contains("o=bob"), "{v}");
+}
+
+#[test]
+fn proxy_errors_are_clear() {
+    sipseal()
+        .args(["proxy", "samples/invite.sip", "--identity", "keys"])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("no certificate file").and(predicate::str::contains("hint:")),
+        );
+}
