@@ -11,14 +11,20 @@ use der::Encode;
 use serde::Serialize;
 
 use crate::context::Context;
+use crate::envelope::recipient::{
+    KeyTransportScheme, addressed_to_cert, addressed_to_kek, kekri_for, ktri_for,
+};
+use crate::envelope::{ContentCipher, RsaPadding, fresh_cek, seal_infos};
 use crate::envelope::{Envelope, EnvelopeError, RecipientKey};
-use crate::keys::{Identity, Psk};
+use crate::keys::{Cert, Identity, Psk};
 use crate::sdp::Sdp;
+use crate::sdp::{SdpEdit, apply_edits};
 use crate::sealing::{Entity, SealError, sealed_body};
 use crate::sip::compose::{Body, ComposeError, ResponseParams, build_response};
 use crate::sip::disclosure::{Access, PROXY_INSPECT_BODY, designations};
 use crate::sip::headers::split_list;
 use crate::sip::{HeaderError, Message};
+use cms::enveloped_data::RecipientInfo;
 
 /// Problems that stop a relay without a SIP answer.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +37,12 @@ pub enum RelayError {
     Open(SealError),
     #[error("a response without a Via to remove")]
     NoVia,
+    #[error("edit refused: {0}")]
+    EditRefused(String),
+    #[error("cannot edit the SDP: {0}")]
+    Edit(String),
+    #[error("cannot re-seal after the edit: {0}")]
+    Reseal(EnvelopeError),
 }
 
 impl RelayError {
@@ -41,6 +53,13 @@ impl RelayError {
             RelayError::Compose(e) => e.hint(),
             RelayError::Open(e) => e.hint(),
             RelayError::NoVia => "a response must carry the Via of the request it answers".into(),
+            RelayError::EditRefused(_) => {
+                "only a relay designated with access=modify may edit; forward without --set-connection/--set-port".into()
+            }
+            RelayError::Edit(_) => "check --set-connection ADDR and --set-port STREAM=PORT against the SDP".into(),
+            RelayError::Reseal(_) => {
+                "re-sealing needs every recipient's certificate (--certs DIR) or PSK (--psk FILE)".into()
+            }
         }
     }
 
@@ -50,7 +69,7 @@ impl RelayError {
             self,
             RelayError::Open(SealError::Envelope(
                 EnvelopeError::Key(_) | EnvelopeError::Recipient(_)
-            ))
+            )) | RelayError::Reseal(EnvelopeError::Recipient(_) | EnvelopeError::Key(_))
         )
     }
 }
@@ -66,6 +85,8 @@ pub struct RelayOptions {
     pub require_disclosure: bool,
     /// Keep this relay's own `Proxy-Inspect-Body` entry when forwarding.
     pub keep_designation: bool,
+    /// SDP edits (media relay); allowed only with `access=modify`.
+    pub edits: Vec<SdpEdit>,
 }
 
 /// This relay's key material.
@@ -74,6 +95,8 @@ pub struct RelayKeys<'a> {
     pub identity: &'a Identity,
     /// PSKs it shares with user agents.
     pub psks: &'a [Psk],
+    /// Certificates of the parties it may re-seal for after an edit.
+    pub certs: &'a [Cert],
 }
 
 impl RelayKeys<'_> {
@@ -177,6 +200,8 @@ pub struct RelayReport {
     pub streams: Vec<StreamReport>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub srtp_keys: Vec<SrtpKey>,
+    /// Whether this relay edited the SDP (and re-sealed it with a fresh CEK).
+    pub edited: bool,
     /// Things worth knowing (e.g. an SDP that does not parse).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -214,6 +239,9 @@ impl RelayReport {
         }
         if let Some(k) = &self.opened_with {
             let _ = writeln!(out, "  opened with: {k}");
+        }
+        if self.edited {
+            out.push_str("  edited: yes (re-sealed for the same recipients with a fresh CEK)\n");
         }
         if let Some(code) = self.answered {
             let _ = writeln!(out, "  answered: {code} instead of forwarding");
@@ -295,6 +323,7 @@ pub fn relay(
         sdp: None,
         streams: Vec::new(),
         srtp_keys: Vec::new(),
+        edited: false,
         notes: Vec::new(),
     };
 
@@ -323,6 +352,12 @@ pub fn relay(
         Err(e) => return Err(RelayError::Open(e)),
     };
     let recipient_keys = keys.recipient_keys();
+    let mut resealed = None;
+    if !opts.edits.is_empty() && envelope.is_none() {
+        return Err(RelayError::EditRefused(
+            "the body is not sealed for this relay".into(),
+        ));
+    }
     if let Some(env) = &envelope {
         let addressed = env.find(&recipient_keys).is_some();
         report.decision = if !mine.is_empty() {
@@ -352,11 +387,36 @@ pub fn relay(
             report.opened_with = recipient_keys
                 .get(opened.key_index)
                 .map(RecipientKey::describe);
-            let content = match Entity::parse(&opened.content) {
-                Some(e) => e.body,
+            let entity = Entity::parse(&opened.content);
+            let content = match &entity {
+                Some(e) => e.body.clone(),
                 None => opened.content.to_vec(),
             };
-            disclose(&mut report, &content);
+            if opts.edits.is_empty() {
+                disclose(&mut report, &content);
+            } else {
+                if report.access != Some(Access::Modify) || !msg.is_request() {
+                    return Err(RelayError::EditRefused(
+                        "this relay was not designated with access=modify".into(),
+                    ));
+                }
+                let text = String::from_utf8(content)
+                    .map_err(|_| RelayError::Edit("the SDP is not UTF-8".into()))?;
+                let edited =
+                    apply_edits(&text, &opts.edits).map_err(|e| RelayError::Edit(e.to_string()))?;
+                let mut new_entity = Vec::new();
+                for (name, value) in entity.iter().flat_map(|e| e.headers.iter()) {
+                    new_entity.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+                }
+                if entity.is_none() {
+                    new_entity.extend_from_slice(b"Content-Type: application/sdp\r\n");
+                }
+                new_entity.extend_from_slice(b"\r\n");
+                new_entity.extend_from_slice(edited.as_bytes());
+                resealed = Some(reseal(env, &new_entity, keys, ctx)?);
+                report.edited = true;
+                disclose(&mut report, edited.as_bytes());
+            }
         }
     } else if let Some(sdp) = plain_sdp(msg) {
         // An unsealed SDP is readable by everyone on the path anyway.
@@ -366,11 +426,19 @@ pub fn relay(
             .push("the SDP is not sealed: every relay on the path reads it".into());
     }
 
-    let forwarded = if msg.is_request() {
+    if !opts.edits.is_empty() && !report.opened {
+        return Err(RelayError::EditRefused(
+            "this relay is not designated for the body, so it may not change it".into(),
+        ));
+    }
+    let mut forwarded = if msg.is_request() {
         forward_request(msg, keys, opts, &uris, ctx)?
     } else {
         forward_response(msg)?
     };
+    if let Some(der) = resealed {
+        forwarded.set_body(der);
+    }
     Ok((Outcome::Forward(forwarded), report))
 }
 
@@ -570,4 +638,51 @@ fn forward_response(msg: &Message) -> Result<Message, RelayError> {
         out.insert_header(at, &name, &rest.join(", "));
     }
     Ok(out)
+}
+
+/// Seal `content` again for every recipient of `env`, with a fresh CEK and
+/// the same content cipher. Each certificate recipient keeps its padding.
+fn reseal(
+    env: &Envelope,
+    content: &[u8],
+    keys: &RelayKeys<'_>,
+    ctx: &mut Context,
+) -> Result<Vec<u8>, RelayError> {
+    let cipher: ContentCipher = env.params.cipher;
+    let cek = fresh_cek(cipher, ctx.rng());
+    let mut infos = Vec::new();
+    for (i, ri) in env.recipients.iter().enumerate() {
+        let missing = || {
+            RelayError::Reseal(EnvelopeError::Recipient(format!(
+                "no certificate or PSK for RecipientInfo #{i}"
+            )))
+        };
+        let info = match ri {
+            RecipientInfo::Ktri(k) => {
+                let cert = keys
+                    .certs
+                    .iter()
+                    .chain(std::iter::once(&keys.identity.cert))
+                    .find(|c| addressed_to_cert(ri, c))
+                    .ok_or_else(missing)?;
+                let padding =
+                    match KeyTransportScheme::decode(&k.key_enc_alg).map_err(RelayError::Reseal)? {
+                        KeyTransportScheme::Pkcs1v15 => RsaPadding::Pkcs1v15,
+                        KeyTransportScheme::Oaep { .. } => RsaPadding::Oaep,
+                    };
+                ktri_for(cert, padding, &cek, ctx.rng()).map_err(RelayError::Reseal)?
+            }
+            RecipientInfo::Kekri(_) => {
+                let psk = keys
+                    .psks
+                    .iter()
+                    .find(|p| addressed_to_kek(ri, p.id.as_bytes()))
+                    .ok_or_else(missing)?;
+                kekri_for(psk, &cek).map_err(RelayError::Reseal)?
+            }
+            _ => return Err(missing()),
+        };
+        infos.push(info);
+    }
+    seal_infos(content, &cek, infos, cipher, ctx.rng()).map_err(RelayError::Reseal)
 }

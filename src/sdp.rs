@@ -216,9 +216,168 @@ impl Sdp {
     }
 }
 
+/// An edit a media relay makes to an SDP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SdpEdit {
+    /// Rewrite the address of every `c=` line (session and media level).
+    Connection(String),
+    /// Set the port of one media stream: by index, or the first of a kind.
+    Port { stream: StreamRef, port: u16 },
+}
+
+/// Which media stream an edit means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamRef {
+    /// 0-based position of the `m=` line.
+    Index(usize),
+    /// The first `m=` line of this media type (`audio`, `video`, ...).
+    Kind(String),
+}
+
+impl SdpEdit {
+    /// Parse `--set-port STREAM=PORT` (STREAM: index or media type).
+    pub fn port_arg(arg: &str) -> Result<SdpEdit, String> {
+        let (stream, port) = arg
+            .split_once('=')
+            .ok_or_else(|| format!("{arg:?}: expected STREAM=PORT, e.g. audio=40000 or 0=40000"))?;
+        let port = port
+            .trim()
+            .parse()
+            .map_err(|_| format!("{port:?} is not a port number"))?;
+        let stream = match stream.trim().parse() {
+            Ok(i) => StreamRef::Index(i),
+            Err(_) if !stream.trim().is_empty() => StreamRef::Kind(stream.trim().to_owned()),
+            Err(_) => return Err(format!("{arg:?}: no stream named")),
+        };
+        Ok(SdpEdit::Port { stream, port })
+    }
+}
+
+/// Apply edits to SDP text, keeping every other line (and the line ends)
+/// as it was. The result is checked by parsing it again.
+pub fn apply_edits(text: &str, edits: &[SdpEdit]) -> Result<String, SdpError> {
+    let parsed = Sdp::parse(text)?;
+    let mut port_for: Vec<Option<u16>> = vec![None; parsed.media.len()];
+    let mut address = None;
+    for e in edits {
+        match e {
+            SdpEdit::Connection(a) => {
+                if a.is_empty() || a.contains(char::is_whitespace) {
+                    return Err(SdpError {
+                        line: 0,
+                        reason: format!("{a:?} is not an address"),
+                    });
+                }
+                address = Some(a.clone());
+            }
+            SdpEdit::Port { stream, port } => {
+                let index = match stream {
+                    StreamRef::Index(i) => Some(*i).filter(|i| *i < parsed.media.len()),
+                    StreamRef::Kind(k) => parsed.media.iter().position(|m| m.kind == *k),
+                };
+                let index = index.ok_or_else(|| SdpError {
+                    line: 0,
+                    reason: format!(
+                        "no media stream {stream:?} (the SDP has {} m= lines)",
+                        parsed.media.len()
+                    ),
+                })?;
+                if let Some(slot) = port_for.get_mut(index) {
+                    *slot = Some(*port);
+                }
+            }
+        }
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut m_index = 0;
+    for raw in text.split_inclusive('\n') {
+        let body = raw.trim_end_matches(['\r', '\n']);
+        let end = &raw[body.len()..];
+        if let (Some(value), Some(addr)) = (body.strip_prefix("c="), &address) {
+            let mut fields: Vec<String> = value.split_whitespace().map(str::to_owned).collect();
+            if let Some(slot) = fields.get_mut(2) {
+                let ttl = slot
+                    .split_once('/')
+                    .map(|(_, t)| format!("/{t}"))
+                    .unwrap_or_default();
+                *slot = format!("{addr}{ttl}");
+            }
+            if let Some(kind) = fields.get_mut(1) {
+                *kind = if addr.contains(':') {
+                    "IP6".into()
+                } else {
+                    "IP4".into()
+                };
+            }
+            out.push_str(&format!("c={}{end}", fields.join(" ")));
+        } else if let Some(value) = body.strip_prefix("m=") {
+            let new_port = port_for.get(m_index).copied().flatten();
+            m_index += 1;
+            match new_port {
+                Some(p) => {
+                    let mut fields: Vec<String> = value.split(' ').map(str::to_owned).collect();
+                    if let Some(slot) = fields.get_mut(1) {
+                        let count = slot
+                            .split_once('/')
+                            .map(|(_, c)| format!("/{c}"))
+                            .unwrap_or_default();
+                        *slot = format!("{p}{count}");
+                    }
+                    out.push_str(&format!("m={}{end}", fields.join(" ")));
+                }
+                None => out.push_str(raw),
+            }
+        } else {
+            out.push_str(raw);
+        }
+    }
+    Sdp::parse(&out)?;
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn edits_change_only_what_they_name() {
+        let text = include_str!("../samples/offer.sdp");
+        let out = apply_edits(
+            text,
+            &[
+                SdpEdit::Connection("203.0.113.5".into()),
+                SdpEdit::port_arg("video=60000").unwrap(),
+                SdpEdit::port_arg("0=50000").unwrap(),
+            ],
+        )
+        .unwrap();
+        let sdp = Sdp::parse(&out).unwrap();
+        assert_eq!(sdp.connection.as_ref().unwrap().address, "203.0.113.5");
+        assert_eq!(
+            sdp.media[1].connection.as_ref().unwrap().address,
+            "203.0.113.5"
+        );
+        assert_eq!((sdp.media[0].port, sdp.media[1].port), (50000, 60000));
+        assert_eq!(out.lines().count(), text.lines().count());
+        assert_eq!(out.matches("\r\n").count(), text.matches("\r\n").count());
+        let unchanged: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with("c=") && !l.starts_with("m="))
+            .collect();
+        let after: Vec<&str> = out
+            .lines()
+            .filter(|l| !l.starts_with("c=") && !l.starts_with("m="))
+            .collect();
+        assert_eq!(unchanged, after);
+        assert!(apply_edits(text, &[SdpEdit::port_arg("fax=1").unwrap()]).is_err());
+        assert!(apply_edits(text, &[SdpEdit::port_arg("7=1").unwrap()]).is_err());
+        assert!(SdpEdit::port_arg("audio").is_err());
+        assert!(
+            apply_edits(text, &[SdpEdit::Connection("2001:db8::1".into())])
+                .unwrap()
+                .contains("c=IN IP6 2001:db8::1")
+        );
+    }
 
     #[test]
     fn reads_streams_connections_and_crypto() {

@@ -390,3 +390,95 @@ fn proxy_errors_are_clear() {
             predicate::str::contains("no certificate file").and(predicate::str::contains("hint:")),
         );
 }
+
+#[test]
+fn edits_need_access_modify_and_reseal_for_the_same_recipients() {
+    let tmp = tempfile::tempdir().unwrap();
+    let edit = [
+        "--set-connection",
+        "203.0.113.7",
+        "--set-port",
+        "audio=40000",
+        "--certs",
+        "keys",
+    ];
+    // Designated read-only: refused, nothing written.
+    let read_only = sealed(tmp.path(), &["--disclose", "keys/proxy-a/cert.pem"]);
+    let out_file = tmp.path().join("out.sip");
+    sipseal()
+        .arg("proxy")
+        .arg(&read_only)
+        .args(["--identity", "keys/proxy-a"])
+        .args(edit)
+        .arg("-o")
+        .arg(&out_file)
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains("edit refused").and(predicate::str::contains("access=modify")),
+        );
+    assert!(!out_file.exists());
+
+    // Designated with access=modify: edited, re-sealed with a fresh CEK, bob reads the edit.
+    let dir = tmp.path().join("m");
+    std::fs::create_dir(&dir).unwrap();
+    let modify = sealed(
+        &dir,
+        &["--disclose", "keys/proxy-a/cert.pem", "--access", "modify"],
+    );
+    let out = sipseal()
+        .arg("proxy")
+        .arg(&modify)
+        .args(["--identity", "keys/proxy-a"])
+        .args(edit)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let before = Message::parse(&std::fs::read(&modify).unwrap()).unwrap();
+    let after = Message::parse(&out.stdout).unwrap();
+    assert_ne!(before.body(), after.body(), "re-sealed");
+    assert_eq!(after.header("Content-ID"), before.header("Content-ID"));
+    let edited_path = tmp.path().join("edited.sip");
+    std::fs::write(&edited_path, &out.stdout).unwrap();
+    let sdp = sipseal()
+        .arg("open")
+        .arg(&edited_path)
+        .args(["--identity", "keys/bob", "--body-only"])
+        .output()
+        .unwrap();
+    assert!(sdp.status.success());
+    let text = String::from_utf8(sdp.stdout).unwrap();
+    assert!(text.contains("c=IN IP4 203.0.113.7\r\n"), "{text}");
+    assert!(text.contains("m=audio 40000 RTP/SAVP"), "{text}");
+    assert!(text.contains("m=video 51372 RTP/SAVP"), "{text}");
+    // Same recipients: bob and proxy-a, nobody else.
+    sipseal()
+        .arg("open")
+        .arg(&edited_path)
+        .args(["--identity", "keys/proxy-a"])
+        .assert()
+        .success();
+    sipseal()
+        .arg("open")
+        .arg(&edited_path)
+        .args(["--identity", "keys/proxy-b"])
+        .assert()
+        .code(3);
+    // Without the recipients' certificates there is nobody to re-seal for.
+    sipseal()
+        .arg("proxy")
+        .arg(&modify)
+        .args([
+            "--identity",
+            "keys/proxy-a",
+            "--set-connection",
+            "203.0.113.7",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--certs"));
+}

@@ -10,8 +10,9 @@ use super::io::{display_name, read_message, write_output};
 use super::{Format, render};
 use crate::context::Context;
 use crate::fsio::write_atomic;
-use crate::keys::{Identity, Psk};
+use crate::keys::{Cert, Identity, Psk};
 use crate::relay::{Outcome, RelayKeys, RelayOptions, RelayReport, relay};
+use crate::sdp::SdpEdit;
 
 /// `proxy` arguments.
 #[derive(Debug, Args)]
@@ -38,6 +39,18 @@ pub struct ProxyArgs {
     /// Keep this relay's own Proxy-Inspect-Body entry when forwarding.
     #[arg(long)]
     pub keep_designation: bool,
+    /// Edit the SDP (media relay): rewrite every c= address. Only with access=modify;
+    /// the body is then re-sealed for the same recipients with a fresh CEK.
+    #[arg(long, value_name = "ADDR")]
+    pub set_connection: Option<String>,
+    /// Edit the SDP: set the port of a media stream, by index or type
+    /// (e.g. audio=40000 or 1=40002); repeatable. Only with access=modify.
+    #[arg(long, value_name = "STREAM=PORT", value_parser = SdpEdit::port_arg)]
+    pub set_port: Vec<SdpEdit>,
+    /// Certificates of the recipients to re-seal for after an edit: a file,
+    /// or a directory searched for *.pem, *.crt, *.cer, *.der; repeatable.
+    #[arg(long, value_name = "FILE|DIR")]
+    pub certs: Vec<PathBuf>,
     /// Write the disclosure report here (mode 0600: it may hold SRTP keys).
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
@@ -60,16 +73,29 @@ pub fn run(args: ProxyArgs, ctx: &mut Context) -> Result<Exit, Error> {
         .iter()
         .map(|p| Psk::load(p))
         .collect::<Result<Vec<_>, _>>()?;
+    let mut certs = Vec::new();
+    for c in &args.certs {
+        certs.extend(Cert::load_tree(c)?);
+    }
     let msg = read_message(&args.input)?;
     let keys = RelayKeys {
         identity: &identity,
         psks: &psks,
+        certs: &certs,
     };
+    let mut edits: Vec<SdpEdit> = args
+        .set_connection
+        .iter()
+        .cloned()
+        .map(SdpEdit::Connection)
+        .collect();
+    edits.extend(args.set_port.iter().cloned());
     let opts = RelayOptions {
         via: args.via.clone(),
         trial: args.trial,
         require_disclosure: args.require_disclosure,
         keep_designation: args.keep_designation,
+        edits,
     };
     let (outcome, report) = relay(&msg, &keys, &opts, ctx).map_err(|err| Error::Relay {
         name: display_name(&args.input),
