@@ -11,7 +11,7 @@ use crate::keys::{Cert, Psk};
 use crate::mime::{self, Part};
 use crate::sdp::Sdp;
 use crate::sip::disclosure::{Access, designations};
-use crate::sip::headers::strip_angle;
+use crate::sip::headers::{addr_spec, strip_angle};
 use crate::sip::{Message, StartLine};
 
 /// One header line.
@@ -281,7 +281,7 @@ pub fn inspect_with<R: CryptoRng + ?Sized>(
     if let Some(env) = &envelope {
         check(&mut report, env, known, rng);
     }
-    let aor = |h: Option<&str>| h.map(|v| uri_of(v).to_owned());
+    let aor = |h: Option<&str>| h.map(|v| addr_spec(v).to_owned());
     let parties = [aor(msg.header("To")), aor(msg.header("From"))];
     for d in designations(msg) {
         let d = match d {
@@ -339,14 +339,6 @@ pub fn inspect_with<R: CryptoRng + ?Sized>(
         }
     }
     report
-}
-
-/// `sip:x@y` from `Name <sip:x@y>;tag=...` (or the bare URI).
-fn uri_of(v: &str) -> &str {
-    match (v.find('<'), v.find('>')) {
-        (Some(a), Some(b)) if a < b => &v[a + 1..b],
-        _ => v.split(';').next().unwrap_or(v).trim(),
-    }
 }
 
 /// A known party a RecipientInfo is addressed to.

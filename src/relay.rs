@@ -22,7 +22,7 @@ use crate::sdp::{SdpEdit, apply_edits};
 use crate::sealing::{Entity, SealError, sealed_body};
 use crate::sip::compose::{Body, ComposeError, ResponseParams, build_response};
 use crate::sip::disclosure::{Access, PROXY_INSPECT_BODY, designations};
-use crate::sip::headers::split_list;
+use crate::sip::headers::{addr_spec, split_list};
 use crate::sip::{HeaderError, Message};
 use cms::enveloped_data::RecipientInfo;
 
@@ -369,7 +369,7 @@ pub fn relay(
         };
         if let Some(d) = mine.first() {
             report.access = Some(d.access);
-            report.designated_by = msg.header("From").map(|f| aor(f).to_owned());
+            report.designated_by = msg.header("From").map(|f| addr_spec(f).to_owned());
         }
         let must_open = report.decision != Decision::NotDesignated
             || (opts.require_disclosure && msg.is_request());
@@ -446,14 +446,6 @@ fn plain_sdp(msg: &Message) -> Option<Vec<u8>> {
     let ct = msg.header("Content-Type")?;
     let parsed = crate::sip::headers::parse_content_type(ct).ok()?;
     (parsed.is("application/sdp") && !msg.body().is_empty()).then(|| msg.body().to_vec())
-}
-
-/// `sip:x@y` from `Name <sip:x@y>;tag=...`.
-fn aor(v: &str) -> &str {
-    match (v.find('<'), v.find('>')) {
-        (Some(a), Some(b)) if a < b => &v[a + 1..b],
-        _ => v.split(';').next().unwrap_or(v).trim(),
-    }
 }
 
 /// Fill the report from the plaintext SDP.

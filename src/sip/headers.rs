@@ -280,6 +280,15 @@ impl Message {
     }
 }
 
+/// The URI of a name-addr or addr-spec value: `sip:x@y` from
+/// `Name <sip:x@y>;tag=...`, or from `sip:x@y;tag=...`.
+pub fn addr_spec(v: &str) -> &str {
+    match (v.find('<'), v.find('>')) {
+        (Some(a), Some(b)) if a < b => &v[a + 1..b],
+        _ => v.split(';').next().unwrap_or(v).trim(),
+    }
+}
+
 /// `<id@host>` → `id@host`.
 pub fn strip_angle(v: &str) -> &str {
     let v = v.trim();
