@@ -21,7 +21,7 @@ use crate::sdp::Sdp;
 use crate::sdp::{SdpEdit, apply_edits};
 use crate::sealing::{Entity, SealError, sealed_body};
 use crate::sip::compose::{Body, ComposeError, ResponseParams, build_response};
-use crate::sip::disclosure::{Access, PROXY_INSPECT_BODY, designations};
+use crate::sip::disclosure::{Access, designations, remove_designations};
 use crate::sip::headers::{addr_spec, split_list};
 use crate::sip::{HeaderError, Message};
 use cms::enveloped_data::RecipientInfo;
@@ -573,42 +573,11 @@ fn forward_request(
         None => out.insert_header(1, "Max-Forwards", "69"),
     }
     if !opts.keep_designation {
-        drop_mine(&mut out, uris);
+        remove_designations(&mut out, |d| {
+            uris.iter().any(|u| u.eq_ignore_ascii_case(&d.uri))
+        });
     }
     Ok(out)
-}
-
-/// Remove the `Proxy-Inspect-Body` entries naming this relay; lines that
-/// name only others stay byte-identical.
-fn drop_mine(msg: &mut Message, uris: &[String]) {
-    let is_mine = |v: &str| {
-        crate::sip::disclosure::Designation::parse(v)
-            .is_ok_and(|d| uris.iter().any(|u| u.eq_ignore_ascii_case(&d.uri)))
-    };
-    let mut i = 0;
-    while i < msg.headers().len() {
-        let Some(h) = msg.headers().get(i) else { break };
-        if !h.is(PROXY_INSPECT_BODY) {
-            i += 1;
-            continue;
-        }
-        let values = split_list(h.value());
-        let keep: Vec<String> = values
-            .iter()
-            .filter(|v| !is_mine(v))
-            .map(|v| (*v).to_owned())
-            .collect();
-        if keep.len() == values.len() {
-            i += 1;
-            continue;
-        }
-        let name = h.name().to_owned();
-        msg.remove_header_at(i);
-        if !keep.is_empty() {
-            msg.insert_header(i, &name, &keep.join(", "));
-            i += 1;
-        }
-    }
 }
 
 /// A response goes back with the top Via (this relay's) removed.

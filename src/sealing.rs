@@ -16,7 +16,7 @@ use crate::envelope::{
     self, Cek, Envelope, EnvelopeError, EnvelopeKind, Recipient, RecipientKey, SealOptions,
 };
 use crate::mime::BODY_HEADERS;
-use crate::sip::disclosure::{Access, Designation, PROXY_INSPECT_BODY, designations};
+use crate::sip::disclosure::{Access, Designation, PROXY_INSPECT_BODY, remove_designations};
 use crate::sip::headers::{parse_content_type, strip_angle};
 use crate::sip::{HeaderError, Message, ParseError};
 
@@ -514,7 +514,11 @@ pub fn open_input<R: CryptoRng + ?Sized>(
 pub fn restore(msg: &Message, entity: Option<&Entity>, content: &[u8]) -> Message {
     let mut out = msg.clone();
     let cid = out.header("Content-ID").map(|v| strip_angle(v).to_owned());
-    drop_designations(&mut out, cid.as_deref());
+    // The entries for the opened part go (all of them when it has no Content-ID).
+    remove_designations(&mut out, |d| match (&cid, &d.cid) {
+        (Some(cid), Some(c)) => c == cid,
+        _ => true,
+    });
     let at = body_header_position(&out);
     let above = out.headers()[..at]
         .iter()
@@ -540,36 +544,6 @@ pub fn restore(msg: &Message, entity: Option<&Entity>, content: &[u8]) -> Messag
         }
     }
     out
-}
-
-/// Remove the `Proxy-Inspect-Body` entries for Content-ID `cid` (all of
-/// them when `cid` is `None`); other entries keep their lines.
-fn drop_designations(msg: &mut Message, cid: Option<&str>) {
-    let entries = designations(msg);
-    let for_this = |d: &Result<Designation, String>| match (d, cid) {
-        (Ok(d), Some(cid)) => d.cid.as_deref().is_none_or(|c| c == cid),
-        (Ok(_), None) => true,
-        (Err(_), _) => false,
-    };
-    if entries.iter().all(|d| !for_this(d)) {
-        return;
-    }
-    let keep: Vec<String> = msg
-        .header_list(PROXY_INSPECT_BODY)
-        .into_iter()
-        .zip(entries.iter())
-        .filter(|(_, d)| !for_this(d))
-        .map(|(raw, _)| raw.to_owned())
-        .collect();
-    let at = msg
-        .headers()
-        .iter()
-        .position(|h| h.is(PROXY_INSPECT_BODY))
-        .unwrap_or(0);
-    msg.remove_headers(PROXY_INSPECT_BODY);
-    for (i, v) in keep.iter().enumerate() {
-        msg.insert_header(at + i, PROXY_INSPECT_BODY, v);
-    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 use serde::Serialize;
 
 use super::Message;
-use super::headers::strip_angle;
+use super::headers::{split_list, strip_angle};
 
 /// The header name.
 pub const PROXY_INSPECT_BODY: &str = "Proxy-Inspect-Body";
@@ -138,6 +138,32 @@ pub fn designations(msg: &Message) -> Vec<Result<Designation, String>> {
         .into_iter()
         .map(Designation::parse)
         .collect()
+}
+
+/// Remove the `Proxy-Inspect-Body` entries for which `drop` holds; a line
+/// that keeps all its entries stays byte-identical, a line that keeps some
+/// is rewritten in place, and entries that do not parse are kept.
+pub fn remove_designations(msg: &mut Message, drop: impl Fn(&Designation) -> bool) {
+    let goes = |v: &str| Designation::parse(v).is_ok_and(|d| drop(&d));
+    let mut i = 0;
+    while let Some(h) = msg.headers().get(i) {
+        if !h.is(PROXY_INSPECT_BODY) {
+            i += 1;
+            continue;
+        }
+        let values = split_list(h.value());
+        let keep: Vec<&str> = values.iter().copied().filter(|v| !goes(v)).collect();
+        if keep.len() == values.len() {
+            i += 1;
+            continue;
+        }
+        let (name, kept) = (h.name().to_owned(), keep.join(", "));
+        msg.remove_header_at(i);
+        if !kept.is_empty() {
+            msg.insert_header(i, &name, &kept);
+            i += 1;
+        }
+    }
 }
 
 #[cfg(test)]
