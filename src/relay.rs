@@ -15,13 +15,13 @@ use crate::envelope::recipient::{
     KeyTransportScheme, addressed_to_cert, addressed_to_kek, kekri_for, ktri_for,
 };
 use crate::envelope::{ContentCipher, RsaPadding, fresh_cek, seal_infos};
-use crate::envelope::{Envelope, EnvelopeError, RecipientKey};
+use crate::envelope::{Envelope, EnvelopeError, Recipient, RecipientKey};
 use crate::keys::{Cert, Identity, Psk};
 use crate::sdp::Sdp;
 use crate::sdp::{SdpEdit, apply_edits};
-use crate::sealing::{Entity, SealError, sealed_body};
+use crate::sealing::{Entity, SealError, SealSpec, restore, seal_message_with, sealed_body};
 use crate::sip::compose::{Body, ComposeError, ResponseParams, build_response};
-use crate::sip::disclosure::{Access, designations, remove_designations};
+use crate::sip::disclosure::{Access, Designation, designations, remove_designations};
 use crate::sip::headers::{addr_spec, split_list};
 use crate::sip::{HeaderError, Message};
 use cms::enveloped_data::RecipientInfo;
@@ -33,8 +33,10 @@ pub enum RelayError {
     Header(#[from] HeaderError),
     #[error(transparent)]
     Compose(#[from] ComposeError),
-    #[error("cannot open the body this relay was designated for: {0}")]
+    #[error("cannot open the body: {0}")]
     Open(SealError),
+    #[error("cannot seal for the next hop: {0}")]
+    Seal(SealError),
     #[error("a response without a Via to remove")]
     NoVia,
     #[error("edit refused: {0}")]
@@ -52,9 +54,10 @@ impl RelayError {
             RelayError::Header(e) => e.hint(),
             RelayError::Compose(e) => e.hint(),
             RelayError::Open(e) => e.hint(),
+            RelayError::Seal(e) => e.hint(),
             RelayError::NoVia => "a response must carry the Via of the request it answers".into(),
             RelayError::EditRefused(_) => {
-                "only a relay designated with access=modify may edit; forward without --set-connection/--set-port".into()
+                "only a relay designated with access=modify (or sealed to as the next hop) may edit or re-seal; forward it with `sipseal proxy` and no edit options".into()
             }
             RelayError::Edit(_) => "check --set-connection ADDR and --set-port STREAM=PORT against the SDP".into(),
             RelayError::Reseal(_) => {
@@ -70,7 +73,17 @@ impl RelayError {
             RelayError::Open(SealError::Envelope(
                 EnvelopeError::Key(_) | EnvelopeError::Recipient(_)
             )) | RelayError::Reseal(EnvelopeError::Recipient(_) | EnvelopeError::Key(_))
+                | RelayError::Seal(
+                    SealError::NoUri(_)
+                        | SealError::Duplicate(_)
+                        | SealError::Envelope(EnvelopeError::Recipient(_) | EnvelopeError::Key(_))
+                )
         )
+    }
+
+    /// Whether it means "not addressed to this relay" (exit 3).
+    pub fn is_not_recipient(&self) -> bool {
+        matches!(self, RelayError::Open(e) if e.is_not_recipient())
     }
 }
 
@@ -135,6 +148,9 @@ pub enum Decision {
     Designated,
     /// `--trial`: a RecipientInfo is addressed to this relay.
     Trial,
+    /// `reencrypt` without a designation: the sender sealed to this relay
+    /// as its next hop (trust hop by hop).
+    Addressed,
 }
 
 /// One media stream as a relay needs it (pinholes, recording).
@@ -200,8 +216,14 @@ pub struct RelayReport {
     pub streams: Vec<StreamReport>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub srtp_keys: Vec<SrtpKey>,
-    /// Whether this relay edited the SDP (and re-sealed it with a fresh CEK).
+    /// Whether this relay edited the SDP.
     pub edited: bool,
+    /// Whom the body was sealed for again (after an edit, or by `reencrypt`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub resealed_for: Vec<String>,
+    /// After a re-seal: `fresh` (a new CEK) or `kept` (`--keep-cek`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cek: Option<&'static str>,
     /// Things worth knowing (e.g. an SDP that does not parse).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -229,6 +251,7 @@ impl RelayReport {
             Decision::Trial => {
                 "not designated, opened on trial (a RecipientInfo is addressed to it)"
             }
+            Decision::Addressed => "not designated, sealed to this relay as the next hop",
         };
         let _ = writeln!(out, "  decision: {decision}");
         if let Some(by) = &self.designated_by {
@@ -241,7 +264,15 @@ impl RelayReport {
             let _ = writeln!(out, "  opened with: {k}");
         }
         if self.edited {
-            out.push_str("  edited: yes (re-sealed for the same recipients with a fresh CEK)\n");
+            out.push_str("  edited: yes\n");
+        }
+        if !self.resealed_for.is_empty() {
+            let _ = writeln!(
+                out,
+                "  re-sealed for: {} ({} CEK)",
+                self.resealed_for.join(", "),
+                self.cek.unwrap_or("fresh")
+            );
         }
         if let Some(code) = self.answered {
             let _ = writeln!(out, "  answered: {code} instead of forwarding");
@@ -293,6 +324,66 @@ pub enum Outcome {
     Respond(Message),
 }
 
+impl RelayReport {
+    /// An empty report for `msg` at the relay named `uris`.
+    fn new(msg: &Message, uris: &[String]) -> RelayReport {
+        RelayReport {
+            kind: if msg.is_request() {
+                "request"
+            } else {
+                "response"
+            },
+            method: msg
+                .method()
+                .map(str::to_owned)
+                .or_else(|| msg.cseq().ok().map(|c| c.method)),
+            status: msg.status(),
+            call_id: msg.call_id().ok().map(str::to_owned),
+            relay: uris.to_vec(),
+            decision: Decision::NotSealed,
+            designated_by: None,
+            access: None,
+            opened: false,
+            opened_with: None,
+            answered: None,
+            sdp: None,
+            streams: Vec::new(),
+            srtp_keys: Vec::new(),
+            edited: false,
+            resealed_for: Vec::new(),
+            cek: None,
+            notes: Vec::new(),
+        }
+    }
+
+    /// Record the designation naming this relay (access, and who made it).
+    fn designated(&mut self, msg: &Message, d: &Designation) {
+        self.access = Some(d.access);
+        self.designated_by = msg.header("From").map(|f| addr_spec(f).to_owned());
+    }
+}
+
+/// `483 Too Many Hops` for a request whose Max-Forwards is 0.
+fn too_many_hops(msg: &Message, ctx: &mut Context) -> Result<Option<Message>, RelayError> {
+    if !msg.is_request() || msg.max_forwards()? != Some(0) {
+        return Ok(None);
+    }
+    let params = ResponseParams {
+        code: 483,
+        ..Default::default()
+    };
+    Ok(Some(build_response(msg, &params, ctx)?))
+}
+
+/// The `Proxy-Inspect-Body` entries naming this relay.
+fn my_designations(msg: &Message, uris: &[String]) -> Vec<Designation> {
+    designations(msg)
+        .into_iter()
+        .flatten()
+        .filter(|d| uris.iter().any(|u| u.eq_ignore_ascii_case(&d.uri)))
+        .collect()
+}
+
 /// Run one relay step on `msg`.
 pub fn relay(
     msg: &Message,
@@ -301,51 +392,12 @@ pub fn relay(
     ctx: &mut Context,
 ) -> Result<(Outcome, RelayReport), RelayError> {
     let uris = keys.uris();
-    let mut report = RelayReport {
-        kind: if msg.is_request() {
-            "request"
-        } else {
-            "response"
-        },
-        method: msg
-            .method()
-            .map(str::to_owned)
-            .or_else(|| msg.cseq().ok().map(|c| c.method)),
-        status: msg.status(),
-        call_id: msg.call_id().ok().map(str::to_owned),
-        relay: uris.clone(),
-        decision: Decision::NotSealed,
-        designated_by: None,
-        access: None,
-        opened: false,
-        opened_with: None,
-        answered: None,
-        sdp: None,
-        streams: Vec::new(),
-        srtp_keys: Vec::new(),
-        edited: false,
-        notes: Vec::new(),
-    };
-
-    if msg.is_request() && msg.max_forwards()? == Some(0) {
-        let response = build_response(
-            msg,
-            &ResponseParams {
-                code: 483,
-                ..Default::default()
-            },
-            ctx,
-        )?;
+    let mut report = RelayReport::new(msg, &uris);
+    if let Some(response) = too_many_hops(msg, ctx)? {
         report.answered = Some(483);
         return Ok((Outcome::Respond(response), report));
     }
-
-    // Which Proxy-Inspect-Body entries name me.
-    let mine: Vec<_> = designations(msg)
-        .into_iter()
-        .flatten()
-        .filter(|d| uris.iter().any(|u| u.eq_ignore_ascii_case(&d.uri)))
-        .collect();
+    let mine = my_designations(msg, &uris);
     let envelope = match sealed_body(msg) {
         Ok(der) => Some(Envelope::parse(&der).map_err(|e| RelayError::Open(e.into()))?),
         Err(SealError::NoBody | SealError::NotSealed(_) | SealError::NoContentType) => None,
@@ -368,8 +420,7 @@ pub fn relay(
             Decision::NotDesignated
         };
         if let Some(d) = mine.first() {
-            report.access = Some(d.access);
-            report.designated_by = msg.header("From").map(|f| addr_spec(f).to_owned());
+            report.designated(msg, d);
         }
         let must_open = report.decision != Decision::NotDesignated
             || (opts.require_disclosure && msg.is_request());
@@ -400,22 +451,13 @@ pub fn relay(
                         "this relay was not designated with access=modify".into(),
                     ));
                 }
-                let text = String::from_utf8(content)
-                    .map_err(|_| RelayError::Edit("the SDP is not UTF-8".into()))?;
-                let edited =
-                    apply_edits(&text, &opts.edits).map_err(|e| RelayError::Edit(e.to_string()))?;
-                let mut new_entity = Vec::new();
-                for (name, value) in entity.iter().flat_map(|e| e.headers.iter()) {
-                    new_entity.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
-                }
-                if entity.is_none() {
-                    new_entity.extend_from_slice(b"Content-Type: application/sdp\r\n");
-                }
-                new_entity.extend_from_slice(b"\r\n");
-                new_entity.extend_from_slice(edited.as_bytes());
-                resealed = Some(reseal(env, &new_entity, keys, ctx)?);
+                let edited = edit(entity.as_ref(), &content, &opts.edits)?;
+                let (der, names) = reseal(env, &edited.to_bytes(), keys, ctx)?;
+                resealed = Some(der);
                 report.edited = true;
-                disclose(&mut report, edited.as_bytes());
+                report.resealed_for = names;
+                report.cek = Some("fresh");
+                disclose(&mut report, &edited.body);
             }
         }
     } else if let Some(sdp) = plain_sdp(msg) {
@@ -432,7 +474,8 @@ pub fn relay(
         ));
     }
     let mut forwarded = if msg.is_request() {
-        forward_request(msg, keys, opts, &uris, ctx)?
+        let drop_mine = !opts.keep_designation;
+        forward_request(msg, keys, opts.via.as_deref(), drop_mine, ctx)?
     } else {
         forward_response(msg)?
     };
@@ -440,6 +483,128 @@ pub fn relay(
         forwarded.set_body(der);
     }
     Ok((Outcome::Forward(forwarded), report))
+}
+
+/// How `reencrypt` runs.
+#[derive(Debug, Clone, Default)]
+pub struct ReencryptOptions {
+    /// This relay's Via sent-by, as in [`RelayOptions::via`].
+    pub via: Option<String>,
+    /// The next hop's recipients, designations and cipher.
+    pub spec: SealSpec,
+    /// Seal under the CEK that opened the input (so the session key derived
+    /// from it stays the same end to end); the input's cipher then applies.
+    pub keep_cek: bool,
+    /// SDP edits before sealing again.
+    pub edits: Vec<SdpEdit>,
+}
+
+/// `reencrypt` (SPEC §4 step 6): open the body with this relay's key,
+/// apply the edits, seal it again for the next hop (fresh CEK unless
+/// `keep_cek`), replace the `Proxy-Inspect-Body` headers with the new
+/// designations, and route the message on as `proxy` does.
+///
+/// A relay may do this when a designation names it with `access=modify`,
+/// or when the sender sealed to it without naming it (it is the next hop,
+/// trusted hop by hop). A designation with `access=read` only is refused.
+pub fn reencrypt(
+    msg: &Message,
+    keys: &RelayKeys<'_>,
+    opts: &ReencryptOptions,
+    ctx: &mut Context,
+) -> Result<(Outcome, RelayReport), RelayError> {
+    let uris = keys.uris();
+    let mut report = RelayReport::new(msg, &uris);
+    if let Some(response) = too_many_hops(msg, ctx)? {
+        report.answered = Some(483);
+        return Ok((Outcome::Respond(response), report));
+    }
+    let der = sealed_body(msg).map_err(RelayError::Open)?;
+    let env = Envelope::parse(&der).map_err(|e| RelayError::Open(e.into()))?;
+    let mine = my_designations(msg, &uris);
+    report.decision = if mine.is_empty() {
+        Decision::Addressed
+    } else {
+        Decision::Designated
+    };
+    if let Some(d) = mine
+        .iter()
+        .find(|d| d.access == Access::Modify)
+        .or(mine.first())
+    {
+        report.designated(msg, d);
+        if d.access != Access::Modify {
+            return Err(RelayError::EditRefused(
+                "this relay was designated with access=read: it may read and forward the body, not re-seal it".into(),
+            ));
+        }
+    }
+    let recipient_keys = keys.recipient_keys();
+    if env.find(&recipient_keys).is_none() && msg.is_request() {
+        let response = undecipherable(msg, keys, ctx)?;
+        report.answered = Some(496);
+        return Ok((Outcome::Respond(response), report));
+    }
+    let opened = env
+        .open(&recipient_keys, ctx.rng())
+        .map_err(|e| RelayError::Open(e.into()))?;
+    report.opened = true;
+    report.opened_with = recipient_keys
+        .get(opened.key_index)
+        .map(RecipientKey::describe);
+    let mut entity = Entity::parse(&opened.content);
+    if !opts.edits.is_empty() {
+        entity = Some(edit(entity.as_ref(), &opened.content, &opts.edits)?);
+        report.edited = true;
+    }
+    disclose(
+        &mut report,
+        entity
+            .as_ref()
+            .map_or(opened.content.as_slice(), |e| &e.body),
+    );
+
+    let plain = restore(msg, entity.as_ref(), &opened.content);
+    let mut spec = opts.spec.clone();
+    let cek = if opts.keep_cek {
+        spec.options.cipher = env.params.cipher;
+        Some(&opened.cek)
+    } else {
+        None
+    };
+    ctx.mix("reencrypt", &msg.to_bytes());
+    let sealed = seal_message_with(&plain, &spec, cek, ctx).map_err(RelayError::Seal)?;
+    report.resealed_for = spec
+        .peers
+        .iter()
+        .chain(&spec.disclose)
+        .map(Recipient::describe)
+        .collect();
+    report.cek = Some(if opts.keep_cek { "kept" } else { "fresh" });
+    // The designations are already the new ones: nothing of ours to drop.
+    let forwarded = if msg.is_request() {
+        forward_request(&sealed.message, keys, opts.via.as_deref(), false, ctx)?
+    } else {
+        forward_response(&sealed.message)?
+    };
+    Ok((Outcome::Forward(forwarded), report))
+}
+
+/// Apply SDP edits to opened content: the entity's headers are kept; raw
+/// content is taken as an SDP.
+fn edit(entity: Option<&Entity>, content: &[u8], edits: &[SdpEdit]) -> Result<Entity, RelayError> {
+    let body = entity.map_or(content, |e| e.body.as_slice());
+    let text =
+        std::str::from_utf8(body).map_err(|_| RelayError::Edit("the SDP is not UTF-8".into()))?;
+    let edited = apply_edits(text, edits).map_err(|e| RelayError::Edit(e.to_string()))?;
+    let headers = match entity {
+        Some(e) => e.headers.clone(),
+        None => vec![("Content-Type".into(), "application/sdp".into())],
+    };
+    Ok(Entity {
+        headers,
+        body: edited.into_bytes(),
+    })
 }
 
 fn plain_sdp(msg: &Message) -> Option<Vec<u8>> {
@@ -537,17 +702,19 @@ fn uri_host(uri: &str) -> String {
         .to_owned()
 }
 
+/// A request goes on with a new top Via and Max-Forwards decremented;
+/// `drop_mine` removes this relay's `Proxy-Inspect-Body` entries.
 fn forward_request(
     msg: &Message,
     keys: &RelayKeys<'_>,
-    opts: &RelayOptions,
-    uris: &[String],
+    via: Option<&str>,
+    drop_mine: bool,
     ctx: &mut Context,
 ) -> Result<Message, RelayError> {
     let mut out = msg.clone();
     ctx.mix("relay", &msg.to_bytes());
-    let sent_by = match &opts.via {
-        Some(v) => v.clone(),
+    let sent_by = match via {
+        Some(v) => v.to_owned(),
         None => keys
             .identity
             .cert
@@ -572,7 +739,8 @@ fn forward_request(
         // RFC 3261 §16.6 step 3: add one when absent.
         None => out.insert_header(1, "Max-Forwards", "69"),
     }
-    if !opts.keep_designation {
+    if drop_mine {
+        let uris = keys.uris();
         remove_designations(&mut out, |d| {
             uris.iter().any(|u| u.eq_ignore_ascii_case(&d.uri))
         });
@@ -603,15 +771,17 @@ fn forward_response(msg: &Message) -> Result<Message, RelayError> {
 
 /// Seal `content` again for every recipient of `env`, with a fresh CEK and
 /// the same content cipher. Each certificate recipient keeps its padding.
+/// Returns the DER and the recipients' names.
 fn reseal(
     env: &Envelope,
     content: &[u8],
     keys: &RelayKeys<'_>,
     ctx: &mut Context,
-) -> Result<Vec<u8>, RelayError> {
+) -> Result<(Vec<u8>, Vec<String>), RelayError> {
     let cipher: ContentCipher = env.params.cipher;
     let cek = fresh_cek(cipher, ctx.rng());
     let mut infos = Vec::new();
+    let mut names = Vec::new();
     for (i, ri) in env.recipients.iter().enumerate() {
         let missing = || {
             RelayError::Reseal(EnvelopeError::Recipient(format!(
@@ -631,6 +801,7 @@ fn reseal(
                         KeyTransportScheme::Pkcs1v15 => RsaPadding::Pkcs1v15,
                         KeyTransportScheme::Oaep { .. } => RsaPadding::Oaep,
                     };
+                names.push(cert.name());
                 ktri_for(cert, padding, &cek, ctx.rng()).map_err(RelayError::Reseal)?
             }
             RecipientInfo::Kekri(_) => {
@@ -639,11 +810,13 @@ fn reseal(
                     .iter()
                     .find(|p| addressed_to_kek(ri, p.id.as_bytes()))
                     .ok_or_else(missing)?;
+                names.push(format!("PSK {}", psk.id));
                 kekri_for(psk, &cek).map_err(RelayError::Reseal)?
             }
             _ => return Err(missing()),
         };
         infos.push(info);
     }
-    seal_infos(content, &cek, infos, cipher, ctx.rng()).map_err(RelayError::Reseal)
+    let der = seal_infos(content, &cek, infos, cipher, ctx.rng()).map_err(RelayError::Reseal)?;
+    Ok((der, names))
 }

@@ -164,10 +164,21 @@ fn remove_body_headers(msg: &mut Message) {
     }
 }
 
-/// Seal the body of `msg` for `spec` (SPEC §3.1).
+/// Seal the body of `msg` for `spec` (SPEC §3.1) under a fresh CEK.
 pub fn seal_message(
     msg: &Message,
     spec: &SealSpec,
+    ctx: &mut Context,
+) -> Result<SealedMessage, SealError> {
+    seal_message_with(msg, spec, None, ctx)
+}
+
+/// Seal the body of `msg` for `spec`, under `cek` when given (`reencrypt
+/// --keep-cek`: its length must suit `spec.options.cipher`), else a fresh one.
+pub fn seal_message_with(
+    msg: &Message,
+    spec: &SealSpec,
+    cek: Option<&Cek>,
     ctx: &mut Context,
 ) -> Result<SealedMessage, SealError> {
     let entity = Zeroizing::new(mime_entity(msg)?);
@@ -193,7 +204,13 @@ pub fn seal_message(
         .unwrap_or_else(|| "sipseal.invalid".into());
     let content_id = format!("{label}-{}@{host}", ctx.token(4));
 
-    let (der, cek) = envelope::seal(&entity, &all, &spec.options, ctx.rng())?;
+    let (der, cek) = match cek {
+        Some(cek) => (
+            envelope::seal_with_cek(&entity, cek, &all, &spec.options, ctx.rng())?,
+            cek.clone(),
+        ),
+        None => envelope::seal(&entity, &all, &spec.options, ctx.rng())?,
+    };
     let kind = if spec.options.cipher.is_aead() {
         EnvelopeKind::AuthEnvelopedData
     } else {
@@ -447,6 +464,17 @@ impl Entity {
             headers,
             body: content.get(offset..)?.to_vec(),
         })
+    }
+
+    /// The entity as bytes: header lines, a blank line, the body.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.body.len() + 64);
+        for (name, value) in &self.headers {
+            out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&self.body);
+        out
     }
 
     /// The Content-Type value.

@@ -119,6 +119,7 @@ impl Error {
                 _ => Exit::Failed,
             },
             Error::Relay { err, .. } if err.is_config() => Exit::Usage,
+            Error::Relay { err, .. } if err.is_not_recipient() => Exit::NotForMe,
             Error::Relay { .. } => Exit::Failed,
         }
     }

@@ -27,9 +27,10 @@ pub struct RecipientArgs {
     /// What the disclosed relays may do: read, or modify and re-seal.
     #[arg(long, value_enum, default_value_t = Access::Read, global = true)]
     pub access: Access,
-    /// Content cipher: GCM gives AuthEnvelopedData, CBC EnvelopedData (legacy).
-    #[arg(long, value_enum, default_value_t = ContentCipher::Aes256Gcm, global = true)]
-    pub cipher: ContentCipher,
+    /// Content cipher: GCM gives AuthEnvelopedData, CBC EnvelopedData
+    /// (legacy) [default: aes256-gcm].
+    #[arg(long, value_enum, global = true)]
+    pub cipher: Option<ContentCipher>,
     /// RSA key transport padding for certificate recipients.
     #[arg(long, value_enum, default_value_t = RsaPadding::Oaep, global = true)]
     pub rsa_padding: RsaPadding,
@@ -65,7 +66,7 @@ impl RecipientArgs {
             disclose,
             access: self.access,
             options: SealOptions {
-                cipher: self.cipher,
+                cipher: self.cipher.unwrap_or_default(),
                 padding: self.rsa_padding,
             },
         })

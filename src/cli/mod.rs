@@ -11,6 +11,7 @@ pub mod keys;
 pub mod man;
 pub mod open;
 pub mod proxy;
+pub mod reencrypt;
 pub mod seal;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -96,6 +97,8 @@ pub enum Command {
     Open(open::OpenArgs),
     /// One relay step: open the body if designated, report, forward (or answer 483/496).
     Proxy(Box<proxy::ProxyArgs>),
+    /// Open with this relay's key, optionally edit, and seal again for the next hop.
+    Reencrypt(Box<reencrypt::ReencryptArgs>),
     /// Show what a SIP message is made of: start line, headers, body parts, SDP media, CMS envelope.
     Inspect(inspect::InspectArgs),
     /// Generate key material.
@@ -129,6 +132,7 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
         Command::Seal(args) => seal::run(args, &mut ctx),
         Command::Open(args) => open::run(args, &mut ctx),
         Command::Proxy(args) => proxy::run(*args, &mut ctx),
+        Command::Reencrypt(args) => reencrypt::run(*args, &mut ctx),
         Command::Inspect(args) => inspect::run(args, &mut ctx),
         Command::Keys(cmd) => keys::run(cmd, &mut ctx),
         Command::Demo(args) => demo::run(args, &mut ctx),
@@ -148,6 +152,7 @@ fn command_name(c: &Command) -> &'static str {
         Command::Seal(_) => "seal",
         Command::Open(_) => "open",
         Command::Proxy(_) => "proxy",
+        Command::Reencrypt(_) => "reencrypt",
         Command::Inspect(_) => "inspect",
         Command::Keys(_) => "keys",
         Command::Demo(_) => "demo",

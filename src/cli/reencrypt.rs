@@ -1,0 +1,54 @@
+//! `sipseal reencrypt`: open with this relay's key, edit, and seal again
+//! for the next hop (SPEC §4 step 6; trust hop by hop).
+
+use clap::Args;
+
+use super::error::{Error, Exit};
+use super::keyargs::RecipientArgs;
+use super::proxy::{Loaded, RelayArgs};
+use crate::context::Context;
+use crate::relay::{ReencryptOptions, RelayKeys, reencrypt};
+
+/// `reencrypt` arguments.
+#[derive(Debug, Args)]
+pub struct ReencryptArgs {
+    #[command(flatten)]
+    pub relay: RelayArgs,
+    /// The next hop's recipients (--peer, --disclose) and how to seal for them.
+    #[command(flatten)]
+    pub recipients: RecipientArgs,
+    /// Seal under the same CEK that opened the input instead of a fresh one,
+    /// so the session key derived from it is the same for every hop. The
+    /// input's content cipher is kept.
+    #[arg(long)]
+    pub keep_cek: bool,
+}
+
+/// Run `reencrypt`.
+pub fn run(args: ReencryptArgs, ctx: &mut Context) -> Result<Exit, Error> {
+    if args.keep_cek && args.recipients.cipher.is_some() {
+        return Err(Error::usage(
+            "--keep-cek and --cipher together",
+            "a kept CEK belongs to the input's cipher; drop --cipher, or drop --keep-cek to seal under a fresh key",
+        ));
+    }
+    let spec = args.recipients.spec()?;
+    let Loaded {
+        identity,
+        psks,
+        msg,
+    } = args.relay.load()?;
+    let keys = RelayKeys {
+        identity: &identity,
+        psks: &psks,
+        certs: &[],
+    };
+    let opts = ReencryptOptions {
+        via: args.relay.via.clone(),
+        spec,
+        keep_cek: args.keep_cek,
+        edits: args.relay.edits(),
+    };
+    let (outcome, report) = reencrypt(&msg, &keys, &opts, ctx).map_err(|e| args.relay.error(e))?;
+    args.relay.finish("reencrypt", outcome, &report)
+}
