@@ -302,13 +302,13 @@ pub fn inspect_with<R: CryptoRng + ?Sized>(
         let recipient = envelope
             .as_ref()
             .and_then(|env| recipient_with_uri(env, known, &d.uri));
-        if let (Some(env), None) = (&envelope, recipient) {
-            if named(env, known).iter().all(Option::is_some) {
-                report.warnings.push(format!(
-                    "designated relay {} has no RecipientInfo: it cannot open the body (it would answer 496)",
-                    d.uri
-                ));
-            }
+        if let (Some(env), None) = (&envelope, recipient)
+            && named(env, known).iter().all(Option::is_some)
+        {
+            report.warnings.push(format!(
+                "designated relay {} has no RecipientInfo: it cannot open the body (it would answer 496)",
+                d.uri
+            ));
         }
         report.disclosure.push(DesignationReport {
             uri: d.uri,

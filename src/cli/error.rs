@@ -8,6 +8,7 @@ use crate::keys::KeyError;
 use crate::relay::RelayError;
 use crate::sealing::SealError;
 use crate::sip::{ComposeError, ParseError};
+use crate::state::StateError;
 
 /// Process exit codes (SPEC §9).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +71,8 @@ pub enum Error {
     Seal { name: String, err: SealError },
     #[error("{name}: {err}")]
     Relay { name: String, err: RelayError },
+    #[error("state: {0}")]
+    State(#[from] StateError),
 }
 
 impl Error {
@@ -95,6 +98,7 @@ impl Error {
             Error::Spec { .. } => "see `man sipseal-build` for the message spec keys".into(),
             Error::Seal { err, .. } => err.hint(),
             Error::Relay { err, .. } => err.hint(),
+            Error::State(e) => e.hint(),
         }
     }
 
@@ -121,6 +125,8 @@ impl Error {
             Error::Relay { err, .. } if err.is_config() => Exit::Usage,
             Error::Relay { err, .. } if err.is_not_recipient() => Exit::NotForMe,
             Error::Relay { .. } => Exit::Failed,
+            Error::State(StateError::Io { .. }) => Exit::Io,
+            Error::State(_) => Exit::Usage,
         }
     }
 }

@@ -12,9 +12,11 @@ use super::{Format, render};
 use crate::context::Context;
 use crate::fsio::write_atomic;
 use crate::keys::{Cert, Identity, Psk};
+use crate::pinhole::{self, PinholeFormat, Seen};
 use crate::relay::{Outcome, RelayError, RelayKeys, RelayOptions, RelayReport, relay};
 use crate::sdp::SdpEdit;
 use crate::sip::Message;
+use crate::state::StateDir;
 
 /// What every relay command takes: the message, this relay's keys, its
 /// Via, SDP edits, the report and the output.
@@ -50,6 +52,19 @@ pub struct RelayArgs {
     /// Write the forwarded message (or the error response) here instead of standard output.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Write firewall pinholes for the call's media here: from the offer,
+    /// then offer and answer; a BYE writes the deletions. Needs the state
+    /// directory to remember the offer.
+    #[arg(long, value_name = "FILE")]
+    pub pinholes: Option<PathBuf>,
+    /// Format of --pinholes: an nftables script (set elements of table
+    /// `inet sipseal`, for `nft -f`) or JSON.
+    #[arg(long, value_enum, default_value_t = PinholeFormat::Nft)]
+    pub pinhole_format: PinholeFormat,
+    /// State directory (default: $SIPSEAL_STATE, else $XDG_STATE_HOME/sipseal);
+    /// each identity keeps its own subdirectory.
+    #[arg(long, value_name = "DIR", env = "SIPSEAL_STATE")]
+    pub state: Option<PathBuf>,
 }
 
 /// What [`RelayArgs::load`] reads.
@@ -99,14 +114,42 @@ impl RelayArgs {
         }
     }
 
-    /// Write the report (if asked) and the message; exit 5 for a response
-    /// this relay produced.
+    /// Write the pinholes and the report (if asked) and the message; exit 5
+    /// for a response this relay produced.
     pub fn finish(
         &self,
         command: &str,
+        identity: &Identity,
         outcome: Outcome,
         report: &RelayReport,
     ) -> Result<Exit, Error> {
+        if let Some(path) = &self.pinholes {
+            // What passes on is what the pinholes follow: the forwarded
+            // message, or the error response this relay answered with.
+            let msg = match &outcome {
+                Outcome::Forward(m) | Outcome::Respond(m) => m,
+            };
+            let sdp = match outcome {
+                Outcome::Forward(_) => report.sdp.as_deref(),
+                Outcome::Respond(_) => None,
+            };
+            let call_id = msg.call_id().map_err(|e| {
+                Error::usage(
+                    format!("--pinholes: {e}"),
+                    "pinholes are kept per call: the message needs a Call-ID",
+                )
+            })?;
+            let dir = StateDir::resolve(self.state.as_deref())?
+                .identity_dir(&identity.cert.name())
+                .join("pinholes");
+            let changes = pinhole::update(&dir, call_id, &Seen::of(msg, sdp))?;
+            write_atomic(path, changes.render(self.pinhole_format).as_bytes(), false).map_err(
+                |source| Error::Write {
+                    name: path.display().to_string(),
+                    source,
+                },
+            )?;
+        }
         if let Some(path) = &self.report {
             let text = render(self.report_format, report, RelayReport::to_text)?;
             write_atomic(path, text.as_bytes(), true).map_err(|source| Error::Write {
@@ -175,5 +218,5 @@ pub fn run(args: ProxyArgs, ctx: &mut Context) -> Result<Exit, Error> {
         edits: args.relay.edits(),
     };
     let (outcome, report) = relay(&msg, &keys, &opts, ctx).map_err(|e| args.relay.error(e))?;
-    args.relay.finish("proxy", outcome, &report)
+    args.relay.finish("proxy", &identity, outcome, &report)
 }

@@ -50,5 +50,5 @@ pub fn run(args: ReencryptArgs, ctx: &mut Context) -> Result<Exit, Error> {
         edits: args.relay.edits(),
     };
     let (outcome, report) = reencrypt(&msg, &keys, &opts, ctx).map_err(|e| args.relay.error(e))?;
-    args.relay.finish("reencrypt", outcome, &report)
+    args.relay.finish("reencrypt", &identity, outcome, &report)
 }

@@ -563,7 +563,7 @@ fn kek_unwrap(
             kek.len()
         )));
     }
-    if wrapped.len() < 16 || wrapped.len() % 8 != 0 {
+    if wrapped.len() < 16 || !wrapped.len().is_multiple_of(8) {
         return Ok(None);
     }
     let mut buf = Zeroizing::new(vec![0u8; wrapped.len() - 8]);

@@ -1,0 +1,265 @@
+//! `proxy --pinholes` through the built binary: a sealed INVITE (offer), the
+//! sealed 200 OK (answer) and the BYE pass proxy-a, which keeps the call in
+//! its state directory. Golden files for each step, with and without
+//! rtcp-mux; the JSON form; and `nft -c -f` on the nftables output.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{golden, sipseal};
+use sipseal::sip::Message;
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn ok(out: std::process::Output) -> Vec<u8> {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// proxy-a relays `input` with its state in `state`, writing pinholes in `format`.
+fn proxy(input: &Path, state: &Path, pinholes: &Path, format: &str) -> Vec<u8> {
+    ok(sipseal()
+        .args(["--seed", "0a", "proxy"])
+        .arg(input)
+        .args(["--identity", "keys/proxy-a"])
+        .args(["--psk", "keys/psk/alice-proxy-a.yaml", "--state"])
+        .arg(state)
+        .args(["--pinhole-format", format, "--pinholes"])
+        .arg(pinholes)
+        .output()
+        .unwrap())
+}
+
+/// The pinhole files of one call through proxy-a: offer, offer+answer, BYE.
+struct Call {
+    offer: Vec<u8>,
+    answer: Vec<u8>,
+    bye: Vec<u8>,
+}
+
+fn call(offer_sdp: &str, answer_sdp: &str, format: &str) -> Call {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let state = dir.join("state");
+    let invite = ok(sipseal()
+        .args(["--seed", "01", "build", "invite"])
+        .args(["--from", "Alice <sip:alice@a.example.com>"])
+        .args(["--to", "Bob <sip:bob@b.example.com>", "--sdp", offer_sdp])
+        .args(["--seal", "--peer", "keys/bob/cert.pem"])
+        .args(["--disclose", "keys/proxy-a/cert.pem"])
+        .output()
+        .unwrap());
+    let invite = write(dir, "invite.sip", &invite);
+    let p = dir.join("p");
+    let forwarded = write(dir, "fwd.sip", &proxy(&invite, &state, &p, format));
+    let offer = std::fs::read(&p).unwrap();
+
+    // bob answers, disclosing the answer to proxy-a by its PSK.
+    let answer = ok(sipseal()
+        .args(["--seed", "02", "build", "response", "200", "--request"])
+        .arg(&forwarded)
+        .args([
+            "--sdp",
+            answer_sdp,
+            "--seal",
+            "--peer",
+            "keys/alice/cert.pem",
+        ])
+        .args(["--disclose", "psk:keys/psk/alice-proxy-a.yaml"])
+        .output()
+        .unwrap());
+    let answer = write(dir, "200.sip", &answer);
+    proxy(&answer, &state, &p, format);
+    let answered = std::fs::read(&p).unwrap();
+
+    let call_id = Message::parse(&std::fs::read(&invite).unwrap())
+        .unwrap()
+        .call_id()
+        .unwrap()
+        .to_owned();
+    let bye = ok(sipseal()
+        .args(["--seed", "03", "build", "bye"])
+        .args(["--from", "Alice <sip:alice@a.example.com>;tag=1"])
+        .args(["--to", "Bob <sip:bob@b.example.com>;tag=2"])
+        .args(["--call-id", &call_id, "--cseq", "2"])
+        .output()
+        .unwrap());
+    let bye = write(dir, "bye.sip", &bye);
+    proxy(&bye, &state, &p, format);
+    let bye = std::fs::read(&p).unwrap();
+    // The call is over: nothing of it is left in the state directory.
+    let left: Vec<_> = std::fs::read_dir(state.join("sip_proxy-a.a.example.com/pinholes"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != ".lock")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    Call {
+        offer,
+        answer: answered,
+        bye,
+    }
+}
+
+fn elements(script: &[u8], verb: &str) -> Vec<String> {
+    String::from_utf8_lossy(script)
+        .lines()
+        .filter(|l| l.starts_with(verb))
+        .map(|l| {
+            let start = l.find("{ ").unwrap() + 2;
+            let rest = &l[start..];
+            rest[..rest.find(" comment").or(rest.find(" }")).unwrap()].to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn offer_answer_and_bye_with_rtcp_mux_on_audio() {
+    let c = call("samples/offer.sdp", "samples/answer.sdp", "nft");
+    golden("pinholes-offer.nft", &c.offer);
+    golden("pinholes-offer-answer.nft", &c.answer);
+    golden("pinholes-bye.nft", &c.bye);
+    // Audio is multiplexed on both sides: RTP only. Video: RTP and RTCP
+    // (a=rtcp:51373 in the offer, port+1 in the answer).
+    assert_eq!(
+        elements(&c.answer, "add element"),
+        [
+            "192.0.2.10 . udp . 49170",
+            "198.51.100.20 . udp . 3456",
+            "192.0.2.11 . udp . 51372",
+            "192.0.2.11 . udp . 51373",
+            "198.51.100.20 . udp . 3458",
+            "198.51.100.20 . udp . 3459",
+        ]
+    );
+    // The BYE deletes exactly what was added.
+    assert_eq!(
+        elements(&c.bye, "delete element"),
+        elements(&c.answer, "add element")
+    );
+    assert!(elements(&c.bye, "add element").is_empty());
+}
+
+#[test]
+fn offer_answer_and_bye_without_rtcp_mux() {
+    let c = call(
+        "tests/data/offer-no-mux.sdp",
+        "tests/data/answer-no-mux.sdp",
+        "nft",
+    );
+    golden("pinholes-no-mux-offer-answer.nft", &c.answer);
+    golden("pinholes-no-mux-bye.nft", &c.bye);
+    // The offer asked for rtcp-mux on audio; the answer did not accept it,
+    // so RTCP gets port+1 on both sides. a=rtcp names video's RTCP address.
+    assert_eq!(
+        elements(&c.answer, "add element"),
+        [
+            "2001:db8::10 . udp . 40000",
+            "2001:db8::10 . udp . 40001",
+            "198.51.100.30 . udp . 30000",
+            "198.51.100.30 . udp . 30001",
+            "2001:db8::10 . udp . 40002",
+            "2001:db8::11 . udp . 40010",
+            "198.51.100.30 . udp . 30002",
+            "198.51.100.30 . udp . 30003",
+        ]
+    );
+    // Before the answer, audio's RTCP was expected on the multiplexed port.
+    assert_eq!(
+        elements(&c.offer, "add element"),
+        [
+            "2001:db8::10 . udp . 40000",
+            "2001:db8::10 . udp . 40002",
+            "2001:db8::11 . udp . 40010",
+        ]
+    );
+}
+
+#[test]
+fn json_pinholes_name_every_field() {
+    let c = call("samples/offer.sdp", "samples/answer.sdp", "json");
+    golden("pinholes-offer-answer.json", &c.answer);
+    let v: serde_json::Value = serde_json::from_slice(&c.answer).unwrap();
+    assert_eq!(v["table"], "inet sipseal");
+    assert_eq!(v["state"], "offer-answer");
+    assert!(v["call_id"].as_str().unwrap().ends_with("@a.example.com"));
+    let add = v["add"].as_array().unwrap();
+    assert_eq!(add.len(), 6);
+    for p in add {
+        for field in [
+            "set",
+            "address",
+            "protocol",
+            "port",
+            "stream",
+            "media",
+            "component",
+            "side",
+        ] {
+            assert!(!p[field].is_null(), "{field} missing in {p}");
+        }
+    }
+    assert_eq!(add[1]["side"], "answer");
+    assert_eq!(add[3]["component"], "rtcp");
+    let bye: serde_json::Value = serde_json::from_slice(&c.bye).unwrap();
+    assert_eq!(bye["state"], "ended");
+    assert_eq!(bye["delete"], v["add"]);
+    assert_eq!(bye["add"], serde_json::json!([]));
+}
+
+/// `nft -c -f` (check only: nothing is applied) on each step's script, the
+/// way a firewall would load them in turn. `.ci/run` installs nftables.
+#[test]
+fn nft_accepts_the_scripts() {
+    let nft = ["/usr/sbin/nft", "/sbin/nft"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("nft not found: install nftables (apt-get install -y nftables; .ci/run does)");
+    let tmp = tempfile::tempdir().unwrap();
+    let check = |name: &str, script: &[u8]| {
+        let path = write(tmp.path(), name, script);
+        let out = Command::new(nft)
+            .arg("-c")
+            .arg("-f")
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // nft itself must be able to tell good from bad here.
+    let bad = b"add element inet sipseal media4 { 192.0.2.1 . udp . 70000 }\n";
+    assert!(!check("bad.nft", bad).0, "nft -c accepts a bad script");
+
+    for (offer, answer) in [
+        ("samples/offer.sdp", "samples/answer.sdp"),
+        (
+            "tests/data/offer-no-mux.sdp",
+            "tests/data/answer-no-mux.sdp",
+        ),
+    ] {
+        let c = call(offer, answer, "nft");
+        let (good, err) = check("offer.nft", &c.offer);
+        assert!(good, "offer: {err}");
+        let (good, err) = check("answer.nft", &c.answer);
+        assert!(good, "offer+answer: {err}");
+        // Deletions only make sense after the additions: load them in turn.
+        let mut all = c.answer.clone();
+        all.extend_from_slice(&c.bye);
+        let (good, err) = check("all.nft", &all);
+        assert!(good, "offer+answer then BYE: {err}");
+    }
+}
