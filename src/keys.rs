@@ -10,6 +10,7 @@
 //! ```
 
 pub mod identity;
+pub mod trust;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

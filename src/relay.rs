@@ -689,6 +689,28 @@ fn undecipherable(
     Ok(response)
 }
 
+/// The certificate a `496 Proxy Undecipherable` carries (SPEC §3.5): the
+/// DER body of type `application/pkix-cert` (RFC 2585).
+pub fn undecipherable_cert(msg: &Message, source: &str) -> Result<Cert, String> {
+    match msg.status() {
+        Some(_) => {}
+        None => return Err("a request, not a 496 response".into()),
+    }
+    let ct = msg.header("Content-Type").unwrap_or_default();
+    let parsed = crate::sip::headers::parse_content_type(ct).map_err(|e| e.to_string())?;
+    if !parsed.is("application/pkix-cert") || msg.body().is_empty() {
+        return Err(format!(
+            "{} response without an application/pkix-cert body",
+            msg.status().unwrap_or_default()
+        ));
+    }
+    let cert = Cert::from_der(msg.body(), source).map_err(|e| e.to_string())?;
+    if cert.uri().is_none() {
+        return Err("the certificate has no SAN URI to designate the relay by".into());
+    }
+    Ok(cert)
+}
+
 fn uri_host(uri: &str) -> String {
     let rest = uri
         .strip_prefix("sips:")

@@ -84,6 +84,9 @@ pub struct SealSpec {
     pub peers: Vec<Recipient>,
     /// Relays to disclose to: each gets a RecipientInfo and a `Proxy-Inspect-Body`.
     pub disclose: Vec<Recipient>,
+    /// Relays named in a `Proxy-Inspect-Body` without a RecipientInfo
+    /// (their certificate is not known: they will answer 496).
+    pub designate: Vec<String>,
     /// The access each designated relay gets.
     pub access: Access,
     /// Cipher and padding.
@@ -191,6 +194,11 @@ pub fn seal_message_with(
         // A relay reachable by certificate and PSK is still one relay.
         if !designated.contains(&uri) {
             designated.push(uri);
+        }
+    }
+    for uri in &spec.designate {
+        if !designated.iter().any(|d| d.eq_ignore_ascii_case(uri)) {
+            designated.push(uri.clone());
         }
     }
     let ct = parse_content_type(msg.header("Content-Type").unwrap_or_default())?;

@@ -482,3 +482,98 @@ fn edits_need_access_modify_and_reseal_for_the_same_recipients() {
         .code(2)
         .stderr(predicate::str::contains("--certs"));
 }
+
+#[test]
+fn a_496_gives_alice_the_certificate_to_seal_again_with() {
+    let tmp = tempfile::tempdir().unwrap();
+    // alice designates proxy-b by URI only: she does not have its certificate.
+    let first = sealed(
+        tmp.path(),
+        &[
+            "--disclose",
+            "keys/proxy-a/cert.pem",
+            "--designate",
+            "sip:proxy-b.b.example.com",
+        ],
+    );
+    let msg = Message::parse(&std::fs::read(&first).unwrap()).unwrap();
+    assert_eq!(msg.header_list("Proxy-Inspect-Body").len(), 2);
+    let out = run(&["--identity", "keys/proxy-b"], &first);
+    assert_eq!(out.status.code(), Some(5));
+    let answer = tmp.path().join("496.sip");
+    std::fs::write(&answer, &out.stdout).unwrap();
+
+    // alice seals the original again with proxy-b added from the 496.
+    let again = sipseal()
+        .args(["seal", "samples/invite.sip", "--peer", "keys/bob/cert.pem"])
+        .args([
+            "--disclose",
+            "keys/proxy-a/cert.pem",
+            "--add-recipient-from",
+        ])
+        .arg(&answer)
+        .args(["--trust", "keys/trust.pem"])
+        .output()
+        .unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("adding sip:proxy-b.b.example.com"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let second = tmp.path().join("second.sip");
+    std::fs::write(&second, &again.stdout).unwrap();
+    let resealed = Message::parse(&again.stdout).unwrap();
+    let pib = resealed.header_list("Proxy-Inspect-Body");
+    assert_eq!(pib.len(), 2, "{pib:?}");
+    assert!(pib[1].starts_with("<sip:proxy-b.b.example.com>"), "{pib:?}");
+    let report = tmp.path().join("r.json");
+    let out = sipseal()
+        .arg("proxy")
+        .arg(&second)
+        .args(["--identity", "keys/proxy-b", "--report-format", "json"])
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(v["decision"], "designated");
+    assert_eq!(v["opened"], true);
+
+    // The certificate must come from a trust anchor: a.example.com's CA
+    // alone does not vouch for proxy-b.
+    sipseal()
+        .args(["seal", "samples/invite.sip", "--peer", "keys/bob/cert.pem"])
+        .arg("--add-recipient-from")
+        .arg(&answer)
+        .args(["--trust", "keys/ca/a.example.com/cert.pem"])
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr(predicate::str::contains("not among the trust anchors"));
+    // ... and it is never taken without anchors.
+    sipseal()
+        .args(["seal", "samples/invite.sip", "--peer", "keys/bob/cert.pem"])
+        .arg("--add-recipient-from")
+        .arg(&answer)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--trust"));
+    // A request is not a 496.
+    sipseal()
+        .args(["seal", "samples/invite.sip", "--peer", "keys/bob/cert.pem"])
+        .args(["--add-recipient-from", "samples/invite.sip"])
+        .args(["--trust", "keys/trust.pem"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("not a 496"));
+}

@@ -338,7 +338,7 @@ pub fn run(args: BuildArgs, ctx: &mut Context) -> Result<Exit, Error> {
     let msg = match (args.seal, args.recipients.any()) {
         (false, false) => msg,
         (true, true) => {
-            let spec = args.recipients.spec()?;
+            let spec = args.recipients.spec(ctx.now())?;
             seal_message(&msg, &spec, ctx)
                 .map_err(|err| Error::Seal {
                     name: "the built message".into(),

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use crate::envelope::EnvelopeError;
 use crate::keys::KeyError;
+use crate::keys::trust::TrustError;
 use crate::relay::RelayError;
 use crate::sealing::SealError;
 use crate::sip::{ComposeError, ParseError};
@@ -71,6 +72,8 @@ pub enum Error {
     Seal { name: String, err: SealError },
     #[error("{name}: {err}")]
     Relay { name: String, err: RelayError },
+    #[error("{name}: {err}")]
+    Untrusted { name: String, err: TrustError },
     #[error("state: {0}")]
     State(#[from] StateError),
 }
@@ -99,6 +102,9 @@ impl Error {
             Error::Seal { err, .. } => err.hint(),
             Error::Relay { err, .. } => err.hint(),
             Error::State(e) => e.hint(),
+            Error::Untrusted { .. } => {
+                "seal only to a relay certificate your --trust anchors vouch for; check --trust and the clock (--now)".into()
+            }
         }
     }
 
@@ -126,6 +132,7 @@ impl Error {
             Error::Relay { err, .. } if err.is_not_recipient() => Exit::NotForMe,
             Error::Relay { .. } => Exit::Failed,
             Error::State(StateError::Io { .. }) => Exit::Io,
+            Error::Untrusted { .. } => Exit::Failed,
             Error::State(_) => Exit::Usage,
         }
     }

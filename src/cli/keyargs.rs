@@ -5,10 +5,14 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use time::OffsetDateTime;
 
 use super::error::Error;
+use super::io::read_message;
 use crate::envelope::{ContentCipher, Recipient, RecipientKey, RsaPadding, SealOptions};
+use crate::keys::trust::check_issued;
 use crate::keys::{Cert, Identity, Psk};
+use crate::relay::undecipherable_cert;
 use crate::sealing::SealSpec;
 use crate::sip::disclosure::Access;
 
@@ -24,6 +28,19 @@ pub struct RecipientArgs {
     /// Repeatable.
     #[arg(long, value_name = "CERT|psk:FILE", global = true)]
     pub disclose: Vec<String>,
+    /// Name a relay in a Proxy-Inspect-Body without a RecipientInfo (its
+    /// certificate is not known yet): it answers 496 with its certificate,
+    /// for --add-recipient-from. Repeatable.
+    #[arg(long, value_name = "URI", global = true)]
+    pub designate: Vec<String>,
+    /// Also disclose to the relay whose certificate came in this 496 Proxy
+    /// Undecipherable response (its application/pkix-cert body). The
+    /// certificate must be issued by a --trust anchor and valid now. Repeatable.
+    #[arg(long, value_name = "496.sip", global = true, requires = "trust")]
+    pub add_recipient_from: Vec<PathBuf>,
+    /// Trust anchors (PEM/DER file or directory) for --add-recipient-from.
+    #[arg(long, value_name = "PEM|DIR", global = true)]
+    pub trust: Option<PathBuf>,
     /// What the disclosed relays may do: read, or modify and re-seal.
     #[arg(long, value_enum, default_value_t = Access::Read, global = true)]
     pub access: Access,
@@ -39,11 +56,15 @@ pub struct RecipientArgs {
 impl RecipientArgs {
     /// Whether any recipient was named.
     pub fn any(&self) -> bool {
-        !self.peer.is_empty() || !self.disclose.is_empty()
+        !self.peer.is_empty()
+            || !self.disclose.is_empty()
+            || !self.designate.is_empty()
+            || !self.add_recipient_from.is_empty()
     }
 
-    /// Load the certificates and PSKs into a seal specification.
-    pub fn spec(&self) -> Result<SealSpec, Error> {
+    /// Load the certificates and PSKs into a seal specification; `now`
+    /// decides whether a certificate from a 496 is valid.
+    pub fn spec(&self, now: OffsetDateTime) -> Result<SealSpec, Error> {
         let mut peers = Vec::new();
         for p in &self.peer {
             peers.push(Recipient::Cert(Box::new(load_recipient_cert(p)?)));
@@ -55,6 +76,35 @@ impl RecipientArgs {
                 None => Recipient::Cert(Box::new(load_recipient_cert(Path::new(d))?)),
             });
         }
+        if let Some(trust) = &self.trust {
+            let anchors = Cert::load_tree(trust)?;
+            for file in &self.add_recipient_from {
+                let name = file.display().to_string();
+                let msg = read_message(file)?;
+                let cert = undecipherable_cert(&msg, &name)
+                    .map_err(|e| Error::usage(format!("{name}: {e}"), UNDECIPHERABLE_HINT))?;
+                let anchor =
+                    check_issued(&cert, &anchors, now).map_err(|err| Error::Untrusted {
+                        name: name.clone(),
+                        err,
+                    })?;
+                eprintln!(
+                    "adding {} from {name} (issued by {}, valid now)",
+                    cert.name(),
+                    anchor.subject()
+                );
+                cert.rsa_public_key()?;
+                disclose.push(Recipient::Cert(Box::new(cert)));
+            }
+        }
+        for uri in &self.designate {
+            if !(uri.starts_with("sip:") || uri.starts_with("sips:")) {
+                return Err(Error::usage(
+                    format!("--designate {uri}: not a SIP URI"),
+                    "name the relay by its SIP URI, e.g. --designate sip:proxy-b.b.example.com",
+                ));
+            }
+        }
         if peers.is_empty() && disclose.is_empty() {
             return Err(Error::usage(
                 "no recipients",
@@ -64,6 +114,7 @@ impl RecipientArgs {
         Ok(SealSpec {
             peers,
             disclose,
+            designate: self.designate.clone(),
             access: self.access,
             options: SealOptions {
                 cipher: self.cipher.unwrap_or_default(),
@@ -156,3 +207,5 @@ impl Keyring {
         self.identities.is_empty() && self.psks.is_empty()
     }
 }
+
+const UNDECIPHERABLE_HINT: &str = "give the 496 Proxy Undecipherable response a relay answered with (`sipseal proxy` writes it on exit 5)";

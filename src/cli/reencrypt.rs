@@ -32,7 +32,7 @@ pub fn run(args: ReencryptArgs, ctx: &mut Context) -> Result<Exit, Error> {
             "a kept CEK belongs to the input's cipher; drop --cipher, or drop --keep-cek to seal under a fresh key",
         ));
     }
-    let spec = args.recipients.spec()?;
+    let spec = args.recipients.spec(ctx.now())?;
     let Loaded {
         identity,
         psks,

@@ -28,7 +28,7 @@ pub struct SealArgs {
 
 /// Run `seal`.
 pub fn run(args: SealArgs, ctx: &mut Context) -> Result<Exit, Error> {
-    let spec = args.recipients.spec()?;
+    let spec = args.recipients.spec(ctx.now())?;
     let msg = read_message(&args.input)?;
     let sealed = seal_message(&msg, &spec, ctx).map_err(|err| Error::Seal {
         name: display_name(&args.input),

@@ -1,0 +1,168 @@
+//! Whether a certificate received over the network (the body of a 496) may
+//! be sealed to: issued by one of the trust anchors (`--trust PEM|DIR`),
+//! valid now, with an RSA PKCS#1 v1.5 signature (SHA-256/384/512) that the
+//! anchor's key verifies. Chains through intermediates come with `verify`.
+
+use const_oid::ObjectIdentifier;
+use der::Encode;
+use rsa::pkcs1v15::{Signature, VerifyingKey};
+use rsa::signature::Verifier;
+use sha2::{Sha256, Sha384, Sha512};
+use time::OffsetDateTime;
+use x509_cert::ext::pkix::BasicConstraints;
+
+use super::Cert;
+
+const SHA256_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
+const SHA384_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.12");
+const SHA512_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.13");
+
+/// Why a certificate is not trusted.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustError {
+    #[error("{cert} is not valid at {now} (valid {not_before} to {not_after})")]
+    Expired {
+        cert: String,
+        now: String,
+        not_before: String,
+        not_after: String,
+    },
+    #[error("{cert} was issued by {issuer}, which is not among the trust anchors")]
+    UnknownIssuer { cert: String, issuer: String },
+    #[error("{cert}: the signature of {issuer} does not verify")]
+    BadSignature { cert: String, issuer: String },
+    #[error("{cert}: unsupported signature algorithm {oid}")]
+    Unsupported { cert: String, oid: String },
+}
+
+/// Check that `cert` was issued by one of `anchors` (a CA certificate) and
+/// is valid at `now`; returns the anchor.
+pub fn check_issued<'a>(
+    cert: &Cert,
+    anchors: &'a [Cert],
+    now: OffsetDateTime,
+) -> Result<&'a Cert, TrustError> {
+    let tbs = cert.cert.tbs_certificate();
+    let validity = tbs.validity();
+    let unix = |t: &x509_cert::time::Time| t.to_unix_duration().as_secs() as i128;
+    let at = now.unix_timestamp() as i128;
+    if at < unix(&validity.not_before) || at > unix(&validity.not_after) {
+        return Err(TrustError::Expired {
+            cert: cert.name(),
+            now: now.to_string(),
+            not_before: validity.not_before.to_string(),
+            not_after: validity.not_after.to_string(),
+        });
+    }
+    let issuer = tbs.issuer();
+    let unknown = || TrustError::UnknownIssuer {
+        cert: cert.name(),
+        issuer: issuer.to_string(),
+    };
+    let is_ca = |a: &Cert| {
+        a.cert
+            .tbs_certificate()
+            .get_extension::<BasicConstraints>()
+            .ok()
+            .flatten()
+            .is_some_and(|(_, bc)| bc.ca)
+    };
+    let candidates: Vec<&Cert> = anchors
+        .iter()
+        .filter(|a| a.cert.tbs_certificate().subject() == issuer && is_ca(a))
+        .collect();
+    if candidates.is_empty() {
+        return Err(unknown());
+    }
+    let tbs_der = tbs.to_der().map_err(|_| unknown())?;
+    let sig = cert.cert.signature().raw_bytes();
+    let oid = cert.cert.signature_algorithm().oid;
+    for anchor in candidates {
+        let Ok(key) = anchor.rsa_public_key() else {
+            continue;
+        };
+        let Ok(sig) = Signature::try_from(sig) else {
+            break;
+        };
+        let ok = match oid {
+            SHA256_WITH_RSA => VerifyingKey::<Sha256>::new(key).verify(&tbs_der, &sig),
+            SHA384_WITH_RSA => VerifyingKey::<Sha384>::new(key).verify(&tbs_der, &sig),
+            SHA512_WITH_RSA => VerifyingKey::<Sha512>::new(key).verify(&tbs_der, &sig),
+            other => {
+                return Err(TrustError::Unsupported {
+                    cert: cert.name(),
+                    oid: other.to_string(),
+                });
+            }
+        };
+        if ok.is_ok() {
+            return Ok(anchor);
+        }
+    }
+    Err(TrustError::BadSignature {
+        cert: cert.name(),
+        issuer: issuer.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use time::macros::datetime;
+
+    use super::*;
+
+    fn load(p: &str) -> Cert {
+        Cert::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join(p)).unwrap()
+    }
+
+    fn anchors() -> Vec<Cert> {
+        Cert::load_all(&Path::new(env!("CARGO_MANIFEST_DIR")).join("keys/trust.pem")).unwrap()
+    }
+
+    #[test]
+    fn demo_certificates_chain_to_their_domain_ca() {
+        let now = datetime!(2026-06-01 0:00 UTC);
+        let anchors = anchors();
+        let ca = check_issued(&load("keys/proxy-b/cert.pem"), &anchors, now).unwrap();
+        assert!(ca.subject().contains("b.example.com"), "{}", ca.subject());
+        let ca = check_issued(&load("keys/alice/cert.pem"), &anchors, now).unwrap();
+        assert!(ca.subject().contains("a.example.com"), "{}", ca.subject());
+    }
+
+    #[test]
+    fn wrong_anchor_expiry_and_tampering_are_refused() {
+        let now = datetime!(2026-06-01 0:00 UTC);
+        let proxy_b = load("keys/proxy-b/cert.pem");
+        // Only a.example.com's CA: b's certificates are unknown.
+        let only_a: Vec<Cert> = anchors()
+            .into_iter()
+            .filter(|a| a.subject().contains("a.example.com"))
+            .collect();
+        assert_eq!(only_a.len(), 1);
+        assert!(matches!(
+            check_issued(&proxy_b, &only_a, now),
+            Err(TrustError::UnknownIssuer { .. })
+        ));
+        // A leaf is not an anchor even when named as one.
+        assert!(matches!(
+            check_issued(&proxy_b, std::slice::from_ref(&proxy_b), now),
+            Err(TrustError::UnknownIssuer { .. })
+        ));
+        assert!(matches!(
+            check_issued(&proxy_b, &anchors(), datetime!(2050-01-01 0:00 UTC)),
+            Err(TrustError::Expired { .. })
+        ));
+        // The signed SAN URI changed by one letter (still valid DER).
+        let mut der = proxy_b.cert.to_der().unwrap();
+        let at = der.windows(11).position(|w| w == b"sip:proxy-b").unwrap();
+        der[at + 4] = b'q';
+        let tampered = Cert::from_der(&der, "tampered").unwrap();
+        assert_eq!(tampered.uri().as_deref(), Some("sip:qroxy-b.b.example.com"));
+        assert!(matches!(
+            check_issued(&tampered, &anchors(), now),
+            Err(TrustError::BadSignature { .. })
+        ));
+    }
+}
