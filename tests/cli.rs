@@ -125,6 +125,53 @@ fn demo_builds_seals_and_shows_who_can_open() {
             assert_eq!(out.stdout, written, "{who} gets the INVITE back");
         }
     }
+
+    // The relay path: proxy-a opened and forwarded byte-identical, proxy-b
+    // forwarded blind, bob reads what arrived.
+    assert!(
+        text.contains("sealed body forwarded byte-identical: yes"),
+        "{text}"
+    );
+    assert!(
+        text.contains("decision: sealed, not designated: forwarded without opening"),
+        "{text}"
+    );
+    let open = |file: &str, who: &str| {
+        sipseal()
+            .arg("open")
+            .arg(dir.path().join(file))
+            .args(["--identity", &format!("keys/{who}"), "--body-only"])
+            .output()
+            .unwrap()
+    };
+    let at_bob = open("to-bob.sip", "bob");
+    assert_eq!(at_bob.status.code(), Some(0));
+    assert_eq!(at_bob.stdout, common::file("samples/offer.sdp"));
+    let to_bob =
+        sipseal::sip::Message::parse(&std::fs::read(dir.path().join("to-bob.sip")).unwrap())
+            .unwrap();
+    assert_eq!(to_bob.header_list("Via").len(), 3);
+    let pinholes =
+        String::from_utf8(std::fs::read(dir.path().join("pinholes.nft")).unwrap()).unwrap();
+    assert!(
+        pinholes.contains("add element inet sipseal media4 { 192.0.2.10 . udp . 49170 "),
+        "{pinholes}"
+    );
+    // The 496 loop: proxy-b could not open the designated INVITE, can open
+    // the re-sealed one, and the 496 it wrote works with seal.
+    assert!(
+        text.contains("answered: 496 instead of forwarding"),
+        "{text}"
+    );
+    assert_eq!(open("designated.sip", "proxy-b").status.code(), Some(3));
+    assert_eq!(open("resealed.sip", "proxy-b").status.code(), Some(0));
+    sipseal()
+        .args(["seal", "samples/invite.sip", "--peer", "keys/bob/cert.pem"])
+        .arg("--add-recipient-from")
+        .arg(dir.path().join("496.sip"))
+        .args(["--trust", "keys/trust.pem"])
+        .assert()
+        .success();
 }
 
 #[test]

@@ -10,7 +10,10 @@ use crate::context::Context;
 use crate::envelope::{Recipient, RecipientKey};
 use crate::fsio::write_atomic;
 use crate::inspect::{Known, inspect, inspect_with};
+use crate::keys::trust::check_issued;
 use crate::keys::{Cert, Identity};
+use crate::pinhole::{CallState, Seen};
+use crate::relay::{Outcome, RelayKeys, RelayOptions, RelayReport, relay, undecipherable_cert};
 use crate::sealing::{SealSpec, SealedInput, open_input, seal_message};
 use crate::sip::{Body, Message, RequestParams, build_request};
 
@@ -208,8 +211,21 @@ pub fn run(args: DemoArgs, ctx: &mut Context) -> Result<Exit, Error> {
     out.push_str("\n   $ sipseal open sealed.sip --identity keys/bob\n");
     out.push_str(&indent(&view(&sealed.message, "bob", &bob, ctx, &bytes)));
 
+    let mut files: Vec<(&str, Vec<u8>)> = vec![
+        ("invite.sip", bytes.clone()),
+        ("sealed.sip", sealed_bytes.clone()),
+    ];
+    let relays = Relays {
+        proxy_a: &proxy_a,
+        proxy_b: &proxy_b,
+        bob: &bob,
+        anchors: Cert::load_all(&dir.join("trust.pem"))?,
+    };
+    relay_path(&mut out, &mut files, &relays, &invite, &sealed.message, ctx)?;
+    designation_without_key(&mut out, &mut files, &relays, &invite, &spec, ctx)?;
+
     if let Some(dir) = &args.out {
-        for (name, data) in [("invite.sip", &bytes), ("sealed.sip", &sealed_bytes)] {
+        for (name, data) in &files {
             let path = dir.join(name);
             std::fs::create_dir_all(dir)
                 .and_then(|()| write_atomic(&path, data, false))
@@ -223,4 +239,177 @@ pub fn run(args: DemoArgs, ctx: &mut Context) -> Result<Exit, Error> {
     }
     super::io::write_output(None, out.as_bytes())?;
     Ok(Exit::Ok)
+}
+
+/// The parties of the relay steps.
+struct Relays<'a> {
+    proxy_a: &'a Identity,
+    proxy_b: &'a Identity,
+    bob: &'a Identity,
+    anchors: Vec<Cert>,
+}
+
+/// One relay step as `sipseal proxy` runs it; returns the outgoing message.
+fn hop(
+    out: &mut String,
+    msg: &Message,
+    relay_id: &Identity,
+    via: &str,
+    ctx: &mut Context,
+) -> Result<(Message, RelayReport, bool), Error> {
+    let keys = RelayKeys {
+        identity: relay_id,
+        psks: &[],
+        certs: &[],
+    };
+    let opts = RelayOptions {
+        via: Some(via.into()),
+        ..Default::default()
+    };
+    let (outcome, report) = relay(msg, &keys, &opts, ctx).map_err(|err| Error::Relay {
+        name: "the demo message".into(),
+        err,
+    })?;
+    out.push_str(&indent(&report.to_text()));
+    Ok(match outcome {
+        Outcome::Forward(m) => (m, report, true),
+        Outcome::Respond(m) => (m, report, false),
+    })
+}
+
+/// alice -> proxy-a (designated: opens, reports, pinholes) -> proxy-b (blind) -> bob.
+fn relay_path(
+    out: &mut String,
+    files: &mut Vec<(&str, Vec<u8>)>,
+    r: &Relays<'_>,
+    invite: &Message,
+    sealed: &Message,
+    ctx: &mut Context,
+) -> Result<(), Error> {
+    out.push_str(
+        "\n6. the INVITE travels alice -> proxy-a -> proxy-b -> bob. proxy-a is designated:\n   \
+         it opens the body, reports the media and SRTP keys, writes firewall pinholes,\n   \
+         and forwards the sealed body byte for byte:\n   \
+         $ sipseal proxy sealed.sip --identity keys/proxy-a --via proxy-a.a.example.com:5060 \\\n       --report report.txt --state state --pinholes pinholes.nft > to-proxy-b.sip\n\n",
+    );
+    let (to_b, report, _) = hop(out, sealed, r.proxy_a, "proxy-a.a.example.com:5060", ctx)?;
+    let same = to_b.body() == sealed.body();
+    out.push_str(&format!(
+        "    sealed body forwarded byte-identical: {}\n",
+        if same { "yes" } else { "NO" }
+    ));
+    let mut call = CallState::new(invite.call_id().unwrap_or_default());
+    let changes = call.step(&Seen::of(&to_b, report.sdp.as_deref()));
+    let nft = changes.to_nft();
+    out.push_str(
+        "\n   pinholes.nft (`nft -f pinholes.nft`; the answer in the 200 OK completes it):\n\n",
+    );
+    out.push_str(&indent(
+        &nft.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>(),
+    ));
+    files.push(("to-proxy-b.sip", to_b.to_bytes()));
+    files.push(("pinholes.nft", nft.into_bytes()));
+
+    out.push_str(
+        "\n   proxy-b is not designated and not a recipient: it forwards without touching its key:\n   \
+         $ sipseal proxy to-proxy-b.sip --identity keys/proxy-b --via proxy-b.b.example.com > to-bob.sip\n\n",
+    );
+    let (to_bob, _, _) = hop(out, &to_b, r.proxy_b, "proxy-b.b.example.com", ctx)?;
+    out.push_str(&format!(
+        "    Via headers now: {}; Max-Forwards: {}\n",
+        to_bob.header_list("Via").len(),
+        to_bob.header("Max-Forwards").unwrap_or("-")
+    ));
+    files.push(("to-bob.sip", to_bob.to_bytes()));
+    out.push_str("\n   $ sipseal open to-bob.sip --identity keys/bob\n");
+    out.push_str(&indent(&view(&to_bob, "bob", r.bob, ctx, &[])));
+    Ok(())
+}
+
+/// alice designates proxy-b by URI only; proxy-b answers 496 with its
+/// certificate; alice seals again with it added.
+fn designation_without_key(
+    out: &mut String,
+    files: &mut Vec<(&str, Vec<u8>)>,
+    r: &Relays<'_>,
+    invite: &Message,
+    spec: &SealSpec,
+    ctx: &mut Context,
+) -> Result<(), Error> {
+    let seal_err = |err| Error::Seal {
+        name: "the demo INVITE".into(),
+        err,
+    };
+    out.push_str(
+        "\n7. the same INVITE when bob's domain wants its proxy to see the SDP: alice designates\n   \
+         proxy-b by URI, but has no certificate for it (so no RecipientInfo):\n   \
+         $ sipseal seal invite.sip --peer keys/bob/cert.pem --disclose keys/proxy-a/cert.pem \\\n       --designate sip:proxy-b.b.example.com > designated.sip\n",
+    );
+    let mut first_spec = spec.clone();
+    first_spec.designate = vec!["sip:proxy-b.b.example.com".into()];
+    let first = seal_message(invite, &first_spec, ctx).map_err(seal_err)?;
+    files.push(("designated.sip", first.message.to_bytes()));
+    let (at_b, _, _) = hop(
+        &mut String::new(),
+        &first.message,
+        r.proxy_a,
+        "proxy-a.a.example.com:5060",
+        ctx,
+    )?;
+    out.push_str(
+        "\n   proxy-a forwards it as before; proxy-b is designated but cannot open it:\n   \
+         $ sipseal proxy to-proxy-b.sip --identity keys/proxy-b > 496.sip   # exit 5\n\n",
+    );
+    let (answer, _, forwarded) = hop(out, &at_b, r.proxy_b, "proxy-b.b.example.com", ctx)?;
+    if forwarded {
+        return Err(Error::usage(
+            "the demo expected a 496 from proxy-b",
+            "this is a bug; please report it",
+        ));
+    }
+    let answer_bytes = answer.to_bytes();
+    let head_end = answer_bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(answer_bytes.len());
+    out.push_str(&indent(&format!(
+        "{}\r\n\r\n<{} bytes: proxy-b's certificate, DER>\n",
+        String::from_utf8_lossy(&answer_bytes[..head_end]),
+        answer.body().len()
+    )));
+    files.push(("496.sip", answer_bytes));
+
+    let cert = undecipherable_cert(&answer, "496.sip")
+        .map_err(|e| Error::usage(format!("496.sip: {e}"), "this is a bug; please report it"))?;
+    let anchor = check_issued(&cert, &r.anchors, ctx.now()).map_err(|err| Error::Untrusted {
+        name: "496.sip".into(),
+        err,
+    })?;
+    out.push_str(&format!(
+        "\n   alice checks the certificate against her trust anchors (issued by {}) and seals again:\n   \
+         $ sipseal seal invite.sip --peer keys/bob/cert.pem --disclose keys/proxy-a/cert.pem \\\n       --add-recipient-from 496.sip --trust keys/trust.pem > resealed.sip\n",
+        anchor.subject()
+    ));
+    let mut second_spec = spec.clone();
+    second_spec.disclose.push(Recipient::Cert(Box::new(cert)));
+    let second = seal_message(invite, &second_spec, ctx).map_err(seal_err)?;
+    files.push(("resealed.sip", second.message.to_bytes()));
+    let (at_b, _, _) = hop(
+        &mut String::new(),
+        &second.message,
+        r.proxy_a,
+        "proxy-a.a.example.com:5060",
+        ctx,
+    )?;
+    out.push_str(
+        "\n   now proxy-b opens and reads the media on its way to bob:\n   \
+         $ sipseal proxy to-proxy-b.sip --identity keys/proxy-b > to-bob.sip\n\n",
+    );
+    let (to_bob, _, _) = hop(out, &at_b, r.proxy_b, "proxy-b.b.example.com", ctx)?;
+    out.push_str("\n   $ sipseal open to-bob.sip --identity keys/bob\n");
+    out.push_str(&indent(&view(&to_bob, "bob", r.bob, ctx, &[])));
+    Ok(())
 }
