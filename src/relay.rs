@@ -364,7 +364,11 @@ impl RelayReport {
 }
 
 /// `483 Too Many Hops` for a request whose Max-Forwards is 0.
-fn too_many_hops(msg: &Message, ctx: &mut Context) -> Result<Option<Message>, RelayError> {
+fn too_many_hops(
+    msg: &Message,
+    report: &mut RelayReport,
+    ctx: &mut Context,
+) -> Result<Option<Outcome>, RelayError> {
     if !msg.is_request() || msg.max_forwards()? != Some(0) {
         return Ok(None);
     }
@@ -372,7 +376,23 @@ fn too_many_hops(msg: &Message, ctx: &mut Context) -> Result<Option<Message>, Re
         code: 483,
         ..Default::default()
     };
-    Ok(Some(build_response(msg, &params, ctx)?))
+    report.answered = Some(483);
+    Ok(Some(Outcome::Respond(build_response(msg, &params, ctx)?)))
+}
+
+/// Open `env` with this relay's keys and say so in the report.
+fn open_envelope(
+    env: &Envelope,
+    keys: &[RecipientKey<'_>],
+    report: &mut RelayReport,
+    ctx: &mut Context,
+) -> Result<crate::envelope::Opened, RelayError> {
+    let opened = env
+        .open(keys, ctx.rng())
+        .map_err(|e| RelayError::Open(e.into()))?;
+    report.opened = true;
+    report.opened_with = keys.get(opened.key_index).map(RecipientKey::describe);
+    Ok(opened)
 }
 
 /// The `Proxy-Inspect-Body` entries naming this relay.
@@ -393,9 +413,8 @@ pub fn relay(
 ) -> Result<(Outcome, RelayReport), RelayError> {
     let uris = keys.uris();
     let mut report = RelayReport::new(msg, &uris);
-    if let Some(response) = too_many_hops(msg, ctx)? {
-        report.answered = Some(483);
-        return Ok((Outcome::Respond(response), report));
+    if let Some(response) = too_many_hops(msg, &mut report, ctx)? {
+        return Ok((response, report));
     }
     let mine = my_designations(msg, &uris);
     let envelope = match sealed_body(msg) {
@@ -431,13 +450,7 @@ pub fn relay(
         }
         // Responses (an answer SDP) are read whenever this relay can.
         if must_open || (!msg.is_request() && addressed) {
-            let opened = env
-                .open(&recipient_keys, ctx.rng())
-                .map_err(|e| RelayError::Open(e.into()))?;
-            report.opened = true;
-            report.opened_with = recipient_keys
-                .get(opened.key_index)
-                .map(RecipientKey::describe);
+            let opened = open_envelope(env, &recipient_keys, &mut report, ctx)?;
             let entity = Entity::parse(&opened.content);
             let content = match &entity {
                 Some(e) => e.body.clone(),
@@ -515,9 +528,8 @@ pub fn reencrypt(
 ) -> Result<(Outcome, RelayReport), RelayError> {
     let uris = keys.uris();
     let mut report = RelayReport::new(msg, &uris);
-    if let Some(response) = too_many_hops(msg, ctx)? {
-        report.answered = Some(483);
-        return Ok((Outcome::Respond(response), report));
+    if let Some(response) = too_many_hops(msg, &mut report, ctx)? {
+        return Ok((response, report));
     }
     let der = sealed_body(msg).map_err(RelayError::Open)?;
     let env = Envelope::parse(&der).map_err(|e| RelayError::Open(e.into()))?;
@@ -545,13 +557,7 @@ pub fn reencrypt(
         report.answered = Some(496);
         return Ok((Outcome::Respond(response), report));
     }
-    let opened = env
-        .open(&recipient_keys, ctx.rng())
-        .map_err(|e| RelayError::Open(e.into()))?;
-    report.opened = true;
-    report.opened_with = recipient_keys
-        .get(opened.key_index)
-        .map(RecipientKey::describe);
+    let opened = open_envelope(&env, &recipient_keys, &mut report, ctx)?;
     let mut entity = Entity::parse(&opened.content);
     if !opts.edits.is_empty() {
         entity = Some(edit(entity.as_ref(), &opened.content, &opts.edits)?);
