@@ -17,6 +17,8 @@ cargo build --release --quiet
 bin=target/release/sipseal
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+# seal and open record the session key (issue 5): into a scratch store.
+export SIPSEAL_STATE="$work/state"
 
 psk_hex=$(sed -n 's/^key: *//p' keys/psk/alice-proxy-a.yaml)
 psk_id_hex=$(printf 'alice-proxy-a' | od -An -tx1 | tr -d ' \n')

@@ -13,6 +13,7 @@ pub mod pinhole;
 pub mod relay;
 pub mod sdp;
 pub mod sealing;
+pub mod session;
 pub mod sip;
 pub mod state;
 pub mod yaml;

@@ -14,7 +14,7 @@ use crate::context::Context;
 use crate::envelope::recipient::{
     KeyTransportScheme, addressed_to_cert, addressed_to_kek, kekri_for, ktri_for,
 };
-use crate::envelope::{ContentCipher, RsaPadding, fresh_cek, seal_infos};
+use crate::envelope::{Cek, ContentCipher, RsaPadding, fresh_cek, seal_infos};
 use crate::envelope::{Envelope, EnvelopeError, Recipient, RecipientKey};
 use crate::keys::{Cert, Identity, Psk};
 use crate::sdp::Sdp;
@@ -404,17 +404,35 @@ fn my_designations(msg: &Message, uris: &[String]) -> Vec<Designation> {
         .collect()
 }
 
+/// The result of one relay step.
+pub struct Step {
+    pub outcome: Outcome,
+    pub report: RelayReport,
+    /// The CEK of the envelope this relay opened (for the session store).
+    pub cek: Option<Cek>,
+}
+
+impl Step {
+    fn new(outcome: Outcome, report: RelayReport) -> Step {
+        Step {
+            outcome,
+            report,
+            cek: None,
+        }
+    }
+}
+
 /// Run one relay step on `msg`.
 pub fn relay(
     msg: &Message,
     keys: &RelayKeys<'_>,
     opts: &RelayOptions,
     ctx: &mut Context,
-) -> Result<(Outcome, RelayReport), RelayError> {
+) -> Result<Step, RelayError> {
     let uris = keys.uris();
     let mut report = RelayReport::new(msg, &uris);
     if let Some(response) = too_many_hops(msg, &mut report, ctx)? {
-        return Ok((response, report));
+        return Ok(Step::new(response, report));
     }
     let mine = my_designations(msg, &uris);
     let envelope = match sealed_body(msg) {
@@ -424,6 +442,7 @@ pub fn relay(
     };
     let recipient_keys = keys.recipient_keys();
     let mut resealed = None;
+    let mut cek = None;
     if !opts.edits.is_empty() && envelope.is_none() {
         return Err(RelayError::EditRefused(
             "the body is not sealed for this relay".into(),
@@ -446,11 +465,12 @@ pub fn relay(
         if must_open && !addressed && msg.is_request() {
             let response = undecipherable(msg, keys, ctx)?;
             report.answered = Some(496);
-            return Ok((Outcome::Respond(response), report));
+            return Ok(Step::new(Outcome::Respond(response), report));
         }
         // Responses (an answer SDP) are read whenever this relay can.
         if must_open || (!msg.is_request() && addressed) {
             let opened = open_envelope(env, &recipient_keys, &mut report, ctx)?;
+            cek = Some(opened.cek.clone());
             let entity = Entity::parse(&opened.content);
             let content = match &entity {
                 Some(e) => e.body.clone(),
@@ -495,7 +515,11 @@ pub fn relay(
     if let Some(der) = resealed {
         forwarded.set_body(der);
     }
-    Ok((Outcome::Forward(forwarded), report))
+    Ok(Step {
+        outcome: Outcome::Forward(forwarded),
+        report,
+        cek,
+    })
 }
 
 /// How `reencrypt` runs.
@@ -525,11 +549,11 @@ pub fn reencrypt(
     keys: &RelayKeys<'_>,
     opts: &ReencryptOptions,
     ctx: &mut Context,
-) -> Result<(Outcome, RelayReport), RelayError> {
+) -> Result<Step, RelayError> {
     let uris = keys.uris();
     let mut report = RelayReport::new(msg, &uris);
     if let Some(response) = too_many_hops(msg, &mut report, ctx)? {
-        return Ok((response, report));
+        return Ok(Step::new(response, report));
     }
     let der = sealed_body(msg).map_err(RelayError::Open)?;
     let env = Envelope::parse(&der).map_err(|e| RelayError::Open(e.into()))?;
@@ -555,7 +579,7 @@ pub fn reencrypt(
     if env.find(&recipient_keys).is_none() && msg.is_request() {
         let response = undecipherable(msg, keys, ctx)?;
         report.answered = Some(496);
-        return Ok((Outcome::Respond(response), report));
+        return Ok(Step::new(Outcome::Respond(response), report));
     }
     let opened = open_envelope(&env, &recipient_keys, &mut report, ctx)?;
     let mut entity = Entity::parse(&opened.content);
@@ -572,14 +596,14 @@ pub fn reencrypt(
 
     let plain = restore(msg, entity.as_ref(), &opened.content);
     let mut spec = opts.spec.clone();
-    let cek = if opts.keep_cek {
+    let kept = if opts.keep_cek {
         spec.options.cipher = env.params.cipher;
         Some(&opened.cek)
     } else {
         None
     };
     ctx.mix("reencrypt", &msg.to_bytes());
-    let sealed = seal_message_with(&plain, &spec, cek, ctx).map_err(RelayError::Seal)?;
+    let sealed = seal_message_with(&plain, &spec, kept, ctx).map_err(RelayError::Seal)?;
     report.resealed_for = spec
         .peers
         .iter()
@@ -593,7 +617,11 @@ pub fn reencrypt(
     } else {
         forward_response(&sealed.message)?
     };
-    Ok((Outcome::Forward(forwarded), report))
+    Ok(Step {
+        outcome: Outcome::Forward(forwarded),
+        report,
+        cek: Some(opened.cek),
+    })
 }
 
 /// Apply SDP edits to opened content: the entity's headers are kept; raw

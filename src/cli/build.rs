@@ -8,6 +8,7 @@ use serde::Deserialize;
 use super::error::{Error, Exit};
 use super::io::{read_input, read_message, write_output};
 use super::keyargs::RecipientArgs;
+use super::state::StateArgs;
 use crate::context::Context;
 use crate::sealing::seal_message;
 use crate::sip::compose::parse_header_arg;
@@ -55,6 +56,8 @@ pub struct BuildArgs {
     pub seal: bool,
     #[command(flatten)]
     pub recipients: RecipientArgs,
+    #[command(flatten)]
+    pub state: StateArgs,
 }
 
 /// What to build.
@@ -339,12 +342,12 @@ pub fn run(args: BuildArgs, ctx: &mut Context) -> Result<Exit, Error> {
         (false, false) => msg,
         (true, true) => {
             let spec = args.recipients.spec(ctx.now())?;
-            seal_message(&msg, &spec, ctx)
-                .map_err(|err| Error::Seal {
-                    name: "the built message".into(),
-                    err,
-                })?
-                .message
+            let sealed = seal_message(&msg, &spec, ctx).map_err(|err| Error::Seal {
+                name: "the built message".into(),
+                err,
+            })?;
+            args.state.record_sender(&sealed, ctx)?;
+            sealed.message
         }
         (true, false) => {
             return Err(Error::usage(

@@ -13,7 +13,9 @@ use crate::inspect::{Known, inspect, inspect_with};
 use crate::keys::trust::check_issued;
 use crate::keys::{Cert, Identity};
 use crate::pinhole::{CallState, Seen};
-use crate::relay::{Outcome, RelayKeys, RelayOptions, RelayReport, relay, undecipherable_cert};
+use crate::relay::{
+    Outcome, RelayKeys, RelayOptions, RelayReport, Step, relay, undecipherable_cert,
+};
 use crate::sealing::{SealSpec, SealedInput, open_input, seal_message};
 use crate::sip::{Body, Message, RequestParams, build_request};
 
@@ -266,7 +268,9 @@ fn hop(
         via: Some(via.into()),
         ..Default::default()
     };
-    let (outcome, report) = relay(msg, &keys, &opts, ctx).map_err(|err| Error::Relay {
+    let Step {
+        outcome, report, ..
+    } = relay(msg, &keys, &opts, ctx).map_err(|err| Error::Relay {
         name: "the demo message".into(),
         err,
     })?;

@@ -13,6 +13,7 @@ pub mod open;
 pub mod proxy;
 pub mod reencrypt;
 pub mod seal;
+pub mod state;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use time::OffsetDateTime;

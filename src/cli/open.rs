@@ -7,9 +7,11 @@ use clap::Args;
 use super::error::{Error, Exit};
 use super::io::{display_name, read_sealed_input, write_output};
 use super::keyargs::KeyArgs;
+use super::state::{StateArgs, aor, sender_header};
 use crate::context::Context;
 use crate::envelope::EnvelopeKind;
-use crate::sealing::open_input;
+use crate::sealing::{SealedInput, open_input};
+use crate::session::Role;
 
 /// `open` arguments.
 #[derive(Debug, Args)]
@@ -20,6 +22,8 @@ pub struct OpenArgs {
     pub input: PathBuf,
     #[command(flatten)]
     pub keys: KeyArgs,
+    #[command(flatten)]
+    pub state: StateArgs,
     /// Write only the plaintext content (the SDP), not the message.
     #[arg(long)]
     pub body_only: bool,
@@ -48,6 +52,17 @@ pub fn run(args: OpenArgs, ctx: &mut Context) -> Result<Exit, Error> {
         eprintln!(
             "warning: EnvelopedData (AES-CBC) has no integrity protection: alterations in transit go undetected; prefer AuthEnvelopedData (AES-GCM)"
         );
+    }
+    if let (SealedInput::Sip(msg), Some(key)) = (&input, keys.get(opened.key_index)) {
+        let sender = aor(msg, sender_header(msg));
+        args.state.record_session(
+            &key.owner(),
+            msg,
+            &opened.cek,
+            Role::Ua,
+            sender.as_deref(),
+            ctx,
+        )?;
     }
     // Without a SIP message around it, the whole decrypted content (the
     // MIME entity) is the natural output; --body-only strips its headers.

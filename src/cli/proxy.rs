@@ -8,15 +8,16 @@ use clap::Args;
 
 use super::error::{Error, Exit};
 use super::io::{display_name, read_message, write_output};
+use super::state::{StateArgs, aor};
 use super::{Format, render};
 use crate::context::Context;
 use crate::fsio::write_atomic;
 use crate::keys::{Cert, Identity, Psk};
 use crate::pinhole::{self, PinholeFormat, Seen};
-use crate::relay::{Outcome, RelayError, RelayKeys, RelayOptions, RelayReport, relay};
+use crate::relay::{Outcome, RelayError, RelayKeys, RelayOptions, RelayReport, Step, relay};
 use crate::sdp::SdpEdit;
+use crate::session::Role;
 use crate::sip::Message;
-use crate::state::StateDir;
 
 /// What every relay command takes: the message, this relay's keys, its
 /// Via, SDP edits, the report and the output.
@@ -61,10 +62,8 @@ pub struct RelayArgs {
     /// `inet sipseal`, for `nft -f`) or JSON.
     #[arg(long, value_enum, default_value_t = PinholeFormat::Nft)]
     pub pinhole_format: PinholeFormat,
-    /// State directory (default: $SIPSEAL_STATE, else $XDG_STATE_HOME/sipseal);
-    /// each identity keeps its own subdirectory.
-    #[arg(long, value_name = "DIR", env = "SIPSEAL_STATE")]
-    pub state: Option<PathBuf>,
+    #[command(flatten)]
+    pub state: StateArgs,
 }
 
 /// What [`RelayArgs::load`] reads.
@@ -114,15 +113,29 @@ impl RelayArgs {
         }
     }
 
-    /// Write the pinholes and the report (if asked) and the message; exit 5
-    /// for a response this relay produced.
+    /// Record the session key (when this relay opened the body), write the
+    /// pinholes and the report (if asked) and the message; exit 5 for a
+    /// response this relay produced.
     pub fn finish(
         &self,
         command: &str,
         identity: &Identity,
-        outcome: Outcome,
-        report: &RelayReport,
+        msg: &Message,
+        step: Step,
+        ctx: &Context,
     ) -> Result<Exit, Error> {
+        let Step {
+            outcome,
+            report,
+            cek,
+        } = step;
+        if let Some(cek) = &cek {
+            let from = aor(msg, "From");
+            let name = identity.cert.name();
+            self.state
+                .record_session(&name, msg, cek, Role::Relay, from.as_deref(), ctx)?;
+        }
+        let report = &report;
         if let Some(path) = &self.pinholes {
             // What passes on is what the pinholes follow: the forwarded
             // message, or the error response this relay answered with.
@@ -139,7 +152,9 @@ impl RelayArgs {
                     "pinholes are kept per call: the message needs a Call-ID",
                 )
             })?;
-            let dir = StateDir::resolve(self.state.as_deref())?
+            let dir = self
+                .state
+                .dir()?
                 .identity_dir(&identity.cert.name())
                 .join("pinholes");
             let changes = pinhole::update(&dir, call_id, &Seen::of(msg, sdp))?;
@@ -217,6 +232,6 @@ pub fn run(args: ProxyArgs, ctx: &mut Context) -> Result<Exit, Error> {
         keep_designation: args.keep_designation,
         edits: args.relay.edits(),
     };
-    let (outcome, report) = relay(&msg, &keys, &opts, ctx).map_err(|e| args.relay.error(e))?;
-    args.relay.finish("proxy", &identity, outcome, &report)
+    let step = relay(&msg, &keys, &opts, ctx).map_err(|e| args.relay.error(e))?;
+    args.relay.finish("proxy", &identity, &msg, step, ctx)
 }

@@ -49,6 +49,6 @@ pub fn run(args: ReencryptArgs, ctx: &mut Context) -> Result<Exit, Error> {
         keep_cek: args.keep_cek,
         edits: args.relay.edits(),
     };
-    let (outcome, report) = reencrypt(&msg, &keys, &opts, ctx).map_err(|e| args.relay.error(e))?;
-    args.relay.finish("reencrypt", &identity, outcome, &report)
+    let step = reencrypt(&msg, &keys, &opts, ctx).map_err(|e| args.relay.error(e))?;
+    args.relay.finish("reencrypt", &identity, &msg, step, ctx)
 }

@@ -7,6 +7,7 @@ use clap::Args;
 use super::error::{Error, Exit};
 use super::io::{display_name, read_message, write_output};
 use super::keyargs::RecipientArgs;
+use super::state::StateArgs;
 use crate::context::Context;
 use crate::sealing::seal_message;
 
@@ -18,6 +19,8 @@ pub struct SealArgs {
     pub input: PathBuf,
     #[command(flatten)]
     pub recipients: RecipientArgs,
+    #[command(flatten)]
+    pub state: StateArgs,
     /// Write only the DER ContentInfo (for openssl and other tools), not the SIP message.
     #[arg(long)]
     pub body_only: bool,
@@ -34,6 +37,7 @@ pub fn run(args: SealArgs, ctx: &mut Context) -> Result<Exit, Error> {
         name: display_name(&args.input),
         err,
     })?;
+    args.state.record_sender(&sealed, ctx)?;
     let bytes = if args.body_only {
         sealed.der
     } else {

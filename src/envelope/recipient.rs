@@ -443,6 +443,15 @@ impl RecipientKey<'_> {
         }
     }
 
+    /// Whose key it is, for naming its state: the certificate's name, or
+    /// the PSK's `uri` (else its id).
+    pub fn owner(&self) -> String {
+        match self {
+            RecipientKey::Psk(Psk { uri: Some(uri), .. }) => uri.clone(),
+            other => other.describe(),
+        }
+    }
+
     /// Recover the content key from a matching RecipientInfo.
     ///
     /// Every failure — wrong padding, wrong length, failed key unwrap —

@@ -3,10 +3,19 @@
 
 use std::path::{Path, PathBuf};
 
-/// The built `sipseal` binary, run from the repository root.
+/// The built `sipseal` binary, run from the repository root, with its own
+/// empty state directory under the target directory (never the user's; a
+/// test that shares state between steps passes --state).
 pub fn sipseal() -> assert_cmd::Command {
+    static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let state = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("state")
+        .join(format!("{}-{n}", std::process::id()));
     let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_sipseal"));
-    cmd.current_dir(repo()).env_remove("SIPSEAL_SEED");
+    cmd.current_dir(repo())
+        .env_remove("SIPSEAL_SEED")
+        .env("SIPSEAL_STATE", state);
     cmd
 }
 
