@@ -22,7 +22,7 @@ use crate::sdp::{SdpEdit, apply_edits};
 use crate::sealing::{Entity, SealError, SealSpec, restore, seal_message_with, sealed_body};
 use crate::sip::compose::{Body, ComposeError, ResponseParams, build_response};
 use crate::sip::disclosure::{Access, Designation, designations, remove_designations};
-use crate::sip::headers::{addr_spec, split_list};
+use crate::sip::headers::{addr_spec, split_list, uri_host};
 use crate::sip::{HeaderError, Message};
 use cms::enveloped_data::RecipientInfo;
 
@@ -124,6 +124,15 @@ impl RelayKeys<'_> {
             }
         }
         out
+    }
+
+    /// The host of its certificate's SAN URI (Via sent-by, Warning agent).
+    fn host(&self) -> String {
+        self.identity
+            .cert
+            .uri()
+            .and_then(|u| uri_host(&u))
+            .unwrap_or_else(|| "sipseal.invalid".into())
     }
 
     fn recipient_keys(&self) -> Vec<RecipientKey<'_>> {
@@ -692,12 +701,7 @@ fn undecipherable(
     keys: &RelayKeys<'_>,
     ctx: &mut Context,
 ) -> Result<Message, RelayError> {
-    let host = keys
-        .identity
-        .cert
-        .uri()
-        .map(|u| uri_host(&u))
-        .unwrap_or_else(|| "sipseal.invalid".into());
+    let host = keys.host();
     let der = keys
         .identity
         .cert
@@ -745,19 +749,6 @@ pub fn undecipherable_cert(msg: &Message, source: &str) -> Result<Cert, String> 
     Ok(cert)
 }
 
-fn uri_host(uri: &str) -> String {
-    let rest = uri
-        .strip_prefix("sips:")
-        .or_else(|| uri.strip_prefix("sip:"))
-        .unwrap_or(uri);
-    let hostport = rest.rsplit('@').next().unwrap_or(rest);
-    hostport
-        .split([';', '?', ':'])
-        .next()
-        .unwrap_or(hostport)
-        .to_owned()
-}
-
 /// A request goes on with a new top Via and Max-Forwards decremented;
 /// `drop_mine` removes this relay's `Proxy-Inspect-Body` entries.
 fn forward_request(
@@ -771,12 +762,7 @@ fn forward_request(
     ctx.mix("relay", &msg.to_bytes());
     let sent_by = match via {
         Some(v) => v.to_owned(),
-        None => keys
-            .identity
-            .cert
-            .uri()
-            .map(|u| uri_host(&u))
-            .unwrap_or_else(|| "sipseal.invalid".into()),
+        None => keys.host(),
     };
     // The transport of the hop we forward on is the one the request arrived with.
     msg.vias()?;

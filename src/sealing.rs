@@ -17,7 +17,7 @@ use crate::envelope::{
 };
 use crate::mime::BODY_HEADERS;
 use crate::sip::disclosure::{Access, Designation, PROXY_INSPECT_BODY, remove_designations};
-use crate::sip::headers::{parse_content_type, strip_angle};
+use crate::sip::headers::{parse_content_type, strip_angle, uri_host};
 use crate::sip::{HeaderError, Message, ParseError};
 
 /// Problems sealing or opening a message.
@@ -132,23 +132,6 @@ pub fn mime_entity(msg: &Message) -> Result<Vec<u8>, SealError> {
 
 fn is_pkcs7_mime(mime: &str) -> bool {
     mime == "application/pkcs7-mime" || mime == "application/x-pkcs7-mime"
-}
-
-/// The host of the first `sip:`/`sips:` URI in a name-addr value.
-fn uri_host(value: &str) -> Option<String> {
-    let start = value
-        .find("sip:")
-        .map(|i| i + 4)
-        .or_else(|| value.find("sips:").map(|i| i + 5))?;
-    let rest = &value[start..];
-    let end = rest.find(['>', ';', '?', ' ']).unwrap_or(rest.len());
-    let hostport = rest[..end].rsplit('@').next()?;
-    let host = if hostport.starts_with('[') {
-        hostport.split_inclusive(']').next()?
-    } else {
-        hostport.split(':').next()?
-    };
-    (!host.is_empty()).then(|| host.to_owned())
 }
 
 /// Where the body headers sit: the first body header, else just before
@@ -585,23 +568,6 @@ pub fn restore(msg: &Message, entity: Option<&Entity>, content: &[u8]) -> Messag
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn uri_hosts() {
-        assert_eq!(
-            uri_host("Alice <sip:alice@a.example.com>;tag=1").as_deref(),
-            Some("a.example.com")
-        );
-        assert_eq!(
-            uri_host("sip:a.example.com:5060;lr").as_deref(),
-            Some("a.example.com")
-        );
-        assert_eq!(
-            uri_host("<sips:u@[2001:db8::1]:5061>").as_deref(),
-            Some("[2001:db8::1]")
-        );
-        assert_eq!(uri_host("tel:+1"), None);
-    }
 
     #[test]
     fn entity_detection() {

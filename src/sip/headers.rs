@@ -280,6 +280,23 @@ impl Message {
     }
 }
 
+/// The host of the first `sip:`/`sips:` URI in a name-addr value.
+pub fn uri_host(value: &str) -> Option<String> {
+    let start = value
+        .find("sip:")
+        .map(|i| i + 4)
+        .or_else(|| value.find("sips:").map(|i| i + 5))?;
+    let rest = &value[start..];
+    let end = rest.find(['>', ';', '?', ' ']).unwrap_or(rest.len());
+    let hostport = rest[..end].rsplit('@').next()?;
+    let host = if hostport.starts_with('[') {
+        hostport.split_inclusive(']').next()?
+    } else {
+        hostport.split(':').next()?
+    };
+    (!host.is_empty()).then(|| host.to_owned())
+}
+
 /// The URI of a name-addr or addr-spec value: `sip:x@y` from
 /// `Name <sip:x@y>;tag=...`, or from `sip:x@y;tag=...`.
 pub fn addr_spec(v: &str) -> &str {
@@ -355,6 +372,23 @@ pub fn parse_content_disposition(v: &str) -> Result<ContentDisposition, HeaderEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uri_hosts() {
+        assert_eq!(
+            uri_host("Alice <sip:alice@a.example.com>;tag=1").as_deref(),
+            Some("a.example.com")
+        );
+        assert_eq!(
+            uri_host("sip:a.example.com:5060;lr").as_deref(),
+            Some("a.example.com")
+        );
+        assert_eq!(
+            uri_host("<sips:u@[2001:db8::1]:5061>").as_deref(),
+            Some("[2001:db8::1]")
+        );
+        assert_eq!(uri_host("tel:+1"), None);
+    }
 
     const MSG: &[u8] = b"INVITE sip:bob@b.example.com SIP/2.0\r\n\
 v: SIP/2.0/TCP p.example.com;branch=z9hG4bKp1, SIP/2.0/UDP a.example.com:5060;branch=z9hG4bKa1\r\n\
