@@ -20,6 +20,7 @@ use crate::keys::{Cert, Identity, Psk};
 use crate::sdp::Sdp;
 use crate::sdp::{SdpEdit, apply_edits};
 use crate::sealing::{Entity, SealError, SealSpec, restore, seal_message_with, sealed_body};
+use crate::session::SessionKey;
 use crate::sip::compose::{Body, ComposeError, ResponseParams, build_response};
 use crate::sip::disclosure::{Access, Designation, designations, remove_designations};
 use crate::sip::headers::{addr_spec, split_list, uri_host};
@@ -110,6 +111,8 @@ pub struct RelayKeys<'a> {
     pub psks: &'a [Psk],
     /// Certificates of the parties it may re-seal for after an edit.
     pub certs: &'a [Cert],
+    /// Session keys it stored (SPEC §3.2) that later messages may be sealed under.
+    pub sessions: &'a [SessionKey],
 }
 
 impl RelayKeys<'_> {
@@ -136,7 +139,9 @@ impl RelayKeys<'_> {
     }
 
     fn recipient_keys(&self) -> Vec<RecipientKey<'_>> {
-        let mut keys: Vec<RecipientKey<'_>> = self.psks.iter().map(RecipientKey::Psk).collect();
+        let mut keys: Vec<RecipientKey<'_>> =
+            self.sessions.iter().map(RecipientKey::Session).collect();
+        keys.extend(self.psks.iter().map(RecipientKey::Psk));
         keys.push(RecipientKey::Rsa {
             cert: &self.identity.cert,
             key: self.identity,
@@ -160,6 +165,9 @@ pub enum Decision {
     /// `reencrypt` without a designation: the sender sealed to this relay
     /// as its next hop (trust hop by hop).
     Addressed,
+    /// A later message of a session whose key this relay stored when it
+    /// opened the session's first message (SPEC §3.2).
+    Session,
 }
 
 /// One media stream as a relay needs it (pinholes, recording).
@@ -261,6 +269,7 @@ impl RelayReport {
                 "not designated, opened on trial (a RecipientInfo is addressed to it)"
             }
             Decision::Addressed => "not designated, sealed to this relay as the next hop",
+            Decision::Session => "sealed under a session key this relay stored",
         };
         let _ = writeln!(out, "  decision: {decision}");
         if let Some(by) = &self.designated_by {
@@ -458,9 +467,13 @@ pub fn relay(
         ));
     }
     if let Some(env) = &envelope {
-        let addressed = env.find(&recipient_keys).is_some();
+        let found = env.find(&recipient_keys);
+        let addressed = found.is_some();
+        let by_session = found.is_some_and(|(k, _)| k < keys.sessions.len());
         report.decision = if !mine.is_empty() {
             Decision::Designated
+        } else if by_session {
+            Decision::Session
         } else if opts.trial && addressed {
             Decision::Trial
         } else {
@@ -479,7 +492,10 @@ pub fn relay(
         // Responses (an answer SDP) are read whenever this relay can.
         if must_open || (!msg.is_request() && addressed) {
             let opened = open_envelope(env, &recipient_keys, &mut report, ctx)?;
-            cek = Some(opened.cek.clone());
+            // A session message's per-message CEK is no session key.
+            if opened.key_index >= keys.sessions.len() {
+                cek = Some(opened.cek.clone());
+            }
             let entity = Entity::parse(&opened.content);
             let content = match &entity {
                 Some(e) => e.body.clone(),
@@ -626,10 +642,11 @@ pub fn reencrypt(
     } else {
         forward_response(&sealed.message)?
     };
+    let by_session = opened.key_index < keys.sessions.len();
     Ok(Step {
         outcome: Outcome::Forward(forwarded),
         report,
-        cek: Some(opened.cek),
+        cek: (!by_session).then_some(opened.cek),
     })
 }
 

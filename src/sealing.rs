@@ -12,10 +12,13 @@ use rand::CryptoRng;
 use zeroize::Zeroizing;
 
 use crate::context::Context;
+use crate::envelope::recipient::kekri_with_id;
 use crate::envelope::{
-    self, Cek, Envelope, EnvelopeError, EnvelopeKind, Recipient, RecipientKey, SealOptions,
+    self, Cek, ContentCipher, Envelope, EnvelopeError, EnvelopeKind, Recipient, RecipientKey,
+    SealOptions,
 };
 use crate::mime::BODY_HEADERS;
+use crate::session::SessionKey;
 use crate::sip::disclosure::{Access, Designation, PROXY_INSPECT_BODY, remove_designations};
 use crate::sip::headers::{parse_content_type, strip_angle, uri_host};
 use crate::sip::{HeaderError, Message, ParseError};
@@ -184,17 +187,7 @@ pub fn seal_message_with(
             designated.push(uri.clone());
         }
     }
-    let ct = parse_content_type(msg.header("Content-Type").unwrap_or_default())?;
-    let label = match ct.mime.split_once('/') {
-        Some((_, sub)) if sub.len() <= 12 && sub.bytes().all(|b| b.is_ascii_alphanumeric()) => sub,
-        _ => "body",
-    };
-    let host = msg
-        .header("From")
-        .and_then(uri_host)
-        .unwrap_or_else(|| "sipseal.invalid".into());
-    let content_id = format!("{label}-{}@{host}", ctx.token(4));
-
+    let content_id = content_id(msg, ctx)?;
     let (der, cek) = match cek {
         Some(cek) => (
             envelope::seal_with_cek(&entity, cek, &all, &spec.options, ctx.rng())?,
@@ -207,7 +200,73 @@ pub fn seal_message_with(
     } else {
         EnvelopeKind::EnvelopedData
     };
+    let message = wrap(msg, &der, &designated, spec.access, &content_id, kind);
+    Ok(SealedMessage {
+        message,
+        der,
+        cek,
+        content_id,
+    })
+}
 
+/// Seal the body of `msg` under a session key (SPEC §3.2):
+/// AuthEnvelopedData (AES-256-GCM) with exactly one KEKRecipientInfo,
+/// kekid = the session reference, wrapping a fresh per-message CEK. No
+/// public-key operation, and no `Proxy-Inspect-Body`: the relays that
+/// stored the session key find it by the reference.
+pub fn seal_session(
+    msg: &Message,
+    key: &SessionKey,
+    ctx: &mut Context,
+) -> Result<SealedMessage, SealError> {
+    let entity = Zeroizing::new(mime_entity(msg)?);
+    let content_id = content_id(msg, ctx)?;
+    let cipher = ContentCipher::Aes256Gcm;
+    let cek = envelope::fresh_cek(cipher, ctx.rng());
+    let info = kekri_with_id(&key.reference, &key.kek, &cek)?;
+    let der = envelope::seal_infos(&entity, &cek, vec![info], cipher, ctx.rng())?;
+    let message = wrap(
+        msg,
+        &der,
+        &[],
+        Access::Read,
+        &content_id,
+        EnvelopeKind::AuthEnvelopedData,
+    );
+    Ok(SealedMessage {
+        message,
+        der,
+        cek,
+        content_id,
+    })
+}
+
+/// A fresh Content-ID for the sealed part: `sdp-<token>@<sender's host>`
+/// (the From of a request, the To of a response).
+fn content_id(msg: &Message, ctx: &mut Context) -> Result<String, SealError> {
+    let ct = parse_content_type(msg.header("Content-Type").unwrap_or_default())?;
+    let label = match ct.mime.split_once('/') {
+        Some((_, sub)) if sub.len() <= 12 && sub.bytes().all(|b| b.is_ascii_alphanumeric()) => sub,
+        _ => "body",
+    };
+    let host = msg
+        .header(if msg.is_request() { "From" } else { "To" })
+        .and_then(uri_host)
+        .unwrap_or_else(|| "sipseal.invalid".into());
+    Ok(format!("{label}-{}@{host}", ctx.token(4)))
+}
+
+/// `msg` with `der` as its body: the plaintext body headers replaced by
+/// the pkcs7-mime ones (at the same place) and one `Proxy-Inspect-Body`
+/// per designated relay; every other header line byte-identical.
+fn wrap(
+    msg: &Message,
+    der: &[u8],
+    designated: &[String],
+    access: Access,
+    content_id: &str,
+    kind: EnvelopeKind,
+) -> Message {
     let mut out = msg.clone();
     let at = body_header_position(&out);
     // Count what goes away above the insertion point so it stays put.
@@ -218,12 +277,12 @@ pub fn seal_message_with(
     out.remove_headers(PROXY_INSPECT_BODY);
     remove_body_headers(&mut out);
     let mut lines: Vec<(String, String)> = designated
-        .into_iter()
+        .iter()
         .map(|uri| {
             let d = Designation {
-                uri,
-                cid: Some(content_id.clone()),
-                access: spec.access,
+                uri: uri.clone(),
+                cid: Some(content_id.to_owned()),
+                access,
             };
             (PROXY_INSPECT_BODY.to_owned(), d.to_value())
         })
@@ -247,13 +306,8 @@ pub fn seal_message_with(
     for (i, (name, value)) in lines.iter().enumerate() {
         out.insert_header(at + i, name, value);
     }
-    out.set_body(der.clone());
-    Ok(SealedMessage {
-        message: out,
-        der,
-        cek,
-        content_id,
-    })
+    out.set_body(der.to_vec());
+    out
 }
 
 fn check_distinct(all: &[Recipient]) -> Result<(), SealError> {
@@ -509,8 +563,17 @@ pub fn open_input<R: CryptoRng + ?Sized>(
     keys: &[RecipientKey<'_>],
     rng: &mut R,
 ) -> Result<OpenedContent, SealError> {
-    let der = envelope_der(input)?;
-    let env = Envelope::parse(&der)?;
+    let env = Envelope::parse(&envelope_der(input)?)?;
+    open_parsed(input, &env, keys, rng)
+}
+
+/// [`open_input`] on an envelope already parsed from `input`.
+pub fn open_parsed<R: CryptoRng + ?Sized>(
+    input: &SealedInput,
+    env: &Envelope,
+    keys: &[RecipientKey<'_>],
+    rng: &mut R,
+) -> Result<OpenedContent, SealError> {
     let opened = env.open(keys, rng)?;
     let entity = Entity::parse(&opened.content);
     let message = match input {

@@ -25,6 +25,88 @@ use crate::state::{StateError, lock};
 pub const DEFAULT_MAX_USES: u64 = 100;
 /// Default time a replaced key still opens messages in flight.
 pub const DEFAULT_GRACE: Duration = Duration::seconds(32);
+/// Default lifetime of a session key: a sender rekeys after it, receivers
+/// refuse the key once it (and the grace time) has passed.
+pub const DEFAULT_MAX_AGE: Duration = Duration::hours(24);
+
+/// When keys are replaced and how long old ones are honoured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// Messages a sender seals under one key before it rekeys.
+    pub max_uses: u64,
+    /// Age after which a sender rekeys and receivers refuse the key.
+    pub max_age: Duration,
+    /// How long a replaced key (and an expired one) still opens messages.
+    pub grace: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            max_uses: DEFAULT_MAX_USES,
+            max_age: DEFAULT_MAX_AGE,
+            grace: DEFAULT_GRACE,
+        }
+    }
+}
+
+/// A session key ready to seal or open with: the reference (kekid on
+/// the wire) and the KEK.
+#[derive(Clone)]
+pub struct SessionKey {
+    /// The Call-ID of the session.
+    pub call_id: String,
+    /// The 16-byte session reference.
+    pub reference: Vec<u8>,
+    /// The 32-byte KEK.
+    pub kek: Zeroizing<Vec<u8>>,
+    /// Whether this is the replaced key, still inside its grace time.
+    pub previous: bool,
+}
+
+impl std::fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionKey")
+            .field("call_id", &self.call_id)
+            .field("reference", &hex::encode(&self.reference))
+            .field("kek", &"<redacted>")
+            .field("previous", &self.previous)
+            .finish()
+    }
+}
+
+impl SessionKey {
+    /// The key derived from `cek` (SPEC §3.2).
+    pub fn derive(call_id: &str, cek: &[u8]) -> SessionKey {
+        let keys = derive(cek);
+        SessionKey {
+            call_id: call_id.to_owned(),
+            reference: keys.reference.to_vec(),
+            kek: Zeroizing::new(keys.kek.to_vec()),
+            previous: false,
+        }
+    }
+
+    fn from_hex(call_id: &str, reference: &str, kek: &str, previous: bool) -> Option<SessionKey> {
+        Some(SessionKey {
+            call_id: call_id.to_owned(),
+            reference: hex::decode(reference).ok()?,
+            kek: Zeroizing::new(hex::decode(kek).ok()?),
+            previous,
+        })
+    }
+}
+
+/// What a sender may do with its session key now.
+#[derive(Debug)]
+pub enum Use {
+    /// Seal under this key (its use counted).
+    Key(SessionKey),
+    /// The key is used up or too old: send a full envelope (a rekey).
+    Rekey(String),
+    /// No session for this Call-ID.
+    NoSession,
+}
 
 /// The values derived from a CEK.
 pub struct SessionKeys {
@@ -83,6 +165,10 @@ pub struct Entry {
     pub expiry: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<Previous>,
+    /// The CSeq number of the last in-dialog request this party built
+    /// with `reply` (the local sequence of RFC 3261 §12.2.1.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_cseq: Option<u32>,
 }
 
 impl Entry {
@@ -93,6 +179,7 @@ impl Entry {
         role: Role,
         peer: Option<String>,
         now: OffsetDateTime,
+        policy: &Policy,
     ) -> Entry {
         let keys = derive(cek);
         Entry {
@@ -103,15 +190,63 @@ impl Entry {
             peer,
             created: rfc3339(now),
             uses: 0,
-            max_uses: DEFAULT_MAX_USES,
-            expiry: None,
+            max_uses: policy.max_uses,
+            expiry: Some(rfc3339(now + policy.max_age)),
             previous: None,
+            local_cseq: None,
         }
+    }
+
+    /// The current key.
+    pub fn key(&self) -> Option<SessionKey> {
+        SessionKey::from_hex(&self.call_id, &self.reference, &self.kek, false)
+    }
+
+    /// The keys that open messages at `now`: the current one until its
+    /// expiry plus `grace`, the previous one until its `until`.
+    pub fn keys_at(&self, now: OffsetDateTime, grace: Duration) -> Vec<SessionKey> {
+        let mut out = Vec::new();
+        if self
+            .expiry
+            .as_deref()
+            .and_then(parse_time)
+            .is_none_or(|e| now < e + grace)
+        {
+            out.extend(self.key());
+        }
+        if let Some(p) = &self.previous
+            && parse_time(&p.until).is_some_and(|u| now < u)
+        {
+            out.extend(SessionKey::from_hex(
+                &self.call_id,
+                &p.reference,
+                &p.kek,
+                true,
+            ));
+        }
+        out
+    }
+
+    /// Whether `reference` (hex) names this entry's current or previous key.
+    pub fn has_reference(&self, reference: &str) -> bool {
+        self.reference.eq_ignore_ascii_case(reference)
+            || self
+                .previous
+                .as_ref()
+                .is_some_and(|p| p.reference.eq_ignore_ascii_case(reference))
     }
 }
 
+/// RFC 3339 in whole seconds.
 fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_default()
+    t.replace_nanosecond(0)
+        .unwrap_or(t)
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}
+
+fn parse_time(s: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(s, &Rfc3339).ok()
 }
 
 /// The store file's contents.
@@ -119,7 +254,21 @@ fn rfc3339(t: OffsetDateTime) -> String {
 pub struct Sessions {
     /// Format version (1).
     pub version: u32,
+    /// Whose store it is (certificate SAN URI or AOR).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
     pub sessions: Vec<Entry>,
+}
+
+impl Sessions {
+    /// The entry for a Call-ID, or for a session reference (hex, current
+    /// or previous key).
+    pub fn find(&self, what: &str) -> Option<&Entry> {
+        self.sessions
+            .iter()
+            .find(|e| e.call_id == what)
+            .or_else(|| self.sessions.iter().find(|e| e.has_reference(what)))
+    }
 }
 
 /// What recording a key did.
@@ -137,6 +286,7 @@ pub enum Recorded {
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
+    identity: Option<String>,
 }
 
 impl Store {
@@ -144,6 +294,15 @@ impl Store {
     pub fn at(dir: &Path) -> Store {
         Store {
             dir: dir.to_owned(),
+            identity: None,
+        }
+    }
+
+    /// The store of the identity `name` under the state directory.
+    pub fn of(state: &crate::state::StateDir, name: &str) -> Store {
+        Store {
+            dir: state.identity_dir(name),
+            identity: Some(name.to_owned()),
         }
     }
 
@@ -159,6 +318,7 @@ impl Store {
             Ok(text) => parse(&path, &text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Sessions {
                 version: 1,
+                identity: self.identity.clone(),
                 sessions: Vec::new(),
             }),
             Err(e) => Err(StateError::io(&path, e)),
@@ -171,6 +331,9 @@ impl Store {
         let _guard = lock(&self.dir)?;
         let mut sessions = self.load()?;
         let out = f(&mut sessions);
+        if sessions.identity.is_none() {
+            sessions.identity.clone_from(&self.identity);
+        }
         let path = self.path();
         let text = crate::yaml::to_string(&sessions).map_err(|e| StateError::Corrupt {
             path: path.display().to_string(),
@@ -199,6 +362,7 @@ impl Store {
                     };
                     *e = Entry {
                         previous: Some(previous),
+                        local_cseq: e.local_cseq,
                         ..entry
                     };
                     Recorded::Replaced
@@ -209,6 +373,94 @@ impl Store {
                 }
             },
         )
+    }
+}
+
+impl Store {
+    /// The keys of this store that open a message under `reference` for
+    /// `call_id` at `now` (current key until expiry + grace, previous key
+    /// until its `until`). Read without the lock: writes are atomic renames.
+    pub fn lookup(
+        &self,
+        reference: &[u8],
+        call_id: Option<&str>,
+        now: OffsetDateTime,
+        grace: Duration,
+    ) -> Result<Option<SessionKey>, StateError> {
+        let sessions = self.load()?;
+        Ok(sessions
+            .sessions
+            .iter()
+            .filter(|e| call_id.is_none_or(|c| c == e.call_id))
+            .flat_map(|e| e.keys_at(now, grace))
+            .find(|k| k.reference == reference))
+    }
+
+    /// A sender's use of its session key for `call_id`: the key with its
+    /// use counted, or a rekey when it has sealed `max_uses` messages or
+    /// is `max_age` old (flags given now override what was recorded).
+    pub fn use_key(
+        &self,
+        call_id: &str,
+        now: OffsetDateTime,
+        max_uses: Option<u64>,
+        max_age: Option<Duration>,
+    ) -> Result<Use, StateError> {
+        self.update(|s| {
+            let Some(e) = s.sessions.iter_mut().find(|e| e.call_id == call_id) else {
+                return Use::NoSession;
+            };
+            let limit = max_uses.unwrap_or(e.max_uses);
+            if e.uses >= limit {
+                return Use::Rekey(format!(
+                    "the session key has sealed {} messages (--max-uses {limit})",
+                    e.uses
+                ));
+            }
+            let expiry = match (max_age, parse_time(&e.created)) {
+                (Some(age), Some(created)) => Some(created + age),
+                _ => e.expiry.as_deref().and_then(parse_time),
+            };
+            if expiry.is_some_and(|x| now >= x) {
+                return Use::Rekey(format!(
+                    "the session key dates from {} (--max-age)",
+                    e.created
+                ));
+            }
+            match e.key() {
+                Some(k) => {
+                    e.uses += 1;
+                    Use::Key(k)
+                }
+                None => Use::Rekey("the stored session key does not decode".into()),
+            }
+        })
+    }
+
+    /// The next local CSeq for an in-dialog request of `call_id`, at least
+    /// `floor`, remembered in the entry.
+    pub fn next_cseq(&self, call_id: &str, floor: u32) -> Result<u32, StateError> {
+        self.update(|s| {
+            let e = s.sessions.iter_mut().find(|e| e.call_id == call_id);
+            let next = e
+                .as_ref()
+                .and_then(|e| e.local_cseq)
+                .map_or(floor, |c| c.saturating_add(1).max(floor));
+            if let Some(e) = e {
+                e.local_cseq = Some(next);
+            }
+            next
+        })
+    }
+
+    /// Remove the session of a Call-ID or reference; whether it was there.
+    pub fn forget(&self, what: &str) -> Result<bool, StateError> {
+        self.update(|s| {
+            let before = s.sessions.len();
+            s.sessions
+                .retain(|e| e.call_id != what && !e.has_reference(what));
+            s.sessions.len() != before
+        })
     }
 }
 
@@ -248,7 +500,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let store = Store::at(tmp.path());
         let now = datetime!(2026-01-01 0:00 UTC);
-        let first = Entry::new("c1", &[1u8; 32], Role::Ua, None, now);
+        let first = Entry::new("c1", &[1u8; 32], Role::Ua, None, now, &Policy::default());
         assert_eq!(
             store.record(first.clone(), now, DEFAULT_GRACE).unwrap(),
             Recorded::New
@@ -257,7 +509,7 @@ mod tests {
             store.record(first.clone(), now, DEFAULT_GRACE).unwrap(),
             Recorded::Same
         );
-        let second = Entry::new("c1", &[2u8; 32], Role::Ua, None, now);
+        let second = Entry::new("c1", &[2u8; 32], Role::Ua, None, now, &Policy::default());
         assert_eq!(
             store.record(second.clone(), now, DEFAULT_GRACE).unwrap(),
             Recorded::Replaced
@@ -287,7 +539,7 @@ mod tests {
         let now = datetime!(2026-01-01 0:00 UTC);
         let err = store
             .record(
-                Entry::new("c", &[1u8; 32], Role::Ua, None, now),
+                Entry::new("c", &[1u8; 32], Role::Ua, None, now, &Policy::default()),
                 now,
                 DEFAULT_GRACE,
             )

@@ -175,7 +175,7 @@ struct MessageSpec {
     headers: Vec<String>,
 }
 
-fn load_body(
+pub fn load_body(
     sdp: Option<&Path>,
     body: Option<&Path>,
     content_type: Option<&str>,
@@ -197,7 +197,7 @@ fn load_body(
     }
 }
 
-fn headers_of(args: &[String]) -> Result<Vec<(String, String)>, Error> {
+pub fn headers_of(args: &[String]) -> Result<Vec<(String, String)>, Error> {
     args.iter()
         .map(|h| parse_header_arg(h).map_err(Error::from))
         .collect()

@@ -263,6 +263,7 @@ fn hop(
         identity: relay_id,
         psks: &[],
         certs: &[],
+        sessions: &[],
     };
     let opts = RelayOptions {
         via: Some(via.into()),

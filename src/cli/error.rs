@@ -76,6 +76,10 @@ pub enum Error {
     Untrusted { name: String, err: TrustError },
     #[error("state: {0}")]
     State(#[from] StateError),
+    #[error(
+        "{name}: unknown session key {reference}: sealed under a session reference this party has not stored, or whose key has expired"
+    )]
+    UnknownSessionKey { name: String, reference: String },
 }
 
 impl Error {
@@ -102,6 +106,9 @@ impl Error {
             Error::Seal { err, .. } => err.hint(),
             Error::Relay { err, .. } => err.hint(),
             Error::State(e) => e.hint(),
+            Error::UnknownSessionKey { .. } => {
+                "open the session's first message (or the last rekey) with this --state first; `sipseal session list` shows the stored keys. A UAS answers such a request with 493 Undecipherable".into()
+            }
             Error::Untrusted { .. } => {
                 "seal only to a relay certificate your --trust anchors vouch for; check --trust and the clock (--now)".into()
             }
@@ -132,7 +139,7 @@ impl Error {
             Error::Relay { err, .. } if err.is_not_recipient() => Exit::NotForMe,
             Error::Relay { .. } => Exit::Failed,
             Error::State(StateError::Io { .. }) => Exit::Io,
-            Error::Untrusted { .. } => Exit::Failed,
+            Error::Untrusted { .. } | Error::UnknownSessionKey { .. } => Exit::Failed,
             Error::State(_) => Exit::Usage,
         }
     }

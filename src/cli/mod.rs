@@ -12,7 +12,9 @@ pub mod man;
 pub mod open;
 pub mod proxy;
 pub mod reencrypt;
+pub mod reply;
 pub mod seal;
+pub mod session;
 pub mod state;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -94,8 +96,15 @@ pub enum Command {
     Build(Box<build::BuildArgs>),
     /// Seal a message's body for its peer and the relays chosen to see it.
     Seal(seal::SealArgs),
-    /// Decrypt a sealed body addressed to me.
+    /// Decrypt a sealed body addressed to me (or sealed under a stored session key).
     Open(open::OpenArgs),
+    /// The next message of a session (a response, or an in-dialog request), sealed under the session key.
+    Reply(Box<reply::ReplyArgs>),
+    /// Send a full envelope that gives the session a new key (key update).
+    Rekey(seal::RekeyArgs),
+    /// List, show, forget or export stored session keys.
+    #[command(subcommand)]
+    Session(session::SessionCommand),
     /// One relay step: open the body if designated, report, forward (or answer 483/496).
     Proxy(Box<proxy::ProxyArgs>),
     /// Open with this relay's key, optionally edit, and seal again for the next hop.
@@ -132,6 +141,9 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
         Command::Build(args) => build::run(*args, &mut ctx),
         Command::Seal(args) => seal::run(args, &mut ctx),
         Command::Open(args) => open::run(args, &mut ctx),
+        Command::Reply(args) => reply::run(*args, &mut ctx),
+        Command::Rekey(args) => seal::rekey(args, &mut ctx),
+        Command::Session(cmd) => session::run(cmd, &mut ctx),
         Command::Proxy(args) => proxy::run(*args, &mut ctx),
         Command::Reencrypt(args) => reencrypt::run(*args, &mut ctx),
         Command::Inspect(args) => inspect::run(args, &mut ctx),
@@ -152,6 +164,9 @@ fn command_name(c: &Command) -> &'static str {
         Command::Build(_) => "build",
         Command::Seal(_) => "seal",
         Command::Open(_) => "open",
+        Command::Reply(_) => "reply",
+        Command::Rekey(_) => "rekey",
+        Command::Session(_) => "session",
         Command::Proxy(_) => "proxy",
         Command::Reencrypt(_) => "reencrypt",
         Command::Inspect(_) => "inspect",

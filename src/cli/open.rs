@@ -9,8 +9,8 @@ use super::io::{display_name, read_sealed_input, write_output};
 use super::keyargs::KeyArgs;
 use super::state::{StateArgs, aor, sender_header};
 use crate::context::Context;
-use crate::envelope::EnvelopeKind;
-use crate::sealing::{SealedInput, open_input};
+use crate::envelope::{Envelope, EnvelopeKind, RecipientKey};
+use crate::sealing::{SealError, SealedInput, envelope_der, open_parsed};
 use crate::session::Role;
 
 /// `open` arguments.
@@ -43,17 +43,43 @@ pub fn run(args: OpenArgs, ctx: &mut Context) -> Result<Exit, Error> {
     let ring = args.keys.load()?;
     let name = display_name(&args.input);
     let input = read_sealed_input(&args.input)?;
-    let keys = ring.recipient_keys();
-    let opened = open_input(&input, &keys, ctx.rng()).map_err(|err| Error::Seal {
+    let seal_err = |err: SealError| Error::Seal {
         name: name.clone(),
         err,
-    })?;
+    };
+    let env = Envelope::parse(&envelope_der(&input).map_err(seal_err)?)
+        .map_err(|e| seal_err(e.into()))?;
+    let mut keys = ring.recipient_keys();
+    let sip = match &input {
+        SealedInput::Sip(msg) => Some(msg),
+        _ => None,
+    };
+    // A session message (one KEKRecipientInfo under a 16-byte reference)
+    // opens with the key stored when the session's full envelope was
+    // opened, unless one of the PSKs given has that id.
+    let session = if env.find(&keys).is_none() {
+        let owners: Vec<String> = keys.iter().map(RecipientKey::owner).collect();
+        let key = args.state.session_key(&owners, &env, sip, ctx)?;
+        if let (None, Some(reference)) = (&key, env.session_reference()) {
+            return Err(Error::UnknownSessionKey {
+                name,
+                reference: hex::encode(reference),
+            });
+        }
+        key
+    } else {
+        None
+    };
+    if let Some(key) = &session {
+        keys.insert(0, RecipientKey::Session(key));
+    }
+    let opened = open_parsed(&input, &env, &keys, ctx.rng()).map_err(seal_err)?;
     if opened.kind == EnvelopeKind::EnvelopedData {
         eprintln!(
             "warning: EnvelopedData (AES-CBC) has no integrity protection: alterations in transit go undetected; prefer AuthEnvelopedData (AES-GCM)"
         );
     }
-    if let (SealedInput::Sip(msg), Some(key)) = (&input, keys.get(opened.key_index)) {
+    if let (Some(msg), Some(key), None) = (sip, keys.get(opened.key_index), &session) {
         let sender = aor(msg, sender_header(msg));
         args.state.record_session(
             &key.owner(),

@@ -11,12 +11,14 @@ use super::io::{display_name, read_message, write_output};
 use super::state::{StateArgs, aor};
 use super::{Format, render};
 use crate::context::Context;
+use crate::envelope::Envelope;
 use crate::fsio::write_atomic;
 use crate::keys::{Cert, Identity, Psk};
 use crate::pinhole::{self, PinholeFormat, Seen};
 use crate::relay::{Outcome, RelayError, RelayKeys, RelayOptions, RelayReport, Step, relay};
 use crate::sdp::SdpEdit;
-use crate::session::Role;
+use crate::sealing::sealed_body;
+use crate::session::{Role, SessionKey};
 use crate::sip::Message;
 
 /// What every relay command takes: the message, this relay's keys, its
@@ -71,11 +73,14 @@ pub struct Loaded {
     pub identity: Identity,
     pub psks: Vec<Psk>,
     pub msg: Message,
+    /// The stored session key the message is sealed under, if any.
+    pub sessions: Vec<SessionKey>,
 }
 
 impl RelayArgs {
-    /// Read the identity (not its private key), the PSKs and the message.
-    pub fn load(&self) -> Result<Loaded, Error> {
+    /// Read the identity (not its private key), the PSKs, the message,
+    /// and the session key it is sealed under when this relay stored it.
+    pub fn load(&self, ctx: &Context) -> Result<Loaded, Error> {
         let identity = Identity::load_dir(&self.identity)?;
         for w in &identity.warnings {
             eprintln!("warning: {w}");
@@ -86,10 +91,25 @@ impl RelayArgs {
             .map(|p| Psk::load(p))
             .collect::<Result<Vec<_>, _>>()?;
         let msg = read_message(&self.input)?;
+        // Anything unreadable here is reported by the relay step itself.
+        let env = sealed_body(&msg)
+            .ok()
+            .and_then(|der| Envelope::parse(&der).ok());
+        let sessions = match env {
+            Some(env) => {
+                let owners = [identity.cert.name()];
+                self.state
+                    .session_key(&owners, &env, Some(&msg), ctx)?
+                    .into_iter()
+                    .collect()
+            }
+            None => Vec::new(),
+        };
         Ok(Loaded {
             identity,
             psks,
             msg,
+            sessions,
         })
     }
 
@@ -215,7 +235,8 @@ pub fn run(args: ProxyArgs, ctx: &mut Context) -> Result<Exit, Error> {
         identity,
         psks,
         msg,
-    } = args.relay.load()?;
+        sessions,
+    } = args.relay.load(ctx)?;
     let mut certs = Vec::new();
     for c in &args.certs {
         certs.extend(Cert::load_tree(c)?);
@@ -224,6 +245,7 @@ pub fn run(args: ProxyArgs, ctx: &mut Context) -> Result<Exit, Error> {
         identity: &identity,
         psks: &psks,
         certs: &certs,
+        sessions: &sessions,
     };
     let opts = RelayOptions {
         via: args.relay.via.clone(),

@@ -37,11 +37,18 @@ pub fn run(args: ReencryptArgs, ctx: &mut Context) -> Result<Exit, Error> {
         identity,
         psks,
         msg,
-    } = args.relay.load()?;
+        sessions,
+    } = args.relay.load(ctx)?;
+    if !args.keep_cek {
+        eprintln!(
+            "note: without --keep-cek the next hop derives a different session key from the fresh CEK; later session messages of this call will not open end to end"
+        );
+    }
     let keys = RelayKeys {
         identity: &identity,
         psks: &psks,
         certs: &[],
+        sessions: &sessions,
     };
     let opts = ReencryptOptions {
         via: args.relay.via.clone(),

@@ -7,8 +7,12 @@ use clap::Args;
 
 use super::error::Error;
 use crate::context::Context;
+use crate::envelope::Envelope;
 use crate::sealing::SealedMessage;
-use crate::session::{DEFAULT_GRACE, Entry, Recorded, Role, Store};
+use crate::session::{
+    DEFAULT_GRACE, DEFAULT_MAX_AGE, DEFAULT_MAX_USES, Entry, Policy, Recorded, Role, SessionKey,
+    Store,
+};
 use crate::sip::Message;
 use crate::sip::headers::addr_spec;
 use crate::state::StateDir;
@@ -20,6 +24,28 @@ pub struct StateArgs {
     /// per identity (default: $SIPSEAL_STATE, else $XDG_STATE_HOME/sipseal).
     #[arg(long, value_name = "DIR", env = "SIPSEAL_STATE", global = true)]
     pub state: Option<PathBuf>,
+    /// Session key policy: messages a sender seals under one session key
+    /// before it rekeys [default: 100].
+    #[arg(long, value_name = "N", global = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_uses: Option<u64>,
+    /// Session key policy: age (e.g. 30m, 12h, 3600s) after which a sender
+    /// rekeys and receivers refuse the key [default: 24h].
+    #[arg(long, value_name = "DURATION", global = true, value_parser = parse_duration)]
+    pub max_age: Option<time::Duration>,
+    /// How long a replaced or expired session key still opens messages in
+    /// flight [default: 32s].
+    #[arg(long, value_name = "DURATION", global = true, value_parser = parse_duration)]
+    pub grace: Option<time::Duration>,
+}
+
+/// `30s`, `5m`, `12h`, `1h 30m`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<time::Duration, String> {
+    let std = match s.trim().parse::<u64>() {
+        Ok(secs) => std::time::Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(s.trim())
+            .map_err(|e| format!("{e}; give e.g. 90s, 30m or 12h"))?,
+    };
+    time::Duration::try_from(std).map_err(|e| e.to_string())
 }
 
 impl StateArgs {
@@ -43,20 +69,59 @@ impl StateArgs {
         let Ok(call_id) = msg.call_id() else {
             return Ok(());
         };
-        let store = Store::at(&self.dir()?.identity_dir(identity));
+        let store = self.store(identity)?;
         let now = ctx.now();
-        let entry = Entry::new(call_id, cek, role, peer.map(str::to_owned), now);
-        if store.record(entry, now, DEFAULT_GRACE)? == Recorded::Replaced {
+        let policy = self.policy();
+        let entry = Entry::new(call_id, cek, role, peer.map(str::to_owned), now, &policy);
+        if store.record(entry, now, policy.grace)? == Recorded::Replaced {
             eprintln!(
                 "session key updated for Call-ID {call_id}; the previous key opens messages for {} s more",
-                DEFAULT_GRACE.whole_seconds()
+                policy.grace.whole_seconds()
             );
         }
         Ok(())
     }
-}
 
-impl StateArgs {
+    /// The session policy from the flags, defaults filled in.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            max_uses: self.max_uses.unwrap_or(DEFAULT_MAX_USES),
+            max_age: self.max_age.unwrap_or(DEFAULT_MAX_AGE),
+            grace: self.grace.unwrap_or(DEFAULT_GRACE),
+        }
+    }
+
+    /// The session store of the identity named `identity`.
+    pub fn store(&self, identity: &str) -> Result<Store, Error> {
+        Ok(Store::of(&self.dir()?, identity))
+    }
+
+    /// When `env` is a session message (SPEC §3.2), the key one of
+    /// `owners` stored for its reference (and the message's Call-ID) that
+    /// is still valid now. Identifiers only: no key is used here.
+    pub fn session_key(
+        &self,
+        owners: &[String],
+        env: &Envelope,
+        msg: Option<&Message>,
+        ctx: &Context,
+    ) -> Result<Option<SessionKey>, Error> {
+        let Some(reference) = env.session_reference() else {
+            return Ok(None);
+        };
+        let call_id = msg.and_then(|m| m.call_id().ok());
+        let grace = self.policy().grace;
+        for owner in owners {
+            if let Some(key) = self
+                .store(owner)?
+                .lookup(reference, call_id, ctx.now(), grace)?
+            {
+                return Ok(Some(key));
+            }
+        }
+        Ok(None)
+    }
+
     /// The sender's side of a sealed message: its session key goes into
     /// the store of the sender (the identity whose SAN URI is the From AOR
     /// of a request, the To AOR of a response), the other party as peer.

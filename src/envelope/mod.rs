@@ -446,6 +446,17 @@ impl Envelope {
         })
     }
 
+    /// The session reference when this is a session message (SPEC §3.2):
+    /// exactly one RecipientInfo, a KEKRecipientInfo with a 16-byte kekid.
+    pub fn session_reference(&self) -> Option<&[u8]> {
+        match self.recipients.as_slice() {
+            [RecipientInfo::Kekri(k)] if k.kek_id.kek_identifier.as_bytes().len() == 16 => {
+                Some(k.kek_id.kek_identifier.as_bytes())
+            }
+            _ => None,
+        }
+    }
+
     /// Decrypt the content with a known CEK.
     pub fn open_with_cek(&self, cek: &[u8]) -> Result<Zeroizing<Vec<u8>>, EnvelopeError> {
         self.params

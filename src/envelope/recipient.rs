@@ -49,6 +49,7 @@ use zeroize::Zeroizing;
 
 use super::EnvelopeError;
 use crate::keys::{Cert, Identity, Psk};
+use crate::session::SessionKey;
 
 /// RSA key-transport padding for new KeyTransRecipientInfos.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -424,6 +425,8 @@ pub enum RecipientKey<'a> {
     },
     /// A pre-shared key-encryption key.
     Psk(&'a Psk),
+    /// A session key (SPEC §3.2): kekid = the session reference.
+    Session(&'a SessionKey),
 }
 
 impl RecipientKey<'_> {
@@ -432,6 +435,7 @@ impl RecipientKey<'_> {
         match self {
             RecipientKey::Rsa { cert, .. } => addressed_to_cert(ri, cert),
             RecipientKey::Psk(psk) => addressed_to_kek(ri, psk.id.as_bytes()),
+            RecipientKey::Session(k) => addressed_to_kek(ri, &k.reference),
         }
     }
 
@@ -440,6 +444,11 @@ impl RecipientKey<'_> {
         match self {
             RecipientKey::Rsa { cert, .. } => cert.name(),
             RecipientKey::Psk(psk) => format!("PSK {}", psk.id),
+            RecipientKey::Session(k) => format!(
+                "session key {}{}",
+                hex::encode(&k.reference),
+                if k.previous { " (previous)" } else { "" }
+            ),
         }
     }
 
@@ -473,6 +482,9 @@ impl RecipientKey<'_> {
             }
             (RecipientKey::Psk(psk), RecipientInfo::Kekri(k)) => {
                 kek_unwrap(&k.key_enc_alg, &psk.key, k.encrypted_key.as_bytes())?
+            }
+            (RecipientKey::Session(s), RecipientInfo::Kekri(k)) => {
+                kek_unwrap(&k.key_enc_alg, &s.kek, k.encrypted_key.as_bytes())?
             }
             _ => None,
         };

@@ -1,0 +1,206 @@
+//! `sipseal reply`: the next message of a sealed session (a response, or
+//! an in-dialog request), its body sealed under the session key.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::build::{headers_of, load_body};
+use super::error::{Error, Exit};
+use super::io::{display_name, read_message, write_output};
+use super::keyargs::RecipientArgs;
+use super::seal::seal_in_session;
+use super::state::{StateArgs, aor};
+use crate::context::Context;
+use crate::keys::Identity;
+use crate::sip::compose::{DialogParams, build_in_dialog};
+use crate::sip::{Message, ResponseParams, build_response};
+
+/// `reply` arguments.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["response", "request_method"])))]
+pub struct ReplyArgs {
+    /// The message this follows (a path, or - for standard input): the
+    /// request to answer with --response; with --request-method, a
+    /// message of the dialog (the 2xx at the UAC; the ACK or a later
+    /// request received at the UAS).
+    #[arg(value_name = "FILE|-")]
+    pub input: Option<PathBuf>,
+    /// Answer the request with this status code, e.g. 200.
+    #[arg(long, value_name = "CODE")]
+    pub response: Option<u16>,
+    /// The request to answer (instead of FILE).
+    #[arg(long, value_name = "FILE", conflicts_with = "input")]
+    pub request: Option<PathBuf>,
+    /// Send this in-dialog request: ACK, MESSAGE, INVITE (re-INVITE), UPDATE, BYE, INFO, ...
+    #[arg(long, value_name = "METHOD")]
+    pub request_method: Option<String>,
+    /// This party's identity directory: its certificate's SAN URI names
+    /// the session store and tells which side of the dialog it is
+    /// (default: the To of the request answered, or the side that
+    /// received FILE).
+    #[arg(long, value_name = "DIR")]
+    pub identity: Option<PathBuf>,
+    /// Body from an SDP file (Content-Type: application/sdp).
+    #[arg(long, value_name = "FILE", conflicts_with = "body")]
+    pub sdp: Option<PathBuf>,
+    /// Body from any file, with --content-type.
+    #[arg(long, value_name = "FILE", requires = "content_type")]
+    pub body: Option<PathBuf>,
+    /// Content-Type of --body.
+    #[arg(long, value_name = "TYPE", requires = "body")]
+    pub content_type: Option<String>,
+    /// Reason phrase of the response (default: the standard one).
+    #[arg(long, value_name = "TEXT", requires = "response")]
+    pub reason: Option<String>,
+    /// Contact URI (default: the Request-URI on a 1xx/2xx to INVITE; the
+    /// local URI on a re-INVITE or UPDATE).
+    #[arg(long, value_name = "URI")]
+    pub contact: Option<String>,
+    /// The in-dialog request's CSeq number (default: the next of this
+    /// party's sequence, remembered in the session store).
+    #[arg(long, value_name = "N", requires = "request_method")]
+    pub cseq: Option<u32>,
+    /// The in-dialog request's Request-URI when the dialog message has no
+    /// Contact of the peer (default: its Contact, else its AOR).
+    #[arg(long, value_name = "URI", requires = "request_method")]
+    pub request_uri: Option<String>,
+    /// Via sent-by (default: the host of the local URI).
+    #[arg(long, value_name = "HOST:PORT", requires = "request_method")]
+    pub via: Option<String>,
+    /// Extra header line, `Name: value` (repeatable).
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+    /// Recipients for a full envelope, used only when the session key is
+    /// due for a rekey (--max-uses, --max-age).
+    #[command(flatten)]
+    pub recipients: RecipientArgs,
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// Write here (atomically) instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// Run `reply`.
+pub fn run(args: ReplyArgs, ctx: &mut Context) -> Result<Exit, Error> {
+    let source = args
+        .request
+        .clone()
+        .or_else(|| args.input.clone())
+        .unwrap_or_else(|| PathBuf::from("-"));
+    let name = display_name(&source);
+    let dialog = read_message(&source)?;
+    let me = match &args.identity {
+        Some(dir) => Some(Identity::load_dir(dir)?.cert.name()),
+        None => None,
+    };
+    let body = load_body(
+        args.sdp.as_deref(),
+        args.body.as_deref(),
+        args.content_type.as_deref(),
+    )?;
+    let headers = headers_of(&args.headers)?;
+    let (msg, me) = match (args.response, &args.request_method) {
+        (Some(code), None) => {
+            let params = ResponseParams {
+                code,
+                reason: args.reason.clone(),
+                contact: args.contact.clone(),
+                to_tag: None,
+                headers,
+                body,
+            };
+            let msg = build_response(&dialog, &params, ctx)?;
+            let me = me.or_else(|| aor(&msg, "To")).unwrap_or_default();
+            (msg, me)
+        }
+        (None, Some(method)) => {
+            let local_is_from = local_side(&dialog, me.as_deref(), &name)?;
+            let local = aor(&dialog, if local_is_from { "From" } else { "To" });
+            let me = me.or(local).unwrap_or_default();
+            let cseq = cseq_for(&args, &dialog, method, local_is_from, &me, &name)?;
+            let params = DialogParams {
+                method: method.clone(),
+                local_is_from,
+                cseq,
+                request_uri: args.request_uri.clone(),
+                contact: args.contact.clone(),
+                via: args.via.clone(),
+                headers,
+                body,
+            };
+            (build_in_dialog(&dialog, &params, ctx)?, me)
+        }
+        // The argument group makes exactly one of them present.
+        _ => {
+            return Err(Error::usage(
+                "give --response CODE or --request-method METHOD",
+                "e.g. `sipseal reply invite.sip --response 200 --sdp answer.sdp`",
+            ));
+        }
+    };
+    let out = if msg.body().is_empty() {
+        // Nothing to seal (ACK, BYE): the message goes as built.
+        msg
+    } else {
+        seal_in_session(&msg, &me, &args.recipients, &args.state, &name, ctx)?.0
+    };
+    write_output(args.output.as_ref(), &out.to_bytes())?;
+    Ok(Exit::Ok)
+}
+
+/// Whether this party is the From side of `dialog`: the side whose AOR is
+/// `me`, else the side that received it (To of a request, From of a response).
+fn local_side(dialog: &Message, me: Option<&str>, name: &str) -> Result<bool, Error> {
+    let Some(me) = me else {
+        return Ok(!dialog.is_request());
+    };
+    let is = |h: &str| aor(dialog, h).is_some_and(|a| a.eq_ignore_ascii_case(me));
+    match (is("From"), is("To")) {
+        (true, _) => Ok(true),
+        (false, true) => Ok(false),
+        (false, false) => Err(Error::usage(
+            format!("{name}: neither From nor To is {me}"),
+            "give a message of a dialog this --identity takes part in",
+        )),
+    }
+}
+
+/// The CSeq of the in-dialog request: --cseq; for ACK the INVITE's; else
+/// one more than the last this party used (its own requests, or what the
+/// store remembers).
+fn cseq_for(
+    args: &ReplyArgs,
+    dialog: &Message,
+    method: &str,
+    local_is_from: bool,
+    me: &str,
+    name: &str,
+) -> Result<u32, Error> {
+    let bad = |e: crate::sip::HeaderError| Error::usage(format!("{name}: {e}"), e.hint());
+    let cseq = dialog.cseq().map_err(bad)?;
+    if method.eq_ignore_ascii_case("ACK") {
+        if cseq.method != "INVITE" || dialog.is_request() {
+            return Err(Error::usage(
+                format!(
+                    "{name}: an ACK answers a response to INVITE, not {} {}",
+                    cseq.seq, cseq.method
+                ),
+                "give the 2xx response to the INVITE",
+            ));
+        }
+        return Ok(args.cseq.unwrap_or(cseq.seq));
+    }
+    if let Some(n) = args.cseq {
+        return Ok(n);
+    }
+    // The dialog message's CSeq is ours when we are its From side.
+    let floor = if local_is_from {
+        cseq.seq.saturating_add(1)
+    } else {
+        1
+    };
+    let call_id = dialog.call_id().map_err(bad)?;
+    Ok(args.state.store(me)?.next_cseq(call_id, floor)?)
+}

@@ -1,0 +1,355 @@
+//! A whole sealed dialog through alice, proxy-a (designated), proxy-b
+//! (not designated) and bob, as separate `sipseal` runs sharing one state
+//! directory: INVITE (full envelope) → 200 OK under the session key →
+//! ACK → MESSAGE → rekey → MESSAGE under the new key → BYE. At every hop
+//! the test checks who could read the body, and at the end that the
+//! parties' stores agree on the session key.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::sipseal;
+use sipseal::envelope::Envelope;
+use sipseal::sealing::sealed_body;
+use sipseal::session::{Sessions, Store};
+use sipseal::sip::Message;
+use sipseal::state::StateDir;
+
+struct Dialog {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    state: PathBuf,
+    n: usize,
+}
+
+struct Ran {
+    code: i32,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+impl Dialog {
+    fn new() -> Dialog {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_owned();
+        Dialog {
+            state: dir.join("state"),
+            dir,
+            _tmp: tmp,
+            n: 0,
+        }
+    }
+
+    /// Run sipseal with the shared --state.
+    fn run(&self, args: &[&str]) -> Ran {
+        let out = sipseal()
+            .args(args)
+            .arg("--state")
+            .arg(&self.state)
+            .output()
+            .unwrap();
+        Ran {
+            code: out.status.code().unwrap_or(-1),
+            stdout: out.stdout,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Run, expect success, keep stdout in a new file.
+    fn ok(&mut self, args: &[&str]) -> PathBuf {
+        let r = self.run(args);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        self.n += 1;
+        let path = self.dir.join(format!("{:02}.sip", self.n));
+        std::fs::write(&path, &r.stdout).unwrap();
+        path
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// One relay step; returns the forwarded message and the JSON report.
+    fn proxy(&mut self, relay: &str, input: &Path, extra: &[&str]) -> (PathBuf, serde_json::Value) {
+        let report = self.path(&format!("report-{relay}-{}.json", self.n));
+        let identity = format!("keys/{relay}");
+        let mut args = vec![
+            "proxy",
+            s(input),
+            "--identity",
+            &identity,
+            "--report",
+            s(&report),
+            "--report-format",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        let out = self.ok(&args);
+        let json = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        (out, json)
+    }
+
+    fn store(&self, identity: &str) -> Sessions {
+        let dir = StateDir {
+            root: self.state.clone(),
+        }
+        .identity_dir(identity);
+        Store::at(&dir).load().unwrap()
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn envelope(path: &Path) -> Envelope {
+    let msg = Message::parse(&std::fs::read(path).unwrap()).unwrap();
+    Envelope::parse(&sealed_body(&msg).unwrap()).unwrap()
+}
+
+/// `open --body-only` as `who`: the plaintext, or the exit code and stderr.
+fn open(d: &Dialog, who: &str, input: &Path) -> Result<String, (i32, String)> {
+    let identity = format!("keys/{who}");
+    let r = d.run(&["open", s(input), "--identity", &identity, "--body-only"]);
+    if r.code == 0 {
+        Ok(String::from_utf8(r.stdout).unwrap())
+    } else {
+        Err((r.code, r.stderr))
+    }
+}
+
+fn assert_session_message(path: &Path, reference: &str) {
+    let env = envelope(path);
+    assert_eq!(env.recipients.len(), 1, "exactly one RecipientInfo");
+    assert_eq!(
+        env.session_reference().map(hex::encode).as_deref(),
+        Some(reference),
+        "kekid = session reference"
+    );
+}
+
+#[test]
+fn a_whole_dialog_through_two_relays() {
+    let mut d = Dialog::new();
+    let offer = String::from_utf8(common::file("samples/offer.sdp")).unwrap();
+    let answer = String::from_utf8(common::file("samples/answer.sdp")).unwrap();
+    let pinholes = d.path("pinholes.nft");
+
+    // 1. INVITE: a full envelope for bob, disclosed to proxy-a.
+    let invite = d.ok(&[
+        "seal",
+        "samples/invite.sip",
+        "--peer",
+        "keys/bob/cert.pem",
+        "--disclose",
+        "keys/proxy-a/cert.pem",
+    ]);
+    assert!(envelope(&invite).session_reference().is_none());
+    let (inv_a, rep) = d.proxy("proxy-a", &invite, &["--pinholes", s(&pinholes)]);
+    assert_eq!(rep["decision"], "designated");
+    assert_eq!(rep["opened"], true);
+    assert_eq!(rep["sdp"].as_str(), Some(offer.as_str()));
+    let nft = std::fs::read_to_string(&pinholes).unwrap();
+    assert!(nft.contains("192.0.2.10"), "offer side: {nft}");
+    assert!(!nft.contains("198.51.100.20"), "no answer yet: {nft}");
+    let (inv_b, rep) = d.proxy("proxy-b", &inv_a, &[]);
+    assert_eq!(rep["decision"], "not-designated");
+    assert_eq!(rep["opened"], false);
+    assert_eq!(open(&d, "bob", &inv_b).unwrap(), offer);
+    assert_eq!(open(&d, "proxy-b", &inv_b).unwrap_err().0, 3);
+
+    let call_id = Message::parse(&std::fs::read(&invite).unwrap())
+        .unwrap()
+        .call_id()
+        .unwrap()
+        .to_owned();
+    let reference = d.store("sip:bob@b.example.com").sessions[0]
+        .reference
+        .clone();
+
+    // 2. 200 OK with the answer, sealed under the session key by bob.
+    let ok = d.ok(&[
+        "reply",
+        s(&inv_b),
+        "--response",
+        "200",
+        "--sdp",
+        "samples/answer.sdp",
+        "--identity",
+        "keys/bob",
+    ]);
+    assert_session_message(&ok, &reference);
+    let (ok_b, rep) = d.proxy("proxy-b", &ok, &[]);
+    assert_eq!(rep["opened"], false, "proxy-b never stored the key");
+    assert_eq!(open(&d, "proxy-b", &ok_b).unwrap_err().0, 1);
+    let (ok_a, rep) = d.proxy("proxy-a", &ok_b, &["--pinholes", s(&pinholes)]);
+    assert_eq!(rep["decision"], "session");
+    assert_eq!(rep["opened"], true);
+    assert_eq!(rep["sdp"].as_str(), Some(answer.as_str()));
+    let nft = std::fs::read_to_string(&pinholes).unwrap();
+    assert!(
+        nft.contains("192.0.2.10") && nft.contains("198.51.100.20"),
+        "both sides after the answer: {nft}"
+    );
+    assert_eq!(open(&d, "alice", &ok_a).unwrap(), answer);
+    // The relay did not take the 200's per-message CEK for a session key.
+    assert_eq!(
+        d.store("sip:proxy-a.a.example.com").sessions[0].reference,
+        reference
+    );
+
+    // 3. ACK: no body, nothing sealed; an in-dialog request to bob's Contact.
+    let ack = d.ok(&[
+        "reply",
+        s(&ok_a),
+        "--request-method",
+        "ACK",
+        "--identity",
+        "keys/alice",
+    ]);
+    let ack_msg = Message::parse(&std::fs::read(&ack).unwrap()).unwrap();
+    assert_eq!(ack_msg.method(), Some("ACK"));
+    assert_eq!(ack_msg.cseq().unwrap().seq, 1);
+    assert_eq!(
+        ack_msg.to_tag().unwrap(),
+        Message::parse(&std::fs::read(&ok).unwrap())
+            .unwrap()
+            .to_tag()
+            .unwrap()
+    );
+    assert!(ack_msg.body().is_empty());
+    d.proxy("proxy-a", &ack, &["--pinholes", s(&pinholes)]);
+
+    // 4. MESSAGE under the session key: proxy-a reads it, proxy-b cannot.
+    std::fs::write(d.path("hello.txt"), "hello bob\r\n").unwrap();
+    let hello = d.path("hello.txt");
+    let msg1 = d.ok(&[
+        "reply",
+        s(&ok_a),
+        "--request-method",
+        "MESSAGE",
+        "--body",
+        s(&hello),
+        "--content-type",
+        "text/plain",
+        "--identity",
+        "keys/alice",
+    ]);
+    assert_session_message(&msg1, &reference);
+    assert_eq!(
+        Message::parse(&std::fs::read(&msg1).unwrap())
+            .unwrap()
+            .cseq()
+            .unwrap()
+            .seq,
+        2
+    );
+    let (m1_a, rep) = d.proxy("proxy-a", &msg1, &[]);
+    assert_eq!(rep["opened"], true);
+    let (m1_b, rep) = d.proxy("proxy-b", &m1_a, &[]);
+    assert_eq!(rep["opened"], false);
+    assert_eq!(open(&d, "bob", &m1_b).unwrap(), "hello bob\r\n");
+
+    // 5. rekey: a full envelope; everyone who opens it replaces the key.
+    let rekey_src = d.ok(&[
+        "reply",
+        s(&ok_a),
+        "--request-method",
+        "MESSAGE",
+        "--body",
+        s(&hello),
+        "--content-type",
+        "text/plain",
+        "--identity",
+        "keys/alice",
+        "--max-uses",
+        "1",
+        "--peer",
+        "keys/bob/cert.pem",
+        "--disclose",
+        "keys/proxy-a/cert.pem",
+    ]);
+    let rekeyed = envelope(&rekey_src);
+    assert_eq!(
+        rekeyed.recipients.len(),
+        2,
+        "a full envelope: bob and proxy-a"
+    );
+    assert!(rekeyed.session_reference().is_none());
+    let (rk_a, rep) = d.proxy("proxy-a", &rekey_src, &[]);
+    assert_eq!(rep["decision"], "designated");
+    let (rk_b, _) = d.proxy("proxy-b", &rk_a, &[]);
+    assert_eq!(open(&d, "bob", &rk_b).unwrap(), "hello bob\r\n");
+    let new_reference = d.store("sip:bob@b.example.com").sessions[0]
+        .reference
+        .clone();
+    assert_ne!(new_reference, reference);
+    for who in [
+        "sip:alice@a.example.com",
+        "sip:proxy-a.a.example.com",
+        "sip:bob@b.example.com",
+    ] {
+        let e = &d.store(who).sessions[0];
+        assert_eq!(e.reference, new_reference, "{who}");
+        assert_eq!(
+            e.previous.as_ref().map(|p| p.reference.as_str()),
+            Some(reference.as_str()),
+            "{who} keeps the old key for the grace time"
+        );
+    }
+
+    // 6. MESSAGE under the new key.
+    let msg2 = d.ok(&[
+        "reply",
+        s(&ok_a),
+        "--request-method",
+        "MESSAGE",
+        "--body",
+        s(&hello),
+        "--content-type",
+        "text/plain",
+        "--identity",
+        "keys/alice",
+    ]);
+    assert_session_message(&msg2, &new_reference);
+    let (m2_a, rep) = d.proxy("proxy-a", &msg2, &[]);
+    assert_eq!(rep["opened"], true);
+    let (m2_b, _) = d.proxy("proxy-b", &m2_a, &[]);
+    assert_eq!(open(&d, "bob", &m2_b).unwrap(), "hello bob\r\n");
+    assert_eq!(open(&d, "proxy-b", &m2_b).unwrap_err().0, 1);
+
+    // 7. BYE: the pinholes go.
+    let bye = d.ok(&[
+        "reply",
+        s(&ok_a),
+        "--request-method",
+        "BYE",
+        "--identity",
+        "keys/alice",
+    ]);
+    let bye_msg = Message::parse(&std::fs::read(&bye).unwrap()).unwrap();
+    assert_eq!(
+        bye_msg.cseq().unwrap().seq,
+        5,
+        "INVITE 1, MESSAGEs 2 to 4, BYE 5"
+    );
+    d.proxy("proxy-a", &bye, &["--pinholes", s(&pinholes)]);
+    let nft = std::fs::read_to_string(&pinholes).unwrap();
+    assert!(nft.contains("delete element"), "{nft}");
+    assert!(!nft.contains("add element"), "{nft}");
+
+    // bob's and proxy-a's stores hold the same KEK under the same reference.
+    let bob = d.store("sip:bob@b.example.com");
+    let proxy_a = d.store("sip:proxy-a.a.example.com");
+    assert_eq!(bob.sessions.len(), 1);
+    assert_eq!(proxy_a.sessions.len(), 1);
+    assert_eq!(bob.sessions[0].call_id, call_id);
+    assert_eq!(proxy_a.sessions[0].call_id, call_id);
+    assert_eq!(bob.sessions[0].reference, proxy_a.sessions[0].reference);
+    assert_eq!(bob.sessions[0].kek, proxy_a.sessions[0].kek);
+    assert!(
+        d.store("sip:proxy-b.b.example.com").sessions.is_empty(),
+        "proxy-b learned nothing"
+    );
+}
