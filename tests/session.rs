@@ -230,3 +230,406 @@ fn writers_killed_mid_way_and_stale_temporaries_lose_no_entry() {
         assert_eq!(e.kek.len(), 64);
     }
 }
+
+/// A call set up at `T0`: alice sealed the INVITE for bob, bob opened it.
+struct Call {
+    tmp: tempfile::TempDir,
+    state: std::path::PathBuf,
+    call_id: String,
+}
+
+const T0: &str = "2026-03-01T10:00:00Z";
+
+fn run_in(state: &Path, args: &[&str]) -> std::process::Output {
+    sipseal()
+        .args(args)
+        .arg("--state")
+        .arg(state)
+        .output()
+        .unwrap()
+}
+
+fn ok_in(state: &Path, args: &[&str]) -> Vec<u8> {
+    let out = run_in(state, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+impl Call {
+    fn new() -> Call {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("state");
+        let invite = ok_in(
+            &state,
+            &[
+                "--now",
+                T0,
+                "seal",
+                "samples/invite.sip",
+                "--peer",
+                "keys/bob/cert.pem",
+            ],
+        );
+        let call_id = Message::parse(&invite)
+            .unwrap()
+            .call_id()
+            .unwrap()
+            .to_owned();
+        let path = tmp.path().join("invite.sip");
+        std::fs::write(&path, &invite).unwrap();
+        ok_in(
+            &state,
+            &[
+                "--now",
+                T0,
+                "open",
+                path.to_str().unwrap(),
+                "--identity",
+                "keys/bob",
+            ],
+        );
+        // A plaintext MESSAGE of the same call, from alice, to seal later.
+        let text = String::from_utf8(std::fs::read("samples/invite.sip").unwrap()).unwrap();
+        let msg = Message::parse(text.as_bytes()).unwrap();
+        let mut m = msg.clone();
+        m.set_start_line(sipseal::sip::StartLine::Request {
+            method: "MESSAGE".into(),
+            uri: "sip:bob@b.example.com".into(),
+        });
+        m.set_header("CSeq", "2 MESSAGE");
+        m.remove_headers("Contact");
+        m.set_header("Content-Type", "text/plain");
+        m.set_body(b"hello\r\n".to_vec());
+        std::fs::write(tmp.path().join("message.sip"), m.to_bytes()).unwrap();
+        Call {
+            tmp,
+            state,
+            call_id,
+        }
+    }
+
+    fn file(&self, name: &str) -> String {
+        self.tmp.path().join(name).to_str().unwrap().to_owned()
+    }
+
+    /// `seal --session` of the MESSAGE at `now`, written to `out`.
+    fn seal_session(&self, now: &str, extra: &[&str], out: &str) -> std::process::Output {
+        let mut args = vec!["--now", now, "seal", "--session"];
+        let msg = self.file("message.sip");
+        let out = self.file(out);
+        args.extend([msg.as_str(), "-o", out.as_str()]);
+        args.extend_from_slice(extra);
+        run_in(&self.state, &args)
+    }
+
+    fn open_as_bob(&self, now: &str, file: &str) -> std::process::Output {
+        let f = self.file(file);
+        run_in(
+            &self.state,
+            &[
+                "--now",
+                now,
+                "open",
+                &f,
+                "--identity",
+                "keys/bob",
+                "--body-only",
+            ],
+        )
+    }
+
+    fn alice(&self) -> sipseal::session::Entry {
+        store(&self.state, "sip:alice@a.example.com").sessions[0].clone()
+    }
+}
+
+fn kekids(path: &str) -> Vec<String> {
+    let msg = Message::parse(&std::fs::read(path).unwrap()).unwrap();
+    let env =
+        sipseal::envelope::Envelope::parse(&sipseal::sealing::sealed_body(&msg).unwrap()).unwrap();
+    env.recipients
+        .iter()
+        .map(|ri| match ri {
+            cms::enveloped_data::RecipientInfo::Kekri(k) => {
+                hex::encode(k.kek_id.kek_identifier.as_bytes())
+            }
+            _ => "ktri".into(),
+        })
+        .collect()
+}
+
+#[test]
+fn the_key_is_renewed_after_max_uses_and_the_old_one_honoured_for_the_grace_time() {
+    let call = Call::new();
+    let first = call.alice();
+    // Two messages under the key, then the third is due for a rekey.
+    for i in 0..2 {
+        let out = call.seal_session(T0, &["--max-uses", "2"], &format!("m{i}.sip"));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            kekids(&call.file(&format!("m{i}.sip"))),
+            vec![first.reference.clone()]
+        );
+    }
+    assert_eq!(call.alice().uses, 2);
+    // Without recipients it cannot send the full envelope a rekey needs.
+    let out = call.seal_session(T0, &["--max-uses", "2"], "m2.sip");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("has sealed 2 messages") && err.contains("--peer"),
+        "{err}"
+    );
+    assert!(!std::path::Path::new(&call.file("m2.sip")).exists());
+    // With them it rekeys, and says so.
+    let out = call.seal_session(
+        T0,
+        &["--max-uses", "2", "--peer", "keys/bob/cert.pem"],
+        "m2.sip",
+    );
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("rekey:"), "{err}");
+    assert_eq!(kekids(&call.file("m2.sip")), vec!["ktri".to_owned()]);
+    let second = call.alice();
+    assert_ne!(second.reference, first.reference);
+    assert_eq!(second.uses, 0);
+    assert_eq!(second.previous.as_ref().unwrap().reference, first.reference);
+
+    // bob opens the rekey at T0: the old key stays for 32 s.
+    assert!(call.open_as_bob(T0, "m2.sip").status.success());
+    // The next message goes under the new key.
+    assert!(call.seal_session(T0, &[], "m3.sip").status.success());
+    assert_eq!(kekids(&call.file("m3.sip")), vec![second.reference.clone()]);
+    assert!(
+        call.open_as_bob("2026-03-01T10:05:00Z", "m3.sip")
+            .status
+            .success()
+    );
+
+    // m1, sealed under the old key and still in flight, opens within the
+    // grace time and not after it.
+    let within = call.open_as_bob("2026-03-01T10:00:31Z", "m1.sip");
+    assert!(
+        within.status.success(),
+        "{}",
+        String::from_utf8_lossy(&within.stderr)
+    );
+    assert_eq!(within.stdout, b"hello\r\n");
+    let after = call.open_as_bob("2026-03-01T10:00:33Z", "m1.sip");
+    assert_eq!(after.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&after.stderr);
+    assert!(
+        err.contains("unknown session key") && err.contains("493"),
+        "{err}"
+    );
+    assert!(after.stdout.is_empty());
+    // --grace at open time does not stretch a replaced key: its `until`
+    // was fixed when bob stored the new key.
+    let wide = run_in(
+        &call.state,
+        &[
+            "--now",
+            "2026-03-01T10:00:33Z",
+            "open",
+            &call.file("m1.sip"),
+            "--identity",
+            "keys/bob",
+            "--grace",
+            "60s",
+        ],
+    );
+    assert_eq!(wide.status.code(), Some(1));
+}
+
+#[test]
+fn the_key_is_renewed_after_max_age_and_refused_once_expired() {
+    let call = Call::new();
+    // Within the age: the session key.
+    let out = call.seal_session("2026-03-01T10:29:00Z", &["--max-age", "30m"], "young.sip");
+    assert!(out.status.success());
+    assert_eq!(kekids(&call.file("young.sip")).len(), 1);
+    let out = call.seal_session(
+        "2026-03-01T10:30:00Z",
+        &["--max-age", "30m", "--peer", "keys/bob/cert.pem"],
+        "old.sip",
+    );
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--max-age"));
+    assert_eq!(kekids(&call.file("old.sip")), vec!["ktri".to_owned()]);
+    // bob's key for the first envelope expires 24 h after he stored it
+    // (plus the grace time): "young" no longer opens the next day.
+    assert!(
+        call.open_as_bob("2026-03-01T10:29:00Z", "young.sip")
+            .status
+            .success()
+    );
+    let out = call.open_as_bob("2026-03-02T10:01:00Z", "young.sip");
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn openssl_opens_a_session_message_with_the_exported_key() {
+    let call = Call::new();
+    assert!(
+        call.seal_session(T0, &["--body-only"], "m.der")
+            .status
+            .success()
+    );
+    let exported = ok_in(
+        &call.state,
+        &[
+            "session",
+            "export",
+            &call.call_id,
+            "--as",
+            "sip:bob@b.example.com",
+        ],
+    );
+    let exported = String::from_utf8(exported).unwrap();
+    let words: Vec<&str> = exported.split_whitespace().collect();
+    assert_eq!(words.len(), 4, "{exported}");
+    assert_eq!(words[0], "-secretkey");
+    assert_eq!(words[2], "-secretkeyid");
+    assert_eq!(words[3], call.alice().reference);
+    let out = Command::new("openssl")
+        .args([
+            "cms",
+            "-decrypt",
+            "-inform",
+            "DER",
+            "-in",
+            &call.file("m.der"),
+        ])
+        .args(&words)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"Content-Type: text/plain\r\n\r\nhello\r\n");
+    // A wrong key fails in openssl too: the test can tell.
+    let mut wrong = words.clone();
+    let bad = "00".repeat(32);
+    wrong[1] = &bad;
+    let out = Command::new("openssl")
+        .args([
+            "cms",
+            "-decrypt",
+            "-inform",
+            "DER",
+            "-in",
+            &call.file("m.der"),
+        ])
+        .args(&wrong)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn session_list_show_and_forget() {
+    let call = Call::new();
+    let list = String::from_utf8(ok_in(&call.state, &["session", "list"])).unwrap();
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 2, "{list}");
+    let alice = call.alice();
+    for (line, who) in lines
+        .iter()
+        .zip(["sip:alice@a.example.com", "sip:bob@b.example.com"])
+    {
+        let cols: Vec<&str> = line.split(' ').collect();
+        assert_eq!(
+            cols,
+            vec![
+                call.call_id.as_str(),
+                alice.reference.as_str(),
+                "ua",
+                "0",
+                "2026-03-02T10:00:00Z",
+                who
+            ]
+        );
+    }
+    // Ambiguous without --as; the KEK never shows in show.
+    let out = run_in(&call.state, &["session", "show", &call.call_id]);
+    assert_eq!(out.status.code(), Some(2));
+    let show = ok_in(
+        &call.state,
+        &[
+            "session",
+            "show",
+            &alice.reference,
+            "--as",
+            "sip:bob@b.example.com",
+            "--format",
+            "json",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&show).unwrap();
+    assert_eq!(v["call_id"], call.call_id.as_str());
+    assert_eq!(v["peer"], "sip:alice@a.example.com");
+    assert!(!String::from_utf8_lossy(&show).contains(&alice.kek));
+    ok_in(
+        &call.state,
+        &[
+            "session",
+            "forget",
+            &call.call_id,
+            "--as",
+            "sip:bob@b.example.com",
+        ],
+    );
+    assert!(
+        store(&call.state, "sip:bob@b.example.com")
+            .sessions
+            .is_empty()
+    );
+    assert_eq!(
+        store(&call.state, "sip:alice@a.example.com").sessions.len(),
+        1
+    );
+    let out = run_in(
+        &call.state,
+        &[
+            "session",
+            "forget",
+            &call.call_id,
+            "--as",
+            "sip:bob@b.example.com",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn thirty_two_senders_at_once_count_every_use() {
+    let call = Call::new();
+    let children: Vec<_> = (0..32)
+        .map(|i| {
+            Command::new(env!("CARGO_BIN_EXE_sipseal"))
+                .current_dir(common::repo())
+                .args(["--now", T0, "seal", "--session", &call.file("message.sip")])
+                .args(["-o", &call.file(&format!("p{i}.sip"))])
+                .arg("--state")
+                .arg(&call.state)
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    assert_eq!(call.alice().uses, 32);
+}

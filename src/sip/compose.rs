@@ -643,4 +643,93 @@ mod tests {
             Err(ComposeError::BadHeader(_))
         ));
     }
+
+    fn dialog_200(record_route: &[&str]) -> Message {
+        let mut req = invite();
+        for rr in record_route {
+            req.push_header("Record-Route", rr);
+        }
+        let ok = ResponseParams {
+            code: 200,
+            contact: Some("<sip:bob@198.51.100.20:5062>".into()),
+            ..Default::default()
+        };
+        build_response(&req, &ok, &mut ctx()).unwrap()
+    }
+
+    #[test]
+    fn in_dialog_requests_follow_the_route_set() {
+        let ok = dialog_200(&["<sip:p2.example.com;lr>", "<sip:p1.example.com;lr>"]);
+        // The UAC (alice, the From side of the 200): the route set reversed,
+        // the Request-URI bob's Contact, her own CSeq.
+        let p = DialogParams {
+            method: "bye".into(),
+            local_is_from: true,
+            cseq: 2,
+            ..Default::default()
+        };
+        let bye = build_in_dialog(&ok, &p, &mut ctx()).unwrap();
+        assert_eq!(bye.request_uri(), Some("sip:bob@198.51.100.20:5062"));
+        assert_eq!(
+            bye.header_values("Route"),
+            vec!["<sip:p1.example.com;lr>", "<sip:p2.example.com;lr>"]
+        );
+        assert_eq!(bye.header("From"), ok.header("From"));
+        assert_eq!(bye.header("To"), ok.header("To"));
+        assert_eq!(bye.header("CSeq"), Some("2 BYE"));
+        assert_eq!(bye.header("Contact"), None);
+        assert_ne!(
+            bye.vias().unwrap()[0].branch().unwrap().to_string(),
+            ok.vias().unwrap()[0].branch().unwrap().to_string()
+        );
+        // The UAS (bob) with the same message: the route set in order,
+        // From and To swapped, Request-URI alice's (no Contact of hers here).
+        let p = DialogParams {
+            method: "INVITE".into(),
+            local_is_from: false,
+            cseq: 1,
+            ..Default::default()
+        };
+        let reinvite = build_in_dialog(&ok, &p, &mut ctx()).unwrap();
+        assert_eq!(reinvite.header("From"), ok.header("To"));
+        assert_eq!(reinvite.header("To"), ok.header("From"));
+        assert_eq!(reinvite.request_uri(), Some("sip:alice@a.example.com"));
+        assert_eq!(
+            reinvite.header_values("Route"),
+            vec!["<sip:p2.example.com;lr>", "<sip:p1.example.com;lr>"]
+        );
+        assert_eq!(reinvite.header("Contact"), Some("<sip:bob@b.example.com>"));
+    }
+
+    #[test]
+    fn a_strict_router_becomes_the_request_uri() {
+        let ok = dialog_200(&["<sip:strict.example.com>"]);
+        let p = DialogParams {
+            method: "BYE".into(),
+            local_is_from: true,
+            cseq: 2,
+            ..Default::default()
+        };
+        let bye = build_in_dialog(&ok, &p, &mut ctx()).unwrap();
+        assert_eq!(bye.request_uri(), Some("sip:strict.example.com"));
+        assert_eq!(
+            bye.header_values("Route"),
+            vec!["<sip:bob@198.51.100.20:5062>"]
+        );
+    }
+
+    #[test]
+    fn no_dialog_without_both_tags() {
+        // The INVITE itself: bob's side has no tag yet.
+        let p = DialogParams {
+            method: "BYE".into(),
+            local_is_from: false,
+            cseq: 1,
+            ..Default::default()
+        };
+        assert!(matches!(
+            build_in_dialog(&invite(), &p, &mut ctx()),
+            Err(ComposeError::NoDialog("To"))
+        ));
+    }
 }
