@@ -101,6 +101,9 @@ pub struct RelayOptions {
     pub keep_designation: bool,
     /// SDP edits (media relay); allowed only with `access=modify`.
     pub edits: Vec<SdpEdit>,
+    /// Add `Record-Route: <sip:HOST;lr>` to dialog-creating requests, so the
+    /// dialog's later requests (and the BYE that closes the pinholes) pass here.
+    pub record_route: bool,
 }
 
 /// This relay's key material.
@@ -533,7 +536,11 @@ pub fn relay(
     }
     let mut forwarded = if msg.is_request() {
         let drop_mine = !opts.keep_designation;
-        forward_request(msg, keys, opts.via.as_deref(), drop_mine, ctx)?
+        let mut out = forward_request(msg, keys, opts.via.as_deref(), drop_mine, ctx)?;
+        if opts.record_route {
+            record_route(&mut out, keys, opts.via.as_deref())?;
+        }
+        out
     } else {
         forward_response(msg)?
     };
@@ -619,7 +626,7 @@ pub fn reencrypt(
             .map_or(opened.content.as_slice(), |e| &e.body),
     );
 
-    let plain = restore(msg, entity.as_ref(), &opened.content);
+    let plain = restore(msg.clone(), entity.as_ref(), &opened.content);
     let mut spec = opts.spec.clone();
     let kept = if opts.keep_cek {
         spec.options.cipher = env.params.cipher;
@@ -804,7 +811,71 @@ fn forward_request(
             uris.iter().any(|u| u.eq_ignore_ascii_case(&d.uri))
         });
     }
+    pop_my_route(&mut out, keys, &sent_by);
     Ok(out)
+}
+
+/// This relay's hosts: its Via sent-by host and its certificate URI's host.
+fn my_hosts(keys: &RelayKeys<'_>, sent_by: &str) -> Vec<String> {
+    let via_host = match sent_by.strip_prefix('[') {
+        Some(rest) => format!("[{}", rest.split_inclusive(']').next().unwrap_or(rest)),
+        None => sent_by.split(':').next().unwrap_or(sent_by).to_owned(),
+    };
+    vec![via_host, keys.host()]
+}
+
+/// A request routed here by a loose route (RFC 3261 §16.4): the topmost
+/// Route entry names this relay and goes.
+fn pop_my_route(out: &mut Message, keys: &RelayKeys<'_>, sent_by: &str) {
+    let Some(at) = out.headers().iter().position(|h| h.is("Route")) else {
+        return;
+    };
+    let value = out.headers()[at].value().to_owned();
+    let entries = split_list(&value);
+    let hosts = my_hosts(keys, sent_by);
+    let mine = entries
+        .first()
+        .and_then(|e| uri_host(e))
+        .is_some_and(|h| hosts.iter().any(|m| m.eq_ignore_ascii_case(&h)));
+    if !mine {
+        return;
+    }
+    let name = out.headers()[at].full_name().to_owned();
+    out.remove_header_at(at);
+    if entries.len() > 1 {
+        out.insert_header(at, &name, &entries[1..].join(", "));
+    }
+}
+
+/// Record-Route this relay on a dialog-creating request (INVITE,
+/// SUBSCRIBE, REFER without a To tag), topmost, with `lr` (RFC 3261 §16.6 step 4).
+fn record_route(
+    out: &mut Message,
+    keys: &RelayKeys<'_>,
+    via: Option<&str>,
+) -> Result<(), RelayError> {
+    let creating =
+        matches!(out.method(), Some("INVITE" | "SUBSCRIBE" | "REFER")) && out.to_tag()?.is_none();
+    if !creating {
+        return Ok(());
+    }
+    let host = match via {
+        Some(v) => v.to_owned(),
+        None => keys.host(),
+    };
+    let at = out
+        .headers()
+        .iter()
+        .position(|h| h.is("Record-Route"))
+        .or_else(|| {
+            out.headers()
+                .iter()
+                .position(|h| h.is("Max-Forwards"))
+                .map(|i| i + 1)
+        })
+        .unwrap_or(1);
+    out.insert_header(at, "Record-Route", &format!("<sip:{host};lr>"));
+    Ok(())
 }
 
 /// A response goes back with the top Via (this relay's) removed.

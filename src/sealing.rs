@@ -148,9 +148,7 @@ fn body_header_position(msg: &Message) -> usize {
 }
 
 fn remove_body_headers(msg: &mut Message) {
-    for name in BODY_HEADERS {
-        msg.remove_headers(name);
-    }
+    msg.retain_headers(|h| !BODY_HEADERS.iter().any(|n| h.is(n)));
 }
 
 /// Seal the body of `msg` for `spec` (SPEC §3.1) under a fresh CEK.
@@ -559,17 +557,18 @@ pub fn envelope_der(input: &SealedInput) -> Result<Vec<u8>, SealError> {
 
 /// Open whatever [`detect`] found with the first matching key.
 pub fn open_input<R: CryptoRng + ?Sized>(
-    input: &SealedInput,
+    input: SealedInput,
     keys: &[RecipientKey<'_>],
     rng: &mut R,
 ) -> Result<OpenedContent, SealError> {
-    let env = Envelope::parse(&envelope_der(input)?)?;
+    let env = Envelope::parse(&envelope_der(&input)?)?;
     open_parsed(input, &env, keys, rng)
 }
 
-/// [`open_input`] on an envelope already parsed from `input`.
+/// [`open_input`] on an envelope already parsed from `input`; a SIP
+/// message moves into the restored one.
 pub fn open_parsed<R: CryptoRng + ?Sized>(
-    input: &SealedInput,
+    input: SealedInput,
     env: &Envelope,
     keys: &[RecipientKey<'_>],
     rng: &mut R,
@@ -593,8 +592,7 @@ pub fn open_parsed<R: CryptoRng + ?Sized>(
 
 /// The message with the plaintext body and its MIME headers back in place
 /// of the sealed one; `Proxy-Inspect-Body` entries for the opened part go.
-pub fn restore(msg: &Message, entity: Option<&Entity>, content: &[u8]) -> Message {
-    let mut out = msg.clone();
+pub fn restore(mut out: Message, entity: Option<&Entity>, content: &[u8]) -> Message {
     let cid = out.header("Content-ID").map(|v| strip_angle(v).to_owned());
     // The entries for the opened part go (all of them when it has no Content-ID).
     remove_designations(&mut out, |d| match (&cid, &d.cid) {

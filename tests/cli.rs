@@ -172,6 +172,74 @@ fn demo_builds_seals_and_shows_who_can_open() {
         .args(["--trust", "keys/trust.pem"])
         .assert()
         .success();
+
+    // The dialog under the session key: alice, proxy-a and bob print the
+    // same reference; the 200 OK is a session message under it.
+    let refs: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(" session reference ") && !l.contains("->"))
+        .filter_map(|l| l.split_whitespace().nth(3))
+        .collect();
+    assert_eq!(refs.len(), 3, "{text}");
+    assert!(
+        refs.iter().all(|r| *r == refs[0] && r.len() == 32),
+        "{refs:?}"
+    );
+    let envelope = |file: &str| {
+        let m =
+            sipseal::sip::Message::parse(&std::fs::read(dir.path().join(file)).unwrap()).unwrap();
+        sipseal::envelope::Envelope::parse(&sipseal::sealing::sealed_body(&m).unwrap()).unwrap()
+    };
+    let ok = envelope("200.sip");
+    assert_eq!(
+        ok.session_reference().map(hex::encode).as_deref(),
+        Some(refs[0])
+    );
+    let rekey = envelope("rekey.sip");
+    assert_eq!(rekey.recipients.len(), 2);
+    assert!(rekey.session_reference().is_none());
+    let message2 = envelope("message-2.sip");
+    let new_ref = hex::encode(message2.session_reference().unwrap());
+    assert_ne!(new_ref, refs[0]);
+    assert!(text.contains(&format!("-> {new_ref}")), "{text}");
+    let bye = std::fs::read_to_string(dir.path().join("pinholes-bye.nft")).unwrap();
+    assert_eq!(bye.matches("delete element").count(), 6, "{bye}");
+    assert!(!bye.contains("add element"), "{bye}");
+    // The ladder: four columns, one arrow per hop of each of the 11
+    // messages (INVITE, 200, ACK, 3 x MESSAGE + 200, BYE + 200).
+    let ladder = &text[text.find("9. the call flow").unwrap()..];
+    assert!(ladder.contains("alice            proxy-a           proxy-b             bob"));
+    let arrows: Vec<&str> = ladder
+        .lines()
+        .filter(|l| l.contains("->|") || l.contains("|<-") || l.contains(">|"))
+        .collect();
+    assert_eq!(arrows.len(), 33, "{ladder}");
+    let row = |label: &str, note: &str| {
+        arrows
+            .iter()
+            .any(|l| l.contains(label) && l.ends_with(note))
+    };
+    assert!(
+        row("200 OK", "proxy-a reads the SDP (session key)"),
+        "{ladder}"
+    );
+    assert!(
+        row("200 OK", "alice reads the SDP (session key)"),
+        "{ladder}"
+    );
+    assert!(
+        row("MESSAGE rekey", "bob reads the body (his RecipientInfo)"),
+        "{ladder}"
+    );
+    assert_eq!(
+        arrows
+            .iter()
+            .filter(|l| l.ends_with("proxy-b: ciphertext only"))
+            .count(),
+        5,
+        "INVITE, 200 OK and three MESSAGEs: {ladder}"
+    );
+    assert!(!ladder.contains("proxy-b reads"), "{ladder}");
 }
 
 #[test]

@@ -146,14 +146,18 @@ fn a_whole_dialog_through_two_relays() {
         "keys/proxy-a/cert.pem",
     ]);
     assert!(envelope(&invite).session_reference().is_none());
-    let (inv_a, rep) = d.proxy("proxy-a", &invite, &["--pinholes", s(&pinholes)]);
+    let (inv_a, rep) = d.proxy(
+        "proxy-a",
+        &invite,
+        &["--pinholes", s(&pinholes), "--record-route"],
+    );
     assert_eq!(rep["decision"], "designated");
     assert_eq!(rep["opened"], true);
     assert_eq!(rep["sdp"].as_str(), Some(offer.as_str()));
     let nft = std::fs::read_to_string(&pinholes).unwrap();
     assert!(nft.contains("192.0.2.10"), "offer side: {nft}");
     assert!(!nft.contains("198.51.100.20"), "no answer yet: {nft}");
-    let (inv_b, rep) = d.proxy("proxy-b", &inv_a, &[]);
+    let (inv_b, rep) = d.proxy("proxy-b", &inv_a, &["--record-route"]);
     assert_eq!(rep["decision"], "not-designated");
     assert_eq!(rep["opened"], false);
     assert_eq!(open(&d, "bob", &inv_b).unwrap(), offer);
@@ -219,7 +223,25 @@ fn a_whole_dialog_through_two_relays() {
             .unwrap()
     );
     assert!(ack_msg.body().is_empty());
-    d.proxy("proxy-a", &ack, &["--pinholes", s(&pinholes)]);
+    // Both relays record-routed the INVITE: the ACK goes through them
+    // (loose routes, proxy-a first), and each takes its own Route off.
+    assert_eq!(
+        ack_msg.header_values("Route"),
+        vec![
+            "<sip:proxy-a.a.example.com;lr>",
+            "<sip:proxy-b.b.example.com;lr>"
+        ]
+    );
+    let (ack_a, _) = d.proxy("proxy-a", &ack, &["--pinholes", s(&pinholes)]);
+    let ack_a_msg = Message::parse(&std::fs::read(&ack_a).unwrap()).unwrap();
+    assert_eq!(
+        ack_a_msg.header_values("Route"),
+        vec!["<sip:proxy-b.b.example.com;lr>"]
+    );
+    let (ack_b, _) = d.proxy("proxy-b", &ack_a, &[]);
+    let ack_b_msg = Message::parse(&std::fs::read(&ack_b).unwrap()).unwrap();
+    assert!(ack_b_msg.header_values("Route").is_empty());
+    assert_eq!(ack_b_msg.request_uri(), Some("sip:bob@b.example.com"));
 
     // 4. MESSAGE under the session key: proxy-a reads it, proxy-b cannot.
     std::fs::write(d.path("hello.txt"), "hello bob\r\n").unwrap();

@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::error::{Error, Exit};
 use crate::context::Context;
-use crate::envelope::{Recipient, RecipientKey};
+use crate::envelope::{Cek, Recipient, RecipientKey};
 use crate::fsio::write_atomic;
 use crate::inspect::{Known, inspect, inspect_with};
 use crate::keys::trust::check_issued;
@@ -17,10 +17,15 @@ use crate::relay::{
     Outcome, RelayKeys, RelayOptions, RelayReport, Step, relay, undecipherable_cert,
 };
 use crate::sealing::{SealSpec, SealedInput, open_input, seal_message};
+use crate::session::SessionKey;
 use crate::sip::{Body, Message, RequestParams, build_request};
+
+mod dialog;
 
 /// The sample offer, built in so the demo runs from any directory.
 pub const OFFER_SDP: &[u8] = include_bytes!("../../samples/offer.sdp");
+/// The sample answer.
+pub const ANSWER_SDP: &[u8] = include_bytes!("../../samples/answer.sdp");
 
 /// `demo` arguments.
 #[derive(Debug, Args)]
@@ -67,7 +72,7 @@ fn view(
         key: identity,
     }];
     let input = SealedInput::Sip(sealed.clone());
-    match open_input(&input, &keys, ctx.rng()) {
+    match open_input(input, &keys, ctx.rng()) {
         Ok(opened) => {
             let mut v = String::new();
             if let Some(msg) = &opened.message {
@@ -223,8 +228,19 @@ pub fn run(args: DemoArgs, ctx: &mut Context) -> Result<Exit, Error> {
         bob: &bob,
         anchors: Cert::load_all(&dir.join("trust.pem"))?,
     };
-    relay_path(&mut out, &mut files, &relays, &invite, &sealed.message, ctx)?;
+    let leg = relay_path(&mut out, &mut files, &relays, &invite, &sealed.message, ctx)?;
     designation_without_key(&mut out, &mut files, &relays, &invite, &spec, ctx)?;
+    let alice = load("alice")?;
+    dialog::run(
+        &mut out,
+        &mut files,
+        &relays,
+        &spec,
+        &sealed.cek,
+        leg,
+        &alice,
+        ctx,
+    )?;
 
     if let Some(dir) = &args.out {
         for (name, data) in &files {
@@ -251,7 +267,57 @@ struct Relays<'a> {
     anchors: Vec<Cert>,
 }
 
-/// One relay step as `sipseal proxy` runs it; returns the outgoing message.
+/// What one relay step gave.
+struct Hopped {
+    msg: Message,
+    report: RelayReport,
+    forwarded: bool,
+    cek: Option<Cek>,
+}
+
+/// One relay step as `sipseal proxy` runs it (with `--record-route`),
+/// the relay knowing the session keys `sessions`.
+fn hop_with(
+    out: &mut String,
+    msg: &Message,
+    relay_id: &Identity,
+    via: &str,
+    sessions: &[SessionKey],
+    ctx: &mut Context,
+) -> Result<Hopped, Error> {
+    let keys = RelayKeys {
+        identity: relay_id,
+        psks: &[],
+        certs: &[],
+        sessions,
+    };
+    let opts = RelayOptions {
+        via: Some(via.into()),
+        record_route: true,
+        ..Default::default()
+    };
+    let Step {
+        outcome,
+        report,
+        cek,
+    } = relay(msg, &keys, &opts, ctx).map_err(|err| Error::Relay {
+        name: "the demo message".into(),
+        err,
+    })?;
+    out.push_str(&indent(&report.to_text()));
+    let (msg, forwarded) = match outcome {
+        Outcome::Forward(m) => (m, true),
+        Outcome::Respond(m) => (m, false),
+    };
+    Ok(Hopped {
+        msg,
+        report,
+        forwarded,
+        cek,
+    })
+}
+
+/// One relay step without session keys; returns the outgoing message.
 fn hop(
     out: &mut String,
     msg: &Message,
@@ -259,27 +325,8 @@ fn hop(
     via: &str,
     ctx: &mut Context,
 ) -> Result<(Message, RelayReport, bool), Error> {
-    let keys = RelayKeys {
-        identity: relay_id,
-        psks: &[],
-        certs: &[],
-        sessions: &[],
-    };
-    let opts = RelayOptions {
-        via: Some(via.into()),
-        ..Default::default()
-    };
-    let Step {
-        outcome, report, ..
-    } = relay(msg, &keys, &opts, ctx).map_err(|err| Error::Relay {
-        name: "the demo message".into(),
-        err,
-    })?;
-    out.push_str(&indent(&report.to_text()));
-    Ok(match outcome {
-        Outcome::Forward(m) => (m, report, true),
-        Outcome::Respond(m) => (m, report, false),
-    })
+    let h = hop_with(out, msg, relay_id, via, &[], ctx)?;
+    Ok((h.msg, h.report, h.forwarded))
 }
 
 /// alice -> proxy-a (designated: opens, reports, pinholes) -> proxy-b (blind) -> bob.
@@ -290,14 +337,26 @@ fn relay_path(
     invite: &Message,
     sealed: &Message,
     ctx: &mut Context,
-) -> Result<(), Error> {
+) -> Result<Leg, Error> {
     out.push_str(
         "\n6. the INVITE travels alice -> proxy-a -> proxy-b -> bob. proxy-a is designated:\n   \
          it opens the body, reports the media and SRTP keys, writes firewall pinholes,\n   \
          and forwards the sealed body byte for byte:\n   \
          $ sipseal proxy sealed.sip --identity keys/proxy-a --via proxy-a.a.example.com:5060 \\\n       --report report.txt --state state --pinholes pinholes.nft > to-proxy-b.sip\n\n",
     );
-    let (to_b, report, _) = hop(out, sealed, r.proxy_a, "proxy-a.a.example.com:5060", ctx)?;
+    let Hopped {
+        msg: to_b,
+        report,
+        cek: proxy_a_cek,
+        ..
+    } = hop_with(
+        out,
+        sealed,
+        r.proxy_a,
+        "proxy-a.a.example.com:5060",
+        &[],
+        ctx,
+    )?;
     let same = to_b.body() == sealed.body();
     out.push_str(&format!(
         "    sealed body forwarded byte-identical: {}\n",
@@ -322,7 +381,11 @@ fn relay_path(
         "\n   proxy-b is not designated and not a recipient: it forwards without touching its key:\n   \
          $ sipseal proxy to-proxy-b.sip --identity keys/proxy-b --via proxy-b.b.example.com > to-bob.sip\n\n",
     );
-    let (to_bob, _, _) = hop(out, &to_b, r.proxy_b, "proxy-b.b.example.com", ctx)?;
+    let (to_bob, report_b, _) = hop(out, &to_b, r.proxy_b, "proxy-b.b.example.com", ctx)?;
+    let invite_notes = [
+        dialog::relay_note("proxy-a", sealed, &report),
+        dialog::relay_note("proxy-b", &to_b, &report_b),
+    ];
     out.push_str(&format!(
         "    Via headers now: {}; Max-Forwards: {}\n",
         to_bob.header_list("Via").len(),
@@ -331,7 +394,21 @@ fn relay_path(
     files.push(("to-bob.sip", to_bob.to_bytes()));
     out.push_str("\n   $ sipseal open to-bob.sip --identity keys/bob\n");
     out.push_str(&indent(&view(&to_bob, "bob", r.bob, ctx, &[])));
-    Ok(())
+    Ok(Leg {
+        to_bob,
+        proxy_a_cek,
+        call,
+        invite_notes,
+    })
+}
+
+/// Where the call of step 6 stands when it reaches bob.
+struct Leg {
+    to_bob: Message,
+    proxy_a_cek: Option<Cek>,
+    call: CallState,
+    /// What proxy-a and proxy-b read of the INVITE, for the ladder.
+    invite_notes: [String; 2],
 }
 
 /// alice designates proxy-b by URI only; proxy-b answers 496 with its

@@ -73,13 +73,14 @@ pub fn run(args: OpenArgs, ctx: &mut Context) -> Result<Exit, Error> {
     if let Some(key) = &session {
         keys.insert(0, RecipientKey::Session(key));
     }
-    let opened = open_parsed(&input, &env, &keys, ctx.rng()).map_err(seal_err)?;
+    let opened = open_parsed(input, &env, &keys, ctx.rng()).map_err(seal_err)?;
     if opened.kind == EnvelopeKind::EnvelopedData {
         eprintln!(
             "warning: EnvelopedData (AES-CBC) has no integrity protection: alterations in transit go undetected; prefer AuthEnvelopedData (AES-GCM)"
         );
     }
-    if let (Some(msg), Some(key), None) = (sip, keys.get(opened.key_index), &session) {
+    // The restored message has the sealed one's From, To and Call-ID.
+    if let (Some(msg), Some(key), None) = (&opened.message, keys.get(opened.key_index), &session) {
         let sender = aor(msg, sender_header(msg));
         args.state.record_session(
             &key.owner(),

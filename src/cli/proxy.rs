@@ -223,6 +223,11 @@ pub struct ProxyArgs {
     /// Keep this relay's own Proxy-Inspect-Body entry when forwarding.
     #[arg(long)]
     pub keep_designation: bool,
+    /// Record-Route this relay on INVITEs (and other dialog-creating
+    /// requests), so the dialog's later requests pass it too: a relay
+    /// that opens pinholes wants to see the BYE.
+    #[arg(long)]
+    pub record_route: bool,
     /// Certificates of the recipients to re-seal for after an edit: a file,
     /// or a directory searched for *.pem, *.crt, *.cer, *.der; repeatable.
     #[arg(long, value_name = "FILE|DIR")]
@@ -253,6 +258,7 @@ pub fn run(args: ProxyArgs, ctx: &mut Context) -> Result<Exit, Error> {
         require_disclosure: args.require_disclosure,
         keep_designation: args.keep_designation,
         edits: args.relay.edits(),
+        record_route: args.record_route,
     };
     let step = relay(&msg, &keys, &opts, ctx).map_err(|e| args.relay.error(e))?;
     args.relay.finish("proxy", &identity, &msg, step, ctx)

@@ -514,6 +514,11 @@ impl Message {
         before - self.headers.len()
     }
 
+    /// Keep only the header lines for which `keep` is true.
+    pub fn retain_headers(&mut self, keep: impl FnMut(&Header) -> bool) {
+        self.headers.retain(keep);
+    }
+
     /// Remove the header line at `index`, if there is one.
     pub fn remove_header_at(&mut self, index: usize) -> Option<Header> {
         (index < self.headers.len()).then(|| self.headers.remove(index))

@@ -47,6 +47,11 @@ pub fn is_token(s: &str) -> bool {
 
 /// The full name for a compact form; other names are returned as given.
 pub fn full_name(name: &str) -> &str {
+    // Every compact form is one letter: longer names need no lookup (this
+    // sits on the path of every header comparison).
+    if name.len() != 1 {
+        return name;
+    }
     COMPACT
         .iter()
         .find(|(c, _)| c.eq_ignore_ascii_case(name))

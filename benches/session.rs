@@ -1,0 +1,55 @@
+//! The warm path of a session (SPEC §3.2): messages sealed under a stored
+//! session key, opened in-process with the key already in memory. Target
+//! (issue 5): warm open >= 100,000 messages/s on one core. The per-
+//! invocation cost against `openssl cms -decrypt -secretkey` is measured by
+//! benches/session-vs-openssl.sh.
+
+use std::hint::black_box;
+use std::path::Path;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use sipseal::context::Context;
+use sipseal::envelope::{Envelope, RecipientKey};
+use sipseal::sealing::{SealedInput, detect, open_input, seal_session};
+use sipseal::session::SessionKey;
+use sipseal::sip::Message;
+
+fn bench(c: &mut Criterion) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let invite = Message::parse(&std::fs::read(root.join("samples/invite.sip")).unwrap()).unwrap();
+    let key = SessionKey::derive(invite.call_id().unwrap(), &[7u8; 32]);
+    let mut ctx = Context::new(Some(b"bench"), None);
+    let sealed = seal_session(&invite, &key, &mut ctx).unwrap();
+    let wire = sealed.message.to_bytes();
+    let keys = [RecipientKey::Session(&key)];
+
+    let mut g = c.benchmark_group("session");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("warm open/envelope", |b| {
+        b.iter(|| {
+            Envelope::parse(black_box(&sealed.der))
+                .unwrap()
+                .open(&keys, ctx.rng())
+                .unwrap()
+        })
+    });
+    g.bench_function("warm open/SIP message", |b| {
+        b.iter(|| {
+            let input = match detect(black_box(&wire)) {
+                Ok(i @ SealedInput::Sip(_)) => i,
+                _ => unreachable!("a SIP message"),
+            };
+            open_input(input, &keys, ctx.rng())
+                .unwrap()
+                .message
+                .unwrap()
+        })
+    });
+    g.bench_function("seal/SIP message", |b| {
+        b.iter(|| seal_session(black_box(&invite), &key, &mut ctx).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
