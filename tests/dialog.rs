@@ -90,6 +90,24 @@ impl Dialog {
         (out, json)
     }
 
+    /// alice's `reply --request-method MESSAGE` with `body`, on the 2xx `ok`.
+    fn message(&mut self, ok: &Path, body: &Path, extra: &[&str]) -> PathBuf {
+        let mut args = vec![
+            "reply",
+            s(ok),
+            "--request-method",
+            "MESSAGE",
+            "--body",
+            s(body),
+            "--content-type",
+            "text/plain",
+            "--identity",
+            "keys/alice",
+        ];
+        args.extend_from_slice(extra);
+        self.ok(&args)
+    }
+
     fn store(&self, identity: &str) -> Sessions {
         let dir = StateDir {
             root: self.state.clone(),
@@ -246,18 +264,7 @@ fn a_whole_dialog_through_two_relays() {
     // 4. MESSAGE under the session key: proxy-a reads it, proxy-b cannot.
     std::fs::write(d.path("hello.txt"), "hello bob\r\n").unwrap();
     let hello = d.path("hello.txt");
-    let msg1 = d.ok(&[
-        "reply",
-        s(&ok_a),
-        "--request-method",
-        "MESSAGE",
-        "--body",
-        s(&hello),
-        "--content-type",
-        "text/plain",
-        "--identity",
-        "keys/alice",
-    ]);
+    let msg1 = d.message(&ok_a, &hello, &[]);
     assert_session_message(&msg1, &reference);
     assert_eq!(
         Message::parse(&std::fs::read(&msg1).unwrap())
@@ -274,24 +281,18 @@ fn a_whole_dialog_through_two_relays() {
     assert_eq!(open(&d, "bob", &m1_b).unwrap(), "hello bob\r\n");
 
     // 5. rekey: a full envelope; everyone who opens it replaces the key.
-    let rekey_src = d.ok(&[
-        "reply",
-        s(&ok_a),
-        "--request-method",
-        "MESSAGE",
-        "--body",
-        s(&hello),
-        "--content-type",
-        "text/plain",
-        "--identity",
-        "keys/alice",
-        "--max-uses",
-        "1",
-        "--peer",
-        "keys/bob/cert.pem",
-        "--disclose",
-        "keys/proxy-a/cert.pem",
-    ]);
+    let rekey_src = d.message(
+        &ok_a,
+        &hello,
+        &[
+            "--max-uses",
+            "1",
+            "--peer",
+            "keys/bob/cert.pem",
+            "--disclose",
+            "keys/proxy-a/cert.pem",
+        ],
+    );
     let rekeyed = envelope(&rekey_src);
     assert_eq!(
         rekeyed.recipients.len(),
@@ -322,18 +323,7 @@ fn a_whole_dialog_through_two_relays() {
     }
 
     // 6. MESSAGE under the new key.
-    let msg2 = d.ok(&[
-        "reply",
-        s(&ok_a),
-        "--request-method",
-        "MESSAGE",
-        "--body",
-        s(&hello),
-        "--content-type",
-        "text/plain",
-        "--identity",
-        "keys/alice",
-    ]);
+    let msg2 = d.message(&ok_a, &hello, &[]);
     assert_session_message(&msg2, &new_reference);
     let (m2_a, rep) = d.proxy("proxy-a", &msg2, &[]);
     assert_eq!(rep["opened"], true);
