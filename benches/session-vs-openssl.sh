@@ -38,25 +38,9 @@ cmp -s <(eval "${cmd[openssl_secretkey]}") <(eval "${cmd[sipseal_open_der]}") ||
   exit 2
 }
 
-declare -A mean_ms
-if command -v hyperfine >/dev/null; then
-  tool=hyperfine
-  for k in "${order[@]}"; do
-    hyperfine -N --warmup 10 --runs "$runs" --export-json "$work/$k.json" "${cmd[$k]}" >/dev/null
-    mean_ms[$k]=$(sed -n 's/.*"mean": *\([0-9.e-]*\).*/\1/p' "$work/$k.json" | head -1 | awk '{printf "%.3f", $1*1000}')
-  done
-else
-  tool="loop of $runs"
-  for k in "${order[@]}"; do
-    for _ in 1 2 3 4 5; do eval "${cmd[$k]}" >/dev/null; done
-    start=$(date +%s%N)
-    for ((i = 0; i < runs; i++)); do eval "${cmd[$k]}" >/dev/null; done
-    end=$(date +%s%N)
-    mean_ms[$k]=$(awk -v a="$start" -v b="$end" -v n="$runs" 'BEGIN{printf "%.3f", (b-a)/n/1e6}')
-  done
-fi
+source benches/timing.sh
+time_all "$runs" "${order[@]}"
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
 echo "timing: $tool, per invocation (mean)"
 printf '%-52s %9s ms\n' "sipseal open session.sip --identity keys/bob" "${mean_ms[sipseal_open_sip]}"
 printf '%-52s %9s ms\n' "sipseal open session.der --identity keys/bob" "${mean_ms[sipseal_open_der]}"
