@@ -222,7 +222,9 @@ pub fn run(args: DemoArgs, ctx: &mut Context) -> Result<Exit, Error> {
         ("invite.sip", bytes.clone()),
         ("sealed.sip", sealed_bytes.clone()),
     ];
+    let alice = load("alice")?;
     let relays = Relays {
+        alice: &alice,
         proxy_a: &proxy_a,
         proxy_b: &proxy_b,
         bob: &bob,
@@ -230,17 +232,7 @@ pub fn run(args: DemoArgs, ctx: &mut Context) -> Result<Exit, Error> {
     };
     let leg = relay_path(&mut out, &mut files, &relays, &invite, &sealed.message, ctx)?;
     designation_without_key(&mut out, &mut files, &relays, &invite, &spec, ctx)?;
-    let alice = load("alice")?;
-    dialog::run(
-        &mut out,
-        &mut files,
-        &relays,
-        &spec,
-        &sealed.cek,
-        leg,
-        &alice,
-        ctx,
-    )?;
+    dialog::run(&mut out, &mut files, &relays, &spec, &sealed.cek, leg, ctx)?;
 
     if let Some(dir) = &args.out {
         for (name, data) in &files {
@@ -261,6 +253,7 @@ pub fn run(args: DemoArgs, ctx: &mut Context) -> Result<Exit, Error> {
 
 /// The parties of the relay steps.
 struct Relays<'a> {
+    alice: &'a Identity,
     proxy_a: &'a Identity,
     proxy_b: &'a Identity,
     bob: &'a Identity,

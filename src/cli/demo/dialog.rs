@@ -46,7 +46,6 @@ struct Flow<'a> {
     /// proxy-a's pinhole script after its latest step.
     nft: String,
     arrows: Vec<Arrow>,
-    alice_id: &'a Identity,
 }
 
 fn seal_err(err: SealError) -> Error {
@@ -177,7 +176,7 @@ impl Flow<'_> {
             String::new()
         } else {
             let (opened, by_session) =
-                Self::ua_open(&a.msg, self.alice_id, Some(&self.alice), ctx).map_err(seal_err)?;
+                Self::ua_open(&a.msg, self.r.alice, Some(&self.alice), ctx).map_err(seal_err)?;
             ua_note("alice", &opened, by_session, "her RecipientInfo")
         };
         self.arrow(1, 0, label, note);
@@ -229,7 +228,6 @@ fn pinhole_lines(nft: &str, prefix: &str) -> String {
 }
 
 /// Steps 8 and 9.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn run(
     out: &mut String,
     files: &mut Vec<(&str, Vec<u8>)>,
@@ -237,7 +235,6 @@ pub(super) fn run(
     spec: &SealSpec,
     alice_cek: &Cek,
     leg: Leg,
-    alice_id: &Identity,
     ctx: &mut Context,
 ) -> Result<(), Error> {
     let call_id = leg
@@ -277,7 +274,6 @@ pub(super) fn run(
         call: leg.call,
         nft: String::new(),
         arrows: Vec::new(),
-        alice_id,
     };
     // The INVITE of step 6, as the ladder's first rows.
     let [to_a, to_b] = leg.invite_notes;
