@@ -14,6 +14,7 @@ pub mod relay;
 pub mod sdp;
 pub mod sealing;
 pub mod session;
+pub mod signing;
 pub mod sip;
 pub mod state;
 pub mod yaml;

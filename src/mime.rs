@@ -45,6 +45,10 @@ pub struct Part {
     pub body: Vec<u8>,
     /// The parts of a multipart.
     pub parts: Vec<Part>,
+    /// A sub-part's exact bytes, headers included, as they stand between
+    /// its boundary lines (what a `multipart/signed` signature covers,
+    /// RFC 1847 §2.1); empty for the top-level body.
+    pub raw: Vec<u8>,
 }
 
 impl Part {
@@ -73,10 +77,15 @@ pub fn body_of(msg: &Message) -> Result<Option<Part>, MimeError> {
         .filter(|h| BODY_HEADERS.iter().any(|n| h.is(n)))
         .map(|h| (h.full_name().to_owned(), h.value().to_owned()))
         .collect();
-    part_from(headers, msg.body(), 0).map(Some)
+    part_from(headers, msg.body(), Vec::new(), 0).map(Some)
 }
 
-fn part_from(headers: Vec<(String, String)>, body: &[u8], depth: usize) -> Result<Part, MimeError> {
+fn part_from(
+    headers: Vec<(String, String)>,
+    body: &[u8],
+    raw: Vec<u8>,
+    depth: usize,
+) -> Result<Part, MimeError> {
     if depth > MAX_DEPTH {
         return Err(MimeError::TooDeep);
     }
@@ -94,18 +103,26 @@ fn part_from(headers: Vec<(String, String)>, body: &[u8], depth: usize) -> Resul
             content_type,
             body: body.to_vec(),
             parts: Vec::new(),
+            raw,
         });
     }
     let ct = content_type.as_ref().and_then(|c| c.param("boundary"));
     if ct.is_none_or(str::is_empty) {
         return Err(MimeError::NoBoundary);
     }
-    let mut wrapped = Vec::with_capacity(body.len() + 128);
-    for (n, v) in &headers {
-        wrapped.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
-    }
-    wrapped.extend_from_slice(b"\r\n");
-    wrapped.extend_from_slice(body);
+    // A nested multipart is parsed from its exact bytes (mailparse gives
+    // only the preamble as a multipart's body).
+    let wrapped = if raw.is_empty() {
+        let mut w = Vec::with_capacity(body.len() + 128);
+        for (n, v) in &headers {
+            w.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
+        }
+        w.extend_from_slice(b"\r\n");
+        w.extend_from_slice(body);
+        w
+    } else {
+        raw.clone()
+    };
     let parsed =
         mailparse::parse_mail(&wrapped).map_err(|e| MimeError::Multipart(e.to_string()))?;
     let parts = parsed
@@ -120,7 +137,7 @@ fn part_from(headers: Vec<(String, String)>, body: &[u8], depth: usize) -> Resul
             let raw = sub
                 .get_body_raw()
                 .map_err(|e| MimeError::Multipart(e.to_string()))?;
-            part_from(hs, &raw, depth + 1)
+            part_from(hs, &raw, sub.raw_bytes.to_vec(), depth + 1)
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Part {
@@ -128,6 +145,7 @@ fn part_from(headers: Vec<(String, String)>, body: &[u8], depth: usize) -> Resul
         content_type,
         body: Vec::new(),
         parts,
+        raw,
     })
 }
 
@@ -162,6 +180,11 @@ mod tests {
         assert!(p.parts[0].is("application/sdp"));
         assert_eq!(p.parts[0].body, b"v=0\r\n");
         assert_eq!(p.parts[1].body, b"\x01\x02");
+        // The exact part bytes, without the CRLF that belongs to the boundary.
+        assert_eq!(
+            p.parts[0].raw,
+            b"Content-Type: application/sdp\r\n\r\nv=0\r\n"
+        );
     }
 
     #[test]

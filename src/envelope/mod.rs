@@ -29,6 +29,7 @@
 
 pub mod content;
 pub mod recipient;
+pub mod signed;
 
 use cms::authenveloped_data::AuthEnvelopedData;
 use cms::content_info::{CmsVersion, ContentInfo};

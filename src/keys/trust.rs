@@ -1,7 +1,9 @@
 //! Whether a certificate received over the network (the body of a 496) may
 //! be sealed to: issued by one of the trust anchors (`--trust PEM|DIR`),
 //! valid now, with an RSA PKCS#1 v1.5 signature (SHA-256/384/512) that the
-//! anchor's key verifies. Chains through intermediates come with `verify`.
+//! anchor's key verifies. [`check_chain`] follows intermediates (from a
+//! SignedData's certificates) up to an anchor; [`check_signing_usage`] is
+//! the key-usage check for signatures.
 
 use const_oid::ObjectIdentifier;
 use der::Encode;
@@ -105,6 +107,79 @@ pub fn check_issued<'a>(
     })
 }
 
+/// Intermediate certificates followed at most (a SIP PKI has one or two).
+const MAX_CHAIN: usize = 6;
+
+/// Check that `leaf` chains to one of `anchors` through zero or more of
+/// `intermediates` (CA certificates each issued by the next), every
+/// certificate valid at `now`. Returns the names from the leaf to the anchor.
+pub fn check_chain(
+    leaf: &Cert,
+    intermediates: &[Cert],
+    anchors: &[Cert],
+    now: OffsetDateTime,
+) -> Result<Vec<String>, TrustError> {
+    let mut path = vec![leaf.name()];
+    let mut current = leaf.clone();
+    for _ in 0..MAX_CHAIN {
+        match check_issued(&current, anchors, now) {
+            Ok(anchor) => {
+                path.push(anchor.name());
+                return Ok(path);
+            }
+            Err(TrustError::UnknownIssuer { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        // Not issued by an anchor: an intermediate that issued it, itself
+        // a CA (check_issued insists), must carry on the chain.
+        let ca = intermediates
+            .iter()
+            .filter(|c| c.cert != current.cert)
+            .find_map(|c| check_issued(&current, std::slice::from_ref(c), now).ok())
+            .cloned();
+        match ca {
+            Some(ca) => {
+                path.push(ca.name());
+                current = ca;
+            }
+            None => return check_issued(&current, anchors, now).map(|_| path),
+        }
+    }
+    Err(TrustError::UnknownIssuer {
+        cert: leaf.name(),
+        issuer: format!("a chain longer than {MAX_CHAIN} certificates"),
+    })
+}
+
+/// Whether `cert` may make signatures: a KeyUsage, when present, must
+/// allow digitalSignature or nonRepudiation, and an ExtendedKeyUsage, when
+/// present, must include emailProtection (S/MIME) or anyExtendedKeyUsage.
+pub fn check_signing_usage(cert: &Cert) -> Result<(), String> {
+    use const_oid::db::rfc5280;
+    use x509_cert::ext::pkix::{ExtendedKeyUsage, KeyUsage, KeyUsages};
+    let tbs = cert.cert.tbs_certificate();
+    if let Ok(Some((_, ku))) = tbs.get_extension::<KeyUsage>()
+        && !(ku.0.contains(KeyUsages::DigitalSignature) || ku.0.contains(KeyUsages::NonRepudiation))
+    {
+        return Err(format!(
+            "{}: key usage does not allow signatures (no digitalSignature or nonRepudiation)",
+            cert.name()
+        ));
+    }
+    if let Ok(Some((_, eku))) = tbs.get_extension::<ExtendedKeyUsage>()
+        && !eku
+            .0
+            .iter()
+            .any(|o| *o == rfc5280::ID_KP_EMAIL_PROTECTION || *o == rfc5280::ANY_EXTENDED_KEY_USAGE)
+    {
+        return Err(format!(
+            "{}: extended key usage does not include emailProtection (S/MIME)",
+            cert.name()
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -164,5 +239,28 @@ mod tests {
             check_issued(&tampered, &anchors(), now),
             Err(TrustError::BadSignature { .. })
         ));
+    }
+
+    #[test]
+    fn chains_and_signing_usage() {
+        let now = datetime!(2026-06-01 0:00 UTC);
+        let alice = load("keys/alice/cert.pem");
+        let path = check_chain(&alice, &[], &anchors(), now).unwrap();
+        assert_eq!(path.len(), 2);
+        assert_eq!(path[0], "sip:alice@a.example.com");
+        // A CA given as an intermediate but not trusted: still no anchor.
+        let ca_a = load("keys/ca/a.example.com/cert.pem");
+        let only_b: Vec<Cert> = anchors()
+            .into_iter()
+            .filter(|a| a.subject().contains("b.example.com"))
+            .collect();
+        assert!(matches!(
+            check_chain(&alice, std::slice::from_ref(&ca_a), &only_b, now),
+            Err(TrustError::UnknownIssuer { .. })
+        ));
+        check_signing_usage(&alice).unwrap();
+        // The CA certificate: keyCertSign/cRLSign only.
+        let err = check_signing_usage(&ca_a).unwrap_err();
+        assert!(err.contains("key usage"), "{err}");
     }
 }

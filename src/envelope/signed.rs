@@ -1,0 +1,620 @@
+//! SignedData (RFC 5652 §5): made with SHA-256 and RSA (PKCS#1 v1.5, or
+//! PSS), read and verified from any sender that uses SHA-2 and RSA.
+//!
+//! ```text
+//! SignedData ::= SEQUENCE {
+//!   version CMSVersion,
+//!   digestAlgorithms DigestAlgorithmIdentifiers,
+//!   encapContentInfo EncapsulatedContentInfo,   -- eContent absent: detached
+//!   certificates [0] IMPLICIT CertificateSet OPTIONAL,
+//!   crls [1] IMPLICIT RevocationInfoChoices OPTIONAL,
+//!   signerInfos SignerInfos }
+//!
+//! SignerInfo ::= SEQUENCE {
+//!   version CMSVersion,
+//!   sid SignerIdentifier,
+//!   digestAlgorithm DigestAlgorithmIdentifier,
+//!   signedAttrs [0] IMPLICIT SignedAttributes OPTIONAL,
+//!   signatureAlgorithm SignatureAlgorithmIdentifier,
+//!   signature SignatureValue,
+//!   unsignedAttrs [1] IMPLICIT UnsignedAttributes OPTIONAL }
+//! ```
+//!
+//! sipseal writes the signed attributes content-type, message-digest and
+//! signing-time, and always includes the signer's certificate (RFC 3261
+//! §23.2). With signed attributes the signature covers their DER as a SET
+//! OF (RFC 5652 §5.4); without them (`openssl cms -sign -noattr`) it covers
+//! the content itself.
+//!
+//! Verification here is the signature only: that the content matches and
+//! the included certificate's key made the signature. Whether that
+//! certificate is trusted is [`crate::keys::trust`]'s question.
+
+use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
+use cms::content_info::{CmsVersion, ContentInfo};
+use cms::signed_data::{
+    CertificateSet, EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo, SignerInfos,
+};
+use const_oid::ObjectIdentifier;
+use const_oid::db::{rfc5911, rfc5912};
+use der::asn1::{Null, OctetString, SetOfVec, UtcTime};
+use der::{Any, Decode, Encode};
+use rand::CryptoRng;
+use rsa::RsaPublicKey;
+use rsa::signature::{RandomizedSigner, SignatureEncoding, Verifier};
+use serde::Serialize;
+use sha2::{Digest, Sha256, Sha384, Sha512};
+use time::OffsetDateTime;
+use x509_cert::attr::Attribute;
+use x509_cert::spki::AlgorithmIdentifierOwned;
+
+use crate::keys::{Cert, Identity};
+
+/// Problems making or reading a SignedData.
+#[derive(Debug, thiserror::Error)]
+pub enum SignatureError {
+    /// Not well-formed CMS SignedData.
+    #[error("malformed SignedData: {0}")]
+    Malformed(String),
+    /// Well-formed, but an algorithm sipseal does not verify.
+    #[error("unsupported SignedData: {0}")]
+    Unsupported(String),
+    /// The signer's certificate is not in the SignedData.
+    #[error("the signer's certificate is not included in the SignedData")]
+    NoSignerCert,
+    /// A detached signature without its content.
+    #[error("the signature is detached and no content was given")]
+    NoContent,
+    /// The signature does not verify; the reason says which check failed.
+    #[error("the signature does not verify: {0}")]
+    Invalid(String),
+    /// My own key cannot sign.
+    #[error("cannot sign: {0}")]
+    Key(String),
+}
+
+impl SignatureError {
+    /// What to do next.
+    pub fn hint(&self) -> String {
+        match self {
+            SignatureError::Malformed(_) => {
+                "the signature part must be a DER CMS ContentInfo holding SignedData".into()
+            }
+            SignatureError::Unsupported(_) => {
+                "sipseal verifies SHA-256/384/512 with RSA PKCS#1 v1.5 or RSASSA-PSS".into()
+            }
+            SignatureError::NoSignerCert => {
+                "SIP signatures must include the signer's certificate (RFC 3261 §23.2); sign with `openssl cms -sign` without -nocerts".into()
+            }
+            SignatureError::NoContent => {
+                "give the signed content (for a SIP message, verify the whole multipart/signed body)".into()
+            }
+            SignatureError::Invalid(_) => {
+                "the content or the signature was changed after signing; ask the sender to re-send".into()
+            }
+            SignatureError::Key(_) => {
+                "check the identity's key file: an RSA key matching its certificate".into()
+            }
+        }
+    }
+}
+
+/// The RSA signature scheme.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SignatureScheme {
+    /// RSASSA-PKCS1-v1_5.
+    #[default]
+    Pkcs1v15,
+    /// RSASSA-PSS with MGF1 and a salt as long as the digest.
+    Pss,
+}
+
+impl SignatureScheme {
+    /// How to name it in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            SignatureScheme::Pkcs1v15 => "rsa-pkcs1v15",
+            SignatureScheme::Pss => "rsa-pss",
+        }
+    }
+}
+
+/// Sign `content` with `identity`: a DER ContentInfo holding SignedData
+/// (SHA-256; signed attributes content-type id-data, message-digest and
+/// signing-time = `now`; the identity's certificate and chain included).
+/// `detached` leaves the content out (for `multipart/signed`).
+pub fn sign<R: CryptoRng + ?Sized>(
+    content: &[u8],
+    identity: &Identity,
+    scheme: SignatureScheme,
+    detached: bool,
+    now: OffsetDateTime,
+    rng: &mut R,
+) -> Result<Vec<u8>, SignatureError> {
+    let enc = |what: &str, e: der::Error| SignatureError::Key(format!("encoding {what}: {e}"));
+    let key = identity
+        .private_key()
+        .map_err(|e| SignatureError::Key(e.to_string()))?;
+    let digest = Sha256::digest(content);
+    let unix = u64::try_from(now.unix_timestamp())
+        .map_err(|_| SignatureError::Key(format!("signing time {now} is before 1970")))?;
+    let time = UtcTime::from_unix_duration(std::time::Duration::from_secs(unix))
+        .map_err(|e| enc("signing-time (UTCTime ends in 2049)", e))?;
+    let attr = |oid: ObjectIdentifier, value: Any| -> Result<Attribute, SignatureError> {
+        Ok(Attribute {
+            oid,
+            values: SetOfVec::try_from(vec![value]).map_err(|e| enc("attribute", e))?,
+        })
+    };
+    let digest_octets = OctetString::new(digest.to_vec()).map_err(|e| enc("digest", e))?;
+    let attrs = SetOfVec::try_from(vec![
+        attr(rfc5911::ID_CONTENT_TYPE, any_of(&rfc5911::ID_DATA)?)?,
+        attr(rfc5911::ID_SIGNING_TIME, any_of(&time)?)?,
+        attr(rfc5911::ID_MESSAGE_DIGEST, any_of(&digest_octets)?)?,
+    ])
+    .map_err(|e| enc("signed attributes", e))?;
+    // RFC 5652 §5.4: the signature covers the attributes' DER with the
+    // SET OF tag, not the [0] IMPLICIT one they travel under.
+    let signed_bytes = attrs.to_der().map_err(|e| enc("signed attributes", e))?;
+    let (signature, signature_algorithm) = match scheme {
+        SignatureScheme::Pkcs1v15 => {
+            let signer = rsa::pkcs1v15::SigningKey::<Sha256>::new(key.clone());
+            let sig = signer
+                .try_sign_with_rng(rng, &signed_bytes)
+                .map_err(|e| SignatureError::Key(e.to_string()))?;
+            let alg = AlgorithmIdentifierOwned {
+                oid: rfc5912::SHA_256_WITH_RSA_ENCRYPTION,
+                parameters: Some(Any::from(Null)),
+            };
+            (sig.to_vec(), alg)
+        }
+        SignatureScheme::Pss => {
+            let signer = rsa::pss::SigningKey::<Sha256>::new(key.clone());
+            let sig = signer
+                .try_sign_with_rng(rng, &signed_bytes)
+                .map_err(|e| SignatureError::Key(e.to_string()))?;
+            let alg = rsa::pss::get_default_pss_signature_algo_id::<Sha256>()
+                .map_err(|e| SignatureError::Key(e.to_string()))?;
+            (sig.to_vec(), alg)
+        }
+    };
+    let tbs = identity.cert.cert.tbs_certificate();
+    let signer_info = SignerInfo {
+        version: CmsVersion::V1,
+        sid: SignerIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
+            issuer: tbs.issuer().clone(),
+            serial_number: tbs.serial_number().clone(),
+        }),
+        digest_alg: sha256_id(),
+        signed_attrs: Some(attrs),
+        signature_algorithm,
+        signature: OctetString::new(signature).map_err(|e| enc("signature", e))?,
+        unsigned_attrs: None,
+    };
+    let certs: Vec<CertificateChoices> = std::iter::once(&identity.cert)
+        .chain(&identity.chain)
+        .map(|c| CertificateChoices::Certificate(c.cert.clone()))
+        .collect();
+    let econtent = if detached {
+        None
+    } else {
+        let octets = OctetString::new(content.to_vec()).map_err(|e| enc("content", e))?;
+        Some(Any::encode_from(&octets).map_err(|e| enc("content", e))?)
+    };
+    let sd = SignedData {
+        version: CmsVersion::V1,
+        digest_algorithms: SetOfVec::try_from(vec![sha256_id()])
+            .map_err(|e| enc("digest algorithms", e))?,
+        encap_content_info: EncapsulatedContentInfo {
+            econtent_type: rfc5911::ID_DATA,
+            econtent,
+        },
+        certificates: Some(CertificateSet(
+            SetOfVec::try_from(certs).map_err(|e| enc("certificates", e))?,
+        )),
+        crls: None,
+        signer_infos: SignerInfos(
+            SetOfVec::try_from(vec![signer_info]).map_err(|e| enc("signer infos", e))?,
+        ),
+    };
+    ContentInfo {
+        content_type: rfc5911::ID_SIGNED_DATA,
+        content: Any::encode_from(&sd).map_err(|e| enc("SignedData", e))?,
+    }
+    .to_der()
+    .map_err(|e| enc("ContentInfo", e))
+}
+
+fn any_of<T: der::EncodeValue + der::Tagged>(v: &T) -> Result<Any, SignatureError> {
+    Any::encode_from(v)
+        .map_err(|e| SignatureError::Key(format!("encoding an attribute value: {e}")))
+}
+
+fn sha256_id() -> AlgorithmIdentifierOwned {
+    AlgorithmIdentifierOwned {
+        oid: rfc5912::ID_SHA_256,
+        parameters: None,
+    }
+}
+
+/// A parsed SignedData, ready to verify.
+#[derive(Debug, Clone)]
+pub struct Signed {
+    signed: SignedData,
+    /// The encapsulated content (`None`: detached).
+    pub content: Option<Vec<u8>>,
+    /// The encapsulated content's type.
+    pub content_type: ObjectIdentifier,
+    /// The certificates it carries.
+    pub certs: Vec<Cert>,
+}
+
+/// One signer whose signature verified.
+#[derive(Debug, Clone)]
+pub struct Signer {
+    /// Its certificate (from the SignedData).
+    pub cert: Cert,
+    /// The signing-time attribute, when present.
+    pub signing_time: Option<OffsetDateTime>,
+    /// The scheme it used.
+    pub scheme: SignatureScheme,
+    /// Whether it had signed attributes.
+    pub signed_attrs: bool,
+}
+
+impl Signed {
+    /// Parse a DER ContentInfo holding SignedData.
+    pub fn parse(der: &[u8]) -> Result<Signed, SignatureError> {
+        let bad = |what: &str, e: der::Error| SignatureError::Malformed(format!("{what}: {e}"));
+        let ci = ContentInfo::from_der(der).map_err(|e| bad("ContentInfo", e))?;
+        if ci.content_type != rfc5911::ID_SIGNED_DATA {
+            return Err(SignatureError::Malformed(format!(
+                "the ContentInfo holds {}, not SignedData",
+                super::oid_name(&ci.content_type)
+            )));
+        }
+        let signed: SignedData = ci.content.decode_as().map_err(|e| bad("SignedData", e))?;
+        let content = match &signed.encap_content_info.econtent {
+            None => None,
+            Some(any) => Some(
+                any.decode_as::<OctetString>()
+                    .map_err(|e| bad("eContent", e))?
+                    .as_bytes()
+                    .to_vec(),
+            ),
+        };
+        let mut certs = Vec::new();
+        for choice in signed.certificates.iter().flat_map(|s| s.0.iter()) {
+            if let CertificateChoices::Certificate(c) = choice {
+                certs.push(Cert {
+                    cert: c.clone(),
+                    source: "the SignedData".into(),
+                });
+            }
+        }
+        if signed.signer_infos.0.is_empty() {
+            return Err(SignatureError::Malformed("no SignerInfo".into()));
+        }
+        Ok(Signed {
+            content_type: signed.encap_content_info.econtent_type,
+            signed,
+            content,
+            certs,
+        })
+    }
+
+    /// Whether the content is left out (a detached signature).
+    pub fn is_detached(&self) -> bool {
+        self.content.is_none()
+    }
+
+    /// Verify every SignerInfo over the encapsulated content, or over
+    /// `detached` when the signature is detached; the signers on success.
+    pub fn verify(&self, detached: Option<&[u8]>) -> Result<Vec<Signer>, SignatureError> {
+        let content = match (&self.content, detached) {
+            (Some(c), _) => c.as_slice(),
+            (None, Some(d)) => d,
+            (None, None) => return Err(SignatureError::NoContent),
+        };
+        self.signed
+            .signer_infos
+            .0
+            .iter()
+            .map(|si| self.verify_one(si, content))
+            .collect()
+    }
+
+    fn verify_one(&self, si: &SignerInfo, content: &[u8]) -> Result<Signer, SignatureError> {
+        let cert = self
+            .certs
+            .iter()
+            .find(|c| sid_matches(&si.sid, c))
+            .ok_or(SignatureError::NoSignerCert)?;
+        let digest = DigestAlg::from_oid(&si.digest_alg.oid)?;
+        let content_digest = digest.digest(content);
+        let mut signing_time = None;
+        let signed_bytes = match &si.signed_attrs {
+            None => content.to_vec(),
+            Some(attrs) => {
+                let mut digest_ok = false;
+                let mut type_ok = false;
+                for a in attrs.iter() {
+                    let value = single_value(a)?;
+                    match a.oid {
+                        rfc5911::ID_MESSAGE_DIGEST => {
+                            let got = value.decode_as::<OctetString>().map_err(|e| {
+                                SignatureError::Malformed(format!("message-digest: {e}"))
+                            })?;
+                            if got.as_bytes() != content_digest.as_slice() {
+                                return Err(SignatureError::Invalid(
+                                    "the content's digest differs from the signed message-digest: the content was changed after signing".into(),
+                                ));
+                            }
+                            digest_ok = true;
+                        }
+                        rfc5911::ID_CONTENT_TYPE => {
+                            let got = value.decode_as::<ObjectIdentifier>().map_err(|e| {
+                                SignatureError::Malformed(format!("content-type: {e}"))
+                            })?;
+                            if got != self.content_type {
+                                return Err(SignatureError::Invalid(format!(
+                                    "the signed content-type {got} differs from the eContentType {}",
+                                    self.content_type
+                                )));
+                            }
+                            type_ok = true;
+                        }
+                        rfc5911::ID_SIGNING_TIME => {
+                            let t = value.decode_as::<x509_cert::time::Time>().map_err(|e| {
+                                SignatureError::Malformed(format!("signing-time: {e}"))
+                            })?;
+                            signing_time = OffsetDateTime::from_unix_timestamp(
+                                t.to_unix_duration().as_secs() as i64,
+                            )
+                            .ok();
+                        }
+                        _ => {}
+                    }
+                }
+                // RFC 5652 §5.3: both are required when attributes are present.
+                if !(digest_ok && type_ok) {
+                    return Err(SignatureError::Malformed(
+                        "signed attributes without content-type and message-digest".into(),
+                    ));
+                }
+                attrs
+                    .to_der()
+                    .map_err(|e| SignatureError::Malformed(format!("signed attributes: {e}")))?
+            }
+        };
+        let key = cert
+            .rsa_public_key()
+            .map_err(|_| SignatureError::Unsupported("the signer's key is not RSA".into()))?;
+        let scheme = verify_rsa(&key, si, digest, &signed_bytes)?;
+        Ok(Signer {
+            cert: cert.clone(),
+            signing_time,
+            scheme,
+            signed_attrs: si.signed_attrs.is_some(),
+        })
+    }
+}
+
+fn single_value(a: &Attribute) -> Result<&Any, SignatureError> {
+    match a.values.as_slice() {
+        [v] => Ok(v),
+        _ => Err(SignatureError::Malformed(format!(
+            "attribute {} must have exactly one value",
+            a.oid
+        ))),
+    }
+}
+
+fn sid_matches(sid: &SignerIdentifier, cert: &Cert) -> bool {
+    match sid {
+        SignerIdentifier::SubjectKeyIdentifier(ski) => {
+            cert.ski().is_some_and(|mine| mine == ski.0.as_bytes())
+        }
+        SignerIdentifier::IssuerAndSerialNumber(ias) => {
+            let tbs = cert.cert.tbs_certificate();
+            ias.serial_number == *tbs.serial_number() && ias.issuer == *tbs.issuer()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DigestAlg {
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl DigestAlg {
+    fn from_oid(oid: &ObjectIdentifier) -> Result<DigestAlg, SignatureError> {
+        match *oid {
+            rfc5912::ID_SHA_256 => Ok(DigestAlg::Sha256),
+            rfc5912::ID_SHA_384 => Ok(DigestAlg::Sha384),
+            rfc5912::ID_SHA_512 => Ok(DigestAlg::Sha512),
+            other => Err(SignatureError::Unsupported(format!(
+                "digest algorithm {}",
+                super::oid_name(&other)
+            ))),
+        }
+    }
+
+    fn digest(self, data: &[u8]) -> Vec<u8> {
+        match self {
+            DigestAlg::Sha256 => Sha256::digest(data).to_vec(),
+            DigestAlg::Sha384 => Sha384::digest(data).to_vec(),
+            DigestAlg::Sha512 => Sha512::digest(data).to_vec(),
+        }
+    }
+}
+
+const SHA384_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.12");
+const SHA512_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.13");
+
+/// Check the RSA signature over `data` with the algorithm the SignerInfo
+/// names (rsaEncryption as OpenSSL writes it, shaNNNWithRSAEncryption, or
+/// RSASSA-PSS whose hash must be the digest algorithm's).
+fn verify_rsa(
+    key: &RsaPublicKey,
+    si: &SignerInfo,
+    digest: DigestAlg,
+    data: &[u8],
+) -> Result<SignatureScheme, SignatureError> {
+    let invalid = || {
+        SignatureError::Invalid("the RSA signature does not match the signer's public key".into())
+    };
+    let sig = si.signature.as_bytes();
+    let oid = si.signature_algorithm.oid;
+    let named = match oid {
+        rfc5912::RSA_ENCRYPTION => Some(digest),
+        rfc5912::SHA_256_WITH_RSA_ENCRYPTION => Some(DigestAlg::Sha256),
+        SHA384_WITH_RSA => Some(DigestAlg::Sha384),
+        SHA512_WITH_RSA => Some(DigestAlg::Sha512),
+        rfc5912::ID_RSASSA_PSS => None,
+        other => {
+            return Err(SignatureError::Unsupported(format!(
+                "signature algorithm {}",
+                super::oid_name(&other)
+            )));
+        }
+    };
+    if let Some(alg) = named {
+        if alg != digest {
+            return Err(SignatureError::Unsupported(
+                "the signature algorithm's hash differs from the digest algorithm".into(),
+            ));
+        }
+        let sig = rsa::pkcs1v15::Signature::try_from(sig).map_err(|_| invalid())?;
+        let ok = match alg {
+            DigestAlg::Sha256 => {
+                rsa::pkcs1v15::VerifyingKey::<Sha256>::new(key.clone()).verify(data, &sig)
+            }
+            DigestAlg::Sha384 => {
+                rsa::pkcs1v15::VerifyingKey::<Sha384>::new(key.clone()).verify(data, &sig)
+            }
+            DigestAlg::Sha512 => {
+                rsa::pkcs1v15::VerifyingKey::<Sha512>::new(key.clone()).verify(data, &sig)
+            }
+        };
+        return ok
+            .map(|()| SignatureScheme::Pkcs1v15)
+            .map_err(|_| invalid());
+    }
+    let params: rsa::pkcs1::RsaPssParamsOwned = si
+        .signature_algorithm
+        .parameters
+        .as_ref()
+        .ok_or_else(|| SignatureError::Malformed("RSASSA-PSS without parameters".into()))?
+        .decode_as()
+        .map_err(|e| SignatureError::Malformed(format!("RSASSA-PSS parameters: {e}")))?;
+    let hash = DigestAlg::from_oid(&params.hash.oid)?;
+    let mgf_hash = params
+        .mask_gen
+        .parameters
+        .as_ref()
+        .map(|p| p.oid)
+        .ok_or_else(|| SignatureError::Malformed("RSASSA-PSS MGF without a hash".into()))?;
+    if hash != digest
+        || params.mask_gen.oid != rfc5912::ID_MGF_1
+        || DigestAlg::from_oid(&mgf_hash)? != digest
+    {
+        return Err(SignatureError::Unsupported(
+            "RSASSA-PSS must use MGF1 with the digest algorithm's hash".into(),
+        ));
+    }
+    let sig = rsa::pss::Signature::try_from(sig).map_err(|_| invalid())?;
+    let salt = usize::from(params.salt_len);
+    let ok = match digest {
+        DigestAlg::Sha256 => rsa::pss::VerifyingKey::<Sha256>::new_with_salt_len(key.clone(), salt)
+            .verify(data, &sig),
+        DigestAlg::Sha384 => rsa::pss::VerifyingKey::<Sha384>::new_with_salt_len(key.clone(), salt)
+            .verify(data, &sig),
+        DigestAlg::Sha512 => rsa::pss::VerifyingKey::<Sha512>::new_with_salt_len(key.clone(), salt)
+            .verify(data, &sig),
+    };
+    ok.map(|()| SignatureScheme::Pss).map_err(|_| invalid())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use rand::SeedableRng;
+    use rand::rngs::ChaCha20Rng;
+    use time::macros::datetime;
+
+    use super::*;
+
+    fn alice() -> Identity {
+        Identity::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("keys/alice")).unwrap()
+    }
+
+    #[test]
+    fn sign_and_verify_both_schemes_opaque_and_detached() {
+        let id = alice();
+        let mut rng = ChaCha20Rng::from_seed([7; 32]);
+        let now = datetime!(2026-03-02 10:00 UTC);
+        for scheme in [SignatureScheme::Pkcs1v15, SignatureScheme::Pss] {
+            let opaque = sign(b"v=0\r\n", &id, scheme, false, now, &mut rng).unwrap();
+            let s = Signed::parse(&opaque).unwrap();
+            assert_eq!(s.content.as_deref(), Some(&b"v=0\r\n"[..]));
+            let signers = s.verify(None).unwrap();
+            assert_eq!(signers.len(), 1);
+            assert_eq!(
+                signers[0].cert.uri().as_deref(),
+                Some("sip:alice@a.example.com")
+            );
+            assert_eq!(signers[0].signing_time, Some(now));
+            assert_eq!(signers[0].scheme, scheme);
+
+            let detached = sign(b"v=0\r\n", &id, scheme, true, now, &mut rng).unwrap();
+            let s = Signed::parse(&detached).unwrap();
+            assert!(s.is_detached());
+            assert!(matches!(s.verify(None), Err(SignatureError::NoContent)));
+            s.verify(Some(b"v=0\r\n")).unwrap();
+            assert!(matches!(
+                s.verify(Some(b"v=1\r\n")),
+                Err(SignatureError::Invalid(m)) if m.contains("digest")
+            ));
+        }
+    }
+
+    #[test]
+    fn a_changed_signature_or_attribute_fails() {
+        let id = alice();
+        let mut rng = ChaCha20Rng::from_seed([8; 32]);
+        let now = datetime!(2026-03-02 10:00 UTC);
+        let der = sign(
+            b"hello",
+            &id,
+            SignatureScheme::Pkcs1v15,
+            false,
+            now,
+            &mut rng,
+        )
+        .unwrap();
+        // Flip the last byte: the signature value is the SignerInfo's tail.
+        let mut bad = der.clone();
+        *bad.last_mut().unwrap() ^= 1;
+        assert!(matches!(
+            Signed::parse(&bad).unwrap().verify(None),
+            Err(SignatureError::Invalid(m)) if m.contains("RSA signature")
+        ));
+        // Move the signing time by a year (UTCTime "26" -> "27").
+        let at = der.windows(6).position(|w| w == b"260302").unwrap();
+        let mut bad = der.clone();
+        bad[at + 1] = b'7';
+        assert!(matches!(
+            Signed::parse(&bad).unwrap().verify(None),
+            Err(SignatureError::Invalid(_))
+        ));
+        assert!(matches!(
+            Signed::parse(b"\x30\x03\x02\x01\x00"),
+            Err(SignatureError::Malformed(_))
+        ));
+    }
+}
