@@ -13,12 +13,15 @@ use zeroize::Zeroizing;
 
 use crate::context::Context;
 use crate::envelope::recipient::kekri_with_id;
+use crate::envelope::signed::{SignatureError, SignatureScheme};
 use crate::envelope::{
     self, Cek, ContentCipher, Envelope, EnvelopeError, EnvelopeKind, Recipient, RecipientKey,
     SealOptions,
 };
+use crate::keys::Identity;
 use crate::mime::BODY_HEADERS;
 use crate::session::SessionKey;
+use crate::signing::{InnerSignature, SigningError, peel, sign_entity, unwrap_inner};
 use crate::sip::disclosure::{Access, Designation, PROXY_INSPECT_BODY, remove_designations};
 use crate::sip::headers::{parse_content_type, strip_angle, uri_host};
 use crate::sip::{HeaderError, Message, ParseError};
@@ -46,6 +49,10 @@ pub enum SealError {
     TransferEncoding { encoding: String, reason: String },
     #[error(transparent)]
     Envelope(#[from] EnvelopeError),
+    #[error("the inner signature: {0}")]
+    Signature(#[from] SignatureError),
+    #[error(transparent)]
+    Signing(#[from] SigningError),
 }
 
 impl SealError {
@@ -71,6 +78,8 @@ impl SealError {
                 "SIP bodies are binary; check the Content-Transfer-Encoding header".into()
             }
             SealError::Envelope(e) => e.hint(),
+            SealError::Signature(e) => e.hint(),
+            SealError::Signing(e) => e.hint(),
         }
     }
 
@@ -94,6 +103,10 @@ pub struct SealSpec {
     pub access: Access,
     /// Cipher and padding.
     pub options: SealOptions,
+    /// Sign the plaintext inside the envelope (sign-then-encrypt) with this identity.
+    pub signer: Option<std::sync::Arc<Identity>>,
+    /// The inner signature's RSA scheme.
+    pub scheme: SignatureScheme,
 }
 
 /// The result of sealing a message.
@@ -116,7 +129,11 @@ pub fn mime_entity(msg: &Message) -> Result<Vec<u8>, SealError> {
     }
     let ct = msg.header("Content-Type").ok_or(SealError::NoContentType)?;
     let parsed = parse_content_type(ct)?;
-    if is_pkcs7_mime(&parsed.mime) {
+    // An inner signature (signed-data) is sealed as it is (reencrypt).
+    let signed = parsed
+        .param("smime-type")
+        .is_some_and(|t| t.eq_ignore_ascii_case("signed-data"));
+    if is_pkcs7_mime(&parsed.mime) && !signed {
         return Err(SealError::AlreadySealed(ct.to_owned()));
     }
     let mut entity = Vec::with_capacity(msg.body().len() + 64);
@@ -168,7 +185,10 @@ pub fn seal_message_with(
     cek: Option<&Cek>,
     ctx: &mut Context,
 ) -> Result<SealedMessage, SealError> {
-    let entity = Zeroizing::new(mime_entity(msg)?);
+    let mut entity = Zeroizing::new(mime_entity(msg)?);
+    if let Some(signer) = &spec.signer {
+        entity = Zeroizing::new(sign_entity(&entity, signer, spec.scheme, ctx)?);
+    }
     let mut all: Vec<Recipient> = spec.peers.clone();
     all.extend(spec.disclose.iter().cloned());
     check_distinct(&all)?;
@@ -432,6 +452,10 @@ fn mime_input(bytes: &[u8]) -> Result<(HeaderPairs, Vec<u8>), SealError> {
 
 /// The DER of a SIP message's sealed body (transfer encoding undone).
 pub fn sealed_body(msg: &Message) -> Result<Vec<u8>, SealError> {
+    // Under an outer signature, the sealed part is inside.
+    if let Some(inner) = peel(msg)? {
+        return sealed_body(&inner);
+    }
     if msg.body().is_empty() {
         return Err(SealError::NoBody);
     }
@@ -545,6 +569,10 @@ pub struct OpenedContent {
     pub recipient_index: usize,
     /// The envelope kind.
     pub kind: EnvelopeKind,
+    /// The inner signature, when the content was signed before sealing:
+    /// verified (cryptographically; trust is the caller's) and taken off,
+    /// so `content`, `entity` and `message` are what was signed.
+    pub inner: Option<Result<InnerSignature, SignatureError>>,
 }
 
 /// The DER envelope inside any accepted input.
@@ -574,13 +602,20 @@ pub fn open_parsed<R: CryptoRng + ?Sized>(
     rng: &mut R,
 ) -> Result<OpenedContent, SealError> {
     let opened = env.open(keys, rng)?;
-    let entity = Entity::parse(&opened.content);
+    let mut content = opened.content;
+    let mut entity = Entity::parse(&content);
+    let inner = entity.as_ref().and_then(unwrap_inner);
+    if let Some(Ok(signed)) = &inner {
+        content = Zeroizing::new(signed.content.clone());
+        entity = Entity::parse(&content);
+    }
     let message = match input {
-        SealedInput::Sip(msg) => Some(restore(msg, entity.as_ref(), &opened.content)),
+        SealedInput::Sip(msg) => Some(restore(msg, entity.as_ref(), &content)),
         _ => None,
     };
     Ok(OpenedContent {
-        content: opened.content,
+        inner,
+        content,
         entity,
         message,
         cek: opened.cek,
@@ -593,6 +628,10 @@ pub fn open_parsed<R: CryptoRng + ?Sized>(
 /// The message with the plaintext body and its MIME headers back in place
 /// of the sealed one; `Proxy-Inspect-Body` entries for the opened part go.
 pub fn restore(mut out: Message, entity: Option<&Entity>, content: &[u8]) -> Message {
+    // An outer signature cannot survive the new body: it goes.
+    if let Ok(Some(inner)) = peel(&out) {
+        out = inner;
+    }
     let cid = out.header("Content-ID").map(|v| strip_angle(v).to_owned());
     // The entries for the opened part go (all of them when it has no Content-ID).
     remove_designations(&mut out, |d| match (&cid, &d.cid) {

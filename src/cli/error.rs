@@ -4,10 +4,12 @@
 use std::path::PathBuf;
 
 use crate::envelope::EnvelopeError;
+use crate::envelope::signed::SignatureError;
 use crate::keys::KeyError;
 use crate::keys::trust::TrustError;
 use crate::relay::RelayError;
 use crate::sealing::SealError;
+use crate::signing::SigningError;
 use crate::sip::{ComposeError, ParseError};
 use crate::state::StateError;
 
@@ -73,6 +75,14 @@ pub enum Error {
     #[error("{name}: {err}")]
     Relay { name: String, err: RelayError },
     #[error("{name}: {err}")]
+    Signing { name: String, err: SigningError },
+    #[error("{name}: {reason}")]
+    Signature {
+        name: String,
+        reason: String,
+        hint: String,
+    },
+    #[error("{name}: {err}")]
     Untrusted { name: String, err: TrustError },
     #[error("state: {0}")]
     State(#[from] StateError),
@@ -105,6 +115,8 @@ impl Error {
             Error::Spec { .. } => "see `man sipseal-build` for the message spec keys".into(),
             Error::Seal { err, .. } => err.hint(),
             Error::Relay { err, .. } => err.hint(),
+            Error::Signing { err, .. } => err.hint(),
+            Error::Signature { hint, .. } => hint.clone(),
             Error::State(e) => e.hint(),
             Error::UnknownSessionKey { .. } => {
                 "open the session's first message (or the last rekey) with this --state first; `sipseal session list` shows the stored keys. A UAS answers such a request with 493 Undecipherable".into()
@@ -132,14 +144,24 @@ impl Error {
                 | SealError::Duplicate(_)
                 | SealError::NoBody
                 | SealError::NoContentType
-                | SealError::AlreadySealed(_) => Exit::Usage,
+                | SealError::AlreadySealed(_)
+                | SealError::Signature(SignatureError::Key(_)) => Exit::Usage,
+                _ => Exit::Failed,
+            },
+            Error::Signing { err, .. } => match err {
+                SigningError::Signature(SignatureError::Key(_))
+                | SigningError::NoBody
+                | SigningError::AlreadySigned
+                | SigningError::Missing(_) => Exit::Usage,
                 _ => Exit::Failed,
             },
             Error::Relay { err, .. } if err.is_config() => Exit::Usage,
             Error::Relay { err, .. } if err.is_not_recipient() => Exit::NotForMe,
             Error::Relay { .. } => Exit::Failed,
             Error::State(StateError::Io { .. }) => Exit::Io,
-            Error::Untrusted { .. } | Error::UnknownSessionKey { .. } => Exit::Failed,
+            Error::Untrusted { .. } | Error::UnknownSessionKey { .. } | Error::Signature { .. } => {
+                Exit::Failed
+            }
             Error::State(_) => Exit::Usage,
         }
     }

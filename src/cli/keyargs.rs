@@ -120,6 +120,8 @@ impl RecipientArgs {
                 cipher: self.cipher.unwrap_or_default(),
                 padding: self.rsa_padding,
             },
+            signer: None,
+            scheme: Default::default(),
         })
     }
 }

@@ -15,7 +15,9 @@ pub mod reencrypt;
 pub mod reply;
 pub mod seal;
 pub mod session;
+pub mod sign;
 pub mod state;
+pub mod verify;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use time::OffsetDateTime;
@@ -105,6 +107,10 @@ pub enum Command {
     /// List, show, forget or export stored session keys.
     #[command(subcommand)]
     Session(session::SessionCommand),
+    /// Sign a message: multipart/signed over its protected headers and body (outer signature).
+    Sign(sign::SignArgs),
+    /// Verify every signature (chain, validity, key usage, signer, protected headers) and the Route-Security chain.
+    Verify(Box<verify::VerifyArgs>),
     /// One relay step: open the body if designated, report, forward (or answer 483/496).
     Proxy(Box<proxy::ProxyArgs>),
     /// Open with this relay's key, optionally edit, and seal again for the next hop.
@@ -144,6 +150,8 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
         Command::Reply(args) => reply::run(*args, &mut ctx),
         Command::Rekey(args) => seal::rekey(args, &mut ctx),
         Command::Session(cmd) => session::run(cmd, &mut ctx),
+        Command::Sign(args) => sign::run(args, &mut ctx),
+        Command::Verify(args) => verify::run(*args, &mut ctx),
         Command::Proxy(args) => proxy::run(*args, &mut ctx),
         Command::Reencrypt(args) => reencrypt::run(*args, &mut ctx),
         Command::Inspect(args) => inspect::run(args, &mut ctx),
@@ -167,6 +175,8 @@ fn command_name(c: &Command) -> &'static str {
         Command::Reply(_) => "reply",
         Command::Rekey(_) => "rekey",
         Command::Session(_) => "session",
+        Command::Sign(_) => "sign",
+        Command::Verify(_) => "verify",
         Command::Proxy(_) => "proxy",
         Command::Reencrypt(_) => "reencrypt",
         Command::Inspect(_) => "inspect",

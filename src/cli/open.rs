@@ -1,6 +1,6 @@
 //! `sipseal open`: decrypt a body addressed to me.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
@@ -9,9 +9,14 @@ use super::io::{display_name, read_sealed_input, write_output};
 use super::keyargs::KeyArgs;
 use super::state::{StateArgs, aor, sender_header};
 use crate::context::Context;
+use crate::envelope::signed::SignatureError;
 use crate::envelope::{Envelope, EnvelopeKind, RecipientKey};
+use crate::keys::Cert;
 use crate::sealing::{SealError, SealedInput, envelope_der, open_parsed};
 use crate::session::Role;
+use crate::signing::InnerSignature;
+use crate::sip::Message;
+use crate::verify::{VerifyOptions, verify_inner};
 
 /// `open` arguments.
 #[derive(Debug, Args)]
@@ -24,6 +29,11 @@ pub struct OpenArgs {
     pub keys: KeyArgs,
     #[command(flatten)]
     pub state: StateArgs,
+    /// Trust anchors (PEM/DER file or directory) for the inner signature:
+    /// with them the signer's chain, validity, key usage and SAN URI (the
+    /// From AOR) are checked too, not just the signature.
+    #[arg(long, value_name = "PEM|DIR")]
+    pub trust: Option<PathBuf>,
     /// Write only the plaintext content (the SDP), not the message.
     #[arg(long)]
     pub body_only: bool,
@@ -73,7 +83,11 @@ pub fn run(args: OpenArgs, ctx: &mut Context) -> Result<Exit, Error> {
     if let Some(key) = &session {
         keys.insert(0, RecipientKey::Session(key));
     }
+    let original = sip.cloned();
     let opened = open_parsed(input, &env, &keys, ctx.rng()).map_err(seal_err)?;
+    if let Some(inner) = &opened.inner {
+        check_inner(inner, original.as_ref(), args.trust.as_deref(), &name, ctx)?;
+    }
     if opened.kind == EnvelopeKind::EnvelopedData {
         eprintln!(
             "warning: EnvelopedData (AES-CBC) has no integrity protection: alterations in transit go undetected; prefer AuthEnvelopedData (AES-GCM)"
@@ -100,4 +114,56 @@ pub fn run(args: OpenArgs, ctx: &mut Context) -> Result<Exit, Error> {
     };
     write_output(args.output.as_ref(), &out)?;
     Ok(Exit::Ok)
+}
+
+/// The inner signature: a bad one is exit 1; a good one names its signer
+/// on stderr, and with `--trust` must pass every certificate check.
+pub fn check_inner(
+    inner: &Result<InnerSignature, SignatureError>,
+    msg: Option<&Message>,
+    trust: Option<&Path>,
+    name: &str,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let signed = match inner {
+        Ok(s) => s,
+        Err(e) => {
+            return Err(Error::Signature {
+                name: name.to_owned(),
+                reason: format!("the inner signature: {e}"),
+                hint: e.hint(),
+            });
+        }
+    };
+    let signer = signed.signer.cert.name();
+    let Some(trust) = trust else {
+        eprintln!(
+            "inner signature by {signer}: the signature verifies (certificate not checked: give --trust)"
+        );
+        return Ok(());
+    };
+    let anchors = Cert::load_tree(trust)?;
+    let opts = VerifyOptions {
+        anchors: &anchors,
+        at: ctx.now(),
+        min_route_level: None,
+        received_from: None,
+    };
+    let report = verify_inner("inner", msg, inner, &opts);
+    let failed: Vec<String> = report
+        .checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| format!("{}: {}", c.check, c.detail))
+        .collect();
+    if failed.is_empty() {
+        eprintln!("inner signature by {signer}: verified (chain, validity, key usage, signer)");
+        Ok(())
+    } else {
+        Err(Error::Signature {
+            name: name.to_owned(),
+            reason: format!("the inner signature by {signer} does not check: {}", failed.join("; ")),
+            hint: "see `sipseal verify --identity` for the whole report; check --trust and the clock (--now)".into(),
+        })
+    }
 }

@@ -15,7 +15,10 @@ use crate::envelope::Envelope;
 use crate::fsio::write_atomic;
 use crate::keys::{Cert, Identity, Psk};
 use crate::pinhole::{self, PinholeFormat, Seen};
-use crate::relay::{Outcome, RelayError, RelayKeys, RelayOptions, RelayReport, Step, relay};
+use crate::policy::{Bindings, Policy};
+use crate::relay::{
+    Outcome, PathOptions, RelayError, RelayKeys, RelayOptions, RelayReport, Step, relay,
+};
 use crate::sdp::SdpEdit;
 use crate::sealing::sealed_body;
 use crate::session::{Role, SessionKey};
@@ -64,6 +67,31 @@ pub struct RelayArgs {
     /// `inet sipseal`, for `nft -f`) or JSON.
     #[arg(long, value_enum, default_value_t = PinholeFormat::Nft)]
     pub pinhole_format: PinholeFormat,
+    /// The security level (0 none, 1 authenticated peer, 2 + integrity,
+    /// 3 + confidentiality) of the link this relay sends on: requests get
+    /// `Route-Security: <sip:SENT-BY>;level=N` appended; on responses this
+    /// relay checks its own entry came back.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=3))]
+    pub link_level: Option<u8>,
+    /// Where the message came from (HOST[:PORT]): the newest Route-Security
+    /// entry must name it (else that link counts as level 0, and the
+    /// report says so); --bindings checks the From AOR against it.
+    #[arg(long, value_name = "ADDR")]
+    pub received_from: Option<String>,
+    /// Originator imposture check: YAML of AOR -> source addresses; a
+    /// request whose From AOR is not bound to --received-from is answered
+    /// 403 Forbidden (exit 5).
+    #[arg(long, value_name = "FILE", requires = "received_from")]
+    pub bindings: Option<PathBuf>,
+    /// Connectivity policy: YAML allow-list of {from, to} AOR patterns; a
+    /// denied request is answered 404 Not Found, exactly as an unknown
+    /// target (exit 5).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Answer 495 Signature Required to a request without a signature, and
+    /// 403 to one whose outer signature does not verify (exit 5).
+    #[arg(long)]
+    pub require_signature: bool,
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -110,6 +138,34 @@ impl RelayArgs {
             psks,
             msg,
             sessions,
+        })
+    }
+
+    /// The path checks (`--link-level`, `--received-from`, `--bindings`,
+    /// `--policy`, `--require-signature`).
+    pub fn path(&self) -> Result<PathOptions, Error> {
+        let config = |e: crate::policy::PolicyError| {
+            Error::usage(
+                e.to_string(),
+                "see `man sipseal-proxy` for the --bindings and --policy YAML formats",
+            )
+        };
+        Ok(PathOptions {
+            link_level: self.link_level,
+            received_from: self.received_from.clone(),
+            bindings: self
+                .bindings
+                .as_deref()
+                .map(Bindings::load)
+                .transpose()
+                .map_err(config)?,
+            policy: self
+                .policy
+                .as_deref()
+                .map(Policy::load)
+                .transpose()
+                .map_err(config)?,
+            require_signature: self.require_signature,
         })
     }
 
@@ -259,6 +315,7 @@ pub fn run(args: ProxyArgs, ctx: &mut Context) -> Result<Exit, Error> {
         keep_designation: args.keep_designation,
         edits: args.relay.edits(),
         record_route: args.record_route,
+        path: args.relay.path()?,
     };
     let step = relay(&msg, &keys, &opts, ctx).map_err(|e| args.relay.error(e))?;
     args.relay.finish("proxy", &identity, &msg, step, ctx)

@@ -55,6 +55,7 @@ pub fn run(args: ReencryptArgs, ctx: &mut Context) -> Result<Exit, Error> {
         spec,
         keep_cek: args.keep_cek,
         edits: args.relay.edits(),
+        path: args.relay.path()?,
     };
     let step = reencrypt(&msg, &keys, &opts, ctx).map_err(|e| args.relay.error(e))?;
     args.relay.finish("reencrypt", &identity, &msg, step, ctx)

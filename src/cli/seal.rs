@@ -9,6 +9,7 @@ use clap::Args;
 use super::error::{Error, Exit};
 use super::io::{display_name, read_message, write_output};
 use super::keyargs::RecipientArgs;
+use super::sign::InnerSignArgs;
 use super::state::{StateArgs, aor, receiver_header, sender_header};
 use crate::context::Context;
 use crate::sealing::{SealError, seal_message, seal_session};
@@ -25,6 +26,8 @@ pub struct SealArgs {
     pub recipients: RecipientArgs,
     #[command(flatten)]
     pub state: StateArgs,
+    #[command(flatten)]
+    pub inner: InnerSignArgs,
     /// Seal under the session key stored for the message's Call-ID (one
     /// KEKRecipientInfo, no public-key operation). When the key is due
     /// for a rekey (--max-uses, --max-age) a full envelope goes to --peer
@@ -43,11 +46,19 @@ pub struct SealArgs {
 pub fn run(args: SealArgs, ctx: &mut Context) -> Result<Exit, Error> {
     let name = display_name(&args.input);
     let msg = read_message(&args.input)?;
+    if args.session && args.inner.sign.is_some() {
+        return Err(Error::usage(
+            "--sign with --session",
+            "an inner signature goes with a full envelope: seal with --peer (and --disclose) instead of --session, or sign the session message with `sipseal sign`",
+        ));
+    }
     let (message, der) = if args.session {
         let me = sender(&msg, &name)?;
         seal_in_session(&msg, &me, &args.recipients, &args.state, &name, ctx)?
     } else {
-        let spec = args.recipients.spec(ctx.now())?;
+        let mut spec = args.recipients.spec(ctx.now())?;
+        spec.signer = args.inner.signer()?;
+        spec.scheme = args.inner.scheme();
         let sealed = seal_message(&msg, &spec, ctx).map_err(|err| Error::Seal { name, err })?;
         args.state.record_sender(&sealed, ctx)?;
         (sealed.message, sealed.der)

@@ -44,8 +44,13 @@ pub fn check_issued<'a>(
     anchors: &'a [Cert],
     now: OffsetDateTime,
 ) -> Result<&'a Cert, TrustError> {
-    let tbs = cert.cert.tbs_certificate();
-    let validity = tbs.validity();
+    check_validity(cert, now)?;
+    check_signed_by(cert, anchors)
+}
+
+/// Whether `cert` is valid at `now`.
+pub fn check_validity(cert: &Cert, now: OffsetDateTime) -> Result<(), TrustError> {
+    let validity = cert.cert.tbs_certificate().validity();
     let unix = |t: &x509_cert::time::Time| t.to_unix_duration().as_secs() as i128;
     let at = now.unix_timestamp() as i128;
     if at < unix(&validity.not_before) || at > unix(&validity.not_after) {
@@ -56,6 +61,12 @@ pub fn check_issued<'a>(
             not_after: validity.not_after.to_string(),
         });
     }
+    Ok(())
+}
+
+/// The CA among `anchors` whose key signed `cert` (validity not checked).
+fn check_signed_by<'a>(cert: &Cert, anchors: &'a [Cert]) -> Result<&'a Cert, TrustError> {
+    let tbs = cert.cert.tbs_certificate();
     let issuer = tbs.issuer();
     let unknown = || TrustError::UnknownIssuer {
         cert: cert.name(),
@@ -110,39 +121,32 @@ pub fn check_issued<'a>(
 /// Intermediate certificates followed at most (a SIP PKI has one or two).
 const MAX_CHAIN: usize = 6;
 
-/// Check that `leaf` chains to one of `anchors` through zero or more of
-/// `intermediates` (CA certificates each issued by the next), every
-/// certificate valid at `now`. Returns the names from the leaf to the anchor.
+/// The certificates from `leaf` to one of `anchors`, through zero or more
+/// of `intermediates` (CA certificates, each issued by the next), checking
+/// each signature; validity is [`check_validity`]'s, per certificate.
 pub fn check_chain(
     leaf: &Cert,
     intermediates: &[Cert],
     anchors: &[Cert],
-    now: OffsetDateTime,
-) -> Result<Vec<String>, TrustError> {
-    let mut path = vec![leaf.name()];
-    let mut current = leaf.clone();
+) -> Result<Vec<Cert>, TrustError> {
+    let mut path = vec![leaf.clone()];
     for _ in 0..MAX_CHAIN {
-        match check_issued(&current, anchors, now) {
+        let current = path.last().cloned().unwrap_or_else(|| leaf.clone());
+        match check_signed_by(&current, anchors) {
             Ok(anchor) => {
-                path.push(anchor.name());
+                path.push(anchor.clone());
                 return Ok(path);
             }
             Err(TrustError::UnknownIssuer { .. }) => {}
             Err(e) => return Err(e),
         }
-        // Not issued by an anchor: an intermediate that issued it, itself
-        // a CA (check_issued insists), must carry on the chain.
         let ca = intermediates
             .iter()
-            .filter(|c| c.cert != current.cert)
-            .find_map(|c| check_issued(&current, std::slice::from_ref(c), now).ok())
-            .cloned();
+            .filter(|c| !path.iter().any(|p| p.cert == c.cert))
+            .find_map(|c| check_signed_by(&current, std::slice::from_ref(c)).ok());
         match ca {
-            Some(ca) => {
-                path.push(ca.name());
-                current = ca;
-            }
-            None => return check_issued(&current, anchors, now).map(|_| path),
+            Some(ca) => path.push(ca.clone()),
+            None => return check_signed_by(&current, anchors).map(|_| path),
         }
     }
     Err(TrustError::UnknownIssuer {
@@ -245,9 +249,13 @@ mod tests {
     fn chains_and_signing_usage() {
         let now = datetime!(2026-06-01 0:00 UTC);
         let alice = load("keys/alice/cert.pem");
-        let path = check_chain(&alice, &[], &anchors(), now).unwrap();
+        let path = check_chain(&alice, &[], &anchors()).unwrap();
         assert_eq!(path.len(), 2);
-        assert_eq!(path[0], "sip:alice@a.example.com");
+        assert_eq!(path[0].name(), "sip:alice@a.example.com");
+        assert!(path[1].subject().contains("a.example.com"));
+        for c in &path {
+            check_validity(c, now).unwrap();
+        }
         // A CA given as an intermediate but not trusted: still no anchor.
         let ca_a = load("keys/ca/a.example.com/cert.pem");
         let only_b: Vec<Cert> = anchors()
@@ -255,7 +263,7 @@ mod tests {
             .filter(|a| a.subject().contains("b.example.com"))
             .collect();
         assert!(matches!(
-            check_chain(&alice, std::slice::from_ref(&ca_a), &only_b, now),
+            check_chain(&alice, std::slice::from_ref(&ca_a), &only_b),
             Err(TrustError::UnknownIssuer { .. })
         ));
         check_signing_usage(&alice).unwrap();

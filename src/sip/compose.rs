@@ -389,6 +389,8 @@ pub fn build_response(
     if dialog_creating {
         copy(&mut m, "Record-Route");
     }
+    // SPEC §3.4: responses carry the request's entries back, in order.
+    copy(&mut m, super::route_security::ROUTE_SECURITY);
     copy(&mut m, "From");
     if to_has_tag || p.code == 100 {
         copy(&mut m, "To");

@@ -6,6 +6,7 @@ pub mod disclosure;
 pub mod headers;
 pub mod message;
 pub mod names;
+pub mod route_security;
 
 pub use compose::{
     Body, ComposeError, RequestParams, ResponseParams, Transport, build_request, build_response,

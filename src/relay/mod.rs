@@ -7,6 +7,8 @@
 //! RecipientInfo by rid/kekid first, so a relay that is not a recipient
 //! never reads its private key. The sealed body is forwarded byte-identical.
 
+pub mod path;
+
 use der::Encode;
 use serde::Serialize;
 
@@ -21,11 +23,15 @@ use crate::sdp::Sdp;
 use crate::sdp::{SdpEdit, apply_edits};
 use crate::sealing::{Entity, SealError, SealSpec, restore, seal_message_with, sealed_body};
 use crate::session::SessionKey;
+use crate::signing::{
+    OuterSignature, SigningError, outer_signature, peel, sign_message, unwrap_inner,
+};
 use crate::sip::compose::{Body, ComposeError, ResponseParams, build_response};
 use crate::sip::disclosure::{Access, Designation, designations, remove_designations};
 use crate::sip::headers::{addr_spec, split_list, uri_host};
 use crate::sip::{HeaderError, Message};
 use cms::enveloped_data::RecipientInfo;
+pub use path::PathOptions;
 
 /// Problems that stop a relay without a SIP answer.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +52,10 @@ pub enum RelayError {
     Edit(String),
     #[error("cannot re-seal after the edit: {0}")]
     Reseal(EnvelopeError),
+    #[error("{0}")]
+    Signature(String),
+    #[error(transparent)]
+    Signing(#[from] SigningError),
 }
 
 impl RelayError {
@@ -64,6 +74,10 @@ impl RelayError {
             RelayError::Reseal(_) => {
                 "re-sealing needs every recipient's certificate (--certs DIR) or PSK (--psk FILE)".into()
             }
+            RelayError::Signature(_) => {
+                "the body was changed after it was signed; do not forward it, ask the sender to re-send".into()
+            }
+            RelayError::Signing(e) => e.hint(),
         }
     }
 
@@ -104,6 +118,8 @@ pub struct RelayOptions {
     /// Add `Record-Route: <sip:HOST;lr>` to dialog-creating requests, so the
     /// dialog's later requests (and the BYE that closes the pinholes) pass here.
     pub record_route: bool,
+    /// Route-Security, imposture check, policy, required signatures.
+    pub path: PathOptions,
 }
 
 /// This relay's key material.
@@ -244,6 +260,21 @@ pub struct RelayReport {
     /// After a re-seal: `fresh` (a new CEK) or `kept` (`--keep-cek`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cek: Option<&'static str>,
+    /// Who signed the content inside the envelope (inner signature).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signer: Option<String>,
+    /// Who signed the message (outer signature).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outer_signer: Option<String>,
+    /// Whether this relay signed its output (relay re-signature).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub resigned: bool,
+    /// Route-Security: what this relay checked and appended.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub route_security: Vec<String>,
+    /// Why this relay answered 403, 404 or 495 (for the operator only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
     /// Things worth knowing (e.g. an SDP that does not parse).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -297,6 +328,24 @@ impl RelayReport {
         }
         if let Some(code) = self.answered {
             let _ = writeln!(out, "  answered: {code} instead of forwarding");
+        }
+        if let Some(why) = &self.refused {
+            let _ = writeln!(out, "  refused: {why}");
+        }
+        if let Some(s) = &self.outer_signer {
+            let _ = writeln!(out, "  outer signature: {s}");
+        }
+        if let Some(s) = &self.signer {
+            let _ = writeln!(
+                out,
+                "  inner signature: {s} (read-only: an edit would break it)"
+            );
+        }
+        if self.resigned {
+            out.push_str("  re-signed: yes (outer signature by this relay)\n");
+        }
+        for r in &self.route_security {
+            let _ = writeln!(out, "  route-security: {r}");
         }
         for (i, s) in self.streams.iter().enumerate() {
             let _ = write!(
@@ -373,6 +422,11 @@ impl RelayReport {
             edited: false,
             resealed_for: Vec::new(),
             cek: None,
+            signer: None,
+            outer_signer: None,
+            resigned: false,
+            route_security: Vec::new(),
+            refused: None,
             notes: Vec::new(),
         }
     }
@@ -455,6 +509,11 @@ pub fn relay(
     if let Some(response) = too_many_hops(msg, &mut report, ctx)? {
         return Ok(Step::new(response, report));
     }
+    if let Some(response) = path::admit(msg, &opts.path, &mut report, ctx)? {
+        return Ok(Step::new(response, report));
+    }
+    let outer = outer_signature(msg)?;
+    report.outer_signer = outer_signer(outer.as_ref());
     let mine = my_designations(msg, &uris);
     let envelope = match sealed_body(msg) {
         Ok(der) => Some(Envelope::parse(&der).map_err(|e| RelayError::Open(e.into()))?),
@@ -499,10 +558,10 @@ pub fn relay(
             if opened.key_index >= keys.sessions.len() {
                 cek = Some(opened.cek.clone());
             }
-            let entity = Entity::parse(&opened.content);
+            let (entity, plain) = inner_signature(&opened.content, &mut report)?;
             let content = match &entity {
                 Some(e) => e.body.clone(),
-                None => opened.content.to_vec(),
+                None => plain.clone(),
             };
             if opts.edits.is_empty() {
                 disclose(&mut report, &content);
@@ -511,6 +570,11 @@ pub fn relay(
                     return Err(RelayError::EditRefused(
                         "this relay was not designated with access=modify".into(),
                     ));
+                }
+                if let Some(signer) = &report.signer {
+                    return Err(RelayError::EditRefused(format!(
+                        "the content carries an inner signature by {signer}: an edit would break it (the sender made it read-only)"
+                    )));
                 }
                 let edited = edit(entity.as_ref(), &content, &opts.edits)?;
                 let (der, names) = reseal(env, &edited.to_bytes(), keys, ctx)?;
@@ -534,18 +598,43 @@ pub fn relay(
             "this relay is not designated for the body, so it may not change it".into(),
         ));
     }
+    if let Some(response) = path::require_signature(
+        msg,
+        outer.as_ref(),
+        report.signer.is_some() || opaque_signed(msg),
+        &opts.path,
+        &mut report,
+        ctx,
+    )? {
+        return Ok(Step::new(response, report));
+    }
+    let sent_by = path::sent_by(keys, opts.via.as_deref());
     let mut forwarded = if msg.is_request() {
-        let drop_mine = !opts.keep_designation;
+        // Under an outer signature the designations are protected: this
+        // relay's own entry stays, or the signature would not verify.
+        let drop_mine = !opts.keep_designation && (outer.is_none() || resealed.is_some());
         let mut out = forward_request(msg, keys, opts.via.as_deref(), drop_mine, ctx)?;
         if opts.record_route {
             record_route(&mut out, keys, opts.via.as_deref())?;
         }
         out
     } else {
+        path::route_response(msg, &sent_by, &opts.path, &mut report);
         forward_response(msg)?
     };
     if let Some(der) = resealed {
-        forwarded.set_body(der);
+        match &outer {
+            Some(outer) => {
+                let mut base = peel(&forwarded)?.unwrap_or(forwarded);
+                base.set_body(der);
+                forwarded = resign(&base, outer, keys, ctx)?;
+                report.resigned = true;
+            }
+            None => forwarded.set_body(der),
+        }
+    }
+    if msg.is_request() {
+        path::route_request(msg, &mut forwarded, &sent_by, &opts.path, &mut report);
     }
     Ok(Step {
         outcome: Outcome::Forward(forwarded),
@@ -566,6 +655,8 @@ pub struct ReencryptOptions {
     pub keep_cek: bool,
     /// SDP edits before sealing again.
     pub edits: Vec<SdpEdit>,
+    /// Route-Security, imposture check, policy, required signatures.
+    pub path: PathOptions,
 }
 
 /// `reencrypt` (SPEC §4 step 6): open the body with this relay's key,
@@ -586,6 +677,17 @@ pub fn reencrypt(
     let mut report = RelayReport::new(msg, &uris);
     if let Some(response) = too_many_hops(msg, &mut report, ctx)? {
         return Ok(Step::new(response, report));
+    }
+    if let Some(response) = path::admit(msg, &opts.path, &mut report, ctx)? {
+        return Ok(Step::new(response, report));
+    }
+    let outer = outer_signature(msg)?;
+    report.outer_signer = outer_signer(outer.as_ref());
+    if let Some(outer) = &outer {
+        // Only a signature that verifies passes its designations on.
+        outer
+            .verify()
+            .map_err(|e| RelayError::Signature(format!("the outer signature: {e}")))?;
     }
     let der = sealed_body(msg).map_err(RelayError::Open)?;
     let env = Envelope::parse(&der).map_err(|e| RelayError::Open(e.into()))?;
@@ -615,16 +717,42 @@ pub fn reencrypt(
     }
     let opened = open_envelope(&env, &recipient_keys, &mut report, ctx)?;
     let mut entity = Entity::parse(&opened.content);
-    if !opts.edits.is_empty() {
-        entity = Some(edit(entity.as_ref(), &opened.content, &opts.edits)?);
-        report.edited = true;
+    let (signed_entity, signed_plain) = inner_signature(&opened.content, &mut report)?;
+    if let Some(signer) = &report.signer {
+        if !opts.edits.is_empty() {
+            return Err(RelayError::EditRefused(format!(
+                "the content carries an inner signature by {signer}: an edit would break it (the sender made it read-only)"
+            )));
+        }
+        // The signed entity is sealed again as it is; the report shows what it holds.
+        disclose(
+            &mut report,
+            signed_entity
+                .as_ref()
+                .map_or(signed_plain.as_slice(), |e| &e.body),
+        );
+    } else {
+        if !opts.edits.is_empty() {
+            entity = Some(edit(entity.as_ref(), &opened.content, &opts.edits)?);
+            report.edited = true;
+        }
+        disclose(
+            &mut report,
+            entity
+                .as_ref()
+                .map_or(opened.content.as_slice(), |e| &e.body),
+        );
     }
-    disclose(
+    if let Some(response) = path::require_signature(
+        msg,
+        outer.as_ref(),
+        report.signer.is_some(),
+        &opts.path,
         &mut report,
-        entity
-            .as_ref()
-            .map_or(opened.content.as_slice(), |e| &e.body),
-    );
+        ctx,
+    )? {
+        return Ok(Step::new(response, report));
+    }
 
     let plain = restore(msg.clone(), entity.as_ref(), &opened.content);
     let mut spec = opts.spec.clone();
@@ -643,11 +771,20 @@ pub fn reencrypt(
         .map(Recipient::describe)
         .collect();
     report.cek = Some(if opts.keep_cek { "kept" } else { "fresh" });
+    let mut next = sealed.message;
+    if let Some(outer) = &outer {
+        next = resign(&next, outer, keys, ctx)?;
+        report.resigned = true;
+    }
+    let sent_by = path::sent_by(keys, opts.via.as_deref());
     // The designations are already the new ones: nothing of ours to drop.
     let forwarded = if msg.is_request() {
-        forward_request(&sealed.message, keys, opts.via.as_deref(), false, ctx)?
+        let mut out = forward_request(&next, keys, opts.via.as_deref(), false, ctx)?;
+        path::route_request(msg, &mut out, &sent_by, &opts.path, &mut report);
+        out
     } else {
-        forward_response(&sealed.message)?
+        path::route_response(msg, &sent_by, &opts.path, &mut report);
+        forward_response(&next)?
     };
     let by_session = opened.key_index < keys.sessions.len();
     Ok(Step {
@@ -655,6 +792,62 @@ pub fn reencrypt(
         report,
         cek: (!by_session).then_some(opened.cek),
     })
+}
+
+/// The signer of an outer signature whose certificate names one.
+fn outer_signer(outer: Option<&OuterSignature>) -> Option<String> {
+    let outer = outer?;
+    match outer.verify() {
+        Ok(signers) => signers.first().map(|s| s.cert.name()),
+        Err(e) => Some(format!("(does not verify: {e})")),
+    }
+}
+
+/// Whether the (unsealed) body is an opaque signed-data.
+fn opaque_signed(msg: &Message) -> bool {
+    let view = peel(msg).ok().flatten();
+    let m = view.as_ref().unwrap_or(msg);
+    m.header("Content-Type").is_some_and(|ct| {
+        crate::signing::is_signed_entity(&Entity {
+            headers: vec![("Content-Type".into(), ct.to_owned())],
+            body: Vec::new(),
+        })
+    })
+}
+
+/// Take an inner signature off opened content: verified, its signer in
+/// the report; the content it signed (as an entity when it is one). A
+/// signature that does not verify stops the relay.
+fn inner_signature(
+    content: &[u8],
+    report: &mut RelayReport,
+) -> Result<(Option<Entity>, Vec<u8>), RelayError> {
+    let entity = Entity::parse(content);
+    match entity.as_ref().and_then(unwrap_inner) {
+        None => Ok((entity, content.to_vec())),
+        Some(Err(e)) => Err(RelayError::Signature(format!("the inner signature: {e}"))),
+        Some(Ok(inner)) => {
+            report.signer = Some(inner.signer.cert.name());
+            Ok((Entity::parse(&inner.content), inner.content))
+        }
+    }
+}
+
+/// Sign `msg` as this relay, carrying the UA-signed original's designations.
+fn resign(
+    msg: &Message,
+    outer: &OuterSignature,
+    keys: &RelayKeys<'_>,
+    ctx: &mut Context,
+) -> Result<Message, RelayError> {
+    let original = outer.original_designations();
+    Ok(sign_message(
+        msg,
+        keys.identity,
+        Default::default(),
+        &original,
+        ctx,
+    )?)
 }
 
 /// Apply SDP edits to opened content: the entity's headers are kept; raw
