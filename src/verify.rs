@@ -167,8 +167,14 @@ impl VerifyReport {
                 let _ = write!(out, " ({role})");
             }
             out.push('\n');
-            if let (Some(scheme), Some(t)) = (s.scheme, &s.signing_time) {
-                let _ = writeln!(out, "  {scheme}, signed {t}");
+            match (s.scheme, &s.signing_time) {
+                (Some(scheme), Some(t)) => {
+                    let _ = writeln!(out, "  {scheme}, signed {t}");
+                }
+                (Some(scheme), None) => {
+                    let _ = writeln!(out, "  {scheme}, no signing time");
+                }
+                _ => {}
             }
             for c in &s.checks {
                 line(&mut out, c);
