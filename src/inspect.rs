@@ -93,8 +93,39 @@ pub struct PartReport {
     /// Why a pkcs7-mime part could not be read as an envelope.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cms_error: Option<String>,
+    /// The SignedData of a signature part or a signed-data body (not
+    /// verified here: that is `sipseal verify`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signed: Option<SignedSummary>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<PartReport>,
+}
+
+/// What a SignedData says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SignedSummary {
+    /// Whether the content is left out (multipart/signed).
+    pub detached: bool,
+    /// The certificates it carries, by SAN URI or subject.
+    pub certificates: Vec<String>,
+    /// Why it could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+fn signed_summary(der: &[u8]) -> SignedSummary {
+    match crate::envelope::signed::Signed::parse(der) {
+        Ok(s) => SignedSummary {
+            detached: s.is_detached(),
+            certificates: s.certs.iter().map(Cert::name).collect(),
+            error: None,
+        },
+        Err(e) => SignedSummary {
+            detached: false,
+            certificates: Vec::new(),
+            error: Some(e.to_string()),
+        },
+    }
 }
 
 /// One `Proxy-Inspect-Body` entry checked against the envelope.
@@ -176,7 +207,18 @@ fn part_report(p: &Part) -> PartReport {
     } else {
         (None, None)
     };
-    let (cms, cms_error) = if p.is("application/pkcs7-mime") || p.is("application/x-pkcs7-mime") {
+    let signed_data = p
+        .content_type
+        .as_ref()
+        .and_then(|c| c.param("smime-type"))
+        .is_some_and(|t| t.eq_ignore_ascii_case("signed-data"));
+    let signed = (p.is("application/pkcs7-signature")
+        || p.is("application/x-pkcs7-signature")
+        || signed_data)
+        .then(|| signed_summary(&p.body));
+    let (cms, cms_error) = if signed_data {
+        (None, None)
+    } else if p.is("application/pkcs7-mime") || p.is("application/x-pkcs7-mime") {
         match Envelope::parse(&p.body) {
             Ok(env) => (Some(env.describe()), None),
             Err(e) => (None, Some(e.to_string())),
@@ -199,6 +241,7 @@ fn part_report(p: &Part) -> PartReport {
         sdp_error,
         cms,
         cms_error,
+        signed,
         parts: p.parts.iter().map(part_report).collect(),
     }
 }
@@ -427,10 +470,16 @@ pub fn inspect_cms<R: CryptoRng + ?Sized>(der: &[u8], known: &Known<'_>, rng: &m
         problems: Vec::new(),
         warnings: Vec::new(),
     };
-    let (cms, cms_error, env) = match Envelope::parse(der) {
+    let (cms, mut cms_error, env) = match Envelope::parse(der) {
         Ok(env) => (Some(env.describe()), None, Some(env)),
         Err(e) => (None, Some(e.to_string()), None),
     };
+    // Not an envelope, but a SignedData: say what it is instead.
+    let signed = (env.is_none() && crate::envelope::signed::Signed::parse(der).is_ok())
+        .then(|| signed_summary(der));
+    if signed.is_some() {
+        cms_error = None;
+    }
     report.body = Some(PartReport {
         content_type: Some("application/pkcs7-mime".into()),
         headers: Vec::new(),
@@ -439,6 +488,7 @@ pub fn inspect_cms<R: CryptoRng + ?Sized>(der: &[u8], known: &Known<'_>, rng: &m
         sdp_error: None,
         cms,
         cms_error,
+        signed,
         parts: Vec::new(),
     });
     if let Some(env) = &env {
@@ -520,6 +570,21 @@ fn part_text(out: &mut String, p: &PartReport, indent: usize) {
     }
     if let Some(e) = &p.cms_error {
         let _ = writeln!(out, "{pad}  cms: unreadable ({e})");
+    }
+    if let Some(sd) = &p.signed {
+        match &sd.error {
+            Some(e) => {
+                let _ = writeln!(out, "{pad}  signedData: unreadable ({e})");
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "{pad}  signedData: {}, certificates: {} (not verified: `sipseal verify`)",
+                    if sd.detached { "detached" } else { "opaque" },
+                    sd.certificates.join(", ")
+                );
+            }
+        }
     }
     for sub in &p.parts {
         part_text(out, sub, indent + 2);

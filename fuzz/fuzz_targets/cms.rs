@@ -1,4 +1,4 @@
-//! CMS envelopes and the sealed-input detection: untrusted bytes must never
+//! CMS envelopes, SignedData and the sealed-input detection: untrusted bytes must never
 //! panic, whatever they parse as.
 #![no_main]
 
@@ -18,5 +18,11 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(input) = detect(data) {
         let _ = envelope_der(&input);
     }
-    let _ = Entity::parse(data);
+    if let Some(e) = Entity::parse(data) {
+        let _ = sipseal::signing::unwrap_inner(&e);
+    }
+    // SignedData: parse and verify over the bytes themselves (detached).
+    if let Ok(signed) = sipseal::envelope::signed::Signed::parse(data) {
+        let _ = signed.verify(Some(data));
+    }
 });
