@@ -207,7 +207,8 @@ fn demo_builds_seals_and_shows_who_can_open() {
     assert!(!bye.contains("add element"), "{bye}");
     // The ladder: four columns, one arrow per hop of each of the 11
     // messages (INVITE, 200, ACK, 3 x MESSAGE + 200, BYE + 200).
-    let ladder = &text[text.find("9. the call flow").unwrap()..];
+    let ladder =
+        &text[text.find("9. the call flow").unwrap()..text.find("10. signatures").unwrap()];
     assert!(ladder.contains("alice            proxy-a           proxy-b             bob"));
     let arrows: Vec<&str> = ladder
         .lines()
@@ -240,6 +241,38 @@ fn demo_builds_seals_and_shows_who_can_open() {
         "INVITE, 200 OK and three MESSAGEs: {ladder}"
     );
     assert!(!ladder.contains("proxy-b reads"), "{ladder}");
+
+    // Step 10: signed inside and out, the path checked, bob verifies all
+    // of it; a designation added on the way and an impostor are caught.
+    let step10 = &text[text.find("10. signatures").unwrap()..];
+    let bob = &step10
+        [step10.find("$ sipseal verify").unwrap()..step10.find("if proxy-b had added").unwrap()];
+    assert_eq!(bob.matches("  pass ").count(), 14, "{bob}");
+    assert!(!bob.contains("FAIL"), "{bob}");
+    assert!(bob.contains("a.example.com:5060 level 3 -> proxy-a.a.example.com level 3 -> proxy-b.b.example.com level 2"), "{bob}");
+    assert!(
+        step10.contains("inner signature: sip:alice@a.example.com (read-only"),
+        "{step10}"
+    );
+    assert!(step10.contains("FAIL headers: Proxy-Inspect-Body <sip:proxy-b.b.example.com>;access=read was not signed"), "{step10}");
+    assert!(
+        step10.contains("-> SIP/2.0 403 Forbidden (exit 5)"),
+        "{step10}"
+    );
+    // What the demo wrote verifies with the real command.
+    sipseal()
+        .arg("verify")
+        .arg(dir.path().join("signed-at-bob.sip"))
+        .args([
+            "--trust",
+            "keys/trust.pem",
+            "--identity",
+            "keys/bob",
+            "--min-route-level",
+            "2",
+        ])
+        .assert()
+        .success();
 }
 
 #[test]

@@ -21,6 +21,7 @@ use crate::session::SessionKey;
 use crate::sip::{Body, Message, RequestParams, build_request};
 
 mod dialog;
+mod signed;
 
 /// The sample offer, built in so the demo runs from any directory.
 pub const OFFER_SDP: &[u8] = include_bytes!("../../samples/offer.sdp");
@@ -233,6 +234,7 @@ pub fn run(args: DemoArgs, ctx: &mut Context) -> Result<Exit, Error> {
     let leg = relay_path(&mut out, &mut files, &relays, &invite, &sealed.message, ctx)?;
     designation_without_key(&mut out, &mut files, &relays, &invite, &spec, ctx)?;
     dialog::run(&mut out, &mut files, &relays, &spec, &sealed.cek, leg, ctx)?;
+    signed::run(&mut out, &mut files, &relays, &invite, ctx)?;
 
     if let Some(dir) = &args.out {
         for (name, data) in &files {
