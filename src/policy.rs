@@ -29,7 +29,9 @@ use crate::sip::route_security::same_addr;
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {reason}")]
 pub struct PolicyError {
+    /// The file.
     pub path: String,
+    /// What is wrong with it.
     pub reason: String,
 }
 

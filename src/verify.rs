@@ -74,11 +74,13 @@ pub struct SignatureReport {
     /// `ua` (the From party) or `relay` (a re-signature).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<&'static str>,
+    /// `rsa-pkcs1v15` or `rsa-pss`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scheme: Option<&'static str>,
     /// The signing-time attribute (RFC 3339).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signing_time: Option<String>,
+    /// The checks, in the order run.
     pub checks: Vec<Check>,
 }
 
@@ -103,15 +105,20 @@ impl SignatureReport {
 /// The Route-Security chain and its checks.
 #[derive(Debug, Clone, Serialize)]
 pub struct RouteReport {
+    /// The entries, oldest first.
     pub entries: Vec<RouteEntry>,
+    /// The checks run on them.
     pub checks: Vec<Check>,
 }
 
 /// Everything `verify` found.
 #[derive(Debug, Clone, Serialize)]
 pub struct VerifyReport {
+    /// Whether every check passed (exit 0).
     pub verified: bool,
+    /// One report per signature found.
     pub signatures: Vec<SignatureReport>,
+    /// The Route-Security chain, when present or asked about.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub route_security: Option<RouteReport>,
     /// Checks about the message as a whole (e.g. that it is signed at all).

@@ -304,6 +304,14 @@ Content-Length: {}\r\n\r\n",
     m
 }
 
+/// `verify` passes on `msg`, whose `kind` signature is alice's; the report.
+fn verified_by(msg: &Path, kind: &str, label: &str) -> String {
+    let report = String::from_utf8(ok(&verify(msg, &[]))).unwrap();
+    let expected = format!("{kind} signature by sip:alice@a.example.com (ua)");
+    assert!(report.contains(&expected), "{label}: {report}");
+    report
+}
+
 #[test]
 fn sipseal_verifies_openssl_signatures_detached_and_opaque() {
     let dir = tempfile::tempdir().unwrap();
@@ -368,11 +376,7 @@ Content-Transfer-Encoding: binary\r\n\r\n",
                 &body,
             ),
         );
-        let report = String::from_utf8(ok(&verify(&msg, &[]))).unwrap();
-        assert!(
-            report.contains("outer signature by sip:alice@a.example.com (ua)"),
-            "{label}: {report}"
-        );
+        let report = verified_by(&msg, "outer", &label);
         assert!(report.contains("pass headers"), "{label}: {report}");
         // The bare DER with --content, and without it (detached: fails).
         ok(&verify(&d.join("d.der"), &["--content", path(&mixed_file)]));
@@ -388,11 +392,7 @@ Content-Transfer-Encoding: binary\r\n\r\n",
                 &p7m,
             ),
         );
-        let report = String::from_utf8(ok(&verify(&msg, &[]))).unwrap();
-        assert!(
-            report.contains("opaque signature by sip:alice@a.example.com (ua)"),
-            "{label}: {report}"
-        );
+        let report = verified_by(&msg, "opaque", &label);
         let scheme = if label.contains("pss") {
             "rsa-pss"
         } else {

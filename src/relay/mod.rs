@@ -497,6 +497,40 @@ impl Step {
     }
 }
 
+/// A relay step under way: this relay's URIs, the report so far, the
+/// outer signature.
+struct Begun {
+    uris: Vec<String>,
+    report: RelayReport,
+    outer: Option<OuterSignature>,
+}
+
+/// What every relay step does first: Max-Forwards, the imposture check
+/// and the policy, and reading the outer signature. `Err` is the step that
+/// answered (483, 403, 404).
+fn start(
+    msg: &Message,
+    keys: &RelayKeys<'_>,
+    path: &PathOptions,
+    ctx: &mut Context,
+) -> Result<Result<Begun, Step>, RelayError> {
+    let uris = keys.uris();
+    let mut report = RelayReport::new(msg, &uris);
+    if let Some(response) = too_many_hops(msg, &mut report, ctx)? {
+        return Ok(Err(Step::new(response, report)));
+    }
+    if let Some(response) = path::admit(msg, path, &mut report, ctx)? {
+        return Ok(Err(Step::new(response, report)));
+    }
+    let outer = outer_signature(msg)?;
+    report.outer_signer = outer_signer(outer.as_ref());
+    Ok(Ok(Begun {
+        uris,
+        report,
+        outer,
+    }))
+}
+
 /// Run one relay step on `msg`.
 pub fn relay(
     msg: &Message,
@@ -504,16 +538,14 @@ pub fn relay(
     opts: &RelayOptions,
     ctx: &mut Context,
 ) -> Result<Step, RelayError> {
-    let uris = keys.uris();
-    let mut report = RelayReport::new(msg, &uris);
-    if let Some(response) = too_many_hops(msg, &mut report, ctx)? {
-        return Ok(Step::new(response, report));
-    }
-    if let Some(response) = path::admit(msg, &opts.path, &mut report, ctx)? {
-        return Ok(Step::new(response, report));
-    }
-    let outer = outer_signature(msg)?;
-    report.outer_signer = outer_signer(outer.as_ref());
+    let Begun {
+        uris,
+        mut report,
+        outer,
+    } = match start(msg, keys, &opts.path, ctx)? {
+        Ok(begun) => begun,
+        Err(answered) => return Ok(answered),
+    };
     let mine = my_designations(msg, &uris);
     let envelope = match sealed_body(msg) {
         Ok(der) => Some(Envelope::parse(&der).map_err(|e| RelayError::Open(e.into()))?),
@@ -673,16 +705,14 @@ pub fn reencrypt(
     opts: &ReencryptOptions,
     ctx: &mut Context,
 ) -> Result<Step, RelayError> {
-    let uris = keys.uris();
-    let mut report = RelayReport::new(msg, &uris);
-    if let Some(response) = too_many_hops(msg, &mut report, ctx)? {
-        return Ok(Step::new(response, report));
-    }
-    if let Some(response) = path::admit(msg, &opts.path, &mut report, ctx)? {
-        return Ok(Step::new(response, report));
-    }
-    let outer = outer_signature(msg)?;
-    report.outer_signer = outer_signer(outer.as_ref());
+    let Begun {
+        uris,
+        mut report,
+        outer,
+    } = match start(msg, keys, &opts.path, ctx)? {
+        Ok(begun) => begun,
+        Err(answered) => return Ok(answered),
+    };
     if let Some(outer) = &outer {
         // Only a signature that verifies passes its designations on.
         outer
