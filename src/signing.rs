@@ -400,19 +400,30 @@ pub fn unwrap_inner(entity: &Entity) -> Option<Result<InnerSignature, SignatureE
     if !is_signed_entity(entity) {
         return None;
     }
-    Some((|| {
-        let signed = Signed::parse(&entity.body)?;
-        let mut signers = signed.verify(None)?;
-        let content = signed.content.clone().ok_or(SignatureError::NoContent)?;
-        let signer = signers
-            .pop()
-            .ok_or_else(|| SignatureError::Malformed("no SignerInfo".into()))?;
-        Ok(InnerSignature {
-            signer,
-            certs: signed.certs,
-            content,
-        })
-    })())
+    Some(verify_signed(&entity.body, None))
+}
+
+/// Parse and verify a SignedData (opaque, or detached over `detached`):
+/// its signer, the certificates it carries and the content.
+pub fn verify_signed(
+    der: &[u8],
+    detached: Option<&[u8]>,
+) -> Result<InnerSignature, SignatureError> {
+    let signed = Signed::parse(der)?;
+    let mut signers = signed.verify(detached)?;
+    let signer = signers
+        .pop()
+        .ok_or_else(|| SignatureError::Malformed("no SignerInfo".into()))?;
+    let content = match (signed.content, detached) {
+        (Some(c), _) => c,
+        (None, Some(d)) => d.to_vec(),
+        (None, None) => return Err(SignatureError::NoContent),
+    };
+    Ok(InnerSignature {
+        signer,
+        certs: signed.certs,
+        content,
+    })
 }
 
 #[cfg(test)]

@@ -83,10 +83,11 @@ pub fn run(args: OpenArgs, ctx: &mut Context) -> Result<Exit, Error> {
     if let Some(key) = &session {
         keys.insert(0, RecipientKey::Session(key));
     }
-    let original = sip.cloned();
     let opened = open_parsed(input, &env, &keys, ctx.rng()).map_err(seal_err)?;
     if let Some(inner) = &opened.inner {
-        check_inner(inner, original.as_ref(), args.trust.as_deref(), &name, ctx)?;
+        // The restored message has the sealed one's From.
+        let msg = opened.message.as_ref();
+        check_inner(inner, msg, args.trust.as_deref(), &name, ctx)?;
     }
     if opened.kind == EnvelopeKind::EnvelopedData {
         eprintln!(

@@ -7,15 +7,14 @@ use clap::Args;
 use time::OffsetDateTime;
 
 use super::error::{Error, Exit};
-use super::io::{display_name, read_input, write_output};
+use super::io::{read_input, read_sealed_input, write_output};
 use super::keyargs::KeyArgs;
 use super::{Format, render};
 use crate::context::Context;
 use crate::envelope::Envelope;
-use crate::envelope::signed::Signed;
 use crate::keys::Cert;
-use crate::sealing::{Entity, SealedInput, detect, open_parsed, sealed_body};
-use crate::signing::{InnerSignature, outer_signature, peel, unwrap_inner};
+use crate::sealing::{Entity, SealedInput, open_parsed, sealed_body};
+use crate::signing::{outer_signature, peel, unwrap_inner, verify_signed};
 use crate::sip::Message;
 use crate::sip::route_security::MAX_LEVEL;
 use crate::verify::{
@@ -73,18 +72,7 @@ pub fn run(args: VerifyArgs, ctx: &mut Context) -> Result<Exit, Error> {
         min_route_level: args.min_route_level,
         received_from: args.received_from.as_deref(),
     };
-    let name = display_name(&args.input);
-    let bytes = read_input(&args.input)?;
-    let input = detect(&bytes).map_err(|e| match e {
-        crate::sealing::DetectError::Sip(err) => Error::Parse {
-            name: name.clone(),
-            err,
-        },
-        crate::sealing::DetectError::Other(err) => Error::Seal {
-            name: name.clone(),
-            err,
-        },
-    })?;
+    let input = read_sealed_input(&args.input)?;
     let report = match input {
         SealedInput::Sip(msg) => verify_message(msg, &ring, &opts, ctx),
         SealedInput::Cms(der) | SealedInput::Mime { der, .. } => {
@@ -107,18 +95,7 @@ pub fn run(args: VerifyArgs, ctx: &mut Context) -> Result<Exit, Error> {
 
 /// A bare SignedData: the signature and the signer's certificate.
 fn verify_cms(der: &[u8], content: Option<&[u8]>, opts: &VerifyOptions<'_>) -> SignatureReport {
-    let result = Signed::parse(der).and_then(|s| {
-        let mut signers = s.verify(content)?;
-        let signer = signers.pop().ok_or_else(|| {
-            crate::envelope::signed::SignatureError::Malformed("no SignerInfo".into())
-        })?;
-        Ok(InnerSignature {
-            signer,
-            certs: s.certs,
-            content: s.content.unwrap_or_default(),
-        })
-    });
-    verify_inner("cms", None, &result, opts)
+    verify_inner("cms", None, &verify_signed(der, content), opts)
 }
 
 fn verify_message(
