@@ -147,7 +147,15 @@ impl OuterSignature {
 }
 
 fn is_signed(msg: &Message) -> bool {
+    // Every open and relay step asks this: skip the full parse unless the
+    // type can be multipart/... at all.
     msg.header("Content-Type")
+        .filter(|v| {
+            v.trim_start()
+                .as_bytes()
+                .first()
+                .is_some_and(|b| b.eq_ignore_ascii_case(&b'm'))
+        })
         .and_then(|v| parse_content_type(v).ok())
         .is_some_and(|c| c.is("multipart/signed"))
 }
