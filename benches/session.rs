@@ -9,7 +9,7 @@ use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sipseal::context::Context;
-use sipseal::envelope::{Envelope, RecipientKey};
+use sipseal::envelope::Envelope;
 use sipseal::sealing::{SealedInput, detect, open_input, seal_session};
 use sipseal::session::SessionKey;
 use sipseal::sip::Message;
@@ -21,7 +21,7 @@ fn bench(c: &mut Criterion) {
     let mut ctx = Context::new(Some(b"bench"), None);
     let sealed = seal_session(&invite, &key, &mut ctx).unwrap();
     let wire = sealed.message.to_bytes();
-    let keys = [RecipientKey::Session(&key)];
+    let keys = [key.recipient_key()];
 
     let mut g = c.benchmark_group("session");
     g.throughput(Throughput::Elements(1));

@@ -5,6 +5,7 @@ use rand::rngs::ChaCha20Rng;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 /// Randomness and time for one command run.
 pub struct Context {
@@ -69,6 +70,13 @@ impl Context {
     pub fn token(&mut self, n: usize) -> String {
         hex::encode(self.bytes(n))
     }
+}
+
+/// A time as RFC 3339 in whole seconds (`2026-01-01T00:00:32Z`), the
+/// offset kept as given: how reports and the session store write times.
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    let t = t.replace_nanosecond(0).unwrap_or(t);
+    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
 }
 
 #[cfg(test)]

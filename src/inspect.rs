@@ -9,9 +9,9 @@ use crate::envelope::recipient::{addressed_to_cert, addressed_to_kek};
 use crate::envelope::{Envelope, EnvelopeInfo, RecipientKey};
 use crate::keys::{Cert, Psk};
 use crate::mime::{self, Part};
-use crate::sdp::Sdp;
+use crate::sdp::{Sdp, Stream};
 use crate::sip::disclosure::{Access, designations};
-use crate::sip::headers::{addr_spec, strip_angle};
+use crate::sip::headers::strip_angle;
 use crate::sip::{Message, StartLine};
 
 /// One header line.
@@ -59,13 +59,16 @@ impl From<&Sdp> for SdpSummary {
         let media = sdp
             .media
             .iter()
-            .map(|m| MediaSummary {
-                media: m.kind.clone(),
-                port: m.port,
-                protocol: m.proto.clone(),
-                address: m.connection.as_ref().map(|c| c.address.clone()),
-                rtcp_mux: m.rtcp_mux,
-                crypto_suites: m.crypto.iter().map(|c| c.suite.clone()).collect(),
+            .map(|m| {
+                let s = Stream::from(m);
+                MediaSummary {
+                    media: s.media,
+                    port: s.port,
+                    protocol: s.transport,
+                    address: s.address,
+                    rtcp_mux: s.rtcp_mux,
+                    crypto_suites: m.crypto.iter().map(|c| c.suite.clone()).collect(),
+                }
             })
             .collect();
         SdpSummary {
@@ -324,8 +327,7 @@ pub fn inspect_with<R: CryptoRng + ?Sized>(
     if let Some(env) = &envelope {
         check(&mut report, env, known, rng);
     }
-    let aor = |h: Option<&str>| h.map(|v| addr_spec(v).to_owned());
-    let parties = [aor(msg.header("To")), aor(msg.header("From"))];
+    let parties = [msg.aor("To"), msg.aor("From")];
     for d in designations(msg) {
         let d = match d {
             Ok(d) => d,

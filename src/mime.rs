@@ -2,21 +2,11 @@
 //!
 //! A single-part body takes its MIME headers from the SIP message
 //! (Content-Type, Content-ID, ...); multipart bodies are split with
-//! mailparse.
+//! mailparse. An [`Entity`] is a body with its headers on its own: what
+//! gets sealed, signed, or comes out of an envelope.
 
 use crate::sip::Message;
 use crate::sip::headers::{ContentType, HeaderError, parse_content_type};
-
-/// Headers of a SIP message that describe its body (RFC 3261 §7.4, RFC 2045).
-pub const BODY_HEADERS: &[&str] = &[
-    "Content-Type",
-    "Content-ID",
-    "Content-Disposition",
-    "Content-Transfer-Encoding",
-    "Content-Encoding",
-    "Content-Language",
-    "Content-Description",
-];
 
 /// Nesting deeper than this is refused (no legitimate SIP body comes close).
 const MAX_DEPTH: usize = 8;
@@ -71,13 +61,7 @@ pub fn body_of(msg: &Message) -> Result<Option<Part>, MimeError> {
     if msg.body().is_empty() {
         return Ok(None);
     }
-    let headers: Vec<(String, String)> = msg
-        .headers()
-        .iter()
-        .filter(|h| BODY_HEADERS.iter().any(|n| h.is(n)))
-        .map(|h| (h.full_name().to_owned(), h.value().to_owned()))
-        .collect();
-    part_from(headers, msg.body(), Vec::new(), 0).map(Some)
+    part_from(msg.body_headers(), msg.body(), Vec::new(), 0).map(Some)
 }
 
 fn part_from(
@@ -149,6 +133,94 @@ fn part_from(
     })
 }
 
+/// A MIME entity on its own: header lines, a blank line, a body (the
+/// plaintext that is sealed or signed, RFC 3261 §23.4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entity {
+    /// Header lines (name, value) in order.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Entity {
+    /// The body of `msg` as an entity: Content-Type first, then the other
+    /// body headers in message order (full names). `None` when the
+    /// message has no body or no Content-Type.
+    pub fn of_message(msg: &Message) -> Option<Entity> {
+        if msg.body().is_empty() {
+            return None;
+        }
+        let ct = msg.header("Content-Type")?;
+        let mut headers = vec![("Content-Type".to_owned(), ct.to_owned())];
+        headers.extend(
+            msg.body_headers()
+                .into_iter()
+                .filter(|(n, _)| !n.eq_ignore_ascii_case("Content-Type")),
+        );
+        Some(Entity {
+            headers,
+            body: msg.body().to_vec(),
+        })
+    }
+
+    /// Split `content` when it is a MIME entity: header lines that are all
+    /// `Content-*` or `MIME-Version` (including Content-Type), a blank
+    /// line, a body. Anything else (e.g. `openssl cms -encrypt` of a raw
+    /// file) gives `None`.
+    pub fn parse(content: &[u8]) -> Option<Entity> {
+        let (headers, offset) = mailparse::parse_headers(content).ok()?;
+        let head = content.get(..offset)?;
+        if !(head.ends_with(b"\n\n") || head.ends_with(b"\r\n\r\n")) {
+            return None;
+        }
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|h| (h.get_key(), h.get_value()))
+            .collect();
+        let mimeish = |n: &str| {
+            let n = n.to_ascii_lowercase();
+            n.starts_with("content-") || n == "mime-version"
+        };
+        if headers.is_empty()
+            || !headers.iter().all(|(n, _)| mimeish(n))
+            || !headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case("Content-Type"))
+        {
+            return None;
+        }
+        Some(Entity {
+            headers,
+            body: content.get(offset..)?.to_vec(),
+        })
+    }
+
+    /// The entity as bytes: header lines, a blank line, the body.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.body.len() + 64);
+        for (name, value) in &self.headers {
+            out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&self.body);
+        out
+    }
+
+    /// The Content-Type value.
+    pub fn content_type(&self) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("Content-Type"))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The Content-Type, parsed.
+    pub fn parsed_type(&self) -> Option<ContentType> {
+        self.content_type().and_then(|v| parse_content_type(v).ok())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +256,29 @@ mod tests {
         assert_eq!(
             p.parts[0].raw,
             b"Content-Type: application/sdp\r\n\r\nv=0\r\n"
+        );
+    }
+
+    #[test]
+    fn entity_detection() {
+        let e = Entity::parse(b"Content-Type: application/sdp\r\n\r\nv=0\r\n").unwrap();
+        assert_eq!(e.body, b"v=0\r\n");
+        assert_eq!(e.content_type(), Some("application/sdp"));
+        assert!(Entity::parse(b"v=0\r\no=- 1 1 IN IP4 x\r\n").is_none());
+        assert!(Entity::parse(b"Subject: x\r\n\r\nbody").is_none());
+        assert!(Entity::parse(b"Content-Type: text/plain\r\n").is_none());
+    }
+
+    #[test]
+    fn a_message_body_as_an_entity_puts_its_type_first() {
+        let m = Message::parse(
+            b"MESSAGE sip:b@h SIP/2.0\r\nContent-ID: <x@h>\r\nc: text/plain\r\nl: 2\r\n\r\nhi",
+        )
+        .unwrap();
+        let e = Entity::of_message(&m).unwrap();
+        assert_eq!(
+            e.to_bytes(),
+            b"Content-Type: text/plain\r\nContent-ID: <x@h>\r\n\r\nhi"
         );
     }
 

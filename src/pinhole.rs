@@ -23,45 +23,12 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::fsio::write_atomic;
-use crate::sdp::Sdp;
+use crate::sdp::{Sdp, Stream};
 use crate::sip::Message;
 use crate::state::{StateError, lock};
 
 /// The nftables table the sets live in.
 pub const TABLE: &str = "inet sipseal";
-
-/// One media stream as the pinholes need it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Stream {
-    pub media: String,
-    /// The `c=` address (media level, else session level).
-    pub address: Option<String>,
-    pub port: u16,
-    /// The `m=` transport (`RTP/AVP`, `UDP/TLS/RTP/SAVP`, `TCP/MSRP`, ...).
-    pub transport: String,
-    pub rtcp_mux: bool,
-    /// `a=rtcp` port and address, when given.
-    pub rtcp_port: Option<u16>,
-    pub rtcp_address: Option<String>,
-}
-
-impl Stream {
-    /// The streams of an SDP, in `m=` order.
-    pub fn from_sdp(sdp: &Sdp) -> Vec<Stream> {
-        sdp.media
-            .iter()
-            .map(|m| Stream {
-                media: m.kind.clone(),
-                address: m.connection.as_ref().map(|c| c.address.clone()),
-                port: m.port,
-                transport: m.proto.clone(),
-                rtcp_mux: m.rtcp_mux,
-                rtcp_port: m.rtcp.as_ref().map(|r| r.port),
-                rtcp_address: m.rtcp.as_ref().and_then(|r| r.address.clone()),
-            })
-            .collect()
-    }
-}
 
 /// Which SDP a pinhole comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -155,9 +122,7 @@ impl Seen {
                 .unwrap_or_default(),
             cseq: cseq.map_or(0, |c| c.seq),
             status: msg.status(),
-            streams: sdp
-                .and_then(|t| Sdp::parse(t).ok())
-                .map(|s| Stream::from_sdp(&s)),
+            streams: sdp.and_then(|t| Sdp::parse(t).ok()).map(|s| s.streams()),
         }
     }
 }
@@ -340,19 +305,18 @@ fn holes(
         side,
     };
     out.push(hole(address, s.port, Component::Rtp));
-    if mux {
-        return;
-    }
     let rtcp_address = match s.rtcp_address.as_deref() {
         Some(a) => usable_address(Some(a)).unwrap_or(address),
         None => address,
     };
-    match s.rtcp_port.or_else(|| s.port.checked_add(1)) {
+    match s.rtcp(mux) {
         Some(port) => out.push(hole(rtcp_address, port, Component::Rtcp)),
-        None => notes.push(format!(
+        // The port is not 0 here: RTCP is muxed, or RTP has the last port.
+        None if !mux => notes.push(format!(
             "stream {index} ({}) of the {side_name}: RTP on port 65535 leaves no port for RTCP",
             s.media
         )),
+        None => {}
     }
 }
 

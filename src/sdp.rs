@@ -1,7 +1,7 @@
 //! SDP (RFC 8866) reading: connection addresses, media streams, RTCP
 //! (RFC 3605, RFC 5761) and SDES crypto attributes (RFC 4568).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A line that is not `<type>=<value>`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -216,6 +216,59 @@ impl Sdp {
     }
 }
 
+/// One media stream as relays, pinholes and `inspect` read it: the
+/// summary of an `m=` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stream {
+    /// `audio`, `video`, ...
+    pub media: String,
+    /// The `c=` address (media level, else session level).
+    pub address: Option<String>,
+    /// The `m=` port (0: rejected or disabled).
+    pub port: u16,
+    /// The `m=` transport (`RTP/AVP`, `UDP/TLS/RTP/SAVP`, `TCP/MSRP`, ...).
+    pub transport: String,
+    /// Whether `a=rtcp-mux` asks for RTP and RTCP on one port.
+    pub rtcp_mux: bool,
+    /// `a=rtcp` port, when given.
+    pub rtcp_port: Option<u16>,
+    /// `a=rtcp` address, when given.
+    pub rtcp_address: Option<String>,
+}
+
+impl Stream {
+    /// Where RTCP goes: nowhere when it is multiplexed (`mux`) or the
+    /// stream is rejected (port 0); else `a=rtcp` (RFC 3605), else RTP's
+    /// port + 1 (RFC 3550 §11), which port 65535 does not have.
+    pub fn rtcp(&self, mux: bool) -> Option<u16> {
+        if mux || self.port == 0 {
+            return None;
+        }
+        self.rtcp_port.or_else(|| self.port.checked_add(1))
+    }
+}
+
+impl From<&Media> for Stream {
+    fn from(m: &Media) -> Stream {
+        Stream {
+            media: m.kind.clone(),
+            address: m.connection.as_ref().map(|c| c.address.clone()),
+            port: m.port,
+            transport: m.proto.clone(),
+            rtcp_mux: m.rtcp_mux,
+            rtcp_port: m.rtcp.as_ref().map(|r| r.port),
+            rtcp_address: m.rtcp.as_ref().and_then(|r| r.address.clone()),
+        }
+    }
+}
+
+impl Sdp {
+    /// The media streams, in `m=` order.
+    pub fn streams(&self) -> Vec<Stream> {
+        self.media.iter().map(Stream::from).collect()
+    }
+}
+
 /// An edit a media relay makes to an SDP.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SdpEdit {
@@ -234,20 +287,34 @@ pub enum StreamRef {
     Kind(String),
 }
 
+/// A port edit (`STREAM=PORT`) that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortEditError {
+    /// No `=`.
+    #[error("{0:?}: expected STREAM=PORT, e.g. audio=40000 or 0=40000")]
+    Syntax(String),
+    /// The port is not 0 to 65535.
+    #[error("{0:?} is not a port number")]
+    Port(String),
+    /// Nothing before the `=`.
+    #[error("{0:?}: no stream named")]
+    NoStream(String),
+}
+
 impl SdpEdit {
-    /// Parse `--set-port STREAM=PORT` (STREAM: index or media type).
-    pub fn port_arg(arg: &str) -> Result<SdpEdit, String> {
+    /// Parse a port edit `STREAM=PORT` (STREAM: index or media type).
+    pub fn port_arg(arg: &str) -> Result<SdpEdit, PortEditError> {
         let (stream, port) = arg
             .split_once('=')
-            .ok_or_else(|| format!("{arg:?}: expected STREAM=PORT, e.g. audio=40000 or 0=40000"))?;
+            .ok_or_else(|| PortEditError::Syntax(arg.to_owned()))?;
         let port = port
             .trim()
             .parse()
-            .map_err(|_| format!("{port:?} is not a port number"))?;
+            .map_err(|_| PortEditError::Port(port.to_owned()))?;
         let stream = match stream.trim().parse() {
             Ok(i) => StreamRef::Index(i),
             Err(_) if !stream.trim().is_empty() => StreamRef::Kind(stream.trim().to_owned()),
-            Err(_) => return Err(format!("{arg:?}: no stream named")),
+            Err(_) => return Err(PortEditError::NoStream(arg.to_owned())),
         };
         Ok(SdpEdit::Port { stream, port })
     }

@@ -19,7 +19,7 @@ use crate::envelope::{
     SealOptions,
 };
 use crate::keys::Identity;
-use crate::mime::BODY_HEADERS;
+use crate::mime::Entity;
 use crate::session::SessionKey;
 use crate::signing::{InnerSignature, SigningError, peel, sign_entity, unwrap_inner};
 use crate::sip::disclosure::{Access, Designation, PROXY_INSPECT_BODY, remove_designations};
@@ -127,7 +127,8 @@ pub fn mime_entity(msg: &Message) -> Result<Vec<u8>, SealError> {
     if msg.body().is_empty() {
         return Err(SealError::NoBody);
     }
-    let ct = msg.header("Content-Type").ok_or(SealError::NoContentType)?;
+    let entity = Entity::of_message(msg).ok_or(SealError::NoContentType)?;
+    let ct = entity.content_type().unwrap_or_default();
     let parsed = parse_content_type(ct)?;
     // An inner signature (signed-data) is sealed as it is (reencrypt).
     let signed = parsed
@@ -136,36 +137,11 @@ pub fn mime_entity(msg: &Message) -> Result<Vec<u8>, SealError> {
     if is_pkcs7_mime(&parsed.mime) && !signed {
         return Err(SealError::AlreadySealed(ct.to_owned()));
     }
-    let mut entity = Vec::with_capacity(msg.body().len() + 64);
-    // Content-Type first, then the other body headers in message order.
-    entity.extend_from_slice(format!("Content-Type: {ct}\r\n").as_bytes());
-    for h in msg.headers() {
-        if h.is("Content-Type") || !BODY_HEADERS.iter().any(|n| h.is(n)) {
-            continue;
-        }
-        entity.extend_from_slice(format!("{}: {}\r\n", h.full_name(), h.value()).as_bytes());
-    }
-    entity.extend_from_slice(b"\r\n");
-    entity.extend_from_slice(msg.body());
-    Ok(entity)
+    Ok(entity.to_bytes())
 }
 
 fn is_pkcs7_mime(mime: &str) -> bool {
     mime == "application/pkcs7-mime" || mime == "application/x-pkcs7-mime"
-}
-
-/// Where the body headers sit: the first body header, else just before
-/// Content-Length, else the end.
-fn body_header_position(msg: &Message) -> usize {
-    let hs = msg.headers();
-    hs.iter()
-        .position(|h| BODY_HEADERS.iter().any(|n| h.is(n)))
-        .or_else(|| hs.iter().position(|h| h.is("Content-Length")))
-        .unwrap_or(hs.len())
-}
-
-fn remove_body_headers(msg: &mut Message) {
-    msg.retain_headers(|h| !BODY_HEADERS.iter().any(|n| h.is(n)));
 }
 
 /// Seal the body of `msg` for `spec` (SPEC §3.1) under a fresh CEK.
@@ -286,14 +262,7 @@ fn wrap(
     kind: EnvelopeKind,
 ) -> Message {
     let mut out = msg.clone();
-    let at = body_header_position(&out);
-    // Count what goes away above the insertion point so it stays put.
-    let above = out.headers()[..at]
-        .iter()
-        .filter(|h| h.is(PROXY_INSPECT_BODY) || BODY_HEADERS.iter().any(|n| h.is(n)))
-        .count();
     out.remove_headers(PROXY_INSPECT_BODY);
-    remove_body_headers(&mut out);
     let mut lines: Vec<(String, String)> = designated
         .iter()
         .map(|uri| {
@@ -320,11 +289,7 @@ fn wrap(
         ("Content-ID".to_owned(), format!("<{content_id}>")),
         ("Content-Transfer-Encoding".to_owned(), "binary".to_owned()),
     ]);
-    let at = at - above;
-    for (i, (name, value)) in lines.iter().enumerate() {
-        out.insert_header(at + i, name, value);
-    }
-    out.set_body(der.to_vec());
+    out.replace_body(&lines, der.to_vec());
     out
 }
 
@@ -491,68 +456,6 @@ pub fn sealed_body(msg: &Message) -> Result<Vec<u8>, SealError> {
     }
 }
 
-/// Decrypted content split into MIME headers and body, when it is an entity.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entity {
-    /// Header lines (name, value) in order.
-    pub headers: Vec<(String, String)>,
-    /// The body.
-    pub body: Vec<u8>,
-}
-
-impl Entity {
-    /// Split `content` when it is a MIME entity: header lines that are all
-    /// `Content-*` or `MIME-Version` (including Content-Type), a blank
-    /// line, a body. Anything else (e.g. `openssl cms -encrypt` of a raw
-    /// file) gives `None`.
-    pub fn parse(content: &[u8]) -> Option<Entity> {
-        let (headers, offset) = mailparse::parse_headers(content).ok()?;
-        let head = content.get(..offset)?;
-        if !(head.ends_with(b"\n\n") || head.ends_with(b"\r\n\r\n")) {
-            return None;
-        }
-        let headers: Vec<(String, String)> = headers
-            .iter()
-            .map(|h| (h.get_key(), h.get_value()))
-            .collect();
-        let mimeish = |n: &str| {
-            let n = n.to_ascii_lowercase();
-            n.starts_with("content-") || n == "mime-version"
-        };
-        if headers.is_empty()
-            || !headers.iter().all(|(n, _)| mimeish(n))
-            || !headers
-                .iter()
-                .any(|(n, _)| n.eq_ignore_ascii_case("Content-Type"))
-        {
-            return None;
-        }
-        Some(Entity {
-            headers,
-            body: content.get(offset..)?.to_vec(),
-        })
-    }
-
-    /// The entity as bytes: header lines, a blank line, the body.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.body.len() + 64);
-        for (name, value) in &self.headers {
-            out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
-        }
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(&self.body);
-        out
-    }
-
-    /// The Content-Type value.
-    pub fn content_type(&self) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("Content-Type"))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
 /// The result of opening.
 pub struct OpenedContent {
     /// The plaintext content (the MIME entity, or raw content).
@@ -638,29 +541,12 @@ pub fn restore(mut out: Message, entity: Option<&Entity>, content: &[u8]) -> Mes
         (Some(cid), Some(c)) => c == cid,
         _ => true,
     });
-    let at = body_header_position(&out);
-    let above = out.headers()[..at]
-        .iter()
-        .filter(|h| BODY_HEADERS.iter().any(|n| h.is(n)))
-        .count();
-    remove_body_headers(&mut out);
-    let at = at - above;
     match entity {
-        Some(e) => {
-            let mut i = at;
-            for (name, value) in &e.headers {
-                if name.eq_ignore_ascii_case("MIME-Version") {
-                    continue;
-                }
-                out.insert_header(i, name, value);
-                i += 1;
-            }
-            out.set_body(e.body.clone());
-        }
-        None => {
-            out.insert_header(at, "Content-Type", "application/octet-stream");
-            out.set_body(content.to_vec());
-        }
+        Some(e) => out.replace_body(&e.headers, e.body.clone()),
+        None => out.replace_body(
+            &[("Content-Type".into(), "application/octet-stream".into())],
+            content.to_vec(),
+        ),
     }
     out
 }
@@ -668,16 +554,6 @@ pub fn restore(mut out: Message, entity: Option<&Entity>, content: &[u8]) -> Mes
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn entity_detection() {
-        let e = Entity::parse(b"Content-Type: application/sdp\r\n\r\nv=0\r\n").unwrap();
-        assert_eq!(e.body, b"v=0\r\n");
-        assert_eq!(e.content_type(), Some("application/sdp"));
-        assert!(Entity::parse(b"v=0\r\no=- 1 1 IN IP4 x\r\n").is_none());
-        assert!(Entity::parse(b"Subject: x\r\n\r\nbody").is_none());
-        assert!(Entity::parse(b"Content-Type: text/plain\r\n").is_none());
-    }
 
     #[test]
     fn input_kinds() {

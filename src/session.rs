@@ -18,6 +18,8 @@ use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
 
+use crate::context::rfc3339;
+use crate::envelope::RecipientKey;
 use crate::fsio::write_atomic;
 use crate::state::{StateError, lock};
 
@@ -84,6 +86,15 @@ impl SessionKey {
             reference: keys.reference.to_vec(),
             kek: Zeroizing::new(keys.kek.to_vec()),
             previous: false,
+        }
+    }
+
+    /// The key to open a session message with.
+    pub fn recipient_key(&self) -> RecipientKey<'_> {
+        RecipientKey::Session {
+            reference: &self.reference,
+            kek: &self.kek,
+            previous: self.previous,
         }
     }
 
@@ -235,14 +246,6 @@ impl Entry {
                 .as_ref()
                 .is_some_and(|p| p.reference.eq_ignore_ascii_case(reference))
     }
-}
-
-/// RFC 3339 in whole seconds.
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.replace_nanosecond(0)
-        .unwrap_or(t)
-        .format(&Rfc3339)
-        .unwrap_or_default()
 }
 
 fn parse_time(s: &str) -> Option<OffsetDateTime> {

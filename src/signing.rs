@@ -42,8 +42,7 @@ use time::format_description::well_known::Rfc2822;
 use crate::context::Context;
 use crate::envelope::signed::{self, SignatureError, SignatureScheme, Signed, Signer};
 use crate::keys::Identity;
-use crate::mime::{BODY_HEADERS, MimeError, Part, body_of};
-use crate::sealing::Entity;
+use crate::mime::{Entity, MimeError, Part, body_of};
 use crate::sip::disclosure::PROXY_INSPECT_BODY;
 use crate::sip::headers::parse_content_type;
 use crate::sip::{HeaderError, Message};
@@ -213,38 +212,9 @@ pub fn peel(msg: &Message) -> Result<Option<Message>, SigningError> {
     let Some(outer) = outer_signature(msg)? else {
         return Ok(None);
     };
-    Ok(Some(with_body(
-        msg,
-        &outer.payload.headers,
-        outer.payload.body,
-    )))
-}
-
-/// `msg` with its body headers replaced by `headers` (at the place of the
-/// first body header) and `body` as its body.
-fn with_body(msg: &Message, headers: &[(String, String)], body: Vec<u8>) -> Message {
     let mut out = msg.clone();
-    let hs = out.headers();
-    let at = hs
-        .iter()
-        .position(|h| BODY_HEADERS.iter().any(|n| h.is(n)))
-        .or_else(|| hs.iter().position(|h| h.is("Content-Length")))
-        .unwrap_or(hs.len());
-    out.retain_headers(|h| !BODY_HEADERS.iter().any(|n| h.is(n)));
-    let above = msg.headers()[..at]
-        .iter()
-        .filter(|h| BODY_HEADERS.iter().any(|n| h.is(n)))
-        .count();
-    let at = at - above;
-    for (i, (n, v)) in headers
-        .iter()
-        .filter(|(n, _)| !n.eq_ignore_ascii_case("MIME-Version"))
-        .enumerate()
-    {
-        out.insert_header(at + i, n, v);
-    }
-    out.set_body(body);
-    out
+    out.replace_body(&outer.payload.headers, outer.payload.body);
+    Ok(Some(out))
 }
 
 /// The Date header value for `now` (RFC 3261 §20.17: RFC 1123, GMT).
@@ -280,11 +250,7 @@ pub fn sign_message(
     let mut msg = msg.clone();
     if msg.header("Date").is_none() {
         let date = sip_date(ctx.now());
-        let at = msg
-            .headers()
-            .iter()
-            .position(|h| BODY_HEADERS.iter().any(|n| h.is(n)) || h.is("Content-Length"))
-            .unwrap_or(msg.headers().len());
+        let at = msg.before_body_headers();
         msg.insert_header(at, "Date", &date);
     }
     let mut frag = Vec::new();
@@ -299,18 +265,9 @@ pub fn sign_message(
         frag.extend_from_slice(format!("{ORIGINAL_DESIGNATION}: {v}\r\n").as_bytes());
     }
     // The body part: the body headers (Content-Type first) and the body.
-    let mut payload = Vec::with_capacity(msg.body().len() + 256);
-    let ct = msg
-        .header("Content-Type")
-        .ok_or(SigningError::Missing("Content-Type"))?;
-    payload.extend_from_slice(format!("Content-Type: {ct}\r\n").as_bytes());
-    for h in msg.headers() {
-        if !h.is("Content-Type") && BODY_HEADERS.iter().any(|n| h.is(n)) {
-            payload.extend_from_slice(format!("{}: {}\r\n", h.full_name(), h.value()).as_bytes());
-        }
-    }
-    payload.extend_from_slice(b"\r\n");
-    payload.extend_from_slice(msg.body());
+    let payload = Entity::of_message(&msg)
+        .ok_or(SigningError::Missing("Content-Type"))?
+        .to_bytes();
 
     let inner_b = boundary(ctx, &[&frag, &payload]);
     let mut mixed = Vec::with_capacity(payload.len() + frag.len() + 256);
@@ -344,7 +301,8 @@ Content-Transfer-Encoding: binary\r\n\r\n",
             "multipart/signed;protocol=\"application/pkcs7-signature\";micalg=sha-256;boundary={outer_b}"
         ),
     )];
-    Ok(with_body(&msg, &headers, body))
+    msg.replace_body(&headers, body);
+    Ok(msg)
 }
 
 /// A boundary that occurs in none of `parts` (binary DER could hold any

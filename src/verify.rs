@@ -9,15 +9,14 @@
 
 use serde::Serialize;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
+use crate::context::rfc3339;
 use crate::envelope::signed::{SignatureError, Signer};
 use crate::keys::Cert;
 use crate::keys::trust::{TrustError, check_chain, check_signing_usage, check_validity};
 use crate::signing::{InnerSignature, ORIGINAL_DESIGNATION, OuterSignature, PROTECTED};
 use crate::sip::Message;
 use crate::sip::disclosure::{Access, Designation, PROXY_INSPECT_BODY};
-use crate::sip::headers::addr_spec;
 use crate::sip::route_security::{self, RouteEntry, via_sent_by};
 
 /// What to verify against.
@@ -218,11 +217,6 @@ impl VerifyReport {
     }
 }
 
-fn rfc3339(t: OffsetDateTime) -> String {
-    let t = t.replace_nanosecond(0).unwrap_or(t);
-    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
-}
-
 /// The certificate checks shared by every signature kind: chain to the
 /// anchors, validity at `at`, key usage.
 pub fn certificate_checks(
@@ -279,11 +273,6 @@ fn describe_signer(report: &mut SignatureReport, signer: &Signer) {
     report.signing_time = signer.signing_time.map(rfc3339);
 }
 
-/// The From AOR of a message, compared without case in scheme and host.
-fn from_aor(msg: &Message) -> Option<String> {
-    msg.header("From").map(|v| addr_spec(v).trim().to_owned())
-}
-
 /// Whether two SIP URIs name the same party (scheme and host without case).
 fn same_uri(a: &str, b: &str) -> bool {
     let split = |u: &str| {
@@ -315,8 +304,8 @@ fn signer_check(
             ),
         );
     };
-    let from = from_aor(msg).unwrap_or_default();
-    if same_uri(&uri, &from) {
+    let from = msg.aor("From").unwrap_or_default();
+    if same_uri(&uri, from) {
         report.role = Some("ua");
         return Check::pass("signer", format!("the SAN URI {uri} is the From AOR"));
     }

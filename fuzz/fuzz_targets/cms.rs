@@ -5,7 +5,8 @@
 use libfuzzer_sys::fuzz_target;
 use sipseal::envelope::{Envelope, RecipientKey};
 use sipseal::keys::Psk;
-use sipseal::sealing::{Entity, detect, envelope_der};
+use sipseal::mime::Entity;
+use sipseal::sealing::{detect, envelope_der};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(env) = Envelope::parse(data) {

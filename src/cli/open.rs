@@ -81,7 +81,7 @@ pub fn run(args: OpenArgs, ctx: &mut Context) -> Result<Exit, Error> {
         None
     };
     if let Some(key) = &session {
-        keys.insert(0, RecipientKey::Session(key));
+        keys.insert(0, key.recipient_key());
     }
     let opened = open_parsed(input, &env, &keys, ctx.rng()).map_err(seal_err)?;
     if let Some(inner) = &opened.inner {

@@ -49,7 +49,6 @@ use zeroize::Zeroizing;
 
 use super::EnvelopeError;
 use crate::keys::{Cert, Identity, Psk};
-use crate::session::SessionKey;
 
 /// RSA key-transport padding for new KeyTransRecipientInfos.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -426,7 +425,14 @@ pub enum RecipientKey<'a> {
     /// A pre-shared key-encryption key.
     Psk(&'a Psk),
     /// A session key (SPEC §3.2): kekid = the session reference.
-    Session(&'a SessionKey),
+    Session {
+        /// The session reference (the kekid).
+        reference: &'a [u8],
+        /// The session KEK.
+        kek: &'a [u8],
+        /// Whether it is a replaced key still inside its grace time.
+        previous: bool,
+    },
 }
 
 impl RecipientKey<'_> {
@@ -435,7 +441,7 @@ impl RecipientKey<'_> {
         match self {
             RecipientKey::Rsa { cert, .. } => addressed_to_cert(ri, cert),
             RecipientKey::Psk(psk) => addressed_to_kek(ri, psk.id.as_bytes()),
-            RecipientKey::Session(k) => addressed_to_kek(ri, &k.reference),
+            RecipientKey::Session { reference, .. } => addressed_to_kek(ri, reference),
         }
     }
 
@@ -444,10 +450,14 @@ impl RecipientKey<'_> {
         match self {
             RecipientKey::Rsa { cert, .. } => cert.name(),
             RecipientKey::Psk(psk) => format!("PSK {}", psk.id),
-            RecipientKey::Session(k) => format!(
+            RecipientKey::Session {
+                reference,
+                previous,
+                ..
+            } => format!(
                 "session key {}{}",
-                hex::encode(&k.reference),
-                if k.previous { " (previous)" } else { "" }
+                hex::encode(reference),
+                if *previous { " (previous)" } else { "" }
             ),
         }
     }
@@ -483,8 +493,8 @@ impl RecipientKey<'_> {
             (RecipientKey::Psk(psk), RecipientInfo::Kekri(k)) => {
                 kek_unwrap(&k.key_enc_alg, &psk.key, k.encrypted_key.as_bytes())?
             }
-            (RecipientKey::Session(s), RecipientInfo::Kekri(k)) => {
-                kek_unwrap(&k.key_enc_alg, &s.kek, k.encrypted_key.as_bytes())?
+            (RecipientKey::Session { kek, .. }, RecipientInfo::Kekri(k)) => {
+                kek_unwrap(&k.key_enc_alg, kek, k.encrypted_key.as_bytes())?
             }
             _ => None,
         };

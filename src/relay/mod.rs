@@ -19,16 +19,17 @@ use crate::envelope::recipient::{
 use crate::envelope::{Cek, ContentCipher, RsaPadding, fresh_cek, seal_infos};
 use crate::envelope::{Envelope, EnvelopeError, Recipient, RecipientKey};
 use crate::keys::{Cert, Identity, Psk};
-use crate::sdp::Sdp;
+use crate::mime::Entity;
+use crate::sdp::{Sdp, Stream};
 use crate::sdp::{SdpEdit, apply_edits};
-use crate::sealing::{Entity, SealError, SealSpec, restore, seal_message_with, sealed_body};
+use crate::sealing::{SealError, SealSpec, restore, seal_message_with, sealed_body};
 use crate::session::SessionKey;
 use crate::signing::{
     OuterSignature, SigningError, outer_signature, peel, sign_message, unwrap_inner,
 };
 use crate::sip::compose::{Body, ComposeError, ResponseParams, build_response};
 use crate::sip::disclosure::{Access, Designation, designations, remove_designations};
-use crate::sip::headers::{addr_spec, split_list, uri_host};
+use crate::sip::headers::{split_list, uri_host};
 use crate::sip::{HeaderError, Message};
 use cms::enveloped_data::RecipientInfo;
 pub use path::PathOptions;
@@ -158,8 +159,11 @@ impl RelayKeys<'_> {
     }
 
     fn recipient_keys(&self) -> Vec<RecipientKey<'_>> {
-        let mut keys: Vec<RecipientKey<'_>> =
-            self.sessions.iter().map(RecipientKey::Session).collect();
+        let mut keys: Vec<RecipientKey<'_>> = self
+            .sessions
+            .iter()
+            .map(SessionKey::recipient_key)
+            .collect();
         keys.extend(self.psks.iter().map(RecipientKey::Psk));
         keys.push(RecipientKey::Rsa {
             cert: &self.identity.cert,
@@ -203,6 +207,21 @@ pub struct StreamReport {
     pub rtcp_port: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rtcp_address: Option<String>,
+}
+
+impl From<Stream> for StreamReport {
+    fn from(s: Stream) -> StreamReport {
+        let rtcp_port = s.rtcp(s.rtcp_mux);
+        StreamReport {
+            rtcp_address: s.rtcp_address.filter(|_| rtcp_port.is_some()),
+            rtcp_port,
+            media: s.media,
+            address: s.address,
+            port: s.port,
+            protocol: s.transport,
+            rtcp_mux: s.rtcp_mux,
+        }
+    }
 }
 
 /// An SRTP master key offered in `a=crypto` (RFC 4568), for recording.
@@ -434,7 +453,7 @@ impl RelayReport {
     /// Record the designation naming this relay (access, and who made it).
     fn designated(&mut self, msg: &Message, d: &Designation) {
         self.access = Some(d.access);
-        self.designated_by = msg.header("From").map(|f| addr_spec(f).to_owned());
+        self.designated_by = msg.aor("From").map(str::to_owned);
     }
 }
 
@@ -909,21 +928,7 @@ fn disclose(report: &mut RelayReport, sdp: &[u8]) {
     match Sdp::parse(&text) {
         Ok(parsed) => {
             for (i, m) in parsed.media.iter().enumerate() {
-                let address = m.connection.as_ref().map(|c| c.address.clone());
-                let (rtcp_port, rtcp_address) = match (&m.rtcp, m.rtcp_mux, m.port) {
-                    (_, _, 0) | (_, true, _) => (None, None),
-                    (Some(r), false, _) => (Some(r.port), r.address.clone()),
-                    (None, false, p) => (p.checked_add(1), None),
-                };
-                report.streams.push(StreamReport {
-                    media: m.kind.clone(),
-                    address,
-                    port: m.port,
-                    protocol: m.proto.clone(),
-                    rtcp_mux: m.rtcp_mux,
-                    rtcp_port,
-                    rtcp_address,
-                });
+                report.streams.push(StreamReport::from(Stream::from(m)));
                 for c in &m.crypto {
                     report.srtp_keys.push(SrtpKey {
                         stream: i,

@@ -8,7 +8,6 @@ use crate::policy::{Bindings, Policy};
 use crate::signing::OuterSignature;
 use crate::sip::Message;
 use crate::sip::compose::{ResponseParams, build_response};
-use crate::sip::headers::addr_spec;
 use crate::sip::route_security::{self, RouteEntry};
 
 /// How a relay checks the path (shared by `proxy` and `reencrypt`).
@@ -28,12 +27,6 @@ pub struct PathOptions {
     pub policy: Option<Policy>,
     /// Answer 495 to a request that carries no signature.
     pub require_signature: bool,
-}
-
-fn aor(msg: &Message, header: &str) -> String {
-    msg.header(header)
-        .map(|v| addr_spec(v).trim().to_owned())
-        .unwrap_or_default()
 }
 
 /// A response this relay answers with; `why` goes into the report only
@@ -69,15 +62,15 @@ pub(super) fn admit(
     if !msg.is_request() || msg.method() == Some("ACK") {
         return Ok(None);
     }
-    let from = aor(msg, "From");
+    let from = msg.aor("From").unwrap_or_default();
     if let (Some(bindings), Some(source)) = (&path.bindings, &path.received_from)
-        && let Err(why) = bindings.check(&from, source)
+        && let Err(why) = bindings.check(from, source)
     {
         return refuse(msg, 403, format!("imposture check: {why}"), report, ctx);
     }
     if let Some(policy) = &path.policy {
-        let to = aor(msg, "To");
-        if !policy.allows(&from, &to) {
+        let to = msg.aor("To").unwrap_or_default();
+        if !policy.allows(from, to) {
             // Exactly what an unknown target gets, so that a denied
             // caller learns nothing about whether `to` exists.
             return refuse(

@@ -260,6 +260,22 @@ impl Message {
             .collect()
     }
 
+    /// The address of record of a header such as From or To: its URI
+    /// without display name and parameters (`sip:alice@a.example.com`).
+    pub fn aor(&self, header: &str) -> Option<&str> {
+        self.header(header).map(|v| addr_spec(v).trim())
+    }
+
+    /// The sender's header: From for a request, To for a response.
+    pub fn sender_header(&self) -> &'static str {
+        if self.is_request() { "From" } else { "To" }
+    }
+
+    /// The receiver's header: To for a request, From for a response.
+    pub fn receiver_header(&self) -> &'static str {
+        if self.is_request() { "To" } else { "From" }
+    }
+
     /// Content-Type, if present.
     pub fn content_type(&self) -> Result<Option<ContentType>, HeaderError> {
         self.header("Content-Type")

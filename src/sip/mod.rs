@@ -1,6 +1,7 @@
 //! The SIP message layer: byte-exact framing, typed header values, and
 //! composing new requests and responses.
 
+pub mod body;
 pub mod compose;
 pub mod disclosure;
 pub mod headers;

@@ -14,7 +14,6 @@
 use serde::Serialize;
 
 use super::Message;
-use crate::mime::BODY_HEADERS;
 
 /// The header name.
 pub const ROUTE_SECURITY: &str = "Route-Security";
@@ -105,13 +104,9 @@ pub fn entries(msg: &Message) -> Vec<Result<RouteEntry, String>> {
 /// Append `entry` after the last `Route-Security` line (else before the
 /// body headers and Content-Length).
 pub fn append(msg: &mut Message, entry: &RouteEntry) {
-    let hs = msg.headers();
-    let at = match hs.iter().rposition(|h| h.is(ROUTE_SECURITY)) {
+    let at = match msg.headers().iter().rposition(|h| h.is(ROUTE_SECURITY)) {
         Some(i) => i + 1,
-        None => hs
-            .iter()
-            .position(|h| BODY_HEADERS.iter().any(|n| h.is(n)) || h.is("Content-Length"))
-            .unwrap_or(hs.len()),
+        None => msg.before_body_headers(),
     };
     msg.insert_header(at, ROUTE_SECURITY, &entry.to_value());
 }

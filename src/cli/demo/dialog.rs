@@ -93,8 +93,7 @@ impl Flow<'_> {
         key: Option<&SessionKey>,
         ctx: &mut Context,
     ) -> Result<(OpenedContent, bool), SealError> {
-        let mut keys: Vec<RecipientKey<'_>> =
-            key.iter().map(|k| RecipientKey::Session(k)).collect();
+        let mut keys: Vec<RecipientKey<'_>> = key.iter().map(|k| k.recipient_key()).collect();
         let sessions = keys.len();
         keys.push(RecipientKey::Rsa {
             cert: &identity.cert,
