@@ -41,6 +41,7 @@ use x509_cert::{Certificate, ext::pkix::name::GeneralNames};
 use zeroize::Zeroizing;
 
 use crate::context::Context;
+use crate::error::ErrorClass;
 use crate::fsio::write_atomic;
 pub use identity::{Cert, Identity};
 
@@ -68,27 +69,13 @@ pub enum KeyError {
 }
 
 impl KeyError {
-    /// What a user can do about it.
-    pub fn hint(&self) -> String {
+    /// What kind of failure it is: reading or writing a key file, or key
+    /// material that cannot be used (configuration).
+    pub fn class(&self) -> ErrorClass {
         match self {
-            KeyError::Read { .. } => "check the path and its permissions".into(),
-            KeyError::Write { .. } => "check that the output directory exists and is writable".into(),
-            KeyError::BadPsk { .. } => {
-                "a PSK file is YAML with `id: TEXT`, `key: HEX` (16, 24 or 32 bytes) and optionally `uri: sip:...`".into()
-            }
-            KeyError::BadCert { .. } => {
-                "give an X.509 certificate with an RSA key, PEM (-----BEGIN CERTIFICATE-----) or DER".into()
-            }
-            KeyError::BadIdentity { .. } => {
-                "an identity is a directory with cert.pem and key.pem (PKCS#8 or PKCS#1, PEM or DER), or --key KEY --cert CERT".into()
-            }
-            KeyError::Generate(_) => "this is a bug; please report it with the command line".into(),
+            KeyError::Read { .. } | KeyError::Write { .. } => ErrorClass::Io,
+            _ => ErrorClass::Config,
         }
-    }
-
-    /// Whether this is an I/O failure (exit 4) rather than bad content.
-    pub fn is_io(&self) -> bool {
-        matches!(self, KeyError::Read { .. } | KeyError::Write { .. })
     }
 }
 

@@ -2,9 +2,9 @@
 //! (S/MIME) AuthEnvelopedData. The library holds all format and crypto work;
 //! the `sipseal` binary is a thin layer over it (see `cli`).
 
-pub mod cli;
 pub mod context;
 pub mod envelope;
+pub mod error;
 pub mod fsio;
 pub mod inspect;
 pub mod keys;
@@ -18,5 +18,6 @@ pub mod session;
 pub mod signing;
 pub mod sip;
 pub mod state;
+pub mod ua;
 pub mod verify;
 pub mod yaml;

@@ -17,15 +17,12 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::fsio::write_atomic;
 use crate::sdp::{Sdp, Stream};
 use crate::sip::Message;
-use crate::state::{StateError, lock};
 
 /// The nftables table the sets live in.
 pub const TABLE: &str = "inet sipseal";
@@ -157,6 +154,11 @@ impl CallState {
             previous: None,
             installed: Vec::new(),
         }
+    }
+
+    /// Whether nothing is left to remember: no exchange, no pinhole.
+    pub fn is_over(&self) -> bool {
+        self.current.is_none() && self.installed.is_empty()
     }
 
     /// Apply one message; returns what changes. `self.installed` becomes
@@ -329,7 +331,8 @@ fn usable_address(a: Option<&str>) -> Option<IpAddr> {
 }
 
 /// Formats of `--pinholes`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum PinholeFormat {
     /// An nftables script for `nft -f`.
     #[default]
@@ -420,51 +423,6 @@ fn sanitize_comment(s: &str) -> String {
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         .take(32)
         .collect()
-}
-
-/// The file that keeps one call's state in `dir`.
-pub fn state_path(dir: &Path, call_id: &str) -> PathBuf {
-    dir.join(format!("{}.yaml", call_tag(call_id)))
-}
-
-/// Load, step and save one call's state in `dir` (created if needed),
-/// under the directory's lock. A call that ended leaves no file.
-pub fn update(dir: &Path, call_id: &str, seen: &Seen) -> Result<Changes, StateError> {
-    let _guard = lock(dir)?;
-    let path = state_path(dir, call_id);
-    let mut state = match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let state: CallState =
-                crate::yaml::from_str(&text).map_err(|e| StateError::Corrupt {
-                    path: path.display().to_string(),
-                    reason: e.to_string(),
-                })?;
-            if state.call_id != call_id {
-                return Err(StateError::Corrupt {
-                    path: path.display().to_string(),
-                    reason: format!("it is for Call-ID {:?}", state.call_id),
-                });
-            }
-            state
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => CallState::new(call_id),
-        Err(e) => return Err(StateError::io(&path, e)),
-    };
-    let changes = state.step(seen);
-    if state.current.is_none() && state.installed.is_empty() {
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(StateError::io(&path, e)),
-        }
-    } else {
-        let text = crate::yaml::to_string(&state).map_err(|e| StateError::Corrupt {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        write_atomic(&path, text.as_bytes(), true).map_err(|e| StateError::io(&path, e))?;
-    }
-    Ok(changes)
 }
 
 #[cfg(test)]
@@ -631,28 +589,5 @@ mod tests {
         let c = st.step(&seen(true, "OPTIONS", 1, None));
         assert_eq!(c.state, "unchanged");
         assert!(c.add.is_empty() && c.delete.is_empty());
-    }
-
-    #[test]
-    fn state_survives_a_round_trip_and_a_corrupt_file_is_named() {
-        let tmp = tempfile::tempdir().unwrap();
-        let offer = with(
-            seen(true, "INVITE", 1, None),
-            vec![stream("192.0.2.1", 4000, true)],
-        );
-        update(tmp.path(), "call-1", &offer).unwrap();
-        let c = update(tmp.path(), "call-1", &seen(true, "BYE", 2, None)).unwrap();
-        assert_eq!(elements(&c.delete), ["192.0.2.1 . udp . 4000"]);
-        assert!(!state_path(tmp.path(), "call-1").exists());
-
-        std::fs::write(state_path(tmp.path(), "call-2"), "[not a state").unwrap();
-        let err = update(tmp.path(), "call-2", &offer).unwrap_err();
-        assert!(matches!(err, StateError::Corrupt { .. }), "{err}");
-        assert!(err.to_string().contains(&call_tag("call-2")), "{err}");
-        // Left as it was.
-        assert_eq!(
-            std::fs::read_to_string(state_path(tmp.path(), "call-2")).unwrap(),
-            "[not a state"
-        );
     }
 }

@@ -35,6 +35,41 @@ pub struct PolicyError {
     pub reason: String,
 }
 
+impl PolicyError {
+    /// A policy file that cannot be used is configuration.
+    pub fn class(&self) -> crate::error::ErrorClass {
+        crate::error::ErrorClass::Config
+    }
+}
+
+/// Why a request fails the imposture check.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BindingError {
+    /// No binding is registered for the AOR.
+    #[error("no binding is registered for {0}")]
+    Unbound(String),
+    /// The AOR is bound elsewhere.
+    #[error("{aor} is bound to {bound}, but the request came from {from}")]
+    Elsewhere {
+        /// The From AOR.
+        aor: String,
+        /// Its registered addresses.
+        bound: String,
+        /// Where the request came from.
+        from: String,
+    },
+}
+
+/// A pattern of the allow-list that is not a valid glob.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("pattern {pattern:?}: {reason}")]
+pub struct PatternError {
+    /// The pattern as written.
+    pub pattern: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
 fn read_yaml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, PolicyError> {
     let err = |reason: String| PolicyError {
         path: path.display().to_string(),
@@ -69,14 +104,15 @@ impl Bindings {
     }
 
     /// `Ok` when `aor` is bound to `source`; else why not.
-    pub fn check(&self, aor: &str, source: &str) -> Result<(), String> {
+    pub fn check(&self, aor: &str, source: &str) -> Result<(), BindingError> {
         match self.0.get(&aor.trim().to_ascii_lowercase()) {
-            None => Err(format!("no binding is registered for {aor}")),
+            None => Err(BindingError::Unbound(aor.to_owned())),
             Some(addrs) if addrs.iter().any(|a| same_addr(a, source)) => Ok(()),
-            Some(addrs) => Err(format!(
-                "{aor} is bound to {}, but the request came from {source}",
-                addrs.join(", ")
-            )),
+            Some(addrs) => Err(BindingError::Elsewhere {
+                aor: aor.to_owned(),
+                bound: addrs.join(", "),
+                from: source.to_owned(),
+            }),
         }
     }
 }
@@ -105,9 +141,9 @@ impl Policy {
     pub fn load(path: &Path) -> Result<Policy, PolicyError> {
         let file: PolicyFile = read_yaml(path)?;
         Policy::from_rules(file.allow.iter().map(|r| (r.from.as_str(), r.to.as_str()))).map_err(
-            |reason| PolicyError {
+            |e| PolicyError {
                 path: path.display().to_string(),
-                reason,
+                reason: e.to_string(),
             },
         )
     }
@@ -115,15 +151,17 @@ impl Policy {
     /// From (from, to) patterns.
     pub fn from_rules<'a>(
         rules: impl IntoIterator<Item = (&'a str, &'a str)>,
-    ) -> Result<Policy, String> {
+    ) -> Result<Policy, PatternError> {
         let pattern = |p: &str| {
-            glob::Pattern::new(&p.trim().to_ascii_lowercase())
-                .map_err(|e| format!("pattern {p:?}: {e}"))
+            glob::Pattern::new(&p.trim().to_ascii_lowercase()).map_err(|e| PatternError {
+                pattern: p.to_owned(),
+                reason: e.to_string(),
+            })
         };
         let rules = rules
             .into_iter()
             .map(|(f, t)| Ok((pattern(f)?, pattern(t)?)))
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, PatternError>>()?;
         Ok(Policy { rules })
     }
 
@@ -155,11 +193,13 @@ mod tests {
         assert!(
             b.check("sip:alice@a.example.com", "192.0.2.66")
                 .unwrap_err()
+                .to_string()
                 .contains("bound to")
         );
         assert!(
             b.check("sip:mallory@a.example.com", "192.0.2.10")
                 .unwrap_err()
+                .to_string()
                 .contains("no binding")
         );
 

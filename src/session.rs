@@ -5,23 +5,18 @@
 //! - reference = HKDF-SHA256(ikm = CEK, salt = empty, info = "sipseal cek reference")[..16]
 //! - KEK       = HKDF-SHA256(ikm = CEK, salt = reference, info = "sipseal session kek"), 32 bytes
 //!
-//! The store is one YAML file per identity (`<state>/<identity>/sessions.yaml`,
-//! mode 0600), rewritten atomically under the identity directory's lock, so
-//! parallel invocations never lose an entry.
-
-use std::path::{Path, PathBuf};
+//! This module holds the values and what happens to them ([`Sessions`]);
+//! where they are kept is [`crate::state`]'s business. In memory, keys are
+//! bytes that are zeroized when dropped and never printed, and times are
+//! times; hex and RFC 3339 text exist only at the YAML edge.
 
 use hkdf::Hkdf;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
 
-use crate::context::rfc3339;
 use crate::envelope::RecipientKey;
-use crate::fsio::write_atomic;
-use crate::state::{StateError, lock};
 
 /// Default number of messages a session key seals before a rekey.
 pub const DEFAULT_MAX_USES: u64 = 100;
@@ -52,29 +47,143 @@ impl Default for Policy {
     }
 }
 
+/// Session key limits given for one run: a sender's use counts against
+/// these, else against what was recorded with the key; a new key gets
+/// these, else the defaults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Messages a sender seals under one key before it rekeys.
+    pub max_uses: Option<u64>,
+    /// Age after which a sender rekeys and receivers refuse the key.
+    pub max_age: Option<Duration>,
+    /// How long a replaced or expired key still opens messages in flight.
+    pub grace: Option<Duration>,
+}
+
+impl Limits {
+    /// The policy for new keys: these limits, defaults filled in.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            max_uses: self.max_uses.unwrap_or(DEFAULT_MAX_USES),
+            max_age: self.max_age.unwrap_or(DEFAULT_MAX_AGE),
+            grace: self.grace.unwrap_or(DEFAULT_GRACE),
+        }
+    }
+}
+
+/// Secret key bytes: zeroized when dropped, never printed; hex in the store file.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyBytes(Zeroizing<Vec<u8>>);
+
+impl KeyBytes {
+    /// Wrap key bytes.
+    pub fn new(bytes: &[u8]) -> KeyBytes {
+        KeyBytes(Zeroizing::new(bytes.to_vec()))
+    }
+
+    /// The key as lower-case hex (for `openssl -secretkey`).
+    pub fn to_hex(&self) -> Zeroizing<String> {
+        Zeroizing::new(hex::encode(&*self.0))
+    }
+}
+
+impl std::ops::Deref for KeyBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for KeyBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Serialize for KeyBytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for KeyBytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<KeyBytes, D::Error> {
+        let text = Zeroizing::new(String::deserialize(d)?);
+        hex::decode(text.as_bytes())
+            .map(|b| KeyBytes(Zeroizing::new(b)))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// The YAML text forms of the store's values.
+mod text {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use time::OffsetDateTime;
+    use time::format_description::well_known::Rfc3339;
+
+    /// A session reference as hex.
+    pub mod hex_bytes {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_str(&hex::encode(v))
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+            hex::decode(String::deserialize(d)?).map_err(serde::de::Error::custom)
+        }
+    }
+
+    /// A time as RFC 3339 in whole seconds.
+    pub mod time_text {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(t: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_str(&crate::context::rfc3339(*t))
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<OffsetDateTime, D::Error> {
+            OffsetDateTime::parse(&String::deserialize(d)?, &Rfc3339)
+                .map_err(serde::de::Error::custom)
+        }
+    }
+
+    /// An optional time as RFC 3339 in whole seconds.
+    pub mod option_time {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(
+            t: &Option<OffsetDateTime>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match t {
+                Some(t) => super::time_text::serialize(t, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<OffsetDateTime>, D::Error> {
+            Option::<String>::deserialize(d)?
+                .map(|t| OffsetDateTime::parse(&t, &Rfc3339).map_err(serde::de::Error::custom))
+                .transpose()
+        }
+    }
+}
+
 /// A session key ready to seal or open with: the reference (kekid on
 /// the wire) and the KEK.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct SessionKey {
     /// The Call-ID of the session.
     pub call_id: String,
     /// The 16-byte session reference.
     pub reference: Vec<u8>,
     /// The 32-byte KEK.
-    pub kek: Zeroizing<Vec<u8>>,
+    pub kek: KeyBytes,
     /// Whether this is the replaced key, still inside its grace time.
     pub previous: bool,
-}
-
-impl std::fmt::Debug for SessionKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionKey")
-            .field("call_id", &self.call_id)
-            .field("reference", &hex::encode(&self.reference))
-            .field("kek", &"<redacted>")
-            .field("previous", &self.previous)
-            .finish()
-    }
 }
 
 impl SessionKey {
@@ -84,7 +193,7 @@ impl SessionKey {
         SessionKey {
             call_id: call_id.to_owned(),
             reference: keys.reference.to_vec(),
-            kek: Zeroizing::new(keys.kek.to_vec()),
+            kek: KeyBytes::new(&*keys.kek),
             previous: false,
         }
     }
@@ -97,15 +206,23 @@ impl SessionKey {
             previous: self.previous,
         }
     }
+}
 
-    fn from_hex(call_id: &str, reference: &str, kek: &str, previous: bool) -> Option<SessionKey> {
-        Some(SessionKey {
-            call_id: call_id.to_owned(),
-            reference: hex::decode(reference).ok()?,
-            kek: Zeroizing::new(hex::decode(kek).ok()?),
-            previous,
-        })
-    }
+/// Why a sender's session key must be replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RekeyReason {
+    /// It sealed as many messages as it may.
+    Uses {
+        /// Messages sealed under it.
+        uses: u64,
+        /// The limit in force.
+        limit: u64,
+    },
+    /// It is older than the age limit in force.
+    Age {
+        /// When it was made.
+        created: OffsetDateTime,
+    },
 }
 
 /// What a sender may do with its session key now.
@@ -114,9 +231,14 @@ pub enum Use {
     /// Seal under this key (its use counted).
     Key(SessionKey),
     /// The key is used up or too old: send a full envelope (a rekey).
-    Rekey(String),
+    Rekey(RekeyReason),
     /// No session for this Call-ID.
     NoSession,
+}
+
+/// Times are kept to the second, as the store file writes them.
+fn whole_seconds(t: OffsetDateTime) -> OffsetDateTime {
+    t.replace_nanosecond(0).unwrap_or(t)
 }
 
 /// The values derived from a CEK.
@@ -147,37 +269,63 @@ pub enum Role {
     Relay,
 }
 
+impl Role {
+    /// As the store file writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Ua => "ua",
+            Role::Relay => "relay",
+        }
+    }
+}
+
 /// A key that was replaced and still opens messages until `until`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Previous {
-    pub reference: String,
-    pub kek: String,
-    pub until: String,
+    /// Its session reference.
+    #[serde(with = "text::hex_bytes")]
+    pub reference: Vec<u8>,
+    /// Its KEK.
+    pub kek: KeyBytes,
+    /// The end of its grace time.
+    #[serde(with = "text::time_text")]
+    pub until: OffsetDateTime,
 }
 
 /// One session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
+    /// The session's Call-ID.
     pub call_id: String,
-    /// Hex of the 16-byte session reference.
-    pub reference: String,
-    /// Hex of the 32-byte session KEK.
-    pub kek: String,
+    /// The 16-byte session reference.
+    #[serde(with = "text::hex_bytes")]
+    pub reference: Vec<u8>,
+    /// The 32-byte session KEK.
+    pub kek: KeyBytes,
+    /// User agent or relay.
     pub role: Role,
     /// The other party (its AOR), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
-    /// RFC 3339.
-    pub created: String,
+    /// When the key was made.
+    #[serde(with = "text::time_text")]
+    pub created: OffsetDateTime,
+    /// Messages sealed under it (by a sender).
     pub uses: u64,
+    /// Messages it may seal before a rekey.
     pub max_uses: u64,
-    /// RFC 3339; none: no age limit.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expiry: Option<String>,
+    /// When it expires; none: no age limit.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "text::option_time"
+    )]
+    pub expiry: Option<OffsetDateTime>,
+    /// The key it replaced, while that one is in its grace time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<Previous>,
     /// The CSeq number of the last in-dialog request this party built
-    /// with `reply` (the local sequence of RFC 3261 §12.2.1.1).
+    /// (the local sequence of RFC 3261 §12.2.1.1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local_cseq: Option<u32>,
 }
@@ -193,85 +341,76 @@ impl Entry {
         policy: &Policy,
     ) -> Entry {
         let keys = derive(cek);
+        let now = whole_seconds(now);
         Entry {
             call_id: call_id.to_owned(),
-            reference: hex::encode(keys.reference),
-            kek: hex::encode(*keys.kek),
+            reference: keys.reference.to_vec(),
+            kek: KeyBytes::new(&*keys.kek),
             role,
             peer,
-            created: rfc3339(now),
+            created: now,
             uses: 0,
             max_uses: policy.max_uses,
-            expiry: Some(rfc3339(now + policy.max_age)),
+            expiry: Some(now + policy.max_age),
             previous: None,
             local_cseq: None,
         }
     }
 
     /// The current key.
-    pub fn key(&self) -> Option<SessionKey> {
-        SessionKey::from_hex(&self.call_id, &self.reference, &self.kek, false)
+    pub fn key(&self) -> SessionKey {
+        SessionKey {
+            call_id: self.call_id.clone(),
+            reference: self.reference.clone(),
+            kek: self.kek.clone(),
+            previous: false,
+        }
     }
 
     /// The keys that open messages at `now`: the current one until its
     /// expiry plus `grace`, the previous one until its `until`.
     pub fn keys_at(&self, now: OffsetDateTime, grace: Duration) -> Vec<SessionKey> {
         let mut out = Vec::new();
-        if self
-            .expiry
-            .as_deref()
-            .and_then(parse_time)
-            .is_none_or(|e| now < e + grace)
-        {
-            out.extend(self.key());
+        if self.expiry.is_none_or(|e| now < e + grace) {
+            out.push(self.key());
         }
         if let Some(p) = &self.previous
-            && parse_time(&p.until).is_some_and(|u| now < u)
+            && now < p.until
         {
-            out.extend(SessionKey::from_hex(
-                &self.call_id,
-                &p.reference,
-                &p.kek,
-                true,
-            ));
+            out.push(SessionKey {
+                call_id: self.call_id.clone(),
+                reference: p.reference.clone(),
+                kek: p.kek.clone(),
+                previous: true,
+            });
         }
         out
     }
 
-    /// Whether `reference` (hex) names this entry's current or previous key.
+    /// Whether `reference` (hex, any case) names this entry's current or
+    /// previous key.
     pub fn has_reference(&self, reference: &str) -> bool {
-        self.reference.eq_ignore_ascii_case(reference)
+        let Ok(wanted) = hex::decode(reference) else {
+            return false;
+        };
+        self.reference == wanted
             || self
                 .previous
                 .as_ref()
-                .is_some_and(|p| p.reference.eq_ignore_ascii_case(reference))
+                .is_some_and(|p| p.reference == wanted)
     }
 }
 
-fn parse_time(s: &str) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(s, &Rfc3339).ok()
-}
-
-/// The store file's contents.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// One identity's sessions: what a store keeps, and what happens to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sessions {
     /// Format version (1).
     pub version: u32,
     /// Whose store it is (certificate SAN URI or AOR).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<String>,
+    /// The sessions, oldest first.
     pub sessions: Vec<Entry>,
-}
-
-impl Sessions {
-    /// The entry for a Call-ID, or for a session reference (hex, current
-    /// or previous key).
-    pub fn find(&self, what: &str) -> Option<&Entry> {
-        self.sessions
-            .iter()
-            .find(|e| e.call_id == what)
-            .or_else(|| self.sessions.iter().find(|e| e.has_reference(what)))
-    }
 }
 
 /// What recording a key did.
@@ -285,201 +424,138 @@ pub enum Recorded {
     Replaced,
 }
 
-/// One identity's session store.
-#[derive(Debug, Clone)]
-pub struct Store {
-    dir: PathBuf,
-    identity: Option<String>,
+/// A session key a workflow recorded: whose, for which call, and what
+/// recording it did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// Whose store.
+    pub owner: String,
+    /// The session's Call-ID.
+    pub call_id: String,
+    /// New, the same again, or a key update.
+    pub recorded: Recorded,
 }
 
-impl Store {
-    /// The store in an identity's state directory.
-    pub fn at(dir: &Path) -> Store {
-        Store {
-            dir: dir.to_owned(),
-            identity: None,
+impl Sessions {
+    /// The store format this version reads and writes.
+    pub const VERSION: u32 = 1;
+
+    /// No sessions yet, for `identity`.
+    pub fn empty(identity: Option<&str>) -> Sessions {
+        Sessions {
+            version: Sessions::VERSION,
+            identity: identity.map(str::to_owned),
+            sessions: Vec::new(),
         }
     }
 
-    /// The store of the identity `name` under the state directory.
-    pub fn of(state: &crate::state::StateDir, name: &str) -> Store {
-        Store {
-            dir: state.identity_dir(name),
-            identity: Some(name.to_owned()),
-        }
+    /// The entry for a Call-ID, or for a session reference (hex, current
+    /// or previous key).
+    pub fn find(&self, what: &str) -> Option<&Entry> {
+        self.sessions
+            .iter()
+            .find(|e| e.call_id == what)
+            .or_else(|| self.sessions.iter().find(|e| e.has_reference(what)))
     }
 
-    /// The YAML file.
-    pub fn path(&self) -> PathBuf {
-        self.dir.join("sessions.yaml")
-    }
-
-    /// Read the store (empty when there is none yet).
-    pub fn load(&self) -> Result<Sessions, StateError> {
-        let path = self.path();
-        match std::fs::read_to_string(&path) {
-            Ok(text) => parse(&path, &text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Sessions {
-                version: 1,
-                identity: self.identity.clone(),
-                sessions: Vec::new(),
-            }),
-            Err(e) => Err(StateError::io(&path, e)),
-        }
-    }
-
-    /// Change the store under its lock: read, `f`, write atomically. A
-    /// store that does not parse is left alone and named in the error.
-    pub fn update<T>(&self, f: impl FnOnce(&mut Sessions) -> T) -> Result<T, StateError> {
-        let _guard = lock(&self.dir)?;
-        let mut sessions = self.load()?;
-        let out = f(&mut sessions);
-        if sessions.identity.is_none() {
-            sessions.identity.clone_from(&self.identity);
-        }
-        let path = self.path();
-        let text = crate::yaml::to_string(&sessions).map_err(|e| StateError::Corrupt {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        write_atomic(&path, text.as_bytes(), true).map_err(|e| StateError::io(&path, e))?;
-        Ok(out)
+    fn entry_mut(&mut self, call_id: &str) -> Option<&mut Entry> {
+        self.sessions.iter_mut().find(|e| e.call_id == call_id)
     }
 
     /// Record the key of a full envelope for `entry.call_id`: a new session,
     /// the same key again, or a key update (the old key kept for `grace`).
-    pub fn record(
-        &self,
-        entry: Entry,
-        now: OffsetDateTime,
-        grace: Duration,
-    ) -> Result<Recorded, StateError> {
-        self.update(
-            |s| match s.sessions.iter_mut().find(|e| e.call_id == entry.call_id) {
-                Some(e) if e.reference == entry.reference => Recorded::Same,
-                Some(e) => {
-                    let previous = Previous {
-                        reference: std::mem::take(&mut e.reference),
-                        kek: std::mem::take(&mut e.kek),
-                        until: rfc3339(now + grace),
-                    };
-                    *e = Entry {
-                        previous: Some(previous),
-                        local_cseq: e.local_cseq,
-                        ..entry
-                    };
-                    Recorded::Replaced
-                }
-                None => {
-                    s.sessions.push(entry);
-                    Recorded::New
-                }
-            },
-        )
+    pub fn record(&mut self, entry: Entry, now: OffsetDateTime, grace: Duration) -> Recorded {
+        match self.entry_mut(&entry.call_id) {
+            Some(e) if e.reference == entry.reference => Recorded::Same,
+            Some(e) => {
+                let previous = Previous {
+                    reference: std::mem::take(&mut e.reference),
+                    kek: e.kek.clone(),
+                    until: whole_seconds(now + grace),
+                };
+                *e = Entry {
+                    previous: Some(previous),
+                    local_cseq: e.local_cseq,
+                    ..entry
+                };
+                Recorded::Replaced
+            }
+            None => {
+                self.sessions.push(entry);
+                Recorded::New
+            }
+        }
     }
-}
 
-impl Store {
-    /// The keys of this store that open a message under `reference` for
-    /// `call_id` at `now` (current key until expiry + grace, previous key
-    /// until its `until`). Read without the lock: writes are atomic renames.
+    /// The key that opens a message under `reference` for `call_id` (any
+    /// session when none) at `now`: a current key until its expiry +
+    /// `grace`, a previous key until its `until`.
     pub fn lookup(
         &self,
         reference: &[u8],
         call_id: Option<&str>,
         now: OffsetDateTime,
         grace: Duration,
-    ) -> Result<Option<SessionKey>, StateError> {
-        let sessions = self.load()?;
-        Ok(sessions
-            .sessions
+    ) -> Option<SessionKey> {
+        self.sessions
             .iter()
             .filter(|e| call_id.is_none_or(|c| c == e.call_id))
             .flat_map(|e| e.keys_at(now, grace))
-            .find(|k| k.reference == reference))
+            .find(|k| k.reference == reference)
     }
 
     /// A sender's use of its session key for `call_id`: the key with its
     /// use counted, or a rekey when it has sealed `max_uses` messages or
-    /// is `max_age` old (flags given now override what was recorded).
+    /// is `max_age` old (limits given now override what was recorded).
     pub fn use_key(
-        &self,
+        &mut self,
         call_id: &str,
         now: OffsetDateTime,
         max_uses: Option<u64>,
         max_age: Option<Duration>,
-    ) -> Result<Use, StateError> {
-        self.update(|s| {
-            let Some(e) = s.sessions.iter_mut().find(|e| e.call_id == call_id) else {
-                return Use::NoSession;
-            };
-            let limit = max_uses.unwrap_or(e.max_uses);
-            if e.uses >= limit {
-                return Use::Rekey(format!(
-                    "the session key has sealed {} messages (--max-uses {limit})",
-                    e.uses
-                ));
-            }
-            let expiry = match (max_age, parse_time(&e.created)) {
-                (Some(age), Some(created)) => Some(created + age),
-                _ => e.expiry.as_deref().and_then(parse_time),
-            };
-            if expiry.is_some_and(|x| now >= x) {
-                return Use::Rekey(format!(
-                    "the session key dates from {} (--max-age)",
-                    e.created
-                ));
-            }
-            match e.key() {
-                Some(k) => {
-                    e.uses += 1;
-                    Use::Key(k)
-                }
-                None => Use::Rekey("the stored session key does not decode".into()),
-            }
-        })
+    ) -> Use {
+        let Some(e) = self.entry_mut(call_id) else {
+            return Use::NoSession;
+        };
+        let limit = max_uses.unwrap_or(e.max_uses);
+        if e.uses >= limit {
+            return Use::Rekey(RekeyReason::Uses {
+                uses: e.uses,
+                limit,
+            });
+        }
+        let expiry = match max_age {
+            Some(age) => Some(e.created + age),
+            None => e.expiry,
+        };
+        if expiry.is_some_and(|x| now >= x) {
+            return Use::Rekey(RekeyReason::Age { created: e.created });
+        }
+        e.uses += 1;
+        Use::Key(e.key())
     }
 
     /// The next local CSeq for an in-dialog request of `call_id`, at least
     /// `floor`, remembered in the entry.
-    pub fn next_cseq(&self, call_id: &str, floor: u32) -> Result<u32, StateError> {
-        self.update(|s| {
-            let e = s.sessions.iter_mut().find(|e| e.call_id == call_id);
-            let next = e
-                .as_ref()
-                .and_then(|e| e.local_cseq)
-                .map_or(floor, |c| c.saturating_add(1).max(floor));
-            if let Some(e) = e {
-                e.local_cseq = Some(next);
-            }
-            next
-        })
+    pub fn next_cseq(&mut self, call_id: &str, floor: u32) -> u32 {
+        let e = self.entry_mut(call_id);
+        let next = e
+            .as_ref()
+            .and_then(|e| e.local_cseq)
+            .map_or(floor, |c| c.saturating_add(1).max(floor));
+        if let Some(e) = e {
+            e.local_cseq = Some(next);
+        }
+        next
     }
 
     /// Remove the session of a Call-ID or reference; whether it was there.
-    pub fn forget(&self, what: &str) -> Result<bool, StateError> {
-        self.update(|s| {
-            let before = s.sessions.len();
-            s.sessions
-                .retain(|e| e.call_id != what && !e.has_reference(what));
-            s.sessions.len() != before
-        })
+    pub fn forget(&mut self, what: &str) -> bool {
+        let before = self.sessions.len();
+        self.sessions
+            .retain(|e| e.call_id != what && !e.has_reference(what));
+        self.sessions.len() != before
     }
-}
-
-fn parse(path: &Path, text: &str) -> Result<Sessions, StateError> {
-    let corrupt = |reason: String| StateError::Corrupt {
-        path: path.display().to_string(),
-        reason,
-    };
-    let s: Sessions = crate::yaml::from_str(text).map_err(|e| corrupt(e.to_string()))?;
-    if s.version != 1 {
-        return Err(corrupt(format!(
-            "store version {} (this sipseal reads 1)",
-            s.version
-        )));
-    }
-    Ok(s)
 }
 
 #[cfg(test)]
@@ -500,59 +576,71 @@ mod tests {
 
     #[test]
     fn record_new_same_and_replaced_with_grace() {
-        let tmp = tempfile::tempdir().unwrap();
-        let store = Store::at(tmp.path());
+        let mut s = Sessions::empty(None);
         let now = datetime!(2026-01-01 0:00 UTC);
         let first = Entry::new("c1", &[1u8; 32], Role::Ua, None, now, &Policy::default());
-        assert_eq!(
-            store.record(first.clone(), now, DEFAULT_GRACE).unwrap(),
-            Recorded::New
-        );
-        assert_eq!(
-            store.record(first.clone(), now, DEFAULT_GRACE).unwrap(),
-            Recorded::Same
-        );
+        assert_eq!(s.record(first.clone(), now, DEFAULT_GRACE), Recorded::New);
+        assert_eq!(s.record(first.clone(), now, DEFAULT_GRACE), Recorded::Same);
         let second = Entry::new("c1", &[2u8; 32], Role::Ua, None, now, &Policy::default());
         assert_eq!(
-            store.record(second.clone(), now, DEFAULT_GRACE).unwrap(),
+            s.record(second.clone(), now, DEFAULT_GRACE),
             Recorded::Replaced
         );
-        let s = store.load().unwrap();
         assert_eq!(s.sessions.len(), 1);
         assert_eq!(s.sessions[0].reference, second.reference);
         let prev = s.sessions[0].previous.as_ref().unwrap();
         assert_eq!(prev.reference, first.reference);
-        assert_eq!(prev.until, "2026-01-01T00:00:32Z");
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(store.path())
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
+        assert_eq!(prev.until, datetime!(2026-01-01 0:00:32 UTC));
+        // Both keys open until the grace time ends; then only the new one.
+        let at = |t| s.lookup(&first.reference, Some("c1"), t, DEFAULT_GRACE);
+        assert!(at(datetime!(2026-01-01 0:00:31 UTC)).is_some_and(|k| k.previous));
+        assert!(at(datetime!(2026-01-01 0:00:32 UTC)).is_none());
     }
 
     #[test]
-    fn a_corrupt_store_is_named_and_left_alone() {
-        let tmp = tempfile::tempdir().unwrap();
-        let store = Store::at(tmp.path());
-        std::fs::write(store.path(), "sessions: [unclosed").unwrap();
+    fn a_sender_rekeys_after_its_limits() {
         let now = datetime!(2026-01-01 0:00 UTC);
-        let err = store
-            .record(
-                Entry::new("c", &[1u8; 32], Role::Ua, None, now, &Policy::default()),
-                now,
-                DEFAULT_GRACE,
-            )
-            .unwrap_err();
-        assert!(err.to_string().contains("sessions.yaml"), "{err}");
-        assert_eq!(
-            std::fs::read_to_string(store.path()).unwrap(),
-            "sessions: [unclosed"
+        let policy = Policy {
+            max_uses: 2,
+            ..Policy::default()
+        };
+        let mut s = Sessions::empty(None);
+        s.record(
+            Entry::new("c", &[1u8; 32], Role::Ua, None, now, &policy),
+            now,
+            DEFAULT_GRACE,
         );
-        std::fs::write(store.path(), "version: 7\nsessions: []\n").unwrap();
-        assert!(store.load().unwrap_err().to_string().contains("version 7"));
+        assert!(matches!(s.use_key("c", now, None, None), Use::Key(_)));
+        assert!(matches!(s.use_key("c", now, None, None), Use::Key(_)));
+        assert!(matches!(
+            s.use_key("c", now, None, None),
+            Use::Rekey(RekeyReason::Uses { uses: 2, limit: 2 })
+        ));
+        let later = now + Duration::hours(2);
+        assert!(matches!(
+            s.use_key("c", later, Some(10), Some(Duration::hours(1))),
+            Use::Rekey(RekeyReason::Age { created }) if created == now
+        ));
+        assert!(matches!(s.use_key("x", now, None, None), Use::NoSession));
+    }
+
+    #[test]
+    fn the_yaml_text_is_hex_and_rfc3339() {
+        let now = datetime!(2026-01-01 0:00 UTC);
+        let mut s = Sessions::empty(Some("sip:a@h"));
+        s.record(
+            Entry::new("c", &[1u8; 32], Role::Relay, None, now, &Policy::default()),
+            now,
+            DEFAULT_GRACE,
+        );
+        let text = crate::yaml::to_string(&s).unwrap();
+        let e = &s.sessions[0];
+        assert!(text.contains(&format!("reference: {}", hex::encode(&e.reference))));
+        assert!(text.contains(&format!("kek: {}", &*e.kek.to_hex())));
+        assert!(text.contains("created: 2026-01-01T00:00:00Z"));
+        assert!(text.contains("expiry: 2026-01-02T00:00:00Z"));
+        assert!(!format!("{e:?}").contains(&*e.kek.to_hex()));
+        let back: Sessions = crate::yaml::from_str(&text).unwrap();
+        assert_eq!(back, s);
     }
 }

@@ -41,6 +41,7 @@ use time::format_description::well_known::Rfc2822;
 
 use crate::context::Context;
 use crate::envelope::signed::{self, SignatureError, SignatureScheme, Signed, Signer};
+use crate::error::ErrorClass;
 use crate::keys::Identity;
 use crate::mime::{Entity, MimeError, Part, body_of};
 use crate::sip::disclosure::PROXY_INSPECT_BODY;
@@ -73,21 +74,16 @@ pub enum SigningError {
 }
 
 impl SigningError {
-    /// What to do next.
-    pub fn hint(&self) -> String {
+    /// What kind of failure it is: a message that cannot be signed, or a
+    /// key that cannot sign, is configuration; a signature that does not
+    /// read failed.
+    pub fn class(&self) -> ErrorClass {
         match self {
-            SigningError::NoBody => {
-                "build the message with a body (and seal it) before signing".into()
+            SigningError::Signature(e) => e.class(),
+            SigningError::NoBody | SigningError::AlreadySigned | SigningError::Missing(_) => {
+                ErrorClass::Config
             }
-            SigningError::AlreadySigned => {
-                "sign the message once; a relay that re-seals re-signs with `sipseal reencrypt`".into()
-            }
-            SigningError::Missing(_) => "build the message with `sipseal build`".into(),
-            SigningError::Header(e) => e.hint(),
-            SigningError::Mime(_) | SigningError::Malformed(_) => {
-                "the body must be multipart/signed with two parts: the signed entity and an application/pkcs7-signature".into()
-            }
-            SigningError::Signature(e) => e.hint(),
+            _ => ErrorClass::Failed,
         }
     }
 }

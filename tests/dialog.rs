@@ -12,9 +12,7 @@ use std::path::{Path, PathBuf};
 use common::sipseal;
 use sipseal::envelope::Envelope;
 use sipseal::sealing::sealed_body;
-use sipseal::session::{Sessions, Store};
 use sipseal::sip::Message;
-use sipseal::state::StateDir;
 
 struct Dialog {
     _tmp: tempfile::TempDir,
@@ -108,12 +106,8 @@ impl Dialog {
         self.ok(&args)
     }
 
-    fn store(&self, identity: &str) -> Sessions {
-        let dir = StateDir {
-            root: self.state.clone(),
-        }
-        .identity_dir(identity);
-        Store::at(&dir).load().unwrap()
+    fn store(&self, identity: &str) -> common::Sessions {
+        common::stored_sessions(&self.state, identity)
     }
 }
 

@@ -1,39 +1,62 @@
-//! `man/` holds the pages generated from the clap definitions; this fails
-//! when they are stale. `UPDATE_GOLDEN=1 cargo test --test man` rewrites them.
+//! `man/` holds the pages generated from the clap definitions by the
+//! (hidden) `sipseal man` command; this fails when they are stale.
+//! `UPDATE_GOLDEN=1 cargo test --test man` rewrites them.
 
 mod common;
 
 #[test]
 fn man_pages_are_current() {
     let dir = common::repo().join("man");
-    let pages = sipseal::cli::man::pages().unwrap();
+    let fresh = tempfile::tempdir().unwrap();
+    common::sipseal()
+        .args(["man", "--out"])
+        .arg(fresh.path())
+        .assert()
+        .success();
+    let read = |d: &std::path::Path| {
+        let mut pages: Vec<(String, Vec<u8>)> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                (name, std::fs::read(&p).unwrap())
+            })
+            .collect();
+        pages.sort();
+        pages
+    };
+    let pages = read(fresh.path());
     assert!(pages.iter().any(|(n, _)| n == "sipseal.1"));
     assert!(pages.iter().any(|(n, _)| n == "sipseal-build-response.1"));
+    assert!(
+        !pages.iter().any(|(n, _)| n == "sipseal-man.1"),
+        "the man command is hidden"
+    );
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::create_dir_all(&dir).unwrap();
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            std::fs::remove_file(entry.unwrap().path()).unwrap();
-        }
-        for (name, bytes) in &pages {
-            std::fs::write(dir.join(name), bytes).unwrap();
-        }
+        common::sipseal()
+            .args(["man", "--out"])
+            .arg(&dir)
+            .assert()
+            .success();
         return;
     }
-    let mut stale = Vec::new();
-    for (name, bytes) in &pages {
-        if std::fs::read(dir.join(name)).ok().as_ref() != Some(bytes) {
-            stale.push(name.clone());
-        }
-    }
-    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+    let on_disk = read(&dir);
+    let stale: Vec<&String> = pages
+        .iter()
+        .filter(|p| !on_disk.contains(p))
+        .map(|(n, _)| n)
         .collect();
-    on_disk.retain(|n| !pages.iter().any(|(p, _)| p == n));
+    let extra: Vec<&String> = on_disk
+        .iter()
+        .filter(|(n, _)| !pages.iter().any(|(p, _)| p == n))
+        .map(|(n, _)| n)
+        .collect();
     assert!(
-        stale.is_empty() && on_disk.is_empty(),
-        "man/ is stale (changed: {stale:?}, extra: {on_disk:?}); run UPDATE_GOLDEN=1 cargo test --test man"
+        stale.is_empty() && extra.is_empty(),
+        "man/ is stale (changed: {stale:?}, extra: {extra:?}); run UPDATE_GOLDEN=1 cargo test --test man"
     );
-    let main = String::from_utf8(pages[0].1.clone()).unwrap();
+    let main = &pages.iter().find(|(n, _)| n == "sipseal.1").unwrap().1;
+    let main = String::from_utf8_lossy(main);
     assert!(main.contains("EXIT STATUS") && main.contains("not a recipient"));
+    assert!(!main.contains("sipseal-man"), "the man command is hidden");
 }

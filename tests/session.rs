@@ -8,10 +8,9 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::sipseal;
-use sipseal::session::{Role, Sessions, Store, derive};
+use common::{Sessions, sipseal};
+use sipseal::session::{Role, derive};
 use sipseal::sip::Message;
-use sipseal::state::StateDir;
 
 fn openssl_hkdf(len: usize, key: &[u8], salt: &[u8], info: &str) -> Vec<u8> {
     let mut cmd = Command::new("openssl");
@@ -49,11 +48,7 @@ fn the_derivation_matches_openssl_hkdf() {
 }
 
 fn store(state: &Path, identity: &str) -> Sessions {
-    let dir = StateDir {
-        root: state.to_owned(),
-    }
-    .identity_dir(identity);
-    Store::at(&dir).load().unwrap()
+    common::stored_sessions(state, identity)
 }
 
 #[test]
@@ -342,7 +337,7 @@ impl Call {
         )
     }
 
-    fn alice(&self) -> sipseal::session::Entry {
+    fn alice(&self) -> common::Session {
         store(&self.state, "sip:alice@a.example.com").sessions[0].clone()
     }
 }

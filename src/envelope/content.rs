@@ -30,24 +30,25 @@ use zeroize::Zeroizing;
 use super::EnvelopeError;
 
 /// The content ciphers sipseal writes and reads.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum ContentCipher {
     /// AES-256-GCM in AuthEnvelopedData (the default).
     #[default]
-    #[value(name = "aes256-gcm")]
+    #[cfg_attr(feature = "cli", value(name = "aes256-gcm"))]
     Aes256Gcm,
     /// AES-128-GCM in AuthEnvelopedData.
-    #[value(name = "aes128-gcm")]
+    #[cfg_attr(feature = "cli", value(name = "aes128-gcm"))]
     Aes128Gcm,
     /// AES-256-CBC in EnvelopedData (legacy peers; not authenticated).
-    #[value(name = "aes256-cbc")]
+    #[cfg_attr(feature = "cli", value(name = "aes256-cbc"))]
     Aes256Cbc,
     /// AES-192-CBC in EnvelopedData (read only).
-    #[value(skip)]
+    #[cfg_attr(feature = "cli", value(skip))]
     Aes192Cbc,
     /// AES-128-CBC in EnvelopedData (legacy peers; not authenticated).
-    #[value(name = "aes128-cbc")]
+    #[cfg_attr(feature = "cli", value(name = "aes128-cbc"))]
     Aes128Cbc,
 }
 

@@ -47,6 +47,7 @@ use zeroize::Zeroizing;
 pub use content::{ContentCipher, ContentParams};
 pub use recipient::{KeyTransportKey, KeyTransportScheme, RecipientKey, RsaPadding};
 
+use crate::error::ErrorClass;
 use crate::keys::{Cert, Psk};
 
 /// What can go wrong sealing or opening.
@@ -77,26 +78,12 @@ pub enum EnvelopeError {
 }
 
 impl EnvelopeError {
-    /// What to do next.
-    pub fn hint(&self) -> String {
+    /// What kind of failure it is.
+    pub fn class(&self) -> ErrorClass {
         match self {
-            EnvelopeError::NotRecipient => {
-                "this key is not among the recipients; `sipseal inspect` lists them".into()
-            }
-            EnvelopeError::Decrypt => {
-                "the message was altered in transit, or sealed with a different key of the same id; ask the sender to re-send".into()
-            }
-            EnvelopeError::Malformed(_) => {
-                "the body must be a DER CMS ContentInfo (AuthEnvelopedData or EnvelopedData)".into()
-            }
-            EnvelopeError::Unsupported(_) => {
-                "sipseal reads AES-GCM/AES-CBC content, RSA (OAEP, PKCS#1 v1.5) and AES key-wrap recipients".into()
-            }
-            EnvelopeError::Recipient(_) => "give an RSA certificate or a PSK file".into(),
-            EnvelopeError::Key(_) => {
-                "check the identity's key file: PKCS#8 or PKCS#1, PEM or DER, matching its certificate".into()
-            }
-            EnvelopeError::Encode(_) => "this is a bug; please report it with the command line".into(),
+            EnvelopeError::NotRecipient => ErrorClass::NotForMe,
+            EnvelopeError::Recipient(_) | EnvelopeError::Key(_) => ErrorClass::Config,
+            _ => ErrorClass::Failed,
         }
     }
 }
@@ -180,14 +167,28 @@ pub fn seal_with_cek<R: CryptoRng + ?Sized>(
     if recipients.is_empty() {
         return Err(EnvelopeError::Recipient("no recipients to seal for".into()));
     }
+    let padded: Vec<(&Recipient, RsaPadding)> =
+        recipients.iter().map(|r| (r, opts.padding)).collect();
+    seal_for(content, cek, &padded, opts.cipher, rng)
+}
+
+/// Seal with a given CEK for recipients that each bring their RSA padding
+/// (a relay sealing again keeps every recipient's).
+pub fn seal_for<R: CryptoRng + ?Sized>(
+    content: &[u8],
+    cek: &[u8],
+    recipients: &[(&Recipient, RsaPadding)],
+    cipher: ContentCipher,
+    rng: &mut R,
+) -> Result<Vec<u8>, EnvelopeError> {
     let infos = recipients
         .iter()
-        .map(|r| match r {
-            Recipient::Cert(c) => recipient::ktri_for(c, opts.padding, cek, rng),
+        .map(|(r, padding)| match r {
+            Recipient::Cert(c) => recipient::ktri_for(c, *padding, cek, rng),
             Recipient::Psk(p) => recipient::kekri_for(p, cek),
         })
         .collect::<Result<Vec<_>, _>>()?;
-    seal_infos(content, cek, infos, opts.cipher, rng)
+    seal_infos(content, cek, infos, cipher, rng)
 }
 
 /// Seal with ready-made RecipientInfos (session keys build their own KEKRI).

@@ -48,10 +48,11 @@ use x509_cert::spki::AlgorithmIdentifierOwned;
 use zeroize::Zeroizing;
 
 use super::EnvelopeError;
-use crate::keys::{Cert, Identity, Psk};
+use crate::keys::{Cert, Identity, KeyError, Psk};
 
 /// RSA key-transport padding for new KeyTransRecipientInfos.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum RsaPadding {
     /// RSAES-OAEP with SHA-256 and MGF1-SHA-256 (RFC 4055, RFC 8017).
@@ -373,7 +374,7 @@ pub trait KeyTransportKey {
         &self,
         scheme: &KeyTransportScheme,
         encrypted: &[u8],
-    ) -> Result<Option<Zeroizing<Vec<u8>>>, String>;
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, KeyError>;
 }
 
 impl KeyTransportKey for Identity {
@@ -381,10 +382,8 @@ impl KeyTransportKey for Identity {
         &self,
         scheme: &KeyTransportScheme,
         encrypted: &[u8],
-    ) -> Result<Option<Zeroizing<Vec<u8>>>, String> {
-        self.private_key()
-            .map_err(|e| e.to_string())?
-            .decrypt_key(scheme, encrypted)
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, KeyError> {
+        self.private_key()?.decrypt_key(scheme, encrypted)
     }
 }
 
@@ -393,7 +392,7 @@ impl KeyTransportKey for RsaPrivateKey {
         &self,
         scheme: &KeyTransportScheme,
         encrypted: &[u8],
-    ) -> Result<Option<Zeroizing<Vec<u8>>>, String> {
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, KeyError> {
         // A ciphertext of the wrong length is refused by `rsa` before any
         // private-key arithmetic; that depends only on public data.
         if encrypted.len() != self.size() {
@@ -416,6 +415,7 @@ impl KeyTransportKey for RsaPrivateKey {
 }
 
 /// A key I can open with: an RSA identity or a PSK.
+#[derive(Clone, Copy)]
 pub enum RecipientKey<'a> {
     /// A certificate and the private key that belongs to it.
     Rsa {
@@ -488,7 +488,7 @@ impl RecipientKey<'_> {
             (RecipientKey::Rsa { key, .. }, RecipientInfo::Ktri(k)) => {
                 let scheme = KeyTransportScheme::decode(&k.key_enc_alg)?;
                 key.decrypt_key(&scheme, k.enc_key.as_bytes())
-                    .map_err(EnvelopeError::Key)?
+                    .map_err(|e| EnvelopeError::Key(e.to_string()))?
             }
             (RecipientKey::Psk(psk), RecipientInfo::Kekri(k)) => {
                 kek_unwrap(&k.key_enc_alg, &psk.key, k.encrypted_key.as_bytes())?

@@ -48,10 +48,11 @@ use time::OffsetDateTime;
 use x509_cert::attr::Attribute;
 use x509_cert::spki::AlgorithmIdentifierOwned;
 
+use crate::error::ErrorClass;
 use crate::keys::{Cert, Identity};
 
 /// Problems making or reading a SignedData.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SignatureError {
     /// Not well-formed CMS SignedData.
     #[error("malformed SignedData: {0}")]
@@ -74,27 +75,12 @@ pub enum SignatureError {
 }
 
 impl SignatureError {
-    /// What to do next.
-    pub fn hint(&self) -> String {
+    /// What kind of failure it is: my key that cannot sign is
+    /// configuration; anything about a signature received failed.
+    pub fn class(&self) -> ErrorClass {
         match self {
-            SignatureError::Malformed(_) => {
-                "the signature part must be a DER CMS ContentInfo holding SignedData".into()
-            }
-            SignatureError::Unsupported(_) => {
-                "sipseal verifies SHA-256/384/512 with RSA PKCS#1 v1.5 or RSASSA-PSS".into()
-            }
-            SignatureError::NoSignerCert => {
-                "SIP signatures must include the signer's certificate (RFC 3261 §23.2); sign with `openssl cms -sign` without -nocerts".into()
-            }
-            SignatureError::NoContent => {
-                "give the signed content (for a SIP message, verify the whole multipart/signed body)".into()
-            }
-            SignatureError::Invalid(_) => {
-                "the content or the signature was changed after signing; ask the sender to re-send".into()
-            }
-            SignatureError::Key(_) => {
-                "check the identity's key file: an RSA key matching its certificate".into()
-            }
+            SignatureError::Key(_) => ErrorClass::Config,
+            _ => ErrorClass::Failed,
         }
     }
 }

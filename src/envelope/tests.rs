@@ -31,7 +31,7 @@ impl KeyTransportKey for Counting<'_> {
         &self,
         scheme: &KeyTransportScheme,
         encrypted: &[u8],
-    ) -> Result<Option<Zeroizing<Vec<u8>>>, String> {
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, crate::keys::KeyError> {
         self.uses.set(self.uses.get() + 1);
         self.inner.decrypt_key(scheme, encrypted)
     }

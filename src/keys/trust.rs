@@ -35,6 +35,17 @@ pub enum TrustError {
     BadSignature { cert: String, issuer: String },
     #[error("{cert}: unsupported signature algorithm {oid}")]
     Unsupported { cert: String, oid: String },
+    #[error("{0}: key usage does not allow signatures (no digitalSignature or nonRepudiation)")]
+    KeyUsage(String),
+    #[error("{0}: extended key usage does not include emailProtection (S/MIME)")]
+    ExtendedKeyUsage(String),
+}
+
+impl TrustError {
+    /// A certificate that is not trusted fails the check.
+    pub fn class(&self) -> crate::error::ErrorClass {
+        crate::error::ErrorClass::Failed
+    }
 }
 
 /// Check that `cert` was issued by one of `anchors` (a CA certificate) and
@@ -158,17 +169,14 @@ pub fn check_chain(
 /// Whether `cert` may make signatures: a KeyUsage, when present, must
 /// allow digitalSignature or nonRepudiation, and an ExtendedKeyUsage, when
 /// present, must include emailProtection (S/MIME) or anyExtendedKeyUsage.
-pub fn check_signing_usage(cert: &Cert) -> Result<(), String> {
+pub fn check_signing_usage(cert: &Cert) -> Result<(), TrustError> {
     use const_oid::db::rfc5280;
     use x509_cert::ext::pkix::{ExtendedKeyUsage, KeyUsage, KeyUsages};
     let tbs = cert.cert.tbs_certificate();
     if let Ok(Some((_, ku))) = tbs.get_extension::<KeyUsage>()
         && !(ku.0.contains(KeyUsages::DigitalSignature) || ku.0.contains(KeyUsages::NonRepudiation))
     {
-        return Err(format!(
-            "{}: key usage does not allow signatures (no digitalSignature or nonRepudiation)",
-            cert.name()
-        ));
+        return Err(TrustError::KeyUsage(cert.name()));
     }
     if let Ok(Some((_, eku))) = tbs.get_extension::<ExtendedKeyUsage>()
         && !eku
@@ -176,10 +184,7 @@ pub fn check_signing_usage(cert: &Cert) -> Result<(), String> {
             .iter()
             .any(|o| *o == rfc5280::ID_KP_EMAIL_PROTECTION || *o == rfc5280::ANY_EXTENDED_KEY_USAGE)
     {
-        return Err(format!(
-            "{}: extended key usage does not include emailProtection (S/MIME)",
-            cert.name()
-        ));
+        return Err(TrustError::ExtendedKeyUsage(cert.name()));
     }
     Ok(())
 }
@@ -269,6 +274,6 @@ mod tests {
         check_signing_usage(&alice).unwrap();
         // The CA certificate: keyCertSign/cRLSign only.
         let err = check_signing_usage(&ca_a).unwrap_err();
-        assert!(err.contains("key usage"), "{err}");
+        assert!(err.to_string().contains("key usage"), "{err}");
     }
 }

@@ -2,12 +2,11 @@
 //! check (403), the connectivity policy (404, the same answer as an
 //! unknown target), Route-Security, and signatures required (495).
 
-use super::{Outcome, RelayError, RelayKeys, RelayReport};
-use crate::context::Context;
+use super::RelayReport;
+use super::refusal::Refusal;
 use crate::policy::{Bindings, Policy};
 use crate::signing::OuterSignature;
 use crate::sip::Message;
-use crate::sip::compose::{ResponseParams, build_response};
 use crate::sip::route_security::{self, RouteEntry};
 
 /// How a relay checks the path (shared by `proxy` and `reencrypt`).
@@ -29,85 +28,46 @@ pub struct PathOptions {
     pub require_signature: bool,
 }
 
-/// A response this relay answers with; `why` goes into the report only
-/// (the response itself says no more than its status).
-fn refuse(
-    msg: &Message,
-    code: u16,
-    why: String,
-    report: &mut RelayReport,
-    ctx: &mut Context,
-) -> Result<Option<Outcome>, RelayError> {
-    report.answered = Some(code);
-    report.refused = Some(why);
-    let response = build_response(
-        msg,
-        &ResponseParams {
-            code,
-            ..Default::default()
-        },
-        ctx,
-    )?;
-    Ok(Some(Outcome::Respond(response)))
-}
-
 /// The imposture check and the connectivity policy, for requests (an ACK
 /// cannot be answered, so it passes).
-pub(super) fn admit(
-    msg: &Message,
-    path: &PathOptions,
-    report: &mut RelayReport,
-    ctx: &mut Context,
-) -> Result<Option<Outcome>, RelayError> {
+pub(super) fn admit(msg: &Message, path: &PathOptions) -> Option<Refusal> {
     if !msg.is_request() || msg.method() == Some("ACK") {
-        return Ok(None);
+        return None;
     }
     let from = msg.aor("From").unwrap_or_default();
     if let (Some(bindings), Some(source)) = (&path.bindings, &path.received_from)
         && let Err(why) = bindings.check(from, source)
     {
-        return refuse(msg, 403, format!("imposture check: {why}"), report, ctx);
+        return Some(Refusal::Imposture(why.to_string()));
     }
     if let Some(policy) = &path.policy {
         let to = msg.aor("To").unwrap_or_default();
         if !policy.allows(from, to) {
-            // Exactly what an unknown target gets, so that a denied
-            // caller learns nothing about whether `to` exists.
-            return refuse(
-                msg,
-                404,
-                format!("connectivity policy: {from} may not reach {to}"),
-                report,
-                ctx,
-            );
+            return Some(Refusal::Denied {
+                from: from.to_owned(),
+                to: to.to_owned(),
+            });
         }
     }
-    Ok(None)
+    None
 }
 
-/// `--require-signature`: 495 when a request carries no signature; 403
-/// when its outer signature does not verify or its protected headers were
-/// changed (the designations it protects cannot be trusted).
+/// `require_signature`: 495 when a request carries no signature
+/// (`signed` says whether an opaque or inner one was found); 403 when its
+/// outer signature does not verify or its protected headers were changed
+/// (the designations it protects cannot be trusted).
 pub(super) fn require_signature(
     msg: &Message,
     outer: Option<&OuterSignature>,
-    inner_signed: bool,
+    signed: bool,
     path: &PathOptions,
-    report: &mut RelayReport,
-    ctx: &mut Context,
-) -> Result<Option<Outcome>, RelayError> {
+) -> Option<Refusal> {
     if !path.require_signature || !msg.is_request() || msg.method() == Some("ACK") {
-        return Ok(None);
+        return None;
     }
     match outer {
-        None if inner_signed => Ok(None),
-        None => refuse(
-            msg,
-            495,
-            "no signature, and --require-signature is set".into(),
-            report,
-            ctx,
-        ),
+        None if signed => None,
+        None => Some(Refusal::SignatureRequired),
         Some(outer) => {
             let problem = match outer.verify() {
                 Err(e) => Some(e.to_string()),
@@ -116,10 +76,7 @@ pub(super) fn require_signature(
                     (!headers.ok).then_some(headers.detail)
                 }
             };
-            match problem {
-                Some(why) => refuse(msg, 403, format!("outer signature: {why}"), report, ctx),
-                None => Ok(None),
-            }
+            problem.map(Refusal::BadSignature)
         }
     }
 }
@@ -203,9 +160,4 @@ pub(super) fn route_response(
         _ => format!("this relay's entry appears {} times", mine.len()),
     };
     report.route_security.push(note);
-}
-
-/// This relay's Via sent-by (also its Route-Security address).
-pub(super) fn sent_by(keys: &RelayKeys<'_>, via: Option<&str>) -> String {
-    via.map_or_else(|| keys.host(), str::to_owned)
 }

@@ -19,7 +19,7 @@ pub enum ComposeError {
     BadStatus(u16),
     #[error("invalid header {0:?}: expected `Name: value`")]
     BadHeader(String),
-    #[error("--request must be a SIP request, not a response")]
+    #[error("the request to answer must be a SIP request, not a response")]
     NotARequest,
     #[error("the request is unusable: {0}")]
     Request(#[from] HeaderError),
@@ -28,29 +28,21 @@ pub enum ComposeError {
 }
 
 impl ComposeError {
-    /// What a user can do about it.
-    pub fn hint(&self) -> String {
+    /// An unusable request to answer makes the input fail; bad parameters
+    /// are a usage problem.
+    pub fn class(&self) -> crate::error::ErrorClass {
         match self {
-            ComposeError::BadUri { .. } => {
-                "give a SIP URI such as sip:alice@a.example.com, optionally as `Name <URI>;tag=x`"
-                    .into()
+            ComposeError::NotARequest | ComposeError::Request(_) => {
+                crate::error::ErrorClass::Failed
             }
-            ComposeError::BadMethod(_) => {
-                "use INVITE, ACK, BYE, MESSAGE, UPDATE, OPTIONS, REGISTER, ...".into()
-            }
-            ComposeError::BadStatus(_) => "use a three-digit SIP status such as 200 or 486".into(),
-            ComposeError::BadHeader(_) => "write extra headers as --header 'Subject: hello'".into(),
-            ComposeError::NotARequest => "pass the request the response answers".into(),
-            ComposeError::Request(e) => e.hint(),
-            ComposeError::NoDialog(_) => {
-                "give a message of the established dialog: the 2xx response (UAC), or the ACK or a later request received (UAS)".into()
-            }
+            _ => crate::error::ErrorClass::Config,
         }
     }
 }
 
 /// Transport named in the Via header.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
     #[default]

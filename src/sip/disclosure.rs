@@ -19,7 +19,8 @@ use super::headers::{split_list, strip_angle};
 pub const PROXY_INSPECT_BODY: &str = "Proxy-Inspect-Body";
 
 /// What a designated relay may do with the content.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Access {
     /// Read only (enforced by an inner signature when there is one).
@@ -37,6 +38,23 @@ impl Access {
             Access::Modify => "modify",
         }
     }
+}
+
+/// Why a `Proxy-Inspect-Body` entry does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DesignationError {
+    /// No `<URI>` first.
+    #[error("{0:?} does not start with <URI>")]
+    NoUri(String),
+    /// `<` without `>`.
+    #[error("{0:?} has no closing >")]
+    Unclosed(String),
+    /// A URI of another scheme.
+    #[error("{0:?} is not a sip: or sips: URI")]
+    NotSip(String),
+    /// An `access` value other than read or modify.
+    #[error("access={0} (expected read or modify)")]
+    Access(String),
 }
 
 /// One `Proxy-Inspect-Body` entry.
@@ -64,17 +82,17 @@ impl Designation {
     }
 
     /// Parse a header value; `Err` says what is wrong with it.
-    pub fn parse(value: &str) -> Result<Designation, String> {
+    pub fn parse(value: &str) -> Result<Designation, DesignationError> {
         let value = value.trim();
         let rest = value
             .strip_prefix('<')
-            .ok_or_else(|| format!("{value:?} does not start with <URI>"))?;
+            .ok_or_else(|| DesignationError::NoUri(value.to_owned()))?;
         let (uri, params) = rest
             .split_once('>')
-            .ok_or_else(|| format!("{value:?} has no closing >"))?;
+            .ok_or_else(|| DesignationError::Unclosed(value.to_owned()))?;
         let uri = uri.trim();
         if !(uri.starts_with("sip:") || uri.starts_with("sips:")) {
-            return Err(format!("{uri:?} is not a sip: or sips: URI"));
+            return Err(DesignationError::NotSip(uri.to_owned()));
         }
         let mut d = Designation {
             uri: uri.to_owned(),
@@ -96,7 +114,7 @@ impl Designation {
                     d.access = match val.to_ascii_lowercase().as_str() {
                         "read" => Access::Read,
                         "modify" => Access::Modify,
-                        other => return Err(format!("access={other} (expected read or modify)")),
+                        other => return Err(DesignationError::Access(other.to_owned())),
                     }
                 }
                 _ => {}
@@ -133,7 +151,7 @@ fn split_params(s: &str) -> Vec<&str> {
 
 /// Every `Proxy-Inspect-Body` entry of a message (comma-separated values
 /// in one line count separately), each parsed or with its problem.
-pub fn designations(msg: &Message) -> Vec<Result<Designation, String>> {
+pub fn designations(msg: &Message) -> Vec<Result<Designation, DesignationError>> {
     msg.header_list(PROXY_INSPECT_BODY)
         .into_iter()
         .map(Designation::parse)

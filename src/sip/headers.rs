@@ -22,21 +22,21 @@ pub enum HeaderError {
 }
 
 impl HeaderError {
+    /// A header that is missing or malformed makes the message fail.
+    pub fn class(&self) -> crate::error::ErrorClass {
+        crate::error::ErrorClass::Failed
+    }
+
+    /// A server answers a request with such a header 400 Bad Request.
+    pub fn sip_status(&self) -> u16 {
+        400
+    }
+
     fn malformed(name: &'static str, value: &str, reason: impl ToString) -> Self {
         HeaderError::Malformed {
             name,
             value: value.to_owned(),
             reason: reason.to_string(),
-        }
-    }
-
-    /// What a user can do about it.
-    pub fn hint(&self) -> String {
-        match self {
-            HeaderError::Missing(name) => format!("add a {name} header to the message"),
-            HeaderError::Malformed { name, .. } => {
-                format!("fix the {name} value; see RFC 3261 §20 for its syntax")
-            }
         }
     }
 }

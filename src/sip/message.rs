@@ -61,33 +61,17 @@ pub enum ParseErrorKind {
 }
 
 impl ParseError {
-    /// What a user can do about it.
-    pub fn hint(&self) -> &'static str {
+    /// A message that does not parse failed (exit class).
+    pub fn class(&self) -> crate::error::ErrorClass {
+        crate::error::ErrorClass::Failed
+    }
+
+    /// The status a server answers it with: 505 for a SIP version it does
+    /// not speak, else 400 Bad Request.
+    pub fn sip_status(&self) -> u16 {
         match self.kind {
-            ParseErrorKind::Empty | ParseErrorKind::MissingStartLine(_) => {
-                "pass a whole SIP message: a request line (`INVITE sip:bob@b.example.com SIP/2.0`) or a status line, then headers"
-            }
-            ParseErrorKind::BadStartLine(_) | ParseErrorKind::BadVersion(_) => {
-                "the first line must be `METHOD REQUEST-URI SIP/2.0` or `SIP/2.0 CODE REASON`"
-            }
-            ParseErrorKind::HeaderWithoutColon(_) | ParseErrorKind::BadHeaderName(_) => {
-                "every header line is `Name: value`; continuation lines start with a space or tab"
-            }
-            ParseErrorKind::NonUtf8 => {
-                "header values must be UTF-8; binary data belongs in the body"
-            }
-            ParseErrorKind::FoldWithoutHeader => {
-                "remove the leading white space from the first header line"
-            }
-            ParseErrorKind::Truncated => {
-                "the message was cut off: headers must be followed by an empty line (CRLF CRLF)"
-            }
-            ParseErrorKind::BadContentLength(_) | ParseErrorKind::ConflictingContentLength => {
-                "Content-Length must be one decimal number of body bytes"
-            }
-            ParseErrorKind::BodyTooShort { .. } | ParseErrorKind::BodyTooLong { .. } => {
-                "fix Content-Length to the body's byte count, or remove the header to take the body as the rest of the input"
-            }
+            ParseErrorKind::BadVersion(_) => 505,
+            _ => 400,
         }
     }
 }

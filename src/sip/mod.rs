@@ -8,6 +8,7 @@ pub mod headers;
 pub mod message;
 pub mod names;
 pub mod route_security;
+pub mod routing;
 
 pub use compose::{
     Body, ComposeError, RequestParams, ResponseParams, Transport, build_request, build_response,

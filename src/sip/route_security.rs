@@ -21,6 +21,26 @@ pub const ROUTE_SECURITY: &str = "Route-Security";
 /// The highest level.
 pub const MAX_LEVEL: u8 = 3;
 
+/// Why a `Route-Security` entry does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteEntryError {
+    /// Not `<sip:ADDR>;level=N`.
+    #[error("{0:?} is not <sip:ADDR>;level=N")]
+    Syntax(String),
+    /// A URI of another scheme.
+    #[error("{0:?} is not a sip: URI")]
+    NotSip(String),
+    /// No `level` parameter.
+    #[error("{0:?} has no level")]
+    NoLevel(String),
+    /// A level that is not 0 to 3.
+    #[error("{0:?}: level must be 0 to {MAX_LEVEL}")]
+    Level(String),
+    /// `<sip:>`.
+    #[error("{0:?} names no address")]
+    NoAddress(String),
+}
+
 /// One entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RouteEntry {
@@ -32,29 +52,29 @@ pub struct RouteEntry {
 
 impl RouteEntry {
     /// Parse `<sip:ADDR>;level=N`.
-    pub fn parse(value: &str) -> Result<RouteEntry, String> {
+    pub fn parse(value: &str) -> Result<RouteEntry, RouteEntryError> {
         let v = value.trim();
         let (uri, params) = v
             .strip_prefix('<')
             .and_then(|r| r.split_once('>'))
-            .ok_or_else(|| format!("{v:?} is not <sip:ADDR>;level=N"))?;
+            .ok_or_else(|| RouteEntryError::Syntax(v.to_owned()))?;
         let addr = uri
             .strip_prefix("sip:")
             .or_else(|| uri.strip_prefix("sips:"))
-            .ok_or_else(|| format!("{uri:?} is not a sip: URI"))?;
+            .ok_or_else(|| RouteEntryError::NotSip(uri.to_owned()))?;
         let level = params
             .split(';')
             .filter_map(|p| p.trim().split_once('='))
             .find(|(n, _)| n.trim().eq_ignore_ascii_case("level"))
-            .ok_or_else(|| format!("{v:?} has no level"))?
+            .ok_or_else(|| RouteEntryError::NoLevel(v.to_owned()))?
             .1
             .trim()
             .parse::<u8>()
             .ok()
             .filter(|l| *l <= MAX_LEVEL)
-            .ok_or_else(|| format!("{v:?}: level must be 0 to {MAX_LEVEL}"))?;
+            .ok_or_else(|| RouteEntryError::Level(v.to_owned()))?;
         if addr.is_empty() {
-            return Err(format!("{v:?} names no address"));
+            return Err(RouteEntryError::NoAddress(v.to_owned()));
         }
         Ok(RouteEntry {
             addr: addr.to_owned(),
@@ -94,7 +114,7 @@ pub fn same_addr(a: &str, b: &str) -> bool {
 }
 
 /// Every entry of a message, oldest first, each parsed or with its problem.
-pub fn entries(msg: &Message) -> Vec<Result<RouteEntry, String>> {
+pub fn entries(msg: &Message) -> Vec<Result<RouteEntry, RouteEntryError>> {
     msg.header_list(ROUTE_SECURITY)
         .into_iter()
         .map(RouteEntry::parse)

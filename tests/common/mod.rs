@@ -58,3 +58,54 @@ pub fn file(rel: &str) -> Vec<u8> {
 pub fn exists(rel: &str) -> bool {
     Path::new(&repo().join(rel)).exists()
 }
+
+/// One identity's session store as its file holds it (SPEC §5): the
+/// tests read the YAML itself, so what they assert is the file format.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Sessions {
+    pub version: u32,
+    pub identity: Option<String>,
+    pub sessions: Vec<Session>,
+}
+
+/// One session entry, as written.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Session {
+    pub call_id: String,
+    pub reference: String,
+    pub kek: String,
+    pub role: sipseal::session::Role,
+    pub peer: Option<String>,
+    pub created: String,
+    pub uses: u64,
+    pub max_uses: u64,
+    pub expiry: Option<String>,
+    pub previous: Option<Previous>,
+    pub local_cseq: Option<u32>,
+}
+
+/// A replaced key, as written.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Previous {
+    pub reference: String,
+    pub kek: String,
+    pub until: String,
+}
+
+/// The session store of `identity` under the state directory `state`
+/// (empty when it has none).
+pub fn stored_sessions(state: &Path, identity: &str) -> Sessions {
+    let dir = sipseal::state::StateDir {
+        root: state.to_owned(),
+    }
+    .identity_dir(identity);
+    match std::fs::read_to_string(dir.join("sessions.yaml")) {
+        Ok(text) => serde_yaml::from_str(&text).unwrap(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Sessions {
+            version: 1,
+            identity: Some(identity.to_owned()),
+            sessions: Vec::new(),
+        },
+        Err(e) => panic!("{}: {e}", dir.display()),
+    }
+}

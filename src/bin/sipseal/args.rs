@@ -1,0 +1,322 @@
+//! Flag groups several commands share, and what they load: where state is
+//! kept (`--state`, key limits), whom to seal for (`--peer`, `--disclose`,
+//! ...), what to open with (`--identity`, `--key` + `--cert`, `--psk`),
+//! and who signs inside the envelope (`--sign`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::Args;
+use sipseal::envelope::signed::SignatureScheme;
+use sipseal::envelope::{ContentCipher, Recipient, RecipientKey, RsaPadding, SealOptions};
+use sipseal::keys::{Cert, Identity, Psk};
+use sipseal::sealing::SealSpec;
+use sipseal::session::{Limits, Recorded, Stored};
+use sipseal::sip::disclosure::Access;
+use sipseal::state::{FileStore, StateDir};
+use sipseal::ua::trusted_relay_cert;
+use time::OffsetDateTime;
+
+use crate::error::Error;
+use crate::io::read_message;
+
+/// Where state is kept.
+#[derive(Debug, Args, Default)]
+pub struct StateArgs {
+    /// State directory: session keys and pinhole state, one subdirectory
+    /// per identity (default: $SIPSEAL_STATE, else $XDG_STATE_HOME/sipseal).
+    #[arg(long, value_name = "DIR", env = "SIPSEAL_STATE", global = true)]
+    pub state: Option<PathBuf>,
+    /// Session key policy: messages a sender seals under one session key
+    /// before it rekeys [default: 100].
+    #[arg(long, value_name = "N", global = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_uses: Option<u64>,
+    /// Session key policy: age (e.g. 30m, 12h, 3600s) after which a sender
+    /// rekeys and receivers refuse the key [default: 24h].
+    #[arg(long, value_name = "DURATION", global = true, value_parser = parse_duration)]
+    pub max_age: Option<time::Duration>,
+    /// How long a replaced or expired session key still opens messages in
+    /// flight [default: 32s].
+    #[arg(long, value_name = "DURATION", global = true, value_parser = parse_duration)]
+    pub grace: Option<time::Duration>,
+}
+
+/// `30s`, `5m`, `12h`, `1h 30m`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<time::Duration, String> {
+    let std = match s.trim().parse::<u64>() {
+        Ok(secs) => std::time::Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(s.trim())
+            .map_err(|e| format!("{e}; give e.g. 90s, 30m or 12h"))?,
+    };
+    time::Duration::try_from(std).map_err(|e| e.to_string())
+}
+
+impl StateArgs {
+    /// The file store under the state directory.
+    pub fn store(&self) -> Result<FileStore, Error> {
+        let root = match &self.state {
+            Some(p) => p.clone(),
+            None => StateDir::default_root().ok_or(Error::NoStateDir)?,
+        };
+        Ok(FileStore::new(&root))
+    }
+
+    /// The key limits given.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_uses: self.max_uses,
+            max_age: self.max_age,
+            grace: self.grace,
+        }
+    }
+
+    /// Say on stderr when a key update replaced a stored session key.
+    pub fn say_stored(&self, stored: Option<&Stored>) {
+        if let Some(s) = stored
+            && s.recorded == Recorded::Replaced
+        {
+            eprintln!(
+                "session key updated for Call-ID {}; the previous key opens messages for {} s more",
+                s.call_id,
+                self.limits().policy().grace.whole_seconds()
+            );
+        }
+    }
+}
+
+/// Whom to seal for, and how.
+#[derive(Debug, Args, Default)]
+pub struct RecipientArgs {
+    /// The far-end peer's certificate (PEM or DER); repeatable.
+    #[arg(long, value_name = "CERT", global = true)]
+    pub peer: Vec<PathBuf>,
+    /// Also disclose to this relay: its certificate, or `psk:FILE` for a
+    /// pre-shared key. Adds a RecipientInfo and a Proxy-Inspect-Body
+    /// header naming it (certificate SAN URI, or the PSK file's `uri`).
+    /// Repeatable.
+    #[arg(long, value_name = "CERT|psk:FILE", global = true)]
+    pub disclose: Vec<String>,
+    /// Name a relay in a Proxy-Inspect-Body without a RecipientInfo (its
+    /// certificate is not known yet): it answers 496 with its certificate,
+    /// for --add-recipient-from. Repeatable.
+    #[arg(long, value_name = "URI", global = true)]
+    pub designate: Vec<String>,
+    /// Also disclose to the relay whose certificate came in this 496 Proxy
+    /// Undecipherable response (its application/pkix-cert body). The
+    /// certificate must be issued by a --trust anchor and valid now. Repeatable.
+    #[arg(long, value_name = "496.sip", global = true, requires = "trust")]
+    pub add_recipient_from: Vec<PathBuf>,
+    /// Trust anchors (PEM/DER file or directory) for --add-recipient-from.
+    #[arg(long, value_name = "PEM|DIR", global = true)]
+    pub trust: Option<PathBuf>,
+    /// What the disclosed relays may do: read, or modify and re-seal.
+    #[arg(long, value_enum, default_value_t = Access::Read, global = true)]
+    pub access: Access,
+    /// Content cipher: GCM gives AuthEnvelopedData, CBC EnvelopedData
+    /// (legacy) [default: aes256-gcm].
+    #[arg(long, value_enum, global = true)]
+    pub cipher: Option<ContentCipher>,
+    /// RSA key transport padding for certificate recipients.
+    #[arg(long, value_enum, default_value_t = RsaPadding::Oaep, global = true)]
+    pub rsa_padding: RsaPadding,
+}
+
+impl RecipientArgs {
+    /// Whether any recipient was named.
+    pub fn any(&self) -> bool {
+        !self.peer.is_empty()
+            || !self.disclose.is_empty()
+            || !self.designate.is_empty()
+            || !self.add_recipient_from.is_empty()
+    }
+
+    /// Load the certificates and PSKs into a seal specification; `now`
+    /// decides whether a certificate from a 496 is valid.
+    pub fn spec(&self, now: OffsetDateTime) -> Result<SealSpec, Error> {
+        let mut peers = Vec::new();
+        for p in &self.peer {
+            peers.push(Recipient::Cert(Box::new(load_recipient_cert(p)?)));
+        }
+        let mut disclose = Vec::new();
+        for d in &self.disclose {
+            disclose.push(match d.strip_prefix("psk:") {
+                Some(file) => Recipient::Psk(Psk::load(Path::new(file))?),
+                None => Recipient::Cert(Box::new(load_recipient_cert(Path::new(d))?)),
+            });
+        }
+        if let Some(trust) = &self.trust {
+            let anchors = Cert::load_tree(trust)?;
+            for file in &self.add_recipient_from {
+                let name = file.display().to_string();
+                let msg = read_message(file)?;
+                let (cert, anchor) =
+                    trusted_relay_cert(&msg, &name, &anchors, now).map_err(|err| {
+                        Error::RelayCert {
+                            name: name.clone(),
+                            err,
+                        }
+                    })?;
+                eprintln!(
+                    "adding {} from {name} (issued by {}, valid now)",
+                    cert.name(),
+                    anchor.subject()
+                );
+                cert.rsa_public_key()?;
+                disclose.push(Recipient::Cert(Box::new(cert)));
+            }
+        }
+        for uri in &self.designate {
+            if !(uri.starts_with("sip:") || uri.starts_with("sips:")) {
+                return Err(Error::usage(
+                    format!("--designate {uri}: not a SIP URI"),
+                    "name the relay by its SIP URI, e.g. --designate sip:proxy-b.b.example.com",
+                ));
+            }
+        }
+        if peers.is_empty() && disclose.is_empty() {
+            return Err(Error::usage(
+                "no recipients",
+                "name the far end with --peer CERT and relays with --disclose CERT|psk:FILE",
+            ));
+        }
+        Ok(SealSpec {
+            peers,
+            disclose,
+            designate: self.designate.clone(),
+            access: self.access,
+            options: SealOptions {
+                cipher: self.cipher.unwrap_or_default(),
+                padding: self.rsa_padding,
+            },
+            signer: None,
+            scheme: Default::default(),
+        })
+    }
+}
+
+fn load_recipient_cert(path: &Path) -> Result<Cert, Error> {
+    let cert = Cert::load(path)?;
+    // Fail now, with the file named, rather than halfway through sealing.
+    cert.rsa_public_key()?;
+    Ok(cert)
+}
+
+/// What to open with.
+#[derive(Debug, Args, Default)]
+pub struct KeyArgs {
+    /// An identity directory (cert.pem + key.pem); repeatable.
+    #[arg(long, value_name = "DIR")]
+    pub identity: Vec<PathBuf>,
+    /// A private key file (PKCS#8 or PKCS#1, PEM or DER), paired in order with --cert.
+    #[arg(long, value_name = "KEY", requires = "cert")]
+    pub key: Vec<PathBuf>,
+    /// The certificate of the --key at the same position.
+    #[arg(long, value_name = "CERT", requires = "key")]
+    pub cert: Vec<PathBuf>,
+    /// A pre-shared key file (YAML: id, key, uri); repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub psk: Vec<PathBuf>,
+}
+
+/// Loaded key material.
+#[derive(Debug, Default)]
+pub struct Keyring {
+    /// Identities, in the order given (directories first, then --key/--cert pairs).
+    pub identities: Vec<Identity>,
+    /// PSKs, in the order given.
+    pub psks: Vec<Psk>,
+}
+
+impl KeyArgs {
+    /// Whether any key was named.
+    pub fn any(&self) -> bool {
+        !self.identity.is_empty() || !self.key.is_empty() || !self.psk.is_empty()
+    }
+
+    /// Load everything named; warnings (e.g. key file permissions) go to stderr.
+    pub fn load(&self) -> Result<Keyring, Error> {
+        if self.key.len() != self.cert.len() {
+            return Err(Error::usage(
+                format!("{} --key but {} --cert", self.key.len(), self.cert.len()),
+                "give --key and --cert in pairs, each key followed by its certificate",
+            ));
+        }
+        let mut ring = Keyring::default();
+        for dir in &self.identity {
+            ring.identities.push(Identity::load_dir(dir)?);
+        }
+        for (k, c) in self.key.iter().zip(&self.cert) {
+            ring.identities.push(Identity::load_pair(k, c)?);
+        }
+        for p in &self.psk {
+            ring.psks.push(Psk::load(p)?);
+        }
+        for id in &ring.identities {
+            warn(id);
+        }
+        Ok(ring)
+    }
+}
+
+impl Keyring {
+    /// The keys to try, PSKs first (a symmetric unwrap needs no private-key
+    /// operation), then identities in the order given.
+    pub fn recipient_keys(&self) -> Vec<RecipientKey<'_>> {
+        let mut keys: Vec<RecipientKey<'_>> = self.psks.iter().map(RecipientKey::Psk).collect();
+        keys.extend(self.identities.iter().map(|id| RecipientKey::Rsa {
+            cert: &id.cert,
+            key: id,
+        }));
+        keys
+    }
+}
+
+/// The inner signature (sign-then-encrypt) of `seal`.
+#[derive(Debug, Args, Default)]
+pub struct InnerSignArgs {
+    /// Sign the plaintext with this identity (cert.pem + key.pem) before
+    /// sealing: an opaque SignedData inside the envelope, so relays can read
+    /// the body but not change it undetected (access=read enforced).
+    #[arg(long, value_name = "DIR")]
+    pub sign: Option<PathBuf>,
+    /// Sign with RSASSA-PSS (SHA-256, MGF1-SHA-256, 32-byte salt) instead of PKCS#1 v1.5.
+    #[arg(long, requires = "sign")]
+    pub pss: bool,
+}
+
+impl InnerSignArgs {
+    /// The identity to sign with, when --sign was given.
+    pub fn signer(&self) -> Result<Option<Arc<Identity>>, Error> {
+        match &self.sign {
+            None => Ok(None),
+            Some(dir) => Ok(Some(Arc::new(load_identity(dir)?))),
+        }
+    }
+
+    /// The scheme.
+    pub fn scheme(&self) -> SignatureScheme {
+        scheme(self.pss)
+    }
+}
+
+/// RSASSA-PSS or PKCS#1 v1.5.
+pub fn scheme(pss: bool) -> SignatureScheme {
+    if pss {
+        SignatureScheme::Pss
+    } else {
+        SignatureScheme::Pkcs1v15
+    }
+}
+
+/// Load an identity directory, its warnings (key file permissions) to stderr.
+pub fn load_identity(dir: &Path) -> Result<Identity, Error> {
+    let id = Identity::load_dir(dir)?;
+    warn(&id);
+    Ok(id)
+}
+
+fn warn(id: &Identity) {
+    for w in &id.warnings {
+        eprintln!("warning: {w}");
+    }
+}

@@ -1,0 +1,515 @@
+//! `sipseal demo`: the flow on the bundled samples, printing what each step
+//! does and what each party sees.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use sipseal::context::Context;
+use sipseal::envelope::{Recipient, RecipientKey};
+use sipseal::inspect::{Known, inspect, inspect_with};
+use sipseal::keys::{Cert, Identity};
+use sipseal::relay::{
+    Mode, Outcome, ProxyOptions, RelayKeys, RelayOptions, RelayState, Step, relay,
+};
+use sipseal::sealing::{SealSpec, SealedInput};
+use sipseal::sip::{Body, Message, RequestParams, build_request};
+use sipseal::state::{MemoryStore, PinholeStore};
+use sipseal::ua::{Opened, Ua, UaError, trusted_relay_cert};
+
+use crate::error::{Error, Exit};
+use crate::io::{write_file, write_output};
+
+mod dialog;
+mod signed;
+
+/// The sample offer, built in so the demo runs from any directory.
+pub const OFFER_SDP: &[u8] =
+    include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/offer.sdp"));
+/// The sample answer.
+pub const ANSWER_SDP: &[u8] =
+    include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/answer.sdp"));
+
+/// `demo` arguments.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Also write each message of the flow into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// The demo PKI (default: ./keys when present, else the repository's keys/).
+    #[arg(long, value_name = "DIR")]
+    pub keys: Option<PathBuf>,
+}
+
+fn keys_dir(arg: Option<&PathBuf>) -> PathBuf {
+    match arg {
+        Some(d) => d.clone(),
+        None if Path::new("keys/bob/cert.pem").is_file() => PathBuf::from("keys"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("keys"),
+    }
+}
+
+/// The header section of a sealed message, with the binary body summarised.
+fn headers_only(bytes: &[u8]) -> String {
+    let end = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(bytes.len(), |i| i + 4);
+    format!(
+        "{}<{} bytes of DER: CMS AuthEnvelopedData>\n",
+        String::from_utf8_lossy(&bytes[..end]),
+        bytes.len() - end
+    )
+}
+
+/// A user agent of the demo, keeping its session keys in `store`.
+fn ua(store: &MemoryStore) -> Ua<'_> {
+    Ua {
+        store,
+        limits: Default::default(),
+    }
+}
+
+/// `sipseal open --identity <who>`: the key of `identity` (and the session
+/// keys it stored in `store`).
+fn open_as(
+    msg: &Message,
+    identity: &Identity,
+    store: &MemoryStore,
+    ctx: &mut Context,
+) -> Result<Opened, UaError> {
+    let keys = [RecipientKey::Rsa {
+        cert: &identity.cert,
+        key: identity,
+    }];
+    ua(store).open(SealedInput::Sip(msg.clone()), &keys, None, ctx)
+}
+
+/// What a party sees when it opens (or fails to open) the sealed INVITE.
+fn view(
+    sealed: &Message,
+    who: &str,
+    identity: &Identity,
+    store: &MemoryStore,
+    ctx: &mut Context,
+    same_as: &[u8],
+) -> String {
+    match open_as(sealed, identity, store, ctx) {
+        Ok(opened) => {
+            let mut v = String::new();
+            if let Some(msg) = &opened.content.message {
+                let bytes = msg.to_bytes();
+                if bytes == same_as {
+                    v.push_str(&format!(
+                        "{who} opens it (exit 0): alice's INVITE comes back byte for byte.\n"
+                    ));
+                } else {
+                    v.push_str(&format!("{who} opens it (exit 0).\n"));
+                }
+                let report = inspect(msg);
+                if let Some(sdp) = report.body.as_ref().and_then(|b| b.sdp.as_ref()) {
+                    v.push_str(&format!(
+                        "{who} reads the SDP: connection {}\n",
+                        sdp.connection_addresses.join(", ")
+                    ));
+                    for m in &sdp.media {
+                        v.push_str(&format!(
+                            "  {} {}:{} {}{}{}\n",
+                            m.media,
+                            m.address.as_deref().unwrap_or("-"),
+                            m.port,
+                            m.protocol,
+                            if m.rtcp_mux { ", rtcp-mux" } else { "" },
+                            if m.crypto_suites.is_empty() {
+                                String::new()
+                            } else {
+                                format!(", SRTP keys ({})", m.crypto_suites.join(" "))
+                            }
+                        ));
+                    }
+                }
+            }
+            v
+        }
+        Err(e) => format!(
+            "{who} cannot open it (exit {}): {e}\n  {who} sees only ciphertext; its private key was never used.\n",
+            Exit::from(e.class()) as u8
+        ),
+    }
+}
+
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| {
+            if l.is_empty() {
+                "\n".to_owned()
+            } else {
+                format!("    {l}\n")
+            }
+        })
+        .collect()
+}
+
+/// Run `demo`.
+pub fn run(args: DemoArgs, ctx: &mut Context) -> Result<Exit, Error> {
+    let mut out = String::new();
+    out.push_str("sipseal demo: selective disclosure of SIP bodies to chosen relays\n\n");
+
+    let params = RequestParams {
+        method: "INVITE".into(),
+        from: "sip:alice@a.example.com".into(),
+        to: "sip:bob@b.example.com".into(),
+        via: Some("a.example.com:5060".into()),
+        body: Some(Body {
+            content_type: "application/sdp".into(),
+            bytes: OFFER_SDP.to_vec(),
+        }),
+        ..Default::default()
+    };
+    let invite = build_request(&params, ctx)?;
+    let bytes = invite.to_bytes();
+    out.push_str(
+        "1. alice builds an INVITE to bob with the sample offer (audio + video, SRTP keys):\n",
+    );
+    out.push_str(
+        "   $ sipseal build invite --from sip:alice@a.example.com --to sip:bob@b.example.com \\\n",
+    );
+    out.push_str("       --via a.example.com:5060 --sdp samples/offer.sdp\n\n");
+    out.push_str(&indent(&String::from_utf8_lossy(&bytes)));
+
+    let report = inspect(&invite);
+    out.push_str(
+        "\n2. anyone on the path inspects it, no key needed:\n   $ sipseal inspect invite.sip\n\n",
+    );
+    out.push_str(&indent(&report.to_text()));
+
+    let dir = keys_dir(args.keys.as_ref());
+    let load = |who: &str| Identity::load_dir(&dir.join(who));
+    let parties = Parties {
+        alice: load("alice")?,
+        proxy_a: load("proxy-a")?,
+        proxy_b: load("proxy-b")?,
+        bob: load("bob")?,
+        anchors: Cert::load_all(&dir.join("trust.pem"))?,
+    };
+    // What each party keeps between messages, as one --state directory
+    // shared by all of them would.
+    let store = MemoryStore::new();
+
+    let spec = SealSpec {
+        peers: vec![Recipient::Cert(Box::new(parties.bob.cert.clone()))],
+        disclose: vec![Recipient::Cert(Box::new(parties.proxy_a.cert.clone()))],
+        ..Default::default()
+    };
+    let sealed = ua(&store)
+        .seal(&invite, &spec, ctx)
+        .map_err(|err| Error::ua("the demo INVITE", err))?
+        .sealed;
+    let sealed_bytes = sealed.message.to_bytes();
+    out.push_str(
+        "\n3. alice seals the SDP for bob and discloses it to her outbound proxy, proxy-a\n   \
+         (AuthEnvelopedData, AES-256-GCM, one RSA-OAEP RecipientInfo each), not to proxy-b:\n   \
+         $ sipseal seal invite.sip --peer keys/bob/cert.pem --disclose keys/proxy-a/cert.pem\n\n",
+    );
+    out.push_str(&indent(&headers_only(&sealed_bytes)));
+
+    let certs: Vec<Cert> = Cert::load_tree(&dir)?;
+    let known = Known {
+        certs: certs.iter().collect(),
+        ..Default::default()
+    };
+    let report = inspect_with(&sealed.message, &known, ctx.rng());
+    out.push_str(
+        "\n4. anyone inspects it without a key; certificates name the recipients:\n   \
+         $ sipseal inspect sealed.sip --certs keys\n\n",
+    );
+    let text = report.to_text();
+    let from = text.find("  part:").unwrap_or(0);
+    out.push_str(&indent(&text[from..]));
+
+    out.push_str("\n5. what each party sees:\n\n");
+    for (who, identity) in [
+        ("proxy-a", &parties.proxy_a),
+        ("proxy-b", &parties.proxy_b),
+        ("bob", &parties.bob),
+    ] {
+        out.push_str(&format!(
+            "{}   $ sipseal open sealed.sip --identity keys/{who}\n",
+            if who == "proxy-a" { "" } else { "\n" }
+        ));
+        let seen = view(&sealed.message, who, identity, &store, ctx, &bytes);
+        out.push_str(&indent(&seen));
+    }
+
+    let mut files: Vec<(&str, Vec<u8>)> = vec![
+        ("invite.sip", bytes.clone()),
+        ("sealed.sip", sealed_bytes.clone()),
+    ];
+    let leg = relay_path(&mut out, &mut files, &parties, &store, &sealed.message, ctx)?;
+    designation_without_key(&mut out, &mut files, &parties, &invite, &spec, ctx)?;
+    dialog::run(&mut out, &mut files, &parties, &store, &spec, leg, ctx)?;
+    signed::run(&mut out, &mut files, &parties, &invite, ctx)?;
+
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Write {
+            name: dir.display().to_string(),
+            source,
+        })?;
+        for (name, data) in &files {
+            let path = dir.join(name);
+            write_file(&path, data, false)?;
+            out.push_str(&format!("\nwrote {}", path.display()));
+        }
+        out.push('\n');
+    }
+    write_output(None, out.as_bytes())?;
+    Ok(Exit::Ok)
+}
+
+/// The parties of the demo.
+struct Parties {
+    alice: Identity,
+    proxy_a: Identity,
+    proxy_b: Identity,
+    bob: Identity,
+    /// The trust anchors every party uses.
+    anchors: Vec<Cert>,
+}
+
+/// How the relays of the call run: `sipseal proxy --via VIA --record-route`.
+fn proxy_opts(via: &str) -> RelayOptions {
+    RelayOptions {
+        via: Some(via.into()),
+        mode: Mode::Proxy(ProxyOptions {
+            record_route: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A relay's state: its session keys in `store`, and its pinholes too
+/// when it keeps them (`--pinholes`).
+fn state(store: &MemoryStore, pinholes: bool) -> RelayState<'_> {
+    RelayState {
+        sessions: store,
+        pinholes: pinholes.then_some(store as &dyn PinholeStore),
+    }
+}
+
+/// One relay step as `sipseal proxy` runs it; the report goes to `out`.
+fn hop(
+    out: &mut String,
+    msg: &Message,
+    relay_id: &Identity,
+    opts: &RelayOptions,
+    state: RelayState<'_>,
+    ctx: &mut Context,
+) -> Result<Step, Error> {
+    let keys = RelayKeys {
+        identity: relay_id,
+        psks: &[],
+        certs: &[],
+    };
+    let step = relay(msg, &keys, opts, state, ctx).map_err(|err| Error::Relay {
+        name: "the demo message".into(),
+        err,
+    })?;
+    out.push_str(&indent(&step.report.to_text()));
+    Ok(step)
+}
+
+/// The message a relay step sends, whether it forwarded or answered.
+fn sent(step: &Step) -> Message {
+    step.outcome.message().clone()
+}
+
+/// alice -> proxy-a (designated: opens, reports, pinholes) -> proxy-b (blind) -> bob.
+fn relay_path(
+    out: &mut String,
+    files: &mut Vec<(&str, Vec<u8>)>,
+    r: &Parties,
+    store: &MemoryStore,
+    sealed: &Message,
+    ctx: &mut Context,
+) -> Result<Leg, Error> {
+    out.push_str(
+        "\n6. the INVITE travels alice -> proxy-a -> proxy-b -> bob. proxy-a is designated:\n   \
+         it opens the body, reports the media and SRTP keys, writes firewall pinholes,\n   \
+         and forwards the sealed body byte for byte:\n   \
+         $ sipseal proxy sealed.sip --identity keys/proxy-a --via proxy-a.a.example.com:5060 \\\n       --report report.txt --state state --pinholes pinholes.nft > to-proxy-b.sip\n\n",
+    );
+    let at_a = hop(
+        out,
+        sealed,
+        &r.proxy_a,
+        &proxy_opts("proxy-a.a.example.com:5060"),
+        state(store, true),
+        ctx,
+    )?;
+    let to_b = sent(&at_a);
+    let same = to_b.body() == sealed.body();
+    out.push_str(&format!(
+        "    sealed body forwarded byte-identical: {}\n",
+        if same { "yes" } else { "NO" }
+    ));
+    let nft = at_a
+        .pinholes
+        .as_ref()
+        .map(|c| c.to_nft())
+        .unwrap_or_default();
+    out.push_str(
+        "\n   pinholes.nft (`nft -f pinholes.nft`; the answer in the 200 OK completes it):\n\n",
+    );
+    out.push_str(&indent(
+        &nft.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>(),
+    ));
+    files.push(("to-proxy-b.sip", to_b.to_bytes()));
+    files.push(("pinholes.nft", nft.into_bytes()));
+
+    out.push_str(
+        "\n   proxy-b is not designated and not a recipient: it forwards without touching its key:\n   \
+         $ sipseal proxy to-proxy-b.sip --identity keys/proxy-b --via proxy-b.b.example.com > to-bob.sip\n\n",
+    );
+    let at_b = hop(
+        out,
+        &to_b,
+        &r.proxy_b,
+        &proxy_opts("proxy-b.b.example.com"),
+        state(store, false),
+        ctx,
+    )?;
+    let to_bob = sent(&at_b);
+    let invite_notes = [
+        dialog::relay_note("proxy-a", sealed, &at_a.report),
+        dialog::relay_note("proxy-b", &to_b, &at_b.report),
+    ];
+    out.push_str(&format!(
+        "    Via headers now: {}; Max-Forwards: {}\n",
+        to_bob.header_list("Via").len(),
+        to_bob.header("Max-Forwards").unwrap_or("-")
+    ));
+    files.push(("to-bob.sip", to_bob.to_bytes()));
+    out.push_str("\n   $ sipseal open to-bob.sip --identity keys/bob\n");
+    out.push_str(&indent(&view(&to_bob, "bob", &r.bob, store, ctx, &[])));
+    Ok(Leg {
+        to_bob,
+        invite_notes,
+    })
+}
+
+/// Where the call of step 6 stands when it reaches bob.
+struct Leg {
+    to_bob: Message,
+    /// What proxy-a and proxy-b read of the INVITE, for the ladder.
+    invite_notes: [String; 2],
+}
+
+/// alice designates proxy-b by URI only; proxy-b answers 496 with its
+/// certificate; alice seals again with it added. A scenario of its own:
+/// nobody's keys from step 6 are touched.
+fn designation_without_key(
+    out: &mut String,
+    files: &mut Vec<(&str, Vec<u8>)>,
+    r: &Parties,
+    invite: &Message,
+    spec: &SealSpec,
+    ctx: &mut Context,
+) -> Result<(), Error> {
+    let store = MemoryStore::new();
+    let seal_err = |err| Error::ua("the demo INVITE", err);
+    out.push_str(
+        "\n7. the same INVITE when bob's domain wants its proxy to see the SDP: alice designates\n   \
+         proxy-b by URI, but has no certificate for it (so no RecipientInfo):\n   \
+         $ sipseal seal invite.sip --peer keys/bob/cert.pem --disclose keys/proxy-a/cert.pem \\\n       --designate sip:proxy-b.b.example.com > designated.sip\n",
+    );
+    let mut first_spec = spec.clone();
+    first_spec.designate = vec!["sip:proxy-b.b.example.com".into()];
+    let first = ua(&store)
+        .seal(invite, &first_spec, ctx)
+        .map_err(seal_err)?
+        .sealed;
+    files.push(("designated.sip", first.message.to_bytes()));
+    let to_b = hop(
+        &mut String::new(),
+        &first.message,
+        &r.proxy_a,
+        &proxy_opts("proxy-a.a.example.com:5060"),
+        state(&store, false),
+        ctx,
+    )?;
+    out.push_str(
+        "\n   proxy-a forwards it as before; proxy-b is designated but cannot open it:\n   \
+         $ sipseal proxy to-proxy-b.sip --identity keys/proxy-b > 496.sip   # exit 5\n\n",
+    );
+    let at_b = hop(
+        out,
+        &sent(&to_b),
+        &r.proxy_b,
+        &proxy_opts("proxy-b.b.example.com"),
+        state(&store, false),
+        ctx,
+    )?;
+    let Outcome::Respond(answer) = at_b.outcome else {
+        return Err(Error::usage(
+            "the demo expected a 496 from proxy-b",
+            "this is a bug; please report it",
+        ));
+    };
+    let answer_bytes = answer.to_bytes();
+    let head_end = answer_bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(answer_bytes.len());
+    out.push_str(&indent(&format!(
+        "{}\r\n\r\n<{} bytes: proxy-b's certificate, DER>\n",
+        String::from_utf8_lossy(&answer_bytes[..head_end]),
+        answer.body().len()
+    )));
+    files.push(("496.sip", answer_bytes));
+
+    let (cert, anchor) =
+        trusted_relay_cert(&answer, "496.sip", &r.anchors, ctx.now()).map_err(|err| {
+            Error::RelayCert {
+                name: "496.sip".into(),
+                err,
+            }
+        })?;
+    out.push_str(&format!(
+        "\n   alice checks the certificate against her trust anchors (issued by {}) and seals again:\n   \
+         $ sipseal seal invite.sip --peer keys/bob/cert.pem --disclose keys/proxy-a/cert.pem \\\n       --add-recipient-from 496.sip --trust keys/trust.pem > resealed.sip\n",
+        anchor.subject()
+    ));
+    let mut second_spec = spec.clone();
+    second_spec.disclose.push(Recipient::Cert(Box::new(cert)));
+    let second = ua(&store)
+        .seal(invite, &second_spec, ctx)
+        .map_err(seal_err)?
+        .sealed;
+    files.push(("resealed.sip", second.message.to_bytes()));
+    let to_b = hop(
+        &mut String::new(),
+        &second.message,
+        &r.proxy_a,
+        &proxy_opts("proxy-a.a.example.com:5060"),
+        state(&store, false),
+        ctx,
+    )?;
+    out.push_str(
+        "\n   now proxy-b opens and reads the media on its way to bob:\n   \
+         $ sipseal proxy to-proxy-b.sip --identity keys/proxy-b > to-bob.sip\n\n",
+    );
+    let to_bob = sent(&hop(
+        out,
+        &sent(&to_b),
+        &r.proxy_b,
+        &proxy_opts("proxy-b.b.example.com"),
+        state(&store, false),
+        ctx,
+    )?);
+    out.push_str("\n   $ sipseal open to-bob.sip --identity keys/bob\n");
+    out.push_str(&indent(&view(&to_bob, "bob", &r.bob, &store, ctx, &[])));
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! Reading inputs (a path or `-`) and writing outputs (stdout or `-o FILE`).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use sipseal::fsio::write_atomic;
+use sipseal::sealing::{DetectError, SealedInput, detect};
+use sipseal::sip::Message;
+
+use crate::cli::Format;
+use crate::error::Error;
+
+/// An input named on the command line: a path, or `-` for standard input.
+pub fn read_input(input: &Path) -> Result<Vec<u8>, Error> {
+    let name = display_name(input);
+    if input == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .map_err(|source| Error::Read { name, source })?;
+        Ok(buf)
+    } else {
+        std::fs::read(input).map_err(|source| Error::Read { name, source })
+    }
+}
+
+/// How an input is named in messages.
+pub fn display_name(input: &Path) -> String {
+    if input == Path::new("-") {
+        "standard input".into()
+    } else {
+        input.display().to_string()
+    }
+}
+
+/// Read and parse a SIP message.
+pub fn read_message(input: &Path) -> Result<Message, Error> {
+    let bytes = read_input(input)?;
+    Message::parse(&bytes).map_err(|err| Error::Parse {
+        name: display_name(input),
+        err,
+    })
+}
+
+/// Read a SIP message, MIME entity or CMS object (DER or PEM).
+pub fn read_sealed_input(input: &Path) -> Result<SealedInput, Error> {
+    let name = display_name(input);
+    let bytes = read_input(input)?;
+    detect(&bytes).map_err(|e| match e {
+        DetectError::Sip(err) => Error::Parse { name, err },
+        DetectError::Other(err) => Error::Seal { name, err },
+    })
+}
+
+/// Write the result to `-o FILE` (atomically) or to standard output.
+pub fn write_output(output: Option<&PathBuf>, bytes: &[u8]) -> Result<(), Error> {
+    match output {
+        Some(path) if path != Path::new("-") => {
+            write_atomic(path, bytes, false).map_err(|source| Error::Write {
+                name: path.display().to_string(),
+                source,
+            })
+        }
+        _ => {
+            let mut out = std::io::stdout().lock();
+            match out.write_all(bytes).and_then(|()| out.flush()) {
+                // A closed pipe (`| head`) is the reader's choice, not our failure.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                r => r.map_err(|source| Error::Write {
+                    name: "standard output".into(),
+                    source,
+                }),
+            }
+        }
+    }
+}
+
+/// Write a file other than the main output (a report, pinholes)
+/// atomically; `private` makes it mode 0600.
+pub fn write_file(path: &Path, bytes: &[u8], private: bool) -> Result<(), Error> {
+    write_atomic(path, bytes, private).map_err(|source| Error::Write {
+        name: path.display().to_string(),
+        source,
+    })
+}
+
+/// Render a serializable report in the chosen format.
+pub fn render<T: serde::Serialize>(
+    format: Format,
+    value: &T,
+    text: impl FnOnce(&T) -> String,
+) -> Result<String, Error> {
+    let internal = |e: String| {
+        Error::usage(
+            format!("cannot render the report: {e}"),
+            "this is a bug; please report it",
+        )
+    };
+    match format {
+        Format::Text => Ok(text(value)),
+        Format::Json => serde_json::to_string_pretty(value)
+            .map(|s| s + "\n")
+            .map_err(|e| internal(e.to_string())),
+        Format::Yaml => sipseal::yaml::to_string(value).map_err(|e| internal(e.to_string())),
+    }
+}

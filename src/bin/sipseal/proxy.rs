@@ -1,0 +1,268 @@
+//! `sipseal proxy`: one relay step (SPEC §4): decide, open if designated,
+//! report, forward, or answer with a SIP error response. Also the flags
+//! `proxy` and `reencrypt` share.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use sipseal::context::Context;
+use sipseal::keys::{Cert, Identity, Psk};
+use sipseal::pinhole::PinholeFormat;
+use sipseal::policy::{Bindings, Policy, PolicyError};
+use sipseal::relay::{
+    Mode, Outcome, PathOptions, ProxyOptions, RelayError, RelayKeys, RelayOptions, RelayReport,
+    RelayState, relay,
+};
+use sipseal::sdp::SdpEdit;
+use sipseal::sip::Message;
+use sipseal::state::PinholeStore;
+
+use crate::args::{StateArgs, load_identity};
+use crate::cli::Format;
+use crate::error::{Error, Exit};
+use crate::io::{display_name, read_message, render, write_file, write_output};
+
+/// What every relay command takes: the message, this relay's keys, its
+/// Via, SDP edits, the report and the output.
+#[derive(Debug, Args)]
+pub struct RelayArgs {
+    /// The SIP request or response arriving at this relay (a path, or - for standard input).
+    #[arg(default_value = "-", value_name = "FILE|-")]
+    pub input: PathBuf,
+    /// This relay's identity directory (cert.pem + key.pem). The key is
+    /// read only when a RecipientInfo is addressed to it.
+    #[arg(long, value_name = "DIR")]
+    pub identity: PathBuf,
+    /// A PSK this relay shares with a user agent (YAML: id, key, uri); repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub psk: Vec<PathBuf>,
+    /// This relay's Via sent-by (default: the host of its certificate's SAN URI).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub via: Option<String>,
+    /// Edit the SDP (media relay): rewrite every c= address. Only with
+    /// access=modify; the body is then sealed again with a fresh CEK.
+    #[arg(long, value_name = "ADDR")]
+    pub set_connection: Option<String>,
+    /// Edit the SDP: set the port of a media stream, by index or type
+    /// (e.g. audio=40000 or 1=40002); repeatable. Only with access=modify.
+    #[arg(long, value_name = "STREAM=PORT", value_parser = SdpEdit::port_arg)]
+    pub set_port: Vec<SdpEdit>,
+    /// Write the disclosure report here (mode 0600: it may hold SRTP keys).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Format of --report.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub report_format: Format,
+    /// Write the forwarded message (or the error response) here instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Write firewall pinholes for the call's media here: from the offer,
+    /// then offer and answer; a BYE writes the deletions. Needs the state
+    /// directory to remember the offer.
+    #[arg(long, value_name = "FILE")]
+    pub pinholes: Option<PathBuf>,
+    /// Format of --pinholes: an nftables script (set elements of table
+    /// `inet sipseal`, for `nft -f`) or JSON.
+    #[arg(long, value_enum, default_value_t = PinholeFormat::Nft)]
+    pub pinhole_format: PinholeFormat,
+    /// The security level (0 none, 1 authenticated peer, 2 + integrity,
+    /// 3 + confidentiality) of the link this relay sends on: requests get
+    /// `Route-Security: <sip:SENT-BY>;level=N` appended; on responses this
+    /// relay checks its own entry came back.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=3))]
+    pub link_level: Option<u8>,
+    /// Where the message came from (HOST[:PORT]): the newest Route-Security
+    /// entry must name it (else that link counts as level 0, and the
+    /// report says so); --bindings checks the From AOR against it.
+    #[arg(long, value_name = "ADDR")]
+    pub received_from: Option<String>,
+    /// Originator imposture check: YAML of AOR -> source addresses; a
+    /// request whose From AOR is not bound to --received-from is answered
+    /// 403 Forbidden (exit 5).
+    #[arg(long, value_name = "FILE", requires = "received_from")]
+    pub bindings: Option<PathBuf>,
+    /// Connectivity policy: YAML allow-list of {from, to} AOR patterns; a
+    /// denied request is answered 404 Not Found, exactly as an unknown
+    /// target (exit 5).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Answer 495 Signature Required to a request without a signature, and
+    /// 403 to one whose outer signature does not verify (exit 5).
+    #[arg(long)]
+    pub require_signature: bool,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+/// What [`RelayArgs::load`] reads.
+pub struct Loaded {
+    pub identity: Identity,
+    pub psks: Vec<Psk>,
+    pub msg: Message,
+}
+
+impl RelayArgs {
+    /// Read the identity (not its private key), the PSKs and the message.
+    pub fn load(&self) -> Result<Loaded, Error> {
+        let identity = load_identity(&self.identity)?;
+        let psks = self
+            .psk
+            .iter()
+            .map(|p| Psk::load(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let msg = read_message(&self.input)?;
+        Ok(Loaded {
+            identity,
+            psks,
+            msg,
+        })
+    }
+
+    /// The path checks (`--link-level`, `--received-from`, `--bindings`,
+    /// `--policy`, `--require-signature`).
+    pub fn path(&self) -> Result<PathOptions, Error> {
+        let config = |e: PolicyError| {
+            Error::usage(
+                e.to_string(),
+                "see `man sipseal-proxy` for the --bindings and --policy YAML formats",
+            )
+        };
+        Ok(PathOptions {
+            link_level: self.link_level,
+            received_from: self.received_from.clone(),
+            bindings: self
+                .bindings
+                .as_deref()
+                .map(Bindings::load)
+                .transpose()
+                .map_err(config)?,
+            policy: self
+                .policy
+                .as_deref()
+                .map(Policy::load)
+                .transpose()
+                .map_err(config)?,
+            require_signature: self.require_signature,
+        })
+    }
+
+    /// How the relay runs in `mode`.
+    pub fn options(&self, mode: Mode) -> Result<RelayOptions, Error> {
+        let mut edits: Vec<SdpEdit> = self
+            .set_connection
+            .iter()
+            .cloned()
+            .map(SdpEdit::Connection)
+            .collect();
+        edits.extend(self.set_port.iter().cloned());
+        Ok(RelayOptions {
+            via: self.via.clone(),
+            edits,
+            path: self.path()?,
+            mode,
+            sessions: self.state.limits().policy(),
+        })
+    }
+
+    /// Run the relay workflow on the loaded message and write what it
+    /// gives: the pinholes and the report (if asked), then the message;
+    /// exit 5 for a response this relay produced.
+    pub fn step(
+        &self,
+        command: &str,
+        keys: &RelayKeys<'_>,
+        msg: &Message,
+        opts: &RelayOptions,
+        ctx: &mut Context,
+    ) -> Result<Exit, Error> {
+        let store = self.state.store()?;
+        let state = RelayState {
+            sessions: &store,
+            pinholes: self
+                .pinholes
+                .is_some()
+                .then_some(&store as &dyn PinholeStore),
+        };
+        let step = relay(msg, keys, opts, state, ctx).map_err(|err| match err {
+            RelayError::NoCallId(e) => Error::usage(
+                format!("--pinholes: {e}"),
+                "pinholes are kept per call: the message needs a Call-ID",
+            ),
+            RelayError::Store(e) => Error::State(e),
+            err => Error::Relay {
+                name: display_name(&self.input),
+                err,
+            },
+        })?;
+        self.state.say_stored(step.session.as_ref());
+        if let (Some(path), Some(changes)) = (&self.pinholes, &step.pinholes) {
+            write_file(path, changes.render(self.pinhole_format).as_bytes(), false)?;
+        }
+        if let Some(path) = &self.report {
+            let text = render(self.report_format, &step.report, RelayReport::to_text)?;
+            write_file(path, text.as_bytes(), true)?;
+        }
+        write_output(self.output.as_ref(), &step.outcome.message().to_bytes())?;
+        match step.outcome {
+            Outcome::Forward(_) => Ok(Exit::Ok),
+            Outcome::Respond(m) => {
+                eprintln!(
+                    "{command}: answered {} instead of forwarding",
+                    m.start_line()
+                );
+                Ok(Exit::SipError)
+            }
+        }
+    }
+}
+
+/// `proxy` arguments.
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    #[command(flatten)]
+    pub relay: RelayArgs,
+    /// Also open when not designated, if a RecipientInfo is addressed to this relay.
+    #[arg(long)]
+    pub trial: bool,
+    /// Answer 496 to a request whose sealed body this relay cannot open, designated or not.
+    #[arg(long)]
+    pub require_disclosure: bool,
+    /// Keep this relay's own Proxy-Inspect-Body entry when forwarding.
+    #[arg(long)]
+    pub keep_designation: bool,
+    /// Record-Route this relay on INVITEs (and other dialog-creating
+    /// requests), so the dialog's later requests pass it too: a relay
+    /// that opens pinholes wants to see the BYE.
+    #[arg(long)]
+    pub record_route: bool,
+    /// Certificates of the recipients to re-seal for after an edit: a file,
+    /// or a directory searched for *.pem, *.crt, *.cer, *.der; repeatable.
+    #[arg(long, value_name = "FILE|DIR")]
+    pub certs: Vec<PathBuf>,
+}
+
+/// Run `proxy`.
+pub fn run(args: ProxyArgs, ctx: &mut Context) -> Result<Exit, Error> {
+    let Loaded {
+        identity,
+        psks,
+        msg,
+    } = args.relay.load()?;
+    let mut certs = Vec::new();
+    for c in &args.certs {
+        certs.extend(Cert::load_tree(c)?);
+    }
+    let keys = RelayKeys {
+        identity: &identity,
+        psks: &psks,
+        certs: &certs,
+    };
+    let opts = args.relay.options(Mode::Proxy(ProxyOptions {
+        trial: args.trial,
+        require_disclosure: args.require_disclosure,
+        keep_designation: args.keep_designation,
+        record_route: args.record_route,
+    }))?;
+    args.relay.step("proxy", &keys, &msg, &opts, ctx)
+}

@@ -1,0 +1,57 @@
+//! `sipseal reencrypt`: open with this relay's key, edit, and seal again
+//! for the next hop (SPEC §4 step 6; trust hop by hop).
+
+use clap::Args;
+
+use sipseal::context::Context;
+use sipseal::relay::{Mode, ReencryptOptions, RelayKeys};
+
+use crate::args::RecipientArgs;
+use crate::error::{Error, Exit};
+use crate::proxy::{Loaded, RelayArgs};
+
+/// `reencrypt` arguments.
+#[derive(Debug, Args)]
+pub struct ReencryptArgs {
+    #[command(flatten)]
+    pub relay: RelayArgs,
+    /// The next hop's recipients (--peer, --disclose) and how to seal for them.
+    #[command(flatten)]
+    pub recipients: RecipientArgs,
+    /// Seal under the same CEK that opened the input instead of a fresh one,
+    /// so the session key derived from it is the same for every hop. The
+    /// input's content cipher is kept.
+    #[arg(long)]
+    pub keep_cek: bool,
+}
+
+/// Run `reencrypt`.
+pub fn run(args: ReencryptArgs, ctx: &mut Context) -> Result<Exit, Error> {
+    if args.keep_cek && args.recipients.cipher.is_some() {
+        return Err(Error::usage(
+            "--keep-cek and --cipher together",
+            "a kept CEK belongs to the input's cipher; drop --cipher, or drop --keep-cek to seal under a fresh key",
+        ));
+    }
+    let spec = args.recipients.spec(ctx.now())?;
+    let Loaded {
+        identity,
+        psks,
+        msg,
+    } = args.relay.load()?;
+    if !args.keep_cek {
+        eprintln!(
+            "note: without --keep-cek the next hop derives a different session key from the fresh CEK; later session messages of this call will not open end to end"
+        );
+    }
+    let keys = RelayKeys {
+        identity: &identity,
+        psks: &psks,
+        certs: &[],
+    };
+    let opts = args.relay.options(Mode::Reencrypt(ReencryptOptions {
+        spec,
+        keep_cek: args.keep_cek,
+    }))?;
+    args.relay.step("reencrypt", &keys, &msg, &opts, ctx)
+}

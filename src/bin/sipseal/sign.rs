@@ -1,0 +1,42 @@
+//! `sipseal sign`: the outer signature (multipart/signed over the
+//! protected headers and the body).
+
+use std::path::PathBuf;
+
+use clap::Args;
+use sipseal::context::Context;
+use sipseal::signing::sign_message;
+
+use crate::args::{load_identity, scheme};
+use crate::error::{Error, Exit};
+use crate::io::{display_name, read_message, write_output};
+
+/// `sign` arguments.
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// The SIP message to sign, sealed or not (a path, or - for standard input).
+    #[arg(default_value = "-", value_name = "FILE|-")]
+    pub input: PathBuf,
+    /// Sign with this identity (cert.pem + key.pem): the From party, or a
+    /// relay designated with access=modify.
+    #[arg(long, value_name = "DIR")]
+    pub identity: PathBuf,
+    /// Sign with RSASSA-PSS instead of PKCS#1 v1.5.
+    #[arg(long)]
+    pub pss: bool,
+    /// Write here (atomically) instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// Run `sign`.
+pub fn run(args: SignArgs, ctx: &mut Context) -> Result<Exit, Error> {
+    let name = display_name(&args.input);
+    let msg = read_message(&args.input)?;
+    let identity = load_identity(&args.identity)?;
+    ctx.mix("sign", &msg.to_bytes());
+    let signed = sign_message(&msg, &identity, scheme(args.pss), &[], ctx)
+        .map_err(|err| Error::Signing { name, err })?;
+    write_output(args.output.as_ref(), &signed.to_bytes())?;
+    Ok(Exit::Ok)
+}

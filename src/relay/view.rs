@@ -1,0 +1,79 @@
+//! A message as a relay reads it, parsed once: the outer signature, the
+//! message under it, the sealed body's envelope, the designations. Every
+//! step of the pipeline takes what it needs from here; a part that does
+//! not parse is kept as its error, for the step that needs it to report.
+
+use crate::envelope::Envelope;
+use crate::mime::Entity;
+use crate::sealing::{SealError, sealed_der};
+use crate::signing::{OuterSignature, SigningError, is_signed_entity, outer_signature};
+use crate::sip::Message;
+use crate::sip::disclosure::{Designation, designations};
+use crate::sip::headers::parse_content_type;
+
+/// The parts of one incoming message.
+pub struct View<'m> {
+    /// The message as it arrived.
+    pub msg: &'m Message,
+    /// The outer signature, when the body is `multipart/signed`.
+    pub outer: Result<Option<OuterSignature>, SigningError>,
+    /// The message under the outer signature (the signed part as its
+    /// body), when there is one.
+    pub signed: Option<Message>,
+    /// The envelope of the sealed body (under the outer signature, if any).
+    pub envelope: Result<Envelope, SealError>,
+    /// Every `Proxy-Inspect-Body` entry that parses.
+    pub designations: Vec<Designation>,
+    /// Whether the body (under the outer signature) is an opaque
+    /// signed-data: signed, not sealed.
+    pub opaque_signed: bool,
+    /// An SDP body in the clear, readable by everyone on the path.
+    pub plain_sdp: Option<Vec<u8>>,
+}
+
+impl<'m> View<'m> {
+    /// Take `msg` apart.
+    pub fn parse(msg: &'m Message) -> View<'m> {
+        let outer = outer_signature(msg);
+        let signed = match &outer {
+            Ok(Some(o)) => {
+                let mut m = msg.clone();
+                m.replace_body(&o.payload.headers, o.payload.body.clone());
+                Some(m)
+            }
+            _ => None,
+        };
+        let body = signed.as_ref().unwrap_or(msg);
+        let envelope = sealed_der(body).and_then(|der| Ok(Envelope::parse(&der)?));
+        let opaque_signed = body.header("Content-Type").is_some_and(|ct| {
+            is_signed_entity(&Entity {
+                headers: vec![("Content-Type".into(), ct.to_owned())],
+                body: Vec::new(),
+            })
+        });
+        View {
+            msg,
+            designations: designations(msg).into_iter().flatten().collect(),
+            plain_sdp: plain_sdp(msg),
+            outer,
+            signed,
+            envelope,
+            opaque_signed,
+        }
+    }
+
+    /// The designations naming one of `uris` (this relay).
+    pub fn naming(&self, uris: &[String]) -> Vec<Designation> {
+        self.designations
+            .iter()
+            .filter(|d| uris.iter().any(|u| u.eq_ignore_ascii_case(&d.uri)))
+            .cloned()
+            .collect()
+    }
+}
+
+/// The body when it is an SDP in the clear.
+fn plain_sdp(msg: &Message) -> Option<Vec<u8>> {
+    let ct = parse_content_type(msg.header("Content-Type")?).ok()?;
+    (ct.is("application/sdp") && !msg.body().is_empty()).then(|| msg.body().to_vec())
+}

@@ -1,0 +1,360 @@
+//! Sealing and opening the body of a SIP message (SPEC §3.1): the plaintext
+//! MIME entity goes into a CMS envelope, the envelope becomes an
+//! `application/pkcs7-mime` body, and each designated relay gets a
+//! `Proxy-Inspect-Body` header. Opening does the reverse.
+//!
+//! A sealed message keeps every non-body header line byte-identical; the
+//! body headers (Content-Type, Content-Disposition, ...) move into the
+//! encrypted entity and come back, at the same place, when it is opened.
+
+use cms::enveloped_data::RecipientInfo;
+use rand::CryptoRng;
+use zeroize::Zeroizing;
+
+use crate::context::Context;
+use crate::envelope::recipient::kekri_with_id;
+use crate::envelope::recipient::{KeyTransportScheme, addressed_to_cert, addressed_to_kek};
+use crate::envelope::signed::{SignatureError, SignatureScheme};
+use crate::envelope::{
+    self, Cek, ContentCipher, Envelope, EnvelopeError, EnvelopeKind, Recipient, RsaPadding,
+    SealOptions,
+};
+use crate::error::ErrorClass;
+use crate::keys::{Cert, Identity, Psk};
+use crate::mime::Entity;
+use crate::session::SessionKey;
+use crate::signing::{SigningError, sign_entity};
+use crate::sip::disclosure::{Access, Designation, PROXY_INSPECT_BODY};
+use crate::sip::headers::{parse_content_type, uri_host};
+use crate::sip::{HeaderError, Message};
+
+mod open;
+
+pub use open::{
+    DetectError, HeaderPairs, OpenedContent, SealedInput, detect, envelope_der, open_input,
+    open_parsed, restore, sealed_body, sealed_der,
+};
+
+/// Problems sealing or opening a message.
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    #[error("the message has no body to seal")]
+    NoBody,
+    #[error("the message has a body but no Content-Type")]
+    NoContentType,
+    #[error("the body is already sealed ({0})")]
+    AlreadySealed(String),
+    #[error("the body is not sealed: Content-Type is {0}, not application/pkcs7-mime")]
+    NotSealed(String),
+    #[error("{0} has no SIP URI to name it in Proxy-Inspect-Body")]
+    NoUri(String),
+    #[error("{0} is given twice")]
+    Duplicate(String),
+    #[error(transparent)]
+    Header(#[from] HeaderError),
+    #[error("the input is neither a SIP message, a MIME entity, nor CMS (DER or PEM): {0}")]
+    Unrecognised(String),
+    #[error("cannot decode the {encoding} body: {reason}")]
+    TransferEncoding { encoding: String, reason: String },
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    #[error("the inner signature: {0}")]
+    Signature(#[from] SignatureError),
+    #[error(transparent)]
+    Signing(#[from] SigningError),
+}
+
+impl SealError {
+    /// Whether the message simply has no sealed body (none, or in the clear).
+    pub fn is_unsealed(&self) -> bool {
+        matches!(
+            self,
+            SealError::NoBody | SealError::NotSealed(_) | SealError::NoContentType
+        )
+    }
+
+    /// Whether this means "nothing here for me" (exit 3).
+    pub fn is_not_recipient(&self) -> bool {
+        matches!(self, SealError::Envelope(EnvelopeError::NotRecipient))
+    }
+
+    /// What kind of failure it is: a message or recipients that cannot be
+    /// sealed, or a key that cannot be used, is configuration; a body that
+    /// does not open or verify failed.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            SealError::Envelope(e) => e.class(),
+            SealError::Signature(e) => e.class(),
+            SealError::NoUri(_)
+            | SealError::Duplicate(_)
+            | SealError::NoBody
+            | SealError::NoContentType
+            | SealError::AlreadySealed(_) => ErrorClass::Config,
+            _ => ErrorClass::Failed,
+        }
+    }
+}
+
+/// Who to seal for and how.
+#[derive(Debug, Clone, Default)]
+pub struct SealSpec {
+    /// The far-end peer(s): recipients without a designation.
+    pub peers: Vec<Recipient>,
+    /// Relays to disclose to: each gets a RecipientInfo and a `Proxy-Inspect-Body`.
+    pub disclose: Vec<Recipient>,
+    /// Relays named in a `Proxy-Inspect-Body` without a RecipientInfo
+    /// (their certificate is not known: they will answer 496).
+    pub designate: Vec<String>,
+    /// The access each designated relay gets.
+    pub access: Access,
+    /// Cipher and padding.
+    pub options: SealOptions,
+    /// Sign the plaintext inside the envelope (sign-then-encrypt) with this identity.
+    pub signer: Option<std::sync::Arc<Identity>>,
+    /// The inner signature's RSA scheme.
+    pub scheme: SignatureScheme,
+}
+
+/// The result of sealing a message.
+pub struct SealedMessage {
+    /// The message with the sealed body.
+    pub message: Message,
+    /// The DER ContentInfo (the new body).
+    pub der: Vec<u8>,
+    /// The content-encryption key.
+    pub cek: Cek,
+    /// The new body's Content-ID (without angle brackets).
+    pub content_id: String,
+}
+
+/// The MIME entity that gets encrypted: the message's body headers in
+/// full form (`Content-Type: ...`), a blank line, the body (RFC 3261 §23.4).
+pub fn mime_entity(msg: &Message) -> Result<Vec<u8>, SealError> {
+    if msg.body().is_empty() {
+        return Err(SealError::NoBody);
+    }
+    let entity = Entity::of_message(msg).ok_or(SealError::NoContentType)?;
+    let ct = entity.content_type().unwrap_or_default();
+    let parsed = parse_content_type(ct)?;
+    // An inner signature (signed-data) is sealed as it is (reencrypt).
+    let signed = parsed
+        .param("smime-type")
+        .is_some_and(|t| t.eq_ignore_ascii_case("signed-data"));
+    if is_pkcs7_mime(&parsed.mime) && !signed {
+        return Err(SealError::AlreadySealed(ct.to_owned()));
+    }
+    Ok(entity.to_bytes())
+}
+
+fn is_pkcs7_mime(mime: &str) -> bool {
+    mime == "application/pkcs7-mime" || mime == "application/x-pkcs7-mime"
+}
+
+/// Seal the body of `msg` for `spec` (SPEC §3.1) under a fresh CEK.
+pub fn seal_message(
+    msg: &Message,
+    spec: &SealSpec,
+    ctx: &mut Context,
+) -> Result<SealedMessage, SealError> {
+    seal_message_with(msg, spec, None, ctx)
+}
+
+/// Seal the body of `msg` for `spec`, under `cek` when given (`reencrypt
+/// --keep-cek`: its length must suit `spec.options.cipher`), else a fresh one.
+pub fn seal_message_with(
+    msg: &Message,
+    spec: &SealSpec,
+    cek: Option<&Cek>,
+    ctx: &mut Context,
+) -> Result<SealedMessage, SealError> {
+    let mut entity = Zeroizing::new(mime_entity(msg)?);
+    if let Some(signer) = &spec.signer {
+        entity = Zeroizing::new(sign_entity(&entity, signer, spec.scheme, ctx)?);
+    }
+    let mut all: Vec<Recipient> = spec.peers.clone();
+    all.extend(spec.disclose.iter().cloned());
+    check_distinct(&all)?;
+    let mut designated = Vec::new();
+    for r in &spec.disclose {
+        let uri = r.uri().ok_or_else(|| SealError::NoUri(r.describe()))?;
+        // A relay reachable by certificate and PSK is still one relay.
+        if !designated.contains(&uri) {
+            designated.push(uri);
+        }
+    }
+    for uri in &spec.designate {
+        if !designated.iter().any(|d| d.eq_ignore_ascii_case(uri)) {
+            designated.push(uri.clone());
+        }
+    }
+    let content_id = content_id(msg, ctx)?;
+    let (der, cek) = match cek {
+        Some(cek) => (
+            envelope::seal_with_cek(&entity, cek, &all, &spec.options, ctx.rng())?,
+            cek.clone(),
+        ),
+        None => envelope::seal(&entity, &all, &spec.options, ctx.rng())?,
+    };
+    let kind = if spec.options.cipher.is_aead() {
+        EnvelopeKind::AuthEnvelopedData
+    } else {
+        EnvelopeKind::EnvelopedData
+    };
+    let message = wrap(msg, &der, &designated, spec.access, &content_id, kind);
+    Ok(SealedMessage {
+        message,
+        der,
+        cek,
+        content_id,
+    })
+}
+
+/// Seal the body of `msg` under a session key (SPEC §3.2):
+/// AuthEnvelopedData (AES-256-GCM) with exactly one KEKRecipientInfo,
+/// kekid = the session reference, wrapping a fresh per-message CEK. No
+/// public-key operation, and no `Proxy-Inspect-Body`: the relays that
+/// stored the session key find it by the reference.
+pub fn seal_session(
+    msg: &Message,
+    key: &SessionKey,
+    ctx: &mut Context,
+) -> Result<SealedMessage, SealError> {
+    let entity = Zeroizing::new(mime_entity(msg)?);
+    let content_id = content_id(msg, ctx)?;
+    let cipher = ContentCipher::Aes256Gcm;
+    let cek = envelope::fresh_cek(cipher, ctx.rng());
+    let info = kekri_with_id(&key.reference, &key.kek, &cek)?;
+    let der = envelope::seal_infos(&entity, &cek, vec![info], cipher, ctx.rng())?;
+    let message = wrap(
+        msg,
+        &der,
+        &[],
+        Access::Read,
+        &content_id,
+        EnvelopeKind::AuthEnvelopedData,
+    );
+    Ok(SealedMessage {
+        message,
+        der,
+        cek,
+        content_id,
+    })
+}
+
+/// A fresh Content-ID for the sealed part: `sdp-<token>@<sender's host>`
+/// (the From of a request, the To of a response).
+fn content_id(msg: &Message, ctx: &mut Context) -> Result<String, SealError> {
+    let ct = parse_content_type(msg.header("Content-Type").unwrap_or_default())?;
+    let label = match ct.mime.split_once('/') {
+        Some((_, sub)) if sub.len() <= 12 && sub.bytes().all(|b| b.is_ascii_alphanumeric()) => sub,
+        _ => "body",
+    };
+    let host = msg
+        .header(if msg.is_request() { "From" } else { "To" })
+        .and_then(uri_host)
+        .unwrap_or_else(|| "sipseal.invalid".into());
+    Ok(format!("{label}-{}@{host}", ctx.token(4)))
+}
+
+/// `msg` with `der` as its body: the plaintext body headers replaced by
+/// the pkcs7-mime ones (at the same place) and one `Proxy-Inspect-Body`
+/// per designated relay; every other header line byte-identical.
+fn wrap(
+    msg: &Message,
+    der: &[u8],
+    designated: &[String],
+    access: Access,
+    content_id: &str,
+    kind: EnvelopeKind,
+) -> Message {
+    let mut out = msg.clone();
+    out.remove_headers(PROXY_INSPECT_BODY);
+    let mut lines: Vec<(String, String)> = designated
+        .iter()
+        .map(|uri| {
+            let d = Designation {
+                uri: uri.clone(),
+                cid: Some(content_id.to_owned()),
+                access,
+            };
+            (PROXY_INSPECT_BODY.to_owned(), d.to_value())
+        })
+        .collect();
+    lines.extend([
+        (
+            "Content-Type".to_owned(),
+            format!(
+                "application/pkcs7-mime; smime-type={}; name=smime.p7m",
+                kind.smime_type()
+            ),
+        ),
+        (
+            "Content-Disposition".to_owned(),
+            "attachment; filename=smime.p7m; handling=required".to_owned(),
+        ),
+        ("Content-ID".to_owned(), format!("<{content_id}>")),
+        ("Content-Transfer-Encoding".to_owned(), "binary".to_owned()),
+    ]);
+    out.replace_body(&lines, der.to_vec());
+    out
+}
+
+/// Seal `content` again for every recipient of `env` (a relay's edit),
+/// under a fresh CEK and the same content cipher. The recipients are
+/// found among `certs` and `psks` by their identifiers; each certificate
+/// keeps the padding it had. Returns the DER and the recipients' names.
+pub fn reseal<R: CryptoRng + ?Sized>(
+    env: &Envelope,
+    content: &[u8],
+    certs: &[&Cert],
+    psks: &[Psk],
+    rng: &mut R,
+) -> Result<(Vec<u8>, Vec<String>), EnvelopeError> {
+    let mut recipients = Vec::new();
+    for (i, ri) in env.recipients.iter().enumerate() {
+        let missing =
+            || EnvelopeError::Recipient(format!("no certificate or PSK for RecipientInfo #{i}"));
+        recipients.push(match ri {
+            RecipientInfo::Ktri(k) => {
+                let cert = certs
+                    .iter()
+                    .find(|c| addressed_to_cert(ri, c))
+                    .ok_or_else(missing)?;
+                let padding = match KeyTransportScheme::decode(&k.key_enc_alg)? {
+                    KeyTransportScheme::Pkcs1v15 => RsaPadding::Pkcs1v15,
+                    KeyTransportScheme::Oaep { .. } => RsaPadding::Oaep,
+                };
+                (Recipient::Cert(Box::new((*cert).clone())), padding)
+            }
+            RecipientInfo::Kekri(_) => {
+                let psk = psks
+                    .iter()
+                    .find(|p| addressed_to_kek(ri, p.id.as_bytes()))
+                    .ok_or_else(missing)?;
+                (Recipient::Psk(psk.clone()), RsaPadding::Oaep)
+            }
+            _ => return Err(missing()),
+        });
+    }
+    let cipher = env.params.cipher;
+    let cek = envelope::fresh_cek(cipher, rng);
+    let padded: Vec<(&Recipient, RsaPadding)> = recipients.iter().map(|(r, p)| (r, *p)).collect();
+    let der = envelope::seal_for(content, &cek, &padded, cipher, rng)?;
+    Ok((der, recipients.iter().map(|(r, _)| r.describe()).collect()))
+}
+
+fn check_distinct(all: &[Recipient]) -> Result<(), SealError> {
+    for (i, a) in all.iter().enumerate() {
+        for b in &all[..i] {
+            let same = match (a, b) {
+                (Recipient::Cert(x), Recipient::Cert(y)) => x.cert == y.cert,
+                (Recipient::Psk(x), Recipient::Psk(y)) => x.id == y.id,
+                _ => false,
+            };
+            if same {
+                return Err(SealError::Duplicate(a.describe()));
+            }
+        }
+    }
+    Ok(())
+}

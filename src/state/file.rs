@@ -1,0 +1,376 @@
+//! The file store: one directory per identity under a state directory,
+//! so two relays sharing a machine (or a test directory) never see each
+//! other's state.
+//!
+//! ```text
+//! <state>/<identity>/sessions.yaml          the session keys (mode 0600)
+//! <state>/<identity>/pinholes/<tag>.yaml    one call's pinhole state
+//! ```
+//!
+//! Writers take an advisory lock on the directory's `.lock` file and write
+//! whole files atomically ([`crate::fsio::write_atomic`]), so parallel
+//! invocations from a shell script never lose or corrupt an entry.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{PinholeStore, SessionStore, StoreError};
+use crate::fsio::write_atomic;
+use crate::pinhole::{CallState, Changes, Seen, call_tag};
+use crate::session::Sessions;
+
+fn io(path: &Path, source: std::io::Error) -> StoreError {
+    StoreError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn corrupt(path: &Path, reason: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// The root of a state directory.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    /// The directory.
+    pub root: PathBuf,
+}
+
+impl StateDir {
+    /// The XDG state directory (`$XDG_STATE_HOME/sipseal`, else
+    /// `~/.local/state/sipseal`); none without a home directory.
+    pub fn default_root() -> Option<PathBuf> {
+        dirs::state_dir()
+            .or_else(|| dirs::home_dir().map(|h| h.join(".local/state")))
+            .map(|d| d.join("sipseal"))
+    }
+
+    /// The directory of one identity, named after it (its certificate's
+    /// SAN URI, else its subject), with anything but `[A-Za-z0-9.@+-]`
+    /// turned into `_`: `sip_proxy-a.a.example.com`.
+    pub fn identity_dir(&self, name: &str) -> PathBuf {
+        let safe: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '@' | '+' | '-') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        // Never `.` or `..`.
+        let safe = if safe.trim_matches('.').is_empty() {
+            format!("_{safe}")
+        } else {
+            safe
+        };
+        self.root.join(safe)
+    }
+}
+
+/// Create `dir` (mode 0700) if needed and take an exclusive advisory lock
+/// on its `.lock` file; the lock is released when the returned file drops.
+pub fn lock(dir: &Path) -> Result<File, StoreError> {
+    create_private_dir(dir)?;
+    let path = dir.join(".lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io(&path, e))?;
+    file.lock().map_err(|e| io(&path, e))?;
+    Ok(file)
+}
+
+/// `mkdir -p` with mode 0700 for what is created: state can hold keys.
+pub fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir).map_err(|e| io(dir, e))
+}
+
+/// Read a YAML state file; `None` when there is none yet.
+fn read_yaml<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StoreError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => crate::yaml::from_str(&text)
+            .map(Some)
+            .map_err(|e| corrupt(path, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(path, e)),
+    }
+}
+
+/// Write a YAML state file atomically, mode 0600.
+fn write_yaml<T: Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
+    let text = crate::yaml::to_string(value).map_err(|e| corrupt(path, e))?;
+    write_atomic(path, text.as_bytes(), true).map_err(|e| io(path, e))
+}
+
+/// Sessions and pinholes as YAML files under a state directory.
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    dir: StateDir,
+}
+
+impl FileStore {
+    /// The store under `root`.
+    pub fn new(root: &Path) -> FileStore {
+        FileStore {
+            dir: StateDir {
+                root: root.to_owned(),
+            },
+        }
+    }
+
+    /// The state directory.
+    pub fn dir(&self) -> &StateDir {
+        &self.dir
+    }
+
+    /// The session file of `owner`.
+    pub fn sessions_path(&self, owner: &str) -> PathBuf {
+        self.dir.identity_dir(owner).join("sessions.yaml")
+    }
+
+    /// The file that keeps one call's pinhole state for `owner`.
+    pub fn call_path(&self, owner: &str, call_id: &str) -> PathBuf {
+        self.pinhole_dir(owner)
+            .join(format!("{}.yaml", call_tag(call_id)))
+    }
+
+    fn pinhole_dir(&self, owner: &str) -> PathBuf {
+        self.dir.identity_dir(owner).join("pinholes")
+    }
+
+    fn read_sessions(path: &Path, owner: Option<&str>) -> Result<Sessions, StoreError> {
+        let Some(s) = read_yaml::<Sessions>(path)? else {
+            return Ok(Sessions::empty(owner));
+        };
+        if s.version != Sessions::VERSION {
+            return Err(corrupt(
+                path,
+                format!(
+                    "store version {} (this sipseal reads {})",
+                    s.version,
+                    Sessions::VERSION
+                ),
+            ));
+        }
+        Ok(s)
+    }
+}
+
+impl SessionStore for FileStore {
+    fn load(&self, owner: &str) -> Result<Sessions, StoreError> {
+        FileStore::read_sessions(&self.sessions_path(owner), Some(owner))
+    }
+
+    fn update(&self, owner: &str, f: &mut dyn FnMut(&mut Sessions)) -> Result<(), StoreError> {
+        let _guard = lock(&self.dir.identity_dir(owner))?;
+        let mut sessions = self.load(owner)?;
+        f(&mut sessions);
+        if sessions.identity.is_none() {
+            sessions.identity = Some(owner.to_owned());
+        }
+        write_yaml(&self.sessions_path(owner), &sessions)
+    }
+
+    /// Every identity directory holding a session file, in name order;
+    /// each named by the identity its file records, else the directory.
+    fn all(&self) -> Result<Vec<(String, Sessions)>, StoreError> {
+        let entries = match std::fs::read_dir(&self.dir.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(&self.dir.root, e)),
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path().join("sessions.yaml"))
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        let mut out = Vec::new();
+        for file in files {
+            let s = FileStore::read_sessions(&file, None)?;
+            let name = s.identity.clone().unwrap_or_else(|| {
+                file.parent()
+                    .and_then(Path::file_name)
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            });
+            out.push((name, s));
+        }
+        Ok(out)
+    }
+}
+
+impl PinholeStore for FileStore {
+    fn step(&self, owner: &str, call_id: &str, seen: &Seen) -> Result<Changes, StoreError> {
+        let _guard = lock(&self.pinhole_dir(owner))?;
+        let path = self.call_path(owner, call_id);
+        let mut state = match read_yaml::<CallState>(&path)? {
+            Some(s) if s.call_id != call_id => {
+                return Err(corrupt(&path, format!("it is for Call-ID {:?}", s.call_id)));
+            }
+            Some(s) => s,
+            None => CallState::new(call_id),
+        };
+        let changes = state.step(seen);
+        if state.is_over() {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(&path, e)),
+            }
+        } else {
+            write_yaml(&path, &state)?;
+        }
+        Ok(changes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::session::{DEFAULT_GRACE, Entry, Policy, Recorded, Role};
+
+    #[test]
+    fn identity_directories_are_safe_names() {
+        let s = StateDir {
+            root: PathBuf::from("/s"),
+        };
+        assert_eq!(
+            s.identity_dir("sip:proxy-a.a.example.com"),
+            PathBuf::from("/s/sip_proxy-a.a.example.com")
+        );
+        assert_eq!(s.identity_dir("CN=x/../y"), PathBuf::from("/s/CN_x_.._y"));
+        assert_eq!(s.identity_dir(".."), PathBuf::from("/s/_.."));
+    }
+
+    #[test]
+    fn lock_creates_a_private_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a/b");
+        let guard = lock(&dir).unwrap();
+        assert!(dir.join(".lock").exists());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700);
+        }
+        // A second lock on the same file waits; try_lock says so.
+        let other = File::options().write(true).open(dir.join(".lock")).unwrap();
+        assert!(other.try_lock().is_err());
+        drop(guard);
+        assert!(other.try_lock().is_ok());
+    }
+
+    #[test]
+    fn sessions_are_recorded_in_a_private_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = FileStore::new(tmp.path());
+        let now = datetime!(2026-01-01 0:00 UTC);
+        let entry = Entry::new("c1", &[1u8; 32], Role::Ua, None, now, &Policy::default());
+        assert_eq!(
+            store
+                .record("sip:a@h", entry.clone(), now, DEFAULT_GRACE)
+                .unwrap(),
+            Recorded::New
+        );
+        let back = store.load("sip:a@h").unwrap();
+        assert_eq!(back.sessions, [entry]);
+        assert_eq!(back.identity.as_deref(), Some("sip:a@h"));
+        assert_eq!(store.all().unwrap()[0].0, "sip:a@h");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let path = store.sessions_path("sip:a@h");
+            let mode = std::fs::metadata(path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn a_corrupt_store_is_named_and_left_alone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = FileStore::new(tmp.path());
+        let path = store.sessions_path("me");
+        create_private_dir(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, "sessions: [unclosed").unwrap();
+        let now = datetime!(2026-01-01 0:00 UTC);
+        let entry = Entry::new("c", &[1u8; 32], Role::Ua, None, now, &Policy::default());
+        let err = store.record("me", entry, now, DEFAULT_GRACE).unwrap_err();
+        assert!(err.to_string().contains("sessions.yaml"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "sessions: [unclosed"
+        );
+        std::fs::write(&path, "version: 7\nsessions: []\n").unwrap();
+        assert!(
+            store
+                .load("me")
+                .unwrap_err()
+                .to_string()
+                .contains("version 7")
+        );
+    }
+
+    #[test]
+    fn pinhole_state_survives_a_round_trip_and_a_corrupt_file_is_named() {
+        use crate::sdp::Stream;
+        let tmp = tempfile::tempdir().unwrap();
+        let store = FileStore::new(tmp.path());
+        let seen = |method: &str, cseq, streams| Seen {
+            is_request: true,
+            method: method.into(),
+            cseq,
+            status: None,
+            streams,
+        };
+        let offer = seen(
+            "INVITE",
+            1,
+            Some(vec![Stream {
+                media: "audio".into(),
+                address: Some("192.0.2.1".into()),
+                port: 4000,
+                transport: "RTP/AVP".into(),
+                rtcp_mux: true,
+                rtcp_port: None,
+                rtcp_address: None,
+            }]),
+        );
+        store.step("r", "call-1", &offer).unwrap();
+        assert!(store.call_path("r", "call-1").exists());
+        let c = store.step("r", "call-1", &seen("BYE", 2, None)).unwrap();
+        assert_eq!(c.delete.len(), 1);
+        assert!(!store.call_path("r", "call-1").exists());
+
+        std::fs::write(store.call_path("r", "call-2"), "[not a state").unwrap();
+        let err = store.step("r", "call-2", &offer).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+        assert!(err.to_string().contains(&call_tag("call-2")), "{err}");
+        // Left as it was.
+        assert_eq!(
+            std::fs::read_to_string(store.call_path("r", "call-2")).unwrap(),
+            "[not a state"
+        );
+    }
+}

@@ -1,0 +1,136 @@
+//! Where a user agent or relay keeps what it learns between messages
+//! (SPEC §5): session keys and each call's pinholes, per identity. The
+//! workflows see only the traits; [`FileStore`] keeps YAML files under a
+//! state directory (the command line), [`MemoryStore`] keeps everything in
+//! memory (the demo, tests, and later a cache in front of a shared store).
+
+mod file;
+mod memory;
+
+use time::{Duration, OffsetDateTime};
+
+pub use file::{FileStore, StateDir, create_private_dir, lock};
+pub use memory::MemoryStore;
+
+use crate::error::ErrorClass;
+use crate::pinhole::{Changes, Seen};
+use crate::session::{Entry, Recorded, SessionKey, Sessions, Use};
+
+/// A store that cannot be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Reading or writing failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: String,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// What is stored does not read as a store.
+    #[error("{path} is not a sipseal state file: {reason}")]
+    Corrupt {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl StoreError {
+    /// What kind of failure it is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            StoreError::Io { .. } => ErrorClass::Io,
+            StoreError::Corrupt { .. } => ErrorClass::Config,
+        }
+    }
+}
+
+/// Session keys per identity (the owner: a certificate's SAN URI or an
+/// AOR). Implementations make [`SessionStore::update`] atomic, so
+/// parallel senders never lose a use or an entry.
+pub trait SessionStore {
+    /// The sessions of `owner` (none yet: empty).
+    fn load(&self, owner: &str) -> Result<Sessions, StoreError>;
+
+    /// Change the sessions of `owner` at once: read, `f`, write.
+    fn update(&self, owner: &str, f: &mut dyn FnMut(&mut Sessions)) -> Result<(), StoreError>;
+
+    /// Every owner with stored sessions, and those sessions.
+    fn all(&self) -> Result<Vec<(String, Sessions)>, StoreError>;
+
+    /// Record the key of a full envelope (see [`Sessions::record`]).
+    fn record(
+        &self,
+        owner: &str,
+        entry: Entry,
+        now: OffsetDateTime,
+        grace: Duration,
+    ) -> Result<Recorded, StoreError> {
+        change(self, owner, move |s| s.record(entry, now, grace))
+    }
+
+    /// The key of `owner` that opens a message under `reference` (see
+    /// [`Sessions::lookup`]). Reads only.
+    fn lookup(
+        &self,
+        owner: &str,
+        reference: &[u8],
+        call_id: Option<&str>,
+        now: OffsetDateTime,
+        grace: Duration,
+    ) -> Result<Option<SessionKey>, StoreError> {
+        Ok(self.load(owner)?.lookup(reference, call_id, now, grace))
+    }
+
+    /// A sender's use of its key (see [`Sessions::use_key`]).
+    fn use_key(
+        &self,
+        owner: &str,
+        call_id: &str,
+        now: OffsetDateTime,
+        max_uses: Option<u64>,
+        max_age: Option<Duration>,
+    ) -> Result<Use, StoreError> {
+        change(self, owner, |s| s.use_key(call_id, now, max_uses, max_age))
+    }
+
+    /// The next local CSeq of a dialog (see [`Sessions::next_cseq`]).
+    fn next_cseq(&self, owner: &str, call_id: &str, floor: u32) -> Result<u32, StoreError> {
+        change(self, owner, |s| s.next_cseq(call_id, floor))
+    }
+
+    /// Forget a session by Call-ID or reference; whether it was there.
+    fn forget(&self, owner: &str, what: &str) -> Result<bool, StoreError> {
+        change(self, owner, |s| s.forget(what))
+    }
+}
+
+/// [`SessionStore::update`] with a result.
+fn change<S: SessionStore + ?Sized, T>(
+    store: &S,
+    owner: &str,
+    f: impl FnOnce(&mut Sessions) -> T,
+) -> Result<T, StoreError> {
+    let mut f = Some(f);
+    let mut out = None;
+    store.update(owner, &mut |s| {
+        if let Some(f) = f.take() {
+            out = Some(f(s));
+        }
+    })?;
+    // `update` calls its closure exactly once.
+    out.ok_or_else(|| StoreError::Corrupt {
+        path: owner.to_owned(),
+        reason: "the store did not apply the change".into(),
+    })
+}
+
+/// Each call's pinhole state, per identity (the relay).
+pub trait PinholeStore {
+    /// Apply what one message shows to the state of `call_id` at once and
+    /// say what changes (see [`CallState::step`]); a call that is over
+    /// leaves nothing behind.
+    fn step(&self, owner: &str, call_id: &str, seen: &Seen) -> Result<Changes, StoreError>;
+}
