@@ -2,12 +2,10 @@
 //! check (403), the connectivity policy (404, the same answer as an
 //! unknown target), Route-Security, and signatures required (495).
 
-use super::RelayReport;
 use super::refusal::Refusal;
 use crate::policy::{Bindings, Policy};
-use crate::signing::OuterSignature;
-use crate::sip::Message;
-use crate::sip::route_security::{self, RouteEntry};
+use crate::sip::route_security::{RouteEntry, RouteEntryError};
+use crate::sip::{HeaderError, Message};
 
 /// How a relay checks the path (shared by `proxy` and `reencrypt`).
 #[derive(Debug, Clone, Default)]
@@ -28,9 +26,19 @@ pub struct PathOptions {
     pub require_signature: bool,
 }
 
+/// What a relay checks before it parses anything deeper (SPEC §4 step
+/// 2): Max-Forwards (483), then the imposture check (403) and the
+/// connectivity policy (404).
+pub(super) fn admission(msg: &Message, path: &PathOptions) -> Result<Option<Refusal>, HeaderError> {
+    if msg.is_request() && msg.max_forwards()? == Some(0) {
+        return Ok(Some(Refusal::TooManyHops));
+    }
+    Ok(admit(msg, path))
+}
+
 /// The imposture check and the connectivity policy, for requests (an ACK
 /// cannot be answered, so it passes).
-pub(super) fn admit(msg: &Message, path: &PathOptions) -> Option<Refusal> {
+fn admit(msg: &Message, path: &PathOptions) -> Option<Refusal> {
     if !msg.is_request() || msg.method() == Some("ACK") {
         return None;
     }
@@ -54,99 +62,85 @@ pub(super) fn admit(msg: &Message, path: &PathOptions) -> Option<Refusal> {
 
 /// `require_signature`: 495 when a request carries no signature
 /// (`signed` says whether an opaque or inner one was found); 403 when its
-/// outer signature does not verify or its protected headers were changed
-/// (the designations it protects cannot be trusted).
+/// outer signature has a `problem`: it does not verify, or the protected
+/// headers were changed (the designations it protects cannot be trusted).
 pub(super) fn require_signature(
     msg: &Message,
-    outer: Option<&OuterSignature>,
+    outer: bool,
+    problem: Option<String>,
     signed: bool,
     path: &PathOptions,
 ) -> Option<Refusal> {
     if !path.require_signature || !msg.is_request() || msg.method() == Some("ACK") {
         return None;
     }
-    match outer {
-        None if signed => None,
-        None => Some(Refusal::SignatureRequired),
-        Some(outer) => {
-            let problem = match outer.verify() {
-                Err(e) => Some(e.to_string()),
-                Ok(_) => {
-                    let headers = crate::verify::headers_check(msg, outer);
-                    (!headers.ok).then_some(headers.detail)
-                }
-            };
-            problem.map(Refusal::BadSignature)
-        }
+    match (outer, problem) {
+        (false, _) if signed => None,
+        (false, _) => Some(Refusal::SignatureRequired),
+        (true, problem) => problem.map(Refusal::BadSignature),
     }
 }
 
-/// Route-Security on a request going out: check that the newest entry of
-/// the incoming request names where it came from (else record that link
-/// as level 0 and say so), then append this relay's entry.
-pub(super) fn route_request(
-    incoming: &Message,
-    out: &mut Message,
+/// Route-Security for the message going out (SPEC §3.4), decided before
+/// anything is built: the report's notes, and the entries to append.
+///
+/// On a request: the newest entry must name where it came from (else that
+/// link counts as level 0, and an entry says so), then this relay appends
+/// its own for the link it sends on. A response carries the request's
+/// entries back: this relay checks its own is there, unchanged.
+pub(super) fn route_security(
+    is_request: bool,
+    incoming: &[Result<RouteEntry, RouteEntryError>],
     sent_by: &str,
     path: &PathOptions,
-    report: &mut RelayReport,
-) {
+) -> (Vec<String>, Vec<RouteEntry>) {
+    let mut notes = Vec::new();
+    let mut append = Vec::new();
+    if !is_request {
+        if let Some(level) = path.link_level {
+            notes.push(came_back(incoming, sent_by, level));
+        }
+        return (notes, append);
+    }
     if let Some(from) = &path.received_from {
-        let newest = route_security::entries(incoming).into_iter().last();
-        match newest {
-            Some(Ok(e)) if e.names(from) => report
-                .route_security
-                .push(format!("the link from {from} is level {}", e.level)),
+        match incoming.last() {
+            Some(Ok(e)) if e.names(from) => {
+                notes.push(format!("the link from {from} is level {}", e.level));
+            }
             other => {
                 let named = match other {
                     Some(Ok(e)) => format!("names {}", e.addr),
                     Some(Err(why)) => format!("does not parse ({why})"),
                     None => "is missing".into(),
                 };
-                report.route_security.push(format!(
+                notes.push(format!(
                     "the newest entry {named}, not {from}: the link from {from} counts as level 0"
                 ));
-                route_security::append(
-                    out,
-                    &RouteEntry {
-                        addr: from.clone(),
-                        level: 0,
-                    },
-                );
+                append.push(RouteEntry {
+                    addr: from.clone(),
+                    level: 0,
+                });
             }
         }
     }
     if let Some(level) = path.link_level {
-        route_security::append(
-            out,
-            &RouteEntry {
-                addr: sent_by.to_owned(),
-                level,
-            },
-        );
-        report
-            .route_security
-            .push(format!("appended <sip:{sent_by}>;level={level}"));
+        append.push(RouteEntry {
+            addr: sent_by.to_owned(),
+            level,
+        });
+        notes.push(format!("appended <sip:{sent_by}>;level={level}"));
     }
+    (notes, append)
 }
 
-/// Route-Security on a response: it carries the request's entries back;
-/// this relay checks its own is there, unchanged.
-pub(super) fn route_response(
-    msg: &Message,
-    sent_by: &str,
-    path: &PathOptions,
-    report: &mut RelayReport,
-) {
-    let Some(level) = path.link_level else {
-        return;
-    };
-    let mine: Vec<RouteEntry> = route_security::entries(msg)
-        .into_iter()
+/// Whether this relay's own entry came back on a response, unchanged.
+fn came_back(entries: &[Result<RouteEntry, RouteEntryError>], sent_by: &str, level: u8) -> String {
+    let mine: Vec<&RouteEntry> = entries
+        .iter()
         .flatten()
         .filter(|e| e.names(sent_by))
         .collect();
-    let note = match mine.as_slice() {
+    match mine.as_slice() {
         [] => format!(
             "the response does not carry this relay's entry <sip:{sent_by}>;level={level} back"
         ),
@@ -158,6 +152,5 @@ pub(super) fn route_response(
             e.level
         ),
         _ => format!("this relay's entry appears {} times", mine.len()),
-    };
-    report.route_security.push(note);
+    }
 }

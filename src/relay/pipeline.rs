@@ -1,14 +1,15 @@
-//! The relay pipeline (SPEC §4), one for `proxy` and `reencrypt`: the
-//! message's [`View`] goes through admission (483, 403, 404), the decision
-//! and trial (496), opening, edits, the required signature (495, 403), a
-//! new body when there is one, routing, the relay's re-signature and
-//! Route-Security; out come the message to send and the report.
+//! The relay pipeline (SPEC §4), one for `proxy` and `reencrypt`, on a
+//! message that passed admission and was parsed once into a [`View`]:
+//! decide (designation, session key, trial; 496), open (inner signature),
+//! read or edit, require a signature (495, 403), and emit: the new body
+//! when there is one, routing, the relay's re-signature, Route-Security.
+//! A refusal on the way is a value; the caller answers it.
 
+use super::options::{Mode, ProxyOptions, RelayError, RelayKeys, RelayOptions};
 use super::path;
 use super::refusal::Refusal;
 use super::report::{Decision, RelayReport};
 use super::view::View;
-use super::{Mode, Outcome, RelayError, RelayKeys, RelayOptions};
 use crate::context::Context;
 use crate::envelope::{Cek, Envelope, Opened, Recipient, RecipientKey};
 use crate::mime::Entity;
@@ -18,14 +19,22 @@ use crate::session::SessionKey;
 use crate::signing::{OuterSignature, sign_message, unwrap_inner};
 use crate::sip::Message;
 use crate::sip::disclosure::{Access, Designation, remove_designations};
+use crate::sip::route_security::{self, RouteEntry};
 use crate::sip::routing::{self, sent_by_host};
 
-/// What one pass gives: the message to send, the report, and the CEK of
-/// the full envelope this relay opened (for its session store).
-pub(super) struct Pass {
-    pub outcome: Outcome,
-    pub report: RelayReport,
-    pub cek: Option<Cek>,
+/// What passing the pipeline gives: the message to forward and the CEK of
+/// the full envelope this relay opened (for its session store), or the
+/// refusal to answer with.
+pub(super) enum Pass {
+    /// Forward this message.
+    Forward {
+        /// The message to send on.
+        message: Message,
+        /// The CEK of a full envelope this relay opened.
+        cek: Option<Cek>,
+    },
+    /// Answer instead.
+    Refuse(Refusal),
 }
 
 /// The body this relay opened, and what it holds.
@@ -48,34 +57,42 @@ impl Content {
     }
 }
 
-/// Run the pipeline on `view`. `sessions` are the stored session keys the
-/// message may be sealed under.
+/// What the decision step says.
+enum Plan {
+    /// Nothing sealed here: route it.
+    Forward,
+    /// Answer instead.
+    Refuse(Refusal),
+    /// Open this envelope.
+    Open(Envelope),
+    /// Leave this envelope alone and route the message.
+    Keep(Envelope),
+}
+
+/// Run the pipeline on `view`, filling in `report`. `sessions` are the
+/// stored session keys the message may be sealed under.
 pub(super) fn run(
     view: View<'_>,
+    report: &mut RelayReport,
     keys: &RelayKeys<'_>,
     sessions: &[SessionKey],
     opts: &RelayOptions,
     ctx: &mut Context,
 ) -> Result<Pass, RelayError> {
-    let msg = view.msg;
+    report.outer_signer = view.outer_signer();
+    let problem = view.outer_problem();
     let uris = keys.uris();
-    let mut report = RelayReport::new(msg, &uris);
-    let too_many = msg.is_request() && msg.max_forwards()? == Some(0);
-    let refusal = match too_many {
-        true => Some(Refusal::TooManyHops),
-        false => path::admit(msg, &opts.path),
-    };
-    if let Some(refusal) = refusal {
-        return refuse(msg, refusal, keys, report, ctx);
-    }
+    let mine = view.naming(&uris);
+    let msg = view.msg;
     let outer = view.outer?;
-    report.outer_signer = outer_signer(outer.as_ref());
-    let mine = designations_naming(&view.designations, &uris);
     let mut recipient_keys: Vec<RecipientKey<'_>> =
         sessions.iter().map(SessionKey::recipient_key).collect();
     recipient_keys.extend(keys.recipient_keys());
-
-    let decided = match &opts.mode {
+    let found = Found {
+        keys: &recipient_keys,
+        sessions: sessions.len(),
+    };
+    let plan = match &opts.mode {
         Mode::Proxy(p) => {
             let env = match view.envelope {
                 Ok(env) => Some(env),
@@ -87,32 +104,34 @@ pub(super) fn run(
                     "the body is not sealed for this relay".into(),
                 ));
             }
-            decide_proxy(
-                msg,
-                env,
-                &mine,
-                &recipient_keys,
-                sessions.len(),
-                p,
-                &mut report,
-            )
+            decide_proxy(msg, env, &mine, &found, p, report)
         }
         Mode::Reencrypt(_) => {
-            if let Some(outer) = &outer {
-                // Only a signature that verifies passes its designations on.
-                outer
-                    .verify()
-                    .map_err(|e| RelayError::Signature(format!("the outer signature: {e}")))?;
+            // Only a signature that verifies passes its designations on.
+            if let Some(Err(e)) = &view.outer_signers {
+                return Err(RelayError::Signature(format!("the outer signature: {e}")));
             }
             let env = view.envelope.map_err(RelayError::Open)?;
-            decide_reencrypt(msg, env, &mine, &recipient_keys, &mut report)?
+            decide_reencrypt(msg, env, &mine, &found, report)?
         }
     };
-    let (env, open) = match decided {
-        Decided::Forward => (None, false),
-        Decided::Refuse(refusal) => return refuse(msg, refusal, keys, report, ctx),
-        Decided::Open(env) => (Some(env), true),
-        Decided::Keep(env) => (Some(env), false),
+    let (env, content) = match plan {
+        Plan::Refuse(refusal) => return Ok(Pass::Refuse(refusal)),
+        Plan::Forward => (None, None),
+        Plan::Keep(env) => (Some(env), None),
+        Plan::Open(env) => {
+            let content = open(&env, &found, report, ctx)?;
+            (Some(env), Some(content))
+        }
+    };
+    let edited = match &content {
+        Some(c) => read(msg, c, &opts.edits, &opts.mode, report)?,
+        None if !opts.edits.is_empty() => {
+            return Err(RelayError::EditRefused(
+                "this relay is not designated for the body, so it may not change it".into(),
+            ));
+        }
+        None => None,
     };
     if env.is_none()
         && let Some(sdp) = &view.plain_sdp
@@ -123,120 +142,121 @@ pub(super) fn run(
             .notes
             .push("the SDP is not sealed: every relay on the path reads it".into());
     }
-    let content = match (&env, open) {
-        (Some(env), true) => Some(open_body(
-            env,
-            &recipient_keys,
-            sessions.len(),
-            &mut report,
-            ctx,
-        )?),
-        _ => None,
-    };
-    let edited = match &content {
-        Some(c) => edit_content(msg, c, &opts.edits, &opts.mode, &mut report)?,
-        None if !opts.edits.is_empty() => {
-            return Err(RelayError::EditRefused(
-                "this relay is not designated for the body, so it may not change it".into(),
-            ));
-        }
-        None => None,
-    };
-    let signed = report.signer.is_some() || view.opaque_signed;
-    if let Some(refusal) = path::require_signature(msg, outer.as_ref(), signed, &opts.path) {
-        return refuse(msg, refusal, keys, report, ctx);
+    let signed_somehow = report.signer.is_some() || view.opaque_signed;
+    if let Some(refusal) =
+        path::require_signature(msg, outer.is_some(), problem, signed_somehow, &opts.path)
+    {
+        return Ok(Pass::Refuse(refusal));
     }
-
-    // The message to route: as it came, or with its new body.
-    let (base, resealed) = match (&opts.mode, &env, &content, edited) {
-        (Mode::Reencrypt(r), Some(env), Some(c), edited) => {
-            let raw = edited.as_ref().or(c.raw.as_ref());
-            let plain = restore(msg.clone(), raw, &c.opened.content);
-            let mut spec = r.spec.clone();
-            let kept = r.keep_cek.then(|| {
-                spec.options.cipher = env.params.cipher;
-                &c.opened.cek
-            });
-            ctx.mix("reencrypt", &msg.to_bytes());
-            let sealed = seal_message_with(&plain, &spec, kept, ctx).map_err(RelayError::Seal)?;
-            report.resealed_for = spec
-                .peers
-                .iter()
-                .chain(&spec.disclose)
-                .map(Recipient::describe)
-                .collect();
-            report.cek = Some(if r.keep_cek { "kept" } else { "fresh" });
-            (sealed.message, true)
-        }
-        (_, Some(env), _, Some(edited)) => {
-            let mut certs: Vec<_> = keys.certs.iter().collect();
-            certs.push(&keys.identity.cert);
-            let (der, names) = reseal(env, &edited.to_bytes(), &certs, keys.psks, ctx.rng())
-                .map_err(RelayError::Reseal)?;
-            report.resealed_for = names;
-            report.cek = Some("fresh");
-            // Under an outer signature the signed part is what changes.
-            let mut base = view.signed.clone().unwrap_or_else(|| msg.clone());
-            base.set_body(der);
-            (base, true)
-        }
-        _ => (msg.clone(), false),
-    };
 
     let sent_by = keys.sent_by(opts.via.as_deref());
-    let mut out = if msg.is_request() {
-        ctx.mix("relay", &msg.to_bytes());
-        let token = ctx.token(8);
-        let mut out = routing::forward_request(&base, &sent_by, &token)?;
-        let (drop_mine, record_route) = match &opts.mode {
-            // Under an outer signature the designations are protected:
-            // this relay's own entry stays, or the signature would not verify.
-            Mode::Proxy(p) => (
-                !p.keep_designation && (outer.is_none() || resealed),
-                p.record_route,
-            ),
-            // The designations are already the new ones.
-            Mode::Reencrypt(_) => (false, false),
-        };
-        if drop_mine {
-            remove_designations(&mut out, |d| {
-                uris.iter().any(|u| u.eq_ignore_ascii_case(&d.uri))
-            });
-        }
-        routing::pop_route(&mut out, &[sent_by_host(&sent_by), keys.host()]);
-        if record_route {
-            routing::record_route(&mut out, &sent_by)?;
-        }
-        out
-    } else {
-        path::route_response(msg, &sent_by, &opts.path, &mut report);
-        routing::forward_response(&base).ok_or(RelayError::NoVia)?
+    let (route_notes, route_entries) =
+        path::route_security(msg.is_request(), &view.route, &sent_by, &opts.path);
+
+    // The message to route: as it came, or with its new body.
+    let sealed_again = match (&env, &content) {
+        (Some(env), Some(c)) => new_body(msg, env, c, edited.as_ref(), keys, opts, report, ctx)?,
+        _ => None,
     };
-    if let (Some(outer), true) = (&outer, resealed) {
-        out = resign(&out, outer, keys, ctx)?;
-        report.resigned = true;
-    }
-    if msg.is_request() {
-        path::route_request(msg, &mut out, &sent_by, &opts.path, &mut report);
-    }
+    let resealed = sealed_again.is_some();
+    let base = match (sealed_again, &opts.mode) {
+        // An edit under an outer signature changes the part it signed.
+        (Some(der_msg), Mode::Proxy(_)) => {
+            let mut base = view.signed.unwrap_or_else(|| msg.clone());
+            base.set_body(der_msg.body().to_vec());
+            base
+        }
+        (Some(sealed), Mode::Reencrypt(_)) => sealed,
+        (None, _) => msg.clone(),
+    };
+    let emit = Emit {
+        outer: outer.as_ref(),
+        resealed,
+        route: &route_entries,
+        uris: &uris,
+        sent_by: &sent_by,
+        mode: &opts.mode,
+    };
+    let out = emit.build(msg, base, keys, ctx)?;
+    report.resigned = outer.is_some() && resealed;
+    report.route_security.extend(route_notes);
     let cek = content.filter(|c| !c.by_session).map(|c| c.opened.cek);
-    Ok(Pass {
-        outcome: Outcome::Forward(out),
-        report,
-        cek,
-    })
+    Ok(Pass::Forward { message: out, cek })
 }
 
-/// What the decision step says.
-enum Decided {
-    /// Nothing sealed here: route it.
-    Forward,
-    /// Answer instead.
-    Refuse(Refusal),
-    /// Open this envelope.
-    Open(Envelope),
-    /// Leave this envelope alone and route the message.
-    Keep(Envelope),
+/// How the message goes on.
+struct Emit<'a> {
+    /// The outer signature it came with.
+    outer: Option<&'a OuterSignature>,
+    /// Whether its body was sealed again.
+    resealed: bool,
+    /// The Route-Security entries to append.
+    route: &'a [RouteEntry],
+    /// This relay's URIs (its designations).
+    uris: &'a [String],
+    /// This relay's Via sent-by.
+    sent_by: &'a str,
+    /// `proxy` or `reencrypt`.
+    mode: &'a Mode,
+}
+
+impl Emit<'_> {
+    /// The message that goes on (SPEC §4 step 5), from `base` (`msg`, or
+    /// `msg` with its new body): a request with this relay's Via,
+    /// Max-Forwards decremented, its own designation dropped where it may
+    /// be, its loose route popped and a Record-Route when asked; a response
+    /// without this relay's Via. A body sealed again under an outer
+    /// signature is signed by this relay; Route-Security goes last.
+    fn build(
+        &self,
+        msg: &Message,
+        base: Message,
+        keys: &RelayKeys<'_>,
+        ctx: &mut Context,
+    ) -> Result<Message, RelayError> {
+        let mut out = if msg.is_request() {
+            let token = ctx.token(8);
+            let mut out = routing::forward_request(&base, self.sent_by, &token)?;
+            let (drop_mine, record_route) = match self.mode {
+                // Under an outer signature the designations are protected:
+                // this relay's own entry stays, or the signature would not verify.
+                Mode::Proxy(p) => (
+                    !p.keep_designation && (self.outer.is_none() || self.resealed),
+                    p.record_route,
+                ),
+                // The designations are already the new ones.
+                Mode::Reencrypt(_) => (false, false),
+            };
+            if drop_mine {
+                remove_designations(&mut out, |d| {
+                    self.uris.iter().any(|u| u.eq_ignore_ascii_case(&d.uri))
+                });
+            }
+            routing::pop_route(&mut out, &[sent_by_host(self.sent_by), keys.host()]);
+            if record_route {
+                routing::record_route(&mut out, self.sent_by)?;
+            }
+            out
+        } else {
+            routing::forward_response(&base).ok_or(RelayError::NoVia)?
+        };
+        if let (Some(outer), true) = (self.outer, self.resealed) {
+            // Carrying the UA-signed original's designations.
+            let original = outer.original_designations();
+            out = sign_message(&out, keys.identity, Default::default(), &original, ctx)?;
+        }
+        for entry in self.route {
+            route_security::append(&mut out, entry);
+        }
+        Ok(out)
+    }
+}
+
+/// The keys this relay opens with, the stored session keys first.
+struct Found<'k, 'a> {
+    keys: &'k [RecipientKey<'a>],
+    /// How many of `keys` are session keys.
+    sessions: usize,
 }
 
 /// `proxy` (SPEC §4 step 3): open when a designation names this relay,
@@ -246,17 +266,16 @@ fn decide_proxy(
     msg: &Message,
     env: Option<Envelope>,
     mine: &[Designation],
-    keys: &[RecipientKey<'_>],
-    sessions: usize,
-    opts: &super::ProxyOptions,
+    found: &Found<'_, '_>,
+    opts: &ProxyOptions,
     report: &mut RelayReport,
-) -> Decided {
+) -> Plan {
     let Some(env) = env else {
-        return Decided::Forward;
+        return Plan::Forward;
     };
-    let found = env.find(keys);
-    let addressed = found.is_some();
-    let by_session = found.is_some_and(|(k, _)| k < sessions);
+    let key = env.find(found.keys);
+    let addressed = key.is_some();
+    let by_session = key.is_some_and(|(k, _)| k < found.sessions);
     report.decision = if !mine.is_empty() {
         Decision::Designated
     } else if by_session {
@@ -272,12 +291,12 @@ fn decide_proxy(
     let must_open =
         report.decision != Decision::NotDesignated || (opts.require_disclosure && msg.is_request());
     if must_open && !addressed && msg.is_request() {
-        return Decided::Refuse(Refusal::Undecipherable);
+        return Plan::Refuse(Refusal::Undecipherable);
     }
     if must_open || (!msg.is_request() && addressed) {
-        Decided::Open(env)
+        Plan::Open(env)
     } else {
-        Decided::Keep(env)
+        Plan::Keep(env)
     }
 }
 
@@ -288,9 +307,9 @@ fn decide_reencrypt(
     msg: &Message,
     env: Envelope,
     mine: &[Designation],
-    keys: &[RecipientKey<'_>],
+    found: &Found<'_, '_>,
     report: &mut RelayReport,
-) -> Result<Decided, RelayError> {
+) -> Result<Plan, RelayError> {
     report.decision = if mine.is_empty() {
         Decision::Addressed
     } else {
@@ -308,27 +327,25 @@ fn decide_reencrypt(
             ));
         }
     }
-    if env.find(keys).is_none() && msg.is_request() {
-        return Ok(Decided::Refuse(Refusal::Undecipherable));
+    if env.find(found.keys).is_none() && msg.is_request() {
+        return Ok(Plan::Refuse(Refusal::Undecipherable));
     }
-    Ok(Decided::Open(env))
+    Ok(Plan::Open(env))
 }
 
-/// Open `env` with this relay's keys (no 496 here: `reencrypt` of a
-/// response it cannot open is an error), take an inner signature off, and
+/// Open `env` with this relay's keys, take an inner signature off, and
 /// say so in the report.
-fn open_body(
+fn open(
     env: &Envelope,
-    keys: &[RecipientKey<'_>],
-    sessions: usize,
+    found: &Found<'_, '_>,
     report: &mut RelayReport,
     ctx: &mut Context,
 ) -> Result<Content, RelayError> {
     let opened = env
-        .open(keys, ctx.rng())
+        .open(found.keys, ctx.rng())
         .map_err(|e| RelayError::Open(e.into()))?;
     report.opened = true;
-    report.opened_with = keys.get(opened.key_index).map(RecipientKey::describe);
+    report.opened_with = found.keys.get(opened.key_index).map(RecipientKey::describe);
     let raw = Entity::parse(&opened.content);
     let (entity, plain) = match raw.as_ref().and_then(unwrap_inner) {
         None => (raw.clone(), opened.content.to_vec()),
@@ -339,7 +356,7 @@ fn open_body(
         }
     };
     Ok(Content {
-        by_session: opened.key_index < sessions,
+        by_session: opened.key_index < found.sessions,
         opened,
         raw,
         entity,
@@ -349,7 +366,7 @@ fn open_body(
 
 /// The report learns what the content says; with edits (a media relay),
 /// the edited entity, when this relay may change it.
-fn edit_content(
+fn read(
     msg: &Message,
     c: &Content,
     edits: &[SdpEdit],
@@ -386,54 +403,50 @@ fn edit_content(
     }))
 }
 
-/// The designations naming one of `uris` (this relay).
-fn designations_naming(all: &[Designation], uris: &[String]) -> Vec<Designation> {
-    all.iter()
-        .filter(|d| uris.iter().any(|u| u.eq_ignore_ascii_case(&d.uri)))
-        .cloned()
-        .collect()
-}
-
-/// Answer with `refusal` instead of forwarding.
-fn refuse(
+/// The body sealed again, when there is a new one: `reencrypt` seals the
+/// (edited) content for the next hop; a `proxy` edit re-seals it for the
+/// same recipients. The message carries the new body.
+#[allow(clippy::too_many_arguments)]
+fn new_body(
     msg: &Message,
-    refusal: Refusal,
+    env: &Envelope,
+    c: &Content,
+    edited: Option<&Entity>,
     keys: &RelayKeys<'_>,
-    mut report: RelayReport,
+    opts: &RelayOptions,
+    report: &mut RelayReport,
     ctx: &mut Context,
-) -> Result<Pass, RelayError> {
-    report.answered = Some(refusal.sip_status());
-    report.refused = refusal.why();
-    let response = refusal.response(msg, keys, ctx)?;
-    Ok(Pass {
-        outcome: Outcome::Respond(response),
-        report,
-        cek: None,
-    })
-}
-
-/// The signer of an outer signature whose certificate names one.
-fn outer_signer(outer: Option<&OuterSignature>) -> Option<String> {
-    let outer = outer?;
-    match outer.verify() {
-        Ok(signers) => signers.first().map(|s| s.cert.name()),
-        Err(e) => Some(format!("(does not verify: {e})")),
+) -> Result<Option<Message>, RelayError> {
+    match (&opts.mode, edited) {
+        (Mode::Reencrypt(r), edited) => {
+            let raw = edited.or(c.raw.as_ref());
+            let plain = restore(msg.clone(), raw, &c.opened.content);
+            let mut spec = r.spec.clone();
+            let kept = r.keep_cek.then(|| {
+                spec.options.cipher = env.params.cipher;
+                &c.opened.cek
+            });
+            let sealed = seal_message_with(&plain, &spec, kept, ctx).map_err(RelayError::Seal)?;
+            report.resealed_for = spec
+                .peers
+                .iter()
+                .chain(&spec.disclose)
+                .map(Recipient::describe)
+                .collect();
+            report.cek = Some(if r.keep_cek { "kept" } else { "fresh" });
+            Ok(Some(sealed.message))
+        }
+        (Mode::Proxy(_), Some(edited)) => {
+            let mut certs: Vec<_> = keys.certs.iter().collect();
+            certs.push(&keys.identity.cert);
+            let (der, names) = reseal(env, &edited.to_bytes(), &certs, keys.psks, ctx.rng())
+                .map_err(RelayError::Reseal)?;
+            report.resealed_for = names;
+            report.cek = Some("fresh");
+            let mut out = msg.clone();
+            out.set_body(der);
+            Ok(Some(out))
+        }
+        (Mode::Proxy(_), None) => Ok(None),
     }
-}
-
-/// Sign `msg` as this relay, carrying the UA-signed original's designations.
-fn resign(
-    msg: &Message,
-    outer: &OuterSignature,
-    keys: &RelayKeys<'_>,
-    ctx: &mut Context,
-) -> Result<Message, RelayError> {
-    let original = outer.original_designations();
-    Ok(sign_message(
-        msg,
-        keys.identity,
-        Default::default(),
-        &original,
-        ctx,
-    )?)
 }

@@ -3,7 +3,7 @@
 
 use der::Encode;
 
-use super::RelayKeys;
+use super::options::RelayKeys;
 use crate::context::Context;
 use crate::sip::Message;
 use crate::sip::compose::{Body, ComposeError, ResponseParams, build_response};

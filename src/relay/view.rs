@@ -1,15 +1,19 @@
-//! A message as a relay reads it, parsed once: the outer signature, the
-//! message under it, the sealed body's envelope, the designations. Every
-//! step of the pipeline takes what it needs from here; a part that does
-//! not parse is kept as its error, for the step that needs it to report.
+//! A message as a relay reads it, parsed once (after the cheap admission
+//! checks): the outer signature and what it says, the message under it,
+//! the sealed body's envelope, the designations, the Route-Security
+//! chain. Every step of the pipeline takes what it needs from here; a part
+//! that does not parse is kept as its error, for the step that needs it.
 
 use crate::envelope::Envelope;
+use crate::envelope::signed::{SignatureError, Signer};
 use crate::mime::Entity;
 use crate::sealing::{SealError, sealed_der};
 use crate::signing::{OuterSignature, SigningError, is_signed_entity, outer_signature};
 use crate::sip::Message;
 use crate::sip::disclosure::{Designation, designations};
 use crate::sip::headers::parse_content_type;
+use crate::sip::route_security::{self, RouteEntry, RouteEntryError};
+use crate::verify::{Check, headers_check};
 
 /// The parts of one incoming message.
 pub struct View<'m> {
@@ -17,6 +21,10 @@ pub struct View<'m> {
     pub msg: &'m Message,
     /// The outer signature, when the body is `multipart/signed`.
     pub outer: Result<Option<OuterSignature>, SigningError>,
+    /// The outer signature verified (cryptographically; no trust), once.
+    pub outer_signers: Option<Result<Vec<Signer>, SignatureError>>,
+    /// The signed sipfrag against the message's headers.
+    pub outer_headers: Option<Check>,
     /// The message under the outer signature (the signed part as its
     /// body), when there is one.
     pub signed: Option<Message>,
@@ -29,19 +37,21 @@ pub struct View<'m> {
     pub opaque_signed: bool,
     /// An SDP body in the clear, readable by everyone on the path.
     pub plain_sdp: Option<Vec<u8>>,
+    /// The Route-Security entries, oldest first.
+    pub route: Vec<Result<RouteEntry, RouteEntryError>>,
 }
 
 impl<'m> View<'m> {
     /// Take `msg` apart.
     pub fn parse(msg: &'m Message) -> View<'m> {
         let outer = outer_signature(msg);
-        let signed = match &outer {
+        let (signed, outer_signers, outer_headers) = match &outer {
             Ok(Some(o)) => {
                 let mut m = msg.clone();
                 m.replace_body(&o.payload.headers, o.payload.body.clone());
-                Some(m)
+                (Some(m), Some(o.verify()), Some(headers_check(msg, o)))
             }
-            _ => None,
+            _ => (None, None, None),
         };
         let body = signed.as_ref().unwrap_or(msg);
         let envelope = sealed_der(body).and_then(|der| Ok(Envelope::parse(&der)?));
@@ -55,7 +65,10 @@ impl<'m> View<'m> {
             msg,
             designations: designations(msg).into_iter().flatten().collect(),
             plain_sdp: plain_sdp(msg),
+            route: route_security::entries(msg),
             outer,
+            outer_signers,
+            outer_headers,
             signed,
             envelope,
             opaque_signed,
@@ -69,6 +82,26 @@ impl<'m> View<'m> {
             .filter(|d| uris.iter().any(|u| u.eq_ignore_ascii_case(&d.uri)))
             .cloned()
             .collect()
+    }
+
+    /// Who signed the outer signature, as the report names them; the
+    /// reason when it does not verify.
+    pub fn outer_signer(&self) -> Option<String> {
+        match self.outer_signers.as_ref()? {
+            Ok(signers) => signers.first().map(|s| s.cert.name()),
+            Err(e) => Some(format!("(does not verify: {e})")),
+        }
+    }
+
+    /// Why the outer signature cannot be trusted: it does not verify, or
+    /// the headers it protects were changed. `None`: it checks (or there
+    /// is none).
+    pub fn outer_problem(&self) -> Option<String> {
+        match (&self.outer_signers, &self.outer_headers) {
+            (Some(Err(e)), _) => Some(e.to_string()),
+            (_, Some(h)) if !h.ok => Some(h.detail.clone()),
+            _ => None,
+        }
     }
 }
 

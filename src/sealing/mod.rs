@@ -127,9 +127,17 @@ pub struct SealedMessage {
     pub content_id: String,
 }
 
-/// The MIME entity that gets encrypted: the message's body headers in
-/// full form (`Content-Type: ...`), a blank line, the body (RFC 3261 §23.4).
-pub fn mime_entity(msg: &Message) -> Result<Vec<u8>, SealError> {
+/// What gets sealed: the message's body headers in full form
+/// (`Content-Type: ...`), a blank line, the body (RFC 3261 §23.4), signed
+/// inside when `spec` says so; and the Content-ID the sealed part will
+/// carry: `<subtype>-<token>@<sender's host>` (the From of a request, the
+/// To of a response). A body that is sealed already is refused, and so
+/// are recipients named twice or relays without a URI.
+fn plaintext(
+    msg: &Message,
+    spec: Option<&SealSpec>,
+    ctx: &mut Context,
+) -> Result<(Zeroizing<Vec<u8>>, String), SealError> {
     if msg.body().is_empty() {
         return Err(SealError::NoBody);
     }
@@ -143,7 +151,24 @@ pub fn mime_entity(msg: &Message) -> Result<Vec<u8>, SealError> {
     if is_pkcs7_mime(&parsed.mime) && !signed {
         return Err(SealError::AlreadySealed(ct.to_owned()));
     }
-    Ok(entity.to_bytes())
+    let label = match parsed.mime.split_once('/') {
+        Some((_, sub)) if sub.len() <= 12 && sub.bytes().all(|b| b.is_ascii_alphanumeric()) => sub,
+        _ => "body",
+    };
+    let mut plain = Zeroizing::new(entity.to_bytes());
+    if let Some(spec) = spec {
+        if let Some(signer) = &spec.signer {
+            plain = Zeroizing::new(sign_entity(&plain, signer, spec.scheme, ctx)?);
+        }
+        check_distinct(spec.peers.iter().chain(&spec.disclose))?;
+        designated(spec)?;
+    }
+    let host = msg
+        .header(msg.sender_header())
+        .and_then(uri_host)
+        .unwrap_or_else(|| "sipseal.invalid".into());
+    let content_id = format!("{label}-{}@{host}", ctx.token(4));
+    Ok((plain, content_id))
 }
 
 fn is_pkcs7_mime(mime: &str) -> bool {
@@ -167,27 +192,9 @@ pub fn seal_message_with(
     cek: Option<&Cek>,
     ctx: &mut Context,
 ) -> Result<SealedMessage, SealError> {
-    let mut entity = Zeroizing::new(mime_entity(msg)?);
-    if let Some(signer) = &spec.signer {
-        entity = Zeroizing::new(sign_entity(&entity, signer, spec.scheme, ctx)?);
-    }
+    let (entity, content_id) = plaintext(msg, Some(spec), ctx)?;
     let mut all: Vec<Recipient> = spec.peers.clone();
     all.extend(spec.disclose.iter().cloned());
-    check_distinct(&all)?;
-    let mut designated = Vec::new();
-    for r in &spec.disclose {
-        let uri = r.uri().ok_or_else(|| SealError::NoUri(r.describe()))?;
-        // A relay reachable by certificate and PSK is still one relay.
-        if !designated.contains(&uri) {
-            designated.push(uri);
-        }
-    }
-    for uri in &spec.designate {
-        if !designated.iter().any(|d| d.eq_ignore_ascii_case(uri)) {
-            designated.push(uri.clone());
-        }
-    }
-    let content_id = content_id(msg, ctx)?;
     let (der, cek) = match cek {
         Some(cek) => (
             envelope::seal_with_cek(&entity, cek, &all, &spec.options, ctx.rng())?,
@@ -200,13 +207,35 @@ pub fn seal_message_with(
     } else {
         EnvelopeKind::EnvelopedData
     };
-    let message = wrap(msg, &der, &designated, spec.access, &content_id, kind);
+    let lines = sealed_headers(&designated(spec)?, spec.access, &content_id, kind);
+    let mut message = msg.clone();
+    message.remove_headers(PROXY_INSPECT_BODY);
+    message.replace_body(&lines, der.clone());
     Ok(SealedMessage {
         message,
         der,
         cek,
         content_id,
     })
+}
+
+/// The relays a `Proxy-Inspect-Body` names: each disclosed relay once (a
+/// relay reachable by certificate and PSK is still one relay), then the
+/// ones designated without a key.
+fn designated(spec: &SealSpec) -> Result<Vec<String>, SealError> {
+    let mut designated = Vec::new();
+    for r in &spec.disclose {
+        let uri = r.uri().ok_or_else(|| SealError::NoUri(r.describe()))?;
+        if !designated.contains(&uri) {
+            designated.push(uri);
+        }
+    }
+    for uri in &spec.designate {
+        if !designated.iter().any(|d| d.eq_ignore_ascii_case(uri)) {
+            designated.push(uri.clone());
+        }
+    }
+    Ok(designated)
 }
 
 /// Seal the body of `msg` under a session key (SPEC §3.2):
@@ -219,20 +248,20 @@ pub fn seal_session(
     key: &SessionKey,
     ctx: &mut Context,
 ) -> Result<SealedMessage, SealError> {
-    let entity = Zeroizing::new(mime_entity(msg)?);
-    let content_id = content_id(msg, ctx)?;
+    let (entity, content_id) = plaintext(msg, None, ctx)?;
     let cipher = ContentCipher::Aes256Gcm;
     let cek = envelope::fresh_cek(cipher, ctx.rng());
     let info = kekri_with_id(&key.reference, &key.kek, &cek)?;
     let der = envelope::seal_infos(&entity, &cek, vec![info], cipher, ctx.rng())?;
-    let message = wrap(
-        msg,
-        &der,
+    let lines = sealed_headers(
         &[],
         Access::Read,
         &content_id,
         EnvelopeKind::AuthEnvelopedData,
     );
+    let mut message = msg.clone();
+    message.remove_headers(PROXY_INSPECT_BODY);
+    message.replace_body(&lines, der.clone());
     Ok(SealedMessage {
         message,
         der,
@@ -241,34 +270,16 @@ pub fn seal_session(
     })
 }
 
-/// A fresh Content-ID for the sealed part: `sdp-<token>@<sender's host>`
-/// (the From of a request, the To of a response).
-fn content_id(msg: &Message, ctx: &mut Context) -> Result<String, SealError> {
-    let ct = parse_content_type(msg.header("Content-Type").unwrap_or_default())?;
-    let label = match ct.mime.split_once('/') {
-        Some((_, sub)) if sub.len() <= 12 && sub.bytes().all(|b| b.is_ascii_alphanumeric()) => sub,
-        _ => "body",
-    };
-    let host = msg
-        .header(if msg.is_request() { "From" } else { "To" })
-        .and_then(uri_host)
-        .unwrap_or_else(|| "sipseal.invalid".into());
-    Ok(format!("{label}-{}@{host}", ctx.token(4)))
-}
-
-/// `msg` with `der` as its body: the plaintext body headers replaced by
-/// the pkcs7-mime ones (at the same place) and one `Proxy-Inspect-Body`
-/// per designated relay; every other header line byte-identical.
-fn wrap(
-    msg: &Message,
-    der: &[u8],
+/// The header lines of a sealed body: one `Proxy-Inspect-Body` per
+/// designated relay, then the pkcs7-mime body headers. They replace the
+/// plaintext body headers at the same place; every other header line
+/// stays byte-identical.
+fn sealed_headers(
     designated: &[String],
     access: Access,
     content_id: &str,
     kind: EnvelopeKind,
-) -> Message {
-    let mut out = msg.clone();
-    out.remove_headers(PROXY_INSPECT_BODY);
+) -> Vec<(String, String)> {
     let mut lines: Vec<(String, String)> = designated
         .iter()
         .map(|uri| {
@@ -295,8 +306,7 @@ fn wrap(
         ("Content-ID".to_owned(), format!("<{content_id}>")),
         ("Content-Transfer-Encoding".to_owned(), "binary".to_owned()),
     ]);
-    out.replace_body(&lines, der.to_vec());
-    out
+    lines
 }
 
 /// Seal `content` again for every recipient of `env` (a relay's edit),
@@ -343,7 +353,8 @@ pub fn reseal<R: CryptoRng + ?Sized>(
     Ok((der, recipients.iter().map(|(r, _)| r.describe()).collect()))
 }
 
-fn check_distinct(all: &[Recipient]) -> Result<(), SealError> {
+fn check_distinct<'a>(all: impl Iterator<Item = &'a Recipient>) -> Result<(), SealError> {
+    let all: Vec<&Recipient> = all.collect();
     for (i, a) in all.iter().enumerate() {
         for b in &all[..i] {
             let same = match (a, b) {

@@ -16,6 +16,7 @@ use sipseal::sip::disclosure::Access;
 use sipseal::state::{FileStore, StateDir};
 use sipseal::ua::trusted_relay_cert;
 use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use crate::error::Error;
 use crate::io::read_message;
@@ -39,6 +40,12 @@ pub struct StateArgs {
     /// flight [default: 32s].
     #[arg(long, value_name = "DURATION", global = true, value_parser = parse_duration)]
     pub grace: Option<time::Duration>,
+}
+
+/// `--now` and `--at`: an RFC 3339 time.
+pub fn parse_now(s: &str) -> Result<OffsetDateTime, String> {
+    OffsetDateTime::parse(s, &Rfc3339)
+        .map_err(|e| format!("not an RFC 3339 time ({e}); give e.g. 2026-01-01T00:00:00Z"))
 }
 
 /// `30s`, `5m`, `12h`, `1h 30m`, or plain seconds.

@@ -3,9 +3,8 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::{
     build, demo, inspect, keys, open, proxy, reencrypt, reply, seal, session, sign, verify,
@@ -42,7 +41,7 @@ pub struct GlobalArgs {
     pub seed: Option<Seed>,
     /// Fix the clock (Date headers, validity checks) at this RFC 3339 time,
     /// e.g. 2026-01-01T00:00:00Z.
-    #[arg(long, global = true, value_name = "RFC3339", value_parser = parse_now)]
+    #[arg(long, global = true, value_name = "RFC3339", value_parser = crate::args::parse_now)]
     pub now: Option<OffsetDateTime>,
 }
 
@@ -57,24 +56,6 @@ fn parse_seed(s: &str) -> Result<Seed, String> {
         return Err("empty seed; give at least one byte, e.g. --seed 01".into());
     }
     Ok(Seed(bytes))
-}
-
-/// `--now` and `--at`: an RFC 3339 time.
-pub fn parse_now(s: &str) -> Result<OffsetDateTime, String> {
-    OffsetDateTime::parse(s, &Rfc3339)
-        .map_err(|e| format!("not an RFC 3339 time ({e}); give e.g. 2026-01-01T00:00:00Z"))
-}
-
-/// Report formats.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// For people.
-    #[default]
-    Text,
-    /// For programs.
-    Json,
-    /// For people and programs.
-    Yaml,
 }
 
 /// The commands.

@@ -10,8 +10,8 @@ use sipseal::keys::Cert;
 use sipseal::sealing::SealedInput;
 
 use crate::args::KeyArgs;
-use crate::cli::Format;
 use crate::error::{Error, Exit};
+use crate::io::Format;
 use crate::io::{read_sealed_input, render, write_output};
 
 /// `inspect` arguments.

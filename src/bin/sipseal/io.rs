@@ -3,12 +3,25 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use clap::ValueEnum;
+
 use sipseal::fsio::write_atomic;
 use sipseal::sealing::{DetectError, SealedInput, detect};
 use sipseal::sip::Message;
 
-use crate::cli::Format;
 use crate::error::Error;
+
+/// Report formats.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// For people.
+    #[default]
+    Text,
+    /// For programs.
+    Json,
+    /// For people and programs.
+    Yaml,
+}
 
 /// An input named on the command line: a path, or `-` for standard input.
 pub fn read_input(input: &Path) -> Result<Vec<u8>, Error> {

@@ -19,8 +19,8 @@ use sipseal::sip::Message;
 use sipseal::state::PinholeStore;
 
 use crate::args::{StateArgs, load_identity};
-use crate::cli::Format;
 use crate::error::{Error, Exit};
+use crate::io::Format;
 use crate::io::{display_name, read_message, render, write_file, write_output};
 
 /// What every relay command takes: the message, this relay's keys, its

@@ -9,8 +9,8 @@ use sipseal::session::{Entry, Role, Sessions};
 use sipseal::state::SessionStore;
 
 use crate::args::StateArgs;
-use crate::cli::Format;
 use crate::error::{Error, Exit};
+use crate::io::Format;
 use crate::io::{render, write_output};
 
 /// `session` subcommands.

@@ -13,8 +13,9 @@ use sipseal::sip::route_security::MAX_LEVEL;
 use sipseal::verify::{VerifyOptions, VerifyReport, verify_cms, verify_message};
 
 use crate::args::KeyArgs;
-use crate::cli::{Format, parse_now};
+use crate::args::parse_now;
 use crate::error::{Error, Exit};
+use crate::io::Format;
 use crate::io::{read_input, read_sealed_input, render, write_output};
 
 /// `verify` arguments.

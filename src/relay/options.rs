@@ -1,0 +1,221 @@
+//! What a relay step is given (its keys, how it runs) and what can stop it.
+
+use crate::envelope::{EnvelopeError, RecipientKey};
+use crate::error::ErrorClass;
+use crate::keys::{Cert, Identity, Psk};
+use crate::sdp::{SdpEdit, SdpError};
+use crate::sealing::{SealError, SealSpec};
+use crate::session::Policy;
+use crate::signing::SigningError;
+use crate::sip::compose::ComposeError;
+use crate::sip::headers::uri_host;
+use crate::sip::{HeaderError, Message};
+use crate::state::StoreError;
+
+use super::path::PathOptions;
+
+/// Problems that stop a relay without a SIP answer.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// A header the relay needs does not parse.
+    #[error(transparent)]
+    Header(#[from] HeaderError),
+    /// The answer could not be built.
+    #[error(transparent)]
+    Compose(#[from] ComposeError),
+    /// The body could not be opened.
+    #[error("cannot open the body: {0}")]
+    Open(SealError),
+    /// The body could not be sealed for the next hop.
+    #[error("cannot seal for the next hop: {0}")]
+    Seal(SealError),
+    /// A response with no Via to take off.
+    #[error("a response without a Via to remove")]
+    NoVia,
+    /// This relay may not edit or re-seal the body.
+    #[error("edit refused: {0}")]
+    EditRefused(String),
+    /// The edits do not apply to the SDP.
+    #[error("cannot edit the SDP: {0}")]
+    Edit(SdpError),
+    /// The content to edit is not text.
+    #[error("cannot edit the SDP: the SDP is not UTF-8")]
+    NotUtf8,
+    /// The body could not be sealed again after an edit.
+    #[error("cannot re-seal after the edit: {0}")]
+    Reseal(EnvelopeError),
+    /// A signature that does not verify.
+    #[error("{0}")]
+    Signature(String),
+    /// A signature that cannot be read or made.
+    #[error(transparent)]
+    Signing(#[from] SigningError),
+    /// Pinholes are kept per call: the message needs a Call-ID.
+    #[error("{0}")]
+    NoCallId(HeaderError),
+    /// The session or pinhole store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl RelayError {
+    /// What kind of failure it is: keys or recipients this relay lacks
+    /// are configuration, a body not addressed to it is "not for me",
+    /// anything about the message failed.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            RelayError::Open(SealError::Envelope(e)) | RelayError::Reseal(e) => e.class(),
+            RelayError::Seal(
+                SealError::NoUri(_)
+                | SealError::Duplicate(_)
+                | SealError::Envelope(EnvelopeError::Recipient(_) | EnvelopeError::Key(_)),
+            )
+            | RelayError::NoCallId(_) => ErrorClass::Config,
+            RelayError::Store(e) => e.class(),
+            _ => ErrorClass::Failed,
+        }
+    }
+
+    /// The status a server answers the request with, when the relay could
+    /// answer at all: a header it cannot read makes a 400.
+    pub fn sip_status(&self) -> Option<u16> {
+        match self {
+            RelayError::Header(e) => Some(e.sip_status()),
+            _ => None,
+        }
+    }
+}
+
+/// How `proxy` runs.
+#[derive(Debug, Clone, Default)]
+pub struct ProxyOptions {
+    /// Open whenever a RecipientInfo is addressed to this relay, designated or not.
+    pub trial: bool,
+    /// Answer 496 when there is a sealed body this relay cannot open, designated or not.
+    pub require_disclosure: bool,
+    /// Keep this relay's own `Proxy-Inspect-Body` entry when forwarding.
+    pub keep_designation: bool,
+    /// Add `Record-Route: <sip:HOST;lr>` to dialog-creating requests, so the
+    /// dialog's later requests (and the BYE that closes the pinholes) pass here.
+    pub record_route: bool,
+}
+
+/// How `reencrypt` runs.
+#[derive(Debug, Clone, Default)]
+pub struct ReencryptOptions {
+    /// The next hop's recipients, designations and cipher.
+    pub spec: SealSpec,
+    /// Seal under the CEK that opened the input (so the session key derived
+    /// from it stays the same end to end); the input's cipher then applies.
+    pub keep_cek: bool,
+}
+
+/// Which relay step.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// Open if designated, report, forward the sealed body as it is (an
+    /// edit re-seals for the same recipients).
+    Proxy(ProxyOptions),
+    /// Open, optionally edit, and seal again for the next hop.
+    Reencrypt(ReencryptOptions),
+}
+
+/// How the relay runs.
+#[derive(Debug, Clone)]
+pub struct RelayOptions {
+    /// This relay's Via sent-by (`HOST[:PORT]`); default: its URI's host.
+    pub via: Option<String>,
+    /// SDP edits (media relay); `proxy` allows them only with `access=modify`.
+    pub edits: Vec<SdpEdit>,
+    /// Route-Security, imposture check, policy, required signatures.
+    pub path: PathOptions,
+    /// `proxy` or `reencrypt`.
+    pub mode: Mode,
+    /// Session key lifetimes for what this relay records.
+    pub sessions: Policy,
+}
+
+impl Default for RelayOptions {
+    fn default() -> Self {
+        RelayOptions {
+            via: None,
+            edits: Vec::new(),
+            path: PathOptions::default(),
+            mode: Mode::Proxy(ProxyOptions::default()),
+            sessions: Policy::default(),
+        }
+    }
+}
+
+/// This relay's key material.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayKeys<'a> {
+    /// Its identity (certificate + lazily read private key).
+    pub identity: &'a Identity,
+    /// PSKs it shares with user agents.
+    pub psks: &'a [Psk],
+    /// Certificates of the parties it may re-seal for after an edit.
+    pub certs: &'a [Cert],
+}
+
+impl RelayKeys<'_> {
+    /// Its name: the store it keeps its sessions and pinholes under.
+    pub fn name(&self) -> String {
+        self.identity.cert.name()
+    }
+
+    /// Every URI that names this relay: the certificate's, and each PSK's.
+    pub fn uris(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.identity.cert.uri().into_iter().collect();
+        for p in self.psks {
+            if let Some(u) = &p.uri
+                && !out.contains(u)
+            {
+                out.push(u.clone());
+            }
+        }
+        out
+    }
+
+    /// The host of its certificate's SAN URI (Via sent-by, Warning agent).
+    pub fn host(&self) -> String {
+        self.identity
+            .cert
+            .uri()
+            .and_then(|u| uri_host(&u))
+            .unwrap_or_else(|| "sipseal.invalid".into())
+    }
+
+    /// Its Via sent-by (also its Route-Security address): `via`, else its host.
+    pub fn sent_by(&self, via: Option<&str>) -> String {
+        via.map_or_else(|| self.host(), str::to_owned)
+    }
+
+    /// The keys it opens with: PSKs first (no private-key operation), then its identity.
+    pub(super) fn recipient_keys(&self) -> Vec<RecipientKey<'_>> {
+        let mut keys: Vec<RecipientKey<'_>> = self.psks.iter().map(RecipientKey::Psk).collect();
+        keys.push(RecipientKey::Rsa {
+            cert: &self.identity.cert,
+            key: self.identity,
+        });
+        keys
+    }
+}
+
+/// What the relay does with the message.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Forward this message.
+    Forward(Message),
+    /// Answer with this response instead.
+    Respond(Message),
+}
+
+impl Outcome {
+    /// The message to send, either way.
+    pub fn message(&self) -> &Message {
+        match self {
+            Outcome::Forward(m) | Outcome::Respond(m) => m,
+        }
+    }
+}
