@@ -26,11 +26,15 @@ pub struct HeaderLine {
 /// One media stream of an SDP.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MediaSummary {
+    /// `audio`, `video`, ...
     pub media: String,
+    /// The `m=` port.
     pub port: u16,
+    /// The `m=` transport (`RTP/AVP`, ...).
     pub protocol: String,
     /// The effective connection address (media-level, else session-level).
     pub address: Option<String>,
+    /// Whether RTP and RTCP share the port (`a=rtcp-mux`).
     pub rtcp_mux: bool,
     /// SRTP crypto suites offered (`a=crypto`); keys are not shown here.
     pub crypto_suites: Vec<String>,
@@ -41,6 +45,7 @@ pub struct MediaSummary {
 pub struct SdpSummary {
     /// Every distinct connection address, in order of appearance.
     pub connection_addresses: Vec<String>,
+    /// Each media stream, in `m=` order.
     pub media: Vec<MediaSummary>,
 }
 
@@ -81,11 +86,14 @@ impl From<&Sdp> for SdpSummary {
 /// One body part.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PartReport {
+    /// The Content-Type, as written.
     pub content_type: Option<String>,
+    /// Its header lines.
     pub headers: Vec<HeaderLine>,
     /// Content bytes (0 for a multipart; see `parts`).
     pub length: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// What an `application/sdp` part says about the media.
     pub sdp: Option<SdpSummary>,
     /// Why an `application/sdp` part could not be read.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -101,6 +109,7 @@ pub struct PartReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signed: Option<SignedSummary>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// The parts of a multipart.
     pub parts: Vec<PartReport>,
 }
 
@@ -134,9 +143,12 @@ fn signed_summary(der: &[u8]) -> SignedSummary {
 /// One `Proxy-Inspect-Body` entry checked against the envelope.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DesignationReport {
+    /// The relay's URI.
     pub uri: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The Content-ID of the part it may open.
     pub cid: Option<String>,
+    /// What it may do.
     pub access: Access,
     /// The RecipientInfo of a known certificate or PSK with this URI.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -172,17 +184,23 @@ pub struct Known<'a> {
 pub struct Report {
     /// `request` or `response`.
     pub kind: &'static str,
+    /// The start line as written.
     pub start_line: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The method of a request.
     pub method: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The Request-URI of a request.
     pub request_uri: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The status code of a response.
     pub status: Option<u16>,
+    /// Every header line, in order.
     pub headers: Vec<HeaderLine>,
     /// Content-Length as carried (the body's byte count).
     pub body_length: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The body, when there is one.
     pub body: Option<PartReport>,
     /// `Proxy-Inspect-Body` entries, checked against the recipients.
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -48,22 +48,47 @@ pub use identity::{Cert, Identity};
 /// Problems with key material.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
+    /// A key or certificate file that cannot be read.
     #[error("cannot read {path}: {source}")]
     Read {
+        /// The file.
         path: PathBuf,
+        /// What the system said.
         source: std::io::Error,
     },
+    /// Generated key material that cannot be written.
     #[error("cannot write {path}: {source}")]
     Write {
+        /// The file.
         path: PathBuf,
+        /// What the system said.
         source: std::io::Error,
     },
+    /// A PSK file that does not read as one.
     #[error("{path} is not a PSK file: {reason}")]
-    BadPsk { path: PathBuf, reason: String },
+    BadPsk {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A certificate that cannot be used.
     #[error("{path}: unusable certificate: {reason}")]
-    BadCert { path: PathBuf, reason: String },
+    BadCert {
+        /// Where it came from.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An identity (key + certificate) that cannot be used.
     #[error("{path}: unusable identity: {reason}")]
-    BadIdentity { path: PathBuf, reason: String },
+    BadIdentity {
+        /// The identity directory or key file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Generating key material failed.
     #[error("key generation failed: {0}")]
     Generate(String),
 }
@@ -247,7 +272,9 @@ impl BuilderProfile for DemoProfile {
 
 /// A key pair with its certificate, PEM-encoded.
 pub struct Issued {
+    /// The private key, PKCS#8 PEM.
     pub key_pem: String,
+    /// The certificate, PEM.
     pub cert_pem: String,
     key: RsaPrivateKey,
     cert: Certificate,

@@ -15,12 +15,16 @@ const MAX_DEPTH: usize = 8;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MimeError {
     #[error(transparent)]
+    /// A Content-Type that does not parse.
     Header(#[from] HeaderError),
     #[error("multipart body without a boundary parameter")]
+    /// A multipart without its boundary.
     NoBoundary,
     #[error("malformed multipart body: {0}")]
+    /// Parts that mailparse cannot split.
     Multipart(String),
     #[error("multipart nesting deeper than {MAX_DEPTH} levels")]
+    /// Parts nested too deep.
     TooDeep,
 }
 

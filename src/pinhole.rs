@@ -31,7 +31,9 @@ pub const TABLE: &str = "inet sipseal";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Side {
+    /// The offer's SDP.
     Offer,
+    /// The answer's SDP.
     Answer,
 }
 
@@ -39,7 +41,9 @@ pub enum Side {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Component {
+    /// The media itself.
     Rtp,
+    /// Its control channel (RFC 3550).
     Rtcp,
 }
 
@@ -48,14 +52,19 @@ pub enum Component {
 pub struct Pinhole {
     /// `media4` or `media6`.
     pub set: String,
+    /// Where media may go.
     pub address: IpAddr,
     /// `udp` or `tcp`.
     pub protocol: String,
+    /// The destination port.
     pub port: u16,
     /// Index of the `m=` line.
     pub stream: usize,
+    /// `audio`, `video`, ...
     pub media: String,
+    /// RTP or RTCP.
     pub component: Component,
+    /// The SDP it comes from.
     pub side: Side,
 }
 
@@ -76,13 +85,16 @@ pub struct Exchange {
     pub cseq: u32,
     /// Whether the offer came in a request (else a response: late offer).
     pub offer_in_request: bool,
+    /// The offer's streams.
     pub offer: Vec<Stream>,
+    /// The answer's streams, once it came.
     pub answer: Option<Vec<Stream>>,
 }
 
 /// What is kept per call between invocations.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallState {
+    /// The call.
     pub call_id: String,
     /// The latest exchange.
     pub current: Option<Exchange>,
@@ -96,10 +108,13 @@ pub struct CallState {
 /// The message a step sees.
 #[derive(Debug, Clone)]
 pub struct Seen {
+    /// Whether the message is a request.
     pub is_request: bool,
     /// The request method, or the CSeq method of a response.
     pub method: String,
+    /// Its CSeq number.
     pub cseq: u32,
+    /// The status code of a response.
     pub status: Option<u16>,
     /// The SDP's streams, when the message carried one that could be read.
     pub streams: Option<Vec<Stream>>,
@@ -127,13 +142,17 @@ impl Seen {
 /// What one step changes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Changes {
+    /// The call.
     pub call_id: String,
     /// Short tag of the Call-ID used in element comments and state file names.
     pub call_tag: String,
     /// `offer`, `offer-answer`, `ended`, or `unchanged`.
     pub state: &'static str,
+    /// The nftables table the sets are in.
     pub table: &'static str,
+    /// Elements to delete.
     pub delete: Vec<Pinhole>,
+    /// Elements to add.
     pub add: Vec<Pinhole>,
     /// Streams that got no pinhole, and why.
     #[serde(skip_serializing_if = "Vec::is_empty")]

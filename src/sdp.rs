@@ -7,30 +7,40 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("SDP line {line}: {reason}")]
 pub struct SdpError {
+    /// The 1-based line (0: the edit, not a line).
     pub line: usize,
+    /// What is wrong.
     pub reason: String,
 }
 
 /// `c=<nettype> <addrtype> <connection-address>`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Connection {
+    /// `IN`.
     pub net_type: String,
+    /// `IP4` or `IP6`.
     pub addr_type: String,
+    /// The address (with `/TTL` for multicast).
     pub address: String,
 }
 
 /// `a=crypto:<tag> <crypto-suite> <key-params> [<session-params>]`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Crypto {
+    /// The tag that names it in the answer.
     pub tag: String,
+    /// The crypto suite.
     pub suite: String,
+    /// The key parameters (`inline:...`).
     pub key_params: String,
 }
 
 /// `a=rtcp:<port> [<nettype> <addrtype> <address>]`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Rtcp {
+    /// The RTCP port.
     pub port: u16,
+    /// The RTCP address, when given.
     pub address: Option<String>,
 }
 
@@ -39,15 +49,21 @@ pub struct Rtcp {
 pub struct Media {
     /// `audio`, `video`, ...
     pub kind: String,
+    /// The port (0: rejected or disabled).
     pub port: u16,
+    /// The number of ports, when given (`port/count`).
     pub port_count: Option<u16>,
     /// `RTP/AVP`, `RTP/SAVP`, ...
     pub proto: String,
+    /// The payload formats.
     pub formats: Vec<String>,
     /// The media-level `c=`, or else the session-level one.
     pub connection: Option<Connection>,
+    /// Whether `a=rtcp-mux` is present.
     pub rtcp_mux: bool,
+    /// `a=rtcp`, when present.
     pub rtcp: Option<Rtcp>,
+    /// The SRTP keys offered (`a=crypto`).
     pub crypto: Vec<Crypto>,
     /// `sendrecv`, `sendonly`, `recvonly` or `inactive` (default sendrecv).
     pub direction: String,
@@ -62,6 +78,7 @@ pub struct Sdp {
     pub session_name: Option<String>,
     /// Session-level `c=`.
     pub connection: Option<Connection>,
+    /// The media sections, in order.
     pub media: Vec<Media>,
 }
 
@@ -275,7 +292,12 @@ pub enum SdpEdit {
     /// Rewrite the address of every `c=` line (session and media level).
     Connection(String),
     /// Set the port of one media stream: by index, or the first of a kind.
-    Port { stream: StreamRef, port: u16 },
+    Port {
+        /// Which stream.
+        stream: StreamRef,
+        /// The new port.
+        port: u16,
+    },
 }
 
 /// Which media stream an edit means.

@@ -58,18 +58,25 @@ pub const ORIGINAL_DESIGNATION: &str = "Original-Proxy-Inspect-Body";
 #[derive(Debug, thiserror::Error)]
 pub enum SigningError {
     #[error("the message has no body to sign")]
+    /// There is no body to sign.
     NoBody,
     #[error("the message is already signed (multipart/signed)")]
+    /// The body is signed already.
     AlreadySigned,
     #[error("the message has no {0} header to protect")]
+    /// A header the signature protects is missing.
     Missing(&'static str),
     #[error(transparent)]
+    /// A header that does not parse.
     Header(#[from] HeaderError),
     #[error("the body is not well-formed MIME: {0}")]
+    /// The body is not well-formed MIME.
     Mime(#[from] MimeError),
     #[error("malformed multipart/signed body: {0}")]
+    /// A multipart/signed that is not a signed entity and a signature.
     Malformed(String),
     #[error(transparent)]
+    /// The SignedData cannot be made or read.
     Signature(#[from] SignatureError),
 }
 

@@ -28,6 +28,7 @@
 //! additional authenticated data (RFC 5083 §2.2).
 
 pub mod content;
+pub mod kekri;
 pub mod recipient;
 pub mod signed;
 
@@ -185,7 +186,7 @@ pub fn seal_for<R: CryptoRng + ?Sized>(
         .iter()
         .map(|(r, padding)| match r {
             Recipient::Cert(c) => recipient::ktri_for(c, *padding, cek, rng),
-            Recipient::Psk(p) => recipient::kekri_for(p, cek),
+            Recipient::Psk(p) => kekri::kekri_for(p, cek),
         })
         .collect::<Result<Vec<_>, _>>()?;
     seal_infos(content, cek, infos, cipher, rng)
@@ -497,17 +498,28 @@ impl Envelope {
 /// An envelope described for people and programs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EnvelopeInfo {
+    /// AuthEnvelopedData or EnvelopedData.
     pub content_type: EnvelopeKind,
+    /// The CMSVersion number.
     pub version: u8,
+    /// The content cipher (`aes256-gcm`, ...).
     pub cipher: &'static str,
+    /// Length of the GCM nonce or CBC IV.
     pub iv_length: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Length of the GCM tag (AuthEnvelopedData only).
     pub tag_length: Option<u8>,
+    /// Length of the encrypted content.
     pub encrypted_length: usize,
+    /// The type of what is encrypted (id-data for a MIME entity).
     pub encrypted_content_type: String,
+    /// Whether originatorInfo is present.
     pub originator_info: bool,
+    /// Number of authenticated attributes.
     pub auth_attributes: usize,
+    /// Number of unauthenticated or unprotected attributes.
     pub unauth_attributes: usize,
+    /// Each RecipientInfo, in order.
     pub recipients: Vec<RecipientSummary>,
 }
 
@@ -518,6 +530,7 @@ pub struct RecipientSummary {
     pub index: usize,
     /// ktri, kari, kekri, pwri or ori.
     pub kind: &'static str,
+    /// Its CMSVersion number.
     pub version: u8,
     /// KTRI: `ski:HEX` or `issuer=DN serial=HEX`.
     #[serde(skip_serializing_if = "Option::is_none")]

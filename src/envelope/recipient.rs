@@ -24,18 +24,17 @@
 //!   pSourceAlgorithm   [2] PSourceAlgorithm  DEFAULT pSpecifiedEmpty }
 //! ```
 //!
+//! Key wrap with a pre-shared key (KEKRI) is in [`super::kekri`].
+//!
 //! Choosing a RecipientInfo ([`RecipientKey::matches`]) looks only at
 //! identifiers, never at a private key; the private key is used once, for
 //! the chosen RecipientInfo.
 
-use aes_kw::{KeyInit, KwAes128, KwAes192, KwAes256};
 use cms::cert::IssuerAndSerialNumber;
 use cms::content_info::CmsVersion;
-use cms::enveloped_data::{
-    KekIdentifier, KekRecipientInfo, KeyTransRecipientInfo, RecipientIdentifier, RecipientInfo,
-};
+use cms::enveloped_data::{KeyTransRecipientInfo, RecipientIdentifier, RecipientInfo};
 use const_oid::ObjectIdentifier;
-use const_oid::db::{rfc5911, rfc5912};
+use const_oid::db::rfc5912;
 use der::asn1::{Null, OctetString};
 use der::{Any, Decode, Encode, Sequence};
 use rand::CryptoRng;
@@ -48,6 +47,7 @@ use x509_cert::spki::AlgorithmIdentifierOwned;
 use zeroize::Zeroizing;
 
 use super::EnvelopeError;
+use super::kekri::kek_unwrap;
 use crate::keys::{Cert, Identity, KeyError, Psk};
 
 /// RSA key-transport padding for new KeyTransRecipientInfos.
@@ -66,10 +66,15 @@ pub enum RsaPadding {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum OaepHash {
+    /// SHA-1 (the RFC 8017 default).
     Sha1,
+    /// SHA-224.
     Sha224,
+    /// SHA-256.
     Sha256,
+    /// SHA-384.
     Sha384,
+    /// SHA-512.
     Sha512,
 }
 
@@ -115,12 +120,15 @@ pub enum KeyTransportScheme {
     Pkcs1v15,
     /// RSAES-OAEP with these parameters.
     Oaep {
+        /// The hash of the OAEP encoding.
         hash: OaepHash,
+        /// The hash of MGF1.
         mgf1_hash: OaepHash,
         #[serde(
             skip_serializing_if = "Vec::is_empty",
             serialize_with = "super::ser_hex"
         )]
+        /// The OAEP label (`pSourceAlgorithm`), empty by default.
         label: Vec<u8>,
     },
 }
@@ -419,7 +427,9 @@ impl KeyTransportKey for RsaPrivateKey {
 pub enum RecipientKey<'a> {
     /// A certificate and the private key that belongs to it.
     Rsa {
+        /// The certificate the RecipientInfo names.
         cert: &'a Cert,
+        /// Its private key (used only once a RecipientInfo names the certificate).
         key: &'a dyn KeyTransportKey,
     },
     /// A pre-shared key-encryption key.
@@ -533,88 +543,6 @@ fn rid_matches(rid: &RecipientIdentifier, cert: &Cert) -> bool {
     }
 }
 
-/// The AES key-wrap algorithm for a KEK of this length.
-fn kek_wrap_oid(kek_len: usize) -> Option<ObjectIdentifier> {
-    match kek_len {
-        16 => Some(rfc5911::ID_AES_128_WRAP),
-        24 => Some(rfc5911::ID_AES_192_WRAP),
-        32 => Some(rfc5911::ID_AES_256_WRAP),
-        _ => None,
-    }
-}
-
-/// Wrap `cek` under `kek` (RFC 3394).
-pub fn kek_wrap(
-    kek: &[u8],
-    cek: &[u8],
-) -> Result<(AlgorithmIdentifierOwned, Vec<u8>), EnvelopeError> {
-    let oid = kek_wrap_oid(kek.len())
-        .ok_or_else(|| EnvelopeError::Encode(format!("a {}-byte KEK", kek.len())))?;
-    let mut buf = vec![0u8; cek.len() + 8];
-    let fail = |e: aes_kw::Error| EnvelopeError::Encode(format!("AES key wrap: {e}"));
-    let len = match kek.len() {
-        16 => KwAes128::new_from_slice(kek)
-            .map_err(|_| EnvelopeError::Encode("KEK".into()))?
-            .wrap_key(cek, &mut buf)
-            .map_err(fail)?
-            .len(),
-        24 => KwAes192::new_from_slice(kek)
-            .map_err(|_| EnvelopeError::Encode("KEK".into()))?
-            .wrap_key(cek, &mut buf)
-            .map_err(fail)?
-            .len(),
-        _ => KwAes256::new_from_slice(kek)
-            .map_err(|_| EnvelopeError::Encode("KEK".into()))?
-            .wrap_key(cek, &mut buf)
-            .map_err(fail)?
-            .len(),
-    };
-    buf.truncate(len);
-    // RFC 3565 §2.3.2: the key-wrap AlgorithmIdentifier has absent parameters.
-    Ok((
-        AlgorithmIdentifierOwned {
-            oid,
-            parameters: None,
-        },
-        buf,
-    ))
-}
-
-/// Unwrap; `Ok(None)` when the integrity check fails, `Err` when the
-/// algorithm does not fit the key (a configuration problem, not a secret).
-fn kek_unwrap(
-    alg: &AlgorithmIdentifierOwned,
-    kek: &[u8],
-    wrapped: &[u8],
-) -> Result<Option<Zeroizing<Vec<u8>>>, EnvelopeError> {
-    if kek_wrap_oid(kek.len()) != Some(alg.oid) {
-        return Err(EnvelopeError::Unsupported(format!(
-            "key wrap {} with a {}-byte pre-shared key",
-            super::oid_name(&alg.oid),
-            kek.len()
-        )));
-    }
-    if wrapped.len() < 16 || !wrapped.len().is_multiple_of(8) {
-        return Ok(None);
-    }
-    let mut buf = Zeroizing::new(vec![0u8; wrapped.len() - 8]);
-    let ok = match kek.len() {
-        16 => KwAes128::new_from_slice(kek)
-            .ok()
-            .and_then(|k| k.unwrap_key(wrapped, &mut buf).ok().map(|s| s.len())),
-        24 => KwAes192::new_from_slice(kek)
-            .ok()
-            .and_then(|k| k.unwrap_key(wrapped, &mut buf).ok().map(|s| s.len())),
-        _ => KwAes256::new_from_slice(kek)
-            .ok()
-            .and_then(|k| k.unwrap_key(wrapped, &mut buf).ok().map(|s| s.len())),
-    };
-    Ok(ok.map(|len| {
-        buf.truncate(len);
-        buf
-    }))
-}
-
 /// Build the RecipientInfo for a certificate.
 pub fn ktri_for<R: CryptoRng + ?Sized>(
     cert: &Cert,
@@ -651,27 +579,6 @@ pub fn ktri_for<R: CryptoRng + ?Sized>(
         rid,
         key_enc_alg: scheme.algorithm()?,
         enc_key: OctetString::new(encrypted).map_err(enc)?,
-    }))
-}
-
-/// Build the RecipientInfo for a pre-shared key.
-pub fn kekri_for(psk: &Psk, cek: &[u8]) -> Result<RecipientInfo, EnvelopeError> {
-    kekri_with_id(psk.id.as_bytes(), &psk.key, cek)
-}
-
-/// A KEKRecipientInfo with an arbitrary key identifier (PSK id or session reference).
-pub fn kekri_with_id(id: &[u8], kek: &[u8], cek: &[u8]) -> Result<RecipientInfo, EnvelopeError> {
-    let enc = |e: der::Error| EnvelopeError::Encode(e.to_string());
-    let (alg, wrapped) = kek_wrap(kek, cek)?;
-    Ok(RecipientInfo::Kekri(KekRecipientInfo {
-        version: CmsVersion::V4,
-        kek_id: KekIdentifier {
-            kek_identifier: OctetString::new(id.to_vec()).map_err(enc)?,
-            date: None,
-            other: None,
-        },
-        key_enc_alg: alg,
-        encrypted_key: OctetString::new(wrapped).map_err(enc)?,
     }))
 }
 
@@ -722,20 +629,5 @@ mod tests {
         assert!(der.windows(2).any(|w| w == [0xa0, 0x0d]));
         assert!(der.windows(2).any(|w| w == [0xa1, 0x1a]));
         assert!(!der.contains(&0xa2));
-    }
-
-    #[test]
-    fn key_wrap_round_trip_and_tamper() {
-        for len in [16, 24, 32] {
-            let kek = vec![3u8; len];
-            let (alg, wrapped) = kek_wrap(&kek, &[5u8; 32]).unwrap();
-            assert_eq!(
-                &kek_unwrap(&alg, &kek, &wrapped).unwrap().unwrap()[..],
-                &[5u8; 32]
-            );
-            let mut bad = wrapped.clone();
-            bad[3] ^= 0x40;
-            assert!(kek_unwrap(&alg, &kek, &bad).unwrap().is_none());
-        }
     }
 }

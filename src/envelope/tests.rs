@@ -360,7 +360,7 @@ fn auth_attrs_are_authenticated_as_rfc_5083_says() {
         let aed = AuthEnvelopedData {
             version: CmsVersion::V0,
             originator_info: None,
-            recip_infos: vec![recipient::kekri_for(&psk, &cek).unwrap()]
+            recip_infos: vec![super::kekri::kekri_for(&psk, &cek).unwrap()]
                 .try_into()
                 .unwrap(),
             auth_encrypted_content_info: EncryptedContentInfo {

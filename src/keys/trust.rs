@@ -22,21 +22,46 @@ const SHA512_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.
 /// Why a certificate is not trusted.
 #[derive(Debug, thiserror::Error)]
 pub enum TrustError {
+    /// Not valid at the time asked about.
     #[error("{cert} is not valid at {now} (valid {not_before} to {not_after})")]
     Expired {
+        /// The certificate.
         cert: String,
+        /// The time asked about.
         now: String,
+        /// Its notBefore.
         not_before: String,
+        /// Its notAfter.
         not_after: String,
     },
+    /// Issued by a CA that is not a trust anchor.
     #[error("{cert} was issued by {issuer}, which is not among the trust anchors")]
-    UnknownIssuer { cert: String, issuer: String },
+    UnknownIssuer {
+        /// The certificate.
+        cert: String,
+        /// Its issuer.
+        issuer: String,
+    },
+    /// The issuer's signature on it does not verify.
     #[error("{cert}: the signature of {issuer} does not verify")]
-    BadSignature { cert: String, issuer: String },
+    BadSignature {
+        /// The certificate.
+        cert: String,
+        /// Its issuer.
+        issuer: String,
+    },
+    /// Signed with an algorithm sipseal does not verify.
     #[error("{cert}: unsupported signature algorithm {oid}")]
-    Unsupported { cert: String, oid: String },
+    Unsupported {
+        /// The certificate.
+        cert: String,
+        /// The algorithm.
+        oid: String,
+    },
+    /// Its KeyUsage does not allow signatures.
     #[error("{0}: key usage does not allow signatures (no digitalSignature or nonRepudiation)")]
     KeyUsage(String),
+    /// Its ExtendedKeyUsage does not allow S/MIME.
     #[error("{0}: extended key usage does not include emailProtection (S/MIME)")]
     ExtendedKeyUsage(String),
 }

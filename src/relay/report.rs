@@ -31,16 +31,22 @@ pub enum Decision {
 /// One media stream as a relay needs it (pinholes, recording).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StreamReport {
+    /// `audio`, `video`, ...
     pub media: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The connection address (media level, else session level).
     pub address: Option<String>,
+    /// The RTP port.
     pub port: u16,
+    /// The `m=` transport.
     pub protocol: String,
+    /// Whether RTCP shares the RTP port (`a=rtcp-mux`).
     pub rtcp_mux: bool,
     /// Where RTCP goes: `a=rtcp`, else port+1 (none with rtcp-mux or port 0).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rtcp_port: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Where RTCP goes, when `a=rtcp` names another address.
     pub rtcp_address: Option<String>,
 }
 
@@ -64,8 +70,11 @@ impl From<Stream> for StreamReport {
 pub struct SrtpKey {
     /// Index of the media stream.
     pub stream: usize,
+    /// `audio`, `video`, ...
     pub media: String,
+    /// The `a=crypto` tag.
     pub tag: String,
+    /// The crypto suite (`AES_CM_128_HMAC_SHA1_80`, ...).
     pub suite: String,
     /// The key parameters as written (`inline:...`).
     pub key_params: String,
@@ -80,16 +89,20 @@ pub struct RelayReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The status code of a response.
     pub status: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The Call-ID.
     pub call_id: Option<String>,
     /// This relay's URI(s).
     pub relay: Vec<String>,
+    /// Why the relay opened the body, or did not.
     pub decision: Decision,
     /// Who designated this relay (the From party of the sealed request).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub designated_by: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// What the designation allows.
     pub access: Option<Access>,
     /// Whether the body was opened.
     pub opened: bool,
@@ -103,8 +116,10 @@ pub struct RelayReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sdp: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// The media streams of the SDP read.
     pub streams: Vec<StreamReport>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// The SRTP keys of the SDP read.
     pub srtp_keys: Vec<SrtpKey>,
     /// Whether this relay edited the SDP.
     pub edited: bool,

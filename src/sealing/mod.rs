@@ -12,7 +12,7 @@ use rand::CryptoRng;
 use zeroize::Zeroizing;
 
 use crate::context::Context;
-use crate::envelope::recipient::kekri_with_id;
+use crate::envelope::kekri::kekri_with_id;
 use crate::envelope::recipient::{KeyTransportScheme, addressed_to_cert, addressed_to_kek};
 use crate::envelope::signed::{SignatureError, SignatureScheme};
 use crate::envelope::{
@@ -39,28 +39,45 @@ pub use open::{
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
     #[error("the message has no body to seal")]
+    /// There is no body.
     NoBody,
     #[error("the message has a body but no Content-Type")]
+    /// A body without a Content-Type.
     NoContentType,
     #[error("the body is already sealed ({0})")]
+    /// The body is sealed already.
     AlreadySealed(String),
     #[error("the body is not sealed: Content-Type is {0}, not application/pkcs7-mime")]
+    /// The body is not sealed.
     NotSealed(String),
     #[error("{0} has no SIP URI to name it in Proxy-Inspect-Body")]
+    /// A relay without a URI to designate it by.
     NoUri(String),
     #[error("{0} is given twice")]
+    /// A recipient named twice.
     Duplicate(String),
     #[error(transparent)]
+    /// A header that does not parse.
     Header(#[from] HeaderError),
     #[error("the input is neither a SIP message, a MIME entity, nor CMS (DER or PEM): {0}")]
+    /// An input of no kind sipseal reads.
     Unrecognised(String),
     #[error("cannot decode the {encoding} body: {reason}")]
-    TransferEncoding { encoding: String, reason: String },
+    /// A body in a transfer encoding that cannot be undone.
+    TransferEncoding {
+        /// The encoding.
+        encoding: String,
+        /// What went wrong.
+        reason: String,
+    },
     #[error(transparent)]
+    /// The envelope cannot be made or opened.
     Envelope(#[from] EnvelopeError),
     #[error("the inner signature: {0}")]
+    /// The inner signature cannot be made or does not verify.
     Signature(#[from] SignatureError),
     #[error(transparent)]
+    /// The outer signature cannot be read.
     Signing(#[from] SigningError),
 }
 

@@ -12,11 +12,16 @@ pub use rsip::headers::typed::{Contact, From, To, Via};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HeaderError {
     #[error("missing {0} header")]
+    /// A required header is absent.
     Missing(&'static str),
     #[error("malformed {name} header {value:?}: {reason}")]
+    /// A header value that does not parse.
     Malformed {
+        /// The header.
         name: &'static str,
+        /// Its value.
         value: String,
+        /// What is wrong with it.
         reason: String,
     },
 }
@@ -44,7 +49,9 @@ impl HeaderError {
 /// `CSeq`: sequence number and method.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CSeq {
+    /// The sequence number.
     pub seq: u32,
+    /// The method.
     pub method: String,
 }
 
@@ -77,6 +84,7 @@ impl ContentType {
 pub struct ContentDisposition {
     /// `render`, `session`, `attachment`, ... lower case.
     pub kind: String,
+    /// Parameters in order; names lower case, values unquoted.
     pub params: Vec<(String, String)>,
 }
 

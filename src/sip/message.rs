@@ -33,31 +33,54 @@ pub struct ParseError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseErrorKind {
     #[error("empty input: no SIP message")]
+    /// No bytes at all.
     Empty,
     #[error("missing start line: the first line is a header ({0:?}), not a request or status line")]
+    /// The first line is a header.
     MissingStartLine(String),
     #[error("malformed start line {0:?}: expected `METHOD URI SIP/2.0` or `SIP/2.0 CODE REASON`")]
+    /// A start line that is neither a request nor a status line.
     BadStartLine(String),
     #[error("unsupported SIP version {0:?}: only SIP/2.0 is understood")]
+    /// A SIP version other than 2.0.
     BadVersion(String),
     #[error("header line without a colon: {0:?}")]
+    /// A header line without `:`.
     HeaderWithoutColon(String),
     #[error("invalid header name {0:?}")]
+    /// A header name that is not a token.
     BadHeaderName(String),
     #[error("bytes that are not UTF-8 in the start line or a header")]
+    /// Bytes that are not UTF-8 before the body.
     NonUtf8,
     #[error("continuation line (starting with white space) before any header")]
+    /// A continuation line before the first header.
     FoldWithoutHeader,
     #[error("truncated: the header section does not end with an empty line")]
+    /// No empty line ends the header section.
     Truncated,
     #[error("invalid Content-Length {0:?}")]
+    /// A Content-Length that is not a number.
     BadContentLength(String),
     #[error("Content-Length given more than once with different values")]
+    /// Several Content-Length values that differ.
     ConflictingContentLength,
     #[error("truncated body: Content-Length is {declared} but only {present} bytes follow")]
-    BodyTooShort { declared: usize, present: usize },
+    /// Fewer body bytes than Content-Length says.
+    BodyTooShort {
+        /// The Content-Length.
+        declared: usize,
+        /// The bytes that follow.
+        present: usize,
+    },
     #[error("Content-Length is {declared} but {present} bytes follow the headers")]
-    BodyTooLong { declared: usize, present: usize },
+    /// More body bytes than Content-Length says.
+    BodyTooLong {
+        /// The Content-Length.
+        declared: usize,
+        /// The bytes that follow.
+        present: usize,
+    },
 }
 
 impl ParseError {
@@ -80,9 +103,19 @@ impl ParseError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StartLine {
     /// `Method SP Request-URI SP SIP-Version`
-    Request { method: String, uri: String },
+    Request {
+        /// The method.
+        method: String,
+        /// The Request-URI.
+        uri: String,
+    },
     /// `SIP-Version SP Status-Code SP Reason-Phrase`
-    Response { code: u16, reason: String },
+    Response {
+        /// The status code.
+        code: u16,
+        /// The reason phrase.
+        reason: String,
+    },
 }
 
 impl fmt::Display for StartLine {

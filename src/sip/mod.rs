@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod compose;
+pub mod dialog;
 pub mod disclosure;
 pub mod headers;
 pub mod message;

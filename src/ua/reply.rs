@@ -5,7 +5,8 @@
 use super::{Ua, UaError};
 use crate::context::Context;
 use crate::sip::Message;
-use crate::sip::compose::{Body, DialogParams, ResponseParams, build_in_dialog, build_response};
+use crate::sip::compose::{Body, ResponseParams, build_response};
+use crate::sip::dialog::{DialogParams, build_in_dialog};
 
 /// An in-dialog request to build.
 #[derive(Debug, Clone, Default)]
