@@ -427,6 +427,15 @@ pub fn generate_demo(out: &Path, ctx: &mut Context) -> Result<Vec<PathBuf>, KeyE
     Ok(files.into_iter().map(|(p, _, _)| p).collect())
 }
 
+/// The demo identity `name` of the repository's `keys/` (unit tests).
+#[cfg(test)]
+pub(crate) fn demo_identity(name: &str) -> Identity {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("keys")
+        .join(name);
+    Identity::load_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -397,20 +397,12 @@ pub fn verify_signed(
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
 
     use time::macros::datetime;
 
     use super::*;
 
-    fn identity(name: &str) -> Identity {
-        Identity::load_dir(
-            &Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("keys")
-                .join(name),
-        )
-        .unwrap()
-    }
+    use crate::keys::demo_identity as identity;
 
     const MSG: &[u8] = b"MESSAGE sip:bob@b.example.com SIP/2.0\r\n\
 Via: SIP/2.0/UDP a.example.com;branch=z9hG4bK1\r\n\

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{file, golden, sipseal};
+use common::{Succeeds, file, golden, sipseal};
 use sipseal::sip::Message;
 
 fn build(args: &[&str]) -> Vec<u8> {
@@ -219,13 +219,7 @@ fn output_file_is_written_whole() {
     let out = dir.path().join("m.sip");
     let mut args = INVITE.to_vec();
     args.extend(["-o", out.to_str().unwrap()]);
-    let stdout = sipseal()
-        .args(&args)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let stdout = sipseal().args(&args).succeeds().stdout;
     assert!(stdout.is_empty());
     assert_eq!(std::fs::read(&out).unwrap(), build(INVITE));
 }

@@ -2,25 +2,19 @@
 
 mod common;
 
-use common::{golden, sipseal};
+use common::{Succeeds, golden, sipseal};
 
 #[test]
 fn inspect_reports_in_three_formats() {
     let text = sipseal()
         .args(["inspect", "samples/invite.sip"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+        .succeeds()
+        .stdout;
     golden("inspect-invite.txt", &text);
     let json = sipseal()
         .args(["inspect", "--format", "json", "samples/invite.sip"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+        .succeeds()
+        .stdout;
     golden("inspect-invite.json", &json);
     let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
     assert_eq!(v["method"], "INVITE");
@@ -36,11 +30,8 @@ fn inspect_reports_in_three_formats() {
     let yaml = sipseal()
         .args(["inspect", "--format", "yaml", "-"])
         .write_stdin(common::file("samples/invite.sip"))
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+        .succeeds()
+        .stdout;
     let y: serde_json::Value = serde_yaml::from_slice(&yaml).unwrap();
     assert_eq!(y, v, "YAML and JSON carry the same report");
 }
@@ -49,11 +40,8 @@ fn inspect_reports_in_three_formats() {
 fn inspect_compact_and_multipart() {
     let text = sipseal()
         .args(["inspect", "tests/data/compact-folded.sip"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+        .succeeds()
+        .stdout;
     let text = String::from_utf8(text).unwrap();
     assert!(text.contains("  s: folded subject line\n"), "{text}");
     assert!(text.contains("sdp: connection none"), "{text}");
@@ -65,11 +53,8 @@ fn inspect_compact_and_multipart() {
     let json = sipseal()
         .args(["inspect", "--format", "json", "-"])
         .write_stdin(msg)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+        .succeeds()
+        .stdout;
     let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
     let parts = v["body"]["parts"].as_array().unwrap();
     assert_eq!(parts.len(), 2);
@@ -83,11 +68,8 @@ fn demo_builds_seals_and_shows_who_can_open() {
     let dir = tempfile::tempdir().unwrap();
     let out = sipseal()
         .args(["demo", "--out", dir.path().to_str().unwrap()])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+        .succeeds()
+        .stdout;
     let text = String::from_utf8(out).unwrap();
     assert!(
         text.contains("INVITE sip:bob@b.example.com SIP/2.0"),
@@ -282,13 +264,7 @@ fn completions_for_each_shell() {
         ("zsh", "#compdef sipseal"),
         ("fish", "complete -c sipseal"),
     ] {
-        let out = sipseal()
-            .args(["completions", shell])
-            .assert()
-            .success()
-            .get_output()
-            .stdout
-            .clone();
+        let out = sipseal().args(["completions", shell]).succeeds().stdout;
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains(needle), "{shell}");
         assert!(text.contains("inspect"), "{shell}: subcommands completed");

@@ -145,37 +145,25 @@ fn io_and_usage_errors_have_their_codes() {
         .code(2);
 }
 
-#[test]
-fn response_to_a_response_or_broken_request() {
-    let out = sipseal()
-        .args([
-            "build",
-            "response",
-            "200",
-            "--request",
-            "tests/golden/response-200.sip",
-        ])
+/// `build response 200 --request REQUEST`, which must fail (exit 1).
+fn answering(request: &str) -> std::process::Output {
+    sipseal()
+        .args(["build", "response", "200", "--request", request])
         .assert()
         .code(1)
         .get_output()
-        .clone();
+        .clone()
+}
+
+#[test]
+fn response_to_a_response_or_broken_request() {
+    let out = answering("tests/golden/response-200.sip");
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("must be a SIP request"));
     let dir = tempfile::tempdir().unwrap();
     let req = dir.path().join("r.sip");
     std::fs::write(&req, b"INVITE sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:b@h>\r\nCSeq: 1 INVITE\r\n\r\n").unwrap();
-    let out = sipseal()
-        .args([
-            "build",
-            "response",
-            "200",
-            "--request",
-            req.to_str().unwrap(),
-        ])
-        .assert()
-        .code(1)
-        .get_output()
-        .clone();
+    let out = answering(req.to_str().unwrap());
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing Call-ID header"));
 }
 

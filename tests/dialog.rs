@@ -149,14 +149,7 @@ fn a_whole_dialog_through_two_relays() {
     let pinholes = d.path("pinholes.nft");
 
     // 1. INVITE: a full envelope for bob, disclosed to proxy-a.
-    let invite = d.ok(&[
-        "seal",
-        "samples/invite.sip",
-        "--peer",
-        "keys/bob/cert.pem",
-        "--disclose",
-        "keys/proxy-a/cert.pem",
-    ]);
+    let invite = d.ok(&common::SEAL_INVITE);
     assert!(envelope(&invite).session_reference().is_none());
     let (inv_a, rep) = d.proxy(
         "proxy-a",

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::process::Command;
+use common::Succeeds;
 
 use common::repo;
 
@@ -16,17 +16,7 @@ const PARTIES: &[(&str, &str, &str)] = &[
 ];
 
 fn openssl(args: &[&str], dir: &std::path::Path) -> String {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl must be installed (.ci/run installs it)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = common::openssl().args(args).current_dir(dir).succeeds();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 

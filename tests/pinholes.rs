@@ -5,31 +5,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use common::{golden, sipseal};
+use common::{Succeeds, golden, sipseal, write};
 use sipseal::sip::Message;
-
-fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, bytes).unwrap();
-    path
-}
-
-fn ok(out: std::process::Output) -> Vec<u8> {
-    assert!(
-        out.status.success(),
-        "exit {:?}: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
 
 /// proxy-a relays `input` with its state in `state`, writing pinholes in `format`.
 fn proxy(input: &Path, state: &Path, pinholes: &Path, format: &str) -> Vec<u8> {
-    ok(sipseal()
+    sipseal()
         .args(["--seed", "0a", "proxy"])
         .arg(input)
         .args(["--identity", "keys/proxy-a"])
@@ -37,8 +21,8 @@ fn proxy(input: &Path, state: &Path, pinholes: &Path, format: &str) -> Vec<u8> {
         .arg(state)
         .args(["--pinhole-format", format, "--pinholes"])
         .arg(pinholes)
-        .output()
-        .unwrap())
+        .succeeds()
+        .stdout
 }
 
 /// The pinhole files of one call through proxy-a: offer, offer+answer, BYE.
@@ -52,21 +36,21 @@ fn call(offer_sdp: &str, answer_sdp: &str, format: &str) -> Call {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let state = dir.join("state");
-    let invite = ok(sipseal()
+    let invite = sipseal()
         .args(["--seed", "01", "build", "invite"])
         .args(["--from", "Alice <sip:alice@a.example.com>"])
         .args(["--to", "Bob <sip:bob@b.example.com>", "--sdp", offer_sdp])
         .args(["--seal", "--peer", "keys/bob/cert.pem"])
         .args(["--disclose", "keys/proxy-a/cert.pem"])
-        .output()
-        .unwrap());
+        .succeeds()
+        .stdout;
     let invite = write(dir, "invite.sip", &invite);
     let p = dir.join("p");
     let forwarded = write(dir, "fwd.sip", &proxy(&invite, &state, &p, format));
     let offer = std::fs::read(&p).unwrap();
 
     // bob answers, disclosing the answer to proxy-a by its PSK.
-    let answer = ok(sipseal()
+    let answer = sipseal()
         .args(["--seed", "02", "build", "response", "200", "--request"])
         .arg(&forwarded)
         .args([
@@ -77,8 +61,8 @@ fn call(offer_sdp: &str, answer_sdp: &str, format: &str) -> Call {
             "keys/alice/cert.pem",
         ])
         .args(["--disclose", "psk:keys/psk/alice-proxy-a.yaml"])
-        .output()
-        .unwrap());
+        .succeeds()
+        .stdout;
     let answer = write(dir, "200.sip", &answer);
     proxy(&answer, &state, &p, format);
     let answered = std::fs::read(&p).unwrap();
@@ -88,13 +72,13 @@ fn call(offer_sdp: &str, answer_sdp: &str, format: &str) -> Call {
         .call_id()
         .unwrap()
         .to_owned();
-    let bye = ok(sipseal()
+    let bye = sipseal()
         .args(["--seed", "03", "build", "bye"])
         .args(["--from", "Alice <sip:alice@a.example.com>;tag=1"])
         .args(["--to", "Bob <sip:bob@b.example.com>;tag=2"])
         .args(["--call-id", &call_id, "--cseq", "2"])
-        .output()
-        .unwrap());
+        .succeeds()
+        .stdout;
     let bye = write(dir, "bye.sip", &bye);
     proxy(&bye, &state, &p, format);
     let bye = std::fs::read(&p).unwrap();
@@ -124,6 +108,11 @@ fn elements(script: &[u8], verb: &str) -> Vec<String> {
         .collect()
 }
 
+/// Pinhole elements written `ADDR . PROTO . PORT, ...`.
+fn listed(elements: &str) -> Vec<String> {
+    elements.split(", ").map(str::to_owned).collect()
+}
+
 #[test]
 fn offer_answer_and_bye_with_rtcp_mux_on_audio() {
     let c = call("samples/offer.sdp", "samples/answer.sdp", "nft");
@@ -134,14 +123,10 @@ fn offer_answer_and_bye_with_rtcp_mux_on_audio() {
     // (a=rtcp:51373 in the offer, port+1 in the answer).
     assert_eq!(
         elements(&c.answer, "add element"),
-        [
-            "192.0.2.10 . udp . 49170",
-            "198.51.100.20 . udp . 3456",
-            "192.0.2.11 . udp . 51372",
-            "192.0.2.11 . udp . 51373",
-            "198.51.100.20 . udp . 3458",
-            "198.51.100.20 . udp . 3459",
-        ]
+        listed(
+            "192.0.2.10 . udp . 49170, 198.51.100.20 . udp . 3456, 192.0.2.11 . udp . 51372, \
+             192.0.2.11 . udp . 51373, 198.51.100.20 . udp . 3458, 198.51.100.20 . udp . 3459"
+        )
     );
     // The BYE deletes exactly what was added.
     assert_eq!(
@@ -164,25 +149,18 @@ fn offer_answer_and_bye_without_rtcp_mux() {
     // so RTCP gets port+1 on both sides. a=rtcp names video's RTCP address.
     assert_eq!(
         elements(&c.answer, "add element"),
-        [
-            "2001:db8::10 . udp . 40000",
-            "2001:db8::10 . udp . 40001",
-            "198.51.100.30 . udp . 30000",
-            "198.51.100.30 . udp . 30001",
-            "2001:db8::10 . udp . 40002",
-            "2001:db8::11 . udp . 40010",
-            "198.51.100.30 . udp . 30002",
-            "198.51.100.30 . udp . 30003",
-        ]
+        listed(
+            "2001:db8::10 . udp . 40000, 2001:db8::10 . udp . 40001, 198.51.100.30 . udp . 30000, \
+             198.51.100.30 . udp . 30001, 2001:db8::10 . udp . 40002, 2001:db8::11 . udp . 40010, \
+             198.51.100.30 . udp . 30002, 198.51.100.30 . udp . 30003"
+        )
     );
     // Before the answer, audio's RTCP was expected on the multiplexed port.
     assert_eq!(
         elements(&c.offer, "add element"),
-        [
-            "2001:db8::10 . udp . 40000",
-            "2001:db8::10 . udp . 40002",
-            "2001:db8::11 . udp . 40010",
-        ]
+        listed(
+            "2001:db8::10 . udp . 40000, 2001:db8::10 . udp . 40002, 2001:db8::11 . udp . 40010"
+        )
     );
 }
 

@@ -7,33 +7,23 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::sipseal;
+use common::{Succeeds, seal_invite, sipseal, write};
 use predicates::prelude::*;
 use sipseal::sip::Message;
 
-/// alice's INVITE sealed for bob, disclosed to proxy-a (deterministic).
+/// alice's INVITE sealed for bob and `extra` (deterministic).
 fn sealed(dir: &Path, extra: &[&str]) -> PathBuf {
-    let out = sipseal()
-        .args([
-            "--seed",
-            "5eed",
-            "seal",
-            "samples/invite.sip",
-            "--peer",
-            "keys/bob/cert.pem",
-        ])
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let path = dir.join("sealed.sip");
-    std::fs::write(&path, out.stdout).unwrap();
-    path
+    let args = [&["--peer", "keys/bob/cert.pem"], extra].concat();
+    write(dir, "sealed.sip", &seal_invite("5eed", &args))
 }
+
+/// proxy-a with the PSK it shares with alice.
+const PROXY_A_PSK: [&str; 4] = [
+    "--identity",
+    "keys/proxy-a",
+    "--psk",
+    "keys/psk/alice-proxy-a.yaml",
+];
 
 fn run(args: &[&str], input: &Path) -> std::process::Output {
     sipseal()
@@ -76,13 +66,7 @@ fn designated_relay_opens_reports_and_forwards_the_body_byte_identical() {
         ])
         .args(["--report-format", "json", "--report"])
         .arg(&report)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .succeeds();
     let original = std::fs::read(&input).unwrap();
     let fwd = out.stdout;
     let (m_in, m_out) = (
@@ -183,13 +167,7 @@ fn a_relay_that_is_not_designated_forwards_blind_without_reading_its_key() {
         .arg(&id)
         .arg("--report")
         .arg(&report)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .succeeds();
     assert_eq!(
         Message::parse(&out.stdout).unwrap().body(),
         Message::parse(&std::fs::read(&input).unwrap())
@@ -250,11 +228,9 @@ fn designated_without_a_recipientinfo_answers_496_with_its_certificate() {
         Some("380 proxy-b.b.example.com \"Required to view Content-Type 'application/sdp'\"")
     );
     assert_eq!(resp.header("Content-Type"), Some("application/pkix-cert"));
-    let cert_der = std::process::Command::new("openssl")
+    let cert_der = common::openssl()
         .args(["x509", "-in", "keys/proxy-b/cert.pem", "-outform", "DER"])
-        .current_dir(common::repo())
-        .output()
-        .unwrap()
+        .succeeds()
         .stdout;
     assert_eq!(resp.body(), cert_der, "the body is proxy-b's certificate");
 
@@ -287,12 +263,7 @@ fn trial_opens_when_a_recipientinfo_matches() {
         let mut cmd = sipseal();
         cmd.arg("proxy")
             .arg(&path)
-            .args([
-                "--identity",
-                "keys/proxy-a",
-                "--psk",
-                "keys/psk/alice-proxy-a.yaml",
-            ])
+            .args(PROXY_A_PSK)
             .args(["--report-format", "json", "--report"])
             .arg(&report);
         if trial {
@@ -337,34 +308,17 @@ fn responses_pass_back_with_the_top_via_removed_and_a_sealed_answer_read() {
             "keys/alice/cert.pem",
         ])
         .args(["--disclose", "psk:keys/psk/alice-proxy-a.yaml"])
-        .output()
-        .unwrap();
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
+        .succeeds();
     let ok_path = tmp.path().join("200.sip");
     std::fs::write(&ok_path, &ok.stdout).unwrap();
     let report = tmp.path().join("r.json");
     let back = sipseal()
         .arg("proxy")
         .arg(&ok_path)
-        .args([
-            "--identity",
-            "keys/proxy-a",
-            "--psk",
-            "keys/psk/alice-proxy-a.yaml",
-        ])
+        .args(PROXY_A_PSK)
         .args(["--report-format", "json", "--report"])
         .arg(&report)
-        .output()
-        .unwrap();
-    assert!(
-        back.status.success(),
-        "{}",
-        String::from_utf8_lossy(&back.stderr)
-    );
+        .succeeds();
     let before = Message::parse(&ok.stdout).unwrap();
     let after = Message::parse(&back.stdout).unwrap();
     assert_eq!(before.header_list("Via").len(), 2);
@@ -431,13 +385,7 @@ fn edits_need_access_modify_and_reseal_for_the_same_recipients() {
         .arg(&modify)
         .args(["--identity", "keys/proxy-a"])
         .args(edit)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .succeeds();
     let before = Message::parse(&std::fs::read(&modify).unwrap()).unwrap();
     let after = Message::parse(&out.stdout).unwrap();
     assert_ne!(before.body(), after.body(), "re-sealed");
@@ -513,13 +461,7 @@ fn a_496_gives_alice_the_certificate_to_seal_again_with() {
         ])
         .arg(&answer)
         .args(["--trust", "keys/trust.pem"])
-        .output()
-        .unwrap();
-    assert!(
-        again.status.success(),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
-    );
+        .succeeds();
     assert!(
         String::from_utf8_lossy(&again.stderr).contains("adding sip:proxy-b.b.example.com"),
         "{}",
@@ -532,19 +474,13 @@ fn a_496_gives_alice_the_certificate_to_seal_again_with() {
     assert_eq!(pib.len(), 2, "{pib:?}");
     assert!(pib[1].starts_with("<sip:proxy-b.b.example.com>"), "{pib:?}");
     let report = tmp.path().join("r.json");
-    let out = sipseal()
+    sipseal()
         .arg("proxy")
         .arg(&second)
         .args(["--identity", "keys/proxy-b", "--report-format", "json"])
         .arg("--report")
         .arg(&report)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .succeeds();
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(v["decision"], "designated");
     assert_eq!(v["opened"], true);

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::sipseal;
+use common::{BOB_AND_PROXY_A, Succeeds, ok, sipseal, write};
 use predicates::prelude::*;
 use sipseal::envelope::recipient::addressed_to_cert;
 use sipseal::envelope::{Envelope, RecipientKey};
@@ -14,24 +14,12 @@ use sipseal::keys::{Cert, Identity};
 use sipseal::sealing::sealed_body;
 use sipseal::sip::Message;
 
-fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, bytes).unwrap();
-    path
-}
-
 /// alice's INVITE sealed with `args` (deterministic).
 fn seal(dir: &Path, args: &[&str]) -> PathBuf {
     let out = sipseal()
         .args(["--seed", "0a11ce", "seal", "samples/invite.sip"])
         .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .succeeds();
     write(dir, "alice.sip", &out.stdout)
 }
 
@@ -43,16 +31,6 @@ fn reencrypt(input: &Path, args: &[&str]) -> std::process::Output {
         .args(args)
         .output()
         .unwrap()
-}
-
-fn ok(out: &std::process::Output) -> &[u8] {
-    assert!(
-        out.status.success(),
-        "exit {:?}: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    &out.stdout
 }
 
 fn envelope(msg: &[u8]) -> Envelope {
@@ -100,7 +78,7 @@ fn hop_by_hop_alice_seals_for_proxy_a_alone_and_proxy_a_seals_again_for_bob() {
         .arg(&report)
         .output()
         .unwrap();
-    let to_bob = write(tmp.path(), "to-bob.sip", ok(&out));
+    let to_bob = write(tmp.path(), "to-bob.sip", &ok(&out));
 
     // bob opens and gets alice's SDP.
     let sdp = open_sdp(&to_bob, "bob");
@@ -183,14 +161,7 @@ fn designations_are_replaced_and_a_modify_relay_may_edit() {
     let tmp = tempfile::tempdir().unwrap();
     let from_alice = seal(
         tmp.path(),
-        &[
-            "--peer",
-            "keys/bob/cert.pem",
-            "--disclose",
-            "keys/proxy-a/cert.pem",
-            "--access",
-            "modify",
-        ],
+        &[&BOB_AND_PROXY_A[..], &["--access", "modify"]].concat(),
     );
     let out = reencrypt(
         &from_alice,
@@ -205,7 +176,7 @@ fn designations_are_replaced_and_a_modify_relay_may_edit() {
             "video=50000",
         ],
     );
-    let to_bob = write(tmp.path(), "to-bob.sip", ok(&out));
+    let to_bob = write(tmp.path(), "to-bob.sip", &ok(&out));
     let msg = Message::parse(&out.stdout).unwrap();
     let pib = msg.header_list("Proxy-Inspect-Body");
     assert_eq!(pib.len(), 1, "{pib:?}");
@@ -233,15 +204,7 @@ fn designations_are_replaced_and_a_modify_relay_may_edit() {
 #[test]
 fn a_read_only_designation_may_not_reencrypt() {
     let tmp = tempfile::tempdir().unwrap();
-    let from_alice = seal(
-        tmp.path(),
-        &[
-            "--peer",
-            "keys/bob/cert.pem",
-            "--disclose",
-            "keys/proxy-a/cert.pem",
-        ],
-    );
+    let from_alice = seal(tmp.path(), &BOB_AND_PROXY_A);
     let out_file = tmp.path().join("out.sip");
     sipseal()
         .arg("reencrypt")
@@ -289,7 +252,7 @@ fn a_response_goes_back_resealed_for_the_caller() {
     // The INVITE as it reached bob through proxy-a (two Vias).
     let from_alice = seal(tmp.path(), &["--peer", "keys/proxy-a/cert.pem"]);
     let out = reencrypt(&from_alice, &["--peer", "keys/bob/cert.pem"]);
-    let at_bob = write(tmp.path(), "at-bob.sip", ok(&out));
+    let at_bob = write(tmp.path(), "at-bob.sip", &ok(&out));
     // bob answers, sealing for proxy-a (hop by hop back).
     let answer = sipseal()
         .args(["--seed", "0b0b", "build", "response", "200", "--request"])
@@ -298,9 +261,9 @@ fn a_response_goes_back_resealed_for_the_caller() {
         .arg("keys/proxy-a/cert.pem")
         .output()
         .unwrap();
-    let answer_path = write(tmp.path(), "200.sip", ok(&answer));
+    let answer_path = write(tmp.path(), "200.sip", &ok(&answer));
     let back = reencrypt(&answer_path, &["--peer", "keys/alice/cert.pem"]);
-    let at_alice = write(tmp.path(), "200-alice.sip", ok(&back));
+    let at_alice = write(tmp.path(), "200-alice.sip", &ok(&back));
     let before = Message::parse(&answer.stdout).unwrap();
     let after = Message::parse(&back.stdout).unwrap();
     assert_eq!(

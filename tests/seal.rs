@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{file, golden, sipseal};
+use common::{BOB_AND_PROXY_A, Succeeds, file, golden, sipseal};
 use predicates::prelude::*;
 
 const SEED: &str = "5eed";
@@ -14,13 +14,7 @@ fn seal(args: &[&str]) -> Vec<u8> {
     let out = sipseal()
         .args(["--seed", SEED, "seal", "samples/invite.sip"])
         .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .succeeds();
     out.stdout
 }
 
@@ -142,12 +136,7 @@ fn build_seal_in_one_step_equals_build_then_seal() {
             "samples/invite.yaml",
             "--seal",
         ])
-        .args([
-            "--peer",
-            "keys/bob/cert.pem",
-            "--disclose",
-            "keys/proxy-a/cert.pem",
-        ])
+        .args(BOB_AND_PROXY_A)
         .output()
         .unwrap();
     assert!(
@@ -273,13 +262,7 @@ fn inspect_names_recipients_checks_designations_and_keys() {
             "--psk",
             "keys/psk/alice-proxy-a.yaml",
         ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .succeeds();
     golden("inspect-sealed.txt", &out.stdout);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("cms: authEnvelopedData v0, aes256-gcm, nonce 12 bytes, tag 16 bytes"));

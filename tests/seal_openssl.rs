@@ -7,9 +7,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use common::{repo, sipseal};
+use common::{BOB_AND_PROXY_A, Succeeds, sipseal};
 
 const ENTITY: &[u8] = b"Content-Type: application/sdp\r\n\r\nv=0\r\no=alice 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\nm=audio 49170 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVzcyAoZ|2^20|1:4\r\n";
 
@@ -90,11 +89,7 @@ fn psk(dir: &Path, n: u8, len: usize) -> Who {
 }
 
 fn openssl(args: &[String]) -> std::process::Output {
-    Command::new("openssl")
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .expect("openssl must be installed (.ci/run installs it)")
+    common::openssl().args(args).output().unwrap()
 }
 
 /// A SIP message carrying ENTITY's body, for `sipseal seal`.
@@ -275,14 +270,7 @@ fn sipseal_opens_what_openssl_makes() {
                 .arg("open")
                 .arg(&der)
                 .args(w.sipseal_open_args())
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{name}: sipseal open failed for {:?}: {}",
-                w.sipseal_open_args(),
-                String::from_utf8_lossy(&out.stderr)
-            );
+                .succeeds();
             assert_eq!(out.stdout, ENTITY, "{name}");
             // --body-only gives the SDP itself.
             sipseal()
@@ -377,12 +365,7 @@ fn a_sealed_sip_body_opens_with_openssl() {
     let sealed = sipseal()
         .arg("seal")
         .arg(&msg)
-        .args([
-            "--peer",
-            "keys/bob/cert.pem",
-            "--disclose",
-            "keys/proxy-a/cert.pem",
-        ])
+        .args(BOB_AND_PROXY_A)
         .output()
         .unwrap();
     assert!(sealed.status.success());

@@ -8,12 +8,12 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{Sessions, sipseal};
+use common::{Sessions, Succeeds, sipseal};
 use sipseal::session::{Role, derive};
 use sipseal::sip::Message;
 
 fn openssl_hkdf(len: usize, key: &[u8], salt: &[u8], info: &str) -> Vec<u8> {
-    let mut cmd = Command::new("openssl");
+    let mut cmd = common::openssl();
     cmd.args([
         "kdf",
         "-keylen",
@@ -61,13 +61,7 @@ fn sender_relay_and_receiver_store_the_same_key() {
             .arg(input)
             .arg("--state")
             .arg(&state)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+            .succeeds();
         out.stdout
     };
     let sealed = run(
@@ -495,40 +489,28 @@ fn openssl_opens_a_session_message_with_the_exported_key() {
     assert_eq!(words[0], "-secretkey");
     assert_eq!(words[2], "-secretkeyid");
     assert_eq!(words[3], call.alice().reference);
-    let out = Command::new("openssl")
-        .args([
-            "cms",
-            "-decrypt",
-            "-inform",
-            "DER",
-            "-in",
-            &call.file("m.der"),
-        ])
-        .args(&words)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let decrypt = |key: &[&str]| {
+        common::openssl()
+            .args([
+                "cms",
+                "-decrypt",
+                "-inform",
+                "DER",
+                "-in",
+                &call.file("m.der"),
+            ])
+            .args(key)
+            .output()
+            .unwrap()
+    };
+    let out = decrypt(&words);
+    common::ok(&out);
     assert_eq!(out.stdout, b"Content-Type: text/plain\r\n\r\nhello\r\n");
     // A wrong key fails in openssl too: the test can tell.
     let mut wrong = words.clone();
     let bad = "00".repeat(32);
     wrong[1] = &bad;
-    let out = Command::new("openssl")
-        .args([
-            "cms",
-            "-decrypt",
-            "-inform",
-            "DER",
-            "-in",
-            &call.file("m.der"),
-        ])
-        .args(&wrong)
-        .output()
-        .unwrap();
+    let out = decrypt(&wrong);
     assert!(!out.status.success());
 }
 
@@ -575,16 +557,14 @@ fn session_list_show_and_forget() {
     assert_eq!(v["call_id"], call.call_id.as_str());
     assert_eq!(v["peer"], "sip:alice@a.example.com");
     assert!(!String::from_utf8_lossy(&show).contains(&alice.kek));
-    ok_in(
-        &call.state,
-        &[
-            "session",
-            "forget",
-            &call.call_id,
-            "--as",
-            "sip:bob@b.example.com",
-        ],
-    );
+    let forget_bob = [
+        "session",
+        "forget",
+        &call.call_id,
+        "--as",
+        "sip:bob@b.example.com",
+    ];
+    ok_in(&call.state, &forget_bob);
     assert!(
         store(&call.state, "sip:bob@b.example.com")
             .sessions
@@ -594,16 +574,7 @@ fn session_list_show_and_forget() {
         store(&call.state, "sip:alice@a.example.com").sessions.len(),
         1
     );
-    let out = run_in(
-        &call.state,
-        &[
-            "session",
-            "forget",
-            &call.call_id,
-            "--as",
-            "sip:bob@b.example.com",
-        ],
-    );
+    let out = run_in(&call.state, &forget_bob);
     assert_eq!(out.status.code(), Some(2));
 }
 

@@ -6,20 +6,14 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::{golden, repo, sipseal};
+use common::{SEAL_INVITE, golden, ok, repo, sipseal, write};
 use sipseal::signing::outer_signature;
 use sipseal::sip::Message;
 
 const NOW: &str = "2026-03-02T10:00:00Z";
 const TRUST: &str = "keys/trust.pem";
-
-fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, bytes).unwrap();
-    path
-}
 
 /// Run sipseal in deterministic mode.
 fn run(args: &[&str]) -> Output {
@@ -28,17 +22,6 @@ fn run(args: &[&str]) -> Output {
         .args(args)
         .output()
         .unwrap()
-}
-
-fn ok(out: &Output) -> Vec<u8> {
-    assert!(
-        out.status.success(),
-        "exit {:?}: {}{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout.clone()
 }
 
 fn text(out: &Output) -> String {
@@ -53,19 +36,26 @@ fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// proxy-a as a media relay: `--set-connection 198.51.100.7`, re-sealing
+/// for the certificates in keys/.
+fn media_relay(input: &Path) -> Output {
+    run(&[
+        "proxy",
+        path(input),
+        "--identity",
+        "keys/proxy-a",
+        "--certs",
+        "keys",
+        "--set-connection",
+        "198.51.100.7",
+    ])
+}
+
 /// alice's INVITE sealed for bob and proxy-a (`access`), with an inner
 /// signature when `inner`.
 fn sealed(dir: &Path, access: &str, inner: bool) -> PathBuf {
-    let mut args = vec![
-        "seal",
-        "samples/invite.sip",
-        "--peer",
-        "keys/bob/cert.pem",
-        "--disclose",
-        "keys/proxy-a/cert.pem",
-        "--access",
-        access,
-    ];
+    let mut args = SEAL_INVITE.to_vec();
+    args.extend(["--access", access]);
     if inner {
         args.extend(["--sign", "keys/alice"]);
     }
@@ -109,11 +99,7 @@ fn edit(file: &Path, from: &str, to: &str) -> Vec<u8> {
 }
 
 fn openssl(args: &[&str]) -> Output {
-    Command::new("openssl")
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .unwrap()
+    common::openssl().args(args).output().unwrap()
 }
 
 #[test]
@@ -518,16 +504,7 @@ fn relay_resignature_is_accepted_only_for_modify_relays() {
     ok(&run(&["open", path(&next), "--identity", "keys/bob"]));
 
     // proxy --set-connection (modify, no inner signature): re-sealed and re-signed.
-    let out = run(&[
-        "proxy",
-        path(&signed_modify),
-        "--identity",
-        "keys/proxy-a",
-        "--certs",
-        "keys",
-        "--set-connection",
-        "198.51.100.7",
-    ]);
+    let out = media_relay(&signed_modify);
     let edited = write(d, "edited.sip", &ok(&out));
     let v = String::from_utf8(ok(&verify(&edited, &[]))).unwrap();
     assert!(v.contains("(relay)"), "{v}");
@@ -586,16 +563,7 @@ fn inner_signature_makes_the_disclosure_read_only() {
     assert_eq!(r["signer"], "sip:alice@a.example.com");
     assert!(r["sdp"].as_str().unwrap().starts_with("v=0"));
     // Even with access=modify, an edit would break the signature: refused.
-    let out = run(&[
-        "proxy",
-        path(&inner),
-        "--identity",
-        "keys/proxy-a",
-        "--certs",
-        "keys",
-        "--set-connection",
-        "198.51.100.7",
-    ]);
+    let out = media_relay(&inner);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         text(&out).contains("inner signature by sip:alice@a.example.com"),
@@ -777,32 +745,20 @@ fn imposture_policy_and_required_signature_answer_without_forwarding() {
     };
     // The imposture check: alice's AOR from another address.
     let report = d.join("r.txt");
-    let out = proxy(
-        &invite,
-        "keys/proxy-a",
-        &[
-            "--bindings",
-            path(&bindings),
-            "--received-from",
-            "192.0.2.66",
-            "--report",
-            path(&report),
-        ],
-    );
+    let from = |source: &str, extra: &[&str]| {
+        let args = [
+            &["--bindings", path(&bindings), "--received-from", source],
+            extra,
+        ]
+        .concat();
+        proxy(&invite, "keys/proxy-a", &args)
+    };
+    let out = from("192.0.2.66", &["--report", path(&report)]);
     assert_eq!(out.status.code(), Some(5), "{}", text(&out));
     assert_eq!(status(&out), "SIP/2.0 403 Forbidden");
     let r = std::fs::read_to_string(&report).unwrap();
     assert!(r.contains("refused: imposture check: sip:alice@a.example.com is bound to 192.0.2.10, but the request came from 192.0.2.66"), "{r}");
-    ok(&proxy(
-        &invite,
-        "keys/proxy-a",
-        &[
-            "--bindings",
-            path(&bindings),
-            "--received-from",
-            "192.0.2.10:5060",
-        ],
-    ));
+    ok(&from("192.0.2.10:5060", &[]));
 
     // The connectivity policy: alice may reach b.example.com only; a
     // denied target gets a plain 404, nothing that tells it from an unknown one.
@@ -850,15 +806,6 @@ fn imposture_policy_and_required_signature_answer_without_forwarding() {
 }
 
 fn sealed_inner(d: &Path) -> PathBuf {
-    let out = ok(&run(&[
-        "seal",
-        "samples/invite.sip",
-        "--peer",
-        "keys/bob/cert.pem",
-        "--disclose",
-        "keys/proxy-a/cert.pem",
-        "--sign",
-        "keys/alice",
-    ]));
+    let out = ok(&run(&[&SEAL_INVITE[..], &["--sign", "keys/alice"]].concat()));
     write(d, "inner.sip", &out)
 }

@@ -308,44 +308,43 @@ impl KeyTransportScheme {
     }
 }
 
-macro_rules! oaep_dispatch {
-    ($hash:expr, $mgf:expr, $label:expr, |$pad:ident| $body:expr) => {{
+/// `$body` with `$pad` bound to the RSA padding `$scheme` names:
+/// PKCS#1 v1.5, or `Oaep::<H, M>` for the hashes named at run time (every
+/// (hash, MGF1 hash) pair is a type of its own).
+macro_rules! with_padding {
+    ($scheme:expr, |$pad:ident| $body:expr) => {{
         use sha1::Sha1;
         use sha2::{Sha224, Sha256, Sha384, Sha512};
-        macro_rules! with_mgf {
-            ($h:ty) => {
-                match $mgf {
-                    OaepHash::Sha1 => {
-                        let $pad = Oaep::<$h, Sha1>::new_with_mgf_hash_and_label($label);
-                        $body
-                    }
-                    OaepHash::Sha224 => {
-                        let $pad = Oaep::<$h, Sha224>::new_with_mgf_hash_and_label($label);
-                        $body
-                    }
-                    OaepHash::Sha256 => {
-                        let $pad = Oaep::<$h, Sha256>::new_with_mgf_hash_and_label($label);
-                        $body
-                    }
-                    OaepHash::Sha384 => {
-                        let $pad = Oaep::<$h, Sha384>::new_with_mgf_hash_and_label($label);
-                        $body
-                    }
-                    OaepHash::Sha512 => {
-                        let $pad = Oaep::<$h, Sha512>::new_with_mgf_hash_and_label($label);
-                        $body
-                    }
-                }
-            };
-        }
-        match $hash {
-            OaepHash::Sha1 => with_mgf!(Sha1),
-            OaepHash::Sha224 => with_mgf!(Sha224),
-            OaepHash::Sha256 => with_mgf!(Sha256),
-            OaepHash::Sha384 => with_mgf!(Sha384),
-            OaepHash::Sha512 => with_mgf!(Sha512),
+        match $scheme {
+            KeyTransportScheme::Pkcs1v15 => {
+                let $pad = Pkcs1v15Encrypt;
+                $body
+            }
+            KeyTransportScheme::Oaep {
+                hash,
+                mgf1_hash,
+                label,
+            } => {
+                let label = label.clone().into_boxed_slice();
+                with_padding!(@hash hash, mgf1_hash, label, |$pad| $body;
+                    Sha1, Sha224, Sha256, Sha384, Sha512)
+            }
         }
     }};
+    (@hash $hash:expr, $mgf:expr, $label:expr, |$pad:ident| $body:expr; $($h:ident),*) => {
+        match $hash {
+            $(OaepHash::$h => with_padding!(@mgf $h, $mgf, $label, |$pad| $body;
+                Sha1, Sha224, Sha256, Sha384, Sha512),)*
+        }
+    };
+    (@mgf $h:ident, $mgf:expr, $label:expr, |$pad:ident| $body:expr; $($m:ident),*) => {
+        match $mgf {
+            $(OaepHash::$m => {
+                let $pad = Oaep::<$h, $m>::new_with_mgf_hash_and_label($label);
+                $body
+            })*
+        }
+    };
 }
 
 /// Encrypt a content key to an RSA public key.
@@ -356,19 +355,7 @@ fn rsa_encrypt<R: CryptoRng + ?Sized>(
     rng: &mut R,
 ) -> Result<Vec<u8>, EnvelopeError> {
     let fail = |e: rsa::Error| EnvelopeError::Encode(format!("RSA key transport: {e}"));
-    match scheme {
-        KeyTransportScheme::Pkcs1v15 => key.encrypt(rng, Pkcs1v15Encrypt, cek).map_err(fail),
-        KeyTransportScheme::Oaep {
-            hash,
-            mgf1_hash,
-            label,
-        } => {
-            let label = label.clone().into_boxed_slice();
-            oaep_dispatch!(hash, mgf1_hash, label, |pad| key
-                .encrypt(rng, pad, cek)
-                .map_err(fail))
-        }
-    }
+    with_padding!(scheme, |pad| key.encrypt(rng, pad, cek).map_err(fail))
 }
 
 /// The private half of key transport: the only place a private key is
@@ -406,18 +393,8 @@ impl KeyTransportKey for RsaPrivateKey {
         if encrypted.len() != self.size() {
             return Ok(None);
         }
-        let out = match scheme {
-            // Implicit rejection: invalid padding yields a synthetic key.
-            KeyTransportScheme::Pkcs1v15 => self.decrypt(Pkcs1v15Encrypt, encrypted),
-            KeyTransportScheme::Oaep {
-                hash,
-                mgf1_hash,
-                label,
-            } => {
-                let label = label.clone().into_boxed_slice();
-                oaep_dispatch!(hash, mgf1_hash, label, |pad| self.decrypt(pad, encrypted))
-            }
-        };
+        // PKCS#1 v1.5 rejects implicitly: invalid padding yields a synthetic key.
+        let out = with_padding!(scheme, |pad| self.decrypt(pad, encrypted));
         Ok(out.ok().map(Zeroizing::new))
     }
 }

@@ -527,7 +527,6 @@ fn verify_rsa(
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
 
     use rand::SeedableRng;
     use rand::rngs::ChaCha20Rng;
@@ -536,7 +535,7 @@ mod tests {
     use super::*;
 
     fn alice() -> Identity {
-        Identity::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("keys/alice")).unwrap()
+        crate::keys::demo_identity("alice")
     }
 
     #[test]

@@ -5,16 +5,8 @@ use rand::SeedableRng;
 use rand::rngs::ChaCha20Rng;
 
 use super::*;
-use crate::keys::Identity;
 
-fn identity(name: &str) -> Identity {
-    Identity::load_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("keys")
-            .join(name),
-    )
-    .unwrap()
-}
+use crate::keys::demo_identity as identity;
 
 fn psk() -> Psk {
     Psk::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("keys/psk/alice-proxy-a.yaml")).unwrap()
@@ -35,6 +27,14 @@ impl KeyTransportKey for Counting<'_> {
         self.uses.set(self.uses.get() + 1);
         self.inner.decrypt_key(scheme, encrypted)
     }
+}
+
+/// `ENTITY` sealed for one identity with the default options.
+fn sealed_for(id: &crate::keys::Identity, rng: &mut ChaCha20Rng) -> Vec<u8> {
+    let recipients = [Recipient::Cert(Box::new(id.cert.clone()))];
+    seal(ENTITY, &recipients, &SealOptions::default(), rng)
+        .unwrap()
+        .0
 }
 
 const ENTITY: &[u8] = b"Content-Type: application/sdp\r\n\r\nv=0\r\n";
@@ -89,13 +89,7 @@ fn first_matching_key_is_used_and_only_that_one() {
     let mut rng = ChaCha20Rng::seed_from_u64(8);
     let bob = identity("bob");
     let carol = identity("carol");
-    let (der, _) = seal(
-        ENTITY,
-        &[Recipient::Cert(Box::new(bob.cert.clone()))],
-        &SealOptions::default(),
-        &mut rng,
-    )
-    .unwrap();
+    let der = sealed_for(&bob, &mut rng);
     let env = Envelope::parse(&der).unwrap();
     let c_carol = Counting {
         inner: carol.private_key().unwrap(),
@@ -207,13 +201,7 @@ fn a_wrong_key_of_the_right_id_fails_like_a_tampered_tag() {
 fn no_attributes_and_ski_rids_are_written() {
     let mut rng = ChaCha20Rng::seed_from_u64(11);
     let bob = identity("bob");
-    let (der, _) = seal(
-        ENTITY,
-        &[Recipient::Cert(Box::new(bob.cert.clone()))],
-        &SealOptions::default(),
-        &mut rng,
-    )
-    .unwrap();
+    let der = sealed_for(&bob, &mut rng);
     let info = Envelope::parse(&der).unwrap().describe();
     assert_eq!(info.auth_attributes + info.unauth_attributes, 0);
     assert_eq!((info.iv_length, info.tag_length), (12, Some(16)));

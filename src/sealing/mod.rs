@@ -144,6 +144,29 @@ pub struct SealedMessage {
     pub content_id: String,
 }
 
+impl SealedMessage {
+    /// `msg` with `der` as its body: its `Proxy-Inspect-Body` entries and
+    /// body headers replaced by `lines`, at the same place; every other
+    /// header line byte-identical.
+    fn wrap(
+        msg: &Message,
+        lines: &[(String, String)],
+        der: Vec<u8>,
+        cek: Cek,
+        content_id: String,
+    ) -> SealedMessage {
+        let mut message = msg.clone();
+        message.remove_headers(PROXY_INSPECT_BODY);
+        message.replace_body(lines, der.clone());
+        SealedMessage {
+            message,
+            der,
+            cek,
+            content_id,
+        }
+    }
+}
+
 /// What gets sealed: the message's body headers in full form
 /// (`Content-Type: ...`), a blank line, the body (RFC 3261 §23.4), signed
 /// inside when `spec` says so; and the Content-ID the sealed part will
@@ -225,15 +248,7 @@ pub fn seal_message_with(
         EnvelopeKind::EnvelopedData
     };
     let lines = sealed_headers(&designated(spec)?, spec.access, &content_id, kind);
-    let mut message = msg.clone();
-    message.remove_headers(PROXY_INSPECT_BODY);
-    message.replace_body(&lines, der.clone());
-    Ok(SealedMessage {
-        message,
-        der,
-        cek,
-        content_id,
-    })
+    Ok(SealedMessage::wrap(msg, &lines, der, cek, content_id))
 }
 
 /// The relays a `Proxy-Inspect-Body` names: each disclosed relay once (a
@@ -276,15 +291,7 @@ pub fn seal_session(
         &content_id,
         EnvelopeKind::AuthEnvelopedData,
     );
-    let mut message = msg.clone();
-    message.remove_headers(PROXY_INSPECT_BODY);
-    message.replace_body(&lines, der.clone());
-    Ok(SealedMessage {
-        message,
-        der,
-        cek,
-        content_id,
-    })
+    Ok(SealedMessage::wrap(msg, &lines, der, cek, content_id))
 }
 
 /// The header lines of a sealed body: one `Proxy-Inspect-Body` per

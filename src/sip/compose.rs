@@ -440,14 +440,14 @@ pub fn build_response(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn ctx() -> Context {
+    pub(in crate::sip) fn ctx() -> Context {
         Context::new(Some(b"test"), None)
     }
 
-    fn invite() -> Message {
+    pub(in crate::sip) fn invite() -> Message {
         let p = RequestParams {
             method: "invite".into(),
             from: "sip:alice@a.example.com".into(),

@@ -144,25 +144,8 @@ fn strip_params(v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sip::compose::{RequestParams, ResponseParams, build_request, build_response};
-
-    fn ctx() -> Context {
-        Context::new(Some(b"test"), None)
-    }
-
-    fn invite() -> Message {
-        let p = RequestParams {
-            method: "invite".into(),
-            from: "sip:alice@a.example.com".into(),
-            to: "Bob <sip:bob@b.example.com>".into(),
-            body: Some(Body {
-                content_type: "application/sdp".into(),
-                bytes: b"v=0\r\n".to_vec(),
-            }),
-            ..Default::default()
-        };
-        build_request(&p, &mut ctx()).unwrap()
-    }
+    use crate::sip::compose::tests::{ctx, invite};
+    use crate::sip::compose::{ResponseParams, build_response};
 
     fn dialog_200(record_route: &[&str]) -> Message {
         let mut req = invite();

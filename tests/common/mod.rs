@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::Output;
 
 /// The built `sipseal` binary, run from the repository root, with its own
 /// empty state directory under the target directory (never the user's; a
@@ -17,6 +18,89 @@ pub fn sipseal() -> assert_cmd::Command {
         .env_remove("SIPSEAL_SEED")
         .env("SIPSEAL_STATE", state);
     cmd
+}
+
+/// Running a command that must succeed.
+pub trait Succeeds {
+    /// Run it; fail the test with its exit code and output unless it
+    /// succeeds; its output.
+    fn succeeds(&mut self) -> Output;
+}
+
+impl Succeeds for assert_cmd::Command {
+    fn succeeds(&mut self) -> Output {
+        let out = self.output().unwrap();
+        ok(&out);
+        out
+    }
+}
+
+impl Succeeds for std::process::Command {
+    fn succeeds(&mut self) -> Output {
+        let out = self.output().expect("the command runs");
+        ok(&out);
+        out
+    }
+}
+
+/// The stdout of `out`, after checking it is a success (else the test
+/// fails with its exit code, stdout and stderr).
+pub fn ok(out: &Output) -> Vec<u8> {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout.clone()
+}
+
+/// The real `openssl` (`.ci/run` installs it), run in the repository root.
+pub fn openssl() -> std::process::Command {
+    let mut cmd = std::process::Command::new("openssl");
+    cmd.current_dir(repo());
+    cmd
+}
+
+/// Write `bytes` to `dir/name`; the path.
+pub fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// The recipients of alice's INVITE: bob, and proxy-a disclosed to.
+pub const BOB_AND_PROXY_A: [&str; 4] = [
+    "--peer",
+    "keys/bob/cert.pem",
+    "--disclose",
+    "keys/proxy-a/cert.pem",
+];
+
+/// `sipseal seal` of alice's INVITE for bob, disclosed to proxy-a.
+pub const SEAL_INVITE: [&str; 6] = [
+    "seal",
+    "samples/invite.sip",
+    "--peer",
+    "keys/bob/cert.pem",
+    "--disclose",
+    "keys/proxy-a/cert.pem",
+];
+
+/// alice's INVITE (`samples/invite.sip`) sealed with `--seed SEED` and
+/// `args` (the recipients, ...).
+pub fn seal_invite(seed: &str, args: &[&str]) -> Vec<u8> {
+    sipseal()
+        .args(["--seed", seed, "seal", "samples/invite.sip"])
+        .args(args)
+        .succeeds()
+        .stdout
+}
+
+/// A path as the `&str` an argument list wants.
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
 }
 
 /// The repository root.

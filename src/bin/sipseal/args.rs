@@ -7,14 +7,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::Args;
+use sipseal::context::Context;
 use sipseal::envelope::signed::SignatureScheme;
 use sipseal::envelope::{ContentCipher, Recipient, RecipientKey, RsaPadding, SealOptions};
 use sipseal::keys::{Cert, Identity, Psk};
-use sipseal::sealing::SealSpec;
+use sipseal::sealing::{SealSpec, SealedMessage};
 use sipseal::session::{Limits, Recorded, Stored};
+use sipseal::sip::Message;
 use sipseal::sip::disclosure::Access;
 use sipseal::state::{FileStore, StateDir};
-use sipseal::ua::trusted_relay_cert;
+use sipseal::ua::{Ua, trusted_relay_cert};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -68,6 +70,15 @@ impl StateArgs {
         Ok(FileStore::new(&root))
     }
 
+    /// A user agent on the file store with the key limits given: what
+    /// `seal`, `open`, `reply`, `rekey` and `build --seal` run as.
+    pub fn user_agent(&self) -> Result<UserAgent, Error> {
+        Ok(UserAgent {
+            store: self.store()?,
+            limits: self.limits(),
+        })
+    }
+
     /// The key limits given.
     pub fn limits(&self) -> Limits {
         Limits {
@@ -76,19 +87,69 @@ impl StateArgs {
             grace: self.grace,
         }
     }
+}
 
-    /// Say on stderr when a key update replaced a stored session key.
-    pub fn say_stored(&self, stored: Option<&Stored>) {
-        if let Some(s) = stored
-            && s.recorded == Recorded::Replaced
-        {
-            eprintln!(
-                "session key updated for Call-ID {}; the previous key opens messages for {} s more",
-                s.call_id,
-                self.limits().policy().grace.whole_seconds()
-            );
+/// A user agent's session keys in the file store, and their limits.
+pub struct UserAgent {
+    store: FileStore,
+    limits: Limits,
+}
+
+impl UserAgent {
+    /// The workflows.
+    pub fn ua(&self) -> Ua<'_> {
+        Ua {
+            store: &self.store,
+            limits: self.limits,
         }
     }
+
+    /// The store, for naming its files in messages.
+    pub fn store(&self) -> &FileStore {
+        &self.store
+    }
+
+    /// Seal `msg` (named `name` in errors) as a full envelope for `spec`;
+    /// the sender's session key is recorded, and a key update said.
+    pub fn seal(
+        &self,
+        msg: &Message,
+        spec: &SealSpec,
+        name: &str,
+        ctx: &mut Context,
+    ) -> Result<SealedMessage, Error> {
+        let sealed = self
+            .ua()
+            .seal(msg, spec, ctx)
+            .map_err(|err| Error::ua(name, err))?;
+        say_stored(sealed.stored.as_ref(), &self.limits);
+        Ok(sealed.sealed)
+    }
+}
+
+/// Say on stderr when a key update replaced a stored session key.
+pub fn say_stored(stored: Option<&Stored>, limits: &Limits) {
+    if let Some(s) = stored
+        && s.recorded == Recorded::Replaced
+    {
+        eprintln!(
+            "session key updated for Call-ID {}; the previous key opens messages for {} s more",
+            s.call_id,
+            limits.policy().grace.whole_seconds()
+        );
+    }
+}
+
+/// A session's keys and whom a full envelope goes to: what the commands
+/// that seal in a dialog (or rekey it) take.
+#[derive(Debug, Args, Default)]
+pub struct SealingArgs {
+    /// Recipients for a full envelope (for `reply`, used only when the
+    /// session key is due for a rekey: --max-uses, --max-age).
+    #[command(flatten)]
+    pub recipients: RecipientArgs,
+    #[command(flatten)]
+    pub state: StateArgs,
 }
 
 /// Whom to seal for, and how.

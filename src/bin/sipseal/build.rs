@@ -10,7 +10,6 @@ use sipseal::sip::compose::parse_header_arg;
 use sipseal::sip::{
     Body, Message, RequestParams, ResponseParams, Transport, build_request, build_response,
 };
-use sipseal::ua::Ua;
 
 use crate::args::{RecipientArgs, StateArgs};
 use crate::error::{Error, Exit};
@@ -81,9 +80,9 @@ pub enum BuildWhat {
     Response(ResponseArgs),
 }
 
-/// The body options shared by requests and responses.
+/// A body from a file: `--sdp`, or `--body` with `--content-type`.
 #[derive(Debug, Args)]
-pub struct BodyArgs {
+pub struct BodyFileArgs {
     /// Body from an SDP file (Content-Type: application/sdp).
     #[arg(long, value_name = "FILE", conflicts_with = "body")]
     pub sdp: Option<PathBuf>,
@@ -93,6 +92,24 @@ pub struct BodyArgs {
     /// Content-Type of --body.
     #[arg(long, value_name = "TYPE", requires = "body")]
     pub content_type: Option<String>,
+}
+
+impl BodyFileArgs {
+    /// The body named, if any.
+    pub fn load(&self) -> Result<Option<Body>, Error> {
+        load_body(
+            self.sdp.as_deref(),
+            self.body.as_deref(),
+            self.content_type.as_deref(),
+        )
+    }
+}
+
+/// The body options shared by requests and responses.
+#[derive(Debug, Args)]
+pub struct BodyArgs {
+    #[command(flatten)]
+    pub file: BodyFileArgs,
     /// Extra header line, `Name: value` (repeatable).
     #[arg(long = "header", value_name = "NAME: VALUE")]
     pub headers: Vec<String>,
@@ -217,11 +234,7 @@ fn request_from_args(method: &str, a: &RequestArgs) -> Result<RequestParams, Err
         via: a.via.clone(),
         transport: a.transport,
         headers: headers_of(&a.body.headers)?,
-        body: load_body(
-            a.body.sdp.as_deref(),
-            a.body.body.as_deref(),
-            a.body.content_type.as_deref(),
-        )?,
+        body: a.body.file.load()?,
     })
 }
 
@@ -233,11 +246,7 @@ fn response(a: &ResponseArgs, ctx: &mut Context) -> Result<Message, Error> {
         contact: a.contact.clone(),
         to_tag: a.to_tag.clone(),
         headers: headers_of(&a.body.headers)?,
-        body: load_body(
-            a.body.sdp.as_deref(),
-            a.body.body.as_deref(),
-            a.body.content_type.as_deref(),
-        )?,
+        body: a.body.file.load()?,
     };
     Ok(build_response(&request, &params, ctx)?)
 }
@@ -344,16 +353,8 @@ pub fn run(args: BuildArgs, ctx: &mut Context) -> Result<Exit, Error> {
         (false, false) => msg,
         (true, true) => {
             let spec = args.recipients.spec(ctx.now())?;
-            let store = args.state.store()?;
-            let ua = Ua {
-                store: &store,
-                limits: args.state.limits(),
-            };
-            let sealed = ua
-                .seal(&msg, &spec, ctx)
-                .map_err(|err| Error::ua("the built message", err))?;
-            args.state.say_stored(sealed.stored.as_ref());
-            sealed.sealed.message
+            let ua = args.state.user_agent()?;
+            ua.seal(&msg, &spec, "the built message", ctx)?.message
         }
         (true, false) => {
             return Err(Error::usage(

@@ -23,6 +23,21 @@ pub enum Format {
     Yaml,
 }
 
+/// `-o FILE`: where a command's message goes.
+#[derive(Debug, clap::Args)]
+pub struct OutputArgs {
+    /// Write here (atomically) instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+impl OutputArgs {
+    /// Write `bytes` to `-o FILE` or standard output.
+    pub fn write(&self, bytes: &[u8]) -> Result<(), Error> {
+        write_output(self.output.as_ref(), bytes)
+    }
+}
+
 /// An input named on the command line: a path, or `-` for standard input.
 pub fn read_input(input: &Path) -> Result<Vec<u8>, Error> {
     let name = display_name(input);
@@ -53,6 +68,11 @@ pub fn read_message(input: &Path) -> Result<Message, Error> {
         name: display_name(input),
         err,
     })
+}
+
+/// Read and parse a SIP message; with the name errors give it.
+pub fn read_named_message(input: &Path) -> Result<(String, Message), Error> {
+    Ok((display_name(input), read_message(input)?))
 }
 
 /// Read a SIP message, MIME entity or CMS object (DER or PEM).

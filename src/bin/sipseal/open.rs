@@ -6,11 +6,11 @@ use clap::Args;
 use sipseal::context::Context;
 use sipseal::envelope::EnvelopeKind;
 use sipseal::keys::Cert;
-use sipseal::ua::{InnerCheck, Ua};
+use sipseal::ua::InnerCheck;
 
-use crate::args::{KeyArgs, StateArgs};
+use crate::args::{KeyArgs, StateArgs, say_stored};
 use crate::error::{Error, Exit};
-use crate::io::{display_name, read_sealed_input, write_output};
+use crate::io::{OutputArgs, display_name, read_sealed_input};
 
 /// `open` arguments.
 #[derive(Debug, Args)]
@@ -31,9 +31,8 @@ pub struct OpenArgs {
     /// Write only the plaintext content (the SDP), not the message.
     #[arg(long)]
     pub body_only: bool,
-    /// Write here (atomically) instead of standard output.
-    #[arg(short, long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// Run `open`.
@@ -48,12 +47,10 @@ pub fn run(args: OpenArgs, ctx: &mut Context) -> Result<Exit, Error> {
     let name = display_name(&args.input);
     let input = read_sealed_input(&args.input)?;
     let anchors = args.trust.as_deref().map(Cert::load_tree).transpose()?;
-    let store = args.state.store()?;
-    let ua = Ua {
-        store: &store,
-        limits: args.state.limits(),
-    };
-    let opened = ua
+    let opened = args
+        .state
+        .user_agent()?
+        .ua()
         .open(input, &ring.recipient_keys(), anchors.as_deref(), ctx)
         .map_err(|err| Error::ua(&name, err))?;
     match &opened.inner {
@@ -71,7 +68,7 @@ pub fn run(args: OpenArgs, ctx: &mut Context) -> Result<Exit, Error> {
             "warning: EnvelopedData (AES-CBC) has no integrity protection: alterations in transit go undetected; prefer AuthEnvelopedData (AES-GCM)"
         );
     }
-    args.state.say_stored(opened.stored.as_ref());
+    say_stored(opened.stored.as_ref(), &args.state.limits());
     // Without a SIP message around it, the whole decrypted content (the
     // MIME entity) is the natural output; --body-only strips its headers.
     let out = match (&content.message, args.body_only, &content.entity) {
@@ -79,6 +76,6 @@ pub fn run(args: OpenArgs, ctx: &mut Context) -> Result<Exit, Error> {
         (_, true, Some(e)) => e.body.clone(),
         _ => content.content.to_vec(),
     };
-    write_output(args.output.as_ref(), &out)?;
+    args.output.write(&out)?;
     Ok(Exit::Ok)
 }

@@ -18,7 +18,7 @@ use sipseal::sdp::SdpEdit;
 use sipseal::sip::Message;
 use sipseal::state::PinholeStore;
 
-use crate::args::{StateArgs, load_identity};
+use crate::args::{StateArgs, load_identity, say_stored};
 use crate::error::{Error, Exit};
 use crate::io::Format;
 use crate::io::{display_name, read_message, render, write_file, write_output};
@@ -195,7 +195,7 @@ impl RelayArgs {
                 err,
             },
         })?;
-        self.state.say_stored(step.session.as_ref());
+        say_stored(step.session.as_ref(), &self.state.limits());
         if let (Some(path), Some(changes)) = (&self.pinholes, &step.pinholes) {
             write_file(path, changes.render(self.pinhole_format).as_bytes(), false)?;
         }

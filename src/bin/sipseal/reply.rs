@@ -8,12 +8,12 @@ use clap::Args;
 use sipseal::context::Context;
 use sipseal::keys::Identity;
 use sipseal::sip::ResponseParams;
-use sipseal::ua::{DialogRequest, ReplyTo, Ua};
+use sipseal::ua::{DialogRequest, ReplyTo};
 
-use crate::args::{RecipientArgs, StateArgs};
-use crate::build::{headers_of, load_body};
+use crate::args::SealingArgs;
+use crate::build::{BodyFileArgs, headers_of};
 use crate::error::{Error, Exit};
-use crate::io::{display_name, read_message, write_output};
+use crate::io::{OutputArgs, display_name, read_message};
 use crate::seal::seal_in_dialog;
 
 /// `reply` arguments.
@@ -41,15 +41,8 @@ pub struct ReplyArgs {
     /// received FILE).
     #[arg(long, value_name = "DIR")]
     pub identity: Option<PathBuf>,
-    /// Body from an SDP file (Content-Type: application/sdp).
-    #[arg(long, value_name = "FILE", conflicts_with = "body")]
-    pub sdp: Option<PathBuf>,
-    /// Body from any file, with --content-type.
-    #[arg(long, value_name = "FILE", requires = "content_type")]
-    pub body: Option<PathBuf>,
-    /// Content-Type of --body.
-    #[arg(long, value_name = "TYPE", requires = "body")]
-    pub content_type: Option<String>,
+    #[command(flatten)]
+    pub body: BodyFileArgs,
     /// Reason phrase of the response (default: the standard one).
     #[arg(long, value_name = "TEXT", requires = "response")]
     pub reason: Option<String>,
@@ -71,15 +64,10 @@ pub struct ReplyArgs {
     /// Extra header line, `Name: value` (repeatable).
     #[arg(long = "header", value_name = "NAME: VALUE")]
     pub headers: Vec<String>,
-    /// Recipients for a full envelope, used only when the session key is
-    /// due for a rekey (--max-uses, --max-age).
     #[command(flatten)]
-    pub recipients: RecipientArgs,
+    pub sealing: SealingArgs,
     #[command(flatten)]
-    pub state: StateArgs,
-    /// Write here (atomically) instead of standard output.
-    #[arg(short, long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
+    pub output: OutputArgs,
 }
 
 /// Run `reply`.
@@ -95,11 +83,7 @@ pub fn run(args: ReplyArgs, ctx: &mut Context) -> Result<Exit, Error> {
         Some(dir) => Some(Identity::load_dir(dir)?.cert.name()),
         None => None,
     };
-    let body = load_body(
-        args.sdp.as_deref(),
-        args.body.as_deref(),
-        args.content_type.as_deref(),
-    )?;
+    let body = args.body.load()?;
     let headers = headers_of(&args.headers)?;
     let what = match (args.response, &args.request_method) {
         (Some(code), None) => ReplyTo::Response(ResponseParams {
@@ -127,28 +111,19 @@ pub fn run(args: ReplyArgs, ctx: &mut Context) -> Result<Exit, Error> {
             ));
         }
     };
-    let store = args.state.store()?;
-    let ua = Ua {
-        store: &store,
-        limits: args.state.limits(),
-    };
-    let reply = ua
+    let reply = args
+        .sealing
+        .state
+        .user_agent()?
+        .ua()
         .reply(&dialog, what, me.as_deref(), ctx)
         .map_err(|err| Error::ua(&name, err))?;
     let out = if reply.message.body().is_empty() {
         // Nothing to seal (ACK, BYE): the message goes as built.
         reply.message
     } else {
-        seal_in_dialog(
-            &reply.message,
-            &reply.me,
-            &args.recipients,
-            &args.state,
-            &name,
-            ctx,
-        )?
-        .0
+        seal_in_dialog(&reply.message, &reply.me, &args.sealing, &name, ctx)?.0
     };
-    write_output(args.output.as_ref(), &out.to_bytes())?;
+    args.output.write(&out.to_bytes())?;
     Ok(Exit::Ok)
 }

@@ -9,11 +9,11 @@ use sipseal::context::Context;
 use sipseal::session::RekeyReason;
 use sipseal::sip::Message;
 use sipseal::state::FileStore;
-use sipseal::ua::{InDialog, Ua, UaError};
+use sipseal::ua::{InDialog, UaError};
 
-use crate::args::{InnerSignArgs, RecipientArgs, StateArgs};
+use crate::args::{InnerSignArgs, SealingArgs, say_stored};
 use crate::error::{Error, Exit};
-use crate::io::{display_name, read_message, write_output};
+use crate::io::{OutputArgs, read_named_message};
 
 /// `seal` arguments.
 #[derive(Debug, Args)]
@@ -22,9 +22,7 @@ pub struct SealArgs {
     #[arg(default_value = "-", value_name = "FILE|-")]
     pub input: PathBuf,
     #[command(flatten)]
-    pub recipients: RecipientArgs,
-    #[command(flatten)]
-    pub state: StateArgs,
+    pub sealing: SealingArgs,
     #[command(flatten)]
     pub inner: InnerSignArgs,
     /// Seal under the session key stored for the message's Call-ID (one
@@ -36,15 +34,13 @@ pub struct SealArgs {
     /// Write only the DER ContentInfo (for openssl and other tools), not the SIP message.
     #[arg(long)]
     pub body_only: bool,
-    /// Write here (atomically) instead of standard output.
-    #[arg(short, long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// Run `seal`.
 pub fn run(args: SealArgs, ctx: &mut Context) -> Result<Exit, Error> {
-    let name = display_name(&args.input);
-    let msg = read_message(&args.input)?;
+    let (name, msg) = read_named_message(&args.input)?;
     if args.session && args.inner.sign.is_some() {
         return Err(Error::usage(
             "--sign with --session",
@@ -53,28 +49,24 @@ pub fn run(args: SealArgs, ctx: &mut Context) -> Result<Exit, Error> {
     }
     let (message, der) = if args.session {
         let me = sender(&msg, &name)?;
-        seal_in_dialog(&msg, &me, &args.recipients, &args.state, &name, ctx)?
+        seal_in_dialog(&msg, &me, &args.sealing, &name, ctx)?
     } else {
-        let mut spec = args.recipients.spec(ctx.now())?;
+        let mut spec = args.sealing.recipients.spec(ctx.now())?;
         spec.signer = args.inner.signer()?;
         spec.scheme = args.inner.scheme();
-        let store = args.state.store()?;
-        let ua = Ua {
-            store: &store,
-            limits: args.state.limits(),
-        };
-        let sealed = ua
-            .seal(&msg, &spec, ctx)
-            .map_err(|err| Error::ua(&name, err))?;
-        args.state.say_stored(sealed.stored.as_ref());
-        (sealed.sealed.message, sealed.sealed.der)
+        let sealed = args
+            .sealing
+            .state
+            .user_agent()?
+            .seal(&msg, &spec, &name, ctx)?;
+        (sealed.message, sealed.der)
     };
     let bytes = if args.body_only {
         der
     } else {
         message.to_bytes()
     };
-    write_output(args.output.as_ref(), &bytes)?;
+    args.output.write(&bytes)?;
     Ok(Exit::Ok)
 }
 
@@ -96,16 +88,13 @@ fn sender(msg: &Message, name: &str) -> Result<String, Error> {
 pub fn seal_in_dialog(
     msg: &Message,
     me: &str,
-    recipients: &RecipientArgs,
-    state: &StateArgs,
+    session: &SealingArgs,
     name: &str,
     ctx: &mut Context,
 ) -> Result<(Message, Vec<u8>), Error> {
-    let store = state.store()?;
-    let ua = Ua {
-        store: &store,
-        limits: state.limits(),
-    };
+    let recipients = &session.recipients;
+    let agent = session.state.user_agent()?;
+    let ua = agent.ua();
     let sealed = match ua.seal_in_dialog(msg, me, ctx) {
         Ok(InDialog::Sealed(sealed)) => *sealed,
         Ok(InDialog::RekeyDue(reason)) => {
@@ -121,14 +110,14 @@ pub fn seal_in_dialog(
             let rekeyed = ua
                 .rekey(msg, me, &spec, ctx)
                 .map_err(|err| Error::ua(name, err))?;
-            state.say_stored(rekeyed.stored.as_ref());
+            say_stored(rekeyed.stored.as_ref(), &ua.limits);
             rekeyed.sealed
         }
         Err(UaError::NoSession(call_id)) => {
             return Err(Error::usage(
                 format!(
                     "{name}: no session key for Call-ID {call_id} in {}",
-                    store.sessions_path(me).display()
+                    agent.store().sessions_path(me).display()
                 ),
                 "seal the session's first message with `sipseal seal --peer CERT` (or open the one you received) with the same --state",
             ));
@@ -158,37 +147,32 @@ pub struct RekeyArgs {
     #[arg(default_value = "-", value_name = "FILE|-")]
     pub input: PathBuf,
     #[command(flatten)]
-    pub recipients: RecipientArgs,
+    pub sealing: SealingArgs,
     #[command(flatten)]
-    pub state: StateArgs,
-    /// Write here (atomically) instead of standard output.
-    #[arg(short, long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
+    pub output: OutputArgs,
 }
 
 /// Run `rekey`: a full envelope whose fresh CEK gives the session a new
 /// key; every party that opens it replaces the old key, which still opens
 /// messages in flight for --grace.
 pub fn rekey(args: RekeyArgs, ctx: &mut Context) -> Result<Exit, Error> {
-    let name = display_name(&args.input);
-    let msg = read_message(&args.input)?;
+    let (name, msg) = read_named_message(&args.input)?;
     let me = sender(&msg, &name)?;
-    let store = args.state.store()?;
-    let ua = Ua {
-        store: &store,
-        limits: args.state.limits(),
-    };
+    let agent = args.sealing.state.user_agent()?;
+    let ua = agent.ua();
     match ua.session(&msg, &me) {
         Ok(_) => {}
-        Err(UaError::NoSession(call_id)) => return Err(no_session(&store, &me, &call_id, &name)),
+        Err(UaError::NoSession(call_id)) => {
+            return Err(no_session(agent.store(), &me, &call_id, &name));
+        }
         Err(err) => return Err(Error::ua(&name, err)),
     }
-    let spec = args.recipients.spec(ctx.now())?;
+    let spec = args.sealing.recipients.spec(ctx.now())?;
     let rekeyed = ua
         .rekey(&msg, &me, &spec, ctx)
         .map_err(|err| Error::ua(&name, err))?;
-    args.state.say_stored(rekeyed.stored.as_ref());
-    write_output(args.output.as_ref(), &rekeyed.sealed.message.to_bytes())?;
+    say_stored(rekeyed.stored.as_ref(), &ua.limits);
+    args.output.write(&rekeyed.sealed.message.to_bytes())?;
     Ok(Exit::Ok)
 }
 

@@ -9,7 +9,7 @@ use sipseal::signing::sign_message;
 
 use crate::args::{load_identity, scheme};
 use crate::error::{Error, Exit};
-use crate::io::{display_name, read_message, write_output};
+use crate::io::{OutputArgs, read_named_message};
 
 /// `sign` arguments.
 #[derive(Debug, Args)]
@@ -24,19 +24,17 @@ pub struct SignArgs {
     /// Sign with RSASSA-PSS instead of PKCS#1 v1.5.
     #[arg(long)]
     pub pss: bool,
-    /// Write here (atomically) instead of standard output.
-    #[arg(short, long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// Run `sign`.
 pub fn run(args: SignArgs, ctx: &mut Context) -> Result<Exit, Error> {
-    let name = display_name(&args.input);
-    let msg = read_message(&args.input)?;
+    let (name, msg) = read_named_message(&args.input)?;
     let identity = load_identity(&args.identity)?;
     ctx.mix("sign", &msg.to_bytes());
     let signed = sign_message(&msg, &identity, scheme(args.pss), &[], ctx)
         .map_err(|err| Error::Signing { name, err })?;
-    write_output(args.output.as_ref(), &signed.to_bytes())?;
+    args.output.write(&signed.to_bytes())?;
     Ok(Exit::Ok)
 }

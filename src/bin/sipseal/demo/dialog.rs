@@ -15,11 +15,12 @@ use sipseal::sip::{Message, ResponseParams};
 use sipseal::state::{MemoryStore, SessionStore};
 use sipseal::ua::{DialogRequest, InDialog, Opened, ReplyTo};
 
-use super::{ANSWER_SDP, Leg, Parties, hop, indent, open_as, proxy_opts, sent, state, ua};
+use super::{
+    ANSWER_SDP, Leg, Parties, hop, indent, open_as, proxy_opts, sent, state, ua, via_proxy_b,
+};
 use crate::error::Error;
 
 const VIA_A: &str = "proxy-a.a.example.com:5060";
-const VIA_B: &str = "proxy-b.b.example.com";
 const NAMES: [&str; 4] = ["alice", "proxy-a", "proxy-b", "bob"];
 const HELLO: &[u8] = b"hello bob, this text is sealed under the session key\r\n";
 const ALICE: &str = "sip:alice@a.example.com";
@@ -120,14 +121,7 @@ impl Flow<'_> {
     }
 
     fn at_proxy_b(&mut self, msg: &Message, ctx: &mut Context) -> Result<Step, Error> {
-        hop(
-            &mut String::new(),
-            msg,
-            &self.r.proxy_b,
-            &proxy_opts(VIA_B),
-            state(self.store, false),
-            ctx,
-        )
+        via_proxy_b(&mut String::new(), msg, self.r, self.store, ctx)
     }
 
     /// What `who` reads of `msg` with its own key and its session keys.

@@ -373,14 +373,7 @@ fn relay_path(
         "\n   proxy-b is not designated and not a recipient: it forwards without touching its key:\n   \
          $ sipseal proxy to-proxy-b.sip --identity keys/proxy-b --via proxy-b.b.example.com > to-bob.sip\n\n",
     );
-    let at_b = hop(
-        out,
-        &to_b,
-        &r.proxy_b,
-        &proxy_opts("proxy-b.b.example.com"),
-        state(store, false),
-        ctx,
-    )?;
+    let at_b = via_proxy_b(out, &to_b, r, store, ctx)?;
     let to_bob = sent(&at_b);
     let invite_notes = [
         dialog::relay_note("proxy-a", sealed, &at_a.report),
@@ -407,6 +400,46 @@ struct Leg {
     invite_notes: [String; 2],
 }
 
+/// alice seals `invite` for `spec` (the file `name`) and proxy-a forwards
+/// it: what reaches proxy-b.
+fn via_proxy_a(
+    invite: &Message,
+    spec: &SealSpec,
+    name: &'static str,
+    files: &mut Vec<(&str, Vec<u8>)>,
+    r: &Parties,
+    store: &MemoryStore,
+    ctx: &mut Context,
+) -> Result<Message, Error> {
+    let sealed = ua(store)
+        .seal(invite, spec, ctx)
+        .map_err(|err| Error::ua("the demo INVITE", err))?
+        .sealed;
+    files.push((name, sealed.message.to_bytes()));
+    let step = hop(
+        &mut String::new(),
+        &sealed.message,
+        &r.proxy_a,
+        &proxy_opts("proxy-a.a.example.com:5060"),
+        state(store, false),
+        ctx,
+    )?;
+    Ok(sent(&step))
+}
+
+/// proxy-b's step: `sipseal proxy --identity keys/proxy-b --via
+/// proxy-b.b.example.com --record-route`, its report to `out`.
+fn via_proxy_b(
+    out: &mut String,
+    msg: &Message,
+    r: &Parties,
+    store: &MemoryStore,
+    ctx: &mut Context,
+) -> Result<Step, Error> {
+    let opts = proxy_opts("proxy-b.b.example.com");
+    hop(out, msg, &r.proxy_b, &opts, state(store, false), ctx)
+}
+
 /// alice designates proxy-b by URI only; proxy-b answers 496 with its
 /// certificate; alice seals again with it added. A scenario of its own:
 /// nobody's keys from step 6 are touched.
@@ -419,7 +452,6 @@ fn designation_without_key(
     ctx: &mut Context,
 ) -> Result<(), Error> {
     let store = MemoryStore::new();
-    let seal_err = |err| Error::ua("the demo INVITE", err);
     out.push_str(
         "\n7. the same INVITE when bob's domain wants its proxy to see the SDP: alice designates\n   \
          proxy-b by URI, but has no certificate for it (so no RecipientInfo):\n   \
@@ -427,31 +459,12 @@ fn designation_without_key(
     );
     let mut first_spec = spec.clone();
     first_spec.designate = vec!["sip:proxy-b.b.example.com".into()];
-    let first = ua(&store)
-        .seal(invite, &first_spec, ctx)
-        .map_err(seal_err)?
-        .sealed;
-    files.push(("designated.sip", first.message.to_bytes()));
-    let to_b = hop(
-        &mut String::new(),
-        &first.message,
-        &r.proxy_a,
-        &proxy_opts("proxy-a.a.example.com:5060"),
-        state(&store, false),
-        ctx,
-    )?;
+    let to_b = via_proxy_a(invite, &first_spec, "designated.sip", files, r, &store, ctx)?;
     out.push_str(
         "\n   proxy-a forwards it as before; proxy-b is designated but cannot open it:\n   \
          $ sipseal proxy to-proxy-b.sip --identity keys/proxy-b > 496.sip   # exit 5\n\n",
     );
-    let at_b = hop(
-        out,
-        &sent(&to_b),
-        &r.proxy_b,
-        &proxy_opts("proxy-b.b.example.com"),
-        state(&store, false),
-        ctx,
-    )?;
+    let at_b = via_proxy_b(out, &to_b, r, &store, ctx)?;
     let Outcome::Respond(answer) = at_b.outcome else {
         return Err(Error::usage(
             "the demo expected a 496 from proxy-b",
@@ -484,31 +497,12 @@ fn designation_without_key(
     ));
     let mut second_spec = spec.clone();
     second_spec.disclose.push(Recipient::Cert(Box::new(cert)));
-    let second = ua(&store)
-        .seal(invite, &second_spec, ctx)
-        .map_err(seal_err)?
-        .sealed;
-    files.push(("resealed.sip", second.message.to_bytes()));
-    let to_b = hop(
-        &mut String::new(),
-        &second.message,
-        &r.proxy_a,
-        &proxy_opts("proxy-a.a.example.com:5060"),
-        state(&store, false),
-        ctx,
-    )?;
+    let to_b = via_proxy_a(invite, &second_spec, "resealed.sip", files, r, &store, ctx)?;
     out.push_str(
         "\n   now proxy-b opens and reads the media on its way to bob:\n   \
          $ sipseal proxy to-proxy-b.sip --identity keys/proxy-b > to-bob.sip\n\n",
     );
-    let to_bob = sent(&hop(
-        out,
-        &sent(&to_b),
-        &r.proxy_b,
-        &proxy_opts("proxy-b.b.example.com"),
-        state(&store, false),
-        ctx,
-    )?);
+    let to_bob = sent(&via_proxy_b(out, &to_b, r, &store, ctx)?);
     out.push_str("\n   $ sipseal open to-bob.sip --identity keys/bob\n");
     out.push_str(&indent(&view(&to_bob, "bob", &r.bob, &store, ctx, &[])));
     Ok(())
