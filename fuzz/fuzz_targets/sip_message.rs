@@ -15,6 +15,9 @@ fuzz_target!(|data: &[u8]| {
         let _ = sipseal::signing::outer_signature(&m);
         let _ = sipseal::signing::peel(&m);
         let _ = sipseal::sip::route_security::entries(&m);
+        // The relay's one-time parse of a message.
+        let view = sipseal::relay::View::parse(&m);
+        let _ = (view.outer_signer(), view.outer_problem());
     }
     if let Ok((m, used)) = Message::parse_prefix(data) {
         assert_eq!(m.to_bytes(), &data[..used]);
