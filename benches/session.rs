@@ -11,10 +11,13 @@ use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sipseal::context::Context;
-use sipseal::envelope::Envelope;
+use sipseal::envelope::{Envelope, RecipientKey};
+use sipseal::keys::Identity;
 use sipseal::sealing::{SealedInput, detect, open_input, seal_session};
-use sipseal::session::SessionKey;
+use sipseal::session::{DEFAULT_GRACE, Entry, Policy, Role, SessionKey};
 use sipseal::sip::Message;
+use sipseal::state::{MemoryStore, SessionStore};
+use sipseal::ua::Ua;
 
 fn bench(c: &mut Criterion) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -45,6 +48,35 @@ fn bench(c: &mut Criterion) {
                 .unwrap()
                 .message
                 .unwrap()
+        })
+    });
+    // The user agent's workflow: the key found in a (memory) session store
+    // by the message's reference, as the live server will.
+    let store = MemoryStore::new();
+    let owner = "sip:bob@b.example.com";
+    let now = ctx.now();
+    let entry = Entry::new(
+        invite.call_id().unwrap(),
+        &[7u8; 32],
+        Role::Ua,
+        None,
+        now,
+        &Policy::default(),
+    );
+    store.record(owner, entry, now, DEFAULT_GRACE).unwrap();
+    let bob = Identity::load_dir(&root.join("keys/bob")).unwrap();
+    let bob_keys = [RecipientKey::Rsa {
+        cert: &bob.cert,
+        key: &bob,
+    }];
+    let ua = Ua {
+        store: &store,
+        limits: Default::default(),
+    };
+    g.bench_function("warm open/workflow (memory store)", |b| {
+        b.iter(|| {
+            let input = SealedInput::Sip(Message::parse(black_box(&wire)).unwrap());
+            ua.open(input, &bob_keys, None, &mut ctx).unwrap()
         })
     });
     g.bench_function("seal/SIP message", |b| {
