@@ -1,6 +1,12 @@
 //! sipseal: selective disclosure of SIP bodies to chosen relays with CMS
-//! (S/MIME) AuthEnvelopedData. The library holds all format and crypto work;
-//! the `sipseal` binary is a thin layer over it (see `cli`).
+//! (S/MIME) AuthEnvelopedData. The library holds all format, crypto and
+//! workflow code, and builds without the command line; the `sipseal`
+//! binary (`src/bin/sipseal/`, the `cli` feature) is a thin adapter over it.
+//!
+//! The workflows — [`ua`] (a user agent), [`relay`] (one relay step) and
+//! [`verify`] — take parsed inputs, a [`context::Context`] and a store
+//! ([`state`]), and return values: they never print, never exit, and read
+//! no file they were not handed.
 
 pub mod context;
 pub mod envelope;

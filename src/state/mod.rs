@@ -130,7 +130,7 @@ fn change<S: SessionStore + ?Sized, T>(
 /// Each call's pinhole state, per identity (the relay).
 pub trait PinholeStore {
     /// Apply what one message shows to the state of `call_id` at once and
-    /// say what changes (see [`CallState::step`]); a call that is over
+    /// say what changes (see [`crate::pinhole::CallState::step`]); a call that is over
     /// leaves nothing behind.
     fn step(&self, owner: &str, call_id: &str, seen: &Seen) -> Result<Changes, StoreError>;
 }

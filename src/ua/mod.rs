@@ -1,6 +1,6 @@
 //! The user agent's workflows (SPEC §3.2): seal a message for its
 //! recipients, seal in a dialog under the session key (or learn that a
-//! rekey is due), rekey, build the next message of a dialog ([`reply`]),
+//! rekey is due), rekey, build the next message of a dialog ([`Ua::reply`]),
 //! and open. Each takes parsed inputs, a [`Context`] and a session store,
 //! and returns values; what the session store learns is in the result.
 
