@@ -44,6 +44,14 @@ impl Context {
         }
     }
 
+    /// [`Context::mix`] with data that is made only in deterministic mode
+    /// (a whole message, on a hot path).
+    pub fn mix_with(&mut self, label: &str, data: impl FnOnce() -> Vec<u8>) {
+        if self.seed.is_some() {
+            self.mix(label, &data());
+        }
+    }
+
     /// Whether a seed or a fixed clock is in force.
     pub fn is_deterministic(&self) -> bool {
         self.seed.is_some() || self.now.is_some()
@@ -107,5 +115,16 @@ mod tests {
         let mut a2 = Context::new(Some(b"s"), None);
         a2.mix("input", b"one");
         assert_eq!(c.token(8), a2.token(8));
+    }
+
+    #[test]
+    fn mix_with_is_mix_and_builds_nothing_when_random() {
+        let mut a = Context::new(Some(b"s"), None);
+        let mut b = Context::new(Some(b"s"), None);
+        a.mix("relay", b"message");
+        b.mix_with("relay", || b"message".to_vec());
+        assert_eq!(a.token(8), b.token(8));
+        let mut random = Context::new(None, None);
+        random.mix_with("relay", || panic!("built outside deterministic mode"));
     }
 }

@@ -67,7 +67,7 @@ pub fn relay(
     ctx: &mut Context,
 ) -> Result<Step, RelayError> {
     // In deterministic mode every message gets values of its own.
-    ctx.mix("relay", &msg.to_bytes());
+    ctx.mix_with("relay", || msg.to_bytes());
     let mut report = RelayReport::new(msg, &keys.uris());
     let pass = match path::admission(msg, &opts.path)? {
         Some(refusal) => Pass::Refuse(refusal),

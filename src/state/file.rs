@@ -44,14 +44,6 @@ pub struct StateDir {
 }
 
 impl StateDir {
-    /// The XDG state directory (`$XDG_STATE_HOME/sipseal`, else
-    /// `~/.local/state/sipseal`); none without a home directory.
-    pub fn default_root() -> Option<PathBuf> {
-        dirs::state_dir()
-            .or_else(|| dirs::home_dir().map(|h| h.join(".local/state")))
-            .map(|d| d.join("sipseal"))
-    }
-
     /// The directory of one identity, named after it (its certificate's
     /// SAN URI, else its subject), with anything but `[A-Za-z0-9.@+-]`
     /// turned into `_`: `sip_proxy-a.a.example.com`.

@@ -5,7 +5,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::{PinholeStore, SessionStore, StoreError};
 use crate::pinhole::{CallState, Changes, Seen};
-use crate::session::Sessions;
+use crate::session::{SessionKey, Sessions};
+use time::{Duration, OffsetDateTime};
 
 /// Everything in memory, behind one lock.
 #[derive(Debug, Default)]
@@ -44,6 +45,20 @@ impl SessionStore for MemoryStore {
         f(&mut sessions);
         all.insert(owner.to_owned(), sessions);
         Ok(())
+    }
+
+    /// Looked up in place: no copy of the owner's sessions per message.
+    fn lookup(
+        &self,
+        owner: &str,
+        reference: &[u8],
+        call_id: Option<&str>,
+        now: OffsetDateTime,
+        grace: Duration,
+    ) -> Result<Option<SessionKey>, StoreError> {
+        Ok(locked(&self.sessions)
+            .get(owner)
+            .and_then(|s| s.lookup(reference, call_id, now, grace)))
     }
 
     fn all(&self) -> Result<Vec<(String, Sessions)>, StoreError> {
@@ -89,6 +104,12 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(key.reference, entry.reference);
+        assert!(
+            store
+                .lookup("other", &entry.reference, Some("c"), now, DEFAULT_GRACE)
+                .unwrap()
+                .is_none()
+        );
         assert!(matches!(
             store.use_key("me", "c", now, None, None).unwrap(),
             Use::Key(_)

@@ -15,7 +15,7 @@ use sipseal::sealing::{SealSpec, SealedMessage};
 use sipseal::session::{Limits, Recorded, Stored};
 use sipseal::sip::Message;
 use sipseal::sip::disclosure::Access;
-use sipseal::state::{FileStore, StateDir};
+use sipseal::state::FileStore;
 use sipseal::ua::{Ua, trusted_relay_cert};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -65,7 +65,12 @@ impl StateArgs {
     pub fn store(&self) -> Result<FileStore, Error> {
         let root = match &self.state {
             Some(p) => p.clone(),
-            None => StateDir::default_root().ok_or(Error::NoStateDir)?,
+            // The XDG state directory: $XDG_STATE_HOME/sipseal, else
+            // ~/.local/state/sipseal.
+            None => dirs::state_dir()
+                .or_else(|| dirs::home_dir().map(|h| h.join(".local/state")))
+                .ok_or(Error::NoStateDir)?
+                .join("sipseal"),
         };
         Ok(FileStore::new(&root))
     }
