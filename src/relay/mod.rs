@@ -83,7 +83,10 @@ pub fn relay(
         Pass::Refuse(refusal) => {
             report.answered = Some(refusal.sip_status());
             report.refused = refusal.why();
-            (Outcome::Respond(refusal.response(msg, keys, ctx)?), None)
+            (
+                Outcome::Respond(refusal.response(msg, &keys.identity.cert, &keys.host(), ctx)?),
+                None,
+            )
         }
     };
     let session = match (&cek, msg.call_id()) {

@@ -3,8 +3,8 @@
 
 use der::Encode;
 
-use super::options::RelayKeys;
 use crate::context::Context;
+use crate::keys::Cert;
 use crate::sip::Message;
 use crate::sip::compose::{Body, ComposeError, ResponseParams, build_response};
 
@@ -60,12 +60,14 @@ impl Refusal {
     }
 
     /// The response to `request`: the status alone; a 496 also carries
-    /// this relay's certificate (`application/pkix-cert`, RFC 2585) and a
-    /// `Warning: 380` naming the content type it needs to see.
+    /// this relay's certificate `cert` (`application/pkix-cert`, RFC 2585)
+    /// and a `Warning: 380` from `agent` (its host) naming the content type
+    /// it needs to see.
     pub fn response(
         &self,
         request: &Message,
-        keys: &RelayKeys<'_>,
+        cert: &Cert,
+        agent: &str,
         ctx: &mut Context,
     ) -> Result<Message, ComposeError> {
         let mut params = ResponseParams {
@@ -73,18 +75,13 @@ impl Refusal {
             ..Default::default()
         };
         if *self == Refusal::Undecipherable {
-            let der = keys
-                .identity
-                .cert
+            let der = cert
                 .cert
                 .to_der()
                 .map_err(|e| ComposeError::BadHeader(e.to_string()))?;
             params.headers.push((
                 "Warning".into(),
-                format!(
-                    "380 {} \"Required to view Content-Type 'application/sdp'\"",
-                    keys.host()
-                ),
+                format!("380 {agent} \"Required to view Content-Type 'application/sdp'\""),
             ));
             params.body = Some(Body {
                 content_type: "application/pkix-cert".into(),
