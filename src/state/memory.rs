@@ -5,8 +5,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::{PinholeStore, SessionStore, StoreError};
 use crate::pinhole::{CallState, Changes, Seen};
-use crate::session::{SessionKey, Sessions};
-use time::{Duration, OffsetDateTime};
+use crate::session::Sessions;
 
 /// Everything in memory, behind one lock.
 #[derive(Debug, Default)]
@@ -47,18 +46,13 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
-    /// Looked up in place: no copy of the owner's sessions per message.
-    fn lookup(
-        &self,
-        owner: &str,
-        reference: &[u8],
-        call_id: Option<&str>,
-        now: OffsetDateTime,
-        grace: Duration,
-    ) -> Result<Option<SessionKey>, StoreError> {
-        Ok(locked(&self.sessions)
-            .get(owner)
-            .and_then(|s| s.lookup(reference, call_id, now, grace)))
+    /// In place: no copy of the owner's sessions per message.
+    fn read(&self, owner: &str, f: &mut dyn FnMut(&Sessions)) -> Result<(), StoreError> {
+        match locked(&self.sessions).get(owner) {
+            Some(sessions) => f(sessions),
+            None => f(&Sessions::empty(Some(owner))),
+        }
+        Ok(())
     }
 
     fn all(&self) -> Result<Vec<(String, Sessions)>, StoreError> {

@@ -54,6 +54,13 @@ pub trait SessionStore {
     /// The sessions of `owner` (none yet: empty).
     fn load(&self, owner: &str) -> Result<Sessions, StoreError>;
 
+    /// Show the sessions of `owner` to `f` (by default a [`SessionStore::load`];
+    /// a store that holds them in memory shows them in place).
+    fn read(&self, owner: &str, f: &mut dyn FnMut(&Sessions)) -> Result<(), StoreError> {
+        f(&self.load(owner)?);
+        Ok(())
+    }
+
     /// Change the sessions of `owner` at once: read, `f`, write.
     fn update(&self, owner: &str, f: &mut dyn FnMut(&mut Sessions)) -> Result<(), StoreError>;
 
@@ -81,7 +88,11 @@ pub trait SessionStore {
         now: OffsetDateTime,
         grace: Duration,
     ) -> Result<Option<SessionKey>, StoreError> {
-        Ok(self.load(owner)?.lookup(reference, call_id, now, grace))
+        let mut key = None;
+        self.read(owner, &mut |s| {
+            key = s.lookup(reference, call_id, now, grace)
+        })?;
+        Ok(key)
     }
 
     /// A sender's use of its key (see [`Sessions::use_key`]).
