@@ -41,12 +41,10 @@ fn invite_golden_and_well_formed() {
         m.header("Content-Length"),
         Some(m.body().len().to_string().as_str())
     );
+    let branch = m.vias().unwrap()[0].branch().unwrap().to_string();
     assert!(
-        m.vias().unwrap()[0]
-            .branch()
-            .unwrap()
-            .to_string()
-            .starts_with("z9hG4bK")
+        branch.starts_with("z9hG4bK"),
+        "RFC 3261 magic cookie: {branch}"
     );
     assert_eq!(m.max_forwards().unwrap(), Some(70));
     assert!(m.from_tag().unwrap().is_some());
