@@ -92,8 +92,8 @@ pub struct PartReport {
     pub headers: Vec<HeaderLine>,
     /// Content bytes (0 for a multipart; see `parts`).
     pub length: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
     /// What an `application/sdp` part says about the media.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub sdp: Option<SdpSummary>,
     /// Why an `application/sdp` part could not be read.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -108,8 +108,8 @@ pub struct PartReport {
     /// verified here: that is `sipseal verify`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signed: Option<SignedSummary>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     /// The parts of a multipart.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<PartReport>,
 }
 
@@ -145,8 +145,8 @@ fn signed_summary(der: &[u8]) -> SignedSummary {
 pub struct DesignationReport {
     /// The relay's URI.
     pub uri: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     /// The Content-ID of the part it may open.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cid: Option<String>,
     /// What it may do.
     pub access: Access,
@@ -186,21 +186,21 @@ pub struct Report {
     pub kind: &'static str,
     /// The start line as written.
     pub start_line: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     /// The method of a request.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     /// The Request-URI of a request.
-    pub request_uri: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_uri: Option<String>,
     /// The status code of a response.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
     /// Every header line, in order.
     pub headers: Vec<HeaderLine>,
     /// Content-Length as carried (the body's byte count).
     pub body_length: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
     /// The body, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<PartReport>,
     /// `Proxy-Inspect-Body` entries, checked against the recipients.
     #[serde(skip_serializing_if = "Vec::is_empty")]

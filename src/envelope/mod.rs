@@ -506,8 +506,8 @@ pub struct EnvelopeInfo {
     pub cipher: &'static str,
     /// Length of the GCM nonce or CBC IV.
     pub iv_length: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
     /// Length of the GCM tag (AuthEnvelopedData only).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tag_length: Option<u8>,
     /// Length of the encrypted content.
     pub encrypted_length: usize,

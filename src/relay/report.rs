@@ -33,8 +33,8 @@ pub enum Decision {
 pub struct StreamReport {
     /// `audio`, `video`, ...
     pub media: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     /// The connection address (media level, else session level).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
     /// The RTP port.
     pub port: u16,
@@ -45,8 +45,8 @@ pub struct StreamReport {
     /// Where RTCP goes: `a=rtcp`, else port+1 (none with rtcp-mux or port 0).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rtcp_port: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     /// Where RTCP goes, when `a=rtcp` names another address.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rtcp_address: Option<String>,
 }
 
@@ -88,11 +88,11 @@ pub struct RelayReport {
     /// Request method, or the CSeq method of a response.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     /// The status code of a response.
-    pub status: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
     /// The Call-ID.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub call_id: Option<String>,
     /// This relay's URI(s).
     pub relay: Vec<String>,
@@ -101,8 +101,8 @@ pub struct RelayReport {
     /// Who designated this relay (the From party of the sealed request).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub designated_by: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     /// What the designation allows.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub access: Option<Access>,
     /// Whether the body was opened.
     pub opened: bool,
@@ -115,11 +115,11 @@ pub struct RelayReport {
     /// The SDP as text, when opened.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sdp: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     /// The media streams of the SDP read.
-    pub streams: Vec<StreamReport>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub streams: Vec<StreamReport>,
     /// The SRTP keys of the SDP read.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub srtp_keys: Vec<SrtpKey>,
     /// Whether this relay edited the SDP.
     pub edited: bool,
