@@ -10,6 +10,7 @@ use crate::envelope::{Envelope, EnvelopeInfo, RecipientKey};
 use crate::keys::{Cert, Psk};
 use crate::mime::{self, Part};
 use crate::sdp::{Sdp, Stream};
+use crate::sip::conformance::Malformed;
 use crate::sip::disclosure::{Access, designations};
 use crate::sip::headers::strip_angle;
 use crate::sip::{Message, StartLine};
@@ -214,6 +215,10 @@ pub struct Report {
     /// Things that parse but look wrong (e.g. a designated relay without a RecipientInfo).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The first defect that makes the message malformed (RFC 3261 /
+    /// RFC 4475): a relay answers such a request 400 and drops such a response.
+    #[serde(skip)]
+    pub malformed: Option<Malformed>,
 }
 
 fn part_report(p: &Part) -> PartReport {
@@ -270,19 +275,14 @@ fn part_report(p: &Part) -> PartReport {
 /// Inspect a parsed message. Never fails: what does not parse is listed
 /// under `problems`.
 pub fn inspect(msg: &Message) -> Report {
-    let mut problems = Vec::new();
-    let checks: [(&str, Option<String>); 6] = [
-        ("Via", msg.vias().err().map(|e| e.to_string())),
-        ("From", msg.from_header().err().map(|e| e.to_string())),
-        ("To", msg.to_header().err().map(|e| e.to_string())),
-        ("Call-ID", msg.call_id().err().map(|e| e.to_string())),
-        ("CSeq", msg.cseq().err().map(|e| e.to_string())),
-        (
-            "Max-Forwards",
-            msg.max_forwards().err().map(|e| e.to_string()),
-        ),
-    ];
-    problems.extend(checks.into_iter().filter_map(|(_, e)| e));
+    let conformance = crate::sip::conformance::check(msg);
+    let malformed = conformance.first().cloned();
+    let mut problems: Vec<String> = conformance
+        .errors
+        .iter()
+        .map(|e| e.detail.clone())
+        .collect();
+    problems.extend(conformance.remarks);
     let body = match mime::body_of(msg) {
         Ok(b) => b.as_ref().map(part_report),
         Err(e) => {
@@ -316,6 +316,7 @@ pub fn inspect(msg: &Message) -> Report {
         keys: Vec::new(),
         problems,
         warnings: Vec::new(),
+        malformed,
     }
 }
 
@@ -489,6 +490,7 @@ pub fn inspect_cms<R: CryptoRng + ?Sized>(der: &[u8], known: &Known<'_>, rng: &m
         keys: Vec::new(),
         problems: Vec::new(),
         warnings: Vec::new(),
+        malformed: None,
     };
     let (cms, mut cms_error, env) = match Envelope::parse(der) {
         Ok(env) => (Some(env.describe()), None, Some(env)),
@@ -660,13 +662,42 @@ impl Report {
         for w in &self.warnings {
             let _ = writeln!(out, "warning: {w}");
         }
-        out
+        escape_controls(&out)
     }
+}
+
+/// `text` with every control character but the line breaks written as
+/// `\xNN` (`\u{NNNN}` above U+00FF): what a message carries must not
+/// drive the terminal it is shown on.
+pub fn escape_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => out.push(c),
+            c if c.is_control() && (c as u32) <= 0xff => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:04x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_in_text() {
+        let raw =
+            b"OPTIONS sip:u@example.com SIP/2.0\r\nSubject: \x1b]0;pwned\x07 \x7f\r\nl: 0\r\n\r\n";
+        let text = inspect(&Message::parse(raw).unwrap()).to_text();
+        assert!(text.contains("Subject: \\x1b]0;pwned\\x07 \\x7f"), "{text}");
+        assert!(!text.chars().any(|c| c.is_control() && c != '\n'));
+    }
 
     #[test]
     fn reports_sdp_streams_and_problems() {
@@ -680,6 +711,7 @@ mod tests {
         assert_eq!(s.media[1].crypto_suites, ["AES_CM_128_HMAC_SHA1_80"]);
         assert!(r.problems.iter().any(|p| p.contains("CSeq")));
         assert!(r.problems.iter().any(|p| p.contains("missing Call-ID")));
+        assert!(r.malformed.is_some());
         assert!(
             r.to_text()
                 .contains("audio port 49170 RTP/SAVP at 192.0.2.10, rtcp-mux")

@@ -361,6 +361,20 @@ pub enum PinholeFormat {
 }
 
 impl Changes {
+    /// No change to the call `call_id`: a request the relay answered
+    /// itself never reached the far end.
+    pub fn none(call_id: &str) -> Changes {
+        Changes {
+            call_id: call_id.to_owned(),
+            call_tag: call_tag(call_id),
+            state: "unchanged",
+            table: TABLE,
+            delete: Vec::new(),
+            add: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
     /// An `nft -f` script: the table and its two sets (declaring them is a
     /// no-op when they exist), then the deletions, then the additions.
     pub fn to_nft(&self) -> String {

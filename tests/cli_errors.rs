@@ -32,7 +32,10 @@ fn truncated_header_section() {
     let err = inspect_fails(
         b"INVITE sip:bob@b.example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nCall-ID: a",
     );
-    assert!(err.contains("line 3") && err.contains("truncated"), "{err}");
+    assert!(
+        err.contains("line 3") && err.contains("does not end with an empty line"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -45,12 +48,20 @@ fn truncated_body_lying_content_length() {
 }
 
 #[test]
-fn content_length_too_small() {
-    let err = inspect_fails(b"MESSAGE sip:b@h SIP/2.0\r\nl: 2\r\n\r\nlonger body");
+fn octets_after_content_length_are_discarded_with_a_warning() {
+    // RFC 3261 §18.3: a file is read like a datagram.
+    let out = sipseal()
+        .args(["inspect", "-"])
+        .write_stdin(&b"MESSAGE sip:b@h SIP/2.0\r\nl: 2\r\n\r\nlonger body"[..])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("Content-Length is 2 but 11 bytes follow"),
+        err.contains("warning: standard input: 9 bytes after the body (Content-Length: 2) ignored"),
         "{err}"
     );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("body: 2 bytes"), "{text}");
 }
 
 #[test]

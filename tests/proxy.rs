@@ -7,7 +7,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{Succeeds, seal_invite, sipseal, write};
+use common::{Succeeds, ok, seal_invite, sipseal, write};
 use predicates::prelude::*;
 use sipseal::sip::Message;
 
@@ -284,12 +284,17 @@ fn trial_opens_when_a_recipientinfo_matches() {
 fn responses_pass_back_with_the_top_via_removed_and_a_sealed_answer_read() {
     let tmp = tempfile::tempdir().unwrap();
     let input = sealed(tmp.path(), &["--disclose", "keys/proxy-a/cert.pem"]);
+    // The response must come back to the relay that keyed the branch.
+    let state = tmp.path().join("state");
+    let state = state.to_str().unwrap();
     let fwd = run(
         &[
             "--identity",
             "keys/proxy-a",
             "--via",
             "proxy-a.a.example.com",
+            "--state",
+            state,
         ],
         &input,
     );
@@ -316,6 +321,7 @@ fn responses_pass_back_with_the_top_via_removed_and_a_sealed_answer_read() {
         .arg("proxy")
         .arg(&ok_path)
         .args(PROXY_A_PSK)
+        .args(["--state", state])
         .args(["--report-format", "json", "--report"])
         .arg(&report)
         .succeeds();
@@ -512,4 +518,79 @@ fn a_496_gives_alice_the_certificate_to_seal_again_with() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("not a 496"));
+}
+
+#[test]
+fn a_response_goes_back_only_through_the_relay_that_forwarded_its_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let state = state.to_str().unwrap();
+    let via = [
+        "--identity",
+        "keys/proxy-a",
+        "--via",
+        "proxy-a.a.example.com",
+    ];
+    let fwd = run(
+        &[&via[..], &["--state", state]].concat(),
+        Path::new("samples/invite.sip"),
+    );
+    let fwd_path = tmp.path().join("fwd.sip");
+    std::fs::write(&fwd_path, ok(&fwd)).unwrap();
+    let respond = |request: &Path| {
+        let out = sipseal()
+            .args(["build", "response", "486", "--request"])
+            .arg(request)
+            .succeeds();
+        let path = tmp.path().join("resp.sip");
+        std::fs::write(&path, &out.stdout).unwrap();
+        path
+    };
+    // Through the relay that forwarded it: its Via comes off.
+    let back = run(
+        &[&via[..], &["--state", state]].concat(),
+        &respond(&fwd_path),
+    );
+    let back = Message::parse(&ok(&back)).unwrap();
+    assert_eq!(back.header_list("Via").len(), 1);
+    // The same response at a relay with another key (another state): a
+    // branch it did not make.
+    let other = run(&via, &respond(&fwd_path));
+    assert_eq!(other.status.code(), Some(1));
+    assert!(other.stdout.is_empty());
+    assert!(
+        String::from_utf8_lossy(&other.stderr)
+            .contains("its top Via branch was not made by this relay for this transaction"),
+        "{}",
+        String::from_utf8_lossy(&other.stderr)
+    );
+    // A response that never passed here (the caller's own Via on top) is
+    // dropped, not forwarded with its Via stack stripped.
+    let direct = run(
+        &[&via[..], &["--state", state]].concat(),
+        &respond(Path::new("samples/invite.sip")),
+    );
+    assert_eq!(direct.status.code(), Some(1));
+    assert!(direct.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&direct.stderr).contains("its top Via is 192.0.2.10:5060"));
+}
+
+#[test]
+fn a_via_further_down_that_does_not_parse_is_not_this_relays_business() {
+    let tmp = tempfile::tempdir().unwrap();
+    let invite = std::fs::read_to_string("samples/invite.sip").unwrap();
+    let bad = invite.replacen(
+        "Max-Forwards:",
+        "Via: SIP/2.0/UDP [not-an-address;;;,,\r\nMax-Forwards:",
+        1,
+    );
+    assert_ne!(bad, invite);
+    let path = tmp.path().join("bad-via.sip");
+    std::fs::write(&path, &bad).unwrap();
+    let out = run(&["--identity", "keys/proxy-a"], &path);
+    let text = String::from_utf8(ok(&out)).unwrap();
+    assert!(
+        text.contains("Via: SIP/2.0/UDP [not-an-address;;;,,\r\n"),
+        "{text}"
+    );
 }

@@ -251,7 +251,13 @@ fn a_response_goes_back_resealed_for_the_caller() {
     let tmp = tempfile::tempdir().unwrap();
     // The INVITE as it reached bob through proxy-a (two Vias).
     let from_alice = seal(tmp.path(), &["--peer", "keys/proxy-a/cert.pem"]);
-    let out = reencrypt(&from_alice, &["--peer", "keys/bob/cert.pem"]);
+    // The response comes back to the relay (its state) that keyed the branch.
+    let state = tmp.path().join("state");
+    let state = state.to_str().unwrap();
+    let out = reencrypt(
+        &from_alice,
+        &["--peer", "keys/bob/cert.pem", "--state", state],
+    );
     let at_bob = write(tmp.path(), "at-bob.sip", &ok(&out));
     // bob answers, sealing for proxy-a (hop by hop back).
     let answer = sipseal()
@@ -262,7 +268,10 @@ fn a_response_goes_back_resealed_for_the_caller() {
         .output()
         .unwrap();
     let answer_path = write(tmp.path(), "200.sip", &ok(&answer));
-    let back = reencrypt(&answer_path, &["--peer", "keys/alice/cert.pem"]);
+    let back = reencrypt(
+        &answer_path,
+        &["--peer", "keys/alice/cert.pem", "--state", state],
+    );
     let at_alice = write(tmp.path(), "200-alice.sip", &ok(&back));
     let before = Message::parse(&answer.stdout).unwrap();
     let after = Message::parse(&back.stdout).unwrap();

@@ -636,6 +636,8 @@ fn route_security_chain_levels_and_gaps() {
     );
     let invite = write(d, "invite.sip", &invite);
     let alice = signed(d, &invite, "alice.sip");
+    // Each relay's responses come back to its own state (its branch key).
+    let state = d.join("state");
     let hop = |input: &Path, id: &str, from: &str, level: &str, name: &str| {
         let report = d.join(format!("{name}.txt"));
         let out = proxy(
@@ -648,6 +650,8 @@ fn route_security_chain_levels_and_gaps() {
                 level,
                 "--report",
                 path(&report),
+                "--state",
+                path(&state),
             ],
         );
         (
@@ -716,7 +720,14 @@ fn route_security_chain_levels_and_gaps() {
     let out = proxy(
         &response,
         "keys/proxy-b",
-        &["--link-level", "2", "--report", path(&report)],
+        &[
+            "--link-level",
+            "2",
+            "--report",
+            path(&report),
+            "--state",
+            path(&state),
+        ],
     );
     ok(&out);
     let r = std::fs::read_to_string(report).unwrap();

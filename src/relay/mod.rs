@@ -21,14 +21,14 @@ pub use options::{
     Mode, Outcome, ProxyOptions, ReencryptOptions, RelayError, RelayKeys, RelayOptions,
 };
 pub use path::PathOptions;
-pub use refusal::Refusal;
+pub use refusal::{Refusal, answer_unparsable};
 pub use report::{Decision, RelayReport, SrtpKey, StreamReport};
 pub use view::View;
 
 use crate::context::Context;
 use crate::pinhole::{Changes, Seen};
 use crate::session::{Entry, Policy, Role, SessionKey, Stored};
-use crate::sip::Message;
+use crate::sip::{Message, conformance, routing};
 use crate::state::{PinholeStore, SessionStore, StoreError};
 use pipeline::Pass;
 
@@ -69,14 +69,30 @@ pub fn relay(
     // In deterministic mode every message gets values of its own.
     ctx.mix_with("relay", || msg.to_bytes());
     let mut report = RelayReport::new(msg, &keys.uris());
-    let pass = match path::admission(msg, &opts.path)? {
+    let owner = keys.name();
+    let branch_key = state.sessions.secret(&owner, &mut || {
+        let mut b = [0u8; 32];
+        b.copy_from_slice(&ctx.bytes(32));
+        b
+    })?;
+    let refusal = well_formed(msg)?;
+    if !msg.is_request() {
+        // RFC 3261 §16.7 / §16.11: only a response to what this relay
+        // forwarded goes on, never one with a Via stack merely stripped.
+        let sent_by = keys.sent_by(opts.via.as_deref());
+        routing::check_response_via(msg, &sent_by, &branch_key).map_err(RelayError::NotOurs)?;
+    }
+    let pass = match refusal {
         Some(refusal) => Pass::Refuse(refusal),
-        None => {
-            let view = View::parse(msg);
-            let owner = keys.name();
-            let sessions = session_keys(&view, &owner, &opts.sessions, state.sessions, ctx.now())?;
-            pipeline::run(view, &mut report, keys, &sessions, opts, ctx)?
-        }
+        None => match path::admission(msg, &opts.path)? {
+            Some(refusal) => Pass::Refuse(refusal),
+            None => {
+                let view = View::parse(msg);
+                let sessions =
+                    session_keys(&view, &owner, &opts.sessions, state.sessions, ctx.now())?;
+                pipeline::run(view, &mut report, keys, &sessions, &branch_key, opts, ctx)?
+            }
+        },
     };
     let (outcome, cek) = match pass {
         Pass::Forward { message, cek } => (Outcome::Forward(message), cek),
@@ -106,19 +122,16 @@ pub fn relay(
         }
         _ => None,
     };
-    let pinholes = match state.pinholes {
-        Some(store) => {
-            // What passes on is what the pinholes follow: the forwarded
-            // message, or the error response this relay answered with.
-            let sdp = match &outcome {
-                Outcome::Forward(_) => report.sdp.as_deref(),
-                Outcome::Respond(_) => None,
-            };
-            let out = outcome.message();
+    let pinholes = match (state.pinholes, &outcome) {
+        // What passes on is what the pinholes follow. A request this relay
+        // refused never reaches the far end: it changes no call's pinholes.
+        (Some(store), Outcome::Forward(out)) => {
             let call_id = out.call_id().map_err(RelayError::NoCallId)?;
-            Some(store.step(&keys.name(), call_id, &Seen::of(out, sdp))?)
+            let seen = Seen::of(out, report.sdp.as_deref());
+            Some(store.step(&keys.name(), call_id, &seen)?)
         }
-        None => None,
+        (Some(_), Outcome::Respond(_)) => Some(Changes::none(msg.call_id().unwrap_or_default())),
+        (None, _) => None,
     };
     Ok(Step {
         outcome,
@@ -126,6 +139,21 @@ pub fn relay(
         session,
         pinholes,
     })
+}
+
+/// RFC 3261 / RFC 4475: a malformed request is answered (400, 501, 505),
+/// a malformed response dropped; a request whose Proxy-Require names an
+/// extension is answered 420 (this relay supports none).
+fn well_formed(msg: &Message) -> Result<Option<Refusal>, RelayError> {
+    let found = conformance::check(msg);
+    if let Some(m) = found.first() {
+        return match msg.is_request() {
+            true => Ok(Some(Refusal::Malformed(m.clone()))),
+            false => Err(RelayError::MalformedResponse(m.clone())),
+        };
+    }
+    let required = conformance::proxy_require(msg);
+    Ok((msg.is_request() && !required.is_empty()).then_some(Refusal::BadExtension(required)))
 }
 
 /// The stored key a session message is sealed under, if this relay has it.

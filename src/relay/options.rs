@@ -32,6 +32,12 @@ pub enum RelayError {
     /// A response with no Via to take off.
     #[error("a response without a Via to remove")]
     NoVia,
+    /// A response that does not answer a request this relay forwarded: dropped.
+    #[error("response dropped: {0}")]
+    NotOurs(crate::sip::routing::NotOurs),
+    /// A malformed response: dropped, never forwarded (RFC 4475 §3.1.2.5).
+    #[error("malformed response, dropped: {0}")]
+    MalformedResponse(crate::sip::conformance::Malformed),
     /// This relay may not edit or re-seal the body.
     #[error("edit refused: {0}")]
     EditRefused(String),

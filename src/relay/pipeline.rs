@@ -76,6 +76,7 @@ pub(super) fn run(
     report: &mut RelayReport,
     keys: &RelayKeys<'_>,
     sessions: &[SessionKey],
+    branch_key: &[u8; 32],
     opts: &RelayOptions,
     ctx: &mut Context,
 ) -> Result<Pass, RelayError> {
@@ -175,6 +176,7 @@ pub(super) fn run(
         route: &route_entries,
         uris: &uris,
         sent_by: &sent_by,
+        branch_key,
         mode: &opts.mode,
     };
     let out = emit.build(msg, base, keys, ctx)?;
@@ -196,6 +198,8 @@ struct Emit<'a> {
     uris: &'a [String],
     /// This relay's Via sent-by.
     sent_by: &'a str,
+    /// What its Via branches are keyed with (RFC 3261 §16.11).
+    branch_key: &'a [u8; 32],
     /// `proxy` or `reencrypt`.
     mode: &'a Mode,
 }
@@ -215,8 +219,7 @@ impl Emit<'_> {
         ctx: &mut Context,
     ) -> Result<Message, RelayError> {
         let mut out = if msg.is_request() {
-            let token = ctx.token(8);
-            let mut out = routing::forward_request(&base, self.sent_by, &token)?;
+            let mut out = routing::forward_request(&base, self.sent_by, self.branch_key)?;
             let (drop_mine, record_route) = match self.mode {
                 // Under an outer signature the designations are protected:
                 // this relay's own entry stays, or the signature would not verify.

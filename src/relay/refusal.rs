@@ -5,8 +5,11 @@ use der::Encode;
 
 use crate::context::Context;
 use crate::keys::Cert;
-use crate::sip::Message;
-use crate::sip::compose::{Body, ComposeError, ResponseParams, build_response};
+use crate::sip::compose::{
+    Body, ComposeError, ResponseParams, build_response, reason_phrase, stateless_error,
+};
+use crate::sip::conformance::Malformed;
+use crate::sip::{Message, ParseError};
 
 /// A reason to answer a request instead of forwarding it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,6 +37,12 @@ pub enum Refusal {
     /// This relay must see the body and no RecipientInfo is addressed to it.
     #[error("no RecipientInfo for this relay")]
     Undecipherable,
+    /// The request is malformed (RFC 3261 / RFC 4475).
+    #[error("malformed request: {0}")]
+    Malformed(Malformed),
+    /// `Proxy-Require` names extensions this relay does not support.
+    #[error("Proxy-Require: unsupported {}", .0.join(", "))]
+    BadExtension(Vec<String>),
 }
 
 impl Refusal {
@@ -47,6 +56,8 @@ impl Refusal {
             Refusal::Denied { .. } => 404,
             Refusal::SignatureRequired => 495,
             Refusal::Undecipherable => 496,
+            Refusal::Malformed(m) => m.sip_status(),
+            Refusal::BadExtension(_) => 420,
         }
     }
 
@@ -70,6 +81,28 @@ impl Refusal {
         agent: &str,
         ctx: &mut Context,
     ) -> Result<Message, ComposeError> {
+        match self {
+            // Answered statelessly from what can be read: the request may
+            // lack a From, To or Call-ID (RFC 4475 §3.3.1).
+            Refusal::Malformed(m) => {
+                let standard = reason_phrase(m.status);
+                let reason = if m.reason == standard {
+                    standard.to_owned()
+                } else {
+                    format!("{standard} ({})", m.reason)
+                };
+                let warning = (
+                    "Warning".to_owned(),
+                    format!("399 {agent} {}", quoted(&m.detail)),
+                );
+                return stateless_error(request, m.status, &reason, &[warning], ctx);
+            }
+            Refusal::BadExtension(tags) => {
+                let unsupported = ("Unsupported".to_owned(), tags.join(", "));
+                return stateless_error(request, 420, reason_phrase(420), &[unsupported], ctx);
+            }
+            _ => {}
+        }
         let mut params = ResponseParams {
             code: self.sip_status(),
             ..Default::default()
@@ -90,4 +123,45 @@ impl Refusal {
         }
         build_response(request, &params, ctx)
     }
+}
+
+/// The answer to a request that does not even frame ([`Message::parse`]
+/// refused it): 400 (505 for another SIP version) from its salvaged
+/// headers, when a Via and a CSeq can be read to address it. `None` for a
+/// response (dropped) or a request that cannot be answered.
+pub fn answer_unparsable(
+    input: &[u8],
+    err: &ParseError,
+    cert: &Cert,
+    agent: &str,
+    ctx: &mut Context,
+) -> Option<Message> {
+    let request = Message::salvage_request(input)?;
+    let malformed = Malformed {
+        status: err.sip_status(),
+        reason: err.reason(),
+        detail: err.kind.to_string(),
+    };
+    Refusal::Malformed(malformed)
+        .response(&request, cert, agent, ctx)
+        .ok()
+}
+
+/// `text` as a quoted-string for a Warning (RFC 3261 §20.43): quotes and
+/// backslashes escaped, control characters (from a hostile request)
+/// replaced, at most 200 characters.
+fn quoted(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars().take(200) {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.push('?'),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }

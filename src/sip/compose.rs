@@ -165,6 +165,7 @@ pub fn reason_phrase(code: u16) -> &'static str {
         496 => "Proxy Undecipherable",
         500 => "Server Internal Error",
         501 => "Not Implemented",
+        505 => "Version Not Supported",
         503 => "Service Unavailable",
         504 => "Server Time-out",
         600 => "Busy Everywhere",
@@ -436,6 +437,47 @@ pub fn build_response(
         m.push_header("Contact", &c);
     }
     add_extra_and_body(&mut m, &p.headers, &p.body)?;
+    Ok(m)
+}
+
+/// A stateless error response to a request that may itself be malformed
+/// (RFC 3261 §16.7 / §8.2.6, as a proxy answers a 400): the Via lines,
+/// From, To, Call-ID and CSeq copied byte for byte as far as they are
+/// present, a To tag added when the To line has none, then `headers`.
+/// Only a Via and a CSeq are needed: without them there is nowhere to
+/// send the answer, or no transaction to match it to.
+pub fn stateless_error(
+    request: &Message,
+    code: u16,
+    reason: &str,
+    headers: &[(String, String)],
+    ctx: &mut Context,
+) -> Result<Message, ComposeError> {
+    if !(300..=699).contains(&code) {
+        return Err(ComposeError::BadStatus(code));
+    }
+    if !request.is_request() {
+        return Err(ComposeError::NotARequest);
+    }
+    request.header("Via").ok_or(HeaderError::Missing("Via"))?;
+    request.header("CSeq").ok_or(HeaderError::Missing("CSeq"))?;
+    ctx.mix("response to", &request.to_bytes());
+    let mut m = Message::new(StartLine::Response {
+        code,
+        reason: reason.replace(|c: char| c.is_control(), " "),
+    });
+    for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
+        for h in request.headers().iter().filter(|h| h.is(name)) {
+            let tagless = name == "To"
+                && super::syntax::name_addr(h.value()).is_ok_and(|n| n.tag().is_none());
+            if tagless {
+                m.push_header(h.name(), &format!("{};tag={}", h.value(), ctx.token(5)));
+            } else {
+                m.push_raw(h.clone());
+            }
+        }
+    }
+    add_extra_and_body(&mut m, headers, &None)?;
     Ok(m)
 }
 

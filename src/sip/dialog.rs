@@ -72,7 +72,7 @@ pub fn build_in_dialog(
             u.clone()
         }
         (None, false) => match dialog.contacts()?.first() {
-            Some(c) => bare_uri(&c.uri),
+            Some(c) => bare_uri(&uri_of("Contact", &c.uri)?),
             None => bare_uri(&remote_uri),
         },
         (None, true) => bare_uri(&remote_uri),
@@ -98,7 +98,7 @@ pub fn build_in_dialog(
     let transport = dialog
         .vias()?
         .first()
-        .map(|v| v.transport.to_string().to_ascii_uppercase())
+        .map(|v| v.transport.clone())
         .unwrap_or_else(|| "UDP".into());
     let sent_by = p.via.clone().unwrap_or_else(|| host_of(&local_uri));
     let branch = format!("z9hG4bK{}", ctx.token(8));

@@ -5,8 +5,7 @@ use rsip::headers::untyped::ToTypedHeader;
 use rsip::headers::{self as rh, UntypedHeader};
 
 use super::message::Message;
-
-pub use rsip::headers::typed::{Contact, From, To, Via};
+use super::syntax::{self, NameAddr, Via};
 
 /// A header that is missing or whose value does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -178,40 +177,46 @@ impl Message {
 
     /// Every Via entry, topmost first.
     pub fn vias(&self) -> Result<Vec<Via>, HeaderError> {
-        self.header_list("Via")
+        let mut out = Vec::new();
+        for v in self.header_values("Via") {
+            out.extend(syntax::via_list(v).map_err(|e| HeaderError::malformed("Via", v, e))?);
+        }
+        Ok(out)
+    }
+
+    /// The topmost Via entry (the others are not read).
+    pub fn top_via(&self) -> Result<Via, HeaderError> {
+        let v = self.required("Via")?;
+        syntax::via_list(v)
+            .map_err(|e| HeaderError::malformed("Via", v, e))?
             .into_iter()
-            .map(|v| {
-                rh::Via::new(v)
-                    .typed()
-                    .map_err(|e| HeaderError::malformed("Via", v, e))
-            })
-            .collect()
+            .next()
+            .ok_or(HeaderError::Missing("Via"))
+    }
+
+    fn name_addr_header(&self, name: &'static str) -> Result<NameAddr, HeaderError> {
+        let v = self.required(name)?;
+        syntax::name_addr(v).map_err(|e| HeaderError::malformed(name, v, e))
     }
 
     /// The From header.
-    pub fn from_header(&self) -> Result<From, HeaderError> {
-        let v = self.required("From")?;
-        rh::From::new(v)
-            .typed()
-            .map_err(|e| HeaderError::malformed("From", v, e))
+    pub fn from_header(&self) -> Result<NameAddr, HeaderError> {
+        self.name_addr_header("From")
     }
 
     /// The To header.
-    pub fn to_header(&self) -> Result<To, HeaderError> {
-        let v = self.required("To")?;
-        rh::To::new(v)
-            .typed()
-            .map_err(|e| HeaderError::malformed("To", v, e))
+    pub fn to_header(&self) -> Result<NameAddr, HeaderError> {
+        self.name_addr_header("To")
     }
 
     /// The From tag, if any.
     pub fn from_tag(&self) -> Result<Option<String>, HeaderError> {
-        Ok(self.from_header()?.tag().map(|t| t.value().to_owned()))
+        Ok(self.from_header()?.tag().map(str::to_owned))
     }
 
     /// The To tag, if any.
     pub fn to_tag(&self) -> Result<Option<String>, HeaderError> {
-        Ok(self.to_header()?.tag().map(|t| t.value().to_owned()))
+        Ok(self.to_header()?.tag().map(str::to_owned))
     }
 
     /// The Call-ID.
@@ -256,15 +261,11 @@ impl Message {
     }
 
     /// Every Contact entry (`*` in a REGISTER is not a URI and is skipped).
-    pub fn contacts(&self) -> Result<Vec<Contact>, HeaderError> {
+    pub fn contacts(&self) -> Result<Vec<NameAddr>, HeaderError> {
         self.header_list("Contact")
             .into_iter()
             .filter(|v| *v != "*")
-            .map(|v| {
-                rh::Contact::new(v)
-                    .typed()
-                    .map_err(|e| HeaderError::malformed("Contact", v, e))
-            })
+            .map(|v| syntax::name_addr(v).map_err(|e| HeaderError::malformed("Contact", v, e)))
             .collect()
     }
 
@@ -432,17 +433,14 @@ l: 0\r\n\r\n";
         let m = Message::parse(MSG).unwrap();
         let vias = m.vias().unwrap();
         assert_eq!(vias.len(), 2);
-        assert_eq!(vias[0].branch().unwrap().to_string(), "z9hG4bKp1");
+        assert_eq!(vias[0].branch(), Some("z9hG4bKp1"));
         assert_eq!(
             m.from_header().unwrap().display_name.as_deref(),
-            Some("\"Alice, A.\"")
+            Some("Alice, A.")
         );
         assert_eq!(m.from_tag().unwrap().as_deref(), Some("1928301774"));
         assert_eq!(m.to_tag().unwrap(), None);
-        assert_eq!(
-            m.to_header().unwrap().uri.to_string(),
-            "sip:bob@b.example.com"
-        );
+        assert_eq!(m.to_header().unwrap().uri, "sip:bob@b.example.com");
         assert_eq!(m.call_id().unwrap(), "a84b4c76e66710@a.example.com");
         assert_eq!(
             m.cseq().unwrap(),
@@ -452,10 +450,7 @@ l: 0\r\n\r\n";
             }
         );
         assert_eq!(m.max_forwards().unwrap(), Some(69));
-        assert_eq!(
-            m.contacts().unwrap()[0].uri.to_string(),
-            "sip:alice@192.0.2.1:5060"
-        );
+        assert_eq!(m.contacts().unwrap()[0].uri, "sip:alice@192.0.2.1:5060");
         let ct = m.content_type().unwrap().unwrap();
         assert!(ct.is("application/pkcs7-mime"));
         assert_eq!(ct.param("smime-type"), Some("authEnveloped-data"));

@@ -56,26 +56,20 @@ pub enum ParseErrorKind {
     #[error("continuation line (starting with white space) before any header")]
     /// A continuation line before the first header.
     FoldWithoutHeader,
-    #[error("truncated: the header section does not end with an empty line")]
+    #[error(
+        "the header section does not end with an empty line (CRLF CRLF): the message is cut off, or its last line lacks its CRLF"
+    )]
     /// No empty line ends the header section.
     Truncated,
     #[error("invalid Content-Length {0:?}")]
     /// A Content-Length that is not a number.
     BadContentLength(String),
-    #[error("Content-Length given more than once with different values")]
-    /// Several Content-Length values that differ.
+    #[error("Content-Length given more than once: the body's length is ambiguous")]
+    /// Several Content-Length headers (RFC 4475 §3.3.9).
     ConflictingContentLength,
     #[error("truncated body: Content-Length is {declared} but only {present} bytes follow")]
     /// Fewer body bytes than Content-Length says.
     BodyTooShort {
-        /// The Content-Length.
-        declared: usize,
-        /// The bytes that follow.
-        present: usize,
-    },
-    #[error("Content-Length is {declared} but {present} bytes follow the headers")]
-    /// More body bytes than Content-Length says.
-    BodyTooLong {
         /// The Content-Length.
         declared: usize,
         /// The bytes that follow.
@@ -95,6 +89,20 @@ impl ParseError {
         match self.kind {
             ParseErrorKind::BadVersion(_) => 505,
             _ => 400,
+        }
+    }
+
+    /// A short reason phrase for the answer (no input bytes in it).
+    pub fn reason(&self) -> &'static str {
+        match self.kind {
+            ParseErrorKind::BadVersion(_) => "Version Not Supported",
+            ParseErrorKind::BadStartLine(_) | ParseErrorKind::MissingStartLine(_) => {
+                "Bad Request Line"
+            }
+            ParseErrorKind::BadContentLength(_)
+            | ParseErrorKind::ConflictingContentLength
+            | ParseErrorKind::BodyTooShort { .. } => "Bad Content-Length",
+            _ => "Malformed Header Section",
         }
     }
 }
@@ -172,10 +180,12 @@ impl Header {
     }
 }
 
-/// Whether [`Message::parse`] takes the body as exactly the rest of the input.
+/// How [`Message::parse`] finds the end of the body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Framing {
-    /// A file: the body must be the rest of the input.
+    /// A datagram (and a file, read like one): the body is Content-Length
+    /// bytes and octets after it are discarded (RFC 3261 §18.3); without
+    /// Content-Length, the rest of the input.
     Whole,
     /// A stream: the message ends after Content-Length bytes; more may follow.
     Prefix,
@@ -192,6 +202,8 @@ pub struct Message {
     /// The empty line ending the header section (`\r\n`, or `\n` in hand-written files).
     separator: Vec<u8>,
     body: Vec<u8>,
+    /// Bytes after the body that were discarded (datagram framing).
+    discarded: usize,
 }
 
 struct Line<'a> {
@@ -276,10 +288,12 @@ fn parse_start_line(text: &str) -> Result<StartLine, ParseErrorKind> {
 }
 
 impl Message {
-    /// Parse a whole message from a file or buffer.
+    /// Parse a whole message from a file or datagram.
     ///
     /// Without `Content-Length` the body is the rest of the input; with it,
-    /// the bytes present must match it exactly.
+    /// the body is that many bytes, fewer is an error, and bytes after it
+    /// are discarded as RFC 3261 §18.3 says for a datagram (see
+    /// [`Message::discarded`]).
     pub fn parse(input: &[u8]) -> Result<Message, ParseError> {
         Self::parse_framed(input, Framing::Whole).map(|(m, _)| m)
     }
@@ -382,7 +396,7 @@ impl Message {
                     ParseErrorKind::BadContentLength(h.value.clone()),
                 )
             })?;
-            if declared.is_some_and(|d| d != n) {
+            if declared.is_some() {
                 return Err(err(line_no, pos, ParseErrorKind::ConflictingContentLength));
             }
             declared = Some(n);
@@ -394,16 +408,6 @@ impl Message {
                     line_no,
                     pos,
                     ParseErrorKind::BodyTooShort {
-                        declared: n,
-                        present,
-                    },
-                ));
-            }
-            (Framing::Whole, Some(n)) if n < present => {
-                return Err(err(
-                    line_no,
-                    pos,
-                    ParseErrorKind::BodyTooLong {
                         declared: n,
                         present,
                     },
@@ -423,9 +427,53 @@ impl Message {
                 headers,
                 separator,
                 body,
+                discarded: match framing {
+                    Framing::Whole => input.len() - used,
+                    Framing::Prefix => 0,
+                },
             },
             used,
         ))
+    }
+
+    /// The header section of a request that [`Message::parse`] refused,
+    /// under a stand-in request line (`METHOD sip:invalid SIP/2.0`) and
+    /// without its Content-Length or body: enough to address a 400/505
+    /// answer. `None` for a response (dropped, never answered) or when
+    /// not even the method and header lines can be read.
+    pub fn salvage_request(input: &[u8]) -> Option<Message> {
+        let mut pos = 0;
+        while let Some(l) = next_line(input, pos) {
+            if !l.text.is_empty() || !l.terminated {
+                break;
+            }
+            pos = l.next;
+        }
+        let first = next_line(input, pos)?;
+        let text = std::str::from_utf8(first.text).ok()?;
+        if text.starts_with("SIP/") {
+            return None;
+        }
+        let method = text.split(' ').next().filter(|m| is_token(m))?;
+        let mut out = format!("{method} sip:invalid SIP/2.0\r\n").into_bytes();
+        let (mut at, mut keep) = (first.next, true);
+        while let Some(l) = next_line(input, at) {
+            if l.text.is_empty() {
+                break;
+            }
+            if !l.text.starts_with(b" ") && !l.text.starts_with(b"\t") {
+                let name = l.text.split(|&b| b == b':').next().unwrap_or_default();
+                let name = String::from_utf8_lossy(name);
+                keep = !names::same(name.trim_end(), "Content-Length");
+            }
+            if keep {
+                out.extend_from_slice(l.text);
+                out.extend_from_slice(b"\r\n");
+            }
+            at = l.next;
+        }
+        out.extend_from_slice(b"\r\n");
+        Message::parse(&out).ok()
     }
 
     /// A new message with a start line, no headers and no body.
@@ -437,7 +485,14 @@ impl Message {
             headers: Vec::new(),
             separator: b"\r\n".to_vec(),
             body: Vec::new(),
+            discarded: 0,
         }
+    }
+
+    /// How many bytes after the body [`Message::parse`] discarded (a
+    /// datagram's extra octets, RFC 3261 §18.3); 0 for a built message.
+    pub fn discarded(&self) -> usize {
+        self.discarded
     }
 
     /// The message as bytes: unmodified parts exactly as they were parsed.
@@ -611,10 +666,10 @@ v=0\n";
         let (m, used) = Message::parse_prefix(&two).unwrap();
         assert_eq!(used, INVITE.len());
         assert_eq!(m.to_bytes(), INVITE);
-        assert!(matches!(
-            Message::parse(&two).unwrap_err().kind,
-            ParseErrorKind::BodyTooLong { declared: 4, .. }
-        ));
+        // A datagram's extra octets are discarded (RFC 3261 §18.3).
+        let first = Message::parse(&two).unwrap();
+        assert_eq!(first.to_bytes(), INVITE);
+        assert_eq!(first.discarded(), INVITE.len());
     }
 
     #[test]
@@ -643,6 +698,21 @@ v=0\n";
 
         let e = Message::parse(b"").unwrap_err();
         assert_eq!(e.kind, ParseErrorKind::Empty);
+    }
+
+    #[test]
+    fn a_refused_request_is_salvaged_for_its_answer() {
+        let input = b"INVITE  sip:x  SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nl: 99\r\nCSeq: 1\r\n INVITE\r\n\r\nv=0";
+        let e = Message::parse(input).unwrap_err();
+        assert!(matches!(e.kind, ParseErrorKind::BadStartLine(_)));
+        let m = Message::salvage_request(input).unwrap();
+        assert_eq!(m.method(), Some("INVITE"));
+        assert_eq!(m.header("CSeq"), Some("1 INVITE"));
+        assert_eq!(m.header("Content-Length"), None);
+        assert_eq!(
+            Message::salvage_request(b"SIP/2.0 4294967301 x\r\nVia: a\r\n\r\n"),
+            None
+        );
     }
 
     #[test]

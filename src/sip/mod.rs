@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod compose;
+pub mod conformance;
 pub mod dialog;
 pub mod disclosure;
 pub mod headers;
@@ -10,6 +11,7 @@ pub mod message;
 pub mod names;
 pub mod route_security;
 pub mod routing;
+pub mod syntax;
 
 pub use compose::{
     Body, ComposeError, RequestParams, ResponseParams, Transport, build_request, build_response,

@@ -3,25 +3,55 @@
 //! here taken off, and a Record-Route when the proxy wants the dialog; a
 //! response goes back with the proxy's Via removed.
 
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
 use super::headers::{HeaderError, split_list, uri_host};
 use super::message::Message;
+use super::syntax::{self, Via};
+
+/// The branch of the Via a stateless proxy puts on a request (RFC 3261
+/// §16.11): `z9hG4bK` and an HMAC-SHA256, under this relay's `key`, of
+/// what identifies the transaction and survives into its responses: the
+/// previous hop's Via (branch and sent-by), Call-ID, From tag and CSeq
+/// number (not the method, so a CANCEL or non-2xx ACK gets the INVITE's
+/// branch). A retransmission gets the same branch; a response proves it
+/// answers a request this relay forwarded by carrying it back.
+pub fn stateless_branch(key: &[u8; 32], previous: &Via, msg: &Message) -> String {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("any key length");
+    let from_tag = msg.from_tag().ok().flatten().unwrap_or_default();
+    let seq = msg.cseq().map(|c| c.seq.to_string()).unwrap_or_default();
+    let call_id = msg.header("Call-ID").unwrap_or_default();
+    for part in [
+        previous.branch().unwrap_or_default(),
+        &previous.sent_by(),
+        call_id,
+        &from_tag,
+        &seq,
+    ] {
+        mac.update(&(part.len() as u64).to_be_bytes());
+        mac.update(part.as_bytes());
+    }
+    let tag = mac.finalize().into_bytes();
+    format!("z9hG4bK{}", hex::encode(&tag[..12]))
+}
 
 /// `msg` forwarded as a request (RFC 3261 §16.6 steps 3 and 8): a new top
 /// `Via` with the transport the request arrived with, `sent_by` and the
-/// branch `z9hG4bK<token>`; Max-Forwards decremented, or 69 when absent.
-/// The caller has turned away a request whose Max-Forwards is 0.
-pub fn forward_request(msg: &Message, sent_by: &str, token: &str) -> Result<Message, HeaderError> {
+/// [`stateless_branch`] under `key`; Max-Forwards decremented, or 69 when
+/// absent. Only the topmost Via is read. The caller has turned away a
+/// request whose Max-Forwards is 0.
+pub fn forward_request(
+    msg: &Message,
+    sent_by: &str,
+    key: &[u8; 32],
+) -> Result<Message, HeaderError> {
     let mut out = msg.clone();
-    msg.vias()?;
-    let transport = msg
-        .header_list("Via")
-        .first()
-        .and_then(|v| v.split_whitespace().next())
-        .unwrap_or("SIP/2.0/UDP")
-        .to_owned();
+    let top = msg.top_via()?;
+    let branch = stateless_branch(key, &top, msg);
     out.prepend_header(
         "Via",
-        &format!("{transport} {sent_by};branch=z9hG4bK{token}"),
+        &format!("SIP/2.0/{} {sent_by};branch={branch}", top.transport),
     );
     match msg.max_forwards()? {
         Some(n) => out.set_header("Max-Forwards", &n.saturating_sub(1).to_string()),
@@ -86,6 +116,55 @@ pub fn record_route(out: &mut Message, host: &str) -> Result<(), HeaderError> {
     Ok(())
 }
 
+/// Why a response is not this relay's to forward.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotOurs {
+    /// No Via, or a top Via that does not parse.
+    #[error("the response has no readable top Via")]
+    NoVia,
+    /// The top Via names another sent-by.
+    #[error("its top Via is {0}, not this relay's")]
+    OtherSentBy(String),
+    /// The branch is not one this relay made for that transaction.
+    #[error("its top Via branch was not made by this relay for this transaction")]
+    ForeignBranch,
+    /// Only this relay's Via: taking it off leaves nowhere to send it.
+    #[error("it carries no Via below this relay's: there is no one to send it to")]
+    NothingBelow,
+}
+
+/// Whether `msg`, a response, answers a request this relay forwarded
+/// (RFC 3261 §16.7 step 3 and §16.11): its top Via is `sent_by` with the
+/// [`stateless_branch`] of the Via below it, which must exist. Only
+/// those two Vias are read.
+pub fn check_response_via(msg: &Message, sent_by: &str, key: &[u8; 32]) -> Result<(), NotOurs> {
+    let mut lines = msg.header_values("Via").into_iter();
+    let first =
+        syntax::via_list(lines.next().ok_or(NotOurs::NoVia)?).map_err(|_| NotOurs::NoVia)?;
+    let mut entries = first.into_iter();
+    let top = entries.next().ok_or(NotOurs::NoVia)?;
+    if !top.sent_by().eq_ignore_ascii_case(sent_by) {
+        return Err(NotOurs::OtherSentBy(top.sent_by()));
+    }
+    let below = match entries.next() {
+        Some(v) => v,
+        None => lines
+            .next()
+            .and_then(|l| syntax::via_list(l).ok())
+            .and_then(|v| v.into_iter().next())
+            .ok_or(NotOurs::NothingBelow)?,
+    };
+    let expected = stateless_branch(key, &below, msg);
+    let matches = top
+        .branch()
+        .is_some_and(|b| subtle::ConstantTimeEq::ct_eq(b.as_bytes(), expected.as_bytes()).into());
+    if matches {
+        Ok(())
+    } else {
+        Err(NotOurs::ForeignBranch)
+    }
+}
+
 /// `msg` forwarded as a response (RFC 3261 §16.7 step 3): the top Via
 /// (this proxy's) removed. `None` when there is no Via to remove.
 pub fn forward_response(msg: &Message) -> Option<Message> {
@@ -116,14 +195,20 @@ Call-ID: c\r\n\
 CSeq: 1 INVITE\r\n\
 Content-Length: 0\r\n\r\n";
 
+    const KEY: [u8; 32] = [7; 32];
+
     #[test]
     fn a_request_goes_on_and_its_response_comes_back() {
         let msg = Message::parse(INVITE).unwrap();
-        let mut out = forward_request(&msg, "proxy-a.a.example.com:5060", "t1").unwrap();
+        let mut out = forward_request(&msg, "proxy-a.a.example.com:5060", &KEY).unwrap();
+        let top = out.top_via().unwrap();
         assert_eq!(
-            out.header_list("Via")[0],
-            "SIP/2.0/TCP proxy-a.a.example.com:5060;branch=z9hG4bKt1"
+            (top.transport.as_str(), top.sent_by().as_str()),
+            ("TCP", "proxy-a.a.example.com:5060")
         );
+        // The same request (a retransmission) gets the same branch.
+        let again = forward_request(&msg, "proxy-a.a.example.com:5060", &KEY).unwrap();
+        assert_eq!(again.top_via().unwrap().branch(), top.branch());
         assert_eq!(out.header("Max-Forwards"), Some("69"));
         pop_route(&mut out, &[sent_by_host("proxy-a.a.example.com:5060")]);
         assert_eq!(out.header("Route"), Some("<sip:proxy-b.b.example.com;lr>"));
@@ -136,6 +221,40 @@ Content-Length: 0\r\n\r\n";
         );
         let back = forward_response(&out).unwrap();
         assert_eq!(back.header_list("Via"), msg.header_list("Via"));
+    }
+
+    #[test]
+    fn only_responses_to_what_this_relay_forwarded_pass() {
+        let msg = Message::parse(INVITE).unwrap();
+        let sent = forward_request(&msg, "p.example.com", &KEY).unwrap();
+        let ok = |m: &Message| check_response_via(m, "p.example.com", &KEY);
+        let resp = |m: &Message| {
+            let text = String::from_utf8(m.to_bytes()).unwrap();
+            let text = text.replacen("INVITE sip:bob@b.example.com SIP/2.0", "SIP/2.0 200 OK", 1);
+            Message::parse(text.as_bytes()).unwrap()
+        };
+        assert_eq!(ok(&resp(&sent)), Ok(()));
+        assert!(matches!(
+            check_response_via(&resp(&sent), "q.example.com", &KEY),
+            Err(NotOurs::OtherSentBy(_))
+        ));
+        assert_eq!(
+            check_response_via(&resp(&sent), "p.example.com", &[8; 32]),
+            Err(NotOurs::ForeignBranch)
+        );
+        // A forged Via with a guessed branch, or one for another call.
+        let mut other = sent.clone();
+        other.set_header("Call-ID", "another");
+        assert_eq!(ok(&resp(&other)), Err(NotOurs::ForeignBranch));
+        let mut alone = resp(&sent);
+        let top = alone.header_list("Via")[0].to_owned();
+        alone.remove_headers("Via");
+        alone.push_header("Via", &top);
+        assert_eq!(ok(&alone), Err(NotOurs::NothingBelow));
+        assert_eq!(
+            ok(&resp(&msg)),
+            Err(NotOurs::OtherSentBy("a.example.com".into()))
+        );
     }
 
     #[test]

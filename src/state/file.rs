@@ -5,6 +5,7 @@
 //! ```text
 //! <state>/<identity>/sessions.yaml          the session keys (mode 0600)
 //! <state>/<identity>/pinholes/<tag>.yaml    one call's pinhole state
+//! <state>/<identity>/secret                 32 random bytes (mode 0600)
 //! ```
 //!
 //! Writers take an advisory lock on the directory's `.lock` file and write
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use zeroize::Zeroizing;
 
 use super::{PinholeStore, SessionStore, StoreError};
 use crate::fsio::write_atomic;
@@ -169,6 +171,31 @@ impl FileStore {
 impl SessionStore for FileStore {
     fn load(&self, owner: &str) -> Result<Sessions, StoreError> {
         FileStore::read_sessions(&self.sessions_path(owner), Some(owner))
+    }
+
+    fn secret(
+        &self,
+        owner: &str,
+        fresh: &mut dyn FnMut() -> [u8; 32],
+    ) -> Result<Zeroizing<[u8; 32]>, StoreError> {
+        let path = self.dir.identity_dir(owner).join("secret");
+        let read = |path: &Path| match std::fs::read(path) {
+            Ok(bytes) => <[u8; 32]>::try_from(bytes.as_slice())
+                .map(|b| Some(Zeroizing::new(b)))
+                .map_err(|_| corrupt(path, "expected 32 bytes")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(path, e)),
+        };
+        if let Some(s) = read(&path)? {
+            return Ok(s);
+        }
+        let _guard = lock(&self.dir.identity_dir(owner))?;
+        if let Some(s) = read(&path)? {
+            return Ok(s);
+        }
+        let s = Zeroizing::new(fresh());
+        write_atomic(&path, s.as_slice(), true).map_err(|e| io(&path, e))?;
+        Ok(s)
     }
 
     fn update(&self, owner: &str, f: &mut dyn FnMut(&mut Sessions)) -> Result<(), StoreError> {

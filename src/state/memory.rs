@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use zeroize::Zeroizing;
+
 use super::{PinholeStore, SessionStore, StoreError};
 use crate::pinhole::{CallState, Changes, Seen};
 use crate::session::Sessions;
@@ -12,6 +14,7 @@ use crate::session::Sessions;
 pub struct MemoryStore {
     sessions: Mutex<BTreeMap<String, Sessions>>,
     calls: Mutex<BTreeMap<(String, String), CallState>>,
+    secrets: Mutex<BTreeMap<String, Zeroizing<[u8; 32]>>>,
 }
 
 impl MemoryStore {
@@ -44,6 +47,17 @@ impl SessionStore for MemoryStore {
         f(&mut sessions);
         all.insert(owner.to_owned(), sessions);
         Ok(())
+    }
+
+    fn secret(
+        &self,
+        owner: &str,
+        fresh: &mut dyn FnMut() -> [u8; 32],
+    ) -> Result<Zeroizing<[u8; 32]>, StoreError> {
+        Ok(locked(&self.secrets)
+            .entry(owner.to_owned())
+            .or_insert_with(|| Zeroizing::new(fresh()))
+            .clone())
     }
 
     /// In place: no copy of the owner's sessions per message.

@@ -8,6 +8,7 @@ mod file;
 mod memory;
 
 use time::{Duration, OffsetDateTime};
+use zeroize::Zeroizing;
 
 pub use file::{FileStore, StateDir, create_private_dir, lock};
 pub use memory::MemoryStore;
@@ -66,6 +67,15 @@ pub trait SessionStore {
 
     /// Every owner with stored sessions, and those sessions.
     fn all(&self) -> Result<Vec<(String, Sessions)>, StoreError>;
+
+    /// The secret `owner` keys its stateless work with (a relay's Via
+    /// branches, RFC 3261 §16.11): made once from `fresh` and kept with
+    /// the state, so every process sharing the store recognises it.
+    fn secret(
+        &self,
+        owner: &str,
+        fresh: &mut dyn FnMut() -> [u8; 32],
+    ) -> Result<Zeroizing<[u8; 32]>, StoreError>;
 
     /// Record the key of a full envelope (see [`Sessions::record`]).
     fn record(

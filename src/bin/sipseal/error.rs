@@ -12,6 +12,7 @@ use sipseal::keys::KeyError;
 use sipseal::relay::RelayError;
 use sipseal::sealing::SealError;
 use sipseal::signing::SigningError;
+use sipseal::sip::conformance::Malformed;
 use sipseal::sip::message::ParseErrorKind;
 use sipseal::sip::{ComposeError, HeaderError, ParseError};
 use sipseal::state::StoreError;
@@ -83,6 +84,9 @@ pub enum Error {
     /// A SIP message that does not parse.
     #[error("{name}: {err}")]
     Parse { name: String, err: ParseError },
+    /// A message that frames but is malformed (RFC 3261 / RFC 4475).
+    #[error("{name}: malformed: {err}")]
+    Malformed { name: String, err: Malformed },
     /// A message that cannot be composed.
     #[error("{}", compose_message(.0))]
     Compose(#[from] ComposeError),
@@ -158,6 +162,9 @@ impl Error {
             }
             Error::Write { .. } => "check the directory exists and is writable".into(),
             Error::Parse { err, .. } => parse_hint(err).into(),
+            Error::Malformed { .. } => {
+                "a relay answers such a request 400 and drops such a response; fix the value named (RFC 3261 §20, §25)".into()
+            }
             Error::Compose(e) => compose_hint(e),
             Error::Keys(e) => key_hint(e).into(),
             Error::Spec { .. } => "see `man sipseal-build` for the message spec keys".into(),
@@ -182,6 +189,7 @@ impl Error {
             Error::Usage { .. } | Error::Spec { .. } | Error::NoStateDir => Exit::Usage,
             Error::Read { .. } | Error::Write { .. } => Exit::Io,
             Error::Parse { err, .. } => err.class().into(),
+            Error::Malformed { err, .. } => err.class().into(),
             Error::Compose(e) => e.class().into(),
             Error::Keys(e) => e.class().into(),
             Error::Seal { err, .. } => err.class().into(),
@@ -215,7 +223,7 @@ fn parse_hint(e: &ParseError) -> &'static str {
         ParseErrorKind::BadContentLength(_) | ParseErrorKind::ConflictingContentLength => {
             "Content-Length must be one decimal number of body bytes"
         }
-        ParseErrorKind::BodyTooShort { .. } | ParseErrorKind::BodyTooLong { .. } => {
+        ParseErrorKind::BodyTooShort { .. } => {
             "fix Content-Length to the body's byte count, or remove the header to take the body as the rest of the input"
         }
     }
@@ -358,6 +366,12 @@ fn relay_hint(e: &RelayError) -> String {
         RelayError::Compose(e) => compose_hint(e),
         RelayError::Open(e) | RelayError::Seal(e) => seal_hint(e),
         RelayError::NoVia => "a response must carry the Via of the request it answers".into(),
+        RelayError::NotOurs(_) => {
+            "a relay forwards only responses to requests it forwarded: give the response as it came back, with this relay's Via on top, and the same --via and --state as for the request".into()
+        }
+        RelayError::MalformedResponse(_) => {
+            "nothing was forwarded: a relay drops a malformed response (RFC 4475); `sipseal inspect` shows what is wrong with it".into()
+        }
         RelayError::EditRefused(_) => {
             "only a relay designated with access=modify (or sealed to as the next hop) may edit or re-seal; forward it with `sipseal proxy` and no edit options".into()
         }

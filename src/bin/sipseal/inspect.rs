@@ -12,7 +12,7 @@ use sipseal::sealing::SealedInput;
 use crate::args::KeyArgs;
 use crate::error::{Error, Exit};
 use crate::io::Format;
-use crate::io::{read_sealed_input, render, write_output};
+use crate::io::{display_name, read_sealed_input, render, write_output};
 
 /// `inspect` arguments.
 #[derive(Debug, Args)]
@@ -59,5 +59,12 @@ pub fn run(args: InspectArgs, ctx: &mut Context) -> Result<Exit, Error> {
     };
     let text = render(args.format, &report, Report::to_text)?;
     write_output(args.output.as_ref(), text.as_bytes())?;
-    Ok(Exit::Ok)
+    // The report is written either way: it is how the defect is found.
+    match report.malformed {
+        Some(err) => Err(Error::Malformed {
+            name: display_name(&args.input),
+            err,
+        }),
+        None => Ok(Exit::Ok),
+    }
 }

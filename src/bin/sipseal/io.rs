@@ -61,13 +61,42 @@ pub fn display_name(input: &Path) -> String {
     }
 }
 
-/// Read and parse a SIP message.
+/// Read and parse a SIP message: a file or standard input is framed like
+/// a datagram, so octets after Content-Length are discarded, with a warning.
 pub fn read_message(input: &Path) -> Result<Message, Error> {
     let bytes = read_input(input)?;
-    Message::parse(&bytes).map_err(|err| Error::Parse {
-        name: display_name(input),
+    let name = display_name(input);
+    let msg = Message::parse(&bytes).map_err(|err| Error::Parse {
+        name: name.clone(),
         err,
-    })
+    })?;
+    warn_discarded(&name, &msg);
+    Ok(msg)
+}
+
+/// Say that octets after the body were discarded (RFC 3261 §18.3).
+pub fn warn_discarded(name: &str, msg: &Message) {
+    if msg.discarded() > 0 {
+        eprintln!(
+            "warning: {name}: {} bytes after the body (Content-Length: {}) ignored, as RFC 3261 §18.3 says for a datagram",
+            msg.discarded(),
+            msg.body().len()
+        );
+    }
+}
+
+/// Read a SIP message that must be well formed (RFC 3261 / RFC 4475)
+/// before it is sealed or signed: a malformed one fails, exit 1.
+pub fn read_well_formed(input: &Path) -> Result<(String, Message), Error> {
+    let (name, msg) = read_named_message(input)?;
+    match sipseal::sip::conformance::check(&msg)
+        .errors
+        .into_iter()
+        .next()
+    {
+        Some(err) => Err(Error::Malformed { name, err }),
+        None => Ok((name, msg)),
+    }
 }
 
 /// Read and parse a SIP message; with the name errors give it.
@@ -79,10 +108,20 @@ pub fn read_named_message(input: &Path) -> Result<(String, Message), Error> {
 pub fn read_sealed_input(input: &Path) -> Result<SealedInput, Error> {
     let name = display_name(input);
     let bytes = read_input(input)?;
-    detect(&bytes).map_err(|e| match e {
-        DetectError::Sip(err) => Error::Parse { name, err },
-        DetectError::Other(err) => Error::Seal { name, err },
-    })
+    let sealed = detect(&bytes).map_err(|e| match e {
+        DetectError::Sip(err) => Error::Parse {
+            name: name.clone(),
+            err,
+        },
+        DetectError::Other(err) => Error::Seal {
+            name: name.clone(),
+            err,
+        },
+    })?;
+    if let SealedInput::Sip(msg) = &sealed {
+        warn_discarded(&name, msg);
+    }
+    Ok(sealed)
 }
 
 /// Write the result to `-o FILE` (atomically) or to standard output.

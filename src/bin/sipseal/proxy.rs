@@ -12,7 +12,7 @@ use sipseal::pinhole::PinholeFormat;
 use sipseal::policy::{Bindings, Policy, PolicyError};
 use sipseal::relay::{
     Mode, Outcome, PathOptions, ProxyOptions, RelayError, RelayKeys, RelayOptions, RelayReport,
-    RelayState, relay,
+    RelayState, answer_unparsable, relay,
 };
 use sipseal::sdp::SdpEdit;
 use sipseal::sip::Message;
@@ -21,7 +21,7 @@ use sipseal::state::PinholeStore;
 use crate::args::{StateArgs, load_identity, say_stored};
 use crate::error::{Error, Exit};
 use crate::io::Format;
-use crate::io::{display_name, read_message, render, write_file, write_output};
+use crate::io::{display_name, read_input, render, warn_discarded, write_file, write_output};
 
 /// What every relay command takes: the message, this relay's keys, its
 /// Via, SDP edits, the report and the output.
@@ -102,21 +102,55 @@ pub struct Loaded {
     pub msg: Message,
 }
 
+/// A message to relay, or one already answered because it did not parse.
+pub enum Inbound {
+    /// Relay it.
+    Relay(Box<Loaded>),
+    /// A request that does not frame was answered (400/505): exit with this.
+    Answered(Exit),
+}
+
 impl RelayArgs {
     /// Read the identity (not its private key), the PSKs and the message.
-    pub fn load(&self) -> Result<Loaded, Error> {
+    /// A request that does not parse is answered here when it can be
+    /// addressed (RFC 4475); a response that does not parse is dropped.
+    pub fn load(&self, command: &str, ctx: &mut Context) -> Result<Inbound, Error> {
         let identity = load_identity(&self.identity)?;
         let psks = self
             .psk
             .iter()
             .map(|p| Psk::load(p))
             .collect::<Result<Vec<_>, _>>()?;
-        let msg = read_message(&self.input)?;
-        Ok(Loaded {
+        let bytes = read_input(&self.input)?;
+        let msg = match Message::parse(&bytes) {
+            Ok(msg) => msg,
+            Err(err) => {
+                let keys = RelayKeys {
+                    identity: &identity,
+                    psks: &psks,
+                    certs: &[],
+                };
+                let answer = answer_unparsable(&bytes, &err, &identity.cert, &keys.host(), ctx);
+                let name = display_name(&self.input);
+                return match answer {
+                    Some(response) => {
+                        write_output(self.output.as_ref(), &response.to_bytes())?;
+                        eprintln!(
+                            "{command}: {name}: {err}\n{command}: answered {} instead of forwarding",
+                            response.start_line()
+                        );
+                        Ok(Inbound::Answered(Exit::SipError))
+                    }
+                    None => Err(Error::Parse { name, err }),
+                };
+            }
+        };
+        warn_discarded(&display_name(&self.input), &msg);
+        Ok(Inbound::Relay(Box::new(Loaded {
             identity,
             psks,
             msg,
-        })
+        })))
     }
 
     /// The path checks (`--link-level`, `--received-from`, `--bindings`,
@@ -248,7 +282,10 @@ pub fn run(args: ProxyArgs, ctx: &mut Context) -> Result<Exit, Error> {
         identity,
         psks,
         msg,
-    } = args.relay.load()?;
+    } = match args.relay.load("proxy", ctx)? {
+        Inbound::Relay(loaded) => *loaded,
+        Inbound::Answered(exit) => return Ok(exit),
+    };
     let mut certs = Vec::new();
     for c in &args.certs {
         certs.extend(Cert::load_tree(c)?);

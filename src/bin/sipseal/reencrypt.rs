@@ -8,7 +8,7 @@ use sipseal::relay::{Mode, ReencryptOptions, RelayKeys};
 
 use crate::args::RecipientArgs;
 use crate::error::{Error, Exit};
-use crate::proxy::{Loaded, RelayArgs};
+use crate::proxy::{Inbound, Loaded, RelayArgs};
 
 /// `reencrypt` arguments.
 #[derive(Debug, Args)]
@@ -38,7 +38,10 @@ pub fn run(args: ReencryptArgs, ctx: &mut Context) -> Result<Exit, Error> {
         identity,
         psks,
         msg,
-    } = args.relay.load()?;
+    } = match args.relay.load("reencrypt", ctx)? {
+        Inbound::Relay(loaded) => *loaded,
+        Inbound::Answered(exit) => return Ok(exit),
+    };
     if !args.keep_cek {
         eprintln!(
             "note: without --keep-cek the next hop derives a different session key from the fresh CEK; later session messages of this call will not open end to end"

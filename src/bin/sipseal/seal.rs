@@ -13,7 +13,7 @@ use sipseal::ua::{InDialog, UaError};
 
 use crate::args::{InnerSignArgs, SealingArgs, say_stored};
 use crate::error::{Error, Exit};
-use crate::io::{OutputArgs, read_named_message};
+use crate::io::{OutputArgs, read_well_formed};
 
 /// `seal` arguments.
 #[derive(Debug, Args)]
@@ -40,7 +40,7 @@ pub struct SealArgs {
 
 /// Run `seal`.
 pub fn run(args: SealArgs, ctx: &mut Context) -> Result<Exit, Error> {
-    let (name, msg) = read_named_message(&args.input)?;
+    let (name, msg) = read_well_formed(&args.input)?;
     if args.session && args.inner.sign.is_some() {
         return Err(Error::usage(
             "--sign with --session",
@@ -156,7 +156,7 @@ pub struct RekeyArgs {
 /// key; every party that opens it replaces the old key, which still opens
 /// messages in flight for --grace.
 pub fn rekey(args: RekeyArgs, ctx: &mut Context) -> Result<Exit, Error> {
-    let (name, msg) = read_named_message(&args.input)?;
+    let (name, msg) = read_well_formed(&args.input)?;
     let me = sender(&msg, &name)?;
     let agent = args.sealing.state.user_agent()?;
     let ua = agent.ua();
