@@ -1,41 +1,84 @@
 //! File output that is never half-written: a temporary file in the target's
 //! directory, flushed to disk, then renamed over the target. A target that
 //! exists and is not a regular file (`-o /dev/null`, a FIFO, `/dev/stdout`)
-//! is written in place: renaming over it would replace the device.
+//! is written in place: renaming over it would replace the device. A
+//! symbolic link is followed (the file it names is replaced, the link
+//! stays); a directory, or a link to one, is an error.
+//!
+//! Modes: a new file is 0600 when `private` (plaintext, keys, reports,
+//! session stores), else 0644, and the umask applies to both; an existing
+//! file's mode is never widened (the new mode is the old one at most).
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// Write `bytes` to `path` atomically; `private` makes the file mode 0600
-/// (private keys, session stores).
+/// Write `bytes` to `path` atomically; `private` makes a new file mode
+/// 0600 (see the module notes).
 pub fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
-    if let Ok(meta) = std::fs::metadata(path)
-        && !meta.is_file()
-        && !meta.is_dir()
-    {
-        let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
-        return f.write_all(bytes).and_then(|()| f.flush());
+    let target = follow(path)?;
+    let existing = std::fs::metadata(&target).ok();
+    if let Some(meta) = &existing {
+        if meta.is_dir() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::IsADirectory,
+                "it is a directory (or a link to one): give a file name",
+            ));
+        }
+        if !meta.is_file() {
+            let mut f = std::fs::OpenOptions::new().write(true).open(&target)?;
+            return f.write_all(bytes).and_then(|()| f.flush());
+        }
     }
-    let dir = match path.parent() {
+    let dir = match target.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".sipseal-")
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".sipseal-");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        // tempfile creates 0600; public files get the usual 0644.
-        if !private {
+        // Set at creation, so the umask applies.
+        builder.permissions(std::fs::Permissions::from_mode(if private {
+            0o600
+        } else {
+            0o644
+        }));
+    }
+    let mut tmp = builder.tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    #[cfg(unix)]
+    if let Some(meta) = &existing {
+        use std::os::unix::fs::PermissionsExt;
+        let created = tmp.as_file().metadata()?.permissions().mode() & 0o777;
+        let narrowed = created & meta.permissions().mode() & 0o777;
+        if narrowed != created {
             tmp.as_file()
-                .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+                .set_permissions(std::fs::Permissions::from_mode(narrowed))?;
         }
     }
-    tmp.persist(path).map_err(|e| e.error)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(&target).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// `path`, or the file a symbolic link there names.
+fn follow(path: &Path) -> std::io::Result<PathBuf> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => match std::fs::canonicalize(path) {
+            Ok(p) => Ok(p),
+            // A dangling link: create the file it names.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let link = std::fs::read_link(path)?;
+                Ok(match path.parent() {
+                    Some(d) if link.is_relative() => d.join(link),
+                    _ => link,
+                })
+            }
+            Err(e) => Err(e),
+        },
+        _ => Ok(path.to_owned()),
+    }
 }
 
 #[cfg(test)]
@@ -58,6 +101,63 @@ mod tests {
                 0o600
             );
         }
+    }
+
+    #[cfg(unix)]
+    fn mode(p: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    /// S5: an existing file's mode is never widened; a private new file is 0600.
+    #[cfg(unix)]
+    #[test]
+    fn modes_are_never_widened() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("plain.sdp");
+        write_atomic(&p, b"secret", true).unwrap();
+        assert_eq!(mode(&p), 0o600);
+        write_atomic(&p, b"public now?", false).unwrap();
+        assert_eq!(mode(&p), 0o600, "a 0600 file stays 0600");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        write_atomic(&p, b"x", false).unwrap();
+        assert_eq!(mode(&p), 0o640);
+        write_atomic(&p, b"x", true).unwrap();
+        assert_eq!(mode(&p), 0o600);
+    }
+
+    /// A link is followed; a link to a directory is an error, nothing written.
+    #[cfg(unix)]
+    #[test]
+    fn symlinks_are_followed_and_directories_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.txt");
+        std::fs::write(&real, b"old").unwrap();
+        let link = dir.path().join("link.txt");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        write_atomic(&link, b"new", false).unwrap();
+        assert_eq!(std::fs::read(&real).unwrap(), b"new");
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        let to_dir = dir.path().join("to-dir");
+        std::os::unix::fs::symlink(&sub, &to_dir).unwrap();
+        let err = write_atomic(&to_dir, b"x", false).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::IsADirectory);
+        assert!(
+            std::fs::symlink_metadata(&to_dir)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read_dir(&sub).unwrap().count(), 0);
+        assert!(write_atomic(&sub, b"x", false).is_err());
     }
 
     /// `-o FIFO` (and `-o /dev/null`) write into the special file; it stays one.

@@ -427,7 +427,7 @@ fn named(env: &Envelope, known: &Known<'_>) -> Vec<Option<Party>> {
             let p = known
                 .psks
                 .iter()
-                .find(|p| addressed_to_kek(ri, p.id.as_bytes()))?;
+                .find(|p| addressed_to_kek(ri, &p.id_bytes()))?;
             Some(Party {
                 label: match &p.uri {
                     Some(u) => format!("PSK {} ({u})", p.id),

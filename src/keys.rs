@@ -107,7 +107,9 @@ impl KeyError {
 /// A pre-shared key: KEKIdentifier, AES key-encryption key, and its holder.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Psk {
-    /// The KEKIdentifier as text (its UTF-8 bytes go on the wire).
+    /// The KEKIdentifier as text: its UTF-8 bytes go on the wire, or, as
+    /// `hex:0a1b...` (what `inspect` prints for one that is not printable),
+    /// the bytes that hex gives (see [`Psk::id_bytes`]).
     pub id: String,
     /// 16, 24 or 32 bytes (wiped when dropped).
     pub key: Zeroizing<Vec<u8>>,
@@ -145,6 +147,17 @@ impl Psk {
         if file.id.is_empty() {
             return Err(bad("empty id".into()));
         }
+        if let Some(h) = file.id.strip_prefix("hex:") {
+            match hex::decode(h) {
+                Ok(b) if !b.is_empty() => {}
+                _ => {
+                    return Err(bad(format!(
+                        "id {:?}: after `hex:` give the identifier's bytes as hex digits",
+                        file.id
+                    )));
+                }
+            }
+        }
         let key = Zeroizing::new(
             hex::decode(file.key.trim()).map_err(|e| bad(format!("key is not hex: {e}")))?,
         );
@@ -164,6 +177,15 @@ impl Psk {
             key,
             uri: file.uri,
         })
+    }
+
+    /// The KEKIdentifier's bytes on the wire: the decoded hex of a
+    /// `hex:` id (checked when the file was read), else the id's UTF-8.
+    pub fn id_bytes(&self) -> Vec<u8> {
+        self.id
+            .strip_prefix("hex:")
+            .and_then(|h| hex::decode(h).ok())
+            .unwrap_or_else(|| self.id.as_bytes().to_vec())
     }
 
     /// Read a PSK file.

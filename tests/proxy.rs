@@ -594,3 +594,33 @@ fn a_via_further_down_that_does_not_parse_is_not_this_relays_business() {
         "{text}"
     );
 }
+
+#[test]
+fn report_dash_goes_to_standard_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fwd = tmp.path().join("fwd.sip");
+    let out = run(
+        &[
+            "--identity",
+            "keys/proxy-a",
+            "--report",
+            "-",
+            "--report-format",
+            "json",
+            "-o",
+            fwd.to_str().unwrap(),
+        ],
+        Path::new("samples/invite.sip"),
+    );
+    let report: serde_json::Value = serde_json::from_slice(&ok(&out)).unwrap();
+    assert_eq!(report["kind"], "request");
+    assert!(std::fs::read(&fwd).unwrap().starts_with(b"INVITE "));
+    assert!(!Path::new("-").exists(), "no file named -");
+    // Both on standard output would mix them: refused, exit 2.
+    let both = run(
+        &["--identity", "keys/proxy-a", "--report", "-"],
+        Path::new("samples/invite.sip"),
+    );
+    assert_eq!(both.status.code(), Some(2));
+    assert!(both.stdout.is_empty());
+}

@@ -405,3 +405,58 @@ fn errors_say_what_to_do() {
         .code(2)
         .stderr(predicate::str::contains("does not belong"));
 }
+
+/// S5: `open -o` writes plaintext (SRTP keys included) 0600, respects a
+/// stricter umask, never widens an existing file's mode, and refuses a
+/// link to a directory. The finding: 0644 under umask 077, and an
+/// existing 0600 file reset to 0644.
+#[cfg(unix)]
+#[test]
+fn decrypted_output_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let sealed = common::write(
+        tmp.path(),
+        "sealed.sip",
+        &common::seal_invite("5e", &["--peer", "keys/bob/cert.pem"]),
+    );
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let open_to = |out: &std::path::Path, umask: &str| {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "umask {umask} && exec \"$0\" open \"$1\" --identity keys/bob -o \"$2\""
+            ))
+            .arg(env!("CARGO_BIN_EXE_sipseal"))
+            .arg(&sealed)
+            .arg(out)
+            .current_dir(common::repo())
+            .env("SIPSEAL_STATE", tmp.path().join("state"))
+            .output()
+            .unwrap()
+    };
+    let plain = tmp.path().join("plain.sip");
+    common::ok(&open_to(&plain, "022"));
+    assert_eq!(mode(&plain), 0o600);
+    let strict = tmp.path().join("strict.sip");
+    common::ok(&open_to(&strict, "077"));
+    assert_eq!(mode(&strict), 0o600);
+    // An existing 0400 file is replaced but not widened.
+    std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o400)).unwrap();
+    common::ok(&open_to(&plain, "022"));
+    assert_eq!(mode(&plain), 0o400);
+    // A link to a directory is an error, and nothing is written there.
+    let dir = tmp.path().join("dir");
+    std::fs::create_dir(&dir).unwrap();
+    let link = tmp.path().join("link");
+    std::os::unix::fs::symlink(&dir, &link).unwrap();
+    let out = open_to(&link, "022");
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is a directory"));
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+}

@@ -487,3 +487,64 @@ fn a_certificate_without_ski_is_named_by_issuer_and_serial() {
             .stdout(ENTITY);
     }
 }
+
+/// Item 12: a KEKRecipientInfo made by another tool with a binary key
+/// identifier: `inspect` prints it `hex:...`, and a PSK file whose `id`
+/// is that text opens the envelope.
+#[test]
+fn a_binary_kek_identifier_from_openssl_opens_with_a_hex_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plain = tmp.path().join("plain.txt");
+    std::fs::write(&plain, b"Content-Type: text/plain\r\n\r\nhello\r\n").unwrap();
+    let der = tmp.path().join("kek.der");
+    let key = "000102030405060708090a0b0c0d0e0f";
+    common::openssl()
+        .args([
+            "cms",
+            "-encrypt",
+            "-binary",
+            "-aes-128-cbc",
+            "-outform",
+            "DER",
+        ])
+        .args(["-secretkey", key, "-secretkeyid", "de00ad01ff"])
+        .arg("-in")
+        .arg(&plain)
+        .arg("-out")
+        .arg(&der)
+        .succeeds();
+    let report = sipseal()
+        .args(["inspect", "--format", "json"])
+        .arg(&der)
+        .succeeds()
+        .stdout;
+    let v: serde_json::Value = serde_json::from_slice(&report).unwrap();
+    let kekid = v["body"]["cms"]["recipients"][0]["kekid"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"))
+        .to_owned();
+    assert_eq!(kekid, "hex:de00ad01ff");
+    let psk = tmp.path().join("psk.yaml");
+    std::fs::write(&psk, format!("id: \"{kekid}\"\nkey: {key}\n")).unwrap();
+    let out = sipseal()
+        .arg("open")
+        .arg(&der)
+        .arg("--psk")
+        .arg(&psk)
+        .output()
+        .unwrap();
+    assert_eq!(
+        common::ok(&out),
+        b"Content-Type: text/plain\r\n\r\nhello\r\n"
+    );
+    // A bad hex id is refused when the file is read.
+    std::fs::write(&psk, format!("id: \"hex:zz\"\nkey: {key}\n")).unwrap();
+    let out = sipseal()
+        .arg("open")
+        .arg(&der)
+        .arg("--psk")
+        .arg(&psk)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

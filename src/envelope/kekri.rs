@@ -109,7 +109,7 @@ pub(super) fn kek_unwrap(
 
 /// Build the RecipientInfo for a pre-shared key.
 pub fn kekri_for(psk: &Psk, cek: &[u8]) -> Result<RecipientInfo, EnvelopeError> {
-    kekri_with_id(psk.id.as_bytes(), &psk.key, cek)
+    kekri_with_id(&psk.id_bytes(), &psk.key, cek)
 }
 
 /// A KEKRecipientInfo with an arbitrary key identifier (PSK id or session reference).

@@ -427,7 +427,7 @@ impl RecipientKey<'_> {
     pub fn matches(&self, ri: &RecipientInfo) -> bool {
         match self {
             RecipientKey::Rsa { cert, .. } => addressed_to_cert(ri, cert),
-            RecipientKey::Psk(psk) => addressed_to_kek(ri, psk.id.as_bytes()),
+            RecipientKey::Psk(psk) => addressed_to_kek(ri, &psk.id_bytes()),
             RecipientKey::Session { reference, .. } => addressed_to_kek(ri, reference),
         }
     }

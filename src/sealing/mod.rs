@@ -363,7 +363,7 @@ pub fn reseal<R: CryptoRng + ?Sized>(
             RecipientInfo::Kekri(_) => {
                 let psk = psks
                     .iter()
-                    .find(|p| addressed_to_kek(ri, p.id.as_bytes()))
+                    .find(|p| addressed_to_kek(ri, &p.id_bytes()))
                     .ok_or_else(missing)?;
                 (Recipient::Psk(psk.clone()), RsaPadding::Oaep)
             }

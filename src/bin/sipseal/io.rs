@@ -36,6 +36,14 @@ impl OutputArgs {
     pub fn write(&self, bytes: &[u8]) -> Result<(), Error> {
         write_output(self.output.as_ref(), bytes)
     }
+
+    /// Write plaintext to `-o FILE` (a new file is 0600) or standard output.
+    pub fn write_private(&self, bytes: &[u8]) -> Result<(), Error> {
+        match &self.output {
+            Some(path) if path != Path::new("-") => write_file(path, bytes, true),
+            _ => write_output(None, bytes),
+        }
+    }
 }
 
 /// An input named on the command line: a path, or `-` for standard input.

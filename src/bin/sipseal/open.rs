@@ -76,6 +76,7 @@ pub fn run(args: OpenArgs, ctx: &mut Context) -> Result<Exit, Error> {
         (_, true, Some(e)) => e.body.clone(),
         _ => content.content.to_vec(),
     };
-    args.output.write(&out)?;
+    // Plaintext (SRTP keys included): a new file is 0600.
+    args.output.write_private(&out)?;
     Ok(Exit::Ok)
 }

@@ -2,7 +2,7 @@
 //! report, forward, or answer with a SIP error response. Also the flags
 //! `proxy` and `reencrypt` share.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
@@ -48,8 +48,9 @@ pub struct RelayArgs {
     /// (e.g. audio=40000 or 1=40002); repeatable. Only with access=modify.
     #[arg(long, value_name = "STREAM=PORT", value_parser = SdpEdit::port_arg)]
     pub set_port: Vec<SdpEdit>,
-    /// Write the disclosure report here (mode 0600: it may hold SRTP keys).
-    #[arg(long, value_name = "FILE")]
+    /// Write the disclosure report here (mode 0600: it may hold SRTP keys);
+    /// `-` writes it to standard output (then give the message -o FILE).
+    #[arg(long, value_name = "FILE|-")]
     pub report: Option<PathBuf>,
     /// Format of --report.
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -115,6 +116,13 @@ impl RelayArgs {
     /// A request that does not parse is answered here when it can be
     /// addressed (RFC 4475); a response that does not parse is dropped.
     pub fn load(&self, command: &str, ctx: &mut Context) -> Result<Inbound, Error> {
+        let to_stdout = |p: &Option<PathBuf>| p.as_deref().is_none_or(|p| p == Path::new("-"));
+        if self.report.as_deref() == Some(Path::new("-")) && to_stdout(&self.output) {
+            return Err(Error::usage(
+                "--report - and the message both on standard output",
+                "give the forwarded message a file with -o FILE, or the report one with --report FILE",
+            ));
+        }
         let identity = load_identity(&self.identity)?;
         let psks = self
             .psk
@@ -235,7 +243,11 @@ impl RelayArgs {
         }
         if let Some(path) = &self.report {
             let text = render(self.report_format, &step.report, RelayReport::to_text)?;
-            write_file(path, text.as_bytes(), true)?;
+            if path == Path::new("-") {
+                write_output(None, text.as_bytes())?;
+            } else {
+                write_file(path, text.as_bytes(), true)?;
+            }
         }
         write_output(self.output.as_ref(), &step.outcome.message().to_bytes())?;
         match step.outcome {

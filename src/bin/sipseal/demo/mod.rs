@@ -256,7 +256,8 @@ pub fn run(args: DemoArgs, ctx: &mut Context) -> Result<Exit, Error> {
         })?;
         for (name, data) in &files {
             let path = dir.join(name);
-            write_file(&path, data, false)?;
+            // Some hold plaintext or SRTP keys (opened bodies, reports).
+            write_file(&path, data, true)?;
             out.push_str(&format!("\nwrote {}", path.display()));
         }
         out.push('\n');
