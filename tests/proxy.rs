@@ -624,3 +624,87 @@ fn report_dash_goes_to_standard_output() {
     assert_eq!(both.status.code(), Some(2));
     assert!(both.stdout.is_empty());
 }
+
+/// S3: no padding oracle. EnvelopedData (CBC) has no integrity: a relay
+/// opens it only with --allow-cbc, and then a body that does not open
+/// goes on exactly as one that does. The finding: bad padding exit 1,
+/// a tampered block with good padding exit 0.
+#[test]
+fn cbc_bodies_give_no_padding_oracle() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sealed = seal_invite(
+        "cbc5",
+        &[
+            "--cipher",
+            "aes128-cbc",
+            "--peer",
+            "keys/bob/cert.pem",
+            "--disclose",
+            "keys/proxy-a/cert.pem",
+        ],
+    );
+    let msg = Message::parse(&sealed).unwrap();
+    let body = msg.body().to_vec();
+    let n = body.len();
+    // The body is the message's last n bytes.
+    let variant = |flip: Option<usize>| {
+        let mut bytes = sealed.clone();
+        if let Some(i) = flip {
+            let at = bytes.len() - n + i;
+            bytes[at] ^= 0x01;
+        }
+        write(tmp.path(), "in.sip", &bytes)
+    };
+    let relay = |input: &Path, extra: &[&str]| {
+        let report = tmp.path().join("r.json");
+        let out = run(
+            &[
+                &[
+                    "--identity",
+                    "keys/proxy-a",
+                    "--report-format",
+                    "json",
+                    "--report",
+                ][..],
+                &[report.to_str().unwrap()],
+                extra,
+            ]
+            .concat(),
+            input,
+        );
+        let r: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&report).unwrap_or_default()).unwrap_or_default();
+        (out, r)
+    };
+    let forwarded_body =
+        |out: &std::process::Output| Message::parse(&out.stdout).unwrap().body().to_vec();
+    // Without --allow-cbc: forwarded unchanged, not opened, no 496.
+    let (out, r) = relay(&variant(None), &["--require-disclosure"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(forwarded_body(&out), body);
+    assert_eq!(r["opened"], false);
+    assert!(r["notes"].to_string().contains("--allow-cbc"), "{r}");
+    // With it: the intact body opens; bad padding (the last byte of the
+    // second-to-last block) and a tampered block with good padding (its
+    // first byte) are forwarded exactly the same way, exit 0.
+    let (out, r) = relay(&variant(None), &["--allow-cbc"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(r["opened"], true);
+    for flip in [n - 17, n - 32, n - 1] {
+        let (out, _) = relay(&variant(Some(flip)), &["--allow-cbc"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "flip {flip}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut expected = body.clone();
+        expected[flip] ^= 0x01;
+        assert_eq!(forwarded_body(&out), expected);
+    }
+}

@@ -139,6 +139,11 @@ pub struct RelayOptions {
     pub mode: Mode,
     /// Session key lifetimes for what this relay records.
     pub sessions: Policy,
+    /// Open EnvelopedData (CBC, no integrity) at all. Without it such a
+    /// body is forwarded unchanged, as by a relay not designated; with it,
+    /// one that fails to open is forwarded unchanged too: what the relay
+    /// sends never depends on the padding (no padding oracle).
+    pub allow_cbc: bool,
 }
 
 impl Default for RelayOptions {
@@ -149,6 +154,7 @@ impl Default for RelayOptions {
             path: PathOptions::default(),
             mode: Mode::Proxy(ProxyOptions::default()),
             sessions: Policy::default(),
+            allow_cbc: false,
         }
     }
 }

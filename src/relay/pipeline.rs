@@ -11,7 +11,7 @@ use super::refusal::Refusal;
 use super::report::{Decision, RelayReport};
 use super::view::View;
 use crate::context::Context;
-use crate::envelope::{Cek, Envelope, Opened, Recipient, RecipientKey};
+use crate::envelope::{Cek, Envelope, EnvelopeKind, Opened, Recipient, RecipientKey};
 use crate::mime::Entity;
 use crate::sdp::{SdpEdit, apply_edits};
 use crate::sealing::{reseal, restore, seal_message_with};
@@ -93,6 +93,7 @@ pub(super) fn run(
         keys: &recipient_keys,
         sessions: sessions.len(),
     };
+    let cbc = |e: &Envelope| e.kind == EnvelopeKind::EnvelopedData;
     let plan = match &opts.mode {
         Mode::Proxy(p) => {
             let env = match view.envelope {
@@ -105,7 +106,11 @@ pub(super) fn run(
                     "the body is not sealed for this relay".into(),
                 ));
             }
-            decide_proxy(msg, env, &mine, &found, p, report)
+            match env {
+                // Neither opened nor answered 496: as if not designated.
+                Some(env) if cbc(&env) && !opts.allow_cbc => Plan::Keep(env),
+                env => decide_proxy(msg, env, &mine, &found, p, report),
+            }
         }
         Mode::Reencrypt(_) => {
             // Only a signature that verifies passes its designations on.
@@ -113,17 +118,36 @@ pub(super) fn run(
                 return Err(RelayError::Signature(format!("the outer signature: {e}")));
             }
             let env = view.envelope.map_err(RelayError::Open)?;
-            decide_reencrypt(msg, env, &mine, &found, report)?
+            if cbc(&env) && !opts.allow_cbc {
+                Plan::Keep(env)
+            } else {
+                decide_reencrypt(msg, env, &mine, &found, report)?
+            }
         }
     };
     let (env, content) = match plan {
         Plan::Refuse(refusal) => return Ok(Pass::Refuse(refusal)),
         Plan::Forward => (None, None),
-        Plan::Keep(env) => (Some(env), None),
-        Plan::Open(env) => {
-            let content = open(&env, &found, report, ctx)?;
-            (Some(env), Some(content))
+        Plan::Keep(env) => {
+            if cbc(&env) && !opts.allow_cbc {
+                report.notes.push(
+                    "EnvelopedData (CBC, no integrity): not opened without --allow-cbc, forwarded unchanged".into(),
+                );
+            }
+            (Some(env), None)
         }
+        Plan::Open(env) => match open(&env, &found, report, ctx) {
+            Ok(content) => (Some(env), Some(content)),
+            // A CBC body that does not open goes on unchanged: what is
+            // sent must not tell a bad padding from a good one.
+            Err(RelayError::Open(_)) if cbc(&env) => {
+                report
+                    .notes
+                    .push("EnvelopedData (CBC) did not open: forwarded unchanged".into());
+                (Some(env), None)
+            }
+            Err(e) => return Err(e),
+        },
     };
     let edited = match &content {
         Some(c) => read(msg, c, &opts.edits, &opts.mode, report)?,

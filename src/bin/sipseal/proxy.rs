@@ -92,6 +92,12 @@ pub struct RelayArgs {
     /// 403 to one whose outer signature does not verify (exit 5).
     #[arg(long)]
     pub require_signature: bool,
+    /// Open EnvelopedData (CBC, no integrity). Without it a CBC body is
+    /// forwarded unchanged, as by a relay that is not designated; with it,
+    /// one that does not open is forwarded unchanged too, so that nothing
+    /// this relay sends depends on the padding (no padding oracle).
+    #[arg(long)]
+    pub allow_cbc: bool,
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -204,6 +210,7 @@ impl RelayArgs {
             path: self.path()?,
             mode,
             sessions: self.state.limits().policy(),
+            allow_cbc: self.allow_cbc,
         })
     }
 
