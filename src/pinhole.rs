@@ -103,6 +103,16 @@ pub struct CallState {
     pub previous: Option<Exchange>,
     /// The pinholes the last step wrote.
     pub installed: Vec<Pinhole>,
+    /// The dialog's From tag (of the first offer's request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_tag: Option<String>,
+    /// The dialog's To tag (of the first response that carried one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_tag: Option<String>,
+    /// Where the dialog's authenticated offers and answers came from: the
+    /// only sources a BYE may close the pinholes from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub neighbours: Vec<String>,
 }
 
 /// The message a step sees.
@@ -116,8 +126,67 @@ pub struct Seen {
     pub cseq: u32,
     /// The status code of a response.
     pub status: Option<u16>,
-    /// The SDP's streams, when the message carried one that could be read.
+    /// The SDP's streams, when the message carried one that could be read
+    /// and that was authenticated (the relay decides: a bound source, the
+    /// offer's session key, or a signature of the sender's party).
     pub streams: Option<Vec<Stream>>,
+    /// The From and To tags.
+    pub tags: (Option<String>, Option<String>),
+    /// Where the message came from (`--received-from`, or the packet
+    /// source live), when known.
+    pub source: Option<String>,
+    /// Whether a dialog party signed it (a signature that verifies, of
+    /// the From or To party).
+    pub party_signed: bool,
+    /// What may become a pinhole.
+    pub limits: PinholeLimits,
+}
+
+/// What may become a pinhole: never an unspecified, loopback, multicast,
+/// broadcast or link-local address, nor port 0; when `allow` is not empty,
+/// only an address inside it; at most `max_streams` streams per call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinholeLimits {
+    /// The operator's allow-list (`--pinhole-allow CIDR`); empty: any
+    /// address that is not refused outright.
+    pub allow: Vec<ipnet::IpNet>,
+    /// Streams per call at most (`--pinhole-max-streams`).
+    pub max_streams: usize,
+}
+
+impl Default for PinholeLimits {
+    fn default() -> Self {
+        PinholeLimits {
+            allow: Vec::new(),
+            max_streams: 16,
+        }
+    }
+}
+
+impl PinholeLimits {
+    /// Why `address` never becomes a pinhole, if it does not.
+    pub fn refuse(&self, address: IpAddr) -> Option<&'static str> {
+        let address = match address {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
+            v4 => v4,
+        };
+        let why = match address {
+            IpAddr::V4(a) if a.is_unspecified() => Some("unspecified"),
+            IpAddr::V4(a) if a.is_loopback() => Some("loopback"),
+            IpAddr::V4(a) if a.is_multicast() => Some("multicast"),
+            IpAddr::V4(a) if a.is_broadcast() => Some("broadcast"),
+            IpAddr::V4(a) if a.is_link_local() => Some("link-local"),
+            IpAddr::V6(a) if a.is_unspecified() => Some("unspecified"),
+            IpAddr::V6(a) if a.is_loopback() => Some("loopback"),
+            IpAddr::V6(a) if a.is_multicast() => Some("multicast"),
+            IpAddr::V6(a) if a.is_unicast_link_local() => Some("link-local"),
+            _ => None,
+        };
+        why.or_else(|| {
+            (!self.allow.is_empty() && !self.allow.iter().any(|n| n.contains(&address)))
+                .then_some("outside --pinhole-allow")
+        })
+    }
 }
 
 impl Seen {
@@ -135,6 +204,10 @@ impl Seen {
             cseq: cseq.map_or(0, |c| c.seq),
             status: msg.status(),
             streams: sdp.and_then(|t| Sdp::parse(t).ok()).map(|s| s.streams()),
+            tags: (msg.from_tag().ok().flatten(), msg.to_tag().ok().flatten()),
+            source: None,
+            party_signed: false,
+            limits: PinholeLimits::default(),
         }
     }
 }
@@ -172,6 +245,9 @@ impl CallState {
             current: None,
             previous: None,
             installed: Vec::new(),
+            from_tag: None,
+            to_tag: None,
+            neighbours: Vec::new(),
         }
     }
 
@@ -185,9 +261,22 @@ impl CallState {
     pub fn step(&mut self, seen: &Seen) -> Changes {
         let method = seen.method.to_ascii_uppercase();
         let mut changed = true;
+        let mut notes = Vec::new();
+        if seen.streams.is_some() {
+            self.learn(seen);
+        }
         if seen.is_request && method == "BYE" {
-            self.current = None;
-            self.previous = None;
+            match self.may_close(seen) {
+                Ok(note) => {
+                    notes.extend(note);
+                    self.current = None;
+                    self.previous = None;
+                }
+                Err(why) => {
+                    notes.push(format!("BYE not honoured, pinholes kept: {why}"));
+                    changed = false;
+                }
+            }
         } else if let Some(streams) = &seen.streams {
             let answers = match &self.current {
                 // Late offer (in a 2xx): the answer comes in the ACK or PRACK.
@@ -222,6 +311,7 @@ impl CallState {
             && x.offer_in_request
             && x.answer.is_none()
             && x.cseq == seen.cseq
+            && seen.tags.0 == self.from_tag
         {
             // The offer was rejected: back to what was agreed before (nothing
             // for a failed initial INVITE).
@@ -230,14 +320,13 @@ impl CallState {
             changed = false;
         }
 
-        let mut notes = Vec::new();
         let mut wanted = Vec::new();
         if let Some(x) = &self.current {
-            wanted.extend(pinholes(x, &mut notes));
+            wanted.extend(pinholes(x, &seen.limits, &mut notes));
             if x.answer.is_none()
                 && let Some(p) = &self.previous
             {
-                wanted.extend(pinholes(p, &mut notes));
+                wanted.extend(pinholes(p, &seen.limits, &mut notes));
             }
         }
         let mut seen_keys = BTreeSet::new();
@@ -268,18 +357,77 @@ impl CallState {
     }
 }
 
-/// The pinholes of one exchange.
-fn pinholes(x: &Exchange, notes: &mut Vec<String>) -> Vec<Pinhole> {
+impl CallState {
+    /// An authenticated offer or answer: the dialog's tags and where it
+    /// came from.
+    fn learn(&mut self, seen: &Seen) {
+        let (from, to) = &seen.tags;
+        match (&self.from_tag, &self.to_tag) {
+            (None, _) if seen.is_request => self.from_tag = from.clone(),
+            (Some(f), None) if !seen.is_request && Some(f) == from.as_ref() => {
+                self.to_tag = to.clone();
+            }
+            _ => {}
+        }
+        if let Some(src) = &seen.source
+            && !self.neighbours.contains(src)
+        {
+            self.neighbours.push(src.clone());
+        }
+    }
+
+    /// Whether a BYE may close the call's pinholes (S2): it matches the
+    /// dialog (both tags) and comes from one of its neighbours or carries
+    /// a dialog party's signature. `Ok` with a note when the source could
+    /// not be checked.
+    fn may_close(&self, seen: &Seen) -> Result<Option<String>, String> {
+        let (Some(f), Some(t)) = (&self.from_tag, &self.to_tag) else {
+            return Err("no dialog is established for this call yet".into());
+        };
+        let (a, b) = (seen.tags.0.as_ref(), seen.tags.1.as_ref());
+        let matches = (a == Some(f) && b == Some(t)) || (a == Some(t) && b == Some(f));
+        if !matches {
+            return Err("its From and To tags are not the dialog's".into());
+        }
+        if seen.party_signed {
+            return Ok(None);
+        }
+        match &seen.source {
+            None => Ok(Some(
+                "the BYE's source was not checked (no --received-from): the dialog's tags alone closed the pinholes".into(),
+            )),
+            Some(src) if self.neighbours.contains(src) => Ok(None),
+            Some(src) => Err(format!(
+                "it came from {src}, not from the dialog's neighbours ({}), and no dialog party signed it",
+                if self.neighbours.is_empty() {
+                    "none recorded".to_owned()
+                } else {
+                    self.neighbours.join(", ")
+                }
+            )),
+        }
+    }
+}
+
+/// The pinholes of one exchange, within `limits`.
+fn pinholes(x: &Exchange, limits: &PinholeLimits, notes: &mut Vec<String>) -> Vec<Pinhole> {
     let mut out = Vec::new();
-    for (i, offer) in x.offer.iter().enumerate() {
+    if x.offer.len() > limits.max_streams {
+        notes.push(format!(
+            "{} streams: only the first {} get pinholes (--pinhole-max-streams)",
+            x.offer.len(),
+            limits.max_streams
+        ));
+    }
+    for (i, offer) in x.offer.iter().enumerate().take(limits.max_streams) {
         let answer = x.answer.as_ref().and_then(|a| a.get(i));
         if offer.port == 0 || answer.is_some_and(|a| a.port == 0) {
             continue;
         }
         let mux = offer.rtcp_mux && answer.is_none_or(|a| a.rtcp_mux);
-        holes(i, offer, Side::Offer, mux, &mut out, notes);
+        holes(i, offer, Side::Offer, mux, limits, &mut out, notes);
         if let Some(a) = answer {
-            holes(i, a, Side::Answer, mux, &mut out, notes);
+            holes(i, a, Side::Answer, mux, limits, &mut out, notes);
         }
     }
     out
@@ -290,6 +438,7 @@ fn holes(
     s: &Stream,
     side: Side,
     mux: bool,
+    limits: &PinholeLimits,
     out: &mut Vec<Pinhole>,
     notes: &mut Vec<String>,
 ) {
@@ -305,6 +454,13 @@ fn holes(
         ));
         return;
     };
+    if let Some(why) = limits.refuse(address) {
+        notes.push(format!(
+            "stream {index} ({}) of the {side_name}: {address} is {why}, no pinhole",
+            s.media
+        ));
+        return;
+    }
     let protocol = if s.transport.to_ascii_uppercase().starts_with("TCP") {
         "tcp"
     } else {
@@ -326,12 +482,22 @@ fn holes(
         side,
     };
     out.push(hole(address, s.port, Component::Rtp));
-    let rtcp_address = match s.rtcp_address.as_deref() {
-        Some(a) => usable_address(Some(a)).unwrap_or(address),
-        None => address,
-    };
+    // RTCP goes where RTP goes: an `a=rtcp` naming another host would let
+    // an SDP open a pinhole anywhere.
+    let rtcp_address = s.rtcp_address.as_deref().map(|a| usable_address(Some(a)));
+    if let Some(other) = rtcp_address
+        && other != Some(address)
+        && !mux
+    {
+        notes.push(format!(
+            "stream {index} ({}) of the {side_name}: RTCP to {}, another host than RTP's {address}: no RTCP pinhole",
+            s.media,
+            s.rtcp_address.as_deref().unwrap_or_default()
+        ));
+        return;
+    }
     match s.rtcp(mux) {
-        Some(port) => out.push(hole(rtcp_address, port, Component::Rtcp)),
+        Some(port) => out.push(hole(address, port, Component::Rtcp)),
         // The port is not 0 here: RTCP is muxed, or RTP has the last port.
         None if !mux => notes.push(format!(
             "stream {index} ({}) of the {side_name}: RTP on port 65535 leaves no port for RTCP",
@@ -474,13 +640,20 @@ mod tests {
         }
     }
 
+    /// A message of the dialog with tags a (caller) and b (callee); the
+    /// initial INVITE has no To tag yet.
     fn seen(is_request: bool, method: &str, cseq: u32, status: Option<u16>) -> Seen {
+        let to = (!(is_request && method == "INVITE" && cseq == 1)).then(|| "b".to_owned());
         Seen {
             is_request,
             method: method.into(),
             cseq,
             status,
             streams: None,
+            tags: (Some("a".into()), to),
+            source: None,
+            party_signed: false,
+            limits: PinholeLimits::default(),
         }
     }
 
@@ -532,7 +705,7 @@ mod tests {
         let mut video = stream("192.0.2.1", 6000, false);
         video.media = "video".into();
         video.rtcp_port = Some(6100);
-        video.rtcp_address = Some("192.0.2.9".into());
+        video.rtcp_address = Some("192.0.2.1".into());
         st.step(&with(
             seen(true, "INVITE", 1, None),
             vec![stream("192.0.2.1", 4000, false), video],
@@ -543,7 +716,7 @@ mod tests {
                 "192.0.2.1 . udp . 4000",
                 "192.0.2.1 . udp . 4001",
                 "192.0.2.1 . udp . 6000",
-                "192.0.2.9 . udp . 6100"
+                "192.0.2.1 . udp . 6100"
             ]
         );
         // The answer rejects video (port 0) and holds audio (0.0.0.0).
@@ -559,9 +732,131 @@ mod tests {
         );
         assert_eq!(
             elements(&c.delete),
-            ["192.0.2.1 . udp . 6000", "192.0.2.9 . udp . 6100"]
+            ["192.0.2.1 . udp . 6000", "192.0.2.1 . udp . 6100"]
         );
         assert!(c.notes[0].contains("0.0.0.0"), "{:?}", c.notes);
+    }
+
+    /// S1: an SDP cannot open pinholes to loopback, private service
+    /// ports of this host, broadcast, multicast, link-local, or send RTCP
+    /// to another host than RTP; an allow-list and a stream cap apply.
+    #[test]
+    fn only_sane_targets_become_pinholes() {
+        let mut st = CallState::new("c");
+        let mut rtcp_elsewhere = stream("192.0.2.1", 6000, false);
+        rtcp_elsewhere.rtcp_address = Some("203.0.113.9".into());
+        rtcp_elsewhere.rtcp_port = Some(22);
+        let targets = [
+            "127.0.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.251",
+            "169.254.1.1",
+            "::1",
+            "ff02::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ];
+        let mut streams: Vec<Stream> = targets.iter().map(|a| stream(a, 4000, true)).collect();
+        streams.push(rtcp_elsewhere);
+        let c = st.step(&with(seen(true, "INVITE", 1, None), streams));
+        assert_eq!(
+            elements(&c.add),
+            ["192.0.2.1 . udp . 6000"],
+            "{:?}",
+            c.notes
+        );
+        for why in [
+            "loopback",
+            "broadcast",
+            "multicast",
+            "link-local",
+            "another host",
+        ] {
+            assert!(
+                c.notes.iter().any(|n| n.contains(why)),
+                "{why}: {:?}",
+                c.notes
+            );
+        }
+        // The operator's allow-list, and the per-call cap.
+        let limits = PinholeLimits {
+            allow: vec!["198.51.100.0/24".parse().unwrap()],
+            max_streams: 2,
+        };
+        let mut s = with(
+            seen(true, "INVITE", 1, None),
+            vec![
+                stream("198.51.100.7", 4000, true),
+                stream("192.0.2.1", 5000, true),
+                stream("198.51.100.8", 6000, true),
+            ],
+        );
+        s.limits = limits;
+        let c = CallState::new("d").step(&s);
+        assert_eq!(elements(&c.add), ["198.51.100.7 . udp . 4000"]);
+        assert!(
+            c.notes
+                .iter()
+                .any(|n| n.contains("outside --pinhole-allow"))
+        );
+        assert!(c.notes.iter().any(|n| n.contains("only the first 2")));
+    }
+
+    /// S2: a BYE closes the pinholes only when it matches the dialog and
+    /// comes from a neighbour of the dialog or is signed by a party.
+    #[test]
+    fn a_forged_bye_keeps_the_pinholes() {
+        let mut st = CallState::new("c");
+        let from = |mut s: Seen, src: &str| {
+            s.source = Some(src.into());
+            s
+        };
+        st.step(&from(
+            with(
+                seen(true, "INVITE", 1, None),
+                vec![stream("192.0.2.1", 4000, true)],
+            ),
+            "192.0.2.10:5060",
+        ));
+        st.step(&from(
+            with(
+                seen(false, "INVITE", 1, Some(200)),
+                vec![stream("192.0.2.2", 5000, true)],
+            ),
+            "bob.example.com",
+        ));
+        assert_eq!(st.installed.len(), 2);
+        // Only the Call-ID: other tags.
+        let mut bye = seen(true, "BYE", 2, None);
+        bye.tags = (Some("x".into()), Some("y".into()));
+        let c = st.step(&bye);
+        assert_eq!(
+            (c.state, st.installed.len()),
+            ("unchanged", 2),
+            "{:?}",
+            c.notes
+        );
+        assert!(c.notes[0].contains("tags are not the dialog's"));
+        // The right tags from a stranger.
+        let c = st.step(&from(seen(true, "BYE", 2, None), "203.0.113.66"));
+        assert_eq!(st.installed.len(), 2);
+        assert!(
+            c.notes[0].contains("not from the dialog's neighbours"),
+            "{:?}",
+            c.notes
+        );
+        // ... unless a dialog party signed it.
+        let mut signed = from(seen(true, "BYE", 2, None), "203.0.113.66");
+        signed.party_signed = true;
+        let mut st2 = st.clone();
+        assert_eq!(st2.step(&signed).state, "ended");
+        // From a neighbour, the callee's side sending it (tags reversed).
+        let mut bye = from(seen(true, "BYE", 7, None), "bob.example.com");
+        bye.tags = (Some("b".into()), Some("a".into()));
+        let c = st.step(&bye);
+        assert_eq!(c.state, "ended");
+        assert_eq!(c.delete.len(), 2);
     }
 
     #[test]

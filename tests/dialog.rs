@@ -148,8 +148,9 @@ fn a_whole_dialog_through_two_relays() {
     let answer = String::from_utf8(common::file("samples/answer.sdp")).unwrap();
     let pinholes = d.path("pinholes.nft");
 
-    // 1. INVITE: a full envelope for bob, disclosed to proxy-a.
-    let invite = d.ok(&common::SEAL_INVITE);
+    // 1. INVITE: a full envelope for bob, disclosed to proxy-a, signed by
+    // alice inside (S1: only an authenticated offer opens pinholes).
+    let invite = d.ok(&[&common::SEAL_INVITE[..], &["--sign", "keys/alice"]].concat());
     assert!(envelope(&invite).session_reference().is_none());
     let (inv_a, rep) = d.proxy(
         "proxy-a",

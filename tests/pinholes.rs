@@ -36,11 +36,19 @@ fn call(offer_sdp: &str, answer_sdp: &str, format: &str) -> Call {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let state = dir.join("state");
-    let invite = sipseal()
+    // Signed by alice inside the envelope: only an authenticated offer
+    // opens pinholes (sealing proves nothing about the sender).
+    let plain = sipseal()
         .args(["--seed", "01", "build", "invite"])
         .args(["--from", "Alice <sip:alice@a.example.com>"])
         .args(["--to", "Bob <sip:bob@b.example.com>", "--sdp", offer_sdp])
-        .args(["--seal", "--peer", "keys/bob/cert.pem"])
+        .succeeds()
+        .stdout;
+    let plain = write(dir, "plain.sip", &plain);
+    let invite = sipseal()
+        .args(["--seed", "01", "seal"])
+        .arg(&plain)
+        .args(["--sign", "keys/alice", "--peer", "keys/bob/cert.pem"])
         .args(["--disclose", "keys/proxy-a/cert.pem"])
         .succeeds()
         .stdout;
@@ -49,17 +57,18 @@ fn call(offer_sdp: &str, answer_sdp: &str, format: &str) -> Call {
     let forwarded = write(dir, "fwd.sip", &proxy(&invite, &state, &p, format));
     let offer = std::fs::read(&p).unwrap();
 
-    // bob answers, disclosing the answer to proxy-a by its PSK.
+    // bob answers, signed, disclosing the answer to proxy-a by its PSK.
     let answer = sipseal()
         .args(["--seed", "02", "build", "response", "200", "--request"])
         .arg(&forwarded)
-        .args([
-            "--sdp",
-            answer_sdp,
-            "--seal",
-            "--peer",
-            "keys/alice/cert.pem",
-        ])
+        .args(["--sdp", answer_sdp])
+        .succeeds()
+        .stdout;
+    let answer = write(dir, "200-plain.sip", &answer);
+    let answer = sipseal()
+        .args(["--seed", "02", "seal"])
+        .arg(&answer)
+        .args(["--sign", "keys/bob", "--peer", "keys/alice/cert.pem"])
         .args(["--disclose", "psk:keys/psk/alice-proxy-a.yaml"])
         .succeeds()
         .stdout;
@@ -67,15 +76,20 @@ fn call(offer_sdp: &str, answer_sdp: &str, format: &str) -> Call {
     proxy(&answer, &state, &p, format);
     let answered = std::fs::read(&p).unwrap();
 
-    let call_id = Message::parse(&std::fs::read(&invite).unwrap())
-        .unwrap()
-        .call_id()
-        .unwrap()
-        .to_owned();
+    // The BYE of the dialog: its Call-ID and both tags (S2).
+    let ok = Message::parse(&std::fs::read(&answer).unwrap()).unwrap();
+    let (call_id, from, to) = (
+        ok.call_id().unwrap().to_owned(),
+        ok.from_tag().unwrap().unwrap(),
+        ok.to_tag().unwrap().unwrap(),
+    );
     let bye = sipseal()
         .args(["--seed", "03", "build", "bye"])
-        .args(["--from", "Alice <sip:alice@a.example.com>;tag=1"])
-        .args(["--to", "Bob <sip:bob@b.example.com>;tag=2"])
+        .args([
+            "--from",
+            &format!("Alice <sip:alice@a.example.com>;tag={from}"),
+        ])
+        .args(["--to", &format!("Bob <sip:bob@b.example.com>;tag={to}")])
         .args(["--call-id", &call_id, "--cseq", "2"])
         .succeeds()
         .stdout;
@@ -146,21 +160,21 @@ fn offer_answer_and_bye_without_rtcp_mux() {
     golden("pinholes-no-mux-offer-answer.nft", &c.answer);
     golden("pinholes-no-mux-bye.nft", &c.bye);
     // The offer asked for rtcp-mux on audio; the answer did not accept it,
-    // so RTCP gets port+1 on both sides. a=rtcp names video's RTCP address.
+    // so RTCP gets port+1 on both sides. a=rtcp sends video's RTCP to
+    // another host than its RTP: no pinhole for it (S1), and a note.
     assert_eq!(
         elements(&c.answer, "add element"),
         listed(
             "2001:db8::10 . udp . 40000, 2001:db8::10 . udp . 40001, 198.51.100.30 . udp . 30000, \
-             198.51.100.30 . udp . 30001, 2001:db8::10 . udp . 40002, 2001:db8::11 . udp . 40010, \
+             198.51.100.30 . udp . 30001, 2001:db8::10 . udp . 40002, \
              198.51.100.30 . udp . 30002, 198.51.100.30 . udp . 30003"
         )
     );
+    assert!(String::from_utf8_lossy(&c.answer).contains("another host than RTP's 2001:db8::10"));
     // Before the answer, audio's RTCP was expected on the multiplexed port.
     assert_eq!(
         elements(&c.offer, "add element"),
-        listed(
-            "2001:db8::10 . udp . 40000, 2001:db8::10 . udp . 40002, 2001:db8::11 . udp . 40010"
-        )
+        listed("2001:db8::10 . udp . 40000, 2001:db8::10 . udp . 40002")
     );
 }
 
@@ -240,4 +254,153 @@ fn nft_accepts_the_scripts() {
         let (good, err) = check("all.nft", &all);
         assert!(good, "offer+answer then BYE: {err}");
     }
+}
+
+/// S1 and S2 through the binary. The findings: an unsealed, forged 200 OK
+/// answering a sealed offer added pinholes; a BYE with only the Call-ID
+/// deleted every pinhole of the call.
+#[test]
+fn only_authenticated_sdp_opens_and_only_the_dialog_closes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let state = dir.join("state");
+    let p = dir.join("p.nft");
+    let report = dir.join("r.json");
+    let step = |input: &Path, from: &str| -> serde_json::Value {
+        sipseal()
+            .arg("proxy")
+            .arg(input)
+            .args([
+                "--identity",
+                "keys/proxy-a",
+                "--psk",
+                "keys/psk/alice-proxy-a.yaml",
+            ])
+            .arg("--state")
+            .arg(&state)
+            .arg("--pinholes")
+            .arg(&p)
+            .args(["--pinhole-format", "json", "--received-from", from])
+            .args(["--report-format", "json", "--report"])
+            .arg(&report)
+            .succeeds();
+        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap()
+    };
+    let holes =
+        || -> serde_json::Value { serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap() };
+    let plain = sipseal()
+        .args(["--seed", "11", "build", "invite"])
+        .args(["--from", "Alice <sip:alice@a.example.com>"])
+        .args([
+            "--to",
+            "Bob <sip:bob@b.example.com>",
+            "--sdp",
+            "samples/offer.sdp",
+        ])
+        .succeeds()
+        .stdout;
+    let plain = write(dir, "plain.sip", &plain);
+    // Sealed to proxy-a but not signed: anyone could have made it.
+    let unsigned = sipseal()
+        .args(["--seed", "11", "seal"])
+        .arg(&plain)
+        .args([
+            "--peer",
+            "keys/bob/cert.pem",
+            "--disclose",
+            "keys/proxy-a/cert.pem",
+        ])
+        .succeeds()
+        .stdout;
+    let r = step(&write(dir, "unsigned.sip", &unsigned), "192.0.2.10:5060");
+    assert_eq!(r["opened"], true);
+    assert!(holes()["add"].as_array().unwrap().is_empty(), "{}", holes());
+    assert!(r["notes"].to_string().contains("not authenticated"), "{r}");
+    // Signed by alice: the offer opens pinholes.
+    let signed = sipseal()
+        .args(["--seed", "11", "seal"])
+        .arg(&plain)
+        .args(["--sign", "keys/alice", "--peer", "keys/bob/cert.pem"])
+        .args(["--disclose", "keys/proxy-a/cert.pem"])
+        .succeeds()
+        .stdout;
+    let fwd = sipseal()
+        .arg("proxy")
+        .arg(write(dir, "signed.sip", &signed))
+        .args(["--identity", "keys/proxy-a", "--state"])
+        .arg(&state)
+        .arg("--pinholes")
+        .arg(&p)
+        .args([
+            "--pinhole-format",
+            "json",
+            "--received-from",
+            "192.0.2.10:5060",
+        ])
+        .succeeds()
+        .stdout;
+    let fwd = write(dir, "fwd.sip", &fwd);
+    assert_eq!(holes()["state"], "offer");
+    let offer_holes = holes()["add"].as_array().unwrap().len();
+    assert!(offer_holes > 0);
+    // A forged, unsealed 200 OK answering it: no answer pinholes.
+    let forged = sipseal()
+        .args(["--seed", "12", "build", "response", "200", "--request"])
+        .arg(&fwd)
+        .args(["--sdp", "samples/answer.sdp"])
+        .succeeds()
+        .stdout;
+    let r = step(&write(dir, "forged.sip", &forged), "203.0.113.66");
+    assert_eq!(holes()["state"], "unchanged", "{}", holes());
+    assert!(r["notes"].to_string().contains("not authenticated"), "{r}");
+    // bob's signed answer completes them.
+    let ok = sipseal()
+        .args(["--seed", "12", "seal"])
+        .arg(write(dir, "200-plain.sip", &forged))
+        .args(["--sign", "keys/bob", "--peer", "keys/alice/cert.pem"])
+        .args(["--disclose", "psk:keys/psk/alice-proxy-a.yaml"])
+        .succeeds()
+        .stdout;
+    step(&write(dir, "200.sip", &ok), "198.51.100.20:5060");
+    assert_eq!(holes()["state"], "offer-answer");
+    let all = holes()["add"].as_array().unwrap().len();
+    assert!(all > offer_holes);
+    let dialog = Message::parse(&ok).unwrap();
+    let bye = |from_tag: &str, to_tag: &str| {
+        let out = sipseal()
+            .args(["--seed", "13", "build", "bye"])
+            .args([
+                "--from",
+                &format!("Alice <sip:alice@a.example.com>;tag={from_tag}"),
+            ])
+            .args(["--to", &format!("Bob <sip:bob@b.example.com>;tag={to_tag}")])
+            .args(["--call-id", dialog.call_id().unwrap(), "--cseq", "2"])
+            .succeeds()
+            .stdout;
+        write(dir, "bye.sip", &out)
+    };
+    let (f, t) = (
+        dialog.from_tag().unwrap().unwrap(),
+        dialog.to_tag().unwrap().unwrap(),
+    );
+    // Only the Call-ID: kept.
+    let r = step(&bye("x1", "x2"), "192.0.2.10:5060");
+    assert_eq!(holes()["state"], "unchanged");
+    assert!(
+        r["notes"].to_string().contains("tags are not the dialog's"),
+        "{r}"
+    );
+    // The dialog's tags from a stranger: kept.
+    let r = step(&bye(&f, &t), "203.0.113.66");
+    assert_eq!(holes()["state"], "unchanged");
+    assert!(
+        r["notes"]
+            .to_string()
+            .contains("not from the dialog's neighbours"),
+        "{r}"
+    );
+    // From the neighbour the offer came from: closed.
+    step(&bye(&f, &t), "192.0.2.10:5060");
+    assert_eq!(holes()["state"], "ended");
+    assert_eq!(holes()["delete"].as_array().unwrap().len(), all);
 }

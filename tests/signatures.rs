@@ -814,6 +814,44 @@ fn imposture_policy_and_required_signature_answer_without_forwarding() {
     let out = proxy(&changed, "keys/proxy-a", &["--require-signature"]);
     assert_eq!(out.status.code(), Some(5));
     assert_eq!(status(&out), "SIP/2.0 403 Forbidden");
+
+    // Item 9: a valid signature, but carol's on a request from alice: 403.
+    // The finding: any signature that verified was enough.
+    let by_carol = ok(&run(&["sign", path(&sealed), "--identity", "keys/carol"]));
+    let by_carol = write(d, "by-carol.sip", &by_carol);
+    let report = d.join("carol.txt");
+    let out = proxy(
+        &by_carol,
+        "keys/proxy-a",
+        &["--require-signature", "--report", path(&report)],
+    );
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    assert_eq!(status(&out), "SIP/2.0 403 Forbidden");
+    let r = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        r.contains("not signed by the From party: signed by sip:carol@a.example.com, not by sip:alice@a.example.com"),
+        "{r}"
+    );
+    // With trust anchors, alice's own signature must chain to one.
+    ok(&proxy(
+        &good,
+        "keys/proxy-a",
+        &[
+            "--require-signature",
+            "--signer-trust",
+            "keys/ca/a.example.com",
+        ],
+    ));
+    let out = proxy(
+        &good,
+        "keys/proxy-a",
+        &[
+            "--require-signature",
+            "--signer-trust",
+            "keys/ca/b.example.com",
+        ],
+    );
+    assert_eq!(status(&out), "SIP/2.0 403 Forbidden");
 }
 
 fn sealed_inner(d: &Path) -> PathBuf {

@@ -94,13 +94,18 @@ pub fn relay(
             }
         },
     };
-    let (outcome, cek) = match pass {
-        Pass::Forward { message, cek } => (Outcome::Forward(message), cek),
+    let (outcome, cek, trust) = match pass {
+        Pass::Forward {
+            message,
+            cek,
+            trust,
+        } => (Outcome::Forward(message), cek, Some(trust)),
         Pass::Refuse(refusal) => {
             report.answered = Some(refusal.sip_status());
             report.refused = refusal.why();
             (
                 Outcome::Respond(refusal.response(msg, &keys.identity.cert, &keys.host(), ctx)?),
+                None,
                 None,
             )
         }
@@ -127,8 +132,24 @@ pub fn relay(
         // refused never reaches the far end: it changes no call's pinholes.
         (Some(store), Outcome::Forward(out)) => {
             let call_id = out.call_id().map_err(RelayError::NoCallId)?;
-            let seen = Seen::of(out, report.sdp.as_deref());
-            Some(store.step(&keys.name(), call_id, &seen)?)
+            // S1: only an authenticated SDP opens pinholes.
+            let trusted = trust.as_ref().is_some_and(|t| t.sdp.is_ok());
+            if report.sdp.is_some() {
+                report.notes.push(match trust.as_ref().map(|t| &t.sdp) {
+                    Some(Ok(how)) => format!("pinholes from the SDP: {how}"),
+                    Some(Err(why)) => format!(
+                        "no pinholes from this SDP: it is not authenticated ({why}; no bound source or session key either)"
+                    ),
+                    None => "no pinholes from this SDP".to_owned(),
+                });
+            }
+            let mut seen = Seen::of(out, report.sdp.as_deref().filter(|_| trusted));
+            seen.source = opts.path.received_from.clone();
+            seen.party_signed = trust.as_ref().is_some_and(|t| t.party_signed);
+            seen.limits = opts.pinholes.clone();
+            let changes = store.step(&keys.name(), call_id, &seen)?;
+            report.notes.extend(changes.notes.iter().cloned());
+            Some(changes)
         }
         (Some(_), Outcome::Respond(_)) => Some(Changes::none(msg.call_id().unwrap_or_default())),
         (None, _) => None,

@@ -144,6 +144,8 @@ pub struct RelayOptions {
     /// one that fails to open is forwarded unchanged too: what the relay
     /// sends never depends on the padding (no padding oracle).
     pub allow_cbc: bool,
+    /// What may become a pinhole.
+    pub pinholes: crate::pinhole::PinholeLimits,
 }
 
 impl Default for RelayOptions {
@@ -155,6 +157,7 @@ impl Default for RelayOptions {
             mode: Mode::Proxy(ProxyOptions::default()),
             sessions: Policy::default(),
             allow_cbc: false,
+            pinholes: Default::default(),
         }
     }
 }

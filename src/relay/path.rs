@@ -2,7 +2,11 @@
 //! check (403), the connectivity policy (404, the same answer as an
 //! unknown target), Route-Security, and signatures required (495).
 
+use time::OffsetDateTime;
+
 use super::refusal::Refusal;
+use crate::keys::Cert;
+use crate::keys::trust::{check_chain, check_validity};
 use crate::policy::{Bindings, Policy};
 use crate::sip::route_security::{RouteEntry, RouteEntryError};
 use crate::sip::{HeaderError, Message};
@@ -22,8 +26,49 @@ pub struct PathOptions {
     pub bindings: Option<Bindings>,
     /// Connectivity allow-list (404 when denied).
     pub policy: Option<Policy>,
-    /// Answer 495 to a request that carries no signature.
+    /// Answer 495 to a request that carries no signature, and 403 to one
+    /// not signed by its From party.
     pub require_signature: bool,
+    /// Trust anchors a signer's certificate must chain to before its
+    /// signature counts as its party's (`--signer-trust`); none: the name alone.
+    pub trust: Vec<Cert>,
+}
+
+/// Whether one of `signers` (signatures that verified) is `aor`'s: its
+/// SAN URI is the AOR and, with trust anchors, it chains to one and is
+/// valid `now`. `Ok` carries a note when the chain was not checked.
+pub(super) fn party_signer(
+    signers: &[Cert],
+    aor: Option<&str>,
+    path: &PathOptions,
+    now: OffsetDateTime,
+) -> Result<Option<String>, String> {
+    let aor = aor.ok_or("no AOR to compare the signer with")?;
+    let named: Vec<&Cert> = signers
+        .iter()
+        .filter(|c| c.uri().is_some_and(|u| u.eq_ignore_ascii_case(aor)))
+        .collect();
+    if named.is_empty() {
+        let who: Vec<String> = signers.iter().map(Cert::name).collect();
+        return Err(if who.is_empty() {
+            format!("no signature of {aor}")
+        } else {
+            format!("signed by {}, not by {aor}", who.join(", "))
+        });
+    }
+    if path.trust.is_empty() {
+        return Ok(Some(format!(
+            "the signature of {aor} was not checked against trust anchors (give --signer-trust)"
+        )));
+    }
+    let mut why = String::new();
+    for cert in named {
+        match check_chain(cert, &[], &path.trust).and_then(|_| check_validity(cert, now)) {
+            Ok(()) => return Ok(None),
+            Err(e) => why = e.to_string(),
+        }
+    }
+    Err(format!("the signer {aor} is not trusted: {why}"))
 }
 
 /// What a relay checks before it parses anything deeper (SPEC §4 step

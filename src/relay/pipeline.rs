@@ -32,9 +32,20 @@ pub(super) enum Pass {
         message: Message,
         /// The CEK of a full envelope this relay opened.
         cek: Option<Cek>,
+        /// Whether its SDP may feed pinholes, and who signed it.
+        trust: Trust,
     },
     /// Answer instead.
     Refuse(Refusal),
+}
+
+/// What vouches for a message (S1, S2): whether its SDP is authenticated
+/// (`Ok`: how; `Err`: why not) and whether a dialog party signed it.
+pub(super) struct Trust {
+    /// Why the SDP may, or may not, open pinholes.
+    pub sdp: Result<String, String>,
+    /// A signature of the From or To party verified.
+    pub party_signed: bool,
 }
 
 /// The body this relay opened, and what it holds.
@@ -48,6 +59,8 @@ struct Content {
     entity: Option<Entity>,
     /// What was signed, as bytes.
     plain: Vec<u8>,
+    /// The inner signature's signer, when it verified.
+    signer: Option<crate::keys::Cert>,
 }
 
 impl Content {
@@ -173,6 +186,27 @@ pub(super) fn run(
     {
         return Ok(Pass::Refuse(refusal));
     }
+    let mut signers: Vec<crate::keys::Cert> = content
+        .as_ref()
+        .and_then(|c| c.signer.clone())
+        .into_iter()
+        .collect();
+    if let Some(Ok(outer)) = &view.outer_signers {
+        signers.extend(outer.iter().map(|s| s.cert.clone()));
+    }
+    signers.extend(view.opaque_signer.clone());
+    let trust = vouch(msg, &signers, report, opts, ctx.now());
+    if let Err(why) = &trust.from
+        && opts.path.require_signature
+        && msg.is_request()
+        && msg.method() != Some("ACK")
+    {
+        // Item 9: a signature, but not the From party's.
+        return Ok(Pass::Refuse(Refusal::BadSignature(format!(
+            "not signed by the From party: {why}"
+        ))));
+    }
+    let trust = trust.into_trust();
 
     let sent_by = keys.sent_by(opts.via.as_deref());
     let (route_notes, route_entries) =
@@ -207,7 +241,11 @@ pub(super) fn run(
     report.resigned = outer.is_some() && resealed;
     report.route_security.extend(route_notes);
     let cek = content.filter(|c| !c.by_session).map(|c| c.opened.cek);
-    Ok(Pass::Forward { message: out, cek })
+    Ok(Pass::Forward {
+        message: out,
+        cek,
+        trust,
+    })
 }
 
 /// How the message goes on.
@@ -276,6 +314,56 @@ impl Emit<'_> {
             route_security::append(&mut out, entry);
         }
         Ok(out)
+    }
+}
+
+/// Who signed `msg` as its From and To party, and whether its SDP is
+/// authenticated: an offer by a source bound to its From AOR (the
+/// imposture check passed) or its From party's signature; an answer by
+/// the session key derived from the offer or its To party's signature.
+/// Sealing proves nothing: anyone can seal to a relay's certificate.
+fn vouch(
+    msg: &Message,
+    signers: &[crate::keys::Cert],
+    report: &mut RelayReport,
+    opts: &RelayOptions,
+    now: time::OffsetDateTime,
+) -> Vouched {
+    let from = path::party_signer(signers, msg.aor("From"), &opts.path, now);
+    let to = path::party_signer(signers, msg.aor("To"), &opts.path, now);
+    for note in [&from, &to]
+        .into_iter()
+        .filter_map(|r| r.as_ref().ok().cloned().flatten())
+    {
+        report.notes.push(note);
+    }
+    let sdp = if msg.is_request() {
+        if opts.path.bindings.is_some() && opts.path.received_from.is_some() {
+            Ok("its source is bound to the From AOR (imposture check)".to_owned())
+        } else {
+            from.clone().map(|_| "signed by its From party".to_owned())
+        }
+    } else if report.decision == Decision::Session {
+        Ok("sealed under the session key of the offer".to_owned())
+    } else {
+        to.clone().map(|_| "signed by its To party".to_owned())
+    };
+    Vouched { from, to, sdp }
+}
+
+/// What [`vouch`] found.
+struct Vouched {
+    from: Result<Option<String>, String>,
+    to: Result<Option<String>, String>,
+    sdp: Result<String, String>,
+}
+
+impl Vouched {
+    fn into_trust(self) -> Trust {
+        Trust {
+            party_signed: self.from.is_ok() || self.to.is_ok(),
+            sdp: self.sdp,
+        }
     }
 }
 
@@ -374,12 +462,16 @@ fn open(
     report.opened = true;
     report.opened_with = found.keys.get(opened.key_index).map(RecipientKey::describe);
     let raw = Entity::parse(&opened.content);
-    let (entity, plain) = match raw.as_ref().and_then(unwrap_inner) {
-        None => (raw.clone(), opened.content.to_vec()),
+    let (entity, plain, signer) = match raw.as_ref().and_then(unwrap_inner) {
+        None => (raw.clone(), opened.content.to_vec(), None),
         Some(Err(e)) => return Err(RelayError::Signature(format!("the inner signature: {e}"))),
         Some(Ok(inner)) => {
             report.signer = Some(inner.signer.cert.name());
-            (Entity::parse(&inner.content), inner.content)
+            (
+                Entity::parse(&inner.content),
+                inner.content,
+                Some(inner.signer.cert),
+            )
         }
     };
     Ok(Content {
@@ -388,6 +480,7 @@ fn open(
         raw,
         entity,
         plain,
+        signer,
     })
 }
 

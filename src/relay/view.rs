@@ -35,6 +35,8 @@ pub struct View<'m> {
     /// Whether the body (under the outer signature) is an opaque
     /// signed-data: signed, not sealed.
     pub opaque_signed: bool,
+    /// The signer of an opaque signed-data body, when it verifies.
+    pub opaque_signer: Option<crate::keys::Cert>,
     /// An SDP body in the clear, readable by everyone on the path.
     pub plain_sdp: Option<Vec<u8>>,
     /// The Route-Security entries, oldest first.
@@ -55,12 +57,17 @@ impl<'m> View<'m> {
         };
         let body = signed.as_ref().unwrap_or(msg);
         let envelope = sealed_der(body).and_then(|der| Ok(Envelope::parse(&der)?));
-        let opaque_signed = body.header("Content-Type").is_some_and(|ct| {
-            is_signed_entity(&Entity {
-                headers: vec![("Content-Type".into(), ct.to_owned())],
-                body: Vec::new(),
-            })
+        let opaque = body.header("Content-Type").map(|ct| Entity {
+            headers: vec![("Content-Type".into(), ct.to_owned())],
+            body: body.body().to_vec(),
         });
+        let opaque_signed = opaque.as_ref().is_some_and(is_signed_entity);
+        let opaque_signer = opaque
+            .as_ref()
+            .filter(|_| opaque_signed)
+            .and_then(crate::signing::unwrap_inner)
+            .and_then(Result::ok)
+            .map(|inner| inner.signer.cert);
         View {
             msg,
             designations: designations(msg).into_iter().flatten().collect(),
@@ -72,6 +79,7 @@ impl<'m> View<'m> {
             signed,
             envelope,
             opaque_signed,
+            opaque_signer,
         }
     }
 

@@ -362,6 +362,10 @@ mod tests {
             cseq,
             status: None,
             streams,
+            tags: (Some("a".into()), None),
+            source: None,
+            party_signed: false,
+            limits: Default::default(),
         };
         let offer = seen(
             "INVITE",
@@ -378,7 +382,15 @@ mod tests {
         );
         store.step("r", "call-1", &offer).unwrap();
         assert!(store.call_path("r", "call-1").exists());
-        let c = store.step("r", "call-1", &seen("BYE", 2, None)).unwrap();
+        // The answer gives the dialog its To tag: kept in the file.
+        let mut answer = offer.clone();
+        answer.is_request = false;
+        answer.status = Some(200);
+        answer.tags.1 = Some("b".into());
+        store.step("r", "call-1", &answer).unwrap();
+        let mut bye = seen("BYE", 2, None);
+        bye.tags.1 = Some("b".into());
+        let c = store.step("r", "call-1", &bye).unwrap();
         assert_eq!(c.delete.len(), 1);
         assert!(!store.call_path("r", "call-1").exists());
 

@@ -8,7 +8,7 @@ use clap::Args;
 
 use sipseal::context::Context;
 use sipseal::keys::{Cert, Identity, Psk};
-use sipseal::pinhole::PinholeFormat;
+use sipseal::pinhole::{PinholeFormat, PinholeLimits};
 use sipseal::policy::{Bindings, Policy, PolicyError};
 use sipseal::relay::{
     Mode, Outcome, PathOptions, ProxyOptions, RelayError, RelayKeys, RelayOptions, RelayReport,
@@ -98,6 +98,20 @@ pub struct RelayArgs {
     /// this relay sends depends on the padding (no padding oracle).
     #[arg(long)]
     pub allow_cbc: bool,
+    /// Trust anchors for signers (PEM/DER file or directory): a signature counts as its
+    /// From or To party's only when the signer chains to one (for
+    /// --require-signature, pinholes and BYE); without it, the signer's
+    /// SAN URI alone, and the report says the chain was not checked.
+    #[arg(long, value_name = "PEM|DIR")]
+    pub signer_trust: Vec<PathBuf>,
+    /// Pinholes only to addresses inside this network (e.g. 198.51.100.0/24);
+    /// repeatable. Loopback, multicast, broadcast, link-local and
+    /// unspecified addresses and port 0 never get one.
+    #[arg(long, value_name = "CIDR")]
+    pub pinhole_allow: Vec<ipnet::IpNet>,
+    /// Media streams per call that get pinholes, at most.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub pinhole_max_streams: usize,
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -192,6 +206,14 @@ impl RelayArgs {
                 .transpose()
                 .map_err(config)?,
             require_signature: self.require_signature,
+            trust: self
+                .signer_trust
+                .iter()
+                .map(|t| Cert::load_tree(t))
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .flatten()
+                .collect(),
         })
     }
 
@@ -211,6 +233,10 @@ impl RelayArgs {
             mode,
             sessions: self.state.limits().policy(),
             allow_cbc: self.allow_cbc,
+            pinholes: PinholeLimits {
+                allow: self.pinhole_allow.clone(),
+                max_streams: self.pinhole_max_streams,
+            },
         })
     }
 

@@ -8,6 +8,7 @@ use sipseal::context::Context;
 use sipseal::envelope::{Recipient, RecipientKey};
 use sipseal::inspect::{Known, inspect, inspect_with};
 use sipseal::keys::{Cert, Identity};
+use sipseal::policy::Bindings;
 use sipseal::relay::{
     Mode, Outcome, ProxyOptions, RelayKeys, RelayOptions, RelayState, Step, relay,
 };
@@ -276,6 +277,9 @@ struct Parties {
     anchors: Vec<Cert>,
 }
 
+/// Where alice's INVITE reaches proxy-a from (her Contact).
+const ALICE_SOURCE: &str = "192.0.2.10:5060";
+
 /// How the relays of the call run: `sipseal proxy --via VIA --record-route`.
 fn proxy_opts(via: &str) -> RelayOptions {
     RelayOptions {
@@ -335,18 +339,27 @@ fn relay_path(
 ) -> Result<Leg, Error> {
     out.push_str(
         "\n6. the INVITE travels alice -> proxy-a -> proxy-b -> bob. proxy-a is designated:\n   \
-         it opens the body, reports the media and SRTP keys, writes firewall pinholes,\n   \
-         and forwards the sealed body byte for byte:\n   \
-         $ sipseal proxy sealed.sip --identity keys/proxy-a --via proxy-a.a.example.com:5060 \\\n       --report report.txt --state state --pinholes pinholes.nft > to-proxy-b.sip\n\n",
+         it checks alice's AOR is bound to where the INVITE came from (so the offer may open\n   \
+         pinholes: anyone can seal to proxy-a), opens the body, reports the media and SRTP\n   \
+         keys, writes firewall pinholes, and forwards the sealed body byte for byte:\n   \
+         $ sipseal proxy sealed.sip --identity keys/proxy-a --via proxy-a.a.example.com:5060 \\\n       \
+         --received-from 192.0.2.10:5060 --bindings bindings.yaml \\\n       \
+         --report report.txt --state state --pinholes pinholes.nft > to-proxy-b.sip\n\n",
     );
-    let at_a = hop(
-        out,
-        sealed,
-        &r.proxy_a,
-        &proxy_opts("proxy-a.a.example.com:5060"),
-        state(store, true),
-        ctx,
-    )?;
+    let mut opts = proxy_opts("proxy-a.a.example.com:5060");
+    opts.path.received_from = Some(ALICE_SOURCE.into());
+    opts.path.bindings = Some(Bindings::from_map(
+        [(
+            "sip:alice@a.example.com".to_owned(),
+            vec!["192.0.2.10".to_owned()],
+        )]
+        .into(),
+    ));
+    files.push((
+        "bindings.yaml",
+        b"sip:alice@a.example.com: [\"192.0.2.10\"]\n".to_vec(),
+    ));
+    let at_a = hop(out, sealed, &r.proxy_a, &opts, state(store, true), ctx)?;
     let to_b = sent(&at_a);
     let same = to_b.body() == sealed.body();
     out.push_str(&format!(
