@@ -52,13 +52,15 @@ pub struct SdpSummary {
 
 impl From<&Sdp> for SdpSummary {
     fn from(sdp: &Sdp) -> Self {
+        // In first-seen order, each once; linear (a set beside the list).
         let mut connection_addresses: Vec<String> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         let all = sdp
             .connection
             .iter()
             .chain(sdp.media.iter().filter_map(|m| m.connection.as_ref()));
         for c in all {
-            if !connection_addresses.contains(&c.address) {
+            if seen.insert(c.address.as_str()) {
                 connection_addresses.push(c.address.clone());
             }
         }

@@ -98,8 +98,10 @@ fn part_from(
     if ct.is_none_or(str::is_empty) {
         return Err(MimeError::NoBoundary);
     }
-    // A nested multipart is parsed from its exact bytes (mailparse gives
-    // only the preamble as a multipart's body).
+    // A nested multipart is split from its exact bytes, one level at a
+    // time: the depth limit holds before anything deeper is read, and the
+    // work is linear (mailparse's own parse recurses through every level,
+    // and again for each level, with a quadratic boundary search).
     let wrapped = if raw.is_empty() {
         let mut w = Vec::with_capacity(body.len() + 128);
         for (n, v) in &headers {
@@ -111,22 +113,16 @@ fn part_from(
     } else {
         raw.clone()
     };
-    let parsed =
-        mailparse::parse_mail(&wrapped).map_err(|e| MimeError::Multipart(e.to_string()))?;
-    let parts = parsed
-        .subparts
-        .iter()
-        .map(|sub| {
-            let hs = sub
-                .headers
-                .iter()
-                .map(|h| (h.get_key(), h.get_value()))
-                .collect();
-            let raw = sub
-                .get_body_raw()
-                .map_err(|e| MimeError::Multipart(e.to_string()))?;
-            part_from(hs, &raw, sub.raw_bytes.to_vec(), depth + 1)
-        })
+    let (_, ix_body) =
+        mailparse::parse_headers(&wrapped).map_err(|e| MimeError::Multipart(e.to_string()))?;
+    let boundary = ct.unwrap_or_default();
+    let subparts = split_multipart(&wrapped, ix_body, boundary);
+    if !subparts.is_empty() && depth + 1 > MAX_DEPTH {
+        return Err(MimeError::TooDeep);
+    }
+    let parts = subparts
+        .into_iter()
+        .map(|sub| sub_part(sub, depth + 1))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Part {
         headers,
@@ -135,6 +131,83 @@ fn part_from(
         parts,
         raw,
     })
+}
+
+/// One sub-part from its exact bytes: a multipart is split further, a
+/// leaf's transfer encoding is undone (mailparse, which does not recurse
+/// into a part it sees as a leaf).
+fn sub_part(sub: &[u8], depth: usize) -> Result<Part, MimeError> {
+    let bad = |e: mailparse::MailParseError| MimeError::Multipart(e.to_string());
+    let (hs, ix_body) = mailparse::parse_headers(sub).map_err(bad)?;
+    let headers: Vec<(String, String)> = hs.iter().map(|h| (h.get_key(), h.get_value())).collect();
+    let nested = hs
+        .iter()
+        .filter(|h| h.get_key().eq_ignore_ascii_case("Content-Type"))
+        .any(|h| {
+            mailparse::parse_content_type(&h.get_value())
+                .mimetype
+                .starts_with("multipart/")
+        });
+    let body = match nested {
+        true => sub.get(ix_body..).unwrap_or_default().to_vec(),
+        false => mailparse::parse_mail(sub)
+            .map_err(bad)?
+            .get_body_raw()
+            .map_err(bad)?,
+    };
+    part_from(headers, &body, sub.to_vec(), depth)
+}
+
+/// The parts of the multipart whose headers end at `ix_body` in `data`,
+/// as RFC 2046 §5.1.1 delimits them (and mailparse does): from after each
+/// `--boundary` line to the line break before the next; the preamble and
+/// epilogue go. Linear in `data`.
+fn split_multipart<'a>(data: &'a [u8], ix_body: usize, boundary: &str) -> Vec<&'a [u8]> {
+    let delim = format!("--{boundary}");
+    let delim = delim.as_bytes();
+    let finder = memchr::memmem::Finder::new(delim);
+    // A delimiter at the start of a line, at or after `from`.
+    let line_start = |from: usize| -> Option<usize> {
+        let mut at = from;
+        loop {
+            let ix = at + finder.find(data.get(at..)?)?;
+            if ix == from || data.get(ix.wrapping_sub(1)) == Some(&b'\n') {
+                return Some(ix);
+            }
+            at = ix + 1;
+        }
+    };
+    let strip_crlf = |start: usize, mut end: usize| {
+        if end > start && data.get(end - 1) == Some(&b'\n') {
+            end -= 1;
+            if end > start && data.get(end - 1) == Some(&b'\r') {
+                end -= 1;
+            }
+        }
+        end
+    };
+    let mut parts = Vec::new();
+    if data.len() <= ix_body {
+        return parts;
+    }
+    let Some(first) = line_start(ix_body) else {
+        return parts;
+    };
+    let mut after = first + delim.len();
+    while let Some(start) =
+        memchr::memchr(b'\n', data.get(after..).unwrap_or_default()).map(|i| after + i + 1)
+    {
+        let next = line_start(start);
+        let end = next.map_or(data.len(), |x| strip_crlf(start, x));
+        if let Some(p) = data.get(start..end) {
+            parts.push(p);
+        }
+        after = next.map_or(data.len(), |x| x + delim.len());
+        if after + 2 > data.len() || data.get(after..after + 2) == Some(b"--") {
+            break;
+        }
+    }
+    parts
 }
 
 /// A MIME entity on its own: header lines, a blank line, a body (the

@@ -12,8 +12,8 @@
 
 use serde::Serialize;
 
-use super::Message;
 use super::headers::{split_list, strip_angle};
+use super::{Header, Message};
 
 /// The header name.
 pub const PROXY_INSPECT_BODY: &str = "Proxy-Inspect-Body";
@@ -163,25 +163,18 @@ pub fn designations(msg: &Message) -> Vec<Result<Designation, DesignationError>>
 /// is rewritten in place, and entries that do not parse are kept.
 pub fn remove_designations(msg: &mut Message, drop: impl Fn(&Designation) -> bool) {
     let goes = |v: &str| Designation::parse(v).is_ok_and(|d| drop(&d));
-    let mut i = 0;
-    while let Some(h) = msg.headers().get(i) {
+    msg.rewrite_headers(|h| {
         if !h.is(PROXY_INSPECT_BODY) {
-            i += 1;
-            continue;
+            return Some(h);
         }
         let values = split_list(h.value());
         let keep: Vec<&str> = values.iter().copied().filter(|v| !goes(v)).collect();
-        if keep.len() == values.len() {
-            i += 1;
-            continue;
+        match keep.len() {
+            n if n == values.len() => Some(h),
+            0 => None,
+            _ => Some(Header::new(h.name(), &keep.join(", "))),
         }
-        let (name, kept) = (h.name().to_owned(), keep.join(", "));
-        msg.remove_header_at(i);
-        if !kept.is_empty() {
-            msg.insert_header(i, &name, &kept);
-            i += 1;
-        }
-    }
+    });
 }
 
 #[cfg(test)]

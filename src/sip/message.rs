@@ -61,6 +61,10 @@ pub enum ParseErrorKind {
     )]
     /// No empty line ends the header section.
     Truncated,
+    #[error("more than {MAX_HEADERS} header fields")]
+    /// More header fields than any SIP message needs: refused before
+    /// they are held in memory.
+    TooManyHeaders,
     #[error("invalid Content-Length {0:?}")]
     /// A Content-Length that is not a number.
     BadContentLength(String),
@@ -106,6 +110,10 @@ impl ParseError {
         }
     }
 }
+
+/// Header fields a message may carry at most (RFC 4475's longest has 46;
+/// the limit bounds the memory a hostile message costs).
+pub const MAX_HEADERS: usize = 1000;
 
 /// The first line of a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -362,6 +370,9 @@ impl Message {
                     prev.value.push_str(more);
                 }
             } else {
+                if headers.len() >= MAX_HEADERS {
+                    return Err(err(line_no, pos, ParseErrorKind::TooManyHeaders));
+                }
                 let Some((name, value)) = text.split_once(':') else {
                     return Err(err(
                         line_no,
@@ -584,6 +595,15 @@ impl Message {
         let before = self.headers.len();
         self.headers.retain(|h| !h.is(name));
         before - self.headers.len()
+    }
+
+    /// Rewrite the header list in one pass: each line is kept, replaced or
+    /// (`None`) dropped by `f`. Linear, however many lines change.
+    pub fn rewrite_headers(&mut self, f: impl FnMut(Header) -> Option<Header>) {
+        self.headers = std::mem::take(&mut self.headers)
+            .into_iter()
+            .filter_map(f)
+            .collect();
     }
 
     /// Keep only the header lines for which `keep` is true.

@@ -81,6 +81,9 @@ pub enum Error {
         name: String,
         source: std::io::Error,
     },
+    /// An input over `--max-message-size`.
+    #[error("{name} is larger than {limit} bytes (--max-message-size)")]
+    TooLarge { name: String, limit: u64 },
     /// A SIP message that does not parse.
     #[error("{name}: {err}")]
     Parse { name: String, err: ParseError },
@@ -162,6 +165,9 @@ impl Error {
             }
             Error::Write { .. } => "check the directory exists and is writable".into(),
             Error::Parse { err, .. } => parse_hint(err).into(),
+            Error::TooLarge { .. } => {
+                "no SIP message comes close; if this one is genuine, raise --max-message-size (e.g. 4MiB)".into()
+            }
             Error::Malformed { .. } => {
                 "a relay answers such a request 400 and drops such a response; fix the value named (RFC 3261 §20, §25)".into()
             }
@@ -189,6 +195,7 @@ impl Error {
             Error::Usage { .. } | Error::Spec { .. } | Error::NoStateDir => Exit::Usage,
             Error::Read { .. } | Error::Write { .. } => Exit::Io,
             Error::Parse { err, .. } => err.class().into(),
+            Error::TooLarge { .. } => Exit::Failed,
             Error::Malformed { err, .. } => err.class().into(),
             Error::Compose(e) => e.class().into(),
             Error::Keys(e) => e.class().into(),
@@ -214,6 +221,9 @@ fn parse_hint(e: &ParseError) -> &'static str {
             "every header line is `Name: value`; continuation lines start with a space or tab"
         }
         ParseErrorKind::NonUtf8 => "header values must be UTF-8; binary data belongs in the body",
+        ParseErrorKind::TooManyHeaders => {
+            "no SIP message needs that many header fields: this one is refused, not parsed"
+        }
         ParseErrorKind::FoldWithoutHeader => {
             "remove the leading white space from the first header line"
         }

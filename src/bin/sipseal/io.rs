@@ -46,18 +46,41 @@ impl OutputArgs {
     }
 }
 
+/// `--max-message-size`, set once by `main`.
+static MAX_MESSAGE_SIZE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+/// The default `--max-message-size`: 1 MiB.
+pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1024 * 1024;
+
+/// Set `--max-message-size` (once, from `main`).
+pub fn set_max_message_size(limit: u64) {
+    let _ = MAX_MESSAGE_SIZE.set(limit);
+}
+
 /// An input named on the command line: a path, or `-` for standard input.
+/// At most `--max-message-size` bytes are read: a larger input is
+/// refused before anything is parsed, and never held whole in memory.
 pub fn read_input(input: &Path) -> Result<Vec<u8>, Error> {
     let name = display_name(input);
-    if input == Path::new("-") {
+    let limit = *MAX_MESSAGE_SIZE.get().unwrap_or(&DEFAULT_MAX_MESSAGE_SIZE);
+    let read = |r: &mut dyn Read| -> std::io::Result<Vec<u8>> {
         let mut buf = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut buf)
-            .map_err(|source| Error::Read { name, source })?;
+        r.take(limit.saturating_add(1)).read_to_end(&mut buf)?;
         Ok(buf)
+    };
+    let buf = if input == Path::new("-") {
+        read(&mut std::io::stdin().lock())
     } else {
-        std::fs::read(input).map_err(|source| Error::Read { name, source })
+        std::fs::File::open(input).and_then(|mut f| read(&mut f))
     }
+    .map_err(|source| Error::Read {
+        name: name.clone(),
+        source,
+    })?;
+    if buf.len() as u64 > limit {
+        return Err(Error::TooLarge { name, limit });
+    }
+    Ok(buf)
 }
 
 /// How an input is named in messages.

@@ -51,6 +51,7 @@ fn run(cli: Cli) -> Result<Exit, Error> {
         );
     }
     ctx.mix("command", cli.command.name().as_bytes());
+    io::set_max_message_size(cli.global.max_message_size);
     match cli.command {
         Command::Build(args) => build::run(*args, &mut ctx),
         Command::Seal(args) => seal::run(args, &mut ctx),
