@@ -235,3 +235,51 @@ fn bad_spec_files() {
         assert!(out.stdout.is_empty());
     }
 }
+
+/// Item 17: `open` on a signed (multipart/signed) message that is not
+/// sealed names the outer content type, and its hint does not send the
+/// user back to `open`.
+#[test]
+fn open_names_multipart_signed() {
+    let signed = sipseal()
+        .args(["sign", "samples/invite.sip", "--identity", "keys/alice"])
+        .output()
+        .unwrap();
+    assert!(signed.status.success());
+    let out = sipseal()
+        .args(["open", "-", "--identity", "keys/bob"])
+        .write_stdin(signed.stdout)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("Content-Type is multipart/signed and the part it signs is application/sdp"),
+        "{err}"
+    );
+    assert!(!err.contains("sipseal open"), "{err}");
+}
+
+/// Item 20: `build --to 'sip:bob@...;tag=x1'`: the tag is To's header
+/// parameter, not the URI's, and From carries one tag.
+#[test]
+fn a_bare_to_keeps_its_tag_on_the_header() {
+    let out = sipseal()
+        .args(["build", "bye", "--from", "sip:alice@a.example.com;tag=a1"])
+        .args(["--to", "sip:bob@b.example.com;tag=x1", "--call-id", "c1"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("BYE sip:bob@b.example.com SIP/2.0\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\r\nTo: <sip:bob@b.example.com>;tag=x1\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\r\nFrom: <sip:alice@a.example.com>;tag=a1\r\n"),
+        "{text}"
+    );
+}

@@ -460,3 +460,77 @@ fn decrypted_output_is_private() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("is a directory"));
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
 }
+
+/// S7: `seal` checks its recipients' certificates as it checks
+/// --add-recipient-from: valid now, a key usage that allows sealing to it,
+/// and with --trust a chain to an anchor; without --trust, a warning.
+#[test]
+fn recipient_certificates_are_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let seal = |extra: &[&str]| {
+        common::sipseal()
+            .args(["seal", "samples/invite.sip"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let err = |out: &std::process::Output| String::from_utf8_lossy(&out.stderr).into_owned();
+    let out = seal(&["--peer", "keys/bob/cert.pem"]);
+    assert!(out.status.success());
+    assert!(
+        err(&out).contains("not checked against trust anchors"),
+        "{}",
+        err(&out)
+    );
+    let out = seal(&["--peer", "keys/bob/cert.pem", "--trust", "keys/trust.pem"]);
+    assert!(out.status.success());
+    assert!(!err(&out).contains("warning"), "{}", err(&out));
+    // bob's certificate is not issued by a.example.com's CA.
+    let out = seal(&[
+        "--peer",
+        "keys/bob/cert.pem",
+        "--trust",
+        "keys/ca/a.example.com/cert.pem",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err(&out).contains("not among the trust anchors"),
+        "{}",
+        err(&out)
+    );
+    assert!(out.stdout.is_empty());
+    // Expired (the demo certificates end in 2045).
+    let out = seal(&[
+        "--peer",
+        "keys/bob/cert.pem",
+        "--now",
+        "2050-01-01T00:00:00Z",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err(&out).contains("is not valid at"), "{}", err(&out));
+    // A signing-only certificate.
+    let (key, cert) = (tmp.path().join("k.pem"), tmp.path().join("c.pem"));
+    common::openssl()
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
+        ])
+        .args([
+            "-subj",
+            "/CN=sign-only",
+            "-addext",
+            "keyUsage=critical,digitalSignature",
+        ])
+        .args(["-addext", "subjectAltName=URI:sip:signer@a.example.com"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .succeeds();
+    let out = seal(&["--peer", cert.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err(&out).contains("key usage does not allow sealing to it"),
+        "{}",
+        err(&out)
+    );
+}

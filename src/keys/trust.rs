@@ -61,6 +61,9 @@ pub enum TrustError {
     /// Its KeyUsage does not allow signatures.
     #[error("{0}: key usage does not allow signatures (no digitalSignature or nonRepudiation)")]
     KeyUsage(String),
+    /// Its KeyUsage does not allow key transport or agreement.
+    #[error("{0}: key usage does not allow sealing to it (no keyEncipherment or keyAgreement)")]
+    EncryptionUsage(String),
     /// Its ExtendedKeyUsage does not allow S/MIME.
     #[error("{0}: extended key usage does not include emailProtection (S/MIME)")]
     ExtendedKeyUsage(String),
@@ -202,6 +205,29 @@ pub fn check_signing_usage(cert: &Cert) -> Result<(), TrustError> {
         && !(ku.0.contains(KeyUsages::DigitalSignature) || ku.0.contains(KeyUsages::NonRepudiation))
     {
         return Err(TrustError::KeyUsage(cert.name()));
+    }
+    if let Ok(Some((_, eku))) = tbs.get_extension::<ExtendedKeyUsage>()
+        && !eku
+            .0
+            .iter()
+            .any(|o| *o == rfc5280::ID_KP_EMAIL_PROTECTION || *o == rfc5280::ANY_EXTENDED_KEY_USAGE)
+    {
+        return Err(TrustError::ExtendedKeyUsage(cert.name()));
+    }
+    Ok(())
+}
+
+/// Whether a content key may be sealed to `cert`: a KeyUsage, when
+/// present, must allow keyEncipherment (key transport) or keyAgreement,
+/// and an ExtendedKeyUsage, when present, emailProtection or any.
+pub fn check_encryption_usage(cert: &Cert) -> Result<(), TrustError> {
+    use const_oid::db::rfc5280;
+    use x509_cert::ext::pkix::{ExtendedKeyUsage, KeyUsage, KeyUsages};
+    let tbs = cert.cert.tbs_certificate();
+    if let Ok(Some((_, ku))) = tbs.get_extension::<KeyUsage>()
+        && !(ku.0.contains(KeyUsages::KeyEncipherment) || ku.0.contains(KeyUsages::KeyAgreement))
+    {
+        return Err(TrustError::EncryptionUsage(cert.name()));
     }
     if let Ok(Some((_, eku))) = tbs.get_extension::<ExtendedKeyUsage>()
         && !eku

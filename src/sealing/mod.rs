@@ -50,6 +50,11 @@ pub enum SealError {
     #[error("the body is not sealed: Content-Type is {0}, not application/pkcs7-mime")]
     /// The body is not sealed.
     NotSealed(String),
+    #[error(
+        "the body is signed, not sealed: Content-Type is multipart/signed and the part it signs is {0}, not application/pkcs7-mime"
+    )]
+    /// An outer signature over a body that is not sealed.
+    SignedNotSealed(String),
     #[error("{0} has no SIP URI to name it in Proxy-Inspect-Body")]
     /// A relay without a URI to designate it by.
     NoUri(String),
@@ -86,7 +91,10 @@ impl SealError {
     pub fn is_unsealed(&self) -> bool {
         matches!(
             self,
-            SealError::NoBody | SealError::NotSealed(_) | SealError::NoContentType
+            SealError::NoBody
+                | SealError::NotSealed(_)
+                | SealError::SignedNotSealed(_)
+                | SealError::NoContentType
         )
     }
 

@@ -125,7 +125,11 @@ fn mime_input(bytes: &[u8]) -> Result<(HeaderPairs, Vec<u8>), SealError> {
 /// under an outer signature the part it signed.
 pub fn sealed_body(msg: &Message) -> Result<Vec<u8>, SealError> {
     match peel(msg)? {
-        Some(inner) => sealed_body(&inner),
+        // The errors name what the message carries: multipart/signed.
+        Some(inner) => sealed_body(&inner).map_err(|e| match e {
+            SealError::NotSealed(signed_type) => SealError::SignedNotSealed(signed_type),
+            e => e,
+        }),
         None => sealed_der(msg),
     }
 }

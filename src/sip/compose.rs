@@ -184,7 +184,9 @@ pub fn reason_phrase(code: u16) -> &'static str {
 }
 
 /// `sip:a@b` or `Name <sip:a@b>;tag=x` → a name-addr with angle brackets,
-/// its URI checked with rsip.
+/// its URI checked with rsip. In the bare form (`sip:a@b;tag=x`) every `;`
+/// parameter is a header parameter, as RFC 3261 §20.10 reads an addr-spec
+/// in From, To and Contact: `<sip:a@b>;tag=x` (URI parameters need `<...>`).
 pub(super) fn name_addr(
     what: &'static str,
     value: &str,
@@ -197,7 +199,10 @@ pub(super) fn name_addr(
     };
     let (text, uri) = match (value.find('<'), value.rfind('>')) {
         (Some(open), Some(close)) if open < close => (value.to_owned(), &value[open + 1..close]),
-        (None, None) => (format!("<{value}>"), value),
+        (None, None) => match value.split_once(';') {
+            Some((uri, params)) => (format!("<{}>;{params}", uri.trim_end()), uri.trim_end()),
+            None => (format!("<{value}>"), value),
+        },
         _ => return Err(bad("unbalanced angle brackets".into())),
     };
     let parsed = uri_of(what, uri)?;
@@ -501,6 +506,23 @@ pub(super) mod tests {
             ..Default::default()
         };
         build_request(&p, &mut ctx()).unwrap()
+    }
+
+    /// Item 20: a bare `sip:bob@b;tag=x1` is To with a tag, not a URI
+    /// parameter; From gets exactly one tag.
+    #[test]
+    fn a_bare_address_keeps_its_tag_as_a_header_parameter() {
+        let p = RequestParams {
+            method: "BYE".into(),
+            from: "sip:alice@a.example.com;tag=a1".into(),
+            to: "sip:bob@b.example.com;tag=x1".into(),
+            ..Default::default()
+        };
+        let m = build_request(&p, &mut ctx()).unwrap();
+        assert_eq!(m.header("To"), Some("<sip:bob@b.example.com>;tag=x1"));
+        assert_eq!(m.header("From"), Some("<sip:alice@a.example.com>;tag=a1"));
+        assert_eq!(m.to_tag().unwrap().as_deref(), Some("x1"));
+        assert_eq!(m.request_uri(), Some("sip:bob@b.example.com"));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use clap::Args;
 use sipseal::context::Context;
 use sipseal::envelope::signed::SignatureScheme;
 use sipseal::envelope::{ContentCipher, Recipient, RecipientKey, RsaPadding, SealOptions};
+use sipseal::keys::trust::{check_chain, check_encryption_usage, check_validity};
 use sipseal::keys::{Cert, Identity, Psk};
 use sipseal::sealing::{SealSpec, SealedMessage};
 use sipseal::session::{Limits, Recorded, Stored};
@@ -217,8 +218,38 @@ impl RecipientArgs {
                 None => Recipient::Cert(Box::new(load_recipient_cert(Path::new(d))?)),
             });
         }
-        if let Some(trust) = &self.trust {
-            let anchors = Cert::load_tree(trust)?;
+        // S7: every certificate recipient is valid now and may be sealed
+        // to; with --trust it also chains to an anchor.
+        let anchors = match &self.trust {
+            Some(trust) => Some(Cert::load_tree(trust)?),
+            None => None,
+        };
+        let named: Vec<&Cert> = peers
+            .iter()
+            .chain(&disclose)
+            .filter_map(|r| match r {
+                Recipient::Cert(c) => Some(&**c),
+                _ => None,
+            })
+            .collect();
+        for cert in &named {
+            let checked = check_validity(cert, now)
+                .and_then(|()| check_encryption_usage(cert))
+                .and_then(|()| match &anchors {
+                    Some(a) => check_chain(cert, &[], a).map(|_| ()),
+                    None => Ok(()),
+                });
+            checked.map_err(|err| Error::Recipient {
+                name: cert.name(),
+                err,
+            })?;
+        }
+        if anchors.is_none() && !named.is_empty() {
+            eprintln!(
+                "warning: the recipients' certificates were not checked against trust anchors (give --trust PEM|DIR)"
+            );
+        }
+        if let Some(anchors) = anchors {
             for file in &self.add_recipient_from {
                 let name = file.display().to_string();
                 let msg = read_message(file)?;

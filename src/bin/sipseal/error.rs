@@ -111,6 +111,12 @@ pub enum Error {
     /// A user agent workflow.
     #[error("{name}: {err}")]
     Ua { name: String, err: UaError },
+    /// A recipient certificate that may not be sealed to.
+    #[error("recipient {name}: {err}")]
+    Recipient {
+        name: String,
+        err: sipseal::keys::trust::TrustError,
+    },
     /// A 496 that does not give a relay certificate to trust.
     #[error("{name}: {err}")]
     RelayCert { name: String, err: RelayCertError },
@@ -184,6 +190,9 @@ impl Error {
                 }
                 _ => "give the 496 Proxy Undecipherable response a relay answered with (`sipseal proxy` writes it on exit 5)".into(),
             },
+            Error::Recipient { .. } => {
+                "seal only to a certificate valid now (check --now), whose key usage allows key encipherment, and that chains to a --trust anchor".into()
+            }
             Error::State(e) => store_hint(e).into(),
             Error::NoStateDir => "give --state DIR or set SIPSEAL_STATE".into(),
         }
@@ -204,6 +213,7 @@ impl Error {
             Error::Signing { err, .. } => err.class().into(),
             Error::Ua { err, .. } => err.class().into(),
             Error::RelayCert { err, .. } => err.class().into(),
+            Error::Recipient { err, .. } => err.class().into(),
             Error::State(e) => e.class().into(),
         }
     }
@@ -338,6 +348,9 @@ fn seal_hint(e: &SealError) -> String {
             "open it first (`sipseal open`), or seal the original message".into()
         }
         SealError::NotSealed(_) => "nothing to open; `sipseal inspect` shows the body".into(),
+        SealError::SignedNotSealed(_) => {
+            "nothing to open: `sipseal verify --trust DIR` checks the signature, `sipseal inspect` shows the body".into()
+        }
         SealError::NoUri(_) => {
             "a relay needs a certificate with a SAN URI, or a PSK file with `uri: sip:...`".into()
         }
