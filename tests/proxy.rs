@@ -708,3 +708,39 @@ fn cbc_bodies_give_no_padding_oracle() {
         assert_eq!(forwarded_body(&out), expected);
     }
 }
+
+/// Item 8: a relay that holds PSKs only runs with --psk and no --identity.
+#[test]
+fn a_psk_only_relay_needs_no_identity() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sealed = seal_invite(
+        "b8",
+        &[
+            "--peer",
+            "keys/bob/cert.pem",
+            "--disclose",
+            "psk:keys/psk/alice-proxy-a.yaml",
+        ],
+    );
+    let input = write(tmp.path(), "in.sip", &sealed);
+    let report = tmp.path().join("r.json");
+    let out = run(
+        &[
+            "--psk",
+            "keys/psk/alice-proxy-a.yaml",
+            "--report-format",
+            "json",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+        &input,
+    );
+    let fwd = Message::parse(&ok(&out)).unwrap();
+    assert_eq!(fwd.top_via().unwrap().host, "proxy-a.a.example.com");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["opened"], true, "{r}");
+    assert!(r["sdp"].as_str().unwrap().contains("m=audio"));
+    // Neither: a usage error.
+    let out = run(&[], &input);
+    assert_eq!(out.status.code(), Some(2));
+}

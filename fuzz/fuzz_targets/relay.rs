@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let (identity, psks) = keys();
     let keys = RelayKeys {
-        identity,
+        identity: Some(identity),
         psks,
         certs: &[],
     };

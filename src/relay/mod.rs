@@ -104,7 +104,12 @@ pub fn relay(
             report.answered = Some(refusal.sip_status());
             report.refused = refusal.why();
             (
-                Outcome::Respond(refusal.response(msg, &keys.identity.cert, &keys.host(), ctx)?),
+                Outcome::Respond(refusal.response(
+                    msg,
+                    keys.identity.map(|i| &i.cert),
+                    &keys.host(),
+                    ctx,
+                )?),
                 None,
                 None,
             )

@@ -29,6 +29,9 @@ pub enum RelayError {
     /// The body could not be sealed for the next hop.
     #[error("cannot seal for the next hop: {0}")]
     Seal(SealError),
+    /// Signing needs an identity (a PSK-only relay has none).
+    #[error("re-signing the edited message needs this relay's certificate and key (--identity)")]
+    NoIdentity,
     /// A response with no Via to take off.
     #[error("a response without a Via to remove")]
     NoVia,
@@ -165,8 +168,9 @@ impl Default for RelayOptions {
 /// This relay's key material.
 #[derive(Debug, Clone, Copy)]
 pub struct RelayKeys<'a> {
-    /// Its identity (certificate + lazily read private key).
-    pub identity: &'a Identity,
+    /// Its identity (certificate + lazily read private key); a relay that
+    /// holds PSKs only has none.
+    pub identity: Option<&'a Identity>,
     /// PSKs it shares with user agents.
     pub psks: &'a [Psk],
     /// Certificates of the parties it may re-seal for after an edit.
@@ -174,14 +178,26 @@ pub struct RelayKeys<'a> {
 }
 
 impl RelayKeys<'_> {
-    /// Its name: the store it keeps its sessions and pinholes under.
+    /// Its name: the store it keeps its sessions and pinholes under (its
+    /// certificate's, else its first PSK's URI).
     pub fn name(&self) -> String {
-        self.identity.cert.name()
+        match self.identity {
+            Some(id) => id.cert.name(),
+            None => self
+                .uris()
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| "psk-relay".into()),
+        }
     }
 
     /// Every URI that names this relay: the certificate's, and each PSK's.
     pub fn uris(&self) -> Vec<String> {
-        let mut out: Vec<String> = self.identity.cert.uri().into_iter().collect();
+        let mut out: Vec<String> = self
+            .identity
+            .and_then(|i| i.cert.uri())
+            .into_iter()
+            .collect();
         for p in self.psks {
             if let Some(u) = &p.uri
                 && !out.contains(u)
@@ -192,12 +208,12 @@ impl RelayKeys<'_> {
         out
     }
 
-    /// The host of its certificate's SAN URI (Via sent-by, Warning agent).
+    /// The host of its certificate's SAN URI, else of its first PSK's
+    /// (Via sent-by, Warning agent).
     pub fn host(&self) -> String {
-        self.identity
-            .cert
-            .uri()
-            .and_then(|u| uri_host(&u))
+        self.uris()
+            .first()
+            .and_then(|u| uri_host(u))
             .unwrap_or_else(|| "sipseal.invalid".into())
     }
 
@@ -209,10 +225,12 @@ impl RelayKeys<'_> {
     /// The keys it opens with: PSKs first (no private-key operation), then its identity.
     pub(super) fn recipient_keys(&self) -> Vec<RecipientKey<'_>> {
         let mut keys: Vec<RecipientKey<'_>> = self.psks.iter().map(RecipientKey::Psk).collect();
-        keys.push(RecipientKey::Rsa {
-            cert: &self.identity.cert,
-            key: self.identity,
-        });
+        if let Some(id) = self.identity {
+            keys.push(RecipientKey::Rsa {
+                cert: &id.cert,
+                key: id,
+            });
+        }
         keys
     }
 }

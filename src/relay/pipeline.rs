@@ -308,7 +308,8 @@ impl Emit<'_> {
         if let (Some(outer), true) = (self.outer, self.resealed) {
             // Carrying the UA-signed original's designations.
             let original = outer.original_designations();
-            out = sign_message(&out, keys.identity, Default::default(), &original, ctx)?;
+            let identity = keys.identity.ok_or(RelayError::NoIdentity)?;
+            out = sign_message(&out, identity, Default::default(), &original, ctx)?;
         }
         for entry in self.route {
             route_security::append(&mut out, entry);
@@ -558,7 +559,7 @@ fn new_body(
         }
         (Mode::Proxy(_), Some(edited)) => {
             let mut certs: Vec<_> = keys.certs.iter().collect();
-            certs.push(&keys.identity.cert);
+            certs.extend(keys.identity.map(|i| &i.cert));
             let (der, names) = reseal(env, &edited.to_bytes(), &certs, keys.psks, ctx.rng())
                 .map_err(RelayError::Reseal)?;
             report.resealed_for = names;

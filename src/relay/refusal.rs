@@ -71,13 +71,13 @@ impl Refusal {
     }
 
     /// The response to `request`: the status alone; a 496 also carries
-    /// this relay's certificate `cert` (`application/pkix-cert`, RFC 2585)
-    /// and a `Warning: 380` from `agent` (its host) naming the content type
-    /// it needs to see.
+    /// this relay's certificate `cert` (`application/pkix-cert`, RFC 2585),
+    /// when it has one (a PSK-only relay does not), and a `Warning: 380`
+    /// from `agent` (its host) naming the content type it needs to see.
     pub fn response(
         &self,
         request: &Message,
-        cert: &Cert,
+        cert: Option<&Cert>,
         agent: &str,
         ctx: &mut Context,
     ) -> Result<Message, ComposeError> {
@@ -108,18 +108,20 @@ impl Refusal {
             ..Default::default()
         };
         if *self == Refusal::Undecipherable {
-            let der = cert
-                .cert
-                .to_der()
-                .map_err(|e| ComposeError::BadHeader(e.to_string()))?;
             params.headers.push((
                 "Warning".into(),
                 format!("380 {agent} \"Required to view Content-Type 'application/sdp'\""),
             ));
-            params.body = Some(Body {
-                content_type: "application/pkix-cert".into(),
-                bytes: der,
-            });
+            if let Some(cert) = cert {
+                let der = cert
+                    .cert
+                    .to_der()
+                    .map_err(|e| ComposeError::BadHeader(e.to_string()))?;
+                params.body = Some(Body {
+                    content_type: "application/pkix-cert".into(),
+                    bytes: der,
+                });
+            }
         }
         build_response(request, &params, ctx)
     }
@@ -132,7 +134,6 @@ impl Refusal {
 pub fn answer_unparsable(
     input: &[u8],
     err: &ParseError,
-    cert: &Cert,
     agent: &str,
     ctx: &mut Context,
 ) -> Option<Message> {
@@ -143,7 +144,7 @@ pub fn answer_unparsable(
         detail: err.kind.to_string(),
     };
     Refusal::Malformed(malformed)
-        .response(&request, cert, agent, ctx)
+        .response(&request, None, agent, ctx)
         .ok()
 }
 

@@ -389,6 +389,9 @@ fn relay_hint(e: &RelayError) -> String {
         RelayError::Compose(e) => compose_hint(e),
         RelayError::Open(e) | RelayError::Seal(e) => seal_hint(e),
         RelayError::NoVia => "a response must carry the Via of the request it answers".into(),
+        RelayError::NoIdentity => {
+            "give this relay's --identity DIR: it signs what it re-seals under an outer signature".into()
+        }
         RelayError::NotOurs(_) => {
             "a relay forwards only responses to requests it forwarded: give the response as it came back, with this relay's Via on top, and the same --via and --state as for the request".into()
         }

@@ -31,9 +31,11 @@ pub struct RelayArgs {
     #[arg(default_value = "-", value_name = "FILE|-")]
     pub input: PathBuf,
     /// This relay's identity directory (cert.pem + key.pem). The key is
-    /// read only when a RecipientInfo is addressed to it.
-    #[arg(long, value_name = "DIR")]
-    pub identity: PathBuf,
+    /// read only when a RecipientInfo is addressed to it. A relay that
+    /// holds PSKs only may leave it out (then its name is its first PSK's
+    /// `uri`, and a 496 carries no certificate).
+    #[arg(long, value_name = "DIR", required_unless_present = "psk")]
+    pub identity: Option<PathBuf>,
     /// A PSK this relay shares with a user agent (YAML: id, key, uri); repeatable.
     #[arg(long, value_name = "FILE")]
     pub psk: Vec<PathBuf>,
@@ -118,7 +120,7 @@ pub struct RelayArgs {
 
 /// What [`RelayArgs::load`] reads.
 pub struct Loaded {
-    pub identity: Identity,
+    pub identity: Option<Identity>,
     pub psks: Vec<Psk>,
     pub msg: Message,
 }
@@ -143,7 +145,7 @@ impl RelayArgs {
                 "give the forwarded message a file with -o FILE, or the report one with --report FILE",
             ));
         }
-        let identity = load_identity(&self.identity)?;
+        let identity = self.identity.as_deref().map(load_identity).transpose()?;
         let psks = self
             .psk
             .iter()
@@ -154,11 +156,11 @@ impl RelayArgs {
             Ok(msg) => msg,
             Err(err) => {
                 let keys = RelayKeys {
-                    identity: &identity,
+                    identity: identity.as_ref(),
                     psks: &psks,
                     certs: &[],
                 };
-                let answer = answer_unparsable(&bytes, &err, &identity.cert, &keys.host(), ctx);
+                let answer = answer_unparsable(&bytes, &err, &keys.host(), ctx);
                 let name = display_name(&self.input);
                 return match answer {
                     Some(response) => {
@@ -336,7 +338,7 @@ pub fn run(args: ProxyArgs, ctx: &mut Context) -> Result<Exit, Error> {
         certs.extend(Cert::load_tree(c)?);
     }
     let keys = RelayKeys {
-        identity: &identity,
+        identity: identity.as_ref(),
         psks: &psks,
         certs: &certs,
     };

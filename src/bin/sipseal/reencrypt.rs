@@ -48,7 +48,7 @@ pub fn run(args: ReencryptArgs, ctx: &mut Context) -> Result<Exit, Error> {
         );
     }
     let keys = RelayKeys {
-        identity: &identity,
+        identity: identity.as_ref(),
         psks: &psks,
         certs: &[],
     };

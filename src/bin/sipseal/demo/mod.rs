@@ -311,7 +311,7 @@ fn hop(
     ctx: &mut Context,
 ) -> Result<Step, Error> {
     let keys = RelayKeys {
-        identity: relay_id,
+        identity: Some(relay_id),
         psks: &[],
         certs: &[],
     };
