@@ -858,3 +858,125 @@ fn sealed_inner(d: &Path) -> PathBuf {
     let out = ok(&run(&[&SEAL_INVITE[..], &["--sign", "keys/alice"]].concat()));
     write(d, "inner.sip", &out)
 }
+
+/// Items 14 and 15: an anchor without basicConstraints (a v1 CA, as
+/// `openssl -CAfile` takes it) is an anchor; one that says it is no CA is
+/// named in a warning; a PEM bundle with text between its blocks is read;
+/// the key usage line says what the signer's certificate has.
+#[test]
+fn anchors_as_rfc5280_takes_them_and_key_usage_as_it_is() {
+    use common::Succeeds;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let p = |name: &str| d.join(name).to_str().unwrap().to_owned();
+    let ossl = |args: &[&str]| {
+        common::openssl().args(args).succeeds();
+    };
+    // A v1 CA (no extensions at all) and a signer it issues.
+    ossl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &p("ca.key"),
+        "-subj",
+        "/CN=v1 CA",
+        "-out",
+        &p("ca.csr"),
+    ]);
+    ossl(&[
+        "x509",
+        "-req",
+        "-in",
+        &p("ca.csr"),
+        "-signkey",
+        &p("ca.key"),
+        "-days",
+        "30",
+        "-out",
+        &p("ca.pem"),
+    ]);
+    std::fs::create_dir(d.join("signer")).unwrap();
+    std::fs::write(
+        d.join("ext.cnf"),
+        "subjectAltName=URI:sip:alice@a.example.com\nkeyUsage=critical,keyEncipherment\n",
+    )
+    .unwrap();
+    ossl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &p("signer/key.pem"),
+        "-subj",
+        "/CN=alice",
+        "-out",
+        &p("s.csr"),
+    ]);
+    ossl(&[
+        "x509",
+        "-req",
+        "-in",
+        &p("s.csr"),
+        "-CA",
+        &p("ca.pem"),
+        "-CAkey",
+        &p("ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "30",
+        "-extfile",
+        &p("ext.cnf"),
+        "-out",
+        &p("signer/cert.pem"),
+    ]);
+    let signed = ok(&run(&[
+        "sign",
+        "samples/invite.sip",
+        "--identity",
+        &p("signer"),
+    ]));
+    let signed = write(d, "signed.sip", &signed);
+    let out = run(&["verify", path(&signed), "--trust", &p("ca.pem")]);
+    let report = text(&out);
+    assert!(report.contains("pass chain"), "{report}");
+    // Only keyEncipherment: the line says so, and fails.
+    assert!(
+        report.contains("FAIL key usage") && report.contains("(it has: keyEncipherment)"),
+        "{report}"
+    );
+    // alice's demo certificate: what it really has.
+    let good = ok(&run(&[
+        "sign",
+        "samples/invite.sip",
+        "--identity",
+        "keys/alice",
+    ]));
+    let good = write(d, "good.sip", &good);
+    let out = run(&["verify", path(&good), "--trust", TRUST]);
+    assert!(
+        text(&out).contains(
+            "pass key usage: digitalSignature, keyEncipherment; extended: emailProtection"
+        ),
+        "{}",
+        text(&out)
+    );
+    // A bundle as `openssl pkcs7 -print_certs` writes it, text between
+    // blocks, with a certificate that says it is no CA: named, skipped.
+    let demo = std::fs::read_to_string(common::repo().join(TRUST)).unwrap();
+    let leaf = std::fs::read_to_string(common::repo().join("keys/bob/cert.pem")).unwrap();
+    let bundle =
+        format!("subject=CN = bob\nissuer=CN = demo\n\n{leaf}\nsubject=demo anchors\n\n{demo}\n");
+    let bundle = write(d, "bundle.pem", bundle.as_bytes());
+    let out = run(&["verify", path(&good), "--trust", path(&bundle)]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("skipped: its basicConstraints say it is not a CA"),
+        "{}",
+        text(&out)
+    );
+}

@@ -99,12 +99,8 @@ impl Cert {
             path: path.to_owned(),
             reason,
         };
-        let certs = if looks_like_pem(&bytes) {
-            Certificate::load_pem_chain(&bytes).map_err(|e| {
-                bad(format!(
-                    "not a PEM certificate ({e}); expected -----BEGIN CERTIFICATE-----"
-                ))
-            })?
+        let certs = if contains_pem(&bytes) {
+            pem_certificates(&bytes).map_err(bad)?
         } else {
             vec![
                 Certificate::from_der(&bytes)
@@ -285,6 +281,38 @@ fn read(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyError> {
             path: path.to_owned(),
             source,
         })
+}
+
+/// Whether `bytes` holds a PEM block anywhere (a bundle may start with
+/// text, as `openssl pkcs7 -print_certs` writes `subject=` lines).
+fn contains_pem(bytes: &[u8]) -> bool {
+    memchr::memmem::find(bytes, b"-----BEGIN ").is_some()
+}
+
+/// Every `CERTIFICATE` block of a PEM bundle, in order; text between the
+/// blocks and blocks of other kinds (keys) are passed over.
+fn pem_certificates(bytes: &[u8]) -> Result<Vec<Certificate>, String> {
+    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
+    const END: &[u8] = b"-----END CERTIFICATE-----";
+    let mut out = Vec::new();
+    let mut at = 0;
+    while let Some(start) = memchr::memmem::find(&bytes[at..], BEGIN).map(|i| at + i) {
+        let Some(end) = memchr::memmem::find(&bytes[start..], END).map(|i| start + i + END.len())
+        else {
+            return Err(format!(
+                "certificate {} has no -----END CERTIFICATE----- line",
+                out.len() + 1
+            ));
+        };
+        let cert = <Certificate as der::DecodePem>::from_pem(&bytes[start..end])
+            .map_err(|e| format!("certificate {} does not parse ({e})", out.len() + 1))?;
+        out.push(cert);
+        at = end;
+    }
+    if out.is_empty() {
+        return Err("no -----BEGIN CERTIFICATE----- block in the file".into());
+    }
+    Ok(out)
 }
 
 fn looks_like_pem(bytes: &[u8]) -> bool {

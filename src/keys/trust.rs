@@ -93,35 +93,95 @@ pub fn check_validity(cert: &Cert, now: OffsetDateTime) -> Result<(), TrustError
     let unix = |t: &x509_cert::time::Time| t.to_unix_duration().as_secs() as i128;
     let at = now.unix_timestamp() as i128;
     if at < unix(&validity.not_before) || at > unix(&validity.not_after) {
+        let text = |t: &x509_cert::time::Time| {
+            OffsetDateTime::from_unix_timestamp(unix(t) as i64)
+                .map(crate::context::rfc3339)
+                .unwrap_or_else(|_| t.to_string())
+        };
         return Err(TrustError::Expired {
             cert: cert.name(),
-            now: now.to_string(),
-            not_before: validity.not_before.to_string(),
-            not_after: validity.not_after.to_string(),
+            now: crate::context::rfc3339(now),
+            not_before: text(&validity.not_before),
+            not_after: text(&validity.not_after),
         });
     }
     Ok(())
 }
 
-/// The CA among `anchors` whose key signed `cert` (validity not checked).
-fn check_signed_by<'a>(cert: &Cert, anchors: &'a [Cert]) -> Result<&'a Cert, TrustError> {
+/// Why `anchor` cannot act as a trust anchor, if it cannot. RFC 5280
+/// §6.1 takes an anchor as a name and a key: one without basicConstraints
+/// is an anchor (as `openssl -CAfile` takes it); one whose extensions say
+/// it may not issue certificates (basicConstraints cA false, or a key
+/// usage without keyCertSign) is not.
+pub fn anchor_problem(anchor: &Cert) -> Option<String> {
+    use x509_cert::ext::pkix::{KeyUsage, KeyUsages};
+    let tbs = anchor.cert.tbs_certificate();
+    if let Ok(Some((_, bc))) = tbs.get_extension::<BasicConstraints>()
+        && !bc.ca
+    {
+        return Some("its basicConstraints say it is not a CA".into());
+    }
+    if let Ok(Some((_, ku))) = tbs.get_extension::<KeyUsage>()
+        && !ku.0.contains(KeyUsages::KeyCertSign)
+    {
+        return Some("its key usage does not allow signing certificates (no keyCertSign)".into());
+    }
+    None
+}
+
+/// The anchors that can act as such, and a warning naming each one that
+/// cannot and why: no anchor is dropped silently.
+pub fn usable_anchors(certs: Vec<Cert>) -> (Vec<Cert>, Vec<String>) {
+    let mut warnings = Vec::new();
+    let usable = certs
+        .into_iter()
+        .filter(|c| match anchor_problem(c) {
+            Some(why) => {
+                warnings.push(format!(
+                    "trust anchor {} ({}) skipped: {why}",
+                    c.name(),
+                    c.source.display()
+                ));
+                false
+            }
+            None => true,
+        })
+        .collect();
+    (usable, warnings)
+}
+
+/// Whether `ca` is a CA certificate (basicConstraints cA): what an
+/// intermediate of a chain must be.
+fn is_ca(ca: &Cert) -> bool {
+    ca.cert
+        .tbs_certificate()
+        .get_extension::<BasicConstraints>()
+        .ok()
+        .flatten()
+        .is_some_and(|(_, bc)| bc.ca)
+}
+
+/// The certificate among `issuers` whose key signed `cert` (validity not
+/// checked). Trust anchors may issue as they are ([`anchor_problem`]);
+/// an intermediate must be a CA.
+fn check_signed_by<'a>(cert: &Cert, issuers: &'a [Cert]) -> Result<&'a Cert, TrustError> {
+    signed_by(cert, issuers, |a| anchor_problem(a).is_none())
+}
+
+fn signed_by<'a>(
+    cert: &Cert,
+    issuers: &'a [Cert],
+    may_issue: impl Fn(&Cert) -> bool,
+) -> Result<&'a Cert, TrustError> {
     let tbs = cert.cert.tbs_certificate();
     let issuer = tbs.issuer();
     let unknown = || TrustError::UnknownIssuer {
         cert: cert.name(),
         issuer: issuer.to_string(),
     };
-    let is_ca = |a: &Cert| {
-        a.cert
-            .tbs_certificate()
-            .get_extension::<BasicConstraints>()
-            .ok()
-            .flatten()
-            .is_some_and(|(_, bc)| bc.ca)
-    };
-    let candidates: Vec<&Cert> = anchors
+    let candidates: Vec<&Cert> = issuers
         .iter()
-        .filter(|a| a.cert.tbs_certificate().subject() == issuer && is_ca(a))
+        .filter(|a| a.cert.tbs_certificate().subject() == issuer && may_issue(a))
         .collect();
     if candidates.is_empty() {
         return Err(unknown());
@@ -182,7 +242,7 @@ pub fn check_chain(
         let ca = intermediates
             .iter()
             .filter(|c| !path.iter().any(|p| p.cert == c.cert))
-            .find_map(|c| check_signed_by(&current, std::slice::from_ref(c)).ok());
+            .find_map(|c| signed_by(&current, std::slice::from_ref(c), is_ca).ok());
         match ca {
             Some(ca) => path.push(ca.clone()),
             None => return check_signed_by(&current, anchors).map(|_| path),
@@ -215,6 +275,59 @@ pub fn check_signing_usage(cert: &Cert) -> Result<(), TrustError> {
         return Err(TrustError::ExtendedKeyUsage(cert.name()));
     }
     Ok(())
+}
+
+/// What `cert`'s KeyUsage and ExtendedKeyUsage say, as `verify` reports
+/// it: `digitalSignature, keyEncipherment; extended: emailProtection`.
+pub fn describe_usage(cert: &Cert) -> String {
+    use const_oid::db::rfc5280;
+    use x509_cert::ext::pkix::{ExtendedKeyUsage, KeyUsage, KeyUsages};
+    let tbs = cert.cert.tbs_certificate();
+    let ku = match tbs.get_extension::<KeyUsage>() {
+        Ok(Some((_, ku))) => {
+            let names = [
+                (KeyUsages::DigitalSignature, "digitalSignature"),
+                (KeyUsages::NonRepudiation, "nonRepudiation"),
+                (KeyUsages::KeyEncipherment, "keyEncipherment"),
+                (KeyUsages::DataEncipherment, "dataEncipherment"),
+                (KeyUsages::KeyAgreement, "keyAgreement"),
+                (KeyUsages::KeyCertSign, "keyCertSign"),
+                (KeyUsages::CRLSign, "cRLSign"),
+                (KeyUsages::EncipherOnly, "encipherOnly"),
+                (KeyUsages::DecipherOnly, "decipherOnly"),
+            ];
+            let set: Vec<&str> = names
+                .iter()
+                .filter(|(u, _)| ku.0.contains(*u))
+                .map(|(_, n)| *n)
+                .collect();
+            if set.is_empty() {
+                "no key usage bits".to_owned()
+            } else {
+                set.join(", ")
+            }
+        }
+        _ => "no KeyUsage extension (any use)".to_owned(),
+    };
+    let eku = match tbs.get_extension::<ExtendedKeyUsage>() {
+        Ok(Some((_, eku))) => {
+            let names: Vec<String> = eku
+                .0
+                .iter()
+                .map(|o| match *o {
+                    rfc5280::ID_KP_EMAIL_PROTECTION => "emailProtection".to_owned(),
+                    rfc5280::ID_KP_CLIENT_AUTH => "clientAuth".to_owned(),
+                    rfc5280::ID_KP_SERVER_AUTH => "serverAuth".to_owned(),
+                    rfc5280::ID_KP_CODE_SIGNING => "codeSigning".to_owned(),
+                    rfc5280::ANY_EXTENDED_KEY_USAGE => "anyExtendedKeyUsage".to_owned(),
+                    other => other.to_string(),
+                })
+                .collect();
+            format!("; extended: {}", names.join(", "))
+        }
+        _ => String::new(),
+    };
+    format!("{ku}{eku}")
 }
 
 /// Whether a content key may be sealed to `cert`: a KeyUsage, when

@@ -19,7 +19,9 @@ use crate::context::rfc3339;
 use crate::envelope::signed::{SignatureError, Signer};
 use crate::envelope::{Envelope, RecipientKey};
 use crate::keys::Cert;
-use crate::keys::trust::{TrustError, check_chain, check_signing_usage, check_validity};
+use crate::keys::trust::{
+    TrustError, check_chain, check_signing_usage, check_validity, describe_usage,
+};
 use crate::mime::Entity;
 use crate::sealing::{SealError, SealedInput, open_parsed, sealed_body};
 use crate::signing::{
@@ -268,12 +270,11 @@ pub fn certificate_checks(
     } else {
         checks.push(Check::fail("validity", expired.join("; ")));
     }
+    // What the certificate has, not what is wanted of it.
+    let usage = describe_usage(cert);
     match check_signing_usage(cert) {
-        Ok(()) => checks.push(Check::pass(
-            "key usage",
-            "digitalSignature, emailProtection",
-        )),
-        Err(e) => checks.push(Check::fail("key usage", e.to_string())),
+        Ok(()) => checks.push(Check::pass("key usage", usage)),
+        Err(e) => checks.push(Check::fail("key usage", format!("{e} (it has: {usage})"))),
     }
     checks
 }

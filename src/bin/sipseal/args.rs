@@ -158,6 +158,17 @@ pub struct SealingArgs {
     pub state: StateArgs,
 }
 
+/// Trust anchors from a file or directory (`--trust`): each anchor that
+/// cannot act as one is named in a warning (RFC 5280 §6.1; see
+/// `trust::anchor_problem`), never dropped silently.
+pub fn load_anchors(path: &Path) -> Result<Vec<Cert>, Error> {
+    let (usable, warnings) = sipseal::keys::trust::usable_anchors(Cert::load_tree(path)?);
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(usable)
+}
+
 /// Whom to seal for, and how.
 #[derive(Debug, Args, Default)]
 pub struct RecipientArgs {
@@ -221,7 +232,7 @@ impl RecipientArgs {
         // S7: every certificate recipient is valid now and may be sealed
         // to; with --trust it also chains to an anchor.
         let anchors = match &self.trust {
-            Some(trust) => Some(Cert::load_tree(trust)?),
+            Some(trust) => Some(load_anchors(trust)?),
             None => None,
         };
         let named: Vec<&Cert> = peers

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use clap::Args;
 use sipseal::context::Context;
 use sipseal::envelope::EnvelopeKind;
-use sipseal::keys::Cert;
 use sipseal::ua::InnerCheck;
 
+use crate::args::load_anchors;
 use crate::args::{KeyArgs, StateArgs, say_stored};
 use crate::error::{Error, Exit};
 use crate::io::{OutputArgs, display_name, read_sealed_input};
@@ -46,7 +46,7 @@ pub fn run(args: OpenArgs, ctx: &mut Context) -> Result<Exit, Error> {
     let ring = args.keys.load()?;
     let name = display_name(&args.input);
     let input = read_sealed_input(&args.input)?;
-    let anchors = args.trust.as_deref().map(Cert::load_tree).transpose()?;
+    let anchors = args.trust.as_deref().map(load_anchors).transpose()?;
     let opened = args
         .state
         .user_agent()?

@@ -18,6 +18,7 @@ use sipseal::sdp::SdpEdit;
 use sipseal::sip::Message;
 use sipseal::state::PinholeStore;
 
+use crate::args::load_anchors;
 use crate::args::{StateArgs, load_identity, say_stored};
 use crate::error::{Error, Exit};
 use crate::io::Format;
@@ -211,7 +212,7 @@ impl RelayArgs {
             trust: self
                 .signer_trust
                 .iter()
-                .map(|t| Cert::load_tree(t))
+                .map(|t| load_anchors(t))
                 .collect::<Result<Vec<_>, _>>()?
                 .into_iter()
                 .flatten()

@@ -7,12 +7,12 @@ use clap::Args;
 use time::OffsetDateTime;
 
 use sipseal::context::Context;
-use sipseal::keys::Cert;
 use sipseal::sealing::SealedInput;
 use sipseal::sip::route_security::MAX_LEVEL;
 use sipseal::verify::{VerifyOptions, VerifyReport, verify_cms, verify_message};
 
 use crate::args::KeyArgs;
+use crate::args::load_anchors;
 use crate::args::parse_now;
 use crate::error::{Error, Exit};
 use crate::io::Format;
@@ -55,7 +55,7 @@ pub struct VerifyArgs {
 
 /// Run `verify`.
 pub fn run(args: VerifyArgs, ctx: &mut Context) -> Result<Exit, Error> {
-    let anchors = Cert::load_tree(&args.trust)?;
+    let anchors = load_anchors(&args.trust)?;
     if anchors.is_empty() {
         return Err(Error::usage(
             format!("no certificates in {}", args.trust.display()),
