@@ -221,22 +221,17 @@ pub struct Entity {
 }
 
 impl Entity {
-    /// The body of `msg` as an entity: Content-Type first, then the other
-    /// body headers in message order (full names). `None` when the
+    /// The body of `msg` as an entity: its body headers in message order,
+    /// under their full names (`c:` becomes `Content-Type:`), so that they
+    /// come back in that order when the entity is opened. `None` when the
     /// message has no body or no Content-Type.
     pub fn of_message(msg: &Message) -> Option<Entity> {
         if msg.body().is_empty() {
             return None;
         }
-        let ct = msg.header("Content-Type")?;
-        let mut headers = vec![("Content-Type".to_owned(), ct.to_owned())];
-        headers.extend(
-            msg.body_headers()
-                .into_iter()
-                .filter(|(n, _)| !n.eq_ignore_ascii_case("Content-Type")),
-        );
+        msg.header("Content-Type")?;
         Some(Entity {
-            headers,
+            headers: msg.body_headers(),
             body: msg.body().to_vec(),
         })
     }
@@ -347,7 +342,7 @@ mod tests {
     }
 
     #[test]
-    fn a_message_body_as_an_entity_puts_its_type_first() {
+    fn a_message_body_as_an_entity_keeps_the_order_under_full_names() {
         let m = Message::parse(
             b"MESSAGE sip:b@h SIP/2.0\r\nContent-ID: <x@h>\r\nc: text/plain\r\nl: 2\r\n\r\nhi",
         )
@@ -355,7 +350,7 @@ mod tests {
         let e = Entity::of_message(&m).unwrap();
         assert_eq!(
             e.to_bytes(),
-            b"Content-Type: text/plain\r\nContent-ID: <x@h>\r\n\r\nhi"
+            b"Content-ID: <x@h>\r\nContent-Type: text/plain\r\n\r\nhi"
         );
     }
 

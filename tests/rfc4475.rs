@@ -211,3 +211,96 @@ fn seal_takes_the_well_formed_and_refuses_the_malformed() {
         }
     }
 }
+
+/// Item 4: `seal` then `open` gives back the same bytes, except the one
+/// documented normalisation of the body headers that travel inside the
+/// envelope: full names and one space after the colon, in their order,
+/// where the first of them stood. Content-Length keeps its line (or its
+/// absence).
+#[test]
+fn seal_then_open_gives_back_the_same_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let crafted: [(&str, &[u8]); 3] = [
+        (
+            "unusual-order",
+            b"MESSAGE sip:b@b.example.com SIP/2.0\r\nVia: SIP/2.0/UDP a.example.com;branch=z9hG4bK1\r\nContent-Length   :   5\r\nMax-Forwards: 70\r\nContent-Transfer-Encoding:binary\r\nFrom: <sip:a@a.example.com>;tag=1\r\nc:   text/plain\r\nTo: <sip:b@b.example.com>\r\nCall-ID: c1\r\nCSeq: 1 MESSAGE\r\n\r\nhello",
+        ),
+        (
+            "no-content-length",
+            b"MESSAGE sip:b@b.example.com SIP/2.0\r\nVia: SIP/2.0/UDP a.example.com;branch=z9hG4bK1\r\nMax-Forwards: 70\r\nFrom: <sip:a@a.example.com>;tag=1\r\nTo: <sip:b@b.example.com>\r\nCall-ID: c2\r\nCSeq: 1 MESSAGE\r\nContent-Type: text/plain\r\n\r\nno length here",
+        ),
+        (
+            "compact-length",
+            b"MESSAGE sip:b@b.example.com SIP/2.0\r\nVia: SIP/2.0/UDP a.example.com;branch=z9hG4bK1\r\nl:2\r\nMax-Forwards: 70\r\nFrom: <sip:a@a.example.com>;tag=1\r\nTo: <sip:b@b.example.com>\r\nCall-ID: c3\r\nCSeq: 1 MESSAGE\r\nContent-Type: text/plain\r\n\r\nhi",
+        ),
+    ];
+    let mut inputs: Vec<(String, Vec<u8>)> = ["wsinv", "esc01", "longreq", "mpart01", "unreason"]
+        .iter()
+        .map(|n| (n.to_string(), std::fs::read(path(n)).unwrap()))
+        .collect();
+    inputs.extend(crafted.iter().map(|(n, b)| (n.to_string(), b.to_vec())));
+    for (name, input) in inputs {
+        let original = common::write(tmp.path(), "in.sip", &input);
+        let sealed = common::ok(
+            &sipseal()
+                .args(["seal", "--peer", "keys/bob/cert.pem"])
+                .arg(&original)
+                .output()
+                .unwrap(),
+        );
+        let sealed = common::write(tmp.path(), "sealed.sip", &sealed);
+        let opened = common::ok(
+            &sipseal()
+                .args(["open", "--identity", "keys/bob"])
+                .arg(&sealed)
+                .output()
+                .unwrap(),
+        );
+        assert_eq!(
+            text(&opened),
+            text(&normalised(&input)),
+            "{name}: only the body headers may change"
+        );
+    }
+}
+
+/// `msg` with its body headers written as a MIME entity writes them: full
+/// names, one space after the colon, together where the first stood.
+fn normalised(msg: &[u8]) -> Vec<u8> {
+    let m = sipseal::sip::Message::parse(msg).unwrap();
+    let body = m.body_headers();
+    let mut out = Vec::new();
+    let head_end = msg.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 2;
+    let mut lines = msg[..head_end].split_inclusive(|&b| b == b'\n').peekable();
+    out.extend_from_slice(lines.next().unwrap());
+    let mut placed = false;
+    while let Some(line) = lines.next() {
+        let mut raw = line.to_vec();
+        while lines
+            .peek()
+            .is_some_and(|l| l.starts_with(b" ") || l.starts_with(b"\t"))
+        {
+            raw.extend_from_slice(lines.next().unwrap());
+        }
+        let name = String::from_utf8_lossy(&raw)
+            .split(':')
+            .next()
+            .unwrap()
+            .trim()
+            .to_owned();
+        let full = sipseal::sip::names::full_name(&name);
+        let is_body = sipseal::sip::body::BODY_HEADERS
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(full));
+        if !is_body {
+            out.extend_from_slice(&raw);
+        } else if !placed {
+            placed = true;
+            for (n, v) in &body {
+                out.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
+            }
+        }
+    }
+    out.extend_from_slice(&msg[head_end..]);
+    out
+}

@@ -51,7 +51,10 @@ impl Message {
     /// Replace the body and every header that describes it: `headers` go
     /// where the body headers were (see [`Message::body_headers_at`]), in
     /// order, `MIME-Version` left out (it describes a MIME entity, not a
-    /// SIP body); every other header line stays byte-identical.
+    /// SIP body); every other header line stays byte-identical. A
+    /// Content-Length is kept (its line untouched when the length did not
+    /// change) or left out as it was: sealing and opening give back the
+    /// message's own framing.
     pub fn replace_body(&mut self, headers: &[(String, String)], body: Vec<u8>) {
         // Nothing describing the body stands above the first body header,
         // so the position survives their removal.
@@ -63,7 +66,13 @@ impl Message {
         for (i, (name, value)) in kept.enumerate() {
             self.insert_header(at + i, name, value);
         }
-        self.set_body(body);
+        let length = body.len().to_string();
+        let same = self.header("Content-Length").is_none_or(|v| v == length);
+        if same {
+            self.set_body_only(body);
+        } else {
+            self.set_body(body);
+        }
     }
 }
 
@@ -92,6 +101,31 @@ mod tests {
             m.body_headers(),
             [("Content-Type".to_owned(), "application/sdp".to_owned())]
         );
+    }
+
+    /// Item 4: Content-Length keeps its bytes when the length is the same,
+    /// and does not appear when there was none.
+    #[test]
+    fn content_length_keeps_its_line_or_its_absence() {
+        let mut m = Message::parse(
+            b"MESSAGE sip:b@h SIP/2.0\r\nContent-Length   : 2\r\nc: text/plain\r\n\r\nhi",
+        )
+        .unwrap();
+        m.replace_body(
+            &[("Content-Type".into(), "text/plain".into())],
+            b"ho".to_vec(),
+        );
+        assert_eq!(
+            m.to_bytes(),
+            b"MESSAGE sip:b@h SIP/2.0\r\nContent-Length   : 2\r\nContent-Type: text/plain\r\n\r\nho"
+        );
+        let mut m = Message::parse(b"MESSAGE sip:b@h SIP/2.0\r\nc: text/plain\r\n\r\nhi").unwrap();
+        m.replace_body(
+            &[("Content-Type".into(), "text/plain".into())],
+            b"hello".to_vec(),
+        );
+        assert_eq!(m.header("Content-Length"), None);
+        assert_eq!(m.body(), b"hello");
     }
 
     #[test]

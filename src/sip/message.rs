@@ -186,6 +186,39 @@ impl Header {
     pub fn raw(&self) -> &[u8] {
         &self.raw
     }
+
+    /// This header with another value, written as it was: the name, the
+    /// white space around the colon and the line end kept
+    /// (`Content-Length   : 150` → `Content-Length   : 1521`); a folded
+    /// line becomes one line.
+    pub fn with_value(&self, value: &str) -> Header {
+        let first = self.raw.split(|&b| b == b'\n').next().unwrap_or_default();
+        let prefix = first.iter().position(|&b| b == b':').map(|colon| {
+            let after = first[colon + 1..]
+                .iter()
+                .take_while(|&&b| b == b' ' || b == b'\t')
+                .count();
+            &first[..colon + 1 + after]
+        });
+        let crlf = if self.raw.ends_with(b"\r\n") || !self.raw.ends_with(b"\n") {
+            &b"\r\n"[..]
+        } else {
+            &b"\n"[..]
+        };
+        match prefix {
+            Some(p) => {
+                let mut raw = p.to_vec();
+                raw.extend_from_slice(value.as_bytes());
+                raw.extend_from_slice(crlf);
+                Header {
+                    raw,
+                    name: self.name.clone(),
+                    value: value.to_owned(),
+                }
+            }
+            None => Header::new(&self.name, value),
+        }
+    }
 }
 
 /// How [`Message::parse`] finds the end of the body.
@@ -622,8 +655,7 @@ impl Message {
     pub fn set_header(&mut self, name: &str, value: &str) {
         match self.headers.iter().position(|h| h.is(name)) {
             Some(i) => {
-                let written = self.headers[i].name.clone();
-                self.headers[i] = Header::new(&written, value);
+                self.headers[i] = self.headers[i].with_value(value);
                 let mut seen = 0;
                 self.headers.retain(|h| {
                     if h.is(name) {
@@ -636,6 +668,12 @@ impl Message {
             }
             None => self.push_header(name, value),
         }
+    }
+
+    /// Replace the body, leaving the headers as they are (the caller
+    /// keeps Content-Length right).
+    pub(super) fn set_body_only(&mut self, body: Vec<u8>) {
+        self.body = body;
     }
 
     /// Replace the body; `Content-Length` follows.
