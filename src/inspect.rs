@@ -121,23 +121,42 @@ pub struct PartReport {
 pub struct SignedSummary {
     /// Whether the content is left out (multipart/signed).
     pub detached: bool,
+    /// The type of what is signed.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub content_type: String,
+    /// Each SignerInfo: who, with which algorithms, which attributes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub signers: Vec<crate::envelope::signed::SignerSummary>,
     /// The certificates it carries, by SAN URI or subject.
     pub certificates: Vec<String>,
+    /// How many CRLs (revocation entries) it carries.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub crls: usize,
     /// Why it could not be read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn signed_summary(der: &[u8]) -> SignedSummary {
     match crate::envelope::signed::Signed::parse(der) {
         Ok(s) => SignedSummary {
             detached: s.is_detached(),
+            content_type: s.content_type_name(),
+            signers: s.signers(),
             certificates: s.certs.iter().map(Cert::name).collect(),
+            crls: s.crls(),
             error: None,
         },
         Err(e) => SignedSummary {
             detached: false,
+            content_type: String::new(),
+            signers: Vec::new(),
             certificates: Vec::new(),
+            crls: 0,
             error: Some(e.to_string()),
         },
     }
@@ -603,10 +622,52 @@ fn part_text(out: &mut String, p: &PartReport, indent: usize) {
             None => {
                 let _ = writeln!(
                     out,
-                    "{pad}  signedData: {}, certificates: {} (not verified: `sipseal verify`)",
+                    "{pad}  signedData: {}, content {} (not verified: `sipseal verify`)",
                     if sd.detached { "detached" } else { "opaque" },
-                    sd.certificates.join(", ")
+                    sd.content_type
                 );
+                for (i, si) in sd.signers.iter().enumerate() {
+                    let _ = writeln!(
+                        out,
+                        "{pad}    signer #{i}: {}{}",
+                        si.sid,
+                        si.certificate
+                            .as_deref()
+                            .map(|c| format!(" ({c})"))
+                            .unwrap_or_default()
+                    );
+                    let _ = writeln!(
+                        out,
+                        "{pad}      digest {}, signature {}",
+                        si.digest, si.signature
+                    );
+                    if !si.signed_attributes.is_empty() {
+                        let _ = writeln!(
+                            out,
+                            "{pad}      signed attributes: {}",
+                            si.signed_attributes.join(", ")
+                        );
+                    }
+                    if !si.unsigned_attributes.is_empty() {
+                        let _ = writeln!(
+                            out,
+                            "{pad}      unsigned attributes: {}",
+                            si.unsigned_attributes.join(", ")
+                        );
+                    }
+                }
+                let _ = writeln!(
+                    out,
+                    "{pad}    certificates: {}",
+                    if sd.certificates.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        sd.certificates.join(", ")
+                    }
+                );
+                if sd.crls > 0 {
+                    let _ = writeln!(out, "{pad}    crls: {}", sd.crls);
+                }
             }
         }
     }

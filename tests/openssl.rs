@@ -128,3 +128,62 @@ fn regenerated_demo_pki_is_accepted_by_openssl() {
         );
     }
 }
+
+/// Item 16: `inspect` shows what a SignedData from another implementation
+/// holds: each signer's identifier, digest and signature algorithms,
+/// signed attributes, and the certificates it carries.
+#[test]
+fn inspect_shows_an_openssl_signed_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.txt");
+    std::fs::write(&input, b"Content-Type: text/plain\r\n\r\nhello\r\n").unwrap();
+    for (name, extra) in [("issuer-serial", &[][..]), ("ski", &["-keyid"][..])] {
+        let der = tmp.path().join(format!("{name}.der"));
+        common::openssl()
+            .args([
+                "cms",
+                "-sign",
+                "-binary",
+                "-nodetach",
+                "-outform",
+                "DER",
+                "-md",
+                "sha384",
+            ])
+            .args([
+                "-signer",
+                "keys/alice/cert.pem",
+                "-inkey",
+                "keys/alice/key.pem",
+            ])
+            .args(extra)
+            .arg("-in")
+            .arg(&input)
+            .arg("-out")
+            .arg(&der)
+            .succeeds();
+        let out = common::sipseal().arg("inspect").arg(&der).succeeds().stdout;
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("signedData: opaque, content id-data"),
+            "{text}"
+        );
+        let sid = if name == "ski" {
+            "signer #0: ski:"
+        } else {
+            "signer #0: issuer=CN=sipseal demo CA a.example.com"
+        };
+        assert!(text.contains(sid), "{text}");
+        assert!(text.contains("(sip:alice@a.example.com)"), "{text}");
+        assert!(text.contains("digest id-sha384"), "{text}");
+        assert!(text.contains("pkcs-9-at-messageDigest"), "{text}");
+        assert!(
+            text.contains("smimeCapabilities") || text.contains("1.2.840.113549.1.9.15"),
+            "{text}"
+        );
+        assert!(
+            text.contains("certificates: sip:alice@a.example.com"),
+            "{text}"
+        );
+    }
+}

@@ -236,6 +236,26 @@ pub struct Signed {
     pub certs: Vec<Cert>,
 }
 
+/// What one SignerInfo says, read without verifying anything (`inspect`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SignerSummary {
+    /// `issuer=DN serial=HEX` or `ski:HEX`.
+    pub sid: String,
+    /// The certificate it names, when the SignedData carries it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
+    /// The digest algorithm.
+    pub digest: String,
+    /// The signature algorithm.
+    pub signature: String,
+    /// The signed attributes, by name (with the signing time's value).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub signed_attributes: Vec<String>,
+    /// The unsigned attributes, by name.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unsigned_attributes: Vec<String>,
+}
+
 /// One signer whose signature verified.
 #[derive(Debug, Clone)]
 pub struct Signer {
@@ -293,6 +313,68 @@ impl Signed {
     /// Whether the content is left out (a detached signature).
     pub fn is_detached(&self) -> bool {
         self.content.is_none()
+    }
+
+    /// Each SignerInfo as it stands: who it names and with what.
+    pub fn signers(&self) -> Vec<SignerSummary> {
+        let attr_name = |a: &x509_cert::attr::Attribute| {
+            let name = super::oid_name(&a.oid);
+            if a.oid == rfc5911::ID_SIGNING_TIME
+                && let Ok(v) = single_value(a)
+                && let Ok(t) = v.decode_as::<x509_cert::time::Time>()
+                && let Ok(t) =
+                    OffsetDateTime::from_unix_timestamp(t.to_unix_duration().as_secs() as i64)
+            {
+                return format!("{name} {}", crate::context::rfc3339(t));
+            }
+            name
+        };
+        self.signed
+            .signer_infos
+            .0
+            .iter()
+            .map(|si| SignerSummary {
+                sid: match &si.sid {
+                    SignerIdentifier::SubjectKeyIdentifier(ski) => {
+                        format!("ski:{}", hex::encode(ski.0.as_bytes()))
+                    }
+                    SignerIdentifier::IssuerAndSerialNumber(ias) => format!(
+                        "issuer={} serial={}",
+                        ias.issuer,
+                        hex::encode(ias.serial_number.as_bytes())
+                    ),
+                },
+                certificate: self
+                    .certs
+                    .iter()
+                    .find(|c| sid_matches(&si.sid, c))
+                    .map(Cert::name),
+                digest: super::oid_name(&si.digest_alg.oid),
+                signature: super::oid_name(&si.signature_algorithm.oid),
+                signed_attributes: si
+                    .signed_attrs
+                    .iter()
+                    .flat_map(|a| a.iter())
+                    .map(attr_name)
+                    .collect(),
+                unsigned_attributes: si
+                    .unsigned_attrs
+                    .iter()
+                    .flat_map(|a| a.iter())
+                    .map(attr_name)
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// The encapsulated content's type, by name.
+    pub fn content_type_name(&self) -> String {
+        super::oid_name(&self.content_type)
+    }
+
+    /// How many revocation entries (CRLs and other) it carries.
+    pub fn crls(&self) -> usize {
+        self.signed.crls.as_ref().map_or(0, |c| c.0.len())
     }
 
     /// Verify every SignerInfo over the encapsulated content, or over
