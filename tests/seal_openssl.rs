@@ -548,3 +548,67 @@ fn a_binary_kek_identifier_from_openssl_opens_with_a_hex_id() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Item 18: RFC 4134's example 5.1 (RSA key transport, DES-EDE3-CBC
+/// content) opens to the RFC's ExContent, with a legacy warning; 5.2 (RC2)
+/// fails with a clear "unsupported algorithm"; OpenSSL's -des3 opens too;
+/// `seal` never writes DES-EDE3-CBC.
+#[test]
+fn legacy_des_ede3_reads_and_rc2_is_refused() {
+    let bob = [
+        "--key",
+        "tests/data/rfc4134/BobRSA/key.pem",
+        "--cert",
+        "tests/data/rfc4134/BobRSA/cert.pem",
+    ];
+    let out = sipseal()
+        .args(["open", "tests/data/rfc4134/5.1.bin"])
+        .args(bob)
+        .output()
+        .unwrap();
+    assert_eq!(common::ok(&out), b"This is some sample content.");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("des-ede3-cbc is a legacy cipher"), "{err}");
+    let out = sipseal()
+        .args(["open", "tests/data/rfc4134/5.2.bin"])
+        .args(bob)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unsupported algorithm") && err.contains("rc2-cbc"),
+        "{err}"
+    );
+    // OpenSSL's own DES-EDE3-CBC envelope, to bob.
+    let tmp = tempfile::tempdir().unwrap();
+    let plain = tmp.path().join("p.txt");
+    std::fs::write(&plain, b"Content-Type: text/plain\r\n\r\nlegacy\r\n").unwrap();
+    let der = tmp.path().join("e.der");
+    common::openssl()
+        .args([
+            "cms", "-encrypt", "-binary", "-des3", "-outform", "DER", "-in",
+        ])
+        .arg(&plain)
+        .arg("-out")
+        .arg(&der)
+        .arg("keys/bob/cert.pem")
+        .succeeds();
+    let out = sipseal()
+        .arg("open")
+        .arg(&der)
+        .args(["--identity", "keys/bob"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        common::ok(&out),
+        b"Content-Type: text/plain\r\n\r\nlegacy\r\n"
+    );
+    let out = sipseal()
+        .args(["seal", "samples/invite.sip", "--peer", "keys/bob/cert.pem"])
+        .args(["--cipher", "des-ede3-cbc"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

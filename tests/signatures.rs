@@ -175,7 +175,10 @@ fn signed_messages_golden_and_verified() {
         shown.contains("signedData: detached, content id-data"),
         "{shown}"
     );
-    assert!(shown.contains("certificates: sip:alice@a.example.com"), "{shown}");
+    assert!(
+        shown.contains("certificates: sip:alice@a.example.com"),
+        "{shown}"
+    );
 
     // An unsealed body is signed as it is.
     let plain_signed = signed(d, &repo().join("samples/invite.sip"), "plain-signed.sip");

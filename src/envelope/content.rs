@@ -1,5 +1,6 @@
 //! Content-encryption algorithms: AES-GCM for AuthEnvelopedData (RFC 5084)
-//! and AES-CBC for EnvelopedData (RFC 3565).
+//! and AES-CBC for EnvelopedData (RFC 3565); DES-EDE3-CBC (RFC 3370 §5.1,
+//! what older S/MIME agents and RFC 4134 use) is read, never written.
 //!
 //! ```text
 //! -- RFC 5084 §3.2
@@ -50,7 +51,13 @@ pub enum ContentCipher {
     /// AES-128-CBC in EnvelopedData (legacy peers; not authenticated).
     #[cfg_attr(feature = "cli", value(name = "aes128-cbc"))]
     Aes128Cbc,
+    /// DES-EDE3-CBC in EnvelopedData (legacy; read only, never written).
+    #[cfg_attr(feature = "cli", value(skip))]
+    DesEde3Cbc,
 }
+
+/// des-ede3-cbc (RFC 3370 §5.1).
+const DES_EDE3_CBC: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.3.7");
 
 /// GCM nonce length sipseal writes (RFC 5084 recommendation).
 pub const GCM_NONCE_LEN: usize = 12;
@@ -86,11 +93,25 @@ impl ContentCipher {
         matches!(self, ContentCipher::Aes128Gcm | ContentCipher::Aes256Gcm)
     }
 
+    /// Whether only reading is allowed (a legacy cipher).
+    pub fn is_legacy(self) -> bool {
+        self == ContentCipher::DesEde3Cbc
+    }
+
+    /// The CBC IV length (GCM: the nonce's).
+    fn iv_len(self) -> usize {
+        match self {
+            ContentCipher::DesEde3Cbc => 8,
+            c if c.is_aead() => GCM_NONCE_LEN,
+            _ => CBC_IV_LEN,
+        }
+    }
+
     /// The content-encryption key length in bytes.
     pub fn key_len(self) -> usize {
         match self {
             ContentCipher::Aes128Gcm | ContentCipher::Aes128Cbc => 16,
-            ContentCipher::Aes192Cbc => 24,
+            ContentCipher::Aes192Cbc | ContentCipher::DesEde3Cbc => 24,
             ContentCipher::Aes256Gcm | ContentCipher::Aes256Cbc => 32,
         }
     }
@@ -103,6 +124,7 @@ impl ContentCipher {
             ContentCipher::Aes128Cbc => rfc5911::ID_AES_128_CBC,
             ContentCipher::Aes192Cbc => rfc5911::ID_AES_192_CBC,
             ContentCipher::Aes256Cbc => rfc5911::ID_AES_256_CBC,
+            ContentCipher::DesEde3Cbc => DES_EDE3_CBC,
         }
     }
 
@@ -114,6 +136,7 @@ impl ContentCipher {
             ContentCipher::Aes128Cbc => "aes128-cbc",
             ContentCipher::Aes192Cbc => "aes192-cbc",
             ContentCipher::Aes256Cbc => "aes256-cbc",
+            ContentCipher::DesEde3Cbc => "des-ede3-cbc",
         }
     }
 
@@ -124,6 +147,7 @@ impl ContentCipher {
             ContentCipher::Aes128Cbc,
             ContentCipher::Aes192Cbc,
             ContentCipher::Aes256Cbc,
+            ContentCipher::DesEde3Cbc,
         ]
         .into_iter()
         .find(|c| c.oid() == *oid)
@@ -135,7 +159,7 @@ impl ContentParams {
     pub fn decode(alg: &AlgorithmIdentifierOwned) -> Result<ContentParams, EnvelopeError> {
         let cipher = ContentCipher::from_oid(&alg.oid).ok_or_else(|| {
             EnvelopeError::Unsupported(format!(
-                "content-encryption algorithm {} (sipseal reads AES-GCM and AES-CBC)",
+                "unsupported algorithm: content-encryption algorithm {} (sipseal reads AES-GCM, AES-CBC and, legacy, DES-EDE3-CBC)",
                 super::oid_name(&alg.oid)
             ))
         })?;
@@ -168,11 +192,13 @@ impl ContentParams {
             })
         } else {
             let iv = OctetString::from_der(&params_der)
-                .map_err(|e| EnvelopeError::Malformed(format!("AES-CBC IV: {e}")))?;
-            if iv.as_bytes().len() != CBC_IV_LEN {
+                .map_err(|e| EnvelopeError::Malformed(format!("{} IV: {e}", cipher.name())))?;
+            if iv.as_bytes().len() != cipher.iv_len() {
                 return Err(EnvelopeError::Malformed(format!(
-                    "AES-CBC IV of {} bytes (must be 16)",
-                    iv.as_bytes().len()
+                    "{} IV of {} bytes (must be {})",
+                    cipher.name(),
+                    iv.as_bytes().len(),
+                    cipher.iv_len()
                 )));
             }
             Ok(ContentParams {
@@ -185,14 +211,7 @@ impl ContentParams {
 
     /// Fresh parameters (nonce or IV) for `cipher`.
     pub fn fresh<R: CryptoRng + ?Sized>(cipher: ContentCipher, rng: &mut R) -> ContentParams {
-        let mut iv = vec![
-            0;
-            if cipher.is_aead() {
-                GCM_NONCE_LEN
-            } else {
-                CBC_IV_LEN
-            }
-        ];
+        let mut iv = vec![0; cipher.iv_len()];
         rng.fill_bytes(&mut iv);
         ContentParams {
             cipher,
@@ -234,6 +253,11 @@ impl ContentParams {
             ContentCipher::Aes128Cbc => cbc_encrypt::<Aes128>(key, &self.iv, plaintext),
             ContentCipher::Aes192Cbc => cbc_encrypt::<Aes192>(key, &self.iv, plaintext),
             ContentCipher::Aes256Cbc => cbc_encrypt::<Aes256>(key, &self.iv, plaintext),
+            ContentCipher::DesEde3Cbc => {
+                return Err(EnvelopeError::Unsupported(
+                    "sealing with DES-EDE3-CBC: it is read, never written".into(),
+                ));
+            }
         }
         .ok_or_else(bad_key)
     }
@@ -263,6 +287,9 @@ impl ContentParams {
             (ContentCipher::Aes128Cbc, _) => cbc_decrypt::<Aes128>(key, &self.iv, ciphertext),
             (ContentCipher::Aes192Cbc, _) => cbc_decrypt::<Aes192>(key, &self.iv, ciphertext),
             (ContentCipher::Aes256Cbc, _) => cbc_decrypt::<Aes256>(key, &self.iv, ciphertext),
+            (ContentCipher::DesEde3Cbc, _) => {
+                cbc_decrypt::<des::TdesEde3>(key, &self.iv, ciphertext)
+            }
         };
         out.map(Zeroizing::new).ok_or(EnvelopeError::Decrypt)
     }

@@ -6,6 +6,7 @@
 //! be PKCS#8 or PKCS#1. Extra certificates after the first in the
 //! certificate file are the chain.
 
+use base64::Engine as _;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -289,6 +290,21 @@ fn contains_pem(bytes: &[u8]) -> bool {
     memchr::memmem::find(bytes, b"-----BEGIN ").is_some()
 }
 
+/// The DER of the first PEM block labelled `label`, its base64 read
+/// whatever the line width.
+fn pem_block(bytes: &[u8], label: &[u8]) -> Option<Vec<u8>> {
+    let begin = [b"-----BEGIN ", label, b"-----"].concat();
+    let end = [b"-----END ", label, b"-----"].concat();
+    let start = memchr::memmem::find(bytes, &begin)? + begin.len();
+    let stop = start + memchr::memmem::find(&bytes[start..], &end)?;
+    let text: Vec<u8> = bytes[start..stop]
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    base64::engine::general_purpose::STANDARD.decode(&text).ok()
+}
+
 /// Every `CERTIFICATE` block of a PEM bundle, in order; text between the
 /// blocks and blocks of other kinds (keys) are passed over.
 fn pem_certificates(bytes: &[u8]) -> Result<Vec<Certificate>, String> {
@@ -304,7 +320,17 @@ fn pem_certificates(bytes: &[u8]) -> Result<Vec<Certificate>, String> {
                 out.len() + 1
             ));
         };
-        let cert = <Certificate as der::DecodePem>::from_pem(&bytes[start..end])
+        // The base64 between the lines, whatever its line length (RFC 7468
+        // asks for 64, OpenSSL and older tools write other widths).
+        let text: Vec<u8> = bytes[start + BEGIN.len()..end - END.len()]
+            .iter()
+            .copied()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(&text)
+            .map_err(|e| format!("certificate {} is not base64 ({e})", out.len() + 1))?;
+        let cert = Certificate::from_der(&der)
             .map_err(|e| format!("certificate {} does not parse ({e})", out.len() + 1))?;
         out.push(cert);
         at = end;
@@ -338,6 +364,15 @@ pub fn load_private_key(path: &Path) -> Result<RsaPrivateKey, KeyError> {
         }
         RsaPrivateKey::from_pkcs8_pem(text)
             .or_else(|_| RsaPrivateKey::from_pkcs1_pem(text))
+            // PEM from tools that wrap base64 at another width than 64.
+            .or_else(|_| {
+                let der = pem_block(&bytes, b"PRIVATE KEY").ok_or(())?;
+                RsaPrivateKey::from_pkcs8_der(&der).map_err(|_| ())
+            })
+            .or_else(|_| {
+                let der = pem_block(&bytes, b"RSA PRIVATE KEY").ok_or(())?;
+                RsaPrivateKey::from_pkcs1_der(&der).map_err(|_| ())
+            })
             .map_err(|_| bad("not an RSA private key (PKCS#8 or PKCS#1 PEM)"))
     } else {
         RsaPrivateKey::from_pkcs8_der(&bytes)

@@ -188,6 +188,8 @@ pub struct OpenedContent {
     pub recipient_index: usize,
     /// The envelope kind.
     pub kind: EnvelopeKind,
+    /// Its content cipher.
+    pub cipher: crate::envelope::ContentCipher,
     /// The inner signature, when the content was signed before sealing:
     /// verified (cryptographically; trust is the caller's) and taken off,
     /// so `content`, `entity` and `message` are what was signed.
@@ -241,6 +243,7 @@ pub fn open_parsed<R: CryptoRng + ?Sized>(
         key_index: opened.key_index,
         recipient_index: opened.recipient_index,
         kind: env.kind,
+        cipher: env.params.cipher,
     })
 }
 

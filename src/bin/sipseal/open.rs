@@ -65,7 +65,14 @@ pub fn run(args: OpenArgs, ctx: &mut Context) -> Result<Exit, Error> {
     let content = &opened.content;
     if content.kind == EnvelopeKind::EnvelopedData {
         eprintln!(
-            "warning: EnvelopedData (AES-CBC) has no integrity protection: alterations in transit go undetected; prefer AuthEnvelopedData (AES-GCM)"
+            "warning: EnvelopedData ({}) has no integrity protection: alterations in transit go undetected; prefer AuthEnvelopedData (AES-GCM)",
+            content.cipher.name()
+        );
+    }
+    if content.cipher.is_legacy() {
+        eprintln!(
+            "warning: {} is a legacy cipher (64-bit blocks, RFC 8551 no longer asks for it): opened, but sipseal never seals with it",
+            content.cipher.name()
         );
     }
     say_stored(opened.stored.as_ref(), &args.state.limits());
