@@ -27,6 +27,7 @@
 //! that carries any (SPEC §3.1). When reading, authAttrs are fed to GCM as
 //! additional authenticated data (RFC 5083 §2.2).
 
+pub mod ber;
 pub mod content;
 pub mod kekri;
 pub mod recipient;
@@ -314,7 +315,9 @@ impl Envelope {
     /// Parse a DER ContentInfo holding AuthEnvelopedData or EnvelopedData.
     pub fn parse(der: &[u8]) -> Result<Envelope, EnvelopeError> {
         let bad = |what: &str, e: der::Error| EnvelopeError::Malformed(format!("{what}: {e}"));
-        let ci = ContentInfo::from_der(der).map_err(|e| bad("ContentInfo", e))?;
+        // BER (indefinite lengths, string segments) is read as its DER.
+        let der = ber::to_der(der).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+        let ci = ContentInfo::from_der(&der).map_err(|e| bad("ContentInfo", e))?;
         let (kind, version, recipients, eci, mac, aad, originator, auth_n, unauth_n) = match ci
             .content_type
         {

@@ -273,7 +273,8 @@ impl Signed {
     /// Parse a DER ContentInfo holding SignedData.
     pub fn parse(der: &[u8]) -> Result<Signed, SignatureError> {
         let bad = |what: &str, e: der::Error| SignatureError::Malformed(format!("{what}: {e}"));
-        let ci = ContentInfo::from_der(der).map_err(|e| bad("ContentInfo", e))?;
+        let der = super::ber::to_der(der).map_err(|e| SignatureError::Malformed(e.to_string()))?;
+        let ci = ContentInfo::from_der(&der).map_err(|e| bad("ContentInfo", e))?;
         if ci.content_type != rfc5911::ID_SIGNED_DATA {
             return Err(SignatureError::Malformed(format!(
                 "the ContentInfo holds {}, not SignedData",

@@ -40,28 +40,42 @@ pub fn detect(bytes: &[u8]) -> Result<SealedInput, DetectError> {
     let trimmed = &bytes[start..];
     // DER: a SEQUENCE whose length octets fit (a text line starting with
     // "0" is not CMS).
+    // DER or BER (indefinite length: `openssl cms -stream`): a SEQUENCE
+    // whose length octets fit (a text line starting with "0" is not CMS).
+    // BER is read as its DER when it is parsed.
     let der_like = match bytes {
         [0x30, len, ..] if len & 0x80 == 0 => usize::from(*len) + 2 == bytes.len(),
-        [0x30, len, ..] => (0x81..=0x84).contains(len),
+        [0x30, len, ..] => (0x80..=0x84).contains(len),
         _ => false,
     };
     if der_like {
         return Ok(SealedInput::Cms(bytes.to_vec()));
     }
-    if bytes.starts_with(&[0x30, 0x80]) {
-        return Err(DetectError::Other(SealError::Unrecognised(
-            "indefinite-length BER (openssl -stream output); sipseal reads DER: re-encode it with `openssl cms -cmsout -inform DER -in FILE -outform DER`".into(),
-        )));
-    }
     if trimmed.starts_with(b"-----BEGIN ") {
-        let (label, der) = der::pem::decode_vec(trimmed)
-            .map_err(|e| DetectError::Other(SealError::Unrecognised(format!("bad PEM: {e}"))))?;
-        return match label {
-            "CMS" | "PKCS7" => Ok(SealedInput::Cms(der)),
-            other => Err(DetectError::Other(SealError::Unrecognised(format!(
-                "PEM label {other:?} (expected CMS or PKCS7)"
-            )))),
-        };
+        let bad = |m: String| DetectError::Other(SealError::Unrecognised(m));
+        let line = trimmed.split(|&b| b == b'\n').next().unwrap_or_default();
+        let label = String::from_utf8_lossy(line)
+            .trim()
+            .trim_start_matches("-----BEGIN ")
+            .trim_end_matches("-----")
+            .to_owned();
+        if !matches!(label.as_str(), "CMS" | "PKCS7") {
+            return Err(bad(format!("PEM label {label:?} (expected CMS or PKCS7)")));
+        }
+        let end = format!("-----END {label}-----");
+        let body = &trimmed[line.len()..];
+        let stop = memchr::memmem::find(body, end.as_bytes())
+            .ok_or_else(|| bad(format!("bad PEM: no {end} line")))?;
+        // Base64 at any line width (RFC 7468 says 64; tools differ).
+        let text: Vec<u8> = body[..stop]
+            .iter()
+            .copied()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(&text)
+            .map_err(|e| bad(format!("bad PEM: {e}")))?;
+        return Ok(SealedInput::Cms(der));
     }
     let first_line = trimmed.split(|&b| b == b'\n').next().unwrap_or_default();
     let looks_sip = first_line.windows(7).any(|w| w == b"SIP/2.0");
@@ -285,10 +299,9 @@ mod tests {
             Ok(SealedInput::Cms(_))
         ));
         assert!(matches!(detect(b"0 not DER"), Err(DetectError::Sip(_))));
+        // BER (indefinite length) is CMS too: read as its DER when parsed.
         let ber = detect(&[0x30, 0x80, 0x06, 0x00, 0x00, 0x00]);
-        assert!(
-            matches!(ber, Err(DetectError::Other(SealError::Unrecognised(m))) if m.contains("-outform DER"))
-        );
+        assert!(matches!(ber, Ok(SealedInput::Cms(_))));
         assert!(matches!(
             detect(b"Content-Type: application/pkcs7-mime\r\n\r\n"),
             Ok(SealedInput::Mime { .. })
