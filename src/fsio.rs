@@ -15,6 +15,18 @@ use std::path::{Path, PathBuf};
 /// Write `bytes` to `path` atomically; `private` makes a new file mode
 /// 0600 (see the module notes).
 pub fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
+    write_atomic_via(path, bytes, private, None)
+}
+
+/// [`write_atomic`] with the temporary file in `tmp_dir` (same file
+/// system as `path`): a store keeps them apart, so that the next writer
+/// finds and removes what a killed one left.
+pub fn write_atomic_via(
+    path: &Path,
+    bytes: &[u8],
+    private: bool,
+    tmp_dir: Option<&Path>,
+) -> std::io::Result<()> {
     let target = follow(path)?;
     let existing = std::fs::metadata(&target).ok();
     if let Some(meta) = &existing {
@@ -29,8 +41,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> std::io::Result
             return f.write_all(bytes).and_then(|()| f.flush());
         }
     }
-    let dir = match target.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
+    let dir = match (tmp_dir, target.parent()) {
+        (Some(t), _) => t,
+        (None, Some(d)) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
     let mut builder = tempfile::Builder::new();

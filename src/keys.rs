@@ -188,6 +188,24 @@ impl Psk {
             .unwrap_or_else(|| self.id.as_bytes().to_vec())
     }
 
+    /// The bundled demo PSK (`keys/psk/alice-proxy-a.yaml`): published,
+    /// so its file mode is no secret's.
+    pub fn is_demo(&self) -> bool {
+        self.id == "alice-proxy-a" && self.uri.as_deref() == Some("sip:proxy-a.a.example.com")
+    }
+
+    /// A warning when the PSK file at `path` is readable by group or
+    /// other, as for a private key (not for the bundled demo PSK).
+    pub fn file_warning(&self, path: &Path) -> Option<String> {
+        let mode = identity::group_or_other_readable(path)?;
+        (!self.is_demo()).then(|| {
+            format!(
+                "PSK file {} is readable by group/other (mode {mode:o}); run chmod 600 on it",
+                path.display()
+            )
+        })
+    }
+
     /// Read a PSK file.
     pub fn load(path: &Path) -> Result<Psk, KeyError> {
         let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {

@@ -404,7 +404,7 @@ impl Entry {
 /// One identity's sessions: what a store keeps, and what happens to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sessions {
-    /// Format version (1).
+    /// Format version: 2 for a session file, 1 for a layout-1 store.
     pub version: u32,
     /// Whose store it is (certificate SAN URI or AOR).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -422,6 +422,9 @@ pub enum Recorded {
     Same,
     /// A new key for a known session (key update); the old one is kept for the grace time.
     Replaced,
+    /// Not stored: its peer already holds as many sessions as an
+    /// unauthenticated sender may (the store's cap).
+    Capped,
 }
 
 /// A session key a workflow recorded: whose, for which call, and what
@@ -437,8 +440,12 @@ pub struct Stored {
 }
 
 impl Sessions {
-    /// The store format this version reads and writes.
-    pub const VERSION: u32 = 1;
+    /// The store format this version writes: layout 2, one file per
+    /// session (layout 1, one file per identity, is read and migrated).
+    pub const VERSION: u32 = 2;
+
+    /// Layout 1: every session of an identity in one file.
+    pub const VERSION_1: u32 = 1;
 
     /// No sessions yet, for `identity`.
     pub fn empty(identity: Option<&str>) -> Sessions {

@@ -118,8 +118,10 @@ fn sender_relay_and_receiver_store_the_same_key() {
     {
         use std::os::unix::fs::PermissionsExt;
         let dir = state.join("sip_bob@b.example.com");
-        let file = std::fs::metadata(dir.join("sessions.yaml")).unwrap();
-        assert_eq!(file.permissions().mode() & 0o777, 0o600);
+        for f in std::fs::read_dir(dir.join("sessions")).unwrap() {
+            let file = std::fs::metadata(f.unwrap().path()).unwrap();
+            assert_eq!(file.permissions().mode() & 0o777, 0o600);
+        }
         let d = std::fs::metadata(&dir).unwrap();
         assert_eq!(d.permissions().mode() & 0o777, 0o700);
     }
@@ -164,26 +166,32 @@ fn thirty_two_writers_at_once_lose_nothing() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 32, "32 different calls");
-    // No temporary file is left behind.
+    // No temporary file is left behind; one file per session.
     let dir = tmp.path().join("sip_alice@a.example.com");
-    let names: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    assert_eq!(names.len(), 2, "{names:?}");
+    let names = |d: &Path| -> Vec<String> {
+        std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect()
+    };
+    assert!(names(&dir.join("tmp")).is_empty());
+    assert!(!names(&dir).iter().any(|n| n.starts_with(".sipseal-")));
+    assert_eq!(names(&dir.join("sessions")).len(), 32);
 }
 
 #[test]
 fn writers_killed_mid_way_and_stale_temporaries_lose_no_entry() {
     let tmp = tempfile::tempdir().unwrap();
-    // What a crash during an earlier write leaves: a half-written temporary.
+    // What a crash during an earlier write leaves: a half-written
+    // temporary (key material), where this and earlier versions put them.
     let dir = tmp.path().join("sip_alice@a.example.com");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
+    std::fs::create_dir_all(dir.join("tmp")).unwrap();
+    for stale in [
         dir.join(".sipseal-crashed"),
-        "version: 1\nsessions:\n- call_id: x\n  refer",
-    )
-    .unwrap();
+        dir.join("tmp/.sipseal-crashed"),
+    ] {
+        std::fs::write(&stale, "version: 2\nsessions:\n- call_id: x\n  refer").unwrap();
+    }
     for i in 0..4 {
         assert!(
             seal_new_call(tmp.path(), 1000 + i)
@@ -218,6 +226,11 @@ fn writers_killed_mid_way_and_stale_temporaries_lose_no_entry() {
     for e in &s.sessions {
         assert_eq!(e.kek.len(), 64);
     }
+    // S6: the next writer removed the stale temporaries (they hold keys).
+    assert!(seal_new_call(tmp.path(), 3000).wait().unwrap().success());
+    assert!(!dir.join(".sipseal-crashed").exists());
+    let left: Vec<_> = std::fs::read_dir(dir.join("tmp")).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 /// A call set up at `T0`: alice sealed the INVITE for bob, bob opened it.
@@ -598,4 +611,87 @@ fn thirty_two_senders_at_once_count_every_use() {
         assert!(c.wait().unwrap().success());
     }
     assert_eq!(call.alice().uses, 32);
+}
+
+/// S6: anyone can seal to a relay's certificate. A sender no one vouched
+/// for fills at most 32 places of the relay's store; the report says when
+/// a key was not stored. And a world-readable PSK file gets a warning.
+#[test]
+fn an_unvouched_sender_cannot_fill_a_relays_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let report = tmp.path().join("r.txt");
+    let mut last = String::new();
+    for i in 0..33 {
+        let invite = sipseal()
+            .args(["--seed", &format!("{:04x}", 0x5600 + i), "build", "invite"])
+            .args([
+                "--from",
+                "sip:mallory@m.example.com",
+                "--to",
+                "sip:bob@b.example.com",
+            ])
+            .args([
+                "--sdp",
+                "samples/offer.sdp",
+                "--seal",
+                "--peer",
+                "keys/bob/cert.pem",
+            ])
+            .args(["--disclose", "keys/proxy-a/cert.pem", "--state"])
+            .arg(tmp.path().join("mallory"))
+            .output()
+            .unwrap();
+        let path = common::write(tmp.path(), "invite.sip", &common::ok(&invite));
+        let out = run_in(
+            &state,
+            &[
+                "proxy",
+                path.to_str().unwrap(),
+                "--identity",
+                "keys/proxy-a",
+                "--report",
+                report.to_str().unwrap(),
+            ],
+        );
+        common::ok(&out);
+        last = std::fs::read_to_string(&report).unwrap();
+    }
+    assert!(
+        last.contains(
+            "session key not stored: sip:mallory@m.example.com already holds 32 sessions"
+        ),
+        "{last}"
+    );
+    assert_eq!(
+        common::stored_sessions(&state, "sip:proxy-a.a.example.com")
+            .sessions
+            .len(),
+        32
+    );
+    // A PSK file readable by others: a warning (the demo PSK is exempt).
+    let psk = tmp.path().join("psk.yaml");
+    std::fs::write(&psk, "id: mine\nkey: 000102030405060708090a0b0c0d0e0f\n").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&psk, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = sipseal()
+            .args(["seal", "samples/invite.sip", "--disclose"])
+            .arg(format!("psk:{}", psk.display()))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("is readable by group/other (mode 644)"),
+            "{err}"
+        );
+        std::fs::set_permissions(&psk, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let out = sipseal()
+            .args(["seal", "samples/invite.sip", "--disclose"])
+            .arg(format!("psk:{}", psk.display()))
+            .output()
+            .unwrap();
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("readable by group"));
+    }
 }

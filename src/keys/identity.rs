@@ -382,14 +382,14 @@ pub fn load_private_key(path: &Path) -> Result<RsaPrivateKey, KeyError> {
 }
 
 #[cfg(unix)]
-fn group_or_other_readable(path: &Path) -> Option<u32> {
+pub(crate) fn group_or_other_readable(path: &Path) -> Option<u32> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
     (mode & 0o077 != 0).then_some(mode)
 }
 
 #[cfg(not(unix))]
-fn group_or_other_readable(_path: &Path) -> Option<u32> {
+pub(crate) fn group_or_other_readable(_path: &Path) -> Option<u32> {
     None
 }
 

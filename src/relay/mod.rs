@@ -27,10 +27,14 @@ pub use view::View;
 
 use crate::context::Context;
 use crate::pinhole::{Changes, Seen};
-use crate::session::{Entry, Policy, Role, SessionKey, Stored};
+use crate::session::{Entry, Policy, Recorded, Role, SessionKey, Stored};
 use crate::sip::{Message, conformance, routing};
 use crate::state::{PinholeStore, SessionStore, StoreError};
 use pipeline::Pass;
+
+/// Sessions a sender that neither passed the imposture check nor signed
+/// may hold in a relay's store (per From AOR).
+pub const MAX_UNVOUCHED_SESSIONS: usize = 32;
 
 /// The result of one relay step.
 #[derive(Debug)]
@@ -120,10 +124,23 @@ pub fn relay(
             let now = ctx.now();
             let owner = keys.name();
             let peer = msg.aor("From").map(str::to_owned);
-            let entry = Entry::new(call_id, cek, Role::Relay, peer, now, &opts.sessions);
-            let recorded = state
-                .sessions
-                .record(&owner, entry, now, opts.sessions.grace)?;
+            let entry = Entry::new(call_id, cek, Role::Relay, peer.clone(), now, &opts.sessions);
+            // S6: anyone can seal to this relay's certificate; a sender no
+            // one vouched for may fill only so much of its store.
+            let vouched = trust
+                .as_ref()
+                .is_some_and(|t| t.sdp.is_ok() || t.party_signed);
+            let cap = (!vouched).then_some(MAX_UNVOUCHED_SESSIONS);
+            let recorded =
+                state
+                    .sessions
+                    .record_capped(&owner, entry, now, opts.sessions.grace, cap)?;
+            if recorded == Recorded::Capped {
+                report.notes.push(format!(
+                    "session key not stored: {} already holds {MAX_UNVOUCHED_SESSIONS} sessions at this relay, the most a sender no one vouched for may hold",
+                    peer.as_deref().unwrap_or("this sender")
+                ));
+            }
             Some(Stored {
                 owner,
                 call_id: call_id.to_owned(),

@@ -3,7 +3,7 @@
 //! other's state.
 //!
 //! ```text
-//! <state>/<identity>/sessions.yaml          the session keys (mode 0600)
+//! <state>/<identity>/sessions/<tag>.yaml    one session's keys (mode 0600; see session_files)
 //! <state>/<identity>/pinholes/<tag>.yaml    one call's pinhole state
 //! <state>/<identity>/secret                 32 random bytes (mode 0600)
 //! ```
@@ -22,7 +22,8 @@ use zeroize::Zeroizing;
 use super::{PinholeStore, SessionStore, StoreError};
 use crate::fsio::write_atomic;
 use crate::pinhole::{CallState, Changes, Seen, call_tag};
-use crate::session::Sessions;
+use crate::session::{Entry, Recorded, SessionKey, Sessions, Use};
+use time::{Duration, OffsetDateTime};
 
 fn io(path: &Path, source: std::io::Error) -> StoreError {
     StoreError::Io {
@@ -135,7 +136,7 @@ impl FileStore {
         &self.dir
     }
 
-    /// The session file of `owner`.
+    /// The layout-1 session file of `owner` (migrated on the first write).
     pub fn sessions_path(&self, owner: &str) -> PathBuf {
         self.dir.identity_dir(owner).join("sessions.yaml")
     }
@@ -150,17 +151,18 @@ impl FileStore {
         self.dir.identity_dir(owner).join("pinholes")
     }
 
-    fn read_sessions(path: &Path, owner: Option<&str>) -> Result<Sessions, StoreError> {
+    /// A layout-1 store (`sessions.yaml`, version 1); empty when there is none.
+    pub(super) fn read_sessions(path: &Path, owner: Option<&str>) -> Result<Sessions, StoreError> {
         let Some(s) = read_yaml::<Sessions>(path)? else {
             return Ok(Sessions::empty(owner));
         };
-        if s.version != Sessions::VERSION {
+        if s.version != Sessions::VERSION_1 {
             return Err(corrupt(
                 path,
                 format!(
-                    "store version {} (this sipseal reads {})",
+                    "store version {} (a layout-1 sessions.yaml is version {})",
                     s.version,
-                    Sessions::VERSION
+                    Sessions::VERSION_1
                 ),
             ));
         }
@@ -170,7 +172,7 @@ impl FileStore {
 
 impl SessionStore for FileStore {
     fn load(&self, owner: &str) -> Result<Sessions, StoreError> {
-        FileStore::read_sessions(&self.sessions_path(owner), Some(owner))
+        self.read_all(owner)
     }
 
     fn secret(
@@ -199,38 +201,103 @@ impl SessionStore for FileStore {
     }
 
     fn update(&self, owner: &str, f: &mut dyn FnMut(&mut Sessions)) -> Result<(), StoreError> {
-        let _guard = lock(&self.dir.identity_dir(owner))?;
-        let mut sessions = self.load(owner)?;
-        f(&mut sessions);
-        if sessions.identity.is_none() {
-            sessions.identity = Some(owner.to_owned());
-        }
-        write_yaml(&self.sessions_path(owner), &sessions)
+        self.change_all(owner, f)
     }
 
-    /// Every identity directory holding a session file, in name order;
-    /// each named by the identity its file records, else the directory.
+    /// One file written, whatever the number of sessions.
+    fn record(
+        &self,
+        owner: &str,
+        entry: Entry,
+        now: OffsetDateTime,
+        grace: Duration,
+    ) -> Result<Recorded, StoreError> {
+        self.record_one(owner, entry, now, grace, None)
+    }
+
+    fn record_capped(
+        &self,
+        owner: &str,
+        entry: Entry,
+        now: OffsetDateTime,
+        grace: Duration,
+        cap: Option<usize>,
+    ) -> Result<Recorded, StoreError> {
+        self.record_one(owner, entry, now, grace, cap)
+    }
+
+    /// One file read when the Call-ID is known (and layout 1 is gone).
+    fn lookup(
+        &self,
+        owner: &str,
+        reference: &[u8],
+        call_id: Option<&str>,
+        now: OffsetDateTime,
+        grace: Duration,
+    ) -> Result<Option<SessionKey>, StoreError> {
+        let sessions = match call_id {
+            Some(c) if !self.sessions_path(owner).exists() => Sessions {
+                version: Sessions::VERSION,
+                identity: Some(owner.to_owned()),
+                sessions: self.read_one(owner, c)?.into_iter().collect(),
+            },
+            _ => self.read_all(owner)?,
+        };
+        Ok(sessions.lookup(reference, call_id, now, grace))
+    }
+
+    fn use_key(
+        &self,
+        owner: &str,
+        call_id: &str,
+        now: OffsetDateTime,
+        max_uses: Option<u64>,
+        max_age: Option<Duration>,
+    ) -> Result<Use, StoreError> {
+        self.change_one(owner, call_id, |s| {
+            s.use_key(call_id, now, max_uses, max_age)
+        })
+    }
+
+    fn next_cseq(&self, owner: &str, call_id: &str, floor: u32) -> Result<u32, StoreError> {
+        self.change_one(owner, call_id, |s| s.next_cseq(call_id, floor))
+    }
+
+    /// By Call-ID: one file; by reference: a search.
+    fn forget(&self, owner: &str, what: &str) -> Result<bool, StoreError> {
+        if self.session_path(owner, what).exists() {
+            return self.change_one(owner, what, |s| s.forget(what));
+        }
+        let mut found = false;
+        self.change_all(owner, &mut |s| found = s.forget(what))?;
+        Ok(found)
+    }
+
+    /// Every identity directory holding sessions (either layout), in name
+    /// order; each named by the identity its files record, else the directory.
     fn all(&self) -> Result<Vec<(String, Sessions)>, StoreError> {
-        let entries = match std::fs::read_dir(&self.dir.root) {
+        let entries = match std::fs::read_dir(&self.dir().root) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io(&self.dir.root, e)),
+            Err(e) => return Err(io(&self.dir().root, e)),
         };
-        let mut files: Vec<PathBuf> = entries
+        let mut dirs: Vec<PathBuf> = entries
             .filter_map(Result::ok)
-            .map(|e| e.path().join("sessions.yaml"))
-            .filter(|p| p.is_file())
+            .map(|e| e.path())
+            .filter(|p| p.join("sessions.yaml").is_file() || p.join("sessions").is_dir())
             .collect();
-        files.sort();
+        dirs.sort();
         let mut out = Vec::new();
-        for file in files {
-            let s = FileStore::read_sessions(&file, None)?;
-            let name = s.identity.clone().unwrap_or_else(|| {
-                file.parent()
-                    .and_then(Path::file_name)
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            });
+        for dir in dirs {
+            let dir_name = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let s = self.read_all_in(&dir, None)?;
+            if s.sessions.is_empty() {
+                continue;
+            }
+            let name = s.identity.clone().unwrap_or(dir_name);
             out.push((name, s));
         }
         Ok(out)
@@ -320,23 +387,103 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let path = store.sessions_path("sip:a@h");
+            let path = store.session_path("sip:a@h", "c1");
             let mode = std::fs::metadata(path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    /// S6: a layout-1 store is migrated on the first write (each session
+    /// its own `version: 2` file), expired sessions are swept, and an
+    /// unvouched sender is capped.
+    #[test]
+    fn layout_1_migrates_expired_sessions_go_and_senders_are_capped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = FileStore::new(tmp.path());
+        let now = datetime!(2026-01-01 0:00 UTC);
+        let policy = Policy::default();
+        let old = Entry::new("old", &[2u8; 32], Role::Relay, None, now, &policy);
+        let mut expired = Entry::new("gone", &[3u8; 32], Role::Relay, None, now, &policy);
+        expired.expiry = Some(now - time::Duration::days(2));
+        let v1 = Sessions {
+            version: 1,
+            identity: Some("r".into()),
+            sessions: vec![old.clone(), expired],
+        };
+        let legacy = store.sessions_path("r");
+        create_private_dir(legacy.parent().unwrap()).unwrap();
+        std::fs::write(&legacy, crate::yaml::to_string(&v1).unwrap()).unwrap();
+        // Read as it is...
+        assert_eq!(store.load("r").unwrap().sessions.len(), 2);
+        // ... and migrated (and swept) by the first write.
+        let new = Entry::new("new", &[4u8; 32], Role::Relay, None, now, &policy);
+        store.record("r", new, now, DEFAULT_GRACE).unwrap();
+        assert!(!legacy.exists());
+        let calls: Vec<String> = store
+            .load("r")
+            .unwrap()
+            .sessions
+            .into_iter()
+            .map(|e| e.call_id)
+            .collect();
+        let mut sorted = calls.clone();
+        sorted.sort();
+        assert_eq!(sorted, ["new", "old"], "the expired one was swept");
+        assert!(calls.contains(&"old".to_owned()) && calls.contains(&"new".to_owned()));
+        assert!(!calls.contains(&"gone".to_owned()), "{calls:?}");
+        let text = std::fs::read_to_string(store.session_path("r", "old")).unwrap();
+        assert!(text.starts_with("version: 2\n"), "{text}");
+        // A sender no one vouched for: at most `cap` sessions.
+        let peer = Some("sip:mallory@m.example.com".to_owned());
+        for i in 0..3 {
+            let e = Entry::new(
+                &format!("m{i}"),
+                &[5 + i as u8; 32],
+                Role::Relay,
+                peer.clone(),
+                now,
+                &policy,
+            );
+            let r = store
+                .record_capped("r", e, now, DEFAULT_GRACE, Some(2))
+                .unwrap();
+            assert_eq!(
+                r,
+                if i < 2 {
+                    Recorded::New
+                } else {
+                    Recorded::Capped
+                },
+                "{i}"
+            );
+        }
+        // A known session of that sender may still be updated.
+        let again = Entry::new("m0", &[9u8; 32], Role::Relay, peer, now, &policy);
+        assert_eq!(
+            store
+                .record_capped("r", again, now, DEFAULT_GRACE, Some(2))
+                .unwrap(),
+            Recorded::Replaced
+        );
+        // Forgetting one frees a place.
+        assert!(store.forget("r", "m1").unwrap());
+        assert!(!store.session_path("r", "m1").exists());
     }
 
     #[test]
     fn a_corrupt_store_is_named_and_left_alone() {
         let tmp = tempfile::tempdir().unwrap();
         let store = FileStore::new(tmp.path());
-        let path = store.sessions_path("me");
+        let path = store.session_path("me", "c9");
         create_private_dir(path.parent().unwrap()).unwrap();
         std::fs::write(&path, "sessions: [unclosed").unwrap();
         let now = datetime!(2026-01-01 0:00 UTC);
         let entry = Entry::new("c", &[1u8; 32], Role::Ua, None, now, &Policy::default());
         let err = store.record("me", entry, now, DEFAULT_GRACE).unwrap_err();
-        assert!(err.to_string().contains("sessions.yaml"), "{err}");
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
             "sessions: [unclosed"

@@ -6,6 +6,7 @@
 
 mod file;
 mod memory;
+mod session_files;
 
 use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
@@ -76,6 +77,41 @@ pub trait SessionStore {
         owner: &str,
         fresh: &mut dyn FnMut() -> [u8; 32],
     ) -> Result<Zeroizing<[u8; 32]>, StoreError>;
+
+    /// [`SessionStore::record`] for a sender that may add at most `cap`
+    /// sessions (its peer AOR's), when `cap` is given: one that already
+    /// holds that many gets [`Recorded::Capped`] and nothing is stored.
+    fn record_capped(
+        &self,
+        owner: &str,
+        entry: Entry,
+        now: OffsetDateTime,
+        grace: Duration,
+        cap: Option<usize>,
+    ) -> Result<Recorded, StoreError> {
+        let mut capped = false;
+        let peer = entry.peer.clone();
+        let call_id = entry.call_id.clone();
+        if let (Some(cap), Some(peer)) = (cap, &peer) {
+            self.read(owner, &mut |s| {
+                let known = s.sessions.iter().any(|e| e.call_id == call_id);
+                let held = s
+                    .sessions
+                    .iter()
+                    .filter(|e| {
+                        e.peer
+                            .as_deref()
+                            .is_some_and(|p| p.eq_ignore_ascii_case(peer))
+                    })
+                    .count();
+                capped = !known && held >= cap;
+            })?;
+        }
+        if capped {
+            return Ok(Recorded::Capped);
+        }
+        self.record(owner, entry, now, grace)
+    }
 
     /// Record the key of a full envelope (see [`Sessions::record`]).
     fn record(

@@ -183,13 +183,22 @@ pub fn stored_sessions(state: &Path, identity: &str) -> Sessions {
         root: state.to_owned(),
     }
     .identity_dir(identity);
-    match std::fs::read_to_string(dir.join("sessions.yaml")) {
-        Ok(text) => serde_yaml::from_str(&text).unwrap(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Sessions {
-            version: 1,
-            identity: Some(identity.to_owned()),
-            sessions: Vec::new(),
-        },
-        Err(e) => panic!("{}: {e}", dir.display()),
+    // Layout 2: one file per session, each `version: 2` with one entry.
+    let mut sessions = Vec::new();
+    if let Ok(files) = std::fs::read_dir(dir.join("sessions")) {
+        for f in files {
+            let path = f.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let one: Sessions = serde_yaml::from_str(&text).unwrap();
+            assert_eq!(one.version, 2, "{}", path.display());
+            assert_eq!(one.sessions.len(), 1, "{}", path.display());
+            sessions.extend(one.sessions);
+        }
+    }
+    sessions.sort_by(|a, b| a.created.cmp(&b.created).then(a.call_id.cmp(&b.call_id)));
+    Sessions {
+        version: 2,
+        identity: Some(identity.to_owned()),
+        sessions,
     }
 }

@@ -158,6 +158,16 @@ pub struct SealingArgs {
     pub state: StateArgs,
 }
 
+/// Read a PSK file; a file readable by group or other gets a warning, as
+/// a private key does.
+pub fn load_psk(path: &Path) -> Result<Psk, Error> {
+    let psk = Psk::load(path)?;
+    if let Some(w) = psk.file_warning(path) {
+        eprintln!("warning: {w}");
+    }
+    Ok(psk)
+}
+
 /// Trust anchors from a file or directory (`--trust`): each anchor that
 /// cannot act as one is named in a warning (RFC 5280 §6.1; see
 /// `trust::anchor_problem`), never dropped silently.
@@ -225,7 +235,7 @@ impl RecipientArgs {
         let mut disclose = Vec::new();
         for d in &self.disclose {
             disclose.push(match d.strip_prefix("psk:") {
-                Some(file) => Recipient::Psk(Psk::load(Path::new(file))?),
+                Some(file) => Recipient::Psk(load_psk(Path::new(file))?),
                 None => Recipient::Cert(Box::new(load_recipient_cert(Path::new(d))?)),
             });
         }
@@ -364,7 +374,7 @@ impl KeyArgs {
             ring.identities.push(Identity::load_pair(k, c)?);
         }
         for p in &self.psk {
-            ring.psks.push(Psk::load(p)?);
+            ring.psks.push(load_psk(p)?);
         }
         for id in &ring.identities {
             warn(id);

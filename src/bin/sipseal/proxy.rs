@@ -18,8 +18,8 @@ use sipseal::sdp::SdpEdit;
 use sipseal::sip::Message;
 use sipseal::state::PinholeStore;
 
-use crate::args::load_anchors;
 use crate::args::{StateArgs, load_identity, say_stored};
+use crate::args::{load_anchors, load_psk};
 use crate::error::{Error, Exit};
 use crate::io::Format;
 use crate::io::{display_name, read_input, render, warn_discarded, write_file, write_output};
@@ -150,7 +150,7 @@ impl RelayArgs {
         let psks = self
             .psk
             .iter()
-            .map(|p| Psk::load(p))
+            .map(|p| load_psk(p))
             .collect::<Result<Vec<_>, _>>()?;
         let bytes = read_input(&self.input)?;
         let msg = match Message::parse(&bytes) {
