@@ -37,6 +37,7 @@ fn bench(c: &mut Criterion) {
         at: ctx.now(),
         min_route_level: None,
         received_from: None,
+        crls: None,
     };
 
     let mut g = c.benchmark_group("signature");

@@ -129,16 +129,13 @@ pub struct SignedSummary {
     pub signers: Vec<crate::envelope::signed::SignerSummary>,
     /// The certificates it carries, by SAN URI or subject.
     pub certificates: Vec<String>,
-    /// How many CRLs (revocation entries) it carries.
-    #[serde(skip_serializing_if = "is_zero")]
-    pub crls: usize,
+    /// The revocation information it carries (CRLs: version, issuer,
+    /// updates, how many revoked), one line each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub crls: Vec<String>,
     /// Why it could not be read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-}
-
-fn is_zero(n: &usize) -> bool {
-    *n == 0
 }
 
 fn signed_summary(der: &[u8]) -> SignedSummary {
@@ -148,7 +145,7 @@ fn signed_summary(der: &[u8]) -> SignedSummary {
             content_type: s.content_type_name(),
             signers: s.signers(),
             certificates: s.certs.iter().map(Cert::name).collect(),
-            crls: s.crls(),
+            crls: s.revocation.iter().map(|r| r.describe()).collect(),
             error: None,
         },
         Err(e) => SignedSummary {
@@ -156,7 +153,7 @@ fn signed_summary(der: &[u8]) -> SignedSummary {
             content_type: String::new(),
             signers: Vec::new(),
             certificates: Vec::new(),
-            crls: 0,
+            crls: Vec::new(),
             error: Some(e.to_string()),
         },
     }
@@ -665,8 +662,8 @@ fn part_text(out: &mut String, p: &PartReport, indent: usize) {
                         sd.certificates.join(", ")
                     }
                 );
-                if sd.crls > 0 {
-                    let _ = writeln!(out, "{pad}    crls: {}", sd.crls);
+                for crl in &sd.crls {
+                    let _ = writeln!(out, "{pad}    crl: {crl}");
                 }
             }
         }

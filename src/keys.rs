@@ -9,6 +9,7 @@
 //! uri: sip:proxy-a.a.example.com   # who holds it (for Proxy-Inspect-Body)
 //! ```
 
+pub mod crl;
 pub mod identity;
 pub mod trust;
 
@@ -76,6 +77,14 @@ pub enum KeyError {
     #[error("{path}: unusable certificate: {reason}")]
     BadCert {
         /// Where it came from.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A CRL file that cannot be used.
+    #[error("{path}: unusable CRL: {reason}")]
+    BadCrl {
+        /// The file.
         path: PathBuf,
         /// What is wrong with it.
         reason: String,

@@ -347,6 +347,8 @@ pub struct InnerSignature {
     pub signer: Signer,
     /// Certificates the SignedData carried (for the chain check).
     pub certs: Vec<crate::keys::Cert>,
+    /// CRLs the SignedData carried (for the revocation check).
+    pub crls: Vec<crate::keys::crl::Crl>,
     /// The signed content: the plaintext MIME entity.
     pub content: Vec<u8>,
 }
@@ -383,6 +385,7 @@ pub fn verify_signed(
     let signer = signers
         .pop()
         .ok_or_else(|| SignatureError::Malformed("no SignerInfo".into()))?;
+    let crls = signed.crls().into_iter().cloned().collect();
     let content = match (signed.content, detached) {
         (Some(c), _) => c,
         (None, Some(d)) => d.to_vec(),
@@ -391,6 +394,7 @@ pub fn verify_signed(
     Ok(InnerSignature {
         signer,
         certs: signed.certs,
+        crls,
         content,
     })
 }

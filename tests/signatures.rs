@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{SEAL_INVITE, golden, ok, repo, sipseal, write};
+use common::{SEAL_INVITE, golden, ok, repo, sipseal, text, write};
 use sipseal::signing::outer_signature;
 use sipseal::sip::Message;
 
@@ -22,14 +22,6 @@ fn run(args: &[&str]) -> Output {
         .args(args)
         .output()
         .unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn path(p: &Path) -> &str {

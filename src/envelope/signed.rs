@@ -49,6 +49,7 @@ use x509_cert::attr::Attribute;
 use x509_cert::spki::AlgorithmIdentifierOwned;
 
 use crate::error::ErrorClass;
+use crate::keys::crl::{Crl, RevocationInfo};
 use crate::keys::{Cert, Identity};
 
 /// Problems making or reading a SignedData.
@@ -188,7 +189,15 @@ pub fn sign<R: CryptoRng + ?Sized>(
         let octets = OctetString::new(content.to_vec()).map_err(|e| enc("content", e))?;
         Some(Any::encode_from(&octets).map_err(|e| enc("content", e))?)
     };
-    let sd = SignedData {
+    // The CRLs the identity carries (RFC 5652 §10.2.1), as they were read:
+    // a v1 CRL has no place in `cms`'s types. SET OF: in DER order.
+    let mut ders: Vec<&[u8]> = identity.crls.iter().map(|c| c.to_der()).collect();
+    ders.sort_unstable();
+    let crls = ders
+        .into_iter()
+        .map(|der| Any::from_der(der).map_err(|e| enc("a CRL", e)))
+        .collect::<Result<Vec<Any>, _>>()?;
+    let sd = RawSignedData {
         version: CmsVersion::V1,
         digest_algorithms: SetOfVec::try_from(vec![sha256_id()])
             .map_err(|e| enc("digest algorithms", e))?,
@@ -199,7 +208,7 @@ pub fn sign<R: CryptoRng + ?Sized>(
         certificates: Some(CertificateSet(
             SetOfVec::try_from(certs).map_err(|e| enc("certificates", e))?,
         )),
-        crls: None,
+        crls: (!crls.is_empty()).then_some(crls),
         signer_infos: SignerInfos(
             SetOfVec::try_from(vec![signer_info]).map_err(|e| enc("signer infos", e))?,
         ),
@@ -224,6 +233,27 @@ fn sha256_id() -> AlgorithmIdentifierOwned {
     }
 }
 
+/// `SignedData` as `cms` has it, but with `crls` kept as the elements they
+/// are: `cms` decodes them with `x509-cert`'s `TbsCertList`, which refuses
+/// a v1 CRL (no version field), and so would refuse the whole SignedData.
+/// [`RevocationInfo::parse`] reads each one.
+#[derive(Clone, Debug, der::Sequence)]
+struct RawSignedData {
+    version: CmsVersion,
+    digest_algorithms: SetOfVec<AlgorithmIdentifierOwned>,
+    encap_content_info: EncapsulatedContentInfo,
+    #[asn1(context_specific = "0", tag_mode = "IMPLICIT", optional = "true")]
+    certificates: Option<CertificateSet>,
+    #[asn1(
+        context_specific = "1",
+        tag_mode = "IMPLICIT",
+        constructed = "true",
+        optional = "true"
+    )]
+    crls: Option<Vec<Any>>,
+    signer_infos: SignerInfos,
+}
+
 /// A parsed SignedData, ready to verify.
 #[derive(Debug, Clone)]
 pub struct Signed {
@@ -234,6 +264,8 @@ pub struct Signed {
     pub content_type: ObjectIdentifier,
     /// The certificates it carries.
     pub certs: Vec<Cert>,
+    /// Its `crls` (RFC 5652 §10.2.1), in order.
+    pub revocation: Vec<RevocationInfo>,
 }
 
 /// What one SignerInfo says, read without verifying anything (`inspect`).
@@ -281,7 +313,21 @@ impl Signed {
                 super::oid_name(&ci.content_type)
             )));
         }
-        let signed: SignedData = ci.content.decode_as().map_err(|e| bad("SignedData", e))?;
+        let raw: RawSignedData = ci.content.decode_as().map_err(|e| bad("SignedData", e))?;
+        let revocation = raw
+            .crls
+            .iter()
+            .flatten()
+            .map(RevocationInfo::parse)
+            .collect();
+        let signed = SignedData {
+            version: raw.version,
+            digest_algorithms: raw.digest_algorithms,
+            encap_content_info: raw.encap_content_info,
+            certificates: raw.certificates,
+            crls: None,
+            signer_infos: raw.signer_infos,
+        };
         let content = match &signed.encap_content_info.econtent {
             None => None,
             Some(any) => Some(
@@ -308,6 +354,7 @@ impl Signed {
             signed,
             content,
             certs,
+            revocation,
         })
     }
 
@@ -373,9 +420,15 @@ impl Signed {
         super::oid_name(&self.content_type)
     }
 
-    /// How many revocation entries (CRLs and other) it carries.
-    pub fn crls(&self) -> usize {
-        self.signed.crls.as_ref().map_or(0, |c| c.0.len())
+    /// The CRLs it carries that parse.
+    pub fn crls(&self) -> Vec<&Crl> {
+        self.revocation
+            .iter()
+            .filter_map(|r| match r {
+                RevocationInfo::Crl(c) => Some(&**c),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Verify every SignerInfo over the encapsulated content, or over
@@ -649,6 +702,57 @@ mod tests {
                 Err(SignatureError::Invalid(m)) if m.contains("digest")
             ));
         }
+    }
+
+    /// RFC 5652 §10.2.1: `crls` may hold other revocation formats (an OCSP
+    /// response) and, from other implementations, entries sipseal cannot
+    /// read; the SignedData still parses and verifies, and each entry is
+    /// named for what it is.
+    #[test]
+    fn revocation_choices_other_and_unreadable_do_not_spoil_the_signed_data() {
+        let id = alice();
+        let mut rng = ChaCha20Rng::from_seed([9; 32]);
+        let now = datetime!(2026-03-02 10:00 UTC);
+        let der = sign(b"hi", &id, SignatureScheme::Pkcs1v15, false, now, &mut rng).unwrap();
+        let ci = ContentInfo::from_der(&der).unwrap();
+        let mut raw: RawSignedData = ci.content.decode_as().unwrap();
+        let any = |bytes: &[u8]| Any::from_der(bytes).unwrap();
+        raw.crls = Some(vec![
+            // [1] { id-ri-ocsp-response, OCTET STRING "x" }
+            any(&[
+                0xa1, 0x0d, 0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x10, 0x02, 0x04, 0x01,
+                b'x',
+            ]),
+            // A SEQUENCE that is no CRL.
+            any(&[0x30, 0x03, 0x02, 0x01, 0x05]),
+            // A choice RFC 5652 does not define.
+            any(&[0xa5, 0x00]),
+        ]);
+        let der = ContentInfo {
+            content_type: ci.content_type,
+            content: Any::encode_from(&raw).unwrap(),
+        }
+        .to_der()
+        .unwrap();
+        let s = Signed::parse(&der).unwrap();
+        let lines: Vec<String> = s.revocation.iter().map(|r| r.describe()).collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(
+            lines[0],
+            "other revocation information (1.3.6.1.5.5.7.16.2)"
+        );
+        assert!(
+            lines[1].starts_with("unreadable: a CRL that does not parse"),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            lines[2].starts_with("unreadable: an unknown revocation choice"),
+            "{}",
+            lines[2]
+        );
+        assert!(s.crls().is_empty());
+        assert_eq!(s.verify(None).unwrap().len(), 1);
     }
 
     #[test]

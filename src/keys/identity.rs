@@ -165,6 +165,9 @@ pub struct Identity {
     pub key_path: PathBuf,
     /// Problems worth a warning (e.g. a key file readable by others).
     pub warnings: Vec<String>,
+    /// CRLs to carry in the SignedData of its signatures (RFC 5652
+    /// §10.2.1), so a verifier can check revocation without fetching them.
+    pub crls: Vec<super::crl::Crl>,
     /// The RSA private key once loaded (zeroized on drop by `rsa`).
     key: OnceLock<RsaPrivateKey>,
 }
@@ -225,6 +228,7 @@ impl Identity {
             chain: certs,
             key_path: key_path.to_owned(),
             warnings,
+            crls: Vec::new(),
             key: OnceLock::new(),
         })
     }
@@ -286,7 +290,7 @@ fn read(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyError> {
 
 /// Whether `bytes` holds a PEM block anywhere (a bundle may start with
 /// text, as `openssl pkcs7 -print_certs` writes `subject=` lines).
-fn contains_pem(bytes: &[u8]) -> bool {
+pub(crate) fn contains_pem(bytes: &[u8]) -> bool {
     memchr::memmem::find(bytes, b"-----BEGIN ").is_some()
 }
 
@@ -305,40 +309,49 @@ fn pem_block(bytes: &[u8], label: &[u8]) -> Option<Vec<u8>> {
     base64::engine::general_purpose::STANDARD.decode(&text).ok()
 }
 
-/// Every `CERTIFICATE` block of a PEM bundle, in order; text between the
-/// blocks and blocks of other kinds (keys) are passed over.
-fn pem_certificates(bytes: &[u8]) -> Result<Vec<Certificate>, String> {
-    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
-    const END: &[u8] = b"-----END CERTIFICATE-----";
+/// The DER of every `label` block of a PEM bundle, in order; text between
+/// the blocks and blocks of other kinds are passed over. The base64 is read
+/// whatever its line length (RFC 7468 asks for 64; OpenSSL and older tools
+/// write other widths).
+pub(crate) fn pem_blocks(bytes: &[u8], label: &str) -> Result<Vec<Vec<u8>>, String> {
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let what = label.to_ascii_lowercase();
     let mut out = Vec::new();
     let mut at = 0;
-    while let Some(start) = memchr::memmem::find(&bytes[at..], BEGIN).map(|i| at + i) {
-        let Some(end) = memchr::memmem::find(&bytes[start..], END).map(|i| start + i + END.len())
+    while let Some(start) = memchr::memmem::find(&bytes[at..], begin.as_bytes()).map(|i| at + i) {
+        let body = start + begin.len();
+        let Some(stop) = memchr::memmem::find(&bytes[body..], end.as_bytes()).map(|i| body + i)
         else {
-            return Err(format!(
-                "certificate {} has no -----END CERTIFICATE----- line",
-                out.len() + 1
-            ));
+            return Err(format!("{what} {} has no {end} line", out.len() + 1));
         };
-        // The base64 between the lines, whatever its line length (RFC 7468
-        // asks for 64, OpenSSL and older tools write other widths).
-        let text: Vec<u8> = bytes[start + BEGIN.len()..end - END.len()]
+        let text: Vec<u8> = bytes[body..stop]
             .iter()
             .copied()
             .filter(|b| !b.is_ascii_whitespace())
             .collect();
         let der = base64::engine::general_purpose::STANDARD
             .decode(&text)
-            .map_err(|e| format!("certificate {} is not base64 ({e})", out.len() + 1))?;
-        let cert = Certificate::from_der(&der)
-            .map_err(|e| format!("certificate {} does not parse ({e})", out.len() + 1))?;
-        out.push(cert);
-        at = end;
+            .map_err(|e| format!("{what} {} is not base64 ({e})", out.len() + 1))?;
+        out.push(der);
+        at = stop + end.len();
     }
     if out.is_empty() {
-        return Err("no -----BEGIN CERTIFICATE----- block in the file".into());
+        return Err(format!("no {begin} block in the file"));
     }
     Ok(out)
+}
+
+/// Every `CERTIFICATE` block of a PEM bundle, in order.
+fn pem_certificates(bytes: &[u8]) -> Result<Vec<Certificate>, String> {
+    pem_blocks(bytes, "CERTIFICATE")?
+        .iter()
+        .enumerate()
+        .map(|(i, der)| {
+            Certificate::from_der(der)
+                .map_err(|e| format!("certificate {} does not parse ({e})", i + 1))
+        })
+        .collect()
 }
 
 fn looks_like_pem(bytes: &[u8]) -> bool {

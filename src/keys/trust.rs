@@ -58,6 +58,26 @@ pub enum TrustError {
         /// The algorithm.
         oid: String,
     },
+    /// Listed on its issuer's CRL.
+    #[error("{cert} is revoked: serial {serial} is on {on}")]
+    Revoked {
+        /// The certificate.
+        cert: String,
+        /// Its serial number, hex.
+        serial: String,
+        /// `the CRL from SOURCE, revoked DATE (reasonCode)`.
+        on: String,
+    },
+    /// No usable CRL of its issuer to check it against.
+    #[error("no current CRL of {issuer} to check {cert} against: {why}")]
+    NoCrl {
+        /// The certificate.
+        cert: String,
+        /// Its issuer.
+        issuer: String,
+        /// Why each CRL of that issuer could not be used.
+        why: String,
+    },
     /// Its KeyUsage does not allow signatures.
     #[error("{0}: key usage does not allow signatures (no digitalSignature or nonRepudiation)")]
     KeyUsage(String),
@@ -87,22 +107,23 @@ pub fn check_issued<'a>(
     check_signed_by(cert, anchors)
 }
 
+/// An X.509 time as a timestamp (X.509 times lie within 1950-9999, which
+/// `time` represents).
+pub(crate) fn time_of(t: &x509_cert::time::Time) -> OffsetDateTime {
+    let secs = i64::try_from(t.to_unix_duration().as_secs()).unwrap_or(i64::MAX);
+    OffsetDateTime::from_unix_timestamp(secs).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
 /// Whether `cert` is valid at `now`.
 pub fn check_validity(cert: &Cert, now: OffsetDateTime) -> Result<(), TrustError> {
     let validity = cert.cert.tbs_certificate().validity();
-    let unix = |t: &x509_cert::time::Time| t.to_unix_duration().as_secs() as i128;
-    let at = now.unix_timestamp() as i128;
-    if at < unix(&validity.not_before) || at > unix(&validity.not_after) {
-        let text = |t: &x509_cert::time::Time| {
-            OffsetDateTime::from_unix_timestamp(unix(t) as i64)
-                .map(crate::context::rfc3339)
-                .unwrap_or_else(|_| t.to_string())
-        };
+    let (not_before, not_after) = (time_of(&validity.not_before), time_of(&validity.not_after));
+    if now < not_before || now > not_after {
         return Err(TrustError::Expired {
             cert: cert.name(),
             now: crate::context::rfc3339(now),
-            not_before: text(&validity.not_before),
-            not_after: text(&validity.not_after),
+            not_before: crate::context::rfc3339(not_before),
+            not_after: crate::context::rfc3339(not_after),
         });
     }
     Ok(())
@@ -190,31 +211,44 @@ fn signed_by<'a>(
     let sig = cert.cert.signature().raw_bytes();
     let oid = cert.cert.signature_algorithm().oid;
     for anchor in candidates {
-        let Ok(key) = anchor.rsa_public_key() else {
-            continue;
-        };
-        let Ok(sig) = Signature::try_from(sig) else {
-            break;
-        };
-        let ok = match oid {
-            SHA256_WITH_RSA => VerifyingKey::<Sha256>::new(key).verify(&tbs_der, &sig),
-            SHA384_WITH_RSA => VerifyingKey::<Sha384>::new(key).verify(&tbs_der, &sig),
-            SHA512_WITH_RSA => VerifyingKey::<Sha512>::new(key).verify(&tbs_der, &sig),
-            other => {
+        match issuer_signature_ok(anchor, oid, &tbs_der, sig) {
+            Ok(true) => return Ok(anchor),
+            Ok(false) => {}
+            Err(oid) => {
                 return Err(TrustError::Unsupported {
                     cert: cert.name(),
-                    oid: other.to_string(),
+                    oid,
                 });
             }
-        };
-        if ok.is_ok() {
-            return Ok(anchor);
         }
     }
     Err(TrustError::BadSignature {
         cert: cert.name(),
         issuer: issuer.to_string(),
     })
+}
+
+/// Whether `issuer`'s key made `sig` (algorithm `oid`) over `tbs`: a
+/// certificate's or a CRL's signature. `Err` names an algorithm sipseal
+/// does not verify.
+pub(crate) fn issuer_signature_ok(
+    issuer: &Cert,
+    oid: ObjectIdentifier,
+    tbs: &[u8],
+    sig: &[u8],
+) -> Result<bool, String> {
+    if ![SHA256_WITH_RSA, SHA384_WITH_RSA, SHA512_WITH_RSA].contains(&oid) {
+        return Err(crate::envelope::oid_name(&oid));
+    }
+    let (Ok(key), Ok(sig)) = (issuer.rsa_public_key(), Signature::try_from(sig)) else {
+        return Ok(false);
+    };
+    let ok = match oid {
+        SHA256_WITH_RSA => VerifyingKey::<Sha256>::new(key).verify(tbs, &sig),
+        SHA384_WITH_RSA => VerifyingKey::<Sha384>::new(key).verify(tbs, &sig),
+        _ => VerifyingKey::<Sha512>::new(key).verify(tbs, &sig),
+    };
+    Ok(ok.is_ok())
 }
 
 /// Intermediate certificates followed at most (a SIP PKI has one or two).

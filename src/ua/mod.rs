@@ -349,6 +349,7 @@ fn check_inner(
         anchors,
         at,
         min_route_level: None,
+        crls: None,
         received_from: None,
     };
     let report = verify_inner("inner", msg, inner, &opts);

@@ -19,6 +19,7 @@ use crate::context::rfc3339;
 use crate::envelope::signed::{SignatureError, Signer};
 use crate::envelope::{Envelope, RecipientKey};
 use crate::keys::Cert;
+use crate::keys::crl::{Crl, check_revocation};
 use crate::keys::trust::{
     TrustError, check_chain, check_signing_usage, check_validity, describe_usage,
 };
@@ -43,6 +44,11 @@ pub struct VerifyOptions<'a> {
     pub min_route_level: Option<u8>,
     /// The hop the message came from: the newest Route-Security entry must name it.
     pub received_from: Option<&'a str>,
+    /// CRLs given by the user (`verify --crl`): when `Some`, every
+    /// certificate of a signer's path but the anchor must be checked
+    /// against a current CRL of its issuer. CRLs a SignedData carries are
+    /// consulted either way.
+    pub crls: Option<&'a [Crl]>,
 }
 
 /// One check and its outcome.
@@ -231,10 +237,12 @@ impl VerifyReport {
 }
 
 /// The certificate checks shared by every signature kind: chain to the
-/// anchors, validity at `at`, key usage.
+/// anchors, revocation (with `--crl`, or CRLs the SignedData carries),
+/// validity at `at`, key usage.
 pub fn certificate_checks(
     signer: &Signer,
     carried: &[Cert],
+    carried_crls: &[&Crl],
     opts: &VerifyOptions<'_>,
 ) -> Vec<Check> {
     let mut checks = Vec::new();
@@ -246,6 +254,20 @@ pub fn certificate_checks(
                 "chain",
                 format!("{} (trust anchor)", names.join(" <- issued by ")),
             ));
+            if opts.crls.is_some() || !carried_crls.is_empty() {
+                let crls: Vec<&Crl> = opts
+                    .crls
+                    .into_iter()
+                    .flatten()
+                    .chain(carried_crls.iter().copied())
+                    .collect();
+                checks.push(
+                    match check_revocation(&path, &crls, opts.at, opts.crls.is_some()) {
+                        Ok(detail) => Check::pass("revocation", detail),
+                        Err(e) => Check::fail("revocation", e.to_string()),
+                    },
+                );
+            }
             path
         }
         Err(e) => {
@@ -376,12 +398,12 @@ pub fn verify_outer(
             "signature",
             "the detached SignedData verifies over the signed part",
         ));
-        let carried = crate::envelope::signed::Signed::parse(&outer.signature)
-            .map(|s| s.certs)
-            .unwrap_or_default();
+        let carried = crate::envelope::signed::Signed::parse(&outer.signature).ok();
+        let certs = carried.as_ref().map_or(&[][..], |s| &s.certs[..]);
+        let crls = carried.as_ref().map(|s| s.crls()).unwrap_or_default();
         report
             .checks
-            .extend(certificate_checks(signer, &carried, opts));
+            .extend(certificate_checks(signer, certs, &crls, opts));
         let designations = outer.original_designations();
         let check = signer_check(&mut report, signer, msg, &designations);
         report.checks.push(check);
@@ -477,9 +499,12 @@ pub fn verify_inner(
                 "signature",
                 "the SignedData verifies over its content",
             ));
-            report
-                .checks
-                .extend(certificate_checks(&inner.signer, &inner.certs, opts));
+            report.checks.extend(certificate_checks(
+                &inner.signer,
+                &inner.certs,
+                &inner.crls.iter().collect::<Vec<_>>(),
+                opts,
+            ));
             if let Some(msg) = msg {
                 let check = signer_check(&mut report, &inner.signer, msg, &[]);
                 report.checks.push(check);

@@ -56,6 +56,16 @@ pub fn ok(out: &Output) -> Vec<u8> {
     out.stdout.clone()
 }
 
+/// What a command wrote, stdout then stderr, as text (for assertions and
+/// failure messages).
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// The real `openssl` (`.ci/run` installs it), run in the repository root.
 pub fn openssl() -> std::process::Command {
     let mut cmd = std::process::Command::new("openssl");

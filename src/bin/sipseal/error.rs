@@ -287,6 +287,9 @@ fn key_hint(e: &KeyError) -> &'static str {
         KeyError::BadCert { .. } => {
             "give an X.509 certificate with an RSA key, PEM (-----BEGIN CERTIFICATE-----) or DER"
         }
+        KeyError::BadCrl { .. } => {
+            "give an X.509 CRL, PEM (-----BEGIN X509 CRL-----, e.g. from `openssl ca -gencrl`) or DER"
+        }
         KeyError::BadIdentity { .. } => {
             "an identity is a directory with cert.pem and key.pem (PKCS#8 or PKCS#1, PEM or DER), or --key KEY --cert CERT"
         }

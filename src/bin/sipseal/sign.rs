@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use sipseal::context::Context;
+use sipseal::keys::crl::Crl;
 use sipseal::signing::sign_message;
 
 use crate::args::{load_identity, scheme};
@@ -24,6 +25,10 @@ pub struct SignArgs {
     /// Sign with RSASSA-PSS instead of PKCS#1 v1.5.
     #[arg(long)]
     pub pss: bool,
+    /// Carry this CRL (PEM or DER; repeatable) in the SignedData, so that
+    /// verifiers can check revocation without fetching it (RFC 5652 §10.2.1).
+    #[arg(long, value_name = "FILE")]
+    pub crl: Vec<PathBuf>,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -31,7 +36,10 @@ pub struct SignArgs {
 /// Run `sign`.
 pub fn run(args: SignArgs, ctx: &mut Context) -> Result<Exit, Error> {
     let (name, msg) = read_named_message(&args.input)?;
-    let identity = load_identity(&args.identity)?;
+    let mut identity = load_identity(&args.identity)?;
+    for path in &args.crl {
+        identity.crls.extend(Crl::load(path)?);
+    }
     ctx.mix("sign", &msg.to_bytes());
     let signed = sign_message(&msg, &identity, scheme(args.pss), &[], ctx)
         .map_err(|err| Error::Signing { name, err })?;

@@ -7,6 +7,7 @@ use clap::Args;
 use time::OffsetDateTime;
 
 use sipseal::context::Context;
+use sipseal::keys::crl::Crl;
 use sipseal::sealing::SealedInput;
 use sipseal::sip::route_security::MAX_LEVEL;
 use sipseal::verify::{VerifyOptions, VerifyReport, verify_cms, verify_message};
@@ -34,6 +35,12 @@ pub struct VerifyArgs {
     /// Fail when a Route-Security link is below this level (0-3) or unaccounted for.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=MAX_LEVEL as i64))]
     pub min_route_level: Option<u8>,
+    /// Check revocation against this CRL (PEM or DER; repeatable): every
+    /// certificate of each signer's path but the trust anchor must be
+    /// absent from a current CRL of its issuer, as `openssl -crl_check_all`.
+    /// CRLs a SignedData carries are used too, with or without --crl.
+    #[arg(long, value_name = "FILE")]
+    pub crl: Vec<PathBuf>,
     /// The hop this message came from (HOST[:PORT]): the newest
     /// Route-Security entry must name it.
     #[arg(long, value_name = "ADDR")]
@@ -62,12 +69,19 @@ pub fn run(args: VerifyArgs, ctx: &mut Context) -> Result<Exit, Error> {
             "give the CA certificates to trust, e.g. --trust keys/trust.pem",
         ));
     }
+    let crls = args
+        .crl
+        .iter()
+        .map(|p| Crl::load(p))
+        .collect::<Result<Vec<_>, _>>()?
+        .concat();
     let ring = args.keys.load()?;
     let opts = VerifyOptions {
         anchors: &anchors,
         at: args.at.unwrap_or_else(|| ctx.now()),
         min_route_level: args.min_route_level,
         received_from: args.received_from.as_deref(),
+        crls: (!args.crl.is_empty()).then_some(&crls),
     };
     let input = read_sealed_input(&args.input)?;
     let report = match input {

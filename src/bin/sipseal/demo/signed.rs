@@ -32,6 +32,7 @@ fn verify_at_bob(msg: &Message, r: &Parties, ctx: &mut Context) -> VerifyReport 
         anchors: &r.anchors,
         at: ctx.now(),
         min_route_level: Some(2),
+        crls: None,
         received_from: Some(VIA_B),
     };
     let keys = [RecipientKey::Rsa {
