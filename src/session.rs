@@ -184,6 +184,10 @@ pub struct SessionKey {
     pub kek: KeyBytes,
     /// Whether this is the replaced key, still inside its grace time.
     pub previous: bool,
+    /// At a re-sealing relay that translates this call (issue 14 item 7):
+    /// the current key of the other side, to seal what this key opened
+    /// under for the hop it goes to.
+    pub counterpart: Option<Box<SessionKey>>,
 }
 
 impl SessionKey {
@@ -195,6 +199,7 @@ impl SessionKey {
             reference: keys.reference.to_vec(),
             kek: KeyBytes::new(&*keys.kek),
             previous: false,
+            counterpart: None,
         }
     }
 
@@ -292,6 +297,43 @@ pub struct Previous {
     pub until: OffsetDateTime,
 }
 
+/// The other side of a call at a re-sealing relay (`reencrypt` with a
+/// fresh CEK): the key derived from the CEK it sealed the full envelope
+/// under for the next hop, which that hop derives too. The relay opens
+/// session messages under either side's key and seals them again under
+/// the other's (issue 14 item 7).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Onward {
+    /// Its session reference.
+    #[serde(with = "text::hex_bytes")]
+    pub reference: Vec<u8>,
+    /// Its KEK.
+    pub kek: KeyBytes,
+    /// The key it replaced, while that one is in its grace time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Previous>,
+}
+
+impl Onward {
+    /// The onward keys derived from the CEK the relay sealed under.
+    pub fn new(cek: &[u8]) -> Onward {
+        let keys = derive(cek);
+        Onward {
+            reference: keys.reference.to_vec(),
+            kek: KeyBytes::new(&*keys.kek),
+            previous: None,
+        }
+    }
+
+    fn retire(self, until: OffsetDateTime) -> Previous {
+        Previous {
+            reference: self.reference,
+            kek: self.kek,
+            until,
+        }
+    }
+}
+
 /// One session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
@@ -328,6 +370,11 @@ pub struct Entry {
     /// (the local sequence of RFC 3261 §12.2.1.1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local_cseq: Option<u32>,
+    /// At a re-sealing relay: the next hop's key for this call (see
+    /// [`Onward`]); the entry's own key is the one of the hop the full
+    /// envelope came from (its `peer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onward: Option<Onward>,
 }
 
 impl Entry {
@@ -354,50 +401,102 @@ impl Entry {
             expiry: Some(now + policy.max_age),
             previous: None,
             local_cseq: None,
+            onward: None,
+        }
+    }
+
+    /// This entry with the onward key of a relay that sealed the full
+    /// envelope again under `cek` for the next hop.
+    pub fn with_onward(self, cek: &[u8]) -> Entry {
+        Entry {
+            onward: Some(Onward::new(cek)),
+            ..self
+        }
+    }
+
+    fn session_key(&self, reference: &[u8], kek: &KeyBytes, previous: bool) -> SessionKey {
+        SessionKey {
+            call_id: self.call_id.clone(),
+            reference: reference.to_vec(),
+            kek: kek.clone(),
+            previous,
+            counterpart: None,
         }
     }
 
     /// The current key.
     pub fn key(&self) -> SessionKey {
-        SessionKey {
-            call_id: self.call_id.clone(),
-            reference: self.reference.clone(),
-            kek: self.kek.clone(),
-            previous: false,
-        }
+        self.session_key(&self.reference, &self.kek, false)
     }
 
     /// The keys that open messages at `now`: the current one until its
-    /// expiry plus `grace`, the previous one until its `until`.
+    /// expiry plus `grace`, the previous one until its `until`; at a
+    /// translating relay the onward side's the same way, each key with
+    /// the other side's current key as its counterpart.
     pub fn keys_at(&self, now: OffsetDateTime, grace: Duration) -> Vec<SessionKey> {
         let mut out = Vec::new();
-        if self.expiry.is_none_or(|e| now < e + grace) {
-            out.push(self.key());
-        }
-        if let Some(p) = &self.previous
-            && now < p.until
-        {
-            out.push(SessionKey {
-                call_id: self.call_id.clone(),
-                reference: p.reference.clone(),
-                kek: p.kek.clone(),
-                previous: true,
-            });
+        let live = self.expiry.is_none_or(|e| now < e + grace);
+        let sides = std::iter::once((&self.reference, &self.kek, &self.previous)).chain(
+            self.onward
+                .as_ref()
+                .map(|o| (&o.reference, &o.kek, &o.previous)),
+        );
+        let current: Vec<SessionKey> = sides
+            .clone()
+            .map(|(r, k, _)| self.session_key(r, k, false))
+            .collect();
+        for (side, (reference, kek, previous)) in sides.enumerate() {
+            // The other side's current key, when there are two sides.
+            let counterpart = current.get(1 - side);
+            let with = |mut key: SessionKey| {
+                key.counterpart = counterpart.cloned().map(Box::new);
+                key
+            };
+            if live {
+                out.push(with(self.session_key(reference, kek, false)));
+            }
+            if let Some(p) = previous
+                && now < p.until
+            {
+                out.push(with(self.session_key(&p.reference, &p.kek, true)));
+            }
         }
         out
     }
 
-    /// Whether `reference` (hex, any case) names this entry's current or
-    /// previous key.
+    /// Swap the two sides of a translating relay's entry (the next full
+    /// envelope came from the other side).
+    fn swap_sides(&mut self) {
+        if let Some(o) = &mut self.onward {
+            std::mem::swap(&mut self.reference, &mut o.reference);
+            std::mem::swap(&mut self.kek, &mut o.kek);
+            std::mem::swap(&mut self.previous, &mut o.previous);
+        }
+    }
+
+    /// The key (reference, KEK) that `reference` (hex, any case) names:
+    /// this entry's current or previous key, or its onward side's.
+    pub fn key_named(&self, reference: &str) -> Option<(&[u8], &KeyBytes)> {
+        let wanted = hex::decode(reference).ok()?;
+        fn previous(p: &Option<Previous>) -> Option<(&[u8], &KeyBytes)> {
+            p.as_ref().map(|p| (&p.reference[..], &p.kek))
+        }
+        let onward = self.onward.as_ref();
+        [
+            Some((&self.reference[..], &self.kek)),
+            previous(&self.previous),
+            onward.map(|o| (&o.reference[..], &o.kek)),
+            onward.and_then(|o| previous(&o.previous)),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|(r, _)| *r == wanted.as_slice())
+    }
+
+    /// Whether `reference` (hex, any case) names one of this entry's keys
+    /// ([`Entry::key_named`]).
     pub fn has_reference(&self, reference: &str) -> bool {
-        let Ok(wanted) = hex::decode(reference) else {
-            return false;
-        };
-        self.reference == wanted
-            || self
-                .previous
-                .as_ref()
-                .is_some_and(|p| p.reference == wanted)
+        self.key_named(reference).is_some()
     }
 }
 
@@ -471,18 +570,47 @@ impl Sessions {
 
     /// Record the key of a full envelope for `entry.call_id`: a new session,
     /// the same key again, or a key update (the old key kept for `grace`).
+    ///
+    /// At a translating relay each side is replaced on its own: the same
+    /// envelope sealed onward again (a retransmission) replaces only the
+    /// onward key; a full envelope from the other side of the call (its
+    /// `peer` is the other party) swaps the sides first, so each key keeps
+    /// its own previous one.
     pub fn record(&mut self, entry: Entry, now: OffsetDateTime, grace: Duration) -> Recorded {
+        let until = whole_seconds(now + grace);
+        let onward = |old: Option<Onward>, new: Option<Onward>| {
+            new.map(|new| match old {
+                Some(old) if old.reference == new.reference => old,
+                old => Onward {
+                    previous: old.map(|o| o.retire(until)),
+                    ..new
+                },
+            })
+        };
         match self.entry_mut(&entry.call_id) {
-            Some(e) if e.reference == entry.reference => Recorded::Same,
+            Some(e) if e.reference == entry.reference => {
+                if entry.onward.is_some() {
+                    e.onward = onward(e.onward.take(), entry.onward);
+                }
+                Recorded::Same
+            }
             Some(e) => {
+                let other_side = e.onward.is_some()
+                    && entry.onward.is_some()
+                    && matches!((&e.peer, &entry.peer), (Some(a), Some(b)) if !a.eq_ignore_ascii_case(b));
+                if other_side {
+                    e.swap_sides();
+                }
                 let previous = Previous {
                     reference: std::mem::take(&mut e.reference),
                     kek: e.kek.clone(),
-                    until: whole_seconds(now + grace),
+                    until,
                 };
+                let onward = onward(e.onward.take(), entry.onward.clone());
                 *e = Entry {
                     previous: Some(previous),
                     local_cseq: e.local_cseq,
+                    onward,
                     ..entry
                 };
                 Recorded::Replaced
@@ -602,6 +730,78 @@ mod tests {
         let at = |t| s.lookup(&first.reference, Some("c1"), t, DEFAULT_GRACE);
         assert!(at(datetime!(2026-01-01 0:00:31 UTC)).is_some_and(|k| k.previous));
         assert!(at(datetime!(2026-01-01 0:00:32 UTC)).is_none());
+    }
+
+    /// Item 7: a translating relay's entry opens under either side's key
+    /// and names the other side's current key; each side is renewed on its
+    /// own, keeping its previous key for the grace time, whichever side the
+    /// next full envelope comes from.
+    #[test]
+    fn a_translating_relay_keeps_both_sides_and_renews_each() {
+        let now = datetime!(2026-01-01 0:00 UTC);
+        let p = Policy::default();
+        let relay = |cek: u8, onward: u8, from: &str| {
+            Entry::new("c", &[cek; 32], Role::Relay, Some(from.into()), now, &p)
+                .with_onward(&[onward; 32])
+        };
+        let r = |cek: u8| derive(&[cek; 32]).reference.to_vec();
+        let other = |s: &Sessions, reference: &[u8]| {
+            s.lookup(reference, Some("c"), now, DEFAULT_GRACE)
+                .and_then(|k| k.counterpart)
+                .map(|k| k.reference)
+        };
+        let mut s = Sessions::empty(None);
+        // alice's INVITE (CEK 1), sealed on for bob under CEK 2.
+        assert_eq!(
+            s.record(relay(1, 2, "sip:alice@a"), now, DEFAULT_GRACE),
+            Recorded::New
+        );
+        assert_eq!(other(&s, &r(1)), Some(r(2)));
+        assert_eq!(other(&s, &r(2)), Some(r(1)));
+        // The INVITE again (a retransmission) sealed on under CEK 3: bob may
+        // hold either onward key.
+        assert_eq!(
+            s.record(relay(1, 3, "sip:alice@a"), now, DEFAULT_GRACE),
+            Recorded::Same
+        );
+        assert_eq!(other(&s, &r(1)), Some(r(3)));
+        assert_eq!(
+            other(&s, &r(2)),
+            Some(r(1)),
+            "the replaced onward key still opens"
+        );
+        // bob's re-INVITE (CEK 4) sealed on for alice under CEK 5: the sides
+        // swap, so alice's side now holds 5 (previous 1) and bob's 4
+        // (previous 3).
+        assert_eq!(
+            s.record(relay(4, 5, "sip:bob@b"), now, DEFAULT_GRACE),
+            Recorded::Replaced
+        );
+        let e = &s.sessions[0];
+        assert_eq!(e.reference, r(4));
+        assert_eq!(e.previous.as_ref().map(|p| p.reference.clone()), Some(r(3)));
+        let o = e.onward.as_ref().unwrap();
+        assert_eq!(o.reference, r(5));
+        assert_eq!(o.previous.as_ref().map(|p| p.reference.clone()), Some(r(1)));
+        assert_eq!(
+            other(&s, &r(1)),
+            Some(r(4)),
+            "alice's old key goes to bob's new one"
+        );
+        assert_eq!(
+            other(&s, &r(3)),
+            Some(r(5)),
+            "bob's old key goes to alice's new one"
+        );
+        assert!(e.has_reference(&hex::encode(r(5))));
+        // A user agent's entry has one side: no counterpart.
+        let mut ua = Sessions::empty(None);
+        ua.record(
+            Entry::new("c", &[1; 32], Role::Ua, None, now, &p),
+            now,
+            DEFAULT_GRACE,
+        );
+        assert_eq!(other(&ua, &r(1)), None);
     }
 
     #[test]

@@ -353,3 +353,207 @@ fn a_whole_dialog_through_two_relays() {
         "proxy-b learned nothing"
     );
 }
+
+/// Item 7: the same dialog through a relay that seals every body again for
+/// the next hop under a fresh CEK (`reencrypt`, no `--keep-cek`). alice
+/// knows only proxy-a's certificate; proxy-a keeps both sides' session
+/// keys and translates each session message to the other side's key, in
+/// both directions, with no public-key operation; a rekey renews both
+/// sides. Messages without a body pass through `proxy`.
+#[test]
+fn a_whole_dialog_through_a_resealing_relay() {
+    let mut d = Dialog::new();
+    let offer = String::from_utf8(common::file("samples/offer.sdp")).unwrap();
+    let answer = String::from_utf8(common::file("samples/answer.sdp")).unwrap();
+    let reencrypt = |d: &mut Dialog, input: &Path, extra: &[&str]| {
+        let report = d.path(&format!("report-reencrypt-{}.json", d.n));
+        let mut args = vec![
+            "reencrypt",
+            s(input),
+            "--identity",
+            "keys/proxy-a",
+            "--report",
+            s(&report),
+            "--report-format",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        let out = d.ok(&args);
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        (out, json)
+    };
+    let to_bob = ["--peer", "keys/bob/cert.pem"];
+    let reference_of = |d: &Dialog, who: &str| d.store(who).sessions[0].reference.clone();
+    let relay = |d: &Dialog| d.store("sip:proxy-a.a.example.com").sessions[0].clone();
+
+    // 1. INVITE sealed for proxy-a alone; proxy-a seals it again for bob
+    // under a fresh CEK.
+    let invite = d.ok(&[
+        "seal",
+        "samples/invite.sip",
+        "--peer",
+        "keys/proxy-a/cert.pem",
+    ]);
+    let (inv_a, rep) = reencrypt(&mut d, &invite, &to_bob);
+    assert_eq!(
+        Message::parse(&std::fs::read(&inv_a).unwrap())
+            .unwrap()
+            .header_values("Record-Route"),
+        vec!["<sip:proxy-a.a.example.com;lr>"],
+        "the translating relay stays on the dialog's path"
+    );
+    assert_eq!(rep["decision"], "addressed");
+    assert_eq!(rep["cek"], "fresh");
+    assert_eq!(open(&d, "bob", &inv_a).unwrap(), offer);
+    assert_eq!(
+        open(&d, "bob", &invite).unwrap_err().0,
+        3,
+        "bob cannot read alice's envelope"
+    );
+    let alice_ref = reference_of(&d, "sip:alice@a.example.com");
+    let bob_ref = reference_of(&d, "sip:bob@b.example.com");
+    assert_ne!(alice_ref, bob_ref, "a fresh CEK on each side");
+    let entry = relay(&d);
+    assert_eq!(entry.reference, alice_ref, "proxy-a holds alice's side");
+    assert_eq!(
+        entry.onward.as_ref().map(|o| o.reference.clone()),
+        Some(bob_ref.clone()),
+        "and bob's"
+    );
+
+    // 2. bob's 200 OK under his key; proxy-a translates it to alice's.
+    let ok = d.ok(&[
+        "reply",
+        s(&inv_a),
+        "--response",
+        "200",
+        "--sdp",
+        "samples/answer.sdp",
+        "--identity",
+        "keys/bob",
+    ]);
+    assert_session_message(&ok, &bob_ref);
+    assert_eq!(
+        open(&d, "alice", &ok).unwrap_err().0,
+        1,
+        "not under alice's key"
+    );
+    let (ok_a, rep) = reencrypt(&mut d, &ok, &[]);
+    assert_eq!(rep["decision"], "session");
+    assert_eq!(rep["cek"], "translated");
+    assert_eq!(rep["sdp"].as_str(), Some(answer.as_str()));
+    assert_session_message(&ok_a, &alice_ref);
+    assert_eq!(open(&d, "alice", &ok_a).unwrap(), answer);
+
+    // 3. ACK (no body) through proxy.
+    let ack = d.ok(&[
+        "reply",
+        s(&ok_a),
+        "--request-method",
+        "ACK",
+        "--identity",
+        "keys/alice",
+    ]);
+    let (ack_a, _) = d.proxy("proxy-a", &ack, &[]);
+    assert!(std::fs::read(&ack_a).unwrap().ends_with(b"\r\n\r\n"));
+
+    // 4. alice's MESSAGE under her key reaches bob under his.
+    std::fs::write(d.path("hello.txt"), "hello bob\r\n").unwrap();
+    let hello = d.path("hello.txt");
+    let msg1 = d.message(&ok_a, &hello, &[]);
+    assert_session_message(&msg1, &alice_ref);
+    let (m1_a, rep) = reencrypt(&mut d, &msg1, &[]);
+    assert_eq!(rep["cek"], "translated");
+    assert_session_message(&m1_a, &bob_ref);
+    assert_eq!(open(&d, "bob", &m1_a).unwrap(), "hello bob\r\n");
+
+    // ... and bob's MESSAGE (from the ACK he received) reaches alice.
+    std::fs::write(d.path("hi.txt"), "hi alice\r\n").unwrap();
+    let from_bob = d.ok(&[
+        "reply",
+        s(&ack_a),
+        "--request-method",
+        "MESSAGE",
+        "--body",
+        s(&d.path("hi.txt")),
+        "--content-type",
+        "text/plain",
+        "--identity",
+        "keys/bob",
+    ]);
+    assert_session_message(&from_bob, &bob_ref);
+    let (fb_a, rep) = reencrypt(&mut d, &from_bob, &[]);
+    assert_eq!(rep["cek"], "translated");
+    assert_session_message(&fb_a, &alice_ref);
+    assert_eq!(open(&d, "alice", &fb_a).unwrap(), "hi alice\r\n");
+
+    // 5. alice rekeys (a full envelope for proxy-a); proxy-a seals it again
+    // for bob: both sides get new keys and keep the old ones for the grace
+    // time.
+    let rekey_src = d.message(
+        &ok_a,
+        &hello,
+        &["--max-uses", "1", "--peer", "keys/proxy-a/cert.pem"],
+    );
+    assert!(envelope(&rekey_src).session_reference().is_none());
+    let (rk_a, rep) = reencrypt(&mut d, &rekey_src, &to_bob);
+    assert_eq!(rep["cek"], "fresh");
+    assert_eq!(open(&d, "bob", &rk_a).unwrap(), "hello bob\r\n");
+    let alice_new = reference_of(&d, "sip:alice@a.example.com");
+    let bob_new = reference_of(&d, "sip:bob@b.example.com");
+    assert!(alice_new != alice_ref && bob_new != bob_ref && alice_new != bob_new);
+    let entry = relay(&d);
+    assert_eq!(entry.reference, alice_new);
+    assert_eq!(
+        entry.previous.as_ref().map(|p| p.reference.clone()),
+        Some(alice_ref.clone())
+    );
+    let onward = entry.onward.as_ref().unwrap();
+    assert_eq!(onward.reference, bob_new);
+    assert_eq!(
+        onward.previous.as_ref().map(|p| p.reference.clone()),
+        Some(bob_ref.clone())
+    );
+
+    // 6. MESSAGE under the new keys, both ways.
+    let msg2 = d.message(&ok_a, &hello, &[]);
+    assert_session_message(&msg2, &alice_new);
+    let (m2_a, _) = reencrypt(&mut d, &msg2, &[]);
+    assert_session_message(&m2_a, &bob_new);
+    assert_eq!(open(&d, "bob", &m2_a).unwrap(), "hello bob\r\n");
+    let from_bob = d.ok(&[
+        "reply",
+        s(&ack_a),
+        "--request-method",
+        "MESSAGE",
+        "--body",
+        s(&d.path("hi.txt")),
+        "--content-type",
+        "text/plain",
+        "--identity",
+        "keys/bob",
+    ]);
+    assert_session_message(&from_bob, &bob_new);
+    let (fb_a, _) = reencrypt(&mut d, &from_bob, &[]);
+    assert_session_message(&fb_a, &alice_new);
+    assert_eq!(open(&d, "alice", &fb_a).unwrap(), "hi alice\r\n");
+
+    // 7. BYE (no body) through proxy.
+    let bye = d.ok(&[
+        "reply",
+        s(&ok_a),
+        "--request-method",
+        "BYE",
+        "--identity",
+        "keys/alice",
+    ]);
+    d.proxy("proxy-a", &bye, &[]);
+
+    // The relay's two sides are the two parties' keys.
+    let alice = &d.store("sip:alice@a.example.com").sessions[0];
+    let bob = &d.store("sip:bob@b.example.com").sessions[0];
+    let entry = relay(&d);
+    assert_eq!(entry.kek, alice.kek);
+    assert_eq!(entry.onward.as_ref().unwrap().kek, bob.kek);
+}

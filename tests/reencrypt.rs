@@ -156,6 +156,21 @@ fn keep_cek_seals_under_the_same_key_with_a_fresh_nonce() {
     assert!(String::from_utf8_lossy(&conflict.stderr).contains("--keep-cek"));
 }
 
+/// A full envelope needs someone to seal for: without --peer/--disclose,
+/// exit 2, nothing written, and the hint names the options (a session
+/// message the relay translates needs none: tests/dialog.rs).
+#[test]
+fn a_full_envelope_without_recipients_is_a_usage_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let from_alice = seal(tmp.path(), &["--peer", "keys/proxy-a/cert.pem"]);
+    let out = reencrypt(&from_alice, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no recipients to seal for"), "{err}");
+    assert!(err.contains("--peer CERT"), "{err}");
+}
+
 #[test]
 fn designations_are_replaced_and_a_modify_relay_may_edit() {
     let tmp = tempfile::tempdir().unwrap();

@@ -102,8 +102,13 @@ pub fn relay(
         Pass::Forward {
             message,
             cek,
+            onward,
             trust,
-        } => (Outcome::Forward(message), cek, Some(trust)),
+        } => (
+            Outcome::Forward(message),
+            cek.map(|c| (c, onward)),
+            Some(trust),
+        ),
         Pass::Refuse(refusal) => {
             report.answered = Some(refusal.sip_status());
             report.refused = refusal.why();
@@ -120,11 +125,18 @@ pub fn relay(
         }
     };
     let session = match (&cek, msg.call_id()) {
-        (Some(cek), Ok(call_id)) => {
+        (Some((cek, onward)), Ok(call_id)) => {
             let now = ctx.now();
             let owner = keys.name();
-            let peer = msg.aor("From").map(str::to_owned);
-            let entry = Entry::new(call_id, cek, Role::Relay, peer.clone(), now, &opts.sessions);
+            // The party whose full envelope this is: the From party of a
+            // request, the To party of a response.
+            let sender = if msg.is_request() { "From" } else { "To" };
+            let peer = msg.aor(sender).map(str::to_owned);
+            let mut entry =
+                Entry::new(call_id, cek, Role::Relay, peer.clone(), now, &opts.sessions);
+            if let Some(onward) = onward {
+                entry = entry.with_onward(onward);
+            }
             // S6: anyone can seal to this relay's certificate; a sender no
             // one vouched for may fill only so much of its store.
             let vouched = trust

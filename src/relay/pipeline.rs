@@ -14,7 +14,7 @@ use crate::context::Context;
 use crate::envelope::{Cek, Envelope, EnvelopeKind, Opened, Recipient, RecipientKey};
 use crate::mime::Entity;
 use crate::sdp::{SdpEdit, apply_edits};
-use crate::sealing::{reseal, restore, seal_message_with};
+use crate::sealing::{reseal, restore, seal_message_with, seal_session};
 use crate::session::SessionKey;
 use crate::signing::{OuterSignature, sign_message, unwrap_inner};
 use crate::sip::Message;
@@ -32,6 +32,9 @@ pub(super) enum Pass {
         message: Message,
         /// The CEK of a full envelope this relay opened.
         cek: Option<Cek>,
+        /// The fresh CEK it sealed that envelope again under for the next
+        /// hop (`reencrypt`): the other side of the call's keys.
+        onward: Option<Box<Cek>>,
         /// Whether its SDP may feed pinholes, and who signed it.
         trust: Trust,
     },
@@ -53,6 +56,8 @@ struct Content {
     opened: Opened,
     /// Whether it opened with a stored session key.
     by_session: bool,
+    /// That session key.
+    session: Option<SessionKey>,
     /// The content as it came out of the envelope, as an entity when it is one.
     raw: Option<Entity>,
     /// The entity that was signed (the raw one when there is no inner signature).
@@ -104,7 +109,7 @@ pub(super) fn run(
     recipient_keys.extend(keys.recipient_keys());
     let found = Found {
         keys: &recipient_keys,
-        sessions: sessions.len(),
+        sessions,
     };
     let cbc = |e: &Envelope| e.kind == EnvelopeKind::EnvelopedData;
     let plan = match &opts.mode {
@@ -213,9 +218,9 @@ pub(super) fn run(
         path::route_security(msg.is_request(), &view.route, &sent_by, &opts.path);
 
     // The message to route: as it came, or with its new body.
-    let sealed_again = match (&env, &content) {
+    let (sealed_again, onward) = match (&env, &content) {
         (Some(env), Some(c)) => new_body(msg, env, c, edited.as_ref(), keys, opts, report, ctx)?,
-        _ => None,
+        _ => (None, None),
     };
     let resealed = sealed_again.is_some();
     let base = match (sealed_again, &opts.mode) {
@@ -244,6 +249,7 @@ pub(super) fn run(
     Ok(Pass::Forward {
         message: out,
         cek,
+        onward,
         trust,
     })
 }
@@ -289,8 +295,10 @@ impl Emit<'_> {
                     !p.keep_designation && (self.outer.is_none() || self.resealed),
                     p.record_route,
                 ),
-                // The designations are already the new ones.
-                Mode::Reencrypt(_) => (false, false),
+                // The designations are already the new ones. A relay that
+                // seals under a fresh CEK translates the call's later
+                // session messages: it stays on the dialog's path.
+                Mode::Reencrypt(r) => (false, !r.keep_cek),
             };
             if drop_mine {
                 remove_designations(&mut out, |d| {
@@ -371,8 +379,8 @@ impl Vouched {
 /// The keys this relay opens with, the stored session keys first.
 struct Found<'k, 'a> {
     keys: &'k [RecipientKey<'a>],
-    /// How many of `keys` are session keys.
-    sessions: usize,
+    /// The session keys, the first of `keys`.
+    sessions: &'k [SessionKey],
 }
 
 /// `proxy` (SPEC §4 step 3): open when a designation names this relay,
@@ -391,7 +399,7 @@ fn decide_proxy(
     };
     let key = env.find(found.keys);
     let addressed = key.is_some();
-    let by_session = key.is_some_and(|(k, _)| k < found.sessions);
+    let by_session = key.is_some_and(|(k, _)| k < found.sessions.len());
     report.decision = if !mine.is_empty() {
         Decision::Designated
     } else if by_session {
@@ -426,10 +434,13 @@ fn decide_reencrypt(
     found: &Found<'_, '_>,
     report: &mut RelayReport,
 ) -> Result<Plan, RelayError> {
-    report.decision = if mine.is_empty() {
-        Decision::Addressed
-    } else {
+    let key = env.find(found.keys);
+    report.decision = if !mine.is_empty() {
         Decision::Designated
+    } else if key.is_some_and(|(k, _)| k < found.sessions.len()) {
+        Decision::Session
+    } else {
+        Decision::Addressed
     };
     if let Some(d) = mine
         .iter()
@@ -443,7 +454,7 @@ fn decide_reencrypt(
             ));
         }
     }
-    if env.find(found.keys).is_none() && msg.is_request() {
+    if key.is_none() && msg.is_request() {
         return Ok(Plan::Refuse(Refusal::Undecipherable));
     }
     Ok(Plan::Open(env))
@@ -475,8 +486,10 @@ fn open(
             )
         }
     };
+    let session = found.sessions.get(opened.key_index).cloned();
     Ok(Content {
-        by_session: opened.key_index < found.sessions,
+        by_session: session.is_some(),
+        session,
         opened,
         raw,
         entity,
@@ -526,7 +539,13 @@ fn read(
 
 /// The body sealed again, when there is a new one: `reencrypt` seals the
 /// (edited) content for the next hop; a `proxy` edit re-seals it for the
-/// same recipients. The message carries the new body.
+/// same recipients. The message carries the new body; with it, the fresh
+/// CEK of a full envelope `reencrypt` sealed for the next hop.
+///
+/// A session message under a key this relay translates (it sealed the
+/// call's full envelope again under a fresh CEK) is sealed under the
+/// other side's session key: no public-key operation, and each side keeps
+/// the key it derived (issue 14 item 7).
 #[allow(clippy::too_many_arguments)]
 fn new_body(
     msg: &Message,
@@ -537,7 +556,19 @@ fn new_body(
     opts: &RelayOptions,
     report: &mut RelayReport,
     ctx: &mut Context,
-) -> Result<Option<Message>, RelayError> {
+) -> Result<(Option<Message>, Option<Box<Cek>>), RelayError> {
+    let counterpart = c.session.as_ref().and_then(|k| k.counterpart.as_deref());
+    if let (Mode::Reencrypt(_), Some(other)) = (&opts.mode, counterpart) {
+        let raw = edited.or(c.raw.as_ref());
+        let plain = restore(msg.clone(), raw, &c.opened.content);
+        let sealed = seal_session(&plain, other, ctx).map_err(RelayError::Seal)?;
+        report.resealed_for = vec![format!(
+            "session key {} (the other side of this call)",
+            hex::encode(&other.reference)
+        )];
+        report.cek = Some("translated");
+        return Ok((Some(sealed.message), None));
+    }
     match (&opts.mode, edited) {
         (Mode::Reencrypt(r), edited) => {
             let raw = edited.or(c.raw.as_ref());
@@ -555,7 +586,10 @@ fn new_body(
                 .map(Recipient::describe)
                 .collect();
             report.cek = Some(if r.keep_cek { "kept" } else { "fresh" });
-            Ok(Some(sealed.message))
+            // A session message sealed as a full envelope starts no new
+            // pair of keys: only a full envelope this relay opened does.
+            let onward = (!r.keep_cek && !c.by_session).then(|| Box::new(sealed.cek));
+            Ok((Some(sealed.message), onward))
         }
         (Mode::Proxy(_), Some(edited)) => {
             let mut certs: Vec<_> = keys.certs.iter().collect();
@@ -566,8 +600,15 @@ fn new_body(
             report.cek = Some("fresh");
             let mut out = msg.clone();
             out.set_body(der);
-            Ok(Some(out))
+            Ok((Some(out), None))
         }
-        (Mode::Proxy(_), None) => Ok(None),
+        (Mode::Proxy(_), None) => {
+            if counterpart.is_some() {
+                report.notes.push(
+                    "sealed under a session key this relay translates (it sealed the call's full envelope again under a fresh CEK): forwarded as it is, the other side cannot open it; `reencrypt` carries it across".into(),
+                );
+            }
+            Ok((None, None))
+        }
     }
 }

@@ -126,7 +126,8 @@ pub struct RelayReport {
     /// Whom the body was sealed for again (after an edit, or by `reencrypt`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub resealed_for: Vec<String>,
-    /// After a re-seal: `fresh` (a new CEK) or `kept` (`--keep-cek`).
+    /// After a re-seal: `fresh` (a new CEK), `kept` (`--keep-cek`), or
+    /// `translated` (a session message sealed under the other side's key).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cek: Option<&'static str>,
     /// Who signed the content inside the envelope (inner signature).

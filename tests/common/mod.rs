@@ -176,6 +176,15 @@ pub struct Session {
     pub expiry: Option<String>,
     pub previous: Option<Previous>,
     pub local_cseq: Option<u32>,
+    pub onward: Option<Onward>,
+}
+
+/// A re-sealing relay's key for the next hop, as written.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Onward {
+    pub reference: String,
+    pub kek: String,
+    pub previous: Option<Previous>,
 }
 
 /// A replaced key, as written.

@@ -228,6 +228,16 @@ impl RecipientArgs {
     /// Load the certificates and PSKs into a seal specification; `now`
     /// decides whether a certificate from a 496 is valid.
     pub fn spec(&self, now: OffsetDateTime) -> Result<SealSpec, Error> {
+        let spec = self.spec_or_none(now)?;
+        if spec.peers.is_empty() && spec.disclose.is_empty() {
+            return Err(no_recipients());
+        }
+        Ok(spec)
+    }
+
+    /// [`RecipientArgs::spec`], possibly naming no one (`reencrypt`: a
+    /// session message it translates needs no recipients).
+    pub fn spec_or_none(&self, now: OffsetDateTime) -> Result<SealSpec, Error> {
         let mut peers = Vec::new();
         for p in &self.peer {
             peers.push(Recipient::Cert(Box::new(load_recipient_cert(p)?)));
@@ -297,12 +307,6 @@ impl RecipientArgs {
                     "name the relay by its SIP URI, e.g. --designate sip:proxy-b.b.example.com",
                 ));
             }
-        }
-        if peers.is_empty() && disclose.is_empty() {
-            return Err(Error::usage(
-                "no recipients",
-                "name the far end with --peer CERT and relays with --disclose CERT|psk:FILE",
-            ));
         }
         Ok(SealSpec {
             peers,
@@ -444,4 +448,12 @@ fn warn(id: &Identity) {
     for w in &id.warnings {
         eprintln!("warning: {w}");
     }
+}
+
+/// Sealing with no one named.
+pub fn no_recipients() -> Error {
+    Error::usage(
+        "no recipients",
+        "name the far end with --peer CERT and relays with --disclose CERT|psk:FILE",
+    )
 }

@@ -311,7 +311,9 @@ fn envelope_hint(e: &EnvelopeError) -> &'static str {
         EnvelopeError::Unsupported(_) => {
             "sipseal reads AES-GCM/AES-CBC content, RSA (OAEP, PKCS#1 v1.5) and AES key-wrap recipients"
         }
-        EnvelopeError::Recipient(_) => "give an RSA certificate or a PSK file",
+        EnvelopeError::Recipient(_) => {
+            "name each recipient with --peer CERT or --disclose CERT|psk:FILE: an RSA certificate or a PSK file"
+        }
         EnvelopeError::Key(_) => {
             "check the identity's key file: PKCS#8 or PKCS#1, PEM or DER, matching its certificate"
         }

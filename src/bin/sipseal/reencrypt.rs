@@ -20,7 +20,9 @@ pub struct ReencryptArgs {
     pub recipients: RecipientArgs,
     /// Seal under the same CEK that opened the input instead of a fresh one,
     /// so the session key derived from it is the same for every hop. The
-    /// input's content cipher is kept.
+    /// input's content cipher is kept. Without it, the relay keeps both
+    /// sides' session keys and translates later session messages of the
+    /// call (run `reencrypt` on each; no --peer needed for them).
     #[arg(long)]
     pub keep_cek: bool,
 }
@@ -33,7 +35,9 @@ pub fn run(args: ReencryptArgs, ctx: &mut Context) -> Result<Exit, Error> {
             "a kept CEK belongs to the input's cipher; drop --cipher, or drop --keep-cek to seal under a fresh key",
         ));
     }
-    let spec = args.recipients.spec(ctx.now())?;
+    // A session message this relay translates needs no recipients; any
+    // other body does (the library says so when it gets there).
+    let spec = args.recipients.spec_or_none(ctx.now())?;
     let Loaded {
         identity,
         psks,
@@ -42,11 +46,6 @@ pub fn run(args: ReencryptArgs, ctx: &mut Context) -> Result<Exit, Error> {
         Inbound::Relay(loaded) => *loaded,
         Inbound::Answered(exit) => return Ok(exit),
     };
-    if !args.keep_cek {
-        eprintln!(
-            "note: without --keep-cek the next hop derives a different session key from the fresh CEK; later session messages of this call will not open end to end"
-        );
-    }
     let keys = RelayKeys {
         identity: identity.as_ref(),
         psks: &psks,

@@ -70,6 +70,9 @@ struct Listed<'a> {
     previous_reference: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     previous_until: Option<String>,
+    /// A translating relay's other side (`reencrypt` with a fresh CEK).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    onward_reference: Option<String>,
 }
 
 impl<'a> Listed<'a> {
@@ -86,6 +89,7 @@ impl<'a> Listed<'a> {
             expiry: e.expiry.map(rfc3339),
             previous_reference: e.previous.as_ref().map(|p| hex::encode(&p.reference)),
             previous_until: e.previous.as_ref().map(|p| rfc3339(p.until)),
+            onward_reference: e.onward.as_ref().map(|o| hex::encode(&o.reference)),
         }
     }
 
@@ -188,13 +192,9 @@ pub fn run(cmd: SessionCommand) -> Result<Exit, Error> {
         SessionCommand::Export(args) => {
             let all = stores(&args.list)?;
             let (id, e) = pick(&all, &args.which)?;
-            // A reference names the previous key too: export that one.
-            let (reference, kek) = match &e.previous {
-                Some(p) if hex::encode(&p.reference).eq_ignore_ascii_case(&args.which) => {
-                    (&p.reference, p.kek.to_hex())
-                }
-                _ => (&e.reference, e.kek.to_hex()),
-            };
+            // A reference names a previous or onward key too: export that one.
+            let (reference, kek) = e.key_named(&args.which).unwrap_or((&e.reference, &e.kek));
+            let kek = kek.to_hex();
             let exported = Exported {
                 identity: id,
                 call_id: &e.call_id,
