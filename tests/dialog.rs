@@ -384,6 +384,22 @@ fn a_whole_dialog_through_a_resealing_relay() {
         (out, json)
     };
     let to_bob = ["--peer", "keys/bob/cert.pem"];
+    // bob's in-dialog MESSAGE (from the ACK he received) under his key.
+    let bob_says = |d: &mut Dialog, ack: &Path| {
+        let hi = d.path("hi.txt");
+        d.ok(&[
+            "reply",
+            s(ack),
+            "--request-method",
+            "MESSAGE",
+            "--body",
+            s(&hi),
+            "--content-type",
+            "text/plain",
+            "--identity",
+            "keys/bob",
+        ])
+    };
     let reference_of = |d: &Dialog, who: &str| d.store(who).sessions[0].reference.clone();
     let relay = |d: &Dialog| d.store("sip:proxy-a.a.example.com").sessions[0].clone();
 
@@ -470,18 +486,7 @@ fn a_whole_dialog_through_a_resealing_relay() {
 
     // ... and bob's MESSAGE (from the ACK he received) reaches alice.
     std::fs::write(d.path("hi.txt"), "hi alice\r\n").unwrap();
-    let from_bob = d.ok(&[
-        "reply",
-        s(&ack_a),
-        "--request-method",
-        "MESSAGE",
-        "--body",
-        s(&d.path("hi.txt")),
-        "--content-type",
-        "text/plain",
-        "--identity",
-        "keys/bob",
-    ]);
+    let from_bob = bob_says(&mut d, &ack_a);
     assert_session_message(&from_bob, &bob_ref);
     let (fb_a, rep) = reencrypt(&mut d, &from_bob, &[]);
     assert_eq!(rep["cek"], "translated");
@@ -522,18 +527,7 @@ fn a_whole_dialog_through_a_resealing_relay() {
     let (m2_a, _) = reencrypt(&mut d, &msg2, &[]);
     assert_session_message(&m2_a, &bob_new);
     assert_eq!(open(&d, "bob", &m2_a).unwrap(), "hello bob\r\n");
-    let from_bob = d.ok(&[
-        "reply",
-        s(&ack_a),
-        "--request-method",
-        "MESSAGE",
-        "--body",
-        s(&d.path("hi.txt")),
-        "--content-type",
-        "text/plain",
-        "--identity",
-        "keys/bob",
-    ]);
+    let from_bob = bob_says(&mut d, &ack_a);
     assert_session_message(&from_bob, &bob_new);
     let (fb_a, _) = reencrypt(&mut d, &from_bob, &[]);
     assert_session_message(&fb_a, &alice_new);
