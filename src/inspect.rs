@@ -338,12 +338,20 @@ pub fn inspect(msg: &Message) -> Report {
     }
 }
 
-/// The first sealed part of a body tree, with its Content-ID.
-fn sealed_part(p: &Part) -> Option<&Part> {
+/// The sealed parts of a body tree, in order.
+fn sealed_parts<'p>(p: &'p Part, out: &mut Vec<&'p Part>) {
     if p.is("application/pkcs7-mime") || p.is("application/x-pkcs7-mime") {
-        return Some(p);
+        out.push(p);
     }
-    p.parts.iter().find_map(sealed_part)
+    for sub in &p.parts {
+        sealed_parts(sub, out);
+    }
+}
+
+/// A sealed part: its Content-ID and its envelope, when it parses.
+struct Sealed {
+    content_id: Option<String>,
+    envelope: Option<Envelope>,
 }
 
 /// Inspect a message and check its envelope against what is known: name
@@ -356,15 +364,30 @@ pub fn inspect_with<R: CryptoRng + ?Sized>(
 ) -> Report {
     let mut report = inspect(msg);
     let tree = mime::body_of(msg).ok().flatten();
-    let sealed = tree.as_ref().and_then(sealed_part);
-    let envelope = sealed.and_then(|p| Envelope::parse(&p.body).ok());
-    let content_id = sealed
-        .and_then(|p| p.header("Content-ID"))
-        .map(|v| strip_angle(v).to_owned());
-    if let Some(env) = &envelope {
+    let mut found = Vec::new();
+    if let Some(tree) = &tree {
+        sealed_parts(tree, &mut found);
+    }
+    // A multipart body may hold several sealed parts (item 10): each
+    // designation is checked against the part its cid names.
+    let sealed: Vec<Sealed> = found
+        .iter()
+        .map(|p| Sealed {
+            content_id: p.header("Content-ID").map(|v| strip_angle(v).to_owned()),
+            envelope: Envelope::parse(&p.body).ok(),
+        })
+        .collect();
+    if let Some(env) = sealed.first().and_then(|s| s.envelope.as_ref()) {
         check(&mut report, env, known, rng);
     }
+    let part_for = |cid: &Option<String>| {
+        sealed
+            .iter()
+            .find(|s| cid.is_some() && s.content_id == *cid)
+            .or(sealed.first())
+    };
     let parties = [msg.aor("To"), msg.aor("From")];
+    let mut per_part = vec![0usize; sealed.len()];
     for d in designations(msg) {
         let d = match d {
             Ok(d) => d,
@@ -373,18 +396,25 @@ pub fn inspect_with<R: CryptoRng + ?Sized>(
                 continue;
             }
         };
-        if d.cid.is_some() && d.cid != content_id {
+        if d.cid.is_some() && !sealed.iter().any(|s| s.content_id == d.cid) {
+            let ids: Vec<&str> = sealed
+                .iter()
+                .map(|s| s.content_id.as_deref().unwrap_or("(none)"))
+                .collect();
             report.warnings.push(format!(
                 "Proxy-Inspect-Body for {} names cid {:?}, but the sealed part's Content-ID is {:?}",
                 d.uri,
                 d.cid.as_deref().unwrap_or_default(),
-                content_id.as_deref().unwrap_or("(none)")
+                if ids.is_empty() { "(none)".to_owned() } else { ids.join(", ") }
             ));
         }
-        let recipient = envelope
-            .as_ref()
-            .and_then(|env| recipient_with_uri(env, known, &d.uri));
-        if let (Some(env), None) = (&envelope, recipient)
+        let target = part_for(&d.cid);
+        if let Some(i) = target.and_then(|t| sealed.iter().position(|s| std::ptr::eq(s, t))) {
+            per_part[i] += 1;
+        }
+        let envelope = target.and_then(|t| t.envelope.as_ref());
+        let recipient = envelope.and_then(|env| recipient_with_uri(env, known, &d.uri));
+        if let (Some(env), None) = (envelope, recipient)
             && named(env, known).iter().all(Option::is_some)
         {
             report.warnings.push(format!(
@@ -399,7 +429,15 @@ pub fn inspect_with<R: CryptoRng + ?Sized>(
             recipient,
         });
     }
-    if let Some(env) = &envelope {
+    for (s, designated) in sealed.iter().zip(per_part) {
+        let Some(env) = &s.envelope else {
+            continue;
+        };
+        // Which part the warning is about, when there are several.
+        let which = match (&s.content_id, sealed.len()) {
+            (Some(cid), 2..) => format!(" <{cid}>"),
+            _ => String::new(),
+        };
         for (i, party) in named(env, known).into_iter().enumerate() {
             let Some(uri) = party.and_then(|p| p.uri) else {
                 continue;
@@ -408,14 +446,13 @@ pub fn inspect_with<R: CryptoRng + ?Sized>(
             let party = parties.iter().flatten().any(|p| *p == uri);
             if !designated && !party {
                 report.warnings.push(format!(
-                    "recipient #{i} ({uri}) can open the body but is neither designated by Proxy-Inspect-Body nor the From/To party"
+                    "recipient #{i} ({uri}) can open the body{which} but is neither designated by Proxy-Inspect-Body nor the From/To party"
                 ));
             }
         }
-        let designated = report.disclosure.len();
         if env.recipients.len() < designated + 1 {
             report.warnings.push(format!(
-                "{} RecipientInfo(s) for {designated} designated relay(s) plus the peer: someone cannot open it",
+                "{} RecipientInfo(s) for {designated} designated relay(s) plus the peer{which}: someone cannot open it",
                 env.recipients.len()
             ));
         }

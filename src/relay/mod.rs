@@ -91,7 +91,7 @@ pub fn relay(
         None => match path::admission(msg, &opts.path)? {
             Some(refusal) => Pass::Refuse(refusal),
             None => {
-                let view = View::parse(msg);
+                let view = View::parse_for(msg, &keys.uris());
                 let sessions =
                     session_keys(&view, &owner, &opts.sessions, state.sessions, ctx.now())?;
                 pipeline::run(view, &mut report, keys, &sessions, &branch_key, opts, ctx)?

@@ -167,6 +167,15 @@ pub(super) fn run(
             Err(e) => return Err(e),
         },
     };
+    // A sealed part of a multipart body is read where it stands: sealing
+    // it again in place (an edit, reencrypt) is not done.
+    if let (Some(cid), Some(_)) = (&view.part, &content)
+        && (!opts.edits.is_empty() || matches!(opts.mode, Mode::Reencrypt(_)))
+    {
+        return Err(RelayError::EditRefused(format!(
+            "the sealed body is one part (<{cid}>) of a multipart body: this relay reads it and forwards the message unchanged (proxy without edits), it does not seal a part again"
+        )));
+    }
     let edited = match &content {
         Some(c) => read(msg, c, &opts.edits, &opts.mode, report)?,
         None if !opts.edits.is_empty() => {

@@ -7,7 +7,7 @@
 use crate::envelope::Envelope;
 use crate::envelope::signed::{SignatureError, Signer};
 use crate::mime::Entity;
-use crate::sealing::{SealError, sealed_der};
+use crate::sealing::{SealError, designated_part, sealed_der};
 use crate::signing::{OuterSignature, SigningError, is_signed_entity, outer_signature};
 use crate::sip::Message;
 use crate::sip::disclosure::{Designation, designations};
@@ -30,6 +30,10 @@ pub struct View<'m> {
     pub signed: Option<Message>,
     /// The envelope of the sealed body (under the outer signature, if any).
     pub envelope: Result<Envelope, SealError>,
+    /// When the body is a multipart with sealed parts: the Content-ID of
+    /// the part `envelope` is (the one a designation of this relay names,
+    /// else the first sealed part; `Some("")` when it has none).
+    pub part: Option<String>,
     /// Every `Proxy-Inspect-Body` entry that parses.
     pub designations: Vec<Designation>,
     /// Whether the body (under the outer signature) is an opaque
@@ -44,8 +48,14 @@ pub struct View<'m> {
 }
 
 impl<'m> View<'m> {
-    /// Take `msg` apart.
+    /// Take `msg` apart, for no relay in particular.
     pub fn parse(msg: &'m Message) -> View<'m> {
+        View::parse_for(msg, &[])
+    }
+
+    /// Take `msg` apart for the relay named `uris`: of a multipart body's
+    /// sealed parts, the envelope is the part its designation names.
+    pub fn parse_for(msg: &'m Message, uris: &[String]) -> View<'m> {
         let outer = outer_signature(msg);
         let (signed, outer_signers, outer_headers) = match &outer {
             Ok(Some(o)) => {
@@ -56,7 +66,19 @@ impl<'m> View<'m> {
             _ => (None, None, None),
         };
         let body = signed.as_ref().unwrap_or(msg);
-        let envelope = sealed_der(body).and_then(|der| Ok(Envelope::parse(&der)?));
+        let designations: Vec<Designation> = designations(msg).into_iter().flatten().collect();
+        let mut part = None;
+        let envelope = match sealed_der(body) {
+            Err(SealError::NotSealed(ct)) => match designated_part(body, &designations, uris) {
+                Ok(Some(p)) => {
+                    part = Some(p.content_id.unwrap_or_default());
+                    Envelope::parse(&p.der).map_err(SealError::from)
+                }
+                Ok(None) => Err(SealError::NotSealed(ct)),
+                Err(e) => Err(e),
+            },
+            der => der.and_then(|der| Ok(Envelope::parse(&der)?)),
+        };
         let opaque = body.header("Content-Type").map(|ct| Entity {
             headers: vec![("Content-Type".into(), ct.to_owned())],
             body: body.body().to_vec(),
@@ -70,7 +92,8 @@ impl<'m> View<'m> {
             .map(|inner| inner.signer.cert);
         View {
             msg,
-            designations: designations(msg).into_iter().flatten().collect(),
+            designations,
+            part,
             plain_sdp: plain_sdp(msg),
             route: route_security::entries(msg),
             outer,

@@ -29,11 +29,13 @@ use crate::sip::headers::{parse_content_type, uri_host};
 use crate::sip::{HeaderError, Message};
 
 mod open;
+mod parts;
 
 pub use open::{
     DetectError, HeaderPairs, OpenedContent, SealedInput, detect, envelope_der, open_input,
     open_parsed, restore, sealed_body, sealed_der,
 };
+pub use parts::{PartOutcome, SealedPart, designated_part, open_parts, sealed_parts};
 
 /// Problems sealing or opening a message.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +86,17 @@ pub enum SealError {
     #[error(transparent)]
     /// The outer signature cannot be read.
     Signing(#[from] SigningError),
+    #[error("sealing parts needs a multipart body; Content-Type is {0}")]
+    /// Parts to disclose, but the body is not a multipart.
+    NotMultipart(String),
+    #[error("no part has Content-ID <{cid}> (the parts: {have})")]
+    /// A part to disclose that is not there.
+    NoSuchPart {
+        /// The Content-ID asked for.
+        cid: String,
+        /// The Content-IDs there are.
+        have: String,
+    },
 }
 
 impl SealError {
@@ -114,7 +127,9 @@ impl SealError {
             | SealError::Duplicate(_)
             | SealError::NoBody
             | SealError::NoContentType
-            | SealError::AlreadySealed(_) => ErrorClass::Config,
+            | SealError::AlreadySealed(_)
+            | SealError::NotMultipart(_)
+            | SealError::NoSuchPart { .. } => ErrorClass::Config,
             _ => ErrorClass::Failed,
         }
     }
@@ -138,6 +153,10 @@ pub struct SealSpec {
     pub signer: Option<std::sync::Arc<Identity>>,
     /// The inner signature's RSA scheme.
     pub scheme: SignatureScheme,
+    /// Seal each part of a multipart body on its own: these parts (by
+    /// Content-ID) for the peers and the disclosed relays, every other
+    /// part for the peers alone. Empty: the body is sealed whole.
+    pub disclose_parts: Vec<String>,
 }
 
 /// The result of sealing a message.
@@ -240,6 +259,9 @@ pub fn seal_message_with(
     cek: Option<&Cek>,
     ctx: &mut Context,
 ) -> Result<SealedMessage, SealError> {
+    if !spec.disclose_parts.is_empty() && cek.is_none() {
+        return parts::seal_parts(msg, spec, ctx);
+    }
     let (entity, content_id) = plaintext(msg, Some(spec), ctx)?;
     let mut all: Vec<Recipient> = spec.peers.clone();
     all.extend(spec.disclose.iter().cloned());

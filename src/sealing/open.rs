@@ -208,6 +208,10 @@ pub struct OpenedContent {
     /// verified (cryptographically; trust is the caller's) and taken off,
     /// so `content`, `entity` and `message` are what was signed.
     pub inner: Option<Result<InnerSignature, SignatureError>>,
+    /// When a multipart body's sealed parts were opened in place: the
+    /// Content-ID of this part, the one whose CEK gives the session key
+    /// (`message` is the whole restored message).
+    pub part: Option<String>,
 }
 
 /// The DER envelope inside any accepted input.
@@ -258,6 +262,7 @@ pub fn open_parsed<R: CryptoRng + ?Sized>(
         recipient_index: opened.recipient_index,
         kind: env.kind,
         cipher: env.params.cipher,
+        part: None,
     })
 }
 

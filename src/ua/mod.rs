@@ -17,8 +17,8 @@ use crate::error::ErrorClass;
 use crate::keys::trust::TrustError;
 use crate::keys::{Cert, KeyError};
 use crate::sealing::{
-    OpenedContent, SealError, SealSpec, SealedInput, SealedMessage, envelope_der, open_parsed,
-    seal_message, seal_session,
+    OpenedContent, PartOutcome, SealError, SealSpec, SealedInput, SealedMessage, envelope_der,
+    open_parsed, open_parts, seal_message, seal_session,
 };
 use crate::session::{Entry, Limits, RekeyReason, Role, SessionKey, Stored, Use};
 use crate::signing::InnerSignature;
@@ -154,6 +154,9 @@ pub struct Opened {
     pub inner: Option<InnerCheck>,
     /// The session key recorded from a full envelope.
     pub stored: Option<Stored>,
+    /// A multipart body's sealed parts, opened in place or left sealed
+    /// (not for these keys); empty for a body sealed whole.
+    pub parts: Vec<PartOutcome>,
 }
 
 impl Ua<'_> {
@@ -240,6 +243,11 @@ impl Ua<'_> {
         trust: Option<&[Cert]>,
         ctx: &mut Context,
     ) -> Result<Opened, UaError> {
+        if let SealedInput::Sip(msg) = &input
+            && let Some((content, parts)) = open_parts(msg, keys, ctx.rng())?
+        {
+            return self.opened_parts(content, parts, keys, trust, ctx);
+        }
         let env = Envelope::parse(&envelope_der(&input)?).map_err(SealError::from)?;
         let msg = match &input {
             SealedInput::Sip(msg) => Some(msg),
@@ -253,15 +261,7 @@ impl Ua<'_> {
             session.iter().map(SessionKey::recipient_key).collect();
         all.extend(keys.iter().cloned());
         let content = open_parsed(input, &env, &all, ctx.rng())?;
-        let inner = match &content.inner {
-            Some(inner) => Some(check_inner(
-                inner,
-                content.message.as_ref(),
-                trust,
-                ctx.now(),
-            )?),
-            None => None,
-        };
+        let inner = inner_of(&content, trust, ctx.now())?;
         // The restored message has the sealed one's From, To and Call-ID.
         let stored = match (&content.message, all.get(content.key_index), &session) {
             (Some(msg), Some(key), None) => {
@@ -275,6 +275,35 @@ impl Ua<'_> {
             content,
             inner,
             stored,
+            parts: Vec::new(),
+        })
+    }
+
+    /// A multipart body's parts opened in place (issue 14 item 10): the
+    /// inner signature of the part that gives the session key checked, and
+    /// that key recorded.
+    fn opened_parts(
+        &self,
+        content: OpenedContent,
+        parts: Vec<PartOutcome>,
+        keys: &[RecipientKey<'_>],
+        trust: Option<&[Cert]>,
+        ctx: &mut Context,
+    ) -> Result<Opened, UaError> {
+        let inner = inner_of(&content, trust, ctx.now())?;
+        let stored = match (&content.message, keys.get(content.key_index)) {
+            (Some(msg), Some(key)) => {
+                let sender = msg.aor(msg.sender_header());
+                self.record(&key.owner(), msg, &content.cek, Role::Ua, sender, ctx.now())?
+            }
+            _ => None,
+        };
+        Ok(Opened {
+            by_session: false,
+            content,
+            inner,
+            stored,
+            parts,
         })
     }
 
@@ -327,6 +356,19 @@ impl Ua<'_> {
             recorded,
         }))
     }
+}
+
+/// The inner signature of what was opened, checked (see [`check_inner`]).
+fn inner_of(
+    content: &OpenedContent,
+    trust: Option<&[Cert]>,
+    at: OffsetDateTime,
+) -> Result<Option<InnerCheck>, UaError> {
+    content
+        .inner
+        .as_ref()
+        .map(|inner| check_inner(inner, content.message.as_ref(), trust, at))
+        .transpose()
 }
 
 /// The inner signature: a broken one fails; with `trust`, the signer's

@@ -191,6 +191,11 @@ pub struct RecipientArgs {
     /// Repeatable.
     #[arg(long, value_name = "CERT|psk:FILE", global = true)]
     pub disclose: Vec<String>,
+    /// With a multipart body: seal each part on its own, this part (its
+    /// Content-ID, without angle brackets) for the peer and the --disclose
+    /// relays, every other part for the peer alone. Repeatable.
+    #[arg(long, value_name = "CID", global = true)]
+    pub disclose_part: Vec<String>,
     /// Name a relay in a Proxy-Inspect-Body without a RecipientInfo (its
     /// certificate is not known yet): it answers 496 with its certificate,
     /// for --add-recipient-from. Repeatable.
@@ -319,6 +324,7 @@ impl RecipientArgs {
             },
             signer: None,
             scheme: Default::default(),
+            disclose_parts: self.disclose_part.clone(),
         })
     }
 }

@@ -370,6 +370,12 @@ fn seal_hint(e: &SealError) -> String {
         SealError::Envelope(e) => envelope_hint(e).into(),
         SealError::Signature(e) => signature_hint(e).into(),
         SealError::Signing(e) => signing_hint(e),
+        SealError::NotMultipart(_) => {
+            "--disclose-part picks parts of a multipart body by Content-ID; seal a single body without it".into()
+        }
+        SealError::NoSuchPart { .. } => {
+            "give the Content-ID of one of the parts, without angle brackets (`sipseal inspect` lists them)".into()
+        }
     }
 }
 

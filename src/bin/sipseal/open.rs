@@ -62,6 +62,14 @@ pub fn run(args: OpenArgs, ctx: &mut Context) -> Result<Exit, Error> {
         }
         None => {}
     }
+    for part in &opened.parts {
+        let cid = part.content_id.as_deref().unwrap_or("(no Content-ID)");
+        if part.opened {
+            eprintln!("part <{cid}>: opened in place");
+        } else {
+            eprintln!("part <{cid}>: not for this key, left sealed");
+        }
+    }
     let content = &opened.content;
     if content.kind == EnvelopeKind::EnvelopedData {
         eprintln!(
