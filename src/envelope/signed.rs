@@ -233,6 +233,9 @@ fn sha256_id() -> AlgorithmIdentifierOwned {
     }
 }
 
+/// Revocation entries read from one SignedData at most.
+pub const MAX_REVOCATION: usize = 32;
+
 /// `SignedData` as `cms` has it, but with `crls` kept as the elements they
 /// are: `cms` decodes them with `x509-cert`'s `TbsCertList`, which refuses
 /// a v1 CRL (no version field), and so would refuse the whole SignedData.
@@ -314,12 +317,20 @@ impl Signed {
             )));
         }
         let raw: RawSignedData = ci.content.decode_as().map_err(|e| bad("SignedData", e))?;
-        let revocation = raw
-            .crls
+        // Each CRL may cost a signature check: a SignedData from the
+        // network gets its first MAX_REVOCATION entries read, no more.
+        let entries = raw.crls.as_deref().unwrap_or_default();
+        let mut revocation: Vec<RevocationInfo> = entries
             .iter()
-            .flatten()
+            .take(MAX_REVOCATION)
             .map(RevocationInfo::parse)
             .collect();
+        if entries.len() > MAX_REVOCATION {
+            revocation.push(RevocationInfo::Unreadable(format!(
+                "{} more revocation entries, not read (at most {MAX_REVOCATION} are)",
+                entries.len() - MAX_REVOCATION
+            )));
+        }
         let signed = SignedData {
             version: raw.version,
             digest_algorithms: raw.digest_algorithms,
@@ -753,6 +764,26 @@ mod tests {
         );
         assert!(s.crls().is_empty());
         assert_eq!(s.verify(None).unwrap().len(), 1);
+
+        // More entries than are read: the rest are named, not parsed.
+        let other = any(&[
+            0xa1, 0x0c, 0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x10, 0x02, 0x05, 0x00,
+        ]);
+        raw.crls = Some(vec![other; MAX_REVOCATION + 8]);
+        let der = ContentInfo {
+            content_type: ci.content_type,
+            content: Any::encode_from(&raw).unwrap(),
+        }
+        .to_der()
+        .unwrap();
+        let s = Signed::parse(&der).unwrap();
+        assert_eq!(s.revocation.len(), MAX_REVOCATION + 1);
+        assert_eq!(
+            s.revocation[MAX_REVOCATION].describe(),
+            format!(
+                "unreadable: 8 more revocation entries, not read (at most {MAX_REVOCATION} are)"
+            )
+        );
     }
 
     #[test]
