@@ -1,4 +1,5 @@
-//! SIP framing, typed headers, MIME splitting and inspect on arbitrary bytes:
+//! SIP framing, typed headers, MIME splitting, inspect and sealed parts
+//! opened in place on arbitrary bytes:
 //! no panic, and whatever parses re-serializes to the exact input.
 #![no_main]
 
@@ -18,6 +19,14 @@ fuzz_target!(|data: &[u8]| {
         // The relay's one-time parse of a message.
         let view = sipseal::relay::View::parse(&m);
         let _ = (view.outer_signer(), view.outer_problem());
+        // Sealed parts of a multipart body, opened in place with a PSK
+        // whose id may match: the rest of the body must come back as it was.
+        let psk = sipseal::keys::Psk { id: "k".into(), key: vec![7; 32].into(), uri: None };
+        let mut rng = <rand::rngs::ChaCha20Rng as rand::SeedableRng>::seed_from_u64(0);
+        let keys = [sipseal::envelope::RecipientKey::Psk(&psk)];
+        if let Ok(Some((opened, _))) = sipseal::sealing::open_parts(&m, &keys, &mut rng) {
+            assert!(opened.message.is_some());
+        }
     }
     if let Ok((m, used)) = Message::parse_prefix(data) {
         assert_eq!(m.to_bytes(), &data[..used]);
