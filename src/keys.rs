@@ -11,6 +11,7 @@
 
 pub mod crl;
 pub mod identity;
+pub(crate) mod pem;
 pub mod trust;
 
 use std::path::{Path, PathBuf};

@@ -15,6 +15,7 @@ pub mod fsio;
 pub mod inspect;
 pub mod keys;
 pub mod mime;
+pub mod oid;
 pub mod pinhole;
 pub mod policy;
 pub mod relay;

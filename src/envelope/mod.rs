@@ -611,12 +611,7 @@ pub fn printable_id(id: &[u8]) -> String {
     }
 }
 
-/// The registered name of an OID (e.g. `id-aes256-GCM`), else its dotted form.
-pub fn oid_name(oid: &ObjectIdentifier) -> String {
-    const_oid::db::DB
-        .by_oid(oid)
-        .map_or_else(|| oid.to_string(), str::to_owned)
-}
+pub use crate::oid::name as oid_name;
 
 fn ser_hex<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&hex::encode(bytes))

@@ -107,8 +107,8 @@ impl Crl {
             reason,
         };
         let source = path.display().to_string();
-        if super::identity::contains_pem(&bytes) {
-            let blocks = super::identity::pem_blocks(&bytes, "X509 CRL").map_err(bad)?;
+        if super::pem::contains_pem(&bytes) {
+            let blocks = super::pem::pem_blocks(&bytes, "X509 CRL").map_err(bad)?;
             blocks
                 .iter()
                 .enumerate()
@@ -224,7 +224,7 @@ impl Crl {
         if let Some(x) = critical {
             return Some(format!(
                 "it has a critical extension sipseal does not process ({})",
-                crate::envelope::oid_name(&x.extn_id)
+                crate::oid::name(&x.extn_id)
             ));
         }
         if at < self.this_update() {
@@ -394,7 +394,7 @@ impl RevocationInfo {
                 match der::SliceReader::new(item.value())
                     .and_then(|mut r| ObjectIdentifier::decode(&mut r))
                 {
-                    Ok(oid) => RevocationInfo::Other(crate::envelope::oid_name(&oid)),
+                    Ok(oid) => RevocationInfo::Other(crate::oid::name(&oid)),
                     Err(e) => RevocationInfo::Unreadable(format!(
                         "other revocation information that does not parse ({e})"
                     )),

@@ -6,7 +6,6 @@
 //! be PKCS#8 or PKCS#1. Extra certificates after the first in the
 //! certificate file are the chain.
 
-use base64::Engine as _;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -20,6 +19,7 @@ use x509_cert::ext::pkix::{SubjectAltName, SubjectKeyIdentifier};
 use zeroize::Zeroizing;
 
 use super::KeyError;
+use super::pem;
 
 /// A certificate with what sipseal needs from it, read once.
 #[derive(Clone, Debug)]
@@ -100,7 +100,7 @@ impl Cert {
             path: path.to_owned(),
             reason,
         };
-        let certs = if contains_pem(&bytes) {
+        let certs = if pem::contains_pem(&bytes) {
             pem_certificates(&bytes).map_err(bad)?
         } else {
             vec![
@@ -288,63 +288,9 @@ fn read(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyError> {
         })
 }
 
-/// Whether `bytes` holds a PEM block anywhere (a bundle may start with
-/// text, as `openssl pkcs7 -print_certs` writes `subject=` lines).
-pub(crate) fn contains_pem(bytes: &[u8]) -> bool {
-    memchr::memmem::find(bytes, b"-----BEGIN ").is_some()
-}
-
-/// The DER of the first PEM block labelled `label`, its base64 read
-/// whatever the line width.
-fn pem_block(bytes: &[u8], label: &[u8]) -> Option<Vec<u8>> {
-    let begin = [b"-----BEGIN ", label, b"-----"].concat();
-    let end = [b"-----END ", label, b"-----"].concat();
-    let start = memchr::memmem::find(bytes, &begin)? + begin.len();
-    let stop = start + memchr::memmem::find(&bytes[start..], &end)?;
-    let text: Vec<u8> = bytes[start..stop]
-        .iter()
-        .copied()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
-    base64::engine::general_purpose::STANDARD.decode(&text).ok()
-}
-
-/// The DER of every `label` block of a PEM bundle, in order; text between
-/// the blocks and blocks of other kinds are passed over. The base64 is read
-/// whatever its line length (RFC 7468 asks for 64; OpenSSL and older tools
-/// write other widths).
-pub(crate) fn pem_blocks(bytes: &[u8], label: &str) -> Result<Vec<Vec<u8>>, String> {
-    let begin = format!("-----BEGIN {label}-----");
-    let end = format!("-----END {label}-----");
-    let what = label.to_ascii_lowercase();
-    let mut out = Vec::new();
-    let mut at = 0;
-    while let Some(start) = memchr::memmem::find(&bytes[at..], begin.as_bytes()).map(|i| at + i) {
-        let body = start + begin.len();
-        let Some(stop) = memchr::memmem::find(&bytes[body..], end.as_bytes()).map(|i| body + i)
-        else {
-            return Err(format!("{what} {} has no {end} line", out.len() + 1));
-        };
-        let text: Vec<u8> = bytes[body..stop]
-            .iter()
-            .copied()
-            .filter(|b| !b.is_ascii_whitespace())
-            .collect();
-        let der = base64::engine::general_purpose::STANDARD
-            .decode(&text)
-            .map_err(|e| format!("{what} {} is not base64 ({e})", out.len() + 1))?;
-        out.push(der);
-        at = stop + end.len();
-    }
-    if out.is_empty() {
-        return Err(format!("no {begin} block in the file"));
-    }
-    Ok(out)
-}
-
 /// Every `CERTIFICATE` block of a PEM bundle, in order.
 fn pem_certificates(bytes: &[u8]) -> Result<Vec<Certificate>, String> {
-    pem_blocks(bytes, "CERTIFICATE")?
+    pem::pem_blocks(bytes, "CERTIFICATE")?
         .iter()
         .enumerate()
         .map(|(i, der)| {
@@ -379,11 +325,11 @@ pub fn load_private_key(path: &Path) -> Result<RsaPrivateKey, KeyError> {
             .or_else(|_| RsaPrivateKey::from_pkcs1_pem(text))
             // PEM from tools that wrap base64 at another width than 64.
             .or_else(|_| {
-                let der = pem_block(&bytes, b"PRIVATE KEY").ok_or(())?;
+                let der = first_pem(&bytes, "PRIVATE KEY")?;
                 RsaPrivateKey::from_pkcs8_der(&der).map_err(|_| ())
             })
             .or_else(|_| {
-                let der = pem_block(&bytes, b"RSA PRIVATE KEY").ok_or(())?;
+                let der = first_pem(&bytes, "RSA PRIVATE KEY")?;
                 RsaPrivateKey::from_pkcs1_der(&der).map_err(|_| ())
             })
             .map_err(|_| bad("not an RSA private key (PKCS#8 or PKCS#1 PEM)"))
@@ -404,6 +350,14 @@ pub(crate) fn group_or_other_readable(path: &Path) -> Option<u32> {
 #[cfg(not(unix))]
 pub(crate) fn group_or_other_readable(_path: &Path) -> Option<u32> {
     None
+}
+
+/// The DER of the first `label` PEM block.
+fn first_pem(bytes: &[u8], label: &str) -> Result<Vec<u8>, ()> {
+    pem::pem_blocks(bytes, label)
+        .ok()
+        .and_then(|blocks| blocks.into_iter().next())
+        .ok_or(())
 }
 
 #[cfg(test)]

@@ -238,7 +238,7 @@ pub(crate) fn issuer_signature_ok(
     sig: &[u8],
 ) -> Result<bool, String> {
     if ![SHA256_WITH_RSA, SHA384_WITH_RSA, SHA512_WITH_RSA].contains(&oid) {
-        return Err(crate::envelope::oid_name(&oid));
+        return Err(crate::oid::name(&oid));
     }
     let (Ok(key), Ok(sig)) = (issuer.rsa_public_key(), Signature::try_from(sig)) else {
         return Ok(false);

@@ -62,20 +62,10 @@ pub fn detect(bytes: &[u8]) -> Result<SealedInput, DetectError> {
         if !matches!(label.as_str(), "CMS" | "PKCS7") {
             return Err(bad(format!("PEM label {label:?} (expected CMS or PKCS7)")));
         }
-        let end = format!("-----END {label}-----");
-        let body = &trimmed[line.len()..];
-        let stop = memchr::memmem::find(body, end.as_bytes())
-            .ok_or_else(|| bad(format!("bad PEM: no {end} line")))?;
         // Base64 at any line width (RFC 7468 says 64; tools differ).
-        let text: Vec<u8> = body[..stop]
-            .iter()
-            .copied()
-            .filter(|b| !b.is_ascii_whitespace())
-            .collect();
-        let der = base64::engine::general_purpose::STANDARD
-            .decode(&text)
+        let mut blocks = crate::keys::pem::pem_blocks(trimmed, &label)
             .map_err(|e| bad(format!("bad PEM: {e}")))?;
-        return Ok(SealedInput::Cms(der));
+        return Ok(SealedInput::Cms(blocks.swap_remove(0)));
     }
     let first_line = trimmed.split(|&b| b == b'\n').next().unwrap_or_default();
     let looks_sip = first_line.windows(7).any(|w| w == b"SIP/2.0");
