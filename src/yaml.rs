@@ -9,12 +9,72 @@ use serde::de::DeserializeOwned;
 #[error("{0}")]
 pub struct YamlError(String);
 
+/// Flow collections (`[`, `{`) nested deeper than this are refused before
+/// the text reaches the parser: libyaml's scanner walks every open level
+/// for each token, so its cost grows with the square of the depth (3,000
+/// levels took a second). No file sipseal reads nests more than a few.
+pub const MAX_FLOW_DEPTH: usize = 64;
+
 /// Parse a YAML document into `T`.
 pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
+    check_depth(text)?;
     serde_yaml::from_str(text).map_err(|e| YamlError(e.to_string()))
 }
 
 /// Serialize `value` as a YAML document.
 pub fn to_string<T: Serialize>(value: &T) -> Result<String, YamlError> {
     serde_yaml::to_string(value).map_err(|e| YamlError(e.to_string()))
+}
+
+/// Refuse flow nesting deeper than [`MAX_FLOW_DEPTH`], in one pass. Every
+/// bracket counts, quoted or not: a quote cannot hide nesting from the
+/// check (a string with that many unclosed brackets is refused too).
+fn check_depth(text: &str) -> Result<(), YamlError> {
+    let mut depth = 0usize;
+    for (line, l) in text.lines().enumerate() {
+        for b in l.bytes() {
+            match b {
+                b'[' | b'{' => depth += 1,
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => continue,
+            }
+            if depth > MAX_FLOW_DEPTH {
+                return Err(YamlError(format!(
+                    "line {}: flow collections ([ ], {{ }}) nested deeper than {MAX_FLOW_DEPTH} levels",
+                    line + 1
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fuzz finding: 3,000 nested `{` (fuzz/seeds/yaml/deep-flow.yaml)
+    /// kept libyaml busy for a second; now refused before parsing.
+    #[test]
+    fn deep_flow_nesting_is_refused_before_parsing() {
+        let found = include_str!("../fuzz/seeds/yaml/deep-flow.yaml");
+        let err = from_str::<serde_yaml::Value>(found).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "line 1: flow collections ([ ], { }) nested deeper than 64 levels"
+        );
+        // At the limit it parses.
+        let ok = format!("a: {}1{}", "[".repeat(64), "]".repeat(64));
+        assert!(from_str::<serde_yaml::Value>(&ok).is_ok());
+        let deep = format!("a: {}1{}", "[".repeat(65), "]".repeat(65));
+        assert!(from_str::<serde_yaml::Value>(&deep).is_err());
+        // A quote does not hide nesting.
+        let quoted = format!("a: it's {}", "{".repeat(100));
+        assert!(
+            from_str::<serde_yaml::Value>(&quoted)
+                .unwrap_err()
+                .to_string()
+                .contains("nested deeper")
+        );
+    }
 }
