@@ -12,6 +12,7 @@
 pub mod crl;
 pub mod identity;
 pub(crate) mod pem;
+pub mod private;
 pub mod trust;
 
 use std::path::{Path, PathBuf};
@@ -46,6 +47,7 @@ use crate::context::Context;
 use crate::error::ErrorClass;
 use crate::fsio::write_atomic;
 pub use identity::{Cert, Identity};
+pub use private::{Backend, PrivateKey};
 
 /// Problems with key material.
 #[derive(Debug, thiserror::Error)]

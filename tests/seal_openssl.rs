@@ -699,3 +699,154 @@ fn ber_from_openssl_stream_opens_and_verifies() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("malformed BER at byte"), "{err}");
 }
+
+/// Key transport goes through aws-lc-rs (the default build) where it can;
+/// what it cannot take — OAEP whose MGF1 hash differs from its hash, as
+/// Java writes it, and an RSA key under 2048 bits — still opens, through
+/// the rsa crate, and says so. The note depends only on the parameters.
+#[test]
+fn key_transport_names_the_implementation_that_did_not_use_aws_lc() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plain = tmp.path().join("entity.txt");
+    std::fs::write(&plain, ENTITY).unwrap();
+    // A 1024-bit identity, as in RFC 4134's examples.
+    let (small_key, small_cert) = (tmp.path().join("k.pem"), tmp.path().join("c.pem"));
+    let made = openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:1024",
+            "-nodes",
+            "-subj",
+            "/CN=small",
+            "-days",
+            "1",
+            "-keyout",
+        ]
+        .map(String::from)
+        .into_iter()
+        .chain([
+            small_key.display().to_string(),
+            "-out".into(),
+            small_cert.display().to_string(),
+        ])
+        .collect::<Vec<_>>(),
+    );
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let bob = (
+        "keys/bob/cert.pem".to_string(),
+        "keys/bob/key.pem".to_string(),
+    );
+    let small = (
+        small_cert.display().to_string(),
+        small_key.display().to_string(),
+    );
+    // (name, recipient (cert, key), key options, expected note or None)
+    type Case<'a> = (&'a str, (String, String), &'a [&'a str], Option<&'a str>);
+    let cases: Vec<Case> = vec![
+        ("v15", bob.clone(), &[], None),
+        (
+            "oaep-sha1",
+            bob.clone(),
+            &["-keyopt", "rsa_padding_mode:oaep"],
+            None,
+        ),
+        (
+            "oaep-sha256",
+            bob.clone(),
+            &[
+                "-keyopt",
+                "rsa_padding_mode:oaep",
+                "-keyopt",
+                "rsa_oaep_md:sha256",
+            ],
+            None,
+        ),
+        (
+            "oaep-sha256-mgf1-sha1",
+            bob.clone(),
+            &[
+                "-keyopt",
+                "rsa_padding_mode:oaep",
+                "-keyopt",
+                "rsa_oaep_md:sha256",
+                "-keyopt",
+                "rsa_mgf1_md:sha1",
+            ],
+            Some("MGF1 hash equal to the hash, here sha256 with MGF1 sha1"),
+        ),
+        (
+            "oaep-sha224",
+            bob.clone(),
+            &[
+                "-keyopt",
+                "rsa_padding_mode:oaep",
+                "-keyopt",
+                "rsa_oaep_md:sha224",
+            ],
+            Some("no OAEP with SHA-224"),
+        ),
+        (
+            "small-key",
+            small.clone(),
+            &[],
+            Some("2048 to 8192 bits, this one has 1024"),
+        ),
+    ];
+    for (name, (cert, key), keyopts, expected) in cases {
+        let der = tmp.path().join(format!("{name}.der"));
+        let mut args: Vec<String> = [
+            "cms",
+            "-encrypt",
+            "-binary",
+            "-outform",
+            "DER",
+            "-aes-256-gcm",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(["-in".into(), plain.display().to_string()]);
+        args.extend([
+            "-out".into(),
+            der.display().to_string(),
+            "-recip".into(),
+            cert.clone(),
+        ]);
+        args.extend(keyopts.iter().map(|s| s.to_string()));
+        let res = openssl(&args);
+        assert!(
+            res.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&res.stderr)
+        );
+        let out = sipseal()
+            .arg("open")
+            .arg(&der)
+            .args(["--key", &key, "--cert", &cert])
+            .succeeds();
+        assert_eq!(out.stdout, ENTITY, "{name}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let note = stderr
+            .lines()
+            .find(|l| l.starts_with("note: key transport by"));
+        if cfg!(feature = "aws-lc") {
+            match expected {
+                None => assert_eq!(note, None, "{name}: {stderr}"),
+                Some(why) => assert!(
+                    note.is_some_and(|n| n.contains("pure-Rust rsa crate") && n.contains(why)),
+                    "{name}: {stderr}"
+                ),
+            }
+        } else {
+            assert!(
+                note.is_some_and(|n| n.contains("without the aws-lc feature")),
+                "{name}: {stderr}"
+            );
+        }
+    }
+}

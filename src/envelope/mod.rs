@@ -309,6 +309,9 @@ pub struct Opened {
     pub key_index: usize,
     /// Index of the RecipientInfo used.
     pub recipient_index: usize,
+    /// Which implementation performed the private-key operation, when
+    /// there was one.
+    pub backend: Option<crate::keys::Backend>,
 }
 
 impl Envelope {
@@ -449,6 +452,7 @@ impl Envelope {
             cek,
             key_index,
             recipient_index,
+            backend: key.backend(ri),
         })
     }
 

@@ -48,7 +48,7 @@ use zeroize::Zeroizing;
 
 use super::EnvelopeError;
 use super::kekri::kek_unwrap;
-use crate::keys::{Cert, Identity, KeyError, Psk};
+use crate::keys::{Backend, Cert, Identity, KeyError, PrivateKey, Psk};
 
 /// RSA key-transport padding for new KeyTransRecipientInfos.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -370,6 +370,13 @@ pub trait KeyTransportKey {
         scheme: &KeyTransportScheme,
         encrypted: &[u8],
     ) -> Result<Option<Zeroizing<Vec<u8>>>, KeyError>;
+
+    /// Which implementation [`KeyTransportKey::decrypt_key`] uses for
+    /// `scheme`: decided from the key size and the parameters, never from
+    /// the ciphertext.
+    fn backend(&self, _scheme: &KeyTransportScheme) -> Backend {
+        Backend::RustCrypto("a bare rsa crate key".into())
+    }
 }
 
 impl KeyTransportKey for Identity {
@@ -380,6 +387,100 @@ impl KeyTransportKey for Identity {
     ) -> Result<Option<Zeroizing<Vec<u8>>>, KeyError> {
         self.private_key()?.decrypt_key(scheme, encrypted)
     }
+
+    fn backend(&self, scheme: &KeyTransportScheme) -> Backend {
+        match self.private_key() {
+            Ok(key) => key.backend(scheme),
+            Err(_) => Backend::RustCrypto("the key could not be read".into()),
+        }
+    }
+}
+
+impl KeyTransportKey for PrivateKey {
+    fn decrypt_key(
+        &self,
+        scheme: &KeyTransportScheme,
+        encrypted: &[u8],
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, KeyError> {
+        // The length is public: refused before any private-key arithmetic.
+        if encrypted.len() != self.size() {
+            return Ok(None);
+        }
+        #[cfg(feature = "aws-lc")]
+        if let (Ok(oaep), Some(key)) = (aws_lc_padding(scheme), self.aws_decrypting())
+            && self.key_backend() == Backend::AwsLc
+        {
+            return Ok(aws_lc_decrypt(key, oaep, scheme, encrypted));
+        }
+        self.rsa().decrypt_key(scheme, encrypted)
+    }
+
+    fn backend(&self, scheme: &KeyTransportScheme) -> Backend {
+        match self.key_backend() {
+            #[cfg(feature = "aws-lc")]
+            Backend::AwsLc => match aws_lc_padding(scheme) {
+                Ok(_) => Backend::AwsLc,
+                Err(why) => Backend::RustCrypto(why),
+            },
+            other => {
+                let _ = scheme;
+                other
+            }
+        }
+    }
+}
+
+/// The aws-lc-rs OAEP algorithm for `scheme` (`None` for PKCS#1 v1.5), or
+/// why aws-lc-rs cannot decrypt it.
+#[cfg(feature = "aws-lc")]
+fn aws_lc_padding(
+    scheme: &KeyTransportScheme,
+) -> Result<Option<&'static aws_lc_rs::rsa::OaepAlgorithm>, String> {
+    use aws_lc_rs::rsa::{
+        OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OAEP_SHA384_MGF1SHA384, OAEP_SHA512_MGF1SHA512,
+    };
+    match scheme {
+        KeyTransportScheme::Pkcs1v15 => Ok(None),
+        KeyTransportScheme::Oaep {
+            hash, mgf1_hash, ..
+        } if hash != mgf1_hash => Err(format!(
+            "aws-lc-rs takes OAEP only with the MGF1 hash equal to the hash, here {} with MGF1 {}",
+            hash.name(),
+            mgf1_hash.name()
+        )),
+        KeyTransportScheme::Oaep { hash, .. } => match hash {
+            OaepHash::Sha1 => Ok(Some(&OAEP_SHA1_MGF1SHA1)),
+            OaepHash::Sha256 => Ok(Some(&OAEP_SHA256_MGF1SHA256)),
+            OaepHash::Sha384 => Ok(Some(&OAEP_SHA384_MGF1SHA384)),
+            OaepHash::Sha512 => Ok(Some(&OAEP_SHA512_MGF1SHA512)),
+            OaepHash::Sha224 => Err("aws-lc-rs has no OAEP with SHA-224".into()),
+        },
+    }
+}
+
+/// Decrypt with aws-lc-rs: `None` on any failure, whatever its cause.
+#[cfg(feature = "aws-lc")]
+fn aws_lc_decrypt(
+    key: &aws_lc_rs::rsa::PrivateDecryptingKey,
+    oaep: Option<&'static aws_lc_rs::rsa::OaepAlgorithm>,
+    scheme: &KeyTransportScheme,
+    encrypted: &[u8],
+) -> Option<Zeroizing<Vec<u8>>> {
+    use aws_lc_rs::rsa::{OaepPrivateDecryptingKey, Pkcs1PrivateDecryptingKey};
+    let mut out = Zeroizing::new(vec![0u8; key.key_size_bytes()]);
+    let len = match (oaep, scheme) {
+        (Some(alg), KeyTransportScheme::Oaep { label, .. }) => {
+            let key = OaepPrivateDecryptingKey::new(key.clone()).ok()?;
+            let label = (!label.is_empty()).then_some(label.as_slice());
+            key.decrypt(alg, encrypted, &mut out, label).ok()?.len()
+        }
+        _ => {
+            let key = Pkcs1PrivateDecryptingKey::new(key.clone()).ok()?;
+            key.decrypt(encrypted, &mut out).ok()?.len()
+        }
+    };
+    out.truncate(len);
+    Some(out)
 }
 
 impl KeyTransportKey for RsaPrivateKey {
@@ -455,6 +556,18 @@ impl RecipientKey<'_> {
         match self {
             RecipientKey::Psk(Psk { uri: Some(uri), .. }) => uri.clone(),
             other => other.describe(),
+        }
+    }
+
+    /// Which implementation opens `ri` with this key, when a private key
+    /// is involved (`None` for key wrap with a PSK or session key).
+    pub fn backend(&self, ri: &RecipientInfo) -> Option<Backend> {
+        match (self, ri) {
+            (RecipientKey::Rsa { key, .. }, RecipientInfo::Ktri(k)) => {
+                let scheme = KeyTransportScheme::decode(&k.key_enc_alg).ok()?;
+                Some(key.backend(&scheme))
+            }
+            _ => None,
         }
     }
 

@@ -146,10 +146,11 @@ pub fn sign<R: CryptoRng + ?Sized>(
     let signed_bytes = attrs.to_der().map_err(|e| enc("signed attributes", e))?;
     let (signature, signature_algorithm) = match scheme {
         SignatureScheme::Pkcs1v15 => {
-            let signer = rsa::pkcs1v15::SigningKey::<Sha256>::new(key.clone());
-            let sig = signer
-                .try_sign_with_rng(rng, &signed_bytes)
-                .map_err(|e| SignatureError::Key(e.to_string()))?;
+            // Deterministic: aws-lc-rs where it takes the key, the same
+            // bytes from the rsa crate otherwise.
+            let (sig, _) = key
+                .sign_pkcs1v15_sha256(&signed_bytes)
+                .map_err(SignatureError::Key)?;
             let alg = AlgorithmIdentifierOwned {
                 oid: rfc5912::SHA_256_WITH_RSA_ENCRYPTION,
                 parameters: Some(Any::from(Null)),
@@ -157,7 +158,9 @@ pub fn sign<R: CryptoRng + ?Sized>(
             (sig.to_vec(), alg)
         }
         SignatureScheme::Pss => {
-            let signer = rsa::pss::SigningKey::<Sha256>::new(key.clone());
+            // PSS draws its salt from `rng`: the rsa crate keeps
+            // deterministic mode reproducible (aws-lc-rs has its own RNG).
+            let signer = rsa::pss::SigningKey::<Sha256>::new(key.rsa().clone());
             let sig = signer
                 .try_sign_with_rng(rng, &signed_bytes)
                 .map_err(|e| SignatureError::Key(e.to_string()))?;

@@ -20,6 +20,7 @@ use zeroize::Zeroizing;
 
 use super::KeyError;
 use super::pem;
+use super::private::PrivateKey;
 
 /// A certificate with what sipseal needs from it, read once.
 #[derive(Clone, Debug)]
@@ -168,8 +169,8 @@ pub struct Identity {
     /// CRLs to carry in the SignedData of its signatures (RFC 5652
     /// §10.2.1), so a verifier can check revocation without fetching them.
     pub crls: Vec<super::crl::Crl>,
-    /// The RSA private key once loaded (zeroized on drop by `rsa`).
-    key: OnceLock<RsaPrivateKey>,
+    /// The private key once loaded (zeroized on drop).
+    key: OnceLock<PrivateKey>,
 }
 
 impl std::fmt::Debug for Identity {
@@ -234,7 +235,7 @@ impl Identity {
     }
 
     /// The private key, read and checked against the certificate on first use.
-    pub fn private_key(&self) -> Result<&RsaPrivateKey, KeyError> {
+    pub fn private_key(&self) -> Result<&PrivateKey, KeyError> {
         if let Some(key) = self.key.get() {
             return Ok(key);
         }
@@ -248,7 +249,7 @@ impl Identity {
                 ),
             });
         }
-        Ok(self.key.get_or_init(|| key))
+        Ok(self.key.get_or_init(|| PrivateKey::new(key)))
     }
 }
 

@@ -482,6 +482,13 @@ fn open(
         .map_err(|e| RelayError::Open(e.into()))?;
     report.opened = true;
     report.opened_with = found.keys.get(opened.key_index).map(RecipientKey::describe);
+    if let Some(note) = opened
+        .backend
+        .as_ref()
+        .and_then(|b| b.note("key transport"))
+    {
+        report.notes.push(note);
+    }
     let raw = Entity::parse(&opened.content);
     let (entity, plain, signer) = match raw.as_ref().and_then(unwrap_inner) {
         None => (raw.clone(), opened.content.to_vec(), None),

@@ -202,6 +202,8 @@ pub struct OpenedContent {
     /// Content-ID of this part, the one whose CEK gives the session key
     /// (`message` is the whole restored message).
     pub part: Option<String>,
+    /// Which implementation performed the private-key operation, if any.
+    pub backend: Option<crate::keys::Backend>,
 }
 
 /// The DER envelope inside any accepted input.
@@ -253,6 +255,7 @@ pub fn open_parsed<R: CryptoRng + ?Sized>(
         kind: env.kind,
         cipher: env.params.cipher,
         part: None,
+        backend: opened.backend,
     })
 }
 

@@ -336,6 +336,7 @@ pub fn open_parts<R: CryptoRng + ?Sized>(
                 cipher: env.params.cipher,
                 inner,
                 part: part.content_id.clone(),
+                backend: opened.backend,
             });
         }
     }

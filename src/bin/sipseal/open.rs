@@ -71,6 +71,13 @@ pub fn run(args: OpenArgs, ctx: &mut Context) -> Result<Exit, Error> {
         }
     }
     let content = &opened.content;
+    if let Some(note) = content
+        .backend
+        .as_ref()
+        .and_then(|b| b.note("key transport"))
+    {
+        eprintln!("note: {note}");
+    }
     if content.kind == EnvelopeKind::EnvelopedData {
         eprintln!(
             "warning: EnvelopedData ({}) has no integrity protection: alterations in transit go undetected; prefer AuthEnvelopedData (AES-GCM)",
