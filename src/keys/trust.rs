@@ -12,6 +12,7 @@ use rsa::signature::Verifier;
 use sha2::{Sha256, Sha384, Sha512};
 use time::OffsetDateTime;
 use x509_cert::ext::pkix::BasicConstraints;
+use x509_cert::spki::SubjectPublicKeyInfoOwned;
 
 use super::Cert;
 
@@ -173,7 +174,7 @@ pub fn usable_anchors(certs: Vec<Cert>) -> (Vec<Cert>, Vec<String>) {
 
 /// Whether `ca` is a CA certificate (basicConstraints cA): what an
 /// intermediate of a chain must be.
-fn is_ca(ca: &Cert) -> bool {
+pub(crate) fn is_ca(ca: &Cert) -> bool {
     ca.cert
         .tbs_certificate()
         .get_extension::<BasicConstraints>()
@@ -237,10 +238,41 @@ pub(crate) fn issuer_signature_ok(
     tbs: &[u8],
     sig: &[u8],
 ) -> Result<bool, String> {
+    let spki = issuer.cert.tbs_certificate().subject_public_key_info();
+    spki_signature_ok(spki, oid, tbs, sig)
+}
+
+/// Whether the key `spki` made `sig` (algorithm `oid`) over `tbs`: RSA
+/// PKCS#1 v1.5 with SHA-256/384/512, or ECDSA P-256 with SHA-256. `Err`
+/// names an algorithm sipseal does not verify.
+pub(crate) fn spki_signature_ok(
+    spki: &SubjectPublicKeyInfoOwned,
+    oid: ObjectIdentifier,
+    tbs: &[u8],
+    sig: &[u8],
+) -> Result<bool, String> {
+    let Ok(der) = spki.to_der() else {
+        return Ok(false);
+    };
+    if oid == ECDSA_WITH_SHA256 {
+        use p256::ecdsa::signature::Verifier as _;
+        use p256::pkcs8::DecodePublicKey as _;
+        let (Ok(key), Ok(sig)) = (
+            p256::ecdsa::VerifyingKey::from_public_key_der(&der),
+            p256::ecdsa::DerSignature::try_from(sig),
+        ) else {
+            return Ok(false);
+        };
+        return Ok(key.verify(tbs, &sig).is_ok());
+    }
     if ![SHA256_WITH_RSA, SHA384_WITH_RSA, SHA512_WITH_RSA].contains(&oid) {
         return Err(crate::oid::name(&oid));
     }
-    let (Ok(key), Ok(sig)) = (issuer.rsa_public_key(), Signature::try_from(sig)) else {
+    use rsa::pkcs8::DecodePublicKey as _;
+    let (Ok(key), Ok(sig)) = (
+        rsa::RsaPublicKey::from_public_key_der(&der),
+        Signature::try_from(sig),
+    ) else {
         return Ok(false);
     };
     let ok = match oid {
@@ -250,6 +282,8 @@ pub(crate) fn issuer_signature_ok(
     };
     Ok(ok.is_ok())
 }
+
+const ECDSA_WITH_SHA256: ObjectIdentifier = const_oid::db::rfc5912::ECDSA_WITH_SHA_256;
 
 /// Intermediate certificates followed at most (a SIP PKI has one or two).
 const MAX_CHAIN: usize = 6;

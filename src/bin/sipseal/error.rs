@@ -294,6 +294,10 @@ fn key_hint(e: &KeyError) -> &'static str {
             "an identity is a directory with cert.pem and key.pem (PKCS#8 or PKCS#1, PEM or DER), or --key KEY --cert CERT"
         }
         KeyError::Generate(_) => "this is a bug; please report it with the command line",
+        KeyError::Input(_) => "see `sipseal keys --help` for what each command takes",
+        KeyError::BadCsr { .. } => {
+            "give a PKCS#10 request, PEM (-----BEGIN CERTIFICATE REQUEST-----, e.g. from `openssl req -new` or `sipseal keys generate --csr`) or DER"
+        }
     }
 }
 
