@@ -730,6 +730,26 @@ v=0\n";
         assert_eq!(first.discarded(), INVITE.len());
     }
 
+    /// The sip_message fuzz target's finding (fuzz/seeds/sip_message/
+    /// excess-octets.sip): a response with NULs in its reason phrase and
+    /// octets after `Content-Length: 0` keeps every byte up to the body's
+    /// end and discards the rest, as RFC 3261 §18.3 says for a datagram.
+    #[test]
+    fn octets_after_the_body_are_discarded_and_the_rest_is_kept() {
+        let input: &[u8] = b"SIP/2.0 180 Rin\x00\x00\x003d3060;branch=z9hG028e3cbfcb7e713d3e@.com>\r\x01e\nContent-Length: 0\r\n\r\n\x00\x00\x00\x00\x00\x00\x027";
+        let m = Message::parse(input).unwrap();
+        assert_eq!(m.discarded(), 8);
+        assert_eq!(m.to_bytes(), &input[..input.len() - 8]);
+        assert_eq!(
+            std::fs::read(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/fuzz/seeds/sip_message/excess-octets.sip"
+            ))
+            .unwrap(),
+            input
+        );
+    }
+
     #[test]
     fn errors_name_line_and_offset() {
         let e = Message::parse(b"INVITE sip:x SIP/2.0\r\nVia SIP/2.0/UDP h\r\n\r\n").unwrap_err();
