@@ -69,7 +69,7 @@ fn bench(c: &mut Criterion) {
     }
     let (der, _) = seal(&content, &groups[1].1, &opts, &mut rng).unwrap();
     let bob = &ids[0];
-    let rsa = [RecipientKey::Rsa {
+    let rsa = [RecipientKey::Cert {
         cert: &bob.cert,
         key: bob,
     }];

@@ -65,7 +65,7 @@ fn bench(c: &mut Criterion) {
     );
     store.record(owner, entry, now, DEFAULT_GRACE).unwrap();
     let bob = Identity::load_dir(&root.join("keys/bob")).unwrap();
-    let bob_keys = [RecipientKey::Rsa {
+    let bob_keys = [RecipientKey::Cert {
         cert: &bob.cert,
         key: &bob,
     }];

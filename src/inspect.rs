@@ -5,6 +5,9 @@ use std::fmt::Write as _;
 use rand::CryptoRng;
 use serde::Serialize;
 
+use cms::enveloped_data::RecipientInfo;
+
+use crate::envelope::kari;
 use crate::envelope::recipient::{addressed_to_cert, addressed_to_kek};
 use crate::envelope::{Envelope, EnvelopeInfo, RecipientKey};
 use crate::keys::{Cert, Psk};
@@ -415,7 +418,7 @@ pub fn inspect_with<R: CryptoRng + ?Sized>(
         let envelope = target.and_then(|t| t.envelope.as_ref());
         let recipient = envelope.and_then(|env| recipient_with_uri(env, known, &d.uri));
         if let (Some(env), None) = (envelope, recipient)
-            && named(env, known).iter().all(Option::is_some)
+            && named(env, known).iter().all(|(_, p)| p.is_some())
         {
             report.warnings.push(format!(
                 "designated relay {} has no RecipientInfo: it cannot open the body (it would answer 496)",
@@ -438,7 +441,9 @@ pub fn inspect_with<R: CryptoRng + ?Sized>(
             (Some(cid), 2..) => format!(" <{cid}>"),
             _ => String::new(),
         };
-        for (i, party) in named(env, known).into_iter().enumerate() {
+        let addressees = named(env, known);
+        let keys = addressees.len();
+        for (i, party) in addressees {
             let Some(uri) = party.and_then(|p| p.uri) else {
                 continue;
             };
@@ -450,10 +455,9 @@ pub fn inspect_with<R: CryptoRng + ?Sized>(
                 ));
             }
         }
-        if env.recipients.len() < designated + 1 {
+        if keys < designated + 1 {
             report.warnings.push(format!(
-                "{} RecipientInfo(s) for {designated} designated relay(s) plus the peer{which}: someone cannot open it",
-                env.recipients.len()
+                "{keys} recipient key(s) for {designated} designated relay(s) plus the peer{which}: someone cannot open it"
             ));
         }
     }
@@ -469,35 +473,50 @@ struct Party {
 }
 
 /// For each RecipientInfo, the known certificate or PSK it is addressed to.
-fn named(env: &Envelope, known: &Known<'_>) -> Vec<Option<Party>> {
-    env.recipients
-        .iter()
-        .map(|ri| {
-            if let Some(c) = known.certs.iter().find(|c| addressed_to_cert(ri, c)) {
-                return Some(Party {
-                    label: c.name(),
-                    uri: c.uri(),
-                });
+/// One entry per key the RecipientInfos carry (a KeyAgreeRecipientInfo
+/// carries one per RecipientEncryptedKey): the RecipientInfo's index and,
+/// when known, whose key it is.
+fn named(env: &Envelope, known: &Known<'_>) -> Vec<(usize, Option<Party>)> {
+    let of_cert = |c: &Cert| Party {
+        label: c.name(),
+        uri: c.uri(),
+    };
+    let mut out = Vec::new();
+    for (i, ri) in env.recipients.iter().enumerate() {
+        if let RecipientInfo::Kari(k) = ri {
+            for rek in &k.recipient_enc_keys {
+                let cert = known.certs.iter().find(|c| kari::rid_names(&rek.rid, c));
+                out.push((i, cert.map(|c| of_cert(c))));
             }
-            let p = known
-                .psks
-                .iter()
-                .find(|p| addressed_to_kek(ri, &p.id_bytes()))?;
-            Some(Party {
+            continue;
+        }
+        if let Some(c) = known.certs.iter().find(|c| addressed_to_cert(ri, c)) {
+            out.push((i, Some(of_cert(c))));
+            continue;
+        }
+        let psk = known
+            .psks
+            .iter()
+            .find(|p| addressed_to_kek(ri, &p.id_bytes()));
+        out.push((
+            i,
+            psk.map(|p| Party {
                 label: match &p.uri {
                     Some(u) => format!("PSK {} ({u})", p.id),
                     None => format!("PSK {}", p.id),
                 },
                 uri: p.uri.clone(),
-            })
-        })
-        .collect()
+            }),
+        ));
+    }
+    out
 }
 
 fn recipient_with_uri(env: &Envelope, known: &Known<'_>, uri: &str) -> Option<usize> {
     named(env, known)
-        .iter()
-        .position(|n| n.as_ref().and_then(|p| p.uri.as_deref()) == Some(uri))
+        .into_iter()
+        .find(|(_, n)| n.as_ref().and_then(|p| p.uri.as_deref()) == Some(uri))
+        .map(|(i, _)| i)
 }
 
 fn check<R: CryptoRng + ?Sized>(
@@ -507,8 +526,14 @@ fn check<R: CryptoRng + ?Sized>(
     rng: &mut R,
 ) {
     if let Some(cms) = report.body.as_mut().and_then(first_cms) {
-        for (r, party) in cms.recipients.iter_mut().zip(named(env, known)) {
-            r.matches = party.map(|p| p.label);
+        let addressees = named(env, known);
+        for (i, r) in cms.recipients.iter_mut().enumerate() {
+            let labels: Vec<String> = addressees
+                .iter()
+                .filter(|(at, _)| *at == i)
+                .filter_map(|(_, p)| p.as_ref().map(|p| p.label.clone()))
+                .collect();
+            r.matches = (!labels.is_empty()).then(|| labels.join(", "));
         }
     }
     for key in &known.keys {

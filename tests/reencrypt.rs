@@ -40,7 +40,7 @@ fn envelope(msg: &[u8]) -> Envelope {
 /// The CEK `who` opens `msg` with (through the library, to compare keys).
 fn cek(msg: &[u8], who: &str) -> Vec<u8> {
     let id = Identity::load_dir(Path::new(&format!("keys/{who}"))).unwrap();
-    let keys = [RecipientKey::Rsa {
+    let keys = [RecipientKey::Cert {
         cert: &id.cert,
         key: &id,
     }];

@@ -29,6 +29,7 @@
 
 pub mod ber;
 pub mod content;
+pub mod kari;
 pub mod kekri;
 pub mod recipient;
 pub mod signed;
@@ -47,9 +48,10 @@ use serde::Serialize;
 use zeroize::Zeroizing;
 
 pub use content::{ContentCipher, ContentParams};
-pub use recipient::{KeyTransportKey, KeyTransportScheme, RecipientKey, RsaPadding};
+pub use recipient::{KeyTransportScheme, PrivateKeyOps, RecipientKey, RsaPadding};
 
 use crate::error::ErrorClass;
+use crate::keys::identity::CertKeyKind;
 use crate::keys::{Cert, Psk};
 
 /// What can go wrong sealing or opening.
@@ -93,7 +95,8 @@ impl EnvelopeError {
 /// Someone to seal for.
 #[derive(Debug, Clone)]
 pub enum Recipient {
-    /// An RSA certificate (KeyTransRecipientInfo).
+    /// A certificate: RSA (KeyTransRecipientInfo) or EC P-256
+    /// (KeyAgreeRecipientInfo, shared by all P-256 recipients).
     Cert(Box<Cert>),
     /// A pre-shared key (KEKRecipientInfo).
     Psk(Psk),
@@ -183,13 +186,33 @@ pub fn seal_for<R: CryptoRng + ?Sized>(
     cipher: ContentCipher,
     rng: &mut R,
 ) -> Result<Vec<u8>, EnvelopeError> {
-    let infos = recipients
+    // EC P-256 recipients share one KeyAgreeRecipientInfo (and one
+    // ephemeral key), placed where the first of them is named.
+    let ec: Vec<&Cert> = recipients
         .iter()
-        .map(|(r, padding)| match r {
-            Recipient::Cert(c) => recipient::ktri_for(c, *padding, cek, rng),
-            Recipient::Psk(p) => kekri::kekri_for(p, cek),
+        .filter_map(|(r, _)| match r {
+            Recipient::Cert(c) if c.recipient_kind().ok() == Some(CertKeyKind::P256) => Some(&**c),
+            _ => None,
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect();
+    let mut infos = Vec::with_capacity(recipients.len());
+    let mut kari_done = false;
+    for (r, padding) in recipients {
+        match r {
+            Recipient::Cert(c) => match c
+                .recipient_kind()
+                .map_err(|e| EnvelopeError::Recipient(e.to_string()))?
+            {
+                CertKeyKind::Rsa => infos.push(recipient::ktri_for(c, *padding, cek, rng)?),
+                CertKeyKind::P256 if !kari_done => {
+                    kari_done = true;
+                    infos.push(kari::kari_for(&ec, cek, rng)?);
+                }
+                CertKeyKind::P256 => {}
+            },
+            Recipient::Psk(p) => infos.push(kekri::kekri_for(p, cek)?),
+        }
+    }
     seal_infos(content, cek, infos, cipher, rng)
 }
 
@@ -591,7 +614,16 @@ fn describe_recipient(index: usize, ri: &RecipientInfo) -> RecipientSummary {
         RecipientInfo::Kari(k) => {
             s.kind = "kari";
             s.version = k.version as u8;
-            s.algorithm = alg_name(&k.key_enc_alg);
+            let rids: Vec<String> = k
+                .recipient_enc_keys
+                .iter()
+                .map(|r| kari::describe_rid(&r.rid))
+                .collect();
+            s.rid = Some(rids.join(", "));
+            s.algorithm = kari::KeyAgreeScheme::decode(&k.key_enc_alg).map_or_else(
+                |e| format!("{} ({e})", alg_name(&k.key_enc_alg)),
+                |x| x.describe(),
+            );
         }
         RecipientInfo::Pwri(k) => {
             s.kind = "pwri";

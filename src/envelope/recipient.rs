@@ -358,9 +358,13 @@ fn rsa_encrypt<R: CryptoRng + ?Sized>(
     with_padding!(scheme, |pad| key.encrypt(rng, pad, cek).map_err(fail))
 }
 
-/// The private half of key transport: the only place a private key is
-/// used when opening. A trait so that tests can count its uses.
-pub trait KeyTransportKey {
+/// An ECDH shared secret Z, and who computed it.
+pub type SharedSecret = (Zeroizing<Vec<u8>>, Backend);
+
+/// The private half of key transport and key agreement: the only place a
+/// private key is used when opening. A trait so that tests can count its
+/// uses.
+pub trait PrivateKeyOps {
     /// Decrypt an encrypted content key: `Ok(None)` on any decryption
     /// failure (the caller does not learn why); `Err` only when the key
     /// itself cannot be had (an unreadable or mismatched key file), which
@@ -371,15 +375,38 @@ pub trait KeyTransportKey {
         encrypted: &[u8],
     ) -> Result<Option<Zeroizing<Vec<u8>>>, KeyError>;
 
-    /// Which implementation [`KeyTransportKey::decrypt_key`] uses for
+    /// Which implementation [`PrivateKeyOps::decrypt_key`] uses for
     /// `scheme`: decided from the key size and the parameters, never from
     /// the ciphertext.
     fn backend(&self, _scheme: &KeyTransportScheme) -> Backend {
         Backend::RustCrypto("a bare rsa crate key".into())
     }
+
+    /// Static-ephemeral ECDH with the originator's point: the shared
+    /// secret Z and who computed it; `Ok(None)` for a key that cannot
+    /// agree or a point not on the curve; `Err` as for decrypt_key.
+    fn agree(&self, _point: &[u8]) -> Result<Option<SharedSecret>, KeyError> {
+        Ok(None)
+    }
+
+    /// Which implementation [`PrivateKeyOps::agree`] uses.
+    fn agree_backend(&self) -> Backend {
+        Backend::RustCrypto("a bare key".into())
+    }
 }
 
-impl KeyTransportKey for Identity {
+impl PrivateKeyOps for Identity {
+    fn agree(&self, point: &[u8]) -> Result<Option<SharedSecret>, KeyError> {
+        Ok(self.private_key()?.agree(point))
+    }
+
+    fn agree_backend(&self) -> Backend {
+        match self.private_key() {
+            Ok(key) => key.agree_backend(),
+            Err(_) => Backend::RustCrypto("the key could not be read".into()),
+        }
+    }
+
     fn decrypt_key(
         &self,
         scheme: &KeyTransportScheme,
@@ -396,14 +423,19 @@ impl KeyTransportKey for Identity {
     }
 }
 
-impl KeyTransportKey for PrivateKey {
+impl PrivateKeyOps for PrivateKey {
     fn decrypt_key(
         &self,
         scheme: &KeyTransportScheme,
         encrypted: &[u8],
     ) -> Result<Option<Zeroizing<Vec<u8>>>, KeyError> {
+        // An EC key transports nothing (a KTRI naming its certificate is
+        // forged or a mistake): the same uniform failure.
+        let Some(rsa) = self.rsa() else {
+            return Ok(None);
+        };
         // The length is public: refused before any private-key arithmetic.
-        if encrypted.len() != self.size() {
+        if encrypted.len() != rsa.size() {
             return Ok(None);
         }
         #[cfg(feature = "aws-lc")]
@@ -412,7 +444,15 @@ impl KeyTransportKey for PrivateKey {
         {
             return Ok(aws_lc_decrypt(key, oaep, scheme, encrypted));
         }
-        self.rsa().decrypt_key(scheme, encrypted)
+        rsa.decrypt_key(scheme, encrypted)
+    }
+
+    fn agree(&self, point: &[u8]) -> Result<Option<SharedSecret>, KeyError> {
+        Ok(PrivateKey::agree(self, point))
+    }
+
+    fn agree_backend(&self) -> Backend {
+        self.key_backend()
     }
 
     fn backend(&self, scheme: &KeyTransportScheme) -> Backend {
@@ -483,7 +523,7 @@ fn aws_lc_decrypt(
     Some(out)
 }
 
-impl KeyTransportKey for RsaPrivateKey {
+impl PrivateKeyOps for RsaPrivateKey {
     fn decrypt_key(
         &self,
         scheme: &KeyTransportScheme,
@@ -500,15 +540,15 @@ impl KeyTransportKey for RsaPrivateKey {
     }
 }
 
-/// A key I can open with: an RSA identity or a PSK.
+/// A key I can open with: an identity (RSA or EC P-256) or a PSK.
 #[derive(Clone, Copy)]
 pub enum RecipientKey<'a> {
     /// A certificate and the private key that belongs to it.
-    Rsa {
+    Cert {
         /// The certificate the RecipientInfo names.
         cert: &'a Cert,
         /// Its private key (used only once a RecipientInfo names the certificate).
-        key: &'a dyn KeyTransportKey,
+        key: &'a dyn PrivateKeyOps,
     },
     /// A pre-shared key-encryption key.
     Psk(&'a Psk),
@@ -527,7 +567,7 @@ impl RecipientKey<'_> {
     /// Whether `ri` is addressed to this key, by identifiers only.
     pub fn matches(&self, ri: &RecipientInfo) -> bool {
         match self {
-            RecipientKey::Rsa { cert, .. } => addressed_to_cert(ri, cert),
+            RecipientKey::Cert { cert, .. } => addressed_to_cert(ri, cert),
             RecipientKey::Psk(psk) => addressed_to_kek(ri, &psk.id_bytes()),
             RecipientKey::Session { reference, .. } => addressed_to_kek(ri, reference),
         }
@@ -536,7 +576,7 @@ impl RecipientKey<'_> {
     /// Who this key is, for messages.
     pub fn describe(&self) -> String {
         match self {
-            RecipientKey::Rsa { cert, .. } => cert.name(),
+            RecipientKey::Cert { cert, .. } => cert.name(),
             RecipientKey::Psk(psk) => format!("PSK {}", psk.id),
             RecipientKey::Session {
                 reference,
@@ -563,10 +603,11 @@ impl RecipientKey<'_> {
     /// is involved (`None` for key wrap with a PSK or session key).
     pub fn backend(&self, ri: &RecipientInfo) -> Option<Backend> {
         match (self, ri) {
-            (RecipientKey::Rsa { key, .. }, RecipientInfo::Ktri(k)) => {
+            (RecipientKey::Cert { key, .. }, RecipientInfo::Ktri(k)) => {
                 let scheme = KeyTransportScheme::decode(&k.key_enc_alg).ok()?;
                 Some(key.backend(&scheme))
             }
+            (RecipientKey::Cert { key, .. }, RecipientInfo::Kari(_)) => Some(key.agree_backend()),
             _ => None,
         }
     }
@@ -585,10 +626,23 @@ impl RecipientKey<'_> {
         let mut decoy = Zeroizing::new(vec![0u8; cek_len]);
         rng.fill_bytes(&mut decoy);
         let recovered = match (self, ri) {
-            (RecipientKey::Rsa { key, .. }, RecipientInfo::Ktri(k)) => {
+            (RecipientKey::Cert { key, .. }, RecipientInfo::Ktri(k)) => {
                 let scheme = KeyTransportScheme::decode(&k.key_enc_alg)?;
                 key.decrypt_key(&scheme, k.enc_key.as_bytes())
                     .map_err(|e| EnvelopeError::Key(e.to_string()))?
+            }
+            (RecipientKey::Cert { key, cert }, RecipientInfo::Kari(k)) => {
+                // Parameters first (public), then the one private-key
+                // operation; an unusable point fails like a wrong key.
+                super::kari::KeyAgreeScheme::decode(&k.key_enc_alg)?;
+                let point = super::kari::originator_point(k)?;
+                match key
+                    .agree(point)
+                    .map_err(|e| EnvelopeError::Key(e.to_string()))?
+                {
+                    Some((z, _)) => super::kari::unwrap_for(k, cert, &z)?,
+                    None => None,
+                }
             }
             (RecipientKey::Psk(psk), RecipientInfo::Kekri(k)) => {
                 kek_unwrap(&k.key_enc_alg, &psk.key, k.encrypted_key.as_bytes())?
@@ -611,9 +665,17 @@ impl RecipientKey<'_> {
     }
 }
 
-/// Whether `ri` is a KTRI addressed to `cert` (identifiers only).
+/// Whether `ri` is a KTRI, or a KARI with a RecipientEncryptedKey,
+/// addressed to `cert` (identifiers only).
 pub fn addressed_to_cert(ri: &RecipientInfo, cert: &Cert) -> bool {
-    matches!(ri, RecipientInfo::Ktri(k) if rid_matches(&k.rid, cert))
+    match ri {
+        RecipientInfo::Ktri(k) => rid_matches(&k.rid, cert),
+        RecipientInfo::Kari(k) => k
+            .recipient_enc_keys
+            .iter()
+            .any(|r| super::kari::rid_names(&r.rid, cert)),
+        _ => false,
+    }
 }
 
 /// Whether `ri` is a KEKRI with key identifier `id`.

@@ -160,7 +160,13 @@ pub fn sign<R: CryptoRng + ?Sized>(
         SignatureScheme::Pss => {
             // PSS draws its salt from `rng`: the rsa crate keeps
             // deterministic mode reproducible (aws-lc-rs has its own RNG).
-            let signer = rsa::pss::SigningKey::<Sha256>::new(key.rsa().clone());
+            let rsa = key.rsa().ok_or_else(|| {
+                SignatureError::Key(
+                    "an EC P-256 key cannot make an RSA-PSS signature; sign with an RSA identity"
+                        .into(),
+                )
+            })?;
+            let signer = rsa::pss::SigningKey::<Sha256>::new(rsa.clone());
             let sig = signer
                 .try_sign_with_rng(rng, &signed_bytes)
                 .map_err(|e| SignatureError::Key(e.to_string()))?;

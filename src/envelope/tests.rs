@@ -14,11 +14,11 @@ fn psk() -> Psk {
 
 /// Counts every private-key operation it is asked for.
 struct Counting<'a> {
-    inner: &'a dyn KeyTransportKey,
+    inner: &'a dyn PrivateKeyOps,
     uses: Cell<usize>,
 }
 
-impl KeyTransportKey for Counting<'_> {
+impl PrivateKeyOps for Counting<'_> {
     fn decrypt_key(
         &self,
         scheme: &KeyTransportScheme,
@@ -56,7 +56,7 @@ fn a_non_recipient_never_touches_its_private_key() {
         inner: proxy_b.private_key().unwrap(),
         uses: Cell::new(0),
     };
-    let keys = [RecipientKey::Rsa {
+    let keys = [RecipientKey::Cert {
         cert: &proxy_b.cert,
         key: &counting,
     }];
@@ -75,7 +75,7 @@ fn a_non_recipient_never_touches_its_private_key() {
         inner: proxy_a.private_key().unwrap(),
         uses: Cell::new(0),
     };
-    let keys = [RecipientKey::Rsa {
+    let keys = [RecipientKey::Cert {
         cert: &proxy_a.cert,
         key: &counting,
     }];
@@ -100,11 +100,11 @@ fn first_matching_key_is_used_and_only_that_one() {
         uses: Cell::new(0),
     };
     let keys = [
-        RecipientKey::Rsa {
+        RecipientKey::Cert {
             cert: &carol.cert,
             key: &c_carol,
         },
-        RecipientKey::Rsa {
+        RecipientKey::Cert {
             cert: &bob.cert,
             key: &c_bob,
         },
@@ -139,7 +139,7 @@ fn every_recipient_kind_and_cipher_opens() {
             );
             assert_eq!(env.version, if cipher.is_aead() { 0 } else { 2 });
             for key in [
-                RecipientKey::Rsa {
+                RecipientKey::Cert {
                     cert: &bob.cert,
                     key: bob.private_key().unwrap(),
                 },
@@ -173,7 +173,7 @@ fn a_wrong_key_of_the_right_id_fails_like_a_tampered_tag() {
         let env = Envelope::parse(&der).unwrap();
         // bob's certificate (so the rid matches) with carol's private key:
         // the key transport fails, which must look like any content failure.
-        let keys = [RecipientKey::Rsa {
+        let keys = [RecipientKey::Cert {
             cert: &bob.cert,
             key: carol.private_key().unwrap(),
         }];
@@ -279,7 +279,7 @@ fn flipping_any_byte_of_content_tag_gcm_params_or_wrapped_key_fails() {
             }
         }
         let keys = [
-            RecipientKey::Rsa {
+            RecipientKey::Cert {
                 cert: &bob.cert,
                 key: bob.private_key().unwrap(),
             },

@@ -68,6 +68,48 @@ impl Cert {
         })
     }
 
+    /// The EC P-256 public key, or why the certificate is not one.
+    pub fn p256_public_key(&self) -> Result<p256::PublicKey, KeyError> {
+        let spki = self.cert.tbs_certificate().subject_public_key_info();
+        let der = spki.to_der().map_err(|e| self.bad(e.to_string()))?;
+        use p256::pkcs8::DecodePublicKey;
+        p256::PublicKey::from_public_key_der(&der).map_err(|_| {
+            self.bad(format!(
+                "its public key ({}) is not EC P-256",
+                crate::oid::name(&spki.algorithm.oid)
+            ))
+        })
+    }
+
+    /// What kind of recipient its key makes, or why it makes none: RSA
+    /// (key transport) or EC P-256 (key agreement).
+    pub fn recipient_kind(&self) -> Result<CertKeyKind, KeyError> {
+        if self.rsa_public_key().is_ok() {
+            return Ok(CertKeyKind::Rsa);
+        }
+        if self.p256_public_key().is_ok() {
+            return Ok(CertKeyKind::P256);
+        }
+        let spki = self.cert.tbs_certificate().subject_public_key_info();
+        Err(self.bad(format!(
+            "its public key ({}) is neither RSA nor EC P-256, the recipients sipseal supports",
+            crate::oid::name(&spki.algorithm.oid)
+        )))
+    }
+
+    /// Whether `key` is the private half of this certificate's key.
+    pub fn is_key_of(&self, key: &PrivateKey) -> bool {
+        match (key.rsa(), key.p256()) {
+            (Some(rsa), _) => self
+                .rsa_public_key()
+                .is_ok_and(|public| public == rsa.to_public_key()),
+            (_, Some(ec)) => self
+                .p256_public_key()
+                .is_ok_and(|public| public == ec.public_key()),
+            _ => false,
+        }
+    }
+
     /// How to name it in messages: the SAN URI, else the subject DN.
     pub fn name(&self) -> String {
         self.uri().unwrap_or_else(|| self.subject())
@@ -239,8 +281,8 @@ impl Identity {
         if let Some(key) = self.key.get() {
             return Ok(key);
         }
-        let key = load_private_key(&self.key_path)?;
-        if key.to_public_key() != self.cert.rsa_public_key()? {
+        let key = load_any_private_key(&self.key_path)?;
+        if !self.cert.is_key_of(&key) {
             return Err(KeyError::BadIdentity {
                 path: self.key_path.clone(),
                 reason: format!(
@@ -249,7 +291,7 @@ impl Identity {
                 ),
             });
         }
-        Ok(self.key.get_or_init(|| PrivateKey::new(key)))
+        Ok(self.key.get_or_init(|| key))
     }
 }
 
@@ -306,6 +348,59 @@ fn looks_like_pem(bytes: &[u8]) -> bool {
         .iter()
         .position(|b| !b.is_ascii_whitespace())
         .is_some_and(|i| bytes[i..].starts_with(b"-----BEGIN "))
+}
+
+/// The kind of key a certificate carries, as a recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertKeyKind {
+    /// RSA: KeyTransRecipientInfo.
+    Rsa,
+    /// EC P-256: KeyAgreeRecipientInfo (RFC 5753).
+    P256,
+}
+
+/// Read an RSA (PKCS#8 or PKCS#1) or EC P-256 (PKCS#8 or SEC1) private
+/// key, PEM or DER.
+pub fn load_any_private_key(path: &Path) -> Result<PrivateKey, KeyError> {
+    let rsa_err = match load_private_key(path) {
+        Ok(rsa) => return Ok(PrivateKey::from_rsa(rsa)),
+        Err(e @ KeyError::Read { .. }) => return Err(e),
+        Err(e) => e,
+    };
+    let bytes = read(path)?;
+    use p256::pkcs8::DecodePrivateKey;
+    let text = std::str::from_utf8(&bytes).unwrap_or_default();
+    let ec = if looks_like_pem(&bytes) {
+        p256::SecretKey::from_pkcs8_pem(text)
+            .ok()
+            .or_else(|| p256::SecretKey::from_sec1_pem(text).ok())
+            .or_else(|| {
+                let der = first_pem(&bytes, "PRIVATE KEY").ok()?;
+                p256::SecretKey::from_pkcs8_der(&der).ok()
+            })
+            .or_else(|| {
+                let der = first_pem(&bytes, "EC PRIVATE KEY").ok()?;
+                p256::SecretKey::from_sec1_der(&der).ok()
+            })
+    } else {
+        p256::SecretKey::from_pkcs8_der(&bytes)
+            .ok()
+            .or_else(|| p256::SecretKey::from_sec1_der(&bytes).ok())
+    };
+    match ec {
+        Some(secret) => Ok(PrivateKey::from_p256(secret)),
+        // The RSA reader's reason names password protection and the formats.
+        None => Err(match rsa_err {
+            KeyError::BadIdentity { path, reason } => KeyError::BadIdentity {
+                path,
+                reason: reason.replace(
+                    "not an RSA private key",
+                    "not an RSA or EC P-256 private key",
+                ),
+            },
+            other => other,
+        }),
+    }
 }
 
 /// Read an RSA private key: PKCS#8 or PKCS#1, PEM or DER.

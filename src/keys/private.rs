@@ -1,7 +1,7 @@
 //! A private key and the implementation that performs its operations.
 //!
-//! Receiving-side private-key operations — RSA decryption and PKCS#1 v1.5
-//! signing — go through aws-lc-rs when the `aws-lc` feature is on (the
+//! Receiving-side private-key operations — RSA decryption, PKCS#1 v1.5
+//! signing and static-ephemeral ECDH on P-256 — go through aws-lc-rs when the `aws-lc` feature is on (the
 //! default build): constant-time and as fast as OpenSSL. The `rsa` crate
 //! performs what aws-lc-rs cannot take (keys outside 2048–8192 bits, OAEP
 //! whose MGF1 hash differs from its hash), what must draw from the
@@ -16,7 +16,6 @@ use std::sync::OnceLock;
 
 use rsa::RsaPrivateKey;
 use rsa::traits::PublicKeyParts;
-#[cfg(feature = "aws-lc")]
 use zeroize::Zeroizing;
 
 /// Which implementation performs a private-key operation.
@@ -49,9 +48,18 @@ impl fmt::Display for Backend {
     }
 }
 
-/// An RSA private key. The aws-lc-rs forms are built from it on first use,
-/// each at most once per process.
+/// A private key, RSA or EC P-256. The aws-lc-rs forms are built from it
+/// on first use, each at most once per process.
 pub struct PrivateKey {
+    kind: Kind,
+}
+
+enum Kind {
+    Rsa(Box<RsaKey>),
+    P256(EcKey),
+}
+
+struct RsaKey {
     rsa: RsaPrivateKey,
     #[cfg(feature = "aws-lc")]
     pkcs8: Zeroizing<Vec<u8>>,
@@ -61,9 +69,18 @@ pub struct PrivateKey {
     signing: OnceLock<Option<aws_lc_rs::signature::RsaKeyPair>>,
 }
 
+struct EcKey {
+    secret: p256::SecretKey,
+    #[cfg(feature = "aws-lc")]
+    agreement: OnceLock<Option<aws_lc_rs::agreement::PrivateKey>>,
+}
+
 impl fmt::Debug for PrivateKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PrivateKey(RSA-{})", self.bits())
+        match &self.kind {
+            Kind::Rsa(_) => write!(f, "PrivateKey(RSA-{})", self.bits()),
+            Kind::P256(_) => f.write_str("PrivateKey(P-256)"),
+        }
     }
 }
 
@@ -71,49 +88,77 @@ impl fmt::Debug for PrivateKey {
 #[cfg(feature = "aws-lc")]
 const AWS_LC_BITS: std::ops::RangeInclusive<usize> = 2048..=8192;
 
+/// PKCS#8 DER of a key, for aws-lc-rs (empty if it cannot be encoded:
+/// the key then only loses the aws-lc-rs path, which refuses it).
+#[cfg(feature = "aws-lc")]
+fn pkcs8_of(encoded: Result<rsa::pkcs8::SecretDocument, rsa::pkcs8::Error>) -> Zeroizing<Vec<u8>> {
+    encoded
+        .map(|d| Zeroizing::new(d.as_bytes().to_vec()))
+        .unwrap_or_default()
+}
+
 impl PrivateKey {
     /// Wrap a parsed RSA key.
-    pub fn new(rsa: RsaPrivateKey) -> PrivateKey {
+    pub fn from_rsa(rsa: RsaPrivateKey) -> PrivateKey {
         #[cfg(feature = "aws-lc")]
         let pkcs8 = {
             use rsa::pkcs8::EncodePrivateKey;
-            // Encoding a key just parsed cannot fail; if it did, the key
-            // would only lose the aws-lc-rs path (an empty PKCS#8 is refused).
-            rsa.to_pkcs8_der()
-                .map(|d| Zeroizing::new(d.as_bytes().to_vec()))
-                .unwrap_or_default()
+            pkcs8_of(rsa.to_pkcs8_der())
         };
         PrivateKey {
-            rsa,
-            #[cfg(feature = "aws-lc")]
-            pkcs8,
-            #[cfg(feature = "aws-lc")]
-            decrypting: OnceLock::new(),
-            #[cfg(feature = "aws-lc")]
-            signing: OnceLock::new(),
+            kind: Kind::Rsa(Box::new(RsaKey {
+                rsa,
+                #[cfg(feature = "aws-lc")]
+                pkcs8,
+                #[cfg(feature = "aws-lc")]
+                decrypting: OnceLock::new(),
+                #[cfg(feature = "aws-lc")]
+                signing: OnceLock::new(),
+            })),
         }
     }
 
-    /// The `rsa` crate's key: the public half, and the pure-Rust path.
-    pub fn rsa(&self) -> &RsaPrivateKey {
-        &self.rsa
+    /// Wrap a parsed EC P-256 key.
+    pub fn from_p256(secret: p256::SecretKey) -> PrivateKey {
+        PrivateKey {
+            kind: Kind::P256(EcKey {
+                secret,
+                #[cfg(feature = "aws-lc")]
+                agreement: OnceLock::new(),
+            }),
+        }
     }
 
-    /// The modulus size in bits.
+    /// The `rsa` crate's key, for an RSA key: the public half, and the
+    /// pure-Rust path.
+    pub fn rsa(&self) -> Option<&RsaPrivateKey> {
+        match &self.kind {
+            Kind::Rsa(k) => Some(&k.rsa),
+            Kind::P256(_) => None,
+        }
+    }
+
+    /// The EC P-256 key, for an EC key.
+    pub fn p256(&self) -> Option<&p256::SecretKey> {
+        match &self.kind {
+            Kind::P256(k) => Some(&k.secret),
+            Kind::Rsa(_) => None,
+        }
+    }
+
+    /// The key size in bits (the RSA modulus, or 256).
     pub fn bits(&self) -> usize {
-        self.rsa.n().bits() as usize
-    }
-
-    /// The modulus size in bytes (= a ciphertext's or signature's length).
-    pub fn size(&self) -> usize {
-        self.rsa.size()
+        match &self.kind {
+            Kind::Rsa(k) => k.rsa.n().bits() as usize,
+            Kind::P256(_) => 256,
+        }
     }
 
     /// Whether aws-lc-rs can take this key at all, and if not why.
     pub fn key_backend(&self) -> Backend {
         #[cfg(feature = "aws-lc")]
         {
-            if AWS_LC_BITS.contains(&self.bits()) {
+            if matches!(self.kind, Kind::P256(_)) || AWS_LC_BITS.contains(&self.bits()) {
                 Backend::AwsLc
             } else {
                 Backend::RustCrypto(format!(
@@ -126,31 +171,42 @@ impl PrivateKey {
         Backend::RustCrypto("built without the aws-lc feature".into())
     }
 
-    /// The aws-lc-rs decryption key, when the key size allows it.
+    /// The aws-lc-rs decryption key of an RSA key the size allows.
     #[cfg(feature = "aws-lc")]
     pub fn aws_decrypting(&self) -> Option<&aws_lc_rs::rsa::PrivateDecryptingKey> {
+        let Kind::Rsa(k) = &self.kind else {
+            return None;
+        };
         if self.key_backend() != Backend::AwsLc {
             return None;
         }
-        self.decrypting
-            .get_or_init(|| aws_lc_rs::rsa::PrivateDecryptingKey::from_pkcs8(&self.pkcs8).ok())
+        k.decrypting
+            .get_or_init(|| aws_lc_rs::rsa::PrivateDecryptingKey::from_pkcs8(&k.pkcs8).ok())
             .as_ref()
     }
 
-    /// The aws-lc-rs signing key, when the key size allows it.
+    /// The aws-lc-rs signing key of an RSA key the size allows.
     #[cfg(feature = "aws-lc")]
-    pub fn aws_signing(&self) -> Option<&aws_lc_rs::signature::RsaKeyPair> {
+    fn aws_signing(&self) -> Option<&aws_lc_rs::signature::RsaKeyPair> {
+        let Kind::Rsa(k) = &self.kind else {
+            return None;
+        };
         if self.key_backend() != Backend::AwsLc {
             return None;
         }
-        self.signing
-            .get_or_init(|| aws_lc_rs::signature::RsaKeyPair::from_pkcs8(&self.pkcs8).ok())
+        k.signing
+            .get_or_init(|| aws_lc_rs::signature::RsaKeyPair::from_pkcs8(&k.pkcs8).ok())
             .as_ref()
     }
 
     /// An RSASSA-PKCS1-v1_5 signature with SHA-256 over `message`
     /// (deterministic: either implementation gives the same bytes).
     pub fn sign_pkcs1v15_sha256(&self, message: &[u8]) -> Result<(Vec<u8>, Backend), String> {
+        let Some(rsa) = self.rsa() else {
+            return Err(
+                "an EC P-256 key cannot make an RSA signature; sign with an RSA identity".into(),
+            );
+        };
         #[cfg(feature = "aws-lc")]
         if let Some(pair) = self.aws_signing() {
             let rng = aws_lc_rs::rand::SystemRandom::new();
@@ -166,9 +222,44 @@ impl PrivateKey {
         }
         use rsa::signature::SignatureEncoding;
         use rsa::signature::Signer;
-        let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(self.rsa.clone());
+        // Blinded with the OS RNG, not the caller's: the signature is the
+        // same bytes either way, and deterministic mode stays so.
+        let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(rsa.clone());
         let sig = signer.try_sign(message).map_err(|e| e.to_string())?;
         Ok((sig.to_vec(), self.key_backend()))
+    }
+
+    /// Static-ephemeral ECDH (RFC 5753): the shared secret Z, the
+    /// x-coordinate of this key times `peer` (a SEC1 point, compressed or
+    /// not). `None` for an RSA key or a point not on the curve.
+    pub fn agree(&self, peer: &[u8]) -> Option<(Zeroizing<Vec<u8>>, Backend)> {
+        let Kind::P256(k) = &self.kind else {
+            return None;
+        };
+        #[cfg(feature = "aws-lc")]
+        {
+            use aws_lc_rs::agreement;
+            let key = k
+                .agreement
+                .get_or_init(|| {
+                    let scalar = Zeroizing::new(k.secret.to_bytes().to_vec());
+                    agreement::PrivateKey::from_private_key(&agreement::ECDH_P256, &scalar).ok()
+                })
+                .as_ref()?;
+            let peer = agreement::UnparsedPublicKey::new(&agreement::ECDH_P256, peer);
+            agreement::agree(key, peer, (), |z| Ok(Zeroizing::new(z.to_vec())))
+                .ok()
+                .map(|z| (z, Backend::AwsLc))
+        }
+        #[cfg(not(feature = "aws-lc"))]
+        {
+            let peer = p256::PublicKey::from_sec1_bytes(peer).ok()?;
+            let z = p256::ecdh::diffie_hellman(k.secret.to_nonzero_scalar(), peer.as_affine());
+            Some((
+                Zeroizing::new(z.raw_secret_bytes().to_vec()),
+                self.key_backend(),
+            ))
+        }
     }
 }
 
@@ -185,7 +276,7 @@ mod tests {
         // The rsa crate's signature of the same message: PKCS#1 v1.5 is
         // deterministic, so the two implementations must agree byte for byte.
         use rsa::signature::{SignatureEncoding, Signer};
-        let reference = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(key.rsa().clone())
+        let reference = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(key.rsa().unwrap().clone())
             .try_sign(b"v=0\r\n")
             .unwrap()
             .to_vec();
@@ -197,10 +288,39 @@ mod tests {
     }
 
     #[test]
+    fn static_ecdh_agrees_with_the_ephemeral_side() {
+        use p256::elliptic_curve::Generate;
+        use p256::elliptic_curve::sec1::ToSec1Point;
+        let mut rng = <rand::rngs::ChaCha20Rng as rand::SeedableRng>::seed_from_u64(2);
+        let recipient = p256::SecretKey::generate_from_rng(&mut rng);
+        let ephemeral = p256::SecretKey::generate_from_rng(&mut rng);
+        // What the sender computes, with the recipient's public key.
+        let expected = p256::ecdh::diffie_hellman(
+            ephemeral.to_nonzero_scalar(),
+            recipient.public_key().as_affine(),
+        );
+        let key = PrivateKey::from_p256(recipient);
+        for compress in [true, false] {
+            let point = ephemeral.public_key().to_sec1_point(compress);
+            let (z, backend) = key.agree(point.as_bytes()).unwrap();
+            assert_eq!(z.as_slice(), expected.raw_secret_bytes().as_slice());
+            assert_eq!(backend, key.key_backend());
+        }
+        // Not a point on the curve, and an RSA key: no agreement.
+        let mut bad = ephemeral.public_key().to_sec1_point(false).as_bytes().to_vec();
+        bad[64] ^= 1;
+        assert!(key.agree(&bad).is_none());
+        assert!(key.agree(b"").is_none());
+        let rsa = demo_identity("bob");
+        let rsa = rsa.private_key().unwrap();
+        assert!(rsa.agree(ephemeral.public_key().to_sec1_point(true).as_bytes()).is_none());
+    }
+
+    #[test]
     fn small_keys_name_why_they_take_the_rsa_path() {
         // RFC 4134's examples use 1024-bit keys; aws-lc-rs refuses them.
         let mut rng = <rand::rngs::ChaCha20Rng as rand::SeedableRng>::seed_from_u64(1);
-        let small = PrivateKey::new(RsaPrivateKey::new(&mut rng, 1024).unwrap());
+        let small = PrivateKey::from_rsa(RsaPrivateKey::new(&mut rng, 1024).unwrap());
         let Backend::RustCrypto(why) = small.key_backend() else {
             panic!("a 1024-bit key went to aws-lc-rs");
         };

@@ -226,7 +226,7 @@ impl RelayKeys<'_> {
     pub(super) fn recipient_keys(&self) -> Vec<RecipientKey<'_>> {
         let mut keys: Vec<RecipientKey<'_>> = self.psks.iter().map(RecipientKey::Psk).collect();
         if let Some(id) = self.identity {
-            keys.push(RecipientKey::Rsa {
+            keys.push(RecipientKey::Cert {
                 cert: &id.cert,
                 key: id,
             });

@@ -182,7 +182,8 @@ pub fn load_anchors(path: &Path) -> Result<Vec<Cert>, Error> {
 /// Whom to seal for, and how.
 #[derive(Debug, Args, Default)]
 pub struct RecipientArgs {
-    /// The far-end peer's certificate (PEM or DER); repeatable.
+    /// The far-end peer's certificate (PEM or DER; RSA: key transport,
+    /// EC P-256: key agreement, RFC 5753); repeatable.
     #[arg(long, value_name = "CERT", global = true)]
     pub peer: Vec<PathBuf>,
     /// Also disclose to this relay: its certificate, or `psk:FILE` for a
@@ -216,7 +217,7 @@ pub struct RecipientArgs {
     /// (legacy) [default: aes256-gcm].
     #[arg(long, value_enum, global = true)]
     pub cipher: Option<ContentCipher>,
-    /// RSA key transport padding for certificate recipients.
+    /// RSA key transport padding for RSA certificate recipients.
     #[arg(long, value_enum, default_value_t = RsaPadding::Oaep, global = true)]
     pub rsa_padding: RsaPadding,
 }
@@ -301,7 +302,7 @@ impl RecipientArgs {
                     cert.name(),
                     anchor.subject()
                 );
-                cert.rsa_public_key()?;
+                cert.recipient_kind()?;
                 disclose.push(Recipient::Cert(Box::new(cert)));
             }
         }
@@ -332,7 +333,7 @@ impl RecipientArgs {
 fn load_recipient_cert(path: &Path) -> Result<Cert, Error> {
     let cert = Cert::load(path)?;
     // Fail now, with the file named, rather than halfway through sealing.
-    cert.rsa_public_key()?;
+    cert.recipient_kind()?;
     Ok(cert)
 }
 
@@ -398,7 +399,7 @@ impl Keyring {
     /// operation), then identities in the order given.
     pub fn recipient_keys(&self) -> Vec<RecipientKey<'_>> {
         let mut keys: Vec<RecipientKey<'_>> = self.psks.iter().map(RecipientKey::Psk).collect();
-        keys.extend(self.identities.iter().map(|id| RecipientKey::Rsa {
+        keys.extend(self.identities.iter().map(|id| RecipientKey::Cert {
             cert: &id.cert,
             key: id,
         }));

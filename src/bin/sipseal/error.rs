@@ -285,7 +285,7 @@ fn key_hint(e: &KeyError) -> &'static str {
             "a PSK file is YAML with `id: TEXT`, `key: HEX` (16, 24 or 32 bytes) and optionally `uri: sip:...`"
         }
         KeyError::BadCert { .. } => {
-            "give an X.509 certificate with an RSA key, PEM (-----BEGIN CERTIFICATE-----) or DER"
+            "give an X.509 certificate with an RSA or EC P-256 key, PEM (-----BEGIN CERTIFICATE-----) or DER"
         }
         KeyError::BadCrl { .. } => {
             "give an X.509 CRL, PEM (-----BEGIN X509 CRL-----, e.g. from `openssl ca -gencrl`) or DER"
@@ -313,10 +313,10 @@ fn envelope_hint(e: &EnvelopeError) -> &'static str {
             "the body must be a DER CMS ContentInfo (AuthEnvelopedData or EnvelopedData)"
         }
         EnvelopeError::Unsupported(_) => {
-            "sipseal reads AES-GCM/AES-CBC content, RSA (OAEP, PKCS#1 v1.5) and AES key-wrap recipients"
+            "sipseal reads AES-GCM/AES-CBC content, RSA (OAEP, PKCS#1 v1.5), EC P-256 (ECDH, RFC 5753) and AES key-wrap recipients"
         }
         EnvelopeError::Recipient(_) => {
-            "name each recipient with --peer CERT or --disclose CERT|psk:FILE: an RSA certificate or a PSK file"
+            "name each recipient with --peer CERT or --disclose CERT|psk:FILE: an RSA or EC P-256 certificate, or a PSK file"
         }
         EnvelopeError::Key(_) => {
             "check the identity's key file: PKCS#8 or PKCS#1, PEM or DER, matching its certificate"

@@ -78,7 +78,7 @@ fn open_as(
     store: &MemoryStore,
     ctx: &mut Context,
 ) -> Result<Opened, UaError> {
-    let keys = [RecipientKey::Rsa {
+    let keys = [RecipientKey::Cert {
         cert: &identity.cert,
         key: identity,
     }];

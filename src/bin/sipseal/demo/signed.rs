@@ -35,7 +35,7 @@ fn verify_at_bob(msg: &Message, r: &Parties, ctx: &mut Context) -> VerifyReport 
         crls: None,
         received_from: Some(VIA_B),
     };
-    let keys = [RecipientKey::Rsa {
+    let keys = [RecipientKey::Cert {
         cert: &r.bob.cert,
         key: &r.bob,
     }];
