@@ -85,6 +85,42 @@ fn check_pki(dir: &std::path::Path) {
         let from_cert = openssl(&["x509", "-in", &cert, "-noout", "-pubkey"], dir);
         assert_eq!(from_key, from_cert, "{party}: key matches certificate");
     }
+    // The EC P-256 identities: the same parties, keyAgreement. (OpenSSL's
+    // `smimeencrypt` purpose asks for keyEncipherment, which an EC key
+    // does not do; `openssl cms -encrypt` does not ask, tests/kari.rs.)
+    for (party, uri, domain) in PARTIES {
+        let cert = format!("{party}-ec/cert.pem");
+        let verified = openssl(
+            &[
+                "verify",
+                "-CAfile",
+                &format!("ca/{domain}/cert.pem"),
+                "-purpose",
+                "smimesign",
+                &cert,
+            ],
+            dir,
+        );
+        assert_eq!(verified.trim(), format!("{cert}: OK"));
+        let text = openssl(&["x509", "-in", &cert, "-noout", "-text"], dir);
+        assert!(text.contains(&format!("URI:{uri}")), "{party}-ec: SAN URI");
+        assert!(
+            text.contains("Public-Key: (256 bit)") && text.contains("prime256v1"),
+            "{party}-ec"
+        );
+        assert!(
+            text.contains("Digital Signature, Key Agreement"),
+            "{party}-ec: key usage"
+        );
+        assert!(
+            text.contains("Not After : Jan  1 00:00:00 2045 GMT"),
+            "{party}-ec"
+        );
+        let key = format!("{party}-ec/key.pem");
+        let from_key = openssl(&["pkey", "-in", &key, "-pubout"], dir);
+        let from_cert = openssl(&["x509", "-in", &cert, "-noout", "-pubkey"], dir);
+        assert_eq!(from_key, from_cert, "{party}-ec: key matches certificate");
+    }
     for ca in ["a.example.com", "b.example.com"] {
         let cert = format!("ca/{ca}/cert.pem");
         openssl(&["verify", "-CAfile", "trust.pem", &cert], dir);

@@ -1,6 +1,6 @@
-//! The demo PKI (`sipseal keys demo`): two domain CAs and five parties
-//! with RSA-2048 keys, a trust bundle and a PSK. Published keys: for
-//! demonstrations and tests only.
+//! The demo PKI (`sipseal keys demo`): two domain CAs and five parties,
+//! each with an RSA-2048 and an EC P-256 identity, a trust bundle and a
+//! PSK. Published keys: for demonstrations and tests only.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -12,7 +12,7 @@ use x509_cert::name::Name;
 use x509_cert::time::{Time, Validity};
 use zeroize::Zeroizing;
 
-use super::generate::{KeyType, Profile, Role, SigningKey, certify, write_all};
+use super::generate::{KeyType, Profile, Role, SigningKey, certify, server_host, write_all};
 use super::{KeyError, Psk};
 use crate::context::Context;
 
@@ -33,16 +33,17 @@ fn demo_validity() -> Result<Validity, KeyError> {
     Ok(Validity::new(at(2025)?, at(2045)?))
 }
 
-/// A demo certificate with a fresh RSA-2048 key, issued by `issuer` (or
-/// self-signed), in the profile of [`generate`].
+/// A demo certificate with a fresh key, issued by `issuer` (or
+/// self-signed), in the profile of [`super::generate`].
 fn issue(
     ctx: &mut Context,
+    kind: KeyType,
     subject: &str,
     role: Role,
     issuer: Option<&Issued>,
 ) -> Result<Issued, KeyError> {
     let gen_err = |e: der::Error| KeyError::Generate(e.to_string());
-    let key = SigningKey::generate(KeyType::Rsa2048, ctx)?;
+    let key = SigningKey::generate(kind, ctx)?;
     let subject = Name::from_str(subject).map_err(gen_err)?;
     let (issuer_name, signer_key) = match issuer {
         Some(ca) => (ca.cert.tbs_certificate().subject().clone(), &ca.key),
@@ -93,6 +94,9 @@ NEVER use these keys for anything real: the private keys are published.
 - `alice/`, `bob/`, `proxy-a/`, `proxy-b/`, `carol/`: identities (RSA-2048,
   PKCS#8 key.pem; cert.pem with a SAN URI and SubjectKeyIdentifier, issued by
   the CA of the party's domain, valid 2025-01-01 to 2045-01-01)
+- `alice-ec/`, `bob-ec/`, `proxy-a-ec/`, `proxy-b-ec/`, `carol-ec/`: the same
+  parties with EC P-256 keys (keyAgreement; cert.pem followed by the CA's
+  certificate; a relay's host also as a dNSName)
 - `trust.pem`: both CA certificates (trust anchors)
 - `psk/alice-proxy-a.yaml`: a pre-shared key of alice and proxy-a
 
@@ -109,6 +113,7 @@ pub fn generate_demo(out: &Path, ctx: &mut Context) -> Result<Vec<PathBuf>, KeyE
     for domain in DEMO_DOMAINS {
         let ca = issue(
             ctx,
+            KeyType::Rsa2048,
             &format!("CN=sipseal demo CA {domain},O=sipseal demo,C=ZZ"),
             Role::Ca { path_len: 0 },
             None,
@@ -127,6 +132,7 @@ pub fn generate_demo(out: &Path, ctx: &mut Context) -> Result<Vec<PathBuf>, KeyE
         let ca = cas.iter().find(|(d, _)| d == domain).map(|(_, ca)| ca);
         let party = issue(
             ctx,
+            KeyType::Rsa2048,
             &format!("CN={cn},O=sipseal demo {domain},C=ZZ"),
             Role::Party {
                 uris: vec![(*uri).to_owned()],
@@ -157,6 +163,30 @@ pub fn generate_demo(out: &Path, ctx: &mut Context) -> Result<Vec<PathBuf>, KeyE
         psk.to_yaml().into_bytes(),
         true,
     ));
+    // The EC P-256 identities come last, so that the RSA ones and the PSK
+    // stay what the same seed gave before they existed. Like `keys
+    // generate --ca`: cert.pem carries the CA's certificate after its own,
+    // and a relay's host is a dNSName too.
+    for (dir, cn, uri, domain) in DEMO_PARTIES {
+        let Some(ca) = cas.iter().find(|(d, _)| d == domain).map(|(_, ca)| ca) else {
+            continue;
+        };
+        let party = issue(
+            ctx,
+            KeyType::P256,
+            &format!("CN={cn},O=sipseal demo {domain},C=ZZ"),
+            Role::Party {
+                uris: vec![(*uri).to_owned()],
+                dns: server_host(uri).into_iter().collect(),
+                agreement: true,
+            },
+            Some(ca),
+        )?;
+        let ec = out.join(format!("{dir}-ec"));
+        let chain = format!("{}{}", party.cert_pem, ca.cert_pem);
+        files.push((ec.join("cert.pem"), chain.into_bytes(), false));
+        files.push((ec.join("key.pem"), party.key_pem.as_bytes().to_vec(), true));
+    }
     files.push((
         out.join("README.md"),
         DEMO_README.as_bytes().to_vec(),

@@ -350,6 +350,15 @@ fn party_subject(uri: &str) -> Result<Name, KeyError> {
     Name::from_str(&format!("CN={escaped}")).map_err(gen_err)
 }
 
+/// A distinguished name from RFC 4514 text.
+fn parse_dn(dn: &str) -> Result<Name, KeyError> {
+    Name::from_str(dn).map_err(|e| {
+        KeyError::Input(format!(
+            "{dn:?} is not a distinguished name ({e}): give e.g. \"CN=Example SIP CA,O=Example\""
+        ))
+    })
+}
+
 /// A CA directory: `cert.pem` and `key.pem`.
 pub struct Ca {
     /// Its certificate.
@@ -435,6 +444,9 @@ pub struct IdentityRequest {
     pub kind: KeyType,
     /// Validity in days.
     pub days: u32,
+    /// The subject DN (RFC 4514 text); default `CN=` and the URI without
+    /// its scheme.
+    pub subject: Option<String>,
 }
 
 /// Generate an identity into `out`: `key.pem` (PKCS#8, mode 0600) and
@@ -464,7 +476,10 @@ pub fn generate_identity(
     }
     let key = SigningKey::generate(req.kind, ctx)?;
     let spki = key.spki()?;
-    let subject = party_subject(&req.uri)?;
+    let subject = match &req.subject {
+        Some(dn) => parse_dn(dn)?,
+        None => party_subject(&req.uri)?,
+    };
     let uris = vec![req.uri.clone()];
     let (name, text) = match issue {
         Issue::Csr => {
@@ -513,11 +528,7 @@ pub fn generate_ca(
     replace: bool,
     ctx: &mut Context,
 ) -> Result<Vec<PathBuf>, KeyError> {
-    let subject = Name::from_str(name).map_err(|e| {
-        KeyError::Input(format!(
-            "{name:?} is not a distinguished name ({e}): give e.g. \"CN=Example SIP CA,O=Example\""
-        ))
-    })?;
+    let subject = parse_dn(name)?;
     let key_path = out.join("key.pem");
     if key_path.exists() && !replace {
         return Err(KeyError::Input(format!(

@@ -307,13 +307,20 @@ mod tests {
             assert_eq!(backend, key.key_backend());
         }
         // Not a point on the curve, and an RSA key: no agreement.
-        let mut bad = ephemeral.public_key().to_sec1_point(false).as_bytes().to_vec();
+        let mut bad = ephemeral
+            .public_key()
+            .to_sec1_point(false)
+            .as_bytes()
+            .to_vec();
         bad[64] ^= 1;
         assert!(key.agree(&bad).is_none());
         assert!(key.agree(b"").is_none());
         let rsa = demo_identity("bob");
         let rsa = rsa.private_key().unwrap();
-        assert!(rsa.agree(ephemeral.public_key().to_sec1_point(true).as_bytes()).is_none());
+        assert!(
+            rsa.agree(ephemeral.public_key().to_sec1_point(true).as_bytes())
+                .is_none()
+        );
     }
 
     #[test]

@@ -50,6 +50,10 @@ pub enum KeysCommand {
         /// Further dNSNames for the subjectAltName (repeatable).
         #[arg(long, value_name = "NAME")]
         dns: Vec<String>,
+        /// The subject DN, e.g. "CN=alice,O=Example" (default: CN= and the
+        /// URI without its scheme).
+        #[arg(long, value_name = "DN")]
+        subject: Option<String>,
         /// Validity in days, from now (or --now).
         #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=36500))]
         days: u32,
@@ -134,6 +138,7 @@ pub fn run(cmd: KeysCommand, ctx: &mut Context) -> Result<Exit, Error> {
             csr,
             ca,
             dns,
+            subject,
             days,
             force,
         } => {
@@ -148,6 +153,7 @@ pub fn run(cmd: KeysCommand, ctx: &mut Context) -> Result<Exit, Error> {
                 dns,
                 kind,
                 days,
+                subject,
             };
             let files = generate_identity(&req, issue, &out, force, ctx)?;
             say_written(&files, kind);
