@@ -240,6 +240,21 @@ pub struct Report {
     /// RFC 4475): a relay answers such a request 400 and drops such a response.
     #[serde(skip)]
     pub malformed: Option<Malformed>,
+    /// The whole message's size, against UDP's (RFC 3261 §18.1.1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<SizeReport>,
+}
+
+/// A message's size against the 1,300 bytes RFC 3261 §18.1.1 allows on
+/// UDP when the path MTU is unknown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SizeReport {
+    /// Bytes on the wire.
+    pub bytes: usize,
+    /// The limit ([`crate::sip::size::UDP_LIMIT`]).
+    pub udp_limit: usize,
+    /// Whether the top Via is UDP.
+    pub udp: bool,
 }
 
 fn part_report(p: &Part) -> PartReport {
@@ -336,8 +351,15 @@ pub fn inspect(msg: &Message) -> Report {
         disclosure: Vec::new(),
         keys: Vec::new(),
         problems,
-        warnings: Vec::new(),
+        warnings: crate::sip::size::udp_size_warning(msg)
+            .into_iter()
+            .collect(),
         malformed,
+        size: Some(SizeReport {
+            bytes: msg.to_bytes().len(),
+            udp_limit: crate::sip::size::UDP_LIMIT,
+            udp: crate::sip::size::top_via_is_udp(msg),
+        }),
     }
 }
 
@@ -571,6 +593,7 @@ pub fn inspect_cms<R: CryptoRng + ?Sized>(der: &[u8], known: &Known<'_>, rng: &m
         problems: Vec::new(),
         warnings: Vec::new(),
         malformed: None,
+        size: None,
     };
     let (cms, mut cms_error, env) = match Envelope::parse(der) {
         Ok(env) => (Some(env.describe()), None, Some(env)),
@@ -746,6 +769,18 @@ impl Report {
             let _ = writeln!(out, "headers:");
             for h in &self.headers {
                 let _ = writeln!(out, "  {}: {}", h.name, h.value);
+            }
+            if let Some(size) = &self.size {
+                let against = match (size.udp, size.bytes > size.udp_limit) {
+                    (true, false) => format!("fits UDP's {}", size.udp_limit),
+                    (true, true) => format!("over UDP's {}: send it over TCP", size.udp_limit),
+                    (false, _) => format!("top Via not UDP; UDP allows {}", size.udp_limit),
+                };
+                let _ = writeln!(
+                    out,
+                    "size: {} bytes ({against}, RFC 3261 §18.1.1)",
+                    size.bytes
+                );
             }
         }
         match &self.body {

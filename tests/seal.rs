@@ -270,7 +270,18 @@ fn inspect_names_recipients_checks_designations_and_keys() {
     assert!(text.contains("kekid alice-proxy-a, id-aes256-wrap = PSK alice-proxy-a"));
     assert!(text.contains("key PSK alice-proxy-a: RecipientInfo #"));
     assert!(text.contains("key sip:proxy-b.b.example.com: not a recipient"));
-    assert!(!text.contains("warning:"), "{text}");
+    // The one warning is the size: two RSA recipients and a PSK make the
+    // sample INVITE too big for UDP (RFC 3261 §18.1.1).
+    let warnings: Vec<&str> = text.lines().filter(|l| l.starts_with("warning:")).collect();
+    assert_eq!(warnings.len(), 1, "{text}");
+    assert!(
+        warnings[0].starts_with("warning: the message is 2210 bytes, over the 1300"),
+        "{text}"
+    );
+    assert!(
+        text.contains("size: 2210 bytes (over UDP's 1300: send it over TCP"),
+        "{text}"
+    );
 
     // Without any key or certificate, the structure is still there.
     let json = sipseal()
@@ -484,7 +495,7 @@ fn recipient_certificates_are_checked() {
     );
     let out = seal(&["--peer", "keys/bob/cert.pem", "--trust", "keys/trust.pem"]);
     assert!(out.status.success());
-    assert!(!err(&out).contains("warning"), "{}", err(&out));
+    assert!(!err(&out).contains("trust anchors"), "{}", err(&out));
     // bob's certificate is not issued by a.example.com's CA.
     let out = seal(&[
         "--peer",
@@ -533,4 +544,88 @@ fn recipient_certificates_are_checked() {
         "{}",
         err(&out)
     );
+}
+
+/// RFC 3261 §18.1.1: `seal` warns when the sealed message is over 1,300
+/// bytes and its top Via is UDP, naming TCP and EC recipients; the
+/// audio-only sample sealed with P-256 for the peer and one relay fits.
+#[test]
+fn a_sealed_message_too_big_for_udp_is_warned_about() {
+    let tmp = tempfile::tempdir().unwrap();
+    let invite = |via: &str| {
+        let out = sipseal()
+            .args([
+                "--seed",
+                "5eed",
+                "build",
+                "invite",
+                "--from",
+                "Alice <sip:alice@a.example.com>",
+            ])
+            .args([
+                "--to",
+                "Bob <sip:bob@b.example.com>",
+                "--contact",
+                "sip:alice@192.0.2.10:5060",
+            ])
+            .args([
+                "--via",
+                "192.0.2.10:5060",
+                "--transport",
+                via,
+                "--sdp",
+                "samples/offer-audio.sdp",
+            ])
+            .succeeds();
+        let path = tmp.path().join(format!("invite-{via}.sip"));
+        std::fs::write(&path, out.stdout).unwrap();
+        path
+    };
+    let state = tmp.path().join("state");
+    let seal = |input: &std::path::Path, recipients: &[&str]| {
+        let out = sipseal()
+            .env("SIPSEAL_STATE", &state)
+            .args(["--seed", "5eed", "seal"])
+            .arg(input)
+            .args(recipients)
+            .args(["--trust", "keys/trust.pem"])
+            .succeeds();
+        // Every warning but deterministic mode's own.
+        let err = String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter(|l| !l.contains("deterministic mode"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        (out.stdout.len(), err)
+    };
+    let udp = invite("udp");
+    let ec = [
+        "--peer",
+        "keys/bob-ec/cert.pem",
+        "--disclose",
+        "keys/proxy-a-ec/cert.pem",
+    ];
+    let (size, err) = seal(&udp, &ec);
+    assert!(size <= 1300, "{size} bytes");
+    assert!(!err.contains("warning"), "{err}");
+    let rsa = [
+        "--peer",
+        "keys/bob/cert.pem",
+        "--disclose",
+        "keys/proxy-a/cert.pem",
+    ];
+    let (size, err) = seal(&udp, &rsa);
+    assert!(size > 1300, "{size} bytes");
+    assert!(
+        err.contains(&format!("warning: the message is {size} bytes, over the 1300 that RFC 3261 §18.1.1 allows on UDP")),
+        "{err}"
+    );
+    assert!(
+        err.contains("send it over TCP, or use EC P-256 recipients"),
+        "{err}"
+    );
+    // Over TCP the same size is fine.
+    let (size_tcp, err) = seal(&invite("tcp"), &rsa);
+    assert!(size_tcp > 1300);
+    assert!(!err.contains("warning"), "{err}");
 }

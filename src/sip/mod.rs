@@ -11,6 +11,7 @@ pub mod message;
 pub mod names;
 pub mod route_security;
 pub mod routing;
+pub mod size;
 pub mod syntax;
 
 pub use compose::{

@@ -369,6 +369,9 @@ pub fn run(args: BuildArgs, ctx: &mut Context) -> Result<Exit, Error> {
             ));
         }
     };
+    if let Some(w) = sipseal::sip::size::udp_size_warning(&msg) {
+        eprintln!("warning: {w}");
+    }
     write_output(args.output.as_ref(), &msg.to_bytes())?;
     Ok(Exit::Ok)
 }

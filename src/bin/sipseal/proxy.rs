@@ -286,6 +286,11 @@ impl RelayArgs {
             }
         }
         write_output(self.output.as_ref(), &step.outcome.message().to_bytes())?;
+        if let Outcome::Forward(m) = &step.outcome
+            && let Some(w) = sipseal::sip::size::udp_size_warning(m)
+        {
+            eprintln!("warning: {w}");
+        }
         match step.outcome {
             Outcome::Forward(_) => Ok(Exit::Ok),
             Outcome::Respond(m) => {

@@ -124,6 +124,9 @@ pub fn run(args: ReplyArgs, ctx: &mut Context) -> Result<Exit, Error> {
     } else {
         seal_in_dialog(&reply.message, &reply.me, &args.sealing, &name, ctx)?.0
     };
+    if let Some(w) = sipseal::sip::size::udp_size_warning(&out) {
+        eprintln!("warning: {w}");
+    }
     args.output.write(&out.to_bytes())?;
     Ok(Exit::Ok)
 }

@@ -64,6 +64,9 @@ pub fn run(args: SealArgs, ctx: &mut Context) -> Result<Exit, Error> {
     let bytes = if args.body_only {
         der
     } else {
+        if let Some(w) = sipseal::sip::size::udp_size_warning(&message) {
+            eprintln!("warning: {w}");
+        }
         message.to_bytes()
     };
     args.output.write(&bytes)?;
@@ -172,6 +175,9 @@ pub fn rekey(args: RekeyArgs, ctx: &mut Context) -> Result<Exit, Error> {
         .rekey(&msg, &me, &spec, ctx)
         .map_err(|err| Error::ua(&name, err))?;
     say_stored(rekeyed.stored.as_ref(), &ua.limits);
+    if let Some(w) = sipseal::sip::size::udp_size_warning(&rekeyed.sealed.message) {
+        eprintln!("warning: {w}");
+    }
     args.output.write(&rekeyed.sealed.message.to_bytes())?;
     Ok(Exit::Ok)
 }
