@@ -679,12 +679,12 @@ fn part_text(out: &mut String, p: &PartReport, indent: usize) {
             let id = r
                 .rid
                 .as_deref()
-                .map(|x| format!("rid {x}"))
-                .or_else(|| r.kekid.as_deref().map(|k| format!("kekid {k}")))
+                .map(|x| format!(" rid {x},"))
+                .or_else(|| r.kekid.as_deref().map(|k| format!(" kekid {k},")))
                 .unwrap_or_default();
             let _ = write!(
                 out,
-                "{pad}    recipient #{}: {} v{} {id}, {}",
+                "{pad}    recipient #{}: {} v{}{id} {}",
                 r.index, r.kind, r.version, r.algorithm
             );
             if let Some(m) = &r.matches {

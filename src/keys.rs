@@ -13,6 +13,7 @@ pub mod crl;
 mod demo;
 pub mod generate;
 pub mod identity;
+pub mod password;
 pub(crate) mod pem;
 pub mod private;
 pub mod trust;
@@ -25,6 +26,7 @@ use zeroize::Zeroizing;
 use crate::error::ErrorClass;
 pub use demo::{DEMO_DOMAINS, DEMO_PARTIES, generate_demo};
 pub use identity::{Cert, Identity};
+pub use password::Password;
 pub use private::{Backend, PrivateKey};
 
 /// Problems with key material.
@@ -81,6 +83,14 @@ pub enum KeyError {
     /// Generating key material failed.
     #[error("key generation failed: {0}")]
     Generate(String),
+    /// A password file that does not read as one.
+    #[error("{path} is not a password file: {reason}")]
+    BadPassword {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// What was asked of key generation cannot be done as given.
     #[error("{0}")]
     Input(String),

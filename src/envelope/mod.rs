@@ -31,6 +31,7 @@ pub mod ber;
 pub mod content;
 pub mod kari;
 pub mod kekri;
+pub mod pwri;
 pub mod recipient;
 pub mod signed;
 
@@ -52,7 +53,7 @@ pub use recipient::{KeyTransportScheme, PrivateKeyOps, RecipientKey, RsaPadding}
 
 use crate::error::ErrorClass;
 use crate::keys::identity::CertKeyKind;
-use crate::keys::{Cert, Psk};
+use crate::keys::{Cert, Password, Psk};
 
 /// What can go wrong sealing or opening.
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +101,8 @@ pub enum Recipient {
     Cert(Box<Cert>),
     /// A pre-shared key (KEKRecipientInfo).
     Psk(Psk),
+    /// A password (PasswordRecipientInfo, RFC 3211).
+    Password(Password),
 }
 
 impl Recipient {
@@ -108,6 +111,7 @@ impl Recipient {
         match self {
             Recipient::Cert(c) => c.uri(),
             Recipient::Psk(p) => p.uri.clone(),
+            Recipient::Password(p) => p.uri.clone(),
         }
     }
 
@@ -116,6 +120,7 @@ impl Recipient {
         match self {
             Recipient::Cert(c) => c.name(),
             Recipient::Psk(p) => format!("PSK {}", p.id),
+            Recipient::Password(p) => p.describe(),
         }
     }
 }
@@ -211,6 +216,7 @@ pub fn seal_for<R: CryptoRng + ?Sized>(
                 CertKeyKind::P256 => {}
             },
             Recipient::Psk(p) => infos.push(kekri::kekri_for(p, cek)?),
+            Recipient::Password(p) => infos.push(pwri::pwri_for(p, cek, rng)?),
         }
     }
     seal_infos(content, cek, infos, cipher, rng)
@@ -468,7 +474,13 @@ impl Envelope {
         else {
             return Err(EnvelopeError::NotRecipient);
         };
-        let cek = key.unwrap_cek(ri, self.params.cipher.key_len(), rng)?;
+        let (cek, recipient_index) = match key {
+            RecipientKey::Password(p) => self.password_cek(p, recipient_index, rng)?,
+            _ => (
+                key.unwrap_cek(ri, self.params.cipher.key_len(), rng)?,
+                recipient_index,
+            ),
+        };
         let content = self.open_with_cek(&cek)?;
         Ok(Opened {
             content,
@@ -477,6 +489,35 @@ impl Envelope {
             recipient_index,
             backend: key.backend(ri),
         })
+    }
+
+    /// A password has no identifier: try the PasswordRecipientInfos in
+    /// turn, at most [`pwri::MAX_TRIES`] of them, and keep the first whose
+    /// check value holds; if none does, a random key (the content check
+    /// then fails like any other wrong key).
+    fn password_cek<R: CryptoRng + ?Sized>(
+        &self,
+        password: &Password,
+        first: usize,
+        rng: &mut R,
+    ) -> Result<(Zeroizing<Vec<u8>>, usize), EnvelopeError> {
+        let mut decoy = Zeroizing::new(vec![0u8; self.params.cipher.key_len()]);
+        rng.fill_bytes(&mut decoy);
+        let pwris = self
+            .recipients
+            .iter()
+            .enumerate()
+            .filter_map(|(i, ri)| match ri {
+                RecipientInfo::Pwri(p) => Some((i, p)),
+                _ => None,
+            })
+            .take(pwri::MAX_TRIES);
+        for (i, p) in pwris {
+            if let Some(cek) = pwri::unwrap(p, password)? {
+                return Ok((recipient::fit_cek(Some(cek), decoy), i));
+            }
+        }
+        Ok((decoy, first))
     }
 
     /// The session reference when this is a session message (SPEC §3.2):
@@ -628,7 +669,7 @@ fn describe_recipient(index: usize, ri: &RecipientInfo) -> RecipientSummary {
         RecipientInfo::Pwri(k) => {
             s.kind = "pwri";
             s.version = k.version as u8;
-            s.algorithm = alg_name(&k.key_enc_alg);
+            s.algorithm = pwri::describe(k);
         }
         RecipientInfo::Ori(o) => {
             s.kind = "ori";

@@ -48,7 +48,7 @@ use zeroize::Zeroizing;
 
 use super::EnvelopeError;
 use super::kekri::kek_unwrap;
-use crate::keys::{Backend, Cert, Identity, KeyError, PrivateKey, Psk};
+use crate::keys::{Backend, Cert, Identity, KeyError, Password, PrivateKey, Psk};
 
 /// RSA key-transport padding for new KeyTransRecipientInfos.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -552,6 +552,9 @@ pub enum RecipientKey<'a> {
     },
     /// A pre-shared key-encryption key.
     Psk(&'a Psk),
+    /// A password: it has no identifier, so it goes with any
+    /// PasswordRecipientInfo (see [`super::Envelope::open`]).
+    Password(&'a Password),
     /// A session key (SPEC §3.2): kekid = the session reference.
     Session {
         /// The session reference (the kekid).
@@ -569,6 +572,7 @@ impl RecipientKey<'_> {
         match self {
             RecipientKey::Cert { cert, .. } => addressed_to_cert(ri, cert),
             RecipientKey::Psk(psk) => addressed_to_kek(ri, &psk.id_bytes()),
+            RecipientKey::Password(_) => matches!(ri, RecipientInfo::Pwri(_)),
             RecipientKey::Session { reference, .. } => addressed_to_kek(ri, reference),
         }
     }
@@ -578,6 +582,7 @@ impl RecipientKey<'_> {
         match self {
             RecipientKey::Cert { cert, .. } => cert.name(),
             RecipientKey::Psk(psk) => format!("PSK {}", psk.id),
+            RecipientKey::Password(p) => p.describe(),
             RecipientKey::Session {
                 reference,
                 previous,
@@ -595,6 +600,7 @@ impl RecipientKey<'_> {
     pub fn owner(&self) -> String {
         match self {
             RecipientKey::Psk(Psk { uri: Some(uri), .. }) => uri.clone(),
+            RecipientKey::Password(Password { uri: Some(uri), .. }) => uri.clone(),
             other => other.describe(),
         }
     }
@@ -650,20 +656,32 @@ impl RecipientKey<'_> {
             (RecipientKey::Session { kek, .. }, RecipientInfo::Kekri(k)) => {
                 kek_unwrap(&k.key_enc_alg, kek, k.encrypted_key.as_bytes())?
             }
+            (RecipientKey::Password(p), RecipientInfo::Pwri(k)) => super::pwri::unwrap(k, p)?,
             _ => None,
         };
-        let Some(recovered) = recovered else {
-            return Ok(decoy);
-        };
-        let good = (recovered.len() as u64).ct_eq(&(cek_len as u64));
-        let mut out = decoy;
-        for (i, byte) in out.iter_mut().enumerate() {
-            let candidate = recovered.get(i).copied().unwrap_or(0);
-            byte.conditional_assign(&candidate, good);
-        }
-        Ok(out)
+        Ok(fit_cek(recovered, decoy))
     }
 }
+
+/// The recovered key when it has the decoy's length, else the decoy
+/// (a random key of the right length), chosen without a branch on it.
+pub(super) fn fit_cek(
+    recovered: Option<Zeroizing<Vec<u8>>>,
+    decoy: Zeroizing<Vec<u8>>,
+) -> Zeroizing<Vec<u8>> {
+    let Some(recovered) = recovered else {
+        return decoy;
+    };
+    let good = (recovered.len() as u64).ct_eq(&(decoy.len() as u64));
+    let mut out = decoy;
+    for (i, byte) in out.iter_mut().enumerate() {
+        let candidate = recovered.get(i).copied().unwrap_or(0);
+        byte.conditional_assign(&candidate, good);
+    }
+    out
+}
+
+impl RecipientKey<'_> {}
 
 /// Whether `ri` is a KTRI, or a KARI with a RecipientEncryptedKey,
 /// addressed to `cert` (identifiers only).

@@ -11,7 +11,7 @@ use sipseal::context::Context;
 use sipseal::envelope::signed::SignatureScheme;
 use sipseal::envelope::{ContentCipher, Recipient, RecipientKey, RsaPadding, SealOptions};
 use sipseal::keys::trust::{check_chain, check_encryption_usage, check_validity};
-use sipseal::keys::{Cert, Identity, Psk};
+use sipseal::keys::{Cert, Identity, Password, Psk};
 use sipseal::sealing::{SealSpec, SealedMessage};
 use sipseal::session::{Limits, Recorded, Stored};
 use sipseal::sip::Message;
@@ -160,6 +160,16 @@ pub struct SealingArgs {
 
 /// Read a PSK file; a file readable by group or other gets a warning, as
 /// a private key does.
+/// A password file (`password:FILE`, `--password-file`), warning when
+/// others may read it.
+pub fn load_password(path: &Path) -> Result<Password, Error> {
+    let password = Password::load(path)?;
+    if let Some(w) = password.file_warning() {
+        eprintln!("warning: {w}");
+    }
+    Ok(password)
+}
+
 pub fn load_psk(path: &Path) -> Result<Psk, Error> {
     let psk = Psk::load(path)?;
     if let Some(w) = psk.file_warning(path) {
@@ -183,14 +193,17 @@ pub fn load_anchors(path: &Path) -> Result<Vec<Cert>, Error> {
 #[derive(Debug, Args, Default)]
 pub struct RecipientArgs {
     /// The far-end peer's certificate (PEM or DER; RSA: key transport,
-    /// EC P-256: key agreement, RFC 5753); repeatable.
-    #[arg(long, value_name = "CERT", global = true)]
+    /// EC P-256: key agreement, RFC 5753), or `password:FILE` for a
+    /// password (RFC 3211; the file holds it, never the command line);
+    /// repeatable.
+    #[arg(long, value_name = "CERT|password:FILE", global = true)]
     pub peer: Vec<PathBuf>,
-    /// Also disclose to this relay: its certificate, or `psk:FILE` for a
-    /// pre-shared key. Adds a RecipientInfo and a Proxy-Inspect-Body
-    /// header naming it (certificate SAN URI, or the PSK file's `uri`).
+    /// Also disclose to this relay: its certificate, `psk:FILE` for a
+    /// pre-shared key, or `password:FILE` for a password file in YAML form
+    /// (`password`, `uri`). Adds a RecipientInfo and a Proxy-Inspect-Body
+    /// header naming it (certificate SAN URI, or the file's `uri`).
     /// Repeatable.
-    #[arg(long, value_name = "CERT|psk:FILE", global = true)]
+    #[arg(long, value_name = "CERT|psk:FILE|password:FILE", global = true)]
     pub disclose: Vec<String>,
     /// With a multipart body: seal each part on its own, this part (its
     /// Content-ID, without angle brackets) for the peer and the --disclose
@@ -246,13 +259,19 @@ impl RecipientArgs {
     pub fn spec_or_none(&self, now: OffsetDateTime) -> Result<SealSpec, Error> {
         let mut peers = Vec::new();
         for p in &self.peer {
-            peers.push(Recipient::Cert(Box::new(load_recipient_cert(p)?)));
+            peers.push(match p.to_str().and_then(|s| s.strip_prefix("password:")) {
+                Some(file) => Recipient::Password(load_password(Path::new(file))?),
+                None => Recipient::Cert(Box::new(load_recipient_cert(p)?)),
+            });
         }
         let mut disclose = Vec::new();
         for d in &self.disclose {
-            disclose.push(match d.strip_prefix("psk:") {
-                Some(file) => Recipient::Psk(load_psk(Path::new(file))?),
-                None => Recipient::Cert(Box::new(load_recipient_cert(Path::new(d))?)),
+            disclose.push(if let Some(file) = d.strip_prefix("psk:") {
+                Recipient::Psk(load_psk(Path::new(file))?)
+            } else if let Some(file) = d.strip_prefix("password:") {
+                Recipient::Password(load_password(Path::new(file))?)
+            } else {
+                Recipient::Cert(Box::new(load_recipient_cert(Path::new(d))?))
             });
         }
         // S7: every certificate recipient is valid now and may be sealed
@@ -352,6 +371,10 @@ pub struct KeyArgs {
     /// A pre-shared key file (YAML: id, key, uri); repeatable.
     #[arg(long, value_name = "FILE")]
     pub psk: Vec<PathBuf>,
+    /// A password file (the password alone, or YAML: password, uri) for a
+    /// PasswordRecipientInfo; repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Vec<PathBuf>,
 }
 
 /// Loaded key material.
@@ -361,12 +384,17 @@ pub struct Keyring {
     pub identities: Vec<Identity>,
     /// PSKs, in the order given.
     pub psks: Vec<Psk>,
+    /// Passwords, in the order given.
+    pub passwords: Vec<Password>,
 }
 
 impl KeyArgs {
     /// Whether any key was named.
     pub fn any(&self) -> bool {
-        !self.identity.is_empty() || !self.key.is_empty() || !self.psk.is_empty()
+        !self.identity.is_empty()
+            || !self.key.is_empty()
+            || !self.psk.is_empty()
+            || !self.password_file.is_empty()
     }
 
     /// Load everything named; warnings (e.g. key file permissions) go to stderr.
@@ -387,6 +415,9 @@ impl KeyArgs {
         for p in &self.psk {
             ring.psks.push(load_psk(p)?);
         }
+        for p in &self.password_file {
+            ring.passwords.push(load_password(p)?);
+        }
         for id in &ring.identities {
             warn(id);
         }
@@ -396,13 +427,15 @@ impl KeyArgs {
 
 impl Keyring {
     /// The keys to try, PSKs first (a symmetric unwrap needs no private-key
-    /// operation), then identities in the order given.
+    /// operation), then identities in the order given, then passwords
+    /// (PBKDF2 is the slowest).
     pub fn recipient_keys(&self) -> Vec<RecipientKey<'_>> {
         let mut keys: Vec<RecipientKey<'_>> = self.psks.iter().map(RecipientKey::Psk).collect();
         keys.extend(self.identities.iter().map(|id| RecipientKey::Cert {
             cert: &id.cert,
             key: id,
         }));
+        keys.extend(self.passwords.iter().map(RecipientKey::Password));
         keys
     }
 }

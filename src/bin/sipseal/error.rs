@@ -295,6 +295,9 @@ fn key_hint(e: &KeyError) -> &'static str {
         }
         KeyError::Generate(_) => "this is a bug; please report it with the command line",
         KeyError::Input(_) => "see `sipseal keys --help` for what each command takes",
+        KeyError::BadPassword { .. } => {
+            "a password file holds the password alone, or YAML with `password: TEXT` and optionally `uri: sip:...`"
+        }
         KeyError::BadCsr { .. } => {
             "give a PKCS#10 request, PEM (-----BEGIN CERTIFICATE REQUEST-----, e.g. from `openssl req -new` or `sipseal keys generate --csr`) or DER"
         }
