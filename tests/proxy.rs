@@ -744,3 +744,56 @@ fn a_psk_only_relay_needs_no_identity() {
     let out = run(&[], &input);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// A relay with an EC identity edits a body sealed for EC recipients: it
+/// opens its RecipientEncryptedKey, and seals again for the same two, in
+/// one KeyAgreeRecipientInfo again.
+#[test]
+fn an_ec_relay_edits_and_reseals_for_ec_recipients() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sealed = write(
+        tmp.path(),
+        "ec.sip",
+        &seal_invite(
+            "5eed",
+            &[
+                "--peer",
+                "keys/bob-ec/cert.pem",
+                "--disclose",
+                "keys/proxy-a-ec/cert.pem",
+                "--access",
+                "modify",
+            ],
+        ),
+    );
+    let out = sipseal()
+        .arg("proxy")
+        .arg(&sealed)
+        .args([
+            "--identity",
+            "keys/proxy-a-ec",
+            "--set-connection",
+            "203.0.113.7",
+            "--certs",
+            "keys",
+        ])
+        .succeeds();
+    let edited = write(tmp.path(), "edited.sip", &out.stdout);
+    let inspected =
+        String::from_utf8(sipseal().arg("inspect").arg(&edited).succeeds().stdout).unwrap();
+    assert_eq!(
+        inspected.matches(": kari v3 rid ski:").count(),
+        1,
+        "{inspected}"
+    );
+    assert_eq!(inspected.matches(": ktri ").count(), 0, "{inspected}");
+    for who in ["keys/bob-ec", "keys/proxy-a-ec"] {
+        let sdp = sipseal()
+            .arg("open")
+            .arg(&edited)
+            .args(["--identity", who, "--body-only"])
+            .succeeds();
+        let text = String::from_utf8(sdp.stdout).unwrap();
+        assert!(text.contains("c=IN IP4 203.0.113.7\r\n"), "{who}: {text}");
+    }
+}

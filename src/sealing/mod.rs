@@ -397,6 +397,18 @@ pub fn reseal<R: CryptoRng + ?Sized>(
                     .ok_or_else(missing)?;
                 (Recipient::Psk(psk.clone()), RsaPadding::Oaep)
             }
+            // Every P-256 recipient of a KeyAgreeRecipientInfo (sealed
+            // again, they share one again).
+            RecipientInfo::Kari(k) => {
+                for rek in &k.recipient_enc_keys {
+                    let cert = certs
+                        .iter()
+                        .find(|c| envelope::kari::rid_names(&rek.rid, c))
+                        .ok_or_else(missing)?;
+                    recipients.push((Recipient::Cert(Box::new((*cert).clone())), RsaPadding::Oaep));
+                }
+                continue;
+            }
             _ => return Err(missing()),
         });
     }
