@@ -98,6 +98,30 @@ fn demo_builds_seals_and_shows_who_can_open() {
         text.contains("sip:proxy-a.a.example.com access=read: RecipientInfo #"),
         "{text}"
     );
+    // The EC-sealed audio-only INVITE fits one UDP datagram, and opens.
+    let ec = std::fs::read(dir.path().join("sealed-audio-ec.sip")).unwrap();
+    assert!(ec.len() <= 1300, "{} bytes", ec.len());
+    assert!(
+        text.contains(&format!("with EC P-256 keys (one KeyAgreeRecipientInfo, one\nephemeral key) is {} bytes: within the 1300", ec.len())),
+        "{text}"
+    );
+    assert!(
+        text.contains("bob-ec opens it (exit 0): the INVITE comes back byte for byte"),
+        "{text}"
+    );
+    assert!(
+        text.contains("the RSA one: warning: the message is"),
+        "{text}"
+    );
+    let opened = sipseal()
+        .arg("open")
+        .arg(dir.path().join("sealed-audio-ec.sip"))
+        .args(["--identity", "keys/proxy-a-ec"])
+        .succeeds();
+    assert_eq!(
+        opened.stdout,
+        std::fs::read(dir.path().join("invite-audio.sip")).unwrap()
+    );
     // And the sealed message it wrote behaves the same through the CLI.
     let sealed = dir.path().join("sealed.sip");
     for (who, code) in [("bob", 0), ("proxy-a", 0), ("proxy-b", 3)] {

@@ -26,6 +26,11 @@ mod signed;
 /// The sample offer, built in so the demo runs from any directory.
 pub const OFFER_SDP: &[u8] =
     include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/offer.sdp"));
+/// The audio-only sample offer (one m=audio, one a=crypto).
+pub const OFFER_AUDIO_SDP: &[u8] = include_bytes!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/samples/offer-audio.sdp"
+));
 /// The sample answer.
 pub const ANSWER_SDP: &[u8] =
     include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/answer.sdp"));
@@ -249,6 +254,7 @@ pub fn run(args: DemoArgs, ctx: &mut Context) -> Result<Exit, Error> {
     designation_without_key(&mut out, &mut files, &parties, &invite, &spec, ctx)?;
     dialog::run(&mut out, &mut files, &parties, &store, &spec, leg, ctx)?;
     signed::run(&mut out, &mut files, &parties, &invite, ctx)?;
+    one_datagram(&mut out, &mut files, &dir, ctx)?;
 
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir).map_err(|source| Error::Write {
@@ -265,6 +271,82 @@ pub fn run(args: DemoArgs, ctx: &mut Context) -> Result<Exit, Error> {
     }
     write_output(None, out.as_bytes())?;
     Ok(Exit::Ok)
+}
+
+/// An audio-only INVITE sealed with EC P-256 keys for bob and proxy-a fits
+/// one UDP datagram (RFC 3261 §18.1.1); with RSA-2048 keys it does not.
+fn one_datagram(
+    out: &mut String,
+    files: &mut Vec<(&str, Vec<u8>)>,
+    dir: &std::path::Path,
+    ctx: &mut Context,
+) -> Result<(), Error> {
+    use sipseal::sip::size::{UDP_LIMIT, udp_size_warning};
+    let params = RequestParams {
+        method: "INVITE".into(),
+        from: "sip:alice@a.example.com".into(),
+        to: "sip:bob@b.example.com".into(),
+        via: Some("a.example.com:5060".into()),
+        body: Some(Body {
+            content_type: "application/sdp".into(),
+            bytes: OFFER_AUDIO_SDP.to_vec(),
+        }),
+        ..Default::default()
+    };
+    let invite = build_request(&params, ctx)?;
+    let load = |who: &str| Identity::load_dir(&dir.join(who));
+    let (bob_ec, proxy_a_ec) = (load("bob-ec")?, load("proxy-a-ec")?);
+    let (bob, proxy_a) = (load("bob")?, load("proxy-a")?);
+    let store = MemoryStore::new();
+    let seal = |peer: &Identity, relay: &Identity, ctx: &mut Context| {
+        let spec = SealSpec {
+            peers: vec![Recipient::Cert(Box::new(peer.cert.clone()))],
+            disclose: vec![Recipient::Cert(Box::new(relay.cert.clone()))],
+            ..Default::default()
+        };
+        ua(&store)
+            .seal(&invite, &spec, ctx)
+            .map_err(|err| Error::ua("the audio-only INVITE", err))
+            .map(|s| s.sealed.message)
+    };
+    let ec = seal(&bob_ec, &proxy_a_ec, ctx)?;
+    let rsa = seal(&bob, &proxy_a, ctx)?;
+    let (ec_len, rsa_len) = (ec.to_bytes().len(), rsa.to_bytes().len());
+    out.push_str(&format!(
+        "\nOne datagram: an audio-only INVITE (samples/offer-audio.sdp, {} bytes of SDP)\n\
+         sealed for bob and proxy-a with EC P-256 keys (one KeyAgreeRecipientInfo, one\n\
+         ephemeral key) is {ec_len} bytes: within the {UDP_LIMIT} RFC 3261 §18.1.1 allows on UDP.\n\
+         With their RSA-2048 keys it is {rsa_len} bytes, and seal warns:\n   \
+         $ sipseal seal invite-audio.sip --peer keys/bob-ec/cert.pem --disclose keys/proxy-a-ec/cert.pem\n\n",
+        OFFER_AUDIO_SDP.len()
+    ));
+    let opener = |id: &Identity, ctx: &mut Context| {
+        let ring = [RecipientKey::Cert {
+            cert: &id.cert,
+            key: id,
+        }];
+        ua(&store)
+            .open(SealedInput::Sip(ec.clone()), &ring, None, ctx)
+            .map(|o| o.content.message.map(|m| m.to_bytes()))
+    };
+    for (who, id) in [("bob-ec", &bob_ec), ("proxy-a-ec", &proxy_a_ec)] {
+        let opened = opener(id, ctx).map_err(|err| Error::ua("the EC-sealed INVITE", err))?;
+        let same = opened.as_deref() == Some(invite.to_bytes().as_slice());
+        out.push_str(&format!(
+            "   {who} opens it (exit 0){}\n",
+            if same {
+                ": the INVITE comes back byte for byte"
+            } else {
+                ""
+            }
+        ));
+    }
+    if let Some(w) = udp_size_warning(&rsa) {
+        out.push_str(&format!("   the RSA one: warning: {w}\n"));
+    }
+    files.push(("invite-audio.sip", invite.to_bytes()));
+    files.push(("sealed-audio-ec.sip", ec.to_bytes()));
+    Ok(())
 }
 
 /// The parties of the demo.
