@@ -246,6 +246,19 @@ impl PrivateKey {
                     agreement::PrivateKey::from_private_key(&agreement::ECDH_P256, &scalar).ok()
                 })
                 .as_ref()?;
+            // aws-lc decompresses a point with generic bignum code, slower
+            // than the p256 crate's field arithmetic: the peer's (public)
+            // point is decompressed here, then handed over uncompressed.
+            let uncompressed;
+            let peer = if peer.len() == 33 {
+                use p256::elliptic_curve::sec1::ToSec1Point;
+                uncompressed = p256::PublicKey::from_sec1_bytes(peer)
+                    .ok()?
+                    .to_sec1_point(false);
+                uncompressed.as_bytes()
+            } else {
+                peer
+            };
             let peer = agreement::UnparsedPublicKey::new(&agreement::ECDH_P256, peer);
             agreement::agree(key, peer, (), |z| Ok(Zeroizing::new(z.to_vec())))
                 .ok()

@@ -1,0 +1,60 @@
+//! The relay's cold path, in process: open a sealed INVITE addressed to
+//! this relay (parse the SIP message, find its RecipientInfo, one
+//! private-key operation, AES-GCM, restore the message), with the relay's
+//! key already loaded as a running relay has it, and no session key yet.
+//! `bash benches/cold-vs-openssl.sh` compares it with `openssl speed`.
+// criterion_group! makes a public function without documentation.
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+use std::path::Path;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use rand::SeedableRng;
+use rand::rngs::ChaCha20Rng;
+use sipseal::context::Context;
+use sipseal::envelope::{Recipient, RecipientKey, SealOptions};
+use sipseal::keys::Identity;
+use sipseal::sealing::{SealSpec, SealedInput, open_input, seal_message};
+use sipseal::sip::Message;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn bench(c: &mut Criterion) {
+    let mut rng = ChaCha20Rng::seed_from_u64(1);
+    let mut ctx = Context::new(Some(b"bench"), None);
+    let invite =
+        Message::parse(&std::fs::read(repo().join("samples/invite.sip")).unwrap()).unwrap();
+    for (name, peer, relay) in [
+        ("cold/rsa-2048", "bob", "proxy-a"),
+        ("cold/p256", "bob-ec", "proxy-a-ec"),
+    ] {
+        let load = |who: &str| Identity::load_dir(&repo().join("keys").join(who)).unwrap();
+        let (peer, relay) = (load(peer), load(relay));
+        let spec = SealSpec {
+            peers: vec![Recipient::Cert(Box::new(peer.cert.clone()))],
+            disclose: vec![Recipient::Cert(Box::new(relay.cert.clone()))],
+            options: SealOptions::default(),
+            ..Default::default()
+        };
+        let sealed = seal_message(&invite, &spec, &mut ctx).unwrap().message;
+        let keys = [RecipientKey::Cert {
+            cert: &relay.cert,
+            key: &relay,
+        }];
+        // The key is read once, as a relay that runs reads it.
+        open_input(SealedInput::Sip(sealed.clone()), &keys, &mut rng).unwrap();
+        let bytes = sealed.to_bytes();
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                let msg = Message::parse(black_box(&bytes)).unwrap();
+                open_input(SealedInput::Sip(msg), &keys, &mut rng).unwrap()
+            })
+        });
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
