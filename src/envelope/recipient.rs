@@ -48,6 +48,7 @@ use zeroize::Zeroizing;
 
 use super::EnvelopeError;
 use super::kekri::kek_unwrap;
+use crate::keys::private::RSA_CRATE;
 use crate::keys::{Backend, Cert, Identity, KeyError, Password, PrivateKey, Psk};
 
 /// RSA key-transport padding for new KeyTransRecipientInfos.
@@ -379,7 +380,7 @@ pub trait PrivateKeyOps {
     /// `scheme`: decided from the key size and the parameters, never from
     /// the ciphertext.
     fn backend(&self, _scheme: &KeyTransportScheme) -> Backend {
-        Backend::RustCrypto("a bare rsa crate key".into())
+        Backend::RustCrypto(format!("{RSA_CRATE}, for a bare rsa crate key"))
     }
 
     /// Static-ephemeral ECDH with the originator's point: the shared
@@ -391,7 +392,7 @@ pub trait PrivateKeyOps {
 
     /// Which implementation [`PrivateKeyOps::agree`] uses.
     fn agree_backend(&self) -> Backend {
-        Backend::RustCrypto("a bare key".into())
+        Backend::RustCrypto("none, for a key that cannot agree".into())
     }
 }
 
@@ -403,7 +404,7 @@ impl PrivateKeyOps for Identity {
     fn agree_backend(&self) -> Backend {
         match self.private_key() {
             Ok(key) => key.agree_backend(),
-            Err(_) => Backend::RustCrypto("the key could not be read".into()),
+            Err(_) => Backend::RustCrypto("none, since the key could not be read".into()),
         }
     }
 
@@ -418,7 +419,7 @@ impl PrivateKeyOps for Identity {
     fn backend(&self, scheme: &KeyTransportScheme) -> Backend {
         match self.private_key() {
             Ok(key) => key.backend(scheme),
-            Err(_) => Backend::RustCrypto("the key could not be read".into()),
+            Err(_) => Backend::RustCrypto("none, since the key could not be read".into()),
         }
     }
 }
@@ -484,7 +485,7 @@ fn aws_lc_padding(
         KeyTransportScheme::Oaep {
             hash, mgf1_hash, ..
         } if hash != mgf1_hash => Err(format!(
-            "aws-lc-rs takes OAEP only with the MGF1 hash equal to the hash, here {} with MGF1 {}",
+            "{RSA_CRATE}, since aws-lc-rs takes OAEP only with the MGF1 hash equal to the hash, here {} with MGF1 {}",
             hash.name(),
             mgf1_hash.name()
         )),
@@ -493,7 +494,9 @@ fn aws_lc_padding(
             OaepHash::Sha256 => Ok(Some(&OAEP_SHA256_MGF1SHA256)),
             OaepHash::Sha384 => Ok(Some(&OAEP_SHA384_MGF1SHA384)),
             OaepHash::Sha512 => Ok(Some(&OAEP_SHA512_MGF1SHA512)),
-            OaepHash::Sha224 => Err("aws-lc-rs has no OAEP with SHA-224".into()),
+            OaepHash::Sha224 => Err(format!(
+                "{RSA_CRATE}, since aws-lc-rs has no OAEP with SHA-224"
+            )),
         },
     }
 }

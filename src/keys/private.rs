@@ -23,18 +23,22 @@ use zeroize::Zeroizing;
 pub enum Backend {
     /// aws-lc-rs (constant-time).
     AwsLc,
-    /// The pure-Rust `rsa` crate, and why.
+    /// A pure-Rust crate: which one, and why (`the rsa crate
+    /// (RUSTSEC-2023-0071), since ...`).
     RustCrypto(String),
 }
+
+/// The `rsa` crate, as a [`Backend::RustCrypto`] reason begins.
+pub(crate) const RSA_CRATE: &str = "the rsa crate (RUSTSEC-2023-0071)";
 
 impl Backend {
     /// A note for reports when the operation did not go through aws-lc-rs.
     pub fn note(&self, what: &str) -> Option<String> {
         match self {
             Backend::AwsLc => None,
-            Backend::RustCrypto(why) => Some(format!(
-                "{what} by the pure-Rust rsa crate (not constant-time, RUSTSEC-2023-0071): {why}"
-            )),
+            Backend::RustCrypto(why) => {
+                Some(format!("{what} ran in pure Rust, not constant-time: {why}"))
+            }
         }
     }
 }
@@ -162,13 +166,19 @@ impl PrivateKey {
                 Backend::AwsLc
             } else {
                 Backend::RustCrypto(format!(
-                    "aws-lc-rs takes RSA keys of 2048 to 8192 bits, this one has {}",
+                    "{RSA_CRATE}, since aws-lc-rs takes RSA keys of 2048 to 8192 bits, this one has {}",
                     self.bits()
                 ))
             }
         }
         #[cfg(not(feature = "aws-lc"))]
-        Backend::RustCrypto("built without the aws-lc feature".into())
+        Backend::RustCrypto(format!(
+            "{}, since sipseal was built without the aws-lc feature",
+            match self.kind {
+                Kind::Rsa(_) => RSA_CRATE,
+                Kind::P256(_) => "the p256 crate",
+            }
+        ))
     }
 
     /// The aws-lc-rs decryption key of an RSA key the size allows.

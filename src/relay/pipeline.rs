@@ -485,7 +485,7 @@ fn open(
     if let Some(note) = opened
         .backend
         .as_ref()
-        .and_then(|b| b.note("key transport"))
+        .and_then(|b| b.note("the private-key operation"))
     {
         report.notes.push(note);
     }

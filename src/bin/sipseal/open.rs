@@ -74,7 +74,7 @@ pub fn run(args: OpenArgs, ctx: &mut Context) -> Result<Exit, Error> {
     if let Some(note) = content
         .backend
         .as_ref()
-        .and_then(|b| b.note("key transport"))
+        .and_then(|b| b.note("the private-key operation"))
     {
         eprintln!("note: {note}");
     }
