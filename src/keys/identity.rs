@@ -55,15 +55,15 @@ impl Cert {
         Some(ski.0.as_bytes().to_vec())
     }
 
-    /// The RSA public key, or why the certificate cannot be a recipient.
+    /// The RSA public key, or why the certificate has none.
     pub fn rsa_public_key(&self) -> Result<RsaPublicKey, KeyError> {
         let spki = self.cert.tbs_certificate().subject_public_key_info();
         let der = spki.to_der().map_err(|e| self.bad(e.to_string()))?;
         use rsa::pkcs8::DecodePublicKey;
         RsaPublicKey::from_public_key_der(&der).map_err(|_| {
             self.bad(format!(
-                "its public key ({}) is not RSA; only RSA recipients are supported",
-                spki.algorithm.oid
+                "its public key ({}) is not RSA",
+                crate::oid::name(&spki.algorithm.oid)
             ))
         })
     }

@@ -319,7 +319,7 @@ fn envelope_hint(e: &EnvelopeError) -> &'static str {
             "sipseal reads AES-GCM/AES-CBC content, RSA (OAEP, PKCS#1 v1.5), EC P-256 (ECDH, RFC 5753) and AES key-wrap recipients"
         }
         EnvelopeError::Recipient(_) => {
-            "name each recipient with --peer CERT or --disclose CERT|psk:FILE: an RSA or EC P-256 certificate, or a PSK file"
+            "name each recipient with --peer CERT|password:FILE or --disclose CERT|psk:FILE|password:FILE: an RSA or EC P-256 certificate, a PSK file, or a password file"
         }
         EnvelopeError::Key(_) => {
             "check the identity's key file: PKCS#8 or PKCS#1, PEM or DER, matching its certificate"
