@@ -49,6 +49,13 @@ fn openssl_opens_what_sipseal_seals_for_passwords() {
             .succeeds();
         assert!(out.stdout.is_empty());
         let inspected = text(&sipseal().arg("inspect").arg(&der).succeeds());
+        // RFC 5652 §6.1: EnvelopedData with a pwri is version 3.
+        if cipher.ends_with("cbc") {
+            assert!(
+                inspected.contains("cms: envelopedData v3, aes128-cbc"),
+                "{inspected}"
+            );
+        }
         assert_eq!(
             inspected
                 .matches("pwri v0 PBKDF2 (hmacWithSHA256, 100000 iterations, 16-byte salt) + PWRI-KEK aes256-cbc")

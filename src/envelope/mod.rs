@@ -243,6 +243,9 @@ pub fn seal_infos<R: CryptoRng + ?Sized>(
     let all_v0 = infos
         .iter()
         .all(|ri| matches!(ri, RecipientInfo::Ktri(k) if k.version == CmsVersion::V0));
+    let pwri_or_ori = infos
+        .iter()
+        .any(|ri| matches!(ri, RecipientInfo::Pwri(_) | RecipientInfo::Ori(_)));
     let recip_infos = infos.try_into().map_err(enc)?;
     let eci = EncryptedContentInfo {
         content_type: rfc5911::ID_DATA,
@@ -264,9 +267,12 @@ pub fn seal_infos<R: CryptoRng + ?Sized>(
             content: Any::encode_from(&aed).map_err(enc)?,
         }
     } else {
-        // RFC 5652 §6.1: version 0 only when every RecipientInfo is v0 KTRI.
+        // RFC 5652 §6.1: version 3 with a pwri or ori, else 0 only when
+        // every RecipientInfo is a v0 KTRI, else 2.
         let ed = EnvelopedData {
-            version: if all_v0 {
+            version: if pwri_or_ori {
+                CmsVersion::V3
+            } else if all_v0 {
                 CmsVersion::V0
             } else {
                 CmsVersion::V2
