@@ -160,18 +160,7 @@ pub fn run(args: DemoArgs, ctx: &mut Context) -> Result<Exit, Error> {
     let mut out = String::new();
     out.push_str("sipseal demo: selective disclosure of SIP bodies to chosen relays\n\n");
 
-    let params = RequestParams {
-        method: "INVITE".into(),
-        from: "sip:alice@a.example.com".into(),
-        to: "sip:bob@b.example.com".into(),
-        via: Some("a.example.com:5060".into()),
-        body: Some(Body {
-            content_type: "application/sdp".into(),
-            bytes: OFFER_SDP.to_vec(),
-        }),
-        ..Default::default()
-    };
-    let invite = build_request(&params, ctx)?;
+    let invite = alice_invite(OFFER_SDP, ctx)?;
     let bytes = invite.to_bytes();
     out.push_str(
         "1. alice builds an INVITE to bob with the sample offer (audio + video, SRTP keys):\n",
@@ -273,6 +262,23 @@ pub fn run(args: DemoArgs, ctx: &mut Context) -> Result<Exit, Error> {
     Ok(Exit::Ok)
 }
 
+/// alice's INVITE to bob with `sdp`, as `sipseal build invite --from
+/// sip:alice@a.example.com --to sip:bob@b.example.com --via a.example.com:5060`.
+fn alice_invite(sdp: &[u8], ctx: &mut Context) -> Result<Message, Error> {
+    let params = RequestParams {
+        method: "INVITE".into(),
+        from: "sip:alice@a.example.com".into(),
+        to: "sip:bob@b.example.com".into(),
+        via: Some("a.example.com:5060".into()),
+        body: Some(Body {
+            content_type: "application/sdp".into(),
+            bytes: sdp.to_vec(),
+        }),
+        ..Default::default()
+    };
+    Ok(build_request(&params, ctx)?)
+}
+
 /// An audio-only INVITE sealed with EC P-256 keys for bob and proxy-a fits
 /// one UDP datagram (RFC 3261 §18.1.1); with RSA-2048 keys it does not.
 fn one_datagram(
@@ -282,18 +288,7 @@ fn one_datagram(
     ctx: &mut Context,
 ) -> Result<(), Error> {
     use sipseal::sip::size::{UDP_LIMIT, udp_size_warning};
-    let params = RequestParams {
-        method: "INVITE".into(),
-        from: "sip:alice@a.example.com".into(),
-        to: "sip:bob@b.example.com".into(),
-        via: Some("a.example.com:5060".into()),
-        body: Some(Body {
-            content_type: "application/sdp".into(),
-            bytes: OFFER_AUDIO_SDP.to_vec(),
-        }),
-        ..Default::default()
-    };
-    let invite = build_request(&params, ctx)?;
+    let invite = alice_invite(OFFER_AUDIO_SDP, ctx)?;
     let load = |who: &str| Identity::load_dir(&dir.join(who));
     let (bob_ec, proxy_a_ec) = (load("bob-ec")?, load("proxy-a-ec")?);
     let (bob, proxy_a) = (load("bob")?, load("proxy-a")?);
