@@ -94,13 +94,7 @@ fn openssl(args: &[String]) -> std::process::Output {
 
 /// A SIP message carrying ENTITY's body, for `sipseal seal`.
 fn message(dir: &Path) -> PathBuf {
-    let body = &ENTITY[ENTITY.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4..];
-    let mut m = format!(
-        "INVITE sip:bob@b.example.com SIP/2.0\r\nVia: SIP/2.0/UDP a.example.com;branch=z9hG4bK1\r\nMax-Forwards: 70\r\nFrom: <sip:alice@a.example.com>;tag=1\r\nTo: <sip:bob@b.example.com>\r\nCall-ID: c1@a.example.com\r\nCSeq: 1 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    m.extend_from_slice(body);
+    let m = common::invite_carrying(ENTITY);
     let path = dir.join("invite.sip");
     std::fs::write(&path, m).unwrap();
     path

@@ -20,7 +20,7 @@ use const_oid::db::rfc5280;
 use der::asn1::Ia5String;
 use der::pem::LineEnding;
 use der::{Decode, Encode, EncodePem};
-use p256::pkcs8::{DecodePrivateKey as _, EncodePublicKey as _};
+use p256::pkcs8::EncodePublicKey as _;
 use rsa::RsaPrivateKey;
 use rsa::pkcs8::EncodePrivateKey;
 use sha2::Sha256;
@@ -99,26 +99,17 @@ impl SigningKey {
 
     /// Read a PKCS#8 (RSA or P-256), PKCS#1 (RSA) or SEC1 (EC) key file.
     pub fn load(path: &Path) -> Result<SigningKey, KeyError> {
-        if let Ok(rsa) = identity::load_private_key(path) {
-            return Ok(SigningKey::Rsa(Box::new(rsa)));
-        }
-        let bytes = std::fs::read(path).map_err(|source| KeyError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let bytes = Zeroizing::new(bytes);
-        let text = std::str::from_utf8(&bytes).unwrap_or_default();
-        p256::SecretKey::from_pkcs8_pem(text)
-            .ok()
-            .or_else(|| p256::SecretKey::from_sec1_pem(text).ok())
-            .or_else(|| p256::SecretKey::from_pkcs8_der(&bytes).ok())
-            .or_else(|| p256::SecretKey::from_sec1_der(&bytes).ok())
-            .map(SigningKey::P256)
-            .ok_or_else(|| KeyError::BadIdentity {
+        // The one reader of private keys (identity.rs), then the form
+        // that signs.
+        let key = identity::load_any_private_key(path)?;
+        match (key.rsa(), key.p256()) {
+            (Some(rsa), _) => Ok(SigningKey::Rsa(Box::new(rsa.clone()))),
+            (_, Some(ec)) => Ok(SigningKey::P256(ec.clone())),
+            _ => Err(KeyError::BadIdentity {
                 path: path.to_owned(),
-                reason: "not an RSA or P-256 private key (PKCS#8, PKCS#1 or SEC1; PEM or DER)"
-                    .into(),
-            })
+                reason: "not an RSA or P-256 private key".into(),
+            }),
+        }
     }
 
     /// The public key as a SubjectPublicKeyInfo.

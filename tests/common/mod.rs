@@ -221,3 +221,17 @@ pub fn stored_sessions(state: &Path, identity: &str) -> Sessions {
         sessions,
     }
 }
+
+/// An INVITE from alice to bob whose body is `entity`'s (a MIME entity:
+/// headers, blank line, body), so that sealing it puts `entity` in the
+/// envelope.
+pub fn invite_carrying(entity: &[u8]) -> Vec<u8> {
+    let body = &entity[entity.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4..];
+    let mut m = format!(
+        "INVITE sip:bob@b.example.com SIP/2.0\r\nVia: SIP/2.0/UDP a.example.com;branch=z9hG4bK1\r\nMax-Forwards: 70\r\nFrom: <sip:alice@a.example.com>;tag=1\r\nTo: <sip:bob@b.example.com>\r\nCall-ID: c1@a.example.com\r\nCSeq: 1 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    m.extend_from_slice(body);
+    m
+}
