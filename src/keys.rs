@@ -13,6 +13,7 @@ pub mod crl;
 mod demo;
 pub mod generate;
 pub mod identity;
+pub mod mlkem;
 pub mod password;
 pub(crate) mod pem;
 pub mod private;

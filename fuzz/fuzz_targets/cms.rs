@@ -16,6 +16,10 @@ fuzz_target!(|data: &[u8]| {
         let mut rng = <rand::rngs::ChaCha20Rng as rand::SeedableRng>::seed_from_u64(0);
         let _ = env.open(&[RecipientKey::Psk(&psk)], &mut rng);
     }
+    // A KEMRecipientInfo alone (RFC 9629), and described as inspect would.
+    if let Ok(k) = sipseal::envelope::kemri::parse(data) {
+        let _ = sipseal::envelope::kemri::describe(&k);
+    }
     if let Ok(input) = detect(data) {
         let _ = envelope_der(&input);
     }

@@ -275,14 +275,10 @@ pub fn rid_names(rid: &KeyAgreeRecipientIdentifier, cert: &Cert) -> bool {
 /// A rid as `inspect` shows it.
 pub fn describe_rid(rid: &KeyAgreeRecipientIdentifier) -> String {
     match rid {
-        KeyAgreeRecipientIdentifier::RKeyId(r) => {
-            format!("ski:{}", hex::encode(r.subject_key_identifier.0.as_bytes()))
+        KeyAgreeRecipientIdentifier::RKeyId(r) => super::describe_ski(&r.subject_key_identifier),
+        KeyAgreeRecipientIdentifier::IssuerAndSerialNumber(ias) => {
+            super::describe_issuer_serial(ias)
         }
-        KeyAgreeRecipientIdentifier::IssuerAndSerialNumber(ias) => format!(
-            "issuer={} serial={}",
-            ias.issuer,
-            hex::encode(ias.serial_number.as_bytes())
-        ),
     }
 }
 

@@ -31,6 +31,7 @@ pub mod ber;
 pub mod content;
 pub mod kari;
 pub mod kekri;
+pub mod kemri;
 pub mod pwri;
 pub mod recipient;
 pub mod signed;
@@ -214,6 +215,7 @@ pub fn seal_for<R: CryptoRng + ?Sized>(
                     infos.push(kari::kari_for(&ec, cek, rng)?);
                 }
                 CertKeyKind::P256 => {}
+                CertKeyKind::MlKem(_) => infos.push(kemri::kemri_for(c, cek, rng)?),
             },
             Recipient::Psk(p) => infos.push(kekri::kekri_for(p, cek)?),
             Recipient::Password(p) => infos.push(pwri::pwri_for(p, cek, rng)?),
@@ -605,7 +607,7 @@ pub struct EnvelopeInfo {
 pub struct RecipientSummary {
     /// Position in the envelope.
     pub index: usize,
-    /// ktri, kari, kekri, pwri or ori.
+    /// ktri, kari, kekri, pwri, kemri or (another) ori.
     pub kind: &'static str,
     /// Its CMSVersion number.
     pub version: u8,
@@ -637,16 +639,7 @@ fn describe_recipient(index: usize, ri: &RecipientInfo) -> RecipientSummary {
         RecipientInfo::Ktri(k) => {
             s.kind = "ktri";
             s.version = k.version as u8;
-            s.rid = Some(match &k.rid {
-                RecipientIdentifier::SubjectKeyIdentifier(ski) => {
-                    format!("ski:{}", hex::encode(ski.0.as_bytes()))
-                }
-                RecipientIdentifier::IssuerAndSerialNumber(ias) => format!(
-                    "issuer={} serial={}",
-                    ias.issuer,
-                    hex::encode(ias.serial_number.as_bytes())
-                ),
-            });
+            s.rid = Some(describe_ktri_rid(&k.rid));
             s.algorithm = KeyTransportScheme::decode(&k.key_enc_alg).map_or_else(
                 |e| format!("{} ({e})", alg_name(&k.key_enc_alg)),
                 |x| x.describe(),
@@ -677,12 +670,42 @@ fn describe_recipient(index: usize, ri: &RecipientInfo) -> RecipientSummary {
             s.version = k.version as u8;
             s.algorithm = pwri::describe(k);
         }
-        RecipientInfo::Ori(o) => {
-            s.kind = "ori";
-            s.algorithm = oid_name(&o.ori_type);
-        }
+        RecipientInfo::Ori(o) => match kemri::parse_ori(ri) {
+            Some(k) => {
+                s.kind = "kemri";
+                s.version = k.version as u8;
+                s.rid = Some(describe_ktri_rid(&k.rid));
+                s.algorithm = kemri::describe(&k);
+            }
+            None => {
+                s.kind = "ori";
+                s.algorithm = oid_name(&o.ori_type);
+            }
+        },
     }
     s
+}
+
+/// A RecipientIdentifier as `inspect` shows it.
+fn describe_ktri_rid(rid: &RecipientIdentifier) -> String {
+    match rid {
+        RecipientIdentifier::SubjectKeyIdentifier(ski) => describe_ski(ski),
+        RecipientIdentifier::IssuerAndSerialNumber(ias) => describe_issuer_serial(ias),
+    }
+}
+
+/// A SubjectKeyIdentifier as `inspect` shows it: `ski:HEX`.
+pub(crate) fn describe_ski(ski: &x509_cert::ext::pkix::SubjectKeyIdentifier) -> String {
+    format!("ski:{}", hex::encode(ski.0.as_bytes()))
+}
+
+/// An IssuerAndSerialNumber as `inspect` shows it.
+pub(crate) fn describe_issuer_serial(ias: &cms::cert::IssuerAndSerialNumber) -> String {
+    format!(
+        "issuer={} serial={}",
+        ias.issuer,
+        hex::encode(ias.serial_number.as_bytes())
+    )
 }
 
 /// A key identifier as text when it is printable ASCII, else `hex:...`.

@@ -48,6 +48,7 @@ use zeroize::Zeroizing;
 
 use super::EnvelopeError;
 use super::kekri::kek_unwrap;
+use crate::keys::mlkem::MlKemLevel;
 use crate::keys::private::RSA_CRATE;
 use crate::keys::{Backend, Cert, Identity, KeyError, Password, PrivateKey, Psk};
 
@@ -394,9 +395,42 @@ pub trait PrivateKeyOps {
     fn agree_backend(&self) -> Backend {
         Backend::RustCrypto("none, for a key that cannot agree".into())
     }
+
+    /// ML-KEM decapsulation of a KEMRecipientInfo's ciphertext: the
+    /// shared secret and who computed it; `Ok(None)` for a key that is
+    /// not of parameter set `level` or a ciphertext of the wrong length
+    /// (a wrong ciphertext of the right length gives a pseudo-random
+    /// secret); `Err` as for decrypt_key.
+    fn decapsulate(
+        &self,
+        _level: MlKemLevel,
+        _ciphertext: &[u8],
+    ) -> Result<Option<SharedSecret>, KeyError> {
+        Ok(None)
+    }
+
+    /// Which implementation [`PrivateKeyOps::decapsulate`] uses.
+    fn kem_backend(&self) -> Backend {
+        Backend::RustCrypto("none, for a key that cannot decapsulate".into())
+    }
 }
 
 impl PrivateKeyOps for Identity {
+    fn decapsulate(
+        &self,
+        level: MlKemLevel,
+        ciphertext: &[u8],
+    ) -> Result<Option<SharedSecret>, KeyError> {
+        PrivateKeyOps::decapsulate(self.private_key()?, level, ciphertext)
+    }
+
+    fn kem_backend(&self) -> Backend {
+        match self.private_key() {
+            Ok(key) => key.key_backend(),
+            Err(_) => Backend::RustCrypto("none, since the key could not be read".into()),
+        }
+    }
+
     fn agree(&self, point: &[u8]) -> Result<Option<SharedSecret>, KeyError> {
         Ok(self.private_key()?.agree(point))
     }
@@ -453,6 +487,21 @@ impl PrivateKeyOps for PrivateKey {
     }
 
     fn agree_backend(&self) -> Backend {
+        self.key_backend()
+    }
+
+    fn decapsulate(
+        &self,
+        level: MlKemLevel,
+        ciphertext: &[u8],
+    ) -> Result<Option<SharedSecret>, KeyError> {
+        Ok(self
+            .ml_kem()
+            .filter(|k| k.level() == level)
+            .and_then(|k| k.decapsulate(ciphertext)))
+    }
+
+    fn kem_backend(&self) -> Backend {
         self.key_backend()
     }
 
@@ -543,7 +592,8 @@ impl PrivateKeyOps for RsaPrivateKey {
     }
 }
 
-/// A key I can open with: an identity (RSA or EC P-256) or a PSK.
+/// A key I can open with: an identity (RSA, EC P-256 or ML-KEM), a PSK,
+/// a password or a session key.
 #[derive(Clone, Copy)]
 pub enum RecipientKey<'a> {
     /// A certificate and the private key that belongs to it.
@@ -617,6 +667,7 @@ impl RecipientKey<'_> {
                 Some(key.backend(&scheme))
             }
             (RecipientKey::Cert { key, .. }, RecipientInfo::Kari(_)) => Some(key.agree_backend()),
+            (RecipientKey::Cert { key, .. }, RecipientInfo::Ori(_)) => Some(key.kem_backend()),
             _ => None,
         }
     }
@@ -653,6 +704,18 @@ impl RecipientKey<'_> {
                     None => None,
                 }
             }
+            (RecipientKey::Cert { key, .. }, RecipientInfo::Ori(_)) => {
+                // Parameters first (public), then the one private-key
+                // operation, which rejects implicitly.
+                let (k, level) = super::kemri::ciphertext(ri)?;
+                match key
+                    .decapsulate(level, k.kemct.as_bytes())
+                    .map_err(|e| EnvelopeError::Key(e.to_string()))?
+                {
+                    Some((ss, _)) => super::kemri::unwrap_with(&k, &ss)?,
+                    None => None,
+                }
+            }
             (RecipientKey::Psk(psk), RecipientInfo::Kekri(k)) => {
                 kek_unwrap(&k.key_enc_alg, &psk.key, k.encrypted_key.as_bytes())?
             }
@@ -686,8 +749,8 @@ pub(super) fn fit_cek(
 
 impl RecipientKey<'_> {}
 
-/// Whether `ri` is a KTRI, or a KARI with a RecipientEncryptedKey,
-/// addressed to `cert` (identifiers only).
+/// Whether `ri` is a KTRI, a KARI with a RecipientEncryptedKey, or a
+/// KEMRecipientInfo addressed to `cert` (identifiers only).
 pub fn addressed_to_cert(ri: &RecipientInfo, cert: &Cert) -> bool {
     match ri {
         RecipientInfo::Ktri(k) => rid_matches(&k.rid, cert),
@@ -695,6 +758,7 @@ pub fn addressed_to_cert(ri: &RecipientInfo, cert: &Cert) -> bool {
             .recipient_enc_keys
             .iter()
             .any(|r| super::kari::rid_names(&r.rid, cert)),
+        RecipientInfo::Ori(_) => super::kemri::addressed_to(ri, cert),
         _ => false,
     }
 }
@@ -704,7 +768,7 @@ pub fn addressed_to_kek(ri: &RecipientInfo, id: &[u8]) -> bool {
     matches!(ri, RecipientInfo::Kekri(k) if k.kek_id.kek_identifier.as_bytes() == id)
 }
 
-fn rid_matches(rid: &RecipientIdentifier, cert: &Cert) -> bool {
+pub(super) fn rid_matches(rid: &RecipientIdentifier, cert: &Cert) -> bool {
     match rid {
         RecipientIdentifier::SubjectKeyIdentifier(ski) => {
             cert.ski().is_some_and(|mine| mine == ski.0.as_bytes())

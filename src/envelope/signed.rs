@@ -403,14 +403,10 @@ impl Signed {
             .iter()
             .map(|si| SignerSummary {
                 sid: match &si.sid {
-                    SignerIdentifier::SubjectKeyIdentifier(ski) => {
-                        format!("ski:{}", hex::encode(ski.0.as_bytes()))
+                    SignerIdentifier::SubjectKeyIdentifier(ski) => super::describe_ski(ski),
+                    SignerIdentifier::IssuerAndSerialNumber(ias) => {
+                        super::describe_issuer_serial(ias)
                     }
-                    SignerIdentifier::IssuerAndSerialNumber(ias) => format!(
-                        "issuer={} serial={}",
-                        ias.issuer,
-                        hex::encode(ias.serial_number.as_bytes())
-                    ),
                 },
                 certificate: self
                     .certs

@@ -180,6 +180,27 @@ fn a_wrong_key_of_the_right_id_fails_like_a_tampered_tag() {
         let err = env.open(&keys, &mut rng).err().unwrap();
         assert!(matches!(err, EnvelopeError::Decrypt), "{padding:?}: {err}");
     }
+    // The same with ML-KEM: bob's certificate, alice's ML-KEM key. The
+    // decapsulation rejects implicitly, the unwrap fails, and the failure
+    // is the content's.
+    let (bob_kem, alice_kem) = (identity("bob-mlkem"), identity("alice-mlkem"));
+    let (der, _) = seal(
+        ENTITY,
+        &[Recipient::Cert(Box::new(bob_kem.cert.clone()))],
+        &SealOptions::default(),
+        &mut rng,
+    )
+    .unwrap();
+    let keys = [RecipientKey::Cert {
+        cert: &bob_kem.cert,
+        key: alice_kem.private_key().unwrap(),
+    }];
+    let err = Envelope::parse(&der)
+        .unwrap()
+        .open(&keys, &mut rng)
+        .err()
+        .unwrap();
+    assert!(matches!(err, EnvelopeError::Decrypt), "ML-KEM: {err}");
     let mut wrong = psk();
     wrong.key[0] ^= 1;
     let (der, _) = seal(

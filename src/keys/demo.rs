@@ -1,6 +1,6 @@
 //! The demo PKI (`sipseal keys demo`): two domain CAs and five parties,
-//! each with an RSA-2048 and an EC P-256 identity, a trust bundle and a
-//! PSK. Published keys: for demonstrations and tests only.
+//! each with an RSA-2048, an EC P-256 and an ML-KEM-768 identity, a trust
+//! bundle and a PSK. Published keys: for demonstrations and tests only.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -12,7 +12,11 @@ use x509_cert::name::Name;
 use x509_cert::time::{Time, Validity};
 use zeroize::Zeroizing;
 
-use super::generate::{KeyType, Profile, Role, SigningKey, certify, server_host, write_all};
+use super::generate::{
+    KeyType, PartyKey, Profile, Role, SigningKey, certify, ml_kem_pem, ml_kem_spki, server_host,
+    write_all,
+};
+use super::mlkem::{MlKemKey, MlKemLevel};
 use super::{KeyError, Psk};
 use crate::context::Context;
 
@@ -97,6 +101,9 @@ NEVER use these keys for anything real: the private keys are published.
 - `alice-ec/`, `bob-ec/`, `proxy-a-ec/`, `proxy-b-ec/`, `carol-ec/`: the same
   parties with EC P-256 keys (keyAgreement; cert.pem followed by the CA's
   certificate; a relay's host also as a dNSName)
+- `alice-mlkem/`, `bob-mlkem/`, `proxy-a-mlkem/`, `proxy-b-mlkem/`,
+  `carol-mlkem/`: ML-KEM-768 identities (keyEncipherment only, PKCS#8 key.pem
+  in the RFC 9935 seed form) for post-quantum KEMRecipientInfo recipients
 - `trust.pem`: both CA certificates (trust anchors)
 - `psk/alice-proxy-a.yaml`: a pre-shared key of alice and proxy-a
 
@@ -137,7 +144,7 @@ pub fn generate_demo(out: &Path, ctx: &mut Context) -> Result<Vec<PathBuf>, KeyE
             Role::Party {
                 uris: vec![(*uri).to_owned()],
                 dns: Vec::new(),
-                agreement: false,
+                key: PartyKey::Transport,
             },
             ca,
         )?;
@@ -178,7 +185,7 @@ pub fn generate_demo(out: &Path, ctx: &mut Context) -> Result<Vec<PathBuf>, KeyE
             Role::Party {
                 uris: vec![(*uri).to_owned()],
                 dns: server_host(uri).into_iter().collect(),
-                agreement: true,
+                key: PartyKey::Agreement,
             },
             Some(ca),
         )?;
@@ -186,6 +193,38 @@ pub fn generate_demo(out: &Path, ctx: &mut Context) -> Result<Vec<PathBuf>, KeyE
         let chain = format!("{}{}", party.cert_pem, ca.cert_pem);
         files.push((ec.join("cert.pem"), chain.into_bytes(), false));
         files.push((ec.join("key.pem"), party.key_pem.as_bytes().to_vec(), true));
+    }
+    // ML-KEM-768 identities after those, for the same reason: a KEM
+    // cannot sign, so only the CA's signature is on them.
+    for (dir, cn, uri, domain) in DEMO_PARTIES {
+        let Some(ca) = cas.iter().find(|(d, _)| d == domain).map(|(_, ca)| ca) else {
+            continue;
+        };
+        let gen_err = |e: der::Error| KeyError::Generate(e.to_string());
+        let key = MlKemKey::generate(MlKemLevel::MlKem768, ctx.rng());
+        let profile = Profile {
+            issuer: ca.cert.tbs_certificate().subject().clone(),
+            subject: Name::from_str(&format!("CN={cn},O=sipseal demo {domain},C=ZZ"))
+                .map_err(gen_err)?,
+            role: Role::Party {
+                uris: vec![(*uri).to_owned()],
+                dns: server_host(uri).into_iter().collect(),
+                key: PartyKey::Kem,
+            },
+        };
+        let cert = certify(ctx, profile, demo_validity()?, ml_kem_spki(&key)?, &ca.key)?;
+        let dir = out.join(format!("{dir}-mlkem"));
+        let chain = format!(
+            "{}{}",
+            cert.to_pem(LineEnding::LF).map_err(gen_err)?,
+            ca.cert_pem
+        );
+        files.push((dir.join("cert.pem"), chain.into_bytes(), false));
+        files.push((
+            dir.join("key.pem"),
+            ml_kem_pem(&key)?.as_bytes().to_vec(),
+            true,
+        ));
     }
     files.push((
         out.join("README.md"),

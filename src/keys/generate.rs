@@ -42,6 +42,7 @@ use x509_cert::spki::{SubjectPublicKeyInfoOwned, SubjectPublicKeyInfoRef};
 use x509_cert::time::{Time, Validity};
 use zeroize::Zeroizing;
 
+use super::mlkem::{MlKemKey, MlKemLevel};
 use super::{KeyError, Psk, identity, trust};
 use crate::context::Context;
 use crate::fsio::write_atomic;
@@ -56,6 +57,15 @@ pub enum KeyType {
     Rsa3072,
     /// EC P-256 (key agreement: KeyAgreeRecipientInfo, RFC 5753).
     P256,
+    /// ML-KEM-512 (KEMRecipientInfo, RFC 9629/9936; CA-issued only).
+    #[cfg_attr(feature = "cli", value(name = "ml-kem-512"))]
+    MlKem512,
+    /// ML-KEM-768 (KEMRecipientInfo; CA-issued only: a KEM cannot sign).
+    #[cfg_attr(feature = "cli", value(name = "ml-kem-768"))]
+    MlKem768,
+    /// ML-KEM-1024 (KEMRecipientInfo; CA-issued only).
+    #[cfg_attr(feature = "cli", value(name = "ml-kem-1024"))]
+    MlKem1024,
 }
 
 impl KeyType {
@@ -65,6 +75,19 @@ impl KeyType {
             KeyType::Rsa2048 => "rsa2048",
             KeyType::Rsa3072 => "rsa3072",
             KeyType::P256 => "p256",
+            KeyType::MlKem512 => "ml-kem-512",
+            KeyType::MlKem768 => "ml-kem-768",
+            KeyType::MlKem1024 => "ml-kem-1024",
+        }
+    }
+
+    /// The ML-KEM parameter set, for a KEM key type.
+    pub fn ml_kem(self) -> Option<MlKemLevel> {
+        match self {
+            KeyType::MlKem512 => Some(MlKemLevel::MlKem512),
+            KeyType::MlKem768 => Some(MlKemLevel::MlKem768),
+            KeyType::MlKem1024 => Some(MlKemLevel::MlKem1024),
+            _ => None,
         }
     }
 }
@@ -94,6 +117,12 @@ impl SigningKey {
             KeyType::P256 => SigningKey::P256(
                 <p256::SecretKey as p256::elliptic_curve::Generate>::generate_from_rng(ctx.rng()),
             ),
+            KeyType::MlKem512 | KeyType::MlKem768 | KeyType::MlKem1024 => {
+                return Err(KeyError::Input(format!(
+                    "an {} key cannot sign, so it cannot be a CA or sign its own certificate or request; give --type rsa2048, rsa3072 or p256",
+                    kind.name()
+                )));
+            }
         })
     }
 
@@ -162,9 +191,32 @@ pub(crate) enum Role {
         uris: Vec<String>,
         /// SAN dNSNames (relays and servers, for TLS).
         dns: Vec<String>,
-        /// An EC key: keyAgreement instead of keyEncipherment.
-        agreement: bool,
+        /// What the key does, which sets the key usages.
+        key: PartyKey,
     },
+}
+
+/// What an end entity's key does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PartyKey {
+    /// RSA: key transport and signatures.
+    Transport,
+    /// EC: key agreement and signatures.
+    Agreement,
+    /// ML-KEM: key encapsulation only (RFC 9936: keyEncipherment alone).
+    Kem,
+}
+
+impl PartyKey {
+    fn of(spki: &SubjectPublicKeyInfoOwned) -> PartyKey {
+        if spki.algorithm.oid == EC_PUBLIC_KEY {
+            PartyKey::Agreement
+        } else if MlKemLevel::from_oid(&spki.algorithm.oid).is_some() {
+            PartyKey::Kem
+        } else {
+            PartyKey::Transport
+        }
+    }
 }
 
 /// The certificate profile (module documentation).
@@ -210,11 +262,7 @@ impl BuilderProfile for Profile {
                         .to_extension(subject, &ext)?,
                 );
             }
-            Role::Party {
-                uris,
-                dns,
-                agreement,
-            } => {
+            Role::Party { uris, dns, key } => {
                 ext.push(
                     BasicConstraints {
                         ca: false,
@@ -223,22 +271,24 @@ impl BuilderProfile for Profile {
                     .to_extension(subject, &ext)?,
                 );
                 // Key transport (RSA) or agreement (EC) for S/MIME
-                // encryption, and signatures.
-                let usage = if *agreement {
-                    KeyUsages::DigitalSignature | KeyUsages::KeyAgreement
-                } else {
-                    KeyUsages::DigitalSignature | KeyUsages::KeyEncipherment
+                // encryption, and signatures; a KEM only encapsulates.
+                let usage = match key {
+                    PartyKey::Agreement => KeyUsages::DigitalSignature | KeyUsages::KeyAgreement,
+                    PartyKey::Transport => KeyUsages::DigitalSignature | KeyUsages::KeyEncipherment,
+                    PartyKey::Kem => KeyUsages::KeyEncipherment.into(),
                 };
                 ext.push(KeyUsage(usage).to_extension(subject, &ext)?);
-                // S/MIME, plus TLS both ways for the mutually authenticated signalling channel.
-                ext.push(
-                    ExtendedKeyUsage(vec![
+                // S/MIME, plus TLS both ways for the mutually authenticated
+                // signalling channel (which a KEM key cannot authenticate).
+                let eku = match key {
+                    PartyKey::Kem => vec![rfc5280::ID_KP_EMAIL_PROTECTION],
+                    _ => vec![
                         rfc5280::ID_KP_EMAIL_PROTECTION,
                         rfc5280::ID_KP_CLIENT_AUTH,
                         rfc5280::ID_KP_SERVER_AUTH,
-                    ])
-                    .to_extension(subject, &ext)?,
-                );
+                    ],
+                };
+                ext.push(ExtendedKeyUsage(eku).to_extension(subject, &ext)?);
                 ext.push(SubjectAltName(san(uris, dns)?).to_extension(subject, &ext)?);
             }
         }
@@ -398,14 +448,13 @@ impl Ca {
         spki: SubjectPublicKeyInfoOwned,
         days: u32,
     ) -> Result<Certificate, KeyError> {
-        let agreement = spki.algorithm.oid == EC_PUBLIC_KEY;
         let profile = Profile {
             issuer: self.cert.tbs_certificate().subject().clone(),
             subject,
             role: Role::Party {
                 uris,
                 dns,
-                agreement,
+                key: PartyKey::of(&spki),
             },
         };
         let validity = validity_from(ctx.now(), days)?;
@@ -465,13 +514,31 @@ pub fn generate_identity(
     {
         dns.insert(0, host);
     }
-    let key = SigningKey::generate(req.kind, ctx)?;
-    let spki = key.spki()?;
     let subject = match &req.subject {
         Some(dn) => parse_dn(dn)?,
         None => party_subject(&req.uri)?,
     };
     let uris = vec![req.uri.clone()];
+    if let Some(level) = req.kind.ml_kem() {
+        // A KEM cannot sign: no self-signature, no PKCS#10 request.
+        let Issue::By(ca) = issue else {
+            return Err(KeyError::Input(format!(
+                "an {} key cannot sign, so it can neither sign its own certificate nor a request: issue it from a CA with --ca DIR (see `sipseal keys ca`)",
+                req.kind.name()
+            )));
+        };
+        let key = MlKemKey::generate(level, ctx.rng());
+        let cert = ca.issue(ctx, subject, uris, dns, ml_kem_spki(&key)?, req.days)?;
+        let mut pem = cert.to_pem(LineEnding::LF).map_err(gen_err)?;
+        pem.push_str(&ca.cert_pem);
+        let files = vec![
+            (key_path, ml_kem_pem(&key)?.as_bytes().to_vec(), true),
+            (out.join("cert.pem"), pem.into_bytes(), false),
+        ];
+        return write_all(&files);
+    }
+    let key = SigningKey::generate(req.kind, ctx)?;
+    let spki = key.spki()?;
     let (name, text) = match issue {
         Issue::Csr => {
             let mut builder = RequestBuilder::new(subject).map_err(gen_err)?;
@@ -488,7 +555,11 @@ pub fn generate_identity(
                 role: Role::Party {
                     uris,
                     dns,
-                    agreement: key.is_ec(),
+                    key: if key.is_ec() {
+                        PartyKey::Agreement
+                    } else {
+                        PartyKey::Transport
+                    },
                 },
             };
             let validity = validity_from(ctx.now(), req.days)?;
@@ -507,6 +578,28 @@ pub fn generate_identity(
         (out.join(name), text.into_bytes(), false),
     ];
     write_all(&files)
+}
+
+/// The SubjectPublicKeyInfo of an ML-KEM key (RFC 9935: parameters
+/// absent, the encapsulation key as the BIT STRING).
+pub(crate) fn ml_kem_spki(key: &MlKemKey) -> Result<SubjectPublicKeyInfoOwned, KeyError> {
+    Ok(SubjectPublicKeyInfoOwned {
+        algorithm: x509_cert::spki::AlgorithmIdentifierOwned {
+            oid: key.level().oid(),
+            parameters: None,
+        },
+        subject_public_key: der::asn1::BitString::from_bytes(key.public_key()).map_err(gen_err)?,
+    })
+}
+
+/// An ML-KEM private key as PKCS#8 PEM, in the seed form.
+pub(crate) fn ml_kem_pem(key: &MlKemKey) -> Result<Zeroizing<String>, KeyError> {
+    let der = key
+        .to_pkcs8_der()
+        .ok_or_else(|| gen_err("an ML-KEM key without its seed"))?;
+    der::pem::encode_string("PRIVATE KEY", LineEnding::LF, &der)
+        .map(Zeroizing::new)
+        .map_err(gen_err)
 }
 
 /// Make a CA into `out`: `key.pem` (0600) and a self-signed `cert.pem`.

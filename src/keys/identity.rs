@@ -19,6 +19,7 @@ use x509_cert::ext::pkix::{SubjectAltName, SubjectKeyIdentifier};
 use zeroize::Zeroizing;
 
 use super::KeyError;
+use super::mlkem::{MlKemKey, MlKemLevel};
 use super::pem;
 use super::private::PrivateKey;
 
@@ -81,8 +82,33 @@ impl Cert {
         })
     }
 
+    /// The ML-KEM parameter set and encapsulation key, or why the
+    /// certificate has none (RFC 9935: parameters absent, the key is the
+    /// whole BIT STRING).
+    pub fn ml_kem_public_key(&self) -> Result<(MlKemLevel, &[u8]), KeyError> {
+        let spki = self.cert.tbs_certificate().subject_public_key_info();
+        let level = MlKemLevel::from_oid(&spki.algorithm.oid).ok_or_else(|| {
+            self.bad(format!(
+                "its public key ({}) is not ML-KEM",
+                crate::oid::name(&spki.algorithm.oid)
+            ))
+        })?;
+        let key = spki
+            .subject_public_key
+            .as_bytes()
+            .filter(|k| k.len() == level.public_len() && spki.algorithm.parameters.is_none())
+            .ok_or_else(|| {
+                self.bad(format!(
+                    "its {} public key is not {} bytes with absent parameters (RFC 9935)",
+                    level.name(),
+                    level.public_len()
+                ))
+            })?;
+        Ok((level, key))
+    }
+
     /// What kind of recipient its key makes, or why it makes none: RSA
-    /// (key transport) or EC P-256 (key agreement).
+    /// (key transport), EC P-256 (key agreement) or ML-KEM (KEM).
     pub fn recipient_kind(&self) -> Result<CertKeyKind, KeyError> {
         if self.rsa_public_key().is_ok() {
             return Ok(CertKeyKind::Rsa);
@@ -91,14 +117,22 @@ impl Cert {
             return Ok(CertKeyKind::P256);
         }
         let spki = self.cert.tbs_certificate().subject_public_key_info();
+        if MlKemLevel::from_oid(&spki.algorithm.oid).is_some() {
+            return self.ml_kem_public_key().map(|(l, _)| CertKeyKind::MlKem(l));
+        }
         Err(self.bad(format!(
-            "its public key ({}) is neither RSA nor EC P-256, the recipients sipseal supports",
+            "its public key ({}) is none of RSA, EC P-256 and ML-KEM, the recipients sipseal supports",
             crate::oid::name(&spki.algorithm.oid)
         )))
     }
 
     /// Whether `key` is the private half of this certificate's key.
     pub fn is_key_of(&self, key: &PrivateKey) -> bool {
+        if let Some(kem) = key.ml_kem() {
+            return self
+                .ml_kem_public_key()
+                .is_ok_and(|(level, public)| level == kem.level() && public == kem.public_key());
+        }
         match (key.rsa(), key.p256()) {
             (Some(rsa), _) => self
                 .rsa_public_key()
@@ -357,10 +391,12 @@ pub enum CertKeyKind {
     Rsa,
     /// EC P-256: KeyAgreeRecipientInfo (RFC 5753).
     P256,
+    /// ML-KEM: KEMRecipientInfo (RFC 9629, RFC 9936).
+    MlKem(MlKemLevel),
 }
 
-/// Read an RSA (PKCS#8 or PKCS#1) or EC P-256 (PKCS#8 or SEC1) private
-/// key, PEM or DER.
+/// Read an RSA (PKCS#8 or PKCS#1), EC P-256 (PKCS#8 or SEC1) or ML-KEM
+/// (PKCS#8, RFC 9935) private key, PEM or DER.
 pub fn load_any_private_key(path: &Path) -> Result<PrivateKey, KeyError> {
     let rsa_err = match load_private_key(path) {
         Ok(rsa) => return Ok(PrivateKey::from_rsa(rsa)),
@@ -368,6 +404,22 @@ pub fn load_any_private_key(path: &Path) -> Result<PrivateKey, KeyError> {
         Err(e) => e,
     };
     let bytes = read(path)?;
+    let pkcs8 = if looks_like_pem(&bytes) {
+        first_pem(&bytes, "PRIVATE KEY").ok().map(Zeroizing::new)
+    } else {
+        Some(Zeroizing::new(bytes.to_vec()))
+    };
+    if let Some(found) = pkcs8
+        .as_deref()
+        .and_then(|der| MlKemKey::from_pkcs8_der(der))
+    {
+        return found
+            .map(PrivateKey::from_ml_kem)
+            .map_err(|reason| KeyError::BadIdentity {
+                path: path.to_owned(),
+                reason,
+            });
+    }
     use p256::pkcs8::DecodePrivateKey;
     let text = std::str::from_utf8(&bytes).unwrap_or_default();
     let ec = if looks_like_pem(&bytes) {

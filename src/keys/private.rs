@@ -18,6 +18,8 @@ use rsa::RsaPrivateKey;
 use rsa::traits::PublicKeyParts;
 use zeroize::Zeroizing;
 
+use super::mlkem::MlKemKey;
+
 /// Which implementation performs a private-key operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backend {
@@ -52,8 +54,8 @@ impl fmt::Display for Backend {
     }
 }
 
-/// A private key, RSA or EC P-256. The aws-lc-rs forms are built from it
-/// on first use, each at most once per process.
+/// A private key: RSA, EC P-256 or ML-KEM. The aws-lc-rs forms are built
+/// from it on first use, each at most once per process.
 pub struct PrivateKey {
     kind: Kind,
 }
@@ -61,6 +63,7 @@ pub struct PrivateKey {
 enum Kind {
     Rsa(Box<RsaKey>),
     P256(EcKey),
+    MlKem(Box<MlKemKey>),
 }
 
 struct RsaKey {
@@ -84,6 +87,7 @@ impl fmt::Debug for PrivateKey {
         match &self.kind {
             Kind::Rsa(_) => write!(f, "PrivateKey(RSA-{})", self.bits()),
             Kind::P256(_) => f.write_str("PrivateKey(P-256)"),
+            Kind::MlKem(k) => write!(f, "PrivateKey({})", k.level().name()),
         }
     }
 }
@@ -133,12 +137,19 @@ impl PrivateKey {
         }
     }
 
+    /// Wrap an ML-KEM key.
+    pub fn from_ml_kem(key: MlKemKey) -> PrivateKey {
+        PrivateKey {
+            kind: Kind::MlKem(Box::new(key)),
+        }
+    }
+
     /// The `rsa` crate's key, for an RSA key: the public half, and the
     /// pure-Rust path.
     pub fn rsa(&self) -> Option<&RsaPrivateKey> {
         match &self.kind {
             Kind::Rsa(k) => Some(&k.rsa),
-            Kind::P256(_) => None,
+            _ => None,
         }
     }
 
@@ -146,20 +157,33 @@ impl PrivateKey {
     pub fn p256(&self) -> Option<&p256::SecretKey> {
         match &self.kind {
             Kind::P256(k) => Some(&k.secret),
-            Kind::Rsa(_) => None,
+            _ => None,
         }
     }
 
-    /// The key size in bits (the RSA modulus, or 256).
+    /// The ML-KEM key, for a KEM key.
+    pub fn ml_kem(&self) -> Option<&MlKemKey> {
+        match &self.kind {
+            Kind::MlKem(k) => Some(k),
+            _ => None,
+        }
+    }
+
+    /// The key size in bits (the RSA modulus, or 256; 0 for ML-KEM,
+    /// which has parameter sets instead).
     pub fn bits(&self) -> usize {
         match &self.kind {
             Kind::Rsa(k) => k.rsa.n().bits() as usize,
             Kind::P256(_) => 256,
+            Kind::MlKem(_) => 0,
         }
     }
 
     /// Whether aws-lc-rs can take this key at all, and if not why.
     pub fn key_backend(&self) -> Backend {
+        if let Kind::MlKem(k) = &self.kind {
+            return k.backend();
+        }
         #[cfg(feature = "aws-lc")]
         {
             if matches!(self.kind, Kind::P256(_)) || AWS_LC_BITS.contains(&self.bits()) {
@@ -176,7 +200,7 @@ impl PrivateKey {
             "{}, since sipseal was built without the aws-lc feature",
             match self.kind {
                 Kind::Rsa(_) => RSA_CRATE,
-                Kind::P256(_) => "the p256 crate",
+                _ => "the p256 crate",
             }
         ))
     }
@@ -213,9 +237,13 @@ impl PrivateKey {
     /// (deterministic: either implementation gives the same bytes).
     pub fn sign_pkcs1v15_sha256(&self, message: &[u8]) -> Result<(Vec<u8>, Backend), String> {
         let Some(rsa) = self.rsa() else {
-            return Err(
-                "an EC P-256 key cannot make an RSA signature; sign with an RSA identity".into(),
-            );
+            return Err(match self.kind {
+                Kind::MlKem(_) => {
+                    "an ML-KEM key cannot sign (a KEM only decapsulates); sign with an RSA identity"
+                }
+                _ => "an EC P-256 key cannot make an RSA signature; sign with an RSA identity",
+            }
+            .into());
         };
         #[cfg(feature = "aws-lc")]
         if let Some(pair) = self.aws_signing() {

@@ -28,7 +28,9 @@ pub enum KeysCommand {
     /// request for one (--csr, DIR/csr.pem). The certificate names the URI
     /// in its subjectAltName (and, for a URI without a user part, the host
     /// as a dNSName), allows S/MIME and TLS client and server use, and has
-    /// the key usages of its key type.
+    /// the key usages of its key type. ML-KEM keys (post-quantum
+    /// KEMRecipientInfo recipients) cannot sign: they need --ca, and their
+    /// certificates allow keyEncipherment and S/MIME only.
     Generate {
         /// The SIP URI of the identity: sip:user@domain for a party,
         /// sip:host for a relay or server.

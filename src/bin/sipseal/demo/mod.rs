@@ -339,6 +339,31 @@ fn one_datagram(
     if let Some(w) = udp_size_warning(&rsa) {
         out.push_str(&format!("   the RSA one: warning: {w}\n"));
     }
+    // Post-quantum: the same INVITE for their ML-KEM-768 identities (a PKI
+    // from an older `keys demo` has none: the step is left out).
+    if let (Ok(bob_pq), Ok(proxy_a_pq)) = (load("bob-mlkem"), load("proxy-a-mlkem")) {
+        let pq = seal(&bob_pq, &proxy_a_pq, ctx)?;
+        let ring = [RecipientKey::Cert {
+            cert: &bob_pq.cert,
+            key: &bob_pq,
+        }];
+        let opened = ua(&store)
+            .open(SealedInput::Sip(pq.clone()), &ring, None, ctx)
+            .map_err(|err| Error::ua("the ML-KEM-sealed INVITE", err))?
+            .content
+            .message
+            .map(|m| m.to_bytes());
+        out.push_str(&format!(
+            "   Post-quantum (ML-KEM-768, KEMRecipientInfo, RFC 9629/9936) for bob-mlkem and\n   \
+             proxy-a-mlkem: {} bytes, a TCP message; bob-mlkem opens it (exit 0){}\n",
+            pq.to_bytes().len(),
+            if opened.as_deref() == Some(invite.to_bytes().as_slice()) {
+                ": byte for byte"
+            } else {
+                ""
+            }
+        ));
+    }
     files.push(("invite-audio.sip", invite.to_bytes()));
     files.push(("sealed-audio-ec.sip", ec.to_bytes()));
     Ok(())
