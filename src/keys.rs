@@ -95,6 +95,13 @@ pub enum KeyError {
     /// What was asked of key generation cannot be done as given.
     #[error("{0}")]
     Input(String),
+    /// A passphrase-protected key (encrypted PKCS#8 or PKCS#12) and no
+    /// passphrase to open it with.
+    #[error("{path}: the private key is passphrase-protected and no passphrase was given")]
+    NeedKeyPassword {
+        /// The key file or bundle.
+        path: PathBuf,
+    },
     /// A certificate request that cannot be used.
     #[error("{path}: unusable certificate request: {reason}")]
     BadCsr {

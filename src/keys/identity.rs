@@ -1,10 +1,11 @@
 //! Identities (private key + certificate) and recipient certificates.
 //!
 //! An identity is a directory holding `cert.pem` (or `cert.der`/`cert.crt`)
-//! and `key.pem` (or `key.der`/`key.key`), or an explicit key and
-//! certificate file pair. PEM and DER are detected from the bytes; keys may
-//! be PKCS#8 or PKCS#1. Extra certificates after the first in the
-//! certificate file are the chain.
+//! and `key.pem` (or `key.der`/`key.key`), an explicit key and certificate
+//! file pair, or a PKCS#12 bundle (`.p12`/`.pfx`). PEM and DER are detected
+//! from the bytes; keys may be PKCS#8 (also passphrase-protected, PBES2),
+//! PKCS#1 or SEC1. Extra certificates after the first in the certificate
+//! file are the chain.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -245,6 +246,8 @@ pub struct Identity {
     /// CRLs to carry in the SignedData of its signatures (RFC 5652
     /// §10.2.1), so a verifier can check revocation without fetching them.
     pub crls: Vec<super::crl::Crl>,
+    /// The passphrase of a protected key file (set by the caller).
+    key_password: Option<Zeroizing<String>>,
     /// The private key once loaded (zeroized on drop).
     key: OnceLock<PrivateKey>,
 }
@@ -306,8 +309,64 @@ impl Identity {
             key_path: key_path.to_owned(),
             warnings,
             crls: Vec::new(),
+            key_password: None,
             key: OnceLock::new(),
         })
+    }
+
+    /// A PKCS#12 bundle (`openssl pkcs12 -export`, browsers, Java
+    /// keystores): the private key, its certificate and the chain, opened
+    /// with `password` (the bundle's MAC is checked with it first).
+    /// PBES2 (AES, OpenSSL 3's default) and the legacy PKCS#12 PBEs
+    /// (3DES, RC2) are read.
+    pub fn load_pkcs12(path: &Path, password: &str) -> Result<Identity, KeyError> {
+        let bad = |reason: String| KeyError::BadIdentity {
+            path: path.to_owned(),
+            reason,
+        };
+        let bytes = read(path)?;
+        let store = p12_keystore::KeyStore::from_pkcs12(&bytes, password).map_err(|e| {
+            bad(format!(
+                "cannot open it as a PKCS#12 bundle with that passphrase ({e}): check the passphrase, or that the file is PKCS#12 (openssl pkcs12 -info -in FILE)"
+            ))
+        })?;
+        let (_, chain) = store
+            .private_key_chain()
+            .ok_or_else(|| bad("the bundle holds no private key with its certificate".into()))?;
+        let key = private_key_from_pkcs8(chain.key()).map_err(&bad)?;
+        let source = path.display().to_string();
+        let mut certs = chain
+            .chain()
+            .iter()
+            .map(|c| Cert::from_der(c.as_der(), &source))
+            .collect::<Result<Vec<_>, _>>()?;
+        // The certificate of the key first, then the rest as the chain.
+        let leaf = certs
+            .iter()
+            .position(|c| c.is_key_of(&key))
+            .ok_or_else(|| bad("no certificate in the bundle belongs to its private key".into()))?;
+        let cert = certs.remove(leaf);
+        let mut warnings = Vec::new();
+        if let Some(mode) = group_or_other_readable(path) {
+            warnings.push(format!(
+                "PKCS#12 bundle {} is readable by group/other (mode {mode:o}); run chmod 600 on it",
+                path.display()
+            ));
+        }
+        Ok(Identity {
+            cert,
+            chain: certs,
+            key_path: path.to_owned(),
+            warnings,
+            crls: Vec::new(),
+            key_password: None,
+            key: OnceLock::from(key),
+        })
+    }
+
+    /// The passphrase for a protected key file (encrypted PKCS#8).
+    pub fn set_key_password(&mut self, password: Zeroizing<String>) {
+        self.key_password = Some(password);
     }
 
     /// The private key, read and checked against the certificate on first use.
@@ -315,7 +374,10 @@ impl Identity {
         if let Some(key) = self.key.get() {
             return Ok(key);
         }
-        let key = load_any_private_key(&self.key_path)?;
+        let key = load_private_key_with(
+            &self.key_path,
+            self.key_password.as_deref().map(|p| p.as_str()),
+        )?;
         if !self.cert.is_key_of(&key) {
             return Err(KeyError::BadIdentity {
                 path: self.key_path.clone(),
@@ -396,8 +458,76 @@ pub enum CertKeyKind {
 }
 
 /// Read an RSA (PKCS#8 or PKCS#1), EC P-256 (PKCS#8 or SEC1) or ML-KEM
-/// (PKCS#8, RFC 9935) private key, PEM or DER.
+/// (PKCS#8, RFC 9935) private key, PEM or DER; not a protected one.
 pub fn load_any_private_key(path: &Path) -> Result<PrivateKey, KeyError> {
+    load_private_key_with(path, None)
+}
+
+/// The DER of a passphrase-protected PKCS#8 key (`ENCRYPTED PRIVATE KEY`
+/// PEM, or an EncryptedPrivateKeyInfo in DER), when `bytes` hold one.
+fn encrypted_pkcs8(bytes: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    if looks_like_pem(bytes) {
+        return first_pem(bytes, "ENCRYPTED PRIVATE KEY")
+            .ok()
+            .map(Zeroizing::new);
+    }
+    pkcs8::EncryptedPrivateKeyInfoRef::try_from(bytes)
+        .is_ok()
+        .then(|| Zeroizing::new(bytes.to_vec()))
+}
+
+/// Whether the key file holds a passphrase-protected PKCS#8 key.
+pub fn key_is_encrypted(path: &Path) -> bool {
+    std::fs::read(path)
+        .map(Zeroizing::new)
+        .is_ok_and(|b| encrypted_pkcs8(&b).is_some())
+}
+
+/// A private key from the DER of an unencrypted PKCS#8 PrivateKeyInfo:
+/// RSA, EC P-256 or ML-KEM.
+fn private_key_from_pkcs8(der: &[u8]) -> Result<PrivateKey, String> {
+    if let Ok(rsa) = RsaPrivateKey::from_pkcs8_der(der) {
+        return Ok(PrivateKey::from_rsa(rsa));
+    }
+    if let Ok(ec) = <p256::SecretKey as p256::pkcs8::DecodePrivateKey>::from_pkcs8_der(der) {
+        return Ok(PrivateKey::from_p256(ec));
+    }
+    match MlKemKey::from_pkcs8_der(der) {
+        Some(found) => found.map(PrivateKey::from_ml_kem),
+        None => Err("its key is none of RSA, EC P-256 and ML-KEM".into()),
+    }
+}
+
+/// Read a private key as [`load_any_private_key`] does, and a
+/// passphrase-protected PKCS#8 one (PBES2: PBKDF2 or scrypt with AES-CBC,
+/// what `openssl pkcs8 -topk8` and `openssl genpkey -aes256` write) with
+/// `password`.
+pub fn load_private_key_with(path: &Path, password: Option<&str>) -> Result<PrivateKey, KeyError> {
+    let bad = |reason: String| KeyError::BadIdentity {
+        path: path.to_owned(),
+        reason,
+    };
+    let bytes = read(path)?;
+    if let Some(der) = encrypted_pkcs8(&bytes) {
+        let Some(password) = password else {
+            return Err(KeyError::NeedKeyPassword {
+                path: path.to_owned(),
+            });
+        };
+        let info = pkcs8::EncryptedPrivateKeyInfoRef::try_from(der.as_slice())
+            .map_err(|e| bad(format!("an encrypted PKCS#8 key that does not parse ({e})")))?;
+        let plain = info.decrypt(password).map_err(|e| {
+            bad(format!(
+                "the passphrase does not open it ({e}): check the passphrase file"
+            ))
+        })?;
+        return private_key_from_pkcs8(plain.as_bytes()).map_err(bad);
+    }
+    if bytes.windows(22).any(|w| w == b"Proc-Type: 4,ENCRYPTED") {
+        return Err(bad(
+            "a key encrypted in OpenSSL's legacy PEM format: convert it to PKCS#8 with openssl pkcs8 -topk8 -in KEY -out KEY.p8.pem (it asks for both passphrases)".into(),
+        ));
+    }
     let rsa_err = match load_private_key(path) {
         Ok(rsa) => return Ok(PrivateKey::from_rsa(rsa)),
         Err(e @ KeyError::Read { .. }) => return Err(e),
@@ -464,11 +594,6 @@ pub fn load_private_key(path: &Path) -> Result<RsaPrivateKey, KeyError> {
     };
     if looks_like_pem(&bytes) {
         let text = std::str::from_utf8(&bytes).map_err(|_| bad("PEM file is not text"))?;
-        if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
-            return Err(bad(
-                "the key is password-protected; decrypt it first (openssl pkey -in KEY -out KEY.pem) and chmod 600 the result",
-            ));
-        }
         RsaPrivateKey::from_pkcs8_pem(text)
             .or_else(|_| RsaPrivateKey::from_pkcs1_pem(text))
             // PEM from tools that wrap base64 at another width than 64.
@@ -488,15 +613,18 @@ pub fn load_private_key(path: &Path) -> Result<RsaPrivateKey, KeyError> {
     }
 }
 
+/// The mode of a file that group or others may read (a secret's file
+/// should be 0600), else `None`.
 #[cfg(unix)]
-pub(crate) fn group_or_other_readable(path: &Path) -> Option<u32> {
+pub fn group_or_other_readable(path: &Path) -> Option<u32> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
     (mode & 0o077 != 0).then_some(mode)
 }
 
+/// Always `None` where there are no Unix modes.
 #[cfg(not(unix))]
-pub(crate) fn group_or_other_readable(_path: &Path) -> Option<u32> {
+pub fn group_or_other_readable(_path: &Path) -> Option<u32> {
     None
 }
 
@@ -523,6 +651,35 @@ mod tests {
         assert_eq!(id.cert.ski().map(|s| s.len()), Some(20));
         assert!(id.cert.is_demo());
         assert!(id.warnings.is_empty(), "demo keys are public: no warning");
+    }
+
+    #[test]
+    fn an_encrypted_ml_kem_key_opens_with_its_passphrase() {
+        // OpenSSL 3.0 cannot write one: encrypt the demo's seed-form key
+        // with the pkcs8 crate (PBES2, PBKDF2-SHA256, AES-256-CBC).
+        let pem = std::fs::read_to_string(repo("keys/bob-mlkem/key.pem")).unwrap();
+        let (_, der) = der::pem::decode_vec(pem.as_bytes()).unwrap();
+        let mut rng = <rand::rngs::ChaCha20Rng as rand::SeedableRng>::seed_from_u64(3);
+        let encrypted = pkcs8::PrivateKeyInfoRef::try_from(der.as_slice())
+            .unwrap()
+            .encrypt_with_rng(&mut rng, "pq passphrase")
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key.der");
+        std::fs::write(&path, encrypted.as_bytes()).unwrap();
+        assert!(key_is_encrypted(&path));
+        assert!(matches!(
+            load_any_private_key(&path),
+            Err(KeyError::NeedKeyPassword { .. })
+        ));
+        let key = load_private_key_with(&path, Some("pq passphrase")).unwrap();
+        let id = Identity::load_dir(&repo("keys/bob-mlkem")).unwrap();
+        assert!(id.cert.is_key_of(&key));
+        let err = load_private_key_with(&path, Some("wrong")).err().unwrap();
+        assert!(
+            err.to_string().contains("passphrase does not open it"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -356,13 +356,94 @@ fn load_recipient_cert(path: &Path) -> Result<Cert, Error> {
     Ok(cert)
 }
 
+/// `--key-password-file`, set once from `main`.
+static KEY_PASSWORD_FILE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+
+/// Set `--key-password-file` (once, from `main`).
+pub fn set_key_password_file(path: Option<PathBuf>) {
+    let _ = KEY_PASSWORD_FILE.set(path);
+}
+
+/// The passphrase of the protected key or bundle at `path`: from
+/// `--key-password-file`, else asked on the terminal, else refused.
+fn key_password(path: &Path) -> Result<zeroize::Zeroizing<String>, Error> {
+    use std::io::IsTerminal;
+    if let Some(file) = KEY_PASSWORD_FILE.get().and_then(Option::as_ref) {
+        let text = std::fs::read(file).map_err(|source| sipseal::keys::KeyError::Read {
+            path: file.clone(),
+            source,
+        })?;
+        let mut text = zeroize::Zeroizing::new(String::from_utf8(text).map_err(|_| {
+            Error::usage(
+                format!("{}: the passphrase file is not UTF-8 text", file.display()),
+                "put the passphrase alone in the file",
+            )
+        })?);
+        // One trailing line break (what `echo` and editors add) is not part of it.
+        if text.ends_with('\n') {
+            text.pop();
+            if text.ends_with('\r') {
+                text.pop();
+            }
+        }
+        if let Some(mode) = sipseal::keys::identity::group_or_other_readable(file) {
+            eprintln!(
+                "warning: passphrase file {} is readable by group/other (mode {mode:o}); run chmod 600 on it",
+                file.display()
+            );
+        }
+        return Ok(text);
+    }
+    if std::io::stdin().is_terminal() {
+        let asked = rpassword::prompt_password(format!("passphrase for {}: ", path.display()))
+            .map_err(|source| sipseal::keys::KeyError::Read {
+                path: "/dev/tty".into(),
+                source,
+            })?;
+        return Ok(zeroize::Zeroizing::new(asked));
+    }
+    Err(sipseal::keys::KeyError::NeedKeyPassword {
+        path: path.to_owned(),
+    }
+    .into())
+}
+
+/// An identity named on the command line: a directory (cert.pem +
+/// key.pem), or a PKCS#12 bundle (a `.p12` or `.pfx` file). A protected
+/// key gets its passphrase now, so that a missing one is reported before
+/// any work.
+pub fn identity_at(path: &Path) -> Result<Identity, Error> {
+    let bundle = path.is_file()
+        && path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("p12") || e.eq_ignore_ascii_case("pfx"));
+    if bundle {
+        let password = key_password(path)?;
+        return Ok(Identity::load_pkcs12(path, &password)?);
+    }
+    let id = Identity::load_dir(path)?;
+    with_key_password(id)
+}
+
+/// `id` with the passphrase of its key file, when the key is protected.
+fn with_key_password(mut id: Identity) -> Result<Identity, Error> {
+    if sipseal::keys::identity::key_is_encrypted(&id.key_path) {
+        let password = key_password(&id.key_path)?;
+        id.set_key_password(password);
+    }
+    Ok(id)
+}
+
 /// What to open with.
 #[derive(Debug, Args, Default)]
 pub struct KeyArgs {
-    /// An identity directory (cert.pem + key.pem); repeatable.
-    #[arg(long, value_name = "DIR")]
+    /// An identity: a directory (cert.pem + key.pem) or a PKCS#12 bundle
+    /// (.p12/.pfx); repeatable. Protected keys take --key-password-file.
+    #[arg(long, value_name = "DIR|P12")]
     pub identity: Vec<PathBuf>,
-    /// A private key file (PKCS#8 or PKCS#1, PEM or DER), paired in order with --cert.
+    /// A private key file (PKCS#8, also passphrase-protected, or PKCS#1;
+    /// PEM or DER), paired in order with --cert.
     #[arg(long, value_name = "KEY", requires = "cert")]
     pub key: Vec<PathBuf>,
     /// The certificate of the --key at the same position.
@@ -407,10 +488,11 @@ impl KeyArgs {
         }
         let mut ring = Keyring::default();
         for dir in &self.identity {
-            ring.identities.push(Identity::load_dir(dir)?);
+            ring.identities.push(identity_at(dir)?);
         }
         for (k, c) in self.key.iter().zip(&self.cert) {
-            ring.identities.push(Identity::load_pair(k, c)?);
+            ring.identities
+                .push(with_key_password(Identity::load_pair(k, c)?)?);
         }
         for p in &self.psk {
             ring.psks.push(load_psk(p)?);
@@ -477,9 +559,10 @@ pub fn scheme(pss: bool) -> SignatureScheme {
     }
 }
 
-/// Load an identity directory, its warnings (key file permissions) to stderr.
+/// Load an identity (a directory or a PKCS#12 bundle), its warnings (key
+/// file permissions) to stderr.
 pub fn load_identity(dir: &Path) -> Result<Identity, Error> {
-    let id = Identity::load_dir(dir)?;
+    let id = identity_at(dir)?;
     warn(&id);
     Ok(id)
 }

@@ -53,6 +53,17 @@ pub struct GlobalArgs {
         value_parser = parse_size
     )]
     pub max_message_size: u64,
+    /// The passphrase of protected private keys (encrypted PKCS#8 key.pem,
+    /// PKCS#12 bundles): a file holding it alone (one trailing line break
+    /// is not part of it; keep it mode 0600). Without it, a protected key
+    /// is asked for on the terminal, or refused when there is none.
+    #[arg(
+        long,
+        global = true,
+        env = "SIPSEAL_KEY_PASSWORD_FILE",
+        value_name = "FILE"
+    )]
+    pub key_password_file: Option<std::path::PathBuf>,
 }
 
 /// `1048576`, `64K`/`64KiB` (×1024), `1M`/`1MiB` (×1024²).

@@ -285,13 +285,16 @@ fn key_hint(e: &KeyError) -> &'static str {
             "a PSK file is YAML with `id: TEXT`, `key: HEX` (16, 24 or 32 bytes) and optionally `uri: sip:...`"
         }
         KeyError::BadCert { .. } => {
-            "give an X.509 certificate with an RSA or EC P-256 key, PEM (-----BEGIN CERTIFICATE-----) or DER"
+            "give an X.509 certificate with an RSA, EC P-256 or ML-KEM key, PEM (-----BEGIN CERTIFICATE-----) or DER"
         }
         KeyError::BadCrl { .. } => {
             "give an X.509 CRL, PEM (-----BEGIN X509 CRL-----, e.g. from `openssl ca -gencrl`) or DER"
         }
         KeyError::BadIdentity { .. } => {
-            "an identity is a directory with cert.pem and key.pem (PKCS#8 or PKCS#1, PEM or DER), or --key KEY --cert CERT"
+            "an identity is a directory with cert.pem and key.pem (PKCS#8, also passphrase-protected, or PKCS#1; PEM or DER), a PKCS#12 bundle (.p12/.pfx), or --key KEY --cert CERT"
+        }
+        KeyError::NeedKeyPassword { .. } => {
+            "give --key-password-file FILE (the passphrase alone in a mode-0600 file), or run on a terminal to be asked"
         }
         KeyError::Generate(_) => "this is a bug; please report it with the command line",
         KeyError::Input(_) => "see `sipseal keys --help` for what each command takes",
@@ -316,10 +319,10 @@ fn envelope_hint(e: &EnvelopeError) -> &'static str {
             "the body must be a DER CMS ContentInfo (AuthEnvelopedData or EnvelopedData)"
         }
         EnvelopeError::Unsupported(_) => {
-            "sipseal reads AES-GCM/AES-CBC content, RSA (OAEP, PKCS#1 v1.5), EC P-256 (ECDH, RFC 5753) and AES key-wrap recipients"
+            "sipseal reads AES-GCM/AES-CBC content, RSA (OAEP, PKCS#1 v1.5), EC P-256 (ECDH, RFC 5753), ML-KEM (RFC 9629), password and AES key-wrap recipients"
         }
         EnvelopeError::Recipient(_) => {
-            "name each recipient with --peer CERT|password:FILE or --disclose CERT|psk:FILE|password:FILE: an RSA or EC P-256 certificate, a PSK file, or a password file"
+            "name each recipient with --peer CERT|password:FILE or --disclose CERT|psk:FILE|password:FILE: an RSA, EC P-256 or ML-KEM certificate, a PSK file, or a password file"
         }
         EnvelopeError::Key(_) => {
             "check the identity's key file: PKCS#8 or PKCS#1, PEM or DER, matching its certificate"

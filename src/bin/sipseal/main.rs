@@ -52,6 +52,7 @@ fn run(cli: Cli) -> Result<Exit, Error> {
     }
     ctx.mix("command", cli.command.name().as_bytes());
     io::set_max_message_size(cli.global.max_message_size);
+    args::set_key_password_file(cli.global.key_password_file.clone());
     match cli.command {
         Command::Build(args) => build::run(*args, &mut ctx),
         Command::Seal(args) => seal::run(args, &mut ctx),

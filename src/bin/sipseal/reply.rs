@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use clap::Args;
 
 use sipseal::context::Context;
-use sipseal::keys::Identity;
 use sipseal::sip::ResponseParams;
 use sipseal::ua::{DialogRequest, ReplyTo};
 
@@ -80,7 +79,7 @@ pub fn run(args: ReplyArgs, ctx: &mut Context) -> Result<Exit, Error> {
     let name = display_name(&source);
     let dialog = read_message(&source)?;
     let me = match &args.identity {
-        Some(dir) => Some(Identity::load_dir(dir)?.cert.name()),
+        Some(dir) => Some(crate::args::identity_at(dir)?.cert.name()),
         None => None,
     };
     let body = args.body.load()?;
