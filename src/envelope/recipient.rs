@@ -466,11 +466,11 @@ impl PrivateKeyOps for PrivateKey {
     ) -> Result<Option<Zeroizing<Vec<u8>>>, KeyError> {
         // An EC key transports nothing (a KTRI naming its certificate is
         // forged or a mistake): the same uniform failure.
-        let Some(rsa) = self.rsa() else {
+        let Some(public) = self.rsa_public() else {
             return Ok(None);
         };
         // The length is public: refused before any private-key arithmetic.
-        if encrypted.len() != rsa.size() {
+        if encrypted.len() != public.size() {
             return Ok(None);
         }
         #[cfg(feature = "aws-lc")]
@@ -479,7 +479,14 @@ impl PrivateKeyOps for PrivateKey {
         {
             return Ok(aws_lc_decrypt(key, oaep, scheme, encrypted));
         }
-        rsa.decrypt_key(scheme, encrypted)
+        match self.rsa() {
+            Some(rsa) => rsa.decrypt_key(scheme, encrypted),
+            // The key file itself (not the message) is at fault.
+            None => Err(KeyError::Input(
+                "the RSA private key does not parse (its values are inconsistent); check the key file"
+                    .into(),
+            )),
+        }
     }
 
     fn agree(&self, point: &[u8]) -> Result<Option<SharedSecret>, KeyError> {

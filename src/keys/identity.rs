@@ -11,9 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use der::{Decode, Encode};
-use rsa::pkcs1::DecodeRsaPrivateKey;
-use rsa::pkcs8::DecodePrivateKey;
-use rsa::{RsaPrivateKey, RsaPublicKey};
+use rsa::RsaPublicKey;
 use x509_cert::Certificate;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::{SubjectAltName, SubjectKeyIdentifier};
@@ -134,13 +132,14 @@ impl Cert {
                 .ml_kem_public_key()
                 .is_ok_and(|(level, public)| level == kem.level() && public == kem.public_key());
         }
-        match (key.rsa(), key.p256()) {
-            (Some(rsa), _) => self
-                .rsa_public_key()
-                .is_ok_and(|public| public == rsa.to_public_key()),
-            (_, Some(ec)) => self
-                .p256_public_key()
-                .is_ok_and(|public| public == ec.public_key()),
+        if let Some(rsa) = key.rsa_public() {
+            return self.rsa_public_key().is_ok_and(|public| public == *rsa);
+        }
+        match (self.p256_public_key(), key.p256_public_point()) {
+            (Ok(public), Some(point)) => {
+                use p256::elliptic_curve::sec1::ToSec1Point;
+                public.to_sec1_point(false).as_bytes() == point.as_slice()
+            }
             _ => false,
         }
     }
@@ -483,19 +482,70 @@ pub fn key_is_encrypted(path: &Path) -> bool {
         .is_ok_and(|b| encrypted_pkcs8(&b).is_some())
 }
 
-/// A private key from the DER of an unencrypted PKCS#8 PrivateKeyInfo:
-/// RSA, EC P-256 or ML-KEM.
+/// A private key from the DER of an unencrypted PKCS#8 PrivateKeyInfo,
+/// by its algorithm: RSA, EC P-256 or ML-KEM.
 fn private_key_from_pkcs8(der: &[u8]) -> Result<PrivateKey, String> {
-    if let Ok(rsa) = RsaPrivateKey::from_pkcs8_der(der) {
-        return Ok(PrivateKey::from_rsa(rsa));
+    let info = pkcs8::PrivateKeyInfoRef::try_from(der)
+        .map_err(|e| format!("not a PKCS#8 private key ({e})"))?;
+    match info.algorithm.oid {
+        const_oid::db::rfc5912::RSA_ENCRYPTION => PrivateKey::from_rsa_pkcs8(der),
+        const_oid::db::rfc5912::ID_EC_PUBLIC_KEY => {
+            <p256::SecretKey as p256::pkcs8::DecodePrivateKey>::from_pkcs8_der(der)
+                .map(PrivateKey::from_p256)
+                .map_err(|_| "an EC key, but not a P-256 one (the curve sipseal uses)".into())
+        }
+        oid => match MlKemKey::from_pkcs8_der(der) {
+            Some(found) => found.map(PrivateKey::from_ml_kem),
+            None => Err(format!(
+                "its key is {}: none of RSA, EC P-256 and ML-KEM",
+                crate::oid::name(&oid)
+            )),
+        },
     }
-    if let Ok(ec) = <p256::SecretKey as p256::pkcs8::DecodePrivateKey>::from_pkcs8_der(der) {
-        return Ok(PrivateKey::from_p256(ec));
+}
+
+/// A PKCS#1 RSAPrivateKey as PKCS#8 (what the key is kept and parsed as).
+fn pkcs1_to_pkcs8(der: &[u8]) -> Result<Zeroizing<Vec<u8>>, String> {
+    rsa::pkcs1::RsaPrivateKey::<rsa::pkcs1::UintRef<'_>>::from_der(der)
+        .map_err(|e| format!("not a PKCS#1 RSA private key ({e})"))?;
+    let info = pkcs8::PrivateKeyInfoRef::new(
+        x509_cert::spki::AlgorithmIdentifierRef {
+            oid: const_oid::db::rfc5912::RSA_ENCRYPTION,
+            parameters: Some(der::AnyRef::NULL),
+        },
+        der::asn1::OctetStringRef::new(der).map_err(|e| e.to_string())?,
+    );
+    info.to_der().map(Zeroizing::new).map_err(|e| e.to_string())
+}
+
+/// A private key from a file's bytes: PKCS#8 (RSA, EC P-256, ML-KEM),
+/// PKCS#1 (RSA) or SEC1 (EC), PEM or DER. Each is parsed once here; an
+/// RSA key's private part is parsed by the implementation that uses it.
+fn parse_private_key(bytes: &[u8]) -> Result<PrivateKey, String> {
+    let sec1 = |der: &[u8]| {
+        p256::SecretKey::from_sec1_der(der)
+            .map(PrivateKey::from_p256)
+            .map_err(|_| "an EC private key, but not a P-256 one".to_string())
+    };
+    if looks_like_pem(bytes) {
+        if let Ok(der) = first_pem(bytes, "PRIVATE KEY") {
+            return private_key_from_pkcs8(&Zeroizing::new(der));
+        }
+        if let Ok(der) = first_pem(bytes, "RSA PRIVATE KEY") {
+            return PrivateKey::from_rsa_pkcs8(&pkcs1_to_pkcs8(&Zeroizing::new(der))?);
+        }
+        if let Ok(der) = first_pem(bytes, "EC PRIVATE KEY") {
+            return sec1(&Zeroizing::new(der));
+        }
+        return Err("no PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY block in the PEM".into());
     }
-    match MlKemKey::from_pkcs8_der(der) {
-        Some(found) => found.map(PrivateKey::from_ml_kem),
-        None => Err("its key is none of RSA, EC P-256 and ML-KEM".into()),
+    if pkcs8::PrivateKeyInfoRef::try_from(bytes).is_ok() {
+        return private_key_from_pkcs8(bytes);
     }
+    if let Ok(pkcs8) = pkcs1_to_pkcs8(bytes) {
+        return PrivateKey::from_rsa_pkcs8(&pkcs8);
+    }
+    sec1(bytes).map_err(|_| "not a private key: PKCS#8, PKCS#1 or SEC1, PEM or DER".into())
 }
 
 /// Read a private key as [`load_any_private_key`] does, and a
@@ -528,89 +578,7 @@ pub fn load_private_key_with(path: &Path, password: Option<&str>) -> Result<Priv
             "a key encrypted in OpenSSL's legacy PEM format: convert it to PKCS#8 with openssl pkcs8 -topk8 -in KEY -out KEY.p8.pem (it asks for both passphrases)".into(),
         ));
     }
-    let rsa_err = match load_private_key(path) {
-        Ok(rsa) => return Ok(PrivateKey::from_rsa(rsa)),
-        Err(e @ KeyError::Read { .. }) => return Err(e),
-        Err(e) => e,
-    };
-    let bytes = read(path)?;
-    let pkcs8 = if looks_like_pem(&bytes) {
-        first_pem(&bytes, "PRIVATE KEY").ok().map(Zeroizing::new)
-    } else {
-        Some(Zeroizing::new(bytes.to_vec()))
-    };
-    if let Some(found) = pkcs8
-        .as_deref()
-        .and_then(|der| MlKemKey::from_pkcs8_der(der))
-    {
-        return found
-            .map(PrivateKey::from_ml_kem)
-            .map_err(|reason| KeyError::BadIdentity {
-                path: path.to_owned(),
-                reason,
-            });
-    }
-    use p256::pkcs8::DecodePrivateKey;
-    let text = std::str::from_utf8(&bytes).unwrap_or_default();
-    let ec = if looks_like_pem(&bytes) {
-        p256::SecretKey::from_pkcs8_pem(text)
-            .ok()
-            .or_else(|| p256::SecretKey::from_sec1_pem(text).ok())
-            .or_else(|| {
-                let der = first_pem(&bytes, "PRIVATE KEY").ok()?;
-                p256::SecretKey::from_pkcs8_der(&der).ok()
-            })
-            .or_else(|| {
-                let der = first_pem(&bytes, "EC PRIVATE KEY").ok()?;
-                p256::SecretKey::from_sec1_der(&der).ok()
-            })
-    } else {
-        p256::SecretKey::from_pkcs8_der(&bytes)
-            .ok()
-            .or_else(|| p256::SecretKey::from_sec1_der(&bytes).ok())
-    };
-    match ec {
-        Some(secret) => Ok(PrivateKey::from_p256(secret)),
-        // The RSA reader's reason names password protection and the formats.
-        None => Err(match rsa_err {
-            KeyError::BadIdentity { path, reason } => KeyError::BadIdentity {
-                path,
-                reason: reason.replace(
-                    "not an RSA private key",
-                    "not an RSA or EC P-256 private key",
-                ),
-            },
-            other => other,
-        }),
-    }
-}
-
-/// Read an RSA private key: PKCS#8 or PKCS#1, PEM or DER.
-pub fn load_private_key(path: &Path) -> Result<RsaPrivateKey, KeyError> {
-    let bytes = read(path)?;
-    let bad = |reason: &str| KeyError::BadIdentity {
-        path: path.to_owned(),
-        reason: reason.into(),
-    };
-    if looks_like_pem(&bytes) {
-        let text = std::str::from_utf8(&bytes).map_err(|_| bad("PEM file is not text"))?;
-        RsaPrivateKey::from_pkcs8_pem(text)
-            .or_else(|_| RsaPrivateKey::from_pkcs1_pem(text))
-            // PEM from tools that wrap base64 at another width than 64.
-            .or_else(|_| {
-                let der = first_pem(&bytes, "PRIVATE KEY")?;
-                RsaPrivateKey::from_pkcs8_der(&der).map_err(|_| ())
-            })
-            .or_else(|_| {
-                let der = first_pem(&bytes, "RSA PRIVATE KEY")?;
-                RsaPrivateKey::from_pkcs1_der(&der).map_err(|_| ())
-            })
-            .map_err(|_| bad("not an RSA private key (PKCS#8 or PKCS#1 PEM)"))
-    } else {
-        RsaPrivateKey::from_pkcs8_der(&bytes)
-            .or_else(|_| RsaPrivateKey::from_pkcs1_der(&bytes))
-            .map_err(|_| bad("not an RSA private key (PKCS#8 or PKCS#1, PEM or DER)"))
-    }
+    parse_private_key(&bytes).map_err(bad)
 }
 
 /// The mode of a file that group or others may read (a secret's file
@@ -651,6 +619,46 @@ mod tests {
         assert_eq!(id.cert.ski().map(|s| s.len()), Some(20));
         assert!(id.cert.is_demo());
         assert!(id.warnings.is_empty(), "demo keys are public: no warning");
+    }
+
+    #[test]
+    fn each_key_kind_matches_its_own_certificate_only() {
+        for (own, other) in [
+            ("bob", "alice"),
+            ("bob-ec", "alice-ec"),
+            ("bob-mlkem", "alice-mlkem"),
+        ] {
+            let id = Identity::load_dir(&repo(&format!("keys/{own}"))).unwrap();
+            let key = load_any_private_key(&id.key_path).unwrap();
+            assert!(id.cert.is_key_of(&key), "{own}");
+            let wrong = load_any_private_key(&repo(&format!("keys/{other}/key.pem"))).unwrap();
+            assert!(!id.cert.is_key_of(&wrong), "{own} with {other}'s key");
+        }
+        // Across kinds too.
+        let rsa = Identity::load_dir(&repo("keys/bob")).unwrap();
+        let ec = load_any_private_key(&repo("keys/bob-ec/key.pem")).unwrap();
+        assert!(!rsa.cert.is_key_of(&ec));
+    }
+
+    #[test]
+    fn pkcs1_pkcs8_pem_and_der_give_the_same_key() {
+        use rsa::pkcs1::EncodeRsaPrivateKey;
+        let pem = std::fs::read(repo("keys/bob/key.pem")).unwrap();
+        let pkcs8 = parse_private_key(&pem).unwrap();
+        let rsa = pkcs8.rsa().unwrap().clone();
+        let pkcs1_der = rsa.to_pkcs1_der().unwrap();
+        let pkcs1_pem = rsa.to_pkcs1_pem(der::pem::LineEnding::LF).unwrap();
+        for bytes in [pkcs1_der.as_bytes(), pkcs1_pem.as_bytes()] {
+            let key = parse_private_key(bytes).unwrap();
+            assert_eq!(key.rsa_public(), pkcs8.rsa_public());
+            assert_eq!(key.rsa().unwrap(), &rsa);
+        }
+        let err =
+            parse_private_key(b"-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n")
+                .err()
+                .unwrap();
+        assert!(err.contains("no PRIVATE KEY"), "{err}");
+        assert!(parse_private_key(b"\x30\x03\x02\x01\x00").is_err());
     }
 
     #[test]

@@ -11,11 +11,10 @@
 //! algorithm parameters), never from a decryption's outcome.
 
 use std::fmt;
-#[cfg(feature = "aws-lc")]
 use std::sync::OnceLock;
 
-use rsa::RsaPrivateKey;
 use rsa::traits::PublicKeyParts;
+use rsa::{RsaPrivateKey, RsaPublicKey};
 use zeroize::Zeroizing;
 
 use super::mlkem::MlKemKey;
@@ -67,8 +66,12 @@ enum Kind {
 }
 
 struct RsaKey {
-    rsa: RsaPrivateKey,
-    #[cfg(feature = "aws-lc")]
+    /// The public half, read from the key's own fields (no arithmetic).
+    public: RsaPublicKey,
+    /// The `rsa` crate's key: parsed (and validated, with its CRT values)
+    /// only when something needs it, which with aws-lc-rs is rare.
+    rsa: OnceLock<Option<RsaPrivateKey>>,
+    /// The key as PKCS#8 DER: what aws-lc-rs and the `rsa` crate parse.
     pkcs8: Zeroizing<Vec<u8>>,
     #[cfg(feature = "aws-lc")]
     decrypting: OnceLock<Option<aws_lc_rs::rsa::PrivateDecryptingKey>>,
@@ -96,27 +99,50 @@ impl fmt::Debug for PrivateKey {
 #[cfg(feature = "aws-lc")]
 const AWS_LC_BITS: std::ops::RangeInclusive<usize> = 2048..=8192;
 
-/// PKCS#8 DER of a key, for aws-lc-rs (empty if it cannot be encoded:
-/// the key then only loses the aws-lc-rs path, which refuses it).
-#[cfg(feature = "aws-lc")]
-fn pkcs8_of(encoded: Result<rsa::pkcs8::SecretDocument, rsa::pkcs8::Error>) -> Zeroizing<Vec<u8>> {
-    encoded
-        .map(|d| Zeroizing::new(d.as_bytes().to_vec()))
-        .unwrap_or_default()
-}
-
 impl PrivateKey {
-    /// Wrap a parsed RSA key.
+    /// Wrap a parsed RSA key (generated, or read by the `rsa` crate).
     pub fn from_rsa(rsa: RsaPrivateKey) -> PrivateKey {
-        #[cfg(feature = "aws-lc")]
-        let pkcs8 = {
-            use rsa::pkcs8::EncodePrivateKey;
-            pkcs8_of(rsa.to_pkcs8_der())
-        };
+        use rsa::pkcs8::EncodePrivateKey;
+        // Encoding a valid key cannot fail; an empty encoding would only
+        // lose the aws-lc-rs path, which then refuses the key.
+        let pkcs8 = rsa
+            .to_pkcs8_der()
+            .map(|d| Zeroizing::new(d.as_bytes().to_vec()))
+            .unwrap_or_default();
+        PrivateKey::rsa_key(rsa.to_public_key(), pkcs8, OnceLock::from(Some(rsa)))
+    }
+
+    /// An RSA key from its PKCS#8 DER, read once: the public half comes
+    /// from the RSAPrivateKey fields as they are, and the private-key
+    /// implementation parses the same bytes when first used.
+    pub fn from_rsa_pkcs8(der: &[u8]) -> Result<PrivateKey, String> {
+        use der::Decode;
+        let info = rsa::pkcs8::PrivateKeyInfoRef::from_der(der)
+            .map_err(|e| format!("not a PKCS#8 key ({e})"))?;
+        if info.algorithm.oid != const_oid::db::rfc5912::RSA_ENCRYPTION {
+            return Err("not an RSA key".into());
+        }
+        let fields = rsa::pkcs1::RsaPrivateKey::from_der(info.private_key.as_bytes())
+            .map_err(|e| format!("not a PKCS#1 RSAPrivateKey ({e})"))?;
+        let uint = |u: rsa::pkcs1::UintRef<'_>| rsa::BoxedUint::from_be_slice_vartime(u.as_bytes());
+        let public = RsaPublicKey::new(uint(fields.modulus), uint(fields.public_exponent))
+            .map_err(|e| format!("its public key is not valid ({e})"))?;
+        Ok(PrivateKey::rsa_key(
+            public,
+            Zeroizing::new(der.to_vec()),
+            OnceLock::new(),
+        ))
+    }
+
+    fn rsa_key(
+        public: RsaPublicKey,
+        pkcs8: Zeroizing<Vec<u8>>,
+        rsa: OnceLock<Option<RsaPrivateKey>>,
+    ) -> PrivateKey {
         PrivateKey {
             kind: Kind::Rsa(Box::new(RsaKey {
+                public,
                 rsa,
-                #[cfg(feature = "aws-lc")]
                 pkcs8,
                 #[cfg(feature = "aws-lc")]
                 decrypting: OnceLock::new(),
@@ -144,11 +170,31 @@ impl PrivateKey {
         }
     }
 
-    /// The `rsa` crate's key, for an RSA key: the public half, and the
-    /// pure-Rust path.
+    /// The `rsa` crate's key, for an RSA key: the pure-Rust path (parsed
+    /// on first use; `None` also when the crate refuses the key).
     pub fn rsa(&self) -> Option<&RsaPrivateKey> {
         match &self.kind {
-            Kind::Rsa(k) => Some(&k.rsa),
+            Kind::Rsa(k) => k
+                .rsa
+                .get_or_init(|| {
+                    use rsa::pkcs8::DecodePrivateKey;
+                    RsaPrivateKey::from_pkcs8_der(&k.pkcs8).ok()
+                })
+                .as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Whether the `rsa` crate has parsed this RSA key (tests).
+    #[cfg(test)]
+    fn rsa_parsed(&self) -> bool {
+        matches!(&self.kind, Kind::Rsa(k) if k.rsa.get().is_some())
+    }
+
+    /// The public key, for an RSA key.
+    pub fn rsa_public(&self) -> Option<&RsaPublicKey> {
+        match &self.kind {
+            Kind::Rsa(k) => Some(&k.public),
             _ => None,
         }
     }
@@ -173,7 +219,7 @@ impl PrivateKey {
     /// which has parameter sets instead).
     pub fn bits(&self) -> usize {
         match &self.kind {
-            Kind::Rsa(k) => k.rsa.n().bits() as usize,
+            Kind::Rsa(k) => k.public.n().bits() as usize,
             Kind::P256(_) => 256,
             Kind::MlKem(_) => 0,
         }
@@ -236,7 +282,7 @@ impl PrivateKey {
     /// An RSASSA-PKCS1-v1_5 signature with SHA-256 over `message`
     /// (deterministic: either implementation gives the same bytes).
     pub fn sign_pkcs1v15_sha256(&self, message: &[u8]) -> Result<(Vec<u8>, Backend), String> {
-        let Some(rsa) = self.rsa() else {
+        if self.rsa_public().is_none() {
             return Err(match self.kind {
                 Kind::MlKem(_) => {
                     "an ML-KEM key cannot sign (a KEM only decapsulates); sign with an RSA identity"
@@ -244,7 +290,7 @@ impl PrivateKey {
                 _ => "an EC P-256 key cannot make an RSA signature; sign with an RSA identity",
             }
             .into());
-        };
+        }
         #[cfg(feature = "aws-lc")]
         if let Some(pair) = self.aws_signing() {
             let rng = aws_lc_rs::rand::SystemRandom::new();
@@ -258,6 +304,7 @@ impl PrivateKey {
             .map_err(|_| "aws-lc-rs refused to sign".to_string())?;
             return Ok((sig, Backend::AwsLc));
         }
+        let rsa = self.rsa().ok_or("the rsa crate cannot read this RSA key")?;
         use rsa::signature::SignatureEncoding;
         use rsa::signature::Signer;
         // Blinded with the OS RNG, not the caller's: the signature is the
@@ -265,6 +312,27 @@ impl PrivateKey {
         let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(rsa.clone());
         let sig = signer.try_sign(message).map_err(|e| e.to_string())?;
         Ok((sig.to_vec(), self.key_backend()))
+    }
+
+    /// The public point of an EC P-256 key, uncompressed (SEC1): computed
+    /// by aws-lc-rs (which computes it anyway for the key it builds), else
+    /// by the p256 crate.
+    pub fn p256_public_point(&self) -> Option<Vec<u8>> {
+        let Kind::P256(k) = &self.kind else {
+            return None;
+        };
+        #[cfg(feature = "aws-lc")]
+        if let Some(key) = aws_agreement(k) {
+            return key.compute_public_key().ok().map(|p| p.as_ref().to_vec());
+        }
+        use p256::elliptic_curve::sec1::ToSec1Point;
+        Some(
+            k.secret
+                .public_key()
+                .to_sec1_point(false)
+                .as_bytes()
+                .to_vec(),
+        )
     }
 
     /// Static-ephemeral ECDH (RFC 5753): the shared secret Z, the
@@ -277,13 +345,7 @@ impl PrivateKey {
         #[cfg(feature = "aws-lc")]
         {
             use aws_lc_rs::agreement;
-            let key = k
-                .agreement
-                .get_or_init(|| {
-                    let scalar = Zeroizing::new(k.secret.to_bytes().to_vec());
-                    agreement::PrivateKey::from_private_key(&agreement::ECDH_P256, &scalar).ok()
-                })
-                .as_ref()?;
+            let key = aws_agreement(k)?;
             // aws-lc decompresses a point with generic bignum code, slower
             // than the p256 crate's field arithmetic: the peer's (public)
             // point is decompressed here, then handed over uncompressed.
@@ -314,6 +376,18 @@ impl PrivateKey {
     }
 }
 
+/// The aws-lc-rs form of an EC key, built once.
+#[cfg(feature = "aws-lc")]
+fn aws_agreement(k: &EcKey) -> Option<&aws_lc_rs::agreement::PrivateKey> {
+    use aws_lc_rs::agreement;
+    k.agreement
+        .get_or_init(|| {
+            let scalar = Zeroizing::new(k.secret.to_bytes().to_vec());
+            agreement::PrivateKey::from_private_key(&agreement::ECDH_P256, &scalar).ok()
+        })
+        .as_ref()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,6 +410,27 @@ mod tests {
         assert_eq!(backend, Backend::AwsLc);
         #[cfg(not(feature = "aws-lc"))]
         assert!(matches!(backend, Backend::RustCrypto(_)));
+    }
+
+    #[test]
+    fn the_rsa_crate_parses_a_key_only_when_it_is_the_implementation() {
+        let id = demo_identity("carol");
+        let key = id.private_key().unwrap();
+        assert!(
+            !key.rsa_parsed(),
+            "reading the key parses only its public half"
+        );
+        key.sign_pkcs1v15_sha256(b"v=0\r\n").unwrap();
+        // With aws-lc-rs the signature needed no second parse.
+        #[cfg(feature = "aws-lc")]
+        assert!(!key.rsa_parsed());
+        #[cfg(not(feature = "aws-lc"))]
+        assert!(key.rsa_parsed());
+        assert_eq!(
+            key.rsa().unwrap().to_public_key(),
+            *key.rsa_public().unwrap()
+        );
+        assert!(key.rsa_parsed());
     }
 
     #[test]
