@@ -18,6 +18,7 @@ pub mod mime;
 pub mod oid;
 pub mod pinhole;
 pub mod policy;
+pub mod registrar;
 pub mod relay;
 pub mod sdp;
 pub mod sealing;

@@ -116,7 +116,7 @@ impl<'de> Deserialize<'de> for KeyBytes {
 }
 
 /// The YAML text forms of the store's values.
-mod text {
+pub(crate) mod text {
     use serde::{Deserialize, Deserializer, Serializer};
     use time::OffsetDateTime;
     use time::format_description::well_known::Rfc3339;

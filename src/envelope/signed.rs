@@ -245,6 +245,68 @@ fn sha256_id() -> AlgorithmIdentifierOwned {
 /// Revocation entries read from one SignedData at most.
 pub const MAX_REVOCATION: usize = 32;
 
+/// A certs-only message (RFC 8551 §3.6, `application/pkcs7-mime;
+/// smime-type=certs-only`): a SignedData with no content and no signer,
+/// carrying `certs` (a certificate and its chain).
+pub fn certs_only(certs: &[Cert]) -> Result<Vec<u8>, SignatureError> {
+    let enc = |what: &str, e: der::Error| SignatureError::Key(format!("encoding {what}: {e}"));
+    let choices: Vec<CertificateChoices> = certs
+        .iter()
+        .map(|c| CertificateChoices::Certificate(c.cert.clone()))
+        .collect();
+    let sd = RawSignedData {
+        version: CmsVersion::V1,
+        digest_algorithms: SetOfVec::new(),
+        encap_content_info: EncapsulatedContentInfo {
+            econtent_type: rfc5911::ID_DATA,
+            econtent: None,
+        },
+        certificates: Some(CertificateSet(
+            SetOfVec::try_from(choices).map_err(|e| enc("certificates", e))?,
+        )),
+        crls: None,
+        signer_infos: SignerInfos(SetOfVec::new()),
+    };
+    ContentInfo {
+        content_type: rfc5911::ID_SIGNED_DATA,
+        content: Any::encode_from(&sd).map_err(|e| enc("SignedData", e))?,
+    }
+    .to_der()
+    .map_err(|e| enc("ContentInfo", e))
+}
+
+/// The certificates of a certs-only message (or of any SignedData). DER
+/// sorts a SET OF: find the end entity by what it names, not by position.
+pub fn certs_of(der: &[u8]) -> Result<Vec<Cert>, SignatureError> {
+    let raw = raw_signed_data(der)?;
+    Ok(raw
+        .certificates
+        .iter()
+        .flat_map(|s| s.0.iter())
+        .filter_map(|choice| match choice {
+            CertificateChoices::Certificate(c) => Some(Cert {
+                cert: c.clone(),
+                source: "the certs-only body".into(),
+            }),
+            _ => None,
+        })
+        .collect())
+}
+
+/// The SignedData of a ContentInfo (BER read as its DER).
+fn raw_signed_data(der: &[u8]) -> Result<RawSignedData, SignatureError> {
+    let bad = |what: &str, e: der::Error| SignatureError::Malformed(format!("{what}: {e}"));
+    let der = super::ber::to_der(der).map_err(|e| SignatureError::Malformed(e.to_string()))?;
+    let ci = ContentInfo::from_der(&der).map_err(|e| bad("ContentInfo", e))?;
+    if ci.content_type != rfc5911::ID_SIGNED_DATA {
+        return Err(SignatureError::Malformed(format!(
+            "the ContentInfo holds {}, not SignedData",
+            super::oid_name(&ci.content_type)
+        )));
+    }
+    ci.content.decode_as().map_err(|e| bad("SignedData", e))
+}
+
 /// `SignedData` as `cms` has it, but with `crls` kept as the elements they
 /// are: `cms` decodes them with `x509-cert`'s `TbsCertList`, which refuses
 /// a v1 CRL (no version field), and so would refuse the whole SignedData.
@@ -317,15 +379,7 @@ impl Signed {
     /// Parse a DER ContentInfo holding SignedData.
     pub fn parse(der: &[u8]) -> Result<Signed, SignatureError> {
         let bad = |what: &str, e: der::Error| SignatureError::Malformed(format!("{what}: {e}"));
-        let der = super::ber::to_der(der).map_err(|e| SignatureError::Malformed(e.to_string()))?;
-        let ci = ContentInfo::from_der(&der).map_err(|e| bad("ContentInfo", e))?;
-        if ci.content_type != rfc5911::ID_SIGNED_DATA {
-            return Err(SignatureError::Malformed(format!(
-                "the ContentInfo holds {}, not SignedData",
-                super::oid_name(&ci.content_type)
-            )));
-        }
-        let raw: RawSignedData = ci.content.decode_as().map_err(|e| bad("SignedData", e))?;
+        let raw = raw_signed_data(der)?;
         // Each CRL may cost a signature check: a SignedData from the
         // network gets its first MAX_REVOCATION entries read, no more.
         let entries = raw.crls.as_deref().unwrap_or_default();

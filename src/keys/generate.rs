@@ -329,8 +329,14 @@ pub(crate) fn certify(
 
 /// `days` from `now` (whole seconds).
 pub fn validity_from(now: OffsetDateTime, days: u32) -> Result<Validity, KeyError> {
-    let start = now.replace_nanosecond(0).map_err(gen_err)?;
-    let end = start + time::Duration::days(i64::from(days));
+    validity_until(now, now + time::Duration::days(i64::from(days)))
+}
+
+/// From `start` to `end` (whole seconds): a registration's certificate
+/// ends when the registration does.
+pub fn validity_until(start: OffsetDateTime, end: OffsetDateTime) -> Result<Validity, KeyError> {
+    let start = start.replace_nanosecond(0).map_err(gen_err)?;
+    let end = end.replace_nanosecond(0).map_err(gen_err)?;
     let at = |t: OffsetDateTime| -> Result<Time, KeyError> {
         let secs = u64::try_from(t.unix_timestamp())
             .map_err(|_| KeyError::Generate(format!("{t} is before 1970")))?;
@@ -438,7 +444,7 @@ impl Ca {
         })
     }
 
-    /// Issue an end-entity certificate for `spki`.
+    /// Issue an end-entity certificate for `spki`, valid `days` from now.
     pub fn issue(
         &self,
         ctx: &mut Context,
@@ -447,6 +453,20 @@ impl Ca {
         dns: Vec<String>,
         spki: SubjectPublicKeyInfoOwned,
         days: u32,
+    ) -> Result<Certificate, KeyError> {
+        let validity = validity_from(ctx.now(), days)?;
+        self.issue_with(ctx, subject, uris, dns, spki, validity)
+    }
+
+    /// Issue an end-entity certificate for `spki` with this validity.
+    pub fn issue_with(
+        &self,
+        ctx: &mut Context,
+        subject: Name,
+        uris: Vec<String>,
+        dns: Vec<String>,
+        spki: SubjectPublicKeyInfoOwned,
+        validity: Validity,
     ) -> Result<Certificate, KeyError> {
         let profile = Profile {
             issuer: self.cert.tbs_certificate().subject().clone(),
@@ -457,7 +477,6 @@ impl Ca {
                 key: PartyKey::of(&spki),
             },
         };
-        let validity = validity_from(ctx.now(), days)?;
         certify(ctx, profile, validity, spki, &self.key)
     }
 }
@@ -541,11 +560,7 @@ pub fn generate_identity(
     let spki = key.spki()?;
     let (name, text) = match issue {
         Issue::Csr => {
-            let mut builder = RequestBuilder::new(subject).map_err(gen_err)?;
-            builder
-                .add_extension(&SubjectAltName(san(&uris, &dns).map_err(gen_err)?))
-                .map_err(gen_err)?;
-            let csr = key.sign(builder)?;
+            let csr = make_csr(&key, subject, &uris, &dns)?;
             ("csr.pem", csr.to_pem(LineEnding::LF).map_err(gen_err)?)
         }
         Issue::SelfSigned => {
@@ -600,6 +615,27 @@ pub(crate) fn ml_kem_pem(key: &MlKemKey) -> Result<Zeroizing<String>, KeyError> 
     der::pem::encode_string("PRIVATE KEY", LineEnding::LF, &der)
         .map(Zeroizing::new)
         .map_err(gen_err)
+}
+
+/// A PKCS#10 request for `key`'s public key, signed with it, asking for
+/// `subject` and a subjectAltName of `uris` and `dns`.
+pub fn make_csr(
+    key: &SigningKey,
+    subject: Name,
+    uris: &[String],
+    dns: &[String],
+) -> Result<CertReq, KeyError> {
+    let mut builder = RequestBuilder::new(subject).map_err(gen_err)?;
+    builder
+        .add_extension(&SubjectAltName(san(uris, dns).map_err(gen_err)?))
+        .map_err(gen_err)?;
+    key.sign(builder)
+}
+
+/// The subject DN `keys generate` gives a party: CN= and the URI without
+/// its scheme.
+pub fn subject_for(uri: &str) -> Result<Name, KeyError> {
+    party_subject(uri)
 }
 
 /// Make a CA into `out`: `key.pem` (0600) and a self-signed `cert.pem`.

@@ -99,7 +99,7 @@ pub fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
 }
 
 /// Read a YAML state file; `None` when there is none yet.
-fn read_yaml<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StoreError> {
+pub(crate) fn read_yaml<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StoreError> {
     match std::fs::read_to_string(path) {
         Ok(text) => crate::yaml::from_str(&text)
             .map(Some)
@@ -110,7 +110,7 @@ fn read_yaml<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StoreError> 
 }
 
 /// Write a YAML state file atomically, mode 0600.
-fn write_yaml<T: Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
+pub(crate) fn write_yaml<T: Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
     let text = crate::yaml::to_string(value).map_err(|e| corrupt(path, e))?;
     write_atomic(path, text.as_bytes(), true).map_err(|e| io(path, e))
 }

@@ -12,6 +12,7 @@ use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
 
 pub use file::{FileStore, StateDir, create_private_dir, lock};
+pub(crate) use file::{read_yaml, write_yaml};
 pub use memory::MemoryStore;
 
 use crate::error::ErrorClass;

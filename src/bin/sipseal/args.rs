@@ -369,23 +369,7 @@ pub fn set_key_password_file(path: Option<PathBuf>) {
 fn key_password(path: &Path) -> Result<zeroize::Zeroizing<String>, Error> {
     use std::io::IsTerminal;
     if let Some(file) = KEY_PASSWORD_FILE.get().and_then(Option::as_ref) {
-        let text = std::fs::read(file).map_err(|source| sipseal::keys::KeyError::Read {
-            path: file.clone(),
-            source,
-        })?;
-        let mut text = zeroize::Zeroizing::new(String::from_utf8(text).map_err(|_| {
-            Error::usage(
-                format!("{}: the passphrase file is not UTF-8 text", file.display()),
-                "put the passphrase alone in the file",
-            )
-        })?);
-        // One trailing line break (what `echo` and editors add) is not part of it.
-        if text.ends_with('\n') {
-            text.pop();
-            if text.ends_with('\r') {
-                text.pop();
-            }
-        }
+        let text = read_secret(file)?;
         if let Some(mode) = sipseal::keys::identity::group_or_other_readable(file) {
             eprintln!(
                 "warning: passphrase file {} is readable by group/other (mode {mode:o}); run chmod 600 on it",
@@ -406,6 +390,28 @@ fn key_password(path: &Path) -> Result<zeroize::Zeroizing<String>, Error> {
         path: path.to_owned(),
     }
     .into())
+}
+
+/// A file holding a secret (a password, a passphrase) alone; one trailing
+/// line break (what `echo` and editors add) is not part of it.
+pub fn read_secret(path: &Path) -> Result<zeroize::Zeroizing<String>, Error> {
+    let bytes = std::fs::read(path).map_err(|source| sipseal::keys::KeyError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut text = zeroize::Zeroizing::new(String::from_utf8(bytes).map_err(|_| {
+        Error::usage(
+            format!("{}: not UTF-8 text", path.display()),
+            "put the secret alone in the file",
+        )
+    })?);
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    Ok(text)
 }
 
 /// An identity named on the command line: a directory (cert.pem +

@@ -7,13 +7,14 @@ use clap::{Parser, Subcommand};
 use time::OffsetDateTime;
 
 use crate::{
-    build, demo, inspect, keys, open, proxy, reencrypt, reply, seal, session, sign, verify,
+    build, demo, inspect, keys, open, proxy, reencrypt, registrar, reply, seal, session, sign,
+    verify,
 };
 
 const AFTER_HELP: &str = "\
 Exit status: 0 success; 1 the message failed verification or decryption, or \
 is malformed; 2 usage or configuration error; 3 not a recipient; 4 I/O error; \
-5 a relay produced a SIP error response.";
+5 a relay or the registrar answered with a SIP error or challenge.";
 
 /// Selective disclosure of SIP bodies (S/MIME) to chosen relays.
 #[derive(Debug, Parser)]
@@ -125,6 +126,10 @@ pub enum Command {
     Reencrypt(Box<reencrypt::ReencryptArgs>),
     /// Show what a SIP message is made of: start line, headers, body parts, SDP media, CMS envelope.
     Inspect(inspect::InspectArgs),
+    /// The registrar (SPEC §6): answer one REGISTER (Digest, certificate from a CSR, bindings), or manage credentials.
+    Registrar(Box<registrar::RegistrarArgs>),
+    /// A user agent's REGISTER: with a CSR or certificate, its authorized retry after a 401, or install the certificate of the 200 OK.
+    Register(Box<registrar::RegisterArgs>),
     /// Generate key material.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -160,6 +165,8 @@ impl Command {
             Command::Proxy(_) => "proxy",
             Command::Reencrypt(_) => "reencrypt",
             Command::Inspect(_) => "inspect",
+            Command::Registrar(_) => "registrar",
+            Command::Register(_) => "register",
             Command::Keys(_) => "keys",
             Command::Demo(_) => "demo",
             Command::Completions { .. } => "completions",

@@ -32,7 +32,7 @@ pub enum Exit {
     NotForMe = 3,
     /// I/O error.
     Io = 4,
-    /// A relay produced a SIP error response (written to stdout).
+    /// A relay or the registrar answered with a SIP error or challenge (written to stdout).
     SipError = 5,
 }
 
@@ -59,7 +59,7 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
     (4, "I/O error"),
     (
         5,
-        "a relay produced a SIP error response (written to stdout)",
+        "a relay or the registrar answered with a SIP error or challenge (written to stdout)",
     ),
 ];
 
@@ -123,6 +123,9 @@ pub enum Error {
     /// The session or pinhole store.
     #[error("state: {0}")]
     State(#[from] StoreError),
+    /// The registrar could not answer (store, signing, issuing).
+    #[error("registrar: {0}")]
+    Registrar(#[from] sipseal::registrar::RegistrarError),
     /// No state directory to default to.
     #[error("state: no state directory: neither --state, SIPSEAL_STATE nor a home directory")]
     NoStateDir,
@@ -194,6 +197,12 @@ impl Error {
                 "seal only to a certificate valid now (check --now), whose key usage allows key encipherment, and that chains to a --trust anchor".into()
             }
             Error::State(e) => store_hint(e).into(),
+            Error::Registrar(e) => match e {
+                sipseal::registrar::RegistrarError::Store(e) => store_hint(e).into(),
+                sipseal::registrar::RegistrarError::Key(e) => key_hint(e).into(),
+                sipseal::registrar::RegistrarError::Compose(e) => compose_hint(e),
+                sipseal::registrar::RegistrarError::Sign(e) => signing_hint(e),
+            },
             Error::NoStateDir => "give --state DIR or set SIPSEAL_STATE".into(),
         }
     }
@@ -215,6 +224,7 @@ impl Error {
             Error::RelayCert { err, .. } => err.class().into(),
             Error::Recipient { err, .. } => err.class().into(),
             Error::State(e) => e.class().into(),
+            Error::Registrar(e) => e.class().into(),
         }
     }
 }

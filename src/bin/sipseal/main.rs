@@ -15,6 +15,7 @@ mod man;
 mod open;
 mod proxy;
 mod reencrypt;
+mod registrar;
 mod reply;
 mod seal;
 mod session;
@@ -65,6 +66,8 @@ fn run(cli: Cli) -> Result<Exit, Error> {
         Command::Proxy(args) => proxy::run(*args, &mut ctx),
         Command::Reencrypt(args) => reencrypt::run(*args, &mut ctx),
         Command::Inspect(args) => inspect::run(args, &mut ctx),
+        Command::Registrar(args) => registrar::run(*args, &mut ctx),
+        Command::Register(args) => registrar::register(*args, &mut ctx),
         Command::Keys(cmd) => keys::run(cmd, &mut ctx),
         Command::Demo(args) => demo::run(args, &mut ctx),
         Command::Completions { shell } => {

@@ -1,0 +1,406 @@
+//! `sipseal registrar` (one request in, its response out) and `sipseal
+//! register` (the user agent's REGISTER, its authorized retry, and
+//! installing the certificate a 200 OK carries).
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+
+use sipseal::context::Context;
+use sipseal::envelope::signed::certs_of;
+use sipseal::keys::generate::{Ca, SigningKey, make_csr, subject_for};
+use sipseal::keys::trust::check_chain;
+use sipseal::keys::{Cert, KeyError};
+use sipseal::registrar::digest;
+use sipseal::registrar::users::{Users, username_of};
+use sipseal::registrar::{NONCE_LIFETIME, Outcome, Registrar};
+use sipseal::signing::outer_signature;
+use sipseal::sip::compose::{Body, RequestParams, build_request};
+
+use crate::args::{StateArgs, identity_at, read_secret};
+use crate::error::{Error, Exit};
+use crate::io::{OutputArgs, read_message};
+
+/// `registrar`: answer one REGISTER, or manage credentials.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct RegistrarArgs {
+    #[command(subcommand)]
+    pub action: Option<RegistrarCommand>,
+    #[command(flatten)]
+    pub step: StepArgs,
+}
+
+/// One request through the registrar.
+#[derive(Debug, Args)]
+pub struct StepArgs {
+    /// The request (a path, or - for standard input).
+    #[arg(default_value = "-", value_name = "FILE|-")]
+    pub input: PathBuf,
+    /// The realm: the domain registered, and the Digest realm.
+    #[arg(long, value_name = "DOMAIN", required = true)]
+    pub realm: Option<String>,
+    /// The issuing CA directory (cert.pem, key.pem; see `keys ca`).
+    #[arg(long, value_name = "DIR", required = true)]
+    pub ca: Option<PathBuf>,
+    /// The registrar's identity, which signs responses carrying certificates.
+    #[arg(long, value_name = "DIR|P12", required = true)]
+    pub identity: Option<PathBuf>,
+    /// The credential file (HA1 values; see `registrar passwd`).
+    #[arg(long, value_name = "FILE", required = true)]
+    pub users: Option<PathBuf>,
+    /// The longest registration granted, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    pub max_expires: u32,
+    /// Accept MD5 Digest (old clients such as SIPp); SHA-256 and
+    /// SHA-512-256 are always offered.
+    #[arg(long)]
+    pub allow_md5: bool,
+    /// How long a nonce stays fresh, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = NONCE_LIFETIME)]
+    pub nonce_lifetime: i64,
+    /// Where the request came from (IP:port), kept with the binding for
+    /// the relays' imposture check.
+    #[arg(long, value_name = "IP:PORT")]
+    pub source: Option<String>,
+    #[command(flatten)]
+    pub state: StateArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `registrar` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RegistrarCommand {
+    /// Add or change a user's credentials: the HA1 values of SHA-512-256
+    /// and SHA-256 (and MD5 with --allow-md5), never the password.
+    Passwd {
+        /// The credential file (created if missing; mode 0600).
+        #[arg(long, value_name = "FILE")]
+        users: PathBuf,
+        /// The realm.
+        #[arg(long, value_name = "DOMAIN")]
+        realm: String,
+        /// The address of record (sip:user@domain); its user part is the
+        /// Digest username.
+        #[arg(long, value_name = "AOR")]
+        user: String,
+        /// A file holding the password alone.
+        #[arg(long, value_name = "FILE")]
+        password_file: PathBuf,
+        /// Also keep the MD5 HA1 (for registrars run with --allow-md5).
+        #[arg(long)]
+        allow_md5: bool,
+    },
+}
+
+/// Run `registrar`.
+pub fn run(args: RegistrarArgs, ctx: &mut Context) -> Result<Exit, Error> {
+    if let Some(RegistrarCommand::Passwd {
+        users,
+        realm,
+        user,
+        password_file,
+        allow_md5,
+    }) = args.action
+    {
+        let password = read_secret(&password_file)?;
+        let mut file = Users::load(&users)?;
+        let name = file.set(&realm, &user, &password, allow_md5)?;
+        file.save(&users)?;
+        eprintln!(
+            "{}: {user} (Digest username {name}) in realm {realm}",
+            users.display()
+        );
+        return Ok(Exit::Ok);
+    }
+    let s = args.step;
+    let (Some(realm), Some(ca), Some(identity), Some(users)) = (s.realm, s.ca, s.identity, s.users)
+    else {
+        return Err(Error::usage(
+            "registrar needs --realm, --ca, --identity and --users",
+            "see `sipseal registrar --help`",
+        ));
+    };
+    let ca = Ca::load(&ca)?;
+    let identity = identity_at(&identity)?;
+    let users = Users::load(&users)?;
+    let store = s.state.store()?;
+    let request = read_message(&s.input)?;
+    let registrar = Registrar {
+        realm: &realm,
+        ca: &ca,
+        identity: &identity,
+        users: &users,
+        store: &store,
+        max_expires: s.max_expires,
+        allow_md5: s.allow_md5,
+        nonce_lifetime: s.nonce_lifetime,
+    };
+    let handled = registrar.handle(&request, s.source.as_deref(), ctx)?;
+    s.output.write(&handled.response.to_bytes())?;
+    Ok(match handled.outcome {
+        Outcome::Registered {
+            aor,
+            expires,
+            certificate,
+        } => {
+            match certificate {
+                Some(serial) => {
+                    eprintln!("registered {aor} for {expires} s; certificate {serial} issued")
+                }
+                None => eprintln!("registered {aor} for {expires} s"),
+            }
+            Exit::Ok
+        }
+        Outcome::Removed { aor } => {
+            eprintln!("removed the bindings of {aor}; its certificates are withdrawn");
+            Exit::Ok
+        }
+        Outcome::Challenged { stale } => {
+            eprintln!(
+                "401: challenged{}",
+                if stale { " (stale nonce)" } else { "" }
+            );
+            Exit::SipError
+        }
+        Outcome::Refused { code, why } => {
+            eprintln!("{code}: {why}");
+            Exit::SipError
+        }
+    })
+}
+
+/// `register`: build a REGISTER, its authorized retry, or install the
+/// certificate a 200 OK carries.
+#[derive(Debug, Args)]
+pub struct RegisterArgs {
+    /// The address of record (From and To).
+    #[arg(long, value_name = "AOR", required_unless_present = "accept")]
+    pub uri: Option<String>,
+    /// The Contact to bind.
+    #[arg(long, value_name = "URI")]
+    pub contact: Option<String>,
+    /// The registration interval asked for, in seconds (0 removes).
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    pub expires: u32,
+    /// Remove every binding (Contact: *, Expires: 0).
+    #[arg(long, conflicts_with_all = ["contact", "csr", "cert"])]
+    pub remove_all: bool,
+    /// A certificate request to send (PEM or DER): the registrar issues.
+    #[arg(long, value_name = "FILE", conflicts_with = "cert")]
+    pub csr: Option<PathBuf>,
+    /// An existing certificate to register as it is.
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// The identity: with --uri, a request for its key is made and sent;
+    /// with --accept, where the certificate is installed.
+    #[arg(long, value_name = "DIR")]
+    pub identity: Option<PathBuf>,
+    /// The Request-URI (default: the AOR's domain).
+    #[arg(long, value_name = "URI")]
+    pub registrar: Option<String>,
+    /// The 401 the last REGISTER got: build the authorized retry (same
+    /// Call-ID and From tag, CSeq + 1).
+    #[arg(long, value_name = "FILE", requires = "password_file")]
+    pub challenge: Option<PathBuf>,
+    /// The password (a file holding it alone).
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// The 200 OK the registrar answered: check its signature and the
+    /// certificate, and install it as the identity's cert.pem.
+    #[arg(long, value_name = "FILE", requires_all = ["identity", "trust"])]
+    pub accept: Option<PathBuf>,
+    /// Trust anchors for the registrar's signature and the certificate.
+    #[arg(long, value_name = "PEM|DIR")]
+    pub trust: Option<PathBuf>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// Run `register`.
+pub fn register(args: RegisterArgs, ctx: &mut Context) -> Result<Exit, Error> {
+    if let Some(accept) = &args.accept {
+        return accept_certificate(&args, accept);
+    }
+    let aor = args.uri.clone().unwrap_or_default();
+    let domain = aor
+        .split_once('@')
+        .map(|(_, d)| d.split([';', '>']).next().unwrap_or(d).to_owned())
+        .ok_or_else(|| {
+            Error::usage(
+                format!("{aor:?} is not an AOR"),
+                "give --uri sip:user@domain",
+            )
+        })?;
+    let request_uri = args
+        .registrar
+        .clone()
+        .unwrap_or_else(|| format!("sip:{domain}"));
+    let body = if let Some(csr) = &args.csr {
+        let bytes = crate::io::read_input(csr)?;
+        Some(Body {
+            content_type: "application/pkcs10".into(),
+            bytes: pem_or_der(&bytes, "CERTIFICATE REQUEST"),
+        })
+    } else if let Some(cert) = &args.cert {
+        let cert = Cert::load(cert)?;
+        Some(Body {
+            content_type: "application/pkix-cert".into(),
+            bytes: der::Encode::to_der(&cert.cert)
+                .map_err(|e| KeyError::Generate(e.to_string()))?,
+        })
+    } else if let (Some(identity), false) = (&args.identity, args.remove_all) {
+        let key = SigningKey::load(&identity.join("key.pem"))?;
+        let csr = make_csr(&key, subject_for(&aor)?, std::slice::from_ref(&aor), &[])?;
+        Some(Body {
+            content_type: "application/pkcs10".into(),
+            bytes: der::Encode::to_der(&csr).map_err(|e| KeyError::Generate(e.to_string()))?,
+        })
+    } else {
+        None
+    };
+    let mut params = RequestParams {
+        method: "REGISTER".into(),
+        from: aor.clone(),
+        to: aor.clone(),
+        request_uri: Some(request_uri.clone()),
+        contact: if args.remove_all {
+            None
+        } else {
+            args.contact.clone()
+        },
+        headers: vec![(
+            "Expires".into(),
+            if args.remove_all {
+                "0".into()
+            } else {
+                args.expires.to_string()
+            },
+        )],
+        body,
+        ..Default::default()
+    };
+    if let (Some(challenge), Some(password)) = (&args.challenge, &args.password_file) {
+        let c = read_message(challenge)?;
+        if c.status() != Some(401) {
+            return Err(Error::usage(
+                format!("{} is not a 401 response", challenge.display()),
+                "give the 401 Unauthorized the last REGISTER got",
+            ));
+        }
+        let www = c.header("WWW-Authenticate").ok_or_else(|| {
+            Error::usage(
+                "the 401 has no WWW-Authenticate",
+                "give the registrar's 401 response as it came",
+            )
+        })?;
+        params.call_id = Some(
+            c.call_id()
+                .map_err(sipseal::sip::compose::ComposeError::from)?
+                .to_owned(),
+        );
+        params.cseq = Some(
+            c.cseq()
+                .map_err(sipseal::sip::compose::ComposeError::from)?
+                .seq
+                + 1,
+        );
+        params.from = c.header("From").unwrap_or(&aor).to_owned();
+        let username = username_of(&aor).ok_or_else(|| {
+            Error::usage(
+                format!("{aor:?} has no user part"),
+                "give --uri sip:user@domain",
+            )
+        })?;
+        let password = read_secret(password)?;
+        let cnonce = hex::encode(ctx.bytes(8));
+        let auth = digest::answer(www, username, &password, "REGISTER", &request_uri, &cnonce)
+            .map_err(|e| {
+                Error::usage(
+                    e.to_string(),
+                    "give the registrar's 401 response as it came",
+                )
+            })?;
+        params.headers.push(("Authorization".into(), auth));
+    }
+    let mut msg = build_request(&params, ctx)?;
+    if args.remove_all {
+        // RFC 3261 §10.2.2: Contact: * alone, with Expires: 0.
+        msg.remove_headers("Contact");
+        let at = msg.before_body_headers();
+        msg.insert_header(at, "Contact", "*");
+    }
+    args.output.write(&msg.to_bytes())?;
+    Ok(Exit::Ok)
+}
+
+/// The DER of a PEM block with `label`, or the bytes as they are.
+fn pem_or_der(bytes: &[u8], label: &str) -> Vec<u8> {
+    let text = String::from_utf8_lossy(bytes);
+    match der::pem::decode_vec(text.trim().as_bytes()) {
+        Ok((l, der)) if l.ends_with(label) => der,
+        _ => bytes.to_vec(),
+    }
+}
+
+fn accept_certificate(args: &RegisterArgs, accept: &Path) -> Result<Exit, Error> {
+    let refuse = |why: String| {
+        Error::usage(
+            why,
+            "give the registrar's 200 OK to this REGISTER, and --trust with the registrar's CA",
+        )
+    };
+    let (Some(dir), Some(trust)) = (&args.identity, &args.trust) else {
+        return Err(refuse("--accept needs --identity and --trust".into()));
+    };
+    let response = read_message(accept)?;
+    if response.status() != Some(200) {
+        return Err(refuse(format!("{} is not a 200 OK", accept.display())));
+    }
+    let anchors = Cert::load_tree(trust)?;
+    let outer = outer_signature(&response)
+        .map_err(|e| refuse(e.to_string()))?
+        .ok_or_else(|| refuse("the 200 OK is not signed by the registrar".into()))?;
+    let signers = outer.verify().map_err(|e| refuse(e.to_string()))?;
+    let signer = signers
+        .first()
+        .ok_or_else(|| refuse("the signature has no signer".into()))?;
+    check_chain(&signer.cert, &[], &anchors)
+        .map_err(|e| refuse(format!("the registrar's certificate: {e}")))?;
+    let certs = certs_of(&outer.payload.body).map_err(|e| refuse(e.to_string()))?;
+    let key = sipseal::keys::identity::load_any_private_key(&dir.join("key.pem"))?;
+    let mine = certs
+        .iter()
+        .find(|c| c.is_key_of(&key))
+        .ok_or_else(|| refuse("no certificate in the 200 OK is for this identity's key".into()))?;
+    let aor = response.aor("To").unwrap_or_default();
+    if mine.uri().as_deref() != Some(aor) {
+        return Err(refuse(format!(
+            "the certificate names {}, not {aor}",
+            mine.name()
+        )));
+    }
+    let chain: Vec<Cert> = certs
+        .iter()
+        .filter(|c| !c.is_key_of(&key))
+        .cloned()
+        .collect();
+    check_chain(mine, &chain, &anchors).map_err(|e| refuse(format!("the certificate: {e}")))?;
+    let mut pem = String::new();
+    for c in std::iter::once(mine).chain(chain.iter()) {
+        pem.push_str(
+            &der::EncodePem::to_pem(&c.cert, der::pem::LineEnding::LF)
+                .map_err(|e| KeyError::Generate(e.to_string()))?,
+        );
+    }
+    let path = dir.join("cert.pem");
+    sipseal::fsio::write_atomic(&path, pem.as_bytes(), false).map_err(|source| {
+        KeyError::Write {
+            path: path.clone(),
+            source,
+        }
+    })?;
+    eprintln!("installed {} ({})", path.display(), mine.name());
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,683 @@
+//! The registrar (SPEC §6): REGISTER authenticated by SIP Digest, a
+//! certificate issued from the CSR it carries (notAfter = the granted
+//! registration expiry) or a certificate registered as it is, bindings and
+//! certificates kept per realm ([`store`]), and the 200 OK carrying the
+//! certificate and chain as certs-only, outer-signed by the registrar.
+//!
+//! One request in, one response out: `sipseal registrar` runs this on a
+//! file, and a live server runs the same [`Registrar::handle`].
+//!
+//! What no response tells: whether a user exists. An unknown username is
+//! checked against a made-up HA1 and refused with the same 403 as a wrong
+//! password.
+
+pub mod digest;
+pub mod store;
+pub mod users;
+
+use der::Encode;
+use time::{Duration, OffsetDateTime};
+
+use crate::context::Context;
+use crate::envelope::signed::{SignatureScheme, certs_only};
+use crate::error::ErrorClass;
+use crate::keys::generate::{Ca, read_csr, validity_until};
+use crate::keys::{Cert, Identity};
+use crate::signing::{SigningError, sign_message};
+use crate::sip::Message;
+use crate::sip::compose::{Body, ComposeError, ResponseParams, build_response};
+use crate::state::StoreError;
+use digest::{DigestAlgorithm, DigestError, NonceState};
+use store::{Binding, RegistrarStore, StoredCert};
+use users::Users;
+
+/// How long a nonce stays fresh, by default (seconds).
+pub const NONCE_LIFETIME: i64 = 300;
+/// The registration interval granted when the request names none.
+pub const DEFAULT_EXPIRES: u32 = 3600;
+
+/// What went wrong that is not an answer to the request.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistrarError {
+    /// The store cannot be read or written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A response cannot be built (the request lacks what it copies).
+    #[error(transparent)]
+    Compose(#[from] ComposeError),
+    /// The response cannot be signed.
+    #[error(transparent)]
+    Sign(#[from] SigningError),
+    /// The CA cannot issue.
+    #[error(transparent)]
+    Key(#[from] crate::keys::KeyError),
+}
+
+impl RegistrarError {
+    /// What kind of failure it is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            RegistrarError::Store(e) => e.class(),
+            RegistrarError::Compose(e) => e.class(),
+            RegistrarError::Sign(e) => e.class(),
+            RegistrarError::Key(e) => e.class(),
+        }
+    }
+}
+
+/// What the registrar did with a request (the response says it to the
+/// client; this says it to the operator).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// 401: a challenge (`stale`: the credentials were right, the nonce old).
+    Challenged {
+        /// Whether the challenge says stale=true.
+        stale: bool,
+    },
+    /// A refusal with this status, and why (for the operator only).
+    Refused {
+        /// The status code.
+        code: u16,
+        /// Why.
+        why: String,
+    },
+    /// 200: the AOR is bound until then; a certificate was issued or stored.
+    Registered {
+        /// The address of record.
+        aor: String,
+        /// Granted seconds.
+        expires: u32,
+        /// The certificate's serial number (hex), when one was issued or stored.
+        certificate: Option<String>,
+    },
+    /// 200: the bindings were removed (and the certificates withdrawn).
+    Removed {
+        /// The address of record.
+        aor: String,
+    },
+}
+
+/// A response and what it means.
+#[derive(Debug, Clone)]
+pub struct Handled {
+    /// The response to send back.
+    pub response: Message,
+    /// What was done.
+    pub outcome: Outcome,
+}
+
+/// A registrar for one realm.
+pub struct Registrar<'a> {
+    /// The realm (the domain it registers, and the Digest realm).
+    pub realm: &'a str,
+    /// The CA that issues certificates.
+    pub ca: &'a Ca,
+    /// The registrar's own identity: it signs the responses that carry
+    /// certificates.
+    pub identity: &'a Identity,
+    /// The credentials (HA1 values).
+    pub users: &'a Users,
+    /// Bindings, certificates and nonce counts.
+    pub store: &'a dyn RegistrarStore,
+    /// The longest registration granted (seconds).
+    pub max_expires: u32,
+    /// Whether MD5 Digest is accepted (old clients such as SIPp).
+    pub allow_md5: bool,
+    /// How long a nonce stays fresh (seconds).
+    pub nonce_lifetime: i64,
+}
+
+/// The URI of a name-addr or addr-spec value, without its parameters.
+fn bare_uri(value: &str) -> String {
+    let v = value.trim();
+    let inner = match (v.find('<'), v.rfind('>')) {
+        (Some(a), Some(b)) if a < b => &v[a + 1..b],
+        _ => v.split(';').next().unwrap_or(v),
+    };
+    inner.trim().to_owned()
+}
+
+/// The host of a SIP URI, lower case.
+fn host_of(uri: &str) -> Option<String> {
+    let rest = uri
+        .strip_prefix("sips:")
+        .or_else(|| uri.strip_prefix("sip:"))?;
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let host = rest.split([';', '?', ':']).next()?;
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
+/// Two AORs are the same when their URIs are, with the scheme and host
+/// compared case-insensitively (RFC 3261 §19.1.4).
+fn same_aor(a: &str, b: &str) -> bool {
+    let split = |u: &str| -> Option<(String, String, String)> {
+        let (scheme, rest) = u.split_once(':')?;
+        let (user, host) = rest.rsplit_once('@')?;
+        Some((
+            scheme.to_ascii_lowercase(),
+            user.to_owned(),
+            host.to_ascii_lowercase(),
+        ))
+    };
+    match (split(a), split(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// What the body of a REGISTER asks for.
+enum Asked {
+    /// Nothing: a refresh (or a removal).
+    Nothing,
+    /// A certificate for the key of this request (PKCS#10).
+    Csr(Vec<u8>),
+    /// Storing this certificate (DER) as it is.
+    Cert(Vec<u8>),
+}
+
+fn asked(req: &Message) -> Result<Asked, String> {
+    if req.body().is_empty() {
+        return Ok(Asked::Nothing);
+    }
+    let ct = req
+        .content_type()
+        .map_err(|e| e.to_string())?
+        .ok_or("a body without a Content-Type")?;
+    match ct.mime.as_str() {
+        "application/pkcs10" => Ok(Asked::Csr(req.body().to_vec())),
+        "application/pkix-cert" => Ok(Asked::Cert(req.body().to_vec())),
+        other => Err(format!(
+            "a {other} body (the registrar takes application/pkcs10 or application/pkix-cert)"
+        )),
+    }
+}
+
+impl Registrar<'_> {
+    /// Answer one request.
+    pub fn handle(
+        &self,
+        req: &Message,
+        source: Option<&str>,
+        ctx: &mut Context,
+    ) -> Result<Handled, RegistrarError> {
+        match req.method() {
+            Some("REGISTER") => self.register(req, source, ctx),
+            _ => self.refuse(
+                req,
+                405,
+                vec![("Allow".into(), "REGISTER".into())],
+                "the registrar answers REGISTER",
+                ctx,
+            ),
+        }
+    }
+
+    fn refuse(
+        &self,
+        req: &Message,
+        code: u16,
+        headers: Vec<(String, String)>,
+        why: &str,
+        ctx: &mut Context,
+    ) -> Result<Handled, RegistrarError> {
+        let response = build_response(
+            req,
+            &ResponseParams {
+                code,
+                headers,
+                ..Default::default()
+            },
+            ctx,
+        )?;
+        Ok(Handled {
+            response,
+            outcome: Outcome::Refused {
+                code,
+                why: why.to_owned(),
+            },
+        })
+    }
+
+    /// 401 with one WWW-Authenticate per accepted algorithm, strongest first.
+    fn challenge(
+        &self,
+        req: &Message,
+        secret: &[u8],
+        stale: bool,
+        ctx: &mut Context,
+    ) -> Result<Handled, RegistrarError> {
+        let mut salt = [0u8; 8];
+        salt.copy_from_slice(&ctx.bytes(8));
+        let nonce = digest::make_nonce(secret, self.realm, ctx.now().unix_timestamp(), salt);
+        let headers = self
+            .algorithms()
+            .map(|alg| {
+                (
+                    "WWW-Authenticate".to_owned(),
+                    digest::challenge(self.realm, &nonce, alg, stale),
+                )
+            })
+            .collect();
+        let response = build_response(
+            req,
+            &ResponseParams {
+                code: 401,
+                headers,
+                ..Default::default()
+            },
+            ctx,
+        )?;
+        Ok(Handled {
+            response,
+            outcome: Outcome::Challenged { stale },
+        })
+    }
+
+    fn algorithms(&self) -> impl Iterator<Item = DigestAlgorithm> + '_ {
+        DigestAlgorithm::ALL
+            .into_iter()
+            .filter(|a| *a != DigestAlgorithm::Md5 || self.allow_md5)
+    }
+
+    fn register(
+        &self,
+        req: &Message,
+        source: Option<&str>,
+        ctx: &mut Context,
+    ) -> Result<Handled, RegistrarError> {
+        let now = ctx.now();
+        // RFC 3261 §10.3 step 1: a domain this registrar serves.
+        let domain = req.request_uri().and_then(host_of);
+        if domain.as_deref() != Some(&self.realm.to_ascii_lowercase()) {
+            return self.refuse(
+                req,
+                404,
+                vec![],
+                "a domain this registrar does not serve",
+                ctx,
+            );
+        }
+        let Some(aor) = req.header("To").map(bare_uri) else {
+            return self.refuse(req, 400, vec![], "no To header", ctx);
+        };
+        let mut fresh = || {
+            let mut s = [0u8; 32];
+            s.copy_from_slice(&ctx.bytes(32));
+            s
+        };
+        let secret = self.store.registrar_secret(self.realm, &mut fresh)?;
+        // Digest (RFC 3261 §22.3, RFC 8760).
+        let Some(value) = req.header("Authorization") else {
+            return self.challenge(req, secret.as_slice(), false, ctx);
+        };
+        let creds = match digest::parse_authorization(value) {
+            Ok(c) => c,
+            Err(DigestError::Malformed(why)) => return self.refuse(req, 400, vec![], &why, ctx),
+            Err(DigestError::Unsupported(_)) => {
+                return self.challenge(req, secret.as_slice(), false, ctx);
+            }
+        };
+        if creds.realm != self.realm || !self.algorithms().any(|a| a == creds.algorithm) {
+            return self.challenge(req, secret.as_slice(), false, ctx);
+        }
+        let nonce = digest::check_nonce(
+            secret.as_slice(),
+            self.realm,
+            &creds.nonce,
+            now.unix_timestamp(),
+            self.nonce_lifetime,
+        );
+        let NonceState::Fresh(made) = nonce else {
+            if nonce == NonceState::Foreign {
+                return self.challenge(req, secret.as_slice(), false, ctx);
+            }
+            // Stale: say so only to the right password.
+            return if self.credentials_hold(&creds, secret.as_slice()).is_some() {
+                self.challenge(req, secret.as_slice(), true, ctx)
+            } else {
+                self.refuse(req, 403, vec![], "wrong credentials (stale nonce)", ctx)
+            };
+        };
+        let Some(user_aor) = self.credentials_hold(&creds, secret.as_slice()) else {
+            return self.refuse(req, 403, vec![], "wrong credentials", ctx);
+        };
+        if !same_aor(&user_aor, &aor) {
+            return self.refuse(
+                req,
+                403,
+                vec![],
+                &format!("{} may register {user_aor}, not {aor}", creds.username),
+                ctx,
+            );
+        }
+        self.bind(req, &aor, source, (&creds.nonce, creds.nc, made), ctx)
+    }
+
+    /// The AOR of the user `creds` authenticate, when they do. An unknown
+    /// user is checked against a made-up HA1, so that the work and the
+    /// answer are those of a wrong password.
+    fn credentials_hold(&self, creds: &digest::Credentials, secret: &[u8]) -> Option<String> {
+        let user = self.users.get(self.realm, &creds.username);
+        let decoy = creds
+            .algorithm
+            .hash(&format!("{}:{}", hex::encode(secret), creds.username));
+        let ha1 = user
+            .and_then(|u| u.ha1(creds.algorithm))
+            .unwrap_or(decoy.as_str());
+        let matches = digest::response_matches(creds, "REGISTER", ha1);
+        match user {
+            Some(u) if matches && u.ha1(creds.algorithm).is_some() => Some(u.aor.clone()),
+            _ => None,
+        }
+    }
+
+    fn bind(
+        &self,
+        req: &Message,
+        aor: &str,
+        source: Option<&str>,
+        (nonce, nc, made): (&str, u32, i64),
+        ctx: &mut Context,
+    ) -> Result<Handled, RegistrarError> {
+        let now = ctx.now();
+        let call_id = req.call_id().map_err(ComposeError::from)?.to_owned();
+        let cseq = req.cseq().map_err(ComposeError::from)?.seq;
+        let star = req.header_list("Contact").contains(&"*");
+        let contacts = req.contacts().map_err(ComposeError::from)?;
+        let header_expires = match req.header("Expires") {
+            None => None,
+            Some(v) => match v.trim().parse::<u32>() {
+                Ok(n) => Some(n),
+                Err(_) => return self.refuse(req, 400, vec![], "Expires is not a number", ctx),
+            },
+        };
+        let requested = |c: &crate::sip::syntax::NameAddr| -> u32 {
+            c.param("expires")
+                .flatten()
+                .and_then(|v| v.parse().ok())
+                .or(header_expires)
+                .unwrap_or(DEFAULT_EXPIRES)
+        };
+        // RFC 3261 §10.3 step 6: `*` only with Expires: 0 and alone.
+        if star && (header_expires != Some(0) || !contacts.is_empty()) {
+            return self.refuse(
+                req,
+                400,
+                vec![],
+                "Contact: * needs Expires: 0 and no other Contact",
+                ctx,
+            );
+        }
+        let removing = star || (!contacts.is_empty() && contacts.iter().all(|c| requested(c) == 0));
+        let granted = contacts
+            .iter()
+            .map(|c| requested(c).min(self.max_expires))
+            .max()
+            .unwrap_or(0);
+        let until = now + Duration::seconds(i64::from(granted));
+        // What the body asks for, checked before anything is stored.
+        let body = match asked(req) {
+            Ok(b) => b,
+            Err(why) => {
+                return self.refuse(
+                    req,
+                    415,
+                    vec![(
+                        "Accept".into(),
+                        "application/pkcs10, application/pkix-cert".into(),
+                    )],
+                    &why,
+                    ctx,
+                );
+            }
+        };
+        let mut new_cert: Option<(Cert, bool)> = None;
+        if !removing {
+            match body {
+                Asked::Nothing => {}
+                Asked::Csr(bytes) => match self.issue_from_csr(&bytes, aor, until, ctx) {
+                    Ok(cert) => new_cert = Some((cert, true)),
+                    Err((code, why)) => return self.refuse(req, code, vec![], &why, ctx),
+                },
+                Asked::Cert(bytes) => match self.check_given_cert(&bytes, aor, now) {
+                    Ok(cert) => new_cert = Some((cert, false)),
+                    Err((code, why)) => return self.refuse(req, code, vec![], &why, ctx),
+                },
+            }
+        }
+        // One atomic change: the nonce count, the bindings, the certificate.
+        let nonce_expires =
+            OffsetDateTime::from_unix_timestamp(made + self.nonce_lifetime).unwrap_or(now);
+        let mut replay = false;
+        let mut bindings: Vec<Binding> = Vec::new();
+        let stored = new_cert
+            .as_ref()
+            .map(|(c, issued)| stored_cert(c, aor, *issued))
+            .transpose()?;
+        self.store.update_registry(self.realm, &mut |r| {
+            r.expire(now);
+            if !r.use_nonce(nonce, nc, nonce_expires) {
+                replay = true;
+                return;
+            }
+            if removing {
+                r.bindings.retain(|b| {
+                    !(same_aor(&b.aor, aor)
+                        && (star || contacts.iter().any(|c| c.uri == b.contact)))
+                });
+                if !r.bindings.iter().any(|b| same_aor(&b.aor, aor)) {
+                    for c in r.certificates.iter_mut().filter(|c| same_aor(&c.aor, aor)) {
+                        c.withdrawn.get_or_insert(now);
+                    }
+                }
+            } else {
+                for c in &contacts {
+                    let expires =
+                        now + Duration::seconds(i64::from(requested(c).min(self.max_expires)));
+                    r.bindings
+                        .retain(|b| !(same_aor(&b.aor, aor) && b.contact == c.uri));
+                    r.bindings.push(Binding {
+                        aor: aor.to_owned(),
+                        contact: c.uri.clone(),
+                        expires,
+                        source: source.map(str::to_owned),
+                        call_id: call_id.clone(),
+                        cseq,
+                    });
+                }
+                if let Some(s) = &stored {
+                    r.certificates.push(s.clone());
+                }
+            }
+            bindings = r
+                .bindings
+                .iter()
+                .filter(|b| same_aor(&b.aor, aor))
+                .cloned()
+                .collect();
+        })?;
+        if replay {
+            // The same nonce count twice: a replay (or a retransmission
+            // outside a transaction); either way, authenticate afresh.
+            let secret = self.store.registrar_secret(self.realm, &mut || [0u8; 32])?;
+            return self.challenge(req, secret.as_slice(), false, ctx);
+        }
+        let mut headers: Vec<(String, String)> = bindings
+            .iter()
+            .map(|b| {
+                let left = (b.expires - now).whole_seconds().max(0);
+                (
+                    "Contact".to_owned(),
+                    format!("<{}>;expires={left}", b.contact),
+                )
+            })
+            .collect();
+        headers.push(("Expires".into(), granted.to_string()));
+        let cert_body = match &new_cert {
+            Some((cert, _)) => {
+                let mut chain = vec![cert.clone()];
+                chain.push(Cert {
+                    cert: self.ca.cert.clone(),
+                    source: "the CA".into(),
+                });
+                Some(Body {
+                    content_type: "application/pkcs7-mime; smime-type=certs-only; name=smime.p7c"
+                        .into(),
+                    bytes: certs_only(&chain).map_err(SigningError::from)?,
+                })
+            }
+            None => None,
+        };
+        if cert_body.is_some() {
+            headers.push((
+                "Content-Disposition".into(),
+                "attachment; filename=smime.p7c; handling=required".into(),
+            ));
+        }
+        let mut response = build_response(
+            req,
+            &ResponseParams {
+                code: 200,
+                headers,
+                body: cert_body,
+                ..Default::default()
+            },
+            ctx,
+        )?;
+        if !response.body().is_empty() {
+            response = sign_message(
+                &response,
+                self.identity,
+                SignatureScheme::Pkcs1v15,
+                &[],
+                ctx,
+            )?;
+        }
+        let outcome = if removing {
+            Outcome::Removed {
+                aor: aor.to_owned(),
+            }
+        } else {
+            Outcome::Registered {
+                aor: aor.to_owned(),
+                expires: granted,
+                certificate: stored.map(|s| s.serial),
+            }
+        };
+        Ok(Handled { response, outcome })
+    }
+
+    /// Issue from a PKCS#10 request: its signature verifies with its key
+    /// (proof of possession), it names `aor` (SAN URI, else CN), its key is
+    /// RSA of 2048 bits or more or EC P-256; valid until `until`.
+    fn issue_from_csr(
+        &self,
+        bytes: &[u8],
+        aor: &str,
+        until: OffsetDateTime,
+        ctx: &mut Context,
+    ) -> Result<Cert, (u16, String)> {
+        let req = read_csr(bytes, std::path::Path::new("the REGISTER body"))
+            .map_err(|e| (400, e.to_string()))?;
+        let cn_names_aor = req.subject.to_string().split(',').any(|rdn| {
+            rdn.trim()
+                .strip_prefix("CN=")
+                .is_some_and(|cn| same_aor(&format!("sip:{cn}"), aor))
+        });
+        let names_aor = if req.uris.is_empty() {
+            cn_names_aor
+        } else {
+            req.uris.iter().any(|u| same_aor(u, aor))
+        };
+        if !names_aor {
+            return Err((403, format!("the request names {:?}, not {aor}", req.uris)));
+        }
+        let key_ok = match req.spki.algorithm.oid {
+            const_oid::db::rfc5912::ID_EC_PUBLIC_KEY => {
+                use p256::pkcs8::DecodePublicKey;
+                req.spki
+                    .to_der()
+                    .ok()
+                    .is_some_and(|d| p256::PublicKey::from_public_key_der(&d).is_ok())
+            }
+            const_oid::db::rfc5912::RSA_ENCRYPTION => {
+                use rsa::pkcs8::DecodePublicKey;
+                use rsa::traits::PublicKeyParts;
+                req.spki
+                    .to_der()
+                    .ok()
+                    .and_then(|d| rsa::RsaPublicKey::from_public_key_der(&d).ok())
+                    .is_some_and(|k| k.n().bits() >= 2048)
+            }
+            _ => false,
+        };
+        if !key_ok {
+            return Err((
+                400,
+                "the request's key is not RSA of 2048 bits or more, nor EC P-256".into(),
+            ));
+        }
+        let validity = validity_until(ctx.now(), until).map_err(|e| (500, e.to_string()))?;
+        self.ca
+            .issue_with(
+                ctx,
+                req.subject,
+                vec![aor.to_owned()],
+                Vec::new(),
+                req.spki,
+                validity,
+            )
+            .map(|cert| Cert {
+                cert,
+                source: "issued".into(),
+            })
+            .map_err(|e| (500, e.to_string()))
+    }
+
+    /// Check a certificate registered as it is: it chains to the CA, is
+    /// valid now, and names `aor`.
+    fn check_given_cert(
+        &self,
+        der: &[u8],
+        aor: &str,
+        now: OffsetDateTime,
+    ) -> Result<Cert, (u16, String)> {
+        let cert = Cert::from_der(der, "the REGISTER body").map_err(|e| (400, e.to_string()))?;
+        let anchor = Cert {
+            cert: self.ca.cert.clone(),
+            source: "the CA".into(),
+        };
+        crate::keys::trust::check_chain(&cert, &[], &[anchor]).map_err(|e| (403, e.to_string()))?;
+        crate::keys::trust::check_validity(&cert, now).map_err(|e| (403, e.to_string()))?;
+        if !cert.uri().is_some_and(|u| same_aor(&u, aor)) {
+            return Err((
+                403,
+                format!("the certificate names {}, not {aor}", cert.name()),
+            ));
+        }
+        Ok(cert)
+    }
+}
+
+fn stored_cert(cert: &Cert, aor: &str, issued: bool) -> Result<StoredCert, RegistrarError> {
+    use der::EncodePem;
+    use sha2::Digest;
+    let der = cert
+        .cert
+        .to_der()
+        .map_err(|e| crate::keys::KeyError::Generate(e.to_string()))?;
+    let pem = cert
+        .cert
+        .to_pem(der::pem::LineEnding::LF)
+        .map_err(|e| crate::keys::KeyError::Generate(e.to_string()))?;
+    let not_after = crate::keys::trust::time_of(&cert.cert.tbs_certificate().validity().not_after);
+    Ok(StoredCert {
+        aor: aor.to_owned(),
+        serial: hex::encode(cert.cert.tbs_certificate().serial_number().as_bytes()),
+        sha256: hex::encode(sha2::Sha256::digest(&der)),
+        not_after,
+        issued,
+        withdrawn: None,
+        pem,
+    })
+}

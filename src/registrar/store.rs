@@ -1,0 +1,243 @@
+//! The registrar's store, per realm: Contact bindings, the certificates it
+//! issued or was given, and the Digest nonce counts seen (so that a
+//! replayed nonce/nc pair is refused until the nonce expires). Behind a
+//! trait, like the session store, so that a shared store can implement it;
+//! [`FileStore`] keeps one YAML file per realm under the state directory
+//! (`STATE/registrar_REALM/registry.yaml`), changed under an advisory lock
+//! and written atomically (temp file, fsync, rename).
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+use crate::session::text::{option_time, time_text};
+use crate::state::{FileStore, SessionStore, StoreError, lock, read_yaml, write_yaml};
+
+/// A Contact bound to an address of record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Binding {
+    /// The address of record (the To URI).
+    pub aor: String,
+    /// The Contact URI.
+    pub contact: String,
+    /// When the binding ends.
+    #[serde(with = "time_text")]
+    pub expires: OffsetDateTime,
+    /// Where the REGISTER came from (`IP:port`), when known: what the
+    /// imposture check compares a relay's peer address with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The registration's Call-ID (RFC 3261 §10.3 step 7).
+    pub call_id: String,
+    /// Its CSeq number.
+    pub cseq: u32,
+}
+
+/// A certificate the registrar issued (or stored for distribution).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredCert {
+    /// The address of record it certifies.
+    pub aor: String,
+    /// Its serial number, hex.
+    pub serial: String,
+    /// SHA-256 of its DER, hex (what a validity query names).
+    pub sha256: String,
+    /// Its notAfter.
+    #[serde(with = "time_text")]
+    pub not_after: OffsetDateTime,
+    /// Issued here (true) or registered as it came (false).
+    pub issued: bool,
+    /// When it was withdrawn (the binding removed), if it was.
+    #[serde(default, with = "option_time", skip_serializing_if = "Option::is_none")]
+    pub withdrawn: Option<OffsetDateTime>,
+    /// The certificate, PEM.
+    pub pem: String,
+}
+
+/// The nonce counts a client used with one nonce.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeenNonce {
+    /// The nonce.
+    pub nonce: String,
+    /// When it expires (then it is forgotten: it is stale anyway).
+    #[serde(with = "time_text")]
+    pub expires: OffsetDateTime,
+    /// The nc values used with it.
+    pub counts: Vec<u32>,
+}
+
+/// Everything stored for one realm.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registry {
+    /// The format version (1).
+    pub version: u32,
+    /// Contact bindings.
+    #[serde(default)]
+    pub bindings: Vec<Binding>,
+    /// Certificates.
+    #[serde(default)]
+    pub certificates: Vec<StoredCert>,
+    /// Nonce counts seen.
+    #[serde(default)]
+    pub nonces: Vec<SeenNonce>,
+}
+
+impl Registry {
+    /// Forget what has expired at `now`: bindings and nonces (withdrawn
+    /// and expired certificates stay, for the CRL and for queries).
+    pub fn expire(&mut self, now: OffsetDateTime) {
+        self.bindings.retain(|b| b.expires > now);
+        self.nonces.retain(|n| n.expires > now);
+    }
+
+    /// Record the use of `nc` with `nonce`: false when it was used before
+    /// (a replay).
+    pub fn use_nonce(&mut self, nonce: &str, nc: u32, expires: OffsetDateTime) -> bool {
+        match self.nonces.iter_mut().find(|n| n.nonce == nonce) {
+            Some(seen) if seen.counts.contains(&nc) => false,
+            Some(seen) => {
+                seen.counts.push(nc);
+                true
+            }
+            None => {
+                self.nonces.push(SeenNonce {
+                    nonce: nonce.to_owned(),
+                    expires,
+                    counts: vec![nc],
+                });
+                true
+            }
+        }
+    }
+
+    /// The certificate to hand out for `aor` at `now`: valid, not
+    /// withdrawn, and of a binding still registered; the newest first.
+    pub fn current_cert(&self, aor: &str, now: OffsetDateTime) -> Option<&StoredCert> {
+        let bound = self
+            .bindings
+            .iter()
+            .any(|b| b.aor == aor && b.expires > now);
+        if !bound {
+            return None;
+        }
+        self.certificates
+            .iter()
+            .rev()
+            .find(|c| c.aor == aor && c.withdrawn.is_none() && c.not_after > now)
+    }
+}
+
+/// Where a registrar keeps its registry, per realm. Implementations make
+/// [`RegistrarStore::update`] atomic, so that parallel registrations
+/// never lose one another.
+pub trait RegistrarStore {
+    /// The registry of `realm` (none yet: empty).
+    fn load_registry(&self, realm: &str) -> Result<Registry, StoreError>;
+
+    /// Change the registry of `realm` at once: read, `f`, write.
+    fn update_registry(
+        &self,
+        realm: &str,
+        f: &mut dyn FnMut(&mut Registry),
+    ) -> Result<(), StoreError>;
+
+    /// The secret the registrar of `realm` keys its nonces with, made once
+    /// from `fresh` and kept.
+    fn registrar_secret(
+        &self,
+        realm: &str,
+        fresh: &mut dyn FnMut() -> [u8; 32],
+    ) -> Result<Zeroizing<[u8; 32]>, StoreError>;
+}
+
+/// The owner name of a realm's registrar in the state directory.
+fn owner(realm: &str) -> String {
+    format!("registrar {realm}")
+}
+
+impl RegistrarStore for FileStore {
+    fn load_registry(&self, realm: &str) -> Result<Registry, StoreError> {
+        let path = self.dir().identity_dir(&owner(realm)).join("registry.yaml");
+        Ok(read_yaml(&path)?.unwrap_or(Registry {
+            version: 1,
+            ..Default::default()
+        }))
+    }
+
+    fn update_registry(
+        &self,
+        realm: &str,
+        f: &mut dyn FnMut(&mut Registry),
+    ) -> Result<(), StoreError> {
+        let dir = self.dir().identity_dir(&owner(realm));
+        let _guard = lock(&dir)?;
+        let path = dir.join("registry.yaml");
+        let mut registry = read_yaml(&path)?.unwrap_or(Registry {
+            version: 1,
+            ..Default::default()
+        });
+        f(&mut registry);
+        write_yaml(&path, &registry)
+    }
+
+    fn registrar_secret(
+        &self,
+        realm: &str,
+        fresh: &mut dyn FnMut() -> [u8; 32],
+    ) -> Result<Zeroizing<[u8; 32]>, StoreError> {
+        SessionStore::secret(self, &owner(realm), fresh)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: i64) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(s).unwrap()
+    }
+
+    #[test]
+    fn thirty_two_concurrent_registrations_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path());
+        std::thread::scope(|s| {
+            for i in 0..32 {
+                let store = store.clone();
+                s.spawn(move || {
+                    store
+                        .update_registry("example.com", &mut |r| {
+                            r.bindings.push(Binding {
+                                aor: format!("sip:u{i}@example.com"),
+                                contact: format!("sip:u{i}@192.0.2.1"),
+                                expires: at(2_000_000_000),
+                                source: None,
+                                call_id: format!("c{i}"),
+                                cseq: 1,
+                            })
+                        })
+                        .unwrap();
+                });
+            }
+        });
+        let registry = store.load_registry("example.com").unwrap();
+        assert_eq!(registry.bindings.len(), 32);
+        assert!(
+            store
+                .load_registry("other.example")
+                .unwrap()
+                .bindings
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn nonce_counts_are_used_once_and_forgotten_when_they_expire() {
+        let mut r = Registry::default();
+        assert!(r.use_nonce("n", 1, at(100)));
+        assert!(r.use_nonce("n", 2, at(100)));
+        assert!(!r.use_nonce("n", 1, at(100)));
+        r.expire(at(100));
+        assert!(r.nonces.is_empty());
+    }
+}

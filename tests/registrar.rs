@@ -1,0 +1,542 @@
+//! The registrar and the user agent's REGISTER (SPEC §6): Digest
+//! (challenge, authorized retry, stale and replayed nonces, wrong
+//! passwords, MD5 only when allowed), a certificate issued from a CSR
+//! (sipseal's and `openssl req`'s, RSA and EC) whose notAfter is the
+//! registration expiry, the signed 200 OK whose certs-only body `openssl
+//! pkcs7` reads, installing the certificate, and removal.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{Succeeds, s, sipseal, text};
+
+const AOR: &str = "sip:alice@example.com";
+const CONTACT: &str = "sip:alice@192.0.2.10:5060";
+const T0: &str = "2026-03-01T12:00:00Z";
+
+/// A realm under a temporary directory: a CA, the registrar's identity,
+/// alice's credentials, and alice's P-256 key.
+struct Realm {
+    _tmp: tempfile::TempDir,
+    d: PathBuf,
+}
+
+impl Realm {
+    fn new() -> Realm {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().to_owned();
+        let run = |args: &[&str]| {
+            sipseal().current_dir(&d).args(args).succeeds();
+        };
+        run(&[
+            "keys",
+            "ca",
+            "--name",
+            "CN=Example CA",
+            "--out",
+            "ca",
+            "--now",
+            "2026-01-01T00:00:00Z",
+        ]);
+        run(&[
+            "keys",
+            "generate",
+            "--uri",
+            "sip:registrar.example.com",
+            "--ca",
+            "ca",
+            "--out",
+            "reg",
+            "--now",
+            "2026-01-01T00:00:00Z",
+        ]);
+        std::fs::write(d.join("pw"), "alice-pw\n").unwrap();
+        std::fs::write(d.join("wrong"), "alice-PW\n").unwrap();
+        run(&[
+            "registrar",
+            "passwd",
+            "--users",
+            "users.yaml",
+            "--realm",
+            "example.com",
+            "--user",
+            AOR,
+            "--password-file",
+            "pw",
+        ]);
+        run(&[
+            "keys", "generate", "--type", "p256", "--uri", AOR, "--csr", "--out", "alice",
+        ]);
+        Realm { _tmp: tmp, d }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.d.join(name)
+    }
+
+    /// `sipseal register` for alice with `extra`; the request written to `out`.
+    fn register(&self, out: &str, extra: &[&str]) {
+        let mut cmd = sipseal();
+        cmd.current_dir(&self.d).args(["register", "--uri", AOR]);
+        if !extra.contains(&"--remove-all") {
+            cmd.args(["--contact", CONTACT]);
+        }
+        let msg = cmd.args(extra).succeeds().stdout;
+        std::fs::write(self.path(out), msg).unwrap();
+    }
+
+    /// The registrar on `input` at `now`: exit code, response, stderr.
+    fn registrar(&self, input: &str, now: &str, extra: &[&str]) -> (i32, Vec<u8>, String) {
+        let out = sipseal()
+            .current_dir(&self.d)
+            .args([
+                "registrar",
+                "--realm",
+                "example.com",
+                "--ca",
+                "ca",
+                "--identity",
+                "reg",
+            ])
+            .args([
+                "--users",
+                "users.yaml",
+                "--state",
+                "state",
+                "--now",
+                now,
+                input,
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            out.stdout,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// REGISTER → 401 → authorized REGISTER (with `password`), all at `now`.
+    fn authorized(&self, name: &str, now: &str, password: &str, extra: &[&str]) -> PathBuf {
+        self.register(&format!("{name}-1.sip"), extra);
+        let (code, resp, _) = self.registrar(&format!("{name}-1.sip"), now, &[]);
+        assert_eq!(code, 5);
+        std::fs::write(self.path(&format!("{name}-401.sip")), &resp).unwrap();
+        let challenge = format!("{name}-401.sip");
+        let mut args = vec![
+            "--challenge",
+            challenge.as_str(),
+            "--password-file",
+            password,
+        ];
+        args.extend(extra);
+        self.register(&format!("{name}-2.sip"), &args);
+        self.path(&format!("{name}-2.sip"))
+    }
+}
+
+fn status(response: &[u8]) -> String {
+    String::from_utf8_lossy(response)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn header<'a>(response: &'a str, name: &str) -> Vec<&'a str> {
+    response
+        .lines()
+        .filter_map(|l| l.strip_prefix(&format!("{name}: ")))
+        .collect()
+}
+
+/// The certs-only part of a signed 200 OK.
+fn certs_only_part(response: &[u8]) -> Vec<u8> {
+    let marker = b"Content-Type: application/pkcs7-mime; smime-type=certs-only";
+    let at = response
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .unwrap();
+    let start = at
+        + response[at..]
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap()
+        + 4;
+    let end = start
+        + response[start..]
+            .windows(4)
+            .position(|w| w == b"\r\n--")
+            .unwrap();
+    response[start..end].to_vec()
+}
+
+#[test]
+fn the_whole_loop_issues_installs_and_the_certificate_is_sound() {
+    let r = Realm::new();
+    // First REGISTER: 401, one challenge per algorithm, strongest first, no MD5.
+    r.register("first.sip", &["--identity", "alice"]);
+    let (code, resp, _) = r.registrar("first.sip", T0, &[]);
+    assert_eq!(code, 5);
+    let resp_text = String::from_utf8_lossy(&resp).into_owned();
+    assert_eq!(status(&resp), "SIP/2.0 401 Unauthorized");
+    let challenges = header(&resp_text, "WWW-Authenticate");
+    assert_eq!(challenges.len(), 2, "{resp_text}");
+    assert!(challenges[0].contains("algorithm=SHA-512-256"));
+    assert!(challenges[1].contains("algorithm=SHA-256"));
+    assert!(
+        challenges
+            .iter()
+            .all(|c| c.contains("qop=\"auth\"") && c.contains("realm=\"example.com\""))
+    );
+    // The authorized retry: 200 with the binding and the certificate.
+    let second = r.authorized("loop", T0, "pw", &["--identity", "alice"]);
+    let (code, ok, err) = r.registrar(s(&second), T0, &[]);
+    assert_eq!(code, 0, "{err}");
+    let ok_text = String::from_utf8_lossy(&ok).into_owned();
+    assert_eq!(status(&ok), "SIP/2.0 200 OK");
+    assert_eq!(
+        header(&ok_text, "Contact"),
+        [format!("<{CONTACT}>;expires=3600")]
+    );
+    assert!(
+        ok_text.contains("Content-Type: multipart/signed"),
+        "{ok_text}"
+    );
+    std::fs::write(r.path("200.sip"), &ok).unwrap();
+    // openssl reads the certs-only body: alice's certificate and the CA's.
+    std::fs::write(r.path("certs.der"), certs_only_part(&ok)).unwrap();
+    let printed = text(
+        &common::openssl()
+            .current_dir(&r.d)
+            .args([
+                "pkcs7",
+                "-inform",
+                "DER",
+                "-in",
+                "certs.der",
+                "-print_certs",
+                "-noout",
+            ])
+            .succeeds(),
+    );
+    assert!(
+        printed.contains("subject=CN = alice@example.com"),
+        "{printed}"
+    );
+    assert!(printed.contains("subject=CN = Example CA"), "{printed}");
+    // Installed after the registrar's signature and the chain are checked.
+    sipseal()
+        .current_dir(&r.d)
+        .args([
+            "register",
+            "--accept",
+            "200.sip",
+            "--identity",
+            "alice",
+            "--trust",
+            "ca/cert.pem",
+        ])
+        .succeeds();
+    let verify = common::openssl()
+        .current_dir(&r.d)
+        .args([
+            "verify",
+            "-attime",
+            "1772366500",
+            "-CAfile",
+            "ca/cert.pem",
+            "alice/cert.pem",
+        ])
+        .succeeds();
+    assert!(text(&verify).contains("alice/cert.pem: OK"));
+    // notAfter = the registration's expiry, to the second: T0 + 3600.
+    let dates = text(
+        &common::openssl()
+            .current_dir(&r.d)
+            .args([
+                "x509",
+                "-in",
+                "alice/cert.pem",
+                "-noout",
+                "-dates",
+                "-ext",
+                "subjectAltName",
+            ])
+            .succeeds(),
+    );
+    assert!(
+        dates.contains("notBefore=Mar  1 12:00:00 2026 GMT"),
+        "{dates}"
+    );
+    assert!(
+        dates.contains("notAfter=Mar  1 13:00:00 2026 GMT"),
+        "{dates}"
+    );
+    assert!(dates.contains(&format!("URI:{AOR}")), "{dates}");
+    // The installed identity seals and opens.
+    let sealed = sipseal()
+        .args([
+            "seal",
+            "samples/invite.sip",
+            "--body-only",
+            "--now",
+            "2026-03-01T12:30:00Z",
+        ])
+        .arg("--peer")
+        .arg(r.path("alice/cert.pem"))
+        .succeeds()
+        .stdout;
+    let file = common::write(&r.d, "sealed.der", &sealed);
+    sipseal()
+        .args(["open", "--body-only", "--identity"])
+        .arg(r.path("alice"))
+        .arg(&file)
+        .succeeds();
+    // The same authorized request again: a replayed nonce count, challenged.
+    let (code, resp, err) = r.registrar(s(&second), T0, &[]);
+    assert_eq!(
+        (code, status(&resp).as_str()),
+        (5, "SIP/2.0 401 Unauthorized"),
+        "{err}"
+    );
+}
+
+#[test]
+fn refusals_say_little_and_stale_nonces_are_told_apart() {
+    let r = Realm::new();
+    // A wrong password: 403.
+    let wrong = r.authorized("wrong", T0, "wrong", &[]);
+    let (code, resp, _) = r.registrar(s(&wrong), T0, &[]);
+    assert_eq!((code, status(&resp).as_str()), (5, "SIP/2.0 403 Forbidden"));
+    // An unknown user: the same 403, nothing more.
+    let unknown = std::fs::read_to_string(r.path("wrong-2.sip"))
+        .unwrap()
+        .replace("username=\"alice\"", "username=\"mallory\"");
+    std::fs::write(r.path("unknown.sip"), unknown).unwrap();
+    let (code, resp2, _) = r.registrar("unknown.sip", T0, &[]);
+    assert_eq!(code, 5);
+    let strip = |b: &[u8]| {
+        String::from_utf8_lossy(b)
+            .lines()
+            .filter(|l| !l.starts_with("To:"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(status(&resp2), "SIP/2.0 403 Forbidden");
+    assert_eq!(strip(&resp).len(), strip(&resp2).len());
+    // The right password after the nonce's lifetime: 401 stale=true; the
+    // wrong one: 403.
+    let late = "2026-03-01T12:06:00Z";
+    let right = r.authorized("right", T0, "pw", &[]);
+    let (code, resp, _) = r.registrar(s(&right), late, &[]);
+    assert_eq!(code, 5);
+    let t = String::from_utf8_lossy(&resp).into_owned();
+    assert!(
+        header(&t, "WWW-Authenticate")
+            .iter()
+            .all(|c| c.ends_with("stale=true")),
+        "{t}"
+    );
+    let (_, resp, _) = r.registrar(s(&wrong), late, &[]);
+    assert_eq!(status(&resp), "SIP/2.0 403 Forbidden");
+}
+
+#[test]
+fn md5_is_refused_unless_allowed() {
+    let r = Realm::new();
+    // An MD5 answer to a challenge the registrar never offered.
+    r.register("m1.sip", &[]);
+    let (_, resp, _) = r.registrar("m1.sip", T0, &["--allow-md5"]);
+    let t = String::from_utf8_lossy(&resp).into_owned();
+    let challenges = header(&t, "WWW-Authenticate");
+    assert_eq!(challenges.len(), 3);
+    assert!(challenges[2].contains("algorithm=MD5"));
+    // Keep only the MD5 challenge, as an old client would pick it.
+    let md5_only = t
+        .lines()
+        .filter(|l| !l.starts_with("WWW-Authenticate") || l.contains("MD5"))
+        .collect::<Vec<_>>()
+        .join("\r\n");
+    std::fs::write(r.path("m401.sip"), md5_only + "\r\n").unwrap();
+    // The credential file has no MD5 HA1 yet: even allowed, it fails.
+    r.register(
+        "m2.sip",
+        &["--challenge", "m401.sip", "--password-file", "pw"],
+    );
+    assert!(
+        std::fs::read_to_string(r.path("m2.sip"))
+            .unwrap()
+            .contains("algorithm=MD5")
+    );
+    let (_, resp, _) = r.registrar("m2.sip", T0, &["--allow-md5"]);
+    assert_eq!(status(&resp), "SIP/2.0 403 Forbidden");
+    // With MD5's HA1 kept: accepted when allowed, challenged afresh when not.
+    sipseal()
+        .current_dir(&r.d)
+        .args([
+            "registrar",
+            "passwd",
+            "--users",
+            "users.yaml",
+            "--realm",
+            "example.com",
+        ])
+        .args(["--user", AOR, "--password-file", "pw", "--allow-md5"])
+        .succeeds();
+    let (code, resp, _) = r.registrar("m2.sip", T0, &[]);
+    assert_eq!(
+        (code, status(&resp).as_str()),
+        (5, "SIP/2.0 401 Unauthorized")
+    );
+    let (code, resp, err) = r.registrar("m2.sip", T0, &["--allow-md5"]);
+    assert_eq!(
+        (code, status(&resp).as_str()),
+        (0, "SIP/2.0 200 OK"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_independent_digest_computation_is_accepted() {
+    // Python's hashlib computes the SHA-256 response from the 401's nonce.
+    let r = Realm::new();
+    r.register("p1.sip", &[]);
+    let (_, resp, _) = r.registrar("p1.sip", T0, &[]);
+    let t = String::from_utf8_lossy(&resp).into_owned();
+    let nonce = t
+        .split("nonce=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let script = format!(
+        "import hashlib\n\
+         h=lambda s: hashlib.sha256(s.encode()).hexdigest()\n\
+         ha1=h('alice:example.com:alice-pw'); ha2=h('REGISTER:sip:example.com')\n\
+         print(h(ha1+':{nonce}:00000001:0123abcd:auth:'+ha2))\n"
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .succeeds();
+    let response = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let auth = format!(
+        "Authorization: Digest username=\"alice\", realm=\"example.com\", nonce=\"{nonce}\", uri=\"sip:example.com\", response=\"{response}\", algorithm=SHA-256, cnonce=\"0123abcd\", qop=auth, nc=00000001\r\n"
+    );
+    let request = std::fs::read_to_string(r.path("p1.sip")).unwrap();
+    let with_auth = request.replacen("Contact:", &format!("{auth}Contact:"), 1);
+    std::fs::write(r.path("p2.sip"), with_auth).unwrap();
+    let (code, resp, err) = r.registrar("p2.sip", T0, &[]);
+    assert_eq!(
+        (code, status(&resp).as_str()),
+        (0, "SIP/2.0 200 OK"),
+        "{err}"
+    );
+}
+
+/// A CSR made by `openssl req` for `subject_alt` with a `kind` key.
+fn openssl_csr(d: &Path, name: &str, newkey: &[&str], san: &str) {
+    common::openssl()
+        .current_dir(d)
+        .args(["req", "-new", "-nodes"])
+        .args(newkey)
+        .args([
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+        ])
+        .args([
+            "-subj",
+            "/CN=alice",
+            "-addext",
+            &format!("subjectAltName={san}"),
+        ])
+        .succeeds();
+}
+
+#[test]
+fn csrs_are_checked_for_the_aor_the_signature_and_the_key() {
+    let r = Realm::new();
+    openssl_csr(&r.d, "rsa", &["-newkey", "rsa:2048"], &format!("URI:{AOR}"));
+    openssl_csr(
+        &r.d,
+        "ec",
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        &format!("URI:{AOR}"),
+    );
+    openssl_csr(
+        &r.d,
+        "other",
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        "URI:sip:bob@example.com",
+    );
+    openssl_csr(
+        &r.d,
+        "small",
+        &["-newkey", "rsa:1024"],
+        &format!("URI:{AOR}"),
+    );
+    // A request whose signature no longer verifies: one byte of the
+    // public key changed.
+    let pem = std::fs::read_to_string(r.path("ec.csr")).unwrap();
+    let (_, mut der) = der::pem::decode_vec(pem.as_bytes()).unwrap();
+    let at = der.len() / 2;
+    der[at] ^= 0x01;
+    std::fs::write(r.path("bad.csr"), der).unwrap();
+    for (name, expected) in [
+        ("rsa", "SIP/2.0 200 OK"),
+        ("ec", "SIP/2.0 200 OK"),
+        ("other", "SIP/2.0 403 Forbidden"),
+        ("small", "SIP/2.0 400 Bad Request"),
+        ("bad", "SIP/2.0 400 Bad Request"),
+    ] {
+        let csr = format!("{name}.csr");
+        let req = r.authorized(name, T0, "pw", &["--csr", &csr]);
+        let (_, resp, err) = r.registrar(s(&req), T0, &[]);
+        assert_eq!(status(&resp), expected, "{name}: {err}");
+    }
+}
+
+#[test]
+fn removal_withdraws_and_the_registry_keeps_the_rest() {
+    let r = Realm::new();
+    let req = r.authorized("reg", T0, "pw", &["--identity", "alice"]);
+    let (code, _, _) = r.registrar(s(&req), T0, &[]);
+    assert_eq!(code, 0);
+    // Contact: * with Expires: 0, authorized: 200, no Contact left.
+    r.register("rm-1.sip", &["--remove-all"]);
+    let (_, resp, _) = r.registrar("rm-1.sip", T0, &[]);
+    std::fs::write(r.path("rm-401.sip"), resp).unwrap();
+    r.register(
+        "rm-2.sip",
+        &[
+            "--remove-all",
+            "--challenge",
+            "rm-401.sip",
+            "--password-file",
+            "pw",
+        ],
+    );
+    let (code, resp, err) = r.registrar("rm-2.sip", T0, &[]);
+    assert_eq!(
+        (code, status(&resp).as_str()),
+        (0, "SIP/2.0 200 OK"),
+        "{err}"
+    );
+    assert!(err.contains("withdrawn"), "{err}");
+    let t = String::from_utf8_lossy(&resp).into_owned();
+    assert!(header(&t, "Contact").is_empty(), "{t}");
+    // The store: no binding, the certificate marked withdrawn.
+    let registry =
+        std::fs::read_to_string(r.path("state/registrar_example.com/registry.yaml")).unwrap();
+    assert!(registry.contains("bindings: []"), "{registry}");
+    assert!(
+        registry.contains("withdrawn: 2026-03-01T12:00:00Z"),
+        "{registry}"
+    );
+}
