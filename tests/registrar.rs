@@ -540,3 +540,178 @@ fn removal_withdraws_and_the_registry_keeps_the_rest() {
         "{registry}"
     );
 }
+
+impl Realm {
+    /// `certquery` for `aor` (and `extra`), answered by the registrar at `now`.
+    fn query(&self, name: &str, aor: &str, now: &str, extra: &[&str]) -> (i32, Vec<u8>) {
+        let q = sipseal()
+            .current_dir(&self.d)
+            .args(["certquery", "--uri", aor, "--from", "sip:bob@example.org"])
+            .args(extra)
+            .succeeds()
+            .stdout;
+        std::fs::write(self.path(&format!("{name}.sip")), q).unwrap();
+        let (code, resp, _) = self.registrar(&format!("{name}.sip"), now, &[]);
+        std::fs::write(self.path(&format!("{name}-answer.sip")), &resp).unwrap();
+        (code, resp)
+    }
+}
+
+#[test]
+fn certquery_finds_current_certificates_only_and_404_says_nothing_more() {
+    let r = Realm::new();
+    let req = r.authorized("reg", T0, "pw", &["--identity", "alice"]);
+    let (code, ok, _) = r.registrar(s(&req), T0, &[]);
+    assert_eq!(code, 0);
+    std::fs::write(r.path("200.sip"), &ok).unwrap();
+    sipseal()
+        .current_dir(&r.d)
+        .args([
+            "register",
+            "--accept",
+            "200.sip",
+            "--identity",
+            "alice",
+            "--trust",
+            "ca/cert.pem",
+        ])
+        .succeeds();
+    // Another party asks: 200, signed, with alice's certificate; stored.
+    let during = "2026-03-01T12:30:00Z";
+    let (code, resp) = r.query("q1", AOR, during, &[]);
+    assert_eq!((code, status(&resp).as_str()), (0, "SIP/2.0 200 OK"));
+    sipseal()
+        .current_dir(&r.d)
+        .args([
+            "certquery",
+            "--accept",
+            "q1-answer.sip",
+            "--trust",
+            "ca/cert.pem",
+            "--out",
+            "certs",
+        ])
+        .args(["--now", during])
+        .succeeds();
+    let stored = std::fs::read(r.path("certs/alice@example.com.pem")).unwrap();
+    assert_eq!(
+        stored,
+        std::fs::read(r.path("alice/cert.pem")).unwrap()[..stored.len()]
+    );
+    // Sealing to alice by her AOR: found in what certquery stored, and in
+    // the registrar's state directory; alice opens both.
+    for certs in ["certs", "state"] {
+        let sealed = sipseal()
+            .current_dir(&r.d)
+            .args([
+                "seal",
+                s(&common::repo().join("samples/invite.sip")),
+                "--body-only",
+            ])
+            .args([
+                "--peer",
+                AOR,
+                "--certs",
+                certs,
+                "--trust",
+                "ca/cert.pem",
+                "--now",
+                during,
+            ])
+            .succeeds()
+            .stdout;
+        let file = common::write(&r.d, "to-alice.der", &sealed);
+        sipseal()
+            .args([
+                "open",
+                "--body-only",
+                "--identity",
+                s(&r.path("alice")),
+                s(&file),
+            ])
+            .succeeds();
+    }
+    // Is alice's certificate still valid? Yes, by its fingerprint.
+    let (code, _) = r.query("q2", AOR, during, &["--cert", "alice/cert.pem"]);
+    assert_eq!(code, 0);
+    // Unknown AOR, expired registration, and (after removal) a withdrawn
+    // certificate: the same 404.
+    let (code, unknown) = r.query("q3", "sip:nobody@example.com", during, &[]);
+    assert_eq!(
+        (code, status(&unknown).as_str()),
+        (5, "SIP/2.0 404 Not Found")
+    );
+    let (code, expired) = r.query("q4", AOR, "2026-03-01T13:00:01Z", &[]);
+    assert_eq!(
+        (code, status(&expired).as_str()),
+        (5, "SIP/2.0 404 Not Found")
+    );
+    r.register("rm-1.sip", &["--remove-all"]);
+    let (_, resp, _) = r.registrar("rm-1.sip", during, &[]);
+    std::fs::write(r.path("rm-401.sip"), resp).unwrap();
+    r.register(
+        "rm-2.sip",
+        &[
+            "--remove-all",
+            "--challenge",
+            "rm-401.sip",
+            "--password-file",
+            "pw",
+        ],
+    );
+    assert_eq!(r.registrar("rm-2.sip", during, &[]).0, 0);
+    let (code, withdrawn) = r.query("q5", AOR, during, &[]);
+    assert_eq!(code, 5);
+    let (code, _) = r.query("q6", AOR, during, &["--cert", "alice/cert.pem"]);
+    assert_eq!(code, 5);
+    // Withdrawn: the registrar's state no longer gives alice's certificate
+    // to seal to; an unknown AOR neither. Exit 2, naming the AOR.
+    for aor in [AOR, "sip:nobody@example.com"] {
+        let out = sipseal()
+            .current_dir(&r.d)
+            .args(["seal", s(&common::repo().join("samples/invite.sip"))])
+            .args([
+                "--peer",
+                aor,
+                "--certs",
+                "state",
+                "--trust",
+                "ca/cert.pem",
+                "--now",
+                during,
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(
+            text(&out).contains(&format!("no certificate for {aor}")),
+            "{}",
+            text(&out)
+        );
+    }
+    // The 404s differ only in what echoes the request.
+    let shape = |b: &[u8]| {
+        String::from_utf8_lossy(b)
+            .lines()
+            .map(|l| l.split(':').next().unwrap_or_default().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(shape(&unknown), shape(&withdrawn));
+    assert_eq!(shape(&unknown), shape(&expired));
+    // certquery --accept on a 404: exit 5, nothing stored.
+    let out = sipseal()
+        .current_dir(&r.d)
+        .args([
+            "certquery",
+            "--accept",
+            "q5-answer.sip",
+            "--trust",
+            "ca/cert.pem",
+            "--out",
+            "certs2",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5));
+    assert!(!r.path("certs2").exists());
+}

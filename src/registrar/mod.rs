@@ -31,6 +31,10 @@ use digest::{DigestAlgorithm, DigestError, NonceState};
 use store::{Binding, RegistrarStore, StoredCert};
 use users::Users;
 
+/// The header of a certificate query asking whether the certificate of
+/// this fingerprint is still valid: `sha-256 HEX` (colons allowed).
+pub const CERT_QUERY: &str = "Certificate-Query";
+
 /// How long a nonce stays fresh, by default (seconds).
 pub const NONCE_LIFETIME: i64 = 300;
 /// The registration interval granted when the request names none.
@@ -90,6 +94,13 @@ pub enum Outcome {
         /// The certificate's serial number (hex), when one was issued or stored.
         certificate: Option<String>,
     },
+    /// 200: a certificate query answered with this certificate.
+    Found {
+        /// The address of record.
+        aor: String,
+        /// The certificate's serial number (hex).
+        serial: String,
+    },
     /// 200: the bindings were removed (and the certificates withdrawn).
     Removed {
         /// The address of record.
@@ -127,6 +138,45 @@ pub struct Registrar<'a> {
     pub nonce_lifetime: i64,
 }
 
+/// Every certificate under `path` an AOR can be looked up among: PEM and
+/// DER files ([`Cert::load_tree`], e.g. what `certquery --accept` stores)
+/// and registrar registries (`registry.yaml`: their certificates not
+/// withdrawn).
+pub fn load_directory(path: &std::path::Path) -> Result<Vec<Cert>, RegistrarError> {
+    let mut certs = Cert::load_tree(path)?;
+    let registries: Vec<std::path::PathBuf> = if path.is_dir() {
+        let pattern = path.join("**").join("registry.yaml");
+        glob::glob(&pattern.to_string_lossy())
+            .map(|paths| paths.filter_map(Result::ok).collect())
+            .unwrap_or_default()
+    } else if path.file_name().is_some_and(|n| n == "registry.yaml") {
+        vec![path.to_owned()]
+    } else {
+        Vec::new()
+    };
+    for registry in registries {
+        certs.extend(store::registry_certs(&registry)?);
+    }
+    Ok(certs)
+}
+
+/// The certificate of `aor` among `certs`: naming it as its SAN URI,
+/// valid at `now`, and chaining to `anchors`; of several, the one valid
+/// longest.
+pub fn lookup<'a>(
+    certs: &'a [Cert],
+    aor: &str,
+    now: OffsetDateTime,
+    anchors: &[Cert],
+) -> Option<&'a Cert> {
+    certs
+        .iter()
+        .filter(|c| c.uri().is_some_and(|u| same_aor(&u, aor)))
+        .filter(|c| crate::keys::trust::check_validity(c, now).is_ok())
+        .filter(|c| crate::keys::trust::check_chain(c, &[], anchors).is_ok())
+        .max_by_key(|c| crate::keys::trust::time_of(&c.cert.tbs_certificate().validity().not_after))
+}
+
 /// The URI of a name-addr or addr-spec value, without its parameters.
 fn bare_uri(value: &str) -> String {
     let v = value.trim();
@@ -149,7 +199,7 @@ fn host_of(uri: &str) -> Option<String> {
 
 /// Two AORs are the same when their URIs are, with the scheme and host
 /// compared case-insensitively (RFC 3261 §19.1.4).
-fn same_aor(a: &str, b: &str) -> bool {
+pub(crate) fn same_aor(a: &str, b: &str) -> bool {
     let split = |u: &str| -> Option<(String, String, String)> {
         let (scheme, rest) = u.split_once(':')?;
         let (user, host) = rest.rsplit_once('@')?;
@@ -202,11 +252,12 @@ impl Registrar<'_> {
     ) -> Result<Handled, RegistrarError> {
         match req.method() {
             Some("REGISTER") => self.register(req, source, ctx),
+            Some("OPTIONS") => self.query(req, ctx),
             _ => self.refuse(
                 req,
                 405,
-                vec![("Allow".into(), "REGISTER".into())],
-                "the registrar answers REGISTER",
+                vec![("Allow".into(), "REGISTER, OPTIONS".into())],
+                "the registrar answers REGISTER and OPTIONS",
                 ctx,
             ),
         }
@@ -565,6 +616,83 @@ impl Registrar<'_> {
             }
         };
         Ok(Handled { response, outcome })
+    }
+
+    /// A certificate query (OPTIONS for an AOR): 200 with the AOR's
+    /// current certificate (valid now, not withdrawn, its binding
+    /// registered), signed; or, with a [`CERT_QUERY`] header, 200 when the
+    /// certificate of that SHA-256 fingerprint is still such a one. Every
+    /// other case is the same 404: nothing tells an unknown AOR from a
+    /// withdrawn or expired one.
+    fn query(&self, req: &Message, ctx: &mut Context) -> Result<Handled, RegistrarError> {
+        let now = ctx.now();
+        let domain = req.request_uri().and_then(host_of);
+        let aor = req.header("To").map(bare_uri).unwrap_or_default();
+        let registry = self.store.load_registry(self.realm)?;
+        let wanted = req
+            .header(CERT_QUERY)
+            .map(|v| v.trim().to_ascii_lowercase());
+        let served = domain.as_deref() == Some(&self.realm.to_ascii_lowercase());
+        let found = match wanted {
+            _ if !served => None,
+            None => registry.current_certs(&aor, now).last(),
+            Some(q) => {
+                let hex = q
+                    .strip_prefix("sha-256")
+                    .map(|h| h.trim().replace(':', ""))
+                    .unwrap_or_default();
+                registry.current_certs(&aor, now).find(|s| s.sha256 == hex)
+            }
+        };
+        let Some(stored) = found else {
+            let response = build_response(
+                req,
+                &ResponseParams {
+                    code: 404,
+                    ..Default::default()
+                },
+                ctx,
+            )?;
+            return Ok(Handled {
+                response,
+                outcome: Outcome::Refused {
+                    code: 404,
+                    why: format!("no current certificate for {aor}"),
+                },
+            });
+        };
+        let (_, der) = der::pem::decode_vec(stored.pem.as_bytes())
+            .map_err(|e| crate::keys::KeyError::Generate(e.to_string()))?;
+        let response = build_response(
+            req,
+            &ResponseParams {
+                code: 200,
+                headers: vec![(
+                    "Content-Disposition".into(),
+                    "attachment; filename=cert.der; handling=required".into(),
+                )],
+                body: Some(Body {
+                    content_type: "application/pkix-cert".into(),
+                    bytes: der,
+                }),
+                ..Default::default()
+            },
+            ctx,
+        )?;
+        let response = sign_message(
+            &response,
+            self.identity,
+            SignatureScheme::Pkcs1v15,
+            &[],
+            ctx,
+        )?;
+        Ok(Handled {
+            response,
+            outcome: Outcome::Found {
+                aor: aor.clone(),
+                serial: stored.serial.clone(),
+            },
+        })
     }
 
     /// Issue from a PKCS#10 request: its signature verifies with its key

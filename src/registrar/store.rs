@@ -110,20 +110,20 @@ impl Registry {
         }
     }
 
-    /// The certificate to hand out for `aor` at `now`: valid, not
-    /// withdrawn, and of a binding still registered; the newest first.
-    pub fn current_cert(&self, aor: &str, now: OffsetDateTime) -> Option<&StoredCert> {
+    /// The certificates of `aor` to hand out at `now`: valid, not
+    /// withdrawn, of an AOR still registered; oldest first.
+    pub fn current_certs<'a>(
+        &'a self,
+        aor: &'a str,
+        now: OffsetDateTime,
+    ) -> impl Iterator<Item = &'a StoredCert> + 'a {
         let bound = self
             .bindings
             .iter()
-            .any(|b| b.aor == aor && b.expires > now);
-        if !bound {
-            return None;
-        }
-        self.certificates
-            .iter()
-            .rev()
-            .find(|c| c.aor == aor && c.withdrawn.is_none() && c.not_after > now)
+            .any(|b| super::same_aor(&b.aor, aor) && b.expires > now);
+        self.certificates.iter().filter(move |c| {
+            bound && super::same_aor(&c.aor, aor) && c.withdrawn.is_none() && c.not_after > now
+        })
     }
 }
 
@@ -187,6 +187,35 @@ impl RegistrarStore for FileStore {
     ) -> Result<Zeroizing<[u8; 32]>, StoreError> {
         SessionStore::secret(self, &owner(realm), fresh)
     }
+}
+
+/// The certificates a registrar's registry file holds that are not
+/// withdrawn (a registrar's state directory serves as a certificate
+/// directory for `seal --certs`).
+pub fn registry_certs(path: &std::path::Path) -> Result<Vec<crate::keys::Cert>, StoreError> {
+    let Some(registry): Option<Registry> = read_yaml(path)? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for stored in registry
+        .certificates
+        .iter()
+        .filter(|c| c.withdrawn.is_none())
+    {
+        let (_, der) =
+            der::pem::decode_vec(stored.pem.as_bytes()).map_err(|e| StoreError::Corrupt {
+                path: path.display().to_string(),
+                reason: format!("a certificate of {} does not read ({e})", stored.aor),
+            })?;
+        let cert = crate::keys::Cert::from_der(&der, &path.display().to_string()).map_err(|e| {
+            StoreError::Corrupt {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            }
+        })?;
+        out.push(cert);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

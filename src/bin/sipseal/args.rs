@@ -193,18 +193,26 @@ pub fn load_anchors(path: &Path) -> Result<Vec<Cert>, Error> {
 #[derive(Debug, Args, Default)]
 pub struct RecipientArgs {
     /// The far-end peer's certificate (PEM or DER; RSA: key transport,
-    /// EC P-256: key agreement, RFC 5753), or `password:FILE` for a
-    /// password (RFC 3211; the file holds it, never the command line);
-    /// repeatable.
-    #[arg(long, value_name = "CERT|password:FILE", global = true)]
+    /// EC P-256: key agreement, RFC 5753; ML-KEM: RFC 9629), its AOR
+    /// (`sip:bob@b.example.com`, looked up in --certs), or `password:FILE`
+    /// for a password (RFC 3211; the file holds it, never the command
+    /// line); repeatable.
+    #[arg(long, value_name = "CERT|AOR|password:FILE", global = true)]
     pub peer: Vec<PathBuf>,
-    /// Also disclose to this relay: its certificate, `psk:FILE` for a
+    /// Also disclose to this relay: its certificate, its SIP URI (looked
+    /// up in --certs), `psk:FILE` for a
     /// pre-shared key, or `password:FILE` for a password file in YAML form
     /// (`password`, `uri`). Adds a RecipientInfo and a Proxy-Inspect-Body
     /// header naming it (certificate SAN URI, or the file's `uri`).
     /// Repeatable.
-    #[arg(long, value_name = "CERT|psk:FILE|password:FILE", global = true)]
+    #[arg(long, value_name = "CERT|URI|psk:FILE|password:FILE", global = true)]
     pub disclose: Vec<String>,
+    /// Where recipients named by AOR are looked up: certificate files, a
+    /// directory of them (what `certquery --accept` stores), or a
+    /// registrar's state directory. Only certificates valid now, not
+    /// withdrawn, and chaining to --trust are used. Repeatable.
+    #[arg(long, value_name = "FILE|DIR", global = true, requires = "trust")]
+    pub certs: Vec<PathBuf>,
     /// With a multipart body: seal each part on its own, this part (its
     /// Content-ID, without angle brackets) for the peer and the --disclose
     /// relays, every other part for the peer alone. Repeatable.
@@ -257,10 +265,47 @@ impl RecipientArgs {
     /// [`RecipientArgs::spec`], possibly naming no one (`reencrypt`: a
     /// session message it translates needs no recipients).
     pub fn spec_or_none(&self, now: OffsetDateTime) -> Result<SealSpec, Error> {
+        // S7: every certificate recipient is valid now and may be sealed
+        // to; with --trust it also chains to an anchor.
+        let anchors = match &self.trust {
+            Some(trust) => Some(load_anchors(trust)?),
+            None => None,
+        };
+        let mut directory: Option<Vec<Cert>> = None;
+        let mut by_aor = |aor: &str| -> Result<Recipient, Error> {
+            let Some(anchors) = &anchors else {
+                return Err(Error::usage(
+                    format!("{aor}: a recipient by AOR needs --trust"),
+                    "give --certs FILE|DIR and --trust PEM|DIR",
+                ));
+            };
+            if directory.is_none() {
+                let mut all = Vec::new();
+                for path in &self.certs {
+                    all.extend(sipseal::registrar::load_directory(path)?);
+                }
+                directory = Some(all);
+            }
+            let certs = directory.as_deref().unwrap_or_default();
+            let cert = sipseal::registrar::lookup(certs, aor, now, anchors).ok_or_else(|| {
+                Error::usage(
+                    format!(
+                        "no certificate for {aor} in --certs ({} certificates read) that is valid now, not withdrawn, and chains to --trust",
+                        certs.len()
+                    ),
+                    "fetch it with `sipseal certquery`, or give its file",
+                )
+            })?;
+            cert.recipient_kind()?;
+            Ok(Recipient::Cert(Box::new(cert.clone())))
+        };
+        let is_uri = |s: &str| s.starts_with("sip:") || s.starts_with("sips:");
         let mut peers = Vec::new();
         for p in &self.peer {
-            peers.push(match p.to_str().and_then(|s| s.strip_prefix("password:")) {
+            let text = p.to_str().unwrap_or_default();
+            peers.push(match text.strip_prefix("password:") {
                 Some(file) => Recipient::Password(load_password(Path::new(file))?),
+                None if is_uri(text) => by_aor(text)?,
                 None => Recipient::Cert(Box::new(load_recipient_cert(p)?)),
             });
         }
@@ -270,16 +315,12 @@ impl RecipientArgs {
                 Recipient::Psk(load_psk(Path::new(file))?)
             } else if let Some(file) = d.strip_prefix("password:") {
                 Recipient::Password(load_password(Path::new(file))?)
+            } else if is_uri(d) {
+                by_aor(d)?
             } else {
                 Recipient::Cert(Box::new(load_recipient_cert(Path::new(d))?))
             });
         }
-        // S7: every certificate recipient is valid now and may be sealed
-        // to; with --trust it also chains to an anchor.
-        let anchors = match &self.trust {
-            Some(trust) => Some(load_anchors(trust)?),
-            None => None,
-        };
         let named: Vec<&Cert> = peers
             .iter()
             .chain(&disclose)

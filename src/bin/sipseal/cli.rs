@@ -130,6 +130,8 @@ pub enum Command {
     Registrar(Box<registrar::RegistrarArgs>),
     /// A user agent's REGISTER: with a CSR or certificate, its authorized retry after a 401, or install the certificate of the 200 OK.
     Register(Box<registrar::RegisterArgs>),
+    /// Ask the registrar for an AOR's certificate (OPTIONS), or whether one is still valid; check and store its answer.
+    Certquery(Box<registrar::CertqueryArgs>),
     /// Generate key material.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -167,6 +169,7 @@ impl Command {
             Command::Inspect(_) => "inspect",
             Command::Registrar(_) => "registrar",
             Command::Register(_) => "register",
+            Command::Certquery(_) => "certquery",
             Command::Keys(_) => "keys",
             Command::Demo(_) => "demo",
             Command::Completions { .. } => "completions",

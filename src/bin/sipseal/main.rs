@@ -68,6 +68,7 @@ fn run(cli: Cli) -> Result<Exit, Error> {
         Command::Inspect(args) => inspect::run(args, &mut ctx),
         Command::Registrar(args) => registrar::run(*args, &mut ctx),
         Command::Register(args) => registrar::register(*args, &mut ctx),
+        Command::Certquery(args) => registrar::certquery(*args, &mut ctx),
         Command::Keys(cmd) => keys::run(cmd, &mut ctx),
         Command::Demo(args) => demo::run(args, &mut ctx),
         Command::Completions { shell } => {

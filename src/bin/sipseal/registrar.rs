@@ -153,6 +153,10 @@ pub fn run(args: RegistrarArgs, ctx: &mut Context) -> Result<Exit, Error> {
             }
             Exit::Ok
         }
+        Outcome::Found { aor, serial } => {
+            eprintln!("certificate {serial} of {aor}");
+            Exit::Ok
+        }
         Outcome::Removed { aor } => {
             eprintln!("removed the bindings of {aor}; its certificates are withdrawn");
             Exit::Ok
@@ -402,5 +406,127 @@ fn accept_certificate(args: &RegisterArgs, accept: &Path) -> Result<Exit, Error>
         }
     })?;
     eprintln!("installed {} ({})", path.display(), mine.name());
+    Ok(Exit::Ok)
+}
+
+/// `certquery`: ask the registrar for an AOR's certificate, or whether a
+/// certificate is still valid; then check and store its answer.
+#[derive(Debug, Args)]
+pub struct CertqueryArgs {
+    /// The address of record asked about.
+    #[arg(long, value_name = "AOR", required_unless_present = "accept")]
+    pub uri: Option<String>,
+    /// Who asks (From); default an anonymous URI (RFC 3261 §8.1.1.3).
+    #[arg(long, value_name = "AOR")]
+    pub from: Option<String>,
+    /// Ask whether this certificate (a file) is still valid, by its
+    /// SHA-256 fingerprint.
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// The registrar's answer (200 or 404): check its signature and the
+    /// certificate, and store it in --out.
+    #[arg(long, value_name = "FILE", requires_all = ["trust", "out"])]
+    pub accept: Option<PathBuf>,
+    /// Trust anchors for the registrar's signature and the certificate.
+    #[arg(long, value_name = "PEM|DIR")]
+    pub trust: Option<PathBuf>,
+    /// Where --accept stores the certificate (`AOR-without-scheme.pem`),
+    /// a directory `seal --certs` takes.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// Run `certquery`.
+pub fn certquery(args: CertqueryArgs, ctx: &mut Context) -> Result<Exit, Error> {
+    if let Some(accept) = &args.accept {
+        return accept_query(&args, accept, ctx);
+    }
+    let aor = args.uri.clone().unwrap_or_default();
+    let mut headers = vec![("Accept".to_owned(), "application/pkix-cert".to_owned())];
+    if let Some(cert) = &args.cert {
+        use sha2::Digest;
+        let cert = Cert::load(cert)?;
+        let der = der::Encode::to_der(&cert.cert).map_err(|e| KeyError::Generate(e.to_string()))?;
+        headers.push((
+            sipseal::registrar::CERT_QUERY.to_owned(),
+            format!("sha-256 {}", hex::encode(sha2::Sha256::digest(&der))),
+        ));
+    }
+    let params = RequestParams {
+        method: "OPTIONS".into(),
+        from: args
+            .from
+            .clone()
+            .unwrap_or_else(|| "\"Anonymous\" <sip:anonymous@anonymous.invalid>".into()),
+        to: aor.clone(),
+        request_uri: Some(aor),
+        headers,
+        ..Default::default()
+    };
+    let msg = build_request(&params, ctx)?;
+    args.output.write(&msg.to_bytes())?;
+    Ok(Exit::Ok)
+}
+
+fn accept_query(args: &CertqueryArgs, accept: &Path, ctx: &mut Context) -> Result<Exit, Error> {
+    let refuse = |why: String| {
+        Error::usage(
+            why,
+            "give the registrar's answer to a certquery OPTIONS, and --trust with its CA",
+        )
+    };
+    let (Some(trust), Some(out)) = (&args.trust, &args.out) else {
+        return Err(refuse("--accept needs --trust and --out".into()));
+    };
+    let response = read_message(accept)?;
+    let aor = response.aor("To").unwrap_or_default().to_owned();
+    match response.status() {
+        Some(200) => {}
+        Some(404) => {
+            eprintln!("404: the registrar has no current certificate for {aor}");
+            return Ok(Exit::SipError);
+        }
+        other => return Err(refuse(format!("a {other:?} response, not 200 or 404"))),
+    }
+    let anchors = Cert::load_tree(trust)?;
+    let outer = outer_signature(&response)
+        .map_err(|e| refuse(e.to_string()))?
+        .ok_or_else(|| refuse("the 200 OK is not signed by the registrar".into()))?;
+    let signers = outer.verify().map_err(|e| refuse(e.to_string()))?;
+    let signer = signers
+        .first()
+        .ok_or_else(|| refuse("the signature has no signer".into()))?;
+    check_chain(&signer.cert, &[], &anchors)
+        .map_err(|e| refuse(format!("the registrar's certificate: {e}")))?;
+    let cert = Cert::from_der(&outer.payload.body, &accept.display().to_string())?;
+    check_chain(&cert, &[], &anchors).map_err(|e| refuse(format!("the certificate: {e}")))?;
+    sipseal::keys::trust::check_validity(&cert, ctx.now())
+        .map_err(|e| refuse(format!("the certificate: {e}")))?;
+    if cert.uri().as_deref() != Some(aor.as_str()) {
+        return Err(refuse(format!(
+            "the certificate names {}, not {aor}",
+            cert.name()
+        )));
+    }
+    let name = aor
+        .split_once(':')
+        .map_or(aor.as_str(), |(_, rest)| rest)
+        .replace(['/', '\\'], "_");
+    std::fs::create_dir_all(out).map_err(|source| KeyError::Write {
+        path: out.clone(),
+        source,
+    })?;
+    let path = out.join(format!("{name}.pem"));
+    let pem = der::EncodePem::to_pem(&cert.cert, der::pem::LineEnding::LF)
+        .map_err(|e| KeyError::Generate(e.to_string()))?;
+    sipseal::fsio::write_atomic(&path, pem.as_bytes(), false).map_err(|source| {
+        KeyError::Write {
+            path: path.clone(),
+            source,
+        }
+    })?;
+    eprintln!("stored {} ({})", path.display(), cert.name());
     Ok(Exit::Ok)
 }
