@@ -715,3 +715,185 @@ fn certquery_finds_current_certificates_only_and_404_says_nothing_more() {
     assert_eq!(out.status.code(), Some(5));
     assert!(!r.path("certs2").exists());
 }
+
+#[test]
+fn the_crl_revokes_withdrawn_certificates_for_openssl_and_sipseal() {
+    let r = Realm::new();
+    // alice registers an RSA key (so that she can sign), from openssl req.
+    openssl_csr(&r.d, "rsa", &["-newkey", "rsa:2048"], &format!("URI:{AOR}"));
+    std::fs::create_dir_all(r.path("alice-rsa")).unwrap();
+    std::fs::copy(r.path("rsa.key"), r.path("alice-rsa/key.pem")).unwrap();
+    let req = r.authorized("reg", T0, "pw", &["--csr", "rsa.csr"]);
+    let (code, ok, _) = r.registrar(s(&req), T0, &[]);
+    assert_eq!(code, 0);
+    std::fs::write(r.path("200.sip"), ok).unwrap();
+    sipseal()
+        .current_dir(&r.d)
+        .args([
+            "register",
+            "--accept",
+            "200.sip",
+            "--identity",
+            "alice-rsa",
+            "--trust",
+            "ca/cert.pem",
+        ])
+        .succeeds();
+    // A message alice signs while registered.
+    let during = "2026-03-01T12:30:00Z";
+    let msg = sipseal()
+        .current_dir(&r.d)
+        .args([
+            "build",
+            "message",
+            "--from",
+            AOR,
+            "--to",
+            "sip:bob@example.com",
+        ])
+        .args([
+            "--body",
+            s(&common::repo().join("samples/message.txt")),
+            "--content-type",
+            "text/plain",
+        ])
+        .succeeds()
+        .stdout;
+    std::fs::write(r.path("msg.sip"), msg).unwrap();
+    let signed = sipseal()
+        .current_dir(&r.d)
+        .args([
+            "sign",
+            "msg.sip",
+            "--identity",
+            "alice-rsa",
+            "--now",
+            during,
+        ])
+        .succeeds()
+        .stdout;
+    std::fs::write(r.path("signed.sip"), signed).unwrap();
+    // Before removal the CRL lists nothing; after, alice's certificate.
+    let crl = |out: &str, now: &str| {
+        sipseal()
+            .current_dir(&r.d)
+            .args([
+                "registrar",
+                "crl",
+                "--realm",
+                "example.com",
+                "--ca",
+                "ca",
+                "--state",
+                "state",
+            ])
+            .args(["--now", now, "-o", out])
+            .succeeds();
+    };
+    crl("empty.crl", during);
+    r.register("rm-1.sip", &["--remove-all"]);
+    let (_, resp, _) = r.registrar("rm-1.sip", during, &[]);
+    std::fs::write(r.path("rm-401.sip"), resp).unwrap();
+    r.register(
+        "rm-2.sip",
+        &[
+            "--remove-all",
+            "--challenge",
+            "rm-401.sip",
+            "--password-file",
+            "pw",
+        ],
+    );
+    assert_eq!(r.registrar("rm-2.sip", during, &[]).0, 0);
+    crl("withdrawn.crl", "2026-03-01T12:31:00Z");
+    let serial = text(
+        &common::openssl()
+            .current_dir(&r.d)
+            .args(["x509", "-in", "alice-rsa/cert.pem", "-noout", "-serial"])
+            .succeeds(),
+    );
+    let serial = serial.trim().trim_start_matches("serial=").to_owned();
+    let shown = text(
+        &common::openssl()
+            .current_dir(&r.d)
+            .args([
+                "crl",
+                "-in",
+                "withdrawn.crl",
+                "-noout",
+                "-text",
+                "-CAfile",
+                "ca/cert.pem",
+            ])
+            .succeeds(),
+    );
+    assert!(shown.contains("verify OK"), "{shown}");
+    assert!(
+        shown.contains(&format!("Serial Number: {serial}")),
+        "{shown}"
+    );
+    assert!(shown.contains("X509v3 CRL Number"), "{shown}");
+    let empty = text(
+        &common::openssl()
+            .current_dir(&r.d)
+            .args([
+                "crl",
+                "-in",
+                "empty.crl",
+                "-noout",
+                "-text",
+                "-CAfile",
+                "ca/cert.pem",
+            ])
+            .succeeds(),
+    );
+    assert!(empty.contains("No Revoked Certificates"), "{empty}");
+    // openssl verify -crl_check, and sipseal verify --crl.
+    let out = common::openssl()
+        .current_dir(&r.d)
+        .args([
+            "verify",
+            "-crl_check",
+            "-CRLfile",
+            "withdrawn.crl",
+            "-CAfile",
+            "ca/cert.pem",
+        ])
+        .args(["-attime", "1772368300", "alice-rsa/cert.pem"])
+        .output()
+        .unwrap();
+    assert!(text(&out).contains("certificate revoked"), "{}", text(&out));
+    let out = sipseal()
+        .current_dir(&r.d)
+        .args([
+            "verify",
+            "signed.sip",
+            "--trust",
+            "ca/cert.pem",
+            "--crl",
+            "withdrawn.crl",
+        ])
+        .args(["--now", "2026-03-01T12:32:00Z"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("FAIL revocation: {AOR} is revoked")),
+        "{}",
+        text(&out)
+    );
+    let out = sipseal()
+        .current_dir(&r.d)
+        .args([
+            "verify",
+            "signed.sip",
+            "--trust",
+            "ca/cert.pem",
+            "--crl",
+            "empty.crl",
+        ])
+        .args(["--now", "2026-03-01T12:32:00Z"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+}

@@ -176,6 +176,40 @@ impl SigningKey {
         .map_err(gen_err)
     }
 
+    /// Sign `tbs` (the DER of a to-be-signed structure, e.g. a CRL's): the
+    /// signature algorithm and the signature (SHA-256 with RSA PKCS#1
+    /// v1.5, or ECDSA P-256, DER).
+    pub fn sign_raw(
+        &self,
+        tbs: &[u8],
+    ) -> Result<(x509_cert::spki::AlgorithmIdentifierOwned, Vec<u8>), KeyError> {
+        use rsa::signature::{SignatureEncoding, Signer};
+        Ok(match self {
+            SigningKey::Rsa(k) => {
+                let signer = rsa::pkcs1v15::SigningKey::<Sha256>::new((**k).clone());
+                let sig = signer.try_sign(tbs).map_err(gen_err)?;
+                (
+                    x509_cert::spki::AlgorithmIdentifierOwned {
+                        oid: const_oid::db::rfc5912::SHA_256_WITH_RSA_ENCRYPTION,
+                        parameters: Some(der::Any::from(der::asn1::Null)),
+                    },
+                    sig.to_vec(),
+                )
+            }
+            SigningKey::P256(k) => {
+                let signer = p256::ecdsa::SigningKey::from(k);
+                let sig: p256::ecdsa::Signature = signer.try_sign(tbs).map_err(gen_err)?;
+                (
+                    x509_cert::spki::AlgorithmIdentifierOwned {
+                        oid: const_oid::db::rfc5912::ECDSA_WITH_SHA_256,
+                        parameters: None,
+                    },
+                    sig.to_der().as_bytes().to_vec(),
+                )
+            }
+        })
+    }
+
     fn is_ec(&self) -> bool {
         matches!(self, SigningKey::P256(_))
     }

@@ -11,6 +11,7 @@
 //! checked against a made-up HA1 and refused with the same 403 as a wrong
 //! password.
 
+pub mod crl;
 pub mod digest;
 pub mod store;
 pub mod users;

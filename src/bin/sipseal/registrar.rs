@@ -92,6 +92,22 @@ pub enum RegistrarCommand {
         #[arg(long)]
         allow_md5: bool,
     },
+    /// Write the CRL of the certificates the registrar withdrew (their
+    /// bindings removed), signed by the CA: `openssl crl` and `sipseal
+    /// verify --crl` read it.
+    Crl {
+        /// The realm.
+        #[arg(long, value_name = "DOMAIN")]
+        realm: String,
+        /// The issuing CA directory.
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        /// Hours until the next CRL is due (nextUpdate).
+        #[arg(long, value_name = "HOURS", default_value_t = 24)]
+        next_update: u32,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
 }
 
 /// Run `registrar`.
@@ -112,6 +128,28 @@ pub fn run(args: RegistrarArgs, ctx: &mut Context) -> Result<Exit, Error> {
             "{}: {user} (Digest username {name}) in realm {realm}",
             users.display()
         );
+        return Ok(Exit::Ok);
+    }
+    if let Some(RegistrarCommand::Crl {
+        realm,
+        ca,
+        next_update,
+        output,
+    }) = args.action
+    {
+        use sipseal::registrar::store::RegistrarStore;
+        let ca = Ca::load(&ca)?;
+        let registry = args.step.state.store()?.load_registry(&realm)?;
+        let now = ctx.now();
+        let next = now + time::Duration::hours(i64::from(next_update));
+        let pem = sipseal::registrar::crl::crl(&registry, &ca, now, next)?;
+        output.write(pem.as_bytes())?;
+        let withdrawn = registry
+            .certificates
+            .iter()
+            .filter(|c| c.issued && c.withdrawn.is_some())
+            .count();
+        eprintln!("CRL of {realm}: {withdrawn} withdrawn certificate(s)");
         return Ok(Exit::Ok);
     }
     let s = args.step;
