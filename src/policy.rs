@@ -103,6 +103,11 @@ impl Bindings {
         )
     }
 
+    /// The bindings as a map (AOR, lower case → source addresses).
+    pub fn into_map(self) -> BTreeMap<String, Vec<String>> {
+        self.0
+    }
+
     /// `Ok` when `aor` is bound to `source`; else why not.
     pub fn check(&self, aor: &str, source: &str) -> Result<(), BindingError> {
         match self.0.get(&aor.trim().to_ascii_lowercase()) {

@@ -897,3 +897,68 @@ fn the_crl_revokes_withdrawn_certificates_for_openssl_and_sipseal() {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
 }
+
+#[test]
+fn registrations_feed_the_relays_imposture_check() {
+    let r = Realm::new();
+    let req = r.authorized("reg", T0, "pw", &[]);
+    let (code, _, _) = r.registrar(s(&req), T0, &["--source", "192.0.2.10:5060"]);
+    assert_eq!(code, 0);
+    let msg = sipseal()
+        .current_dir(&r.d)
+        .args([
+            "build",
+            "message",
+            "--from",
+            AOR,
+            "--to",
+            "sip:bob@example.com",
+        ])
+        .args([
+            "--body",
+            s(&common::repo().join("samples/message.txt")),
+            "--content-type",
+            "text/plain",
+        ])
+        .succeeds()
+        .stdout;
+    std::fs::write(r.path("msg.sip"), msg).unwrap();
+    let proxy = |from: &str, now: &str| {
+        sipseal()
+            .current_dir(&r.d)
+            .args([
+                "proxy",
+                "msg.sip",
+                "--identity",
+                "reg",
+                "--via",
+                "proxy.example.com",
+            ])
+            .args([
+                "--received-from",
+                from,
+                "--registrations",
+                "state",
+                "--now",
+                now,
+            ])
+            .output()
+            .unwrap()
+    };
+    let during = "2026-03-01T12:30:00Z";
+    // From where alice registered: forwarded.
+    let out = proxy("192.0.2.10:5060", during);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("MESSAGE "));
+    // From elsewhere: 403 (exit 5).
+    let out = proxy("198.51.100.7:5060", during);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("SIP/2.0 403"),
+        "{}",
+        text(&out)
+    );
+    // After the registration expired: not bound any more, 403 too.
+    let out = proxy("192.0.2.10:5060", "2026-03-01T13:00:01Z");
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+}

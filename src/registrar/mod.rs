@@ -161,6 +161,44 @@ pub fn load_directory(path: &std::path::Path) -> Result<Vec<Cert>, RegistrarErro
     Ok(certs)
 }
 
+/// The imposture-check bindings a registrar's state holds at `now`: AOR →
+/// the source addresses its REGISTERs came from (`registrar --source`),
+/// else its Contacts' host and port. `path` is a state directory (every
+/// realm's `registry.yaml` under it) or one registry file.
+pub fn registered_sources(
+    path: &std::path::Path,
+    now: OffsetDateTime,
+) -> Result<std::collections::BTreeMap<String, Vec<String>>, RegistrarError> {
+    let files: Vec<std::path::PathBuf> = if path.is_dir() {
+        let pattern = path.join("**").join("registry.yaml");
+        glob::glob(&pattern.to_string_lossy())
+            .map(|paths| paths.filter_map(Result::ok).collect())
+            .unwrap_or_default()
+    } else {
+        vec![path.to_owned()]
+    };
+    let mut map: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for file in files {
+        let Some(registry): Option<store::Registry> = crate::state::read_yaml(&file)? else {
+            continue;
+        };
+        for b in registry.bindings.iter().filter(|b| b.expires > now) {
+            let source = b.source.clone().or_else(|| {
+                let rest = b.contact.split_once(':')?.1;
+                let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+                Some(host.split([';', '?', '>']).next()?.to_owned())
+            });
+            if let Some(source) = source {
+                let entry = map.entry(b.aor.to_ascii_lowercase()).or_default();
+                if !entry.contains(&source) {
+                    entry.push(source);
+                }
+            }
+        }
+    }
+    Ok(map)
+}
+
 /// The certificate of `aor` among `certs`: naming it as its SAN URI,
 /// valid at `now`, and chaining to `anchors`; of several, the one valid
 /// longest.

@@ -86,6 +86,12 @@ pub struct RelayArgs {
     /// 403 Forbidden (exit 5).
     #[arg(long, value_name = "FILE", requires = "received_from")]
     pub bindings: Option<PathBuf>,
+    /// Originator imposture check from a registrar's state directory: the
+    /// bindings registered now (`sipseal registrar`), each AOR bound to
+    /// where its REGISTER came from (else its Contact). With --bindings,
+    /// both count.
+    #[arg(long, value_name = "DIR", requires = "received_from")]
+    pub registrations: Option<PathBuf>,
     /// Connectivity policy: YAML allow-list of {from, to} AOR patterns; a
     /// denied request is answered 404 Not Found, exactly as an unknown
     /// target (exit 5).
@@ -184,9 +190,31 @@ impl RelayArgs {
         })))
     }
 
+    /// The bindings of --bindings and --registrations, merged.
+    fn bindings_now(&self, now: time::OffsetDateTime) -> Result<Option<Bindings>, Error> {
+        let mut map = std::collections::BTreeMap::new();
+        if let Some(file) = &self.bindings {
+            let loaded = Bindings::load(file).map_err(|e| {
+                Error::usage(
+                    e.to_string(),
+                    "see `man sipseal-proxy` for the --bindings and --policy YAML formats",
+                )
+            })?;
+            map.extend(loaded.into_map());
+        }
+        if let Some(dir) = &self.registrations {
+            for (aor, sources) in sipseal::registrar::registered_sources(dir, now)? {
+                let entry: &mut Vec<String> = map.entry(aor).or_default();
+                entry.extend(sources);
+            }
+        }
+        Ok((self.bindings.is_some() || self.registrations.is_some())
+            .then(|| Bindings::from_map(map)))
+    }
+
     /// The path checks (`--link-level`, `--received-from`, `--bindings`,
-    /// `--policy`, `--require-signature`).
-    pub fn path(&self) -> Result<PathOptions, Error> {
+    /// `--registrations`, `--policy`, `--require-signature`).
+    pub fn path(&self, now: time::OffsetDateTime) -> Result<PathOptions, Error> {
         let config = |e: PolicyError| {
             Error::usage(
                 e.to_string(),
@@ -196,12 +224,7 @@ impl RelayArgs {
         Ok(PathOptions {
             link_level: self.link_level,
             received_from: self.received_from.clone(),
-            bindings: self
-                .bindings
-                .as_deref()
-                .map(Bindings::load)
-                .transpose()
-                .map_err(config)?,
+            bindings: self.bindings_now(now)?,
             policy: self
                 .policy
                 .as_deref()
@@ -221,7 +244,7 @@ impl RelayArgs {
     }
 
     /// How the relay runs in `mode`.
-    pub fn options(&self, mode: Mode) -> Result<RelayOptions, Error> {
+    pub fn options(&self, mode: Mode, now: time::OffsetDateTime) -> Result<RelayOptions, Error> {
         let mut edits: Vec<SdpEdit> = self
             .set_connection
             .iter()
@@ -232,7 +255,7 @@ impl RelayArgs {
         Ok(RelayOptions {
             via: self.via.clone(),
             edits,
-            path: self.path()?,
+            path: self.path(now)?,
             mode,
             sessions: self.state.limits().policy(),
             allow_cbc: self.allow_cbc,
@@ -348,11 +371,14 @@ pub fn run(args: ProxyArgs, ctx: &mut Context) -> Result<Exit, Error> {
         psks: &psks,
         certs: &certs,
     };
-    let opts = args.relay.options(Mode::Proxy(ProxyOptions {
-        trial: args.trial,
-        require_disclosure: args.require_disclosure,
-        keep_designation: args.keep_designation,
-        record_route: args.record_route,
-    }))?;
+    let opts = args.relay.options(
+        Mode::Proxy(ProxyOptions {
+            trial: args.trial,
+            require_disclosure: args.require_disclosure,
+            keep_designation: args.keep_designation,
+            record_route: args.record_route,
+        }),
+        ctx.now(),
+    )?;
     args.relay.step("proxy", &keys, &msg, &opts, ctx)
 }

@@ -51,9 +51,12 @@ pub fn run(args: ReencryptArgs, ctx: &mut Context) -> Result<Exit, Error> {
         psks: &psks,
         certs: &[],
     };
-    let opts = args.relay.options(Mode::Reencrypt(ReencryptOptions {
-        spec,
-        keep_cek: args.keep_cek,
-    }))?;
+    let opts = args.relay.options(
+        Mode::Reencrypt(ReencryptOptions {
+            spec,
+            keep_cek: args.keep_cek,
+        }),
+        ctx.now(),
+    )?;
     args.relay.step("reencrypt", &keys, &msg, &opts, ctx)
 }
