@@ -79,7 +79,7 @@ impl Realm {
     fn register(&self, out: &str, extra: &[&str]) {
         let mut cmd = sipseal();
         cmd.current_dir(&self.d).args(["register", "--uri", AOR]);
-        if !extra.contains(&"--remove-all") {
+        if !extra.contains(&"--remove-all") && !extra.contains(&"--publish") {
             cmd.args(["--contact", CONTACT]);
         }
         let msg = cmd.args(extra).succeeds().stdout;
@@ -961,4 +961,57 @@ fn registrations_feed_the_relays_imposture_check() {
     // After the registration expired: not bound any more, 403 too.
     let out = proxy("192.0.2.10:5060", "2026-03-01T13:00:01Z");
     assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+}
+
+#[test]
+fn publish_issues_without_a_binding_and_certquery_finds_it() {
+    let r = Realm::new();
+    let req = r.authorized(
+        "pub",
+        T0,
+        "pw",
+        &["--publish", "--identity", "alice", "--expires", "600"],
+    );
+    let first = std::fs::read(r.path("pub-1.sip")).unwrap();
+    assert!(first.starts_with(format!("PUBLISH {AOR} SIP/2.0").as_bytes()));
+    let (code, ok, err) = r.registrar(s(&req), T0, &[]);
+    assert_eq!((code, status(&ok).as_str()), (0, "SIP/2.0 200 OK"), "{err}");
+    let t = String::from_utf8_lossy(&ok).into_owned();
+    assert_eq!(header(&t, "Expires"), ["600"]);
+    assert_eq!(header(&t, "SIP-ETag").len(), 1);
+    assert!(header(&t, "Contact").is_empty());
+    std::fs::write(r.path("200.sip"), &ok).unwrap();
+    sipseal()
+        .current_dir(&r.d)
+        .args([
+            "register",
+            "--accept",
+            "200.sip",
+            "--identity",
+            "alice",
+            "--trust",
+            "ca/cert.pem",
+        ])
+        .succeeds();
+    let dates = text(
+        &common::openssl()
+            .current_dir(&r.d)
+            .args(["x509", "-in", "alice/cert.pem", "-noout", "-enddate"])
+            .succeeds(),
+    );
+    assert!(
+        dates.contains("notAfter=Mar  1 12:10:00 2026 GMT"),
+        "{dates}"
+    );
+    // No binding, but the published certificate is current.
+    let (code, _) = r.query("q", AOR, "2026-03-01T12:05:00Z", &[]);
+    assert_eq!(code, 0);
+    let (code, _) = r.query("q-late", AOR, "2026-03-01T12:10:01Z", &[]);
+    assert_eq!(code, 5);
+    // A PUBLISH without a CSR: 415, naming what it takes.
+    let bare = r.authorized("bare", T0, "pw", &["--publish"]);
+    let (_, resp, _) = r.registrar(s(&bare), T0, &[]);
+    let t = String::from_utf8_lossy(&resp).into_owned();
+    assert!(t.starts_with("SIP/2.0 415"), "{t}");
+    assert_eq!(header(&t, "Accept"), ["application/pkcs10"]);
 }

@@ -254,6 +254,14 @@ pub(crate) fn same_aor(a: &str, b: &str) -> bool {
     }
 }
 
+/// Who a request authenticated as, and the nonce count it used.
+struct Authenticated {
+    aor: String,
+    nonce: String,
+    nc: u32,
+    made: i64,
+}
+
 /// What the body of a REGISTER asks for.
 enum Asked {
     /// Nothing: a refresh (or a removal).
@@ -292,11 +300,12 @@ impl Registrar<'_> {
         match req.method() {
             Some("REGISTER") => self.register(req, source, ctx),
             Some("OPTIONS") => self.query(req, ctx),
+            Some("PUBLISH") => self.publish(req, ctx),
             _ => self.refuse(
                 req,
                 405,
-                vec![("Allow".into(), "REGISTER, OPTIONS".into())],
-                "the registrar answers REGISTER and OPTIONS",
+                vec![("Allow".into(), "REGISTER, OPTIONS, PUBLISH".into())],
+                "the registrar answers REGISTER, OPTIONS and PUBLISH",
                 ctx,
             ),
         }
@@ -375,20 +384,144 @@ impl Registrar<'_> {
         source: Option<&str>,
         ctx: &mut Context,
     ) -> Result<Handled, RegistrarError> {
+        match self.authenticate(req, ctx)? {
+            Ok(a) => self.bind(req, &a.aor, source, (&a.nonce, a.nc, a.made), ctx),
+            Err(answered) => Ok(answered),
+        }
+    }
+
+    /// PUBLISH with a CSR (the simplified CA): authenticated as a
+    /// REGISTER is, the same checks, a certificate valid for the
+    /// publication's Expires (no binding), answered in the 200 OK.
+    fn publish(&self, req: &Message, ctx: &mut Context) -> Result<Handled, RegistrarError> {
+        let a = match self.authenticate(req, ctx)? {
+            Ok(a) => a,
+            Err(answered) => return Ok(answered),
+        };
         let now = ctx.now();
+        let expires = match req.header("Expires").map(|v| v.trim().parse::<u32>()) {
+            None => DEFAULT_EXPIRES,
+            Some(Ok(n)) if n > 0 => n,
+            Some(_) => {
+                return self.refuse(req, 400, vec![], "Expires is not a positive number", ctx);
+            }
+        }
+        .min(self.max_expires);
+        let until = now + Duration::seconds(i64::from(expires));
+        let cert = match asked(req) {
+            Ok(Asked::Csr(bytes)) => match self.issue_from_csr(&bytes, &a.aor, until, ctx) {
+                Ok(cert) => cert,
+                Err((code, why)) => return self.refuse(req, code, vec![], &why, ctx),
+            },
+            _ => {
+                return self.refuse(
+                    req,
+                    415,
+                    vec![("Accept".into(), "application/pkcs10".into())],
+                    "a PUBLISH carries a certificate request (application/pkcs10: the key with its proof of possession)",
+                    ctx,
+                );
+            }
+        };
+        let mut stored = stored_cert(&cert, &a.aor, true)?;
+        stored.published = true;
+        let nonce_expires =
+            OffsetDateTime::from_unix_timestamp(a.made + self.nonce_lifetime).unwrap_or(now);
+        let mut replay = false;
+        self.store.update_registry(self.realm, &mut |r| {
+            r.expire(now);
+            if !r.use_nonce(&a.nonce, a.nc, nonce_expires) {
+                replay = true;
+                return;
+            }
+            r.certificates.push(stored.clone());
+        })?;
+        if replay {
+            let secret = self.store.registrar_secret(self.realm, &mut || [0u8; 32])?;
+            return self.challenge(req, secret.as_slice(), false, ctx);
+        }
+        let headers = vec![
+            ("SIP-ETag".to_owned(), stored.serial.clone()),
+            ("Expires".to_owned(), expires.to_string()),
+        ];
+        let response = self.with_certificate(req, headers, &cert, ctx)?;
+        Ok(Handled {
+            response,
+            outcome: Outcome::Registered {
+                aor: a.aor,
+                expires,
+                certificate: Some(stored.serial),
+            },
+        })
+    }
+
+    /// The response carrying `cert` and the CA's certificate as certs-only,
+    /// outer-signed by the registrar.
+    fn with_certificate(
+        &self,
+        req: &Message,
+        mut headers: Vec<(String, String)>,
+        cert: &Cert,
+        ctx: &mut Context,
+    ) -> Result<Message, RegistrarError> {
+        let chain = [
+            cert.clone(),
+            Cert {
+                cert: self.ca.cert.clone(),
+                source: "the CA".into(),
+            },
+        ];
+        headers.push((
+            "Content-Disposition".into(),
+            "attachment; filename=smime.p7c; handling=required".into(),
+        ));
+        let response = build_response(
+            req,
+            &ResponseParams {
+                code: 200,
+                headers,
+                body: Some(Body {
+                    content_type: "application/pkcs7-mime; smime-type=certs-only; name=smime.p7c"
+                        .into(),
+                    bytes: certs_only(&chain).map_err(SigningError::from)?,
+                }),
+                ..Default::default()
+            },
+            ctx,
+        )?;
+        Ok(sign_message(
+            &response,
+            self.identity,
+            SignatureScheme::Pkcs1v15,
+            &[],
+            ctx,
+        )?)
+    }
+
+    /// Digest authentication of a REGISTER or PUBLISH: who it is, or the
+    /// response that answers it instead (a challenge or a refusal).
+    fn authenticate(
+        &self,
+        req: &Message,
+        ctx: &mut Context,
+    ) -> Result<Result<Authenticated, Handled>, RegistrarError> {
+        let now = ctx.now();
+        let method = req.method().unwrap_or_default().to_owned();
         // RFC 3261 §10.3 step 1: a domain this registrar serves.
         let domain = req.request_uri().and_then(host_of);
         if domain.as_deref() != Some(&self.realm.to_ascii_lowercase()) {
-            return self.refuse(
-                req,
-                404,
-                vec![],
-                "a domain this registrar does not serve",
-                ctx,
-            );
+            return self
+                .refuse(
+                    req,
+                    404,
+                    vec![],
+                    "a domain this registrar does not serve",
+                    ctx,
+                )
+                .map(Err);
         }
         let Some(aor) = req.header("To").map(bare_uri) else {
-            return self.refuse(req, 400, vec![], "no To header", ctx);
+            return self.refuse(req, 400, vec![], "no To header", ctx).map(Err);
         };
         let mut fresh = || {
             let mut s = [0u8; 32];
@@ -398,17 +531,19 @@ impl Registrar<'_> {
         let secret = self.store.registrar_secret(self.realm, &mut fresh)?;
         // Digest (RFC 3261 §22.3, RFC 8760).
         let Some(value) = req.header("Authorization") else {
-            return self.challenge(req, secret.as_slice(), false, ctx);
+            return self.challenge(req, secret.as_slice(), false, ctx).map(Err);
         };
         let creds = match digest::parse_authorization(value) {
             Ok(c) => c,
-            Err(DigestError::Malformed(why)) => return self.refuse(req, 400, vec![], &why, ctx),
+            Err(DigestError::Malformed(why)) => {
+                return self.refuse(req, 400, vec![], &why, ctx).map(Err);
+            }
             Err(DigestError::Unsupported(_)) => {
-                return self.challenge(req, secret.as_slice(), false, ctx);
+                return self.challenge(req, secret.as_slice(), false, ctx).map(Err);
             }
         };
         if creds.realm != self.realm || !self.algorithms().any(|a| a == creds.algorithm) {
-            return self.challenge(req, secret.as_slice(), false, ctx);
+            return self.challenge(req, secret.as_slice(), false, ctx).map(Err);
         }
         let nonce = digest::check_nonce(
             secret.as_slice(),
@@ -419,34 +554,45 @@ impl Registrar<'_> {
         );
         let NonceState::Fresh(made) = nonce else {
             if nonce == NonceState::Foreign {
-                return self.challenge(req, secret.as_slice(), false, ctx);
+                return self.challenge(req, secret.as_slice(), false, ctx).map(Err);
             }
             // Stale: say so only to the right password.
-            return if self.credentials_hold(&creds, secret.as_slice()).is_some() {
+            return if self
+                .credentials_hold(&creds, &method, secret.as_slice())
+                .is_some()
+            {
                 self.challenge(req, secret.as_slice(), true, ctx)
             } else {
                 self.refuse(req, 403, vec![], "wrong credentials (stale nonce)", ctx)
-            };
+            }
+            .map(Err);
         };
-        let Some(user_aor) = self.credentials_hold(&creds, secret.as_slice()) else {
-            return self.refuse(req, 403, vec![], "wrong credentials", ctx);
+        let Some(user_aor) = self.credentials_hold(&creds, &method, secret.as_slice()) else {
+            return self
+                .refuse(req, 403, vec![], "wrong credentials", ctx)
+                .map(Err);
         };
         if !same_aor(&user_aor, &aor) {
-            return self.refuse(
-                req,
-                403,
-                vec![],
-                &format!("{} may register {user_aor}, not {aor}", creds.username),
-                ctx,
-            );
+            let why = format!("{} may register {user_aor}, not {aor}", creds.username);
+            return self.refuse(req, 403, vec![], &why, ctx).map(Err);
         }
-        self.bind(req, &aor, source, (&creds.nonce, creds.nc, made), ctx)
+        Ok(Ok(Authenticated {
+            aor,
+            nonce: creds.nonce,
+            nc: creds.nc,
+            made,
+        }))
     }
 
     /// The AOR of the user `creds` authenticate, when they do. An unknown
     /// user is checked against a made-up HA1, so that the work and the
     /// answer are those of a wrong password.
-    fn credentials_hold(&self, creds: &digest::Credentials, secret: &[u8]) -> Option<String> {
+    fn credentials_hold(
+        &self,
+        creds: &digest::Credentials,
+        method: &str,
+        secret: &[u8],
+    ) -> Option<String> {
         let user = self.users.get(self.realm, &creds.username);
         let decoy = creds
             .algorithm
@@ -454,7 +600,7 @@ impl Registrar<'_> {
         let ha1 = user
             .and_then(|u| u.ha1(creds.algorithm))
             .unwrap_or(decoy.as_str());
-        let matches = digest::response_matches(creds, "REGISTER", ha1);
+        let matches = digest::response_matches(creds, method, ha1);
         match user {
             Some(u) if matches && u.ha1(creds.algorithm).is_some() => Some(u.aor.clone()),
             _ => None,
@@ -603,46 +749,18 @@ impl Registrar<'_> {
             })
             .collect();
         headers.push(("Expires".into(), granted.to_string()));
-        let cert_body = match &new_cert {
-            Some((cert, _)) => {
-                let mut chain = vec![cert.clone()];
-                chain.push(Cert {
-                    cert: self.ca.cert.clone(),
-                    source: "the CA".into(),
-                });
-                Some(Body {
-                    content_type: "application/pkcs7-mime; smime-type=certs-only; name=smime.p7c"
-                        .into(),
-                    bytes: certs_only(&chain).map_err(SigningError::from)?,
-                })
-            }
-            None => None,
-        };
-        if cert_body.is_some() {
-            headers.push((
-                "Content-Disposition".into(),
-                "attachment; filename=smime.p7c; handling=required".into(),
-            ));
-        }
-        let mut response = build_response(
-            req,
-            &ResponseParams {
-                code: 200,
-                headers,
-                body: cert_body,
-                ..Default::default()
-            },
-            ctx,
-        )?;
-        if !response.body().is_empty() {
-            response = sign_message(
-                &response,
-                self.identity,
-                SignatureScheme::Pkcs1v15,
-                &[],
+        let response = match &new_cert {
+            Some((cert, _)) => self.with_certificate(req, headers, cert, ctx)?,
+            None => build_response(
+                req,
+                &ResponseParams {
+                    code: 200,
+                    headers,
+                    ..Default::default()
+                },
                 ctx,
-            )?;
-        }
+            )?,
+        };
         let outcome = if removing {
             Outcome::Removed {
                 aor: aor.to_owned(),
@@ -844,6 +962,7 @@ fn stored_cert(cert: &Cert, aor: &str, issued: bool) -> Result<StoredCert, Regis
         sha256: hex::encode(sha2::Sha256::digest(&der)),
         not_after,
         issued,
+        published: false,
         withdrawn: None,
         pem,
     })

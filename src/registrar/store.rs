@@ -47,6 +47,10 @@ pub struct StoredCert {
     pub not_after: OffsetDateTime,
     /// Issued here (true) or registered as it came (false).
     pub issued: bool,
+    /// Issued for a PUBLISH (the simplified CA): valid for queries
+    /// without a registered binding.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub published: bool,
     /// When it was withdrawn (the binding removed), if it was.
     #[serde(default, with = "option_time", skip_serializing_if = "Option::is_none")]
     pub withdrawn: Option<OffsetDateTime>,
@@ -122,7 +126,10 @@ impl Registry {
             .iter()
             .any(|b| super::same_aor(&b.aor, aor) && b.expires > now);
         self.certificates.iter().filter(move |c| {
-            bound && super::same_aor(&c.aor, aor) && c.withdrawn.is_none() && c.not_after > now
+            (bound || c.published)
+                && super::same_aor(&c.aor, aor)
+                && c.withdrawn.is_none()
+                && c.not_after > now
         })
     }
 }

@@ -229,6 +229,10 @@ pub struct RegisterArgs {
     /// Remove every binding (Contact: *, Expires: 0).
     #[arg(long, conflicts_with_all = ["contact", "csr", "cert"])]
     pub remove_all: bool,
+    /// A PUBLISH (the simplified CA) instead of a REGISTER: a certificate
+    /// for the CSR, valid for --expires, no binding.
+    #[arg(long, conflicts_with_all = ["contact", "cert", "remove_all"])]
+    pub publish: bool,
     /// A certificate request to send (PEM or DER): the registrar issues.
     #[arg(long, value_name = "FILE", conflicts_with = "cert")]
     pub csr: Option<PathBuf>,
@@ -275,10 +279,15 @@ pub fn register(args: RegisterArgs, ctx: &mut Context) -> Result<Exit, Error> {
                 "give --uri sip:user@domain",
             )
         })?;
-    let request_uri = args
-        .registrar
-        .clone()
-        .unwrap_or_else(|| format!("sip:{domain}"));
+    let method = if args.publish { "PUBLISH" } else { "REGISTER" };
+    // RFC 3903: a PUBLISH goes to the AOR it publishes for.
+    let request_uri = args.registrar.clone().unwrap_or_else(|| {
+        if args.publish {
+            aor.clone()
+        } else {
+            format!("sip:{domain}")
+        }
+    });
     let body = if let Some(csr) = &args.csr {
         let bytes = crate::io::read_input(csr)?;
         Some(Body {
@@ -303,7 +312,7 @@ pub fn register(args: RegisterArgs, ctx: &mut Context) -> Result<Exit, Error> {
         None
     };
     let mut params = RequestParams {
-        method: "REGISTER".into(),
+        method: method.into(),
         from: aor.clone(),
         to: aor.clone(),
         request_uri: Some(request_uri.clone()),
@@ -323,6 +332,9 @@ pub fn register(args: RegisterArgs, ctx: &mut Context) -> Result<Exit, Error> {
         body,
         ..Default::default()
     };
+    if args.publish {
+        params.headers.push(("Event".into(), "certificate".into()));
+    }
     if let (Some(challenge), Some(password)) = (&args.challenge, &args.password_file) {
         let c = read_message(challenge)?;
         if c.status() != Some(401) {
@@ -357,7 +369,7 @@ pub fn register(args: RegisterArgs, ctx: &mut Context) -> Result<Exit, Error> {
         })?;
         let password = read_secret(password)?;
         let cnonce = hex::encode(ctx.bytes(8));
-        let auth = digest::answer(www, username, &password, "REGISTER", &request_uri, &cnonce)
+        let auth = digest::answer(www, username, &password, method, &request_uri, &cnonce)
             .map_err(|e| {
                 Error::usage(
                     e.to_string(),
