@@ -1015,3 +1015,188 @@ fn publish_issues_without_a_binding_and_certquery_finds_it() {
     assert!(t.starts_with("SIP/2.0 415"), "{t}");
     assert_eq!(header(&t, "Accept"), ["application/pkcs10"]);
 }
+
+#[test]
+fn a_csr_sealed_for_the_registrar_is_opened_and_one_for_another_is_refused() {
+    let r = Realm::new();
+    // Sealed to the registrar's certificate: issued.
+    let req = r.authorized(
+        "sealed",
+        T0,
+        "pw",
+        &["--identity", "alice", "--seal-for", "reg/cert.pem"],
+    );
+    let sealed = std::fs::read(&req).unwrap();
+    let marker = b"Content-Type: application/pkcs7-mime";
+    assert!(sealed.windows(marker.len()).any(|w| w == marker));
+    let (code, ok, err) = r.registrar(s(&req), T0, &[]);
+    assert_eq!((code, status(&ok).as_str()), (0, "SIP/2.0 200 OK"), "{err}");
+    assert!(err.contains("issued"), "{err}");
+    // Sealed to someone else: 400, nothing issued.
+    let bob = common::repo().join("keys/bob/cert.pem");
+    let req = r.authorized(
+        "other",
+        T0,
+        "pw",
+        &["--identity", "alice", "--seal-for", s(&bob)],
+    );
+    let (code, resp, err) = r.registrar(s(&req), T0, &[]);
+    assert_eq!(
+        (code, status(&resp).as_str()),
+        (5, "SIP/2.0 400 Bad Request"),
+        "{err}"
+    );
+    assert!(err.contains("does not open for the registrar"), "{err}");
+}
+
+/// Golden messages in deterministic mode (reviewed): the REGISTER with
+/// alice's CSR, the 401, the authorized REGISTER, the signed 200 with her
+/// certificate, a certificate query, and its 200 and 404.
+#[test]
+fn registrar_messages_golden() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let run = |seed: &str, args: &[&str]| -> Vec<u8> {
+        let out = sipseal()
+            .current_dir(d)
+            .args(["--seed", seed, "--now", T0])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            matches!(out.status.code(), Some(0) | Some(5)),
+            "{args:?}: {}",
+            text(&out)
+        );
+        out.stdout
+    };
+    run(
+        "01",
+        &[
+            "keys",
+            "ca",
+            "--name",
+            "CN=Example CA",
+            "--out",
+            "ca",
+            "--days",
+            "3650",
+        ],
+    );
+    run(
+        "02",
+        &[
+            "keys",
+            "generate",
+            "--uri",
+            "sip:registrar.example.com",
+            "--ca",
+            "ca",
+            "--out",
+            "reg",
+        ],
+    );
+    run(
+        "03",
+        &[
+            "keys", "generate", "--type", "p256", "--uri", AOR, "--csr", "--out", "alice",
+        ],
+    );
+    std::fs::write(d.join("pw"), "alice-pw\n").unwrap();
+    run(
+        "04",
+        &[
+            "registrar",
+            "passwd",
+            "--users",
+            "users.yaml",
+            "--realm",
+            "example.com",
+            "--user",
+            AOR,
+            "--password-file",
+            "pw",
+        ],
+    );
+    let registrar = |seed: &str, input: &str| {
+        run(
+            seed,
+            &[
+                "registrar",
+                "--realm",
+                "example.com",
+                "--ca",
+                "ca",
+                "--identity",
+                "reg",
+                "--users",
+                "users.yaml",
+                "--state",
+                "state",
+                input,
+            ],
+        )
+    };
+    let save = |name: &str, bytes: &[u8]| std::fs::write(d.join(name), bytes).unwrap();
+    let register = run(
+        "05",
+        &[
+            "register",
+            "--uri",
+            AOR,
+            "--contact",
+            CONTACT,
+            "--identity",
+            "alice",
+        ],
+    );
+    save("r1.sip", &register);
+    let challenge = registrar("06", "r1.sip");
+    save("401.sip", &challenge);
+    let authorized = run(
+        "07",
+        &[
+            "register",
+            "--uri",
+            AOR,
+            "--contact",
+            CONTACT,
+            "--identity",
+            "alice",
+            "--challenge",
+            "401.sip",
+            "--password-file",
+            "pw",
+        ],
+    );
+    save("r2.sip", &authorized);
+    let ok = registrar("08", "r2.sip");
+    let query = run(
+        "09",
+        &["certquery", "--uri", AOR, "--from", "sip:bob@example.org"],
+    );
+    save("q.sip", &query);
+    let found = registrar("0a", "q.sip");
+    let unknown = run(
+        "0b",
+        &[
+            "certquery",
+            "--uri",
+            "sip:nobody@example.com",
+            "--from",
+            "sip:bob@example.org",
+        ],
+    );
+    save("q404.sip", &unknown);
+    let not_found = registrar("0c", "q404.sip");
+    common::golden("registrar-register.sip", &register);
+    common::golden("registrar-401.sip", &challenge);
+    common::golden("registrar-register-authorized.sip", &authorized);
+    common::golden("registrar-200.sip", &ok);
+    common::golden("registrar-options.sip", &query);
+    common::golden("registrar-options-200.sip", &found);
+    common::golden("registrar-options-404.sip", &not_found);
+    assert!(ok.starts_with(b"SIP/2.0 200 OK"));
+    assert!(found.starts_with(b"SIP/2.0 200 OK"));
+    assert!(not_found.starts_with(b"SIP/2.0 404 Not Found"));
+}

@@ -408,7 +408,11 @@ impl Registrar<'_> {
         }
         .min(self.max_expires);
         let until = now + Duration::seconds(i64::from(expires));
-        let cert = match asked(req) {
+        let plain = match self.unseal(req, ctx)? {
+            Ok(m) => m,
+            Err(answered) => return Ok(answered),
+        };
+        let cert = match asked(&plain) {
             Ok(Asked::Csr(bytes)) => match self.issue_from_csr(&bytes, &a.aor, until, ctx) {
                 Ok(cert) => cert,
                 Err((code, why)) => return self.refuse(req, code, vec![], &why, ctx),
@@ -453,6 +457,49 @@ impl Registrar<'_> {
                 certificate: Some(stored.serial),
             },
         })
+    }
+
+    /// The request with its body opened when it came sealed for the
+    /// registrar (SPEC §6: a CSR sealed to the registrar's certificate),
+    /// else as it is; a sealed body that does not open is a 400.
+    fn unseal(
+        &self,
+        req: &Message,
+        ctx: &mut Context,
+    ) -> Result<Result<Message, Handled>, RegistrarError> {
+        let sealed = req
+            .content_type()
+            .ok()
+            .flatten()
+            .is_some_and(|c| c.mime == "application/pkcs7-mime");
+        if !sealed {
+            return Ok(Ok(req.clone()));
+        }
+        let keys = [crate::envelope::RecipientKey::Cert {
+            cert: &self.identity.cert,
+            key: self.identity,
+        }];
+        match crate::sealing::open_input(
+            crate::sealing::SealedInput::Sip(req.clone()),
+            &keys,
+            ctx.rng(),
+        ) {
+            Ok(opened) => match opened.message {
+                Some(m) => Ok(Ok(m)),
+                None => self
+                    .refuse(req, 400, vec![], "the sealed body is not a SIP body", ctx)
+                    .map(Err),
+            },
+            Err(e) => self
+                .refuse(
+                    req,
+                    400,
+                    vec![],
+                    &format!("the sealed body does not open for the registrar: {e}"),
+                    ctx,
+                )
+                .map(Err),
+        }
     }
 
     /// The response carrying `cert` and the CA's certificate as certs-only,
@@ -652,7 +699,11 @@ impl Registrar<'_> {
             .unwrap_or(0);
         let until = now + Duration::seconds(i64::from(granted));
         // What the body asks for, checked before anything is stored.
-        let body = match asked(req) {
+        let plain = match self.unseal(req, ctx)? {
+            Ok(m) => m,
+            Err(answered) => return Ok(answered),
+        };
+        let body = match asked(&plain) {
             Ok(b) => b,
             Err(why) => {
                 return self.refuse(

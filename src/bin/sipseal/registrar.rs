@@ -243,6 +243,11 @@ pub struct RegisterArgs {
     /// with --accept, where the certificate is installed.
     #[arg(long, value_name = "DIR")]
     pub identity: Option<PathBuf>,
+    /// Seal the body (the CSR) for the registrar, whose certificate this
+    /// is (SPEC §6: a CSR holds no secret, but the registrar's policy may
+    /// ask for it sealed).
+    #[arg(long, value_name = "CERT")]
+    pub seal_for: Option<PathBuf>,
     /// The Request-URI (default: the AOR's domain).
     #[arg(long, value_name = "URI")]
     pub registrar: Option<String>,
@@ -379,6 +384,20 @@ pub fn register(args: RegisterArgs, ctx: &mut Context) -> Result<Exit, Error> {
         params.headers.push(("Authorization".into(), auth));
     }
     let mut msg = build_request(&params, ctx)?;
+    if let Some(cert) = &args.seal_for {
+        let spec = sipseal::sealing::SealSpec {
+            peers: vec![sipseal::envelope::Recipient::Cert(Box::new(Cert::load(
+                cert,
+            )?))],
+            ..Default::default()
+        };
+        msg = sipseal::sealing::seal_message(&msg, &spec, ctx)
+            .map_err(|err| Error::Seal {
+                name: "the REGISTER".into(),
+                err,
+            })?
+            .message;
+    }
     if args.remove_all {
         // RFC 3261 §10.2.2: Contact: * alone, with Expires: 0.
         msg.remove_headers("Contact");
