@@ -110,7 +110,7 @@ pub fn check_issued<'a>(
 
 /// An X.509 time as a timestamp (X.509 times lie within 1950-9999, which
 /// `time` represents).
-pub(crate) fn time_of(t: &x509_cert::time::Time) -> OffsetDateTime {
+pub fn time_of(t: &x509_cert::time::Time) -> OffsetDateTime {
     let secs = i64::try_from(t.to_unix_duration().as_secs()).unwrap_or(i64::MAX);
     OffsetDateTime::from_unix_timestamp(secs).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }

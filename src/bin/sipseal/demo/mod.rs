@@ -21,6 +21,7 @@ use crate::error::{Error, Exit};
 use crate::io::{write_file, write_output};
 
 mod dialog;
+mod registration;
 mod signed;
 
 /// The sample offer, built in so the demo runs from any directory.
@@ -244,6 +245,7 @@ pub fn run(args: DemoArgs, ctx: &mut Context) -> Result<Exit, Error> {
     dialog::run(&mut out, &mut files, &parties, &store, &spec, leg, ctx)?;
     signed::run(&mut out, &mut files, &parties, &invite, ctx)?;
     one_datagram(&mut out, &mut files, &dir, ctx)?;
+    registration::run(&mut out, &mut files, &dir, ctx)?;
 
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir).map_err(|source| Error::Write {
