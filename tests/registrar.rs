@@ -531,9 +531,20 @@ fn removal_withdraws_and_the_registry_keeps_the_rest() {
     assert!(err.contains("withdrawn"), "{err}");
     let t = String::from_utf8_lossy(&resp).into_owned();
     assert!(header(&t, "Contact").is_empty(), "{t}");
-    // The store: no binding, the certificate marked withdrawn.
-    let registry =
-        std::fs::read_to_string(r.path("state/registrar_example.com/registry.yaml")).unwrap();
+    // The store: alice's record (one file per AOR), no binding, the
+    // certificate marked withdrawn.
+    let records: Vec<_> = std::fs::read_dir(r.path("state/registrar_example.com/aors"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let name = records[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(name.starts_with("sip_alice@example.com-"), "{name}");
+    let registry = std::fs::read_to_string(&records[0]).unwrap();
     assert!(registry.contains("bindings: []"), "{registry}");
     assert!(
         registry.contains("withdrawn: 2026-03-01T12:00:00Z"),

@@ -161,12 +161,20 @@ impl SigningKey {
         })
     }
 
-    /// Sign what `builder` builds (a certificate or a request) with this key.
-    fn sign<B: Builder>(&self, builder: B) -> Result<B::Output, KeyError> {
+    /// Sign what `builder` builds (a certificate or a request) with this
+    /// key. RSA signs through the private-key backend (aws-lc-rs: constant
+    /// time); PKCS#1 v1.5 is deterministic, so the bytes are those the rsa
+    /// crate would make.
+    fn sign<B: Builder>(&self, mut builder: B) -> Result<B::Output, KeyError> {
         match self {
             SigningKey::Rsa(k) => {
                 let signer = rsa::pkcs1v15::SigningKey::<Sha256>::new((**k).clone());
-                builder.build::<_, rsa::pkcs1v15::Signature>(&signer)
+                let blob = builder.finalize(&signer).map_err(gen_err)?;
+                let (sig, _) = super::PrivateKey::from_rsa((**k).clone())
+                    .sign_pkcs1v15_sha256(&blob)
+                    .map_err(gen_err)?;
+                let sig = der::asn1::BitString::from_bytes(&sig).map_err(gen_err)?;
+                builder.assemble(sig, &signer)
             }
             SigningKey::P256(k) => {
                 let signer = p256::ecdsa::SigningKey::from(k);
@@ -183,17 +191,18 @@ impl SigningKey {
         &self,
         tbs: &[u8],
     ) -> Result<(x509_cert::spki::AlgorithmIdentifierOwned, Vec<u8>), KeyError> {
-        use rsa::signature::{SignatureEncoding, Signer};
+        use rsa::signature::Signer;
         Ok(match self {
             SigningKey::Rsa(k) => {
-                let signer = rsa::pkcs1v15::SigningKey::<Sha256>::new((**k).clone());
-                let sig = signer.try_sign(tbs).map_err(gen_err)?;
+                let (sig, _) = super::PrivateKey::from_rsa((**k).clone())
+                    .sign_pkcs1v15_sha256(tbs)
+                    .map_err(gen_err)?;
                 (
                     x509_cert::spki::AlgorithmIdentifierOwned {
                         oid: const_oid::db::rfc5912::SHA_256_WITH_RSA_ENCRYPTION,
                         parameters: Some(der::Any::from(der::asn1::Null)),
                     },
-                    sig.to_vec(),
+                    sig,
                 )
             }
             SigningKey::P256(k) => {

@@ -141,17 +141,12 @@ pub struct Registrar<'a> {
 
 /// Every certificate under `path` an AOR can be looked up among: PEM and
 /// DER files ([`Cert::load_tree`], e.g. what `certquery --accept` stores)
-/// and registrar registries (`registry.yaml`: their certificates not
+/// and a registrar's state (its AOR records: their certificates not
 /// withdrawn).
 pub fn load_directory(path: &std::path::Path) -> Result<Vec<Cert>, RegistrarError> {
     let mut certs = Cert::load_tree(path)?;
-    let registries: Vec<std::path::PathBuf> = if path.is_dir() {
-        let pattern = path.join("**").join("registry.yaml");
-        glob::glob(&pattern.to_string_lossy())
-            .map(|paths| paths.filter_map(Result::ok).collect())
-            .unwrap_or_default()
-    } else if path.file_name().is_some_and(|n| n == "registry.yaml") {
-        vec![path.to_owned()]
+    let registries = if path.is_dir() {
+        store::registry_files(path)
     } else {
         Vec::new()
     };
@@ -164,19 +159,12 @@ pub fn load_directory(path: &std::path::Path) -> Result<Vec<Cert>, RegistrarErro
 /// The imposture-check bindings a registrar's state holds at `now`: AOR →
 /// the source addresses its REGISTERs came from (`registrar --source`),
 /// else its Contacts' host and port. `path` is a state directory (every
-/// realm's `registry.yaml` under it) or one registry file.
+/// realm's AOR records under it) or one AOR record.
 pub fn registered_sources(
     path: &std::path::Path,
     now: OffsetDateTime,
 ) -> Result<std::collections::BTreeMap<String, Vec<String>>, RegistrarError> {
-    let files: Vec<std::path::PathBuf> = if path.is_dir() {
-        let pattern = path.join("**").join("registry.yaml");
-        glob::glob(&pattern.to_string_lossy())
-            .map(|paths| paths.filter_map(Result::ok).collect())
-            .unwrap_or_default()
-    } else {
-        vec![path.to_owned()]
-    };
+    let files = store::registry_files(path);
     let mut map: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for file in files {
         let Some(registry): Option<store::Registry> = crate::state::read_yaml(&file)? else {
@@ -234,6 +222,22 @@ fn host_of(uri: &str) -> Option<String> {
     let rest = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
     let host = rest.split([';', '?', ':']).next()?;
     (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
+/// An AOR as it is compared: scheme and host in lower case.
+pub(crate) fn aor_key(aor: &str) -> String {
+    match aor.split_once(':').and_then(|(scheme, rest)| {
+        rest.rsplit_once('@').map(|(user, host)| {
+            format!(
+                "{}:{user}@{}",
+                scheme.to_ascii_lowercase(),
+                host.to_ascii_lowercase()
+            )
+        })
+    }) {
+        Some(k) => k,
+        None => aor.to_ascii_lowercase(),
+    }
 }
 
 /// Two AORs are the same when their URIs are, with the scheme and host
@@ -432,7 +436,7 @@ impl Registrar<'_> {
         let nonce_expires =
             OffsetDateTime::from_unix_timestamp(a.made + self.nonce_lifetime).unwrap_or(now);
         let mut replay = false;
-        self.store.update_registry(self.realm, &mut |r| {
+        self.store.update_aor(self.realm, &a.aor, &mut |r| {
             r.expire(now);
             if !r.use_nonce(&a.nonce, a.nc, nonce_expires) {
                 replay = true;
@@ -741,7 +745,7 @@ impl Registrar<'_> {
             .as_ref()
             .map(|(c, issued)| stored_cert(c, aor, *issued))
             .transpose()?;
-        self.store.update_registry(self.realm, &mut |r| {
+        self.store.update_aor(self.realm, aor, &mut |r| {
             r.expire(now);
             if !r.use_nonce(nonce, nc, nonce_expires) {
                 replay = true;
@@ -836,7 +840,7 @@ impl Registrar<'_> {
         let now = ctx.now();
         let domain = req.request_uri().and_then(host_of);
         let aor = req.header("To").map(bare_uri).unwrap_or_default();
-        let registry = self.store.load_registry(self.realm)?;
+        let registry = self.store.load_aor(self.realm, &aor)?;
         let wanted = req
             .header(CERT_QUERY)
             .map(|v| v.trim().to_ascii_lowercase());

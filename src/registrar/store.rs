@@ -1,10 +1,12 @@
-//! The registrar's store, per realm: Contact bindings, the certificates it
-//! issued or was given, and the Digest nonce counts seen (so that a
-//! replayed nonce/nc pair is refused until the nonce expires). Behind a
-//! trait, like the session store, so that a shared store can implement it;
-//! [`FileStore`] keeps one YAML file per realm under the state directory
-//! (`STATE/registrar_REALM/registry.yaml`), changed under an advisory lock
-//! and written atomically (temp file, fsync, rename).
+//! The registrar's store, per realm and address of record: Contact
+//! bindings, the certificates it issued or was given, and the Digest nonce
+//! counts seen with that AOR's credentials (so that a replayed nonce/nc
+//! pair is refused until the nonce expires). Behind a trait, like the
+//! session store, so that a shared store can implement it; [`FileStore`]
+//! keeps one YAML file per AOR (`STATE/registrar_REALM/aors/*.yaml`), so
+//! that a registration costs the same whatever the number of users,
+//! changed under the realm's advisory lock and written atomically (temp
+//! file, fsync, rename).
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -70,7 +72,7 @@ pub struct SeenNonce {
     pub counts: Vec<u32>,
 }
 
-/// Everything stored for one realm.
+/// Everything stored for one address of record.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Registry {
     /// The format version (1).
@@ -87,11 +89,13 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Forget what has expired at `now`: bindings and nonces (withdrawn
-    /// and expired certificates stay, for the CRL and for queries).
+    /// Forget what has expired at `now`: bindings, nonces, and
+    /// certificates past their notAfter (a CRL need not list those, RFC
+    /// 5280 §3.3; withdrawn ones still valid stay, for the CRL).
     pub fn expire(&mut self, now: OffsetDateTime) {
         self.bindings.retain(|b| b.expires > now);
         self.nonces.retain(|n| n.expires > now);
+        self.certificates.retain(|c| c.not_after > now);
     }
 
     /// Record the use of `nc` with `nonce`: false when it was used before
@@ -134,19 +138,23 @@ impl Registry {
     }
 }
 
-/// Where a registrar keeps its registry, per realm. Implementations make
-/// [`RegistrarStore::update`] atomic, so that parallel registrations
-/// never lose one another.
+/// Where a registrar keeps its registry, per realm and AOR.
+/// Implementations make [`RegistrarStore::update_aor`] atomic, so that
+/// parallel registrations never lose one another.
 pub trait RegistrarStore {
-    /// The registry of `realm` (none yet: empty).
-    fn load_registry(&self, realm: &str) -> Result<Registry, StoreError>;
+    /// What is stored for `aor` in `realm` (nothing yet: empty).
+    fn load_aor(&self, realm: &str, aor: &str) -> Result<Registry, StoreError>;
 
-    /// Change the registry of `realm` at once: read, `f`, write.
-    fn update_registry(
+    /// Change what is stored for `aor` at once: read, `f`, write.
+    fn update_aor(
         &self,
         realm: &str,
+        aor: &str,
         f: &mut dyn FnMut(&mut Registry),
     ) -> Result<(), StoreError>;
+
+    /// Everything stored in `realm`, every AOR's in one (the CRL).
+    fn load_realm(&self, realm: &str) -> Result<Registry, StoreError>;
 
     /// The secret the registrar of `realm` keys its nonces with, made once
     /// from `fresh` and kept.
@@ -162,29 +170,69 @@ fn owner(realm: &str) -> String {
     format!("registrar {realm}")
 }
 
+/// The file name of an AOR's record: readable, and unique (the hash of
+/// the AOR as compared: scheme and host in lower case).
+fn aor_file(aor: &str) -> String {
+    use sha2::Digest;
+    let key = super::aor_key(aor);
+    let readable: String = key
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '@' | '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    let hash = hex::encode(&sha2::Sha256::digest(key.as_bytes())[..6]);
+    format!("{readable}-{hash}.yaml")
+}
+
+fn empty() -> Registry {
+    Registry {
+        version: 1,
+        ..Default::default()
+    }
+}
+
 impl RegistrarStore for FileStore {
-    fn load_registry(&self, realm: &str) -> Result<Registry, StoreError> {
-        let path = self.dir().identity_dir(&owner(realm)).join("registry.yaml");
-        Ok(read_yaml(&path)?.unwrap_or(Registry {
-            version: 1,
-            ..Default::default()
-        }))
+    fn load_aor(&self, realm: &str, aor: &str) -> Result<Registry, StoreError> {
+        let path = self
+            .dir()
+            .identity_dir(&owner(realm))
+            .join("aors")
+            .join(aor_file(aor));
+        Ok(read_yaml(&path)?.unwrap_or_else(empty))
     }
 
-    fn update_registry(
+    fn update_aor(
         &self,
         realm: &str,
+        aor: &str,
         f: &mut dyn FnMut(&mut Registry),
     ) -> Result<(), StoreError> {
         let dir = self.dir().identity_dir(&owner(realm));
         let _guard = lock(&dir)?;
-        let path = dir.join("registry.yaml");
-        let mut registry = read_yaml(&path)?.unwrap_or(Registry {
-            version: 1,
-            ..Default::default()
-        });
+        crate::state::create_private_dir(&dir.join("aors"))?;
+        let path = dir.join("aors").join(aor_file(aor));
+        let mut registry = read_yaml(&path)?.unwrap_or_else(empty);
         f(&mut registry);
         write_yaml(&path, &registry)
+    }
+
+    fn load_realm(&self, realm: &str) -> Result<Registry, StoreError> {
+        let dir = self.dir().identity_dir(&owner(realm)).join("aors");
+        let mut all = empty();
+        for one in aor_files(&dir)? {
+            if let Some(r) = read_yaml::<Registry>(&one)? {
+                all.bindings.extend(r.bindings);
+                all.certificates.extend(r.certificates);
+                all.nonces.extend(r.nonces);
+            }
+        }
+        Ok(all)
     }
 
     fn registrar_secret(
@@ -194,6 +242,38 @@ impl RegistrarStore for FileStore {
     ) -> Result<Zeroizing<[u8; 32]>, StoreError> {
         SessionStore::secret(self, &owner(realm), fresh)
     }
+}
+
+/// The AOR files of a realm's `aors` directory (none yet: none), in order.
+fn aor_files(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>, StoreError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(StoreError::Io {
+                path: dir.display().to_string(),
+                source: e,
+            });
+        }
+    };
+    let mut files: Vec<std::path::PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Every registrar AOR file under `path` (a state directory, a realm's
+/// directory, or one file).
+pub fn registry_files(path: &std::path::Path) -> Vec<std::path::PathBuf> {
+    if path.is_file() {
+        return vec![path.to_owned()];
+    }
+    let pattern = path.join("**").join("aors").join("*.yaml");
+    glob::glob(&pattern.to_string_lossy())
+        .map(|paths| paths.filter_map(Result::ok).collect())
+        .unwrap_or_default()
 }
 
 /// The certificates a registrar's registry file holds that are not
@@ -241,8 +321,9 @@ mod tests {
             for i in 0..32 {
                 let store = store.clone();
                 s.spawn(move || {
+                    let aor = format!("sip:u{i}@example.com");
                     store
-                        .update_registry("example.com", &mut |r| {
+                        .update_aor("example.com", &aor, &mut |r| {
                             r.bindings.push(Binding {
                                 aor: format!("sip:u{i}@example.com"),
                                 contact: format!("sip:u{i}@192.0.2.1"),
@@ -256,11 +337,13 @@ mod tests {
                 });
             }
         });
-        let registry = store.load_registry("example.com").unwrap();
+        let registry = store.load_realm("example.com").unwrap();
         assert_eq!(registry.bindings.len(), 32);
+        let one = store.load_aor("example.com", "sip:u7@EXAMPLE.com").unwrap();
+        assert_eq!(one.bindings.len(), 1, "the AOR as compared names one file");
         assert!(
             store
-                .load_registry("other.example")
+                .load_realm("other.example")
                 .unwrap()
                 .bindings
                 .is_empty()

@@ -139,7 +139,7 @@ pub fn run(args: RegistrarArgs, ctx: &mut Context) -> Result<Exit, Error> {
     {
         use sipseal::registrar::store::RegistrarStore;
         let ca = Ca::load(&ca)?;
-        let registry = args.step.state.store()?.load_registry(&realm)?;
+        let registry = args.step.state.store()?.load_realm(&realm)?;
         let now = ctx.now();
         let next = now + time::Duration::hours(i64::from(next_update));
         let pem = sipseal::registrar::crl::crl(&registry, &ca, now, next)?;
