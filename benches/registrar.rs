@@ -60,6 +60,7 @@ fn bench(c: &mut Criterion) {
         max_expires: 3600,
         allow_md5: false,
         nonce_lifetime: NONCE_LIFETIME,
+        policy: None,
     };
     let mut ctx = Context::new(None, None);
     let key = SigningKey::generate(KeyType::P256, &mut ctx).unwrap();

@@ -1211,3 +1211,188 @@ fn registrar_messages_golden() {
     assert!(found.starts_with(b"SIP/2.0 200 OK"));
     assert!(not_found.starts_with(b"SIP/2.0 404 Not Found"));
 }
+
+#[test]
+fn a_refresh_reissues_and_a_given_certificate_is_stored_as_it_is() {
+    let r = Realm::new();
+    let req = r.authorized("reg", T0, "pw", &["--identity", "alice"]);
+    let (code, ok, _) = r.registrar(s(&req), T0, &[]);
+    assert_eq!(code, 0);
+    std::fs::write(r.path("200.sip"), &ok).unwrap();
+    sipseal()
+        .current_dir(&r.d)
+        .args([
+            "register",
+            "--accept",
+            "200.sip",
+            "--identity",
+            "alice",
+            "--trust",
+            "ca/cert.pem",
+        ])
+        .succeeds();
+    std::fs::copy(r.path("alice/cert.pem"), r.path("first.pem")).unwrap();
+    // Half an hour later, a refresh without a body: the binding extended
+    // and the certificate issued again, same key, until the new expiry.
+    let later = "2026-03-01T12:30:00Z";
+    let req = r.authorized("refresh", later, "pw", &[]);
+    let (code, ok, err) = r.registrar(s(&req), later, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("issued"), "{err}");
+    std::fs::write(r.path("refresh-200.sip"), &ok).unwrap();
+    sipseal()
+        .current_dir(&r.d)
+        .args([
+            "register",
+            "--accept",
+            "refresh-200.sip",
+            "--identity",
+            "alice",
+            "--trust",
+            "ca/cert.pem",
+        ])
+        .succeeds();
+    let show = |file: &str| {
+        text(
+            &common::openssl()
+                .current_dir(&r.d)
+                .args([
+                    "x509", "-in", file, "-noout", "-enddate", "-pubkey", "-serial",
+                ])
+                .succeeds(),
+        )
+    };
+    let (first, second) = (show("first.pem"), show("alice/cert.pem"));
+    assert!(
+        first.contains("notAfter=Mar  1 13:00:00 2026 GMT"),
+        "{first}"
+    );
+    assert!(
+        second.contains("notAfter=Mar  1 13:30:00 2026 GMT"),
+        "{second}"
+    );
+    let key = |t: &str| {
+        t.split("-----BEGIN PUBLIC KEY-----")
+            .nth(1)
+            .and_then(|k| k.split("-----END PUBLIC KEY-----").next())
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(key(&first), key(&second), "the same key");
+    assert_ne!(first, second, "a new certificate");
+    // bob registers a certificate he already has (issued by this CA): it
+    // is stored as it is, and queries return it.
+    let bob = "sip:bob@example.com";
+    std::fs::write(r.path("bob-pw"), "bob-pw\n").unwrap();
+    sipseal()
+        .current_dir(&r.d)
+        .args([
+            "registrar",
+            "passwd",
+            "--users",
+            "users.yaml",
+            "--realm",
+            "example.com",
+        ])
+        .args(["--user", bob, "--password-file", "bob-pw"])
+        .succeeds();
+    sipseal()
+        .current_dir(&r.d)
+        .args([
+            "keys", "generate", "--type", "p256", "--uri", bob, "--ca", "ca", "--out", "bob",
+        ])
+        .args(["--now", "2026-02-01T00:00:00Z"])
+        .succeeds();
+    let register_bob = |name: &str, cert: &str| {
+        let first = sipseal()
+            .current_dir(&r.d)
+            .args([
+                "register",
+                "--uri",
+                bob,
+                "--contact",
+                "sip:bob@192.0.2.20",
+                "--cert",
+                cert,
+            ])
+            .succeeds()
+            .stdout;
+        std::fs::write(r.path(&format!("{name}-1.sip")), first).unwrap();
+        let (_, c, _) = r.registrar(&format!("{name}-1.sip"), T0, &[]);
+        std::fs::write(r.path(&format!("{name}-401.sip")), c).unwrap();
+        let second = sipseal()
+            .current_dir(&r.d)
+            .args([
+                "register",
+                "--uri",
+                bob,
+                "--contact",
+                "sip:bob@192.0.2.20",
+                "--cert",
+                cert,
+            ])
+            .args([
+                "--challenge",
+                &format!("{name}-401.sip"),
+                "--password-file",
+                "bob-pw",
+            ])
+            .succeeds()
+            .stdout;
+        std::fs::write(r.path(&format!("{name}-2.sip")), second).unwrap();
+        r.registrar(&format!("{name}-2.sip"), T0, &[])
+    };
+    let (code, resp, err) = register_bob("bobcert", "bob/cert.pem");
+    assert_eq!(
+        (code, status(&resp).as_str()),
+        (0, "SIP/2.0 200 OK"),
+        "{err}"
+    );
+    let (code, _) = r.query("qb", bob, T0, &[]);
+    assert_eq!(code, 0);
+    sipseal()
+        .current_dir(&r.d)
+        .args([
+            "certquery",
+            "--accept",
+            "qb-answer.sip",
+            "--trust",
+            "ca/cert.pem",
+            "--out",
+            "fetched",
+        ])
+        .args(["--now", T0])
+        .succeeds();
+    // What the registrar hands out is bob's certificate itself: the same
+    // bytes, its notAfter unchanged.
+    let fetched = std::fs::read_to_string(r.path("fetched/bob@example.com.pem")).unwrap();
+    let own = std::fs::read_to_string(r.path("bob/cert.pem")).unwrap();
+    assert!(own.starts_with(&fetched), "{fetched}");
+    // A certificate from another CA (the demo's) for bob's AOR: 403.
+    let (_, resp, err) = register_bob("democert", s(&common::repo().join("keys/bob/cert.pem")));
+    assert_eq!(status(&resp), "SIP/2.0 403 Forbidden", "{err}");
+}
+
+#[test]
+fn the_connectivity_policy_makes_a_query_404() {
+    let r = Realm::new();
+    let req = r.authorized("reg", T0, "pw", &["--identity", "alice"]);
+    assert_eq!(r.registrar(s(&req), T0, &[]).0, 0);
+    std::fs::write(
+        r.path("policy.yaml"),
+        "allow:\n  - from: \"sip:*@example.org\"\n    to: \"sip:*@example.com\"\n",
+    )
+    .unwrap();
+    let ask = |from: &str, name: &str| {
+        let q = sipseal()
+            .current_dir(&r.d)
+            .args(["certquery", "--uri", AOR, "--from", from])
+            .succeeds()
+            .stdout;
+        std::fs::write(r.path(name), q).unwrap();
+        r.registrar(name, T0, &["--policy", "policy.yaml"])
+    };
+    assert_eq!(ask("sip:bob@example.org", "allowed.sip").0, 0);
+    let (code, resp, _) = ask("sip:mallory@evil.example", "denied.sip");
+    assert_eq!((code, status(&resp).as_str()), (5, "SIP/2.0 404 Not Found"));
+}

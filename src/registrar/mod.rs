@@ -137,6 +137,10 @@ pub struct Registrar<'a> {
     pub allow_md5: bool,
     /// How long a nonce stays fresh (seconds).
     pub nonce_lifetime: i64,
+    /// The connectivity policy: a certificate query from an AOR the
+    /// allow-list does not let reach the AOR asked about gets the same 404
+    /// as an unknown one.
+    pub policy: Option<&'a crate::policy::Policy>,
 }
 
 /// Every certificate under `path` an AOR can be looked up among: PEM and
@@ -725,6 +729,14 @@ impl Registrar<'_> {
         let mut new_cert: Option<(Cert, bool)> = None;
         if !removing {
             match body {
+                // A refresh: the binding is extended, and the AOR's newest
+                // certificate issued here is issued again for the same key
+                // and subject until the new expiry.
+                Asked::Nothing if !contacts.is_empty() => {
+                    if let Some(cert) = self.reissue(aor, until, ctx)? {
+                        new_cert = Some((cert, true));
+                    }
+                }
                 Asked::Nothing => {}
                 Asked::Csr(bytes) => match self.issue_from_csr(&bytes, aor, until, ctx) {
                     Ok(cert) => new_cert = Some((cert, true)),
@@ -844,7 +856,9 @@ impl Registrar<'_> {
         let wanted = req
             .header(CERT_QUERY)
             .map(|v| v.trim().to_ascii_lowercase());
-        let served = domain.as_deref() == Some(&self.realm.to_ascii_lowercase());
+        let from = req.aor("From").unwrap_or_default();
+        let allowed = self.policy.is_none_or(|p| p.allows(from, &aor));
+        let served = allowed && domain.as_deref() == Some(&self.realm.to_ascii_lowercase());
         let found = match wanted {
             _ if !served => None,
             None => registry.current_certs(&aor, now).last(),
@@ -905,6 +919,43 @@ impl Registrar<'_> {
                 serial: stored.serial.clone(),
             },
         })
+    }
+
+    /// The AOR's newest certificate issued here (valid, not withdrawn),
+    /// issued again until `until`; `None` when there is none.
+    fn reissue(
+        &self,
+        aor: &str,
+        until: OffsetDateTime,
+        ctx: &mut Context,
+    ) -> Result<Option<Cert>, RegistrarError> {
+        let now = ctx.now();
+        let record = self.store.load_aor(self.realm, aor)?;
+        let Some(previous) = record
+            .certificates
+            .iter()
+            .rev()
+            .find(|c| c.issued && c.withdrawn.is_none() && c.not_after > now)
+        else {
+            return Ok(None);
+        };
+        let (_, der) = der::pem::decode_vec(previous.pem.as_bytes())
+            .map_err(|e| crate::keys::KeyError::Generate(e.to_string()))?;
+        let old = Cert::from_der(&der, "the registry")?;
+        let tbs = old.cert.tbs_certificate();
+        let validity = validity_until(now, until)?;
+        let cert = self.ca.issue_with(
+            ctx,
+            tbs.subject().clone(),
+            vec![aor.to_owned()],
+            Vec::new(),
+            tbs.subject_public_key_info().clone(),
+            validity,
+        )?;
+        Ok(Some(Cert {
+            cert,
+            source: "issued".into(),
+        }))
     }
 
     /// Issue from a PKCS#10 request: its signature verifies with its key

@@ -63,6 +63,11 @@ pub struct StepArgs {
     /// the relays' imposture check.
     #[arg(long, value_name = "IP:PORT")]
     pub source: Option<String>,
+    /// Connectivity policy (the YAML allow-list `proxy --policy` takes): a
+    /// certificate query from an AOR it does not let reach the AOR asked
+    /// about is answered with the same 404 as an unknown AOR.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
     #[command(flatten)]
     pub state: StateArgs,
     #[command(flatten)]
@@ -163,6 +168,17 @@ pub fn run(args: RegistrarArgs, ctx: &mut Context) -> Result<Exit, Error> {
     let ca = Ca::load(&ca)?;
     let identity = identity_at(&identity)?;
     let users = Users::load(&users)?;
+    let policy = s
+        .policy
+        .as_deref()
+        .map(sipseal::policy::Policy::load)
+        .transpose()
+        .map_err(|e| {
+            Error::usage(
+                e.to_string(),
+                "see `man sipseal-proxy` for the --policy YAML format",
+            )
+        })?;
     let store = s.state.store()?;
     let request = read_message(&s.input)?;
     let registrar = Registrar {
@@ -174,6 +190,7 @@ pub fn run(args: RegistrarArgs, ctx: &mut Context) -> Result<Exit, Error> {
         max_expires: s.max_expires,
         allow_md5: s.allow_md5,
         nonce_lifetime: s.nonce_lifetime,
+        policy: policy.as_ref(),
     };
     let handled = registrar.handle(&request, s.source.as_deref(), ctx)?;
     s.output.write(&handled.response.to_bytes())?;

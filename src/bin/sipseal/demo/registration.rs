@@ -63,6 +63,7 @@ pub fn run(
         max_expires: 3600,
         allow_md5: false,
         nonce_lifetime: NONCE_LIFETIME,
+        policy: None,
     };
     out.push_str(
         "\nRegistration (SPEC §6): alice makes an EC key and registers it with a CSR; the\n\
