@@ -14,7 +14,7 @@ use sipseal::registrar::{NONCE_LIFETIME, Registrar, digest};
 use sipseal::sealing::{SealSpec, SealedInput, open_input, seal_message};
 use sipseal::signing::outer_signature;
 use sipseal::sip::{Body, Message, RequestParams, build_request};
-use sipseal::state::FileStore;
+use sipseal::state::MemoryStore;
 
 use super::alice_invite;
 use crate::error::Error;
@@ -47,9 +47,8 @@ pub fn run(
     ctx: &mut Context,
 ) -> Result<(), Error> {
     // The registrar of a.example.com: its CA, its identity (proxy-a's
-    // stands in), alice's credentials, and a scratch state directory.
-    let tmp = tempfile::tempdir().map_err(|e| fail("a scratch directory", e))?;
-    let store = FileStore::new(tmp.path());
+    // stands in), alice's credentials, and its store (in memory here).
+    let store = MemoryStore::new();
     let ca = Ca::load(&dir.join("ca").join(REALM))?;
     let registrar_identity = Identity::load_dir(&dir.join("proxy-a"))?;
     let mut users = Users::default();
