@@ -1396,3 +1396,20 @@ fn the_connectivity_policy_makes_a_query_404() {
     let (code, resp, _) = ask("sip:mallory@evil.example", "denied.sip");
     assert_eq!((code, status(&resp).as_str()), (5, "SIP/2.0 404 Not Found"));
 }
+
+#[test]
+fn a_non_ascii_authorization_is_a_400_not_a_crash() {
+    // The fuzzing finding, end to end: the registrar answers, and lives.
+    let r = Realm::new();
+    let req = r.authorized("na", T0, "pw", &[]);
+    let text = std::fs::read_to_string(&req).unwrap();
+    let bad = text.replacen("username=", "usernameХ=", 1);
+    std::fs::write(r.path("na-bad.sip"), bad).unwrap();
+    let (code, resp, err) = r.registrar("na-bad.sip", T0, &[]);
+    assert_eq!(
+        (code, status(&resp).as_str()),
+        (5, "SIP/2.0 400 Bad Request"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -109,8 +109,22 @@ pub enum DigestError {
     Unsupported(String),
 }
 
+/// digest_auth's parser takes a character's position for its byte offset
+/// and panics on a multi-byte character: only ASCII reaches it (sipseal
+/// reads no `username*`, RFC 7616 §3.4.4, which is what would need more).
+fn ascii(value: &str, what: &str) -> Result<(), DigestError> {
+    if value.is_ascii() {
+        Ok(())
+    } else {
+        Err(DigestError::Malformed(format!(
+            "{what}: not ASCII (sipseal reads usernames as they are, not username*)"
+        )))
+    }
+}
+
 /// Read the Digest credentials of an Authorization header value.
 pub fn parse_authorization(value: &str) -> Result<Credentials, DigestError> {
+    ascii(value, "Authorization")?;
     let header = digest_auth::AuthorizationHeader::parse(value)
         .map_err(|e| DigestError::Malformed(e.to_string()))?;
     if header.algorithm.sess {
@@ -244,6 +258,7 @@ pub fn answer(
     uri: &str,
     cnonce: &str,
 ) -> Result<String, DigestError> {
+    ascii(challenge, "WWW-Authenticate")?;
     let mut prompt = digest_auth::WwwAuthenticateHeader::parse(challenge)
         .map_err(|e| DigestError::Malformed(format!("WWW-Authenticate: {e}")))?;
     let mut context = digest_auth::AuthContext::new(username, password, uri);
@@ -321,6 +336,20 @@ mod tests {
             let ha1 = alg.ha1("bob", "example.com", "pw");
             assert!(response_matches(&creds, "REGISTER", &ha1), "{auth}");
         }
+    }
+
+    #[test]
+    fn a_non_ascii_header_is_refused_not_a_panic() {
+        // Fuzzing found it: digest_auth indexes bytes by char position, so
+        // a multi-byte character before a `=` panicked, on the registrar
+        // (Authorization) and on the client (WWW-Authenticate) alike.
+        let value = "Digest usernameХ=\"a\", realm=\"example.com\", nonce=\"n\", uri=\"sip:example.com\", response=\"00\", qop=auth, nc=00000001, cnonce=\"c\"";
+        assert!(matches!(
+            parse_authorization(value),
+            Err(DigestError::Malformed(_))
+        ));
+        let challenge = "Digest realmХ=\"example.com\", nonce=\"abc\", qop=\"auth\"";
+        assert!(answer(challenge, "u", "p", "REGISTER", "sip:example.com", "c").is_err());
     }
 
     #[test]
