@@ -9,6 +9,7 @@
 //! uri: sip:proxy-a.a.example.com   # who holds it (for Proxy-Inspect-Body)
 //! ```
 
+mod backend;
 pub mod crl;
 mod demo;
 pub mod generate;

@@ -14,7 +14,7 @@ use sipseal::keys::generate::Ca;
 use sipseal::registrar::users::Users;
 use sipseal::registrar::{NONCE_LIFETIME, Registrar, digest};
 use sipseal::sip::Message;
-use sipseal::state::MemoryStore;
+use sipseal::registrar::store::MemoryRegistry;
 
 fn fixture() -> &'static (Ca, Identity, Users) {
     static F: OnceLock<(Ca, Identity, Users)> = OnceLock::new();
@@ -38,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (ca, identity, users) = fixture();
-    let store = MemoryStore::new();
+    let store = MemoryRegistry::new();
     let registrar = Registrar {
         realm: "a.example.com",
         ca,

@@ -314,7 +314,7 @@ fn wrap_oid(kek_len: usize) -> ObjectIdentifier {
 
 /// Whether `ri` is a KEMRecipientInfo whose rid names `cert`.
 pub fn addressed_to(ri: &RecipientInfo, cert: &Cert) -> bool {
-    parse_ori(ri).is_some_and(|k| super::recipient::rid_matches(&k.rid, cert))
+    parse_ori(ri).is_some_and(|k| super::rid_matches(&k.rid, cert))
 }
 
 /// The checked parameters and the ciphertext of a KEMRecipientInfo, for

@@ -686,6 +686,19 @@ fn describe_recipient(index: usize, ri: &RecipientInfo) -> RecipientSummary {
     s
 }
 
+/// Whether a KTRI's or KEMRecipientInfo's rid names `cert`.
+pub(crate) fn rid_matches(rid: &RecipientIdentifier, cert: &Cert) -> bool {
+    match rid {
+        RecipientIdentifier::SubjectKeyIdentifier(ski) => {
+            cert.ski().is_some_and(|mine| mine == ski.0.as_bytes())
+        }
+        RecipientIdentifier::IssuerAndSerialNumber(ias) => {
+            let tbs = cert.cert.tbs_certificate();
+            ias.serial_number == *tbs.serial_number() && ias.issuer == *tbs.issuer()
+        }
+    }
+}
+
 /// A RecipientIdentifier as `inspect` shows it.
 fn describe_ktri_rid(rid: &RecipientIdentifier) -> String {
     match rid {

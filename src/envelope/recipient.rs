@@ -760,7 +760,7 @@ impl RecipientKey<'_> {}
 /// KEMRecipientInfo addressed to `cert` (identifiers only).
 pub fn addressed_to_cert(ri: &RecipientInfo, cert: &Cert) -> bool {
     match ri {
-        RecipientInfo::Ktri(k) => rid_matches(&k.rid, cert),
+        RecipientInfo::Ktri(k) => super::rid_matches(&k.rid, cert),
         RecipientInfo::Kari(k) => k
             .recipient_enc_keys
             .iter()
@@ -773,18 +773,6 @@ pub fn addressed_to_cert(ri: &RecipientInfo, cert: &Cert) -> bool {
 /// Whether `ri` is a KEKRI with key identifier `id`.
 pub fn addressed_to_kek(ri: &RecipientInfo, id: &[u8]) -> bool {
     matches!(ri, RecipientInfo::Kekri(k) if k.kek_id.kek_identifier.as_bytes() == id)
-}
-
-pub(super) fn rid_matches(rid: &RecipientIdentifier, cert: &Cert) -> bool {
-    match rid {
-        RecipientIdentifier::SubjectKeyIdentifier(ski) => {
-            cert.ski().is_some_and(|mine| mine == ski.0.as_bytes())
-        }
-        RecipientIdentifier::IssuerAndSerialNumber(ias) => {
-            let tbs = cert.cert.tbs_certificate();
-            ias.serial_number == *tbs.serial_number() && ias.issuer == *tbs.issuer()
-        }
-    }
 }
 
 /// Build the RecipientInfo for a certificate.

@@ -34,7 +34,7 @@ use der::{Decode, Encode, Sequence};
 use rand::CryptoRng;
 use zeroize::Zeroizing;
 
-use super::private::Backend;
+use super::backend::Backend;
 
 /// An ML-KEM parameter set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -305,6 +305,71 @@ pub fn registry_certs(path: &std::path::Path) -> Result<Vec<crate::keys::Cert>, 
     Ok(out)
 }
 
+/// The registry in memory (the demo, tests, fuzzing; a live server's
+/// cache later): one record per (realm, AOR as compared), behind a lock.
+#[derive(Debug, Default)]
+pub struct MemoryRegistry {
+    records: std::sync::Mutex<std::collections::BTreeMap<(String, String), Registry>>,
+    secrets: std::sync::Mutex<std::collections::BTreeMap<String, Zeroizing<[u8; 32]>>>,
+}
+
+impl MemoryRegistry {
+    /// An empty registry.
+    pub fn new() -> MemoryRegistry {
+        MemoryRegistry::default()
+    }
+}
+
+/// A panic while a lock was held leaves whole records behind (each change
+/// is made on the record in place, then the lock is released): still good.
+fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl RegistrarStore for MemoryRegistry {
+    fn load_aor(&self, realm: &str, aor: &str) -> Result<Registry, StoreError> {
+        let key = (realm.to_owned(), super::aor_key(aor));
+        Ok(locked(&self.records)
+            .get(&key)
+            .cloned()
+            .unwrap_or_else(empty))
+    }
+
+    fn update_aor(
+        &self,
+        realm: &str,
+        aor: &str,
+        f: &mut dyn FnMut(&mut Registry),
+    ) -> Result<(), StoreError> {
+        let key = (realm.to_owned(), super::aor_key(aor));
+        f(locked(&self.records).entry(key).or_insert_with(empty));
+        Ok(())
+    }
+
+    fn load_realm(&self, realm: &str) -> Result<Registry, StoreError> {
+        let mut all = empty();
+        for ((r, _), one) in locked(&self.records).iter() {
+            if r == realm {
+                all.bindings.extend(one.bindings.iter().cloned());
+                all.certificates.extend(one.certificates.iter().cloned());
+                all.nonces.extend(one.nonces.iter().cloned());
+            }
+        }
+        Ok(all)
+    }
+
+    fn registrar_secret(
+        &self,
+        realm: &str,
+        fresh: &mut dyn FnMut() -> [u8; 32],
+    ) -> Result<Zeroizing<[u8; 32]>, StoreError> {
+        Ok(locked(&self.secrets)
+            .entry(realm.to_owned())
+            .or_insert_with(|| Zeroizing::new(fresh()))
+            .clone())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,6 +406,39 @@ mod tests {
         assert_eq!(registry.bindings.len(), 32);
         let one = store.load_aor("example.com", "sip:u7@EXAMPLE.com").unwrap();
         assert_eq!(one.bindings.len(), 1, "the AOR as compared names one file");
+        assert!(
+            store
+                .load_realm("other.example")
+                .unwrap()
+                .bindings
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn the_memory_registry_keeps_one_record_per_aor_as_compared() {
+        let store = MemoryRegistry::new();
+        for aor in [
+            "sip:a@Example.com",
+            "sip:a@example.COM",
+            "sip:b@example.com",
+        ] {
+            store
+                .update_aor("example.com", aor, &mut |r| {
+                    r.bindings.push(Binding {
+                        aor: aor.into(),
+                        contact: "sip:x@192.0.2.1".into(),
+                        expires: at(0),
+                        source: None,
+                        call_id: "c".into(),
+                        cseq: 1,
+                    })
+                })
+                .unwrap();
+        }
+        let one = store.load_aor("example.com", "sip:a@example.com").unwrap();
+        assert_eq!(one.bindings.len(), 2);
+        assert_eq!(store.load_realm("example.com").unwrap().bindings.len(), 3);
         assert!(
             store
                 .load_realm("other.example")

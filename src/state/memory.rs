@@ -15,7 +15,6 @@ pub struct MemoryStore {
     sessions: Mutex<BTreeMap<String, Sessions>>,
     calls: Mutex<BTreeMap<(String, String), CallState>>,
     secrets: Mutex<BTreeMap<String, Zeroizing<[u8; 32]>>>,
-    registrar: Mutex<BTreeMap<(String, String), crate::registrar::store::Registry>>,
 }
 
 impl MemoryStore {
@@ -90,97 +89,6 @@ impl PinholeStore for MemoryStore {
             calls.insert(key, state);
         }
         Ok(changes)
-    }
-}
-
-impl crate::registrar::store::RegistrarStore for MemoryStore {
-    fn load_aor(
-        &self,
-        realm: &str,
-        aor: &str,
-    ) -> Result<crate::registrar::store::Registry, StoreError> {
-        let key = (realm.to_owned(), crate::registrar::aor_key(aor));
-        Ok(locked(&self.registrar)
-            .get(&key)
-            .cloned()
-            .unwrap_or_default())
-    }
-
-    fn update_aor(
-        &self,
-        realm: &str,
-        aor: &str,
-        f: &mut dyn FnMut(&mut crate::registrar::store::Registry),
-    ) -> Result<(), StoreError> {
-        let key = (realm.to_owned(), crate::registrar::aor_key(aor));
-        let mut all = locked(&self.registrar);
-        f(all.entry(key).or_default());
-        Ok(())
-    }
-
-    fn load_realm(&self, realm: &str) -> Result<crate::registrar::store::Registry, StoreError> {
-        let mut merged = crate::registrar::store::Registry::default();
-        for ((r, _), one) in locked(&self.registrar).iter() {
-            if r == realm {
-                merged.bindings.extend(one.bindings.iter().cloned());
-                merged.certificates.extend(one.certificates.iter().cloned());
-                merged.nonces.extend(one.nonces.iter().cloned());
-            }
-        }
-        Ok(merged)
-    }
-
-    fn registrar_secret(
-        &self,
-        realm: &str,
-        fresh: &mut dyn FnMut() -> [u8; 32],
-    ) -> Result<Zeroizing<[u8; 32]>, StoreError> {
-        self.secret(&format!("registrar {realm}"), fresh)
-    }
-}
-
-#[cfg(test)]
-mod registrar_tests {
-    use super::*;
-    use crate::registrar::store::{Binding, RegistrarStore};
-
-    #[test]
-    fn the_memory_store_keeps_one_record_per_aor_as_compared() {
-        let store = MemoryStore::new();
-        for aor in [
-            "sip:a@Example.com",
-            "sip:a@example.COM",
-            "sip:b@example.com",
-        ] {
-            store
-                .update_aor("example.com", aor, &mut |r| {
-                    r.bindings.push(Binding {
-                        aor: aor.into(),
-                        contact: "sip:x@192.0.2.1".into(),
-                        expires: time::OffsetDateTime::UNIX_EPOCH,
-                        source: None,
-                        call_id: "c".into(),
-                        cseq: 1,
-                    })
-                })
-                .unwrap();
-        }
-        assert_eq!(
-            store
-                .load_aor("example.com", "sip:a@example.com")
-                .unwrap()
-                .bindings
-                .len(),
-            2
-        );
-        assert_eq!(store.load_realm("example.com").unwrap().bindings.len(), 3);
-        assert!(
-            store
-                .load_realm("other.example")
-                .unwrap()
-                .bindings
-                .is_empty()
-        );
     }
 }
 

@@ -9,12 +9,12 @@ use sipseal::envelope::signed::certs_of;
 use sipseal::envelope::{Recipient, RecipientKey};
 use sipseal::keys::generate::{Ca, KeyType, SigningKey, make_csr, subject_for};
 use sipseal::keys::{Cert, Identity, PrivateKey};
+use sipseal::registrar::store::MemoryRegistry;
 use sipseal::registrar::users::Users;
 use sipseal::registrar::{NONCE_LIFETIME, Registrar, digest};
 use sipseal::sealing::{SealSpec, SealedInput, open_input, seal_message};
 use sipseal::signing::outer_signature;
 use sipseal::sip::{Body, Message, RequestParams, build_request};
-use sipseal::state::MemoryStore;
 
 use super::alice_invite;
 use crate::error::Error;
@@ -48,7 +48,7 @@ pub fn run(
 ) -> Result<(), Error> {
     // The registrar of a.example.com: its CA, its identity (proxy-a's
     // stands in), alice's credentials, and its store (in memory here).
-    let store = MemoryStore::new();
+    let store = MemoryRegistry::new();
     let ca = Ca::load(&dir.join("ca").join(REALM))?;
     let registrar_identity = Identity::load_dir(&dir.join("proxy-a"))?;
     let mut users = Users::default();
