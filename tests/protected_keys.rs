@@ -209,3 +209,31 @@ fn on_a_terminal_the_passphrase_is_asked() {
         "{shown}"
     );
 }
+
+#[test]
+fn a_protected_key_makes_the_registration_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    material(d);
+    let register = |extra: &[&str]| {
+        sipseal()
+            .current_dir(d)
+            .args([
+                "register",
+                "--uri",
+                "sip:bob@b.example.com",
+                "--identity",
+                "rsa-pbkdf2",
+            ])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = register(&["--key-password-file", "pw.txt"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let msg = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(msg.contains("Content-Type: application/pkcs10"), "{msg}");
+    let out = register(&[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--key-password-file"), "{}", text(&out));
+}

@@ -130,7 +130,11 @@ impl SigningKey {
     pub fn load(path: &Path) -> Result<SigningKey, KeyError> {
         // The one reader of private keys (identity.rs), then the form
         // that signs.
-        let key = identity::load_any_private_key(path)?;
+        SigningKey::from_key(&identity::load_any_private_key(path)?, path)
+    }
+
+    /// The signing form of a key already read (`path` names it in errors).
+    pub fn from_key(key: &super::PrivateKey, path: &Path) -> Result<SigningKey, KeyError> {
         match (key.rsa(), key.p256()) {
             (Some(rsa), _) => Ok(SigningKey::Rsa(Box::new(rsa.clone()))),
             (_, Some(ec)) => Ok(SigningKey::P256(ec.clone())),

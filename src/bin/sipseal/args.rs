@@ -473,6 +473,19 @@ pub fn identity_at(path: &Path) -> Result<Identity, Error> {
     with_key_password(id)
 }
 
+/// The private key in `path`, with its passphrase when it is protected.
+pub fn private_key_at(path: &Path) -> Result<sipseal::keys::PrivateKey, Error> {
+    let password = if sipseal::keys::identity::key_is_encrypted(path) {
+        Some(key_password(path)?)
+    } else {
+        None
+    };
+    Ok(sipseal::keys::identity::load_private_key_with(
+        path,
+        password.as_deref().map(|p| p.as_str()),
+    )?)
+}
+
 /// `id` with the passphrase of its key file, when the key is protected.
 fn with_key_password(mut id: Identity) -> Result<Identity, Error> {
     if sipseal::keys::identity::key_is_encrypted(&id.key_path) {

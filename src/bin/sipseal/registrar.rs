@@ -17,7 +17,7 @@ use sipseal::registrar::{NONCE_LIFETIME, Outcome, Registrar};
 use sipseal::signing::outer_signature;
 use sipseal::sip::compose::{Body, RequestParams, build_request};
 
-use crate::args::{StateArgs, identity_at, read_secret};
+use crate::args::{StateArgs, identity_at, private_key_at, read_secret};
 use crate::error::{Error, Exit};
 use crate::io::{OutputArgs, read_message};
 
@@ -324,7 +324,8 @@ pub fn register(args: RegisterArgs, ctx: &mut Context) -> Result<Exit, Error> {
                 .map_err(|e| KeyError::Generate(e.to_string()))?,
         })
     } else if let (Some(identity), false) = (&args.identity, args.remove_all) {
-        let key = SigningKey::load(&identity.join("key.pem"))?;
+        let path = identity.join("key.pem");
+        let key = SigningKey::from_key(&private_key_at(&path)?, &path)?;
         let csr = make_csr(&key, subject_for(&aor)?, std::slice::from_ref(&aor), &[])?;
         Some(Body {
             content_type: "application/pkcs10".into(),
@@ -459,7 +460,7 @@ fn accept_certificate(args: &RegisterArgs, accept: &Path) -> Result<Exit, Error>
     check_chain(&signer.cert, &[], &anchors)
         .map_err(|e| refuse(format!("the registrar's certificate: {e}")))?;
     let certs = certs_of(&outer.payload.body).map_err(|e| refuse(e.to_string()))?;
-    let key = sipseal::keys::identity::load_any_private_key(&dir.join("key.pem"))?;
+    let key = private_key_at(&dir.join("key.pem"))?;
     let mine = certs
         .iter()
         .find(|c| c.is_key_of(&key))
