@@ -7,8 +7,8 @@ use clap::{Parser, Subcommand};
 use time::OffsetDateTime;
 
 use crate::{
-    build, demo, inspect, keys, open, proxy, reencrypt, registrar, reply, seal, session, sign,
-    verify,
+    build, demo, inspect, keys, open, proxy, reencrypt, registrar, reply, seal, send, session,
+    sign, verify,
 };
 
 const AFTER_HELP: &str = "\
@@ -132,6 +132,8 @@ pub enum Command {
     Register(Box<registrar::RegisterArgs>),
     /// Ask the registrar for an AOR's certificate (OPTIONS), or whether one is still valid; check and store its answer.
     Certquery(Box<registrar::CertqueryArgs>),
+    /// Send one request to a next hop (UDP or TCP) as a client transaction; print each response as it arrives.
+    Send(send::SendArgs),
     /// Generate key material.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -170,6 +172,7 @@ impl Command {
             Command::Registrar(_) => "registrar",
             Command::Register(_) => "register",
             Command::Certquery(_) => "certquery",
+            Command::Send(_) => "send",
             Command::Keys(_) => "keys",
             Command::Demo(_) => "demo",
             Command::Completions { .. } => "completions",

@@ -18,6 +18,7 @@ mod reencrypt;
 mod registrar;
 mod reply;
 mod seal;
+mod send;
 mod session;
 mod sign;
 mod verify;
@@ -69,6 +70,7 @@ fn run(cli: Cli) -> Result<Exit, Error> {
         Command::Registrar(args) => registrar::run(*args, &mut ctx),
         Command::Register(args) => registrar::register(*args, &mut ctx),
         Command::Certquery(args) => registrar::certquery(*args, &mut ctx),
+        Command::Send(args) => send::run(args, &mut ctx),
         Command::Keys(cmd) => keys::run(cmd, &mut ctx),
         Command::Demo(args) => demo::run(args, &mut ctx),
         Command::Completions { shell } => {

@@ -1,0 +1,457 @@
+//! A client transaction on the wire (RFC 3261 §17.1, §18.1): send one
+//! request over UDP or TCP to a next hop, retransmit over UDP on the RFC
+//! timers, hand every response to the caller as it arrives, ACK a non-2xx
+//! final response to an INVITE, and return the final response. What
+//! `sipseal send` runs; no async runtime, one transaction at a time.
+//!
+//! The transport layer's part of the top Via is written here, as RFC 3261
+//! §18.1.1 has it: the transport, this socket's address as sent-by, and
+//! `rport` (RFC 3581) so that the response comes back to this socket.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
+use std::time::{Duration, Instant};
+
+use crate::sip::Message;
+
+/// How a message travels to the next hop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// UDP: retransmitted on the RFC 3261 timers.
+    Udp,
+    /// TCP: framed by Content-Length, reliable.
+    Tcp,
+}
+
+impl Transport {
+    fn token(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+        }
+    }
+}
+
+/// The next hop: a transport and an address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The transport.
+    pub transport: Transport,
+    /// The address.
+    pub addr: SocketAddr,
+}
+
+impl Target {
+    /// `udp:HOST:PORT`, `tcp:HOST:PORT`, or a SIP URI with a host, port
+    /// and `;transport=` (`sip:127.0.0.1:5070;transport=tcp`; UDP when
+    /// absent, port 5060 when absent).
+    pub fn parse(s: &str) -> Result<Target, String> {
+        let bad = |why: &str| {
+            format!(
+                "{s:?}: {why}; give udp:HOST:PORT, tcp:HOST:PORT or sip:HOST:PORT;transport=tcp"
+            )
+        };
+        let (transport, hostport) = if let Some(rest) = s.strip_prefix("udp:") {
+            (Transport::Udp, rest.to_owned())
+        } else if let Some(rest) = s.strip_prefix("tcp:") {
+            (Transport::Tcp, rest.to_owned())
+        } else if let Some(rest) = s.strip_prefix("sip:") {
+            let rest = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+            let mut parts = rest.split(';');
+            let hostport = parts.next().unwrap_or_default();
+            let transport = match parts
+                .filter_map(|p| p.split_once('='))
+                .find(|(k, _)| k.eq_ignore_ascii_case("transport"))
+                .map(|(_, v)| v.to_ascii_lowercase())
+                .as_deref()
+            {
+                None | Some("udp") => Transport::Udp,
+                Some("tcp") => Transport::Tcp,
+                Some(other) => {
+                    return Err(bad(&format!("transport={other} is not supported here")));
+                }
+            };
+            let hostport = if hostport
+                .rsplit_once(':')
+                .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+            {
+                hostport.to_owned()
+            } else {
+                format!("{hostport}:5060")
+            };
+            (transport, hostport)
+        } else {
+            return Err(bad("unknown form"));
+        };
+        let addr = hostport
+            .to_socket_addrs()
+            .map_err(|e| bad(&e.to_string()))?
+            .next()
+            .ok_or_else(|| bad("the host has no address"))?;
+        Ok(Target { transport, addr })
+    }
+}
+
+/// RFC 3261 timer values.
+#[derive(Debug, Clone, Copy)]
+pub struct Timers {
+    /// T1, the round-trip estimate (500 ms).
+    pub t1: Duration,
+    /// T2, the longest retransmit interval of a non-INVITE (4 s).
+    pub t2: Duration,
+    /// How long to wait for a final response (Timer B/F, 64 × T1).
+    pub timeout: Duration,
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        Timers {
+            t1: Duration::from_millis(500),
+            t2: Duration::from_secs(4),
+            timeout: Duration::from_secs(32),
+        }
+    }
+}
+
+/// What can go wrong on the wire.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The socket failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// No final response in time (Timer B/F).
+    #[error("no final response within {0} s")]
+    Timeout(u64),
+    /// The message cannot be sent as it is.
+    #[error("{0}")]
+    Unsendable(String),
+}
+
+impl SendError {
+    /// What kind of failure it is.
+    pub fn class(&self) -> crate::error::ErrorClass {
+        match self {
+            SendError::Unsendable(_) => crate::error::ErrorClass::Config,
+            _ => crate::error::ErrorClass::Io,
+        }
+    }
+}
+
+/// `msg` with its top Via written by the transport: `transport`, sent-by
+/// `local`, and `rport`.
+fn with_transport_via(
+    msg: &Message,
+    transport: Transport,
+    local: SocketAddr,
+) -> Result<Message, SendError> {
+    let unsendable = |e: String| SendError::Unsendable(e);
+    let value = msg
+        .header("Via")
+        .ok_or_else(|| unsendable("no Via header".into()))?
+        .to_owned();
+    let (first, rest) = match value.split_once(',') {
+        Some((a, b)) => (a.to_owned(), Some(b.to_owned())),
+        None => (value.clone(), None),
+    };
+    let params: Vec<&str> = first.split(';').skip(1).map(str::trim).collect();
+    if !params.iter().any(|p| p.starts_with("branch=")) {
+        return Err(unsendable("the top Via has no branch".into()));
+    }
+    let mut new = format!("SIP/2.0/{} {local}", transport.token());
+    for p in params.iter().filter(|p| !p.eq_ignore_ascii_case("rport")) {
+        new.push(';');
+        new.push_str(p);
+    }
+    new.push_str(";rport");
+    if let Some(rest) = rest {
+        new.push(',');
+        new.push_str(&rest);
+    }
+    let mut out = msg.clone();
+    out.set_header("Via", &new);
+    Ok(out)
+}
+
+/// Whether `response` belongs to the transaction of `request` (RFC 3261
+/// §17.1.3: the top Via's branch and the CSeq method).
+fn matches(request: &Message, response: &Message) -> bool {
+    let branch = |m: &Message| m.top_via().ok().and_then(|v| v.branch().map(str::to_owned));
+    let method = |m: &Message| m.cseq().ok().map(|c| c.method);
+    response.status().is_some()
+        && branch(request).is_some()
+        && branch(request) == branch(response)
+        && method(request) == method(response)
+}
+
+/// The ACK for a non-2xx final response to an INVITE (RFC 3261 §17.1.1.3).
+fn ack_for(invite: &Message, response: &Message) -> Option<Message> {
+    let mut ack = invite.clone();
+    ack.set_start_line(crate::sip::message::StartLine::Request {
+        method: "ACK".into(),
+        uri: invite.request_uri()?.to_owned(),
+    });
+    ack.set_header("To", response.header("To")?);
+    let seq = invite.cseq().ok()?.seq;
+    ack.set_header("CSeq", &format!("{seq} ACK"));
+    for h in [
+        "Authorization",
+        "Proxy-Authorization",
+        "Content-Type",
+        "Content-Disposition",
+    ] {
+        ack.remove_headers(h);
+    }
+    ack.set_body(Vec::new());
+    Some(ack)
+}
+
+/// A connection to the next hop, kept across transactions (an
+/// authorized retry leaves from the same address and port, as a UA's
+/// would: a server may answer where the first request came from).
+pub enum Client {
+    /// A UDP socket connected to the next hop.
+    Udp(UdpSocket),
+    /// A TCP connection, and what has arrived of a message not yet whole.
+    Tcp(TcpStream, Vec<u8>),
+}
+
+impl Client {
+    /// Open the socket or connection to `target` (a TCP connect waits at
+    /// most `timeout`).
+    pub fn connect(target: &Target, timeout: Duration) -> Result<Client, SendError> {
+        Ok(match target.transport {
+            Transport::Udp => {
+                let to = target.addr;
+                let local_bind = if to.ip().is_loopback() {
+                    unspecified(to)
+                } else if to.is_ipv4() {
+                    SocketAddr::from(([0, 0, 0, 0], 0))
+                } else {
+                    SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
+                };
+                let socket = UdpSocket::bind(local_bind)?;
+                socket.connect(to)?;
+                Client::Udp(socket)
+            }
+            Transport::Tcp => Client::Tcp(
+                TcpStream::connect_timeout(&target.addr, timeout)?,
+                Vec::new(),
+            ),
+        })
+    }
+
+    /// Send `msg` as a client transaction; `on_response` sees every
+    /// response that belongs to it, as it arrives; the final one is
+    /// returned. A response (not a request) is sent once and `None`
+    /// returned.
+    pub fn send(
+        &mut self,
+        msg: &Message,
+        timers: &Timers,
+        on_response: &mut dyn FnMut(&Message),
+    ) -> Result<Option<Message>, SendError> {
+        match self {
+            Client::Udp(socket) => send_udp(socket, msg, timers, on_response),
+            Client::Tcp(stream, pending) => send_tcp(stream, pending, msg, timers, on_response),
+        }
+    }
+}
+
+/// One request to `target` on a fresh connection ([`Client::send`]).
+pub fn send(
+    msg: &Message,
+    target: &Target,
+    timers: &Timers,
+    on_response: &mut dyn FnMut(&Message),
+) -> Result<Option<Message>, SendError> {
+    Client::connect(target, timers.timeout)?.send(msg, timers, on_response)
+}
+
+fn unspecified(addr: SocketAddr) -> SocketAddr {
+    if addr.is_ipv4() {
+        SocketAddr::from(([127, 0, 0, 1], 0))
+    } else {
+        SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 0))
+    }
+}
+
+fn send_udp(
+    socket: &UdpSocket,
+    msg: &Message,
+    timers: &Timers,
+    on_response: &mut dyn FnMut(&Message),
+) -> Result<Option<Message>, SendError> {
+    let local = socket.local_addr()?;
+    let request = with_transport_via(msg, Transport::Udp, local)?;
+    let bytes = request.to_bytes();
+    socket.send(&bytes)?;
+    if request.method().is_none() {
+        return Ok(None);
+    }
+    let invite = request.method() == Some("INVITE");
+    let start = Instant::now();
+    let deadline = start + timers.timeout;
+    let mut interval = timers.t1;
+    let mut next = start + interval;
+    let mut retransmit = true;
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(SendError::Timeout(timers.timeout.as_secs()));
+        }
+        if retransmit && now >= next {
+            socket.send(&bytes)?;
+            interval = if invite {
+                interval * 2
+            } else {
+                (interval * 2).min(timers.t2)
+            };
+            next = now + interval;
+        }
+        let wait = if retransmit {
+            next.min(deadline)
+        } else {
+            deadline
+        } - Instant::now();
+        socket.set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
+        let n = match socket.recv(&mut buf) {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
+            // An ICMP port unreachable surfaces as a refused receive: keep
+            // waiting, as the timers say (the next hop may come up).
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let Ok(response) = Message::parse(&buf[..n]) else {
+            continue;
+        };
+        if !matches(&request, &response) {
+            continue;
+        }
+        on_response(&response);
+        let code = response.status().unwrap_or_default();
+        if code < 200 {
+            // A provisional response: an INVITE stops retransmitting, a
+            // non-INVITE goes on at T2 (RFC 3261 §17.1.2.2).
+            if invite {
+                retransmit = false;
+            } else {
+                interval = timers.t2;
+            }
+            continue;
+        }
+        if invite
+            && code >= 300
+            && let Some(ack) = ack_for(&request, &response)
+        {
+            socket.send(&ack.to_bytes())?;
+        }
+        return Ok(Some(response));
+    }
+}
+
+fn send_tcp(
+    stream: &mut TcpStream,
+    pending: &mut Vec<u8>,
+    msg: &Message,
+    timers: &Timers,
+    on_response: &mut dyn FnMut(&Message),
+) -> Result<Option<Message>, SendError> {
+    let local = stream.local_addr()?;
+    let request = with_transport_via(msg, Transport::Tcp, local)?;
+    stream.write_all(&request.to_bytes())?;
+    if request.method().is_none() {
+        return Ok(None);
+    }
+    let invite = request.method() == Some("INVITE");
+    let deadline = Instant::now() + timers.timeout;
+    let mut buf = vec![0u8; 16_384];
+    loop {
+        // Every complete message in what has arrived, in order.
+        while let Ok((response, used)) = Message::parse_prefix(pending) {
+            pending.drain(..used);
+            if !matches(&request, &response) {
+                continue;
+            }
+            on_response(&response);
+            let code = response.status().unwrap_or_default();
+            if code >= 200 {
+                if invite
+                    && code >= 300
+                    && let Some(ack) = ack_for(&request, &response)
+                {
+                    stream.write_all(&ack.to_bytes())?;
+                }
+                return Ok(Some(response));
+            }
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(SendError::Timeout(timers.timeout.as_secs()));
+        }
+        stream.set_read_timeout(Some((deadline - now).max(Duration::from_millis(1))))?;
+        let n = match stream.read(&mut buf) {
+            Ok(0) => {
+                return Err(SendError::Io(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the next hop closed the connection before a final response",
+                )));
+            }
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if pending.len() + n > 1 << 20 {
+            return Err(SendError::Unsendable(
+                "more than 1 MiB without a complete response".into(),
+            ));
+        }
+        pending.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_read_the_short_and_the_uri_forms() {
+        let t = Target::parse("udp:127.0.0.1:5070").unwrap();
+        assert_eq!((t.transport, t.addr.port()), (Transport::Udp, 5070));
+        let t = Target::parse("sip:127.0.0.1:5071;transport=TCP").unwrap();
+        assert_eq!((t.transport, t.addr.port()), (Transport::Tcp, 5071));
+        let t = Target::parse("sip:127.0.0.1").unwrap();
+        assert_eq!((t.transport, t.addr.port()), (Transport::Udp, 5060));
+        assert!(Target::parse("sip:127.0.0.1;transport=sctp").is_err());
+        assert!(Target::parse("http://x").is_err());
+    }
+
+    #[test]
+    fn the_transport_writes_the_top_via() {
+        let msg = Message::parse(
+            b"OPTIONS sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP a.example.com;branch=z9hG4bK1;rport\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+        )
+        .unwrap();
+        let local: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let out = with_transport_via(&msg, Transport::Tcp, local).unwrap();
+        assert_eq!(
+            out.header("Via"),
+            Some("SIP/2.0/TCP 127.0.0.1:40000;branch=z9hG4bK1;rport")
+        );
+    }
+}
