@@ -23,6 +23,7 @@ pub mod registrar;
 pub mod relay;
 pub mod sdp;
 pub mod sealing;
+pub mod server;
 pub mod session;
 pub mod signing;
 pub mod sip;

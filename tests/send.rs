@@ -195,3 +195,150 @@ fn with_no_one_listening_send_gives_up_after_its_timeout() {
         text(&out)
     );
 }
+
+#[test]
+fn the_registrar_listens_on_udp_and_send_registers_with_it() {
+    // The registrar workflow on the wire: a REGISTER with a CSR, its 401,
+    // the authorized retry, the 200 with the certificate, which installs.
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let run = |args: &[&str]| {
+        sipseal().current_dir(d).args(args).succeeds();
+    };
+    run(&["keys", "ca", "--name", "CN=Example CA", "--out", "ca"]);
+    run(&[
+        "keys",
+        "generate",
+        "--uri",
+        "sip:registrar.example.com",
+        "--ca",
+        "ca",
+        "--out",
+        "reg",
+    ]);
+    common::write(d, "pw", b"alice-pw\n");
+    run(&[
+        "registrar",
+        "passwd",
+        "--users",
+        "users.yaml",
+        "--realm",
+        "example.com",
+        "--user",
+        "sip:alice@example.com",
+        "--password-file",
+        "pw",
+    ]);
+    run(&[
+        "keys",
+        "generate",
+        "--type",
+        "p256",
+        "--uri",
+        "sip:alice@example.com",
+        "--csr",
+        "--out",
+        "alice",
+    ]);
+    let register = sipseal()
+        .current_dir(d)
+        .args([
+            "register",
+            "--uri",
+            "sip:alice@example.com",
+            "--contact",
+            "sip:alice@127.0.0.1:5066",
+        ])
+        .args(["--identity", "alice"])
+        .succeeds()
+        .stdout;
+    let reg = common::write(d, "register.sip", &register);
+    let p = port(4);
+    let mut server = Command::new(env!("CARGO_BIN_EXE_sipseal"))
+        .current_dir(d)
+        .env("SIPSEAL_STATE", d.join("state"))
+        .args([
+            "registrar",
+            "--listen",
+            &format!("udp:127.0.0.1:{p}"),
+            "--max-requests",
+            "2",
+        ])
+        .args([
+            "--realm",
+            "example.com",
+            "--ca",
+            "ca",
+            "--identity",
+            "reg",
+            "--users",
+            "users.yaml",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    while UdpSocket::bind(("127.0.0.1", p)).is_ok() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = sipseal()
+        .current_dir(d)
+        .args([
+            "send",
+            s(&reg),
+            "--next",
+            &format!("udp:127.0.0.1:{p}"),
+            "--timeout",
+            "10",
+        ])
+        .args(["--password-file", "pw"])
+        .output()
+        .unwrap();
+    let log = {
+        // It stops by itself after two requests; if it did not get them,
+        // it is stopped here, and the assertions below say why.
+        let until = Instant::now() + Duration::from_secs(10);
+        while server.try_wait().unwrap().is_none() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = server.kill();
+        let status = server.wait().unwrap();
+        let mut log = String::new();
+        use std::io::Read;
+        server
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut log)
+            .unwrap();
+        assert!(status.success(), "{log}");
+        log
+    };
+    assert_eq!(out.status.code(), Some(0), "{}\n{log}", text(&out));
+    assert_eq!(
+        statuses(&out.stdout),
+        ["SIP/2.0 401 Unauthorized", "SIP/2.0 200 OK"]
+    );
+    assert!(
+        log.contains(" REGISTER ") && log.contains("certificate"),
+        "{log}"
+    );
+    // The 200 as the registrar sent it installs alice's certificate.
+    let at = out
+        .stdout
+        .windows(14)
+        .position(|w| w == b"SIP/2.0 200 OK")
+        .unwrap();
+    common::write(d, "200.sip", &out.stdout[at..]);
+    run(&[
+        "register",
+        "--accept",
+        "200.sip",
+        "--identity",
+        "alice",
+        "--trust",
+        "ca/cert.pem",
+    ]);
+    assert!(d.join("alice/cert.pem").exists());
+}

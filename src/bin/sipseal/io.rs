@@ -57,6 +57,11 @@ pub fn set_max_message_size(limit: u64) {
     let _ = MAX_MESSAGE_SIZE.set(limit);
 }
 
+/// `--max-message-size` (or its default).
+pub fn max_message_size() -> u64 {
+    *MAX_MESSAGE_SIZE.get().unwrap_or(&DEFAULT_MAX_MESSAGE_SIZE)
+}
+
 /// An input named on the command line: a path, or `-` for standard input.
 /// At most `--max-message-size` bytes are read: a larger input is
 /// refused before anything is parsed, and never held whole in memory.

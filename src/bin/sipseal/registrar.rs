@@ -15,6 +15,7 @@ use sipseal::registrar::digest;
 use sipseal::registrar::users::{Users, username_of};
 use sipseal::registrar::{NONCE_LIFETIME, Outcome, Registrar};
 use sipseal::signing::outer_signature;
+use sipseal::sip::Message;
 use sipseal::sip::compose::{Body, RequestParams, build_request};
 
 use crate::args::{StateArgs, identity_at, private_key_at, read_secret};
@@ -68,6 +69,14 @@ pub struct StepArgs {
     /// about is answered with the same 404 as an unknown AOR.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+    /// Serve live instead of answering one file: udp:HOST:PORT (each
+    /// response goes back to the request's source address). Runs until
+    /// killed, or --max-requests.
+    #[arg(long, value_name = "udp:HOST:PORT")]
+    pub listen: Option<String>,
+    /// With --listen: stop after this many requests (tests, scripts).
+    #[arg(long, value_name = "N", requires = "listen")]
+    pub max_requests: Option<u64>,
     #[command(flatten)]
     pub state: StateArgs,
     #[command(flatten)]
@@ -180,7 +189,6 @@ pub fn run(args: RegistrarArgs, ctx: &mut Context) -> Result<Exit, Error> {
             )
         })?;
     let store = s.state.store()?;
-    let request = read_message(&s.input)?;
     let registrar = Registrar {
         realm: &realm,
         ca: &ca,
@@ -192,6 +200,10 @@ pub fn run(args: RegistrarArgs, ctx: &mut Context) -> Result<Exit, Error> {
         nonce_lifetime: s.nonce_lifetime,
         policy: policy.as_ref(),
     };
+    if let Some(listen) = &s.listen {
+        return serve(&registrar, listen, s.max_requests, ctx);
+    }
+    let request = read_message(&s.input)?;
     let handled = registrar.handle(&request, s.source.as_deref(), ctx)?;
     s.output.write(&handled.response.to_bytes())?;
     Ok(match handled.outcome {
@@ -228,6 +240,75 @@ pub fn run(args: RegistrarArgs, ctx: &mut Context) -> Result<Exit, Error> {
             Exit::SipError
         }
     })
+}
+
+/// What one line of the live registrar's log says about an outcome.
+fn describe(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Registered {
+            aor,
+            expires,
+            certificate,
+        } => format!(
+            "200 registered {aor} for {expires} s{}",
+            certificate
+                .as_ref()
+                .map(|s| format!(", certificate {s}"))
+                .unwrap_or_default()
+        ),
+        Outcome::Found { aor, serial } => format!("200 certificate {serial} of {aor}"),
+        Outcome::Removed { aor } => format!("200 removed {aor}"),
+        Outcome::Challenged { stale } => format!("401{}", if *stale { " stale" } else { "" }),
+        Outcome::Refused { code, why } => format!("{code} {why}"),
+    }
+}
+
+/// `registrar --listen`: the same workflow on the wire.
+fn serve(
+    registrar: &Registrar<'_>,
+    listen: &str,
+    max: Option<u64>,
+    ctx: &mut Context,
+) -> Result<Exit, Error> {
+    let bad =
+        |why: String| Error::usage(why, "give --listen udp:HOST:PORT, e.g. udp:127.0.0.1:5060");
+    let addr = listen
+        .strip_prefix("udp:")
+        .ok_or_else(|| bad(format!("{listen:?}: only udp: is served yet")))?;
+    let socket = std::net::UdpSocket::bind(addr).map_err(|e| bad(format!("{listen}: {e}")))?;
+    eprintln!(
+        "registrar of {} listening on udp:{}",
+        registrar.realm,
+        socket.local_addr().map_err(|e| bad(e.to_string()))?
+    );
+    let limit = crate::io::max_message_size() as usize;
+    let mut failure = None;
+    let mut handle = |req: &Message, from: std::net::SocketAddr| -> Option<Message> {
+        let started = std::time::Instant::now();
+        match registrar.handle(req, Some(&from.to_string()), ctx) {
+            Ok(handled) => {
+                eprintln!(
+                    "{from} {} {} {} ({} µs)",
+                    req.method().unwrap_or_default(),
+                    req.call_id().unwrap_or("-"),
+                    describe(&handled.outcome),
+                    started.elapsed().as_micros()
+                );
+                Some(handled.response)
+            }
+            Err(e) => {
+                eprintln!("{from} {}: {e}", req.method().unwrap_or_default());
+                failure.get_or_insert(e);
+                None
+            }
+        }
+    };
+    sipseal::server::serve_udp(&socket, limit, max, &mut handle)
+        .map_err(|e| bad(format!("{listen}: {e}")))?;
+    match failure {
+        Some(e) => Err(e.into()),
+        None => Ok(Exit::Ok),
+    }
 }
 
 /// `register`: build a REGISTER, its authorized retry, or install the
