@@ -509,19 +509,7 @@ fn removal_withdraws_and_the_registry_keeps_the_rest() {
     let (code, _, _) = r.registrar(s(&req), T0, &[]);
     assert_eq!(code, 0);
     // Contact: * with Expires: 0, authorized: 200, no Contact left.
-    r.register("rm-1.sip", &["--remove-all"]);
-    let (_, resp, _) = r.registrar("rm-1.sip", T0, &[]);
-    std::fs::write(r.path("rm-401.sip"), resp).unwrap();
-    r.register(
-        "rm-2.sip",
-        &[
-            "--remove-all",
-            "--challenge",
-            "rm-401.sip",
-            "--password-file",
-            "pw",
-        ],
-    );
+    r.authorized("rm", T0, "pw", &["--remove-all"]);
     let (code, resp, err) = r.registrar("rm-2.sip", T0, &[]);
     assert_eq!(
         (code, status(&resp).as_str()),
@@ -657,19 +645,7 @@ fn certquery_finds_current_certificates_only_and_404_says_nothing_more() {
         (code, status(&expired).as_str()),
         (5, "SIP/2.0 404 Not Found")
     );
-    r.register("rm-1.sip", &["--remove-all"]);
-    let (_, resp, _) = r.registrar("rm-1.sip", during, &[]);
-    std::fs::write(r.path("rm-401.sip"), resp).unwrap();
-    r.register(
-        "rm-2.sip",
-        &[
-            "--remove-all",
-            "--challenge",
-            "rm-401.sip",
-            "--password-file",
-            "pw",
-        ],
-    );
+    r.authorized("rm", during, "pw", &["--remove-all"]);
     assert_eq!(r.registrar("rm-2.sip", during, &[]).0, 0);
     let (code, withdrawn) = r.query("q5", AOR, during, &[]);
     assert_eq!(code, 5);
@@ -802,19 +778,7 @@ fn the_crl_revokes_withdrawn_certificates_for_openssl_and_sipseal() {
             .succeeds();
     };
     crl("empty.crl", during);
-    r.register("rm-1.sip", &["--remove-all"]);
-    let (_, resp, _) = r.registrar("rm-1.sip", during, &[]);
-    std::fs::write(r.path("rm-401.sip"), resp).unwrap();
-    r.register(
-        "rm-2.sip",
-        &[
-            "--remove-all",
-            "--challenge",
-            "rm-401.sip",
-            "--password-file",
-            "pw",
-        ],
-    );
+    r.authorized("rm", during, "pw", &["--remove-all"]);
     assert_eq!(r.registrar("rm-2.sip", during, &[]).0, 0);
     crl("withdrawn.crl", "2026-03-01T12:31:00Z");
     let serial = text(

@@ -98,6 +98,13 @@ impl Registry {
         self.certificates.retain(|c| c.not_after > now);
     }
 
+    /// Take in another record's entries (a realm's records merged).
+    pub fn absorb(&mut self, other: Registry) {
+        self.bindings.extend(other.bindings);
+        self.certificates.extend(other.certificates);
+        self.nonces.extend(other.nonces);
+    }
+
     /// Record the use of `nc` with `nonce`: false when it was used before
     /// (a replay).
     pub fn use_nonce(&mut self, nonce: &str, nc: u32, expires: OffsetDateTime) -> bool {
@@ -227,9 +234,7 @@ impl RegistrarStore for FileStore {
         let mut all = empty();
         for one in aor_files(&dir)? {
             if let Some(r) = read_yaml::<Registry>(&one)? {
-                all.bindings.extend(r.bindings);
-                all.certificates.extend(r.certificates);
-                all.nonces.extend(r.nonces);
+                all.absorb(r);
             }
         }
         Ok(all)
@@ -350,9 +355,7 @@ impl RegistrarStore for MemoryRegistry {
         let mut all = empty();
         for ((r, _), one) in locked(&self.records).iter() {
             if r == realm {
-                all.bindings.extend(one.bindings.iter().cloned());
-                all.certificates.extend(one.certificates.iter().cloned());
-                all.nonces.extend(one.nonces.iter().cloned());
+                all.absorb(one.clone());
             }
         }
         Ok(all)

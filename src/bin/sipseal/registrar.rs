@@ -516,6 +516,22 @@ fn pem_or_der(bytes: &[u8], label: &str) -> Vec<u8> {
     }
 }
 
+/// The outer signature of a registrar's 200 OK, verified, its signer
+/// chaining to `anchors`; else why not.
+fn signed_by_registrar(
+    response: &Message,
+    anchors: &[Cert],
+) -> Result<sipseal::signing::OuterSignature, String> {
+    let outer = outer_signature(response)
+        .map_err(|e| e.to_string())?
+        .ok_or("the 200 OK is not signed by the registrar")?;
+    let signers = outer.verify().map_err(|e| e.to_string())?;
+    let signer = signers.first().ok_or("the signature has no signer")?;
+    check_chain(&signer.cert, &[], anchors)
+        .map_err(|e| format!("the registrar's certificate: {e}"))?;
+    Ok(outer)
+}
+
 fn accept_certificate(args: &RegisterArgs, accept: &Path) -> Result<Exit, Error> {
     let refuse = |why: String| {
         Error::usage(
@@ -531,15 +547,7 @@ fn accept_certificate(args: &RegisterArgs, accept: &Path) -> Result<Exit, Error>
         return Err(refuse(format!("{} is not a 200 OK", accept.display())));
     }
     let anchors = Cert::load_tree(trust)?;
-    let outer = outer_signature(&response)
-        .map_err(|e| refuse(e.to_string()))?
-        .ok_or_else(|| refuse("the 200 OK is not signed by the registrar".into()))?;
-    let signers = outer.verify().map_err(|e| refuse(e.to_string()))?;
-    let signer = signers
-        .first()
-        .ok_or_else(|| refuse("the signature has no signer".into()))?;
-    check_chain(&signer.cert, &[], &anchors)
-        .map_err(|e| refuse(format!("the registrar's certificate: {e}")))?;
+    let outer = signed_by_registrar(&response, &anchors).map_err(refuse)?;
     let certs = certs_of(&outer.payload.body).map_err(|e| refuse(e.to_string()))?;
     let key = private_key_at(&dir.join("key.pem"))?;
     let mine = certs
@@ -659,15 +667,7 @@ fn accept_query(args: &CertqueryArgs, accept: &Path, ctx: &mut Context) -> Resul
         other => return Err(refuse(format!("a {other:?} response, not 200 or 404"))),
     }
     let anchors = Cert::load_tree(trust)?;
-    let outer = outer_signature(&response)
-        .map_err(|e| refuse(e.to_string()))?
-        .ok_or_else(|| refuse("the 200 OK is not signed by the registrar".into()))?;
-    let signers = outer.verify().map_err(|e| refuse(e.to_string()))?;
-    let signer = signers
-        .first()
-        .ok_or_else(|| refuse("the signature has no signer".into()))?;
-    check_chain(&signer.cert, &[], &anchors)
-        .map_err(|e| refuse(format!("the registrar's certificate: {e}")))?;
+    let outer = signed_by_registrar(&response, &anchors).map_err(refuse)?;
     let cert = Cert::from_der(&outer.payload.body, &accept.display().to_string())?;
     check_chain(&cert, &[], &anchors).map_err(|e| refuse(format!("the certificate: {e}")))?;
     sipseal::keys::trust::check_validity(&cert, ctx.now())
