@@ -52,6 +52,15 @@ impl Context {
         }
     }
 
+    /// A context for one piece of work of a long-running server: its own
+    /// generator (drawn from this one in deterministic mode, so a seeded
+    /// server is reproducible message by message; else fresh from the
+    /// system), the same clock.
+    pub fn fork(&mut self) -> Context {
+        let seed = self.seed.is_some().then(|| self.bytes(32));
+        Context::new(seed.as_deref(), self.now)
+    }
+
     /// Whether a seed or a fixed clock is in force.
     pub fn is_deterministic(&self) -> bool {
         self.seed.is_some() || self.now.is_some()

@@ -8,7 +8,6 @@
 //! ([`state`]), and return values: they never print, never exit, and read
 //! no file they were not handed.
 
-pub mod client;
 pub mod context;
 pub mod envelope;
 pub mod error;
@@ -16,6 +15,7 @@ pub mod fsio;
 pub mod inspect;
 pub mod keys;
 pub mod mime;
+pub mod net;
 pub mod oid;
 pub mod pinhole;
 pub mod policy;
@@ -23,7 +23,6 @@ pub mod registrar;
 pub mod relay;
 pub mod sdp;
 pub mod sealing;
-pub mod server;
 pub mod session;
 pub mod signing;
 pub mod sip;

@@ -321,7 +321,7 @@ fn the_registrar_listens_on_udp_and_send_registers_with_it() {
         ["SIP/2.0 401 Unauthorized", "SIP/2.0 200 OK"]
     );
     assert!(
-        log.contains(" REGISTER ") && log.contains("certificate"),
+        log.contains(r#""method":"REGISTER""#) && log.contains("certificate"),
         "{log}"
     );
     // The 200 as the registrar sent it installs alice's certificate.

@@ -120,6 +120,21 @@ impl PrivateKey {
         }
     }
 
+    /// The key as PKCS#8 DER (what a TLS stack takes); `None` for ML-KEM,
+    /// which cannot sign a handshake.
+    pub fn pkcs8_der(&self) -> Option<Zeroizing<Vec<u8>>> {
+        use p256::pkcs8::EncodePrivateKey;
+        match &self.kind {
+            Kind::Rsa(k) => Some(k.pkcs8.clone()),
+            Kind::P256(k) => k
+                .secret
+                .to_pkcs8_der()
+                .ok()
+                .map(|d| Zeroizing::new(d.as_bytes().to_vec())),
+            Kind::MlKem(_) => None,
+        }
+    }
+
     /// Wrap a parsed EC P-256 key.
     pub fn from_p256(secret: p256::SecretKey) -> PrivateKey {
         PrivateKey {

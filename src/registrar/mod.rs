@@ -13,6 +13,8 @@
 
 pub mod crl;
 pub mod digest;
+#[cfg(feature = "live")]
+pub mod serve;
 pub mod store;
 pub mod users;
 

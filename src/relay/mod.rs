@@ -13,6 +13,8 @@ mod path;
 mod pipeline;
 mod refusal;
 mod report;
+#[cfg(feature = "live")]
+pub mod serve;
 mod view;
 
 use time::OffsetDateTime;

@@ -2,6 +2,8 @@
 //! check (403), the connectivity policy (404, the same answer as an
 //! unknown target), Route-Security, and signatures required (495).
 
+use std::sync::Arc;
+
 use time::OffsetDateTime;
 
 use super::refusal::Refusal;
@@ -22,16 +24,22 @@ pub struct PathOptions {
     /// Route-Security entry must name it, and the imposture check compares
     /// it with the From AOR's binding.
     pub received_from: Option<String>,
+    /// The level of the link the message arrived on, when the connection
+    /// shows it (a live relay: TLS with a verified client certificate is
+    /// 3, TCP and UDP 0). A request whose newest entry does not name the
+    /// source gets `<sip:SOURCE>;level=N` with this level (else 0); one
+    /// whose entry claims more than this gets a correcting entry.
+    pub arrived_level: Option<u8>,
     /// Registered bindings for the imposture check (403 on mismatch).
-    pub bindings: Option<Bindings>,
+    pub bindings: Option<Arc<Bindings>>,
     /// Connectivity allow-list (404 when denied).
-    pub policy: Option<Policy>,
+    pub policy: Option<Arc<Policy>>,
     /// Answer 495 to a request that carries no signature, and 403 to one
     /// not signed by its From party.
     pub require_signature: bool,
     /// Trust anchors a signer's certificate must chain to before its
     /// signature counts as its party's (`--signer-trust`); none: the name alone.
-    pub trust: Vec<Cert>,
+    pub trust: Arc<[Cert]>,
 }
 
 /// Whether one of `signers` (signatures that verified) is `aor`'s: its
@@ -149,6 +157,17 @@ pub(super) fn route_security(
     }
     if let Some(from) = &path.received_from {
         match incoming.last() {
+            Some(Ok(e)) if e.names(from) && path.arrived_level.is_some_and(|l| e.level > l) => {
+                let seen = path.arrived_level.unwrap_or_default();
+                notes.push(format!(
+                    "the newest entry claims level {} for the link from {from}, but the connection is level {seen}",
+                    e.level
+                ));
+                append.push(RouteEntry {
+                    addr: from.clone(),
+                    level: seen,
+                });
+            }
             Some(Ok(e)) if e.names(from) => {
                 notes.push(format!("the link from {from} is level {}", e.level));
             }
@@ -158,12 +177,18 @@ pub(super) fn route_security(
                     Some(Err(why)) => format!("does not parse ({why})"),
                     None => "is missing".into(),
                 };
-                notes.push(format!(
-                    "the newest entry {named}, not {from}: the link from {from} counts as level 0"
-                ));
+                let level = path.arrived_level.unwrap_or(0);
+                notes.push(match path.arrived_level {
+                    Some(l) => format!(
+                        "the newest entry {named}, not {from}: the connection from {from} is level {l}"
+                    ),
+                    None => format!(
+                        "the newest entry {named}, not {from}: the link from {from} counts as level 0"
+                    ),
+                });
                 append.push(RouteEntry {
                     addr: from.clone(),
-                    level: 0,
+                    level,
                 });
             }
         }

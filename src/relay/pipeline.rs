@@ -20,7 +20,7 @@ use crate::signing::{OuterSignature, sign_message, unwrap_inner};
 use crate::sip::Message;
 use crate::sip::disclosure::{Access, Designation, remove_designations};
 use crate::sip::route_security::{self, RouteEntry};
-use crate::sip::routing::{self, sent_by_host};
+use crate::sip::routing;
 
 /// What passing the pipeline gives: the message to forward and the CEK of
 /// the full envelope this relay opened (for its session store), or the
@@ -314,7 +314,7 @@ impl Emit<'_> {
                     self.uris.iter().any(|u| u.eq_ignore_ascii_case(&d.uri))
                 });
             }
-            routing::pop_route(&mut out, &[sent_by_host(self.sent_by), keys.host()]);
+            routing::pop_route(&mut out, &[self.sent_by.to_owned(), keys.host()]);
             if record_route {
                 routing::record_route(&mut out, self.sent_by)?;
             }

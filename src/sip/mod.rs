@@ -13,6 +13,7 @@ pub mod route_security;
 pub mod routing;
 pub mod size;
 pub mod syntax;
+pub mod uri;
 
 pub use compose::{
     Body, ComposeError, RequestParams, ResponseParams, Transport, build_request, build_response,

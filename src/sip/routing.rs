@@ -6,7 +6,7 @@
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use super::headers::{HeaderError, split_list, uri_host};
+use super::headers::{HeaderError, split_list};
 use super::message::Message;
 use super::syntax::{self, Via};
 
@@ -69,7 +69,8 @@ pub fn sent_by_host(sent_by: &str) -> String {
 }
 
 /// A request routed here by a loose route (RFC 3261 §16.4): the topmost
-/// Route entry goes when its host is one of `hosts` (this proxy's).
+/// Route entry goes when it names one of `hosts` (this proxy's addresses,
+/// `HOST[:PORT]`; ports compared when both give one).
 pub fn pop_route(out: &mut Message, hosts: &[String]) {
     let Some(at) = out.headers().iter().position(|h| h.is("Route")) else {
         return;
@@ -82,8 +83,16 @@ pub fn pop_route(out: &mut Message, hosts: &[String]) {
     let entries = split_list(&value);
     let mine = entries
         .first()
-        .and_then(|e| uri_host(e))
-        .is_some_and(|h| hosts.iter().any(|m| m.eq_ignore_ascii_case(&h)));
+        .and_then(|e| crate::sip::uri::HopUri::parse(e))
+        .is_some_and(|h| {
+            let addr = match h.port {
+                Some(p) => format!("{}:{p}", h.host),
+                None => h.host.clone(),
+            };
+            hosts
+                .iter()
+                .any(|m| crate::sip::route_security::same_addr(m, &addr))
+        });
     if !mine {
         return;
     }
@@ -181,6 +190,112 @@ pub fn forward_response(msg: &Message) -> Option<Message> {
     Some(out)
 }
 
+/// Rewrite the topmost Via entry's text with `f` (the other entries of
+/// its line, and every other line, kept as they are).
+fn rewrite_top_via(msg: &mut Message, f: impl FnOnce(&str) -> String) -> bool {
+    let Some(at) = msg.headers().iter().position(|h| h.is("Via")) else {
+        return false;
+    };
+    let Some(h) = msg.headers().get(at) else {
+        return false;
+    };
+    let name = h.full_name().to_owned();
+    let values = split_list(h.value());
+    let Some(first) = values.first() else {
+        return false;
+    };
+    let mut line = f(first);
+    for v in values.iter().skip(1) {
+        line.push_str(", ");
+        line.push_str(v);
+    }
+    msg.remove_header_at(at);
+    msg.insert_header(at, &name, &line);
+    true
+}
+
+/// What the server transport writes on a request it received (RFC 3261
+/// §18.2.1, RFC 3581 §4): `received` with the source address when the
+/// top Via's sent-by host differs from it, and an `rport` without a
+/// value filled in with the source port. The response then goes back to
+/// where the request really came from.
+pub fn mark_received(msg: &mut Message, source: std::net::SocketAddr) {
+    let Ok(top) = msg.top_via() else { return };
+    let ip = source.ip().to_string();
+    let host = top.host.trim_start_matches('[').trim_end_matches(']');
+    let add_received = !host.eq_ignore_ascii_case(&ip) && top.param("received").is_none();
+    let fill_rport = top
+        .params
+        .iter()
+        .any(|(n, v)| n.eq_ignore_ascii_case("rport") && v.is_none());
+    if !add_received && !fill_rport {
+        return;
+    }
+    rewrite_top_via(msg, |v| {
+        let mut parts: Vec<String> = v.split(';').map(|p| p.trim().to_owned()).collect();
+        if fill_rport {
+            for p in parts.iter_mut().skip(1) {
+                if p.eq_ignore_ascii_case("rport") {
+                    *p = format!("rport={}", source.port());
+                }
+            }
+        }
+        if add_received {
+            parts.push(format!("received={ip}"));
+        }
+        parts.join(";")
+    });
+}
+
+/// Set the transport of the top Via (the transport this hop really sends
+/// on, RFC 3261 §18.1.1, once it is chosen).
+pub fn set_via_transport(msg: &mut Message, token: &str) {
+    rewrite_top_via(msg, |v| match v.split_once(char::is_whitespace) {
+        Some((proto, rest)) => {
+            let base = proto.rsplit_once('/').map_or(proto, |(b, _)| b);
+            format!("{base}/{token} {}", rest.trim_start())
+        }
+        None => v.to_owned(),
+    });
+}
+
+/// Where a response goes (RFC 3261 §18.2.2, RFC 3581 §4): the transport of
+/// its top Via, the `received` address (else the sent-by host) and the
+/// `rport` value (else the sent-by port, else none).
+pub fn response_hop(msg: &Message) -> Option<(String, String, Option<u16>)> {
+    let top = msg.top_via().ok()?;
+    let host = top.param("received").unwrap_or(&top.host).to_owned();
+    let port = top.param("rport").and_then(|p| p.parse().ok()).or(top.port);
+    Some((top.transport.clone(), host, port))
+}
+
+/// The URI a request goes on to (RFC 3261 §16.6 step 6-7, loose routing):
+/// the first Route entry that does not name this proxy (`own`, its
+/// sent-by addresses), else `next` (a configured outbound proxy), else the
+/// Request-URI.
+pub fn next_hop_uri(msg: &Message, own: &[String], next: Option<&str>) -> Option<String> {
+    let mut routes = msg
+        .header_values("Route")
+        .into_iter()
+        .flat_map(split_list)
+        .map(str::trim);
+    let first_not_mine = routes.find(|r| {
+        let hop = crate::sip::uri::HopUri::parse(r);
+        !hop.is_some_and(|h| {
+            let addr = match h.port {
+                Some(p) => format!("{}:{p}", h.host),
+                None => h.host.clone(),
+            };
+            own.iter()
+                .any(|o| crate::sip::route_security::same_addr(o, &addr))
+        })
+    });
+    first_not_mine
+        .map(str::to_owned)
+        .or_else(|| next.map(str::to_owned))
+        .or_else(|| msg.request_uri().map(str::to_owned))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,7 +325,7 @@ Content-Length: 0\r\n\r\n";
         let again = forward_request(&msg, "proxy-a.a.example.com:5060", &KEY).unwrap();
         assert_eq!(again.top_via().unwrap().branch(), top.branch());
         assert_eq!(out.header("Max-Forwards"), Some("69"));
-        pop_route(&mut out, &[sent_by_host("proxy-a.a.example.com:5060")]);
+        pop_route(&mut out, &["proxy-a.a.example.com:5060".into()]);
         assert_eq!(out.header("Route"), Some("<sip:proxy-b.b.example.com;lr>"));
         pop_route(&mut out, &["elsewhere.example.com".into()]);
         assert_eq!(out.header("Route"), Some("<sip:proxy-b.b.example.com;lr>"));

@@ -204,6 +204,15 @@ impl SessionStore for FileStore {
         self.change_all(owner, f)
     }
 
+    /// One file read (once layout 1 is gone).
+    fn entry(&self, owner: &str, call_id: &str) -> Result<Option<Entry>, StoreError> {
+        if self.sessions_path(owner).exists() {
+            let all = self.read_all(owner)?;
+            return Ok(all.sessions.into_iter().find(|e| e.call_id == call_id));
+        }
+        self.read_one(owner, call_id)
+    }
+
     /// One file written, whatever the number of sessions.
     fn record(
         &self,

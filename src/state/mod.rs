@@ -4,6 +4,7 @@
 //! state directory (the command line), [`MemoryStore`] keeps everything in
 //! memory (the demo, tests, and later a cache in front of a shared store).
 
+mod cached;
 mod file;
 mod memory;
 mod session_files;
@@ -11,6 +12,7 @@ mod session_files;
 use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
 
+pub use cached::CachedStore;
 pub use file::{FileStore, StateDir, create_private_dir, lock};
 pub(crate) use file::{read_yaml, write_yaml};
 pub use memory::MemoryStore;
@@ -62,6 +64,16 @@ pub trait SessionStore {
     fn read(&self, owner: &str, f: &mut dyn FnMut(&Sessions)) -> Result<(), StoreError> {
         f(&self.load(owner)?);
         Ok(())
+    }
+
+    /// The session of `owner` for `call_id`, if one is stored (a store
+    /// that keeps one record per call reads only that one).
+    fn entry(&self, owner: &str, call_id: &str) -> Result<Option<Entry>, StoreError> {
+        let mut out = None;
+        self.read(owner, &mut |s| {
+            out = s.sessions.iter().find(|e| e.call_id == call_id).cloned();
+        })?;
+        Ok(out)
     }
 
     /// Change the sessions of `owner` at once: read, `f`, write.

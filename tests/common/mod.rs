@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+pub mod live;
+
 /// The built `sipseal` binary, run from the repository root, with its own
 /// empty state directory under the target directory (never the user's; a
 /// test that shares state between steps passes --state).

@@ -124,6 +124,9 @@ pub enum Command {
     Proxy(Box<proxy::ProxyArgs>),
     /// Open with this relay's key, optionally edit, and seal again for the next hop.
     Reencrypt(Box<reencrypt::ReencryptArgs>),
+    /// The relay as a live stateless proxy on UDP, TCP and mutually authenticated TLS: every message through the relay step, then on to the next hop.
+    #[cfg(feature = "live")]
+    Relay(Box<crate::relay::RelayLiveArgs>),
     /// Show what a SIP message is made of: start line, headers, body parts, SDP media, CMS envelope.
     Inspect(inspect::InspectArgs),
     /// The registrar (SPEC §6): answer one REGISTER (Digest, certificate from a CSR, bindings), or manage credentials.
@@ -132,7 +135,7 @@ pub enum Command {
     Register(Box<registrar::RegisterArgs>),
     /// Ask the registrar for an AOR's certificate (OPTIONS), or whether one is still valid; check and store its answer.
     Certquery(Box<registrar::CertqueryArgs>),
-    /// Send one request to a next hop (UDP or TCP) as a client transaction; print each response as it arrives.
+    /// Send one request to a next hop (UDP, TCP or TLS) as a client transaction; print each response as it arrives.
     Send(send::SendArgs),
     /// Generate key material.
     #[command(subcommand)]
@@ -168,6 +171,8 @@ impl Command {
             Command::Verify(_) => "verify",
             Command::Proxy(_) => "proxy",
             Command::Reencrypt(_) => "reencrypt",
+            #[cfg(feature = "live")]
+            Command::Relay(_) => "relay",
             Command::Inspect(_) => "inspect",
             Command::Registrar(_) => "registrar",
             Command::Register(_) => "register",

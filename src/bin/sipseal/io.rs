@@ -58,6 +58,7 @@ pub fn set_max_message_size(limit: u64) {
 }
 
 /// `--max-message-size` (or its default).
+#[cfg_attr(not(feature = "live"), allow(dead_code))]
 pub fn max_message_size() -> u64 {
     *MAX_MESSAGE_SIZE.get().unwrap_or(&DEFAULT_MAX_MESSAGE_SIZE)
 }

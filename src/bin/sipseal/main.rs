@@ -11,11 +11,15 @@ mod error;
 mod inspect;
 mod io;
 mod keys;
+#[cfg(feature = "live")]
+mod live;
 mod man;
 mod open;
 mod proxy;
 mod reencrypt;
 mod registrar;
+#[cfg(feature = "live")]
+mod relay;
 mod reply;
 mod seal;
 mod send;
@@ -66,6 +70,8 @@ fn run(cli: Cli) -> Result<Exit, Error> {
         Command::Verify(args) => verify::run(*args, &mut ctx),
         Command::Proxy(args) => proxy::run(*args, &mut ctx),
         Command::Reencrypt(args) => reencrypt::run(*args, &mut ctx),
+        #[cfg(feature = "live")]
+        Command::Relay(args) => relay::run(*args, &mut ctx),
         Command::Inspect(args) => inspect::run(args, &mut ctx),
         Command::Registrar(args) => registrar::run(*args, &mut ctx),
         Command::Register(args) => registrar::register(*args, &mut ctx),

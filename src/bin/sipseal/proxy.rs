@@ -24,13 +24,47 @@ use crate::error::{Error, Exit};
 use crate::io::Format;
 use crate::io::{display_name, read_input, render, warn_discarded, write_file, write_output};
 
-/// What every relay command takes: the message, this relay's keys, its
-/// Via, SDP edits, the report and the output.
+/// What every relay command on files takes: the message, the relay's
+/// keys and behaviour ([`RelayCommon`]), the report and the output.
 #[derive(Debug, Args)]
 pub struct RelayArgs {
     /// The SIP request or response arriving at this relay (a path, or - for standard input).
     #[arg(default_value = "-", value_name = "FILE|-")]
     pub input: PathBuf,
+    #[command(flatten)]
+    pub common: RelayCommon,
+    /// Write the disclosure report here (mode 0600: it may hold SRTP keys);
+    /// `-` writes it to standard output (then give the message -o FILE).
+    #[arg(long, value_name = "FILE|-")]
+    pub report: Option<PathBuf>,
+    /// Format of --report.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub report_format: Format,
+    /// Write the forwarded message (or the error response) here instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Write firewall pinholes for the call's media here: from the offer,
+    /// then offer and answer; a BYE writes the deletions. Needs the state
+    /// directory to remember the offer.
+    #[arg(long, value_name = "FILE")]
+    pub pinholes: Option<PathBuf>,
+    /// The security level (0 none, 1 authenticated peer, 2 + integrity,
+    /// 3 + confidentiality) of the link this relay sends on: requests get
+    /// `Route-Security: <sip:SENT-BY>;level=N` appended; on responses this
+    /// relay checks its own entry came back.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=3))]
+    pub link_level: Option<u8>,
+    /// Where the message came from (HOST[:PORT]): the newest Route-Security
+    /// entry must name it (else that link counts as level 0, and the
+    /// report says so); --bindings checks the From AOR against it.
+    #[arg(long, value_name = "ADDR")]
+    pub received_from: Option<String>,
+}
+
+/// What `proxy`, `reencrypt` and the live `relay` share: this relay's
+/// keys, its Via, SDP edits, the path checks and the session store.
+#[derive(Debug, Args)]
+pub struct RelayCommon {
     /// This relay's identity directory (cert.pem + key.pem). The key is
     /// read only when a RecipientInfo is addressed to it. A relay that
     /// holds PSKs only may leave it out (then its name is its first PSK's
@@ -51,46 +85,20 @@ pub struct RelayArgs {
     /// (e.g. audio=40000 or 1=40002); repeatable. Only with access=modify.
     #[arg(long, value_name = "STREAM=PORT", value_parser = SdpEdit::port_arg)]
     pub set_port: Vec<SdpEdit>,
-    /// Write the disclosure report here (mode 0600: it may hold SRTP keys);
-    /// `-` writes it to standard output (then give the message -o FILE).
-    #[arg(long, value_name = "FILE|-")]
-    pub report: Option<PathBuf>,
-    /// Format of --report.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub report_format: Format,
-    /// Write the forwarded message (or the error response) here instead of standard output.
-    #[arg(short, long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
-    /// Write firewall pinholes for the call's media here: from the offer,
-    /// then offer and answer; a BYE writes the deletions. Needs the state
-    /// directory to remember the offer.
-    #[arg(long, value_name = "FILE")]
-    pub pinholes: Option<PathBuf>,
     /// Format of --pinholes: an nftables script (set elements of table
     /// `inet sipseal`, for `nft -f`) or JSON.
     #[arg(long, value_enum, default_value_t = PinholeFormat::Nft)]
     pub pinhole_format: PinholeFormat,
-    /// The security level (0 none, 1 authenticated peer, 2 + integrity,
-    /// 3 + confidentiality) of the link this relay sends on: requests get
-    /// `Route-Security: <sip:SENT-BY>;level=N` appended; on responses this
-    /// relay checks its own entry came back.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=3))]
-    pub link_level: Option<u8>,
-    /// Where the message came from (HOST[:PORT]): the newest Route-Security
-    /// entry must name it (else that link counts as level 0, and the
-    /// report says so); --bindings checks the From AOR against it.
-    #[arg(long, value_name = "ADDR")]
-    pub received_from: Option<String>,
     /// Originator imposture check: YAML of AOR -> source addresses; a
     /// request whose From AOR is not bound to --received-from is answered
     /// 403 Forbidden (exit 5).
-    #[arg(long, value_name = "FILE", requires = "received_from")]
+    #[arg(long, value_name = "FILE")]
     pub bindings: Option<PathBuf>,
     /// Originator imposture check from a registrar's state directory: the
     /// bindings registered now (`sipseal registrar`), each AOR bound to
     /// where its REGISTER came from (else its Contact). With --bindings,
     /// both count.
-    #[arg(long, value_name = "DIR", requires = "received_from")]
+    #[arg(long, value_name = "DIR")]
     pub registrations: Option<PathBuf>,
     /// Connectivity policy: YAML allow-list of {from, to} AOR patterns; a
     /// denied request is answered 404 Not Found, exactly as an unknown
@@ -152,12 +160,7 @@ impl RelayArgs {
                 "give the forwarded message a file with -o FILE, or the report one with --report FILE",
             ));
         }
-        let identity = self.identity.as_deref().map(load_identity).transpose()?;
-        let psks = self
-            .psk
-            .iter()
-            .map(|p| load_psk(p))
-            .collect::<Result<Vec<_>, _>>()?;
+        let (identity, psks) = self.common.keys()?;
         let bytes = read_input(&self.input)?;
         let msg = match Message::parse(&bytes) {
             Ok(msg) => msg,
@@ -190,6 +193,108 @@ impl RelayArgs {
         })))
     }
 
+    /// The path checks: [`RelayCommon::path`] with `--link-level` and
+    /// `--received-from`.
+    pub fn path(&self, now: time::OffsetDateTime) -> Result<PathOptions, Error> {
+        let c = &self.common;
+        if (c.bindings.is_some() || c.registrations.is_some()) && self.received_from.is_none() {
+            return Err(Error::usage(
+                "--bindings and --registrations check where the message came from",
+                "give --received-from HOST[:PORT]",
+            ));
+        }
+        Ok(PathOptions {
+            link_level: self.link_level,
+            received_from: self.received_from.clone(),
+            ..c.path(now)?
+        })
+    }
+
+    /// How the relay runs in `mode`.
+    pub fn options(&self, mode: Mode, now: time::OffsetDateTime) -> Result<RelayOptions, Error> {
+        Ok(RelayOptions {
+            path: self.path(now)?,
+            ..self.common.options(mode, now)?
+        })
+    }
+
+    /// Run the relay workflow on the loaded message and write what it
+    /// gives: the pinholes and the report (if asked), then the message;
+    /// exit 5 for a response this relay produced.
+    pub fn step(
+        &self,
+        command: &str,
+        keys: &RelayKeys<'_>,
+        msg: &Message,
+        opts: &RelayOptions,
+        ctx: &mut Context,
+    ) -> Result<Exit, Error> {
+        let store = self.common.state.store()?;
+        let state = RelayState {
+            sessions: &store,
+            pinholes: self
+                .pinholes
+                .is_some()
+                .then_some(&store as &dyn PinholeStore),
+        };
+        let step = relay(msg, keys, opts, state, ctx).map_err(|err| match err {
+            RelayError::NoCallId(e) => Error::usage(
+                format!("--pinholes: {e}"),
+                "pinholes are kept per call: the message needs a Call-ID",
+            ),
+            RelayError::Store(e) => Error::State(e),
+            err => Error::Relay {
+                name: display_name(&self.input),
+                err,
+            },
+        })?;
+        say_stored(step.session.as_ref(), &self.common.state.limits());
+        if let (Some(path), Some(changes)) = (&self.pinholes, &step.pinholes) {
+            write_file(
+                path,
+                changes.render(self.common.pinhole_format).as_bytes(),
+                false,
+            )?;
+        }
+        if let Some(path) = &self.report {
+            let text = render(self.report_format, &step.report, RelayReport::to_text)?;
+            if path == Path::new("-") {
+                write_output(None, text.as_bytes())?;
+            } else {
+                write_file(path, text.as_bytes(), true)?;
+            }
+        }
+        write_output(self.output.as_ref(), &step.outcome.message().to_bytes())?;
+        if let Outcome::Forward(m) = &step.outcome
+            && let Some(w) = sipseal::sip::size::udp_size_warning(m)
+        {
+            eprintln!("warning: {w}");
+        }
+        match step.outcome {
+            Outcome::Forward(_) => Ok(Exit::Ok),
+            Outcome::Respond(m) => {
+                eprintln!(
+                    "{command}: answered {} instead of forwarding",
+                    m.start_line()
+                );
+                Ok(Exit::SipError)
+            }
+        }
+    }
+}
+
+impl RelayCommon {
+    /// Read the identity (not its private key) and the PSKs.
+    pub fn keys(&self) -> Result<(Option<Identity>, Vec<Psk>), Error> {
+        let identity = self.identity.as_deref().map(load_identity).transpose()?;
+        let psks = self
+            .psk
+            .iter()
+            .map(|p| load_psk(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((identity, psks))
+    }
+
     /// The bindings of --bindings and --registrations, merged.
     fn bindings_now(&self, now: time::OffsetDateTime) -> Result<Option<Bindings>, Error> {
         let mut map = std::collections::BTreeMap::new();
@@ -212,8 +317,9 @@ impl RelayArgs {
             .then(|| Bindings::from_map(map)))
     }
 
-    /// The path checks (`--link-level`, `--received-from`, `--bindings`,
-    /// `--registrations`, `--policy`, `--require-signature`).
+    /// The path checks this relay is configured with (`--bindings`,
+    /// `--registrations`, `--policy`, `--require-signature`,
+    /// `--signer-trust`); where a message came from is the caller's.
     pub fn path(&self, now: time::OffsetDateTime) -> Result<PathOptions, Error> {
         let config = |e: PolicyError| {
             Error::usage(
@@ -222,15 +328,17 @@ impl RelayArgs {
             )
         };
         Ok(PathOptions {
-            link_level: self.link_level,
-            received_from: self.received_from.clone(),
-            bindings: self.bindings_now(now)?,
+            link_level: None,
+            arrived_level: None,
+            received_from: None,
+            bindings: self.bindings_now(now)?.map(std::sync::Arc::new),
             policy: self
                 .policy
                 .as_deref()
                 .map(Policy::load)
                 .transpose()
-                .map_err(config)?,
+                .map_err(config)?
+                .map(std::sync::Arc::new),
             require_signature: self.require_signature,
             trust: self
                 .signer_trust
@@ -264,66 +372,6 @@ impl RelayArgs {
                 max_streams: self.pinhole_max_streams,
             },
         })
-    }
-
-    /// Run the relay workflow on the loaded message and write what it
-    /// gives: the pinholes and the report (if asked), then the message;
-    /// exit 5 for a response this relay produced.
-    pub fn step(
-        &self,
-        command: &str,
-        keys: &RelayKeys<'_>,
-        msg: &Message,
-        opts: &RelayOptions,
-        ctx: &mut Context,
-    ) -> Result<Exit, Error> {
-        let store = self.state.store()?;
-        let state = RelayState {
-            sessions: &store,
-            pinholes: self
-                .pinholes
-                .is_some()
-                .then_some(&store as &dyn PinholeStore),
-        };
-        let step = relay(msg, keys, opts, state, ctx).map_err(|err| match err {
-            RelayError::NoCallId(e) => Error::usage(
-                format!("--pinholes: {e}"),
-                "pinholes are kept per call: the message needs a Call-ID",
-            ),
-            RelayError::Store(e) => Error::State(e),
-            err => Error::Relay {
-                name: display_name(&self.input),
-                err,
-            },
-        })?;
-        say_stored(step.session.as_ref(), &self.state.limits());
-        if let (Some(path), Some(changes)) = (&self.pinholes, &step.pinholes) {
-            write_file(path, changes.render(self.pinhole_format).as_bytes(), false)?;
-        }
-        if let Some(path) = &self.report {
-            let text = render(self.report_format, &step.report, RelayReport::to_text)?;
-            if path == Path::new("-") {
-                write_output(None, text.as_bytes())?;
-            } else {
-                write_file(path, text.as_bytes(), true)?;
-            }
-        }
-        write_output(self.output.as_ref(), &step.outcome.message().to_bytes())?;
-        if let Outcome::Forward(m) = &step.outcome
-            && let Some(w) = sipseal::sip::size::udp_size_warning(m)
-        {
-            eprintln!("warning: {w}");
-        }
-        match step.outcome {
-            Outcome::Forward(_) => Ok(Exit::Ok),
-            Outcome::Respond(m) => {
-                eprintln!(
-                    "{command}: answered {} instead of forwarding",
-                    m.start_line()
-                );
-                Ok(Exit::SipError)
-            }
-        }
     }
 }
 

@@ -69,14 +69,20 @@ pub struct StepArgs {
     /// about is answered with the same 404 as an unknown AOR.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
-    /// Serve live instead of answering one file: udp:HOST:PORT (each
-    /// response goes back to the request's source address). Runs until
-    /// killed, or --max-requests.
-    #[arg(long, value_name = "udp:HOST:PORT")]
-    pub listen: Option<String>,
+    /// Serve live instead of answering one file: udp:HOST:PORT,
+    /// tcp:HOST:PORT or tls:HOST:PORT (repeatable; port 0 picks a free
+    /// one, printed at start). Each response goes back where its request
+    /// came from (UDP: the source address and port, RFC 3581). Runs until
+    /// SIGTERM, or --max-requests. A tls listener needs --trust.
+    #[arg(long, value_name = "TRANSPORT:HOST:PORT")]
+    pub listen: Vec<String>,
     /// With --listen: stop after this many requests (tests, scripts).
     #[arg(long, value_name = "N", requires = "listen")]
     pub max_requests: Option<u64>,
+    /// With a tls listener: the trust anchors a client's certificate must
+    /// chain to (clientAuth); a client without one is refused.
+    #[arg(long, value_name = "PEM|DIR", requires = "listen")]
+    pub trust: Vec<PathBuf>,
     #[command(flatten)]
     pub state: StateArgs,
     #[command(flatten)]
@@ -166,9 +172,13 @@ pub fn run(args: RegistrarArgs, ctx: &mut Context) -> Result<Exit, Error> {
         eprintln!("CRL of {realm}: {withdrawn} withdrawn certificate(s)");
         return Ok(Exit::Ok);
     }
-    let s = args.step;
-    let (Some(realm), Some(ca), Some(identity), Some(users)) = (s.realm, s.ca, s.identity, s.users)
-    else {
+    let mut s = args.step;
+    let (Some(realm), Some(ca), Some(identity), Some(users)) = (
+        s.realm.take(),
+        s.ca.take(),
+        s.identity.take(),
+        s.users.take(),
+    ) else {
         return Err(Error::usage(
             "registrar needs --realm, --ca, --identity and --users",
             "see `sipseal registrar --help`",
@@ -189,6 +199,9 @@ pub fn run(args: RegistrarArgs, ctx: &mut Context) -> Result<Exit, Error> {
             )
         })?;
     let store = s.state.store()?;
+    if !s.listen.is_empty() {
+        return serve(s, realm, ca, identity, users, policy, Box::new(store), ctx);
+    }
     let registrar = Registrar {
         realm: &realm,
         ca: &ca,
@@ -200,9 +213,6 @@ pub fn run(args: RegistrarArgs, ctx: &mut Context) -> Result<Exit, Error> {
         nonce_lifetime: s.nonce_lifetime,
         policy: policy.as_ref(),
     };
-    if let Some(listen) = &s.listen {
-        return serve(&registrar, listen, s.max_requests, ctx);
-    }
     let request = read_message(&s.input)?;
     let handled = registrar.handle(&request, s.source.as_deref(), ctx)?;
     s.output.write(&handled.response.to_bytes())?;
@@ -242,73 +252,95 @@ pub fn run(args: RegistrarArgs, ctx: &mut Context) -> Result<Exit, Error> {
     })
 }
 
-/// What one line of the live registrar's log says about an outcome.
-fn describe(outcome: &Outcome) -> String {
-    match outcome {
-        Outcome::Registered {
-            aor,
-            expires,
-            certificate,
-        } => format!(
-            "200 registered {aor} for {expires} s{}",
-            certificate
-                .as_ref()
-                .map(|s| format!(", certificate {s}"))
-                .unwrap_or_default()
-        ),
-        Outcome::Found { aor, serial } => format!("200 certificate {serial} of {aor}"),
-        Outcome::Removed { aor } => format!("200 removed {aor}"),
-        Outcome::Challenged { stale } => format!("401{}", if *stale { " stale" } else { "" }),
-        Outcome::Refused { code, why } => format!("{code} {why}"),
-    }
-}
-
 /// `registrar --listen`: the same workflow on the wire.
+#[cfg(feature = "live")]
+#[allow(clippy::too_many_arguments)]
 fn serve(
-    registrar: &Registrar<'_>,
-    listen: &str,
-    max: Option<u64>,
+    s: StepArgs,
+    realm: String,
+    ca: Ca,
+    identity: sipseal::keys::Identity,
+    users: Users,
+    policy: Option<sipseal::policy::Policy>,
+    store: Box<dyn sipseal::registrar::store::RegistrarStore + Send + Sync>,
     ctx: &mut Context,
 ) -> Result<Exit, Error> {
-    let bad =
-        |why: String| Error::usage(why, "give --listen udp:HOST:PORT, e.g. udp:127.0.0.1:5060");
-    let addr = listen
-        .strip_prefix("udp:")
-        .ok_or_else(|| bad(format!("{listen:?}: only udp: is served yet")))?;
-    let socket = std::net::UdpSocket::bind(addr).map_err(|e| bad(format!("{listen}: {e}")))?;
-    eprintln!(
-        "registrar of {} listening on udp:{}",
-        registrar.realm,
-        socket.local_addr().map_err(|e| bad(e.to_string()))?
-    );
-    let limit = crate::io::max_message_size() as usize;
-    let mut failure = None;
-    let mut handle = |req: &Message, from: std::net::SocketAddr| -> Option<Message> {
-        let started = std::time::Instant::now();
-        match registrar.handle(req, Some(&from.to_string()), ctx) {
-            Ok(handled) => {
-                eprintln!(
-                    "{from} {} {} {} ({} µs)",
-                    req.method().unwrap_or_default(),
-                    req.call_id().unwrap_or("-"),
-                    describe(&handled.outcome),
-                    started.elapsed().as_micros()
-                );
-                Some(handled.response)
-            }
-            Err(e) => {
-                eprintln!("{from} {}: {e}", req.method().unwrap_or_default());
-                failure.get_or_insert(e);
-                None
-            }
+    use crate::live::{Counted, bind, describe, listen_addr, runtime};
+    use sipseal::net::live::ServerConfig;
+    use sipseal::registrar::serve::LiveRegistrar;
+    use std::sync::Arc;
+
+    let listen = s
+        .listen
+        .iter()
+        .map(|l| listen_addr(l))
+        .collect::<Result<Vec<_>, _>>()?;
+    let tls = if listen
+        .iter()
+        .any(|(t, _)| *t == sipseal::net::Transport::Tls)
+    {
+        if s.trust.is_empty() {
+            return Err(Error::usage(
+                "a tls listener checks client certificates against trust anchors",
+                "give --trust FILE",
+            ));
         }
+        let mut trust = Vec::new();
+        for t in &s.trust {
+            trust.extend(crate::args::load_anchors(t)?);
+        }
+        let setup = sipseal::net::tls::TlsSetup::new(Some(&identity), &trust)
+            .map_err(|e| Error::usage(e.to_string(), "check --identity and --trust"))?;
+        Some(Arc::new(setup))
+    } else {
+        None
     };
-    sipseal::server::serve_udp(&socket, limit, max, &mut handle)
-        .map_err(|e| bad(format!("{listen}: {e}")))?;
-    match failure {
-        Some(e) => Err(e.into()),
-        None => Ok(Exit::Ok),
-    }
+    let service = Arc::new(LiveRegistrar {
+        realm: realm.clone(),
+        ca,
+        identity,
+        users,
+        store,
+        max_expires: s.max_expires,
+        allow_md5: s.allow_md5,
+        nonce_lifetime: s.nonce_lifetime,
+        policy,
+        ctx: std::sync::Mutex::new(ctx.fork()),
+    });
+    let counted = Arc::new(Counted::new(service as _, s.max_requests));
+    runtime()?.block_on(async move {
+        let config = ServerConfig {
+            listen,
+            tls,
+            max_message: usize::try_from(crate::io::max_message_size()).unwrap_or(usize::MAX),
+            ..ServerConfig::default()
+        };
+        let server = bind(config, Arc::clone(&counted) as _).await?;
+        eprintln!(
+            "registrar of {realm} listening on {}",
+            describe(server.local_addrs())
+        );
+        crate::live::serve(server, counted.done(), || Ok(())).await?;
+        Ok(Exit::Ok)
+    })
+}
+
+#[cfg(not(feature = "live"))]
+#[allow(clippy::too_many_arguments)]
+fn serve(
+    _: StepArgs,
+    _: String,
+    _: Ca,
+    _: sipseal::keys::Identity,
+    _: Users,
+    _: Option<sipseal::policy::Policy>,
+    _: Box<dyn sipseal::registrar::store::RegistrarStore + Send + Sync>,
+    _: &mut Context,
+) -> Result<Exit, Error> {
+    Err(Error::usage(
+        "this sipseal was built without live operation",
+        "build with the default features (`live`)",
+    ))
 }
 
 /// `register`: build a REGISTER, its authorized retry, or install the

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use clap::Args;
 
-use sipseal::client::{Client, SendError, Target, Timers};
 use sipseal::context::Context;
+use sipseal::net::client::{Client, SendError, Timers};
+use sipseal::net::{Hosts, Target, Transport};
 use sipseal::registrar::digest;
 use sipseal::registrar::users::username_of;
 use sipseal::sip::Message;
@@ -22,10 +23,24 @@ pub struct SendArgs {
     /// The request to send (a path, or - for standard input).
     #[arg(default_value = "-", value_name = "FILE|-")]
     pub input: PathBuf,
-    /// The next hop: udp:HOST:PORT, tcp:HOST:PORT, or a SIP URI with
-    /// ;transport= (sip:127.0.0.1:5070;transport=tcp).
+    /// The next hop: udp:HOST:PORT, tcp:HOST:PORT, tls:HOST:PORT, or a
+    /// SIP URI with ;transport= (sip:127.0.0.1:5070;transport=tcp,
+    /// sip:proxy-a.a.example.com;transport=tls). Over TLS the server must
+    /// chain to --trust and be named by the URI's host (RFC 5922: a SAN
+    /// URI sip:HOST or a dNSName).
     #[arg(long, value_name = "TARGET")]
     pub next: String,
+    /// Names to resolve before DNS: a hosts file whose addresses may carry
+    /// a port (`127.0.0.1:5071 proxy-a.a.example.com`).
+    #[arg(long, value_name = "FILE")]
+    pub hosts: Option<PathBuf>,
+    /// This client's certificate and key for TLS (cert.pem + key.pem):
+    /// a TLS server of sipseal's refuses a client without one.
+    #[arg(long, value_name = "DIR")]
+    pub identity: Option<PathBuf>,
+    /// Trust anchors the TLS server's certificate must chain to.
+    #[arg(long, value_name = "PEM|DIR")]
+    pub trust: Vec<PathBuf>,
     /// Answer a 401/407 challenge once, with the password in this file
     /// (the Digest username is the From URI's user part).
     #[arg(long, value_name = "FILE")]
@@ -33,6 +48,47 @@ pub struct SendArgs {
     /// Seconds to wait for a final response (RFC 3261 Timer B/F).
     #[arg(long, value_name = "SECONDS", default_value_t = 32)]
     pub timeout: u64,
+}
+
+#[cfg(feature = "live")]
+fn connect_tls(
+    args: &SendArgs,
+    target: &Target,
+    timers: &Timers,
+    name: &str,
+) -> Result<Client, Error> {
+    if args.trust.is_empty() {
+        return Err(Error::usage(
+            "TLS needs the trust anchors the server's certificate chains to",
+            "give --trust FILE (and --identity DIR: servers want a client certificate)",
+        ));
+    }
+    let identity = args
+        .identity
+        .as_deref()
+        .map(crate::args::identity_at)
+        .transpose()?;
+    let mut trust = Vec::new();
+    for t in &args.trust {
+        trust.extend(crate::args::load_anchors(t)?);
+    }
+    let tls = sipseal::net::tls::TlsSetup::new(identity.as_ref(), &trust)
+        .map_err(|e| Error::usage(e.to_string(), "check --identity and --trust"))?;
+    Client::connect_tls(target, timers.timeout, &tls).map_err(|e| match e {
+        SendError::Tls(why) => Error::usage(
+            format!("{name}: TLS with {}: {why}", target.name),
+            "the server must chain to --trust and be named by the --next host; it may refuse this client's --identity",
+        ),
+        other => wire(name)(other),
+    })
+}
+
+#[cfg(not(feature = "live"))]
+fn connect_tls(_: &SendArgs, _: &Target, _: &Timers, _: &str) -> Result<Client, Error> {
+    Err(Error::usage(
+        "this sipseal was built without TLS",
+        "build with the default features (`live`)",
+    ))
 }
 
 fn wire(name: &str) -> impl Fn(SendError) -> Error + '_ {
@@ -51,7 +107,12 @@ fn wire(name: &str) -> impl Fn(SendError) -> Error + '_ {
 /// Run `send`: each response goes to standard output as it arrives; exit
 /// 0 for a 2xx final response, 5 for another, 4 when none came in time.
 pub fn run(args: SendArgs, ctx: &mut Context) -> Result<Exit, Error> {
-    let target = Target::parse(&args.next)
+    let hosts = match &args.hosts {
+        Some(p) => Hosts::load(p)
+            .map_err(|why| Error::usage(why, "lines of ADDRESS[:PORT] NAME..., as /etc/hosts"))?,
+        None => Hosts::default(),
+    };
+    let target = Target::parse(&args.next, &hosts)
         .map_err(|why| Error::usage(why, "e.g. --next udp:127.0.0.1:5060"))?;
     let timers = Timers {
         timeout: Duration::from_secs(args.timeout.max(1)),
@@ -65,7 +126,10 @@ pub fn run(args: SendArgs, ctx: &mut Context) -> Result<Exit, Error> {
         let _ = out.flush();
     };
     let timed_out = |e: &SendError| matches!(e, SendError::Timeout(_));
-    let mut client = Client::connect(&target, timers.timeout).map_err(wire(&name))?;
+    let mut client = match target.transport {
+        Transport::Tls => connect_tls(&args, &target, &timers, &name)?,
+        _ => Client::connect(&target, timers.timeout).map_err(wire(&name))?,
+    };
     let mut last = match client.send(&request, &timers, &mut print) {
         Ok(r) => r,
         Err(e) if timed_out(&e) => {

@@ -452,13 +452,13 @@ fn relay_path(
     );
     let mut opts = proxy_opts("proxy-a.a.example.com:5060");
     opts.path.received_from = Some(ALICE_SOURCE.into());
-    opts.path.bindings = Some(Bindings::from_map(
+    opts.path.bindings = Some(std::sync::Arc::new(Bindings::from_map(
         [(
             "sip:alice@a.example.com".to_owned(),
             vec!["192.0.2.10".to_owned()],
         )]
         .into(),
-    ));
+    )));
     files.push((
         "bindings.yaml",
         b"sip:alice@a.example.com: [\"192.0.2.10\"]\n".to_vec(),

@@ -127,7 +127,7 @@ pub(super) fn run(
     let path_a = |from: &str| PathOptions {
         link_level: Some(3),
         received_from: Some(from.into()),
-        bindings: Some(bindings.clone()),
+        bindings: Some(std::sync::Arc::new(bindings.clone())),
         require_signature: true,
         ..Default::default()
     };

@@ -9,88 +9,11 @@
 //! `rport` (RFC 3581) so that the response comes back to this socket.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
+use super::{Target, Transport};
 use crate::sip::Message;
-
-/// How a message travels to the next hop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    /// UDP: retransmitted on the RFC 3261 timers.
-    Udp,
-    /// TCP: framed by Content-Length, reliable.
-    Tcp,
-}
-
-impl Transport {
-    fn token(self) -> &'static str {
-        match self {
-            Transport::Udp => "UDP",
-            Transport::Tcp => "TCP",
-        }
-    }
-}
-
-/// The next hop: a transport and an address.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    /// The transport.
-    pub transport: Transport,
-    /// The address.
-    pub addr: SocketAddr,
-}
-
-impl Target {
-    /// `udp:HOST:PORT`, `tcp:HOST:PORT`, or a SIP URI with a host, port
-    /// and `;transport=` (`sip:127.0.0.1:5070;transport=tcp`; UDP when
-    /// absent, port 5060 when absent).
-    pub fn parse(s: &str) -> Result<Target, String> {
-        let bad = |why: &str| {
-            format!(
-                "{s:?}: {why}; give udp:HOST:PORT, tcp:HOST:PORT or sip:HOST:PORT;transport=tcp"
-            )
-        };
-        let (transport, hostport) = if let Some(rest) = s.strip_prefix("udp:") {
-            (Transport::Udp, rest.to_owned())
-        } else if let Some(rest) = s.strip_prefix("tcp:") {
-            (Transport::Tcp, rest.to_owned())
-        } else if let Some(rest) = s.strip_prefix("sip:") {
-            let rest = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-            let mut parts = rest.split(';');
-            let hostport = parts.next().unwrap_or_default();
-            let transport = match parts
-                .filter_map(|p| p.split_once('='))
-                .find(|(k, _)| k.eq_ignore_ascii_case("transport"))
-                .map(|(_, v)| v.to_ascii_lowercase())
-                .as_deref()
-            {
-                None | Some("udp") => Transport::Udp,
-                Some("tcp") => Transport::Tcp,
-                Some(other) => {
-                    return Err(bad(&format!("transport={other} is not supported here")));
-                }
-            };
-            let hostport = if hostport
-                .rsplit_once(':')
-                .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-            {
-                hostport.to_owned()
-            } else {
-                format!("{hostport}:5060")
-            };
-            (transport, hostport)
-        } else {
-            return Err(bad("unknown form"));
-        };
-        let addr = hostport
-            .to_socket_addrs()
-            .map_err(|e| bad(&e.to_string()))?
-            .next()
-            .ok_or_else(|| bad("the host has no address"))?;
-        Ok(Target { transport, addr })
-    }
-}
 
 /// RFC 3261 timer values.
 #[derive(Debug, Clone, Copy)]
@@ -122,6 +45,9 @@ pub enum SendError {
     /// No final response in time (Timer B/F).
     #[error("no final response within {0} s")]
     Timeout(u64),
+    /// The TLS handshake failed (the peer's certificate, or ours, refused).
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The message cannot be sent as it is.
     #[error("{0}")]
     Unsendable(String),
@@ -205,6 +131,34 @@ fn ack_for(invite: &Message, response: &Message) -> Option<Message> {
     Some(ack)
 }
 
+/// A stream a client transaction runs on.
+trait Stream: Read + Write {
+    fn read_timeout(&self, wait: Duration) -> std::io::Result<()>;
+    fn local(&self) -> std::io::Result<SocketAddr>;
+}
+
+impl Stream for TcpStream {
+    fn read_timeout(&self, wait: Duration) -> std::io::Result<()> {
+        self.set_read_timeout(Some(wait))
+    }
+    fn local(&self) -> std::io::Result<SocketAddr> {
+        self.local_addr()
+    }
+}
+
+#[cfg(feature = "live")]
+type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+#[cfg(feature = "live")]
+impl Stream for TlsStream {
+    fn read_timeout(&self, wait: Duration) -> std::io::Result<()> {
+        self.sock.set_read_timeout(Some(wait))
+    }
+    fn local(&self) -> std::io::Result<SocketAddr> {
+        self.sock.local_addr()
+    }
+}
+
 /// A connection to the next hop, kept across transactions (an
 /// authorized retry leaves from the same address and port, as a UA's
 /// would: a server may answer where the first request came from).
@@ -213,11 +167,14 @@ pub enum Client {
     Udp(UdpSocket),
     /// A TCP connection, and what has arrived of a message not yet whole.
     Tcp(TcpStream, Vec<u8>),
+    /// A TLS connection whose server proved it is the target's name.
+    #[cfg(feature = "live")]
+    Tls(Box<TlsStream>, Vec<u8>),
 }
 
 impl Client {
     /// Open the socket or connection to `target` (a TCP connect waits at
-    /// most `timeout`).
+    /// most `timeout`). TLS needs [`Client::connect_tls`].
     pub fn connect(target: &Target, timeout: Duration) -> Result<Client, SendError> {
         Ok(match target.transport {
             Transport::Udp => {
@@ -237,7 +194,38 @@ impl Client {
                 TcpStream::connect_timeout(&target.addr, timeout)?,
                 Vec::new(),
             ),
+            Transport::Tls => {
+                return Err(SendError::Unsendable(
+                    "TLS needs this client's certificate and the trust anchors".into(),
+                ));
+            }
         })
+    }
+
+    /// Open a TLS connection to `target`: the server must chain to the
+    /// trust anchors of `tls` and be named `target.name` (RFC 5922); this
+    /// client presents the identity of `tls`, if it has one.
+    #[cfg(feature = "live")]
+    pub fn connect_tls(
+        target: &Target,
+        timeout: Duration,
+        tls: &super::tls::TlsSetup,
+    ) -> Result<Client, SendError> {
+        let tcp = TcpStream::connect_timeout(&target.addr, timeout)?;
+        let name = super::tls::server_name(&target.name).map_err(SendError::Unsendable)?;
+        let conn = rustls::ClientConnection::new(tls.client_config(), name)
+            .map_err(|e| SendError::Unsendable(e.to_string()))?;
+        let mut stream = rustls::StreamOwned::new(conn, tcp);
+        stream.sock.set_read_timeout(Some(timeout))?;
+        // Finish the handshake now, so a refused certificate is told
+        // apart from a next hop that does not answer.
+        while stream.conn.is_handshaking() {
+            stream
+                .conn
+                .complete_io(&mut stream.sock)
+                .map_err(|e| SendError::Tls(e.to_string()))?;
+        }
+        Ok(Client::Tls(Box::new(stream), Vec::new()))
     }
 
     /// Send `msg` as a client transaction; `on_response` sees every
@@ -252,7 +240,18 @@ impl Client {
     ) -> Result<Option<Message>, SendError> {
         match self {
             Client::Udp(socket) => send_udp(socket, msg, timers, on_response),
-            Client::Tcp(stream, pending) => send_tcp(stream, pending, msg, timers, on_response),
+            Client::Tcp(stream, pending) => {
+                send_stream(stream, Transport::Tcp, pending, msg, timers, on_response)
+            }
+            #[cfg(feature = "live")]
+            Client::Tls(stream, pending) => send_stream(
+                stream.as_mut(),
+                Transport::Tls,
+                pending,
+                msg,
+                timers,
+                on_response,
+            ),
         }
     }
 }
@@ -358,15 +357,16 @@ fn send_udp(
     }
 }
 
-fn send_tcp(
-    stream: &mut TcpStream,
+fn send_stream<S: Stream>(
+    stream: &mut S,
+    transport: Transport,
     pending: &mut Vec<u8>,
     msg: &Message,
     timers: &Timers,
     on_response: &mut dyn FnMut(&Message),
 ) -> Result<Option<Message>, SendError> {
-    let local = stream.local_addr()?;
-    let request = with_transport_via(msg, Transport::Tcp, local)?;
+    let local = stream.local()?;
+    let request = with_transport_via(msg, transport, local)?;
     stream.write_all(&request.to_bytes())?;
     if request.method().is_none() {
         return Ok(None);
@@ -397,7 +397,7 @@ fn send_tcp(
         if now >= deadline {
             return Err(SendError::Timeout(timers.timeout.as_secs()));
         }
-        stream.set_read_timeout(Some((deadline - now).max(Duration::from_millis(1))))?;
+        stream.read_timeout((deadline - now).max(Duration::from_millis(1)))?;
         let n = match stream.read(&mut buf) {
             Ok(0) => {
                 return Err(SendError::Io(std::io::Error::new(
@@ -428,18 +428,6 @@ fn send_tcp(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn targets_read_the_short_and_the_uri_forms() {
-        let t = Target::parse("udp:127.0.0.1:5070").unwrap();
-        assert_eq!((t.transport, t.addr.port()), (Transport::Udp, 5070));
-        let t = Target::parse("sip:127.0.0.1:5071;transport=TCP").unwrap();
-        assert_eq!((t.transport, t.addr.port()), (Transport::Tcp, 5071));
-        let t = Target::parse("sip:127.0.0.1").unwrap();
-        assert_eq!((t.transport, t.addr.port()), (Transport::Udp, 5060));
-        assert!(Target::parse("sip:127.0.0.1;transport=sctp").is_err());
-        assert!(Target::parse("http://x").is_err());
-    }
 
     #[test]
     fn the_transport_writes_the_top_via() {

@@ -1,0 +1,136 @@
+//! What the live servers (`relay`, `registrar --listen`) share on the
+//! command line: --listen addresses, the runtime, signals, and stopping
+//! after a number of requests.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use sipseal::net::Transport;
+use sipseal::net::live::{Handled, Peer, Server, ServerConfig, Service};
+use sipseal::sip::Message;
+use tokio::sync::Notify;
+
+use crate::error::Error;
+
+/// `TRANSPORT:HOST:PORT` of --listen.
+pub fn listen_addr(s: &str) -> Result<(Transport, SocketAddr), Error> {
+    let bad = || {
+        Error::usage(
+            format!("--listen {s:?}: not TRANSPORT:HOST:PORT"),
+            "e.g. --listen udp:127.0.0.1:5070 --listen tcp:127.0.0.1:5070 --listen tls:[::1]:5071",
+        )
+    };
+    let (t, addr) = s.split_once(':').ok_or_else(bad)?;
+    let transport = Transport::from_token(t).ok_or_else(bad)?;
+    let addr: SocketAddr = addr.parse().map_err(|_| bad())?;
+    Ok((transport, addr))
+}
+
+/// The runtime a live server runs on.
+pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Write {
+            name: "the async runtime".into(),
+            source: e,
+        })
+}
+
+/// The bound addresses as `udp:127.0.0.1:5070 tcp:...`.
+pub fn describe(bound: &[(Transport, SocketAddr)]) -> String {
+    bound
+        .iter()
+        .map(|(t, a)| format!("{}:{a}", t.token().to_ascii_lowercase()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A service that says when it has handled `max` requests.
+pub struct Counted {
+    inner: Arc<dyn Service>,
+    max: Option<u64>,
+    seen: AtomicU64,
+    done: Arc<Notify>,
+}
+
+impl Counted {
+    /// Count the requests `inner` handles.
+    pub fn new(inner: Arc<dyn Service>, max: Option<u64>) -> Counted {
+        Counted {
+            inner,
+            max,
+            seen: AtomicU64::new(0),
+            done: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Completes once `max` requests were handled (never without a max).
+    pub fn done(&self) -> Arc<Notify> {
+        Arc::clone(&self.done)
+    }
+}
+
+impl Service for Counted {
+    fn handle(&self, msg: Message, peer: &Peer) -> Handled {
+        let request = msg.is_request();
+        let handled = self.inner.handle(msg, peer);
+        if request {
+            let n = self.seen.fetch_add(1, Ordering::SeqCst) + 1;
+            if self.max.is_some_and(|m| n >= m) {
+                self.done.notify_one();
+            }
+        }
+        handled
+    }
+
+    fn unparsable(&self, bytes: &[u8], why: &str, peer: &Peer) -> Option<Message> {
+        self.inner.unparsable(bytes, why, peer)
+    }
+
+    fn unsent(&self, msg: &Message, why: &str) -> Option<Message> {
+        self.inner.unsent(msg, why)
+    }
+}
+
+fn signal(kind: tokio::signal::unix::SignalKind) -> Result<tokio::signal::unix::Signal, Error> {
+    tokio::signal::unix::signal(kind).map_err(|e| Error::Write {
+        name: "a signal handler".into(),
+        source: e,
+    })
+}
+
+/// Serve until SIGTERM, SIGINT or `done`; each SIGHUP calls `reload`.
+/// In-flight messages get 5 s to finish.
+pub async fn serve(
+    server: Server,
+    done: Arc<Notify>,
+    mut reload: impl FnMut() -> Result<(), Error>,
+) -> Result<(), Error> {
+    let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut hup = signal(tokio::signal::unix::SignalKind::hangup())?;
+    let stop = async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = tokio::signal::ctrl_c() => break,
+                _ = done.notified() => break,
+                _ = hup.recv() => match reload() {
+                    Ok(()) => eprintln!("reloaded keys and policy"),
+                    Err(e) => eprintln!("reload refused, keeping the old keys and policy: {e}"),
+                },
+            }
+        }
+    };
+    server.run(stop, Duration::from_secs(5)).await;
+    Ok(())
+}
+
+/// Bind `config` for `service`.
+pub async fn bind(config: ServerConfig, service: Arc<dyn Service>) -> Result<Server, Error> {
+    Server::bind(config, service)
+        .await
+        .map_err(|e| Error::usage(format!("--listen: {e}"), "pick a free port, or port 0"))
+}

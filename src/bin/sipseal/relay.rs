@@ -1,0 +1,282 @@
+//! `sipseal relay`: the relay workflow as a long-running stateless proxy
+//! (SPEC §7) on UDP, TCP and TLS listeners.
+
+use std::fs::File;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::Args;
+
+use sipseal::context::Context;
+use sipseal::keys::Cert;
+use sipseal::net::live::ServerConfig;
+use sipseal::net::tls::TlsSetup;
+use sipseal::net::{Hosts, Transport};
+use sipseal::pinhole::{Changes, PinholeFormat};
+use sipseal::relay::serve::{LiveConfig, LiveKeys, LiveRelay, NoSink, Sink};
+use sipseal::relay::{Mode, ProxyOptions, RelayReport};
+
+use crate::args::load_anchors;
+use crate::error::{Error, Exit};
+use crate::live::{Counted, bind, describe, listen_addr, runtime, serve};
+use crate::proxy::RelayCommon;
+
+/// `relay` arguments.
+#[derive(Debug, Args)]
+pub struct RelayLiveArgs {
+    /// Listen here: udp:HOST:PORT, tcp:HOST:PORT or tls:HOST:PORT
+    /// (repeatable; IPv6 as [::1]:5060; port 0 picks a free one, printed
+    /// at start). A tls listener needs --identity and --trust.
+    #[arg(long, value_name = "TRANSPORT:HOST:PORT", required = true)]
+    pub listen: Vec<String>,
+    /// Send requests here when they carry no Route beyond this relay
+    /// (an outbound proxy), instead of to their Request-URI: a SIP URI
+    /// (sip:proxy-b.b.example.com:5081;transport=tls) or
+    /// udp:|tcp:|tls:HOST:PORT.
+    #[arg(long, value_name = "URI")]
+    pub next: Option<String>,
+    /// Names to resolve before DNS: a hosts file whose addresses may
+    /// carry a port (`127.0.0.1:5081 proxy-b.b.example.com`).
+    #[arg(long, value_name = "FILE")]
+    pub hosts: Option<PathBuf>,
+    /// Trust anchors for TLS peers (PEM file or directory): a TLS client
+    /// must present a certificate chaining to one (clientAuth), and a TLS
+    /// next hop must chain to one and be named by the host it is routed
+    /// to (RFC 5922).
+    #[arg(long, value_name = "PEM|DIR")]
+    pub trust: Vec<PathBuf>,
+    #[command(flatten)]
+    pub common: RelayCommon,
+    /// Also open when not designated, if a RecipientInfo is addressed to this relay.
+    #[arg(long)]
+    pub trial: bool,
+    /// Answer 496 to a request whose sealed body this relay cannot open, designated or not.
+    #[arg(long)]
+    pub require_disclosure: bool,
+    /// Keep this relay's own Proxy-Inspect-Body entry when forwarding.
+    #[arg(long)]
+    pub keep_designation: bool,
+    /// Record-Route this relay on dialog-creating requests, so the
+    /// dialog's later requests (and the BYE that closes pinholes) pass it.
+    #[arg(long)]
+    pub record_route: bool,
+    /// Append each message's disclosure report here, one JSON object per
+    /// line (mode 0600: it may hold SRTP keys).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Append each call's pinhole changes here (mode 0600), in
+    /// --pinhole-format: each change an nftables script for `nft -f`, or a
+    /// JSON line.
+    #[arg(long, value_name = "FILE")]
+    pub pinholes: Option<PathBuf>,
+    /// Messages per second one source address may send (as a burst of
+    /// the same size); beyond it, messages are dropped unread. Off when
+    /// not given.
+    #[arg(long, value_name = "N")]
+    pub rate_limit: Option<u32>,
+    /// Close a connection with nothing to read for this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    pub idle_timeout: u64,
+    /// Stop after this many requests (tests, scripts).
+    #[arg(long, value_name = "N")]
+    pub max_requests: Option<u64>,
+    /// No log line per message on standard error.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Appends reports and pinhole changes to files.
+struct FileSink {
+    report: Option<Mutex<File>>,
+    pinholes: Option<(Mutex<File>, PinholeFormat)>,
+}
+
+fn append(path: &PathBuf) -> Result<Mutex<File>, Error> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::Write {
+            name: path.display().to_string(),
+            source: e,
+        })?;
+    Ok(Mutex::new(f))
+}
+
+impl Sink for FileSink {
+    fn report(&self, report: &RelayReport) {
+        if let (Some(f), Ok(line)) = (&self.report, serde_json::to_string(report)) {
+            let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = writeln!(f, "{line}");
+        }
+    }
+
+    fn pinholes(&self, changes: &Changes) {
+        if let Some((f, format)) = &self.pinholes
+            && changes.state != "unchanged"
+        {
+            let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = f.write_all(changes.render(*format).as_bytes());
+        }
+    }
+}
+
+impl RelayLiveArgs {
+    fn keys(&self) -> Result<LiveKeys, Error> {
+        let (identity, psks) = self.common.keys()?;
+        Ok(LiveKeys {
+            identity,
+            psks,
+            certs: Vec::new(),
+        })
+    }
+
+    fn trust(&self) -> Result<Vec<Cert>, Error> {
+        let mut out = Vec::new();
+        for t in &self.trust {
+            out.extend(load_anchors(t)?);
+        }
+        Ok(out)
+    }
+
+    fn config(
+        &self,
+        own: &[String],
+        listeners: &[(Transport, SocketAddr)],
+        ctx: &Context,
+    ) -> Result<LiveConfig, Error> {
+        let mode = Mode::Proxy(ProxyOptions {
+            trial: self.trial,
+            require_disclosure: self.require_disclosure,
+            keep_designation: self.keep_designation,
+            record_route: self.record_route,
+        });
+        let mut opts = self.common.options(mode, ctx.now())?;
+        opts.via = Some(own[0].clone());
+        let hosts = match &self.hosts {
+            Some(p) => Hosts::load(p).map_err(|why| {
+                Error::usage(why, "lines of ADDRESS[:PORT] NAME..., as /etc/hosts")
+            })?,
+            None => Hosts::default(),
+        };
+        Ok(LiveConfig {
+            opts,
+            next: self.next.as_deref().map(next_uri).transpose()?,
+            hosts,
+            own: own.to_vec(),
+            listeners: listeners.iter().map(|(t, a)| (*t, a.to_string())).collect(),
+            fixed_via: self.common.via.is_some(),
+            pinholes: self.pinholes.is_some(),
+        })
+    }
+}
+
+/// `--next` as a URI: `udp:|tcp:|tls:HOST:PORT` is `sip:HOST:PORT;transport=...`.
+fn next_uri(next: &str) -> Result<String, Error> {
+    for t in ["udp", "tcp", "tls"] {
+        if let Some(rest) = next.strip_prefix(&format!("{t}:")) {
+            return Ok(format!("sip:{rest};transport={t}"));
+        }
+    }
+    if sipseal::sip::uri::HopUri::parse(next).is_none() {
+        return Err(Error::usage(
+            format!("--next {next:?}: not a SIP URI"),
+            "e.g. --next sip:proxy-b.b.example.com:5081;transport=tls or --next tcp:127.0.0.1:5080",
+        ));
+    }
+    Ok(next.to_owned())
+}
+
+/// Run `relay` until SIGTERM or SIGINT; SIGHUP reloads keys and policy.
+pub fn run(args: RelayLiveArgs, ctx: &mut Context) -> Result<Exit, Error> {
+    let listen = args
+        .listen
+        .iter()
+        .map(|l| listen_addr(l))
+        .collect::<Result<Vec<_>, _>>()?;
+    let keys = args.keys()?;
+    let trust = args.trust()?;
+    let wants_tls = listen.iter().any(|(t, _)| *t == Transport::Tls)
+        || args.next.as_deref().is_some_and(|n| {
+            n.starts_with("tls:") || n.contains("transport=tls") || n.starts_with("sips:")
+        });
+    let tls = if wants_tls || !trust.is_empty() {
+        if trust.is_empty() {
+            return Err(Error::usage(
+                "TLS needs the trust anchors peers chain to",
+                "give --trust FILE",
+            ));
+        }
+        let setup = TlsSetup::new(keys.identity.as_ref(), &trust)
+            .map_err(|e| Error::usage(e.to_string(), "check --identity and --trust"))?;
+        Some(Arc::new(setup))
+    } else {
+        None
+    };
+    let store = Arc::new(args.common.state.store()?);
+    let sink: Arc<dyn Sink> = if args.report.is_some() || args.pinholes.is_some() {
+        Arc::new(FileSink {
+            report: args.report.as_ref().map(append).transpose()?,
+            pinholes: args
+                .pinholes
+                .as_ref()
+                .map(|p| append(p).map(|f| (f, args.common.pinhole_format)))
+                .transpose()?,
+        })
+    } else {
+        Arc::new(NoSink)
+    };
+    runtime()?.block_on(async move {
+        let server_config = ServerConfig {
+            listen: listen.clone(),
+            tls,
+            // The global --max-message-size.
+            max_message: usize::try_from(crate::io::max_message_size()).unwrap_or(usize::MAX),
+            idle: Duration::from_secs(args.idle_timeout.max(1)),
+            rate: args.rate_limit,
+            log: !args.quiet,
+        };
+        // Bind first (port 0 gives a port), then set the relay's own addresses.
+        let relay: Arc<LiveRelay> = Arc::new(LiveRelay::new(
+            LiveKeys {
+                identity: None,
+                psks: Vec::new(),
+                certs: Vec::new(),
+            },
+            args.config(&["0.0.0.0:0".to_owned()], &[], ctx)?,
+            Arc::clone(&store) as _,
+            ctx.fork(),
+            Arc::clone(&sink),
+        ));
+        let counted = Arc::new(Counted::new(Arc::clone(&relay) as _, args.max_requests));
+        let server = bind(server_config, Arc::clone(&counted) as _).await?;
+        let bound: Vec<(Transport, SocketAddr)> = server.local_addrs().to_vec();
+        let mut own: Vec<String> = args.common.via.iter().cloned().collect();
+        own.extend(bound.iter().map(|(_, a)| a.to_string()));
+        let name = keys
+            .identity
+            .as_ref()
+            .map(|i| i.cert.name())
+            .unwrap_or_else(|| "relay".into());
+        relay.reload(keys, args.config(&own, &bound, ctx)?);
+        eprintln!(
+            "relay {name} listening on {} (Via {})",
+            describe(&bound),
+            own[0]
+        );
+        let fixed_now = ctx.is_deterministic().then(|| ctx.now());
+        let reload = || -> Result<(), Error> {
+            let fixed = Context::new(None, fixed_now);
+            relay.reload(args.keys()?, args.config(&own, &bound, &fixed)?);
+            Ok(())
+        };
+        serve(server, counted.done(), reload).await?;
+        eprintln!("relay: stopped");
+        Ok(Exit::Ok)
+    })
+}

@@ -1,0 +1,250 @@
+//! Live transports (SPEC §7): where a message goes (a [`Target`], found
+//! from a URI as RFC 3263 has it), a blocking client transaction
+//! ([`client`], what `sipseal send` runs), stream framing ([`frame`]),
+//! and, with the `live` feature, the tokio server that frames, dispatches
+//! to a workflow and sends ([`live`]) over UDP, TCP and TLS ([`tls`]).
+//! No protocol decision is made here: what to answer and where a request
+//! goes on are the workflows'.
+
+pub mod client;
+pub mod frame;
+#[cfg(feature = "live")]
+pub mod live;
+#[cfg(feature = "live")]
+pub mod tls;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::Path;
+
+use crate::sip::uri::HopUri;
+
+/// How a message travels to the next hop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Transport {
+    /// UDP: retransmitted on the RFC 3261 timers; 1,300 B at most.
+    Udp,
+    /// TCP: framed by Content-Length, reliable.
+    Tcp,
+    /// TLS over TCP, both ends authenticated by certificates.
+    Tls,
+}
+
+impl Transport {
+    /// The Via token (`UDP`, `TCP`, `TLS`).
+    pub fn token(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
+        }
+    }
+
+    /// The Via token read back (any case); `None` for SCTP, WS and others.
+    pub fn from_token(token: &str) -> Option<Transport> {
+        match token.to_ascii_uppercase().as_str() {
+            "UDP" => Some(Transport::Udp),
+            "TCP" => Some(Transport::Tcp),
+            "TLS" => Some(Transport::Tls),
+            _ => None,
+        }
+    }
+
+    /// Whether it is a stream (framed by Content-Length, congestion-controlled).
+    pub fn is_stream(self) -> bool {
+        self != Transport::Udp
+    }
+
+    /// The default port (RFC 3261 §19.1.2): 5061 for TLS, else 5060.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Transport::Tls => 5061,
+            _ => 5060,
+        }
+    }
+}
+
+/// The next hop: a transport, an address, and the name its TLS
+/// certificate must carry (the URI's host, RFC 5922 §7.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The transport.
+    pub transport: Transport,
+    /// The address.
+    pub addr: SocketAddr,
+    /// The SIP domain the next hop must prove it is (TLS): the host of the
+    /// URI it was found from.
+    pub name: String,
+}
+
+impl Target {
+    /// `udp:HOST:PORT`, `tcp:HOST:PORT`, `tls:HOST:PORT`, or a SIP URI
+    /// (`sip:127.0.0.1:5070;transport=tcp`, `sips:proxy.example.com`),
+    /// resolved with [`Hosts`] first, then the system resolver.
+    pub fn parse(s: &str, hosts: &Hosts) -> Result<Target, String> {
+        let bad = |why: &str| {
+            format!(
+                "{s:?}: {why}; give udp:HOST:PORT, tcp:HOST:PORT, tls:HOST:PORT or sip:HOST:PORT;transport=tcp"
+            )
+        };
+        let short = [
+            ("udp:", Transport::Udp),
+            ("tcp:", Transport::Tcp),
+            ("tls:", Transport::Tls),
+        ];
+        let uri = match short
+            .iter()
+            .find_map(|(p, t)| s.strip_prefix(p).map(|r| (r, *t)))
+        {
+            Some((rest, transport)) => {
+                let mut uri =
+                    HopUri::parse(&format!("sip:{rest}")).ok_or_else(|| bad("not HOST:PORT"))?;
+                uri.transport = Some(transport.token().to_ascii_lowercase());
+                uri
+            }
+            None => HopUri::parse(s).ok_or_else(|| bad("unknown form"))?,
+        };
+        Target::for_uri(&uri, hosts, 0)
+    }
+
+    /// Where a request for `uri` goes (RFC 3263 §4, without NAPTR or SRV
+    /// records): the `transport` parameter, TLS for `sips:`, else UDP —
+    /// TCP instead when the request is over 1,300 B (RFC 3261 §18.1.1,
+    /// `size`); the host from [`Hosts`], an address literal, or A/AAAA
+    /// records; the URI's port, else the hosts entry's, else 5060/5061.
+    pub fn for_uri(uri: &HopUri, hosts: &Hosts, size: usize) -> Result<Target, String> {
+        let transport = match uri.transport.as_deref() {
+            Some("udp") if uri.secure => return Err("sips: with transport=udp".into()),
+            Some("udp") | None if !uri.secure => {
+                if size > crate::sip::size::UDP_LIMIT {
+                    Transport::Tcp
+                } else {
+                    Transport::Udp
+                }
+            }
+            None | Some("tls") => Transport::Tls,
+            Some("tcp") if uri.secure => Transport::Tls,
+            Some("tcp") => Transport::Tcp,
+            Some(other) => return Err(format!("transport={other} is not supported")),
+        };
+        let name = uri
+            .host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        let (ip, port) = match (uri.ip(), hosts.get(&name)) {
+            (Some(ip), _) => (ip, uri.port),
+            (None, Some((ip, port))) => (ip, uri.port.or(port)),
+            (None, None) => {
+                let port = uri.port.unwrap_or(transport.default_port());
+                let addr = (name.as_str(), port)
+                    .to_socket_addrs()
+                    .map_err(|e| format!("{}: {e}", uri.host))?
+                    .next()
+                    .ok_or_else(|| format!("{} has no address", uri.host))?;
+                (addr.ip(), Some(port))
+            }
+        };
+        Ok(Target {
+            transport,
+            addr: SocketAddr::new(ip, port.unwrap_or(transport.default_port())),
+            name,
+        })
+    }
+}
+
+/// A static host table, checked before DNS (tests, and names a site keeps
+/// out of DNS): `/etc/hosts` lines whose address may carry a port, as an
+/// SRV record would give (`127.0.0.1:5081 proxy-b.b.example.com`).
+#[derive(Debug, Clone, Default)]
+pub struct Hosts(BTreeMap<String, (IpAddr, Option<u16>)>);
+
+impl Hosts {
+    /// Read a hosts file (`ADDRESS[:PORT] NAME...`, `[IPv6]:PORT`, `#` comments).
+    pub fn load(path: &Path) -> Result<Hosts, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Hosts::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Read the text of a hosts file.
+    pub fn parse(text: &str) -> Result<Hosts, String> {
+        let mut map = BTreeMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or_default();
+            let mut words = line.split_whitespace();
+            let Some(addr) = words.next() else { continue };
+            let parsed = match addr.parse::<SocketAddr>() {
+                Ok(sa) => (sa.ip(), Some(sa.port())),
+                Err(_) => (
+                    addr.trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .parse::<IpAddr>()
+                        .map_err(|_| {
+                            format!("line {}: {addr:?} is not ADDRESS or ADDRESS:PORT", n + 1)
+                        })?,
+                    None,
+                ),
+            };
+            let mut named = false;
+            for name in words {
+                map.insert(name.to_ascii_lowercase(), parsed);
+                named = true;
+            }
+            if !named {
+                return Err(format!("line {}: an address without a name", n + 1));
+            }
+        }
+        Ok(Hosts(map))
+    }
+
+    /// The address (and port, if the table gives one) of `name`.
+    pub fn get(&self, name: &str) -> Option<(IpAddr, Option<u16>)> {
+        self.0.get(&name.to_ascii_lowercase()).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_read_the_short_and_the_uri_forms() {
+        let none = Hosts::default();
+        let t = Target::parse("udp:127.0.0.1:5070", &none).unwrap();
+        assert_eq!((t.transport, t.addr.port()), (Transport::Udp, 5070));
+        let t = Target::parse("sip:127.0.0.1:5071;transport=TCP", &none).unwrap();
+        assert_eq!((t.transport, t.addr.port()), (Transport::Tcp, 5071));
+        let t = Target::parse("sip:127.0.0.1", &none).unwrap();
+        assert_eq!((t.transport, t.addr.port()), (Transport::Udp, 5060));
+        let t = Target::parse("sips:[::1]", &none).unwrap();
+        assert_eq!((t.transport, t.addr.port()), (Transport::Tls, 5061));
+        assert!(Target::parse("sip:127.0.0.1;transport=sctp", &none).is_err());
+        assert!(Target::parse("http://x", &none).is_err());
+    }
+
+    #[test]
+    fn the_hosts_table_comes_before_dns_and_a_big_request_takes_tcp() {
+        let hosts = Hosts::parse(
+            "# test hosts\n127.0.0.1:5081 proxy-b.b.example.com\n::1 six.example.com alias.example.com\n",
+        )
+        .unwrap();
+        let t = Target::parse("sip:proxy-b.b.example.com;transport=tls", &hosts).unwrap();
+        assert_eq!(t.addr, "127.0.0.1:5081".parse().unwrap());
+        assert_eq!(t.name, "proxy-b.b.example.com");
+        let t = Target::parse("sip:PROXY-B.b.example.com:6000", &hosts).unwrap();
+        assert_eq!(t.addr.port(), 6000);
+        let t = Target::parse("sip:alias.example.com", &hosts).unwrap();
+        assert_eq!(t.addr, "[::1]:5060".parse().unwrap());
+        let uri = HopUri::parse("sip:alias.example.com").unwrap();
+        assert_eq!(
+            Target::for_uri(&uri, &hosts, 1301).unwrap().transport,
+            Transport::Tcp
+        );
+        assert_eq!(
+            Target::for_uri(&uri, &hosts, 1300).unwrap().transport,
+            Transport::Udp
+        );
+        assert!(Hosts::parse("nonsense name").is_err());
+        assert!(Hosts::parse("127.0.0.1").is_err());
+    }
+}

@@ -1,0 +1,229 @@
+//! A cache in front of a durable store, for a long-running relay: what it
+//! looks up on the warm path (a session key for each message of a call,
+//! the branch secret, a call's pinhole state) is answered from memory;
+//! what it learns is written through to the store before the message
+//! that taught it goes on, so a relay killed at any moment finds every
+//! session key it forwarded a message under. Only what changes is
+//! written: a message that leaves a call's pinholes as they were, or a
+//! session key already known, writes nothing.
+//!
+//! Several relays may share the store behind one address (Redis): a
+//! session recorded by another one is not in this cache, so a miss (or a
+//! key that does not match) reads through to the store.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use time::{Duration, OffsetDateTime};
+use zeroize::Zeroizing;
+
+use super::{PinholeStore, SessionStore, StoreError};
+use crate::pinhole::{Changes, Seen};
+use crate::session::{Entry, Recorded, SessionKey, Sessions, Use};
+
+type Key = (String, String);
+
+/// Sessions (per owner and Call-ID) and secrets in memory, `S` behind.
+#[derive(Debug)]
+pub struct CachedStore<S> {
+    inner: S,
+    entries: Mutex<HashMap<Key, Entry>>,
+    secrets: Mutex<HashMap<String, Zeroizing<[u8; 32]>>>,
+    /// Calls whose pinhole state the last step left unchanged, with that
+    /// step's changes: the same message seen again needs no write.
+    quiet: Mutex<HashMap<Key, Changes>>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<S> CachedStore<S> {
+    /// A cache in front of `inner`.
+    pub fn new(inner: S) -> CachedStore<S> {
+        CachedStore {
+            inner,
+            entries: Mutex::new(HashMap::new()),
+            secrets: Mutex::new(HashMap::new()),
+            quiet: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The store behind.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// How many sessions are held in memory.
+    pub fn cached(&self) -> usize {
+        locked(&self.entries).len()
+    }
+
+    fn forget_call(&self, owner: &str, call_id: &str) {
+        locked(&self.entries).remove(&(owner.to_owned(), call_id.to_owned()));
+    }
+
+    fn forget_owner(&self, owner: &str) {
+        locked(&self.entries).retain(|(o, _), _| o != owner);
+    }
+}
+
+impl<S: SessionStore> SessionStore for CachedStore<S> {
+    fn load(&self, owner: &str) -> Result<Sessions, StoreError> {
+        self.inner.load(owner)
+    }
+
+    fn read(&self, owner: &str, f: &mut dyn FnMut(&Sessions)) -> Result<(), StoreError> {
+        self.inner.read(owner, f)
+    }
+
+    fn entry(&self, owner: &str, call_id: &str) -> Result<Option<Entry>, StoreError> {
+        let key = (owner.to_owned(), call_id.to_owned());
+        if let Some(e) = locked(&self.entries).get(&key) {
+            return Ok(Some(e.clone()));
+        }
+        let found = self.inner.entry(owner, call_id)?;
+        if let Some(e) = &found {
+            locked(&self.entries).insert(key, e.clone());
+        }
+        Ok(found)
+    }
+
+    fn update(&self, owner: &str, f: &mut dyn FnMut(&mut Sessions)) -> Result<(), StoreError> {
+        let r = self.inner.update(owner, f);
+        self.forget_owner(owner);
+        r
+    }
+
+    fn all(&self) -> Result<Vec<(String, Sessions)>, StoreError> {
+        self.inner.all()
+    }
+
+    fn secret(
+        &self,
+        owner: &str,
+        fresh: &mut dyn FnMut() -> [u8; 32],
+    ) -> Result<Zeroizing<[u8; 32]>, StoreError> {
+        if let Some(s) = locked(&self.secrets).get(owner) {
+            return Ok(s.clone());
+        }
+        let s = self.inner.secret(owner, fresh)?;
+        locked(&self.secrets).insert(owner.to_owned(), s.clone());
+        Ok(s)
+    }
+
+    /// Written through; a key this cache already holds for the call is
+    /// not written again (a retransmitted INVITE).
+    fn record_capped(
+        &self,
+        owner: &str,
+        entry: Entry,
+        now: OffsetDateTime,
+        grace: Duration,
+        cap: Option<usize>,
+    ) -> Result<Recorded, StoreError> {
+        let key = (owner.to_owned(), entry.call_id.clone());
+        let known = locked(&self.entries)
+            .get(&key)
+            .is_some_and(|e| e.reference == entry.reference && entry.onward.is_none());
+        if known {
+            return Ok(Recorded::Same);
+        }
+        let r = self.inner.record_capped(owner, entry, now, grace, cap);
+        // The store merged it with what it held: read it back when needed.
+        locked(&self.entries).remove(&key);
+        r
+    }
+
+    fn record(
+        &self,
+        owner: &str,
+        entry: Entry,
+        now: OffsetDateTime,
+        grace: Duration,
+    ) -> Result<Recorded, StoreError> {
+        self.record_capped(owner, entry, now, grace, None)
+    }
+
+    fn lookup(
+        &self,
+        owner: &str,
+        reference: &[u8],
+        call_id: Option<&str>,
+        now: OffsetDateTime,
+        grace: Duration,
+    ) -> Result<Option<SessionKey>, StoreError> {
+        let Some(call_id) = call_id else {
+            return self.inner.lookup(owner, reference, None, now, grace);
+        };
+        let key = (owner.to_owned(), call_id.to_owned());
+        let hit = |e: &Entry| {
+            Sessions {
+                version: Sessions::VERSION,
+                identity: None,
+                sessions: vec![e.clone()],
+            }
+            .lookup(reference, Some(call_id), now, grace)
+        };
+        if let Some(k) = locked(&self.entries).get(&key).and_then(hit) {
+            return Ok(Some(k));
+        }
+        // Not here, or another key (a rekey at another relay): the store.
+        let Some(e) = self.inner.entry(owner, call_id)? else {
+            return Ok(None);
+        };
+        let found = hit(&e);
+        locked(&self.entries).insert(key, e);
+        Ok(found)
+    }
+
+    fn use_key(
+        &self,
+        owner: &str,
+        call_id: &str,
+        now: OffsetDateTime,
+        max_uses: Option<u64>,
+        max_age: Option<Duration>,
+    ) -> Result<Use, StoreError> {
+        let r = self.inner.use_key(owner, call_id, now, max_uses, max_age);
+        self.forget_call(owner, call_id);
+        r
+    }
+
+    fn next_cseq(&self, owner: &str, call_id: &str, floor: u32) -> Result<u32, StoreError> {
+        let r = self.inner.next_cseq(owner, call_id, floor);
+        self.forget_call(owner, call_id);
+        r
+    }
+
+    fn forget(&self, owner: &str, what: &str) -> Result<bool, StoreError> {
+        let r = self.inner.forget(owner, what);
+        self.forget_owner(owner);
+        r
+    }
+}
+
+impl<S: PinholeStore> PinholeStore for CachedStore<S> {
+    /// A message that changes nothing a previous one did not (the ACK,
+    /// a retransmission, an in-dialog request without SDP) is answered
+    /// from memory; anything else goes to the store.
+    fn step(&self, owner: &str, call_id: &str, seen: &Seen) -> Result<Changes, StoreError> {
+        let key = (owner.to_owned(), call_id.to_owned());
+        // What can change a call's pinholes: an SDP, a BYE, a failure
+        // answering an offer.
+        let quiet = seen.streams.is_none()
+            && !(seen.is_request && seen.method.eq_ignore_ascii_case("BYE"))
+            && seen.status.is_none_or(|s| s < 300);
+        if quiet && let Some(c) = locked(&self.quiet).get(&key) {
+            return Ok(c.clone());
+        }
+        let changes = self.inner.step(owner, call_id, seen)?;
+        let mut q = locked(&self.quiet);
+        if quiet && changes.state == "unchanged" {
+            q.insert(key, changes.clone());
+        } else {
+            q.remove(&key);
+        }
+        Ok(changes)
+    }
+}

@@ -1,0 +1,649 @@
+//! Live operation (SPEC §7) with the real tools: a SIPp call through two
+//! `sipseal relay` processes over TCP (one designated, one blind),
+//! captured on the loopback and dissected by tshark; mutual TLS with
+//! `sipseal send` and `openssl s_client`; the no-amplification rule over
+//! UDP; malformed input answered 400 on its connection.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::live::{Background, Daemon, hosts, port};
+use common::{Succeeds, s, sipseal, text, write};
+
+const CTYPE: &str = "application/pkcs7-mime; smime-type=authEnveloped-data; name=smime.p7m";
+
+/// The headers and body of a message file.
+fn split(bytes: &[u8]) -> (String, Vec<u8>) {
+    let at = bytes.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    (
+        String::from_utf8(bytes[..at].to_vec()).unwrap(),
+        bytes[at + 4..].to_vec(),
+    )
+}
+
+fn header<'a>(head: &'a str, name: &str) -> &'a str {
+    head.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+        .unwrap_or_else(|| panic!("no {name} in {head}"))
+}
+
+/// alice's INVITE sealed for bob and proxy-a (designated), bob's sealed
+/// 200 OK from `sipseal reply`: the bodies SIPp sends, and the headers
+/// that go with them.
+struct Call {
+    pib: String,
+    cid: String,
+    invite_body: usize,
+}
+
+fn prepare_call(d: &Path, call_id: &str) -> Call {
+    let invite = sipseal()
+        .args(["build", "invite", "--from", "sip:alice@a.example.com"])
+        .args(["--to", "sip:bob@b.example.com", "--call-id", call_id])
+        .args(["--sdp", "samples/offer-audio.sdp"])
+        .succeeds()
+        .stdout;
+    let inv = write(d, "invite.sip", &invite);
+    let alice = d.join("alice-state");
+    let bob = d.join("bob-state");
+    let sealed = sipseal()
+        .args(["seal", s(&inv), "--peer", "keys/bob-ec/cert.pem"])
+        .args([
+            "--disclose",
+            "keys/proxy-a-ec/cert.pem",
+            "--state",
+            s(&alice),
+        ])
+        .succeeds()
+        .stdout;
+    let sealed_path = write(d, "sealed.sip", &sealed);
+    sipseal()
+        .args(["open", s(&sealed_path), "--identity", "keys/bob-ec"])
+        .args(["--state", s(&bob)])
+        .succeeds();
+    let answer = sipseal()
+        .args(["reply", "--request", s(&sealed_path), "--response", "200"])
+        .args(["--sdp", "samples/answer.sdp", "--identity", "keys/bob-ec"])
+        .args(["--state", s(&bob)])
+        .succeeds()
+        .stdout;
+    let (head, body) = split(&sealed);
+    write(d, "body.der", &body);
+    let (answer_head, answer_body) = split(&answer);
+    assert_eq!(header(&answer_head, "Content-Type"), CTYPE);
+    write(d, "reply.der", &answer_body);
+    Call {
+        pib: header(&head, "Proxy-Inspect-Body").to_owned(),
+        cid: header(&head, "Content-ID").to_owned(),
+        invite_body: body.len(),
+    }
+}
+
+fn sipp(d: &Path, args: &[&str]) -> Background {
+    let child = Command::new("sipp")
+        .args(args)
+        .args(["-i", "127.0.0.1", "-t", "t1", "-m", "1", "-nostdin"])
+        .args(["-timeout", "20s", "-timeout_error"])
+        .current_dir(d)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sipp runs (.ci/run installs sip-tester)");
+    Background(child)
+}
+
+/// tshark capturing the loopback on `ports` into `file`, once it runs.
+fn capture(d: &Path, file: &Path, ports: &[u16]) -> Background {
+    let filter = ports
+        .iter()
+        .map(|p| format!("tcp port {p}"))
+        .collect::<Vec<_>>()
+        .join(" or ");
+    let log = d.join("tshark.log");
+    let child = Command::new("tshark")
+        .args(["-i", "lo", "-f", &filter, "-w", s(file), "-q"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("tshark runs (.ci/run installs tshark)");
+    let until = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("Capturing on")
+    {
+        assert!(Instant::now() < until, "tshark did not start capturing");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Background(child)
+}
+
+#[test]
+fn a_sipp_call_crosses_a_designated_and_a_blind_relay_and_tshark_reads_every_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let call = prepare_call(d, "live-call-1@a.example.com");
+    let (uac_port, uas_port) = (port(30_000, 0), port(30_000, 1));
+    let bindings = write(
+        d,
+        "bindings.yaml",
+        b"sip:alice@a.example.com: [\"127.0.0.1\"]\n",
+    );
+    let (report, pinholes) = (d.join("report.jsonl"), d.join("pinholes.nft"));
+    // proxy-b: blind (no RecipientInfo for it), forwards by Request-URI.
+    let b = Daemon::start(
+        d,
+        "proxy-b",
+        &[
+            "relay",
+            "--listen",
+            "tcp:127.0.0.1:0",
+            "--identity",
+            "keys/proxy-b-ec",
+        ],
+    );
+    let b_port = b.port("tcp");
+    // proxy-a: designated; opens, keeps pinholes, Record-Routes, and sends
+    // everything on to proxy-b.
+    let next = format!("tcp:127.0.0.1:{b_port}");
+    let mut a = Daemon::start(
+        d,
+        "relay",
+        &[
+            "relay",
+            "--listen",
+            "tcp:127.0.0.1:0",
+            "--identity",
+            "keys/proxy-a-ec",
+            "--next",
+            &next,
+            "--record-route",
+            "--bindings",
+            s(&bindings),
+            "--report",
+            s(&report),
+            "--pinholes",
+            s(&pinholes),
+        ],
+    );
+    let a_port = a.port("tcp");
+    let pcap = d.join("call.pcapng");
+    let mut tshark = capture(d, &pcap, &[uac_port, uas_port, a_port, b_port]);
+    let scenarios = common::repo().join("samples/sipp");
+    let mut uas = sipp(
+        d,
+        &[
+            "-sf",
+            s(&scenarios.join("uas-sealed.xml")),
+            "-p",
+            &uas_port.to_string(),
+            "-key",
+            "ctype",
+            CTYPE,
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let target = format!("sip:bob@127.0.0.1:{uas_port};transport=tcp");
+    let mut uac = sipp(
+        d,
+        &[
+            &format!("127.0.0.1:{a_port}"),
+            "-sf",
+            s(&scenarios.join("uac-sealed.xml")),
+            "-p",
+            &uac_port.to_string(),
+            "-cid_str",
+            "live-call-1@a.example.com",
+            "-key",
+            "target",
+            &target,
+            "-key",
+            "pib",
+            &call.pib,
+            "-key",
+            "cid",
+            &call.cid,
+            "-key",
+            "ctype",
+            CTYPE,
+        ],
+    );
+    let uac_exit = uac.wait(30);
+    let uas_exit = uas.wait(10);
+    let log_a = a.stop();
+    assert_eq!(
+        (uac_exit, uas_exit),
+        (Some(0), Some(0)),
+        "SIPp failed calls\nproxy-a:\n{log_a}\nproxy-b:\n{}",
+        b.log_text()
+    );
+
+    // Every message passed both relays, each hop's log says so.
+    for (name, relay) in [("proxy-a", &a), ("proxy-b", &b)] {
+        let lines = relay.log_lines();
+        let seen: Vec<(String, Option<u64>)> = lines
+            .iter()
+            .map(|l| {
+                (
+                    l["method"].as_str().unwrap_or_default().to_owned(),
+                    l["status"].as_u64(),
+                )
+            })
+            .collect();
+        let expected: Vec<(String, Option<u64>)> = [
+            ("INVITE", None),
+            ("INVITE", Some(180)),
+            ("INVITE", Some(200)),
+            ("ACK", None),
+            ("BYE", None),
+            ("BYE", Some(200)),
+        ]
+        .iter()
+        .map(|(m, c)| (m.to_string(), *c))
+        .collect();
+        assert_eq!(seen, expected, "{name}: {}", relay.log_text());
+        assert!(
+            lines
+                .iter()
+                .all(|l| l["decision"].as_str().unwrap().starts_with("forward TCP")),
+            "{name}: {}",
+            relay.log_text()
+        );
+    }
+    assert!(log_a.contains("relay: stopped"), "{log_a}");
+
+    // proxy-a opened the offer (designated) and the answer (session key),
+    // and its pinholes followed the call: offer, answer, BYE.
+    let reports: Vec<serde_json::Value> = std::fs::read_to_string(&report)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(reports.len(), 6);
+    assert_eq!(reports[0]["decision"], "designated");
+    assert_eq!(reports[0]["opened"], true);
+    assert_eq!(reports[2]["status"], 200);
+    assert_eq!(reports[2]["decision"], "session");
+    assert_eq!(reports[2]["opened"], true);
+    let nft = std::fs::read_to_string(&pinholes).unwrap();
+    let states: Vec<&str> = nft.lines().filter(|l| l.starts_with("# state:")).collect();
+    assert_eq!(
+        states,
+        [
+            "# state: offer seen, answer pending",
+            "# state: offer and answer",
+            "# state: call ended: pinholes removed"
+        ],
+        "{nft}"
+    );
+    assert!(nft.contains("add element inet sipseal media4 { 192.0.2.10 . udp . 49170"));
+    assert!(nft.contains("delete element inet sipseal media4 { 198.51.100.20 . udp . 3456 }"));
+    // The pinhole script is valid nftables (where nft can check it).
+    if Path::new("/usr/sbin/nft").exists() {
+        let check = Command::new("/usr/sbin/nft")
+            .args(["-c", "-f", s(&pinholes)])
+            .output()
+            .unwrap();
+        assert!(check.status.success(), "{}", text(&check));
+    }
+    // The report file may hold SRTP keys: 0600.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&report).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // tshark dissects every message of the call on every hop, and the
+    // sealed INVITE's Content-Length is its body's.
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = Command::new("kill")
+        .args(["-INT", &tshark.0.id().to_string()])
+        .status();
+    tshark.wait(10);
+    let mut dissect = Command::new("tshark");
+    dissect.args(["-r", s(&pcap)]);
+    for p in [uac_port, uas_port, a_port, b_port] {
+        dissect.args(["-d", &format!("tcp.port=={p},sip")]);
+    }
+    let out = dissect
+        .args(["-Y", "sip", "-T", "fields", "-E", "occurrence=a"])
+        .args([
+            "-e",
+            "sip.CSeq",
+            "-e",
+            "sip.Status-Code",
+            "-e",
+            "sip.Content-Length",
+        ])
+        .succeeds();
+    let fields = String::from_utf8(out.stdout).unwrap();
+    // A frame may carry several messages: each field lists them all.
+    let mut cseqs = Vec::new();
+    let mut lengths = Vec::new();
+    for line in fields.lines() {
+        let cols: Vec<&str> = line.split('\t').collect();
+        cseqs.extend(cols[0].split(',').map(str::to_owned));
+        lengths.extend(cols.get(2).unwrap_or(&"").split(',').map(str::to_owned));
+    }
+    let count = |c: &str| cseqs.iter().filter(|x| x.as_str() == c).count();
+    // Three hops each way: UAC-A, A-B, B-UAS.
+    assert_eq!(count("1 INVITE"), 9, "INVITE, 180, 200 on 3 hops: {fields}");
+    assert_eq!(count("1 ACK"), 3, "{fields}");
+    assert_eq!(count("2 BYE"), 6, "{fields}");
+    assert_eq!(
+        lengths
+            .iter()
+            .filter(|l| **l == call.invite_body.to_string())
+            .count(),
+        3,
+        "the sealed INVITE on each hop: {fields}"
+    );
+    let malformed = Command::new("tshark")
+        .args([
+            "-r",
+            s(&pcap),
+            "-Y",
+            "_ws.malformed || _ws.expert.severity >= error",
+        ])
+        .succeeds();
+    assert!(
+        malformed.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&malformed.stdout)
+    );
+    let _ = hosts;
+}
+
+/// A next hop on UDP that answers up to `n` requests 200 OK (to their Via
+/// sent-by, as RFC 3261 §18.2.2 says) and hands back what it received.
+fn responder(n: usize) -> (u16, std::thread::JoinHandle<Vec<sipseal::sip::Message>>) {
+    use sipseal::sip::Message;
+    use sipseal::sip::compose::{ResponseParams, build_response};
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = socket.local_addr().unwrap().port();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let handle = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 65_535];
+        let mut ctx = sipseal::context::Context::new(None, None);
+        while got.len() < n {
+            let Ok((len, _)) = socket.recv_from(&mut buf) else {
+                break;
+            };
+            let msg = Message::parse(&buf[..len]).unwrap();
+            let via = msg.top_via().unwrap();
+            let params = ResponseParams {
+                code: 200,
+                ..Default::default()
+            };
+            let ok = build_response(&msg, &params, &mut ctx).unwrap();
+            socket.send_to(&ok.to_bytes(), via.sent_by()).unwrap();
+            got.push(msg);
+        }
+        got
+    });
+    (port, handle)
+}
+
+fn options(d: &Path, name: &str, from: &str) -> std::path::PathBuf {
+    let msg = sipseal()
+        .args(["build", "options", "--from", from])
+        .args(["--to", "sip:bob@b.example.com"])
+        .succeeds()
+        .stdout;
+    write(d, name, &msg)
+}
+
+#[test]
+fn mutual_tls_authenticates_both_ends_and_sets_level_3() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let (next_port, answered) = responder(1);
+    let next = format!("udp:127.0.0.1:{next_port}");
+    let relay = Daemon::start(
+        d,
+        "relay",
+        &[
+            "relay",
+            "--listen",
+            "tls:127.0.0.1:0",
+            "--listen",
+            "udp:127.0.0.1:0",
+            "--identity",
+            "keys/proxy-a-ec",
+            "--trust",
+            "keys/trust.pem",
+            "--next",
+            &next,
+        ],
+    );
+    let tls_port = relay.port("tls");
+    let udp_port = relay.port("udp");
+    let hosts = hosts(
+        d,
+        &[
+            ("proxy-a.a.example.com", tls_port),
+            ("proxy-b.b.example.com", tls_port),
+        ],
+    );
+    let to_proxy_a = "sip:proxy-a.a.example.com;transport=tls";
+    let send = |msg: &Path, next: &str, identity: Option<&str>| {
+        let mut cmd = sipseal();
+        cmd.args(["send", s(msg), "--next", next, "--hosts", s(&hosts)])
+            .args(["--trust", "keys/trust.pem", "--timeout", "10"]);
+        if let Some(id) = identity {
+            cmd.args(["--identity", id]);
+        }
+        cmd.output().unwrap()
+    };
+
+    // alice, with her certificate: through, and the relay vouches for
+    // the link (level 3) in the Route-Security entry it appends.
+    let alice = options(d, "alice.sip", "sip:alice@a.example.com");
+    let out = send(&alice, to_proxy_a, Some("keys/alice"));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&out),
+        relay.log_text()
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("SIP/2.0 200 OK"));
+    let forwarded = answered.join().unwrap();
+    let entries = forwarded[0].header_list("Route-Security");
+    assert_eq!(
+        entries,
+        [
+            "<sip:127.0.0.1>;level=3".to_owned(),
+            format!("<sip:127.0.0.1:{udp_port}>;level=0"),
+        ],
+        "the TLS link from alice, then the UDP link on"
+    );
+    let via = forwarded[0].top_via().unwrap();
+    assert_eq!(via.transport, "UDP");
+    assert_eq!(via.sent_by(), format!("127.0.0.1:{udp_port}"));
+    let log = relay.log_lines();
+    assert_eq!(log[0]["peer_cert"], "sip:alice@a.example.com");
+
+    // alice's certificate, bob's From: the imposture check answers 403.
+    let bob = options(d, "bob.sip", "sip:bob@a.example.com");
+    let out = send(&bob, to_proxy_a, Some("keys/alice"));
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("SIP/2.0 403"));
+
+    // No client certificate: refused (TLS 1.3 says so after the
+    // client's Finished, so send sees the connection end).
+    let out = send(&alice, to_proxy_a, None);
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(out.stdout.is_empty());
+
+    // The relay is proxy-a: a client that routes to proxy-b refuses it
+    // (RFC 5922: the certificate must name the domain routed to).
+    let out = send(
+        &alice,
+        "sip:proxy-b.b.example.com;transport=tls",
+        Some("keys/alice"),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("proxy-b.b.example.com"),
+        "{}",
+        text(&out)
+    );
+
+    // openssl s_client: no certificate, then one no trust anchor issued.
+    let selfsigned_key = d.join("mallory.key");
+    let selfsigned = d.join("mallory.pem");
+    common::openssl()
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=mallory"])
+        .args(["-addext", "subjectAltName=URI:sip:alice@a.example.com"])
+        .args(["-keyout", s(&selfsigned_key), "-out", s(&selfsigned)])
+        .succeeds();
+    let options_bytes = std::fs::read(&alice).unwrap();
+    for (case, extra) in [
+        ("no certificate", vec![]),
+        (
+            "an untrusted certificate",
+            vec!["-cert", s(&selfsigned), "-key", s(&selfsigned_key)],
+        ),
+    ] {
+        let mut child = common::openssl()
+            .args(["s_client", "-connect", &format!("127.0.0.1:{tls_port}")])
+            .args(["-servername", "proxy-a.a.example.com", "-quiet"])
+            .args(&extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        let _ = stdin.write_all(&options_bytes);
+        std::thread::sleep(Duration::from_millis(500));
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("SIP/2.0"),
+            "{case}: {}",
+            text(&out)
+        );
+        assert!(text(&out).contains("alert"), "{case}: {}", text(&out));
+    }
+    let refused = relay
+        .log_lines()
+        .iter()
+        .filter(|l| l.get("refused").is_some())
+        .count();
+    assert!(refused >= 3, "{}", relay.log_text());
+}
+
+#[test]
+fn udp_answers_stay_small_and_tcp_garbage_gets_400_on_its_connection() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let relay = Daemon::start(
+        d,
+        "relay",
+        &[
+            "relay",
+            "--listen",
+            "udp:127.0.0.1:0",
+            "--listen",
+            "tcp:127.0.0.1:0",
+            "--identity",
+            "keys/proxy-b",
+        ],
+    );
+    // A small sealed request that designates the relay without a
+    // RecipientInfo for it (a hostile datagram from a spoofed source
+    // would look like this): 496, which carries the relay's certificate.
+    let small = write(d, "small.txt", b"x");
+    let plain = sipseal()
+        .args(["build", "message", "--from", "sip:a@a.example.com"])
+        .args(["--to", "sip:b@b.example.com", "--body", s(&small)])
+        .args(["--content-type", "text/plain"])
+        .succeeds()
+        .stdout;
+    let plain = write(d, "message.sip", &plain);
+    let sealed = sipseal()
+        .args([
+            "seal",
+            s(&plain),
+            "--disclose",
+            "psk:keys/psk/alice-proxy-a.yaml",
+        ])
+        .args(["--designate", "sip:proxy-b.b.example.com"])
+        .succeeds()
+        .stdout;
+    let (_, cms) = split(&sealed);
+    let mut request = format!(
+        "MESSAGE sip:b SIP/2.0\r\nv: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK1\r\nf: <sip:a@a>;tag=1\r\nt: <sip:b@b>\r\ni: x\r\nCSeq: 1 MESSAGE\r\nProxy-Inspect-Body: <sip:proxy-b.b.example.com>\r\nc: application/pkcs7-mime\r\nl: {}\r\n\r\n",
+        cms.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&cms);
+    let size = request.len();
+
+    use std::io::{Read, Write};
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    udp.send_to(&request, ("127.0.0.1", relay.port("udp")))
+        .unwrap();
+    let mut buf = vec![0u8; 65_535];
+    let n = udp.recv(&mut buf).expect("an answer over UDP");
+    let over_udp = buf[..n].to_vec();
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", relay.port("tcp"))).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    conn.write_all(&request).unwrap();
+    let mut over_tcp = vec![0u8; 65_535];
+    let n = conn.read(&mut over_tcp).unwrap();
+    over_tcp.truncate(n);
+    drop(conn);
+    let shown = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    assert!(over_udp.starts_with(b"SIP/2.0 496"), "{}", shown(&over_udp));
+    assert!(over_tcp.starts_with(b"SIP/2.0 496"), "{}", shown(&over_tcp));
+    // Over TCP the 496 carries the certificate, more than 3 times the
+    // request; over UDP that would amplify, so it goes without.
+    assert!(over_tcp.len() > 3 * size, "{} vs {size}", over_tcp.len());
+    assert!(shown(&over_tcp).contains("application/pkix-cert"));
+    assert!(over_udp.len() <= 3 * size, "{} vs {size}", over_udp.len());
+    assert!(!shown(&over_udp).contains("application/pkix-cert"));
+    assert!(shown(&over_udp).contains("Content-Length: 0"));
+    assert!(shown(&over_udp).contains("Warning: 380"));
+
+    // Bytes that are not SIP on a TCP connection: 400 when a Via and
+    // CSeq can be read, then the connection closes; the relay lives on.
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", relay.port("tcp"))).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    conn.write_all(
+        b"INVITE sip:bob@b.example.com SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bKx\r\nCSeq: 1 INVITE\r\nContent-Length: 99999999\r\n\r\n",
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    let _ = conn.read_to_end(&mut answer);
+    assert!(
+        answer.starts_with(b"SIP/2.0 400"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", relay.port("tcp"))).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    conn.write_all(&request).unwrap();
+    let mut again = vec![0u8; 65_535];
+    let n = conn.read(&mut again).unwrap();
+    assert!(
+        again[..n].starts_with(b"SIP/2.0 496"),
+        "{}",
+        shown(&again[..n])
+    );
+}
