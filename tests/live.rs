@@ -10,69 +10,26 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::live::{Background, Daemon, hosts, port};
+use common::live::{Background, Daemon, header, hosts, port, sealed_call, split};
 use common::{Succeeds, s, sipseal, text, write};
 
 const CTYPE: &str = "application/pkcs7-mime; smime-type=authEnveloped-data; name=smime.p7m";
 
-/// The headers and body of a message file.
-fn split(bytes: &[u8]) -> (String, Vec<u8>) {
-    let at = bytes.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    (
-        String::from_utf8(bytes[..at].to_vec()).unwrap(),
-        bytes[at + 4..].to_vec(),
-    )
-}
-
-fn header<'a>(head: &'a str, name: &str) -> &'a str {
-    head.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-        .unwrap_or_else(|| panic!("no {name} in {head}"))
-}
-
-/// alice's INVITE sealed for bob and proxy-a (designated), bob's sealed
-/// 200 OK from `sipseal reply`: the bodies SIPp sends, and the headers
-/// that go with them.
+/// What SIPp sends: the sealed INVITE's headers and body sizes.
 struct Call {
     pib: String,
     cid: String,
     invite_body: usize,
 }
 
+/// alice's INVITE sealed for bob and proxy-a (designated), bob's sealed
+/// 200 OK from `sipseal reply`: their bodies in `body.der` and
+/// `reply.der`, for SIPp.
 fn prepare_call(d: &Path, call_id: &str) -> Call {
-    let invite = sipseal()
-        .args(["build", "invite", "--from", "sip:alice@a.example.com"])
-        .args(["--to", "sip:bob@b.example.com", "--call-id", call_id])
-        .args(["--sdp", "samples/offer-audio.sdp"])
-        .succeeds()
-        .stdout;
-    let inv = write(d, "invite.sip", &invite);
-    let alice = d.join("alice-state");
-    let bob = d.join("bob-state");
-    let sealed = sipseal()
-        .args(["seal", s(&inv), "--peer", "keys/bob-ec/cert.pem"])
-        .args([
-            "--disclose",
-            "keys/proxy-a-ec/cert.pem",
-            "--state",
-            s(&alice),
-        ])
-        .succeeds()
-        .stdout;
-    let sealed_path = write(d, "sealed.sip", &sealed);
-    sipseal()
-        .args(["open", s(&sealed_path), "--identity", "keys/bob-ec"])
-        .args(["--state", s(&bob)])
-        .succeeds();
-    let answer = sipseal()
-        .args(["reply", "--request", s(&sealed_path), "--response", "200"])
-        .args(["--sdp", "samples/answer.sdp", "--identity", "keys/bob-ec"])
-        .args(["--state", s(&bob)])
-        .succeeds()
-        .stdout;
-    let (head, body) = split(&sealed);
+    let call = sealed_call(d, call_id);
+    let (head, body) = split(&call.invite);
     write(d, "body.der", &body);
-    let (answer_head, answer_body) = split(&answer);
+    let (answer_head, answer_body) = split(&call.answer);
     assert_eq!(header(&answer_head, "Content-Type"), CTYPE);
     write(d, "reply.der", &answer_body);
     Call {

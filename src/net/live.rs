@@ -339,7 +339,7 @@ async fn serve_udp(shared: Arc<Shared>, socket: Arc<UdpSocket>) {
             continue;
         }
         let bytes = buf[..n].to_vec();
-        process(&shared, bytes, &peer, None).await;
+        let _ = process(&shared, bytes, &peer, None).await;
     }
 }
 
@@ -463,7 +463,13 @@ async fn read_loop<R: AsyncRead>(
                         log_drop(shared, &peer, "over the rate limit");
                         continue;
                     }
-                    process(shared, bytes, &peer, Some(conn)).await;
+                    if !process(shared, bytes, &peer, Some(conn)).await {
+                        // Bytes that framed but are not a SIP message: the
+                        // stream cannot be trusted to be in step (RFC 3261
+                        // §18.3); it closes after the answer.
+                        log_drop(shared, &peer, "connection closed: not a SIP message");
+                        return;
+                    }
                 }
                 Err(e) => {
                     let pending = framer.pending();
@@ -496,8 +502,10 @@ fn via_alias(msg: &Message, from: SocketAddr) -> Option<SocketAddr> {
 }
 
 /// One message: parse, hand to the service, send what it returns, log.
-async fn process(shared: &Arc<Shared>, bytes: Vec<u8>, peer: &Peer, conn: Option<&Conn>) {
+/// Whether it parsed.
+async fn process(shared: &Arc<Shared>, bytes: Vec<u8>, peer: &Peer, conn: Option<&Conn>) -> bool {
     let back = conn.map(|c| &c.tx);
+    let mut parsed = true;
     let _busy = Busy::new(shared);
     let start = Instant::now();
     let handled = match Message::parse(&bytes) {
@@ -513,6 +521,7 @@ async fn process(shared: &Arc<Shared>, bytes: Vec<u8>, peer: &Peer, conn: Option
             shared.service.handle(msg, peer)
         }
         Err(e) => {
+            parsed = false;
             let answer = shared.service.unparsable(&bytes, &e.to_string(), peer);
             Handled {
                 record: Record {
@@ -565,6 +574,7 @@ async fn process(shared: &Arc<Shared>, bytes: Vec<u8>, peer: &Peer, conn: Option
         }
         log_line(shared, &line);
     }
+    parsed
 }
 
 fn log_drop(shared: &Shared, peer: &Peer, why: &str) {

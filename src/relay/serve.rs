@@ -377,7 +377,12 @@ impl Service for LiveRelay {
         self.answer(&request, 400, why)
     }
 
-    fn unsent(&self, msg: &Message, why: &str) -> Option<Message> {
-        self.answer(msg, 503, why)
+    /// A request that could not go on is answered 503 (RFC 3261 §16.11
+    /// leaves a stateless proxy that answer); the relay's own Via, on top
+    /// of what it tried to send, comes off first.
+    fn unsent(&self, msg: &Message, _why: &str) -> Option<Message> {
+        // Why it failed (an address, a TLS error) is for the log only.
+        let answer = self.answer(msg, 503, "the next hop cannot be reached")?;
+        routing::forward_response(&answer)
     }
 }

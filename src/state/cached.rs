@@ -227,3 +227,47 @@ impl<S: PinholeStore> PinholeStore for CachedStore<S> {
         Ok(changes)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::session::{DEFAULT_GRACE, Policy, Role};
+    use crate::state::MemoryStore;
+
+    #[test]
+    fn the_warm_path_is_served_from_memory_and_a_miss_reads_through() {
+        let now = datetime!(2026-01-01 0:00 UTC);
+        let cache = CachedStore::new(MemoryStore::new());
+        let first = Entry::new("c", &[7u8; 32], Role::Relay, None, now, &Policy::default());
+        let r = cache
+            .record("me", first.clone(), now, DEFAULT_GRACE)
+            .unwrap();
+        assert_eq!(r, Recorded::New);
+        // Written through: the store behind has it.
+        assert!(cache.inner().entry("me", "c").unwrap().is_some());
+        let found = cache.lookup("me", &first.reference, Some("c"), now, DEFAULT_GRACE);
+        assert!(found.unwrap().is_some());
+        assert_eq!(cache.cached(), 1);
+
+        // Another relay sharing the store rekeys the call: the new key is
+        // not in this cache, so the lookup reads through.
+        let second = Entry::new("c", &[8u8; 32], Role::Relay, None, now, &Policy::default());
+        cache
+            .inner()
+            .record("me", second.clone(), now, DEFAULT_GRACE)
+            .unwrap();
+        let found = cache.lookup("me", &second.reference, Some("c"), now, DEFAULT_GRACE);
+        assert_eq!(found.unwrap().unwrap().reference, second.reference);
+
+        // From memory now: even with the store behind emptied, it answers.
+        assert!(cache.inner().forget("me", "c").unwrap());
+        let found = cache.lookup("me", &second.reference, Some("c"), now, DEFAULT_GRACE);
+        assert!(found.unwrap().is_some());
+        // A retransmitted full envelope with the key it holds writes nothing.
+        let again = cache.record("me", second, now, DEFAULT_GRACE).unwrap();
+        assert_eq!(again, Recorded::Same);
+        assert!(cache.inner().entry("me", "c").unwrap().is_none());
+    }
+}

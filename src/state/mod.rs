@@ -7,6 +7,8 @@
 mod cached;
 mod file;
 mod memory;
+#[cfg(feature = "live")]
+mod redis;
 mod session_files;
 
 use time::{Duration, OffsetDateTime};
@@ -16,6 +18,8 @@ pub use cached::CachedStore;
 pub use file::{FileStore, StateDir, create_private_dir, lock};
 pub(crate) use file::{read_yaml, write_yaml};
 pub use memory::MemoryStore;
+#[cfg(feature = "live")]
+pub use redis::RedisStore;
 
 use crate::error::ErrorClass;
 use crate::pinhole::{Changes, Seen};

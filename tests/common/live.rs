@@ -146,3 +146,153 @@ pub fn hosts(dir: &Path, lines: &[(&str, u16)]) -> PathBuf {
         .collect();
     super::write(dir, "hosts", text.as_bytes())
 }
+
+/// A next hop on TCP that takes every message sent to it and hands it
+/// over, answering nothing.
+pub fn tcp_sink() -> (u16, std::sync::mpsc::Receiver<sipseal::sip::Message>) {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut pending = Vec::new();
+                let mut buf = vec![0u8; 65_536];
+                while let Ok(n) = conn.read(&mut buf) {
+                    if n == 0 {
+                        return;
+                    }
+                    pending.extend_from_slice(&buf[..n]);
+                    while let Ok((msg, used)) = sipseal::sip::Message::parse_prefix(&pending) {
+                        pending.drain(..used);
+                        if tx.send(msg).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (port, rx)
+}
+
+/// `redis-server` on 127.0.0.1 (no persistence), stopped on drop.
+pub struct Redis {
+    child: Background,
+    /// Its port.
+    pub port: u16,
+}
+
+impl Redis {
+    /// Start one on a free port, once it answers.
+    pub fn start() -> Redis {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (.ci/run installs redis-server)");
+        let until = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < until, "redis-server did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis {
+            child: Background(child),
+            port,
+        }
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        let _ = &self.child;
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+/// The headers and body of a message.
+pub fn split(bytes: &[u8]) -> (String, Vec<u8>) {
+    let at = bytes.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    (
+        String::from_utf8(bytes[..at].to_vec()).unwrap(),
+        bytes[at + 4..].to_vec(),
+    )
+}
+
+/// The value of header `name` in `head`.
+pub fn header<'a>(head: &'a str, name: &str) -> &'a str {
+    head.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+        .unwrap_or_else(|| panic!("no {name} in {head}"))
+}
+
+/// One call's sealed messages.
+pub struct SealedCall {
+    /// alice's INVITE sealed for bob (P-256) and proxy-a (P-256, designated).
+    pub invite: Vec<u8>,
+    /// bob's 200 OK, sealed under the session key (`sipseal reply`).
+    pub answer: Vec<u8>,
+}
+
+/// A call `call_id` sealed as alice and answered as bob (state in `d`).
+pub fn sealed_call(d: &Path, call_id: &str) -> SealedCall {
+    use super::{Succeeds, s, sipseal, write};
+    let invite = sipseal()
+        .args(["build", "invite", "--from", "sip:alice@a.example.com"])
+        .args(["--to", "sip:bob@b.example.com", "--call-id", call_id])
+        .args(["--sdp", "samples/offer-audio.sdp"])
+        .succeeds()
+        .stdout;
+    let inv = write(d, "invite.sip", &invite);
+    let alice = d.join("alice-state");
+    let bob = d.join("bob-state");
+    let sealed = sipseal()
+        .args(["seal", s(&inv), "--peer", "keys/bob-ec/cert.pem"])
+        .args([
+            "--disclose",
+            "keys/proxy-a-ec/cert.pem",
+            "--state",
+            s(&alice),
+        ])
+        .succeeds()
+        .stdout;
+    let sealed_path = write(d, "sealed.sip", &sealed);
+    sipseal()
+        .args(["open", s(&sealed_path), "--identity", "keys/bob-ec"])
+        .args(["--state", s(&bob)])
+        .succeeds();
+    let answer = sipseal()
+        .args(["reply", "--request", s(&sealed_path), "--response", "200"])
+        .args(["--sdp", "samples/answer.sdp", "--identity", "keys/bob-ec"])
+        .args(["--state", s(&bob)])
+        .succeeds()
+        .stdout;
+    SealedCall {
+        invite: sealed,
+        answer,
+    }
+}
+
+/// `answer` with the Via lines of `forwarded` (the request as the relay
+/// sent it on), so that it comes back through that relay.
+pub fn answering(answer: &[u8], forwarded: &sipseal::sip::Message) -> Vec<u8> {
+    let mut msg = sipseal::sip::Message::parse(answer).unwrap();
+    msg.remove_headers("Via");
+    let vias: Vec<String> = forwarded
+        .header_values("Via")
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    for v in vias.iter().rev() {
+        msg.insert_header(0, "Via", v);
+    }
+    msg.to_bytes()
+}

@@ -29,7 +29,14 @@ use crate::io::read_message;
 pub struct StateArgs {
     /// State directory: session keys and pinhole state, one subdirectory
     /// per identity (default: $SIPSEAL_STATE, else $XDG_STATE_HOME/sipseal).
-    #[arg(long, value_name = "DIR", env = "SIPSEAL_STATE", global = true)]
+    /// `relay` also takes redis://HOST:PORT: a store several relay
+    /// processes share.
+    #[arg(
+        long,
+        value_name = "DIR|redis://HOST:PORT",
+        env = "SIPSEAL_STATE",
+        global = true
+    )]
     pub state: Option<PathBuf>,
     /// Session key policy: messages a sender seals under one session key
     /// before it rekeys [default: 100].
@@ -64,6 +71,12 @@ pub fn parse_duration(s: &str) -> Result<time::Duration, String> {
 impl StateArgs {
     /// The file store under the state directory.
     pub fn store(&self) -> Result<FileStore, Error> {
+        if let Some(url) = self.redis_url() {
+            return Err(Error::usage(
+                format!("--state {url}: only `sipseal relay` keeps its state in Redis"),
+                "give a state directory",
+            ));
+        }
         let root = match &self.state {
             Some(p) => p.clone(),
             // The XDG state directory: $XDG_STATE_HOME/sipseal, else
@@ -86,6 +99,14 @@ impl StateArgs {
     }
 
     /// The key limits given.
+    /// `--state redis://...`, when given.
+    pub fn redis_url(&self) -> Option<&str> {
+        self.state
+            .as_deref()
+            .and_then(|p| p.to_str())
+            .filter(|s| s.starts_with("redis://"))
+    }
+
     pub fn limits(&self) -> Limits {
         Limits {
             max_uses: self.max_uses,

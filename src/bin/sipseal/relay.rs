@@ -16,8 +16,9 @@ use sipseal::net::live::ServerConfig;
 use sipseal::net::tls::TlsSetup;
 use sipseal::net::{Hosts, Transport};
 use sipseal::pinhole::{Changes, PinholeFormat};
-use sipseal::relay::serve::{LiveConfig, LiveKeys, LiveRelay, NoSink, Sink};
+use sipseal::relay::serve::{LiveConfig, LiveKeys, LiveRelay, LiveStore, NoSink, Sink};
 use sipseal::relay::{Mode, ProxyOptions, RelayReport};
+use sipseal::state::{CachedStore, RedisStore};
 
 use crate::args::load_anchors;
 use crate::error::{Error, Exit};
@@ -218,7 +219,15 @@ pub fn run(args: RelayLiveArgs, ctx: &mut Context) -> Result<Exit, Error> {
     } else {
         None
     };
-    let store = Arc::new(args.common.state.store()?);
+    let store: Arc<dyn LiveStore> = match args.common.state.redis_url() {
+        Some(url) => Arc::new(CachedStore::new(RedisStore::open(url).map_err(|e| {
+            Error::usage(
+                e.to_string(),
+                "check that redis-server runs there (--state redis://HOST:PORT)",
+            )
+        })?)),
+        None => Arc::new(CachedStore::new(args.common.state.store()?)),
+    };
     let sink: Arc<dyn Sink> = if args.report.is_some() || args.pinholes.is_some() {
         Arc::new(FileSink {
             report: args.report.as_ref().map(append).transpose()?,
@@ -249,7 +258,7 @@ pub fn run(args: RelayLiveArgs, ctx: &mut Context) -> Result<Exit, Error> {
                 certs: Vec::new(),
             },
             args.config(&["0.0.0.0:0".to_owned()], &[], ctx)?,
-            Arc::clone(&store) as _,
+            Arc::clone(&store),
             ctx.fork(),
             Arc::clone(&sink),
         ));
