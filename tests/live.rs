@@ -604,3 +604,119 @@ fn udp_answers_stay_small_and_tcp_garbage_gets_400_on_its_connection() {
         shown(&again[..n])
     );
 }
+
+#[test]
+fn a_config_file_starts_the_relay_and_sighup_reloads_its_policy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let (next_port, answered) = responder(1);
+    let policy = write(
+        d,
+        "policy.yaml",
+        b"allow:\n  - from: \"sip:*@a.example.com\"\n    to: \"sip:*@b.example.com\"\n",
+    );
+    let config = write(
+        d,
+        "relay.yaml",
+        format!(
+            "listen: [udp:127.0.0.1:0]\nidentity: keys/proxy-a-ec\nnext: udp:127.0.0.1:{next_port}\npolicy: {}\nrate-limit: 1000\n",
+            s(&policy)
+        )
+        .as_bytes(),
+    );
+    let relay = Daemon::start(d, "relay", &["relay", "--config", s(&config)]);
+    let to_relay = format!("udp:127.0.0.1:{}", relay.port("udp"));
+    let alice = options(d, "alice.sip", "sip:alice@a.example.com");
+    let send = || {
+        sipseal()
+            .args(["send", s(&alice), "--next", &to_relay, "--timeout", "5"])
+            .output()
+            .unwrap()
+    };
+    let out = send();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&out),
+        relay.log_text()
+    );
+    assert_eq!(answered.join().unwrap().len(), 1);
+
+    // The policy now lets no one from a.example.com through: after SIGHUP
+    // alice gets the 404 a denied caller gets.
+    std::fs::write(
+        &policy,
+        b"allow:\n  - from: \"sip:*@c.example.com\"\n    to: \"sip:*@b.example.com\"\n",
+    )
+    .unwrap();
+    relay.signal("HUP");
+    let until = Instant::now() + Duration::from_secs(10);
+    while !relay.log_text().contains("reloaded") {
+        assert!(Instant::now() < until, "{}", relay.log_text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = send();
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("SIP/2.0 404"));
+    // A policy that does not read is refused, and the last good one stays.
+    std::fs::write(&policy, b"allow: [nonsense\n").unwrap();
+    relay.signal("HUP");
+    let until = Instant::now() + Duration::from_secs(10);
+    while !relay.log_text().contains("reload refused") {
+        assert!(Instant::now() < until, "{}", relay.log_text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(send().status.code(), Some(5));
+}
+
+#[test]
+fn a_source_over_its_rate_is_dropped_unread() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let next = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    next.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let relay = Daemon::start(
+        d,
+        "relay",
+        &[
+            "relay",
+            "--listen",
+            "udp:127.0.0.1:0",
+            "--identity",
+            "keys/proxy-a-ec",
+            "--next",
+            &format!("udp:127.0.0.1:{}", next.local_addr().unwrap().port()),
+            "--rate-limit",
+            "5",
+        ],
+    );
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let alice = std::fs::read(options(d, "alice.sip", "sip:alice@a.example.com")).unwrap();
+    let alice = String::from_utf8(alice).unwrap();
+    for i in 0..40 {
+        // Each one its own transaction (a new branch), sent at once.
+        let msg = alice.replacen(";branch=z9hG4bK", &format!(";branch=z9hG4bK{i}x"), 1);
+        client
+            .send_to(msg.as_bytes(), ("127.0.0.1", relay.port("udp")))
+            .unwrap();
+    }
+    let mut buf = vec![0u8; 65_535];
+    let mut forwarded = 0;
+    while next.recv(&mut buf).is_ok() {
+        forwarded += 1;
+    }
+    // A burst of 5, and what refills while the 40 arrive.
+    assert!((5..=10).contains(&forwarded), "{forwarded} forwarded");
+    let dropped = relay
+        .log_lines()
+        .iter()
+        .filter(|l| {
+            l["decision"]
+                .as_str()
+                .is_some_and(|d| d.contains("rate limit"))
+        })
+        .count();
+    assert_eq!(dropped + forwarded, 40, "{}", relay.log_text());
+}

@@ -125,6 +125,12 @@ impl LiveRelay {
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
     }
 
+    /// Replace the configuration only (the registrations a relay reads
+    /// change while it runs).
+    pub fn reconfigure(&self, config: LiveConfig) {
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+    }
+
     /// The store (flushed on shutdown by its owner).
     pub fn store(&self) -> &Arc<dyn LiveStore> {
         &self.store

@@ -79,6 +79,15 @@ impl Daemon {
             .collect()
     }
 
+    /// Send it a signal (`HUP`, `TERM`).
+    pub fn signal(&self, name: &str) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .args([&format!("-{name}"), &child.id().to_string()])
+                .status();
+        }
+    }
+
     /// Send it SIGTERM and wait (at most 10 s); its log.
     pub fn stop(&mut self) -> String {
         if let Some(mut child) = self.child.take() {

@@ -102,18 +102,27 @@ fn signal(kind: tokio::signal::unix::SignalKind) -> Result<tokio::signal::unix::
     })
 }
 
-/// Serve until SIGTERM, SIGINT or `done`; each SIGHUP calls `reload`.
-/// In-flight messages get 5 s to finish.
+/// How often `refresh` runs (what changes under a live server: the
+/// registrations a relay's imposture check reads).
+pub const REFRESH: Duration = Duration::from_secs(5);
+
+/// Serve until SIGTERM, SIGINT or `done`; each SIGHUP calls `reload`,
+/// and `refresh` runs every [`REFRESH`]. In-flight messages get 5 s to
+/// finish.
 pub async fn serve(
     server: Server,
     done: Arc<Notify>,
     mut reload: impl FnMut() -> Result<(), Error>,
+    mut refresh: Option<Box<dyn FnMut() + '_>>,
 ) -> Result<(), Error> {
     let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut hup = signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut tick = tokio::time::interval(REFRESH);
+    tick.tick().await;
     let stop = async move {
         loop {
             tokio::select! {
+                _ = tick.tick() => if let Some(f) = refresh.as_mut() { f() },
                 _ = term.recv() => break,
                 _ = tokio::signal::ctrl_c() => break,
                 _ = done.notified() => break,

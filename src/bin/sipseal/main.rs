@@ -34,7 +34,15 @@ use cli::{Cli, Command};
 use error::{Error, Exit};
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let args = match with_config(std::env::args().collect()) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("error: {e}");
+            eprintln!("hint: {}", e.hint());
+            return std::process::ExitCode::from(e.exit() as u8);
+        }
+    };
+    let cli = Cli::parse_from(args);
     match run(cli) {
         Ok(exit) => std::process::ExitCode::from(exit as u8),
         Err(e) => {
@@ -43,6 +51,40 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::from(e.exit() as u8)
         }
     }
+}
+
+/// `relay --config FILE`: the file's flags go right after `relay`, so
+/// that flags given on the command line come later and win (lists add up).
+fn with_config(mut args: Vec<String>) -> Result<Vec<String>, Error> {
+    let Some(at) = args.iter().position(|a| a == "relay") else {
+        return Ok(args);
+    };
+    let file = args[at..].iter().enumerate().find_map(|(i, a)| {
+        a.strip_prefix("--config=").map(str::to_owned).or_else(|| {
+            (a == "--config")
+                .then(|| args.get(at + i + 1).cloned())
+                .flatten()
+        })
+    });
+    let Some(file) = file else {
+        return Ok(args);
+    };
+    let path = std::path::PathBuf::from(&file);
+    let text = io::read_input(&path)?;
+    let text = String::from_utf8(text).map_err(|_| {
+        Error::usage(
+            format!("--config {file}: not UTF-8 text"),
+            "give a YAML file",
+        )
+    })?;
+    let flags = sipseal::yaml::flag_args(&text).map_err(|e| {
+        Error::usage(
+            format!("--config {file}: {e}"),
+            "a mapping of long flag names to values, e.g. `listen: [tcp:127.0.0.1:5060]` (see `man sipseal-relay`)",
+        )
+    })?;
+    args.splice(at + 1..at + 1, flags);
+    Ok(args)
 }
 
 /// Run a parsed command line; the exit code, or the error to report.

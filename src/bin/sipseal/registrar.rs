@@ -320,7 +320,7 @@ fn serve(
             "registrar of {realm} listening on {}",
             describe(server.local_addrs())
         );
-        crate::live::serve(server, counted.done(), || Ok(())).await?;
+        crate::live::serve(server, counted.done(), || Ok(()), None).await?;
         Ok(Exit::Ok)
     })
 }

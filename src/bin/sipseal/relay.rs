@@ -27,7 +27,14 @@ use crate::proxy::RelayCommon;
 
 /// `relay` arguments.
 #[derive(Debug, Args)]
+#[command(args_override_self = true)]
 pub struct RelayLiveArgs {
+    /// Read flags from this YAML file first: a mapping of long flag names
+    /// to values (`listen: [udp:127.0.0.1:5060, tcp:127.0.0.1:5060]`,
+    /// `identity: keys/proxy-a`, `record-route: true`). Flags on the
+    /// command line win; lists add up.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Listen here: udp:HOST:PORT, tcp:HOST:PORT or tls:HOST:PORT
     /// (repeatable; IPv6 as [::1]:5060; port 0 picks a free one, printed
     /// at start). A tls listener needs --identity and --trust.
@@ -284,7 +291,17 @@ pub fn run(args: RelayLiveArgs, ctx: &mut Context) -> Result<Exit, Error> {
             relay.reload(args.keys()?, args.config(&own, &bound, &fixed)?);
             Ok(())
         };
-        serve(server, counted.done(), reload).await?;
+        // The registrar's bindings change while the relay runs.
+        let refresh = args.common.registrations.is_some().then(|| {
+            Box::new(|| {
+                let fixed = Context::new(None, fixed_now);
+                match args.config(&own, &bound, &fixed) {
+                    Ok(config) => relay.reconfigure(config),
+                    Err(e) => eprintln!("relay: cannot re-read the registrations: {e}"),
+                }
+            }) as Box<dyn FnMut()>
+        });
+        serve(server, counted.done(), reload, refresh).await?;
         eprintln!("relay: stopped");
         Ok(Exit::Ok)
     })
