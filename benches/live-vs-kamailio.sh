@@ -10,19 +10,23 @@
 #               200 under the session key it recorded
 #
 # For each step: calls placed, failed, and the rate achieved. A proxy's
-# rate is the highest step it carries with 0 failed calls at the rate
-# asked. Then the latency each proxy adds (SIPp's INVITE->200 response
+# rate is the highest rate achieved in a step where every call was placed
+# and none failed; the steps stop at the first failure, or once the proxy
+# falls under 90% of the rate asked. Then the latency each proxy adds (SIPp's INVITE->200 response
 # time through the proxy minus direct, p50 and p99) at half the lowest
 # of those rates.
 #
 # Usage: bash benches/live-vs-kamailio.sh [SECONDS [RATE...]]
-#        (default 5 s per step; 100 200 400 800 1200 1600 2400 3200)
+#        (default 5 s per step; 400 800 1600 2400 3200 4800 6400 8000)
+#        PROXIES="blind designated" to run only some; LATENCY=0 to skip
+#        the latency part.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-5}
 shift || true
 rates=("$@")
-[ ${#rates[@]} -gt 0 ] || rates=(100 200 400 800 1200 1600 2400 3200)
+[ ${#rates[@]} -gt 0 ] || rates=(400 800 1600 2400 3200 4800 6400 8000)
+read -r -a proxies <<< "${PROXIES:-kamailio blind designated}"
 bin=$PWD/target/release/sipseal
 [ -x "$bin" ] || cargo build --release
 for tool in sipp kamailio; do
@@ -30,7 +34,11 @@ for tool in sipp kamailio; do
 done
 work=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+pids_dirs=
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    rm -rf "$work" $pids_dirs
+}
 trap cleanup EXIT
 
 UAS=25090; PROXY=25070; UAC=25060
@@ -61,6 +69,19 @@ for src, dst in [("sealed.sip", "body.der"), ("200.sip", "reply.der")]:
 PY
     printf 'sip:alice@a.example.com: ["127.0.0.1"]\n' > bindings.yaml
 )
+# Where the designated relay keeps its session keys: STATE=disk (a
+# directory under $TMPDIR, the default), STATE=shm (/dev/shm: tmpfs, as
+# /run would be), STATE=redis (a redis-server started here).
+case ${STATE:-disk} in
+disk) state=$work/state ;;
+shm) state=$(mktemp -d /dev/shm/sipseal-bench.XXXXXX); pids_dirs=$state ;;
+redis)
+    redis-server --port 25379 --bind 127.0.0.1 --save '' --appendonly no > /dev/null 2>&1 &
+    pids+=("$!")
+    sleep 0.3
+    state=redis://127.0.0.1:25379
+    ;;
+esac
 pib=$(cat "$work/Proxy-Inspect-Body.txt")
 cid=$(cat "$work/Content-ID.txt")
 
@@ -79,7 +100,7 @@ start_proxy() { # name
         ;;
     designated)
         "$bin" relay --listen tcp:127.0.0.1:$PROXY --identity keys/proxy-a-ec \
-            --next tcp:127.0.0.1:$UAS --state "$work/state-$1" \
+            --next tcp:127.0.0.1:$UAS --state "$state" \
             --bindings "$work/bindings.yaml" --quiet > "$work/$1.log" 2>&1 &
         ;;
     direct) return ;;
@@ -131,62 +152,89 @@ print(ok, failed, round(ok / max(t1 - t0 - 0.15, 0.001)))
 PY
 }
 
-declare -A best
-for proxy in kamailio blind designated; do
+declare -A best=([kamailio]=0 [blind]=0 [designated]=0)
+for proxy in "${proxies[@]}"; do
     start_proxy $proxy
+    if [ -n "${PERF:-}" ] && [ $proxy != kamailio ]; then
+        perf record -F 499 -g -p "$proxy_pid" -o "$work/perf-$proxy.data" > /dev/null 2>&1 &
+        perf_pid=$!
+    fi
     best[$proxy]=0
     for rate in "${rates[@]}"; do
         read -r ok failed achieved < <(step $proxy "$rate" "$secs")
         printf '%-11s %5d cps asked: %6d calls, %4d failed, %5d cps achieved\n' \
             $proxy "$rate" "$ok" "$failed" "$achieved"
-        if [ "$failed" -eq 0 ] && [ "$ok" -eq $(( rate * secs )) ] \
-            && [ "$achieved" -ge $(( rate * 9 / 10 )) ]; then
-            best[$proxy]=$rate
+        # Carried: every call placed and none failed. Saturated: it fell
+        # behind the rate asked (under 90%), so higher steps say nothing.
+        if [ "$failed" -eq 0 ] && [ "$ok" -eq $(( rate * secs )) ]; then
+            [ "$achieved" -gt "${best[$proxy]}" ] && best[$proxy]=$achieved
+            [ "$achieved" -ge $(( rate * 9 / 10 )) ] || break
         else
             break
         fi
     done
+    if [ -n "${PERF:-}" ] && [ $proxy != kamailio ]; then
+        kill -INT $perf_pid; wait $perf_pid 2>/dev/null || true
+        perf report -i "$work/perf-$proxy.data" --no-children --percent-limit 1.5 --stdio \
+            2>/dev/null | grep -v '^$' | head -80 > "$PERF-$proxy.txt"
+    fi
     stop_proxy $proxy
 done
 echo
 k=${best[kamailio]}
-for proxy in kamailio blind designated; do
+for proxy in "${proxies[@]}"; do
     r=${best[$proxy]}
-    printf '%-11s highest rate at 0 failed calls: %5d cps' $proxy "$r"
+    printf '%-11s highest rate carried with 0 failed calls: %5d cps' $proxy "$r"
     [ "$k" -gt 0 ] && printf '  (%.2f x Kamailio)' "$(echo "$r / $k" | bc -l)"
     echo
 done
 
-# Latency added by each proxy at half the lowest of the rates.
-low=$k
-for proxy in blind designated; do [ "${best[$proxy]}" -lt "$low" ] && low=${best[$proxy]}; done
+# Latency added by each proxy at half the lowest of the rates: every
+# message's time from entering the proxy to leaving it, from a loopback
+# capture (tshark, microsecond timestamps), matched by Call-ID, CSeq and
+# status.
+[ "${LATENCY:-1}" = 0 ] && exit 0
+low=1000000
+for proxy in "${proxies[@]}"; do [ "${best[$proxy]}" -lt "$low" ] && low=${best[$proxy]}; done
 half=$(( low / 2 )); [ "$half" -ge 10 ] || half=10
 echo
-echo "INVITE -> 200 response time at $half cps (SIPp rtd), and what the proxy adds:"
-declare -A p50 p99
-for proxy in direct kamailio blind designated; do
+echo "Latency each proxy adds per message at $half cps (capture on the loopback):"
+for proxy in "${proxies[@]}"; do
     start_proxy $proxy
-    step $proxy "$half" "$secs" rtt > /dev/null
+    tshark -i lo -f "tcp port $PROXY or tcp port $UAS" -w "$work/$proxy.pcap" -q > "$work/tshark.log" 2>&1 &
+    cap=$!
+    for _ in $(seq 100); do grep -q "Capturing on" "$work/tshark.log" && break; sleep 0.1; done
+    step $proxy "$half" "$secs" > /dev/null
+    sleep 0.5
+    kill -INT $cap; wait $cap 2>/dev/null || true
     stop_proxy $proxy
-    read -r a b < <(python3 - "$work" <<'PY'
-import glob, sys
-vals = []
-for f in glob.glob(sys.argv[1] + "/uac-sealed_*_rtt.csv"):
-    for line in open(f).read().splitlines()[1:]:
-        parts = line.split(";")
-        if len(parts) >= 2:
-            vals.append(float(parts[1]))
-vals.sort()
-q = lambda p: vals[min(len(vals) - 1, int(p * len(vals)))]
-print(f"{q(0.5):.3f} {q(0.99):.3f}")
+    tshark -r "$work/$proxy.pcap" -d tcp.port==$PROXY,sip -d tcp.port==$UAS,sip -d tcp.port==$UAC,sip \
+        -Y sip -T fields -E occurrence=a -E aggregator='|' -e frame.time_epoch -e tcp.srcport \
+        -e tcp.dstport -e sip.Call-ID -e sip.CSeq -e sip.Status-Code > "$work/$proxy.fields" 2>/dev/null
+    python3 - "$work/$proxy.fields" "$PROXY" "$UAS" $proxy <<'PY'
+import sys
+path, proxy_port, uas_port, name = sys.argv[1:5]
+seen = {}
+deltas = []
+for line in open(path):
+    cols = line.rstrip("\n").split("\t")
+    if len(cols) < 5:
+        continue
+    t, src, dst = float(cols[0]), cols[1], cols[2]
+    calls, cseqs = cols[3].split("|"), cols[4].split("|")
+    codes = (cols[5].split("|") if len(cols) > 5 else [])
+    codes += [""] * (len(calls) - len(codes))
+    for call, cseq, code in zip(calls, cseqs, codes):
+        # A request has no status; responses are told apart by theirs.
+        key = (call, cseq, code)
+        # Into the proxy: from the UAC to its port, or from the UAS.
+        if dst == proxy_port or src == uas_port:
+            seen.setdefault(key, t)
+        # Out of it: to the UAS, or from its port to the UAC.
+        elif (dst == uas_port or src == proxy_port) and key in seen:
+            deltas.append((t - seen.pop(key)) * 1e6)
+deltas.sort()
+q = lambda p: deltas[min(len(deltas) - 1, int(p * len(deltas)))]
+print(f"{name:<11} {len(deltas):6d} messages  p50 {q(0.5):7.0f} us  p99 {q(0.99):7.0f} us")
 PY
-)
-    rm -f "$work"/uac-sealed_*_rtt.csv
-    p50[$proxy]=$a; p99[$proxy]=$b
-    if [ $proxy = direct ]; then
-        printf '%-11s p50 %7.3f ms  p99 %7.3f ms\n' $proxy "$a" "$b"
-    else
-        printf '%-11s p50 %7.3f ms  p99 %7.3f ms   added: p50 %+.3f ms, p99 %+.3f ms\n' \
-            $proxy "$a" "$b" "$(echo "$a - ${p50[direct]}" | bc -l)" "$(echo "$b - ${p99[direct]}" | bc -l)"
-    fi
 done

@@ -27,6 +27,20 @@ pub fn write_atomic_via(
     private: bool,
     tmp_dir: Option<&Path>,
 ) -> std::io::Result<()> {
+    write_atomic_synced(path, bytes, private, tmp_dir, true)
+}
+
+/// [`write_atomic_via`], with the fsync before the rename only when
+/// `sync`: without it the file is still whole or absent for any other
+/// process, and survives the writer being killed, but not the machine
+/// losing power.
+pub fn write_atomic_synced(
+    path: &Path,
+    bytes: &[u8],
+    private: bool,
+    tmp_dir: Option<&Path>,
+    sync: bool,
+) -> std::io::Result<()> {
     let target = follow(path)?;
     let existing = std::fs::metadata(&target).ok();
     if let Some(meta) = &existing {
@@ -70,7 +84,9 @@ pub fn write_atomic_via(
                 .set_permissions(std::fs::Permissions::from_mode(narrowed))?;
         }
     }
-    tmp.as_file().sync_all()?;
+    if sync {
+        tmp.as_file().sync_all()?;
+    }
     tmp.persist(&target).map_err(|e| e.error)?;
     Ok(())
 }

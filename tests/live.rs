@@ -314,9 +314,17 @@ fn a_sipp_call_crosses_a_designated_and_a_blind_relay_and_tshark_reads_every_mes
 /// A next hop on UDP that answers up to `n` requests 200 OK (to their Via
 /// sent-by, as RFC 3261 §18.2.2 says) and hands back what it received.
 fn responder(n: usize) -> (u16, std::thread::JoinHandle<Vec<sipseal::sip::Message>>) {
+    responder_at("127.0.0.1:0", n)
+}
+
+/// [`responder`] on `addr`.
+fn responder_at(
+    addr: &str,
+    n: usize,
+) -> (u16, std::thread::JoinHandle<Vec<sipseal::sip::Message>>) {
     use sipseal::sip::Message;
     use sipseal::sip::compose::{ResponseParams, build_response};
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let socket = std::net::UdpSocket::bind(addr).unwrap();
     let port = socket.local_addr().unwrap().port();
     socket
         .set_read_timeout(Some(Duration::from_secs(15)))
@@ -719,4 +727,44 @@ fn a_source_over_its_rate_is_dropped_unread() {
         })
         .count();
     assert_eq!(dropped + forwarded, 40, "{}", relay.log_text());
+}
+
+#[test]
+fn ipv6_listeners_relay_both_ways() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let (next_port, answered) = responder_at("[::1]:0", 2);
+    let relay = Daemon::start(
+        d,
+        "relay",
+        &[
+            "relay",
+            "--listen",
+            "udp:[::1]:0",
+            "--listen",
+            "tcp:[::1]:0",
+            "--identity",
+            "keys/proxy-a-ec",
+            "--next",
+            &format!("udp:[::1]:{next_port}"),
+        ],
+    );
+    let alice = options(d, "alice.sip", "sip:alice@a.example.com");
+    for transport in ["udp", "tcp"] {
+        let next = format!("{transport}:[::1]:{}", relay.port(transport));
+        let out = sipseal()
+            .args(["send", s(&alice), "--next", &next, "--timeout", "5"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{next}: {}\n{}",
+            text(&out),
+            relay.log_text()
+        );
+    }
+    let forwarded = answered.join().unwrap();
+    let via = forwarded[0].top_via().unwrap();
+    assert_eq!(via.sent_by(), format!("[::1]:{}", relay.port("udp")));
 }

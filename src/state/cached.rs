@@ -129,9 +129,19 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
         if known {
             return Ok(Recorded::Same);
         }
+        let kept = entry.clone();
         let r = self.inner.record_capped(owner, entry, now, grace, cap);
-        // The store merged it with what it held: read it back when needed.
-        locked(&self.entries).remove(&key);
+        let mut entries = locked(&self.entries);
+        match r {
+            // A new session is stored as it came: keep it here too.
+            Ok(Recorded::New) => {
+                entries.insert(key, kept);
+            }
+            // The store merged it with what it held: read that back when needed.
+            _ => {
+                entries.remove(&key);
+            }
+        }
         r
     }
 

@@ -119,6 +119,8 @@ pub(crate) fn write_yaml<T: Serialize>(path: &Path, value: &T) -> Result<(), Sto
 #[derive(Debug, Clone)]
 pub struct FileStore {
     dir: StateDir,
+    /// fsync each file before it replaces the old one.
+    pub(super) sync: bool,
 }
 
 impl FileStore {
@@ -128,6 +130,18 @@ impl FileStore {
             dir: StateDir {
                 root: root.to_owned(),
             },
+            sync: true,
+        }
+    }
+
+    /// The store under `root`, writing without fsync: each write is still
+    /// atomic (whole or absent for every other process) and survives the
+    /// writer being killed, but not the machine losing power. For a live
+    /// relay, whose calls end with the machine anyway.
+    pub fn unsynced(root: &Path) -> FileStore {
+        FileStore {
+            sync: false,
+            ..FileStore::new(root)
         }
     }
 
@@ -332,7 +346,9 @@ impl PinholeStore for FileStore {
                 Err(e) => return Err(io(&path, e)),
             }
         } else {
-            write_yaml(&path, &state)?;
+            let text = crate::yaml::to_string(&state).map_err(|e| corrupt(&path, e))?;
+            crate::fsio::write_atomic_synced(&path, text.as_bytes(), true, None, self.sync)
+                .map_err(|e| io(&path, e))?;
         }
         Ok(changes)
     }

@@ -20,7 +20,7 @@ use time::{Duration, OffsetDateTime};
 
 use super::StoreError;
 use super::file::{FileStore, create_private_dir, lock};
-use crate::fsio::write_atomic_via;
+use crate::fsio::write_atomic_synced;
 use crate::pinhole::call_tag;
 use crate::session::{Entry, Recorded, Sessions};
 
@@ -117,7 +117,8 @@ impl FileStore {
         let tmp = self.tmp_dir(owner);
         create_private_dir(&tmp)?;
         create_private_dir(&self.sessions_dir(owner))?;
-        write_atomic_via(&path, text.as_bytes(), true, Some(&tmp)).map_err(|e| io(&path, e))
+        write_atomic_synced(&path, text.as_bytes(), true, Some(&tmp), self.sync)
+            .map_err(|e| io(&path, e))
     }
 
     /// Remove one session and its peer mark.

@@ -18,7 +18,7 @@ use sipseal::net::{Hosts, Transport};
 use sipseal::pinhole::{Changes, PinholeFormat};
 use sipseal::relay::serve::{LiveConfig, LiveKeys, LiveRelay, LiveStore, NoSink, Sink};
 use sipseal::relay::{Mode, ProxyOptions, RelayReport};
-use sipseal::state::{CachedStore, RedisStore};
+use sipseal::state::{CachedStore, FileStore, RedisStore};
 
 use crate::args::load_anchors;
 use crate::error::{Error, Exit};
@@ -88,6 +88,13 @@ pub struct RelayLiveArgs {
     /// Close a connection with nothing to read for this many seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 120)]
     pub idle_timeout: u64,
+    /// fsync each session key the relay learns before the message that
+    /// carried it goes on. Without it a key is still written (atomically)
+    /// before the message goes on, so a relay killed at any moment finds
+    /// it again; only a machine that loses power may lose it, and with
+    /// the machine the calls that needed it.
+    #[arg(long)]
+    pub durable: bool,
     /// Stop after this many requests (tests, scripts).
     #[arg(long, value_name = "N")]
     pub max_requests: Option<u64>,
@@ -233,7 +240,13 @@ pub fn run(args: RelayLiveArgs, ctx: &mut Context) -> Result<Exit, Error> {
                 "check that redis-server runs there (--state redis://HOST:PORT)",
             )
         })?)),
-        None => Arc::new(CachedStore::new(args.common.state.store()?)),
+        None => {
+            let files = args.common.state.store()?;
+            Arc::new(CachedStore::new(match args.durable {
+                true => files,
+                false => FileStore::unsynced(&files.dir().root),
+            }))
+        }
     };
     let sink: Arc<dyn Sink> = if args.report.is_some() || args.pinholes.is_some() {
         Arc::new(FileSink {
