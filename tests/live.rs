@@ -768,3 +768,113 @@ fn ipv6_listeners_relay_both_ways() {
     let via = forwarded[0].top_via().unwrap();
     assert_eq!(via.sent_by(), format!("[::1]:{}", relay.port("udp")));
 }
+
+#[test]
+fn an_idle_connection_is_closed_and_a_ping_gets_its_pong() {
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = Daemon::start(
+        tmp.path(),
+        "relay",
+        &[
+            "relay",
+            "--listen",
+            "tcp:127.0.0.1:0",
+            "--identity",
+            "keys/proxy-a-ec",
+            "--idle-timeout",
+            "1",
+        ],
+    );
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", relay.port("tcp"))).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // RFC 5626: a double-CRLF ping gets a CRLF pong.
+    conn.write_all(b"\r\n\r\n").unwrap();
+    let mut pong = [0u8; 2];
+    conn.read_exact(&mut pong).unwrap();
+    assert_eq!(&pong, b"\r\n");
+    // Then nothing for a second: the relay closes it.
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let n = conn.read_to_end(&mut rest).unwrap();
+    assert_eq!(n, 0);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+}
+
+#[test]
+fn names_resolve_through_the_resolver_unless_dns_is_off() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let (next_port, answered) = responder(1);
+    // `localhost` comes from the system's hosts file, as the resolver reads it.
+    let next = format!("sip:localhost:{next_port};transport=udp");
+    let alice = options(d, "alice.sip", "sip:alice@a.example.com");
+    let with_dns = Daemon::start(
+        d,
+        "relay",
+        &[
+            "relay",
+            "--listen",
+            "udp:127.0.0.1:0",
+            "--identity",
+            "keys/proxy-a-ec",
+            "--next",
+            &next,
+        ],
+    );
+    let out = sipseal()
+        .args([
+            "send",
+            s(&alice),
+            "--next",
+            &format!("udp:127.0.0.1:{}", with_dns.port("udp")),
+        ])
+        .args(["--timeout", "5"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&out),
+        with_dns.log_text()
+    );
+    assert_eq!(answered.join().unwrap().len(), 1);
+    // Without DNS, a name the hosts table lacks cannot be reached: 503.
+    let without = Daemon::start(
+        d,
+        "relay-no-dns",
+        &[
+            "relay",
+            "--listen",
+            "udp:127.0.0.1:0",
+            "--identity",
+            "keys/proxy-a-ec",
+            "--next",
+            &next,
+            "--no-dns",
+        ],
+    );
+    let out = sipseal()
+        .args([
+            "send",
+            s(&alice),
+            "--next",
+            &format!("udp:127.0.0.1:{}", without.port("udp")),
+        ])
+        .args(["--timeout", "5"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("SIP/2.0 503"));
+    assert!(
+        without.log_text().contains("DNS is off"),
+        "{}",
+        without.log_text()
+    );
+}

@@ -19,7 +19,7 @@ use tokio::sync::{Notify, mpsc};
 
 use super::frame::{Frame, Framer};
 use super::tls::TlsSetup;
-use super::{Target, Transport};
+use super::{Hop, Hosts, Target, Transport};
 use crate::keys::Cert;
 use crate::sip::{Message, routing};
 
@@ -60,6 +60,9 @@ pub enum Dest {
     Back,
     /// To a next hop.
     To(Target),
+    /// To a next hop whose address is still to be found: [`Hosts`], an
+    /// address literal, or DNS (RFC 3263: SRV, then A/AAAA).
+    Locate(Hop),
 }
 
 /// A message to send.
@@ -126,6 +129,11 @@ pub struct ServerConfig {
     pub rate: Option<u32>,
     /// Write one JSON line per message to standard error.
     pub log: bool,
+    /// Names resolved before DNS.
+    pub hosts: Hosts,
+    /// Ask DNS about names the hosts table does not know (else they
+    /// cannot be reached).
+    pub dns: bool,
 }
 
 impl Default for ServerConfig {
@@ -137,6 +145,8 @@ impl Default for ServerConfig {
             idle: Duration::from_secs(120),
             rate: None,
             log: true,
+            hosts: Hosts::default(),
+            dns: true,
         }
     }
 }
@@ -161,6 +171,7 @@ struct Shared {
     buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
     busy: AtomicUsize,
     idle_now: Notify,
+    resolver: Option<hickory_resolver::TokioResolver>,
 }
 
 /// A bound server.
@@ -195,8 +206,18 @@ impl Server {
                 }
             }
         }
+        // Without a usable resolv.conf, names resolve from the hosts table only.
+        let resolver = config
+            .dns
+            .then(|| {
+                hickory_resolver::TokioResolver::builder_tokio()
+                    .and_then(|b| b.build())
+                    .ok()
+            })
+            .flatten();
         Ok(Server {
             shared: Arc::new(Shared {
+                resolver,
                 service,
                 config,
                 udp,
@@ -546,6 +567,10 @@ async fn process(shared: &Arc<Shared>, bytes: Vec<u8>, peer: &Peer, conn: Option
         let sent = match &out.dest {
             Dest::Back => send_back(shared, &out.msg, peer, back).await,
             Dest::To(target) => send_to(shared, &out.msg, target).await,
+            Dest::Locate(hop) => match locate(shared, hop).await {
+                Ok(target) => send_to(shared, &out.msg, &target).await,
+                Err(e) => Err(e),
+            },
         };
         if let Err(why) = sent {
             errors.push(why.clone());
@@ -593,6 +618,64 @@ fn log_line(shared: &Shared, line: &serde_json::Value) {
     if shared.config.log {
         eprintln!("{line}");
     }
+}
+
+/// How long a DNS answer may take.
+const DNS_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The address of `hop` (RFC 3263 §4.2): an address literal or a hosts
+/// entry as they are; else, with a port, the name's A/AAAA records; else
+/// its SRV records for the transport (lowest priority, then highest
+/// weight), then A/AAAA with the default port. The resolver caches.
+async fn locate(shared: &Arc<Shared>, hop: &Hop) -> Result<Target, String> {
+    if let Some(t) = hop.known(&shared.config.hosts) {
+        return Ok(t);
+    }
+    let name = hop.name();
+    let resolver = shared
+        .resolver
+        .as_ref()
+        .ok_or_else(|| format!("{name}: not in the hosts table, and DNS is off"))?;
+    let ask = |what: &str| format!("{what}: no answer from DNS in {} s", DNS_TIMEOUT.as_secs());
+    let (host, port) = match hop.uri.port {
+        Some(port) => (format!("{name}."), port),
+        None => {
+            let srv = hop.srv_name();
+            let found = tokio::time::timeout(DNS_TIMEOUT, resolver.srv_lookup(srv.as_str()))
+                .await
+                .map_err(|_| ask(&srv))?
+                .ok();
+            let best = found.as_ref().and_then(|l| {
+                l.answers()
+                    .iter()
+                    .filter_map(|r| match &r.data {
+                        hickory_resolver::proto::rr::RData::SRV(s) => Some(s),
+                        _ => None,
+                    })
+                    .min_by_key(|s| (s.priority, std::cmp::Reverse(s.weight)))
+                    .map(|s| (s.target.to_string(), s.port))
+            });
+            best.unwrap_or((format!("{name}."), hop.transport.default_port()))
+        }
+    };
+    let ips = tokio::time::timeout(DNS_TIMEOUT, resolver.lookup_ip(host.as_str()))
+        .await
+        .map_err(|_| ask(&host))?
+        .map_err(|e| format!("{host}: {e}"))?;
+    // Over UDP, an address of a family this server has a socket for.
+    let usable = |ip: &IpAddr| {
+        hop.transport != Transport::Udp || shared.udp_for(SocketAddr::new(*ip, port)).is_some()
+    };
+    let ip = ips
+        .iter()
+        .find(usable)
+        .or_else(|| ips.iter().next())
+        .ok_or_else(|| format!("{host} has no address"))?;
+    Ok(Target {
+        transport: hop.transport,
+        addr: SocketAddr::new(ip, port),
+        name,
+    })
 }
 
 async fn send_back(

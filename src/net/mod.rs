@@ -107,12 +107,44 @@ impl Target {
         Target::for_uri(&uri, hosts, 0)
     }
 
-    /// Where a request for `uri` goes (RFC 3263 §4, without NAPTR or SRV
-    /// records): the `transport` parameter, TLS for `sips:`, else UDP —
-    /// TCP instead when the request is over 1,300 B (RFC 3261 §18.1.1,
-    /// `size`); the host from [`Hosts`], an address literal, or A/AAAA
-    /// records; the URI's port, else the hosts entry's, else 5060/5061.
+    /// Where a request for `uri` goes ([`Hop::for_uri`]), resolved here
+    /// and now: [`Hosts`], an address literal, or the system resolver's
+    /// A/AAAA records (a blocking lookup, for a client).
     pub fn for_uri(uri: &HopUri, hosts: &Hosts, size: usize) -> Result<Target, String> {
+        let hop = Hop::for_uri(uri, size)?;
+        if let Some(t) = hop.known(hosts) {
+            return Ok(t);
+        }
+        let port = uri.port.unwrap_or(hop.transport.default_port());
+        let addr = (hop.name().as_str(), port)
+            .to_socket_addrs()
+            .map_err(|e| format!("{}: {e}", uri.host))?
+            .next()
+            .ok_or_else(|| format!("{} has no address", uri.host))?;
+        Ok(Target {
+            transport: hop.transport,
+            addr,
+            name: hop.name(),
+        })
+    }
+}
+
+/// A next hop before its address is known: the URI and the transport
+/// chosen for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hop {
+    /// The transport.
+    pub transport: Transport,
+    /// The URI it was found from.
+    pub uri: HopUri,
+}
+
+impl Hop {
+    /// The transport for a request to `uri` (RFC 3263 §4.1, without
+    /// NAPTR): the `transport` parameter, TLS for `sips:`, else UDP — TCP
+    /// instead when the request is over 1,300 B (RFC 3261 §18.1.1,
+    /// `size`).
+    pub fn for_uri(uri: &HopUri, size: usize) -> Result<Hop, String> {
         let transport = match uri.transport.as_deref() {
             Some("udp") if uri.secure => return Err("sips: with transport=udp".into()),
             Some("udp") | None if !uri.secure => {
@@ -127,29 +159,47 @@ impl Target {
             Some("tcp") => Transport::Tcp,
             Some(other) => return Err(format!("transport={other} is not supported")),
         };
-        let name = uri
+        Ok(Hop {
+            transport,
+            uri: uri.clone(),
+        })
+    }
+
+    /// The host, lower case, without IPv6 brackets: the name a TLS peer
+    /// must prove (RFC 5922), and what DNS is asked about.
+    pub fn name(&self) -> String {
+        self.uri
             .host
             .trim_start_matches('[')
             .trim_end_matches(']')
-            .to_ascii_lowercase();
-        let (ip, port) = match (uri.ip(), hosts.get(&name)) {
-            (Some(ip), _) => (ip, uri.port),
-            (None, Some((ip, port))) => (ip, uri.port.or(port)),
-            (None, None) => {
-                let port = uri.port.unwrap_or(transport.default_port());
-                let addr = (name.as_str(), port)
-                    .to_socket_addrs()
-                    .map_err(|e| format!("{}: {e}", uri.host))?
-                    .next()
-                    .ok_or_else(|| format!("{} has no address", uri.host))?;
-                (addr.ip(), Some(port))
-            }
+            .to_ascii_lowercase()
+    }
+
+    /// The target without DNS: an address literal, or a [`Hosts`] entry
+    /// (its port when the URI gives none). `None`: DNS must say.
+    pub fn known(&self, hosts: &Hosts) -> Option<Target> {
+        let name = self.name();
+        let (ip, port) = match (self.uri.ip(), hosts.get(&name)) {
+            (Some(ip), _) => (ip, self.uri.port),
+            (None, Some((ip, port))) => (ip, self.uri.port.or(port)),
+            (None, None) => return None,
         };
-        Ok(Target {
-            transport,
-            addr: SocketAddr::new(ip, port.unwrap_or(transport.default_port())),
+        Some(Target {
+            transport: self.transport,
+            addr: SocketAddr::new(ip, port.unwrap_or(self.transport.default_port())),
             name,
         })
+    }
+
+    /// The SRV service name for this hop (RFC 3263 §4.2): `_sips._tcp`
+    /// for TLS, `_sip._tcp`, `_sip._udp`.
+    pub fn srv_name(&self) -> String {
+        let service = match self.transport {
+            Transport::Tls => "_sips._tcp",
+            Transport::Tcp => "_sip._tcp",
+            Transport::Udp => "_sip._udp",
+        };
+        format!("{service}.{}.", self.name().trim_end_matches('.'))
     }
 }
 

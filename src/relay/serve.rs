@@ -26,7 +26,7 @@ use super::{Outcome, RelayError, RelayKeys, RelayOptions, RelayReport, RelayStat
 use crate::context::Context;
 use crate::keys::{Cert, Identity, Psk};
 use crate::net::live::{Dest, Handled, Outgoing, Peer, Record, Service};
-use crate::net::{Hosts, Target, Transport};
+use crate::net::{Hop, Transport};
 use crate::pinhole::Changes;
 use crate::policy::Bindings;
 use crate::sip::compose::{reason_phrase, stateless_error};
@@ -58,8 +58,6 @@ pub struct LiveConfig {
     /// A request with no Route beyond this relay goes here (an outbound
     /// proxy) instead of to its Request-URI.
     pub next: Option<String>,
-    /// Names resolved before DNS.
-    pub hosts: Hosts,
     /// This relay's own addresses (`HOST[:PORT]`): Route entries naming
     /// them are this relay's. The first is its Via sent-by when `fixed_via`.
     pub own: Vec<String>,
@@ -169,7 +167,7 @@ impl LiveRelay {
 /// This relay's Via sent-by for `msg`: the listener of the transport a
 /// request leaves on; for a response, the sent-by it carries back when it
 /// is one of this relay's.
-fn sent_by(msg: &Message, config: &LiveConfig, planned: Option<&Target>) -> String {
+fn sent_by(msg: &Message, config: &LiveConfig, planned: Option<&Hop>) -> String {
     let first = config.own.first().cloned().unwrap_or_default();
     if config.fixed_via {
         return first;
@@ -190,31 +188,39 @@ fn sent_by(msg: &Message, config: &LiveConfig, planned: Option<&Target>) -> Stri
         .unwrap_or(first)
 }
 
-/// Where a response goes: its top Via, resolved.
-fn response_target(msg: &Message, hosts: &Hosts) -> Result<Target, String> {
+/// `HOST:PORT` (or the host alone) of a hop, for the log.
+fn describe(hop: &Hop) -> String {
+    match hop.uri.port {
+        Some(p) => format!("{}:{p}", hop.uri.host),
+        None => hop.uri.host.clone(),
+    }
+}
+
+/// Where a response goes: its top Via (RFC 3261 §18.2.2, RFC 3581).
+fn response_hop(msg: &Message) -> Result<Hop, String> {
     let (token, host, port) =
         routing::response_hop(msg).ok_or("the response has no Via below this relay's")?;
     let transport = Transport::from_token(&token)
         .ok_or_else(|| format!("its Via transport {token} is not served here"))?;
-    let uri = HopUri {
-        secure: false,
-        host: host.clone(),
-        port: Some(port.unwrap_or(transport.default_port())),
-        transport: Some(token.to_ascii_lowercase()),
-    };
-    let mut target = Target::for_uri(&uri, hosts, 0)?;
-    // A response over UDP stays on UDP whatever its size: the request
-    // came that way (RFC 3261 §18.2.2).
-    target.transport = transport;
-    Ok(target)
+    Ok(Hop {
+        transport,
+        uri: HopUri {
+            secure: false,
+            host,
+            // A response goes to the sent-by port, else the default (RFC
+            // 3263 §5 would ask SRV; a Via without a port is rare).
+            port: Some(port.unwrap_or(transport.default_port())),
+            transport: Some(token.to_ascii_lowercase()),
+        },
+    })
 }
 
 /// Where a request goes: the next Route, `--next`, or the Request-URI.
-fn request_target(msg: &Message, config: &LiveConfig) -> Result<Target, String> {
+fn request_hop(msg: &Message, config: &LiveConfig) -> Result<Hop, String> {
     let uri = routing::next_hop_uri(msg, &config.own, config.next.as_deref())
         .ok_or("no Route, --next or Request-URI to send it to")?;
     let hop = HopUri::parse(&uri).ok_or_else(|| format!("{uri}: not a SIP URI with a host"))?;
-    Target::for_uri(&hop, &config.hosts, msg.to_bytes().len())
+    Hop::for_uri(&hop, msg.to_bytes().len())
 }
 
 impl Service for LiveRelay {
@@ -255,7 +261,7 @@ impl Service for LiveRelay {
         // went).
         let planned = msg
             .is_request()
-            .then(|| request_target(&msg, &config))
+            .then(|| request_hop(&msg, &config))
             .and_then(Result::ok);
         let sends_on = match &planned {
             Some(t) => t.transport,
@@ -299,14 +305,14 @@ impl Service for LiveRelay {
             self.sink.pinholes(changes);
         }
         let out = match step.outcome {
-            Outcome::Forward(mut out) if out.is_request() => match request_target(&out, &config) {
-                Ok(target) => {
-                    routing::set_via_transport(&mut out, target.transport.token());
+            Outcome::Forward(mut out) if out.is_request() => match request_hop(&out, &config) {
+                Ok(hop) => {
+                    routing::set_via_transport(&mut out, hop.transport.token());
                     record.decision =
-                        format!("forward {} {}", target.transport.token(), target.addr);
+                        format!("forward {} {}", hop.transport.token(), describe(&hop));
                     Outgoing {
                         msg: out,
-                        dest: Dest::To(target),
+                        dest: Dest::Locate(hop),
                     }
                 }
                 Err(why) => {
@@ -325,13 +331,13 @@ impl Service for LiveRelay {
                     }
                 }
             },
-            Outcome::Forward(out) => match response_target(&out, &config.hosts) {
-                Ok(target) => {
+            Outcome::Forward(out) => match response_hop(&out) {
+                Ok(hop) => {
                     record.decision =
-                        format!("forward {} {}", target.transport.token(), target.addr);
+                        format!("forward {} {}", hop.transport.token(), describe(&hop));
                     Outgoing {
                         msg: out,
-                        dest: Dest::To(target),
+                        dest: Dest::Locate(hop),
                     }
                 }
                 Err(why) => {

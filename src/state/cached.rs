@@ -23,11 +23,17 @@ use crate::session::{Entry, Recorded, SessionKey, Sessions, Use};
 
 type Key = (String, String);
 
+/// Sessions held in memory at most; past it, the oldest half is dropped
+/// (read through again when needed), so that a flood of new calls cannot
+/// grow the relay without bound.
+pub const MAX_CACHED: usize = 200_000;
+
 /// Sessions (per owner and Call-ID) and secrets in memory, `S` behind.
 #[derive(Debug)]
 pub struct CachedStore<S> {
     inner: S,
     entries: Mutex<HashMap<Key, Entry>>,
+    limit: usize,
     secrets: Mutex<HashMap<String, Zeroizing<[u8; 32]>>>,
     /// Calls whose pinhole state the last step left unchanged, with that
     /// step's changes: the same message seen again needs no write.
@@ -44,9 +50,30 @@ impl<S> CachedStore<S> {
         CachedStore {
             inner,
             entries: Mutex::new(HashMap::new()),
+            limit: MAX_CACHED,
             secrets: Mutex::new(HashMap::new()),
             quiet: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A cache that holds at most `limit` sessions.
+    pub fn with_limit(inner: S, limit: usize) -> CachedStore<S> {
+        CachedStore {
+            limit: limit.max(2),
+            ..CachedStore::new(inner)
+        }
+    }
+
+    /// Keep `entry` in memory, making room first when the cache is full.
+    fn keep(&self, key: Key, entry: Entry) {
+        let mut entries = locked(&self.entries);
+        if entries.len() >= self.limit && !entries.contains_key(&key) {
+            let mut created: Vec<OffsetDateTime> = entries.values().map(|e| e.created).collect();
+            created.sort_unstable();
+            let cut = created[created.len() / 2];
+            entries.retain(|_, e| e.created > cut);
+        }
+        entries.insert(key, entry);
     }
 
     /// The store behind.
@@ -84,7 +111,7 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
         }
         let found = self.inner.entry(owner, call_id)?;
         if let Some(e) = &found {
-            locked(&self.entries).insert(key, e.clone());
+            self.keep(key, e.clone());
         }
         Ok(found)
     }
@@ -131,15 +158,12 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
         }
         let kept = entry.clone();
         let r = self.inner.record_capped(owner, entry, now, grace, cap);
-        let mut entries = locked(&self.entries);
         match r {
             // A new session is stored as it came: keep it here too.
-            Ok(Recorded::New) => {
-                entries.insert(key, kept);
-            }
+            Ok(Recorded::New) => self.keep(key, kept),
             // The store merged it with what it held: read that back when needed.
             _ => {
-                entries.remove(&key);
+                locked(&self.entries).remove(&key);
             }
         }
         r
@@ -183,7 +207,7 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
             return Ok(None);
         };
         let found = hit(&e);
-        locked(&self.entries).insert(key, e);
+        self.keep(key, e);
         Ok(found)
     }
 
@@ -230,6 +254,9 @@ impl<S: PinholeStore> PinholeStore for CachedStore<S> {
         let changes = self.inner.step(owner, call_id, seen)?;
         let mut q = locked(&self.quiet);
         if quiet && changes.state == "unchanged" {
+            if q.len() >= self.limit {
+                q.clear();
+            }
             q.insert(key, changes.clone());
         } else {
             q.remove(&key);
@@ -279,5 +306,50 @@ mod tests {
         let again = cache.record("me", second, now, DEFAULT_GRACE).unwrap();
         assert_eq!(again, Recorded::Same);
         assert!(cache.inner().entry("me", "c").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_flood_of_calls_cannot_grow_the_cache_past_its_limit() {
+        let start = datetime!(2026-01-01 0:00 UTC);
+        let cache = CachedStore::with_limit(MemoryStore::new(), 100);
+        for i in 0..1_000 {
+            let now = start + Duration::seconds(i);
+            let e = Entry::new(
+                &format!("call-{i}"),
+                &[i as u8; 32],
+                Role::Relay,
+                None,
+                now,
+                &Policy::default(),
+            );
+            cache.record("me", e, now, DEFAULT_GRACE).unwrap();
+            assert!(cache.cached() <= 100, "{} held", cache.cached());
+        }
+        // The newest are still served from memory; an old one reads through.
+        let now = start + Duration::seconds(1_000);
+        let old = cache.inner().entry("me", "call-3").unwrap().unwrap();
+        cache.inner().forget("me", "call-999").unwrap();
+        let k = cache
+            .lookup(
+                "me",
+                &Entry::new(
+                    "call-999",
+                    &[999u32 as u8; 32],
+                    Role::Relay,
+                    None,
+                    now,
+                    &Policy::default(),
+                )
+                .reference,
+                Some("call-999"),
+                now,
+                DEFAULT_GRACE,
+            )
+            .unwrap();
+        assert!(k.is_some(), "served from memory");
+        let k = cache
+            .lookup("me", &old.reference, Some("call-3"), now, DEFAULT_GRACE)
+            .unwrap();
+        assert!(k.is_some(), "read through");
     }
 }

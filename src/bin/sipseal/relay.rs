@@ -46,10 +46,16 @@ pub struct RelayLiveArgs {
     /// udp:|tcp:|tls:HOST:PORT.
     #[arg(long, value_name = "URI")]
     pub next: Option<String>,
-    /// Names to resolve before DNS: a hosts file whose addresses may
-    /// carry a port (`127.0.0.1:5081 proxy-b.b.example.com`).
+    /// Names to resolve before DNS (read at start): a hosts file whose
+    /// addresses may carry a port, as an SRV record would give
+    /// (`127.0.0.1:5081 proxy-b.b.example.com`). Other names: SRV records
+    /// for the transport, then A/AAAA (RFC 3263, without NAPTR).
     #[arg(long, value_name = "FILE")]
     pub hosts: Option<PathBuf>,
+    /// Resolve names from --hosts (and address literals) only: no DNS
+    /// lookups for the hosts that Route headers and Request-URIs name.
+    #[arg(long)]
+    pub no_dns: bool,
     /// Trust anchors for TLS peers (PEM file or directory): a TLS client
     /// must present a certificate chaining to one (clientAuth), and a TLS
     /// next hop must chain to one and be named by the host it is routed
@@ -151,6 +157,14 @@ impl RelayLiveArgs {
         })
     }
 
+    fn hosts(&self) -> Result<Hosts, Error> {
+        match &self.hosts {
+            Some(p) => Hosts::load(p)
+                .map_err(|why| Error::usage(why, "lines of ADDRESS[:PORT] NAME..., as /etc/hosts")),
+            None => Ok(Hosts::default()),
+        }
+    }
+
     fn trust(&self) -> Result<Vec<Cert>, Error> {
         let mut out = Vec::new();
         for t in &self.trust {
@@ -173,16 +187,9 @@ impl RelayLiveArgs {
         });
         let mut opts = self.common.options(mode, ctx.now())?;
         opts.via = Some(own[0].clone());
-        let hosts = match &self.hosts {
-            Some(p) => Hosts::load(p).map_err(|why| {
-                Error::usage(why, "lines of ADDRESS[:PORT] NAME..., as /etc/hosts")
-            })?,
-            None => Hosts::default(),
-        };
         Ok(LiveConfig {
             opts,
             next: self.next.as_deref().map(next_uri).transpose()?,
-            hosts,
             own: own.to_vec(),
             listeners: listeners.iter().map(|(t, a)| (*t, a.to_string())).collect(),
             fixed_via: self.common.via.is_some(),
@@ -269,6 +276,8 @@ pub fn run(args: RelayLiveArgs, ctx: &mut Context) -> Result<Exit, Error> {
             idle: Duration::from_secs(args.idle_timeout.max(1)),
             rate: args.rate_limit,
             log: !args.quiet,
+            hosts: args.hosts()?,
+            dns: !args.no_dns,
         };
         // Bind first (port 0 gives a port), then set the relay's own addresses.
         let relay: Arc<LiveRelay> = Arc::new(LiveRelay::new(
