@@ -878,3 +878,187 @@ fn names_resolve_through_the_resolver_unless_dns_is_off() {
         without.log_text()
     );
 }
+
+#[test]
+fn the_registrar_serves_tls_and_tcp() {
+    // REGISTER with a CSR over mutually authenticated TLS (Digest, then
+    // the certificate), then a certificate query over TCP.
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let run = |args: &[&str]| sipseal().current_dir(d).args(args).succeeds();
+    run(&["keys", "ca", "--name", "CN=Example CA", "--out", "ca"]);
+    // The registrar signs its 200s with RSA; alice's key is P-256.
+    run(&[
+        "keys",
+        "generate",
+        "--uri",
+        "sip:registrar.example.com",
+        "--ca",
+        "ca",
+        "--out",
+        "reg",
+    ]);
+    run(&[
+        "keys",
+        "generate",
+        "--type",
+        "p256",
+        "--uri",
+        "sip:alice@example.com",
+        "--ca",
+        "ca",
+        "--out",
+        "alice",
+    ]);
+    write(d, "pw", b"alice-pw\n");
+    run(&[
+        "registrar",
+        "passwd",
+        "--users",
+        "users.yaml",
+        "--realm",
+        "example.com",
+        "--user",
+        "sip:alice@example.com",
+        "--password-file",
+        "pw",
+    ]);
+    let register = run(&[
+        "register",
+        "--uri",
+        "sip:alice@example.com",
+        "--contact",
+        "sip:alice@127.0.0.1:5066",
+        "--identity",
+        "alice",
+    ])
+    .stdout;
+    let reg = write(d, "register.sip", &register);
+    let ca = d.join("ca/cert.pem");
+    let registrar = Daemon::start(
+        d,
+        "registrar",
+        &[
+            "registrar",
+            "--listen",
+            "tls:127.0.0.1:0",
+            "--listen",
+            "tcp:127.0.0.1:0",
+            "--trust",
+            s(&ca),
+            "--realm",
+            "example.com",
+            "--ca",
+            s(&d.join("ca")),
+            "--identity",
+            s(&d.join("reg")),
+            "--users",
+            s(&d.join("users.yaml")),
+            "--state",
+            s(&d.join("registrar-state")),
+        ],
+    );
+    let hosts = hosts(d, &[("registrar.example.com", registrar.port("tls"))]);
+    let out = sipseal()
+        .args([
+            "send",
+            s(&reg),
+            "--next",
+            "sip:registrar.example.com;transport=tls",
+        ])
+        .args(["--hosts", s(&hosts), "--identity", s(&d.join("alice"))])
+        .args([
+            "--trust",
+            s(&ca),
+            "--password-file",
+            s(&d.join("pw")),
+            "--timeout",
+            "10",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&out),
+        registrar.log_text()
+    );
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(shown.starts_with("SIP/2.0 401"), "{shown}");
+    assert!(shown.contains("SIP/2.0 200 OK"), "{shown}");
+    assert!(shown.contains("smime-type=certs-only"), "{shown}");
+    let log = registrar.log_lines();
+    assert_eq!(log[0]["transport"], "TLS");
+    assert_eq!(log[0]["peer_cert"], "sip:alice@example.com");
+
+    let query = run(&["certquery", "--uri", "sip:alice@example.com"]).stdout;
+    let query = write(d, "query.sip", &query);
+    let out = sipseal()
+        .args([
+            "send",
+            s(&query),
+            "--next",
+            &format!("tcp:127.0.0.1:{}", registrar.port("tcp")),
+        ])
+        .args(["--timeout", "10"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&out),
+        registrar.log_text()
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("SIP/2.0 200 OK"));
+}
+
+#[test]
+fn a_request_over_1300_bytes_goes_on_over_tcp_even_toward_udp() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    // RSA recipients: well over 1,300 bytes.
+    let invite = common::seal_invite(
+        "b160",
+        &[
+            "--peer",
+            "keys/bob/cert.pem",
+            "--disclose",
+            "keys/proxy-a/cert.pem",
+        ],
+    );
+    assert!(invite.len() > 1_300);
+    // The next hop listens on TCP; --next names UDP (RFC 3261 §18.1.1).
+    let (sink, forwarded) = common::live::tcp_sink();
+    let relay = Daemon::start(
+        d,
+        "relay",
+        &[
+            "relay",
+            "--listen",
+            "tcp:127.0.0.1:0",
+            "--listen",
+            "udp:127.0.0.1:0",
+            "--identity",
+            "keys/proxy-b-ec",
+            "--next",
+            &format!("udp:127.0.0.1:{sink}"),
+        ],
+    );
+    std::net::TcpStream::connect(("127.0.0.1", relay.port("tcp")))
+        .unwrap()
+        .write_all(&invite)
+        .unwrap();
+    let msg = forwarded.recv_timeout(Duration::from_secs(10)).unwrap();
+    let via = msg.top_via().unwrap();
+    // Its Via names the transport it leaves on, and that listener.
+    assert_eq!(via.transport, "TCP");
+    assert_eq!(via.sent_by(), format!("127.0.0.1:{}", relay.port("tcp")));
+    assert!(
+        relay.log_text().contains(r#""decision":"forward TCP"#),
+        "{}",
+        relay.log_text()
+    );
+}

@@ -106,10 +106,29 @@ impl Service for LiveRegistrar {
                     record,
                 }
             }
+            // The client would wait for its timers to run out: a 500 says
+            // at once that the server failed (why is for the log).
             Err(e) => {
-                record.decision = format!("drop: {e}");
+                let answer = crate::sip::compose::stateless_error(
+                    &msg,
+                    500,
+                    crate::sip::compose::reason_phrase(500),
+                    &[],
+                    &mut ctx,
+                )
+                .ok();
+                record.decision = match &answer {
+                    Some(_) => format!("answer 500: {e}"),
+                    None => format!("drop: {e}"),
+                };
                 Handled {
-                    out: Vec::new(),
+                    out: answer
+                        .into_iter()
+                        .map(|msg| Outgoing {
+                            msg,
+                            dest: Dest::Back,
+                        })
+                        .collect(),
                     record,
                 }
             }

@@ -186,6 +186,16 @@ pub fn run(args: RegistrarArgs, ctx: &mut Context) -> Result<Exit, Error> {
     };
     let ca = Ca::load(&ca)?;
     let identity = identity_at(&identity)?;
+    if identity.cert.recipient_kind().ok() != Some(sipseal::keys::identity::CertKeyKind::Rsa) {
+        // Found now, not at the first 200 it would have to sign.
+        return Err(Error::usage(
+            format!(
+                "--identity {}: the registrar signs its answers with RSA, and this key is not RSA",
+                identity.cert.source.display()
+            ),
+            "give the registrar an RSA identity (`sipseal keys generate` makes one by default)",
+        ));
+    }
     let users = Users::load(&users)?;
     let policy = s
         .policy
