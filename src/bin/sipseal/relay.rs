@@ -94,13 +94,13 @@ pub struct RelayLiveArgs {
     /// Close a connection with nothing to read for this many seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 120)]
     pub idle_timeout: u64,
-    /// fsync each session key the relay learns before the message that
-    /// carried it goes on. Without it a key is still written (atomically)
-    /// before the message goes on, so a relay killed at any moment finds
-    /// it again; only a machine that loses power may lose it, and with
-    /// the machine the calls that needed it.
+    /// Write each session key the relay learns without the fsync of SPEC
+    /// §5 (still atomically, and before the message that carried it goes
+    /// on): a relay killed at any moment still finds it; only a machine
+    /// that loses power may lose it, and with the machine the calls that
+    /// needed it.
     #[arg(long)]
-    pub durable: bool,
+    pub no_fsync: bool,
     /// Stop after this many requests (tests, scripts).
     #[arg(long, value_name = "N")]
     pub max_requests: Option<u64>,
@@ -249,9 +249,9 @@ pub fn run(args: RelayLiveArgs, ctx: &mut Context) -> Result<Exit, Error> {
         })?)),
         None => {
             let files = args.common.state.store()?;
-            Arc::new(CachedStore::new(match args.durable {
-                true => files,
-                false => FileStore::unsynced(&files.dir().root),
+            Arc::new(CachedStore::new(match args.no_fsync {
+                false => files,
+                true => FileStore::unsynced(&files.dir().root),
             }))
         }
     };
