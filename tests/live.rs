@@ -1062,3 +1062,138 @@ fn a_request_over_1300_bytes_goes_on_over_tcp_even_toward_udp() {
         relay.log_text()
     );
 }
+
+#[test]
+fn two_relays_talk_over_mutual_tls_and_the_link_is_level_3() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let (next_port, answered) = responder(1);
+    let b = Daemon::start(
+        d,
+        "proxy-b",
+        &[
+            "relay",
+            "--listen",
+            "tls:127.0.0.1:0",
+            "--listen",
+            "udp:127.0.0.1:0",
+            "--identity",
+            "keys/proxy-b",
+            "--trust",
+            "keys/trust.pem",
+            "--next",
+            &format!("udp:127.0.0.1:{next_port}"),
+        ],
+    );
+    let hosts = hosts(d, &[("proxy-b.b.example.com", b.port("tls"))]);
+    let a = Daemon::start(
+        d,
+        "proxy-a",
+        &[
+            "relay",
+            "--listen",
+            "tcp:127.0.0.1:0",
+            "--identity",
+            "keys/proxy-a",
+            "--trust",
+            "keys/trust.pem",
+            "--hosts",
+            s(&hosts),
+            "--next",
+            "sip:proxy-b.b.example.com;transport=tls",
+        ],
+    );
+    let alice = options(d, "alice.sip", "sip:alice@a.example.com");
+    let out = sipseal()
+        .args([
+            "send",
+            s(&alice),
+            "--next",
+            &format!("tcp:127.0.0.1:{}", a.port("tcp")),
+        ])
+        .args(["--timeout", "10"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\nproxy-a:\n{}\nproxy-b:\n{}",
+        text(&out),
+        a.log_text(),
+        b.log_text()
+    );
+    // proxy-b saw proxy-a's certificate; the 200 went back on that link.
+    let b_log = b.log_lines();
+    assert_eq!(b_log[0]["transport"], "TLS");
+    assert_eq!(b_log[0]["peer_cert"], "sip:proxy-a.a.example.com");
+    let forwarded = answered.join().unwrap();
+    let entries = forwarded[0].header_list("Route-Security");
+    let a_port = a.port("tcp");
+    assert_eq!(
+        entries,
+        [
+            // alice's link to proxy-a: plain TCP.
+            "<sip:127.0.0.1>;level=0".to_owned(),
+            // proxy-a's link to proxy-b: TLS, both ends authenticated.
+            format!("<sip:127.0.0.1:{a_port}>;level=3"),
+            format!("<sip:127.0.0.1:{}>;level=0", b.port("udp")),
+        ]
+    );
+}
+
+#[test]
+fn a_retransmission_and_a_cancel_leave_with_the_invites_branch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let next = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    next.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let relay = Daemon::start(
+        d,
+        "relay",
+        &[
+            "relay",
+            "--listen",
+            "udp:127.0.0.1:0",
+            "--identity",
+            "keys/proxy-a-ec",
+            "--next",
+            &format!("udp:127.0.0.1:{}", next.local_addr().unwrap().port()),
+        ],
+    );
+    let invite = sipseal()
+        .args(["build", "invite", "--from", "sip:alice@a.example.com"])
+        .args(["--to", "sip:bob@b.example.com"])
+        .succeeds()
+        .stdout;
+    let invite = sipseal::sip::Message::parse(&invite).unwrap();
+    // RFC 3261 §9.1: the CANCEL has the INVITE's Request-URI, Call-ID,
+    // From, To, CSeq number and top Via, and no body.
+    let mut cancel = invite.clone();
+    cancel.set_start_line(sipseal::sip::message::StartLine::Request {
+        method: "CANCEL".into(),
+        uri: invite.request_uri().unwrap().to_owned(),
+    });
+    cancel.set_header("CSeq", "1 CANCEL");
+    cancel.remove_headers("Contact");
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut branches = Vec::new();
+    let mut buf = vec![0u8; 65_535];
+    for msg in [&invite, &invite, &cancel] {
+        client
+            .send_to(&msg.to_bytes(), ("127.0.0.1", relay.port("udp")))
+            .unwrap();
+        let n = next.recv(&mut buf).expect("forwarded");
+        let out = sipseal::sip::Message::parse(&buf[..n]).unwrap();
+        branches.push((
+            out.cseq().unwrap().method,
+            out.top_via().unwrap().branch().unwrap().to_owned(),
+        ));
+    }
+    assert_eq!(branches[0], branches[1], "a retransmission");
+    assert_eq!(branches[2].0, "CANCEL");
+    assert_eq!(
+        branches[2].1, branches[0].1,
+        "the CANCEL matches the INVITE downstream"
+    );
+    assert_ne!(branches[0].1, invite.top_via().unwrap().branch().unwrap());
+}
