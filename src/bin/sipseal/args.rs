@@ -29,7 +29,8 @@ use crate::io::read_message;
 pub struct StateArgs {
     /// State directory: session keys and pinhole state, one subdirectory
     /// per identity (default: $SIPSEAL_STATE, else $XDG_STATE_HOME/sipseal).
-    /// `relay` also takes redis://HOST:PORT: a store several relay
+    /// `relay` defaults to $XDG_RUNTIME_DIR/sipseal (tmpfs) when there is
+    /// one, and also takes redis://HOST:PORT: a store several relay
     /// processes share.
     #[arg(
         long,

@@ -248,7 +248,13 @@ pub fn run(args: RelayLiveArgs, ctx: &mut Context) -> Result<Exit, Error> {
             )
         })?)),
         None => {
-            let files = args.common.state.store()?;
+            let files = match (&args.common.state.state, dirs::runtime_dir()) {
+                // A relay's keys live as long as its calls: by default in
+                // the runtime directory (tmpfs), which outlives the relay
+                // but not a reboot, as the calls do not.
+                (None, Some(run)) => FileStore::new(&run.join("sipseal")),
+                _ => args.common.state.store()?,
+            };
             Arc::new(CachedStore::new(match args.no_fsync {
                 false => files,
                 true => FileStore::unsynced(&files.dir().root),
