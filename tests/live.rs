@@ -1197,3 +1197,44 @@ fn a_retransmission_and_a_cancel_leave_with_the_invites_branch() {
     );
     assert_ne!(branches[0].1, invite.top_via().unwrap().branch().unwrap());
 }
+
+#[test]
+fn connections_past_the_limit_are_closed_at_once() {
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = Daemon::start(
+        tmp.path(),
+        "relay",
+        &[
+            "relay",
+            "--listen",
+            "tcp:127.0.0.1:0",
+            "--identity",
+            "keys/proxy-a-ec",
+            "--max-connections",
+            "2",
+        ],
+    );
+    let open = || {
+        let c = std::net::TcpStream::connect(("127.0.0.1", relay.port("tcp"))).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c
+    };
+    let ping = |c: &mut std::net::TcpStream| {
+        c.write_all(b"\r\n\r\n").unwrap();
+        let mut pong = [0u8; 2];
+        c.read_exact(&mut pong).is_ok()
+    };
+    let (mut one, mut two) = (open(), open());
+    assert!(ping(&mut one) && ping(&mut two));
+    let mut three = open();
+    let mut buf = [0u8; 16];
+    assert_eq!(three.read(&mut buf).unwrap_or(0), 0, "the third is closed");
+    assert!(relay.log_text().contains("--max-connections reached"));
+    // When one goes, there is room again.
+    drop(one);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut four = open();
+    assert!(ping(&mut four));
+    assert!(ping(&mut two));
+}

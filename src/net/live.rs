@@ -129,6 +129,10 @@ pub struct ServerConfig {
     pub rate: Option<u32>,
     /// Write one JSON line per message to standard error.
     pub log: bool,
+    /// Connections accepted at once, at most; past it a new one is closed
+    /// at once (each holds a reader, a writer and a buffer of up to
+    /// `max_message`).
+    pub max_connections: usize,
     /// Names resolved before DNS.
     pub hosts: Hosts,
     /// Ask DNS about names the hosts table does not know (else they
@@ -145,6 +149,7 @@ impl Default for ServerConfig {
             idle: Duration::from_secs(120),
             rate: None,
             log: true,
+            max_connections: 10_000,
             hosts: Hosts::default(),
             dns: true,
         }
@@ -172,6 +177,7 @@ struct Shared {
     busy: AtomicUsize,
     idle_now: Notify,
     resolver: Option<hickory_resolver::TokioResolver>,
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// A bound server.
@@ -218,6 +224,7 @@ impl Server {
         Ok(Server {
             shared: Arc::new(Shared {
                 resolver,
+                slots: Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1))),
                 service,
                 config,
                 udp,
@@ -370,6 +377,21 @@ async fn accept(shared: Arc<Shared>, transport: Transport, listener: TcpListener
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
+        let Ok(slot) = Arc::clone(&shared.slots).try_acquire_owned() else {
+            drop(stream);
+            let peer = Peer {
+                transport,
+                addr: from,
+                cert: None,
+                size: 0,
+            };
+            log_drop(
+                &shared,
+                &peer,
+                "connection refused: --max-connections reached",
+            );
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
@@ -392,7 +414,7 @@ async fn accept(shared: Arc<Shared>, transport: Transport, listener: TcpListener
                                 .and_then(|c| c.first())
                                 .and_then(|c| Cert::from_der(c, "the TLS peer").ok())
                                 .map(Arc::new);
-                            start_conn(shared, stream, Transport::Tls, from, cert, true);
+                            start_conn(shared, stream, Transport::Tls, from, cert, Some(slot));
                         }
                         Ok(Err(e)) => log_line(
                             &shared,
@@ -402,7 +424,7 @@ async fn accept(shared: Arc<Shared>, transport: Transport, listener: TcpListener
                     }
                 }
                 _ => {
-                    start_conn(shared, stream, transport, from, None, true);
+                    start_conn(shared, stream, transport, from, None, Some(slot));
                 }
             }
         });
@@ -412,14 +434,15 @@ async fn accept(shared: Arc<Shared>, transport: Transport, listener: TcpListener
 /// Start serving a connection: a writer task sends what is queued for
 /// it, a reader task reads messages until it closes, is idle or breaks
 /// the framing. It is registered under its far-end address (an inbound
-/// one replaces an older entry; an outbound one is what was asked for).
+/// one, holding its `slot`, replaces an older entry; an outbound one is
+/// what was asked for).
 fn start_conn<S>(
     shared: Arc<Shared>,
     stream: S,
     transport: Transport,
     from: SocketAddr,
     cert: Option<Arc<Cert>>,
-    inbound: bool,
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Conn
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
@@ -430,7 +453,7 @@ where
         tx: tx.clone(),
         cert: cert.clone(),
     };
-    shared.remember((transport, from), &conn, inbound);
+    shared.remember((transport, from), &conn, slot.is_some());
     tokio::spawn(async move {
         while let Some(bytes) = rx.recv().await {
             if wr.write_all(&bytes).await.is_err() {
@@ -441,6 +464,7 @@ where
     });
     let reader = conn.clone();
     tokio::spawn(async move {
+        let _slot = slot;
         read_loop(&shared, rd, transport, from, &reader).await;
         shared.forget(&reader.tx);
     });
@@ -767,7 +791,7 @@ async fn connect(shared: &Arc<Shared>, target: &Target) -> Result<Conn, String> 
                 Transport::Tls,
                 target.addr,
                 cert,
-                false,
+                None,
             ))
         }
         _ => Ok(start_conn(
@@ -776,7 +800,7 @@ async fn connect(shared: &Arc<Shared>, target: &Target) -> Result<Conn, String> 
             target.transport,
             target.addr,
             None,
-            false,
+            None,
         )),
     }
 }

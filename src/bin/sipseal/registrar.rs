@@ -322,7 +322,7 @@ fn serve(
         let config = ServerConfig {
             listen,
             tls,
-            max_message: usize::try_from(crate::io::max_message_size()).unwrap_or(usize::MAX),
+            max_message: crate::relay::max_message(),
             ..ServerConfig::default()
         };
         let server = bind(config, Arc::clone(&counted) as _).await?;

@@ -91,6 +91,10 @@ pub struct RelayLiveArgs {
     /// not given.
     #[arg(long, value_name = "N")]
     pub rate_limit: Option<u32>,
+    /// Connections accepted at once, at most; past it a new one is closed
+    /// at once.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub max_connections: usize,
     /// Close a connection with nothing to read for this many seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 120)]
     pub idle_timeout: u64,
@@ -198,6 +202,16 @@ impl RelayLiveArgs {
     }
 }
 
+/// The largest message a live server takes: `--max-message-size` when
+/// given, else 65,535 bytes (a datagram's most; a stream's message needs
+/// no more, and each connection may buffer that much).
+pub fn max_message() -> usize {
+    match crate::io::max_message_size() {
+        crate::io::DEFAULT_MAX_MESSAGE_SIZE => 65_535,
+        n => usize::try_from(n).unwrap_or(usize::MAX),
+    }
+}
+
 /// `--next` as a URI: `udp:|tcp:|tls:HOST:PORT` is `sip:HOST:PORT;transport=...`.
 fn next_uri(next: &str) -> Result<String, Error> {
     for t in ["udp", "tcp", "tls"] {
@@ -277,8 +291,8 @@ pub fn run(args: RelayLiveArgs, ctx: &mut Context) -> Result<Exit, Error> {
         let server_config = ServerConfig {
             listen: listen.clone(),
             tls,
-            // The global --max-message-size.
-            max_message: usize::try_from(crate::io::max_message_size()).unwrap_or(usize::MAX),
+            max_message: max_message(),
+            max_connections: args.max_connections,
             idle: Duration::from_secs(args.idle_timeout.max(1)),
             rate: args.rate_limit,
             log: !args.quiet,
