@@ -71,6 +71,19 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Wait (at most 10 s) until its log says `text`; whether it did. A
+    /// server logs a message after sending what it caused.
+    pub fn logged(&self, text: &str) -> bool {
+        let until = Instant::now() + Duration::from_secs(10);
+        while !self.log_text().contains(text) {
+            if Instant::now() > until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
     /// Its JSON log lines.
     pub fn log_lines(&self) -> Vec<serde_json::Value> {
         self.log_text()
