@@ -158,11 +158,17 @@ impl Default for ServerConfig {
 
 type Sender = mpsc::Sender<Vec<u8>>;
 
+/// Source addresses the rate limit tracks at most.
+const MAX_BUCKETS: usize = 100_000;
+
 /// An open connection: where to write, and what it proved.
 #[derive(Clone)]
 struct Conn {
     tx: Sender,
     cert: Option<Arc<Cert>>,
+    /// Whether its peer's sent-by is registered already (once per
+    /// connection, so a peer cannot fill the table with made-up ports).
+    aliased: Arc<std::sync::atomic::AtomicBool>,
 }
 
 struct Shared {
@@ -302,11 +308,16 @@ impl Shared {
         let rate = f64::from(rate.max(1));
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if buckets.len() > 100_000 {
-            // Forget sources whose buckets are full again.
+        if buckets.len() >= MAX_BUCKETS {
+            // Forget sources whose buckets are full again; if a flood of
+            // (spoofed) sources leaves none full, forget them all: the
+            // table stays bounded, and the limit starts afresh.
             buckets.retain(|_, (tokens, at)| {
                 *tokens + now.duration_since(*at).as_secs_f64() * rate < rate
             });
+            if buckets.len() >= MAX_BUCKETS / 2 {
+                buckets.clear();
+            }
         }
         let (tokens, at) = buckets.entry(ip).or_insert((rate, now));
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(rate);
@@ -452,6 +463,7 @@ where
     let conn = Conn {
         tx: tx.clone(),
         cert: cert.clone(),
+        aliased: Arc::new(std::sync::atomic::AtomicBool::new(false)),
     };
     shared.remember((transport, from), &conn, slot.is_some());
     tokio::spawn(async move {
@@ -557,8 +569,10 @@ async fn process(shared: &Arc<Shared>, bytes: Vec<u8>, peer: &Peer, conn: Option
         Ok(mut msg) => {
             if msg.is_request() {
                 if let Some(conn) = conn
+                    && !conn.aliased.load(Ordering::Relaxed)
                     && let Some(alias) = via_alias(&msg, peer.addr)
                 {
+                    conn.aliased.store(true, Ordering::Relaxed);
                     shared.remember((peer.transport, alias), conn, false);
                 }
                 routing::mark_received(&mut msg, peer.addr);
@@ -802,5 +816,49 @@ async fn connect(shared: &Arc<Shared>, target: &Target) -> Result<Conn, String> 
             None,
             None,
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Nothing;
+
+    impl Service for Nothing {
+        fn handle(&self, _: Message, _: &Peer) -> Handled {
+            Handled::default()
+        }
+        fn unparsable(&self, _: &[u8], _: &str, _: &Peer) -> Option<Message> {
+            None
+        }
+        fn unsent(&self, _: &Message, _: &str) -> Option<Message> {
+            None
+        }
+    }
+
+    #[test]
+    fn a_flood_of_sources_cannot_grow_the_rate_table_without_bound() {
+        let shared = Shared {
+            service: Arc::new(Nothing),
+            config: ServerConfig {
+                rate: Some(1),
+                ..ServerConfig::default()
+            },
+            udp: Vec::new(),
+            conns: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(HashMap::new()),
+            busy: AtomicUsize::new(0),
+            idle_now: Notify::new(),
+            resolver: None,
+            slots: Arc::new(tokio::sync::Semaphore::new(1)),
+        };
+        let ip = |i: u32| IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+        assert!(shared.admit(ip(1)));
+        assert!(!shared.admit(ip(1)), "a second message in the same second");
+        for i in 2..(3 * MAX_BUCKETS as u32) {
+            shared.admit(ip(i));
+            assert!(shared.buckets.lock().unwrap().len() <= MAX_BUCKETS);
+        }
     }
 }
