@@ -184,6 +184,8 @@ struct Shared {
     idle_now: Notify,
     resolver: Option<hickory_resolver::TokioResolver>,
     slots: Arc<tokio::sync::Semaphore>,
+    /// Set once the server stops taking messages.
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 /// A bound server.
@@ -231,6 +233,7 @@ impl Server {
             shared: Arc::new(Shared {
                 resolver,
                 slots: Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1))),
+                stop: tokio::sync::watch::Sender::new(false),
                 service,
                 config,
                 udp,
@@ -249,8 +252,9 @@ impl Server {
         &self.bound
     }
 
-    /// Serve until `shutdown` completes; then stop taking messages and
-    /// wait (at most `drain`) for those being handled.
+    /// Serve until `shutdown` completes; then stop taking messages (each
+    /// listener and connection stops reading; what it is handling goes
+    /// out) and wait (at most `drain`) for those being handled.
     pub async fn run(self, shutdown: impl Future<Output = ()>, drain: Duration) {
         let mut tasks = Vec::new();
         for socket in &self.shared.udp {
@@ -267,10 +271,11 @@ impl Server {
             )));
         }
         shutdown.await;
-        for t in &tasks {
-            t.abort();
-        }
+        self.shared.stop.send_replace(true);
         let until = Instant::now() + drain;
+        for t in tasks {
+            let _ = tokio::time::timeout(until.saturating_duration_since(Instant::now()), t).await;
+        }
         while self.shared.busy.load(Ordering::SeqCst) > 0 && Instant::now() < until {
             let _ = tokio::time::timeout(
                 until.saturating_duration_since(Instant::now()),
@@ -359,8 +364,13 @@ impl Shared {
 
 async fn serve_udp(shared: Arc<Shared>, socket: Arc<UdpSocket>) {
     let mut buf = vec![0u8; 65_535];
+    let mut stop = shared.stop.subscribe();
     loop {
-        let Ok((n, from)) = socket.recv_from(&mut buf).await else {
+        let received = tokio::select! {
+            r = socket.recv_from(&mut buf) => r,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let Ok((n, from)) = received else {
             continue;
         };
         let peer = Peer {
@@ -383,8 +393,13 @@ async fn serve_udp(shared: Arc<Shared>, socket: Arc<UdpSocket>) {
 }
 
 async fn accept(shared: Arc<Shared>, transport: Transport, listener: TcpListener) {
+    let mut stop = shared.stop.subscribe();
     loop {
-        let Ok((stream, from)) = listener.accept().await else {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let Ok((stream, from)) = accepted else {
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
@@ -491,6 +506,7 @@ async fn read_loop<R: AsyncRead>(
     conn: &Conn,
 ) {
     let mut rd = std::pin::pin!(rd);
+    let mut stop = shared.stop.subscribe();
     let tx = &conn.tx;
     let mut framer = Framer::new(shared.config.max_message);
     let mut buf = vec![0u8; 16_384];
@@ -501,7 +517,11 @@ async fn read_loop<R: AsyncRead>(
         size,
     };
     loop {
-        let n = match tokio::time::timeout(shared.config.idle, rd.read(&mut buf)).await {
+        let read = tokio::select! {
+            r = tokio::time::timeout(shared.config.idle, rd.read(&mut buf)) => r,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let n = match read {
             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
             Ok(Ok(n)) => n,
         };
@@ -852,6 +872,7 @@ mod tests {
             idle_now: Notify::new(),
             resolver: None,
             slots: Arc::new(tokio::sync::Semaphore::new(1)),
+            stop: tokio::sync::watch::Sender::new(false),
         };
         let ip = |i: u32| IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
         assert!(shared.admit(ip(1)));
