@@ -104,7 +104,7 @@ fn signal(kind: tokio::signal::unix::SignalKind) -> Result<tokio::signal::unix::
 
 /// How often `refresh` runs (what changes under a live server: the
 /// registrations a relay's imposture check reads).
-pub const REFRESH: Duration = Duration::from_secs(5);
+pub const REFRESH: Duration = Duration::from_secs(1);
 
 /// Serve until SIGTERM, SIGINT or `done`; each SIGHUP calls `reload`,
 /// and `refresh` runs every [`REFRESH`]. In-flight messages get 5 s to
