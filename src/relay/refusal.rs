@@ -151,7 +151,7 @@ pub fn answer_unparsable(
 /// `text` as a quoted-string for a Warning (RFC 3261 §20.43): quotes and
 /// backslashes escaped, control characters (from a hostile request)
 /// replaced, at most 200 characters.
-fn quoted(text: &str) -> String {
+pub(super) fn quoted(text: &str) -> String {
     let mut out = String::from("\"");
     for c in text.chars().take(200) {
         match c {

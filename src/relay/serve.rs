@@ -151,7 +151,7 @@ impl LiveRelay {
         .host();
         let warning = (
             "Warning".to_owned(),
-            format!("399 {agent} \"{}\"", why.replace(['"', '\\'], "'")),
+            format!("399 {agent} {}", super::refusal::quoted(why)),
         );
         stateless_error(
             request,

@@ -185,6 +185,19 @@ impl RedisStore {
     }
 }
 
+/// `f` on a call's one session (or none) as [`Sessions`] has it; the
+/// session to keep, and what `f` says.
+fn on_one<T>(
+    owner: &str,
+    old: Option<Entry>,
+    f: impl FnOnce(&mut Sessions) -> T,
+) -> (Option<Entry>, T) {
+    let mut s = Sessions::empty(Some(owner));
+    s.sessions.extend(old);
+    let out = f(&mut s);
+    (s.sessions.pop(), out)
+}
+
 fn err(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Io {
         path: what.to_owned(),
@@ -304,10 +317,7 @@ impl SessionStore for RedisStore {
         }
         let call_id = entry.call_id.clone();
         self.change(owner, &call_id, (now, grace), &mut |old| {
-            let mut s = Sessions::empty(Some(owner));
-            s.sessions.extend(old);
-            let r = s.record(entry.clone(), now, grace);
-            (s.sessions.pop(), r)
+            on_one(owner, old, |s| s.record(entry.clone(), now, grace))
         })
     }
 
@@ -349,20 +359,14 @@ impl SessionStore for RedisStore {
         max_age: Option<Duration>,
     ) -> Result<Use, StoreError> {
         self.change(owner, call_id, (now, DEFAULT_GRACE), &mut |old| {
-            let mut s = Sessions::empty(Some(owner));
-            s.sessions.extend(old);
-            let u = s.use_key(call_id, now, max_uses, max_age);
-            (s.sessions.pop(), u)
+            on_one(owner, old, |s| s.use_key(call_id, now, max_uses, max_age))
         })
     }
 
     fn next_cseq(&self, owner: &str, call_id: &str, floor: u32) -> Result<u32, StoreError> {
         let now = OffsetDateTime::now_utc();
         self.change(owner, call_id, (now, DEFAULT_GRACE), &mut |old| {
-            let mut s = Sessions::empty(Some(owner));
-            s.sessions.extend(old);
-            let n = s.next_cseq(call_id, floor);
-            (s.sessions.pop(), n)
+            on_one(owner, old, |s| s.next_cseq(call_id, floor))
         })
     }
 

@@ -203,7 +203,8 @@ pub fn tcp_sink() -> (u16, std::sync::mpsc::Receiver<sipseal::sip::Message>) {
 
 /// `redis-server` on 127.0.0.1 (no persistence), stopped on drop.
 pub struct Redis {
-    child: Background,
+    /// Kept for its drop, which stops the server.
+    _child: Background,
     /// Its port.
     pub port: u16,
 }
@@ -228,14 +229,13 @@ impl Redis {
             std::thread::sleep(Duration::from_millis(20));
         }
         Redis {
-            child: Background(child),
+            _child: Background(child),
             port,
         }
     }
 
     /// `redis://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        let _ = &self.child;
         format!("redis://127.0.0.1:{}", self.port)
     }
 }
