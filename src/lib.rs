@@ -8,6 +8,7 @@
 //! ([`state`]), and return values: they never print, never exit, and read
 //! no file they were not handed.
 
+pub mod blocking;
 pub mod context;
 pub mod envelope;
 pub mod error;

@@ -212,7 +212,8 @@ impl Client {
         tls: &super::tls::TlsSetup,
     ) -> Result<Client, SendError> {
         let tcp = TcpStream::connect_timeout(&target.addr, timeout)?;
-        let name = super::tls::server_name(&target.name).map_err(SendError::Unsendable)?;
+        let name = super::tls::server_name(&target.name)
+            .map_err(|e| SendError::Unsendable(e.to_string()))?;
         let conn = rustls::ClientConnection::new(tls.client_config(), name)
             .map_err(|e| SendError::Unsendable(e.to_string()))?;
         let mut stream = rustls::StreamOwned::new(conn, tcp);

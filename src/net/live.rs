@@ -3,10 +3,20 @@
 //! a registrar), and what it returns sent — back where the message came
 //! from, or on to a [`Target`] over a connection that is reused while it
 //! is busy and closed when idle. The server makes no protocol decision:
-//! it frames, dispatches and sends, and writes what the transport knows
-//! (RFC 3261 §18.2.1: `received`, `rport`) on the requests it receives.
+//! it frames, dispatches and sends, writes what the transport knows (RFC
+//! 3261 §18.2.1: `received`, `rport`) on the requests it receives, and
+//! answers the transport's keep-alives (CRLF, STUN).
+//!
+//! Nothing one message needs may hold up another. Every message runs in a
+//! task of its own; messages of one call (one Call-ID) run in order, one
+//! after the other, in a lane; calls run side by side. A next hop that is
+//! slow to connect, or never answers, delays the messages of the calls
+//! that go there. A service that blocks (a store, a private-key
+//! operation) says so around the work ([`crate::blocking`]), and the
+//! runtime moves the other messages to another thread meanwhile. UDP
+//! listeners read with one task per runtime thread on the same socket.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,13 +25,13 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 
 use super::frame::{Frame, Framer};
 use super::tls::TlsSetup;
-use super::{Hop, Hosts, Target, Transport};
+use super::{Hop, Hosts, NetError, Target, Transport};
 use crate::keys::Cert;
-use crate::sip::{Message, routing};
+use crate::sip::{Message, ParseError, routing};
 
 /// Who a message came from, as the connection shows it.
 #[derive(Debug, Clone)]
@@ -30,6 +40,9 @@ pub struct Peer {
     pub transport: Transport,
     /// The far end's address (a stream's is its connection's).
     pub addr: SocketAddr,
+    /// The local address it arrived at: the UDP listener's, or the
+    /// connection's own end.
+    pub local: SocketAddr,
     /// The certificate a TLS peer proved it holds, verified against the
     /// trust anchors (a TLS client must present one).
     pub cert: Option<Arc<Cert>>,
@@ -42,7 +55,7 @@ impl Peer {
     /// from the port it listens on), the IP alone on a stream (whose
     /// source port is the connection's, not the peer's).
     pub fn source(&self) -> String {
-        let ip = match self.addr.ip() {
+        let ip = match self.addr.ip().to_canonical() {
             IpAddr::V6(v6) => format!("[{v6}]"),
             IpAddr::V4(v4) => v4.to_string(),
         };
@@ -58,11 +71,14 @@ impl Peer {
 pub enum Dest {
     /// Back to the peer: on its connection, or to its source address.
     Back,
-    /// To a next hop.
+    /// To a next hop (a connection opened when there is none).
     To(Target),
     /// To a next hop whose address is still to be found: [`Hosts`], an
     /// address literal, or DNS (RFC 3263: SRV, then A/AAAA).
     Locate(Hop),
+    /// On the flow a peer opened (RFC 5626): its open connection, or over
+    /// UDP to its address; never a new connection.
+    Flow(Transport, SocketAddr),
 }
 
 /// A message to send.
@@ -72,15 +88,29 @@ pub struct Outgoing {
     pub msg: Message,
     /// Where.
     pub dest: Dest,
+    /// What to send instead when this cannot be sent (the same request
+    /// over UDP when no stream can be opened; a Contact when a flow is
+    /// gone).
+    pub otherwise: Option<Box<Outgoing>>,
+}
+
+impl Outgoing {
+    /// `msg` to `dest`, with nothing to fall back on.
+    pub fn new(msg: Message, dest: Dest) -> Outgoing {
+        Outgoing {
+            msg,
+            dest,
+            otherwise: None,
+        }
+    }
 }
 
 /// One line of the server's log, as the service sees the message.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct Record {
     /// The request's method, or the response's CSeq method.
     pub method: String,
     /// The status of a response (received or sent).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
     /// The Call-ID.
     pub call_id: String,
@@ -97,7 +127,8 @@ pub struct Handled {
     pub record: Record,
 }
 
-/// A workflow the server runs on every message.
+/// A workflow the server runs on every message. It may block (a store, a
+/// key operation) as long as it says so ([`crate::blocking::offload`]).
 pub trait Service: Send + Sync + 'static {
     /// A message that parsed, from `peer` (its top Via already carries
     /// `received`/`rport`).
@@ -109,7 +140,42 @@ pub trait Service: Send + Sync + 'static {
 
     /// Sending `msg` to a next hop failed (`why`): the answer to send back
     /// instead (a stateless proxy answers a request 503), if any.
-    fn unsent(&self, msg: &Message, why: &str) -> Option<Message>;
+    fn unsent(&self, msg: &Message, why: &SendError) -> Option<Message>;
+}
+
+/// Why a message could not be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// No UDP listener of the address family to send from.
+    #[error("no UDP listener to send to {0} from (listen on udp: too)")]
+    NoUdpSocket(SocketAddr),
+    /// The datagram did not go.
+    #[error("{addr}: {source}")]
+    Udp {
+        /// Where to.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The connection could not be opened.
+    #[error("{transport} {addr}: {why}")]
+    Connect {
+        /// The transport token.
+        transport: &'static str,
+        /// Where to.
+        addr: SocketAddr,
+        /// Why.
+        why: String,
+    },
+    /// The connection closed before the message went.
+    #[error("{0}: the connection closed")]
+    Closed(SocketAddr),
+    /// The flow a peer opened is gone.
+    #[error("the flow to {0} is closed")]
+    NoFlow(SocketAddr),
+    /// The address of the next hop was not found.
+    #[error(transparent)]
+    Locate(#[from] NetError),
 }
 
 /// How the server runs.
@@ -127,17 +193,22 @@ pub struct ServerConfig {
     /// Messages per second a source address may send (a burst of the
     /// same size); beyond it they are dropped unread. `None`: no limit.
     pub rate: Option<u32>,
-    /// Write one JSON line per message to standard error.
+    /// Write one JSON line per message (through `tracing`).
     pub log: bool,
     /// Connections accepted at once, at most; past it a new one is closed
     /// at once (each holds a reader, a writer and a buffer of up to
     /// `max_message`).
     pub max_connections: usize,
+    /// Messages in hand at once, at most: past it a datagram is dropped
+    /// unread, and a stream is read no further until one is done.
+    pub max_in_flight: usize,
     /// Names resolved before DNS.
     pub hosts: Hosts,
     /// Ask DNS about names the hosts table does not know (else they
     /// cannot be reached).
     pub dns: bool,
+    /// How long a connection may take to open.
+    pub connect_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -150,8 +221,10 @@ impl Default for ServerConfig {
             rate: None,
             log: true,
             max_connections: 10_000,
+            max_in_flight: 10_000,
             hosts: Hosts::default(),
             dns: true,
+            connect_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -160,16 +233,38 @@ type Sender = mpsc::Sender<Vec<u8>>;
 
 /// Source addresses the rate limit tracks at most.
 const MAX_BUCKETS: usize = 100_000;
+/// Messages one call may have waiting in its lane; past it, more are
+/// dropped (a call has a handful in flight, a flood of one Call-ID would
+/// otherwise queue without end).
+const MAX_LANE: usize = 256;
+/// How long a next hop that could not be reached is not tried again:
+/// requests waiting for it fail at once instead of each waiting out the
+/// connect timeout.
+const UNREACHABLE_FOR: Duration = Duration::from_secs(2);
 
 /// An open connection: where to write, and what it proved.
 #[derive(Clone)]
 struct Conn {
     tx: Sender,
     cert: Option<Arc<Cert>>,
+    local: SocketAddr,
     /// Whether its peer's sent-by is registered already (once per
     /// connection, so a peer cannot fill the table with made-up ports).
     aliased: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// A message waiting for its turn.
+struct Job {
+    bytes: Vec<u8>,
+    /// The message, or why it does not parse.
+    msg: Result<Message, ParseError>,
+    peer: Peer,
+    back: Option<Conn>,
+    arrived: Instant,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+type ConnKey = (Transport, SocketAddr);
 
 struct Shared {
     service: Arc<dyn Service>,
@@ -178,12 +273,19 @@ struct Shared {
     /// Open connections by (transport, far-end address), and by the
     /// sent-by a peer's requests name (so a response finds the connection
     /// its request came on, RFC 3261 §18.2.2).
-    conns: Mutex<HashMap<(Transport, SocketAddr), Conn>>,
+    conns: Mutex<HashMap<ConnKey, Conn>>,
+    /// One dialler per next hop at a time; the others wait for its connection.
+    dialling: Mutex<HashMap<ConnKey, Arc<tokio::sync::Mutex<()>>>>,
+    /// Next hops that could not be reached lately, and why.
+    unreachable: Mutex<HashMap<ConnKey, (Instant, String)>>,
+    /// Calls with a message in hand, and what waits behind it.
+    lanes: Mutex<HashMap<String, VecDeque<Job>>>,
     buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
     busy: AtomicUsize,
     idle_now: Notify,
     resolver: Option<hickory_resolver::TokioResolver>,
-    slots: Arc<tokio::sync::Semaphore>,
+    slots: Arc<Semaphore>,
+    in_flight: Arc<Semaphore>,
     /// Set once the server stops taking messages.
     stop: tokio::sync::watch::Sender<bool>,
 }
@@ -195,27 +297,47 @@ pub struct Server {
     bound: Vec<(Transport, SocketAddr)>,
 }
 
+/// A listener that could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("{transport}:{addr}: {source}")]
+pub struct BindError {
+    /// Its transport (`udp`, `tcp`, `tls`).
+    pub transport: String,
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Why.
+    pub source: std::io::Error,
+}
+
 impl Server {
     /// Bind every listener.
-    pub async fn bind(config: ServerConfig, service: Arc<dyn Service>) -> std::io::Result<Server> {
+    pub async fn bind(
+        config: ServerConfig,
+        service: Arc<dyn Service>,
+    ) -> Result<Server, BindError> {
         let mut udp = Vec::new();
         let mut tcp = Vec::new();
         let mut bound = Vec::new();
         for &(transport, addr) in &config.listen {
+            let fail = |source| BindError {
+                transport: transport.token().to_ascii_lowercase(),
+                addr,
+                source,
+            };
             match transport {
                 Transport::Udp => {
-                    let s = UdpSocket::bind(addr).await?;
-                    bound.push((transport, s.local_addr()?));
+                    let s = UdpSocket::bind(addr).await.map_err(fail)?;
+                    bound.push((transport, s.local_addr().map_err(fail)?));
                     udp.push(Arc::new(s));
                 }
                 Transport::Tcp | Transport::Tls => {
                     if transport == Transport::Tls && config.tls.is_none() {
-                        return Err(std::io::Error::other(
+                        return Err(fail(std::io::Error::other(
                             "a tls listener needs this server's certificate and key and the trust anchors",
-                        ));
+                        )));
                     }
-                    let l = TcpListener::bind(addr).await?;
-                    bound.push((transport, l.local_addr()?));
+                    let l = TcpListener::bind(addr).await.map_err(fail)?;
+                    bound.push((transport, l.local_addr().map_err(fail)?));
                     tcp.push((transport, l));
                 }
             }
@@ -232,12 +354,16 @@ impl Server {
         Ok(Server {
             shared: Arc::new(Shared {
                 resolver,
-                slots: Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1))),
+                slots: Arc::new(Semaphore::new(config.max_connections.max(1))),
+                in_flight: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
                 stop: tokio::sync::watch::Sender::new(false),
                 service,
                 config,
                 udp,
                 conns: Mutex::new(HashMap::new()),
+                dialling: Mutex::new(HashMap::new()),
+                unreachable: Mutex::new(HashMap::new()),
+                lanes: Mutex::new(HashMap::new()),
                 buckets: Mutex::new(HashMap::new()),
                 busy: AtomicUsize::new(0),
                 idle_now: Notify::new(),
@@ -257,11 +383,16 @@ impl Server {
     /// out) and wait (at most `drain`) for those being handled.
     pub async fn run(self, shutdown: impl Future<Output = ()>, drain: Duration) {
         let mut tasks = Vec::new();
+        // One reader per runtime thread on each UDP socket: datagrams are
+        // read (and parsed) on every core.
+        let readers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8));
         for socket in &self.shared.udp {
-            tasks.push(tokio::spawn(serve_udp(
-                Arc::clone(&self.shared),
-                Arc::clone(socket),
-            )));
+            for _ in 0..readers {
+                tasks.push(tokio::spawn(serve_udp(
+                    Arc::clone(&self.shared),
+                    Arc::clone(socket),
+                )));
+            }
         }
         for (transport, listener) in self.tcp {
             tasks.push(tokio::spawn(accept(
@@ -287,21 +418,25 @@ impl Server {
 }
 
 /// Counts a message as in hand until dropped.
-struct Busy<'a>(&'a Shared);
+struct Busy(Arc<Shared>);
 
-impl<'a> Busy<'a> {
-    fn new(shared: &'a Shared) -> Busy<'a> {
+impl Busy {
+    fn new(shared: &Arc<Shared>) -> Busy {
         shared.busy.fetch_add(1, Ordering::SeqCst);
-        Busy(shared)
+        Busy(Arc::clone(shared))
     }
 }
 
-impl Drop for Busy<'_> {
+impl Drop for Busy {
     fn drop(&mut self) {
         if self.0.busy.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.0.idle_now.notify_waiters();
         }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Shared {
@@ -312,7 +447,7 @@ impl Shared {
         };
         let rate = f64::from(rate.max(1));
         let now = Instant::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let mut buckets = lock(&self.buckets);
         if buckets.len() >= MAX_BUCKETS {
             // Forget sources whose buckets are full again; if a flood of
             // (spoofed) sources leaves none full, forget them all: the
@@ -335,13 +470,15 @@ impl Shared {
         }
     }
 
-    fn conn(&self, key: &(Transport, SocketAddr)) -> Option<Conn> {
-        let conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-        conns.get(key).filter(|c| !c.tx.is_closed()).cloned()
+    fn conn(&self, key: &ConnKey) -> Option<Conn> {
+        lock(&self.conns)
+            .get(key)
+            .filter(|c| !c.tx.is_closed())
+            .cloned()
     }
 
-    fn remember(&self, key: (Transport, SocketAddr), conn: &Conn, replace: bool) {
-        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+    fn remember(&self, key: ConnKey, conn: &Conn, replace: bool) {
+        let mut conns = lock(&self.conns);
         match conns.get(&key) {
             Some(c) if !replace && !c.tx.is_closed() => {}
             _ => {
@@ -351,8 +488,7 @@ impl Shared {
     }
 
     fn forget(&self, tx: &Sender) {
-        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-        conns.retain(|_, c| !c.tx.same_channel(tx));
+        lock(&self.conns).retain(|_, c| !c.tx.same_channel(tx));
     }
 
     fn udp_for(&self, to: SocketAddr) -> Option<&Arc<UdpSocket>> {
@@ -365,6 +501,9 @@ impl Shared {
 async fn serve_udp(shared: Arc<Shared>, socket: Arc<UdpSocket>) {
     let mut buf = vec![0u8; 65_535];
     let mut stop = shared.stop.subscribe();
+    let local = socket
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     loop {
         let received = tokio::select! {
             r = socket.recv_from(&mut buf) => r,
@@ -376,19 +515,36 @@ async fn serve_udp(shared: Arc<Shared>, socket: Arc<UdpSocket>) {
         let peer = Peer {
             transport: Transport::Udp,
             addr: from,
+            local,
             cert: None,
             size: n,
         };
+        let bytes = &buf[..n];
         if n > shared.config.max_message || !shared.admit(from.ip()) {
             log_drop(&shared, &peer, "over the size or rate limit");
             continue;
         }
-        // RFC 5626 keep-alives on UDP are a CRLF pair; nothing to answer.
-        if buf[..n].iter().all(|b| matches!(b, b'\r' | b'\n')) {
+        // RFC 5626 keep-alives on UDP: a CRLF pair (nothing to answer), or
+        // a STUN Binding request (answered with the address it came from).
+        if bytes.iter().all(|b| matches!(b, b'\r' | b'\n')) {
             continue;
         }
-        let bytes = buf[..n].to_vec();
-        let _ = process(&shared, bytes, &peer, None).await;
+        if super::stun::is_stun(bytes) {
+            if let Some(answer) = super::stun::binding_response(bytes, from) {
+                let _ = socket.send_to(&answer, from).await;
+            }
+            continue;
+        }
+        let Ok(slot) = Arc::clone(&shared.in_flight).try_acquire_owned() else {
+            log_drop(
+                &shared,
+                &peer,
+                "over --max-in-flight: too many messages in hand",
+            );
+            continue;
+        };
+        let msg = Message::parse(bytes);
+        dispatch(&shared, bytes.to_vec(), msg, peer, None, slot);
     }
 }
 
@@ -403,11 +559,16 @@ async fn accept(shared: Arc<Shared>, transport: Transport, listener: TcpListener
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
+        let local = stream
+            .local_addr()
+            .or_else(|_| listener.local_addr())
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let Ok(slot) = Arc::clone(&shared.slots).try_acquire_owned() else {
             drop(stream);
             let peer = Peer {
                 transport,
                 addr: from,
+                local,
                 cert: None,
                 size: 0,
             };
@@ -440,17 +601,25 @@ async fn accept(shared: Arc<Shared>, transport: Transport, listener: TcpListener
                                 .and_then(|c| c.first())
                                 .and_then(|c| Cert::from_der(c, "the TLS peer").ok())
                                 .map(Arc::new);
-                            start_conn(shared, stream, Transport::Tls, from, cert, Some(slot));
+                            start_conn(
+                                shared,
+                                stream,
+                                (Transport::Tls, from),
+                                local,
+                                cert,
+                                Some(slot),
+                            );
                         }
-                        Ok(Err(e)) => log_line(
-                            &shared,
-                            &serde_json::json!({"transport": "TLS", "from": from.to_string(), "refused": e.to_string()}),
-                        ),
+                        Ok(Err(e)) => {
+                            if shared.config.log {
+                                tracing::info!(transport = "TLS", from = %from, refused = %e);
+                            }
+                        }
                         Err(_) => {}
                     }
                 }
                 _ => {
-                    start_conn(shared, stream, transport, from, None, Some(slot));
+                    start_conn(shared, stream, (transport, from), local, None, Some(slot));
                 }
             }
         });
@@ -465,8 +634,8 @@ async fn accept(shared: Arc<Shared>, transport: Transport, listener: TcpListener
 fn start_conn<S>(
     shared: Arc<Shared>,
     stream: S,
-    transport: Transport,
-    from: SocketAddr,
+    key: ConnKey,
+    local: SocketAddr,
     cert: Option<Arc<Cert>>,
     slot: Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Conn
@@ -478,9 +647,10 @@ where
     let conn = Conn {
         tx: tx.clone(),
         cert: cert.clone(),
+        local,
         aliased: Arc::new(std::sync::atomic::AtomicBool::new(false)),
     };
-    shared.remember((transport, from), &conn, slot.is_some());
+    shared.remember(key, &conn, slot.is_some());
     tokio::spawn(async move {
         while let Some(bytes) = rx.recv().await {
             if wr.write_all(&bytes).await.is_err() {
@@ -492,19 +662,14 @@ where
     let reader = conn.clone();
     tokio::spawn(async move {
         let _slot = slot;
-        read_loop(&shared, rd, transport, from, &reader).await;
+        read_loop(&shared, rd, key, &reader).await;
         shared.forget(&reader.tx);
     });
     conn
 }
 
-async fn read_loop<R: AsyncRead>(
-    shared: &Arc<Shared>,
-    rd: R,
-    transport: Transport,
-    from: SocketAddr,
-    conn: &Conn,
-) {
+async fn read_loop<R: AsyncRead>(shared: &Arc<Shared>, rd: R, key: ConnKey, conn: &Conn) {
+    let (transport, from) = key;
     let mut rd = std::pin::pin!(rd);
     let mut stop = shared.stop.subscribe();
     let tx = &conn.tx;
@@ -513,6 +678,7 @@ async fn read_loop<R: AsyncRead>(
     let peer = |size| Peer {
         transport,
         addr: from,
+        local: conn.local,
         cert: conn.cert.clone(),
         size,
     };
@@ -540,13 +706,26 @@ async fn read_loop<R: AsyncRead>(
                         log_drop(shared, &peer, "over the rate limit");
                         continue;
                     }
-                    if !process(shared, bytes, &peer, Some(conn)).await {
-                        // Bytes that framed but are not a SIP message: the
-                        // stream cannot be trusted to be in step (RFC 3261
-                        // §18.3); it closes after the answer.
-                        log_drop(shared, &peer, "connection closed: not a SIP message");
+                    let msg = match Message::parse(&bytes) {
+                        Ok(msg) => msg,
+                        Err(e) => {
+                            // Bytes that framed but are not a SIP message:
+                            // the stream cannot be trusted to be in step
+                            // (RFC 3261 §18.3); it closes after the answer.
+                            let why = e.to_string();
+                            if let Some(answer) = shared.service.unparsable(&bytes, &why, &peer) {
+                                let _ = tx.send(answer.to_bytes()).await;
+                            }
+                            log_drop(shared, &peer, "connection closed: not a SIP message");
+                            return;
+                        }
+                    };
+                    // A stream waits for room (back-pressure on its peer)
+                    // rather than losing what it carries.
+                    let Ok(slot) = Arc::clone(&shared.in_flight).acquire_owned().await else {
                         return;
-                    }
+                    };
+                    dispatch(shared, bytes, Ok(msg), peer, Some(conn.clone()), slot);
                 }
                 Err(e) => {
                     let pending = framer.pending();
@@ -561,6 +740,78 @@ async fn read_loop<R: AsyncRead>(
             }
         }
     }
+}
+
+/// Hand a message to its lane: its call's, where it runs after the
+/// messages of that call before it; a call with nothing in hand gets a
+/// task of its own at once.
+fn dispatch(
+    shared: &Arc<Shared>,
+    bytes: Vec<u8>,
+    msg: Result<Message, ParseError>,
+    peer: Peer,
+    back: Option<Conn>,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) {
+    let lane = msg
+        .as_ref()
+        .ok()
+        .and_then(|m| m.call_id().ok())
+        .map(str::to_owned);
+    let job = Job {
+        bytes,
+        msg,
+        peer,
+        back,
+        arrived: Instant::now(),
+        _slot: slot,
+    };
+    let Some(lane) = lane else {
+        // Nothing to order it by: it goes on its own.
+        let shared = Arc::clone(shared);
+        let busy = Busy::new(&shared);
+        tokio::spawn(async move {
+            process(&shared, job).await;
+            drop(busy);
+        });
+        return;
+    };
+    {
+        let mut lanes = lock(&shared.lanes);
+        if let Some(waiting) = lanes.get_mut(&lane) {
+            if waiting.len() >= MAX_LANE {
+                drop(lanes);
+                log_drop(shared, &job.peer, "its call has too many messages waiting");
+            } else {
+                waiting.push_back(job);
+            }
+            return;
+        }
+        lanes.insert(lane.clone(), VecDeque::new());
+    }
+    let shared = Arc::clone(shared);
+    let busy = Busy::new(&shared);
+    tokio::spawn(async move {
+        let mut job = job;
+        loop {
+            process(&shared, job).await;
+            let next = {
+                let mut lanes = lock(&shared.lanes);
+                match lanes.get_mut(&lane).and_then(VecDeque::pop_front) {
+                    Some(next) => Some(next),
+                    None => {
+                        lanes.remove(&lane);
+                        None
+                    }
+                }
+            };
+            match next {
+                Some(next) => job = next,
+                None => break,
+            }
+        }
+        drop(busy);
+    });
 }
 
 /// The sent-by of a request's top Via when it is the peer's own address
@@ -578,17 +829,20 @@ fn via_alias(msg: &Message, from: SocketAddr) -> Option<SocketAddr> {
     (ip == from.ip() && port != from.port()).then(|| SocketAddr::new(ip, port))
 }
 
-/// One message: parse, hand to the service, send what it returns, log.
-/// Whether it parsed.
-async fn process(shared: &Arc<Shared>, bytes: Vec<u8>, peer: &Peer, conn: Option<&Conn>) -> bool {
-    let back = conn.map(|c| &c.tx);
-    let mut parsed = true;
-    let _busy = Busy::new(shared);
-    let start = Instant::now();
-    let handled = match Message::parse(&bytes) {
+/// One message: hand it to the service, send what it returns, log.
+async fn process(shared: &Arc<Shared>, job: Job) {
+    let Job {
+        bytes,
+        msg,
+        peer,
+        back,
+        arrived,
+        _slot,
+    } = job;
+    let handled = match msg {
         Ok(mut msg) => {
             if msg.is_request() {
-                if let Some(conn) = conn
+                if let Some(conn) = &back
                     && !conn.aliased.load(Ordering::Relaxed)
                     && let Some(alias) = via_alias(&msg, peer.addr)
                 {
@@ -597,84 +851,90 @@ async fn process(shared: &Arc<Shared>, bytes: Vec<u8>, peer: &Peer, conn: Option
                 }
                 routing::mark_received(&mut msg, peer.addr);
             }
-            shared.service.handle(msg, peer)
+            shared.service.handle(msg, &peer)
         }
-        Err(e) => {
-            parsed = false;
-            let answer = shared.service.unparsable(&bytes, &e.to_string(), peer);
+        Err(why) => {
+            let why = why.to_string();
+            let answer = shared.service.unparsable(&bytes, &why, &peer);
             Handled {
                 record: Record {
                     decision: match &answer {
                         Some(a) => format!("answer {}", a.status().unwrap_or_default()),
-                        None => format!("drop: {e}"),
+                        None => format!("drop: {why}"),
                     },
                     ..Record::default()
                 },
                 out: answer
                     .into_iter()
-                    .map(|msg| Outgoing {
-                        msg,
-                        dest: Dest::Back,
-                    })
+                    .map(|msg| Outgoing::new(msg, Dest::Back))
                     .collect(),
             }
         }
     };
     let mut errors = Vec::new();
     for out in handled.out {
+        deliver(shared, out, &peer, back.as_ref(), &mut errors).await;
+    }
+    if shared.config.log {
+        let latency_us = arrived.elapsed().as_micros() as u64;
+        let r = &handled.record;
+        let send_error = (!errors.is_empty()).then(|| errors.join("; "));
+        let peer_cert = peer.cert.as_ref().map(|c| c.name());
+        tracing::info!(
+            transport = peer.transport.token(),
+            from = %peer.addr,
+            method = %r.method,
+            call_id = %r.call_id,
+            decision = %r.decision,
+            latency_us,
+            status = r.status,
+            peer_cert,
+            send_error,
+        );
+    }
+}
+
+/// Send `out`; when it cannot go, what it says to send instead, else the
+/// service's answer back to the peer.
+async fn deliver(
+    shared: &Arc<Shared>,
+    out: Outgoing,
+    peer: &Peer,
+    back: Option<&Conn>,
+    errors: &mut Vec<String>,
+) {
+    let mut next = Some(out);
+    while let Some(out) = next.take() {
         let sent = match &out.dest {
             Dest::Back => send_back(shared, &out.msg, peer, back).await,
             Dest::To(target) => send_to(shared, &out.msg, target).await,
+            Dest::Flow(transport, addr) => send_on_flow(shared, &out.msg, *transport, *addr).await,
             Dest::Locate(hop) => match locate(shared, hop).await {
                 Ok(target) => send_to(shared, &out.msg, &target).await,
-                Err(e) => Err(e),
+                Err(e) => Err(e.into()),
             },
         };
-        if let Err(why) = sent {
-            errors.push(why.clone());
-            if let Some(answer) = shared.service.unsent(&out.msg, &why) {
-                let _ = send_back(shared, &answer, peer, back).await;
+        let Err(why) = sent else { return };
+        errors.push(why.to_string());
+        match out.otherwise {
+            Some(instead) => next = Some(*instead),
+            None => {
+                if let Some(answer) = shared.service.unsent(&out.msg, &why) {
+                    let _ = send_back(shared, &answer, peer, back).await;
+                }
             }
         }
     }
-    if shared.config.log {
-        let mut line = serde_json::json!({
-            "transport": peer.transport.token(),
-            "from": peer.addr.to_string(),
-            "method": handled.record.method,
-            "call_id": handled.record.call_id,
-            "decision": handled.record.decision,
-            "latency_us": start.elapsed().as_micros() as u64,
-        });
-        if let Some(status) = handled.record.status {
-            line["status"] = status.into();
-        }
-        if let Some(c) = &peer.cert {
-            line["peer_cert"] = c.name().into();
-        }
-        if !errors.is_empty() {
-            line["send_error"] = errors.join("; ").into();
-        }
-        log_line(shared, &line);
-    }
-    parsed
 }
 
 fn log_drop(shared: &Shared, peer: &Peer, why: &str) {
-    log_line(
-        shared,
-        &serde_json::json!({
-            "transport": peer.transport.token(),
-            "from": peer.addr.to_string(),
-            "size": peer.size,
-            "decision": format!("drop: {why}"),
-        }),
-    );
-}
-
-fn log_line(shared: &Shared, line: &serde_json::Value) {
     if shared.config.log {
-        eprintln!("{line}");
+        tracing::info!(
+            transport = peer.transport.token(),
+            from = %peer.addr,
+            size = peer.size,
+            decision = format!("drop: {why}"),
+        );
     }
 }
 
@@ -685,7 +945,7 @@ const DNS_TIMEOUT: Duration = Duration::from_secs(3);
 /// entry as they are; else, with a port, the name's A/AAAA records; else
 /// its SRV records for the transport (lowest priority, then highest
 /// weight), then A/AAAA with the default port. The resolver caches.
-async fn locate(shared: &Arc<Shared>, hop: &Hop) -> Result<Target, String> {
+async fn locate(shared: &Arc<Shared>, hop: &Hop) -> Result<Target, NetError> {
     if let Some(t) = hop.known(&shared.config.hosts) {
         return Ok(t);
     }
@@ -693,8 +953,8 @@ async fn locate(shared: &Arc<Shared>, hop: &Hop) -> Result<Target, String> {
     let resolver = shared
         .resolver
         .as_ref()
-        .ok_or_else(|| format!("{name}: not in the hosts table, and DNS is off"))?;
-    let ask = |what: &str| format!("{what}: no answer from DNS in {} s", DNS_TIMEOUT.as_secs());
+        .ok_or_else(|| NetError::DnsOff(name.clone()))?;
+    let ask = |what: &str| NetError::DnsTimeout(what.to_owned(), DNS_TIMEOUT.as_secs());
     let (host, port) = match hop.uri.port {
         Some(port) => (format!("{name}."), port),
         None => {
@@ -719,7 +979,7 @@ async fn locate(shared: &Arc<Shared>, hop: &Hop) -> Result<Target, String> {
     let ips = tokio::time::timeout(DNS_TIMEOUT, resolver.lookup_ip(host.as_str()))
         .await
         .map_err(|_| ask(&host))?
-        .map_err(|e| format!("{host}: {e}"))?;
+        .map_err(|e| NetError::Dns(host.clone(), e.to_string()))?;
     // Over UDP, an address of a family this server has a socket for.
     let usable = |ip: &IpAddr| {
         hop.transport != Transport::Udp || shared.udp_for(SocketAddr::new(*ip, port)).is_some()
@@ -728,7 +988,7 @@ async fn locate(shared: &Arc<Shared>, hop: &Hop) -> Result<Target, String> {
         .iter()
         .find(usable)
         .or_else(|| ips.iter().next())
-        .ok_or_else(|| format!("{host} has no address"))?;
+        .ok_or_else(|| NetError::NoAddress(host.clone()))?;
     Ok(Target {
         transport: hop.transport,
         addr: SocketAddr::new(ip, port),
@@ -740,65 +1000,125 @@ async fn send_back(
     shared: &Arc<Shared>,
     msg: &Message,
     peer: &Peer,
-    back: Option<&Sender>,
-) -> Result<(), String> {
+    back: Option<&Conn>,
+) -> Result<(), SendError> {
     let bytes = msg.to_bytes();
     match back {
-        Some(tx) => tx
+        Some(conn) => conn
+            .tx
             .send(bytes)
             .await
-            .map_err(|_| "the connection closed".to_owned()),
-        None => {
-            let socket = shared
-                .udp_for(peer.addr)
-                .ok_or_else(|| "no UDP socket for that address family".to_owned())?;
-            socket
-                .send_to(&bytes, peer.addr)
-                .await
-                .map(drop)
-                .map_err(|e| e.to_string())
-        }
+            .map_err(|_| SendError::Closed(peer.addr)),
+        None => send_datagram(shared, &bytes, peer.addr).await,
     }
 }
 
-async fn send_to(shared: &Arc<Shared>, msg: &Message, target: &Target) -> Result<(), String> {
+async fn send_datagram(shared: &Shared, bytes: &[u8], to: SocketAddr) -> Result<(), SendError> {
+    let socket = shared.udp_for(to).ok_or(SendError::NoUdpSocket(to))?;
+    socket
+        .send_to(bytes, to)
+        .await
+        .map(drop)
+        .map_err(|source| SendError::Udp { addr: to, source })
+}
+
+async fn send_on_flow(
+    shared: &Arc<Shared>,
+    msg: &Message,
+    transport: Transport,
+    addr: SocketAddr,
+) -> Result<(), SendError> {
+    let bytes = msg.to_bytes();
+    if transport == Transport::Udp {
+        return send_datagram(shared, &bytes, addr).await;
+    }
+    let conn = shared
+        .conn(&(transport, addr))
+        .ok_or(SendError::NoFlow(addr))?;
+    conn.tx
+        .send(bytes)
+        .await
+        .map_err(|_| SendError::NoFlow(addr))
+}
+
+async fn send_to(shared: &Arc<Shared>, msg: &Message, target: &Target) -> Result<(), SendError> {
     let bytes = msg.to_bytes();
     match target.transport {
-        Transport::Udp => {
-            let socket = shared.udp_for(target.addr).ok_or_else(|| {
-                format!(
-                    "no UDP listener to send to {} from (listen on udp: too)",
-                    target.addr
-                )
-            })?;
-            socket
-                .send_to(&bytes, target.addr)
-                .await
-                .map(drop)
-                .map_err(|e| format!("{}: {e}", target.addr))
-        }
+        Transport::Udp => send_datagram(shared, &bytes, target.addr).await,
         _ => {
             let conn = match shared.conn(&(target.transport, target.addr)) {
                 Some(c) => c,
-                None => connect(shared, target).await?,
+                None => dial(shared, target).await?,
             };
             conn.tx
                 .send(bytes)
                 .await
-                .map_err(|_| format!("{}: the connection closed", target.addr))
+                .map_err(|_| SendError::Closed(target.addr))
         }
     }
 }
 
+/// The connection to `target`: one dialler at a time per next hop (the
+/// others wait for its connection); a next hop that could not be reached
+/// lately is not tried again at once.
+async fn dial(shared: &Arc<Shared>, target: &Target) -> Result<Conn, SendError> {
+    let key = (target.transport, target.addr);
+    let recent = |shared: &Shared| {
+        let mut unreachable = lock(&shared.unreachable);
+        unreachable.retain(|_, (at, _)| at.elapsed() < UNREACHABLE_FOR);
+        unreachable.get(&key).map(|(_, why)| why.clone())
+    };
+    let failed = |why: String| SendError::Connect {
+        transport: target.transport.token(),
+        addr: target.addr,
+        why,
+    };
+    if let Some(why) = recent(shared) {
+        return Err(failed(why));
+    }
+    let gate = Arc::clone(lock(&shared.dialling).entry(key).or_default());
+    let result = {
+        let _turn = gate.lock().await;
+        match (shared.conn(&key), recent(shared)) {
+            (Some(c), _) => Ok(c),
+            (None, Some(why)) => Err(failed(why)),
+            (None, None) => {
+                let dialled = connect(shared, target).await;
+                if let Err(SendError::Connect { why, .. }) = &dialled {
+                    lock(&shared.unreachable).insert(key, (Instant::now(), why.clone()));
+                }
+                dialled
+            }
+        }
+    };
+    {
+        let mut dialling = lock(&shared.dialling);
+        if Arc::strong_count(&gate) <= 2 {
+            dialling.remove(&key);
+        }
+    }
+    result
+}
+
 /// Open a connection to `target`, and serve what comes back on it.
-async fn connect(shared: &Arc<Shared>, target: &Target) -> Result<Conn, String> {
-    let fail =
-        |e: &dyn std::fmt::Display| format!("{} {}: {e}", target.transport.token(), target.addr);
-    let stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(target.addr))
-        .await
-        .map_err(|_| fail(&"connect timed out"))?
-        .map_err(|e| fail(&e))?;
+async fn connect(shared: &Arc<Shared>, target: &Target) -> Result<Conn, SendError> {
+    let fail = |why: &dyn std::fmt::Display| SendError::Connect {
+        transport: target.transport.token(),
+        addr: target.addr,
+        why: why.to_string(),
+    };
+    let stream = tokio::time::timeout(
+        shared.config.connect_timeout,
+        TcpStream::connect(target.addr),
+    )
+    .await
+    .map_err(|_| fail(&"connect timed out"))?
+    .map_err(|e| fail(&e))?;
     let _ = stream.set_nodelay(true);
+    let local = stream
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let key = (target.transport, target.addr);
     match target.transport {
         Transport::Tls => {
             let tls = shared
@@ -822,8 +1142,8 @@ async fn connect(shared: &Arc<Shared>, target: &Target) -> Result<Conn, String> 
             Ok(start_conn(
                 Arc::clone(shared),
                 stream,
-                Transport::Tls,
-                target.addr,
+                key,
+                local,
                 cert,
                 None,
             ))
@@ -831,8 +1151,8 @@ async fn connect(shared: &Arc<Shared>, target: &Target) -> Result<Conn, String> 
         _ => Ok(start_conn(
             Arc::clone(shared),
             stream,
-            target.transport,
-            target.addr,
+            key,
+            local,
             None,
             None,
         )),
@@ -852,28 +1172,36 @@ mod tests {
         fn unparsable(&self, _: &[u8], _: &str, _: &Peer) -> Option<Message> {
             None
         }
-        fn unsent(&self, _: &Message, _: &str) -> Option<Message> {
+        fn unsent(&self, _: &Message, _: &SendError) -> Option<Message> {
             None
+        }
+    }
+
+    fn shared(config: ServerConfig) -> Shared {
+        Shared {
+            service: Arc::new(Nothing),
+            config,
+            udp: Vec::new(),
+            conns: Mutex::new(HashMap::new()),
+            dialling: Mutex::new(HashMap::new()),
+            unreachable: Mutex::new(HashMap::new()),
+            lanes: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(HashMap::new()),
+            busy: AtomicUsize::new(0),
+            idle_now: Notify::new(),
+            resolver: None,
+            slots: Arc::new(Semaphore::new(1)),
+            in_flight: Arc::new(Semaphore::new(1)),
+            stop: tokio::sync::watch::Sender::new(false),
         }
     }
 
     #[test]
     fn a_flood_of_sources_cannot_grow_the_rate_table_without_bound() {
-        let shared = Shared {
-            service: Arc::new(Nothing),
-            config: ServerConfig {
-                rate: Some(1),
-                ..ServerConfig::default()
-            },
-            udp: Vec::new(),
-            conns: Mutex::new(HashMap::new()),
-            buckets: Mutex::new(HashMap::new()),
-            busy: AtomicUsize::new(0),
-            idle_now: Notify::new(),
-            resolver: None,
-            slots: Arc::new(tokio::sync::Semaphore::new(1)),
-            stop: tokio::sync::watch::Sender::new(false),
-        };
+        let shared = shared(ServerConfig {
+            rate: Some(1),
+            ..ServerConfig::default()
+        });
         let ip = |i: u32| IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
         assert!(shared.admit(ip(1)));
         assert!(!shared.admit(ip(1)), "a second message in the same second");

@@ -10,6 +10,7 @@ pub mod client;
 pub mod frame;
 #[cfg(feature = "live")]
 pub mod live;
+pub mod stun;
 #[cfg(feature = "live")]
 pub mod tls;
 
@@ -18,6 +19,40 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::Path;
 
 use crate::sip::uri::HopUri;
+
+/// Why a next hop cannot be named or found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetError {
+    /// A next hop written in none of the forms taken.
+    #[error(
+        "{0:?}: {1}; give udp:HOST:PORT, tcp:HOST:PORT, tls:HOST:PORT or sip:HOST:PORT;transport=tcp"
+    )]
+    BadTarget(String, &'static str),
+    /// `sips:` with `transport=udp`.
+    #[error("sips: with transport=udp")]
+    SipsOverUdp,
+    /// A transport this server does not speak.
+    #[error("transport={0} is not supported")]
+    Transport(String),
+    /// A name the system resolver could not find.
+    #[error("{0}: {1}")]
+    Resolve(String, String),
+    /// A name with no address.
+    #[error("{0} has no address")]
+    NoAddress(String),
+    /// A name that only DNS could find, with DNS off.
+    #[error("{0}: not in the hosts table, and DNS is off")]
+    DnsOff(String),
+    /// DNS did not answer in time.
+    #[error("{0}: no answer from DNS in {1} s")]
+    DnsTimeout(String, u64),
+    /// DNS answered with an error.
+    #[error("{0}: {1}")]
+    Dns(String, String),
+    /// A hosts file that cannot be read or is malformed.
+    #[error("{0}")]
+    Hosts(String),
+}
 
 /// How a message travels to the next hop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -81,12 +116,8 @@ impl Target {
     /// `udp:HOST:PORT`, `tcp:HOST:PORT`, `tls:HOST:PORT`, or a SIP URI
     /// (`sip:127.0.0.1:5070;transport=tcp`, `sips:proxy.example.com`),
     /// resolved with [`Hosts`] first, then the system resolver.
-    pub fn parse(s: &str, hosts: &Hosts) -> Result<Target, String> {
-        let bad = |why: &str| {
-            format!(
-                "{s:?}: {why}; give udp:HOST:PORT, tcp:HOST:PORT, tls:HOST:PORT or sip:HOST:PORT;transport=tcp"
-            )
-        };
+    pub fn parse(s: &str, hosts: &Hosts) -> Result<Target, NetError> {
+        let bad = |why: &'static str| NetError::BadTarget(s.to_owned(), why);
         let short = [
             ("udp:", Transport::Udp),
             ("tcp:", Transport::Tcp),
@@ -110,7 +141,7 @@ impl Target {
     /// Where a request for `uri` goes ([`Hop::for_uri`]), resolved here
     /// and now: [`Hosts`], an address literal, or the system resolver's
     /// A/AAAA records (a blocking lookup, for a client).
-    pub fn for_uri(uri: &HopUri, hosts: &Hosts, size: usize) -> Result<Target, String> {
+    pub fn for_uri(uri: &HopUri, hosts: &Hosts, size: usize) -> Result<Target, NetError> {
         let hop = Hop::for_uri(uri, size)?;
         if let Some(t) = hop.known(hosts) {
             return Ok(t);
@@ -118,9 +149,9 @@ impl Target {
         let port = uri.port.unwrap_or(hop.transport.default_port());
         let addr = (hop.name().as_str(), port)
             .to_socket_addrs()
-            .map_err(|e| format!("{}: {e}", uri.host))?
+            .map_err(|e| NetError::Resolve(uri.host.clone(), e.to_string()))?
             .next()
-            .ok_or_else(|| format!("{} has no address", uri.host))?;
+            .ok_or_else(|| NetError::NoAddress(uri.host.clone()))?;
         Ok(Target {
             transport: hop.transport,
             addr,
@@ -144,9 +175,9 @@ impl Hop {
     /// NAPTR): the `transport` parameter, TLS for `sips:`, else UDP — TCP
     /// instead when the request is over 1,300 B (RFC 3261 §18.1.1,
     /// `size`).
-    pub fn for_uri(uri: &HopUri, size: usize) -> Result<Hop, String> {
+    pub fn for_uri(uri: &HopUri, size: usize) -> Result<Hop, NetError> {
         let transport = match uri.transport.as_deref() {
-            Some("udp") if uri.secure => return Err("sips: with transport=udp".into()),
+            Some("udp") if uri.secure => return Err(NetError::SipsOverUdp),
             Some("udp") | None if !uri.secure => {
                 if size > crate::sip::size::UDP_LIMIT {
                     Transport::Tcp
@@ -157,7 +188,7 @@ impl Hop {
             None | Some("tls") => Transport::Tls,
             Some("tcp") if uri.secure => Transport::Tls,
             Some("tcp") => Transport::Tcp,
-            Some(other) => return Err(format!("transport={other} is not supported")),
+            Some(other) => return Err(NetError::Transport(other.to_owned())),
         };
         Ok(Hop {
             transport,
@@ -211,13 +242,14 @@ pub struct Hosts(BTreeMap<String, (IpAddr, Option<u16>)>);
 
 impl Hosts {
     /// Read a hosts file (`ADDRESS[:PORT] NAME...`, `[IPv6]:PORT`, `#` comments).
-    pub fn load(path: &Path) -> Result<Hosts, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Hosts::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<Hosts, NetError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| NetError::Hosts(format!("{}: {e}", path.display())))?;
+        Hosts::parse(&text).map_err(|e| NetError::Hosts(format!("{}: {e}", path.display())))
     }
 
     /// Read the text of a hosts file.
-    pub fn parse(text: &str) -> Result<Hosts, String> {
+    pub fn parse(text: &str) -> Result<Hosts, NetError> {
         let mut map = BTreeMap::new();
         for (n, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or_default();
@@ -230,7 +262,10 @@ impl Hosts {
                         .trim_end_matches(']')
                         .parse::<IpAddr>()
                         .map_err(|_| {
-                            format!("line {}: {addr:?} is not ADDRESS or ADDRESS:PORT", n + 1)
+                            NetError::Hosts(format!(
+                                "line {}: {addr:?} is not ADDRESS or ADDRESS:PORT",
+                                n + 1
+                            ))
                         })?,
                     None,
                 ),
@@ -241,7 +276,10 @@ impl Hosts {
                 named = true;
             }
             if !named {
-                return Err(format!("line {}: an address without a name", n + 1));
+                return Err(NetError::Hosts(format!(
+                    "line {}: an address without a name",
+                    n + 1
+                )));
             }
         }
         Ok(Hosts(map))

@@ -34,6 +34,9 @@ pub enum TlsError {
     /// A certificate or key rustls refuses.
     #[error("TLS: {0}")]
     Rustls(String),
+    /// A name that cannot be a TLS server name.
+    #[error("TLS: {0}")]
+    Name(String),
 }
 
 /// Both sides of TLS for one server or client: its certificate and key,
@@ -153,7 +156,7 @@ impl TlsSetup {
     pub fn connector(
         &self,
         name: &str,
-    ) -> Result<(tokio_rustls::TlsConnector, ServerName<'static>), String> {
+    ) -> Result<(tokio_rustls::TlsConnector, ServerName<'static>), TlsError> {
         Ok((
             tokio_rustls::TlsConnector::from(Arc::clone(&self.client)),
             server_name(name)?,
@@ -162,8 +165,8 @@ impl TlsSetup {
 }
 
 /// The name rustls carries to the verifier.
-pub fn server_name(name: &str) -> Result<ServerName<'static>, String> {
-    ServerName::try_from(name.to_owned()).map_err(|e| format!("{name:?}: {e}"))
+pub fn server_name(name: &str) -> Result<ServerName<'static>, TlsError> {
+    ServerName::try_from(name.to_owned()).map_err(|e| TlsError::Name(format!("{name:?}: {e}")))
 }
 
 /// A certificate's identities as a SIP server (RFC 5922 §7.1), lower case.

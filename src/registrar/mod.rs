@@ -27,8 +27,8 @@ use crate::error::ErrorClass;
 use crate::keys::generate::{Ca, read_csr, validity_until};
 use crate::keys::{Cert, Identity};
 use crate::signing::{SigningError, sign_message};
-use crate::sip::Message;
 use crate::sip::compose::{Body, ComposeError, ResponseParams, build_response};
+use crate::sip::{Message, Status};
 use crate::state::StoreError;
 use digest::{DigestAlgorithm, DigestError, NonceState};
 use store::{Binding, RegistrarStore, StoredCert};
@@ -83,8 +83,8 @@ pub enum Outcome {
     },
     /// A refusal with this status, and why (for the operator only).
     Refused {
-        /// The status code.
-        code: u16,
+        /// The status.
+        code: Status,
         /// Why.
         why: String,
     },
@@ -313,7 +313,7 @@ impl Registrar<'_> {
             Some("PUBLISH") => self.publish(req, ctx),
             _ => self.refuse(
                 req,
-                405,
+                Status::MethodNotAllowed,
                 vec![("Allow".into(), "REGISTER, OPTIONS, PUBLISH".into())],
                 "the registrar answers REGISTER, OPTIONS and PUBLISH",
                 ctx,
@@ -324,7 +324,7 @@ impl Registrar<'_> {
     fn refuse(
         &self,
         req: &Message,
-        code: u16,
+        code: Status,
         headers: Vec<(String, String)>,
         why: &str,
         ctx: &mut Context,
@@ -332,7 +332,7 @@ impl Registrar<'_> {
         let response = build_response(
             req,
             &ResponseParams {
-                code,
+                code: code.code(),
                 headers,
                 ..Default::default()
             },
@@ -370,7 +370,7 @@ impl Registrar<'_> {
         let response = build_response(
             req,
             &ResponseParams {
-                code: 401,
+                code: Status::Unauthorized.code(),
                 headers,
                 ..Default::default()
             },
@@ -413,7 +413,13 @@ impl Registrar<'_> {
             None => DEFAULT_EXPIRES,
             Some(Ok(n)) if n > 0 => n,
             Some(_) => {
-                return self.refuse(req, 400, vec![], "Expires is not a positive number", ctx);
+                return self.refuse(
+                    req,
+                    Status::BadRequest,
+                    vec![],
+                    "Expires is not a positive number",
+                    ctx,
+                );
             }
         }
         .min(self.max_expires);
@@ -430,7 +436,7 @@ impl Registrar<'_> {
             _ => {
                 return self.refuse(
                     req,
-                    415,
+                    Status::UnsupportedMediaType,
                     vec![("Accept".into(), "application/pkcs10".into())],
                     "a PUBLISH carries a certificate request (application/pkcs10: the key with its proof of possession)",
                     ctx,
@@ -497,13 +503,19 @@ impl Registrar<'_> {
             Ok(opened) => match opened.message {
                 Some(m) => Ok(Ok(m)),
                 None => self
-                    .refuse(req, 400, vec![], "the sealed body is not a SIP body", ctx)
+                    .refuse(
+                        req,
+                        Status::BadRequest,
+                        vec![],
+                        "the sealed body is not a SIP body",
+                        ctx,
+                    )
                     .map(Err),
             },
             Err(e) => self
                 .refuse(
                     req,
-                    400,
+                    Status::BadRequest,
                     vec![],
                     &format!("the sealed body does not open for the registrar: {e}"),
                     ctx,
@@ -535,7 +547,7 @@ impl Registrar<'_> {
         let response = build_response(
             req,
             &ResponseParams {
-                code: 200,
+                code: Status::Ok.code(),
                 headers,
                 body: Some(Body {
                     content_type: "application/pkcs7-mime; smime-type=certs-only; name=smime.p7c"
@@ -570,7 +582,7 @@ impl Registrar<'_> {
             return self
                 .refuse(
                     req,
-                    404,
+                    Status::NotFound,
                     vec![],
                     "a domain this registrar does not serve",
                     ctx,
@@ -578,7 +590,9 @@ impl Registrar<'_> {
                 .map(Err);
         }
         let Some(aor) = req.header("To").map(bare_uri) else {
-            return self.refuse(req, 400, vec![], "no To header", ctx).map(Err);
+            return self
+                .refuse(req, Status::BadRequest, vec![], "no To header", ctx)
+                .map(Err);
         };
         let mut fresh = || {
             let mut s = [0u8; 32];
@@ -593,7 +607,9 @@ impl Registrar<'_> {
         let creds = match digest::parse_authorization(value) {
             Ok(c) => c,
             Err(DigestError::Malformed(why)) => {
-                return self.refuse(req, 400, vec![], &why, ctx).map(Err);
+                return self
+                    .refuse(req, Status::BadRequest, vec![], &why, ctx)
+                    .map(Err);
             }
             Err(DigestError::Unsupported(_)) => {
                 return self.challenge(req, secret.as_slice(), false, ctx).map(Err);
@@ -620,18 +636,26 @@ impl Registrar<'_> {
             {
                 self.challenge(req, secret.as_slice(), true, ctx)
             } else {
-                self.refuse(req, 403, vec![], "wrong credentials (stale nonce)", ctx)
+                self.refuse(
+                    req,
+                    Status::Forbidden,
+                    vec![],
+                    "wrong credentials (stale nonce)",
+                    ctx,
+                )
             }
             .map(Err);
         };
         let Some(user_aor) = self.credentials_hold(&creds, &method, secret.as_slice()) else {
             return self
-                .refuse(req, 403, vec![], "wrong credentials", ctx)
+                .refuse(req, Status::Forbidden, vec![], "wrong credentials", ctx)
                 .map(Err);
         };
         if !same_aor(&user_aor, &aor) {
             let why = format!("{} may register {user_aor}, not {aor}", creds.username);
-            return self.refuse(req, 403, vec![], &why, ctx).map(Err);
+            return self
+                .refuse(req, Status::Forbidden, vec![], &why, ctx)
+                .map(Err);
         }
         Ok(Ok(Authenticated {
             aor,
@@ -681,7 +705,15 @@ impl Registrar<'_> {
             None => None,
             Some(v) => match v.trim().parse::<u32>() {
                 Ok(n) => Some(n),
-                Err(_) => return self.refuse(req, 400, vec![], "Expires is not a number", ctx),
+                Err(_) => {
+                    return self.refuse(
+                        req,
+                        Status::BadRequest,
+                        vec![],
+                        "Expires is not a number",
+                        ctx,
+                    );
+                }
             },
         };
         let requested = |c: &crate::sip::syntax::NameAddr| -> u32 {
@@ -695,7 +727,7 @@ impl Registrar<'_> {
         if star && (header_expires != Some(0) || !contacts.is_empty()) {
             return self.refuse(
                 req,
-                400,
+                Status::BadRequest,
                 vec![],
                 "Contact: * needs Expires: 0 and no other Contact",
                 ctx,
@@ -718,7 +750,7 @@ impl Registrar<'_> {
             Err(why) => {
                 return self.refuse(
                     req,
-                    415,
+                    Status::UnsupportedMediaType,
                     vec![(
                         "Accept".into(),
                         "application/pkcs10, application/pkix-cert".into(),
@@ -823,7 +855,7 @@ impl Registrar<'_> {
             None => build_response(
                 req,
                 &ResponseParams {
-                    code: 200,
+                    code: Status::Ok.code(),
                     headers,
                     ..Default::default()
                 },
@@ -884,7 +916,7 @@ impl Registrar<'_> {
             return Ok(Handled {
                 response,
                 outcome: Outcome::Refused {
-                    code: 404,
+                    code: Status::NotFound,
                     why: format!("no current certificate for {aor}"),
                 },
             });
@@ -894,7 +926,7 @@ impl Registrar<'_> {
         let response = build_response(
             req,
             &ResponseParams {
-                code: 200,
+                code: Status::Ok.code(),
                 headers: vec![(
                     "Content-Disposition".into(),
                     "attachment; filename=cert.der; handling=required".into(),
@@ -969,9 +1001,9 @@ impl Registrar<'_> {
         aor: &str,
         until: OffsetDateTime,
         ctx: &mut Context,
-    ) -> Result<Cert, (u16, String)> {
+    ) -> Result<Cert, (Status, String)> {
         let req = read_csr(bytes, std::path::Path::new("the REGISTER body"))
-            .map_err(|e| (400, e.to_string()))?;
+            .map_err(|e| (Status::BadRequest, e.to_string()))?;
         let cn_names_aor = req.subject.to_string().split(',').any(|rdn| {
             rdn.trim()
                 .strip_prefix("CN=")
@@ -983,7 +1015,10 @@ impl Registrar<'_> {
             req.uris.iter().any(|u| same_aor(u, aor))
         };
         if !names_aor {
-            return Err((403, format!("the request names {:?}, not {aor}", req.uris)));
+            return Err((
+                Status::Forbidden,
+                format!("the request names {:?}, not {aor}", req.uris),
+            ));
         }
         let key_ok = match req.spki.algorithm.oid {
             const_oid::db::rfc5912::ID_EC_PUBLIC_KEY => {
@@ -1006,11 +1041,12 @@ impl Registrar<'_> {
         };
         if !key_ok {
             return Err((
-                400,
+                Status::BadRequest,
                 "the request's key is not RSA of 2048 bits or more, nor EC P-256".into(),
             ));
         }
-        let validity = validity_until(ctx.now(), until).map_err(|e| (500, e.to_string()))?;
+        let validity =
+            validity_until(ctx.now(), until).map_err(|e| (Status::ServerError, e.to_string()))?;
         self.ca
             .issue_with(
                 ctx,
@@ -1024,7 +1060,7 @@ impl Registrar<'_> {
                 cert,
                 source: "issued".into(),
             })
-            .map_err(|e| (500, e.to_string()))
+            .map_err(|e| (Status::ServerError, e.to_string()))
     }
 
     /// Check a certificate registered as it is: it chains to the CA, is
@@ -1034,17 +1070,20 @@ impl Registrar<'_> {
         der: &[u8],
         aor: &str,
         now: OffsetDateTime,
-    ) -> Result<Cert, (u16, String)> {
-        let cert = Cert::from_der(der, "the REGISTER body").map_err(|e| (400, e.to_string()))?;
+    ) -> Result<Cert, (Status, String)> {
+        let cert = Cert::from_der(der, "the REGISTER body")
+            .map_err(|e| (Status::BadRequest, e.to_string()))?;
         let anchor = Cert {
             cert: self.ca.cert.clone(),
             source: "the CA".into(),
         };
-        crate::keys::trust::check_chain(&cert, &[], &[anchor]).map_err(|e| (403, e.to_string()))?;
-        crate::keys::trust::check_validity(&cert, now).map_err(|e| (403, e.to_string()))?;
+        crate::keys::trust::check_chain(&cert, &[], &[anchor])
+            .map_err(|e| (Status::Forbidden, e.to_string()))?;
+        crate::keys::trust::check_validity(&cert, now)
+            .map_err(|e| (Status::Forbidden, e.to_string()))?;
         if !cert.uri().is_some_and(|u| same_aor(&u, aor)) {
             return Err((
-                403,
+                Status::Forbidden,
                 format!("the certificate names {}, not {aor}", cert.name()),
             ));
         }

@@ -12,7 +12,7 @@ use super::{Outcome, Registrar};
 use crate::context::Context;
 use crate::keys::Identity;
 use crate::keys::generate::Ca;
-use crate::net::live::{Dest, Handled, Outgoing, Peer, Record, Service};
+use crate::net::live::{Dest, Handled, Outgoing, Peer, Record, SendError, Service};
 use crate::policy::Policy;
 use crate::sip::Message;
 
@@ -99,10 +99,7 @@ impl Service for LiveRegistrar {
             Ok(handled) => {
                 record.decision = describe(&handled.outcome);
                 Handled {
-                    out: vec![Outgoing {
-                        msg: handled.response,
-                        dest: Dest::Back,
-                    }],
+                    out: vec![Outgoing::new(handled.response, Dest::Back)],
                     record,
                 }
             }
@@ -124,10 +121,7 @@ impl Service for LiveRegistrar {
                 Handled {
                     out: answer
                         .into_iter()
-                        .map(|msg| Outgoing {
-                            msg,
-                            dest: Dest::Back,
-                        })
+                        .map(|msg| Outgoing::new(msg, Dest::Back))
                         .collect(),
                     record,
                 }
@@ -142,7 +136,7 @@ impl Service for LiveRegistrar {
         crate::sip::compose::stateless_error(&request, 400, &reason, &[], &mut ctx).ok()
     }
 
-    fn unsent(&self, _msg: &Message, _why: &str) -> Option<Message> {
+    fn unsent(&self, _msg: &Message, _why: &SendError) -> Option<Message> {
         None
     }
 }

@@ -13,6 +13,7 @@ mod path;
 mod pipeline;
 mod refusal;
 mod report;
+pub mod route;
 #[cfg(feature = "live")]
 pub mod serve;
 mod view;
@@ -30,7 +31,7 @@ pub use view::View;
 use crate::context::Context;
 use crate::pinhole::{Changes, Seen};
 use crate::session::{Entry, Policy, Recorded, Role, SessionKey, Stored};
-use crate::sip::{Message, conformance, routing};
+use crate::sip::{Message, conformance, respond, routing};
 use crate::state::{PinholeStore, SessionStore, StoreError};
 use pipeline::Pass;
 
@@ -81,7 +82,11 @@ pub fn relay(
         b.copy_from_slice(&ctx.bytes(32));
         b
     })?;
-    let refusal = well_formed(msg)?;
+    let mut refusal = well_formed(msg)?;
+    if refusal.is_none() && msg.is_request() && routing::looped(msg, &keys.names(opts), &branch_key)
+    {
+        refusal = Some(Refusal::Loop);
+    }
     if !msg.is_request() {
         // RFC 3261 §16.7 / §16.11: only a response to what this relay
         // forwarded goes on, never one with a Via stack merely stripped.
@@ -112,18 +117,17 @@ pub fn relay(
             Some(trust),
         ),
         Pass::Refuse(refusal) => {
-            report.answered = Some(refusal.sip_status());
             report.refused = refusal.why();
-            (
-                Outcome::Respond(refusal.response(
-                    msg,
-                    keys.identity.map(|i| &i.cert),
-                    &keys.host(),
-                    ctx,
-                )?),
-                None,
-                None,
-            )
+            let answer = refusal.answer(keys.identity.map(|i| &i.cert), &keys.host())?;
+            let outcome = match respond(msg, &answer, ctx)? {
+                Some(response) => {
+                    report.answered = Some(answer.status.code());
+                    Outcome::Respond(response)
+                }
+                // An ACK is never answered (RFC 3261 §17.2.1): it goes no further.
+                None => Outcome::Drop(format!("{} ({refusal})", answer.status)),
+            };
+            (outcome, None, None)
         }
     };
     let session = match (&cek, msg.call_id()) {
@@ -187,7 +191,9 @@ pub fn relay(
             report.notes.extend(changes.notes.iter().cloned());
             Some(changes)
         }
-        (Some(_), Outcome::Respond(_)) => Some(Changes::none(msg.call_id().unwrap_or_default())),
+        (Some(_), Outcome::Respond(_) | Outcome::Drop(_)) => {
+            Some(Changes::none(msg.call_id().unwrap_or_default()))
+        }
         (None, _) => None,
     };
     Ok(Step {

@@ -9,7 +9,8 @@ use crate::session::Policy;
 use crate::signing::SigningError;
 use crate::sip::compose::ComposeError;
 use crate::sip::headers::uri_host;
-use crate::sip::{HeaderError, Message};
+use crate::sip::routing::OwnNames;
+use crate::sip::{Answer, HeaderError, IntoAnswer, Message, Status};
 use crate::state::StoreError;
 
 use super::path::PathOptions;
@@ -84,14 +85,27 @@ impl RelayError {
             _ => ErrorClass::Failed,
         }
     }
+}
 
-    /// The status a server answers the request with, when the relay could
-    /// answer at all: a header it cannot read makes a 400.
-    pub fn sip_status(&self) -> Option<u16> {
-        match self {
-            RelayError::Header(e) => Some(e.sip_status()),
-            _ => None,
-        }
+impl IntoAnswer for RelayError {
+    /// A header the relay cannot read makes a 400; a store that failed a
+    /// 500; a designated body that does not open a 400 naming no reason
+    /// (the sender learns nothing of why a decryption failed); a response
+    /// or a relay fault has no answer.
+    fn answer(&self) -> Option<Answer> {
+        let answer = match self {
+            RelayError::Header(e) => Answer::new(e.sip_status()),
+            RelayError::Store(_) => {
+                Answer::new(Status::ServerError).because("the session store failed")
+            }
+            RelayError::Open(_) | RelayError::Signature(_) => Answer::new(Status::BadRequest)
+                .with_reason("Bad Request (the body does not open or verify at this relay)"),
+            RelayError::EditRefused(_) | RelayError::Edit(_) | RelayError::NotUtf8 => {
+                Answer::new(Status::Forbidden)
+            }
+            _ => return None,
+        };
+        Some(answer.because(self.to_string()))
     }
 }
 
@@ -149,6 +163,14 @@ pub struct RelayOptions {
     pub allow_cbc: bool,
     /// What may become a pinhole.
     pub pinholes: crate::pinhole::PinholeLimits,
+    /// Every name this relay goes by: Route entries on top naming it come
+    /// off, a Via of its own with the same routing is a loop (482). Empty:
+    /// its Via sent-by and the host of its URI.
+    pub names: OwnNames,
+    /// The Record-Route entries it adds when it record-routes, bottom
+    /// first (RFC 5658: the inbound listener's, then the outbound one's).
+    /// Empty: `<sip:SENT-BY;lr>`.
+    pub record_route_as: Vec<String>,
 }
 
 impl Default for RelayOptions {
@@ -161,6 +183,8 @@ impl Default for RelayOptions {
             sessions: Policy::default(),
             allow_cbc: false,
             pinholes: Default::default(),
+            names: OwnNames::default(),
+            record_route_as: Vec::new(),
         }
     }
 }
@@ -222,6 +246,17 @@ impl RelayKeys<'_> {
         via.map_or_else(|| self.host(), str::to_owned)
     }
 
+    /// The names it goes by: `opts.names`, else its Via sent-by and host.
+    pub fn names(&self, opts: &RelayOptions) -> OwnNames {
+        if !opts.names.is_empty() {
+            return opts.names.clone();
+        }
+        let mut names = OwnNames::default();
+        names.add(&self.sent_by(opts.via.as_deref()));
+        names.add(&self.host());
+        names
+    }
+
     /// The keys it opens with: PSKs first (no private-key operation), then its identity.
     pub(super) fn recipient_keys(&self) -> Vec<RecipientKey<'_>> {
         let mut keys: Vec<RecipientKey<'_>> = self.psks.iter().map(RecipientKey::Psk).collect();
@@ -242,13 +277,16 @@ pub enum Outcome {
     Forward(Message),
     /// Answer with this response instead.
     Respond(Message),
+    /// Neither: a request that is refused and never answered (an ACK), and why.
+    Drop(String),
 }
 
 impl Outcome {
-    /// The message to send, either way.
-    pub fn message(&self) -> &Message {
+    /// The message to send, if any.
+    pub fn message(&self) -> Option<&Message> {
         match self {
-            Outcome::Forward(m) | Outcome::Respond(m) => m,
+            Outcome::Forward(m) | Outcome::Respond(m) => Some(m),
+            Outcome::Drop(_) => None,
         }
     }
 }

@@ -20,7 +20,7 @@ use crate::signing::{OuterSignature, sign_message, unwrap_inner};
 use crate::sip::Message;
 use crate::sip::disclosure::{Access, Designation, remove_designations};
 use crate::sip::route_security::{self, RouteEntry};
-use crate::sip::routing;
+use crate::sip::routing::{self, OwnNames};
 
 /// What passing the pipeline gives: the message to forward and the CEK of
 /// the full envelope this relay opened (for its session store), or the
@@ -117,7 +117,18 @@ pub(super) fn run(
             let env = match view.envelope {
                 Ok(env) => Some(env),
                 Err(e) if e.is_unsealed() => None,
-                Err(e) => return Err(RelayError::Open(e)),
+                // A body a relay must read and cannot even parse is answered;
+                // any other (a certs-only or signed body, a type this relay
+                // does not know) is not its business: it goes on untouched.
+                Err(e) if !mine.is_empty() && msg.is_request() => {
+                    return Ok(Pass::Refuse(Refusal::BadBody(e.to_string())));
+                }
+                Err(e) => {
+                    report.notes.push(format!(
+                        "the body is not an envelope this relay reads ({e}): forwarded untouched"
+                    ));
+                    None
+                }
             };
             if !opts.edits.is_empty() && env.is_none() {
                 return Err(RelayError::EditRefused(
@@ -162,6 +173,19 @@ pub(super) fn run(
                 report
                     .notes
                     .push("EnvelopedData (CBC) did not open: forwarded unchanged".into());
+                (Some(env), None)
+            }
+            // A request this relay must read and cannot open gets the answer
+            // of one with no RecipientInfo for it: the sender learns nothing
+            // of why the decryption failed. A response goes on as it is.
+            Err(RelayError::Open(e)) if matches!(opts.mode, Mode::Proxy(_)) => {
+                if msg.is_request() {
+                    report.notes.push(format!("the body did not open: {e}"));
+                    return Ok(Pass::Refuse(Refusal::Undecipherable));
+                }
+                report
+                    .notes
+                    .push(format!("the body did not open ({e}): forwarded unchanged"));
                 (Some(env), None)
             }
             Err(e) => return Err(e),
@@ -242,7 +266,10 @@ pub(super) fn run(
         (Some(sealed), Mode::Reencrypt(_)) => sealed,
         (None, _) => msg.clone(),
     };
+    let names = keys.names(opts);
     let emit = Emit {
+        names: &names,
+        record_route_as: &opts.record_route_as,
         outer: outer.as_ref(),
         resealed,
         route: &route_entries,
@@ -279,6 +306,10 @@ struct Emit<'a> {
     branch_key: &'a [u8; 32],
     /// `proxy` or `reencrypt`.
     mode: &'a Mode,
+    /// Every name this relay goes by (its Route entries come off).
+    names: &'a OwnNames,
+    /// Its Record-Route entries, bottom first (empty: its sent-by).
+    record_route_as: &'a [String],
 }
 
 impl Emit<'_> {
@@ -314,9 +345,14 @@ impl Emit<'_> {
                     self.uris.iter().any(|u| u.eq_ignore_ascii_case(&d.uri))
                 });
             }
-            routing::pop_route(&mut out, &[self.sent_by.to_owned(), keys.host()]);
+            routing::pop_own_routes(&mut out, self.names);
             if record_route {
-                routing::record_route(&mut out, self.sent_by)?;
+                let default = [format!("<sip:{};lr>", self.sent_by)];
+                let entries = match self.record_route_as {
+                    [] => &default[..],
+                    given => given,
+                };
+                routing::record_route(&mut out, entries)?;
             }
             out
         } else {

@@ -5,9 +5,8 @@ use der::Encode;
 
 use crate::context::Context;
 use crate::keys::Cert;
-use crate::sip::compose::{
-    Body, ComposeError, ResponseParams, build_response, reason_phrase, stateless_error,
-};
+use crate::sip::answer::{Answer, Status, respond};
+use crate::sip::compose::{Body, ComposeError};
 use crate::sip::conformance::Malformed;
 use crate::sip::{Message, ParseError};
 
@@ -17,6 +16,10 @@ pub enum Refusal {
     /// Max-Forwards is 0.
     #[error("Max-Forwards is 0")]
     TooManyHops,
+    /// The request came back to this relay with the same routing (RFC 3261
+    /// §16.3 item 4).
+    #[error("the request has been here before with the same Request-URI and Route: a loop")]
+    Loop,
     /// The From AOR is not bound to where the request came from.
     #[error("imposture check: {0}")]
     Imposture(String),
@@ -40,6 +43,9 @@ pub enum Refusal {
     /// The request is malformed (RFC 3261 / RFC 4475).
     #[error("malformed request: {0}")]
     Malformed(Malformed),
+    /// The body this relay is designated for is not an envelope it can parse.
+    #[error("the sealed body does not parse: {0}")]
+    BadBody(String),
     /// `Proxy-Require` names extensions this relay does not support.
     #[error("Proxy-Require: unsupported {}", .0.join(", "))]
     BadExtension(Vec<String>),
@@ -47,17 +53,19 @@ pub enum Refusal {
 
 impl Refusal {
     /// The SIP status of the answer.
-    pub fn sip_status(&self) -> u16 {
+    pub fn sip_status(&self) -> Status {
         match self {
-            Refusal::TooManyHops => 483,
-            Refusal::Imposture(_) | Refusal::BadSignature(_) => 403,
+            Refusal::TooManyHops => Status::TooManyHops,
+            Refusal::Loop => Status::LoopDetected,
+            Refusal::Imposture(_) | Refusal::BadSignature(_) => Status::Forbidden,
             // Exactly what an unknown target gets, so that a denied caller
             // learns nothing about whether the target exists.
-            Refusal::Denied { .. } => 404,
-            Refusal::SignatureRequired => 495,
-            Refusal::Undecipherable => 496,
+            Refusal::Denied { .. } => Status::NotFound,
+            Refusal::SignatureRequired => Status::SignatureRequired,
+            Refusal::Undecipherable => Status::ProxyUndecipherable,
             Refusal::Malformed(m) => m.sip_status(),
-            Refusal::BadExtension(_) => 420,
+            Refusal::BadBody(_) => Status::BadRequest,
+            Refusal::BadExtension(_) => Status::BadExtension,
         }
     }
 
@@ -70,60 +78,50 @@ impl Refusal {
         }
     }
 
-    /// The response to `request`: the status alone; a 496 also carries
-    /// this relay's certificate `cert` (`application/pkix-cert`, RFC 2585),
-    /// when it has one (a PSK-only relay does not), and a `Warning: 380`
-    /// from `agent` (its host) naming the content type it needs to see.
-    pub fn response(
-        &self,
-        request: &Message,
-        cert: Option<&Cert>,
-        agent: &str,
-        ctx: &mut Context,
-    ) -> Result<Message, ComposeError> {
+    /// The answer: the status alone; a 496 also carries this relay's
+    /// certificate `cert` (`application/pkix-cert`, RFC 2585), when it
+    /// has one (a PSK-only relay does not), and a `Warning: 380` from
+    /// `agent` (its host) naming the content type it needs to see.
+    pub fn answer(&self, cert: Option<&Cert>, agent: &str) -> Result<Answer, ComposeError> {
+        let mut answer = Answer::new(self.sip_status());
+        answer.why = self.why();
         match self {
             // Answered statelessly from what can be read: the request may
             // lack a From, To or Call-ID (RFC 4475 §3.3.1).
             Refusal::Malformed(m) => {
-                let standard = reason_phrase(m.status);
-                let reason = if m.reason == standard {
-                    standard.to_owned()
-                } else {
-                    format!("{standard} ({})", m.reason)
-                };
-                let warning = (
-                    "Warning".to_owned(),
-                    format!("399 {agent} {}", quoted(&m.detail)),
-                );
-                return stateless_error(request, m.status, &reason, &[warning], ctx);
+                let standard = m.status.reason();
+                if m.reason != standard {
+                    answer = answer.with_reason(format!("{standard} ({})", m.reason));
+                }
+                answer = answer.with_warning(agent, &m.detail).salvaged();
+            }
+            Refusal::BadBody(_) => {
+                answer = answer.with_reason("Bad Request (the sealed body does not parse)");
             }
             Refusal::BadExtension(tags) => {
-                let unsupported = ("Unsupported".to_owned(), tags.join(", "));
-                return stateless_error(request, 420, reason_phrase(420), &[unsupported], ctx);
+                answer = answer
+                    .with_header("Unsupported", tags.join(", "))
+                    .salvaged();
+            }
+            Refusal::Undecipherable => {
+                answer = answer.with_header(
+                    "Warning",
+                    format!("380 {agent} \"Required to view Content-Type 'application/sdp'\""),
+                );
+                if let Some(cert) = cert {
+                    let der = cert
+                        .cert
+                        .to_der()
+                        .map_err(|e| ComposeError::BadHeader(e.to_string()))?;
+                    answer = answer.with_body(Body {
+                        content_type: "application/pkix-cert".into(),
+                        bytes: der,
+                    });
+                }
             }
             _ => {}
         }
-        let mut params = ResponseParams {
-            code: self.sip_status(),
-            ..Default::default()
-        };
-        if *self == Refusal::Undecipherable {
-            params.headers.push((
-                "Warning".into(),
-                format!("380 {agent} \"Required to view Content-Type 'application/sdp'\""),
-            ));
-            if let Some(cert) = cert {
-                let der = cert
-                    .cert
-                    .to_der()
-                    .map_err(|e| ComposeError::BadHeader(e.to_string()))?;
-                params.body = Some(Body {
-                    content_type: "application/pkix-cert".into(),
-                    bytes: der,
-                });
-            }
-        }
-        build_response(request, &params, ctx)
+        Ok(answer)
     }
 }
 
@@ -143,26 +141,6 @@ pub fn answer_unparsable(
         reason: err.reason(),
         detail: err.kind.to_string(),
     };
-    Refusal::Malformed(malformed)
-        .response(&request, None, agent, ctx)
-        .ok()
-}
-
-/// `text` as a quoted-string for a Warning (RFC 3261 §20.43): quotes and
-/// backslashes escaped, control characters (from a hostile request)
-/// replaced, at most 200 characters.
-pub(super) fn quoted(text: &str) -> String {
-    let mut out = String::from("\"");
-    for c in text.chars().take(200) {
-        match c {
-            '"' | '\\' => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if c.is_control() => out.push('?'),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    let answer = Refusal::Malformed(malformed).answer(None, agent).ok()?;
+    respond(&request, &answer, ctx).ok().flatten()
 }

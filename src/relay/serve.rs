@@ -1,8 +1,9 @@
 //! The relay workflow as a live service (SPEC §7, `sipseal relay`): each
 //! message from the network goes through [`relay`](super::relay) with
 //! what the connection proves put in the path checks, then on to the next
-//! hop a stateless proxy picks (RFC 3261 §16.6, §16.11), or back to the
-//! Via (RFC 3261 §18.2.2, RFC 3581).
+//! hop a stateless proxy picks (RFC 3261 §16.4–16.6, §16.11, [`route`]),
+//! or back to the Via (RFC 3261 §18.2.2, RFC 3581). A request addressed
+//! to the relay itself is answered here (OPTIONS: 200).
 //!
 //! What the connection proves:
 //! - the link it arrived on: TLS with a verified client certificate is
@@ -14,24 +15,31 @@
 //!   forwards; any other source is checked against the registered
 //!   bindings (`--registrations`, `--bindings`) by its address.
 //!
+//! Record-Route carries the transport of the listener (`sips:` on TLS);
+//! a request that arrives on one listener and leaves on another gets two
+//! (RFC 5658), so the dialog's later requests come back on the same
+//! transports and never leave TLS.
+//!
 //! No amplification: over UDP, an answer more than three times the size
 //! of the request that caused it (a 496 with this relay's certificate) is
 //! sent without its body; the UA fetches the certificate over TCP or TLS,
 //! or by a certificate query.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 
+use super::route::{self, Onward, RouteError, Routing};
 use super::{Outcome, RelayError, RelayKeys, RelayOptions, RelayReport, RelayState, relay};
 use crate::context::Context;
 use crate::keys::{Cert, Identity, Psk};
-use crate::net::live::{Dest, Handled, Outgoing, Peer, Record, Service};
+use crate::net::live::{Dest, Handled, Outgoing, Peer, Record, SendError, Service};
 use crate::net::{Hop, Transport};
 use crate::pinhole::Changes;
 use crate::policy::Bindings;
-use crate::sip::compose::{reason_phrase, stateless_error};
+use crate::sip::routing::{self, record_route_entry};
 use crate::sip::uri::HopUri;
-use crate::sip::{Message, routing};
+use crate::sip::{Answer, IntoAnswer, Message, Status, respond};
 use crate::state::{PinholeStore, SessionStore};
 
 /// A store a live relay shares between its workers.
@@ -53,22 +61,26 @@ pub struct LiveKeys {
 #[derive(Clone)]
 pub struct LiveConfig {
     /// The relay step's options (the path options that come from the
-    /// connection are set per message).
+    /// connection are set per message); `opts.names` holds every name
+    /// it goes by: its listeners, `--via`, `--alias`, its certificate's.
     pub opts: RelayOptions,
     /// A request with no Route beyond this relay goes here (an outbound
     /// proxy) instead of to its Request-URI.
     pub next: Option<String>,
-    /// This relay's own addresses (`HOST[:PORT]`): Route entries naming
-    /// them are this relay's. The first is its Via sent-by when `fixed_via`.
-    pub own: Vec<String>,
-    /// Each listener's address (`HOST:PORT`): a request's Via names the
-    /// one of the transport it leaves on, so the response comes back to
-    /// the socket that sent it.
-    pub listeners: Vec<(Transport, String)>,
-    /// Always put `own[0]` in the Via (`--via`).
-    pub fixed_via: bool,
+    /// Each listener's address: a request's Via names the one of the
+    /// transport it leaves on, so the response comes back to the socket
+    /// that sent it.
+    pub listeners: Vec<(Transport, SocketAddr)>,
+    /// Always put this in the Via and Record-Route (`--via`: relays behind
+    /// one address).
+    pub via: Option<String>,
+    /// The name its TLS listeners go by in Record-Route (its
+    /// certificate's host: what a TLS peer checks, RFC 5922).
+    pub tls_name: Option<String>,
     /// Keep pinholes (their changes go to the sink).
     pub pinholes: bool,
+    /// The domains it serves (`--domain`).
+    pub domains: Vec<String>,
 }
 
 /// Where what the relay learns goes: the report of each message, and
@@ -96,6 +108,12 @@ pub struct LiveRelay {
     ctx: Mutex<Context>,
     sink: Arc<dyn Sink>,
 }
+
+/// What the relay allows when it answers for itself (it relays any
+/// method; as a server it answers OPTIONS).
+const ALLOW: &str = "OPTIONS";
+/// The bodies it reads.
+const ACCEPT: &str = "application/sdp, application/pkcs7-mime, multipart/signed, multipart/mixed";
 
 impl LiveRelay {
     /// A relay with these keys, configuration and store; `ctx` gives every
@@ -129,6 +147,11 @@ impl LiveRelay {
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
     }
 
+    /// The configuration in use.
+    pub fn config(&self) -> Arc<LiveConfig> {
+        Arc::clone(&self.config.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
     /// The store (flushed on shutdown by its owner).
     pub fn store(&self) -> &Arc<dyn LiveStore> {
         &self.store
@@ -138,53 +161,120 @@ impl LiveRelay {
         self.ctx.lock().unwrap_or_else(|e| e.into_inner()).fork()
     }
 
-    fn answer(&self, request: &Message, code: u16, why: &str) -> Option<Message> {
-        if !request.is_request() || request.method() == Some("ACK") {
-            return None;
+    fn keys(&self) -> Arc<LiveKeys> {
+        Arc::clone(&self.keys.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The response to `request` that carries `answer`, with a Warning
+    /// from this relay naming why when the answer says why.
+    fn respond(&self, request: &Message, answer: Answer) -> Option<Message> {
+        let keys = self.keys();
+        let agent = relay_keys(&keys).host();
+        let answer = match answer.why.clone() {
+            Some(why) => answer.with_warning(&agent, &why),
+            None => answer,
+        };
+        respond(request, &answer, &mut self.context())
+            .ok()
+            .flatten()
+    }
+
+    /// A request addressed to the relay itself: OPTIONS (a keep-alive
+    /// ping) gets 200 with what it allows and accepts; an ACK is absorbed;
+    /// a CANCEL matches nothing here (481); anything else is a method the
+    /// relay does not serve (405).
+    fn for_myself(&self, msg: &Message, mut record: Record) -> Handled {
+        let answer = match msg.method() {
+            Some("OPTIONS") => Answer::new(Status::Ok)
+                .with_header("Allow", ALLOW)
+                .with_header("Accept", ACCEPT)
+                .with_header("Supported", "path, outbound"),
+            Some("ACK") => {
+                record.decision = "drop: an ACK for this relay itself".into();
+                return Handled {
+                    out: Vec::new(),
+                    record,
+                };
+            }
+            Some("CANCEL") => Answer::new(Status::CallDoesNotExist),
+            _ => Answer::new(Status::MethodNotAllowed).with_header("Allow", ALLOW),
+        };
+        let out: Vec<Outgoing> = respond(msg, &answer, &mut self.context())
+            .ok()
+            .flatten()
+            .map(|m| Outgoing::new(m, Dest::Back))
+            .into_iter()
+            .collect();
+        record.decision = format!("answer {} (for this relay itself)", answer.status.code());
+        Handled { out, record }
+    }
+
+    /// The Record-Route entry of the listener of `transport` at `addr`
+    /// (its host the `--via` name, the certificate's name on TLS, else
+    /// the address).
+    fn rr_entry(
+        config: &LiveConfig,
+        keys: &RelayKeys<'_>,
+        transport: Transport,
+        addr: SocketAddr,
+    ) -> String {
+        let token = transport.token();
+        if let Some(via) = &config.via
+            && let Some(u) = HopUri::parse(&format!("sip:{via}"))
+        {
+            return record_route_entry(
+                u.host.trim_start_matches('[').trim_end_matches(']'),
+                u.port.unwrap_or(addr.port()),
+                token,
+            );
         }
-        let keys = Arc::clone(&self.keys.read().unwrap_or_else(|e| e.into_inner()));
-        let agent = RelayKeys {
-            identity: keys.identity.as_ref(),
-            psks: &keys.psks,
-            certs: &keys.certs,
-        }
-        .host();
-        let warning = (
-            "Warning".to_owned(),
-            format!("399 {agent} {}", super::refusal::quoted(why)),
-        );
-        stateless_error(
-            request,
-            code,
-            reason_phrase(code),
-            &[warning],
-            &mut self.context(),
-        )
-        .ok()
+        let ip = addr.ip().to_canonical();
+        let host = match (&config.tls_name, transport) {
+            (Some(name), Transport::Tls) => name.clone(),
+            _ if ip.is_unspecified() => keys.host(),
+            _ => ip.to_string(),
+        };
+        record_route_entry(&host, addr.port(), token)
     }
 }
 
-/// This relay's Via sent-by for `msg`: the listener of the transport a
-/// request leaves on; for a response, the sent-by it carries back when it
-/// is one of this relay's.
+fn relay_keys(keys: &LiveKeys) -> RelayKeys<'_> {
+    RelayKeys {
+        identity: keys.identity.as_ref(),
+        psks: &keys.psks,
+        certs: &keys.certs,
+    }
+}
+
+/// The listener of `transport`.
+fn listener(config: &LiveConfig, transport: Transport) -> Option<SocketAddr> {
+    config
+        .listeners
+        .iter()
+        .find(|(t, _)| *t == transport)
+        .map(|(_, a)| *a)
+}
+
+/// This relay's Via sent-by for `msg`: `--via`, else the listener of the
+/// transport a request leaves on; for a response, the sent-by it carries
+/// back when it is one of this relay's.
 fn sent_by(msg: &Message, config: &LiveConfig, planned: Option<&Hop>) -> String {
-    let first = config.own.first().cloned().unwrap_or_default();
-    if config.fixed_via {
-        return first;
+    let first = config
+        .listeners
+        .first()
+        .map(|(_, a)| a.to_string())
+        .unwrap_or_default();
+    if let Some(via) = &config.via {
+        return via.clone();
     }
     if msg.is_request() {
         let transport = planned.map_or(Transport::Udp, |t| t.transport);
-        return config
-            .listeners
-            .iter()
-            .find(|(t, _)| *t == transport)
-            .map(|(_, a)| a.clone())
-            .unwrap_or(first);
+        return listener(config, transport).map_or(first, |a| a.to_string());
     }
     msg.top_via()
         .ok()
         .map(|v| v.sent_by())
-        .filter(|s| config.own.iter().any(|o| o.eq_ignore_ascii_case(s)))
+        .filter(|s| config.opts.names.names_sent_by(s))
         .unwrap_or(first)
 }
 
@@ -196,12 +286,19 @@ fn describe(hop: &Hop) -> String {
     }
 }
 
+/// Why a response cannot go back.
+#[derive(Debug, thiserror::Error)]
+enum BackError {
+    #[error("the response has no Via below this relay's")]
+    NoVia,
+    #[error("its Via transport {0} is not served here")]
+    Transport(String),
+}
+
 /// Where a response goes: its top Via (RFC 3261 §18.2.2, RFC 3581).
-fn response_hop(msg: &Message) -> Result<Hop, String> {
-    let (token, host, port) =
-        routing::response_hop(msg).ok_or("the response has no Via below this relay's")?;
-    let transport = Transport::from_token(&token)
-        .ok_or_else(|| format!("its Via transport {token} is not served here"))?;
+fn response_hop(msg: &Message) -> Result<Hop, BackError> {
+    let (token, host, port) = routing::response_hop(msg).ok_or(BackError::NoVia)?;
+    let transport = Transport::from_token(&token).ok_or(BackError::Transport(token.clone()))?;
     Ok(Hop {
         transport,
         uri: HopUri {
@@ -215,23 +312,11 @@ fn response_hop(msg: &Message) -> Result<Hop, String> {
     })
 }
 
-/// Where a request goes: the next Route, `--next`, or the Request-URI.
-fn request_hop(msg: &Message, config: &LiveConfig) -> Result<Hop, String> {
-    let uri = routing::next_hop_uri(msg, &config.own, config.next.as_deref())
-        .ok_or("no Route, --next or Request-URI to send it to")?;
-    let hop = HopUri::parse(&uri).ok_or_else(|| format!("{uri}: not a SIP URI with a host"))?;
-    Hop::for_uri(&hop, msg.to_bytes().len())
-}
-
 impl Service for LiveRelay {
     fn handle(&self, msg: Message, peer: &Peer) -> Handled {
-        let keys = Arc::clone(&self.keys.read().unwrap_or_else(|e| e.into_inner()));
-        let config = Arc::clone(&self.config.read().unwrap_or_else(|e| e.into_inner()));
-        let relay_keys = RelayKeys {
-            identity: keys.identity.as_ref(),
-            psks: &keys.psks,
-            certs: &keys.certs,
-        };
+        let keys = self.keys();
+        let config = self.config();
+        let relay_keys = relay_keys(&keys);
         let mut record = Record {
             method: msg
                 .method()
@@ -241,6 +326,21 @@ impl Service for LiveRelay {
             status: msg.status(),
             call_id: msg.call_id().unwrap_or_default().to_owned(),
             decision: String::new(),
+        };
+        let size = msg.to_bytes().len();
+        // Where a request goes on, decided first: one for the relay
+        // itself is answered here.
+        let how = Routing {
+            names: &config.opts.names,
+            next: config.next.as_deref(),
+            domains: &config.domains,
+        };
+        let planned: Option<Result<Onward, RouteError>> =
+            msg.is_request().then(|| route::onward(&msg, &how, size));
+        let hop = match &planned {
+            Some(Ok(Onward::Myself)) => return self.for_myself(&msg, record),
+            Some(Ok(Onward::Hop(hop))) => Some(hop.clone()),
+            _ => None,
         };
         let mut opts: RelayOptions = config.opts.clone();
         let source = peer.source();
@@ -259,16 +359,18 @@ impl Service for LiveRelay {
         // The level of the link this relay sends on: a request's next hop,
         // or, for a response, the link it came back on (where the request
         // went).
-        let planned = msg
-            .is_request()
-            .then(|| request_hop(&msg, &config))
-            .and_then(Result::ok);
-        let sends_on = match &planned {
-            Some(t) => t.transport,
-            None => peer.transport,
-        };
+        let sends_on = hop.as_ref().map_or(peer.transport, |h| h.transport);
         opts.path.link_level = Some(if sends_on == Transport::Tls { 3 } else { 0 });
-        opts.via = Some(sent_by(&msg, &config, planned.as_ref()));
+        opts.via = Some(sent_by(&msg, &config, hop.as_ref()));
+        if let Some(hop) = &hop {
+            let inbound = Self::rr_entry(&config, &relay_keys, peer.transport, peer.local);
+            let outbound = listener(&config, hop.transport)
+                .map(|a| Self::rr_entry(&config, &relay_keys, hop.transport, a));
+            opts.record_route_as = match outbound {
+                Some(out) if out != inbound => vec![inbound, out],
+                _ => vec![inbound],
+            };
+        }
         let mut ctx = self.context();
         let state = RelayState {
             sessions: &*self.store,
@@ -278,23 +380,21 @@ impl Service for LiveRelay {
             Ok(step) => step,
             Err(err) => {
                 record.decision = format!("drop: {err}");
-                let answer = match (&err, err.sip_status()) {
-                    (_, Some(code)) => self.answer(&msg, code, &err.to_string()),
-                    (RelayError::Store(_), None) => {
-                        self.answer(&msg, 500, "the session store failed")
-                    }
-                    _ => None,
-                };
+                let answer = err.answer().and_then(|a| {
+                    // Why a body did not open stays in the log.
+                    let a = match err {
+                        RelayError::Open(_) => Answer { why: None, ..a },
+                        _ => a,
+                    };
+                    self.respond(&msg, a)
+                });
                 if let Some(a) = &answer {
                     record.decision = format!("answer {}: {err}", a.status().unwrap_or_default());
                 }
                 return Handled {
                     out: answer
                         .into_iter()
-                        .map(|msg| Outgoing {
-                            msg,
-                            dest: Dest::Back,
-                        })
+                        .map(|msg| Outgoing::new(msg, Dest::Back))
                         .collect(),
                     record,
                 };
@@ -305,23 +405,28 @@ impl Service for LiveRelay {
             self.sink.pinholes(changes);
         }
         let out = match step.outcome {
-            Outcome::Forward(mut out) if out.is_request() => match request_hop(&out, &config) {
-                Ok(hop) => {
+            Outcome::Forward(mut out) if out.is_request() => match (planned, hop) {
+                (_, Some(hop)) => {
                     routing::set_via_transport(&mut out, hop.transport.token());
                     record.decision =
                         format!("forward {} {}", hop.transport.token(), describe(&hop));
+                    let otherwise =
+                        self.over_udp(&out, &hop, &opts, &config, &relay_keys, peer, size);
                     Outgoing {
                         msg: out,
                         dest: Dest::Locate(hop),
+                        otherwise: otherwise.map(Box::new),
                     }
                 }
-                Err(why) => {
-                    record.decision = format!("answer 503: {why}");
-                    match self.answer(&msg, 503, &why) {
-                        Some(a) => Outgoing {
-                            msg: a,
-                            dest: Dest::Back,
-                        },
+                (planned, None) => {
+                    let why = match planned {
+                        Some(Err(e)) => e.to_string(),
+                        _ => "no next hop".to_owned(),
+                    };
+                    let answer = Answer::new(Status::ServiceUnavailable).because(why);
+                    record.decision = format!("answer {}", answer.describe());
+                    match self.respond(&msg, answer) {
+                        Some(a) => Outgoing::new(a, Dest::Back),
                         None => {
                             return Handled {
                                 out: vec![],
@@ -335,10 +440,7 @@ impl Service for LiveRelay {
                 Ok(hop) => {
                     record.decision =
                         format!("forward {} {}", hop.transport.token(), describe(&hop));
-                    Outgoing {
-                        msg: out,
-                        dest: Dest::Locate(hop),
-                    }
+                    Outgoing::new(out, Dest::Locate(hop))
                 }
                 Err(why) => {
                     record.decision = format!("drop: {why}");
@@ -364,10 +466,14 @@ impl Service for LiveRelay {
                         " (its body left out: over UDP it would be more than 3 times the request)",
                     );
                 }
-                Outgoing {
-                    msg: answer,
-                    dest: Dest::Back,
-                }
+                Outgoing::new(answer, Dest::Back)
+            }
+            Outcome::Drop(why) => {
+                record.decision = format!("drop: {why}");
+                return Handled {
+                    out: vec![],
+                    record,
+                };
             }
         };
         Handled {
@@ -377,24 +483,61 @@ impl Service for LiveRelay {
     }
 
     fn unparsable(&self, bytes: &[u8], why: &str, _peer: &Peer) -> Option<Message> {
-        let keys = Arc::clone(&self.keys.read().unwrap_or_else(|e| e.into_inner()));
-        let host = RelayKeys {
-            identity: keys.identity.as_ref(),
-            psks: &keys.psks,
-            certs: &keys.certs,
-        }
-        .host();
-        let _ = host;
+        let host = relay_keys(&self.keys()).host();
         let request = Message::salvage_request(bytes)?;
-        self.answer(&request, 400, why)
+        let answer = Answer::new(Status::BadRequest)
+            .salvaged()
+            .with_warning(&host, why);
+        respond(&request, &answer, &mut self.context())
+            .ok()
+            .flatten()
     }
 
     /// A request that could not go on is answered 503 (RFC 3261 §16.11
     /// leaves a stateless proxy that answer); the relay's own Via, on top
     /// of what it tried to send, comes off first.
-    fn unsent(&self, msg: &Message, _why: &str) -> Option<Message> {
+    fn unsent(&self, msg: &Message, _why: &SendError) -> Option<Message> {
         // Why it failed (an address, a TLS error) is for the log only.
-        let answer = self.answer(msg, 503, "the next hop cannot be reached")?;
+        let answer =
+            Answer::new(Status::ServiceUnavailable).because("the next hop cannot be reached");
+        let answer = self.respond(msg, answer)?;
         routing::forward_response(&answer)
+    }
+}
+
+impl LiveRelay {
+    /// A request sent over TCP only because it is over 1,300 bytes (RFC
+    /// 3261 §18.1.1) goes over UDP when no connection can be opened: the
+    /// same request with its Via and Record-Route naming the UDP listener.
+    #[allow(clippy::too_many_arguments)]
+    fn over_udp(
+        &self,
+        out: &Message,
+        hop: &Hop,
+        opts: &RelayOptions,
+        config: &LiveConfig,
+        keys: &RelayKeys<'_>,
+        peer: &Peer,
+        size: usize,
+    ) -> Option<Outgoing> {
+        let natural = Hop::for_uri(&hop.uri, 0).ok()?;
+        if natural.transport != Transport::Udp || hop.transport != Transport::Tcp || size == 0 {
+            return None;
+        }
+        let udp = listener(config, Transport::Udp)?;
+        let mut msg = out.clone();
+        let via = config.via.clone().unwrap_or_else(|| udp.to_string());
+        routing::set_via_sent_by(&mut msg, Transport::Udp.token(), &via);
+        let inbound = Self::rr_entry(config, keys, peer.transport, peer.local);
+        let udp_entry = Self::rr_entry(config, keys, Transport::Udp, udp);
+        let entries = if udp_entry == inbound {
+            vec![inbound]
+        } else {
+            vec![inbound, udp_entry]
+        };
+        if routing::replace_record_route(&mut msg, &opts.record_route_as, &entries).is_err() {
+            return None;
+        }
+        Some(Outgoing::new(msg, Dest::Locate(natural)))
     }
 }

@@ -9,6 +9,7 @@
 //! an error. Each error knows the status a server answers it with.
 //! Linear in the message.
 
+use super::answer::Status;
 use super::headers::split_list;
 use super::message::Message;
 use super::names;
@@ -19,7 +20,7 @@ use super::syntax;
 #[error("{detail}")]
 pub struct Malformed {
     /// 400, 501 or 505.
-    pub status: u16,
+    pub status: Status,
     /// A short reason phrase naming the defect (no input bytes in it).
     pub reason: &'static str,
     /// The defect, with the value that has it.
@@ -29,7 +30,7 @@ pub struct Malformed {
 impl Malformed {
     fn bad(reason: &'static str, detail: impl Into<String>) -> Self {
         Malformed {
-            status: 400,
+            status: Status::BadRequest,
             reason,
             detail: detail.into(),
         }
@@ -41,7 +42,7 @@ impl Malformed {
     }
 
     /// The status a server answers a request with this defect.
-    pub fn sip_status(&self) -> u16 {
+    pub fn sip_status(&self) -> Status {
         self.status
     }
 }
@@ -145,13 +146,13 @@ pub fn check(msg: &Message) -> Conformance {
                 && cseq.method != method
             {
                 let status = if KNOWN_METHODS.contains(&method) {
-                    400
+                    Status::BadRequest
                 } else {
-                    501
+                    Status::NotImplemented
                 };
                 err(Malformed {
                     status,
-                    reason: if status == 501 {
+                    reason: if status == Status::NotImplemented {
                         "Not Implemented"
                     } else {
                         "CSeq Method Mismatch"
@@ -209,7 +210,7 @@ pub fn check(msg: &Message) -> Conformance {
                 if let Some(v) = vias.first() {
                     if v.protocol != "SIP/2.0" {
                         err(Malformed {
-                            status: 505,
+                            status: Status::VersionNotSupported,
                             reason: "Version Not Supported",
                             detail: format!("the top Via speaks {}, not SIP/2.0", v.protocol),
                         });
@@ -257,7 +258,9 @@ mod tests {
 
     fn first(input: &[u8]) -> Option<(u16, String)> {
         let m = Message::parse(input).unwrap();
-        check(&m).first().map(|e| (e.status, e.detail.clone()))
+        check(&m)
+            .first()
+            .map(|e| (e.status.code(), e.detail.clone()))
     }
 
     const OK: &str = "OPTIONS sip:u@example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nMax-Forwards: 70\r\nFrom: <sip:a@example.com>;tag=1\r\nTo: sip:u@example.com\r\nCall-ID: c1\r\nCSeq: 1 OPTIONS\r\nl: 0\r\n\r\n";

@@ -89,10 +89,10 @@ impl ParseError {
 
     /// The status a server answers it with: 505 for a SIP version it does
     /// not speak, else 400 Bad Request.
-    pub fn sip_status(&self) -> u16 {
+    pub fn sip_status(&self) -> super::answer::Status {
         match self.kind {
-            ParseErrorKind::BadVersion(_) => 505,
-            _ => 400,
+            ParseErrorKind::BadVersion(_) => super::answer::Status::VersionNotSupported,
+            _ => super::answer::Status::BadRequest,
         }
     }
 

@@ -1,6 +1,7 @@
 //! The SIP message layer: byte-exact framing, typed header values, and
 //! composing new requests and responses.
 
+pub mod answer;
 pub mod body;
 pub mod compose;
 pub mod conformance;
@@ -15,6 +16,7 @@ pub mod size;
 pub mod syntax;
 pub mod uri;
 
+pub use answer::{Answer, IntoAnswer, Status, respond};
 pub use compose::{
     Body, ComposeError, RequestParams, ResponseParams, Transport, build_request, build_response,
 };

@@ -96,9 +96,9 @@ impl UaError {
 
     /// The status a UAS answers with: 493 Undecipherable for a session
     /// key it does not have.
-    pub fn sip_status(&self) -> Option<u16> {
+    pub fn sip_status(&self) -> Option<crate::sip::Status> {
         match self {
-            UaError::UnknownSessionKey(_) => Some(493),
+            UaError::UnknownSessionKey(_) => Some(crate::sip::Status::Undecipherable),
             _ => None,
         }
     }

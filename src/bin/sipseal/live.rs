@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sipseal::net::Transport;
-use sipseal::net::live::{Handled, Peer, Server, ServerConfig, Service};
+use sipseal::net::live::{Handled, Peer, SendError, Server, ServerConfig, Service};
 use sipseal::sip::Message;
 use tokio::sync::Notify;
 
@@ -26,6 +26,20 @@ pub fn listen_addr(s: &str) -> Result<(Transport, SocketAddr), Error> {
     let transport = Transport::from_token(t).ok_or_else(bad)?;
     let addr: SocketAddr = addr.parse().map_err(|_| bad())?;
     Ok((transport, addr))
+}
+
+/// The live servers' log: one JSON object per line on standard error,
+/// the event's fields at the top level (`transport`, `from`, `method`,
+/// `call_id`, `decision`, `latency_us`, ...), with a timestamp and level.
+pub fn init_log() {
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// The runtime a live server runs on.
@@ -90,7 +104,7 @@ impl Service for Counted {
         self.inner.unparsable(bytes, why, peer)
     }
 
-    fn unsent(&self, msg: &Message, why: &str) -> Option<Message> {
+    fn unsent(&self, msg: &Message, why: &SendError) -> Option<Message> {
         self.inner.unsent(msg, why)
     }
 }

@@ -264,7 +264,9 @@ impl RelayArgs {
                 write_file(path, text.as_bytes(), true)?;
             }
         }
-        write_output(self.output.as_ref(), &step.outcome.message().to_bytes())?;
+        if let Some(m) = step.outcome.message() {
+            write_output(self.output.as_ref(), &m.to_bytes())?;
+        }
         if let Outcome::Forward(m) = &step.outcome
             && let Some(w) = sipseal::sip::size::udp_size_warning(m)
         {
@@ -278,6 +280,11 @@ impl RelayArgs {
                     m.start_line()
                 );
                 Ok(Exit::SipError)
+            }
+            // An ACK is never answered: nothing to write, and it went no further.
+            Outcome::Drop(why) => {
+                eprintln!("{command}: dropped, not forwarded: {why}");
+                Ok(Exit::Failed)
             }
         }
     }
@@ -296,7 +303,7 @@ impl RelayCommon {
     }
 
     /// The bindings of --bindings and --registrations, merged.
-    fn bindings_now(&self, now: time::OffsetDateTime) -> Result<Option<Bindings>, Error> {
+    pub fn bindings_now(&self, now: time::OffsetDateTime) -> Result<Option<Bindings>, Error> {
         let mut map = std::collections::BTreeMap::new();
         if let Some(file) = &self.bindings {
             let loaded = Bindings::load(file).map_err(|e| {
@@ -371,6 +378,7 @@ impl RelayCommon {
                 allow: self.pinhole_allow.clone(),
                 max_streams: self.pinhole_max_streams,
             },
+            ..RelayOptions::default()
         })
     }
 }

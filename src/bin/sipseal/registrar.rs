@@ -277,6 +277,7 @@ fn serve(
 ) -> Result<Exit, Error> {
     use crate::live::{Counted, bind, describe, listen_addr, runtime};
     use sipseal::net::live::ServerConfig;
+    crate::live::init_log();
     use sipseal::registrar::serve::LiveRegistrar;
     use std::sync::Arc;
 

@@ -18,6 +18,7 @@ use sipseal::net::{Hosts, Transport};
 use sipseal::pinhole::{Changes, PinholeFormat};
 use sipseal::relay::serve::{LiveConfig, LiveKeys, LiveRelay, LiveStore, NoSink, Sink};
 use sipseal::relay::{Mode, ProxyOptions, RelayReport};
+use sipseal::sip::routing::OwnNames;
 use sipseal::state::{CachedStore, FileStore, RedisStore};
 
 use crate::args::load_anchors;
@@ -56,6 +57,19 @@ pub struct RelayLiveArgs {
     /// lookups for the hosts that Route headers and Request-URIs name.
     #[arg(long)]
     pub no_dns: bool,
+    /// Another name this relay goes by (HOST or HOST:PORT; repeatable):
+    /// a Route entry or Request-URI naming it is this relay's, as are
+    /// its listeners, --via and the names in its certificate.
+    #[arg(long, value_name = "NAME")]
+    pub alias: Vec<String>,
+    /// Serve this domain's users (repeatable): a request for
+    /// sip:USER@DOMAIN goes to USER's binding in the registrar's store
+    /// (--registrations), on the connection the REGISTER came on while
+    /// it is open (RFC 5626), else to the registered Contact; 480 when
+    /// USER has no live binding, 404 when USER never registered. Other
+    /// domains are found in --hosts, then DNS.
+    #[arg(long, value_name = "DOMAIN")]
+    pub domain: Vec<String>,
     /// Trust anchors for TLS peers (PEM file or directory): a TLS client
     /// must present a certificate chaining to one (clientAuth), and a TLS
     /// next hop must chain to one and be named by the host it is routed
@@ -95,6 +109,10 @@ pub struct RelayLiveArgs {
     /// at once.
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub max_connections: usize,
+    /// Messages in hand at once, at most: past it a datagram is dropped
+    /// unread and a connection is read no further until one is done.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub max_in_flight: usize,
     /// Close a connection with nothing to read for this many seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 120)]
     pub idle_timeout: u64,
@@ -163,8 +181,12 @@ impl RelayLiveArgs {
 
     fn hosts(&self) -> Result<Hosts, Error> {
         match &self.hosts {
-            Some(p) => Hosts::load(p)
-                .map_err(|why| Error::usage(why, "lines of ADDRESS[:PORT] NAME..., as /etc/hosts")),
+            Some(p) => Hosts::load(p).map_err(|why| {
+                Error::usage(
+                    why.to_string(),
+                    "lines of ADDRESS[:PORT] NAME..., as /etc/hosts",
+                )
+            }),
             None => Ok(Hosts::default()),
         }
     }
@@ -179,7 +201,7 @@ impl RelayLiveArgs {
 
     fn config(
         &self,
-        own: &[String],
+        keys: &LiveKeys,
         listeners: &[(Transport, SocketAddr)],
         ctx: &Context,
     ) -> Result<LiveConfig, Error> {
@@ -190,14 +212,26 @@ impl RelayLiveArgs {
             record_route: self.record_route,
         });
         let mut opts = self.common.options(mode, ctx.now())?;
-        opts.via = Some(own[0].clone());
+        let first = listeners.first().map(|(_, a)| a.to_string());
+        opts.via = self.common.via.clone().or(first);
+        let mut names = OwnNames::new(listeners.iter().map(|(_, a)| *a));
+        let cert_names = keys
+            .identity
+            .as_ref()
+            .map(|i| sipseal::net::tls::sip_identities(&i.cert))
+            .unwrap_or_default();
+        for name in self.common.via.iter().chain(&self.alias).chain(&cert_names) {
+            names.add(name);
+        }
+        opts.names = names;
         Ok(LiveConfig {
             opts,
             next: self.next.as_deref().map(next_uri).transpose()?,
-            own: own.to_vec(),
-            listeners: listeners.iter().map(|(t, a)| (*t, a.to_string())).collect(),
-            fixed_via: self.common.via.is_some(),
+            listeners: listeners.to_vec(),
+            via: self.common.via.clone(),
+            tls_name: cert_names.first().cloned(),
             pinholes: self.pinholes.is_some(),
+            domains: self.domain.iter().map(|d| d.to_ascii_lowercase()).collect(),
         })
     }
 }
@@ -230,6 +264,7 @@ fn next_uri(next: &str) -> Result<String, Error> {
 
 /// Run `relay` until SIGTERM or SIGINT; SIGHUP reloads keys and policy.
 pub fn run(args: RelayLiveArgs, ctx: &mut Context) -> Result<Exit, Error> {
+    crate::live::init_log();
     let listen = args
         .listen
         .iter()
@@ -293,11 +328,13 @@ pub fn run(args: RelayLiveArgs, ctx: &mut Context) -> Result<Exit, Error> {
             tls,
             max_message: max_message(),
             max_connections: args.max_connections,
+            max_in_flight: args.max_in_flight,
             idle: Duration::from_secs(args.idle_timeout.max(1)),
             rate: args.rate_limit,
             log: !args.quiet,
             hosts: args.hosts()?,
             dns: !args.no_dns,
+            ..ServerConfig::default()
         };
         // Bind first (port 0 gives a port), then set the relay's own addresses.
         let relay: Arc<LiveRelay> = Arc::new(LiveRelay::new(
@@ -306,7 +343,7 @@ pub fn run(args: RelayLiveArgs, ctx: &mut Context) -> Result<Exit, Error> {
                 psks: Vec::new(),
                 certs: Vec::new(),
             },
-            args.config(&["0.0.0.0:0".to_owned()], &[], ctx)?,
+            args.config(&keys, &[], ctx)?,
             Arc::clone(&store),
             ctx.fork(),
             Arc::clone(&sink),
@@ -314,31 +351,35 @@ pub fn run(args: RelayLiveArgs, ctx: &mut Context) -> Result<Exit, Error> {
         let counted = Arc::new(Counted::new(Arc::clone(&relay) as _, args.max_requests));
         let server = bind(server_config, Arc::clone(&counted) as _).await?;
         let bound: Vec<(Transport, SocketAddr)> = server.local_addrs().to_vec();
-        let mut own: Vec<String> = args.common.via.iter().cloned().collect();
-        own.extend(bound.iter().map(|(_, a)| a.to_string()));
         let name = keys
             .identity
             .as_ref()
             .map(|i| i.cert.name())
             .unwrap_or_else(|| "relay".into());
-        relay.reload(keys, args.config(&own, &bound, ctx)?);
-        eprintln!(
-            "relay {name} listening on {} (Via {})",
-            describe(&bound),
-            own[0]
-        );
+        let config = args.config(&keys, &bound, ctx)?;
+        let via = config.opts.via.clone().unwrap_or_default();
+        relay.reload(keys, config);
+        eprintln!("relay {name} listening on {} (Via {via})", describe(&bound),);
         let fixed_now = ctx.is_deterministic().then(|| ctx.now());
         let reload = || -> Result<(), Error> {
             let fixed = Context::new(None, fixed_now);
-            relay.reload(args.keys()?, args.config(&own, &bound, &fixed)?);
+            let keys = args.keys()?;
+            let config = args.config(&keys, &bound, &fixed)?;
+            relay.reload(keys, config);
             Ok(())
         };
         // The registrar's bindings change while the relay runs.
         let refresh = args.common.registrations.is_some().then(|| {
             Box::new(|| {
                 let fixed = Context::new(None, fixed_now);
-                match args.config(&own, &bound, &fixed) {
-                    Ok(config) => relay.reconfigure(config),
+                // Reading the registrar's files may take a while: the
+                // runtime's other work goes on meanwhile.
+                match sipseal::blocking::offload(|| args.common.bindings_now(fixed.now())) {
+                    Ok(bindings) => {
+                        let mut config = (*relay.config()).clone();
+                        config.opts.path.bindings = bindings.map(Arc::new);
+                        relay.reconfigure(config);
+                    }
                     Err(e) => eprintln!("relay: cannot re-read the registrations: {e}"),
                 }
             }) as Box<dyn FnMut()>

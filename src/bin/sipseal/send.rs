@@ -108,12 +108,16 @@ fn wire(name: &str) -> impl Fn(SendError) -> Error + '_ {
 /// 0 for a 2xx final response, 5 for another, 4 when none came in time.
 pub fn run(args: SendArgs, ctx: &mut Context) -> Result<Exit, Error> {
     let hosts = match &args.hosts {
-        Some(p) => Hosts::load(p)
-            .map_err(|why| Error::usage(why, "lines of ADDRESS[:PORT] NAME..., as /etc/hosts"))?,
+        Some(p) => Hosts::load(p).map_err(|why| {
+            Error::usage(
+                why.to_string(),
+                "lines of ADDRESS[:PORT] NAME..., as /etc/hosts",
+            )
+        })?,
         None => Hosts::default(),
     };
     let target = Target::parse(&args.next, &hosts)
-        .map_err(|why| Error::usage(why, "e.g. --next udp:127.0.0.1:5060"))?;
+        .map_err(|why| Error::usage(why.to_string(), "e.g. --next udp:127.0.0.1:5060"))?;
     let timers = Timers {
         timeout: Duration::from_secs(args.timeout.max(1)),
         ..Default::default()

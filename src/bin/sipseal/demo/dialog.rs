@@ -144,10 +144,10 @@ impl Flow<'_> {
     fn request(&mut self, label: &str, msg: &Message, ctx: &mut Context) -> Result<Message, Error> {
         let a = self.at_proxy_a(msg, ctx)?;
         self.arrow(0, 1, label, relay_note("proxy-a", msg, &a.report));
-        let to_b = sent(&a);
+        let to_b = sent(&a)?;
         let b = self.at_proxy_b(&to_b, ctx)?;
         self.arrow(1, 2, label, relay_note("proxy-b", &to_b, &b.report));
-        let at_bob = sent(&b);
+        let at_bob = sent(&b)?;
         let note = self.ua_open(&at_bob, "bob", &self.r.bob, "his RecipientInfo", ctx)?;
         self.arrow(2, 3, label, note);
         Ok(at_bob)
@@ -162,10 +162,10 @@ impl Flow<'_> {
     ) -> Result<Message, Error> {
         let b = self.at_proxy_b(msg, ctx)?;
         self.arrow(3, 2, label, relay_note("proxy-b", msg, &b.report));
-        let to_a = sent(&b);
+        let to_a = sent(&b)?;
         let a = self.at_proxy_a(&to_a, ctx)?;
         self.arrow(2, 1, label, relay_note("proxy-a", &to_a, &a.report));
-        let at_alice = sent(&a);
+        let at_alice = sent(&a)?;
         let note = self.ua_open(&at_alice, "alice", &self.r.alice, "her RecipientInfo", ctx)?;
         self.arrow(1, 0, label, note);
         Ok(at_alice)

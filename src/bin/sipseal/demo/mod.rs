@@ -428,8 +428,13 @@ fn hop(
 }
 
 /// The message a relay step sends, whether it forwarded or answered.
-fn sent(step: &Step) -> Message {
-    step.outcome.message().clone()
+fn sent(step: &Step) -> Result<Message, Error> {
+    step.outcome.message().cloned().ok_or_else(|| {
+        Error::usage(
+            "demo: a relay dropped a message it should have passed",
+            "this is a bug in the demo; please report it",
+        )
+    })
 }
 
 /// alice -> proxy-a (designated: opens, reports, pinholes) -> proxy-b (blind) -> bob.
@@ -464,7 +469,7 @@ fn relay_path(
         b"sip:alice@a.example.com: [\"192.0.2.10\"]\n".to_vec(),
     ));
     let at_a = hop(out, sealed, &r.proxy_a, &opts, state(store, true), ctx)?;
-    let to_b = sent(&at_a);
+    let to_b = sent(&at_a)?;
     let same = to_b.body() == sealed.body();
     out.push_str(&format!(
         "    sealed body forwarded byte-identical: {}\n",
@@ -492,7 +497,7 @@ fn relay_path(
          $ sipseal proxy to-proxy-b.sip --identity keys/proxy-b --via proxy-b.b.example.com > to-bob.sip\n\n",
     );
     let at_b = via_proxy_b(out, &to_b, r, store, ctx)?;
-    let to_bob = sent(&at_b);
+    let to_bob = sent(&at_b)?;
     let invite_notes = [
         dialog::relay_note("proxy-a", sealed, &at_a.report),
         dialog::relay_note("proxy-b", &to_b, &at_b.report),
@@ -542,7 +547,7 @@ fn via_proxy_a(
         state(store, false),
         ctx,
     )?;
-    Ok(sent(&step))
+    sent(&step)
 }
 
 /// proxy-b's step: `sipseal proxy --identity keys/proxy-b --via
@@ -620,7 +625,7 @@ fn designation_without_key(
         "\n   now proxy-b opens and reads the media on its way to bob:\n   \
          $ sipseal proxy to-proxy-b.sip --identity keys/proxy-b > to-bob.sip\n\n",
     );
-    let to_bob = sent(&via_proxy_b(out, &to_b, r, &store, ctx)?);
+    let to_bob = sent(&via_proxy_b(out, &to_b, r, &store, ctx)?)?;
     out.push_str("\n   $ sipseal open to-bob.sip --identity keys/bob\n");
     out.push_str(&indent(&view(&to_bob, "bob", &r.bob, &store, ctx, &[])));
     Ok(())

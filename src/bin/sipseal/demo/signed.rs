@@ -61,6 +61,10 @@ fn forwarded(outcome: Outcome, who: &str) -> Result<Message, Error> {
             ),
             "this is a bug in the demo; please report it",
         )),
+        Outcome::Drop(why) => Err(Error::usage(
+            format!("demo: {who} dropped the message: {why}"),
+            "this is a bug in the demo; please report it",
+        )),
     }
 }
 

@@ -1,0 +1,340 @@
+//! One place for SIP answers (SPEC §3.5): every status a relay or the
+//! registrar answers with is a [`Status`], every refusal, registrar
+//! outcome and error with a SIP meaning converts into an [`Answer`], and
+//! [`respond`] is the one function that turns an answer into the
+//! response to a request. Nothing else writes a status code.
+
+use crate::context::Context;
+
+use super::compose::{Body, ComposeError, ResponseParams, build_response, stateless_error};
+use super::message::Message;
+
+/// A status this code base answers with (RFC 3261 §21, RFC 3329, the
+/// E2M drafts for 495 and 496).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Status {
+    /// 200 OK.
+    Ok,
+    /// 400 Bad Request: the request cannot be parsed or lacks what it needs.
+    BadRequest,
+    /// 401 Unauthorized: a Digest challenge.
+    Unauthorized,
+    /// 403 Forbidden: imposture, wrong credentials, a bad signature.
+    Forbidden,
+    /// 404 Not Found: an unknown AOR, or a policy denial (the same answer).
+    NotFound,
+    /// 405 Method Not Allowed.
+    MethodNotAllowed,
+    /// 415 Unsupported Media Type.
+    UnsupportedMediaType,
+    /// 420 Bad Extension: Proxy-Require names what is not supported.
+    BadExtension,
+    /// 423 Interval Too Brief.
+    IntervalTooBrief,
+    /// 480 Temporarily Unavailable: a served AOR without a live binding.
+    TemporarilyUnavailable,
+    /// 481 Call/Transaction Does Not Exist: a CANCEL that matches nothing.
+    CallDoesNotExist,
+    /// 482 Loop Detected (RFC 3261 §16.3 item 4).
+    LoopDetected,
+    /// 483 Too Many Hops: Max-Forwards is 0.
+    TooManyHops,
+    /// 493 Undecipherable: a body under a key this party does not have.
+    Undecipherable,
+    /// 495 Signature Required (E2M).
+    SignatureRequired,
+    /// 496 Proxy Undecipherable (E2M): the relay must see the body and cannot.
+    ProxyUndecipherable,
+    /// 500 Server Internal Error: a store failed, the firewall did not confirm.
+    ServerError,
+    /// 501 Not Implemented: a method this element does not know.
+    NotImplemented,
+    /// 503 Service Unavailable: the next hop cannot be reached.
+    ServiceUnavailable,
+    /// 505 Version Not Supported.
+    VersionNotSupported,
+}
+
+impl Status {
+    /// The numeric code.
+    pub const fn code(self) -> u16 {
+        match self {
+            Status::Ok => 200,
+            Status::BadRequest => 400,
+            Status::Unauthorized => 401,
+            Status::Forbidden => 403,
+            Status::NotFound => 404,
+            Status::MethodNotAllowed => 405,
+            Status::UnsupportedMediaType => 415,
+            Status::BadExtension => 420,
+            Status::IntervalTooBrief => 423,
+            Status::TemporarilyUnavailable => 480,
+            Status::CallDoesNotExist => 481,
+            Status::LoopDetected => 482,
+            Status::TooManyHops => 483,
+            Status::Undecipherable => 493,
+            Status::SignatureRequired => 495,
+            Status::ProxyUndecipherable => 496,
+            Status::ServerError => 500,
+            Status::NotImplemented => 501,
+            Status::ServiceUnavailable => 503,
+            Status::VersionNotSupported => 505,
+        }
+    }
+
+    /// The standard reason phrase.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Status::IntervalTooBrief => "Interval Too Brief",
+            Status::LoopDetected => "Loop Detected",
+            other => super::compose::reason_phrase(other.code()),
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.code(), self.reason())
+    }
+}
+
+/// How much of the request a response copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Copy {
+    /// A response as RFC 3261 §8.2.6 builds it (Via, From, To with a
+    /// tag, Call-ID, CSeq, Route-Security; Record-Route and Contact for
+    /// a dialog).
+    #[default]
+    Full,
+    /// What can be read of a request that may be malformed (RFC 4475):
+    /// Via, From, To, Call-ID and CSeq as far as they are present.
+    Salvaged,
+}
+
+/// An answer to a request: a status and what goes with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The status.
+    pub status: Status,
+    /// A reason phrase other than the standard one (it names the defect
+    /// of a malformed request, never input bytes).
+    pub reason: Option<String>,
+    /// Extra header lines (Warning, Allow, WWW-Authenticate, ...).
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Option<Body>,
+    /// Why, for the operator's log only: the response says no more.
+    pub why: Option<String>,
+    /// How much of the request the response copies.
+    pub copy: Copy,
+}
+
+impl Answer {
+    /// An answer with this status and nothing else.
+    pub fn new(status: Status) -> Answer {
+        Answer {
+            status,
+            reason: None,
+            headers: Vec::new(),
+            body: None,
+            why: None,
+            copy: Copy::Full,
+        }
+    }
+
+    /// Say why, for the log.
+    pub fn because(mut self, why: impl Into<String>) -> Answer {
+        self.why = Some(why.into());
+        self
+    }
+
+    /// Add a header line.
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Answer {
+        self.headers.push((name.to_owned(), value.into()));
+        self
+    }
+
+    /// Add `Warning: 399 AGENT "TEXT"` (RFC 3261 §20.43), the text
+    /// quoted and cleaned of what a hostile request could put in it.
+    pub fn with_warning(self, agent: &str, text: &str) -> Answer {
+        let value = format!("399 {agent} {}", quoted(text));
+        self.with_header("Warning", value)
+    }
+
+    /// Carry this body.
+    pub fn with_body(mut self, body: Body) -> Answer {
+        self.body = Some(body);
+        self
+    }
+
+    /// Use this reason phrase.
+    pub fn with_reason(mut self, reason: impl Into<String>) -> Answer {
+        self.reason = Some(reason.into());
+        self
+    }
+
+    /// Copy only what can be read (the request may be malformed).
+    pub fn salvaged(mut self) -> Answer {
+        self.copy = Copy::Salvaged;
+        self
+    }
+
+    /// What the log says: `403` or `403: why`.
+    pub fn describe(&self) -> String {
+        match &self.why {
+            Some(why) => format!("{}: {why}", self.status.code()),
+            None => self.status.code().to_string(),
+        }
+    }
+}
+
+/// Errors and outcomes that a server answers with a SIP response.
+pub trait IntoAnswer {
+    /// The answer, when there is one (an error without a SIP meaning has none).
+    fn answer(&self) -> Option<Answer>;
+}
+
+/// The response to `request` that carries `answer`; `None` for what is
+/// never answered (an ACK, or a response).
+pub fn respond(
+    request: &Message,
+    answer: &Answer,
+    ctx: &mut Context,
+) -> Result<Option<Message>, ComposeError> {
+    if !request.is_request() || request.method() == Some("ACK") {
+        return Ok(None);
+    }
+    let reason = answer
+        .reason
+        .clone()
+        .unwrap_or_else(|| answer.status.reason().to_owned());
+    let response = match answer.copy {
+        Copy::Salvaged => {
+            let mut m =
+                stateless_error(request, answer.status.code(), &reason, &answer.headers, ctx)?;
+            if let Some(body) = &answer.body {
+                m.set_header("Content-Type", &body.content_type);
+                m.set_body(body.bytes.clone());
+            }
+            m
+        }
+        Copy::Full => build_response(
+            request,
+            &ResponseParams {
+                code: answer.status.code(),
+                reason: Some(reason),
+                headers: answer.headers.clone(),
+                body: answer.body.clone(),
+                ..Default::default()
+            },
+            ctx,
+        )?,
+    };
+    Ok(Some(response))
+}
+
+/// `text` as a quoted-string for a Warning (RFC 3261 §20.43): quotes and
+/// backslashes escaped, control characters (from a hostile request)
+/// replaced, at most 200 characters.
+pub fn quoted(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars().take(200) {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.push('?'),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OPTIONS: &[u8] = b"OPTIONS sip:127.0.0.1:5070 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5090;branch=z9hG4bKa\r\n\
+From: <sip:alice@a.example.com>;tag=1\r\n\
+To: <sip:127.0.0.1:5070>\r\n\
+Call-ID: c\r\n\
+CSeq: 7 OPTIONS\r\n\
+Content-Length: 0\r\n\r\n";
+
+    fn ctx() -> Context {
+        Context::new(Some(b"answer"), None)
+    }
+
+    #[test]
+    fn an_answer_becomes_the_response_to_its_request() {
+        let req = Message::parse(OPTIONS).unwrap();
+        let answer = Answer::new(Status::LoopDetected)
+            .with_warning("proxy-a.a.example.com", "a \"loop\"\r\n")
+            .because("its Via names this relay");
+        let resp = respond(&req, &answer, &mut ctx()).unwrap().unwrap();
+        assert_eq!(resp.status(), Some(482));
+        let text = String::from_utf8(resp.to_bytes()).unwrap();
+        assert!(text.starts_with("SIP/2.0 482 Loop Detected\r\n"), "{text}");
+        assert!(
+            text.contains("Warning: 399 proxy-a.a.example.com \"a \\\"loop\\\"??\""),
+            "{text}"
+        );
+        assert!(text.contains("CSeq: 7 OPTIONS"), "{text}");
+        assert!(!text.contains("its Via names"), "the why stays in the log");
+        assert_eq!(answer.describe(), "482: its Via names this relay");
+    }
+
+    #[test]
+    fn an_ack_and_a_response_are_never_answered() {
+        let ack = String::from_utf8(OPTIONS.to_vec())
+            .unwrap()
+            .replace("OPTIONS", "ACK");
+        let ack = Message::parse(ack.as_bytes()).unwrap();
+        let answer = Answer::new(Status::Forbidden);
+        assert_eq!(respond(&ack, &answer, &mut ctx()).unwrap(), None);
+        let req = Message::parse(OPTIONS).unwrap();
+        let resp = respond(&req, &Answer::new(Status::Ok), &mut ctx())
+            .unwrap()
+            .unwrap();
+        assert_eq!(respond(&resp, &answer, &mut ctx()).unwrap(), None);
+    }
+
+    #[test]
+    fn every_status_has_its_own_code_and_reason() {
+        let all = [
+            Status::Ok,
+            Status::BadRequest,
+            Status::Unauthorized,
+            Status::Forbidden,
+            Status::NotFound,
+            Status::MethodNotAllowed,
+            Status::UnsupportedMediaType,
+            Status::BadExtension,
+            Status::IntervalTooBrief,
+            Status::TemporarilyUnavailable,
+            Status::CallDoesNotExist,
+            Status::LoopDetected,
+            Status::TooManyHops,
+            Status::Undecipherable,
+            Status::SignatureRequired,
+            Status::ProxyUndecipherable,
+            Status::ServerError,
+            Status::NotImplemented,
+            Status::ServiceUnavailable,
+            Status::VersionNotSupported,
+        ];
+        let mut codes: Vec<u16> = all.iter().map(|s| s.code()).collect();
+        codes.dedup();
+        assert_eq!(codes.len(), all.len(), "in order, no code twice");
+        for s in all {
+            assert!(!s.reason().is_empty());
+            assert!(
+                !matches!(s.reason(), "Client Error" | "Server Error" | "Success"),
+                "{s}: a real reason phrase"
+            );
+        }
+    }
+}
