@@ -58,7 +58,8 @@ fn bench(c: &mut Criterion) {
         users: &users,
         store: &store,
         max_expires: 3600,
-        allow_md5: false,
+        algorithms: &sipseal::registrar::digest::DigestAlgorithm::DEFAULT,
+        own: &Default::default(),
         nonce_lifetime: NONCE_LIFETIME,
         policy: None,
     };

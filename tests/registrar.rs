@@ -1377,3 +1377,124 @@ fn a_non_ascii_authorization_is_a_400_not_a_crash() {
     );
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// Headers of a REGISTER (a file in the realm) rewritten: Digest with
+/// qop=auth covers the method and URI, not these.
+fn edit(r: &Realm, name: &str, from: &str, to: &str) {
+    let path = r.path(name);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "{from:?} not in {text}");
+    std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+}
+
+#[test]
+fn digest_algorithms_set_the_challenges_and_their_order() {
+    let r = Realm::new();
+    r.register("first.sip", &[]);
+    let challenges = |extra: &[&str]| -> Vec<String> {
+        let (code, resp, err) = r.registrar("first.sip", T0, extra);
+        assert_eq!(code, 5, "{err}");
+        let text = String::from_utf8_lossy(&resp).into_owned();
+        header(&text, "WWW-Authenticate")
+            .iter()
+            .map(|c| {
+                c.split("algorithm=")
+                    .nth(1)
+                    .unwrap()
+                    .split(',')
+                    .next()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(challenges(&[]), ["SHA-512-256", "SHA-256"]);
+    // libre (baresip) and SIPp answer only the first challenge: MD5 first.
+    assert_eq!(
+        challenges(&["--digest-algorithms", "md5,sha-256"]),
+        ["MD5", "SHA-256"]
+    );
+    assert_eq!(
+        challenges(&["--allow-md5"]),
+        ["SHA-512-256", "SHA-256", "MD5"]
+    );
+    let (code, _, err) = r.registrar("first.sip", T0, &["--digest-algorithms", "sha-1"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("sha-512-256, sha-256 or md5"), "{err}");
+}
+
+#[test]
+fn a_register_to_the_registrars_own_address_is_for_its_realm() {
+    let r = Realm::new();
+    r.register("first.sip", &[]);
+    edit(
+        &r,
+        "first.sip",
+        "REGISTER sip:example.com ",
+        "REGISTER sip:127.0.0.1:5060 ",
+    );
+    let (code, resp, _) = r.registrar("first.sip", T0, &[]);
+    assert_eq!(code, 5);
+    assert_eq!(status(&resp), "SIP/2.0 404 Not Found", "not its address");
+    let (code, resp, _) = r.registrar("first.sip", T0, &["--alias", "127.0.0.1:5060"]);
+    assert_eq!(code, 5);
+    assert_eq!(status(&resp), "SIP/2.0 401 Unauthorized", "its own address");
+}
+
+#[test]
+fn an_options_without_a_certificate_asked_for_is_a_keepalive() {
+    let r = Realm::new();
+    let ping = sipseal()
+        .args(["build", "options", "--from", "sip:ping@example.com"])
+        .args([
+            "--to",
+            "sip:example.com",
+            "--request-uri",
+            "sip:example.com",
+        ])
+        .succeeds()
+        .stdout;
+    std::fs::write(r.path("ping.sip"), ping).unwrap();
+    let (code, resp, err) = r.registrar("ping.sip", T0, &[]);
+    assert_eq!(code, 0, "{err}");
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    assert_eq!(status(&resp), "SIP/2.0 200 OK");
+    assert_eq!(header(&text, "Allow"), ["REGISTER, OPTIONS, PUBLISH"]);
+}
+
+#[test]
+fn an_outbound_instance_and_the_path_are_kept_and_echoed() {
+    let r = Realm::new();
+    let second = r.authorized("ob", T0, "pw", &[]);
+    let name = second.file_name().unwrap().to_str().unwrap().to_owned();
+    edit(
+        &r,
+        &name,
+        &format!("Contact: <{CONTACT}>"),
+        &format!(
+            "Path: <sip:flow1@127.0.0.1:5070;transport=tcp;lr;ob>\r\nSupported: path, outbound\r\nContact: <{CONTACT}>;+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-000a95a0e128>\";reg-id=1"
+        ),
+    );
+    let (code, ok, err) = r.registrar(&name, T0, &[]);
+    assert_eq!(code, 0, "{err}");
+    let text = String::from_utf8_lossy(&ok).into_owned();
+    assert_eq!(
+        header(&text, "Contact"),
+        [format!(
+            "<{CONTACT}>;expires=3600;+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-000a95a0e128>\";reg-id=1"
+        )]
+    );
+    assert_eq!(
+        header(&text, "Path"),
+        ["<sip:flow1@127.0.0.1:5070;transport=tcp;lr;ob>"]
+    );
+    assert_eq!(header(&text, "Require"), ["outbound"]);
+    // The binding keeps them, for the relays' location service.
+    let files = glob::glob(&format!("{}/state/**/aors/*.yaml", r.d.display()))
+        .unwrap()
+        .filter_map(Result::ok)
+        .collect::<Vec<_>>();
+    let stored = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(stored.contains("flow1@127.0.0.1:5070"), "{stored}");
+    assert!(stored.contains("reg_id: 1"), "{stored}");
+}

@@ -46,7 +46,8 @@ fuzz_target!(|data: &[u8]| {
         users,
         store: &store,
         max_expires: 3600,
-        allow_md5: true,
+        algorithms: &sipseal::registrar::digest::DigestAlgorithm::ALL,
+        own: &Default::default(),
         nonce_lifetime: NONCE_LIFETIME,
         policy: None,
     };

@@ -473,20 +473,24 @@ impl PrivateKeyOps for PrivateKey {
         if encrypted.len() != public.size() {
             return Ok(None);
         }
-        #[cfg(feature = "aws-lc")]
-        if let (Ok(oaep), Some(key)) = (aws_lc_padding(scheme), self.aws_decrypting())
-            && self.key_backend() == Backend::AwsLc
-        {
-            return Ok(aws_lc_decrypt(key, oaep, scheme, encrypted));
-        }
-        match self.rsa() {
-            Some(rsa) => rsa.decrypt_key(scheme, encrypted),
-            // The key file itself (not the message) is at fault.
-            None => Err(KeyError::Input(
-                "the RSA private key does not parse (its values are inconsistent); check the key file"
-                    .into(),
-            )),
-        }
+        // An RSA private-key operation takes a millisecond or more: a live
+        // server's other messages go on meanwhile.
+        crate::blocking::offload(|| {
+            #[cfg(feature = "aws-lc")]
+            if let (Ok(oaep), Some(key)) = (aws_lc_padding(scheme), self.aws_decrypting())
+                && self.key_backend() == Backend::AwsLc
+            {
+                return Ok(aws_lc_decrypt(key, oaep, scheme, encrypted));
+            }
+            match self.rsa() {
+                Some(rsa) => rsa.decrypt_key(scheme, encrypted),
+                // The key file itself (not the message) is at fault.
+                None => Err(KeyError::Input(
+                    "the RSA private key does not parse (its values are inconsistent); check the key file"
+                        .into(),
+                )),
+            }
+        })
     }
 
     fn agree(&self, point: &[u8]) -> Result<Option<SharedSecret>, KeyError> {

@@ -265,6 +265,12 @@ impl PrivateKey {
     /// An RSASSA-PKCS1-v1_5 signature with SHA-256 over `message`
     /// (deterministic: either implementation gives the same bytes).
     pub fn sign_pkcs1v15_sha256(&self, message: &[u8]) -> Result<(Vec<u8>, Backend), String> {
+        // A millisecond or more of arithmetic: a live server's other
+        // messages go on meanwhile.
+        crate::blocking::offload(|| self.sign_now(message))
+    }
+
+    fn sign_now(&self, message: &[u8]) -> Result<(Vec<u8>, Backend), String> {
         if self.rsa_public().is_none() {
             return Err(match self.kind {
                 Kind::MlKem(_) => {

@@ -41,6 +41,11 @@ impl DigestAlgorithm {
         DigestAlgorithm::Md5,
     ];
 
+    /// What a registrar challenges with unless told otherwise: SHA-512-256,
+    /// then SHA-256 (RFC 8760); MD5 only when an operator lists it.
+    pub const DEFAULT: [DigestAlgorithm; 2] =
+        [DigestAlgorithm::Sha512_256, DigestAlgorithm::Sha256];
+
     /// The token in WWW-Authenticate and Authorization.
     pub fn token(self) -> &'static str {
         match self {

@@ -4,8 +4,9 @@
 //! the transport saw is what a binding records (where the REGISTER came
 //! from: the imposture check's reference).
 
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
+use super::digest::DigestAlgorithm;
 use super::store::RegistrarStore;
 use super::users::Users;
 use super::{Outcome, Registrar};
@@ -14,7 +15,9 @@ use crate::keys::Identity;
 use crate::keys::generate::Ca;
 use crate::net::live::{Dest, Handled, Outgoing, Peer, Record, SendError, Service};
 use crate::policy::Policy;
-use crate::sip::Message;
+use crate::sip::routing::OwnNames;
+use crate::sip::transaction::Transactions;
+use crate::sip::{Answer, Message, Status, respond};
 
 /// What a live registrar owns.
 pub struct LiveRegistrar {
@@ -30,18 +33,28 @@ pub struct LiveRegistrar {
     pub store: Box<dyn RegistrarStore + Send + Sync>,
     /// The longest registration granted (seconds).
     pub max_expires: u32,
-    /// Whether MD5 Digest is accepted.
-    pub allow_md5: bool,
+    /// The Digest algorithms challenged with, in order.
+    pub algorithms: Vec<DigestAlgorithm>,
     /// How long a nonce stays fresh (seconds).
     pub nonce_lifetime: i64,
     /// The connectivity policy for certificate queries.
     pub policy: Option<Policy>,
     /// Gives each request a context of its own.
     pub ctx: Mutex<Context>,
+    /// Its own addresses (set once the listeners are bound) and names.
+    pub own: RwLock<OwnNames>,
+    /// Recent transactions: a retransmission gets the same answer.
+    pub transactions: Transactions,
 }
 
 impl LiveRegistrar {
-    fn registrar(&self) -> Registrar<'_> {
+    fn handle_now(
+        &self,
+        msg: &Message,
+        source: &str,
+        ctx: &mut Context,
+    ) -> Result<super::Handled, super::RegistrarError> {
+        let own = self.own.read().unwrap_or_else(|e| e.into_inner());
         Registrar {
             realm: &self.realm,
             ca: &self.ca,
@@ -49,10 +62,12 @@ impl LiveRegistrar {
             users: &self.users,
             store: self.store.as_ref(),
             max_expires: self.max_expires,
-            allow_md5: self.allow_md5,
+            algorithms: &self.algorithms,
+            own: &own,
             nonce_lifetime: self.nonce_lifetime,
             policy: self.policy.as_ref(),
         }
+        .handle(msg, Some(source), ctx)
     }
 }
 
@@ -73,7 +88,8 @@ pub fn describe(outcome: &Outcome) -> String {
         Outcome::Found { aor, serial } => format!("200 certificate {serial} of {aor}"),
         Outcome::Removed { aor } => format!("200 removed {aor}"),
         Outcome::Challenged { stale } => format!("401{}", if *stale { " stale" } else { "" }),
-        Outcome::Refused { code, why } => format!("{code} {why}"),
+        Outcome::Refused { code, why } => format!("{} {why}", code.code()),
+        Outcome::Alive => "200 keep-alive".into(),
     }
 }
 
@@ -93,11 +109,30 @@ impl Service for LiveRegistrar {
                 record,
             };
         }
+        // A retransmission (RFC 3261 §17.2.2): the same answer again, not
+        // a second registration (whose nonce count would look replayed).
+        if let Some(again) = self.transactions.answered(&msg) {
+            record.decision = "answer again: a retransmission".into();
+            return match Message::parse(&again) {
+                Ok(m) => Handled {
+                    out: vec![Outgoing::new(m, Dest::Back)],
+                    record,
+                },
+                Err(_) => Handled {
+                    out: Vec::new(),
+                    record,
+                },
+            };
+        }
         let mut ctx = self.ctx.lock().unwrap_or_else(|e| e.into_inner()).fork();
         let source = format!("{}:{}", peer.addr.ip(), peer.addr.port());
-        match self.registrar().handle(&msg, Some(&source), &mut ctx) {
+        // Files written and fsync'd, RSA signatures: the runtime's other
+        // work goes on meanwhile.
+        let handled = crate::blocking::offload(|| self.handle_now(&msg, &source, &mut ctx));
+        match handled {
             Ok(handled) => {
                 record.decision = describe(&handled.outcome);
+                self.transactions.remember(&msg, &handled.response);
                 Handled {
                     out: vec![Outgoing::new(handled.response, Dest::Back)],
                     record,
@@ -106,14 +141,9 @@ impl Service for LiveRegistrar {
             // The client would wait for its timers to run out: a 500 says
             // at once that the server failed (why is for the log).
             Err(e) => {
-                let answer = crate::sip::compose::stateless_error(
-                    &msg,
-                    500,
-                    crate::sip::compose::reason_phrase(500),
-                    &[],
-                    &mut ctx,
-                )
-                .ok();
+                let answer = respond(&msg, &Answer::new(Status::ServerError), &mut ctx)
+                    .ok()
+                    .flatten();
                 record.decision = match &answer {
                     Some(_) => format!("answer 500: {e}"),
                     None => format!("drop: {e}"),
@@ -132,8 +162,10 @@ impl Service for LiveRegistrar {
     fn unparsable(&self, bytes: &[u8], why: &str, _peer: &Peer) -> Option<Message> {
         let request = Message::salvage_request(bytes)?;
         let mut ctx = self.ctx.lock().unwrap_or_else(|e| e.into_inner()).fork();
-        let reason = format!("Bad Request ({why})");
-        crate::sip::compose::stateless_error(&request, 400, &reason, &[], &mut ctx).ok()
+        let answer = Answer::new(Status::BadRequest)
+            .with_reason(format!("Bad Request ({why})"))
+            .salvaged();
+        respond(&request, &answer, &mut ctx).ok().flatten()
     }
 
     fn unsent(&self, _msg: &Message, _why: &SendError) -> Option<Message> {

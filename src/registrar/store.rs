@@ -33,6 +33,16 @@ pub struct Binding {
     pub call_id: String,
     /// Its CSeq number.
     pub cseq: u32,
+    /// The Path it came with (RFC 3327): the proxies to reach it through,
+    /// nearest the registrar first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub path: Vec<String>,
+    /// Its `+sip.instance` (RFC 5626), the URN without quotes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// Its `reg-id` (RFC 5626).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reg_id: Option<u32>,
 }
 
 /// A certificate the registrar issued (or stored for distribution).
@@ -249,6 +259,79 @@ impl RegistrarStore for FileStore {
     }
 }
 
+/// The Redis key of an AOR's record.
+#[cfg(feature = "live")]
+fn redis_key(realm: &str, aor: &str) -> String {
+    format!(
+        "sipseal:registrar:{}:aor:{}",
+        realm.to_ascii_lowercase(),
+        super::aor_key(aor)
+    )
+}
+
+/// Seconds a record is worth keeping at `now`: until its last binding,
+/// nonce or certificate ends (a withdrawn certificate stays for the CRL).
+#[cfg(feature = "live")]
+fn keep_for(r: &Registry, now: OffsetDateTime) -> u64 {
+    let last = r
+        .bindings
+        .iter()
+        .map(|b| b.expires)
+        .chain(r.nonces.iter().map(|n| n.expires))
+        .chain(r.certificates.iter().map(|c| c.not_after))
+        .max()
+        .unwrap_or(now);
+    (last - now).whole_seconds().max(60) as u64
+}
+
+/// The registry in Redis (`registrar --state redis://HOST:PORT`), shared
+/// by registrars and the relays that locate its users on several hosts:
+/// one JSON record per AOR under `sipseal:registrar:<realm>:aor:<AOR>`,
+/// kept until its last binding, nonce or certificate ends, changed in
+/// one WATCH/MULTI transaction.
+#[cfg(feature = "live")]
+impl RegistrarStore for crate::state::RedisStore {
+    fn load_aor(&self, realm: &str, aor: &str) -> Result<Registry, StoreError> {
+        Ok(self.get_json(&redis_key(realm, aor))?.unwrap_or_else(empty))
+    }
+
+    fn update_aor(
+        &self,
+        realm: &str,
+        aor: &str,
+        f: &mut dyn FnMut(&mut Registry),
+    ) -> Result<(), StoreError> {
+        let now = OffsetDateTime::now_utc();
+        self.update_json(&redis_key(realm, aor), &mut |r: &mut Registry| {
+            r.version = 1;
+            f(r);
+            keep_for(r, now)
+        })
+    }
+
+    fn load_realm(&self, realm: &str) -> Result<Registry, StoreError> {
+        let pattern = format!(
+            "sipseal:registrar:{}:aor:*",
+            crate::state::RedisStore::escape(&realm.to_ascii_lowercase())
+        );
+        let mut all = empty();
+        for key in self.scan(&pattern)? {
+            if let Some(r) = self.get_json::<Registry>(&key)? {
+                all.absorb(r);
+            }
+        }
+        Ok(all)
+    }
+
+    fn registrar_secret(
+        &self,
+        realm: &str,
+        fresh: &mut dyn FnMut() -> [u8; 32],
+    ) -> Result<Zeroizing<[u8; 32]>, StoreError> {
+        SessionStore::secret(self, &owner(realm), fresh)
+    }
+}
+
 /// The AOR files of a realm's `aors` directory (none yet: none), in order.
 fn aor_files(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>, StoreError> {
     let entries = match std::fs::read_dir(dir) {
@@ -399,6 +482,9 @@ mod tests {
                                 source: None,
                                 call_id: format!("c{i}"),
                                 cseq: 1,
+                                path: Vec::new(),
+                                instance: None,
+                                reg_id: None,
                             })
                         })
                         .unwrap();
@@ -435,6 +521,9 @@ mod tests {
                         source: None,
                         call_id: "c".into(),
                         cseq: 1,
+                        path: Vec::new(),
+                        instance: None,
+                        reg_id: None,
                     })
                 })
                 .unwrap();

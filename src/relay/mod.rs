@@ -8,6 +8,7 @@
 //! RecipientInfo by rid/kekid first, so a relay that is not a recipient
 //! never reads its private key. The sealed body is forwarded byte-identical.
 
+pub mod flow;
 mod options;
 mod path;
 mod pipeline;

@@ -90,9 +90,10 @@ pub(super) fn admission(msg: &Message, path: &PathOptions) -> Result<Option<Refu
 }
 
 /// The imposture check and the connectivity policy, for requests (an ACK
-/// cannot be answered, so it passes).
+/// cannot be answered, so it passes; a REGISTER is how a binding comes to
+/// be, and the registrar authenticates it).
 fn admit(msg: &Message, path: &PathOptions) -> Option<Refusal> {
-    if !msg.is_request() || msg.method() == Some("ACK") {
+    if !msg.is_request() || matches!(msg.method(), Some("ACK" | "REGISTER")) {
         return None;
     }
     let from = msg.aor("From").unwrap_or_default();

@@ -29,6 +29,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 
+use super::flow;
 use super::route::{self, Onward, RouteError, Routing};
 use super::{Outcome, RelayError, RelayKeys, RelayOptions, RelayReport, RelayState, relay};
 use crate::context::Context;
@@ -37,7 +38,8 @@ use crate::net::live::{Dest, Handled, Outgoing, Peer, Record, SendError, Service
 use crate::net::{Hop, Transport};
 use crate::pinhole::Changes;
 use crate::policy::Bindings;
-use crate::sip::routing::{self, record_route_entry};
+use crate::registrar::store::RegistrarStore;
+use crate::sip::routing::{self, OwnNames, record_route_entry};
 use crate::sip::uri::HopUri;
 use crate::sip::{Answer, IntoAnswer, Message, Status, respond};
 use crate::state::{PinholeStore, SessionStore};
@@ -107,6 +109,18 @@ pub struct LiveRelay {
     store: Arc<dyn LiveStore>,
     ctx: Mutex<Context>,
     sink: Arc<dyn Sink>,
+    /// The registrar's store, where the location service finds bindings.
+    registry: Option<Arc<dyn RegistrarStore + Send + Sync>>,
+}
+
+/// Where the location service found an AOR's user agent.
+struct Located {
+    /// The Contact: the new Request-URI.
+    contact: String,
+    /// Path entries of other proxies, to route through (RFC 3327).
+    route: Vec<String>,
+    /// The flow the REGISTER came on through this relay (RFC 5626).
+    flow: Option<(Transport, SocketAddr)>,
 }
 
 /// What the relay allows when it answers for itself (it relays any
@@ -131,7 +145,146 @@ impl LiveRelay {
             store,
             ctx: Mutex::new(ctx),
             sink,
+            registry: None,
         }
+    }
+
+    /// Locate the users of the served domains in this registrar store
+    /// (a state directory, or Redis).
+    pub fn with_registry(mut self, registry: Arc<dyn RegistrarStore + Send + Sync>) -> LiveRelay {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// The key its flow tokens are made with (its branch secret).
+    fn flow_key(&self, keys: &RelayKeys<'_>) -> Option<[u8; 32]> {
+        let mut ctx = self.context();
+        let secret = self
+            .store
+            .secret(&keys.name(), &mut || {
+                let mut b = [0u8; 32];
+                b.copy_from_slice(&ctx.bytes(32));
+                b
+            })
+            .ok()?;
+        Some(*secret)
+    }
+
+    /// Where the REGISTER of a binding came from, when it came through
+    /// this relay: the source its Path entry's flow token names (`IP:PORT`
+    /// on UDP, the IP on a stream), for the imposture check.
+    pub fn flow_source(&self, path_entry: &str) -> Option<String> {
+        let keys = self.keys();
+        let key = self.flow_key(&relay_keys(&keys))?;
+        let (transport, addr) = flow::flow_of(path_entry, &self.config().opts.names, &key)?;
+        let peer = Peer {
+            transport,
+            addr,
+            local: addr,
+            cert: None,
+            size: 0,
+        };
+        Some(peer.source())
+    }
+
+    /// The binding of a request's From AOR read from the registrar's store
+    /// now, when the registrations the relay last read do not have it (a
+    /// user agent that calls right after it registered): the bindings to
+    /// check this request against.
+    fn just_registered(
+        &self,
+        msg: &Message,
+        opts: &RelayOptions,
+        config: &LiveConfig,
+        key: Option<&[u8; 32]>,
+    ) -> Option<Bindings> {
+        let bindings = opts.path.bindings.as_ref()?;
+        let registry = self.registry.as_ref()?;
+        let source = opts.path.received_from.as_deref()?;
+        if !msg.is_request() || matches!(msg.method(), Some("ACK" | "REGISTER")) {
+            return None;
+        }
+        let aor = msg.aor("From")?;
+        if bindings.check(aor, source).is_ok() {
+            return None;
+        }
+        let realm = crate::sip::headers::uri_host(aor)?;
+        let realm = config
+            .domains
+            .iter()
+            .find(|d| d.eq_ignore_ascii_case(&realm))?;
+        let names = &config.opts.names;
+        let flow = |entry: &str| -> Option<String> {
+            let (transport, addr) = flow::flow_of(entry, names, key?)?;
+            Some(
+                Peer {
+                    transport,
+                    addr,
+                    local: addr,
+                    cert: None,
+                    size: 0,
+                }
+                .source(),
+            )
+        };
+        let now = time::OffsetDateTime::now_utc();
+        let sources = crate::blocking::offload(|| {
+            crate::registrar::aor_sources(registry.as_ref(), realm, aor, now, &flow)
+        })
+        .ok()?;
+        (!sources.is_empty())
+            .then(|| Bindings::from_map(BTreeMap::from([(aor.to_ascii_lowercase(), sources)])))
+    }
+
+    /// The location service (RFC 3261 §16.5, SPEC §7): the newest live
+    /// binding of `aor` in `domain`; 480 when it has none, 404 when it
+    /// never registered (what a policy denial also answers).
+    fn locate(
+        &self,
+        aor: &str,
+        domain: &str,
+        key: Option<&[u8; 32]>,
+        names: &OwnNames,
+    ) -> Result<Located, Box<Answer>> {
+        let Some(registry) = &self.registry else {
+            return Err(Box::new(Answer::new(Status::NotFound).because(
+                "no registrations to locate users in (give --registrations)",
+            )));
+        };
+        let record = crate::blocking::offload(|| registry.load_aor(domain, aor)).map_err(|e| {
+            Box::new(Answer::new(Status::ServerError).because(format!("the registrations: {e}")))
+        })?;
+        let now = time::OffsetDateTime::now_utc();
+        let known = !(record.bindings.is_empty()
+            && record.certificates.is_empty()
+            && record.nonces.is_empty());
+        let Some(b) = record
+            .bindings
+            .iter()
+            .filter(|b| b.expires > now && crate::registrar::same_aor(&b.aor, aor))
+            .max_by_key(|b| (b.expires, b.cseq))
+        else {
+            return Err(Box::new(if known {
+                Answer::new(Status::TemporarilyUnavailable)
+                    .because(format!("{aor} has no live binding"))
+            } else {
+                Answer::new(Status::NotFound)
+            }));
+        };
+        let flow = match (b.path.first(), key) {
+            (Some(first), Some(key)) => flow::flow_of(first, names, key),
+            _ => None,
+        };
+        let route = match flow {
+            // The entry is this relay's own: the flow is the way on.
+            Some(_) => b.path.iter().skip(1).cloned().collect(),
+            None => b.path.clone(),
+        };
+        Ok(Located {
+            contact: b.contact.clone(),
+            route,
+            flow,
+        })
     }
 
     /// Replace the keys and configuration (SIGHUP): messages in hand
@@ -278,6 +431,47 @@ fn sent_by(msg: &Message, config: &LiveConfig, planned: Option<&Hop>) -> String 
         .unwrap_or(first)
 }
 
+/// The hop of a flow: its transport, to its address.
+fn flow_hop(transport: Transport, addr: SocketAddr) -> Hop {
+    let host = match addr.ip().to_canonical() {
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+    };
+    Hop {
+        transport,
+        uri: HopUri {
+            secure: transport == Transport::Tls,
+            host,
+            port: Some(addr.port()),
+            transport: Some(transport.token().to_ascii_lowercase()),
+        },
+    }
+}
+
+/// `msg` sent to a located user agent: its Request-URI the Contact, the
+/// other proxies' Path entries its first Route entries.
+fn retarget(msg: &mut Message, found: &Located) {
+    let method = msg.method().unwrap_or_default().to_owned();
+    msg.set_start_line(crate::sip::StartLine::Request {
+        method,
+        uri: found.contact.clone(),
+    });
+    let at = msg
+        .headers()
+        .iter()
+        .position(|h| h.is("Route"))
+        .or_else(|| {
+            msg.headers()
+                .iter()
+                .position(|h| h.is("Max-Forwards"))
+                .map(|i| i + 1)
+        })
+        .unwrap_or(1);
+    for entry in found.route.iter().rev() {
+        msg.insert_header(at, "Route", entry);
+    }
+}
+
 /// `HOST:PORT` (or the host alone) of a hop, for the log.
 fn describe(hop: &Hop) -> String {
     match hop.uri.port {
@@ -313,7 +507,7 @@ fn response_hop(msg: &Message) -> Result<Hop, BackError> {
 }
 
 impl Service for LiveRelay {
-    fn handle(&self, msg: Message, peer: &Peer) -> Handled {
+    fn handle(&self, mut msg: Message, peer: &Peer) -> Handled {
         let keys = self.keys();
         let config = self.config();
         let relay_keys = relay_keys(&keys);
@@ -337,11 +531,46 @@ impl Service for LiveRelay {
         };
         let planned: Option<Result<Onward, RouteError>> =
             msg.is_request().then(|| route::onward(&msg, &how, size));
-        let hop = match &planned {
+        let key = msg
+            .is_request()
+            .then(|| self.flow_key(&relay_keys))
+            .flatten();
+        // A request for a user who registered through this relay comes
+        // back with the relay's Path entry as its Route: the flow it names.
+        let mut flow = key
+            .as_ref()
+            .and_then(|k| flow::routed_flow(&msg, &config.opts.names, k));
+        let mut hop = match &planned {
             Some(Ok(Onward::Myself)) => return self.for_myself(&msg, record),
             Some(Ok(Onward::Hop(hop))) => Some(hop.clone()),
+            Some(Ok(Onward::Location { aor, domain })) => {
+                match self.locate(aor, domain, key.as_ref(), &config.opts.names) {
+                    Ok(found) => {
+                        // RFC 3261 §16.5-16.6: the Contact is the new
+                        // Request-URI; other proxies' Path entries route it.
+                        retarget(&mut msg, &found);
+                        flow = found.flow;
+                        let first = found.route.first().unwrap_or(&found.contact);
+                        HopUri::parse(first).and_then(|u| Hop::for_uri(&u, size).ok())
+                    }
+                    Err(answer) => {
+                        record.decision = format!("answer {} (location)", answer.describe());
+                        let out = self
+                            .respond(&msg, *answer)
+                            .map(|m| Outgoing::new(m, Dest::Back))
+                            .into_iter()
+                            .collect();
+                        return Handled { out, record };
+                    }
+                }
+            }
             _ => None,
         };
+        // On a flow, the transport is the flow's.
+        let fallback = hop.clone();
+        if let Some((transport, addr)) = flow {
+            hop = Some(flow_hop(transport, addr));
+        }
         let mut opts: RelayOptions = config.opts.clone();
         let source = peer.source();
         opts.path.received_from = Some(source.clone());
@@ -355,6 +584,11 @@ impl Service for LiveRelay {
                     vec![source.clone()],
                 )])))
             });
+        }
+        if peer.cert.is_none()
+            && let Some(fresh) = self.just_registered(&msg, &opts, &config, key.as_ref())
+        {
+            opts.path.bindings = Some(Arc::new(fresh));
         }
         // The level of the link this relay sends on: a request's next hop,
         // or, for a response, the link it came back on (where the request
@@ -408,14 +642,47 @@ impl Service for LiveRelay {
             Outcome::Forward(mut out) if out.is_request() => match (planned, hop) {
                 (_, Some(hop)) => {
                     routing::set_via_transport(&mut out, hop.transport.token());
+                    if out.method() == Some("REGISTER")
+                        && msg.header_list("Via").len() == 1
+                        && let Some(key) = &key
+                    {
+                        // An edge proxy (RFC 5626 §5.2, RFC 3327): the user
+                        // agent's flow, for the requests that come back to it.
+                        let token = flow::token(key, peer.transport, peer.addr);
+                        let facing = listener(&config, hop.transport).unwrap_or(peer.local);
+                        let entry = flow::path_entry(&token, facing, hop.transport);
+                        let at = out
+                            .headers()
+                            .iter()
+                            .position(|h| h.is("Path") || h.is("Max-Forwards"))
+                            .map_or(1, |i| i + usize::from(out.headers()[i].is("Max-Forwards")));
+                        out.insert_header(at, "Path", &entry);
+                    }
                     record.decision =
                         format!("forward {} {}", hop.transport.token(), describe(&hop));
-                    let otherwise =
-                        self.over_udp(&out, &hop, &opts, &config, &relay_keys, peer, size);
-                    Outgoing {
-                        msg: out,
-                        dest: Dest::Locate(hop),
-                        otherwise: otherwise.map(Box::new),
+                    match flow {
+                        Some((transport, addr)) => {
+                            // The flow, else (it is gone) the Contact.
+                            let otherwise = fallback.map(|h| {
+                                let mut again = out.clone();
+                                routing::set_via_transport(&mut again, h.transport.token());
+                                Box::new(Outgoing::new(again, Dest::Locate(h)))
+                            });
+                            Outgoing {
+                                msg: out,
+                                dest: Dest::Flow(transport, addr),
+                                otherwise,
+                            }
+                        }
+                        None => {
+                            let otherwise =
+                                self.over_udp(&out, &hop, &opts, &config, &relay_keys, peer, size);
+                            Outgoing {
+                                msg: out,
+                                dest: Dest::Locate(hop),
+                                otherwise: otherwise.map(Box::new),
+                            }
+                        }
                     }
                 }
                 (planned, None) => {

@@ -14,6 +14,7 @@ pub mod route_security;
 pub mod routing;
 pub mod size;
 pub mod syntax;
+pub mod transaction;
 pub mod uri;
 
 pub use answer::{Answer, IntoAnswer, Status, respond};

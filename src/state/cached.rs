@@ -18,6 +18,7 @@ use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
 
 use super::{PinholeStore, SessionStore, StoreError};
+use crate::blocking::offload;
 use crate::pinhole::{Changes, Seen};
 use crate::session::{Entry, Recorded, SessionKey, Sessions, Use};
 
@@ -97,11 +98,11 @@ impl<S> CachedStore<S> {
 
 impl<S: SessionStore> SessionStore for CachedStore<S> {
     fn load(&self, owner: &str) -> Result<Sessions, StoreError> {
-        self.inner.load(owner)
+        offload(|| self.inner.load(owner))
     }
 
     fn read(&self, owner: &str, f: &mut dyn FnMut(&Sessions)) -> Result<(), StoreError> {
-        self.inner.read(owner, f)
+        offload(|| self.inner.read(owner, f))
     }
 
     fn entry(&self, owner: &str, call_id: &str) -> Result<Option<Entry>, StoreError> {
@@ -109,7 +110,7 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
         if let Some(e) = locked(&self.entries).get(&key) {
             return Ok(Some(e.clone()));
         }
-        let found = self.inner.entry(owner, call_id)?;
+        let found = offload(|| self.inner.entry(owner, call_id))?;
         if let Some(e) = &found {
             self.keep(key, e.clone());
         }
@@ -117,13 +118,13 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
     }
 
     fn update(&self, owner: &str, f: &mut dyn FnMut(&mut Sessions)) -> Result<(), StoreError> {
-        let r = self.inner.update(owner, f);
+        let r = offload(|| self.inner.update(owner, f));
         self.forget_owner(owner);
         r
     }
 
     fn all(&self) -> Result<Vec<(String, Sessions)>, StoreError> {
-        self.inner.all()
+        offload(|| self.inner.all())
     }
 
     fn secret(
@@ -134,7 +135,7 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
         if let Some(s) = locked(&self.secrets).get(owner) {
             return Ok(s.clone());
         }
-        let s = self.inner.secret(owner, fresh)?;
+        let s = offload(|| self.inner.secret(owner, fresh))?;
         locked(&self.secrets).insert(owner.to_owned(), s.clone());
         Ok(s)
     }
@@ -157,7 +158,7 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
             return Ok(Recorded::Same);
         }
         let kept = entry.clone();
-        let r = self.inner.record_capped(owner, entry, now, grace, cap);
+        let r = offload(|| self.inner.record_capped(owner, entry, now, grace, cap));
         match r {
             // A new session is stored as it came: keep it here too.
             Ok(Recorded::New) => self.keep(key, kept),
@@ -188,7 +189,7 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
         grace: Duration,
     ) -> Result<Option<SessionKey>, StoreError> {
         let Some(call_id) = call_id else {
-            return self.inner.lookup(owner, reference, None, now, grace);
+            return offload(|| self.inner.lookup(owner, reference, None, now, grace));
         };
         let key = (owner.to_owned(), call_id.to_owned());
         let hit = |e: &Entry| {
@@ -203,7 +204,7 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
             return Ok(Some(k));
         }
         // Not here, or another key (a rekey at another relay): the store.
-        let Some(e) = self.inner.entry(owner, call_id)? else {
+        let Some(e) = offload(|| self.inner.entry(owner, call_id))? else {
             return Ok(None);
         };
         let found = hit(&e);
@@ -219,19 +220,19 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
         max_uses: Option<u64>,
         max_age: Option<Duration>,
     ) -> Result<Use, StoreError> {
-        let r = self.inner.use_key(owner, call_id, now, max_uses, max_age);
+        let r = offload(|| self.inner.use_key(owner, call_id, now, max_uses, max_age));
         self.forget_call(owner, call_id);
         r
     }
 
     fn next_cseq(&self, owner: &str, call_id: &str, floor: u32) -> Result<u32, StoreError> {
-        let r = self.inner.next_cseq(owner, call_id, floor);
+        let r = offload(|| self.inner.next_cseq(owner, call_id, floor));
         self.forget_call(owner, call_id);
         r
     }
 
     fn forget(&self, owner: &str, what: &str) -> Result<bool, StoreError> {
-        let r = self.inner.forget(owner, what);
+        let r = offload(|| self.inner.forget(owner, what));
         self.forget_owner(owner);
         r
     }
@@ -251,7 +252,7 @@ impl<S: PinholeStore> PinholeStore for CachedStore<S> {
         if quiet && let Some(c) = locked(&self.quiet).get(&key) {
             return Ok(c.clone());
         }
-        let changes = self.inner.step(owner, call_id, seen)?;
+        let changes = offload(|| self.inner.step(owner, call_id, seen))?;
         let mut q = locked(&self.quiet);
         if quiet && changes.state == "unchanged" {
             if q.len() >= self.limit {

@@ -123,6 +123,52 @@ impl RedisStore {
         }
     }
 
+    /// The value at `key`, as JSON (none, or one that does not read: `None`).
+    pub fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let bytes: Option<Vec<u8>> = self.with("GET", |c| c.get(key))?;
+        Ok(bytes.and_then(|b| serde_json::from_slice(&b).ok()))
+    }
+
+    /// Change the JSON value at `key` at once (WATCH/MULTI/EXEC, retried
+    /// when another writer came first): `f` changes it (it is `T::default`
+    /// when absent) and says how many seconds to keep it.
+    pub fn update_json<T>(
+        &self,
+        key: &str,
+        f: &mut dyn FnMut(&mut T) -> u64,
+    ) -> Result<(), StoreError>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Default,
+    {
+        self.with("update", |c| {
+            redis::transaction(c, &[key], |c, pipe| {
+                let old: Option<Vec<u8>> = c.get(key)?;
+                let mut value: T = old
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .unwrap_or_default();
+                let ttl = f(&mut value).max(1);
+                let json = serde_json::to_vec(&value).unwrap_or_default();
+                pipe.set_ex(key, json, ttl).ignore();
+                pipe.query::<()>(c)?;
+                Ok(Some(()))
+            })
+        })
+    }
+
+    /// Every key matching `pattern` (SCAN; glob characters of a literal
+    /// part escaped with [`RedisStore::escape`]).
+    pub fn scan(&self, pattern: &str) -> Result<Vec<String>, StoreError> {
+        self.keys(pattern)
+    }
+
+    /// `s` with Redis glob characters escaped.
+    pub fn escape(s: &str) -> String {
+        escape_glob(s)
+    }
+
     fn keys(&self, pattern: &str) -> Result<Vec<String>, StoreError> {
         self.with("SCAN", |c| {
             let iter: redis::Iter<'_, String> = c.scan_match(pattern)?;

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 pub mod live;
+pub mod realm;
 
 /// The built `sipseal` binary, run from the repository root, with its own
 /// empty state directory under the target directory (never the user's; a

@@ -30,8 +30,8 @@ pub struct StateArgs {
     /// State directory: session keys and pinhole state, one subdirectory
     /// per identity (default: $SIPSEAL_STATE, else $XDG_STATE_HOME/sipseal).
     /// `relay` defaults to $XDG_RUNTIME_DIR/sipseal (tmpfs) when there is
-    /// one, and also takes redis://HOST:PORT: a store several relay
-    /// processes share.
+    /// one; `relay` and `registrar` also take redis://HOST:PORT: a store
+    /// several processes share.
     #[arg(
         long,
         value_name = "DIR|redis://HOST:PORT",
@@ -74,7 +74,9 @@ impl StateArgs {
     pub fn store(&self) -> Result<FileStore, Error> {
         if let Some(url) = self.redis_url() {
             return Err(Error::usage(
-                format!("--state {url}: only `sipseal relay` keeps its state in Redis"),
+                format!(
+                    "--state {url}: only `sipseal relay` and `sipseal registrar` keep their state in Redis"
+                ),
                 "give a state directory",
             ));
         }
@@ -88,6 +90,24 @@ impl StateArgs {
                 .join("sipseal"),
         };
         Ok(FileStore::new(&root))
+    }
+
+    /// The registrar's store: a directory, or (with the live features)
+    /// Redis, which relays and registrars on several hosts share.
+    pub fn registry(
+        &self,
+    ) -> Result<Box<dyn sipseal::registrar::store::RegistrarStore + Send + Sync>, Error> {
+        #[cfg(feature = "live")]
+        if let Some(url) = self.redis_url() {
+            let store = sipseal::state::RedisStore::open(url).map_err(|e| {
+                Error::usage(
+                    e.to_string(),
+                    "check that redis-server runs there (--state redis://HOST:PORT)",
+                )
+            })?;
+            return Ok(Box::new(store));
+        }
+        Ok(Box::new(self.store()?))
     }
 
     /// A user agent on the file store with the key limits given: what

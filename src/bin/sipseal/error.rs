@@ -202,6 +202,9 @@ impl Error {
                 sipseal::registrar::RegistrarError::Key(e) => key_hint(e).into(),
                 sipseal::registrar::RegistrarError::Compose(e) => compose_hint(e),
                 sipseal::registrar::RegistrarError::Sign(e) => signing_hint(e),
+                sipseal::registrar::RegistrarError::Ack => {
+                    "give the registrar a REGISTER, OPTIONS or PUBLISH".into()
+                }
             },
             Error::NoStateDir => "give --state DIR or set SIPSEAL_STATE".into(),
         }

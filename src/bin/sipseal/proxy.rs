@@ -304,6 +304,18 @@ impl RelayCommon {
 
     /// The bindings of --bindings and --registrations, merged.
     pub fn bindings_now(&self, now: time::OffsetDateTime) -> Result<Option<Bindings>, Error> {
+        self.bindings_with(now, &|_| None, &[])
+    }
+
+    /// The registrations (`--registrations`: a registrar's state directory,
+    /// or Redis for the `realms` a relay serves) as bindings, a relay's own
+    /// flows read by `flow`; merged with --bindings.
+    pub fn bindings_with(
+        &self,
+        now: time::OffsetDateTime,
+        flow: sipseal::registrar::FlowSource<'_>,
+        realms: &[String],
+    ) -> Result<Option<Bindings>, Error> {
         let mut map = std::collections::BTreeMap::new();
         if let Some(file) = &self.bindings {
             let loaded = Bindings::load(file).map_err(|e| {
@@ -315,13 +327,37 @@ impl RelayCommon {
             map.extend(loaded.into_map());
         }
         if let Some(dir) = &self.registrations {
-            for (aor, sources) in sipseal::registrar::registered_sources(dir, now)? {
+            let found = match self.registry()? {
+                Some(registry) if dir.to_string_lossy().starts_with("redis://") => {
+                    sipseal::registrar::registered_sources_in(registry.as_ref(), realms, now, flow)?
+                }
+                _ => sipseal::registrar::registered_sources(dir, now, flow)?,
+            };
+            for (aor, sources) in found {
                 let entry: &mut Vec<String> = map.entry(aor).or_default();
                 entry.extend(sources);
             }
         }
         Ok((self.bindings.is_some() || self.registrations.is_some())
             .then(|| Bindings::from_map(map)))
+    }
+
+    /// The registrar's store `--registrations` names: its state
+    /// directory, or (with the live features) Redis.
+    pub fn registry(
+        &self,
+    ) -> Result<
+        Option<std::sync::Arc<dyn sipseal::registrar::store::RegistrarStore + Send + Sync>>,
+        Error,
+    > {
+        let Some(at) = &self.registrations else {
+            return Ok(None);
+        };
+        let state = crate::args::StateArgs {
+            state: Some(at.clone()),
+            ..Default::default()
+        };
+        Ok(Some(std::sync::Arc::from(state.registry()?)))
     }
 
     /// The path checks this relay is configured with (`--bindings`,

@@ -11,12 +11,13 @@ use sipseal::envelope::signed::certs_of;
 use sipseal::keys::generate::{Ca, SigningKey, make_csr, subject_for};
 use sipseal::keys::trust::check_chain;
 use sipseal::keys::{Cert, KeyError};
-use sipseal::registrar::digest;
+use sipseal::registrar::digest::{self, DigestAlgorithm};
 use sipseal::registrar::users::{Users, username_of};
 use sipseal::registrar::{NONCE_LIFETIME, Outcome, Registrar};
 use sipseal::signing::outer_signature;
 use sipseal::sip::Message;
 use sipseal::sip::compose::{Body, RequestParams, build_request};
+use sipseal::sip::routing::OwnNames;
 
 use crate::args::{StateArgs, identity_at, private_key_at, read_secret};
 use crate::error::{Error, Exit};
@@ -53,10 +54,29 @@ pub struct StepArgs {
     /// The longest registration granted, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
     pub max_expires: u32,
-    /// Accept MD5 Digest (old clients such as SIPp); SHA-256 and
-    /// SHA-512-256 are always offered.
+    /// The Digest algorithms to challenge with, in order (a 401 carries
+    /// one WWW-Authenticate per algorithm): sha-512-256, sha-256, md5.
+    /// Clients that answer only the first challenge they can compute use
+    /// it; libre-based user agents (baresip) and SIPp stop at the first
+    /// one, so for them list md5 first (and give their users an MD5 HA1,
+    /// `registrar passwd --allow-md5`).
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        value_parser = parse_algorithm,
+        default_value = "sha-512-256,sha-256"
+    )]
+    pub digest_algorithms: Vec<DigestAlgorithm>,
+    /// Also accept MD5 Digest (old clients such as SIPp): the same as
+    /// appending md5 to --digest-algorithms.
     #[arg(long)]
     pub allow_md5: bool,
+    /// Another name or address this registrar goes by (HOST or
+    /// HOST:PORT; repeatable): a Request-URI naming it, as one naming a
+    /// listener, is a request for --realm.
+    #[arg(long, value_name = "NAME")]
+    pub alias: Vec<String>,
     /// How long a nonce stays fresh, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = NONCE_LIFETIME)]
     pub nonce_lifetime: i64,
@@ -87,6 +107,36 @@ pub struct StepArgs {
     pub state: StateArgs,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+fn parse_algorithm(s: &str) -> Result<DigestAlgorithm, String> {
+    DigestAlgorithm::from_token(s.trim())
+        .ok_or_else(|| format!("{s:?}: give sha-512-256, sha-256 or md5"))
+}
+
+impl StepArgs {
+    /// --digest-algorithms, with md5 appended for --allow-md5.
+    fn algorithms(&self) -> Vec<DigestAlgorithm> {
+        let mut out: Vec<DigestAlgorithm> = Vec::new();
+        for a in &self.digest_algorithms {
+            if !out.contains(a) {
+                out.push(*a);
+            }
+        }
+        if self.allow_md5 && !out.contains(&DigestAlgorithm::Md5) {
+            out.push(DigestAlgorithm::Md5);
+        }
+        out
+    }
+
+    /// Its own names: the listeners, and --alias.
+    fn own_names(&self, listeners: &[std::net::SocketAddr]) -> OwnNames {
+        let mut own = OwnNames::new(listeners.iter().copied());
+        for a in &self.alias {
+            own.add(a);
+        }
+        own
+    }
 }
 
 /// `registrar` subcommands.
@@ -157,9 +207,8 @@ pub fn run(args: RegistrarArgs, ctx: &mut Context) -> Result<Exit, Error> {
         output,
     }) = args.action
     {
-        use sipseal::registrar::store::RegistrarStore;
         let ca = Ca::load(&ca)?;
-        let registry = args.step.state.store()?.load_realm(&realm)?;
+        let registry = args.step.state.registry()?.load_realm(&realm)?;
         let now = ctx.now();
         let next = now + time::Duration::hours(i64::from(next_update));
         let pem = sipseal::registrar::crl::crl(&registry, &ca, now, next)?;
@@ -208,18 +257,19 @@ pub fn run(args: RegistrarArgs, ctx: &mut Context) -> Result<Exit, Error> {
                 "see `man sipseal-proxy` for the --policy YAML format",
             )
         })?;
-    let store = s.state.store()?;
+    let store = s.state.registry()?;
     if !s.listen.is_empty() {
-        return serve(s, realm, ca, identity, users, policy, Box::new(store), ctx);
+        return serve(s, realm, ca, identity, users, policy, store, ctx);
     }
     let registrar = Registrar {
         realm: &realm,
         ca: &ca,
         identity: &identity,
         users: &users,
-        store: &store,
+        store: store.as_ref(),
         max_expires: s.max_expires,
-        allow_md5: s.allow_md5,
+        algorithms: &s.algorithms(),
+        own: &s.own_names(&[]),
         nonce_lifetime: s.nonce_lifetime,
         policy: policy.as_ref(),
     };
@@ -256,8 +306,12 @@ pub fn run(args: RegistrarArgs, ctx: &mut Context) -> Result<Exit, Error> {
             Exit::SipError
         }
         Outcome::Refused { code, why } => {
-            eprintln!("{code}: {why}");
+            eprintln!("{}: {why}", code.code());
             Exit::SipError
+        }
+        Outcome::Alive => {
+            eprintln!("200: an OPTIONS keep-alive");
+            Exit::Ok
         }
     })
 }
@@ -313,12 +367,14 @@ fn serve(
         users,
         store,
         max_expires: s.max_expires,
-        allow_md5: s.allow_md5,
+        algorithms: s.algorithms(),
         nonce_lifetime: s.nonce_lifetime,
         policy,
         ctx: std::sync::Mutex::new(ctx.fork()),
+        own: std::sync::RwLock::new(s.own_names(&[])),
+        transactions: Default::default(),
     });
-    let counted = Arc::new(Counted::new(service as _, s.max_requests));
+    let counted = Arc::new(Counted::new(Arc::clone(&service) as _, s.max_requests));
     runtime()?.block_on(async move {
         let config = ServerConfig {
             listen,
@@ -327,6 +383,9 @@ fn serve(
             ..ServerConfig::default()
         };
         let server = bind(config, Arc::clone(&counted) as _).await?;
+        let bound: Vec<std::net::SocketAddr> =
+            server.local_addrs().iter().map(|(_, a)| *a).collect();
+        *service.own.write().unwrap_or_else(|e| e.into_inner()) = s.own_names(&bound);
         eprintln!(
             "registrar of {realm} listening on {}",
             describe(server.local_addrs())

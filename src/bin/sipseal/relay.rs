@@ -337,7 +337,7 @@ pub fn run(args: RelayLiveArgs, ctx: &mut Context) -> Result<Exit, Error> {
             ..ServerConfig::default()
         };
         // Bind first (port 0 gives a port), then set the relay's own addresses.
-        let relay: Arc<LiveRelay> = Arc::new(LiveRelay::new(
+        let mut relay = LiveRelay::new(
             LiveKeys {
                 identity: None,
                 psks: Vec::new(),
@@ -347,7 +347,16 @@ pub fn run(args: RelayLiveArgs, ctx: &mut Context) -> Result<Exit, Error> {
             Arc::clone(&store),
             ctx.fork(),
             Arc::clone(&sink),
-        ));
+        );
+        if let Some(registry) = args.common.registry()? {
+            relay = relay.with_registry(registry);
+        } else if !args.domain.is_empty() {
+            return Err(Error::usage(
+                "--domain: the location service reads the registrar's bindings",
+                "give --registrations DIR (the registrar's --state) or redis://HOST:PORT",
+            ));
+        }
+        let relay: Arc<LiveRelay> = Arc::new(relay);
         let counted = Arc::new(Counted::new(Arc::clone(&relay) as _, args.max_requests));
         let server = bind(server_config, Arc::clone(&counted) as _).await?;
         let bound: Vec<(Transport, SocketAddr)> = server.local_addrs().to_vec();
@@ -374,7 +383,12 @@ pub fn run(args: RelayLiveArgs, ctx: &mut Context) -> Result<Exit, Error> {
                 let fixed = Context::new(None, fixed_now);
                 // Reading the registrar's files may take a while: the
                 // runtime's other work goes on meanwhile.
-                match sipseal::blocking::offload(|| args.common.bindings_now(fixed.now())) {
+                // What came through this relay is bound to the flow it came on.
+                let flow = |entry: &str| relay.flow_source(entry);
+                let realms = &args.domain;
+                match sipseal::blocking::offload(|| {
+                    args.common.bindings_with(fixed.now(), &flow, realms)
+                }) {
                     Ok(bindings) => {
                         let mut config = (*relay.config()).clone();
                         config.opts.path.bindings = bindings.map(Arc::new);

@@ -1,0 +1,678 @@
+//! One request through the registrar, as stages: a REGISTER is
+//! [`Asked`] (a domain this registrar serves, the AOR in To), then
+//! [`Authenticated`] (SIP Digest), then [`Bound`] (one atomic change of
+//! the store: nonce count, bindings, certificate), then answered. A stage
+//! that cannot go on says why as a [`Stop`], which [`Registrar::handle`]
+//! turns into the response in one place.
+
+use time::{Duration, OffsetDateTime};
+
+use super::certs::refuse;
+use super::digest::{self, DigestError, NonceState};
+use super::store::{Binding, StoredCert};
+use super::{
+    CERT_QUERY, DEFAULT_EXPIRES, Handled, Outcome, Registrar, RegistrarError, bare_uri, host_of,
+    same_aor, stored_cert,
+};
+use crate::context::Context;
+use crate::envelope::signed::SignatureScheme;
+use crate::keys::Cert;
+use crate::signing::sign_message;
+use crate::sip::compose::Body;
+use crate::sip::syntax::NameAddr;
+use crate::sip::uri::HopUri;
+use crate::sip::{Answer, Message, Status, respond};
+
+/// Why a request is answered other than with success.
+#[derive(Debug)]
+pub(super) enum Stop {
+    /// A Digest challenge (401); `stale`: the credentials were right and
+    /// the nonce old.
+    Challenge {
+        /// Whether the challenge says stale=true.
+        stale: bool,
+    },
+    /// A refusal: its answer (the why in it is for the operator only).
+    Refuse(Box<Answer>),
+    /// The registrar itself failed.
+    Failed(RegistrarError),
+}
+
+impl<E: Into<RegistrarError>> From<E> for Stop {
+    fn from(e: E) -> Stop {
+        Stop::Failed(e.into())
+    }
+}
+
+/// A REGISTER or PUBLISH for a domain this registrar serves: the AOR it
+/// names (To).
+pub(super) struct Asked<'m> {
+    req: &'m Message,
+    aor: String,
+}
+
+/// Who a request authenticated as, and the nonce count it used.
+pub(super) struct Authenticated<'m> {
+    asked: Asked<'m>,
+    nonce: String,
+    nc: u32,
+    made: i64,
+}
+
+/// A REGISTER whose change is stored.
+pub(super) struct Bound {
+    aor: String,
+    /// The AOR's bindings now.
+    bindings: Vec<Binding>,
+    /// The expiry granted.
+    granted: u32,
+    /// The certificate issued or registered, as stored.
+    cert: Option<(Cert, StoredCert)>,
+    removing: bool,
+}
+
+/// What the body of a REGISTER asks for.
+enum BodyAsks {
+    /// Nothing: a refresh (or a removal).
+    Nothing,
+    /// A certificate for the key of this request (PKCS#10).
+    Csr(Vec<u8>),
+    /// Storing this certificate (DER) as it is.
+    Cert(Vec<u8>),
+}
+
+fn body_asks(req: &Message) -> Result<BodyAsks, String> {
+    if req.body().is_empty() {
+        return Ok(BodyAsks::Nothing);
+    }
+    let ct = req
+        .content_type()
+        .map_err(|e| e.to_string())?
+        .ok_or("a body without a Content-Type")?;
+    match ct.mime.as_str() {
+        "application/pkcs10" => Ok(BodyAsks::Csr(req.body().to_vec())),
+        "application/pkix-cert" => Ok(BodyAsks::Cert(req.body().to_vec())),
+        other => Err(format!(
+            "a {other} body (the registrar takes application/pkcs10 or application/pkix-cert)"
+        )),
+    }
+}
+
+/// The methods the registrar serves.
+const ALLOW: &str = "REGISTER, OPTIONS, PUBLISH";
+
+/// RFC 5626 §4.1: a Contact's instance ID and reg-id.
+fn outbound_params(c: &NameAddr) -> (Option<String>, Option<u32>) {
+    let instance = c
+        .param("+sip.instance")
+        .flatten()
+        .map(|v| v.trim_matches('"').to_owned());
+    let reg_id = c.param("reg-id").flatten().and_then(|v| v.parse().ok());
+    (instance, reg_id)
+}
+
+impl Registrar<'_> {
+    /// Answer one request.
+    pub fn handle(
+        &self,
+        req: &Message,
+        source: Option<&str>,
+        ctx: &mut Context,
+    ) -> Result<Handled, RegistrarError> {
+        let done = match req.method() {
+            Some("REGISTER") => self.register(req, source, ctx),
+            Some("OPTIONS") => self.options(req, ctx),
+            Some("PUBLISH") => self.publish(req, ctx),
+            Some("ACK") => return Err(RegistrarError::Ack),
+            _ => Err(Stop::Refuse(Box::new(
+                Answer::new(Status::MethodNotAllowed)
+                    .with_header("Allow", ALLOW)
+                    .because("the registrar answers REGISTER, OPTIONS and PUBLISH"),
+            ))),
+        };
+        match done {
+            Ok(handled) => Ok(handled),
+            Err(Stop::Failed(e)) => Err(e),
+            Err(Stop::Challenge { stale }) => self.challenge(req, stale, ctx),
+            Err(Stop::Refuse(answer)) => Ok(Handled {
+                response: respond(req, &answer, ctx)?.ok_or(RegistrarError::Ack)?,
+                outcome: Outcome::Refused {
+                    code: answer.status,
+                    why: answer.why.unwrap_or_default(),
+                },
+            }),
+        }
+    }
+
+    /// 401 with one WWW-Authenticate per accepted algorithm, in the
+    /// configured order.
+    fn challenge(
+        &self,
+        req: &Message,
+        stale: bool,
+        ctx: &mut Context,
+    ) -> Result<Handled, RegistrarError> {
+        let secret = self.secret(ctx)?;
+        let mut salt = [0u8; 8];
+        salt.copy_from_slice(&ctx.bytes(8));
+        let nonce = digest::make_nonce(
+            secret.as_slice(),
+            self.realm,
+            ctx.now().unix_timestamp(),
+            salt,
+        );
+        let mut answer = Answer::new(Status::Unauthorized);
+        for alg in self.algorithms {
+            answer = answer.with_header(
+                "WWW-Authenticate",
+                digest::challenge(self.realm, &nonce, *alg, stale),
+            );
+        }
+        Ok(Handled {
+            response: respond(req, &answer, ctx)?.ok_or(RegistrarError::Ack)?,
+            outcome: Outcome::Challenged { stale },
+        })
+    }
+
+    fn secret(&self, ctx: &mut Context) -> Result<zeroize::Zeroizing<[u8; 32]>, RegistrarError> {
+        let mut fresh = || {
+            let mut s = [0u8; 32];
+            s.copy_from_slice(&ctx.bytes(32));
+            s
+        };
+        Ok(self.store.registrar_secret(self.realm, &mut fresh)?)
+    }
+
+    /// Whether the Request-URI is for this registrar: its realm, or one
+    /// of its own addresses or names (RFC 3261 §10.3 step 1; what SIPp
+    /// and many phones send when given the registrar's address).
+    fn serves(&self, req: &Message) -> bool {
+        let Some(uri) = req.request_uri() else {
+            return false;
+        };
+        host_of(uri).as_deref() == Some(&self.realm.to_ascii_lowercase())
+            || HopUri::parse(uri).is_some_and(|u| self.own.names_uri(&u))
+    }
+
+    /// The first stage: a domain this registrar serves, and an AOR of it.
+    fn asked<'m>(&self, req: &'m Message) -> Result<Asked<'m>, Stop> {
+        if !self.serves(req) {
+            return Err(refuse(
+                Status::NotFound,
+                "a domain this registrar does not serve",
+            ));
+        }
+        let aor = req
+            .header("To")
+            .map(bare_uri)
+            .ok_or_else(|| refuse(Status::BadRequest, "no To header"))?;
+        Ok(Asked { req, aor })
+    }
+
+    /// Digest authentication (RFC 3261 §22.3, RFC 8760): who it is, or
+    /// the challenge or refusal that answers it instead.
+    fn authenticate<'m>(
+        &self,
+        asked: Asked<'m>,
+        ctx: &mut Context,
+    ) -> Result<Authenticated<'m>, Stop> {
+        let now = ctx.now();
+        let req = asked.req;
+        let method = req.method().unwrap_or_default();
+        let secret = self.secret(ctx)?;
+        let Some(value) = req.header("Authorization") else {
+            return Err(Stop::Challenge { stale: false });
+        };
+        let creds = match digest::parse_authorization(value) {
+            Ok(c) => c,
+            Err(DigestError::Malformed(why)) => return Err(refuse(Status::BadRequest, why)),
+            Err(DigestError::Unsupported(_)) => return Err(Stop::Challenge { stale: false }),
+        };
+        if creds.realm != self.realm || !self.algorithms.contains(&creds.algorithm) {
+            return Err(Stop::Challenge { stale: false });
+        }
+        let nonce = digest::check_nonce(
+            secret.as_slice(),
+            self.realm,
+            &creds.nonce,
+            now.unix_timestamp(),
+            self.nonce_lifetime,
+        );
+        let made = match nonce {
+            NonceState::Fresh(made) => made,
+            NonceState::Foreign => return Err(Stop::Challenge { stale: false }),
+            // Stale: said so only to the right password.
+            _ if self
+                .credentials_hold(&creds, method, secret.as_slice())
+                .is_some() =>
+            {
+                return Err(Stop::Challenge { stale: true });
+            }
+            _ => {
+                return Err(refuse(Status::Forbidden, "wrong credentials (stale nonce)"));
+            }
+        };
+        let Some(user_aor) = self.credentials_hold(&creds, method, secret.as_slice()) else {
+            return Err(refuse(Status::Forbidden, "wrong credentials"));
+        };
+        if !same_aor(&user_aor, &asked.aor) {
+            let why = format!(
+                "{} may register {user_aor}, not {}",
+                creds.username, asked.aor
+            );
+            return Err(refuse(Status::Forbidden, why));
+        }
+        Ok(Authenticated {
+            asked,
+            nonce: creds.nonce,
+            nc: creds.nc,
+            made,
+        })
+    }
+
+    /// The AOR of the user `creds` authenticate, when they do. An unknown
+    /// user is checked against a made-up HA1, so that the work and the
+    /// answer are those of a wrong password.
+    fn credentials_hold(
+        &self,
+        creds: &digest::Credentials,
+        method: &str,
+        secret: &[u8],
+    ) -> Option<String> {
+        let user = self.users.get(self.realm, &creds.username);
+        let decoy = creds
+            .algorithm
+            .hash(&format!("{}:{}", hex::encode(secret), creds.username));
+        let ha1 = user
+            .and_then(|u| u.ha1(creds.algorithm))
+            .unwrap_or(decoy.as_str());
+        let matches = digest::response_matches(creds, method, ha1);
+        match user {
+            Some(u) if matches && u.ha1(creds.algorithm).is_some() => Some(u.aor.clone()),
+            _ => None,
+        }
+    }
+
+    /// When the nonce `a` used expires (then its counts are forgotten).
+    fn nonce_expires(&self, a: &Authenticated<'_>, now: OffsetDateTime) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(a.made + self.nonce_lifetime).unwrap_or(now)
+    }
+
+    fn register(
+        &self,
+        req: &Message,
+        source: Option<&str>,
+        ctx: &mut Context,
+    ) -> Result<Handled, Stop> {
+        let asked = self.asked(req)?;
+        let authenticated = self.authenticate(asked, ctx)?;
+        let bound = self.bind(authenticated, source, ctx)?;
+        self.registered(req, bound, ctx)
+    }
+
+    /// The third stage: the Contacts, Expires and body read, a
+    /// certificate issued or checked, and one atomic change stored: the
+    /// nonce count, the bindings, the certificate.
+    fn bind(
+        &self,
+        a: Authenticated<'_>,
+        source: Option<&str>,
+        ctx: &mut Context,
+    ) -> Result<Bound, Stop> {
+        let req = a.asked.req;
+        let aor = a.asked.aor.as_str();
+        let now = ctx.now();
+        let call_id = req
+            .call_id()
+            .map_err(crate::sip::ComposeError::from)?
+            .to_owned();
+        let cseq = req.cseq().map_err(crate::sip::ComposeError::from)?.seq;
+        let star = req.header_list("Contact").contains(&"*");
+        let contacts = req.contacts().map_err(crate::sip::ComposeError::from)?;
+        let header_expires = match req.header("Expires") {
+            None => None,
+            Some(v) => Some(
+                v.trim()
+                    .parse::<u32>()
+                    .map_err(|_| refuse(Status::BadRequest, "Expires is not a number"))?,
+            ),
+        };
+        let requested = |c: &NameAddr| -> u32 {
+            c.param("expires")
+                .flatten()
+                .and_then(|v| v.parse().ok())
+                .or(header_expires)
+                .unwrap_or(DEFAULT_EXPIRES)
+        };
+        // RFC 3261 §10.3 step 6: `*` only with Expires: 0 and alone.
+        if star && (header_expires != Some(0) || !contacts.is_empty()) {
+            return Err(refuse(
+                Status::BadRequest,
+                "Contact: * needs Expires: 0 and no other Contact",
+            ));
+        }
+        let removing = star || (!contacts.is_empty() && contacts.iter().all(|c| requested(c) == 0));
+        let granted = contacts
+            .iter()
+            .map(|c| requested(c).min(self.max_expires))
+            .max()
+            .unwrap_or(0);
+        let until = now + Duration::seconds(i64::from(granted));
+        // RFC 3327: the proxies between the UA and here, to reach it through.
+        let path: Vec<String> = req
+            .header_list("Path")
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        // What the body asks for, checked before anything is stored.
+        let plain = self.unseal(req, ctx)?;
+        let body = body_asks(&plain).map_err(|why| {
+            Stop::Refuse(Box::new(
+                Answer::new(Status::UnsupportedMediaType)
+                    .with_header("Accept", "application/pkcs10, application/pkix-cert")
+                    .because(why),
+            ))
+        })?;
+        let cert = match body {
+            _ if removing => None,
+            // A refresh: the binding is extended, and the AOR's newest
+            // certificate issued here is issued again for the same key
+            // and subject until the new expiry.
+            BodyAsks::Nothing if !contacts.is_empty() => {
+                self.reissue(aor, until, ctx)?.map(|c| (c, true))
+            }
+            BodyAsks::Nothing => None,
+            BodyAsks::Csr(bytes) => Some((self.issue_from_csr(&bytes, aor, until, ctx)?, true)),
+            BodyAsks::Cert(bytes) => Some((self.check_given_cert(&bytes, aor, now)?, false)),
+        };
+        let cert = match cert {
+            Some((c, issued)) => {
+                let stored = stored_cert(&c, aor, issued)?;
+                Some((c, stored))
+            }
+            None => None,
+        };
+        let nonce_expires = self.nonce_expires(&a, now);
+        let mut replay = false;
+        let mut bindings: Vec<Binding> = Vec::new();
+        self.store.update_aor(self.realm, aor, &mut |r| {
+            r.expire(now);
+            if !r.use_nonce(&a.nonce, a.nc, nonce_expires) {
+                replay = true;
+                return;
+            }
+            if removing {
+                r.bindings.retain(|b| {
+                    !(same_aor(&b.aor, aor)
+                        && (star || contacts.iter().any(|c| c.uri == b.contact)))
+                });
+                if !r.bindings.iter().any(|b| same_aor(&b.aor, aor)) {
+                    for c in r.certificates.iter_mut().filter(|c| same_aor(&c.aor, aor)) {
+                        c.withdrawn.get_or_insert(now);
+                    }
+                }
+            } else {
+                for c in &contacts {
+                    let expires =
+                        now + Duration::seconds(i64::from(requested(c).min(self.max_expires)));
+                    let (instance, reg_id) = outbound_params(c);
+                    // RFC 5626 §6: one binding per instance and reg-id,
+                    // whatever its Contact (the UA's address changed).
+                    r.bindings.retain(|b| {
+                        !(same_aor(&b.aor, aor)
+                            && (b.contact == c.uri
+                                || (instance.is_some()
+                                    && b.instance == instance
+                                    && b.reg_id == reg_id)))
+                    });
+                    r.bindings.push(Binding {
+                        aor: aor.to_owned(),
+                        contact: c.uri.clone(),
+                        expires,
+                        source: source.map(str::to_owned),
+                        call_id: call_id.clone(),
+                        cseq,
+                        path: path.clone(),
+                        instance,
+                        reg_id,
+                    });
+                }
+                if let Some((_, s)) = &cert {
+                    r.certificates.push(s.clone());
+                }
+            }
+            bindings = r
+                .bindings
+                .iter()
+                .filter(|b| same_aor(&b.aor, aor))
+                .cloned()
+                .collect();
+        })?;
+        if replay {
+            // The same nonce count twice: a replay (the server transaction
+            // layer answers a retransmission before it gets here); either
+            // way, authenticate afresh.
+            return Err(Stop::Challenge { stale: false });
+        }
+        Ok(Bound {
+            aor: aor.to_owned(),
+            bindings,
+            granted,
+            cert,
+            removing,
+        })
+    }
+
+    /// The last stage: 200 with the AOR's bindings (each Contact with its
+    /// expiry, instance and reg-id), the Path when the UA supports it, and
+    /// the certificate when one was issued or stored.
+    fn registered(&self, req: &Message, bound: Bound, ctx: &mut Context) -> Result<Handled, Stop> {
+        let now = ctx.now();
+        let mut headers: Vec<(String, String)> = bound
+            .bindings
+            .iter()
+            .map(|b| {
+                let left = (b.expires - now).whole_seconds().max(0);
+                let mut contact = format!("<{}>;expires={left}", b.contact);
+                if let Some(i) = &b.instance {
+                    contact.push_str(&format!(";+sip.instance=\"{i}\""));
+                }
+                if let Some(r) = b.reg_id {
+                    contact.push_str(&format!(";reg-id={r}"));
+                }
+                ("Contact".to_owned(), contact)
+            })
+            .collect();
+        headers.push(("Expires".into(), bound.granted.to_string()));
+        let supports = |tag: &str| {
+            req.header_list("Supported")
+                .iter()
+                .any(|t| t.trim().eq_ignore_ascii_case(tag))
+        };
+        if supports("path") {
+            for p in req.header_list("Path") {
+                headers.push(("Path".into(), p.to_owned()));
+            }
+        }
+        // RFC 5626 §6: outbound processing was applied (an instance and
+        // reg-id, registered directly or through an edge proxy that marks
+        // its Path with `ob`).
+        let outbound = bound.bindings.iter().any(|b| {
+            b.reg_id.is_some()
+                && b.instance.is_some()
+                && b.path.first().is_none_or(|p| p.contains(";ob"))
+        });
+        if outbound && supports("outbound") && !bound.removing {
+            headers.push(("Require".into(), "outbound".into()));
+        }
+        let response = match &bound.cert {
+            Some((cert, _)) => self.with_certificate(req, headers, cert, ctx)?,
+            None => {
+                let mut answer = Answer::new(Status::Ok);
+                answer.headers = headers;
+                respond(req, &answer, ctx)?.ok_or(RegistrarError::Ack)?
+            }
+        };
+        let outcome = if bound.removing {
+            Outcome::Removed { aor: bound.aor }
+        } else {
+            Outcome::Registered {
+                aor: bound.aor,
+                expires: bound.granted,
+                certificate: bound.cert.map(|(_, s)| s.serial),
+            }
+        };
+        Ok(Handled { response, outcome })
+    }
+
+    /// PUBLISH with a CSR (the simplified CA): authenticated as a
+    /// REGISTER is, the same checks, a certificate valid for the
+    /// publication's Expires (no binding), answered in the 200 OK.
+    fn publish(&self, req: &Message, ctx: &mut Context) -> Result<Handled, Stop> {
+        let asked = self.asked(req)?;
+        let a = self.authenticate(asked, ctx)?;
+        let aor = a.asked.aor.clone();
+        let now = ctx.now();
+        let expires = match req.header("Expires").map(|v| v.trim().parse::<u32>()) {
+            None => DEFAULT_EXPIRES,
+            Some(Ok(n)) if n > 0 => n,
+            Some(_) => {
+                return Err(refuse(
+                    Status::BadRequest,
+                    "Expires is not a positive number",
+                ));
+            }
+        }
+        .min(self.max_expires);
+        let until = now + Duration::seconds(i64::from(expires));
+        let plain = self.unseal(req, ctx)?;
+        let cert = match body_asks(&plain) {
+            Ok(BodyAsks::Csr(bytes)) => self.issue_from_csr(&bytes, &aor, until, ctx)?,
+            _ => {
+                return Err(Stop::Refuse(Box::new(
+                    Answer::new(Status::UnsupportedMediaType)
+                        .with_header("Accept", "application/pkcs10")
+                        .because("a PUBLISH carries a certificate request (application/pkcs10: the key with its proof of possession)"),
+                )));
+            }
+        };
+        let mut stored = stored_cert(&cert, &aor, true)?;
+        stored.published = true;
+        let nonce_expires = self.nonce_expires(&a, now);
+        let mut replay = false;
+        self.store.update_aor(self.realm, &aor, &mut |r| {
+            r.expire(now);
+            if !r.use_nonce(&a.nonce, a.nc, nonce_expires) {
+                replay = true;
+                return;
+            }
+            r.certificates.push(stored.clone());
+        })?;
+        if replay {
+            return Err(Stop::Challenge { stale: false });
+        }
+        let headers = vec![
+            ("SIP-ETag".to_owned(), stored.serial.clone()),
+            ("Expires".to_owned(), expires.to_string()),
+        ];
+        let response = self.with_certificate(req, headers, &cert, ctx)?;
+        Ok(Handled {
+            response,
+            outcome: Outcome::Registered {
+                aor,
+                expires,
+                certificate: Some(stored.serial),
+            },
+        })
+    }
+
+    /// OPTIONS: a certificate query when it asks for a certificate
+    /// (`Accept: application/pkix-cert`, or a [`CERT_QUERY`] header);
+    /// else a keep-alive ping, answered 200 with what the registrar
+    /// serves.
+    fn options(&self, req: &Message, ctx: &mut Context) -> Result<Handled, Stop> {
+        let asks_cert = req.header(CERT_QUERY).is_some()
+            || req.header_list("Accept").iter().any(|a| {
+                a.split(';')
+                    .next()
+                    .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/pkix-cert"))
+            });
+        if asks_cert {
+            return self.query(req, ctx);
+        }
+        let answer = Answer::new(Status::Ok)
+            .with_header("Allow", ALLOW)
+            .with_header(
+                "Accept",
+                "application/pkcs10, application/pkix-cert, application/pkcs7-mime",
+            )
+            .with_header("Supported", "path, outbound");
+        Ok(Handled {
+            response: respond(req, &answer, ctx)?.ok_or(RegistrarError::Ack)?,
+            outcome: Outcome::Alive,
+        })
+    }
+
+    /// A certificate query (OPTIONS for an AOR): 200 with the AOR's
+    /// current certificate (valid now, not withdrawn, its binding
+    /// registered), signed; or, with a [`CERT_QUERY`] header, 200 when the
+    /// certificate of that SHA-256 fingerprint is still such a one. Every
+    /// other case is the same 404: nothing tells an unknown AOR from a
+    /// withdrawn or expired one.
+    fn query(&self, req: &Message, ctx: &mut Context) -> Result<Handled, Stop> {
+        let now = ctx.now();
+        let aor = req.header("To").map(bare_uri).unwrap_or_default();
+        let registry = self.store.load_aor(self.realm, &aor)?;
+        let wanted = req
+            .header(CERT_QUERY)
+            .map(|v| v.trim().to_ascii_lowercase());
+        let from = req.aor("From").unwrap_or_default();
+        let allowed = self.policy.is_none_or(|p| p.allows(from, &aor));
+        let served = allowed
+            && self.serves(req)
+            && host_of(&aor).as_deref() == Some(&self.realm.to_ascii_lowercase());
+        let found = match wanted {
+            _ if !served => None,
+            None => registry.current_certs(&aor, now).last(),
+            Some(q) => {
+                let hex = q
+                    .strip_prefix("sha-256")
+                    .map(|h| h.trim().replace(':', ""))
+                    .unwrap_or_default();
+                registry.current_certs(&aor, now).find(|s| s.sha256 == hex)
+            }
+        };
+        let Some(stored) = found else {
+            return Err(refuse(
+                Status::NotFound,
+                format!("no current certificate for {aor}"),
+            ));
+        };
+        let (_, der) = der::pem::decode_vec(stored.pem.as_bytes())
+            .map_err(|e| crate::keys::KeyError::Generate(e.to_string()))?;
+        let answer = Answer::new(Status::Ok)
+            .with_header(
+                "Content-Disposition",
+                "attachment; filename=cert.der; handling=required",
+            )
+            .with_body(Body {
+                content_type: "application/pkix-cert".into(),
+                bytes: der,
+            });
+        let response = respond(req, &answer, ctx)?.ok_or(RegistrarError::Ack)?;
+        let response = sign_message(
+            &response,
+            self.identity,
+            SignatureScheme::Pkcs1v15,
+            &[],
+            ctx,
+        )?;
+        Ok(Handled {
+            response,
+            outcome: Outcome::Found {
+                aor: aor.clone(),
+                serial: stored.serial.clone(),
+            },
+        })
+    }
+}

@@ -1,0 +1,176 @@
+//! Flows (RFC 5626 §5.2): a relay that a user agent registers through
+//! puts a Path entry of its own on the REGISTER whose user part is a
+//! flow token: the transport and address the REGISTER came from, under
+//! an HMAC of the relay's secret, so that no one else can make one. A
+//! request for that user later comes back to the relay with that entry
+//! (as a Route, or in the binding the location service reads), and goes
+//! on the same flow: the connection the REGISTER came on while it is
+//! open, or the UDP address it came from (through a NAT).
+
+use std::net::{IpAddr, SocketAddr};
+
+use base64::Engine as _;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+use crate::net::Transport;
+use crate::sip::Message;
+use crate::sip::headers::split_list;
+use crate::sip::routing::OwnNames;
+use crate::sip::uri::HopUri;
+
+/// The bytes of the MAC a token carries.
+const MAC_LEN: usize = 10;
+
+fn mac(key: &[u8; 32], payload: &[u8]) -> [u8; MAC_LEN] {
+    let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("any key length");
+    m.update(b"sipseal flow token");
+    m.update(payload);
+    let full = m.finalize().into_bytes();
+    let mut out = [0u8; MAC_LEN];
+    out.copy_from_slice(&full[..MAC_LEN]);
+    out
+}
+
+fn transport_byte(t: Transport) -> u8 {
+    match t {
+        Transport::Udp => b'u',
+        Transport::Tcp => b't',
+        Transport::Tls => b's',
+    }
+}
+
+/// The flow token of a message that came over `transport` from `addr`
+/// (URL-safe base64: fit for a SIP URI's user part).
+pub fn token(key: &[u8; 32], transport: Transport, addr: SocketAddr) -> String {
+    let mut payload = vec![transport_byte(transport)];
+    match addr.ip().to_canonical() {
+        IpAddr::V4(v4) => payload.extend_from_slice(&v4.octets()),
+        IpAddr::V6(v6) => payload.extend_from_slice(&v6.octets()),
+    }
+    payload.extend_from_slice(&addr.port().to_be_bytes());
+    let mut bytes = mac(key, &payload).to_vec();
+    bytes.extend_from_slice(&payload);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The flow a token names, when this relay made it.
+pub fn flow(key: &[u8; 32], token: &str) -> Option<(Transport, SocketAddr)> {
+    if token.len() > 64 {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()?;
+    let (tag, payload) = bytes.split_at_checked(MAC_LEN)?;
+    let expected = mac(key, payload);
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(tag, &expected[..])) {
+        return None;
+    }
+    let (&t, rest) = payload.split_first()?;
+    let transport = match t {
+        b'u' => Transport::Udp,
+        b't' => Transport::Tcp,
+        b's' => Transport::Tls,
+        _ => return None,
+    };
+    let (ip, port) = match rest.len() {
+        6 => {
+            let o: [u8; 4] = rest.get(..4)?.try_into().ok()?;
+            (IpAddr::from(o), rest.get(4..6)?)
+        }
+        18 => {
+            let o: [u8; 16] = rest.get(..16)?.try_into().ok()?;
+            (IpAddr::from(o), rest.get(16..18)?)
+        }
+        _ => return None,
+    };
+    let port = u16::from_be_bytes([*port.first()?, *port.get(1)?]);
+    Some((transport, SocketAddr::new(ip, port)))
+}
+
+/// The Path entry of a flow: `<sip:TOKEN@HOST:PORT;transport=T;lr;ob>`,
+/// naming this relay's listener `at` (RFC 5626 §5.2: `ob` marks an edge
+/// proxy that keeps flows).
+pub fn path_entry(token: &str, at: SocketAddr, transport: Transport) -> String {
+    let host = match at.ip().to_canonical() {
+        IpAddr::V6(v6) => format!("[{v6}]"),
+        IpAddr::V4(v4) => v4.to_string(),
+    };
+    let t = transport.token().to_ascii_lowercase();
+    format!("<sip:{token}@{host}:{};transport={t};lr;ob>", at.port())
+}
+
+/// The flow a URI (a Path or Route entry) names: one of this relay's
+/// names, whose user part is a token it made.
+pub fn flow_of(uri: &str, names: &OwnNames, key: &[u8; 32]) -> Option<(Transport, SocketAddr)> {
+    let hop = HopUri::parse(uri)?;
+    if !names.names_uri(&hop) {
+        return None;
+    }
+    let v = uri.trim();
+    let inner = match (v.find('<'), v.find('>')) {
+        (Some(a), Some(b)) if a < b => &v[a + 1..b],
+        _ => v,
+    };
+    let rest = inner.split_once(':')?.1;
+    let (user, _) = rest.split_once('@')?;
+    flow(key, user)
+}
+
+/// The flow of the topmost Route entry of `msg`, when it is this relay's
+/// with a flow token (a request for a user who registered through it).
+pub fn routed_flow(
+    msg: &Message,
+    names: &OwnNames,
+    key: &[u8; 32],
+) -> Option<(Transport, SocketAddr)> {
+    let routes = msg.header_values("Route");
+    let first = routes.into_iter().flat_map(split_list).next()?;
+    flow_of(first, names, key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_names_its_flow_only_under_its_key() {
+        let key = [7u8; 32];
+        for (t, addr) in [
+            (Transport::Udp, "192.0.2.7:40000"),
+            (Transport::Tls, "[2001:db8::1]:5061"),
+            (Transport::Tcp, "[::ffff:127.0.0.1]:5090"),
+        ] {
+            let addr: SocketAddr = addr.parse().unwrap();
+            let tok = token(&key, t, addr);
+            let (ft, fa) = flow(&key, &tok).unwrap();
+            assert_eq!(ft, t);
+            assert_eq!(fa.ip(), addr.ip().to_canonical());
+            assert_eq!(fa.port(), addr.port());
+            assert_eq!(flow(&[8u8; 32], &tok), None, "another relay's key");
+            let mut forged = tok.clone().into_bytes();
+            let last = forged.len() - 1;
+            forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+            assert_eq!(flow(&key, std::str::from_utf8(&forged).unwrap()), None);
+        }
+        assert_eq!(flow(&key, "not base64!"), None);
+        assert_eq!(flow(&key, ""), None);
+    }
+
+    #[test]
+    fn a_path_entry_of_this_relay_leads_back_to_the_flow() {
+        let key = [7u8; 32];
+        let at: SocketAddr = "127.0.0.1:5070".parse().unwrap();
+        let names = OwnNames::new([at]);
+        let ua: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let entry = path_entry(&token(&key, Transport::Tcp, ua), at, Transport::Tcp);
+        assert!(
+            entry.ends_with("@127.0.0.1:5070;transport=tcp;lr;ob>"),
+            "{entry}"
+        );
+        assert_eq!(flow_of(&entry, &names, &key), Some((Transport::Tcp, ua)));
+        let other = OwnNames::new(["127.0.0.1:5080".parse().unwrap()]);
+        assert_eq!(flow_of(&entry, &other, &key), None, "another relay's entry");
+    }
+}
