@@ -18,19 +18,15 @@ pub mod serve;
 pub mod store;
 pub mod users;
 
-use der::Encode;
 use time::OffsetDateTime;
 
 use crate::error::ErrorClass;
-use crate::keys::generate::Ca;
-use crate::keys::{Cert, Identity};
+use crate::keys::Cert;
 use crate::signing::SigningError;
 use crate::sip::compose::ComposeError;
 use crate::sip::{Message, Status};
 use crate::state::StoreError;
-use digest::DigestAlgorithm;
-use store::{RegistrarStore, StoredCert};
-use users::Users;
+use store::RegistrarStore;
 
 /// The header of a certificate query asking whether the certificate of
 /// this fingerprint is still valid: `sha-256 HEX` (colons allowed).
@@ -122,36 +118,6 @@ pub struct Handled {
     pub response: Message,
     /// What was done.
     pub outcome: Outcome,
-}
-
-/// A registrar for one realm.
-pub struct Registrar<'a> {
-    /// The realm (the domain it registers, and the Digest realm).
-    pub realm: &'a str,
-    /// The CA that issues certificates.
-    pub ca: &'a Ca,
-    /// The registrar's own identity: it signs the responses that carry
-    /// certificates.
-    pub identity: &'a Identity,
-    /// The credentials (HA1 values).
-    pub users: &'a Users,
-    /// Bindings, certificates and nonce counts.
-    pub store: &'a dyn RegistrarStore,
-    /// The longest registration granted (seconds).
-    pub max_expires: u32,
-    /// The Digest algorithms challenged with, in order (MD5 only when
-    /// listed: old clients such as SIPp and libre-based user agents,
-    /// which answer only the first challenge, need it first).
-    pub algorithms: &'a [DigestAlgorithm],
-    /// The registrar's own addresses and names: a Request-URI naming one
-    /// of them is for its realm.
-    pub own: &'a crate::sip::routing::OwnNames,
-    /// How long a nonce stays fresh (seconds).
-    pub nonce_lifetime: i64,
-    /// The connectivity policy: a certificate query from an AOR the
-    /// allow-list does not let reach the AOR asked about gets the same 404
-    /// as an unknown one.
-    pub policy: Option<&'a crate::policy::Policy>,
 }
 
 /// Every certificate under `path` an AOR can be looked up among: PEM and
@@ -270,83 +236,8 @@ pub fn lookup<'a>(
         .max_by_key(|c| crate::keys::trust::time_of(&c.cert.tbs_certificate().validity().not_after))
 }
 
-/// The URI of a name-addr or addr-spec value, without its parameters.
-fn bare_uri(value: &str) -> String {
-    let v = value.trim();
-    let inner = match (v.find('<'), v.rfind('>')) {
-        (Some(a), Some(b)) if a < b => &v[a + 1..b],
-        _ => v.split(';').next().unwrap_or(v),
-    };
-    inner.trim().to_owned()
-}
-
-/// The host of a SIP URI, lower case.
-fn host_of(uri: &str) -> Option<String> {
-    let rest = uri
-        .strip_prefix("sips:")
-        .or_else(|| uri.strip_prefix("sip:"))?;
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-    let host = rest.split([';', '?', ':']).next()?;
-    (!host.is_empty()).then(|| host.to_ascii_lowercase())
-}
-
-/// An AOR as it is compared: scheme and host in lower case.
-pub(crate) fn aor_key(aor: &str) -> String {
-    match aor.split_once(':').and_then(|(scheme, rest)| {
-        rest.rsplit_once('@').map(|(user, host)| {
-            format!(
-                "{}:{user}@{}",
-                scheme.to_ascii_lowercase(),
-                host.to_ascii_lowercase()
-            )
-        })
-    }) {
-        Some(k) => k,
-        None => aor.to_ascii_lowercase(),
-    }
-}
-
-/// Two AORs are the same when their URIs are, with the scheme and host
-/// compared case-insensitively (RFC 3261 §19.1.4).
-pub(crate) fn same_aor(a: &str, b: &str) -> bool {
-    let split = |u: &str| -> Option<(String, String, String)> {
-        let (scheme, rest) = u.split_once(':')?;
-        let (user, host) = rest.rsplit_once('@')?;
-        Some((
-            scheme.to_ascii_lowercase(),
-            user.to_owned(),
-            host.to_ascii_lowercase(),
-        ))
-    };
-    match (split(a), split(b)) {
-        (Some(x), Some(y)) => x == y,
-        _ => false,
-    }
-}
-
 mod certs;
 mod register;
 
-fn stored_cert(cert: &Cert, aor: &str, issued: bool) -> Result<StoredCert, RegistrarError> {
-    use der::EncodePem;
-    use sha2::Digest;
-    let der = cert
-        .cert
-        .to_der()
-        .map_err(|e| crate::keys::KeyError::Generate(e.to_string()))?;
-    let pem = cert
-        .cert
-        .to_pem(der::pem::LineEnding::LF)
-        .map_err(|e| crate::keys::KeyError::Generate(e.to_string()))?;
-    let not_after = crate::keys::trust::time_of(&cert.cert.tbs_certificate().validity().not_after);
-    Ok(StoredCert {
-        aor: aor.to_owned(),
-        serial: hex::encode(cert.cert.tbs_certificate().serial_number().as_bytes()),
-        sha256: hex::encode(sha2::Sha256::digest(&der)),
-        not_after,
-        issued,
-        published: false,
-        withdrawn: None,
-        pem,
-    })
-}
+pub use crate::sip::aor::same_aor;
+pub use register::Registrar;

@@ -7,18 +7,20 @@
 
 use time::{Duration, OffsetDateTime};
 
-use super::certs::refuse;
-use super::digest::{self, DigestError, NonceState};
-use super::store::{Binding, StoredCert};
-use super::{
-    CERT_QUERY, DEFAULT_EXPIRES, Handled, Outcome, Registrar, RegistrarError, bare_uri, host_of,
-    same_aor, stored_cert,
-};
+use super::certs::stored_cert;
+use super::certs::{self, refuse};
+use super::digest::{self, DigestAlgorithm, DigestError, NonceState};
+use super::store::{Binding, RegistrarStore, StoredCert};
+use super::users::Users;
+use super::{CERT_QUERY, DEFAULT_EXPIRES, Handled, Outcome, RegistrarError};
 use crate::context::Context;
 use crate::envelope::signed::SignatureScheme;
-use crate::keys::Cert;
+use crate::keys::generate::Ca;
+use crate::keys::{Cert, Identity};
 use crate::signing::sign_message;
+use crate::sip::aor::same_aor;
 use crate::sip::compose::Body;
+use crate::sip::headers::{addr_spec, uri_host};
 use crate::sip::syntax::NameAddr;
 use crate::sip::uri::HopUri;
 use crate::sip::{Answer, Message, Status, respond};
@@ -98,6 +100,36 @@ fn body_asks(req: &Message) -> Result<BodyAsks, String> {
     }
 }
 
+/// A registrar for one realm.
+pub struct Registrar<'a> {
+    /// The realm (the domain it registers, and the Digest realm).
+    pub realm: &'a str,
+    /// The CA that issues certificates.
+    pub ca: &'a Ca,
+    /// The registrar's own identity: it signs the responses that carry
+    /// certificates.
+    pub identity: &'a Identity,
+    /// The credentials (HA1 values).
+    pub users: &'a Users,
+    /// Bindings, certificates and nonce counts.
+    pub store: &'a dyn RegistrarStore,
+    /// The longest registration granted (seconds).
+    pub max_expires: u32,
+    /// The Digest algorithms challenged with, in order (MD5 only when
+    /// listed: old clients such as SIPp and libre-based user agents,
+    /// which answer only the first challenge, need it first).
+    pub algorithms: &'a [DigestAlgorithm],
+    /// The registrar's own addresses and names: a Request-URI naming one
+    /// of them is for its realm.
+    pub own: &'a crate::sip::routing::OwnNames,
+    /// How long a nonce stays fresh (seconds).
+    pub nonce_lifetime: i64,
+    /// The connectivity policy: a certificate query from an AOR the
+    /// allow-list does not let reach the AOR asked about gets the same 404
+    /// as an unknown one.
+    pub policy: Option<&'a crate::policy::Policy>,
+}
+
 /// The methods the registrar serves.
 const ALLOW: &str = "REGISTER, OPTIONS, PUBLISH";
 
@@ -106,7 +138,7 @@ fn outbound_params(c: &NameAddr) -> (Option<String>, Option<u32>) {
     let instance = c
         .param("+sip.instance")
         .flatten()
-        .map(|v| v.trim_matches('"').to_owned());
+        .map(|v| v.trim_start_matches("\"").trim_end_matches("\"").to_owned());
     let reg_id = c.param("reg-id").flatten().and_then(|v| v.parse().ok());
     (instance, reg_id)
 }
@@ -190,7 +222,7 @@ impl Registrar<'_> {
         let Some(uri) = req.request_uri() else {
             return false;
         };
-        host_of(uri).as_deref() == Some(&self.realm.to_ascii_lowercase())
+        uri_host(uri).is_some_and(|h| h.eq_ignore_ascii_case(self.realm))
             || HopUri::parse(uri).is_some_and(|u| self.own.names_uri(&u))
     }
 
@@ -204,7 +236,7 @@ impl Registrar<'_> {
         }
         let aor = req
             .header("To")
-            .map(bare_uri)
+            .map(|to| addr_spec(to).to_owned())
             .ok_or_else(|| refuse(Status::BadRequest, "no To header"))?;
         Ok(Asked { req, aor })
     }
@@ -365,7 +397,7 @@ impl Registrar<'_> {
             .map(str::to_owned)
             .collect();
         // What the body asks for, checked before anything is stored.
-        let plain = self.unseal(req, ctx)?;
+        let plain = certs::unseal(self, req, ctx)?;
         let body = body_asks(&plain).map_err(|why| {
             Stop::Refuse(Box::new(
                 Answer::new(Status::UnsupportedMediaType)
@@ -379,11 +411,15 @@ impl Registrar<'_> {
             // certificate issued here is issued again for the same key
             // and subject until the new expiry.
             BodyAsks::Nothing if !contacts.is_empty() => {
-                self.reissue(aor, until, ctx)?.map(|c| (c, true))
+                certs::reissue(self, aor, until, ctx)?.map(|c| (c, true))
             }
             BodyAsks::Nothing => None,
-            BodyAsks::Csr(bytes) => Some((self.issue_from_csr(&bytes, aor, until, ctx)?, true)),
-            BodyAsks::Cert(bytes) => Some((self.check_given_cert(&bytes, aor, now)?, false)),
+            BodyAsks::Csr(bytes) => {
+                Some((certs::issue_from_csr(self, &bytes, aor, until, ctx)?, true))
+            }
+            BodyAsks::Cert(bytes) => {
+                Some((certs::check_given_cert(self, &bytes, aor, now)?, false))
+            }
         };
         let cert = match cert {
             Some((c, issued)) => {
@@ -402,12 +438,11 @@ impl Registrar<'_> {
                 return;
             }
             if removing {
-                r.bindings.retain(|b| {
-                    !(same_aor(&b.aor, aor)
-                        && (star || contacts.iter().any(|c| c.uri == b.contact)))
-                });
-                if !r.bindings.iter().any(|b| same_aor(&b.aor, aor)) {
-                    for c in r.certificates.iter_mut().filter(|c| same_aor(&c.aor, aor)) {
+                // The record is the AOR's own: every entry in it is the AOR's.
+                r.bindings
+                    .retain(|b| !(star || contacts.iter().any(|c| c.uri == b.contact)));
+                if r.bindings.is_empty() {
+                    for c in r.certificates.iter_mut() {
                         c.withdrawn.get_or_insert(now);
                     }
                 }
@@ -419,11 +454,8 @@ impl Registrar<'_> {
                     // RFC 5626 §6: one binding per instance and reg-id,
                     // whatever its Contact (the UA's address changed).
                     r.bindings.retain(|b| {
-                        !(same_aor(&b.aor, aor)
-                            && (b.contact == c.uri
-                                || (instance.is_some()
-                                    && b.instance == instance
-                                    && b.reg_id == reg_id)))
+                        !(b.contact == c.uri
+                            || (instance.is_some() && b.instance == instance && b.reg_id == reg_id))
                     });
                     r.bindings.push(Binding {
                         aor: aor.to_owned(),
@@ -441,12 +473,7 @@ impl Registrar<'_> {
                     r.certificates.push(s.clone());
                 }
             }
-            bindings = r
-                .bindings
-                .iter()
-                .filter(|b| same_aor(&b.aor, aor))
-                .cloned()
-                .collect();
+            bindings = r.bindings.clone();
         })?;
         if replay {
             // The same nonce count twice: a replay (the server transaction
@@ -506,7 +533,7 @@ impl Registrar<'_> {
             headers.push(("Require".into(), "outbound".into()));
         }
         let response = match &bound.cert {
-            Some((cert, _)) => self.with_certificate(req, headers, cert, ctx)?,
+            Some((cert, _)) => certs::with_certificate(self, req, headers, cert, ctx)?,
             None => {
                 let mut answer = Answer::new(Status::Ok);
                 answer.headers = headers;
@@ -545,9 +572,9 @@ impl Registrar<'_> {
         }
         .min(self.max_expires);
         let until = now + Duration::seconds(i64::from(expires));
-        let plain = self.unseal(req, ctx)?;
+        let plain = certs::unseal(self, req, ctx)?;
         let cert = match body_asks(&plain) {
-            Ok(BodyAsks::Csr(bytes)) => self.issue_from_csr(&bytes, &aor, until, ctx)?,
+            Ok(BodyAsks::Csr(bytes)) => certs::issue_from_csr(self, &bytes, &aor, until, ctx)?,
             _ => {
                 return Err(Stop::Refuse(Box::new(
                     Answer::new(Status::UnsupportedMediaType)
@@ -575,7 +602,7 @@ impl Registrar<'_> {
             ("SIP-ETag".to_owned(), stored.serial.clone()),
             ("Expires".to_owned(), expires.to_string()),
         ];
-        let response = self.with_certificate(req, headers, &cert, ctx)?;
+        let response = certs::with_certificate(self, req, headers, &cert, ctx)?;
         Ok(Handled {
             response,
             outcome: Outcome::Registered {
@@ -621,7 +648,10 @@ impl Registrar<'_> {
     /// withdrawn or expired one.
     fn query(&self, req: &Message, ctx: &mut Context) -> Result<Handled, Stop> {
         let now = ctx.now();
-        let aor = req.header("To").map(bare_uri).unwrap_or_default();
+        let aor = req
+            .header("To")
+            .map(|to| addr_spec(to).to_owned())
+            .unwrap_or_default();
         let registry = self.store.load_aor(self.realm, &aor)?;
         let wanted = req
             .header(CERT_QUERY)
@@ -630,7 +660,7 @@ impl Registrar<'_> {
         let allowed = self.policy.is_none_or(|p| p.allows(from, &aor));
         let served = allowed
             && self.serves(req)
-            && host_of(&aor).as_deref() == Some(&self.realm.to_ascii_lowercase());
+            && uri_host(&aor).is_some_and(|h| h.eq_ignore_ascii_case(self.realm));
         let found = match wanted {
             _ if !served => None,
             None => registry.current_certs(&aor, now).last(),

@@ -145,10 +145,10 @@ impl Registry {
         let bound = self
             .bindings
             .iter()
-            .any(|b| super::same_aor(&b.aor, aor) && b.expires > now);
+            .any(|b| crate::sip::aor::same_aor(&b.aor, aor) && b.expires > now);
         self.certificates.iter().filter(move |c| {
             (bound || c.published)
-                && super::same_aor(&c.aor, aor)
+                && crate::sip::aor::same_aor(&c.aor, aor)
                 && c.withdrawn.is_none()
                 && c.not_after > now
         })
@@ -191,7 +191,7 @@ fn owner(realm: &str) -> String {
 /// the AOR as compared: scheme and host in lower case).
 fn aor_file(aor: &str) -> String {
     use sha2::Digest;
-    let key = super::aor_key(aor);
+    let key = crate::sip::aor::aor_key(aor);
     let readable: String = key
         .chars()
         .map(|c| {
@@ -265,7 +265,7 @@ fn redis_key(realm: &str, aor: &str) -> String {
     format!(
         "sipseal:registrar:{}:aor:{}",
         realm.to_ascii_lowercase(),
-        super::aor_key(aor)
+        crate::sip::aor::aor_key(aor)
     )
 }
 
@@ -416,7 +416,7 @@ fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl RegistrarStore for MemoryRegistry {
     fn load_aor(&self, realm: &str, aor: &str) -> Result<Registry, StoreError> {
-        let key = (realm.to_owned(), super::aor_key(aor));
+        let key = (realm.to_owned(), crate::sip::aor::aor_key(aor));
         Ok(locked(&self.records)
             .get(&key)
             .cloned()
@@ -429,7 +429,7 @@ impl RegistrarStore for MemoryRegistry {
         aor: &str,
         f: &mut dyn FnMut(&mut Registry),
     ) -> Result<(), StoreError> {
-        let key = (realm.to_owned(), super::aor_key(aor));
+        let key = (realm.to_owned(), crate::sip::aor::aor_key(aor));
         f(locked(&self.records).entry(key).or_insert_with(empty));
         Ok(())
     }

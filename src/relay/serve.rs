@@ -261,7 +261,8 @@ impl LiveRelay {
         let Some(b) = record
             .bindings
             .iter()
-            .filter(|b| b.expires > now && crate::registrar::same_aor(&b.aor, aor))
+            // The record is the AOR's own.
+            .filter(|b| b.expires > now)
             .max_by_key(|b| (b.expires, b.cseq))
         else {
             return Err(Box::new(if known {

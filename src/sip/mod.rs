@@ -2,6 +2,7 @@
 //! composing new requests and responses.
 
 pub mod answer;
+pub mod aor;
 pub mod body;
 pub mod compose;
 pub mod conformance;
