@@ -42,6 +42,33 @@ pub struct PathOptions {
     pub trust: Arc<[Cert]>,
 }
 
+/// Why no signature counts as a party's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotSigned {
+    /// The message names no AOR to compare a signer with.
+    #[error("no AOR to compare the signer with")]
+    NoAor,
+    /// Nobody signed.
+    #[error("no signature of {0}")]
+    Unsigned(String),
+    /// Others signed.
+    #[error("signed by {by}, not by {aor}")]
+    Others {
+        /// Who signed.
+        by: String,
+        /// The party.
+        aor: String,
+    },
+    /// The party signed, but its certificate is not trusted.
+    #[error("the signer {aor} is not trusted: {why}")]
+    Untrusted {
+        /// The party.
+        aor: String,
+        /// Why.
+        why: String,
+    },
+}
+
 /// Whether one of `signers` (signatures that verified) is `aor`'s: its
 /// SAN URI is the AOR and, with trust anchors, it chains to one and is
 /// valid `now`. `Ok` carries a note when the chain was not checked.
@@ -50,8 +77,8 @@ pub(super) fn party_signer(
     aor: Option<&str>,
     path: &PathOptions,
     now: OffsetDateTime,
-) -> Result<Option<String>, String> {
-    let aor = aor.ok_or("no AOR to compare the signer with")?;
+) -> Result<Option<String>, NotSigned> {
+    let aor = aor.ok_or(NotSigned::NoAor)?;
     let named: Vec<&Cert> = signers
         .iter()
         .filter(|c| c.uri().is_some_and(|u| u.eq_ignore_ascii_case(aor)))
@@ -59,9 +86,12 @@ pub(super) fn party_signer(
     if named.is_empty() {
         let who: Vec<String> = signers.iter().map(Cert::name).collect();
         return Err(if who.is_empty() {
-            format!("no signature of {aor}")
+            NotSigned::Unsigned(aor.to_owned())
         } else {
-            format!("signed by {}, not by {aor}", who.join(", "))
+            NotSigned::Others {
+                by: who.join(", "),
+                aor: aor.to_owned(),
+            }
         });
     }
     if path.trust.is_empty() {
@@ -76,7 +106,10 @@ pub(super) fn party_signer(
             Err(e) => why = e.to_string(),
         }
     }
-    Err(format!("the signer {aor} is not trusted: {why}"))
+    Err(NotSigned::Untrusted {
+        aor: aor.to_owned(),
+        why,
+    })
 }
 
 /// What a relay checks before it parses anything deeper (SPEC §4 step

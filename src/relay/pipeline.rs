@@ -42,11 +42,35 @@ pub(super) enum Pass {
     Refuse(Refusal),
 }
 
+/// How a message's SDP is authenticated (S1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Vouch {
+    /// Its source is bound to the From AOR (the imposture check passed).
+    BoundSource,
+    /// Its From party signed it.
+    FromSigned,
+    /// It is sealed under the session key of the offer.
+    SessionKey,
+    /// Its To party signed it.
+    ToSigned,
+}
+
+impl std::fmt::Display for Vouch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Vouch::BoundSource => "its source is bound to the From AOR (imposture check)",
+            Vouch::FromSigned => "signed by its From party",
+            Vouch::SessionKey => "sealed under the session key of the offer",
+            Vouch::ToSigned => "signed by its To party",
+        })
+    }
+}
+
 /// What vouches for a message (S1, S2): whether its SDP is authenticated
 /// (`Ok`: how; `Err`: why not) and whether a dialog party signed it.
 pub(super) struct Trust {
     /// Why the SDP may, or may not, open pinholes.
-    pub sdp: Result<String, String>,
+    pub sdp: Result<Vouch, path::NotSigned>,
     /// A signature of the From or To party verified.
     pub party_signed: bool,
 }
@@ -393,23 +417,23 @@ fn vouch(
     }
     let sdp = if msg.is_request() {
         if opts.path.bindings.is_some() && opts.path.received_from.is_some() {
-            Ok("its source is bound to the From AOR (imposture check)".to_owned())
+            Ok(Vouch::BoundSource)
         } else {
-            from.clone().map(|_| "signed by its From party".to_owned())
+            from.clone().map(|_| Vouch::FromSigned)
         }
     } else if report.decision == Decision::Session {
-        Ok("sealed under the session key of the offer".to_owned())
+        Ok(Vouch::SessionKey)
     } else {
-        to.clone().map(|_| "signed by its To party".to_owned())
+        to.clone().map(|_| Vouch::ToSigned)
     };
     Vouched { from, to, sdp }
 }
 
 /// What [`vouch`] found.
 struct Vouched {
-    from: Result<Option<String>, String>,
-    to: Result<Option<String>, String>,
-    sdp: Result<String, String>,
+    from: Result<Option<String>, path::NotSigned>,
+    to: Result<Option<String>, path::NotSigned>,
+    sdp: Result<Vouch, path::NotSigned>,
 }
 
 impl Vouched {
