@@ -313,6 +313,48 @@ fn a_sipp_call_crosses_a_designated_and_a_blind_relay_and_tshark_reads_every_mes
         "{}",
         String::from_utf8_lossy(&malformed.stdout)
     );
+    // What the relays sent on (to proxy-b's port, to the UAS's): every Via
+    // but the relay's own on top carries received= and rport= (RFC 3261
+    // §18.2.1, RFC 3581), and every Record-Route its transport.
+    let mut sent = Command::new("tshark");
+    sent.args(["-r", s(&pcap)]);
+    for p in [uac_port, uas_port, a_port, b_port] {
+        sent.args(["-d", &format!("tcp.port=={p},sip")]);
+    }
+    let filter = format!("sip.Method && (tcp.dstport == {b_port} || tcp.dstport == {uas_port})");
+    let out = sent
+        .args(["-Y", &filter, "-T", "fields", "-E", "occurrence=a"])
+        .args(["-E", "aggregator=|", "-e", "sip.Method", "-e", "sip.Via"])
+        .args(["-e", "sip.Record-Route"])
+        .succeeds();
+    let fields = String::from_utf8(out.stdout).unwrap();
+    let (mut requests, mut unmarked, mut vias, mut rrs) = (0, 0, 0, Vec::new());
+    for line in fields.lines() {
+        let cols: Vec<&str> = line.split('\t').collect();
+        requests += cols[0].split('|').count();
+        for via in cols[1].split('|') {
+            vias += 1;
+            if !(via.contains("received=127.0.0.1") && via.contains("rport=")) {
+                unmarked += 1;
+            }
+        }
+        rrs.extend(
+            cols.get(2)
+                .unwrap_or(&"")
+                .split('|')
+                .filter(|r| !r.is_empty()),
+        );
+    }
+    assert_eq!(
+        requests, 6,
+        "INVITE, ACK and BYE to proxy-b and to the UAS: {fields}"
+    );
+    assert_eq!(
+        unmarked, requests,
+        "only each relay's own Via: {vias} Vias\n{fields}"
+    );
+    assert!(!rrs.is_empty(), "{fields}");
+    assert!(rrs.iter().all(|r| r.contains(";transport=tcp")), "{rrs:?}");
     let _ = hosts;
 }
 
