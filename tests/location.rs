@@ -226,3 +226,36 @@ fn to_own_address(msg: &[u8], port: u16) -> Vec<u8> {
     assert!(line.starts_with("REGISTER sip:example.com "), "{line}");
     format!("REGISTER sip:127.0.0.1:{port} SIP/2.0\r\n{rest}").into_bytes()
 }
+
+#[test]
+fn sipp_registers_with_the_registrars_address_as_its_request_uri() {
+    let tmp = tempfile::tempdir().unwrap();
+    // SIPp computes MD5 only, and answers the first challenge.
+    let realm = Realm::new(tmp.path(), "example.com", &["alice"], true);
+    let registrar = realm.registrar(
+        s(&realm.dir.join("registry")),
+        &["udp:127.0.0.1:0"],
+        &["--digest-algorithms", "md5,sha-256"],
+    );
+    let scenario = common::repo().join("samples/sipp/register.xml");
+    let local = common::live::port(31_000, 0);
+    let mut sipp = common::live::Background(
+        std::process::Command::new("sipp")
+            .arg(format!("127.0.0.1:{}", registrar.port("udp")))
+            .args(["-sf", s(&scenario), "-m", "1", "-s", "alice"])
+            .args(["-au", "alice", "-ap", "alice-pw", "-key", "domain", "example.com"])
+            .args(["-i", "127.0.0.1", "-p", &local.to_string(), "-t", "u1"])
+            .args(["-nostdin", "-timeout", "20s", "-timeout_error"])
+            .current_dir(&realm.dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("sipp runs (.ci/run installs sip-tester)"),
+    );
+    assert_eq!(sipp.wait(30), Some(0), "{}", registrar.log_text());
+    assert!(
+        registrar.logged("200 registered sip:alice@example.com"),
+        "{}",
+        registrar.log_text()
+    );
+}
