@@ -13,13 +13,14 @@ use common::realm::{Realm, Wire};
 use common::s;
 use sipseal::sip::Message;
 
-/// A request from `wire` to `uri`, its Via naming the wire.
+/// A request from `wire` to `uri`, its Via naming the wire, its From
+/// with the transport as user agents that dial with one write it.
 fn request(wire: &Wire, method: &str, uri: &str, call_id: &str) -> Vec<u8> {
     format!(
         "{method} {uri} SIP/2.0\r\n\
 Via: SIP/2.0/{} {};branch=z9hG4bK{call_id}\r\n\
 Max-Forwards: 70\r\n\
-From: <sip:bob@example.com>;tag=b1\r\n\
+From: <sip:bob@example.com;transport={}>;tag=b1\r\n\
 To: <{uri}>\r\n\
 Call-ID: {call_id}\r\n\
 CSeq: 1 {method}\r\n\
@@ -27,6 +28,7 @@ Contact: <sip:bob@{}>\r\n\
 Content-Length: 0\r\n\r\n",
         wire.token(),
         wire.local(),
+        wire.token().to_ascii_lowercase(),
         wire.local()
     )
     .into_bytes()
@@ -243,7 +245,15 @@ fn sipp_registers_with_the_registrars_address_as_its_request_uri() {
         std::process::Command::new("sipp")
             .arg(format!("127.0.0.1:{}", registrar.port("udp")))
             .args(["-sf", s(&scenario), "-m", "1", "-s", "alice"])
-            .args(["-au", "alice", "-ap", "alice-pw", "-key", "domain", "example.com"])
+            .args([
+                "-au",
+                "alice",
+                "-ap",
+                "alice-pw",
+                "-key",
+                "domain",
+                "example.com",
+            ])
             .args(["-i", "127.0.0.1", "-p", &local.to_string(), "-t", "u1"])
             .args(["-nostdin", "-timeout", "20s", "-timeout_error"])
             .current_dir(&realm.dir)

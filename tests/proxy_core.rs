@@ -386,3 +386,53 @@ fn a_next_hop_that_never_answers_holds_up_only_its_own_calls() {
     let answer = ua.recv();
     assert_eq!(answer.status(), Some(503));
 }
+
+#[test]
+fn the_ack_of_the_relays_own_answer_ends_at_the_relay() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = relay(tmp.path(), "relay", &[]);
+    let ua = Ua::new();
+    // A next hop that refuses the connection: the relay answers 503.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let route = format!("Route: <sip:127.0.0.1:{closed};transport=tcp;lr>\r\n");
+    ua.send(
+        relay.port("udp"),
+        &request(
+            "INVITE",
+            "sip:bob@b.example.com",
+            ua.port(),
+            "own-1",
+            &route,
+        ),
+    );
+    let answer = ua.recv();
+    assert_eq!(answer.status(), Some(503), "{}", relay.log_text());
+    let to = answer.header("To").unwrap().to_owned();
+    // Its ACK (RFC 3261 §17.1.1.3): the To of the answer, the INVITE's branch.
+    let ack = String::from_utf8(request(
+        "ACK",
+        "sip:bob@b.example.com",
+        ua.port(),
+        "own-1",
+        &route,
+    ))
+    .unwrap()
+    .replace("To: <sip:bob@b.example.com>", &format!("To: {to}"));
+    ua.send(relay.port("udp"), ack.as_bytes());
+    assert!(
+        relay.logged("the ACK of this relay's own answer"),
+        "{}",
+        relay.log_text()
+    );
+    let ack_line = lines_of(&relay, "own-1")
+        .into_iter()
+        .find(|l| l["method"] == "ACK")
+        .unwrap();
+    assert!(
+        ack_line.get("send_error").is_none(),
+        "not sent anywhere: {ack_line}"
+    );
+}

@@ -81,6 +81,20 @@ pub enum Dest {
     Flow(Transport, SocketAddr),
 }
 
+impl std::fmt::Display for Dest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Dest::Back => f.write_str("the peer"),
+            Dest::To(t) => write!(f, "{} {}", t.transport.token(), t.addr),
+            Dest::Locate(h) => match h.uri.port {
+                Some(p) => write!(f, "{} {}:{p}", h.transport.token(), h.uri.host),
+                None => write!(f, "{} {}", h.transport.token(), h.uri.host),
+            },
+            Dest::Flow(t, a) => write!(f, "the {} flow from {a}", t.token()),
+        }
+    }
+}
+
 /// A message to send.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
@@ -904,6 +918,7 @@ async fn deliver(
     errors: &mut Vec<String>,
 ) {
     let mut next = Some(out);
+    let mut fell_back = false;
     while let Some(out) = next.take() {
         let sent = match &out.dest {
             Dest::Back => send_back(shared, &out.msg, peer, back).await,
@@ -914,10 +929,18 @@ async fn deliver(
                 Err(e) => Err(e.into()),
             },
         };
-        let Err(why) = sent else { return };
+        let Err(why) = sent else {
+            if fell_back {
+                errors.push(format!("sent instead to {}", out.dest));
+            }
+            return;
+        };
         errors.push(why.to_string());
         match out.otherwise {
-            Some(instead) => next = Some(*instead),
+            Some(instead) => {
+                fell_back = true;
+                next = Some(*instead);
+            }
             None => {
                 if let Some(answer) = shared.service.unsent(&out.msg, &why) {
                     let _ = send_back(shared, &answer, peer, back).await;

@@ -210,7 +210,7 @@ impl Hop {
     /// (its port when the URI gives none). `None`: DNS must say.
     pub fn known(&self, hosts: &Hosts) -> Option<Target> {
         let name = self.name();
-        let (ip, port) = match (self.uri.ip(), hosts.get(&name)) {
+        let (ip, port) = match (self.uri.ip(), hosts.get_for(&name, self.transport)) {
             (Some(ip), _) => (ip, self.uri.port),
             (None, Some((ip, port))) => (ip, self.uri.port.or(port)),
             (None, None) => return None,
@@ -236,12 +236,18 @@ impl Hop {
 
 /// A static host table, checked before DNS (tests, and names a site keeps
 /// out of DNS): `/etc/hosts` lines whose address may carry a port, as an
-/// SRV record would give (`127.0.0.1:5081 proxy-b.b.example.com`).
+/// SRV record would give (`127.0.0.1:5081 proxy-b.b.example.com`), and a
+/// transport (`tls:127.0.0.1:5061 example.com`): a name's servers on one
+/// transport, as `_sips._tcp` SRV records give them.
 #[derive(Debug, Clone, Default)]
-pub struct Hosts(BTreeMap<String, (IpAddr, Option<u16>)>);
+pub struct Hosts(BTreeMap<String, Vec<HostLine>>);
+
+/// One line for a name: its transport (any when none), address and port.
+type HostLine = (Option<Transport>, IpAddr, Option<u16>);
 
 impl Hosts {
-    /// Read a hosts file (`ADDRESS[:PORT] NAME...`, `[IPv6]:PORT`, `#` comments).
+    /// Read a hosts file (`[TRANSPORT:]ADDRESS[:PORT] NAME...`,
+    /// `[IPv6]:PORT`, `#` comments).
     pub fn load(path: &Path) -> Result<Hosts, NetError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| NetError::Hosts(format!("{}: {e}", path.display())))?;
@@ -250,12 +256,18 @@ impl Hosts {
 
     /// Read the text of a hosts file.
     pub fn parse(text: &str) -> Result<Hosts, NetError> {
-        let mut map = BTreeMap::new();
+        let mut map: BTreeMap<String, Vec<HostLine>> = BTreeMap::new();
         for (n, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or_default();
             let mut words = line.split_whitespace();
-            let Some(addr) = words.next() else { continue };
-            let parsed = match addr.parse::<SocketAddr>() {
+            let Some(first) = words.next() else { continue };
+            let (transport, addr) = match first.split_once(':') {
+                Some((t, rest)) if Transport::from_token(t).is_some() => {
+                    (Transport::from_token(t), rest)
+                }
+                _ => (None, first),
+            };
+            let (ip, port) = match addr.parse::<SocketAddr>() {
                 Ok(sa) => (sa.ip(), Some(sa.port())),
                 Err(_) => (
                     addr.trim_start_matches('[')
@@ -263,7 +275,7 @@ impl Hosts {
                         .parse::<IpAddr>()
                         .map_err(|_| {
                             NetError::Hosts(format!(
-                                "line {}: {addr:?} is not ADDRESS or ADDRESS:PORT",
+                                "line {}: {addr:?} is not [TRANSPORT:]ADDRESS[:PORT]",
                                 n + 1
                             ))
                         })?,
@@ -272,7 +284,9 @@ impl Hosts {
             };
             let mut named = false;
             for name in words {
-                map.insert(name.to_ascii_lowercase(), parsed);
+                map.entry(name.to_ascii_lowercase())
+                    .or_default()
+                    .push((transport, ip, port));
                 named = true;
             }
             if !named {
@@ -285,9 +299,25 @@ impl Hosts {
         Ok(Hosts(map))
     }
 
-    /// The address (and port, if the table gives one) of `name`.
+    /// The address (and port, if the table gives one) of `name`, for any
+    /// transport.
     pub fn get(&self, name: &str) -> Option<(IpAddr, Option<u16>)> {
-        self.0.get(&name.to_ascii_lowercase()).copied()
+        self.0
+            .get(&name.to_ascii_lowercase())?
+            .iter()
+            .find(|(t, ..)| t.is_none())
+            .map(|(_, ip, port)| (*ip, *port))
+    }
+
+    /// The address (and port) of `name` for `transport`: its line for
+    /// that transport, else its line for any.
+    pub fn get_for(&self, name: &str, transport: Transport) -> Option<(IpAddr, Option<u16>)> {
+        let lines = self.0.get(&name.to_ascii_lowercase())?;
+        lines
+            .iter()
+            .find(|(t, ..)| *t == Some(transport))
+            .or_else(|| lines.iter().find(|(t, ..)| t.is_none()))
+            .map(|(_, ip, port)| (*ip, *port))
     }
 }
 
@@ -334,5 +364,12 @@ mod tests {
         );
         assert!(Hosts::parse("nonsense name").is_err());
         assert!(Hosts::parse("127.0.0.1").is_err());
+        // One name, a port per transport.
+        let hosts =
+            Hosts::parse("127.0.0.1:5060 example.com\ntls:127.0.0.1:5061 example.com\n").unwrap();
+        let t = Target::parse("sip:example.com;transport=tls", &hosts).unwrap();
+        assert_eq!(t.addr.port(), 5061);
+        let t = Target::parse("sip:example.com;transport=tcp", &hosts).unwrap();
+        assert_eq!(t.addr.port(), 5060);
     }
 }

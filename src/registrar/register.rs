@@ -71,6 +71,8 @@ pub(super) struct Bound {
     /// The certificate issued or registered, as stored.
     cert: Option<(Cert, StoredCert)>,
     removing: bool,
+    /// When it was bound (what the expiries it answers count from).
+    now: OffsetDateTime,
 }
 
 /// What the body of a REGISTER asks for.
@@ -487,6 +489,7 @@ impl Registrar<'_> {
             granted,
             cert,
             removing,
+            now,
         })
     }
 
@@ -494,7 +497,7 @@ impl Registrar<'_> {
     /// expiry, instance and reg-id), the Path when the UA supports it, and
     /// the certificate when one was issued or stored.
     fn registered(&self, req: &Message, bound: Bound, ctx: &mut Context) -> Result<Handled, Stop> {
-        let now = ctx.now();
+        let now = bound.now;
         let mut headers: Vec<(String, String)> = bound
             .bindings
             .iter()

@@ -83,6 +83,16 @@ pub fn relay(
         b.copy_from_slice(&ctx.bytes(32));
         b
     })?;
+    if routing::acks_own_answer(msg, &branch_key) {
+        // The ACK of this relay's own error answer (RFC 3261 §8.2.7): it
+        // ends there.
+        return Ok(Step {
+            outcome: Outcome::Drop("the ACK of this relay's own answer".into()),
+            report,
+            session: None,
+            pinholes: None,
+        });
+    }
     let mut refusal = well_formed(msg)?;
     if refusal.is_none() && msg.is_request() && routing::looped(msg, &keys.names(opts), &branch_key)
     {
@@ -119,7 +129,9 @@ pub fn relay(
         ),
         Pass::Refuse(refusal) => {
             report.refused = refusal.why();
-            let answer = refusal.answer(keys.identity.map(|i| &i.cert), &keys.host())?;
+            let answer = refusal
+                .answer(keys.identity.map(|i| &i.cert), &keys.host())?
+                .with_to_tag(routing::local_tag(&branch_key, msg));
             let outcome = match respond(msg, &answer, ctx)? {
                 Some(response) => {
                     report.answered = Some(answer.status.code());

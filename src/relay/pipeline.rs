@@ -36,7 +36,7 @@ pub(super) enum Pass {
         /// hop (`reencrypt`): the other side of the call's keys.
         onward: Option<Box<Cek>>,
         /// Whether its SDP may feed pinholes, and who signed it.
-        trust: Trust,
+        trust: Box<Trust>,
     },
     /// Answer instead.
     Refuse(Refusal),
@@ -268,7 +268,7 @@ pub(super) fn run(
             "not signed by the From party: {why}"
         ))));
     }
-    let trust = trust.into_trust();
+    let trust = Box::new(trust.into_trust());
 
     let sent_by = keys.sent_by(opts.via.as_deref());
     let (route_notes, route_entries) =

@@ -76,9 +76,6 @@ pub struct LiveConfig {
     /// Always put this in the Via and Record-Route (`--via`: relays behind
     /// one address).
     pub via: Option<String>,
-    /// The name its TLS listeners go by in Record-Route (its
-    /// certificate's host: what a TLS peer checks, RFC 5922).
-    pub tls_name: Option<String>,
     /// Keep pinholes (their changes go to the sink).
     pub pinholes: bool,
     /// The domains it serves (`--domain`).
@@ -324,10 +321,14 @@ impl LiveRelay {
     fn respond(&self, request: &Message, answer: Answer) -> Option<Message> {
         let keys = self.keys();
         let agent = relay_keys(&keys).host();
-        let answer = match answer.why.clone() {
+        let mut answer = match answer.why.clone() {
             Some(why) => answer.with_warning(&agent, &why),
             None => answer,
         };
+        // Its own answers carry a To tag it knows again in their ACK.
+        if let Some(key) = self.flow_key(&relay_keys(&keys)) {
+            answer.to_tag = Some(routing::local_tag(&key, request));
+        }
         respond(request, &answer, &mut self.context())
             .ok()
             .flatten()
@@ -363,14 +364,18 @@ impl LiveRelay {
         Handled { out, record }
     }
 
-    /// The Record-Route entry of the listener of `transport` at `addr`
-    /// (its host the `--via` name, the certificate's name on TLS, else
-    /// the address).
+    /// The Record-Route entry of the listener of `transport` at `addr`:
+    /// its host the `--via` name, else the listener's address (what a
+    /// peer reaches, and reuses the connection to, without DNS); `sips:`
+    /// only for a `sips:` request (RFC 3261 §16.6 step 4: a `sip:` request
+    /// gets a `sip:` entry even over TLS, `;transport=tls` keeping the
+    /// dialog on TLS).
     fn rr_entry(
         config: &LiveConfig,
         keys: &RelayKeys<'_>,
         transport: Transport,
         addr: SocketAddr,
+        secure: bool,
     ) -> String {
         let token = transport.token();
         if let Some(via) = &config.via
@@ -380,15 +385,16 @@ impl LiveRelay {
                 u.host.trim_start_matches('[').trim_end_matches(']'),
                 u.port.unwrap_or(addr.port()),
                 token,
+                secure,
             );
         }
         let ip = addr.ip().to_canonical();
-        let host = match (&config.tls_name, transport) {
-            (Some(name), Transport::Tls) => name.clone(),
-            _ if ip.is_unspecified() => keys.host(),
-            _ => ip.to_string(),
+        let host = if ip.is_unspecified() {
+            keys.host()
+        } else {
+            ip.to_string()
         };
-        record_route_entry(&host, addr.port(), token)
+        record_route_entry(&host, addr.port(), token, secure)
     }
 }
 
@@ -598,9 +604,13 @@ impl Service for LiveRelay {
         opts.path.link_level = Some(if sends_on == Transport::Tls { 3 } else { 0 });
         opts.via = Some(sent_by(&msg, &config, hop.as_ref()));
         if let Some(hop) = &hop {
-            let inbound = Self::rr_entry(&config, &relay_keys, peer.transport, peer.local);
+            let secure = hop.uri.secure
+                || msg
+                    .request_uri()
+                    .is_some_and(|u| u.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("sips:")));
+            let inbound = Self::rr_entry(&config, &relay_keys, peer.transport, peer.local, secure);
             let outbound = listener(&config, hop.transport)
-                .map(|a| Self::rr_entry(&config, &relay_keys, hop.transport, a));
+                .map(|a| Self::rr_entry(&config, &relay_keys, hop.transport, a, secure));
             opts.record_route_as = match outbound {
                 Some(out) if out != inbound => vec![inbound, out],
                 _ => vec![inbound],
@@ -796,8 +806,8 @@ impl LiveRelay {
         let mut msg = out.clone();
         let via = config.via.clone().unwrap_or_else(|| udp.to_string());
         routing::set_via_sent_by(&mut msg, Transport::Udp.token(), &via);
-        let inbound = Self::rr_entry(config, keys, peer.transport, peer.local);
-        let udp_entry = Self::rr_entry(config, keys, Transport::Udp, udp);
+        let inbound = Self::rr_entry(config, keys, peer.transport, peer.local, false);
+        let udp_entry = Self::rr_entry(config, keys, Transport::Udp, udp, false);
         let entries = if udp_entry == inbound {
             vec![inbound]
         } else {

@@ -127,6 +127,10 @@ pub struct Answer {
     pub why: Option<String>,
     /// How much of the request the response copies.
     pub copy: Copy,
+    /// The To tag when the request has none (else a random one): a
+    /// stateless proxy derives it from the request, so that it knows the
+    /// ACK of its own answer ([`crate::sip::routing::local_tag`]).
+    pub to_tag: Option<String>,
 }
 
 impl Answer {
@@ -139,7 +143,14 @@ impl Answer {
             body: None,
             why: None,
             copy: Copy::Full,
+            to_tag: None,
         }
+    }
+
+    /// Tag the To header (of a request without a To tag) with `tag`.
+    pub fn with_to_tag(mut self, tag: impl Into<String>) -> Answer {
+        self.to_tag = Some(tag.into());
+        self
     }
 
     /// Say why, for the log.
@@ -210,8 +221,14 @@ pub fn respond(
         .unwrap_or_else(|| answer.status.reason().to_owned());
     let response = match answer.copy {
         Copy::Salvaged => {
-            let mut m =
-                stateless_error(request, answer.status.code(), &reason, &answer.headers, ctx)?;
+            let mut m = stateless_error(
+                request,
+                answer.status.code(),
+                &reason,
+                &answer.headers,
+                answer.to_tag.as_deref(),
+                ctx,
+            )?;
             if let Some(body) = &answer.body {
                 m.set_header("Content-Type", &body.content_type);
                 m.set_body(body.bytes.clone());
@@ -225,6 +242,7 @@ pub fn respond(
                 reason: Some(reason),
                 headers: answer.headers.clone(),
                 body: answer.body.clone(),
+                to_tag: answer.to_tag.clone(),
                 ..Default::default()
             },
             ctx,

@@ -448,7 +448,8 @@ pub fn build_response(
 /// A stateless error response to a request that may itself be malformed
 /// (RFC 3261 §16.7 / §8.2.6, as a proxy answers a 400): the Via lines,
 /// From, To, Call-ID and CSeq copied byte for byte as far as they are
-/// present, a To tag added when the To line has none, then `headers`.
+/// present, a To tag (`to_tag`, else a random one) added when the To line
+/// has none, then `headers`.
 /// Only a Via and a CSeq are needed: without them there is nowhere to
 /// send the answer, or no transaction to match it to.
 pub fn stateless_error(
@@ -456,6 +457,7 @@ pub fn stateless_error(
     code: u16,
     reason: &str,
     headers: &[(String, String)],
+    to_tag: Option<&str>,
     ctx: &mut Context,
 ) -> Result<Message, ComposeError> {
     if !(300..=699).contains(&code) {
@@ -476,7 +478,8 @@ pub fn stateless_error(
             let tagless = name == "To"
                 && super::syntax::name_addr(h.value()).is_ok_and(|n| n.tag().is_none());
             if tagless {
-                m.push_header(h.name(), &format!("{};tag={}", h.value(), ctx.token(5)));
+                let tag = to_tag.map_or_else(|| ctx.token(5), str::to_owned);
+                m.push_header(h.name(), &format!("{};tag={tag}", h.value()));
             } else {
                 m.push_raw(h.clone());
             }

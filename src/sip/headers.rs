@@ -272,7 +272,8 @@ impl Message {
     /// The address of record of a header such as From or To: its URI
     /// without display name and parameters (`sip:alice@a.example.com`).
     pub fn aor(&self, header: &str) -> Option<&str> {
-        self.header(header).map(|v| addr_spec(v).trim())
+        self.header(header)
+            .map(|v| without_uri_params(addr_spec(v).trim()))
     }
 
     /// The sender's header: From for a request, To for a response.
@@ -328,6 +329,17 @@ pub fn addr_spec(v: &str) -> &str {
     match (v.find('<'), v.find('>')) {
         (Some(a), Some(b)) if a < b => &v[a + 1..b],
         _ => v.split(';').next().unwrap_or(v).trim(),
+    }
+}
+
+/// A URI without its parameters and headers (`sip:bob@b.example.com`
+/// from `sip:bob@b.example.com;transport=tcp`): those after the host, not
+/// a user part's own (`sip:+1;npdi@host`).
+pub fn without_uri_params(uri: &str) -> &str {
+    let host_at = uri.rfind('@').map_or(0, |i| i + 1);
+    match uri[host_at..].find([';', '?']) {
+        Some(i) => &uri[..host_at + i],
+        None => uri,
     }
 }
 
@@ -396,6 +408,26 @@ pub fn parse_content_disposition(v: &str) -> Result<ContentDisposition, HeaderEr
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_aor_drops_the_uri_parameters_after_its_host() {
+        use super::without_uri_params as w;
+        assert_eq!(
+            w("sip:bob@example.com;transport=tcp"),
+            "sip:bob@example.com"
+        );
+        assert_eq!(
+            w("sip:+1;npdi@example.com;user=phone"),
+            "sip:+1;npdi@example.com"
+        );
+        assert_eq!(w("sip:example.com;lr"), "sip:example.com");
+        assert_eq!(w("sip:[::1]:5060?x=y"), "sip:[::1]:5060");
+        let m = crate::sip::Message::parse(
+            b"BYE sip:a@h SIP/2.0\r\nFrom: \"Bob\" <sip:bob@example.com;transport=tcp>;tag=1\r\nContent-Length: 0\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(m.aor("From"), Some("sip:bob@example.com"));
+    }
+
     use super::*;
 
     #[test]

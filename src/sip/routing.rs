@@ -69,6 +69,31 @@ fn routing_part(key: &[u8; 32], msg: &Message) -> String {
     mac(key, b"route", &[uri, &route, &require], 4)
 }
 
+/// The To tag a stateless proxy puts on its own answer to `request`
+/// (RFC 3261 §16.11): derived from the request under the proxy's `key`,
+/// so that the ACK of that answer, which carries the tag back with the
+/// same Call-ID, From tag and CSeq number, is known for its own and
+/// absorbed (§8.2.7) without the proxy keeping any state.
+pub fn local_tag(key: &[u8; 32], request: &Message) -> String {
+    let from_tag = request.from_tag().ok().flatten().unwrap_or_default();
+    let seq = request
+        .cseq()
+        .map(|c| c.seq.to_string())
+        .unwrap_or_default();
+    let call_id = request.header("Call-ID").unwrap_or_default();
+    format!("sl{}", mac(key, b"to-tag", &[call_id, &from_tag, &seq], 8))
+}
+
+/// Whether `msg` is the ACK of an answer this proxy made itself.
+pub fn acks_own_answer(msg: &Message, key: &[u8; 32]) -> bool {
+    msg.method() == Some("ACK")
+        && msg
+            .to_tag()
+            .ok()
+            .flatten()
+            .is_some_and(|t| t == local_tag(key, msg))
+}
+
 /// Whether `msg` has been here before with the same routing (RFC 3261
 /// §16.3 item 4): a Via below the top that this proxy wrote (its sent-by
 /// names it) whose branch is the one it would write on this request
@@ -246,18 +271,20 @@ pub fn pop_own_routes(out: &mut Message, names: &OwnNames) {
     }
 }
 
-/// The Record-Route entry of a listener: `<sip:HOST:PORT;transport=T;lr>`,
-/// `<sips:HOST:PORT;lr>` on TLS (RFC 3261 §16.6 step 4, RFC 5658), so that
-/// the dialog's later requests come back on the same transport and never
-/// leave TLS.
-pub fn record_route_entry(host: &str, port: u16, transport: &str) -> String {
+/// The Record-Route entry of a listener: `<sip:HOST:PORT;transport=T;lr>`
+/// (RFC 3261 §16.6 step 4, RFC 5658), so that the dialog's later requests
+/// come back on the same transport and never leave TLS; `<sips:HOST:PORT;lr>`
+/// when the request is `sips:` (`secure`).
+pub fn record_route_entry(host: &str, port: u16, transport: &str, secure: bool) -> String {
     let host = match host.parse::<std::net::Ipv6Addr>() {
         Ok(_) => format!("[{host}]"),
         Err(_) => host.to_owned(),
     };
-    match transport.to_ascii_lowercase().as_str() {
-        "tls" => format!("<sips:{host}:{port};lr>"),
-        t => format!("<sip:{host}:{port};transport={t};lr>"),
+    let t = transport.to_ascii_lowercase();
+    if secure {
+        format!("<sips:{host}:{port};lr>")
+    } else {
+        format!("<sip:{host}:{port};transport={t};lr>")
     }
 }
 
@@ -517,7 +544,19 @@ Content-Length: 0\r\n\r\n";
         assert_eq!(out.header("Route"), Some("<sip:proxy-b.b.example.com;lr>"));
         pop_own_routes(&mut out, &OwnNames::new([]));
         assert_eq!(out.header("Route"), Some("<sip:proxy-b.b.example.com;lr>"));
-        record_route(&mut out, &[record_route_entry("127.0.0.1", 5060, "UDP")]).unwrap();
+        record_route(
+            &mut out,
+            &[record_route_entry("127.0.0.1", 5060, "UDP", false)],
+        )
+        .unwrap();
+        assert_eq!(
+            record_route_entry("::1", 5061, "TLS", false),
+            "<sip:[::1]:5061;transport=tls;lr>"
+        );
+        assert_eq!(
+            record_route_entry("::1", 5061, "TLS", true),
+            "<sips:[::1]:5061;lr>"
+        );
         assert_eq!(
             out.header("Record-Route"),
             Some("<sip:127.0.0.1:5060;transport=udp;lr>")

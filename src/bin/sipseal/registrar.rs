@@ -56,10 +56,10 @@ pub struct StepArgs {
     pub max_expires: u32,
     /// The Digest algorithms to challenge with, in order (a 401 carries
     /// one WWW-Authenticate per algorithm): sha-512-256, sha-256, md5.
-    /// Clients that answer only the first challenge they can compute use
-    /// it; libre-based user agents (baresip) and SIPp stop at the first
-    /// one, so for them list md5 first (and give their users an MD5 HA1,
-    /// `registrar passwd --allow-md5`).
+    /// SIPp answers only the first challenge and computes only MD5: list
+    /// md5 first. libre-based user agents (baresip 1.0) give up at any
+    /// challenge they cannot compute: give them md5 alone. Either way the
+    /// users need an MD5 HA1 (`registrar passwd --allow-md5`).
     #[arg(
         long,
         value_name = "LIST",

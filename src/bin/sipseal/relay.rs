@@ -229,7 +229,6 @@ impl RelayLiveArgs {
             next: self.next.as_deref().map(next_uri).transpose()?,
             listeners: listeners.to_vec(),
             via: self.common.via.clone(),
-            tls_name: cert_names.first().cloned(),
             pinholes: self.pinholes.is_some(),
             domains: self.domain.iter().map(|d| d.to_ascii_lowercase()).collect(),
         })
