@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+pub mod baresip;
 pub mod live;
 pub mod realm;
 
