@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Live throughput on the loopback, one proxy between SIPp UAC and SIPp UAS
-# over TCP (sealed INVITEs exceed 1,300 B), the same sealed-INVITE dialog
+# over TCP (TRANSPORT=tcp, the default) or UDP (TRANSPORT=udp: the sealed
+# INVITE of P-256 recipients fits a datagram), the same sealed-INVITE dialog
 # (samples/sipp: INVITE, 180, 200, ACK, BYE, 200) and the same call-rate
 # steps for each proxy:
 #
@@ -19,7 +20,9 @@
 # Usage: bash benches/live-vs-kamailio.sh [SECONDS [RATE...]]
 #        (default 5 s per step; 400 800 1600 2400 3200 4800 6400 8000)
 #        PROXIES="blind designated" to run only some; LATENCY=0 to skip
-#        the latency part.
+#        the latency part; TRANSPORT=udp; CHILDREN=N Kamailio's worker
+#        processes per transport (2; over UDP several reorder a call's
+#        messages, which SIPp counts as failures: CHILDREN=1 then).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-5}
@@ -42,6 +45,8 @@ cleanup() {
 trap cleanup EXIT
 
 UAS=25090; PROXY=25070; UAC=25060
+T=${TRANSPORT:-tcp}
+case $T in tcp) SIPP_T=t1 ;; udp) SIPP_T=u1 ;; *) echo "TRANSPORT=tcp|udp"; exit 2 ;; esac
 CT='application/pkcs7-mime; smime-type=authEnveloped-data; name=smime.p7m'
 
 # One sealed call: alice's INVITE for bob and proxy-a (designated), bob's
@@ -89,19 +94,19 @@ cid=$(cat "$work/Content-ID.txt")
 start_proxy() { # name
     case $1 in
     kamailio)
-        sed -e "s/@LISTEN@/127.0.0.1:$PROXY/" -e "s/@CHILDREN@/2/" \
-            -e "s|@NEXT@|sip:127.0.0.1:$UAS;transport=tcp|" \
+        sed -e "s/@LISTEN@/127.0.0.1:$PROXY/" -e "s/@CHILDREN@/${CHILDREN:-2}/" \
+            -e "s|@NEXT@|sip:127.0.0.1:$UAS;transport=$T|" \
             benches/kamailio-stateless.cfg > "$work/kamailio.cfg"
         kamailio -f "$work/kamailio.cfg" -DD -E -P "$work/kamailio.pid" \
             -Y "$work" > "$work/kamailio.log" 2>&1 &
         ;;
     blind)
-        "$bin" relay --listen tcp:127.0.0.1:$PROXY --identity keys/proxy-b-ec \
-            --next tcp:127.0.0.1:$UAS --state "$work/state-$1" --quiet > "$work/$1.log" 2>&1 &
+        "$bin" relay --listen $T:127.0.0.1:$PROXY --identity keys/proxy-b-ec \
+            --next $T:127.0.0.1:$UAS --state "$work/state-$1" --quiet > "$work/$1.log" 2>&1 &
         ;;
     designated)
-        "$bin" relay --listen tcp:127.0.0.1:$PROXY --identity keys/proxy-a-ec \
-            --next tcp:127.0.0.1:$UAS --state "$state" \
+        "$bin" relay --listen $T:127.0.0.1:$PROXY --identity keys/proxy-a-ec \
+            --next $T:127.0.0.1:$UAS --state "$state" \
             --bindings "$work/bindings.yaml" ${NO_FSYNC:+--no-fsync} --quiet > "$work/$1.log" 2>&1 &
         ;;
     direct) return ;;
@@ -109,7 +114,11 @@ start_proxy() { # name
     proxy_pid=$!
     pids+=("$proxy_pid")
     for _ in $(seq 100); do
-        (exec 3<>/dev/tcp/127.0.0.1/$PROXY) 2>/dev/null && return
+        if [ $T = tcp ]; then
+            (exec 3<>/dev/tcp/127.0.0.1/$PROXY) 2>/dev/null && return
+        else
+            ss -lunH | grep -q "127.0.0.1:$PROXY " && return
+        fi
         sleep 0.05
     done
     echo "$1 did not listen"; cat "$work/$1.log"; exit 1
@@ -129,14 +138,14 @@ step() { # proxy rate seconds [rtt]
     [ "$proxy" = direct ] && to=$UAS
     rm -f "$work"/uac_* "$work"/uas_*
     (cd "$work" && exec sipp -sf "$OLDPWD/samples/sipp/uas-sealed.xml" -i 127.0.0.1 -p $UAS \
-        -t t1 -m $n -nostdin -timeout $(( $3 + 30 ))s -key ctype "$CT" \
+        -t $SIPP_T -m $n -nostdin -timeout $(( $3 + 30 ))s -key ctype "$CT" \
         -trace_stat -stf uas_stat.csv > /dev/null 2>&1) &
     local uas=$!
     sleep 0.3
     local t0; t0=$(date +%s.%N)
     (cd "$work" && sipp 127.0.0.1:$to -sf "$OLDPWD/samples/sipp/uac-sealed.xml" -i 127.0.0.1 \
-        -p $UAC -t t1 -r "$rate" -m $n -nostdin -timeout $(( $3 + 30 ))s \
-        -key target "sip:bob@127.0.0.1:$UAS;transport=tcp" -key pib "$pib" -key cid "$cid" \
+        -p $UAC -t $SIPP_T -r "$rate" -m $n -nostdin -timeout $(( $3 + 30 ))s \
+        -key target "sip:bob@127.0.0.1:$UAS;transport=$T" -key pib "$pib" -key cid "$cid" \
         -key ctype "$CT" -trace_stat -stf uac_stat.csv ${4:+-trace_rtt -rtt_freq 1} \
         > /dev/null 2>&1) || true
     local t1; t1=$(date +%s.%N)
@@ -202,16 +211,16 @@ echo
 echo "Latency each proxy adds per message at $half cps (capture on the loopback):"
 for proxy in "${proxies[@]}"; do
     start_proxy $proxy
-    tshark -i lo -f "tcp port $PROXY or tcp port $UAS" -w "$work/$proxy.pcap" -q > "$work/tshark.log" 2>&1 &
+    tshark -i lo -f "$T port $PROXY or $T port $UAS" -w "$work/$proxy.pcap" -q > "$work/tshark.log" 2>&1 &
     cap=$!
     for _ in $(seq 100); do grep -q "Capturing on" "$work/tshark.log" && break; sleep 0.1; done
     step $proxy "$half" "$secs" > /dev/null
     sleep 0.5
     kill -INT $cap; wait $cap 2>/dev/null || true
     stop_proxy $proxy
-    tshark -r "$work/$proxy.pcap" -d tcp.port==$PROXY,sip -d tcp.port==$UAS,sip -d tcp.port==$UAC,sip \
-        -Y sip -T fields -E occurrence=a -E aggregator='|' -e frame.time_epoch -e tcp.srcport \
-        -e tcp.dstport -e sip.Call-ID -e sip.CSeq -e sip.Status-Code > "$work/$proxy.fields" 2>/dev/null
+    tshark -r "$work/$proxy.pcap" -d $T.port==$PROXY,sip -d $T.port==$UAS,sip -d $T.port==$UAC,sip \
+        -Y sip -T fields -E occurrence=a -E aggregator='|' -e frame.time_epoch -e $T.srcport \
+        -e $T.dstport -e sip.Call-ID -e sip.CSeq -e sip.Status-Code > "$work/$proxy.fields" 2>/dev/null
     python3 - "$work/$proxy.fields" "$PROXY" "$UAS" $proxy <<'PY'
 import sys
 path, proxy_port, uas_port, name = sys.argv[1:5]
