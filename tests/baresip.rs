@@ -2,8 +2,8 @@
 //! `sipseal registrar --listen` through `sipseal relay`, and call each
 //! other through the relay, which finds the callee with its location
 //! service (`--domain`, no `--next`): INVITE, 180, 200, ACK, RTP both ways
-//! (counted by tshark), BYE from either side, and a CANCEL; over UDP and
-//! over TCP.
+//! (counted by tshark), BYE from either side, and a CANCEL; over UDP,
+//! over TCP, and over mutually authenticated TLS (client certificates).
 //!
 //! baresip binds its RTP sockets on 0.0.0.0, so each test runs in a
 //! network namespace of its own (its loopback only): that needs root, as
@@ -122,7 +122,17 @@ fn all_forwarded(relay: &Daemon, call_id: &str) -> Vec<(String, Option<u64>)> {
         .collect()
 }
 
-fn calls_through_the_relay(transport: Transport) {
+/// How the phones reach the relay.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Link {
+    Udp,
+    Tcp,
+    /// Mutually authenticated TLS: each phone presents a certificate of
+    /// the realm's CA; the relay reaches the registrar over UDP.
+    Tls,
+}
+
+fn calls_through_the_relay(link: Link) {
     if !private_network() {
         return;
     }
@@ -130,6 +140,36 @@ fn calls_through_the_relay(transport: Transport) {
     let d = tmp.path();
     // libre answers MD5 only and gives up at any challenge it cannot compute.
     let realm = Realm::new(d, "example.com", &["alice", "bob"], true);
+    if link == Link::Tls {
+        for user in ["alice", "bob"] {
+            common::sipseal()
+                .current_dir(d)
+                .args([
+                    "keys",
+                    "generate",
+                    "--uri",
+                    &format!("sip:{user}@example.com"),
+                ])
+                .args(["--ca", "ca", "--out", &format!("{user}-tls")])
+                .output()
+                .unwrap();
+            // baresip takes the certificate and its key in one PEM file.
+            let mut bundle = std::fs::read(d.join(format!("{user}-tls/cert.pem"))).unwrap();
+            bundle.extend(std::fs::read(d.join(format!("{user}-tls/key.pem"))).unwrap());
+            common::write(d, &format!("{user}-tls.pem"), &bundle);
+        }
+    }
+    let (transport, outbound) = match link {
+        Link::Udp => (Transport::Udp, "sip:127.0.0.1:5070".to_owned()),
+        Link::Tcp => (
+            Transport::Tcp,
+            "sip:127.0.0.1:5070;transport=tcp".to_owned(),
+        ),
+        Link::Tls => (
+            Transport::Udp,
+            "sip:127.0.0.1:5071;transport=tls".to_owned(),
+        ),
+    };
     let registry = d.join("registry");
     let registrar = realm.registrar(
         s(&registry),
@@ -137,6 +177,7 @@ fn calls_through_the_relay(transport: Transport) {
         &["--digest-algorithms", "md5"],
     );
     let hosts = common::write(d, "hosts", b"127.0.0.1:5060 example.com\n");
+    let ca = d.join("ca/cert.pem");
     let relay = Daemon::start(
         d,
         "relay",
@@ -146,6 +187,10 @@ fn calls_through_the_relay(transport: Transport) {
             "udp:127.0.0.1:5070",
             "--listen",
             "tcp:127.0.0.1:5070",
+            "--listen",
+            "tls:127.0.0.1:5071",
+            "--trust",
+            s(&ca),
             "--identity",
             "keys/proxy-a-ec",
             "--domain",
@@ -158,10 +203,13 @@ fn calls_through_the_relay(transport: Transport) {
         ],
     );
     let (tshark, pcap) = capture_rtp(d);
-    let outbound = format!("sip:127.0.0.1:5070{}", transport.uri_param());
     let ua = |name: &str, sip: u16, ctrl: u16, rtp: (u16, u16)| {
         let mut config = Config::new(name, sip, ctrl);
         config.rtp_ports = Some(rtp);
+        if link == Link::Tls {
+            config.certificate = Some(d.join(format!("{name}-tls.pem")));
+            config.cafile = Some(ca.clone());
+        }
         let account = Account::new(name, "example.com", transport)
             .auth(name, &format!("{name}-pw"))
             .outbound(&outbound)
@@ -169,8 +217,8 @@ fn calls_through_the_relay(transport: Transport) {
             .answer(AnswerMode::Auto);
         Baresip::start(d, &config, &account)
     };
-    let mut alice = ua("alice", 25_060, 25_070, (26_000, 26_099));
-    let mut bob = ua("bob", 25_062, 25_072, (26_100, 26_199));
+    let mut alice = ua("alice", 25_060, 25_080, (26_000, 26_099));
+    let mut bob = ua("bob", 25_062, 25_082, (26_100, 26_199));
     for b in [&mut alice, &mut bob] {
         let ok = b.expect_event(&["REGISTER_OK", "REGISTER_FAIL"], WAIT);
         assert_eq!(
@@ -180,6 +228,16 @@ fn calls_through_the_relay(transport: Transport) {
             relay.log_text(),
             registrar.log_text()
         );
+    }
+    if link == Link::Tls {
+        // The relay knows each phone by its client certificate.
+        for user in ["alice", "bob"] {
+            assert!(
+                relay.logged(&format!(r#""peer_cert":"sip:{user}@example.com""#)),
+                "{}",
+                relay.log_text()
+            );
+        }
     }
     // Both bindings carry the relay's flow (Path with its token).
     let stored: String = glob::glob(&format!("{}/**/aors/*.yaml", registry.display()))
@@ -273,10 +331,15 @@ fn calls_through_the_relay(transport: Transport) {
 
 #[test]
 fn baresip_registers_and_calls_through_the_relay_over_udp() {
-    calls_through_the_relay(Transport::Udp);
+    calls_through_the_relay(Link::Udp);
 }
 
 #[test]
 fn baresip_registers_and_calls_through_the_relay_over_tcp() {
-    calls_through_the_relay(Transport::Tcp);
+    calls_through_the_relay(Link::Tcp);
+}
+
+#[test]
+fn baresip_registers_and_calls_through_the_relay_over_mutual_tls() {
+    calls_through_the_relay(Link::Tls);
 }

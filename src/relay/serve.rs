@@ -447,7 +447,8 @@ fn flow_hop(transport: Transport, addr: SocketAddr) -> Hop {
     Hop {
         transport,
         uri: HopUri {
-            secure: transport == Transport::Tls,
+            // The flow's transport says TLS; the request need not be sips:.
+            secure: false,
             host,
             port: Some(addr.port()),
             transport: Some(transport.token().to_ascii_lowercase()),
@@ -547,6 +548,17 @@ impl Service for LiveRelay {
         let mut flow = key
             .as_ref()
             .and_then(|k| flow::routed_flow(&msg, &config.opts.names, k));
+        // The ACK of an answer this relay made ends here, before anything
+        // would route it (RFC 3261 §8.2.7).
+        if let Some(k) = &key
+            && routing::acks_own_answer(&msg, k)
+        {
+            record.decision = "drop: the ACK of this relay's own answer".into();
+            return Handled {
+                out: Vec::new(),
+                record,
+            };
+        }
         let mut hop = match &planned {
             Some(Ok(Onward::Myself)) => return self.for_myself(&msg, record),
             Some(Ok(Onward::Hop(hop))) => Some(hop.clone()),
@@ -604,10 +616,12 @@ impl Service for LiveRelay {
         opts.path.link_level = Some(if sends_on == Transport::Tls { 3 } else { 0 });
         opts.via = Some(sent_by(&msg, &config, hop.as_ref()));
         if let Some(hop) = &hop {
-            let secure = hop.uri.secure
-                || msg
-                    .request_uri()
-                    .is_some_and(|u| u.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("sips:")));
+            // RFC 3261 §16.6 step 4: a sips: entry only when the request
+            // is sips: (its Request-URI, or the Route it follows), not
+            // because a link is TLS.
+            let sips = |u: &str| HopUri::parse(u).is_some_and(|h| h.secure);
+            let secure = msg.request_uri().is_some_and(sips)
+                || routing::next_route(&msg, &config.opts.names).is_some_and(|r| sips(&r));
             let inbound = Self::rr_entry(&config, &relay_keys, peer.transport, peer.local, secure);
             let outbound = listener(&config, hop.transport)
                 .map(|a| Self::rr_entry(&config, &relay_keys, hop.transport, a, secure));
