@@ -166,7 +166,7 @@ declare -A best=([kamailio]=0 [blind]=0 [designated]=0)
 for proxy in "${proxies[@]}"; do
     start_proxy $proxy
     if [ -n "${PERF:-}" ] && [ $proxy != kamailio ]; then
-        perf record -F 499 -g -p "$proxy_pid" -o "$work/perf-$proxy.data" > /dev/null 2>&1 &
+        perf record -F 499 ${PERF_CALLGRAPH:--g} -p "$proxy_pid" -o "$work/perf-$proxy.data" > /dev/null 2>&1 &
         perf_pid=$!
     fi
     best[$proxy]=0
@@ -185,7 +185,7 @@ for proxy in "${proxies[@]}"; do
     done
     if [ -n "${PERF:-}" ] && [ $proxy != kamailio ]; then
         kill -INT $perf_pid; wait $perf_pid 2>/dev/null || true
-        perf report -i "$work/perf-$proxy.data" --no-children --percent-limit 1.5 --stdio \
+        cp "$work/perf-$proxy.data" "$PERF-$proxy.data"; perf report -i "$work/perf-$proxy.data" --no-children --percent-limit 1.5 --stdio \
             2>/dev/null | grep -v '^$' | head -80 > "$PERF-$proxy.txt"
     fi
     stop_proxy $proxy

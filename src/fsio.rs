@@ -212,3 +212,69 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }
+
+/// Whether `path` (or the nearest directory above it that exists) is on a
+/// tmpfs, as `/proc/self/mountinfo` says (Linux; `false` where it cannot
+/// be read): memory, where a write costs no I/O and an fsync nothing.
+pub fn on_tmpfs(path: &Path) -> bool {
+    let mut dir = match std::path::absolute(path) {
+        Ok(p) => p,
+        Err(_) => return false,
+    };
+    while !dir.exists() {
+        match dir.parent() {
+            Some(p) => dir = p.to_owned(),
+            None => return false,
+        }
+    }
+    let Ok(dir) = dir.canonicalize() else {
+        return false;
+    };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE ...
+    let mut best: Option<(usize, bool)> = None;
+    for line in info.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let (Some(point), Some(dash)) = (fields.get(4), fields.iter().position(|f| *f == "-"))
+        else {
+            continue;
+        };
+        let point = point.replace("\\040", " ");
+        let fstype = fields.get(dash + 1).copied().unwrap_or_default();
+        if dir.starts_with(&point) && best.is_none_or(|(len, _)| point.len() >= len) {
+            best = Some((point.len(), fstype == "tmpfs"));
+        }
+    }
+    best.is_some_and(|(_, tmpfs)| tmpfs)
+}
+
+#[cfg(test)]
+mod tmpfs_tests {
+    use super::*;
+
+    #[test]
+    fn a_path_under_a_tmpfs_mount_is_in_memory_and_proc_is_not() {
+        assert!(!on_tmpfs(Path::new("/proc/self")));
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        // A tmpfs mount that nothing else is mounted under (/dev/shm, /run).
+        let point = info.lines().find_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let dash = f.iter().position(|x| *x == "-")?;
+            (f.get(dash + 1) == Some(&"tmpfs")).then(|| f[4].to_owned())
+        });
+        if let Some(point) = point
+            && !info.lines().any(|l| {
+                l.split(' ')
+                    .nth(4)
+                    .is_some_and(|p| p != point && p.starts_with(&format!("{point}/")))
+            })
+        {
+            assert!(
+                on_tmpfs(&Path::new(&point).join("not-there/yet")),
+                "{point}"
+            );
+        }
+    }
+}

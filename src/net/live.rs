@@ -757,8 +757,12 @@ async fn read_loop<R: AsyncRead>(shared: &Arc<Shared>, rd: R, key: ConnKey, conn
 }
 
 /// Hand a message to its lane: its call's, where it runs after the
-/// messages of that call before it; a call with nothing in hand gets a
-/// task of its own at once.
+/// messages of that call before it. A call with nothing in hand runs at
+/// once, here on the reader's thread, as far as it goes without waiting
+/// (its service's work, a datagram, a message queued on an open
+/// connection); what must wait (a connection to open, a name to look
+/// up) goes on in a task of its own, the call's lane held until it is
+/// done, while the reader goes on.
 fn dispatch(
     shared: &Arc<Shared>,
     bytes: Vec<u8>,
@@ -782,12 +786,14 @@ fn dispatch(
     };
     let Some(lane) = lane else {
         // Nothing to order it by: it goes on its own.
-        let shared = Arc::clone(shared);
-        let busy = Busy::new(&shared);
-        tokio::spawn(async move {
-            process(&shared, job).await;
-            drop(busy);
-        });
+        if let Some(rest) = process_now(shared, job) {
+            let shared = Arc::clone(shared);
+            let busy = Busy::new(&shared);
+            tokio::spawn(async move {
+                finish(&shared, rest).await;
+                drop(busy);
+            });
+        }
         return;
     };
     {
@@ -803,29 +809,42 @@ fn dispatch(
         }
         lanes.insert(lane.clone(), VecDeque::new());
     }
+    let busy = Busy::new(shared);
+    let rest = process_now(shared, job);
+    let next = match rest {
+        Some(_) => None,
+        None => next_in_lane(shared, &lane),
+    };
+    if rest.is_none() && next.is_none() {
+        return;
+    }
     let shared = Arc::clone(shared);
-    let busy = Busy::new(&shared);
     tokio::spawn(async move {
-        let mut job = job;
-        loop {
-            process(&shared, job).await;
-            let next = {
-                let mut lanes = lock(&shared.lanes);
-                match lanes.get_mut(&lane).and_then(VecDeque::pop_front) {
-                    Some(next) => Some(next),
-                    None => {
-                        lanes.remove(&lane);
-                        None
-                    }
-                }
-            };
-            match next {
-                Some(next) => job = next,
-                None => break,
+        let mut next = next;
+        if let Some(rest) = rest {
+            finish(&shared, rest).await;
+            next = next_in_lane(&shared, &lane);
+        }
+        while let Some(job) = next {
+            if let Some(rest) = process_now(&shared, job) {
+                finish(&shared, rest).await;
             }
+            next = next_in_lane(&shared, &lane);
         }
         drop(busy);
     });
+}
+
+/// The next message waiting in `lane`, else the lane is closed.
+fn next_in_lane(shared: &Shared, lane: &str) -> Option<Job> {
+    let mut lanes = lock(&shared.lanes);
+    match lanes.get_mut(lane).and_then(VecDeque::pop_front) {
+        Some(next) => Some(next),
+        None => {
+            lanes.remove(lane);
+            None
+        }
+    }
 }
 
 /// The sent-by of a request's top Via when it is the peer's own address
@@ -843,8 +862,22 @@ fn via_alias(msg: &Message, from: SocketAddr) -> Option<SocketAddr> {
     (ip == from.ip() && port != from.port()).then(|| SocketAddr::new(ip, port))
 }
 
-/// One message: hand it to the service, send what it returns, log.
-async fn process(shared: &Arc<Shared>, job: Job) {
+/// What is left to do for a message once its service handled it: what
+/// could not go at once, and its log line.
+struct Rest {
+    out: Vec<Outgoing>,
+    record: Record,
+    peer: Peer,
+    back: Option<Conn>,
+    arrived: Instant,
+    errors: Vec<String>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// One message, as far as it goes without waiting: hand it to the
+/// service, send what can go at once; the rest (`None`: nothing left, the
+/// log line written).
+fn process_now(shared: &Arc<Shared>, job: Job) -> Option<Rest> {
     let Job {
         bytes,
         msg,
@@ -885,26 +918,92 @@ async fn process(shared: &Arc<Shared>, job: Job) {
             }
         }
     };
-    let mut errors = Vec::new();
+    let mut later = Vec::new();
     for out in handled.out {
-        deliver(shared, out, &peer, back.as_ref(), &mut errors).await;
+        if !try_deliver(shared, &out, &peer, back.as_ref()) {
+            later.push(out);
+        }
     }
-    if shared.config.log {
-        let latency_us = arrived.elapsed().as_micros() as u64;
-        let r = &handled.record;
-        let send_error = (!errors.is_empty()).then(|| errors.join("; "));
-        let peer_cert = peer.cert.as_ref().map(|c| c.name());
-        tracing::info!(
-            transport = peer.transport.token(),
-            from = %peer.addr,
-            method = %r.method,
-            call_id = %r.call_id,
-            decision = %r.decision,
-            latency_us,
-            status = r.status,
-            peer_cert,
-            send_error,
-        );
+    let rest = Rest {
+        out: later,
+        record: handled.record,
+        peer,
+        back,
+        arrived,
+        errors: Vec::new(),
+        _slot,
+    };
+    if rest.out.is_empty() {
+        log_handled(shared, &rest);
+        return None;
+    }
+    Some(rest)
+}
+
+/// Send what could not go at once (a connection to open, a name to look
+/// up, a failure to answer), then log.
+async fn finish(shared: &Arc<Shared>, mut rest: Rest) {
+    let outs = std::mem::take(&mut rest.out);
+    for out in outs {
+        deliver(
+            shared,
+            out,
+            &rest.peer,
+            rest.back.as_ref(),
+            &mut rest.errors,
+        )
+        .await;
+    }
+    log_handled(shared, &rest);
+}
+
+fn log_handled(shared: &Shared, rest: &Rest) {
+    if !shared.config.log {
+        return;
+    }
+    let latency_us = rest.arrived.elapsed().as_micros() as u64;
+    let r = &rest.record;
+    let send_error = (!rest.errors.is_empty()).then(|| rest.errors.join("; "));
+    let peer_cert = rest.peer.cert.as_ref().map(|c| c.name());
+    tracing::info!(
+        transport = rest.peer.transport.token(),
+        from = %rest.peer.addr,
+        method = %r.method,
+        call_id = %r.call_id,
+        decision = %r.decision,
+        latency_us,
+        status = r.status,
+        peer_cert,
+        send_error,
+    );
+}
+
+/// Send `out` if it can go without waiting: a datagram, or a message
+/// queued on an open connection, to an address known without DNS.
+/// Whether it went (anything else, a failure too, is for [`deliver`]).
+fn try_deliver(shared: &Shared, out: &Outgoing, peer: &Peer, back: Option<&Conn>) -> bool {
+    let udp = |to: SocketAddr| {
+        shared
+            .udp_for(to)
+            .is_some_and(|s| s.try_send_to(&out.msg.to_bytes(), to).is_ok())
+    };
+    let queued =
+        |conn: Option<Conn>| conn.is_some_and(|c| c.tx.try_send(out.msg.to_bytes()).is_ok());
+    let to = |target: &Target| match target.transport {
+        Transport::Udp => udp(target.addr),
+        _ => queued(shared.conn(&(target.transport, target.addr))),
+    };
+    match &out.dest {
+        Dest::Back => match back {
+            Some(conn) => queued(Some(conn.clone())),
+            None => udp(peer.addr),
+        },
+        Dest::To(target) => to(target),
+        Dest::Locate(hop) => hop.known(&shared.config.hosts).is_some_and(|t| to(&t)),
+        Dest::Flow(transport, addr) => match transport {
+            Transport::Udp => udp(*addr),
+            _ => queued(shared.conn(&(*transport, *addr))),
+        },
     }
 }
 

@@ -231,12 +231,14 @@ impl RegistrarStore for FileStore {
         f: &mut dyn FnMut(&mut Registry),
     ) -> Result<(), StoreError> {
         let dir = self.dir().identity_dir(&owner(realm));
-        let _guard = lock(&dir)?;
-        crate::state::create_private_dir(&dir.join("aors"))?;
-        let path = dir.join("aors").join(aor_file(aor));
-        let mut registry = read_yaml(&path)?.unwrap_or_else(empty);
-        f(&mut registry);
-        write_yaml(&path, &registry)
+        crate::blocking::offload(|| {
+            let _guard = lock(&dir)?;
+            crate::state::create_private_dir(&dir.join("aors"))?;
+            let path = dir.join("aors").join(aor_file(aor));
+            let mut registry = read_yaml(&path)?.unwrap_or_else(empty);
+            f(&mut registry);
+            write_yaml(&path, &registry)
+        })
     }
 
     fn load_realm(&self, realm: &str) -> Result<Registry, StoreError> {

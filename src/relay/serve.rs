@@ -108,6 +108,9 @@ pub struct LiveRelay {
     sink: Arc<dyn Sink>,
     /// The registrar's store, where the location service finds bindings.
     registry: Option<Arc<dyn RegistrarStore + Send + Sync>>,
+    /// Whether `ctx` is seeded or has a fixed clock (every message's context
+    /// is then drawn from it).
+    deterministic: bool,
 }
 
 /// Where the location service found an AOR's user agent.
@@ -140,6 +143,7 @@ impl LiveRelay {
             keys: RwLock::new(Arc::new(keys)),
             config: RwLock::new(Arc::new(config)),
             store,
+            deterministic: ctx.is_deterministic(),
             ctx: Mutex::new(ctx),
             sink,
             registry: None,
@@ -155,12 +159,11 @@ impl LiveRelay {
 
     /// The key its flow tokens are made with (its branch secret).
     fn flow_key(&self, keys: &RelayKeys<'_>) -> Option<[u8; 32]> {
-        let mut ctx = self.context();
         let secret = self
             .store
             .secret(&keys.name(), &mut || {
                 let mut b = [0u8; 32];
-                b.copy_from_slice(&ctx.bytes(32));
+                b.copy_from_slice(&self.context().bytes(32));
                 b
             })
             .ok()?;
@@ -308,7 +311,13 @@ impl LiveRelay {
         &self.store
     }
 
+    /// A context for one message: drawn from the relay's in deterministic
+    /// mode (in order, under its lock), else a fresh one (no lock shared by
+    /// the runtime's threads).
     fn context(&self) -> Context {
+        if !self.deterministic {
+            return Context::new(None, None);
+        }
         self.ctx.lock().unwrap_or_else(|e| e.into_inner()).fork()
     }
 
@@ -529,7 +538,7 @@ impl Service for LiveRelay {
             call_id: msg.call_id().unwrap_or_default().to_owned(),
             decision: String::new(),
         };
-        let size = msg.to_bytes().len();
+        let size = peer.size;
         // Where a request goes on, decided first: one for the relay
         // itself is answered here.
         let how = Routing {

@@ -100,6 +100,11 @@ pub fn acks_own_answer(msg: &Message, key: &[u8; 32]) -> bool {
 /// again. A Via of this proxy whose routing part differs is a spiral
 /// (the request was retargeted and came back): not a loop.
 pub fn looped(msg: &Message, names: &OwnNames, key: &[u8; 32]) -> bool {
+    // One Via (the sender's own): it has been nowhere yet.
+    let lines = msg.header_values("Via");
+    if lines.len() < 2 && lines.first().is_none_or(|l| !l.contains(',')) {
+        return false;
+    }
     let Ok(vias) = msg.vias() else {
         return false;
     };

@@ -18,7 +18,6 @@ use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
 
 use super::{PinholeStore, SessionStore, StoreError};
-use crate::blocking::offload;
 use crate::pinhole::{Changes, Seen};
 use crate::session::{Entry, Recorded, SessionKey, Sessions, Use};
 
@@ -98,11 +97,11 @@ impl<S> CachedStore<S> {
 
 impl<S: SessionStore> SessionStore for CachedStore<S> {
     fn load(&self, owner: &str) -> Result<Sessions, StoreError> {
-        offload(|| self.inner.load(owner))
+        self.inner.load(owner)
     }
 
     fn read(&self, owner: &str, f: &mut dyn FnMut(&Sessions)) -> Result<(), StoreError> {
-        offload(|| self.inner.read(owner, f))
+        self.inner.read(owner, f)
     }
 
     fn entry(&self, owner: &str, call_id: &str) -> Result<Option<Entry>, StoreError> {
@@ -110,7 +109,7 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
         if let Some(e) = locked(&self.entries).get(&key) {
             return Ok(Some(e.clone()));
         }
-        let found = offload(|| self.inner.entry(owner, call_id))?;
+        let found = self.inner.entry(owner, call_id)?;
         if let Some(e) = &found {
             self.keep(key, e.clone());
         }
@@ -118,13 +117,13 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
     }
 
     fn update(&self, owner: &str, f: &mut dyn FnMut(&mut Sessions)) -> Result<(), StoreError> {
-        let r = offload(|| self.inner.update(owner, f));
+        let r = self.inner.update(owner, f);
         self.forget_owner(owner);
         r
     }
 
     fn all(&self) -> Result<Vec<(String, Sessions)>, StoreError> {
-        offload(|| self.inner.all())
+        self.inner.all()
     }
 
     fn secret(
@@ -135,7 +134,7 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
         if let Some(s) = locked(&self.secrets).get(owner) {
             return Ok(s.clone());
         }
-        let s = offload(|| self.inner.secret(owner, fresh))?;
+        let s = self.inner.secret(owner, fresh)?;
         locked(&self.secrets).insert(owner.to_owned(), s.clone());
         Ok(s)
     }
@@ -158,7 +157,7 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
             return Ok(Recorded::Same);
         }
         let kept = entry.clone();
-        let r = offload(|| self.inner.record_capped(owner, entry, now, grace, cap));
+        let r = self.inner.record_capped(owner, entry, now, grace, cap);
         match r {
             // A new session is stored as it came: keep it here too.
             Ok(Recorded::New) => self.keep(key, kept),
@@ -189,7 +188,7 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
         grace: Duration,
     ) -> Result<Option<SessionKey>, StoreError> {
         let Some(call_id) = call_id else {
-            return offload(|| self.inner.lookup(owner, reference, None, now, grace));
+            return self.inner.lookup(owner, reference, None, now, grace);
         };
         let key = (owner.to_owned(), call_id.to_owned());
         let hit = |e: &Entry| {
@@ -204,7 +203,7 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
             return Ok(Some(k));
         }
         // Not here, or another key (a rekey at another relay): the store.
-        let Some(e) = offload(|| self.inner.entry(owner, call_id))? else {
+        let Some(e) = self.inner.entry(owner, call_id)? else {
             return Ok(None);
         };
         let found = hit(&e);
@@ -220,19 +219,19 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
         max_uses: Option<u64>,
         max_age: Option<Duration>,
     ) -> Result<Use, StoreError> {
-        let r = offload(|| self.inner.use_key(owner, call_id, now, max_uses, max_age));
+        let r = self.inner.use_key(owner, call_id, now, max_uses, max_age);
         self.forget_call(owner, call_id);
         r
     }
 
     fn next_cseq(&self, owner: &str, call_id: &str, floor: u32) -> Result<u32, StoreError> {
-        let r = offload(|| self.inner.next_cseq(owner, call_id, floor));
+        let r = self.inner.next_cseq(owner, call_id, floor);
         self.forget_call(owner, call_id);
         r
     }
 
     fn forget(&self, owner: &str, what: &str) -> Result<bool, StoreError> {
-        let r = offload(|| self.inner.forget(owner, what));
+        let r = self.inner.forget(owner, what);
         self.forget_owner(owner);
         r
     }
@@ -252,7 +251,7 @@ impl<S: PinholeStore> PinholeStore for CachedStore<S> {
         if quiet && let Some(c) = locked(&self.quiet).get(&key) {
             return Ok(c.clone());
         }
-        let changes = offload(|| self.inner.step(owner, call_id, seen))?;
+        let changes = self.inner.step(owner, call_id, seen)?;
         let mut q = locked(&self.quiet);
         if quiet && changes.state == "unchanged" {
             if q.len() >= self.limit {

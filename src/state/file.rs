@@ -20,6 +20,7 @@ use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
 use super::{PinholeStore, SessionStore, StoreError};
+use crate::blocking::offload;
 use crate::fsio::write_atomic;
 use crate::pinhole::{CallState, Changes, Seen, call_tag};
 use crate::session::{Entry, Recorded, SessionKey, Sessions, Use};
@@ -121,6 +122,13 @@ pub struct FileStore {
     dir: StateDir,
     /// fsync each file before it replaces the old one.
     pub(super) sync: bool,
+    /// Whether the state directory is in memory (tmpfs), found out once.
+    in_memory: std::sync::OnceLock<bool>,
+    /// Owners whose directories this process made (or found) and cleared
+    /// of a killed writer's temporary files, and when it last swept their
+    /// expired sessions: done once per process, not per write.
+    pub(super) ready:
+        std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
 }
 
 impl FileStore {
@@ -131,6 +139,22 @@ impl FileStore {
                 root: root.to_owned(),
             },
             sync: true,
+            in_memory: std::sync::OnceLock::new(),
+            ready: Default::default(),
+        }
+    }
+
+    /// Run a write: where it may wait on a disk (an fsync), off a live
+    /// server's runtime threads ([`offload`]); on tmpfs, or without fsync,
+    /// here and now (a few system calls, cheaper than a thread handoff).
+    fn writing<T>(&self, f: impl FnOnce() -> T) -> T {
+        let in_memory = *self
+            .in_memory
+            .get_or_init(|| crate::fsio::on_tmpfs(&self.dir.root));
+        if self.sync && !in_memory {
+            offload(f)
+        } else {
+            f()
         }
     }
 
@@ -205,17 +229,19 @@ impl SessionStore for FileStore {
         if let Some(s) = read(&path)? {
             return Ok(s);
         }
-        let _guard = lock(&self.dir.identity_dir(owner))?;
-        if let Some(s) = read(&path)? {
-            return Ok(s);
-        }
-        let s = Zeroizing::new(fresh());
-        write_atomic(&path, s.as_slice(), true).map_err(|e| io(&path, e))?;
-        Ok(s)
+        self.writing(|| {
+            let _guard = lock(&self.dir.identity_dir(owner))?;
+            if let Some(s) = read(&path)? {
+                return Ok(s);
+            }
+            let s = Zeroizing::new(fresh());
+            write_atomic(&path, s.as_slice(), true).map_err(|e| io(&path, e))?;
+            Ok(s)
+        })
     }
 
     fn update(&self, owner: &str, f: &mut dyn FnMut(&mut Sessions)) -> Result<(), StoreError> {
-        self.change_all(owner, f)
+        self.writing(|| self.change_all(owner, f))
     }
 
     /// One file read (once layout 1 is gone).
@@ -235,7 +261,7 @@ impl SessionStore for FileStore {
         now: OffsetDateTime,
         grace: Duration,
     ) -> Result<Recorded, StoreError> {
-        self.record_one(owner, entry, now, grace, None)
+        self.writing(|| self.record_one(owner, entry, now, grace, None))
     }
 
     fn record_capped(
@@ -246,7 +272,7 @@ impl SessionStore for FileStore {
         grace: Duration,
         cap: Option<usize>,
     ) -> Result<Recorded, StoreError> {
-        self.record_one(owner, entry, now, grace, cap)
+        self.writing(|| self.record_one(owner, entry, now, grace, cap))
     }
 
     /// One file read when the Call-ID is known (and layout 1 is gone).
@@ -277,13 +303,15 @@ impl SessionStore for FileStore {
         max_uses: Option<u64>,
         max_age: Option<Duration>,
     ) -> Result<Use, StoreError> {
-        self.change_one(owner, call_id, |s| {
-            s.use_key(call_id, now, max_uses, max_age)
+        self.writing(|| {
+            self.change_one(owner, call_id, |s| {
+                s.use_key(call_id, now, max_uses, max_age)
+            })
         })
     }
 
     fn next_cseq(&self, owner: &str, call_id: &str, floor: u32) -> Result<u32, StoreError> {
-        self.change_one(owner, call_id, |s| s.next_cseq(call_id, floor))
+        self.writing(|| self.change_one(owner, call_id, |s| s.next_cseq(call_id, floor)))
     }
 
     /// By Call-ID: one file; by reference: a search.
@@ -329,6 +357,12 @@ impl SessionStore for FileStore {
 
 impl PinholeStore for FileStore {
     fn step(&self, owner: &str, call_id: &str, seen: &Seen) -> Result<Changes, StoreError> {
+        self.writing(|| self.step_now(owner, call_id, seen))
+    }
+}
+
+impl FileStore {
+    fn step_now(&self, owner: &str, call_id: &str, seen: &Seen) -> Result<Changes, StoreError> {
         let _guard = lock(&self.pinhole_dir(owner))?;
         let path = self.call_path(owner, call_id);
         let mut state = match read_yaml::<CallState>(&path)? {

@@ -98,6 +98,16 @@ impl RedisStore {
     fn with<T>(
         &self,
         what: &str,
+        f: impl FnMut(&mut Connection) -> RedisResult<T>,
+    ) -> Result<T, StoreError> {
+        // A round trip to the server: a live relay's other messages go on
+        // meanwhile.
+        crate::blocking::offload(|| self.with_now(what, f))
+    }
+
+    fn with_now<T>(
+        &self,
+        what: &str,
         mut f: impl FnMut(&mut Connection) -> RedisResult<T>,
     ) -> Result<T, StoreError> {
         let slot = self.next.fetch_add(1, Ordering::Relaxed) % self.pool.len();

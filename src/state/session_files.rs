@@ -115,8 +115,10 @@ impl FileStore {
         };
         let text = crate::yaml::to_string(&file).map_err(|e| corrupt(&path, e))?;
         let tmp = self.tmp_dir(owner);
-        create_private_dir(&tmp)?;
-        create_private_dir(&self.sessions_dir(owner))?;
+        if !self.is_ready(owner) {
+            create_private_dir(&tmp)?;
+            create_private_dir(&self.sessions_dir(owner))?;
+        }
         write_atomic_synced(&path, text.as_bytes(), true, Some(&tmp), self.sync)
             .map_err(|e| io(&path, e))
     }
@@ -178,6 +180,20 @@ impl FileStore {
         now: OffsetDateTime,
         grace: Duration,
     ) -> Result<(), StoreError> {
+        // This process did the rest for this owner lately: only the sweep,
+        // when due, is left.
+        let last = self
+            .ready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(owner)
+            .copied();
+        if let Some(at) = last {
+            if at.elapsed() >= SWEEP_EVERY {
+                self.sweep(owner, now, grace)?;
+            }
+            return Ok(());
+        }
         let tmp = self.tmp_dir(owner);
         if let Ok(leftovers) = std::fs::read_dir(&tmp) {
             for f in leftovers.flatten() {
@@ -207,12 +223,41 @@ impl FileStore {
             .map(|t| t.elapsed().unwrap_or_default() >= SWEEP_EVERY)
             .unwrap_or(true);
         if due {
-            for e in self.read_all(owner)?.sessions {
-                if e.keys_at(now, grace).is_empty() {
-                    self.remove_one(owner, &e)?;
-                }
+            self.sweep(owner, now, grace)?;
+        }
+        create_private_dir(&tmp)?;
+        create_private_dir(&self.sessions_dir(owner))?;
+        self.ready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(owner.to_owned(), std::time::Instant::now());
+        Ok(())
+    }
+
+    /// Whether this process has made `owner`'s directories.
+    fn is_ready(&self, owner: &str) -> bool {
+        self.ready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(owner)
+    }
+
+    /// Remove `owner`'s expired sessions.
+    fn sweep(&self, owner: &str, now: OffsetDateTime, grace: Duration) -> Result<(), StoreError> {
+        for e in self.read_all(owner)?.sessions {
+            if e.keys_at(now, grace).is_empty() {
+                self.remove_one(owner, &e)?;
             }
-            std::fs::write(&stamp, b"").map_err(|e| io(&stamp, e))?;
+        }
+        let stamp = self.dir().identity_dir(owner).join(".swept");
+        std::fs::write(&stamp, b"").map_err(|e| io(&stamp, e))?;
+        if let Some(at) = self
+            .ready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(owner)
+        {
+            *at = std::time::Instant::now();
         }
         Ok(())
     }

@@ -33,6 +33,10 @@ use sipseal::context::Context;
 use cli::{Cli, Command};
 use error::{Error, Exit};
 
+/// mimalloc: a live server allocates per message from every runtime thread.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let args = match with_config(std::env::args().collect()) {
         Ok(args) => args,
