@@ -47,6 +47,11 @@ trap cleanup EXIT
 UAS=25090; PROXY=25070; UAC=25060
 T=${TRANSPORT:-tcp}
 case $T in tcp) SIPP_T=t1 ;; udp) SIPP_T=u1 ;; *) echo "TRANSPORT=tcp|udp"; exit 2 ;; esac
+# SIPp's socket buffers: its default (64 KiB) holds about 50 sealed
+# INVITEs, and over UDP on 2 busy cores a SIPp that waits a few ms for a
+# core overflows it (the kernel's UdpRcvbufErrors), whichever proxy is
+# in the path; every proxy here gets the same 4 MiB (net.core.rmem_max).
+BUFF=4194304
 CT='application/pkcs7-mime; smime-type=authEnveloped-data; name=smime.p7m'
 
 # One sealed call: alice's INVITE for bob and proxy-a (designated), bob's
@@ -138,13 +143,13 @@ step() { # proxy rate seconds [rtt]
     [ "$proxy" = direct ] && to=$UAS
     rm -f "$work"/uac_* "$work"/uas_*
     (cd "$work" && exec sipp -sf "$OLDPWD/samples/sipp/uas-sealed.xml" -i 127.0.0.1 -p $UAS \
-        -t $SIPP_T -m $n -nostdin -timeout $(( $3 + 30 ))s -key ctype "$CT" \
+        -t $SIPP_T -buff_size $BUFF -m $n -nostdin -timeout $(( $3 + 30 ))s -key ctype "$CT" \
         -trace_stat -stf uas_stat.csv > /dev/null 2>&1) &
     local uas=$!
     sleep 0.3
     local t0; t0=$(date +%s.%N)
     (cd "$work" && sipp 127.0.0.1:$to -sf "$OLDPWD/samples/sipp/uac-sealed.xml" -i 127.0.0.1 \
-        -p $UAC -t $SIPP_T -r "$rate" -m $n -nostdin -timeout $(( $3 + 30 ))s \
+        -p $UAC -t $SIPP_T -buff_size $BUFF -r "$rate" -m $n -nostdin -timeout $(( $3 + 30 ))s \
         -key target "sip:bob@127.0.0.1:$UAS;transport=$T" -key pib "$pib" -key cid "$cid" \
         -key ctype "$CT" -trace_stat -stf uac_stat.csv ${4:+-trace_rtt -rtt_freq 1} \
         > /dev/null 2>&1) || true

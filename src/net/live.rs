@@ -340,9 +340,10 @@ impl Server {
             };
             match transport {
                 Transport::Udp => {
-                    let s = UdpSocket::bind(addr).await.map_err(fail)?;
-                    bound.push((transport, s.local_addr().map_err(fail)?));
-                    udp.push(Arc::new(s));
+                    let group = udp_group(addr).map_err(fail)?;
+                    let first = group.first().map(|s| s.local_addr());
+                    bound.push((transport, first.unwrap_or(Ok(addr)).map_err(fail)?));
+                    udp.extend(group.into_iter().map(Arc::new));
                 }
                 Transport::Tcp | Transport::Tls => {
                     if transport == Transport::Tls && config.tls.is_none() {
@@ -397,14 +398,24 @@ impl Server {
     /// out) and wait (at most `drain`) for those being handled.
     pub async fn run(self, shutdown: impl Future<Output = ()>, drain: Duration) {
         let mut tasks = Vec::new();
-        // One reader per runtime thread on each UDP socket: datagrams are
-        // read (and parsed) on every core.
-        let readers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8));
-        for socket in &self.shared.udp {
-            for _ in 0..readers {
+        // One reader per socket of a UDP listener's group (each source's
+        // datagrams in their order); each hands a datagram to the worker
+        // of its call, one per core: a call's messages are handled in the
+        // order they came, different calls on every core.
+        if !self.shared.udp.is_empty() {
+            let workers: Vec<_> = (0..cores())
+                .map(|_| {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    tasks.push(tokio::spawn(udp_worker(Arc::clone(&self.shared), rx)));
+                    tx
+                })
+                .collect();
+            let workers: Arc<[_]> = workers.into();
+            for socket in &self.shared.udp {
                 tasks.push(tokio::spawn(serve_udp(
                     Arc::clone(&self.shared),
                     Arc::clone(socket),
+                    Arc::clone(&workers),
                 )));
             }
         }
@@ -428,6 +439,55 @@ impl Server {
             )
             .await;
         }
+    }
+}
+
+/// The sockets of a UDP listener on `addr`: one per core, sharing the port
+/// (SO_REUSEPORT: the kernel gives all the datagrams of one source to the
+/// same socket, so each source's messages are read in their order, and
+/// different sources on different cores). The port is first bound alone,
+/// so that one another process holds is refused, and port 0 picks one.
+fn udp_group(addr: SocketAddr) -> std::io::Result<Vec<UdpSocket>> {
+    let alone = std::net::UdpSocket::bind(addr)?;
+    let addr = alone.local_addr()?;
+    drop(alone);
+    let n = cores();
+    let mut group = Vec::with_capacity(n);
+    for _ in 0..n {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )?;
+        socket.set_reuse_port(true)?;
+        socket.set_nonblocking(true)?;
+        // Room for a burst while a reader is busy with a message.
+        let _ = socket.set_recv_buffer_size(4 << 20);
+        socket.bind(&addr.into())?;
+        group.push(UdpSocket::from_std(socket.into())?);
+    }
+    Ok(group)
+}
+
+/// How many UDP readers and workers: one per core (at most 8).
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8))
+}
+
+/// A datagram read, on its way to its call's worker; its `slot` (of
+/// `--max-in-flight`) bounds how many wait.
+type Datagram = (
+    Vec<u8>,
+    Result<Message, ParseError>,
+    Peer,
+    tokio::sync::OwnedSemaphorePermit,
+);
+
+/// Handles the datagrams of the calls given to it, in their order; ends
+/// when the readers have stopped.
+async fn udp_worker(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Datagram>) {
+    while let Some((bytes, msg, peer, slot)) = rx.recv().await {
+        dispatch(&shared, bytes, msg, peer, None, slot);
     }
 }
 
@@ -512,7 +572,14 @@ impl Shared {
     }
 }
 
-async fn serve_udp(shared: Arc<Shared>, socket: Arc<UdpSocket>) {
+async fn serve_udp(
+    shared: Arc<Shared>,
+    socket: Arc<UdpSocket>,
+    workers: Arc<[mpsc::UnboundedSender<Datagram>]>,
+) {
+    use std::hash::BuildHasher;
+    // Keyed at random: a sender cannot steer its calls onto one worker.
+    let spread = std::collections::hash_map::RandomState::new();
     let mut buf = vec![0u8; 65_535];
     let mut stop = shared.stop.subscribe();
     let local = socket
@@ -558,7 +625,12 @@ async fn serve_udp(shared: Arc<Shared>, socket: Arc<UdpSocket>) {
             continue;
         };
         let msg = Message::parse(bytes);
-        dispatch(&shared, bytes.to_vec(), msg, peer, None, slot);
+        let key = match msg.as_ref().ok().and_then(|m| m.call_id().ok()) {
+            Some(call) => spread.hash_one(call),
+            None => spread.hash_one(from),
+        };
+        let worker = &workers[(key % workers.len() as u64) as usize];
+        let _ = worker.send((bytes.to_vec(), msg, peer, slot));
     }
 }
 
