@@ -81,8 +81,8 @@ PY
 )
 # Where the designated relay keeps its session keys: STATE=disk (a
 # directory under $TMPDIR, the default), STATE=shm (/dev/shm: tmpfs, as
-# /run would be), STATE=redis (a redis-server started here); NO_FSYNC=1
-# runs it with --no-fsync.
+# /run would be), STATE=redis (a redis-server started here); FSYNC=1
+# runs it with --fsync (a disk flush per new call).
 case ${STATE:-disk} in
 disk) state=$work/state ;;
 shm) state=$(mktemp -d /dev/shm/sipseal-bench.XXXXXX); pids_dirs=$state ;;
@@ -112,7 +112,7 @@ start_proxy() { # name
     designated)
         "$bin" relay --listen $T:127.0.0.1:$PROXY --identity keys/proxy-a-ec \
             --next $T:127.0.0.1:$UAS --state "$state" \
-            --bindings "$work/bindings.yaml" ${NO_FSYNC:+--no-fsync} --quiet > "$work/$1.log" 2>&1 &
+            --bindings "$work/bindings.yaml" ${FSYNC:+--fsync} --quiet > "$work/$1.log" 2>&1 &
         ;;
     direct) return ;;
     esac

@@ -120,7 +120,8 @@ pub(crate) fn write_yaml<T: Serialize>(path: &Path, value: &T) -> Result<(), Sto
 #[derive(Debug, Clone)]
 pub struct FileStore {
     dir: StateDir,
-    /// fsync each file before it replaces the old one.
+    /// fsync each session or pinhole file before it replaces the old one
+    /// (the branch secret always is).
     pub(super) sync: bool,
     /// Whether the state directory is in memory (tmpfs), found out once.
     in_memory: std::sync::OnceLock<bool>,
@@ -132,39 +133,39 @@ pub struct FileStore {
 }
 
 impl FileStore {
-    /// The store under `root`.
+    /// The store under `root`. Session keys and pinhole state are written
+    /// atomically without fsync (SPEC §5: a key lost to a power cut costs
+    /// a rekey): whole or absent for every other process, and surviving
+    /// the writer being killed, but not the machine losing power. The
+    /// branch secret is fsync'd.
     pub fn new(root: &Path) -> FileStore {
         FileStore {
             dir: StateDir {
                 root: root.to_owned(),
             },
-            sync: true,
+            sync: false,
             in_memory: std::sync::OnceLock::new(),
             ready: Default::default(),
         }
     }
 
-    /// Run a write: where it may wait on a disk (an fsync), off a live
-    /// server's runtime threads ([`offload`]); on tmpfs, or without fsync,
-    /// here and now (a few system calls, cheaper than a thread handoff).
-    fn writing<T>(&self, f: impl FnOnce() -> T) -> T {
+    /// Run a write: where it may wait on a disk (an fsync: `sync`), off a
+    /// live server's runtime threads ([`offload`]); on tmpfs, or without
+    /// fsync, here and now (a few system calls, cheaper than a thread
+    /// handoff).
+    fn writing<T>(&self, sync: bool, f: impl FnOnce() -> T) -> T {
         let in_memory = *self
             .in_memory
             .get_or_init(|| crate::fsio::on_tmpfs(&self.dir.root));
-        if self.sync && !in_memory {
-            offload(f)
-        } else {
-            f()
-        }
+        if sync && !in_memory { offload(f) } else { f() }
     }
 
-    /// The store under `root`, writing without fsync: each write is still
-    /// atomic (whole or absent for every other process) and survives the
-    /// writer being killed, but not the machine losing power. For a live
-    /// relay, whose calls end with the machine anyway.
-    pub fn unsynced(root: &Path) -> FileStore {
+    /// The store under `root`, fsyncing every session and pinhole file
+    /// too (`relay --fsync`): a key survives the machine losing power, at
+    /// the cost of a disk flush per new call.
+    pub fn synced(root: &Path) -> FileStore {
         FileStore {
-            sync: false,
+            sync: true,
             ..FileStore::new(root)
         }
     }
@@ -229,7 +230,7 @@ impl SessionStore for FileStore {
         if let Some(s) = read(&path)? {
             return Ok(s);
         }
-        self.writing(|| {
+        self.writing(true, || {
             let _guard = lock(&self.dir.identity_dir(owner))?;
             if let Some(s) = read(&path)? {
                 return Ok(s);
@@ -241,7 +242,7 @@ impl SessionStore for FileStore {
     }
 
     fn update(&self, owner: &str, f: &mut dyn FnMut(&mut Sessions)) -> Result<(), StoreError> {
-        self.writing(|| self.change_all(owner, f))
+        self.writing(self.sync, || self.change_all(owner, f))
     }
 
     /// One file read (once layout 1 is gone).
@@ -261,7 +262,9 @@ impl SessionStore for FileStore {
         now: OffsetDateTime,
         grace: Duration,
     ) -> Result<Recorded, StoreError> {
-        self.writing(|| self.record_one(owner, entry, now, grace, None))
+        self.writing(self.sync, || {
+            self.record_one(owner, entry, now, grace, None)
+        })
     }
 
     fn record_capped(
@@ -272,7 +275,7 @@ impl SessionStore for FileStore {
         grace: Duration,
         cap: Option<usize>,
     ) -> Result<Recorded, StoreError> {
-        self.writing(|| self.record_one(owner, entry, now, grace, cap))
+        self.writing(self.sync, || self.record_one(owner, entry, now, grace, cap))
     }
 
     /// One file read when the Call-ID is known (and layout 1 is gone).
@@ -303,7 +306,7 @@ impl SessionStore for FileStore {
         max_uses: Option<u64>,
         max_age: Option<Duration>,
     ) -> Result<Use, StoreError> {
-        self.writing(|| {
+        self.writing(self.sync, || {
             self.change_one(owner, call_id, |s| {
                 s.use_key(call_id, now, max_uses, max_age)
             })
@@ -311,7 +314,9 @@ impl SessionStore for FileStore {
     }
 
     fn next_cseq(&self, owner: &str, call_id: &str, floor: u32) -> Result<u32, StoreError> {
-        self.writing(|| self.change_one(owner, call_id, |s| s.next_cseq(call_id, floor)))
+        self.writing(self.sync, || {
+            self.change_one(owner, call_id, |s| s.next_cseq(call_id, floor))
+        })
     }
 
     /// By Call-ID: one file; by reference: a search.
@@ -357,7 +362,7 @@ impl SessionStore for FileStore {
 
 impl PinholeStore for FileStore {
     fn step(&self, owner: &str, call_id: &str, seen: &Seen) -> Result<Changes, StoreError> {
-        self.writing(|| self.step_now(owner, call_id, seen))
+        self.writing(self.sync, || self.step_now(owner, call_id, seen))
     }
 }
 
