@@ -91,6 +91,32 @@ pub fn write_atomic_synced(
     Ok(())
 }
 
+/// Replace a file of a store's own (mode 0600, in a directory it made):
+/// [`write_atomic_synced`] without what a user-named output needs (a
+/// symbolic link followed, a device written in place, an existing
+/// file's mode kept): the temporary file in `tmp_dir`, then a rename.
+pub fn replace_private(
+    path: &Path,
+    bytes: &[u8],
+    tmp_dir: &Path,
+    sync: bool,
+) -> std::io::Result<()> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".sipseal-");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o600));
+    }
+    let mut tmp = builder.tempfile_in(tmp_dir)?;
+    tmp.write_all(bytes)?;
+    if sync {
+        tmp.as_file().sync_all()?;
+    }
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
 /// `path`, or the file a symbolic link there names.
 fn follow(path: &Path) -> std::io::Result<PathBuf> {
     match std::fs::symlink_metadata(path) {

@@ -187,11 +187,7 @@ impl Message {
     /// The topmost Via entry (the others are not read).
     pub fn top_via(&self) -> Result<Via, HeaderError> {
         let v = self.required("Via")?;
-        syntax::via_list(v)
-            .map_err(|e| HeaderError::malformed("Via", v, e))?
-            .into_iter()
-            .next()
-            .ok_or(HeaderError::Missing("Via"))
+        syntax::first_via(v).map_err(|e| HeaderError::malformed("Via", v, e))
     }
 
     fn name_addr_header(&self, name: &'static str) -> Result<NameAddr, HeaderError> {

@@ -331,6 +331,21 @@ pub fn via_list(value: &str) -> Result<Vec<Via>, String> {
     split_raw(value).into_iter().map(via).collect()
 }
 
+/// The first entry of one Via header value (the rest are not read).
+pub fn first_via(value: &str) -> Result<Via, String> {
+    let (mut quoted, mut escaped) = (false, false);
+    for (i, c) in value.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ',' if !quoted => return via(&value[..i]),
+            _ => {}
+        }
+    }
+    via(value)
+}
+
 /// Split at top-level commas, keeping empty elements.
 fn split_raw(value: &str) -> Vec<&str> {
     let (mut quoted, mut escaped, mut start) = (false, false, 0);
@@ -475,6 +490,23 @@ mod tests {
         ] {
             assert!(name_addr(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_first_via_is_read_alone() {
+        let line =
+            "SIP/2.0/TCP a.example.com;branch=z9hG4bK1;x=\"p,q\" , SIP/2.0/UDP b;branch=z9hG4bK2";
+        let first = first_via(line).unwrap();
+        assert_eq!(first.sent_by(), "a.example.com");
+        assert_eq!(first, via_list(line).unwrap()[0]);
+        // What follows the first entry is not read.
+        assert_eq!(
+            first_via("SIP/2.0/UDP h;branch=z9hG4bK1,,")
+                .unwrap()
+                .sent_by(),
+            "h"
+        );
+        assert!(first_via(",SIP/2.0/UDP h").is_err());
     }
 
     #[test]

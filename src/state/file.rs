@@ -75,14 +75,23 @@ impl StateDir {
 /// Create `dir` (mode 0700) if needed and take an exclusive advisory lock
 /// on its `.lock` file; the lock is released when the returned file drops.
 pub fn lock(dir: &Path) -> Result<File, StoreError> {
-    create_private_dir(dir)?;
     let path = dir.join(".lock");
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| io(&path, e))?;
+    let open = || {
+        File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+    };
+    // The directory is made the first time (not checked on every write).
+    let file = match open() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            create_private_dir(dir)?;
+            open()
+        }
+        opened => opened,
+    }
+    .map_err(|e| io(&path, e))?;
     file.lock().map_err(|e| io(&path, e))?;
     Ok(file)
 }

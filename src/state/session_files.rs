@@ -20,7 +20,6 @@ use time::{Duration, OffsetDateTime};
 
 use super::StoreError;
 use super::file::{FileStore, create_private_dir, lock};
-use crate::fsio::write_atomic_synced;
 use crate::pinhole::call_tag;
 use crate::session::{Entry, Recorded, Sessions};
 
@@ -119,7 +118,7 @@ impl FileStore {
             create_private_dir(&tmp)?;
             create_private_dir(&self.sessions_dir(owner))?;
         }
-        write_atomic_synced(&path, text.as_bytes(), true, Some(&tmp), self.sync)
+        crate::fsio::replace_private(&path, text.as_bytes(), &tmp, self.sync)
             .map_err(|e| io(&path, e))
     }
 
@@ -265,9 +264,16 @@ impl FileStore {
     fn mark_peer(&self, owner: &str, entry: &Entry) -> Result<(), StoreError> {
         if let Some(peer) = &entry.peer {
             let dir = self.peer_dir(owner, peer);
-            create_private_dir(&dir)?;
             let mark = dir.join(call_tag(&entry.call_id));
-            std::fs::write(&mark, b"").map_err(|e| io(&mark, e))?;
+            // The peer's directory is made for its first session.
+            match std::fs::write(&mark, b"") {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    create_private_dir(&dir)?;
+                    std::fs::write(&mark, b"")
+                }
+                written => written,
+            }
+            .map_err(|e| io(&mark, e))?;
         }
         Ok(())
     }
