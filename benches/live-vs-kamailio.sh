@@ -10,7 +10,8 @@
 #   designated  sipseal relay, designated: opens each INVITE (P-256) and the
 #               200 under the session key it recorded
 #
-# For each step: calls placed, failed, and the rate achieved. A proxy's
+# For each step: calls placed, failed, the rate achieved, and the CPU time
+# the proxy used per call (user + system, all its processes). A proxy's
 # rate is the highest rate achieved in a step where every call was placed
 # and none failed; the steps stop at the first failure, or once the proxy
 # falls under 90% of the rate asked. Then the latency each proxy adds (SIPp's INVITE->200 response
@@ -137,7 +138,26 @@ stop_proxy() {
     sleep 0.3
 }
 
-# One step: RATE calls/s for SECONDS; prints "placed failed achieved".
+# The CPU time (ticks, user + system) the proxy's processes have used.
+proxy_cpu() { # proxy
+    local pids
+    case $1 in
+    kamailio) pids=$(pgrep -f "$work/kamailio.cfg" || true) ;;
+    direct) echo 0; return ;;
+    *) pids=$proxy_pid ;;
+    esac
+    local total=0 p
+    for p in $pids; do
+        [ -r /proc/$p/stat ] || continue
+        # Fields 14 and 15 after the command (which may hold spaces).
+        total=$(( total + $(sed 's/^.*) //' /proc/$p/stat | awk '{print $12 + $13}') ))
+    done
+    echo $total
+}
+TICK=$(getconf CLK_TCK)
+
+# One step: RATE calls/s for SECONDS; prints "placed failed achieved
+# cpu", cpu being the proxy's CPU time per call placed (µs).
 step() { # proxy rate seconds [rtt]
     local proxy=$1 rate=$2 n=$(( $2 * $3 )) to=$PROXY
     [ "$proxy" = direct ] && to=$UAS
@@ -147,6 +167,7 @@ step() { # proxy rate seconds [rtt]
         -trace_stat -stf uas_stat.csv > /dev/null 2>&1) &
     local uas=$!
     sleep 0.3
+    local c0; c0=$(proxy_cpu "$proxy")
     local t0; t0=$(date +%s.%N)
     (cd "$work" && sipp 127.0.0.1:$to -sf "$OLDPWD/samples/sipp/uac-sealed.xml" -i 127.0.0.1 \
         -p $UAC -t $SIPP_T -buff_size $BUFF -r "$rate" -m $n -nostdin -timeout $(( $3 + 30 ))s \
@@ -154,16 +175,18 @@ step() { # proxy rate seconds [rtt]
         -key ctype "$CT" -trace_stat -stf uac_stat.csv ${4:+-trace_rtt -rtt_freq 1} \
         > /dev/null 2>&1) || true
     local t1; t1=$(date +%s.%N)
+    local c1; c1=$(proxy_cpu "$proxy")
     kill $uas 2>/dev/null || true; wait $uas 2>/dev/null || true
-    python3 - "$work/uac_stat.csv" "$n" "$t0" "$t1" <<'PY'
+    python3 - "$work/uac_stat.csv" "$n" "$t0" "$t1" "$(( c1 - c0 ))" "$TICK" <<'PY'
 import csv, sys
 path, n, t0, t1 = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+ticks, tick = int(sys.argv[5]), int(sys.argv[6])
 rows = list(csv.reader(open(path), delimiter=";"))
 head, last = rows[0], rows[-1]
 ok = int(last[head.index("SuccessfulCall(C)")])
 failed = int(last[head.index("FailedCall(C)")])
 # The last call starts at (n-1)/rate and lasts about 0.1 s (its pause).
-print(ok, failed, round(ok / max(t1 - t0 - 0.15, 0.001)))
+print(ok, failed, round(ok / max(t1 - t0 - 0.15, 0.001)), round(ticks * 1e6 / tick / max(ok, 1)))
 PY
 }
 
@@ -176,9 +199,9 @@ for proxy in "${proxies[@]}"; do
     fi
     best[$proxy]=0
     for rate in "${rates[@]}"; do
-        read -r ok failed achieved < <(step $proxy "$rate" "$secs")
-        printf '%-11s %5d cps asked: %6d calls, %4d failed, %5d cps achieved\n' \
-            $proxy "$rate" "$ok" "$failed" "$achieved"
+        read -r ok failed achieved cpu < <(step $proxy "$rate" "$secs")
+        printf '%-11s %5d cps asked: %6d calls, %4d failed, %5d cps achieved, %4d us CPU a call\n' \
+            $proxy "$rate" "$ok" "$failed" "$achieved" "$cpu"
         # Carried: every call placed and none failed. Saturated: it fell
         # behind the rate asked (under 90%), so higher steps say nothing.
         if [ "$failed" -eq 0 ] && [ "$ok" -eq $(( rate * secs )) ]; then
