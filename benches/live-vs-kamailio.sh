@@ -172,7 +172,7 @@ step() { # proxy rate seconds [rtt]
     (cd "$work" && sipp 127.0.0.1:$to -sf "$OLDPWD/samples/sipp/uac-sealed.xml" -i 127.0.0.1 \
         -p $UAC -t $SIPP_T -buff_size $BUFF -r "$rate" -m $n -nostdin -timeout $(( $3 + 30 ))s \
         -key target "sip:bob@127.0.0.1:$UAS;transport=$T" -key pib "$pib" -key cid "$cid" \
-        -key ctype "$CT" -trace_stat -stf uac_stat.csv ${4:+-trace_rtt -rtt_freq 1} \
+        -key ctype "$CT" -trace_stat -fd 1 -stf uac_stat.csv ${4:+-trace_rtt -rtt_freq 1} \
         > /dev/null 2>&1) || true
     local t1; t1=$(date +%s.%N)
     local c1; c1=$(proxy_cpu "$proxy")
@@ -181,10 +181,15 @@ step() { # proxy rate seconds [rtt]
 import csv, sys
 path, n, t0, t1 = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
 ticks, tick = int(sys.argv[5]), int(sys.argv[6])
-rows = list(csv.reader(open(path), delimiter=";"))
-head, last = rows[0], rows[-1]
-ok = int(last[head.index("SuccessfulCall(C)")])
-failed = int(last[head.index("FailedCall(C)")])
+try:
+    rows = list(csv.reader(open(path), delimiter=";"))
+    head, last = rows[0], rows[-1]
+    ok = int(last[head.index("SuccessfulCall(C)")])
+    failed = int(last[head.index("FailedCall(C)")])
+except (OSError, IndexError, ValueError):
+    # No statistics (SIPp stopped by its -timeout before it wrote any):
+    # a step that carried nothing.
+    ok, failed = 0, n
 # The last call starts at (n-1)/rate and lasts about 0.1 s (its pause).
 print(ok, failed, round(ok / max(t1 - t0 - 0.15, 0.001)), round(ticks * 1e6 / tick / max(ok, 1)))
 PY

@@ -132,6 +132,9 @@ pub struct FileStore {
     /// fsync each session or pinhole file before it replaces the old one
     /// (the branch secret always is).
     pub(super) sync: bool,
+    /// Sweep expired sessions on a thread of their own (a live server's
+    /// store), not inline in the write that finds the sweep due.
+    pub(super) sweep_aside: bool,
     /// Whether the state directory is in memory (tmpfs), found out once.
     in_memory: std::sync::OnceLock<bool>,
     /// Owners whose directories this process made (or found) and cleared
@@ -153,6 +156,7 @@ impl FileStore {
                 root: root.to_owned(),
             },
             sync: false,
+            sweep_aside: false,
             in_memory: std::sync::OnceLock::new(),
             ready: Default::default(),
         }
@@ -176,6 +180,16 @@ impl FileStore {
         FileStore {
             sync: true,
             ..FileStore::new(root)
+        }
+    }
+
+    /// This store, sweeping expired sessions on a thread of its own (a
+    /// live server: a sweep reads every session file, and no message
+    /// should wait for it).
+    pub fn sweeping_aside(self) -> FileStore {
+        FileStore {
+            sweep_aside: true,
+            ..self
         }
     }
 
@@ -464,6 +478,45 @@ mod tests {
             let mode = std::fs::metadata(path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    /// A live server's store sweeps on a thread of its own: the write that
+    /// finds the sweep due goes on, the expired sessions go in time, and
+    /// what is live stays.
+    #[test]
+    fn a_live_store_sweeps_aside() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = FileStore::new(tmp.path()).sweeping_aside();
+        let now = OffsetDateTime::now_utc();
+        let policy = Policy::default();
+        let peer = Some("sip:alice@a.example.com".to_owned());
+        let live = Entry::new("live", &[2u8; 32], Role::Relay, peer.clone(), now, &policy);
+        let mut expired = Entry::new("gone", &[3u8; 32], Role::Relay, peer, now, &policy);
+        expired.expiry = Some(now - time::Duration::days(2));
+        create_private_dir(&store.dir().identity_dir("r").join("tmp")).unwrap();
+        for e in [&live, &expired] {
+            store.write_one("r", e).unwrap();
+            store.mark_peer("r", e).unwrap();
+        }
+        // No sweep has been done: the first write finds one due.
+        let new = Entry::new("new", &[4u8; 32], Role::Relay, None, now, &policy);
+        store.record("r", new, now, DEFAULT_GRACE).unwrap();
+        let gone = store.session_path("r", "gone");
+        for _ in 0..500 {
+            if !gone.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(!gone.exists(), "the expired session was never swept");
+        assert!(store.session_path("r", "live").exists());
+        assert!(store.session_path("r", "new").exists());
+        let peers = store.peer_dir("r", "sip:alice@a.example.com");
+        let marks: Vec<_> = std::fs::read_dir(peers)
+            .unwrap()
+            .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(marks, [call_tag("live")], "the expired one's mark went too");
     }
 
     /// S6: a layout-1 store is migrated on the first write (each session

@@ -51,7 +51,7 @@ impl FileStore {
             .join(format!("{}.yaml", call_tag(call_id)))
     }
 
-    fn peer_dir(&self, owner: &str, peer: &str) -> PathBuf {
+    pub(super) fn peer_dir(&self, owner: &str, peer: &str) -> PathBuf {
         self.dir()
             .identity_dir(owner)
             .join("peers")
@@ -189,7 +189,7 @@ impl FileStore {
             .copied();
         if let Some(at) = last {
             if at.elapsed() >= SWEEP_EVERY {
-                self.sweep(owner, now, grace)?;
+                self.sweep_when(owner, now, grace)?;
             }
             return Ok(());
         }
@@ -221,16 +221,75 @@ impl FileStore {
             .and_then(|m| m.modified())
             .map(|t| t.elapsed().unwrap_or_default() >= SWEEP_EVERY)
             .unwrap_or(true);
-        if due {
-            self.sweep(owner, now, grace)?;
-        }
         create_private_dir(&tmp)?;
         create_private_dir(&self.sessions_dir(owner))?;
         self.ready
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(owner.to_owned(), std::time::Instant::now());
+        if due {
+            self.sweep_when(owner, now, grace)?;
+        }
         Ok(())
+    }
+
+    /// Sweep now, or (a live server's store) on a thread of its own, so
+    /// that reading every session file delays no message: the next sweep
+    /// is then due a minute from now, whatever this one takes.
+    fn sweep_when(
+        &self,
+        owner: &str,
+        now: OffsetDateTime,
+        grace: Duration,
+    ) -> Result<(), StoreError> {
+        if !self.sweep_aside {
+            return self.sweep(owner, now, grace);
+        }
+        if let Some(at) = self
+            .ready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(owner)
+        {
+            *at = std::time::Instant::now();
+        }
+        let (store, owner) = (self.clone(), owner.to_owned());
+        std::thread::spawn(move || {
+            // A sweep that fails is tried again in a minute.
+            let _ = store.sweep_files(&owner, grace);
+        });
+        Ok(())
+    }
+
+    /// Remove `owner`'s expired sessions one file at a time, each under
+    /// the lock only while it is read again and removed (a writer may have
+    /// renewed it since it was read).
+    fn sweep_files(&self, owner: &str, grace: Duration) -> Result<(), StoreError> {
+        let dir = self.sessions_dir(owner);
+        if let Ok(files) = std::fs::read_dir(&dir) {
+            for f in files.flatten() {
+                let path = f.path();
+                if path.extension().is_none_or(|x| x != "yaml") {
+                    continue;
+                }
+                let expired = || {
+                    let now = OffsetDateTime::now_utc();
+                    self.read_file(&path)
+                        .ok()
+                        .flatten()
+                        .filter(|e| e.keys_at(now, grace).is_empty())
+                };
+                if expired().is_none() {
+                    continue;
+                }
+                let _guard = lock(&self.dir().identity_dir(owner))?;
+                if let Some(entry) = expired() {
+                    self.remove_one(owner, &entry)?;
+                }
+            }
+        }
+        let stamp = self.dir().identity_dir(owner).join(".swept");
+        std::fs::write(&stamp, b"").map_err(|e| io(&stamp, e))
     }
 
     /// Whether this process has made `owner`'s directories.
@@ -261,7 +320,7 @@ impl FileStore {
         Ok(())
     }
 
-    fn mark_peer(&self, owner: &str, entry: &Entry) -> Result<(), StoreError> {
+    pub(super) fn mark_peer(&self, owner: &str, entry: &Entry) -> Result<(), StoreError> {
         if let Some(peer) = &entry.peer {
             let dir = self.peer_dir(owner, peer);
             let mark = dir.join(call_tag(&entry.call_id));

@@ -306,10 +306,11 @@ pub fn run(args: RelayLiveArgs, ctx: &mut Context) -> Result<Exit, Error> {
                 (None, Some(run)) => FileStore::new(&run.join("sipseal")),
                 _ => args.common.state.store()?,
             };
-            Arc::new(CachedStore::new(match args.fsync {
+            let files = match args.fsync {
                 false => files,
                 true => FileStore::synced(&files.dir().root),
-            }))
+            };
+            Arc::new(CachedStore::new(files.sweeping_aside()))
         }
     };
     let sink: Arc<dyn Sink> = if args.report.is_some() || args.pinholes.is_some() {
