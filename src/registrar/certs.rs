@@ -5,7 +5,7 @@
 use der::Encode;
 use time::OffsetDateTime;
 
-use super::register::Stop;
+use super::stop::{Stop, refuse};
 use super::store::StoredCert;
 use super::{Registrar, RegistrarError};
 use crate::context::Context;
@@ -15,12 +15,7 @@ use crate::keys::generate::{read_csr, validity_until};
 use crate::signing::{SigningError, sign_message};
 use crate::sip::aor::same_aor;
 use crate::sip::compose::{Body, ResponseParams, build_response};
-use crate::sip::{Answer, Message, Status};
-
-/// A refusal with `status`, and why (for the operator only).
-pub(super) fn refuse(status: Status, why: impl Into<String>) -> Stop {
-    Stop::Refuse(Box::new(Answer::new(status).because(why)))
-}
+use crate::sip::{Message, Status};
 
 /// The request with its body opened when it came sealed for the
 /// registrar (SPEC §6: a CSR sealed to the registrar's certificate),

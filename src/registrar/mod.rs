@@ -238,6 +238,7 @@ pub fn lookup<'a>(
 
 mod certs;
 mod register;
+mod stop;
 
 pub use crate::sip::aor::same_aor;
 pub use register::Registrar;

@@ -7,9 +7,10 @@
 
 use time::{Duration, OffsetDateTime};
 
+use super::certs;
 use super::certs::stored_cert;
-use super::certs::{self, refuse};
 use super::digest::{self, DigestAlgorithm, DigestError, NonceState};
+use super::stop::{Stop, refuse};
 use super::store::{Binding, RegistrarStore, StoredCert};
 use super::users::Users;
 use super::{CERT_QUERY, DEFAULT_EXPIRES, Handled, Outcome, RegistrarError};
@@ -24,27 +25,6 @@ use crate::sip::headers::{addr_spec, uri_host};
 use crate::sip::syntax::NameAddr;
 use crate::sip::uri::HopUri;
 use crate::sip::{Answer, Message, Status, respond};
-
-/// Why a request is answered other than with success.
-#[derive(Debug)]
-pub(super) enum Stop {
-    /// A Digest challenge (401); `stale`: the credentials were right and
-    /// the nonce old.
-    Challenge {
-        /// Whether the challenge says stale=true.
-        stale: bool,
-    },
-    /// A refusal: its answer (the why in it is for the operator only).
-    Refuse(Box<Answer>),
-    /// The registrar itself failed.
-    Failed(RegistrarError),
-}
-
-impl<E: Into<RegistrarError>> From<E> for Stop {
-    fn from(e: E) -> Stop {
-        Stop::Failed(e.into())
-    }
-}
 
 /// A REGISTER or PUBLISH for a domain this registrar serves: the AOR it
 /// names (To).

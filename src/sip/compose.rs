@@ -2,6 +2,7 @@
 
 use super::headers::{HeaderError, split_list};
 use super::message::{Message, StartLine};
+pub use super::status::reason_phrase;
 use crate::context::Context;
 
 /// Why a message could not be composed.
@@ -129,58 +130,6 @@ pub struct ResponseParams {
     pub headers: Vec<(String, String)>,
     /// The body.
     pub body: Option<Body>,
-}
-
-/// The standard reason phrase for a status code.
-pub fn reason_phrase(code: u16) -> &'static str {
-    match code {
-        100 => "Trying",
-        180 => "Ringing",
-        181 => "Call Is Being Forwarded",
-        182 => "Queued",
-        183 => "Session Progress",
-        200 => "OK",
-        202 => "Accepted",
-        301 => "Moved Permanently",
-        302 => "Moved Temporarily",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        407 => "Proxy Authentication Required",
-        408 => "Request Timeout",
-        415 => "Unsupported Media Type",
-        420 => "Bad Extension",
-        480 => "Temporarily Unavailable",
-        481 => "Call/Transaction Does Not Exist",
-        483 => "Too Many Hops",
-        486 => "Busy Here",
-        487 => "Request Terminated",
-        488 => "Not Acceptable Here",
-        491 => "Request Pending",
-        493 => "Undecipherable",
-        494 => "Security Agreement Required",
-        495 => "Signature Required",
-        496 => "Proxy Undecipherable",
-        500 => "Server Internal Error",
-        501 => "Not Implemented",
-        505 => "Version Not Supported",
-        503 => "Service Unavailable",
-        504 => "Server Time-out",
-        600 => "Busy Everywhere",
-        603 => "Decline",
-        604 => "Does Not Exist Anywhere",
-        606 => "Not Acceptable",
-        _ => match code / 100 {
-            1 => "Provisional",
-            2 => "Success",
-            3 => "Redirection",
-            4 => "Client Error",
-            5 => "Server Error",
-            _ => "Global Failure",
-        },
-    }
 }
 
 /// `sip:a@b` or `Name <sip:a@b>;tag=x` → a name-addr with angle brackets,

@@ -9,10 +9,10 @@
 //! an error. Each error knows the status a server answers it with.
 //! Linear in the message.
 
-use super::answer::Status;
 use super::headers::split_list;
 use super::message::Message;
 use super::names;
+use super::status::Status;
 use super::syntax;
 
 /// Why a message is malformed, and the answer a server gives a request so.

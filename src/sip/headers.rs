@@ -32,8 +32,8 @@ impl HeaderError {
     }
 
     /// A server answers a request with such a header 400 Bad Request.
-    pub fn sip_status(&self) -> super::answer::Status {
-        super::answer::Status::BadRequest
+    pub fn sip_status(&self) -> super::status::Status {
+        super::status::Status::BadRequest
     }
 
     fn malformed(name: &'static str, value: &str, reason: impl ToString) -> Self {

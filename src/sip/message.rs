@@ -89,10 +89,10 @@ impl ParseError {
 
     /// The status a server answers it with: 505 for a SIP version it does
     /// not speak, else 400 Bad Request.
-    pub fn sip_status(&self) -> super::answer::Status {
+    pub fn sip_status(&self) -> super::status::Status {
         match self.kind {
-            ParseErrorKind::BadVersion(_) => super::answer::Status::VersionNotSupported,
-            _ => super::answer::Status::BadRequest,
+            ParseErrorKind::BadVersion(_) => super::status::Status::VersionNotSupported,
+            _ => super::status::Status::BadRequest,
         }
     }
 

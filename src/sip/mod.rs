@@ -14,13 +14,15 @@ pub mod names;
 pub mod route_security;
 pub mod routing;
 pub mod size;
+pub mod status;
 pub mod syntax;
 pub mod transaction;
 pub mod uri;
 
-pub use answer::{Answer, IntoAnswer, Status, respond};
+pub use answer::{Answer, IntoAnswer, respond};
 pub use compose::{
     Body, ComposeError, RequestParams, ResponseParams, Transport, build_request, build_response,
 };
 pub use headers::{CSeq, ContentDisposition, ContentType, HeaderError};
 pub use message::{Header, Message, ParseError, ParseErrorKind, StartLine};
+pub use status::Status;
