@@ -12,11 +12,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::baresip::{Account, AnswerMode, Baresip, Config, Transport};
-use common::live::{Background, Daemon};
+use common::live::{Background, Daemon, tshark};
 use common::realm::Realm;
 use common::s;
 
@@ -43,29 +43,7 @@ fn private_network() -> bool {
 /// tshark on the namespace's loopback, capturing the RTP port ranges.
 fn capture_rtp(d: &Path) -> (Background, std::path::PathBuf) {
     let file = d.join("rtp.pcapng");
-    let log = d.join("tshark.log");
-    let child = Command::new("tshark")
-        .args([
-            "-i",
-            "lo",
-            "-f",
-            "udp portrange 26000-26199",
-            "-w",
-            s(&file),
-        ])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("tshark runs (.ci/run installs tshark)");
-    let until = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("Capturing on")
-    {
-        assert!(Instant::now() < until, "tshark did not start capturing");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (Background(child), file)
+    (tshark(d, "udp portrange 26000-26199", &file), file)
 }
 
 /// RTP packets in `file` from each of the two port ranges.

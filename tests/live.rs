@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::live::{Background, Daemon, header, hosts, port, sealed_call, split};
+use common::live::{Background, Daemon, header, hosts, port, sealed_call, split, tshark};
 use common::{Succeeds, s, sipseal, text, write};
 
 const CTYPE: &str = "application/pkcs7-mime; smime-type=authEnveloped-data; name=smime.p7m";
@@ -59,22 +59,7 @@ fn capture(d: &Path, file: &Path, ports: &[u16]) -> Background {
         .map(|p| format!("tcp port {p}"))
         .collect::<Vec<_>>()
         .join(" or ");
-    let log = d.join("tshark.log");
-    let child = Command::new("tshark")
-        .args(["-i", "lo", "-f", &filter, "-w", s(file), "-q"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("tshark runs (.ci/run installs tshark)");
-    let until = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("Capturing on")
-    {
-        assert!(Instant::now() < until, "tshark did not start capturing");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Background(child)
+    tshark(d, &filter, file)
 }
 
 #[test]

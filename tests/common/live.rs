@@ -12,6 +12,28 @@ pub fn port(base: u16, slot: u16) -> u16 {
     base + (std::process::id() % 2_000) as u16 * 8 + slot
 }
 
+/// tshark capturing the loopback with the capture `filter` into `file`,
+/// returned once it says it is capturing (its log in `dir/tshark.log`).
+pub fn tshark(dir: &Path, filter: &str, file: &Path) -> Background {
+    let log = dir.join("tshark.log");
+    let child = Command::new("tshark")
+        .args(["-i", "lo", "-f", filter, "-q", "-w"])
+        .arg(file)
+        .stdout(Stdio::null())
+        .stderr(File::create(&log).unwrap())
+        .spawn()
+        .expect("tshark runs (.ci/run installs tshark)");
+    let until = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("Capturing on")
+    {
+        assert!(Instant::now() < until, "tshark did not start capturing");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Background(child)
+}
+
 /// A `sipseal` server process; SIGTERM on drop.
 pub struct Daemon {
     child: Option<Child>,
