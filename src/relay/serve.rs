@@ -1,5 +1,5 @@
 //! The relay workflow as a live service (SPEC §7, `sipseal relay`): each
-//! message from the network goes through [`relay`](super::relay) with
+//! message from the network goes through [`relay`] with
 //! what the connection proves put in the path checks, then on to the next
 //! hop a stateless proxy picks (RFC 3261 §16.4–16.6, §16.11, [`route`]),
 //! or back to the Via (RFC 3261 §18.2.2, RFC 3581). A request addressed

@@ -331,8 +331,10 @@ pub fn via_list(value: &str) -> Result<Vec<Via>, String> {
     split_raw(value).into_iter().map(via).collect()
 }
 
-/// The first entry of one Via header value (the rest are not read).
-pub fn first_via(value: &str) -> Result<Via, String> {
+/// The first entry of one Via header value (the rest are not read); its
+/// error is the text [`Message::top_via`](super::Message::top_via) wraps
+/// in a `HeaderError`, as for [`via`].
+pub(crate) fn first_via(value: &str) -> Result<Via, String> {
     let (mut quoted, mut escaped) = (false, false);
     for (i, c) in value.char_indices() {
         match c {
