@@ -31,7 +31,7 @@ shift || true
 rates=("$@")
 [ ${#rates[@]} -gt 0 ] || rates=(400 800 1600 2400 3200 4800 6400 8000)
 read -r -a proxies <<< "${PROXIES:-kamailio blind designated}"
-bin=$PWD/target/release/sipseal
+bin=${SIPSEAL:-$PWD/target/release/sipseal}
 [ -x "$bin" ] || cargo build --release
 for tool in sipp kamailio; do
     command -v $tool >/dev/null || { echo "needs $tool (apt-get install sip-tester kamailio)"; exit 2; }

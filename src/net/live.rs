@@ -302,11 +302,18 @@ struct Shared {
     in_flight: Arc<Semaphore>,
     /// Set once the server stops taking messages.
     stop: tokio::sync::watch::Sender<bool>,
+    /// The call workers, one per core: every message read (datagram or
+    /// stream) goes to the worker its call hashes to.
+    workers: Vec<mpsc::UnboundedSender<Handoff>>,
+    /// Keyed at random: a sender cannot steer its calls onto one worker.
+    spread: std::collections::hash_map::RandomState,
 }
 
 /// A bound server.
 pub struct Server {
     shared: Arc<Shared>,
+    /// What the call workers read from, started by [`Server::run`].
+    workers: Vec<mpsc::UnboundedReceiver<Handoff>>,
     tcp: Vec<(Transport, TcpListener)>,
     bound: Vec<(Transport, SocketAddr)>,
 }
@@ -366,8 +373,12 @@ impl Server {
                     .ok()
             })
             .flatten();
+        let (senders, workers) = (0..cores()).map(|_| mpsc::unbounded_channel()).unzip();
         Ok(Server {
+            workers,
             shared: Arc::new(Shared {
+                workers: senders,
+                spread: std::collections::hash_map::RandomState::new(),
                 resolver,
                 slots: Arc::new(Semaphore::new(config.max_connections.max(1))),
                 in_flight: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
@@ -399,25 +410,18 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>, drain: Duration) {
         let mut tasks = Vec::new();
         // One reader per socket of a UDP listener's group (each source's
-        // datagrams in their order); each hands a datagram to the worker
-        // of its call, one per core: a call's messages are handled in the
-        // order they came, different calls on every core.
-        if !self.shared.udp.is_empty() {
-            let workers: Vec<_> = (0..cores())
-                .map(|_| {
-                    let (tx, rx) = mpsc::unbounded_channel();
-                    tasks.push(tokio::spawn(udp_worker(Arc::clone(&self.shared), rx)));
-                    tx
-                })
-                .collect();
-            let workers: Arc<[_]> = workers.into();
-            for socket in &self.shared.udp {
-                tasks.push(tokio::spawn(serve_udp(
-                    Arc::clone(&self.shared),
-                    Arc::clone(socket),
-                    Arc::clone(&workers),
-                )));
-            }
+        // datagrams in their order) and per connection; each hands a
+        // message to the worker of its call, one per core: a call's
+        // messages are handled in the order they came, different calls on
+        // every core (a stream that carries many calls too).
+        for rx in self.workers {
+            tasks.push(tokio::spawn(call_worker(Arc::clone(&self.shared), rx)));
+        }
+        for socket in &self.shared.udp {
+            tasks.push(tokio::spawn(serve_udp(
+                Arc::clone(&self.shared),
+                Arc::clone(socket),
+            )));
         }
         for (transport, listener) in self.tcp {
             tasks.push(tokio::spawn(accept(
@@ -469,25 +473,43 @@ fn udp_group(addr: SocketAddr) -> std::io::Result<Vec<UdpSocket>> {
     Ok(group)
 }
 
-/// How many UDP readers and workers: one per core (at most 8).
+/// How many UDP readers and call workers: one per core (at most 8).
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8))
 }
 
-/// A datagram read, on its way to its call's worker; its `slot` (of
-/// `--max-in-flight`) bounds how many wait.
-type Datagram = (
+/// A message read, on its way to its call's worker: its bytes, the
+/// message (or why it does not parse), where from, the connection it came
+/// on; its `slot` (of `--max-in-flight`) bounds how many wait.
+type Handoff = (
     Vec<u8>,
     Result<Message, ParseError>,
     Peer,
+    Option<Conn>,
     tokio::sync::OwnedSemaphorePermit,
 );
 
-/// Handles the datagrams of the calls given to it, in their order; ends
-/// when the readers have stopped.
-async fn udp_worker(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Datagram>) {
-    while let Some((bytes, msg, peer, slot)) = rx.recv().await {
-        dispatch(&shared, bytes, msg, peer, None, slot);
+/// Handles the messages of the calls given to it, in their order. Once the
+/// server stops, it takes no more and ends when those given are handled.
+async fn call_worker(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Handoff>) {
+    let mut stop = shared.stop.subscribe();
+    loop {
+        let next = tokio::select! {
+            biased;
+            next = rx.recv() => Some(next),
+            _ = stop.wait_for(|s| *s) => None,
+        };
+        let next = match next {
+            Some(next) => next,
+            None => {
+                rx.close();
+                rx.recv().await
+            }
+        };
+        let Some((bytes, msg, peer, back, slot)) = next else {
+            return;
+        };
+        dispatch(&shared, bytes, msg, peer, back, slot);
     }
 }
 
@@ -565,6 +587,25 @@ impl Shared {
         lock(&self.conns).retain(|_, c| !c.tx.same_channel(tx));
     }
 
+    /// Give a message read to the worker of its call (by its Call-ID, else
+    /// by its source).
+    fn hand_off(
+        &self,
+        bytes: Vec<u8>,
+        msg: Result<Message, ParseError>,
+        peer: Peer,
+        back: Option<Conn>,
+        slot: tokio::sync::OwnedSemaphorePermit,
+    ) {
+        use std::hash::BuildHasher;
+        let key = match msg.as_ref().ok().and_then(|m| m.call_id().ok()) {
+            Some(call) => self.spread.hash_one(call),
+            None => self.spread.hash_one(peer.addr),
+        };
+        let worker = &self.workers[(key % self.workers.len() as u64) as usize];
+        let _ = worker.send((bytes, msg, peer, back, slot));
+    }
+
     fn udp_for(&self, to: SocketAddr) -> Option<&Arc<UdpSocket>> {
         self.udp
             .iter()
@@ -572,14 +613,7 @@ impl Shared {
     }
 }
 
-async fn serve_udp(
-    shared: Arc<Shared>,
-    socket: Arc<UdpSocket>,
-    workers: Arc<[mpsc::UnboundedSender<Datagram>]>,
-) {
-    use std::hash::BuildHasher;
-    // Keyed at random: a sender cannot steer its calls onto one worker.
-    let spread = std::collections::hash_map::RandomState::new();
+async fn serve_udp(shared: Arc<Shared>, socket: Arc<UdpSocket>) {
     let mut buf = vec![0u8; 65_535];
     let mut stop = shared.stop.subscribe();
     let local = socket
@@ -624,13 +658,7 @@ async fn serve_udp(
             );
             continue;
         };
-        let msg = Message::parse(bytes);
-        let key = match msg.as_ref().ok().and_then(|m| m.call_id().ok()) {
-            Some(call) => spread.hash_one(call),
-            None => spread.hash_one(from),
-        };
-        let worker = &workers[(key % workers.len() as u64) as usize];
-        let _ = worker.send((bytes.to_vec(), msg, peer, slot));
+        shared.hand_off(bytes.to_vec(), Message::parse(bytes), peer, None, slot);
     }
 }
 
@@ -811,7 +839,7 @@ async fn read_loop<R: AsyncRead>(shared: &Arc<Shared>, rd: R, key: ConnKey, conn
                     let Ok(slot) = Arc::clone(&shared.in_flight).acquire_owned().await else {
                         return;
                     };
-                    dispatch(shared, bytes, Ok(msg), peer, Some(conn.clone()), slot);
+                    shared.hand_off(bytes, Ok(msg), peer, Some(conn.clone()), slot);
                 }
                 Err(e) => {
                     let pending = framer.pending();
@@ -1387,6 +1415,8 @@ mod tests {
             slots: Arc::new(Semaphore::new(1)),
             in_flight: Arc::new(Semaphore::new(1)),
             stop: tokio::sync::watch::Sender::new(false),
+            workers: Vec::new(),
+            spread: std::collections::hash_map::RandomState::new(),
         }
     }
 
