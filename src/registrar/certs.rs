@@ -1,6 +1,7 @@
 //! What the registrar does with certificates: open a body sealed for it,
 //! issue from a CSR, check a certificate registered as it is, issue the
-//! newest again on a refresh, and answer with one (certs-only, signed).
+//! newest again on a refresh, and the certs-only body that answers with
+//! one. [`granted`] does all of it for a request, in one call.
 
 use der::Encode;
 use time::OffsetDateTime;
@@ -9,13 +10,137 @@ use super::stop::{Stop, refuse};
 use super::store::StoredCert;
 use super::{Registrar, RegistrarError};
 use crate::context::Context;
-use crate::envelope::signed::{SignatureScheme, certs_only};
+use crate::envelope::signed::certs_only;
 use crate::keys::Cert;
 use crate::keys::generate::{read_csr, validity_until};
-use crate::signing::{SigningError, sign_message};
-use crate::sip::aor::same_aor;
-use crate::sip::compose::{Body, ResponseParams, build_response};
-use crate::sip::{Message, Status};
+use crate::signing::SigningError;
+use crate::sip::aor::{Aor, aor_key};
+use crate::sip::compose::Body;
+use crate::sip::{Answer, Message, Status};
+
+/// What the body of a REGISTER or PUBLISH asks for.
+enum BodyAsks {
+    /// Nothing: a refresh (or a removal).
+    Nothing,
+    /// A certificate for the key of this request (PKCS#10).
+    Csr(Vec<u8>),
+    /// Storing this certificate (DER) as it is.
+    Cert(Vec<u8>),
+}
+
+fn body_asks(req: &Message) -> Result<BodyAsks, String> {
+    if req.body().is_empty() {
+        return Ok(BodyAsks::Nothing);
+    }
+    let ct = req
+        .content_type()
+        .map_err(|e| e.to_string())?
+        .ok_or("a body without a Content-Type")?;
+    match ct.mime.as_str() {
+        "application/pkcs10" => Ok(BodyAsks::Csr(req.body().to_vec())),
+        "application/pkix-cert" => Ok(BodyAsks::Cert(req.body().to_vec())),
+        other => Err(format!(
+            "a {other} body (the registrar takes application/pkcs10 or application/pkix-cert)"
+        )),
+    }
+}
+
+/// What a request may get a certificate for.
+pub(super) enum Want {
+    /// A REGISTER: `removing` its bindings (no certificate), a `refresh`
+    /// (no body, Contacts: the newest certificate issued again), bound
+    /// `until`.
+    Binding {
+        removing: bool,
+        refresh: bool,
+        until: OffsetDateTime,
+    },
+    /// A PUBLISH of a CSR, for a certificate valid `until`.
+    Publication { until: OffsetDateTime },
+}
+
+/// What a request gets: a certificate checked as it was given, or one to
+/// issue until a time.
+enum Wanted {
+    Given(Box<Cert>),
+    Issue(Subject, OffsetDateTime),
+}
+
+/// What a certificate is issued for: a subject and its key.
+struct Subject {
+    name: x509_cert::name::Name,
+    key: x509_cert::spki::SubjectPublicKeyInfoOwned,
+}
+
+/// A certificate issued or checked for a request: as stored, and the
+/// certs-only body (it and the CA's) its 200 carries.
+pub(super) struct Granted {
+    pub stored: StoredCert,
+    pub body: Body,
+}
+
+/// The certificate `req` asks for as `aor` (an authenticated AOR): its
+/// body opened when sealed for the registrar, then issued from its CSR,
+/// checked as given, or the newest issued again; `None` when it asks for
+/// none. Everything is checked before anything is stored.
+pub(super) fn granted(
+    r: &Registrar<'_>,
+    req: &Message,
+    aor: &Aor,
+    want: Want,
+    ctx: &mut Context,
+) -> Result<Option<Granted>, Stop> {
+    let plain = unseal(r, req, ctx)?;
+    let asks = body_asks(&plain);
+    let wanted = match (want, asks) {
+        (Want::Publication { until }, Ok(BodyAsks::Csr(bytes))) => {
+            Wanted::Issue(from_csr(&bytes, aor)?, until)
+        }
+        (Want::Publication { .. }, _) => {
+            return Err(Stop::Refuse(Box::new(
+                Answer::new(Status::UnsupportedMediaType)
+                    .with_header("Accept", "application/pkcs10")
+                    .because("a PUBLISH carries a certificate request (application/pkcs10: the key with its proof of possession)"),
+            )));
+        }
+        (Want::Binding { .. }, Err(why)) => {
+            return Err(Stop::Refuse(Box::new(
+                Answer::new(Status::UnsupportedMediaType)
+                    .with_header("Accept", "application/pkcs10, application/pkix-cert")
+                    .because(why),
+            )));
+        }
+        (Want::Binding { removing: true, .. }, Ok(_)) => return Ok(None),
+        (Want::Binding { refresh: false, .. }, Ok(BodyAsks::Nothing)) => return Ok(None),
+        (Want::Binding { until, .. }, Ok(BodyAsks::Nothing)) => match newest(r, aor, ctx.now())? {
+            Some(again) => Wanted::Issue(again, until),
+            None => return Ok(None),
+        },
+        (Want::Binding { until, .. }, Ok(BodyAsks::Csr(bytes))) => {
+            Wanted::Issue(from_csr(&bytes, aor)?, until)
+        }
+        (Want::Binding { .. }, Ok(BodyAsks::Cert(bytes))) => {
+            Wanted::Given(Box::new(check_given_cert(r, &bytes, aor, ctx.now())?))
+        }
+    };
+    let (cert, issued) = match wanted {
+        Wanted::Given(cert) => (*cert, false),
+        Wanted::Issue(subject, until) => (issue(r, subject, aor, until, ctx)?, true),
+    };
+    let stored = stored_cert(&cert, aor, issued)?;
+    let chain = [
+        cert,
+        Cert {
+            cert: r.ca.cert.clone(),
+            source: "the CA".into(),
+        },
+    ];
+    let body = Body {
+        content_type: "application/pkcs7-mime; smime-type=certs-only; name=smime.p7c".into(),
+        bytes: certs_only(&chain).map_err(|e| Stop::Failed(SigningError::from(e).into()))?,
+    };
+    Ok(Some(Granted { stored, body }))
+}
 
 /// The request with its body opened when it came sealed for the
 /// registrar (SPEC §6: a CSR sealed to the registrar's certificate),
@@ -49,58 +174,10 @@ pub(super) fn unseal(r: &Registrar<'_>, req: &Message, ctx: &mut Context) -> Res
     }
 }
 
-/// The 200 carrying `cert` and the CA's certificate as certs-only,
-/// outer-signed by the registrar.
-pub(super) fn with_certificate(
-    r: &Registrar<'_>,
-    req: &Message,
-    mut headers: Vec<(String, String)>,
-    cert: &Cert,
-    ctx: &mut Context,
-) -> Result<Message, RegistrarError> {
-    let chain = [
-        cert.clone(),
-        Cert {
-            cert: r.ca.cert.clone(),
-            source: "the CA".into(),
-        },
-    ];
-    headers.push((
-        "Content-Disposition".into(),
-        "attachment; filename=smime.p7c; handling=required".into(),
-    ));
-    let response = build_response(
-        req,
-        &ResponseParams {
-            code: Status::Ok.code(),
-            headers,
-            body: Some(Body {
-                content_type: "application/pkcs7-mime; smime-type=certs-only; name=smime.p7c"
-                    .into(),
-                bytes: certs_only(&chain).map_err(SigningError::from)?,
-            }),
-            ..Default::default()
-        },
-        ctx,
-    )?;
-    Ok(sign_message(
-        &response,
-        r.identity,
-        SignatureScheme::Pkcs1v15,
-        &[],
-        ctx,
-    )?)
-}
-
-/// The AOR's newest certificate issued here (valid, not withdrawn),
-/// issued again until `until`; `None` when there is none.
-pub(super) fn reissue(
-    r: &Registrar<'_>,
-    aor: &str,
-    until: OffsetDateTime,
-    ctx: &mut Context,
-) -> Result<Option<Cert>, RegistrarError> {
-    let now = ctx.now();
+/// The subject and key of the AOR's newest certificate issued here
+/// (valid, not withdrawn): what a refresh issues again; `None` when there
+/// is none.
+fn newest(r: &Registrar<'_>, aor: &Aor, now: OffsetDateTime) -> Result<Option<Subject>, Stop> {
     let record = r.store.load_aor(r.realm, aor)?;
     let Some(previous) = record
         .certificates
@@ -111,45 +188,30 @@ pub(super) fn reissue(
         return Ok(None);
     };
     let (_, der) = der::pem::decode_vec(previous.pem.as_bytes())
-        .map_err(|e| crate::keys::KeyError::Generate(e.to_string()))?;
-    let old = Cert::from_der(&der, "the registry")?;
+        .map_err(|e| RegistrarError::from(crate::keys::KeyError::Generate(e.to_string())))?;
+    let old = Cert::from_der(&der, "the registry").map_err(RegistrarError::from)?;
     let tbs = old.cert.tbs_certificate();
-    let validity = validity_until(now, until)?;
-    let cert = r.ca.issue_with(
-        ctx,
-        tbs.subject().clone(),
-        vec![aor.to_owned()],
-        Vec::new(),
-        tbs.subject_public_key_info().clone(),
-        validity,
-    )?;
-    Ok(Some(Cert {
-        cert,
-        source: "issued".into(),
+    Ok(Some(Subject {
+        name: tbs.subject().clone(),
+        key: tbs.subject_public_key_info().clone(),
     }))
 }
 
-/// Issue from a PKCS#10 request: its signature verifies with its key
-/// (proof of possession), it names `aor` (SAN URI, else CN), its key is
-/// RSA of 2048 bits or more or EC P-256; valid until `until`.
-pub(super) fn issue_from_csr(
-    r: &Registrar<'_>,
-    bytes: &[u8],
-    aor: &str,
-    until: OffsetDateTime,
-    ctx: &mut Context,
-) -> Result<Cert, Stop> {
+/// The subject and key of a PKCS#10 request, checked: its signature
+/// verifies with its key (proof of possession), it names `aor` (SAN URI,
+/// else CN), its key is RSA of 2048 bits or more or EC P-256.
+fn from_csr(bytes: &[u8], aor: &Aor) -> Result<Subject, Stop> {
     let req = read_csr(bytes, std::path::Path::new("the REGISTER body"))
         .map_err(|e| refuse(Status::BadRequest, e.to_string()))?;
     let cn_names_aor = req.subject.to_string().split(',').any(|rdn| {
         rdn.trim()
             .strip_prefix("CN=")
-            .is_some_and(|cn| same_aor(&format!("sip:{cn}"), aor))
+            .is_some_and(|cn| aor_key(&format!("sip:{cn}")) == aor.key)
     });
     let names_aor = if req.uris.is_empty() {
         cn_names_aor
     } else {
-        req.uris.iter().any(|u| same_aor(u, aor))
+        req.uris.iter().any(|u| aor_key(u) == aor.key)
     };
     if !names_aor {
         return Err(refuse(
@@ -182,14 +244,29 @@ pub(super) fn issue_from_csr(
             "the request's key is not RSA of 2048 bits or more, nor EC P-256",
         ));
     }
+    Ok(Subject {
+        name: req.subject,
+        key: req.spki,
+    })
+}
+
+/// A certificate for `subject` naming `aor`, from the registrar's CA,
+/// valid until `until`.
+fn issue(
+    r: &Registrar<'_>,
+    subject: Subject,
+    aor: &Aor,
+    until: OffsetDateTime,
+    ctx: &mut Context,
+) -> Result<Cert, Stop> {
     let validity =
         validity_until(ctx.now(), until).map_err(|e| Stop::Failed(RegistrarError::Key(e)))?;
     r.ca.issue_with(
         ctx,
-        req.subject,
-        vec![aor.to_owned()],
+        subject.name,
+        vec![aor.text.clone()],
         Vec::new(),
-        req.spki,
+        subject.key,
         validity,
     )
     .map(|cert| Cert {
@@ -201,10 +278,10 @@ pub(super) fn issue_from_csr(
 
 /// Check a certificate registered as it is: it chains to the CA, is
 /// valid now, and names `aor`.
-pub(super) fn check_given_cert(
+fn check_given_cert(
     r: &Registrar<'_>,
     der: &[u8],
-    aor: &str,
+    aor: &Aor,
     now: OffsetDateTime,
 ) -> Result<Cert, Stop> {
     let cert = Cert::from_der(der, "the REGISTER body")
@@ -217,7 +294,7 @@ pub(super) fn check_given_cert(
         .map_err(|e| refuse(Status::Forbidden, e.to_string()))?;
     crate::keys::trust::check_validity(&cert, now)
         .map_err(|e| refuse(Status::Forbidden, e.to_string()))?;
-    if !cert.uri().is_some_and(|u| same_aor(&u, aor)) {
+    if cert.uri().is_none_or(|u| aor_key(&u) != aor.key) {
         return Err(refuse(
             Status::Forbidden,
             format!("the certificate names {}, not {aor}", cert.name()),
@@ -228,11 +305,7 @@ pub(super) fn check_given_cert(
 
 /// What the store keeps of a certificate issued here (`issued`) or
 /// registered as it came, for `aor`.
-pub(super) fn stored_cert(
-    cert: &Cert,
-    aor: &str,
-    issued: bool,
-) -> Result<StoredCert, RegistrarError> {
+fn stored_cert(cert: &Cert, aor: &Aor, issued: bool) -> Result<StoredCert, RegistrarError> {
     use der::EncodePem;
     use sha2::Digest;
     let der = cert
@@ -245,7 +318,7 @@ pub(super) fn stored_cert(
         .map_err(|e| crate::keys::KeyError::Generate(e.to_string()))?;
     let not_after = crate::keys::trust::time_of(&cert.cert.tbs_certificate().validity().not_after);
     Ok(StoredCert {
-        aor: aor.to_owned(),
+        aor: aor.text.clone(),
         serial: hex::encode(cert.cert.tbs_certificate().serial_number().as_bytes()),
         sha256: hex::encode(sha2::Sha256::digest(&der)),
         not_after,

@@ -185,7 +185,7 @@ pub fn aor_sources(
     now: OffsetDateTime,
     flow: FlowSource<'_>,
 ) -> Result<Vec<String>, RegistrarError> {
-    let record = registry.load_aor(realm, aor)?;
+    let record = registry.load_aor(realm, &crate::sip::aor::Aor::new(aor))?;
     Ok(sources_of(&record, now, flow)
         .into_values()
         .flatten()

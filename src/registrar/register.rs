@@ -7,19 +7,18 @@
 
 use time::{Duration, OffsetDateTime};
 
-use super::certs;
-use super::certs::stored_cert;
+use super::certs::{self, Granted, Want};
 use super::digest::{self, DigestAlgorithm, DigestError, NonceState};
 use super::stop::{Stop, refuse};
-use super::store::{Binding, RegistrarStore, StoredCert};
+use super::store::{Binding, RegistrarStore};
 use super::users::Users;
 use super::{CERT_QUERY, DEFAULT_EXPIRES, Handled, Outcome, RegistrarError};
 use crate::context::Context;
 use crate::envelope::signed::SignatureScheme;
+use crate::keys::Identity;
 use crate::keys::generate::Ca;
-use crate::keys::{Cert, Identity};
 use crate::signing::sign_message;
-use crate::sip::aor::same_aor;
+use crate::sip::aor::{Aor, aor_key};
 use crate::sip::compose::Body;
 use crate::sip::headers::{addr_spec, uri_host};
 use crate::sip::syntax::NameAddr;
@@ -30,7 +29,7 @@ use crate::sip::{Answer, Message, Status, respond};
 /// names (To).
 pub(super) struct Asked<'m> {
     req: &'m Message,
-    aor: String,
+    aor: Aor,
 }
 
 /// Who a request authenticated as, and the nonce count it used.
@@ -43,43 +42,16 @@ pub(super) struct Authenticated<'m> {
 
 /// A REGISTER whose change is stored.
 pub(super) struct Bound {
-    aor: String,
+    aor: Aor,
     /// The AOR's bindings now.
     bindings: Vec<Binding>,
     /// The expiry granted.
     granted: u32,
-    /// The certificate issued or registered, as stored.
-    cert: Option<(Cert, StoredCert)>,
+    /// The certificate issued or registered: as stored, and answered.
+    cert: Option<Granted>,
     removing: bool,
     /// When it was bound (what the expiries it answers count from).
     now: OffsetDateTime,
-}
-
-/// What the body of a REGISTER asks for.
-enum BodyAsks {
-    /// Nothing: a refresh (or a removal).
-    Nothing,
-    /// A certificate for the key of this request (PKCS#10).
-    Csr(Vec<u8>),
-    /// Storing this certificate (DER) as it is.
-    Cert(Vec<u8>),
-}
-
-fn body_asks(req: &Message) -> Result<BodyAsks, String> {
-    if req.body().is_empty() {
-        return Ok(BodyAsks::Nothing);
-    }
-    let ct = req
-        .content_type()
-        .map_err(|e| e.to_string())?
-        .ok_or("a body without a Content-Type")?;
-    match ct.mime.as_str() {
-        "application/pkcs10" => Ok(BodyAsks::Csr(req.body().to_vec())),
-        "application/pkix-cert" => Ok(BodyAsks::Cert(req.body().to_vec())),
-        other => Err(format!(
-            "a {other} body (the registrar takes application/pkcs10 or application/pkix-cert)"
-        )),
-    }
 }
 
 /// A registrar for one realm.
@@ -218,7 +190,7 @@ impl Registrar<'_> {
         }
         let aor = req
             .header("To")
-            .map(|to| addr_spec(to).to_owned())
+            .map(|to| Aor::new(addr_spec(to)))
             .ok_or_else(|| refuse(Status::BadRequest, "no To header"))?;
         Ok(Asked { req, aor })
     }
@@ -269,7 +241,9 @@ impl Registrar<'_> {
         let Some(user_aor) = self.credentials_hold(&creds, method, secret.as_slice()) else {
             return Err(refuse(Status::Forbidden, "wrong credentials"));
         };
-        if !same_aor(&user_aor, &asked.aor) {
+        // The users file holds sip:user@domain AORs only (`users add`
+        // refuses others): compared by key, as RFC 3261 §19.1.4 has it.
+        if aor_key(&user_aor) != asked.aor.key {
             let why = format!(
                 "{} may register {user_aor}, not {}",
                 creds.username, asked.aor
@@ -334,7 +308,7 @@ impl Registrar<'_> {
         ctx: &mut Context,
     ) -> Result<Bound, Stop> {
         let req = a.asked.req;
-        let aor = a.asked.aor.as_str();
+        let aor = &a.asked.aor;
         let now = ctx.now();
         let call_id = req
             .call_id()
@@ -378,38 +352,13 @@ impl Registrar<'_> {
             .into_iter()
             .map(str::to_owned)
             .collect();
-        // What the body asks for, checked before anything is stored.
-        let plain = certs::unseal(self, req, ctx)?;
-        let body = body_asks(&plain).map_err(|why| {
-            Stop::Refuse(Box::new(
-                Answer::new(Status::UnsupportedMediaType)
-                    .with_header("Accept", "application/pkcs10, application/pkix-cert")
-                    .because(why),
-            ))
-        })?;
-        let cert = match body {
-            _ if removing => None,
-            // A refresh: the binding is extended, and the AOR's newest
-            // certificate issued here is issued again for the same key
-            // and subject until the new expiry.
-            BodyAsks::Nothing if !contacts.is_empty() => {
-                certs::reissue(self, aor, until, ctx)?.map(|c| (c, true))
-            }
-            BodyAsks::Nothing => None,
-            BodyAsks::Csr(bytes) => {
-                Some((certs::issue_from_csr(self, &bytes, aor, until, ctx)?, true))
-            }
-            BodyAsks::Cert(bytes) => {
-                Some((certs::check_given_cert(self, &bytes, aor, now)?, false))
-            }
+        // The certificate it asks for, checked before anything is stored.
+        let want = Want::Binding {
+            removing,
+            refresh: !contacts.is_empty(),
+            until,
         };
-        let cert = match cert {
-            Some((c, issued)) => {
-                let stored = stored_cert(&c, aor, issued)?;
-                Some((c, stored))
-            }
-            None => None,
-        };
+        let cert = certs::granted(self, req, aor, want, ctx)?;
         let nonce_expires = self.nonce_expires(&a, now);
         let mut replay = false;
         let mut bindings: Vec<Binding> = Vec::new();
@@ -440,7 +389,7 @@ impl Registrar<'_> {
                             || (instance.is_some() && b.instance == instance && b.reg_id == reg_id))
                     });
                     r.bindings.push(Binding {
-                        aor: aor.to_owned(),
+                        aor: aor.text.clone(),
                         contact: c.uri.clone(),
                         expires,
                         source: source.map(str::to_owned),
@@ -451,8 +400,8 @@ impl Registrar<'_> {
                         reg_id,
                     });
                 }
-                if let Some((_, s)) = &cert {
-                    r.certificates.push(s.clone());
+                if let Some(g) = &cert {
+                    r.certificates.push(g.stored.clone());
                 }
             }
             bindings = r.bindings.clone();
@@ -464,7 +413,7 @@ impl Registrar<'_> {
             return Err(Stop::Challenge { stale: false });
         }
         Ok(Bound {
-            aor: aor.to_owned(),
+            aor: a.asked.aor,
             bindings,
             granted,
             cert,
@@ -515,24 +464,49 @@ impl Registrar<'_> {
         if outbound && supports("outbound") && !bound.removing {
             headers.push(("Require".into(), "outbound".into()));
         }
-        let response = match &bound.cert {
-            Some((cert, _)) => certs::with_certificate(self, req, headers, cert, ctx)?,
-            None => {
-                let mut answer = Answer::new(Status::Ok);
-                answer.headers = headers;
-                respond(req, &answer, ctx)?.ok_or(RegistrarError::Ack)?
-            }
-        };
+        let response = self.ok(req, headers, bound.cert.as_ref(), ctx)?;
         let outcome = if bound.removing {
-            Outcome::Removed { aor: bound.aor }
+            Outcome::Removed {
+                aor: bound.aor.text,
+            }
         } else {
             Outcome::Registered {
-                aor: bound.aor,
+                aor: bound.aor.text,
                 expires: bound.granted,
-                certificate: bound.cert.map(|(_, s)| s.serial),
+                certificate: bound.cert.map(|g| g.stored.serial),
             }
         };
         Ok(Handled { response, outcome })
+    }
+
+    /// The 200 with `headers`; with a certificate granted, its certs-only
+    /// body, the response outer-signed by the registrar.
+    fn ok(
+        &self,
+        req: &Message,
+        headers: Vec<(String, String)>,
+        granted: Option<&Granted>,
+        ctx: &mut Context,
+    ) -> Result<Message, RegistrarError> {
+        let mut answer = Answer::new(Status::Ok);
+        answer.headers = headers;
+        let Some(granted) = granted else {
+            return respond(req, &answer, ctx)?.ok_or(RegistrarError::Ack);
+        };
+        let answer = answer
+            .with_header(
+                "Content-Disposition",
+                "attachment; filename=smime.p7c; handling=required",
+            )
+            .with_body(granted.body.clone());
+        let response = respond(req, &answer, ctx)?.ok_or(RegistrarError::Ack)?;
+        Ok(sign_message(
+            &response,
+            self.identity,
+            SignatureScheme::Pkcs1v15,
+            &[],
+            ctx,
+        )?)
     }
 
     /// PUBLISH with a CSR (the simplified CA): authenticated as a
@@ -555,19 +529,11 @@ impl Registrar<'_> {
         }
         .min(self.max_expires);
         let until = now + Duration::seconds(i64::from(expires));
-        let plain = certs::unseal(self, req, ctx)?;
-        let cert = match body_asks(&plain) {
-            Ok(BodyAsks::Csr(bytes)) => certs::issue_from_csr(self, &bytes, &aor, until, ctx)?,
-            _ => {
-                return Err(Stop::Refuse(Box::new(
-                    Answer::new(Status::UnsupportedMediaType)
-                        .with_header("Accept", "application/pkcs10")
-                        .because("a PUBLISH carries a certificate request (application/pkcs10: the key with its proof of possession)"),
-                )));
-            }
+        let want = Want::Publication { until };
+        let Some(mut granted) = certs::granted(self, req, &aor, want, ctx)? else {
+            return Err(Stop::Failed(RegistrarError::Ack));
         };
-        let mut stored = stored_cert(&cert, &aor, true)?;
-        stored.published = true;
+        granted.stored.published = true;
         let nonce_expires = self.nonce_expires(&a, now);
         let mut replay = false;
         self.store.update_aor(self.realm, &aor, &mut |r| {
@@ -576,22 +542,22 @@ impl Registrar<'_> {
                 replay = true;
                 return;
             }
-            r.certificates.push(stored.clone());
+            r.certificates.push(granted.stored.clone());
         })?;
         if replay {
             return Err(Stop::Challenge { stale: false });
         }
         let headers = vec![
-            ("SIP-ETag".to_owned(), stored.serial.clone()),
+            ("SIP-ETag".to_owned(), granted.stored.serial.clone()),
             ("Expires".to_owned(), expires.to_string()),
         ];
-        let response = certs::with_certificate(self, req, headers, &cert, ctx)?;
+        let response = self.ok(req, headers, Some(&granted), ctx)?;
         Ok(Handled {
             response,
             outcome: Outcome::Registered {
-                aor,
+                aor: aor.text,
                 expires,
-                certificate: Some(stored.serial),
+                certificate: Some(granted.stored.serial),
             },
         })
     }
@@ -631,28 +597,27 @@ impl Registrar<'_> {
     /// withdrawn or expired one.
     fn query(&self, req: &Message, ctx: &mut Context) -> Result<Handled, Stop> {
         let now = ctx.now();
-        let aor = req
-            .header("To")
-            .map(|to| addr_spec(to).to_owned())
-            .unwrap_or_default();
+        let aor = Aor::new(req.header("To").map(addr_spec).unwrap_or_default());
         let registry = self.store.load_aor(self.realm, &aor)?;
         let wanted = req
             .header(CERT_QUERY)
             .map(|v| v.trim().to_ascii_lowercase());
         let from = req.aor("From").unwrap_or_default();
-        let allowed = self.policy.is_none_or(|p| p.allows(from, &aor));
+        let allowed = self.policy.is_none_or(|p| p.allows(from, &aor.text));
         let served = allowed
             && self.serves(req)
-            && uri_host(&aor).is_some_and(|h| h.eq_ignore_ascii_case(self.realm));
+            && uri_host(&aor.text).is_some_and(|h| h.eq_ignore_ascii_case(self.realm));
         let found = match wanted {
             _ if !served => None,
-            None => registry.current_certs(&aor, now).last(),
+            None => registry.current_certs(&aor.text, now).last(),
             Some(q) => {
                 let hex = q
                     .strip_prefix("sha-256")
                     .map(|h| h.trim().replace(':', ""))
                     .unwrap_or_default();
-                registry.current_certs(&aor, now).find(|s| s.sha256 == hex)
+                registry
+                    .current_certs(&aor.text, now)
+                    .find(|s| s.sha256 == hex)
             }
         };
         let Some(stored) = found else {
@@ -683,7 +648,7 @@ impl Registrar<'_> {
         Ok(Handled {
             response,
             outcome: Outcome::Found {
-                aor: aor.clone(),
+                aor: aor.text.clone(),
                 serial: stored.serial.clone(),
             },
         })

@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
 use crate::session::text::{option_time, time_text};
+use crate::sip::aor::Aor;
 use crate::state::{FileStore, SessionStore, StoreError, lock, read_yaml, write_yaml};
 
 /// A Contact bound to an address of record.
@@ -160,13 +161,13 @@ impl Registry {
 /// parallel registrations never lose one another.
 pub trait RegistrarStore {
     /// What is stored for `aor` in `realm` (nothing yet: empty).
-    fn load_aor(&self, realm: &str, aor: &str) -> Result<Registry, StoreError>;
+    fn load_aor(&self, realm: &str, aor: &Aor) -> Result<Registry, StoreError>;
 
     /// Change what is stored for `aor` at once: read, `f`, write.
     fn update_aor(
         &self,
         realm: &str,
-        aor: &str,
+        aor: &Aor,
         f: &mut dyn FnMut(&mut Registry),
     ) -> Result<(), StoreError>;
 
@@ -189,9 +190,9 @@ fn owner(realm: &str) -> String {
 
 /// The file name of an AOR's record: readable, and unique (the hash of
 /// the AOR as compared: scheme and host in lower case).
-fn aor_file(aor: &str) -> String {
+fn aor_file(aor: &Aor) -> String {
     use sha2::Digest;
-    let key = crate::sip::aor::aor_key(aor);
+    let key = &aor.key;
     let readable: String = key
         .chars()
         .map(|c| {
@@ -215,7 +216,7 @@ fn empty() -> Registry {
 }
 
 impl RegistrarStore for FileStore {
-    fn load_aor(&self, realm: &str, aor: &str) -> Result<Registry, StoreError> {
+    fn load_aor(&self, realm: &str, aor: &Aor) -> Result<Registry, StoreError> {
         let path = self
             .dir()
             .identity_dir(&owner(realm))
@@ -227,7 +228,7 @@ impl RegistrarStore for FileStore {
     fn update_aor(
         &self,
         realm: &str,
-        aor: &str,
+        aor: &Aor,
         f: &mut dyn FnMut(&mut Registry),
     ) -> Result<(), StoreError> {
         let dir = self.dir().identity_dir(&owner(realm));
@@ -263,11 +264,11 @@ impl RegistrarStore for FileStore {
 
 /// The Redis key of an AOR's record.
 #[cfg(feature = "live")]
-fn redis_key(realm: &str, aor: &str) -> String {
+fn redis_key(realm: &str, aor: &Aor) -> String {
     format!(
         "sipseal:registrar:{}:aor:{}",
         realm.to_ascii_lowercase(),
-        crate::sip::aor::aor_key(aor)
+        aor.key
     )
 }
 
@@ -293,14 +294,14 @@ fn keep_for(r: &Registry, now: OffsetDateTime) -> u64 {
 /// one WATCH/MULTI transaction.
 #[cfg(feature = "live")]
 impl RegistrarStore for crate::state::RedisStore {
-    fn load_aor(&self, realm: &str, aor: &str) -> Result<Registry, StoreError> {
+    fn load_aor(&self, realm: &str, aor: &Aor) -> Result<Registry, StoreError> {
         Ok(self.get_json(&redis_key(realm, aor))?.unwrap_or_else(empty))
     }
 
     fn update_aor(
         &self,
         realm: &str,
-        aor: &str,
+        aor: &Aor,
         f: &mut dyn FnMut(&mut Registry),
     ) -> Result<(), StoreError> {
         let now = OffsetDateTime::now_utc();
@@ -417,8 +418,8 @@ fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl RegistrarStore for MemoryRegistry {
-    fn load_aor(&self, realm: &str, aor: &str) -> Result<Registry, StoreError> {
-        let key = (realm.to_owned(), crate::sip::aor::aor_key(aor));
+    fn load_aor(&self, realm: &str, aor: &Aor) -> Result<Registry, StoreError> {
+        let key = (realm.to_owned(), aor.key.clone());
         Ok(locked(&self.records)
             .get(&key)
             .cloned()
@@ -428,10 +429,10 @@ impl RegistrarStore for MemoryRegistry {
     fn update_aor(
         &self,
         realm: &str,
-        aor: &str,
+        aor: &Aor,
         f: &mut dyn FnMut(&mut Registry),
     ) -> Result<(), StoreError> {
-        let key = (realm.to_owned(), crate::sip::aor::aor_key(aor));
+        let key = (realm.to_owned(), aor.key.clone());
         f(locked(&self.records).entry(key).or_insert_with(empty));
         Ok(())
     }
@@ -476,7 +477,7 @@ mod tests {
                 s.spawn(move || {
                     let aor = format!("sip:u{i}@example.com");
                     store
-                        .update_aor("example.com", &aor, &mut |r| {
+                        .update_aor("example.com", &Aor::new(&aor), &mut |r| {
                             r.bindings.push(Binding {
                                 aor: format!("sip:u{i}@example.com"),
                                 contact: format!("sip:u{i}@192.0.2.1"),
@@ -495,7 +496,9 @@ mod tests {
         });
         let registry = store.load_realm("example.com").unwrap();
         assert_eq!(registry.bindings.len(), 32);
-        let one = store.load_aor("example.com", "sip:u7@EXAMPLE.com").unwrap();
+        let one = store
+            .load_aor("example.com", &Aor::new("sip:u7@EXAMPLE.com"))
+            .unwrap();
         assert_eq!(one.bindings.len(), 1, "the AOR as compared names one file");
         assert!(
             store
@@ -515,7 +518,7 @@ mod tests {
             "sip:b@example.com",
         ] {
             store
-                .update_aor("example.com", aor, &mut |r| {
+                .update_aor("example.com", &Aor::new(aor), &mut |r| {
                     r.bindings.push(Binding {
                         aor: aor.into(),
                         contact: "sip:x@192.0.2.1".into(),
@@ -530,7 +533,9 @@ mod tests {
                 })
                 .unwrap();
         }
-        let one = store.load_aor("example.com", "sip:a@example.com").unwrap();
+        let one = store
+            .load_aor("example.com", &Aor::new("sip:a@example.com"))
+            .unwrap();
         assert_eq!(one.bindings.len(), 2);
         assert_eq!(store.load_realm("example.com").unwrap().bindings.len(), 3);
         assert!(

@@ -251,9 +251,13 @@ impl LiveRelay {
                 "no registrations to locate users in (give --registrations)",
             )));
         };
-        let record = crate::blocking::offload(|| registry.load_aor(domain, aor)).map_err(|e| {
-            Box::new(Answer::new(Status::ServerError).because(format!("the registrations: {e}")))
-        })?;
+        let record =
+            crate::blocking::offload(|| registry.load_aor(domain, &crate::sip::aor::Aor::new(aor)))
+                .map_err(|e| {
+                    Box::new(
+                        Answer::new(Status::ServerError).because(format!("the registrations: {e}")),
+                    )
+                })?;
         let now = time::OffsetDateTime::now_utc();
         let known = !(record.bindings.is_empty()
             && record.certificates.is_empty()

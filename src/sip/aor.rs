@@ -1,6 +1,32 @@
 //! Addresses of record compared as RFC 3261 §19.1.4 has it: the scheme
 //! and host without case, the user part exactly.
 
+/// An address of record as it was given and as it is compared, worked out
+/// once (what the registrar's stages and its store key it by).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Aor {
+    /// As the request wrote it.
+    pub text: String,
+    /// As it is compared and stored: [`aor_key`].
+    pub key: String,
+}
+
+impl Aor {
+    /// `text`, with its key.
+    pub fn new(text: &str) -> Aor {
+        Aor {
+            text: text.to_owned(),
+            key: aor_key(text),
+        }
+    }
+}
+
+impl std::fmt::Display for Aor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
 /// An AOR as it is compared: scheme and host in lower case.
 pub fn aor_key(aor: &str) -> String {
     match aor.split_once(':').and_then(|(scheme, rest)| {
@@ -49,5 +75,8 @@ mod tests {
             "no user: not an AOR"
         );
         assert_eq!(aor_key("SIP:alice@Example.com"), "sip:alice@example.com");
+        let aor = Aor::new("SIP:alice@Example.com");
+        assert_eq!(aor.key, "sip:alice@example.com");
+        assert_eq!(aor.to_string(), "SIP:alice@Example.com", "shown as given");
     }
 }
