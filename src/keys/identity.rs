@@ -249,6 +249,9 @@ pub struct Identity {
     key_password: Option<Zeroizing<String>>,
     /// The private key once loaded (zeroized on drop).
     key: OnceLock<PrivateKey>,
+    /// Its certificate's SAN URI, once read (a relay names itself by it
+    /// for every message).
+    uri: OnceLock<Option<String>>,
 }
 
 impl std::fmt::Debug for Identity {
@@ -310,6 +313,7 @@ impl Identity {
             crls: Vec::new(),
             key_password: None,
             key: OnceLock::new(),
+            uri: OnceLock::new(),
         })
     }
 
@@ -360,7 +364,13 @@ impl Identity {
             crls: Vec::new(),
             key_password: None,
             key: OnceLock::from(key),
+            uri: OnceLock::new(),
         })
+    }
+
+    /// Its certificate's SAN URI ([`Cert::uri`], read once).
+    pub fn uri(&self) -> Option<&str> {
+        self.uri.get_or_init(|| self.cert.uri()).as_deref()
     }
 
     /// The passphrase for a protected key file (encrypted PKCS#8).

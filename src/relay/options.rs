@@ -206,7 +206,7 @@ impl RelayKeys<'_> {
     /// certificate's, else its first PSK's URI).
     pub fn name(&self) -> String {
         match self.identity {
-            Some(id) => id.cert.name(),
+            Some(id) => id.uri().map_or_else(|| id.cert.subject(), str::to_owned),
             None => self
                 .uris()
                 .into_iter()
@@ -219,7 +219,8 @@ impl RelayKeys<'_> {
     pub fn uris(&self) -> Vec<String> {
         let mut out: Vec<String> = self
             .identity
-            .and_then(|i| i.cert.uri())
+            .and_then(|i| i.uri())
+            .map(str::to_owned)
             .into_iter()
             .collect();
         for p in self.psks {
