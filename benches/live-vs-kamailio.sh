@@ -169,7 +169,10 @@ step() { # proxy rate seconds [rtt]
     sleep 0.3
     local c0; c0=$(proxy_cpu "$proxy")
     local t0; t0=$(date +%s.%N)
-    (cd "$work" && sipp 127.0.0.1:$to -sf "$OLDPWD/samples/sipp/uac-sealed.xml" -i 127.0.0.1 \
+    # SIPp's -timeout does not always end it (a call whose answer was
+    # lost keeps it waiting): a SIGINT after as long, then a kill.
+    (cd "$work" && timeout -s INT -k 5 $(( $3 + 40 )) \
+        sipp 127.0.0.1:$to -sf "$OLDPWD/samples/sipp/uac-sealed.xml" -i 127.0.0.1 \
         -p $UAC -t $SIPP_T -buff_size $BUFF -r "$rate" -m $n -nostdin -timeout $(( $3 + 30 ))s \
         -key target "sip:bob@127.0.0.1:$UAS;transport=$T" -key pib "$pib" -key cid "$cid" \
         -key ctype "$CT" -trace_stat -fd 1 -stf uac_stat.csv ${4:+-trace_rtt -rtt_freq 1} \
