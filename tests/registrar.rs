@@ -992,6 +992,39 @@ fn publish_issues_without_a_binding_and_certquery_finds_it() {
 }
 
 #[test]
+fn a_register_with_a_body_of_another_type_gets_415_naming_what_it_takes() {
+    let r = Realm::new();
+    let req = r.authorized("typed", T0, "pw", &[]);
+    // Digest (qop=auth) does not cover the body: the same credentials
+    // with a text/plain body.
+    let text = std::fs::read_to_string(&req).unwrap();
+    let (head, _) = text.split_once("\r\n\r\n").unwrap();
+    let head: Vec<&str> = head
+        .split("\r\n")
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            !l.starts_with("content-type:") && !l.starts_with("content-length:")
+        })
+        .collect();
+    let body = "hello\r\n";
+    let typed = format!(
+        "{}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        head.join("\r\n"),
+        body.len()
+    );
+    std::fs::write(r.path("typed-text.sip"), typed).unwrap();
+    let (code, resp, err) = r.registrar("typed-text.sip", T0, &[]);
+    let t = String::from_utf8_lossy(&resp).into_owned();
+    assert!(t.starts_with("SIP/2.0 415"), "{t}");
+    assert_eq!(
+        header(&t, "Accept"),
+        ["application/pkcs10, application/pkix-cert"]
+    );
+    assert!(err.contains("a text/plain body"), "{err}");
+    assert_ne!(code, 0);
+}
+
+#[test]
 fn a_csr_sealed_for_the_registrar_is_opened_and_one_for_another_is_refused() {
     let r = Realm::new();
     // Sealed to the registrar's certificate: issued.

@@ -28,20 +28,29 @@ enum BodyAsks {
     Cert(Vec<u8>),
 }
 
-fn body_asks(req: &Message) -> Result<BodyAsks, String> {
+/// What the body asks for; a body of another type is a 415 that says
+/// what the registrar takes.
+fn body_asks(req: &Message) -> Result<BodyAsks, Stop> {
     if req.body().is_empty() {
         return Ok(BodyAsks::Nothing);
     }
+    let unsupported = |why: String| {
+        Stop::Refuse(Box::new(
+            Answer::new(Status::UnsupportedMediaType)
+                .with_header("Accept", "application/pkcs10, application/pkix-cert")
+                .because(why),
+        ))
+    };
     let ct = req
         .content_type()
-        .map_err(|e| e.to_string())?
-        .ok_or("a body without a Content-Type")?;
+        .map_err(|e| unsupported(e.to_string()))?
+        .ok_or_else(|| unsupported("a body without a Content-Type".into()))?;
     match ct.mime.as_str() {
         "application/pkcs10" => Ok(BodyAsks::Csr(req.body().to_vec())),
         "application/pkix-cert" => Ok(BodyAsks::Cert(req.body().to_vec())),
-        other => Err(format!(
+        other => Err(unsupported(format!(
             "a {other} body (the registrar takes application/pkcs10 or application/pkix-cert)"
-        )),
+        ))),
     }
 }
 
@@ -103,13 +112,7 @@ pub(super) fn granted(
                     .because("a PUBLISH carries a certificate request (application/pkcs10: the key with its proof of possession)"),
             )));
         }
-        (Want::Binding { .. }, Err(why)) => {
-            return Err(Stop::Refuse(Box::new(
-                Answer::new(Status::UnsupportedMediaType)
-                    .with_header("Accept", "application/pkcs10, application/pkix-cert")
-                    .because(why),
-            )));
-        }
+        (Want::Binding { .. }, Err(unsupported)) => return Err(unsupported),
         (Want::Binding { removing: true, .. }, Ok(_)) => return Ok(None),
         (Want::Binding { refresh: false, .. }, Ok(BodyAsks::Nothing)) => return Ok(None),
         (Want::Binding { until, .. }, Ok(BodyAsks::Nothing)) => match newest(r, aor, ctx.now())? {
