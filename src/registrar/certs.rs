@@ -1,7 +1,8 @@
 //! What the registrar does with certificates: open a body sealed for it,
 //! issue from a CSR, check a certificate registered as it is, issue the
 //! newest again on a refresh, and the certs-only body that answers with
-//! one. [`granted`] does all of it for a request, in one call.
+//! one. [`for_binding`] and [`for_publication`] do all of it for a
+//! request, in one call.
 
 use der::Encode;
 use time::OffsetDateTime;
@@ -54,20 +55,6 @@ fn body_asks(req: &Message) -> Result<BodyAsks, Stop> {
     }
 }
 
-/// What a request may get a certificate for.
-pub(super) enum Want {
-    /// A REGISTER: `removing` its bindings (no certificate), a `refresh`
-    /// (no body, Contacts: the newest certificate issued again), bound
-    /// `until`.
-    Binding {
-        removing: bool,
-        refresh: bool,
-        until: OffsetDateTime,
-    },
-    /// A PUBLISH of a CSR, for a certificate valid `until`.
-    Publication { until: OffsetDateTime },
-}
-
 /// What a request gets: a certificate checked as it was given, or one to
 /// issue until a time.
 enum Wanted {
@@ -88,44 +75,63 @@ pub(super) struct Granted {
     pub body: Body,
 }
 
-/// The certificate `req` asks for as `aor` (an authenticated AOR): its
-/// body opened when sealed for the registrar, then issued from its CSR,
-/// checked as given, or the newest issued again; `None` when it asks for
-/// none. Everything is checked before anything is stored.
-pub(super) fn granted(
+/// The certificate a REGISTER asks for as `aor` (an authenticated AOR):
+/// its body opened when sealed for the registrar, then issued from its
+/// CSR, checked as given, or, on a `refresh` (no body, Contacts), the
+/// newest issued again, bound `until`; `None` when it asks for none or is
+/// `removing` its bindings. Everything is checked before anything is
+/// stored.
+pub(super) fn for_binding(
     r: &Registrar<'_>,
     req: &Message,
     aor: &Aor,
-    want: Want,
+    removing: bool,
+    refresh: bool,
+    until: OffsetDateTime,
     ctx: &mut Context,
 ) -> Result<Option<Granted>, Stop> {
     let plain = unseal(r, req, ctx)?;
-    let asks = body_asks(&plain);
-    let wanted = match (want, asks) {
-        (Want::Publication { until }, Ok(BodyAsks::Csr(bytes))) => {
-            Wanted::Issue(from_csr(&bytes, aor)?, until)
-        }
-        (Want::Publication { .. }, _) => {
-            return Err(Stop::Refuse(Box::new(
-                Answer::new(Status::UnsupportedMediaType)
-                    .with_header("Accept", "application/pkcs10")
-                    .because("a PUBLISH carries a certificate request (application/pkcs10: the key with its proof of possession)"),
-            )));
-        }
-        (Want::Binding { .. }, Err(unsupported)) => return Err(unsupported),
-        (Want::Binding { removing: true, .. }, Ok(_)) => return Ok(None),
-        (Want::Binding { refresh: false, .. }, Ok(BodyAsks::Nothing)) => return Ok(None),
-        (Want::Binding { until, .. }, Ok(BodyAsks::Nothing)) => match newest(r, aor, ctx.now())? {
+    let wanted = match body_asks(&plain)? {
+        _ if removing => return Ok(None),
+        BodyAsks::Nothing if !refresh => return Ok(None),
+        BodyAsks::Nothing => match newest(r, aor, ctx.now())? {
             Some(again) => Wanted::Issue(again, until),
             None => return Ok(None),
         },
-        (Want::Binding { until, .. }, Ok(BodyAsks::Csr(bytes))) => {
-            Wanted::Issue(from_csr(&bytes, aor)?, until)
-        }
-        (Want::Binding { .. }, Ok(BodyAsks::Cert(bytes))) => {
+        BodyAsks::Csr(bytes) => Wanted::Issue(from_csr(&bytes, aor)?, until),
+        BodyAsks::Cert(bytes) => {
             Wanted::Given(Box::new(check_given_cert(r, &bytes, aor, ctx.now())?))
         }
     };
+    grant(r, wanted, aor, ctx).map(Some)
+}
+
+/// The certificate a PUBLISH of a CSR asks for as `aor`, valid `until`
+/// (its body opened when sealed for the registrar); anything but a CSR is
+/// a 415.
+pub(super) fn for_publication(
+    r: &Registrar<'_>,
+    req: &Message,
+    aor: &Aor,
+    until: OffsetDateTime,
+    ctx: &mut Context,
+) -> Result<Granted, Stop> {
+    let plain = unseal(r, req, ctx)?;
+    let Ok(BodyAsks::Csr(bytes)) = body_asks(&plain) else {
+        return Err(Stop::Refuse(Box::new(
+            Answer::new(Status::UnsupportedMediaType)
+                .with_header("Accept", "application/pkcs10")
+                .because("a PUBLISH carries a certificate request (application/pkcs10: the key with its proof of possession)"),
+        )));
+    };
+    let mut granted = grant(r, Wanted::Issue(from_csr(&bytes, aor)?, until), aor, ctx)?;
+    granted.stored.published = true;
+    Ok(granted)
+}
+
+/// The certificate `wanted`, issued or as given: as stored, and the
+/// certs-only body that answers with it.
+fn grant(r: &Registrar<'_>, wanted: Wanted, aor: &Aor, ctx: &mut Context) -> Result<Granted, Stop> {
     let (cert, issued) = match wanted {
         Wanted::Given(cert) => (*cert, false),
         Wanted::Issue(subject, until) => (issue(r, subject, aor, until, ctx)?, true),
@@ -142,7 +148,7 @@ pub(super) fn granted(
         content_type: "application/pkcs7-mime; smime-type=certs-only; name=smime.p7c".into(),
         bytes: certs_only(&chain).map_err(|e| Stop::Failed(SigningError::from(e).into()))?,
     };
-    Ok(Some(Granted { stored, body }))
+    Ok(Granted { stored, body })
 }
 
 /// The request with its body opened when it came sealed for the

@@ -7,7 +7,7 @@
 
 use time::{Duration, OffsetDateTime};
 
-use super::certs::{self, Granted, Want};
+use super::certs::{self, Granted};
 use super::digest::{self, DigestAlgorithm, DigestError, NonceState};
 use super::stop::{Stop, refuse};
 use super::store::{Binding, RegistrarStore};
@@ -353,12 +353,8 @@ impl Registrar<'_> {
             .map(str::to_owned)
             .collect();
         // The certificate it asks for, checked before anything is stored.
-        let want = Want::Binding {
-            removing,
-            refresh: !contacts.is_empty(),
-            until,
-        };
-        let cert = certs::granted(self, req, aor, want, ctx)?;
+        let refresh = !contacts.is_empty();
+        let cert = certs::for_binding(self, req, aor, removing, refresh, until, ctx)?;
         let nonce_expires = self.nonce_expires(&a, now);
         let mut replay = false;
         let mut bindings: Vec<Binding> = Vec::new();
@@ -529,11 +525,7 @@ impl Registrar<'_> {
         }
         .min(self.max_expires);
         let until = now + Duration::seconds(i64::from(expires));
-        let want = Want::Publication { until };
-        let Some(mut granted) = certs::granted(self, req, &aor, want, ctx)? else {
-            return Err(Stop::Failed(RegistrarError::Ack));
-        };
-        granted.stored.published = true;
+        let granted = certs::for_publication(self, req, &aor, until, ctx)?;
         let nonce_expires = self.nonce_expires(&a, now);
         let mut replay = false;
         self.store.update_aor(self.realm, &aor, &mut |r| {
