@@ -868,11 +868,11 @@ async fn read_loop<R: AsyncRead>(shared: &Arc<Shared>, rd: R, key: ConnKey, conn
 
 /// Hand a message to its lane: its call's, where it runs after the
 /// messages of that call before it. A call with nothing in hand runs at
-/// once, here on the reader's thread, as far as it goes without waiting
+/// once, here on its call worker, as far as it goes without waiting
 /// (its service's work, a datagram, a message queued on an open
 /// connection); what must wait (a connection to open, a name to look
 /// up) goes on in a task of its own, the call's lane held until it is
-/// done, while the reader goes on.
+/// done, while the worker goes on.
 fn dispatch(
     shared: &Arc<Shared>,
     bytes: Vec<u8>,
