@@ -262,10 +262,20 @@ impl CallState {
         let method = seen.method.to_ascii_uppercase();
         let mut changed = true;
         let mut notes = Vec::new();
-        if seen.streams.is_some() {
+        // H1, M3: an ACK only completes an exchange of a dialog that
+        // exists (a late offer's answer); it starts none, and its source
+        // is no neighbour.
+        let ack = seen.is_request && method == "ACK";
+        if seen.streams.is_some() && !ack {
             self.learn(seen);
         }
-        if seen.is_request && method == "BYE" {
+        if ack && seen.streams.is_some() && !self.awaits_ack(seen) {
+            notes.push(
+                "an ACK starts nothing: its SDP answers no late offer of a dialog this relay saw, no pinholes from it"
+                    .into(),
+            );
+            changed = false;
+        } else if seen.is_request && method == "BYE" {
             match self.may_close(seen) {
                 Ok(note) => {
                     notes.extend(note);
@@ -364,6 +374,11 @@ impl CallState {
         let (from, to) = &seen.tags;
         match (&self.from_tag, &self.to_tag) {
             (None, _) if seen.is_request => self.from_tag = from.clone(),
+            // A late offer, in the 2xx: both tags at once.
+            (None, None) => {
+                self.from_tag = from.clone();
+                self.to_tag = to.clone();
+            }
             (Some(f), None) if !seen.is_request && Some(f) == from.as_ref() => {
                 self.to_tag = to.clone();
             }
@@ -374,6 +389,20 @@ impl CallState {
         {
             self.neighbours.push(src.clone());
         }
+    }
+
+    /// Whether an ACK carries the answer to this dialog's late offer: the
+    /// offer came in a 2xx and is unanswered, and the ACK's tags are the
+    /// dialog's.
+    fn awaits_ack(&self, seen: &Seen) -> bool {
+        let late = self
+            .current
+            .as_ref()
+            .is_some_and(|x| !x.offer_in_request && x.answer.is_none());
+        late && self.from_tag.is_some()
+            && seen.tags.0 == self.from_tag
+            && self.to_tag.is_some()
+            && seen.tags.1 == self.to_tag
     }
 
     /// Whether a BYE may close the call's pinholes (S2): it matches the
@@ -909,6 +938,42 @@ mod tests {
         let c = st.step(&with(seen(true, "ACK", 1, None), vec![msrp]));
         assert_eq!(c.state, "offer-answer");
         assert!(c.add.iter().all(|p| p.protocol == "tcp"));
+    }
+
+    /// H1, M3: an ACK with SDP starts no exchange, answers only its own
+    /// dialog's late offer, and its source becomes no neighbour.
+    #[test]
+    fn an_ack_starts_nothing_and_is_no_neighbour() {
+        let mut st = CallState::new("c");
+        let mut ack = with(
+            seen(true, "ACK", 1, None),
+            vec![stream("203.0.113.66", 40000, false)],
+        );
+        ack.source = Some("203.0.113.66:5060".into());
+        let c = st.step(&ack);
+        assert!(c.add.is_empty(), "{:?}", c.add);
+        assert_eq!(c.state, "unchanged");
+        assert!(
+            c.notes[0].contains("an ACK starts nothing"),
+            "{:?}",
+            c.notes
+        );
+        assert!(st.neighbours.is_empty());
+        // A late offer of another dialog (other tags) is not its to answer.
+        let mut offer = with(
+            seen(false, "INVITE", 1, Some(200)),
+            vec![stream("192.0.2.1", 4000, false)],
+        );
+        offer.tags = (Some("x".into()), Some("y".into()));
+        st.step(&offer);
+        let c = st.step(&ack);
+        assert_eq!(c.state, "unchanged");
+        assert!(
+            !elements(&st.installed)
+                .iter()
+                .any(|e| e.contains("203.0.113.66"))
+        );
+        assert!(!st.neighbours.contains(&"203.0.113.66:5060".to_owned()));
     }
 
     #[test]

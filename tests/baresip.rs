@@ -194,6 +194,9 @@ fn calls_through_the_relay(link: Link) {
         "relay",
         &[
             "relay",
+            // Its next hops (user agents, SIPp, Kamailio) are on the loopback.
+            "--hop-allow",
+            "127.0.0.0/8",
             "--listen",
             "udp:127.0.0.1:5070",
             "--listen",

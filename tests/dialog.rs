@@ -77,6 +77,9 @@ impl Dialog {
             s(input),
             "--identity",
             &identity,
+            // A signature counts only from a party chained to an anchor.
+            "--signer-trust",
+            "keys/trust.pem",
             "--report",
             s(&report),
             "--report-format",

@@ -200,6 +200,9 @@ fn relay_then_kamailio_over_tcp_every_dialog_completes() {
         "relay",
         &[
             "relay",
+            // Its next hops (user agents, SIPp, Kamailio) are on the loopback.
+            "--hop-allow",
+            "127.0.0.0/8",
             "--listen",
             "tcp:127.0.0.1:0",
             "--identity",
@@ -227,6 +230,9 @@ fn kamailio_then_relay_over_tcp_every_dialog_completes() {
         "relay",
         &[
             "relay",
+            // Its next hops (user agents, SIPp, Kamailio) are on the loopback.
+            "--hop-allow",
+            "127.0.0.0/8",
             "--listen",
             "tcp:127.0.0.1:0",
             "--identity",
@@ -263,6 +269,9 @@ fn a_route_naming_the_relays_tls_listener_is_its_own_and_kamailio_gets_the_reque
         "relay",
         &[
             "relay",
+            // Its next hops (user agents, SIPp, Kamailio) are on the loopback.
+            "--hop-allow",
+            "127.0.0.0/8",
             "--listen",
             "tcp:127.0.0.1:0",
             "--listen",

@@ -80,6 +80,9 @@ fn a_sipp_call_crosses_a_designated_and_a_blind_relay_and_tshark_reads_every_mes
         "proxy-b",
         &[
             "relay",
+            // Its next hops (user agents, SIPp, Kamailio) are on the loopback.
+            "--hop-allow",
+            "127.0.0.0/8",
             "--listen",
             "tcp:127.0.0.1:0",
             "--identity",

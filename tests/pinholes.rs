@@ -17,6 +17,8 @@ fn proxy(input: &Path, state: &Path, pinholes: &Path, format: &str) -> Vec<u8> {
         .args(["--seed", "0a", "proxy"])
         .arg(input)
         .args(["--identity", "keys/proxy-a"])
+        // A signature counts only from a party chained to an anchor.
+        .args(["--signer-trust", "keys/trust.pem"])
         .args(["--psk", "keys/psk/alice-proxy-a.yaml", "--state"])
         .arg(state)
         .args(["--pinhole-format", format, "--pinholes"])
@@ -275,6 +277,8 @@ fn only_authenticated_sdp_opens_and_only_the_dialog_closes() {
                 "keys/proxy-a",
                 "--psk",
                 "keys/psk/alice-proxy-a.yaml",
+                "--signer-trust",
+                "keys/trust.pem",
             ])
             .arg("--state")
             .arg(&state)
@@ -327,7 +331,13 @@ fn only_authenticated_sdp_opens_and_only_the_dialog_closes() {
     let fwd = sipseal()
         .arg("proxy")
         .arg(write(dir, "signed.sip", &signed))
-        .args(["--identity", "keys/proxy-a", "--state"])
+        .args([
+            "--identity",
+            "keys/proxy-a",
+            "--signer-trust",
+            "keys/trust.pem",
+        ])
+        .arg("--state")
         .arg(&state)
         .arg("--pinholes")
         .arg(&p)

@@ -68,6 +68,9 @@ Content-Length: 0\r\n\r\n"
 fn relay(d: &std::path::Path, name: &str, extra: &[&str]) -> Daemon {
     let mut args = vec![
         "relay",
+        // Its next hops (user agents, SIPp, Kamailio) are on the loopback.
+        "--hop-allow",
+        "127.0.0.0/8",
         "--listen",
         "udp:127.0.0.1:0",
         "--listen",

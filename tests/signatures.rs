@@ -795,19 +795,35 @@ fn imposture_policy_and_required_signature_answer_without_forwarding() {
     // --require-signature: 495 without one, forwarded with one, 403 when
     // the signed designations were changed.
     let sealed = sealed(d, "read", false);
-    let out = proxy(&sealed, "keys/proxy-a", &["--require-signature"]);
+    let out = proxy(
+        &sealed,
+        "keys/proxy-a",
+        &["--require-signature", "--signer-trust", TRUST],
+    );
     assert_eq!(out.status.code(), Some(5));
     assert_eq!(status(&out), "SIP/2.0 495 Signature Required");
     let good = signed(d, &sealed, "signed.sip");
-    ok(&proxy(&good, "keys/proxy-a", &["--require-signature"]));
+    ok(&proxy(
+        &good,
+        "keys/proxy-a",
+        &["--require-signature", "--signer-trust", TRUST],
+    ));
     let inner = sealed_inner(d);
-    ok(&proxy(&inner, "keys/proxy-a", &["--require-signature"]));
+    ok(&proxy(
+        &inner,
+        "keys/proxy-a",
+        &["--require-signature", "--signer-trust", TRUST],
+    ));
     let changed = write(
         d,
         "changed.sip",
         &edit(&good, "access=read\r\n", "access=modify\r\n"),
     );
-    let out = proxy(&changed, "keys/proxy-a", &["--require-signature"]);
+    let out = proxy(
+        &changed,
+        "keys/proxy-a",
+        &["--require-signature", "--signer-trust", TRUST],
+    );
     assert_eq!(out.status.code(), Some(5));
     assert_eq!(status(&out), "SIP/2.0 403 Forbidden");
 
@@ -819,7 +835,13 @@ fn imposture_policy_and_required_signature_answer_without_forwarding() {
     let out = proxy(
         &by_carol,
         "keys/proxy-a",
-        &["--require-signature", "--report", path(&report)],
+        &[
+            "--require-signature",
+            "--signer-trust",
+            TRUST,
+            "--report",
+            path(&report),
+        ],
     );
     assert_eq!(out.status.code(), Some(5), "{}", text(&out));
     assert_eq!(status(&out), "SIP/2.0 403 Forbidden");

@@ -223,6 +223,9 @@ pub struct ServerConfig {
     pub dns: bool,
     /// How long a connection may take to open.
     pub connect_timeout: Duration,
+    /// Where a next hop a message names may be (H2); the listeners are
+    /// added to its `never` at bind.
+    pub hop_guard: crate::net::HopGuard,
 }
 
 impl Default for ServerConfig {
@@ -239,6 +242,7 @@ impl Default for ServerConfig {
             hosts: Hosts::default(),
             dns: true,
             connect_timeout: Duration::from_secs(5),
+            hop_guard: Default::default(),
         }
     }
 }
@@ -335,7 +339,7 @@ pub struct BindError {
 impl Server {
     /// Bind every listener.
     pub async fn bind(
-        config: ServerConfig,
+        mut config: ServerConfig,
         service: Arc<dyn Service>,
     ) -> Result<Server, BindError> {
         let mut udp = Vec::new();
@@ -366,6 +370,8 @@ impl Server {
                 }
             }
         }
+        // Never a next hop a message names (H2, H5).
+        config.hop_guard.never.extend(bound.iter().map(|(_, a)| *a));
         // Without a usable resolv.conf, names resolve from the hosts table only.
         let resolver = config
             .dns
@@ -1109,7 +1115,9 @@ fn try_deliver(shared: &Shared, out: &Outgoing, peer: &Peer, back: Option<&Conn>
             None => udp(peer.addr),
         },
         Dest::To(target) => to(target),
-        Dest::Locate(hop) => hop.known(&shared.config.hosts).is_some_and(|t| to(&t)),
+        Dest::Locate(hop) => hop
+            .known_checked(&shared.config.hosts, &shared.config.hop_guard)
+            .is_some_and(|t| t.is_ok_and(|t| to(&t))),
         Dest::Flow(transport, addr) => match transport {
             Transport::Udp => udp(*addr),
             _ => queued(shared.conn(&(*transport, *addr))),
@@ -1178,8 +1186,9 @@ const DNS_TIMEOUT: Duration = Duration::from_secs(3);
 /// its SRV records for the transport (lowest priority, then highest
 /// weight), then A/AAAA with the default port. The resolver caches.
 async fn locate(shared: &Arc<Shared>, hop: &Hop) -> Result<Target, NetError> {
-    if let Some(t) = hop.known(&shared.config.hosts) {
-        return Ok(t);
+    let guard = &shared.config.hop_guard;
+    if let Some(t) = hop.known_checked(&shared.config.hosts, guard) {
+        return t;
     }
     let name = hop.name();
     let resolver = shared
@@ -1221,6 +1230,9 @@ async fn locate(shared: &Arc<Shared>, hop: &Hop) -> Result<Target, NetError> {
         .find(usable)
         .or_else(|| ips.iter().next())
         .ok_or_else(|| NetError::NoAddress(host.clone()))?;
+    if hop.guarded {
+        guard.check(SocketAddr::new(ip, port), crate::net::Found::Dns)?;
+    }
     Ok(Target {
         transport: hop.transport,
         addr: SocketAddr::new(ip, port),

@@ -52,6 +52,83 @@ pub enum NetError {
     /// A hosts file that cannot be read or is malformed.
     #[error("{0}")]
     Hosts(String),
+    /// A next hop a message named that this server does not send to.
+    #[error("{addr}: {why}")]
+    NotAllowed {
+        /// Where it would have gone.
+        addr: SocketAddr,
+        /// Why not.
+        why: &'static str,
+    },
+}
+
+/// Where a server sends what a message asks for (a Route entry, a
+/// Request-URI): never to itself or its own store; to loopback,
+/// unspecified, link-local, multicast and broadcast addresses only inside
+/// `allow`; and, when `allow` is not empty, to an address literal only
+/// inside it (a name from DNS may be any other address). Next hops of the
+/// operator's own (`--next`, the hosts table, registered flows and
+/// contacts) are not checked against `allow`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HopGuard {
+    /// Networks a message may name (`--hop-allow CIDR`).
+    pub allow: Vec<ipnet::IpNet>,
+    /// Never: the server's own listeners and store. An unspecified
+    /// address stands for every address of this host (its loopback ones).
+    pub never: Vec<SocketAddr>,
+}
+
+/// How a next hop's address was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    /// Written in the message as an address literal.
+    Literal,
+    /// From the operator's hosts table.
+    Hosts,
+    /// From DNS.
+    Dns,
+}
+
+impl HopGuard {
+    /// Whether a hop named by a message may go to `addr`.
+    pub fn check(&self, addr: SocketAddr, found: Found) -> Result<(), NetError> {
+        let ip = addr.ip().to_canonical();
+        let denied = |why| Err(NetError::NotAllowed { addr, why });
+        let own = self.never.iter().any(|n| {
+            n.port() == addr.port()
+                && (n.ip().to_canonical() == ip
+                    || (n.ip().is_unspecified() && (ip.is_loopback() || ip.is_unspecified())))
+        });
+        if own {
+            return denied("this server's own listener or store");
+        }
+        if found == Found::Hosts || self.allow.iter().any(|n| n.contains(&ip)) {
+            return Ok(());
+        }
+        if internal(ip) {
+            return denied("a loopback or local-only address (--hop-allow lets one through)");
+        }
+        if found == Found::Literal && !self.allow.is_empty() {
+            return denied("outside --hop-allow");
+        }
+        Ok(())
+    }
+}
+
+/// Loopback, unspecified, link-local, multicast or broadcast.
+fn internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => {
+            a.is_loopback()
+                || a.is_unspecified()
+                || a.is_link_local()
+                || a.is_multicast()
+                || a.is_broadcast()
+        }
+        IpAddr::V6(a) => {
+            a.is_loopback() || a.is_unspecified() || a.is_unicast_link_local() || a.is_multicast()
+        }
+    }
 }
 
 /// How a message travels to the next hop.
@@ -168,6 +245,9 @@ pub struct Hop {
     pub transport: Transport,
     /// The URI it was found from.
     pub uri: HopUri,
+    /// Named by the message (a Route entry, a Request-URI), not by the
+    /// operator: its address must pass the server's [`HopGuard`].
+    pub guarded: bool,
 }
 
 impl Hop {
@@ -193,7 +273,34 @@ impl Hop {
         Ok(Hop {
             transport,
             uri: uri.clone(),
+            guarded: false,
         })
+    }
+
+    /// This hop, named by a message: checked by the server's [`HopGuard`].
+    pub fn guarded(self) -> Hop {
+        Hop {
+            guarded: true,
+            ..self
+        }
+    }
+
+    /// The target without DNS, when the guard lets a message name it:
+    /// `None` when DNS must say.
+    pub fn known_checked(
+        &self,
+        hosts: &Hosts,
+        guard: &HopGuard,
+    ) -> Option<Result<Target, NetError>> {
+        let target = self.known(hosts)?;
+        if !self.guarded {
+            return Some(Ok(target));
+        }
+        let found = match self.uri.ip() {
+            Some(_) => Found::Literal,
+            None => Found::Hosts,
+        };
+        Some(guard.check(target.addr, found).map(|()| target))
     }
 
     /// The host, lower case, without IPv6 brackets: the name a TLS peer

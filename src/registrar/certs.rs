@@ -210,6 +210,14 @@ fn newest(r: &Registrar<'_>, aor: &Aor, now: OffsetDateTime) -> Result<Option<Su
 /// verifies with its key (proof of possession), it names `aor` (SAN URI,
 /// else CN), its key is RSA of 2048 bits or more or EC P-256.
 fn from_csr(bytes: &[u8], aor: &Aor) -> Result<Subject, Stop> {
+    // H4: a request is a key and a name or two; thousands of attributes
+    // only make every answer that carries the certificate larger.
+    if bytes.len() > MAX_CSR {
+        return Err(refuse(
+            Status::BadRequest,
+            format!("the certificate request is over {MAX_CSR} bytes"),
+        ));
+    }
     let req = read_csr(bytes, std::path::Path::new("the REGISTER body"))
         .map_err(|e| refuse(Status::BadRequest, e.to_string()))?;
     let cn_names_aor = req.subject.to_string().split(',').any(|rdn| {
@@ -243,21 +251,32 @@ fn from_csr(bytes: &[u8], aor: &Aor) -> Result<Subject, Stop> {
                 .to_der()
                 .ok()
                 .and_then(|d| rsa::RsaPublicKey::from_public_key_der(&d).ok())
-                .is_some_and(|k| k.n().bits() >= 2048)
+                .is_some_and(|k| (2048..=MAX_RSA_BITS).contains(&k.n().bits()))
         }
         _ => false,
     };
     if !key_ok {
         return Err(refuse(
             Status::BadRequest,
-            "the request's key is not RSA of 2048 bits or more, nor EC P-256",
+            "the request's key is not RSA of 2048 to 4096 bits, nor EC P-256",
         ));
     }
+    // L1: the subject is the registrar's to say (CN= the AOR), not copied
+    // from the request (an O= or a server's name would come out signed).
+    let name = crate::keys::generate::subject_for(&aor.text)
+        .map_err(|e| Stop::Failed(RegistrarError::Key(e)))?;
     Ok(Subject {
-        name: req.subject,
+        name,
         key: req.spki,
     })
 }
+
+/// The largest certificate request taken, in bytes (DER or PEM).
+pub const MAX_CSR: usize = 8 * 1024;
+
+/// The largest RSA key certified, in bits: a larger one costs every
+/// peer that verifies or seals to it, and buys nothing.
+pub const MAX_RSA_BITS: u32 = 4096;
 
 /// A certificate for `subject` naming `aor`, from the registrar's CA,
 /// valid until `until`.

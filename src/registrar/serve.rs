@@ -93,6 +93,37 @@ pub fn describe(outcome: &Outcome) -> String {
     }
 }
 
+/// `answer` back to `peer`: over UDP, unless it answers a request whose
+/// credentials were checked (a 2xx to REGISTER or PUBLISH), at most
+/// three times the request's size (H4: a source nothing verified could
+/// be another's; a body left out is asked for again over TCP or TLS),
+/// else not at all.
+fn back(mut answer: Message, peer: &Peer, record: &mut Record) -> Vec<Outgoing> {
+    use crate::sip::size::{Fit, fit_for_udp};
+    let verified = answer.status().is_some_and(|s| (200..300).contains(&s))
+        && answer
+            .cseq()
+            .is_ok_and(|c| matches!(c.method.as_str(), "REGISTER" | "PUBLISH"));
+    if peer.transport != crate::net::Transport::Udp || verified {
+        return vec![Outgoing::new(answer, Dest::Back)];
+    }
+    match fit_for_udp(&mut answer, peer.size) {
+        Fit::AsIs => vec![Outgoing::new(answer, Dest::Back)],
+        Fit::Trimmed => {
+            record.decision.push_str(
+                " (trimmed: over UDP it would be more than 3 times the request; its body is for TCP or TLS)",
+            );
+            vec![Outgoing::new(answer, Dest::Back)]
+        }
+        Fit::TooLarge => {
+            record
+                .decision
+                .push_str(" (not sent: over UDP it would be more than 3 times the request)");
+            Vec::new()
+        }
+    }
+}
+
 impl Service for LiveRegistrar {
     fn handle(&self, msg: Message, peer: &Peer) -> Handled {
         let mut record = Record {
@@ -113,16 +144,11 @@ impl Service for LiveRegistrar {
         // a second registration (whose nonce count would look replayed).
         if let Some(again) = self.transactions.answered(&msg) {
             record.decision = "answer again: a retransmission".into();
-            return match Message::parse(&again) {
-                Ok(m) => Handled {
-                    out: vec![Outgoing::new(m, Dest::Back)],
-                    record,
-                },
-                Err(_) => Handled {
-                    out: Vec::new(),
-                    record,
-                },
+            let out = match Message::parse(&again) {
+                Ok(m) => back(m, peer, &mut record),
+                Err(_) => Vec::new(),
             };
+            return Handled { out, record };
         }
         let mut ctx = self.ctx.lock().unwrap_or_else(|e| e.into_inner()).fork();
         let source = format!("{}:{}", peer.addr.ip(), peer.addr.port());
@@ -133,10 +159,8 @@ impl Service for LiveRegistrar {
             Ok(handled) => {
                 record.decision = describe(&handled.outcome);
                 self.transactions.remember(&msg, &handled.response);
-                Handled {
-                    out: vec![Outgoing::new(handled.response, Dest::Back)],
-                    record,
-                }
+                let out = back(handled.response, peer, &mut record);
+                Handled { out, record }
             }
             // The client would wait for its timers to run out: a 500 says
             // at once that the server failed (why is for the log).

@@ -235,6 +235,7 @@ impl RegistrarStore for FileStore {
         crate::blocking::offload(|| {
             let _guard = lock(&dir)?;
             crate::state::create_private_dir(&dir.join("aors"))?;
+            crate::state::clear_leftovers(&dir.join("aors"))?;
             let path = dir.join("aors").join(aor_file(aor));
             let mut registry = read_yaml(&path)?.unwrap_or_else(empty);
             f(&mut registry);

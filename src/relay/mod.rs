@@ -143,7 +143,15 @@ pub fn relay(
             (outcome, None, None)
         }
     };
+    if cek.is_some() && msg.method() == Some("ACK") {
+        // H1: an ACK belongs to the INVITE's transaction; the dialog's key
+        // came with the INVITE or its 2xx.
+        report.notes.push(
+            "an ACK starts nothing: the key of its envelope is not stored as a session".into(),
+        );
+    }
     let session = match (&cek, msg.call_id()) {
+        (Some(_), _) if msg.method() == Some("ACK") => None,
         (Some((cek, onward)), Ok(call_id)) => {
             let now = ctx.now();
             let owner = keys.name();
@@ -197,7 +205,11 @@ pub fn relay(
                 });
             }
             let mut seen = Seen::of(out, report.sdp.as_deref().filter(|_| trusted));
-            seen.source = opts.path.received_from.clone();
+            seen.source = opts
+                .path
+                .flow
+                .clone()
+                .or_else(|| opts.path.received_from.clone());
             seen.party_signed = trust.as_ref().is_some_and(|t| t.party_signed);
             seen.limits = opts.pinholes.clone();
             let changes = store.step(&keys.name(), call_id, &seen)?;

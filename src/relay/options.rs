@@ -88,13 +88,18 @@ impl RelayError {
 }
 
 impl IntoAnswer for RelayError {
-    /// A header the relay cannot read makes a 400; a store that failed a
-    /// 500; a designated body that does not open a 400 naming no reason
+    /// A header the relay cannot read makes a 400; a store that cannot be
+    /// reached a 503 with Retry-After, one that holds garbage a 500; a designated body that does not open a 400 naming no reason
     /// (the sender learns nothing of why a decryption failed); a response
     /// or a relay fault has no answer.
     fn answer(&self) -> Option<Answer> {
         let answer = match self {
             RelayError::Header(e) => Answer::new(e.sip_status()),
+            // H6: a store that cannot be reached now (Redis restarting, a
+            // full disk) is a reason to come back, not a fault.
+            RelayError::Store(StoreError::Io { .. }) => Answer::new(Status::ServiceUnavailable)
+                .with_header("Retry-After", "2")
+                .because("the session store cannot be reached"),
             RelayError::Store(_) => {
                 Answer::new(Status::ServerError).because("the session store failed")
             }

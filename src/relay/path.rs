@@ -24,6 +24,10 @@ pub struct PathOptions {
     /// Route-Security entry must name it, and the imposture check compares
     /// it with the From AOR's binding.
     pub received_from: Option<String>,
+    /// The flow the message arrived on, where a stream's source port
+    /// counts (`tcp:IP:PORT`, `tls:IP:PORT`; on UDP the same as
+    /// `received_from`): the dialog neighbour a BYE must come from (M3).
+    pub flow: Option<String>,
     /// The level of the link the message arrived on, when the connection
     /// shows it (a live relay: TLS with a verified client certificate is
     /// 3, TCP and UDP 0). A request whose newest entry does not name the
@@ -38,7 +42,8 @@ pub struct PathOptions {
     /// not signed by its From party.
     pub require_signature: bool,
     /// Trust anchors a signer's certificate must chain to before its
-    /// signature counts as its party's (`--signer-trust`); none: the name alone.
+    /// signature counts as its party's (`--signer-trust`); none: no
+    /// signature counts.
     pub trust: Arc<[Cert]>,
 }
 
@@ -70,14 +75,14 @@ pub enum NotSigned {
 }
 
 /// Whether one of `signers` (signatures that verified) is `aor`'s: its
-/// SAN URI is the AOR and, with trust anchors, it chains to one and is
-/// valid `now`. `Ok` carries a note when the chain was not checked.
+/// SAN URI is the AOR, it chains to a trust anchor and is valid `now`
+/// (no anchors: no signature counts).
 pub(super) fn party_signer(
     signers: &[Cert],
     aor: Option<&str>,
     path: &PathOptions,
     now: OffsetDateTime,
-) -> Result<Option<String>, NotSigned> {
+) -> Result<(), NotSigned> {
     let aor = aor.ok_or(NotSigned::NoAor)?;
     let named: Vec<&Cert> = signers
         .iter()
@@ -95,14 +100,17 @@ pub(super) fn party_signer(
         });
     }
     if path.trust.is_empty() {
-        return Ok(Some(format!(
-            "the signature of {aor} was not checked against trust anchors (give --signer-trust)"
-        )));
+        // M2: anyone can make a certificate naming any AOR; without
+        // anchors a signature speaks for nobody.
+        return Err(NotSigned::Untrusted {
+            aor: aor.to_owned(),
+            why: "no trust anchors to check it against (give --signer-trust)".into(),
+        });
     }
     let mut why = String::new();
     for cert in named {
         match check_chain(cert, &[], &path.trust).and_then(|_| check_validity(cert, now)) {
-            Ok(()) => return Ok(None),
+            Ok(()) => return Ok(()),
             Err(e) => why = e.to_string(),
         }
     }
@@ -122,11 +130,11 @@ pub(super) fn admission(msg: &Message, path: &PathOptions) -> Result<Option<Refu
     Ok(admit(msg, path))
 }
 
-/// The imposture check and the connectivity policy, for requests (an ACK
-/// cannot be answered, so it passes; a REGISTER is how a binding comes to
-/// be, and the registrar authenticates it).
+/// The imposture check and the connectivity policy, for requests: an ACK
+/// too (H1: refused, it is dropped unanswered); not a REGISTER, which is
+/// how a binding comes to be (the registrar authenticates it).
 fn admit(msg: &Message, path: &PathOptions) -> Option<Refusal> {
-    if !msg.is_request() || matches!(msg.method(), Some("ACK" | "REGISTER")) {
+    if !checks_source(msg) {
         return None;
     }
     let from = msg.aor("From").unwrap_or_default();
@@ -145,6 +153,12 @@ fn admit(msg: &Message, path: &PathOptions) -> Option<Refusal> {
         }
     }
     None
+}
+
+/// Whether the imposture check applies to `msg`: every request but a
+/// REGISTER.
+pub(super) fn checks_source(msg: &Message) -> bool {
+    msg.is_request() && msg.method() != Some("REGISTER")
 }
 
 /// `require_signature`: 495 when a request carries no signature

@@ -403,20 +403,17 @@ impl Emit<'_> {
 fn vouch(
     msg: &Message,
     signers: &[crate::keys::Cert],
-    report: &mut RelayReport,
+    report: &RelayReport,
     opts: &RelayOptions,
     now: time::OffsetDateTime,
 ) -> Vouched {
     let from = path::party_signer(signers, msg.aor("From"), &opts.path, now);
     let to = path::party_signer(signers, msg.aor("To"), &opts.path, now);
-    for note in [&from, &to]
-        .into_iter()
-        .filter_map(|r| r.as_ref().ok().cloned().flatten())
-    {
-        report.notes.push(note);
-    }
     let sdp = if msg.is_request() {
-        if opts.path.bindings.is_some() && opts.path.received_from.is_some() {
+        if opts.path.bindings.is_some()
+            && opts.path.received_from.is_some()
+            && path::checks_source(msg)
+        {
             Ok(Vouch::BoundSource)
         } else {
             from.clone().map(|_| Vouch::FromSigned)
@@ -431,8 +428,8 @@ fn vouch(
 
 /// What [`vouch`] found.
 struct Vouched {
-    from: Result<Option<String>, path::NotSigned>,
-    to: Result<Option<String>, path::NotSigned>,
+    from: Result<(), path::NotSigned>,
+    to: Result<(), path::NotSigned>,
     sdp: Result<Vouch, path::NotSigned>,
 }
 

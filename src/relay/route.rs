@@ -71,8 +71,16 @@ pub fn onward(msg: &Message, how: &Routing<'_>, size: usize) -> Result<Onward, R
         let parsed = HopUri::parse(uri).ok_or_else(|| RouteError::NotSip(uri.to_owned()))?;
         Ok(Onward::Hop(Hop::for_uri(&parsed, size)?))
     };
+    // H2: what the message names is checked against the server's guard
+    // where its address is known; `--next` is the operator's.
+    let named = |uri: &str| -> Result<Onward, RouteError> {
+        match hop(uri)? {
+            Onward::Hop(h) => Ok(Onward::Hop(h.guarded())),
+            other => Ok(other),
+        }
+    };
     if let Some(route) = routing::next_route(msg, how.names) {
-        return hop(&route);
+        return named(&route);
     }
     let ruri = msg.request_uri().ok_or(RouteError::Nowhere)?;
     let parsed = HopUri::parse(ruri).ok_or_else(|| RouteError::NotSip(ruri.to_owned()))?;
@@ -99,7 +107,7 @@ pub fn onward(msg: &Message, how: &Routing<'_>, size: usize) -> Result<Onward, R
     }
     match how.next {
         Some(next) => hop(next),
-        None => hop(ruri),
+        None => named(ruri),
     }
 }
 

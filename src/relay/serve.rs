@@ -80,6 +80,11 @@ pub struct LiveConfig {
     pub pinholes: bool,
     /// The domains it serves (`--domain`).
     pub domains: Vec<String>,
+    /// Names resolved before DNS (`--hosts`): the operator's.
+    pub hosts: crate::net::Hosts,
+    /// Where a next hop a message names may be (`--hop-allow`; never its
+    /// listeners or its store).
+    pub hop_guard: crate::net::HopGuard,
 }
 
 /// Where what the relay learns goes: the report of each message, and
@@ -201,7 +206,7 @@ impl LiveRelay {
         let bindings = opts.path.bindings.as_ref()?;
         let registry = self.registry.as_ref()?;
         let source = opts.path.received_from.as_deref()?;
-        if !msg.is_request() || matches!(msg.method(), Some("ACK" | "REGISTER")) {
+        if !msg.is_request() || msg.method() == Some("REGISTER") {
             return None;
         }
         let aor = msg.aor("From")?;
@@ -466,6 +471,7 @@ fn flow_hop(transport: Transport, addr: SocketAddr) -> Hop {
             port: Some(addr.port()),
             transport: Some(transport.token().to_ascii_lowercase()),
         },
+        guarded: false,
     }
 }
 
@@ -524,6 +530,8 @@ fn response_hop(msg: &Message) -> Result<Hop, BackError> {
             port: Some(port.unwrap_or(transport.default_port())),
             transport: Some(token.to_ascii_lowercase()),
         },
+        // The Via below this relay's carries the source it saw (received=).
+        guarded: false,
     })
 }
 
@@ -603,9 +611,24 @@ impl Service for LiveRelay {
         if let Some((transport, addr)) = flow {
             hop = Some(flow_hop(transport, addr));
         }
+        // H2: a next hop the message names, whose address is known
+        // without DNS, is checked before anything else is done for it
+        // (one found by DNS, when it is resolved).
+        if let Some(Some(Err(why))) = hop
+            .as_ref()
+            .map(|h| h.known_checked(&config.hosts, &config.hop_guard))
+        {
+            return self.not_allowed(&msg, &why, record);
+        }
         let mut opts: RelayOptions = config.opts.clone();
         let source = peer.source();
         opts.path.received_from = Some(source.clone());
+        // M3: on a stream, the connection (its source port too) is the
+        // neighbour a BYE must come back on.
+        opts.path.flow = Some(match peer.transport {
+            Transport::Udp => source.clone(),
+            t => format!("{}:{}", t.token(), peer.addr),
+        });
         opts.path.arrived_level = Some(if peer.cert.is_some() { 3 } else { 0 });
         if let Some(cert) = &peer.cert {
             // A user's certificate speaks for that user only; a server's
@@ -762,11 +785,9 @@ impl Service for LiveRelay {
                     None => format!("answer {code}"),
                 };
                 if peer.transport == Transport::Udp
-                    && answer.to_bytes().len() > 3 * peer.size
-                    && !answer.body().is_empty()
+                    && crate::sip::size::fit_for_udp(&mut answer, peer.size)
+                        != crate::sip::size::Fit::AsIs
                 {
-                    answer.remove_headers("Content-Type");
-                    answer.set_body(Vec::new());
                     record.decision.push_str(
                         " (its body left out: over UDP it would be more than 3 times the request)",
                     );
@@ -801,7 +822,11 @@ impl Service for LiveRelay {
     /// A request that could not go on is answered 503 (RFC 3261 §16.11
     /// leaves a stateless proxy that answer); the relay's own Via, on top
     /// of what it tried to send, comes off first.
-    fn unsent(&self, msg: &Message, _why: &SendError) -> Option<Message> {
+    fn unsent(&self, msg: &Message, why: &SendError) -> Option<Message> {
+        if let SendError::Locate(e @ crate::net::NetError::NotAllowed { .. }) = why {
+            let answer = self.refuse_hop(e);
+            return routing::forward_response(&self.respond(msg, answer)?);
+        }
         // Why it failed (an address, a TLS error) is for the log only.
         let answer =
             Answer::new(Status::ServiceUnavailable).because("the next hop cannot be reached");
@@ -811,6 +836,35 @@ impl Service for LiveRelay {
 }
 
 impl LiveRelay {
+    /// 403 for a next hop this relay does not send to (H2), with a Warning
+    /// that says so (not where it resolved to).
+    fn refuse_hop(&self, why: &crate::net::NetError) -> Answer {
+        let host = relay_keys(&self.keys()).host();
+        Answer::new(Status::Forbidden)
+            .because(format!("next hop not allowed: {why}"))
+            .with_warning(
+                &host,
+                "the next hop this request names is not one this relay sends to",
+            )
+    }
+
+    /// The request answered 403: its next hop is not allowed.
+    fn not_allowed(
+        &self,
+        msg: &Message,
+        why: &crate::net::NetError,
+        mut record: Record,
+    ) -> Handled {
+        let answer = self.refuse_hop(why);
+        record.decision = format!("answer {}", answer.describe());
+        let out = self
+            .respond(msg, answer)
+            .map(|m| Outgoing::new(m, Dest::Back))
+            .into_iter()
+            .collect();
+        Handled { out, record }
+    }
+
     /// A request sent over TCP only because it is over 1,300 bytes (RFC
     /// 3261 §18.1.1) goes over UDP when no connection can be opened: the
     /// same request with its Via and Record-Route naming the UDP listener.

@@ -371,8 +371,11 @@ pub fn build_response(
     if dialog_creating {
         copy(&mut m, "Record-Route");
     }
-    // SPEC §3.4: responses carry the request's entries back, in order.
-    copy(&mut m, super::route_security::ROUTE_SECURITY);
+    // SPEC §3.4: responses carry the request's entries back, in order
+    // (none of a request with too many: no amplification, H5).
+    if !super::route_security::too_many(request) {
+        copy(&mut m, super::route_security::ROUTE_SECURITY);
+    }
     copy(&mut m, "From");
     if to_has_tag || p.code == 100 {
         copy(&mut m, "To");

@@ -178,6 +178,15 @@ pub fn check(msg: &Message) -> Conformance {
         c.remarks
             .push("no Max-Forwards (RFC 2543 style): a relay adds one".into());
     }
+    if super::route_security::too_many(msg) {
+        err(Malformed::bad(
+            "Too Many Route-Security Entries",
+            format!(
+                "more than {} Route-Security entries",
+                super::route_security::MAX_ENTRIES
+            ),
+        ));
+    }
     if let Some(v) = msg.header("Call-ID")
         && (v.is_empty() || v.contains(char::is_whitespace))
     {

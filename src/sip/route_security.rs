@@ -113,6 +113,16 @@ pub fn same_addr(a: &str, b: &str) -> bool {
     ha == hb && (pa.is_none() || pb.is_none() || pa == pb)
 }
 
+/// Entries a message may carry (H5): one or two a hop, and a request
+/// makes at most 70 hops (Max-Forwards). A request with more is malformed
+/// (400), and no response carries more back.
+pub const MAX_ENTRIES: usize = 70;
+
+/// Whether `msg` carries more entries than [`MAX_ENTRIES`].
+pub fn too_many(msg: &Message) -> bool {
+    msg.header_list(ROUTE_SECURITY).len() > MAX_ENTRIES
+}
+
 /// Every entry of a message, oldest first, each parsed or with its problem.
 pub fn entries(msg: &Message) -> Vec<Result<RouteEntry, RouteEntryError>> {
     msg.header_list(ROUTE_SECURITY)

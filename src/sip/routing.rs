@@ -246,7 +246,7 @@ fn unbracket(host: &str) -> &str {
 /// the same address (IPv4-mapped IPv6 read as IPv4), or a loopback or
 /// unspecified address of a listener on every address.
 fn same_ip(bound: std::net::IpAddr, ip: std::net::IpAddr) -> bool {
-    let bound = bound.to_canonical();
+    let (bound, ip) = (bound.to_canonical(), ip.to_canonical());
     bound == ip || (bound.is_unspecified() && (ip.is_loopback() || ip.is_unspecified()))
 }
 

@@ -54,3 +54,48 @@ mod tests {
         assert_eq!(udp_size_warning(&message("TLS", 2000)), None);
     }
 }
+
+/// How many times its request's size an answer over UDP may be, to a
+/// source nothing has verified (no amplification, H4).
+pub const UDP_AMPLIFICATION: usize = 3;
+
+/// What [`fit_for_udp`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fit {
+    /// Small enough as it was.
+    AsIs,
+    /// Small enough without its body, or with fewer challenges.
+    Trimmed,
+    /// Too large even then: not to be sent.
+    TooLarge,
+}
+
+/// Make `answer` at most [`UDP_AMPLIFICATION`] times `request_size`
+/// bytes: first without its body (the client asks again over TCP or TLS
+/// for it), then without its last challenges (`WWW-Authenticate`,
+/// `Proxy-Authenticate`; the first stays).
+pub fn fit_for_udp(answer: &mut Message, request_size: usize) -> Fit {
+    let limit = UDP_AMPLIFICATION.saturating_mul(request_size);
+    if answer.to_bytes().len() <= limit {
+        return Fit::AsIs;
+    }
+    if !answer.body().is_empty() {
+        answer.remove_headers("Content-Type");
+        answer.set_body(Vec::new());
+    }
+    for name in ["Proxy-Authenticate", "WWW-Authenticate"] {
+        while answer.to_bytes().len() > limit
+            && answer.headers().iter().filter(|h| h.is(name)).count() > 1
+        {
+            let Some(last) = answer.headers().iter().rposition(|h| h.is(name)) else {
+                break;
+            };
+            answer.remove_header_at(last);
+        }
+    }
+    if answer.to_bytes().len() <= limit {
+        Fit::Trimmed
+    } else {
+        Fit::TooLarge
+    }
+}

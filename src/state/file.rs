@@ -77,11 +77,14 @@ impl StateDir {
 pub fn lock(dir: &Path) -> Result<File, StoreError> {
     let path = dir.join(".lock");
     let open = || {
-        File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
+        let mut options = File::options();
+        options.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        options.open(&path)
     };
     // The directory is made the first time (not checked on every write).
     let file = match open() {
@@ -94,6 +97,38 @@ pub fn lock(dir: &Path) -> Result<File, StoreError> {
     .map_err(|e| io(&path, e))?;
     file.lock().map_err(|e| io(&path, e))?;
     Ok(file)
+}
+
+/// Once per process and directory, under that directory's [`lock`]
+/// (every writer there holds it while its temporary file exists): remove
+/// the temporary files a writer killed mid-write left (L2).
+pub fn clear_leftovers(dir: &Path) -> Result<(), StoreError> {
+    static CLEARED: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<PathBuf>>> =
+        std::sync::OnceLock::new();
+    let cleared = CLEARED.get_or_init(Default::default);
+    if cleared
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .contains(dir)
+    {
+        return Ok(());
+    }
+    if let Ok(files) = std::fs::read_dir(dir) {
+        for f in files.flatten() {
+            if f.file_name().to_string_lossy().starts_with(".sipseal-") {
+                match std::fs::remove_file(f.path()) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io(&f.path(), e)),
+                }
+            }
+        }
+    }
+    cleared
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(dir.to_owned());
+    Ok(())
 }
 
 /// `mkdir -p` with mode 0700 for what is created: state can hold keys.
@@ -392,6 +427,7 @@ impl PinholeStore for FileStore {
 impl FileStore {
     fn step_now(&self, owner: &str, call_id: &str, seen: &Seen) -> Result<Changes, StoreError> {
         let _guard = lock(&self.pinhole_dir(owner))?;
+        clear_leftovers(&self.pinhole_dir(owner))?;
         let path = self.call_path(owner, call_id);
         let mut state = match read_yaml::<CallState>(&path)? {
             Some(s) if s.call_id != call_id => {
@@ -434,6 +470,37 @@ mod tests {
         );
         assert_eq!(s.identity_dir("CN=x/../y"), PathBuf::from("/s/CN_x_.._y"));
         assert_eq!(s.identity_dir(".."), PathBuf::from("/s/_.."));
+    }
+
+    /// L2: temporary files a writer killed with -9 left in `pinholes/`
+    /// were never removed; and the `.lock` files were 0644.
+    #[test]
+    fn a_killed_writers_leftovers_go_at_the_next_step_and_locks_are_private() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = FileStore::new(tmp.path());
+        let owner = "sip:proxy-a.a.example.com";
+        let dir = store.pinhole_dir(owner);
+        create_private_dir(&dir).unwrap();
+        let leftover = dir.join(".sipseal-killed");
+        std::fs::write(&leftover, b"half a call").unwrap();
+        let seen = Seen::of(
+            &crate::sip::Message::parse(
+                b"OPTIONS sip:b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@a>;tag=1\r\nTo: <sip:b@b>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+            )
+            .unwrap(),
+            None,
+        );
+        store.step(owner, "c", &seen).unwrap();
+        assert!(!leftover.exists());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.join(".lock"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
     }
 
     #[test]

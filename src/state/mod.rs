@@ -15,7 +15,7 @@ use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
 
 pub use cached::CachedStore;
-pub use file::{FileStore, StateDir, create_private_dir, lock};
+pub use file::{FileStore, StateDir, clear_leftovers, create_private_dir, lock};
 pub(crate) use file::{read_yaml, write_yaml};
 pub use memory::MemoryStore;
 #[cfg(feature = "live")]

@@ -114,21 +114,30 @@ impl RedisStore {
         let mut guard = self.pool[slot]
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if guard.is_none() {
-            let c = self
-                .client
-                .get_connection_with_timeout(StdDuration::from_secs(2))
-                .map_err(|e| err(&self.url, e))?;
-            *guard = Some(c);
-        }
-        let Some(conn) = guard.as_mut() else {
-            return Err(err(&self.url, "no connection"));
-        };
-        match f(conn) {
-            Ok(v) => Ok(v),
-            Err(e) => {
-                *guard = None;
-                Err(err(&format!("{} ({what})", self.url), e))
+        // A connection kept from before the server restarted fails on its
+        // first use: then once more on a new one (H6).
+        let mut fresh = guard.is_none();
+        loop {
+            if guard.is_none() {
+                let c = self
+                    .client
+                    .get_connection_with_timeout(StdDuration::from_secs(2))
+                    .map_err(|e| err(&self.url, e))?;
+                *guard = Some(c);
+            }
+            let Some(conn) = guard.as_mut() else {
+                return Err(err(&self.url, "no connection"));
+            };
+            match f(conn) {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    *guard = None;
+                    let stale = e.is_io_error() || e.is_connection_dropped();
+                    if fresh || !stale {
+                        return Err(err(&format!("{} ({what})", self.url), e));
+                    }
+                    fresh = true;
+                }
             }
         }
     }

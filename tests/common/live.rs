@@ -238,6 +238,11 @@ impl Redis {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
+        Redis::start_on(port)
+    }
+
+    /// Start one on `port` (a restart), once it answers.
+    pub fn start_on(port: u16) -> Redis {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])

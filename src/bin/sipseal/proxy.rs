@@ -106,8 +106,9 @@ pub struct RelayCommon {
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
     /// Answer 495 Signature Required to a request without a signature, and
-    /// 403 to one whose outer signature does not verify (exit 5).
-    #[arg(long)]
+    /// 403 to one whose outer signature does not verify or whose signer
+    /// is not its From party, chained to a --signer-trust anchor (exit 5).
+    #[arg(long, requires = "signer_trust")]
     pub require_signature: bool,
     /// Open EnvelopedData (CBC, no integrity). Without it a CBC body is
     /// forwarded unchanged, as by a relay that is not designated; with it,
@@ -116,9 +117,10 @@ pub struct RelayCommon {
     #[arg(long)]
     pub allow_cbc: bool,
     /// Trust anchors for signers (PEM/DER file or directory): a signature counts as its
-    /// From or To party's only when the signer chains to one (for
-    /// --require-signature, pinholes and BYE); without it, the signer's
-    /// SAN URI alone, and the report says the chain was not checked.
+    /// From or To party's only when the signer chains to one and names the
+    /// party (for --require-signature, pinholes, the session cap and BYE);
+    /// without it no signature counts (anyone can make a certificate
+    /// naming any AOR).
     #[arg(long, value_name = "PEM|DIR")]
     pub signer_trust: Vec<PathBuf>,
     /// Pinholes only to addresses inside this network (e.g. 198.51.100.0/24);
@@ -374,6 +376,7 @@ impl RelayCommon {
             link_level: None,
             arrived_level: None,
             received_from: None,
+            flow: None,
             bindings: self.bindings_now(now)?.map(std::sync::Arc::new),
             policy: self
                 .policy

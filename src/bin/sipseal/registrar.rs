@@ -687,6 +687,45 @@ fn accept_certificate(args: &RegisterArgs, accept: &Path) -> Result<Exit, Error>
     Ok(Exit::Ok)
 }
 
+/// The file `certquery --accept` stores `aor`'s certificate in, without
+/// `.pem` (L4): one name per AOR, never another's. A `sip:` AOR is its
+/// user@host with every byte outside `A-Z a-z 0-9 . @ + -` written `%XX`
+/// (`alice@a.example.com`); another scheme goes first with `~`
+/// (`sips~alice@a.example.com`); a name over 150 characters is cut there
+/// and ends in `~` and 16 hex digits of the AOR's SHA-256.
+pub fn cert_file_name(aor: &str) -> String {
+    use sha2::Digest;
+    let (scheme, rest) = aor.split_once(':').unwrap_or(("", aor));
+    let mut name = match scheme.to_ascii_lowercase().as_str() {
+        "sip" => String::new(),
+        other => format!("{}~", encode_name(other)),
+    };
+    name.push_str(&encode_name(rest));
+    if name.len() > 150 {
+        let mut cut = 150;
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        name.truncate(cut);
+        let digest = sha2::Sha256::digest(aor.as_bytes());
+        name.push('~');
+        name.push_str(&hex::encode(&digest[..8]));
+    }
+    name
+}
+
+fn encode_name(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'@' | b'+' | b'-') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// `certquery`: ask the registrar for an AOR's certificate, or whether a
 /// certificate is still valid; then check and store its answer.
 #[derive(Debug, Args)]
@@ -708,8 +747,10 @@ pub struct CertqueryArgs {
     /// Trust anchors for the registrar's signature and the certificate.
     #[arg(long, value_name = "PEM|DIR")]
     pub trust: Option<PathBuf>,
-    /// Where --accept stores the certificate (`AOR-without-scheme.pem`),
-    /// a directory `seal --certs` takes.
+    /// Where --accept stores the certificate (`alice@a.example.com.pem`:
+    /// the AOR without `sip:`, bytes other than letters, digits and
+    /// `.@+-` as `%XX`, another scheme first with `~`), a directory
+    /// `seal --certs` takes.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     #[command(flatten)]
@@ -768,6 +809,17 @@ fn accept_query(args: &CertqueryArgs, accept: &Path, ctx: &mut Context) -> Resul
         }
         other => return Err(refuse(format!("a {other:?} response, not 200 or 404"))),
     }
+    if response.body().is_empty() {
+        // H4: over UDP the registrar sends nothing larger than three times
+        // the query to a source it has not verified.
+        return Err(Error::usage(
+            format!(
+                "{}: a 200 without its body (the certificate)",
+                accept.display()
+            ),
+            "over UDP the registrar leaves out a body over 3 times the query: send it over TCP or TLS (sipseal send --next tcp:HOST:PORT)",
+        ));
+    }
     let anchors = Cert::load_tree(trust)?;
     let outer = signed_by_registrar(&response, &anchors).map_err(refuse)?;
     let cert = Cert::from_der(&outer.payload.body, &accept.display().to_string())?;
@@ -780,10 +832,7 @@ fn accept_query(args: &CertqueryArgs, accept: &Path, ctx: &mut Context) -> Resul
             cert.name()
         )));
     }
-    let name = aor
-        .split_once(':')
-        .map_or(aor.as_str(), |(_, rest)| rest)
-        .replace(['/', '\\'], "_");
+    let name = cert_file_name(&aor);
     std::fs::create_dir_all(out).map_err(|source| KeyError::Write {
         path: out.clone(),
         source,
@@ -799,4 +848,38 @@ fn accept_query(args: &CertqueryArgs, accept: &Path, ctx: &mut Context) -> Resul
     })?;
     eprintln!("stored {} ({})", path.display(), cert.name());
     Ok(Exit::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cert_file_name;
+
+    /// L4: `sip:a/b`, `sip:a_b` and the `sips:` form overwrote each
+    /// other, and a 300-character user part could not be stored.
+    #[test]
+    fn certquery_file_names_are_one_per_aor_and_short() {
+        let aors = [
+            "sip:a/b@x.example",
+            "sip:a_b@x.example",
+            "sip:a%2Fb@x.example",
+            "sips:a_b@x.example",
+            "sip:sips:a_b@x.example",
+            "sip:alice@a.example.com",
+        ];
+        let names: Vec<String> = aors.iter().map(|a| cert_file_name(a)).collect();
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+        assert_eq!(names[5], "alice@a.example.com", "the readable form stays");
+        assert!(
+            names
+                .iter()
+                .all(|n| !n.contains('/') && !n.starts_with('.'))
+        );
+        let long = format!("sip:{}@x.example", "u".repeat(300));
+        let other = format!("sip:{}v@x.example", "u".repeat(300));
+        let (a, b) = (cert_file_name(&long), cert_file_name(&other));
+        assert!(a.len() <= 170 && a != b, "{a} {b}");
+    }
 }

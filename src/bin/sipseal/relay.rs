@@ -14,7 +14,7 @@ use sipseal::context::Context;
 use sipseal::keys::Cert;
 use sipseal::net::live::ServerConfig;
 use sipseal::net::tls::TlsSetup;
-use sipseal::net::{Hosts, Transport};
+use sipseal::net::{HopGuard, Hosts, Transport};
 use sipseal::pinhole::{Changes, PinholeFormat};
 use sipseal::relay::serve::{LiveConfig, LiveKeys, LiveRelay, LiveStore, NoSink, Sink};
 use sipseal::relay::{Mode, ProxyOptions, RelayReport};
@@ -57,6 +57,17 @@ pub struct RelayLiveArgs {
     /// lookups for the hosts that Route headers and Request-URIs name.
     #[arg(long)]
     pub no_dns: bool,
+    /// Networks a request may be sent to when the message names the
+    /// address (a Route entry or Request-URI with an address literal,
+    /// e.g. 198.51.100.0/24; repeatable). Without it every address but
+    /// loopback, unspecified, link-local, multicast and broadcast ones;
+    /// with it, address literals only inside these networks (names from
+    /// DNS: any address but those, unless inside). --next, --hosts names,
+    /// and registered contacts and flows are the operator's and always
+    /// go; this relay's own listeners and its store never. A request for
+    /// any other next hop is answered 403.
+    #[arg(long, value_name = "CIDR")]
+    pub hop_allow: Vec<ipnet::IpNet>,
     /// Another name this relay goes by (HOST or HOST:PORT; repeatable):
     /// a Route entry or Request-URI naming it is this relay's, as are
     /// its listeners, --via and the names in its certificate.
@@ -234,7 +245,28 @@ impl RelayLiveArgs {
             via: self.common.via.clone(),
             pinholes: self.pinholes.is_some(),
             domains: self.domain.iter().map(|d| d.to_ascii_lowercase()).collect(),
+            hosts: self.hosts()?,
+            hop_guard: self.hop_guard(listeners),
         })
+    }
+
+    /// Where a next hop a message names may be: `--hop-allow`, never the
+    /// `listeners` nor the Redis servers of `--state` and `--registrations`.
+    fn hop_guard(&self, listeners: &[(Transport, SocketAddr)]) -> HopGuard {
+        let redis = [
+            self.common.state.redis_url(),
+            self.common
+                .registrations
+                .as_deref()
+                .and_then(|p| p.to_str())
+                .filter(|p| p.starts_with("redis://")),
+        ];
+        let mut never: Vec<SocketAddr> = listeners.iter().map(|(_, a)| *a).collect();
+        never.extend(redis.into_iter().flatten().flat_map(redis_addrs));
+        HopGuard {
+            allow: self.hop_allow.clone(),
+            never,
+        }
     }
 }
 
@@ -246,6 +278,24 @@ pub fn max_message() -> usize {
         crate::io::DEFAULT_MAX_MESSAGE_SIZE => 65_535,
         n => usize::try_from(n).unwrap_or(usize::MAX),
     }
+}
+
+/// The addresses of the server a `redis://[USER@]HOST[:PORT][/DB]` URL names.
+fn redis_addrs(url: &str) -> Vec<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let rest = url.trim_start_matches("redis://");
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let with_port = match authority.rsplit_once(':') {
+        Some((_, p)) if p.parse::<u16>().is_ok() && !authority.ends_with(']') => {
+            authority.to_owned()
+        }
+        _ => format!("{authority}:6379"),
+    };
+    with_port
+        .to_socket_addrs()
+        .map(Iterator::collect)
+        .unwrap_or_default()
 }
 
 /// `--next` as a URI: `udp:|tcp:|tls:HOST:PORT` is `sip:HOST:PORT;transport=...`.
@@ -337,6 +387,8 @@ pub fn run(args: RelayLiveArgs, ctx: &mut Context) -> Result<Exit, Error> {
             log: !args.quiet,
             hosts: args.hosts()?,
             dns: !args.no_dns,
+            // The listeners are added once bound.
+            hop_guard: args.hop_guard(&[]),
             ..ServerConfig::default()
         };
         // Bind first (port 0 gives a port), then set the relay's own addresses.

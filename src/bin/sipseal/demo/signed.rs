@@ -126,13 +126,14 @@ pub(super) fn run(
     )]));
     out.push_str(
         "    $ sipseal proxy signed.sip --identity keys/proxy-a --received-from a.example.com:5060 \\\n        \
-         --link-level 3 --bindings bindings.yaml --require-signature\n",
+         --link-level 3 --bindings bindings.yaml --require-signature --signer-trust keys/trust.pem\n",
     );
     let path_a = |from: &str| PathOptions {
         link_level: Some(3),
         received_from: Some(from.into()),
         bindings: Some(std::sync::Arc::new(bindings.clone())),
         require_signature: true,
+        trust: r.anchors.clone().into(),
         ..Default::default()
     };
     let step = hop(
