@@ -23,7 +23,7 @@ cleanup() {
 trap cleanup EXIT
 
 PORT=25170
-"$bin" relay --listen udp:127.0.0.1:$PORT --identity keys/proxy-b-ec \
+"$bin" relay --listen udp:127.0.0.1:$PORT --identity keys/proxy-b-ec --hop-allow 127.0.0.0/8 \
     --state "$work/state" --quiet > "$work/relay.log" 2>&1 &
 relay_pid=$!
 for _ in $(seq 100); do

@@ -408,6 +408,36 @@ fn calls_fail_with_503_while_redis_is_down_and_go_on_within_2_s_of_its_return() 
     for i in 0..10 {
         invite_as(&format!("h6-after-{i}")).expect("forwarded");
     }
+    // L3: every key the relay wrote ends (the branch secret and the list
+    // of owners, one each, aside).
+    let keys = redis_cmd(redis_port, "KEYS sipseal:*");
+    let keys: Vec<&str> = keys.lines().filter(|l| l.starts_with("sipseal:")).collect();
+    assert!(keys.iter().any(|k| k.contains(":peer:")), "{keys:?}");
+    for key in keys {
+        if key.ends_with(":secret") || key == "sipseal:owners" {
+            continue;
+        }
+        let ttl = redis_cmd(redis_port, &format!("TTL {key}"));
+        let ttl: i64 = ttl.trim().trim_start_matches(':').parse().unwrap();
+        assert!(ttl > 0, "{key} has no TTL ({ttl})");
+    }
+}
+
+/// A Redis command, inline; the reply as it came.
+fn redis_cmd(port: u16, cmd: &str) -> String {
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(150)))
+        .unwrap();
+    c.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = c.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    shown(&out)
 }
 
 /// H4: over UDP the registrar answered a 150 B certificate query with
@@ -508,4 +538,197 @@ fn the_registrar_sends_nothing_over_udp_above_three_times_the_request() {
         answer.len(),
         small.len()
     );
+}
+
+/// A TCP connection to the relay from `local` (any address of 127/8).
+fn connect_from(local: &str, port: u16) -> std::io::Result<socket2::Socket> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    let from: SocketAddr = format!("{local}:0").parse().unwrap();
+    s.bind(&from.into())?;
+    let to: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    s.connect_timeout(&to.into(), Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    Ok(s)
+}
+
+/// Whether the relay closed `s` (a read returns end of file or an error
+/// within its timeout, not a timeout).
+fn closed(s: &socket2::Socket) -> bool {
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 64];
+    match s.recv(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+/// M4: the idle timer restarted on every read, so 20 connections
+/// trickling a byte every 3 s held a relay with --max-connections 20
+/// full; nothing limited one address. Now a message must be whole within
+/// --message-timeout of its first byte, and one address holds at most
+/// --max-connections-per-ip: a new client from elsewhere gets in.
+#[test]
+fn tricklers_are_cut_off_and_one_address_cannot_take_every_connection() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let relay = relay(
+        d,
+        "relay",
+        &[
+            "--max-connections",
+            "8",
+            "--max-connections-per-ip",
+            "4",
+            "--message-timeout",
+            "1",
+        ],
+    );
+    let port = relay.port("tcp");
+    let mut tricklers: Vec<socket2::Socket> = (0..4)
+        .map(|_| connect_from("127.0.0.1", port).unwrap())
+        .collect();
+    // A fifth from the same address is closed at once.
+    let fifth = connect_from("127.0.0.1", port).unwrap();
+    assert!(closed(&fifth), "the fifth connection from one address");
+    // From another address, a client gets in and is served.
+    let other = connect_from("127.0.0.2", port).unwrap();
+    let ping = request(
+        "OPTIONS",
+        &format!("sip:127.0.0.1:{port}"),
+        "m4-ping",
+        "127.0.0.2:9",
+        "",
+        "",
+    );
+    socket2::Socket::send(&other, &ping).unwrap();
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+    let n = other.recv(&mut buf).expect("an answer from the relay");
+    assert!(n > 0);
+    // The tricklers: a byte every 300 ms; cut off after about 1 s.
+    let started = Instant::now();
+    let mut cut = 0;
+    while started.elapsed() < Duration::from_secs(6) && cut < tricklers.len() {
+        for t in &mut tricklers {
+            if socket2::Socket::send(t, b"O").is_err() {
+                continue;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        cut = tricklers
+            .iter()
+            .filter(|t| {
+                t.set_nonblocking(true).unwrap();
+                let c = closed(t);
+                t.set_nonblocking(false).unwrap();
+                c
+            })
+            .count();
+    }
+    assert_eq!(cut, tricklers.len(), "every trickler cut off");
+    assert!(relay.logged("a message took over 1 s to arrive"));
+}
+
+/// M4: with the usual 1,024 files (256 here) a relay that kept its
+/// default 10,000 connections ran out of descriptors: idle TCP
+/// connections made every UDP request fail with `Too many open files`.
+/// Now the relay lowers --max-connections to what fits, says so, and
+/// UDP goes on whatever connections are open.
+#[test]
+fn connections_never_take_the_files_the_relay_needs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let next = udp(5);
+    let next_port = next.local_addr().unwrap().port();
+    let relay = common::live::Daemon::start_with_files(
+        d,
+        "relay",
+        256,
+        &[
+            "relay",
+            "--listen",
+            "udp:127.0.0.1:0",
+            "--listen",
+            "tcp:127.0.0.1:0",
+            "--identity",
+            "keys/proxy-a-ec",
+            "--no-dns",
+            "--next",
+            &format!("udp:127.0.0.1:{next_port}"),
+        ],
+    );
+    assert!(
+        relay
+            .log_text()
+            .contains("--max-connections 10000 lowered to"),
+        "{}",
+        relay.log_text()
+    );
+    let port = relay.port("tcp");
+    let held: Vec<_> = (0..300)
+        .filter_map(|i| connect_from(&format!("127.0.0.{}", 2 + i % 100), port).ok())
+        .collect();
+    assert!(held.len() >= 250, "{} connections", held.len());
+    let client = udp(5);
+    let via = client.local_addr().unwrap().to_string();
+    for i in 0..3 {
+        let id = format!("m4-files-{i}");
+        let msg = request("MESSAGE", "sip:bob@b.example.com", &id, &via, "", "hi");
+        client
+            .send_to(&msg, ("127.0.0.1", relay.port("udp")))
+            .unwrap();
+        let got = recv(&next).unwrap_or_else(|| panic!("{id} forwarded\n{}", relay.log_text()));
+        assert!(shown(&got).contains(&id));
+    }
+}
+
+/// L3: unauthenticated messages filled the report file to 48 MB and the
+/// pinhole file to 25 MB, without end. Now each starts afresh at
+/// --rotate-at, the full one kept as FILE.1.
+#[test]
+fn the_report_file_starts_afresh_at_its_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let next = udp(5);
+    let next_port = next.local_addr().unwrap().port();
+    let report = d.join("report.jsonl");
+    let relay = relay(
+        d,
+        "relay",
+        &[
+            "--next",
+            &format!("udp:127.0.0.1:{next_port}"),
+            "--report",
+            common::s(&report),
+            "--rotate-at",
+            "4KiB",
+        ],
+    );
+    let client = udp(5);
+    let via = client.local_addr().unwrap().to_string();
+    for i in 0..60 {
+        let msg = request(
+            "MESSAGE",
+            "sip:bob@b.example.com",
+            &format!("l3-{i}"),
+            &via,
+            "",
+            "hi",
+        );
+        client
+            .send_to(&msg, ("127.0.0.1", relay.port("udp")))
+            .unwrap();
+        recv(&next).expect("forwarded");
+    }
+    assert!(relay.logged("l3-59"));
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let old = d.join("report.jsonl.1");
+    assert!(size(&report) <= 4096, "{} bytes", size(&report));
+    assert!(size(&old) > 0 && size(&old) <= 4096, "{} bytes", size(&old));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&report).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
 }

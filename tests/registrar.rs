@@ -186,10 +186,11 @@ fn the_whole_loop_issues_installs_and_the_certificate_is_sound() {
     assert_eq!(challenges.len(), 2, "{resp_text}");
     assert!(challenges[0].contains("algorithm=SHA-512-256"));
     assert!(challenges[1].contains("algorithm=SHA-256"));
+    // The REGISTER carries a CSR: the body is to be covered (auth-int).
     assert!(
         challenges
             .iter()
-            .all(|c| c.contains("qop=\"auth\"") && c.contains("realm=\"example.com\""))
+            .all(|c| c.contains("qop=\"auth-int,auth\"") && c.contains("realm=\"example.com\""))
     );
     // The authorized retry: 200 with the binding and the certificate.
     let second = r.authorized("loop", T0, "pw", &["--identity", "alice"]);
@@ -995,18 +996,39 @@ fn publish_issues_without_a_binding_and_certquery_finds_it() {
 fn a_register_with_a_body_of_another_type_gets_415_naming_what_it_takes() {
     let r = Realm::new();
     let req = r.authorized("typed", T0, "pw", &[]);
-    // Digest (qop=auth) does not cover the body: the same credentials
-    // with a text/plain body.
+    // alice's own credentials, over a text/plain body (auth-int, as a
+    // REGISTER with a body must be).
+    let body = "hello\r\n";
+    let challenge = std::fs::read_to_string(r.path("typed-401.sip")).unwrap();
+    let www =
+        header(&challenge, "WWW-Authenticate")[0].replace("qop=\"auth\"", "qop=\"auth-int,auth\"");
+    let auth = sipseal::registrar::digest::answer(
+        &www,
+        "alice",
+        "alice-pw",
+        "REGISTER",
+        "sip:example.com",
+        body.as_bytes(),
+        "0a1b",
+    )
+    .unwrap();
     let text = std::fs::read_to_string(&req).unwrap();
     let (head, _) = text.split_once("\r\n\r\n").unwrap();
+    let authorization = format!("Authorization: {auth}");
     let head: Vec<&str> = head
         .split("\r\n")
         .filter(|l| {
             let l = l.to_ascii_lowercase();
             !l.starts_with("content-type:") && !l.starts_with("content-length:")
         })
+        .map(|l| {
+            if l.starts_with("Authorization:") {
+                authorization.as_str()
+            } else {
+                l
+            }
+        })
         .collect();
-    let body = "hello\r\n";
     let typed = format!(
         "{}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
         head.join("\r\n"),
@@ -1530,4 +1552,91 @@ fn an_outbound_instance_and_the_path_are_kept_and_echoed() {
     let stored = std::fs::read_to_string(&files[0]).unwrap();
     assert!(stored.contains("flow1@127.0.0.1:5070"), "{stored}");
     assert!(stored.contains("reg_id: 1"), "{stored}");
+}
+
+/// L1 (issue 25): the Authorization `uri` was never compared with the
+/// Request-URI, `nc=0` passed, and with `qop=auth` the body was not
+/// covered, so a captured Authorization could carry another CSR. Now:
+/// 400 for another uri or nc=0, a REGISTER with a body is challenged for
+/// auth-int, a substituted CSR fails the digest, and the subject of the
+/// certificate is the AOR's whatever the CSR says.
+#[test]
+fn digest_covers_the_request_uri_the_count_and_the_body() {
+    let r = Realm::new();
+    let ok = r.authorized("ok", T0, "pw", &["--csr", "alice/csr.pem"]);
+    let text = std::fs::read_to_string(r.path("ok-401.sip")).unwrap();
+    assert!(text.contains("qop=\"auth-int,auth\""), "{text}");
+    let sent = std::fs::read(&ok).unwrap();
+    let auth = String::from_utf8_lossy(&sent)
+        .lines()
+        .find(|l| l.starts_with("Authorization:"))
+        .unwrap()
+        .to_owned();
+    assert!(auth.contains("qop=auth-int"), "{auth}");
+    let edited = |name: &str, from: &str, to: &str| {
+        let bytes = std::fs::read(&ok).unwrap();
+        let at = bytes.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let head = String::from_utf8(bytes[..at].to_vec()).unwrap();
+        assert!(head.contains(from), "{from}");
+        let mut out = head.replacen(from, to, 1).into_bytes();
+        out.extend_from_slice(&bytes[at..]);
+        std::fs::write(r.path(name), out).unwrap();
+        name.to_owned()
+    };
+    let evil = edited(
+        "evil.sip",
+        "uri=\"sip:example.com\"",
+        "uri=\"sip:evil.example.org\"",
+    );
+    let (code, resp, _) = r.registrar(&evil, T0, &[]);
+    assert_eq!(
+        (code, status(&resp).as_str()),
+        (5, "SIP/2.0 400 Bad Request")
+    );
+    let zero = edited("zero.sip", "nc=00000001", "nc=00000000");
+    let (_, resp, _) = r.registrar(&zero, T0, &[]);
+    assert_eq!(status(&resp), "SIP/2.0 400 Bad Request");
+    // Another CSR under the same Authorization: the digest fails.
+    sipseal()
+        .current_dir(&r.d)
+        .args(["keys", "generate", "--type", "p256", "--uri", AOR])
+        .args(["--csr", "--out", "mallory"])
+        .succeeds();
+    let other = std::fs::read(r.path("mallory/csr.pem")).unwrap();
+    let swapped = {
+        let bytes = std::fs::read(&ok).unwrap();
+        let at = bytes.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let der = pem_or_der(&other);
+        let head = String::from_utf8(bytes[..at].to_vec()).unwrap();
+        let head: String = head
+            .lines()
+            .map(|l| {
+                if l.starts_with("Content-Length:") {
+                    format!("Content-Length: {}", der.len())
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\r\n");
+        let mut out = head.into_bytes();
+        out.extend_from_slice(b"\r\n\r\n");
+        out.extend_from_slice(&der);
+        out
+    };
+    std::fs::write(r.path("swapped.sip"), swapped).unwrap();
+    let (_, resp, _) = r.registrar("swapped.sip", T0, &[]);
+    assert_eq!(status(&resp), "SIP/2.0 403 Forbidden");
+    // The genuine one registers.
+    let (code, resp, _) = r.registrar(s(&ok), T0, &[]);
+    assert_eq!((code, status(&resp).as_str()), (0, "SIP/2.0 200 OK"));
+}
+
+/// The DER of a PEM file (or the bytes as they are).
+fn pem_or_der(bytes: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(bytes);
+    match der::pem::decode_vec(text.trim().as_bytes()) {
+        Ok((_, der)) => der,
+        Err(_) => bytes.to_vec(),
+    }
 }

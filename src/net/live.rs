@@ -216,6 +216,13 @@ pub struct ServerConfig {
     /// Messages in hand at once, at most: past it a datagram is dropped
     /// unread, and a stream is read no further until one is done.
     pub max_in_flight: usize,
+    /// Connections one source address may hold open at once (M4); past
+    /// it a new one is closed at once.
+    pub max_per_ip: usize,
+    /// How long a message may take to arrive whole on a stream from its
+    /// first byte (M4: a peer that trickles a byte now and then would
+    /// hold its connection for ever, the idle timer restarting on each).
+    pub message_time: Duration,
     /// Names resolved before DNS.
     pub hosts: Hosts,
     /// Ask DNS about names the hosts table does not know (else they
@@ -239,6 +246,8 @@ impl Default for ServerConfig {
             log: true,
             max_connections: 10_000,
             max_in_flight: 10_000,
+            max_per_ip: 2_500,
+            message_time: Duration::from_secs(10),
             hosts: Hosts::default(),
             dns: true,
             connect_timeout: Duration::from_secs(5),
@@ -301,6 +310,8 @@ struct Shared {
     /// Calls with a message in hand, and what waits behind it.
     lanes: Mutex<HashMap<String, VecDeque<Job>>>,
     buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+    /// Inbound connections open per source address.
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
     busy: AtomicUsize,
     idle_now: Notify,
     resolver: Option<hickory_resolver::TokioResolver>,
@@ -399,6 +410,7 @@ impl Server {
                 unreachable: Mutex::new(HashMap::new()),
                 lanes: Mutex::new(HashMap::new()),
                 buckets: Mutex::new(HashMap::new()),
+                per_ip: Mutex::new(HashMap::new()),
                 busy: AtomicUsize::new(0),
                 idle_now: Notify::new(),
             }),
@@ -685,8 +697,7 @@ async fn accept(shared: Arc<Shared>, transport: Transport, listener: TcpListener
             .local_addr()
             .or_else(|_| listener.local_addr())
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-        let Ok(slot) = Arc::clone(&shared.slots).try_acquire_owned() else {
-            drop(stream);
+        let refused = |why: &str| {
             let peer = Peer {
                 transport,
                 addr: from,
@@ -694,12 +705,21 @@ async fn accept(shared: Arc<Shared>, transport: Transport, listener: TcpListener
                 cert: None,
                 size: 0,
             };
-            log_drop(
-                &shared,
-                &peer,
-                "connection refused: --max-connections reached",
-            );
+            log_drop(&shared, &peer, why);
+        };
+        let Ok(permit) = Arc::clone(&shared.slots).try_acquire_owned() else {
+            drop(stream);
+            refused("connection refused: --max-connections reached");
             continue;
+        };
+        let Some(per_ip) = PerIp::take(&shared, from.ip()) else {
+            drop(stream);
+            refused("connection refused: --max-connections-per-ip reached for its address");
+            continue;
+        };
+        let slot = Slot {
+            _permit: permit,
+            _per_ip: per_ip,
         };
         let _ = stream.set_nodelay(true);
         let shared = Arc::clone(&shared);
@@ -748,6 +768,50 @@ async fn accept(shared: Arc<Shared>, transport: Transport, listener: TcpListener
     }
 }
 
+/// What an inbound connection holds while it is open: its place under
+/// `--max-connections` and under its address's `--max-connections-per-ip`.
+struct Slot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    _per_ip: PerIp,
+}
+
+/// One of a source address's connections, given back when dropped.
+struct PerIp {
+    shared: std::sync::Weak<Shared>,
+    ip: IpAddr,
+}
+
+impl PerIp {
+    /// A place for one more connection from `ip`, if it has one left.
+    fn take(shared: &Arc<Shared>, ip: IpAddr) -> Option<PerIp> {
+        let ip = ip.to_canonical();
+        let mut open = lock(&shared.per_ip);
+        let n = open.entry(ip).or_insert(0);
+        if *n >= shared.config.max_per_ip.max(1) {
+            return None;
+        }
+        *n += 1;
+        Some(PerIp {
+            shared: Arc::downgrade(shared),
+            ip,
+        })
+    }
+}
+
+impl Drop for PerIp {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.upgrade() {
+            let mut open = lock(&shared.per_ip);
+            if let Some(n) = open.get_mut(&self.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    open.remove(&self.ip);
+                }
+            }
+        }
+    }
+}
+
 /// Start serving a connection: a writer task sends what is queued for
 /// it, a reader task reads messages until it closes, is idle or breaks
 /// the framing. It is registered under its far-end address (an inbound
@@ -759,7 +823,7 @@ fn start_conn<S>(
     key: ConnKey,
     local: SocketAddr,
     cert: Option<Arc<Cert>>,
-    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    slot: Option<Slot>,
 ) -> Conn
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
@@ -812,25 +876,53 @@ async fn read_loop<R: AsyncRead>(shared: &Arc<Shared>, rd: R, key: ConnKey, conn
         cert: conn.cert.clone(),
         size,
     };
+    // When the first byte of the message still incomplete came.
+    let mut started: Option<Instant> = None;
     loop {
+        let wait = match started {
+            Some(t) => (t + shared.config.message_time)
+                .saturating_duration_since(Instant::now())
+                .min(shared.config.idle),
+            None => shared.config.idle,
+        };
         let read = tokio::select! {
-            r = tokio::time::timeout(shared.config.idle, rd.read(&mut buf)) => r,
+            r = tokio::time::timeout(wait, rd.read(&mut buf)) => r,
             _ = stop.wait_for(|s| *s) => return,
         };
         let n = match read {
+            Err(_) if started.is_some_and(|t| t.elapsed() >= shared.config.message_time) => {
+                let why = format!(
+                    "connection closed: a message took over {} s to arrive",
+                    shared.config.message_time.as_secs_f32()
+                );
+                log_drop(shared, &peer(framer.pending().len()), &why);
+                return;
+            }
             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
             Ok(Ok(n)) => n,
         };
         framer.push(&buf[..n]);
+        let mut framed = false;
         loop {
             match framer.next_frame() {
-                Ok(Frame::Partial) => break,
+                Ok(Frame::Partial) => {
+                    // The deadline runs from the first byte of the message
+                    // that is not whole yet.
+                    started = match (framer.pending().is_empty(), started) {
+                        (true, _) => None,
+                        (false, Some(t)) if !framed => Some(t),
+                        (false, _) => Some(Instant::now()),
+                    };
+                    break;
+                }
                 Ok(Frame::KeepAlive { pong }) => {
+                    framed = true;
                     if pong {
                         let _ = tx.send(b"\r\n".to_vec()).await;
                     }
                 }
                 Ok(Frame::Message(bytes)) => {
+                    framed = true;
                     let peer = peer(bytes.len());
                     if !shared.admit(from.ip()) {
                         log_drop(shared, &peer, "over the rate limit");
@@ -1431,6 +1523,7 @@ mod tests {
             unreachable: Mutex::new(HashMap::new()),
             lanes: Mutex::new(HashMap::new()),
             buckets: Mutex::new(HashMap::new()),
+            per_ip: Mutex::new(HashMap::new()),
             busy: AtomicUsize::new(0),
             idle_now: Notify::new(),
             resolver: None,

@@ -76,6 +76,11 @@ impl DigestAlgorithm {
         self.crate_algorithm().hash_str(data)
     }
 
+    /// H(bytes), as hex: the body hash of auth-int.
+    pub fn hash_bytes(self, data: &[u8]) -> String {
+        self.crate_algorithm().hash(data)
+    }
+
     /// HA1 = H(username:realm:password), what the credential file keeps.
     pub fn ha1(self, username: &str, realm: &str, password: &str) -> String {
         self.hash(&format!("{username}:{realm}:{password}"))
@@ -95,12 +100,33 @@ pub struct Credentials {
     pub uri: String,
     /// The algorithm.
     pub algorithm: DigestAlgorithm,
-    /// The nonce count (qop=auth).
+    /// The nonce count.
     pub nc: u32,
+    /// `auth`, or `auth-int` (the body is covered too).
+    pub qop: Qop,
     /// The client nonce.
     pub cnonce: String,
     /// The response digest (hex).
     pub response: String,
+}
+
+/// The quality of protection of a Digest response (RFC 2617 §3.2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Qop {
+    /// The method and digest-uri.
+    Auth,
+    /// Those and the body (`auth-int`): a captured Authorization cannot
+    /// carry another body (another CSR).
+    AuthInt,
+}
+
+impl Qop {
+    fn token(self) -> &'static str {
+        match self {
+            Qop::Auth => "auth",
+            Qop::AuthInt => "auth-int",
+        }
+    }
 }
 
 /// Why an Authorization header is not one the registrar can check.
@@ -147,15 +173,24 @@ pub fn parse_authorization(value: &str) -> Result<Credentials, DigestError> {
         AlgorithmType::SHA2_256 => DigestAlgorithm::Sha256,
         AlgorithmType::MD5 => DigestAlgorithm::Md5,
     };
-    // RFC 8760 and sipseal's challenges always ask for qop=auth.
-    if header.qop != Some(digest_auth::Qop::AUTH) {
-        return Err(DigestError::Unsupported(
-            "Digest without qop=auth (the registrar asks for qop=auth)".into(),
-        ));
-    }
+    // RFC 8760 and sipseal's challenges always ask for a qop.
+    let qop = match header.qop {
+        Some(digest_auth::Qop::AUTH) => Qop::Auth,
+        Some(digest_auth::Qop::AUTH_INT) => Qop::AuthInt,
+        None => {
+            return Err(DigestError::Unsupported(
+                "Digest without qop (the registrar asks for qop=auth or auth-int)".into(),
+            ));
+        }
+    };
     let cnonce = header
         .cnonce
-        .ok_or_else(|| DigestError::Malformed("qop=auth without a cnonce".into()))?;
+        .ok_or_else(|| DigestError::Malformed("a qop without a cnonce".into()))?;
+    if header.nc == 0 {
+        return Err(DigestError::Malformed(
+            "nc=00000000: a nonce count starts at 1".into(),
+        ));
+    }
     Ok(Credentials {
         username: header.username,
         realm: header.realm,
@@ -163,32 +198,56 @@ pub fn parse_authorization(value: &str) -> Result<Credentials, DigestError> {
         uri: header.uri,
         algorithm,
         nc: header.nc,
+        qop,
         cnonce,
         response: header.response,
     })
 }
 
-/// Whether `creds` answer the challenge for `method` with `ha1`, the
-/// stored HA1 of their algorithm; the digests are compared in constant time.
-pub fn response_matches(creds: &Credentials, method: &str, ha1: &str) -> bool {
-    let expected = expected_response(creds.algorithm, ha1, creds, method);
+/// Whether `creds` answer the challenge for `method` (and, with
+/// auth-int, `body`) with `ha1`, the stored HA1 of their algorithm; the
+/// digests are compared in constant time.
+pub fn response_matches(creds: &Credentials, method: &str, body: &[u8], ha1: &str) -> bool {
+    let expected = expected_response(creds.algorithm, ha1, creds, method, body);
     let given = creds.response.to_ascii_lowercase();
     expected.len() == given.len() && bool::from(expected.as_bytes().ct_eq(given.as_bytes()))
 }
 
-fn expected_response(alg: DigestAlgorithm, ha1: &str, c: &Credentials, method: &str) -> String {
-    let ha2 = alg.hash(&format!("{method}:{}", c.uri));
+fn expected_response(
+    alg: DigestAlgorithm,
+    ha1: &str,
+    c: &Credentials,
+    method: &str,
+    body: &[u8],
+) -> String {
+    let ha2 = match c.qop {
+        Qop::Auth => alg.hash(&format!("{method}:{}", c.uri)),
+        Qop::AuthInt => alg.hash(&format!("{method}:{}:{}", c.uri, alg.hash_bytes(body))),
+    };
     alg.hash(&format!(
-        "{ha1}:{}:{:08x}:{}:auth:{ha2}",
-        c.nonce, c.nc, c.cnonce
+        "{ha1}:{}:{:08x}:{}:{}:{ha2}",
+        c.nonce,
+        c.nc,
+        c.cnonce,
+        c.qop.token()
     ))
 }
 
-/// A WWW-Authenticate value challenging for `realm` with `nonce`.
-pub fn challenge(realm: &str, nonce: &str, alg: DigestAlgorithm, stale: bool) -> String {
+/// A WWW-Authenticate value challenging for `realm` with `nonce`; for a
+/// request with a body (`integrity`), `qop="auth-int,auth"`: the body is
+/// to be covered, and a response that does not cover it is challenged
+/// again.
+pub fn challenge(
+    realm: &str,
+    nonce: &str,
+    alg: DigestAlgorithm,
+    stale: bool,
+    integrity: bool,
+) -> String {
     format!(
-        "Digest realm=\"{realm}\", nonce=\"{nonce}\", algorithm={}, qop=\"auth\"{}",
+        "Digest realm=\"{realm}\", nonce=\"{nonce}\", algorithm={}, qop=\"{}\"{}",
         alg.token(),
+        if integrity { "auth-int,auth" } else { "auth" },
         if stale { ", stale=true" } else { "" }
     )
 }
@@ -253,7 +312,8 @@ pub fn check_nonce(secret: &[u8], realm: &str, nonce: &str, now: i64, lifetime: 
 }
 
 /// The user agent's side: the Authorization value answering the
-/// WWW-Authenticate `challenge` for `method` and `uri`, with `cnonce`
+/// WWW-Authenticate `challenge` for `method`, `uri` and `body` (covered
+/// when the challenge offers auth-int and there is one), with `cnonce`
 /// (from the caller's RNG, so that deterministic mode is reproducible).
 pub fn answer(
     challenge: &str,
@@ -261,12 +321,16 @@ pub fn answer(
     password: &str,
     method: &str,
     uri: &str,
+    body: &[u8],
     cnonce: &str,
 ) -> Result<String, DigestError> {
     ascii(challenge, "WWW-Authenticate")?;
     let mut prompt = digest_auth::WwwAuthenticateHeader::parse(challenge)
         .map_err(|e| DigestError::Malformed(format!("WWW-Authenticate: {e}")))?;
     let mut context = digest_auth::AuthContext::new(username, password, uri);
+    if !body.is_empty() {
+        context.body = Some(std::borrow::Cow::Borrowed(body));
+    }
     context.method = digest_auth::HttpMethod::from(method.to_owned());
     context.set_custom_cnonce(cnonce);
     let header = prompt
@@ -295,6 +359,7 @@ mod tests {
             uri: "sip:example.com".into(),
             algorithm: DigestAlgorithm::Sha256,
             nc: 1,
+            qop: Qop::Auth,
             cnonce: "c0ffee".into(),
             response: response.to_uppercase(),
         };
@@ -302,10 +367,10 @@ mod tests {
             DigestAlgorithm::Sha256.ha1("alice", "example.com", "secret"),
             ha1
         );
-        assert!(response_matches(&creds, "REGISTER", &ha1));
-        assert!(!response_matches(&creds, "INVITE", &ha1));
+        assert!(response_matches(&creds, "REGISTER", b"", &ha1));
+        assert!(!response_matches(&creds, "INVITE", b"", &ha1));
         let wrong = DigestAlgorithm::Sha256.ha1("alice", "example.com", "Secret");
-        assert!(!response_matches(&creds, "REGISTER", &wrong));
+        assert!(!response_matches(&creds, "REGISTER", b"", &wrong));
     }
 
     #[test]
@@ -321,10 +386,11 @@ mod tests {
             uri: "/dir/index.html".into(),
             algorithm: alg,
             nc: 1,
+            qop: Qop::Auth,
             cnonce: "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ".into(),
             response: "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1".into(),
         };
-        assert!(response_matches(&creds, "GET", &ha1));
+        assert!(response_matches(&creds, "GET", b"", &ha1));
         // Its Authorization header, as the RFC prints it, parses to the same.
         let header = "Digest username=\"Mufasa\", realm=\"http-auth@example.org\", uri=\"/dir/index.html\", algorithm=SHA-256, nonce=\"7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v\", nc=00000001, cnonce=\"f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ\", qop=auth, response=\"753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1\", opaque=\"FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS\"";
         assert_eq!(parse_authorization(header).unwrap(), creds);
@@ -333,14 +399,51 @@ mod tests {
     #[test]
     fn the_client_answer_is_what_the_check_accepts() {
         for alg in DigestAlgorithm::ALL {
-            let c = challenge("example.com", "abc", alg, false);
-            let auth = answer(&c, "bob", "pw", "REGISTER", "sip:example.com", "0a1b2c3d").unwrap();
+            let c = challenge("example.com", "abc", alg, false, false);
+            let auth = answer(
+                &c,
+                "bob",
+                "pw",
+                "REGISTER",
+                "sip:example.com",
+                b"",
+                "0a1b2c3d",
+            )
+            .unwrap();
             let creds = parse_authorization(&auth).unwrap();
             assert_eq!(creds.algorithm, alg);
             assert_eq!((creds.nc, creds.cnonce.as_str()), (1, "0a1b2c3d"));
             let ha1 = alg.ha1("bob", "example.com", "pw");
-            assert!(response_matches(&creds, "REGISTER", &ha1), "{auth}");
+            assert!(response_matches(&creds, "REGISTER", b"", &ha1), "{auth}");
         }
+    }
+
+    /// L1: with a body, the challenge offers auth-int, the client covers
+    /// the body, and the check holds for that body only (worked by hand
+    /// with sha2, as RFC 2617 §3.2.2.3 has it).
+    #[test]
+    fn auth_int_covers_the_body() {
+        use sha2::Digest;
+        let hex = |b: &[u8]| hex::encode(sha2::Sha256::digest(b));
+        let alg = DigestAlgorithm::Sha256;
+        let c = challenge("example.com", "abc", alg, false, true);
+        assert!(c.contains("qop=\"auth-int,auth\""), "{c}");
+        let csr = b"a CSR";
+        let auth = answer(&c, "bob", "pw", "REGISTER", "sip:example.com", csr, "0a").unwrap();
+        let creds = parse_authorization(&auth).unwrap();
+        assert_eq!(creds.qop, Qop::AuthInt, "{auth}");
+        let ha1 = alg.ha1("bob", "example.com", "pw");
+        let ha2 = hex(format!("REGISTER:sip:example.com:{}", hex(csr)).as_bytes());
+        let by_hand = hex(format!("{ha1}:abc:00000001:0a:auth-int:{ha2}").as_bytes());
+        assert_eq!(creds.response, by_hand);
+        assert!(response_matches(&creds, "REGISTER", csr, &ha1));
+        assert!(!response_matches(&creds, "REGISTER", b"another CSR", &ha1));
+        // nc=0 is no count.
+        let zero = auth.replace("nc=00000001", "nc=00000000");
+        assert!(matches!(
+            parse_authorization(&zero),
+            Err(DigestError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -354,7 +457,7 @@ mod tests {
             Err(DigestError::Malformed(_))
         ));
         let challenge = "Digest realmХ=\"example.com\", nonce=\"abc\", qop=\"auth\"";
-        assert!(answer(challenge, "u", "p", "REGISTER", "sip:example.com", "c").is_err());
+        assert!(answer(challenge, "u", "p", "REGISTER", "sip:example.com", b"", "c").is_err());
     }
 
     #[test]

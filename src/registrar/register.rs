@@ -151,7 +151,7 @@ impl Registrar<'_> {
         for alg in self.algorithms {
             answer = answer.with_header(
                 "WWW-Authenticate",
-                digest::challenge(self.realm, &nonce, *alg, stale),
+                digest::challenge(self.realm, &nonce, *alg, stale, !req.body().is_empty()),
             );
         }
         Ok(Handled {
@@ -217,6 +217,22 @@ impl Registrar<'_> {
         if creds.realm != self.realm || !self.algorithms.contains(&creds.algorithm) {
             return Err(Stop::Challenge { stale: false });
         }
+        // L1: the credentials are for this request's Request-URI (RFC
+        // 2617 §3.2.2.5), and cover its body when it has one (a captured
+        // Authorization could otherwise carry another CSR).
+        let ruri = req.request_uri().unwrap_or_default().trim();
+        if !creds.uri.trim().eq_ignore_ascii_case(ruri) {
+            return Err(refuse(
+                Status::BadRequest,
+                format!(
+                    "the Authorization uri {:?} is not the Request-URI",
+                    creds.uri
+                ),
+            ));
+        }
+        if !req.body().is_empty() && creds.qop != digest::Qop::AuthInt {
+            return Err(Stop::Challenge { stale: false });
+        }
         let nonce = digest::check_nonce(
             secret.as_slice(),
             self.realm,
@@ -229,7 +245,7 @@ impl Registrar<'_> {
             NonceState::Foreign => return Err(Stop::Challenge { stale: false }),
             // Stale: said so only to the right password.
             _ if self
-                .credentials_hold(&creds, method, secret.as_slice())
+                .credentials_hold(&creds, method, req.body(), secret.as_slice())
                 .is_some() =>
             {
                 return Err(Stop::Challenge { stale: true });
@@ -238,7 +254,8 @@ impl Registrar<'_> {
                 return Err(refuse(Status::Forbidden, "wrong credentials (stale nonce)"));
             }
         };
-        let Some(user_aor) = self.credentials_hold(&creds, method, secret.as_slice()) else {
+        let Some(user_aor) = self.credentials_hold(&creds, method, req.body(), secret.as_slice())
+        else {
             return Err(refuse(Status::Forbidden, "wrong credentials"));
         };
         // The users file holds sip:user@domain AORs only (`users add`
@@ -265,6 +282,7 @@ impl Registrar<'_> {
         &self,
         creds: &digest::Credentials,
         method: &str,
+        body: &[u8],
         secret: &[u8],
     ) -> Option<String> {
         let user = self.users.get(self.realm, &creds.username);
@@ -274,7 +292,7 @@ impl Registrar<'_> {
         let ha1 = user
             .and_then(|u| u.ha1(creds.algorithm))
             .unwrap_or(decoy.as_str());
-        let matches = digest::response_matches(creds, method, ha1);
+        let matches = digest::response_matches(creds, method, body, ha1);
         match user {
             Some(u) if matches && u.ha1(creds.algorithm).is_some() => Some(u.aor.clone()),
             _ => None,

@@ -97,7 +97,18 @@ pub struct Registry {
     /// Nonce counts seen.
     #[serde(default)]
     pub nonces: Vec<SeenNonce>,
+    /// A nonce that expires at or before this and is not in `nonces` was
+    /// forgotten to keep the record small (L3): it is refused as a replay.
+    #[serde(default, with = "option_time", skip_serializing_if = "Option::is_none")]
+    pub forgotten: Option<OffsetDateTime>,
 }
+
+/// Nonces whose counts one record keeps at most (the oldest go first).
+pub const MAX_NONCES: usize = 16;
+
+/// Counts kept per nonce: a window below the highest one seen; a count
+/// below the window is refused.
+pub const NONCE_WINDOW: usize = 32;
 
 impl Registry {
     /// Forget what has expired at `now`: bindings, nonces, and
@@ -106,6 +117,8 @@ impl Registry {
     pub fn expire(&mut self, now: OffsetDateTime) {
         self.bindings.retain(|b| b.expires > now);
         self.nonces.retain(|n| n.expires > now);
+        // A nonce that expired is stale anyway.
+        self.forgotten = self.forgotten.filter(|f| *f > now);
         self.certificates.retain(|c| c.not_after > now);
     }
 
@@ -114,23 +127,48 @@ impl Registry {
         self.bindings.extend(other.bindings);
         self.certificates.extend(other.certificates);
         self.nonces.extend(other.nonces);
+        self.forgotten = self.forgotten.max(other.forgotten);
     }
 
     /// Record the use of `nc` with `nonce`: false when it was used before
     /// (a replay).
+    ///
+    /// What is kept stays small (L3: a record rewritten whole on each
+    /// REGISTER grew with every count): per nonce the [`NONCE_WINDOW`]
+    /// highest counts (one below them is refused), and the
+    /// [`MAX_NONCES`] nonces that expire last (one that expires no later
+    /// than a forgotten one is refused).
     pub fn use_nonce(&mut self, nonce: &str, nc: u32, expires: OffsetDateTime) -> bool {
         match self.nonces.iter_mut().find(|n| n.nonce == nonce) {
             Some(seen) if seen.counts.contains(&nc) => false,
+            Some(seen)
+                if seen.counts.len() >= NONCE_WINDOW
+                    && seen.counts.iter().min().is_some_and(|low| nc < *low) =>
+            {
+                false
+            }
             Some(seen) => {
                 seen.counts.push(nc);
+                seen.counts.sort_unstable();
+                if seen.counts.len() > NONCE_WINDOW {
+                    let extra = seen.counts.len() - NONCE_WINDOW;
+                    seen.counts.drain(..extra);
+                }
                 true
             }
+            None if self.forgotten.is_some_and(|f| expires <= f) => false,
             None => {
                 self.nonces.push(SeenNonce {
                     nonce: nonce.to_owned(),
                     expires,
                     counts: vec![nc],
                 });
+                if self.nonces.len() > MAX_NONCES {
+                    self.nonces.sort_by_key(|n| n.expires);
+                    let gone = self.nonces.remove(0);
+                    self.forgotten =
+                        Some(self.forgotten.map_or(gone.expires, |f| f.max(gone.expires)));
+                }
                 true
             }
         }
@@ -556,5 +594,28 @@ mod tests {
         assert!(!r.use_nonce("n", 1, at(100)));
         r.expire(at(100));
         assert!(r.nonces.is_empty());
+    }
+
+    /// L3: 8,000 REGISTERs made alice's record 15 KB, rewritten whole
+    /// each time. Now the counts and nonces kept are bounded, and what
+    /// was dropped is still refused.
+    #[test]
+    fn nonce_counts_stay_a_window_and_forgotten_nonces_stay_refused() {
+        let mut r = Registry::default();
+        for nc in 1..=8_000 {
+            assert!(r.use_nonce("n", nc, at(1_000)));
+        }
+        assert_eq!(r.nonces[0].counts.len(), NONCE_WINDOW);
+        assert!(!r.use_nonce("n", 8_000, at(1_000)), "a replay");
+        assert!(!r.use_nonce("n", 100, at(1_000)), "below the window");
+        for i in 0..100 {
+            assert!(r.use_nonce(&format!("m{i}"), 1, at(2_000 + i)));
+        }
+        assert_eq!(r.nonces.len(), MAX_NONCES);
+        assert!(!r.use_nonce("m0", 1, at(2_000)), "forgotten, still refused");
+        assert!(!r.use_nonce("m0", 2, at(2_000)), "forgotten: any count");
+        assert!(r.use_nonce("fresh", 1, at(3_000)));
+        let text = crate::yaml::to_string(&r).unwrap();
+        assert!(text.len() < 4_000, "{} bytes", text.len());
     }
 }

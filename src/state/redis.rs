@@ -6,7 +6,7 @@
 //! sipseal:<owner>:secret                 32 bytes, set once (SET NX)
 //! sipseal:<owner>:session:<Call-ID>      one session (JSON), TTL = its expiry + grace
 //! sipseal:<owner>:pinhole:<Call-ID>      one call's pinhole state (JSON), TTL 24 h
-//! sipseal:<owner>:peer:<AOR>             Call-IDs of a sender's sessions (the cap)
+//! sipseal:<owner>:peer:<AOR>             Call-IDs of a sender's sessions (the cap), TTL ≥ 24 h
 //! sipseal:owners                         every owner with sessions
 //! ```
 //!
@@ -30,6 +30,10 @@ use crate::session::{DEFAULT_GRACE, Entry, Recorded, SessionKey, Sessions, Use};
 
 /// How long a call's pinhole state is kept after its last change.
 const PINHOLE_TTL: u64 = 24 * 3600;
+
+/// How long a sender's set of Call-IDs (for the session cap) is kept
+/// after its last session was added, at least.
+const PEER_TTL: u64 = 24 * 3600;
 
 /// Connections kept open to the server.
 const POOL: usize = 8;
@@ -219,7 +223,12 @@ impl RedisStore {
                         };
                         pipe.sadd("sipseal:owners", owner).ignore();
                         if let Some(peer) = &e.peer {
-                            pipe.sadd(peer_key(owner, peer), call_id).ignore();
+                            // L3: every key ends; the set lives as long as
+                            // the session added last, a day at least.
+                            let set = peer_key(owner, peer);
+                            let keep = ttl(&e, now, grace).unwrap_or(0).max(PEER_TTL);
+                            pipe.sadd(&set, call_id).ignore();
+                            pipe.expire(&set, keep as i64).ignore();
                         }
                     }
                     None => {

@@ -47,9 +47,24 @@ impl Daemon {
     /// Start `sipseal ARGS` in `dir`, its log in `dir/NAME.log`, and wait
     /// for its "listening on" line.
     pub fn start(dir: &Path, name: &str, args: &[&str]) -> Daemon {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sipseal"));
+        cmd.args(args);
+        Daemon::start_command(dir, name, cmd)
+    }
+
+    /// [`Daemon::start`] with the open-file limit (soft and hard) at `files`.
+    pub fn start_with_files(dir: &Path, name: &str, files: u32, args: &[&str]) -> Daemon {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("ulimit -n {files} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_sipseal"))
+            .args(args);
+        Daemon::start_command(dir, name, cmd)
+    }
+
+    fn start_command(dir: &Path, name: &str, mut cmd: Command) -> Daemon {
         let log = dir.join(format!("{name}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_sipseal"))
-            .args(args)
+        let child = cmd
             .current_dir(super::repo())
             .env("SIPSEAL_STATE", dir.join(format!("{name}-state")))
             .stdout(Stdio::null())

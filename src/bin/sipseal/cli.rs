@@ -68,7 +68,7 @@ pub struct GlobalArgs {
 }
 
 /// `1048576`, `64K`/`64KiB` (×1024), `1M`/`1MiB` (×1024²).
-fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);

@@ -152,8 +152,45 @@ pub async fn serve(
 }
 
 /// Bind `config` for `service`.
-pub async fn bind(config: ServerConfig, service: Arc<dyn Service>) -> Result<Server, Error> {
+pub async fn bind(mut config: ServerConfig, service: Arc<dyn Service>) -> Result<Server, Error> {
+    config.max_connections = open_files_for(config.max_connections);
+    config.max_per_ip = config.max_per_ip.min(config.max_connections);
     Server::bind(config, service)
         .await
         .map_err(|e| Error::usage(format!("--listen: {e}"), "pick a free port, or port 0"))
+}
+
+/// Files kept for what is not an inbound connection: listeners, the
+/// store, logs, a few more.
+const FILES_KEPT: u64 = 256;
+
+/// Raise the open-file limit to its hard limit (M4: the usual soft limit
+/// of 1,024 is below the default `--max-connections`), and the inbound
+/// connections that fit under it: three quarters of what is left after
+/// [`FILES_KEPT`] (a quarter of the limit at most), the rest for the
+/// connections this server opens. A
+/// lower `max` stays; a higher one is lowered, with a warning.
+fn open_files_for(max: usize) -> usize {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return max;
+    };
+    // RLIM_INFINITY is not a number of files the kernel takes.
+    let wanted = hard.min(1 << 20);
+    let soft = if wanted > soft && setrlimit(Resource::RLIMIT_NOFILE, wanted, hard).is_ok() {
+        wanted
+    } else {
+        soft
+    };
+    let kept = FILES_KEPT.min(soft / 4);
+    let room = usize::try_from(soft.saturating_sub(kept) / 4 * 3)
+        .unwrap_or(usize::MAX)
+        .max(1);
+    if max > room {
+        eprintln!(
+            "warning: --max-connections {max} lowered to {room}: this process may open {soft} files (ulimit -n; the hard limit is {hard}), and the rest is for the connections it opens and its files"
+        );
+        return room;
+    }
+    max
 }

@@ -541,6 +541,7 @@ pub fn register(args: RegisterArgs, ctx: &mut Context) -> Result<Exit, Error> {
     if args.publish {
         params.headers.push(("Event".into(), "certificate".into()));
     }
+    let mut authorize = None;
     if let (Some(challenge), Some(password)) = (&args.challenge, &args.password_file) {
         let c = read_message(challenge)?;
         if c.status() != Some(401) {
@@ -575,14 +576,12 @@ pub fn register(args: RegisterArgs, ctx: &mut Context) -> Result<Exit, Error> {
         })?;
         let password = read_secret(password)?;
         let cnonce = hex::encode(ctx.bytes(8));
-        let auth = digest::answer(www, username, &password, method, &request_uri, &cnonce)
-            .map_err(|e| {
-                Error::usage(
-                    e.to_string(),
-                    "give the registrar's 401 response as it came",
-                )
-            })?;
-        params.headers.push(("Authorization".into(), auth));
+        // Its place now, its value once the body is final (sealed or
+        // not): with auth-int the digest covers the body.
+        params
+            .headers
+            .push(("Authorization".into(), "Digest".into()));
+        authorize = Some((www.to_owned(), username.to_owned(), password, cnonce));
     }
     let mut msg = build_request(&params, ctx)?;
     if let Some(cert) = &args.seal_for {
@@ -604,6 +603,24 @@ pub fn register(args: RegisterArgs, ctx: &mut Context) -> Result<Exit, Error> {
         msg.remove_headers("Contact");
         let at = msg.before_body_headers();
         msg.insert_header(at, "Contact", "*");
+    }
+    if let Some((www, username, password, cnonce)) = authorize {
+        let auth = digest::answer(
+            &www,
+            &username,
+            &password,
+            method,
+            &request_uri,
+            msg.body(),
+            &cnonce,
+        )
+        .map_err(|e| {
+            Error::usage(
+                e.to_string(),
+                "give the registrar's 401 response as it came",
+            )
+        })?;
+        msg.set_header("Authorization", &auth);
     }
     args.output.write(&msg.to_bytes())?;
     Ok(Exit::Ok)

@@ -111,15 +111,31 @@ pub struct RelayLiveArgs {
     /// JSON line.
     #[arg(long, value_name = "FILE")]
     pub pinholes: Option<PathBuf>,
+    /// Start --report and --pinholes afresh once one holds this many bytes
+    /// (suffixes K, M, KiB, MiB): the full one becomes FILE.1 (the one
+    /// before it is gone), so that neither grows without end.
+    #[arg(long, value_name = "BYTES", default_value = "64MiB", value_parser = crate::cli::parse_size)]
+    pub rotate_at: u64,
     /// Messages per second one source address may send (as a burst of
     /// the same size); beyond it, messages are dropped unread. Off when
     /// not given.
     #[arg(long, value_name = "N")]
     pub rate_limit: Option<u32>,
     /// Connections accepted at once, at most; past it a new one is closed
-    /// at once.
+    /// at once. Lowered, with a warning, to what the open-file limit
+    /// leaves room for (the relay raises its soft limit to the hard one).
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub max_connections: usize,
+    /// Connections one source address may hold at once; past it a new one
+    /// from there is closed at once. Default: a quarter of
+    /// --max-connections, 16 at least.
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
+    /// Seconds a message may take to arrive whole on a connection, from
+    /// its first byte; past it the connection is closed (a peer that
+    /// trickles bytes holds no connection for ever).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub message_timeout: u64,
     /// Messages in hand at once, at most: past it a datagram is dropped
     /// unread and a connection is read no further until one is done.
     #[arg(long, value_name = "N", default_value_t = 10_000)]
@@ -147,29 +163,70 @@ pub struct RelayLiveArgs {
 
 /// Appends reports and pinhole changes to files.
 struct FileSink {
-    report: Option<Mutex<File>>,
-    pinholes: Option<(Mutex<File>, PinholeFormat)>,
+    report: Option<Mutex<Appended>>,
+    pinholes: Option<(Mutex<Appended>, PinholeFormat)>,
 }
 
-fn append(path: &PathBuf) -> Result<Mutex<File>, Error> {
+/// A file appended to, started afresh at a size (L3: a flood of messages
+/// filled a report file to 48 MB, and more without end).
+struct Appended {
+    path: PathBuf,
+    file: File,
+    size: u64,
+    rotate_at: u64,
+}
+
+fn open_append(path: &PathBuf) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
         .append(true)
         .create(true)
         .mode(0o600)
         .open(path)
-        .map_err(|e| Error::Write {
-            name: path.display().to_string(),
-            source: e,
-        })?;
-    Ok(Mutex::new(f))
+}
+
+fn append(path: &PathBuf, rotate_at: u64) -> Result<Mutex<Appended>, Error> {
+    let fail = |e| Error::Write {
+        name: path.display().to_string(),
+        source: e,
+    };
+    let file = open_append(path).map_err(fail)?;
+    let size = file.metadata().map_err(fail)?.len();
+    Ok(Mutex::new(Appended {
+        path: path.clone(),
+        file,
+        size,
+        rotate_at,
+    }))
+}
+
+impl Appended {
+    /// Append `bytes`; first, when they would take the file past its
+    /// size, it becomes `FILE.1` and a new one starts.
+    fn write(&mut self, bytes: &[u8]) {
+        if self.size > 0 && self.size + bytes.len() as u64 > self.rotate_at {
+            let mut old = self.path.clone().into_os_string();
+            old.push(".1");
+            if std::fs::rename(&self.path, &old).is_ok()
+                && let Ok(f) = open_append(&self.path)
+            {
+                self.file = f;
+                self.size = 0;
+            }
+        }
+        if self.file.write_all(bytes).is_ok() {
+            self.size += bytes.len() as u64;
+        }
+    }
 }
 
 impl Sink for FileSink {
     fn report(&self, report: &RelayReport) {
-        if let (Some(f), Ok(line)) = (&self.report, serde_json::to_string(report)) {
-            let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = writeln!(f, "{line}");
+        if let (Some(f), Ok(mut line)) = (&self.report, serde_json::to_string(report)) {
+            line.push('\n');
+            f.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .write(line.as_bytes());
         }
     }
 
@@ -177,8 +234,9 @@ impl Sink for FileSink {
         if let Some((f, format)) = &self.pinholes
             && changes.state != "unchanged"
         {
-            let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = f.write_all(changes.render(*format).as_bytes());
+            f.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .write(changes.render(*format).as_bytes());
         }
     }
 }
@@ -365,11 +423,15 @@ pub fn run(args: RelayLiveArgs, ctx: &mut Context) -> Result<Exit, Error> {
     };
     let sink: Arc<dyn Sink> = if args.report.is_some() || args.pinholes.is_some() {
         Arc::new(FileSink {
-            report: args.report.as_ref().map(append).transpose()?,
+            report: args
+                .report
+                .as_ref()
+                .map(|p| append(p, args.rotate_at))
+                .transpose()?,
             pinholes: args
                 .pinholes
                 .as_ref()
-                .map(|p| append(p).map(|f| (f, args.common.pinhole_format)))
+                .map(|p| append(p, args.rotate_at).map(|f| (f, args.common.pinhole_format)))
                 .transpose()?,
         })
     } else {
@@ -382,6 +444,11 @@ pub fn run(args: RelayLiveArgs, ctx: &mut Context) -> Result<Exit, Error> {
             max_message: max_message(),
             max_connections: args.max_connections,
             max_in_flight: args.max_in_flight,
+            max_per_ip: args
+                .max_connections_per_ip
+                .unwrap_or((args.max_connections / 4).max(args.max_connections.min(16)))
+                .max(1),
+            message_time: Duration::from_secs(args.message_timeout.max(1)),
             idle: Duration::from_secs(args.idle_timeout.max(1)),
             rate: args.rate_limit,
             log: !args.quiet,

@@ -172,8 +172,16 @@ pub fn run(args: SendArgs, ctx: &mut Context) -> Result<Exit, Error> {
         let uri = request.request_uri().unwrap_or_default().to_owned();
         let password = read_secret(password)?;
         let cnonce = hex::encode(ctx.bytes(8));
-        let auth = digest::answer(challenge, username, &password, &method, &uri, &cnonce)
-            .map_err(|e| Error::usage(e.to_string(), "the next hop's challenge is malformed"))?;
+        let auth = digest::answer(
+            challenge,
+            username,
+            &password,
+            &method,
+            &uri,
+            request.body(),
+            &cnonce,
+        )
+        .map_err(|e| Error::usage(e.to_string(), "the next hop's challenge is malformed"))?;
         let mut retry = request.clone();
         let seq = request
             .cseq()

@@ -110,6 +110,7 @@ pub fn run(
         PASSWORD,
         "REGISTER",
         &format!("sip:{REALM}"),
+        first.body(),
         &cnonce,
     )
     .map_err(|e| fail("the Digest answer", e))?;
