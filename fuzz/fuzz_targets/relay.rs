@@ -10,7 +10,8 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use sipseal::context::Context;
 use sipseal::keys::{Identity, Psk};
-use sipseal::relay::{Mode, ProxyOptions, RelayKeys, RelayOptions, RelayState, relay};
+use sipseal::policy::Bindings;
+use sipseal::relay::{Mode, PathOptions, ProxyOptions, RelayKeys, RelayOptions, RelayState, relay};
 use sipseal::sip::Message;
 use sipseal::state::{MemoryStore, SessionStore};
 
@@ -34,12 +35,29 @@ fuzz_target!(|data: &[u8]| {
         psks,
         certs: &[],
     };
+    // Bindings and a source, so that admission's imposture check (an ACK
+    // too, issue 25 H1) and the vouching run on every message.
+    static BINDINGS: OnceLock<std::sync::Arc<Bindings>> = OnceLock::new();
+    let bindings = BINDINGS.get_or_init(|| {
+        std::sync::Arc::new(Bindings::from_map(std::collections::BTreeMap::from([(
+            "sip:alice@a.example.com".to_owned(),
+            vec!["192.0.2.10".to_owned()],
+        )])))
+    });
+    let source = if data.len() % 2 == 0 { "192.0.2.10:5060" } else { "192.0.2.66:5060" };
     let opts = RelayOptions {
         mode: Mode::Proxy(ProxyOptions {
             trial: true,
             record_route: true,
             ..Default::default()
         }),
+        path: PathOptions {
+            received_from: Some(source.to_owned()),
+            flow: Some(format!("tcp:{source}")),
+            bindings: Some(std::sync::Arc::clone(bindings)),
+            link_level: Some(3),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let store = MemoryStore::new();

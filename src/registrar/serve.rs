@@ -158,7 +158,19 @@ impl Service for LiveRegistrar {
         match handled {
             Ok(handled) => {
                 record.decision = describe(&handled.outcome);
-                self.transactions.remember(&msg, &handled.response);
+                // What changed state (a REGISTER or PUBLISH that passed) is
+                // answered again as it was (a second registration's nonce
+                // count would look replayed); a challenge, a refusal or a
+                // query changed nothing and is made afresh, so a flood of
+                // them keeps nothing (L3).
+                if handled
+                    .response
+                    .status()
+                    .is_some_and(|s| (200..300).contains(&s))
+                    && matches!(msg.method(), Some("REGISTER" | "PUBLISH"))
+                {
+                    self.transactions.remember(&msg, &handled.response);
+                }
                 let out = back(handled.response, peer, &mut record);
                 Handled { out, record }
             }
