@@ -1,6 +1,7 @@
 //! A relay step on arbitrary bytes (SPEC §4): whatever parses as a SIP
 //! message goes through admission, the one-time parse into a view, the
-//! decision, a trial open with proxy-a's PSK, and forwarding or an answer;
+//! decision, a trial open (proxy-a-ec, ECDH as the live relay does, and
+//! proxy-a's PSK), and forwarding or an answer;
 //! never a panic, and no state kept from a message that was not opened.
 #![no_main]
 
@@ -19,7 +20,7 @@ fn keys() -> &'static (Identity, Vec<Psk>) {
     static KEYS: OnceLock<(Identity, Vec<Psk>)> = OnceLock::new();
     KEYS.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../keys");
-        let identity = Identity::load_dir(&root.join("proxy-a")).expect("the demo keys");
+        let identity = Identity::load_dir(&root.join("proxy-a-ec")).expect("the demo keys");
         let psk = Psk::load(&root.join("psk/alice-proxy-a.yaml")).expect("the demo PSK");
         (identity, vec![psk])
     })

@@ -879,7 +879,11 @@ impl LiveRelay {
         peer: &Peer,
         size: usize,
     ) -> Option<Outgoing> {
-        let natural = Hop::for_uri(&hop.uri, 0).ok()?;
+        let natural = Hop {
+            // What the message named stays checked on the way over UDP.
+            guarded: hop.guarded,
+            ..Hop::for_uri(&hop.uri, 0).ok()?
+        };
         if natural.transport != Transport::Udp || hop.transport != Transport::Tcp || size == 0 {
             return None;
         }
