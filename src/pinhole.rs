@@ -399,10 +399,12 @@ impl CallState {
             .current
             .as_ref()
             .is_some_and(|x| !x.offer_in_request && x.answer.is_none());
-        late && self.from_tag.is_some()
-            && seen.tags.0 == self.from_tag
-            && self.to_tag.is_some()
-            && seen.tags.1 == self.to_tag
+        let (Some(f), Some(t)) = (&self.from_tag, &self.to_tag) else {
+            return false;
+        };
+        // Either side may have sent the offer (a re-INVITE of the callee).
+        let (a, b) = (seen.tags.0.as_ref(), seen.tags.1.as_ref());
+        late && ((a == Some(f) && b == Some(t)) || (a == Some(t) && b == Some(f)))
     }
 
     /// Whether a BYE may close the call's pinholes (S2): it matches the
@@ -938,6 +940,37 @@ mod tests {
         let c = st.step(&with(seen(true, "ACK", 1, None), vec![msrp]));
         assert_eq!(c.state, "offer-answer");
         assert!(c.add.iter().all(|p| p.protocol == "tcp"));
+    }
+
+    /// The review of issue 25: a late offer in the 2xx to the callee's
+    /// re-INVITE is answered in the ACK the callee sends (the tags the
+    /// other way round).
+    #[test]
+    fn the_callees_late_offer_is_answered_in_its_ack() {
+        let mut st = CallState::new("c");
+        st.step(&with(
+            seen(true, "INVITE", 1, None),
+            vec![stream("192.0.2.1", 4000, false)],
+        ));
+        st.step(&with(
+            seen(false, "INVITE", 1, Some(200)),
+            vec![stream("192.0.2.2", 5000, false)],
+        ));
+        let flip = |mut s: Seen| {
+            s.tags = (s.tags.1.take(), s.tags.0.take());
+            s
+        };
+        // The callee's re-INVITE without SDP; the caller's 200 offers.
+        st.step(&with(
+            flip(seen(false, "INVITE", 2, Some(200))),
+            vec![stream("192.0.2.1", 4002, false)],
+        ));
+        let c = st.step(&with(
+            flip(seen(true, "ACK", 2, None)),
+            vec![stream("192.0.2.2", 5002, false)],
+        ));
+        assert_eq!(c.state, "offer-answer", "{:?}", c.notes);
+        assert!(elements(&st.installed).iter().any(|e| e.contains("5002")));
     }
 
     /// H1, M3: an ACK with SDP starts no exchange, answers only its own

@@ -732,3 +732,60 @@ fn the_report_file_starts_afresh_at_its_size() {
     let mode = std::fs::metadata(&report).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
 }
+
+/// The review of this change: a next hop rewrote the `received`
+/// and `rport` the relay had put on the Via below its own, and the relay
+/// sent the response there (its own Redis, a third party): they are under
+/// the branch's MAC now, and such a response is dropped.
+#[test]
+fn a_next_hop_cannot_point_a_response_elsewhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let next = udp(5);
+    let next_port = next.local_addr().unwrap().port();
+    let relay = relay(
+        d,
+        "relay",
+        &["--next", &format!("udp:127.0.0.1:{next_port}")],
+    );
+    let client = udp(5);
+    let victim = udp(1);
+    let victim_port = victim.local_addr().unwrap().port();
+    let real = client.local_addr().unwrap().port();
+    let via = client.local_addr().unwrap().to_string();
+    let msg = request("OPTIONS", "sip:bob@b.example.com", "steer", &via, "", "");
+    client
+        .send_to(&msg, ("127.0.0.1", relay.port("udp")))
+        .unwrap();
+    let forwarded = sipseal::sip::Message::parse(&recv(&next).expect("forwarded")).unwrap();
+    let vias: Vec<String> = forwarded
+        .header_values("Via")
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    let answer = |vias: &[String]| {
+        format!(
+            "SIP/2.0 200 OK\r\n{}From: <sip:mallory@evil.example>;tag=m1\r\nTo: <sip:bob@b.example.com>;tag=b1\r\nCall-ID: steer\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+            vias.iter()
+                .map(|v| format!("Via: {v}\r\n"))
+                .collect::<String>()
+        )
+    };
+    let mut steered = vias.clone();
+    steered[1] = steered[1].replace(&format!("rport={real}"), &format!("rport={victim_port}"));
+    assert_ne!(steered[1], vias[1]);
+    next.send_to(
+        answer(&steered).as_bytes(),
+        ("127.0.0.1", relay.port("udp")),
+    )
+    .unwrap();
+    assert_eq!(
+        recv(&victim).map(|b| shown(&b)),
+        None,
+        "nothing to the victim"
+    );
+    next.send_to(answer(&vias).as_bytes(), ("127.0.0.1", relay.port("udp")))
+        .unwrap();
+    let back = recv(&client).expect("the honest 200 comes back");
+    assert!(back.starts_with(b"SIP/2.0 200"));
+}

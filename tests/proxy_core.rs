@@ -171,40 +171,60 @@ fn a_ping_to_the_relay_is_answered_once_by_the_relay_itself() {
 #[test]
 fn a_request_that_comes_back_unchanged_is_a_loop_482() {
     let tmp = tempfile::tempdir().unwrap();
-    // A relay whose next hop is itself: the request comes back with the
-    // relay's own Via and the same routing.
-    let port = {
+    // Two relays, each the other's next hop: the request comes back to
+    // the first with its own Via and the same routing. (A relay whose
+    // next hop is itself is refused at once: 403, issue 25.)
+    let free = || {
         let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
         probe.local_addr().unwrap().port()
     };
-    let listen = format!("udp:127.0.0.1:{port}");
-    let next = format!("udp:127.0.0.1:{port}");
-    let relay = Daemon::start(
-        tmp.path(),
-        "relay",
-        &[
-            "relay",
-            "--listen",
-            &listen,
-            "--identity",
-            "keys/proxy-b-ec",
-            "--next",
-            &next,
-        ],
-    );
+    let (a_port, b_port) = (free(), free());
+    let start = |name: &str, port: u16, next: u16| {
+        Daemon::start(
+            tmp.path(),
+            name,
+            &[
+                "relay",
+                "--listen",
+                &format!("udp:127.0.0.1:{port}"),
+                "--identity",
+                "keys/proxy-b-ec",
+                "--next",
+                &format!("udp:127.0.0.1:{next}"),
+            ],
+        )
+    };
+    let a = start("a", a_port, b_port);
+    let b = start("b", b_port, a_port);
     let ua = Ua::new();
     ua.send(
-        port,
+        a_port,
         &request("OPTIONS", "sip:bob@b.example.com", ua.port(), "loop-1", ""),
     );
     let answer = ua.recv();
-    assert_eq!(answer.status(), Some(482), "{}", relay.log_text());
-    // Forwarded once, answered 482 the second time, the 482 back: not 70
-    // times. (A message is logged once it is sent: the 482's line may
-    // follow the 482.)
-    assert!(relay.logged(r#""status":482"#), "{}", relay.log_text());
-    let lines = lines_of(&relay, "loop-1");
-    assert_eq!(lines.len(), 3, "{}", relay.log_text());
+    assert_eq!(
+        answer.status(),
+        Some(482),
+        "{}\n{}",
+        a.log_text(),
+        b.log_text()
+    );
+    // Forwarded once each way, answered 482 the second time, the 482
+    // back: not 70 times. (A message is logged once it is sent: the
+    // 482's line may follow the 482.)
+    assert!(a.logged(r#""status":482"#), "{}", a.log_text());
+    assert!(lines_of(&a, "loop-1").len() <= 3, "{}", a.log_text());
+    assert!(lines_of(&b, "loop-1").len() <= 2, "{}", b.log_text());
+    // A relay whose next hop is itself sends nothing: 403 at once.
+    let port = free();
+    let own = start("own", port, port);
+    ua.send(
+        port,
+        &request("OPTIONS", "sip:bob@b.example.com", ua.port(), "loop-2", ""),
+    );
+    assert_eq!(ua.recv().status(), Some(403), "{}", own.log_text());
+    assert!(own.logged("own listener or store"), "{}", own.log_text());
+    assert_eq!(lines_of(&own, "loop-2").len(), 1, "{}", own.log_text());
 }
 
 #[test]

@@ -217,7 +217,8 @@ pub struct ServerConfig {
     /// unread, and a stream is read no further until one is done.
     pub max_in_flight: usize,
     /// Connections one source address may hold open at once (M4); past
-    /// it a new one is closed at once.
+    /// it a new one is closed at once. 0: a quarter of `max_connections`,
+    /// 16 at least (at most all).
     pub max_per_ip: usize,
     /// How long a message may take to arrive whole on a stream from its
     /// first byte (M4: a peer that trickles a byte now and then would
@@ -246,7 +247,7 @@ impl Default for ServerConfig {
             log: true,
             max_connections: 10_000,
             max_in_flight: 10_000,
-            max_per_ip: 2_500,
+            max_per_ip: 0,
             message_time: Duration::from_secs(10),
             hosts: Hosts::default(),
             dns: true,
@@ -380,6 +381,10 @@ impl Server {
                     tcp.push((transport, l));
                 }
             }
+        }
+        if config.max_per_ip == 0 {
+            let all = config.max_connections.max(1);
+            config.max_per_ip = (all / 4).max(all.min(16));
         }
         // Never a next hop a message names (H2, H5).
         config.hop_guard.never.extend(bound.iter().map(|(_, a)| *a));

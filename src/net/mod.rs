@@ -90,16 +90,22 @@ pub enum Found {
 }
 
 impl HopGuard {
+    /// Whether `addr` is this server's own listener or store: nothing,
+    /// a located contact or a response included, is sent there.
+    pub fn is_own(&self, addr: SocketAddr) -> bool {
+        let ip = addr.ip().to_canonical();
+        self.never.iter().any(|n| {
+            n.port() == addr.port()
+                && (n.ip().to_canonical() == ip
+                    || (n.ip().is_unspecified() && (ip.is_loopback() || ip.is_unspecified())))
+        })
+    }
+
     /// Whether a hop named by a message may go to `addr`.
     pub fn check(&self, addr: SocketAddr, found: Found) -> Result<(), NetError> {
         let ip = addr.ip().to_canonical();
         let denied = |why| Err(NetError::NotAllowed { addr, why });
-        let own = self.never.iter().any(|n| {
-            n.port() == addr.port()
-                && (n.ip().to_canonical() == ip
-                    || (n.ip().is_unspecified() && (ip.is_loopback() || ip.is_unspecified())))
-        });
-        if own {
+        if self.is_own(addr) {
             return denied("this server's own listener or store");
         }
         if found == Found::Hosts || self.allow.iter().any(|n| n.contains(&ip)) {
@@ -294,7 +300,14 @@ impl Hop {
     ) -> Option<Result<Target, NetError>> {
         let target = self.known(hosts)?;
         if !self.guarded {
-            return Some(Ok(target));
+            return Some(if guard.is_own(target.addr) {
+                Err(NetError::NotAllowed {
+                    addr: target.addr,
+                    why: "this server's own listener or store",
+                })
+            } else {
+                Ok(target)
+            });
         }
         let found = match self.uri.ip() {
             Some(_) => Found::Literal,

@@ -304,7 +304,9 @@ pub fn check_nonce(secret: &[u8], realm: &str, nonce: &str, now: i64, lifetime: 
     if !bool::from(expected.ct_eq(&bytes[16..])) {
         return NonceState::Foreign;
     }
-    if made > now || now - made > lifetime {
+    // Stale from the second its record may be forgotten (`expires <=
+    // now`), never accepted in between.
+    if made > now || now - made >= lifetime {
         NonceState::Stale
     } else {
         NonceState::Fresh(made)
@@ -472,6 +474,16 @@ mod tests {
         assert_eq!(
             check_nonce(&secret, "example.com", &n, 1_301, 300),
             NonceState::Stale
+        );
+        // Stale from the second its counts may be forgotten (the review
+        // of issue 25: one second of replays).
+        assert_eq!(
+            check_nonce(&secret, "example.com", &n, 1_300, 300),
+            NonceState::Stale
+        );
+        assert_eq!(
+            check_nonce(&secret, "example.com", &n, 1_299, 300),
+            NonceState::Fresh(1_000)
         );
         assert_eq!(
             check_nonce(&secret, "other.example", &n, 1_100, 300),

@@ -765,6 +765,20 @@ impl Service for LiveRelay {
                 }
             },
             Outcome::Forward(out) => match response_hop(&out) {
+                // Never to its own store or listeners (the Via's received
+                // and rport are under the branch's MAC too).
+                Ok(hop)
+                    if hop
+                        .known(&config.hosts)
+                        .is_some_and(|t| config.hop_guard.is_own(t.addr)) =>
+                {
+                    record.decision =
+                        "drop: the response's Via names this relay's own listener or store".into();
+                    return Handled {
+                        out: vec![],
+                        record,
+                    };
+                }
                 Ok(hop) => {
                     record.decision =
                         format!("forward {} {}", hop.transport.token(), describe(&hop));
@@ -784,13 +798,23 @@ impl Service for LiveRelay {
                     Some(why) => format!("answer {code}: {why}"),
                     None => format!("answer {code}"),
                 };
-                if peer.transport == Transport::Udp
-                    && crate::sip::size::fit_for_udp(&mut answer, peer.size)
-                        != crate::sip::size::Fit::AsIs
-                {
-                    record.decision.push_str(
-                        " (its body left out: over UDP it would be more than 3 times the request)",
-                    );
+                if peer.transport == Transport::Udp {
+                    use crate::sip::size::{Fit, fit_for_udp};
+                    match fit_for_udp(&mut answer, peer.size) {
+                        Fit::AsIs => {}
+                        Fit::Trimmed => record.decision.push_str(
+                            " (its body left out: over UDP it would be more than 3 times the request)",
+                        ),
+                        Fit::TooLarge => {
+                            record.decision.push_str(
+                                " (not sent: over UDP it would be more than 3 times the request)",
+                            );
+                            return Handled {
+                                out: vec![],
+                                record,
+                            };
+                        }
+                    }
                 }
                 Outgoing::new(answer, Dest::Back)
             }

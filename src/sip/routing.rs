@@ -46,18 +46,24 @@ fn transaction_part(key: &[u8; 32], previous: &Via, msg: &Message) -> String {
     let from_tag = msg.from_tag().ok().flatten().unwrap_or_default();
     let seq = msg.cseq().map(|c| c.seq.to_string()).unwrap_or_default();
     let call_id = msg.header("Call-ID").unwrap_or_default();
-    mac(
-        key,
-        b"",
-        &[
-            previous.branch().unwrap_or_default(),
-            &previous.sent_by(),
-            call_id,
-            &from_tag,
-            &seq,
-        ],
-        12,
-    )
+    let sent_by = previous.sent_by();
+    let mut parts = vec![
+        previous.branch().unwrap_or_default(),
+        &sent_by,
+        call_id,
+        &from_tag,
+        &seq,
+    ];
+    // Where the response goes back (RFC 3581): what the server transport
+    // wrote, under the MAC too, so that a next hop cannot point the
+    // response elsewhere (the relay's own store, a third party) by
+    // rewriting them on the way back.
+    let received = previous.param("received").unwrap_or_default();
+    let rport = previous.param("rport").unwrap_or_default();
+    if !received.is_empty() || !rport.is_empty() {
+        parts.extend([received, rport]);
+    }
+    mac(key, b"", &parts, 12)
 }
 
 /// What routes a request (RFC 3261 §16.6 step 8): its Request-URI, Route

@@ -154,7 +154,9 @@ pub async fn serve(
 /// Bind `config` for `service`.
 pub async fn bind(mut config: ServerConfig, service: Arc<dyn Service>) -> Result<Server, Error> {
     config.max_connections = open_files_for(config.max_connections);
-    config.max_per_ip = config.max_per_ip.min(config.max_connections);
+    if config.max_per_ip > config.max_connections {
+        config.max_per_ip = config.max_connections;
+    }
     Server::bind(config, service)
         .await
         .map_err(|e| Error::usage(format!("--listen: {e}"), "pick a free port, or port 0"))

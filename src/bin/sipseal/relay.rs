@@ -132,8 +132,8 @@ pub struct RelayLiveArgs {
     #[arg(long, value_name = "N")]
     pub max_connections_per_ip: Option<usize>,
     /// Seconds a message may take to arrive whole on a connection, from
-    /// its first byte; past it the connection is closed (a peer that
-    /// trickles bytes holds no connection for ever).
+    /// its first byte (3,600 at most); past it the connection is closed
+    /// (a peer that trickles bytes holds no connection for ever).
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     pub message_timeout: u64,
     /// Messages in hand at once, at most: past it a datagram is dropped
@@ -444,11 +444,9 @@ pub fn run(args: RelayLiveArgs, ctx: &mut Context) -> Result<Exit, Error> {
             max_message: max_message(),
             max_connections: args.max_connections,
             max_in_flight: args.max_in_flight,
-            max_per_ip: args
-                .max_connections_per_ip
-                .unwrap_or((args.max_connections / 4).max(args.max_connections.min(16)))
-                .max(1),
-            message_time: Duration::from_secs(args.message_timeout.max(1)),
+            // 0: from --max-connections as the open-file limit leaves it.
+            max_per_ip: args.max_connections_per_ip.unwrap_or(0),
+            message_time: Duration::from_secs(args.message_timeout.clamp(1, 3600)),
             idle: Duration::from_secs(args.idle_timeout.max(1)),
             rate: args.rate_limit,
             log: !args.quiet,
