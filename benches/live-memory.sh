@@ -23,36 +23,18 @@ trap cleanup EXIT
 UAS=26090; PROXY=26070; UAC=26060; REDIS=26379
 CT='application/pkcs7-mime; smime-type=authEnveloped-data; name=smime.p7m'
 
-(
-    cd "$work"
-    cp -r "$OLDPWD/keys" "$OLDPWD/samples" .
-    "$bin" build invite --from sip:alice@a.example.com --to sip:bob@b.example.com \
-        --call-id bench@a.example.com --sdp samples/offer-audio.sdp > invite.sip
-    "$bin" seal invite.sip --peer keys/bob-ec/cert.pem --disclose keys/proxy-a-ec/cert.pem \
-        --state alice 2>/dev/null > sealed.sip
-    "$bin" open sealed.sip --identity keys/bob-ec --state bob > /dev/null 2>&1
-    "$bin" reply --request sealed.sip --response 200 --sdp samples/answer.sdp \
-        --identity keys/bob-ec --state bob 2>/dev/null > 200.sip
-    python3 - "$OLDPWD/samples/sipp" <<'PY'
-import re, sys
-for src, dst in [("sealed.sip", "body.der"), ("200.sip", "reply.der")]:
-    head, body = open(src, "rb").read().split(b"\r\n\r\n", 1)
-    open(dst, "wb").write(body)
-    if src == "sealed.sip":
-        for line in head.decode().split("\r\n"):
-            name, _, value = line.partition(": ")
-            if name in ("Proxy-Inspect-Body", "Content-ID"):
-                open(name + ".txt", "w").write(value)
+source benches/sealed-call.sh
+sealed_call "$work" "$bin"
 # The sample scenarios without their BYE: the dialogs stay up.
+python3 - "$PWD/samples/sipp" "$work" <<'PY'
+import re, sys
 uac = open(sys.argv[1] + "/uac-sealed.xml").read()
 uac = re.sub(r'\s*<pause milliseconds="100"/>.*?<recv response="200" crlf="true"/>', "", uac, flags=re.S)
-open("uac.xml", "w").write(uac)
+open(sys.argv[2] + "/uac.xml", "w").write(uac)
 uas = open(sys.argv[1] + "/uas-sealed.xml").read()
 uas = re.sub(r'\s*<recv request="BYE"/>.*?</send>', "", uas, count=1, flags=re.S)
-open("uas.xml", "w").write(uas)
+open(sys.argv[2] + "/uas.xml", "w").write(uas)
 PY
-    printf 'sip:alice@a.example.com: ["127.0.0.1"]\n' > bindings.yaml
-)
 pib=$(cat "$work/Proxy-Inspect-Body.txt")
 cid=$(cat "$work/Content-ID.txt")
 

@@ -58,28 +58,8 @@ CT='application/pkcs7-mime; smime-type=authEnveloped-data; name=smime.p7m'
 # One sealed call: alice's INVITE for bob and proxy-a (designated), bob's
 # 200 under the session key. Every call of a run replays these bodies
 # under its own Call-ID (the relay keys sessions by Call-ID).
-(
-    cd "$work"
-    cp -r "$OLDPWD/keys" "$OLDPWD/samples" .
-    "$bin" build invite --from sip:alice@a.example.com --to sip:bob@b.example.com \
-        --call-id bench@a.example.com --sdp samples/offer-audio.sdp > invite.sip
-    "$bin" seal invite.sip --peer keys/bob-ec/cert.pem --disclose keys/proxy-a-ec/cert.pem \
-        --state alice 2>/dev/null > sealed.sip
-    "$bin" open sealed.sip --identity keys/bob-ec --state bob > /dev/null 2>&1
-    "$bin" reply --request sealed.sip --response 200 --sdp samples/answer.sdp \
-        --identity keys/bob-ec --state bob 2>/dev/null > 200.sip
-    python3 - <<'PY'
-for src, dst in [("sealed.sip", "body.der"), ("200.sip", "reply.der")]:
-    head, body = open(src, "rb").read().split(b"\r\n\r\n", 1)
-    open(dst, "wb").write(body)
-    if src == "sealed.sip":
-        for line in head.decode().split("\r\n"):
-            name, _, value = line.partition(": ")
-            if name in ("Proxy-Inspect-Body", "Content-ID"):
-                open(name + ".txt", "w").write(value)
-PY
-    printf 'sip:alice@a.example.com: ["127.0.0.1"]\n' > bindings.yaml
-)
+source benches/sealed-call.sh
+sealed_call "$work" "$bin"
 # Where the designated relay keeps its session keys: STATE=disk (a
 # directory under $TMPDIR, the default), STATE=shm (/dev/shm: tmpfs, as
 # /run would be), STATE=redis (a redis-server started here); FSYNC=1

@@ -32,28 +32,8 @@ trap cleanup EXIT
 
 UAS=25490; A=25470; B=25471; UAC_A=25460; UAC_B=25461; REDIS=25479
 CT='application/pkcs7-mime; smime-type=authEnveloped-data; name=smime.p7m'
-(
-    cd "$work"
-    cp -r "$OLDPWD/keys" "$OLDPWD/samples" .
-    "$bin" build invite --from sip:alice@a.example.com --to sip:bob@b.example.com \
-        --call-id bench@a.example.com --sdp samples/offer-audio.sdp > invite.sip
-    "$bin" seal invite.sip --peer keys/bob-ec/cert.pem --disclose keys/proxy-a-ec/cert.pem \
-        --state alice 2>/dev/null > sealed.sip
-    "$bin" open sealed.sip --identity keys/bob-ec --state bob > /dev/null 2>&1
-    "$bin" reply --request sealed.sip --response 200 --sdp samples/answer.sdp \
-        --identity keys/bob-ec --state bob 2>/dev/null > 200.sip
-    python3 - <<'PY'
-for src, dst in [("sealed.sip", "body.der"), ("200.sip", "reply.der")]:
-    head, body = open(src, "rb").read().split(b"\r\n\r\n", 1)
-    open(dst, "wb").write(body)
-    if src == "sealed.sip":
-        for line in head.decode().split("\r\n"):
-            name, _, value = line.partition(": ")
-            if name in ("Proxy-Inspect-Body", "Content-ID"):
-                open(name + ".txt", "w").write(value)
-PY
-    printf 'sip:alice@a.example.com: ["127.0.0.1"]\n' > bindings.yaml
-)
+source benches/sealed-call.sh
+sealed_call "$work" "$bin"
 pib=$(cat "$work/Proxy-Inspect-Body.txt")
 cid=$(cat "$work/Content-ID.txt")
 

@@ -60,6 +60,18 @@ fn relay(d: &Path, name: &str, extra: &[&str]) -> Daemon {
     Daemon::start(d, name, &args)
 }
 
+/// The next hop's 200 to an OPTIONS of `call_id` (request()'s From and
+/// To), with these Via values.
+fn ok_on<V: AsRef<str>>(vias: &[V], call_id: &str) -> String {
+    let vias: String = vias
+        .iter()
+        .map(|v| format!("Via: {}\r\n", v.as_ref()))
+        .collect();
+    format!(
+        "SIP/2.0 200 OK\r\n{vias}From: <sip:mallory@evil.example>;tag=m1\r\nTo: <sip:bob@b.example.com>;tag=b1\r\nCall-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
 /// The log lines of `relay` about `call_id`.
 fn lines_of(relay: &Daemon, call_id: &str) -> Vec<serde_json::Value> {
     relay
@@ -313,14 +325,11 @@ fn a_forwarded_response_goes_to_the_real_source_not_where_the_via_says() {
         !theirs.contains(&format!("rport={victim_port}")),
         "{theirs}"
     );
-    let answer = format!(
-        "SIP/2.0 200 OK\r\n{}From: <sip:mallory@evil.example>;tag=m1\r\nTo: <sip:bob@b.example.com>;tag=b1\r\nCall-ID: m1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
-        vias.iter()
-            .map(|v| format!("Via: {v}\r\n"))
-            .collect::<String>()
-    );
-    next.send_to(answer.as_bytes(), ("127.0.0.1", relay.port("udp")))
-        .unwrap();
+    next.send_to(
+        ok_on(&vias, "m1").as_bytes(),
+        ("127.0.0.1", relay.port("udp")),
+    )
+    .unwrap();
     let back = recv(&client).expect("the 200 comes back to its sender");
     assert!(back.starts_with(b"SIP/2.0 200"), "{}", shown(&back));
     assert_eq!(recv(&victim).map(|b| shown(&b)), None);
@@ -763,19 +772,11 @@ fn a_next_hop_cannot_point_a_response_elsewhere() {
         .iter()
         .map(|v| v.to_string())
         .collect();
-    let answer = |vias: &[String]| {
-        format!(
-            "SIP/2.0 200 OK\r\n{}From: <sip:mallory@evil.example>;tag=m1\r\nTo: <sip:bob@b.example.com>;tag=b1\r\nCall-ID: steer\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
-            vias.iter()
-                .map(|v| format!("Via: {v}\r\n"))
-                .collect::<String>()
-        )
-    };
     let mut steered = vias.clone();
     steered[1] = steered[1].replace(&format!("rport={real}"), &format!("rport={victim_port}"));
     assert_ne!(steered[1], vias[1]);
     next.send_to(
-        answer(&steered).as_bytes(),
+        ok_on(&steered, "steer").as_bytes(),
         ("127.0.0.1", relay.port("udp")),
     )
     .unwrap();
@@ -784,8 +785,11 @@ fn a_next_hop_cannot_point_a_response_elsewhere() {
         None,
         "nothing to the victim"
     );
-    next.send_to(answer(&vias).as_bytes(), ("127.0.0.1", relay.port("udp")))
-        .unwrap();
+    next.send_to(
+        ok_on(&vias, "steer").as_bytes(),
+        ("127.0.0.1", relay.port("udp")),
+    )
+    .unwrap();
     let back = recv(&client).expect("the honest 200 comes back");
     assert!(back.starts_with(b"SIP/2.0 200"));
 }

@@ -51,7 +51,7 @@ pub struct GlobalArgs {
         global = true,
         value_name = "BYTES",
         default_value = "1MiB",
-        value_parser = parse_size
+        value_parser = crate::args::parse_size
     )]
     pub max_message_size: u64,
     /// The passphrase of protected private keys (encrypted PKCS#8 key.pem,
@@ -65,26 +65,6 @@ pub struct GlobalArgs {
         value_name = "FILE"
     )]
     pub key_password_file: Option<std::path::PathBuf>,
-}
-
-/// `1048576`, `64K`/`64KiB` (×1024), `1M`/`1MiB` (×1024²).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size; give e.g. 1048576, 64KiB or 1MiB"))?;
-    let factor = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" | "kb" => 1024,
-        "m" | "mib" | "mb" => 1024 * 1024,
-        _ => return Err(format!("unknown unit {unit:?}; use K/KiB or M/MiB")),
-    };
-    match n.checked_mul(factor) {
-        Some(0) | None => Err(format!("{s:?}: give a size from 1 byte up")),
-        Some(v) => Ok(v),
-    }
 }
 
 /// The bytes of `--seed`.

@@ -114,7 +114,7 @@ pub struct RelayLiveArgs {
     /// Start --report and --pinholes afresh once one holds this many bytes
     /// (suffixes K, M, KiB, MiB): the full one becomes FILE.1 (the one
     /// before it is gone), so that neither grows without end.
-    #[arg(long, value_name = "BYTES", default_value = "64MiB", value_parser = crate::cli::parse_size)]
+    #[arg(long, value_name = "BYTES", default_value = "64MiB", value_parser = crate::args::parse_size)]
     pub rotate_at: u64,
     /// Messages per second one source address may send (as a burst of
     /// the same size); beyond it, messages are dropped unread. Off when
