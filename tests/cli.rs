@@ -360,3 +360,27 @@ fn ci_runs_exactly_the_readme_test_command() {
         ".ci/run ends with the README's test command"
     );
 }
+
+/// Issue 26: the README named two of the packages .ci/run installs. Every
+/// package .ci/run may install is named in the README's paragraph on it.
+#[test]
+fn the_readme_names_every_package_ci_installs() {
+    let readme = String::from_utf8(common::file("README.md")).unwrap();
+    let ci = String::from_utf8(common::file(".ci/run")).unwrap();
+    let paragraph = readme
+        .split("\n\n")
+        .find(|p| p.contains("`bash .ci/run` installs"))
+        .expect("the README says what .ci/run installs");
+    let packages: Vec<&str> = ci
+        .lines()
+        .filter_map(|l| l.split("need+=(").nth(1))
+        .filter_map(|rest| rest.split(')').next())
+        .collect();
+    assert!(packages.len() >= 8, "{packages:?}");
+    for package in packages {
+        assert!(
+            paragraph.contains(&format!("`{package}`")),
+            "the README does not name {package}: {paragraph}"
+        );
+    }
+}
