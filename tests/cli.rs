@@ -102,15 +102,23 @@ fn demo_builds_seals_and_shows_who_can_open() {
     let ec = std::fs::read(dir.path().join("sealed-audio-ec.sip")).unwrap();
     assert!(ec.len() <= 1300, "{} bytes", ec.len());
     assert!(
-        text.contains(&format!("with EC P-256 keys (one KeyAgreeRecipientInfo, one\nephemeral key) is {} bytes: within the 1300", ec.len())),
+        text.contains(&format!("with their EC P-256 keys (one KeyAgreeRecipientInfo, one\nephemeral key) is {} bytes: within the 1300", ec.len())),
         "{text}"
     );
     assert!(
         text.contains("bob-ec opens it (exit 0): the INVITE comes back byte for byte"),
         "{text}"
     );
+    // The RSA-2048 command is the one the warning follows, and what it
+    // wrote is the message warned about.
+    let rsa = std::fs::read(dir.path().join("sealed-audio-rsa.sip")).unwrap();
+    assert!(rsa.len() > 1300, "{} bytes", rsa.len());
     assert!(
-        text.contains("the RSA one: warning: the message is"),
+        text.contains(&format!(
+            "With their RSA-2048 keys it is {} bytes, and seal warns:\n   $ sipseal seal invite-audio.sip --peer keys/bob/cert.pem --disclose keys/proxy-a/cert.pem \\\n       > sealed-audio-rsa.sip\n     warning: the message is {} bytes",
+            rsa.len(),
+            rsa.len()
+        )),
         "{text}"
     );
     let opened = sipseal()
@@ -155,11 +163,11 @@ fn demo_builds_seals_and_shows_who_can_open() {
             .output()
             .unwrap()
     };
-    let at_bob = open("to-bob.sip", "bob");
+    let at_bob = open("invite-at-bob.sip", "bob");
     assert_eq!(at_bob.status.code(), Some(0));
     assert_eq!(at_bob.stdout, common::file("samples/offer.sdp"));
     let to_bob =
-        sipseal::sip::Message::parse(&std::fs::read(dir.path().join("to-bob.sip")).unwrap())
+        sipseal::sip::Message::parse(&std::fs::read(dir.path().join("invite-at-bob.sip")).unwrap())
             .unwrap();
     assert_eq!(to_bob.header_list("Via").len(), 3);
     let pinholes =
@@ -176,6 +184,19 @@ fn demo_builds_seals_and_shows_who_can_open() {
     );
     assert_eq!(open("designated.sip", "proxy-b").status.code(), Some(3));
     assert_eq!(open("resealed.sip", "proxy-b").status.code(), Some(0));
+    // Route-Security in words: why the link from alice counts as level 0.
+    assert!(
+        text.contains(
+            "alice's INVITE carries no entry at all, so nothing vouches for the link it arrived on"
+        ),
+        "{text}"
+    );
+    let forwarded = std::fs::read(dir.path().join("invite-to-proxy-b.sip")).unwrap();
+    assert!(
+        String::from_utf8_lossy(&forwarded)
+            .contains("\r\nRoute-Security: <sip:192.0.2.10:5060>;level=0\r\n"),
+        "the entry the demo explains is in the message"
+    );
     sipseal()
         .args(["seal", "samples/invite.sip", "--peer", "keys/bob/cert.pem"])
         .arg("--add-recipient-from")
@@ -210,6 +231,7 @@ fn demo_builds_seals_and_shows_who_can_open() {
     assert_eq!(rekey.recipients.len(), 2);
     assert!(rekey.session_reference().is_none());
     let message2 = envelope("message-2.sip");
+    assert_eq!(envelope("message-1.sip").recipients.len(), 1);
     let new_ref = hex::encode(message2.session_reference().unwrap());
     assert_ne!(new_ref, refs[0]);
     assert!(text.contains(&format!("-> {new_ref}")), "{text}");
@@ -243,6 +265,24 @@ fn demo_builds_seals_and_shows_who_can_open() {
         row("MESSAGE rekey", "bob reads the body (his RecipientInfo)"),
         "{ladder}"
     );
+    // A MESSAGE's body is text, not SDP, at the relay as at bob.
+    assert!(
+        row(
+            "MESSAGE rekey",
+            "proxy-a reads the body (its RecipientInfo)"
+        ),
+        "{ladder}"
+    );
+    assert!(
+        row("MESSAGE", "proxy-a reads the body (session key)"),
+        "{ladder}"
+    );
+    assert!(
+        !arrows
+            .iter()
+            .any(|l| l.contains("MESSAGE") && l.contains("SDP")),
+        "{ladder}"
+    );
     assert_eq!(
         arrows
             .iter()
@@ -266,10 +306,17 @@ fn demo_builds_seals_and_shows_who_can_open() {
         "{step10}"
     );
     assert!(step10.contains("FAIL headers: Proxy-Inspect-Body <sip:proxy-b.b.example.com>;access=read was not signed"), "{step10}");
+    // The impostor: refused by the imposture check before the body was
+    // looked at, said in words (not "body not sealed").
     assert!(
-        step10.contains("-> SIP/2.0 403 Forbidden (exit 5)"),
+        step10.contains("proxy-a answers SIP/2.0 403 Forbidden and forwards nothing"),
         "{step10}"
     );
+    assert!(step10.contains("never looked at the body"), "{step10}");
+    assert!(!step10.contains("body not sealed"), "{step10}");
+    let refused =
+        sipseal::sip::Message::parse(&std::fs::read(dir.path().join("403.sip")).unwrap()).unwrap();
+    assert_eq!(refused.start_line().to_string(), "SIP/2.0 403 Forbidden");
     // What the demo wrote verifies with the real command.
     sipseal()
         .arg("verify")
@@ -383,4 +430,120 @@ fn the_readme_names_every_package_ci_installs() {
             "the README does not name {package}: {paragraph}"
         );
     }
+}
+
+/// The commands `demo` shows (`$ ...`, continuation lines joined), each
+/// with the exit code its `# exit N` comment names (else 0).
+fn demo_commands(text: &str) -> Vec<(String, i32)> {
+    let mut cmds = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let Some(start) = line.trim_start().strip_prefix("$ ") else {
+            continue;
+        };
+        let mut cmd = start.trim_end().to_owned();
+        while let Some(head) = cmd.strip_suffix('\\') {
+            let next = lines.next().unwrap_or_default().trim();
+            cmd = format!("{}{next}", head);
+        }
+        let (cmd, code) = match cmd.split_once("# exit ") {
+            Some((c, n)) => (c.trim().to_owned(), n.trim().parse().unwrap()),
+            None => (cmd, 0),
+        };
+        // A comment that is not an exit code ends the command too.
+        let cmd = match cmd.split_once("  # ") {
+            Some((c, _)) => c.trim().to_owned(),
+            None => cmd,
+        };
+        cmds.push((cmd, code));
+    }
+    cmds
+}
+
+#[test]
+fn demo_replays_by_hand() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = String::from_utf8(
+        sipseal()
+            .args(["demo", "--out", dir.path().to_str().unwrap()])
+            .succeeds()
+            .stdout,
+    )
+    .unwrap();
+    let cmds = demo_commands(&text);
+    assert!(cmds.len() > 60, "{cmds:?}");
+    // Every file a command reads was written by the demo, or made by a
+    // command shown before it.
+    let mut made = std::collections::BTreeSet::new();
+    for (cmd, _) in &cmds {
+        let words: Vec<&str> = cmd.split_whitespace().collect();
+        // `registrar passwd` makes its --users file.
+        let users = if cmd.contains("registrar passwd") {
+            "--users"
+        } else {
+            ">"
+        };
+        let outputs = [">", "-o", "--out", "--report", "--pinholes", users];
+        for (i, w) in words.iter().enumerate() {
+            let w = w.trim_matches('\'');
+            if i > 0 && outputs.contains(&words[i - 1]) {
+                made.insert(w.to_owned());
+                continue;
+            }
+            let file = w.starts_with("keys/")
+                || w.starts_with("samples/")
+                || w == "pw"
+                || [".sip", ".txt", ".yaml", ".pem", ".sdp"]
+                    .iter()
+                    .any(|ext| w.ends_with(ext));
+            if file && !w.contains('=') && !w.contains(':') {
+                assert!(
+                    made.contains(w) || dir.path().join(w).exists(),
+                    "`{cmd}` reads {w}, which demo --out did not write"
+                );
+            }
+        }
+    }
+    // Each message on each hop has a file of its own: no command writes a
+    // name the demo (or an earlier command) already used for another message.
+    let mut seen = std::collections::BTreeSet::new();
+    for (cmd, _) in &cmds {
+        let words: Vec<&str> = cmd.split_whitespace().collect();
+        for pair in words.windows(2) {
+            if [">", "-o"].contains(&pair[0]) {
+                assert!(seen.insert(pair[1].to_owned()), "{} written twice", pair[1]);
+            }
+        }
+    }
+    // And they replay, in order, in that directory, with the exit codes shown.
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_sipseal"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    let mut script = format!(
+        "cd '{}' || exit 99\nexport PATH='{}':\"$PATH\"\n",
+        dir.path().display(),
+        bin.display()
+    );
+    for (cmd, code) in &cmds {
+        if cmd == "cd DIR" {
+            continue;
+        }
+        script.push_str(&format!(
+            "{cmd} 2>>replay.log\nrc=$?\n[ $rc -eq {code} ] || {{ echo \"exit $rc, not {code}: {}\"; tail -5 replay.log; exit 1; }}\n",
+            cmd.replace('"', "\\\"").replace('$', "\\$")
+        ));
+    }
+    let run = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .env_remove("SIPSEAL_SEED")
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
 }

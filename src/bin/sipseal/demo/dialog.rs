@@ -16,13 +16,13 @@ use sipseal::state::{MemoryStore, SessionStore};
 use sipseal::ua::{DialogRequest, InDialog, Opened, ReplyTo};
 
 use super::{
-    ANSWER_SDP, Leg, Parties, hop, indent, open_as, proxy_opts, sent, state, ua, via_proxy_b,
+    ANSWER_SDP, Files, HELLO, Leg, Parties, hop, indent, open_as, proxy_opts, put, sent, state, ua,
+    via_proxy_b,
 };
 use crate::error::Error;
 
 const VIA_A: &str = "proxy-a.a.example.com:5060";
 const NAMES: [&str; 4] = ["alice", "proxy-a", "proxy-b", "bob"];
-const HELLO: &[u8] = b"hello bob, this text is sealed under the session key\r\n";
 const ALICE: &str = "sip:alice@a.example.com";
 const BOB: &str = "sip:bob@b.example.com";
 const PROXY_A: &str = "sip:proxy-a.a.example.com";
@@ -45,6 +45,8 @@ struct Flow<'a> {
     /// proxy-a's pinhole script after its latest step.
     nft: String,
     arrows: Vec<Arrow>,
+    /// Each message on each hop, for `demo --out`.
+    files: Files,
 }
 
 fn demo_err(err: sipseal::ua::UaError) -> Error {
@@ -58,7 +60,12 @@ pub(super) fn relay_note(who: &str, msg: &Message, report: &RelayReport) -> Stri
             Decision::Session => "session key",
             _ => "its RecipientInfo",
         };
-        let what = if report.sdp.is_some() { "SDP" } else { "body" };
+        // The report keeps whatever it opened; only an SDP has streams.
+        let what = if report.streams.is_empty() {
+            "body"
+        } else {
+            "SDP"
+        };
         format!("{who} reads the {what} ({how})")
     } else if msg.body().is_empty() {
         String::new()
@@ -140,39 +147,94 @@ impl Flow<'_> {
         Ok(ua_note(who, &opened, own))
     }
 
-    /// alice → proxy-a → proxy-b → bob; returns the request as bob got it.
-    fn request(&mut self, label: &str, msg: &Message, ctx: &mut Context) -> Result<Message, Error> {
+    /// alice → proxy-a → proxy-b → bob, shown as the commands that carry
+    /// it: `{stem}.sip` as alice sent it, `{stem}-to-proxy-b.sip`,
+    /// `{stem}-at-bob.sip`; proxy-a writes `pinholes` when given. Returns
+    /// the request as bob got it.
+    fn request(
+        &mut self,
+        out: &mut String,
+        label: &str,
+        stem: &str,
+        msg: &Message,
+        pinholes: Option<&str>,
+        ctx: &mut Context,
+    ) -> Result<Message, Error> {
+        let nft = pinholes.map_or(String::new(), |f| format!(" --pinholes {f}"));
+        out.push_str(&format!(
+            "   $ sipseal proxy {stem}.sip $A{nft} > {stem}-to-proxy-b.sip\n   \
+             $ sipseal proxy {stem}-to-proxy-b.sip $B > {stem}-at-bob.sip\n"
+        ));
+        put(&mut self.files, &format!("{stem}.sip"), msg.to_bytes());
         let a = self.at_proxy_a(msg, ctx)?;
         self.arrow(0, 1, label, relay_note("proxy-a", msg, &a.report));
         let to_b = sent(&a)?;
+        put(
+            &mut self.files,
+            &format!("{stem}-to-proxy-b.sip"),
+            to_b.to_bytes(),
+        );
         let b = self.at_proxy_b(&to_b, ctx)?;
         self.arrow(1, 2, label, relay_note("proxy-b", &to_b, &b.report));
         let at_bob = sent(&b)?;
+        put(
+            &mut self.files,
+            &format!("{stem}-at-bob.sip"),
+            at_bob.to_bytes(),
+        );
         let note = self.ua_open(&at_bob, "bob", &self.r.bob, "his RecipientInfo", ctx)?;
         self.arrow(2, 3, label, note);
         Ok(at_bob)
     }
 
-    /// bob → proxy-b → proxy-a → alice; returns the response as alice got it.
+    /// bob → proxy-b → proxy-a → alice, as [`Flow::request`]:
+    /// `{stem}.sip`, `{stem}-to-proxy-a.sip`, `{stem}-at-alice.sip`.
+    /// Returns the response as alice got it.
     fn response(
         &mut self,
+        out: &mut String,
         label: &str,
+        stem: &str,
         msg: &Message,
+        pinholes: Option<&str>,
         ctx: &mut Context,
     ) -> Result<Message, Error> {
+        let nft = pinholes.map_or(String::new(), |f| format!(" --pinholes {f}"));
+        out.push_str(&format!(
+            "   $ sipseal proxy {stem}.sip $B > {stem}-to-proxy-a.sip\n   \
+             $ sipseal proxy {stem}-to-proxy-a.sip $A{nft} > {stem}-at-alice.sip\n"
+        ));
+        put(&mut self.files, &format!("{stem}.sip"), msg.to_bytes());
         let b = self.at_proxy_b(msg, ctx)?;
         self.arrow(3, 2, label, relay_note("proxy-b", msg, &b.report));
         let to_a = sent(&b)?;
+        put(
+            &mut self.files,
+            &format!("{stem}-to-proxy-a.sip"),
+            to_a.to_bytes(),
+        );
         let a = self.at_proxy_a(&to_a, ctx)?;
         self.arrow(2, 1, label, relay_note("proxy-a", &to_a, &a.report));
         let at_alice = sent(&a)?;
+        put(
+            &mut self.files,
+            &format!("{stem}-at-alice.sip"),
+            at_alice.to_bytes(),
+        );
         let note = self.ua_open(&at_alice, "alice", &self.r.alice, "her RecipientInfo", ctx)?;
         self.arrow(1, 0, label, note);
         Ok(at_alice)
     }
 
-    /// bob's 200 OK (no body) to a request that reached him.
-    fn ok(&mut self, request: &Message, ctx: &mut Context) -> Result<(), Error> {
+    /// bob's 200 OK (no body) to the request `{stem}-at-bob.sip`, and its
+    /// way back (`{stem}-200.sip`, ...).
+    fn ok(
+        &mut self,
+        out: &mut String,
+        stem: &str,
+        request: &Message,
+        ctx: &mut Context,
+    ) -> Result<(), Error> {
         let params = ResponseParams {
             code: 200,
             ..Default::default()
@@ -180,7 +242,17 @@ impl Flow<'_> {
         let ok = ua(self.store)
             .reply(request, ReplyTo::Response(params), Some(BOB), ctx)
             .map_err(demo_err)?;
-        self.response("200 OK", &ok.message, ctx)?;
+        out.push_str(&format!(
+            "   $ sipseal reply {stem}-at-bob.sip --response 200 --identity keys/bob > {stem}-200.sip\n"
+        ));
+        self.response(
+            out,
+            "200 OK",
+            &format!("{stem}-200"),
+            &ok.message,
+            None,
+            ctx,
+        )?;
         Ok(())
     }
 
@@ -242,10 +314,26 @@ fn pinhole_lines(nft: &str, prefix: &str) -> String {
         .collect()
 }
 
+/// `$ sipseal reply 200-at-alice.sip --request-method METHOD ...`: an
+/// in-dialog request of alice's, `extra` its other flags.
+fn alice_reply(method: &str, extra: &str, file: &str) -> String {
+    let head = format!(
+        "   $ sipseal reply 200-at-alice.sip --request-method {method} --identity keys/alice"
+    );
+    if extra.is_empty() {
+        format!("{head} > {file}\n")
+    } else {
+        format!("{head}{extra} \\\n       > {file}\n")
+    }
+}
+
+/// The flags of a MESSAGE whose body is `hello.txt`.
+const TEXT: &str = " \\\n       --body hello.txt --content-type text/plain";
+
 /// Steps 8 and 9.
 pub(super) fn run(
     out: &mut String,
-    files: &mut Vec<(&str, Vec<u8>)>,
+    files: &mut Files,
     r: &Parties,
     store: &MemoryStore,
     spec: &SealSpec,
@@ -263,11 +351,12 @@ pub(super) fn run(
         call_id,
         nft: String::new(),
         arrows: Vec::new(),
+        files: Vec::new(),
     };
     out.push_str(
-        "\n8. the call of step 6 goes on under the session key (SPEC 3.2). alice, proxy-a and bob\n   \
+        "\n8. the call of step 6 goes on under the session key (SPEC §3.2). alice, proxy-a and bob\n   \
          each derived it from the INVITE's CEK (HKDF-SHA256); nothing extra went on the wire:\n   \
-         $ sipseal session list --state state\n\n",
+         $ sipseal session list\n\n",
     );
     for (who, owner) in [("alice", ALICE), ("proxy-a", PROXY_A), ("bob", BOB)] {
         out.push_str(&format!(
@@ -297,37 +386,50 @@ pub(super) fn run(
         .reply(&leg.to_bob, ReplyTo::Response(params), Some(BOB), ctx)
         .map_err(demo_err)?;
     let sealed_ok = flow.seal_in_dialog(&plain_ok.message, BOB, ctx)?;
-    files.push(("200.sip", sealed_ok.to_bytes()));
     out.push_str(
         "\n   bob answers; the 200 OK is sealed under the session key: one KEKRecipientInfo\n   \
-         (kekid = the session reference), AES-256 key wrap, no RSA on either side:\n   \
-         $ sipseal reply to-bob.sip --response 200 --sdp samples/answer.sdp --identity keys/bob > 200.sip\n",
+         (kekid = the session reference), AES-256 key wrap, no RSA on either side. proxy-b\n   \
+         forwards it blind; proxy-a finds the reference in its store, reads the answer and\n   \
+         completes the pinholes (both sides of each stream):\n   \
+         $ sipseal reply invite-at-bob.sip --response 200 --sdp samples/answer.sdp \\\n       \
+         --identity keys/bob > 200.sip\n",
     );
-    let ok_at_alice = flow.response("200 OK", &sealed_ok, ctx)?;
-    out.push_str(
-        "   proxy-b forwards it blind; proxy-a finds the reference in its store, reads the answer\n   \
-         and completes the pinholes (both sides of each stream):\n\n",
-    );
+    let ok_at_alice = flow.response(
+        out,
+        "200 OK",
+        "200",
+        &sealed_ok,
+        Some("pinholes-answer.nft"),
+        ctx,
+    )?;
+    out.push('\n');
     let complete = flow.nft.clone();
     out.push_str(&indent(&pinhole_lines(&complete, "add element")));
-    files.push(("pinholes-answer.nft", complete.into_bytes()));
+    put(files, "pinholes-answer.nft", complete.into_bytes());
 
     // ACK, MESSAGE, rekey, MESSAGE, BYE.
+    out.push_str(
+        "\n   alice acknowledges (no body; it follows the Record-Route of both relays):\n",
+    );
     let ack = flow.alice_request(&ok_at_alice, "ACK", None, ctx)?;
-    files.push(("ack.sip", ack.to_bytes()));
-    out.push_str(
-        "\n   $ sipseal reply 200-at-alice.sip --request-method ACK --identity keys/alice > ack.sip\n   \
-         (no body; it follows the Record-Route of both relays)\n",
-    );
-    flow.request("ACK", &ack, ctx)?;
+    out.push_str(&alice_reply("ACK", "", "ack.sip"));
+    flow.request(out, "ACK", "ack", &ack, None, ctx)?;
 
-    let m1 = flow.alice_request(&ok_at_alice, "MESSAGE", hello(), ctx)?;
-    files.push(("message-1.sip", m1.to_bytes()));
     out.push_str(
-        "\n   $ sipseal reply 200-at-alice.sip --request-method MESSAGE --body hello.txt \\\n       --content-type text/plain --identity keys/alice > message-1.sip\n",
+        "\n   a MESSAGE whose body is text (hello.txt), sealed under the session key; bob reads\n   \
+         it and answers 200 OK, which goes back the same way:\n",
     );
-    let at_bob = flow.request("MESSAGE", &m1, ctx)?;
-    flow.ok(&at_bob, ctx)?;
+    let m1 = flow.alice_request(&ok_at_alice, "MESSAGE", hello(), ctx)?;
+    out.push_str(&alice_reply("MESSAGE", TEXT, "message-1.sip"));
+    let at_bob = flow.request(out, "MESSAGE", "message-1", &m1, None, ctx)?;
+    out.push_str("   $ sipseal open message-1-at-bob.sip --identity keys/bob --body-only\n");
+    let opened = open_as(&at_bob, &r.bob, store, ctx).map_err(demo_err)?;
+    let text = opened.content.entity.as_ref().map(|e| e.body.to_vec());
+    out.push_str(&indent(&format!(
+        " {}",
+        String::from_utf8_lossy(text.as_deref().unwrap_or_default())
+    )));
+    flow.ok(out, "message-1", &at_bob, ctx)?;
 
     let request = DialogRequest {
         method: "MESSAGE".into(),
@@ -342,14 +444,23 @@ pub(super) fn run(
         .rekey(&plain.message, ALICE, spec, ctx)
         .map_err(demo_err)?
         .sealed;
-    files.push(("rekey.sip", rekeyed.message.to_bytes()));
     out.push_str(
-        "\n   key update: alice sends a full envelope again; everyone who opens it replaces the key\n   \
-         (the old one still opens messages in flight for 32 s):\n   \
-         $ sipseal rekey message.sip --peer keys/bob/cert.pem --disclose keys/proxy-a/cert.pem > rekey.sip\n",
+        "\n   key update: the next MESSAGE goes as a full envelope again, for --peer and --disclose,\n   \
+         under a new key. `reply` does so by itself once it has sealed --max-uses messages\n   \
+         under the key (default 100; 1 here); `sipseal rekey FILE` does it for a message of\n   \
+         your own. Everyone who opens it replaces the key (the old one still opens messages\n   \
+         in flight for 32 s):\n",
     );
-    let at_bob = flow.request("MESSAGE rekey", &rekeyed.message, ctx)?;
-    flow.ok(&at_bob, ctx)?;
+    out.push_str(&alice_reply(
+        "MESSAGE",
+        &format!(
+            "{TEXT} \\\n       --max-uses 1 --peer keys/bob/cert.pem --disclose keys/proxy-a/cert.pem"
+        ),
+        "rekey.sip",
+    ));
+    let at_bob = flow.request(out, "MESSAGE rekey", "rekey", &rekeyed.message, None, ctx)?;
+    out.push_str("   $ sipseal open rekey-at-bob.sip --identity keys/bob --body-only\n");
+    flow.ok(out, "rekey", &at_bob, ctx)?;
     out.push_str(&format!(
         "     session reference {old} -> {}\n     proxy-a now holds {}, bob {}\n",
         flow.reference(ALICE),
@@ -357,27 +468,30 @@ pub(super) fn run(
         flow.reference(BOB),
     ));
 
+    out.push_str("\n   the next MESSAGE, under the new key:\n");
     let m2 = flow.alice_request(&ok_at_alice, "MESSAGE", hello(), ctx)?;
-    files.push(("message-2.sip", m2.to_bytes()));
-    out.push_str("\n   $ sipseal reply ... --request-method MESSAGE ... > message-2.sip   # under the new key\n");
-    let at_bob = flow.request("MESSAGE", &m2, ctx)?;
-    flow.ok(&at_bob, ctx)?;
+    out.push_str(&alice_reply("MESSAGE", TEXT, "message-2.sip"));
+    let at_bob = flow.request(out, "MESSAGE", "message-2", &m2, None, ctx)?;
+    flow.ok(out, "message-2", &at_bob, ctx)?;
 
-    let bye = flow.alice_request(&ok_at_alice, "BYE", None, ctx)?;
-    files.push(("bye.sip", bye.to_bytes()));
     out.push_str(
-        "\n   $ sipseal reply 200-at-alice.sip --request-method BYE --identity keys/alice > bye.sip\n   \
-         proxy-a sees the BYE (it record-routed) and closes the pinholes:\n\n",
+        "\n   alice hangs up; proxy-a sees the BYE (it record-routed) and closes the pinholes:\n",
     );
-    let at_bob = flow.request("BYE", &bye, ctx)?;
+    let bye = flow.alice_request(&ok_at_alice, "BYE", None, ctx)?;
+    out.push_str(&alice_reply("BYE", "", "bye.sip"));
+    let at_bob = flow.request(out, "BYE", "bye", &bye, Some("pinholes-bye.nft"), ctx)?;
     let closing = flow.nft.clone();
+    out.push('\n');
     out.push_str(&indent(&pinhole_lines(&closing, "delete element")));
-    files.push(("pinholes-bye.nft", closing.into_bytes()));
-    flow.ok(&at_bob, ctx)?;
+    put(files, "pinholes-bye.nft", closing.into_bytes());
+    out.push('\n');
+    flow.ok(out, "bye", &at_bob, ctx)?;
+    files.append(&mut flow.files);
 
     out.push_str(
         "\n9. the call flow. Each arrow is one hop of one message; on the right, what the party\n   \
-         receiving it could read (every relay forwards the sealed body byte for byte):\n\n",
+         receiving it could read of the message's body (every relay forwards the sealed body\n   \
+         byte for byte):\n\n",
     );
     out.push_str(&ladder(&flow.arrows));
     out.push_str("   (no note: the message has no body)\n");

@@ -36,10 +36,26 @@ pub const OFFER_AUDIO_SDP: &[u8] = include_bytes!(concat!(
 pub const ANSWER_SDP: &[u8] =
     include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/answer.sdp"));
 
+/// The text alice sends in the dialog's MESSAGEs (`hello.txt`).
+pub const HELLO: &[u8] = b"hello bob, this text is sealed under the session key\r\n";
+/// The password of alice's registration (`pw`).
+pub const PASSWORD: &str = "demo-password";
+
+/// The files `demo --out` writes: each message on each hop under a name of
+/// its own, and every input a shown command reads.
+pub(crate) type Files = Vec<(String, Vec<u8>)>;
+
+/// Keep `bytes` as the file `name`.
+pub(crate) fn put(files: &mut Files, name: &str, bytes: Vec<u8>) {
+    debug_assert!(files.iter().all(|(n, _)| n != name), "{name} written twice");
+    files.push((name.to_owned(), bytes));
+}
+
 /// `demo` arguments.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Also write each message of the flow into this directory.
+    /// Also write each message of the flow, and every file the commands
+    /// shown read, into this directory: the commands replay there.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// The demo PKI (default: ./keys when present, else the repository's keys/).
@@ -160,6 +176,15 @@ fn indent(text: &str) -> String {
 pub fn run(args: DemoArgs, ctx: &mut Context) -> Result<Exit, Error> {
     let mut out = String::new();
     out.push_str("sipseal demo: selective disclosure of SIP bodies to chosen relays\n\n");
+    out.push_str(
+        "Every command shown replays by hand: `sipseal demo --out DIR` writes each message\n\
+         (every hop of it, under a name of its own) and every file the commands read\n\
+         (samples/, hello.txt, pw, and keys/ linked to the demo PKI). Then:\n   \
+         $ cd DIR\n   \
+         $ export SIPSEAL_STATE=$PWD/state   # one state directory for every party\n",
+    );
+    out.push_str(SET_FLAGS);
+    out.push('\n');
 
     let invite = alice_invite(OFFER_SDP, ctx)?;
     let bytes = invite.to_bytes();
@@ -169,7 +194,7 @@ pub fn run(args: DemoArgs, ctx: &mut Context) -> Result<Exit, Error> {
     out.push_str(
         "   $ sipseal build invite --from sip:alice@a.example.com --to sip:bob@b.example.com \\\n",
     );
-    out.push_str("       --via a.example.com:5060 --sdp samples/offer.sdp\n\n");
+    out.push_str("       --via a.example.com:5060 --sdp samples/offer.sdp > invite.sip\n\n");
     out.push_str(&indent(&String::from_utf8_lossy(&bytes)));
 
     let report = inspect(&invite);
@@ -204,7 +229,7 @@ pub fn run(args: DemoArgs, ctx: &mut Context) -> Result<Exit, Error> {
     out.push_str(
         "\n3. alice seals the SDP for bob and discloses it to her outbound proxy, proxy-a\n   \
          (AuthEnvelopedData, AES-256-GCM, one RSA-OAEP RecipientInfo each), not to proxy-b:\n   \
-         $ sipseal seal invite.sip --peer keys/bob/cert.pem --disclose keys/proxy-a/cert.pem\n\n",
+         $ sipseal seal invite.sip --peer keys/bob/cert.pem --disclose keys/proxy-a/cert.pem > sealed.sip\n\n",
     );
     out.push_str(&indent(&headers_only(&sealed_bytes)));
 
@@ -229,39 +254,83 @@ pub fn run(args: DemoArgs, ctx: &mut Context) -> Result<Exit, Error> {
         ("bob", &parties.bob),
     ] {
         out.push_str(&format!(
-            "{}   $ sipseal open sealed.sip --identity keys/{who}\n",
-            if who == "proxy-a" { "" } else { "\n" }
+            "{}   $ sipseal open sealed.sip --identity keys/{who}{}\n",
+            if who == "proxy-a" { "" } else { "\n" },
+            if who == "proxy-b" { "   # exit 3" } else { "" }
         ));
         let seen = view(&sealed.message, who, identity, &store, ctx, &bytes);
         out.push_str(&indent(&seen));
     }
 
-    let mut files: Vec<(&str, Vec<u8>)> = vec![
-        ("invite.sip", bytes.clone()),
-        ("sealed.sip", sealed_bytes.clone()),
-    ];
+    let mut files: Files = Vec::new();
+    put(&mut files, "invite.sip", bytes.clone());
+    put(&mut files, "sealed.sip", sealed_bytes.clone());
     let leg = relay_path(&mut out, &mut files, &parties, &store, &sealed.message, ctx)?;
     designation_without_key(&mut out, &mut files, &parties, &invite, &spec, ctx)?;
     dialog::run(&mut out, &mut files, &parties, &store, &spec, leg, ctx)?;
-    signed::run(&mut out, &mut files, &parties, &invite, ctx)?;
-    one_datagram(&mut out, &mut files, &dir, ctx)?;
-    registration::run(&mut out, &mut files, &dir, ctx)?;
+    signed::run(&mut out, &mut files, &parties, ctx)?;
+    let audio = one_datagram(&mut out, &mut files, &dir, ctx)?;
+    registration::run(&mut out, &mut files, &dir, &audio, ctx)?;
 
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir).map_err(|source| Error::Write {
             name: dir.display().to_string(),
             source,
         })?;
+        put(&mut files, "samples/offer.sdp", OFFER_SDP.to_vec());
+        put(
+            &mut files,
+            "samples/offer-audio.sdp",
+            OFFER_AUDIO_SDP.to_vec(),
+        );
+        put(&mut files, "samples/answer.sdp", ANSWER_SDP.to_vec());
+        put(&mut files, "hello.txt", HELLO.to_vec());
+        put(&mut files, "pw", format!("{PASSWORD}\n").into_bytes());
         for (name, data) in &files {
             let path = dir.join(name);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|source| Error::Write {
+                    name: parent.display().to_string(),
+                    source,
+                })?;
+            }
             // Some hold plaintext or SRTP keys (opened bodies, reports).
             write_file(&path, data, true)?;
             out.push_str(&format!("\nwrote {}", path.display()));
+        }
+        if let Some(linked) = link_keys(dir, &keys_dir(args.keys.as_ref()))? {
+            out.push_str(&format!("\nlinked {}", linked));
         }
         out.push('\n');
     }
     write_output(None, out.as_bytes())?;
     Ok(Exit::Ok)
+}
+
+/// `DIR/keys` as a link to the demo PKI, so the commands replay in DIR
+/// as shown (unless DIR has a keys/ of its own).
+fn link_keys(dir: &Path, keys: &Path) -> Result<Option<String>, Error> {
+    let link = dir.join("keys");
+    if link.symlink_metadata().is_ok() {
+        return Ok(None);
+    }
+    let target = std::fs::canonicalize(keys).map_err(|source| Error::Write {
+        name: keys.display().to_string(),
+        source,
+    })?;
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&target, &link).map_err(|source| Error::Write {
+        name: link.display().to_string(),
+        source,
+    })?;
+    #[cfg(not(unix))]
+    return Ok(Some(format!(
+        "nothing: copy {} to {} to replay the commands",
+        target.display(),
+        link.display()
+    )));
+    #[cfg(unix)]
+    Ok(Some(format!("{} -> {}", link.display(), target.display())))
 }
 
 /// alice's INVITE to bob with `sdp`, as `sipseal build invite --from
@@ -283,14 +352,16 @@ fn alice_invite(sdp: &[u8], ctx: &mut Context) -> Result<Message, Error> {
 
 /// An audio-only INVITE sealed with EC P-256 keys for bob and proxy-a fits
 /// one UDP datagram (RFC 3261 §18.1.1); with RSA-2048 keys it does not.
+/// Returns the INVITE (`invite-audio.sip`), which registration seals again.
 fn one_datagram(
     out: &mut String,
-    files: &mut Vec<(&str, Vec<u8>)>,
+    files: &mut Files,
     dir: &std::path::Path,
     ctx: &mut Context,
-) -> Result<(), Error> {
+) -> Result<Message, Error> {
     use sipseal::sip::size::{UDP_LIMIT, udp_size_warning};
     let invite = alice_invite(OFFER_AUDIO_SDP, ctx)?;
+    let invite_bytes = invite.to_bytes();
     let load = |who: &str| Identity::load_dir(&dir.join(who));
     let (bob_ec, proxy_a_ec) = (load("bob-ec")?, load("proxy-a-ec")?);
     let (bob, proxy_a) = (load("bob")?, load("proxy-a")?);
@@ -306,69 +377,79 @@ fn one_datagram(
             .map_err(|err| Error::ua("the audio-only INVITE", err))
             .map(|s| s.sealed.message)
     };
-    let ec = seal(&bob_ec, &proxy_a_ec, ctx)?;
-    let rsa = seal(&bob, &proxy_a, ctx)?;
-    let (ec_len, rsa_len) = (ec.to_bytes().len(), rsa.to_bytes().len());
-    out.push_str(&format!(
-        "\nOne datagram: an audio-only INVITE (samples/offer-audio.sdp, {} bytes of SDP)\n\
-         sealed for bob and proxy-a with EC P-256 keys (one KeyAgreeRecipientInfo, one\n\
-         ephemeral key) is {ec_len} bytes: within the {UDP_LIMIT} RFC 3261 §18.1.1 allows on UDP.\n\
-         With their RSA-2048 keys it is {rsa_len} bytes, and seal warns:\n   \
-         $ sipseal seal invite-audio.sip --peer keys/bob-ec/cert.pem --disclose keys/proxy-a-ec/cert.pem\n\n",
-        OFFER_AUDIO_SDP.len()
-    ));
-    let opener = |id: &Identity, ctx: &mut Context| {
+    // Whether `id` opens `sealed` and gets the INVITE back byte for byte.
+    let opens = |sealed: &Message, id: &Identity, ctx: &mut Context| {
         let ring = [RecipientKey::Cert {
             cert: &id.cert,
             key: id,
         }];
         ua(&store)
-            .open(SealedInput::Sip(ec.clone()), &ring, None, ctx)
-            .map(|o| o.content.message.map(|m| m.to_bytes()))
+            .open(SealedInput::Sip(sealed.clone()), &ring, None, ctx)
+            .map(|o| o.content.message.map(|m| m.to_bytes()) == Some(invite_bytes.clone()))
     };
+    let said = |same: bool| {
+        if same {
+            ": the INVITE comes back byte for byte"
+        } else {
+            ""
+        }
+    };
+    put(files, "invite-audio.sip", invite_bytes.clone());
+    out.push_str(&format!(
+        "\nOne datagram: an audio-only INVITE (samples/offer-audio.sdp, {} bytes of SDP)\n   \
+         $ sipseal build invite --from sip:alice@a.example.com --to sip:bob@b.example.com \\\n       \
+         --via a.example.com:5060 --sdp samples/offer-audio.sdp > invite-audio.sip\n",
+        OFFER_AUDIO_SDP.len()
+    ));
+
+    let ec = seal(&bob_ec, &proxy_a_ec, ctx)?;
+    let ec_len = ec.to_bytes().len();
+    put(files, "sealed-audio-ec.sip", ec.to_bytes());
+    out.push_str(&format!(
+        "sealed for bob and proxy-a with their EC P-256 keys (one KeyAgreeRecipientInfo, one\n\
+         ephemeral key) is {ec_len} bytes: within the {UDP_LIMIT} RFC 3261 §18.1.1 allows on UDP.\n   \
+         $ sipseal seal invite-audio.sip --peer keys/bob-ec/cert.pem --disclose keys/proxy-a-ec/cert.pem \\\n       \
+         > sealed-audio-ec.sip\n"
+    ));
     for (who, id) in [("bob-ec", &bob_ec), ("proxy-a-ec", &proxy_a_ec)] {
-        let opened = opener(id, ctx).map_err(|err| Error::ua("the EC-sealed INVITE", err))?;
-        let same = opened.as_deref() == Some(invite.to_bytes().as_slice());
+        let same = opens(&ec, id, ctx).map_err(|err| Error::ua("the EC-sealed INVITE", err))?;
         out.push_str(&format!(
-            "   {who} opens it (exit 0){}\n",
-            if same {
-                ": the INVITE comes back byte for byte"
-            } else {
-                ""
-            }
+            "   $ sipseal open sealed-audio-ec.sip --identity keys/{who}\n     \
+             {who} opens it (exit 0){}\n",
+            said(same)
         ));
     }
+
+    let rsa = seal(&bob, &proxy_a, ctx)?;
+    out.push_str(&format!(
+        "With their RSA-2048 keys it is {} bytes, and seal warns:\n   \
+         $ sipseal seal invite-audio.sip --peer keys/bob/cert.pem --disclose keys/proxy-a/cert.pem \\\n       \
+         > sealed-audio-rsa.sip\n",
+        rsa.to_bytes().len()
+    ));
     if let Some(w) = udp_size_warning(&rsa) {
-        out.push_str(&format!("   the RSA one: warning: {w}\n"));
+        out.push_str(&format!("     warning: {w}\n"));
     }
+    put(files, "sealed-audio-rsa.sip", rsa.to_bytes());
     // Post-quantum: the same INVITE for their ML-KEM-768 identities (a PKI
     // from an older `keys demo` has none: the step is left out).
     if let (Ok(bob_pq), Ok(proxy_a_pq)) = (load("bob-mlkem"), load("proxy-a-mlkem")) {
         let pq = seal(&bob_pq, &proxy_a_pq, ctx)?;
-        let ring = [RecipientKey::Cert {
-            cert: &bob_pq.cert,
-            key: &bob_pq,
-        }];
-        let opened = ua(&store)
-            .open(SealedInput::Sip(pq.clone()), &ring, None, ctx)
-            .map_err(|err| Error::ua("the ML-KEM-sealed INVITE", err))?
-            .content
-            .message
-            .map(|m| m.to_bytes());
+        let same =
+            opens(&pq, &bob_pq, ctx).map_err(|err| Error::ua("the ML-KEM-sealed INVITE", err))?;
         out.push_str(&format!(
-            "   Post-quantum (ML-KEM-768, KEMRecipientInfo, RFC 9629/9936) for bob-mlkem and\n   \
-             proxy-a-mlkem: {} bytes, a TCP message; bob-mlkem opens it (exit 0){}\n",
+            "Post-quantum (ML-KEM-768, KEMRecipientInfo, RFC 9629/9936) for bob and proxy-a:\n   \
+             $ sipseal seal invite-audio.sip --peer keys/bob-mlkem/cert.pem \\\n       \
+             --disclose keys/proxy-a-mlkem/cert.pem > sealed-audio-mlkem.sip\n     \
+             {} bytes, a TCP message\n   \
+             $ sipseal open sealed-audio-mlkem.sip --identity keys/bob-mlkem\n     \
+             bob-mlkem opens it (exit 0){}\n",
             pq.to_bytes().len(),
-            if opened.as_deref() == Some(invite.to_bytes().as_slice()) {
-                ": byte for byte"
-            } else {
-                ""
-            }
+            said(same)
         ));
+        put(files, "sealed-audio-mlkem.sip", pq.to_bytes());
     }
-    files.push(("invite-audio.sip", invite.to_bytes()));
-    files.push(("sealed-audio-ec.sip", ec.to_bytes()));
-    Ok(())
+    Ok(invite)
 }
 
 /// The parties of the demo.
@@ -383,6 +464,26 @@ struct Parties {
 
 /// Where alice's INVITE reaches proxy-a from (her Contact).
 const ALICE_SOURCE: &str = "192.0.2.10:5060";
+
+/// Where alice's AOR may send from (`bindings.yaml`): her phone over UDP
+/// (step 6), and a.example.com over TLS (step 10).
+const BINDINGS_YAML: &[u8] = b"sip:alice@a.example.com: [\"192.0.2.10\", \"a.example.com:5060\"]\n";
+
+/// `bindings.yaml` as the relay reads it.
+fn alice_bindings() -> Bindings {
+    Bindings::from_map(
+        [(
+            "sip:alice@a.example.com".to_owned(),
+            vec!["192.0.2.10".to_owned(), "a.example.com:5060".to_owned()],
+        )]
+        .into(),
+    )
+}
+
+/// The shell variables the demo's intro sets to each relay's flags on the
+/// call's path (as `proxy_opts`).
+const SET_FLAGS: &str = "   $ A='--identity keys/proxy-a --via proxy-a.a.example.com:5060 --record-route'  # proxy-a's flags\n   \
+                         $ B='--identity keys/proxy-b --via proxy-b.b.example.com --record-route'        # proxy-b's\n";
 
 /// How the relays of the call run: `sipseal proxy --via VIA --record-route`.
 fn proxy_opts(via: &str) -> RelayOptions {
@@ -440,7 +541,7 @@ fn sent(step: &Step) -> Result<Message, Error> {
 /// alice -> proxy-a (designated: opens, reports, pinholes) -> proxy-b (blind) -> bob.
 fn relay_path(
     out: &mut String,
-    files: &mut Vec<(&str, Vec<u8>)>,
+    files: &mut Files,
     r: &Parties,
     store: &MemoryStore,
     sealed: &Message,
@@ -452,28 +553,30 @@ fn relay_path(
          pinholes: anyone can seal to proxy-a), opens the body, reports the media and SRTP\n   \
          keys, writes firewall pinholes, and forwards the sealed body byte for byte:\n   \
          $ sipseal proxy sealed.sip --identity keys/proxy-a --via proxy-a.a.example.com:5060 \\\n       \
-         --received-from 192.0.2.10:5060 --bindings bindings.yaml \\\n       \
-         --report report.txt --state state --pinholes pinholes.nft > to-proxy-b.sip\n\n",
+         --record-route --received-from 192.0.2.10:5060 --bindings bindings.yaml \\\n       \
+         --report report.txt --pinholes pinholes.nft > invite-to-proxy-b.sip\n\n",
     );
     let mut opts = proxy_opts("proxy-a.a.example.com:5060");
     opts.path.received_from = Some(ALICE_SOURCE.into());
-    opts.path.bindings = Some(std::sync::Arc::new(Bindings::from_map(
-        [(
-            "sip:alice@a.example.com".to_owned(),
-            vec!["192.0.2.10".to_owned()],
-        )]
-        .into(),
-    )));
-    files.push((
-        "bindings.yaml",
-        b"sip:alice@a.example.com: [\"192.0.2.10\"]\n".to_vec(),
-    ));
+    opts.path.bindings = Some(std::sync::Arc::new(alice_bindings()));
+    put(files, "bindings.yaml", BINDINGS_YAML.to_vec());
     let at_a = hop(out, sealed, &r.proxy_a, &opts, state(store, true), ctx)?;
+    put(files, "report.txt", at_a.report.to_text().into_bytes());
     let to_b = sent(&at_a)?;
     let same = to_b.body() == sealed.body();
     out.push_str(&format!(
         "    sealed body forwarded byte-identical: {}\n",
         if same { "yes" } else { "NO" }
+    ));
+    out.push_str(&format!(
+        "\n   Route-Security: each hop that sends a request appends an entry naming itself and\n   \
+         how its link is secured (level 0 none, 1 authenticated peer, 2 + integrity,\n   \
+         3 + confidentiality), so the newest entry should name where the request came from.\n   \
+         alice's INVITE carries no entry at all, so nothing vouches for the link it arrived on\n   \
+         (plain UDP from {ALICE_SOURCE}): proxy-a counts that link as level 0 and appends\n   \
+         `Route-Security: <sip:{ALICE_SOURCE}>;level=0`, so every later hop and bob see an\n   \
+         unprotected link. It appends no entry of its own: it was not told how the link it\n   \
+         sends on is secured (`--link-level`, step 10).\n",
     ));
     let nft = at_a
         .pinholes
@@ -489,12 +592,12 @@ fn relay_path(
             .map(|l| format!("{l}\n"))
             .collect::<String>(),
     ));
-    files.push(("to-proxy-b.sip", to_b.to_bytes()));
-    files.push(("pinholes.nft", nft.into_bytes()));
+    put(files, "invite-to-proxy-b.sip", to_b.to_bytes());
+    put(files, "pinholes.nft", nft.into_bytes());
 
     out.push_str(
         "\n   proxy-b is not designated and not a recipient: it forwards without touching its key:\n   \
-         $ sipseal proxy to-proxy-b.sip --identity keys/proxy-b --via proxy-b.b.example.com > to-bob.sip\n\n",
+         $ sipseal proxy invite-to-proxy-b.sip $B > invite-at-bob.sip\n\n",
     );
     let at_b = via_proxy_b(out, &to_b, r, store, ctx)?;
     let to_bob = sent(&at_b)?;
@@ -507,8 +610,8 @@ fn relay_path(
         to_bob.header_list("Via").len(),
         to_bob.header("Max-Forwards").unwrap_or("-")
     ));
-    files.push(("to-bob.sip", to_bob.to_bytes()));
-    out.push_str("\n   $ sipseal open to-bob.sip --identity keys/bob\n");
+    put(files, "invite-at-bob.sip", to_bob.to_bytes());
+    out.push_str("\n   $ sipseal open invite-at-bob.sip --identity keys/bob\n");
     out.push_str(&indent(&view(&to_bob, "bob", &r.bob, store, ctx, &[])));
     Ok(Leg {
         to_bob,
@@ -523,13 +626,13 @@ struct Leg {
     invite_notes: [String; 2],
 }
 
-/// alice seals `invite` for `spec` (the file `name`) and proxy-a forwards
-/// it: what reaches proxy-b.
+/// alice seals `invite` for `spec` (the file `{stem}.sip`) and proxy-a
+/// forwards it (`{stem}-to-proxy-b.sip`): what reaches proxy-b.
 fn via_proxy_a(
     invite: &Message,
     spec: &SealSpec,
-    name: &'static str,
-    files: &mut Vec<(&str, Vec<u8>)>,
+    stem: &str,
+    files: &mut Files,
     r: &Parties,
     store: &MemoryStore,
     ctx: &mut Context,
@@ -538,7 +641,7 @@ fn via_proxy_a(
         .seal(invite, spec, ctx)
         .map_err(|err| Error::ua("the demo INVITE", err))?
         .sealed;
-    files.push((name, sealed.message.to_bytes()));
+    put(files, &format!("{stem}.sip"), sealed.message.to_bytes());
     let step = hop(
         &mut String::new(),
         &sealed.message,
@@ -547,7 +650,9 @@ fn via_proxy_a(
         state(store, false),
         ctx,
     )?;
-    sent(&step)
+    let to_b = sent(&step)?;
+    put(files, &format!("{stem}-to-proxy-b.sip"), to_b.to_bytes());
+    Ok(to_b)
 }
 
 /// proxy-b's step: `sipseal proxy --identity keys/proxy-b --via
@@ -568,7 +673,7 @@ fn via_proxy_b(
 /// nobody's keys from step 6 are touched.
 fn designation_without_key(
     out: &mut String,
-    files: &mut Vec<(&str, Vec<u8>)>,
+    files: &mut Files,
     r: &Parties,
     invite: &Message,
     spec: &SealSpec,
@@ -577,15 +682,20 @@ fn designation_without_key(
     let store = MemoryStore::new();
     out.push_str(
         "\n7. the same INVITE when bob's domain wants its proxy to see the SDP: alice designates\n   \
-         proxy-b by URI, but has no certificate for it (so no RecipientInfo):\n   \
-         $ sipseal seal invite.sip --peer keys/bob/cert.pem --disclose keys/proxy-a/cert.pem \\\n       --designate sip:proxy-b.b.example.com > designated.sip\n",
+         proxy-b by URI, but has no certificate for it (so no RecipientInfo). A scenario of its\n   \
+         own: its commands keep their keys in state-496, apart from the call of step 6.\n   \
+         $ sipseal seal invite.sip --peer keys/bob/cert.pem --disclose keys/proxy-a/cert.pem \\\n       \
+         --designate sip:proxy-b.b.example.com --state state-496 > designated.sip\n",
     );
     let mut first_spec = spec.clone();
     first_spec.designate = vec!["sip:proxy-b.b.example.com".into()];
-    let to_b = via_proxy_a(invite, &first_spec, "designated.sip", files, r, &store, ctx)?;
+    let to_b = via_proxy_a(invite, &first_spec, "designated", files, r, &store, ctx)?;
     out.push_str(
         "\n   proxy-a forwards it as before; proxy-b is designated but cannot open it:\n   \
-         $ sipseal proxy to-proxy-b.sip --identity keys/proxy-b > 496.sip   # exit 5\n\n",
+         $ sipseal proxy designated.sip $A \\\n       \
+         --state state-496 > designated-to-proxy-b.sip\n   \
+         $ sipseal proxy designated-to-proxy-b.sip $B \\\n       \
+         --state state-496 > 496.sip   # exit 5\n\n",
     );
     let at_b = via_proxy_b(out, &to_b, r, &store, ctx)?;
     let Outcome::Respond(answer) = at_b.outcome else {
@@ -604,7 +714,7 @@ fn designation_without_key(
         String::from_utf8_lossy(&answer_bytes[..head_end]),
         answer.body().len()
     )));
-    files.push(("496.sip", answer_bytes));
+    put(files, "496.sip", answer_bytes);
 
     let (cert, anchor) =
         trusted_relay_cert(&answer, "496.sip", &r.anchors, ctx.now()).map_err(|err| {
@@ -615,18 +725,23 @@ fn designation_without_key(
         })?;
     out.push_str(&format!(
         "\n   alice checks the certificate against her trust anchors (issued by {}) and seals again:\n   \
-         $ sipseal seal invite.sip --peer keys/bob/cert.pem --disclose keys/proxy-a/cert.pem \\\n       --add-recipient-from 496.sip --trust keys/trust.pem > resealed.sip\n",
+         $ sipseal seal invite.sip --peer keys/bob/cert.pem --disclose keys/proxy-a/cert.pem \\\n       \
+         --add-recipient-from 496.sip --trust keys/trust.pem --state state-496 > resealed.sip\n",
         anchor.subject()
     ));
     let mut second_spec = spec.clone();
     second_spec.disclose.push(Recipient::Cert(Box::new(cert)));
-    let to_b = via_proxy_a(invite, &second_spec, "resealed.sip", files, r, &store, ctx)?;
+    let to_b = via_proxy_a(invite, &second_spec, "resealed", files, r, &store, ctx)?;
     out.push_str(
         "\n   now proxy-b opens and reads the media on its way to bob:\n   \
-         $ sipseal proxy to-proxy-b.sip --identity keys/proxy-b > to-bob.sip\n\n",
+         $ sipseal proxy resealed.sip $A \\\n       \
+         --state state-496 > resealed-to-proxy-b.sip\n   \
+         $ sipseal proxy resealed-to-proxy-b.sip $B \\\n       \
+         --state state-496 > resealed-at-bob.sip\n\n",
     );
     let to_bob = sent(&via_proxy_b(out, &to_b, r, &store, ctx)?)?;
-    out.push_str("\n   $ sipseal open to-bob.sip --identity keys/bob\n");
+    put(files, "resealed-at-bob.sip", to_bob.to_bytes());
+    out.push_str("\n   $ sipseal open resealed-at-bob.sip --identity keys/bob --state state-496\n");
     out.push_str(&indent(&view(&to_bob, "bob", &r.bob, &store, ctx, &[])));
     Ok(())
 }

@@ -16,13 +16,16 @@ use sipseal::sealing::{SealSpec, SealedInput, open_input, seal_message};
 use sipseal::signing::outer_signature;
 use sipseal::sip::{Body, Message, RequestParams, build_request};
 
-use super::alice_invite;
+use super::{Files, PASSWORD, put};
 use crate::error::Error;
 
 const AOR: &str = "sip:alice@a.example.com";
 const REALM: &str = "a.example.com";
 const CONTACT: &str = "sip:alice@192.0.2.10:5060";
-const PASSWORD: &str = "demo-password";
+
+/// The registrar's flags in every `sipseal registrar` the step shows.
+const REGISTRAR: &str = "--realm a.example.com --ca keys/ca/a.example.com \\\n       \
+    --identity keys/proxy-a --users users.yaml --source 192.0.2.10:5060 --state registrar";
 
 fn fail(what: &str, e: impl std::fmt::Display) -> Error {
     Error::usage(
@@ -42,8 +45,9 @@ fn first_line(m: &Message) -> String {
 /// Run the step; what it says goes to `out`, its messages to `files`.
 pub fn run(
     out: &mut String,
-    files: &mut Vec<(&str, Vec<u8>)>,
+    files: &mut Files,
     dir: &Path,
+    invite: &Message,
     ctx: &mut Context,
 ) -> Result<(), Error> {
     // The registrar of a.example.com: its CA, its identity (proxy-a's
@@ -68,9 +72,12 @@ pub fn run(
     out.push_str(
         "\nRegistration (SPEC §6): alice makes an EC key and registers it with a CSR; the\n\
          registrar of a.example.com (SIP Digest, SHA-512-256) issues her certificate.\n   \
-         $ sipseal registrar passwd --users users.yaml --realm a.example.com --user sip:alice@a.example.com --password-file pw\n   \
+         The registrar's identity is proxy-a's here, its state in the directory registrar.\n   \
+         $ sipseal registrar passwd --users users.yaml --realm a.example.com \\\n       \
+         --user sip:alice@a.example.com --password-file pw\n   \
          $ sipseal keys generate --type p256 --uri sip:alice@a.example.com --csr --out alice-new\n   \
-         $ sipseal register --uri sip:alice@a.example.com --contact sip:alice@192.0.2.10:5060 --identity alice-new -o register.sip\n",
+         $ sipseal register --uri sip:alice@a.example.com --contact sip:alice@192.0.2.10:5060 \\\n       \
+         --identity alice-new -o register.sip\n",
     );
     let SigningKey::P256(secret) = SigningKey::generate(KeyType::P256, ctx)? else {
         return Err(fail("key generation", "not a P-256 key"));
@@ -98,9 +105,10 @@ pub fn run(
         .ok_or_else(|| fail("the 401", "no WWW-Authenticate"))?
         .to_owned();
     out.push_str(&format!(
-        "   $ sipseal registrar register.sip --realm a.example.com --ca keys/ca/a.example.com --identity ... -o 401.sip\n      \
+        "   $ sipseal registrar register.sip {REGISTRAR} -o 401.sip   # exit 5\n      \
          {}  (one WWW-Authenticate per algorithm: SHA-512-256, SHA-256)\n   \
-         $ sipseal register ... --challenge 401.sip --password-file pw -o register-authorized.sip\n",
+         $ sipseal register --uri sip:alice@a.example.com --contact sip:alice@192.0.2.10:5060 \\\n       \
+         --identity alice-new --challenge 401.sip --password-file pw -o register-authorized.sip\n",
         first_line(&challenge)
     ));
     let cnonce = hex::encode(ctx.bytes(8));
@@ -136,7 +144,7 @@ pub fn run(
     let not_after =
         sipseal::keys::trust::time_of(&alice_cert.cert.tbs_certificate().validity().not_after);
     out.push_str(&format!(
-        "   $ sipseal registrar register-authorized.sip ... -o register-200.sip\n      \
+        "   $ sipseal registrar register-authorized.sip {REGISTRAR} -o register-200.sip\n      \
          {}: the binding for 3600 s, and her certificate with the CA's (certs-only),\n      \
          signed by the registrar; it is valid until {} (the registration's expiry)\n   \
          $ sipseal register --accept register-200.sip --identity alice-new --trust keys/trust.pem\n",
@@ -163,12 +171,11 @@ pub fn run(
         .verify()
         .map_err(|e| fail("the registrar's signature", e))?;
     let fetched = Cert::from_der(&fetched.payload.body, "the query's answer")?;
-    let invite = alice_invite(super::OFFER_AUDIO_SDP, ctx)?;
     let spec = SealSpec {
         peers: vec![Recipient::Cert(Box::new(fetched.clone()))],
         ..Default::default()
     };
-    let sealed = seal_message(&invite, &spec, ctx)
+    let sealed = seal_message(invite, &spec, ctx)
         .map_err(|err| Error::Seal {
             name: "the demo's INVITE".into(),
             err,
@@ -186,19 +193,24 @@ pub fn run(
     })?;
     let same = opened.message.map(|m| m.to_bytes()) == Some(invite.to_bytes());
     out.push_str(&format!(
-        "   bob's side: $ sipseal certquery --uri sip:alice@a.example.com -o certquery.sip\n      \
+        "   bob's side asks the registrar for her certificate and seals to it:\n   \
+         $ sipseal certquery --uri sip:alice@a.example.com --from sip:bob@b.example.com -o certquery.sip\n   \
+         $ sipseal registrar certquery.sip {REGISTRAR} -o certquery-200.sip\n      \
          {} with her certificate (application/pkix-cert, signed by the registrar)\n   \
          $ sipseal certquery --accept certquery-200.sip --trust keys/trust.pem --out certs\n   \
-         $ sipseal seal invite-audio.sip --peer sip:alice@a.example.com --certs certs --trust keys/trust.pem\n   \
+         $ sipseal seal invite-audio.sip --peer sip:alice@a.example.com --certs certs \\\n       \
+         --trust keys/trust.pem > sealed-to-alice.sip\n   \
+         $ sipseal open sealed-to-alice.sip --identity alice-new\n     \
          alice opens it with her new key (exit 0){}\n",
         first_line(&answer),
         if same { ": the INVITE comes back byte for byte" } else { "" }
     ));
-    files.push(("register.sip", first.to_bytes()));
-    files.push(("401.sip", challenge.to_bytes()));
-    files.push(("register-authorized.sip", authorized.to_bytes()));
-    files.push(("register-200.sip", ok.to_bytes()));
-    files.push(("certquery.sip", query.to_bytes()));
-    files.push(("certquery-200.sip", answer.to_bytes()));
+    put(files, "register.sip", first.to_bytes());
+    put(files, "401.sip", challenge.to_bytes());
+    put(files, "register-authorized.sip", authorized.to_bytes());
+    put(files, "register-200.sip", ok.to_bytes());
+    put(files, "certquery.sip", query.to_bytes());
+    put(files, "certquery-200.sip", answer.to_bytes());
+    put(files, "sealed-to-alice.sip", sealed.to_bytes());
     Ok(())
 }

@@ -3,14 +3,12 @@
 //! protected); the relays check the path; bob verifies everything; a
 //! designation added in transit and an impostor are caught.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use sipseal::context::Context;
 use sipseal::envelope::signed::SignatureScheme;
 use sipseal::envelope::{Recipient, RecipientKey};
 use sipseal::keys::Identity;
-use sipseal::policy::Bindings;
 use sipseal::relay::{Outcome, PathOptions, RelayOptions};
 use sipseal::sealing::SealSpec;
 use sipseal::signing::sign_message;
@@ -19,7 +17,7 @@ use sipseal::sip::route_security::{RouteEntry, append};
 use sipseal::state::MemoryStore;
 use sipseal::verify::{VerifyOptions, VerifyReport, verify_message};
 
-use super::{Parties, hop, indent, state, ua};
+use super::{Files, Parties, alice_bindings, alice_invite, hop, indent, put, state, ua};
 use crate::error::Error;
 
 const ALICE_ADDR: &str = "a.example.com:5060";
@@ -71,9 +69,8 @@ fn forwarded(outcome: Outcome, who: &str) -> Result<Message, Error> {
 /// Step 10.
 pub(super) fn run(
     out: &mut String,
-    files: &mut Vec<(&'static str, Vec<u8>)>,
+    files: &mut Files,
     r: &Parties,
-    invite: &Message,
     ctx: &mut Context,
 ) -> Result<(), Error> {
     // A scenario of its own: a new call's keys.
@@ -87,7 +84,7 @@ pub(super) fn run(
         signer: Some(signer),
         ..Default::default()
     };
-    let mut first = invite.clone();
+    let mut first = alice_invite(super::OFFER_SDP, ctx)?;
     append(
         &mut first,
         &RouteEntry {
@@ -110,23 +107,31 @@ pub(super) fn run(
         name: "the demo INVITE".into(),
         err,
     })?;
-    files.push(("signed.sip", signed.to_bytes()));
+    put(files, "invite-rs.sip", first.to_bytes());
+    put(files, "sealed-signed.sip", sealed.message.to_bytes());
+    put(files, "signed.sip", signed.to_bytes());
     out.push_str(
-        "\n10. signatures and path security. alice signs the SDP inside the envelope (relays may\n    \
-         read it, not change it), seals it, and signs the message outside (From, To, Call-ID,\n    \
-         CSeq, Date and the Proxy-Inspect-Body are protected); her link to proxy-a is TLS (level 3):\n    \
-         $ sipseal build invite ... --header 'Route-Security: <sip:a.example.com:5060>;level=3'\n    \
-         $ sipseal seal invite.sip --peer keys/bob/cert.pem --disclose keys/proxy-a/cert.pem --sign keys/alice\n    \
-         $ sipseal sign sealed.sip --identity keys/alice > signed.sip\n\n",
+        "\n10. signatures and path security, on a new call (its keys in state-signed). alice's link\n    \
+         to proxy-a is TLS (level 3), and her INVITE says so in its first Route-Security entry.\n    \
+         She signs the SDP inside the envelope (relays may read it, not change it), seals it,\n    \
+         and signs the message outside (From, To, Call-ID, CSeq, Date and the\n    \
+         Proxy-Inspect-Body are protected):\n    \
+         $ sipseal build invite --from sip:alice@a.example.com --to sip:bob@b.example.com \\\n        \
+         --via a.example.com:5060 --sdp samples/offer.sdp \\\n        \
+         --header 'Route-Security: <sip:a.example.com:5060>;level=3' > invite-rs.sip\n    \
+         $ sipseal seal invite-rs.sip --peer keys/bob/cert.pem --disclose keys/proxy-a/cert.pem \\\n        \
+         --sign keys/alice --state state-signed > sealed-signed.sip\n    \
+         $ sipseal sign sealed-signed.sip --identity keys/alice > signed.sip\n\n",
     );
 
-    let bindings = Bindings::from_map(BTreeMap::from([(
-        "sip:alice@a.example.com".to_owned(),
-        vec![ALICE_ADDR.to_owned()],
-    )]));
+    let bindings = alice_bindings();
     out.push_str(
-        "    $ sipseal proxy signed.sip --identity keys/proxy-a --received-from a.example.com:5060 \\\n        \
-         --link-level 3 --bindings bindings.yaml --require-signature --signer-trust keys/trust.pem\n",
+        "    proxy-a checks where it came from (--received-from, --bindings), that alice signed it\n    \
+         (--require-signature), and that the newest Route-Security entry names that hop; it\n    \
+         appends its own for its TLS link to proxy-b (--link-level 3):\n    \
+         $ sipseal proxy signed.sip --identity keys/proxy-a --via proxy-a.a.example.com \\\n        \
+         --received-from a.example.com:5060 --link-level 3 --bindings bindings.yaml \\\n        \
+         --require-signature --signer-trust keys/trust.pem --state state-signed > signed-to-proxy-b.sip\n",
     );
     let path_a = |from: &str| PathOptions {
         link_level: Some(3),
@@ -145,9 +150,12 @@ pub(super) fn run(
         ctx,
     )?;
     let at_b = forwarded(step.outcome, "proxy-a")?;
+    put(files, "signed-to-proxy-b.sip", at_b.to_bytes());
 
     out.push_str(
-        "\n    $ sipseal proxy to-proxy-b.sip --identity keys/proxy-b --received-from proxy-a.a.example.com --link-level 2\n",
+        "\n    proxy-b's link to bob is only integrity-protected (level 2):\n    \
+         $ sipseal proxy signed-to-proxy-b.sip --identity keys/proxy-b --via proxy-b.b.example.com \\\n        \
+         --received-from proxy-a.a.example.com --link-level 2 --state state-signed > signed-at-bob.sip\n",
     );
     let path_b = PathOptions {
         link_level: Some(2),
@@ -163,7 +171,7 @@ pub(super) fn run(
         ctx,
     )?;
     let at_bob = forwarded(step.outcome, "proxy-b")?;
-    files.push(("signed-at-bob.sip", at_bob.to_bytes()));
+    put(files, "signed-at-bob.sip", at_bob.to_bytes());
 
     out.push_str(
         "\n    $ sipseal verify signed-at-bob.sip --trust keys/trust.pem --identity keys/bob \\\n        \
@@ -184,9 +192,12 @@ pub(super) fn run(
         "Proxy-Inspect-Body",
         "<sip:proxy-b.b.example.com>;access=read",
     );
+    put(files, "signed-tampered.sip", tampered_at_bob.to_bytes());
     out.push_str(
-        "\n    if proxy-b had added `Proxy-Inspect-Body: <sip:proxy-b.b.example.com>;access=read`,\n    \
-         bob's verify (exit 1) would say:\n",
+        "\n    if proxy-b had added `Proxy-Inspect-Body: <sip:proxy-b.b.example.com>;access=read`\n    \
+         (signed-tampered.sip is signed-at-bob.sip with that header), bob's verify would say:\n    \
+         $ sipseal verify signed-tampered.sip --trust keys/trust.pem --identity keys/bob \\\n        \
+         --min-route-level 2 --received-from proxy-b.b.example.com   # exit 1\n",
     );
     let report = verify_at_bob(&tampered_at_bob, r, ctx);
     let failed: String = report
@@ -198,21 +209,36 @@ pub(super) fn run(
     out.push_str(&indent(&failed));
 
     // carol's phone claims to be alice: the binding for alice says otherwise.
-    let impostor = signed.clone();
     out.push_str(
-        "\n    and a request claiming From alice but arriving from 192.0.2.66 (carol's phone):\n    \
-         $ sipseal proxy signed.sip --identity keys/proxy-a --received-from 192.0.2.66 --bindings bindings.yaml\n",
+        "\n    and the same signed INVITE arriving from 192.0.2.66 (carol's phone), not from an\n    \
+         address alice's AOR is bound to:\n    \
+         $ sipseal proxy signed.sip --identity keys/proxy-a --via proxy-a.a.example.com \\\n        \
+         --received-from 192.0.2.66 --link-level 3 --bindings bindings.yaml \\\n        \
+         --require-signature --signer-trust keys/trust.pem --state state-signed > 403.sip   # exit 5\n",
     );
     let step = hop(
-        out,
-        &impostor,
+        &mut String::new(),
+        &signed,
         &r.proxy_a,
         &checked(VIA_A, path_a("192.0.2.66")),
         state(&store, false),
         ctx,
     )?;
-    if let Outcome::Respond(m) = step.outcome {
-        out.push_str(&format!("    -> {} (exit 5)\n", m.start_line()));
-    }
+    let refused = step.report.refused.clone().unwrap_or_default();
+    let Outcome::Respond(answer) = step.outcome else {
+        return Err(Error::usage(
+            "demo: proxy-a forwarded the impostor's INVITE",
+            "this is a bug in the demo; please report it",
+        ));
+    };
+    out.push_str(&format!(
+        "    proxy-a answers {} and forwards nothing. The imposture check comes\n    \
+         before anything else: it compares the From AOR's bindings with where the request\n    \
+         came from,\n      {refused}\n    \
+         so proxy-a never looked at the body: the sealed SDP stays unopened, and alice's\n    \
+         valid signature does not help a sender at the wrong address.\n",
+        answer.start_line()
+    ));
+    put(files, "403.sip", answer.to_bytes());
     Ok(())
 }
