@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Time opening a session message (SPEC §3.2: one KEKRecipientInfo under the
+# Time opening a session message (docs/SPEC.md §3.2: one KEKRecipientInfo under the
 # session reference, no public-key operation) per invocation, process start
 # included: `sipseal open` finding the key in its session store, against
 # `openssl cms -decrypt -secretkey HEX -secretkeyid HEX` given the key that

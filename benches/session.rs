@@ -1,4 +1,4 @@
-//! The warm path of a session (SPEC §3.2): messages sealed under a stored
+//! The warm path of a session (docs/SPEC.md §3.2): messages sealed under a stored
 //! session key, opened in-process with the key already in memory. Target
 //! (issue 5): warm open >= 100,000 messages/s on one core. The per-
 //! invocation cost against `openssl cms -decrypt -secretkey` is measured by

@@ -1,4 +1,4 @@
-//! Signatures (SPEC §3.3) in-process: the outer signature of a sealed
+//! Signatures (docs/SPEC.md §3.3) in-process: the outer signature of a sealed
 //! INVITE (RSA-2048 PKCS#1 v1.5 and PSS), and verifying it (parse the
 //! multipart/signed, the SignedData, the RSA signature, the sipfrag
 //! against the headers; the chain to the demo CA).

@@ -1,5 +1,5 @@
 //! Where every random value and every clock reading comes from, so that
-//! deterministic mode (`--seed`, `--now`; SPEC §8) is one switch.
+//! deterministic mode (`--seed`, `--now`; docs/SPEC.md §8) is one switch.
 
 use rand::rngs::ChaCha20Rng;
 use rand::{Rng, SeedableRng};

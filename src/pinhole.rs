@@ -1,4 +1,4 @@
-//! Firewall pinholes for a call's media (SPEC §4 step 7), from the offer
+//! Firewall pinholes for a call's media (docs/SPEC.md §4 step 7), from the offer
 //! SDP and, once it passes, the answer SDP.
 //!
 //! One pinhole is a set element `ADDRESS . PROTOCOL . PORT` (the

@@ -1,4 +1,4 @@
-//! Relay admission (SPEC §3.4): the originator imposture check and the
+//! Relay admission (docs/SPEC.md §3.4): the originator imposture check and the
 //! connectivity policy, each read from a small YAML file.
 //!
 //! Bindings (who may send from where), AOR → the addresses its registered

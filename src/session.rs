@@ -1,4 +1,4 @@
-//! Session keys (SPEC §3.2, §5): every party that opens a full envelope
+//! Session keys (docs/SPEC.md §3.2, §5): every party that opens a full envelope
 //! derives the session reference and session KEK from its CEK, and keeps
 //! them per Call-ID so later messages need no public-key operation.
 //!
@@ -191,7 +191,7 @@ pub struct SessionKey {
 }
 
 impl SessionKey {
-    /// The key derived from `cek` (SPEC §3.2).
+    /// The key derived from `cek` (docs/SPEC.md §3.2).
     pub fn derive(call_id: &str, cek: &[u8]) -> SessionKey {
         let keys = derive(cek);
         SessionKey {
@@ -254,7 +254,7 @@ pub struct SessionKeys {
     pub kek: Zeroizing<[u8; 32]>,
 }
 
-/// Derive the session reference and KEK from a CEK (SPEC §3.2).
+/// Derive the session reference and KEK from a CEK (docs/SPEC.md §3.2).
 pub fn derive(cek: &[u8]) -> SessionKeys {
     let mut reference = [0u8; 16];
     // Lengths this small never fail: HKDF-SHA256 gives up to 8160 bytes.

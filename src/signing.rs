@@ -1,4 +1,4 @@
-//! Signatures on SIP messages (SPEC §3.3).
+//! Signatures on SIP messages (docs/SPEC.md §3.3).
 //!
 //! **Outer** signature: the body becomes
 //!
@@ -233,7 +233,7 @@ pub fn sip_date(now: OffsetDateTime) -> String {
     }
 }
 
-/// Sign `msg` with `identity` (SPEC §3.3): the outer signature over a
+/// Sign `msg` with `identity` (docs/SPEC.md §3.3): the outer signature over a
 /// sipfrag of the protected headers and the body. A Date header is added
 /// when absent. `original` are the designations of the UA-signed original
 /// (a relay re-signature); empty for a UA.

@@ -1,4 +1,4 @@
-//! Real user agents (SPEC §7): two baresip 1.0 instances register with
+//! Real user agents (docs/SPEC.md §7): two baresip 1.0 instances register with
 //! `sipseal registrar --listen` through `sipseal relay`, and call each
 //! other through the relay, which finds the callee with its location
 //! service (`--domain`, no `--next`): INVITE, 180, 200, ACK, RTP both ways

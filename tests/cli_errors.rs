@@ -283,3 +283,164 @@ fn a_bare_to_keeps_its_tag_on_the_header() {
         "{text}"
     );
 }
+
+/// The README's text for `what`, its line breaks read as spaces.
+fn readme_says(what: &str) -> bool {
+    let readme = std::fs::read_to_string(common::repo().join("README.md")).unwrap();
+    readme
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .contains(what)
+}
+
+/// Issue 26: relays named and no peer is refused (the far end could not
+/// open it), with the README's hint; `--no-peer` says it is meant.
+#[test]
+fn seal_without_a_peer_is_refused_unless_no_peer_says_so() {
+    let out = sipseal()
+        .args(["seal", "samples/invite.sip"])
+        .args(["--disclose", "keys/proxy-a/cert.pem"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "nothing written");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let hint = err
+        .lines()
+        .find_map(|l| l.strip_prefix("hint: "))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(err.contains("no --peer"), "{err}");
+    assert!(
+        readme_says(&format!("`hint: {hint}`")),
+        "the README's hint differs: {hint}"
+    );
+    let out = sipseal()
+        .args(["seal", "samples/invite.sip", "--no-peer"])
+        .args(["--disclose", "keys/proxy-a/cert.pem"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", common::text(&out));
+    // proxy-a opens it; bob cannot.
+    let sealed = common::write(
+        tempfile::tempdir().unwrap().keep().as_path(),
+        "sealed.sip",
+        &out.stdout,
+    );
+    sipseal()
+        .args(["open", common::s(&sealed), "--identity", "keys/proxy-a"])
+        .assert()
+        .code(0);
+    sipseal()
+        .args(["open", common::s(&sealed), "--identity", "keys/bob"])
+        .assert()
+        .code(3);
+    // --no-peer with a peer is a contradiction clap refuses.
+    sipseal()
+        .args(["seal", "samples/invite.sip", "--no-peer"])
+        .args(["--peer", "keys/bob/cert.pem"])
+        .assert()
+        .code(2);
+}
+
+/// Issue 26: a password file others may read gets a warning wherever it
+/// is read (`send`, `register --password-file`, `registrar passwd`), as
+/// a PSK file and a private key do.
+#[test]
+fn password_files_readable_by_others_are_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let pw = common::write(d, "alice.pw", b"alice-pw\n");
+    let register = sipseal()
+        .args(["register", "--uri", "sip:alice@a.example.com"])
+        .args(["--contact", "sip:alice@127.0.0.1:5066"])
+        .output()
+        .unwrap()
+        .stdout;
+    common::write(d, "register.sip", &register);
+    let challenge = sipseal()
+        .current_dir(d)
+        .args(["build", "response", "401", "--request", "register.sip"])
+        .args([
+            "--header",
+            r#"WWW-Authenticate: Digest realm="a.example.com", nonce="n1", algorithm=MD5, qop="auth""#,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        challenge.status.code(),
+        Some(0),
+        "{}",
+        common::text(&challenge)
+    );
+    common::write(d, "401.sip", &challenge.stdout);
+    for (mode, warned) in [(0o644, true), (0o600, false)] {
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = sipseal()
+            .current_dir(d)
+            .args(["registrar", "passwd", "--users", "users.yaml"])
+            .args([
+                "--realm",
+                "a.example.com",
+                "--user",
+                "sip:alice@a.example.com",
+            ])
+            .args(["--password-file", "alice.pw"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", common::text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            err.contains("warning: password file alice.pw is readable by group/other (mode 644); run chmod 600 on it"),
+            warned,
+            "{mode:o}: {err}"
+        );
+        let out = sipseal()
+            .current_dir(d)
+            .args(["register", "--uri", "sip:alice@a.example.com"])
+            .args(["--contact", "sip:alice@127.0.0.1:5066"])
+            .args(["--challenge", "401.sip", "--password-file", "alice.pw"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", common::text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            err.contains("warning: password file alice.pw is readable by group/other"),
+            warned,
+            "register, {mode:o}: {err}"
+        );
+    }
+}
+
+/// Issue 26: a listener that cannot be bound is named, with what to do.
+#[cfg(feature = "live")]
+#[test]
+fn a_busy_listener_is_named_with_a_hint() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = sipseal()
+        .args(["relay", "--listen", "udp:127.0.0.1:0"])
+        .args(["--listen", &format!("tcp:127.0.0.1:{port}")])
+        .args(["--identity", "keys/proxy-a", "--state"])
+        .arg(tmp.path())
+        .timeout(std::time::Duration::from_secs(20))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "error: --listen tcp:127.0.0.1:{port}: Address already in use"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "hint: another process listens on tcp port {port} (`ss -lnp` names it)"
+        )),
+        "{err}"
+    );
+    drop(busy);
+}

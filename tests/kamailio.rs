@@ -1,4 +1,4 @@
-//! Kamailio 5.6 in the call path with `sipseal relay` (SPEC §7): SIPp
+//! Kamailio 5.6 in the call path with `sipseal relay` (docs/SPEC.md §7): SIPp
 //! calls (INVITE, 100/180, 200, ACK, BYE, 200) through a TCP-only relay
 //! and a record-routing Kamailio in both orders, and through a relay that
 //! finds its own TLS listener in a preloaded Route. Every dialog

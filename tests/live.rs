@@ -1,4 +1,4 @@
-//! Live operation (SPEC §7) with the real tools: a SIPp call through two
+//! Live operation (docs/SPEC.md §7) with the real tools: a SIPp call through two
 //! `sipseal relay` processes over TCP (one designated, one blind),
 //! captured on the loopback and dissected by tshark; mutual TLS with
 //! `sipseal send` and `openssl s_client`; the no-amplification rule over
@@ -591,6 +591,7 @@ fn udp_answers_stay_small_and_tcp_garbage_gets_400_on_its_connection() {
             s(&plain),
             "--disclose",
             "psk:keys/psk/alice-proxy-a.yaml",
+            "--no-peer",
         ])
         .args(["--designate", "sip:proxy-b.b.example.com"])
         .succeeds()

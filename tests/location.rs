@@ -1,5 +1,5 @@
 //! The registrar with real user agents' habits and the relay's location
-//! service (SPEC §6, §7): a REGISTER through the relay gets its 200 with
+//! service (docs/SPEC.md §6, §7): a REGISTER through the relay gets its 200 with
 //! the certificate, is bound with the relay's Path (RFC 3327) and flow
 //! (RFC 5626); a request for the user goes to it on that flow, with no
 //! --next; 480 and 404 for users without a live binding; a retransmitted

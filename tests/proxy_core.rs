@@ -1,4 +1,4 @@
-//! The live relay as a proxy (RFC 3261 §16, SPEC §7): it knows every name
+//! The live relay as a proxy (RFC 3261 §16, docs/SPEC.md §7): it knows every name
 //! it goes by and answers what is addressed to it, detects loops, writes
 //! `received`/`rport`, record-routes with the transport, passes bodies it
 //! is not designated for untouched and answers a designated body that

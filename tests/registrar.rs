@@ -1,4 +1,4 @@
-//! The registrar and the user agent's REGISTER (SPEC §6): Digest
+//! The registrar and the user agent's REGISTER (docs/SPEC.md §6): Digest
 //! (challenge, authorized retry, stale and replayed nonces, wrong
 //! passwords, MD5 only when allowed), a certificate issued from a CSR
 //! (sipseal's and `openssl req`'s, RSA and EC) whose notAfter is the

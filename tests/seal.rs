@@ -42,7 +42,7 @@ fn sealed_invite_golden_and_every_recipient_gets_the_original_back() {
     let sealed = default_sealed();
     golden("sealed-invite.sip", &sealed);
     let text = String::from_utf8_lossy(&sealed);
-    // SPEC §3.1 headers, once each, and the designation names the part.
+    // docs/SPEC.md §3.1 headers, once each, and the designation names the part.
     for h in [
         "Proxy-Inspect-Body: <sip:proxy-a.a.example.com>;cid=\"sdp-",
         "Content-Type: application/pkcs7-mime; smime-type=authEnveloped-data; name=smime.p7m\r\n",

@@ -3,7 +3,8 @@
 //! printed as it arrives, exit 0 on the 200), a REGISTER answered by a
 //! SIPp scenario that challenges with MD5 Digest and checks the retry with
 //! SIPp's own `verifyauth` (the right password gets 200, a wrong one 403,
-//! exit 5), and no one listening (exit 4 after --timeout).
+//! exit 5), and no one listening (exit 4, every transport alike). Each
+//! failure prints the hint of the README's "When `send` fails" table.
 
 mod common;
 
@@ -167,33 +168,164 @@ fn a_digest_challenge_is_answered_as_sipp_checks_it() {
     }
 }
 
+/// The exit code and hint the README's "When `send` fails" table gives
+/// for the row `what` (the binary must print exactly that hint).
+fn readme_row(what: &str) -> (i32, String) {
+    let readme = std::fs::read_to_string(common::repo().join("README.md")).unwrap();
+    let row = readme
+        .lines()
+        .find(|l| l.starts_with(&format!("| {what} |")))
+        .unwrap_or_else(|| panic!("README's \"When `send` fails\" has no row {what:?}"));
+    let cols: Vec<&str> = row.split(" | ").collect();
+    assert_eq!(cols.len(), 3, "{row}");
+    let hint = cols[2].trim_end_matches(" |").trim_end_matches('|').trim();
+    (cols[1].trim().parse().unwrap(), hint.to_owned())
+}
+
+/// `out` exited as the README's row `what` says, with its hint.
+fn fails_as_the_readme_says(out: &std::process::Output, what: &str) {
+    let (code, hint) = readme_row(what);
+    assert_eq!(out.status.code(), Some(code), "{what}: {}", text(out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.lines().any(|l| l == format!("hint: {hint}")),
+        "{what}: no `hint: {hint}` in\n{stderr}"
+    );
+}
+
+fn register_message(d: &Path) -> std::path::PathBuf {
+    let register = sipseal()
+        .args([
+            "register",
+            "--uri",
+            "sip:alice@example.com",
+            "--contact",
+            "sip:alice@127.0.0.1:5066",
+        ])
+        .succeeds()
+        .stdout;
+    common::write(d, "register.sip", &register)
+}
+
+/// Issue 26: each SIP refusal `send` gets says what to do next, as the
+/// README's table has it; SIPp plays the registrar or the callee.
 #[test]
-fn with_no_one_listening_send_gives_up_after_its_timeout() {
+fn send_says_what_to_do_after_a_challenge_a_refusal_or_no_callee() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let reg = register_message(d);
+    let inv = invite(d);
+    let pw = common::write(d, "pw", b"alice-pw\n");
+    let wrong = common::write(d, "wrong", b"alice-PW\n");
+    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(&wrong, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let data = common::repo().join("tests/data/sipp");
+    let digest = data.join("uas-register-digest.xml");
+    let twice = data.join("uas-register-challenge-twice.xml");
+    let answer = data.join("uas-answer.xml");
+    let text_480 = std::fs::read_to_string(&answer).unwrap();
+    let answer_404 = common::write(
+        d,
+        "uas-answer-404.xml",
+        text_480
+            .replace("480 Temporarily Unavailable", "404 Not Found")
+            .as_bytes(),
+    );
+    let cases: [(u16, &Path, &Path, Option<&Path>, &str); 5] = [
+        (5, &digest, &reg, None, "401 or 407, no `--password-file`"),
+        (6, &digest, &reg, Some(&wrong), "403"),
+        (
+            7,
+            &twice,
+            &reg,
+            Some(&pw),
+            "401 or 407 again after the authorized retry",
+        ),
+        (8, &answer_404, &inv, None, "404 or 480"),
+        (9, &answer, &inv, None, "404 or 480"),
+    ];
+    for (slot, scenario, request, password, what) in cases {
+        let p = port(slot);
+        let _sipp = Sipp::start(p, false, &["-sf", s(scenario)]);
+        let mut cmd = sipseal();
+        cmd.args(["send", s(request), "--next", &format!("udp:127.0.0.1:{p}")])
+            .args(["--timeout", "10"]);
+        if let Some(pw) = password {
+            cmd.arg("--password-file").arg(pw);
+        }
+        let out = cmd.output().unwrap();
+        fails_as_the_readme_says(&out, what);
+        assert!(
+            text(&out).contains("final response "),
+            "{what}: {}",
+            text(&out)
+        );
+    }
+}
+
+/// Issue 26: nothing listening reads the same on UDP (ICMP port
+/// unreachable, twice: RFC 3261 §18.4), TCP and TLS (connection refused):
+/// exit 4 and one hint, without waiting out --timeout; a next hop that
+/// takes the request and never answers is a timeout, also exit 4.
+#[test]
+fn nothing_listening_reads_the_same_on_every_transport() {
     let tmp = tempfile::tempdir().unwrap();
     let inv = invite(tmp.path());
-    // A port nothing listens on: bound here, then closed.
-    let free = UdpSocket::bind("127.0.0.1:0")
+    // Ports nothing listens on: bound here, then closed.
+    let free_udp = UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
+    let free_tcp = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    for next in [
+        format!("udp:127.0.0.1:{free_udp}"),
+        format!("tcp:127.0.0.1:{free_tcp}"),
+        format!("tls:127.0.0.1:{free_tcp}"),
+    ] {
+        let started = Instant::now();
+        let out = sipseal()
+            .args(["send", s(&inv), "--next", &next, "--timeout", "60"])
+            .args(["--trust", "keys/trust.pem", "--identity", "keys/alice"])
+            .output()
+            .unwrap();
+        fails_as_the_readme_says(&out, "nothing listens at `--next`");
+        assert!(
+            text(&out).contains(&format!("could not reach {}", &next[..3])),
+            "{next}: {}",
+            text(&out)
+        );
+        // Not a timing test: with --timeout 60 it would wait a minute.
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{next}: waited out the timeout"
+        );
+    }
+    // A socket that takes the request and says nothing.
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let at = silent.local_addr().unwrap();
     let out = sipseal()
         .args([
             "send",
             s(&inv),
             "--next",
-            &format!("udp:127.0.0.1:{free}"),
+            &format!("udp:{at}"),
             "--timeout",
             "1",
         ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    fails_as_the_readme_says(&out, "no final response within `--timeout`");
     assert!(
         text(&out).contains("no final response within 1 s"),
         "{}",
         text(&out)
     );
+    drop(silent);
 }
 
 #[test]

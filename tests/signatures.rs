@@ -1,4 +1,4 @@
-//! Signatures and path security through the built binary (SPEC §3.3-3.5):
+//! Signatures and path security through the built binary (docs/SPEC.md §3.3-3.5):
 //! `seal --sign`, `sign`, `verify`, openssl interop both ways, the negative
 //! cases, relay re-signature, Route-Security, the imposture check, the
 //! connectivity policy and `--require-signature`.

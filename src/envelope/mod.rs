@@ -24,7 +24,7 @@
 //! ```
 //!
 //! sipseal writes no attributes: OpenSSL 3.0 cannot parse AuthEnvelopedData
-//! that carries any (SPEC §3.1). When reading, authAttrs are fed to GCM as
+//! that carries any (docs/SPEC.md §3.1). When reading, authAttrs are fed to GCM as
 //! additional authenticated data (RFC 5083 §2.2).
 
 pub mod ber;
@@ -528,7 +528,7 @@ impl Envelope {
         Ok((decoy, first))
     }
 
-    /// The session reference when this is a session message (SPEC §3.2):
+    /// The session reference when this is a session message (docs/SPEC.md §3.2):
     /// exactly one RecipientInfo, a KEKRecipientInfo with a 16-byte kekid.
     pub fn session_reference(&self) -> Option<&[u8]> {
         match self.recipients.as_slice() {

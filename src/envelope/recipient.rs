@@ -619,7 +619,7 @@ pub enum RecipientKey<'a> {
     /// A password: it has no identifier, so it goes with any
     /// PasswordRecipientInfo (see [`super::Envelope::open`]).
     Password(&'a Password),
-    /// A session key (SPEC §3.2): kekid = the session reference.
+    /// A session key (docs/SPEC.md §3.2): kekid = the session reference.
     Session {
         /// The session reference (the kekid).
         reference: &'a [u8],

@@ -45,6 +45,11 @@ pub enum SendError {
     /// No final response in time (Timer B/F).
     #[error("no final response within {0} s")]
     Timeout(u64),
+    /// Nothing listens there: a TCP connection refused or unroutable, or
+    /// a UDP request answered twice by ICMP port unreachable (RFC 3261
+    /// §18.4: a transport error).
+    #[error("could not reach {0}")]
+    Unreachable(String),
     /// The TLS handshake failed (the peer's certificate, or ours, refused).
     #[error("TLS: {0}")]
     Tls(String),
@@ -159,6 +164,18 @@ impl Stream for TlsStream {
     }
 }
 
+/// A TCP connection to `target`; nothing listening, no route or no
+/// answer to the SYN in `timeout` is [`SendError::Unreachable`].
+fn connect_tcp(target: &Target, scheme: &str, timeout: Duration) -> Result<TcpStream, SendError> {
+    use std::io::ErrorKind as K;
+    TcpStream::connect_timeout(&target.addr, timeout).map_err(|e| match e.kind() {
+        K::ConnectionRefused | K::HostUnreachable | K::NetworkUnreachable | K::TimedOut => {
+            SendError::Unreachable(format!("{scheme}:{} ({e})", target.addr))
+        }
+        _ => e.into(),
+    })
+}
+
 /// A connection to the next hop, kept across transactions (an
 /// authorized retry leaves from the same address and port, as a UA's
 /// would: a server may answer where the first request came from).
@@ -190,10 +207,7 @@ impl Client {
                 socket.connect(to)?;
                 Client::Udp(socket)
             }
-            Transport::Tcp => Client::Tcp(
-                TcpStream::connect_timeout(&target.addr, timeout)?,
-                Vec::new(),
-            ),
+            Transport::Tcp => Client::Tcp(connect_tcp(target, "tcp", timeout)?, Vec::new()),
             Transport::Tls => {
                 return Err(SendError::Unsendable(
                     "TLS needs this client's certificate and the trust anchors".into(),
@@ -211,7 +225,7 @@ impl Client {
         timeout: Duration,
         tls: &super::tls::TlsSetup,
     ) -> Result<Client, SendError> {
-        let tcp = TcpStream::connect_timeout(&target.addr, timeout)?;
+        let tcp = connect_tcp(target, "tls", timeout)?;
         let name = super::tls::server_name(&target.name)
             .map_err(|e| SendError::Unsendable(e.to_string()))?;
         let conn = rustls::ClientConnection::new(tls.client_config(), name)
@@ -295,6 +309,7 @@ fn send_udp(
     let mut next = start + interval;
     let mut retransmit = true;
     let mut buf = vec![0u8; 65_535];
+    let mut refused = 0u32;
     loop {
         let now = Instant::now();
         if now >= deadline {
@@ -325,9 +340,23 @@ fn send_udp(
             {
                 continue;
             }
-            // An ICMP port unreachable surfaces as a refused receive: keep
-            // waiting, as the timers say (the next hop may come up).
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
+            // An ICMP port unreachable surfaces as a refused receive. The
+            // first is forgiven (a next hop coming up gets one T1); the
+            // second, to the retransmission, is a transport error (RFC
+            // 3261 §18.4), told as TCP's refused connection is.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                refused += 1;
+                if refused >= 2 {
+                    let to = socket
+                        .peer_addr()
+                        .map(|a| a.to_string())
+                        .unwrap_or_default();
+                    return Err(SendError::Unreachable(format!(
+                        "udp:{to} (port unreachable)"
+                    )));
+                }
+                continue;
+            }
             Err(e) => return Err(e.into()),
         };
         let Ok(response) = Message::parse(&buf[..n]) else {

@@ -1,4 +1,4 @@
-//! The live server (SPEC §7): listeners on UDP, TCP and TLS; each message
+//! The live server (docs/SPEC.md §7): listeners on UDP, TCP and TLS; each message
 //! framed, checked against the limits, handed to a [`Service`] (a relay,
 //! a registrar), and what it returns sent — back where the message came
 //! from, or on to a [`Target`] over a connection that is reused while it

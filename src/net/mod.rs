@@ -1,4 +1,4 @@
-//! Live transports (SPEC §7): where a message goes (a [`Target`], found
+//! Live transports (docs/SPEC.md §7): where a message goes (a [`Target`], found
 //! from a URI as RFC 3263 has it), a blocking client transaction
 //! ([`client`], what `sipseal send` runs), stream framing ([`frame`]),
 //! and, with the `live` feature, the tokio server that frames, dispatches

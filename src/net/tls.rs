@@ -1,4 +1,4 @@
-//! Mutually authenticated TLS (SPEC §7; the signaling channels of the
+//! Mutually authenticated TLS (docs/SPEC.md §7; the signaling channels of the
 //! session-management design), by rustls on aws-lc-rs.
 //!
 //! Both ends present certificates chaining to the trust anchors, with the

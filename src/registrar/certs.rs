@@ -152,7 +152,7 @@ fn grant(r: &Registrar<'_>, wanted: Wanted, aor: &Aor, ctx: &mut Context) -> Res
 }
 
 /// The request with its body opened when it came sealed for the
-/// registrar (SPEC §6: a CSR sealed to the registrar's certificate),
+/// registrar (docs/SPEC.md §6: a CSR sealed to the registrar's certificate),
 /// else as it is; a sealed body that does not open is a 400 (why, for
 /// the operator only: the client learns nothing of it).
 pub(super) fn unseal(r: &Registrar<'_>, req: &Message, ctx: &mut Context) -> Result<Message, Stop> {

@@ -1,4 +1,4 @@
-//! The registrar (SPEC §6): REGISTER authenticated by SIP Digest, a
+//! The registrar (docs/SPEC.md §6): REGISTER authenticated by SIP Digest, a
 //! certificate issued from the CSR it carries (notAfter = the granted
 //! registration expiry) or a certificate registered as it is, bindings and
 //! certificates kept per realm ([`store`]), and the 200 OK carrying the

@@ -1,4 +1,4 @@
-//! The relay workflow (SPEC §4): one message in; the message to send (the
+//! The relay workflow (docs/SPEC.md §4): one message in; the message to send (the
 //! forwarded message, or a SIP error response), the disclosure report, the
 //! session key recorded and the pinhole changes out, as values. `proxy`
 //! and `reencrypt` on the command line and the live relay run exactly this.

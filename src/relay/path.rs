@@ -1,4 +1,4 @@
-//! Path security at a relay (SPEC §3.4, §3.5): the originator imposture
+//! Path security at a relay (docs/SPEC.md §3.4, §3.5): the originator imposture
 //! check (403), the connectivity policy (404, the same answer as an
 //! unknown target), Route-Security, and signatures required (495).
 
@@ -120,7 +120,7 @@ pub(super) fn party_signer(
     })
 }
 
-/// What a relay checks before it parses anything deeper (SPEC §4 step
+/// What a relay checks before it parses anything deeper (docs/SPEC.md §4 step
 /// 2): Max-Forwards (483), then the imposture check (403) and the
 /// connectivity policy (404).
 pub(super) fn admission(msg: &Message, path: &PathOptions) -> Result<Option<Refusal>, HeaderError> {
@@ -182,7 +182,7 @@ pub(super) fn require_signature(
     }
 }
 
-/// Route-Security for the message going out (SPEC §3.4), decided before
+/// Route-Security for the message going out (docs/SPEC.md §3.4), decided before
 /// anything is built: the report's notes, and the entries to append.
 ///
 /// On a request: the newest entry must name where it came from (else that

@@ -1,4 +1,4 @@
-//! The relay pipeline (SPEC §4), one for `proxy` and `reencrypt`, on a
+//! The relay pipeline (docs/SPEC.md §4), one for `proxy` and `reencrypt`, on a
 //! message that passed admission and was parsed once into a [`View`]:
 //! decide (designation, session key, trial; 496), open (inner signature),
 //! read or edit, require a signature (495, 403), and emit: the new body
@@ -337,7 +337,7 @@ struct Emit<'a> {
 }
 
 impl Emit<'_> {
-    /// The message that goes on (SPEC §4 step 5), from `base` (`msg`, or
+    /// The message that goes on (docs/SPEC.md §4 step 5), from `base` (`msg`, or
     /// `msg` with its new body): a request with this relay's Via,
     /// Max-Forwards decremented, its own designation dropped where it may
     /// be, its loose route popped and a Record-Route when asked; a response
@@ -449,7 +449,7 @@ struct Found<'k, 'a> {
     sessions: &'k [SessionKey],
 }
 
-/// `proxy` (SPEC §4 step 3): open when a designation names this relay,
+/// `proxy` (docs/SPEC.md §4 step 3): open when a designation names this relay,
 /// when the body is under a session key it stored, or on trial; 496 when it
 /// must open and cannot; a response (the answer SDP) is read whenever it can be.
 fn decide_proxy(
@@ -490,7 +490,7 @@ fn decide_proxy(
     }
 }
 
-/// `reencrypt` (SPEC §4 step 6): a designation with `access=modify`, or a
+/// `reencrypt` (docs/SPEC.md §4 step 6): a designation with `access=modify`, or a
 /// sender that sealed to this relay as its next hop without naming it
 /// (trust hop by hop); `access=read` is refused.
 fn decide_reencrypt(

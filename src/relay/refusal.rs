@@ -1,4 +1,4 @@
-//! Why a relay answers instead of forwarding (SPEC §3.5), and the answer:
+//! Why a relay answers instead of forwarding (docs/SPEC.md §3.5), and the answer:
 //! each refusal knows its SIP status, and the response is built from it.
 
 use der::Encode;

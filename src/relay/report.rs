@@ -24,7 +24,7 @@ pub enum Decision {
     /// as its next hop (trust hop by hop).
     Addressed,
     /// A later message of a session whose key this relay stored when it
-    /// opened the session's first message (SPEC §3.2).
+    /// opened the session's first message (docs/SPEC.md §3.2).
     Session,
 }
 

@@ -1,4 +1,4 @@
-//! The relay workflow as a live service (SPEC §7, `sipseal relay`): each
+//! The relay workflow as a live service (docs/SPEC.md §7, `sipseal relay`): each
 //! message from the network goes through [`relay`] with
 //! what the connection proves put in the path checks, then on to the next
 //! hop a stateless proxy picks (RFC 3261 §16.4–16.6, §16.11, [`route`]),
@@ -241,7 +241,7 @@ impl LiveRelay {
             .then(|| Bindings::from_map(BTreeMap::from([(aor.to_ascii_lowercase(), sources)])))
     }
 
-    /// The location service (RFC 3261 §16.5, SPEC §7): the newest live
+    /// The location service (RFC 3261 §16.5, docs/SPEC.md §7): the newest live
     /// binding of `aor` in `domain`; 480 when it has none, 404 when it
     /// never registered (what a policy denial also answers).
     fn locate(

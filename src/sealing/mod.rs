@@ -1,4 +1,4 @@
-//! Sealing and opening the body of a SIP message (SPEC §3.1): the plaintext
+//! Sealing and opening the body of a SIP message (docs/SPEC.md §3.1): the plaintext
 //! MIME entity goes into a CMS envelope, the envelope becomes an
 //! `application/pkcs7-mime` body, and each designated relay gets a
 //! `Proxy-Inspect-Body` header. Opening does the reverse.
@@ -242,7 +242,7 @@ fn is_pkcs7_mime(mime: &str) -> bool {
     mime == "application/pkcs7-mime" || mime == "application/x-pkcs7-mime"
 }
 
-/// Seal the body of `msg` for `spec` (SPEC §3.1) under a fresh CEK.
+/// Seal the body of `msg` for `spec` (docs/SPEC.md §3.1) under a fresh CEK.
 pub fn seal_message(
     msg: &Message,
     spec: &SealSpec,
@@ -300,7 +300,7 @@ fn designated(spec: &SealSpec) -> Result<Vec<String>, SealError> {
     Ok(designated)
 }
 
-/// Seal the body of `msg` under a session key (SPEC §3.2):
+/// Seal the body of `msg` under a session key (docs/SPEC.md §3.2):
 /// AuthEnvelopedData (AES-256-GCM) with exactly one KEKRecipientInfo,
 /// kekid = the session reference, wrapping a fresh per-message CEK. No
 /// public-key operation, and no `Proxy-Inspect-Body`: the relays that

@@ -6,7 +6,7 @@
 //! place: each part the keys open is replaced by its plaintext entity, the
 //! other parts stay byte-identical.
 //!
-//! The session key (SPEC §3.2) of such a message is the one derived from
+//! The session key (docs/SPEC.md §3.2) of such a message is the one derived from
 //! the first disclosed part's CEK (the part every designated relay opens
 //! too), else the first part's: the sender and every party that opens it
 //! pick the same one.

@@ -1,4 +1,4 @@
-//! One place for SIP answers (SPEC §3.5): every status a relay or the
+//! One place for SIP answers (docs/SPEC.md §3.5): every status a relay or the
 //! registrar answers with is a [`Status`], every refusal, registrar
 //! outcome and error with a SIP meaning converts into an [`Answer`], and
 //! [`respond`] is the one function that turns an answer into the

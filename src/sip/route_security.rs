@@ -1,4 +1,4 @@
-//! `Route-Security` (SPEC §3.4): each hop that sends a request on a link
+//! `Route-Security` (docs/SPEC.md §3.4): each hop that sends a request on a link
 //! appends an entry naming itself and the link's security level.
 //!
 //! ```text

@@ -181,7 +181,7 @@ pub struct FileStore {
 
 impl FileStore {
     /// The store under `root`. Session keys and pinhole state are written
-    /// atomically without fsync (SPEC §5: a key lost to a power cut costs
+    /// atomically without fsync (docs/SPEC.md §5: a key lost to a power cut costs
     /// a rekey): whole or absent for every other process, and surviving
     /// the writer being killed, but not the machine losing power. The
     /// branch secret is fsync'd.

@@ -1,5 +1,5 @@
 //! Where a user agent or relay keeps what it learns between messages
-//! (SPEC §5): session keys and each call's pinholes, per identity. The
+//! (docs/SPEC.md §5): session keys and each call's pinholes, per identity. The
 //! workflows see only the traits; [`FileStore`] keeps YAML files under a
 //! state directory (the command line), [`MemoryStore`] keeps everything in
 //! memory (the demo, tests, and later a cache in front of a shared store).

@@ -1,4 +1,4 @@
-//! The shared store (SPEC §5, §7): session keys, branch secrets and
+//! The shared store (docs/SPEC.md §5, §7): session keys, branch secrets and
 //! pinhole state in Redis, so that several relay processes behind one
 //! address serve the same calls. `--state redis://HOST:PORT`.
 //!

@@ -1,4 +1,4 @@
-//! The user agent's workflows (SPEC §3.2): seal a message for its
+//! The user agent's workflows (docs/SPEC.md §3.2): seal a message for its
 //! recipients, seal in a dialog under the session key (or learn that a
 //! rekey is due), rekey, build the next message of a dialog ([`Ua::reply`]),
 //! and open. Each takes parsed inputs, a [`Context`] and a session store,
@@ -232,7 +232,7 @@ impl Ua<'_> {
     }
 
     /// Open a sealed body with `keys`, or with the session key one of
-    /// their owners stored for its reference (SPEC §3.2). An inner
+    /// their owners stored for its reference (docs/SPEC.md §3.2). An inner
     /// signature must verify; with `trust`, its signer must also pass the
     /// certificate checks. The session key of a full envelope in a SIP
     /// message is recorded for the key's owner, the sender as peer.
@@ -442,7 +442,7 @@ impl RelayCertError {
     }
 }
 
-/// The certificate a `496 Proxy Undecipherable` carries (SPEC §3.5): the
+/// The certificate a `496 Proxy Undecipherable` carries (docs/SPEC.md §3.5): the
 /// DER body of type `application/pkix-cert` (RFC 2585), with a SAN URI to
 /// designate the relay by.
 pub fn relay_cert(msg: &Message, source: &str) -> Result<Cert, RelayCertError> {

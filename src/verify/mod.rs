@@ -1,5 +1,5 @@
 //! `verify` as a pure function: every signature on a message, and its
-//! Route-Security chain, checked into a report (SPEC §3.3, §3.4).
+//! Route-Security chain, checked into a report (docs/SPEC.md §3.3, §3.4).
 //!
 //! Per signature: the signature itself, the certificate chain to the trust
 //! anchors, validity at the given time, key usage, whether the signer may
@@ -514,7 +514,7 @@ pub fn verify_inner(
     report
 }
 
-/// Verify everything `msg` carries (SPEC §3.3, §3.4): the outer
+/// Verify everything `msg` carries (docs/SPEC.md §3.3, §3.4): the outer
 /// signature, an opaque signed-data body, and, when `keys` can open the
 /// sealed body, the inner signature; and the Route-Security chain.
 pub fn verify_message<R: CryptoRng + ?Sized>(

@@ -1,4 +1,4 @@
-//! The Route-Security chain of a message (SPEC §3.4), checked.
+//! The Route-Security chain of a message (docs/SPEC.md §3.4), checked.
 
 use super::{Check, RouteReport, VerifyOptions};
 use crate::sip::Message;

@@ -157,7 +157,7 @@ pub fn exists(rel: &str) -> bool {
     Path::new(&repo().join(rel)).exists()
 }
 
-/// One identity's session store as its file holds it (SPEC §5): the
+/// One identity's session store as its file holds it (docs/SPEC.md §5): the
 /// tests read the YAML itself, so what they assert is the file format.
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct Sessions {

@@ -273,6 +273,11 @@ pub struct RecipientArgs {
     /// Trust anchors (PEM/DER file or directory) for --add-recipient-from.
     #[arg(long, value_name = "PEM|DIR", global = true)]
     pub trust: Option<PathBuf>,
+    /// Seal for the --disclose relays alone, with no --peer: the far end
+    /// will not be able to open the body. Without it, a message with
+    /// relays and no peer is refused.
+    #[arg(long, global = true, conflicts_with = "peer")]
+    pub no_peer: bool,
     /// What the disclosed relays may do: read, or modify and re-seal.
     #[arg(long, value_enum, default_value_t = Access::Read, global = true)]
     pub access: Access,
@@ -300,6 +305,12 @@ impl RecipientArgs {
         let spec = self.spec_or_none(now)?;
         if spec.peers.is_empty() && spec.disclose.is_empty() {
             return Err(no_recipients());
+        }
+        if spec.peers.is_empty() && !self.no_peer {
+            return Err(Error::usage(
+                "no --peer: the far end could not open this message, only the --disclose relays",
+                NO_PEER_HINT,
+            ));
         }
         Ok(spec)
     }
@@ -497,6 +508,19 @@ pub fn read_secret(path: &Path) -> Result<zeroize::Zeroizing<String>, Error> {
     Ok(text)
 }
 
+/// A password file (`--password-file`): [`read_secret`], with a warning
+/// when group or other may read it, as a private key gets.
+pub fn read_password_file(path: &Path) -> Result<zeroize::Zeroizing<String>, Error> {
+    let text = read_secret(path)?;
+    if let Some(mode) = sipseal::keys::identity::group_or_other_readable(path) {
+        eprintln!(
+            "warning: password file {} is readable by group/other (mode {mode:o}); run chmod 600 on it",
+            path.display()
+        );
+    }
+    Ok(text)
+}
+
 /// An identity named on the command line: a directory (cert.pem +
 /// key.pem), or a PKCS#12 bundle (a `.p12` or `.pfx` file). A protected
 /// key gets its passphrase now, so that a missing one is reported before
@@ -676,6 +700,10 @@ fn warn(id: &Identity) {
 }
 
 /// Sealing with no one named.
+/// The hint when relays are named and the peer is not (the README's
+/// text; a test holds them in step).
+pub const NO_PEER_HINT: &str = "name the far end with --peer CERT|AOR|password:FILE; if only the relays are meant to read it, say so with --no-peer";
+
 pub fn no_recipients() -> Error {
     Error::usage(
         "no recipients",

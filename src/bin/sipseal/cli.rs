@@ -109,7 +109,7 @@ pub enum Command {
     Relay(Box<crate::relay::RelayLiveArgs>),
     /// Show what a SIP message is made of: start line, headers, body parts, SDP media, CMS envelope.
     Inspect(inspect::InspectArgs),
-    /// The registrar (SPEC §6): answer one REGISTER (Digest, certificate from a CSR, bindings), or manage credentials.
+    /// The registrar (docs/SPEC.md §6): answer one REGISTER (Digest, certificate from a CSR, bindings), or manage credentials.
     Registrar(Box<registrar::RegistrarArgs>),
     /// A user agent's REGISTER: with a CSR or certificate, its authorized retry after a 401, or install the certificate of the 200 OK.
     Register(Box<registrar::RegisterArgs>),

@@ -1,5 +1,5 @@
 //! What the user sees when a command fails: the error, a hint that says
-//! what to do next (naming the flags to use), and the exit code (SPEC §9).
+//! what to do next (naming the flags to use), and the exit code (docs/SPEC.md §9).
 //! The library's errors know their class; this maps classes onto exit
 //! codes and errors onto advice.
 
@@ -18,7 +18,7 @@ use sipseal::sip::{ComposeError, HeaderError, ParseError};
 use sipseal::state::StoreError;
 use sipseal::ua::{RelayCertError, UaError};
 
-/// Process exit codes (SPEC §9).
+/// Process exit codes (docs/SPEC.md §9).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Exit {
@@ -126,6 +126,9 @@ pub enum Error {
     /// The registrar could not answer (store, signing, issuing).
     #[error("registrar: {0}")]
     Registrar(#[from] sipseal::registrar::RegistrarError),
+    /// The next hop could not be reached, or did not answer in time.
+    #[error("{message}")]
+    Unreachable { message: String, hint: &'static str },
     /// No state directory to default to.
     #[error("state: no state directory: neither --state, SIPSEAL_STATE nor a home directory")]
     NoStateDir,
@@ -207,6 +210,7 @@ impl Error {
                 }
             },
             Error::NoStateDir => "give --state DIR or set SIPSEAL_STATE".into(),
+            Error::Unreachable { hint, .. } => (*hint).into(),
         }
     }
 
@@ -214,7 +218,7 @@ impl Error {
     pub fn exit(&self) -> Exit {
         match self {
             Error::Usage { .. } | Error::Spec { .. } | Error::NoStateDir => Exit::Usage,
-            Error::Read { .. } | Error::Write { .. } => Exit::Io,
+            Error::Read { .. } | Error::Write { .. } | Error::Unreachable { .. } => Exit::Io,
             Error::Parse { err, .. } => err.class().into(),
             Error::TooLarge { .. } => Exit::Failed,
             Error::Malformed { err, .. } => err.class().into(),

@@ -157,9 +157,35 @@ pub async fn bind(mut config: ServerConfig, service: Arc<dyn Service>) -> Result
     if config.max_per_ip > config.max_connections {
         config.max_per_ip = config.max_connections;
     }
-    Server::bind(config, service)
-        .await
-        .map_err(|e| Error::usage(format!("--listen: {e}"), "pick a free port, or port 0"))
+    Server::bind(config, service).await.map_err(|e| {
+        let hint = listen_hint(&e);
+        Error::usage(
+            format!("--listen {}:{}: {}", e.transport, e.addr, e.source),
+            hint,
+        )
+    })
+}
+
+/// What to do about a listener that could not be bound.
+fn listen_hint(e: &sipseal::net::live::BindError) -> String {
+    use std::io::ErrorKind as K;
+    match e.source.kind() {
+        K::AddrInUse => format!(
+            "another process listens on {} port {} (`ss -lnp` names it): stop it, or pick a free port (port 0: the system picks one)",
+            e.transport,
+            e.addr.port()
+        ),
+        K::PermissionDenied => format!(
+            "ports below 1024 need root or CAP_NET_BIND_SERVICE: pick a port above 1023 (e.g. --listen {}:{})",
+            e.transport,
+            std::net::SocketAddr::new(e.addr.ip(), 5060)
+        ),
+        K::AddrNotAvailable => format!(
+            "{} is not an address of this host: listen on one `ip addr` lists, or 0.0.0.0",
+            e.addr.ip()
+        ),
+        _ => "check the --listen address, and its --identity and --trust for tls".into(),
+    }
 }
 
 /// Files kept for what is not an inbound connection: listeners, the

@@ -1,4 +1,4 @@
-//! `sipseal proxy`: one relay step (SPEC §4): decide, open if designated,
+//! `sipseal proxy`: one relay step (docs/SPEC.md §4): decide, open if designated,
 //! report, forward, or answer with a SIP error response. Also the flags
 //! `proxy` and `reencrypt` share.
 

@@ -1,5 +1,5 @@
 //! `sipseal reencrypt`: open with this relay's key, edit, and seal again
-//! for the next hop (SPEC §4 step 6; trust hop by hop).
+//! for the next hop (docs/SPEC.md §4 step 6; trust hop by hop).
 
 use clap::Args;
 

@@ -19,7 +19,7 @@ use sipseal::sip::Message;
 use sipseal::sip::compose::{Body, RequestParams, build_request};
 use sipseal::sip::routing::OwnNames;
 
-use crate::args::{StateArgs, identity_at, private_key_at, read_secret};
+use crate::args::{StateArgs, identity_at, private_key_at, read_password_file};
 use crate::error::{Error, Exit};
 use crate::io::{OutputArgs, read_message};
 
@@ -190,7 +190,7 @@ pub fn run(args: RegistrarArgs, ctx: &mut Context) -> Result<Exit, Error> {
         allow_md5,
     }) = args.action
     {
-        let password = read_secret(&password_file)?;
+        let password = read_password_file(&password_file)?;
         let mut file = Users::load(&users)?;
         let name = file.set(&realm, &user, &password, allow_md5)?;
         file.save(&users)?;
@@ -444,7 +444,7 @@ pub struct RegisterArgs {
     #[arg(long, value_name = "DIR")]
     pub identity: Option<PathBuf>,
     /// Seal the body (the CSR) for the registrar, whose certificate this
-    /// is (SPEC §6: a CSR holds no secret, but the registrar's policy may
+    /// is (docs/SPEC.md §6: a CSR holds no secret, but the registrar's policy may
     /// ask for it sealed).
     #[arg(long, value_name = "CERT")]
     pub seal_for: Option<PathBuf>,
@@ -574,7 +574,7 @@ pub fn register(args: RegisterArgs, ctx: &mut Context) -> Result<Exit, Error> {
                 "give --uri sip:user@domain",
             )
         })?;
-        let password = read_secret(password)?;
+        let password = read_password_file(password)?;
         let cnonce = hex::encode(ctx.bytes(8));
         // Its place now, its value once the body is final (sealed or
         // not): with auth-int the digest covers the body.

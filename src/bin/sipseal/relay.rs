@@ -1,5 +1,5 @@
 //! `sipseal relay`: the relay workflow as a long-running stateless proxy
-//! (SPEC §7) on UDP, TCP and TLS listeners.
+//! (docs/SPEC.md §7) on UDP, TCP and TLS listeners.
 
 use std::fs::File;
 use std::io::Write;
@@ -145,7 +145,7 @@ pub struct RelayLiveArgs {
     pub idle_timeout: u64,
     /// Also fsync each session key the relay learns before the message
     /// that carried it goes on, so that it survives the machine losing
-    /// power (SPEC §5 leaves this out: the calls that needed the key end
+    /// power (docs/SPEC.md §5 leaves this out: the calls that needed the key end
     /// with the machine). Costs a disk flush per new call; nothing on
     /// tmpfs.
     #[arg(long)]

@@ -12,10 +12,40 @@ use sipseal::net::{Hosts, Target, Transport};
 use sipseal::registrar::digest;
 use sipseal::registrar::users::username_of;
 use sipseal::sip::Message;
+use sipseal::sip::StartLine;
 
-use crate::args::read_secret;
+use crate::args::read_password_file;
 use crate::error::{Error, Exit};
 use crate::io::read_message;
+
+/// The hints `send` gives when a request did not succeed (the README's
+/// "When `send` fails" table holds the same text; a test keeps them so).
+pub mod hints {
+    /// 401/407 and no `--password-file`.
+    pub const CHALLENGED: &str = "the next hop wants credentials: give --password-file FILE with the account's password (the Digest username is the From URI's user part)";
+    /// 401/407 again after the authorized retry.
+    pub const CHALLENGED_AGAIN: &str = "the next hop did not take the answer to its challenge: check the password in --password-file and that the From URI's user is the account's (`sipseal registrar passwd --user`)";
+    /// 403.
+    pub const FORBIDDEN: &str = "refused: wrong credentials, an AOR this account may not use, or (at a relay) a From AOR not registered from this address; the next hop's log says which";
+    /// 404 and 480.
+    pub const NOBODY: &str = "nobody by that name (404) or not registered now (480): check the Request-URI's user and domain, and that the callee registered";
+    /// No final response in time.
+    pub const TIMEOUT: &str = "nothing answered in time: check the transport (udp:, tcp:, tls:) and port of --next, that the relay or registrar runs there, and any firewall between; --timeout waits longer";
+    /// Nothing listens there (every transport, exit 4).
+    pub const UNREACHABLE: &str = "nothing listens at --next: check the transport (udp:, tcp:, tls:) and the port, and that the relay or registrar is running";
+}
+
+/// The hint for a final response `code`, if it has one; `authorized`
+/// when the request was retried with credentials.
+fn hint_for(code: u16, authorized: bool) -> Option<&'static str> {
+    match code {
+        401 | 407 if authorized => Some(hints::CHALLENGED_AGAIN),
+        401 | 407 => Some(hints::CHALLENGED),
+        403 => Some(hints::FORBIDDEN),
+        404 | 480 => Some(hints::NOBODY),
+        _ => None,
+    }
+}
 
 /// `send` arguments.
 #[derive(Debug, Args)]
@@ -92,11 +122,19 @@ fn connect_tls(_: &SendArgs, _: &Target, _: &Timers, _: &str) -> Result<Client, 
 }
 
 fn wire(name: &str) -> impl Fn(SendError) -> Error + '_ {
-    move |err| match err {
+    move |err| match &err {
         SendError::Unsendable(why) => Error::usage(
             format!("{name}: {why}"),
             "give a request with a Via (and branch), as `sipseal build` makes",
         ),
+        SendError::Unreachable(_) => Error::Unreachable {
+            message: format!("{name}: {err}"),
+            hint: hints::UNREACHABLE,
+        },
+        SendError::Timeout(_) => Error::Unreachable {
+            message: format!("{name}: {err}"),
+            hint: hints::TIMEOUT,
+        },
         other => Error::usage(
             format!("{name}: {other}"),
             "check --next and that something listens there",
@@ -129,19 +167,15 @@ pub fn run(args: SendArgs, ctx: &mut Context) -> Result<Exit, Error> {
         let _ = out.write_all(&m.to_bytes());
         let _ = out.flush();
     };
-    let timed_out = |e: &SendError| matches!(e, SendError::Timeout(_));
     let mut client = match target.transport {
         Transport::Tls => connect_tls(&args, &target, &timers, &name)?,
         _ => Client::connect(&target, timers.timeout).map_err(wire(&name))?,
     };
-    let mut last = match client.send(&request, &timers, &mut print) {
-        Ok(r) => r,
-        Err(e) if timed_out(&e) => {
-            eprintln!("{name}: {e} from {}", args.next);
-            return Ok(Exit::Io);
-        }
-        Err(e) => return Err(wire(&name)(e)),
-    };
+    let from_next = format!("{name} (--next {})", args.next);
+    let mut last = client
+        .send(&request, &timers, &mut print)
+        .map_err(wire(&from_next))?;
+    let mut authorized = false;
     // One authorized retry (RFC 3261 §22.2): same Call-ID and tags, CSeq
     // + 1, a new branch, the Digest answer.
     if let (Some(final_response), Some(password)) = (&last, &args.password_file)
@@ -170,7 +204,7 @@ pub fn run(args: SendArgs, ctx: &mut Context) -> Result<Exit, Error> {
         })?;
         let method = request.method().unwrap_or_default().to_owned();
         let uri = request.request_uri().unwrap_or_default().to_owned();
-        let password = read_secret(password)?;
+        let password = read_password_file(password)?;
         let cnonce = hex::encode(ctx.bytes(8));
         let auth = digest::answer(
             challenge,
@@ -201,20 +235,27 @@ pub fn run(args: SendArgs, ctx: &mut Context) -> Result<Exit, Error> {
         retry.remove_headers(auth_header);
         let at = retry.before_body_headers();
         retry.insert_header(at, auth_header, &auth);
-        last = match client.send(&retry, &timers, &mut print) {
-            Ok(r) => r,
-            Err(e) if timed_out(&e) => {
-                eprintln!("{name}: {e} from {}", args.next);
-                return Ok(Exit::Io);
-            }
-            Err(e) => return Err(wire(&name)(e)),
-        };
+        last = client
+            .send(&retry, &timers, &mut print)
+            .map_err(wire(&from_next))?;
+        authorized = true;
     }
-    Ok(match last.and_then(|r| r.status()) {
-        Some(200..=299) | None => Exit::Ok,
-        Some(code) => {
-            eprintln!("{name}: final response {code}");
+    let Some(last) = last else {
+        return Ok(Exit::Ok);
+    };
+    Ok(match last.start_line() {
+        StartLine::Response { code, .. } if (200..=299).contains(code) => Exit::Ok,
+        StartLine::Response { code, reason } => {
+            let warning = last
+                .header("Warning")
+                .map(|w| format!(" (Warning: {w})"))
+                .unwrap_or_default();
+            eprintln!("{name}: final response {code} {reason}{warning}");
+            if let Some(hint) = hint_for(*code, authorized) {
+                eprintln!("hint: {hint}");
+            }
             Exit::SipError
         }
+        StartLine::Request { .. } => Exit::Ok,
     })
 }

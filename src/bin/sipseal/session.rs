@@ -1,4 +1,4 @@
-//! `sipseal session`: the stored session keys (SPEC §5), for people and
+//! `sipseal session`: the stored session keys (docs/SPEC.md §5), for people and
 //! scripts: list them, show one, forget one, export one for openssl.
 
 use clap::{Args, Subcommand};

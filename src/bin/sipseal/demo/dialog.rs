@@ -354,7 +354,7 @@ pub(super) fn run(
         files: Vec::new(),
     };
     out.push_str(
-        "\n8. the call of step 6 goes on under the session key (SPEC §3.2). alice, proxy-a and bob\n   \
+        "\n8. the call of step 6 goes on under the session key (docs/SPEC.md §3.2). alice, proxy-a and bob\n   \
          each derived it from the INVITE's CEK (HKDF-SHA256); nothing extra went on the wire:\n   \
          $ sipseal session list\n\n",
     );

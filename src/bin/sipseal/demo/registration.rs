@@ -1,4 +1,4 @@
-//! The demo's registration step (SPEC §6): alice makes an EC key,
+//! The demo's registration step (docs/SPEC.md §6): alice makes an EC key,
 //! registers with a CSR, gets her certificate; bob's side fetches it with
 //! a certificate query and seals to it.
 
@@ -70,7 +70,7 @@ pub fn run(
         policy: None,
     };
     out.push_str(
-        "\nRegistration (SPEC §6): alice makes an EC key and registers it with a CSR; the\n\
+        "\nRegistration (docs/SPEC.md §6): alice makes an EC key and registers it with a CSR; the\n\
          registrar of a.example.com (SIP Digest, SHA-512-256) issues her certificate.\n   \
          The registrar's identity is proxy-a's here, its state in the directory registrar.\n   \
          $ sipseal registrar passwd --users users.yaml --realm a.example.com \\\n       \
