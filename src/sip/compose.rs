@@ -132,14 +132,44 @@ pub struct ResponseParams {
     pub body: Option<Body>,
 }
 
+/// A URI given to compose a message: its text and the parts composing
+/// reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Uri {
+    /// The URI as given (parameters and `?headers` included).
+    pub text: String,
+    /// `sip`, `sips` or `tel`.
+    pub scheme: String,
+    /// The host, an IPv6 reference in brackets (`[::1]`).
+    pub host: String,
+    /// The host and port as given (`[::1]:5090`).
+    pub hostport: String,
+}
+
+/// URI parameters of RFC 3261 §19.1.1 and its extensions (RFC 5626 `ob`,
+/// RFC 5627 `gr`, RFC 3486 `comp`): in the bare form of `--to` and
+/// friends these stay on the URI; every other `;` parameter is a header
+/// parameter (`tag`, `expires`, `q`, feature tags), as RFC 3261 §20.10
+/// reads an addr-spec.
+const URI_PARAMS: &[&str] = &[
+    "transport",
+    "user",
+    "method",
+    "ttl",
+    "maddr",
+    "lr",
+    "ob",
+    "gr",
+    "comp",
+    "sigcomp-id",
+];
+
 /// `sip:a@b` or `Name <sip:a@b>;tag=x` → a name-addr with angle brackets,
-/// its URI checked with rsip. In the bare form (`sip:a@b;tag=x`) every `;`
-/// parameter is a header parameter, as RFC 3261 §20.10 reads an addr-spec
-/// in From, To and Contact: `<sip:a@b>;tag=x` (URI parameters need `<...>`).
-pub(super) fn name_addr(
-    what: &'static str,
-    value: &str,
-) -> Result<(String, rsip::Uri), ComposeError> {
+/// its URI checked. In the bare form (`sip:a@b;transport=tcp;tag=x`) the
+/// URI parameters (`transport`, `lr`, ... [`URI_PARAMS`]) stay on the URI
+/// and the others become header parameters, so the value is written the
+/// way RFC 3261 §20.10 reads it: `<sip:a@b;transport=tcp>;tag=x`.
+pub(super) fn name_addr(what: &'static str, value: &str) -> Result<(String, Uri), ComposeError> {
     let value = value.trim();
     let bad = |reason: String| ComposeError::BadUri {
         what,
@@ -147,21 +177,45 @@ pub(super) fn name_addr(
         reason,
     };
     let (text, uri) = match (value.find('<'), value.rfind('>')) {
-        (Some(open), Some(close)) if open < close => (value.to_owned(), &value[open + 1..close]),
-        (None, None) => match value.split_once(';') {
-            Some((uri, params)) => (format!("<{}>;{params}", uri.trim_end()), uri.trim_end()),
-            None => (format!("<{value}>"), value),
-        },
+        (Some(open), Some(close)) if open < close => {
+            (value.to_owned(), value[open + 1..close].to_owned())
+        }
+        (None, None) => {
+            // Parameters start after the host: a user part may hold `;`.
+            let host_at = value.rfind('@').map_or(0, |i| i + 1);
+            match value[host_at..].find(';') {
+                Some(i) => {
+                    let (uri, params) = value.split_at(host_at + i);
+                    let (mut on_uri, mut on_header) = (uri.trim_end().to_owned(), String::new());
+                    for param in params.split(';').filter(|p| !p.trim().is_empty()) {
+                        let name = param.split('=').next().unwrap_or("").trim();
+                        let to = if URI_PARAMS.iter().any(|p| p.eq_ignore_ascii_case(name)) {
+                            &mut on_uri
+                        } else {
+                            &mut on_header
+                        };
+                        to.push(';');
+                        to.push_str(param.trim());
+                    }
+                    (format!("<{on_uri}>{on_header}"), on_uri)
+                }
+                None => (format!("<{value}>"), value.to_owned()),
+            }
+        }
         _ => return Err(bad("unbalanced angle brackets".into())),
     };
-    let parsed = uri_of(what, uri)?;
+    let parsed = uri_of(what, &uri)?;
     if split_list(&text).len() != 1 {
         return Err(bad("only one address is allowed".into()));
     }
     Ok((text, parsed))
 }
 
-pub(super) fn uri_of(what: &'static str, uri: &str) -> Result<rsip::Uri, ComposeError> {
+/// Check a `sip:`, `sips:` or `tel:` URI. rsip checks it, but knows no
+/// IPv6 reference (`sip:bob@[::1]:5090` reads as a bad port to it): such
+/// a host is checked by the standard library's address parser, and the
+/// rest by rsip with a stand-in host.
+pub(super) fn uri_of(what: &'static str, uri: &str) -> Result<Uri, ComposeError> {
     let bad = |reason: String| ComposeError::BadUri {
         what,
         value: uri.to_owned(),
@@ -174,18 +228,56 @@ pub(super) fn uri_of(what: &'static str, uri: &str) -> Result<rsip::Uri, Compose
     if uri.contains(char::is_whitespace) {
         return Err(bad("a URI has no white space".into()));
     }
-    rsip::Uri::try_from(uri).map_err(|e| bad(e.to_string()))
+    let (scheme, rest) = uri.split_once(':').unwrap_or_default();
+    let host_at = if scheme.eq_ignore_ascii_case("tel") {
+        0
+    } else {
+        rest.rfind('@').map_or(0, |i| i + 1)
+    };
+    let hostport_end = rest[host_at..]
+        .find([';', '?'])
+        .map_or(rest.len(), |i| host_at + i);
+    let hostport = &rest[host_at..hostport_end];
+    let (host, checked) = match hostport.strip_prefix('[') {
+        Some(v6) => {
+            let (addr, port) = v6
+                .split_once(']')
+                .ok_or_else(|| bad("an IPv6 reference needs its closing `]`".into()))?;
+            addr.parse::<std::net::Ipv6Addr>()
+                .map_err(|_| bad(format!("{addr:?} is not an IPv6 address")))?;
+            let stand_in = format!(
+                "{scheme}:{}ipv6.invalid{port}{}",
+                &rest[..host_at],
+                &rest[hostport_end..]
+            );
+            (format!("[{addr}]"), stand_in)
+        }
+        None => (
+            hostport.split(':').next().unwrap_or_default().to_owned(),
+            uri.to_owned(),
+        ),
+    };
+    rsip::Uri::try_from(checked.as_str()).map_err(|e| bad(e.to_string()))?;
+    Ok(Uri {
+        text: uri.to_owned(),
+        scheme: scheme.to_ascii_lowercase(),
+        host,
+        hostport: hostport.to_owned(),
+    })
 }
 
-pub(super) fn host_of(uri: &rsip::Uri) -> String {
-    uri.host_with_port.host.to_string()
+pub(super) fn host_of(uri: &Uri) -> String {
+    uri.host.clone()
 }
 
-/// The URI part of a name-addr without its header parameters.
-pub(super) fn bare_uri(uri: &rsip::Uri) -> String {
-    let mut u = uri.clone();
-    u.headers.clear();
-    u.to_string()
+/// The URI without its `?headers` (not allowed in a Request-URI or a
+/// Contact made from it).
+pub(super) fn bare_uri(uri: &Uri) -> String {
+    let host_at = uri.text.rfind('@').map_or(0, |i| i + 1);
+    match uri.text[host_at..].find('?') {
+        Some(i) => uri.text[..host_at + i].to_owned(),
+        None => uri.text.clone(),
+    }
 }
 
 pub(super) fn add_extra_and_body(
@@ -266,11 +358,7 @@ pub fn build_request(p: &RequestParams, ctx: &mut Context) -> Result<Message, Co
             u.clone()
         }
         // A REGISTER goes to the registrar of the AOR's domain (RFC 3261 §10.2).
-        None if method == "REGISTER" => format!(
-            "{}:{}",
-            to_uri.scheme.clone().unwrap_or_default(),
-            to_uri.host_with_port
-        ),
+        None if method == "REGISTER" => format!("{}:{}", to_uri.scheme, to_uri.hostport),
         None => bare_uri(&to_uri),
     };
     let has_tag = |s: &str| {
@@ -371,7 +459,7 @@ pub fn build_response(
     if dialog_creating {
         copy(&mut m, "Record-Route");
     }
-    // SPEC §3.4: responses carry the request's entries back, in order
+    // docs/SPEC.md §3.4: responses carry the request's entries back, in order
     // (none of a request with too many: no amplification, H5).
     if !super::route_security::too_many(request) {
         copy(&mut m, super::route_security::ROUTE_SECURITY);
@@ -478,6 +566,73 @@ pub(super) mod tests {
         assert_eq!(m.header("From"), Some("<sip:alice@a.example.com>;tag=a1"));
         assert_eq!(m.to_tag().unwrap().as_deref(), Some("x1"));
         assert_eq!(m.request_uri(), Some("sip:bob@b.example.com"));
+    }
+
+    /// Issue 26: `;transport=` and `;lr` given bare stay on the URI (the
+    /// Request-URI keeps them), a tag beside them goes on the header.
+    #[test]
+    fn a_bare_address_keeps_its_uri_parameters_on_the_uri() {
+        let p = RequestParams {
+            method: "INVITE".into(),
+            from: "sip:alice@a.example.com".into(),
+            to: "sip:bob@127.0.0.1:5090;transport=tcp;lr;tag=x1".into(),
+            ..Default::default()
+        };
+        let m = build_request(&p, &mut ctx()).unwrap();
+        assert_eq!(
+            m.header("To"),
+            Some("<sip:bob@127.0.0.1:5090;transport=tcp;lr>;tag=x1")
+        );
+        assert_eq!(
+            m.request_uri(),
+            Some("sip:bob@127.0.0.1:5090;transport=tcp;lr")
+        );
+        // A user part's own `;` is not a parameter.
+        let p = RequestParams {
+            to: "sip:+12125551212;npdi@b.example.com;user=phone".into(),
+            ..p
+        };
+        let m = build_request(&p, &mut ctx()).unwrap();
+        assert_eq!(
+            m.header("To"),
+            Some("<sip:+12125551212;npdi@b.example.com;user=phone>")
+        );
+    }
+
+    /// Issue 26: an IPv6 reference in a URI (RFC 3261 §19.1.1, RFC 5118).
+    #[test]
+    fn ipv6_references_compose() {
+        let p = RequestParams {
+            method: "INVITE".into(),
+            from: "sip:alice@[2001:db8::10]".into(),
+            to: "sip:bob@[::1]:5090".into(),
+            ..Default::default()
+        };
+        let m = build_request(&p, &mut ctx()).unwrap();
+        assert_eq!(m.request_uri(), Some("sip:bob@[::1]:5090"));
+        assert_eq!(m.header("To"), Some("<sip:bob@[::1]:5090>"));
+        assert_eq!(
+            m.top_via().unwrap().sent_by(),
+            "[2001:db8::10]",
+            "the From host in brackets"
+        );
+        assert!(m.call_id().unwrap().ends_with("@[2001:db8::10]"));
+        let p = RequestParams {
+            method: "REGISTER".into(),
+            to: "sip:bob@[::1]:5090".into(),
+            ..p
+        };
+        let m = build_request(&p, &mut ctx()).unwrap();
+        assert_eq!(m.request_uri(), Some("sip:[::1]:5090"));
+        for bad in ["sip:bob@[::1", "sip:bob@[::g]:5090", "sip:bob@[::1]:port"] {
+            let p = RequestParams {
+                method: "INVITE".into(),
+                from: "sip:alice@a.example.com".into(),
+                to: bad.into(),
+                ..Default::default()
+            };
+            assert!(build_request(&p, &mut ctx()).is_err(), "{bad}");
+        }
     }
 
     #[test]
