@@ -278,9 +278,78 @@ fn write(node: &Node, out: &mut Vec<u8>) {
     out.extend_from_slice(&content);
 }
 
+/// Where the element at `at` ends when it is plain DER that [`to_der`]
+/// would leave as it is: definite, minimal lengths, no constructed string,
+/// no `[0]` of OCTET STRING segments. `None` for anything else (BER to
+/// convert, or input the conversion will name as malformed). Reads only,
+/// allocates nothing: the warm path pays one walk over the tree (issue 26).
+fn plain_der_end(input: &[u8], at: usize, depth: usize) -> Option<usize> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    let first = *input.get(at)?;
+    let mut i = at + 1;
+    if first & 0x1f == 0x1f {
+        loop {
+            let b = *input.get(i)?;
+            i += 1;
+            if b & 0x80 == 0 {
+                break;
+            }
+            if i - at > 5 {
+                return None;
+            }
+        }
+    }
+    let single_tag = i == at + 1;
+    let len_byte = *input.get(i)?;
+    i += 1;
+    let len = match len_byte {
+        l if l & 0x80 == 0 => usize::from(l),
+        0x80 => return None,
+        l => {
+            let n = usize::from(l & 0x7f);
+            let bytes = input.get(i..i.checked_add(n)?)?;
+            // DER: the fewest octets, and the long form only from 128.
+            if n > 4 || bytes.first() == Some(&0) {
+                return None;
+            }
+            i += n;
+            let v = bytes.iter().fold(0usize, |v, &b| (v << 8) | usize::from(b));
+            if v < 0x80 {
+                return None;
+            }
+            v
+        }
+    };
+    let end = i.checked_add(len).filter(|&e| e <= input.len())?;
+    if first & 0x20 != 0 {
+        if single_tag && first & 0xc0 == 0 && is_string(first & 0x1f) {
+            return None;
+        }
+        if first == 0xa0 && input.get(i) == Some(&0x04) {
+            return None;
+        }
+        while i < end {
+            i = plain_der_end(input, i, depth + 1)?;
+        }
+        if i != end {
+            return None;
+        }
+    }
+    Some(end)
+}
+
 /// `input` (one BER element, optionally followed by white space or NULs)
-/// as DER. DER input comes out unchanged.
-pub fn to_der(input: &[u8]) -> Result<Vec<u8>, BerError> {
+/// as DER. DER input comes out unchanged, and borrowed.
+pub fn to_der(input: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, BerError> {
+    if let Some(end) = plain_der_end(input, 0, 0)
+        && input[end..]
+            .iter()
+            .all(|b| b.is_ascii_whitespace() || *b == 0)
+    {
+        return Ok(std::borrow::Cow::Borrowed(&input[..end]));
+    }
     let mut r = Reader { input, at: 0 };
     let node = r.node(0)?;
     if input[r.at..]
@@ -292,7 +361,7 @@ pub fn to_der(input: &[u8]) -> Result<Vec<u8>, BerError> {
     let node = normalise(node, 0)?;
     let mut out = Vec::with_capacity(input.len());
     write(&node, &mut out);
-    Ok(out)
+    Ok(std::borrow::Cow::Owned(out))
 }
 
 #[cfg(test)]
@@ -302,7 +371,55 @@ mod tests {
     #[test]
     fn der_stays_der() {
         let der = [0x30, 0x06, 0x02, 0x01, 0x05, 0x04, 0x01, 0xaa];
-        assert_eq!(to_der(&der).unwrap(), der);
+        assert_eq!(to_der(&der).unwrap().into_owned(), der);
+        // Borrowed, without the trailing line break: no copy (issue 26).
+        let mut with_nl = der.to_vec();
+        with_nl.extend_from_slice(b"\r\n");
+        assert!(matches!(
+            to_der(&with_nl).unwrap(),
+            std::borrow::Cow::Borrowed(d) if d == der
+        ));
+    }
+
+    /// The quick check and the conversion agree: what the check passes as
+    /// DER, the conversion leaves byte for byte.
+    #[test]
+    fn the_plain_der_check_agrees_with_the_conversion() {
+        let cases: &[&[u8]] = &[
+            &[0x30, 0x06, 0x02, 0x01, 0x05, 0x04, 0x01, 0xaa],
+            &[0x04, 0x81, 0x01, 0x07],
+            &[0x04, 0x82, 0x00, 0x81],
+            &[0x30, 0x80, 0x02, 0x01, 0x05, 0x00, 0x00],
+            &[0x24, 0x03, 0x04, 0x01, 0x07],
+            &[0xa0, 0x03, 0x04, 0x01, 0x07],
+            &[0xa0, 0x03, 0x30, 0x01, 0x07],
+            &[0x30, 0x03, 0x02, 0x05, 0x00],
+            &[0x30, 0x04, 0x02, 0x01, 0x05],
+            &[0x1f, 0x81, 0x01, 0x01, 0x00],
+        ];
+        for &input in cases {
+            let mut r = Reader { input, at: 0 };
+            let slow = r.node(0).and_then(|n| normalise(n, 0)).map(|n| {
+                let mut out = Vec::new();
+                write(&n, &mut out);
+                out
+            });
+            // `None` sends it on to the conversion, which decides (a `[0]`
+            // of OCTET STRINGs outside an EncryptedContentInfo stays).
+            if let Some(end) = plain_der_end(input, 0, 0) {
+                assert_eq!(slow.as_deref(), Ok(&input[..end]), "{input:02x?}");
+            }
+        }
+        // What DER forbids never passes as DER.
+        for ber in [
+            &[0x04, 0x81, 0x01, 0x07][..],
+            &[0x04, 0x82, 0x00, 0x81],
+            &[0x30, 0x80, 0x02, 0x01, 0x05, 0x00, 0x00],
+            &[0x24, 0x03, 0x04, 0x01, 0x07],
+            &[0x30, 0x03, 0x02, 0x05, 0x00],
+        ] {
+            assert_eq!(plain_der_end(ber, 0, 0), None, "{ber:02x?}");
+        }
     }
 
     #[test]
@@ -313,12 +430,12 @@ mod tests {
             0x00,
         ];
         assert_eq!(
-            to_der(&ber).unwrap(),
+            to_der(&ber).unwrap().into_owned(),
             [0x30, 0x05, 0x04, 0x03, b'a', b'b', b'c']
         );
         // A long-form length where the short form fits.
         assert_eq!(
-            to_der(&[0x04, 0x81, 0x01, 0x07]).unwrap(),
+            to_der(&[0x04, 0x81, 0x01, 0x07]).unwrap().into_owned(),
             [0x04, 0x01, 0x07]
         );
     }
@@ -331,7 +448,7 @@ mod tests {
             b'x', 0x04, 0x01, b'y', 0x00, 0x00, 0x00, 0x00,
         ];
         assert_eq!(
-            to_der(&ber).unwrap(),
+            to_der(&ber).unwrap().into_owned(),
             [
                 0x30, 0x0c, 0x06, 0x01, 0x2a, 0x30, 0x03, 0x06, 0x01, 0x2a, 0x80, 0x02, b'x', b'y'
             ]
