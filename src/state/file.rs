@@ -201,11 +201,20 @@ impl FileStore {
     /// live server's runtime threads ([`offload`]); on tmpfs, or without
     /// fsync, here and now (a few system calls, cheaper than a thread
     /// handoff).
+    /// Where the file system is asked only when there is an fsync to
+    /// place: a session key written without one (the default) never reads
+    /// `/proc/self/mountinfo` (issue 26: a tenth of a shell's `open`).
     fn writing<T>(&self, sync: bool, f: impl FnOnce() -> T) -> T {
-        let in_memory = *self
-            .in_memory
-            .get_or_init(|| crate::fsio::on_tmpfs(&self.dir.root));
-        if sync && !in_memory { offload(f) } else { f() }
+        let in_memory = || {
+            *self
+                .in_memory
+                .get_or_init(|| crate::fsio::on_tmpfs(&self.dir.root))
+        };
+        if sync && !in_memory() {
+            offload(f)
+        } else {
+            f()
+        }
     }
 
     /// The store under `root`, fsyncing every session and pinhole file
@@ -545,6 +554,33 @@ mod tests {
             let mode = std::fs::metadata(path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    /// Issue 26: the same key again leaves the file as it is (no replacing
+    /// rename, which ext4 follows with a flush); a new key rewrites it.
+    #[test]
+    fn the_same_key_again_is_not_written_again() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let store = FileStore::new(tmp.path());
+        let now = datetime!(2026-01-01 0:00 UTC);
+        let entry = Entry::new("c1", &[1u8; 32], Role::Ua, None, now, &Policy::default());
+        store
+            .record("sip:a@h", entry.clone(), now, DEFAULT_GRACE)
+            .unwrap();
+        let path = store.session_path("sip:a@h", "c1");
+        let inode = std::fs::metadata(&path).unwrap().ino();
+        let again = store.record("sip:a@h", entry, now, DEFAULT_GRACE).unwrap();
+        assert_eq!(again, Recorded::Same);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().ino(),
+            inode,
+            "not replaced"
+        );
+        let new = Entry::new("c1", &[2u8; 32], Role::Ua, None, now, &Policy::default());
+        let replaced = store.record("sip:a@h", new, now, DEFAULT_GRACE).unwrap();
+        assert_eq!(replaced, Recorded::Replaced);
+        assert_ne!(std::fs::metadata(&path).unwrap().ino(), inode, "replaced");
     }
 
     /// A live server's store sweeps on a thread of its own: the write that

@@ -360,13 +360,20 @@ impl FileStore {
                 return Ok(Recorded::Capped);
             }
         }
+        let before = existing.clone();
         let mut one = Sessions {
             version: Sessions::VERSION,
             identity: Some(owner.to_owned()),
             sessions: existing.into_iter().collect(),
         };
         let recorded = one.record(entry, now, grace);
-        if let Some(e) = one.sessions.first() {
+        // The same key again, nothing changed: the file stays as it is (a
+        // replacing rename makes ext4 flush the new file's data, about a
+        // millisecond of a shell script's `open` of a message it opened
+        // before; issue 26).
+        if let Some(e) = one.sessions.first()
+            && before.as_ref() != Some(e)
+        {
             self.write_one(owner, e)?;
             if recorded == Recorded::New {
                 self.mark_peer(owner, e)?;

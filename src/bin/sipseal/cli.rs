@@ -165,3 +165,120 @@ impl Command {
         }
     }
 }
+
+/// Parse the command line. A shell script pays for clap's command tree on
+/// every call (issue 26: the whole tree is some 40 commands and 600
+/// flags, built on the heap before a word is read): a command that
+/// scripts run per message is parsed with its own tree alone; anything
+/// else, and every help or error, with the whole tree, which prints what
+/// it always has.
+pub fn parse(args: Vec<String>) -> Cli {
+    parse_one(&args).unwrap_or_else(|| Cli::parse_from(args))
+}
+
+/// The command named by `args` parsed with a tree of the global options
+/// and that command only; `None` when it is not one of these, or when the
+/// short tree would print something (help, an error).
+fn parse_one(args: &[String]) -> Option<Cli> {
+    use clap::{Args, FromArgMatches};
+    let name = command_name(args)?;
+    let sub = match name {
+        "build" => build::BuildArgs::augment_args(clap::Command::new("build")),
+        "seal" => seal::SealArgs::augment_args(clap::Command::new("seal")),
+        "open" => open::OpenArgs::augment_args(clap::Command::new("open")),
+        "reply" => reply::ReplyArgs::augment_args(clap::Command::new("reply")),
+        "rekey" => seal::RekeyArgs::augment_args(clap::Command::new("rekey")),
+        "sign" => sign::SignArgs::augment_args(clap::Command::new("sign")),
+        "verify" => verify::VerifyArgs::augment_args(clap::Command::new("verify")),
+        "proxy" => proxy::ProxyArgs::augment_args(clap::Command::new("proxy")),
+        "reencrypt" => reencrypt::ReencryptArgs::augment_args(clap::Command::new("reencrypt")),
+        "inspect" => inspect::InspectArgs::augment_args(clap::Command::new("inspect")),
+        "register" => registrar::RegisterArgs::augment_args(clap::Command::new("register")),
+        "certquery" => registrar::CertqueryArgs::augment_args(clap::Command::new("certquery")),
+        "send" => send::SendArgs::augment_args(clap::Command::new("send")),
+        _ => return None,
+    };
+    let tree = GlobalArgs::augment_args(clap::Command::new("sipseal")).subcommand(sub);
+    let matches = tree.try_get_matches_from(args).ok()?;
+    Cli::from_arg_matches(&matches).ok()
+}
+
+/// The first word that is not an option or a global option's value.
+fn command_name(args: &[String]) -> Option<&str> {
+    const GLOBAL_VALUES: [&str; 4] = [
+        "--seed",
+        "--now",
+        "--max-message-size",
+        "--key-password-file",
+    ];
+    let mut words = args.iter().skip(1);
+    while let Some(w) = words.next() {
+        if GLOBAL_VALUES.contains(&w.as_str()) {
+            words.next()?;
+        } else if w.starts_with("--") && w.contains('=') {
+            continue;
+        } else if w.starts_with('-') {
+            return None;
+        } else {
+            return Some(w);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(line: &str) -> Vec<String> {
+        line.split_whitespace().map(str::to_owned).collect()
+    }
+
+    /// The short tree parses exactly as the whole tree does.
+    #[test]
+    fn a_command_parsed_alone_reads_as_with_the_whole_tree() {
+        let mut parsed = 0;
+        for line in [
+            "sipseal seal samples/invite.sip --peer keys/bob/cert.pem --disclose keys/proxy-a/cert.pem --disclose psk:keys/psk/alice-proxy-a.yaml",
+            "sipseal --seed 01 --now 2026-01-01T00:00:00Z seal - --disclose a --no-peer -o out.sip",
+            "sipseal seal m.sip --session --state st",
+            "sipseal open sealed.sip --identity keys/bob",
+            "sipseal --max-message-size=64KiB open - --identity keys/bob --psk keys/psk/alice-proxy-a.yaml",
+            "sipseal build invite --from sip:alice@a.example.com --to sip:bob@[::1]:5090 --sdp samples/offer.sdp",
+            "sipseal build response 200 --request invite.sip",
+            "sipseal reply --response 200 --request invite.sip --identity keys/bob",
+            "sipseal sign m.sip --identity keys/alice",
+            "sipseal verify m.sip --trust keys/trust.pem",
+            "sipseal proxy m.sip --identity keys/proxy-a --report r.jsonl",
+            "sipseal reencrypt m.sip --identity keys/proxy-a --peer keys/bob/cert.pem",
+            "sipseal inspect m.sip --format json",
+            "sipseal register --uri sip:alice@a.example.com --contact sip:alice@127.0.0.1:5066",
+            "sipseal certquery --uri sip:bob@b.example.com",
+            "sipseal send r.sip --next udp:127.0.0.1:5060 --password-file pw",
+            "sipseal rekey m.sip --peer keys/bob/cert.pem",
+        ] {
+            let args = words(line);
+            let whole = Cli::try_parse_from(&args).map(|c| format!("{c:?}"));
+            let alone = parse_one(&args).map(|c| format!("{c:?}"));
+            match whole {
+                Ok(whole) => {
+                    assert_eq!(alone.as_deref(), Some(whole.as_str()), "{line}");
+                    parsed += 1;
+                }
+                Err(e) => panic!("{line}: {e}"),
+            }
+        }
+        assert_eq!(parsed, 17);
+        // What the short tree leaves to the whole one.
+        for line in [
+            "sipseal --help",
+            "sipseal seal --help",
+            "sipseal seal --bogus",
+            "sipseal keys demo --out pki",
+            "sipseal -q seal m.sip",
+            "sipseal",
+        ] {
+            assert!(parse_one(&words(line)).is_none(), "{line}");
+        }
+    }
+}
