@@ -305,6 +305,20 @@ fn nothing_listening_reads_the_same_on_every_transport() {
             "{next}: waited out the timeout"
         );
     }
+    // A callee that rings and never answers: the next hop was reached.
+    let p = port(10);
+    let ring = common::repo().join("tests/data/sipp/uas-ring.xml");
+    let _sipp = Sipp::start(p, false, &["-sf", s(&ring)]);
+    let out = sipseal()
+        .args(["send", s(&inv), "--next", &format!("udp:127.0.0.1:{p}")])
+        .args(["--timeout", "2"])
+        .output()
+        .unwrap();
+    fails_as_the_readme_says(
+        &out,
+        "a provisional response, then no final one within `--timeout`",
+    );
+    assert_eq!(statuses(&out.stdout), ["SIP/2.0 180 Ringing"]);
     // A socket that takes the request and says nothing.
     let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
     let at = silent.local_addr().unwrap();

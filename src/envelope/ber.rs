@@ -327,7 +327,9 @@ fn plain_der_end(input: &[u8], at: usize, depth: usize) -> Option<usize> {
         if single_tag && first & 0xc0 == 0 && is_string(first & 0x1f) {
             return None;
         }
-        if first == 0xa0 && input.get(i) == Some(&0x04) {
+        // A `[0]` of OCTET STRING segments, or of none at all (an empty
+        // encrypted content, which the conversion makes primitive).
+        if first == 0xa0 && (len == 0 || input.get(i) == Some(&0x04)) {
             return None;
         }
         while i < end {
@@ -396,6 +398,8 @@ mod tests {
             &[0x30, 0x03, 0x02, 0x05, 0x00],
             &[0x30, 0x04, 0x02, 0x01, 0x05],
             &[0x1f, 0x81, 0x01, 0x01, 0x00],
+            // An EncryptedContentInfo whose [0] is constructed and empty.
+            &[0x30, 0x07, 0x06, 0x01, 0x2a, 0x30, 0x00, 0xa0, 0x00],
         ];
         for &input in cases {
             let mut r = Reader { input, at: 0 };
@@ -417,6 +421,7 @@ mod tests {
             &[0x30, 0x80, 0x02, 0x01, 0x05, 0x00, 0x00],
             &[0x24, 0x03, 0x04, 0x01, 0x07],
             &[0x30, 0x03, 0x02, 0x05, 0x00],
+            &[0x30, 0x07, 0x06, 0x01, 0x2a, 0x30, 0x00, 0xa0, 0x00],
         ] {
             assert_eq!(plain_der_end(ber, 0, 0), None, "{ber:02x?}");
         }

@@ -164,15 +164,42 @@ impl Stream for TlsStream {
     }
 }
 
-/// A TCP connection to `target`; nothing listening, no route or no
-/// answer to the SYN in `timeout` is [`SendError::Unreachable`].
-fn connect_tcp(target: &Target, scheme: &str, timeout: Duration) -> Result<TcpStream, SendError> {
+/// Whether `e` says nothing can be reached there: refused (nothing
+/// listens; on UDP an ICMP port unreachable), no route, or no host.
+fn is_unreachable(e: &std::io::Error) -> bool {
     use std::io::ErrorKind as K;
-    TcpStream::connect_timeout(&target.addr, timeout).map_err(|e| match e.kind() {
-        K::ConnectionRefused | K::HostUnreachable | K::NetworkUnreachable | K::TimedOut => {
+    matches!(
+        e.kind(),
+        K::ConnectionRefused | K::HostUnreachable | K::NetworkUnreachable
+    )
+}
+
+/// An I/O error of the UDP transport: "nothing there" as
+/// [`SendError::Unreachable`], as TCP's is.
+fn udp_error(socket: &UdpSocket, e: std::io::Error) -> SendError {
+    if is_unreachable(&e) {
+        let to = socket
+            .peer_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        SendError::Unreachable(format!("udp:{to} ({e})"))
+    } else {
+        e.into()
+    }
+}
+
+/// A TCP connection to `target`: nothing listening or no route is
+/// [`SendError::Unreachable`]; no answer to the SYN in `timeout` (a
+/// firewall that drops) is a [`SendError::Timeout`], as on UDP.
+fn connect_tcp(target: &Target, scheme: &str, timeout: Duration) -> Result<TcpStream, SendError> {
+    TcpStream::connect_timeout(&target.addr, timeout).map_err(|e| {
+        if is_unreachable(&e) {
             SendError::Unreachable(format!("{scheme}:{} ({e})", target.addr))
+        } else if e.kind() == std::io::ErrorKind::TimedOut {
+            SendError::Timeout(timeout.as_secs())
+        } else {
+            e.into()
         }
-        _ => e.into(),
     })
 }
 
@@ -204,7 +231,7 @@ impl Client {
                     SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
                 };
                 let socket = UdpSocket::bind(local_bind)?;
-                socket.connect(to)?;
+                socket.connect(to).map_err(|e| udp_error(&socket, e))?;
                 Client::Udp(socket)
             }
             Transport::Tcp => Client::Tcp(connect_tcp(target, "tcp", timeout)?, Vec::new()),
@@ -298,7 +325,7 @@ fn send_udp(
     let local = socket.local_addr()?;
     let request = with_transport_via(msg, Transport::Udp, local)?;
     let bytes = request.to_bytes();
-    socket.send(&bytes)?;
+    socket.send(&bytes).map_err(|e| udp_error(socket, e))?;
     if request.method().is_none() {
         return Ok(None);
     }
@@ -316,7 +343,12 @@ fn send_udp(
             return Err(SendError::Timeout(timers.timeout.as_secs()));
         }
         if retransmit && now >= next {
-            socket.send(&bytes)?;
+            // A refusal the receive has not seen yet may surface here.
+            match socket.send(&bytes) {
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => refused += 1,
+                Err(e) => return Err(udp_error(socket, e)),
+                Ok(_) => {}
+            }
             interval = if invite {
                 interval * 2
             } else {
@@ -357,7 +389,7 @@ fn send_udp(
                 }
                 continue;
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(udp_error(socket, e)),
         };
         let Ok(response) = Message::parse(&buf[..n]) else {
             continue;

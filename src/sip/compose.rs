@@ -245,6 +245,15 @@ pub(super) fn uri_of(what: &'static str, uri: &str) -> Result<Uri, ComposeError>
                 .ok_or_else(|| bad("an IPv6 reference needs its closing `]`".into()))?;
             addr.parse::<std::net::Ipv6Addr>()
                 .map_err(|_| bad(format!("{addr:?} is not an IPv6 address")))?;
+            let port_ok = port.is_empty()
+                || port
+                    .strip_prefix(':')
+                    .is_some_and(|p| !p.is_empty() && p.parse::<u16>().is_ok());
+            if !port_ok {
+                return Err(bad(format!(
+                    "{port:?} after the IPv6 reference: expected :PORT"
+                )));
+            }
             let stand_in = format!(
                 "{scheme}:{}ipv6.invalid{port}{}",
                 &rest[..host_at],
@@ -624,7 +633,14 @@ pub(super) mod tests {
         };
         let m = build_request(&p, &mut ctx()).unwrap();
         assert_eq!(m.request_uri(), Some("sip:[::1]:5090"));
-        for bad in ["sip:bob@[::1", "sip:bob@[::g]:5090", "sip:bob@[::1]:port"] {
+        for bad in [
+            "sip:bob@[::1",
+            "sip:bob@[::g]:5090",
+            "sip:bob@[::1]:port",
+            "sip:bob@[::1]x",
+            "sip:bob@[::1].example.com",
+            "sip:bob@[::1]:",
+        ] {
             let p = RequestParams {
                 method: "INVITE".into(),
                 from: "sip:alice@a.example.com".into(),

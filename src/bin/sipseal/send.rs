@@ -29,6 +29,8 @@ pub mod hints {
     pub const FORBIDDEN: &str = "refused: wrong credentials, an AOR this account may not use, or (at a relay) a From AOR not registered from this address; the next hop's log says which";
     /// 404 and 480.
     pub const NOBODY: &str = "nobody by that name (404) or not registered now (480): check the Request-URI's user and domain, and that the callee registered";
+    /// A provisional response, then no final one in time.
+    pub const NO_FINAL: &str = "the next hop answered (a provisional response) but no final response came in time: the callee did not answer (a phone ringing), or a hop lost the final one; --timeout waits longer";
     /// No final response in time.
     pub const TIMEOUT: &str = "nothing answered in time: check the transport (udp:, tcp:, tls:) and port of --next, that the relay or registrar runs there, and any firewall between; --timeout waits longer";
     /// Nothing listens there (every transport, exit 4).
@@ -162,7 +164,13 @@ pub fn run(args: SendArgs, ctx: &mut Context) -> Result<Exit, Error> {
     };
     let request = read_message(&args.input)?;
     let name = args.input.display().to_string();
+    // The last provisional response, if one came: a timeout after it is
+    // not a next hop that cannot be reached.
+    let provisional = std::cell::Cell::new(None::<u16>);
     let mut print = |m: &Message| {
+        if let Some(code @ 100..=199) = m.status() {
+            provisional.set(Some(code));
+        }
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(&m.to_bytes());
         let _ = out.flush();
@@ -172,9 +180,14 @@ pub fn run(args: SendArgs, ctx: &mut Context) -> Result<Exit, Error> {
         _ => Client::connect(&target, timers.timeout).map_err(wire(&name))?,
     };
     let from_next = format!("{name} (--next {})", args.next);
-    let mut last = client
-        .send(&request, &timers, &mut print)
-        .map_err(wire(&from_next))?;
+    let failed = |e: SendError| match (&e, provisional.get()) {
+        (SendError::Timeout(_), Some(code)) => Error::Unreachable {
+            message: format!("{from_next}: {e} (after a {code})"),
+            hint: hints::NO_FINAL,
+        },
+        _ => wire(&from_next)(e),
+    };
+    let mut last = client.send(&request, &timers, &mut print).map_err(failed)?;
     let mut authorized = false;
     // One authorized retry (RFC 3261 §22.2): same Call-ID and tags, CSeq
     // + 1, a new branch, the Digest answer.
@@ -235,9 +248,7 @@ pub fn run(args: SendArgs, ctx: &mut Context) -> Result<Exit, Error> {
         retry.remove_headers(auth_header);
         let at = retry.before_body_headers();
         retry.insert_header(at, auth_header, &auth);
-        last = client
-            .send(&retry, &timers, &mut print)
-            .map_err(wire(&from_next))?;
+        last = client.send(&retry, &timers, &mut print).map_err(failed)?;
         authorized = true;
     }
     let Some(last) = last else {
