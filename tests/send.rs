@@ -126,17 +126,7 @@ fn an_invite_reaches_sipp_over_udp_and_tcp() {
 fn a_digest_challenge_is_answered_as_sipp_checks_it() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let register = sipseal()
-        .args([
-            "register",
-            "--uri",
-            "sip:alice@example.com",
-            "--contact",
-            "sip:alice@127.0.0.1:5066",
-        ])
-        .succeeds()
-        .stdout;
-    let reg = common::write(d, "register.sip", &register);
+    let reg = register_message(d);
     common::write(d, "pw", b"alice-pw\n");
     common::write(d, "wrong", b"alice-PW\n");
     let scenario = common::repo().join("tests/data/sipp/uas-register-digest.xml");
