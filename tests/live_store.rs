@@ -221,3 +221,43 @@ fn a_relay_killed_under_load_restarts_on_a_whole_store_and_finds_its_calls() {
     assert_eq!(answer["decision"], "session", "{answer}");
     assert_eq!(answer["opened"], true, "{answer}");
 }
+
+/// The Redis store counts against a sender's cap only what was stored
+/// under one, as the file store does: three vouched-for sessions of
+/// alice, then two more unvouched, and the third unvouched is capped.
+#[test]
+fn redis_counts_only_capped_sessions_against_a_cap() {
+    use sipseal::session::{Entry, Policy, Recorded, Role};
+    use sipseal::state::{RedisStore, SessionStore};
+    let redis = Redis::start();
+    let store = RedisStore::open(&format!("redis://127.0.0.1:{}", redis.port)).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let grace = time::Duration::minutes(5);
+    let peer = Some("sip:alice@a.example.com".to_owned());
+    let entry = |i: u8| {
+        let call = format!("c{i}");
+        Entry::new(
+            &call,
+            &[i; 32],
+            Role::Relay,
+            peer.clone(),
+            now,
+            &Policy::default(),
+        )
+    };
+    for i in 1..=3 {
+        let r = store
+            .record_capped("r", entry(i), now, grace, None)
+            .unwrap();
+        assert_eq!(r, Recorded::New);
+    }
+    let capped: Vec<_> = (4..=6)
+        .map(|i| {
+            store
+                .record_capped("r", entry(i), now, grace, Some(2))
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(capped, [Recorded::New, Recorded::New, Recorded::Capped]);
+    assert_eq!(store.load("r").unwrap().sessions.len(), 5);
+}

@@ -79,14 +79,19 @@ impl<'m> View<'m> {
             },
             der => der.and_then(|der| Ok(Envelope::parse(&der)?)),
         };
-        let opaque = body.header("Content-Type").map(|ct| Entity {
-            headers: vec![("Content-Type".into(), ct.to_owned())],
-            body: body.body().to_vec(),
-        });
-        let opaque_signed = opaque.as_ref().is_some_and(is_signed_entity);
-        let opaque_signer = opaque
+        // The body as an entity, to ask whether it is signed; its bytes
+        // are copied only when it is (the signature is then verified).
+        let entity = |body_bytes: Vec<u8>| {
+            body.header("Content-Type").map(|ct| Entity {
+                headers: vec![("Content-Type".into(), ct.to_owned())],
+                body: body_bytes,
+            })
+        };
+        let opaque_signed = entity(Vec::new()).as_ref().is_some_and(is_signed_entity);
+        let opaque_signer = opaque_signed
+            .then(|| entity(body.body().to_vec()))
+            .flatten()
             .as_ref()
-            .filter(|_| opaque_signed)
             .and_then(crate::signing::unwrap_inner)
             .and_then(Result::ok)
             .map(|inner| inner.signer.cert);

@@ -622,6 +622,45 @@ mod tests {
         assert_eq!(marks, [call_tag("live")], "the expired one's mark went too");
     }
 
+    /// A vouched-for session (recorded without a cap) leaves no mark and
+    /// does not count against the cap of the same sender unvouched: the
+    /// cap bounds what no one vouched for, and a designated relay's
+    /// vouched calls cost one file each, not two.
+    #[test]
+    fn only_sessions_stored_under_a_cap_count_against_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = FileStore::new(tmp.path());
+        let now = OffsetDateTime::now_utc();
+        let policy = Policy::default();
+        let peer = Some("sip:alice@a.example.com".to_owned());
+        let entry = |i: u8| {
+            Entry::new(
+                &format!("c{i}"),
+                &[i; 32],
+                Role::Relay,
+                peer.clone(),
+                now,
+                &policy,
+            )
+        };
+        for i in 1..=3 {
+            let r = store.record_capped("r", entry(i), now, DEFAULT_GRACE, None);
+            assert_eq!(r.unwrap(), Recorded::New);
+        }
+        let marks = store.peer_dir("r", "sip:alice@a.example.com");
+        assert!(!marks.exists(), "a vouched-for session left a mark");
+        let capped: Vec<_> = (4..=6)
+            .map(|i| {
+                store
+                    .record_capped("r", entry(i), now, DEFAULT_GRACE, Some(2))
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(capped, [Recorded::New, Recorded::New, Recorded::Capped]);
+        assert_eq!(std::fs::read_dir(&marks).unwrap().count(), 2);
+        assert_eq!(store.load("r").unwrap().sessions.len(), 5);
+    }
+
     /// S6: a layout-1 store is migrated on the first write (each session
     /// its own `version: 2` file), expired sessions are swept, and an
     /// unvouched sender is capped.

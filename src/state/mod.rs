@@ -98,6 +98,10 @@ pub trait SessionStore {
     /// [`SessionStore::record`] for a sender that may add at most `cap`
     /// sessions (its peer AOR's), when `cap` is given: one that already
     /// holds that many gets [`Recorded::Capped`] and nothing is stored.
+    /// What counts against the cap is what was stored under one (a relay
+    /// caps only senders no one vouched for: a vouched-for session costs
+    /// the file and Redis stores no mark); this default, for stores that
+    /// keep no marks (memory), counts every session of the sender.
     fn record_capped(
         &self,
         owner: &str,

@@ -200,12 +200,13 @@ impl RedisStore {
     }
 
     /// Change one session at once: `f` sees it (or nothing) and returns
-    /// the entry to keep (or none) and a result.
+    /// the entry to keep (or none) and a result; `capped`: it is recorded
+    /// under a cap, so its sender's set counts it.
     fn change<T>(
         &self,
         owner: &str,
         call_id: &str,
-        (now, grace): (OffsetDateTime, Duration),
+        (now, grace, capped): (OffsetDateTime, Duration, bool),
         f: &mut dyn FnMut(Option<Entry>) -> (Option<Entry>, T),
     ) -> Result<T, StoreError> {
         let key = session_key(owner, call_id);
@@ -222,7 +223,7 @@ impl RedisStore {
                             None => pipe.set(&key, json).ignore(),
                         };
                         pipe.sadd("sipseal:owners", owner).ignore();
-                        if let Some(peer) = &e.peer {
+                        if let (true, Some(peer)) = (capped, &e.peer) {
                             // L3: every key ends; the set lives as long as
                             // the session added last, a day at least.
                             let set = peer_key(owner, peer);
@@ -241,7 +242,8 @@ impl RedisStore {
         })
     }
 
-    /// How many live sessions `peer` holds at `owner`.
+    /// How many live sessions `peer` holds at `owner` that were stored
+    /// under a cap (vouched-for sessions are not counted).
     fn held_by(&self, owner: &str, peer: &str) -> Result<usize, StoreError> {
         let set = peer_key(owner, peer);
         self.with("cap", |c| {
@@ -310,7 +312,7 @@ impl SessionStore for RedisStore {
             self.change(
                 owner,
                 &gone.call_id,
-                (OffsetDateTime::now_utc(), DEFAULT_GRACE),
+                (OffsetDateTime::now_utc(), DEFAULT_GRACE, false),
                 &mut |_| (None, ()),
             )?;
         }
@@ -324,7 +326,7 @@ impl SessionStore for RedisStore {
             self.change(
                 owner,
                 &call_id,
-                (OffsetDateTime::now_utc(), DEFAULT_GRACE),
+                (OffsetDateTime::now_utc(), DEFAULT_GRACE, false),
                 &mut |_| (e.take(), ()),
             )?;
         }
@@ -390,7 +392,7 @@ impl SessionStore for RedisStore {
             }
         }
         let call_id = entry.call_id.clone();
-        self.change(owner, &call_id, (now, grace), &mut |old| {
+        self.change(owner, &call_id, (now, grace, cap.is_some()), &mut |old| {
             on_one(owner, old, |s| s.record(entry.clone(), now, grace))
         })
     }
@@ -432,14 +434,14 @@ impl SessionStore for RedisStore {
         max_uses: Option<u64>,
         max_age: Option<Duration>,
     ) -> Result<Use, StoreError> {
-        self.change(owner, call_id, (now, DEFAULT_GRACE), &mut |old| {
+        self.change(owner, call_id, (now, DEFAULT_GRACE, false), &mut |old| {
             on_one(owner, old, |s| s.use_key(call_id, now, max_uses, max_age))
         })
     }
 
     fn next_cseq(&self, owner: &str, call_id: &str, floor: u32) -> Result<u32, StoreError> {
         let now = OffsetDateTime::now_utc();
-        self.change(owner, call_id, (now, DEFAULT_GRACE), &mut |old| {
+        self.change(owner, call_id, (now, DEFAULT_GRACE, false), &mut |old| {
             on_one(owner, old, |s| s.next_cseq(call_id, floor))
         })
     }
@@ -447,7 +449,9 @@ impl SessionStore for RedisStore {
     fn forget(&self, owner: &str, what: &str) -> Result<bool, StoreError> {
         if self.entry(owner, what)?.is_some() {
             let now = OffsetDateTime::now_utc();
-            self.change(owner, what, (now, DEFAULT_GRACE), &mut |_| (None, ()))?;
+            self.change(owner, what, (now, DEFAULT_GRACE, false), &mut |_| {
+                (None, ())
+            })?;
             return Ok(true);
         }
         let mut found = false;

@@ -212,7 +212,6 @@ impl FileStore {
             let old = FileStore::read_sessions(&legacy, Some(owner))?;
             for e in &old.sessions {
                 self.write_one(owner, e)?;
-                self.mark_peer(owner, e)?;
             }
             remove_if_there(&legacy)?;
         }
@@ -375,7 +374,10 @@ impl FileStore {
             && before.as_ref() != Some(e)
         {
             self.write_one(owner, e)?;
-            if recorded == Recorded::New {
+            // Only a session recorded under a cap is counted against one:
+            // a vouched-for call costs no second file (a new inode per
+            // call is most of what the store costs a designated relay).
+            if recorded == Recorded::New && cap.is_some() {
                 self.mark_peer(owner, e)?;
             }
         }
@@ -430,13 +432,8 @@ impl FileStore {
             }
         }
         for new in &after.sessions {
-            match before.sessions.iter().find(|e| e.call_id == new.call_id) {
-                Some(old) if old == new => {}
-                Some(_) => self.write_one(owner, new)?,
-                None => {
-                    self.write_one(owner, new)?;
-                    self.mark_peer(owner, new)?;
-                }
+            if !before.sessions.contains(new) {
+                self.write_one(owner, new)?;
             }
         }
         Ok(())
