@@ -528,6 +528,30 @@ impl Ca {
     }
 }
 
+impl Ca {
+    /// Issue a party's certificate for `spki`, named for `uri` alone
+    /// (subject `CN=` the URI's user part and host, the URI as its
+    /// subjectAltName): what a registrar grants an AOR, the name its own
+    /// to say, whatever a request asked for.
+    pub fn issue_for_party(
+        &self,
+        ctx: &mut Context,
+        uri: &str,
+        spki: SubjectPublicKeyInfoOwned,
+        validity: Validity,
+    ) -> Result<Certificate, KeyError> {
+        let subject = party_subject(uri)?;
+        self.issue_with(
+            ctx,
+            subject,
+            vec![uri.to_owned()],
+            Vec::new(),
+            spki,
+            validity,
+        )
+    }
+}
+
 const EC_PUBLIC_KEY: const_oid::ObjectIdentifier = const_oid::db::rfc5912::ID_EC_PUBLIC_KEY;
 
 /// What `keys generate` makes besides the key.

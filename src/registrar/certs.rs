@@ -59,14 +59,12 @@ fn body_asks(req: &Message) -> Result<BodyAsks, Stop> {
 /// issue until a time.
 enum Wanted {
     Given(Box<Cert>),
-    Issue(Subject, OffsetDateTime),
+    /// A certificate for this key (the subject is the AOR's: L1).
+    Issue(Key, OffsetDateTime),
 }
 
-/// What a certificate is issued for: a subject and its key.
-struct Subject {
-    name: x509_cert::name::Name,
-    key: x509_cert::spki::SubjectPublicKeyInfoOwned,
-}
+/// The key a certificate is issued for.
+type Key = x509_cert::spki::SubjectPublicKeyInfoOwned;
 
 /// A certificate issued or checked for a request: as stored, and the
 /// certs-only body (it and the CA's) its 200 carries.
@@ -134,7 +132,7 @@ pub(super) fn for_publication(
 fn grant(r: &Registrar<'_>, wanted: Wanted, aor: &Aor, ctx: &mut Context) -> Result<Granted, Stop> {
     let (cert, issued) = match wanted {
         Wanted::Given(cert) => (*cert, false),
-        Wanted::Issue(subject, until) => (issue(r, subject, aor, until, ctx)?, true),
+        Wanted::Issue(key, until) => (issue(r, key, aor, until, ctx)?, true),
     };
     let stored = stored_cert(&cert, aor, issued)?;
     let chain = [
@@ -183,10 +181,9 @@ pub(super) fn unseal(r: &Registrar<'_>, req: &Message, ctx: &mut Context) -> Res
     }
 }
 
-/// The subject and key of the AOR's newest certificate issued here
-/// (valid, not withdrawn): what a refresh issues again; `None` when there
-/// is none.
-fn newest(r: &Registrar<'_>, aor: &Aor, now: OffsetDateTime) -> Result<Option<Subject>, Stop> {
+/// The key of the AOR's newest certificate issued here (valid, not
+/// withdrawn): what a refresh certifies again; `None` when there is none.
+fn newest(r: &Registrar<'_>, aor: &Aor, now: OffsetDateTime) -> Result<Option<Key>, Stop> {
     let record = r.store.load_aor(r.realm, aor)?;
     let Some(previous) = record
         .certificates
@@ -199,17 +196,15 @@ fn newest(r: &Registrar<'_>, aor: &Aor, now: OffsetDateTime) -> Result<Option<Su
     let (_, der) = der::pem::decode_vec(previous.pem.as_bytes())
         .map_err(|e| RegistrarError::from(crate::keys::KeyError::Generate(e.to_string())))?;
     let old = Cert::from_der(&der, "the registry").map_err(RegistrarError::from)?;
-    let tbs = old.cert.tbs_certificate();
-    Ok(Some(Subject {
-        name: tbs.subject().clone(),
-        key: tbs.subject_public_key_info().clone(),
-    }))
+    Ok(Some(
+        old.cert.tbs_certificate().subject_public_key_info().clone(),
+    ))
 }
 
-/// The subject and key of a PKCS#10 request, checked: its signature
-/// verifies with its key (proof of possession), it names `aor` (SAN URI,
-/// else CN), its key is RSA of 2048 bits or more or EC P-256.
-fn from_csr(bytes: &[u8], aor: &Aor) -> Result<Subject, Stop> {
+/// The key of a PKCS#10 request, checked: its signature verifies with
+/// its key (proof of possession), it names `aor` (SAN URI, else CN), its
+/// key is RSA of 2048 bits or more or EC P-256.
+fn from_csr(bytes: &[u8], aor: &Aor) -> Result<Key, Stop> {
     // H4: a request is a key and a name or two; thousands of attributes
     // only make every answer that carries the certificate larger.
     if bytes.len() > MAX_CSR {
@@ -261,14 +256,10 @@ fn from_csr(bytes: &[u8], aor: &Aor) -> Result<Subject, Stop> {
             "the request's key is not RSA of 2048 to 4096 bits, nor EC P-256",
         ));
     }
-    // L1: the subject is the registrar's to say (CN= the AOR), not copied
-    // from the request (an O= or a server's name would come out signed).
-    let name = crate::keys::generate::subject_for(&aor.text)
-        .map_err(|e| Stop::Failed(RegistrarError::Key(e)))?;
-    Ok(Subject {
-        name,
-        key: req.spki,
-    })
+    // L1: the subject is the registrar's to say (CN= the AOR, set at
+    // issue), not copied from the request (an O= or a server's name
+    // would come out signed).
+    Ok(req.spki)
 }
 
 /// The largest certificate request taken, in bytes (DER or PEM).
@@ -278,30 +269,23 @@ pub const MAX_CSR: usize = 8 * 1024;
 /// peer that verifies or seals to it, and buys nothing.
 pub const MAX_RSA_BITS: u32 = 4096;
 
-/// A certificate for `subject` naming `aor`, from the registrar's CA,
-/// valid until `until`.
+/// A certificate for `key` naming `aor` (subject and subjectAltName),
+/// from the registrar's CA, valid until `until`.
 fn issue(
     r: &Registrar<'_>,
-    subject: Subject,
+    key: Key,
     aor: &Aor,
     until: OffsetDateTime,
     ctx: &mut Context,
 ) -> Result<Cert, Stop> {
     let validity =
         validity_until(ctx.now(), until).map_err(|e| Stop::Failed(RegistrarError::Key(e)))?;
-    r.ca.issue_with(
-        ctx,
-        subject.name,
-        vec![aor.text.clone()],
-        Vec::new(),
-        subject.key,
-        validity,
-    )
-    .map(|cert| Cert {
-        cert,
-        source: "issued".into(),
-    })
-    .map_err(|e| Stop::Failed(RegistrarError::Key(e)))
+    r.ca.issue_for_party(ctx, &aor.text, key, validity)
+        .map(|cert| Cert {
+            cert,
+            source: "issued".into(),
+        })
+        .map_err(|e| Stop::Failed(RegistrarError::Key(e)))
 }
 
 /// Check a certificate registered as it is: it chains to the CA, is

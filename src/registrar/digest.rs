@@ -204,6 +204,32 @@ pub fn parse_authorization(value: &str) -> Result<Credentials, DigestError> {
     })
 }
 
+/// The AOR of the user `creds` authenticate in `realm`, when they do.
+/// An unknown user is checked against a made-up HA1 (from the
+/// registrar's `secret`), so that the work and the answer are those of a
+/// wrong password.
+pub fn user_of(
+    users: &super::users::Users,
+    realm: &str,
+    creds: &Credentials,
+    method: &str,
+    body: &[u8],
+    secret: &[u8],
+) -> Option<String> {
+    let user = users.get(realm, &creds.username);
+    let decoy = creds
+        .algorithm
+        .hash(&format!("{}:{}", hex::encode(secret), creds.username));
+    let ha1 = user
+        .and_then(|u| u.ha1(creds.algorithm))
+        .unwrap_or(decoy.as_str());
+    let matches = response_matches(creds, method, body, ha1);
+    match user {
+        Some(u) if matches && u.ha1(creds.algorithm).is_some() => Some(u.aor.clone()),
+        _ => None,
+    }
+}
+
 /// Whether `creds` answer the challenge for `method` (and, with
 /// auth-int, `body`) with `ha1`, the stored HA1 of their algorithm; the
 /// digests are compared in constant time.

@@ -244,9 +244,15 @@ impl Registrar<'_> {
             NonceState::Fresh(made) => made,
             NonceState::Foreign => return Err(Stop::Challenge { stale: false }),
             // Stale: said so only to the right password.
-            _ if self
-                .credentials_hold(&creds, method, req.body(), secret.as_slice())
-                .is_some() =>
+            _ if digest::user_of(
+                self.users,
+                self.realm,
+                &creds,
+                method,
+                req.body(),
+                secret.as_slice(),
+            )
+            .is_some() =>
             {
                 return Err(Stop::Challenge { stale: true });
             }
@@ -254,8 +260,14 @@ impl Registrar<'_> {
                 return Err(refuse(Status::Forbidden, "wrong credentials (stale nonce)"));
             }
         };
-        let Some(user_aor) = self.credentials_hold(&creds, method, req.body(), secret.as_slice())
-        else {
+        let Some(user_aor) = digest::user_of(
+            self.users,
+            self.realm,
+            &creds,
+            method,
+            req.body(),
+            secret.as_slice(),
+        ) else {
             return Err(refuse(Status::Forbidden, "wrong credentials"));
         };
         // The users file holds sip:user@domain AORs only (`users add`
@@ -273,30 +285,6 @@ impl Registrar<'_> {
             nc: creds.nc,
             made,
         })
-    }
-
-    /// The AOR of the user `creds` authenticate, when they do. An unknown
-    /// user is checked against a made-up HA1, so that the work and the
-    /// answer are those of a wrong password.
-    fn credentials_hold(
-        &self,
-        creds: &digest::Credentials,
-        method: &str,
-        body: &[u8],
-        secret: &[u8],
-    ) -> Option<String> {
-        let user = self.users.get(self.realm, &creds.username);
-        let decoy = creds
-            .algorithm
-            .hash(&format!("{}:{}", hex::encode(secret), creds.username));
-        let ha1 = user
-            .and_then(|u| u.ha1(creds.algorithm))
-            .unwrap_or(decoy.as_str());
-        let matches = digest::response_matches(creds, method, body, ha1);
-        match user {
-            Some(u) if matches && u.ha1(creds.algorithm).is_some() => Some(u.aor.clone()),
-            _ => None,
-        }
     }
 
     /// When the nonce `a` used expires (then its counts are forgotten).
