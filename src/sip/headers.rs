@@ -185,9 +185,11 @@ impl Message {
     }
 
     /// The topmost Via entry (the others are not read).
-    pub fn top_via(&self) -> Result<Via, HeaderError> {
-        let v = self.required("Via")?;
-        syntax::first_via(v).map_err(|e| HeaderError::malformed("Via", v, e))
+    pub fn top_via(&self) -> Result<&Via, HeaderError> {
+        self.top_via_with(|| {
+            let v = self.required("Via")?;
+            syntax::first_via(v).map_err(|e| HeaderError::malformed("Via", v, e))
+        })
     }
 
     fn name_addr_header(&self, name: &'static str) -> Result<NameAddr, HeaderError> {

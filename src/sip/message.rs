@@ -301,6 +301,29 @@ pub struct Message {
     body: Vec<u8>,
     /// Bytes after the body that were discarded (datagram framing).
     discarded: usize,
+    /// The top Via, parsed once: a relay asks for it several times a
+    /// message. Emptied by every change of the headers.
+    top_via: TopVia,
+}
+
+/// The parsed top Via of a [`Message`], when asked for; not part of what
+/// a message is (two equal messages are equal whether parsed or not).
+#[derive(Clone, Default)]
+#[allow(clippy::type_complexity)]
+pub(super) struct TopVia(std::sync::OnceLock<Box<Result<super::syntax::Via, super::HeaderError>>>);
+
+impl PartialEq for TopVia {
+    fn eq(&self, _: &TopVia) -> bool {
+        true
+    }
+}
+
+impl Eq for TopVia {}
+
+impl fmt::Debug for TopVia {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TopVia")
+    }
 }
 
 struct Line<'a> {
@@ -526,6 +549,7 @@ impl Message {
                     Framing::Whole => input.len() - used,
                     Framing::Prefix => 0,
                 },
+                top_via: TopVia::default(),
             },
             used,
         ))
@@ -581,7 +605,25 @@ impl Message {
             separator: b"\r\n".to_vec(),
             body: Vec::new(),
             discarded: 0,
+            top_via: TopVia::default(),
         }
+    }
+
+    /// The top Via as parsed by `parse` the first time it is asked for.
+    pub(super) fn top_via_with(
+        &self,
+        parse: impl FnOnce() -> Result<super::syntax::Via, super::HeaderError>,
+    ) -> Result<&super::syntax::Via, super::HeaderError> {
+        match &**self.top_via.0.get_or_init(|| Box::new(parse())) {
+            Ok(via) => Ok(via),
+            Err(e) => Err(e.clone()),
+        }
+    }
+
+    /// The headers, to change: what was parsed of them is forgotten.
+    fn headers_mut(&mut self) -> &mut Vec<Header> {
+        self.top_via.0.take();
+        &mut self.headers
     }
 
     /// How many bytes after the body [`Message::parse`] discarded (a
@@ -653,18 +695,18 @@ impl Message {
 
     /// Append an existing header (its bytes kept) after the existing ones.
     pub fn push_raw(&mut self, header: Header) {
-        self.headers.push(header);
+        self.headers_mut().push(header);
     }
 
     /// Append a header line after the existing ones.
     pub fn push_header(&mut self, name: &str, value: &str) {
-        self.headers.push(Header::new(name, value));
+        self.headers_mut().push(Header::new(name, value));
     }
 
     /// Insert a header line at `index` (clamped to the end).
     pub fn insert_header(&mut self, index: usize, name: &str, value: &str) {
         let index = index.min(self.headers.len());
-        self.headers.insert(index, Header::new(name, value));
+        self.headers_mut().insert(index, Header::new(name, value));
     }
 
     /// Insert a header above the first one of the same name (a new top Via),
@@ -677,14 +719,14 @@ impl Message {
     /// Remove every header line of this name; returns how many went.
     pub fn remove_headers(&mut self, name: &str) -> usize {
         let before = self.headers.len();
-        self.headers.retain(|h| !h.is(name));
+        self.headers_mut().retain(|h| !h.is(name));
         before - self.headers.len()
     }
 
     /// Rewrite the header list in one pass: each line is kept, replaced or
     /// (`None`) dropped by `f`. Linear, however many lines change.
     pub fn rewrite_headers(&mut self, f: impl FnMut(Header) -> Option<Header>) {
-        self.headers = std::mem::take(&mut self.headers)
+        *self.headers_mut() = std::mem::take(&mut self.headers)
             .into_iter()
             .filter_map(f)
             .collect();
@@ -692,12 +734,12 @@ impl Message {
 
     /// Keep only the header lines for which `keep` is true.
     pub fn retain_headers(&mut self, keep: impl FnMut(&Header) -> bool) {
-        self.headers.retain(keep);
+        self.headers_mut().retain(keep);
     }
 
     /// Remove the header line at `index`, if there is one.
     pub fn remove_header_at(&mut self, index: usize) -> Option<Header> {
-        (index < self.headers.len()).then(|| self.headers.remove(index))
+        (index < self.headers.len()).then(|| self.headers_mut().remove(index))
     }
 
     /// Set a header: the first line of that name is replaced in place (its
@@ -706,9 +748,10 @@ impl Message {
     pub fn set_header(&mut self, name: &str, value: &str) {
         match self.headers.iter().position(|h| h.is(name)) {
             Some(i) => {
-                self.headers[i] = self.headers[i].with_value(value);
+                let headers = self.headers_mut();
+                headers[i] = headers[i].with_value(value);
                 let mut seen = 0;
-                self.headers.retain(|h| {
+                headers.retain(|h| {
                     if h.is(name) {
                         seen += 1;
                         seen == 1
@@ -744,6 +787,35 @@ Max-Forwards: 70\r\n\
 Content-Length: 4\r\n\
 \r\n\
 v=0\n";
+
+    /// The top Via is parsed once and kept, and every change of the
+    /// headers forgets it: a relay that prepends its own Via reads that.
+    #[test]
+    fn the_top_via_follows_every_change_of_the_headers() {
+        let mut m = Message::parse(INVITE).unwrap();
+        assert_eq!(m.top_via().unwrap().host, "a.example.com");
+        m.prepend_header("Via", "SIP/2.0/TCP relay.example.com;branch=z9hG4bKr");
+        assert_eq!(m.top_via().unwrap().host, "relay.example.com");
+        m.remove_header_at(0);
+        assert_eq!(m.top_via().unwrap().host, "a.example.com");
+        m.set_header("Via", "SIP/2.0/UDP b.example.com;branch=z9hG4bKb");
+        assert_eq!(m.top_via().unwrap().host, "b.example.com");
+        m.rewrite_headers(|h| match h.is("Via") {
+            true => Some(h.with_value("SIP/2.0/UDP c.example.com;branch=z9hG4bKc")),
+            false => Some(h),
+        });
+        assert_eq!(m.top_via().unwrap().host, "c.example.com");
+        m.retain_headers(|h| !h.is("Via"));
+        assert!(m.top_via().is_err());
+        m.push_header("v", "SIP/2.0/UDP d.example.com;branch=z9hG4bKd");
+        assert_eq!(m.top_via().unwrap().host, "d.example.com");
+        m.remove_headers("Via");
+        assert!(m.top_via().is_err());
+        let copy = m.clone();
+        m.insert_header(0, "Via", "SIP/2.0/UDP e.example.com;branch=z9hG4bKe");
+        assert_eq!(m.top_via().unwrap().host, "e.example.com");
+        assert!(copy.top_via().is_err());
+    }
 
     #[test]
     fn round_trips_bytes() {

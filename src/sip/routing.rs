@@ -141,7 +141,7 @@ pub fn forward_request(
 ) -> Result<Message, HeaderError> {
     let mut out = msg.clone();
     let top = msg.top_via()?;
-    let branch = stateless_branch(key, &top, msg);
+    let branch = stateless_branch(key, top, msg);
     out.prepend_header(
         "Via",
         &format!("SIP/2.0/{} {sent_by};branch={branch}", top.transport),

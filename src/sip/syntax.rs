@@ -155,7 +155,11 @@ impl<'a> Scan<'a> {
 }
 
 fn is_token_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "-.!%*_+`'~".contains(c)
+    c.is_ascii_alphanumeric()
+        || matches!(
+            c,
+            '-' | '.' | '!' | '%' | '*' | '_' | '+' | '`' | '\'' | '~'
+        )
 }
 
 /// Characters of a parameter value that is a token or a host (IPv6 too).
