@@ -23,7 +23,10 @@
 #        PROXIES="blind designated" to run only some; LATENCY=0 to skip
 #        the latency part; TRANSPORT=udp; CHILDREN=N Kamailio's worker
 #        processes per transport (2; over UDP several reorder a call's
-#        messages, which SIPp counts as failures: CHILDREN=1 then).
+#        messages, which SIPp counts as failures: CHILDREN=1 then);
+#        ORDER=sequential runs each proxy through all its steps before
+#        the next (the default interleaves them, step by step; PERF=
+#        runs sequentially).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-5}
@@ -60,11 +63,14 @@ CT='application/pkcs7-mime; smime-type=authEnveloped-data; name=smime.p7m'
 # under its own Call-ID (the relay keys sessions by Call-ID).
 source benches/sealed-call.sh
 sealed_call "$work" "$bin"
-# Where the designated relay keeps its session keys: STATE=disk (a
-# directory under $TMPDIR, the default), STATE=shm (/dev/shm: tmpfs, as
-# /run would be), STATE=redis (a redis-server started here); FSYNC=1
+# Where the designated relay keeps its session keys: STATE=shm (/dev/shm:
+# tmpfs, the default, as the relay's own default $XDG_RUNTIME_DIR and
+# /run are), STATE=disk (a directory under $TMPDIR: on this machine's
+# ext4 without a journal, each new file's inode search skips recently
+# deleted ones, and its cost follows what earlier runs removed),
+# STATE=redis (a redis-server started here); FSYNC=1
 # runs it with --fsync (a disk flush per new call).
-case ${STATE:-disk} in
+case ${STATE:-shm} in
 disk) state=$work/state ;;
 shm) state=$(mktemp -d /dev/shm/sipseal-bench.XXXXXX); pids_dirs=$state ;;
 redis)
@@ -179,33 +185,60 @@ PY
 }
 
 declare -A best=([kamailio]=0 [blind]=0 [designated]=0)
-for proxy in "${proxies[@]}"; do
-    start_proxy $proxy
-    if [ -n "${PERF:-}" ] && [ $proxy != kamailio ]; then
-        perf record -F 499 ${PERF_CALLGRAPH:--g} -p "$proxy_pid" -o "$work/perf-$proxy.data" > /dev/null 2>&1 &
-        perf_pid=$!
+declare -A ended=()
+# One step's line, and whether the proxy goes on to the next rate:
+# carried (every call placed, none failed) and not saturated (it kept
+# within 90% of the rate asked; higher steps would say nothing more).
+judge() { # proxy rate ok failed achieved cpu
+    printf '%-11s %5d cps asked: %6d calls, %4d failed, %5d cps achieved, %4d us CPU a call\n' \
+        "$1" "$2" "$3" "$4" "$5" "$6"
+    if [ "$4" -eq 0 ] && [ "$3" -eq $(( $2 * secs )) ]; then
+        [ "$5" -gt "${best[$1]}" ] && best[$1]=$5
+        [ "$5" -ge $(( $2 * 9 / 10 )) ] || ended[$1]=1
+    else
+        ended[$1]=1
     fi
-    best[$proxy]=0
-    for rate in "${rates[@]}"; do
-        read -r ok failed achieved cpu < <(step $proxy "$rate" "$secs")
-        printf '%-11s %5d cps asked: %6d calls, %4d failed, %5d cps achieved, %4d us CPU a call\n' \
-            $proxy "$rate" "$ok" "$failed" "$achieved" "$cpu"
-        # Carried: every call placed and none failed. Saturated: it fell
-        # behind the rate asked (under 90%), so higher steps say nothing.
-        if [ "$failed" -eq 0 ] && [ "$ok" -eq $(( rate * secs )) ]; then
-            [ "$achieved" -gt "${best[$proxy]}" ] && best[$proxy]=$achieved
-            [ "$achieved" -ge $(( rate * 9 / 10 )) ] || break
-        else
-            break
+}
+if [ -n "${PERF:-}" ] || [ "${ORDER:-interleaved}" = sequential ]; then
+    # Each proxy through every step in turn (one process per proxy, so
+    # that perf follows it).
+    for proxy in "${proxies[@]}"; do
+        start_proxy $proxy
+        if [ -n "${PERF:-}" ] && [ $proxy != kamailio ]; then
+            perf record -F 499 ${PERF_CALLGRAPH:--g} -p "$proxy_pid" -o "$work/perf-$proxy.data" > /dev/null 2>&1 &
+            perf_pid=$!
         fi
+        for rate in "${rates[@]}"; do
+            read -r ok failed achieved cpu < <(step $proxy "$rate" "$secs")
+            judge $proxy "$rate" "$ok" "$failed" "$achieved" "$cpu"
+            [ -n "${ended[$proxy]:-}" ] && break
+        done
+        if [ -n "${PERF:-}" ] && [ $proxy != kamailio ]; then
+            kill -INT $perf_pid; wait $perf_pid 2>/dev/null || true
+            cp "$work/perf-$proxy.data" "$PERF-$proxy.data"; perf report -i "$work/perf-$proxy.data" --no-children --percent-limit 1.5 --stdio \
+                2>/dev/null | grep -v '^$' | head -80 > "$PERF-$proxy.txt"
+        fi
+        stop_proxy $proxy
     done
-    if [ -n "${PERF:-}" ] && [ $proxy != kamailio ]; then
-        kill -INT $perf_pid; wait $perf_pid 2>/dev/null || true
-        cp "$work/perf-$proxy.data" "$PERF-$proxy.data"; perf report -i "$work/perf-$proxy.data" --no-children --percent-limit 1.5 --stdio \
-            2>/dev/null | grep -v '^$' | head -80 > "$PERF-$proxy.txt"
-    fi
-    stop_proxy $proxy
-done
+else
+    # Interleaved (the default): at each rate every proxy still going
+    # takes its step, one after the other, each on a fresh start. This
+    # machine's speed drifts by a third within minutes; run one proxy's
+    # steps after another's and the ratio measures the drift as much as
+    # the proxies.
+    for rate in "${rates[@]}"; do
+        going=0
+        for proxy in "${proxies[@]}"; do
+            [ -n "${ended[$proxy]:-}" ] && continue
+            going=1
+            start_proxy $proxy
+            read -r ok failed achieved cpu < <(step $proxy "$rate" "$secs")
+            stop_proxy $proxy
+            judge $proxy "$rate" "$ok" "$failed" "$achieved" "$cpu"
+        done
+        [ $going = 1 ] || break
+    done
+fi
 echo
 k=${best[kamailio]}
 for proxy in "${proxies[@]}"; do
