@@ -299,7 +299,10 @@ type ConnKey = (Transport, SocketAddr);
 struct Shared {
     service: Arc<dyn Service>,
     config: ServerConfig,
-    udp: Vec<Arc<UdpSocket>>,
+    /// The UDP sockets, each with its local address (asked once: a
+    /// send looks for its family, and `getsockname` per datagram was a
+    /// system call a message).
+    udp: Vec<(SocketAddr, Arc<UdpSocket>)>,
     /// Open connections by (transport, far-end address), and by the
     /// sent-by a peer's requests name (so a response finds the connection
     /// its request came on, RFC 3261 §18.2.2).
@@ -368,7 +371,9 @@ impl Server {
                     let group = udp_group(addr).map_err(fail)?;
                     let first = group.first().map(|s| s.local_addr());
                     bound.push((transport, first.unwrap_or(Ok(addr)).map_err(fail)?));
-                    udp.extend(group.into_iter().map(Arc::new));
+                    for socket in group {
+                        udp.push((socket.local_addr().map_err(fail)?, Arc::new(socket)));
+                    }
                 }
                 Transport::Tcp | Transport::Tls => {
                     if transport == Transport::Tls && config.tls.is_none() {
@@ -442,7 +447,7 @@ impl Server {
         for rx in self.workers {
             tasks.push(tokio::spawn(call_worker(Arc::clone(&self.shared), rx)));
         }
-        for socket in &self.shared.udp {
+        for (_, socket) in &self.shared.udp {
             tasks.push(tokio::spawn(serve_udp(
                 Arc::clone(&self.shared),
                 Arc::clone(socket),
@@ -634,7 +639,8 @@ impl Shared {
     fn udp_for(&self, to: SocketAddr) -> Option<&Arc<UdpSocket>> {
         self.udp
             .iter()
-            .find(|s| s.local_addr().is_ok_and(|l| l.is_ipv4() == to.is_ipv4()))
+            .find(|(local, _)| local.is_ipv4() == to.is_ipv4())
+            .map(|(_, socket)| socket)
     }
 }
 
