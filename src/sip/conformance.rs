@@ -214,9 +214,20 @@ pub fn check(msg: &Message) -> Conformance {
     }
     // The topmost Via only: a relay has no business with the rest.
     if let Some(top) = msg.headers().iter().find(|h| h.is("Via")) {
-        match syntax::via_list(top.value()) {
-            Ok(vias) => {
-                if let Some(v) = vias.first() {
+        // Its first entry is the message's top Via, parsed once and kept
+        // for whoever asks next (the relay, several times); the others
+        // of the line are checked here. On an error, the list says which.
+        let first = msg
+            .top_via()
+            .ok()
+            .filter(|_| syntax::vias_after_first(top.value()).is_ok());
+        let checked = match first {
+            Some(v) => Ok(Some(v)),
+            None => syntax::via_list(top.value()).map(|_| None),
+        };
+        match checked {
+            Ok(first) => {
+                if let Some(v) = first {
                     if v.protocol != "SIP/2.0" {
                         err(Malformed {
                             status: Status::VersionNotSupported,
@@ -314,6 +325,22 @@ mod tests {
             505
         );
         assert!(first(&with("sip:u@example.com SIP", "<sip:u@example.com> SIP")).is_some());
+        // Every entry of the top Via line is checked: the first (the
+        // message's top Via, kept) and the ones after it.
+        let bad_via = |line: &str| first(&with("SIP/2.0/UDP h;branch=z9hG4bK1", line));
+        for line in [
+            "SIP/2.0/UDP h;branch=z9hG4bK1, SIP/2.0/UDP",
+            "SIP/2.0/UDP h;branch=z9hG4bK1,,SIP/2.0/UDP g",
+            "SIP/2.0 h;branch=z9hG4bK1, SIP/2.0/UDP g",
+        ] {
+            let (code, detail) = bad_via(line).expect(line);
+            assert_eq!(code, 400, "{line}");
+            assert!(detail.starts_with("Via: "), "{line}: {detail}");
+        }
+        assert_eq!(
+            bad_via("SIP/2.0/UDP h;branch=z9hG4bK1, SIP/2.0/TCP g:5061"),
+            None
+        );
     }
 
     #[test]

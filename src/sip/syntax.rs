@@ -335,6 +335,16 @@ pub fn via_list(value: &str) -> Result<Vec<Via>, String> {
     split_raw(value).into_iter().map(via).collect()
 }
 
+/// Check the entries of one Via header value after the first (which
+/// [`first_via`] reads): the same checks as [`via_list`], without
+/// keeping them.
+pub(crate) fn vias_after_first(value: &str) -> Result<(), String> {
+    split_raw(value)
+        .into_iter()
+        .skip(1)
+        .try_for_each(|entry| via(entry).map(drop))
+}
+
 /// The first entry of one Via header value (the rest are not read); its
 /// error is the text [`Message::top_via`](super::Message::top_via) wraps
 /// in a `HeaderError`, as for [`via`].
