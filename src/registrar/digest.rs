@@ -204,28 +204,26 @@ pub fn parse_authorization(value: &str) -> Result<Credentials, DigestError> {
     })
 }
 
-/// The AOR of the user `creds` authenticate in `realm`, when they do.
-/// An unknown user is checked against a made-up HA1 (from the
+/// The AOR `creds` authenticate as: `aor` and `ha1` are what the users
+/// file holds for their username (its AOR, and its HA1 of their
+/// algorithm), when it does. An unknown user, or one without an HA1 of
+/// that algorithm, is checked against a made-up HA1 (from the
 /// registrar's `secret`), so that the work and the answer are those of a
 /// wrong password.
 pub fn user_of(
-    users: &super::users::Users,
-    realm: &str,
+    aor: Option<&str>,
+    ha1: Option<&str>,
     creds: &Credentials,
     method: &str,
     body: &[u8],
     secret: &[u8],
 ) -> Option<String> {
-    let user = users.get(realm, &creds.username);
     let decoy = creds
         .algorithm
         .hash(&format!("{}:{}", hex::encode(secret), creds.username));
-    let ha1 = user
-        .and_then(|u| u.ha1(creds.algorithm))
-        .unwrap_or(decoy.as_str());
-    let matches = response_matches(creds, method, body, ha1);
-    match user {
-        Some(u) if matches && u.ha1(creds.algorithm).is_some() => Some(u.aor.clone()),
+    let matches = response_matches(creds, method, body, ha1.unwrap_or(decoy.as_str()));
+    match (aor, ha1) {
+        (Some(aor), Some(_)) if matches => Some(aor.to_owned()),
         _ => None,
     }
 }

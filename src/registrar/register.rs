@@ -233,6 +233,14 @@ impl Registrar<'_> {
         if !req.body().is_empty() && creds.qop != digest::Qop::AuthInt {
             return Err(Stop::Challenge { stale: false });
         }
+        // What the users file holds for this username, and whether the
+        // credentials answer the challenge with it.
+        let user = self.users.get(self.realm, &creds.username);
+        let (aor, ha1) = (
+            user.map(|u| u.aor.as_str()),
+            user.and_then(|u| u.ha1(creds.algorithm)),
+        );
+        let holds = || digest::user_of(aor, ha1, &creds, method, req.body(), secret.as_slice());
         let nonce = digest::check_nonce(
             secret.as_slice(),
             self.realm,
@@ -244,30 +252,14 @@ impl Registrar<'_> {
             NonceState::Fresh(made) => made,
             NonceState::Foreign => return Err(Stop::Challenge { stale: false }),
             // Stale: said so only to the right password.
-            _ if digest::user_of(
-                self.users,
-                self.realm,
-                &creds,
-                method,
-                req.body(),
-                secret.as_slice(),
-            )
-            .is_some() =>
-            {
+            _ if holds().is_some() => {
                 return Err(Stop::Challenge { stale: true });
             }
             _ => {
                 return Err(refuse(Status::Forbidden, "wrong credentials (stale nonce)"));
             }
         };
-        let Some(user_aor) = digest::user_of(
-            self.users,
-            self.realm,
-            &creds,
-            method,
-            req.body(),
-            secret.as_slice(),
-        ) else {
+        let Some(user_aor) = holds() else {
             return Err(refuse(Status::Forbidden, "wrong credentials"));
         };
         // The users file holds sip:user@domain AORs only (`users add`
