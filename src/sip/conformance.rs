@@ -220,7 +220,7 @@ pub fn check(msg: &Message) -> Conformance {
         let first = msg
             .top_via()
             .ok()
-            .filter(|_| syntax::vias_after_first(top.value()).is_ok());
+            .filter(|_| syntax::vias_after_first_hold(top.value()));
         let checked = match first {
             Some(v) => Ok(Some(v)),
             None => syntax::via_list(top.value()).map(|_| None),

@@ -335,14 +335,14 @@ pub fn via_list(value: &str) -> Result<Vec<Via>, String> {
     split_raw(value).into_iter().map(via).collect()
 }
 
-/// Check the entries of one Via header value after the first (which
-/// [`first_via`] reads): the same checks as [`via_list`], without
-/// keeping them.
-pub(crate) fn vias_after_first(value: &str) -> Result<(), String> {
+/// Whether the entries of one Via header value after the first (which
+/// [`first_via`] reads) pass the checks of [`via_list`] (which says why
+/// when they do not).
+pub(crate) fn vias_after_first_hold(value: &str) -> bool {
     split_raw(value)
         .into_iter()
         .skip(1)
-        .try_for_each(|entry| via(entry).map(drop))
+        .all(|entry| via(entry).is_ok())
 }
 
 /// The first entry of one Via header value (the rest are not read); its
