@@ -83,6 +83,35 @@ fn bench(c: &mut Criterion) {
         b.iter(|| seal_session(black_box(&invite), &key, &mut ctx).unwrap())
     });
     g.finish();
+
+    // The warm open of a SIP message in its steps, to see where it goes.
+    let msg = Message::parse(&wire).unwrap();
+    let der = sipseal::sealing::sealed_body(&msg).unwrap();
+    let env = Envelope::parse(&der).unwrap();
+    let opened = env.open(&keys, ctx.rng()).unwrap();
+    let entity = sipseal::mime::Entity::parse(&opened.content);
+    let mut g = c.benchmark_group("warm step");
+    g.bench_function("parse SIP", |b| {
+        b.iter(|| Message::parse(black_box(&wire)).unwrap())
+    });
+    g.bench_function("sealed body", |b| {
+        b.iter(|| sipseal::sealing::sealed_body(black_box(&msg)).unwrap())
+    });
+    g.bench_function("parse envelope", |b| {
+        b.iter(|| Envelope::parse(black_box(&der)).unwrap())
+    });
+    g.bench_function("unwrap and decrypt", |b| {
+        b.iter(|| black_box(&env).open(&keys, ctx.rng()).unwrap())
+    });
+    g.bench_function("parse entity", |b| {
+        b.iter(|| sipseal::mime::Entity::parse(black_box(&opened.content)))
+    });
+    g.bench_function("restore", |b| {
+        b.iter(|| {
+            sipseal::sealing::restore(black_box(&msg).clone(), entity.as_ref(), &opened.content)
+        })
+    });
+    g.finish();
 }
 
 criterion_group!(benches, bench);

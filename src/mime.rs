@@ -251,8 +251,9 @@ impl Entity {
             .map(|h| (h.get_key(), h.get_value()))
             .collect();
         let mimeish = |n: &str| {
-            let n = n.to_ascii_lowercase();
-            n.starts_with("content-") || n == "mime-version"
+            n.get(..8)
+                .is_some_and(|p| p.eq_ignore_ascii_case("content-"))
+                || n.eq_ignore_ascii_case("mime-version")
         };
         if headers.is_empty()
             || !headers.iter().all(|(n, _)| mimeish(n))

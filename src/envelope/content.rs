@@ -157,20 +157,32 @@ impl ContentCipher {
 impl ContentParams {
     /// Decode a content-encryption AlgorithmIdentifier.
     pub fn decode(alg: &AlgorithmIdentifierOwned) -> Result<ContentParams, EnvelopeError> {
-        let cipher = ContentCipher::from_oid(&alg.oid).ok_or_else(|| {
+        let params_der = alg
+            .parameters
+            .as_ref()
+            .map(|p| p.to_der())
+            .transpose()
+            .map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+        Self::decode_parts(&alg.oid, params_der.as_deref())
+    }
+
+    /// [`ContentParams::decode`] from the algorithm's OID and the DER of
+    /// its parameters (`None` when absent).
+    pub fn decode_parts(
+        oid: &ObjectIdentifier,
+        params_der: Option<&[u8]>,
+    ) -> Result<ContentParams, EnvelopeError> {
+        let cipher = ContentCipher::from_oid(oid).ok_or_else(|| {
             EnvelopeError::Unsupported(format!(
                 "unsupported algorithm: content-encryption algorithm {} (sipseal reads AES-GCM, AES-CBC and, legacy, DES-EDE3-CBC)",
-                super::oid_name(&alg.oid)
+                super::oid_name(oid)
             ))
         })?;
-        let params = alg.parameters.as_ref().ok_or_else(|| {
+        let params_der = params_der.ok_or_else(|| {
             EnvelopeError::Malformed(format!("{} without parameters", cipher.name()))
         })?;
-        let params_der = params
-            .to_der()
-            .map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
         if cipher.is_aead() {
-            let p = GcmParameters::from_der(&params_der)
+            let p = GcmParameters::from_der(params_der)
                 .map_err(|e| EnvelopeError::Malformed(format!("GCMParameters: {e}")))?;
             let iv = p.nonce.as_bytes().to_vec();
             if iv.len() != GCM_NONCE_LEN {
@@ -191,7 +203,7 @@ impl ContentParams {
                 tag_len: p.icv_len,
             })
         } else {
-            let iv = OctetString::from_der(&params_der)
+            let iv = OctetString::from_der(params_der)
                 .map_err(|e| EnvelopeError::Malformed(format!("{} IV: {e}", cipher.name())))?;
             if iv.as_bytes().len() != cipher.iv_len() {
                 return Err(EnvelopeError::Malformed(format!(

@@ -29,6 +29,7 @@
 
 pub mod ber;
 pub mod content;
+mod fast;
 pub mod kari;
 pub mod kekri;
 pub mod kemri;
@@ -224,6 +225,38 @@ pub fn seal_for<R: CryptoRng + ?Sized>(
     seal_infos(content, cek, infos, cipher, rng)
 }
 
+/// Seal `content` under `cek` for one KEKRecipientInfo: a session key's
+/// reference and KEK (docs/SPEC.md §3.2), or a pre-shared key alone. The
+/// bytes [`seal_infos`] writes with [`kekri::kekri_with_id`], written
+/// directly under AES-GCM (every in-dialog message is sealed so).
+pub fn seal_for_kek<R: CryptoRng + ?Sized>(
+    content: &[u8],
+    cek: &[u8],
+    kek_id: &[u8],
+    kek: &[u8],
+    cipher: ContentCipher,
+    rng: &mut R,
+) -> Result<Vec<u8>, EnvelopeError> {
+    if !cipher.is_aead() || cek.len() != cipher.key_len() {
+        let info = kekri::kekri_with_id(kek_id, kek, cek)?;
+        return seal_infos(content, cek, vec![info], cipher, rng);
+    }
+    let (wrap, wrapped) = kekri::kek_wrap(kek, cek)?;
+    let params = ContentParams::fresh(cipher, rng);
+    let (ciphertext, tag) = params.encrypt(cek, b"", content)?;
+    let cipher_oid = cipher.oid();
+    Ok(fast::SessionShape {
+        kek_id,
+        wrap_oid: wrap.oid.as_bytes(),
+        wrapped: &wrapped,
+        cipher_oid: cipher_oid.as_bytes(),
+        params: &params,
+        ciphertext: &ciphertext,
+        tag: &tag,
+    }
+    .to_der())
+}
+
 /// Seal with ready-made RecipientInfos (session keys build their own KEKRI).
 pub fn seal_infos<R: CryptoRng + ?Sized>(
     content: &[u8],
@@ -354,6 +387,15 @@ pub struct Opened {
 impl Envelope {
     /// Parse a DER ContentInfo holding AuthEnvelopedData or EnvelopedData.
     pub fn parse(der: &[u8]) -> Result<Envelope, EnvelopeError> {
+        match fast::session_envelope(der) {
+            Some(env) => Ok(env),
+            None => Self::parse_general(der),
+        }
+    }
+
+    /// [`Envelope::parse`] for any shape: BER read as its DER, then the
+    /// `cms` types.
+    fn parse_general(der: &[u8]) -> Result<Envelope, EnvelopeError> {
         let bad = |what: &str, e: der::Error| EnvelopeError::Malformed(format!("{what}: {e}"));
         // BER (indefinite lengths, string segments) is read as its DER.
         let der = ber::to_der(der).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;

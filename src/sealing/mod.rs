@@ -12,7 +12,6 @@ use rand::CryptoRng;
 use zeroize::Zeroizing;
 
 use crate::context::Context;
-use crate::envelope::kekri::kekri_with_id;
 use crate::envelope::recipient::{KeyTransportScheme, addressed_to_cert, addressed_to_kek};
 use crate::envelope::signed::{SignatureError, SignatureScheme};
 use crate::envelope::{
@@ -313,8 +312,7 @@ pub fn seal_session(
     let (entity, content_id) = plaintext(msg, None, ctx)?;
     let cipher = ContentCipher::Aes256Gcm;
     let cek = envelope::fresh_cek(cipher, ctx.rng());
-    let info = kekri_with_id(&key.reference, &key.kek, &cek)?;
-    let der = envelope::seal_infos(&entity, &cek, vec![info], cipher, ctx.rng())?;
+    let der = envelope::seal_for_kek(&entity, &cek, &key.reference, &key.kek, cipher, ctx.rng())?;
     let lines = sealed_headers(
         &[],
         Access::Read,

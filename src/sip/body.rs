@@ -16,7 +16,11 @@ pub const BODY_HEADERS: &[&str] = &[
 
 /// Whether `h` describes the body.
 pub fn is_body_header(h: &Header) -> bool {
-    BODY_HEADERS.iter().any(|n| h.is(n))
+    // Every one is a `Content-` header: most names are ruled out by that.
+    let name = super::names::full_name(h.name());
+    name.len() > 8
+        && name.as_bytes()[..8].eq_ignore_ascii_case(b"Content-")
+        && BODY_HEADERS.iter().any(|n| n.eq_ignore_ascii_case(name))
 }
 
 impl Message {
@@ -79,6 +83,29 @@ impl Message {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `is_body_header` rules out names not starting `Content-` first.
+    #[test]
+    fn body_headers_are_content_headers_in_any_spelling() {
+        for name in BODY_HEADERS {
+            assert!(name.starts_with("Content-"), "{name}");
+            let m = Message::parse(
+                format!(
+                    "OPTIONS sip:b@h SIP/2.0\r\n{}: x\r\n\r\n",
+                    name.to_lowercase()
+                )
+                .as_bytes(),
+            )
+            .unwrap();
+            assert!(is_body_header(&m.headers()[0]), "{name}");
+        }
+        let m = Message::parse(
+            b"OPTIONS sip:b@h SIP/2.0\r\nc: x\r\ne: y\r\nl: 0\r\nContent-: z\r\nSubject: s\r\n\r\n",
+        )
+        .unwrap();
+        let body: Vec<bool> = m.headers().iter().map(is_body_header).collect();
+        assert_eq!(body, [true, true, false, false, false]);
+    }
 
     #[test]
     fn replacing_the_body_keeps_the_other_lines_in_place() {

@@ -162,6 +162,9 @@ pub fn designations(msg: &Message) -> Vec<Result<Designation, DesignationError>>
 /// that keeps all its entries stays byte-identical, a line that keeps some
 /// is rewritten in place, and entries that do not parse are kept.
 pub fn remove_designations(msg: &mut Message, drop: impl Fn(&Designation) -> bool) {
+    if !msg.headers().iter().any(|h| h.is(PROXY_INSPECT_BODY)) {
+        return;
+    }
     let goes = |v: &str| Designation::parse(v).is_ok_and(|d| drop(&d));
     msg.rewrite_headers(|h| {
         if !h.is(PROXY_INSPECT_BODY) {

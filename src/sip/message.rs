@@ -348,7 +348,7 @@ fn next_line(input: &[u8], pos: usize) -> Option<Line<'_>> {
     if rest.is_empty() {
         return None;
     }
-    match rest.iter().position(|&b| b == b'\n') {
+    match memchr::memchr(b'\n', rest) {
         Some(nl) => {
             let mut text = &rest[..nl];
             if let [head @ .., b'\r'] = text {
@@ -392,15 +392,15 @@ fn parse_start_line(text: &str) -> Result<StartLine, ParseErrorKind> {
             reason: reason.to_owned(),
         });
     }
-    let parts: Vec<&str> = text.split(' ').collect();
-    match parts.as_slice() {
-        [method, uri, version] if is_token(method) && !uri.is_empty() => {
-            if *version != "SIP/2.0" {
-                return Err(ParseErrorKind::BadVersion((*version).to_owned()));
+    let mut parts = text.split(' ');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(method), Some(uri), Some(version), None) if is_token(method) && !uri.is_empty() => {
+            if version != "SIP/2.0" {
+                return Err(ParseErrorKind::BadVersion(version.to_owned()));
             }
             Ok(StartLine::Request {
-                method: (*method).to_owned(),
-                uri: (*uri).to_owned(),
+                method: method.to_owned(),
+                uri: uri.to_owned(),
             })
         }
         _ => {
@@ -460,7 +460,8 @@ impl Message {
         pos = first.next;
         line_no += 1;
 
-        let mut headers: Vec<Header> = Vec::new();
+        // Room for a usual request's headers without growing.
+        let mut headers: Vec<Header> = Vec::with_capacity(16);
         let separator;
         loop {
             let Some(l) = next_line(input, pos) else {
@@ -492,7 +493,8 @@ impl Message {
                 if headers.len() >= MAX_HEADERS {
                     return Err(err(line_no, pos, ParseErrorKind::TooManyHeaders));
                 }
-                let Some((name, value)) = text.split_once(':') else {
+                let colon = memchr::memchr(b':', text.as_bytes());
+                let Some((name, value)) = colon.map(|i| (&text[..i], &text[i + 1..])) else {
                     return Err(err(
                         line_no,
                         pos,

@@ -40,10 +40,24 @@ const SPELLING: &[&str] = &[
 
 /// Whether `s` is an RFC 3261 §25.1 `token` (header names, methods).
 pub fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
+    !s.is_empty() && s.bytes().all(|b| TOKEN[usize::from(b)])
 }
+
+/// Which bytes a `token` is made of: letters, digits and `-.!%*_+`'~`.
+static TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            );
+        b += 1;
+    }
+    t
+};
 
 /// The full name for a compact form; other names are returned as given.
 pub fn full_name(name: &str) -> &str {
