@@ -7,6 +7,12 @@
 #![allow(missing_docs)]
 
 use std::hint::black_box;
+
+/// The allocator the sipseal binary runs with (src/bin/sipseal/main.rs):
+/// the figures are what a relay or a script gets.
+#[cfg(feature = "cli")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};

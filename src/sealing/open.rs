@@ -12,7 +12,7 @@ use crate::envelope::{Cek, Envelope, EnvelopeKind, RecipientKey};
 use crate::mime::Entity;
 use crate::signing::{InnerSignature, peel, unwrap_inner};
 use crate::sip::disclosure::remove_designations;
-use crate::sip::headers::{parse_content_type, strip_angle};
+use crate::sip::headers::{content_type_mime, parse_content_type, strip_angle};
 use crate::sip::{Message, ParseError};
 
 /// What `open` and `inspect` accept.
@@ -145,17 +145,17 @@ pub fn sealed_der(msg: &Message) -> Result<Vec<u8>, SealError> {
         return Err(SealError::NoBody);
     }
     let ct = msg.header("Content-Type").ok_or(SealError::NoContentType)?;
-    let parsed = parse_content_type(ct)?;
-    if !is_pkcs7_mime(&parsed.mime) {
-        return Err(SealError::NotSealed(parsed.mime));
+    let mime = content_type_mime(ct)?;
+    let pkcs7 = ["application/pkcs7-mime", "application/x-pkcs7-mime"];
+    if !pkcs7.iter().any(|m| mime.eq_ignore_ascii_case(m)) {
+        return Err(SealError::NotSealed(mime.to_ascii_lowercase()));
     }
-    match msg
-        .header("Content-Transfer-Encoding")
-        .map(|v| v.trim().to_ascii_lowercase())
-        .as_deref()
-    {
-        None | Some("binary" | "8bit" | "7bit") => Ok(msg.body().to_vec()),
-        Some("base64") => {
+    let encoding = msg.header("Content-Transfer-Encoding").map(str::trim);
+    let is = |e: &str| encoding.is_some_and(|v| v.eq_ignore_ascii_case(e));
+    match encoding {
+        None => Ok(msg.body().to_vec()),
+        Some(_) if is("binary") || is("8bit") || is("7bit") => Ok(msg.body().to_vec()),
+        Some(_) if is("base64") => {
             let compact: Vec<u8> = msg
                 .body()
                 .iter()
@@ -170,7 +170,7 @@ pub fn sealed_der(msg: &Message) -> Result<Vec<u8>, SealError> {
                 })
         }
         Some(other) => Err(SealError::TransferEncoding {
-            encoding: other.into(),
+            encoding: other.to_ascii_lowercase(),
             reason: "not supported".into(),
         }),
     }

@@ -357,20 +357,44 @@ pub fn strip_angle(v: &str) -> &str {
 /// without copying (every message a relay checks has one; a test holds
 /// this and rsip's reader together).
 pub fn parse_content_type(v: &str) -> Result<ContentType, HeaderError> {
-    let (mime, mut rest) = v.split_at(v.find(';').unwrap_or(v.len()));
     let mut params = Vec::new();
+    let mime = read_content_type(v, |name, value| {
+        params.push((name.trim().to_ascii_lowercase(), unquote(value)));
+    })?;
+    Ok(ContentType {
+        mime: mime.to_ascii_lowercase(),
+        params,
+    })
+}
+
+/// The `type/subtype` of a Content-Type value as written (trimmed, case
+/// kept), its parameters checked as [`parse_content_type`] checks them
+/// but not kept: for a caller that asks only the type.
+pub fn content_type_mime(v: &str) -> Result<&str, HeaderError> {
+    read_content_type(v, |_, _| {})
+}
+
+/// The one reader of a Content-Type value: the trimmed `type/subtype`,
+/// and each parameter's name and (still quoted) value to `param`.
+fn read_content_type<'a>(
+    v: &'a str,
+    mut param: impl FnMut(&'a str, &'a str),
+) -> Result<&'a str, HeaderError> {
+    let find = |s: &str, b: u8| memchr::memchr(b, s.as_bytes());
+    let (mime, mut rest) = v.split_at(find(v, b';').unwrap_or(v.len()));
     // `[ \t]* ; [ \t]* name = value ,?`; what does not fit ends the list.
     while let Some(after) = rest.trim_start_matches([' ', '\t']).strip_prefix(';') {
         let after = after.trim_start_matches([' ', '\t']);
-        let Some((name, after)) = after.split_once('=') else {
+        let Some(eq) = find(after, b'=') else {
             break;
         };
+        let (name, after) = (&after[..eq], &after[eq + 1..]);
         let quoted = after
             .strip_prefix('"')
-            .and_then(|q| q.find('"').map(|end| (&q[..end], &q[end + 1..])));
+            .and_then(|q| find(q, b'"').map(|end| (&q[..end], &q[end + 1..])));
         let (value, after) =
-            quoted.unwrap_or_else(|| after.split_at(after.find(';').unwrap_or(after.len())));
-        params.push((name.trim().to_ascii_lowercase(), unquote(value)));
+            quoted.unwrap_or_else(|| after.split_at(find(after, b';').unwrap_or(after.len())));
+        param(name, value);
         rest = after.strip_prefix(',').unwrap_or(after);
     }
     if !rest.is_empty() {
@@ -380,18 +404,15 @@ pub fn parse_content_type(v: &str) -> Result<ContentType, HeaderError> {
             format!("cannot read the parameters at {rest:?}"),
         ));
     }
-    let mime = mime.trim().to_ascii_lowercase();
+    let mime = mime.trim();
     match mime.split_once('/') {
-        Some((t, s)) if !t.is_empty() && !s.is_empty() && !s.contains('/') => {}
-        _ => {
-            return Err(HeaderError::malformed(
-                "Content-Type",
-                v,
-                "expected type/subtype",
-            ));
-        }
+        Some((t, s)) if !t.is_empty() && !s.is_empty() && !s.contains('/') => Ok(mime),
+        _ => Err(HeaderError::malformed(
+            "Content-Type",
+            v,
+            "expected type/subtype",
+        )),
     }
-    Ok(ContentType { mime, params })
 }
 
 /// Parse a Content-Disposition value.

@@ -74,6 +74,11 @@ pub fn full_name(name: &str) -> &str {
 
 /// Whether two header names denote the same header.
 pub fn same(a: &str, b: &str) -> bool {
+    // Only a one-letter name can be a compact form: two longer names are
+    // the same only when they are equal (every header lookup asks this).
+    if a.len() > 1 && b.len() > 1 {
+        return a.eq_ignore_ascii_case(b);
+    }
     full_name(a).eq_ignore_ascii_case(full_name(b))
 }
 
