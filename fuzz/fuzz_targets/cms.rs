@@ -9,6 +9,13 @@ use sipseal::mime::Entity;
 use sipseal::sealing::{detect, envelope_der};
 
 fuzz_target!(|data: &[u8]| {
+    // The direct read of the session shape gives what the general read
+    // gives, or leaves the input to it.
+    match (Envelope::parse(data), Envelope::parse_general(data)) {
+        (Ok(a), Ok(b)) => assert_eq!(format!("{a:?}"), format!("{b:?}")),
+        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+        (a, b) => panic!("direct {:?}, general {:?}", a.is_ok(), b.is_ok()),
+    }
     if let Ok(env) = Envelope::parse(data) {
         let _ = env.describe();
         // A PSK whose id may match: exercises unwrap and content decryption.

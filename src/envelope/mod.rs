@@ -394,8 +394,9 @@ impl Envelope {
     }
 
     /// [`Envelope::parse`] for any shape: BER read as its DER, then the
-    /// `cms` types.
-    fn parse_general(der: &[u8]) -> Result<Envelope, EnvelopeError> {
+    /// `cms` types, without the direct read of the session shape (which
+    /// gives what this gives: tests and the `cms` fuzz target compare them).
+    pub fn parse_general(der: &[u8]) -> Result<Envelope, EnvelopeError> {
         let bad = |what: &str, e: der::Error| EnvelopeError::Malformed(format!("{what}: {e}"));
         // BER (indefinite lengths, string segments) is read as its DER.
         let der = ber::to_der(der).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
