@@ -193,22 +193,33 @@ pub fn seal_for<R: CryptoRng + ?Sized>(
     cipher: ContentCipher,
     rng: &mut R,
 ) -> Result<Vec<u8>, EnvelopeError> {
+    // What kind each certificate is, learnt once (an RSA key is built to
+    // learn it, which precomputes its modulus; a script sealing per
+    // message pays that per recipient).
+    let kinds: Vec<Option<Result<CertKeyKind, String>>> = recipients
+        .iter()
+        .map(|(r, _)| match r {
+            Recipient::Cert(c) => Some(c.recipient_kind().map_err(|e| e.to_string())),
+            _ => None,
+        })
+        .collect();
     // EC P-256 recipients share one KeyAgreeRecipientInfo (and one
     // ephemeral key), placed where the first of them is named.
     let ec: Vec<&Cert> = recipients
         .iter()
-        .filter_map(|(r, _)| match r {
-            Recipient::Cert(c) if c.recipient_kind().ok() == Some(CertKeyKind::P256) => Some(&**c),
+        .zip(&kinds)
+        .filter_map(|((r, _), kind)| match (r, kind) {
+            (Recipient::Cert(c), Some(Ok(CertKeyKind::P256))) => Some(&**c),
             _ => None,
         })
         .collect();
     let mut infos = Vec::with_capacity(recipients.len());
     let mut kari_done = false;
-    for (r, padding) in recipients {
+    for ((r, padding), kind) in recipients.iter().zip(kinds) {
         match r {
-            Recipient::Cert(c) => match c
-                .recipient_kind()
-                .map_err(|e| EnvelopeError::Recipient(e.to_string()))?
+            Recipient::Cert(c) => match kind
+                .unwrap_or_else(|| c.recipient_kind().map_err(|e| e.to_string()))
+                .map_err(EnvelopeError::Recipient)?
             {
                 CertKeyKind::Rsa => infos.push(recipient::ktri_for(c, *padding, cek, rng)?),
                 CertKeyKind::P256 if !kari_done => {
