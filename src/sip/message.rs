@@ -175,7 +175,10 @@ impl Eq for Header {}
 impl Header {
     /// A new header line `Name: value` with CRLF.
     pub fn new(name: &str, value: &str) -> Self {
-        let raw = format!("{name}: {value}\r\n");
+        let mut raw = String::with_capacity(name.len() + value.len() + 4);
+        for part in [name, ": ", value, "\r\n"] {
+            raw.push_str(part);
+        }
         let at = name.len() + 2;
         Header {
             raw,
