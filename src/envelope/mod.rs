@@ -55,7 +55,7 @@ pub use recipient::{KeyTransportScheme, PrivateKeyOps, RecipientKey, RsaPadding}
 
 use crate::error::ErrorClass;
 use crate::keys::identity::CertKeyKind;
-use crate::keys::{Cert, Password, Psk};
+use crate::keys::{Cert, KeyError, Password, Psk};
 
 /// What can go wrong sealing or opening.
 #[derive(Debug, thiserror::Error)]
@@ -196,10 +196,10 @@ pub fn seal_for<R: CryptoRng + ?Sized>(
     // What kind each certificate is, learnt once (an RSA key is built to
     // learn it, which precomputes its modulus; a script sealing per
     // message pays that per recipient).
-    let kinds: Vec<Option<Result<CertKeyKind, String>>> = recipients
+    let kinds: Vec<Option<Result<CertKeyKind, KeyError>>> = recipients
         .iter()
         .map(|(r, _)| match r {
-            Recipient::Cert(c) => Some(c.recipient_kind().map_err(|e| e.to_string())),
+            Recipient::Cert(c) => Some(c.recipient_kind()),
             _ => None,
         })
         .collect();
@@ -218,8 +218,8 @@ pub fn seal_for<R: CryptoRng + ?Sized>(
     for ((r, padding), kind) in recipients.iter().zip(kinds) {
         match r {
             Recipient::Cert(c) => match kind
-                .unwrap_or_else(|| c.recipient_kind().map_err(|e| e.to_string()))
-                .map_err(EnvelopeError::Recipient)?
+                .unwrap_or_else(|| c.recipient_kind())
+                .map_err(|e| EnvelopeError::Recipient(e.to_string()))?
             {
                 CertKeyKind::Rsa => infos.push(recipient::ktri_for(c, *padding, cek, rng)?),
                 CertKeyKind::P256 if !kari_done => {

@@ -238,7 +238,9 @@ fn plaintext(
 }
 
 fn is_pkcs7_mime(mime: &str) -> bool {
-    mime == "application/pkcs7-mime" || mime == "application/x-pkcs7-mime"
+    ["application/pkcs7-mime", "application/x-pkcs7-mime"]
+        .iter()
+        .any(|m| mime.eq_ignore_ascii_case(m))
 }
 
 /// Seal the body of `msg` for `spec` (docs/SPEC.md §3.1) under a fresh CEK.

@@ -146,8 +146,7 @@ pub fn sealed_der(msg: &Message) -> Result<Vec<u8>, SealError> {
     }
     let ct = msg.header("Content-Type").ok_or(SealError::NoContentType)?;
     let mime = content_type_mime(ct)?;
-    let pkcs7 = ["application/pkcs7-mime", "application/x-pkcs7-mime"];
-    if !pkcs7.iter().any(|m| mime.eq_ignore_ascii_case(m)) {
+    if !is_pkcs7_mime(mime) {
         return Err(SealError::NotSealed(mime.to_ascii_lowercase()));
     }
     let encoding = msg.header("Content-Transfer-Encoding").map(str::trim);
