@@ -12,6 +12,7 @@ pub mod blocking;
 pub mod context;
 pub mod envelope;
 pub mod error;
+pub mod firewall;
 pub mod fsio;
 pub mod inspect;
 pub mod keys;

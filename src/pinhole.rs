@@ -1,9 +1,13 @@
 //! Firewall pinholes for a call's media (docs/SPEC.md §4 step 7), from the offer
 //! SDP and, once it passes, the answer SDP.
 //!
-//! One pinhole is a set element `ADDRESS . PROTOCOL . PORT` (the
-//! destination a media packet may reach) in set `media4` or `media6` of
-//! table `inet sipseal`. Each media stream with a non-zero port gets one for
+//! One pinhole is a set element of table `inet sipseal`. Until the answer
+//! passes, the offerer's side is open to any source: `ADDRESS . PROTOCOL .
+//! PORT` (the destination a media packet may reach) in set `media4` or
+//! `media6`. Once the answer passes, each side is narrowed to the other:
+//! `SOURCE . ADDRESS . PROTOCOL . PORT` in set `pair4` or `pair6`, the
+//! source being the other side's connection address. Each media stream
+//! with a non-zero port gets one for
 //! RTP and, unless RTCP is multiplexed, one for RTCP (`a=rtcp`, else
 //! port+1), on each side whose SDP is known. RTCP counts as multiplexed
 //! when the offer asks for it (`a=rtcp-mux`) and the answer, once there,
@@ -47,11 +51,15 @@ pub enum Component {
     Rtcp,
 }
 
-/// One set element: media may reach `address` on `protocol`/`port`.
+/// One set element: media may reach `address` on `protocol`/`port`, from
+/// `source` when it is named.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pinhole {
-    /// `media4` or `media6`.
+    /// `media4` or `media6` (any source), `pair4` or `pair6` (a named source).
     pub set: String,
+    /// The only address media may come from (once the answer passed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<IpAddr>,
     /// Where media may go.
     pub address: IpAddr,
     /// `udp` or `tcp`.
@@ -69,12 +77,19 @@ pub struct Pinhole {
 }
 
 impl Pinhole {
-    fn key(&self) -> (IpAddr, &str, u16) {
-        (self.address, &self.protocol, self.port)
+    fn key(&self) -> (Option<IpAddr>, IpAddr, &str, u16) {
+        (self.source, self.address, &self.protocol, self.port)
     }
 
-    fn element(&self) -> String {
-        format!("{} . {} . {}", self.address, self.protocol, self.port)
+    /// The set element, as `nft` writes it.
+    pub fn element(&self) -> String {
+        match self.source {
+            Some(from) => format!(
+                "{from} . {} . {} . {}",
+                self.address, self.protocol, self.port
+            ),
+            None => format!("{} . {} . {}", self.address, self.protocol, self.port),
+        }
     }
 }
 
@@ -113,6 +128,10 @@ pub struct CallState {
     /// only sources a BYE may close the pinholes from.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub neighbours: Vec<String>,
+    /// When the last offer or answer passed (Unix seconds): a call whose
+    /// BYE never came is ended `--pinhole-max-age` after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<i64>,
 }
 
 /// The message a step sees.
@@ -140,6 +159,8 @@ pub struct Seen {
     pub party_signed: bool,
     /// What may become a pinhole.
     pub limits: PinholeLimits,
+    /// When it passed (Unix seconds), when known.
+    pub now: Option<i64>,
 }
 
 /// What may become a pinhole: never an unspecified, loopback, multicast,
@@ -208,6 +229,7 @@ impl Seen {
             source: None,
             party_signed: false,
             limits: PinholeLimits::default(),
+            now: None,
         }
     }
 }
@@ -230,6 +252,10 @@ pub struct Changes {
     /// Streams that got no pinhole, and why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Whether a firewall's sets change: an element deleted, or one added
+    /// that was not there (`add` repeats the call's whole set).
+    #[serde(skip)]
+    pub alters: bool,
 }
 
 /// The first 16 hex digits of SHA-256(Call-ID).
@@ -248,6 +274,32 @@ impl CallState {
             from_tag: None,
             to_tag: None,
             neighbours: Vec::new(),
+            since: None,
+        }
+    }
+
+    /// Whether the last offer or answer passed before `cutoff` (Unix
+    /// seconds). A call that never said when (state written before
+    /// sipseal kept the time) counts from the first time it is asked.
+    pub fn older_than(&mut self, cutoff: i64, now: i64) -> bool {
+        *self.since.get_or_insert(now) < cutoff
+    }
+
+    /// End the call whatever it was (its BYE never came): every pinhole
+    /// goes.
+    pub fn end(&mut self, why: &str) -> Changes {
+        let delete = std::mem::take(&mut self.installed);
+        self.current = None;
+        self.previous = None;
+        Changes {
+            call_id: self.call_id.clone(),
+            call_tag: call_tag(&self.call_id),
+            state: "ended",
+            table: TABLE,
+            alters: !delete.is_empty(),
+            delete,
+            add: Vec::new(),
+            notes: vec![why.to_owned()],
         }
     }
 
@@ -268,6 +320,9 @@ impl CallState {
         let ack = seen.is_request && method == "ACK";
         if seen.streams.is_some() && !ack {
             self.learn(seen);
+            if seen.now.is_some() {
+                self.since = seen.now;
+            }
         }
         if ack && seen.streams.is_some() && !self.awaits_ack(seen) {
             notes.push(
@@ -340,7 +395,7 @@ impl CallState {
             }
         }
         let mut seen_keys = BTreeSet::new();
-        wanted.retain(|p| seen_keys.insert((p.address, p.protocol.clone(), p.port)));
+        wanted.retain(|p| seen_keys.insert((p.source, p.address, p.protocol.clone(), p.port)));
 
         let delete: Vec<Pinhole> = self
             .installed
@@ -354,6 +409,10 @@ impl CallState {
             Some(x) if x.answer.is_some() => "offer-answer",
             Some(_) => "offer",
         };
+        let alters = !delete.is_empty()
+            || wanted
+                .iter()
+                .any(|w| !self.installed.iter().any(|old| old.key() == w.key()));
         self.installed = wanted.clone();
         Changes {
             call_id: self.call_id.clone(),
@@ -363,6 +422,7 @@ impl CallState {
             delete,
             add: wanted,
             notes,
+            alters,
         }
     }
 }
@@ -456,19 +516,44 @@ fn pinholes(x: &Exchange, limits: &PinholeLimits, notes: &mut Vec<String>) -> Ve
             continue;
         }
         let mux = offer.rtcp_mux && answer.is_none_or(|a| a.rtcp_mux);
-        holes(i, offer, Side::Offer, mux, limits, &mut out, notes);
+        // Once answered, each side is reached only from the other's address.
+        let from_answerer = answer.map(|a| usable_address(a.address.as_deref()));
+        let from_offerer = answer.map(|_| usable_address(offer.address.as_deref()));
+        holes(
+            i,
+            offer,
+            Side::Offer,
+            mux,
+            from_answerer,
+            limits,
+            &mut out,
+            notes,
+        );
         if let Some(a) = answer {
-            holes(i, a, Side::Answer, mux, limits, &mut out, notes);
+            holes(
+                i,
+                a,
+                Side::Answer,
+                mux,
+                from_offerer,
+                limits,
+                &mut out,
+                notes,
+            );
         }
     }
     out
 }
 
+/// The pinholes of one side of stream `index`. `source`: `None` before the
+/// answer (any source); after it, the other side's address, if usable.
+#[allow(clippy::too_many_arguments)]
 fn holes(
     index: usize,
     s: &Stream,
     side: Side,
     mux: bool,
+    source: Option<Option<IpAddr>>,
     limits: &PinholeLimits,
     out: &mut Vec<Pinhole>,
     notes: &mut Vec<String>,
@@ -497,13 +582,30 @@ fn holes(
     } else {
         "udp"
     };
+    let source = match source {
+        None => None,
+        Some(Some(from)) if from.is_ipv4() == address.is_ipv4() => Some(from),
+        Some(other) => {
+            notes.push(format!(
+                "stream {index} ({}) of the {side_name}: {}, so {address} stays open to any source",
+                s.media,
+                match other {
+                    Some(from) => format!("the other side's {from} is of another address family"),
+                    None => "the other side gave no usable address to narrow it to".to_owned(),
+                }
+            ));
+            None
+        }
+    };
     let hole = |address: IpAddr, port: u16, component| Pinhole {
-        set: if address.is_ipv4() {
-            "media4"
-        } else {
-            "media6"
+        set: match (source.is_some(), address.is_ipv4()) {
+            (false, true) => "media4",
+            (false, false) => "media6",
+            (true, true) => "pair4",
+            (true, false) => "pair6",
         }
         .to_owned(),
+        source,
         address,
         protocol: protocol.to_owned(),
         port,
@@ -569,6 +671,7 @@ impl Changes {
             delete: Vec::new(),
             add: Vec::new(),
             notes: Vec::new(),
+            alters: false,
         }
     }
 
@@ -593,18 +696,11 @@ impl Changes {
         for n in &self.notes {
             let _ = writeln!(out, "# note: {n}");
         }
-        out.push_str(
-            "# Use the sets from your own chain, e.g.\n\
-             #   ip daddr . meta l4proto . th dport @media4 accept\n\
-             #   ip6 daddr . meta l4proto . th dport @media6 accept\n",
-        );
-        out.push_str(
-            "table inet sipseal {\n\
-             \tset media4 {\n\t\ttype ipv4_addr . inet_proto . inet_service\n\t}\n\
-             \tset media6 {\n\t\ttype ipv6_addr . inet_proto . inet_service\n\t}\n\
-             }\n",
-        );
+        out.push_str(SETS);
         for p in &self.delete {
+            // Added first, in the same transaction, so that the batch
+            // applies whether or not the element is still there.
+            let _ = writeln!(out, "add element {TABLE} {} {{ {} }}", p.set, p.element());
             let _ = writeln!(
                 out,
                 "delete element {TABLE} {} {{ {} }}",
@@ -612,25 +708,7 @@ impl Changes {
                 p.element()
             );
         }
-        for p in &self.add {
-            let component = match p.component {
-                Component::Rtp => "rtp",
-                Component::Rtcp => "rtcp",
-            };
-            let side = match p.side {
-                Side::Offer => "offer",
-                Side::Answer => "answer",
-            };
-            let _ = writeln!(
-                out,
-                "add element {TABLE} {} {{ {} comment \"sipseal {} s{} {} {component} {side}\" }}",
-                p.set,
-                p.element(),
-                self.call_tag,
-                p.stream,
-                sanitize_comment(&p.media),
-            );
-        }
+        add_elements(&mut out, &self.call_tag, &self.add);
         out
     }
 
@@ -645,6 +723,72 @@ impl Changes {
             PinholeFormat::Nft => self.to_nft(),
             PinholeFormat::Json => self.to_json(),
         }
+    }
+}
+
+/// The rules that use the sets, and the sets (declaring them is a no-op
+/// when they exist). The rules go in a chain of table `inet sipseal`
+/// itself: a set is seen only by its own table's rules.
+const SETS: &str = "\
+# Use the sets from a chain of this table, e.g.
+#   ip saddr . ip daddr . meta l4proto . th dport @pair4 accept
+#   ip6 saddr . ip6 daddr . meta l4proto . th dport @pair6 accept
+#   ip daddr . meta l4proto . th dport @media4 accept
+#   ip6 daddr . meta l4proto . th dport @media6 accept
+table inet sipseal {
+\tset media4 {
+\t\ttype ipv4_addr . inet_proto . inet_service
+\t}
+\tset media6 {
+\t\ttype ipv6_addr . inet_proto . inet_service
+\t}
+\tset pair4 {
+\t\ttype ipv4_addr . ipv4_addr . inet_proto . inet_service
+\t}
+\tset pair6 {
+\t\ttype ipv6_addr . ipv6_addr . inet_proto . inet_service
+\t}
+}
+";
+
+/// An `nft -f` script that makes the sets hold exactly the pinholes of
+/// `calls`, in one transaction: each set flushed, then every call's
+/// elements added (a relay's start: what ended while it was down goes).
+pub fn sync_script(calls: &[CallState]) -> String {
+    let mut out = String::from(
+        "#!/usr/sbin/nft -f
+# sipseal media pinholes: every call's
+",
+    );
+    out.push_str(SETS);
+    for set in ["media4", "media6", "pair4", "pair6"] {
+        let _ = writeln!(out, "flush set {TABLE} {set}");
+    }
+    for c in calls {
+        add_elements(&mut out, &call_tag(&c.call_id), &c.installed);
+    }
+    out
+}
+
+/// `add element` lines for `pinholes`, each with a comment naming the call.
+fn add_elements(out: &mut String, call_tag: &str, pinholes: &[Pinhole]) {
+    for p in pinholes {
+        let component = match p.component {
+            Component::Rtp => "rtp",
+            Component::Rtcp => "rtcp",
+        };
+        let side = match p.side {
+            Side::Offer => "offer",
+            Side::Answer => "answer",
+        };
+        let _ = writeln!(
+            out,
+            "add element {TABLE} {} {{ {} comment \"sipseal {call_tag} s{} {} {component} {side}\" }}",
+            p.set,
+            p.element(),
+            p.stream,
+            sanitize_comment(&p.media),
+        );
     }
 }
 
@@ -685,6 +829,7 @@ mod tests {
             source: None,
             party_signed: false,
             limits: PinholeLimits::default(),
+            now: None,
         }
     }
 
@@ -730,6 +875,88 @@ mod tests {
         assert!(st.installed.is_empty());
     }
 
+    /// Before the answer the offerer is open to any source; once it
+    /// passes, each side is reached only from the other's address, and
+    /// the open element goes.
+    #[test]
+    fn the_answer_narrows_each_side_to_the_other() {
+        let mut st = CallState::new("c");
+        let c = st.step(&with(
+            seen(true, "INVITE", 1, None),
+            vec![stream("192.0.2.1", 4000, true)],
+        ));
+        assert_eq!(elements(&c.add), ["192.0.2.1 . udp . 4000"]);
+        assert_eq!(c.add[0].set, "media4");
+        assert!(c.alters);
+        let c = st.step(&with(
+            seen(false, "INVITE", 1, Some(200)),
+            vec![stream("198.51.100.2", 5000, true)],
+        ));
+        assert_eq!(
+            elements(&c.add),
+            [
+                "198.51.100.2 . 192.0.2.1 . udp . 4000",
+                "192.0.2.1 . 198.51.100.2 . udp . 5000"
+            ]
+        );
+        assert!(c.add.iter().all(|p| p.set == "pair4"));
+        assert_eq!(elements(&c.delete), ["192.0.2.1 . udp . 4000"]);
+        assert!(c.alters);
+        // The 200 again (a retransmission): nothing new for a firewall.
+        let c = st.step(&with(
+            seen(false, "INVITE", 1, Some(200)),
+            vec![stream("198.51.100.2", 5000, true)],
+        ));
+        assert!(!c.alters && c.delete.is_empty());
+        let script = c.to_nft();
+        assert!(script.contains(
+            "add element inet sipseal pair4 { 198.51.100.2 . 192.0.2.1 . udp . 4000 comment"
+        ));
+        // The answer holds (0.0.0.0): the offerer's side stays open to any
+        // source, and a note says why.
+        let mut st = CallState::new("d");
+        st.step(&with(
+            seen(true, "INVITE", 1, None),
+            vec![stream("192.0.2.1", 4000, true)],
+        ));
+        let c = st.step(&with(
+            seen(false, "INVITE", 1, Some(200)),
+            vec![stream("0.0.0.0", 5000, true)],
+        ));
+        assert_eq!(elements(&c.add), ["192.0.2.1 . udp . 4000"]);
+        assert!(
+            c.notes
+                .iter()
+                .any(|n| n.contains("stays open to any source")),
+            "{:?}",
+            c.notes
+        );
+    }
+
+    /// A deletion is preceded by an add of the same element in the same
+    /// script: the batch applies whether or not the element is there.
+    #[test]
+    fn every_deletion_applies_whether_or_not_the_element_is_there() {
+        let mut st = CallState::new("c");
+        st.step(&with(
+            seen(true, "INVITE", 1, None),
+            vec![stream("192.0.2.1", 4000, true)],
+        ));
+        let c = st.end("gone");
+        let script = c.to_nft();
+        let lines: Vec<&str> = script.lines().filter(|l| l.contains("element")).collect();
+        assert_eq!(
+            lines,
+            [
+                "add element inet sipseal media4 { 192.0.2.1 . udp . 4000 }",
+                "delete element inet sipseal media4 { 192.0.2.1 . udp . 4000 }"
+            ]
+        );
+        let sync = sync_script(&[st]);
+        assert!(sync.contains("flush set inet sipseal pair6\n"));
+        assert!(!sync.contains("add element"), "{sync}");
+    }
+
     #[test]
     fn rejected_streams_and_unusable_addresses_get_none() {
         let mut st = CallState::new("c");
@@ -765,7 +992,11 @@ mod tests {
             elements(&c.delete),
             ["192.0.2.1 . udp . 6000", "192.0.2.1 . udp . 6100"]
         );
-        assert!(c.notes[0].contains("0.0.0.0"), "{:?}", c.notes);
+        assert!(
+            c.notes.iter().any(|n| n.contains("(0.0.0.0), no pinhole")),
+            "{:?}",
+            c.notes
+        );
     }
 
     /// S1: an SDP cannot open pinholes to loopback, private service
@@ -910,8 +1141,8 @@ mod tests {
             elements(&c.add),
             [
                 "192.0.2.1 . udp . 4100",
-                "192.0.2.1 . udp . 4000",
-                "192.0.2.2 . udp . 5000"
+                "192.0.2.2 . 192.0.2.1 . udp . 4000",
+                "192.0.2.1 . 192.0.2.2 . udp . 5000"
             ]
         );
         let c = st.step(&seen(false, "INVITE", 2, Some(488)));

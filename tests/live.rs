@@ -229,7 +229,12 @@ fn a_sipp_call_crosses_a_designated_and_a_blind_relay_and_tshark_reads_every_mes
         "{nft}"
     );
     assert!(nft.contains("add element inet sipseal media4 { 192.0.2.10 . udp . 49170"));
-    assert!(nft.contains("delete element inet sipseal media4 { 198.51.100.20 . udp . 3456 }"));
+    // Once answered, each side only from the other's address.
+    assert!(
+        nft.contains(
+            "delete element inet sipseal pair4 { 192.0.2.10 . 198.51.100.20 . udp . 3456 }"
+        )
+    );
     // The pinhole script is valid nftables (where nft can check it).
     if Path::new("/usr/sbin/nft").exists() {
         let check = Command::new("/usr/sbin/nft")

@@ -30,6 +30,7 @@ pub use report::{Decision, RelayReport, SrtpKey, StreamReport};
 pub use view::View;
 
 use crate::context::Context;
+use crate::firewall::Firewall;
 use crate::pinhole::{Changes, Seen};
 use crate::session::{Entry, Policy, Recorded, Role, SessionKey, Stored};
 use crate::sip::{Message, conformance, respond, routing};
@@ -60,6 +61,9 @@ pub struct RelayState<'a> {
     pub sessions: &'a dyn SessionStore,
     /// Each call's pinholes, when the relay keeps them.
     pub pinholes: Option<&'a dyn PinholeStore>,
+    /// Where pinhole changes are applied and confirmed before the message
+    /// goes on (`--firewall nft`), when they are.
+    pub firewall: Option<&'a dyn Firewall>,
 }
 
 /// One relay step on `msg`. The cheap checks come first (483, the
@@ -150,6 +154,51 @@ pub fn relay(
             "an ACK starts nothing: the key of its envelope is not stored as a session".into(),
         );
     }
+    // The pinholes first: a change the firewall does not confirm stops
+    // the message before anything of it is kept (S1 below).
+    let pinholes = match (state.pinholes, &outcome) {
+        // What passes on is what the pinholes follow. A request this relay
+        // refused never reaches the far end: it changes no call's pinholes.
+        (Some(store), Outcome::Forward(out)) => {
+            let call_id = out.call_id().map_err(RelayError::NoCallId)?;
+            // S1: only an authenticated SDP opens pinholes.
+            let trusted = trust.as_ref().is_some_and(|t| t.sdp.is_ok());
+            if report.sdp.is_some() {
+                report.notes.push(match trust.as_ref().map(|t| &t.sdp) {
+                    Some(Ok(how)) => format!("pinholes from the SDP: {how}"),
+                    Some(Err(why)) => format!(
+                        "no pinholes from this SDP: it is not authenticated ({why}; no bound source or session key either)"
+                    ),
+                    None => "no pinholes from this SDP".to_owned(),
+                });
+            }
+            let mut seen = Seen::of(out, report.sdp.as_deref().filter(|_| trusted));
+            seen.source = opts
+                .path
+                .flow
+                .clone()
+                .or_else(|| opts.path.received_from.clone());
+            seen.party_signed = trust.as_ref().is_some_and(|t| t.party_signed);
+            seen.limits = opts.pinholes.clone();
+            seen.now = Some(ctx.now().unix_timestamp());
+            // The firewall confirms what changes before it is kept, and
+            // before the message goes on; when it does not, the message
+            // is answered 500 (a response is dropped: its sender sends it
+            // again) and nothing of this step is kept.
+            let changes = store.step_applied(&keys.name(), call_id, &seen, &mut |c| match state
+                .firewall
+            {
+                Some(fw) if c.alters => fw.apply(c),
+                _ => Ok(()),
+            })?;
+            report.notes.extend(changes.notes.iter().cloned());
+            Some(changes)
+        }
+        (Some(_), Outcome::Respond(_) | Outcome::Drop(_)) => {
+            Some(Changes::none(msg.call_id().unwrap_or_default()))
+        }
+        (None, _) => None,
+    };
     let session = match (&cek, msg.call_id()) {
         (Some(_), _) if msg.method() == Some("ACK") => None,
         (Some((cek, onward)), Ok(call_id)) => {
@@ -187,39 +236,6 @@ pub fn relay(
             })
         }
         _ => None,
-    };
-    let pinholes = match (state.pinholes, &outcome) {
-        // What passes on is what the pinholes follow. A request this relay
-        // refused never reaches the far end: it changes no call's pinholes.
-        (Some(store), Outcome::Forward(out)) => {
-            let call_id = out.call_id().map_err(RelayError::NoCallId)?;
-            // S1: only an authenticated SDP opens pinholes.
-            let trusted = trust.as_ref().is_some_and(|t| t.sdp.is_ok());
-            if report.sdp.is_some() {
-                report.notes.push(match trust.as_ref().map(|t| &t.sdp) {
-                    Some(Ok(how)) => format!("pinholes from the SDP: {how}"),
-                    Some(Err(why)) => format!(
-                        "no pinholes from this SDP: it is not authenticated ({why}; no bound source or session key either)"
-                    ),
-                    None => "no pinholes from this SDP".to_owned(),
-                });
-            }
-            let mut seen = Seen::of(out, report.sdp.as_deref().filter(|_| trusted));
-            seen.source = opts
-                .path
-                .flow
-                .clone()
-                .or_else(|| opts.path.received_from.clone());
-            seen.party_signed = trust.as_ref().is_some_and(|t| t.party_signed);
-            seen.limits = opts.pinholes.clone();
-            let changes = store.step(&keys.name(), call_id, &seen)?;
-            report.notes.extend(changes.notes.iter().cloned());
-            Some(changes)
-        }
-        (Some(_), Outcome::Respond(_) | Outcome::Drop(_)) => {
-            Some(Changes::none(msg.call_id().unwrap_or_default()))
-        }
-        (None, _) => None,
     };
     Ok(Step {
         outcome,

@@ -66,6 +66,19 @@ pub enum RelayError {
     /// The session or pinhole store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The firewall did not confirm a pinhole change: nothing was kept,
+    /// nothing is forwarded.
+    #[error(transparent)]
+    Firewall(#[from] crate::firewall::FirewallError),
+}
+
+impl From<crate::state::StepError> for RelayError {
+    fn from(e: crate::state::StepError) -> RelayError {
+        match e {
+            crate::state::StepError::Store(e) => RelayError::Store(e),
+            crate::state::StepError::Firewall(e) => RelayError::Firewall(e),
+        }
+    }
 }
 
 impl RelayError {
@@ -103,6 +116,9 @@ impl IntoAnswer for RelayError {
             RelayError::Store(_) => {
                 Answer::new(Status::ServerError).because("the session store failed")
             }
+            // The message waits for the firewall: the sender's retransmission
+            // (or a later attempt) tries the change again.
+            RelayError::Firewall(_) => Answer::new(Status::ServerError),
             RelayError::Open(_) | RelayError::Signature(_) => Answer::new(Status::BadRequest)
                 .with_reason("Bad Request (the body does not open or verify at this relay)"),
             RelayError::EditRefused(_) | RelayError::Edit(_) | RelayError::NotUtf8 => {

@@ -33,6 +33,7 @@ use super::flow;
 use super::route::{self, Onward, RouteError, Routing};
 use super::{Outcome, RelayError, RelayKeys, RelayOptions, RelayReport, RelayState, relay};
 use crate::context::Context;
+use crate::firewall::Firewall;
 use crate::keys::{Cert, Identity, Psk};
 use crate::net::live::{Dest, Handled, Outgoing, Peer, Record, SendError, Service};
 use crate::net::{Hop, Transport};
@@ -78,6 +79,12 @@ pub struct LiveConfig {
     pub via: Option<String>,
     /// Keep pinholes (their changes go to the sink).
     pub pinholes: bool,
+    /// Apply each pinhole change here, confirmed before the message goes
+    /// on (`--firewall nft`).
+    pub firewall: Option<Arc<dyn Firewall>>,
+    /// A call whose BYE never came is ended this long after its last offer
+    /// or answer (`--pinhole-max-age`).
+    pub pinhole_max_age: time::Duration,
     /// The domains it serves (`--domain`).
     pub domains: Vec<String>,
     /// Names resolved before DNS (`--hosts`): the operator's.
@@ -313,6 +320,36 @@ impl LiveRelay {
     /// The configuration in use.
     pub fn config(&self) -> Arc<LiveConfig> {
         Arc::clone(&self.config.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// End the calls whose BYE never came within `--pinhole-max-age` of
+    /// their last offer or answer, each ending confirmed by the firewall;
+    /// with `replace` (at start) the firewall's sets are then made to
+    /// hold exactly the calls that remain, so that what ended while the
+    /// relay was down goes too. Returns what was ended.
+    pub fn sweep_pinholes(&self, replace: bool) -> Result<Vec<Changes>, RelayError> {
+        let config = self.config();
+        if !config.pinholes {
+            return Ok(Vec::new());
+        }
+        let owner = relay_keys(&self.keys()).name();
+        let now = self.context().now().unix_timestamp();
+        let cutoff = now.saturating_sub(config.pinhole_max_age.whole_seconds());
+        let firewall = config.firewall.as_deref();
+        let ended = crate::blocking::offload(|| {
+            crate::state::expire_calls(&*self.store, &owner, cutoff, now, &mut |c| match firewall {
+                Some(fw) if c.alters => fw.apply(c),
+                _ => Ok(()),
+            })
+        })?;
+        for changes in &ended {
+            self.sink.pinholes(changes);
+        }
+        if replace && let Some(fw) = firewall {
+            let calls = self.store.calls(&owner)?;
+            fw.replace(&calls)?;
+        }
+        Ok(ended)
     }
 
     /// The store (flushed on shutdown by its owner).
@@ -670,6 +707,7 @@ impl Service for LiveRelay {
         let state = RelayState {
             sessions: &*self.store,
             pinholes: config.pinholes.then_some(&*self.store as &dyn PinholeStore),
+            firewall: config.firewall.as_deref(),
         };
         let step = match relay(&msg, &relay_keys, &opts, state, &mut ctx) {
             Ok(step) => step,

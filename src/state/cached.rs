@@ -17,8 +17,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
 
-use super::{PinholeStore, SessionStore, StoreError};
-use crate::pinhole::{Changes, Seen};
+use super::{Apply, PinholeStore, SessionStore, StepError, StoreError};
+use crate::pinhole::{CallState, Changes, Seen};
 use crate::session::{Entry, Recorded, SessionKey, Sessions, Use};
 
 type Key = (String, String);
@@ -241,7 +241,13 @@ impl<S: PinholeStore> PinholeStore for CachedStore<S> {
     /// A message that changes nothing a previous one did not (the ACK,
     /// a retransmission, an in-dialog request without SDP) is answered
     /// from memory; anything else goes to the store.
-    fn step(&self, owner: &str, call_id: &str, seen: &Seen) -> Result<Changes, StoreError> {
+    fn step_applied(
+        &self,
+        owner: &str,
+        call_id: &str,
+        seen: &Seen,
+        apply: Apply<'_>,
+    ) -> Result<Changes, StepError> {
         let key = (owner.to_owned(), call_id.to_owned());
         // What can change a call's pinholes: an SDP, a BYE, a failure
         // answering an offer.
@@ -251,7 +257,7 @@ impl<S: PinholeStore> PinholeStore for CachedStore<S> {
         if quiet && let Some(c) = locked(&self.quiet).get(&key) {
             return Ok(c.clone());
         }
-        let changes = self.inner.step(owner, call_id, seen)?;
+        let changes = self.inner.step_applied(owner, call_id, seen, apply)?;
         let mut q = locked(&self.quiet);
         if quiet && changes.state == "unchanged" {
             if q.len() >= self.limit {
@@ -262,6 +268,21 @@ impl<S: PinholeStore> PinholeStore for CachedStore<S> {
             q.remove(&key);
         }
         Ok(changes)
+    }
+
+    fn change(
+        &self,
+        owner: &str,
+        call_id: &str,
+        f: &mut dyn FnMut(&mut CallState) -> Changes,
+        apply: Apply<'_>,
+    ) -> Result<Changes, StepError> {
+        locked(&self.quiet).remove(&(owner.to_owned(), call_id.to_owned()));
+        self.inner.change(owner, call_id, f, apply)
+    }
+
+    fn calls(&self, owner: &str) -> Result<Vec<CallState>, StoreError> {
+        self.inner.calls(owner)
     }
 }
 

@@ -19,10 +19,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
-use super::{PinholeStore, SessionStore, StoreError};
+use super::{Apply, PinholeStore, SessionStore, StepError, StoreError};
 use crate::blocking::offload;
 use crate::fsio::write_atomic;
-use crate::pinhole::{CallState, Changes, Seen, call_tag};
+use crate::pinhole::{CallState, Changes, call_tag};
 use crate::session::{Entry, Recorded, SessionKey, Sessions, Use};
 use time::{Duration, OffsetDateTime};
 
@@ -428,29 +428,62 @@ impl SessionStore for FileStore {
 }
 
 impl PinholeStore for FileStore {
-    fn step(&self, owner: &str, call_id: &str, seen: &Seen) -> Result<Changes, StoreError> {
-        self.writing(self.sync, || self.step_now(owner, call_id, seen))
+    fn change(
+        &self,
+        owner: &str,
+        call_id: &str,
+        f: &mut dyn FnMut(&mut CallState) -> Changes,
+        apply: Apply<'_>,
+    ) -> Result<Changes, StepError> {
+        self.writing(self.sync, || self.change_now(owner, call_id, f, apply))
+    }
+
+    fn calls(&self, owner: &str) -> Result<Vec<CallState>, StoreError> {
+        let dir = self.pinhole_dir(owner);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(&dir, e)),
+        };
+        let mut calls = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(|e| io(&dir, e))?.path();
+            if path.extension().is_some_and(|x| x == "yaml")
+                && let Some(call) = read_yaml::<CallState>(&path)?
+            {
+                calls.push(call);
+            }
+        }
+        calls.sort_by(|a, b| a.call_id.cmp(&b.call_id));
+        Ok(calls)
     }
 }
 
 impl FileStore {
-    fn step_now(&self, owner: &str, call_id: &str, seen: &Seen) -> Result<Changes, StoreError> {
+    fn change_now(
+        &self,
+        owner: &str,
+        call_id: &str,
+        f: &mut dyn FnMut(&mut CallState) -> Changes,
+        apply: Apply<'_>,
+    ) -> Result<Changes, StepError> {
         let _guard = lock(&self.pinhole_dir(owner))?;
         clear_leftovers(&self.pinhole_dir(owner))?;
         let path = self.call_path(owner, call_id);
         let mut state = match read_yaml::<CallState>(&path)? {
             Some(s) if s.call_id != call_id => {
-                return Err(corrupt(&path, format!("it is for Call-ID {:?}", s.call_id)));
+                return Err(corrupt(&path, format!("it is for Call-ID {:?}", s.call_id)).into());
             }
             Some(s) => s,
             None => CallState::new(call_id),
         };
-        let changes = state.step(seen);
+        let changes = f(&mut state);
+        apply(&changes)?;
         if state.is_over() {
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io(&path, e)),
+                Err(e) => return Err(io(&path, e).into()),
             }
         } else {
             let text = crate::yaml::to_string(&state).map_err(|e| corrupt(&path, e))?;
@@ -466,6 +499,7 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
+    use crate::pinhole::Seen;
     use crate::session::{DEFAULT_GRACE, Entry, Policy, Recorded, Role};
 
     #[test]
@@ -781,6 +815,7 @@ mod tests {
             source: None,
             party_signed: false,
             limits: Default::default(),
+            now: Some(1_000),
         };
         let offer = seen(
             "INVITE",
@@ -811,12 +846,79 @@ mod tests {
 
         std::fs::write(store.call_path("r", "call-2"), "[not a state").unwrap();
         let err = store.step("r", "call-2", &offer).unwrap_err();
-        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+        assert!(
+            matches!(err, StepError::Store(StoreError::Corrupt { .. })),
+            "{err}"
+        );
         assert!(err.to_string().contains(&call_tag("call-2")), "{err}");
         // Left as it was.
         assert_eq!(
             std::fs::read_to_string(store.call_path("r", "call-2")).unwrap(),
             "[not a state"
         );
+    }
+
+    /// A change the firewall does not confirm is not kept: the call's
+    /// file is as it was, and the next attempt sees the same change.
+    #[test]
+    fn a_change_the_firewall_refuses_is_not_kept() {
+        use crate::firewall::FirewallError;
+        use crate::sdp::Stream;
+        let tmp = tempfile::tempdir().unwrap();
+        let store = FileStore::new(tmp.path());
+        let mut offer = Seen::of(
+            &crate::sip::Message::parse(
+                b"INVITE sip:b@b.example.com SIP/2.0\r\nVia: SIP/2.0/UDP a.example.com;branch=z9hG4bK1\r\nFrom: <sip:a@a.example.com>;tag=a\r\nTo: <sip:b@b.example.com>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+            )
+            .unwrap(),
+            None,
+        );
+        offer.streams = Some(vec![Stream {
+            media: "audio".into(),
+            address: Some("192.0.2.1".into()),
+            port: 4000,
+            transport: "RTP/AVP".into(),
+            rtcp_mux: true,
+            rtcp_port: None,
+            rtcp_address: None,
+        }]);
+        offer.now = Some(1_000);
+        let mut asked = Vec::new();
+        let err = store
+            .step_applied("r", "c", &offer, &mut |c| {
+                asked.push(c.add.len());
+                Err(FirewallError("nft said no".into()))
+            })
+            .unwrap_err();
+        assert!(matches!(err, StepError::Firewall(_)), "{err}");
+        assert_eq!(asked, [1]);
+        assert!(!store.call_path("r", "c").exists());
+        assert!(store.calls("r").unwrap().is_empty());
+        // Confirmed this time: kept, with when it passed.
+        let c = store
+            .step_applied("r", "c", &offer, &mut |_| Ok(()))
+            .unwrap();
+        assert!(c.alters);
+        let calls = store.calls("r").unwrap();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].since, Some(1_000));
+        // The same offer again adds nothing the firewall lacks.
+        let again = store.step("r", "c", &offer).unwrap();
+        assert!(!again.alters);
+        assert_eq!(again.add.len(), 1);
+
+        // Too old: ended, its pinhole deleted once the firewall confirms.
+        let refused = crate::state::expire_calls(&store, "r", 2_000, 3_000, &mut |_| {
+            Err(FirewallError("no".into()))
+        });
+        assert!(refused.is_err());
+        assert_eq!(store.calls("r").unwrap().len(), 1);
+        let kept = crate::state::expire_calls(&store, "r", 1_000, 3_000, &mut |_| Ok(())).unwrap();
+        assert!(kept.is_empty(), "not older than the cutoff");
+        let ended = crate::state::expire_calls(&store, "r", 2_000, 3_000, &mut |_| Ok(())).unwrap();
+        assert_eq!(ended.len(), 1);
+        assert_eq!(ended[0].state, "ended");
+        assert_eq!(ended[0].delete.len(), 1);
+        assert!(store.calls("r").unwrap().is_empty());
     }
 }

@@ -5,8 +5,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use zeroize::Zeroizing;
 
-use super::{PinholeStore, SessionStore, StoreError};
-use crate::pinhole::{CallState, Changes, Seen};
+use super::{Apply, PinholeStore, SessionStore, StepError, StoreError};
+use crate::pinhole::{CallState, Changes};
 use crate::session::Sessions;
 
 /// Everything in memory, behind one lock.
@@ -78,17 +78,35 @@ impl SessionStore for MemoryStore {
 }
 
 impl PinholeStore for MemoryStore {
-    fn step(&self, owner: &str, call_id: &str, seen: &Seen) -> Result<Changes, StoreError> {
+    fn change(
+        &self,
+        owner: &str,
+        call_id: &str,
+        f: &mut dyn FnMut(&mut CallState) -> Changes,
+        apply: Apply<'_>,
+    ) -> Result<Changes, StepError> {
         let mut calls = locked(&self.calls);
         let key = (owner.to_owned(), call_id.to_owned());
         let mut state = calls
-            .remove(&key)
+            .get(&key)
+            .cloned()
             .unwrap_or_else(|| CallState::new(call_id));
-        let changes = state.step(seen);
-        if !state.is_over() {
+        let changes = f(&mut state);
+        apply(&changes)?;
+        if state.is_over() {
+            calls.remove(&key);
+        } else {
             calls.insert(key, state);
         }
         Ok(changes)
+    }
+
+    fn calls(&self, owner: &str) -> Result<Vec<CallState>, StoreError> {
+        Ok(locked(&self.calls)
+            .iter()
+            .filter(|((o, _), _)| o == owner)
+            .map(|(_, c)| c.clone())
+            .collect())
     }
 }
 

@@ -22,7 +22,8 @@ pub use memory::MemoryStore;
 pub use redis::RedisStore;
 
 use crate::error::ErrorClass;
-use crate::pinhole::{Changes, Seen};
+use crate::firewall::FirewallError;
+use crate::pinhole::{CallState, Changes, Seen};
 use crate::session::{Entry, Recorded, SessionKey, Sessions, Use};
 
 /// A store that cannot be read or written.
@@ -205,10 +206,89 @@ fn change<S: SessionStore + ?Sized, T>(
     })
 }
 
+/// Why a call's pinhole change was not kept.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The firewall did not confirm the change: the state is as it was.
+    #[error(transparent)]
+    Firewall(#[from] FirewallError),
+}
+
+/// What confirms a pinhole change before it is kept (a firewall), or
+/// nothing.
+pub type Apply<'a> = &'a mut dyn FnMut(&Changes) -> Result<(), FirewallError>;
+
 /// Each call's pinhole state, per identity (the relay).
 pub trait PinholeStore {
-    /// Apply what one message shows to the state of `call_id` at once and
-    /// say what changes (see [`crate::pinhole::CallState::step`]); a call that is over
+    /// Change the state of `call_id` with `f`, at once (no other change
+    /// to that call comes between reading and writing it). What changes
+    /// goes to `apply` before the new state is kept: when `apply` fails,
+    /// nothing is kept and its error comes back. A call that is over
     /// leaves nothing behind.
-    fn step(&self, owner: &str, call_id: &str, seen: &Seen) -> Result<Changes, StoreError>;
+    fn change(
+        &self,
+        owner: &str,
+        call_id: &str,
+        f: &mut dyn FnMut(&mut CallState) -> Changes,
+        apply: Apply<'_>,
+    ) -> Result<Changes, StepError>;
+
+    /// The state of every call `owner` keeps.
+    fn calls(&self, owner: &str) -> Result<Vec<CallState>, StoreError>;
+
+    /// Apply what one message shows to the state of `call_id` and say what
+    /// changes (see [`crate::pinhole::CallState::step`]), confirmed by
+    /// `apply` before it is kept.
+    fn step_applied(
+        &self,
+        owner: &str,
+        call_id: &str,
+        seen: &Seen,
+        apply: Apply<'_>,
+    ) -> Result<Changes, StepError> {
+        self.change(owner, call_id, &mut |s| s.step(seen), apply)
+    }
+
+    /// [`PinholeStore::step_applied`] with nothing to confirm.
+    fn step(&self, owner: &str, call_id: &str, seen: &Seen) -> Result<Changes, StepError> {
+        self.step_applied(owner, call_id, seen, &mut |_| Ok(()))
+    }
+}
+
+/// End the calls of `owner` whose last offer or answer passed before
+/// `cutoff` (Unix seconds; `now` is when this runs): their BYE never came.
+/// Each ending is confirmed by `apply` before it is kept. Returns what
+/// was ended.
+pub fn expire_calls(
+    store: &dyn PinholeStore,
+    owner: &str,
+    cutoff: i64,
+    now: i64,
+    apply: Apply<'_>,
+) -> Result<Vec<Changes>, StepError> {
+    let mut ended = Vec::new();
+    for call in store.calls(owner)? {
+        // A call that never said when counts from now (and keeps that).
+        if call.since.is_some_and(|t| t >= cutoff) {
+            continue;
+        }
+        let changes = store.change(
+            owner,
+            &call.call_id,
+            &mut |s| match s.older_than(cutoff, now) {
+                true => {
+                    s.end("ended: no BYE came within --pinhole-max-age of its last offer or answer")
+                }
+                false => Changes::none(&s.call_id),
+            },
+            apply,
+        )?;
+        if changes.state == "ended" {
+            ended.push(changes);
+        }
+    }
+    Ok(ended)
 }

@@ -24,8 +24,8 @@ use redis::{Commands, Connection, RedisResult};
 use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
 
-use super::{PinholeStore, SessionStore, StoreError};
-use crate::pinhole::{CallState, Changes, Seen};
+use super::{Apply, PinholeStore, SessionStore, StepError, StoreError};
+use crate::pinhole::{CallState, Changes};
 use crate::session::{DEFAULT_GRACE, Entry, Recorded, SessionKey, Sessions, Use};
 
 /// How long a call's pinhole state is kept after its last change.
@@ -461,16 +461,32 @@ impl SessionStore for RedisStore {
 }
 
 impl PinholeStore for RedisStore {
-    fn step(&self, owner: &str, call_id: &str, seen: &Seen) -> Result<Changes, StoreError> {
+    /// In a WATCH/MULTI transaction: when another relay changed the call
+    /// meanwhile, `f` and `apply` run again on what it wrote (an nft
+    /// change is idempotent).
+    fn change(
+        &self,
+        owner: &str,
+        call_id: &str,
+        f: &mut dyn FnMut(&mut CallState) -> Changes,
+        apply: Apply<'_>,
+    ) -> Result<Changes, StepError> {
         let key = format!("sipseal:{owner}:pinhole:{call_id}");
-        self.with("pinholes", |c| {
+        let mut refused = None;
+        let changes = self.with("pinholes", |c| {
             redis::transaction(c, &[&key], |c, pipe| {
                 let old: Option<Vec<u8>> = c.get(&key)?;
                 let mut state = old
                     .and_then(|b| serde_json::from_slice::<CallState>(&b).ok())
                     .filter(|s| s.call_id == call_id)
                     .unwrap_or_else(|| CallState::new(call_id));
-                let changes = state.step(seen);
+                let changes = f(&mut state);
+                if let Err(e) = apply(&changes) {
+                    // Nothing is written: UNWATCH and give up.
+                    refused = Some(e);
+                    redis::cmd("UNWATCH").query::<()>(c)?;
+                    return Ok(Some(changes));
+                }
                 if state.is_over() {
                     pipe.del(&key).ignore();
                 } else {
@@ -480,6 +496,23 @@ impl PinholeStore for RedisStore {
                 pipe.query::<()>(c)?;
                 Ok(Some(changes))
             })
-        })
+        })?;
+        match refused {
+            Some(e) => Err(e.into()),
+            None => Ok(changes),
+        }
+    }
+
+    fn calls(&self, owner: &str) -> Result<Vec<CallState>, StoreError> {
+        let keys = self.scan(&format!("sipseal:{owner}:pinhole:*"))?;
+        let mut calls = Vec::new();
+        for key in keys {
+            let value: Option<Vec<u8>> = self.with("pinholes", |c| c.get(&key))?;
+            if let Some(call) = value.and_then(|b| serde_json::from_slice::<CallState>(&b).ok()) {
+                calls.push(call);
+            }
+        }
+        calls.sort_by(|a, b| a.call_id.cmp(&b.call_id));
+        Ok(calls)
     }
 }

@@ -453,6 +453,9 @@ fn relay_hint(e: &RelayError) -> String {
             "pinholes are kept per call: the message needs a Call-ID".into()
         }
         RelayError::Store(e) => store_hint(e).into(),
+        RelayError::Firewall(_) => {
+            "check that nft runs here as root (CAP_NET_ADMIN) and that table inet sipseal and its sets are sipseal's (`nft list table inet sipseal`)".into()
+        }
     }
 }
 

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use sipseal::context::Context;
+use sipseal::firewall::{Firewall, Nft};
 use sipseal::keys::{Cert, Identity, Psk};
 use sipseal::pinhole::{PinholeFormat, PinholeLimits};
 use sipseal::policy::{Bindings, Policy, PolicyError};
@@ -131,8 +132,36 @@ pub struct RelayCommon {
     /// Media streams per call that get pinholes, at most.
     #[arg(long, value_name = "N", default_value_t = 16)]
     pub pinhole_max_streams: usize,
+    /// Apply each pinhole change to the firewall and forward the message
+    /// only once it is confirmed: `nft` runs one `nft -f` transaction per
+    /// change. A change that fails is answered 500 with a Warning (a
+    /// response is dropped) and nothing of it is kept. Needs root
+    /// (CAP_NET_ADMIN) and a chain that uses the sets (see the guide).
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub firewall: Option<FirewallKind>,
+    /// The nft program --firewall nft runs.
+    #[arg(long, value_name = "PATH", default_value = "nft")]
+    pub nft: PathBuf,
+    /// With --firewall: end a call whose BYE never came this long after
+    /// its last offer or answer, and remove its pinholes.
+    #[arg(long, value_name = "DURATION", default_value = "4h", value_parser = crate::args::parse_duration)]
+    pub pinhole_max_age: time::Duration,
     #[command(flatten)]
     pub state: StateArgs,
+}
+
+/// Where pinhole changes are applied (`--firewall`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FirewallKind {
+    /// The kernel's nftables, through `nft -f`.
+    Nft,
+}
+
+impl RelayCommon {
+    /// The firewall of `--firewall`, when one is given.
+    pub fn firewall(&self) -> Option<Nft> {
+        self.firewall.map(|FirewallKind::Nft| Nft::new(&self.nft))
+    }
 }
 
 /// What [`RelayArgs::load`] reads.
@@ -232,14 +261,41 @@ impl RelayArgs {
         ctx: &mut Context,
     ) -> Result<Exit, Error> {
         let store = self.common.state.store()?;
+        let firewall = self.common.firewall();
         let state = RelayState {
             sessions: &store,
-            pinholes: self
-                .pinholes
-                .is_some()
+            pinholes: (self.pinholes.is_some() || firewall.is_some())
                 .then_some(&store as &dyn PinholeStore),
+            firewall: firewall.as_ref().map(|f| f as &dyn Firewall),
         };
-        let step = relay(msg, keys, opts, state, ctx).map_err(|err| match err {
+        if let Some(fw) = &firewall {
+            self.expire(&store, fw, &keys.name(), ctx)?;
+        }
+        let step = match relay(msg, keys, opts, state, ctx) {
+            // Not confirmed: answered 500 (a response is dropped), nothing kept.
+            Err(RelayError::Firewall(e)) => {
+                use sipseal::sip::IntoAnswer as _;
+                let answer = RelayError::Firewall(e.clone())
+                    .answer()
+                    .expect("a firewall failure has an answer")
+                    .with_warning(&keys.host(), &e.to_string());
+                eprintln!("{command}: {e}");
+                let response =
+                    sipseal::sip::respond(msg, &answer, ctx).map_err(|e| Error::Relay {
+                        name: display_name(&self.input),
+                        err: RelayError::Compose(e),
+                    })?;
+                return match response {
+                    Some(m) => {
+                        write_output(self.output.as_ref(), &m.to_bytes())?;
+                        Ok(Exit::SipError)
+                    }
+                    None => Ok(Exit::Failed),
+                };
+            }
+            other => other,
+        };
+        let step = step.map_err(|err| match err {
             RelayError::NoCallId(e) => Error::usage(
                 format!("--pinholes: {e}"),
                 "pinholes are kept per call: the message needs a Call-ID",
@@ -289,6 +345,38 @@ impl RelayArgs {
                 Ok(Exit::Failed)
             }
         }
+    }
+}
+
+impl RelayArgs {
+    /// End the calls whose BYE never came within --pinhole-max-age,
+    /// each ending confirmed by `fw`, and write their deletions.
+    fn expire(
+        &self,
+        store: &dyn PinholeStore,
+        fw: &dyn Firewall,
+        owner: &str,
+        ctx: &Context,
+    ) -> Result<(), Error> {
+        let now = ctx.now().unix_timestamp();
+        let cutoff = now.saturating_sub(self.common.pinhole_max_age.whole_seconds());
+        let ended = sipseal::state::expire_calls(store, owner, cutoff, now, &mut |c| {
+            if c.alters { fw.apply(c) } else { Ok(()) }
+        })
+        .map_err(|e| match e {
+            sipseal::state::StepError::Store(e) => Error::State(e),
+            sipseal::state::StepError::Firewall(e) => Error::usage(
+                e.to_string(),
+                "check that nft runs here as root and that table inet sipseal is sipseal's",
+            ),
+        })?;
+        for c in &ended {
+            eprintln!(
+                "pinholes: call {} ended: no BYE within --pinhole-max-age",
+                c.call_tag
+            );
+        }
+        Ok(())
     }
 }
 

@@ -301,7 +301,12 @@ impl RelayLiveArgs {
             next: self.next.as_deref().map(next_uri).transpose()?,
             listeners: listeners.to_vec(),
             via: self.common.via.clone(),
-            pinholes: self.pinholes.is_some(),
+            pinholes: self.pinholes.is_some() || self.common.firewall.is_some(),
+            firewall: self
+                .common
+                .firewall()
+                .map(|f| Arc::new(f) as Arc<dyn sipseal::firewall::Firewall>),
+            pinhole_max_age: self.common.pinhole_max_age,
             domains: self.domain.iter().map(|d| d.to_ascii_lowercase()).collect(),
             hosts: self.hosts()?,
             hop_guard: self.hop_guard(listeners),
@@ -487,7 +492,35 @@ pub fn run(args: RelayLiveArgs, ctx: &mut Context) -> Result<Exit, Error> {
             .unwrap_or_else(|| "relay".into());
         let config = args.config(&keys, &bound, ctx)?;
         let via = config.opts.via.clone().unwrap_or_default();
+        let firewall = config.firewall.is_some();
         relay.reload(keys, config);
+        if firewall {
+            // What ended while the relay was down goes before anything passes.
+            let ended = relay.sweep_pinholes(true).map_err(|e| {
+                Error::usage(
+                    format!("--firewall: {e}"),
+                    "check that nft runs here as root and that table inet sipseal is sipseal's",
+                )
+            })?;
+            eprintln!(
+                "relay: firewall sets in step with the store ({} calls ended on age)",
+                ended.len()
+            );
+            let sweeper = Arc::clone(&relay);
+            let every = (args.common.pinhole_max_age / 4_i32)
+                .clamp(time::Duration::SECOND, time::Duration::MINUTE)
+                .unsigned_abs();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = sweeper.sweep_pinholes(false) {
+                        eprintln!("relay: pinhole sweep: {e}");
+                    }
+                }
+            });
+        }
         eprintln!("relay {name} listening on {} (Via {via})", describe(&bound),);
         let fixed_now = ctx.is_deterministic().then(|| ctx.now());
         let reload = || -> Result<(), Error> {

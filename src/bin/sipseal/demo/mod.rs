@@ -503,6 +503,7 @@ fn state(store: &MemoryStore, pinholes: bool) -> RelayState<'_> {
     RelayState {
         sessions: store,
         pinholes: pinholes.then_some(store as &dyn PinholeStore),
+        firewall: None,
     }
 }
 
