@@ -128,7 +128,7 @@ fn pcap(packets: &[Udp]) -> Vec<u8> {
         ))
         .unwrap();
     }
-    drop(w);
+    let _ = w.into_writer();
     out
 }
 

@@ -235,7 +235,7 @@ pub fn write_pcap<'a>(datagrams: impl IntoIterator<Item = &'a Datagram>) -> Vec<
         let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
         let _ = writer.write_packet(&PcapPacket::new(d.time, len, &frame));
     }
-    drop(writer);
+    let _ = writer.into_writer();
     out
 }
 

@@ -510,11 +510,10 @@ impl CallState {
                         return true;
                     }
                     other => {
-                        let worse = match (&first_fail, &other) {
-                            (None, _) => true,
-                            (Some((_, _, Outcome::Exhausted)), Outcome::AuthFailed) => true,
-                            _ => false,
-                        };
+                        let worse = matches!(
+                            (&first_fail, &other),
+                            (None, _) | (Some((_, _, Outcome::Exhausted)), Outcome::AuthFailed)
+                        );
                         if worse {
                             first_fail = Some(((party, stream), rtcp, other));
                         }

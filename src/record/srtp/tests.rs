@@ -92,7 +92,7 @@ fn gcm_open(key: &[u8], iv: &[u8], aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>>
 
 /// RFC 7714 §8.1: 00 00 | SSRC | ROC | SEQ, XOR the salt.
 fn gcm_rtp_iv(salt: &[u8], rtp: &[u8], roc: u32) -> Vec<u8> {
-    let mut iv = vec![0u8; 12];
+    let mut iv = [0u8; 12];
     iv[2..6].copy_from_slice(&rtp[8..12]);
     iv[6..10].copy_from_slice(&roc.to_be_bytes());
     iv[10..12].copy_from_slice(&rtp[2..4]);
@@ -101,7 +101,7 @@ fn gcm_rtp_iv(salt: &[u8], rtp: &[u8], roc: u32) -> Vec<u8> {
 
 /// RFC 7714 §9.1: 00 00 | SSRC | 00 00 | 0 | index, XOR the salt.
 fn gcm_rtcp_iv(salt: &[u8], rtcp: &[u8], index: u32) -> Vec<u8> {
-    let mut iv = vec![0u8; 12];
+    let mut iv = [0u8; 12];
     iv[2..6].copy_from_slice(&rtcp[4..8]);
     iv[8..12].copy_from_slice(&(index & 0x7fff_ffff).to_be_bytes());
     iv.iter().zip(salt).map(|(a, b)| a ^ b).collect()
