@@ -21,6 +21,8 @@ pub mod net;
 pub mod oid;
 pub mod pinhole;
 pub mod policy;
+#[cfg(feature = "record")]
+pub mod record;
 pub mod registrar;
 pub mod relay;
 pub mod sdp;

@@ -503,3 +503,47 @@ mod tests {
         );
     }
 }
+
+/// `a=rtpmap:<payload type> <encoding name>/<clock rate>[/<channels>]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RtpMap {
+    /// The payload type.
+    pub payload_type: u8,
+    /// The encoding name (`PCMU`, `opus`, `telephone-event`, ...).
+    pub encoding: String,
+    /// The RTP clock rate.
+    pub clock_rate: u32,
+    /// Channels (audio; 1 when not given).
+    pub channels: u16,
+}
+
+/// The `a=rtpmap` lines of each `m=` section, in `m=` order; lines that do
+/// not parse are left out (a recorder falls back to RFC 3551's table).
+pub fn rtpmaps(text: &str) -> Vec<Vec<RtpMap>> {
+    let mut out: Vec<Vec<RtpMap>> = Vec::new();
+    for line in text.lines().map(|l| l.trim_end_matches('\r')) {
+        if line.starts_with("m=") {
+            out.push(Vec::new());
+        } else if let (Some(value), Some(maps)) = (line.strip_prefix("a=rtpmap:"), out.last_mut()) {
+            let mut fields = value.split_whitespace();
+            let (Some(pt), Some(enc)) = (fields.next(), fields.next()) else {
+                continue;
+            };
+            let mut parts = enc.split('/');
+            let name = parts.next().unwrap_or_default();
+            let (Ok(payload_type), Some(Ok(clock_rate))) =
+                (pt.parse(), parts.next().map(str::parse))
+            else {
+                continue;
+            };
+            let channels = parts.next().and_then(|c| c.parse().ok()).unwrap_or(1);
+            maps.push(RtpMap {
+                payload_type,
+                encoding: name.to_owned(),
+                clock_rate,
+                channels,
+            });
+        }
+    }
+    out
+}

@@ -107,6 +107,9 @@ pub enum Command {
     /// The relay as a live stateless proxy on UDP, TCP and mutually authenticated TLS: every message through the relay step, then on to the next hop.
     #[cfg(feature = "live")]
     Relay(Box<crate::relay::RelayLiveArgs>),
+    /// The recording server: decrypt a capture's SRTP with the keys of a relay's disclosure report; per call and direction a pcap, a WAV and a summary.
+    #[cfg(feature = "record")]
+    Record(Box<crate::record::RecordArgs>),
     /// Show what a SIP message is made of: start line, headers, body parts, SDP media, CMS envelope.
     Inspect(inspect::InspectArgs),
     /// The registrar (docs/SPEC.md §6): answer one REGISTER (Digest, certificate from a CSR, bindings), or manage credentials.
@@ -154,6 +157,8 @@ impl Command {
             #[cfg(feature = "live")]
             Command::Relay(_) => "relay",
             Command::Inspect(_) => "inspect",
+            #[cfg(feature = "record")]
+            Command::Record(_) => "record",
             Command::Registrar(_) => "registrar",
             Command::Register(_) => "register",
             Command::Certquery(_) => "certquery",

@@ -129,6 +129,13 @@ pub enum Error {
     /// The next hop could not be reached, or did not answer in time.
     #[error("{message}")]
     Unreachable { message: String, hint: &'static str },
+    /// Recording (`sipseal record`).
+    #[cfg(feature = "record")]
+    #[error("{name}: {err}")]
+    Record {
+        name: String,
+        err: sipseal::record::RecordError,
+    },
     /// No state directory to default to.
     #[error("state: no state directory: neither --state, SIPSEAL_STATE nor a home directory")]
     NoStateDir,
@@ -210,6 +217,8 @@ impl Error {
                 }
             },
             Error::NoStateDir => "give --state DIR or set SIPSEAL_STATE".into(),
+            #[cfg(feature = "record")]
+            Error::Record { err, .. } => record_hint(err).into(),
             Error::Unreachable { hint, .. } => (*hint).into(),
         }
     }
@@ -232,6 +241,8 @@ impl Error {
             Error::Recipient { err, .. } => err.class().into(),
             Error::State(e) => e.class().into(),
             Error::Registrar(e) => e.class().into(),
+            #[cfg(feature = "record")]
+            Error::Record { err, .. } => err.class().into(),
         }
     }
 }
@@ -487,6 +498,34 @@ fn store_hint(e: &StoreError) -> &'static str {
         StoreError::Io { .. } => "check that the state directory exists and is writable by you",
         StoreError::Corrupt { .. } => {
             "nothing was changed; move the file aside (or repair it) and run again"
+        }
+    }
+}
+
+#[cfg(feature = "record")]
+fn record_hint(e: &sipseal::record::RecordError) -> &'static str {
+    use sipseal::record::RecordError;
+    use sipseal::record::srtp::KeyError;
+    match e {
+        RecordError::Report { .. } => {
+            "give the JSON-lines report of `relay --report FILE` (or `proxy --report FILE --report-format json`), one JSON object a line"
+        }
+        RecordError::Key { err, .. } => match err {
+            KeyError::UnknownSuite(_) => {
+                "sipseal records AES_CM_128_HMAC_SHA1_80/_32, AES_256_CM_HMAC_SHA1_80/_32, AEAD_AES_128_GCM and AEAD_AES_256_GCM; this call used another suite"
+            }
+            KeyError::Mki(_) => {
+                "keys with an MKI (`|1:4`) cannot be recorded yet; leave --call of this call out to record the others"
+            }
+            KeyError::BadParams { .. } => {
+                "the report's a=crypto key is damaged: it must be inline:BASE64 of the suite's key and salt, then |LIFETIME"
+            }
+        },
+        RecordError::NoSuchCall(_) => {
+            "give a Call-ID that the report has (each line's call_id), or leave --call out to record every call"
+        }
+        RecordError::Capture(_) => {
+            "give a pcap or pcapng file as tcpdump -w, dumpcap or tshark -w write it"
         }
     }
 }

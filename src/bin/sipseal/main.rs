@@ -16,6 +16,8 @@ mod live;
 mod man;
 mod open;
 mod proxy;
+#[cfg(feature = "record")]
+mod record;
 mod reencrypt;
 mod registrar;
 #[cfg(feature = "live")]
@@ -128,6 +130,8 @@ fn run(cli: Cli) -> Result<Exit, Error> {
         #[cfg(feature = "live")]
         Command::Relay(args) => relay::run(*args, &mut ctx),
         Command::Inspect(args) => inspect::run(args, &mut ctx),
+        #[cfg(feature = "record")]
+        Command::Record(args) => record::run(*args),
         Command::Registrar(args) => registrar::run(*args, &mut ctx),
         Command::Register(args) => registrar::register(*args, &mut ctx),
         Command::Certquery(args) => registrar::certquery(*args, &mut ctx),

@@ -1,0 +1,394 @@
+//! `sipseal record` end to end: SRTP of two PCMU tones (one each way, with
+//! SRTCP) protected by webrtc-srtp's encrypt side under known keys, a
+//! capture of them, a relay report naming the keys; the binary's WAVs
+//! must hold the tones, its summaries the counts.
+#![cfg(feature = "record")]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine as _;
+use webrtc_srtp::context::Context;
+use webrtc_srtp::protection_profile::ProtectionProfile;
+
+const CALLER: &str = "192.0.2.10:40000";
+const CALLEE: &str = "198.51.100.20:50000";
+const CALL_ID: &str = "rec-1@a.example.com";
+
+fn key(seed: u8) -> Vec<u8> {
+    (0..30)
+        .map(|i| seed.wrapping_mul(31).wrapping_add(i))
+        .collect()
+}
+
+fn inline(k: &[u8]) -> String {
+    format!(
+        "inline:{}",
+        base64::engine::general_purpose::STANDARD.encode(k)
+    )
+}
+
+/// G.711 µ-law encoding (the inverse of the recorder's table), for the test's tone.
+fn ulaw(sample: i16) -> u8 {
+    let sign = if sample < 0 { 0x80 } else { 0 };
+    let mag = (i32::from(sample).abs().min(32635) + 0x84) as u32;
+    let exponent = (31 - mag.leading_zeros()).saturating_sub(7).min(7);
+    let mantissa = (mag >> (exponent + 3)) & 0x0f;
+    !(sign | ((exponent as u8) << 4) | mantissa as u8)
+}
+
+fn tone(freq: f64, n: usize) -> Vec<u8> {
+    (0..n)
+        .map(|k| {
+            let s = (2.0 * std::f64::consts::PI * freq * k as f64 / 8000.0).sin() * 12000.0;
+            ulaw(s as i16)
+        })
+        .collect()
+}
+
+struct Udp {
+    time: Duration,
+    src: SocketAddr,
+    dst: SocketAddr,
+    payload: Vec<u8>,
+}
+
+/// `count` 20 ms PCMU packets of a tone and an SRTCP report every 50,
+/// protected with `k`; `order` picks and orders the sequence numbers sent.
+fn stream(k: &[u8], ssrc: u32, freq: f64, src: &str, dst: &str, order: &[u16]) -> Vec<Udp> {
+    let mut ctx = Context::new(
+        &k[..16],
+        &k[16..],
+        ProtectionProfile::Aes128CmHmacSha1_80,
+        None,
+        None,
+    )
+    .unwrap();
+    let samples = tone(freq, 160 * (usize::from(*order.iter().max().unwrap()) + 1));
+    let (src, dst): (SocketAddr, SocketAddr) = (src.parse().unwrap(), dst.parse().unwrap());
+    let mut out = Vec::new();
+    for (i, &seq) in order.iter().enumerate() {
+        let mut p = vec![0x80, 0x00];
+        p.extend_from_slice(&(seq.wrapping_add(65000)).to_be_bytes());
+        p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        let at = usize::from(seq) * 160;
+        p.extend_from_slice(&samples[at..at + 160]);
+        let time = Duration::from_millis(1_700_000_000_000 + i as u64 * 20);
+        out.push(Udp {
+            time,
+            src,
+            dst,
+            payload: ctx.encrypt_rtp(&p).unwrap().to_vec(),
+        });
+        if i % 50 == 49 {
+            let mut sr = vec![0x80, 200, 0x00, 0x06];
+            sr.extend_from_slice(&ssrc.to_be_bytes());
+            sr.extend_from_slice(&[0x22; 20]);
+            let mut rtcp_dst = dst;
+            rtcp_dst.set_port(dst.port() + 1);
+            let mut rtcp_src = src;
+            rtcp_src.set_port(src.port() + 1);
+            out.push(Udp {
+                time,
+                src: rtcp_src,
+                dst: rtcp_dst,
+                payload: ctx.encrypt_rtcp(&sr).unwrap().to_vec(),
+            });
+        }
+    }
+    out
+}
+
+fn frame(d: &Udp) -> Vec<u8> {
+    let (SocketAddr::V4(s), SocketAddr::V4(t)) = (d.src, d.dst) else {
+        panic!("v4 only")
+    };
+    let mut f = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
+        .ipv4(s.ip().octets(), t.ip().octets(), 64)
+        .udp(s.port(), t.port())
+        .write(&mut f, &d.payload)
+        .unwrap();
+    f
+}
+
+fn pcap(packets: &[Udp]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut w = pcap_file::pcap::PcapWriter::new(&mut out).unwrap();
+    for d in packets {
+        let f = frame(d);
+        w.write_packet(&pcap_file::pcap::PcapPacket::new(
+            d.time,
+            f.len() as u32,
+            &f,
+        ))
+        .unwrap();
+    }
+    let _ = w.into_writer();
+    out
+}
+
+/// pcapng as dumpcap writes it for `-i any`: Linux cooked (SLL, 113), µs stamps.
+fn pcapng_sll(packets: &[Udp]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let block = |out: &mut Vec<u8>, kind: u32, body: &[u8]| {
+        let len = (12 + body.len().div_ceil(4) * 4) as u32;
+        out.extend_from_slice(&kind.to_le_bytes());
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(body);
+        out.resize(out.len() + (4 - body.len() % 4) % 4, 0);
+        out.extend_from_slice(&len.to_le_bytes());
+    };
+    let mut shb = 0x1A2B_3C4Du32.to_le_bytes().to_vec();
+    shb.extend_from_slice(&[1, 0, 0, 0]);
+    shb.extend_from_slice(&(-1i64).to_le_bytes());
+    block(&mut out, 0x0A0D_0D0A, &shb);
+    let mut idb = 113u16.to_le_bytes().to_vec();
+    idb.extend_from_slice(&[0, 0]);
+    idb.extend_from_slice(&262_144u32.to_le_bytes());
+    block(&mut out, 1, &idb);
+    for d in packets {
+        let eth = frame(d);
+        let mut sll = vec![0, 0, 0, 1, 0, 6, 2, 2, 2, 2, 2, 2, 0, 0, 0x08, 0x00];
+        sll.extend_from_slice(&eth[14..]);
+        let us = d.time.as_micros() as u64;
+        let mut epb = 0u32.to_le_bytes().to_vec();
+        epb.extend_from_slice(&((us >> 32) as u32).to_le_bytes());
+        epb.extend_from_slice(&(us as u32).to_le_bytes());
+        epb.extend_from_slice(&(sll.len() as u32).to_le_bytes());
+        epb.extend_from_slice(&(sll.len() as u32).to_le_bytes());
+        epb.extend_from_slice(&sll);
+        epb.resize(epb.len().div_ceil(4) * 4, 0);
+        block(&mut out, 6, &epb);
+    }
+    out
+}
+
+fn sdp(origin: &str, addr: &str, port: u16, k: &[u8]) -> String {
+    format!(
+        "v=0\r\no={origin} IN IP4 {addr}\r\ns=-\r\nc=IN IP4 {addr}\r\nt=0 0\r\nm=audio {port} RTP/SAVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 {}\r\n",
+        inline(k)
+    )
+}
+
+fn report_line(kind: &str, status: Option<u16>, origin: &str, at: &str, k: &[u8]) -> String {
+    let at: SocketAddr = at.parse().unwrap();
+    let (addr, port) = (at.ip().to_string(), at.port());
+    let mut v = serde_json::json!({
+        "kind": kind, "method": "INVITE", "call_id": CALL_ID,
+        "relay": ["sip:proxy.example.net"], "decision": "designated", "opened": true,
+        "sdp": sdp(origin, &addr, port, k),
+        "streams": [{"media": "audio", "address": addr, "port": port,
+                     "protocol": "RTP/SAVP", "rtcp_mux": false, "rtcp_port": port + 1}],
+        "srtp_keys": [{"stream": 0, "media": "audio", "tag": "1",
+                       "suite": "AES_CM_128_HMAC_SHA1_80", "key_params": inline(k)}],
+        "edited": false
+    });
+    if let Some(s) = status {
+        v["status"] = s.into();
+    }
+    v.to_string()
+}
+
+fn report(caller_key: &[u8], callee_key: &[u8]) -> String {
+    format!(
+        "{}\n{}\n",
+        report_line("request", None, "alice 1 1", CALLER, caller_key),
+        report_line("response", Some(200), "bob 7 1", CALLEE, callee_key)
+    )
+}
+
+/// The strongest frequency (10 Hz steps, 100..3500 Hz) by Goertzel.
+fn dominant(samples: &[i16], rate: f64) -> f64 {
+    let power = |f: f64| {
+        let w = 2.0 * std::f64::consts::PI * f / rate;
+        let (mut s1, mut s2) = (0.0, 0.0);
+        for x in samples {
+            let s0 = f64::from(*x) + 2.0 * w.cos() * s1 - s2;
+            s2 = s1;
+            s1 = s0;
+        }
+        s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2
+    };
+    (10..350)
+        .map(|i| f64::from(i) * 10.0)
+        .max_by(|a, b| power(*a).total_cmp(&power(*b)))
+        .unwrap()
+}
+
+fn summary(dir: &Path, name: &str) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.json"))).unwrap()).unwrap()
+}
+
+fn call_dir(out: &Path) -> std::path::PathBuf {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("calls.json")).unwrap()).unwrap();
+    let (tag, id) = index.as_object().unwrap().iter().next().unwrap();
+    assert_eq!(id, CALL_ID);
+    out.join(tag)
+}
+
+fn run(dir: &Path, report: &str, capture: &[u8], name: &str) -> assert_cmd::assert::Assert {
+    std::fs::write(dir.join("report.jsonl"), report).unwrap();
+    std::fs::write(dir.join(name), capture).unwrap();
+    common::sipseal()
+        .arg("record")
+        .arg("--report")
+        .arg(dir.join("report.jsonl"))
+        .arg("--capture")
+        .arg(dir.join(name))
+        .arg("--out")
+        .arg(dir.join("out"))
+        .assert()
+}
+
+fn both_ways(order: &[u16]) -> Vec<Udp> {
+    let mut p = stream(&key(1), 0x1111, 1000.0, CALLER, CALLEE, order);
+    p.extend(stream(&key(2), 0x2222, 400.0, CALLEE, CALLER, order));
+    p
+}
+
+#[test]
+fn a_call_is_recorded_both_ways_with_its_tones() {
+    let dir = tempfile::tempdir().unwrap();
+    let order: Vec<u16> = (0..100).collect();
+    let out = run(
+        dir.path(),
+        &report(&key(1), &key(2)),
+        &pcap(&both_ways(&order)),
+        "c.pcap",
+    )
+    .success();
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(
+        stdout.contains("s0-audio-from-caller: 100 packets"),
+        "{stdout}"
+    );
+    let call = call_dir(&dir.path().join("out"));
+    for (name, freq) in [
+        ("s0-audio-from-caller", 1000.0),
+        ("s0-audio-from-callee", 400.0),
+    ] {
+        let s = summary(&call, name);
+        assert_eq!(s["packets"], 100, "{s}");
+        assert_eq!(s["bytes"], 16000);
+        assert_eq!(
+            (s["lost"].as_u64(), s["auth_failures"].as_u64()),
+            (Some(0), Some(0))
+        );
+        assert_eq!(s["srtcp_packets"], 2);
+        assert_eq!(s["payload_types"]["0 PCMU"], 100);
+        let wav = call.join(format!("{name}.wav"));
+        let mut r = hound::WavReader::open(&wav).unwrap();
+        assert_eq!(r.spec().sample_rate, 8000);
+        let samples: Vec<i16> = r.samples::<i16>().map(Result::unwrap).collect();
+        assert_eq!(samples.len(), 16000);
+        let f = dominant(&samples, 8000.0);
+        assert!((f - freq).abs() <= 10.0, "{name}: {f} Hz");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&wav).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        // The pcap: Ethernet/IPv4/UDP around the decrypted RTP (no tag).
+        let bytes = std::fs::read(call.join(format!("{name}.pcap"))).unwrap();
+        let mut r = pcap_file::pcap::PcapReader::new(&bytes[..]).unwrap();
+        let first = r.next_packet().unwrap().unwrap();
+        let sliced = etherparse::SlicedPacket::from_ethernet(&first.data).unwrap();
+        let Some(etherparse::TransportSlice::Udp(u)) = sliced.transport else {
+            panic!("no UDP")
+        };
+        assert_eq!(u.payload().len(), 12 + 160);
+        assert_eq!(usize::from(u.length()), 8 + 12 + 160);
+    }
+}
+
+#[test]
+fn a_wrong_key_gives_authentication_failures_and_no_media() {
+    let dir = tempfile::tempdir().unwrap();
+    let order: Vec<u16> = (0..100).collect();
+    run(
+        dir.path(),
+        &report(&key(3), &key(4)),
+        &pcap(&both_ways(&order)),
+        "c.pcap",
+    )
+    .code(1)
+    .stderr(predicates::str::contains("failed SRTP authentication"));
+    let call = call_dir(&dir.path().join("out"));
+    let s = summary(&call, "s0-audio-from-caller");
+    assert_eq!(
+        (s["packets"].as_u64(), s["auth_failures"].as_u64()),
+        (Some(0), Some(100))
+    );
+    assert_eq!(s["srtcp_auth_failures"], 2);
+    let files: Vec<String> = std::fs::read_dir(&call)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(files.iter().all(|f| f.ends_with(".json")), "{files:?}");
+}
+
+#[test]
+fn loss_reordering_and_duplicates_are_counted_from_pcapng() {
+    let dir = tempfile::tempdir().unwrap();
+    // 10 and 11 lost, 21 before 20, 30 twice; the sequence wraps (65000 + n).
+    let mut order: Vec<u16> = (0..600).filter(|s| *s != 10 && *s != 11).collect();
+    let at = order.iter().position(|s| *s == 20).unwrap();
+    order.swap(at, at + 1);
+    let at = order.iter().position(|s| *s == 30).unwrap();
+    order.insert(at, 30);
+    let out = run(
+        dir.path(),
+        &report(&key(1), &key(2)),
+        &pcapng_sll(&both_ways(&order)),
+        "c.pcapng",
+    )
+    .success();
+    let _ = out;
+    let call = call_dir(&dir.path().join("out"));
+    let s = summary(&call, "s0-audio-from-caller");
+    assert_eq!(s["packets"], 599, "{s}");
+    assert_eq!(s["lost"], 2);
+    assert_eq!(s["out_of_order"], 1);
+    assert_eq!(s["duplicates"], 1);
+    assert_eq!(s["auth_failures"], 0);
+    // The lost 40 ms are silence in the WAV: 600 packets' worth of samples.
+    assert_eq!(s["wav"]["samples"], 600 * 160);
+}
+
+#[test]
+fn a_bad_report_line_and_an_unknown_call_are_refused_with_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = pcap(&both_ways(&[0, 1]));
+    run(dir.path(), "{not json\n", &cap, "c.pcap")
+        .code(1)
+        .stderr(predicates::str::contains("report line 1"))
+        .stderr(predicates::str::contains("hint:"));
+    assert!(!dir.path().join("out").exists(), "nothing written");
+    std::fs::write(dir.path().join("r.jsonl"), report(&key(1), &key(2))).unwrap();
+    common::sipseal()
+        .args(["record", "--call", "nope"])
+        .arg("--report")
+        .arg(dir.path().join("r.jsonl"))
+        .arg("--capture")
+        .arg(dir.path().join("c.pcap"))
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("no call \"nope\""));
+    run(
+        dir.path(),
+        &report(&key(1), &key(2)),
+        b"not a capture",
+        "bad.pcap",
+    )
+    .code(1)
+    .stderr(predicates::str::contains("not a pcap or pcapng"));
+}
