@@ -261,3 +261,78 @@ fn redis_counts_only_capped_sessions_against_a_cap() {
     assert_eq!(capped, [Recorded::New, Recorded::New, Recorded::Capped]);
     assert_eq!(store.load("r").unwrap().sessions.len(), 5);
 }
+
+/// Issue 27 item 3: `relay --record DIR` hands a recorder the report lines
+/// (SDP, SRTP keys) of the calls a designation let it record
+/// (`seal --record`: `purpose=record`), the offer and the answer under
+/// the session key alike, and never a line of any other call.
+#[test]
+fn a_relay_spools_only_the_calls_it_may_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let recorded = common::live::sealed_call_with(d, "rec-1@a.example.com", &["--record"]);
+    let other = sealed_call(d, "rec-2@a.example.com");
+    let (sink, forwarded) = tcp_sink();
+    let next = format!("tcp:127.0.0.1:{sink}");
+    let (report, spool) = (d.join("report.jsonl"), d.join("rec"));
+    let relay = Daemon::start(
+        d,
+        "relay",
+        &[
+            "relay",
+            "--listen",
+            "tcp:127.0.0.1:0",
+            "--identity",
+            "keys/proxy-a-ec",
+            "--next",
+            &next,
+            "--report",
+            s(&report),
+            "--record",
+            s(&spool),
+        ],
+    );
+    let port = relay.port("tcp");
+    for call in [&recorded, &other] {
+        connect(port).write_all(&call.invite).unwrap();
+        let invite = forwarded.recv_timeout(Duration::from_secs(10)).unwrap();
+        // The 200 goes back the way the INVITE came (its Via), not to the sink.
+        connect(port)
+            .write_all(&answering(&call.answer, &invite))
+            .unwrap();
+    }
+    // Both calls were opened (the report has all four messages)...
+    let until = Instant::now() + Duration::from_secs(10);
+    while reports(&report).len() < 4 {
+        assert!(Instant::now() < until, "{}", relay.log_text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let all = reports(&report);
+    assert!(all.iter().all(|r| r["opened"] == true), "{all:?}");
+    assert_eq!(all[0]["record"], true, "{}", all[0]);
+    assert!(all[2].get("record").is_none(), "{}", all[2]);
+    // ...but only the call sealed with --record is in the spool: its offer
+    // (designated) and its answer (under the session key).
+    let lines = reports(&spool.join("keys.jsonl"));
+    let seen: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["call_id"].as_str().unwrap(),
+                l["decision"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("rec-1@a.example.com", "designated"),
+            ("rec-1@a.example.com", "session")
+        ]
+    );
+    assert!(lines[1]["sdp"].as_str().unwrap().contains("198.51.100.20"));
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&spool), 0o700);
+    assert_eq!(mode(&spool.join("keys.jsonl")), 0o600);
+}

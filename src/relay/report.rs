@@ -104,6 +104,10 @@ pub struct RelayReport {
     /// What the designation allows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub access: Option<Access>,
+    /// Whether the designation lets this relay hand the call's media keys
+    /// to a recorder (`purpose=record`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub record: bool,
     /// Whether the body was opened.
     pub opened: bool,
     /// Which key opened it.
@@ -181,6 +185,9 @@ impl RelayReport {
         }
         if let Some(a) = self.access {
             let _ = writeln!(out, "  access: {}", a.as_str());
+        }
+        if self.record {
+            out.push_str("  may record: yes (purpose=record)\n");
         }
         if let Some(k) = &self.opened_with {
             let _ = writeln!(out, "  opened with: {k}");
@@ -275,6 +282,7 @@ impl RelayReport {
             decision: Decision::NotSealed,
             designated_by: None,
             access: None,
+            record: false,
             opened: false,
             opened_with: None,
             answered: None,
@@ -296,6 +304,7 @@ impl RelayReport {
     /// Record the designation naming this relay (access, and who made it).
     pub(super) fn designated(&mut self, msg: &Message, d: &Designation) {
         self.access = Some(d.access);
+        self.record = d.record;
         self.designated_by = msg.aor("From").map(str::to_owned);
     }
 

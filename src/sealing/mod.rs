@@ -146,6 +146,9 @@ pub struct SealSpec {
     pub designate: Vec<String>,
     /// The access each designated relay gets.
     pub access: Access,
+    /// Whether each designated relay may hand the call's media keys to a
+    /// recorder (`purpose=record`).
+    pub record: bool,
     /// Cipher and padding.
     pub options: SealOptions,
     /// Sign the plaintext inside the envelope (sign-then-encrypt) with this identity.
@@ -278,7 +281,13 @@ pub fn seal_message_with(
     } else {
         EnvelopeKind::EnvelopedData
     };
-    let lines = sealed_headers(&designated(spec)?, spec.access, &content_id, kind);
+    let lines = sealed_headers(
+        &designated(spec)?,
+        spec.access,
+        spec.record,
+        &content_id,
+        kind,
+    );
     Ok(SealedMessage::wrap(msg, &lines, der, cek, content_id))
 }
 
@@ -318,6 +327,7 @@ pub fn seal_session(
     let lines = sealed_headers(
         &[],
         Access::Read,
+        false,
         &content_id,
         EnvelopeKind::AuthEnvelopedData,
     );
@@ -331,6 +341,7 @@ pub fn seal_session(
 fn sealed_headers(
     designated: &[String],
     access: Access,
+    record: bool,
     content_id: &str,
     kind: EnvelopeKind,
 ) -> Vec<(String, String)> {
@@ -341,6 +352,7 @@ fn sealed_headers(
                 uri: uri.clone(),
                 cid: Some(content_id.to_owned()),
                 access,
+                record,
             };
             (PROXY_INSPECT_BODY.to_owned(), d.to_value())
         })

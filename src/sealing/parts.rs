@@ -218,7 +218,7 @@ pub(super) fn seal_parts(
             session = Some((cek, cid.clone(), der.clone()));
         }
         body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-        for (name, value) in sealed_headers(&[], spec.access, &cid, kind) {
+        for (name, value) in sealed_headers(&[], spec.access, spec.record, &cid, kind) {
             body.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
         }
         body.extend_from_slice(b"\r\n");
@@ -237,6 +237,7 @@ pub(super) fn seal_parts(
                     uri: uri.clone(),
                     cid: Some(cid.clone()),
                     access: spec.access,
+                    record: spec.record,
                 };
                 (PROXY_INSPECT_BODY.to_owned(), d.to_value())
             })

@@ -5,10 +5,14 @@
 //! pib-value  = LAQUOT absoluteURI RAQUOT *( SEMI pib-param )
 //! pib-param  = "cid" EQUAL DQUOTE content-id DQUOTE      ; E2M drafts
 //!            / "access" EQUAL ( "read" / "modify" )      ; sipseal
+//!            / "purpose" EQUAL ( token / quoted-string ) ; sipseal
 //!            / generic-param
 //! ```
 //!
 //! A missing `access` means `read`: the relay may look but not change.
+//! `purpose=record` (a token, or a quoted list of tokens such as
+//! `"firewall record"`) also lets the relay hand the call's SRTP keys to a
+//! recorder (`relay --record DIR`); other purposes are read and ignored.
 
 use serde::Serialize;
 
@@ -67,6 +71,10 @@ pub struct Designation {
     pub cid: Option<String>,
     /// `access`, `read` when absent.
     pub access: Access,
+    /// `purpose=record`: the relay may hand the call's media keys to a
+    /// recorder.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub record: bool,
 }
 
 impl Designation {
@@ -78,6 +86,9 @@ impl Designation {
         }
         v.push_str(";access=");
         v.push_str(self.access.as_str());
+        if self.record {
+            v.push_str(";purpose=record");
+        }
         v
     }
 
@@ -98,6 +109,7 @@ impl Designation {
             uri: uri.to_owned(),
             cid: None,
             access: Access::Read,
+            record: false,
         };
         for param in split_params(params) {
             let (name, val) = param.split_once('=').unwrap_or((param, ""));
@@ -116,6 +128,15 @@ impl Designation {
                         "modify" => Access::Modify,
                         other => return Err(DesignationError::Access(other.to_owned())),
                     }
+                }
+                "purpose" => {
+                    let unquoted = val
+                        .strip_prefix('"')
+                        .and_then(|v| v.strip_suffix('"'))
+                        .unwrap_or(val);
+                    d.record |= unquoted
+                        .split([' ', ','])
+                        .any(|p| p.eq_ignore_ascii_case("record"));
                 }
                 _ => {}
             }
@@ -194,6 +215,30 @@ mod tests {
         assert_eq!(d.to_value(), v);
         let d = Designation::parse("<sips:p.example.com> ; cid=\"<x;y@z>\" ; foo").unwrap();
         assert_eq!((d.cid.as_deref(), d.access), (Some("x;y@z"), Access::Read));
+        // purpose=record, as a token or in a quoted list; other purposes
+        // are read and ignored; written back as it was read.
+        let r = Designation::parse("<sip:p.example.com>;access=read;purpose=record").unwrap();
+        assert!(r.record);
+        assert_eq!(
+            r.to_value(),
+            "<sip:p.example.com>;access=read;purpose=record"
+        );
+        assert!(
+            Designation::parse("<sip:p>;purpose=\"firewall record\"")
+                .unwrap()
+                .record
+        );
+        assert!(
+            !Designation::parse("<sip:p>;purpose=firewall")
+                .unwrap()
+                .record
+        );
+        assert!(
+            !Designation::parse("<sip:p>;purpose=recorder")
+                .unwrap()
+                .record
+        );
+        assert!(!d.record);
         for bad in ["sip:p", "<http://p>", "<sip:p", "<sip:p>;access=all"] {
             assert!(Designation::parse(bad).is_err(), "{bad}");
         }

@@ -308,6 +308,11 @@ pub struct SealedCall {
 
 /// A call `call_id` sealed as alice and answered as bob (state in `d`).
 pub fn sealed_call(d: &Path, call_id: &str) -> SealedCall {
+    sealed_call_with(d, call_id, &[])
+}
+
+/// [`sealed_call`] with more `seal` arguments (`--record`).
+pub fn sealed_call_with(d: &Path, call_id: &str, seal_args: &[&str]) -> SealedCall {
     use super::{Succeeds, s, sipseal, write};
     let invite = sipseal()
         .args(["build", "invite", "--from", "sip:alice@a.example.com"])
@@ -326,6 +331,7 @@ pub fn sealed_call(d: &Path, call_id: &str) -> SealedCall {
             "--state",
             s(&alice),
         ])
+        .args(seal_args)
         .succeeds()
         .stdout;
     let sealed_path = write(d, "sealed.sip", &sealed);

@@ -281,6 +281,11 @@ pub struct RecipientArgs {
     /// What the disclosed relays may do: read, or modify and re-seal.
     #[arg(long, value_enum, default_value_t = Access::Read, global = true)]
     pub access: Access,
+    /// The disclosed relays may also hand the call's SRTP keys to a
+    /// recorder (`purpose=record` in their Proxy-Inspect-Body; `relay
+    /// --record DIR`). Without it a relay reads the keys but keeps them.
+    #[arg(long, global = true)]
+    pub record: bool,
     /// Content cipher: GCM gives AuthEnvelopedData, CBC EnvelopedData
     /// (legacy) [default: aes256-gcm].
     #[arg(long, value_enum, global = true)]
@@ -432,6 +437,7 @@ impl RecipientArgs {
             disclose,
             designate: self.designate.clone(),
             access: self.access,
+            record: self.record,
             options: SealOptions {
                 cipher: self.cipher.unwrap_or_default(),
                 padding: self.rsa_padding,

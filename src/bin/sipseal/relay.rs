@@ -106,6 +106,13 @@ pub struct RelayLiveArgs {
     /// line (mode 0600: it may hold SRTP keys).
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Hand the media keys of the calls a designation lets this relay
+    /// record (`purpose=record`, `seal --record`) to a recorder: their
+    /// report lines (SDP and SRTP keys), and no other call's, are appended
+    /// to DIR/keys.jsonl (directory 0700, file 0600), which `sipseal record
+    /// --report DIR/keys.jsonl` reads.
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
     /// Append each call's pinhole changes here (mode 0600), in
     /// --pinhole-format: each change an nftables script for `nft -f`, or a
     /// JSON line.
@@ -165,6 +172,79 @@ pub struct RelayLiveArgs {
 struct FileSink {
     report: Option<Mutex<Appended>>,
     pinholes: Option<(Mutex<Appended>, PinholeFormat)>,
+    record: Option<Recorder>,
+}
+
+/// `--record DIR`: the report lines of the calls this relay may record.
+struct Recorder {
+    spool: Mutex<Appended>,
+    calls: Mutex<Recordable>,
+}
+
+/// The calls a designation let this relay record, the oldest forgotten
+/// first past [`Recordable::MAX`] (a call also goes at its BYE).
+#[derive(Default)]
+struct Recordable {
+    calls: std::collections::HashSet<String>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl Recordable {
+    const MAX: usize = 65_536;
+
+    fn add(&mut self, call_id: &str) {
+        if self.calls.insert(call_id.to_owned()) {
+            self.order.push_back(call_id.to_owned());
+            while self.order.len() > Self::MAX {
+                if let Some(old) = self.order.pop_front() {
+                    self.calls.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, call_id: &str) {
+        if self.calls.remove(call_id) {
+            self.order.retain(|c| c != call_id);
+        }
+    }
+}
+
+impl Recorder {
+    /// Spool `report` when its call may be recorded: a designation naming
+    /// this relay with `purpose=record` marks the call; each SDP this
+    /// relay then reads in it (the offer, the answer under the session
+    /// key, a re-INVITE) goes to the spool; a BYE ends it. Nothing of a
+    /// call no designation marked is ever spooled.
+    fn report(&self, report: &RelayReport) {
+        use sipseal::relay::Decision;
+        let Some(call_id) = report.call_id.as_deref() else {
+            return;
+        };
+        if report.answered.is_some() || report.refused.is_some() {
+            return;
+        }
+        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        if report.record && report.opened && report.decision == Decision::Designated {
+            calls.add(call_id);
+        }
+        if !calls.calls.contains(call_id) {
+            return;
+        }
+        if report.opened
+            && report.sdp.is_some()
+            && let Ok(mut line) = serde_json::to_string(report)
+        {
+            line.push('\n');
+            self.spool
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .write(line.as_bytes());
+        }
+        if report.kind == "request" && report.method.as_deref() == Some("BYE") {
+            calls.remove(call_id);
+        }
+    }
 }
 
 /// A file appended to, started afresh at a size (L3: a flood of messages
@@ -222,6 +302,9 @@ impl Appended {
 
 impl Sink for FileSink {
     fn report(&self, report: &RelayReport) {
+        if let Some(r) = &self.record {
+            r.report(report);
+        }
         if let (Some(f), Ok(mut line)) = (&self.report, serde_json::to_string(report)) {
             line.push('\n');
             f.lock()
@@ -426,22 +509,34 @@ pub fn run(args: RelayLiveArgs, ctx: &mut Context) -> Result<Exit, Error> {
             Arc::new(CachedStore::new(files.sweeping_aside()))
         }
     };
-    let sink: Arc<dyn Sink> = if args.report.is_some() || args.pinholes.is_some() {
-        Arc::new(FileSink {
-            report: args
-                .report
-                .as_ref()
-                .map(|p| append(p, args.rotate_at))
-                .transpose()?,
-            pinholes: args
-                .pinholes
-                .as_ref()
-                .map(|p| append(p, args.rotate_at).map(|f| (f, args.common.pinhole_format)))
-                .transpose()?,
-        })
-    } else {
-        Arc::new(NoSink)
-    };
+    let sink: Arc<dyn Sink> =
+        if args.report.is_some() || args.pinholes.is_some() || args.record.is_some() {
+            Arc::new(FileSink {
+                record: args
+                    .record
+                    .as_ref()
+                    .map(|dir| -> Result<Recorder, Error> {
+                        sipseal::state::create_private_dir(dir).map_err(Error::State)?;
+                        Ok(Recorder {
+                            spool: append(&dir.join("keys.jsonl"), args.rotate_at)?,
+                            calls: Mutex::default(),
+                        })
+                    })
+                    .transpose()?,
+                report: args
+                    .report
+                    .as_ref()
+                    .map(|p| append(p, args.rotate_at))
+                    .transpose()?,
+                pinholes: args
+                    .pinholes
+                    .as_ref()
+                    .map(|p| append(p, args.rotate_at).map(|f| (f, args.common.pinhole_format)))
+                    .transpose()?,
+            })
+        } else {
+            Arc::new(NoSink)
+        };
     runtime()?.block_on(async move {
         let server_config = ServerConfig {
             listen: listen.clone(),
