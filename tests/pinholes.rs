@@ -36,6 +36,31 @@ struct Call {
     bye: Vec<u8>,
 }
 
+/// alice's INVITE with `sdp`, signed by her inside the envelope (only an
+/// authenticated offer opens pinholes: sealing proves nothing about the
+/// sender), sealed for bob and disclosed to proxy-a; written to `dir`.
+fn signed_offer(dir: &Path, sdp: &str, call_id: Option<&str>) -> std::path::PathBuf {
+    let mut build = sipseal();
+    build.args(["--seed", "01", "build", "invite"]);
+    if let Some(id) = call_id {
+        build.args(["--call-id", id]);
+    }
+    let plain = build
+        .args(["--from", "Alice <sip:alice@a.example.com>"])
+        .args(["--to", "Bob <sip:bob@b.example.com>", "--sdp", sdp])
+        .succeeds()
+        .stdout;
+    let plain = write(dir, "plain.sip", &plain);
+    let invite = sipseal()
+        .args(["--seed", "01", "seal"])
+        .arg(&plain)
+        .args(["--sign", "keys/alice", "--peer", "keys/bob/cert.pem"])
+        .args(["--disclose", "keys/proxy-a/cert.pem"])
+        .succeeds()
+        .stdout;
+    write(dir, "invite.sip", &invite)
+}
+
 fn call(offer_sdp: &str, answer_sdp: &str, format: &str) -> Call {
     call_with(offer_sdp, answer_sdp, format, &[], &mut |_| {})
 }
@@ -52,23 +77,7 @@ fn call_with(
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let state = dir.join("state");
-    // Signed by alice inside the envelope: only an authenticated offer
-    // opens pinholes (sealing proves nothing about the sender).
-    let plain = sipseal()
-        .args(["--seed", "01", "build", "invite"])
-        .args(["--from", "Alice <sip:alice@a.example.com>"])
-        .args(["--to", "Bob <sip:bob@b.example.com>", "--sdp", offer_sdp])
-        .succeeds()
-        .stdout;
-    let plain = write(dir, "plain.sip", &plain);
-    let invite = sipseal()
-        .args(["--seed", "01", "seal"])
-        .arg(&plain)
-        .args(["--sign", "keys/alice", "--peer", "keys/bob/cert.pem"])
-        .args(["--disclose", "keys/proxy-a/cert.pem"])
-        .succeeds()
-        .stdout;
-    let invite = write(dir, "invite.sip", &invite);
+    let invite = signed_offer(dir, offer_sdp, None);
     let p = dir.join("p");
     let forwarded = write(dir, "fwd.sip", &proxy(&invite, &state, &p, format, extra));
     let offer = std::fs::read(&p).unwrap();
@@ -579,26 +588,7 @@ fn pinholes_applied_by_nft_work_on_packets() {
     assert!(ok, "{err}");
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
-    let plain = sipseal()
-        .args(["--seed", "01", "build", "invite"])
-        .args(["--from", "Alice <sip:alice@a.example.com>"])
-        .args([
-            "--to",
-            "Bob <sip:bob@b.example.com>",
-            "--sdp",
-            "samples/offer.sdp",
-        ])
-        .succeeds()
-        .stdout;
-    let plain = write(tmp.path(), "plain.sip", &plain);
-    let invite = sipseal()
-        .args(["--seed", "01", "seal"])
-        .arg(&plain)
-        .args(["--sign", "keys/alice", "--peer", "keys/bob/cert.pem"])
-        .args(["--disclose", "keys/proxy-a/cert.pem"])
-        .succeeds()
-        .stdout;
-    let invite = write(tmp.path(), "invite.sip", &invite);
+    let invite = signed_offer(tmp.path(), "samples/offer.sdp", None);
     let out = sipseal()
         .arg("proxy")
         .arg(&invite)
@@ -643,21 +633,7 @@ fn pinholes_applied_by_nft_work_on_packets() {
 /// An offer sealed by alice (signed: it opens pinholes) for `call_id`,
 /// through proxy-a with `--firewall nft`, its state in `state`, at `now`.
 fn offer_applied(dir: &Path, state: &Path, call_id: &str, sdp: &str, now: Option<&str>) {
-    let plain = sipseal()
-        .args(["--seed", "01", "build", "invite", "--call-id", call_id])
-        .args(["--from", "Alice <sip:alice@a.example.com>"])
-        .args(["--to", "Bob <sip:bob@b.example.com>", "--sdp", sdp])
-        .succeeds()
-        .stdout;
-    let plain = write(dir, "plain.sip", &plain);
-    let invite = sipseal()
-        .args(["--seed", "01", "seal"])
-        .arg(&plain)
-        .args(["--sign", "keys/alice", "--peer", "keys/bob/cert.pem"])
-        .args(["--disclose", "keys/proxy-a/cert.pem"])
-        .succeeds()
-        .stdout;
-    let invite = write(dir, "invite.sip", &invite);
+    let invite = signed_offer(dir, sdp, Some(call_id));
     let mut proxy = sipseal();
     if let Some(now) = now {
         proxy.args(["--now", now]);
