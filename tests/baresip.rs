@@ -143,6 +143,40 @@ fn all_forwarded(relay: &Daemon, call_id: &str) -> Vec<(String, Option<u64>)> {
         .collect()
 }
 
+/// `sipseal relay` on 127.0.0.1:5070 (UDP, TCP) and 5071 (TLS, client
+/// certificates of the realm's CA in `d/ca`), which finds the callee in
+/// the registrar's `registry` and stays on the path (Record-Route);
+/// `extra` arguments after these.
+fn start_relay(d: &Path, registry: &Path, extra: &[&str]) -> Daemon {
+    let hosts = common::write(d, "hosts", b"127.0.0.1:5060 example.com\n");
+    let ca = d.join("ca/cert.pem");
+    let mut args = vec![
+        "relay",
+        // Its next hops (user agents, SIPp, Kamailio) are on the loopback.
+        "--hop-allow",
+        "127.0.0.0/8",
+        "--listen",
+        "udp:127.0.0.1:5070",
+        "--listen",
+        "tcp:127.0.0.1:5070",
+        "--listen",
+        "tls:127.0.0.1:5071",
+        "--trust",
+        s(&ca),
+        "--identity",
+        "keys/proxy-a-ec",
+        "--domain",
+        "example.com",
+        "--registrations",
+        s(registry),
+        "--hosts",
+        s(&hosts),
+        "--record-route",
+    ];
+    args.extend_from_slice(extra);
+    Daemon::start(d, "relay", &args)
+}
+
 /// How the phones reach the relay.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Link {
@@ -197,35 +231,8 @@ fn calls_through_the_relay(link: Link) {
         &["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"],
         &["--digest-algorithms", "md5"],
     );
-    let hosts = common::write(d, "hosts", b"127.0.0.1:5060 example.com\n");
     let ca = d.join("ca/cert.pem");
-    let relay = Daemon::start(
-        d,
-        "relay",
-        &[
-            "relay",
-            // Its next hops (user agents, SIPp, Kamailio) are on the loopback.
-            "--hop-allow",
-            "127.0.0.0/8",
-            "--listen",
-            "udp:127.0.0.1:5070",
-            "--listen",
-            "tcp:127.0.0.1:5070",
-            "--listen",
-            "tls:127.0.0.1:5071",
-            "--trust",
-            s(&ca),
-            "--identity",
-            "keys/proxy-a-ec",
-            "--domain",
-            "example.com",
-            "--registrations",
-            s(&registry),
-            "--hosts",
-            s(&hosts),
-            "--record-route",
-        ],
-    );
+    let relay = start_relay(d, &registry, &[]);
     let (tshark, pcap) = capture_rtp(d);
     let ua = |name: &str, sip: u16, ctrl: u16, rtp: (u16, u16)| {
         let mut config = Config::new(name, sip, ctrl);
@@ -360,4 +367,309 @@ fn baresip_registers_and_calls_through_the_relay_over_tcp() {
 #[test]
 fn baresip_registers_and_calls_through_the_relay_over_mutual_tls() {
     calls_through_the_relay(Link::Tls);
+}
+
+/// The caller's tone: a sine at this frequency, 8 kHz 16-bit mono (G.711's
+/// rate, so that baresip's `aufile` sends it unresampled).
+const TONE_HZ: f64 = 1000.0;
+
+/// How long the recorded call lasts once media flows both ways: 150 RTP
+/// packets each way at baresip's 20 ms.
+const CALL_MEDIA: Duration = Duration::from_secs(3);
+
+/// Write `secs` seconds of a `hz` sine at half scale, 8 kHz 16-bit mono.
+fn write_tone(path: &Path, hz: f64, secs: u32) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for n in 0..8000 * secs {
+        let t = f64::from(n) / 8000.0;
+        let x = 16_000.0 * (2.0 * std::f64::consts::PI * hz * t).sin();
+        w.write_sample(x as i16).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+/// `key_params` (`inline:KEYSALT[|LIFETIME][|MKI:LEN]`) with the first
+/// octet of its master key flipped: the same suite, another key.
+fn wrong_key(key_params: &str) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let info = key_params.strip_prefix("inline:").expect("an inline: key");
+    let (material, rest) = info.split_at(info.find('|').unwrap_or(info.len()));
+    let mut raw = b64.decode(material).expect("base64 key material");
+    raw[0] ^= 0x01;
+    format!("inline:{}{rest}", b64.encode(raw))
+}
+
+/// `sipseal record --report REPORT --capture CAPTURE --out OUT --format json`.
+fn record(report: &Path, capture: &Path, out: &Path) -> std::process::Output {
+    let started = Instant::now();
+    let run = common::sipseal()
+        .args(["record", "--report", s(report), "--capture", s(capture)])
+        .args(["--out", s(out), "--format", "json"])
+        .output()
+        .unwrap();
+    eprintln!(
+        "record --out {} ({:?}): {}\nstdout: {}\nstderr: {}",
+        out.display(),
+        started.elapsed(),
+        run.status,
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    run
+}
+
+/// The directory `record` wrote `call_id` into (by `OUT/calls.json`).
+fn recorded_call(out: &Path, call_id: &str) -> std::path::PathBuf {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("calls.json")).unwrap()).unwrap();
+    let index = index.as_object().unwrap();
+    assert_eq!(index.len(), 1, "one call recorded: {index:?}");
+    let (tag, id) = index.iter().next().unwrap();
+    assert_eq!(id, call_id);
+    out.join(tag)
+}
+
+/// The JSON summary of one direction (`s0-audio-from-caller`, ...).
+fn direction(call: &Path, name: &str) -> serde_json::Value {
+    let path = call.join(format!("{name}.json"));
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// Issue 27, "a real call recorded": alice (baresip, `mediaenc=srtp`: SDES
+/// keys in `a=crypto`, PCMU only) plays a 1 kHz tone from a WAV file to
+/// bob through `sipseal relay --report`; tshark captures the SRTP. `sipseal
+/// record` with that report and capture gives back alice's side as a WAV
+/// whose strongest frequency is the tone's, every packet authenticated.
+/// With her key altered in the report, every one of her packets fails
+/// authentication and nothing of hers is written; with every key altered,
+/// nothing at all and exit 1.
+#[test]
+fn a_baresip_call_through_the_relay_is_recorded_from_its_report() {
+    if !common::baresip::available() {
+        eprintln!("SKIPPED: baresip is not installed (apt-get install baresip-core)");
+        return;
+    }
+    if !private_network() {
+        return;
+    }
+    let started = Instant::now();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let realm = Realm::new(d, "example.com", &["alice", "bob"], true);
+    let registry = d.join("registry");
+    let _registrar = realm.registrar(
+        s(&registry),
+        &["udp:127.0.0.1:5060"],
+        &["--digest-algorithms", "md5"],
+    );
+    let report = d.join("report.jsonl");
+    let relay = start_relay(d, &registry, &["--report", s(&report)]);
+    let tone = d.join("tone.wav");
+    // Longer than the call: the tone never runs out while it lasts.
+    write_tone(&tone, TONE_HZ, 20);
+    let (tshark, pcap) = capture_rtp(d);
+    let ua = |name: &str, sip: u16, ctrl: u16, rtp: (u16, u16), source: Option<&Path>| {
+        let mut config = Config::new(name, sip, ctrl);
+        config.rtp_ports = Some(rtp);
+        config.extra.push("module\t\t\tsrtp.so".into());
+        if let Some(file) = source {
+            config.extra.push("module\t\t\taufile.so".into());
+            config.audio_source = Some(format!("aufile,{}", file.display()));
+        }
+        let account = Account::new(name, "example.com", Transport::Udp)
+            .auth(name, &format!("{name}-pw"))
+            .outbound("sip:127.0.0.1:5070")
+            .param("mediaenc", "srtp")
+            .param("audio_codecs", "PCMU")
+            .register_every(600)
+            .answer(AnswerMode::Auto);
+        Baresip::start(d, &config, &account)
+    };
+    let mut alice = ua("alice", 25_060, 25_080, (26_000, 26_099), Some(&tone));
+    // bob's aubridge sends back what he hears.
+    let mut bob = ua("bob", 25_062, 25_082, (26_100, 26_199), None);
+    for b in [&mut alice, &mut bob] {
+        let ok = b.expect_event(&["REGISTER_OK", "REGISTER_FAIL"], WAIT);
+        assert_eq!(ok["type"], "REGISTER_OK", "{ok}\n{}", relay.log_text());
+    }
+
+    alice.dial("sip:bob@example.com");
+    let up = alice.expect_event(&["CALL_ESTABLISHED"], WAIT);
+    bob.expect_event(&["CALL_ESTABLISHED"], WAIT);
+    alice.expect_event(&["CALL_RTPESTAB"], WAIT);
+    bob.expect_event(&["CALL_RTPESTAB"], WAIT);
+    std::thread::sleep(CALL_MEDIA);
+    alice.hangup();
+    bob.expect_event(&["CALL_CLOSED"], WAIT);
+    alice.expect_event(&["CALL_CLOSED"], WAIT);
+    let call = up["id"].as_str().unwrap().to_owned();
+    // The INVITE and its 200 (both SDPs, so both keys) are in the report
+    // once the relay has logged them.
+    let wanted = [("INVITE", None), ("INVITE", Some(200)), ("BYE", Some(200))];
+    let seen = forwarded_with(&relay, &call, &wanted);
+    for wanted in wanted {
+        let wanted = (wanted.0.to_owned(), wanted.1);
+        assert!(seen.contains(&wanted), "{wanted:?} in {seen:?}");
+    }
+    let alice_log = alice.stop();
+    bob.stop();
+    let (from_alice, from_bob) = rtp_counts(tshark, &pcap);
+    eprintln!("captured: {from_alice} RTP packets from alice, {from_bob} from bob");
+
+    // The report: the offer's and the answer's SDES keys, in the clear SDP.
+    let text = std::fs::read_to_string(&report).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|l: &serde_json::Value| l["call_id"] == call.as_str() && l["srtp_keys"].is_array())
+        .collect();
+    let keys = |kind: &str| -> Vec<serde_json::Value> {
+        lines
+            .iter()
+            .filter(|l| l["kind"] == kind)
+            .flat_map(|l| l["srtp_keys"].as_array().unwrap().clone())
+            .collect()
+    };
+    let (offered, answered) = (keys("request"), keys("response"));
+    eprintln!("offered keys: {offered:?}\nanswered keys: {answered:?}");
+    assert!(!offered.is_empty() && !answered.is_empty(), "{text}");
+    // The caller's key in use: the offered one under the answer's tag.
+    let chosen = offered
+        .iter()
+        .find(|k| k["tag"] == answered[0]["tag"] && k["suite"] == answered[0]["suite"])
+        .unwrap_or_else(|| panic!("the answer's tag among the offered: {text}"));
+    let chosen = chosen["key_params"].as_str().unwrap().to_owned();
+
+    // Recorded with the right keys.
+    let out = d.join("rec");
+    let run = record(&report, &pcap, &out);
+    assert!(run.status.success(), "record: {}", run.status);
+    let rec = recorded_call(&out, &call);
+    let caller = direction(&rec, "s0-audio-from-caller");
+    let callee = direction(&rec, "s0-audio-from-callee");
+    let packets = caller["packets"].as_u64().unwrap();
+    // 3 s at 50 packets/s: more than 2 s of it, and every RTP packet
+    // tshark saw from alice authenticated and decrypted (bob's too).
+    assert!(packets > 100, "{caller}");
+    assert_eq!(packets, from_alice as u64, "{caller}");
+    assert_eq!(callee["packets"], from_bob as u64, "{callee}");
+    for s in [&caller, &callee] {
+        assert_eq!(s["auth_failures"], 0, "{s}");
+        assert_eq!(s["srtcp_auth_failures"], 0, "{s}");
+        assert_eq!(s["srtcp_unverified"], 0, "{s}");
+        assert_eq!(s["key_exhausted"], 0, "{s}");
+        // libre's APP PING as the stream starts, before SRTP covers RTCP.
+        assert!(s["rtcp_unprotected"].as_u64().unwrap() <= 1, "{s}");
+    }
+    // PCMU only, as the account asked.
+    assert_eq!(
+        caller["payload_types"],
+        serde_json::json!({ "0 PCMU": packets }),
+        "{caller}"
+    );
+    let wav = rec.join("s0-audio-from-caller.wav");
+    let mut reader = hound::WavReader::open(&wav).unwrap();
+    let spec = reader.spec();
+    assert_eq!((spec.sample_rate, spec.channels), (8000, 1), "{spec:?}");
+    let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
+    assert_eq!(
+        samples.len() as u64,
+        caller["wav"]["samples"].as_u64().unwrap()
+    );
+    // 160 samples a packet (20 ms of 8 kHz), and no gap filled with silence.
+    assert!(
+        samples.len() as u64 >= packets * 160,
+        "{} samples",
+        samples.len()
+    );
+    // The tone was made at exactly TONE_HZ on the codec's own 8 kHz clock,
+    // sent without resampling, and the Goertzel scan covers ≥ 2 s (a bin
+    // ~0.5 Hz wide) in 10 Hz steps: the peak is the step at the tone. One
+    // step either side allows for a source clocked otherwise.
+    let found = common::dominant(&samples, 8000.0);
+    // bob's aubridge sends back what he hears: logged, not asserted.
+    let echo: Vec<i16> = hound::WavReader::open(rec.join("s0-audio-from-callee.wav"))
+        .map(|mut r| r.samples::<i16>().map_while(Result::ok).collect())
+        .unwrap_or_default();
+    eprintln!(
+        "caller's WAV: {} samples, dominant {found} Hz; {packets} packets; callee {} packets, WAV dominant {} Hz",
+        samples.len(),
+        callee["packets"],
+        common::dominant(&echo, 8000.0)
+    );
+    assert!(
+        (found - TONE_HZ).abs() <= 10.0,
+        "dominant {found} Hz, not {TONE_HZ}\n{alice_log}"
+    );
+
+    // alice's key altered: every packet of hers fails authentication and
+    // nothing of hers is written; bob's side is recorded as before.
+    let wrong = wrong_key(&chosen);
+    let bad_report = d.join("report-alice-wrong.jsonl");
+    std::fs::write(&bad_report, text.replace(&chosen, &wrong)).unwrap();
+    let out = d.join("rec-alice-wrong");
+    let run = record(&bad_report, &pcap, &out);
+    assert!(
+        run.status.success(),
+        "bob's side still decrypts: {}",
+        run.status
+    );
+    let rec = recorded_call(&out, &call);
+    let bad = direction(&rec, "s0-audio-from-caller");
+    assert_eq!(bad["packets"], 0, "{bad}");
+    assert_eq!(bad["auth_failures"], packets, "{bad}");
+    assert_eq!(bad["srtcp_packets"], 0, "{bad}");
+    assert_eq!(bad["srtcp_auth_failures"], caller["srtcp_packets"], "{bad}");
+    assert!(bad.get("wav").is_none(), "{bad}");
+    for ext in ["wav", "pcap"] {
+        let f = rec.join(format!("s0-audio-from-caller.{ext}"));
+        assert!(!f.exists(), "{} written", f.display());
+    }
+    assert_eq!(
+        direction(&rec, "s0-audio-from-callee")["packets"],
+        callee["packets"]
+    );
+
+    // Every key of the call altered: only authentication failures, no
+    // audio, exit 1 (docs/guide/02-relays.md, "Recording a call").
+    let mut all_wrong = text.clone();
+    for k in offered.iter().chain(&answered) {
+        let k = k["key_params"].as_str().unwrap();
+        all_wrong = all_wrong.replace(k, &wrong_key(k));
+    }
+    let bad_report = d.join("report-all-wrong.jsonl");
+    std::fs::write(&bad_report, all_wrong).unwrap();
+    let out = d.join("rec-all-wrong");
+    let run = record(&bad_report, &pcap, &out);
+    assert_eq!(run.status.code(), Some(1), "{}", run.status);
+    assert!(
+        String::from_utf8_lossy(&run.stderr).contains("failed SRTP authentication"),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let rec = recorded_call(&out, &call);
+    for (name, good) in [
+        ("s0-audio-from-caller", &caller),
+        ("s0-audio-from-callee", &callee),
+    ] {
+        let bad = direction(&rec, name);
+        assert_eq!(bad["packets"], 0, "{bad}");
+        assert_eq!(bad["auth_failures"], good["packets"], "{bad}");
+        assert_eq!(bad["srtcp_auth_failures"], good["srtcp_packets"], "{bad}");
+    }
+    let written: Vec<String> = std::fs::read_dir(&rec)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".json"))
+        .collect();
+    assert!(written.is_empty(), "no audio or RTP written: {written:?}");
+    eprintln!("recorded call test took {:?}", started.elapsed());
 }

@@ -202,24 +202,6 @@ fn report(caller_key: &[u8], callee_key: &[u8]) -> String {
     )
 }
 
-/// The strongest frequency (10 Hz steps, 100..3500 Hz) by Goertzel.
-fn dominant(samples: &[i16], rate: f64) -> f64 {
-    let power = |f: f64| {
-        let w = 2.0 * std::f64::consts::PI * f / rate;
-        let (mut s1, mut s2) = (0.0, 0.0);
-        for x in samples {
-            let s0 = f64::from(*x) + 2.0 * w.cos() * s1 - s2;
-            s2 = s1;
-            s1 = s0;
-        }
-        s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2
-    };
-    (10..350)
-        .map(|i| f64::from(i) * 10.0)
-        .max_by(|a, b| power(*a).total_cmp(&power(*b)))
-        .unwrap()
-}
-
 fn summary(dir: &Path, name: &str) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.json"))).unwrap()).unwrap()
 }
@@ -287,7 +269,7 @@ fn a_call_is_recorded_both_ways_with_its_tones() {
         assert_eq!(r.spec().sample_rate, 8000);
         let samples: Vec<i16> = r.samples::<i16>().map(Result::unwrap).collect();
         assert_eq!(samples.len(), 16000);
-        let f = dominant(&samples, 8000.0);
+        let f = common::dominant(&samples, 8000.0);
         assert!((f - freq).abs() <= 10.0, "{name}: {f} Hz");
         #[cfg(unix)]
         {
@@ -332,6 +314,63 @@ fn a_wrong_key_gives_authentication_failures_and_no_media() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(files.iter().all(|f| f.ends_with(".json")), "{files:?}");
+}
+
+/// Plain RTCP from each party's RTCP port: libre's APP `PING` that baresip
+/// sends as a stream starts (before SRTP protects its RTCP), and a
+/// receiver report with SDES, whose octet where an SRTCP E flag would be
+/// is clear.
+fn plain_rtcp(ssrc: u32, src: &str, dst: &str) -> Vec<Udp> {
+    let (mut src, mut dst): (SocketAddr, SocketAddr) = (src.parse().unwrap(), dst.parse().unwrap());
+    src.set_port(src.port() + 1);
+    dst.set_port(dst.port() + 1);
+    let mut ping = vec![0x80, 204, 0x00, 0x03];
+    ping.extend_from_slice(&ssrc.to_be_bytes());
+    ping.extend_from_slice(b"PINGPONG");
+    let mut rr_sdes = vec![0x80, 201, 0x00, 0x01];
+    rr_sdes.extend_from_slice(&ssrc.to_be_bytes());
+    rr_sdes.extend_from_slice(&[0x81, 202, 0x00, 0x03]);
+    rr_sdes.extend_from_slice(&ssrc.to_be_bytes());
+    rr_sdes.extend_from_slice(&[1, 4, b'a', b'b', b'c', b'd', 0, 0]);
+    [ping, rr_sdes]
+        .into_iter()
+        .map(|payload| Udp {
+            time: Duration::from_millis(1_699_999_999_000),
+            src,
+            dst,
+            payload,
+        })
+        .collect()
+}
+
+/// RTCP sent in the clear is no SRTCP that failed: it is counted apart
+/// (`rtcp_unprotected`), never written, with the right keys and the wrong.
+#[test]
+fn plain_rtcp_is_counted_apart_from_authentication_failures() {
+    let order: Vec<u16> = (0..100).collect();
+    let mut packets = plain_rtcp(0x1111, CALLER, CALLEE);
+    packets.extend(plain_rtcp(0x2222, CALLEE, CALLER));
+    packets.extend(both_ways(&order));
+    let capture = pcap(&packets);
+    for (keys, right) in [((key(1), key(2)), true), ((key(3), key(4)), false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let run = run(dir.path(), &report(&keys.0, &keys.1), &capture, "c.pcap");
+        if right {
+            run.success();
+        } else {
+            run.code(1);
+        }
+        let call = call_dir(&dir.path().join("out"));
+        for name in ["s0-audio-from-caller", "s0-audio-from-callee"] {
+            let s = summary(&call, name);
+            let (ok, failed) = if right { (2, 0) } else { (0, 2) };
+            assert_eq!(s["rtcp_unprotected"], 2, "{s}");
+            assert_eq!(s["srtcp_packets"], ok, "{s}");
+            assert_eq!(s["srtcp_auth_failures"], failed, "{s}");
+            assert_eq!(s["srtcp_unverified"], 0, "{s}");
+            assert_eq!(s["auth_failures"], if right { 0 } else { 100 }, "{s}");
+        }
+    }
 }
 
 #[test]

@@ -187,6 +187,10 @@ pub struct Summary {
     /// SRTCP packets sent unencrypted (E flag clear): refused, since
     /// their tag is not checked by the SRTP crate.
     pub srtcp_unverified: u64,
+    /// RTCP packets sent in the clear (no SRTCP index or tag, e.g. the APP
+    /// `PING` baresip sends as a stream starts): not written, and no
+    /// authentication failure either.
+    pub rtcp_unprotected: u64,
     /// Packets after the key's lifetime (`|2^N`) was used up: not decrypted.
     pub key_exhausted: u64,
     /// The SSRCs seen.
@@ -530,6 +534,7 @@ impl CallState {
             match (outcome, rtcp) {
                 (Outcome::Exhausted, _) => s.key_exhausted += 1,
                 (Outcome::Unverified, _) => s.srtcp_unverified += 1,
+                (Outcome::Unprotected, _) => s.rtcp_unprotected += 1,
                 (_, true) => s.srtcp_auth_failures += 1,
                 (_, false) => s.auth_failures += 1,
             }

@@ -194,6 +194,10 @@ pub enum Outcome {
     /// SRTCP sent unencrypted (E flag clear): the crate returns it without
     /// checking its tag, so it is refused rather than trusted.
     Unverified,
+    /// Not SRTCP at all: a whole plain RTCP compound packet, no index and
+    /// no tag (libre, so baresip, sends an APP `PING` so as a stream
+    /// starts). Nothing vouches for it: refused, but no key failed.
+    Unprotected,
 }
 
 /// One master key's decryption state (both SRTP and SRTCP).
@@ -255,23 +259,46 @@ impl Decryptor {
         if self.exhausted(true) {
             return Outcome::Exhausted;
         }
-        if packet.len() < 8 + self.suite.rtcp_trailer() {
-            return Outcome::AuthFailed;
-        }
         // The E|index word: before the HMAC tag (RFC 3711 §3.4), last
         // after the AEAD tag (RFC 7714 §9.2).
-        let e_at = packet.len() - 4 - self.suite.profile().rtcp_auth_tag_len();
-        if packet.get(e_at).is_some_and(|b| b & 0x80 == 0) {
-            return Outcome::Unverified;
+        let e_at = (packet.len() >= 8 + self.suite.rtcp_trailer())
+            .then(|| packet.len() - 4 - self.suite.profile().rtcp_auth_tag_len());
+        let encrypted = e_at.and_then(|at| packet.get(at)).map(|b| b & 0x80 != 0);
+        // Decryption first: SRTCP the key opens is never taken for plain.
+        if encrypted == Some(true)
+            && let Ok(plain) = self.ctx.decrypt_rtcp(packet)
+        {
+            self.rtcp_used += 1;
+            return Outcome::Plain(plain.to_vec());
         }
-        match self.ctx.decrypt_rtcp(packet) {
-            Ok(plain) => {
-                self.rtcp_used += 1;
-                Outcome::Plain(plain.to_vec())
-            }
-            Err(_) => Outcome::AuthFailed,
+        if plain_rtcp(packet) {
+            Outcome::Unprotected
+        } else if encrypted == Some(false) {
+            Outcome::Unverified
+        } else {
+            Outcome::AuthFailed
         }
     }
+}
+
+/// Whether `p` is a plain RTCP compound packet (RFC 3550 §6.1): RTCP
+/// headers (version 2, a packet type of 192..=223 as RFC 5761 §4 keeps
+/// for RTCP) whose lengths add up to the datagram exactly. SRTCP does
+/// not: its E|index word and tag follow the compound packet, and its
+/// headers after the first are encrypted; that they walk to the end by
+/// chance is unlikely, and [`Decryptor::rtcp`] asks only once its key failed.
+pub fn plain_rtcp(p: &[u8]) -> bool {
+    let mut at = 0usize;
+    while at < p.len() {
+        let Some(h) = p.get(at..at + 4) else {
+            return false;
+        };
+        if h[0] >> 6 != 2 || !(192..=223).contains(&h[1]) {
+            return false;
+        }
+        at += 4 * (usize::from(u16::from_be_bytes([h[2], h[3]])) + 1);
+    }
+    at == p.len() && !p.is_empty()
 }
 
 /// The RTP header's length (fixed part, CSRCs, extension), when the packet

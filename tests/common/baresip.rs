@@ -235,6 +235,11 @@ pub struct Config {
     /// `sip_cafile`. baresip 1.0 loads it but does not verify a server's
     /// certificate (it has no `sip_verify_server`).
     pub cafile: Option<PathBuf>,
+    /// `audio_source` instead of the instance's aubridge device, e.g.
+    /// `aufile,/path/tone.wav` (with `module aufile.so` in
+    /// [`extra`](Self::extra)); a file at the codec's rate and channels
+    /// (8 kHz mono for G.711) is sent without resampling.
+    pub audio_source: Option<String>,
     /// More config lines (`module srtp.so`, `rtp_timeout 10`, ...).
     pub extra: Vec<String>,
 }
@@ -250,6 +255,7 @@ impl Config {
             rtp_ports: None,
             certificate: None,
             cafile: None,
+            audio_source: None,
             extra: Vec::new(),
         }
     }
@@ -263,7 +269,7 @@ impl Config {
              call_local_timeout\t120\n\
              call_max_calls\t\t4\n\
              audio_player\t\taubridge,{name}\n\
-             audio_source\t\taubridge,{name}\n\
+             audio_source\t\t{source}\n\
              audio_alert\t\taubridge,{name}-alert\n\
              audio_level\t\tno\n\
              rtp_stats\t\tyes\n\
@@ -280,6 +286,10 @@ impl Config {
              ctrl_tcp_listen\t\t127.0.0.1:{ctrl}\n",
             sip = self.sip_port,
             ctrl = self.ctrl_port,
+            source = self
+                .audio_source
+                .clone()
+                .unwrap_or_else(|| format!("aubridge,{name}")),
         );
         if let Some((lo, hi)) = self.rtp_ports {
             text.push_str(&format!("rtp_ports\t\t{lo}-{hi}\n"));

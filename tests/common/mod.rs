@@ -239,3 +239,22 @@ pub fn invite_carrying(entity: &[u8]) -> Vec<u8> {
     m.extend_from_slice(body);
     m
 }
+
+/// The strongest frequency of `samples` (at `rate` per second) in 10 Hz
+/// steps from 100 to 3,490 Hz, by Goertzel: the tone a recording holds.
+pub fn dominant(samples: &[i16], rate: f64) -> f64 {
+    let power = |f: f64| {
+        let w = 2.0 * std::f64::consts::PI * f / rate;
+        let (mut s1, mut s2) = (0.0, 0.0);
+        for x in samples {
+            let s0 = f64::from(*x) + 2.0 * w.cos() * s1 - s2;
+            s2 = s1;
+            s1 = s0;
+        }
+        s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2
+    };
+    (10..350)
+        .map(|i| f64::from(i) * 10.0)
+        .max_by(|a, b| power(*a).total_cmp(&power(*b)))
+        .unwrap()
+}

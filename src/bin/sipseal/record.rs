@@ -189,6 +189,13 @@ fn to_text(p: &Printed) -> String {
                 d.srtcp_packets,
                 d.srtcp_auth_failures
             );
+            if d.rtcp_unprotected > 0 {
+                let _ = write!(
+                    out,
+                    "; {} plain RTCP (no SRTCP, not written)",
+                    d.rtcp_unprotected
+                );
+            }
             if d.key_exhausted > 0 {
                 let _ = write!(out, "; {} past the key's lifetime", d.key_exhausted);
             }

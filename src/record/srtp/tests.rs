@@ -404,3 +404,34 @@ fn key_params_lifetime_mki_and_suites() {
         assert_eq!(fresh.rtcp(p), Outcome::AuthFailed);
     }
 }
+
+/// baresip's (libre's) APP `PING`, sent in the clear as a stream starts,
+/// and a plain RR+SDES: unprotected RTCP, not failed SRTCP, whatever the
+/// key; SRTCP itself is never taken for plain.
+#[test]
+fn plain_rtcp_is_unprotected_not_an_authentication_failure() {
+    let ping = hex("80cc0003c12ce5a750494e47504f4e47");
+    let rr_sdes = hex("80c900010000111181ca000300001111010461626364 0000");
+    let (mk, ms) = (hex(B3_MASTER_KEY), hex(B3_MASTER_SALT));
+    let key = MasterKey::parse("AES_CM_128_HMAC_SHA1_80", &inline(&mk, &ms)).unwrap();
+    let mut d = Decryptor::new(&key).unwrap();
+    for p in [&ping, &rr_sdes] {
+        assert!(plain_rtcp(p));
+        assert_eq!(d.rtcp(p), Outcome::Unprotected);
+    }
+    let srtcp = cm_protect_rtcp(&session(&mk, &ms), &sender_report(7), 1);
+    assert!(!plain_rtcp(&srtcp));
+    let mut bad = srtcp.clone();
+    bad[9] ^= 1;
+    assert_eq!(d.rtcp(&bad), Outcome::AuthFailed);
+    assert!(matches!(d.rtcp(&srtcp), Outcome::Plain(_)));
+    // Short, truncated or not RTCP at all.
+    for p in [
+        &[][..],
+        &ping[..15],
+        &[0x80, 0xcc, 0, 0],
+        &[0x80, 0x00, 0, 0],
+    ] {
+        assert_eq!(plain_rtcp(p), p.len() == 4 && p[1] == 0xcc, "{p:?}");
+    }
+}
