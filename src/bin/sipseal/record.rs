@@ -88,8 +88,8 @@ fn read(path: &Path) -> Result<Vec<u8>, Error> {
 
 /// Run `record`.
 pub fn run(args: RecordArgs) -> Result<Exit, Error> {
-    let recording = match (&args.capture, &args.interface) {
-        (Some(capture), _) => from_file(&args, capture)?,
+    let (recording, broke) = match (&args.capture, &args.interface) {
+        (Some(capture), _) => (from_file(&args, capture)?, None),
         (None, Some(interface)) => live(&args, interface)?,
         // clap's `input` group asks for one of them.
         (None, None) => {
@@ -99,16 +99,22 @@ pub fn run(args: RecordArgs) -> Result<Exit, Error> {
             ));
         }
     };
-    output(&args, &recording)
+    let exit = output(&args, &recording)?;
+    // The input failed on the way: what came before it is written, and
+    // the error is still the outcome.
+    match broke {
+        Some(e) => Err(e),
+        None => Ok(exit),
+    }
 }
 
 #[cfg(all(feature = "live", target_os = "linux"))]
-fn live(args: &RecordArgs, interface: &str) -> Result<Recording, Error> {
+fn live(args: &RecordArgs, interface: &str) -> Result<(Recording, Option<Error>), Error> {
     crate::record_live::record(interface, &args.report, &args.calls, args.duration)
 }
 
 #[cfg(not(all(feature = "live", target_os = "linux")))]
-fn live(_: &RecordArgs, interface: &str) -> Result<Recording, Error> {
+fn live(_: &RecordArgs, interface: &str) -> Result<(Recording, Option<Error>), Error> {
     Err(Error::usage(
         format!("--interface {interface}: this sipseal reads no live input"),
         "live input needs Linux and the `live` feature; capture with tcpdump -w and give --capture FILE",

@@ -32,13 +32,14 @@ const BATCH: usize = 4096;
 const MAX_LINE: usize = 16 << 20;
 
 /// Record from `interface` the calls of the report at `report` (`wanted`
-/// only, when given) until a signal or `duration`.
+/// only, when given) until a signal or `duration`; or until the socket
+/// fails, when the error comes back with what was recorded up to it.
 pub fn record(
     interface: &str,
     report: &Path,
     wanted: &[String],
     duration: Option<Duration>,
-) -> Result<Recording, Error> {
+) -> Result<(Recording, Option<Error>), Error> {
     let name = report.display().to_string();
     // Blocked before anything can take long: a signal sent at any time
     // from here on waits in the signalfd instead of ending the process.
@@ -88,7 +89,8 @@ pub fn record(
     let deadline = duration.map(|d| start + d);
     let mut next_follow = start + FOLLOW_EVERY;
     let mut buf = vec![0u8; 1 << 18];
-    loop {
+    let mut broke = None;
+    'turns: loop {
         let now = Instant::now();
         if deadline.is_some_and(|d| now >= d) {
             break;
@@ -107,7 +109,10 @@ pub fn record(
         ];
         match poll(&mut fds, timeout) {
             Ok(_) | Err(nix::Error::EINTR) => {}
-            Err(e) => return Err(packet_io(interface, e)),
+            Err(e) => {
+                broke = Some(packet_io(interface, e));
+                break;
+            }
         }
         if let Ok(Some(sig)) = signals.read_signal() {
             let sig = Signal::try_from(sig.ssi_signo as i32).map_or("a signal", |s| s.as_str());
@@ -115,19 +120,26 @@ pub fn record(
             break;
         }
         for _ in 0..BATCH {
-            match sock.recv(&mut buf).map_err(Error::Packet)? {
-                Some(frame) => take_frame(&mut rec, frame, &buf),
-                None => break,
+            match sock.recv(&mut buf) {
+                Ok(Some(frame)) => take_frame(&mut rec, frame, &buf),
+                Ok(None) => break,
+                Err(e) => {
+                    broke = Some(Error::Packet(e));
+                    break 'turns;
+                }
             }
         }
     }
     // What the relay wrote and the interface carried up to the end.
     take_lines(&mut follow, &mut rec, &name);
     for _ in 0..BATCH * 16 {
-        match sock.recv(&mut buf).map_err(Error::Packet)? {
-            Some(frame) => take_frame(&mut rec, frame, &buf),
-            None => break,
+        match sock.recv(&mut buf) {
+            Ok(Some(frame)) if broke.is_none() => take_frame(&mut rec, frame, &buf),
+            _ => break,
         }
+    }
+    if let Some(e) = &broke {
+        eprintln!("record: {e}: stopping; writing what was recorded");
     }
     let recording = rec.finish();
     for w in wanted {
@@ -135,7 +147,7 @@ pub fn record(
             eprintln!("warning: --call {w}: no line of the report named this call");
         }
     }
-    Ok(recording)
+    Ok((recording, broke))
 }
 
 fn packet_io(interface: &str, e: nix::Error) -> Error {
