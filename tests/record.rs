@@ -431,3 +431,272 @@ fn a_bad_report_line_and_an_unknown_call_are_refused_with_a_hint() {
     .code(1)
     .stderr(predicates::str::contains("not a pcap or pcapng"));
 }
+
+/// Live input: `record --interface lo` in a network namespace of the
+/// test's own, the tones sent over UDP between two loopback addresses.
+#[cfg(all(feature = "live", target_os = "linux"))]
+mod live {
+    use super::*;
+
+    const LIVE_CALLER: &str = "127.0.0.2:40000";
+    const LIVE_CALLEE: &str = "127.0.0.3:50000";
+
+    /// This thread (and the processes it starts) in a network namespace of
+    /// its own with loopback up; false, after a SKIPPED line, where that is
+    /// not allowed.
+    fn private_network() -> bool {
+        if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
+            eprintln!(
+                "SKIPPED: a network namespace of its own needs root (CI runs as root): {e}; record --interface reads every frame of the interface, which this test does not do outside one"
+            );
+            return false;
+        }
+        let up = std::process::Command::new("ip")
+            .args(["link", "set", "lo", "up"])
+            .status()
+            .expect("ip runs (.ci/run installs iproute2)");
+        assert!(up.success(), "ip link set lo up");
+        true
+    }
+
+    fn live_report_lines(caller_key: &[u8], callee_key: &[u8]) -> (String, String) {
+        (
+            report_line("request", None, "alice 1 1", LIVE_CALLER, caller_key),
+            report_line("response", Some(200), "bob 7 1", LIVE_CALLEE, callee_key),
+        )
+    }
+
+    /// `sipseal record --interface lo ... ARGS`, returned once it says it is
+    /// reading (its standard error in `dir/record.log`, its output in
+    /// `dir/record.out`).
+    fn start_live(dir: &Path, args: &[&str]) -> std::process::Child {
+        use std::process::Command;
+        let log = dir.join("record.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_sipseal"))
+            .args(["record", "--interface", "lo", "--report"])
+            .arg(dir.join("report.jsonl"))
+            .arg("--out")
+            .arg(dir.join("out"))
+            .args(args)
+            .stdout(std::fs::File::create(dir.join("record.out")).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let until = std::time::Instant::now() + Duration::from_secs(30);
+        while !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("record: reading lo")
+        {
+            assert!(
+                std::time::Instant::now() < until,
+                "record did not start: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
+    }
+
+    /// Sends datagrams from the sockets bound to their source addresses.
+    struct Sender(std::collections::HashMap<SocketAddr, std::net::UdpSocket>);
+
+    impl Sender {
+        fn new() -> Sender {
+            let mut socks = std::collections::HashMap::new();
+            for a in [LIVE_CALLER, LIVE_CALLEE] {
+                let mut a: SocketAddr = a.parse().unwrap();
+                for _ in 0..2 {
+                    socks.insert(a, std::net::UdpSocket::bind(a).unwrap());
+                    a.set_port(a.port() + 1);
+                }
+            }
+            Sender(socks)
+        }
+
+        fn send(&self, packets: &[Udp]) {
+            for p in packets {
+                self.0[&p.src].send_to(&p.payload, p.dst).unwrap();
+            }
+        }
+    }
+
+    /// Both ways, the caller's 1 kHz and the callee's 400 Hz, sequence numbers `order`.
+    fn live_both_ways(order: &[u16]) -> (Vec<Udp>, Vec<Udp>) {
+        (
+            stream(&key(1), 0x1111, 1000.0, LIVE_CALLER, LIVE_CALLEE, order),
+            stream(&key(2), 0x2222, 400.0, LIVE_CALLEE, LIVE_CALLER, order),
+        )
+    }
+
+    fn finished(dir: &Path, mut child: std::process::Child) -> String {
+        let status = child.wait().unwrap();
+        let log = std::fs::read_to_string(dir.join("record.log")).unwrap();
+        let out = std::fs::read_to_string(dir.join("record.out")).unwrap();
+        assert!(status.success(), "{status}: {log}\n{out}");
+        out
+    }
+
+    /// Each direction: every packet sent decrypted, none failed, the tone in the WAV.
+    fn check_live_call(out: &Path, packets: u64) {
+        let call = call_dir(out);
+        for (name, freq) in [
+            ("s0-audio-from-caller", 1000.0),
+            ("s0-audio-from-callee", 400.0),
+        ] {
+            let s = summary(&call, name);
+            assert_eq!(s["packets"], packets, "{name}: {s}");
+            assert_eq!(s["auth_failures"], 0, "{s}");
+            assert_eq!(s["srtcp_auth_failures"], 0, "{s}");
+            assert_eq!(s["srtcp_packets"], packets / 50, "{s}");
+            assert_eq!(
+                (s["lost"].as_u64(), s["not_kept"].as_u64()),
+                (Some(0), Some(0))
+            );
+            let mut r = hound::WavReader::open(call.join(format!("{name}.wav"))).unwrap();
+            let samples: Vec<i16> = r.samples::<i16>().map(Result::unwrap).collect();
+            assert_eq!(samples.len() as u64, packets * 160);
+            let f = common::dominant(&samples, 8000.0);
+            assert!((f - freq).abs() <= 10.0, "{name}: {f} Hz");
+        }
+    }
+
+    #[test]
+    fn a_call_on_loopback_is_recorded_for_its_duration() {
+        if !private_network() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let (a, b) = live_report_lines(&key(1), &key(2));
+        std::fs::write(d.join("report.jsonl"), format!("{a}\n{b}\n")).unwrap();
+        let child = start_live(d, &["--duration", "4s", "--format", "json"]);
+        let sender = Sender::new();
+        let (caller, callee) = live_both_ways(&(0..100).collect::<Vec<_>>());
+        sender.send(&caller);
+        sender.send(&callee);
+        let out = finished(d, child);
+        check_live_call(&d.join("out"), 100);
+        let printed: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let call = &printed["calls"][0];
+        assert_eq!(call["call_id"], CALL_ID);
+        assert_eq!(call["before_keys"], 0, "{out}");
+        // Loopback: each packet read once (not again as it goes out).
+        let sent: u64 = call["directions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["packets"].as_u64().unwrap() + d["srtcp_packets"].as_u64().unwrap())
+            .sum();
+        assert_eq!(sent, (caller.len() + callee.len()) as u64, "{out}");
+    }
+
+    #[test]
+    fn a_call_whose_keys_come_late_is_recorded_from_its_first_packet() {
+        use std::io::Write as _;
+        if !private_network() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // The relay's spool, empty at the start (as `relay --record` opens it).
+        let mut spool = std::fs::File::create(d.join("report.jsonl")).unwrap();
+        let child = start_live(d, &[]);
+        let sender = Sender::new();
+        let order: Vec<u16> = (0..100).collect();
+        let (caller, callee) = live_both_ways(&order);
+        // The first second of the call, before the relay has spooled its keys.
+        let half = |p: &[Udp]| p.iter().position(|u| u.src.port() % 2 == 1).unwrap() + 1;
+        let (hc, he) = (half(&caller), half(&callee));
+        sender.send(&caller[..hc]);
+        sender.send(&callee[..he]);
+        // The offer and answer, the second line written in two goes: half a
+        // line is not read until its newline comes.
+        let (a, b) = live_report_lines(&key(1), &key(2));
+        let cut = b.len() / 2;
+        write!(spool, "{a}\n{}", &b[..cut]).unwrap();
+        spool.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        writeln!(spool, "{}", &b[cut..]).unwrap();
+        spool.flush().unwrap();
+        sender.send(&caller[hc..]);
+        sender.send(&callee[he..]);
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let out = finished(d, child);
+        check_live_call(&d.join("out"), 100);
+        // At least the first 50 packets and an SRTCP report each way waited.
+        let before: u64 = out
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_suffix(" packets came before the call's keys: kept until they came")
+            })
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!(before >= (hc + he) as u64, "{before} < {}: {out}", hc + he);
+        let log = std::fs::read_to_string(d.join("record.log")).unwrap();
+        assert!(log.contains("SIGTERM: stopping"), "{log}");
+        assert!(!log.contains("warning"), "{log}");
+    }
+
+    #[test]
+    fn an_unknown_interface_is_refused_with_a_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("r.jsonl"), "").unwrap();
+        common::sipseal()
+            .args(["record", "--interface", "no-such-if0", "--duration", "1s"])
+            .arg("--report")
+            .arg(dir.path().join("r.jsonl"))
+            .arg("--out")
+            .arg(dir.path().join("out"))
+            .assert()
+            .code(2)
+            .stderr(predicates::str::contains(
+                "no network interface \"no-such-if0\"",
+            ))
+            .stderr(predicates::str::contains("hint: give an interface"));
+        common::sipseal()
+            .args(["record", "--interface", "lo", "--capture", "c.pcap"])
+            .arg("--report")
+            .arg(dir.path().join("r.jsonl"))
+            .arg("--out")
+            .arg(dir.path().join("out"))
+            .assert()
+            .code(2)
+            .stderr(predicates::str::contains("cannot be used with"));
+        assert!(!dir.path().join("out").exists(), "nothing written");
+    }
+
+    #[test]
+    fn without_cap_net_raw_is_refused_with_a_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("r.jsonl"), "").unwrap();
+        // As root, the capability taken away (setpriv, util-linux); as
+        // anyone else, it is not there to begin with.
+        let drop = ["--bounding-set=-net_raw", "--inh-caps=-net_raw"];
+        let setpriv = std::process::Command::new("setpriv")
+            .args(drop)
+            .arg("true")
+            .status()
+            .is_ok_and(|s| s.success());
+        let mut cmd = if setpriv {
+            let mut c = assert_cmd::Command::new("setpriv");
+            c.args(drop).arg(env!("CARGO_BIN_EXE_sipseal"));
+            c
+        } else {
+            assert_cmd::Command::new(env!("CARGO_BIN_EXE_sipseal"))
+        };
+        cmd.args(["record", "--interface", "lo", "--duration", "1s"])
+            .arg("--report")
+            .arg(dir.path().join("r.jsonl"))
+            .arg("--out")
+            .arg(dir.path().join("out"))
+            .assert()
+            .code(4)
+            .stderr(predicates::str::contains(
+                "a packet socket on lo needs root or CAP_NET_RAW",
+            ))
+            .stderr(predicates::str::contains("setcap cap_net_raw+ep"));
+    }
+}

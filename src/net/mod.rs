@@ -2,7 +2,9 @@
 //! from a URI as RFC 3263 has it), a blocking client transaction
 //! ([`client`], what `sipseal send` runs), stream framing ([`frame`]),
 //! and, with the `live` feature, the tokio server that frames, dispatches
-//! to a workflow and sends ([`live`]) over UDP, TCP and TLS ([`tls`]).
+//! to a workflow and sends ([`live`]) over UDP, TCP and TLS ([`tls`]),
+//! and on Linux the packet socket a recorder reads copied media from
+//! (`packet`).
 //! No protocol decision is made here: what to answer and where a request
 //! goes on are the workflows'.
 
@@ -10,6 +12,8 @@ pub mod client;
 pub mod frame;
 #[cfg(feature = "live")]
 pub mod live;
+#[cfg(all(feature = "live", target_os = "linux"))]
+pub mod packet;
 pub mod stun;
 #[cfg(feature = "live")]
 pub mod tls;

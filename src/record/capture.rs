@@ -1,6 +1,7 @@
 //! Captures in and out: the UDP datagrams of a pcap or pcapng file (as
-//! tcpdump, dumpcap and tshark write them), and a pcap of rebuilt
-//! Ethernet/IP/UDP packets that Wireshark dissects and plays as RTP.
+//! tcpdump, dumpcap and tshark write them) or of frames read live from a
+//! packet socket (one parser, [`frame_datagram`], for both), and a pcap of
+//! rebuilt Ethernet/IP/UDP packets that Wireshark dissects and plays as RTP.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -51,14 +52,34 @@ pub struct Capture {
 
 // Link types (https://www.tcpdump.org/linktypes.html).
 const NULL: u32 = 0;
-const ETHERNET: u32 = 1;
-const RAW: u32 = 101;
+/// Ethernet (`LINKTYPE_ETHERNET`).
+pub const ETHERNET: u32 = 1;
+/// Raw IPv4 or IPv6, the version nibble first (`LINKTYPE_RAW`).
+pub const RAW: u32 = 101;
 const RAW_12: u32 = 12;
 const LOOP: u32 = 108;
 const SLL: u32 = 113;
 const IPV4: u32 = 228;
 const IPV6: u32 = 229;
 const SLL2: u32 = 276;
+
+/// The link type of the frames a Linux packet socket (`SOCK_RAW`) reads
+/// on an interface of hardware type `hatype` (`ARPHRD_*`,
+/// `<linux/if_arp.h>`): Ethernet framing for Ethernet and loopback (whose
+/// frames carry zero MACs), bare IP for interfaces without a link header
+/// (tun, WireGuard, raw-IP modems, PPP); `None` for any other.
+pub fn link_of_hatype(hatype: u16) -> Option<u32> {
+    const ARPHRD_ETHER: u16 = 1;
+    const ARPHRD_PPP: u16 = 512;
+    const ARPHRD_RAWIP: u16 = 519;
+    const ARPHRD_LOOPBACK: u16 = 772;
+    const ARPHRD_NONE: u16 = 0xfffe;
+    match hatype {
+        ARPHRD_ETHER | ARPHRD_LOOPBACK => Some(ETHERNET),
+        ARPHRD_PPP | ARPHRD_RAWIP | ARPHRD_NONE => Some(RAW),
+        _ => None,
+    }
+}
 
 /// Read every UDP datagram of a pcap or pcapng capture.
 pub fn read(bytes: &[u8]) -> Result<Capture, CaptureError> {
@@ -152,15 +173,23 @@ fn read_pcapng(bytes: &[u8]) -> Result<Capture, CaptureError> {
 }
 
 fn push(out: &mut Capture, link: u32, time: Duration, frame: &[u8]) {
-    match udp(link, frame) {
-        Some((src, dst, payload)) => out.datagrams.push(Datagram {
-            time,
-            src,
-            dst,
-            payload: payload.to_vec(),
-        }),
+    match frame_datagram(link, time, frame) {
+        Some(d) => out.datagrams.push(d),
         None => out.skipped += 1,
     }
+}
+
+/// The UDP datagram a frame of link type `link` carries (a capture file's
+/// frame or one a packet socket read), stamped `time`; `None` for a frame
+/// that is not UDP over IPv4 or IPv6, or of a link type not read.
+pub fn frame_datagram(link: u32, time: Duration, frame: &[u8]) -> Option<Datagram> {
+    let (src, dst, payload) = udp(link, frame)?;
+    Some(Datagram {
+        time,
+        src,
+        dst,
+        payload: payload.to_vec(),
+    })
 }
 
 /// The IP packet a frame of `link` carries (no VLAN tags under SLL).
@@ -243,5 +272,127 @@ fn v6(a: IpAddr) -> [u8; 16] {
     match a {
         IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
         IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Duration = Duration::from_millis(1_700_000_000_000);
+
+    fn eth_v4(payload: &[u8]) -> Vec<u8> {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2([0; 6], [0; 6])
+            .ipv4([127, 0, 0, 2], [127, 0, 0, 3], 64)
+            .udp(40000, 50000)
+            .write(&mut f, payload)
+            .unwrap();
+        f
+    }
+
+    fn check(d: Option<Datagram>, src: &str, dst: &str, payload: &[u8]) {
+        let d = d.expect("a datagram");
+        assert_eq!(d.src, src.parse::<SocketAddr>().unwrap());
+        assert_eq!(d.dst, dst.parse::<SocketAddr>().unwrap());
+        assert_eq!(d.payload, payload);
+        assert_eq!(d.time, T);
+    }
+
+    #[test]
+    fn ethernet_and_loopback_frames_give_their_udp_datagram() {
+        // Loopback's frames: Ethernet with zero MACs.
+        let f = eth_v4(b"rtp");
+        check(
+            frame_datagram(ETHERNET, T, &f),
+            "127.0.0.2:40000",
+            "127.0.0.3:50000",
+            b"rtp",
+        );
+        let link = link_of_hatype(772).unwrap();
+        check(
+            frame_datagram(link, T, &f),
+            "127.0.0.2:40000",
+            "127.0.0.3:50000",
+            b"rtp",
+        );
+        // A VLAN tag (a mirror port that keeps it).
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2([2; 6], [4; 6])
+            .single_vlan(etherparse::VlanId::try_new(42).unwrap())
+            .ipv4([192, 0, 2, 10], [198, 51, 100, 20], 64)
+            .udp(1, 2)
+            .write(&mut f, b"x")
+            .unwrap();
+        check(
+            frame_datagram(ETHERNET, T, &f),
+            "192.0.2.10:1",
+            "198.51.100.20:2",
+            b"x",
+        );
+    }
+
+    #[test]
+    fn raw_ip_and_cooked_frames_give_their_udp_datagram() {
+        let mut v6 = Vec::new();
+        PacketBuilder::ipv6(
+            [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            64,
+        )
+        .udp(5004, 5006)
+        .write(&mut v6, b"six")
+        .unwrap();
+        // tun/WireGuard (ARPHRD_NONE): bare IP.
+        let link = link_of_hatype(0xfffe).unwrap();
+        check(
+            frame_datagram(link, T, &v6),
+            "[2001:db8::1]:5004",
+            "[2001:db8::2]:5006",
+            b"six",
+        );
+        let ip = &eth_v4(b"c")[14..];
+        let mut sll = vec![0, 0, 0, 1, 0, 6, 2, 2, 2, 2, 2, 2, 0, 0, 0x08, 0x00];
+        sll.extend_from_slice(ip);
+        check(
+            frame_datagram(SLL, T, &sll),
+            "127.0.0.2:40000",
+            "127.0.0.3:50000",
+            b"c",
+        );
+        let mut sll2 = vec![0x08, 0x00, 0, 0, 0, 0, 0, 1, 0, 1, 0, 6];
+        sll2.extend_from_slice(&[2; 8]);
+        sll2.extend_from_slice(ip);
+        check(
+            frame_datagram(SLL2, T, &sll2),
+            "127.0.0.2:40000",
+            "127.0.0.3:50000",
+            b"c",
+        );
+    }
+
+    #[test]
+    fn frames_not_udp_over_ip_give_nothing() {
+        let mut tcp = Vec::new();
+        PacketBuilder::ethernet2([0; 6], [0; 6])
+            .ipv4([127, 0, 0, 1], [127, 0, 0, 1], 64)
+            .tcp(1, 2, 0, 1024)
+            .write(&mut tcp, b"")
+            .unwrap();
+        assert_eq!(frame_datagram(ETHERNET, T, &tcp), None);
+        let f = eth_v4(&[7; 100]);
+        for cut in [0, 10, 14, 20, 33, 41] {
+            assert_eq!(frame_datagram(ETHERNET, T, &f[..cut]), None, "{cut}");
+        }
+        // ARP.
+        let mut arp = vec![0xff; 12];
+        arp.extend_from_slice(&[0x08, 0x06]);
+        arp.extend_from_slice(&[0; 28]);
+        assert_eq!(frame_datagram(ETHERNET, T, &arp), None);
+        assert_eq!(frame_datagram(9999, T, &f), None);
+        // Hardware types whose frames are not read (e.g. InfiniBand, 32).
+        assert_eq!(link_of_hatype(32), None);
+        assert_eq!(link_of_hatype(1), Some(ETHERNET));
+        assert_eq!(link_of_hatype(519), Some(RAW));
     }
 }

@@ -6,6 +6,10 @@
 //! G.711 or L16, and a summary. Nothing here reads or writes a file: the
 //! caller hands in the report text and the capture's bytes.
 //!
+//! The same workflow takes a live input ([`Recorder`]): report lines and
+//! datagrams in any order as they come, packets of no known call kept a
+//! short while ([`WAIT_FOR_KEYS`]) for their call's keys to arrive.
+//!
 //! Whose key: in SDES (RFC 4568 §6.1) the key in a party's SDP is the key
 //! that party encrypts what it *sends* with. A packet addressed to the
 //! media address of one party was sent by another, and a packet from a
@@ -113,25 +117,34 @@ pub struct Calls {
     calls: Vec<(String, Vec<Line>)>,
 }
 
+/// One report line (1-based `number`): its Call-ID and fields, or `None`
+/// for a line of no call's media (blank, no Call-ID, no stream).
+fn parse_line(number: usize, raw: &str) -> Result<Option<(String, Line)>, RecordError> {
+    if raw.trim().is_empty() {
+        return Ok(None);
+    }
+    let line: Line = serde_json::from_str(raw).map_err(|e| RecordError::Report {
+        line: number,
+        reason: e.to_string(),
+    })?;
+    let Some(id) = line.call_id.clone() else {
+        return Ok(None);
+    };
+    if line.streams.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some((id, line)))
+}
+
 impl Calls {
     /// Read a relay's JSON-lines report. Lines without a Call-ID or SDP are
     /// skipped; a line that is not JSON is an error.
     pub fn parse(text: &str) -> Result<Calls, RecordError> {
         let mut calls: Vec<(String, Vec<Line>)> = Vec::new();
         for (i, raw) in text.lines().enumerate() {
-            if raw.trim().is_empty() {
-                continue;
-            }
-            let line: Line = serde_json::from_str(raw).map_err(|e| RecordError::Report {
-                line: i + 1,
-                reason: e.to_string(),
-            })?;
-            let Some(id) = line.call_id.clone() else {
+            let Some((id, line)) = parse_line(i + 1, raw)? else {
                 continue;
             };
-            if line.streams.is_empty() {
-                continue;
-            }
             match calls.iter_mut().find(|(c, _)| *c == id) {
                 Some((_, lines)) => lines.push(line),
                 None => calls.push((id, vec![line])),
@@ -191,6 +204,10 @@ pub struct Summary {
     /// `PING` baresip sends as a stream starts): not written, and no
     /// authentication failure either.
     pub rtcp_unprotected: u64,
+    /// Packets (SRTP and SRTCP) authenticated past the direction's cap
+    /// ([`MAX_KEPT_PACKETS`], [`MAX_KEPT_BYTES`]): counted here, not written
+    /// nor counted above.
+    pub not_kept: u64,
     /// Packets after the key's lifetime (`|2^N`) was used up: not decrypted.
     pub key_exhausted: u64,
     /// The SSRCs seen.
@@ -241,6 +258,9 @@ pub struct CallRecording {
     /// Packets of the capture addressed to or from this call's media that
     /// no key of the call was tried on (a party without `a=crypto`).
     pub without_key: u64,
+    /// Live input: packets of this call that came before its report line
+    /// did, kept ([`WAIT_FOR_KEYS`]) and taken once it came.
+    pub before_keys: u64,
 }
 
 /// The whole recording.
@@ -250,9 +270,38 @@ pub struct Recording {
     pub calls: Vec<CallRecording>,
     /// UDP datagrams of no call in the report.
     pub unmatched: u64,
+    /// Live input: datagrams of no known call that the wait for keys had
+    /// no room for ([`WAIT_PER_DESTINATION`], [`WAIT_PACKETS`],
+    /// [`WAIT_BYTES`]); counted in `unmatched` as well.
+    pub wait_overflow: u64,
     /// Frames that were not UDP over IP.
     pub skipped: u64,
 }
+
+/// Decrypted packets kept per direction (sender and stream): about 2 h of
+/// 20 ms packets. Past it (or [`MAX_KEPT_BYTES`]) a packet is still
+/// authenticated and counted (`not_kept`), so a flood cannot take the
+/// recorder's memory.
+pub const MAX_KEPT_PACKETS: usize = 360_000;
+
+/// Decrypted octets (RTP and RTCP packets) kept per direction.
+pub const MAX_KEPT_BYTES: usize = 64 << 20;
+
+/// Live input: how long a datagram of no known call is kept for keys that
+/// may still come (the relay spools a call's SDP as it forwards it, the
+/// recorder reads the spool every 200 ms).
+pub const WAIT_FOR_KEYS: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Live input: datagrams kept per destination address while waiting for
+/// keys; past it the oldest go.
+pub const WAIT_PER_DESTINATION: usize = 1_000;
+
+/// Live input: datagrams kept in all while waiting for keys; past it (or
+/// [`WAIT_BYTES`]) newcomers are not kept.
+pub const WAIT_PACKETS: usize = 20_000;
+
+/// Live input: octets kept in all while waiting for keys.
+pub const WAIT_BYTES: usize = 32 << 20;
 
 /// Record `wanted` calls (all when empty) of `calls` from `capture`.
 pub fn record(
@@ -265,24 +314,232 @@ pub fn record(
             return Err(RecordError::NoSuchCall(w.clone()));
         }
     }
-    let mut matched = vec![false; capture.datagrams.len()];
-    let mut out = Vec::new();
+    let mut rec = Recorder::new(wanted);
     for (call_id, lines) in &calls.calls {
-        if !wanted.is_empty() && !wanted.contains(call_id) {
-            continue;
+        for line in lines {
+            rec.add(call_id, line.clone())?;
         }
-        let mut call = CallState::new(call_id, lines)?;
-        for (d, m) in capture.datagrams.iter().zip(matched.iter_mut()) {
-            *m |= call.packet(d);
-        }
-        out.push(call.finish());
     }
-    let unmatched = matched.iter().filter(|m| !**m).count() as u64;
-    Ok(Recording {
-        calls: out,
-        unmatched,
-        skipped: capture.skipped,
-    })
+    for d in &capture.datagrams {
+        if !rec.offer(d) {
+            rec.unmatched += 1;
+        }
+    }
+    rec.skipped = capture.skipped;
+    Ok(rec.finish())
+}
+
+/// The recording workflow on a live input: report lines and datagrams as
+/// they come, in any order. A datagram no call claims waits (at most
+/// [`WAIT_FOR_KEYS`], within [`WAIT_PER_DESTINATION`], [`WAIT_PACKETS`] and
+/// [`WAIT_BYTES`]) for a report line that makes it a call's; then it is
+/// decrypted in arrival order before anything newer of its call.
+pub struct Recorder {
+    wanted: Vec<String>,
+    /// Per call (report order): its lines and its state.
+    calls: Vec<(Vec<Line>, CallState)>,
+    /// Media address to the calls that name it.
+    index: HashMap<SocketAddr, Vec<usize>>,
+    waiting: Waiting,
+    lines: usize,
+    unmatched: u64,
+    wait_overflow: u64,
+    skipped: u64,
+}
+
+impl Recorder {
+    /// A recorder of `wanted` calls (every call when empty), with no
+    /// report lines yet.
+    pub fn new(wanted: &[String]) -> Recorder {
+        Recorder {
+            wanted: wanted.to_vec(),
+            calls: Vec::new(),
+            index: HashMap::new(),
+            waiting: Waiting::default(),
+            lines: 0,
+            unmatched: 0,
+            wait_overflow: 0,
+            skipped: 0,
+        }
+    }
+
+    /// Take the report's next line (lines are numbered as they come). A
+    /// line that is not JSON, or whose call's keys cannot be used, is an
+    /// error and changes nothing; the datagrams waiting that the line
+    /// makes its call's are decrypted now.
+    pub fn report_line(&mut self, raw: &str) -> Result<(), RecordError> {
+        self.lines += 1;
+        let Some((id, line)) = parse_line(self.lines, raw)? else {
+            return Ok(());
+        };
+        let Some(c) = self.add(&id, line)? else {
+            return Ok(());
+        };
+        let call = &mut self.calls[c].1;
+        self.waiting.retain(|d| {
+            let taken = call.packet(d);
+            call.before_keys += u64::from(taken);
+            !taken
+        });
+        Ok(())
+    }
+
+    /// The calls the report has named so far (of those wanted).
+    pub fn calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Add a line of call `id`; the call's index, `None` when not wanted.
+    fn add(&mut self, id: &str, line: Line) -> Result<Option<usize>, RecordError> {
+        if !self.wanted.is_empty() && !self.wanted.iter().any(|w| w == id) {
+            return Ok(None);
+        }
+        let c = match self.calls.iter().position(|(_, s)| s.call_id == id) {
+            Some(c) => {
+                let (lines, old) = &mut self.calls[c];
+                lines.push(line);
+                match CallState::build(id, lines, Some(&mut *old)) {
+                    Ok(state) => *old = state,
+                    Err(e) => {
+                        lines.pop();
+                        return Err(e);
+                    }
+                }
+                c
+            }
+            None => {
+                let lines = vec![line];
+                let state = CallState::build(id, &lines, None)?;
+                self.calls.push((lines, state));
+                self.calls.len() - 1
+            }
+        };
+        for a in self.calls[c].1.by_addr.keys() {
+            let v = self.index.entry(*a).or_default();
+            if !v.contains(&c) {
+                v.push(c);
+            }
+        }
+        Ok(Some(c))
+    }
+
+    /// Offer a datagram to the calls whose media addresses it names;
+    /// whether one took it.
+    fn offer(&mut self, d: &Datagram) -> bool {
+        let mut taken = false;
+        let mut cs: Vec<usize> = Vec::new();
+        for a in [d.dst, d.src] {
+            for &c in self.index.get(&a).into_iter().flatten() {
+                if !cs.contains(&c) {
+                    cs.push(c);
+                }
+            }
+        }
+        for c in cs {
+            if let Some((_, call)) = self.calls.get_mut(c) {
+                taken |= call.packet(d);
+            }
+        }
+        taken
+    }
+
+    /// Take one datagram of the live input: a call's, or kept waiting for
+    /// its keys.
+    pub fn datagram(&mut self, d: Datagram) {
+        if self.offer(&d) {
+            return;
+        }
+        let (expired, overflow) = self.waiting.push(d);
+        self.unmatched += expired + overflow;
+        self.wait_overflow += overflow;
+    }
+
+    /// Count a frame that was not UDP over IP.
+    pub fn skipped_frame(&mut self) {
+        self.skipped += 1;
+    }
+
+    /// Give up on datagrams that have waited past [`WAIT_FOR_KEYS`] at
+    /// `now` (the clock of the datagrams' `time`).
+    pub fn expire(&mut self, now: std::time::Duration) {
+        let Some(limit) = now.checked_sub(WAIT_FOR_KEYS) else {
+            return;
+        };
+        let mut expired = 0;
+        self.waiting.retain(|d| {
+            let keep = d.time >= limit;
+            expired += u64::from(!keep);
+            keep
+        });
+        self.unmatched += expired;
+    }
+
+    /// The recording: per call and direction, and the counts.
+    pub fn finish(self) -> Recording {
+        Recording {
+            calls: self.calls.into_iter().map(|(_, s)| s.finish()).collect(),
+            unmatched: self.unmatched + self.waiting.packets as u64,
+            wait_overflow: self.wait_overflow,
+            skipped: self.skipped,
+        }
+    }
+}
+
+/// Datagrams of no known call, per destination, oldest first.
+#[derive(Default)]
+struct Waiting {
+    by_dst: HashMap<SocketAddr, std::collections::VecDeque<Datagram>>,
+    packets: usize,
+    bytes: usize,
+}
+
+impl Waiting {
+    /// Keep `d`; how many datagrams went for age and for room.
+    fn push(&mut self, d: Datagram) -> (u64, u64) {
+        let (mut expired, mut overflow) = (0, 0);
+        let q = self.by_dst.entry(d.dst).or_default();
+        let limit = d.time.checked_sub(WAIT_FOR_KEYS);
+        while let Some(old) = q.front() {
+            let aged = limit.is_some_and(|l| old.time < l);
+            if !aged && q.len() < WAIT_PER_DESTINATION {
+                break;
+            }
+            if let Some(old) = q.pop_front() {
+                self.packets -= 1;
+                self.bytes -= old.payload.len();
+                if aged {
+                    expired += 1;
+                } else {
+                    overflow += 1;
+                }
+            }
+        }
+        if self.packets >= WAIT_PACKETS || self.bytes + d.payload.len() > WAIT_BYTES {
+            if q.is_empty() {
+                self.by_dst.remove(&d.dst);
+            }
+            return (expired, overflow + 1);
+        }
+        self.packets += 1;
+        self.bytes += d.payload.len();
+        q.push_back(d);
+        (expired, overflow)
+    }
+
+    /// Keep the datagrams `keep` says to, in order.
+    fn retain(&mut self, mut keep: impl FnMut(&Datagram) -> bool) {
+        self.by_dst.retain(|_, q| {
+            q.retain(|d| keep(d));
+            !q.is_empty()
+        });
+        self.packets = self.by_dst.values().map(|q| q.len()).sum();
+        self.bytes = self
+            .by_dst
+            .values()
+            .flatten()
+            .map(|d| d.payload.len())
+            .sum();
+    }
 }
 
 /// A party's media end of one stream.
@@ -294,7 +551,21 @@ struct Endpoint {
     rtcp: Option<SocketAddr>,
 }
 
+/// A key of a call as it is about to be placed: its context new, or
+/// `None` to take the one it had.
+struct Planned {
+    party: usize,
+    stream: usize,
+    answered: bool,
+    id: (usize, usize),
+    suite: String,
+    dec: Option<Decryptor>,
+}
+
 struct Key {
+    /// (line of the call, key of the line): a key read again keeps its
+    /// context (rollover counters, replay list).
+    id: (usize, usize),
     suite: String,
     dec: Decryptor,
 }
@@ -318,6 +589,8 @@ struct Packet {
 struct DirState {
     summary: Summary,
     plain: Vec<Datagram>,
+    /// The octets of `plain`.
+    kept: usize,
     rtp: Vec<Packet>,
     seqs: HashMap<u32, Seq>,
 }
@@ -333,6 +606,7 @@ struct CallState {
     described: Vec<Described>,
     dirs: BTreeMap<(usize, usize), DirState>,
     without_key: u64,
+    before_keys: u64,
 }
 
 fn socket(addr: Option<&str>, port: Option<u16>) -> Option<SocketAddr> {
@@ -351,7 +625,14 @@ fn origin(sdp: Option<&str>) -> Option<String> {
 }
 
 impl CallState {
-    fn new(call_id: &str, lines: &[Line]) -> Result<CallState, RecordError> {
+    /// The state of a call with `lines`; with `old` (the state of the
+    /// same call before its last line came), its counts, kept packets and
+    /// decryption contexts carry over. On an error `old` is unchanged.
+    fn build(
+        call_id: &str,
+        lines: &[Line],
+        old: Option<&mut CallState>,
+    ) -> Result<CallState, RecordError> {
         let mut origins: Vec<Option<String>> = Vec::new();
         let mut labels: Vec<String> = Vec::new();
         let mut described = Vec::new();
@@ -394,6 +675,7 @@ impl CallState {
             described: Vec::new(),
             dirs: BTreeMap::new(),
             without_key: 0,
+            before_keys: 0,
         };
         for d in &described {
             for (i, s) in d.line.streams.iter().enumerate() {
@@ -423,9 +705,15 @@ impl CallState {
             }
         }
         // Keys, newest SDP first; within one SDP the tags another party's
-        // SDP answered with first.
+        // SDP answered with first. Every key is checked before `old` is
+        // taken from.
+        let known: HashSet<(usize, usize)> = old
+            .as_ref()
+            .map(|o| o.keys.values().flatten().map(|k| k.id).collect())
+            .unwrap_or_default();
+        let mut planned: Vec<Planned> = Vec::new();
         for (n, d) in described.iter().enumerate().rev() {
-            for k in &d.line.srtp_keys {
+            for (j, k) in d.line.srtp_keys.iter().enumerate() {
                 let answered = described.iter().enumerate().any(|(m, o)| {
                     m != n
                         && o.party != d.party
@@ -448,17 +736,44 @@ impl CallState {
                     }
                     Err(e) => return Err(err(e)),
                 };
-                let dec = Decryptor::new(&master).map_err(err)?;
-                let slot = state.keys.entry((d.party, k.stream)).or_default();
-                let key = Key {
+                let dec = if known.contains(&(n, j)) {
+                    None
+                } else {
+                    Some(Decryptor::new(&master).map_err(err)?)
+                };
+                planned.push(Planned {
+                    party: d.party,
+                    stream: k.stream,
+                    answered,
+                    id: (n, j),
                     suite: k.suite.clone(),
                     dec,
-                };
-                if answered {
-                    slot.insert(0, key);
-                } else {
-                    slot.push(key);
-                }
+                });
+            }
+        }
+        let mut contexts: HashMap<(usize, usize), Decryptor> = HashMap::new();
+        if let Some(old) = old {
+            for k in std::mem::take(&mut old.keys).into_values().flatten() {
+                contexts.insert(k.id, k.dec);
+            }
+            state.dirs = std::mem::take(&mut old.dirs);
+            state.without_key = old.without_key;
+            state.before_keys = old.before_keys;
+        }
+        for p in planned {
+            let Some(dec) = p.dec.or_else(|| contexts.remove(&p.id)) else {
+                continue;
+            };
+            let slot = state.keys.entry((p.party, p.stream)).or_default();
+            let key = Key {
+                id: p.id,
+                suite: p.suite,
+                dec,
+            };
+            if p.answered {
+                slot.insert(0, key);
+            } else {
+                slot.push(key);
             }
         }
         state.described = described;
@@ -572,6 +887,11 @@ impl CallState {
     ) {
         let dir = self.dir((party, stream));
         dir.summary.suite = Some(suite);
+        if dir.plain.len() >= MAX_KEPT_PACKETS || dir.kept + plain.len() > MAX_KEPT_BYTES {
+            dir.summary.not_kept += 1;
+            return;
+        }
+        dir.kept += plain.len();
         if rtcp {
             dir.summary.srtcp_packets += 1;
         } else if let Some(h) = rtp_header_len(&plain) {
@@ -701,6 +1021,7 @@ impl CallState {
             call_id: self.call_id,
             directions,
             without_key: self.without_key,
+            before_keys: self.before_keys,
         }
     }
 }
@@ -745,4 +1066,147 @@ fn samples(
         samples: (out.len() / channels.max(1)) as u64,
     };
     (out, info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const KEY: &str = "inline:AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0e";
+
+    fn line(kind: &str, origin: &str, addr: &str, port: u16) -> String {
+        serde_json::json!({
+            "kind": kind, "call_id": "c1",
+            "sdp": format!("v=0\r\no={origin} IN IP4 {addr}\r\ns=-\r\nc=IN IP4 {addr}\r\nt=0 0\r\nm=audio {port} RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 {KEY}\r\n"),
+            "streams": [{"media": "audio", "address": addr, "port": port, "rtcp_mux": true}],
+            "srtp_keys": [{"stream": 0, "tag": "1", "suite": "AES_CM_128_HMAC_SHA1_80", "key_params": KEY}],
+        })
+        .to_string()
+    }
+
+    /// `n` SRTP packets of PCMU from 192.0.2.1:4000 to 192.0.2.2:5000 under [`KEY`].
+    fn packets(n: u16, start: Duration) -> Vec<Datagram> {
+        let key: Vec<u8> = (1..=30).collect();
+        let mut ctx = webrtc_srtp::context::Context::new(
+            &key[..16],
+            &key[16..],
+            webrtc_srtp::protection_profile::ProtectionProfile::Aes128CmHmacSha1_80,
+            None,
+            None,
+        )
+        .unwrap();
+        (0..n)
+            .map(|i| {
+                let mut p = vec![0x80, 0];
+                p.extend_from_slice(&i.to_be_bytes());
+                p.extend_from_slice(&(u32::from(i) * 160).to_be_bytes());
+                p.extend_from_slice(&7u32.to_be_bytes());
+                p.extend_from_slice(&[0xff; 160]);
+                Datagram {
+                    time: start + Duration::from_millis(u64::from(i) * 20),
+                    src: "192.0.2.1:4000".parse().unwrap(),
+                    dst: "192.0.2.2:5000".parse().unwrap(),
+                    payload: ctx.encrypt_rtp(&p).unwrap().to_vec(),
+                }
+            })
+            .collect()
+    }
+
+    const T0: Duration = Duration::from_secs(1_700_000_000);
+
+    #[test]
+    fn packets_before_the_keys_wait_and_are_decrypted_when_they_come() {
+        let mut rec = Recorder::new(&[]);
+        let ps = packets(20, T0);
+        for p in &ps[..10] {
+            rec.datagram(p.clone());
+        }
+        // The offer: the caller's key and address; its packets were waiting.
+        rec.report_line(&line("request", "alice 1 1", "192.0.2.1", 4000))
+            .unwrap();
+        for p in &ps[10..] {
+            rec.datagram(p.clone());
+        }
+        let r = rec.finish();
+        let call = &r.calls[0];
+        assert_eq!(call.before_keys, 10);
+        let s = &call.directions[0].summary;
+        assert_eq!((s.packets, s.lost, s.auth_failures), (20, 0, 0));
+        assert_eq!((r.unmatched, r.wait_overflow), (0, 0));
+    }
+
+    #[test]
+    fn a_later_line_keeps_what_the_call_has_and_a_bad_one_changes_nothing() {
+        let mut rec = Recorder::new(&[]);
+        rec.report_line(&line("request", "alice 1 1", "192.0.2.1", 4000))
+            .unwrap();
+        let ps = packets(20, T0);
+        for p in &ps[..10] {
+            rec.datagram(p.clone());
+        }
+        // The answer: the call is built again, its packets and contexts kept.
+        rec.report_line(&line("response", "bob 2 1", "192.0.2.2", 5000))
+            .unwrap();
+        let bad = line("response", "bob 2 2", "192.0.2.2", 5000).replace(KEY, "inline:AAAA");
+        assert!(matches!(
+            rec.report_line(&bad),
+            Err(RecordError::Key { .. })
+        ));
+        assert!(matches!(
+            rec.report_line("{not json"),
+            Err(RecordError::Report { line: 4, .. })
+        ));
+        for p in &ps[10..] {
+            rec.datagram(p.clone());
+        }
+        let r = rec.finish();
+        let s = &r.calls[0].directions[0].summary;
+        assert_eq!((s.packets, s.duplicates, s.auth_failures), (20, 0, 0));
+        assert_eq!(s.sender, "caller");
+    }
+
+    #[test]
+    fn waiting_is_bounded_by_age_and_per_destination() {
+        let mut rec = Recorder::new(&[]);
+        let d = |i: u64, port: u16| Datagram {
+            time: T0 + Duration::from_millis(i),
+            src: "192.0.2.9:1".parse().unwrap(),
+            dst: SocketAddr::new([192, 0, 2, 8].into(), port),
+            payload: vec![0; 10],
+        };
+        for i in 0..(WAIT_PER_DESTINATION as u64 + 5) {
+            rec.datagram(d(i, 9));
+        }
+        assert_eq!(rec.waiting.packets, WAIT_PER_DESTINATION);
+        assert_eq!((rec.unmatched, rec.wait_overflow), (5, 5));
+        // 3 s later: all of them too old.
+        rec.datagram(d(3_000 + WAIT_PER_DESTINATION as u64, 10));
+        rec.expire(T0 + Duration::from_millis(3_000 + WAIT_PER_DESTINATION as u64));
+        assert_eq!(rec.waiting.packets, 1);
+        let r = rec.finish();
+        assert_eq!(r.unmatched, WAIT_PER_DESTINATION as u64 + 5 + 1);
+        assert_eq!(r.wait_overflow, 5);
+    }
+
+    #[test]
+    fn a_direction_keeps_at_most_its_cap() {
+        let mut rec = Recorder::new(&[]);
+        rec.report_line(&line("request", "alice 1 1", "192.0.2.1", 4000))
+            .unwrap();
+        let ps = packets(3, T0);
+        if let Some((_, call)) = rec.calls.get_mut(0) {
+            // As if MAX_KEPT_BYTES were all but used up.
+            call.packet(&ps[0]);
+            if let Some(dir) = call.dirs.values_mut().next() {
+                dir.kept = MAX_KEPT_BYTES - 1;
+            }
+        }
+        for p in &ps[1..] {
+            rec.datagram(p.clone());
+        }
+        let r = rec.finish();
+        let s = &r.calls[0].directions[0].summary;
+        assert_eq!((s.packets, s.not_kept, s.auth_failures), (1, 2, 0));
+    }
 }

@@ -107,7 +107,7 @@ pub enum Command {
     /// The relay as a live stateless proxy on UDP, TCP and mutually authenticated TLS: every message through the relay step, then on to the next hop.
     #[cfg(feature = "live")]
     Relay(Box<crate::relay::RelayLiveArgs>),
-    /// The recording server: decrypt a capture's SRTP with the keys of a relay's disclosure report; per call and direction a pcap, a WAV and a summary.
+    /// The recording server: decrypt the SRTP of a capture, or live of an interface, with the keys of a relay's disclosure report; per call and direction a pcap, a WAV and a summary.
     #[cfg(feature = "record")]
     Record(Box<crate::record::RecordArgs>),
     /// Show what a SIP message is made of: start line, headers, body parts, SDP media, CMS envelope.

@@ -136,6 +136,10 @@ pub enum Error {
         name: String,
         err: sipseal::record::RecordError,
     },
+    /// The recorder's packet socket (`record --interface`).
+    #[cfg(all(feature = "record", feature = "live", target_os = "linux"))]
+    #[error("--interface: {0}")]
+    Packet(sipseal::net::packet::PacketError),
     /// No state directory to default to.
     #[error("state: no state directory: neither --state, SIPSEAL_STATE nor a home directory")]
     NoStateDir,
@@ -219,6 +223,8 @@ impl Error {
             Error::NoStateDir => "give --state DIR or set SIPSEAL_STATE".into(),
             #[cfg(feature = "record")]
             Error::Record { err, .. } => record_hint(err).into(),
+            #[cfg(all(feature = "record", feature = "live", target_os = "linux"))]
+            Error::Packet(e) => packet_hint(e).into(),
             Error::Unreachable { hint, .. } => (*hint).into(),
         }
     }
@@ -243,6 +249,11 @@ impl Error {
             Error::Registrar(e) => e.class().into(),
             #[cfg(feature = "record")]
             Error::Record { err, .. } => err.class().into(),
+            #[cfg(all(feature = "record", feature = "live", target_os = "linux"))]
+            Error::Packet(e) => match e {
+                sipseal::net::packet::PacketError::NoSuchInterface(_) => Exit::Usage,
+                _ => Exit::Io,
+            },
         }
     }
 }
@@ -503,6 +514,20 @@ fn store_hint(e: &StoreError) -> &'static str {
 }
 
 #[cfg(feature = "record")]
+#[cfg(all(feature = "record", feature = "live", target_os = "linux"))]
+fn packet_hint(e: &sipseal::net::packet::PacketError) -> &'static str {
+    use sipseal::net::packet::PacketError;
+    match e {
+        PacketError::NoSuchInterface(_) => {
+            "give an interface `ip -brief link` lists (the one the copies arrive on: the nftables `dup to ... device`, the mirror port)"
+        }
+        PacketError::Permission(_) => {
+            "run as root, or give the binary the capability: setcap cap_net_raw+ep \"$(command -v sipseal)\""
+        }
+        PacketError::Io { .. } => "check the interface is up (`ip link set IFACE up`)",
+    }
+}
+
 fn record_hint(e: &sipseal::record::RecordError) -> &'static str {
     use sipseal::record::RecordError;
     use sipseal::record::srtp::KeyError;

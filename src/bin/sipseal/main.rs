@@ -18,6 +18,8 @@ mod open;
 mod proxy;
 #[cfg(feature = "record")]
 mod record;
+#[cfg(all(feature = "record", feature = "live", target_os = "linux"))]
+mod record_live;
 mod reencrypt;
 mod registrar;
 #[cfg(feature = "live")]

@@ -1,7 +1,8 @@
-//! `sipseal record`: the recording server on a capture file. The library
-//! ([`sipseal::record`]) matches packets to calls and decrypts them; this
-//! reads the report and the capture, and writes each call's files
-//! (atomically, plaintext mode 0600) under `--out`.
+//! `sipseal record`: the recording server on a capture file, or live on an
+//! interface (`crate::record_live`). The library ([`sipseal::record`])
+//! matches packets to calls and decrypts them; this reads the report and
+//! the capture, and writes each call's files (atomically, plaintext mode
+//! 0600) under `--out`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,22 +17,35 @@ use crate::io::{Format, render, write_file, write_output};
 
 /// `record` arguments.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["capture", "interface"])))]
 pub struct RecordArgs {
     /// The relay's disclosure report as JSON lines (`relay --report FILE`,
-    /// or `proxy --report FILE --report-format json`): each call's SDP,
-    /// media addresses and SRTP keys.
+    /// `relay --record DIR`'s DIR/keys.jsonl, or `proxy --report FILE
+    /// --report-format json`): each call's SDP, media addresses and SRTP
+    /// keys. With --interface it is followed: lines appended while
+    /// recording are read as they come.
     #[arg(long, value_name = "FILE")]
     pub report: PathBuf,
     /// The media: a pcap or pcapng capture (tcpdump, dumpcap, tshark;
     /// Ethernet, Linux cooked v1/v2, raw IP or loopback).
     #[arg(long, value_name = "FILE")]
-    pub capture: PathBuf,
+    pub capture: Option<PathBuf>,
+    /// The media, live: the packets copied to this interface (nftables
+    /// `dup to`, a mirror port), read from a packet socket (Linux; root or
+    /// CAP_NET_RAW), until SIGINT or SIGTERM or --duration; then the files
+    /// are written.
+    #[arg(long, value_name = "IFACE")]
+    pub interface: Option<String>,
+    /// With --interface: stop after this long (e.g. 90s, 30m, 2h).
+    #[arg(long, value_name = "DURATION", requires = "interface", value_parser = parse_std_duration)]
+    pub duration: Option<std::time::Duration>,
     /// Where to write: a directory per call (a hash of its Call-ID; calls.json
     /// maps them), holding per sender and stream the decrypted RTP
     /// (.pcap), the audio (.wav, G.711 and L16) and a summary (.json).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// Record only this call (repeatable); every call of the report by default.
+    /// Record only this call (repeatable); every call of the report by
+    /// default. With --interface a call the report names later counts too.
     #[arg(long = "call", value_name = "CALL-ID")]
     pub calls: Vec<String>,
     /// The summary on standard output.
@@ -39,11 +53,20 @@ pub struct RecordArgs {
     pub format: Format,
 }
 
+/// `30s`, `5m`, `2h`, or plain seconds.
+fn parse_std_duration(s: &str) -> Result<std::time::Duration, String> {
+    crate::args::parse_duration(s)?
+        .try_into()
+        .map_err(|_| "a duration must not be negative".to_owned())
+}
+
 /// What `record` prints.
 #[derive(Debug, Serialize)]
 struct Printed {
     calls: Vec<PrintedCall>,
     unmatched_datagrams: u64,
+    /// Live: datagrams of no known call the wait for keys had no room for.
+    wait_overflow: u64,
     skipped_frames: u64,
 }
 
@@ -52,6 +75,7 @@ struct PrintedCall {
     call_id: String,
     dir: String,
     without_key: u64,
+    before_keys: u64,
     directions: Vec<Summary>,
 }
 
@@ -64,6 +88,40 @@ fn read(path: &Path) -> Result<Vec<u8>, Error> {
 
 /// Run `record`.
 pub fn run(args: RecordArgs) -> Result<Exit, Error> {
+    let (recording, broke) = match (&args.capture, &args.interface) {
+        (Some(capture), _) => (from_file(&args, capture)?, None),
+        (None, Some(interface)) => live(&args, interface)?,
+        // clap's `input` group asks for one of them.
+        (None, None) => {
+            return Err(Error::usage(
+                "give --capture FILE or --interface IFACE",
+                "see `sipseal record --help`",
+            ));
+        }
+    };
+    let exit = output(&args, &recording)?;
+    // The input failed on the way: what came before it is written, and
+    // the error is still the outcome.
+    match broke {
+        Some(e) => Err(e),
+        None => Ok(exit),
+    }
+}
+
+#[cfg(all(feature = "live", target_os = "linux"))]
+fn live(args: &RecordArgs, interface: &str) -> Result<(Recording, Option<Error>), Error> {
+    crate::record_live::record(interface, &args.report, &args.calls, args.duration)
+}
+
+#[cfg(not(all(feature = "live", target_os = "linux")))]
+fn live(_: &RecordArgs, interface: &str) -> Result<(Recording, Option<Error>), Error> {
+    Err(Error::usage(
+        format!("--interface {interface}: this sipseal reads no live input"),
+        "live input needs Linux and the `live` feature; capture with tcpdump -w and give --capture FILE",
+    ))
+}
+
+fn from_file(args: &RecordArgs, capture: &Path) -> Result<Recording, Error> {
     let report = read(&args.report)?;
     let report = String::from_utf8(report).map_err(|_| {
         Error::usage(
@@ -76,15 +134,18 @@ pub fn run(args: RecordArgs) -> Result<Exit, Error> {
         name: name.clone(),
         err,
     })?;
-    let bytes = read(&args.capture)?;
+    let bytes = read(capture)?;
     let cap = capture::read(&bytes).map_err(|e| Error::Record {
-        name: args.capture.display().to_string(),
+        name: capture.display().to_string(),
         err: RecordError::Capture(e),
     })?;
     drop(bytes);
-    let recording = sipseal::record::record(&calls, &args.calls, &cap)
-        .map_err(|err| Error::Record { name, err })?;
-    write_all(&args.out, &recording)?;
+    sipseal::record::record(&calls, &args.calls, &cap).map_err(|err| Error::Record { name, err })
+}
+
+/// Write the files, print the summary, and say how it went.
+fn output(args: &RecordArgs, recording: &Recording) -> Result<Exit, Error> {
+    write_all(&args.out, recording)?;
     let printed = Printed {
         calls: recording
             .calls
@@ -93,10 +154,12 @@ pub fn run(args: RecordArgs) -> Result<Exit, Error> {
                 call_id: c.call_id.clone(),
                 dir: args.out.join(&c.tag).display().to_string(),
                 without_key: c.without_key,
+                before_keys: c.before_keys,
                 directions: c.directions.iter().map(|d| d.summary.clone()).collect(),
             })
             .collect(),
         unmatched_datagrams: recording.unmatched,
+        wait_overflow: recording.wait_overflow,
         skipped_frames: recording.skipped,
     };
     let text = render(args.format, &printed, to_text)?;
@@ -174,7 +237,7 @@ fn to_text(p: &Printed) -> String {
     for c in &p.calls {
         let _ = writeln!(out, "call {} -> {}", c.call_id, c.dir);
         if c.directions.is_empty() {
-            out.push_str("  no packets of this call in the capture\n");
+            out.push_str("  no packets of this call\n");
         }
         for d in &c.directions {
             let _ = write!(
@@ -196,6 +259,9 @@ fn to_text(p: &Printed) -> String {
                     d.rtcp_unprotected
                 );
             }
+            if d.not_kept > 0 {
+                let _ = write!(out, "; {} more not kept (over the cap)", d.not_kept);
+            }
             if d.key_exhausted > 0 {
                 let _ = write!(out, "; {} past the key's lifetime", d.key_exhausted);
             }
@@ -216,6 +282,13 @@ fn to_text(p: &Printed) -> String {
                 let _ = writeln!(out, "    note: {n}");
             }
         }
+        if c.before_keys > 0 {
+            let _ = writeln!(
+                out,
+                "  {} packets came before the call's keys: kept until they came",
+                c.before_keys
+            );
+        }
         if c.without_key > 0 {
             let _ = writeln!(
                 out,
@@ -229,6 +302,13 @@ fn to_text(p: &Printed) -> String {
             out,
             "{} UDP datagrams of no call in the report, {} frames not UDP",
             p.unmatched_datagrams, p.skipped_frames
+        );
+    }
+    if p.wait_overflow > 0 {
+        let _ = writeln!(
+            out,
+            "{} datagrams of no call yet found no room to wait for keys",
+            p.wait_overflow
         );
     }
     out
