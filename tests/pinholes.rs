@@ -741,3 +741,74 @@ fn a_relay_starts_with_the_sets_in_step_with_its_calls() {
     assert_eq!(left.len(), 1, "{left:?}");
     assert!(left[0].contains("now@a.example.com"), "{left:?}");
 }
+
+/// Issue 27, live: when nft refuses the change an INVITE's offer makes,
+/// the relay answers it 500 with a Warning naming nft's error and
+/// forwards nothing.
+#[test]
+fn a_live_relay_answers_500_when_nft_refuses_the_change() {
+    use std::io::{Read as _, Write as _};
+    if !media_network(&[]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let call = common::live::sealed_call(d, "fw-1@a.example.com");
+    let (sink, forwarded) = common::live::tcp_sink();
+    // alice is bound to the loopback: her offer is authenticated (S1).
+    let bindings = write(
+        d,
+        "bindings.yaml",
+        b"sip:alice@a.example.com: [\"127.0.0.1\"]\n",
+    );
+    let next = format!("tcp:127.0.0.1:{sink}");
+    let relay = common::live::Daemon::start(
+        d,
+        "relay",
+        &[
+            "relay",
+            "--listen",
+            "tcp:127.0.0.1:0",
+            "--identity",
+            "keys/proxy-a-ec",
+            "--next",
+            &next,
+            "--bindings",
+            common::s(&bindings),
+            "--firewall",
+            "nft",
+        ],
+    );
+    // Once it runs, someone makes the sets not sipseal's.
+    let (ok, err) = nft("delete table inet sipseal\n\
+         table inet sipseal {\n\
+         \tset media4 { type ipv4_addr . inet_proto . inet_service; flags constant; }\n\
+         }\n");
+    assert!(ok, "{err}");
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", relay.port("tcp"))).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    conn.write_all(&call.invite).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let answer = loop {
+        let n = conn.read(&mut buf).unwrap();
+        assert!(n > 0, "closed: {}", relay.log_text());
+        got.extend_from_slice(&buf[..n]);
+        if let Ok((msg, _)) = Message::parse_prefix(&got) {
+            break msg;
+        }
+    };
+    assert_eq!(answer.status(), Some(500), "{}", relay.log_text());
+    let warning = answer.header("Warning").unwrap_or_default().to_owned();
+    assert!(
+        warning.contains("did not confirm the pinhole change"),
+        "{warning}"
+    );
+    assert!(
+        forwarded
+            .recv_timeout(std::time::Duration::from_millis(500))
+            .is_err(),
+        "nothing forwarded"
+    );
+}
