@@ -513,7 +513,6 @@ fn store_hint(e: &StoreError) -> &'static str {
     }
 }
 
-#[cfg(feature = "record")]
 #[cfg(all(feature = "record", feature = "live", target_os = "linux"))]
 fn packet_hint(e: &sipseal::net::packet::PacketError) -> &'static str {
     use sipseal::net::packet::PacketError;
@@ -528,6 +527,7 @@ fn packet_hint(e: &sipseal::net::packet::PacketError) -> &'static str {
     }
 }
 
+#[cfg(feature = "record")]
 fn record_hint(e: &sipseal::record::RecordError) -> &'static str {
     use sipseal::record::RecordError;
     use sipseal::record::srtp::KeyError;
