@@ -26,6 +26,15 @@ pub trait Firewall: Send + Sync {
     fn replace(&self, calls: &[CallState]) -> Result<(), FirewallError>;
 }
 
+/// Have `firewall` (when there is one) confirm `changes`; a change that
+/// alters no set needs no confirmation.
+pub fn confirm(firewall: Option<&dyn Firewall>, changes: &Changes) -> Result<(), FirewallError> {
+    match firewall {
+        Some(fw) if changes.alters => fw.apply(changes),
+        _ => Ok(()),
+    }
+}
+
 /// The kernel's nftables through `nft -f -`: one script, one transaction
 /// (the whole batch applies or none of it), confirmed by nft's exit status.
 #[derive(Debug, Clone)]

@@ -155,7 +155,7 @@ pub fn relay(
         );
     }
     // The pinholes first: a change the firewall does not confirm stops
-    // the message before anything of it is kept (S1 below).
+    // the message before anything of it (the session key too) is kept.
     let pinholes = match (state.pinholes, &outcome) {
         // What passes on is what the pinholes follow. A request this relay
         // refused never reaches the far end: it changes no call's pinholes.
@@ -185,11 +185,8 @@ pub fn relay(
             // before the message goes on; when it does not, the message
             // is answered 500 (a response is dropped: its sender sends it
             // again) and nothing of this step is kept.
-            let changes = store.step_applied(&keys.name(), call_id, &seen, &mut |c| match state
-                .firewall
-            {
-                Some(fw) if c.alters => fw.apply(c),
-                _ => Ok(()),
+            let changes = store.step_applied(&keys.name(), call_id, &seen, &mut |c| {
+                crate::firewall::confirm(state.firewall, c)
             })?;
             report.notes.extend(changes.notes.iter().cloned());
             Some(changes)

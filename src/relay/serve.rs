@@ -337,9 +337,8 @@ impl LiveRelay {
         let cutoff = now.saturating_sub(config.pinhole_max_age.whole_seconds());
         let firewall = config.firewall.as_deref();
         let ended = crate::blocking::offload(|| {
-            crate::state::expire_calls(&*self.store, &owner, cutoff, now, &mut |c| match firewall {
-                Some(fw) if c.alters => fw.apply(c),
-                _ => Ok(()),
+            crate::state::expire_calls(&*self.store, &owner, cutoff, now, &mut |c| {
+                crate::firewall::confirm(firewall, c)
             })
         })?;
         for changes in &ended {

@@ -361,7 +361,7 @@ impl RelayArgs {
         let now = ctx.now().unix_timestamp();
         let cutoff = now.saturating_sub(self.common.pinhole_max_age.whole_seconds());
         let ended = sipseal::state::expire_calls(store, owner, cutoff, now, &mut |c| {
-            if c.alters { fw.apply(c) } else { Ok(()) }
+            sipseal::firewall::confirm(Some(fw), c)
         })
         .map_err(|e| match e {
             sipseal::state::StepError::Store(e) => Error::State(e),
