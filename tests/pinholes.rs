@@ -589,20 +589,7 @@ fn pinholes_applied_by_nft_work_on_packets() {
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
     let invite = signed_offer(tmp.path(), "samples/offer.sdp", None);
-    let out = sipseal()
-        .arg("proxy")
-        .arg(&invite)
-        .args([
-            "--identity",
-            "keys/proxy-a",
-            "--signer-trust",
-            "keys/trust.pem",
-        ])
-        .arg("--state")
-        .arg(&state)
-        .args(["--firewall", "nft"])
-        .output()
-        .unwrap();
+    let out = firewall_proxy(sipseal(), &invite, &state).output().unwrap();
     let answer = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -638,9 +625,18 @@ fn offer_applied(dir: &Path, state: &Path, call_id: &str, sdp: &str, now: Option
     if let Some(now) = now {
         proxy.args(["--now", now]);
     }
-    proxy
-        .arg("proxy")
-        .arg(&invite)
+    firewall_proxy(proxy, &invite, state).succeeds();
+}
+
+/// `cmd` (sipseal and its global flags) as proxy-a relaying `invite` with
+/// `--firewall nft`, its state in `state`.
+fn firewall_proxy(
+    mut cmd: assert_cmd::Command,
+    invite: &Path,
+    state: &Path,
+) -> assert_cmd::Command {
+    cmd.arg("proxy")
+        .arg(invite)
         .args([
             "--identity",
             "keys/proxy-a",
@@ -649,8 +645,8 @@ fn offer_applied(dir: &Path, state: &Path, call_id: &str, sdp: &str, now: Option
         ])
         .arg("--state")
         .arg(state)
-        .args(["--firewall", "nft"])
-        .succeeds();
+        .args(["--firewall", "nft"]);
+    cmd
 }
 
 /// Issue 27: a live relay with `--firewall nft` starts by ending the calls
