@@ -445,7 +445,7 @@ fn mutual_tls_authenticates_both_ends_and_sets_level_3() {
     };
 
     // alice, with her certificate: through, and the relay vouches for
-    // the link (level 3) in the Route-Security entry it appends.
+    // the link (level 3) in the Route-Security entry it puts for her.
     let alice = options(d, "alice.sip", "sip:alice@a.example.com");
     let out = send(&alice, to_proxy_a, Some("keys/alice"));
     assert_eq!(
@@ -461,10 +461,10 @@ fn mutual_tls_authenticates_both_ends_and_sets_level_3() {
     assert_eq!(
         entries,
         [
-            "<sip:127.0.0.1>;level=3".to_owned(),
-            format!("<sip:127.0.0.1:{udp_port}>;level=0"),
+            format!("127.0.0.1:{udp_port};level=0"),
+            "127.0.0.1;level=3".to_owned(),
         ],
-        "the TLS link from alice, then the UDP link on"
+        "the UDP link on, on top of the TLS link from alice"
     );
     let via = forwarded[0].top_via().unwrap();
     assert_eq!(via.transport, "UDP");
@@ -1182,11 +1182,13 @@ fn two_relays_talk_over_mutual_tls_and_the_link_is_level_3() {
     assert_eq!(
         entries,
         [
-            // alice's link to proxy-a: plain TCP.
-            "<sip:127.0.0.1>;level=0".to_owned(),
+            // proxy-b's link on (UDP), on top.
+            format!("127.0.0.1:{};level=0", b.port("udp")),
             // proxy-a's link to proxy-b: TLS, both ends authenticated.
-            format!("<sip:127.0.0.1:{a_port}>;level=3"),
-            format!("<sip:127.0.0.1:{}>;level=0", b.port("udp")),
+            format!("127.0.0.1:{a_port};level=3"),
+            // alice's link to proxy-a: plain TCP, and she wrote no
+            // entry: an unchecked link, without a level.
+            "127.0.0.1".to_owned(),
         ]
     );
 }

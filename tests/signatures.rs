@@ -625,46 +625,82 @@ fn proxy(input: &Path, identity: &str, extra: &[&str]) -> Output {
 fn route_security_chain_levels_and_gaps() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
+    // alice writes her entry in the design's bare form.
     let invite = edit(
         &repo().join("samples/invite.sip"),
         "Max-Forwards: 70\r\n",
-        "Max-Forwards: 70\r\nRoute-Security: <sip:192.0.2.10:5060>;level=3\r\n",
+        "Max-Forwards: 70\r\nRoute-Security: 192.0.2.10:5060;level=3\r\n",
     );
     let invite = write(d, "invite.sip", &invite);
     let alice = signed(d, &invite, "alice.sip");
     // Each relay's responses come back to its own state (its branch key).
     let state = d.join("state");
-    let hop = |input: &Path, id: &str, from: &str, level: &str, name: &str| {
+    let hop = |input: &Path, id: &str, from: &str, extra: &[&str], name: &str| {
         let report = d.join(format!("{name}.txt"));
-        let out = proxy(
-            input,
-            id,
-            &[
-                "--received-from",
-                from,
-                "--link-level",
-                level,
-                "--report",
-                path(&report),
-                "--state",
-                path(&state),
-            ],
-        );
+        let mut args = vec![
+            "--received-from",
+            from,
+            "--report",
+            path(&report),
+            "--state",
+            path(&state),
+        ];
+        args.extend(extra);
+        let out = proxy(input, id, &args);
         (
             write(d, name, &ok(&out)),
             std::fs::read_to_string(report).unwrap(),
         )
     };
-    let (a, ra) = hop(&alice, "keys/proxy-a", "192.0.2.10:5060", "3", "a.sip");
+    let rs = |file: &Path| -> Vec<String> {
+        let m = Message::parse(&std::fs::read(file).unwrap()).unwrap();
+        m.header_values("Route-Security")
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    };
+    let top_via = |file: &Path| -> String {
+        let m = Message::parse(&std::fs::read(file).unwrap()).unwrap();
+        m.header_values("Via")[0].to_owned()
+    };
+    let (a, ra) = hop(
+        &alice,
+        "keys/proxy-a",
+        "192.0.2.10:5060",
+        &["--link-level", "3"],
+        "a.sip",
+    );
     assert!(
         ra.contains("route-security: the link from 192.0.2.10:5060 is level 3"),
         "{ra}"
     );
     assert!(
-        ra.contains("appended <sip:proxy-a.a.example.com>;level=3"),
+        ra.contains("put proxy-a.a.example.com;level=3 on top"),
         "{ra}"
     );
-    let (b, _) = hop(&a, "keys/proxy-b", "proxy-a.a.example.com", "2", "b.sip");
+    // New entries go on top, in the bare form; the Via keeps where.
+    assert_eq!(
+        rs(&a),
+        ["proxy-a.a.example.com;level=3", "192.0.2.10:5060;level=3"]
+    );
+    assert!(top_via(&a).ends_with(";rs-pos=1"), "{}", top_via(&a));
+    // proxy-b writes the form sipseal wrote before issue 28.
+    let (b, _) = hop(
+        &a,
+        "keys/proxy-b",
+        "proxy-a.a.example.com",
+        &["--link-level", "2", "--route-security-form", "name-addr"],
+        "b.sip",
+    );
+    assert_eq!(
+        rs(&b),
+        [
+            "<sip:proxy-b.b.example.com>;level=2",
+            "proxy-a.a.example.com;level=3",
+            "192.0.2.10:5060;level=3"
+        ]
+    );
+    assert!(top_via(&b).ends_with(";rs-pos=2"), "{}", top_via(&b));
     let from_b = ["--received-from", "proxy-b.b.example.com"];
     let v = String::from_utf8(ok(&verify(
         &b,
@@ -678,13 +714,13 @@ fn route_security_chain_levels_and_gaps() {
         v.contains("pass accounted: 3 link(s), one entry per Via"),
         "{v}"
     );
-    // Too low.
+    // Too low: the weakest link is named.
     fails(
         &verify(&b, &["--min-route-level", "3"]),
         "level",
-        "proxy-b.b.example.com is level 2",
+        "the weakest link, proxy-b.b.example.com level 2, is below the minimum level 3",
     );
-    // The newest entry is not the hop it came from.
+    // The top entry is not the hop it came from.
     fails(
         &verify(&b, &["--received-from", "proxy-a.a.example.com"]),
         "received from",
@@ -697,39 +733,155 @@ fn route_security_chain_levels_and_gaps() {
         "accounted",
         "link 3 (sent by proxy-b.b.example.com) has no entry",
     );
-    // alice sent no entry: proxy-a counts that link as level 0 and says so.
+    // alice sent no entry: proxy-a puts one without a level for her link
+    // (unchecked), then its own on top.
     let bare = signed(d, &repo().join("samples/invite.sip"), "bare.sip");
-    let (a0, r0) = hop(&bare, "keys/proxy-a", "192.0.2.10:5060", "3", "a0.sip");
-    assert!(r0.contains("the newest entry is missing, not 192.0.2.10:5060: the link from 192.0.2.10:5060 counts as level 0"), "{r0}");
+    let (a0, r0) = hop(
+        &bare,
+        "keys/proxy-a",
+        "192.0.2.10:5060",
+        &["--link-level", "3"],
+        "a0.sip",
+    );
+    assert!(r0.contains("the top entry is missing, not 192.0.2.10:5060: added 192.0.2.10:5060 without a level (an unchecked link, counted as level 0)"), "{r0}");
+    assert_eq!(
+        rs(&a0),
+        ["proxy-a.a.example.com;level=3", "192.0.2.10:5060"]
+    );
+    assert!(top_via(&a0).ends_with(";rs-pos=1"), "{}", top_via(&a0));
     fails(
         &verify(&a0, &["--min-route-level", "1"]),
         "level",
-        "192.0.2.10:5060 is level 0",
+        "the weakest link, 192.0.2.10:5060 (no level: unchecked), is below the minimum level 1",
     );
-
-    // The response carries the entries back; each hop finds its own.
-    let response = ok(&run(&["build", "response", "--request", path(&b), "180"]));
-    let response = write(d, "180.sip", &response);
-    let t = String::from_utf8_lossy(&std::fs::read(&response).unwrap()).into_owned();
-    assert_eq!(t.matches("Route-Security: ").count(), 3, "{t}");
-    let report = d.join("resp.txt");
+    // The entry verify reads back says null for the missing level.
+    let json = run(&["verify", path(&a0), "--trust", TRUST, "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(
+        json["route_security"]["entries"],
+        serde_json::json!([
+            {"addr": "proxy-a.a.example.com", "level": 3},
+            {"addr": "192.0.2.10:5060", "level": null}
+        ])
+    );
+    // proxy-a with --min-route-level 2 answers 403 naming the weak link,
+    // and forwards nothing.
+    let report = d.join("weak.txt");
     let out = proxy(
-        &response,
-        "keys/proxy-b",
+        &bare,
+        "keys/proxy-a",
         &[
+            "--received-from",
+            "192.0.2.10:5060",
             "--link-level",
+            "3",
+            "--min-route-level",
             "2",
             "--report",
             path(&report),
-            "--state",
-            path(&state),
         ],
     );
-    ok(&out);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    let answer = Message::parse(&out.stdout).unwrap();
+    assert_eq!(answer.status(), Some(403), "{}", answer.start_line());
+    assert_eq!(
+        answer.header("Warning"),
+        Some(
+            "399 proxy-a.a.example.com \"Route-Security: the weakest link, 192.0.2.10:5060 (no level: unchecked), is below the minimum level 2\""
+        )
+    );
     let r = std::fs::read_to_string(report).unwrap();
     assert!(
-        r.contains("this relay's entry came back unchanged (level 2)"),
+        r.contains("refused: Route-Security: the weakest link"),
         "{r}"
+    );
+    // A level-2 link passes the same minimum.
+    ok(&proxy(
+        &b,
+        "keys/proxy-b",
+        &[
+            "--received-from",
+            "proxy-b.b.example.com",
+            "--min-route-level",
+            "2",
+        ],
+    ));
+
+    // The response carries the entries back in the same order; each hop
+    // finds its own at the position it wrote it: proxy-b the top one,
+    // proxy-a the second, alice the third.
+    let response = ok(&run(&["build", "response", "--request", path(&b), "180"]));
+    let response = write(d, "180.sip", &response);
+    assert_eq!(rs(&response), rs(&b));
+    let back = |input: &Path, id: &str, level: &str, name: &str| {
+        let report = d.join(format!("{name}.txt"));
+        let out = proxy(
+            input,
+            id,
+            &[
+                "--link-level",
+                level,
+                "--report",
+                path(&report),
+                "--state",
+                path(&state),
+            ],
+        );
+        (out, std::fs::read_to_string(report).unwrap_or_default())
+    };
+    let (out, r) = back(&response, "keys/proxy-b", "2", "resp-b");
+    let at_a = write(d, "180-at-a.sip", &ok(&out));
+    assert!(
+        r.contains("this relay's entry came back unchanged (proxy-b.b.example.com level 2, position 1 from the top)"),
+        "{r}"
+    );
+    let (out, r) = back(&at_a, "keys/proxy-a", "3", "resp-a");
+    let at_alice = write(d, "180-at-alice.sip", &ok(&out));
+    assert!(
+        r.contains("this relay's entry came back unchanged (proxy-a.a.example.com level 3, position 2 from the top)"),
+        "{r}"
+    );
+    assert_eq!(rs(&at_alice), rs(&b));
+    let v = text(&verify(&at_alice, &["--min-route-level", "2"]));
+    assert!(
+        v.contains("pass own entry: the entry at this party's position (3 from the top) names 192.0.2.10:5060"),
+        "{v}"
+    );
+    // A response whose entry at a relay's position is not its own is
+    // dropped there: another address, or the level changed on the way.
+    for (from, to, why) in [
+        (
+            "<sip:proxy-b.b.example.com>;level=2",
+            "proxy-x.b.example.com;level=2",
+            "the entry at this relay's position (1 from the top) is proxy-x.b.example.com level 2, not this relay's (proxy-b.b.example.com level 2)",
+        ),
+        (
+            "<sip:proxy-b.b.example.com>;level=2",
+            "proxy-b.b.example.com;level=3",
+            "this relay's entry came back as proxy-b.b.example.com level 3, not proxy-b.b.example.com level 2",
+        ),
+    ] {
+        let forged = write(d, "forged.sip", &edit(&response, from, to));
+        let (out, r) = back(&forged, "keys/proxy-b", "2", "forged");
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(out.stdout.is_empty());
+        assert!(text(&out).contains(why), "{}", text(&out));
+        assert!(r.contains(why), "{r}");
+    }
+    // alice, on a response whose bottom entry is not hers.
+    let forged = write(
+        d,
+        "forged-at-alice.sip",
+        &edit(
+            &at_alice,
+            "192.0.2.10:5060;level=3",
+            "192.0.2.99:5060;level=3",
+        ),
+    );
+    fails(
+        &verify(&forged, &[]),
+        "own entry",
+        "is 192.0.2.99:5060, not 192.0.2.10:5060",
     );
 }
 

@@ -5,11 +5,16 @@
 use libfuzzer_sys::fuzz_target;
 use sipseal::sip::Message;
 use sipseal::sip::disclosure::{Designation, designations};
-use sipseal::sip::route_security::{RouteEntry, entries};
+use sipseal::sip::route_security::{EntryForm, RouteEntry, entries, own_position};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = RouteEntry::parse(text);
+        // Both forms: what parses is written back and reads the same.
+        if let Ok(e) = RouteEntry::parse(text) {
+            for form in [EntryForm::Bare, EntryForm::NameAddr] {
+                assert_eq!(RouteEntry::parse(&e.to_value(form)).as_ref(), Ok(&e));
+            }
+        }
         let _ = Designation::parse(text);
         let _ = sipseal::sip::syntax::name_addr(text);
         let _ = sipseal::sip::syntax::via_list(text);
@@ -21,6 +26,7 @@ fuzz_target!(|data: &[u8]| {
     msg.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
     if let Ok(m) = Message::parse(&msg) {
         let _ = entries(&m);
+        let _ = own_position(&m);
         let _ = designations(&m);
     }
 });

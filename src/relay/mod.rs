@@ -113,10 +113,27 @@ pub fn relay(
         None => match path::admission(msg, &opts.path)? {
             Some(refusal) => Pass::Refuse(refusal),
             None => {
-                let view = View::parse_for(msg, &keys.uris());
-                let sessions =
-                    session_keys(&view, &owner, &opts.sessions, state.sessions, ctx.now())?;
-                pipeline::run(view, &mut report, keys, &sessions, &branch_key, opts, ctx)?
+                // Route-Security needs the headers alone: a request below
+                // the minimum level, or a response whose entry is not this
+                // relay's, goes no further before the body is looked at.
+                let sent_by = keys.sent_by(opts.via.as_deref());
+                let mut route = path::route_security(msg, &sent_by, &opts.path);
+                report.route_security.append(&mut route.notes);
+                if let Some(refusal) = route.refuse.take() {
+                    Pass::Refuse(refusal)
+                } else if let Some(why) = route.drop.take() {
+                    Pass::Drop(why)
+                } else {
+                    let view = View::parse_for(msg, &keys.uris());
+                    let sessions =
+                        session_keys(&view, &owner, &opts.sessions, state.sessions, ctx.now())?;
+                    let before = pipeline::Before {
+                        sessions: &sessions,
+                        branch_key: &branch_key,
+                        route: &route,
+                    };
+                    pipeline::run(view, &mut report, keys, before, opts, ctx)?
+                }
             }
         },
     };
@@ -131,6 +148,10 @@ pub fn relay(
             cek.map(|c| (c, onward)),
             Some(trust),
         ),
+        Pass::Drop(why) => {
+            report.refused = Some(why.clone());
+            (Outcome::Drop(why), None, None)
+        }
         Pass::Refuse(refusal) => {
             report.refused = refusal.why();
             let answer = refusal

@@ -19,7 +19,7 @@ use crate::session::SessionKey;
 use crate::signing::{OuterSignature, sign_message, unwrap_inner};
 use crate::sip::Message;
 use crate::sip::disclosure::{Access, Designation, remove_designations};
-use crate::sip::route_security::{self, RouteEntry};
+use crate::sip::route_security::{self, EntryForm};
 use crate::sip::routing::{self, OwnNames};
 
 /// What passing the pipeline gives: the message to forward and the CEK of
@@ -40,6 +40,8 @@ pub(super) enum Pass {
     },
     /// Answer instead.
     Refuse(Refusal),
+    /// Drop it, for this reason (a response cannot be answered).
+    Drop(String),
 }
 
 /// How a message's SDP is authenticated (S1).
@@ -111,17 +113,30 @@ enum Plan {
     Keep(Envelope),
 }
 
-/// Run the pipeline on `view`, filling in `report`. `sessions` are the
-/// stored session keys the message may be sealed under.
+/// What the relay step found before the pipeline runs.
+pub(super) struct Before<'a> {
+    /// The stored session keys the message may be sealed under.
+    pub sessions: &'a [SessionKey],
+    /// What this relay's Via branches are keyed with.
+    pub branch_key: &'a [u8; 32],
+    /// Route-Security: the entries to put on top.
+    pub route: &'a path::RouteStep,
+}
+
+/// Run the pipeline on `view`, filling in `report`.
 pub(super) fn run(
     view: View<'_>,
     report: &mut RelayReport,
     keys: &RelayKeys<'_>,
-    sessions: &[SessionKey],
-    branch_key: &[u8; 32],
+    before: Before<'_>,
     opts: &RelayOptions,
     ctx: &mut Context,
 ) -> Result<Pass, RelayError> {
+    let Before {
+        sessions,
+        branch_key,
+        route,
+    } = before;
     report.outer_signer = view.outer_signer();
     let problem = view.outer_problem();
     let uris = keys.uris();
@@ -271,8 +286,6 @@ pub(super) fn run(
     let trust = Box::new(trust.into_trust());
 
     let sent_by = keys.sent_by(opts.via.as_deref());
-    let (route_notes, route_entries) =
-        path::route_security(msg.is_request(), &view.route, &sent_by, &opts.path);
 
     // The message to route: as it came, or with its new body.
     let (sealed_again, onward) = match (&env, &content) {
@@ -296,7 +309,8 @@ pub(super) fn run(
         record_route_as: &opts.record_route_as,
         outer: outer.as_ref(),
         resealed,
-        route: &route_entries,
+        route,
+        form: opts.path.route_security_form,
         uris: &uris,
         sent_by: &sent_by,
         branch_key,
@@ -304,7 +318,6 @@ pub(super) fn run(
     };
     let out = emit.build(msg, base, keys, ctx)?;
     report.resigned = outer.is_some() && resealed;
-    report.route_security.extend(route_notes);
     let cek = content.filter(|c| !c.by_session).map(|c| c.opened.cek);
     Ok(Pass::Forward {
         message: out,
@@ -320,8 +333,10 @@ struct Emit<'a> {
     outer: Option<&'a OuterSignature>,
     /// Whether its body was sealed again.
     resealed: bool,
-    /// The Route-Security entries to append.
-    route: &'a [RouteEntry],
+    /// The Route-Security entries to put on top, and where this relay's sits.
+    route: &'a path::RouteStep,
+    /// The form they are written in.
+    form: EntryForm,
     /// This relay's URIs (its designations).
     uris: &'a [String],
     /// This relay's Via sent-by.
@@ -342,7 +357,8 @@ impl Emit<'_> {
     /// Max-Forwards decremented, its own designation dropped where it may
     /// be, its loose route popped and a Record-Route when asked; a response
     /// without this relay's Via. A body sealed again under an outer
-    /// signature is signed by this relay; Route-Security goes last.
+    /// signature is signed by this relay; Route-Security entries go on top
+    /// last (they are not signed), this relay's Via keeping where its own sits.
     fn build(
         &self,
         msg: &Message,
@@ -352,6 +368,9 @@ impl Emit<'_> {
     ) -> Result<Message, RelayError> {
         let mut out = if msg.is_request() {
             let mut out = routing::forward_request(&base, self.sent_by, self.branch_key)?;
+            if let Some(at) = self.route.own_at {
+                route_security::mark_via(&mut out, at);
+            }
             let (drop_mine, record_route) = match self.mode {
                 // Under an outer signature the designations are protected:
                 // this relay's own entry stays, or the signature would not verify.
@@ -388,8 +407,8 @@ impl Emit<'_> {
             let identity = keys.identity.ok_or(RelayError::NoIdentity)?;
             out = sign_message(&out, identity, Default::default(), &original, ctx)?;
         }
-        for entry in self.route {
-            route_security::append(&mut out, entry);
+        for entry in &self.route.put {
+            route_security::put_on_top(&mut out, entry, self.form);
         }
         Ok(out)
     }

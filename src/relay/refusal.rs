@@ -46,6 +46,15 @@ pub enum Refusal {
     /// The body this relay is designated for is not an envelope it can parse.
     #[error("the sealed body does not parse: {0}")]
     BadBody(String),
+    /// The request crossed a link below `--min-route-level` (docs/SPEC.md
+    /// §3.4): `link` describes the weakest entry.
+    #[error("Route-Security: the weakest link, {link}, is below the minimum level {min}")]
+    WeakRoute {
+        /// The weakest entry (`ADDR level N`, `ADDR (no level: unchecked)`).
+        link: String,
+        /// The minimum.
+        min: u8,
+    },
     /// `Proxy-Require` names extensions this relay does not support.
     #[error("Proxy-Require: unsupported {}", .0.join(", "))]
     BadExtension(Vec<String>),
@@ -57,7 +66,9 @@ impl Refusal {
         match self {
             Refusal::TooManyHops => Status::TooManyHops,
             Refusal::Loop => Status::LoopDetected,
-            Refusal::Imposture(_) | Refusal::BadSignature(_) => Status::Forbidden,
+            Refusal::Imposture(_) | Refusal::BadSignature(_) | Refusal::WeakRoute { .. } => {
+                Status::Forbidden
+            }
             // Exactly what an unknown target gets, so that a denied caller
             // learns nothing about whether the target exists.
             Refusal::Denied { .. } => Status::NotFound,
@@ -97,6 +108,13 @@ impl Refusal {
             }
             Refusal::BadBody(_) => {
                 answer = answer.with_reason("Bad Request (the sealed body does not parse)");
+            }
+            // The sender learns which link was too weak: it is its own
+            // path, and it may choose another.
+            Refusal::WeakRoute { .. } => {
+                answer = answer
+                    .with_reason("Forbidden (Route-Security below the minimum level)")
+                    .with_warning(agent, &self.to_string());
             }
             Refusal::BadExtension(tags) => {
                 answer = answer

@@ -7,8 +7,11 @@
 //!
 //! What the connection proves:
 //! - the link it arrived on: TLS with a verified client certificate is
-//!   Route-Security level 3, TCP and UDP level 0; a request's newest
-//!   Route-Security entry must name the source address;
+//!   Route-Security level 3, TCP and UDP level 0; a request's top
+//!   Route-Security entry must name the source address (else the relay
+//!   puts the source on top: with level 3 over mutual TLS, else without
+//!   a level); a response whose entry at the relay's position is not its
+//!   own is dropped and logged;
 //! - the imposture check: a TLS peer whose certificate names a user
 //!   (`sip:alice@...`) may send only as that user (403 otherwise); a
 //!   peer with a server certificate (a proxy) is trusted for what it

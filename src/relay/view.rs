@@ -12,7 +12,6 @@ use crate::signing::{OuterSignature, SigningError, is_signed_entity, outer_signa
 use crate::sip::Message;
 use crate::sip::disclosure::{Designation, designations};
 use crate::sip::headers::parse_content_type;
-use crate::sip::route_security::{self, RouteEntry, RouteEntryError};
 use crate::verify::{Check, headers_check};
 
 /// The parts of one incoming message.
@@ -43,8 +42,6 @@ pub struct View<'m> {
     pub opaque_signer: Option<crate::keys::Cert>,
     /// An SDP body in the clear, readable by everyone on the path.
     pub plain_sdp: Option<Vec<u8>>,
-    /// The Route-Security entries, oldest first.
-    pub route: Vec<Result<RouteEntry, RouteEntryError>>,
 }
 
 impl<'m> View<'m> {
@@ -100,7 +97,6 @@ impl<'m> View<'m> {
             designations,
             part,
             plain_sdp: plain_sdp(msg),
-            route: route_security::entries(msg),
             outer,
             outer_signers,
             outer_headers,

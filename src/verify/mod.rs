@@ -42,7 +42,7 @@ pub struct VerifyOptions<'a> {
     pub at: OffsetDateTime,
     /// Fail when a link of the Route-Security chain is below this level.
     pub min_route_level: Option<u8>,
-    /// The hop the message came from: the newest Route-Security entry must name it.
+    /// The hop the message came from: the top Route-Security entry must name it.
     pub received_from: Option<&'a str>,
     /// CRLs given by the user (`verify --crl`): when `Some`, every
     /// certificate of a signer's path but the anchor must be checked
@@ -123,7 +123,7 @@ impl SignatureReport {
 /// The Route-Security chain and its checks.
 #[derive(Debug, Clone, Serialize)]
 pub struct RouteReport {
-    /// The entries, oldest first.
+    /// The entries, top (newest) first, as on the wire.
     pub entries: Vec<RouteEntry>,
     /// The checks run on them.
     pub checks: Vec<Check>,
@@ -206,11 +206,8 @@ impl VerifyReport {
             }
         }
         if let Some(r) = &self.route_security {
-            let chain: Vec<String> = r
-                .entries
-                .iter()
-                .map(|e| format!("{} level {}", e.addr, e.level))
-                .collect();
+            // The path in the order it was taken: the caller's entry first.
+            let chain: Vec<String> = r.entries.iter().rev().map(RouteEntry::describe).collect();
             let _ = writeln!(out, "route-security: {}", chain.join(" -> "));
             for c in &r.checks {
                 line(&mut out, c);

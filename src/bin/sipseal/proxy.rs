@@ -17,6 +17,7 @@ use sipseal::relay::{
 };
 use sipseal::sdp::SdpEdit;
 use sipseal::sip::Message;
+use sipseal::sip::route_security::EntryForm;
 use sipseal::state::PinholeStore;
 
 use crate::args::{StateArgs, load_identity, say_stored};
@@ -51,13 +52,15 @@ pub struct RelayArgs {
     pub pinholes: Option<PathBuf>,
     /// The security level (0 none, 1 authenticated peer, 2 + integrity,
     /// 3 + confidentiality) of the link this relay sends on: requests get
-    /// `Route-Security: <sip:SENT-BY>;level=N` appended; on responses this
-    /// relay checks its own entry came back.
+    /// `Route-Security: SENT-BY;level=N` on top of their entries; a
+    /// response whose entry at this relay's position is not that one is
+    /// dropped (exit 1; a response cannot be answered).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=3))]
     pub link_level: Option<u8>,
-    /// Where the message came from (HOST[:PORT]): the newest Route-Security
-    /// entry must name it (else that link counts as level 0, and the
-    /// report says so); --bindings checks the From AOR against it.
+    /// Where the message came from (HOST[:PORT]): the top Route-Security
+    /// entry must name it (else the relay puts `ADDR` without a level on
+    /// top: an unchecked link, counted as level 0, and the report says
+    /// so); --bindings checks the From AOR against it.
     #[arg(long, value_name = "ADDR")]
     pub received_from: Option<String>,
 }
@@ -106,6 +109,16 @@ pub struct RelayCommon {
     /// target (exit 5).
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+    /// Answer a request whose weakest Route-Security link is below this
+    /// level (0-3; an entry without a level counts as 0) with 403 and a
+    /// `Warning: 399` naming that link, instead of forwarding it (exit 5).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=3))]
+    pub min_route_level: Option<u8>,
+    /// The form of the Route-Security entries this relay writes: `bare`
+    /// (`ADDR;level=N`, the design's) or `name-addr` (`<sip:ADDR>;level=N`,
+    /// what sipseal wrote before). Both forms are read either way.
+    #[arg(long, value_enum, value_name = "FORM", default_value_t = RouteSecurityForm::Bare)]
+    pub route_security_form: RouteSecurityForm,
     /// Answer 495 Signature Required to a request without a signature, and
     /// 403 to one whose outer signature does not verify or whose signer
     /// is not its From party, chained to a --signer-trust anchor (exit 5).
@@ -148,6 +161,24 @@ pub struct RelayCommon {
     pub pinhole_max_age: time::Duration,
     #[command(flatten)]
     pub state: StateArgs,
+}
+
+/// The form of the Route-Security entries a relay writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RouteSecurityForm {
+    /// `ADDR;level=N`.
+    Bare,
+    /// `<sip:ADDR>;level=N`.
+    NameAddr,
+}
+
+impl From<RouteSecurityForm> for EntryForm {
+    fn from(f: RouteSecurityForm) -> EntryForm {
+        match f {
+            RouteSecurityForm::Bare => EntryForm::Bare,
+            RouteSecurityForm::NameAddr => EntryForm::NameAddr,
+        }
+    }
 }
 
 /// Where pinhole changes are applied (`--firewall`).
@@ -462,6 +493,8 @@ impl RelayCommon {
         };
         Ok(PathOptions {
             link_level: None,
+            min_route_level: self.min_route_level,
+            route_security_form: self.route_security_form.into(),
             arrived_level: None,
             received_from: None,
             flow: None,

@@ -32,7 +32,9 @@ pub struct VerifyArgs {
     /// Check validity at this RFC 3339 time instead of now (or --now).
     #[arg(long, value_name = "RFC3339", value_parser = parse_now)]
     pub at: Option<OffsetDateTime>,
-    /// Fail when a Route-Security link is below this level (0-3) or unaccounted for.
+    /// Fail (exit 1) when a Route-Security link is below this level (0-3;
+    /// an entry without a level counts as 0), naming the weakest link, or
+    /// when a request's links are unaccounted for.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=MAX_LEVEL as i64))]
     pub min_route_level: Option<u8>,
     /// Check revocation against this CRL (PEM or DER; repeatable): every
@@ -41,7 +43,7 @@ pub struct VerifyArgs {
     /// CRLs a SignedData carries are used too, with or without --crl.
     #[arg(long, value_name = "FILE")]
     pub crl: Vec<PathBuf>,
-    /// The hop this message came from (HOST[:PORT]): the newest
+    /// The hop this message came from (HOST[:PORT]): the top
     /// Route-Security entry must name it.
     #[arg(long, value_name = "ADDR")]
     pub received_from: Option<String>,

@@ -570,14 +570,14 @@ fn relay_path(
         if same { "yes" } else { "NO" }
     ));
     out.push_str(&format!(
-        "\n   Route-Security: each hop that sends a request appends an entry naming itself and\n   \
-         how its link is secured (level 0 none, 1 authenticated peer, 2 + integrity,\n   \
-         3 + confidentiality), so the newest entry should name where the request came from.\n   \
+        "\n   Route-Security: each hop that sends a request puts an entry naming itself and how\n   \
+         its link is secured (level 0 none, 1 authenticated peer, 2 + integrity,\n   \
+         3 + confidentiality) on top, so the top entry should name where the request came from.\n   \
          alice's INVITE carries no entry at all, so nothing vouches for the link it arrived on\n   \
-         (plain UDP from {ALICE_SOURCE}): proxy-a counts that link as level 0 and appends\n   \
-         `Route-Security: <sip:{ALICE_SOURCE}>;level=0`, so every later hop and bob see an\n   \
-         unprotected link. It appends no entry of its own: it was not told how the link it\n   \
-         sends on is secured (`--link-level`, step 10).\n",
+         (plain UDP from {ALICE_SOURCE}): proxy-a puts `Route-Security: {ALICE_SOURCE}` on top,\n   \
+         an entry without a level, so every later hop and bob see an unchecked link (it counts\n   \
+         as level 0). It puts no entry of its own: it was not told how the link it sends on\n   \
+         is secured (`--link-level`, step 10).\n",
     ));
     let nft = at_a
         .pinholes

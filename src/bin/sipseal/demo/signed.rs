@@ -13,7 +13,7 @@ use sipseal::relay::{Outcome, PathOptions, RelayOptions};
 use sipseal::sealing::SealSpec;
 use sipseal::signing::sign_message;
 use sipseal::sip::Message;
-use sipseal::sip::route_security::{RouteEntry, append};
+use sipseal::sip::route_security::{EntryForm, RouteEntry, put_on_top};
 use sipseal::state::MemoryStore;
 use sipseal::verify::{VerifyOptions, VerifyReport, verify_message};
 
@@ -85,13 +85,7 @@ pub(super) fn run(
         ..Default::default()
     };
     let mut first = alice_invite(super::OFFER_SDP, ctx)?;
-    append(
-        &mut first,
-        &RouteEntry {
-            addr: ALICE_ADDR.into(),
-            level: 3,
-        },
-    );
+    put_on_top(&mut first, &RouteEntry::new(ALICE_ADDR, 3), EntryForm::Bare);
     let sealed = ua(&store)
         .seal(&first, &spec, ctx)
         .map_err(|err| Error::ua("the demo INVITE", err))?
@@ -118,7 +112,7 @@ pub(super) fn run(
          Proxy-Inspect-Body are protected):\n    \
          $ sipseal build invite --from sip:alice@a.example.com --to sip:bob@b.example.com \\\n        \
          --via a.example.com:5060 --sdp samples/offer.sdp \\\n        \
-         --header 'Route-Security: <sip:a.example.com:5060>;level=3' > invite-rs.sip\n    \
+         --header 'Route-Security: a.example.com:5060;level=3' > invite-rs.sip\n    \
          $ sipseal seal invite-rs.sip --peer keys/bob/cert.pem --disclose keys/proxy-a/cert.pem \\\n        \
          --sign keys/alice --state state-signed > sealed-signed.sip\n    \
          $ sipseal sign sealed-signed.sip --identity keys/alice > signed.sip\n\n",
@@ -127,8 +121,8 @@ pub(super) fn run(
     let bindings = alice_bindings();
     out.push_str(
         "    proxy-a checks where it came from (--received-from, --bindings), that alice signed it\n    \
-         (--require-signature), and that the newest Route-Security entry names that hop; it\n    \
-         appends its own for its TLS link to proxy-b (--link-level 3):\n    \
+         (--require-signature), and that the top Route-Security entry names that hop; it\n    \
+         puts its own on top for its TLS link to proxy-b (--link-level 3):\n    \
          $ sipseal proxy signed.sip --identity keys/proxy-a --via proxy-a.a.example.com \\\n        \
          --received-from a.example.com:5060 --link-level 3 --bindings bindings.yaml \\\n        \
          --require-signature --signer-trust keys/trust.pem --state state-signed > signed-to-proxy-b.sip\n",
