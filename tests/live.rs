@@ -362,6 +362,15 @@ fn responder_at(
     addr: &str,
     n: usize,
 ) -> (u16, std::thread::JoinHandle<Vec<sipseal::sip::Message>>) {
+    responder_editing(addr, n, |_| {})
+}
+
+/// [`responder_at`], each 200 OK changed by `edit` before it goes.
+fn responder_editing(
+    addr: &str,
+    n: usize,
+    edit: fn(&mut sipseal::sip::Message),
+) -> (u16, std::thread::JoinHandle<Vec<sipseal::sip::Message>>) {
     use sipseal::sip::Message;
     use sipseal::sip::compose::{ResponseParams, build_response};
     let socket = std::net::UdpSocket::bind(addr).unwrap();
@@ -383,7 +392,8 @@ fn responder_at(
                 code: 200,
                 ..Default::default()
             };
-            let ok = build_response(&msg, &params, &mut ctx).unwrap();
+            let mut ok = build_response(&msg, &params, &mut ctx).unwrap();
+            edit(&mut ok);
             socket.send_to(&ok.to_bytes(), via.sent_by()).unwrap();
             got.push(msg);
         }
@@ -1289,4 +1299,305 @@ fn connections_past_the_limit_are_closed_at_once() {
     let mut four = open();
     assert!(ping(&mut four));
     assert!(ping(&mut two));
+}
+
+/// Route-Security (docs/SPEC.md §3.4) on each message of a call through
+/// two live relays, as `sipseal relay` logs it.
+fn route_checks(relay: &Daemon, status: Option<u16>, call_id: &str) -> String {
+    relay
+        .log_lines()
+        .into_iter()
+        .find(|l| l["call_id"] == call_id && l["status"].as_u64().map(|s| s as u16) == status)
+        .map(|l| format!("{} | {}", l["decision"], l["route_security"]))
+        .unwrap_or_else(|| {
+            panic!(
+                "no log line for {call_id} {status:?}:\n{}",
+                relay.log_text()
+            )
+        })
+}
+
+/// The far end that tampers: proxy-b's entry (the top one) in its 200 OK
+/// names another address for the call `tamper`.
+fn tamper_with_the_top_entry(msg: &mut sipseal::sip::Message) {
+    if msg.call_id().is_ok_and(|c| c == "tamper") {
+        let top = msg.header_values("Route-Security")[0].to_owned();
+        let at = msg
+            .headers()
+            .iter()
+            .position(|h| h.is("Route-Security"))
+            .unwrap();
+        msg.remove_header_at(at);
+        let forged = top.replace("127.0.0.1", "192.0.2.66");
+        msg.insert_header(at, "Route-Security", &forged);
+    }
+}
+
+#[test]
+fn a_three_hop_call_checks_each_route_security_entry_on_the_request_and_the_response() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    // caller -TCP-> proxy-a -mutual TLS-> proxy-b -UDP-> callee.
+    let (callee, answered) = responder_editing("127.0.0.1:0", 2, tamper_with_the_top_entry);
+    let b = Daemon::start(
+        d,
+        "proxy-b",
+        &[
+            "relay",
+            "--listen",
+            "tls:127.0.0.1:0",
+            "--listen",
+            "udp:127.0.0.1:0",
+            "--identity",
+            "keys/proxy-b",
+            "--trust",
+            "keys/trust.pem",
+            "--next",
+            &format!("udp:127.0.0.1:{callee}"),
+        ],
+    );
+    let hosts = hosts(d, &[("proxy-b.b.example.com", b.port("tls"))]);
+    let a = Daemon::start(
+        d,
+        "proxy-a",
+        &[
+            "relay",
+            "--listen",
+            "tcp:127.0.0.1:0",
+            "--identity",
+            "keys/proxy-a",
+            "--trust",
+            "keys/trust.pem",
+            "--hosts",
+            s(&hosts),
+            "--next",
+            "sip:proxy-b.b.example.com;transport=tls",
+        ],
+    );
+    let (a_port, b_udp) = (a.port("tcp"), b.port("udp"));
+    let call = |call_id: &str| {
+        let msg = sipseal()
+            .args(["build", "options", "--from", "sip:alice@a.example.com"])
+            .args(["--to", "sip:bob@b.example.com", "--call-id", call_id])
+            .succeeds()
+            .stdout;
+        let msg = write(d, &format!("{call_id}.sip"), &msg);
+        sipseal()
+            .args([
+                "send",
+                s(&msg),
+                "--next",
+                &format!("tcp:127.0.0.1:{a_port}"),
+            ])
+            .args(["--timeout", "4"])
+            .output()
+            .unwrap()
+    };
+
+    // The caller writes no entry: proxy-a puts one without a level for
+    // the link it came on (unchecked), then its own (TLS, level 3) on
+    // top; proxy-b checks that one names proxy-a and puts its own (UDP,
+    // level 0) on top.
+    let out = call("honest");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\nproxy-a:\n{}\nproxy-b:\n{}",
+        text(&out),
+        a.log_text(),
+        b.log_text()
+    );
+    let series = [
+        format!("127.0.0.1:{b_udp};level=0"),
+        format!("127.0.0.1:{a_port};level=3"),
+        "127.0.0.1".to_owned(),
+    ];
+    let ok = sipseal::sip::Message::parse(&out.stdout).unwrap();
+    assert_eq!(ok.status(), Some(200));
+    // The 200 the caller receives carries the series back, in order.
+    assert_eq!(ok.header_list("Route-Security"), series);
+    let request = route_checks(&a, None, "honest");
+    assert!(
+        request
+            .contains("the top entry is missing, not 127.0.0.1: added 127.0.0.1 without a level"),
+        "{request}"
+    );
+    assert!(
+        request.contains(&format!("put 127.0.0.1:{a_port};level=3 on top")),
+        "{request}"
+    );
+    let request = route_checks(&b, None, "honest");
+    assert!(
+        request.contains("the link from 127.0.0.1 is level 3"),
+        "{request}"
+    );
+    assert!(
+        request.contains(&format!("put 127.0.0.1:{b_udp};level=0 on top")),
+        "{request}"
+    );
+    // On the way back each relay finds its own: proxy-b the top entry,
+    // proxy-a the second.
+    let response = route_checks(&b, Some(200), "honest");
+    assert!(response.starts_with("\"forward TLS"), "{response}");
+    assert!(response.contains(&format!("this relay's entry came back unchanged (127.0.0.1:{b_udp} level 0, position 1 from the top)")), "{response}");
+    let response = route_checks(&a, Some(200), "honest");
+    assert!(response.contains(&format!("this relay's entry came back unchanged (127.0.0.1:{a_port} level 3, position 2 from the top)")), "{response}");
+    // The caller checks the third: its own, as proxy-a wrote it.
+    let at_caller = write(d, "200.sip", &out.stdout);
+    let v = sipseal()
+        .args(["verify", s(&at_caller), "--trust", "keys/trust.pem"])
+        .output()
+        .unwrap();
+    assert!(
+        text(&v).contains(
+            "pass own entry: the entry at this party's position (3 from the top) names 127.0.0.1:"
+        ),
+        "{}",
+        text(&v)
+    );
+
+    // The callee changes proxy-b's entry on its 200: proxy-b drops it,
+    // and the caller never gets an answer.
+    let out = call("tamper");
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    let dropped = route_checks(&b, Some(200), "tamper");
+    assert!(
+        dropped.contains(&format!("drop: Route-Security: the entry at this relay's position (1 from the top) is 192.0.2.66:{b_udp} level 0, not this relay's (127.0.0.1:{b_udp} level 0)")),
+        "{dropped}"
+    );
+    assert!(
+        !a.log_lines()
+            .iter()
+            .any(|l| l["call_id"] == "tamper" && !l["status"].is_null()),
+        "proxy-a never saw the forged 200:\n{}",
+        a.log_text()
+    );
+    let got = answered.join().unwrap();
+    assert_eq!(got.len(), 2);
+    for request in &got {
+        assert_eq!(request.header_list("Route-Security"), series);
+        let vias = request.vias().unwrap();
+        assert_eq!(
+            vias[0].param("rs-pos"),
+            Some("2"),
+            "proxy-b's entry is third from the bottom"
+        );
+        assert_eq!(vias[1].param("rs-pos"), Some("1"), "proxy-a's second");
+    }
+}
+
+#[test]
+fn min_route_level_2_refuses_a_request_that_crossed_a_level_0_link() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let (callee, answered) = responder(1);
+    let b = Daemon::start(
+        d,
+        "proxy-b",
+        &[
+            "relay",
+            "--listen",
+            "tls:127.0.0.1:0",
+            "--listen",
+            "udp:127.0.0.1:0",
+            "--identity",
+            "keys/proxy-b",
+            "--trust",
+            "keys/trust.pem",
+            "--min-route-level",
+            "2",
+            "--next",
+            &format!("udp:127.0.0.1:{callee}"),
+        ],
+    );
+    let a = Daemon::start(
+        d,
+        "proxy-a",
+        &[
+            "relay",
+            "--listen",
+            "tcp:127.0.0.1:0",
+            "--listen",
+            "tls:127.0.0.1:0",
+            "--identity",
+            "keys/proxy-a",
+            "--trust",
+            "keys/trust.pem",
+            "--hosts",
+            s(&hosts(d, &[("proxy-b.b.example.com", b.port("tls"))])),
+            "--next",
+            "sip:proxy-b.b.example.com;transport=tls",
+        ],
+    );
+    let hosts = hosts(
+        d,
+        &[
+            ("proxy-a.a.example.com", a.port("tls")),
+            ("proxy-b.b.example.com", b.port("tls")),
+        ],
+    );
+    let call = |call_id: &str, next: &str, identity: Option<&str>| {
+        let msg = sipseal()
+            .args(["build", "options", "--from", "sip:alice@a.example.com"])
+            .args(["--to", "sip:bob@b.example.com", "--call-id", call_id])
+            .succeeds()
+            .stdout;
+        let msg = write(d, &format!("{call_id}.sip"), &msg);
+        let mut cmd = sipseal();
+        cmd.args(["send", s(&msg), "--next", next, "--hosts", s(&hosts)])
+            .args(["--trust", "keys/trust.pem", "--timeout", "10"]);
+        if let Some(id) = identity {
+            cmd.args(["--identity", id]);
+        }
+        cmd.output().unwrap()
+    };
+    // Over plain TCP to proxy-a: that link is level 0 (unchecked), two
+    // hops before proxy-b. proxy-b answers 403 naming it; the answer goes
+    // back through proxy-a (which finds its own entry in it) to the caller.
+    let out = call("weak", &format!("tcp:127.0.0.1:{}", a.port("tcp")), None);
+    let answer = sipseal::sip::Message::parse(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}\n{}", text(&out), a.log_text(), b.log_text()));
+    assert_eq!(answer.status(), Some(403), "{}", answer.start_line());
+    assert_eq!(
+        answer.header("Warning"),
+        Some(
+            "399 proxy-b.b.example.com \"Route-Security: the weakest link, 127.0.0.1 (no level: unchecked), is below the minimum level 2\""
+        )
+    );
+    let refused = route_checks(&b, None, "weak");
+    assert!(
+        refused.starts_with("\"answer 403: Route-Security: the weakest link"),
+        "{refused}"
+    );
+    let back = route_checks(&a, Some(403), "weak");
+    assert!(
+        back.contains("this relay's entry came back unchanged"),
+        "{back}"
+    );
+    // With her certificate over mutual TLS every link so far is level 3:
+    // through, and only that call reached the callee.
+    let out = call(
+        "strong",
+        "sip:proxy-a.a.example.com;transport=tls",
+        Some("keys/alice"),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\nproxy-a:\n{}\nproxy-b:\n{}",
+        text(&out),
+        a.log_text(),
+        b.log_text()
+    );
+    let got = answered.join().unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].call_id().unwrap(), "strong");
+    assert_eq!(
+        got[0].header_list("Route-Security"),
+        [
+            format!("127.0.0.1:{};level=0", b.port("udp")),
+            format!("127.0.0.1:{};level=3", a.port("tls")),
+            "127.0.0.1;level=3".to_owned(),
+        ]
+    );
 }

@@ -130,6 +130,8 @@ pub struct Record {
     pub call_id: String,
     /// What the service decided (`forward`, `answer 403`, `drop: ...`).
     pub decision: String,
+    /// What a relay checked and wrote of Route-Security (docs/SPEC.md §3.4).
+    pub route_security: Option<String>,
 }
 
 /// What a service does with one message.
@@ -1190,6 +1192,7 @@ fn log_handled(shared: &Shared, rest: &Rest) {
         method = %r.method,
         call_id = %r.call_id,
         decision = %r.decision,
+        route_security = r.route_security.as_deref(),
         latency_us,
         status = r.status,
         peer_cert,

@@ -130,7 +130,7 @@ impl Service for LiveRegistrar {
             method: msg.method().unwrap_or_default().to_owned(),
             status: msg.status(),
             call_id: msg.call_id().unwrap_or_default().to_owned(),
-            decision: String::new(),
+            ..Record::default()
         };
         // Responses and ACKs get no answer.
         if !msg.is_request() || msg.method() == Some("ACK") {

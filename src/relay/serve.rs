@@ -587,7 +587,7 @@ impl Service for LiveRelay {
                 .unwrap_or_default(),
             status: msg.status(),
             call_id: msg.call_id().unwrap_or_default().to_owned(),
-            decision: String::new(),
+            ..Record::default()
         };
         let size = peer.size;
         // Where a request goes on, decided first: one for the relay
@@ -736,6 +736,8 @@ impl Service for LiveRelay {
             }
         };
         self.sink.report(&step.report);
+        let checked = &step.report.route_security;
+        record.route_security = (!checked.is_empty()).then(|| checked.join("; "));
         if let Some(changes) = &step.pinholes {
             self.sink.pinholes(changes);
         }
