@@ -701,6 +701,8 @@ fn route_security_chain_levels_and_gaps() {
         ]
     );
     assert!(top_via(&b).ends_with(";rs-pos=2"), "{}", top_via(&b));
+    // What bob receives, in deterministic mode: reviewed like code.
+    golden("route-security-at-bob.sip", &std::fs::read(&b).unwrap());
     let from_b = ["--received-from", "proxy-b.b.example.com"];
     let v = String::from_utf8(ok(&verify(
         &b,
@@ -714,6 +716,7 @@ fn route_security_chain_levels_and_gaps() {
         v.contains("pass accounted: 3 link(s), one entry per Via"),
         "{v}"
     );
+    golden("verify-route-security.txt", v.as_bytes());
     // Too low: the weakest link is named.
     fails(
         &verify(&b, &["--min-route-level", "3"]),
@@ -842,6 +845,10 @@ fn route_security_chain_levels_and_gaps() {
         "{r}"
     );
     assert_eq!(rs(&at_alice), rs(&b));
+    golden(
+        "route-security-180-at-alice.sip",
+        &std::fs::read(&at_alice).unwrap(),
+    );
     let v = text(&verify(&at_alice, &["--min-route-level", "2"]));
     assert!(
         v.contains("pass own entry: the entry at this party's position (3 from the top) names 192.0.2.10:5060"),
