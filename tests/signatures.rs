@@ -736,6 +736,37 @@ fn route_security_chain_levels_and_gaps() {
         "accounted",
         "link 3 (sent by proxy-b.b.example.com) has no entry",
     );
+    // A relay after that plain hop finds proxy-a's entry on top, not
+    // proxy-b's: it puts proxy-b without a level, then its own; every link
+    // is accounted for again, the unchecked one named as the weakest.
+    let (c, rc) = hop(
+        &gap,
+        "keys/carol",
+        "proxy-b.b.example.com",
+        &["--link-level", "3", "--via", "proxy-c.c.example.com"],
+        "c.sip",
+    );
+    assert!(rc.contains("the top entry names proxy-a.a.example.com, not proxy-b.b.example.com: added proxy-b.b.example.com without a level"), "{rc}");
+    assert_eq!(
+        rs(&c),
+        [
+            "proxy-c.c.example.com;level=3",
+            "proxy-b.b.example.com",
+            "proxy-a.a.example.com;level=3",
+            "192.0.2.10:5060;level=3"
+        ]
+    );
+    assert!(top_via(&c).ends_with(";rs-pos=3"), "{}", top_via(&c));
+    let v = text(&verify(&c, &["--min-route-level", "1"]));
+    assert!(
+        v.contains("pass accounted: 4 link(s), one entry per Via"),
+        "{v}"
+    );
+    fails(
+        &verify(&c, &["--min-route-level", "1"]),
+        "level",
+        "the weakest link, proxy-b.b.example.com (no level: unchecked), is below the minimum level 1",
+    );
     // alice sent no entry: proxy-a puts one without a level for her link
     // (unchecked), then its own on top.
     let bare = signed(d, &repo().join("samples/invite.sip"), "bare.sip");
