@@ -143,7 +143,7 @@ pub struct RelayReport {
     /// Whether this relay signed its output (relay re-signature).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub resigned: bool,
-    /// Route-Security: what this relay checked and appended.
+    /// Route-Security: what this relay checked and put on top.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub route_security: Vec<String>,
     /// Why this relay answered 403, 404 or 495 (for the operator only).
