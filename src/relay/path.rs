@@ -278,12 +278,19 @@ pub(super) fn route_security(msg: &Message, sent_by: &str, path: &PathOptions) -
             }
         }
     }
-    if let Some(min) = path.min_route_level
-        && let Some((link, level)) = weakest(&step.put, &incoming)
-        && level < min
-    {
-        step.refuse = Some(Refusal::WeakRoute { link, min });
-        return step;
+    if let Some(min) = path.min_route_level {
+        // No entry at all, and no source to name: the link it arrived on
+        // is as unchecked as a level-less one.
+        let (link, level) = weakest(&step.put, &incoming).unwrap_or_else(|| {
+            (
+                "the link it arrived on (no Route-Security entry at all)".into(),
+                0,
+            )
+        });
+        if level < min {
+            step.refuse = Some(Refusal::WeakRoute { link, min });
+            return step;
+        }
     }
     if let Some(level) = path.link_level {
         let own = RouteEntry::new(sent_by.to_owned(), level);
@@ -332,7 +339,8 @@ fn came_back(
         );
     }
     let mine = RouteEntry::new(sent_by.to_owned(), level).describe();
-    let pos = route_security::own_position(msg).ok_or("its Vias do not parse")?;
+    let pos =
+        route_security::own_position(msg).ok_or("this relay's Via (its rs-pos) cannot be read")?;
     match route_security::from_bottom(entries, pos) {
         Some(Ok(e)) if e.names(sent_by) && e.level == Some(level) => Ok(format!(
             "this relay's entry came back unchanged ({mine}, position {} from the top)",
@@ -464,6 +472,23 @@ mod tests {
         ));
         let refusal = weak(&[], None, 2).unwrap();
         assert_eq!(refusal.sip_status().code(), 403);
+        // Nothing carried and no source given: the link is unchecked.
+        let unknown = PathOptions {
+            received_from: None,
+            ..path(None, Some(1))
+        };
+        assert_eq!(
+            route_security(&request(&[]), "p", &unknown).refuse,
+            link("the link it arrived on (no Route-Security entry at all)", 1)
+        );
+        let without_source = PathOptions {
+            received_from: None,
+            ..path(None, Some(0))
+        };
+        assert_eq!(
+            route_security(&request(&[]), "p", &without_source).refuse,
+            None
+        );
     }
 
     #[test]
