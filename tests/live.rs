@@ -1537,11 +1537,15 @@ fn min_route_level_2_refuses_a_request_that_crossed_a_level_0_link() {
         ],
     );
     let call = |call_id: &str, next: &str, identity: Option<&str>| {
-        let msg = sipseal()
+        let mut build = sipseal();
+        build
             .args(["build", "options", "--from", "sip:alice@a.example.com"])
-            .args(["--to", "sip:bob@b.example.com", "--call-id", call_id])
-            .succeeds()
-            .stdout;
+            .args(["--to", "sip:bob@b.example.com", "--call-id", call_id]);
+        if call_id == "says-0" {
+            // A caller that says how it sends: plain TCP, level 0.
+            build.args(["--header", "Route-Security: 127.0.0.1;level=0"]);
+        }
+        let msg = build.succeeds().stdout;
         let msg = write(d, &format!("{call_id}.sip"), &msg);
         let mut cmd = sipseal();
         cmd.args(["send", s(&msg), "--next", next, "--hosts", s(&hosts)])
@@ -1573,6 +1577,22 @@ fn min_route_level_2_refuses_a_request_that_crossed_a_level_0_link() {
     assert!(
         back.contains("this relay's entry came back unchanged"),
         "{back}"
+    );
+    // The caller says its link is level 0: proxy-a takes that entry as it
+    // is, and proxy-b names it.
+    let out = call("says-0", &format!("tcp:127.0.0.1:{}", a.port("tcp")), None);
+    let answer = sipseal::sip::Message::parse(&out.stdout).unwrap();
+    assert_eq!(answer.status(), Some(403), "{}", answer.start_line());
+    assert_eq!(
+        answer.header("Warning"),
+        Some(
+            "399 proxy-b.b.example.com \"Route-Security: the weakest link, 127.0.0.1 level 0, is below the minimum level 2\""
+        )
+    );
+    assert!(
+        route_checks(&a, None, "says-0").contains("the link from 127.0.0.1 is level 0"),
+        "{}",
+        a.log_text()
     );
     // With her certificate over mutual TLS every link so far is level 3:
     // through, and only that call reached the callee.
