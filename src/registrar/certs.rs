@@ -8,7 +8,7 @@ use der::Encode;
 use time::OffsetDateTime;
 
 use super::stop::{Stop, refuse};
-use super::store::StoredCert;
+use super::store::{StoredCert, StoredKey};
 use super::{Registrar, RegistrarError};
 use crate::context::Context;
 use crate::envelope::signed::certs_only;
@@ -106,7 +106,8 @@ pub(super) fn for_binding(
 
 /// The certificate a PUBLISH of a CSR asks for as `aor`, valid `until`
 /// (its body opened when sealed for the registrar); anything but a CSR is
-/// a 415.
+/// a 415: a certificate or a bare key proves no possession of its key,
+/// unless the channel does ([`for_owner_publication`]).
 pub(super) fn for_publication(
     r: &Registrar<'_>,
     req: &Message,
@@ -119,12 +120,155 @@ pub(super) fn for_publication(
         return Err(Stop::Refuse(Box::new(
             Answer::new(Status::UnsupportedMediaType)
                 .with_header("Accept", "application/pkcs10")
-                .because("a PUBLISH carries a certificate request (application/pkcs10: the key with its proof of possession)"),
+                .because("a PUBLISH carries a certificate request (application/pkcs10: the key with its proof of possession); a certificate or a bare key only over mutual TLS with the AOR's own client certificate"),
         )));
     };
     let mut granted = grant(r, Wanted::Issue(from_csr(&bytes, aor)?, until), aor, ctx)?;
     granted.stored.published = true;
     Ok(granted)
+}
+
+/// The media type of a bare public key in a PUBLISH and in the answer to
+/// `certquery --key`: a DER SubjectPublicKeyInfo (RFC 5280 §4.1.2.7; a
+/// PEM `PUBLIC KEY` is read too). No registered type names one
+/// (`application/pkcs8` is a private key's), hence a private one.
+pub const SPKI_TYPE: &str = "application/x-sipseal-spki";
+
+/// What a PUBLISH from the AOR's owner (over mutual TLS, its client
+/// certificate naming the AOR: the channel stands in for proof of
+/// possession, issue 28) gets, valid `until`: a CSR as any PUBLISH; a
+/// certificate (`application/pkix-cert`) naming the AOR and valid now,
+/// registered as it is when it chains to the registrar's CA, else
+/// issued again by the CA for the same key; a bare key ([`SPKI_TYPE`])
+/// certified, and kept as it came (the second value) for `certquery
+/// --key`.
+pub(super) fn for_owner_publication(
+    r: &Registrar<'_>,
+    req: &Message,
+    aor: &Aor,
+    until: OffsetDateTime,
+    ctx: &mut Context,
+) -> Result<(Granted, Option<StoredKey>), Stop> {
+    let plain = unseal(r, req, ctx)?;
+    let accept = format!("application/pkcs10, application/pkix-cert, {SPKI_TYPE}");
+    let unsupported = |why: String| {
+        Stop::Refuse(Box::new(
+            Answer::new(Status::UnsupportedMediaType)
+                .with_header("Accept", accept.clone())
+                .because(why),
+        ))
+    };
+    let mime = match plain.content_type() {
+        _ if plain.body().is_empty() => {
+            return Err(unsupported("a PUBLISH without a body".into()));
+        }
+        Ok(Some(ct)) => ct.mime,
+        Ok(None) => return Err(unsupported("a body without a Content-Type".into())),
+        Err(e) => return Err(unsupported(e.to_string())),
+    };
+    let bytes = plain.body();
+    if bytes.len() > MAX_CSR {
+        return Err(refuse(
+            Status::BadRequest,
+            format!("the PUBLISH body is over {MAX_CSR} bytes"),
+        ));
+    }
+    let (wanted, key) = match mime.as_str() {
+        "application/pkcs10" => (Wanted::Issue(from_csr(bytes, aor)?, until), None),
+        "application/pkix-cert" => {
+            let der = pem_or_der(bytes, "CERTIFICATE");
+            let cert = Cert::from_der(&der, "the PUBLISH body")
+                .map_err(|e| refuse(Status::BadRequest, e.to_string()))?;
+            if !cert_names(&cert, aor) {
+                return Err(refuse(
+                    Status::Forbidden,
+                    format!("the certificate names {}, not {aor}", cert.name()),
+                ));
+            }
+            crate::keys::trust::check_validity(&cert, ctx.now())
+                .map_err(|e| refuse(Status::Forbidden, e.to_string()))?;
+            let anchor = Cert {
+                cert: r.ca.cert.clone(),
+                source: "the CA".into(),
+            };
+            if crate::keys::trust::check_chain(&cert, &[], &[anchor]).is_ok() {
+                (Wanted::Given(Box::new(cert)), None)
+            } else {
+                let spki = cert
+                    .cert
+                    .tbs_certificate()
+                    .subject_public_key_info()
+                    .clone();
+                check_key(&spki)?;
+                (Wanted::Issue(spki, until), None)
+            }
+        }
+        SPKI_TYPE => {
+            let der = pem_or_der(bytes, "PUBLIC KEY");
+            let spki = <Key as der::Decode>::from_der(&der).map_err(|e| {
+                refuse(
+                    Status::BadRequest,
+                    format!("the body is not a SubjectPublicKeyInfo ({e})"),
+                )
+            })?;
+            check_key(&spki)?;
+            let stored = stored_key(&spki, aor, until)?;
+            (Wanted::Issue(spki, until), Some(stored))
+        }
+        other => {
+            return Err(unsupported(format!(
+                "a {other} body (a PUBLISH takes a CSR, a certificate or a bare key)"
+            )));
+        }
+    };
+    let mut granted = grant(r, wanted, aor, ctx)?;
+    granted.stored.published = true;
+    Ok((granted, key))
+}
+
+/// The DER of a PEM block with `label`, or the bytes as they are.
+fn pem_or_der(bytes: &[u8], label: &str) -> Vec<u8> {
+    match std::str::from_utf8(bytes)
+        .ok()
+        .map(|t| der::pem::decode_vec(t.trim().as_bytes()))
+    {
+        Some(Ok((l, der))) if l == label => der,
+        _ => bytes.to_vec(),
+    }
+}
+
+/// Whether `cert` names `aor`: its SAN URI, else (no SAN URI) its CN, as
+/// a CSR's names are read.
+fn cert_names(cert: &Cert, aor: &Aor) -> bool {
+    match cert.uri() {
+        Some(u) => aor_key(&u) == aor.key,
+        None => cn_names(&cert.subject(), aor),
+    }
+}
+
+/// Whether a subject's CN is `aor` (with or without `sip:`).
+fn cn_names(subject: &str, aor: &Aor) -> bool {
+    subject.split(',').any(|rdn| {
+        rdn.trim()
+            .strip_prefix("CN=")
+            .is_some_and(|cn| aor_key(cn) == aor.key || aor_key(&format!("sip:{cn}")) == aor.key)
+    })
+}
+
+/// What the store keeps of a bare key `aor` published until `until`.
+fn stored_key(spki: &Key, aor: &Aor, until: OffsetDateTime) -> Result<StoredKey, Stop> {
+    use der::EncodePem;
+    use sha2::Digest;
+    let failed =
+        |e: der::Error| Stop::Failed(crate::keys::KeyError::Generate(e.to_string()).into());
+    let der = spki.to_der().map_err(failed)?;
+    let pem = spki.to_pem(der::pem::LineEnding::LF).map_err(failed)?;
+    Ok(StoredKey {
+        aor: aor.text.clone(),
+        sha256: hex::encode(sha2::Sha256::digest(&der)),
+        expires: until,
+        pem,
+    })
 }
 
 /// The certificate `wanted`, issued or as given: as stored, and the
@@ -231,19 +375,27 @@ fn from_csr(bytes: &[u8], aor: &Aor) -> Result<Key, Stop> {
             format!("the request names {:?}, not {aor}", req.uris),
         ));
     }
-    let key_ok = match req.spki.algorithm.oid {
+    check_key(&req.spki)?;
+    // L1: the subject is the registrar's to say (CN= the AOR, set at
+    // issue), not copied from the request (an O= or a server's name
+    // would come out signed).
+    Ok(req.spki)
+}
+
+/// A key the CA certifies: RSA of 2048 to [`MAX_RSA_BITS`] bits, or EC
+/// P-256 (a 400 otherwise).
+fn check_key(spki: &Key) -> Result<(), Stop> {
+    let key_ok = match spki.algorithm.oid {
         const_oid::db::rfc5912::ID_EC_PUBLIC_KEY => {
             use p256::pkcs8::DecodePublicKey;
-            req.spki
-                .to_der()
+            spki.to_der()
                 .ok()
                 .is_some_and(|d| p256::PublicKey::from_public_key_der(&d).is_ok())
         }
         const_oid::db::rfc5912::RSA_ENCRYPTION => {
             use rsa::pkcs8::DecodePublicKey;
             use rsa::traits::PublicKeyParts;
-            req.spki
-                .to_der()
+            spki.to_der()
                 .ok()
                 .and_then(|d| rsa::RsaPublicKey::from_public_key_der(&d).ok())
                 .is_some_and(|k| (2048..=MAX_RSA_BITS).contains(&k.n().bits()))
@@ -253,13 +405,10 @@ fn from_csr(bytes: &[u8], aor: &Aor) -> Result<Key, Stop> {
     if !key_ok {
         return Err(refuse(
             Status::BadRequest,
-            "the request's key is not RSA of 2048 to 4096 bits, nor EC P-256",
+            "the key is not RSA of 2048 to 4096 bits, nor EC P-256",
         ));
     }
-    // L1: the subject is the registrar's to say (CN= the AOR, set at
-    // issue), not copied from the request (an O= or a server's name
-    // would come out signed).
-    Ok(req.spki)
+    Ok(())
 }
 
 /// The largest certificate request taken, in bytes (DER or PEM).

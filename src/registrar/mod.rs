@@ -13,6 +13,7 @@
 
 pub mod crl;
 pub mod digest;
+pub mod forward;
 #[cfg(feature = "live")]
 pub mod serve;
 pub mod store;
@@ -101,6 +102,23 @@ pub enum Outcome {
         aor: String,
         /// The certificate's serial number (hex).
         serial: String,
+    },
+    /// 200: a trusted requester's key query answered with this key.
+    FoundKey {
+        /// The address of record.
+        aor: String,
+        /// SHA-256 of the key's DER SubjectPublicKeyInfo, hex.
+        sha256: String,
+    },
+    /// A certificate query for another domain, forwarded to its
+    /// registrar, whose answer (this status) went back.
+    Forwarded {
+        /// The address of record asked about.
+        aor: String,
+        /// The domain whose registrar answered.
+        domain: String,
+        /// Its answer's status code.
+        status: u16,
     },
     /// 200: the bindings were removed (and the certificates withdrawn).
     Removed {
@@ -237,8 +255,13 @@ pub fn lookup<'a>(
 }
 
 mod certs;
+mod publish;
+mod query;
 mod register;
 mod stop;
 
 pub use crate::sip::aor::same_aor;
+pub use certs::SPKI_TYPE;
+pub use publish::MAX_KEYS;
+pub use query::{Forward, ForwardError, SIGNED_QUERY_HEADERS, SIGNED_QUERY_TYPE, Trusted};
 pub use register::Registrar;

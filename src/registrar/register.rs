@@ -12,14 +12,13 @@ use super::digest::{self, DigestAlgorithm, DigestError, NonceState};
 use super::stop::{Stop, refuse};
 use super::store::{Binding, RegistrarStore};
 use super::users::Users;
-use super::{CERT_QUERY, DEFAULT_EXPIRES, Handled, Outcome, RegistrarError};
+use super::{DEFAULT_EXPIRES, Handled, Outcome, RegistrarError};
 use crate::context::Context;
 use crate::envelope::signed::SignatureScheme;
 use crate::keys::Identity;
 use crate::keys::generate::Ca;
 use crate::signing::sign_message;
 use crate::sip::aor::{Aor, aor_key};
-use crate::sip::compose::Body;
 use crate::sip::headers::{addr_spec, uri_host};
 use crate::sip::syntax::NameAddr;
 use crate::sip::uri::HopUri;
@@ -82,10 +81,32 @@ pub struct Registrar<'a> {
     /// allow-list does not let reach the AOR asked about gets the same 404
     /// as an unknown one.
     pub policy: Option<&'a crate::policy::Policy>,
+    /// What it trusts beyond Digest, and where queries for other domains
+    /// go (issue 28: PUBLISH over mutual TLS, signed and forwarded
+    /// certificate queries).
+    pub trusted: super::Trusted<'a>,
 }
 
 /// The methods the registrar serves.
 const ALLOW: &str = "REGISTER, OPTIONS, PUBLISH";
+
+/// The Expires a PUBLISH asks for (default [`DEFAULT_EXPIRES`]), at
+/// most `max`: a positive number, else a 400.
+pub(super) fn publication_expires(req: &Message, max: u32) -> Result<u32, Stop> {
+    Ok(
+        match req.header("Expires").map(|v| v.trim().parse::<u32>()) {
+            None => DEFAULT_EXPIRES,
+            Some(Ok(n)) if n > 0 => n,
+            Some(_) => {
+                return Err(refuse(
+                    Status::BadRequest,
+                    "Expires is not a positive number",
+                ));
+            }
+        }
+        .min(max),
+    )
+}
 
 /// RFC 5626 §4.1: a Contact's instance ID and reg-id.
 fn outbound_params(c: &NameAddr) -> (Option<String>, Option<u32>) {
@@ -172,7 +193,7 @@ impl Registrar<'_> {
     /// Whether the Request-URI is for this registrar: its realm, or one
     /// of its own addresses or names (RFC 3261 §10.3 step 1; what SIPp
     /// and many phones send when given the registrar's address).
-    fn serves(&self, req: &Message) -> bool {
+    pub(super) fn serves(&self, req: &Message) -> bool {
         let Some(uri) = req.request_uri() else {
             return false;
         };
@@ -475,7 +496,7 @@ impl Registrar<'_> {
 
     /// The 200 with `headers`; with a certificate granted, its certs-only
     /// body, the response outer-signed by the registrar.
-    fn ok(
+    pub(super) fn ok(
         &self,
         req: &Message,
         headers: Vec<(String, String)>,
@@ -505,23 +526,19 @@ impl Registrar<'_> {
 
     /// PUBLISH with a CSR (the simplified CA): authenticated as a
     /// REGISTER is, the same checks, a certificate valid for the
-    /// publication's Expires (no binding), answered in the 200 OK.
+    /// publication's Expires (no binding), answered in the 200 OK. Over
+    /// mutual TLS from the AOR's owner, no Digest, and a certificate or a
+    /// bare key is taken too ([`Registrar::publish_as_owner`]).
     fn publish(&self, req: &Message, ctx: &mut Context) -> Result<Handled, Stop> {
         let asked = self.asked(req)?;
+        if self.peer_is(&asked.aor.text) {
+            let expires = publication_expires(req, self.max_expires)?;
+            return self.publish_as_owner(req, asked.aor, expires, ctx);
+        }
         let a = self.authenticate(asked, ctx)?;
         let aor = a.asked.aor.clone();
         let now = ctx.now();
-        let expires = match req.header("Expires").map(|v| v.trim().parse::<u32>()) {
-            None => DEFAULT_EXPIRES,
-            Some(Ok(n)) if n > 0 => n,
-            Some(_) => {
-                return Err(refuse(
-                    Status::BadRequest,
-                    "Expires is not a positive number",
-                ));
-            }
-        }
-        .min(self.max_expires);
+        let expires = publication_expires(req, self.max_expires)?;
         let until = now + Duration::seconds(i64::from(expires));
         let granted = certs::for_publication(self, req, &aor, until, ctx)?;
         let nonce_expires = self.nonce_expires(&a, now);
@@ -557,90 +574,22 @@ impl Registrar<'_> {
     /// else a keep-alive ping, answered 200 with what the registrar
     /// serves.
     fn options(&self, req: &Message, ctx: &mut Context) -> Result<Handled, Stop> {
-        let asks_cert = req.header(CERT_QUERY).is_some()
-            || req.header_list("Accept").iter().any(|a| {
-                a.split(';')
-                    .next()
-                    .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/pkix-cert"))
-            });
-        if asks_cert {
+        if super::query::asks(req) {
             return self.query(req, ctx);
         }
         let answer = Answer::new(Status::Ok)
             .with_header("Allow", ALLOW)
             .with_header(
                 "Accept",
-                "application/pkcs10, application/pkix-cert, application/pkcs7-mime",
+                format!(
+                    "application/pkcs10, application/pkix-cert, application/pkcs7-mime, {}",
+                    super::SPKI_TYPE
+                ),
             )
             .with_header("Supported", "path, outbound");
         Ok(Handled {
             response: respond(req, &answer, ctx)?.ok_or(RegistrarError::Ack)?,
             outcome: Outcome::Alive,
-        })
-    }
-
-    /// A certificate query (OPTIONS for an AOR): 200 with the AOR's
-    /// current certificate (valid now, not withdrawn, its binding
-    /// registered), signed; or, with a [`CERT_QUERY`] header, 200 when the
-    /// certificate of that SHA-256 fingerprint is still such a one. Every
-    /// other case is the same 404: nothing tells an unknown AOR from a
-    /// withdrawn or expired one.
-    fn query(&self, req: &Message, ctx: &mut Context) -> Result<Handled, Stop> {
-        let now = ctx.now();
-        let aor = Aor::new(req.header("To").map(addr_spec).unwrap_or_default());
-        let registry = self.store.load_aor(self.realm, &aor)?;
-        let wanted = req
-            .header(CERT_QUERY)
-            .map(|v| v.trim().to_ascii_lowercase());
-        let from = req.aor("From").unwrap_or_default();
-        let allowed = self.policy.is_none_or(|p| p.allows(from, &aor.text));
-        let served = allowed
-            && self.serves(req)
-            && uri_host(&aor.text).is_some_and(|h| h.eq_ignore_ascii_case(self.realm));
-        let found = match wanted {
-            _ if !served => None,
-            None => registry.current_certs(&aor.text, now).last(),
-            Some(q) => {
-                let hex = q
-                    .strip_prefix("sha-256")
-                    .map(|h| h.trim().replace(':', ""))
-                    .unwrap_or_default();
-                registry
-                    .current_certs(&aor.text, now)
-                    .find(|s| s.sha256 == hex)
-            }
-        };
-        let Some(stored) = found else {
-            return Err(refuse(
-                Status::NotFound,
-                format!("no current certificate for {aor}"),
-            ));
-        };
-        let (_, der) = der::pem::decode_vec(stored.pem.as_bytes())
-            .map_err(|e| crate::keys::KeyError::Generate(e.to_string()))?;
-        let answer = Answer::new(Status::Ok)
-            .with_header(
-                "Content-Disposition",
-                "attachment; filename=cert.der; handling=required",
-            )
-            .with_body(Body {
-                content_type: "application/pkix-cert".into(),
-                bytes: der,
-            });
-        let response = respond(req, &answer, ctx)?.ok_or(RegistrarError::Ack)?;
-        let response = sign_message(
-            &response,
-            self.identity,
-            SignatureScheme::Pkcs1v15,
-            &[],
-            ctx,
-        )?;
-        Ok(Handled {
-            response,
-            outcome: Outcome::Found {
-                aor: aor.text.clone(),
-                serial: stored.serial.clone(),
-            },
         })
     }
 }

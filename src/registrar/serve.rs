@@ -45,15 +45,29 @@ pub struct LiveRegistrar {
     pub own: RwLock<OwnNames>,
     /// Recent transactions: a retransmission gets the same answer.
     pub transactions: Transactions,
+    /// Signed and forwarded certificate queries (issue 28).
+    pub queries: LiveQueries,
+}
+
+/// How a live registrar takes certificate queries (issue 28).
+#[derive(Debug, Default)]
+pub struct LiveQueries {
+    /// Trust anchors a signed query's signer chains to, besides the CA.
+    pub anchors: Vec<crate::keys::Cert>,
+    /// Refuse unsigned queries (495).
+    pub require_signed: bool,
+    /// Where queries for other domains go; `None`: 404.
+    pub forward: Option<super::forward::WireForward>,
 }
 
 impl LiveRegistrar {
     fn handle_now(
         &self,
         msg: &Message,
-        source: &str,
+        peer: &Peer,
         ctx: &mut Context,
     ) -> Result<super::Handled, super::RegistrarError> {
+        let source = format!("{}:{}", peer.addr.ip(), peer.addr.port());
         let own = self.own.read().unwrap_or_else(|e| e.into_inner());
         Registrar {
             realm: &self.realm,
@@ -66,8 +80,18 @@ impl LiveRegistrar {
             own: &own,
             nonce_lifetime: self.nonce_lifetime,
             policy: self.policy.as_ref(),
+            trusted: super::Trusted {
+                peer: peer.cert.as_deref(),
+                anchors: &self.queries.anchors,
+                require_signed_queries: self.queries.require_signed,
+                forward: self
+                    .queries
+                    .forward
+                    .as_ref()
+                    .map(|f| f as &dyn super::Forward),
+            },
         }
-        .handle(msg, Some(source), ctx)
+        .handle(msg, Some(&source), ctx)
     }
 }
 
@@ -86,6 +110,12 @@ pub fn describe(outcome: &Outcome) -> String {
                 .unwrap_or_default()
         ),
         Outcome::Found { aor, serial } => format!("200 certificate {serial} of {aor}"),
+        Outcome::FoundKey { aor, sha256 } => format!("200 key {sha256} of {aor}"),
+        Outcome::Forwarded {
+            aor,
+            domain,
+            status,
+        } => format!("{status} forwarded: the registrar of {domain} answered for {aor}"),
         Outcome::Removed { aor } => format!("200 removed {aor}"),
         Outcome::Challenged { stale } => format!("401{}", if *stale { " stale" } else { "" }),
         Outcome::Refused { code, why } => format!("{} {why}", code.code()),
@@ -151,10 +181,9 @@ impl Service for LiveRegistrar {
             return Handled { out, record };
         }
         let mut ctx = self.ctx.lock().unwrap_or_else(|e| e.into_inner()).fork();
-        let source = format!("{}:{}", peer.addr.ip(), peer.addr.port());
         // Files written and fsync'd, RSA signatures: the runtime's other
         // work goes on meanwhile.
-        let handled = crate::blocking::offload(|| self.handle_now(&msg, &source, &mut ctx));
+        let handled = crate::blocking::offload(|| self.handle_now(&msg, peer, &mut ctx));
         match handled {
             Ok(handled) => {
                 record.decision = describe(&handled.outcome);

@@ -99,10 +99,37 @@ pub struct StepArgs {
     /// With --listen: stop after this many requests (tests, scripts).
     #[arg(long, value_name = "N", requires = "listen")]
     pub max_requests: Option<u64>,
-    /// With a tls listener: the trust anchors a client's certificate must
-    /// chain to (clientAuth); a client without one is refused.
-    #[arg(long, value_name = "PEM|DIR", requires = "listen")]
+    /// Trust anchors (repeatable): with a tls listener, what a client's
+    /// certificate must chain to (clientAuth; a client without one is
+    /// refused); and what the signer of a signed certificate query
+    /// (`certquery --sign`) must chain to, besides --ca.
+    #[arg(long, value_name = "PEM|DIR")]
     pub trust: Vec<PathBuf>,
+    /// Answer only signed certificate queries: an unsigned one gets 495
+    /// Signature Required, with a Warning saying to sign it (`certquery
+    /// --sign DIR`). A signed query is checked either way: a signature
+    /// that does not verify (chain to --trust or --ca, signer = the From
+    /// AOR, the signed headers as sent) is a 403.
+    #[arg(long)]
+    pub require_signed_queries: bool,
+    /// Names to resolve before DNS when a certificate query for another
+    /// domain is forwarded to that domain's registrar: a hosts file
+    /// (`127.0.0.1:5070 b.example.com`, or `tcp:127.0.0.1:5070
+    /// b.example.com`); other names from the system resolver (A/AAAA).
+    #[arg(long, value_name = "FILE")]
+    pub hosts: Option<PathBuf>,
+    /// Find other domains' registrars in --hosts only: no DNS lookups. A
+    /// query for a domain it does not list gets 404.
+    #[arg(long)]
+    pub no_dns: bool,
+    /// Do not forward certificate queries for other domains: answer them
+    /// 404, as an unknown AOR.
+    #[arg(long, conflicts_with_all = ["hosts", "no_dns"])]
+    pub no_forward: bool,
+    /// Seconds to wait for another domain's registrar to answer a
+    /// forwarded query; then 504 Server Time-out.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub forward_timeout: u64,
     #[command(flatten)]
     pub state: StateArgs,
     #[command(flatten)]
@@ -127,6 +154,37 @@ impl StepArgs {
             out.push(DigestAlgorithm::Md5);
         }
         out
+    }
+
+    /// Forwarding of queries for other domains: --hosts, DNS unless
+    /// --no-dns, none with --no-forward.
+    fn forward(&self) -> Result<Option<sipseal::registrar::forward::WireForward>, Error> {
+        if self.no_forward {
+            return Ok(None);
+        }
+        let hosts = match &self.hosts {
+            Some(path) => sipseal::net::Hosts::load(path).map_err(|e| {
+                Error::usage(
+                    e.to_string(),
+                    "lines of [TRANSPORT:]ADDRESS[:PORT] NAME..., as /etc/hosts",
+                )
+            })?,
+            None => sipseal::net::Hosts::default(),
+        };
+        Ok(Some(sipseal::registrar::forward::WireForward {
+            hosts,
+            dns: !self.no_dns,
+            timeout: std::time::Duration::from_secs(self.forward_timeout),
+        }))
+    }
+
+    /// --trust, every file or directory read.
+    fn anchors(&self) -> Result<Vec<Cert>, Error> {
+        let mut trust = Vec::new();
+        for t in &self.trust {
+            trust.extend(crate::args::load_anchors(t)?);
+        }
+        Ok(trust)
     }
 
     /// Its own names: the listeners, and --alias.
@@ -261,6 +319,8 @@ pub fn run(args: RegistrarArgs, ctx: &mut Context) -> Result<Exit, Error> {
     if !s.listen.is_empty() {
         return serve(s, realm, ca, identity, users, policy, store, ctx);
     }
+    let anchors = s.anchors()?;
+    let forward = s.forward()?;
     let registrar = Registrar {
         realm: &realm,
         ca: &ca,
@@ -272,6 +332,14 @@ pub fn run(args: RegistrarArgs, ctx: &mut Context) -> Result<Exit, Error> {
         own: &s.own_names(&[]),
         nonce_lifetime: s.nonce_lifetime,
         policy: policy.as_ref(),
+        trusted: sipseal::registrar::Trusted {
+            peer: None,
+            anchors: &anchors,
+            require_signed_queries: s.require_signed_queries,
+            forward: forward
+                .as_ref()
+                .map(|f| f as &dyn sipseal::registrar::Forward),
+        },
     };
     let request = read_message(&s.input)?;
     let handled = registrar.handle(&request, s.source.as_deref(), ctx)?;
@@ -293,6 +361,22 @@ pub fn run(args: RegistrarArgs, ctx: &mut Context) -> Result<Exit, Error> {
         Outcome::Found { aor, serial } => {
             eprintln!("certificate {serial} of {aor}");
             Exit::Ok
+        }
+        Outcome::FoundKey { aor, sha256 } => {
+            eprintln!("key {sha256} of {aor}");
+            Exit::Ok
+        }
+        Outcome::Forwarded {
+            aor,
+            domain,
+            status,
+        } => {
+            eprintln!("{status}: forwarded; the registrar of {domain} answered for {aor}");
+            if (200..300).contains(&status) {
+                Exit::Ok
+            } else {
+                Exit::SipError
+            }
         }
         Outcome::Removed { aor } => {
             eprintln!("removed the bindings of {aor}; its certificates are withdrawn");
@@ -340,6 +424,7 @@ fn serve(
         .iter()
         .map(|l| listen_addr(l))
         .collect::<Result<Vec<_>, _>>()?;
+    let trust = s.anchors()?;
     let tls = if listen
         .iter()
         .any(|(t, _)| *t == sipseal::net::Transport::Tls)
@@ -349,10 +434,6 @@ fn serve(
                 "a tls listener checks client certificates against trust anchors",
                 "give --trust FILE",
             ));
-        }
-        let mut trust = Vec::new();
-        for t in &s.trust {
-            trust.extend(crate::args::load_anchors(t)?);
         }
         let setup = sipseal::net::tls::TlsSetup::new(Some(&identity), &trust)
             .map_err(|e| Error::usage(e.to_string(), "check --identity and --trust"))?;
@@ -373,6 +454,11 @@ fn serve(
         ctx: std::sync::Mutex::new(ctx.fork()),
         own: std::sync::RwLock::new(s.own_names(&[])),
         transactions: Default::default(),
+        queries: sipseal::registrar::serve::LiveQueries {
+            anchors: trust,
+            require_signed: s.require_signed_queries,
+            forward: s.forward()?,
+        },
     });
     let counted = Arc::new(Counted::new(Arc::clone(&service) as _, s.max_requests));
     runtime()?.block_on(async move {
@@ -430,9 +516,17 @@ pub struct RegisterArgs {
     #[arg(long, conflicts_with_all = ["contact", "csr", "cert"])]
     pub remove_all: bool,
     /// A PUBLISH (the simplified CA) instead of a REGISTER: a certificate
-    /// for the CSR, valid for --expires, no binding.
-    #[arg(long, conflicts_with_all = ["contact", "cert", "remove_all"])]
+    /// for the CSR, valid for --expires, no binding. Sent over mutual TLS
+    /// with the AOR's own client certificate (`send --identity`), it may
+    /// carry --cert or --public-key instead, and needs no Digest.
+    #[arg(long, conflicts_with_all = ["contact", "remove_all"])]
     pub publish: bool,
+    /// With --publish: a bare public key to publish (PEM `PUBLIC KEY`, as
+    /// `openssl pkey -pubout` writes, or DER), sent as
+    /// application/x-sipseal-spki; the registrar certifies it and keeps
+    /// it for trusted requesters (`certquery --key`).
+    #[arg(long, value_name = "FILE", requires = "publish", conflicts_with_all = ["csr", "cert"])]
+    pub public_key: Option<PathBuf>,
     /// A certificate request to send (PEM or DER): the registrar issues.
     #[arg(long, value_name = "FILE", conflicts_with = "cert")]
     pub csr: Option<PathBuf>,
@@ -493,7 +587,22 @@ pub fn register(args: RegisterArgs, ctx: &mut Context) -> Result<Exit, Error> {
             format!("sip:{domain}")
         }
     });
-    let body = if let Some(csr) = &args.csr {
+    let body = if let Some(key) = &args.public_key {
+        let bytes = crate::io::read_input(key)?;
+        let der = pem_or_der(&bytes, "PUBLIC KEY");
+        <x509_cert::spki::SubjectPublicKeyInfoOwned as der::Decode>::from_der(&der).map_err(
+            |e| {
+                Error::usage(
+                    format!("{}: not a public key ({e})", key.display()),
+                    "give a PEM PUBLIC KEY (openssl pkey -in KEY -pubout) or its DER",
+                )
+            },
+        )?;
+        Some(Body {
+            content_type: sipseal::registrar::SPKI_TYPE.into(),
+            bytes: der,
+        })
+    } else if let Some(csr) = &args.csr {
         let bytes = crate::io::read_input(csr)?;
         Some(Body {
             content_type: "application/pkcs10".into(),
@@ -757,6 +866,22 @@ pub struct CertqueryArgs {
     /// SHA-256 fingerprint.
     #[arg(long, value_name = "FILE")]
     pub cert: Option<PathBuf>,
+    /// Sign the query with this identity (cert.pem + key.pem): the outer
+    /// signature `sipseal sign` writes, over From, To, Call-ID, CSeq,
+    /// Date and a body (application/x-sipseal-certquery) repeating the
+    /// query's Accept and Certificate-Query. From is the identity's AOR unless --from says
+    /// otherwise (the registrar wants the signer to be the From AOR). A
+    /// signed query is answered with the AOR's location too (Contact,
+    /// when the registrar's policy lets the signer reach the AOR).
+    #[arg(long, value_name = "DIR")]
+    pub sign: Option<PathBuf>,
+    /// Ask for the AOR's bare public key (application/x-sipseal-spki, a
+    /// DER SubjectPublicKeyInfo) instead of its certificate: the
+    /// registrar gives it only to a requester it trusts (a signed query,
+    /// or mutual TLS as the From AOR) whom its policy lets reach the AOR.
+    /// With --accept: store the key (`NAME.pub.pem`) instead.
+    #[arg(long, conflicts_with = "cert")]
+    pub key: bool,
     /// The registrar's answer (200 or 404): check its signature and the
     /// certificate, and store it in --out.
     #[arg(long, value_name = "FILE", requires_all = ["trust", "out"])]
@@ -780,7 +905,12 @@ pub fn certquery(args: CertqueryArgs, ctx: &mut Context) -> Result<Exit, Error> 
         return accept_query(&args, accept, ctx);
     }
     let aor = args.uri.clone().unwrap_or_default();
-    let mut headers = vec![("Accept".to_owned(), "application/pkix-cert".to_owned())];
+    let accept = if args.key {
+        sipseal::registrar::SPKI_TYPE
+    } else {
+        "application/pkix-cert"
+    };
+    let mut headers = vec![("Accept".to_owned(), accept.to_owned())];
     if let Some(cert) = &args.cert {
         use sha2::Digest;
         let cert = Cert::load(cert)?;
@@ -790,18 +920,55 @@ pub fn certquery(args: CertqueryArgs, ctx: &mut Context) -> Result<Exit, Error> 
             format!("sha-256 {}", hex::encode(sha2::Sha256::digest(&der))),
         ));
     }
+    let identity = args
+        .sign
+        .as_deref()
+        .map(crate::args::load_identity)
+        .transpose()?;
+    let from = match (&args.from, &identity) {
+        (Some(from), _) => from.clone(),
+        (None, Some(id)) => id.uri().map(str::to_owned).ok_or_else(|| {
+            Error::usage(
+                "the --sign identity's certificate names no SIP URI",
+                "give --from AOR, or an identity whose certificate has a SAN URI",
+            )
+        })?,
+        (None, None) => "\"Anonymous\" <sip:anonymous@anonymous.invalid>".into(),
+    };
+    // Signed: the body repeats the question, so the signature covers it.
+    let body = identity.as_ref().map(|_| {
+        let mut frag = String::new();
+        for (name, value) in &headers {
+            frag.push_str(&format!("{name}: {value}\r\n"));
+        }
+        Body {
+            content_type: sipseal::registrar::SIGNED_QUERY_TYPE.into(),
+            bytes: frag.into_bytes(),
+        }
+    });
     let params = RequestParams {
         method: "OPTIONS".into(),
-        from: args
-            .from
-            .clone()
-            .unwrap_or_else(|| "\"Anonymous\" <sip:anonymous@anonymous.invalid>".into()),
+        from,
         to: aor.clone(),
         request_uri: Some(aor),
         headers,
+        body,
         ..Default::default()
     };
-    let msg = build_request(&params, ctx)?;
+    let mut msg = build_request(&params, ctx)?;
+    if let Some(identity) = &identity {
+        msg = sipseal::signing::sign_message(
+            &msg,
+            identity,
+            sipseal::envelope::signed::SignatureScheme::Pkcs1v15,
+            &[],
+            ctx,
+        )
+        .map_err(|err| Error::Signing {
+            name: "the query".into(),
+            err,
+        })?;
+    }
     args.output.write(&msg.to_bytes())?;
     Ok(Exit::Ok)
 }
@@ -839,31 +1006,58 @@ fn accept_query(args: &CertqueryArgs, accept: &Path, ctx: &mut Context) -> Resul
     }
     let anchors = Cert::load_tree(trust)?;
     let outer = signed_by_registrar(&response, &anchors).map_err(refuse)?;
-    let cert = Cert::from_der(&outer.payload.body, &accept.display().to_string())?;
-    check_chain(&cert, &[], &anchors).map_err(|e| refuse(format!("the certificate: {e}")))?;
-    sipseal::keys::trust::check_validity(&cert, ctx.now())
-        .map_err(|e| refuse(format!("the certificate: {e}")))?;
-    if cert.uri().as_deref() != Some(aor.as_str()) {
-        return Err(refuse(format!(
-            "the certificate names {}, not {aor}",
-            cert.name()
-        )));
-    }
-    let name = cert_file_name(&aor);
     std::fs::create_dir_all(out).map_err(|source| KeyError::Write {
         path: out.clone(),
         source,
     })?;
-    let path = out.join(format!("{name}.pem"));
-    let pem = der::EncodePem::to_pem(&cert.cert, der::pem::LineEnding::LF)
-        .map_err(|e| KeyError::Generate(e.to_string()))?;
+    let name = cert_file_name(&aor);
+    let (path, pem, what) = if outer.payload.is(sipseal::registrar::SPKI_TYPE) {
+        let spki = <x509_cert::spki::SubjectPublicKeyInfoOwned as der::Decode>::from_der(
+            &outer.payload.body,
+        )
+        .map_err(|e| refuse(format!("the key does not read: {e}")))?;
+        let pem = der::EncodePem::to_pem(&spki, der::pem::LineEnding::LF)
+            .map_err(|e| KeyError::Generate(e.to_string()))?;
+        (
+            out.join(format!("{name}.pub.pem")),
+            pem,
+            format!("the key of {aor}"),
+        )
+    } else {
+        if args.key {
+            return Err(refuse(
+                "the answer carries a certificate, not the key asked for".into(),
+            ));
+        }
+        let cert = Cert::from_der(&outer.payload.body, &accept.display().to_string())?;
+        check_chain(&cert, &[], &anchors).map_err(|e| refuse(format!("the certificate: {e}")))?;
+        sipseal::keys::trust::check_validity(&cert, ctx.now())
+            .map_err(|e| refuse(format!("the certificate: {e}")))?;
+        if cert.uri().as_deref() != Some(aor.as_str()) {
+            return Err(refuse(format!(
+                "the certificate names {}, not {aor}",
+                cert.name()
+            )));
+        }
+        let pem = der::EncodePem::to_pem(&cert.cert, der::pem::LineEnding::LF)
+            .map_err(|e| KeyError::Generate(e.to_string()))?;
+        (out.join(format!("{name}.pem")), pem, cert.name())
+    };
     sipseal::fsio::write_atomic(&path, pem.as_bytes(), false).map_err(|source| {
         KeyError::Write {
             path: path.clone(),
             source,
         }
     })?;
-    eprintln!("stored {} ({})", path.display(), cert.name());
+    eprintln!("stored {} ({what})", path.display());
+    // Where the AOR is and until when (not covered by the registrar's
+    // signature: the headers of the answer, as a REGISTER's 200 has them).
+    for contact in response.header_list("Contact") {
+        eprintln!("located at {}", contact.trim());
+    }
+    if let Some(expires) = response.header("Expires") {
+        eprintln!("registration expires in {} s", expires.trim());
+    }
     Ok(Exit::Ok)
 }
 
