@@ -244,6 +244,21 @@ pub fn sign_message(
     original: &[String],
     ctx: &mut Context,
 ) -> Result<Message, SigningError> {
+    sign_message_covering(msg, identity, scheme, original, &[], ctx)
+}
+
+/// [`sign_message`], the sipfrag also holding each line of the headers
+/// named in `also` that the message has (a registrar's answer to a
+/// certificate query protects its `Contact` and `Expires` so, issue 28);
+/// a verifier reads them with [`OuterSignature::sipfrag_list`].
+pub fn sign_message_covering(
+    msg: &Message,
+    identity: &Identity,
+    scheme: SignatureScheme,
+    original: &[String],
+    also: &[&str],
+    ctx: &mut Context,
+) -> Result<Message, SigningError> {
     if msg.body().is_empty() {
         return Err(SigningError::NoBody);
     }
@@ -266,6 +281,11 @@ pub fn sign_message(
     }
     for v in original {
         frag.extend_from_slice(format!("{ORIGINAL_DESIGNATION}: {v}\r\n").as_bytes());
+    }
+    for name in also {
+        for v in msg.header_values(name) {
+            frag.extend_from_slice(format!("{name}: {}\r\n", v.trim()).as_bytes());
+        }
     }
     // The body part: the body headers (Content-Type first) and the body.
     let payload = Entity::of_message(&msg)

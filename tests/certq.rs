@@ -117,6 +117,12 @@ fn send(request: &Path, next: &str, extra: &[&str]) -> (i32, Vec<Vec<u8>>, Strin
     (out.status.code().unwrap_or(-1), all, text(&out))
 }
 
+/// `bytes` with the first `was` made `now`.
+fn replace_first(bytes: &[u8], was: &[u8], now: &[u8]) -> Vec<u8> {
+    let at = bytes.windows(was.len()).position(|w| w == was).unwrap();
+    [&bytes[..at], now, &bytes[at + was.len()..]].concat()
+}
+
 fn status(response: &[u8]) -> String {
     String::from_utf8_lossy(response)
         .lines()
@@ -464,6 +470,26 @@ fn signed_queries_are_verified_and_answered_with_location_and_expiry() {
     let (verified, said) = openssl_verify(&ca, &d.join("fetched/alice@a.example.com.pem"));
     assert!(verified, "{said}");
     assert!(reg.logged("200 certificate"), "{}", reg.log_text());
+    // The location is signed with the rest: one moved on the way is refused,
+    // and nothing is stored.
+    let moved = replace_first(
+        &answers[0],
+        b"<sip:alice@127.0.0.1:5066>",
+        b"<sip:alice@198.51.100.9:5066>",
+    );
+    let moved = write(d, "moved-200.sip", &moved);
+    let out = sipseal()
+        .args(["certquery", "--accept", s(&moved), "--trust", s(&ca)])
+        .args(["--out", s(&d.join("moved"))])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("the answer's Contact is not what the registrar signed"),
+        "{}",
+        text(&out)
+    );
+    assert!(!d.join("moved").exists());
 
     // Unsigned: 495 with a Warning that says how to sign.
     let q = query(d, "unsigned.sip", ALICE, &["--from", BOB]);
@@ -484,12 +510,11 @@ fn signed_queries_are_verified_and_answered_with_location_and_expiry() {
     assert_eq!(status(&answers[0]), "SIP/2.0 403 Forbidden");
     // Signed by bob, but the question changed after signing: 403.
     let q = query(d, "edited.sip", ALICE, &["--sign", "bob"]);
-    let signed = std::fs::read(&q).unwrap();
-    let was = b"Accept: application/pkix-cert\r\n";
-    let at = signed.windows(was.len()).position(|w| w == was).unwrap();
-    let mut edited = signed[..at].to_vec();
-    edited.extend_from_slice(b"Accept: application/x-sipseal-spki\r\n");
-    edited.extend_from_slice(&signed[at + was.len()..]);
+    let edited = replace_first(
+        &std::fs::read(&q).unwrap(),
+        b"Accept: application/pkix-cert\r\n",
+        b"Accept: application/x-sipseal-spki\r\n",
+    );
     let q = write(d, "edited.sip", &edited);
     let (_, answers, _) = send(&q, &tcp, &[]);
     assert_eq!(status(&answers[0]), "SIP/2.0 403 Forbidden");

@@ -263,5 +263,7 @@ mod stop;
 pub use crate::sip::aor::same_aor;
 pub use certs::SPKI_TYPE;
 pub use publish::MAX_KEYS;
-pub use query::{Forward, ForwardError, SIGNED_QUERY_HEADERS, SIGNED_QUERY_TYPE, Trusted};
+pub use query::{
+    ANSWER_COVERS, Forward, ForwardError, SIGNED_QUERY_HEADERS, SIGNED_QUERY_TYPE, Trusted,
+};
 pub use register::Registrar;

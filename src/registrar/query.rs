@@ -22,7 +22,7 @@ use super::{CERT_QUERY, Handled, Outcome, Registrar, RegistrarError};
 use crate::context::Context;
 use crate::envelope::signed::SignatureScheme;
 use crate::keys::Cert;
-use crate::signing::{outer_signature, sign_message};
+use crate::signing::{outer_signature, sign_message_covering};
 use crate::sip::aor::{Aor, same_aor};
 use crate::sip::compose::Body;
 use crate::sip::headers::{addr_spec, uri_host};
@@ -81,6 +81,10 @@ pub enum ForwardError {
 
 /// The Max-Forwards a forwarded query gets at most (RFC 3261 §8.1.1.6).
 const MAX_FORWARDS: u32 = 70;
+
+/// The headers of a query's answer its signature covers besides the
+/// usual ones (in its sipfrag): where the AOR is, and until when.
+pub const ANSWER_COVERS: [&str; 2] = ["Contact", "Expires"];
 
 /// The agent a Warning names.
 const AGENT: &str = "registrar";
@@ -219,11 +223,13 @@ impl Registrar<'_> {
             )
             .with_body(body);
         let response = respond(req, &answer, ctx)?.ok_or(RegistrarError::Ack)?;
-        let response = sign_message(
+        // The location and expiry are the registrar's word too: signed.
+        let response = sign_message_covering(
             &response,
             self.identity,
             SignatureScheme::Pkcs1v15,
             &[],
+            &ANSWER_COVERS,
             ctx,
         )?;
         Ok(Handled { response, outcome })

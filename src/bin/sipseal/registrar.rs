@@ -1006,6 +1006,20 @@ fn accept_query(args: &CertqueryArgs, accept: &Path, ctx: &mut Context) -> Resul
     }
     let anchors = Cert::load_tree(trust)?;
     let outer = signed_by_registrar(&response, &anchors).map_err(refuse)?;
+    // Where the AOR is and until when: the registrar signs them too (in
+    // its sipfrag); shown only as signed.
+    for name in sipseal::registrar::ANSWER_COVERS {
+        let sent: Vec<String> = response
+            .header_list(name)
+            .iter()
+            .map(|v| v.trim().to_owned())
+            .collect();
+        if sent != outer.sipfrag_list(name) {
+            return Err(refuse(format!(
+                "the answer's {name} is not what the registrar signed"
+            )));
+        }
+    }
     std::fs::create_dir_all(out).map_err(|source| KeyError::Write {
         path: out.clone(),
         source,
@@ -1050,8 +1064,8 @@ fn accept_query(args: &CertqueryArgs, accept: &Path, ctx: &mut Context) -> Resul
         }
     })?;
     eprintln!("stored {} ({what})", path.display());
-    // Where the AOR is and until when (not covered by the registrar's
-    // signature: the headers of the answer, as a REGISTER's 200 has them).
+    // Where the AOR is and until when (checked against the signed
+    // sipfrag before anything was stored).
     for contact in response.header_list("Contact") {
         eprintln!("located at {}", contact.trim());
     }
