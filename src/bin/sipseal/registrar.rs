@@ -171,11 +171,11 @@ impl StepArgs {
             })?,
             None => sipseal::net::Hosts::default(),
         };
-        Ok(Some(sipseal::registrar::forward::WireForward {
+        Ok(Some(sipseal::registrar::forward::WireForward::new(
             hosts,
-            dns: !self.no_dns,
-            timeout: std::time::Duration::from_secs(self.forward_timeout),
-        }))
+            !self.no_dns,
+            std::time::Duration::from_secs(self.forward_timeout),
+        )))
     }
 
     /// --trust, every file or directory read.
