@@ -185,8 +185,27 @@ fn publish_over_mutual_tls_takes_an_openssl_certificate_and_a_bare_key() {
             &["keys", "generate", "--uri", aor, "--ca", "ca", "--out", who],
         );
     }
+    // Another CA the listener trusts (for its users' TLS and signed
+    // queries), which issued a certificate naming alice too.
+    run(
+        d,
+        &["keys", "ca", "--name", "CN=Other CA", "--out", "other"],
+    );
+    run(
+        d,
+        &[
+            "keys", "generate", "--uri", ALICE, "--ca", "other", "--out", "fake",
+        ],
+    );
     passwd(d, "users.yaml", "a.example.com", ALICE);
-    let reg = registrar(d, "reg-a", "a.example.com", "ca", "reg", &[]);
+    let reg = registrar(
+        d,
+        "reg-a",
+        "a.example.com",
+        "ca",
+        "reg",
+        &["--trust", s(&d.join("other/cert.pem"))],
+    );
     let table = hosts(d, &[("registrar.a.example.com", reg.port("tls"))]);
     let ca = d.join("ca/cert.pem");
     let over_tls = |req: &Path, who: &str| {
@@ -263,6 +282,10 @@ fn publish_over_mutual_tls_takes_an_openssl_certificate_and_a_bare_key() {
     // Over mutual TLS as bob: not alice's channel, so Digest is asked for.
     let (code, answers, err) = over_tls(&publish, "bob");
     assert_eq!(code, 5, "{err}\n{}", reg.log_text());
+    assert_eq!(status(&answers[0]), "SIP/2.0 401 Unauthorized");
+    // As "alice" from the other CA: not the owner of an AOR here.
+    let (code, answers, _) = over_tls(&publish, "fake");
+    assert_eq!(code, 5);
     assert_eq!(status(&answers[0]), "SIP/2.0 401 Unauthorized");
     // As alice: no challenge; the certificate issued again by the CA for
     // the same key.

@@ -1,5 +1,6 @@
 //! PUBLISH from the AOR's owner over mutual TLS (issue 28): the client
-//! certificate the TLS handshake verified names the AOR, so the channel
+//! certificate the TLS handshake verified names the AOR (and chains to
+//! this registrar's CA), so the channel
 //! authenticates the request and stands in for proof of possession of a
 //! key it carries: a CSR, a certificate or a bare public key each get a
 //! certificate, and a bare key is kept for trusted requesters.
@@ -13,18 +14,29 @@ use crate::context::Context;
 use crate::keys::Cert;
 use crate::sip::Message;
 use crate::sip::aor::{Aor, same_aor};
+use crate::sip::headers::uri_host;
 
 /// Bare keys one AOR's record keeps at most (the newest): a store a
 /// client writes to stays bounded.
 pub const MAX_KEYS: usize = 4;
 
 impl Registrar<'_> {
-    /// Whether the TLS peer's certificate names `aor` (its SAN URI).
+    /// Whether the TLS peer is the owner of `aor`: an AOR of this realm,
+    /// named by the SAN URI of a client certificate that chains to this
+    /// registrar's own CA. The listener's other trust anchors (another
+    /// domain's CA, trusted for its users' signed queries) do not make
+    /// anyone the owner of an AOR here.
     pub(super) fn peer_is(&self, aor: &str) -> bool {
-        self.trusted
-            .peer
-            .and_then(Cert::uri)
-            .is_some_and(|u| same_aor(&u, aor))
+        let Some(peer) = self.trusted.peer else {
+            return false;
+        };
+        let ours = uri_host(aor).is_some_and(|h| h.eq_ignore_ascii_case(self.realm));
+        let anchor = Cert {
+            cert: self.ca.cert.clone(),
+            source: "the CA".into(),
+        };
+        ours && peer.uri().is_some_and(|u| same_aor(&u, aor))
+            && crate::keys::trust::check_chain(peer, &[], &[anchor]).is_ok()
     }
 
     /// The owner's PUBLISH: the certificate [`certs::for_owner_publication`]
