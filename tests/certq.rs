@@ -527,6 +527,14 @@ fn signed_queries_are_verified_and_answered_with_location_and_expiry() {
         "{refused}"
     );
     assert!(header(&refused, "Contact").is_empty());
+    let refused = write(d, "unsigned-495.sip", refused.as_bytes());
+    let out = sipseal()
+        .args(["certquery", "--accept", s(&refused), "--trust", s(&ca)])
+        .args(["--out", s(&d.join("none"))])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    assert!(text(&out).contains("certquery --sign"), "{}", text(&out));
     // Signed by a certificate of a CA the registrar does not trust: 403.
     let q = query(d, "mallory.sip", ALICE, &["--sign", "mallory"]);
     let (_, answers, _) = send(&q, &tcp, &[]);

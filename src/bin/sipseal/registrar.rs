@@ -882,8 +882,9 @@ pub struct CertqueryArgs {
     /// With --accept: store the key (`NAME.pub.pem`) instead.
     #[arg(long, conflicts_with = "cert")]
     pub key: bool,
-    /// The registrar's answer (200 or 404): check its signature and the
-    /// certificate, and store it in --out.
+    /// The registrar's answer: a 200's signature and certificate (or key)
+    /// checked and stored in --out; a 404 or another refusal (495, 403,
+    /// 504, with its Warning) said, exit 5.
     #[arg(long, value_name = "FILE", requires_all = ["trust", "out"])]
     pub accept: Option<PathBuf>,
     /// Trust anchors for the registrar's signature and the certificate.
@@ -989,6 +990,19 @@ fn accept_query(args: &CertqueryArgs, accept: &Path, ctx: &mut Context) -> Resul
         Some(200) => {}
         Some(404) => {
             eprintln!("404: the registrar has no current certificate for {aor}");
+            return Ok(Exit::SipError);
+        }
+        // The registrar's refusals of the query itself (495 unsigned, 403
+        // a signature that does not verify, 504 another domain's
+        // registrar silent, ...): a SIP error, its Warning said.
+        Some(code @ 400..=699) => {
+            eprintln!(
+                "{code}: the registrar refused the query{}",
+                response
+                    .header("Warning")
+                    .map(|w| format!(" ({})", w.trim()))
+                    .unwrap_or_default()
+            );
             return Ok(Exit::SipError);
         }
         other => return Err(refuse(format!("a {other:?} response, not 200 or 404"))),
