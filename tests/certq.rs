@@ -776,3 +776,134 @@ fn a_query_back_in_its_own_realm_is_a_loop_and_a_silent_registrar_a_504() {
     );
     assert!(text(&out).contains("forwarded"), "{}", text(&out));
 }
+
+/// The signed query, the answer that locates the AOR, and the 495 an
+/// unsigned one gets under `--require-signed-queries`, in deterministic
+/// mode (reviewed golden files; `UPDATE_GOLDEN=1` regenerates them).
+#[test]
+fn signed_query_messages_golden() {
+    const T0: &str = "2026-03-01T12:00:00Z";
+    const AOR: &str = "sip:alice@example.com";
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let run = |seed: &str, args: &[&str]| -> Vec<u8> {
+        let out = sipseal()
+            .current_dir(d)
+            .args(["--seed", seed, "--now", T0])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            matches!(out.status.code(), Some(0) | Some(5)),
+            "{args:?}: {}",
+            text(&out)
+        );
+        out.stdout
+    };
+    run(
+        "01",
+        &[
+            "keys",
+            "ca",
+            "--name",
+            "CN=Example CA",
+            "--out",
+            "ca",
+            "--days",
+            "3650",
+        ],
+    );
+    for (seed, uri, out) in [
+        ("02", "sip:registrar.example.com", "reg"),
+        ("03", "sip:bob@example.com", "bob"),
+    ] {
+        run(
+            seed,
+            &["keys", "generate", "--uri", uri, "--ca", "ca", "--out", out],
+        );
+    }
+    run(
+        "04",
+        &[
+            "keys", "generate", "--type", "p256", "--uri", AOR, "--csr", "--out", "alice",
+        ],
+    );
+    std::fs::write(d.join("pw"), "alice-pw\n").unwrap();
+    run(
+        "05",
+        &[
+            "registrar",
+            "passwd",
+            "--users",
+            "users.yaml",
+            "--realm",
+            "example.com",
+            "--user",
+            AOR,
+            "--password-file",
+            "pw",
+        ],
+    );
+    let registrar = |seed: &str, input: &str| {
+        run(
+            seed,
+            &[
+                "registrar",
+                "--realm",
+                "example.com",
+                "--ca",
+                "ca",
+                "--identity",
+                "reg",
+                "--users",
+                "users.yaml",
+                "--state",
+                "state",
+                "--require-signed-queries",
+                "--no-forward",
+                input,
+            ],
+        )
+    };
+    let save = |name: &str, bytes: &[u8]| std::fs::write(d.join(name), bytes).unwrap();
+    let contact = [
+        "--contact",
+        "sip:alice@192.0.2.10:5060",
+        "--identity",
+        "alice",
+    ];
+    save(
+        "r1.sip",
+        &run("06", &[&["register", "--uri", AOR][..], &contact].concat()),
+    );
+    save("401.sip", &registrar("07", "r1.sip"));
+    let retry = [
+        &["register", "--uri", AOR][..],
+        &contact,
+        &["--challenge", "401.sip", "--password-file", "pw"],
+    ]
+    .concat();
+    save("r2.sip", &run("08", &retry));
+    assert!(registrar("09", "r2.sip").starts_with(b"SIP/2.0 200 OK"));
+
+    let signed = run("0a", &["certquery", "--uri", AOR, "--sign", "bob"]);
+    save("q.sip", &signed);
+    let located = registrar("0b", "q.sip");
+    let unsigned = run(
+        "0c",
+        &["certquery", "--uri", AOR, "--from", "sip:bob@example.com"],
+    );
+    save("q-unsigned.sip", &unsigned);
+    let refused = registrar("0d", "q-unsigned.sip");
+    common::golden("certq-signed-query.sip", &signed);
+    common::golden("certq-signed-query-200.sip", &located);
+    common::golden("certq-unsigned-495.sip", &refused);
+    let located = String::from_utf8_lossy(&located).into_owned();
+    assert!(located.starts_with("SIP/2.0 200 OK"), "{located}");
+    assert_eq!(
+        header(&located, "Contact"),
+        ["<sip:alice@192.0.2.10:5060>;expires=3600"]
+    );
+    assert_eq!(header(&located, "Expires"), ["3600"]);
+    assert!(refused.starts_with(b"SIP/2.0 495 Signature Required"));
+}
