@@ -539,6 +539,20 @@ fn signed_queries_are_verified_and_answered_with_location_and_expiry() {
     let q = query(d, "mallory.sip", ALICE, &["--sign", "mallory"]);
     let (_, answers, _) = send(&q, &tcp, &[]);
     assert_eq!(status(&answers[0]), "SIP/2.0 403 Forbidden");
+    // Signed by bob ten minutes ago: sent again now, a replay; 403.
+    let then = (time::OffsetDateTime::now_utc() - time::Duration::minutes(10))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let old = sipseal()
+        .current_dir(d)
+        .args(["--now", &then])
+        .args(["certquery", "--uri", ALICE, "--sign", "bob"])
+        .output()
+        .unwrap();
+    let old = write(d, "old.sip", &old.stdout);
+    let (_, answers, _) = send(&old, &tcp, &[]);
+    assert_eq!(status(&answers[0]), "SIP/2.0 403 Forbidden");
+    assert!(reg.logged("replayed, or a clock off"), "{}", reg.log_text());
     // Signed by bob, but the question changed after signing: 403.
     let q = query(d, "edited.sip", ALICE, &["--sign", "bob"]);
     let edited = replace_first(

@@ -7,7 +7,8 @@
 //!
 //! Who is asking: a query whose outer signature verifies (chain to the
 //! registrar's trust anchors and its CA, the signer's SAN URI the From
-//! AOR, the signed sipfrag and query headers as sent) is from its From
+//! AOR, the signed sipfrag and query headers as sent, its signed Date
+//! within the nonce lifetime of now: no replay later) is from its From
 //! AOR; so is an unsigned one over mutual TLS whose client certificate
 //! names the From AOR. Such a requester is *trusted*: it is given the
 //! location (Contact) and a bare key, the connectivity policy allowing.
@@ -287,6 +288,21 @@ impl Registrar<'_> {
             .collect();
         if report.role != Some("ua") && problems.is_empty() {
             problems.push(format!("the signer is not the From AOR {from}"));
+        }
+        // Fresh: a query overheard and sent again by another would get the
+        // location too. Its signed Date (headers checked above) within
+        // the nonce lifetime of now.
+        let date = outer
+            .sipfrag_header("Date")
+            .and_then(crate::signing::parse_sip_date);
+        match date {
+            Some(d) if (now - d).whole_seconds().abs() <= self.nonce_lifetime => {}
+            Some(d) => problems.push(format!(
+                "its signed Date is {} s from now, over {} (replayed, or a clock off)",
+                (now - d).whole_seconds(),
+                self.nonce_lifetime
+            )),
+            None => problems.push("no signed Date it can read".into()),
         }
         // The question itself is signed: the body repeats it.
         let signed = signed_headers(&outer.payload.body);
