@@ -77,7 +77,8 @@ pub struct StepArgs {
     /// listener, is a request for --realm.
     #[arg(long, value_name = "NAME")]
     pub alias: Vec<String>,
-    /// How long a nonce stays fresh, in seconds.
+    /// How long a nonce stays fresh, in seconds; also how far from now
+    /// the signed Date of a signed certificate query may be.
     #[arg(long, value_name = "SECONDS", default_value_t = NONCE_LIFETIME)]
     pub nonce_lifetime: i64,
     /// Where the request came from (IP:port), kept with the binding for
