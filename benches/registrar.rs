@@ -62,6 +62,7 @@ fn bench(c: &mut Criterion) {
         own: &Default::default(),
         nonce_lifetime: NONCE_LIFETIME,
         policy: None,
+        psks: &[],
     };
     let mut ctx = Context::new(None, None);
     let key = SigningKey::generate(KeyType::P256, &mut ctx).unwrap();

@@ -74,22 +74,21 @@ pub(super) struct Granted {
 }
 
 /// The certificate a REGISTER asks for as `aor` (an authenticated AOR):
-/// its body opened when sealed for the registrar, then issued from its
-/// CSR, checked as given, or, on a `refresh` (no body, Contacts), the
-/// newest issued again, bound `until`; `None` when it asks for none or is
-/// `removing` its bindings. Everything is checked before anything is
-/// stored.
+/// `plain` is the request with its body opened when it came sealed
+/// ([`super::sealed::open_register`]); issued from its CSR, checked as
+/// given, or, on a `refresh` (no body, Contacts), the newest issued
+/// again, bound `until`; `None` when it asks for none or is `removing`
+/// its bindings. Everything is checked before anything is stored.
 pub(super) fn for_binding(
     r: &Registrar<'_>,
-    req: &Message,
+    plain: &Message,
     aor: &Aor,
     removing: bool,
     refresh: bool,
     until: OffsetDateTime,
     ctx: &mut Context,
 ) -> Result<Option<Granted>, Stop> {
-    let plain = unseal(r, req, ctx)?;
-    let wanted = match body_asks(&plain)? {
+    let wanted = match body_asks(plain)? {
         _ if removing => return Ok(None),
         BodyAsks::Nothing if !refresh => return Ok(None),
         BodyAsks::Nothing => match newest(r, aor, ctx.now())? {

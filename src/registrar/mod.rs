@@ -238,6 +238,7 @@ pub fn lookup<'a>(
 
 mod certs;
 mod register;
+pub mod sealed;
 mod stop;
 
 pub use crate::sip::aor::same_aor;

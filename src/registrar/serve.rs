@@ -39,6 +39,8 @@ pub struct LiveRegistrar {
     pub nonce_lifetime: i64,
     /// The connectivity policy for certificate queries.
     pub policy: Option<Policy>,
+    /// The PSKs registrations may be sealed under (each naming its AOR).
+    pub psks: Vec<crate::keys::Psk>,
     /// Gives each request a context of its own.
     pub ctx: Mutex<Context>,
     /// Its own addresses (set once the listeners are bound) and names.
@@ -66,6 +68,7 @@ impl LiveRegistrar {
             own: &own,
             nonce_lifetime: self.nonce_lifetime,
             policy: self.policy.as_ref(),
+            psks: &self.psks,
         }
         .handle(msg, Some(source), ctx)
     }

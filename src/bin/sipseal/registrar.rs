@@ -13,13 +13,13 @@ use sipseal::keys::trust::check_chain;
 use sipseal::keys::{Cert, KeyError};
 use sipseal::registrar::digest::{self, DigestAlgorithm};
 use sipseal::registrar::users::{Users, username_of};
-use sipseal::registrar::{NONCE_LIFETIME, Outcome, Registrar};
+use sipseal::registrar::{NONCE_LIFETIME, Outcome, Registrar, sealed};
 use sipseal::signing::outer_signature;
 use sipseal::sip::Message;
 use sipseal::sip::compose::{Body, RequestParams, build_request};
 use sipseal::sip::routing::OwnNames;
 
-use crate::args::{StateArgs, identity_at, private_key_at, read_password_file};
+use crate::args::{StateArgs, identity_at, load_psk, private_key_at, read_password_file};
 use crate::error::{Error, Exit};
 use crate::io::{OutputArgs, read_message};
 
@@ -103,6 +103,14 @@ pub struct StepArgs {
     /// chain to (clientAuth); a client without one is refused.
     #[arg(long, value_name = "PEM|DIR", requires = "listen")]
     pub trust: Vec<PathBuf>,
+    /// A pre-shared key a REGISTER body may be sealed under (`register
+    /// --seal-for psk:FILE`): a PSK file, or a directory of them (every
+    /// *.yaml in it); repeatable. Each names the AOR it belongs to as its
+    /// `uri`, and opens only that AOR's registrations: one sealed under
+    /// another AOR's PSK is refused 403, as a wrong password is. The 200
+    /// goes back sealed under the same PSK.
+    #[arg(long, value_name = "FILE|DIR")]
+    pub psk: Vec<PathBuf>,
     #[command(flatten)]
     pub state: StateArgs,
     #[command(flatten)]
@@ -136,6 +144,37 @@ impl StepArgs {
             own.add(a);
         }
         own
+    }
+
+    /// The PSKs of --psk: each file, and every *.yaml in each directory
+    /// (in name order), checked ([`sealed::check_psks`]).
+    fn psks(&self) -> Result<Vec<sipseal::keys::Psk>, Error> {
+        let mut psks = Vec::new();
+        for path in &self.psk {
+            if path.is_dir() {
+                let entries = std::fs::read_dir(path).map_err(|source| KeyError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                let mut files: Vec<PathBuf> = entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "yaml") && p.is_file())
+                    .collect();
+                files.sort();
+                for f in files {
+                    psks.push(load_psk(&f)?);
+                }
+            } else {
+                psks.push(load_psk(path)?);
+            }
+        }
+        sealed::check_psks(&psks).map_err(|why| {
+            Error::usage(
+                format!("--psk: {why}"),
+                "give each registrar PSK file `uri: sip:user@domain` (the AOR it belongs to) and an id of its own",
+            )
+        })?;
+        Ok(psks)
     }
 }
 
@@ -258,8 +297,9 @@ pub fn run(args: RegistrarArgs, ctx: &mut Context) -> Result<Exit, Error> {
             )
         })?;
     let store = s.state.registry()?;
+    let psks = s.psks()?;
     if !s.listen.is_empty() {
-        return serve(s, realm, ca, identity, users, policy, store, ctx);
+        return serve(s, realm, ca, identity, users, policy, psks, store, ctx);
     }
     let registrar = Registrar {
         realm: &realm,
@@ -272,6 +312,7 @@ pub fn run(args: RegistrarArgs, ctx: &mut Context) -> Result<Exit, Error> {
         own: &s.own_names(&[]),
         nonce_lifetime: s.nonce_lifetime,
         policy: policy.as_ref(),
+        psks: &psks,
     };
     let request = read_message(&s.input)?;
     let handled = registrar.handle(&request, s.source.as_deref(), ctx)?;
@@ -326,6 +367,7 @@ fn serve(
     identity: sipseal::keys::Identity,
     users: Users,
     policy: Option<sipseal::policy::Policy>,
+    psks: Vec<sipseal::keys::Psk>,
     store: Box<dyn sipseal::registrar::store::RegistrarStore + Send + Sync>,
     ctx: &mut Context,
 ) -> Result<Exit, Error> {
@@ -370,6 +412,7 @@ fn serve(
         algorithms: s.algorithms(),
         nonce_lifetime: s.nonce_lifetime,
         policy,
+        psks,
         ctx: std::sync::Mutex::new(ctx.fork()),
         own: std::sync::RwLock::new(s.own_names(&[])),
         transactions: Default::default(),
@@ -404,6 +447,7 @@ fn serve(
     _: sipseal::keys::Identity,
     _: Users,
     _: Option<sipseal::policy::Policy>,
+    _: Vec<sipseal::keys::Psk>,
     _: Box<dyn sipseal::registrar::store::RegistrarStore + Send + Sync>,
     _: &mut Context,
 ) -> Result<Exit, Error> {
@@ -443,11 +487,16 @@ pub struct RegisterArgs {
     /// with --accept, where the certificate is installed.
     #[arg(long, value_name = "DIR")]
     pub identity: Option<PathBuf>,
-    /// Seal the body (the CSR) for the registrar, whose certificate this
-    /// is (docs/SPEC.md §6: a CSR holds no secret, but the registrar's policy may
-    /// ask for it sealed).
-    #[arg(long, value_name = "CERT")]
-    pub seal_for: Option<PathBuf>,
+    /// Seal the body (the CSR or certificate) as AuthEnvelopedData: for
+    /// the registrar, whose certificate CERT is; under a PSK the
+    /// registrar holds for this AOR (psk:FILE, a PSK file); or under the
+    /// user's password (password:FILE, the file holding it alone, as
+    /// --password-file): sealed under its SHA-512-256 Digest HA1 for the
+    /// AOR's domain as realm, which the registrar holds. The 200 comes
+    /// back sealed for the new certificate's key and under the same PSK
+    /// or password: give the same --seal-for to --accept.
+    #[arg(long, value_name = "CERT|psk:FILE|password:FILE", value_parser = parse_seal_for)]
+    pub seal_for: Option<SealFor>,
     /// The Request-URI (default: the AOR's domain).
     #[arg(long, value_name = "URI")]
     pub registrar: Option<String>,
@@ -458,8 +507,10 @@ pub struct RegisterArgs {
     /// The password (a file holding it alone).
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
-    /// The 200 OK the registrar answered: check its signature and the
-    /// certificate, and install it as the identity's cert.pem.
+    /// The 200 OK the registrar answered: check its signature, open it
+    /// when sealed (with the identity's key, or the --seal-for PSK or
+    /// password), check the certificate, and install it as the
+    /// identity's cert.pem.
     #[arg(long, value_name = "FILE", requires_all = ["identity", "trust"])]
     pub accept: Option<PathBuf>,
     /// Trust anchors for the registrar's signature and the certificate.
@@ -469,10 +520,62 @@ pub struct RegisterArgs {
     pub output: OutputArgs,
 }
 
+/// What `register --seal-for` seals the body for.
+#[derive(Debug, Clone)]
+pub enum SealFor {
+    /// The registrar's certificate.
+    Cert(PathBuf),
+    /// A PSK file.
+    Psk(PathBuf),
+    /// A file holding the user's password.
+    Password(PathBuf),
+}
+
+fn parse_seal_for(s: &str) -> Result<SealFor, String> {
+    let empty = |what: &str| format!("{what}: name the file after the colon");
+    if let Some(f) = s.strip_prefix("psk:") {
+        return (!f.is_empty())
+            .then(|| SealFor::Psk(f.into()))
+            .ok_or_else(|| empty("psk:"));
+    }
+    if let Some(f) = s.strip_prefix("password:") {
+        return (!f.is_empty())
+            .then(|| SealFor::Password(f.into()))
+            .ok_or_else(|| empty("password:"));
+    }
+    Ok(SealFor::Cert(s.into()))
+}
+
+impl SealFor {
+    /// The recipient a REGISTER for `aor` is sealed for, or the key its
+    /// sealed 200 opens with (a certificate: none here).
+    fn recipient(&self, aor: &str) -> Result<sipseal::envelope::Recipient, Error> {
+        use sipseal::envelope::Recipient;
+        Ok(match self {
+            SealFor::Cert(c) => Recipient::Cert(Box::new(Cert::load(c)?)),
+            SealFor::Psk(f) => Recipient::Psk(load_psk(f)?),
+            SealFor::Password(f) => Recipient::Password(registration_password(aor, f)?),
+        })
+    }
+}
+
+/// The password a registration of `aor` is sealed under, from the file
+/// holding the user's password: its HA1 ([`sealed::registration_password`]).
+fn registration_password(aor: &str, file: &Path) -> Result<sipseal::keys::Password, Error> {
+    let password = read_password_file(file)?;
+    let realm = sealed::realm_of(aor).ok_or_else(|| {
+        Error::usage(
+            format!("{aor:?} has no domain to take the realm from"),
+            "give --uri sip:user@domain",
+        )
+    })?;
+    Ok(sealed::registration_password(aor, realm, &password)?)
+}
+
 /// Run `register`.
 pub fn register(args: RegisterArgs, ctx: &mut Context) -> Result<Exit, Error> {
     if let Some(accept) = &args.accept {
-        return accept_certificate(&args, accept);
+        return accept_certificate(&args, accept, ctx);
     }
     let aor = args.uri.clone().unwrap_or_default();
     let domain = aor
@@ -584,11 +687,9 @@ pub fn register(args: RegisterArgs, ctx: &mut Context) -> Result<Exit, Error> {
         authorize = Some((www.to_owned(), username.to_owned(), password, cnonce));
     }
     let mut msg = build_request(&params, ctx)?;
-    if let Some(cert) = &args.seal_for {
+    if let Some(to) = &args.seal_for {
         let spec = sipseal::sealing::SealSpec {
-            peers: vec![sipseal::envelope::Recipient::Cert(Box::new(Cert::load(
-                cert,
-            )?))],
+            peers: vec![to.recipient(&aor)?],
             ..Default::default()
         };
         msg = sipseal::sealing::seal_message(&msg, &spec, ctx)
@@ -651,7 +752,11 @@ fn signed_by_registrar(
     Ok(outer)
 }
 
-fn accept_certificate(args: &RegisterArgs, accept: &Path) -> Result<Exit, Error> {
+fn accept_certificate(
+    args: &RegisterArgs,
+    accept: &Path,
+    ctx: &mut Context,
+) -> Result<Exit, Error> {
     let refuse = |why: String| {
         Error::usage(
             why,
@@ -667,8 +772,9 @@ fn accept_certificate(args: &RegisterArgs, accept: &Path) -> Result<Exit, Error>
     }
     let anchors = Cert::load_tree(trust)?;
     let outer = signed_by_registrar(&response, &anchors).map_err(refuse)?;
-    let certs = certs_of(&outer.payload.body).map_err(|e| refuse(e.to_string()))?;
     let key = private_key_at(&dir.join("key.pem"))?;
+    let body = opened_answer(args, &outer.payload, &key, &response, ctx)?;
+    let certs = certs_of(&body).map_err(|e| refuse(e.to_string()))?;
     let mine = certs
         .iter()
         .find(|c| c.is_key_of(&key))
@@ -702,6 +808,65 @@ fn accept_certificate(args: &RegisterArgs, accept: &Path) -> Result<Exit, Error>
     })?;
     eprintln!("installed {} ({})", path.display(), mine.name());
     Ok(Exit::Ok)
+}
+
+/// The certs-only body of the registrar's 200 OK (`payload`, its
+/// signature checked): opened when it came sealed, with `key` (known by
+/// the SubjectKeyIdentifier of its public key, as the registrar's CA
+/// names the certificate it issues), the identity's cert.pem when there
+/// is one, and the --seal-for PSK or password. A REGISTER sealed
+/// (--seal-for) gets a sealed 200: an unsealed one is refused.
+fn opened_answer(
+    args: &RegisterArgs,
+    payload: &sipseal::mime::Part,
+    key: &sipseal::keys::PrivateKey,
+    response: &Message,
+    ctx: &mut Context,
+) -> Result<Vec<u8>, Error> {
+    use sipseal::envelope::{Recipient, RecipientKey};
+    let aor = response.aor("To").unwrap_or_default().to_owned();
+    let spki = sipseal::keys::generate::SigningKey::from_key(key, Path::new("key.pem"))
+        .and_then(|k| k.spki())
+        .ok();
+    let ski = spki
+        .as_ref()
+        .and_then(|s| sipseal::envelope::recipient::ski_of(s).ok())
+        .unwrap_or_default();
+    let own_cert = args
+        .identity
+        .as_ref()
+        .map(|d| d.join("cert.pem"))
+        .filter(|p| p.is_file())
+        .map(|p| Cert::load(&p))
+        .transpose()?;
+    let extra = match &args.seal_for {
+        Some(s @ (SealFor::Psk(_) | SealFor::Password(_))) => Some(s.recipient(&aor)?),
+        _ => None,
+    };
+    let mut keys = Vec::new();
+    if !ski.is_empty() {
+        keys.push(RecipientKey::Own { ski: &ski, key });
+    }
+    if let Some(cert) = &own_cert {
+        keys.push(RecipientKey::Cert { cert, key });
+    }
+    match &extra {
+        Some(Recipient::Psk(p)) => keys.push(RecipientKey::Psk(p)),
+        Some(Recipient::Password(p)) => keys.push(RecipientKey::Password(p)),
+        _ => {}
+    }
+    let (body, was_sealed) =
+        sealed::answer_body(payload, &keys, ctx.rng()).map_err(|err| Error::Seal {
+            name: "the 200 OK".into(),
+            err,
+        })?;
+    if args.seal_for.is_some() && !was_sealed {
+        return Err(Error::usage(
+            "the 200 OK is not sealed, though the REGISTER was (--seal-for)",
+            "the registrar seals its 200 to a sealed REGISTER: give the 200 that answered this REGISTER",
+        ));
+    }
+    Ok(body)
 }
 
 /// The file `certquery --accept` stores `aor`'s certificate in, without

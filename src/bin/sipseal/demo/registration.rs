@@ -68,6 +68,7 @@ pub fn run(
         own: &Default::default(),
         nonce_lifetime: NONCE_LIFETIME,
         policy: None,
+        psks: &[],
     };
     out.push_str(
         "\nRegistration (docs/SPEC.md §6): alice makes an EC key and registers it with a CSR; the\n\
