@@ -2,7 +2,10 @@
 //! certificate issued from the CSR it carries (notAfter = the granted
 //! registration expiry) or a certificate registered as it is, bindings and
 //! certificates kept per realm ([`store`]), and the 200 OK carrying the
-//! certificate and chain as certs-only, outer-signed by the registrar.
+//! certificate and chain as certs-only, outer-signed by the registrar;
+//! a REGISTER body may come sealed for the registrar, under a PSK of the
+//! AOR or under the user's password, and its 200 then goes back sealed
+//! for the registrant ([`sealed`]).
 //!
 //! One request in, one response out: `sipseal registrar` runs this on a
 //! file, and a live server runs the same [`Registrar::handle`].

@@ -532,16 +532,16 @@ pub enum SealFor {
 }
 
 fn parse_seal_for(s: &str) -> Result<SealFor, String> {
-    let empty = |what: &str| format!("{what}: name the file after the colon");
+    let empty = |what: &str| format!("name the file after {what}: ({what}:FILE)");
     if let Some(f) = s.strip_prefix("psk:") {
         return (!f.is_empty())
             .then(|| SealFor::Psk(f.into()))
-            .ok_or_else(|| empty("psk:"));
+            .ok_or_else(|| empty("psk"));
     }
     if let Some(f) = s.strip_prefix("password:") {
         return (!f.is_empty())
             .then(|| SealFor::Password(f.into()))
-            .ok_or_else(|| empty("password:"));
+            .ok_or_else(|| empty("password"));
     }
     Ok(SealFor::Cert(s.into()))
 }
