@@ -1219,6 +1219,60 @@ fn registrar_messages_golden() {
     );
     save("q404.sip", &unknown);
     let not_found = registrar("0c", "q404.sip");
+    // Issue 28 item 4: the REGISTER sealed under alice's PSK, and the
+    // 200 sealed back (for her new key and under the PSK), then signed.
+    run(
+        "0d",
+        &[
+            "keys",
+            "psk",
+            "--id",
+            "alice-reg",
+            "--uri",
+            AOR,
+            "--output",
+            "alice.psk",
+        ],
+    );
+    let sealed_args = [
+        "register",
+        "--uri",
+        AOR,
+        "--contact",
+        CONTACT,
+        "--identity",
+        "alice",
+        "--seal-for",
+        "psk:alice.psk",
+    ];
+    save("s1.sip", &run("0e", &sealed_args));
+    save("s401.sip", &registrar("0f", "s1.sip"));
+    let mut authorized_args = sealed_args.to_vec();
+    authorized_args.extend(["--challenge", "s401.sip", "--password-file", "pw"]);
+    let sealed = run("10", &authorized_args);
+    save("s2.sip", &sealed);
+    let sealed_ok = run(
+        "11",
+        &[
+            "registrar",
+            "--realm",
+            "example.com",
+            "--ca",
+            "ca",
+            "--identity",
+            "reg",
+            "--users",
+            "users.yaml",
+            "--state",
+            "state",
+            "--psk",
+            "alice.psk",
+            "s2.sip",
+        ],
+    );
+    common::golden("registrar-register-sealed-psk.sip", &sealed);
+    common::golden("registrar-200-sealed-psk.sip", &sealed_ok);
+    assert!(sealed_ok.starts_with(b"SIP/2.0 200 OK"));
     common::golden("registrar-register.sip", &register);
     common::golden("registrar-401.sip", &challenge);
     common::golden("registrar-register-authorized.sip", &authorized);
