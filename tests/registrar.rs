@@ -1809,7 +1809,16 @@ fn a_registration_sealed_with_a_psk_or_a_password_is_answered_sealed_and_accepte
             (0, "SIP/2.0 200 OK"),
             "{name}: {err}"
         );
+        // Replayed (and the PSK gone): challenged afresh, before the
+        // body is opened at all.
         assert!(err.contains("issued"), "{err}");
+        let (code, again, replayed) = r.registrar(s(&req), T0, &[]);
+        assert_eq!(
+            (code, status(&again).as_str()),
+            (5, "SIP/2.0 401 Unauthorized"),
+            "{name}: {replayed}"
+        );
+        assert!(!replayed.contains("does not open"), "{replayed}");
         std::fs::write(r.path(&format!("{name}-200.sip")), &ok).unwrap();
         // Sealed, then signed: no certificate in clear.
         let shown = String::from_utf8_lossy(&ok).into_owned();

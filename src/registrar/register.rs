@@ -360,12 +360,22 @@ impl Registrar<'_> {
             .into_iter()
             .map(str::to_owned)
             .collect();
+        // A replayed sealed REGISTER is challenged before its body costs
+        // a key unwrap or PBKDF2's iterations (the count is used for real
+        // under the lock below).
+        let nonce_expires = self.nonce_expires(&a, now);
+        if sealed::is_sealed(req) {
+            let mut record = self.store.load_aor(self.realm, aor)?;
+            record.expire(now);
+            if !record.use_nonce(&a.nonce, a.nc, nonce_expires) {
+                return Err(Stop::Challenge { stale: false });
+            }
+        }
         // The body opened (when sealed) and the certificate it asks for,
         // checked before anything is stored.
         let (plain, sealed) = sealed::open_register(self, req, aor, &a.username, ctx)?;
         let refresh = !contacts.is_empty();
         let cert = certs::for_binding(self, &plain, aor, removing, refresh, until, ctx)?;
-        let nonce_expires = self.nonce_expires(&a, now);
         let mut replay = false;
         let mut bindings: Vec<Binding> = Vec::new();
         self.store.update_aor(self.realm, aor, &mut |r| {

@@ -92,6 +92,14 @@ pub fn check_psks(psks: &[Psk]) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether the request's body came sealed (`application/pkcs7-mime`).
+pub(super) fn is_sealed(req: &Message) -> bool {
+    req.content_type()
+        .ok()
+        .flatten()
+        .is_some_and(|c| c.mime == "application/pkcs7-mime")
+}
+
 /// The request with its body opened, and what it was sealed under
 /// (`None`: it came unsealed), for `aor`, authenticated as `username`.
 ///
@@ -108,12 +116,7 @@ pub(super) fn open_register(
     username: &str,
     ctx: &mut Context,
 ) -> Result<(Message, Option<Sealing>), Stop> {
-    let sealed = req
-        .content_type()
-        .ok()
-        .flatten()
-        .is_some_and(|c| c.mime == "application/pkcs7-mime");
-    if !sealed {
+    if !is_sealed(req) {
         return Ok((req.clone(), None));
     }
     let undecipherable = |why: String| {
