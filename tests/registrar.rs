@@ -2075,3 +2075,79 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// A sealed body that is no envelope (cut short, or garbage), with
+/// Digest right over it (auth-int computed by Python's hashlib): the
+/// uniform 400, no panic, nothing issued.
+#[test]
+fn a_broken_sealed_body_with_good_credentials_is_the_uniform_400() {
+    let r = Realm::new();
+    psk_for(&r, "alice.psk", "alice-reg", AOR);
+    let extra = ["--identity", "alice", "--seal-for", "psk:alice.psk"];
+    r.register("b1.sip", &extra);
+    let (_, challenge, _) = r.registrar("b1.sip", T0, &[]);
+    let t = String::from_utf8_lossy(&challenge).into_owned();
+    let nonce = t
+        .split("nonce=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let request = std::fs::read(r.path("b1.sip")).unwrap();
+    let sealed = body_of(&request);
+    let head = String::from_utf8_lossy(&request[..request.len() - sealed.len()]).into_owned();
+    for (n, body) in [
+        sealed[..sealed.len() / 2].to_vec(),
+        b"\x30\x82\xff\xff not a ContentInfo".to_vec(),
+        vec![0u8; 3],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let body_file = r.path("body.bin");
+        std::fs::write(&body_file, &body).unwrap();
+        let nc = format!("{:08x}", n + 1);
+        let script = format!(
+            "import hashlib\n\
+             h=lambda b: hashlib.sha256(b).hexdigest()\n\
+             ha1=h(b'alice:example.com:alice-pw')\n\
+             ha2=h(('REGISTER:sip:example.com:'+h(open('{}','rb').read())).encode())\n\
+             print(h((ha1+':{nonce}:{nc}:0123abcd:auth-int:'+ha2).encode()))\n",
+            body_file.display()
+        );
+        let out = std::process::Command::new("python3")
+            .args(["-c", &script])
+            .succeeds();
+        let response = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let auth = format!(
+            "Authorization: Digest username=\"alice\", realm=\"example.com\", nonce=\"{nonce}\", uri=\"sip:example.com\", response=\"{response}\", algorithm=SHA-256, cnonce=\"0123abcd\", qop=auth-int, nc={nc}\r\n"
+        );
+        let head = head
+            .replacen("Contact:", &format!("{auth}Contact:"), 1)
+            .replace(
+                &format!("Content-Length: {}\r\n", sealed.len()),
+                &format!("Content-Length: {}\r\n", body.len()),
+            );
+        let mut msg = head.into_bytes();
+        msg.extend_from_slice(&body);
+        let name = format!("broken{n}.sip");
+        std::fs::write(r.path(&name), msg).unwrap();
+        let (code, resp, err) = r.registrar(&name, T0, &["--psk", "alice.psk"]);
+        assert_eq!(
+            (code, status(&resp).as_str()),
+            (5, "SIP/2.0 400 Bad Request"),
+            "{n}: {err}"
+        );
+        assert!(
+            err.contains("does not open for the registrar"),
+            "{n}: {err}"
+        );
+    }
+    let issued = walk(&r.path("state"))
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .any(|t| t.contains("BEGIN CERTIFICATE"));
+    assert!(!issued);
+}
