@@ -79,16 +79,18 @@ fn ca_server(d: &Path, name: &str, allow: &str) -> Daemon {
     )
 }
 
-/// REGISTER with alice's CSR → 401 → the authorized retry, through the
-/// registrar with `ca` (its --ca and what goes with it) and a state of
-/// its own (`name`): the exit code, the final response and stderr.
-fn register(d: &Path, name: &str, ca: &[&str]) -> (i32, Vec<u8>, String) {
+/// REGISTER with alice's CSR (or, not `csr`, a refresh without a body)
+/// → 401 → the authorized retry, through the registrar with `ca` (its
+/// --ca and what goes with it) and the state `STATE-state`: the exit
+/// code, the final response and stderr.
+fn register(d: &Path, name: &str, state: &str, ca: &[&str], csr: bool) -> (i32, Vec<u8>, String) {
+    let identity: &[&str] = if csr { &["--identity", "alice"] } else { &[] };
     let registrar = |input: &str| {
         let out = sipseal()
             .current_dir(d)
             .args(["registrar", "--realm", "example.com", "--identity", "reg"])
             .args(["--users", "users.yaml", "--now", T0, "--state"])
-            .arg(format!("{name}-state"))
+            .arg(format!("{state}-state"))
             .args(ca)
             .arg(input)
             .output()
@@ -108,7 +110,7 @@ fn register(d: &Path, name: &str, ca: &[&str]) -> (i32, Vec<u8>, String) {
             "--contact",
             "sip:alice@192.0.2.10",
         ])
-        .args(["--identity", "alice"])
+        .args(identity)
         .succeeds()
         .stdout;
     common::write(d, &format!("{name}-1.sip"), &first);
@@ -124,13 +126,8 @@ fn register(d: &Path, name: &str, ca: &[&str]) -> (i32, Vec<u8>, String) {
             "--contact",
             "sip:alice@192.0.2.10",
         ])
-        .args([
-            "--identity",
-            "alice",
-            "--password-file",
-            "pw",
-            "--challenge",
-        ])
+        .args(identity)
+        .args(["--password-file", "pw", "--challenge"])
         .arg(format!("{name}-401.sip"))
         .succeeds()
         .stdout;
@@ -210,7 +207,7 @@ fn a_remote_ca_issues_what_the_local_ca_issues() {
         "--hosts",
         s(&hosts),
     ];
-    let (code, ok, err) = register(&d, "remote", &remote);
+    let (code, ok, err) = register(&d, "remote", "remote", &remote, true);
     assert_eq!(code, 0, "{err}\n{}", ca.log_text());
     assert!(ok.starts_with(b"SIP/2.0 200"), "{err}");
     assert!(
@@ -218,7 +215,7 @@ fn a_remote_ca_issues_what_the_local_ca_issues() {
         "{}",
         ca.log_text()
     );
-    let (code, local_ok, err) = register(&d, "local", &["--ca", "ca"]);
+    let (code, local_ok, err) = register(&d, "local", "local", &["--ca", "ca"], true);
     assert_eq!(code, 0, "{err}");
     let from_remote = profile(&d, "remote", &ok);
     let from_local = profile(&d, "local", &local_ok);
@@ -228,6 +225,23 @@ fn a_remote_ca_issues_what_the_local_ca_issues() {
     );
     assert!(from_remote.contains(&format!("URI:{AOR}")), "{from_remote}");
     assert_eq!(from_remote, from_local);
+    // A refresh without a body: the key certified before goes to the CA
+    // (no CSR this time) and comes back certified again.
+    let (code, again, err) = register(&d, "refresh", "remote", &remote, false);
+    assert_eq!(code, 0, "{err}\n{}", ca.log_text());
+    assert!(err.contains("issued"), "{err}");
+    let asked = std::fs::read_to_string(d.join("refresh-2.sip")).unwrap();
+    assert!(asked.contains("Content-Length: 0"), "{asked}");
+    let refreshed = profile(&d, "refresh", &again);
+    assert!(refreshed.contains(&format!("URI:{AOR}")), "{refreshed}");
+    assert_eq!(
+        ca.log_text()
+            .matches("200 issued for sip:alice@example.com")
+            .count(),
+        2,
+        "{}",
+        ca.log_text()
+    );
 }
 
 #[test]
@@ -253,7 +267,7 @@ fn a_registrar_the_ca_does_not_allow_gets_500_and_an_unreachable_ca_503() {
     };
     let refused = args(&at);
     let refused: Vec<&str> = refused.iter().map(String::as_str).collect();
-    let (code, resp, err) = register(&d, "refused", &refused);
+    let (code, resp, err) = register(&d, "refused", "refused", &refused, true);
     let resp = String::from_utf8_lossy(&resp);
     assert_eq!(code, 5, "{err}");
     assert!(resp.starts_with("SIP/2.0 500"), "{resp}");
@@ -269,7 +283,7 @@ fn a_registrar_the_ca_does_not_allow_gets_500_and_an_unreachable_ca_503() {
     drop(closed);
     let gone = args(&format!("tls:ca.example.com:{port}"));
     let gone: Vec<&str> = gone.iter().map(String::as_str).collect();
-    let (code, resp, err) = register(&d, "gone", &gone);
+    let (code, resp, err) = register(&d, "gone", "gone", &gone, true);
     let resp = String::from_utf8_lossy(&resp);
     assert_eq!(code, 5, "{err}");
     assert!(resp.starts_with("SIP/2.0 503"), "{resp}");
