@@ -7,13 +7,14 @@
 use der::Encode;
 use time::OffsetDateTime;
 
+use super::issuer::{IssueAsk, IssueError, Key};
 use super::stop::{Stop, refuse};
 use super::store::StoredCert;
 use super::{Registrar, RegistrarError};
 use crate::context::Context;
 use crate::envelope::signed::certs_only;
 use crate::keys::Cert;
-use crate::keys::generate::{read_csr, validity_until};
+use crate::keys::generate::read_csr;
 use crate::signing::SigningError;
 use crate::sip::aor::{Aor, aor_key};
 use crate::sip::compose::Body;
@@ -59,12 +60,10 @@ fn body_asks(req: &Message) -> Result<BodyAsks, Stop> {
 /// issue until a time.
 enum Wanted {
     Given(Box<Cert>),
-    /// A certificate for this key (the subject is the AOR's: L1).
-    Issue(Key, OffsetDateTime),
+    /// A certificate for this key (the subject is the AOR's: L1), from
+    /// the certificate request it came in, if any, valid until then.
+    Issue(Key, Option<Vec<u8>>, OffsetDateTime),
 }
-
-/// The key a certificate is issued for.
-type Key = x509_cert::spki::SubjectPublicKeyInfoOwned;
 
 /// A certificate issued or checked for a request: as stored, and the
 /// certs-only body (it and the CA's) its 200 carries.
@@ -92,10 +91,10 @@ pub(super) fn for_binding(
         _ if removing => return Ok(None),
         BodyAsks::Nothing if !refresh => return Ok(None),
         BodyAsks::Nothing => match newest(r, aor, ctx.now())? {
-            Some(again) => Wanted::Issue(again, until),
+            Some(again) => Wanted::Issue(again, None, until),
             None => return Ok(None),
         },
-        BodyAsks::Csr(bytes) => Wanted::Issue(from_csr(&bytes, aor)?, until),
+        BodyAsks::Csr(bytes) => Wanted::Issue(from_csr(&bytes, aor)?, Some(bytes), until),
         BodyAsks::Cert(bytes) => {
             Wanted::Given(Box::new(check_given_cert(r, &bytes, aor, ctx.now())?))
         }
@@ -121,7 +120,8 @@ pub(super) fn for_publication(
                 .because("a PUBLISH carries a certificate request (application/pkcs10: the key with its proof of possession)"),
         )));
     };
-    let mut granted = grant(r, Wanted::Issue(from_csr(&bytes, aor)?, until), aor, ctx)?;
+    let key = from_csr(&bytes, aor)?;
+    let mut granted = grant(r, Wanted::Issue(key, Some(bytes), until), aor, ctx)?;
     granted.stored.published = true;
     Ok(granted)
 }
@@ -131,13 +131,13 @@ pub(super) fn for_publication(
 fn grant(r: &Registrar<'_>, wanted: Wanted, aor: &Aor, ctx: &mut Context) -> Result<Granted, Stop> {
     let (cert, issued) = match wanted {
         Wanted::Given(cert) => (*cert, false),
-        Wanted::Issue(key, until) => (issue(r, key, aor, until, ctx)?, true),
+        Wanted::Issue(key, csr, until) => (issue(r, &key, csr.as_deref(), aor, until, ctx)?, true),
     };
     let stored = stored_cert(&cert, aor, issued)?;
     let chain = [
         cert,
         Cert {
-            cert: r.ca.cert.clone(),
+            cert: r.ca.ca_cert().clone(),
             source: "the CA".into(),
         },
     ];
@@ -203,7 +203,7 @@ fn newest(r: &Registrar<'_>, aor: &Aor, now: OffsetDateTime) -> Result<Option<Ke
 /// The key of a PKCS#10 request, checked: its signature verifies with
 /// its key (proof of possession), it names `aor` (SAN URI, else CN), its
 /// key is RSA of 2048 bits or more or EC P-256.
-fn from_csr(bytes: &[u8], aor: &Aor) -> Result<Key, Stop> {
+pub(super) fn from_csr(bytes: &[u8], aor: &Aor) -> Result<Key, Stop> {
     // H4: a request is a key and a name or two; thousands of attributes
     // only make every answer that carries the certificate larger.
     if bytes.len() > MAX_CSR {
@@ -230,25 +230,7 @@ fn from_csr(bytes: &[u8], aor: &Aor) -> Result<Key, Stop> {
             format!("the request names {:?}, not {aor}", req.uris),
         ));
     }
-    let key_ok = match req.spki.algorithm.oid {
-        const_oid::db::rfc5912::ID_EC_PUBLIC_KEY => {
-            use p256::pkcs8::DecodePublicKey;
-            req.spki
-                .to_der()
-                .ok()
-                .is_some_and(|d| p256::PublicKey::from_public_key_der(&d).is_ok())
-        }
-        const_oid::db::rfc5912::RSA_ENCRYPTION => {
-            use rsa::pkcs8::DecodePublicKey;
-            use rsa::traits::PublicKeyParts;
-            req.spki
-                .to_der()
-                .ok()
-                .and_then(|d| rsa::RsaPublicKey::from_public_key_der(&d).ok())
-                .is_some_and(|k| (2048..=MAX_RSA_BITS).contains(&k.n().bits()))
-        }
-        _ => false,
-    };
+    let key_ok = key_allowed(&req.spki);
     if !key_ok {
         return Err(refuse(
             Status::BadRequest,
@@ -261,6 +243,28 @@ fn from_csr(bytes: &[u8], aor: &Aor) -> Result<Key, Stop> {
     Ok(req.spki)
 }
 
+/// Whether a key may be certified: RSA of 2048 to [`MAX_RSA_BITS`] bits,
+/// or EC P-256.
+pub(super) fn key_allowed(spki: &Key) -> bool {
+    match spki.algorithm.oid {
+        const_oid::db::rfc5912::ID_EC_PUBLIC_KEY => {
+            use p256::pkcs8::DecodePublicKey;
+            spki.to_der()
+                .ok()
+                .is_some_and(|d| p256::PublicKey::from_public_key_der(&d).is_ok())
+        }
+        const_oid::db::rfc5912::RSA_ENCRYPTION => {
+            use rsa::pkcs8::DecodePublicKey;
+            use rsa::traits::PublicKeyParts;
+            spki.to_der()
+                .ok()
+                .and_then(|d| rsa::RsaPublicKey::from_public_key_der(&d).ok())
+                .is_some_and(|k| (2048..=MAX_RSA_BITS).contains(&k.n().bits()))
+        }
+        _ => false,
+    }
+}
+
 /// The largest certificate request taken, in bytes (DER or PEM).
 pub const MAX_CSR: usize = 8 * 1024;
 
@@ -269,22 +273,37 @@ pub const MAX_CSR: usize = 8 * 1024;
 pub const MAX_RSA_BITS: u32 = 4096;
 
 /// A certificate for `key` naming `aor` (subject and subjectAltName),
-/// from the registrar's CA, valid until `until`.
+/// from the registrar's CA (its own, or a remote `sipseal ca`), valid
+/// until `until`. A remote CA that cannot be reached is a 503 the client
+/// may retry after a while; one that refuses, a 500 (a configuration
+/// the operator must mend); why, for the operator only.
 fn issue(
     r: &Registrar<'_>,
-    key: Key,
+    key: &Key,
+    csr: Option<&[u8]>,
     aor: &Aor,
     until: OffsetDateTime,
     ctx: &mut Context,
 ) -> Result<Cert, Stop> {
-    let validity =
-        validity_until(ctx.now(), until).map_err(|e| Stop::Failed(RegistrarError::Key(e)))?;
-    r.ca.issue_for_party(ctx, &aor.text, key, validity)
-        .map(|cert| Cert {
+    let ask = IssueAsk {
+        aor,
+        key,
+        csr,
+        until,
+    };
+    match r.ca.issue(&ask, ctx) {
+        Ok(cert) => Ok(Cert {
             cert,
             source: "issued".into(),
-        })
-        .map_err(|e| Stop::Failed(RegistrarError::Key(e)))
+        }),
+        Err(IssueError::Key(e)) => Err(Stop::Failed(RegistrarError::Key(e))),
+        Err(e @ IssueError::Unreachable { .. }) => Err(Stop::Refuse(Box::new(
+            Answer::new(Status::ServiceUnavailable)
+                .with_header("Retry-After", "30")
+                .because(e.to_string()),
+        ))),
+        Err(e @ IssueError::Refused { .. }) => Err(refuse(Status::ServerError, e.to_string())),
+    }
 }
 
 /// Check a certificate registered as it is: it chains to the CA, is
@@ -298,7 +317,7 @@ fn check_given_cert(
     let cert = Cert::from_der(der, "the REGISTER body")
         .map_err(|e| refuse(Status::BadRequest, e.to_string()))?;
     let anchor = Cert {
-        cert: r.ca.cert.clone(),
+        cert: r.ca.ca_cert().clone(),
         source: "the CA".into(),
     };
     crate::keys::trust::check_chain(&cert, &[], &[anchor])

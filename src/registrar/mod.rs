@@ -14,8 +14,11 @@
 //! checked against a made-up HA1 and refused with the same 403 as a wrong
 //! password.
 
+#[cfg(feature = "live")]
+pub mod ca;
 pub mod crl;
 pub mod digest;
+pub mod issuer;
 #[cfg(feature = "live")]
 pub mod serve;
 pub mod store;

@@ -9,6 +9,7 @@ use time::{Duration, OffsetDateTime};
 
 use super::certs::{self, Granted};
 use super::digest::{self, DigestAlgorithm, DigestError, NonceState};
+use super::issuer::Issuer;
 use super::sealed::{self, Sealing};
 use super::stop::{Stop, refuse};
 use super::store::{Binding, RegistrarStore};
@@ -17,7 +18,6 @@ use super::{CERT_QUERY, DEFAULT_EXPIRES, Handled, Outcome, RegistrarError};
 use crate::context::Context;
 use crate::envelope::signed::SignatureScheme;
 use crate::keys::Identity;
-use crate::keys::generate::Ca;
 use crate::signing::sign_message;
 use crate::sip::aor::{Aor, aor_key};
 use crate::sip::compose::Body;
@@ -63,8 +63,9 @@ pub(super) struct Bound {
 pub struct Registrar<'a> {
     /// The realm (the domain it registers, and the Digest realm).
     pub realm: &'a str,
-    /// The CA that issues certificates.
-    pub ca: &'a Ca,
+    /// The CA that issues certificates: its own directory, or a remote
+    /// `sipseal ca`.
+    pub ca: &'a dyn Issuer,
     /// The registrar's own identity: it signs the responses that carry
     /// certificates.
     pub identity: &'a Identity,

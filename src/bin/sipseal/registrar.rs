@@ -12,6 +12,7 @@ use sipseal::keys::generate::{Ca, SigningKey, make_csr, subject_for};
 use sipseal::keys::trust::check_chain;
 use sipseal::keys::{Cert, KeyError};
 use sipseal::registrar::digest::{self, DigestAlgorithm};
+use sipseal::registrar::issuer::Issuer;
 use sipseal::registrar::users::{Users, username_of};
 use sipseal::registrar::{NONCE_LIFETIME, Outcome, Registrar, sealed};
 use sipseal::signing::outer_signature;
@@ -42,9 +43,20 @@ pub struct StepArgs {
     /// The realm: the domain registered, and the Digest realm.
     #[arg(long, value_name = "DOMAIN", required = true)]
     pub realm: Option<String>,
-    /// The issuing CA directory (cert.pem, key.pem; see `keys ca`).
-    #[arg(long, value_name = "DIR", required = true)]
+    /// The issuing CA: a CA directory (cert.pem, key.pem; see `keys ca`),
+    /// or a `sipseal ca` reached over mutual TLS as tls:HOST:PORT (with
+    /// --ca-cert and --trust; the registrar presents --identity). The
+    /// registrar checks the request either way; the CA signs.
+    #[arg(long, value_name = "DIR|tls:HOST:PORT", required = true)]
     pub ca: Option<PathBuf>,
+    /// With --ca tls:…: the remote CA's own certificate, which what it
+    /// issues must chain to (and which the 200s carry as the chain).
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// Names to resolve before DNS (the remote CA's host): a hosts file
+    /// whose addresses may carry a port.
+    #[arg(long, value_name = "FILE")]
+    pub hosts: Option<PathBuf>,
     /// The registrar's identity, which signs responses carrying certificates.
     #[arg(long, value_name = "DIR|P12", required = true)]
     pub identity: Option<PathBuf>,
@@ -99,9 +111,10 @@ pub struct StepArgs {
     /// With --listen: stop after this many requests (tests, scripts).
     #[arg(long, value_name = "N", requires = "listen")]
     pub max_requests: Option<u64>,
-    /// With a tls listener: the trust anchors a client's certificate must
-    /// chain to (clientAuth); a client without one is refused.
-    #[arg(long, value_name = "PEM|DIR", requires = "listen")]
+    /// The trust anchors of TLS: a client's certificate must chain to
+    /// them on a tls listener (clientAuth; a client without one is
+    /// refused), and so must the remote CA's (--ca tls:…).
+    #[arg(long, value_name = "PEM|DIR")]
     pub trust: Vec<PathBuf>,
     /// A pre-shared key a REGISTER body may be sealed under (`register
     /// --seal-for psk:FILE`): a PSK file, or a directory of them (every
@@ -272,7 +285,6 @@ pub fn run(args: RegistrarArgs, ctx: &mut Context) -> Result<Exit, Error> {
             "see `sipseal registrar --help`",
         ));
     };
-    let ca = Ca::load(&ca)?;
     let identity = identity_at(&identity)?;
     if identity.cert.recipient_kind().ok() != Some(sipseal::keys::identity::CertKeyKind::Rsa) {
         // Found now, not at the first 200 it would have to sign.
@@ -297,13 +309,14 @@ pub fn run(args: RegistrarArgs, ctx: &mut Context) -> Result<Exit, Error> {
             )
         })?;
     let store = s.state.registry()?;
+    let ca = issuer(&s, &ca, &identity)?;
     let psks = s.psks()?;
     if !s.listen.is_empty() {
         return serve(s, realm, ca, identity, users, policy, psks, store, ctx);
     }
     let registrar = Registrar {
         realm: &realm,
-        ca: &ca,
+        ca: ca.as_ref(),
         identity: &identity,
         users: &users,
         store: store.as_ref(),
@@ -357,13 +370,81 @@ pub fn run(args: RegistrarArgs, ctx: &mut Context) -> Result<Exit, Error> {
     })
 }
 
+/// The registrar's CA: the directory `--ca` names, or the `sipseal ca`
+/// at `--ca tls:HOST:PORT`.
+fn issuer(
+    s: &StepArgs,
+    ca: &Path,
+    identity: &sipseal::keys::Identity,
+) -> Result<Box<dyn Issuer>, Error> {
+    let Some(at) = ca.to_str().filter(|c| c.starts_with("tls:")) else {
+        if s.ca_cert.is_some() {
+            return Err(Error::usage(
+                "--ca-cert is for a remote CA (--ca tls:HOST:PORT)",
+                "a CA directory has its certificate in cert.pem: leave --ca-cert out",
+            ));
+        }
+        return Ok(Box::new(Ca::load(ca)?));
+    };
+    remote_issuer(s, at, identity)
+}
+
+#[cfg(feature = "live")]
+fn remote_issuer(
+    s: &StepArgs,
+    at: &str,
+    identity: &sipseal::keys::Identity,
+) -> Result<Box<dyn Issuer>, Error> {
+    let Some(ca_cert) = &s.ca_cert else {
+        return Err(Error::usage(
+            format!("--ca {at} needs the remote CA's certificate"),
+            "give --ca-cert FILE (the CA's cert.pem)",
+        ));
+    };
+    if s.trust.is_empty() {
+        return Err(Error::usage(
+            format!("--ca {at}: the CA's TLS certificate is checked against trust anchors"),
+            "give --trust FILE",
+        ));
+    }
+    let mut trust = Vec::new();
+    for t in &s.trust {
+        trust.extend(crate::args::load_anchors(t)?);
+    }
+    let hosts = match &s.hosts {
+        Some(path) => sipseal::net::Hosts::load(path).map_err(|e| {
+            Error::usage(
+                e.to_string(),
+                "lines of ADDRESS[:PORT] NAME..., as /etc/hosts",
+            )
+        })?,
+        None => sipseal::net::Hosts::default(),
+    };
+    let ca = Cert::load(ca_cert)?;
+    sipseal::registrar::ca::remote(at, &hosts, identity, &trust, ca)
+        .map(|r| Box::new(r) as Box<dyn Issuer>)
+        .map_err(|e| Error::usage(e, "--ca tls:HOST:PORT, with --identity and --trust"))
+}
+
+#[cfg(not(feature = "live"))]
+fn remote_issuer(
+    _: &StepArgs,
+    at: &str,
+    _: &sipseal::keys::Identity,
+) -> Result<Box<dyn Issuer>, Error> {
+    Err(Error::usage(
+        format!("--ca {at}: this sipseal was built without live operation"),
+        "build with the default features (`live`), or give a CA directory",
+    ))
+}
+
 /// `registrar --listen`: the same workflow on the wire.
 #[cfg(feature = "live")]
 #[allow(clippy::too_many_arguments)]
 fn serve(
     s: StepArgs,
     realm: String,
-    ca: Ca,
+    ca: Box<dyn Issuer>,
     identity: sipseal::keys::Identity,
     users: Users,
     policy: Option<sipseal::policy::Policy>,
@@ -443,7 +524,7 @@ fn serve(
 fn serve(
     _: StepArgs,
     _: String,
-    _: Ca,
+    _: Box<dyn Issuer>,
     _: sipseal::keys::Identity,
     _: Users,
     _: Option<sipseal::policy::Policy>,
