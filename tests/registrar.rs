@@ -2151,3 +2151,103 @@ fn a_broken_sealed_body_with_good_credentials_is_the_uniform_400() {
         .any(|t| t.contains("BEGIN CERTIFICATE"));
     assert!(!issued);
 }
+
+/// Items 4 and 5 together: a registration sealed under a PSK through a
+/// registrar whose CA is a `sipseal ca` over mutual TLS; the 200 sealed
+/// back for the certificate the remote CA issued, opened by `register
+/// --accept`.
+#[test]
+fn a_sealed_registration_through_a_remote_ca_is_answered_sealed() {
+    use common::live::{Daemon, hosts};
+    let r = Realm::new();
+    // TLS identities valid now (rustls checks the clock), not at T0.
+    for (uri, out) in [
+        ("sip:ca.example.com", "ca-tls"),
+        ("sip:registrar.example.com", "reg-tls"),
+    ] {
+        sipseal()
+            .current_dir(&r.d)
+            .args(["keys", "generate", "--uri", uri, "--ca", "ca", "--out", out])
+            .succeeds();
+    }
+    psk_for(&r, "alice.psk", "alice-reg", AOR);
+    let ca = Daemon::start(
+        &r.d,
+        "ca",
+        &[
+            "ca",
+            "--listen",
+            "tls:127.0.0.1:0",
+            "--ca",
+            s(&r.path("ca")),
+            "--identity",
+            s(&r.path("ca-tls")),
+            "--trust",
+            s(&r.path("ca/cert.pem")),
+            "--allow",
+            "registrar.example.com=example.com",
+            "--now",
+            T0,
+        ],
+    );
+    let hosts = hosts(&r.d, &[("ca.example.com", ca.port("tls"))]);
+    let at = format!("tls:ca.example.com:{}", ca.port("tls"));
+    let req = r.authorized(
+        "remote",
+        T0,
+        "pw",
+        &["--identity", "alice", "--seal-for", "psk:alice.psk"],
+    );
+    // The registrar with the remote CA instead of its CA directory.
+    let out = sipseal()
+        .current_dir(&r.d)
+        .args([
+            "registrar",
+            "--realm",
+            "example.com",
+            "--identity",
+            "reg-tls",
+        ])
+        .args(["--users", "users.yaml", "--state", "state", "--now", T0])
+        .args([
+            "--ca",
+            &at,
+            "--ca-cert",
+            "ca/cert.pem",
+            "--trust",
+            "ca/cert.pem",
+        ])
+        .args(["--hosts", s(&hosts), "--psk", "alice.psk"])
+        .arg(&req)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&out),
+        ca.log_text()
+    );
+    assert!(
+        ca.logged("200 issued for sip:alice@example.com"),
+        "{}",
+        ca.log_text()
+    );
+    let ok = out.stdout;
+    assert!(String::from_utf8_lossy(&ok).contains("smime-type=authEnveloped-data"));
+    std::fs::write(r.path("remote-200.sip"), &ok).unwrap();
+    let out = sipseal()
+        .current_dir(&r.d)
+        .args([
+            "register",
+            "--accept",
+            "remote-200.sip",
+            "--identity",
+            "alice",
+        ])
+        .args(["--trust", "ca/cert.pem", "--seal-for", "psk:alice.psk"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(r.path("alice/cert.pem").is_file());
+}
