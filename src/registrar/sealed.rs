@@ -105,10 +105,11 @@ pub(super) fn is_sealed(req: &Message) -> bool {
 ///
 /// It opens with the registrar's certificate, the PSKs that belong to
 /// `aor`, and the user's HA1 as password. A body none of them opens is
-/// the one uniform 400 (why, for the operator only: no answer and no
-/// difference in work tells a wrong PSK from a wrong password or a wrong
-/// certificate); a KEKRecipientInfo naming only a PSK of another AOR is
-/// the 403 of wrong credentials.
+/// the one uniform 400 (why, for the operator only): the answer is the
+/// same whatever failed, and for a given envelope the work is the same
+/// whether the key is right or wrong (a wrong key unwraps to a decoy and
+/// fails the content check, docs/SPEC.md §3.1); a KEKRecipientInfo naming
+/// only a PSK of another AOR is the 403 of wrong credentials.
 pub(super) fn open_register(
     r: &Registrar<'_>,
     req: &Message,
