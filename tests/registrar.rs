@@ -2058,6 +2058,14 @@ fn wrong_keys_are_refused_uniformly_and_another_users_psk_like_a_wrong_password(
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("names no `uri`"), "{err}");
     assert!(err.contains("hint:"), "{err}");
+    // Nor may two share an id: which would open is not for order to say.
+    let (code, _, err) = r.registrar(
+        "wrongpsk-2.sip",
+        T0,
+        &["--psk", "psks", "--psk", "alice.psk"],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("two PSKs with the id alice-reg"), "{err}");
 }
 
 /// Every file under `dir`.

@@ -85,7 +85,7 @@ pub fn check_psks(psks: &[Psk]) -> Result<(), String> {
                 p.id
             ));
         }
-        if psks[..i].iter().any(|q| q.id_bytes() == p.id_bytes()) {
+        if psks.iter().take(i).any(|q| q.id_bytes() == p.id_bytes()) {
             return Err(format!("two PSKs with the id {}", p.id));
         }
     }
