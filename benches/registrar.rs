@@ -63,6 +63,7 @@ fn bench(c: &mut Criterion) {
         nonce_lifetime: NONCE_LIFETIME,
         policy: None,
         trusted: Default::default(),
+        psks: &[],
     };
     let mut ctx = Context::new(None, None);
     let key = SigningKey::generate(KeyType::P256, &mut ctx).unwrap();

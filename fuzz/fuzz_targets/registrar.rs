@@ -51,6 +51,7 @@ fuzz_target!(|data: &[u8]| {
         nonce_lifetime: NONCE_LIFETIME,
         policy: None,
         trusted: Default::default(),
+        psks: &[],
     };
     let mut ctx = Context::new(Some(b"fuzz"), None);
     let _ = registrar.handle(&msg, Some("192.0.2.1:5060"), &mut ctx);

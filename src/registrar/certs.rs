@@ -7,13 +7,14 @@
 use der::Encode;
 use time::OffsetDateTime;
 
+use super::issuer::{IssueAsk, IssueError, Key};
 use super::stop::{Stop, refuse};
 use super::store::{StoredCert, StoredKey};
 use super::{Registrar, RegistrarError};
 use crate::context::Context;
 use crate::envelope::signed::certs_only;
 use crate::keys::Cert;
-use crate::keys::generate::{read_csr, validity_until};
+use crate::keys::generate::read_csr;
 use crate::signing::SigningError;
 use crate::sip::aor::{Aor, aor_key};
 use crate::sip::compose::Body;
@@ -59,12 +60,10 @@ fn body_asks(req: &Message) -> Result<BodyAsks, Stop> {
 /// issue until a time.
 enum Wanted {
     Given(Box<Cert>),
-    /// A certificate for this key (the subject is the AOR's: L1).
-    Issue(Key, OffsetDateTime),
+    /// A certificate for this key (the subject is the AOR's: L1), from
+    /// the certificate request it came in, if any, valid until then.
+    Issue(Key, Option<Vec<u8>>, OffsetDateTime),
 }
-
-/// The key a certificate is issued for.
-type Key = x509_cert::spki::SubjectPublicKeyInfoOwned;
 
 /// A certificate issued or checked for a request: as stored, and the
 /// certs-only body (it and the CA's) its 200 carries.
@@ -74,29 +73,28 @@ pub(super) struct Granted {
 }
 
 /// The certificate a REGISTER asks for as `aor` (an authenticated AOR):
-/// its body opened when sealed for the registrar, then issued from its
-/// CSR, checked as given, or, on a `refresh` (no body, Contacts), the
-/// newest issued again, bound `until`; `None` when it asks for none or is
-/// `removing` its bindings. Everything is checked before anything is
-/// stored.
+/// `plain` is the request with its body opened when it came sealed
+/// ([`super::sealed::open_register`]); issued from its CSR, checked as
+/// given, or, on a `refresh` (no body, Contacts), the newest issued
+/// again, bound `until`; `None` when it asks for none or is `removing`
+/// its bindings. Everything is checked before anything is stored.
 pub(super) fn for_binding(
     r: &Registrar<'_>,
-    req: &Message,
+    plain: &Message,
     aor: &Aor,
     removing: bool,
     refresh: bool,
     until: OffsetDateTime,
     ctx: &mut Context,
 ) -> Result<Option<Granted>, Stop> {
-    let plain = unseal(r, req, ctx)?;
-    let wanted = match body_asks(&plain)? {
+    let wanted = match body_asks(plain)? {
         _ if removing => return Ok(None),
         BodyAsks::Nothing if !refresh => return Ok(None),
         BodyAsks::Nothing => match newest(r, aor, ctx.now())? {
-            Some(again) => Wanted::Issue(again, until),
+            Some(again) => Wanted::Issue(again, None, until),
             None => return Ok(None),
         },
-        BodyAsks::Csr(bytes) => Wanted::Issue(from_csr(&bytes, aor)?, until),
+        BodyAsks::Csr(bytes) => Wanted::Issue(from_csr(&bytes, aor)?, Some(bytes), until),
         BodyAsks::Cert(bytes) => {
             Wanted::Given(Box::new(check_given_cert(r, &bytes, aor, ctx.now())?))
         }
@@ -123,7 +121,8 @@ pub(super) fn for_publication(
                 .because("a PUBLISH carries a certificate request (application/pkcs10: the key with its proof of possession); a certificate or a bare key only over mutual TLS with the AOR's own client certificate"),
         )));
     };
-    let mut granted = grant(r, Wanted::Issue(from_csr(&bytes, aor)?, until), aor, ctx)?;
+    let key = from_csr(&bytes, aor)?;
+    let mut granted = grant(r, Wanted::Issue(key, Some(bytes), until), aor, ctx)?;
     granted.stored.published = true;
     Ok(granted)
 }
@@ -174,7 +173,10 @@ pub(super) fn for_owner_publication(
         ));
     }
     let (wanted, key) = match mime.as_str() {
-        "application/pkcs10" => (Wanted::Issue(from_csr(bytes, aor)?, until), None),
+        "application/pkcs10" => (
+            Wanted::Issue(from_csr(bytes, aor)?, Some(bytes.to_vec()), until),
+            None,
+        ),
         "application/pkix-cert" => {
             let der = pem_or_der(bytes, "CERTIFICATE");
             let cert = Cert::from_der(&der, "the PUBLISH body")
@@ -188,7 +190,7 @@ pub(super) fn for_owner_publication(
             crate::keys::trust::check_validity(&cert, ctx.now())
                 .map_err(|e| refuse(Status::Forbidden, e.to_string()))?;
             let anchor = Cert {
-                cert: r.ca.cert.clone(),
+                cert: r.ca.ca_cert().clone(),
                 source: "the CA".into(),
             };
             if crate::keys::trust::check_chain(&cert, &[], &[anchor]).is_ok() {
@@ -200,7 +202,7 @@ pub(super) fn for_owner_publication(
                     .subject_public_key_info()
                     .clone();
                 check_key(&spki)?;
-                (Wanted::Issue(spki, until), None)
+                (Wanted::Issue(spki, None, until), None)
             }
         }
         SPKI_TYPE => {
@@ -213,7 +215,7 @@ pub(super) fn for_owner_publication(
             })?;
             check_key(&spki)?;
             let stored = stored_key(&spki, aor, until)?;
-            (Wanted::Issue(spki, until), Some(stored))
+            (Wanted::Issue(spki, None, until), Some(stored))
         }
         other => {
             return Err(unsupported(format!(
@@ -276,13 +278,13 @@ fn stored_key(spki: &Key, aor: &Aor, until: OffsetDateTime) -> Result<StoredKey,
 fn grant(r: &Registrar<'_>, wanted: Wanted, aor: &Aor, ctx: &mut Context) -> Result<Granted, Stop> {
     let (cert, issued) = match wanted {
         Wanted::Given(cert) => (*cert, false),
-        Wanted::Issue(key, until) => (issue(r, key, aor, until, ctx)?, true),
+        Wanted::Issue(key, csr, until) => (issue(r, &key, csr.as_deref(), aor, until, ctx)?, true),
     };
     let stored = stored_cert(&cert, aor, issued)?;
     let chain = [
         cert,
         Cert {
-            cert: r.ca.cert.clone(),
+            cert: r.ca.ca_cert().clone(),
             source: "the CA".into(),
         },
     ];
@@ -348,7 +350,7 @@ fn newest(r: &Registrar<'_>, aor: &Aor, now: OffsetDateTime) -> Result<Option<Ke
 /// The key of a PKCS#10 request, checked: its signature verifies with
 /// its key (proof of possession), it names `aor` (SAN URI, else CN), its
 /// key is RSA of 2048 bits or more or EC P-256.
-fn from_csr(bytes: &[u8], aor: &Aor) -> Result<Key, Stop> {
+pub(super) fn from_csr(bytes: &[u8], aor: &Aor) -> Result<Key, Stop> {
     // H4: a request is a key and a name or two; thousands of attributes
     // only make every answer that carries the certificate larger.
     if bytes.len() > MAX_CSR {
@@ -384,7 +386,7 @@ fn from_csr(bytes: &[u8], aor: &Aor) -> Result<Key, Stop> {
 
 /// A key the CA certifies: RSA of 2048 to [`MAX_RSA_BITS`] bits, or EC
 /// P-256 (a 400 otherwise).
-fn check_key(spki: &Key) -> Result<(), Stop> {
+pub(super) fn check_key(spki: &Key) -> Result<(), Stop> {
     let key_ok = match spki.algorithm.oid {
         const_oid::db::rfc5912::ID_EC_PUBLIC_KEY => {
             use p256::pkcs8::DecodePublicKey;
@@ -419,22 +421,37 @@ pub const MAX_CSR: usize = 8 * 1024;
 pub const MAX_RSA_BITS: u32 = 4096;
 
 /// A certificate for `key` naming `aor` (subject and subjectAltName),
-/// from the registrar's CA, valid until `until`.
+/// from the registrar's CA (its own, or a remote `sipseal ca`), valid
+/// until `until`. A remote CA that cannot be reached is a 503 the client
+/// may retry after a while; one that refuses, a 500 (a configuration
+/// the operator must mend); why, for the operator only.
 fn issue(
     r: &Registrar<'_>,
-    key: Key,
+    key: &Key,
+    csr: Option<&[u8]>,
     aor: &Aor,
     until: OffsetDateTime,
     ctx: &mut Context,
 ) -> Result<Cert, Stop> {
-    let validity =
-        validity_until(ctx.now(), until).map_err(|e| Stop::Failed(RegistrarError::Key(e)))?;
-    r.ca.issue_for_party(ctx, &aor.text, key, validity)
-        .map(|cert| Cert {
+    let ask = IssueAsk {
+        aor,
+        key,
+        csr,
+        until,
+    };
+    match r.ca.issue(&ask, ctx) {
+        Ok(cert) => Ok(Cert {
             cert,
             source: "issued".into(),
-        })
-        .map_err(|e| Stop::Failed(RegistrarError::Key(e)))
+        }),
+        Err(IssueError::Key(e)) => Err(Stop::Failed(RegistrarError::Key(e))),
+        Err(e @ IssueError::Unreachable { .. }) => Err(Stop::Refuse(Box::new(
+            Answer::new(Status::ServiceUnavailable)
+                .with_header("Retry-After", "30")
+                .because(e.to_string()),
+        ))),
+        Err(e @ IssueError::Refused { .. }) => Err(refuse(Status::ServerError, e.to_string())),
+    }
 }
 
 /// Check a certificate registered as it is: it chains to the CA, is
@@ -448,7 +465,7 @@ fn check_given_cert(
     let cert = Cert::from_der(der, "the REGISTER body")
         .map_err(|e| refuse(Status::BadRequest, e.to_string()))?;
     let anchor = Cert {
-        cert: r.ca.cert.clone(),
+        cert: r.ca.ca_cert().clone(),
         source: "the CA".into(),
     };
     crate::keys::trust::check_chain(&cert, &[], &[anchor])

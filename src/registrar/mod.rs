@@ -2,7 +2,10 @@
 //! certificate issued from the CSR it carries (notAfter = the granted
 //! registration expiry) or a certificate registered as it is, bindings and
 //! certificates kept per realm ([`store`]), and the 200 OK carrying the
-//! certificate and chain as certs-only, outer-signed by the registrar.
+//! certificate and chain as certs-only, outer-signed by the registrar;
+//! a REGISTER body may come sealed for the registrar, under a PSK of the
+//! AOR or under the user's password, and its 200 then goes back sealed
+//! for the registrant ([`sealed`]).
 //!
 //! One request in, one response out: `sipseal registrar` runs this on a
 //! file, and a live server runs the same [`Registrar::handle`].
@@ -11,9 +14,12 @@
 //! checked against a made-up HA1 and refused with the same 403 as a wrong
 //! password.
 
+#[cfg(feature = "live")]
+pub mod ca;
 pub mod crl;
 pub mod digest;
 pub mod forward;
+pub mod issuer;
 #[cfg(feature = "live")]
 pub mod serve;
 pub mod store;
@@ -258,6 +264,7 @@ mod certs;
 mod publish;
 mod query;
 mod register;
+pub mod sealed;
 mod stop;
 
 pub use crate::sip::aor::same_aor;

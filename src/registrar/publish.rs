@@ -32,7 +32,7 @@ impl Registrar<'_> {
         };
         let ours = uri_host(aor).is_some_and(|h| h.eq_ignore_ascii_case(self.realm));
         let anchor = Cert {
-            cert: self.ca.cert.clone(),
+            cert: self.ca.ca_cert().clone(),
             source: "the CA".into(),
         };
         ours && peer.uri().is_some_and(|u| same_aor(&u, aor))

@@ -269,7 +269,7 @@ impl Registrar<'_> {
         };
         let mut anchors = self.trusted.anchors.to_vec();
         anchors.push(Cert {
-            cert: self.ca.cert.clone(),
+            cert: self.ca.ca_cert().clone(),
             source: "the CA".into(),
         });
         let opts = crate::verify::VerifyOptions {

@@ -9,6 +9,8 @@ use time::{Duration, OffsetDateTime};
 
 use super::certs::{self, Granted};
 use super::digest::{self, DigestAlgorithm, DigestError, NonceState};
+use super::issuer::Issuer;
+use super::sealed::{self, Sealing};
 use super::stop::{Stop, refuse};
 use super::store::{Binding, RegistrarStore};
 use super::users::Users;
@@ -16,7 +18,6 @@ use super::{DEFAULT_EXPIRES, Handled, Outcome, RegistrarError};
 use crate::context::Context;
 use crate::envelope::signed::SignatureScheme;
 use crate::keys::Identity;
-use crate::keys::generate::Ca;
 use crate::signing::sign_message;
 use crate::sip::aor::{Aor, aor_key};
 use crate::sip::headers::{addr_spec, uri_host};
@@ -34,6 +35,8 @@ pub(super) struct Asked<'m> {
 /// Who a request authenticated as, and the nonce count it used.
 pub(super) struct Authenticated<'m> {
     asked: Asked<'m>,
+    /// The Digest username.
+    username: String,
     nonce: String,
     nc: u32,
     made: i64,
@@ -48,6 +51,8 @@ pub(super) struct Bound {
     granted: u32,
     /// The certificate issued or registered: as stored, and answered.
     cert: Option<Granted>,
+    /// What the request's body came sealed under: the 200 is sealed back.
+    sealed: Option<Sealing>,
     removing: bool,
     /// When it was bound (what the expiries it answers count from).
     now: OffsetDateTime,
@@ -57,8 +62,9 @@ pub(super) struct Bound {
 pub struct Registrar<'a> {
     /// The realm (the domain it registers, and the Digest realm).
     pub realm: &'a str,
-    /// The CA that issues certificates.
-    pub ca: &'a Ca,
+    /// The CA that issues certificates: its own directory, or a remote
+    /// `sipseal ca`.
+    pub ca: &'a dyn Issuer,
     /// The registrar's own identity: it signs the responses that carry
     /// certificates.
     pub identity: &'a Identity,
@@ -85,6 +91,10 @@ pub struct Registrar<'a> {
     /// go (issue 28: PUBLISH over mutual TLS, signed and forwarded
     /// certificate queries).
     pub trusted: super::Trusted<'a>,
+    /// The pre-shared keys registrations may be sealed under, each
+    /// naming the AOR it belongs to as its `uri`
+    /// ([`sealed::check_psks`]).
+    pub psks: &'a [crate::keys::Psk],
 }
 
 /// The methods the registrar serves.
@@ -294,6 +304,7 @@ impl Registrar<'_> {
         }
         Ok(Authenticated {
             asked,
+            username: creds.username,
             nonce: creds.nonce,
             nc: creds.nc,
             made,
@@ -371,10 +382,22 @@ impl Registrar<'_> {
             .into_iter()
             .map(str::to_owned)
             .collect();
-        // The certificate it asks for, checked before anything is stored.
-        let refresh = !contacts.is_empty();
-        let cert = certs::for_binding(self, req, aor, removing, refresh, until, ctx)?;
+        // A replayed sealed REGISTER is challenged before its body costs
+        // a key unwrap or PBKDF2's iterations (the count is used for real
+        // under the lock below).
         let nonce_expires = self.nonce_expires(&a, now);
+        if sealed::is_sealed(req) {
+            let mut record = self.store.load_aor(self.realm, aor)?;
+            record.expire(now);
+            if !record.use_nonce(&a.nonce, a.nc, nonce_expires) {
+                return Err(Stop::Challenge { stale: false });
+            }
+        }
+        // The body opened (when sealed) and the certificate it asks for,
+        // checked before anything is stored.
+        let (plain, sealed) = sealed::open_register(self, req, aor, &a.username, ctx)?;
+        let refresh = !contacts.is_empty();
+        let cert = certs::for_binding(self, &plain, aor, removing, refresh, until, ctx)?;
         let mut replay = false;
         let mut bindings: Vec<Binding> = Vec::new();
         self.store.update_aor(self.realm, aor, &mut |r| {
@@ -432,6 +455,7 @@ impl Registrar<'_> {
             bindings,
             granted,
             cert,
+            sealed,
             removing,
             now,
         })
@@ -479,7 +503,12 @@ impl Registrar<'_> {
         if outbound && supports("outbound") && !bound.removing {
             headers.push(("Require".into(), "outbound".into()));
         }
-        let response = self.ok(req, headers, bound.cert.as_ref(), ctx)?;
+        let response = match (&bound.cert, &bound.sealed) {
+            (Some(granted), Some(sealing)) => {
+                self.ok_sealed(req, headers, granted, sealing, ctx)?
+            }
+            (cert, _) => self.ok(req, headers, cert.as_ref(), ctx)?,
+        };
         let outcome = if bound.removing {
             Outcome::Removed {
                 aor: bound.aor.text,
@@ -503,25 +532,61 @@ impl Registrar<'_> {
         granted: Option<&Granted>,
         ctx: &mut Context,
     ) -> Result<Message, RegistrarError> {
-        let mut answer = Answer::new(Status::Ok);
-        answer.headers = headers;
         let Some(granted) = granted else {
+            let mut answer = Answer::new(Status::Ok);
+            answer.headers = headers;
             return respond(req, &answer, ctx)?.ok_or(RegistrarError::Ack);
         };
+        let response = self.certs_answer(req, headers, granted, ctx)?;
+        self.sign(&response, ctx)
+    }
+
+    /// The 200 with `headers` and the certs-only body of `granted`, not
+    /// signed yet.
+    fn certs_answer(
+        &self,
+        req: &Message,
+        headers: Vec<(String, String)>,
+        granted: &Granted,
+        ctx: &mut Context,
+    ) -> Result<Message, RegistrarError> {
+        let mut answer = Answer::new(Status::Ok);
+        answer.headers = headers;
         let answer = answer
             .with_header(
                 "Content-Disposition",
                 "attachment; filename=smime.p7c; handling=required",
             )
             .with_body(granted.body.clone());
-        let response = respond(req, &answer, ctx)?.ok_or(RegistrarError::Ack)?;
+        respond(req, &answer, ctx)?.ok_or(RegistrarError::Ack)
+    }
+
+    /// `response` outer-signed by the registrar.
+    fn sign(&self, response: &Message, ctx: &mut Context) -> Result<Message, RegistrarError> {
         Ok(sign_message(
-            &response,
+            response,
             self.identity,
             SignatureScheme::Pkcs1v15,
             &[],
             ctx,
         )?)
+    }
+
+    /// The 200 of a REGISTER that came sealed (docs/SPEC.md §6, issue
+    /// 28): its certs-only body sealed for the registrant
+    /// ([`sealed::seal_answer`]: the certificate's key, and the PSK or
+    /// password the request used), then outer-signed.
+    fn ok_sealed(
+        &self,
+        req: &Message,
+        headers: Vec<(String, String)>,
+        granted: &Granted,
+        sealing: &Sealing,
+        ctx: &mut Context,
+    ) -> Result<Message, Stop> {
+        let response = self.certs_answer(req, headers, granted, ctx)?;
+        let sealed = sealed::seal_answer(&response, granted, sealing, ctx)?;
+        Ok(self.sign(&sealed, ctx)?)
     }
 
     /// PUBLISH with a CSR (the simplified CA): authenticated as a

@@ -12,7 +12,6 @@ use super::users::Users;
 use super::{Outcome, Registrar};
 use crate::context::Context;
 use crate::keys::Identity;
-use crate::keys::generate::Ca;
 use crate::net::live::{Dest, Handled, Outgoing, Peer, Record, SendError, Service};
 use crate::policy::Policy;
 use crate::sip::routing::OwnNames;
@@ -23,8 +22,9 @@ use crate::sip::{Answer, Message, Status, respond};
 pub struct LiveRegistrar {
     /// The realm.
     pub realm: String,
-    /// The CA that issues certificates.
-    pub ca: Ca,
+    /// The CA that issues certificates: its own directory, or a remote
+    /// `sipseal ca`.
+    pub ca: Box<dyn super::issuer::Issuer>,
     /// The registrar's own identity.
     pub identity: Identity,
     /// The credentials.
@@ -39,6 +39,8 @@ pub struct LiveRegistrar {
     pub nonce_lifetime: i64,
     /// The connectivity policy for certificate queries.
     pub policy: Option<Policy>,
+    /// The PSKs registrations may be sealed under (each naming its AOR).
+    pub psks: Vec<crate::keys::Psk>,
     /// Gives each request a context of its own.
     pub ctx: Mutex<Context>,
     /// Its own addresses (set once the listeners are bound) and names.
@@ -71,7 +73,7 @@ impl LiveRegistrar {
         let own = self.own.read().unwrap_or_else(|e| e.into_inner());
         Registrar {
             realm: &self.realm,
-            ca: &self.ca,
+            ca: self.ca.as_ref(),
             identity: &self.identity,
             users: &self.users,
             store: self.store.as_ref(),
@@ -90,6 +92,7 @@ impl LiveRegistrar {
                     .as_ref()
                     .map(|f| f as &dyn super::Forward),
             },
+            psks: &self.psks,
         }
         .handle(msg, Some(&source), ctx)
     }

@@ -69,6 +69,7 @@ pub fn run(
         nonce_lifetime: NONCE_LIFETIME,
         policy: None,
         trusted: Default::default(),
+        psks: &[],
     };
     out.push_str(
         "\nRegistration (docs/SPEC.md §6): alice makes an EC key and registers it with a CSR; the\n\
