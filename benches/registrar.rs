@@ -62,6 +62,8 @@ fn bench(c: &mut Criterion) {
         own: &Default::default(),
         nonce_lifetime: NONCE_LIFETIME,
         policy: None,
+        trusted: Default::default(),
+        psks: &[],
     };
     let mut ctx = Context::new(None, None);
     let key = SigningKey::generate(KeyType::P256, &mut ctx).unwrap();

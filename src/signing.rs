@@ -233,6 +233,17 @@ pub fn sip_date(now: OffsetDateTime) -> String {
     }
 }
 
+/// A Date header value read back ([`sip_date`]'s form: RFC 1123 with
+/// `GMT`, or a numeric zone); `None` when it is not one.
+pub fn parse_sip_date(value: &str) -> Option<OffsetDateTime> {
+    let v = value.trim();
+    let v = match v.strip_suffix("GMT").or_else(|| v.strip_suffix("UT")) {
+        Some(head) => format!("{head}+0000"),
+        None => v.to_owned(),
+    };
+    OffsetDateTime::parse(&v, &Rfc2822).ok()
+}
+
 /// Sign `msg` with `identity` (docs/SPEC.md §3.3): the outer signature over a
 /// sipfrag of the protected headers and the body. A Date header is added
 /// when absent. `original` are the designations of the UA-signed original
@@ -242,6 +253,21 @@ pub fn sign_message(
     identity: &Identity,
     scheme: SignatureScheme,
     original: &[String],
+    ctx: &mut Context,
+) -> Result<Message, SigningError> {
+    sign_message_covering(msg, identity, scheme, original, &[], ctx)
+}
+
+/// [`sign_message`], the sipfrag also holding each line of the headers
+/// named in `also` that the message has (a registrar's answer to a
+/// certificate query protects its `Contact` and `Expires` so, issue 28);
+/// a verifier reads them with [`OuterSignature::sipfrag_list`].
+pub fn sign_message_covering(
+    msg: &Message,
+    identity: &Identity,
+    scheme: SignatureScheme,
+    original: &[String],
+    also: &[&str],
     ctx: &mut Context,
 ) -> Result<Message, SigningError> {
     if msg.body().is_empty() {
@@ -266,6 +292,11 @@ pub fn sign_message(
     }
     for v in original {
         frag.extend_from_slice(format!("{ORIGINAL_DESIGNATION}: {v}\r\n").as_bytes());
+    }
+    for name in also {
+        for v in msg.header_values(name) {
+            frag.extend_from_slice(format!("{name}: {}\r\n", v.trim()).as_bytes());
+        }
     }
     // The body part: the body headers (Content-Type first) and the body.
     let payload = Entity::of_message(&msg)
@@ -418,6 +449,15 @@ Proxy-Inspect-Body: <sip:proxy-a.a.example.com>;cid=\"x@a\";access=read\r\n\
 Content-Type: text/plain\r\n\
 Content-ID: <x@a>\r\n\
 Content-Length: 5\r\n\r\nhello";
+
+    #[test]
+    fn a_sip_date_reads_back() {
+        let t = datetime!(2026-03-02 10:00:07 UTC);
+        assert_eq!(parse_sip_date(&sip_date(t)), Some(t));
+        assert_eq!(parse_sip_date("Mon, 02 Mar 2026 11:00:07 +0100"), Some(t));
+        assert_eq!(parse_sip_date("yesterday"), None);
+        assert_eq!(parse_sip_date(""), None);
+    }
 
     #[test]
     fn sign_then_take_apart() {

@@ -1621,3 +1621,70 @@ fn min_route_level_2_refuses_a_request_that_crossed_a_level_0_link() {
         ]
     );
 }
+
+/// Issue 28 item 4 over a live transport: registrations sealed under a
+/// PSK and under the password, sent over TCP to `registrar --listen`
+/// (Digest first), each answered with a 200 sealed back and signed, that
+/// `register --accept` opens and installs.
+#[test]
+fn the_live_registrar_answers_a_sealed_registration_sealed() {
+    use common::realm::{Realm, Wire};
+    let tmp = tempfile::tempdir().unwrap();
+    let realm = Realm::new(tmp.path(), "example.com", &["alice"], false);
+    let d = &realm.dir;
+    let run = |args: &[&str]| sipseal().current_dir(d).args(args).succeeds();
+    run(&[
+        "keys",
+        "psk",
+        "--id",
+        "alice-reg",
+        "--uri",
+        "sip:alice@example.com",
+        "--output",
+        "alice.psk",
+    ]);
+    let registrar = realm.registrar(
+        s(&d.join("registry")),
+        &["tcp:127.0.0.1:0"],
+        &["--psk", s(&d.join("alice.psk"))],
+    );
+    for (name, seal_for) in [("psk", "psk:alice.psk"), ("password", "password:alice.pw")] {
+        let identity = format!("alice-{name}");
+        run(&[
+            "keys",
+            "generate",
+            "--type",
+            "p256",
+            "--uri",
+            "sip:alice@example.com",
+            "--csr",
+            "--out",
+            &identity,
+        ]);
+        let extra = ["--identity", identity.as_str(), "--seal-for", seal_for];
+        let mut wire = Wire::tcp(registrar.port("tcp"));
+        let contact = format!("sip:alice@{}", wire.local());
+        wire.send(&wire.own_via(&realm.register_request("alice", &contact, &extra)));
+        let challenge = wire.final_response().unwrap();
+        assert_eq!(challenge.status(), Some(401), "{name}");
+        wire.send(&wire.own_via(&realm.authorized("alice", &contact, &challenge, &extra)));
+        let ok = wire.final_response().unwrap();
+        assert_eq!(ok.status(), Some(200), "{name}: {}", registrar.log_text());
+        let bytes = ok.to_bytes();
+        let shown = String::from_utf8_lossy(&bytes);
+        assert!(
+            shown.contains("smime-type=authEnveloped-data"),
+            "{name}: {shown}"
+        );
+        assert!(!shown.contains("smime-type=certs-only"), "{name}: {shown}");
+        let file = write(d, &format!("{name}-200.sip"), &bytes);
+        let out = sipseal()
+            .current_dir(d)
+            .args(["register", "--accept", s(&file), "--identity", &identity])
+            .args(["--trust", "ca/cert.pem", "--seal-for", seal_for])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", text(&out));
+        assert!(d.join(&identity).join("cert.pem").is_file(), "{name}");
+    }
+}

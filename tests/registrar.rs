@@ -1219,6 +1219,60 @@ fn registrar_messages_golden() {
     );
     save("q404.sip", &unknown);
     let not_found = registrar("0c", "q404.sip");
+    // Issue 28 item 4: the REGISTER sealed under alice's PSK, and the
+    // 200 sealed back (for her new key and under the PSK), then signed.
+    run(
+        "0d",
+        &[
+            "keys",
+            "psk",
+            "--id",
+            "alice-reg",
+            "--uri",
+            AOR,
+            "--output",
+            "alice.psk",
+        ],
+    );
+    let sealed_args = [
+        "register",
+        "--uri",
+        AOR,
+        "--contact",
+        CONTACT,
+        "--identity",
+        "alice",
+        "--seal-for",
+        "psk:alice.psk",
+    ];
+    save("s1.sip", &run("0e", &sealed_args));
+    save("s401.sip", &registrar("0f", "s1.sip"));
+    let mut authorized_args = sealed_args.to_vec();
+    authorized_args.extend(["--challenge", "s401.sip", "--password-file", "pw"]);
+    let sealed = run("10", &authorized_args);
+    save("s2.sip", &sealed);
+    let sealed_ok = run(
+        "11",
+        &[
+            "registrar",
+            "--realm",
+            "example.com",
+            "--ca",
+            "ca",
+            "--identity",
+            "reg",
+            "--users",
+            "users.yaml",
+            "--state",
+            "state",
+            "--psk",
+            "alice.psk",
+            "s2.sip",
+        ],
+    );
+    common::golden("registrar-register-sealed-psk.sip", &sealed);
+    common::golden("registrar-200-sealed-psk.sip", &sealed_ok);
+    assert!(sealed_ok.starts_with(b"SIP/2.0 200 OK"));
     common::golden("registrar-register.sip", &register);
     common::golden("registrar-401.sip", &challenge);
     common::golden("registrar-register-authorized.sip", &authorized);
@@ -1639,4 +1693,569 @@ fn pem_or_der(bytes: &[u8]) -> Vec<u8> {
         Ok((_, der)) => der,
         Err(_) => bytes.to_vec(),
     }
+}
+
+/// A PSK file for `aor` named `id` in the realm's directory, written by
+/// `keys psk`; returns its key as hex.
+fn psk_for(r: &Realm, file: &str, id: &str, aor: &str) -> String {
+    sipseal()
+        .current_dir(&r.d)
+        .args(["keys", "psk", "--id", id, "--uri", aor, "--output", file])
+        .succeeds();
+    let text = std::fs::read_to_string(r.path(file)).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("key: "))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// The body of a SIP message as it travels.
+fn body_of(msg: &[u8]) -> Vec<u8> {
+    let at = msg.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    msg[at + 4..].to_vec()
+}
+
+/// `openssl cms -decrypt` of the DER envelope `der` with `args`.
+fn openssl_open(r: &Realm, der: &[u8], args: &[&str]) -> std::process::Output {
+    let path = r.path("envelope.der");
+    std::fs::write(&path, der).unwrap();
+    common::openssl()
+        .current_dir(&r.d)
+        .args(["cms", "-decrypt", "-binary", "-inform", "DER", "-in"])
+        .arg(&path)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The envelope a registrar's signed 200 OK carries (the signed payload).
+fn sealed_payload(ok: &[u8]) -> sipseal::mime::Part {
+    let msg = sipseal::sip::Message::parse(ok).unwrap();
+    sipseal::signing::outer_signature(&msg)
+        .unwrap()
+        .expect("the 200 is signed")
+        .payload
+}
+
+/// The HA1 an independent computation gives (openssl's SHA-512/256 of
+/// `alice:example.com:alice-pw`): the password a sealed registration
+/// of alice is sealed under.
+fn openssl_ha1() -> String {
+    let mut child = common::openssl()
+        .args(["dgst", "-sha512-256", "-r"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"alice:example.com:alice-pw")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let ha1 = String::from_utf8(out.stdout).unwrap();
+    let ha1 = ha1.split_whitespace().next().unwrap().to_owned();
+    assert_eq!(ha1.len(), 64);
+    ha1
+}
+
+/// Issue 28 item 4: a registration sealed under a PSK (KEKRecipientInfo)
+/// and one under the password (PasswordRecipientInfo over the HA1), each
+/// opened by OpenSSL too; the 200 sealed back for the new certificate's
+/// key and under the same PSK or password, signed, opened by `register
+/// --accept`, which installs the certificate.
+#[test]
+fn a_registration_sealed_with_a_psk_or_a_password_is_answered_sealed_and_accepted() {
+    let r = Realm::new();
+    let key = psk_for(&r, "alice.psk", "alice-reg", AOR);
+    let ha1 = openssl_ha1();
+    let kekid = "616c6963652d726567"; // "alice-reg"
+    for (name, seal_for, openssl_args, recipient) in [
+        (
+            "psk",
+            "psk:alice.psk",
+            vec!["-secretkey", key.as_str(), "-secretkeyid", kekid],
+            "kekri v4 kekid alice-reg",
+        ),
+        (
+            "password",
+            "password:pw",
+            vec!["-pwri_password", ha1.as_str()],
+            "pwri v0 PBKDF2",
+        ),
+    ] {
+        let extra = ["--identity", "alice", "--seal-for", seal_for];
+        let req = r.authorized(name, T0, "pw", &extra);
+        let sent = std::fs::read(&req).unwrap();
+        let head = String::from_utf8_lossy(&sent[..sent.len() - body_of(&sent).len()]).into_owned();
+        assert!(
+            head.contains("Content-Type: application/pkcs7-mime; smime-type=authEnveloped-data"),
+            "{name}: {head}"
+        );
+        // OpenSSL opens the REGISTER's body with the PSK, or the HA1.
+        let out = openssl_open(&r, &body_of(&sent), &openssl_args);
+        assert!(out.status.success(), "{name}: {}", text(&out));
+        assert!(
+            out.stdout
+                .starts_with(b"Content-Type: application/pkcs10\r\n\r\n"),
+            "{name}"
+        );
+        let (code, ok, err) = r.registrar(s(&req), T0, &["--psk", "alice.psk"]);
+        assert_eq!(
+            (code, status(&ok).as_str()),
+            (0, "SIP/2.0 200 OK"),
+            "{name}: {err}"
+        );
+        // Replayed (and the PSK gone): challenged afresh, before the
+        // body is opened at all.
+        assert!(err.contains("issued"), "{err}");
+        let (code, again, replayed) = r.registrar(s(&req), T0, &[]);
+        assert_eq!(
+            (code, status(&again).as_str()),
+            (5, "SIP/2.0 401 Unauthorized"),
+            "{name}: {replayed}"
+        );
+        assert!(!replayed.contains("does not open"), "{replayed}");
+        std::fs::write(r.path(&format!("{name}-200.sip")), &ok).unwrap();
+        // Sealed, then signed: no certificate in clear.
+        let shown = String::from_utf8_lossy(&ok).into_owned();
+        assert!(!shown.contains("smime-type=certs-only"), "{name}: {shown}");
+        let payload = sealed_payload(&ok);
+        assert_eq!(
+            payload.header("Content-Type"),
+            Some("application/pkcs7-mime; smime-type=authEnveloped-data; name=smime.p7m")
+        );
+        let inspected = text(
+            &sipseal()
+                .current_dir(&r.d)
+                .args(["inspect", &format!("{name}-200.sip")])
+                .succeeds(),
+        );
+        assert!(inspected.contains("kari v3 rid ski:"), "{inspected}");
+        assert!(inspected.contains(recipient), "{name}: {inspected}");
+        // The same PSK or password opens the 200 in OpenSSL, to the
+        // certs-only entity; and so does the new certificate's key.
+        for args in [openssl_args.clone(), vec!["-inkey", "alice/key.pem"]] {
+            let out = openssl_open(&r, &payload.body, &args);
+            assert!(out.status.success(), "{name} {args:?}: {}", text(&out));
+            let entity = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(
+                entity.contains("\r\nContent-Type: application/pkcs7-mime; smime-type=certs-only"),
+                "{name}: {entity}"
+            );
+        }
+        let _ = std::fs::remove_file(r.path("alice/cert.pem"));
+        let out = sipseal()
+            .current_dir(&r.d)
+            .args(["register", "--accept", &format!("{name}-200.sip")])
+            .args(["--identity", "alice", "--trust", "ca/cert.pem"])
+            .args(["--seal-for", seal_for])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", text(&out));
+        let installed = sipseal::keys::Cert::load(&r.path("alice/cert.pem")).unwrap();
+        assert_eq!(installed.uri().as_deref(), Some(AOR));
+    }
+    // The PSK alone opens the 200 (an identity whose key is not the
+    // certificate's): what the registrant holds either way.
+    sipseal()
+        .current_dir(&r.d)
+        .args([
+            "keys", "generate", "--type", "p256", "--uri", AOR, "--csr", "--out", "other",
+        ])
+        .succeeds();
+    let out = sipseal()
+        .current_dir(&r.d)
+        .args(["register", "--accept", "psk-200.sip", "--identity", "other"])
+        .args(["--trust", "ca/cert.pem", "--seal-for", "psk:alice.psk"])
+        .output()
+        .unwrap();
+    // Opened, then refused: the certificate is not for that key.
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("no certificate in the 200 OK is for this identity's key"),
+        "{}",
+        text(&out)
+    );
+    let out = sipseal()
+        .current_dir(&r.d)
+        .args(["register", "--accept", "psk-200.sip", "--identity", "other"])
+        .args(["--trust", "ca/cert.pem"])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0), "neither key opens it");
+    assert!(
+        !text(&out).contains("no certificate in the 200 OK"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// A REGISTER sealed for the registrar's certificate gets its 200
+/// sealed for the certificate it issues (and nothing else); an unsealed
+/// REGISTER keeps the signed, unsealed 200; `--accept` told the REGISTER
+/// was sealed refuses an unsealed 200.
+#[test]
+fn the_200_is_sealed_exactly_when_the_register_was() {
+    let r = Realm::new();
+    let req = r.authorized(
+        "cert",
+        T0,
+        "pw",
+        &["--identity", "alice", "--seal-for", "reg/cert.pem"],
+    );
+    let (code, ok, err) = r.registrar(s(&req), T0, &[]);
+    assert_eq!(code, 0, "{err}");
+    std::fs::write(r.path("cert-200.sip"), &ok).unwrap();
+    let inspected = text(
+        &sipseal()
+            .current_dir(&r.d)
+            .args(["inspect", "cert-200.sip"])
+            .succeeds(),
+    );
+    assert_eq!(inspected.matches("recipient #").count(), 1, "{inspected}");
+    assert!(inspected.contains("kari v3 rid ski:"), "{inspected}");
+    let accept = |file: &str, extra: &[&str]| {
+        let _ = std::fs::remove_file(r.path("alice/cert.pem"));
+        sipseal()
+            .current_dir(&r.d)
+            .args(["register", "--accept", file, "--identity", "alice"])
+            .args(["--trust", "ca/cert.pem"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = accept("cert-200.sip", &["--seal-for", "reg/cert.pem"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // Unsealed REGISTER: the 200 carries the certificate in clear, signed.
+    let req = r.authorized("plain", T0, "pw", &["--identity", "alice"]);
+    let (code, ok, _) = r.registrar(s(&req), T0, &[]);
+    assert_eq!(code, 0);
+    assert!(String::from_utf8_lossy(&ok).contains("smime-type=certs-only"));
+    std::fs::write(r.path("plain-200.sip"), &ok).unwrap();
+    assert_eq!(accept("plain-200.sip", &[]).status.code(), Some(0));
+    psk_for(&r, "alice.psk", "alice-reg", AOR);
+    let out = accept("plain-200.sip", &["--seal-for", "psk:alice.psk"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("the 200 OK is not sealed, though the REGISTER was"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// Item 4's refusals: a wrong PSK, a wrong password and a certificate
+/// not the registrar's all get the one uniform 400 (the reason for the
+/// operator only); a PSK that belongs to another AOR gets the 403 of a
+/// wrong Digest password; nothing is issued for any of them. A
+/// registrar PSK that names no AOR is refused at start.
+#[test]
+fn wrong_keys_are_refused_uniformly_and_another_users_psk_like_a_wrong_password() {
+    let r = Realm::new();
+    psk_for(&r, "alice.psk", "alice-reg", AOR);
+    psk_for(&r, "bob.psk", "bob-reg", "sip:bob@example.com");
+    // Alice's id, another key: what a guessed or stale PSK looks like.
+    let forged = std::fs::read_to_string(r.path("alice.psk")).unwrap();
+    let other_key = psk_for(&r, "scratch.psk", "scratch", AOR);
+    let forged: String = forged
+        .lines()
+        .map(|l| {
+            if l.starts_with("key: ") {
+                format!("key: {other_key}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(r.path("forged.psk"), forged).unwrap();
+    // A directory of PSK files: only its *.yaml files are read.
+    std::fs::create_dir_all(r.path("psks")).unwrap();
+    std::fs::write(r.path("psks/README"), "not a PSK file\n").unwrap();
+    for f in ["alice.psk", "bob.psk"] {
+        std::fs::copy(r.path(f), r.path(&format!("psks/{f}.yaml"))).unwrap();
+    }
+    let bob = common::repo().join("keys/bob/cert.pem");
+    let mut answers = Vec::new();
+    for (name, seal_for, why) in [
+        (
+            "wrongpsk",
+            "psk:forged.psk".to_owned(),
+            "does not open for the registrar",
+        ),
+        (
+            "wrongpw",
+            "password:wrong".to_owned(),
+            "does not open for the registrar",
+        ),
+        (
+            "notmine",
+            s(&bob).to_owned(),
+            "does not open for the registrar",
+        ),
+    ] {
+        let req = r.authorized(
+            name,
+            T0,
+            "pw",
+            &["--identity", "alice", "--seal-for", &seal_for],
+        );
+        let (code, resp, err) = r.registrar(s(&req), T0, &["--psk", "psks"]);
+        assert_eq!(
+            (code, status(&resp).as_str()),
+            (5, "SIP/2.0 400 Bad Request"),
+            "{name}: {err}"
+        );
+        assert!(err.contains(why), "{name}: {err}");
+        answers.push(resp);
+    }
+    // One answer: the same header names and no body, whatever failed.
+    let names = |resp: &[u8]| -> Vec<String> {
+        String::from_utf8_lossy(resp)
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(':').map(|(n, _)| n.to_owned()))
+            .collect()
+    };
+    assert!(
+        answers.iter().all(|a| names(a) == names(&answers[0])),
+        "{answers:?}"
+    );
+    assert!(answers.iter().all(|a| body_of(a).is_empty()));
+    // Bob's PSK, alice authenticated: 403, as her wrong password is.
+    let req = r.authorized(
+        "bobs",
+        T0,
+        "pw",
+        &["--identity", "alice", "--seal-for", "psk:bob.psk"],
+    );
+    let (code, theirs, err) = r.registrar(s(&req), T0, &["--psk", "psks"]);
+    assert_eq!(
+        (code, status(&theirs).as_str()),
+        (5, "SIP/2.0 403 Forbidden"),
+        "{err}"
+    );
+    assert!(
+        err.contains("bob-reg, which is not sip:alice@example.com's"),
+        "{err}"
+    );
+    let req = r.authorized("badpw", T0, "wrong", &["--identity", "alice"]);
+    let (_, wrong_password, _) = r.registrar(s(&req), T0, &["--psk", "psks"]);
+    assert_eq!(status(&theirs), status(&wrong_password));
+    assert_eq!(names(&theirs), names(&wrong_password));
+    // Nothing was issued for any of them.
+    let registry = r.path("state");
+    let issued = walk(&registry)
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .any(|t| t.contains("BEGIN CERTIFICATE"));
+    assert!(!issued, "a refused registration stored a certificate");
+    // A registrar PSK must name the AOR it belongs to.
+    std::fs::write(r.path("anon.psk"), format!("id: anon\nkey: {other_key}\n")).unwrap();
+    let (code, _, err) = r.registrar("wrongpsk-2.sip", T0, &["--psk", "anon.psk"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("names no `uri`"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+    // Nor may two share an id: which would open is not for order to say.
+    let (code, _, err) = r.registrar(
+        "wrongpsk-2.sip",
+        T0,
+        &["--psk", "psks", "--psk", "alice.psk"],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("two PSKs with the id alice-reg"), "{err}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// A sealed body that is no envelope (cut short, or garbage), with
+/// Digest right over it (auth-int computed by Python's hashlib): the
+/// uniform 400, no panic, nothing issued.
+#[test]
+fn a_broken_sealed_body_with_good_credentials_is_the_uniform_400() {
+    let r = Realm::new();
+    psk_for(&r, "alice.psk", "alice-reg", AOR);
+    let extra = ["--identity", "alice", "--seal-for", "psk:alice.psk"];
+    r.register("b1.sip", &extra);
+    let (_, challenge, _) = r.registrar("b1.sip", T0, &[]);
+    let t = String::from_utf8_lossy(&challenge).into_owned();
+    let nonce = t
+        .split("nonce=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let request = std::fs::read(r.path("b1.sip")).unwrap();
+    let sealed = body_of(&request);
+    let head = String::from_utf8_lossy(&request[..request.len() - sealed.len()]).into_owned();
+    for (n, body) in [
+        sealed[..sealed.len() / 2].to_vec(),
+        b"\x30\x82\xff\xff not a ContentInfo".to_vec(),
+        vec![0u8; 3],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let body_file = r.path("body.bin");
+        std::fs::write(&body_file, &body).unwrap();
+        let nc = format!("{:08x}", n + 1);
+        let script = format!(
+            "import hashlib\n\
+             h=lambda b: hashlib.sha256(b).hexdigest()\n\
+             ha1=h(b'alice:example.com:alice-pw')\n\
+             ha2=h(('REGISTER:sip:example.com:'+h(open('{}','rb').read())).encode())\n\
+             print(h((ha1+':{nonce}:{nc}:0123abcd:auth-int:'+ha2).encode()))\n",
+            body_file.display()
+        );
+        let out = std::process::Command::new("python3")
+            .args(["-c", &script])
+            .succeeds();
+        let response = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let auth = format!(
+            "Authorization: Digest username=\"alice\", realm=\"example.com\", nonce=\"{nonce}\", uri=\"sip:example.com\", response=\"{response}\", algorithm=SHA-256, cnonce=\"0123abcd\", qop=auth-int, nc={nc}\r\n"
+        );
+        let head = head
+            .replacen("Contact:", &format!("{auth}Contact:"), 1)
+            .replace(
+                &format!("Content-Length: {}\r\n", sealed.len()),
+                &format!("Content-Length: {}\r\n", body.len()),
+            );
+        let mut msg = head.into_bytes();
+        msg.extend_from_slice(&body);
+        let name = format!("broken{n}.sip");
+        std::fs::write(r.path(&name), msg).unwrap();
+        let (code, resp, err) = r.registrar(&name, T0, &["--psk", "alice.psk"]);
+        assert_eq!(
+            (code, status(&resp).as_str()),
+            (5, "SIP/2.0 400 Bad Request"),
+            "{n}: {err}"
+        );
+        assert!(
+            err.contains("does not open for the registrar"),
+            "{n}: {err}"
+        );
+    }
+    let issued = walk(&r.path("state"))
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .any(|t| t.contains("BEGIN CERTIFICATE"));
+    assert!(!issued);
+}
+
+/// Items 4 and 5 together: a registration sealed under a PSK through a
+/// registrar whose CA is a `sipseal ca` over mutual TLS; the 200 sealed
+/// back for the certificate the remote CA issued, opened by `register
+/// --accept`.
+#[test]
+fn a_sealed_registration_through_a_remote_ca_is_answered_sealed() {
+    use common::live::{Daemon, hosts};
+    let r = Realm::new();
+    // TLS identities valid now (rustls checks the clock), not at T0.
+    for (uri, out) in [
+        ("sip:ca.example.com", "ca-tls"),
+        ("sip:registrar.example.com", "reg-tls"),
+    ] {
+        sipseal()
+            .current_dir(&r.d)
+            .args(["keys", "generate", "--uri", uri, "--ca", "ca", "--out", out])
+            .succeeds();
+    }
+    psk_for(&r, "alice.psk", "alice-reg", AOR);
+    let ca = Daemon::start(
+        &r.d,
+        "ca",
+        &[
+            "ca",
+            "--listen",
+            "tls:127.0.0.1:0",
+            "--ca",
+            s(&r.path("ca")),
+            "--identity",
+            s(&r.path("ca-tls")),
+            "--trust",
+            s(&r.path("ca/cert.pem")),
+            "--allow",
+            "registrar.example.com=example.com",
+            "--now",
+            T0,
+        ],
+    );
+    let hosts = hosts(&r.d, &[("ca.example.com", ca.port("tls"))]);
+    let at = format!("tls:ca.example.com:{}", ca.port("tls"));
+    let req = r.authorized(
+        "remote",
+        T0,
+        "pw",
+        &["--identity", "alice", "--seal-for", "psk:alice.psk"],
+    );
+    // The registrar with the remote CA instead of its CA directory.
+    let out = sipseal()
+        .current_dir(&r.d)
+        .args([
+            "registrar",
+            "--realm",
+            "example.com",
+            "--identity",
+            "reg-tls",
+        ])
+        .args(["--users", "users.yaml", "--state", "state", "--now", T0])
+        .args([
+            "--ca",
+            &at,
+            "--ca-cert",
+            "ca/cert.pem",
+            "--trust",
+            "ca/cert.pem",
+        ])
+        .args(["--hosts", s(&hosts), "--psk", "alice.psk"])
+        .arg(&req)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&out),
+        ca.log_text()
+    );
+    assert!(
+        ca.logged("200 issued for sip:alice@example.com"),
+        "{}",
+        ca.log_text()
+    );
+    let ok = out.stdout;
+    assert!(String::from_utf8_lossy(&ok).contains("smime-type=authEnveloped-data"));
+    std::fs::write(r.path("remote-200.sip"), &ok).unwrap();
+    let out = sipseal()
+        .current_dir(&r.d)
+        .args([
+            "register",
+            "--accept",
+            "remote-200.sip",
+            "--identity",
+            "alice",
+        ])
+        .args(["--trust", "ca/cert.pem", "--seal-for", "psk:alice.psk"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(r.path("alice/cert.pem").is_file());
 }

@@ -50,6 +50,8 @@ fuzz_target!(|data: &[u8]| {
         own: &Default::default(),
         nonce_lifetime: NONCE_LIFETIME,
         policy: None,
+        trusted: Default::default(),
+        psks: &[],
     };
     let mut ctx = Context::new(Some(b"fuzz"), None);
     let _ = registrar.handle(&msg, Some("192.0.2.1:5060"), &mut ctx);

@@ -272,6 +272,11 @@ pub fn rid_names(rid: &KeyAgreeRecipientIdentifier, cert: &Cert) -> bool {
     }
 }
 
+/// Whether `rid` is the SubjectKeyIdentifier `ski`.
+pub fn rid_has_ski(rid: &KeyAgreeRecipientIdentifier, ski: &[u8]) -> bool {
+    matches!(rid, KeyAgreeRecipientIdentifier::RKeyId(r) if r.subject_key_identifier.0.as_bytes() == ski)
+}
+
 /// A rid as `inspect` shows it.
 pub fn describe_rid(rid: &KeyAgreeRecipientIdentifier) -> String {
     match rid {
@@ -359,12 +364,18 @@ pub fn unwrap_for(
     cert: &Cert,
     z: &[u8],
 ) -> Result<Option<Zeroizing<Vec<u8>>>, EnvelopeError> {
+    unwrap_where(k, &|rid| rid_names(rid, cert), z)
+}
+
+/// [`unwrap_for`] for the RecipientEncryptedKey whose rid `names` picks
+/// (a key known by its SubjectKeyIdentifier alone: [`rid_has_ski`]).
+pub fn unwrap_where(
+    k: &KeyAgreeRecipientInfo,
+    names: &dyn Fn(&KeyAgreeRecipientIdentifier) -> bool,
+    z: &[u8],
+) -> Result<Option<Zeroizing<Vec<u8>>>, EnvelopeError> {
     let scheme = KeyAgreeScheme::decode(&k.key_enc_alg)?;
-    let Some(rek) = k
-        .recipient_enc_keys
-        .iter()
-        .find(|r| rid_names(&r.rid, cert))
-    else {
+    let Some(rek) = k.recipient_enc_keys.iter().find(|r| names(&r.rid)) else {
         return Ok(None);
     };
     let ukm = k.ukm.as_ref().map(|u| u.as_bytes());

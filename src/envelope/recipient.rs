@@ -614,6 +614,17 @@ pub enum RecipientKey<'a> {
         /// Its private key (used only once a RecipientInfo names the certificate).
         key: &'a dyn PrivateKeyOps,
     },
+    /// A private key whose certificate is not at hand yet, known by its
+    /// SubjectKeyIdentifier alone (RFC 5280 §4.2.1.2 method 1, as
+    /// sipseal's CA writes it: [`ski_of`]): a registrant opening the 200
+    /// OK that brings its new certificate (docs/SPEC.md §6). Only RSA key
+    /// transport and P-256 key agreement naming that identifier.
+    Own {
+        /// The SubjectKeyIdentifier of the key's certificate.
+        ski: &'a [u8],
+        /// The private key.
+        key: &'a dyn PrivateKeyOps,
+    },
     /// A pre-shared key-encryption key.
     Psk(&'a Psk),
     /// A password: it has no identifier, so it goes with any
@@ -635,6 +646,7 @@ impl RecipientKey<'_> {
     pub fn matches(&self, ri: &RecipientInfo) -> bool {
         match self {
             RecipientKey::Cert { cert, .. } => addressed_to_cert(ri, cert),
+            RecipientKey::Own { ski, .. } => addressed_to_ski(ri, ski),
             RecipientKey::Psk(psk) => addressed_to_kek(ri, &psk.id_bytes()),
             RecipientKey::Password(_) => matches!(ri, RecipientInfo::Pwri(_)),
             RecipientKey::Session { reference, .. } => addressed_to_kek(ri, reference),
@@ -645,6 +657,7 @@ impl RecipientKey<'_> {
     pub fn describe(&self) -> String {
         match self {
             RecipientKey::Cert { cert, .. } => cert.name(),
+            RecipientKey::Own { ski, .. } => format!("the key of ski:{}", hex::encode(ski)),
             RecipientKey::Psk(psk) => format!("PSK {}", psk.id),
             RecipientKey::Password(p) => p.describe(),
             RecipientKey::Session {
@@ -673,11 +686,17 @@ impl RecipientKey<'_> {
     /// is involved (`None` for key wrap with a PSK or session key).
     pub fn backend(&self, ri: &RecipientInfo) -> Option<Backend> {
         match (self, ri) {
-            (RecipientKey::Cert { key, .. }, RecipientInfo::Ktri(k)) => {
+            (
+                RecipientKey::Cert { key, .. } | RecipientKey::Own { key, .. },
+                RecipientInfo::Ktri(k),
+            ) => {
                 let scheme = KeyTransportScheme::decode(&k.key_enc_alg).ok()?;
                 Some(key.backend(&scheme))
             }
-            (RecipientKey::Cert { key, .. }, RecipientInfo::Kari(_)) => Some(key.agree_backend()),
+            (
+                RecipientKey::Cert { key, .. } | RecipientKey::Own { key, .. },
+                RecipientInfo::Kari(_),
+            ) => Some(key.agree_backend()),
             (RecipientKey::Cert { key, .. }, RecipientInfo::Ori(_)) => Some(key.kem_backend()),
             _ => None,
         }
@@ -697,10 +716,26 @@ impl RecipientKey<'_> {
         let mut decoy = Zeroizing::new(vec![0u8; cek_len]);
         rng.fill_bytes(&mut decoy);
         let recovered = match (self, ri) {
-            (RecipientKey::Cert { key, .. }, RecipientInfo::Ktri(k)) => {
+            (
+                RecipientKey::Cert { key, .. } | RecipientKey::Own { key, .. },
+                RecipientInfo::Ktri(k),
+            ) => {
                 let scheme = KeyTransportScheme::decode(&k.key_enc_alg)?;
                 key.decrypt_key(&scheme, k.enc_key.as_bytes())
                     .map_err(|e| EnvelopeError::Key(e.to_string()))?
+            }
+            (RecipientKey::Own { key, ski }, RecipientInfo::Kari(k)) => {
+                super::kari::KeyAgreeScheme::decode(&k.key_enc_alg)?;
+                let point = super::kari::originator_point(k)?;
+                match key
+                    .agree(point)
+                    .map_err(|e| EnvelopeError::Key(e.to_string()))?
+                {
+                    Some((z, _)) => {
+                        super::kari::unwrap_where(k, &|rid| super::kari::rid_has_ski(rid, ski), &z)?
+                    }
+                    None => None,
+                }
             }
             (RecipientKey::Cert { key, cert }, RecipientInfo::Kari(k)) => {
                 // Parameters first (public), then the one private-key
@@ -772,6 +807,34 @@ pub fn addressed_to_cert(ri: &RecipientInfo, cert: &Cert) -> bool {
         RecipientInfo::Ori(_) => super::kemri::addressed_to(ri, cert),
         _ => false,
     }
+}
+
+/// Whether `ri` is a KTRI or a KARI with a RecipientEncryptedKey naming
+/// the SubjectKeyIdentifier `ski`.
+pub fn addressed_to_ski(ri: &RecipientInfo, ski: &[u8]) -> bool {
+    match ri {
+        RecipientInfo::Ktri(k) => {
+            matches!(&k.rid, RecipientIdentifier::SubjectKeyIdentifier(s) if s.0.as_bytes() == ski)
+        }
+        RecipientInfo::Kari(k) => k
+            .recipient_enc_keys
+            .iter()
+            .any(|r| super::kari::rid_has_ski(&r.rid, ski)),
+        _ => false,
+    }
+}
+
+/// The SubjectKeyIdentifier sipseal's CA writes for a public key (RFC
+/// 5280 §4.2.1.2 method 1: the SHA-1 of the subjectPublicKey bits).
+pub fn ski_of(spki: &x509_cert::spki::SubjectPublicKeyInfoOwned) -> Result<Vec<u8>, EnvelopeError> {
+    let der = spki
+        .to_der()
+        .map_err(|e| EnvelopeError::Encode(e.to_string()))?;
+    let spki_ref = x509_cert::spki::SubjectPublicKeyInfoRef::from_der(&der)
+        .map_err(|e| EnvelopeError::Encode(e.to_string()))?;
+    let ski = SubjectKeyIdentifier::try_from(spki_ref)
+        .map_err(|e| EnvelopeError::Encode(e.to_string()))?;
+    Ok(ski.0.as_bytes().to_vec())
 }
 
 /// Whether `ri` is a KEKRI with key identifier `id`.

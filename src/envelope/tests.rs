@@ -405,3 +405,45 @@ fn auth_attrs_are_authenticated_as_rfc_5083_says() {
         Err(EnvelopeError::Decrypt)
     ));
 }
+
+/// A key whose certificate is not at hand (a registrant opening the 200
+/// that brings its new certificate) opens what was sealed for that
+/// certificate, RSA or P-256, named by the SubjectKeyIdentifier computed
+/// from its public key alone; another key's identifier finds nothing,
+/// and the right identifier with the wrong key fails like a wrong key.
+#[test]
+fn a_key_known_by_its_ski_opens_what_was_sealed_for_its_certificate() {
+    let mut rng = ChaCha20Rng::seed_from_u64(11);
+    for (mine, other) in [("bob", "carol"), ("bob-ec", "carol-ec")] {
+        let (id, other) = (identity(mine), identity(other));
+        let der = sealed_for(&id, &mut rng);
+        let env = Envelope::parse(&der).unwrap();
+        let spki = id.cert.cert.tbs_certificate().subject_public_key_info();
+        let ski = recipient::ski_of(spki).unwrap();
+        assert_eq!(
+            Some(ski.clone()),
+            id.cert.ski(),
+            "{mine}: RFC 5280 method 1"
+        );
+        let key = id.private_key().unwrap();
+        let opened = env
+            .open(&[RecipientKey::Own { ski: &ski, key }], &mut rng)
+            .unwrap();
+        assert_eq!(&opened.content[..], ENTITY, "{mine}");
+        let theirs =
+            recipient::ski_of(other.cert.cert.tbs_certificate().subject_public_key_info()).unwrap();
+        let wrong_id = env.open(&[RecipientKey::Own { ski: &theirs, key }], &mut rng);
+        assert!(
+            matches!(wrong_id, Err(EnvelopeError::NotRecipient)),
+            "{mine}"
+        );
+        let wrong_key = env.open(
+            &[RecipientKey::Own {
+                ski: &ski,
+                key: other.private_key().unwrap(),
+            }],
+            &mut rng,
+        );
+        assert!(wrong_key.is_err(), "{mine}");
+    }
+}

@@ -2,7 +2,10 @@
 //! certificate issued from the CSR it carries (notAfter = the granted
 //! registration expiry) or a certificate registered as it is, bindings and
 //! certificates kept per realm ([`store`]), and the 200 OK carrying the
-//! certificate and chain as certs-only, outer-signed by the registrar.
+//! certificate and chain as certs-only, outer-signed by the registrar;
+//! a REGISTER body may come sealed for the registrar, under a PSK of the
+//! AOR or under the user's password, and its 200 then goes back sealed
+//! for the registrant ([`sealed`]).
 //!
 //! One request in, one response out: `sipseal registrar` runs this on a
 //! file, and a live server runs the same [`Registrar::handle`].
@@ -11,8 +14,12 @@
 //! checked against a made-up HA1 and refused with the same 403 as a wrong
 //! password.
 
+#[cfg(feature = "live")]
+pub mod ca;
 pub mod crl;
 pub mod digest;
+pub mod forward;
+pub mod issuer;
 #[cfg(feature = "live")]
 pub mod serve;
 pub mod store;
@@ -101,6 +108,23 @@ pub enum Outcome {
         aor: String,
         /// The certificate's serial number (hex).
         serial: String,
+    },
+    /// 200: a trusted requester's key query answered with this key.
+    FoundKey {
+        /// The address of record.
+        aor: String,
+        /// SHA-256 of the key's DER SubjectPublicKeyInfo, hex.
+        sha256: String,
+    },
+    /// A certificate query for another domain, forwarded to its
+    /// registrar, whose answer (this status) went back.
+    Forwarded {
+        /// The address of record asked about.
+        aor: String,
+        /// The domain whose registrar answered.
+        domain: String,
+        /// Its answer's status code.
+        status: u16,
     },
     /// 200: the bindings were removed (and the certificates withdrawn).
     Removed {
@@ -237,8 +261,16 @@ pub fn lookup<'a>(
 }
 
 mod certs;
+mod publish;
+mod query;
 mod register;
+pub mod sealed;
 mod stop;
 
 pub use crate::sip::aor::same_aor;
+pub use certs::SPKI_TYPE;
+pub use publish::MAX_KEYS;
+pub use query::{
+    ANSWER_COVERS, Forward, ForwardError, SIGNED_QUERY_HEADERS, SIGNED_QUERY_TYPE, Trusted,
+};
 pub use register::Registrar;

@@ -9,17 +9,17 @@ use time::{Duration, OffsetDateTime};
 
 use super::certs::{self, Granted};
 use super::digest::{self, DigestAlgorithm, DigestError, NonceState};
+use super::issuer::Issuer;
+use super::sealed::{self, Sealing};
 use super::stop::{Stop, refuse};
 use super::store::{Binding, RegistrarStore};
 use super::users::Users;
-use super::{CERT_QUERY, DEFAULT_EXPIRES, Handled, Outcome, RegistrarError};
+use super::{DEFAULT_EXPIRES, Handled, Outcome, RegistrarError};
 use crate::context::Context;
 use crate::envelope::signed::SignatureScheme;
 use crate::keys::Identity;
-use crate::keys::generate::Ca;
 use crate::signing::sign_message;
 use crate::sip::aor::{Aor, aor_key};
-use crate::sip::compose::Body;
 use crate::sip::headers::{addr_spec, uri_host};
 use crate::sip::syntax::NameAddr;
 use crate::sip::uri::HopUri;
@@ -35,6 +35,8 @@ pub(super) struct Asked<'m> {
 /// Who a request authenticated as, and the nonce count it used.
 pub(super) struct Authenticated<'m> {
     asked: Asked<'m>,
+    /// The Digest username.
+    username: String,
     nonce: String,
     nc: u32,
     made: i64,
@@ -49,6 +51,8 @@ pub(super) struct Bound {
     granted: u32,
     /// The certificate issued or registered: as stored, and answered.
     cert: Option<Granted>,
+    /// What the request's body came sealed under: the 200 is sealed back.
+    sealed: Option<Sealing>,
     removing: bool,
     /// When it was bound (what the expiries it answers count from).
     now: OffsetDateTime,
@@ -58,8 +62,9 @@ pub(super) struct Bound {
 pub struct Registrar<'a> {
     /// The realm (the domain it registers, and the Digest realm).
     pub realm: &'a str,
-    /// The CA that issues certificates.
-    pub ca: &'a Ca,
+    /// The CA that issues certificates: its own directory, or a remote
+    /// `sipseal ca`.
+    pub ca: &'a dyn Issuer,
     /// The registrar's own identity: it signs the responses that carry
     /// certificates.
     pub identity: &'a Identity,
@@ -82,10 +87,36 @@ pub struct Registrar<'a> {
     /// allow-list does not let reach the AOR asked about gets the same 404
     /// as an unknown one.
     pub policy: Option<&'a crate::policy::Policy>,
+    /// What it trusts beyond Digest, and where queries for other domains
+    /// go (issue 28: PUBLISH over mutual TLS, signed and forwarded
+    /// certificate queries).
+    pub trusted: super::Trusted<'a>,
+    /// The pre-shared keys registrations may be sealed under, each
+    /// naming the AOR it belongs to as its `uri`
+    /// ([`sealed::check_psks`]).
+    pub psks: &'a [crate::keys::Psk],
 }
 
 /// The methods the registrar serves.
 const ALLOW: &str = "REGISTER, OPTIONS, PUBLISH";
+
+/// The Expires a PUBLISH asks for (default [`DEFAULT_EXPIRES`]), at
+/// most `max`: a positive number, else a 400.
+pub(super) fn publication_expires(req: &Message, max: u32) -> Result<u32, Stop> {
+    Ok(
+        match req.header("Expires").map(|v| v.trim().parse::<u32>()) {
+            None => DEFAULT_EXPIRES,
+            Some(Ok(n)) if n > 0 => n,
+            Some(_) => {
+                return Err(refuse(
+                    Status::BadRequest,
+                    "Expires is not a positive number",
+                ));
+            }
+        }
+        .min(max),
+    )
+}
 
 /// RFC 5626 §4.1: a Contact's instance ID and reg-id.
 fn outbound_params(c: &NameAddr) -> (Option<String>, Option<u32>) {
@@ -172,7 +203,7 @@ impl Registrar<'_> {
     /// Whether the Request-URI is for this registrar: its realm, or one
     /// of its own addresses or names (RFC 3261 §10.3 step 1; what SIPp
     /// and many phones send when given the registrar's address).
-    fn serves(&self, req: &Message) -> bool {
+    pub(super) fn serves(&self, req: &Message) -> bool {
         let Some(uri) = req.request_uri() else {
             return false;
         };
@@ -273,6 +304,7 @@ impl Registrar<'_> {
         }
         Ok(Authenticated {
             asked,
+            username: creds.username,
             nonce: creds.nonce,
             nc: creds.nc,
             made,
@@ -350,10 +382,22 @@ impl Registrar<'_> {
             .into_iter()
             .map(str::to_owned)
             .collect();
-        // The certificate it asks for, checked before anything is stored.
-        let refresh = !contacts.is_empty();
-        let cert = certs::for_binding(self, req, aor, removing, refresh, until, ctx)?;
+        // A replayed sealed REGISTER is challenged before its body costs
+        // a key unwrap or PBKDF2's iterations (the count is used for real
+        // under the lock below).
         let nonce_expires = self.nonce_expires(&a, now);
+        if sealed::is_sealed(req) {
+            let mut record = self.store.load_aor(self.realm, aor)?;
+            record.expire(now);
+            if !record.use_nonce(&a.nonce, a.nc, nonce_expires) {
+                return Err(Stop::Challenge { stale: false });
+            }
+        }
+        // The body opened (when sealed) and the certificate it asks for,
+        // checked before anything is stored.
+        let (plain, sealed) = sealed::open_register(self, req, aor, &a.username, ctx)?;
+        let refresh = !contacts.is_empty();
+        let cert = certs::for_binding(self, &plain, aor, removing, refresh, until, ctx)?;
         let mut replay = false;
         let mut bindings: Vec<Binding> = Vec::new();
         self.store.update_aor(self.realm, aor, &mut |r| {
@@ -411,6 +455,7 @@ impl Registrar<'_> {
             bindings,
             granted,
             cert,
+            sealed,
             removing,
             now,
         })
@@ -458,7 +503,12 @@ impl Registrar<'_> {
         if outbound && supports("outbound") && !bound.removing {
             headers.push(("Require".into(), "outbound".into()));
         }
-        let response = self.ok(req, headers, bound.cert.as_ref(), ctx)?;
+        let response = match (&bound.cert, &bound.sealed) {
+            (Some(granted), Some(sealing)) => {
+                self.ok_sealed(req, headers, granted, sealing, ctx)?
+            }
+            (cert, _) => self.ok(req, headers, cert.as_ref(), ctx)?,
+        };
         let outcome = if bound.removing {
             Outcome::Removed {
                 aor: bound.aor.text,
@@ -475,27 +525,46 @@ impl Registrar<'_> {
 
     /// The 200 with `headers`; with a certificate granted, its certs-only
     /// body, the response outer-signed by the registrar.
-    fn ok(
+    pub(super) fn ok(
         &self,
         req: &Message,
         headers: Vec<(String, String)>,
         granted: Option<&Granted>,
         ctx: &mut Context,
     ) -> Result<Message, RegistrarError> {
-        let mut answer = Answer::new(Status::Ok);
-        answer.headers = headers;
         let Some(granted) = granted else {
+            let mut answer = Answer::new(Status::Ok);
+            answer.headers = headers;
             return respond(req, &answer, ctx)?.ok_or(RegistrarError::Ack);
         };
+        let response = self.certs_answer(req, headers, granted, ctx)?;
+        self.sign(&response, ctx)
+    }
+
+    /// The 200 with `headers` and the certs-only body of `granted`, not
+    /// signed yet.
+    fn certs_answer(
+        &self,
+        req: &Message,
+        headers: Vec<(String, String)>,
+        granted: &Granted,
+        ctx: &mut Context,
+    ) -> Result<Message, RegistrarError> {
+        let mut answer = Answer::new(Status::Ok);
+        answer.headers = headers;
         let answer = answer
             .with_header(
                 "Content-Disposition",
                 "attachment; filename=smime.p7c; handling=required",
             )
             .with_body(granted.body.clone());
-        let response = respond(req, &answer, ctx)?.ok_or(RegistrarError::Ack)?;
+        respond(req, &answer, ctx)?.ok_or(RegistrarError::Ack)
+    }
+
+    /// `response` outer-signed by the registrar.
+    fn sign(&self, response: &Message, ctx: &mut Context) -> Result<Message, RegistrarError> {
         Ok(sign_message(
-            &response,
+            response,
             self.identity,
             SignatureScheme::Pkcs1v15,
             &[],
@@ -503,25 +572,38 @@ impl Registrar<'_> {
         )?)
     }
 
+    /// The 200 of a REGISTER that came sealed (docs/SPEC.md §6, issue
+    /// 28): its certs-only body sealed for the registrant
+    /// ([`sealed::seal_answer`]: the certificate's key, and the PSK or
+    /// password the request used), then outer-signed.
+    fn ok_sealed(
+        &self,
+        req: &Message,
+        headers: Vec<(String, String)>,
+        granted: &Granted,
+        sealing: &Sealing,
+        ctx: &mut Context,
+    ) -> Result<Message, Stop> {
+        let response = self.certs_answer(req, headers, granted, ctx)?;
+        let sealed = sealed::seal_answer(&response, granted, sealing, ctx)?;
+        Ok(self.sign(&sealed, ctx)?)
+    }
+
     /// PUBLISH with a CSR (the simplified CA): authenticated as a
     /// REGISTER is, the same checks, a certificate valid for the
-    /// publication's Expires (no binding), answered in the 200 OK.
+    /// publication's Expires (no binding), answered in the 200 OK. Over
+    /// mutual TLS from the AOR's owner, no Digest, and a certificate or a
+    /// bare key is taken too ([`Registrar::publish_as_owner`]).
     fn publish(&self, req: &Message, ctx: &mut Context) -> Result<Handled, Stop> {
         let asked = self.asked(req)?;
+        if self.peer_is(&asked.aor.text) {
+            let expires = publication_expires(req, self.max_expires)?;
+            return self.publish_as_owner(req, asked.aor, expires, ctx);
+        }
         let a = self.authenticate(asked, ctx)?;
         let aor = a.asked.aor.clone();
         let now = ctx.now();
-        let expires = match req.header("Expires").map(|v| v.trim().parse::<u32>()) {
-            None => DEFAULT_EXPIRES,
-            Some(Ok(n)) if n > 0 => n,
-            Some(_) => {
-                return Err(refuse(
-                    Status::BadRequest,
-                    "Expires is not a positive number",
-                ));
-            }
-        }
-        .min(self.max_expires);
+        let expires = publication_expires(req, self.max_expires)?;
         let until = now + Duration::seconds(i64::from(expires));
         let granted = certs::for_publication(self, req, &aor, until, ctx)?;
         let nonce_expires = self.nonce_expires(&a, now);
@@ -557,90 +639,22 @@ impl Registrar<'_> {
     /// else a keep-alive ping, answered 200 with what the registrar
     /// serves.
     fn options(&self, req: &Message, ctx: &mut Context) -> Result<Handled, Stop> {
-        let asks_cert = req.header(CERT_QUERY).is_some()
-            || req.header_list("Accept").iter().any(|a| {
-                a.split(';')
-                    .next()
-                    .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/pkix-cert"))
-            });
-        if asks_cert {
+        if super::query::asks(req) {
             return self.query(req, ctx);
         }
         let answer = Answer::new(Status::Ok)
             .with_header("Allow", ALLOW)
             .with_header(
                 "Accept",
-                "application/pkcs10, application/pkix-cert, application/pkcs7-mime",
+                format!(
+                    "application/pkcs10, application/pkix-cert, application/pkcs7-mime, {}",
+                    super::SPKI_TYPE
+                ),
             )
             .with_header("Supported", "path, outbound");
         Ok(Handled {
             response: respond(req, &answer, ctx)?.ok_or(RegistrarError::Ack)?,
             outcome: Outcome::Alive,
-        })
-    }
-
-    /// A certificate query (OPTIONS for an AOR): 200 with the AOR's
-    /// current certificate (valid now, not withdrawn, its binding
-    /// registered), signed; or, with a [`CERT_QUERY`] header, 200 when the
-    /// certificate of that SHA-256 fingerprint is still such a one. Every
-    /// other case is the same 404: nothing tells an unknown AOR from a
-    /// withdrawn or expired one.
-    fn query(&self, req: &Message, ctx: &mut Context) -> Result<Handled, Stop> {
-        let now = ctx.now();
-        let aor = Aor::new(req.header("To").map(addr_spec).unwrap_or_default());
-        let registry = self.store.load_aor(self.realm, &aor)?;
-        let wanted = req
-            .header(CERT_QUERY)
-            .map(|v| v.trim().to_ascii_lowercase());
-        let from = req.aor("From").unwrap_or_default();
-        let allowed = self.policy.is_none_or(|p| p.allows(from, &aor.text));
-        let served = allowed
-            && self.serves(req)
-            && uri_host(&aor.text).is_some_and(|h| h.eq_ignore_ascii_case(self.realm));
-        let found = match wanted {
-            _ if !served => None,
-            None => registry.current_certs(&aor.text, now).last(),
-            Some(q) => {
-                let hex = q
-                    .strip_prefix("sha-256")
-                    .map(|h| h.trim().replace(':', ""))
-                    .unwrap_or_default();
-                registry
-                    .current_certs(&aor.text, now)
-                    .find(|s| s.sha256 == hex)
-            }
-        };
-        let Some(stored) = found else {
-            return Err(refuse(
-                Status::NotFound,
-                format!("no current certificate for {aor}"),
-            ));
-        };
-        let (_, der) = der::pem::decode_vec(stored.pem.as_bytes())
-            .map_err(|e| crate::keys::KeyError::Generate(e.to_string()))?;
-        let answer = Answer::new(Status::Ok)
-            .with_header(
-                "Content-Disposition",
-                "attachment; filename=cert.der; handling=required",
-            )
-            .with_body(Body {
-                content_type: "application/pkix-cert".into(),
-                bytes: der,
-            });
-        let response = respond(req, &answer, ctx)?.ok_or(RegistrarError::Ack)?;
-        let response = sign_message(
-            &response,
-            self.identity,
-            SignatureScheme::Pkcs1v15,
-            &[],
-            ctx,
-        )?;
-        Ok(Handled {
-            response,
-            outcome: Outcome::Found {
-                aor: aor.text.clone(),
-                serial: stored.serial.clone(),
-            },
         })
     }
 }

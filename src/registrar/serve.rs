@@ -12,7 +12,6 @@ use super::users::Users;
 use super::{Outcome, Registrar};
 use crate::context::Context;
 use crate::keys::Identity;
-use crate::keys::generate::Ca;
 use crate::net::live::{Dest, Handled, Outgoing, Peer, Record, SendError, Service};
 use crate::policy::Policy;
 use crate::sip::routing::OwnNames;
@@ -23,8 +22,9 @@ use crate::sip::{Answer, Message, Status, respond};
 pub struct LiveRegistrar {
     /// The realm.
     pub realm: String,
-    /// The CA that issues certificates.
-    pub ca: Ca,
+    /// The CA that issues certificates: its own directory, or a remote
+    /// `sipseal ca`.
+    pub ca: Box<dyn super::issuer::Issuer>,
     /// The registrar's own identity.
     pub identity: Identity,
     /// The credentials.
@@ -39,25 +39,41 @@ pub struct LiveRegistrar {
     pub nonce_lifetime: i64,
     /// The connectivity policy for certificate queries.
     pub policy: Option<Policy>,
+    /// The PSKs registrations may be sealed under (each naming its AOR).
+    pub psks: Vec<crate::keys::Psk>,
     /// Gives each request a context of its own.
     pub ctx: Mutex<Context>,
     /// Its own addresses (set once the listeners are bound) and names.
     pub own: RwLock<OwnNames>,
     /// Recent transactions: a retransmission gets the same answer.
     pub transactions: Transactions,
+    /// Signed and forwarded certificate queries (issue 28).
+    pub queries: LiveQueries,
+}
+
+/// How a live registrar takes certificate queries (issue 28).
+#[derive(Debug, Default)]
+pub struct LiveQueries {
+    /// Trust anchors a signed query's signer chains to, besides the CA.
+    pub anchors: Vec<crate::keys::Cert>,
+    /// Refuse unsigned queries (495).
+    pub require_signed: bool,
+    /// Where queries for other domains go; `None`: 404.
+    pub forward: Option<super::forward::WireForward>,
 }
 
 impl LiveRegistrar {
     fn handle_now(
         &self,
         msg: &Message,
-        source: &str,
+        peer: &Peer,
         ctx: &mut Context,
     ) -> Result<super::Handled, super::RegistrarError> {
+        let source = format!("{}:{}", peer.addr.ip(), peer.addr.port());
         let own = self.own.read().unwrap_or_else(|e| e.into_inner());
         Registrar {
             realm: &self.realm,
-            ca: &self.ca,
+            ca: self.ca.as_ref(),
             identity: &self.identity,
             users: &self.users,
             store: self.store.as_ref(),
@@ -66,8 +82,19 @@ impl LiveRegistrar {
             own: &own,
             nonce_lifetime: self.nonce_lifetime,
             policy: self.policy.as_ref(),
+            trusted: super::Trusted {
+                peer: peer.cert.as_deref(),
+                anchors: &self.queries.anchors,
+                require_signed_queries: self.queries.require_signed,
+                forward: self
+                    .queries
+                    .forward
+                    .as_ref()
+                    .map(|f| f as &dyn super::Forward),
+            },
+            psks: &self.psks,
         }
-        .handle(msg, Some(source), ctx)
+        .handle(msg, Some(&source), ctx)
     }
 }
 
@@ -86,6 +113,12 @@ pub fn describe(outcome: &Outcome) -> String {
                 .unwrap_or_default()
         ),
         Outcome::Found { aor, serial } => format!("200 certificate {serial} of {aor}"),
+        Outcome::FoundKey { aor, sha256 } => format!("200 key {sha256} of {aor}"),
+        Outcome::Forwarded {
+            aor,
+            domain,
+            status,
+        } => format!("{status} forwarded: the registrar of {domain} answered for {aor}"),
         Outcome::Removed { aor } => format!("200 removed {aor}"),
         Outcome::Challenged { stale } => format!("401{}", if *stale { " stale" } else { "" }),
         Outcome::Refused { code, why } => format!("{} {why}", code.code()),
@@ -151,10 +184,9 @@ impl Service for LiveRegistrar {
             return Handled { out, record };
         }
         let mut ctx = self.ctx.lock().unwrap_or_else(|e| e.into_inner()).fork();
-        let source = format!("{}:{}", peer.addr.ip(), peer.addr.port());
         // Files written and fsync'd, RSA signatures: the runtime's other
         // work goes on meanwhile.
-        let handled = crate::blocking::offload(|| self.handle_now(&msg, &source, &mut ctx));
+        let handled = crate::blocking::offload(|| self.handle_now(&msg, peer, &mut ctx));
         match handled {
             Ok(handled) => {
                 record.decision = describe(&handled.outcome);

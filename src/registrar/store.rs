@@ -71,6 +71,25 @@ pub struct StoredCert {
     pub pem: String,
 }
 
+/// A bare public key published by its owner over mutual TLS (issue 28):
+/// given to trusted requesters (`certquery --key`) until the publication
+/// ends. A record written before keys were kept reads with none; a record
+/// with keys read by an older sipseal loses only them (the field is
+/// skipped when empty and ignored where unknown), so the layout stays
+/// version 1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredKey {
+    /// The address of record it belongs to.
+    pub aor: String,
+    /// SHA-256 of its DER SubjectPublicKeyInfo, hex.
+    pub sha256: String,
+    /// When the publication ends (then it is forgotten).
+    #[serde(with = "time_text")]
+    pub expires: OffsetDateTime,
+    /// The SubjectPublicKeyInfo, PEM (`PUBLIC KEY`).
+    pub pem: String,
+}
+
 /// The nonce counts a client used with one nonce.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeenNonce {
@@ -94,6 +113,9 @@ pub struct Registry {
     /// Certificates.
     #[serde(default)]
     pub certificates: Vec<StoredCert>,
+    /// Bare public keys published (issue 28).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<StoredKey>,
     /// Nonce counts seen.
     #[serde(default)]
     pub nonces: Vec<SeenNonce>,
@@ -120,12 +142,14 @@ impl Registry {
         // A nonce that expired is stale anyway.
         self.forgotten = self.forgotten.filter(|f| *f > now);
         self.certificates.retain(|c| c.not_after > now);
+        self.keys.retain(|k| k.expires > now);
     }
 
     /// Take in another record's entries (a realm's records merged).
     pub fn absorb(&mut self, other: Registry) {
         self.bindings.extend(other.bindings);
         self.certificates.extend(other.certificates);
+        self.keys.extend(other.keys);
         self.nonces.extend(other.nonces);
         self.forgotten = self.forgotten.max(other.forgotten);
     }
@@ -191,6 +215,32 @@ impl Registry {
                 && c.withdrawn.is_none()
                 && c.not_after > now
         })
+    }
+}
+
+impl Registry {
+    /// The newest bare key `aor` published, current at `now`.
+    pub fn current_key(&self, aor: &str, now: OffsetDateTime) -> Option<&StoredKey> {
+        self.keys
+            .iter()
+            .rev()
+            .find(|k| crate::sip::aor::same_aor(&k.aor, aor) && k.expires > now)
+    }
+
+    /// When `aor`'s registration ends: its last live binding's expiry.
+    pub fn registered_until(&self, aor: &str, now: OffsetDateTime) -> Option<OffsetDateTime> {
+        self.live_bindings(aor, now).map(|b| b.expires).max()
+    }
+
+    /// `aor`'s bindings live at `now`.
+    pub fn live_bindings<'a>(
+        &'a self,
+        aor: &'a str,
+        now: OffsetDateTime,
+    ) -> impl Iterator<Item = &'a Binding> + 'a {
+        self.bindings
+            .iter()
+            .filter(move |b| crate::sip::aor::same_aor(&b.aor, aor) && b.expires > now)
     }
 }
 
@@ -321,6 +371,7 @@ fn keep_for(r: &Registry, now: OffsetDateTime) -> u64 {
         .map(|b| b.expires)
         .chain(r.nonces.iter().map(|n| n.expires))
         .chain(r.certificates.iter().map(|c| c.not_after))
+        .chain(r.keys.iter().map(|k| k.expires))
         .max()
         .unwrap_or(now);
     (last - now).whole_seconds().max(60) as u64
@@ -617,5 +668,27 @@ mod tests {
         assert!(r.use_nonce("fresh", 1, at(3_000)));
         let text = crate::yaml::to_string(&r).unwrap();
         assert!(text.len() < 4_000, "{} bytes", text.len());
+    }
+
+    /// Issue 28: a version-1 record written before keys were kept reads
+    /// with none; a key is kept until its publication ends, then
+    /// forgotten, and an empty list is not written.
+    #[test]
+    fn bare_keys_read_from_old_records_and_expire_with_their_publication() {
+        let old = "version: 1\nbindings: []\ncertificates: []\nnonces: []\n";
+        let mut r: Registry = crate::yaml::from_str(old).unwrap();
+        assert!(r.keys.is_empty());
+        r.keys.push(StoredKey {
+            aor: "sip:a@example.com".into(),
+            sha256: "00".into(),
+            expires: at(100),
+            pem: "-----BEGIN PUBLIC KEY-----".into(),
+        });
+        assert!(r.current_key("sip:a@EXAMPLE.com", at(99)).is_some());
+        assert!(r.current_key("sip:a@example.com", at(100)).is_none());
+        r.expire(at(100));
+        assert!(r.keys.is_empty());
+        let text = crate::yaml::to_string(&r).unwrap();
+        assert!(!text.contains("keys"), "{text}");
     }
 }

@@ -254,6 +254,7 @@ Content-Length: 0\r\n\r\n";
             Status::ServerError,
             Status::NotImplemented,
             Status::ServiceUnavailable,
+            Status::ServerTimeout,
             Status::VersionNotSupported,
         ];
         let mut codes: Vec<u16> = all.iter().map(|s| s.code()).collect();

@@ -44,6 +44,9 @@ pub enum Status {
     NotImplemented,
     /// 503 Service Unavailable: the next hop cannot be reached.
     ServiceUnavailable,
+    /// 504 Server Time-out: a server this one asked did not answer in
+    /// time (a registrar forwarding a certificate query, issue 28).
+    ServerTimeout,
     /// 505 Version Not Supported.
     VersionNotSupported,
 }
@@ -71,6 +74,7 @@ impl Status {
             Status::ServerError => 500,
             Status::NotImplemented => 501,
             Status::ServiceUnavailable => 503,
+            Status::ServerTimeout => 504,
             Status::VersionNotSupported => 505,
         }
     }

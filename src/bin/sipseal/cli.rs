@@ -114,6 +114,9 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// The registrar (docs/SPEC.md §6): answer one REGISTER (Digest, certificate from a CSR, bindings), or manage credentials.
     Registrar(Box<registrar::RegistrarArgs>),
+    /// The CA apart from the registrar (docs/SPEC.md §6): issue the certificates registrars ask for over mutual TLS.
+    #[cfg(feature = "live")]
+    Ca(Box<crate::ca::CaArgs>),
     /// A user agent's REGISTER: with a CSR or certificate, its authorized retry after a 401, or install the certificate of the 200 OK.
     Register(Box<registrar::RegisterArgs>),
     /// Ask the registrar for an AOR's certificate (OPTIONS), or whether one is still valid; check and store its answer.
@@ -160,6 +163,8 @@ impl Command {
             #[cfg(feature = "record")]
             Command::Record(_) => "record",
             Command::Registrar(_) => "registrar",
+            #[cfg(feature = "live")]
+            Command::Ca(_) => "ca",
             Command::Register(_) => "register",
             Command::Certquery(_) => "certquery",
             Command::Send(_) => "send",

@@ -5,6 +5,8 @@
 
 mod args;
 mod build;
+#[cfg(feature = "live")]
+mod ca;
 mod cli;
 mod demo;
 mod error;
@@ -135,6 +137,8 @@ fn run(cli: Cli) -> Result<Exit, Error> {
         #[cfg(feature = "record")]
         Command::Record(args) => record::run(*args),
         Command::Registrar(args) => registrar::run(*args, &mut ctx),
+        #[cfg(feature = "live")]
+        Command::Ca(args) => ca::run(*args, &mut ctx),
         Command::Register(args) => registrar::register(*args, &mut ctx),
         Command::Certquery(args) => registrar::certquery(*args, &mut ctx),
         Command::Send(args) => send::run(args, &mut ctx),

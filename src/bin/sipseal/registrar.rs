@@ -12,14 +12,15 @@ use sipseal::keys::generate::{Ca, SigningKey, make_csr, subject_for};
 use sipseal::keys::trust::check_chain;
 use sipseal::keys::{Cert, KeyError};
 use sipseal::registrar::digest::{self, DigestAlgorithm};
+use sipseal::registrar::issuer::Issuer;
 use sipseal::registrar::users::{Users, username_of};
-use sipseal::registrar::{NONCE_LIFETIME, Outcome, Registrar};
+use sipseal::registrar::{NONCE_LIFETIME, Outcome, Registrar, sealed};
 use sipseal::signing::outer_signature;
 use sipseal::sip::Message;
 use sipseal::sip::compose::{Body, RequestParams, build_request};
 use sipseal::sip::routing::OwnNames;
 
-use crate::args::{StateArgs, identity_at, private_key_at, read_password_file};
+use crate::args::{StateArgs, identity_at, load_psk, private_key_at, read_password_file};
 use crate::error::{Error, Exit};
 use crate::io::{OutputArgs, read_message};
 
@@ -42,9 +43,16 @@ pub struct StepArgs {
     /// The realm: the domain registered, and the Digest realm.
     #[arg(long, value_name = "DOMAIN", required = true)]
     pub realm: Option<String>,
-    /// The issuing CA directory (cert.pem, key.pem; see `keys ca`).
-    #[arg(long, value_name = "DIR", required = true)]
+    /// The issuing CA: a CA directory (cert.pem, key.pem; see `keys ca`),
+    /// or a `sipseal ca` reached over mutual TLS as tls:HOST:PORT (with
+    /// --ca-cert and --trust; the registrar presents --identity). The
+    /// registrar checks the request either way; the CA signs.
+    #[arg(long, value_name = "DIR|tls:HOST:PORT", required = true)]
     pub ca: Option<PathBuf>,
+    /// With --ca tls:…: the remote CA's own certificate, which what it
+    /// issues must chain to (and which the 200s carry as the chain).
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
     /// The registrar's identity, which signs responses carrying certificates.
     #[arg(long, value_name = "DIR|P12", required = true)]
     pub identity: Option<PathBuf>,
@@ -77,7 +85,8 @@ pub struct StepArgs {
     /// listener, is a request for --realm.
     #[arg(long, value_name = "NAME")]
     pub alias: Vec<String>,
-    /// How long a nonce stays fresh, in seconds.
+    /// How long a nonce stays fresh, in seconds; also how far from now
+    /// the signed Date of a signed certificate query may be.
     #[arg(long, value_name = "SECONDS", default_value_t = NONCE_LIFETIME)]
     pub nonce_lifetime: i64,
     /// Where the request came from (IP:port), kept with the binding for
@@ -99,10 +108,47 @@ pub struct StepArgs {
     /// With --listen: stop after this many requests (tests, scripts).
     #[arg(long, value_name = "N", requires = "listen")]
     pub max_requests: Option<u64>,
-    /// With a tls listener: the trust anchors a client's certificate must
-    /// chain to (clientAuth); a client without one is refused.
-    #[arg(long, value_name = "PEM|DIR", requires = "listen")]
+    /// Trust anchors (repeatable): with a tls listener, what a client's
+    /// certificate must chain to (clientAuth; a client without one is
+    /// refused); what the signer of a signed certificate query
+    /// (`certquery --sign`) must chain to, besides --ca; and what a
+    /// remote CA's TLS certificate must chain to (--ca tls:…).
+    #[arg(long, value_name = "PEM|DIR")]
     pub trust: Vec<PathBuf>,
+    /// Answer only signed certificate queries: an unsigned one gets 495
+    /// Signature Required, with a Warning saying to sign it (`certquery
+    /// --sign DIR`). A signed query is checked either way: a signature
+    /// that does not verify (chain to --trust or --ca, signer = the From
+    /// AOR, the signed headers as sent) is a 403.
+    #[arg(long)]
+    pub require_signed_queries: bool,
+    /// Names to resolve before DNS: a hosts file (`127.0.0.1:5070
+    /// b.example.com`, or `tcp:127.0.0.1:5070 b.example.com`), for the
+    /// registrars of other domains a certificate query is forwarded to,
+    /// and for a remote CA's host (--ca tls:HOST:PORT); other names from
+    /// the system resolver (A/AAAA).
+    #[arg(long, value_name = "FILE")]
+    pub hosts: Option<PathBuf>,
+    /// Find other domains' registrars in --hosts only: no DNS lookups. A
+    /// query for a domain it does not list gets 404.
+    #[arg(long)]
+    pub no_dns: bool,
+    /// Do not forward certificate queries for other domains: answer them
+    /// 404, as an unknown AOR.
+    #[arg(long, conflicts_with = "no_dns")]
+    pub no_forward: bool,
+    /// Seconds to wait for another domain's registrar to answer a
+    /// forwarded query; then 504 Server Time-out.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub forward_timeout: u64,
+    /// A pre-shared key a REGISTER body may be sealed under (`register
+    /// --seal-for psk:FILE`): a PSK file, or a directory of them (every
+    /// *.yaml in it); repeatable. Each names the AOR it belongs to as its
+    /// `uri`, and opens only that AOR's registrations: one sealed under
+    /// another AOR's PSK is refused 403, as a wrong password is. The 200
+    /// goes back sealed under the same PSK.
+    #[arg(long, value_name = "FILE|DIR")]
+    pub psk: Vec<PathBuf>,
     #[command(flatten)]
     pub state: StateArgs,
     #[command(flatten)]
@@ -129,6 +175,41 @@ impl StepArgs {
         out
     }
 
+    /// Forwarding of queries for other domains: --hosts, DNS unless
+    /// --no-dns, none with --no-forward.
+    fn forward(&self) -> Result<Option<sipseal::registrar::forward::WireForward>, Error> {
+        if self.no_forward {
+            return Ok(None);
+        }
+        Ok(Some(sipseal::registrar::forward::WireForward::new(
+            self.hosts()?,
+            !self.no_dns,
+            std::time::Duration::from_secs(self.forward_timeout),
+        )))
+    }
+
+    /// --hosts read (none: an empty table).
+    fn hosts(&self) -> Result<sipseal::net::Hosts, Error> {
+        match &self.hosts {
+            Some(path) => sipseal::net::Hosts::load(path).map_err(|e| {
+                Error::usage(
+                    e.to_string(),
+                    "lines of [TRANSPORT:]ADDRESS[:PORT] NAME..., as /etc/hosts",
+                )
+            }),
+            None => Ok(sipseal::net::Hosts::default()),
+        }
+    }
+
+    /// --trust, every file or directory read.
+    fn anchors(&self) -> Result<Vec<Cert>, Error> {
+        let mut trust = Vec::new();
+        for t in &self.trust {
+            trust.extend(crate::args::load_anchors(t)?);
+        }
+        Ok(trust)
+    }
+
     /// Its own names: the listeners, and --alias.
     fn own_names(&self, listeners: &[std::net::SocketAddr]) -> OwnNames {
         let mut own = OwnNames::new(listeners.iter().copied());
@@ -136,6 +217,37 @@ impl StepArgs {
             own.add(a);
         }
         own
+    }
+
+    /// The PSKs of --psk: each file, and every *.yaml in each directory
+    /// (in name order), checked ([`sealed::check_psks`]).
+    fn psks(&self) -> Result<Vec<sipseal::keys::Psk>, Error> {
+        let mut psks = Vec::new();
+        for path in &self.psk {
+            if path.is_dir() {
+                let entries = std::fs::read_dir(path).map_err(|source| KeyError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                let mut files: Vec<PathBuf> = entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "yaml") && p.is_file())
+                    .collect();
+                files.sort();
+                for f in files {
+                    psks.push(load_psk(&f)?);
+                }
+            } else {
+                psks.push(load_psk(path)?);
+            }
+        }
+        sealed::check_psks(&psks).map_err(|why| {
+            Error::usage(
+                format!("--psk: {why}"),
+                "give each registrar PSK file `uri: sip:user@domain` (the AOR it belongs to) and an id of its own",
+            )
+        })?;
+        Ok(psks)
     }
 }
 
@@ -233,7 +345,6 @@ pub fn run(args: RegistrarArgs, ctx: &mut Context) -> Result<Exit, Error> {
             "see `sipseal registrar --help`",
         ));
     };
-    let ca = Ca::load(&ca)?;
     let identity = identity_at(&identity)?;
     if identity.cert.recipient_kind().ok() != Some(sipseal::keys::identity::CertKeyKind::Rsa) {
         // Found now, not at the first 200 it would have to sign.
@@ -258,12 +369,16 @@ pub fn run(args: RegistrarArgs, ctx: &mut Context) -> Result<Exit, Error> {
             )
         })?;
     let store = s.state.registry()?;
+    let ca = issuer(&s, &ca, &identity)?;
+    let psks = s.psks()?;
     if !s.listen.is_empty() {
-        return serve(s, realm, ca, identity, users, policy, store, ctx);
+        return serve(s, realm, ca, identity, users, policy, psks, store, ctx);
     }
+    let anchors = s.anchors()?;
+    let forward = s.forward()?;
     let registrar = Registrar {
         realm: &realm,
-        ca: &ca,
+        ca: ca.as_ref(),
         identity: &identity,
         users: &users,
         store: store.as_ref(),
@@ -272,6 +387,15 @@ pub fn run(args: RegistrarArgs, ctx: &mut Context) -> Result<Exit, Error> {
         own: &s.own_names(&[]),
         nonce_lifetime: s.nonce_lifetime,
         policy: policy.as_ref(),
+        trusted: sipseal::registrar::Trusted {
+            peer: None,
+            anchors: &anchors,
+            require_signed_queries: s.require_signed_queries,
+            forward: forward
+                .as_ref()
+                .map(|f| f as &dyn sipseal::registrar::Forward),
+        },
+        psks: &psks,
     };
     let request = read_message(&s.input)?;
     let handled = registrar.handle(&request, s.source.as_deref(), ctx)?;
@@ -293,6 +417,22 @@ pub fn run(args: RegistrarArgs, ctx: &mut Context) -> Result<Exit, Error> {
         Outcome::Found { aor, serial } => {
             eprintln!("certificate {serial} of {aor}");
             Exit::Ok
+        }
+        Outcome::FoundKey { aor, sha256 } => {
+            eprintln!("key {sha256} of {aor}");
+            Exit::Ok
+        }
+        Outcome::Forwarded {
+            aor,
+            domain,
+            status,
+        } => {
+            eprintln!("{status}: forwarded; the registrar of {domain} answered for {aor}");
+            if (200..300).contains(&status) {
+                Exit::Ok
+            } else {
+                Exit::SipError
+            }
         }
         Outcome::Removed { aor } => {
             eprintln!("removed the bindings of {aor}; its certificates are withdrawn");
@@ -316,16 +456,72 @@ pub fn run(args: RegistrarArgs, ctx: &mut Context) -> Result<Exit, Error> {
     })
 }
 
+/// The registrar's CA: the directory `--ca` names, or the `sipseal ca`
+/// at `--ca tls:HOST:PORT`.
+fn issuer(
+    s: &StepArgs,
+    ca: &Path,
+    identity: &sipseal::keys::Identity,
+) -> Result<Box<dyn Issuer>, Error> {
+    let Some(at) = ca.to_str().filter(|c| c.starts_with("tls:")) else {
+        if s.ca_cert.is_some() {
+            return Err(Error::usage(
+                "--ca-cert is for a remote CA (--ca tls:HOST:PORT)",
+                "a CA directory has its certificate in cert.pem: leave --ca-cert out",
+            ));
+        }
+        return Ok(Box::new(Ca::load(ca)?));
+    };
+    remote_issuer(s, at, identity)
+}
+
+#[cfg(feature = "live")]
+fn remote_issuer(
+    s: &StepArgs,
+    at: &str,
+    identity: &sipseal::keys::Identity,
+) -> Result<Box<dyn Issuer>, Error> {
+    let Some(ca_cert) = &s.ca_cert else {
+        return Err(Error::usage(
+            format!("--ca {at} needs the remote CA's certificate"),
+            "give --ca-cert FILE (the CA's cert.pem)",
+        ));
+    };
+    if s.trust.is_empty() {
+        return Err(Error::usage(
+            format!("--ca {at}: the CA's TLS certificate is checked against trust anchors"),
+            "give --trust FILE",
+        ));
+    }
+    let ca = Cert::load(ca_cert)?;
+    sipseal::registrar::ca::remote(at, &s.hosts()?, identity, &s.anchors()?, ca)
+        .map(|r| Box::new(r) as Box<dyn Issuer>)
+        .map_err(|e| Error::usage(e, "--ca tls:HOST:PORT, with --identity and --trust"))
+}
+
+#[cfg(not(feature = "live"))]
+fn remote_issuer(
+    _: &StepArgs,
+    at: &str,
+    _: &sipseal::keys::Identity,
+) -> Result<Box<dyn Issuer>, Error> {
+    Err(Error::usage(
+        format!("--ca {at}: this sipseal was built without live operation"),
+        "build with the default features (`live`), or give a CA directory",
+    ))
+}
+
 /// `registrar --listen`: the same workflow on the wire.
 #[cfg(feature = "live")]
 #[allow(clippy::too_many_arguments)]
 fn serve(
     s: StepArgs,
     realm: String,
-    ca: Ca,
+    ca: Box<dyn Issuer>,
     identity: sipseal::keys::Identity,
     users: Users,
     policy: Option<sipseal::policy::Policy>,
+    psks: Vec<sipseal::keys::Psk>,
     store: Box<dyn sipseal::registrar::store::RegistrarStore + Send + Sync>,
     ctx: &mut Context,
 ) -> Result<Exit, Error> {
@@ -340,6 +536,7 @@ fn serve(
         .iter()
         .map(|l| listen_addr(l))
         .collect::<Result<Vec<_>, _>>()?;
+    let trust = s.anchors()?;
     let tls = if listen
         .iter()
         .any(|(t, _)| *t == sipseal::net::Transport::Tls)
@@ -349,10 +546,6 @@ fn serve(
                 "a tls listener checks client certificates against trust anchors",
                 "give --trust FILE",
             ));
-        }
-        let mut trust = Vec::new();
-        for t in &s.trust {
-            trust.extend(crate::args::load_anchors(t)?);
         }
         let setup = sipseal::net::tls::TlsSetup::new(Some(&identity), &trust)
             .map_err(|e| Error::usage(e.to_string(), "check --identity and --trust"))?;
@@ -370,9 +563,15 @@ fn serve(
         algorithms: s.algorithms(),
         nonce_lifetime: s.nonce_lifetime,
         policy,
+        psks,
         ctx: std::sync::Mutex::new(ctx.fork()),
         own: std::sync::RwLock::new(s.own_names(&[])),
         transactions: Default::default(),
+        queries: sipseal::registrar::serve::LiveQueries {
+            anchors: trust,
+            require_signed: s.require_signed_queries,
+            forward: s.forward()?,
+        },
     });
     let counted = Arc::new(Counted::new(Arc::clone(&service) as _, s.max_requests));
     runtime()?.block_on(async move {
@@ -400,10 +599,11 @@ fn serve(
 fn serve(
     _: StepArgs,
     _: String,
-    _: Ca,
+    _: Box<dyn Issuer>,
     _: sipseal::keys::Identity,
     _: Users,
     _: Option<sipseal::policy::Policy>,
+    _: Vec<sipseal::keys::Psk>,
     _: Box<dyn sipseal::registrar::store::RegistrarStore + Send + Sync>,
     _: &mut Context,
 ) -> Result<Exit, Error> {
@@ -430,9 +630,17 @@ pub struct RegisterArgs {
     #[arg(long, conflicts_with_all = ["contact", "csr", "cert"])]
     pub remove_all: bool,
     /// A PUBLISH (the simplified CA) instead of a REGISTER: a certificate
-    /// for the CSR, valid for --expires, no binding.
-    #[arg(long, conflicts_with_all = ["contact", "cert", "remove_all"])]
+    /// for the CSR, valid for --expires, no binding. Sent over mutual TLS
+    /// with the AOR's own client certificate (`send --identity`), it may
+    /// carry --cert or --public-key instead, and needs no Digest.
+    #[arg(long, conflicts_with_all = ["contact", "remove_all"])]
     pub publish: bool,
+    /// With --publish: a bare public key to publish (PEM `PUBLIC KEY`, as
+    /// `openssl pkey -pubout` writes, or DER), sent as
+    /// application/x-sipseal-spki; the registrar certifies it and keeps
+    /// it for trusted requesters (`certquery --key`).
+    #[arg(long, value_name = "FILE", requires = "publish", conflicts_with_all = ["csr", "cert"])]
+    pub public_key: Option<PathBuf>,
     /// A certificate request to send (PEM or DER): the registrar issues.
     #[arg(long, value_name = "FILE", conflicts_with = "cert")]
     pub csr: Option<PathBuf>,
@@ -443,11 +651,16 @@ pub struct RegisterArgs {
     /// with --accept, where the certificate is installed.
     #[arg(long, value_name = "DIR")]
     pub identity: Option<PathBuf>,
-    /// Seal the body (the CSR) for the registrar, whose certificate this
-    /// is (docs/SPEC.md §6: a CSR holds no secret, but the registrar's policy may
-    /// ask for it sealed).
-    #[arg(long, value_name = "CERT")]
-    pub seal_for: Option<PathBuf>,
+    /// Seal the body (the CSR or certificate) as AuthEnvelopedData: for
+    /// the registrar, whose certificate CERT is; under a PSK the
+    /// registrar holds for this AOR (psk:FILE, a PSK file); or under the
+    /// user's password (password:FILE, the file holding it alone, as
+    /// --password-file): sealed under its SHA-512-256 Digest HA1 for the
+    /// AOR's domain as realm, which the registrar holds. The 200 comes
+    /// back sealed for the new certificate's key and under the same PSK
+    /// or password: give the same --seal-for to --accept.
+    #[arg(long, value_name = "CERT|psk:FILE|password:FILE", value_parser = parse_seal_for)]
+    pub seal_for: Option<SealFor>,
     /// The Request-URI (default: the AOR's domain).
     #[arg(long, value_name = "URI")]
     pub registrar: Option<String>,
@@ -458,8 +671,10 @@ pub struct RegisterArgs {
     /// The password (a file holding it alone).
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
-    /// The 200 OK the registrar answered: check its signature and the
-    /// certificate, and install it as the identity's cert.pem.
+    /// The 200 OK the registrar answered: check its signature, open it
+    /// when sealed (with the identity's key, or the --seal-for PSK or
+    /// password), check the certificate, and install it as the
+    /// identity's cert.pem.
     #[arg(long, value_name = "FILE", requires_all = ["identity", "trust"])]
     pub accept: Option<PathBuf>,
     /// Trust anchors for the registrar's signature and the certificate.
@@ -469,10 +684,62 @@ pub struct RegisterArgs {
     pub output: OutputArgs,
 }
 
+/// What `register --seal-for` seals the body for.
+#[derive(Debug, Clone)]
+pub enum SealFor {
+    /// The registrar's certificate.
+    Cert(PathBuf),
+    /// A PSK file.
+    Psk(PathBuf),
+    /// A file holding the user's password.
+    Password(PathBuf),
+}
+
+fn parse_seal_for(s: &str) -> Result<SealFor, String> {
+    let empty = |what: &str| format!("name the file after {what}: ({what}:FILE)");
+    if let Some(f) = s.strip_prefix("psk:") {
+        return (!f.is_empty())
+            .then(|| SealFor::Psk(f.into()))
+            .ok_or_else(|| empty("psk"));
+    }
+    if let Some(f) = s.strip_prefix("password:") {
+        return (!f.is_empty())
+            .then(|| SealFor::Password(f.into()))
+            .ok_or_else(|| empty("password"));
+    }
+    Ok(SealFor::Cert(s.into()))
+}
+
+impl SealFor {
+    /// The recipient a REGISTER for `aor` is sealed for, or the key its
+    /// sealed 200 opens with (a certificate: none here).
+    fn recipient(&self, aor: &str) -> Result<sipseal::envelope::Recipient, Error> {
+        use sipseal::envelope::Recipient;
+        Ok(match self {
+            SealFor::Cert(c) => Recipient::Cert(Box::new(Cert::load(c)?)),
+            SealFor::Psk(f) => Recipient::Psk(load_psk(f)?),
+            SealFor::Password(f) => Recipient::Password(registration_password(aor, f)?),
+        })
+    }
+}
+
+/// The password a registration of `aor` is sealed under, from the file
+/// holding the user's password: its HA1 ([`sealed::registration_password`]).
+fn registration_password(aor: &str, file: &Path) -> Result<sipseal::keys::Password, Error> {
+    let password = read_password_file(file)?;
+    let realm = sealed::realm_of(aor).ok_or_else(|| {
+        Error::usage(
+            format!("{aor:?} has no domain to take the realm from"),
+            "give --uri sip:user@domain",
+        )
+    })?;
+    Ok(sealed::registration_password(aor, realm, &password)?)
+}
+
 /// Run `register`.
 pub fn register(args: RegisterArgs, ctx: &mut Context) -> Result<Exit, Error> {
     if let Some(accept) = &args.accept {
-        return accept_certificate(&args, accept);
+        return accept_certificate(&args, accept, ctx);
     }
     let aor = args.uri.clone().unwrap_or_default();
     let domain = aor
@@ -493,7 +760,22 @@ pub fn register(args: RegisterArgs, ctx: &mut Context) -> Result<Exit, Error> {
             format!("sip:{domain}")
         }
     });
-    let body = if let Some(csr) = &args.csr {
+    let body = if let Some(key) = &args.public_key {
+        let bytes = crate::io::read_input(key)?;
+        let der = pem_or_der(&bytes, "PUBLIC KEY");
+        <x509_cert::spki::SubjectPublicKeyInfoOwned as der::Decode>::from_der(&der).map_err(
+            |e| {
+                Error::usage(
+                    format!("{}: not a public key ({e})", key.display()),
+                    "give a PEM PUBLIC KEY (openssl pkey -in KEY -pubout) or its DER",
+                )
+            },
+        )?;
+        Some(Body {
+            content_type: sipseal::registrar::SPKI_TYPE.into(),
+            bytes: der,
+        })
+    } else if let Some(csr) = &args.csr {
         let bytes = crate::io::read_input(csr)?;
         Some(Body {
             content_type: "application/pkcs10".into(),
@@ -584,11 +866,9 @@ pub fn register(args: RegisterArgs, ctx: &mut Context) -> Result<Exit, Error> {
         authorize = Some((www.to_owned(), username.to_owned(), password, cnonce));
     }
     let mut msg = build_request(&params, ctx)?;
-    if let Some(cert) = &args.seal_for {
+    if let Some(to) = &args.seal_for {
         let spec = sipseal::sealing::SealSpec {
-            peers: vec![sipseal::envelope::Recipient::Cert(Box::new(Cert::load(
-                cert,
-            )?))],
+            peers: vec![to.recipient(&aor)?],
             ..Default::default()
         };
         msg = sipseal::sealing::seal_message(&msg, &spec, ctx)
@@ -651,7 +931,11 @@ fn signed_by_registrar(
     Ok(outer)
 }
 
-fn accept_certificate(args: &RegisterArgs, accept: &Path) -> Result<Exit, Error> {
+fn accept_certificate(
+    args: &RegisterArgs,
+    accept: &Path,
+    ctx: &mut Context,
+) -> Result<Exit, Error> {
     let refuse = |why: String| {
         Error::usage(
             why,
@@ -667,8 +951,9 @@ fn accept_certificate(args: &RegisterArgs, accept: &Path) -> Result<Exit, Error>
     }
     let anchors = Cert::load_tree(trust)?;
     let outer = signed_by_registrar(&response, &anchors).map_err(refuse)?;
-    let certs = certs_of(&outer.payload.body).map_err(|e| refuse(e.to_string()))?;
     let key = private_key_at(&dir.join("key.pem"))?;
+    let body = opened_answer(args, &outer.payload, &key, &response, ctx)?;
+    let certs = certs_of(&body).map_err(|e| refuse(e.to_string()))?;
     let mine = certs
         .iter()
         .find(|c| c.is_key_of(&key))
@@ -702,6 +987,65 @@ fn accept_certificate(args: &RegisterArgs, accept: &Path) -> Result<Exit, Error>
     })?;
     eprintln!("installed {} ({})", path.display(), mine.name());
     Ok(Exit::Ok)
+}
+
+/// The certs-only body of the registrar's 200 OK (`payload`, its
+/// signature checked): opened when it came sealed, with `key` (known by
+/// the SubjectKeyIdentifier of its public key, as the registrar's CA
+/// names the certificate it issues), the identity's cert.pem when there
+/// is one, and the --seal-for PSK or password. A REGISTER sealed
+/// (--seal-for) gets a sealed 200: an unsealed one is refused.
+fn opened_answer(
+    args: &RegisterArgs,
+    payload: &sipseal::mime::Part,
+    key: &sipseal::keys::PrivateKey,
+    response: &Message,
+    ctx: &mut Context,
+) -> Result<Vec<u8>, Error> {
+    use sipseal::envelope::{Recipient, RecipientKey};
+    let aor = response.aor("To").unwrap_or_default().to_owned();
+    let spki = sipseal::keys::generate::SigningKey::from_key(key, Path::new("key.pem"))
+        .and_then(|k| k.spki())
+        .ok();
+    let ski = spki
+        .as_ref()
+        .and_then(|s| sipseal::envelope::recipient::ski_of(s).ok())
+        .unwrap_or_default();
+    let own_cert = args
+        .identity
+        .as_ref()
+        .map(|d| d.join("cert.pem"))
+        .filter(|p| p.is_file())
+        .map(|p| Cert::load(&p))
+        .transpose()?;
+    let extra = match &args.seal_for {
+        Some(s @ (SealFor::Psk(_) | SealFor::Password(_))) => Some(s.recipient(&aor)?),
+        _ => None,
+    };
+    let mut keys = Vec::new();
+    if !ski.is_empty() {
+        keys.push(RecipientKey::Own { ski: &ski, key });
+    }
+    if let Some(cert) = &own_cert {
+        keys.push(RecipientKey::Cert { cert, key });
+    }
+    match &extra {
+        Some(Recipient::Psk(p)) => keys.push(RecipientKey::Psk(p)),
+        Some(Recipient::Password(p)) => keys.push(RecipientKey::Password(p)),
+        _ => {}
+    }
+    let (body, was_sealed) =
+        sealed::answer_body(payload, &keys, ctx.rng()).map_err(|err| Error::Seal {
+            name: "the 200 OK".into(),
+            err,
+        })?;
+    if args.seal_for.is_some() && !was_sealed {
+        return Err(Error::usage(
+            "the 200 OK is not sealed, though the REGISTER was (--seal-for)",
+            "the registrar seals its 200 to a sealed REGISTER: give the 200 that answered this REGISTER",
+        ));
+    }
+    Ok(body)
 }
 
 /// The file `certquery --accept` stores `aor`'s certificate in, without
@@ -757,8 +1101,25 @@ pub struct CertqueryArgs {
     /// SHA-256 fingerprint.
     #[arg(long, value_name = "FILE")]
     pub cert: Option<PathBuf>,
-    /// The registrar's answer (200 or 404): check its signature and the
-    /// certificate, and store it in --out.
+    /// Sign the query with this identity (cert.pem + key.pem): the outer
+    /// signature `sipseal sign` writes, over From, To, Call-ID, CSeq,
+    /// Date and a body (application/x-sipseal-certquery) repeating the
+    /// query's Accept and Certificate-Query. From is the identity's AOR unless --from says
+    /// otherwise (the registrar wants the signer to be the From AOR). A
+    /// signed query is answered with the AOR's location too (Contact,
+    /// when the registrar's policy lets the signer reach the AOR).
+    #[arg(long, value_name = "DIR")]
+    pub sign: Option<PathBuf>,
+    /// Ask for the AOR's bare public key (application/x-sipseal-spki, a
+    /// DER SubjectPublicKeyInfo) instead of its certificate: the
+    /// registrar gives it only to a requester it trusts (a signed query,
+    /// or mutual TLS as the From AOR) whom its policy lets reach the AOR.
+    /// With --accept: store the key (`NAME.pub.pem`) instead.
+    #[arg(long, conflicts_with = "cert")]
+    pub key: bool,
+    /// The registrar's answer: a 200's signature and certificate (or key)
+    /// checked and stored in --out; a 404 or another refusal (495, 403,
+    /// 504, with its Warning) said, exit 5.
     #[arg(long, value_name = "FILE", requires_all = ["trust", "out"])]
     pub accept: Option<PathBuf>,
     /// Trust anchors for the registrar's signature and the certificate.
@@ -780,7 +1141,12 @@ pub fn certquery(args: CertqueryArgs, ctx: &mut Context) -> Result<Exit, Error> 
         return accept_query(&args, accept, ctx);
     }
     let aor = args.uri.clone().unwrap_or_default();
-    let mut headers = vec![("Accept".to_owned(), "application/pkix-cert".to_owned())];
+    let accept = if args.key {
+        sipseal::registrar::SPKI_TYPE
+    } else {
+        "application/pkix-cert"
+    };
+    let mut headers = vec![("Accept".to_owned(), accept.to_owned())];
     if let Some(cert) = &args.cert {
         use sha2::Digest;
         let cert = Cert::load(cert)?;
@@ -790,18 +1156,55 @@ pub fn certquery(args: CertqueryArgs, ctx: &mut Context) -> Result<Exit, Error> 
             format!("sha-256 {}", hex::encode(sha2::Sha256::digest(&der))),
         ));
     }
+    let identity = args
+        .sign
+        .as_deref()
+        .map(crate::args::load_identity)
+        .transpose()?;
+    let from = match (&args.from, &identity) {
+        (Some(from), _) => from.clone(),
+        (None, Some(id)) => id.uri().map(str::to_owned).ok_or_else(|| {
+            Error::usage(
+                "the --sign identity's certificate names no SIP URI",
+                "give --from AOR, or an identity whose certificate has a SAN URI",
+            )
+        })?,
+        (None, None) => "\"Anonymous\" <sip:anonymous@anonymous.invalid>".into(),
+    };
+    // Signed: the body repeats the question, so the signature covers it.
+    let body = identity.as_ref().map(|_| {
+        let mut frag = String::new();
+        for (name, value) in &headers {
+            frag.push_str(&format!("{name}: {value}\r\n"));
+        }
+        Body {
+            content_type: sipseal::registrar::SIGNED_QUERY_TYPE.into(),
+            bytes: frag.into_bytes(),
+        }
+    });
     let params = RequestParams {
         method: "OPTIONS".into(),
-        from: args
-            .from
-            .clone()
-            .unwrap_or_else(|| "\"Anonymous\" <sip:anonymous@anonymous.invalid>".into()),
+        from,
         to: aor.clone(),
         request_uri: Some(aor),
         headers,
+        body,
         ..Default::default()
     };
-    let msg = build_request(&params, ctx)?;
+    let mut msg = build_request(&params, ctx)?;
+    if let Some(identity) = &identity {
+        msg = sipseal::signing::sign_message(
+            &msg,
+            identity,
+            sipseal::envelope::signed::SignatureScheme::Pkcs1v15,
+            &[],
+            ctx,
+        )
+        .map_err(|err| Error::Signing {
+            name: "the query".into(),
+            err,
+        })?;
+    }
     args.output.write(&msg.to_bytes())?;
     Ok(Exit::Ok)
 }
@@ -824,6 +1227,19 @@ fn accept_query(args: &CertqueryArgs, accept: &Path, ctx: &mut Context) -> Resul
             eprintln!("404: the registrar has no current certificate for {aor}");
             return Ok(Exit::SipError);
         }
+        // The registrar's refusals of the query itself (495 unsigned, 403
+        // a signature that does not verify, 504 another domain's
+        // registrar silent, ...): a SIP error, its Warning said.
+        Some(code @ 400..=699) => {
+            eprintln!(
+                "{code}: the registrar refused the query{}",
+                response
+                    .header("Warning")
+                    .map(|w| format!(" ({})", w.trim()))
+                    .unwrap_or_default()
+            );
+            return Ok(Exit::SipError);
+        }
         other => return Err(refuse(format!("a {other:?} response, not 200 or 404"))),
     }
     if response.body().is_empty() {
@@ -839,31 +1255,72 @@ fn accept_query(args: &CertqueryArgs, accept: &Path, ctx: &mut Context) -> Resul
     }
     let anchors = Cert::load_tree(trust)?;
     let outer = signed_by_registrar(&response, &anchors).map_err(refuse)?;
-    let cert = Cert::from_der(&outer.payload.body, &accept.display().to_string())?;
-    check_chain(&cert, &[], &anchors).map_err(|e| refuse(format!("the certificate: {e}")))?;
-    sipseal::keys::trust::check_validity(&cert, ctx.now())
-        .map_err(|e| refuse(format!("the certificate: {e}")))?;
-    if cert.uri().as_deref() != Some(aor.as_str()) {
-        return Err(refuse(format!(
-            "the certificate names {}, not {aor}",
-            cert.name()
-        )));
+    // Where the AOR is and until when: the registrar signs them too (in
+    // its sipfrag); shown only as signed.
+    for name in sipseal::registrar::ANSWER_COVERS {
+        let sent: Vec<String> = response
+            .header_list(name)
+            .iter()
+            .map(|v| v.trim().to_owned())
+            .collect();
+        if sent != outer.sipfrag_list(name) {
+            return Err(refuse(format!(
+                "the answer's {name} is not what the registrar signed"
+            )));
+        }
     }
-    let name = cert_file_name(&aor);
     std::fs::create_dir_all(out).map_err(|source| KeyError::Write {
         path: out.clone(),
         source,
     })?;
-    let path = out.join(format!("{name}.pem"));
-    let pem = der::EncodePem::to_pem(&cert.cert, der::pem::LineEnding::LF)
-        .map_err(|e| KeyError::Generate(e.to_string()))?;
+    let name = cert_file_name(&aor);
+    let (path, pem, what) = if outer.payload.is(sipseal::registrar::SPKI_TYPE) {
+        let spki = <x509_cert::spki::SubjectPublicKeyInfoOwned as der::Decode>::from_der(
+            &outer.payload.body,
+        )
+        .map_err(|e| refuse(format!("the key does not read: {e}")))?;
+        let pem = der::EncodePem::to_pem(&spki, der::pem::LineEnding::LF)
+            .map_err(|e| KeyError::Generate(e.to_string()))?;
+        (
+            out.join(format!("{name}.pub.pem")),
+            pem,
+            format!("the key of {aor}"),
+        )
+    } else {
+        if args.key {
+            return Err(refuse(
+                "the answer carries a certificate, not the key asked for".into(),
+            ));
+        }
+        let cert = Cert::from_der(&outer.payload.body, &accept.display().to_string())?;
+        check_chain(&cert, &[], &anchors).map_err(|e| refuse(format!("the certificate: {e}")))?;
+        sipseal::keys::trust::check_validity(&cert, ctx.now())
+            .map_err(|e| refuse(format!("the certificate: {e}")))?;
+        if cert.uri().as_deref() != Some(aor.as_str()) {
+            return Err(refuse(format!(
+                "the certificate names {}, not {aor}",
+                cert.name()
+            )));
+        }
+        let pem = der::EncodePem::to_pem(&cert.cert, der::pem::LineEnding::LF)
+            .map_err(|e| KeyError::Generate(e.to_string()))?;
+        (out.join(format!("{name}.pem")), pem, cert.name())
+    };
     sipseal::fsio::write_atomic(&path, pem.as_bytes(), false).map_err(|source| {
         KeyError::Write {
             path: path.clone(),
             source,
         }
     })?;
-    eprintln!("stored {} ({})", path.display(), cert.name());
+    eprintln!("stored {} ({what})", path.display());
+    // Where the AOR is and until when (checked against the signed
+    // sipfrag before anything was stored).
+    for contact in response.header_list("Contact") {
+        eprintln!("located at {}", contact.trim());
+    }
+    if let Some(expires) = response.header("Expires") {
+        eprintln!("registration expires in {} s", expires.trim());
+    }
     Ok(Exit::Ok)
 }
 

@@ -68,6 +68,8 @@ pub fn run(
         own: &Default::default(),
         nonce_lifetime: NONCE_LIFETIME,
         policy: None,
+        trusted: Default::default(),
+        psks: &[],
     };
     out.push_str(
         "\nRegistration (docs/SPEC.md §6): alice makes an EC key and registers it with a CSR; the\n\
