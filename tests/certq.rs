@@ -958,7 +958,7 @@ fn a_withdrawn_certificate_no_longer_makes_its_holder_the_owner() {
             ],
         )
     };
-    // A key of alice's new device, certified over alice's channel: the
+    // An RSA key (it signs queries) of alice's new device, certified over alice's channel: the
     // registrar stores what it issued.
     std::fs::create_dir(d.join("device")).unwrap();
     let o = openssl()
@@ -967,9 +967,7 @@ fn a_withdrawn_certificate_no_longer_makes_its_holder_the_owner() {
             "req",
             "-x509",
             "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
+            "rsa:2048",
             "-nodes",
             "-keyout",
             "device/key.pem",
@@ -1037,4 +1035,10 @@ fn a_withdrawn_certificate_no_longer_makes_its_holder_the_owner() {
     let (code, answers, err) = over_tls(&p, "device");
     assert_eq!(code, 5, "{err}\n{}", reg.log_text());
     assert_eq!(status(&answers[0]), "SIP/2.0 401 Unauthorized", "{err}");
+    // Nor does a query it signs say who asks: the 403 of a signature
+    // that does not verify (before, a trusted requester's 404).
+    let q = query(d, "withdrawn-q.sip", ALICE, &["--sign", "device"]);
+    let (code, answers, err) = send(&q, &tcp, &[]);
+    assert_eq!(code, 5, "{err}\n{}", reg.log_text());
+    assert_eq!(status(&answers[0]), "SIP/2.0 403 Forbidden", "{err}");
 }

@@ -43,19 +43,35 @@ impl Registrar<'_> {
         {
             return Ok(false);
         }
-        let der = der::Encode::to_der(&peer.cert)
-            .map_err(|e| Stop::Failed(crate::keys::KeyError::Generate(e.to_string()).into()))?;
-        let sha256 = {
-            use sha2::Digest;
-            hex::encode(sha2::Sha256::digest(&der))
-        };
-        let withdrawn = self
-            .store
-            .load_aor(self.realm, aor)?
-            .certificates
-            .iter()
-            .any(|c| c.sha256 == sha256 && c.withdrawn.is_some());
-        Ok(!withdrawn)
+        Ok(!self.withdrawn(&aor.text, &[peer])?)
+    }
+
+    /// Whether one of `certs` (each naming the AOR `uri`) is one this
+    /// registrar withdrew: in that AOR's record (of this realm), marked
+    /// withdrawn (on the CRL). The TLS handshake and a signature's chain
+    /// check only the chain and the dates; a withdrawn certificate
+    /// proves no one's identity here. One record read, however many.
+    pub(super) fn withdrawn(&self, uri: &str, certs: &[&Cert]) -> Result<bool, Stop> {
+        if certs.is_empty() || !uri_host(uri).is_some_and(|h| h.eq_ignore_ascii_case(self.realm)) {
+            return Ok(false);
+        }
+        let record = self.store.load_aor(self.realm, &Aor::new(uri))?;
+        for cert in certs {
+            let der = der::Encode::to_der(&cert.cert)
+                .map_err(|e| Stop::Failed(crate::keys::KeyError::Generate(e.to_string()).into()))?;
+            let sha256 = {
+                use sha2::Digest;
+                hex::encode(sha2::Sha256::digest(&der))
+            };
+            if record
+                .certificates
+                .iter()
+                .any(|c| c.sha256 == sha256 && c.withdrawn.is_some())
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// The owner's PUBLISH: the certificate [`certs::for_owner_publication`]
