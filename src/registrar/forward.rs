@@ -15,9 +15,10 @@ use crate::net::{Found, Hop, HopGuard, Hosts, Target};
 use crate::sip::Message;
 use crate::sip::uri::HopUri;
 
-/// Queries forwarded at once, at most: each holds a thread until its
-/// answer or its timeout, so a flood of queries for a silent domain is
-/// answered 504 at once past it.
+/// Queries forwarded at once, at most: each holds a thread from its DNS
+/// lookup to its answer or its timeout, so a flood of queries for a
+/// silent domain (or one whose name servers are slow) is answered 504 at
+/// once past it.
 pub const MAX_FORWARDING: usize = 32;
 
 /// Forwarding over TCP to the registrar the hosts table or DNS names.
@@ -121,16 +122,18 @@ pub fn forwardable(ip: std::net::IpAddr) -> bool {
 
 impl Forward for WireForward {
     fn forward(&self, req: &Message, domain: &str) -> Result<Message, ForwardError> {
-        let target = self.locate(domain)?;
+        // The slot first: locating may ask DNS, which holds a thread as
+        // long as the name's servers make it.
         if self.busy.fetch_add(1, Ordering::SeqCst) >= MAX_FORWARDING {
             self.busy.fetch_sub(1, Ordering::SeqCst);
             return Err(ForwardError::Unanswered {
                 domain: domain.to_owned(),
-                at: format!("{} {}", target.transport.token(), target.addr),
+                at: "(not looked up)".into(),
                 why: format!("{MAX_FORWARDING} queries are being forwarded already"),
             });
         }
         let _slot = Slot(&self.busy);
+        let target = self.locate(domain)?;
         let timers = Timers {
             timeout: self.timeout,
             ..Timers::default()
@@ -263,6 +266,32 @@ mod tests {
             let ip: std::net::IpAddr = ip.parse().unwrap();
             assert_eq!(forwardable(ip), ok, "{ip}");
         }
+    }
+
+    /// Locating is part of the cost the limit bounds: a DNS lookup (the
+    /// system resolver's, blocking, as slow as the name's servers make
+    /// it) holds a thread as the connection does, so past the limit a
+    /// query is refused before any name is looked up.
+    #[test]
+    fn past_the_limit_no_name_is_even_looked_up() {
+        let f = forward("", true);
+        f.busy.store(MAX_FORWARDING, Ordering::SeqCst);
+        let req = Message::parse(
+            b"OPTIONS sip:x@slow.invalid SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nCSeq: 1 OPTIONS\r\nCall-ID: c\r\nContent-Length: 0\r\n\r\n",
+        )
+        .unwrap();
+        let e = f.forward(&req, "slow.invalid").unwrap_err();
+        assert!(
+            matches!(&e, ForwardError::Unanswered { why, .. } if why.contains("being forwarded already")),
+            "{e}"
+        );
+        assert_eq!(f.busy.load(Ordering::SeqCst), MAX_FORWARDING);
+        // Below the limit the name is looked up (and, unknown, is a 404),
+        // and the slot comes back.
+        f.busy.store(0, Ordering::SeqCst);
+        let e = f.forward(&req, "slow.invalid").unwrap_err();
+        assert!(matches!(e, ForwardError::Unlocated { .. }), "{e}");
+        assert_eq!(f.busy.load(Ordering::SeqCst), 0);
     }
 
     #[test]
