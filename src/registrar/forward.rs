@@ -99,11 +99,29 @@ impl WireForward {
 /// unspecified, link-local, multicast or broadcast (the relays'
 /// [`HopGuard`]), nor an RFC 1918 or shared (RFC 6598) IPv4 address or an
 /// IPv6 unique local one (RFC 4193): the registrar's own networks, which
-/// only the operator's hosts table may point a domain to. An
-/// IPv4-mapped IPv6 address is judged as the IPv4 one.
+/// only the operator's hosts table may point a domain to. An IPv6
+/// address that carries an IPv4 one (mapped, compatible, NAT64, 6to4) is
+/// judged as the IPv4 one.
 pub fn forwardable(ip: std::net::IpAddr) -> bool {
-    use std::net::IpAddr;
+    use std::net::{IpAddr, Ipv4Addr};
     let ip = ip.to_canonical();
+    // An IPv4 address inside an IPv6 one reaches that IPv4 address
+    // (IPv4-compatible ::a.b.c.d, NAT64 64:ff9b::/96, 6to4 2002::/16):
+    // judged as it.
+    if let IpAddr::V6(a) = ip {
+        let o = a.octets();
+        let v4 = |at: usize| Ipv4Addr::new(o[at], o[at + 1], o[at + 2], o[at + 3]);
+        let s = a.segments();
+        let embedded = match s {
+            [0, 0, 0, 0, 0, 0, hi, _] if hi != 0 => Some(v4(12)),
+            [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Some(v4(12)),
+            [0x2002, ..] => Some(v4(2)),
+            _ => None,
+        };
+        if let Some(v4) = embedded {
+            return forwardable(IpAddr::V4(v4));
+        }
+    }
     let guard = HopGuard::default();
     if guard
         .check(std::net::SocketAddr::new(ip, 5060), Found::Dns)
@@ -262,6 +280,14 @@ mod tests {
             ("fe80::1", false),
             ("::1", false),
             ("ff02::1", false),
+            // IPv4 inside IPv6: IPv4-compatible, NAT64 (RFC 6052), 6to4.
+            ("::10.0.0.1", false),
+            ("64:ff9b::127.0.0.1", false),
+            ("64:ff9b::192.168.1.1", false),
+            ("64:ff9b::8.8.8.8", true),
+            ("2002:7f00:1::1", false),
+            ("2002:a00:1::1", false),
+            ("2002:808:808::1", true),
         ] {
             let ip: std::net::IpAddr = ip.parse().unwrap();
             assert_eq!(forwardable(ip), ok, "{ip}");
