@@ -1035,6 +1035,27 @@ fn a_withdrawn_certificate_no_longer_makes_its_holder_the_owner() {
     let (code, answers, err) = over_tls(&p, "device");
     assert_eq!(code, 5, "{err}\n{}", reg.log_text());
     assert_eq!(status(&answers[0]), "SIP/2.0 401 Unauthorized", "{err}");
+    // Nor is it registered again as it is by the owner (alice's other
+    // certificate, never withdrawn, still makes her the owner): the
+    // queries would hand out a certificate the CRL lists.
+    let again = run(
+        d,
+        &[
+            "register",
+            "--publish",
+            "--uri",
+            ALICE,
+            "--cert",
+            "device/cert.pem",
+            "--expires",
+            "600",
+        ],
+    )
+    .stdout;
+    let again = write(d, "again.sip", &again);
+    let (code, answers, err) = over_tls(&again, "alice");
+    assert_eq!(code, 5, "{err}\n{}", reg.log_text());
+    assert_eq!(status(&answers[0]), "SIP/2.0 403 Forbidden", "{err}");
     // Nor does a query it signs say who asks: the 403 of a signature
     // that does not verify (before, a trusted requester's 404).
     let q = query(d, "withdrawn-q.sip", ALICE, &["--sign", "device"]);
