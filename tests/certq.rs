@@ -921,3 +921,145 @@ fn signed_query_messages_golden() {
     assert_eq!(header(&located, "Expires"), ["3600"]);
     assert!(refused.starts_with(b"SIP/2.0 495 Signature Required"));
 }
+
+/// Hostile review of issue 28: a certificate the registrar withdrew (its
+/// holder removed every binding) no longer makes its holder the AOR's
+/// owner over mutual TLS: a PUBLISH with it is asked for Digest, as
+/// anyone's, instead of being granted a fresh certificate. The TLS layer
+/// checks only the chain and the dates; the registrar knows what it
+/// withdrew (what its CRL lists).
+#[test]
+fn a_withdrawn_certificate_no_longer_makes_its_holder_the_owner() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    realm(d, "a.example.com", "ca", "reg");
+    run(
+        d,
+        &[
+            "keys", "generate", "--uri", ALICE, "--ca", "ca", "--out", "alice",
+        ],
+    );
+    passwd(d, "users.yaml", "a.example.com", ALICE);
+    let reg = registrar(d, "reg-a", "a.example.com", "ca", "reg", &[]);
+    let table = hosts(d, &[("registrar.a.example.com", reg.port("tls"))]);
+    let ca = d.join("ca/cert.pem");
+    let tcp = format!("tcp:127.0.0.1:{}", reg.port("tcp"));
+    let over_tls = |req: &Path, who: &str| {
+        send(
+            req,
+            "sip:registrar.a.example.com;transport=tls",
+            &[
+                "--hosts",
+                s(&table),
+                "--identity",
+                s(&d.join(who)),
+                "--trust",
+                s(&ca),
+            ],
+        )
+    };
+    // An RSA key (it signs queries) of alice's new device, certified over alice's channel: the
+    // registrar stores what it issued.
+    std::fs::create_dir(d.join("device")).unwrap();
+    let o = openssl()
+        .current_dir(d)
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "device/key.pem",
+            "-out",
+            "device-self.pem",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=alice@a.example.com",
+            "-addext",
+            "subjectAltName=URI:sip:alice@a.example.com",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let publish = |name: &str| {
+        let p = run(
+            d,
+            &[
+                "register",
+                "--publish",
+                "--uri",
+                ALICE,
+                "--cert",
+                "device-self.pem",
+                "--expires",
+                "600",
+            ],
+        )
+        .stdout;
+        write(d, name, &p)
+    };
+    let p = publish("p1.sip");
+    let (code, answers, err) = over_tls(&p, "alice");
+    assert_eq!(code, 0, "{err}\n{}", reg.log_text());
+    let ok = write(d, "p1-200.sip", &answers[0]);
+    run(
+        d,
+        &[
+            "register",
+            "--accept",
+            s(&ok),
+            "--identity",
+            "device",
+            "--trust",
+            s(&ca),
+        ],
+    );
+    // The certificate issued makes its holder the owner, as any of the CA's.
+    let p = publish("p2.sip");
+    let (code, answers, err) = over_tls(&p, "device");
+    assert_eq!(code, 0, "{err}\n{}", reg.log_text());
+    assert!(status(&answers[0]).starts_with("SIP/2.0 200"), "{err}");
+    // alice removes every binding: her certificates are withdrawn.
+    let remove = run(d, &["register", "--uri", ALICE, "--remove-all"]).stdout;
+    let remove = write(d, "remove.sip", &remove);
+    let (code, answers, err) = send(&remove, &tcp, &["--password-file", s(&d.join("pw"))]);
+    assert_eq!(code, 0, "{err}\n{}", reg.log_text());
+    assert!(
+        status(answers.last().unwrap()).starts_with("SIP/2.0 200"),
+        "{err}"
+    );
+    // The withdrawn certificate's holder is anyone now: Digest is asked for.
+    let p = publish("p3.sip");
+    let (code, answers, err) = over_tls(&p, "device");
+    assert_eq!(code, 5, "{err}\n{}", reg.log_text());
+    assert_eq!(status(&answers[0]), "SIP/2.0 401 Unauthorized", "{err}");
+    // Nor is it registered again as it is by the owner (alice's other
+    // certificate, never withdrawn, still makes her the owner): the
+    // queries would hand out a certificate the CRL lists.
+    let again = run(
+        d,
+        &[
+            "register",
+            "--publish",
+            "--uri",
+            ALICE,
+            "--cert",
+            "device/cert.pem",
+            "--expires",
+            "600",
+        ],
+    )
+    .stdout;
+    let again = write(d, "again.sip", &again);
+    let (code, answers, err) = over_tls(&again, "alice");
+    assert_eq!(code, 5, "{err}\n{}", reg.log_text());
+    assert_eq!(status(&answers[0]), "SIP/2.0 403 Forbidden", "{err}");
+    // Nor does a query it signs say who asks: the 403 of a signature
+    // that does not verify (before, a trusted requester's 404).
+    let q = query(d, "withdrawn-q.sip", ALICE, &["--sign", "device"]);
+    let (code, answers, err) = send(&q, &tcp, &[]);
+    assert_eq!(code, 5, "{err}\n{}", reg.log_text());
+    assert_eq!(status(&answers[0]), "SIP/2.0 403 Forbidden", "{err}");
+}

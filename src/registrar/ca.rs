@@ -220,9 +220,12 @@ impl LiveCa {
             .aor("To")
             .map(Aor::new)
             .ok_or_else(|| refuse(Status::BadRequest, "no AOR in To"))?;
-        let domain = crate::sip::headers::uri_host(&aor.text)
-            .unwrap_or_default()
-            .to_ascii_lowercase();
+        let domain = aor_domain(&aor.text).ok_or_else(|| {
+            refuse(
+                Status::BadRequest,
+                format!("{aor} is not an AOR sip:user@host (one @, no port, no headers)"),
+            )
+        })?;
         let names = sip_identities(registrar);
         let allowed = self
             .allow
@@ -367,6 +370,24 @@ impl Service for LiveCa {
     }
 }
 
+/// The domain of `aor`, lower case, when it reads the same however it is
+/// read: `sip:` or `sips:`, one `@`, and a host with no port and no URI
+/// headers after it. A second `@` or a `?` would let the host a URI
+/// parser finds first (the one the CA checks a registrar against) differ
+/// from the one an AOR comparison finds (after the last `@`,
+/// [`crate::sip::aor::same_aor`]).
+fn aor_domain(aor: &str) -> Option<String> {
+    let (scheme, rest) = aor.split_once(':')?;
+    if !(scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips")) {
+        return None;
+    }
+    let (user, host) = rest.split_once('@')?;
+    let host = host.to_ascii_lowercase();
+    let plain = !user.is_empty() && !host.contains(['@', '?', '<', '>', ' ']);
+    (plain && crate::sip::headers::uri_host(aor).is_some_and(|h| h.eq_ignore_ascii_case(&host)))
+        .then_some(host)
+}
+
 /// `tls:HOST:PORT`: the remote CA's address, or `None` when `s` names a
 /// CA directory.
 pub fn remote_address(s: &str) -> Option<&str> {
@@ -416,6 +437,7 @@ fn local_name(addr: SocketAddr) -> String {
 mod tests {
     use super::*;
     use std::path::Path;
+    use std::sync::Arc;
 
     fn repo(p: &str) -> std::path::PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
@@ -451,6 +473,72 @@ mod tests {
 
     fn spki(c: &Cert) -> Key {
         c.cert.tbs_certificate().subject_public_key_info().clone()
+    }
+
+    /// A CA that lets proxy-b's registrar ask for b.example.com only,
+    /// and what it says to a PUBLISH from it for the AOR `to`.
+    fn asked_by_b(to: &str) -> Result<Asked, Stop> {
+        let registrar = Arc::new(cert("keys/proxy-b/cert.pem"));
+        let names = sip_identities(&registrar);
+        assert!(!names.is_empty());
+        let live = LiveCa {
+            ca: Ca::load(&repo("keys/ca/a.example.com")).unwrap(),
+            allow: names
+                .iter()
+                .map(|n| (n.clone(), "b.example.com".to_owned()))
+                .collect(),
+            max_validity: MAX_VALIDITY,
+            ctx: std::sync::Mutex::new(Context::new(Some(b"ca"), None)),
+        };
+        let key = spki(&cert("keys/bob/cert.pem")).to_der().unwrap();
+        let mut bytes = format!(
+            "PUBLISH sip:ca SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1;branch=z9hG4bK1\r\nFrom: <sip:registrar.b.example.com>;tag=1\r\nTo: <{to}>\r\nCall-ID: 1@b\r\nCSeq: 1 PUBLISH\r\nExpires: 3600\r\nContent-Type: {SPKI_TYPE}\r\nContent-Length: {}\r\n\r\n",
+            key.len()
+        )
+        .into_bytes();
+        bytes.extend(key);
+        let msg = Message::parse(&bytes).unwrap();
+        let peer = Peer {
+            transport: Transport::Tls,
+            addr: "127.0.0.1:40000".parse().unwrap(),
+            local: "127.0.0.1:5061".parse().unwrap(),
+            cert: Some(registrar),
+            size: msg.to_bytes().len(),
+        };
+        live.asked(&msg, &peer, OffsetDateTime::now_utc())
+    }
+
+    /// The domain a registrar is allowed for is the AOR's host as every
+    /// later comparison reads it (the part after the last `@`,
+    /// [`crate::sip::aor::same_aor`]): an AOR whose URI reads as two
+    /// hosts (`?` headers with an `@`, a second `@`, a port) is refused,
+    /// so that b.example.com's registrar gets nothing that compares as an
+    /// a.example.com name.
+    #[test]
+    fn a_registrar_gets_no_certificate_for_an_aor_that_reads_as_another_domain() {
+        let ok = asked_by_b("sip:bob@b.example.com").map(|a| a.aor.text);
+        assert_eq!(ok.ok().as_deref(), Some("sip:bob@b.example.com"));
+        assert!(asked_by_b("sip:bob@B.Example.COM").is_ok());
+        for to in [
+            "sip:bob@b.example.com?x=@a.example.com",
+            "sip:bob@a.example.com@b.example.com",
+            "sip:bob@b.example.com:5060",
+            "sip:bob@a.example.com",
+            "sip:bob@b.example.com.",
+            "sip:b.example.com",
+        ] {
+            match asked_by_b(to) {
+                Ok(a) => panic!("{to}: asked for {}", a.aor),
+                Err(Stop::Refuse(answer)) => {
+                    assert!(
+                        matches!(answer.status, Status::Forbidden | Status::BadRequest),
+                        "{to}: {:?}",
+                        answer.status
+                    );
+                }
+                Err(_) => panic!("{to}: not a refusal"),
+            }
+        }
     }
 
     #[test]

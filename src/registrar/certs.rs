@@ -194,6 +194,18 @@ pub(super) fn for_owner_publication(
                 source: "the CA".into(),
             };
             if crate::keys::trust::check_chain(&cert, &[], &[anchor]).is_ok() {
+                // Not one this registrar withdrew: a query would hand out
+                // a certificate its CRL lists.
+                if r.withdrawn(&aor.text, &[&cert])? {
+                    return Err(Stop::Refuse(Box::new(
+                        Answer::new(Status::Forbidden)
+                            .with_warning(
+                                "registrar",
+                                "this certificate was withdrawn: publish a CSR or the bare key to have a new one issued",
+                            )
+                            .because(format!("a withdrawn certificate of {aor} published again")),
+                    )));
+                }
                 (Wanted::Given(Box::new(cert)), None)
             } else {
                 let spki = cert

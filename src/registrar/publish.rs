@@ -23,20 +23,55 @@ pub const MAX_KEYS: usize = 4;
 impl Registrar<'_> {
     /// Whether the TLS peer is the owner of `aor`: an AOR of this realm,
     /// named by the SAN URI of a client certificate that chains to this
-    /// registrar's own CA. The listener's other trust anchors (another
-    /// domain's CA, trusted for its users' signed queries) do not make
-    /// anyone the owner of an AOR here.
-    pub(super) fn peer_is(&self, aor: &str) -> bool {
+    /// registrar's own CA and that the registrar has not withdrawn (its
+    /// holder removed every binding: the CRL lists it; the TLS handshake
+    /// checked the chain and the dates only). The listener's other trust
+    /// anchors (another domain's CA, trusted for its users' signed
+    /// queries) do not make anyone the owner of an AOR here.
+    pub(super) fn peer_is(&self, aor: &Aor) -> Result<bool, Stop> {
         let Some(peer) = self.trusted.peer else {
-            return false;
+            return Ok(false);
         };
-        let ours = uri_host(aor).is_some_and(|h| h.eq_ignore_ascii_case(self.realm));
+        let ours = uri_host(&aor.text).is_some_and(|h| h.eq_ignore_ascii_case(self.realm));
         let anchor = Cert {
             cert: self.ca.ca_cert().clone(),
             source: "the CA".into(),
         };
-        ours && peer.uri().is_some_and(|u| same_aor(&u, aor))
-            && crate::keys::trust::check_chain(peer, &[], &[anchor]).is_ok()
+        if !(ours
+            && peer.uri().is_some_and(|u| same_aor(&u, &aor.text))
+            && crate::keys::trust::check_chain(peer, &[], &[anchor]).is_ok())
+        {
+            return Ok(false);
+        }
+        Ok(!self.withdrawn(&aor.text, &[peer])?)
+    }
+
+    /// Whether one of `certs` (each naming the AOR `uri`) is one this
+    /// registrar withdrew: in that AOR's record (of this realm), marked
+    /// withdrawn (on the CRL). The TLS handshake and a signature's chain
+    /// check only the chain and the dates; a withdrawn certificate
+    /// proves no one's identity here. One record read, however many.
+    pub(super) fn withdrawn(&self, uri: &str, certs: &[&Cert]) -> Result<bool, Stop> {
+        if certs.is_empty() || !uri_host(uri).is_some_and(|h| h.eq_ignore_ascii_case(self.realm)) {
+            return Ok(false);
+        }
+        let record = self.store.load_aor(self.realm, &Aor::new(uri))?;
+        for cert in certs {
+            let der = der::Encode::to_der(&cert.cert)
+                .map_err(|e| Stop::Failed(crate::keys::KeyError::Generate(e.to_string()).into()))?;
+            let sha256 = {
+                use sha2::Digest;
+                hex::encode(sha2::Sha256::digest(&der))
+            };
+            if record
+                .certificates
+                .iter()
+                .any(|c| c.sha256 == sha256 && c.withdrawn.is_some())
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// The owner's PUBLISH: the certificate [`certs::for_owner_publication`]

@@ -260,11 +260,13 @@ impl Registrar<'_> {
                         .because("an unsigned certificate query (--require-signed-queries)"),
                 )));
             }
-            let by_channel = self
-                .trusted
-                .peer
-                .and_then(Cert::uri)
-                .is_some_and(|u| same_aor(&u, &from));
+            let by_channel = match self.trusted.peer {
+                Some(peer) => {
+                    peer.uri().is_some_and(|u| same_aor(&u, &from))
+                        && !self.withdrawn(&from, &[peer])?
+                }
+                None => false,
+            };
             return Ok(by_channel.then_some(from));
         };
         let mut anchors = self.trusted.anchors.to_vec();
@@ -288,6 +290,16 @@ impl Registrar<'_> {
             .collect();
         if report.role != Some("ua") && problems.is_empty() {
             problems.push(format!("the signer is not the From AOR {from}"));
+        }
+        // Not one this registrar withdrew (its CRL lists it): the chain
+        // check does not know.
+        let signers = crate::envelope::signed::certs_of(&outer.signature).unwrap_or_default();
+        let naming: Vec<&Cert> = signers
+            .iter()
+            .filter(|c| c.uri().is_some_and(|u| same_aor(&u, &from)))
+            .collect();
+        if self.withdrawn(&from, &naming)? {
+            problems.push("the signer's certificate was withdrawn".into());
         }
         // Fresh: a query overheard and sent again by another would get the
         // location too. Its signed Date (headers checked above) within

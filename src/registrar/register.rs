@@ -596,7 +596,7 @@ impl Registrar<'_> {
     /// bare key is taken too ([`Registrar::publish_as_owner`]).
     fn publish(&self, req: &Message, ctx: &mut Context) -> Result<Handled, Stop> {
         let asked = self.asked(req)?;
-        if self.peer_is(&asked.aor.text) {
+        if self.peer_is(&asked.aor)? {
             let expires = publication_expires(req, self.max_expires)?;
             return self.publish_as_owner(req, asked.aor, expires, ctx);
         }
