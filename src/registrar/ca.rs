@@ -36,6 +36,7 @@ use der::{Decode, Encode};
 use time::OffsetDateTime;
 use x509_cert::Certificate;
 
+use super::RegistrarError;
 use super::certs::{MAX_CSR, SPKI_TYPE, check_key, from_csr};
 use super::issuer::{IssueAsk, IssueError, Issuer, Key};
 use super::stop::{Stop, refuse};
@@ -281,7 +282,7 @@ impl LiveCa {
         msg: &Message,
         peer: &Peer,
         ctx: &mut Context,
-    ) -> Result<(Message, String), String> {
+    ) -> Result<(Message, String), RegistrarError> {
         let answer = match self.asked(msg, peer, ctx.now()) {
             Ok(asked) => {
                 let ask = IssueAsk {
@@ -290,7 +291,13 @@ impl LiveCa {
                     csr: None,
                     until: asked.until,
                 };
-                let cert = Issuer::issue(&self.ca, &ask, ctx).map_err(|e| e.to_string())?;
+                let cert = Issuer::issue(&self.ca, &ask, ctx).map_err(|e| match e {
+                    IssueError::Key(e) => RegistrarError::Key(e),
+                    // A local CA is neither reached nor refuses.
+                    other => {
+                        RegistrarError::Key(crate::keys::KeyError::Generate(other.to_string()))
+                    }
+                })?;
                 let chain = [
                     Cert {
                         cert,
@@ -301,7 +308,7 @@ impl LiveCa {
                         source: "the CA".into(),
                     },
                 ];
-                let bytes = certs_only(&chain).map_err(|e| e.to_string())?;
+                let bytes = certs_only(&chain).map_err(crate::signing::SigningError::from)?;
                 Answer::new(Status::Ok)
                     .with_body(Body {
                         content_type: CERTS_ONLY.into(),
@@ -310,7 +317,7 @@ impl LiveCa {
                     .because(format!("issued for {}", asked.aor))
             }
             Err(Stop::Refuse(answer)) => *answer,
-            Err(Stop::Failed(e)) => return Err(e.to_string()),
+            Err(Stop::Failed(e)) => return Err(e),
             Err(Stop::Challenge { .. }) => Answer::new(Status::Forbidden),
         };
         let decision = format!(
@@ -318,9 +325,7 @@ impl LiveCa {
             answer.status.code(),
             answer.why.as_deref().unwrap_or_default()
         );
-        let response = respond(msg, &answer, ctx)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| "an ACK".to_owned())?;
+        let response = respond(msg, &answer, ctx)?.ok_or(RegistrarError::Ack)?;
         Ok((response, decision))
     }
 }
@@ -388,10 +393,21 @@ fn aor_domain(aor: &str) -> Option<String> {
         .then_some(host)
 }
 
-/// `tls:HOST:PORT`: the remote CA's address, or `None` when `s` names a
-/// CA directory.
-pub fn remote_address(s: &str) -> Option<&str> {
-    s.strip_prefix("tls:")
+/// Why a remote CA cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteCaError {
+    /// The certificate given as the CA's is not a CA certificate.
+    #[error("{0} is not a CA certificate (needs BasicConstraints CA:true and keyCertSign)")]
+    NotCa(String),
+    /// The address does not read, or its name does not resolve.
+    #[error(transparent)]
+    Target(#[from] crate::net::NetError),
+    /// Not `tls:`.
+    #[error("{0}: the CA is reached over mutual TLS only")]
+    NotTls(String),
+    /// The registrar's TLS identity or the trust anchors.
+    #[error(transparent)]
+    Tls(#[from] crate::net::tls::TlsError),
 }
 
 /// A [`RemoteCa`] at `at` (`tls:HOST:PORT`, resolved with `hosts`),
@@ -403,19 +419,16 @@ pub fn remote(
     identity: &Identity,
     trust: &[Cert],
     ca: Cert,
-) -> Result<RemoteCa, String> {
+) -> Result<RemoteCa, RemoteCaError> {
     if !crate::keys::trust::is_ca(&ca) {
-        return Err(format!(
-            "{} is not a CA certificate (needs BasicConstraints CA:true and keyCertSign)",
-            ca.source.display()
-        ));
+        return Err(RemoteCaError::NotCa(ca.source.display().to_string()));
     }
     let ca = ca.cert;
-    let target = Target::parse(at, hosts).map_err(|e| e.to_string())?;
+    let target = Target::parse(at, hosts)?;
     if target.transport != Transport::Tls {
-        return Err(format!("{at}: the CA is reached over mutual TLS only"));
+        return Err(RemoteCaError::NotTls(at.to_owned()));
     }
-    let tls = TlsSetup::new(Some(identity), trust).map_err(|e| e.to_string())?;
+    let tls = TlsSetup::new(Some(identity), trust)?;
     let from = identity
         .cert
         .uri()

@@ -69,24 +69,40 @@ pub fn realm_of(aor: &str) -> Option<&str> {
     (!host.is_empty()).then_some(host)
 }
 
+/// Why a registrar's PSKs cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PskSetError {
+    /// A PSK that names no AOR.
+    #[error("PSK {0} names no `uri`: a registrar's PSK names the AOR it belongs to")]
+    NoAor(String),
+    /// A PSK whose `uri` is not an AOR.
+    #[error("PSK {id}: its uri {uri} is not an AOR (sip:user@domain)")]
+    NotAor {
+        /// The PSK's id.
+        id: String,
+        /// Its uri.
+        uri: String,
+    },
+    /// Two PSKs with one key identifier.
+    #[error("two PSKs with the id {0}")]
+    SameId(String),
+}
+
 /// Check the PSKs a registrar opens registrations with: each names the
 /// AOR it belongs to as its `uri`, and no two share a key identifier.
-pub fn check_psks(psks: &[Psk]) -> Result<(), String> {
+pub fn check_psks(psks: &[Psk]) -> Result<(), PskSetError> {
     for (i, p) in psks.iter().enumerate() {
         let Some(uri) = &p.uri else {
-            return Err(format!(
-                "PSK {} names no `uri`: a registrar's PSK names the AOR it belongs to",
-                p.id
-            ));
+            return Err(PskSetError::NoAor(p.id.to_string()));
         };
         if username_of(uri).is_none() {
-            return Err(format!(
-                "PSK {}: its uri {uri} is not an AOR (sip:user@domain)",
-                p.id
-            ));
+            return Err(PskSetError::NotAor {
+                id: p.id.to_string(),
+                uri: uri.clone(),
+            });
         }
         if psks.iter().take(i).any(|q| q.id_bytes() == p.id_bytes()) {
-            return Err(format!("two PSKs with the id {}", p.id));
+            return Err(PskSetError::SameId(p.id.to_string()));
         }
     }
     Ok(())

@@ -496,7 +496,12 @@ fn remote_issuer(
     let ca = Cert::load(ca_cert)?;
     sipseal::registrar::ca::remote(at, &s.hosts()?, identity, &s.anchors()?, ca)
         .map(|r| Box::new(r) as Box<dyn Issuer>)
-        .map_err(|e| Error::usage(e, "--ca tls:HOST:PORT, with --identity and --trust"))
+        .map_err(|e| {
+            Error::usage(
+                e.to_string(),
+                "--ca tls:HOST:PORT, with --identity and --trust",
+            )
+        })
 }
 
 #[cfg(not(feature = "live"))]
