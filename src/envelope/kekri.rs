@@ -44,6 +44,18 @@ pub fn kek_wrap(
         .ok_or_else(|| EnvelopeError::Encode(format!("a {}-byte KEK", kek.len())))?;
     let mut buf = vec![0u8; cek.len() + 8];
     let fail = |e: aes_kw::Error| EnvelopeError::Encode(format!("AES key wrap: {e}"));
+    #[cfg(feature = "aws-lc")]
+    if let Some(len) = lc::wrap(kek, cek, &mut buf) {
+        let len = len.ok_or_else(|| EnvelopeError::Encode("AES key wrap".into()))?;
+        buf.truncate(len);
+        return Ok((
+            AlgorithmIdentifierOwned {
+                oid,
+                parameters: None,
+            },
+            buf,
+        ));
+    }
     let len = match kek.len() {
         16 => KwAes128::new_from_slice(kek)
             .map_err(|_| EnvelopeError::Encode("KEK".into()))?
@@ -90,6 +102,13 @@ pub(super) fn kek_unwrap(
         return Ok(None);
     }
     let mut buf = Zeroizing::new(vec![0u8; wrapped.len() - 8]);
+    #[cfg(feature = "aws-lc")]
+    if let Some(ok) = lc::unwrap(kek, wrapped, &mut buf) {
+        return Ok(ok.map(|len| {
+            buf.truncate(len);
+            buf
+        }));
+    }
     let ok = match kek.len() {
         16 => KwAes128::new_from_slice(kek)
             .ok()
@@ -105,6 +124,38 @@ pub(super) fn kek_unwrap(
         buf.truncate(len);
         buf
     }))
+}
+
+/// RFC 3394 through aws-lc-rs for 128- and 256-bit KEKs (its AES
+/// assembly); `None` for a KEK it has no algorithm for (192 bits), which
+/// the `aes-kw` crate then handles.
+#[cfg(feature = "aws-lc")]
+mod lc {
+    use aws_lc_rs::key_wrap::{AES_128, AES_256, AesKek, KeyWrap};
+
+    fn kek(key: &[u8]) -> Option<Result<AesKek, ()>> {
+        let alg = match key.len() {
+            16 => &AES_128,
+            32 => &AES_256,
+            _ => return None,
+        };
+        Some(AesKek::new(alg, key).map_err(|_| ()))
+    }
+
+    /// The wrapped length, or `Some(None)` when wrapping failed.
+    pub(super) fn wrap(key: &[u8], cek: &[u8], out: &mut [u8]) -> Option<Option<usize>> {
+        let k = kek(key)?;
+        Some(k.ok().and_then(|k| k.wrap(cek, out).ok().map(|s| s.len())))
+    }
+
+    /// The unwrapped length, or `Some(None)` when the integrity check fails.
+    pub(super) fn unwrap(key: &[u8], wrapped: &[u8], out: &mut [u8]) -> Option<Option<usize>> {
+        let k = kek(key)?;
+        Some(
+            k.ok()
+                .and_then(|k| k.unwrap(wrapped, out).ok().map(|s| s.len())),
+        )
+    }
 }
 
 /// Build the RecipientInfo for a pre-shared key.
@@ -131,6 +182,35 @@ pub fn kekri_with_id(id: &[u8], kek: &[u8], cek: &[u8]) -> Result<RecipientInfo,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// aws-lc-rs and the `aes-kw` crate wrap alike and unwrap each other's.
+    #[cfg(feature = "aws-lc")]
+    #[test]
+    fn aws_lc_key_wrap_agrees_with_the_aes_kw_crate() {
+        for (len, cek_len) in [(16, 16), (16, 32), (32, 16), (32, 32), (32, 40)] {
+            let kek: Vec<u8> = (0..len as u8).map(|b| b.wrapping_mul(31)).collect();
+            let cek: Vec<u8> = (0..cek_len as u8).collect();
+            let mut ours = vec![0u8; cek_len + 8];
+            assert_eq!(lc::wrap(&kek, &cek, &mut ours), Some(Some(cek_len + 8)));
+            let mut theirs = vec![0u8; cek_len + 8];
+            match len {
+                16 => KwAes128::new_from_slice(&kek)
+                    .unwrap()
+                    .wrap_key(&cek, &mut theirs),
+                _ => KwAes256::new_from_slice(&kek)
+                    .unwrap()
+                    .wrap_key(&cek, &mut theirs),
+            }
+            .unwrap();
+            assert_eq!(ours, theirs);
+            let mut back = vec![0u8; cek_len];
+            assert_eq!(lc::unwrap(&kek, &theirs, &mut back), Some(Some(cek_len)));
+            assert_eq!(back, cek);
+            theirs[5] ^= 1;
+            assert_eq!(lc::unwrap(&kek, &theirs, &mut back), Some(None));
+        }
+        assert_eq!(lc::wrap(&[0u8; 24], &[0u8; 16], &mut [0u8; 24]), None);
+    }
 
     #[test]
     fn key_wrap_round_trip_and_tamper() {
