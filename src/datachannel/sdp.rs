@@ -157,7 +157,9 @@ impl ChannelSdp {
 
     /// The SDP text (CRLF line ends); `session` is the o= session id.
     pub fn to_text(&self, session: u64) -> String {
-        let (kind, ip) = match self.addr.ip().to_canonical() {
+        // As it is (no IPv4-mapped address turned into IPv4): the text
+        // reads back as the same address.
+        let (kind, ip) = match self.addr.ip() {
             IpAddr::V4(v4) => ("IP4", v4.to_string()),
             IpAddr::V6(v6) => ("IP6", v6.to_string()),
         };
@@ -363,6 +365,11 @@ mod tests {
         assert_eq!(parsed, answer);
         parsed.check_answer(&offer).unwrap();
         assert!(offer.check_answer(&offer).is_err(), "active to active");
+        let mapped = ChannelSdp::answer("[::ffff:192.0.2.7]:4000".parse().unwrap(), fp(1));
+        assert_eq!(
+            ChannelSdp::parse(mapped.to_text(1).as_bytes()).unwrap(),
+            mapped
+        );
     }
 
     #[test]
