@@ -6,6 +6,12 @@
 //! the caller's side as a library function, [`terminal`] the answering
 //! side's workflow.
 
+#[cfg(feature = "live")]
+pub mod call;
+#[cfg(feature = "live")]
+pub mod daemon;
 pub mod sdp;
+#[cfg(feature = "live")]
+pub mod terminal;
 #[cfg(feature = "live")]
 pub mod tls;
