@@ -99,6 +99,7 @@ fn spec(who: &str) -> CallSpec {
         },
         trust: trust(),
         channel_ip: "127.0.0.1".parse().unwrap(),
+        channel_allow: vec!["127.0.0.0/8".parse().unwrap()],
         answer_timeout: Duration::from_secs(10),
         connect_timeout: Duration::from_secs(10),
     }
@@ -236,6 +237,16 @@ fn a_caller_reaches_the_service_behind_the_terminal_over_a_sealed_data_channel()
             .expect("the channel closes after the BYE");
         assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
 
+        // An answer that sends the caller where it may not connect is
+        // refused after the ACK, and the call ended with a BYE.
+        let mut confined = spec("alice");
+        confined.channel_allow = vec!["192.0.2.0/24".parse().unwrap()];
+        match call(&flow, &confined, &store, Limits::default(), &mut ctx).await {
+            Err(CallError::Sdp(e)) => assert!(e.to_string().contains("outside"), "{e}"),
+            Err(e) => panic!("confined: {e}\n{}", logs()),
+            Ok(_) => panic!("the caller connected outside --channel-allow"),
+        }
+
         // carol is not in the allow-list: 403, with the terminal's Warning.
         let flow = flow_of("carol", &outbound, &ua_hosts).await;
         let refused = call(&flow, &spec("carol"), &store, Limits::default(), &mut ctx).await;
@@ -248,6 +259,14 @@ fn a_caller_reaches_the_service_behind_the_terminal_over_a_sealed_data_channel()
         }
     });
     assert!(wait_logged(&terminal, "\"channel closed\""), "{}", logs());
+    // Both calls ended with a BYE the terminal answered 200.
+    let byes = terminal.log_text().matches("\"event\":\"bye\"").count();
+    assert_eq!(byes, 2, "{}", logs());
+    assert!(
+        !terminal.log_text().contains("\"status\":481"),
+        "{}",
+        logs()
+    );
     assert!(terminal.log_text().contains("\"answered\""), "{}", logs());
 
     // SIGTERM: the terminal removes its binding and stops; a call for bob

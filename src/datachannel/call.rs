@@ -37,6 +37,11 @@ pub struct CallSpec {
     pub trust: Vec<Cert>,
     /// The address the offer names (informational: the caller connects).
     pub channel_ip: IpAddr,
+    /// Where the answer may send the caller to connect: the channel's
+    /// address must be inside one of these (empty: anywhere). A server
+    /// that calls on others' behalf (the gateway) confines it to where
+    /// its terminals are, so that no answer makes it connect elsewhere.
+    pub channel_allow: Vec<ipnet::IpNet>,
     /// How long the answer may take.
     pub answer_timeout: Duration,
     /// How long the channel's connection and handshake may take.
@@ -267,6 +272,12 @@ fn opened_answer(
         .unwrap_or_default();
     let answer = ChannelSdp::parse(&body)?;
     answer.check_answer(offer)?;
+    let ip = answer.addr.ip();
+    if !spec.channel_allow.is_empty() && !spec.channel_allow.iter().any(|n| n.contains(&ip)) {
+        return Err(CallError::Sdp(ChannelSdpError::Mismatch(format!(
+            "the answer's channel address {ip} is outside the networks the caller may connect to"
+        ))));
+    }
     let answered_by = match opened.inner {
         Some(InnerCheck::Verified { signer } | InnerCheck::Verifies { signer }) => Some(signer),
         None => None,

@@ -104,6 +104,15 @@ impl Policy {
                 ));
             }
         }
+        // The From in the clear first: a caller who may not call costs
+        // no private-key operation. The signature checked below proves it.
+        let from = invite.aor("From").unwrap_or_default().to_owned();
+        if !self.allow.iter().any(|a| a.eq_ignore_ascii_case(&from)) {
+            return Err(refuse(
+                Status::Forbidden,
+                format!("{from} may not call this terminal"),
+            ));
+        }
         let key = identity
             .private_key()
             .map_err(|e| refuse(Status::ServerError, format!("the terminal's key: {e}")))?;
@@ -132,7 +141,6 @@ impl Policy {
             }
             Err(e) => return Err(refuse(Status::Undecipherable, e.to_string())),
         };
-        let from = invite.aor("From").unwrap_or_default().to_owned();
         let signer = match &opened.inner {
             // Verified: the chain, validity and the SAN URI = From AOR.
             Some(InnerCheck::Verified { .. }) => opened
@@ -149,12 +157,6 @@ impl Policy {
                 "the INVITE's content is not signed by its caller: an allow-list cannot trust an unsigned From".into(),
             ));
         };
-        if !self.allow.iter().any(|a| a.eq_ignore_ascii_case(&from)) {
-            return Err(refuse(
-                Status::Forbidden,
-                format!("{from} may not call this terminal"),
-            ));
-        }
         let body = opened
             .content
             .message
