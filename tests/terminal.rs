@@ -117,22 +117,29 @@ fn wait_logged(d: &Daemon, text: &str) -> bool {
     false
 }
 
-#[test]
-fn a_caller_reaches_the_service_behind_the_terminal_over_a_sealed_data_channel() {
-    let tmp = tempfile::tempdir().unwrap();
-    let d = tmp.path();
-    let realm = Realm::new(d, "b.example.com", &["bob"], false);
-    let registry = d.join("registry");
-    let registrar = realm.registrar(s(&registry), &["udp:127.0.0.1:0"], &[]);
-    let relay_hosts = common::write(
-        d,
-        "relay-hosts",
-        format!("127.0.0.1:{} b.example.com\n", registrar.port("udp")).as_bytes(),
-    );
-    let relay = Daemon::start(
-        d,
-        "relay",
-        &[
+/// A registrar, a relay on TLS serving b.example.com (with `relay_extra`
+/// flags), and `sipseal terminal` as bob (with `extra` flags) serving
+/// `service`; the relay's address as `--outbound` names it, and the hosts
+/// file that resolves it.
+struct Setup {
+    registrar: Daemon,
+    relay: Daemon,
+    terminal: Daemon,
+    outbound: String,
+    ua_hosts: std::path::PathBuf,
+}
+
+impl Setup {
+    fn start(d: &Path, service: u16, relay_extra: &[&str], extra: &[&str]) -> Setup {
+        let realm = Realm::new(d, "b.example.com", &["bob"], false);
+        let registry = d.join("registry");
+        let registrar = realm.registrar(s(&registry), &["udp:127.0.0.1:0"], &[]);
+        let relay_hosts = common::write(
+            d,
+            "relay-hosts",
+            format!("127.0.0.1:{} b.example.com\n", registrar.port("udp")).as_bytes(),
+        );
+        let mut args = vec![
             "relay",
             "--listen",
             "tls:127.0.0.1:0",
@@ -149,21 +156,19 @@ fn a_caller_reaches_the_service_behind_the_terminal_over_a_sealed_data_channel()
             "--hosts",
             s(&relay_hosts),
             "--record-route",
-        ],
-    );
-    let ua_hosts = common::write(
-        d,
-        "ua-hosts",
-        format!("127.0.0.1:{} proxy-b.b.example.com\n", relay.port("tls")).as_bytes(),
-    );
-    let outbound = format!("tls:proxy-b.b.example.com:{}", relay.port("tls"));
-    let service = http_service();
-    let pw = d.join("bob.pw");
-    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let mut terminal = Daemon::start(
-        d,
-        "terminal",
-        &[
+        ];
+        args.extend_from_slice(relay_extra);
+        let relay = Daemon::start(d, "relay", &args);
+        let ua_hosts = common::write(
+            d,
+            "ua-hosts",
+            format!("127.0.0.1:{} proxy-b.b.example.com\n", relay.port("tls")).as_bytes(),
+        );
+        let outbound = format!("tls:proxy-b.b.example.com:{}", relay.port("tls"));
+        let pw = d.join("bob.pw");
+        std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let serve = format!("http://127.0.0.1:{service}");
+        let mut args = vec![
             "terminal",
             "--identity",
             "keys/bob-ec",
@@ -174,15 +179,133 @@ fn a_caller_reaches_the_service_behind_the_terminal_over_a_sealed_data_channel()
             "--hosts",
             s(&ua_hosts),
             "--password-file",
-            s(&d.join("bob.pw")),
+            s(&pw),
             "--allow",
             "sip:alice@a.example.com",
             "--serve",
-            &format!("http://127.0.0.1:{service}"),
-            "--idle",
-            "20",
-        ],
+            &serve,
+        ];
+        args.extend_from_slice(extra);
+        let terminal = Daemon::start(d, "terminal", &args);
+        Setup {
+            registrar,
+            relay,
+            terminal,
+            outbound,
+            ua_hosts,
+        }
+    }
+
+    fn logs(&self) -> String {
+        format!(
+            "terminal:\n{}\nrelay:\n{}\nregistrar:\n{}",
+            self.terminal.log_text(),
+            self.relay.log_text(),
+            self.registrar.log_text()
+        )
+    }
+}
+
+/// One GET over a call's channel: the page's text.
+async fn fetch(channel: &mut sipseal::datachannel::tls::ClientChannel) -> String {
+    channel
+        .write_all(b"GET / HTTP/1.1\r\nHost: terminal\r\n\r\n")
+        .await
+        .unwrap();
+    let mut page = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&page).contains(PAGE) {
+        let n = tokio::time::timeout(Duration::from_secs(10), channel.read(&mut buf))
+            .await
+            .expect("the page in time")
+            .unwrap();
+        assert!(n > 0, "the channel closed before the page");
+        page.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&page).into_owned()
+}
+
+#[test]
+fn the_flow_outlives_the_relays_idle_timeout_on_keep_alives() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let setup = Setup::start(
+        d,
+        http_service(),
+        &["--idle-timeout", "2"],
+        &["--keepalive", "1"],
     );
+    // Past the relay's idle timeout twice over: the flow is still there.
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        !setup.terminal.log_text().contains("flow closed"),
+        "{}",
+        setup.logs()
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = MemoryStore::new();
+        let mut ctx = Context::new(None, None);
+        let flow = flow_of("alice", &setup.outbound, &setup.ua_hosts).await;
+        let mut up = call(&flow, &spec("alice"), &store, Limits::default(), &mut ctx)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", setup.logs()));
+        assert!(fetch(&mut up.channel).await.starts_with("HTTP/1.1 200 OK"));
+        let code = up
+            .bye
+            .send(&store, Limits::default(), Duration::from_secs(10), &mut ctx)
+            .await
+            .unwrap();
+        assert_eq!(code, 200);
+    });
+}
+
+#[test]
+fn the_terminal_reopens_its_flow_and_registers_again_when_the_relay_closes_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    // Keep-alives slower than the relay's idle timeout: the relay closes
+    // the flow after 2 s.
+    let setup = Setup::start(
+        d,
+        http_service(),
+        &["--idle-timeout", "2"],
+        &["--keepalive", "60"],
+    );
+    assert!(
+        wait_logged(&setup.terminal, "\"flow closed\""),
+        "{}",
+        setup.logs()
+    );
+    assert!(
+        wait_logged(&setup.terminal, "\"registered\""),
+        "{}",
+        setup.logs()
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = MemoryStore::new();
+        let mut ctx = Context::new(None, None);
+        let flow = flow_of("alice", &setup.outbound, &setup.ua_hosts).await;
+        let mut up = call(&flow, &spec("alice"), &store, Limits::default(), &mut ctx)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", setup.logs()));
+        assert!(fetch(&mut up.channel).await.contains(PAGE));
+    });
+}
+
+#[test]
+fn a_caller_reaches_the_service_behind_the_terminal_over_a_sealed_data_channel() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let setup = Setup::start(d, http_service(), &[], &["--idle", "20"]);
+    let Setup {
+        registrar,
+        relay,
+        mut terminal,
+        outbound,
+        ua_hosts,
+    } = setup;
     let logs = || {
         format!(
             "terminal:\n{}\nrelay:\n{}\nregistrar:\n{}",
@@ -209,21 +332,7 @@ fn a_caller_reaches_the_service_behind_the_terminal_over_a_sealed_data_channel()
             Err(e) => panic!("alice's call: {e}\n{}", logs()),
         };
         assert_eq!(up.answer.addr.ip().to_string(), "127.0.0.1");
-        up.channel
-            .write_all(b"GET / HTTP/1.1\r\nHost: terminal\r\n\r\n")
-            .await
-            .unwrap();
-        let mut page = Vec::new();
-        let mut buf = [0u8; 4096];
-        while !String::from_utf8_lossy(&page).contains(PAGE) {
-            let n = tokio::time::timeout(Duration::from_secs(10), up.channel.read(&mut buf))
-                .await
-                .expect("the page in time")
-                .unwrap();
-            assert!(n > 0, "the channel closed before the page:\n{}", logs());
-            page.extend_from_slice(&buf[..n]);
-        }
-        assert!(String::from_utf8_lossy(&page).starts_with("HTTP/1.1 200 OK"));
+        assert!(fetch(&mut up.channel).await.starts_with("HTTP/1.1 200 OK"));
 
         // The BYE ends the call: 200, and the terminal closes the channel.
         let code = up
@@ -232,6 +341,7 @@ fn a_caller_reaches_the_service_behind_the_terminal_over_a_sealed_data_channel()
             .await
             .unwrap();
         assert_eq!(code, 200, "{}", logs());
+        let mut buf = [0u8; 64];
         let n = tokio::time::timeout(Duration::from_secs(10), up.channel.read(&mut buf))
             .await
             .expect("the channel closes after the BYE");

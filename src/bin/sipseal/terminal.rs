@@ -79,6 +79,11 @@ pub struct TerminalArgs {
     /// Calls at once, at most; past it an INVITE gets 486 Busy Here.
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub max_calls: usize,
+    /// Send a CRLF keep-alive on the flow this often, in seconds (RFC
+    /// 5626 §4.4.1): below the relay's --idle-timeout, and below any NAT's
+    /// idle time on the way.
+    #[arg(long, value_name = "SECONDS", default_value_t = 25)]
+    pub keepalive: u64,
     /// Seconds to wait for the registrar's answer.
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     pub timeout: u64,
@@ -169,7 +174,10 @@ pub fn run(args: TerminalArgs, ctx: &mut Context) -> Result<Exit, Error> {
         setup_timeout: Duration::from_secs(args.setup_timeout.max(1)),
         max_calls: args.max_calls.max(1),
         limits: Limits::default(),
-        flow: FlowLimits::default(),
+        flow: FlowLimits {
+            keepalive: Duration::from_secs(args.keepalive.max(1)),
+            ..FlowLimits::default()
+        },
         timeout: Duration::from_secs(args.timeout.max(1)),
     };
     let runtime = crate::live::runtime()?;
