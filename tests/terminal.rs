@@ -298,7 +298,12 @@ fn the_terminal_reopens_its_flow_and_registers_again_when_the_relay_closes_it() 
 fn a_caller_reaches_the_service_behind_the_terminal_over_a_sealed_data_channel() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let setup = Setup::start(d, http_service(), &[], &["--idle", "20"]);
+    let setup = Setup::start(
+        d,
+        http_service(),
+        &[],
+        &["--idle", "20", "--min-route-level", "3"],
+    );
     let Setup {
         registrar,
         relay,

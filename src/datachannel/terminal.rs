@@ -428,6 +428,51 @@ mod tests {
         assert_eq!(granted(&ok), Some(300));
     }
 
+    fn invite(from: &str) -> Message {
+        let text = format!(
+            "INVITE sip:bob@127.0.0.1:5099;transport=tls SIP/2.0\r\n\
+Via: SIP/2.0/TLS 127.0.0.1:5061;branch=z9hG4bK2\r\n\
+Via: SIP/2.0/TCP 127.0.0.1:40000;branch=z9hG4bK1\r\n\
+From: <{from}>;tag=1\r\nTo: <sip:bob@b.example.com>\r\nCall-ID: c1\r\n\
+CSeq: 1 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: 4\r\n\r\nv=0\n"
+        );
+        Message::parse(text.as_bytes()).unwrap()
+    }
+
+    fn examine(policy: &Policy, msg: &Message) -> Result<Accepted, Refusal> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("keys/bob-ec");
+        let identity = Identity::load_dir(&dir).unwrap();
+        let store = crate::state::MemoryStore::new();
+        let ua = Ua {
+            store: &store,
+            limits: crate::session::Limits::default(),
+        };
+        policy.examine(&ua, msg, &identity, &mut Context::new(None, None))
+    }
+
+    #[test]
+    fn an_invite_is_refused_before_anything_is_opened_when_the_path_or_caller_is_wrong() {
+        let mut policy = Policy {
+            allow: vec!["sip:alice@a.example.com".into()],
+            trust: Vec::new(),
+            min_route_level: Some(3),
+            agent: "b.example.com".into(),
+        };
+        // No Route-Security entries for two links: below level 3.
+        let r = examine(&policy, &invite("sip:alice@a.example.com")).unwrap_err();
+        assert_eq!(r.answer.status, Status::Forbidden);
+        assert!(r.why.starts_with("Route-Security"), "{}", r.why);
+        policy.min_route_level = None;
+        // A caller not allowed: 403 on the From alone.
+        let r = examine(&policy, &invite("sip:mallory@a.example.com")).unwrap_err();
+        assert_eq!(r.answer.status, Status::Forbidden);
+        assert!(r.why.contains("may not call"), "{}", r.why);
+        // An allowed caller in the clear: 488, a sealed body is required.
+        let r = examine(&policy, &invite("sip:alice@a.example.com")).unwrap_err();
+        assert_eq!(r.answer.status, Status::NotAcceptableHere);
+        assert!(r.why.contains("sealed"), "{}", r.why);
+    }
+
     #[tokio::test]
     async fn the_pump_copies_both_ways_and_stops_when_idle() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
