@@ -400,3 +400,65 @@ fn a_caller_reaches_the_service_behind_the_terminal_over_a_sealed_data_channel()
     });
     assert_eq!(after, Some(480), "{}", relay.log_text());
 }
+
+#[test]
+fn flags_that_cannot_work_are_refused_with_a_hint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pw = common::write(tmp.path(), "pw", b"secret\n");
+    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let base = |outbound: &str, allow: &str, serve: &str| {
+        common::sipseal()
+            .current_dir(repo())
+            .args([
+                "terminal",
+                "--identity",
+                "keys/bob-ec",
+                "--trust",
+                "keys/trust.pem",
+            ])
+            .args(["--outbound", outbound, "--password-file", s(&pw)])
+            .args(["--allow", allow, "--serve", serve])
+            .timeout(Duration::from_secs(20))
+            .output()
+            .unwrap()
+    };
+    for (outbound, allow, serve, says) in [
+        (
+            "udp:127.0.0.1:5060",
+            "sip:alice@a.example.com",
+            "http://127.0.0.1:8080",
+            "mutual TLS",
+        ),
+        (
+            "tls:127.0.0.1:5061",
+            "alice",
+            "http://127.0.0.1:8080",
+            "not an AOR",
+        ),
+        (
+            "tls:127.0.0.1:5061",
+            "sip:alice@a.example.com",
+            "https://127.0.0.1:8080",
+            "http://IP:PORT",
+        ),
+    ] {
+        let out = base(outbound, allow, serve);
+        let err = common::text(&out);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(says) && err.contains("hint:"), "{err}");
+    }
+    // Nothing listens at --outbound: exit 4, with a hint.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = base(
+        &format!("tls:127.0.0.1:{port}"),
+        "sip:alice@a.example.com",
+        "http://127.0.0.1:8080",
+    );
+    let err = common::text(&out);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+}
