@@ -298,10 +298,11 @@ fn the_terminal_reopens_its_flow_and_registers_again_when_the_relay_closes_it() 
 fn a_caller_reaches_the_service_behind_the_terminal_over_a_sealed_data_channel() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
+    let report = d.join("report.jsonl");
     let setup = Setup::start(
         d,
         http_service(),
-        &[],
+        &["--report", s(&report)],
         &["--idle", "20", "--min-route-level", "3"],
     );
     let Setup {
@@ -336,6 +337,20 @@ fn a_caller_reaches_the_service_behind_the_terminal_over_a_sealed_data_channel()
             Ok(c) => c,
             Err(e) => panic!("alice's call: {e}\n{}", logs()),
         };
+        // The relay the INVITE disclosed to opened it, and the 200 under
+        // the session key: the answer's SDP is sealed for it too.
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(&report)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .filter(|l: &serde_json::Value| l["call_id"] == up.call_id.as_str())
+            .collect();
+        let opened = |status: Option<u64>| {
+            lines
+                .iter()
+                .any(|l| l["opened"] == true && l["status"].as_u64() == status)
+        };
+        assert!(opened(None) && opened(Some(200)), "{lines:?}\n{}", logs());
         assert_eq!(up.answer.addr.ip().to_string(), "127.0.0.1");
         assert!(fetch(&mut up.channel).await.starts_with("HTTP/1.1 200 OK"));
 
