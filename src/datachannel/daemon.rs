@@ -73,7 +73,19 @@ pub enum TerminalError {
     Register(#[from] RegisterError),
 }
 
-type Calls = Arc<Mutex<HashMap<String, Arc<Notify>>>>;
+/// A call in progress: what ends it, and what its ACK wakes.
+#[derive(Clone, Default)]
+struct CallHandle {
+    stop: Arc<Notify>,
+    acked: Arc<Notify>,
+}
+
+type Calls = Arc<Mutex<HashMap<String, CallHandle>>>;
+
+/// RFC 3261 §13.3.1.4: the 2xx goes again at T1, doubling up to T2,
+/// until its ACK comes; none after 64 × T1 ends the call.
+const T1: Duration = Duration::from_millis(500);
+const T2: Duration = Duration::from_secs(4);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -162,8 +174,8 @@ impl Terminal {
                 },
             }
         }
-        for stop in lock(&self.calls).values() {
-            stop.notify_one();
+        for call in lock(&self.calls).values() {
+            call.stop.notify_one();
         }
         // Remove the binding: calls no longer come here.
         let timeout = Duration::from_secs(2).min(self.config.timeout);
@@ -254,12 +266,17 @@ impl Terminal {
                 let ctx = self.ctx.fork();
                 tokio::spawn(invite(config, flow, store, calls, msg, ctx));
             }
-            "ACK" => tracing::info!(event = "ack", call_id = %call_id),
+            "ACK" => {
+                if let Some(call) = lock(&self.calls).get(&call_id) {
+                    call.acked.notify_one();
+                }
+                tracing::info!(event = "ack", call_id = %call_id);
+            }
             "BYE" => {
-                let stop = lock(&self.calls).remove(&call_id);
-                let status = match stop {
-                    Some(stop) => {
-                        stop.notify_one();
+                let call = lock(&self.calls).remove(&call_id);
+                let status = match call {
+                    Some(call) => {
+                        call.stop.notify_one();
                         Status::Ok
                     }
                     None => Status::CallDoesNotExist,
@@ -367,9 +384,17 @@ async fn invite(
             return;
         }
     };
-    let stop = Arc::new(Notify::new());
-    lock(&calls).insert(call_id.clone(), Arc::clone(&stop));
+    let handle = CallHandle::default();
+    let stop = Arc::clone(&handle.stop);
+    lock(&calls).insert(call_id.clone(), handle.clone());
     let _ = flow.send(&ok).await;
+    tokio::spawn(retransmit(
+        Arc::clone(&flow),
+        ok,
+        handle,
+        Arc::clone(&calls),
+        call_id.clone(),
+    ));
     tracing::info!(event = "answered", call_id = %call_id, caller = %accepted.caller, channel = %local);
     let stopped = stop.notified();
     tokio::pin!(stopped);
@@ -404,4 +429,79 @@ async fn invite(
     let (up, down) = pump(channel, service, config.idle, stopped).await;
     lock(&calls).remove(&call_id);
     tracing::info!(event = "channel closed", call_id = %call_id, bytes_in = up, bytes_out = down);
+}
+
+/// Send the 2xx again until its ACK (RFC 3261 §13.3.1.4); without one in
+/// 64 × T1 the call ends (its channel closed).
+async fn retransmit(flow: Arc<Flow>, ok: Message, call: CallHandle, calls: Calls, call_id: String) {
+    let deadline = tokio::time::Instant::now() + T1 * 64;
+    let mut wait = T1;
+    loop {
+        tokio::select! {
+            () = call.acked.notified() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        if !lock(&calls).contains_key(&call_id) {
+            // Ended meanwhile (a BYE, the channel closed).
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::info!(event = "no ack", call_id = %call_id);
+            lock(&calls).remove(&call_id);
+            call.stop.notify_one();
+            return;
+        }
+        if flow.send(&ok).await.is_err() {
+            return;
+        }
+        wait = (wait * 2).min(T2);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn the_2xx_goes_again_until_its_ack() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = Target {
+            transport: crate::net::Transport::Tcp,
+            addr: listener.local_addr().unwrap(),
+            name: "127.0.0.1".into(),
+        };
+        let (flow, _incoming) = Flow::connect(&target, None, FlowLimits::default())
+            .await
+            .unwrap();
+        let (mut peer, _) = listener.accept().await.unwrap();
+        let ok = Message::parse(
+            b"SIP/2.0 200 OK\r\nVia: SIP/2.0/TLS h;branch=z9hG4bK1\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+        )
+        .unwrap();
+        let call = CallHandle::default();
+        let calls: Calls = Arc::default();
+        lock(&calls).insert("c1".into(), call.clone());
+        let task = tokio::spawn(retransmit(
+            Arc::new(flow),
+            ok.clone(),
+            call.clone(),
+            Arc::clone(&calls),
+            "c1".into(),
+        ));
+        // T1, then 2 × T1 later: two copies.
+        let one = ok.to_bytes().len();
+        let mut got = vec![0u8; one * 2];
+        tokio::time::timeout(Duration::from_secs(5), peer.read_exact(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        // The ACK stops it.
+        call.acked.notify_one();
+        tokio::time::timeout(Duration::from_secs(1), task)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(lock(&calls).contains_key("c1"), "an ACKed call goes on");
+    }
 }
