@@ -10,6 +10,7 @@
 
 pub mod blocking;
 pub mod context;
+pub mod datachannel;
 pub mod envelope;
 pub mod error;
 pub mod firewall;

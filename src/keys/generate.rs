@@ -666,6 +666,37 @@ pub fn generate_identity(
     write_all(&files)
 }
 
+/// A fresh P-256 key and a certificate for it, self-signed, naming `uri`
+/// and valid for `days` from now: what one end of a data channel presents
+/// (RFC 8122 §5: its fingerprint travels in the signaling, which is
+/// integrity-protected, so no CA is needed). The certificate's DER and
+/// the key's PKCS#8 DER.
+pub fn self_signed_p256(
+    uri: &str,
+    days: u32,
+    ctx: &mut Context,
+) -> Result<(Vec<u8>, Zeroizing<Vec<u8>>), KeyError> {
+    let key = SigningKey::generate(KeyType::P256, ctx)?;
+    let subject = party_subject(uri)?;
+    let profile = Profile {
+        issuer: subject.clone(),
+        subject,
+        role: Role::Party {
+            uris: vec![uri.to_owned()],
+            dns: Vec::new(),
+            key: PartyKey::Agreement,
+        },
+    };
+    let validity = validity_from(ctx.now(), days)?;
+    let cert = certify(ctx, profile, validity, key.spki()?, &key)?;
+    let der = cert.to_der().map_err(gen_err)?;
+    let SigningKey::P256(secret) = &key else {
+        return Err(gen_err("a P-256 key was asked for"));
+    };
+    let pkcs8 = secret.to_pkcs8_der().map_err(gen_err)?;
+    Ok((der, Zeroizing::new(pkcs8.as_bytes().to_vec())))
+}
+
 /// The SubjectPublicKeyInfo of an ML-KEM key (RFC 9935: parameters
 /// absent, the encapsulation key as the BIT STRING).
 pub(crate) fn ml_kem_spki(key: &MlKemKey) -> Result<SubjectPublicKeyInfoOwned, KeyError> {

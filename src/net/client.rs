@@ -70,7 +70,7 @@ impl SendError {
 
 /// `msg` with its top Via written by the transport: `transport`, sent-by
 /// `local`, and `rport`.
-fn with_transport_via(
+pub(crate) fn with_transport_via(
     msg: &Message,
     transport: Transport,
     local: SocketAddr,

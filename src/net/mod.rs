@@ -9,6 +9,8 @@
 //! goes on are the workflows'.
 
 pub mod client;
+#[cfg(feature = "live")]
+pub mod flow;
 pub mod frame;
 #[cfg(feature = "live")]
 pub mod live;

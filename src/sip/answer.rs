@@ -235,6 +235,7 @@ Content-Length: 0\r\n\r\n";
     #[test]
     fn every_status_has_its_own_code_and_reason() {
         let all = [
+            Status::Trying,
             Status::Ok,
             Status::BadRequest,
             Status::Unauthorized,
@@ -248,6 +249,8 @@ Content-Length: 0\r\n\r\n";
             Status::CallDoesNotExist,
             Status::LoopDetected,
             Status::TooManyHops,
+            Status::BusyHere,
+            Status::NotAcceptableHere,
             Status::Undecipherable,
             Status::SignatureRequired,
             Status::ProxyUndecipherable,

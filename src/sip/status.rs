@@ -6,6 +6,8 @@
 /// E2M drafts for 495 and 496).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Status {
+    /// 100 Trying: a request taken in hand (a terminal's INVITE).
+    Trying,
     /// 200 OK.
     Ok,
     /// 400 Bad Request: the request cannot be parsed or lacks what it needs.
@@ -32,6 +34,11 @@ pub enum Status {
     LoopDetected,
     /// 483 Too Many Hops: Max-Forwards is 0.
     TooManyHops,
+    /// 486 Busy Here: a terminal at its limit of calls.
+    BusyHere,
+    /// 488 Not Acceptable Here: an offer a terminal cannot answer (no
+    /// data channel it takes).
+    NotAcceptableHere,
     /// 493 Undecipherable: a body under a key this party does not have.
     Undecipherable,
     /// 495 Signature Required (E2M).
@@ -55,6 +62,7 @@ impl Status {
     /// The numeric code.
     pub const fn code(self) -> u16 {
         match self {
+            Status::Trying => 100,
             Status::Ok => 200,
             Status::BadRequest => 400,
             Status::Unauthorized => 401,
@@ -68,6 +76,8 @@ impl Status {
             Status::CallDoesNotExist => 481,
             Status::LoopDetected => 482,
             Status::TooManyHops => 483,
+            Status::BusyHere => 486,
+            Status::NotAcceptableHere => 488,
             Status::Undecipherable => 493,
             Status::SignatureRequired => 495,
             Status::ProxyUndecipherable => 496,

@@ -123,6 +123,9 @@ pub enum Command {
     Certquery(Box<registrar::CertqueryArgs>),
     /// Send one request to a next hop (UDP, TCP or TLS) as a client transaction; print each response as it arrives.
     Send(send::SendArgs),
+    /// The answering terminal of a service host: register over mutual TLS, answer allowed callers with a sealed TLS data channel (fingerprints in the SDP), and relay it into a local service.
+    #[cfg(feature = "live")]
+    Terminal(Box<crate::terminal::TerminalArgs>),
     /// Generate key material.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -168,6 +171,8 @@ impl Command {
             Command::Register(_) => "register",
             Command::Certquery(_) => "certquery",
             Command::Send(_) => "send",
+            #[cfg(feature = "live")]
+            Command::Terminal(_) => "terminal",
             Command::Keys(_) => "keys",
             Command::Demo(_) => "demo",
             Command::Completions { .. } => "completions",

@@ -31,6 +31,8 @@ mod seal;
 mod send;
 mod session;
 mod sign;
+#[cfg(feature = "live")]
+mod terminal;
 mod verify;
 
 use sipseal::context::Context;
@@ -142,6 +144,8 @@ fn run(cli: Cli) -> Result<Exit, Error> {
         Command::Register(args) => registrar::register(*args, &mut ctx),
         Command::Certquery(args) => registrar::certquery(*args, &mut ctx),
         Command::Send(args) => send::run(args, &mut ctx),
+        #[cfg(feature = "live")]
+        Command::Terminal(args) => terminal::run(*args, &mut ctx),
         Command::Keys(cmd) => keys::run(cmd, &mut ctx),
         Command::Demo(args) => demo::run(args, &mut ctx),
         Command::Completions { shell } => {

@@ -1,0 +1,244 @@
+//! `sipseal terminal`: the answering terminal of a service host (issue
+//! 29). It registers over mutual TLS through its edge relay, keeps that
+//! flow, answers INVITEs from the callers it allows with a sealed data
+//! channel, and terminates each channel into a local service
+//! (`--serve`). The work is the library's (`sipseal::datachannel`).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+
+use sipseal::context::Context;
+use sipseal::datachannel::daemon::{Terminal, TerminalConfig, TerminalError};
+use sipseal::datachannel::terminal::{Policy, RegisterError};
+use sipseal::net::flow::FlowLimits;
+use sipseal::net::tls::TlsSetup;
+use sipseal::net::{Hosts, Target, Transport};
+use sipseal::session::Limits;
+
+use crate::args::{identity_at, load_anchors, read_password_file};
+use crate::error::{Error, Exit};
+
+/// `terminal` arguments.
+#[derive(Debug, Args)]
+pub struct TerminalArgs {
+    /// The terminal's identity (cert.pem + key.pem, or a PKCS#12 file):
+    /// its certificate's SAN URI is the AOR it registers and answers as,
+    /// and it opens the INVITEs sealed for it.
+    #[arg(long, value_name = "DIR")]
+    pub identity: PathBuf,
+    /// Trust anchors: the relay's TLS certificate and the callers'
+    /// signing certificates must chain to them (repeatable).
+    #[arg(long, value_name = "PEM|DIR", required = true)]
+    pub trust: Vec<PathBuf>,
+    /// The edge relay (or registrar) the flow goes to, over mutual TLS:
+    /// tls:HOST:PORT or sip:HOST:PORT;transport=tls. The server must be
+    /// named by HOST (RFC 5922) and chain to --trust.
+    #[arg(long, value_name = "TARGET")]
+    pub outbound: String,
+    /// Names to resolve before DNS: a hosts file whose addresses may carry
+    /// a port (`127.0.0.1:5071 proxy-b.b.example.com`).
+    #[arg(long, value_name = "FILE")]
+    pub hosts: Option<PathBuf>,
+    /// The AOR's Digest password (a file holding it alone), for the
+    /// registrar's challenge.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: PathBuf,
+    /// The registration interval asked for, in seconds; refreshed at half
+    /// of what the registrar grants.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    pub expires: u32,
+    /// A caller (AOR) this terminal answers (repeatable); any other gets
+    /// 403. The caller must have signed the INVITE's content with a
+    /// certificate for that AOR chaining to --trust.
+    #[arg(long, value_name = "AOR", required = true)]
+    pub allow: Vec<String>,
+    /// Refuse (403) an INVITE that came over a Route-Security link below
+    /// this level (0-3; 3: mutual TLS all the way).
+    #[arg(long, value_name = "LEVEL", value_parser = clap::value_parser!(u8).range(0..=3))]
+    pub min_route_level: Option<u8>,
+    /// The local service each data channel is connected to: http://HOST:PORT
+    /// (bytes are relayed as they are; the scheme names what runs inside).
+    #[arg(long, value_name = "URL")]
+    pub serve: String,
+    /// The address the answer's SDP names for the data channel, where the
+    /// terminal listens (default: the address of its flow to the relay).
+    #[arg(long, value_name = "IP")]
+    pub channel_address: Option<IpAddr>,
+    /// Close a data channel when nothing moved either way for this many
+    /// seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub idle: u64,
+    /// How long a caller may take to connect to its data channel after
+    /// the 200, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub setup_timeout: u64,
+    /// Calls at once, at most; past it an INVITE gets 486 Busy Here.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub max_calls: usize,
+    /// Send a CRLF keep-alive on the flow this often, in seconds (RFC
+    /// 5626 §4.4.1): below the relay's --idle-timeout, and below any NAT's
+    /// idle time on the way.
+    #[arg(long, value_name = "SECONDS", default_value_t = 25)]
+    pub keepalive: u64,
+    /// Seconds to wait for the registrar's answer.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub timeout: u64,
+}
+
+/// `http://HOST:PORT[/]` as the address to connect to (a literal address:
+/// the service is local).
+fn serve_addr(url: &str) -> Result<SocketAddr, Error> {
+    let bad = || {
+        Error::usage(
+            format!("--serve {url:?} is not http://IP:PORT"),
+            "give the local service as an address literal, e.g. --serve http://127.0.0.1:8080",
+        )
+    };
+    let rest = url.strip_prefix("http://").ok_or_else(bad)?;
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let rest = rest.replace("localhost", "127.0.0.1");
+    rest.parse().map_err(|_| bad())
+}
+
+/// Run `terminal` until SIGTERM or SIGINT.
+pub fn run(args: TerminalArgs, ctx: &mut Context) -> Result<Exit, Error> {
+    crate::live::init_log();
+    let identity = identity_at(&args.identity)?;
+    let aor = identity.cert.uri().ok_or_else(|| {
+        Error::usage(
+            format!("{}: the certificate has no SIP URI", args.identity.display()),
+            "give --identity a certificate with a SAN URI (sipseal keys generate --uri sip:USER@DOMAIN)",
+        )
+    })?;
+    let mut trust = Vec::new();
+    for t in &args.trust {
+        trust.extend(load_anchors(t)?);
+    }
+    let hosts = match &args.hosts {
+        Some(p) => Hosts::load(p).map_err(|why| {
+            Error::usage(
+                why.to_string(),
+                "lines of ADDRESS[:PORT] NAME..., as /etc/hosts",
+            )
+        })?,
+        None => Hosts::default(),
+    };
+    let outbound = Target::parse(&args.outbound, &hosts).map_err(|why| {
+        Error::usage(
+            why.to_string(),
+            "e.g. --outbound tls:proxy-b.b.example.com:5061 (with --hosts for a name DNS does not know)",
+        )
+    })?;
+    if outbound.transport != Transport::Tls {
+        return Err(Error::usage(
+            format!(
+                "--outbound {}: the terminal's flow is mutual TLS",
+                args.outbound
+            ),
+            "give --outbound tls:HOST:PORT",
+        ));
+    }
+    let serve = serve_addr(&args.serve)?;
+    let password = read_password_file(&args.password_file)?;
+    for a in &args.allow {
+        if !a.to_ascii_lowercase().starts_with("sip:") || !a.contains('@') {
+            return Err(Error::usage(
+                format!("--allow {a:?} is not an AOR"),
+                "give --allow sip:USER@DOMAIN, once per caller",
+            ));
+        }
+    }
+    let tls = TlsSetup::new(Some(&identity), &trust)
+        .map_err(|e| Error::usage(e.to_string(), "check --identity and --trust"))?;
+    let agent = sipseal::sip::headers::uri_host(&aor).unwrap_or_else(|| "terminal".into());
+    let config = TerminalConfig {
+        identity: Arc::new(identity),
+        aor: aor.clone(),
+        outbound,
+        tls: Arc::new(tls),
+        password,
+        expires: args.expires.max(1),
+        policy: Policy {
+            allow: args.allow.clone(),
+            trust,
+            min_route_level: args.min_route_level,
+            agent,
+        },
+        serve,
+        channel_ip: args.channel_address,
+        idle: Duration::from_secs(args.idle.max(1)),
+        setup_timeout: Duration::from_secs(args.setup_timeout.max(1)),
+        max_calls: args.max_calls.max(1),
+        limits: Limits::default(),
+        flow: FlowLimits {
+            keepalive: Duration::from_secs(args.keepalive.max(1)),
+            ..FlowLimits::default()
+        },
+        timeout: Duration::from_secs(args.timeout.max(1)),
+    };
+    let runtime = crate::live::runtime()?;
+    let ctx = ctx.fork();
+    runtime.block_on(async move {
+        let terminal = match Terminal::start(config, ctx).await {
+            Ok(t) => t,
+            Err(TerminalError::Register(RegisterError::Refused { code, reason })) => {
+                eprintln!("error: registering {aor} via {}: {code} {reason}", args.outbound);
+                eprintln!(
+                    "hint: the registrar refused: check --password-file against `sipseal registrar passwd` for {aor}, and that the relay forwards to the registrar of its domain"
+                );
+                return Ok(Exit::SipError);
+            }
+            Err(TerminalError::Register(RegisterError::Flow(e)) | TerminalError::Flow(e)) => {
+                return Err(Error::Unreachable {
+                    message: format!("--outbound {}: {e}", args.outbound),
+                    hint: "check that the relay listens there on tls:, that its certificate names the --outbound host and chains to --trust, and that it takes this --identity",
+                });
+            }
+            Err(e) => return Err(Error::usage(e.to_string(), "check --identity and --outbound")),
+        };
+        eprintln!(
+            "sipseal terminal: {aor} registered for {} s, listening on tls:{} (its flow to {}), serving {}",
+            terminal.granted(),
+            terminal.local(),
+            args.outbound,
+            args.serve
+        );
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| Error::Write {
+                name: "a signal handler".into(),
+                source: e,
+            })?;
+        terminal
+            .run(async move {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            })
+            .await;
+        Ok(Exit::Ok)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_service_is_an_http_address_literal() {
+        assert_eq!(
+            serve_addr("http://127.0.0.1:8080/").unwrap(),
+            "127.0.0.1:8080".parse().unwrap()
+        );
+        assert_eq!(
+            serve_addr("http://localhost:80").unwrap(),
+            "127.0.0.1:80".parse().unwrap()
+        );
+        assert!(serve_addr("https://127.0.0.1:8080").is_err());
+        assert!(serve_addr("http://service.example.com:80").is_err());
+    }
+}

@@ -1,0 +1,507 @@
+//! The terminal daemon (`sipseal terminal`): the flow to the edge relay,
+//! the registration kept fresh on it, and the requests that come down it
+//! dispatched to the terminal workflow ([`super::terminal`]). One task
+//! per call; a call's data channel is a listener of its own that takes
+//! one connection with the caller's fingerprint and pumps it into the
+//! local service. SIGTERM (the `shutdown` future) removes the binding
+//! and closes every channel.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc};
+
+use super::sdp::ChannelSdp;
+use super::terminal::{Policy, RegisterError, Registration, answer, connect_service, pump};
+use super::tls::{ChannelCert, accept};
+use crate::context::Context;
+use crate::keys::Identity;
+use crate::net::Target;
+use crate::net::flow::{Flow, FlowLimits};
+use crate::net::tls::TlsSetup;
+use crate::session::Limits;
+use crate::sip::answer::{Answer, respond};
+use crate::sip::{Message, Status};
+use crate::state::MemoryStore;
+use crate::ua::Ua;
+
+/// How the terminal runs.
+pub struct TerminalConfig {
+    /// Its identity (the AOR is its certificate's SAN URI).
+    pub identity: Arc<Identity>,
+    /// The AOR it registers.
+    pub aor: String,
+    /// The edge relay (or registrar) its flow goes to.
+    pub outbound: Target,
+    /// Mutual TLS for the flow.
+    pub tls: Arc<TlsSetup>,
+    /// The Digest password of the AOR.
+    pub password: zeroize::Zeroizing<String>,
+    /// The registration interval asked for.
+    pub expires: u32,
+    /// Who may call.
+    pub policy: Policy,
+    /// The local service each channel is pumped into.
+    pub serve: SocketAddr,
+    /// The address the answers name (default: the flow's own).
+    pub channel_ip: Option<IpAddr>,
+    /// A channel with nothing moving this long is closed.
+    pub idle: Duration,
+    /// How long the caller may take to connect to the channel.
+    pub setup_timeout: Duration,
+    /// Calls at once, at most (486 past it).
+    pub max_calls: usize,
+    /// Session key limits.
+    pub limits: Limits,
+    /// The flow's limits.
+    pub flow: FlowLimits,
+    /// How long a REGISTER may wait for its answer.
+    pub timeout: Duration,
+}
+
+/// Why the terminal stopped or could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TerminalError {
+    /// The flow could not be opened.
+    #[error(transparent)]
+    Flow(#[from] crate::net::flow::FlowError),
+    /// The registration failed.
+    #[error(transparent)]
+    Register(#[from] RegisterError),
+}
+
+/// A call in progress: what ends it, and what its ACK wakes.
+#[derive(Clone, Default)]
+struct CallHandle {
+    stop: Arc<Notify>,
+    acked: Arc<Notify>,
+}
+
+type Calls = Arc<Mutex<HashMap<String, CallHandle>>>;
+
+/// RFC 3261 §13.3.1.4: the 2xx goes again at T1, doubling up to T2,
+/// until its ACK comes; none after 64 × T1 ends the call.
+const T1: Duration = Duration::from_millis(500);
+const T2: Duration = Duration::from_secs(4);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A terminal registered on its flow.
+pub struct Terminal {
+    config: Arc<TerminalConfig>,
+    flow: Arc<Flow>,
+    incoming: mpsc::Receiver<Message>,
+    registration: Registration,
+    granted: u32,
+    store: Arc<MemoryStore>,
+    calls: Calls,
+    ctx: Context,
+}
+
+impl Terminal {
+    /// Open the flow and register: the terminal, ready to [`Terminal::run`].
+    pub async fn start(
+        config: TerminalConfig,
+        mut ctx: Context,
+    ) -> Result<Terminal, TerminalError> {
+        let (flow, incoming) =
+            Flow::connect(&config.outbound, Some(&config.tls), config.flow).await?;
+        let contact = contact_for(&config.aor, &flow);
+        let mut registration = Registration::new(
+            &config.aor,
+            &contact,
+            config.password.clone(),
+            config.expires,
+        );
+        let granted = registration
+            .register(&flow, config.expires, config.timeout, &mut ctx)
+            .await?;
+        Ok(Terminal {
+            config: Arc::new(config),
+            flow: Arc::new(flow),
+            incoming,
+            registration,
+            granted,
+            store: Arc::new(MemoryStore::new()),
+            calls: Arc::default(),
+            ctx,
+        })
+    }
+
+    /// The flow's local address.
+    pub fn local(&self) -> SocketAddr {
+        self.flow.local()
+    }
+
+    /// The interval the registrar granted.
+    pub fn granted(&self) -> u32 {
+        self.granted
+    }
+
+    /// Answer calls until `shutdown`; refresh the registration at half
+    /// its interval; reopen the flow (and register again) when it closes.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut refresh = Box::pin(tokio::time::sleep(half(self.granted)));
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                () = &mut refresh => {
+                    let expires = self.config.expires;
+                    match self.registration.register(&self.flow, expires, self.config.timeout, &mut self.ctx).await {
+                        Ok(g) => {
+                            self.granted = g;
+                            tracing::info!(event = "registered", aor = %self.config.aor, expires = g);
+                        }
+                        Err(e) => tracing::info!(event = "register failed", error = %e),
+                    }
+                    refresh = Box::pin(tokio::time::sleep(half(self.granted)));
+                }
+                msg = self.incoming.recv() => match msg {
+                    Some(msg) => self.dispatch(msg).await,
+                    None => {
+                        tracing::info!(event = "flow closed", to = %self.config.outbound.addr);
+                        if !self.reconnect(&mut shutdown).await {
+                            break;
+                        }
+                        refresh = Box::pin(tokio::time::sleep(half(self.granted)));
+                    }
+                },
+            }
+        }
+        for call in lock(&self.calls).values() {
+            call.stop.notify_one();
+        }
+        // Remove the binding: calls no longer come here.
+        let timeout = Duration::from_secs(2).min(self.config.timeout);
+        let _ = self
+            .registration
+            .register(&self.flow, 0, timeout, &mut self.ctx)
+            .await;
+        tracing::info!(event = "stopped", aor = %self.config.aor);
+    }
+
+    /// Reopen the flow and register again, retrying every few seconds;
+    /// false when `shutdown` came first.
+    async fn reconnect(
+        &mut self,
+        shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    ) -> bool {
+        let mut wait = Duration::from_secs(1);
+        loop {
+            tokio::select! {
+                () = shutdown.as_mut() => return false,
+                () = tokio::time::sleep(wait) => {}
+            }
+            let opened = Flow::connect(
+                &self.config.outbound,
+                Some(&self.config.tls),
+                self.config.flow,
+            )
+            .await;
+            if let Ok((flow, incoming)) = opened {
+                self.registration.contact = contact_for(&self.config.aor, &flow);
+                let expires = self.config.expires;
+                match self
+                    .registration
+                    .register(&flow, expires, self.config.timeout, &mut self.ctx)
+                    .await
+                {
+                    Ok(g) => {
+                        self.granted = g;
+                        self.flow = Arc::new(flow);
+                        self.incoming = incoming;
+                        tracing::info!(event = "registered", aor = %self.config.aor, expires = g, local = %self.flow.local());
+                        return true;
+                    }
+                    Err(e) => tracing::info!(event = "register failed", error = %e),
+                }
+            }
+            wait = (wait * 2).min(Duration::from_secs(30));
+        }
+    }
+
+    async fn reply(&mut self, request: &Message, answer: Answer) {
+        if let Ok(Some(response)) = respond(request, &answer, &mut self.ctx) {
+            let _ = self.flow.send(&response).await;
+        }
+    }
+
+    async fn dispatch(&mut self, msg: Message) {
+        let method = msg.method().unwrap_or_default().to_owned();
+        let call_id = msg.call_id().unwrap_or_default().to_owned();
+        match method.as_str() {
+            "INVITE" => {
+                let in_dialog = msg
+                    .header("To")
+                    .is_some_and(|t| t.to_ascii_lowercase().contains(";tag="));
+                if in_dialog {
+                    // Not built: a re-INVITE (a new channel in the call).
+                    let a = Answer::new(Status::NotAcceptableHere).with_warning(
+                        &self.config.policy.agent,
+                        "a re-INVITE is not taken: call again",
+                    );
+                    self.reply(&msg, a).await;
+                    return;
+                }
+                self.reply(&msg, Answer::new(Status::Trying)).await;
+                if lock(&self.calls).len() >= self.config.max_calls {
+                    tracing::info!(event = "refused", call_id = %call_id, status = 486u16, why = "at --max-calls");
+                    let busy = Answer::new(Status::BusyHere).with_warning(
+                        &self.config.policy.agent,
+                        "at its limit of calls (--max-calls)",
+                    );
+                    self.reply(&msg, busy).await;
+                    return;
+                }
+                let config = Arc::clone(&self.config);
+                let flow = Arc::clone(&self.flow);
+                let store = Arc::clone(&self.store);
+                let calls = Arc::clone(&self.calls);
+                let ctx = self.ctx.fork();
+                tokio::spawn(invite(config, flow, store, calls, msg, ctx));
+            }
+            "ACK" => {
+                if let Some(call) = lock(&self.calls).get(&call_id) {
+                    call.acked.notify_one();
+                }
+                tracing::info!(event = "ack", call_id = %call_id);
+            }
+            "BYE" => {
+                let call = lock(&self.calls).remove(&call_id);
+                let status = match call {
+                    Some(call) => {
+                        call.stop.notify_one();
+                        Status::Ok
+                    }
+                    None => Status::CallDoesNotExist,
+                };
+                tracing::info!(event = "bye", call_id = %call_id, status = status.code());
+                self.reply(&msg, Answer::new(status)).await;
+            }
+            "OPTIONS" => self.reply(&msg, Answer::new(Status::Ok)).await,
+            // The 200 goes at once: nothing is left to cancel.
+            "CANCEL" => {
+                self.reply(&msg, Answer::new(Status::CallDoesNotExist))
+                    .await
+            }
+            _ => {
+                self.reply(&msg, Answer::new(Status::MethodNotAllowed))
+                    .await
+            }
+        }
+    }
+}
+
+fn half(granted: u32) -> Duration {
+    Duration::from_secs(u64::from(granted.max(2)) / 2)
+}
+
+/// The Contact a terminal registers: its AOR's user at the flow's
+/// address, `ob` (RFC 5626: reach me on this flow).
+fn contact_for(aor: &str, flow: &Flow) -> String {
+    let user = crate::registrar::users::username_of(aor).unwrap_or("terminal");
+    let local = flow.local();
+    let host = match local.ip() {
+        IpAddr::V6(v6) => format!("[{v6}]"),
+        IpAddr::V4(v4) => v4.to_string(),
+    };
+    let t = flow.transport().token().to_ascii_lowercase();
+    format!("<sip:{user}@{host}:{};transport={t};ob>", local.port())
+}
+
+/// One INVITE: examine, answer, and run the channel until BYE, idle or
+/// shutdown.
+async fn invite(
+    config: Arc<TerminalConfig>,
+    flow: Arc<Flow>,
+    store: Arc<MemoryStore>,
+    calls: Calls,
+    msg: Message,
+    mut ctx: Context,
+) {
+    let call_id = msg.call_id().unwrap_or_default().to_owned();
+    // A Ua borrows a store that is not Sync: made where it is used,
+    // never held across an await.
+    let ua = || Ua {
+        store: store.as_ref(),
+        limits: config.limits,
+    };
+    let refuse = |answer: Answer, ctx: &mut Context| respond(&msg, &answer, ctx).ok().flatten();
+    let examined = config
+        .policy
+        .examine(&ua(), &msg, &config.identity, &mut ctx);
+    let accepted = match examined {
+        Ok(a) => a,
+        Err(refusal) => {
+            tracing::info!(event = "refused", call_id = %call_id, status = refusal.answer.status.code(), why = %refusal.why);
+            if let Some(r) = refuse(*refusal.answer, &mut ctx) {
+                let _ = flow.send(&r).await;
+            }
+            return;
+        }
+    };
+    let ip = config.channel_ip.unwrap_or_else(|| flow.local().ip());
+    let listener = match TcpListener::bind(SocketAddr::new(ip, 0)).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::info!(event = "refused", call_id = %call_id, status = 500u16, why = %e);
+            if let Some(r) = refuse(Answer::new(Status::ServerError), &mut ctx) {
+                let _ = flow.send(&r).await;
+            }
+            return;
+        }
+    };
+    let local = listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::new(ip, 0));
+    let built = ChannelCert::generate(&config.aor, &mut ctx).map_err(|e| e.to_string());
+    let response = built.and_then(|cert| {
+        let channel = ChannelSdp::answer(local, cert.fingerprint());
+        answer(
+            &ua(),
+            &msg,
+            &config.aor,
+            &channel,
+            &accepted.signer,
+            &mut ctx,
+        )
+        .map(|m| (m, cert))
+        .map_err(|e| e.to_string())
+    });
+    let (ok, cert) = match response {
+        Ok(x) => x,
+        Err(why) => {
+            tracing::info!(event = "refused", call_id = %call_id, status = 500u16, why = %why);
+            if let Some(r) = refuse(Answer::new(Status::ServerError), &mut ctx) {
+                let _ = flow.send(&r).await;
+            }
+            return;
+        }
+    };
+    let handle = CallHandle::default();
+    let stop = Arc::clone(&handle.stop);
+    lock(&calls).insert(call_id.clone(), handle.clone());
+    let _ = flow.send(&ok).await;
+    tokio::spawn(retransmit(
+        Arc::clone(&flow),
+        ok,
+        handle,
+        Arc::clone(&calls),
+        call_id.clone(),
+    ));
+    tracing::info!(event = "answered", call_id = %call_id, caller = %accepted.caller, channel = %local);
+    let stopped = stop.notified();
+    tokio::pin!(stopped);
+    let channel = tokio::select! {
+        r = accept(&listener, &cert, accepted.offer.fingerprint, config.setup_timeout) => r,
+        () = &mut stopped => {
+            tracing::info!(event = "channel closed", call_id = %call_id, why = "bye before the channel");
+            return;
+        }
+    };
+    drop(listener);
+    let (channel, refused) = match channel {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::info!(event = "channel failed", call_id = %call_id, error = %e);
+            lock(&calls).remove(&call_id);
+            return;
+        }
+    };
+    for (from, why) in refused {
+        tracing::info!(event = "channel refused", call_id = %call_id, from = %from, why = %why);
+    }
+    let service = match connect_service(config.serve, Duration::from_secs(5)).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::info!(event = "service unreachable", call_id = %call_id, serve = %config.serve, error = %e);
+            lock(&calls).remove(&call_id);
+            return;
+        }
+    };
+    tracing::info!(event = "channel up", call_id = %call_id);
+    let (up, down) = pump(channel, service, config.idle, stopped).await;
+    lock(&calls).remove(&call_id);
+    tracing::info!(event = "channel closed", call_id = %call_id, bytes_in = up, bytes_out = down);
+}
+
+/// Send the 2xx again until its ACK (RFC 3261 §13.3.1.4); without one in
+/// 64 × T1 the call ends (its channel closed).
+async fn retransmit(flow: Arc<Flow>, ok: Message, call: CallHandle, calls: Calls, call_id: String) {
+    let deadline = tokio::time::Instant::now() + T1 * 64;
+    let mut wait = T1;
+    loop {
+        tokio::select! {
+            () = call.acked.notified() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        if !lock(&calls).contains_key(&call_id) {
+            // Ended meanwhile (a BYE, the channel closed).
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::info!(event = "no ack", call_id = %call_id);
+            lock(&calls).remove(&call_id);
+            call.stop.notify_one();
+            return;
+        }
+        if flow.send(&ok).await.is_err() {
+            return;
+        }
+        wait = (wait * 2).min(T2);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn the_2xx_goes_again_until_its_ack() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = Target {
+            transport: crate::net::Transport::Tcp,
+            addr: listener.local_addr().unwrap(),
+            name: "127.0.0.1".into(),
+        };
+        let (flow, _incoming) = Flow::connect(&target, None, FlowLimits::default())
+            .await
+            .unwrap();
+        let (mut peer, _) = listener.accept().await.unwrap();
+        let ok = Message::parse(
+            b"SIP/2.0 200 OK\r\nVia: SIP/2.0/TLS h;branch=z9hG4bK1\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+        )
+        .unwrap();
+        let call = CallHandle::default();
+        let calls: Calls = Arc::default();
+        lock(&calls).insert("c1".into(), call.clone());
+        let task = tokio::spawn(retransmit(
+            Arc::new(flow),
+            ok.clone(),
+            call.clone(),
+            Arc::clone(&calls),
+            "c1".into(),
+        ));
+        // T1, then 2 × T1 later: two copies.
+        let one = ok.to_bytes().len();
+        let mut got = vec![0u8; one * 2];
+        tokio::time::timeout(Duration::from_secs(5), peer.read_exact(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        // The ACK stops it.
+        call.acked.notify_one();
+        tokio::time::timeout(Duration::from_secs(1), task)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(lock(&calls).contains_key("c1"), "an ACKed call goes on");
+    }
+}

@@ -1,0 +1,333 @@
+//! An outbound flow (RFC 5626): one connection a user agent opens to its
+//! edge relay (TCP, or TLS with both ends authenticated), keeps open with
+//! CRLF keep-alives (§4.4.1), and uses both ways: its own requests go
+//! out as client transactions whose responses are matched by branch,
+//! and the requests the relay sends down the flow (an INVITE routed by
+//! the location service) come out of a channel for the user agent's
+//! workflow. Like the rest of `net/`, it frames, matches and sends; what
+//! to answer is the workflow's.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use super::frame::{Frame, Framer};
+use super::tls::TlsSetup;
+use super::{Target, Transport};
+use crate::sip::Message;
+
+/// Why a flow failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FlowError {
+    /// The connection could not be opened.
+    #[error("{transport} {addr}: {why}")]
+    Connect {
+        /// The transport token.
+        transport: &'static str,
+        /// Where.
+        addr: SocketAddr,
+        /// Why.
+        why: String,
+    },
+    /// The connection is closed.
+    #[error("the flow is closed")]
+    Closed,
+    /// No final response in time.
+    #[error("no final response within {0} s")]
+    Timeout(u64),
+    /// The message cannot go as it is.
+    #[error("{0}")]
+    Unsendable(String),
+}
+
+/// How a flow behaves.
+#[derive(Debug, Clone, Copy)]
+pub struct FlowLimits {
+    /// The largest message taken; a bigger one closes the flow.
+    pub max_message: usize,
+    /// A CRLF keep-alive goes out this often (RFC 5626 §4.4.1).
+    pub keepalive: Duration,
+    /// How long the connection (and TLS handshake) may take.
+    pub connect_timeout: Duration,
+    /// Requests that came down the flow and wait for the workflow; past
+    /// it a new one is dropped (its sender retransmits or times out).
+    pub queue: usize,
+}
+
+impl Default for FlowLimits {
+    fn default() -> Self {
+        FlowLimits {
+            max_message: 65_535,
+            keepalive: Duration::from_secs(25),
+            connect_timeout: Duration::from_secs(10),
+            queue: 64,
+        }
+    }
+}
+
+type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+type Pending = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Message>>>>;
+
+/// An open flow. Dropping it closes the connection.
+pub struct Flow {
+    writer: Arc<tokio::sync::Mutex<Writer>>,
+    pending: Pending,
+    local: SocketAddr,
+    peer: SocketAddr,
+    transport: Transport,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    closed: Arc<tokio::sync::Notify>,
+}
+
+impl std::fmt::Debug for Flow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Flow({} {} -> {})",
+            self.transport.token(),
+            self.local,
+            self.peer
+        )
+    }
+}
+
+impl Drop for Flow {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// The responses to one request sent on a flow.
+#[derive(Debug)]
+pub struct Transaction {
+    rx: mpsc::UnboundedReceiver<Message>,
+    timeout: Duration,
+    branch: String,
+    pending: Pending,
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        lock(&self.pending).remove(&self.branch);
+    }
+}
+
+impl Transaction {
+    /// The next response (provisional or final), or `None` once the flow closed.
+    pub async fn next(&mut self) -> Result<Message, FlowError> {
+        match tokio::time::timeout(self.timeout, self.rx.recv()).await {
+            Ok(Some(m)) => Ok(m),
+            Ok(None) => Err(FlowError::Closed),
+            Err(_) => Err(FlowError::Timeout(self.timeout.as_secs())),
+        }
+    }
+
+    /// The final response (provisional ones are passed over).
+    pub async fn final_response(&mut self) -> Result<Message, FlowError> {
+        loop {
+            let m = self.next().await?;
+            if m.status().unwrap_or_default() >= 200 {
+                return Ok(m);
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn branch_of(m: &Message) -> Option<String> {
+    m.top_via().ok().and_then(|v| v.branch().map(str::to_owned))
+}
+
+impl Flow {
+    /// Open a flow to `target` (TCP, or TLS with `tls`: the server must
+    /// chain to its anchors and be named `target.name`, and this end
+    /// presents its identity). The requests that come down the flow
+    /// arrive on the receiver; it ends when the connection closes.
+    pub async fn connect(
+        target: &Target,
+        tls: Option<&TlsSetup>,
+        limits: FlowLimits,
+    ) -> Result<(Flow, mpsc::Receiver<Message>), FlowError> {
+        let fail = |why: &dyn std::fmt::Display| FlowError::Connect {
+            transport: target.transport.token(),
+            addr: target.addr,
+            why: why.to_string(),
+        };
+        let work = async {
+            let tcp = TcpStream::connect(target.addr)
+                .await
+                .map_err(|e| fail(&e))?;
+            let _ = tcp.set_nodelay(true);
+            let local = tcp.local_addr().map_err(|e| fail(&e))?;
+            match target.transport {
+                Transport::Tcp => {
+                    let (rd, wr) = tcp.into_split();
+                    Ok((local, spawn_halves(rd, wr)))
+                }
+                Transport::Tls => {
+                    let tls =
+                        tls.ok_or_else(|| fail(&"TLS needs an identity and trust anchors"))?;
+                    let (connector, name) = tls.connector(&target.name).map_err(|e| fail(&e))?;
+                    let stream = connector.connect(name, tcp).await.map_err(|e| fail(&e))?;
+                    let (rd, wr) = tokio::io::split(stream);
+                    Ok((local, spawn_halves(rd, wr)))
+                }
+                Transport::Udp => Err(fail(&"a flow is a stream: tcp or tls")),
+            }
+        };
+        let (local, (rd, wr)) = tokio::time::timeout(limits.connect_timeout, work)
+            .await
+            .map_err(|_| fail(&"connect timed out"))??;
+        let writer: Arc<tokio::sync::Mutex<Writer>> = Arc::new(tokio::sync::Mutex::new(wr));
+        let pending: Pending = Arc::default();
+        let closed = Arc::new(tokio::sync::Notify::new());
+        let (tx, rx) = mpsc::channel(limits.queue.max(1));
+        let reader = tokio::spawn(read_loop(
+            rd,
+            Arc::clone(&pending),
+            tx,
+            limits.max_message,
+            Arc::clone(&closed),
+        ));
+        let ka_writer = Arc::clone(&writer);
+        let keepalive = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(limits.keepalive);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let mut w = ka_writer.lock().await;
+                if w.write_all(b"\r\n\r\n").await.is_err() || w.flush().await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok((
+            Flow {
+                writer,
+                pending,
+                local,
+                peer: target.addr,
+                transport: target.transport,
+                tasks: vec![reader, keepalive],
+                closed,
+            },
+            rx,
+        ))
+    }
+
+    /// This end's address (what a Via and a Contact name).
+    pub fn local(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The transport.
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    /// Wait until the connection closes.
+    pub async fn closed(&self) {
+        self.closed.notified().await
+    }
+
+    /// Send a message as it is (a response, an ACK).
+    pub async fn send(&self, msg: &Message) -> Result<(), FlowError> {
+        let bytes = msg.to_bytes();
+        let mut w = self.writer.lock().await;
+        w.write_all(&bytes).await.map_err(|_| FlowError::Closed)?;
+        w.flush().await.map_err(|_| FlowError::Closed)
+    }
+
+    /// `msg` with its top Via written for this flow: the transport, this
+    /// end's address, `rport`.
+    pub fn with_via(&self, msg: &Message) -> Result<Message, FlowError> {
+        super::client::with_transport_via(msg, self.transport, self.local)
+            .map_err(|e| FlowError::Unsendable(e.to_string()))
+    }
+
+    /// Send a request as a client transaction (its top Via written for
+    /// this flow): its responses come out of the [`Transaction`], which
+    /// gives up after `timeout` without one.
+    pub async fn request(
+        &self,
+        msg: &Message,
+        timeout: Duration,
+    ) -> Result<Transaction, FlowError> {
+        let msg = self.with_via(msg)?;
+        let branch = branch_of(&msg)
+            .ok_or_else(|| FlowError::Unsendable("the top Via has no branch".into()))?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        lock(&self.pending).insert(branch.clone(), tx);
+        let tr = Transaction {
+            rx,
+            timeout,
+            branch,
+            pending: Arc::clone(&self.pending),
+        };
+        self.send(&msg).await?;
+        Ok(tr)
+    }
+}
+
+fn spawn_halves<R, W>(rd: R, wr: W) -> (Box<dyn AsyncRead + Send + Unpin>, Writer)
+where
+    R: AsyncRead + Send + Unpin + 'static,
+    W: AsyncWrite + Send + Unpin + 'static,
+{
+    (Box::new(rd), Box::new(wr))
+}
+
+async fn read_loop(
+    mut rd: Box<dyn AsyncRead + Send + Unpin>,
+    pending: Pending,
+    incoming: mpsc::Sender<Message>,
+    limit: usize,
+    closed: Arc<tokio::sync::Notify>,
+) {
+    let mut framer = Framer::new(limit);
+    let mut buf = vec![0u8; 16_384];
+    'read: loop {
+        let n = match rd.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        framer.push(buf.get(..n).unwrap_or_default());
+        loop {
+            match framer.next_frame() {
+                Ok(Frame::Partial) => break,
+                // A pong from the relay, or its ping (which a client
+                // need not answer: the relay's own pings are rare).
+                Ok(Frame::KeepAlive { .. }) => continue,
+                Ok(Frame::Message(bytes)) => {
+                    let Ok(msg) = Message::parse(&bytes) else {
+                        continue;
+                    };
+                    if msg.is_request() {
+                        // A full queue drops the request: its sender
+                        // retransmits or times out.
+                        let _ = incoming.try_send(msg);
+                    } else if let Some(branch) = branch_of(&msg) {
+                        let tx = lock(&pending).get(&branch).cloned();
+                        if let Some(tx) = tx {
+                            let _ = tx.send(msg);
+                        }
+                    }
+                }
+                Err(_) => break 'read,
+            }
+        }
+    }
+    lock(&pending).clear();
+    closed.notify_waiters();
+    closed.notify_one();
+}

@@ -1,0 +1,479 @@
+//! `sipseal terminal` and the data channel end to end (issue 29): a
+//! registrar and a relay (sipseal processes, the relay on mutual TLS,
+//! serving b.example.com by location), `sipseal terminal` registered as
+//! bob through the relay and serving a small HTTP service the test runs;
+//! callers use the library's caller side (`datachannel::call`) over
+//! their own TLS flow to the relay. alice (allowed) fetches a page over
+//! the data channel and ends the call with a BYE, which closes the
+//! channel; carol (not allowed) gets 403. The channel's refusal of a
+//! wrong fingerprint is tested in `datachannel::tls`.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::live::Daemon;
+use common::realm::Realm;
+use common::{repo, s};
+use sipseal::context::Context;
+use sipseal::datachannel::call::{CallError, CallSpec, call};
+use sipseal::envelope::Recipient;
+use sipseal::keys::{Cert, Identity};
+use sipseal::net::flow::{Flow, FlowLimits};
+use sipseal::net::tls::TlsSetup;
+use sipseal::net::{Hosts, Target};
+use sipseal::sealing::SealSpec;
+use sipseal::session::Limits;
+use sipseal::state::MemoryStore;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const PAGE: &str = "<h1>terminal 2 says hello</h1>";
+
+/// An HTTP service on 127.0.0.1 that answers every request on a
+/// connection with PAGE (keep-alive: the connection stays open).
+fn http_service() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = conn.read(&mut buf) {
+                    if n == 0 {
+                        return;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                    while let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                        got.drain(..end + 4);
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\r\n{PAGE}",
+                            PAGE.len()
+                        );
+                        if conn.write_all(answer.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+fn identity(name: &str) -> Arc<Identity> {
+    Arc::new(Identity::load_dir(&repo().join("keys").join(name)).unwrap())
+}
+
+fn cert(name: &str) -> Cert {
+    Cert::load(&repo().join("keys").join(name).join("cert.pem")).unwrap()
+}
+
+fn trust() -> Vec<Cert> {
+    Cert::load_all(&repo().join("keys/trust.pem")).unwrap()
+}
+
+/// A flow from `who` to the relay, over mutual TLS.
+async fn flow_of(who: &str, relay: &str, hosts: &Path) -> Arc<Flow> {
+    let hosts = Hosts::load(hosts).unwrap();
+    let target = Target::parse(relay, &hosts).unwrap();
+    let tls = TlsSetup::new(Some(&identity(who)), &trust()).unwrap();
+    let (flow, _incoming) = Flow::connect(&target, Some(&tls), FlowLimits::default())
+        .await
+        .unwrap();
+    Arc::new(flow)
+}
+
+fn spec(who: &str) -> CallSpec {
+    CallSpec {
+        identity: identity(who),
+        to: "sip:bob@b.example.com".into(),
+        seal: SealSpec {
+            peers: vec![Recipient::Cert(Box::new(cert("bob-ec")))],
+            disclose: vec![Recipient::Cert(Box::new(cert("proxy-b-ec")))],
+            ..Default::default()
+        },
+        trust: trust(),
+        channel_ip: "127.0.0.1".parse().unwrap(),
+        channel_allow: vec!["127.0.0.0/8".parse().unwrap()],
+        answer_timeout: Duration::from_secs(10),
+        connect_timeout: Duration::from_secs(10),
+    }
+}
+
+/// Wait (at most 10 s) for `text` in the daemon's log.
+fn wait_logged(d: &Daemon, text: &str) -> bool {
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < until {
+        if d.log_text().contains(text) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// A registrar, a relay on TLS serving b.example.com (with `relay_extra`
+/// flags), and `sipseal terminal` as bob (with `extra` flags) serving
+/// `service`; the relay's address as `--outbound` names it, and the hosts
+/// file that resolves it.
+struct Setup {
+    registrar: Daemon,
+    relay: Daemon,
+    terminal: Daemon,
+    outbound: String,
+    ua_hosts: std::path::PathBuf,
+}
+
+impl Setup {
+    fn start(d: &Path, service: u16, relay_extra: &[&str], extra: &[&str]) -> Setup {
+        let realm = Realm::new(d, "b.example.com", &["bob"], false);
+        let registry = d.join("registry");
+        let registrar = realm.registrar(s(&registry), &["udp:127.0.0.1:0"], &[]);
+        let relay_hosts = common::write(
+            d,
+            "relay-hosts",
+            format!("127.0.0.1:{} b.example.com\n", registrar.port("udp")).as_bytes(),
+        );
+        let mut args = vec![
+            "relay",
+            "--listen",
+            "tls:127.0.0.1:0",
+            "--listen",
+            "udp:127.0.0.1:0",
+            "--identity",
+            "keys/proxy-b-ec",
+            "--trust",
+            "keys/trust.pem",
+            "--domain",
+            "b.example.com",
+            "--registrations",
+            s(&registry),
+            "--hosts",
+            s(&relay_hosts),
+            "--record-route",
+        ];
+        args.extend_from_slice(relay_extra);
+        let relay = Daemon::start(d, "relay", &args);
+        let ua_hosts = common::write(
+            d,
+            "ua-hosts",
+            format!("127.0.0.1:{} proxy-b.b.example.com\n", relay.port("tls")).as_bytes(),
+        );
+        let outbound = format!("tls:proxy-b.b.example.com:{}", relay.port("tls"));
+        let pw = d.join("bob.pw");
+        std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let serve = format!("http://127.0.0.1:{service}");
+        let mut args = vec![
+            "terminal",
+            "--identity",
+            "keys/bob-ec",
+            "--trust",
+            "keys/trust.pem",
+            "--outbound",
+            &outbound,
+            "--hosts",
+            s(&ua_hosts),
+            "--password-file",
+            s(&pw),
+            "--allow",
+            "sip:alice@a.example.com",
+            "--serve",
+            &serve,
+        ];
+        args.extend_from_slice(extra);
+        let terminal = Daemon::start(d, "terminal", &args);
+        Setup {
+            registrar,
+            relay,
+            terminal,
+            outbound,
+            ua_hosts,
+        }
+    }
+
+    fn logs(&self) -> String {
+        format!(
+            "terminal:\n{}\nrelay:\n{}\nregistrar:\n{}",
+            self.terminal.log_text(),
+            self.relay.log_text(),
+            self.registrar.log_text()
+        )
+    }
+}
+
+/// One GET over a call's channel: the page's text.
+async fn fetch(channel: &mut sipseal::datachannel::tls::ClientChannel) -> String {
+    channel
+        .write_all(b"GET / HTTP/1.1\r\nHost: terminal\r\n\r\n")
+        .await
+        .unwrap();
+    let mut page = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&page).contains(PAGE) {
+        let n = tokio::time::timeout(Duration::from_secs(10), channel.read(&mut buf))
+            .await
+            .expect("the page in time")
+            .unwrap();
+        assert!(n > 0, "the channel closed before the page");
+        page.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&page).into_owned()
+}
+
+#[test]
+fn the_flow_outlives_the_relays_idle_timeout_on_keep_alives() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let setup = Setup::start(
+        d,
+        http_service(),
+        &["--idle-timeout", "2"],
+        &["--keepalive", "1"],
+    );
+    // Past the relay's idle timeout twice over: the flow is still there.
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        !setup.terminal.log_text().contains("flow closed"),
+        "{}",
+        setup.logs()
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = MemoryStore::new();
+        let mut ctx = Context::new(None, None);
+        let flow = flow_of("alice", &setup.outbound, &setup.ua_hosts).await;
+        let mut up = call(&flow, &spec("alice"), &store, Limits::default(), &mut ctx)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", setup.logs()));
+        assert!(fetch(&mut up.channel).await.starts_with("HTTP/1.1 200 OK"));
+        let code = up
+            .bye
+            .send(&store, Limits::default(), Duration::from_secs(10), &mut ctx)
+            .await
+            .unwrap();
+        assert_eq!(code, 200);
+    });
+}
+
+#[test]
+fn the_terminal_reopens_its_flow_and_registers_again_when_the_relay_closes_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    // Keep-alives slower than the relay's idle timeout: the relay closes
+    // the flow after 2 s.
+    let setup = Setup::start(
+        d,
+        http_service(),
+        &["--idle-timeout", "2"],
+        &["--keepalive", "60"],
+    );
+    assert!(
+        wait_logged(&setup.terminal, "\"flow closed\""),
+        "{}",
+        setup.logs()
+    );
+    assert!(
+        wait_logged(&setup.terminal, "\"registered\""),
+        "{}",
+        setup.logs()
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = MemoryStore::new();
+        let mut ctx = Context::new(None, None);
+        let flow = flow_of("alice", &setup.outbound, &setup.ua_hosts).await;
+        let mut up = call(&flow, &spec("alice"), &store, Limits::default(), &mut ctx)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", setup.logs()));
+        assert!(fetch(&mut up.channel).await.contains(PAGE));
+    });
+}
+
+#[test]
+fn a_caller_reaches_the_service_behind_the_terminal_over_a_sealed_data_channel() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let report = d.join("report.jsonl");
+    let setup = Setup::start(
+        d,
+        http_service(),
+        &["--report", s(&report)],
+        &["--idle", "20", "--min-route-level", "3"],
+    );
+    let Setup {
+        registrar,
+        relay,
+        mut terminal,
+        outbound,
+        ua_hosts,
+    } = setup;
+    let logs = || {
+        format!(
+            "terminal:\n{}\nrelay:\n{}\nregistrar:\n{}",
+            terminal.log_text(),
+            relay.log_text(),
+            registrar.log_text()
+        )
+    };
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = MemoryStore::new();
+        let mut ctx = Context::new(None, None);
+
+        // alice is allowed: the page comes over the data channel.
+        let flow = flow_of("alice", &outbound, &ua_hosts).await;
+        let alice = spec("alice");
+        let calling = call(&flow, &alice, &store, Limits::default(), &mut ctx);
+        // The gateway spawns a call per access: its future must be Send.
+        fn is_send<T: Send>(_: &T) {}
+        is_send(&calling);
+        let mut up = match calling.await {
+            Ok(c) => c,
+            Err(e) => panic!("alice's call: {e}\n{}", logs()),
+        };
+        // The relay the INVITE disclosed to opened it, and the 200 under
+        // the session key: the answer's SDP is sealed for it too.
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(&report)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .filter(|l: &serde_json::Value| l["call_id"] == up.call_id.as_str())
+            .collect();
+        let opened = |status: Option<u64>| {
+            lines
+                .iter()
+                .any(|l| l["opened"] == true && l["status"].as_u64() == status)
+        };
+        assert!(opened(None) && opened(Some(200)), "{lines:?}\n{}", logs());
+        assert_eq!(up.answer.addr.ip().to_string(), "127.0.0.1");
+        assert!(fetch(&mut up.channel).await.starts_with("HTTP/1.1 200 OK"));
+
+        // The BYE ends the call: 200, and the terminal closes the channel.
+        let code = up
+            .bye
+            .send(&store, Limits::default(), Duration::from_secs(10), &mut ctx)
+            .await
+            .unwrap();
+        assert_eq!(code, 200, "{}", logs());
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(10), up.channel.read(&mut buf))
+            .await
+            .expect("the channel closes after the BYE");
+        assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+
+        // An answer that sends the caller where it may not connect is
+        // refused after the ACK, and the call ended with a BYE.
+        let mut confined = spec("alice");
+        confined.channel_allow = vec!["192.0.2.0/24".parse().unwrap()];
+        match call(&flow, &confined, &store, Limits::default(), &mut ctx).await {
+            Err(CallError::Sdp(e)) => assert!(e.to_string().contains("outside"), "{e}"),
+            Err(e) => panic!("confined: {e}\n{}", logs()),
+            Ok(_) => panic!("the caller connected outside --channel-allow"),
+        }
+
+        // carol is not in the allow-list: 403, with the terminal's Warning.
+        let flow = flow_of("carol", &outbound, &ua_hosts).await;
+        let refused = call(&flow, &spec("carol"), &store, Limits::default(), &mut ctx).await;
+        match refused {
+            Err(e @ CallError::Refused { code: 403, .. }) => {
+                assert!(e.to_string().contains("may not call"), "{e}")
+            }
+            Err(e) => panic!("carol: {e}\n{}", logs()),
+            Ok(_) => panic!("carol got through\n{}", logs()),
+        }
+    });
+    assert!(wait_logged(&terminal, "\"channel closed\""), "{}", logs());
+    // Both calls ended with a BYE the terminal answered 200.
+    let byes = terminal.log_text().matches("\"event\":\"bye\"").count();
+    assert_eq!(byes, 2, "{}", logs());
+    assert!(
+        !terminal.log_text().contains("\"status\":481"),
+        "{}",
+        logs()
+    );
+    assert!(terminal.log_text().contains("\"answered\""), "{}", logs());
+
+    // SIGTERM: the terminal removes its binding and stops; a call for bob
+    // finds nobody (480).
+    let log = terminal.stop();
+    assert!(log.contains("\"event\":\"stopped\""), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+    let after = rt.block_on(async {
+        let store = MemoryStore::new();
+        let mut ctx = Context::new(None, None);
+        let flow = flow_of("alice", &outbound, &ua_hosts).await;
+        call(&flow, &spec("alice"), &store, Limits::default(), &mut ctx)
+            .await
+            .err()
+            .and_then(|e| e.status())
+    });
+    assert_eq!(after, Some(480), "{}", relay.log_text());
+}
+
+#[test]
+fn flags_that_cannot_work_are_refused_with_a_hint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pw = common::write(tmp.path(), "pw", b"secret\n");
+    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let base = |outbound: &str, allow: &str, serve: &str| {
+        common::sipseal()
+            .current_dir(repo())
+            .args([
+                "terminal",
+                "--identity",
+                "keys/bob-ec",
+                "--trust",
+                "keys/trust.pem",
+            ])
+            .args(["--outbound", outbound, "--password-file", s(&pw)])
+            .args(["--allow", allow, "--serve", serve])
+            .timeout(Duration::from_secs(20))
+            .output()
+            .unwrap()
+    };
+    for (outbound, allow, serve, says) in [
+        (
+            "udp:127.0.0.1:5060",
+            "sip:alice@a.example.com",
+            "http://127.0.0.1:8080",
+            "mutual TLS",
+        ),
+        (
+            "tls:127.0.0.1:5061",
+            "alice",
+            "http://127.0.0.1:8080",
+            "not an AOR",
+        ),
+        (
+            "tls:127.0.0.1:5061",
+            "sip:alice@a.example.com",
+            "https://127.0.0.1:8080",
+            "http://IP:PORT",
+        ),
+    ] {
+        let out = base(outbound, allow, serve);
+        let err = common::text(&out);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(says) && err.contains("hint:"), "{err}");
+    }
+    // Nothing listens at --outbound: exit 4, with a hint.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = base(
+        &format!("tls:127.0.0.1:{port}"),
+        "sip:alice@a.example.com",
+        "http://127.0.0.1:8080",
+    );
+    let err = common::text(&out);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+}
