@@ -231,27 +231,8 @@ fn cookie_of(r: &Reply) -> String {
 fn a_browser_logs_in_sees_its_destinations_and_reaches_a_service_through_the_gateway() {
     let dir = tempfile::tempdir().unwrap();
     let users = dir.path().join("users.yaml");
-    for (aor, pw) in [
-        ("sip:alice@a.example.com", "alice-pw"),
-        ("sip:bob@a.example.com", "bob-pw"),
-    ] {
-        let pwfile = dir.path().join("pw");
-        std::fs::write(&pwfile, pw).unwrap();
-        sipseal()
-            .args([
-                "registrar",
-                "passwd",
-                "--realm",
-                "a.example.com",
-                "--user",
-                aor,
-            ])
-            .arg("--users")
-            .arg(&users)
-            .arg("--password-file")
-            .arg(&pwfile)
-            .succeeds();
-    }
+    passwd(&users, dir.path(), "sip:alice@a.example.com", "alice-pw");
+    passwd(&users, dir.path(), "sip:bob@a.example.com", "bob-pw");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -664,4 +645,124 @@ users:
     assert_eq!(first["status"], 200);
     assert!(first["bytes_out"].as_u64().unwrap() > 300);
     assert!(!gw.log_text().contains("alice-pw"));
+}
+
+fn passwd(users: &std::path::Path, dir: &std::path::Path, aor: &str, pw: &str) {
+    let pwfile = dir.join("pw");
+    std::fs::write(&pwfile, pw).unwrap();
+    sipseal()
+        .args([
+            "registrar",
+            "passwd",
+            "--realm",
+            "a.example.com",
+            "--user",
+            aor,
+        ])
+        .arg("--users")
+        .arg(users)
+        .arg("--password-file")
+        .arg(&pwfile)
+        .succeeds();
+}
+
+/// A table or credential file that cannot be used stops the gateway
+/// before it listens (exit 2, with a hint); at SIGHUP it is refused and
+/// the old tables stay, and a good one replaces them.
+#[test]
+fn bad_tables_are_refused_and_sighup_reloads_good_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.yaml");
+    let table = dir.path().join("destinations.yaml");
+    let args = |users: &std::path::Path| {
+        vec![
+            "gateway".to_owned(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--identity".into(),
+            "keys/proxy-a".into(),
+            "--users".into(),
+            users.to_str().unwrap().into(),
+            "--realm".into(),
+            "a.example.com".into(),
+            "--destinations".into(),
+            table.to_str().unwrap().into(),
+        ]
+    };
+    std::fs::write(&table, "version: 1\nusers:\n  bob:\n    destinations:\n      - {name: Mailbox, uri: 'sip:mail@c.example.com'}\n").unwrap();
+    let missing = sipseal().args(args(&users)).output().unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        err.contains("no such file") && err.contains("hint: ") && err.contains("registrar passwd"),
+        "{err}"
+    );
+
+    passwd(&users, dir.path(), "sip:bob@a.example.com", "bob-pw");
+    let good = std::fs::read_to_string(&table).unwrap();
+    std::fs::write(&table, "version: 1\nusers:\n  bob:\n    destinations:\n      - {name: x, uri: 'javascript:alert(1)'}\n").unwrap();
+    let bad = sipseal().args(args(&users)).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("not a sip: or sips: URI") && err.contains("hint: "),
+        "{err}"
+    );
+
+    std::fs::write(&table, &good).unwrap();
+    let args = args(&users);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let gw = Daemon::start(dir.path(), "gateway", &args);
+    let addr: SocketAddr = gw.addrs[0]
+        .strip_prefix("https://")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let client = Client::new(addr);
+    let origin = format!("https://{addr}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let ok = client
+            .send(
+                LOCAL,
+                "POST",
+                "/login",
+                &[("origin", &origin)],
+                &[("id", "bob"), ("password", "bob-pw")],
+            )
+            .await;
+        assert_eq!(ok.status, 303);
+        let bob = cookie_of(&ok);
+        let portal = client
+            .send(LOCAL, "GET", "/", &[("cookie", &bob)], &[])
+            .await;
+        assert!(portal.body.contains(">Mailbox</button>"));
+
+        std::fs::write(&table, "version: 1\nusers: [not, a, map]\n").unwrap();
+        gw.signal("HUP");
+        assert!(gw.logged("reload refused"));
+        let portal = client
+            .send(LOCAL, "GET", "/", &[("cookie", &bob)], &[])
+            .await;
+        assert!(
+            portal.body.contains(">Mailbox</button>"),
+            "the old table stays"
+        );
+
+        std::fs::write(&table, good.replace("Mailbox", "Calendar")).unwrap();
+        gw.signal("HUP");
+        assert!(gw.logged("reloaded --users and --destinations"));
+        let portal = client
+            .send(LOCAL, "GET", "/", &[("cookie", &bob)], &[])
+            .await;
+        assert!(
+            portal.body.contains(">Calendar</button>"),
+            "{}",
+            portal.body
+        );
+        assert!(!portal.body.contains("Mailbox"));
+    });
 }

@@ -98,6 +98,21 @@ pub const SESSION_IDLE: Duration = Duration::from_secs(3600);
 /// A session ends this long after its login, whatever its traffic.
 pub const SESSION_MAX: Duration = Duration::from_secs(12 * 3600);
 
+/// Sessions open at once, at most: past it a login is refused until
+/// some expire.
+pub const MAX_SESSIONS: usize = 100_000;
+
+/// Why no session was opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The operating system's RNG failed.
+    #[error("the operating system's RNG: {0}")]
+    Rng(#[from] rand::rngs::SysError),
+    /// [`MAX_SESSIONS`] are open.
+    #[error("{MAX_SESSIONS} sessions are open")]
+    Full,
+}
+
 /// A random token from the operating system's RNG: 32 bytes, hex.
 pub fn token() -> Result<String, rand::rngs::SysError> {
     use rand::TryRng;
@@ -135,7 +150,13 @@ pub struct Sessions {
 
 impl Sessions {
     /// A new session for `user`: its cookie token.
-    pub fn open(&mut self, user: &str, now: Instant) -> Result<String, rand::rngs::SysError> {
+    pub fn open(&mut self, user: &str, now: Instant) -> Result<String, OpenError> {
+        if self.by_token.len() >= MAX_SESSIONS {
+            self.expire(now);
+            if self.by_token.len() >= MAX_SESSIONS {
+                return Err(OpenError::Full);
+            }
+        }
         let token = token()?;
         self.by_token.insert(
             token.clone(),

@@ -63,10 +63,6 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Config {
     /// The realm of the credential file the users log in with.
     pub realm: String,
-    /// The credential file (`registrar passwd`).
-    pub users: Users,
-    /// The per-user table.
-    pub destinations: Destinations,
     /// The header a trusted front end names the user's telephone number in.
     pub phone_header: Option<HeaderName>,
     /// The front ends whose phone header is believed.
@@ -79,6 +75,15 @@ pub struct Config {
     pub max_body: u64,
     /// Connections served at once.
     pub max_connections: usize,
+}
+
+/// What the users log in with and may reach; replaced whole at a reload.
+#[derive(Debug, Clone, Default)]
+pub struct Tables {
+    /// The credential file (`registrar passwd`).
+    pub users: Users,
+    /// The per-user table.
+    pub destinations: Destinations,
 }
 
 /// The counters of `/metrics`.
@@ -231,6 +236,7 @@ struct State {
 /// The gateway: its configuration, the dialer, sessions and accesses.
 pub struct Gateway {
     config: Config,
+    tables: std::sync::RwLock<Arc<Tables>>,
     dialer: Arc<dyn Dialer>,
     state: Mutex<State>,
     metrics: Arc<Metrics>,
@@ -389,17 +395,32 @@ impl hyper::body::Body for Channelled {
 
 impl Gateway {
     /// A gateway over `config` whose accesses `dialer` sets up.
-    pub fn new(config: Config, dialer: Arc<dyn Dialer>) -> Result<Gateway, rand::rngs::SysError> {
+    pub fn new(
+        config: Config,
+        tables: Tables,
+        dialer: Arc<dyn Dialer>,
+    ) -> Result<Gateway, rand::rngs::SysError> {
         use rand::TryRng;
         let mut secret = [0u8; 32];
         rand::rngs::SysRng.try_fill_bytes(&mut secret)?;
         Ok(Gateway {
             config,
+            tables: std::sync::RwLock::new(Arc::new(tables)),
             dialer,
             state: Mutex::new(State::default()),
             metrics: Arc::new(Metrics::default()),
             secret,
         })
+    }
+
+    /// Replace the users and destinations (SIGHUP): sessions and accesses
+    /// stay; what a user sees and may open from now on is the new table's.
+    pub fn reload(&self, tables: Tables) {
+        *self.tables.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(tables);
+    }
+
+    fn tables(&self) -> Arc<Tables> {
+        Arc::clone(&self.tables.read().unwrap_or_else(|e| e.into_inner()))
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -496,7 +517,8 @@ impl Gateway {
         status: StatusCode,
         message: Option<&str>,
     ) -> Response<Body> {
-        let d = &self.config.destinations;
+        let tables = self.tables();
+        let d = &tables.destinations;
         page(
             status,
             html::portal(
@@ -524,7 +546,7 @@ impl Gateway {
                 .any(|n| n.contains(&peer.ip()))
             {
                 tracing::warn!(event = "login", result = "phone_untrusted", from = %peer.ip());
-            } else if let Some(user) = self.config.destinations.user_of_phone(phone) {
+            } else if let Some(user) = self.tables().destinations.user_of_phone(phone) {
                 let user = user.to_owned();
                 return self.logged_in(&user, "phone", peer);
             } else {
@@ -536,11 +558,15 @@ impl Gateway {
 
     fn logged_in(&self, user: &str, how: &str, peer: SocketAddr) -> Response<Body> {
         let opened = self.state().sessions.open(user, Instant::now());
-        let Ok(token) = opened else {
-            return page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                html::notice("Unavailable", "The gateway cannot log anyone in now."),
-            );
+        let token = match opened {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(event = "login", result = "no_session", user, error = %e);
+                return page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    html::notice("Unavailable", "The gateway cannot log anyone in now."),
+                );
+            }
         };
         self.metrics.logins_ok.fetch_add(1, Ordering::Relaxed);
         tracing::info!(event = "login", result = "ok", user, how, from = %peer.ip());
@@ -585,7 +611,7 @@ impl Gateway {
             );
         }
         if auth::check_password(
-            &self.config.users,
+            &self.tables().users,
             &self.config.realm,
             id,
             password,
@@ -651,7 +677,8 @@ impl Gateway {
             Ok(x) => x,
             Err(r) => return r,
         };
-        let d = &self.config.destinations;
+        let tables = self.tables();
+        let d = &tables.destinations;
         let dest = if let Some(i) = f.get("dest") {
             i.parse::<usize>()
                 .ok()

@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::Args;
 use sipseal::gateway::destinations::{Destinations, is_sip_uri};
 use sipseal::gateway::proxy::{Dialer, DirectTcp, NoCall};
-use sipseal::gateway::{Config, Gateway};
+use sipseal::gateway::{Config, Gateway, Tables};
 use sipseal::registrar::users::Users;
 
 use crate::error::{Error, Exit};
@@ -82,9 +82,14 @@ fn parse_direct(s: &str) -> Result<(String, SocketAddr), String> {
     Ok((uri.to_ascii_lowercase(), addr))
 }
 
-/// Serve until SIGTERM or SIGINT.
-pub fn run(args: GatewayArgs) -> Result<Exit, Error> {
-    crate::live::init_log();
+/// Read --users and --destinations.
+fn load_tables(args: &GatewayArgs) -> Result<Tables, Error> {
+    if !args.users.is_file() {
+        return Err(Error::usage(
+            format!("--users {}: no such file", args.users.display()),
+            "give the registrar's credential file; `sipseal registrar passwd --users FILE --realm DOMAIN --user AOR --password-file PW` makes one",
+        ));
+    }
     let users = Users::load(&args.users)?;
     if users.realms.get(&args.realm).is_none_or(|r| r.is_empty()) {
         eprintln!(
@@ -109,6 +114,17 @@ pub fn run(args: GatewayArgs) -> Result<Exit, Error> {
             "fix the table (version: 1, users: NAME: {destinations: [{name, uri}]}; see docs/guide/09-gateway.md)",
         )
     })?;
+    Ok(Tables {
+        users,
+        destinations,
+    })
+}
+
+/// Serve until SIGTERM or SIGINT; SIGHUP reads --users and
+/// --destinations again.
+pub fn run(args: GatewayArgs) -> Result<Exit, Error> {
+    crate::live::init_log();
+    let tables = load_tables(&args)?;
     let phone_header = args
         .phone_header
         .as_deref()
@@ -135,24 +151,24 @@ pub fn run(args: GatewayArgs) -> Result<Exit, Error> {
             "warning: --direct-tcp: destinations reached over plain TCP, with no call and no channel security; for tests only"
         );
         Arc::new(DirectTcp {
-            routes: args.direct_tcp,
+            routes: args.direct_tcp.clone(),
         })
     };
     let config = Config {
-        realm: args.realm,
-        users,
-        destinations,
+        realm: args.realm.clone(),
         phone_header,
-        trusted_front: args.trusted_front,
-        metrics_allow: args.metrics_allow,
+        trusted_front: args.trusted_front.clone(),
+        metrics_allow: args.metrics_allow.clone(),
         idle: Duration::from_secs(args.idle.max(1)),
         max_body: args.max_body,
         max_connections: args.max_connections,
     };
-    let gateway = Arc::new(Gateway::new(config, dialer).map_err(|e| Error::Write {
-        name: "the random token of the gateway".into(),
-        source: std::io::Error::other(e.to_string()),
-    })?);
+    let gateway = Arc::new(
+        Gateway::new(config, tables, dialer).map_err(|e| Error::Write {
+            name: "the random token of the gateway".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?,
+    );
     crate::live::runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -167,15 +183,28 @@ pub fn run(args: GatewayArgs) -> Result<Exit, Error> {
             source: e,
         })?;
         eprintln!("gateway listening on https://{bound}");
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .map_err(|e| Error::Write {
+        let signal = |kind| {
+            tokio::signal::unix::signal(kind).map_err(|e| Error::Write {
                 name: "a signal handler".into(),
                 source: e,
-            })?;
+            })
+        };
+        let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut hup = signal(tokio::signal::unix::SignalKind::hangup())?;
+        let reloading = Arc::clone(&gateway);
         let stop = async move {
-            tokio::select! {
-                _ = term.recv() => {},
-                _ = tokio::signal::ctrl_c() => {},
+            loop {
+                tokio::select! {
+                    _ = term.recv() => break,
+                    _ = tokio::signal::ctrl_c() => break,
+                    _ = hup.recv() => match load_tables(&args) {
+                        Ok(t) => {
+                            reloading.reload(t);
+                            eprintln!("reloaded --users and --destinations");
+                        }
+                        Err(e) => eprintln!("reload refused, keeping the old tables: {e}"),
+                    },
+                }
             }
         };
         sipseal::gateway::serve(gateway, listener, tls, stop).await;
