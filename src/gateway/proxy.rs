@@ -210,6 +210,9 @@ pub const URL_ATTRIBUTES: &[(&str, &str)] = &[
     ("button[formaction]", "formaction"),
 ];
 
+/// The most the HTML rewriter buffers at once.
+pub const MAX_REWRITE_MEMORY: usize = 1 << 20;
+
 /// A streaming rewriter of HTML for `rw`: each chunk in, the rewritten
 /// bytes out to `sink`.
 pub fn html_rewriter<'h, F: FnMut(&[u8]) + Send + 'h>(
@@ -230,6 +233,12 @@ pub fn html_rewriter<'h, F: FnMut(&[u8]) + Send + 'h>(
     lol_html::send::HtmlRewriter::new(
         Settings {
             element_content_handlers: handlers,
+            // What the parser may buffer of one construct (a tag split
+            // across chunks): a page whose tag is larger is cut off.
+            memory_settings: lol_html::MemorySettings {
+                max_allowed_memory_usage: MAX_REWRITE_MEMORY,
+                ..lol_html::MemorySettings::default()
+            },
             ..Settings::new_send()
         },
         sink,
@@ -294,5 +303,20 @@ mod tests {
         assert!(html.contains("src=\"/s/abc/i.png\""), "{html}");
         assert!(html.contains("action=\"/s/abc/f\""), "{html}");
         assert!(html.contains("href=\"https://other/\""), "{html}");
+    }
+
+    #[test]
+    fn a_tag_larger_than_the_rewriters_memory_is_an_error_not_a_buffer() {
+        let mut w = html_rewriter(&rw(), |_: &[u8]| {});
+        let mut failed = false;
+        let chunk = vec![b'a'; 64 * 1024];
+        w.write(b"<a href=\"").unwrap();
+        for _ in 0..(2 * MAX_REWRITE_MEMORY / chunk.len()) {
+            if w.write(&chunk).is_err() {
+                failed = true;
+                break;
+            }
+        }
+        assert!(failed);
     }
 }
