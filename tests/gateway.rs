@@ -392,6 +392,69 @@ users:
             )
             .await;
         assert_eq!(from_other.status, 429);
+        // Behind the trusted front end, the client is the address it
+        // appended to X-Forwarded-For: ten failures of one client do not
+        // lock out the next.
+        for i in 0..10 {
+            let id = format!("front{i}");
+            let xff = [
+                ("origin", origin.as_str()),
+                ("x-forwarded-for", "198.51.100.7, 192.0.2.1"),
+            ];
+            let r = client
+                .send(
+                    FRONT,
+                    "POST",
+                    "/login",
+                    &xff,
+                    &[("id", &id), ("password", "x")],
+                )
+                .await;
+            assert_eq!(r.status, 200);
+        }
+        let xff = [
+            ("origin", origin.as_str()),
+            ("x-forwarded-for", "192.0.2.1"),
+        ];
+        let locked = client
+            .send(
+                FRONT,
+                "POST",
+                "/login",
+                &xff,
+                &[("id", "front10"), ("password", "x")],
+            )
+            .await;
+        assert_eq!(locked.status, 429);
+        let xff = [
+            ("origin", origin.as_str()),
+            ("x-forwarded-for", "192.0.2.2"),
+        ];
+        let next = client
+            .send(
+                FRONT,
+                "POST",
+                "/login",
+                &xff,
+                &[("id", "front11"), ("password", "x")],
+            )
+            .await;
+        assert_eq!(next.status, 200);
+        // From anyone else X-Forwarded-For is not believed.
+        let xff = [
+            ("origin", origin.as_str()),
+            ("x-forwarded-for", "192.0.2.3"),
+        ];
+        let spoofed = client
+            .send(
+                OTHER,
+                "POST",
+                "/login",
+                &xff,
+                &[("id", "front12"), ("password", "x")],
+            )
+            .await;
+        assert_eq!(spoofed.status, 429);
 
         // Alice logs in: a session cookie with every flag.
         let ok = client

@@ -18,7 +18,7 @@ pub mod proxy;
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -505,6 +505,30 @@ impl Gateway {
         }
     }
 
+    /// The browser's address: the peer's, or, from a trusted front end,
+    /// the last address of the `X-Forwarded-For` it appended.
+    fn client_ip(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+        let front = self
+            .config
+            .trusted_front
+            .iter()
+            .any(|n| n.contains(&peer.ip()));
+        let forwarded = || {
+            headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .next_back()?
+                .to_str()
+                .ok()?
+                .rsplit(',')
+                .next()?
+                .trim()
+                .parse()
+                .ok()
+        };
+        front.then(forwarded).flatten().unwrap_or(peer.ip())
+    }
+
     fn session(&self, headers: &HeaderMap) -> Option<(String, auth::Session)> {
         let token = session_token(headers)?;
         let s = self.state().sessions.touch(&token, Instant::now())?;
@@ -599,7 +623,7 @@ impl Gateway {
                 html::login(Some("Give an ID and a password.")),
             );
         }
-        let ip = peer.ip();
+        let ip = self.client_ip(peer, &parts.headers);
         if !self.state().limiter.allows(ip, id, Instant::now()) {
             self.metrics.logins_limited.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(event = "login", result = "limited", user = id, from = %ip);

@@ -44,7 +44,8 @@ pub struct GatewayArgs {
     #[arg(long, value_name = "NAME", requires = "trusted_front")]
     pub phone_header: Option<String>,
     /// A network the trusted front end connects from (repeatable): the
-    /// only addresses whose --phone-header logs a user in.
+    /// only addresses whose --phone-header logs a user in, and whose
+    /// X-Forwarded-For names the client the login limits count.
     #[arg(long, value_name = "CIDR", requires = "phone_header")]
     pub trusted_front: Vec<ipnet::IpNet>,
     /// A network whose clients may read /metrics (repeatable; without
