@@ -14,7 +14,6 @@ pub mod envelope;
 pub mod error;
 pub mod firewall;
 pub mod fsio;
-#[cfg(feature = "live")]
 pub mod gateway;
 pub mod inspect;
 pub mod keys;
