@@ -198,6 +198,9 @@ async fn service() -> SocketAddr {
                                 .status(302)
                                 .header("location", format!("http://{addr}/next"))
                                 .body(Full::new(Bytes::new())),
+                            "/bye" => Response::builder()
+                                .header("connection", "close")
+                                .body(Full::new(Bytes::from("bye"))),
                             "/next" => Response::builder()
                                 .header("content-type", "text/plain")
                                 .body(Full::new(Bytes::from(format!("next page {seen}")))),
@@ -675,6 +678,33 @@ users:
             404
         );
 
+        // A service that closes the channel ends the access (its call).
+        let open = client
+            .send(
+                LOCAL,
+                "POST",
+                "/open",
+                &alice_h,
+                &[("csrf", &csrf), ("dest", "0")],
+            )
+            .await;
+        let base = open.header("location").to_owned();
+        let bye = client
+            .send(
+                LOCAL,
+                "GET",
+                &format!("{base}bye"),
+                &[("cookie", &alice)],
+                &[],
+            )
+            .await;
+        assert_eq!((bye.status, bye.body.as_str()), (200, "bye"));
+        assert!(gw.logged("\"reason\":\"channel closed\""));
+        let gone = client
+            .send(LOCAL, "GET", &base, &[("cookie", &alice)], &[])
+            .await;
+        assert_eq!(gone.status, 404);
+
         // /metrics: for the admin address only.
         assert_eq!(
             client.send(OTHER, "GET", "/metrics", &[], &[]).await.status,
@@ -689,7 +719,7 @@ users:
             .filter_map(|l| l.rsplit_once(' '))
             .map(|(k, v)| (k, v.parse().unwrap()))
             .collect();
-        assert_eq!(metrics["sipseal_gateway_calls_set_up_total"], 2);
+        assert_eq!(metrics["sipseal_gateway_calls_set_up_total"], 3);
         assert_eq!(
             metrics["sipseal_gateway_call_failures_total{status=\"404\"}"],
             1
@@ -701,7 +731,7 @@ users:
     // The access log: one line per relayed request.
     let lines = gw.log_lines();
     let access: Vec<_> = lines.iter().filter(|l| l["event"] == "access").collect();
-    assert_eq!(access.len(), 4, "{}", gw.log_text());
+    assert_eq!(access.len(), 5, "{}", gw.log_text());
     let first = access[0];
     assert_eq!(first["user"], "alice");
     assert_eq!(first["destination"], "sip:wiki@b.example.com");

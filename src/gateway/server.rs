@@ -182,6 +182,9 @@ struct Access {
     sender: tokio::sync::Mutex<Sender>,
     last: Mutex<Instant>,
     hangup: Mutex<Option<Hangup>>,
+    /// Set when the channel's HTTP connection has ended (the service, or
+    /// the call, closed it).
+    closed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Access {
@@ -415,7 +418,8 @@ impl Gateway {
     }
 
     /// End what has expired: sessions past their time (and their
-    /// accesses), accesses idle for `--idle`.
+    /// accesses), accesses whose channel the service closed, accesses
+    /// idle for `--idle`.
     pub fn sweep(&self) {
         let now = Instant::now();
         let mut ended = Vec::new();
@@ -423,22 +427,30 @@ impl Gateway {
             let mut st = self.state();
             let gone = st.sessions.expire(now);
             let idle = self.config.idle;
-            let ids: Vec<String> = st
+            let why = |a: &Access| {
+                if gone.contains(&a.session) {
+                    Some("session ended")
+                } else if a.closed.load(Ordering::Relaxed) {
+                    Some("channel closed")
+                } else if now.duration_since(a.idle_since()) >= idle {
+                    Some("idle")
+                } else {
+                    None
+                }
+            };
+            let ids: Vec<(String, &'static str)> = st
                 .accesses
                 .iter()
-                .filter(|(_, a)| {
-                    gone.contains(&a.session) || now.duration_since(a.idle_since()) >= idle
-                })
-                .map(|(id, _)| id.clone())
+                .filter_map(|(id, a)| why(a).map(|w| (id.clone(), w)))
                 .collect();
-            for id in ids {
+            for (id, why) in ids {
                 if let Some(a) = st.accesses.remove(&id) {
-                    ended.push(a);
+                    ended.push((a, why));
                 }
             }
         }
-        for a in ended {
-            a.end("idle");
+        for (a, why) in ended {
+            a.end(why);
         }
     }
 
@@ -741,8 +753,11 @@ impl Gateway {
                     );
                 }
             };
+        let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let closing = Arc::clone(&closed);
         tokio::spawn(async move {
             let _ = conn.await;
+            closing.store(true, Ordering::Relaxed);
         });
         let id = match auth::token() {
             Ok(t) => t[..32].to_owned(),
@@ -772,6 +787,7 @@ impl Gateway {
             sender: tokio::sync::Mutex::new(sender),
             last: Mutex::new(Instant::now()),
             hangup: Mutex::new(Some(dialed.hangup)),
+            closed,
         });
         self.metrics.calls_set_up.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
