@@ -309,6 +309,10 @@ users:
         assert_eq!(home.status, 200);
         assert!(home.body.contains("name=\"password\""), "{}", home.body);
         assert!(home.body.contains("name=\"viewport\""));
+        let typed = client.send(LOCAL, "GET", "/login", &[], &[]).await;
+        assert_eq!((typed.status, typed.header("location")), (303, "/"));
+        let put = client.send(LOCAL, "PUT", "/", &[], &[]).await;
+        assert_eq!((put.status, put.header("allow")), (405, "GET, HEAD"));
 
         // A wrong password and an unknown user get the same page.
         let wrong = client

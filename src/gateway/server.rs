@@ -488,13 +488,20 @@ impl Gateway {
             (&Method::POST, "/logout") => self.logout(req).await,
             (&Method::POST, "/open") => self.open(req).await,
             (&Method::GET, "/metrics") => self.metrics_page(peer),
+            // A form's address typed, bookmarked or reloaded: the portal.
+            (&Method::GET | &Method::HEAD, "/login" | "/logout" | "/open") => see_other("/"),
             (_, "/" | "/login" | "/logout" | "/open") => {
                 let mut r = page(
                     StatusCode::METHOD_NOT_ALLOWED,
                     html::notice("Not allowed", "That method is not used here."),
                 );
+                let allow = if path == "/" {
+                    "GET, HEAD"
+                } else {
+                    "GET, HEAD, POST"
+                };
                 r.headers_mut()
-                    .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+                    .insert(header::ALLOW, HeaderValue::from_static(allow));
                 r
             }
             _ => page(
