@@ -143,18 +143,24 @@ impl Client {
                 .unwrap()
                 .unwrap();
         let (parts, body) = resp.into_parts();
-        let body = tokio::time::timeout(Duration::from_secs(10), body.collect())
+        // A body cut off (over --max-body) reads as an error here.
+        let body = match tokio::time::timeout(Duration::from_secs(10), body.collect())
             .await
             .unwrap()
-            .unwrap()
-            .to_bytes();
+        {
+            Ok(b) => String::from_utf8_lossy(&b.to_bytes()).into_owned(),
+            Err(e) => format!("{CUT}{e}"),
+        };
         Reply {
             status: parts.status.as_u16(),
             headers: parts.headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
+            body,
         }
     }
 }
+
+/// What [`Client::send`] reads as the body of a response cut off.
+const CUT: &str = "cut off: ";
 
 const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1));
 const OTHER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
@@ -198,6 +204,9 @@ async fn service() -> SocketAddr {
                                 .status(302)
                                 .header("location", format!("http://{addr}/next"))
                                 .body(Full::new(Bytes::new())),
+                            "/big" => Response::builder()
+                                .header("content-type", "application/octet-stream")
+                                .body(Full::new(Bytes::from(vec![b'x'; 2 << 20]))),
                             "/bye" => Response::builder()
                                 .header("connection", "close")
                                 .body(Full::new(Bytes::from("bye"))),
@@ -291,6 +300,8 @@ users:
             "127.0.0.1/32",
             "--idle",
             "2",
+            "--max-body",
+            "1MiB",
             "--direct-tcp",
             &direct,
         ],
@@ -624,6 +635,19 @@ users:
             .await;
         assert_eq!(next.status, 200);
         assert!(next.body.starts_with("next page"));
+        // A body over --max-body is cut off.
+        let big = client
+            .send(
+                LOCAL,
+                "GET",
+                &format!("{base}big"),
+                &[("cookie", &alice)],
+                &[],
+            )
+            .await;
+        assert_eq!(big.status, 200);
+        assert!(big.body.starts_with(CUT), "{} bytes", big.body.len());
+        assert!(gw.logged("a body over 1048576 bytes"));
         // Nobody else's cookie reaches her access.
         let stolen = client
             .send(FRONT, "GET", &base, &[("cookie", &bob)], &[])
@@ -735,7 +759,7 @@ users:
     // The access log: one line per relayed request.
     let lines = gw.log_lines();
     let access: Vec<_> = lines.iter().filter(|l| l["event"] == "access").collect();
-    assert_eq!(access.len(), 5, "{}", gw.log_text());
+    assert_eq!(access.len(), 6, "{}", gw.log_text());
     let first = access[0];
     assert_eq!(first["user"], "alice");
     assert_eq!(first["destination"], "sip:wiki@b.example.com");
