@@ -887,3 +887,129 @@ fn bad_tables_are_refused_and_sighup_reloads_good_ones() {
         assert!(!portal.body.contains("Mailbox"));
     });
 }
+
+/// 100 browsers at once, each logging in, opening the destination (its
+/// "call", here --direct-tcp) and fetching the page through the gateway:
+/// every one gets its own access and the rewritten page. Prints the
+/// setup time (the open's answer) at p50 and p99.
+#[test]
+fn a_hundred_concurrent_sessions_each_get_their_own_access() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.yaml");
+    passwd(&users, dir.path(), "sip:alice@a.example.com", "alice-pw");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let service = rt.block_on(service());
+    let table = dir.path().join("destinations.yaml");
+    std::fs::write(
+        &table,
+        format!(
+            "version: 1\nusers:\n  alice:\n    destinations:\n      - {{name: Wiki, uri: 'sip:wiki@b.example.com', origin: 'http://{service}'}}\n"
+        ),
+    )
+    .unwrap();
+    let direct = format!("sip:wiki@b.example.com={service}");
+    let gw = Daemon::start(
+        dir.path(),
+        "gateway",
+        &[
+            "gateway",
+            "--listen",
+            "127.0.0.1:0",
+            "--identity",
+            "keys/proxy-a",
+            "--users",
+            users.to_str().unwrap(),
+            "--realm",
+            "a.example.com",
+            "--destinations",
+            table.to_str().unwrap(),
+            "--direct-tcp",
+            &direct,
+        ],
+    );
+    let addr: SocketAddr = gw.addrs[0]
+        .strip_prefix("https://")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let client = Arc::new(Client::new(addr));
+    let origin = format!("https://{addr}");
+    let started = std::time::Instant::now();
+    let mut results: Vec<(Duration, String, usize)> = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..100 {
+            let client = Arc::clone(&client);
+            let origin = origin.clone();
+            tasks.push(tokio::spawn(async move {
+                let same = [("origin", origin.as_str())];
+                let ok = client
+                    .send(
+                        LOCAL,
+                        "POST",
+                        "/login",
+                        &same,
+                        &[("id", "alice"), ("password", "alice-pw")],
+                    )
+                    .await;
+                assert_eq!(ok.status, 303);
+                let cookie = cookie_of(&ok);
+                let h = [("cookie", cookie.as_str()), ("origin", origin.as_str())];
+                let portal = client.send(LOCAL, "GET", "/", &h, &[]).await;
+                let csrf = csrf_of(&portal.body);
+                let t = std::time::Instant::now();
+                let open = client
+                    .send(
+                        LOCAL,
+                        "POST",
+                        "/open",
+                        &h,
+                        &[("csrf", &csrf), ("dest", "0")],
+                    )
+                    .await;
+                let setup = t.elapsed();
+                assert_eq!(open.status, 303, "{}", open.body);
+                let base = open.header("location").to_owned();
+                let page = client
+                    .send(LOCAL, "GET", &base, &[("cookie", &cookie)], &[])
+                    .await;
+                assert_eq!(page.status, 200);
+                assert!(page.body.contains(&format!("href=\"{base}next\"")));
+                (setup, base, page.body.len())
+            }));
+        }
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    });
+    let elapsed = started.elapsed();
+    let mut bases: Vec<&String> = results.iter().map(|(_, b, _)| b).collect();
+    bases.sort();
+    bases.dedup();
+    assert_eq!(bases.len(), 100, "every session its own access");
+    results.sort_by_key(|(d, _, _)| *d);
+    let bytes: usize = results.iter().map(|(_, _, n)| n).sum();
+    println!(
+        "100 sessions in {elapsed:?}: setup p50 {:?}, p99 {:?}; {bytes} page bytes relayed",
+        results[49].0, results[98].0
+    );
+    // An access line is written once its body has gone out: wait for
+    // the last.
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    let count = |event: &str| {
+        gw.log_lines()
+            .iter()
+            .filter(|l| l["event"] == event && (event != "call" || l["result"] == "ok"))
+            .count()
+    };
+    while count("access") < 100 && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(count("access"), 100);
+    assert_eq!(count("call"), 100);
+}
