@@ -15,6 +15,7 @@ pub mod envelope;
 pub mod error;
 pub mod firewall;
 pub mod fsio;
+pub mod gateway;
 pub mod inspect;
 pub mod keys;
 pub mod mime;

@@ -73,23 +73,7 @@ impl TlsSetup {
         }
         let roots = Arc::new(roots);
         let provider = provider();
-        let chain_key = match identity {
-            Some(id) => {
-                let mut chain = Vec::new();
-                for c in std::iter::once(&id.cert).chain(&id.chain) {
-                    chain.push(CertificateDer::from(c.cert.to_der().map_err(rustls_err)?));
-                }
-                let key = id.private_key()?.pkcs8_der().ok_or_else(|| {
-                    TlsError::Rustls(format!(
-                        "{}: this key cannot sign a TLS handshake (give an RSA or P-256 identity)",
-                        id.key_path.display()
-                    ))
-                })?;
-                let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.to_vec()));
-                Some((chain, key))
-            }
-            None => None,
-        };
+        let chain_key = identity.map(chain_and_key).transpose()?;
         let server = match &chain_key {
             Some((chain, key)) => {
                 let verifier = WebPkiClientVerifier::builder_with_provider(
@@ -162,6 +146,38 @@ impl TlsSetup {
             server_name(name)?,
         ))
     }
+}
+
+type ChainKey = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+/// `id`'s certificate chain and key as rustls takes them.
+fn chain_and_key(id: &Identity) -> Result<ChainKey, TlsError> {
+    let mut chain = Vec::new();
+    for c in std::iter::once(&id.cert).chain(&id.chain) {
+        chain.push(CertificateDer::from(c.cert.to_der().map_err(rustls_err)?));
+    }
+    let key = id.private_key()?.pkcs8_der().ok_or_else(|| {
+        TlsError::Rustls(format!(
+            "{}: this key cannot sign a TLS handshake (give an RSA or P-256 identity)",
+            id.key_path.display()
+        ))
+    })?;
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.to_vec()));
+    Ok((chain, key))
+}
+
+/// A server for browsers (the HTTP gateway): `identity`'s certificate,
+/// no client certificate asked for, HTTP/1.1 by ALPN.
+pub fn https_server(identity: &Identity) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let (chain, key) = chain_and_key(identity)?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(rustls_err)?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(rustls_err)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }
 
 /// The name rustls carries to the verifier.

@@ -117,6 +117,9 @@ pub enum Command {
     /// The CA apart from the registrar (docs/SPEC.md §6): issue the certificates registrars ask for over mutual TLS.
     #[cfg(feature = "live")]
     Ca(Box<crate::ca::CaArgs>),
+    /// The HTTP gateway: browsers log in, pick a destination from their portal, and reach its service through it.
+    #[cfg(feature = "live")]
+    Gateway(Box<crate::gateway::GatewayArgs>),
     /// A user agent's REGISTER: with a CSR or certificate, its authorized retry after a 401, or install the certificate of the 200 OK.
     Register(Box<registrar::RegisterArgs>),
     /// Ask the registrar for an AOR's certificate (OPTIONS), or whether one is still valid; check and store its answer.
@@ -168,6 +171,8 @@ impl Command {
             Command::Registrar(_) => "registrar",
             #[cfg(feature = "live")]
             Command::Ca(_) => "ca",
+            #[cfg(feature = "live")]
+            Command::Gateway(_) => "gateway",
             Command::Register(_) => "register",
             Command::Certquery(_) => "certquery",
             Command::Send(_) => "send",

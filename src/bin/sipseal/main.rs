@@ -10,6 +10,8 @@ mod ca;
 mod cli;
 mod demo;
 mod error;
+#[cfg(feature = "live")]
+mod gateway;
 mod inspect;
 mod io;
 mod keys;
@@ -141,6 +143,8 @@ fn run(cli: Cli) -> Result<Exit, Error> {
         Command::Registrar(args) => registrar::run(*args, &mut ctx),
         #[cfg(feature = "live")]
         Command::Ca(args) => ca::run(*args, &mut ctx),
+        #[cfg(feature = "live")]
+        Command::Gateway(args) => gateway::run(*args),
         Command::Register(args) => registrar::register(*args, &mut ctx),
         Command::Certquery(args) => registrar::certquery(*args, &mut ctx),
         Command::Send(args) => send::run(args, &mut ctx),

@@ -1,0 +1,214 @@
+//! `sipseal gateway`: the HTTP gateway (docs/SPEC.md §7.2,
+//! [`sipseal::gateway`]): login, the portal, and the reverse proxy to the
+//! destinations' services.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use sipseal::gateway::destinations::{Destinations, is_sip_uri};
+use sipseal::gateway::proxy::{Dialer, DirectTcp, NoCall};
+use sipseal::gateway::{Config, Gateway, Tables};
+use sipseal::registrar::users::Users;
+
+use crate::error::{Error, Exit};
+
+/// `gateway`: the HTTPS gateway a browser reaches services through.
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// Where to listen for HTTPS: HOST:PORT (port 0 picks a free one,
+    /// printed at start).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: SocketAddr,
+    /// The gateway's TLS identity: certificate (with its chain) and key
+    /// the browsers check (DIR with cert.pem and key.pem, or a PKCS#12
+    /// bundle).
+    #[arg(long, value_name = "DIR|P12")]
+    pub identity: PathBuf,
+    /// The credential file the users log in with: the registrar's (HA1
+    /// values, see `registrar passwd`).
+    #[arg(long, value_name = "FILE")]
+    pub users: PathBuf,
+    /// The realm of --users whose entries log in (the registrar's domain).
+    #[arg(long, value_name = "DOMAIN")]
+    pub realm: String,
+    /// The per-user table: each user's destinations (name, SIP URI,
+    /// description, picture), their telephone number and the globs a
+    /// typed destination must match (docs/guide/10-gateway.md).
+    #[arg(long, value_name = "FILE")]
+    pub destinations: PathBuf,
+    /// The request header a trusted front end names the user's telephone
+    /// number in (e.g. X-Phone-Number); believed only from --trusted-front.
+    #[arg(long, value_name = "NAME", requires = "trusted_front")]
+    pub phone_header: Option<String>,
+    /// A network the trusted front end connects from (repeatable): the
+    /// only addresses whose --phone-header logs a user in, and whose
+    /// X-Forwarded-For names the client the login limits count.
+    #[arg(long, value_name = "CIDR", requires = "phone_header")]
+    pub trusted_front: Vec<ipnet::IpNet>,
+    /// A network whose clients may read /metrics (repeatable; without
+    /// it /metrics answers no one).
+    #[arg(long, value_name = "CIDR")]
+    pub metrics_allow: Vec<ipnet::IpNet>,
+    /// An access (its call) ends after this many seconds without traffic.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub idle: u64,
+    /// The largest request or response body relayed (suffixes K, M, KiB,
+    /// MiB); a larger one is cut off.
+    #[arg(long, value_name = "BYTES", default_value = "16MiB", value_parser = crate::args::parse_size)]
+    pub max_body: u64,
+    /// Browser connections served at once.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Reach a destination's service over plain TCP, with no call and no
+    /// data-channel security: URI=HOST:PORT (repeatable). A stand-in for
+    /// tests and trials until the call is built; without it every access
+    /// is refused 501.
+    #[arg(long, value_name = "URI=HOST:PORT", value_parser = parse_direct)]
+    pub direct_tcp: Vec<(String, SocketAddr)>,
+}
+
+fn parse_direct(s: &str) -> Result<(String, SocketAddr), String> {
+    let (uri, addr) = s
+        .rsplit_once('=')
+        .ok_or_else(|| format!("{s:?} is not URI=HOST:PORT"))?;
+    if !is_sip_uri(uri) {
+        return Err(format!("{uri:?} is not a sip: URI with a user and a host"));
+    }
+    let addr: SocketAddr = addr
+        .parse()
+        .map_err(|_| format!("{addr:?} is not HOST:PORT (an address literal)"))?;
+    Ok((uri.to_ascii_lowercase(), addr))
+}
+
+/// Read --users and --destinations.
+fn load_tables(args: &GatewayArgs) -> Result<Tables, Error> {
+    if !args.users.is_file() {
+        return Err(Error::usage(
+            format!("--users {}: no such file", args.users.display()),
+            "give the registrar's credential file; `sipseal registrar passwd --users FILE --realm DOMAIN --user AOR --password-file PW` makes one",
+        ));
+    }
+    let users = Users::load(&args.users)?;
+    if users.realms.get(&args.realm).is_none_or(|r| r.is_empty()) {
+        eprintln!(
+            "warning: --users {} has no user in realm {}: nobody can log in with a password",
+            args.users.display(),
+            args.realm
+        );
+    }
+    let text = crate::io::read_input(&args.destinations)?;
+    let text = String::from_utf8(text).map_err(|_| {
+        Error::usage(
+            format!(
+                "--destinations {}: not UTF-8 text",
+                args.destinations.display()
+            ),
+            "give the YAML table (see docs/guide/10-gateway.md)",
+        )
+    })?;
+    let destinations = Destinations::parse(&text).map_err(|e| {
+        Error::usage(
+            format!("--destinations {}: {e}", args.destinations.display()),
+            "fix the table (version: 1, users: NAME: {destinations: [{name, uri}]}; see docs/guide/10-gateway.md)",
+        )
+    })?;
+    Ok(Tables {
+        users,
+        destinations,
+    })
+}
+
+/// Serve until SIGTERM or SIGINT; SIGHUP reads --users and
+/// --destinations again.
+pub fn run(args: GatewayArgs) -> Result<Exit, Error> {
+    crate::live::init_log();
+    let tables = load_tables(&args)?;
+    let phone_header = args
+        .phone_header
+        .as_deref()
+        .map(|h| {
+            hyper::header::HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
+                Error::usage(
+                    format!("--phone-header {h:?}: not an HTTP header name"),
+                    "give a token such as X-Phone-Number",
+                )
+            })
+        })
+        .transpose()?;
+    let identity = crate::args::identity_at(&args.identity)?;
+    let tls = sipseal::net::tls::https_server(&identity).map_err(|e| {
+        Error::usage(
+            e.to_string(),
+            "check --identity (an RSA or P-256 key and its certificate)",
+        )
+    })?;
+    let dialer: Arc<dyn Dialer> = if args.direct_tcp.is_empty() {
+        Arc::new(NoCall)
+    } else {
+        eprintln!(
+            "warning: --direct-tcp: destinations reached over plain TCP, with no call and no channel security; for tests only"
+        );
+        Arc::new(DirectTcp {
+            routes: args.direct_tcp.clone(),
+        })
+    };
+    let config = Config {
+        realm: args.realm.clone(),
+        phone_header,
+        trusted_front: args.trusted_front.clone(),
+        metrics_allow: args.metrics_allow.clone(),
+        idle: Duration::from_secs(args.idle.max(1)),
+        max_body: args.max_body,
+        max_connections: args.max_connections,
+    };
+    let gateway = Arc::new(
+        Gateway::new(config, tables, dialer).map_err(|e| Error::Write {
+            name: "the random token of the gateway".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?,
+    );
+    crate::live::runtime()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| {
+                Error::usage(
+                    format!("--listen {}: {e}", args.listen),
+                    "pick a free port on an address of this host (port 0: the system picks one)",
+                )
+            })?;
+        let bound = listener.local_addr().map_err(|e| Error::Write {
+            name: "the listener".into(),
+            source: e,
+        })?;
+        eprintln!("gateway listening on https://{bound}");
+        let signal = |kind| {
+            tokio::signal::unix::signal(kind).map_err(|e| Error::Write {
+                name: "a signal handler".into(),
+                source: e,
+            })
+        };
+        let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut hup = signal(tokio::signal::unix::SignalKind::hangup())?;
+        let reloading = Arc::clone(&gateway);
+        let stop = async move {
+            loop {
+                tokio::select! {
+                    _ = term.recv() => break,
+                    _ = tokio::signal::ctrl_c() => break,
+                    _ = hup.recv() => match load_tables(&args) {
+                        Ok(t) => {
+                            reloading.reload(t);
+                            eprintln!("reloaded --users and --destinations");
+                        }
+                        Err(e) => eprintln!("reload refused, keeping the old tables: {e}"),
+                    },
+                }
+            }
+        };
+        sipseal::gateway::serve(gateway, listener, tls, stop).await;
+        Ok(Exit::Ok)
+    })
+}
