@@ -169,13 +169,15 @@ const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5)
 /// Handshakes on a channel's listener at once, at most: a connection past
 /// it is closed unheard.
 const MAX_HANDSHAKES: usize = 32;
+/// Refused connections kept for the log, at most (the first ones).
+pub const MAX_REFUSED: usize = 16;
 
 /// Accept on `listener` until a client completes the handshake with the
 /// fingerprint `peer`, in `wait` at most; a connection that fails the
 /// handshake (a wrong certificate) is dropped and the next one taken.
 /// The handshakes run side by side, 32 at most, each in 5 s at most: a
 /// connection that stalls never holds the caller's. The addresses of
-/// the refused ones come back too.
+/// the first refused ones ([`MAX_REFUSED`]) come back too.
 pub async fn accept(
     listener: &TcpListener,
     mine: &ChannelCert,
@@ -196,7 +198,7 @@ pub async fn accept(
                         continue;
                     };
                     if pending.len() >= MAX_HANDSHAKES {
-                        refused.push((from, "too many handshakes at once".to_owned()));
+                        note(&mut refused, from, "too many handshakes at once".to_owned());
                         continue;
                     }
                     let _ = tcp.set_nodelay(true);
@@ -212,7 +214,7 @@ pub async fn accept(
                 }
                 Some(Ok((from, done))) = pending.join_next(), if !pending.is_empty() => match done {
                     Ok(tls) => return tls,
-                    Err(why) => refused.push((from, why)),
+                    Err(why) => note(&mut refused, from, why),
                 },
             }
         }
@@ -220,6 +222,14 @@ pub async fn accept(
     match tokio::time::timeout(wait, work).await {
         Ok(tls) => Ok((tls, refused)),
         Err(_) => Err(ChannelError::Timeout("connection from the caller")),
+    }
+}
+
+/// Keep a refusal for the log, while fewer than [`MAX_REFUSED`] are kept:
+/// a flood of wrong certificates cannot grow memory.
+fn note(refused: &mut Vec<(SocketAddr, String)>, from: SocketAddr, why: String) {
+    if refused.len() < MAX_REFUSED {
+        refused.push((from, why));
     }
 }
 
@@ -403,6 +413,33 @@ mod tests {
             got.err()
         );
         drop(silent);
+    }
+
+    #[tokio::test]
+    async fn the_refused_connections_kept_for_the_log_are_bounded() {
+        let (alice, bob, mallory) = (
+            cert("sip:alice@a.example.com"),
+            cert("sip:bob@b.example.com"),
+            cert("sip:mallory@b.example.com"),
+        );
+        let (a_fp, b_fp) = (alice.fingerprint(), bob.fingerprint());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { accept(&listener, &bob, a_fp, WAIT).await });
+        let tries = MAX_REFUSED * 3;
+        for _ in 0..tries {
+            if let Ok(mut tls) = connect(addr, &mallory, b_fp, WAIT).await {
+                let mut buf = [0u8; 1];
+                let _ = tls.read(&mut buf).await;
+            }
+        }
+        let _tls = connect(addr, &alice, b_fp, WAIT).await.unwrap();
+        let (_, refused) = server.await.unwrap().unwrap();
+        assert!(
+            !refused.is_empty() && refused.len() <= MAX_REFUSED,
+            "{} of {tries} refusals kept",
+            refused.len()
+        );
     }
 
     #[tokio::test]
