@@ -37,6 +37,8 @@ pub const COOKIE: &str = "__Host-sipseal";
 pub const MAX_ACCESSES_PER_SESSION: usize = 8;
 /// The longest a login or portal form may be.
 const MAX_FORM: usize = 8 * 1024;
+/// The longest a login or portal form's body may take to come.
+const FORM_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest a call may take to give a channel.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest a service may take to start its response, or between two
@@ -351,10 +353,12 @@ fn same_origin(headers: &HeaderMap) -> bool {
     }
 }
 
+/// A form body: [`MAX_FORM`] bytes at most, in [`FORM_TIMEOUT`] at most
+/// (a body that trickles in must not hold a connection slot).
 async fn form(body: Incoming) -> Option<HashMap<String, String>> {
-    let bytes = Limited::new(body, MAX_FORM)
-        .collect()
+    let bytes = tokio::time::timeout(FORM_TIMEOUT, Limited::new(body, MAX_FORM).collect())
         .await
+        .ok()?
         .ok()?
         .to_bytes();
     Some(form_urlencoded::parse(&bytes).into_owned().collect())
@@ -1264,6 +1268,25 @@ mod tests {
             .unwrap()
             .unwrap();
         String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_form_body_that_never_comes_does_not_hold_the_connection() {
+        let addr = serve_plain(gateway()).await;
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        // The header promises a form; its bytes never come.
+        tcp.write_all(
+            b"POST /login HTTP/1.1\r\nHost: gw.example\r\nOrigin: https://gw.example\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nid=al",
+        )
+        .await
+        .unwrap();
+        let mut out = vec![0u8; 64];
+        let answered = tokio::time::timeout(FORM_TIMEOUT * 2, tcp.read(&mut out)).await;
+        let n = answered
+            .expect("no answer while the body is withheld")
+            .unwrap();
+        let head = String::from_utf8_lossy(&out[..n]);
+        assert!(head.starts_with("HTTP/1.1 4"), "{head}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
