@@ -195,6 +195,9 @@ pub async fn accept(
             tokio::select! {
                 accepted = listener.accept() => {
                     let Ok((tcp, from)) = accepted else {
+                        // Out of descriptors, say: wait a little rather
+                        // than spin on the error.
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                         continue;
                     };
                     if pending.len() >= MAX_HANDSHAKES {
