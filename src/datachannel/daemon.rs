@@ -249,8 +249,28 @@ impl Terminal {
                     self.reply(&msg, a).await;
                     return;
                 }
+                // The call takes its place in the table before it is
+                // examined: an INVITE being examined counts against
+                // --max-calls, and a second INVITE of a call in progress
+                // (a replay, a merged copy) is not taken again.
+                let seat = {
+                    let mut calls = lock(&self.calls);
+                    if calls.contains_key(&call_id) {
+                        None
+                    } else if calls.len() >= self.config.max_calls {
+                        Some(None)
+                    } else {
+                        let handle = CallHandle::default();
+                        calls.insert(call_id.clone(), handle.clone());
+                        Some(Some(handle))
+                    }
+                };
+                let Some(seat) = seat else {
+                    tracing::info!(event = "invite absorbed", call_id = %call_id, why = "a call in progress");
+                    return;
+                };
                 self.reply(&msg, Answer::new(Status::Trying)).await;
-                if lock(&self.calls).len() >= self.config.max_calls {
+                let Some(handle) = seat else {
                     tracing::info!(event = "refused", call_id = %call_id, status = 486u16, why = "at --max-calls");
                     let busy = Answer::new(Status::BusyHere).with_warning(
                         &self.config.policy.agent,
@@ -258,13 +278,33 @@ impl Terminal {
                     );
                     self.reply(&msg, busy).await;
                     return;
-                }
+                };
                 let config = Arc::clone(&self.config);
                 let flow = Arc::clone(&self.flow);
                 let store = Arc::clone(&self.store);
                 let calls = Arc::clone(&self.calls);
                 let ctx = self.ctx.fork();
-                tokio::spawn(invite(config, flow, store, calls, msg, ctx));
+                tokio::spawn(async move {
+                    invite(
+                        config,
+                        flow,
+                        store,
+                        Arc::clone(&calls),
+                        msg,
+                        ctx,
+                        handle.clone(),
+                    )
+                    .await;
+                    // Its place goes, unless a BYE took it already (and
+                    // it is another call's now).
+                    let mut calls = lock(&calls);
+                    if calls
+                        .get(&call_id)
+                        .is_some_and(|h| Arc::ptr_eq(&h.stop, &handle.stop))
+                    {
+                        calls.remove(&call_id);
+                    }
+                });
             }
             "ACK" => {
                 if let Some(call) = lock(&self.calls).get(&call_id) {
@@ -315,8 +355,9 @@ fn contact_for(aor: &str, flow: &Flow) -> String {
     format!("<sip:{user}@{host}:{};transport={t};ob>", local.port())
 }
 
-/// One INVITE: examine, answer, and run the channel until BYE, idle or
-/// shutdown.
+/// One INVITE whose place in the call table is `handle`: examine,
+/// answer, and run the channel until BYE, idle or shutdown. The caller
+/// frees the place when it returns.
 async fn invite(
     config: Arc<TerminalConfig>,
     flow: Arc<Flow>,
@@ -324,6 +365,7 @@ async fn invite(
     calls: Calls,
     msg: Message,
     mut ctx: Context,
+    handle: CallHandle,
 ) {
     let call_id = msg.call_id().unwrap_or_default().to_owned();
     // A Ua borrows a store that is not Sync: made where it is used,
@@ -384,9 +426,7 @@ async fn invite(
             return;
         }
     };
-    let handle = CallHandle::default();
     let stop = Arc::clone(&handle.stop);
-    lock(&calls).insert(call_id.clone(), handle.clone());
     let _ = flow.send(&ok).await;
     tokio::spawn(retransmit(
         Arc::clone(&flow),
@@ -410,7 +450,6 @@ async fn invite(
         Ok(c) => c,
         Err(e) => {
             tracing::info!(event = "channel failed", call_id = %call_id, error = %e);
-            lock(&calls).remove(&call_id);
             return;
         }
     };
@@ -421,13 +460,11 @@ async fn invite(
         Ok(s) => s,
         Err(e) => {
             tracing::info!(event = "service unreachable", call_id = %call_id, serve = %config.serve, error = %e);
-            lock(&calls).remove(&call_id);
             return;
         }
     };
     tracing::info!(event = "channel up", call_id = %call_id);
     let (up, down) = pump(channel, service, config.idle, stopped).await;
-    lock(&calls).remove(&call_id);
     tracing::info!(event = "channel closed", call_id = %call_id, bytes_in = up, bytes_out = down);
 }
 
@@ -462,6 +499,143 @@ async fn retransmit(flow: Arc<Flow>, ok: Message, call: CallHandle, calls: Calls
 mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
+
+    fn repo() -> std::path::PathBuf {
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    }
+
+    /// A terminal (bob, taking calls from alice) on a TCP flow to a peer
+    /// the test plays: the flow's other end.
+    async fn terminal(max_calls: usize) -> (Terminal, tokio::net::TcpStream) {
+        let identity = Arc::new(Identity::load_dir(&repo().join("keys/bob")).unwrap());
+        let trust = crate::keys::Cert::load_all(&repo().join("keys/trust.pem")).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let outbound = Target {
+            transport: crate::net::Transport::Tcp,
+            addr: listener.local_addr().unwrap(),
+            name: "127.0.0.1".into(),
+        };
+        let (flow, incoming) = Flow::connect(&outbound, None, FlowLimits::default())
+            .await
+            .unwrap();
+        let (peer, _) = listener.accept().await.unwrap();
+        let aor = "sip:bob@b.example.com".to_owned();
+        let config = TerminalConfig {
+            tls: Arc::new(TlsSetup::new(Some(&identity), &trust).unwrap()),
+            identity,
+            aor: aor.clone(),
+            outbound,
+            password: zeroize::Zeroizing::new(String::new()),
+            expires: 600,
+            policy: Policy {
+                allow: vec!["sip:alice@a.example.com".into()],
+                trust,
+                min_route_level: None,
+                agent: "terminal".into(),
+            },
+            serve: "127.0.0.1:9".parse().unwrap(),
+            channel_ip: None,
+            idle: Duration::from_secs(5),
+            setup_timeout: Duration::from_secs(5),
+            max_calls,
+            limits: Limits::default(),
+            flow: FlowLimits::default(),
+            timeout: Duration::from_secs(5),
+        };
+        let registration = Registration::new(
+            &aor,
+            "<sip:bob@127.0.0.1>",
+            zeroize::Zeroizing::new(String::new()),
+            600,
+        );
+        let t = Terminal {
+            config: Arc::new(config),
+            flow: Arc::new(flow),
+            incoming,
+            registration,
+            granted: 600,
+            store: Arc::new(MemoryStore::new()),
+            calls: Arc::default(),
+            ctx: Context::new(None, None),
+        };
+        (t, peer)
+    }
+
+    fn invite(call_id: &str) -> Message {
+        let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=application 9 TCP/TLS/HTTP *\r\n";
+        Message::parse(
+            format!(
+                "INVITE sip:bob@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1;branch=z9hG4bK-{call_id}\r\nFrom: <sip:alice@a.example.com>;tag=a1\r\nTo: <sip:bob@b.example.com>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContact: <sip:alice@127.0.0.1>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+                sdp.len()
+            )
+            .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    /// The responses read from the flow's other end until `done` holds
+    /// of them (each as its status line and Call-ID).
+    async fn responses(
+        peer: &mut tokio::net::TcpStream,
+        done: impl Fn(&[(u16, String)]) -> bool,
+    ) -> Vec<(u16, String)> {
+        let mut framer = crate::net::frame::Framer::new(65_535);
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 16_384];
+        while !done(&got) {
+            let n = tokio::time::timeout(Duration::from_secs(5), peer.read(&mut buf))
+                .await
+                .expect("responses in time")
+                .unwrap();
+            assert!(n > 0, "the flow closed");
+            framer.push(&buf[..n]);
+            while let Ok(crate::net::frame::Frame::Message(bytes)) = framer.next_frame() {
+                let m = Message::parse(&bytes).unwrap();
+                if let Some(status) = m.status() {
+                    got.push((status, m.call_id().unwrap_or_default().to_owned()));
+                }
+            }
+        }
+        got
+    }
+
+    #[tokio::test]
+    async fn an_invite_being_examined_counts_against_max_calls() {
+        let (mut t, mut peer) = terminal(1).await;
+        // Two INVITEs back to back: the first is still being examined
+        // (its task not yet run) when the second comes.
+        t.dispatch(invite("c1")).await;
+        t.dispatch(invite("c2")).await;
+        let finals = |g: &[(u16, String)]| g.iter().filter(|(s, _)| *s >= 200).count() >= 2;
+        let got = responses(&mut peer, finals).await;
+        let c2 = got.iter().find(|(s, c)| *s >= 200 && c == "c2");
+        assert_eq!(c2.map(|(s, _)| *s), Some(486), "{got:?}");
+    }
+
+    #[tokio::test]
+    async fn an_invite_for_a_call_in_progress_is_not_taken_again() {
+        let (mut t, mut peer) = terminal(4).await;
+        let live = CallHandle::default();
+        lock(&t.calls).insert("c3".into(), live.clone());
+        // A replay (or a merged copy) of the call's INVITE, then an
+        // OPTIONS: only the OPTIONS is answered, the call is untouched.
+        t.dispatch(invite("c3")).await;
+        let mut options = invite("o1");
+        options = Message::parse(
+            String::from_utf8_lossy(&options.to_bytes())
+                .replacen("INVITE sip:", "OPTIONS sip:", 1)
+                .replacen("CSeq: 1 INVITE", "CSeq: 1 OPTIONS", 1)
+                .as_bytes(),
+        )
+        .unwrap();
+        t.dispatch(options).await;
+        let got = responses(&mut peer, |g| g.iter().any(|(_, c)| c == "o1")).await;
+        assert_eq!(got, vec![(200, "o1".to_owned())]);
+        let kept = lock(&t.calls)
+            .get("c3")
+            .map(|h| Arc::ptr_eq(&h.stop, &live.stop));
+        assert_eq!(kept, Some(true), "the call in progress keeps its handle");
+    }
 
     #[tokio::test]
     async fn the_2xx_goes_again_until_its_ack() {

@@ -163,10 +163,21 @@ pub async fn connect(
         .map_err(|_| ChannelError::Timeout("handshake"))?
 }
 
+/// The longest one connection's handshake may take on a channel's
+/// listener.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Handshakes on a channel's listener at once, at most: a connection past
+/// it is closed unheard.
+const MAX_HANDSHAKES: usize = 32;
+/// Refused connections kept for the log, at most (the first ones).
+pub const MAX_REFUSED: usize = 16;
+
 /// Accept on `listener` until a client completes the handshake with the
 /// fingerprint `peer`, in `wait` at most; a connection that fails the
 /// handshake (a wrong certificate) is dropped and the next one taken.
-/// The addresses of the refused ones come back too.
+/// The handshakes run side by side, 32 at most, each in 5 s at most: a
+/// connection that stalls never holds the caller's. The addresses of
+/// the first refused ones ([`MAX_REFUSED`]) come back too.
 pub async fn accept(
     listener: &TcpListener,
     mine: &ChannelCert,
@@ -174,16 +185,40 @@ pub async fn accept(
     wait: std::time::Duration,
 ) -> Result<(ServerChannel, Vec<(SocketAddr, String)>), ChannelError> {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(mine.server_config(peer)?));
+    let handshake = wait.min(HANDSHAKE_TIMEOUT);
     let mut refused = Vec::new();
     let work = async {
+        // Each handshake runs on its own, under its own timeout: one that
+        // stalls never holds the caller's.
+        let mut pending = tokio::task::JoinSet::new();
         loop {
-            let Ok((tcp, from)) = listener.accept().await else {
-                continue;
-            };
-            let _ = tcp.set_nodelay(true);
-            match acceptor.accept(tcp).await {
-                Ok(tls) => return tls,
-                Err(e) => refused.push((from, e.to_string())),
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((tcp, from)) = accepted else {
+                        // Out of descriptors, say: wait a little rather
+                        // than spin on the error.
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    };
+                    if pending.len() >= MAX_HANDSHAKES {
+                        note(&mut refused, from, "too many handshakes at once".to_owned());
+                        continue;
+                    }
+                    let _ = tcp.set_nodelay(true);
+                    let acceptor = acceptor.clone();
+                    pending.spawn(async move {
+                        let done = match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
+                            Ok(Ok(tls)) => Ok(tls),
+                            Ok(Err(e)) => Err(e.to_string()),
+                            Err(_) => Err("no handshake in time".to_owned()),
+                        };
+                        (from, done)
+                    });
+                }
+                Some(Ok((from, done))) = pending.join_next(), if !pending.is_empty() => match done {
+                    Ok(tls) => return tls,
+                    Err(why) => note(&mut refused, from, why),
+                },
             }
         }
     };
@@ -193,8 +228,14 @@ pub async fn accept(
     }
 }
 
-/// A peer certificate accepted by its fingerprint alone; the handshake
-/// signatures checked by aws-lc-rs.
+/// Keep a refusal for the log, while fewer than [`MAX_REFUSED`] are kept:
+/// a flood of wrong certificates cannot grow memory.
+fn note(refused: &mut Vec<(SocketAddr, String)>, from: SocketAddr, why: String) {
+    if refused.len() < MAX_REFUSED {
+        refused.push((from, why));
+    }
+}
+
 #[derive(Debug)]
 struct Pinned {
     expected: Fingerprint,
@@ -341,6 +382,67 @@ mod tests {
         tls.read_exact(&mut buf).await.unwrap();
         assert_eq!(&buf, b"pong");
         assert_eq!(server.await.unwrap(), (*b"ping", 0));
+    }
+
+    #[tokio::test]
+    async fn a_silent_connection_does_not_hold_the_callers_handshake() {
+        let (alice, bob) = (
+            cert("sip:alice@a.example.com"),
+            cert("sip:bob@b.example.com"),
+        );
+        let (a_fp, b_fp) = (alice.fingerprint(), bob.fingerprint());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let wait = std::time::Duration::from_secs(4);
+        let server = tokio::spawn(async move { accept(&listener, &bob, a_fp, wait).await });
+        // Connections that send nothing, or half a ClientHello, and stay
+        // open: the caller who comes after them still gets through.
+        let mut silent = Vec::new();
+        for i in 0..3 {
+            let mut tcp = TcpStream::connect(addr).await.unwrap();
+            if i == 1 {
+                tcp.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+                    .await
+                    .unwrap();
+            }
+            silent.push(tcp);
+        }
+        let client = connect(addr, &alice, b_fp, WAIT).await;
+        let got = server.await.unwrap();
+        assert!(
+            client.is_ok() && got.is_ok(),
+            "the caller was held out: {:?} {:?}",
+            client.err(),
+            got.err()
+        );
+        drop(silent);
+    }
+
+    #[tokio::test]
+    async fn the_refused_connections_kept_for_the_log_are_bounded() {
+        let (alice, bob, mallory) = (
+            cert("sip:alice@a.example.com"),
+            cert("sip:bob@b.example.com"),
+            cert("sip:mallory@b.example.com"),
+        );
+        let (a_fp, b_fp) = (alice.fingerprint(), bob.fingerprint());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { accept(&listener, &bob, a_fp, WAIT).await });
+        let tries = MAX_REFUSED * 3;
+        for _ in 0..tries {
+            if let Ok(mut tls) = connect(addr, &mallory, b_fp, WAIT).await {
+                let mut buf = [0u8; 1];
+                let _ = tls.read(&mut buf).await;
+            }
+        }
+        let _tls = connect(addr, &alice, b_fp, WAIT).await.unwrap();
+        let (_, refused) = server.await.unwrap().unwrap();
+        assert!(
+            !refused.is_empty() && refused.len() <= MAX_REFUSED,
+            "{} of {tries} refusals kept",
+            refused.len()
+        );
     }
 
     #[tokio::test]

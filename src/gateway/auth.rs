@@ -37,7 +37,8 @@ pub fn check_password(
     same && stored.is_some()
 }
 
-/// Failed logins allowed per client address in one [`WINDOW`].
+/// Failed logins allowed per client address (an IPv6 client: its /64)
+/// in one [`WINDOW`].
 pub const MAX_FAILURES_PER_ADDRESS: u32 = 10;
 /// Failed logins allowed per username in one [`WINDOW`].
 pub const MAX_FAILURES_PER_USER: u32 = 5;
@@ -79,16 +80,32 @@ fn bump<K: std::hash::Hash + Eq + Clone>(map: &mut HashMap<K, (Instant, u32)>, k
     e.1 = e.1.saturating_add(1);
 }
 
+/// The client an address counts for: an IPv6 host holds a whole /64
+/// (RFC 4291 §2.5.1; SLAAC, privacy addresses) and picks a new one at
+/// will, so its failures are counted by the /64; an IPv4-mapped address
+/// is the IPv4 one.
+fn client_of(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V4(_) => addr,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from_bits(
+                v6.to_bits() & !u128::from(u64::MAX),
+            )),
+        },
+    }
+}
+
 impl Limiter {
     /// Whether a login from `addr` as `user` may be tried now.
     pub fn allows(&self, addr: IpAddr, user: &str, now: Instant) -> bool {
-        count(&self.by_address, &addr, now) < MAX_FAILURES_PER_ADDRESS
+        count(&self.by_address, &client_of(addr), now) < MAX_FAILURES_PER_ADDRESS
             && count(&self.by_user, &user.to_owned(), now) < MAX_FAILURES_PER_USER
     }
 
     /// Count a failed login.
     pub fn failed(&mut self, addr: IpAddr, user: &str, now: Instant) {
-        bump(&mut self.by_address, addr, now);
+        bump(&mut self.by_address, client_of(addr), now);
         bump(&mut self.by_user, user.to_owned(), now);
     }
 }
@@ -268,6 +285,30 @@ mod tests {
         }
         assert!(!l.allows(a, "carol", now), "per address, for any user");
         assert!(l.allows(a, "alice", now + WINDOW));
+    }
+
+    #[test]
+    fn an_ipv6_client_is_limited_by_its_64_not_by_each_address_of_it() {
+        let mut l = Limiter::default();
+        let now = Instant::now();
+        // One host picks a new address of its /64 for every try, and a
+        // new username each time (password spraying).
+        for i in 0..MAX_FAILURES_PER_ADDRESS {
+            let a: IpAddr = format!("2001:db8:1:2::{:x}", i + 1).parse().unwrap();
+            assert!(l.allows(a, &format!("user{i}"), now));
+            l.failed(a, &format!("user{i}"), now);
+        }
+        let next: IpAddr = "2001:db8:1:2:ffff::1".parse().unwrap();
+        assert!(!l.allows(next, "someone", now), "the same /64");
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert!(l.allows(other, "someone", now), "another /64");
+        // An IPv4 client seen through an IPv6 socket is the IPv4 one.
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        for i in 0..MAX_FAILURES_PER_ADDRESS {
+            l.failed(v4, &format!("v4user{i}"), now);
+        }
+        assert!(!l.allows(mapped, "someone", now));
     }
 
     #[test]

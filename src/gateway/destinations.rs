@@ -80,7 +80,9 @@ pub struct Destinations {
 }
 
 /// A SIP URI as the portal takes one: `sip:` or `sips:`, a user part and a
-/// host, no spaces or control characters, at most 256 bytes.
+/// host, one `@` and no `?` (no URI headers), so that what follows the
+/// `@` is the host a glob's `@host` names; no spaces or control
+/// characters, at most 256 bytes.
 pub fn is_sip_uri(uri: &str) -> bool {
     let Some(rest) = uri
         .strip_prefix("sip:")
@@ -91,10 +93,10 @@ pub fn is_sip_uri(uri: &str) -> bool {
     uri.len() <= 256
         && rest
             .split_once('@')
-            .is_some_and(|(u, h)| !u.is_empty() && !h.is_empty())
+            .is_some_and(|(u, h)| !u.is_empty() && !h.is_empty() && !h.contains('@'))
         && uri
             .bytes()
-            .all(|b| b.is_ascii_graphic() && !matches!(b, b'<' | b'>' | b'"' | b'\''))
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'<' | b'>' | b'"' | b'\'' | b'?'))
 }
 
 fn url_ok(url: &str) -> bool {
@@ -238,6 +240,20 @@ users:
         assert!(d.typed("alice", "sip:shop@b.example.com").is_some());
         assert!(d.typed("alice", "sip:mail@c.example.com").is_none());
         assert!(d.typed("alice", "sip:x@b.example.com.evil").is_none());
+        // The glob's host must be the URI's host: not a second `@` or a
+        // URI header that only ends like it.
+        assert!(
+            d.typed("alice", "sip:x@evil.example?h=@b.example.com")
+                .is_none()
+        );
+        assert!(
+            d.typed("alice", "sip:x@evil.example;a=@b.example.com")
+                .is_none()
+        );
+        assert!(
+            d.typed("alice", "sip:x@evil.example@b.example.com")
+                .is_none()
+        );
         assert!(d.typed("bob", "sip:mail@c.example.com").is_some());
         assert!(d.typed("bob", "sip:other@c.example.com").is_none());
         assert!(d.may_type("alice") && !d.may_type("bob"));

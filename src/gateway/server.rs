@@ -37,6 +37,8 @@ pub const COOKIE: &str = "__Host-sipseal";
 pub const MAX_ACCESSES_PER_SESSION: usize = 8;
 /// The longest a login or portal form may be.
 const MAX_FORM: usize = 8 * 1024;
+/// The longest a login or portal form's body may take to come.
+const FORM_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest a call may take to give a channel.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest a service may take to start its response, or between two
@@ -221,6 +223,29 @@ struct State {
     sessions: Sessions,
     limiter: Limiter,
     accesses: HashMap<String, Arc<Access>>,
+    /// Calls being set up, by session token: they count against
+    /// [`MAX_ACCESSES_PER_SESSION`] as the accesses they may become.
+    dialing: HashMap<String, usize>,
+}
+
+/// A session's place for one access while its call is set up: taken
+/// under the state's lock with the limit checked, given back when
+/// dropped (the access is in the table by then, or the call failed).
+struct Slot<'g> {
+    gateway: &'g Gateway,
+    token: String,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut st = self.gateway.state();
+        if let Some(n) = st.dialing.get_mut(&self.token) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                st.dialing.remove(&self.token);
+            }
+        }
+    }
 }
 
 /// The gateway: its configuration, the dialer, sessions and accesses.
@@ -328,10 +353,12 @@ fn same_origin(headers: &HeaderMap) -> bool {
     }
 }
 
+/// A form body: [`MAX_FORM`] bytes at most, in [`FORM_TIMEOUT`] at most
+/// (a body that trickles in must not hold a connection slot).
 async fn form(body: Incoming) -> Option<HashMap<String, String>> {
-    let bytes = Limited::new(body, MAX_FORM)
-        .collect()
+    let bytes = tokio::time::timeout(FORM_TIMEOUT, Limited::new(body, MAX_FORM).collect())
         .await
+        .ok()?
         .ok()?
         .to_bytes();
     Some(form_urlencoded::parse(&bytes).into_owned().collect())
@@ -452,6 +479,22 @@ impl Gateway {
         for (a, why) in ended {
             a.end(why);
         }
+    }
+
+    /// A place for one more access of `token`'s session, when it holds
+    /// (or is setting up) fewer than [`MAX_ACCESSES_PER_SESSION`].
+    fn reserve(&self, token: &str) -> Option<Slot<'_>> {
+        let mut st = self.state();
+        let held = st.accesses.values().filter(|a| a.session == token).count()
+            + st.dialing.get(token).copied().unwrap_or(0);
+        if held >= MAX_ACCESSES_PER_SESSION {
+            return None;
+        }
+        *st.dialing.entry(token.to_owned()).or_default() += 1;
+        Some(Slot {
+            gateway: self,
+            token: token.to_owned(),
+        })
     }
 
     fn end_accesses_of(&self, session: &str, why: &str) {
@@ -723,19 +766,13 @@ impl Gateway {
                 Some("That destination is not one you may open."),
             );
         };
-        let held = self
-            .state()
-            .accesses
-            .values()
-            .filter(|a| a.session == token)
-            .count();
-        if held >= MAX_ACCESSES_PER_SESSION {
+        let Some(_slot) = self.reserve(&token) else {
             return self.portal(
                 &s,
                 StatusCode::TOO_MANY_REQUESTS,
                 Some("Too many destinations open: log out, or wait until one idles out."),
             );
-        }
+        };
         let started = Instant::now();
         let dialed =
             match tokio::time::timeout(DIAL_TIMEOUT, self.dialer.dial(&s.user, &dest)).await {
@@ -1151,5 +1188,139 @@ pub async fn serve(
     let ended: Vec<Arc<Access>> = gateway.state().accesses.drain().map(|(_, a)| a).collect();
     for a in ended {
         a.end("stop");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A dialer that takes its time, as a real call does.
+    struct Slow;
+
+    impl Dialer for Slow {
+        fn dial<'a>(&'a self, _user: &'a str, _d: &'a Destination) -> proxy::Dialing<'a> {
+            Box::pin(async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let (mine, _theirs) = tokio::io::duplex(64);
+                Ok(proxy::Dialed {
+                    channel: Box::new(mine),
+                    hangup: Box::new(|| {}),
+                })
+            })
+        }
+    }
+
+    fn gateway() -> Arc<Gateway> {
+        let config = Config {
+            realm: "example.com".into(),
+            phone_header: None,
+            trusted_front: Vec::new(),
+            metrics_allow: Vec::new(),
+            idle: Duration::from_secs(60),
+            max_body: 1 << 20,
+            max_connections: 64,
+        };
+        let destinations = Destinations::parse(
+            "version: 1\nusers:\n  alice:\n    destinations:\n      - name: Wiki\n        uri: sip:wiki@b.example.com\n",
+        )
+        .unwrap();
+        let tables = Tables {
+            users: Users::default(),
+            destinations,
+        };
+        Arc::new(Gateway::new(config, tables, Arc::new(Slow)).unwrap())
+    }
+
+    /// Serve `g` over plain HTTP/1.1 on 127.0.0.1 (the TLS layer is not
+    /// what is under test).
+    async fn serve_plain(g: Arc<Gateway>) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((tcp, peer)) = listener.accept().await {
+                let g = Arc::clone(&g);
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let g = Arc::clone(&g);
+                        async move { Ok::<_, Infallible>(g.handle(peer, req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), service)
+                        .await;
+                });
+            }
+        });
+        addr
+    }
+
+    async fn post(addr: SocketAddr, path: &str, cookie: &str, form: &str) -> String {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: gw.example\r\nOrigin: https://gw.example\r\nCookie: {COOKIE}={cookie}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+            form.len()
+        );
+        tcp.write_all(req.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut out))
+            .await
+            .unwrap()
+            .unwrap();
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_form_body_that_never_comes_does_not_hold_the_connection() {
+        let addr = serve_plain(gateway()).await;
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        // The header promises a form; its bytes never come.
+        tcp.write_all(
+            b"POST /login HTTP/1.1\r\nHost: gw.example\r\nOrigin: https://gw.example\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nid=al",
+        )
+        .await
+        .unwrap();
+        let mut out = vec![0u8; 64];
+        let answered = tokio::time::timeout(FORM_TIMEOUT * 2, tcp.read(&mut out)).await;
+        let n = answered
+            .expect("no answer while the body is withheld")
+            .unwrap();
+        let head = String::from_utf8_lossy(&out[..n]);
+        assert!(head.starts_with("HTTP/1.1 4"), "{head}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_opens_do_not_pass_the_per_session_limit() {
+        let g = gateway();
+        let now = Instant::now();
+        let token = g.state().sessions.open("alice", now).unwrap();
+        let csrf = g.state().sessions.touch(&token, now).unwrap().csrf;
+        let addr = serve_plain(Arc::clone(&g)).await;
+        let form = format!("csrf={csrf}&dest=0");
+        let tries = MAX_ACCESSES_PER_SESSION * 3;
+        let mut tasks = Vec::new();
+        for _ in 0..tries {
+            let (token, form) = (token.clone(), form.clone());
+            tasks.push(tokio::spawn(async move {
+                post(addr, "/open", &token, &form).await
+            }));
+        }
+        let mut opened = 0;
+        for t in tasks {
+            if t.await.unwrap().starts_with("HTTP/1.1 303") {
+                opened += 1;
+            }
+        }
+        let held = g
+            .state()
+            .accesses
+            .values()
+            .filter(|a| a.session == token)
+            .count();
+        assert!(
+            held <= MAX_ACCESSES_PER_SESSION && opened <= MAX_ACCESSES_PER_SESSION,
+            "{opened} of {tries} opened at once, {held} held"
+        );
+        assert!(opened > 0, "none opened at all");
     }
 }

@@ -70,6 +70,10 @@ impl Default for FlowLimits {
     }
 }
 
+/// The longest a message (or a keep-alive) may take to go out: a peer
+/// that stops reading ends the flow rather than hold every sender.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
 type Writer = Box<dyn AsyncWrite + Send + Unpin>;
 type Pending = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Message>>>>;
 
@@ -82,6 +86,8 @@ pub struct Flow {
     transport: Transport,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     closed: Arc<tokio::sync::Notify>,
+    /// Set when a send timed out: nothing more goes out on it.
+    ended: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Flow {
@@ -220,6 +226,7 @@ impl Flow {
                 transport: target.transport,
                 tasks: vec![reader, keepalive],
                 closed,
+                ended: std::sync::atomic::AtomicBool::new(false),
             },
             rx,
         ))
@@ -241,11 +248,39 @@ impl Flow {
     }
 
     /// Send a message as it is (a response, an ACK).
+    /// A send that cannot go out in [`WRITE_TIMEOUT`] (the peer stopped
+    /// reading) ends the flow: half a message may be on the wire.
     pub async fn send(&self, msg: &Message) -> Result<(), FlowError> {
+        if self.ended.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(FlowError::Closed);
+        }
         let bytes = msg.to_bytes();
-        let mut w = self.writer.lock().await;
-        w.write_all(&bytes).await.map_err(|_| FlowError::Closed)?;
-        w.flush().await.map_err(|_| FlowError::Closed)
+        let work = async {
+            let mut w = self.writer.lock().await;
+            w.write_all(&bytes).await?;
+            w.flush().await
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, work).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(FlowError::Closed),
+            Err(_) => {
+                self.end();
+                Err(FlowError::Closed)
+            }
+        }
+    }
+
+    /// End the flow from this side: the reader and the keep-alive stop,
+    /// the receiver of requests ends, whoever waits on [`Flow::closed`]
+    /// hears it.
+    fn end(&self) {
+        self.ended.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in &self.tasks {
+            t.abort();
+        }
+        lock(&self.pending).clear();
+        self.closed.notify_waiters();
+        self.closed.notify_one();
     }
 
     /// `msg` with its top Via written for this flow: the transport, this
@@ -330,4 +365,44 @@ async fn read_loop(
     lock(&pending).clear();
     closed.notify_waiters();
     closed.notify_one();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_peer_that_stops_reading_fails_a_send_in_time_and_ends_the_flow() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = Target {
+            transport: Transport::Tcp,
+            addr: listener.local_addr().unwrap(),
+            name: "127.0.0.1".into(),
+        };
+        let (flow, mut incoming) = Flow::connect(&target, None, FlowLimits::default())
+            .await
+            .unwrap();
+        // The peer holds the connection and never reads from it.
+        let (_peer, _) = listener.accept().await.unwrap();
+        let body = "x".repeat(60_000);
+        let msg = Message::parse(
+            format!(
+                "OPTIONS sip:t@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1;branch=z9hG4bK1\r\nCall-ID: c1\r\nCSeq: 1 OPTIONS\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let failed = tokio::time::timeout(WRITE_TIMEOUT * 4, async {
+            while flow.send(&msg).await.is_ok() {}
+        })
+        .await;
+        assert!(
+            failed.is_ok(),
+            "a send blocked on a peer that does not read"
+        );
+        // The flow is over: what waits on its requests hears it ends.
+        let ended = tokio::time::timeout(Duration::from_secs(5), incoming.recv()).await;
+        assert!(matches!(ended, Ok(None)), "the flow goes on");
+    }
 }
