@@ -89,11 +89,18 @@ async fn flow_of(who: &str, relay: &str, hosts: &Path) -> Arc<Flow> {
 }
 
 fn spec(who: &str) -> CallSpec {
+    spec_to(who, "bob-ec", false)
+}
+
+/// A call by `who` to bob, whose terminal runs with the identity
+/// `keys/BOB`; `signed`: the answer must be signed by bob.
+fn spec_to(who: &str, bob: &str, signed: bool) -> CallSpec {
     CallSpec {
         identity: identity(who),
         to: "sip:bob@b.example.com".into(),
+        require_signed_answer: signed,
         seal: SealSpec {
-            peers: vec![Recipient::Cert(Box::new(cert("bob-ec")))],
+            peers: vec![Recipient::Cert(Box::new(cert(bob)))],
             disclose: vec![Recipient::Cert(Box::new(cert("proxy-b-ec")))],
             ..Default::default()
         },
@@ -131,6 +138,11 @@ struct Setup {
 
 impl Setup {
     fn start(d: &Path, service: u16, relay_extra: &[&str], extra: &[&str]) -> Setup {
+        Setup::start_as(d, service, relay_extra, extra, "keys/bob-ec")
+    }
+
+    /// [`Setup::start`] with the terminal's identity `bob` (a directory).
+    fn start_as(d: &Path, service: u16, relay_extra: &[&str], extra: &[&str], bob: &str) -> Setup {
         let realm = Realm::new(d, "b.example.com", &["bob"], false);
         let registry = d.join("registry");
         let registrar = realm.registrar(s(&registry), &["udp:127.0.0.1:0"], &[]);
@@ -171,7 +183,7 @@ impl Setup {
         let mut args = vec![
             "terminal",
             "--identity",
-            "keys/bob-ec",
+            bob,
             "--trust",
             "keys/trust.pem",
             "--outbound",
@@ -223,6 +235,64 @@ async fn fetch(channel: &mut sipseal::datachannel::tls::ClientChannel) -> String
         page.extend_from_slice(&buf[..n]);
     }
     String::from_utf8_lossy(&page).into_owned()
+}
+
+/// An RSA terminal signs its answer inside, so a caller can require the
+/// destination's signature (a relay the INVITE disclosed to holds the
+/// session key the answer is sealed under, but cannot rewrite the
+/// channel's address and fingerprint unseen); an EC terminal's answer is
+/// unsigned, and such a caller refuses it before any channel.
+#[test]
+fn a_caller_that_requires_it_takes_only_an_answer_the_destination_signed() {
+    let rsa = tempfile::tempdir().unwrap();
+    let setup = Setup::start_as(rsa.path(), http_service(), &[], &[], "keys/bob");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = MemoryStore::new();
+        let mut ctx = Context::new(None, None);
+        let flow = flow_of("alice", &setup.outbound, &setup.ua_hosts).await;
+        let mut up = call(
+            &flow,
+            &spec_to("alice", "bob", true),
+            &store,
+            Limits::default(),
+            &mut ctx,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", setup.logs()));
+        let by = up.answered_by.clone().unwrap_or_default();
+        assert!(by.contains("bob"), "answered by {by:?}");
+        assert!(fetch(&mut up.channel).await.starts_with("HTTP/1.1 200 OK"));
+        let code = up
+            .bye
+            .send(&store, Limits::default(), Duration::from_secs(10), &mut ctx)
+            .await
+            .unwrap();
+        assert_eq!(code, 200);
+    });
+    drop(setup);
+    let ec = tempfile::tempdir().unwrap();
+    let setup = Setup::start(ec.path(), http_service(), &[], &[]);
+    rt.block_on(async {
+        let store = MemoryStore::new();
+        let mut ctx = Context::new(None, None);
+        let flow = flow_of("alice", &setup.outbound, &setup.ua_hosts).await;
+        let refused = call(
+            &flow,
+            &spec_to("alice", "bob-ec", true),
+            &store,
+            Limits::default(),
+            &mut ctx,
+        )
+        .await;
+        assert!(
+            matches!(refused, Err(CallError::UnsignedAnswer)),
+            "{:?}\n{}",
+            refused.err(),
+            setup.logs()
+        );
+        assert!(!setup.terminal.log_text().contains("channel up"));
+    });
 }
 
 #[test]

@@ -42,6 +42,13 @@ pub struct CallSpec {
     /// that calls on others' behalf (the gateway) confines it to where
     /// its terminals are, so that no answer makes it connect elsewhere.
     pub channel_allow: Vec<ipnet::IpNet>,
+    /// Whether the 200 must be signed inside by the destination (its
+    /// certificate's SAN URI the 200's To AOR, chaining to `trust`). A
+    /// relay the INVITE disclosed to holds the session key the answer is
+    /// sealed under: only the destination's signature keeps it from
+    /// rewriting the channel's address and fingerprint. The terminal signs
+    /// when its identity is RSA (inner signatures are RSA only).
+    pub require_signed_answer: bool,
     /// How long the answer may take.
     pub answer_timeout: Duration,
     /// How long the channel's connection and handshake may take.
@@ -79,6 +86,12 @@ pub enum CallError {
     /// The 200 came without a sealed body.
     #[error("the 200 is not sealed: refusing an answer that anyone on the path could have written")]
     Unsealed,
+    /// The 200's content is not signed by the destination, and the call
+    /// asked for that.
+    #[error(
+        "the 200's content is not signed by the destination: a relay holding the session key could have written its channel address and fingerprint (give the terminal an RSA identity, which signs its answers)"
+    )]
+    UnsignedAnswer,
     /// The answer's SDP does not fit.
     #[error(transparent)]
     Sdp(#[from] ChannelSdpError),
@@ -282,5 +295,10 @@ fn opened_answer(
         Some(InnerCheck::Verified { signer } | InnerCheck::Verifies { signer }) => Some(signer),
         None => None,
     };
+    // Verified: the chain to `trust` and the signer's SAN URI = the 200's
+    // To AOR, the destination (Ua::open refuses anything less).
+    if spec.require_signed_answer && answered_by.is_none() {
+        return Err(CallError::UnsignedAnswer);
+    }
     Ok((answer, answered_by))
 }

@@ -411,6 +411,7 @@ async fn invite(
             &config.aor,
             &channel,
             &accepted.signer,
+            &config.identity,
             &mut ctx,
         )
         .map(|m| (m, cert))

@@ -21,6 +21,7 @@ use zeroize::Zeroizing;
 use super::sdp::{ChannelSdp, ChannelSdpError, Setup};
 use crate::context::Context;
 use crate::envelope::RecipientKey;
+use crate::keys::identity::CertKeyKind;
 use crate::keys::{Cert, Identity};
 use crate::net::flow::{Flow, FlowError};
 use crate::registrar::digest;
@@ -187,14 +188,19 @@ fn sdp_refusal(agent: &str, e: &ChannelSdpError) -> Refusal {
 /// `me`; a rekey when the key is used up, sealed for the caller's
 /// signing certificate. Its Contact is `me`, the terminal's AOR: the
 /// relay's location service finds the flow for the ACK and BYE by it.
+/// The answer is signed inside by `identity` when its key can sign
+/// (RSA): a relay the INVITE disclosed to holds the session key and can
+/// read the answer, but cannot change its address or fingerprint unseen.
 pub fn answer(
     ua: &Ua<'_>,
     invite: &Message,
     me: &str,
     channel: &ChannelSdp,
     caller: &Cert,
+    identity: &Arc<Identity>,
     ctx: &mut Context,
 ) -> Result<Message, UaError> {
+    let signer = matches!(identity.cert.recipient_kind(), Ok(CertKeyKind::Rsa)).then_some(identity);
     let session = u64::from_be_bytes(ctx.bytes(8).try_into().unwrap_or_default()) >> 1;
     let params = ResponseParams {
         code: Status::Ok.code(),
@@ -206,14 +212,17 @@ pub fn answer(
         ..Default::default()
     };
     let reply = ua.reply(invite, ReplyTo::Response(params), Some(me), ctx)?;
-    crate::blocking::offload(|| match ua.seal_in_dialog(&reply.message, me, ctx)? {
-        InDialog::Sealed(sealed) => Ok(sealed.message),
-        InDialog::RekeyDue(_) => {
-            let spec = crate::sealing::SealSpec {
-                peers: vec![crate::envelope::Recipient::Cert(Box::new(caller.clone()))],
-                ..Default::default()
-            };
-            Ok(ua.rekey(&reply.message, me, &spec, ctx)?.sealed.message)
+    crate::blocking::offload(|| {
+        match ua.seal_in_dialog_signed(&reply.message, me, signer.map(|s| &**s), ctx)? {
+            InDialog::Sealed(sealed) => Ok(sealed.message),
+            InDialog::RekeyDue(_) => {
+                let spec = crate::sealing::SealSpec {
+                    peers: vec![crate::envelope::Recipient::Cert(Box::new(caller.clone()))],
+                    signer: signer.map(Arc::clone),
+                    ..Default::default()
+                };
+                Ok(ua.rekey(&reply.message, me, &spec, ctx)?.sealed.message)
+            }
         }
     })
 }

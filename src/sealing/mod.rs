@@ -320,7 +320,27 @@ pub fn seal_session(
     key: &SessionKey,
     ctx: &mut Context,
 ) -> Result<SealedMessage, SealError> {
-    let (entity, content_id) = plaintext(msg, None, ctx)?;
+    seal_session_signed(msg, key, None, ctx)
+}
+
+/// [`seal_session`] with the content signed inside first by `signer`
+/// (PKCS#1 v1.5): whoever holds the session key can read it but not
+/// change it unseen (docs/SPEC.md §3.3, read-only disclosure).
+pub fn seal_session_signed(
+    msg: &Message,
+    key: &SessionKey,
+    signer: Option<&Identity>,
+    ctx: &mut Context,
+) -> Result<SealedMessage, SealError> {
+    let (mut entity, content_id) = plaintext(msg, None, ctx)?;
+    if let Some(signer) = signer {
+        entity = Zeroizing::new(sign_entity(
+            &entity,
+            signer,
+            SignatureScheme::Pkcs1v15,
+            ctx,
+        )?);
+    }
     let cipher = ContentCipher::Aes256Gcm;
     let cek = envelope::fresh_cek(cipher, ctx.rng());
     let der = envelope::seal_for_kek(&entity, &cek, &key.reference, &key.kek, cipher, ctx.rng())?;

@@ -15,10 +15,10 @@ use crate::envelope::signed::SignatureError;
 use crate::envelope::{Cek, Envelope, RecipientKey};
 use crate::error::ErrorClass;
 use crate::keys::trust::TrustError;
-use crate::keys::{Cert, KeyError};
+use crate::keys::{Cert, Identity, KeyError};
 use crate::sealing::{
     OpenedContent, PartOutcome, SealError, SealSpec, SealedInput, SealedMessage, envelope_der,
-    open_parsed, open_parts, seal_message, seal_session,
+    open_parsed, open_parts, seal_message, seal_session_signed,
 };
 use crate::session::{Entry, Limits, RekeyReason, Role, SessionKey, Stored, Use};
 use crate::signing::InnerSignature;
@@ -189,6 +189,19 @@ impl Ua<'_> {
         me: &str,
         ctx: &mut Context,
     ) -> Result<InDialog, UaError> {
+        self.seal_in_dialog_signed(msg, me, None, ctx)
+    }
+
+    /// [`Ua::seal_in_dialog`] with the content signed inside by `signer`
+    /// first, so that the relays holding the session key read it but
+    /// cannot change it unseen.
+    pub fn seal_in_dialog_signed(
+        &self,
+        msg: &Message,
+        me: &str,
+        signer: Option<&Identity>,
+        ctx: &mut Context,
+    ) -> Result<InDialog, UaError> {
         let call_id = msg.call_id().map_err(SealError::from)?;
         let used = self.store.use_key(
             me,
@@ -198,7 +211,9 @@ impl Ua<'_> {
             self.limits.max_age,
         )?;
         match used {
-            Use::Key(key) => Ok(InDialog::Sealed(Box::new(seal_session(msg, &key, ctx)?))),
+            Use::Key(key) => Ok(InDialog::Sealed(Box::new(seal_session_signed(
+                msg, &key, signer, ctx,
+            )?))),
             Use::Rekey(reason) => Ok(InDialog::RekeyDue(reason)),
             Use::NoSession => Err(UaError::NoSession(call_id.to_owned())),
         }

@@ -335,10 +335,12 @@ fn signer_check(
             ),
         );
     };
-    let from = msg.aor("From").unwrap_or_default();
+    // The sender: From for a request, To for a response (its UAS).
+    let sender = msg.sender_header();
+    let from = msg.aor(sender).unwrap_or_default();
     if same_uri(&uri, from) {
         report.role = Some("ua");
-        return Check::pass("signer", format!("the SAN URI {uri} is the From AOR"));
+        return Check::pass("signer", format!("the SAN URI {uri} is the {sender} AOR"));
     }
     let named: Vec<Designation> = designations
         .iter()
@@ -369,7 +371,7 @@ fn signer_check(
         None => Check::fail(
             "signer",
             format!(
-                "the signer {uri} is neither the From AOR {from} nor a relay designated with access=modify"
+                "the signer {uri} is neither the {sender} AOR {from} nor a relay designated with access=modify"
             ),
         ),
     }
