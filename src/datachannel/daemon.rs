@@ -73,11 +73,29 @@ pub enum TerminalError {
     Register(#[from] RegisterError),
 }
 
-/// A call in progress: what ends it, and what its ACK wakes.
+/// A call in progress: what ends it, what its ACK wakes, and the
+/// caller's From tag, which its ACK and BYE must carry (the dialog, not
+/// the Call-ID alone: RFC 3261 §12).
 #[derive(Clone, Default)]
 struct CallHandle {
     stop: Arc<Notify>,
     acked: Arc<Notify>,
+    from_tag: Option<String>,
+}
+
+impl CallHandle {
+    /// The handle of the call `invite` starts.
+    fn for_caller(invite: &Message) -> CallHandle {
+        CallHandle {
+            from_tag: invite.from_tag().ok().flatten(),
+            ..CallHandle::default()
+        }
+    }
+
+    /// Whether `request` (an ACK or BYE) is of this call's dialog.
+    fn is_of(&self, request: &Message) -> bool {
+        self.from_tag.is_some() && request.from_tag().ok().flatten() == self.from_tag
+    }
 }
 
 type Calls = Arc<Mutex<HashMap<String, CallHandle>>>;
@@ -260,7 +278,7 @@ impl Terminal {
                     } else if calls.len() >= self.config.max_calls {
                         Some(None)
                     } else {
-                        let handle = CallHandle::default();
+                        let handle = CallHandle::for_caller(&msg);
                         calls.insert(call_id.clone(), handle.clone());
                         Some(Some(handle))
                     }
@@ -307,13 +325,19 @@ impl Terminal {
                 });
             }
             "ACK" => {
-                if let Some(call) = lock(&self.calls).get(&call_id) {
+                if let Some(call) = lock(&self.calls).get(&call_id).filter(|c| c.is_of(&msg)) {
                     call.acked.notify_one();
                 }
                 tracing::info!(event = "ack", call_id = %call_id);
             }
             "BYE" => {
-                let call = lock(&self.calls).remove(&call_id);
+                let call = {
+                    let mut calls = lock(&self.calls);
+                    match calls.get(&call_id) {
+                        Some(c) if c.is_of(&msg) => calls.remove(&call_id),
+                        _ => None,
+                    }
+                };
                 let status = match call {
                     Some(call) => {
                         call.stop.notify_one();
@@ -636,6 +660,32 @@ mod tests {
             .get("c3")
             .map(|h| Arc::ptr_eq(&h.stop, &live.stop));
         assert_eq!(kept, Some(true), "the call in progress keeps its handle");
+    }
+
+    /// A BYE (or ACK) belongs to the dialog its tags name, not to every
+    /// request that carries the Call-ID (RFC 3261 §12, §15.1.2): another
+    /// From tag gets 481 and the call stays up.
+    #[tokio::test]
+    async fn a_bye_with_the_call_id_but_not_the_callers_tag_leaves_the_call_up() {
+        let (mut t, mut peer) = terminal(4).await;
+        let live = CallHandle::for_caller(&invite("c5"));
+        lock(&t.calls).insert("c5".into(), live.clone());
+        let bye = |tag: &str| {
+            let text = String::from_utf8_lossy(&invite("c5").to_bytes())
+                .replacen("INVITE sip:", "BYE sip:", 1)
+                .replacen("CSeq: 1 INVITE", "CSeq: 2 BYE", 1)
+                .replacen(";tag=a1", &format!(";tag={tag}"), 1)
+                .replacen("z9hG4bK-c5", &format!("z9hG4bK-c5-{tag}"), 1);
+            Message::parse(text.as_bytes()).unwrap()
+        };
+        t.dispatch(bye("intruder")).await;
+        let got = responses(&mut peer, |g| !g.is_empty()).await;
+        assert_eq!(got, vec![(481, "c5".to_owned())]);
+        assert!(lock(&t.calls).contains_key("c5"), "the call is still up");
+        t.dispatch(bye("a1")).await;
+        let got = responses(&mut peer, |g| !g.is_empty()).await;
+        assert_eq!(got, vec![(200, "c5".to_owned())]);
+        assert!(!lock(&t.calls).contains_key("c5"));
     }
 
     #[tokio::test]
