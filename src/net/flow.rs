@@ -74,8 +74,13 @@ impl Default for FlowLimits {
 /// that stops reading ends the flow rather than hold every sender.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The responses one transaction keeps unread at most; more are dropped
+/// (a flood from the peer costs no memory; the final response of an
+/// honest peer follows a few provisional ones).
+pub const TRANSACTION_QUEUE: usize = 16;
+
 type Writer = Box<dyn AsyncWrite + Send + Unpin>;
-type Pending = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Message>>>>;
+type Pending = Arc<Mutex<HashMap<String, mpsc::Sender<Message>>>>;
 
 /// An open flow. Dropping it closes the connection.
 pub struct Flow {
@@ -113,7 +118,7 @@ impl Drop for Flow {
 /// The responses to one request sent on a flow.
 #[derive(Debug)]
 pub struct Transaction {
-    rx: mpsc::UnboundedReceiver<Message>,
+    rx: mpsc::Receiver<Message>,
     timeout: Duration,
     branch: String,
     pending: Pending,
@@ -301,7 +306,7 @@ impl Flow {
         let msg = self.with_via(msg)?;
         let branch = branch_of(&msg)
             .ok_or_else(|| FlowError::Unsendable("the top Via has no branch".into()))?;
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(TRANSACTION_QUEUE);
         lock(&self.pending).insert(branch.clone(), tx);
         let tr = Transaction {
             rx,
@@ -354,7 +359,8 @@ async fn read_loop(
                     } else if let Some(branch) = branch_of(&msg) {
                         let tx = lock(&pending).get(&branch).cloned();
                         if let Some(tx) = tx {
-                            let _ = tx.send(msg);
+                            // Past TRANSACTION_QUEUE unread, dropped.
+                            let _ = tx.try_send(msg);
                         }
                     }
                 }
@@ -370,6 +376,57 @@ async fn read_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The responses a transaction has not read yet are bounded: a relay
+    /// that answers one request with a flood does not grow memory.
+    #[tokio::test]
+    async fn a_flood_of_responses_to_one_request_is_bounded() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = Target {
+            transport: Transport::Tcp,
+            addr: listener.local_addr().unwrap(),
+            name: "127.0.0.1".into(),
+        };
+        let (flow, _incoming) = Flow::connect(&target, None, FlowLimits::default())
+            .await
+            .unwrap();
+        let (mut peer, _) = listener.accept().await.unwrap();
+        let options = Message::parse(
+            b"OPTIONS sip:t@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1;branch=z9hG4bKf1\r\nCall-ID: c1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+        )
+        .unwrap();
+        let mut tr = flow
+            .request(&options, Duration::from_millis(300))
+            .await
+            .unwrap();
+        // The request as the peer reads it: its top Via's branch.
+        let mut framer = crate::net::frame::Framer::new(65_535);
+        let mut buf = vec![0u8; 16_384];
+        let sent = loop {
+            let n = tokio::io::AsyncReadExt::read(&mut peer, &mut buf)
+                .await
+                .unwrap();
+            framer.push(&buf[..n]);
+            if let Ok(crate::net::frame::Frame::Message(b)) = framer.next_frame() {
+                break Message::parse(&b).unwrap();
+            }
+        };
+        let branch = branch_of(&sent).unwrap();
+        let trying = format!(
+            "SIP/2.0 100 Trying\r\nVia: SIP/2.0/TCP 127.0.0.1;branch={branch}\r\nCall-ID: c1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        );
+        peer.write_all(trying.repeat(500).as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut kept = 0;
+        while tr.next().await.is_ok() {
+            kept += 1;
+        }
+        assert!(
+            (1..=TRANSACTION_QUEUE).contains(&kept),
+            "{kept} responses kept of 500"
+        );
+    }
 
     #[tokio::test]
     async fn a_peer_that_stops_reading_fails_a_send_in_time_and_ends_the_flow() {
