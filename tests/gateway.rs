@@ -1,8 +1,10 @@
 //! `sipseal gateway` as a process, driven by an HTTPS client (hyper on
 //! rustls): login, the portal, the reverse proxy to a local HTTP service
-//! (reached by `--direct-tcp`, the stand-in for the call), logout and
-//! idle ends of an access, rate limits, the access log and /metrics.
-//! Everything binds 127.0.0.x and stops by itself.
+//! reached by the real call (the gateway's pseudo user agent calls
+//! `sipseal terminal` through relay A, designated, and relay B, blind, on
+//! mutual TLS: tests/common/callpath.rs), logout and idle ends of an
+//! access, rate limits, the access log and /metrics. Everything binds
+//! 127.0.0.x and stops by itself.
 #![cfg(feature = "live")]
 
 mod common;
@@ -13,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::callpath::{self, CallPath};
 use common::live::Daemon;
 use common::{Succeeds, sipseal};
 use http_body_util::{BodyExt, Full};
@@ -260,9 +263,10 @@ users:
   alice:
     destinations:
       - name: Wiki
-        uri: sip:wiki@b.example.com
+        uri: {destination}
         description: The team wiki
         origin: http://{service}
+        cert: {cert}
       - name: "<script>alert('x')</script>"
         uri: sip:evil@b.example.com
         description: "\"><img src=x onerror=alert(1)>"
@@ -272,40 +276,40 @@ users:
     destinations:
       - name: Mailbox
         uri: sip:mail@c.example.com
-"#
+"#,
+            destination = callpath::DESTINATION,
+            cert = CallPath::destination_cert(),
         ),
     )
     .unwrap();
-    let direct = format!("sip:wiki@b.example.com={service}");
-    let gw = Daemon::start(
-        dir.path(),
+    let path = CallPath::start(&dir.path().join("path"), service.port(), &[]);
+    path.wait_registered();
+    let mut args: Vec<&str> = vec![
         "gateway",
-        &[
-            "gateway",
-            "--listen",
-            "127.0.0.1:0",
-            "--identity",
-            "keys/proxy-a",
-            "--users",
-            users.to_str().unwrap(),
-            "--realm",
-            "a.example.com",
-            "--destinations",
-            destinations.to_str().unwrap(),
-            "--phone-header",
-            "X-Phone-Number",
-            "--trusted-front",
-            "127.0.0.3/32",
-            "--metrics-allow",
-            "127.0.0.1/32",
-            "--idle",
-            "2",
-            "--max-body",
-            "1MiB",
-            "--direct-tcp",
-            &direct,
-        ],
-    );
+        "--listen",
+        "127.0.0.1:0",
+        "--identity",
+        "keys/proxy-a",
+        "--users",
+        users.to_str().unwrap(),
+        "--realm",
+        "a.example.com",
+        "--destinations",
+        destinations.to_str().unwrap(),
+        "--phone-header",
+        "X-Phone-Number",
+        "--trusted-front",
+        "127.0.0.3/32",
+        "--metrics-allow",
+        "127.0.0.1/32",
+        "--idle",
+        "2",
+        "--max-body",
+        "1MiB",
+    ];
+    let call_flags = path.gateway_args();
+    args.extend(call_flags.iter().map(String::as_str));
+    let gw = Daemon::start(dir.path(), "gateway", &args);
     let addr: SocketAddr = gw.addrs[0]
         .strip_prefix("https://")
         .unwrap()
@@ -762,10 +766,24 @@ users:
     assert_eq!(access.len(), 6, "{}", gw.log_text());
     let first = access[0];
     assert_eq!(first["user"], "alice");
-    assert_eq!(first["destination"], "sip:wiki@b.example.com");
+    assert_eq!(first["destination"], callpath::DESTINATION);
     assert_eq!(first["status"], 200);
     assert!(first["bytes_out"].as_u64().unwrap() > 300);
     assert!(!gw.log_text().contains("alice-pw"));
+    // The three accesses were three calls, each through relay A (the
+    // offer disclosed to it) and relay B (blind), each ended by a BYE.
+    path.assert_designated_and_blind(3);
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while path
+        .terminal
+        .log_text()
+        .matches("\"event\":\"bye\"")
+        .count()
+        < 3
+    {
+        assert!(std::time::Instant::now() < until, "{}", path.logs());
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn passwd(users: &std::path::Path, dir: &std::path::Path, aor: &str, pw: &str) {
@@ -889,7 +907,7 @@ fn bad_tables_are_refused_and_sighup_reloads_good_ones() {
 }
 
 /// 100 browsers at once, each logging in, opening the destination (its
-/// "call", here --direct-tcp) and fetching the page through the gateway:
+/// "call", through relay A, relay B and the terminal) and fetching the page through the gateway:
 /// every one gets its own access and the rewritten page. Prints the
 /// setup time (the open's answer) at p50 and p99.
 #[test]
@@ -907,30 +925,34 @@ fn a_hundred_concurrent_sessions_each_get_their_own_access() {
     std::fs::write(
         &table,
         format!(
-            "version: 1\nusers:\n  alice:\n    destinations:\n      - {{name: Wiki, uri: 'sip:wiki@b.example.com', origin: 'http://{service}'}}\n"
+            "version: 1\nusers:\n  alice:\n    destinations:\n      - {{name: Wiki, uri: '{}', origin: 'http://{service}', cert: '{}'}}\n",
+            callpath::DESTINATION,
+            CallPath::destination_cert(),
         ),
     )
     .unwrap();
-    let direct = format!("sip:wiki@b.example.com={service}");
-    let gw = Daemon::start(
-        dir.path(),
-        "gateway",
-        &[
-            "gateway",
-            "--listen",
-            "127.0.0.1:0",
-            "--identity",
-            "keys/proxy-a",
-            "--users",
-            users.to_str().unwrap(),
-            "--realm",
-            "a.example.com",
-            "--destinations",
-            table.to_str().unwrap(),
-            "--direct-tcp",
-            &direct,
-        ],
+    let path = CallPath::start(
+        &dir.path().join("path"),
+        service.port(),
+        &["--max-calls", "200"],
     );
+    path.wait_registered();
+    let mut args: Vec<&str> = vec![
+        "gateway",
+        "--listen",
+        "127.0.0.1:0",
+        "--identity",
+        "keys/proxy-a",
+        "--users",
+        users.to_str().unwrap(),
+        "--realm",
+        "a.example.com",
+        "--destinations",
+        table.to_str().unwrap(),
+    ];
+    let call_flags = path.gateway_args();
+    args.extend(call_flags.iter().map(String::as_str));
+    let gw = Daemon::start(dir.path(), "gateway", &args);
     let addr: SocketAddr = gw.addrs[0]
         .strip_prefix("https://")
         .unwrap()
@@ -1012,4 +1034,5 @@ fn a_hundred_concurrent_sessions_each_get_their_own_access() {
     }
     assert_eq!(count("access"), 100);
     assert_eq!(count("call"), 100);
+    path.assert_designated_and_blind(100);
 }
