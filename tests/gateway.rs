@@ -531,6 +531,24 @@ users:
             !bob_portal.body.contains("name=\"uri\""),
             "bob may not type"
         );
+        // bob has no caller identity for sip:bob@a.example.com (keys/bob
+        // names sip:bob@b.example.com): refused, and the page says why.
+        let bob_csrf = csrf_of(&bob_portal.body);
+        let no_caller = client
+            .send(
+                FRONT,
+                "POST",
+                "/open",
+                &[("cookie", bob.as_str()), ("origin", origin.as_str())],
+                &[("csrf", &bob_csrf), ("dest", "0")],
+            )
+            .await;
+        assert_eq!(no_caller.status, 502, "{}", no_caller.body);
+        assert!(
+            no_caller.body.contains("not sip:bob@a.example.com"),
+            "{}",
+            no_caller.body
+        );
 
         // Forms without the CSRF token, or from another origin: refused.
         let no_csrf = client
@@ -756,6 +774,10 @@ users:
             metrics["sipseal_gateway_call_failures_total{status=\"404\"}"],
             1
         );
+        assert_eq!(
+            metrics["sipseal_gateway_call_failures_total{status=\"403\"}"],
+            1
+        );
         assert_eq!(metrics["sipseal_gateway_logins_total{result=\"ok\"}"], 3);
         assert!(metrics["sipseal_gateway_bytes_relayed_total{direction=\"to_browser\"}"] > 300);
     });
@@ -849,6 +871,42 @@ fn bad_tables_are_refused_and_sighup_reloads_good_ones() {
     );
 
     std::fs::write(&table, &good).unwrap();
+    // The call's flags: a flow that is not mutual TLS, a --callers that
+    // is not a directory, --outbound without its companions.
+    for (extra, says) in [
+        (
+            &[
+                "--outbound",
+                "udp:127.0.0.1:5060",
+                "--trust",
+                "keys/trust.pem",
+                "--callers",
+                "keys",
+                "--channel-allow",
+                "127.0.0.0/8",
+            ][..],
+            "mutual TLS",
+        ),
+        (
+            &[
+                "--outbound",
+                "tls:127.0.0.1:5061",
+                "--trust",
+                "keys/trust.pem",
+                "--callers",
+                "no/such/dir",
+                "--channel-allow",
+                "127.0.0.0/8",
+            ][..],
+            "not a directory",
+        ),
+        (&["--outbound", "tls:127.0.0.1:5061"][..], "--callers"),
+    ] {
+        let out = sipseal().args(args(&users)).args(extra).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(says), "{says}: {err}");
+    }
     let args = args(&users);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let gw = Daemon::start(dir.path(), "gateway", &args);
@@ -961,7 +1019,7 @@ fn a_hundred_concurrent_sessions_each_get_their_own_access() {
     let client = Arc::new(Client::new(addr));
     let origin = format!("https://{addr}");
     let started = std::time::Instant::now();
-    let mut results: Vec<(Duration, String, usize)> = rt.block_on(async {
+    let mut results: Vec<(Duration, String, usize, String)> = rt.block_on(async {
         let mut tasks = Vec::new();
         for _ in 0..100 {
             let client = Arc::clone(&client);
@@ -1000,7 +1058,7 @@ fn a_hundred_concurrent_sessions_each_get_their_own_access() {
                     .await;
                 assert_eq!(page.status, 200);
                 assert!(page.body.contains(&format!("href=\"{base}next\"")));
-                (setup, base, page.body.len())
+                (setup, base, page.body.len(), cookie)
             }));
         }
         let mut out = Vec::new();
@@ -1010,15 +1068,48 @@ fn a_hundred_concurrent_sessions_each_get_their_own_access() {
         out
     });
     let elapsed = started.elapsed();
-    let mut bases: Vec<&String> = results.iter().map(|(_, b, _)| b).collect();
+    let mut bases: Vec<&String> = results.iter().map(|(_, b, _, _)| b).collect();
     bases.sort();
     bases.dedup();
     assert_eq!(bases.len(), 100, "every session its own access");
-    results.sort_by_key(|(d, _, _)| *d);
-    let bytes: usize = results.iter().map(|(_, _, n)| n).sum();
+    results.sort_by_key(|(d, _, _, _)| *d);
+    let bytes: usize = results.iter().map(|(_, _, n, _)| n).sum();
+    // Relayed throughput: 10 of the accesses fetch 2 MiB each at once,
+    // over their calls' data channels.
+    let started = std::time::Instant::now();
+    let big: usize = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for (_, base, _, cookie) in &results[..10] {
+            let (base, cookie) = (base.clone(), cookie.clone());
+            let client = Arc::clone(&client);
+            tasks.push(tokio::spawn(async move {
+                let big = client
+                    .send(
+                        LOCAL,
+                        "GET",
+                        &format!("{base}big"),
+                        &[("cookie", &cookie)],
+                        &[],
+                    )
+                    .await;
+                assert_eq!((big.status, big.body.len()), (200, 2 << 20));
+                big.body.len()
+            }));
+        }
+        let mut sum = 0;
+        for t in tasks {
+            sum += t.await.unwrap();
+        }
+        sum
+    });
+    let took = started.elapsed();
     println!(
-        "100 sessions in {elapsed:?}: setup p50 {:?}, p99 {:?}; {bytes} page bytes relayed",
-        results[49].0, results[98].0
+        "100 sessions in {elapsed:?}: setup p50 {:?}, p99 {:?}; {bytes} page bytes relayed; \
+         {} MiB over 10 channels at once in {took:?}: {:.1} MiB/s",
+        results[49].0,
+        results[98].0,
+        big >> 20,
+        big as f64 / (1 << 20) as f64 / took.as_secs_f64()
     );
     // An access line is written once its body has gone out: wait for
     // the last.
@@ -1029,10 +1120,10 @@ fn a_hundred_concurrent_sessions_each_get_their_own_access() {
             .filter(|l| l["event"] == event && (event != "call" || l["result"] == "ok"))
             .count()
     };
-    while count("access") < 100 && std::time::Instant::now() < until {
+    while count("access") < 110 && std::time::Instant::now() < until {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(count("access"), 100);
+    assert_eq!(count("access"), 110);
     assert_eq!(count("call"), 100);
     path.assert_designated_and_blind(100);
 }
