@@ -77,7 +77,7 @@ pub trait Dialer: Send + Sync {
     fn dial<'a>(&'a self, user: &'a str, destination: &'a Destination) -> Dialing<'a>;
 }
 
-/// The dialer until the call is built: every access is refused 501.
+/// The dialer of a gateway without `--outbound`: every access is refused 501.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoCall;
 
@@ -86,7 +86,7 @@ impl Dialer for NoCall {
         Box::pin(async {
             Err(DialError::Refused {
                 status: 501,
-                reason: "Not Implemented (the gateway's call is not built yet)".into(),
+                reason: "Not Implemented (the gateway has no --outbound to call through)".into(),
             })
         })
     }
