@@ -1127,3 +1127,110 @@ fn a_hundred_concurrent_sessions_each_get_their_own_access() {
     assert_eq!(count("call"), 100);
     path.assert_designated_and_blind(100);
 }
+
+/// The gateway's one flow to its relay is opened again when the relay
+/// closes it (here relay A's --idle-timeout of 1 s, well under the
+/// flow's 25 s keep-alive): the next access calls on a new flow.
+#[test]
+fn the_gateways_flow_is_opened_again_after_the_relay_closes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.yaml");
+    passwd(&users, dir.path(), "sip:alice@a.example.com", "alice-pw");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let service = rt.block_on(service());
+    let table = dir.path().join("destinations.yaml");
+    std::fs::write(
+        &table,
+        format!(
+            "version: 1\nusers:\n  alice:\n    destinations:\n      - {{name: Wiki, uri: '{}', origin: 'http://{service}', cert: '{}'}}\n",
+            callpath::DESTINATION,
+            CallPath::destination_cert(),
+        ),
+    )
+    .unwrap();
+    let path = CallPath::start_with(
+        &dir.path().join("path"),
+        service.port(),
+        &["--idle-timeout", "1"],
+        &[],
+    );
+    path.wait_registered();
+    let mut args: Vec<&str> = vec![
+        "gateway",
+        "--listen",
+        "127.0.0.1:0",
+        "--identity",
+        "keys/proxy-a",
+        "--users",
+        users.to_str().unwrap(),
+        "--realm",
+        "a.example.com",
+        "--destinations",
+        table.to_str().unwrap(),
+    ];
+    let call_flags = path.gateway_args();
+    args.extend(call_flags.iter().map(String::as_str));
+    let gw = Daemon::start(dir.path(), "gateway", &args);
+    let addr: SocketAddr = gw.addrs[0]
+        .strip_prefix("https://")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let client = Client::new(addr);
+    let origin = format!("https://{addr}");
+    let flow_closed = |n: usize| {
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while gw.log_text().matches("\"flow closed\"").count() < n {
+            assert!(
+                std::time::Instant::now() < until,
+                "{}\n{}",
+                gw.log_text(),
+                path.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    rt.block_on(async {
+        let same = [("origin", origin.as_str())];
+        let ok = client
+            .send(
+                LOCAL,
+                "POST",
+                "/login",
+                &same,
+                &[("id", "alice"), ("password", "alice-pw")],
+            )
+            .await;
+        let cookie = cookie_of(&ok);
+        let h = [("cookie", cookie.as_str()), ("origin", origin.as_str())];
+        for round in 1..=2 {
+            let portal = client.send(LOCAL, "GET", "/", &h, &[]).await;
+            let csrf = csrf_of(&portal.body);
+            let open = client
+                .send(
+                    LOCAL,
+                    "POST",
+                    "/open",
+                    &h,
+                    &[("csrf", &csrf), ("dest", "0")],
+                )
+                .await;
+            assert_eq!(open.status, 303, "round {round}: {}", open.body);
+            let base = open.header("location").to_owned();
+            let page = client
+                .send(LOCAL, "GET", &base, &[("cookie", &cookie)], &[])
+                .await;
+            assert_eq!(page.status, 200, "round {round}");
+            assert!(page.body.contains("<h1>Service home</h1>"));
+            // Relay A closes the idle flow; the gateway notices.
+            tokio::task::block_in_place(|| flow_closed(round));
+        }
+    });
+    let log = gw.log_text();
+    assert_eq!(log.matches("\"flow opened\"").count(), 2, "{log}");
+    path.assert_designated_and_blind(2);
+}

@@ -17,7 +17,7 @@ use crate::context::Context;
 use crate::datachannel::call::{CallError, CallSpec, call};
 use crate::envelope::Recipient;
 use crate::keys::{Cert, Identity};
-use crate::net::flow::Flow;
+use crate::net::flow::{Flow, FlowError};
 use crate::sealing::SealSpec;
 use crate::session::Limits;
 use crate::sip::{Answer, Status, respond};
@@ -216,6 +216,14 @@ impl SipDialer {
         Ok(flow)
     }
 
+    /// Stop handing out `flow` (it closed).
+    async fn forget(&self, flow: &Arc<Flow>) {
+        let mut held = self.flow.lock().await;
+        if held.as_ref().is_some_and(|(f, _)| Arc::ptr_eq(f, flow)) {
+            *held = None;
+        }
+    }
+
     /// Who `user` calls as: their identity, its certificate naming their AOR.
     fn caller(&self, user: &str) -> Result<Arc<Identity>, DialError> {
         let refuse = |why: String| DialError::Refused {
@@ -261,8 +269,8 @@ impl SipDialer {
     async fn dial_as(&self, user: &str, destination: &Destination) -> Result<Dialed, DialError> {
         let identity = self.caller(user)?;
         let peer = self.peer_cert(destination)?;
-        let flow = self.flow().await?;
-        let spec = CallSpec {
+        let mut flow = self.flow().await?;
+        let mut spec = CallSpec {
             identity,
             to: destination.uri.clone(),
             seal: SealSpec {
@@ -282,22 +290,29 @@ impl SipDialer {
         };
         let mut ctx = Context::new(None, None);
         let limits = Limits::default();
-        let up = call(&flow, &spec, &*self.store, limits, &mut ctx)
-            .await
-            .map_err(|e| match e {
-                CallError::Refused {
-                    code,
-                    reason,
-                    warning,
-                } => DialError::Refused {
-                    status: code,
-                    reason: match warning {
-                        Some(w) => format!("{reason} ({w})"),
-                        None => reason,
-                    },
+        let mut attempt = call(&flow, &spec, &*self.store, limits, &mut ctx).await;
+        // The flow closed under the INVITE (the relay's idle timeout, a
+        // restart): once more on a new one.
+        if matches!(attempt, Err(CallError::Flow(FlowError::Closed))) {
+            self.forget(&flow).await;
+            flow = self.flow().await?;
+            spec.channel_ip = flow.local().ip();
+            attempt = call(&flow, &spec, &*self.store, limits, &mut ctx).await;
+        }
+        let up = attempt.map_err(|e| match e {
+            CallError::Refused {
+                code,
+                reason,
+                warning,
+            } => DialError::Refused {
+                status: code,
+                reason: match warning {
+                    Some(w) => format!("{reason} ({w})"),
+                    None => reason,
                 },
-                other => DialError::Unreachable(other.to_string()),
-            })?;
+            },
+            other => DialError::Unreachable(other.to_string()),
+        })?;
         tracing::info!(event = "called", user = %user, to = %destination.uri, call_id = %up.call_id, channel = %up.answer.addr);
         let store = Arc::clone(&self.store);
         let bye = up.bye;

@@ -39,6 +39,16 @@ impl CallPath {
     /// Start it under `d` (a directory of its own), the terminal serving
     /// `http://127.0.0.1:{service}` with `terminal_extra` flags.
     pub fn start(d: &Path, service: u16, terminal_extra: &[&str]) -> CallPath {
+        CallPath::start_with(d, service, &[], terminal_extra)
+    }
+
+    /// [`CallPath::start`] with `relay_a_extra` flags for relay A.
+    pub fn start_with(
+        d: &Path,
+        service: u16,
+        relay_a_extra: &[&str],
+        terminal_extra: &[&str],
+    ) -> CallPath {
         std::fs::create_dir_all(d).unwrap();
         let realm = Realm::new(d, "b.example.com", &["bob"], false);
         let registry = d.join("registry");
@@ -83,28 +93,26 @@ impl CallPath {
         );
         let report_a = d.join("report-a.jsonl");
         let next = format!("sip:{to_b};transport=tls");
-        let relay_a = Daemon::start(
-            d,
-            "relay-a",
-            &[
-                "relay",
-                "--listen",
-                "tls:127.0.0.1:0",
-                "--identity",
-                "keys/proxy-a-ec",
-                "--trust",
-                "keys/trust.pem",
-                "--hosts",
-                s(&a_hosts),
-                "--next",
-                &next,
-                "--record-route",
-                "--hop-allow",
-                "127.0.0.0/8",
-                "--report",
-                s(&report_a),
-            ],
-        );
+        let mut args = vec![
+            "relay",
+            "--listen",
+            "tls:127.0.0.1:0",
+            "--identity",
+            "keys/proxy-a-ec",
+            "--trust",
+            "keys/trust.pem",
+            "--hosts",
+            s(&a_hosts),
+            "--next",
+            &next,
+            "--record-route",
+            "--hop-allow",
+            "127.0.0.0/8",
+            "--report",
+            s(&report_a),
+        ];
+        args.extend_from_slice(relay_a_extra);
+        let relay_a = Daemon::start(d, "relay-a", &args);
         let ua_hosts = write(
             d,
             "ua-hosts",
