@@ -1,8 +1,10 @@
 //! `sipseal gateway` as a process, driven by an HTTPS client (hyper on
 //! rustls): login, the portal, the reverse proxy to a local HTTP service
-//! (reached by `--direct-tcp`, the stand-in for the call), logout and
-//! idle ends of an access, rate limits, the access log and /metrics.
-//! Everything binds 127.0.0.x and stops by itself.
+//! reached by the real call (the gateway's pseudo user agent calls
+//! `sipseal terminal` through relay A, designated, and relay B, blind, on
+//! mutual TLS: tests/common/callpath.rs), logout and idle ends of an
+//! access, rate limits, the access log and /metrics. Everything binds
+//! 127.0.0.x and stops by itself.
 #![cfg(feature = "live")]
 
 mod common;
@@ -13,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::callpath::{self, CallPath};
 use common::live::Daemon;
 use common::{Succeeds, sipseal};
 use http_body_util::{BodyExt, Full};
@@ -260,9 +263,10 @@ users:
   alice:
     destinations:
       - name: Wiki
-        uri: sip:wiki@b.example.com
+        uri: {destination}
         description: The team wiki
         origin: http://{service}
+        cert: {cert}
       - name: "<script>alert('x')</script>"
         uri: sip:evil@b.example.com
         description: "\"><img src=x onerror=alert(1)>"
@@ -272,40 +276,40 @@ users:
     destinations:
       - name: Mailbox
         uri: sip:mail@c.example.com
-"#
+"#,
+            destination = callpath::DESTINATION,
+            cert = CallPath::destination_cert(),
         ),
     )
     .unwrap();
-    let direct = format!("sip:wiki@b.example.com={service}");
-    let gw = Daemon::start(
-        dir.path(),
+    let path = CallPath::start(&dir.path().join("path"), service.port(), &[]);
+    path.wait_registered();
+    let mut args: Vec<&str> = vec![
         "gateway",
-        &[
-            "gateway",
-            "--listen",
-            "127.0.0.1:0",
-            "--identity",
-            "keys/proxy-a",
-            "--users",
-            users.to_str().unwrap(),
-            "--realm",
-            "a.example.com",
-            "--destinations",
-            destinations.to_str().unwrap(),
-            "--phone-header",
-            "X-Phone-Number",
-            "--trusted-front",
-            "127.0.0.3/32",
-            "--metrics-allow",
-            "127.0.0.1/32",
-            "--idle",
-            "2",
-            "--max-body",
-            "1MiB",
-            "--direct-tcp",
-            &direct,
-        ],
-    );
+        "--listen",
+        "127.0.0.1:0",
+        "--identity",
+        "keys/proxy-a",
+        "--users",
+        users.to_str().unwrap(),
+        "--realm",
+        "a.example.com",
+        "--destinations",
+        destinations.to_str().unwrap(),
+        "--phone-header",
+        "X-Phone-Number",
+        "--trusted-front",
+        "127.0.0.3/32",
+        "--metrics-allow",
+        "127.0.0.1/32",
+        "--idle",
+        "2",
+        "--max-body",
+        "1MiB",
+    ];
+    let call_flags = path.gateway_args();
+    args.extend(call_flags.iter().map(String::as_str));
+    let gw = Daemon::start(dir.path(), "gateway", &args);
     let addr: SocketAddr = gw.addrs[0]
         .strip_prefix("https://")
         .unwrap()
@@ -526,6 +530,24 @@ users:
         assert!(
             !bob_portal.body.contains("name=\"uri\""),
             "bob may not type"
+        );
+        // bob has no caller identity for sip:bob@a.example.com (keys/bob
+        // names sip:bob@b.example.com): refused, and the page says why.
+        let bob_csrf = csrf_of(&bob_portal.body);
+        let no_caller = client
+            .send(
+                FRONT,
+                "POST",
+                "/open",
+                &[("cookie", bob.as_str()), ("origin", origin.as_str())],
+                &[("csrf", &bob_csrf), ("dest", "0")],
+            )
+            .await;
+        assert_eq!(no_caller.status, 502, "{}", no_caller.body);
+        assert!(
+            no_caller.body.contains("not sip:bob@a.example.com"),
+            "{}",
+            no_caller.body
         );
 
         // Forms without the CSRF token, or from another origin: refused.
@@ -752,6 +774,10 @@ users:
             metrics["sipseal_gateway_call_failures_total{status=\"404\"}"],
             1
         );
+        assert_eq!(
+            metrics["sipseal_gateway_call_failures_total{status=\"403\"}"],
+            1
+        );
         assert_eq!(metrics["sipseal_gateway_logins_total{result=\"ok\"}"], 3);
         assert!(metrics["sipseal_gateway_bytes_relayed_total{direction=\"to_browser\"}"] > 300);
     });
@@ -762,10 +788,24 @@ users:
     assert_eq!(access.len(), 6, "{}", gw.log_text());
     let first = access[0];
     assert_eq!(first["user"], "alice");
-    assert_eq!(first["destination"], "sip:wiki@b.example.com");
+    assert_eq!(first["destination"], callpath::DESTINATION);
     assert_eq!(first["status"], 200);
     assert!(first["bytes_out"].as_u64().unwrap() > 300);
     assert!(!gw.log_text().contains("alice-pw"));
+    // The three accesses were three calls, each through relay A (the
+    // offer disclosed to it) and relay B (blind), each ended by a BYE.
+    path.assert_designated_and_blind(3);
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while path
+        .terminal
+        .log_text()
+        .matches("\"event\":\"bye\"")
+        .count()
+        < 3
+    {
+        assert!(std::time::Instant::now() < until, "{}", path.logs());
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn passwd(users: &std::path::Path, dir: &std::path::Path, aor: &str, pw: &str) {
@@ -831,6 +871,42 @@ fn bad_tables_are_refused_and_sighup_reloads_good_ones() {
     );
 
     std::fs::write(&table, &good).unwrap();
+    // The call's flags: a flow that is not mutual TLS, a --callers that
+    // is not a directory, --outbound without its companions.
+    for (extra, says) in [
+        (
+            &[
+                "--outbound",
+                "udp:127.0.0.1:5060",
+                "--trust",
+                "keys/trust.pem",
+                "--callers",
+                "keys",
+                "--channel-allow",
+                "127.0.0.0/8",
+            ][..],
+            "mutual TLS",
+        ),
+        (
+            &[
+                "--outbound",
+                "tls:127.0.0.1:5061",
+                "--trust",
+                "keys/trust.pem",
+                "--callers",
+                "no/such/dir",
+                "--channel-allow",
+                "127.0.0.0/8",
+            ][..],
+            "not a directory",
+        ),
+        (&["--outbound", "tls:127.0.0.1:5061"][..], "--callers"),
+    ] {
+        let out = sipseal().args(args(&users)).args(extra).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(says), "{says}: {err}");
+    }
     let args = args(&users);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let gw = Daemon::start(dir.path(), "gateway", &args);
@@ -889,7 +965,7 @@ fn bad_tables_are_refused_and_sighup_reloads_good_ones() {
 }
 
 /// 100 browsers at once, each logging in, opening the destination (its
-/// "call", here --direct-tcp) and fetching the page through the gateway:
+/// "call", through relay A, relay B and the terminal) and fetching the page through the gateway:
 /// every one gets its own access and the rewritten page. Prints the
 /// setup time (the open's answer) at p50 and p99.
 #[test]
@@ -907,30 +983,34 @@ fn a_hundred_concurrent_sessions_each_get_their_own_access() {
     std::fs::write(
         &table,
         format!(
-            "version: 1\nusers:\n  alice:\n    destinations:\n      - {{name: Wiki, uri: 'sip:wiki@b.example.com', origin: 'http://{service}'}}\n"
+            "version: 1\nusers:\n  alice:\n    destinations:\n      - {{name: Wiki, uri: '{}', origin: 'http://{service}', cert: '{}'}}\n",
+            callpath::DESTINATION,
+            CallPath::destination_cert(),
         ),
     )
     .unwrap();
-    let direct = format!("sip:wiki@b.example.com={service}");
-    let gw = Daemon::start(
-        dir.path(),
-        "gateway",
-        &[
-            "gateway",
-            "--listen",
-            "127.0.0.1:0",
-            "--identity",
-            "keys/proxy-a",
-            "--users",
-            users.to_str().unwrap(),
-            "--realm",
-            "a.example.com",
-            "--destinations",
-            table.to_str().unwrap(),
-            "--direct-tcp",
-            &direct,
-        ],
+    let path = CallPath::start(
+        &dir.path().join("path"),
+        service.port(),
+        &["--max-calls", "200"],
     );
+    path.wait_registered();
+    let mut args: Vec<&str> = vec![
+        "gateway",
+        "--listen",
+        "127.0.0.1:0",
+        "--identity",
+        "keys/proxy-a",
+        "--users",
+        users.to_str().unwrap(),
+        "--realm",
+        "a.example.com",
+        "--destinations",
+        table.to_str().unwrap(),
+    ];
+    let call_flags = path.gateway_args();
+    args.extend(call_flags.iter().map(String::as_str));
+    let gw = Daemon::start(dir.path(), "gateway", &args);
     let addr: SocketAddr = gw.addrs[0]
         .strip_prefix("https://")
         .unwrap()
@@ -939,7 +1019,7 @@ fn a_hundred_concurrent_sessions_each_get_their_own_access() {
     let client = Arc::new(Client::new(addr));
     let origin = format!("https://{addr}");
     let started = std::time::Instant::now();
-    let mut results: Vec<(Duration, String, usize)> = rt.block_on(async {
+    let mut results: Vec<(Duration, String, usize, String)> = rt.block_on(async {
         let mut tasks = Vec::new();
         for _ in 0..100 {
             let client = Arc::clone(&client);
@@ -978,7 +1058,7 @@ fn a_hundred_concurrent_sessions_each_get_their_own_access() {
                     .await;
                 assert_eq!(page.status, 200);
                 assert!(page.body.contains(&format!("href=\"{base}next\"")));
-                (setup, base, page.body.len())
+                (setup, base, page.body.len(), cookie)
             }));
         }
         let mut out = Vec::new();
@@ -988,15 +1068,48 @@ fn a_hundred_concurrent_sessions_each_get_their_own_access() {
         out
     });
     let elapsed = started.elapsed();
-    let mut bases: Vec<&String> = results.iter().map(|(_, b, _)| b).collect();
+    let mut bases: Vec<&String> = results.iter().map(|(_, b, _, _)| b).collect();
     bases.sort();
     bases.dedup();
     assert_eq!(bases.len(), 100, "every session its own access");
-    results.sort_by_key(|(d, _, _)| *d);
-    let bytes: usize = results.iter().map(|(_, _, n)| n).sum();
+    results.sort_by_key(|(d, _, _, _)| *d);
+    let bytes: usize = results.iter().map(|(_, _, n, _)| n).sum();
+    // Relayed throughput: 10 of the accesses fetch 2 MiB each at once,
+    // over their calls' data channels.
+    let started = std::time::Instant::now();
+    let big: usize = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for (_, base, _, cookie) in &results[..10] {
+            let (base, cookie) = (base.clone(), cookie.clone());
+            let client = Arc::clone(&client);
+            tasks.push(tokio::spawn(async move {
+                let big = client
+                    .send(
+                        LOCAL,
+                        "GET",
+                        &format!("{base}big"),
+                        &[("cookie", &cookie)],
+                        &[],
+                    )
+                    .await;
+                assert_eq!((big.status, big.body.len()), (200, 2 << 20));
+                big.body.len()
+            }));
+        }
+        let mut sum = 0;
+        for t in tasks {
+            sum += t.await.unwrap();
+        }
+        sum
+    });
+    let took = started.elapsed();
     println!(
-        "100 sessions in {elapsed:?}: setup p50 {:?}, p99 {:?}; {bytes} page bytes relayed",
-        results[49].0, results[98].0
+        "100 sessions in {elapsed:?}: setup p50 {:?}, p99 {:?}; {bytes} page bytes relayed; \
+         {} MiB over 10 channels at once in {took:?}: {:.1} MiB/s",
+        results[49].0,
+        results[98].0,
+        big >> 20,
+        big as f64 / (1 << 20) as f64 / took.as_secs_f64()
     );
     // An access line is written once its body has gone out: wait for
     // the last.
@@ -1007,9 +1120,117 @@ fn a_hundred_concurrent_sessions_each_get_their_own_access() {
             .filter(|l| l["event"] == event && (event != "call" || l["result"] == "ok"))
             .count()
     };
-    while count("access") < 100 && std::time::Instant::now() < until {
+    while count("access") < 110 && std::time::Instant::now() < until {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(count("access"), 100);
+    assert_eq!(count("access"), 110);
     assert_eq!(count("call"), 100);
+    path.assert_designated_and_blind(100);
+}
+
+/// The gateway's one flow to its relay is opened again when the relay
+/// closes it (here relay A's --idle-timeout of 1 s, well under the
+/// flow's 25 s keep-alive): the next access calls on a new flow.
+#[test]
+fn the_gateways_flow_is_opened_again_after_the_relay_closes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.yaml");
+    passwd(&users, dir.path(), "sip:alice@a.example.com", "alice-pw");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let service = rt.block_on(service());
+    let table = dir.path().join("destinations.yaml");
+    std::fs::write(
+        &table,
+        format!(
+            "version: 1\nusers:\n  alice:\n    destinations:\n      - {{name: Wiki, uri: '{}', origin: 'http://{service}', cert: '{}'}}\n",
+            callpath::DESTINATION,
+            CallPath::destination_cert(),
+        ),
+    )
+    .unwrap();
+    let path = CallPath::start_with(
+        &dir.path().join("path"),
+        service.port(),
+        &["--idle-timeout", "1"],
+        &[],
+    );
+    path.wait_registered();
+    let mut args: Vec<&str> = vec![
+        "gateway",
+        "--listen",
+        "127.0.0.1:0",
+        "--identity",
+        "keys/proxy-a",
+        "--users",
+        users.to_str().unwrap(),
+        "--realm",
+        "a.example.com",
+        "--destinations",
+        table.to_str().unwrap(),
+    ];
+    let call_flags = path.gateway_args();
+    args.extend(call_flags.iter().map(String::as_str));
+    let gw = Daemon::start(dir.path(), "gateway", &args);
+    let addr: SocketAddr = gw.addrs[0]
+        .strip_prefix("https://")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let client = Client::new(addr);
+    let origin = format!("https://{addr}");
+    let flow_closed = |n: usize| {
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while gw.log_text().matches("\"flow closed\"").count() < n {
+            assert!(
+                std::time::Instant::now() < until,
+                "{}\n{}",
+                gw.log_text(),
+                path.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    rt.block_on(async {
+        let same = [("origin", origin.as_str())];
+        let ok = client
+            .send(
+                LOCAL,
+                "POST",
+                "/login",
+                &same,
+                &[("id", "alice"), ("password", "alice-pw")],
+            )
+            .await;
+        let cookie = cookie_of(&ok);
+        let h = [("cookie", cookie.as_str()), ("origin", origin.as_str())];
+        for round in 1..=2 {
+            let portal = client.send(LOCAL, "GET", "/", &h, &[]).await;
+            let csrf = csrf_of(&portal.body);
+            let open = client
+                .send(
+                    LOCAL,
+                    "POST",
+                    "/open",
+                    &h,
+                    &[("csrf", &csrf), ("dest", "0")],
+                )
+                .await;
+            assert_eq!(open.status, 303, "round {round}: {}", open.body);
+            let base = open.header("location").to_owned();
+            let page = client
+                .send(LOCAL, "GET", &base, &[("cookie", &cookie)], &[])
+                .await;
+            assert_eq!(page.status, 200, "round {round}");
+            assert!(page.body.contains("<h1>Service home</h1>"));
+            // Relay A closes the idle flow; the gateway notices.
+            tokio::task::block_in_place(|| flow_closed(round));
+        }
+    });
+    let log = gw.log_text();
+    assert_eq!(log.matches("\"flow opened\"").count(), 2, "{log}");
+    path.assert_designated_and_blind(2);
 }

@@ -41,6 +41,10 @@ pub struct Destination {
     /// gateway's path, and its authority is the Host header sent.
     #[serde(default)]
     pub origin: Option<String>,
+    /// The destination's certificate (PEM; a relative path is taken from
+    /// the table's directory): the gateway's call seals the offer for it.
+    #[serde(default)]
+    pub cert: Option<std::path::PathBuf>,
 }
 
 /// One user's entry.
@@ -193,6 +197,7 @@ impl Destinations {
             description: String::new(),
             picture: None,
             origin: None,
+            cert: None,
         })
     }
 

@@ -128,6 +128,7 @@ mod tests {
             description: "\"><img src=x onerror=alert(1)>".into(),
             picture: Some("https://x/\"onerror=\"alert(1)".into()),
             origin: None,
+            cert: None,
         };
         let html = portal("<b>", &[d], true, "t\"", None);
         assert!(!html.contains("<script>alert"));

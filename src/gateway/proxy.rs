@@ -3,13 +3,25 @@
 //! `Location` rewritten to the gateway's path for the access).
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::destinations::Destination;
 use super::rewrite::Rewrite;
+use crate::context::Context;
+use crate::datachannel::call::{CallError, CallSpec, call};
+use crate::envelope::Recipient;
+use crate::keys::{Cert, Identity};
+use crate::net::flow::{Flow, FlowError};
+use crate::sealing::SealSpec;
+use crate::session::Limits;
+use crate::sip::{Answer, Status, respond};
+use crate::state::MemoryStore;
 
 /// A byte stream to a destination's HTTP service.
 pub trait Channel: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -65,7 +77,7 @@ pub trait Dialer: Send + Sync {
     fn dial<'a>(&'a self, user: &'a str, destination: &'a Destination) -> Dialing<'a>;
 }
 
-/// The dialer until the call is built: every access is refused 501.
+/// The dialer of a gateway without `--outbound`: every access is refused 501.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoCall;
 
@@ -74,43 +86,261 @@ impl Dialer for NoCall {
         Box::pin(async {
             Err(DialError::Refused {
                 status: 501,
-                reason: "Not Implemented (the gateway's call is not built yet)".into(),
+                reason: "Not Implemented (the gateway has no --outbound to call through)".into(),
             })
         })
     }
 }
 
-/// Plain TCP to a fixed address per destination URI, with no call and no
-/// channel security: the test fixture of the rewriting proxy
-/// (`gateway --direct-tcp`), never the product's path.
-#[derive(Debug, Clone, Default)]
-pub struct DirectTcp {
-    /// SIP URI (lowercase) → the service's address.
-    pub routes: Vec<(String, SocketAddr)>,
+/// The real dialer (docs/SPEC.md §7.2, "the gateway's call"): per
+/// access, a pseudo user agent calls the destination as the logged-in
+/// user (their RSA identity in `callers/USER/`, whose SAN URI must be
+/// the user's AOR `sip:USER@REALM`), over one mutual-TLS outbound flow
+/// from the gateway to its relay (shared by all accesses, reopened when
+/// it drops), with the offer sealed for the destination (its `cert:` in
+/// the table) and the relays in `disclose`. The channel's address must be
+/// inside `channel_allow`. The hang-up sends the BYE.
+pub struct SipDialer {
+    /// Where the flow goes (`tls:HOST:PORT`).
+    pub outbound: crate::net::Target,
+    /// The gateway's TLS client side (its identity, the trust anchors).
+    pub tls: Arc<crate::net::tls::TlsSetup>,
+    /// How the flow behaves.
+    pub flow_limits: crate::net::flow::FlowLimits,
+    /// DIR/USER/{cert.pem,key.pem}: who each user calls as.
+    pub callers: PathBuf,
+    /// The realm the users log in to: a caller's certificate must name
+    /// `sip:USER@REALM`.
+    pub realm: String,
+    /// Where a destination's relative `cert:` path is taken from (the
+    /// table's directory).
+    pub certs_base: PathBuf,
+    /// The relays every offer is disclosed to.
+    pub disclose: Vec<Cert>,
+    /// Trust anchors of the terminals' signatures.
+    pub trust: Vec<Cert>,
+    /// Where an answer may send the gateway to connect.
+    pub channel_allow: Vec<ipnet::IpNet>,
+    /// How long the answer may take.
+    pub answer_timeout: Duration,
+    /// How long the channel's connection and handshake may take.
+    pub connect_timeout: Duration,
+    /// Session keys of the calls (the callers' AORs as owners).
+    pub store: Arc<MemoryStore>,
+    flow: tokio::sync::Mutex<Option<(Arc<Flow>, Arc<AtomicBool>)>>,
 }
 
-impl Dialer for DirectTcp {
-    fn dial<'a>(&'a self, _user: &'a str, destination: &'a Destination) -> Dialing<'a> {
-        Box::pin(async move {
-            let uri = destination.uri.to_ascii_lowercase();
-            let Some((_, addr)) = self.routes.iter().find(|(u, _)| *u == uri) else {
-                return Err(DialError::Refused {
-                    status: 404,
-                    reason: "Not Found".into(),
-                });
-            };
-            let stream = tokio::time::timeout(
-                std::time::Duration::from_secs(10),
-                tokio::net::TcpStream::connect(addr),
-            )
+impl std::fmt::Debug for SipDialer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SipDialer(via {})", self.outbound.addr)
+    }
+}
+
+/// What a user of the gateway may be called in a path: a letter or digit
+/// first, then letters, digits, `.`, `_`, `-`.
+fn is_plain_name(user: &str) -> bool {
+    let mut chars = user.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && user.len() <= 64
+}
+
+impl SipDialer {
+    /// A dialer; the flow opens at the first access.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        outbound: crate::net::Target,
+        tls: Arc<crate::net::tls::TlsSetup>,
+        callers: PathBuf,
+        realm: String,
+        certs_base: PathBuf,
+        disclose: Vec<Cert>,
+        trust: Vec<Cert>,
+        channel_allow: Vec<ipnet::IpNet>,
+    ) -> SipDialer {
+        SipDialer {
+            outbound,
+            tls,
+            flow_limits: crate::net::flow::FlowLimits::default(),
+            callers,
+            realm,
+            certs_base,
+            disclose,
+            trust,
+            channel_allow,
+            answer_timeout: Duration::from_secs(15),
+            connect_timeout: Duration::from_secs(10),
+            store: Arc::new(MemoryStore::new()),
+            flow: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The shared flow, opened (again) when there is none or it closed.
+    pub async fn flow(&self) -> Result<Arc<Flow>, DialError> {
+        let mut held = self.flow.lock().await;
+        if let Some((f, _)) = held
+            .as_ref()
+            .filter(|(_, closed)| !closed.load(Ordering::Relaxed))
+        {
+            return Ok(Arc::clone(f));
+        }
+        let (flow, mut incoming) = Flow::connect(&self.outbound, Some(&self.tls), self.flow_limits)
             .await
-            .map_err(|_| DialError::Unreachable(format!("{addr}: no answer in 10 s")))?
-            .map_err(|e| DialError::Unreachable(format!("{addr}: {e}")))?;
-            Ok(Dialed {
-                channel: Box::new(stream),
-                hangup: Box::new(|| {}),
-            })
+            .map_err(|e| DialError::Unreachable(format!("the gateway's relay: {e}")))?;
+        let flow = Arc::new(flow);
+        tracing::info!(event = "flow opened", to = %self.outbound.addr, local = %flow.local());
+        // Requests the relay sends down the flow: a BYE from a terminal
+        // (its channel idled out) is answered 200 (the access notices its
+        // channel closed); anything else 405. The task ends with the flow.
+        let answering = Arc::downgrade(&flow);
+        let closed = Arc::new(AtomicBool::new(false));
+        let closing = Arc::clone(&closed);
+        tokio::spawn(async move {
+            let mut ctx = Context::new(None, None);
+            while let Some(req) = incoming.recv().await {
+                let Some(flow) = answering.upgrade() else {
+                    break;
+                };
+                let status = match req.method() {
+                    Some("BYE") | Some("OPTIONS") => Status::Ok,
+                    _ => Status::MethodNotAllowed,
+                };
+                if let Ok(Some(resp)) = respond(&req, &Answer::new(status), &mut ctx) {
+                    let _ = flow.send(&resp).await;
+                }
+            }
+            closing.store(true, Ordering::Relaxed);
+            tracing::info!(event = "flow closed");
+        });
+        *held = Some((Arc::clone(&flow), closed));
+        Ok(flow)
+    }
+
+    /// Stop handing out `flow` (it closed).
+    async fn forget(&self, flow: &Arc<Flow>) {
+        let mut held = self.flow.lock().await;
+        if held.as_ref().is_some_and(|(f, _)| Arc::ptr_eq(f, flow)) {
+            *held = None;
+        }
+    }
+
+    /// Who `user` calls as: their identity, its certificate naming their AOR.
+    fn caller(&self, user: &str) -> Result<Arc<Identity>, DialError> {
+        let refuse = |why: String| DialError::Refused {
+            status: 403,
+            reason: format!("Forbidden ({why})"),
+        };
+        if !is_plain_name(user) {
+            return Err(refuse(format!("{user:?} cannot be a caller's name")));
+        }
+        let dir = self.callers.join(user);
+        let identity = Identity::load_dir(&dir).map_err(|e| {
+            refuse(format!(
+                "no caller identity for {user} in {}: {e}",
+                self.callers.display()
+            ))
+        })?;
+        let aor = format!("sip:{user}@{}", self.realm).to_ascii_lowercase();
+        match identity.cert.uri() {
+            Some(u) if u.to_ascii_lowercase() == aor => Ok(Arc::new(identity)),
+            other => Err(refuse(format!(
+                "the caller certificate in {} names {}, not {aor}",
+                dir.display(),
+                other.as_deref().unwrap_or("no SIP URI")
+            ))),
+        }
+    }
+
+    /// The destination's certificate (its `cert:`, relative to the table).
+    fn peer_cert(&self, destination: &Destination) -> Result<Cert, DialError> {
+        let Some(path) = destination.cert.as_deref() else {
+            return Err(DialError::Refused {
+                status: 404,
+                reason: format!(
+                    "Not Found (no cert: for {} in the destinations table)",
+                    destination.uri
+                ),
+            });
+        };
+        let path = self.certs_base.join(path);
+        Cert::load(&path).map_err(|e| DialError::Unreachable(format!("{}: {e}", path.display())))
+    }
+
+    async fn dial_as(&self, user: &str, destination: &Destination) -> Result<Dialed, DialError> {
+        let identity = self.caller(user)?;
+        let peer = self.peer_cert(destination)?;
+        let mut flow = self.flow().await?;
+        let mut spec = CallSpec {
+            identity,
+            to: destination.uri.clone(),
+            seal: SealSpec {
+                peers: vec![Recipient::Cert(Box::new(peer))],
+                disclose: self
+                    .disclose
+                    .iter()
+                    .map(|c| Recipient::Cert(Box::new(c.clone())))
+                    .collect(),
+                ..Default::default()
+            },
+            trust: self.trust.clone(),
+            channel_ip: flow.local().ip(),
+            channel_allow: self.channel_allow.clone(),
+            answer_timeout: self.answer_timeout,
+            connect_timeout: self.connect_timeout,
+        };
+        let mut ctx = Context::new(None, None);
+        let limits = Limits::default();
+        let mut attempt = call(&flow, &spec, &*self.store, limits, &mut ctx).await;
+        // The flow closed under the INVITE (the relay's idle timeout, a
+        // restart): once more on a new one.
+        if matches!(attempt, Err(CallError::Flow(FlowError::Closed))) {
+            self.forget(&flow).await;
+            flow = self.flow().await?;
+            spec.channel_ip = flow.local().ip();
+            attempt = call(&flow, &spec, &*self.store, limits, &mut ctx).await;
+        }
+        let up = attempt.map_err(|e| match e {
+            CallError::Refused {
+                code,
+                reason,
+                warning,
+            } => DialError::Refused {
+                status: code,
+                reason: match warning {
+                    Some(w) => format!("{reason} ({w})"),
+                    None => reason,
+                },
+            },
+            other => DialError::Unreachable(other.to_string()),
+        })?;
+        tracing::info!(event = "called", user = %user, to = %destination.uri, call_id = %up.call_id, channel = %up.answer.addr);
+        let store = Arc::clone(&self.store);
+        let bye = up.bye;
+        let call_id = up.call_id;
+        let handle = tokio::runtime::Handle::current();
+        Ok(Dialed {
+            channel: Box::new(up.channel),
+            hangup: Box::new(move || {
+                handle.spawn(async move {
+                    let mut ctx = Context::new(None, None);
+                    let code = bye
+                        .send(&*store, limits, Duration::from_secs(5), &mut ctx)
+                        .await;
+                    match code {
+                        Ok(code) => {
+                            tracing::info!(event = "bye", call_id = %call_id, status = code)
+                        }
+                        Err(e) => tracing::info!(event = "bye", call_id = %call_id, error = %e),
+                    }
+                });
+            }),
         })
+    }
+}
+
+impl Dialer for SipDialer {
+    fn dial<'a>(&'a self, user: &'a str, destination: &'a Destination) -> Dialing<'a> {
+        Box::pin(self.dial_as(user, destination))
     }
 }
 

@@ -278,9 +278,12 @@ fn full(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Respo
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    // same-origin, not no-referrer: under no-referrer Chromium sends
+    // `Origin: null` with the gateway's own form POSTs, which the CSRF
+    // check (same_origin) must refuse; other sites still get no Referer.
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     r
 }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 pub mod baresip;
+pub mod callpath;
 pub mod live;
 pub mod realm;
 

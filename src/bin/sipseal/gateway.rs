@@ -3,16 +3,20 @@
 //! destinations' services.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use sipseal::gateway::destinations::{Destinations, is_sip_uri};
-use sipseal::gateway::proxy::{Dialer, DirectTcp, NoCall};
+use sipseal::gateway::destinations::Destinations;
+use sipseal::gateway::proxy::{Dialer, NoCall, SipDialer};
 use sipseal::gateway::{Config, Gateway, Tables};
+use sipseal::keys::Cert;
+use sipseal::net::tls::TlsSetup;
+use sipseal::net::{Hosts, Target, Transport};
 use sipseal::registrar::users::Users;
 
+use crate::args::{identity_at, load_anchors};
 use crate::error::{Error, Exit};
 
 /// `gateway`: the HTTPS gateway a browser reaches services through.
@@ -62,25 +66,101 @@ pub struct GatewayArgs {
     /// Browser connections served at once.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub max_connections: usize,
-    /// Reach a destination's service over plain TCP, with no call and no
-    /// data-channel security: URI=HOST:PORT (repeatable). A stand-in for
-    /// tests and trials until the call is built; without it every access
-    /// is refused 501.
-    #[arg(long, value_name = "URI=HOST:PORT", value_parser = parse_direct)]
-    pub direct_tcp: Vec<(String, SocketAddr)>,
+    /// The gateway's relay: the one mutual-TLS flow (tls:HOST:PORT, the
+    /// server named by HOST and chaining to --trust; the gateway presents
+    /// --identity) every access's call goes out on. Without it every
+    /// access is refused 501.
+    #[arg(long, value_name = "TARGET", requires_all = ["trust", "callers", "channel_allow"])]
+    pub outbound: Option<String>,
+    /// Names to resolve before DNS: a hosts file whose addresses may carry
+    /// a port (`127.0.0.1:5071 proxy-a.a.example.com`).
+    #[arg(long, value_name = "FILE")]
+    pub hosts: Option<PathBuf>,
+    /// Trust anchors (repeatable): the relay's TLS certificate and the
+    /// terminals' signatures on their answers chain to them.
+    #[arg(long, value_name = "PEM|DIR")]
+    pub trust: Vec<PathBuf>,
+    /// Who each user calls as: DIR/USER/{cert.pem,key.pem}, an RSA
+    /// identity whose SAN URI is sip:USER@REALM (the terminals check it
+    /// against their --allow). A user without one is refused.
+    #[arg(long, value_name = "DIR")]
+    pub callers: Option<PathBuf>,
+    /// A relay every offer is disclosed to (its certificate, repeatable);
+    /// other relays on the path see only sealed bodies.
+    #[arg(long, value_name = "CERT")]
+    pub disclose: Vec<PathBuf>,
+    /// Where an answer may send the gateway to connect its data channel:
+    /// the networks the terminals are in (repeatable, required with
+    /// --outbound), so that no answer makes the gateway connect elsewhere.
+    #[arg(long, value_name = "CIDR")]
+    pub channel_allow: Vec<ipnet::IpNet>,
 }
 
-fn parse_direct(s: &str) -> Result<(String, SocketAddr), String> {
-    let (uri, addr) = s
-        .rsplit_once('=')
-        .ok_or_else(|| format!("{s:?} is not URI=HOST:PORT"))?;
-    if !is_sip_uri(uri) {
-        return Err(format!("{uri:?} is not a sip: URI with a user and a host"));
+/// The real dialer from --outbound and its companions, or `NoCall`.
+fn dialer(args: &GatewayArgs) -> Result<Arc<dyn Dialer>, Error> {
+    let Some(outbound) = &args.outbound else {
+        eprintln!("warning: no --outbound: every access is refused 501 (no call can be placed)");
+        return Ok(Arc::new(NoCall));
+    };
+    let hosts = match &args.hosts {
+        Some(p) => Hosts::load(p).map_err(|why| {
+            Error::usage(
+                why.to_string(),
+                "lines of ADDRESS[:PORT] NAME..., as /etc/hosts",
+            )
+        })?,
+        None => Hosts::default(),
+    };
+    let target = Target::parse(outbound, &hosts).map_err(|why| {
+        Error::usage(
+            why.to_string(),
+            "e.g. --outbound tls:proxy-a.a.example.com:5061 (with --hosts for a name DNS does not know)",
+        )
+    })?;
+    if target.transport != Transport::Tls {
+        return Err(Error::usage(
+            format!("--outbound {outbound}: the gateway's flow is mutual TLS"),
+            "give --outbound tls:HOST:PORT",
+        ));
     }
-    let addr: SocketAddr = addr
-        .parse()
-        .map_err(|_| format!("{addr:?} is not HOST:PORT (an address literal)"))?;
-    Ok((uri.to_ascii_lowercase(), addr))
+    let mut trust = Vec::new();
+    for t in &args.trust {
+        trust.extend(load_anchors(t)?);
+    }
+    let identity = identity_at(&args.identity)?;
+    let tls = TlsSetup::new(Some(&identity), &trust)
+        .map_err(|e| Error::usage(e.to_string(), "check --identity and --trust"))?;
+    let callers = args.callers.clone().unwrap_or_default();
+    if !callers.is_dir() {
+        return Err(Error::usage(
+            format!("--callers {}: not a directory", callers.display()),
+            "give a directory with one USER/{cert.pem,key.pem} per user (e.g. keys/, whose alice/ names sip:alice@a.example.com)",
+        ));
+    }
+    let mut disclose = Vec::new();
+    for c in &args.disclose {
+        disclose.push(Cert::load(c).map_err(|e| {
+            Error::usage(
+                format!("--disclose {}: {e}", c.display()),
+                "give the relay's certificate (PEM)",
+            )
+        })?);
+    }
+    let base = args
+        .destinations
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    Ok(Arc::new(SipDialer::new(
+        target,
+        Arc::new(tls),
+        callers,
+        args.realm.clone(),
+        base,
+        disclose,
+        trust,
+        args.channel_allow.clone(),
+    )))
 }
 
 /// Read --users and --destinations.
@@ -145,16 +225,7 @@ pub fn run(args: GatewayArgs) -> Result<Exit, Error> {
             "check --identity (an RSA or P-256 key and its certificate)",
         )
     })?;
-    let dialer: Arc<dyn Dialer> = if args.direct_tcp.is_empty() {
-        Arc::new(NoCall)
-    } else {
-        eprintln!(
-            "warning: --direct-tcp: destinations reached over plain TCP, with no call and no channel security; for tests only"
-        );
-        Arc::new(DirectTcp {
-            routes: args.direct_tcp.clone(),
-        })
-    };
+    let dialer = dialer(&args)?;
     let config = Config {
         realm: args.realm.clone(),
         phone_header,
