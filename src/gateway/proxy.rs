@@ -283,6 +283,12 @@ impl SipDialer {
                 ..Default::default()
             },
             trust: self.trust.clone(),
+            // A relay the offer is disclosed to holds the session key the
+            // answer is sealed under: then only the destination's
+            // signature keeps it from rewriting the channel's address and
+            // fingerprint (docs/SPEC.md §7.2). Without one, only the two
+            // ends hold the key.
+            require_signed_answer: !self.disclose.is_empty(),
             channel_ip: flow.local().ip(),
             channel_allow: self.channel_allow.clone(),
             answer_timeout: self.answer_timeout,

@@ -125,7 +125,9 @@ impl CallPath {
         let mut args = vec![
             "terminal",
             "--identity",
-            "keys/bob-ec",
+            // RSA: it signs its answers, which the gateway requires when it
+            // discloses the offer to a relay (docs/SPEC.md §7.2).
+            "keys/bob",
             "--trust",
             "keys/trust.pem",
             "--outbound",
@@ -184,7 +186,7 @@ impl CallPath {
 
     /// The terminal's certificate, as a destination's `cert:`.
     pub fn destination_cert() -> String {
-        repo().join("keys/bob-ec/cert.pem").display().to_string()
+        repo().join("keys/bob/cert.pem").display().to_string()
     }
 
     /// Every daemon's log, for a failed assertion.
