@@ -7,12 +7,47 @@
 #
 #   bash benches/warm-path.sh            print, compare
 #   bash benches/warm-path.sh --record   and record these figures as the last
+#   bash benches/warm-path.sh --instructions [--record]
+#       instructions per operation instead (examples/warm_open.rs under
+#       valgrind, N and 6N iterations, the difference over 5N): the same
+#       on a busy machine, where wall time is noise. Valgrind's CPU has no
+#       AVX-512, so the crypto's share differs from the real one; the
+#       parse and restore code counts the same. Compared with
+#       benches/warm-path-instructions.last.
 #
 # Targets (issue 26): SIP message opened <= 2.5 us, envelope <= 1.5 us,
 # sealed <= 2.5 us.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 last=benches/warm-path.last
+if [ "${1:-}" = --instructions ]; then
+  shift
+  command -v valgrind >/dev/null || { echo "warm-path.sh: --instructions needs valgrind (apt-get install valgrind)" >&2; exit 2; }
+  last=benches/warm-path-instructions.last
+  cargo build --profile bench --example warm_open 2>/dev/null
+  bin=target/release/examples/warm_open
+  refs() { valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null "$bin" "$1" "$2" 2>&1 |
+    awk '/I *refs/ { gsub(",", "", $4); print $4 }'; }
+  n=2000
+  now=$(mktemp)
+  trap 'rm -f "$now"' EXIT
+  for what in sip envelope seal; do
+    a=$(refs "$what" "$n"); b=$(refs "$what" $((6 * n)))
+    printf '%s\t%d\n' "$what" $(((b - a) / (5 * n))) >>"$now"
+  done
+  printf '%-12s %14s %14s %8s\n' "warm_open" "now (instr)" "last (instr)" "change"
+  while IFS=$'\t' read -r name v; do
+    before=$( (grep -F "$name"$'\t' "$last" 2>/dev/null || true) | cut -f2)
+    change=-
+    [ -n "$before" ] && change=$(awk -v a="$v" -v b="$before" 'BEGIN { printf "%+.1f%%", (a / b - 1) * 100 }')
+    printf '%-12s %14s %14s %8s\n' "$name" "$v" "${before:--}" "$change"
+  done <"$now"
+  if [ "${1:-}" = --record ]; then
+    cp "$now" "$last"
+    echo "recorded in $last"
+  fi
+  exit 0
+fi
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 cargo bench --bench session -- --warm-up-time 2 --measurement-time 5 >"$out" 2>/dev/null

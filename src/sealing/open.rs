@@ -2,6 +2,8 @@
 //! MIME entity, bare CMS), the sealed body inside it, and the message
 //! restored with its plaintext body.
 
+use std::borrow::Cow;
+
 use base64::Engine;
 use rand::CryptoRng;
 use zeroize::Zeroizing;
@@ -127,20 +129,23 @@ fn mime_input(bytes: &[u8]) -> Result<(HeaderPairs, Vec<u8>), SealError> {
 
 /// The DER of a SIP message's sealed body (transfer encoding undone),
 /// under an outer signature the part it signed.
-pub fn sealed_body(msg: &Message) -> Result<Vec<u8>, SealError> {
+/// Borrowed from the message when its body is the DER itself (the usual
+/// case: a copy was a tenth of a warm open).
+pub fn sealed_body(msg: &Message) -> Result<Cow<'_, [u8]>, SealError> {
     match peel(msg)? {
         // The errors name what the message carries: multipart/signed.
-        Some(inner) => sealed_body(&inner).map_err(|e| match e {
-            SealError::NotSealed(signed_type) => SealError::SignedNotSealed(signed_type),
-            e => e,
-        }),
+        Some(inner) => match sealed_body(&inner) {
+            Ok(der) => Ok(Cow::Owned(der.into_owned())),
+            Err(SealError::NotSealed(signed_type)) => Err(SealError::SignedNotSealed(signed_type)),
+            Err(e) => Err(e),
+        },
         None => sealed_der(msg),
     }
 }
 
 /// The DER of the body of `msg` itself, which must be
 /// `application/pkcs7-mime` (transfer encoding undone).
-pub fn sealed_der(msg: &Message) -> Result<Vec<u8>, SealError> {
+pub fn sealed_der(msg: &Message) -> Result<Cow<'_, [u8]>, SealError> {
     if msg.body().is_empty() {
         return Err(SealError::NoBody);
     }
@@ -152,8 +157,8 @@ pub fn sealed_der(msg: &Message) -> Result<Vec<u8>, SealError> {
     let encoding = msg.header("Content-Transfer-Encoding").map(str::trim);
     let is = |e: &str| encoding.is_some_and(|v| v.eq_ignore_ascii_case(e));
     match encoding {
-        None => Ok(msg.body().to_vec()),
-        Some(_) if is("binary") || is("8bit") || is("7bit") => Ok(msg.body().to_vec()),
+        None => Ok(Cow::Borrowed(msg.body())),
+        Some(_) if is("binary") || is("8bit") || is("7bit") => Ok(Cow::Borrowed(msg.body())),
         Some(_) if is("base64") => {
             let compact: Vec<u8> = msg
                 .body()
@@ -163,6 +168,7 @@ pub fn sealed_der(msg: &Message) -> Result<Vec<u8>, SealError> {
                 .collect();
             base64::engine::general_purpose::STANDARD
                 .decode(compact)
+                .map(Cow::Owned)
                 .map_err(|e| SealError::TransferEncoding {
                     encoding: "base64".into(),
                     reason: e.to_string(),
@@ -206,10 +212,10 @@ pub struct OpenedContent {
 }
 
 /// The DER envelope inside any accepted input.
-pub fn envelope_der(input: &SealedInput) -> Result<Vec<u8>, SealError> {
+pub fn envelope_der(input: &SealedInput) -> Result<Cow<'_, [u8]>, SealError> {
     match input {
         SealedInput::Sip(msg) => sealed_body(msg),
-        SealedInput::Mime { der, .. } | SealedInput::Cms(der) => Ok(der.clone()),
+        SealedInput::Mime { der, .. } | SealedInput::Cms(der) => Ok(Cow::Borrowed(der)),
     }
 }
 

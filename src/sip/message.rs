@@ -300,7 +300,7 @@ pub struct Message {
     start: StartLine,
     headers: Vec<Header>,
     /// The empty line ending the header section (`\r\n`, or `\n` in hand-written files).
-    separator: Vec<u8>,
+    separator: &'static [u8],
     body: Vec<u8>,
     /// Bytes after the body that were discarded (datagram framing).
     discarded: usize,
@@ -474,7 +474,11 @@ impl Message {
                 return Err(err(line_no, input.len(), ParseErrorKind::Truncated));
             }
             if l.text.is_empty() {
-                separator = input[pos..l.next].to_vec();
+                separator = if l.next - pos == 2 {
+                    &b"\r\n"[..]
+                } else {
+                    &b"\n"[..]
+                };
                 pos = l.next;
                 break;
             }
@@ -615,7 +619,7 @@ impl Message {
             start_raw: format!("{start}\r\n").into_bytes(),
             start,
             headers: Vec::new(),
-            separator: b"\r\n".to_vec(),
+            separator: b"\r\n",
             body: Vec::new(),
             discarded: 0,
             top_via: TopVia::default(),
@@ -659,7 +663,7 @@ impl Message {
         for h in &self.headers {
             out.extend_from_slice(h.raw());
         }
-        out.extend_from_slice(&self.separator);
+        out.extend_from_slice(self.separator);
         out.extend_from_slice(&self.body);
         out
     }

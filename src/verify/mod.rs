@@ -552,7 +552,7 @@ pub fn verify_message<R: CryptoRng + ?Sized>(
     {
         let opened = Envelope::parse(&der)
             .map_err(SealError::from)
-            .and_then(|env| open_parsed(SealedInput::Cms(der.clone()), &env, keys, rng));
+            .and_then(|env| open_parsed(SealedInput::Cms(der.to_vec()), &env, keys, rng));
         match opened {
             Ok(opened) => match &opened.inner {
                 Some(result) => signatures.push(verify_inner("inner", Some(msg), result, opts)),
