@@ -9,6 +9,7 @@
 //! fingerprints it carried; a client with another certificate is
 //! refused on the wire. The capture, the key log and tshark's text stay
 //! under target/tmp/captures. Without tshark the test says SKIPPED.
+//! And a key log that cannot be written is told at a daemon's start.
 #![cfg(feature = "live")]
 
 mod common;
@@ -740,6 +741,38 @@ fn ski(cert: &str) -> String {
         .trim()
         .replace(':', "")
         .to_ascii_lowercase()
+}
+
+/// A key log that cannot be written is told at start (rustls would
+/// silently log nothing), and the daemon serves all the same.
+#[test]
+fn a_key_log_that_cannot_be_written_is_told_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let nowhere = d.join("missing").join("keys");
+    let relay = Daemon::start_env(
+        d,
+        "relay",
+        &[
+            "relay",
+            "--listen",
+            "tls:127.0.0.1:0",
+            "--identity",
+            "keys/proxy-a-ec",
+            "--trust",
+            "keys/trust.pem",
+        ],
+        &[("SSLKEYLOGFILE", &nowhere)],
+    );
+    let log = relay.log_text();
+    assert!(
+        log.contains(&format!(
+            "SSLKEYLOGFILE={} cannot be written",
+            nowhere.display()
+        )) && log.contains("no TLS secrets are logged"),
+        "{log}"
+    );
+    assert!(!nowhere.exists());
 }
 
 /// Stop tshark (SIGINT: it writes what it has) and wait for it.

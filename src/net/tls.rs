@@ -83,8 +83,8 @@ pub fn key_log() -> Option<Arc<dyn KeyLog>> {
 }
 
 /// The key log for the variable's value `var`: none when unset or empty.
-/// rustls's `KeyLogFile` opens the file the variable names (appending,
-/// created 0600) and warns through its log when it cannot.
+/// rustls's `KeyLogFile` reads the variable itself and opens the file it
+/// names (appending, created 0600); when it cannot, it logs nothing.
 fn key_log_for(var: Option<&OsStr>) -> Option<Arc<dyn KeyLog>> {
     let _path = logged_to(var)?;
     Some(Arc::new(rustls::KeyLogFile::new()))

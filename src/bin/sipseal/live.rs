@@ -43,11 +43,26 @@ pub fn init_log() {
         .with_writer(std::io::stderr)
         .try_init();
     if let Some(file) = sipseal::net::tls::key_log_file() {
-        eprintln!(
-            "warning: SSLKEYLOGFILE is set: the TLS secrets of every connection go to {} \
-             (a debugging aid: whoever reads that file decrypts the traffic; never in production)",
-            file.display()
-        );
+        // rustls's KeyLogFile says nothing when it cannot open the file:
+        // open it here first (as it does: appending, created 0600).
+        use std::os::unix::fs::OpenOptionsExt;
+        let opened = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&file);
+        match opened {
+            Ok(_) => eprintln!(
+                "warning: SSLKEYLOGFILE is set: the TLS secrets of every connection go to {} \
+                 (a debugging aid: whoever reads that file decrypts the traffic; never in production)",
+                file.display()
+            ),
+            Err(e) => eprintln!(
+                "warning: SSLKEYLOGFILE={} cannot be written ({e}): no TLS secrets are logged \
+                 (hint: name a file in a writable directory, or unset it)",
+                file.display()
+            ),
+        }
     }
 }
 
