@@ -19,7 +19,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use rustls::{DigitallySignedStruct, DistinguishedName, KeyLog, SignatureScheme};
 use tokio::net::{TcpListener, TcpStream};
 use zeroize::Zeroizing;
 
@@ -100,30 +100,53 @@ impl ChannelCert {
     /// The configuration of the end that connects: it presents this
     /// certificate and accepts only a server whose certificate has
     /// `peer` as its fingerprint.
+    /// Its secrets go to `SSLKEYLOGFILE` when that is set
+    /// ([`crate::net::tls::key_log`]).
     pub fn client_config(&self, peer: Fingerprint) -> Result<rustls::ClientConfig, ChannelError> {
+        self.client_config_with(peer, crate::net::tls::key_log())
+    }
+
+    fn client_config_with(
+        &self,
+        peer: Fingerprint,
+        log: Option<Arc<dyn KeyLog>>,
+    ) -> Result<rustls::ClientConfig, ChannelError> {
         let provider = provider();
         let (chain, key) = self.chain_key();
-        rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(config_err)?
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(Pinned::new(peer, &provider)))
             .with_client_auth_cert(chain, key)
-            .map_err(config_err)
+            .map_err(config_err)?;
+        crate::net::tls::install_key_log(&mut config.key_log, log);
+        Ok(config)
     }
 
     /// The configuration of the end that listens: it presents this
     /// certificate and requires a client certificate whose fingerprint
     /// is `peer`.
+    /// Its secrets go to `SSLKEYLOGFILE` when that is set.
     pub fn server_config(&self, peer: Fingerprint) -> Result<rustls::ServerConfig, ChannelError> {
+        self.server_config_with(peer, crate::net::tls::key_log())
+    }
+
+    fn server_config_with(
+        &self,
+        peer: Fingerprint,
+        log: Option<Arc<dyn KeyLog>>,
+    ) -> Result<rustls::ServerConfig, ChannelError> {
         let provider = provider();
         let (chain, key) = self.chain_key();
-        rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(config_err)?
             .with_client_cert_verifier(Arc::new(Pinned::new(peer, &provider)))
             .with_single_cert(chain, key)
-            .map_err(config_err)
+            .map_err(config_err)?;
+        crate::net::tls::install_key_log(&mut config.key_log, log);
+        Ok(config)
     }
 }
 
@@ -484,5 +507,29 @@ mod tests {
         let _ok = connect(addr, &alice, b_fp, WAIT).await.unwrap();
         let refused = server.await.unwrap();
         assert!(!refused.is_empty(), "mallory's connection was refused");
+    }
+
+    #[test]
+    fn with_a_key_log_both_ends_of_a_channel_log_their_secrets() {
+        use crate::net::tls::testing::{Recorder, assert_logged, handshake};
+        let (alice, bob) = (
+            cert("sip:alice@a.example.com"),
+            cert("sip:bob@b.example.com"),
+        );
+        let (at_alice, at_bob) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
+        let client = alice
+            .client_config_with(bob.fingerprint(), Some(at_alice.clone()))
+            .unwrap();
+        let server = bob
+            .server_config_with(alice.fingerprint(), Some(at_bob.clone()))
+            .unwrap();
+        handshake(Arc::new(client), "127.0.0.1", Arc::new(server)).unwrap();
+        assert_logged(&at_alice);
+        assert_logged(&at_bob);
+        // Without one, rustls's default: nothing is logged.
+        let quiet = alice.client_config_with(bob.fingerprint(), None).unwrap();
+        assert!(!quiet.key_log.will_log("CLIENT_TRAFFIC_SECRET_0"));
+        let quiet = bob.server_config_with(alice.fingerprint(), None).unwrap();
+        assert!(!quiet.key_log.will_log("CLIENT_TRAFFIC_SECRET_0"));
     }
 }

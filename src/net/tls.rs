@@ -11,15 +11,22 @@
 //! without wildcards. A client's certificate is checked for its chain and
 //! purpose; who it names is the workflow's business (the peer's
 //! certificate is handed to it).
+//!
+//! Key logging: with `SSLKEYLOGFILE` set, every configuration built here
+//! and in `datachannel::tls` writes its TLS secrets to that file (NSS key
+//! log format, rustls's [`rustls::KeyLogFile`]), so that tshark or
+//! Wireshark can decrypt a capture. A debugging aid only: the file opens
+//! every connection of the process to whoever reads it.
 
-use std::sync::Arc;
+use std::ffi::OsStr;
+use std::sync::{Arc, OnceLock};
 
 use der::Encode;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
-use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{DigitallySignedStruct, KeyLog, RootCertStore, SignatureScheme};
 use x509_cert::ext::pkix::SubjectAltName;
 use x509_cert::ext::pkix::name::GeneralName;
 
@@ -62,10 +69,59 @@ fn rustls_err(e: impl std::fmt::Display) -> TlsError {
     TlsError::Rustls(e.to_string())
 }
 
+/// The environment variable that names the key log file (the convention
+/// of NSS, OpenSSL, curl and browsers).
+pub const KEY_LOG_VAR: &str = "SSLKEYLOGFILE";
+
+/// Where this process's TLS secrets go: a key log when `SSLKEYLOGFILE`
+/// is set and not empty, else nowhere (rustls's default). Decided once
+/// per process, at the first configuration built.
+pub fn key_log() -> Option<Arc<dyn KeyLog>> {
+    static LOG: OnceLock<Option<Arc<dyn KeyLog>>> = OnceLock::new();
+    LOG.get_or_init(|| key_log_for(std::env::var_os(KEY_LOG_VAR).as_deref()))
+        .clone()
+}
+
+/// The key log for the variable's value `var`: none when unset or empty.
+/// rustls's `KeyLogFile` reads the variable itself and opens the file it
+/// names (appending, created 0600); when it cannot, it logs nothing.
+fn key_log_for(var: Option<&OsStr>) -> Option<Arc<dyn KeyLog>> {
+    let _path = logged_to(var)?;
+    Some(Arc::new(rustls::KeyLogFile::new()))
+}
+
+/// The file the variable's value `var` names, when it names one.
+fn logged_to(var: Option<&OsStr>) -> Option<&OsStr> {
+    var.filter(|v| !v.is_empty())
+}
+
+/// The file this process logs its TLS secrets to, when [`key_log`] is
+/// active: for a daemon's warning at start.
+pub fn key_log_file() -> Option<std::path::PathBuf> {
+    let var = std::env::var_os(KEY_LOG_VAR);
+    logged_to(var.as_deref()).map(std::path::PathBuf::from)
+}
+
+/// Install `log` (when some) as the configuration's key log.
+pub(crate) fn install_key_log(slot: &mut Arc<dyn KeyLog>, log: Option<Arc<dyn KeyLog>>) {
+    if let Some(log) = log {
+        *slot = log;
+    }
+}
+
 impl TlsSetup {
     /// TLS with `identity` (needed to accept connections, and to present
     /// as a client) and the `trust` anchors for peers.
     pub fn new(identity: Option<&Identity>, trust: &[Cert]) -> Result<TlsSetup, TlsError> {
+        TlsSetup::with_key_log(identity, trust, key_log())
+    }
+
+    /// [`TlsSetup::new`] logging its secrets to `log` when some.
+    fn with_key_log(
+        identity: Option<&Identity>,
+        trust: &[Cert],
+        log: Option<Arc<dyn KeyLog>>,
+    ) -> Result<TlsSetup, TlsError> {
         let mut roots = RootCertStore::empty();
         for anchor in trust {
             let der = anchor.cert.to_der().map_err(rustls_err)?;
@@ -82,12 +138,13 @@ impl TlsSetup {
                 )
                 .build()
                 .map_err(rustls_err)?;
-                let config = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+                let mut config = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
                     .with_safe_default_protocol_versions()
                     .map_err(rustls_err)?
                     .with_client_cert_verifier(verifier)
                     .with_single_cert(chain.clone(), key.clone_key())
                     .map_err(rustls_err)?;
+                install_key_log(&mut config.key_log, log.clone());
                 Some(Arc::new(config))
             }
             None => None,
@@ -101,12 +158,13 @@ impl TlsSetup {
             .map_err(rustls_err)?
             .dangerous()
             .with_custom_certificate_verifier(verifier);
-        let client = match chain_key {
+        let mut client = match chain_key {
             Some((chain, key)) => builder
                 .with_client_auth_cert(chain, key)
                 .map_err(rustls_err)?,
             None => builder.with_no_client_auth(),
         };
+        install_key_log(&mut client.key_log, log);
         Ok(TlsSetup {
             server,
             client: Arc::new(client),
@@ -169,6 +227,14 @@ fn chain_and_key(id: &Identity) -> Result<ChainKey, TlsError> {
 /// A server for browsers (the HTTP gateway): `identity`'s certificate,
 /// no client certificate asked for, HTTP/1.1 by ALPN.
 pub fn https_server(identity: &Identity) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    https_server_with(identity, key_log())
+}
+
+/// [`https_server`] logging its secrets to `log` when some.
+fn https_server_with(
+    identity: &Identity,
+    log: Option<Arc<dyn KeyLog>>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let (chain, key) = chain_and_key(identity)?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
@@ -177,6 +243,7 @@ pub fn https_server(identity: &Identity) -> Result<Arc<rustls::ServerConfig>, Tl
         .with_single_cert(chain, key)
         .map_err(rustls_err)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    install_key_log(&mut config.key_log, log);
     Ok(Arc::new(config))
 }
 
@@ -288,8 +355,94 @@ impl ServerCertVerifier for SipServerVerifier {
     }
 }
 
+/// Test helpers shared with `datachannel::tls`: a key log that records
+/// what it is given, and a handshake in memory.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::sync::{Arc, Mutex};
+
+    /// Records the labels it is asked to log, with the client random.
+    #[derive(Debug, Default)]
+    pub struct Recorder(Mutex<Vec<(String, Vec<u8>)>>);
+
+    impl rustls::KeyLog for Recorder {
+        fn log(&self, label: &str, client_random: &[u8], _secret: &[u8]) {
+            self.0
+                .lock()
+                .unwrap()
+                .push((label.to_owned(), client_random.to_vec()));
+        }
+    }
+
+    impl Recorder {
+        /// The labels logged so far, and whether all were for one
+        /// connection (one client random).
+        pub fn labels(&self) -> (Vec<String>, bool) {
+            let got = self.0.lock().unwrap();
+            let one = got.windows(2).all(|w| w[0].1 == w[1].1);
+            (got.iter().map(|(l, _)| l.clone()).collect(), one)
+        }
+    }
+
+    /// Run a handshake between the two configurations in memory.
+    pub fn handshake(
+        client: Arc<rustls::ClientConfig>,
+        name: &str,
+        server: Arc<rustls::ServerConfig>,
+    ) -> Result<(), rustls::Error> {
+        let name = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
+        let mut c = rustls::ClientConnection::new(client, name)?;
+        let mut s = rustls::ServerConnection::new(server)?;
+        for _ in 0..16 {
+            let mut buf = Vec::new();
+            while c.wants_write() {
+                c.write_tls(&mut buf).unwrap();
+            }
+            let mut rd = &buf[..];
+            while !rd.is_empty() {
+                s.read_tls(&mut rd).unwrap();
+                s.process_new_packets()?;
+            }
+            let mut buf = Vec::new();
+            while s.wants_write() {
+                s.write_tls(&mut buf).unwrap();
+            }
+            let mut rd = &buf[..];
+            while !rd.is_empty() {
+                c.read_tls(&mut rd).unwrap();
+                c.process_new_packets()?;
+            }
+            if !c.is_handshaking() && !s.is_handshaking() {
+                return Ok(());
+            }
+        }
+        Err(rustls::Error::General(
+            "the handshake did not finish".into(),
+        ))
+    }
+
+    /// What both ends of a TLS 1.3 connection must log for tshark to
+    /// decrypt it.
+    pub const TLS13_LABELS: [&str; 4] = [
+        "CLIENT_HANDSHAKE_TRAFFIC_SECRET",
+        "SERVER_HANDSHAKE_TRAFFIC_SECRET",
+        "CLIENT_TRAFFIC_SECRET_0",
+        "SERVER_TRAFFIC_SECRET_0",
+    ];
+
+    /// `rec` logged every TLS 1.3 secret of one connection.
+    pub fn assert_logged(rec: &Recorder) {
+        let (labels, one) = rec.labels();
+        for want in TLS13_LABELS {
+            assert!(labels.iter().any(|l| l == want), "{want} in {labels:?}");
+        }
+        assert!(one, "one connection's secrets: {labels:?}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::testing::{Recorder, assert_logged, handshake};
     use super::*;
     use std::path::Path;
 
@@ -310,5 +463,69 @@ mod tests {
         let alice = cert("keys/alice/cert.pem");
         assert!(sip_identities(&alice).is_empty());
         assert!(!serves(&alice, "a.example.com"));
+    }
+
+    fn trust() -> Vec<Cert> {
+        Cert::load_all(&Path::new(env!("CARGO_MANIFEST_DIR")).join("keys/trust.pem")).unwrap()
+    }
+
+    fn identity(dir: &str) -> Identity {
+        Identity::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join(dir)).unwrap()
+    }
+
+    #[test]
+    fn the_key_log_is_on_only_when_the_variable_names_a_file() {
+        assert!(key_log_for(None).is_none());
+        assert!(key_log_for(Some(OsStr::new(""))).is_none());
+        assert_eq!(
+            logged_to(Some(OsStr::new("/tmp/keys"))),
+            Some(OsStr::new("/tmp/keys"))
+        );
+        // Unset: the configurations keep rustls's default, which logs nothing.
+        let trust = trust();
+        let setup =
+            TlsSetup::with_key_log(Some(&identity("keys/proxy-a-ec")), &trust, None).unwrap();
+        assert!(!setup.client.key_log.will_log("CLIENT_TRAFFIC_SECRET_0"));
+        assert!(
+            !setup
+                .server
+                .unwrap()
+                .key_log
+                .will_log("CLIENT_TRAFFIC_SECRET_0")
+        );
+        let https = https_server_with(&identity("keys/proxy-a"), None).unwrap();
+        assert!(!https.key_log.will_log("CLIENT_TRAFFIC_SECRET_0"));
+    }
+
+    #[test]
+    fn with_a_key_log_both_ends_of_mutual_tls_log_their_secrets() {
+        let trust = trust();
+        let (at_server, at_client) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
+        let server = TlsSetup::with_key_log(
+            Some(&identity("keys/proxy-a-ec")),
+            &trust,
+            Some(at_server.clone()),
+        )
+        .unwrap();
+        let client = TlsSetup::with_key_log(
+            Some(&identity("keys/proxy-b-ec")),
+            &trust,
+            Some(at_client.clone()),
+        )
+        .unwrap();
+        handshake(
+            client.client_config(),
+            "proxy-a.a.example.com",
+            server.server.clone().unwrap(),
+        )
+        .unwrap();
+        assert_logged(&at_server);
+        assert_logged(&at_client);
+        // The HTTPS server's too.
+        let at_https = Arc::new(Recorder::default());
+        let https = https_server_with(&identity("keys/proxy-a"), Some(at_https.clone())).unwrap();
+        let browser = TlsSetup::with_key_log(None, &trust, None).unwrap();
+        handshake(browser.client_config(), "proxy-a.a.example.com", https).unwrap();
+        assert_logged(&at_https);
     }
 }

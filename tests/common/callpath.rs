@@ -19,6 +19,21 @@ use super::{repo, s, write};
 /// The destination the terminal answers as.
 pub const DESTINATION: &str = "sip:bob@b.example.com";
 
+/// How to start it: [`CallPath::start_opts`].
+#[derive(Default)]
+pub struct Options<'a> {
+    /// More flags for relay A.
+    pub relay_a_extra: &'a [&'a str],
+    /// More flags for the terminal.
+    pub terminal_extra: &'a [&'a str],
+    /// Relay A's TLS port (0: any).
+    pub relay_a_port: u16,
+    /// Relay B's TLS port (0: any).
+    pub relay_b_port: u16,
+    /// Environment variables for every daemon (`SSLKEYLOGFILE`).
+    pub env: &'a [(&'a str, &'a Path)],
+}
+
 /// The running path.
 pub struct CallPath {
     pub registrar: Daemon,
@@ -49,6 +64,27 @@ impl CallPath {
         relay_a_extra: &[&str],
         terminal_extra: &[&str],
     ) -> CallPath {
+        CallPath::start_opts(
+            d,
+            service,
+            &Options {
+                relay_a_extra,
+                terminal_extra,
+                ..Options::default()
+            },
+        )
+    }
+
+    /// [`CallPath::start`] with every option.
+    pub fn start_opts(d: &Path, service: u16, opts: &Options) -> CallPath {
+        let Options {
+            relay_a_extra,
+            terminal_extra,
+            relay_a_port,
+            relay_b_port,
+            env,
+        } = *opts;
+        let start = |name: &str, args: &[&str]| Daemon::start_env(d, name, args, env);
         std::fs::create_dir_all(d).unwrap();
         let realm = Realm::new(d, "b.example.com", &["bob"], false);
         let registry = d.join("registry");
@@ -59,13 +95,13 @@ impl CallPath {
             format!("127.0.0.1:{} b.example.com\n", registrar.port("udp")).as_bytes(),
         );
         let report_b = d.join("report-b.jsonl");
-        let relay_b = Daemon::start(
-            d,
+        let listen_b = format!("tls:127.0.0.1:{relay_b_port}");
+        let relay_b = start(
             "relay-b",
             &[
                 "relay",
                 "--listen",
-                "tls:127.0.0.1:0",
+                &listen_b,
                 "--listen",
                 "udp:127.0.0.1:0",
                 "--identity",
@@ -93,10 +129,11 @@ impl CallPath {
         );
         let report_a = d.join("report-a.jsonl");
         let next = format!("sip:{to_b};transport=tls");
+        let listen_a = format!("tls:127.0.0.1:{relay_a_port}");
         let mut args = vec![
             "relay",
             "--listen",
-            "tls:127.0.0.1:0",
+            &listen_a,
             "--identity",
             "keys/proxy-a-ec",
             "--trust",
@@ -112,7 +149,7 @@ impl CallPath {
             s(&report_a),
         ];
         args.extend_from_slice(relay_a_extra);
-        let relay_a = Daemon::start(d, "relay-a", &args);
+        let relay_a = start("relay-a", &args);
         let ua_hosts = write(
             d,
             "ua-hosts",
@@ -142,7 +179,7 @@ impl CallPath {
             &serve,
         ];
         args.extend_from_slice(terminal_extra);
-        let terminal = Daemon::start(d, "terminal", &args);
+        let terminal = start("terminal", &args);
         let hosts = write(
             d,
             "gateway-hosts",

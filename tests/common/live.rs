@@ -47,8 +47,17 @@ impl Daemon {
     /// Start `sipseal ARGS` in `dir`, its log in `dir/NAME.log`, and wait
     /// for its "listening on" line.
     pub fn start(dir: &Path, name: &str, args: &[&str]) -> Daemon {
+        Daemon::start_env(dir, name, args, &[])
+    }
+
+    /// [`Daemon::start`] with these environment variables set for it
+    /// (`SSLKEYLOGFILE`).
+    pub fn start_env(dir: &Path, name: &str, args: &[&str], env: &[(&str, &Path)]) -> Daemon {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sipseal"));
         cmd.args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         Daemon::start_command(dir, name, cmd)
     }
 

@@ -31,6 +31,8 @@ pub fn listen_addr(s: &str) -> Result<(Transport, SocketAddr), Error> {
 /// The live servers' log: one JSON object per line on standard error,
 /// the event's fields at the top level (`transport`, `from`, `method`,
 /// `call_id`, `decision`, `latency_us`, ...), with a timestamp and level.
+/// With `SSLKEYLOGFILE` set, one warning line first: every TLS secret of
+/// the daemon goes to that file.
 pub fn init_log() {
     let _ = tracing_subscriber::fmt()
         .json()
@@ -40,6 +42,28 @@ pub fn init_log() {
         .with_target(false)
         .with_writer(std::io::stderr)
         .try_init();
+    if let Some(file) = sipseal::net::tls::key_log_file() {
+        // rustls's KeyLogFile says nothing when it cannot open the file:
+        // open it here first (as it does: appending, created 0600).
+        use std::os::unix::fs::OpenOptionsExt;
+        let opened = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&file);
+        match opened {
+            Ok(_) => eprintln!(
+                "warning: SSLKEYLOGFILE is set: the TLS secrets of every connection go to {} \
+                 (a debugging aid: whoever reads that file decrypts the traffic; never in production)",
+                file.display()
+            ),
+            Err(e) => eprintln!(
+                "warning: SSLKEYLOGFILE={} cannot be written ({e}): no TLS secrets are logged \
+                 (hint: name a file in a writable directory, or unset it)",
+                file.display()
+            ),
+        }
+    }
 }
 
 /// The runtime a live server runs on.
