@@ -705,6 +705,41 @@ fn a_terminal_without_a_certificate_enrols_at_registration_and_answers_with_it()
     });
 }
 
+/// Through two relays, the caller's with `--next` (as the gateway's): the
+/// terminal's BYE (its `--idle` ended the call) follows the Record-Route
+/// back, and the caller's edge relay sends it down the caller's flow by
+/// the flow token in its Record-Route entry (RFC 5626 §5.3), not to its
+/// next hop.
+#[test]
+fn through_two_relays_the_terminals_bye_comes_down_the_callers_flow() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = common::callpath::CallPath::start(tmp.path(), http_service(), &["--idle", "1"]);
+    path.wait_registered();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = MemoryStore::new();
+        let mut ctx = Context::new(None, None);
+        let mut alice = spec_to("alice", "bob", true);
+        alice.seal.disclose = vec![Recipient::Cert(Box::new(cert("proxy-a-ec")))];
+        let flow = flow_answering("alice", &path.outbound, &path.hosts, &alice.dialogs).await;
+        let mut up = call(&flow, &alice, &store, Limits::default(), &mut ctx)
+            .await
+            .unwrap_or_else(|e| panic!("alice's call: {e}\n{}", path.logs()));
+        assert!(fetch(&mut up.channel).await.starts_with("HTTP/1.1 200 OK"));
+        tokio::time::timeout(Duration::from_secs(15), up.ended.wait())
+            .await
+            .unwrap_or_else(|_| panic!("no BYE from the terminal\n{}", path.logs()));
+    });
+    assert!(
+        wait_logged(&path.terminal, "\"bye sent\""),
+        "{}",
+        path.logs()
+    );
+    let log = path.terminal.log_text();
+    let sent = log.lines().find(|l| l.contains("\"bye sent\"")).unwrap();
+    assert!(sent.contains("\"status\":200"), "{sent}\n{}", path.logs());
+}
+
 #[test]
 fn flags_that_cannot_work_are_refused_with_a_hint() {
     let tmp = tempfile::tempdir().unwrap();
