@@ -583,6 +583,30 @@ CSeq: 1 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: 4\r\n\r\nv=0\
         Message::parse(text.as_bytes()).unwrap()
     }
 
+    /// The registrar's certificate ends with the binding: one that ends
+    /// within the interval asked for is due again (so every refresh, at
+    /// half the interval, renews it); none at all is due.
+    #[test]
+    fn a_certificate_is_due_when_it_ends_within_the_margin() {
+        let cert = Cert::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("keys/bob-ec/cert.pem"),
+        )
+        .unwrap();
+        let not_after =
+            crate::keys::trust::time_of(&cert.cert.tbs_certificate().validity().not_after);
+        let margin = Duration::from_secs(600);
+        assert!(certificate_due(None, not_after, margin));
+        let well_before = not_after - time::Duration::seconds(601);
+        assert!(!certificate_due(Some(&cert), well_before, margin));
+        let within = not_after - time::Duration::seconds(599);
+        assert!(certificate_due(Some(&cert), within, margin));
+        assert!(certificate_due(
+            Some(&cert),
+            not_after + time::Duration::seconds(1),
+            Duration::ZERO
+        ));
+    }
+
     fn examine(policy: &Policy, msg: &Message) -> Result<Accepted, Refusal> {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("keys/bob-ec");
         let identity = Identity::load_dir(&dir).unwrap();
