@@ -17,9 +17,9 @@ use std::time::Duration;
 
 use common::live::Daemon;
 use common::realm::Realm;
-use common::{repo, s};
+use common::{Succeeds, repo, s};
 use sipseal::context::Context;
-use sipseal::datachannel::call::{CallError, CallSpec, call};
+use sipseal::datachannel::call::{CallError, CallSpec, Dialogs, call};
 use sipseal::envelope::Recipient;
 use sipseal::keys::{Cert, Identity};
 use sipseal::net::flow::{Flow, FlowLimits};
@@ -65,6 +65,37 @@ fn http_service() -> u16 {
     port
 }
 
+/// An HTTP service on 127.0.0.1 that answers one request per connection
+/// with PAGE, then closes it (`Connection: close`).
+fn http_service_once() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = conn.read(&mut buf) {
+                    if n == 0 {
+                        return;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                    if got.windows(4).any(|w| w == b"\r\n\r\n") {
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{PAGE}",
+                            PAGE.len()
+                        );
+                        let _ = conn.write_all(answer.as_bytes());
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
 fn identity(name: &str) -> Arc<Identity> {
     Arc::new(Identity::load_dir(&repo().join("keys").join(name)).unwrap())
 }
@@ -88,6 +119,20 @@ async fn flow_of(who: &str, relay: &str, hosts: &Path) -> Arc<Flow> {
     Arc::new(flow)
 }
 
+/// [`flow_of`] whose requests (the terminal's BYE) are answered by the
+/// caller's `dialogs`.
+async fn flow_answering(who: &str, relay: &str, hosts: &Path, dialogs: &Dialogs) -> Arc<Flow> {
+    let hosts = Hosts::load(hosts).unwrap();
+    let target = Target::parse(relay, &hosts).unwrap();
+    let tls = TlsSetup::new(Some(&identity(who)), &trust()).unwrap();
+    let (flow, incoming) = Flow::connect(&target, Some(&tls), FlowLimits::default())
+        .await
+        .unwrap();
+    let flow = Arc::new(flow);
+    tokio::spawn(dialogs.clone().serve(Arc::downgrade(&flow), incoming));
+    flow
+}
+
 fn spec(who: &str) -> CallSpec {
     spec_to(who, "bob-ec", false)
 }
@@ -109,6 +154,7 @@ fn spec_to(who: &str, bob: &str, signed: bool) -> CallSpec {
         channel_allow: vec!["127.0.0.0/8".parse().unwrap()],
         answer_timeout: Duration::from_secs(10),
         connect_timeout: Duration::from_secs(10),
+        dialogs: Dialogs::default(),
     }
 }
 
@@ -486,6 +532,214 @@ fn a_caller_reaches_the_service_behind_the_terminal_over_a_sealed_data_channel()
     assert_eq!(after, Some(480), "{}", relay.log_text());
 }
 
+/// issue 29 item 1: a re-INVITE in the call, first a key update (a full
+/// envelope for bob and the disclosed relay, whose new key seals the
+/// 200), then one under that new session key; the channel goes on. Then
+/// the service closes its connection: the terminal ends the call with a
+/// BYE to the caller's Contact on the flow (the relay's Record-Route as
+/// its Route), which the caller's side answers 200 and reports.
+#[test]
+fn a_re_invite_rekeys_the_call_and_the_terminal_says_bye_when_the_service_closes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let report = d.join("report.jsonl");
+    let setup = Setup::start(
+        d,
+        http_service_once(),
+        // The caller's Contact is its flow's address, on the loopback here.
+        &["--report", s(&report), "--hop-allow", "127.0.0.0/8"],
+        &["--idle", "20"],
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = MemoryStore::new();
+        let mut ctx = Context::new(None, None);
+        let alice = spec("alice");
+        let flow = flow_answering("alice", &setup.outbound, &setup.ua_hosts, &alice.dialogs).await;
+        let mut up = call(&flow, &alice, &store, Limits::default(), &mut ctx)
+            .await
+            .unwrap_or_else(|e| panic!("alice's call: {e}\n{}", setup.logs()));
+        let call_id = up.call_id.clone();
+        let reference = |store: &MemoryStore| {
+            use sipseal::state::SessionStore;
+            store
+                .load("sip:alice@a.example.com")
+                .unwrap()
+                .find(&call_id)
+                .map(|e| e.reference.clone())
+                .unwrap()
+        };
+        let first = reference(&store);
+        up.reinvite(&alice, &store, Limits::default(), true, &mut ctx)
+            .await
+            .unwrap_or_else(|e| panic!("the rekey: {e}\n{}", setup.logs()));
+        let second = reference(&store);
+        assert_ne!(first, second, "a key update gives a new session key");
+        up.reinvite(&alice, &store, Limits::default(), false, &mut ctx)
+            .await
+            .unwrap_or_else(|e| panic!("the re-INVITE: {e}\n{}", setup.logs()));
+        assert_eq!(reference(&store), second, "sealed under the new key");
+        // The channel went on through both.
+        assert!(fetch(&mut up.channel).await.starts_with("HTTP/1.1 200 OK"));
+        // The service closed after its answer: so does the channel; the
+        // caller closes its side, and the terminal ends the call.
+        let mut rest = [0u8; 256];
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), up.channel.read(&mut rest)).await {
+                Ok(Ok(0) | Err(_)) => break,
+                Ok(Ok(_)) => {}
+                Err(_) => panic!("the channel stays open\n{}", setup.logs()),
+            }
+        }
+        let _ = up.channel.shutdown().await;
+        tokio::time::timeout(Duration::from_secs(10), up.ended.wait())
+            .await
+            .unwrap_or_else(|_| panic!("no BYE from the terminal\n{}", setup.logs()));
+        assert!(alice.dialogs.is_empty());
+    });
+    let log = setup.terminal.log_text();
+    let reinvited: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("\"reinvited\""))
+        .collect();
+    assert_eq!(reinvited.len(), 2, "{}", setup.logs());
+    assert!(reinvited[0].contains("\"rekey\":true"), "{}", reinvited[0]);
+    assert!(reinvited[1].contains("\"rekey\":false"), "{}", reinvited[1]);
+    assert!(
+        wait_logged(&setup.terminal, "\"event\":\"bye sent\""),
+        "{}",
+        setup.logs()
+    );
+    let log = setup.terminal.log_text();
+    let sent = log.lines().find(|l| l.contains("\"bye sent\"")).unwrap();
+    assert!(sent.contains("\"status\":200"), "{sent}\n{}", setup.logs());
+    // The key update crossed the relay the offer disclosed to, which
+    // opened it as a full envelope (it holds the new key too).
+    let invites = std::fs::read_to_string(&report)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("\"method\":\"INVITE\"") && !l.contains("\"status\":"))
+        .count();
+    assert_eq!(invites, 3, "{}", setup.logs());
+}
+
+/// issue 29 item 1, "CSR or certificate": a terminal whose identity is
+/// a key alone (`--enrol`) opens its flow with a bootstrap certificate
+/// for its AOR (keys/bob-ec), registers with a CSR and Digest, installs
+/// the certificate the registrar's signed 200 returns (its key's, naming
+/// the AOR, chaining to the registrar's CA) and answers calls sealed for
+/// that certificate.
+#[test]
+fn a_terminal_without_a_certificate_enrols_at_registration_and_answers_with_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let me = d.join("bob-new");
+    common::sipseal()
+        .current_dir(d)
+        .args(["keys", "generate", "--uri", "sip:bob@b.example.com"])
+        .args(["--type", "p256", "--csr", "--out", s(&me)])
+        .succeeds();
+    assert!(!me.join("cert.pem").exists());
+    let realm_ca = d.join("ca/cert.pem");
+    let setup = Setup::start_as(
+        d,
+        http_service(),
+        // The relay takes the registrar's CA too: the terminal presents
+        // its new certificate when it opens its flow again.
+        &["--trust", s(&realm_ca)],
+        &[
+            "--enrol",
+            "--bootstrap",
+            "keys/bob-ec",
+            "--trust",
+            s(&realm_ca),
+        ],
+        s(&me),
+    );
+    assert!(
+        wait_logged(&setup.terminal, " registered for "),
+        "{}",
+        setup.logs()
+    );
+    assert!(
+        setup
+            .terminal
+            .log_text()
+            .contains("\"certificate installed\""),
+        "{}",
+        setup.logs()
+    );
+    let installed = Cert::load(&me.join("cert.pem")).unwrap();
+    assert_eq!(installed.uri().as_deref(), Some("sip:bob@b.example.com"));
+    let key = sipseal::keys::identity::load_any_private_key(&me.join("key.pem")).unwrap();
+    assert!(
+        installed.is_key_of(&key),
+        "the certificate is for the terminal's key"
+    );
+    let anchors = Cert::load_all(&realm_ca).unwrap();
+    sipseal::keys::trust::check_chain(&installed, &[], &anchors).unwrap();
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = MemoryStore::new();
+        let mut ctx = Context::new(None, None);
+        let flow = flow_of("alice", &setup.outbound, &setup.ua_hosts).await;
+        let mut alice = spec("alice");
+        alice.seal.peers = vec![Recipient::Cert(Box::new(installed.clone()))];
+        alice.trust.extend(anchors.clone());
+        let mut up = call(&flow, &alice, &store, Limits::default(), &mut ctx)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "a call sealed for the new certificate: {e}\n{}",
+                    setup.logs()
+                )
+            });
+        assert!(fetch(&mut up.channel).await.starts_with("HTTP/1.1 200 OK"));
+        let code = up
+            .bye
+            .send(&store, Limits::default(), Duration::from_secs(10), &mut ctx)
+            .await
+            .unwrap();
+        assert_eq!(code, 200);
+    });
+}
+
+/// Through two relays, the caller's with `--next` (as the gateway's): the
+/// terminal's BYE (its `--idle` ended the call) follows the Record-Route
+/// back, and the caller's edge relay sends it down the caller's flow by
+/// the flow token in its Record-Route entry (RFC 5626 §5.3), not to its
+/// next hop.
+#[test]
+fn through_two_relays_the_terminals_bye_comes_down_the_callers_flow() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = common::callpath::CallPath::start(tmp.path(), http_service(), &["--idle", "1"]);
+    path.wait_registered();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = MemoryStore::new();
+        let mut ctx = Context::new(None, None);
+        let mut alice = spec_to("alice", "bob", true);
+        alice.seal.disclose = vec![Recipient::Cert(Box::new(cert("proxy-a-ec")))];
+        let flow = flow_answering("alice", &path.outbound, &path.hosts, &alice.dialogs).await;
+        let mut up = call(&flow, &alice, &store, Limits::default(), &mut ctx)
+            .await
+            .unwrap_or_else(|e| panic!("alice's call: {e}\n{}", path.logs()));
+        assert!(fetch(&mut up.channel).await.starts_with("HTTP/1.1 200 OK"));
+        tokio::time::timeout(Duration::from_secs(15), up.ended.wait())
+            .await
+            .unwrap_or_else(|_| panic!("no BYE from the terminal\n{}", path.logs()));
+    });
+    assert!(
+        wait_logged(&path.terminal, "\"bye sent\""),
+        "{}",
+        path.logs()
+    );
+    let log = path.terminal.log_text();
+    let sent = log.lines().find(|l| l.contains("\"bye sent\"")).unwrap();
+    assert!(sent.contains("\"status\":200"), "{sent}\n{}", path.logs());
+}
+
 #[test]
 fn flags_that_cannot_work_are_refused_with_a_hint() {
     let tmp = tempfile::tempdir().unwrap();
@@ -532,6 +786,38 @@ fn flags_that_cannot_work_are_refused_with_a_hint() {
         assert_eq!(out.status.code(), Some(2), "{err}");
         assert!(err.contains(says) && err.contains("hint:"), "{err}");
     }
+    // --enrol with a key and no certificate, and nothing to open the
+    // mutual-TLS flow with: exit 2, naming --bootstrap.
+    let key_only = tmp.path().join("key-only");
+    common::sipseal()
+        .args(["keys", "generate", "--uri", "sip:bob@b.example.com"])
+        .args(["--type", "p256", "--csr", "--out", s(&key_only)])
+        .succeeds();
+    let out = common::sipseal()
+        .current_dir(repo())
+        .args(["terminal", "--enrol", "--identity", s(&key_only)])
+        .args([
+            "--trust",
+            "keys/trust.pem",
+            "--outbound",
+            "tls:127.0.0.1:5061",
+        ])
+        .args([
+            "--password-file",
+            s(&pw),
+            "--allow",
+            "sip:alice@a.example.com",
+        ])
+        .args(["--serve", "http://127.0.0.1:8080"])
+        .timeout(Duration::from_secs(20))
+        .output()
+        .unwrap();
+    let err = common::text(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--bootstrap") && err.contains("hint:"),
+        "{err}"
+    );
     // Nothing listens at --outbound: exit 4, with a hint.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

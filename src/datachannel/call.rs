@@ -5,11 +5,17 @@
 //! the caller's flow, opens the sealed 200, acknowledges it, and
 //! connects the channel, accepting the terminal's certificate by the
 //! fingerprint the 200 carried. The [`Call`] holds the TLS stream and
-//! what ends the call ([`Call::bye`]).
+//! what ends the call ([`Call::bye`]); [`Call::reinvite`] sends a
+//! re-INVITE in it (a key update with `rekey`), and [`Dialogs`] answers
+//! what the terminal sends in the call (its BYE), for whoever reads the
+//! flow's requests, and tells the call it ended ([`Ended`]).
 
-use std::net::IpAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
 
 use super::sdp::{ChannelSdp, ChannelSdpError};
 use super::tls::{ChannelCert, ChannelError, ClientChannel, connect};
@@ -18,8 +24,9 @@ use crate::envelope::RecipientKey;
 use crate::keys::{Cert, Identity, KeyError};
 use crate::net::flow::{Flow, FlowError};
 use crate::sealing::{SealSpec, SealedInput};
-use crate::sip::Message;
+use crate::sip::answer::{Answer, respond};
 use crate::sip::compose::{Body, ComposeError, RequestParams, build_request};
+use crate::sip::{Message, Status};
 use crate::state::SessionStore;
 use crate::ua::{DialogRequest, InnerCheck, ReplyTo, Ua, UaError};
 
@@ -53,6 +60,135 @@ pub struct CallSpec {
     pub answer_timeout: Duration,
     /// How long the channel's connection and handshake may take.
     pub connect_timeout: Duration,
+    /// The calls on the flow, which the terminal's requests in them (its
+    /// BYE) are matched against: the one the reader of the flow's
+    /// requests answers with ([`Dialogs::serve`]).
+    pub dialogs: Dialogs,
+}
+
+/// The Contact of a user agent on a flow: its AOR's user at the flow's
+/// own address, `ob` (RFC 5626 §5: requests in its dialogs come back
+/// down this flow, which is where it can be reached).
+pub fn contact_on(aor: &str, flow: &Flow) -> String {
+    let user = crate::registrar::users::username_of(aor).unwrap_or("ua");
+    let local: SocketAddr = flow.local();
+    let host = match local.ip() {
+        IpAddr::V6(v6) => format!("[{v6}]"),
+        IpAddr::V4(v4) => v4.to_string(),
+    };
+    let t = flow.transport().token().to_ascii_lowercase();
+    format!("<sip:{user}@{host}:{};transport={t};ob>", local.port())
+}
+
+/// A call's dialog as the caller knows it: its tags, and what tells the
+/// call it ended.
+struct Known {
+    local_tag: String,
+    remote_tag: String,
+    ended: watch::Sender<bool>,
+}
+
+/// The calls a caller has up on a flow, by Call-ID: the requests the
+/// terminal sends in them are answered here (RFC 3261 §12.2.2: a BYE of
+/// the dialog, by its Call-ID and both tags, gets 200 and ends the call;
+/// one that matches no dialog gets 481).
+#[derive(Clone, Default)]
+pub struct Dialogs(Arc<Mutex<HashMap<String, Known>>>);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Dialogs {
+    fn insert(&self, call_id: &str, local_tag: String, remote_tag: String) -> Ended {
+        let (tx, rx) = watch::channel(false);
+        lock(&self.0).insert(
+            call_id.to_owned(),
+            Known {
+                local_tag,
+                remote_tag,
+                ended: tx,
+            },
+        );
+        Ended(rx)
+    }
+
+    fn remove(&self, call_id: &str) {
+        lock(&self.0).remove(call_id);
+    }
+
+    /// How many calls are up.
+    pub fn len(&self) -> usize {
+        lock(&self.0).len()
+    }
+
+    /// Whether no call is up.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The response to a request that came down the flow (none to an
+    /// ACK): a BYE of a known dialog ends the call (200), another 481;
+    /// OPTIONS 200; a re-INVITE from the terminal 488 (the caller keeps
+    /// the channel it has); anything else 405.
+    pub fn answer(&self, request: &Message, ctx: &mut Context) -> Option<Message> {
+        let status = match request.method() {
+            Some("ACK") | None => return None,
+            Some("BYE") => {
+                let call_id = request.call_id().unwrap_or_default();
+                let from = request.from_tag().ok().flatten();
+                let to = request.to_tag().ok().flatten();
+                let mut calls = lock(&self.0);
+                let ours = calls.get(call_id).is_some_and(|k| {
+                    from.as_deref() == Some(k.remote_tag.as_str())
+                        && to.as_deref() == Some(k.local_tag.as_str())
+                });
+                match ours.then(|| calls.remove(call_id)).flatten() {
+                    Some(known) => {
+                        let _ = known.ended.send(true);
+                        tracing::info!(event = "bye received", call_id = %call_id);
+                        Status::Ok
+                    }
+                    None => Status::CallDoesNotExist,
+                }
+            }
+            Some("OPTIONS") => Status::Ok,
+            Some("INVITE") => Status::NotAcceptableHere,
+            Some(_) => Status::MethodNotAllowed,
+        };
+        respond(request, &Answer::new(status), ctx).ok().flatten()
+    }
+
+    /// Answer the requests that come down `flow` (its receiver
+    /// `incoming`) until it closes.
+    pub async fn serve(self, flow: Weak<Flow>, mut incoming: mpsc::Receiver<Message>) {
+        let mut ctx = Context::new(None, None);
+        while let Some(req) = incoming.recv().await {
+            let Some(flow) = flow.upgrade() else { break };
+            if let Some(resp) = self.answer(&req, &mut ctx) {
+                let _ = flow.send(&resp).await;
+            }
+        }
+    }
+}
+
+/// Tells a call that the terminal ended it (its BYE came).
+#[derive(Clone)]
+pub struct Ended(watch::Receiver<bool>);
+
+impl Ended {
+    /// Wait until the terminal ended the call (never, if it does not).
+    pub async fn wait(&mut self) {
+        if self.0.wait_for(|ended| *ended).await.is_err() {
+            // The call was ended from this side: nothing more comes.
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Whether the terminal ended the call.
+    pub fn is_ended(&self) -> bool {
+        *self.0.borrow()
+    }
 }
 
 /// Why a call did not come up.
@@ -95,6 +231,9 @@ pub enum CallError {
     /// The answer's SDP does not fit.
     #[error(transparent)]
     Sdp(#[from] ChannelSdpError),
+    /// The call has ended.
+    #[error("the call has ended (the terminal sent a BYE)")]
+    Ended,
     /// The channel did not come up.
     #[error(transparent)]
     Channel(#[from] ChannelError),
@@ -122,6 +261,11 @@ pub struct Call {
     pub answered_by: Option<String>,
     /// What ends it.
     pub bye: Bye,
+    /// What tells that the terminal ended it.
+    pub ended: Ended,
+    offer: ChannelSdp,
+    session: u64,
+    version: u64,
 }
 
 /// Ends a call: a BYE on the flow, in the dialog of its 200.
@@ -129,6 +273,7 @@ pub struct Bye {
     flow: Arc<Flow>,
     ok: Message,
     me: String,
+    dialogs: Dialogs,
 }
 
 impl Bye {
@@ -140,6 +285,8 @@ impl Bye {
         wait: Duration,
         ctx: &mut Context,
     ) -> Result<u16, CallError> {
+        let call_id = self.ok.call_id().unwrap_or_default().to_owned();
+        self.dialogs.remove(&call_id);
         let bye = Ua { store, limits }.reply(
             &self.ok,
             ReplyTo::Request(DialogRequest {
@@ -176,7 +323,7 @@ pub async fn call(
             method: "INVITE".into(),
             from: me.clone(),
             to: spec.to.clone(),
-            contact: Some(me.clone()),
+            contact: Some(contact_on(&me, flow)),
             body: Some(Body {
                 content_type: "application/sdp".into(),
                 bytes: offer.to_text(session).into_bytes(),
@@ -217,10 +364,16 @@ pub async fn call(
         ctx,
     )?;
     flow.send(&flow.with_via(&ack.message)?).await?;
+    let ended = spec.dialogs.insert(
+        &call_id,
+        ok.from_tag().ok().flatten().unwrap_or_default(),
+        ok.to_tag().ok().flatten().unwrap_or_default(),
+    );
     let bye = Bye {
         flow: Arc::clone(flow),
         ok: ok.clone(),
         me: me.clone(),
+        dialogs: spec.dialogs.clone(),
     };
     match connected(spec, store, limits, &ok, &offer, &cert, ctx).await {
         Ok((channel, answer, answered_by)) => Ok(Call {
@@ -229,6 +382,10 @@ pub async fn call(
             call_id,
             answered_by,
             bye,
+            ended,
+            offer,
+            session,
+            version: 1,
         }),
         Err(e) => {
             // The dialog is up: end it, or the terminal keeps its
@@ -249,19 +406,26 @@ async fn connected(
     cert: &ChannelCert,
     ctx: &mut Context,
 ) -> Result<(ClientChannel, ChannelSdp, Option<String>), CallError> {
-    let (answer, answered_by) = opened_answer(spec, store, limits, ok, offer, ctx)?;
+    let (answer, answered_by) = opened_answer(spec, store, limits, ok, ctx)?;
+    answer.check_answer(offer)?;
+    let ip = answer.addr.ip();
+    if !spec.channel_allow.is_empty() && !spec.channel_allow.iter().any(|n| n.contains(&ip)) {
+        return Err(CallError::Sdp(ChannelSdpError::Mismatch(format!(
+            "the answer's channel address {ip} is outside the networks the caller may connect to"
+        ))));
+    }
     let channel = connect(answer.addr, cert, answer.fingerprint, spec.connect_timeout).await?;
     Ok((channel, answer, answered_by))
 }
 
 /// The 200 opened (the caller's key, or the session key its INVITE
-/// started), and its answer checked against the offer; who signed it.
+/// started): its answer, and who signed it (required by
+/// `require_signed_answer`).
 fn opened_answer(
     spec: &CallSpec,
     store: &(dyn SessionStore + Sync),
     limits: crate::session::Limits,
     ok: &Message,
-    offer: &ChannelSdp,
     ctx: &mut Context,
 ) -> Result<(ChannelSdp, Option<String>), CallError> {
     let key = spec.identity.private_key()?;
@@ -284,13 +448,6 @@ fn opened_answer(
         .map(|m| m.body().to_vec())
         .unwrap_or_default();
     let answer = ChannelSdp::parse(&body)?;
-    answer.check_answer(offer)?;
-    let ip = answer.addr.ip();
-    if !spec.channel_allow.is_empty() && !spec.channel_allow.iter().any(|n| n.contains(&ip)) {
-        return Err(CallError::Sdp(ChannelSdpError::Mismatch(format!(
-            "the answer's channel address {ip} is outside the networks the caller may connect to"
-        ))));
-    }
     let answered_by = match opened.inner {
         Some(InnerCheck::Verified { signer } | InnerCheck::Verifies { signer }) => Some(signer),
         None => None,
@@ -301,4 +458,99 @@ fn opened_answer(
         return Err(CallError::UnsignedAnswer);
     }
     Ok((answer, answered_by))
+}
+
+impl Call {
+    /// A re-INVITE in the call (RFC 3261 §14.1): the same channel offered
+    /// again (`a=connection:existing`, the o= version one higher), signed
+    /// inside by the caller and sealed under the call's session key, or,
+    /// with `rekey` (or when that key is used up), as a full envelope for
+    /// `spec.seal`'s parties: a key update (docs/SPEC.md §3.2) whose new
+    /// key the 200 is sealed under. The 200 is opened, its answer must be
+    /// the channel that is up (and signed by the destination when
+    /// `spec.require_signed_answer`), and acknowledged; the channel goes
+    /// on. An error response is [`CallError::Refused`] (the call goes on:
+    /// RFC 3261 §14.1, but for 481 and 408, after which a BYE is due).
+    pub async fn reinvite(
+        &mut self,
+        spec: &CallSpec,
+        store: &(dyn SessionStore + Sync),
+        limits: crate::session::Limits,
+        rekey: bool,
+        ctx: &mut Context,
+    ) -> Result<(), CallError> {
+        if self.ended.is_ended() {
+            return Err(CallError::Ended);
+        }
+        let ua = || Ua { store, limits };
+        let me = self.bye.me.clone();
+        let flow = Arc::clone(&self.bye.flow);
+        let version = self.version + 1;
+        let offer = self.offer.again();
+        let request = ua().reply(
+            &self.bye.ok,
+            ReplyTo::Request(DialogRequest {
+                method: "INVITE".into(),
+                contact: Some(contact_on(&me, &flow)),
+                body: Some(Body {
+                    content_type: "application/sdp".into(),
+                    bytes: offer.to_text_version(self.session, version).into_bytes(),
+                }),
+                ..Default::default()
+            }),
+            Some(&me),
+            ctx,
+        )?;
+        let mut seal = spec.seal.clone();
+        seal.signer = Some(Arc::clone(&spec.identity));
+        let sealed = crate::blocking::offload(|| {
+            let ua = ua();
+            if !rekey {
+                match ua.seal_in_dialog_signed(&request.message, &me, Some(&spec.identity), ctx)? {
+                    crate::ua::InDialog::Sealed(m) => return Ok::<_, UaError>(*m),
+                    crate::ua::InDialog::RekeyDue(_) => {}
+                }
+            }
+            Ok(ua.rekey(&request.message, &me, &seal, ctx)?.sealed)
+        })?;
+        let mut tr = flow.request(&sealed.message, spec.answer_timeout).await?;
+        let ok = tr.final_response().await?;
+        drop(tr);
+        let code = ok.status().unwrap_or_default();
+        if !(200..=299).contains(&code) {
+            let reason = match ok.start_line() {
+                crate::sip::StartLine::Response { reason, .. } => reason.clone(),
+                _ => String::new(),
+            };
+            return Err(CallError::Refused {
+                code,
+                reason,
+                warning: ok.header("Warning").map(str::to_owned),
+            });
+        }
+        let ack = ua().reply(
+            &ok,
+            ReplyTo::Request(DialogRequest {
+                method: "ACK".into(),
+                ..Default::default()
+            }),
+            Some(&me),
+            ctx,
+        )?;
+        flow.send(&flow.with_via(&ack.message)?).await?;
+        let (answer, answered_by) = opened_answer(spec, store, limits, &ok, ctx)?;
+        answer.check_answer(&offer)?;
+        if !answer.same_channel(&self.answer) {
+            return Err(CallError::Sdp(ChannelSdpError::Mismatch(format!(
+                "the re-INVITE's answer names another channel ({} {}), not the one up ({} {})",
+                answer.addr,
+                answer.fingerprint.to_sdp(),
+                self.answer.addr,
+                self.answer.fingerprint.to_sdp()
+            ))));
+        }
+        self.version = version;
+        self.answered_by = answered_by.or(self.answered_by.take());
+        Ok(())
+    }
 }

@@ -20,6 +20,10 @@
 //! answers `a=setup:passive` with the address and port it listens on.
 //! Parsing is strict: the text is bounded, every line must be one of the
 //! above, and a missing, malformed or doubled fingerprint is an error.
+//!
+//! A re-INVITE in the call describes the same channel again with
+//! `a=connection:existing` (RFC 4145 §5: keep the connection that is up)
+//! and the o= version one higher (RFC 3264 §8).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -112,6 +116,9 @@ pub struct ChannelSdp {
     pub setup: Setup,
     /// The fingerprint of the end's TLS certificate.
     pub fingerprint: Fingerprint,
+    /// `a=connection:existing` (a re-offer of the channel that is up)
+    /// rather than `new`.
+    pub existing: bool,
 }
 
 /// Why a description is refused.
@@ -143,6 +150,7 @@ impl ChannelSdp {
             addr: SocketAddr::new(addr, 9),
             setup: Setup::Active,
             fingerprint,
+            existing: false,
         }
     }
 
@@ -152,11 +160,35 @@ impl ChannelSdp {
             addr,
             setup: Setup::Passive,
             fingerprint,
+            existing: false,
         }
+    }
+
+    /// This description again, for a re-offer (or its answer) in the
+    /// call: the same channel, `a=connection:existing`.
+    pub fn again(&self) -> ChannelSdp {
+        ChannelSdp {
+            existing: true,
+            ..self.clone()
+        }
+    }
+
+    /// Whether `other` describes the same channel as this (a re-offer
+    /// that keeps it): the same address, end and certificate.
+    pub fn same_channel(&self, other: &ChannelSdp) -> bool {
+        self.addr == other.addr
+            && self.setup == other.setup
+            && self.fingerprint == other.fingerprint
     }
 
     /// The SDP text (CRLF line ends); `session` is the o= session id.
     pub fn to_text(&self, session: u64) -> String {
+        self.to_text_version(session, 1)
+    }
+
+    /// [`ChannelSdp::to_text`] with the o= version `version` (one more
+    /// at each new description in the session, RFC 3264 §8).
+    pub fn to_text_version(&self, session: u64, version: u64) -> String {
         // As it is (no IPv4-mapped address turned into IPv4): the text
         // reads back as the same address.
         let (kind, ip) = match self.addr.ip() {
@@ -164,11 +196,12 @@ impl ChannelSdp {
             IpAddr::V6(v6) => ("IP6", v6.to_string()),
         };
         format!(
-            "v=0\r\no=- {session} 1 IN {kind} {ip}\r\ns=-\r\nc=IN {kind} {ip}\r\nt=0 0\r\n\
-m=application {} {PROTO} {FORMAT}\r\na=setup:{}\r\na=connection:new\r\n\
+            "v=0\r\no=- {session} {version} IN {kind} {ip}\r\ns=-\r\nc=IN {kind} {ip}\r\nt=0 0\r\n\
+m=application {} {PROTO} {FORMAT}\r\na=setup:{}\r\na=connection:{}\r\n\
 a=fingerprint:sha-256 {}\r\n",
             self.addr.port(),
             self.setup.token(),
+            if self.existing { "existing" } else { "new" },
             self.fingerprint.to_sdp()
         )
     }
@@ -186,7 +219,7 @@ a=fingerprint:sha-256 {}\r\n",
         let mut port = None;
         let mut setup = None;
         let mut fingerprint = None;
-        let mut connection_new = false;
+        let mut conn_kind = None;
         let mut seen_m = false;
         for (i, raw) in text.split('\n').enumerate() {
             let line = i + 1;
@@ -229,16 +262,24 @@ a=fingerprint:sha-256 {}\r\n",
                                 return Err(bad("a=setup twice".into()));
                             }
                         }
-                        "connection" => match arg {
-                            "new" => connection_new = true,
-                            // A TLS channel keyed by this exchange cannot
-                            // be one that exists already.
-                            other => {
-                                return Err(bad(format!(
-                                    "a=connection:{other:?}: only `new` is taken"
-                                )));
+                        "connection" => {
+                            // `existing` only re-offers the channel that
+                            // is up (the caller of `parse` checks that);
+                            // a TLS channel keyed by an exchange is never
+                            // one that exists elsewhere.
+                            let existing = match arg {
+                                "new" => false,
+                                "existing" => true,
+                                other => {
+                                    return Err(bad(format!(
+                                        "a=connection:{other:?}: only `new` or `existing` is taken"
+                                    )));
+                                }
+                            };
+                            if conn_kind.replace(existing).is_some() {
+                                return Err(bad("a=connection twice".into()));
                             }
-                        },
+                        }
                         "fingerprint" => {
                             let (hash, value) = arg.split_once(' ').ok_or_else(|| {
                                 bad("a=fingerprint needs `HASH XX:XX:...`".into())
@@ -263,10 +304,9 @@ a=fingerprint:sha-256 {}\r\n",
         }
         let ip = conn.ok_or(ChannelSdpError::Missing("c= line"))?;
         let port = port.ok_or(ChannelSdpError::Missing("m=application line"))?;
-        if !connection_new {
-            return Err(ChannelSdpError::Missing("a=connection:new"));
-        }
+        let existing = conn_kind.ok_or(ChannelSdpError::Missing("a=connection"))?;
         Ok(ChannelSdp {
+            existing,
             addr: SocketAddr::new(ip, port),
             setup: setup.ok_or(ChannelSdpError::Missing("a=setup"))?,
             fingerprint: fingerprint.ok_or(ChannelSdpError::Missing("a=fingerprint:sha-256"))?,
@@ -286,6 +326,13 @@ a=fingerprint:sha-256 {}\r\n",
                 "the offer is setup:{}, the answer setup:{}",
                 offer.setup.token(),
                 self.setup.token()
+            )));
+        }
+        if self.existing != offer.existing {
+            return Err(ChannelSdpError::Mismatch(format!(
+                "the offer is a=connection:{}, the answer a=connection:{}",
+                if offer.existing { "existing" } else { "new" },
+                if self.existing { "existing" } else { "new" }
             )));
         }
         if self.setup == Setup::Passive && (self.addr.port() == 0 || self.addr.port() == 9) {
@@ -420,7 +467,8 @@ mod tests {
             ("c=IN IP4 127.0.0.1", "c=IN IP4 host.example.com"),
             ("c=IN IP4 127.0.0.1", "c=IN IP6 127.0.0.1"),
             ("a=setup:passive", "a=setup:holdconn"),
-            ("a=connection:new", "a=connection:existing"),
+            ("a=connection:new", "a=connection:holdconn"),
+            ("a=connection:new", "a=connection:new\r\na=connection:new"),
             ("v=0", "v=1"),
         ] {
             let bad = good.replace(from, to);
@@ -438,6 +486,20 @@ mod tests {
             ChannelSdp::parse(lines.as_bytes()),
             Err(ChannelSdpError::TooBig)
         );
+    }
+
+    #[test]
+    fn a_re_offer_describes_the_same_channel_as_existing() {
+        let offer = ChannelSdp::offer("127.0.0.1".parse().unwrap(), fp(1));
+        let again = offer.again();
+        let text = again.to_text_version(7, 2);
+        assert!(text.contains("o=- 7 2 IN IP4"), "{text}");
+        assert!(text.contains("a=connection:existing\r\n"), "{text}");
+        let parsed = ChannelSdp::parse(text.as_bytes()).unwrap();
+        assert!(parsed.existing);
+        assert!(parsed.same_channel(&offer));
+        let other = ChannelSdp::offer("127.0.0.1".parse().unwrap(), fp(2)).again();
+        assert!(!other.same_channel(&offer));
     }
 
     #[test]

@@ -57,6 +57,16 @@ pub struct Accepted {
     pub signer: Cert,
 }
 
+/// A re-INVITE the policy takes.
+#[derive(Debug, Clone)]
+pub struct Reoffer {
+    /// The certificate the caller signed it with.
+    pub signer: Cert,
+    /// Whether it was a key update (a full envelope, whose new key the
+    /// answer is sealed under).
+    pub rekeyed: bool,
+}
+
 /// Why an INVITE is refused: the answer to send, and why for the log.
 #[derive(Debug, Clone)]
 pub struct Refusal {
@@ -77,43 +87,43 @@ impl Refusal {
 }
 
 impl Policy {
-    /// Open and check an INVITE (module documentation): the offer, or
-    /// the answer that refuses it. The session key is recorded in the
-    /// store as opening records it.
-    pub fn examine(
-        &self,
-        ua: &Ua<'_>,
-        invite: &Message,
-        identity: &Identity,
-        ctx: &mut Context,
-    ) -> Result<Accepted, Refusal> {
-        let refuse = |s: Status, why: String| Refusal::new(s, &self.agent, why);
-        if let Some(min) = self.min_route_level {
-            let opts = VerifyOptions {
-                anchors: &self.trust,
-                at: ctx.now(),
-                min_route_level: Some(min),
-                received_from: None,
-                crls: None,
-            };
-            if let Some(report) = crate::verify::verify_route(invite, &opts)
-                && let Some(failed) = report.checks.iter().find(|c| !c.ok)
-            {
-                return Err(refuse(
-                    Status::Forbidden,
-                    format!("Route-Security {}: {}", failed.check, failed.detail),
-                ));
-            }
-        }
-        // The From in the clear first: a caller who may not call costs
-        // no private-key operation. The signature checked below proves it.
-        let from = invite.aor("From").unwrap_or_default().to_owned();
-        if !self.allow.iter().any(|a| a.eq_ignore_ascii_case(&from)) {
-            return Err(refuse(
+    /// The Route-Security check (`--min-route-level`), first of all.
+    fn path(&self, msg: &Message, ctx: &Context) -> Result<(), Refusal> {
+        let Some(min) = self.min_route_level else {
+            return Ok(());
+        };
+        let opts = VerifyOptions {
+            anchors: &self.trust,
+            at: ctx.now(),
+            min_route_level: Some(min),
+            received_from: None,
+            crls: None,
+        };
+        if let Some(report) = crate::verify::verify_route(msg, &opts)
+            && let Some(failed) = report.checks.iter().find(|c| !c.ok)
+        {
+            return Err(Refusal::new(
                 Status::Forbidden,
-                format!("{from} may not call this terminal"),
+                &self.agent,
+                format!("Route-Security {}: {}", failed.check, failed.detail),
             ));
         }
+        Ok(())
+    }
+
+    /// Open `msg` with the terminal's key, or the session key of its
+    /// call (a re-INVITE), and check that its content is signed by its
+    /// From AOR (chaining to `trust`): the signer's certificate, the
+    /// SDP it carries, and whether a full envelope (not the session key)
+    /// opened it.
+    fn open_signed(
+        &self,
+        ua: &Ua<'_>,
+        msg: &Message,
+        identity: &Identity,
+        ctx: &mut Context,
+    ) -> Result<(Cert, Vec<u8>, bool), Refusal> {
+        let refuse = |s: Status, why: String| Refusal::new(s, &self.agent, why);
         let key = identity
             .private_key()
             .map_err(|e| refuse(Status::ServerError, format!("the terminal's key: {e}")))?;
@@ -122,12 +132,7 @@ impl Policy {
             key,
         }];
         let opened = crate::blocking::offload(|| {
-            ua.open(
-                SealedInput::Sip(invite.clone()),
-                &keys,
-                Some(&self.trust),
-                ctx,
-            )
+            ua.open(SealedInput::Sip(msg.clone()), &keys, Some(&self.trust), ctx)
         });
         let opened = match opened {
             Ok(o) => o,
@@ -164,11 +169,42 @@ impl Policy {
             .as_ref()
             .map(|m| m.body().to_vec())
             .unwrap_or_default();
+        Ok((signer, body, !opened.by_session))
+    }
+
+    /// Open and check an INVITE (module documentation): the offer, or
+    /// the answer that refuses it. The session key is recorded in the
+    /// store as opening records it.
+    pub fn examine(
+        &self,
+        ua: &Ua<'_>,
+        invite: &Message,
+        identity: &Identity,
+        ctx: &mut Context,
+    ) -> Result<Accepted, Refusal> {
+        let refuse = |s: Status, why: String| Refusal::new(s, &self.agent, why);
+        self.path(invite, ctx)?;
+        // The From in the clear first: a caller who may not call costs
+        // no private-key operation. The signature checked below proves it.
+        let from = invite.aor("From").unwrap_or_default().to_owned();
+        if !self.allow.iter().any(|a| a.eq_ignore_ascii_case(&from)) {
+            return Err(refuse(
+                Status::Forbidden,
+                format!("{from} may not call this terminal"),
+            ));
+        }
+        let (signer, body, _) = self.open_signed(ua, invite, identity, ctx)?;
         let offer = ChannelSdp::parse(&body).map_err(|e| sdp_refusal(&self.agent, &e))?;
         if offer.setup == Setup::Passive {
             return Err(refuse(
                 Status::NotAcceptableHere,
                 "the offer is setup:passive: this terminal listens, it does not connect".into(),
+            ));
+        }
+        if offer.existing {
+            return Err(refuse(
+                Status::NotAcceptableHere,
+                "a new call offers a=connection:new: there is no channel to keep".into(),
             ));
         }
         Ok(Accepted {
@@ -177,14 +213,53 @@ impl Policy {
             signer,
         })
     }
+
+    /// Open and check a re-INVITE of the call `call` accepted (its
+    /// dialog already matched by the caller): the same checks as the
+    /// first INVITE but the allow-list (the dialog stands for it), opened
+    /// under the call's session key or, for a key update, with the
+    /// terminal's key (the new key then recorded); its content signed by
+    /// the caller (a relay that holds the session key cannot send one);
+    /// an offer of the same channel, `a=connection:existing` (488
+    /// otherwise: a new channel is a new call).
+    pub fn examine_again(
+        &self,
+        ua: &Ua<'_>,
+        reinvite: &Message,
+        identity: &Identity,
+        call: &Accepted,
+        ctx: &mut Context,
+    ) -> Result<Reoffer, Refusal> {
+        let refuse = |s: Status, why: String| Refusal::new(s, &self.agent, why);
+        self.path(reinvite, ctx)?;
+        let from = reinvite.aor("From").unwrap_or_default();
+        if !from.eq_ignore_ascii_case(&call.caller) {
+            return Err(refuse(
+                Status::Forbidden,
+                format!(
+                    "the re-INVITE is from {from}, the call from {}",
+                    call.caller
+                ),
+            ));
+        }
+        let (signer, body, rekeyed) = self.open_signed(ua, reinvite, identity, ctx)?;
+        let offer = ChannelSdp::parse(&body).map_err(|e| sdp_refusal(&self.agent, &e))?;
+        if !offer.existing || !offer.same_channel(&call.offer) {
+            return Err(refuse(
+                Status::NotAcceptableHere,
+                "a re-INVITE keeps the data channel (the same address, setup and fingerprint, a=connection:existing): call again for another".into(),
+            ));
+        }
+        Ok(Reoffer { signer, rekeyed })
+    }
 }
 
 fn sdp_refusal(agent: &str, e: &ChannelSdpError) -> Refusal {
     Refusal::new(Status::NotAcceptableHere, agent, e.to_string())
 }
 
-/// The 200 that answers `invite` with `channel` (the terminal's passive
-/// end): its SDP sealed under the session key the INVITE started, for
+/// The 200 that answers `invite` with `sdp` (the text of the terminal's
+/// passive end of the channel): its SDP sealed under the session key the INVITE started, for
 /// `me`; a rekey when the key is used up, sealed for the caller's
 /// signing certificate. Its Contact is `me`, the terminal's AOR: the
 /// relay's location service finds the flow for the ACK and BYE by it.
@@ -195,19 +270,18 @@ pub fn answer(
     ua: &Ua<'_>,
     invite: &Message,
     me: &str,
-    channel: &ChannelSdp,
+    sdp: String,
     caller: &Cert,
     identity: &Arc<Identity>,
     ctx: &mut Context,
 ) -> Result<Message, UaError> {
     let signer = matches!(identity.cert.recipient_kind(), Ok(CertKeyKind::Rsa)).then_some(identity);
-    let session = u64::from_be_bytes(ctx.bytes(8).try_into().unwrap_or_default()) >> 1;
     let params = ResponseParams {
         code: Status::Ok.code(),
         contact: Some(me.to_owned()),
         body: Some(Body {
             content_type: "application/sdp".into(),
-            bytes: channel.to_text(session).into_bytes(),
+            bytes: sdp.into_bytes(),
         }),
         ..Default::default()
     };
@@ -303,6 +377,9 @@ pub enum RegisterError {
     /// The REGISTER could not be built.
     #[error("the REGISTER: {0}")]
     Build(String),
+    /// The certificate the registrar returned cannot be taken.
+    #[error("the certificate of the 200 OK: {0}")]
+    Enrol(String),
     /// The registrar said no.
     #[error("the registrar answered {code} {reason}")]
     Refused {
@@ -330,6 +407,7 @@ impl Registration {
         &mut self,
         expires: u32,
         auth: Option<&Message>,
+        body: Option<&Body>,
         ctx: &mut Context,
     ) -> Result<Message, RegisterError> {
         self.cseq += 1;
@@ -341,6 +419,7 @@ impl Registration {
             cseq: Some(self.cseq),
             contact: Some(self.contact.clone()),
             headers: vec![("Expires".into(), expires.to_string())],
+            body: body.cloned(),
             ..Default::default()
         };
         params
@@ -357,8 +436,17 @@ impl Registration {
                 .ok_or_else(|| RegisterError::Build(format!("{} has no user part", self.aor)))?;
             let uri = msg.request_uri().unwrap_or_default().to_owned();
             let cnonce = hex::encode(ctx.bytes(8));
-            let value = digest::answer(www, user, &self.password, "REGISTER", &uri, b"", &cnonce)
-                .map_err(|e| RegisterError::Build(e.to_string()))?;
+            // With qop=auth-int the digest covers the body (the CSR).
+            let value = digest::answer(
+                www,
+                user,
+                &self.password,
+                "REGISTER",
+                &uri,
+                msg.body(),
+                &cnonce,
+            )
+            .map_err(|e| RegisterError::Build(e.to_string()))?;
             let at = msg.before_body_headers();
             msg.insert_header(at, "Authorization", &value);
         }
@@ -374,14 +462,27 @@ impl Registration {
         wait: Duration,
         ctx: &mut Context,
     ) -> Result<u32, RegisterError> {
-        let first = self.request(expires, None, ctx)?;
+        Ok(self.register_with(flow, expires, wait, None, ctx).await?.0)
+    }
+
+    /// [`Registration::register`] with `body` in the REGISTER (a CSR:
+    /// docs/SPEC.md §6): the interval granted and the 200 OK.
+    pub async fn register_with(
+        &mut self,
+        flow: &Flow,
+        expires: u32,
+        wait: Duration,
+        body: Option<&Body>,
+        ctx: &mut Context,
+    ) -> Result<(u32, Message), RegisterError> {
+        let first = self.request(expires, None, body, ctx)?;
         let mut response = flow.request(&first, wait).await?.final_response().await?;
         if response.status() == Some(Status::Unauthorized.code()) {
-            let retry = self.request(expires, Some(&response), ctx)?;
+            let retry = self.request(expires, Some(&response), body, ctx)?;
             response = flow.request(&retry, wait).await?.final_response().await?;
         }
         match response.status() {
-            Some(200..=299) => Ok(granted(&response).unwrap_or(expires)),
+            Some(200..=299) => Ok((granted(&response).unwrap_or(expires), response)),
             code => Err(RegisterError::Refused {
                 code: code.unwrap_or_default(),
                 reason: match response.header("Warning") {
@@ -408,6 +509,40 @@ fn granted(ok: &Message) -> Option<u32> {
         })
         .min();
     from_contacts.or_else(|| ok.header("Expires").and_then(|e| e.trim().parse().ok()))
+}
+
+/// Whether a registration should ask for a certificate: the identity has
+/// none, or its certificate ends before `now + margin` (the registration
+/// interval asked for: the registrar's certificate lasts as long as the
+/// binding, so a refresh at half the interval renews it too).
+pub fn certificate_due(cert: Option<&Cert>, now: time::OffsetDateTime, margin: Duration) -> bool {
+    let Some(cert) = cert else { return true };
+    let not_after = crate::keys::trust::time_of(&cert.cert.tbs_certificate().validity().not_after);
+    not_after < now + margin
+}
+
+/// The certificate the registrar's 200 OK (`ok`) returns for `key`, the
+/// AOR's: the registrar's signature chaining to `trust`, the certificate
+/// for this key naming the AOR and chaining to `trust`
+/// ([`crate::registrar::enrol::issued`]), written to `dir/cert.pem`
+/// (temporary file and rename) and loaded with the key as the identity.
+pub fn install_issued(
+    ok: &Message,
+    key: &crate::keys::PrivateKey,
+    key_path: &std::path::Path,
+    dir: &std::path::Path,
+    trust: &[Cert],
+    ctx: &mut Context,
+) -> Result<Identity, RegisterError> {
+    use crate::registrar::enrol;
+    let bad = |e: String| RegisterError::Enrol(e);
+    let outer = enrol::signed_by_registrar(ok, trust).map_err(|e| bad(e.to_string()))?;
+    let ski = enrol::ski_of_key(key);
+    let keys = [RecipientKey::Own { ski: &ski, key }];
+    let issued = enrol::issued(ok, &outer.payload, key, &keys, trust, ctx.rng())
+        .map_err(|e| bad(e.to_string()))?;
+    let cert_path = enrol::install(dir, &issued).map_err(|e| bad(e.to_string()))?;
+    Identity::load_pair(key_path, &cert_path).map_err(|e| bad(e.to_string()))
 }
 
 /// The address a terminal names in its answer when none is given: the
@@ -448,6 +583,30 @@ CSeq: 1 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: 4\r\n\r\nv=0\
         Message::parse(text.as_bytes()).unwrap()
     }
 
+    /// The registrar's certificate ends with the binding: one that ends
+    /// within the interval asked for is due again (so every refresh, at
+    /// half the interval, renews it); none at all is due.
+    #[test]
+    fn a_certificate_is_due_when_it_ends_within_the_margin() {
+        let cert = Cert::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("keys/bob-ec/cert.pem"),
+        )
+        .unwrap();
+        let not_after =
+            crate::keys::trust::time_of(&cert.cert.tbs_certificate().validity().not_after);
+        let margin = Duration::from_secs(600);
+        assert!(certificate_due(None, not_after, margin));
+        let well_before = not_after - time::Duration::seconds(601);
+        assert!(!certificate_due(Some(&cert), well_before, margin));
+        let within = not_after - time::Duration::seconds(599);
+        assert!(certificate_due(Some(&cert), within, margin));
+        assert!(certificate_due(
+            Some(&cert),
+            not_after + time::Duration::seconds(1),
+            Duration::ZERO
+        ));
+    }
+
     fn examine(policy: &Policy, msg: &Message) -> Result<Accepted, Refusal> {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("keys/bob-ec");
         let identity = Identity::load_dir(&dir).unwrap();
@@ -480,6 +639,81 @@ CSeq: 1 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: 4\r\n\r\nv=0\
         let r = examine(&policy, &invite("sip:alice@a.example.com")).unwrap_err();
         assert_eq!(r.answer.status, Status::NotAcceptableHere);
         assert!(r.why.contains("sealed"), "{}", r.why);
+    }
+
+    /// A re-INVITE keeps the channel: signed by the caller and sealed
+    /// (here a key update, a full envelope for the terminal), it is taken
+    /// when it offers the same channel as `a=connection:existing`; another
+    /// fingerprint, or `new`, is 488; an unsigned one 403.
+    #[test]
+    fn a_re_invite_is_taken_only_for_the_same_channel_signed_by_the_caller() {
+        use super::super::sdp::Fingerprint;
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let alice = Arc::new(Identity::load_dir(&repo.join("keys/alice")).unwrap());
+        let bob = Identity::load_dir(&repo.join("keys/bob-ec")).unwrap();
+        let policy = Policy {
+            allow: vec!["sip:alice@a.example.com".into()],
+            trust: Cert::load_all(&repo.join("keys/trust.pem")).unwrap(),
+            min_route_level: None,
+            agent: "b.example.com".into(),
+        };
+        let offer = ChannelSdp::offer("127.0.0.1".parse().unwrap(), Fingerprint([7; 32]));
+        let call = Accepted {
+            caller: "sip:alice@a.example.com".into(),
+            offer: offer.clone(),
+            signer: alice.cert.clone(),
+        };
+        let store = crate::state::MemoryStore::new();
+        let ua = Ua {
+            store: &store,
+            limits: crate::session::Limits::default(),
+        };
+        let mut ctx = Context::new(None, None);
+        let reinvite = |sdp: &ChannelSdp, signed: bool, ctx: &mut Context| {
+            let text = sdp.to_text_version(5, 2);
+            let plain = format!(
+                "INVITE sip:bob@b.example.com SIP/2.0\r\n\
+Via: SIP/2.0/TLS 127.0.0.1:5061;branch=z9hG4bK9\r\n\
+From: <sip:alice@a.example.com>;tag=1\r\nTo: <sip:bob@b.example.com>;tag=2\r\nCall-ID: c9\r\n\
+CSeq: 2 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{text}",
+                text.len()
+            );
+            let spec = crate::sealing::SealSpec {
+                peers: vec![crate::envelope::Recipient::Cert(Box::new(bob.cert.clone()))],
+                signer: signed.then(|| Arc::clone(&alice)),
+                ..Default::default()
+            };
+            let msg = Message::parse(plain.as_bytes()).unwrap();
+            ua.seal(&msg, &spec, ctx).unwrap().sealed.message
+        };
+        let taken = policy
+            .examine_again(
+                &ua,
+                &reinvite(&offer.again(), true, &mut ctx),
+                &bob,
+                &call,
+                &mut ctx,
+            )
+            .unwrap();
+        assert!(taken.rekeyed, "a full envelope is a key update");
+        assert!(taken.signer.uri().unwrap().contains("alice"));
+        let other = ChannelSdp::offer("127.0.0.1".parse().unwrap(), Fingerprint([8; 32])).again();
+        for sdp in [other, offer.clone()] {
+            let r = policy
+                .examine_again(&ua, &reinvite(&sdp, true, &mut ctx), &bob, &call, &mut ctx)
+                .unwrap_err();
+            assert_eq!(r.answer.status, Status::NotAcceptableHere, "{}", r.why);
+        }
+        let r = policy
+            .examine_again(
+                &ua,
+                &reinvite(&offer.again(), false, &mut ctx),
+                &bob,
+                &call,
+                &mut ctx,
+            )
+            .unwrap_err();
+        assert_eq!(r.answer.status, Status::Forbidden, "{}", r.why);
     }
 
     #[tokio::test]

@@ -14,13 +14,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::destinations::Destination;
 use super::rewrite::Rewrite;
 use crate::context::Context;
-use crate::datachannel::call::{CallError, CallSpec, call};
+use crate::datachannel::call::{CallError, CallSpec, Dialogs, call};
 use crate::envelope::Recipient;
 use crate::keys::{Cert, Identity};
 use crate::net::flow::{Flow, FlowError};
 use crate::sealing::SealSpec;
 use crate::session::Limits;
-use crate::sip::{Answer, Status, respond};
+
 use crate::state::MemoryStore;
 
 /// A byte stream to a destination's HTTP service.
@@ -127,6 +127,8 @@ pub struct SipDialer {
     pub connect_timeout: Duration,
     /// Session keys of the calls (the callers' AORs as owners).
     pub store: Arc<MemoryStore>,
+    /// The calls up on the flow (what a terminal's BYE is matched to).
+    pub dialogs: Dialogs,
     flow: tokio::sync::Mutex<Option<(Arc<Flow>, Arc<AtomicBool>)>>,
 }
 
@@ -171,6 +173,7 @@ impl SipDialer {
             answer_timeout: Duration::from_secs(15),
             connect_timeout: Duration::from_secs(10),
             store: Arc::new(MemoryStore::new()),
+            dialogs: Dialogs::default(),
             flow: tokio::sync::Mutex::new(None),
         }
     }
@@ -184,31 +187,23 @@ impl SipDialer {
         {
             return Ok(Arc::clone(f));
         }
-        let (flow, mut incoming) = Flow::connect(&self.outbound, Some(&self.tls), self.flow_limits)
+        let (flow, incoming) = Flow::connect(&self.outbound, Some(&self.tls), self.flow_limits)
             .await
             .map_err(|e| DialError::Unreachable(format!("the gateway's relay: {e}")))?;
         let flow = Arc::new(flow);
         tracing::info!(event = "flow opened", to = %self.outbound.addr, local = %flow.local());
-        // Requests the relay sends down the flow: a BYE from a terminal
-        // (its channel idled out) is answered 200 (the access notices its
-        // channel closed); anything else 405. The task ends with the flow.
+        // Requests the relay sends down the flow: a terminal's BYE in a
+        // call (its channel idled out, its service closed) is answered
+        // 200 and ends that call (the access notices its channel closed),
+        // one of no call 481; OPTIONS 200; anything else 405 (the
+        // caller's side, `datachannel::call::Dialogs`). The task ends
+        // with the flow.
         let answering = Arc::downgrade(&flow);
         let closed = Arc::new(AtomicBool::new(false));
         let closing = Arc::clone(&closed);
+        let dialogs = self.dialogs.clone();
         tokio::spawn(async move {
-            let mut ctx = Context::new(None, None);
-            while let Some(req) = incoming.recv().await {
-                let Some(flow) = answering.upgrade() else {
-                    break;
-                };
-                let status = match req.method() {
-                    Some("BYE") | Some("OPTIONS") => Status::Ok,
-                    _ => Status::MethodNotAllowed,
-                };
-                if let Ok(Some(resp)) = respond(&req, &Answer::new(status), &mut ctx) {
-                    let _ = flow.send(&resp).await;
-                }
-            }
+            dialogs.serve(answering, incoming).await;
             closing.store(true, Ordering::Relaxed);
             tracing::info!(event = "flow closed");
         });
@@ -293,6 +288,7 @@ impl SipDialer {
             channel_allow: self.channel_allow.clone(),
             answer_timeout: self.answer_timeout,
             connect_timeout: self.connect_timeout,
+            dialogs: self.dialogs.clone(),
         };
         let mut ctx = Context::new(None, None);
         let limits = Limits::default();

@@ -18,6 +18,7 @@
 pub mod ca;
 pub mod crl;
 pub mod digest;
+pub mod enrol;
 pub mod forward;
 pub mod issuer;
 #[cfg(feature = "live")]

@@ -101,6 +101,29 @@ pub fn path_entry(token: &str, at: SocketAddr, transport: Transport) -> String {
     format!("<sip:{token}@{host}:{};transport={t};lr;ob>", at.port())
 }
 
+/// Whether the Contact of `msg` asks for its flow (RFC 5626 §5: the
+/// `ob` URI parameter).
+pub fn contact_has_ob(msg: &Message) -> bool {
+    msg.header("Contact").is_some_and(|c| {
+        let uri = match (c.find('<'), c.find('>')) {
+            (Some(a), Some(b)) if a < b => &c[a + 1..b],
+            _ => c,
+        };
+        uri.split(';')
+            .skip(1)
+            .any(|p| p.trim().eq_ignore_ascii_case("ob"))
+    })
+}
+
+/// A Record-Route entry of this relay (`<sip:HOST:PORT;...>`) with `token`
+/// as its user part: requests that follow it come to the flow it names.
+pub fn with_token(entry: &str, token: &str) -> String {
+    match entry.find(':') {
+        Some(i) => format!("{}{token}@{}", &entry[..=i], &entry[i + 1..]),
+        None => entry.to_owned(),
+    }
+}
+
 /// The flow a URI (a Path or Route entry) names: one of this relay's
 /// names, whose user part is a token it made.
 pub fn flow_of(uri: &str, names: &OwnNames, key: &[u8; 32]) -> Option<(Transport, SocketAddr)> {
@@ -118,16 +141,26 @@ pub fn flow_of(uri: &str, names: &OwnNames, key: &[u8; 32]) -> Option<(Transport
     flow(key, user)
 }
 
-/// The flow of the topmost Route entry of `msg`, when it is this relay's
-/// with a flow token (a request for a user who registered through it).
+/// The flow a Route entry of this relay on top of `msg` names with a flow
+/// token (a request for a user who registered through it, or in a dialog
+/// this relay record-routed for a user agent on a flow).
 pub fn routed_flow(
     msg: &Message,
     names: &OwnNames,
     key: &[u8; 32],
 ) -> Option<(Transport, SocketAddr)> {
+    // This relay's entries on top (two when it record-routed on two
+    // listeners, RFC 5658): the one with a token names the flow.
     let routes = msg.header_values("Route");
-    let first = routes.into_iter().flat_map(split_list).next()?;
-    flow_of(first, names, key)
+    for entry in routes.into_iter().flat_map(split_list) {
+        if !HopUri::parse(entry).is_some_and(|h| names.names_uri(&h)) {
+            return None;
+        }
+        if let Some(flow) = flow_of(entry, names, key) {
+            return Some(flow);
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -156,6 +189,29 @@ mod tests {
         }
         assert_eq!(flow(&key, "not base64!"), None);
         assert_eq!(flow(&key, ""), None);
+    }
+
+    #[test]
+    fn a_record_route_with_a_token_leads_back_to_the_flow() {
+        let key = [9u8; 32];
+        let addr: SocketAddr = "192.0.2.7:40100".parse().unwrap();
+        let token = token(&key, Transport::Tls, addr);
+        let entry = with_token("<sip:198.51.100.1:5061;transport=tls;lr>", &token);
+        assert_eq!(
+            entry,
+            format!("<sip:{token}@198.51.100.1:5061;transport=tls;lr>")
+        );
+        let names = OwnNames::new(["198.51.100.1:5061".parse().unwrap()]);
+        assert_eq!(flow_of(&entry, &names, &key), Some((Transport::Tls, addr)));
+        let ob = |contact: &str| {
+            let text = format!(
+                "INVITE sip:b@h SIP/2.0\r\nVia: SIP/2.0/TLS h;branch=z9hG4bK1\r\nContact: {contact}\r\nContent-Length: 0\r\n\r\n"
+            );
+            contact_has_ob(&Message::parse(text.as_bytes()).unwrap())
+        };
+        assert!(ob("<sip:a@192.0.2.7:40100;transport=tls;ob>"));
+        assert!(!ob("<sip:a@192.0.2.7:40100;transport=tls>"));
+        assert!(!ob("<sip:a@192.0.2.7;obscure>"));
     }
 
     #[test]

@@ -605,9 +605,12 @@ impl Service for LiveRelay {
             .flatten();
         // A request for a user who registered through this relay comes
         // back with the relay's Path entry as its Route: the flow it names.
+        // A request that came on that very flow goes outward: its own
+        // Record-Route entry (below) names the flow it is on.
         let mut flow = key
             .as_ref()
-            .and_then(|k| flow::routed_flow(&msg, &config.opts.names, k));
+            .and_then(|k| flow::routed_flow(&msg, &config.opts.names, k))
+            .filter(|(t, a)| !(*t == peer.transport && *a == peer.addr));
         // The ACK of an answer this relay made ends here, before anything
         // would route it (RFC 3261 §8.2.7).
         if let Some(k) = &key
@@ -700,9 +703,21 @@ impl Service for LiveRelay {
             let inbound = Self::rr_entry(&config, &relay_keys, peer.transport, peer.local, secure);
             let outbound = listener(&config, hop.transport)
                 .map(|a| Self::rr_entry(&config, &relay_keys, hop.transport, a, secure));
+            // RFC 5626 §5.3: an edge proxy record-routes a dialog of a user
+            // agent that reaches it over a flow (`ob` in its Contact) with a
+            // flow token, so that the far end's requests in the dialog come
+            // back down that flow, not where --next or the Contact leads.
+            let token = key
+                .as_ref()
+                .filter(|_| msg.header_list("Via").len() == 1 && flow::contact_has_ob(&msg))
+                .map(|k| flow::token(k, peer.transport, peer.addr));
+            let tokened = |entry: &str| match &token {
+                Some(t) => flow::with_token(entry, t),
+                None => entry.to_owned(),
+            };
             opts.record_route_as = match outbound {
-                Some(out) if out != inbound => vec![inbound, out],
-                _ => vec![inbound],
+                Some(out) if out != inbound => vec![tokened(&inbound), out],
+                _ => vec![tokened(&inbound)],
             };
         }
         let mut ctx = self.context();

@@ -7,15 +7,13 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 
 use sipseal::context::Context;
-use sipseal::envelope::signed::certs_of;
 use sipseal::keys::generate::{Ca, SigningKey, make_csr, subject_for};
 use sipseal::keys::trust::check_chain;
 use sipseal::keys::{Cert, KeyError};
 use sipseal::registrar::digest::{self, DigestAlgorithm};
 use sipseal::registrar::issuer::Issuer;
 use sipseal::registrar::users::{Users, username_of};
-use sipseal::registrar::{NONCE_LIFETIME, Outcome, Registrar, sealed};
-use sipseal::signing::outer_signature;
+use sipseal::registrar::{NONCE_LIFETIME, Outcome, Registrar, enrol, sealed};
 use sipseal::sip::Message;
 use sipseal::sip::compose::{Body, RequestParams, build_request};
 use sipseal::sip::routing::OwnNames;
@@ -920,22 +918,6 @@ fn pem_or_der(bytes: &[u8], label: &str) -> Vec<u8> {
     }
 }
 
-/// The outer signature of a registrar's 200 OK, verified, its signer
-/// chaining to `anchors`; else why not.
-fn signed_by_registrar(
-    response: &Message,
-    anchors: &[Cert],
-) -> Result<sipseal::signing::OuterSignature, String> {
-    let outer = outer_signature(response)
-        .map_err(|e| e.to_string())?
-        .ok_or("the 200 OK is not signed by the registrar")?;
-    let signers = outer.verify().map_err(|e| e.to_string())?;
-    let signer = signers.first().ok_or("the signature has no signer")?;
-    check_chain(&signer.cert, &[], anchors)
-        .map_err(|e| format!("the registrar's certificate: {e}"))?;
-    Ok(outer)
-}
-
 fn accept_certificate(
     args: &RegisterArgs,
     accept: &Path,
@@ -955,67 +937,39 @@ fn accept_certificate(
         return Err(refuse(format!("{} is not a 200 OK", accept.display())));
     }
     let anchors = Cert::load_tree(trust)?;
-    let outer = signed_by_registrar(&response, &anchors).map_err(refuse)?;
+    let outer =
+        enrol::signed_by_registrar(&response, &anchors).map_err(|e| refuse(e.to_string()))?;
     let key = private_key_at(&dir.join("key.pem"))?;
-    let body = opened_answer(args, &outer.payload, &key, &response, ctx)?;
-    let certs = certs_of(&body).map_err(|e| refuse(e.to_string()))?;
-    let mine = certs
-        .iter()
-        .find(|c| c.is_key_of(&key))
-        .ok_or_else(|| refuse("no certificate in the 200 OK is for this identity's key".into()))?;
-    let aor = response.aor("To").unwrap_or_default();
-    if mine.uri().as_deref() != Some(aor) {
-        return Err(refuse(format!(
-            "the certificate names {}, not {aor}",
-            mine.name()
-        )));
-    }
-    let chain: Vec<Cert> = certs
-        .iter()
-        .filter(|c| !c.is_key_of(&key))
-        .cloned()
-        .collect();
-    check_chain(mine, &chain, &anchors).map_err(|e| refuse(format!("the certificate: {e}")))?;
-    let mut pem = String::new();
-    for c in std::iter::once(mine).chain(chain.iter()) {
-        pem.push_str(
-            &der::EncodePem::to_pem(&c.cert, der::pem::LineEnding::LF)
-                .map_err(|e| KeyError::Generate(e.to_string()))?,
-        );
-    }
-    let path = dir.join("cert.pem");
-    sipseal::fsio::write_atomic(&path, pem.as_bytes(), false).map_err(|source| {
-        KeyError::Write {
-            path: path.clone(),
-            source,
-        }
-    })?;
-    eprintln!("installed {} ({})", path.display(), mine.name());
+    let issued = issued_for(args, &outer.payload, &key, &response, &anchors, ctx)?;
+    let path = enrol::install(dir, &issued)?;
+    eprintln!("installed {} ({})", path.display(), issued.cert.name());
     Ok(Exit::Ok)
 }
 
-/// The certs-only body of the registrar's 200 OK (`payload`, its
-/// signature checked): opened when it came sealed, with `key` (known by
-/// the SubjectKeyIdentifier of its public key, as the registrar's CA
-/// names the certificate it issues), the identity's cert.pem when there
-/// is one, and the --seal-for PSK or password. A REGISTER sealed
-/// (--seal-for) gets a sealed 200: an unsealed one is refused.
-fn opened_answer(
+/// The certificate of the registrar's 200 OK (`payload`, its signature
+/// checked): its certs-only body opened when it came sealed, with `key`
+/// (known by the SubjectKeyIdentifier of its public key, as the
+/// registrar's CA names the certificate it issues), the identity's
+/// cert.pem when there is one, and the --seal-for PSK or password. A
+/// REGISTER sealed (--seal-for) gets a sealed 200: an unsealed one is
+/// refused.
+fn issued_for(
     args: &RegisterArgs,
     payload: &sipseal::mime::Part,
     key: &sipseal::keys::PrivateKey,
     response: &Message,
+    anchors: &[Cert],
     ctx: &mut Context,
-) -> Result<Vec<u8>, Error> {
+) -> Result<enrol::Issued, Error> {
     use sipseal::envelope::{Recipient, RecipientKey};
+    let refuse = |why: String| {
+        Error::usage(
+            why,
+            "give the registrar's 200 OK to this REGISTER, and --trust with the registrar's CA",
+        )
+    };
     let aor = response.aor("To").unwrap_or_default().to_owned();
-    let spki = sipseal::keys::generate::SigningKey::from_key(key, Path::new("key.pem"))
-        .and_then(|k| k.spki())
-        .ok();
-    let ski = spki
-        .as_ref()
-        .and_then(|s| sipseal::envelope::recipient::ski_of(s).ok())
-        .unwrap_or_default();
+    let ski = enrol::ski_of_key(key);
     let own_cert = args
         .identity
         .as_ref()
@@ -1039,18 +993,22 @@ fn opened_answer(
         Some(Recipient::Password(p)) => keys.push(RecipientKey::Password(p)),
         _ => {}
     }
-    let (body, was_sealed) =
-        sealed::answer_body(payload, &keys, ctx.rng()).map_err(|err| Error::Seal {
-            name: "the 200 OK".into(),
-            err,
+    let issued =
+        enrol::issued(response, payload, key, &keys, anchors, ctx.rng()).map_err(|e| match e {
+            enrol::EnrolError::Sealed(err) => Error::Seal {
+                name: "the 200 OK".into(),
+                err,
+            },
+            enrol::EnrolError::Key(k) => k.into(),
+            other => refuse(other.to_string()),
         })?;
-    if args.seal_for.is_some() && !was_sealed {
+    if args.seal_for.is_some() && !issued.sealed {
         return Err(Error::usage(
             "the 200 OK is not sealed, though the REGISTER was (--seal-for)",
             "the registrar seals its 200 to a sealed REGISTER: give the 200 that answered this REGISTER",
         ));
     }
-    Ok(body)
+    Ok(issued)
 }
 
 /// The file `certquery --accept` stores `aor`'s certificate in, without
@@ -1259,7 +1217,8 @@ fn accept_query(args: &CertqueryArgs, accept: &Path, ctx: &mut Context) -> Resul
         ));
     }
     let anchors = Cert::load_tree(trust)?;
-    let outer = signed_by_registrar(&response, &anchors).map_err(refuse)?;
+    let outer =
+        enrol::signed_by_registrar(&response, &anchors).map_err(|e| refuse(e.to_string()))?;
     // Where the AOR is and until when: the registrar signs them too (in
     // its sipfrag); shown only as signed.
     for name in sipseal::registrar::ANSWER_COVERS {

@@ -12,8 +12,9 @@ use std::time::Duration;
 use clap::Args;
 
 use sipseal::context::Context;
-use sipseal::datachannel::daemon::{Terminal, TerminalConfig, TerminalError};
+use sipseal::datachannel::daemon::{Enrol, IdentitySlot, Terminal, TerminalConfig, TerminalError};
 use sipseal::datachannel::terminal::{Policy, RegisterError};
+use sipseal::keys::Identity;
 use sipseal::net::flow::FlowLimits;
 use sipseal::net::tls::TlsSetup;
 use sipseal::net::{Hosts, Target, Transport};
@@ -87,6 +88,18 @@ pub struct TerminalArgs {
     /// Seconds to wait for the registrar's answer.
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     pub timeout: u64,
+    /// Get the identity's certificate from the registrar: a REGISTER
+    /// carries a CSR for --identity's key.pem whenever there is no
+    /// cert.pem or it ends within the registration interval (--expires),
+    /// and the certificate of the signed 200 OK (chaining to --trust,
+    /// naming the AOR) is installed as DIR/cert.pem and used from then on.
+    #[arg(long)]
+    pub enrol: bool,
+    /// With --enrol, the identity the flow presents while --identity has
+    /// no valid certificate (its first registration): a certificate for
+    /// the same AOR chaining to what the relay trusts (cert.pem + key.pem).
+    #[arg(long, value_name = "DIR", requires = "enrol")]
+    pub bootstrap: Option<PathBuf>,
 }
 
 /// `http://HOST:PORT[/]` as the address to connect to (a literal address:
@@ -104,20 +117,87 @@ fn serve_addr(url: &str) -> Result<SocketAddr, Error> {
     rest.parse().map_err(|_| bad())
 }
 
+/// The terminal's identity (none yet when --enrol will get its
+/// certificate), what --enrol needs, and the identity the flow presents
+/// first (the identity's own, else --bootstrap's).
+type Identities = (Option<Arc<Identity>>, Option<Enrol>, Arc<Identity>);
+
+/// [`Identities`] from the arguments.
+fn identities(args: &TerminalArgs, ctx: &Context) -> Result<Identities, Error> {
+    if !args.enrol {
+        let identity = Arc::new(identity_at(&args.identity)?);
+        return Ok((Some(Arc::clone(&identity)), None, identity));
+    }
+    let dir = &args.identity;
+    let key = dir.join("key.pem");
+    if !dir.is_dir() || !key.is_file() {
+        return Err(Error::usage(
+            format!("--enrol: {} holds no key.pem", dir.display()),
+            "give --identity a directory with the terminal's key.pem (sipseal keys generate), its cert.pem coming from the registrar",
+        ));
+    }
+    if sipseal::keys::identity::key_is_encrypted(&key) {
+        return Err(Error::usage(
+            format!("--enrol: {} is protected by a passphrase", key.display()),
+            "an enrolling terminal reads its key unattended: give it an unencrypted key.pem (mode 0600)",
+        ));
+    }
+    let identity = if dir.join("cert.pem").is_file() {
+        Some(Arc::new(identity_at(dir)?))
+    } else {
+        None
+    };
+    let valid = identity.as_ref().filter(|i| {
+        !sipseal::datachannel::terminal::certificate_due(Some(&i.cert), ctx.now(), Duration::ZERO)
+    });
+    let flow_identity = match (valid, &args.bootstrap) {
+        (Some(i), _) => Arc::clone(i),
+        (None, Some(b)) => Arc::new(identity_at(b)?),
+        (None, None) => {
+            return Err(Error::usage(
+                format!(
+                    "--enrol: {} has no valid certificate to open the mutual-TLS flow with",
+                    dir.display()
+                ),
+                "give --bootstrap DIR, a certificate for the same AOR that the relay trusts, for the first registration",
+            ));
+        }
+    };
+    if let (Some(i), Some(b)) = (&identity, flow_identity.cert.uri())
+        && i.cert.uri().is_some_and(|u| !u.eq_ignore_ascii_case(&b))
+    {
+        return Err(Error::usage(
+            format!(
+                "--bootstrap names {b}, --identity {}",
+                i.cert.uri().unwrap_or_default()
+            ),
+            "the bootstrap certificate must name the terminal's own AOR",
+        ));
+    }
+    Ok((
+        identity,
+        Some(Enrol {
+            dir: dir.clone(),
+            key,
+        }),
+        flow_identity,
+    ))
+}
+
 /// Run `terminal` until SIGTERM or SIGINT.
 pub fn run(args: TerminalArgs, ctx: &mut Context) -> Result<Exit, Error> {
     crate::live::init_log();
-    let identity = identity_at(&args.identity)?;
-    let aor = identity.cert.uri().ok_or_else(|| {
+    let mut trust = Vec::new();
+    for t in &args.trust {
+        trust.extend(load_anchors(t)?);
+    }
+    let (identity, enrol, flow_identity) = identities(&args, ctx)?;
+    let aor = flow_identity.cert.uri().ok_or_else(|| {
         Error::usage(
             format!("{}: the certificate has no SIP URI", args.identity.display()),
             "give --identity a certificate with a SAN URI (sipseal keys generate --uri sip:USER@DOMAIN)",
         )
     })?;
-    let mut trust = Vec::new();
-    for t in &args.trust {
-        trust.extend(load_anchors(t)?);
-    }
     let hosts = match &args.hosts {
         Some(p) => Hosts::load(p).map_err(|why| {
             Error::usage(
@@ -152,11 +232,12 @@ pub fn run(args: TerminalArgs, ctx: &mut Context) -> Result<Exit, Error> {
             ));
         }
     }
-    let tls = TlsSetup::new(Some(&identity), &trust)
-        .map_err(|e| Error::usage(e.to_string(), "check --identity and --trust"))?;
+    let tls = TlsSetup::new(Some(&flow_identity), &trust)
+        .map_err(|e| Error::usage(e.to_string(), "check --identity, --bootstrap and --trust"))?;
     let agent = sipseal::sip::headers::uri_host(&aor).unwrap_or_else(|| "terminal".into());
     let config = TerminalConfig {
-        identity: Arc::new(identity),
+        identity: IdentitySlot::new(identity),
+        enrol,
         aor: aor.clone(),
         outbound,
         tls: Arc::new(tls),
