@@ -374,7 +374,7 @@ pub fn html_rewriter<'h, F: FnMut(&[u8]) + Send + 'h>(
     rw: &Rewrite,
     sink: F,
 ) -> lol_html::send::HtmlRewriter<'h, F> {
-    use lol_html::{element, send::Settings};
+    use lol_html::{element, send::Settings, text};
     let mut handlers = Vec::new();
     for (selector, attr) in URL_ATTRIBUTES {
         let rw = rw.clone();
@@ -385,6 +385,56 @@ pub fn html_rewriter<'h, F: FnMut(&[u8]) + Send + 'h>(
             Ok(())
         }));
     }
+    // Inline CSS, image candidates and a meta refresh carry URLs too.
+    let css = rw.clone();
+    handlers.push(element!("[style]", move |el| {
+        if let Some(new) = el.get_attribute("style").and_then(|v| css.css(&v)) {
+            el.set_attribute("style", &new)?;
+        }
+        Ok(())
+    }));
+    for selector in ["img[srcset]", "source[srcset]"] {
+        let rw = rw.clone();
+        handlers.push(element!(selector, move |el| {
+            if let Some(new) = el.get_attribute("srcset").and_then(|v| rw.srcset(&v)) {
+                el.set_attribute("srcset", &new)?;
+            }
+            Ok(())
+        }));
+    }
+    let refresh = rw.clone();
+    handlers.push(element!("meta[http-equiv][content]", move |el| {
+        let is_refresh = el
+            .get_attribute("http-equiv")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("refresh"));
+        if is_refresh
+            && let Some(new) = el
+                .get_attribute("content")
+                .and_then(|v| refresh.refresh(&v))
+        {
+            el.set_attribute("content", &new)?;
+        }
+        Ok(())
+    }));
+    // A <style> element's text comes in chunks: gathered (up to the
+    // rewriter's memory bound), rewritten whole at its last chunk.
+    let style = rw.clone();
+    let mut text = String::new();
+    handlers.push(text!("style", move |chunk| {
+        text.push_str(chunk.as_str());
+        if text.len() > MAX_REWRITE_MEMORY {
+            return Err("a <style> element larger than the rewriter's memory".into());
+        }
+        if chunk.last_in_text_node() {
+            let whole = std::mem::take(&mut text);
+            let new = style.css(&whole).unwrap_or(whole);
+            // Raw text: written as it is, not escaped.
+            chunk.replace(&new, lol_html::html_content::ContentType::Html);
+        } else {
+            chunk.remove();
+        }
+        Ok(())
+    }));
     lol_html::send::HtmlRewriter::new(
         Settings {
             element_content_handlers: handlers,
@@ -430,6 +480,49 @@ mod tests {
         assert!(html.contains("src=\"/s/abc/i.png\""), "{html}");
         assert!(html.contains("action=\"/s/abc/f\""), "{html}");
         assert!(html.contains("href=\"https://other/\""), "{html}");
+    }
+
+    /// Runs `chunks` through the rewriter of [`rw`].
+    fn rewritten(chunks: &[&str]) -> String {
+        let mut out = Vec::new();
+        {
+            let mut w = html_rewriter(&rw(), |c: &[u8]| out.extend_from_slice(c));
+            for c in chunks {
+                w.write(c.as_bytes()).unwrap();
+            }
+            w.end().unwrap();
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn css_srcset_and_refresh_in_html_are_rewritten() {
+        let html = rewritten(&[
+            "<meta http-equiv=\"Refresh\" content=\"0;url=/next\">",
+            "<div style=\"background:url('/bg.png')\"></div>",
+            "<img srcset=\"/a.png 1x, http://127.0.0.1:8080/b.png 2x\">",
+            "<picture><source srcset=\"/c.webp\"></picture>",
+            "<style>p{background:url(/p",
+            ".png)} q{background:url(\"//127.0.0.1:8080/q.png\")}</style>",
+            "<meta name=\"description\" content=\"0;url=/not-a-refresh\">",
+        ]);
+        assert!(html.contains("content=\"0;url=/s/abc/next\""), "{html}");
+        assert!(
+            html.contains("style=\"background:url('/s/abc/bg.png')\""),
+            "{html}"
+        );
+        assert!(
+            html.contains("srcset=\"/s/abc/a.png 1x, /s/abc/b.png 2x\""),
+            "{html}"
+        );
+        assert!(html.contains("srcset=\"/s/abc/c.webp\""), "{html}");
+        assert!(
+            html.contains(
+                "<style>p{background:url(/s/abc/p.png)} q{background:url(\"/s/abc/q.png\")}</style>"
+            ),
+            "{html}"
+        );
+        assert!(html.contains("content=\"0;url=/not-a-refresh\""), "{html}");
     }
 
     #[test]

@@ -907,6 +907,20 @@ impl Gateway {
             return not_found();
         };
         access.touch();
+        // A WebSocket (or any protocol upgrade) is not relayed: the
+        // channel carries one HTTP/1.1 exchange at a time. Said plainly,
+        // rather than stripped (`Upgrade` is hop-by-hop) into a request
+        // the service would answer in its own way.
+        if req.headers().contains_key(header::UPGRADE) {
+            tracing::info!(event = "access", user = %access.user, destination = %access.destination.uri, status = 501, refused = "upgrade");
+            return page(
+                StatusCode::NOT_IMPLEMENTED,
+                html::notice(
+                    "Not implemented",
+                    "The gateway does not relay WebSocket or other protocol upgrades.",
+                ),
+            );
+        }
         let (mut parts, body) = req.into_parts();
         let prefix_len = access.rewrite.prefix.len();
         let path_and_query = parts
@@ -1032,6 +1046,12 @@ impl Gateway {
         {
             parts.headers.insert(header::LOCATION, v);
         }
+        if let Some(refresh) = parts.headers.get("refresh").and_then(|v| v.to_str().ok())
+            && let Some(new) = rw.refresh(refresh)
+            && let Ok(v) = HeaderValue::from_str(&new)
+        {
+            parts.headers.insert("refresh", v);
+        }
         let cookies: Vec<HeaderValue> = parts
             .headers
             .get_all(header::SET_COOKIE)
@@ -1043,13 +1063,18 @@ impl Gateway {
         for c in cookies {
             parts.headers.append(header::SET_COOKIE, c);
         }
-        let html = parts
+        let content_type = parts
             .headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(|v| v.to_ascii_lowercase())
-            .is_some_and(|v| v.starts_with("text/html") || v.starts_with("application/xhtml+xml"));
-        if html {
+            .map(|v| v.trim_start().to_ascii_lowercase())
+            .unwrap_or_default();
+        let html = content_type.starts_with("text/html")
+            || content_type.starts_with("application/xhtml+xml");
+        // A style sheet is rewritten whole at its end (its `url(` may be
+        // split across pieces); --max-body bounds what is held.
+        let css = content_type.starts_with("text/css");
+        if html || css {
             parts.headers.remove(header::CONTENT_LENGTH);
         }
         let status = parts.status.as_u16();
@@ -1066,6 +1091,7 @@ impl Gateway {
                     }
                 })
             });
+            let mut sheet: Option<Vec<u8>> = css.then(Vec::new);
             let mut read: u64 = 0;
             let mut sent: u64 = 0;
             let take = |out: &Arc<Mutex<Vec<u8>>>| {
@@ -1088,6 +1114,10 @@ impl Gateway {
                     break Some(format!("a body over {max_body} bytes"));
                 }
                 access.touch();
+                if let Some(sheet) = sheet.as_mut() {
+                    sheet.extend_from_slice(&data);
+                    continue;
+                }
                 let chunk = match rewriter.as_mut() {
                     Some(w) => {
                         if let Err(e) = w.write(&data) {
@@ -1118,6 +1148,18 @@ impl Gateway {
                         let _ = tx.send(Err(e.to_string().into())).await;
                     }
                 }
+            }
+            if failure.is_none()
+                && let Some(sheet) = sheet.take()
+            {
+                // CSS is UTF-8 in practice; a sheet that is not is relayed
+                // as it came.
+                let out = match String::from_utf8(sheet) {
+                    Ok(text) => Bytes::from(rw.css(&text).unwrap_or(text)),
+                    Err(e) => Bytes::from(e.into_bytes()),
+                };
+                sent += out.len() as u64;
+                let _ = tx.send(Ok(out)).await;
             }
             if let Some(why) = &failure {
                 let _ = tx.send(Err(why.clone().into())).await;
@@ -1271,6 +1313,31 @@ mod tests {
             .unwrap()
             .unwrap();
         String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_websocket_upgrade_is_refused_501() {
+        let g = gateway();
+        let now = Instant::now();
+        let token = g.state().sessions.open("alice", now).unwrap();
+        let csrf = g.state().sessions.touch(&token, now).unwrap().csrf;
+        let addr = serve_plain(Arc::clone(&g)).await;
+        let opened = post(addr, "/open", &token, &format!("csrf={csrf}&dest=0")).await;
+        assert!(opened.starts_with("HTTP/1.1 303"), "{opened}");
+        let at = opened.find("/s/").unwrap();
+        let base = opened[at..].split_whitespace().next().unwrap().to_owned();
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let req = format!(
+            "GET {base}chat HTTP/1.1\r\nHost: gw.example\r\nCookie: {COOKIE}={token}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        );
+        tcp.write_all(req.as_bytes()).await.unwrap();
+        let mut out = vec![0u8; 256];
+        let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut out))
+            .await
+            .expect("an answer, not a request relayed to a service that never answers")
+            .unwrap();
+        let head = String::from_utf8_lossy(&out[..n]);
+        assert!(head.starts_with("HTTP/1.1 501"), "{head}");
     }
 
     #[tokio::test]
