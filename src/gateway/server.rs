@@ -44,8 +44,6 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest a service may take to start its response, or between two
 /// pieces of a body.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
-/// The longest a TLS handshake or a request's header may take.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the gateway is configured with.
 #[derive(Debug, Clone)]
@@ -64,7 +62,18 @@ pub struct Config {
     pub max_body: u64,
     /// Connections served at once.
     pub max_connections: usize,
+    /// How long a write to a browser may make no progress before its
+    /// connection is closed (a browser that stops reading must not hold
+    /// its connection, and the access behind it, for ever).
+    pub write_timeout: Duration,
+    /// How long a TLS handshake, or a request's header, may take.
+    pub header_timeout: Duration,
 }
+
+/// [`Config::write_timeout`] unless configured.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// [`Config::header_timeout`] unless configured.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the users log in with and may reach; replaced whole at a reload.
 #[derive(Debug, Clone, Default)]
@@ -89,9 +98,9 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// The Prometheus text exposition of the counters, and `accesses`
-    /// and `sessions` open now.
-    pub fn render(&self, accesses: usize, sessions: usize) -> String {
+    /// The Prometheus text exposition of the counters, and `accesses`,
+    /// `sessions` and the calls' session `keys` held now.
+    pub fn render(&self, accesses: usize, sessions: usize, keys: usize) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, lines: Vec<(String, u64)>| {
@@ -148,7 +157,8 @@ impl Metrics {
         );
         out.push_str(&format!(
             "# HELP sipseal_gateway_accesses Accesses open.\n# TYPE sipseal_gateway_accesses gauge\nsipseal_gateway_accesses {accesses}\n\
-# HELP sipseal_gateway_sessions Sessions open.\n# TYPE sipseal_gateway_sessions gauge\nsipseal_gateway_sessions {sessions}\n"
+# HELP sipseal_gateway_sessions Sessions open.\n# TYPE sipseal_gateway_sessions gauge\nsipseal_gateway_sessions {sessions}\n\
+# HELP sipseal_gateway_call_keys Session keys of calls held (calls up or being set up).\n# TYPE sipseal_gateway_call_keys gauge\nsipseal_gateway_call_keys {keys}\n"
         ));
         out
     }
@@ -181,7 +191,9 @@ struct Access {
     destination: Destination,
     rewrite: Rewrite,
     authority: String,
-    sender: tokio::sync::Mutex<Sender>,
+    /// The channel's HTTP connection (taken at the access's end, so that
+    /// the channel stays open until the BYE is answered).
+    sender: tokio::sync::Mutex<Option<Sender>>,
     last: Mutex<Instant>,
     hangup: Mutex<Option<Hangup>>,
     /// Set when the channel's HTTP connection has ended (the service, or
@@ -213,7 +225,15 @@ impl Access {
                 destination = %self.destination.uri,
                 reason = why
             );
-            h();
+            // The BYE first, the channel's close after its answer: a
+            // terminal that saw the channel close first would end the
+            // call and answer the BYE 481. (A request still being
+            // relayed holds the connection; it ends with that request.)
+            let channel = self.sender.try_lock().ok().and_then(|mut s| s.take());
+            tokio::spawn(async move {
+                h().await;
+                drop(channel);
+            });
         }
     }
 }
@@ -792,7 +812,7 @@ impl Gateway {
             match hyper::client::conn::http1::handshake(TokioIo::new(dialed.channel)).await {
                 Ok(x) => x,
                 Err(e) => {
-                    (dialed.hangup)();
+                    tokio::spawn((dialed.hangup)());
                     return self.call_failed(
                         &s,
                         &dest,
@@ -809,7 +829,7 @@ impl Gateway {
         let id = match auth::token() {
             Ok(t) => t[..32].to_owned(),
             Err(e) => {
-                (dialed.hangup)();
+                tokio::spawn((dialed.hangup)());
                 return self.call_failed(&s, &dest, &proxy::DialError::Unreachable(e.to_string()));
             }
         };
@@ -831,7 +851,7 @@ impl Gateway {
             },
             authority,
             destination: dest,
-            sender: tokio::sync::Mutex::new(sender),
+            sender: tokio::sync::Mutex::new(Some(sender)),
             last: Mutex::new(Instant::now()),
             hangup: Mutex::new(Some(dialed.hangup)),
             closed,
@@ -884,7 +904,8 @@ impl Gateway {
         full(
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            self.metrics.render(accesses, sessions),
+            self.metrics
+                .render(accesses, sessions, self.dialer.keys_held()),
         )
     }
 
@@ -981,7 +1002,10 @@ impl Gateway {
         *upstream.uri_mut() = uri;
         *upstream.headers_mut() = headers;
         let sent = {
-            let mut sender = access.sender.lock().await;
+            let mut held = access.sender.lock().await;
+            let Some(sender) = held.as_mut() else {
+                return not_found();
+            };
             let ready = tokio::time::timeout(UPSTREAM_TIMEOUT, sender.ready()).await;
             match ready {
                 Ok(Ok(())) => {
@@ -1211,9 +1235,18 @@ pub async fn serve(
         };
         let acceptor = acceptor.clone();
         let g = Arc::clone(&gateway);
+        let (write_timeout, header_timeout) =
+            (gateway.config.write_timeout, gateway.config.header_timeout);
         tokio::spawn(async move {
             let _permit = permit;
-            let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+            // Every write to the browser (the handshake's, each response's)
+            // fails after `write_timeout` without progress: the connection
+            // ends, the response's relay stops (its body is dropped), and
+            // the access it fed ends with its channel.
+            let mut tcp = tokio_io_timeout::TimeoutStream::new(tcp);
+            tcp.set_write_timeout(Some(write_timeout));
+            let tcp = Box::pin(tcp);
+            let Ok(Ok(tls)) = tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await
             else {
                 return;
             };
@@ -1223,7 +1256,7 @@ pub async fn serve(
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HANDSHAKE_TIMEOUT)
+                .header_read_timeout(header_timeout)
                 .max_buf_size(64 * 1024)
                 .serve_connection(TokioIo::new(tls), service)
                 .await;
@@ -1251,7 +1284,7 @@ mod tests {
                 let (mine, _theirs) = tokio::io::duplex(64);
                 Ok(proxy::Dialed {
                     channel: Box::new(mine),
-                    hangup: Box::new(|| {}),
+                    hangup: Box::new(|| Box::pin(async {})),
                 })
             })
         }
@@ -1266,6 +1299,8 @@ mod tests {
             idle: Duration::from_secs(60),
             max_body: 1 << 20,
             max_connections: 64,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
         };
         let destinations = Destinations::parse(
             "version: 1\nusers:\n  alice:\n    destinations:\n      - name: Wiki\n        uri: sip:wiki@b.example.com\n",
