@@ -215,6 +215,15 @@ async fn service() -> SocketAddr {
                             "/huge" => Response::builder()
                                 .header("content-type", "application/octet-stream")
                                 .body(Full::new(Bytes::from(vec![b'x'; 32 << 20]))),
+                            "/style.css" => Response::builder()
+                                .header("content-type", "text/css")
+                                .body(Full::new(Bytes::from(format!(
+                                    "body{{background:url(/bg.png)}} @import 'http://{addr}/more.css';"
+                                )))),
+                            "/wait" => Response::builder()
+                                .header("content-type", "text/plain")
+                                .header("refresh", "1; url=/next")
+                                .body(Full::new(Bytes::from("wait"))),
                             "/bye" => Response::builder()
                                 .header("connection", "close")
                                 .body(Full::new(Bytes::from("bye"))),
@@ -1427,7 +1436,9 @@ fn a_browser_that_stops_reading_loses_its_connection_and_its_access() {
 /// Calls set up on the gateway's flow before relay A closed it: their
 /// BYEs go out on the flow open now (the terminal answers 200), not into
 /// the closed one; and each call's session key is held while it is up
-/// and removed when it ends (`sipseal_gateway_call_keys`). (A third call
+/// and removed when it ends (`sipseal_gateway_call_keys`). On the way, a
+/// `text/css` response and a `Refresh` header come with their URLs under
+/// the access (the rewriting of finding 5, end to end). (A third call
 /// opens the new flow: relay A's idle timeout also closed its link to
 /// relay B, and A forwards a BYE to B's Record-Route address, an IP its
 /// TLS cannot check B's certificate against, over an open link only.)
@@ -1479,6 +1490,31 @@ fn bye_goes_out_on_the_reopened_flow_and_ended_calls_leave_no_key() {
             assert!(page.body.contains("<h1>Service home</h1>"), "{}", page.body);
         }
         assert_eq!(metrics(&client).await["sipseal_gateway_call_keys"], 2);
+        // A style sheet's and a Refresh header's URLs come rewritten.
+        let prefix = base.trim_end_matches('/');
+        let css = client
+            .send(
+                LOCAL,
+                "GET",
+                &format!("{base}style.css"),
+                &[("cookie", &cookie)],
+                &[],
+            )
+            .await;
+        assert_eq!(
+            css.body,
+            format!("body{{background:url({prefix}/bg.png)}} @import '{prefix}/more.css';")
+        );
+        let wait = client
+            .send(
+                LOCAL,
+                "GET",
+                &format!("{base}wait"),
+                &[("cookie", &cookie)],
+                &[],
+            )
+            .await;
+        assert_eq!(wait.header("refresh"), format!("1; url={prefix}/next"));
         // Relay A closes the idle flow (each flow the calls went out on)
         // under the running calls.
         let count = |what: &str| gw.log_text().matches(what).count();
