@@ -210,6 +210,20 @@ async fn service() -> SocketAddr {
                             "/big" => Response::builder()
                                 .header("content-type", "application/octet-stream")
                                 .body(Full::new(Bytes::from(vec![b'x'; 2 << 20]))),
+                            // Larger than every buffer between the
+                            // service and a browser that stops reading.
+                            "/huge" => Response::builder()
+                                .header("content-type", "application/octet-stream")
+                                .body(Full::new(Bytes::from(vec![b'x'; 32 << 20]))),
+                            "/style.css" => Response::builder()
+                                .header("content-type", "text/css")
+                                .body(Full::new(Bytes::from(format!(
+                                    "body{{background:url(/bg.png)}} @import 'http://{addr}/more.css';"
+                                )))),
+                            "/wait" => Response::builder()
+                                .header("content-type", "text/plain")
+                                .header("refresh", "1; url=/next")
+                                .body(Full::new(Bytes::from("wait"))),
                             "/bye" => Response::builder()
                                 .header("connection", "close")
                                 .body(Full::new(Bytes::from("bye"))),
@@ -1233,4 +1247,301 @@ fn the_gateways_flow_is_opened_again_after_the_relay_closes_it() {
     let log = gw.log_text();
     assert_eq!(log.matches("\"flow opened\"").count(), 2, "{log}");
     path.assert_designated_and_blind(2);
+}
+
+/// A gateway for alice (Wiki: the call path's terminal serving
+/// `service`) on `path`, with `extra` flags; its address.
+fn gateway_for_alice(
+    dir: &std::path::Path,
+    path: &CallPath,
+    service: SocketAddr,
+    extra: &[&str],
+) -> (Daemon, SocketAddr) {
+    let users = dir.join("users.yaml");
+    passwd(&users, dir, "sip:alice@a.example.com", "alice-pw");
+    let table = dir.join("destinations.yaml");
+    std::fs::write(
+        &table,
+        format!(
+            "version: 1\nusers:\n  alice:\n    destinations:\n      - {{name: Wiki, uri: '{}', origin: 'http://{service}', cert: '{}'}}\n",
+            callpath::DESTINATION,
+            CallPath::destination_cert(),
+        ),
+    )
+    .unwrap();
+    let mut args: Vec<&str> = vec![
+        "gateway",
+        "--listen",
+        "127.0.0.1:0",
+        "--identity",
+        "keys/proxy-a",
+        "--users",
+        users.to_str().unwrap(),
+        "--realm",
+        "a.example.com",
+        "--destinations",
+        table.to_str().unwrap(),
+        "--metrics-allow",
+        "127.0.0.1/32",
+    ];
+    args.extend(extra);
+    let call_flags = path.gateway_args();
+    args.extend(call_flags.iter().map(String::as_str));
+    let gw = Daemon::start(dir, "gateway", &args);
+    let addr: SocketAddr = gw.addrs[0]
+        .strip_prefix("https://")
+        .unwrap()
+        .parse()
+        .unwrap();
+    (gw, addr)
+}
+
+/// Log alice in and open her first destination: her cookie and the
+/// access's base path (`/s/ACCESS/`).
+async fn open_as_alice(client: &Client) -> (String, String) {
+    let origin = format!("https://{}", client.gateway);
+    let ok = client
+        .send(
+            LOCAL,
+            "POST",
+            "/login",
+            &[("origin", origin.as_str())],
+            &[("id", "alice"), ("password", "alice-pw")],
+        )
+        .await;
+    let cookie = cookie_of(&ok);
+    let base = open_again(client, &cookie).await;
+    (cookie, base)
+}
+
+/// Open the first destination once more in the session of `cookie`.
+async fn open_again(client: &Client, cookie: &str) -> String {
+    let origin = format!("https://{}", client.gateway);
+    let h = [("cookie", cookie), ("origin", origin.as_str())];
+    let portal = client.send(LOCAL, "GET", "/", &h, &[]).await;
+    let csrf = csrf_of(&portal.body);
+    let open = client
+        .send(
+            LOCAL,
+            "POST",
+            "/open",
+            &h,
+            &[("csrf", &csrf), ("dest", "0")],
+        )
+        .await;
+    assert_eq!(open.status, 303, "{}", open.body);
+    open.header("location").to_owned()
+}
+
+/// The gateway's /metrics as name → value.
+async fn metrics(client: &Client) -> HashMap<String, u64> {
+    let m = client.send(LOCAL, "GET", "/metrics", &[], &[]).await;
+    m.body
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_owned(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Wait (at most `secs`) until the daemon's log has a JSON line with
+/// `event`; that line.
+fn wait_event(d: &Daemon, event: &str, secs: u64, more: &dyn Fn() -> String) -> serde_json::Value {
+    let until = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(l) = d.log_lines().into_iter().find(|l| l["event"] == event) {
+            return l;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "no {event:?} in {secs} s\n{}\n{}",
+            d.log_text(),
+            more()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A browser that asks for a large page and stops reading: the gateway's
+/// writes to it make no progress, and after --write-timeout its
+/// connection is closed, the relay of that page stops, the channel
+/// closes and the access ends with its call (the session may open it
+/// again); before, that connection, access and call stayed until --idle.
+#[test]
+fn a_browser_that_stops_reading_loses_its_connection_and_its_access() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let service = rt.block_on(service());
+    let path = CallPath::start(&dir.path().join("path"), service.port(), &[]);
+    path.wait_registered();
+    let (gw, addr) = gateway_for_alice(
+        dir.path(),
+        &path,
+        service,
+        &["--write-timeout", "2", "--max-body", "64MiB"],
+    );
+    let client = Client::new(addr);
+    let stuck = rt.block_on(async {
+        let (cookie, base) = open_as_alice(&client).await;
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        // A small window: the gateway's writes stop after a few KiB.
+        socket.set_recv_buffer_size(4096).unwrap();
+        let tcp = socket.connect(addr).await.unwrap();
+        let name = ServerName::try_from("gateway.test").unwrap();
+        let mut tls = client.tls.connect(name, tcp).await.unwrap();
+        let req = format!("GET {base}huge HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\n\r\n");
+        tokio::io::AsyncWriteExt::write_all(&mut tls, req.as_bytes())
+            .await
+            .unwrap();
+        // Never read from here on.
+        tls
+    });
+    let ended = wait_event(&gw, "access_end", 20, &|| path.logs());
+    assert_eq!(ended["reason"], "channel closed", "{}", gw.log_text());
+    let error = wait_event(&gw, "access_error", 5, &|| path.logs());
+    assert_eq!(error["error"], "the browser went away");
+    rt.block_on(async {
+        assert_eq!(metrics(&client).await["sipseal_gateway_accesses"], 0);
+        // The connection was closed: what is left in the buffers, then
+        // its end (not a wait).
+        let mut stuck = stuck;
+        let mut sink = Vec::new();
+        let end = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::io::AsyncReadExt::read_to_end(&mut stuck, &mut sink),
+        )
+        .await;
+        assert!(end.is_ok(), "the stuck connection is still open");
+        assert!(sink.len() < 32 << 20, "the whole page came: {}", sink.len());
+        // The session opens again.
+        let (_, base) = open_as_alice(&client).await;
+        assert!(base.starts_with("/s/"));
+    });
+    // The terminal ended the call when its channel closed (it sends no
+    // BYE of its own): the gateway's BYE finds it gone.
+    let bye = wait_event(&gw, "bye", 10, &|| path.logs());
+    assert!(
+        bye["status"] == 481 || bye["status"] == 200,
+        "{}",
+        gw.log_text()
+    );
+}
+
+/// Calls set up on the gateway's flow before relay A closed it: their
+/// BYEs go out on the flow open now (the terminal answers 200), not into
+/// the closed one; and each call's session key is held while it is up
+/// and removed when it ends (`sipseal_gateway_call_keys`). On the way, a
+/// `text/css` response and a `Refresh` header come with their URLs under
+/// the access (the rewriting of finding 5, end to end). (A third call
+/// opens the new flow: relay A's idle timeout also closed its link to
+/// relay B, and A forwards a BYE to B's Record-Route address, an IP its
+/// TLS cannot check B's certificate against, over an open link only.)
+#[test]
+fn bye_goes_out_on_the_reopened_flow_and_ended_calls_leave_no_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let service = rt.block_on(service());
+    let path = CallPath::start_with(
+        &dir.path().join("path"),
+        service.port(),
+        &["--idle-timeout", "1"],
+        &[],
+    );
+    path.wait_registered();
+    let (gw, addr) = gateway_for_alice(dir.path(), &path, service, &[]);
+    let client = Client::new(addr);
+    let byes = |n: usize| {
+        let until = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let lines: Vec<_> = gw
+                .log_lines()
+                .into_iter()
+                .filter(|l| l["event"] == "bye")
+                .collect();
+            if lines.len() >= n {
+                return lines;
+            }
+            assert!(
+                std::time::Instant::now() < until,
+                "{}\n{}",
+                gw.log_text(),
+                path.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    rt.block_on(async {
+        let (cookie, base) = open_as_alice(&client).await;
+        let second = open_again(&client, &cookie).await;
+        for b in [&base, &second] {
+            let page = client
+                .send(LOCAL, "GET", b, &[("cookie", &cookie)], &[])
+                .await;
+            assert!(page.body.contains("<h1>Service home</h1>"), "{}", page.body);
+        }
+        assert_eq!(metrics(&client).await["sipseal_gateway_call_keys"], 2);
+        // A style sheet's and a Refresh header's URLs come rewritten.
+        let prefix = base.trim_end_matches('/');
+        let css = client
+            .send(
+                LOCAL,
+                "GET",
+                &format!("{base}style.css"),
+                &[("cookie", &cookie)],
+                &[],
+            )
+            .await;
+        assert_eq!(
+            css.body,
+            format!("body{{background:url({prefix}/bg.png)}} @import '{prefix}/more.css';")
+        );
+        let wait = client
+            .send(
+                LOCAL,
+                "GET",
+                &format!("{base}wait"),
+                &[("cookie", &cookie)],
+                &[],
+            )
+            .await;
+        assert_eq!(wait.header("refresh"), format!("1; url={prefix}/next"));
+        // Relay A closes the idle flow (each flow the calls went out on)
+        // under the running calls.
+        let count = |what: &str| gw.log_text().matches(what).count();
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while count("\"flow closed\"") < count("\"flow opened\"") {
+            assert!(std::time::Instant::now() < until, "{}", gw.log_text());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let flows = count("\"flow opened\"");
+        let third = open_again(&client, &cookie).await;
+        assert!(third.starts_with("/s/"));
+        let origin = format!("https://{addr}");
+        let h = [("cookie", cookie.as_str()), ("origin", origin.as_str())];
+        let portal = client.send(LOCAL, "GET", "/", &h, &[]).await;
+        let csrf = csrf_of(&portal.body);
+        let out = client
+            .send(LOCAL, "POST", "/logout", &h, &[("csrf", &csrf)])
+            .await;
+        assert_eq!(out.status, 303);
+        let ended = tokio::task::block_in_place(|| byes(3));
+        for bye in &ended {
+            assert_eq!(bye["status"], 200, "{}\n{}", gw.log_text(), path.logs());
+        }
+        let reopened = ended.iter().filter(|b| b["on"] == "reopened flow").count();
+        assert_eq!(reopened, 2, "{}", gw.log_text());
+        assert_eq!(metrics(&client).await["sipseal_gateway_call_keys"], 0);
+        // Every BYE went out on the one flow opened again.
+        assert_eq!(count("\"flow opened\""), flows + 1, "{}", gw.log_text());
+    });
 }

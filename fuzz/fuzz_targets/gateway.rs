@@ -1,6 +1,6 @@
 //! What the gateway reads from a file or a service: the destinations
-//! table, a service's URLs and Set-Cookie values, and text put into a
-//! page. Never a panic; rewritten URLs stay under the access's path, and
+//! table, a service's URLs, CSS, srcset, refresh and Set-Cookie values,
+//! and text put into a page. Never a panic; rewritten URLs stay under the access's path, and
 //! escaped text carries no markup.
 #![no_main]
 
@@ -37,6 +37,14 @@ fuzz_target!(|data: &[u8]| {
                     || url.starts_with("/s/abc#"),
                 "{url}"
             );
+        }
+        // CSS, srcset and refresh: no panic on any text, and what changes
+        // is only ever a URL put under the access.
+        for rewritten in [rw.css(text), rw.srcset(text), rw.refresh(text)]
+            .into_iter()
+            .flatten()
+        {
+            assert!(rewritten.contains("/s/abc"), "{rewritten}");
         }
         let cookie = rw.set_cookie(text);
         assert!(cookie.contains("Path=/s/abc/"), "{cookie}");

@@ -269,6 +269,7 @@ pub struct Call {
 }
 
 /// Ends a call: a BYE on the flow, in the dialog of its 200.
+#[derive(Clone)]
 pub struct Bye {
     flow: Arc<Flow>,
     ok: Message,
@@ -277,6 +278,24 @@ pub struct Bye {
 }
 
 impl Bye {
+    /// The same BYE, to go out on `flow` (the caller's flow was opened
+    /// again after the one the call was set up on closed: the dialog's
+    /// route set, not the connection, says where the BYE goes).
+    pub fn on(self, flow: Arc<Flow>) -> Bye {
+        Bye { flow, ..self }
+    }
+
+    /// The flow it goes out on.
+    pub fn flow(&self) -> &Arc<Flow> {
+        &self.flow
+    }
+
+    /// The caller's AOR (the owner of the call's session key) and the
+    /// Call-ID.
+    pub fn call(&self) -> (&str, &str) {
+        (&self.me, self.ok.call_id().unwrap_or_default())
+    }
+
     /// Send the BYE and wait for its final response (its status).
     pub async fn send(
         self,
@@ -337,6 +356,47 @@ pub async fn call(
     let sealed = crate::blocking::offload(|| ua().seal(&invite, &seal, ctx))?;
     let invite = sealed.sealed.message;
     let call_id = invite.call_id().unwrap_or_default().to_owned();
+    let up = placed(flow, spec, store, limits, ctx, invite, &me, &offer, &cert).await;
+    if up.is_err() {
+        // No dialog outlives this: neither does its key (a caller that
+        // keeps its store, as the gateway does, would grow by one key
+        // per failed call).
+        let _ = store.forget(&me, &call_id);
+    }
+    up.map(|(channel, answer, answered_by, bye, ended)| Call {
+        channel,
+        answer,
+        call_id,
+        answered_by,
+        bye,
+        ended,
+        offer,
+        session,
+        version: 1,
+    })
+}
+
+/// What [`placed`] gives: the channel, the answer, who signed it, the
+/// BYE that ends the call and what tells that the terminal ended it.
+type Placed = (ClientChannel, ChannelSdp, Option<String>, Bye, Ended);
+
+/// The sealed INVITE sent, answered, acknowledged and its channel
+/// connected.
+#[allow(clippy::too_many_arguments)]
+async fn placed(
+    flow: &Arc<Flow>,
+    spec: &CallSpec,
+    store: &(dyn SessionStore + Sync),
+    limits: crate::session::Limits,
+    ctx: &mut Context,
+    invite: Message,
+    me: &str,
+    offer: &ChannelSdp,
+    cert: &ChannelCert,
+) -> Result<Placed, CallError> {
+    let ua = || Ua { store, limits };
+    let me = me.to_owned();
+    let call_id = invite.call_id().unwrap_or_default().to_owned();
     let mut tr = flow.request(&invite, spec.answer_timeout).await?;
     let ok = tr.final_response().await?;
     drop(tr);
@@ -375,18 +435,8 @@ pub async fn call(
         me: me.clone(),
         dialogs: spec.dialogs.clone(),
     };
-    match connected(spec, store, limits, &ok, &offer, &cert, ctx).await {
-        Ok((channel, answer, answered_by)) => Ok(Call {
-            channel,
-            answer,
-            call_id,
-            answered_by,
-            bye,
-            ended,
-            offer,
-            session,
-            version: 1,
-        }),
+    match connected(spec, store, limits, &ok, offer, cert, ctx).await {
+        Ok((channel, answer, answered_by)) => Ok((channel, answer, answered_by, bye, ended)),
         Err(e) => {
             // The dialog is up: end it, or the terminal keeps its
             // listener until its setup timeout.

@@ -2,12 +2,13 @@
 //! service comes from ([`Dialer`]), and the data conversion (links and
 //! `Location` rewritten to the gateway's path for the access).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -20,16 +21,16 @@ use crate::keys::{Cert, Identity};
 use crate::net::flow::{Flow, FlowError};
 use crate::sealing::SealSpec;
 use crate::session::Limits;
-
-use crate::state::MemoryStore;
+use crate::state::{MemoryStore, SessionStore};
 
 /// A byte stream to a destination's HTTP service.
 pub trait Channel: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Channel for T {}
 
-/// Ends the call behind a channel (the real one sends BYE). Called once,
-/// when the access ends: logout, `--idle`, the session's end.
-pub type Hangup = Box<dyn FnOnce() + Send>;
+/// Ends the call behind a channel (the real one sends BYE): called once,
+/// when the access ends (logout, `--idle`, the session's end); what it
+/// gives is run to its end before the channel is closed.
+pub type Hangup = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
 /// What a dial gives: the stream and how to end it.
 pub struct Dialed {
@@ -75,6 +76,12 @@ pub type Dialing<'a> = Pin<Box<dyn Future<Output = Result<Dialed, DialError>> + 
 pub trait Dialer: Send + Sync {
     /// Set up the channel for one access.
     fn dial<'a>(&'a self, user: &'a str, destination: &'a Destination) -> Dialing<'a>;
+
+    /// The session keys of calls it holds now (`/metrics`): one per call
+    /// up or being set up, none once a call has ended.
+    fn keys_held(&self) -> usize {
+        0
+    }
 }
 
 /// The dialer of a gateway without `--outbound`: every access is refused 501.
@@ -101,12 +108,8 @@ impl Dialer for NoCall {
 /// the table) and the relays in `disclose`. The channel's address must be
 /// inside `channel_allow`. The hang-up sends the BYE.
 pub struct SipDialer {
-    /// Where the flow goes (`tls:HOST:PORT`).
-    pub outbound: crate::net::Target,
-    /// The gateway's TLS client side (its identity, the trust anchors).
-    pub tls: Arc<crate::net::tls::TlsSetup>,
-    /// How the flow behaves.
-    pub flow_limits: crate::net::flow::FlowLimits,
+    /// The flow to the gateway's relay.
+    pub outbound: Arc<Outbound>,
     /// DIR/USER/{cert.pem,key.pem}: who each user calls as.
     pub callers: PathBuf,
     /// The realm the users log in to: a caller's certificate must name
@@ -125,16 +128,151 @@ pub struct SipDialer {
     pub answer_timeout: Duration,
     /// How long the channel's connection and handshake may take.
     pub connect_timeout: Duration,
-    /// Session keys of the calls (the callers' AORs as owners).
+    /// Session keys of the calls (the callers' AORs as owners): each
+    /// removed when its call ends or fails, so it holds the calls up.
     pub store: Arc<MemoryStore>,
-    /// The calls up on the flow (what a terminal's BYE is matched to).
-    pub dialogs: Dialogs,
-    flow: tokio::sync::Mutex<Option<(Arc<Flow>, Arc<AtomicBool>)>>,
+    /// Callers' identities as loaded (off the async threads), by user.
+    callers_loaded: std::sync::Mutex<HashMap<String, (Instant, Arc<Identity>)>>,
 }
+
+/// How long a caller's identity, once loaded, is used before it is read
+/// from `--callers` again (a certificate replaced there is used from then).
+pub const CALLER_CACHE: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for SipDialer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SipDialer(via {})", self.outbound.addr)
+        write!(f, "SipDialer(via {})", self.outbound.target.addr)
+    }
+}
+
+/// The one mutual-TLS flow from the gateway to its relay, shared by
+/// every access: opened at the first use and again after it closed. One
+/// connect at a time, run as a task of its own: whoever needs the flow
+/// meanwhile waits for that connect's result (single flight), and no lock
+/// is held across it, so a relay that is slow to answer costs each
+/// waiting access one connect timeout at most, not one per access ahead.
+pub struct Outbound {
+    /// Where the flow goes (`tls:HOST:PORT`).
+    pub target: crate::net::Target,
+    /// The gateway's TLS client side (its identity, the trust anchors).
+    pub tls: Arc<crate::net::tls::TlsSetup>,
+    /// How the flow behaves.
+    pub limits: crate::net::flow::FlowLimits,
+    /// The calls up on the flow (what a terminal's BYE is matched to).
+    pub dialogs: Dialogs,
+    state: std::sync::Mutex<FlowState>,
+}
+
+/// A connect's outcome, as everyone waiting for it sees it.
+type Connecting = tokio::sync::watch::Receiver<Option<Result<Arc<Flow>, DialError>>>;
+
+enum FlowState {
+    None,
+    Connecting(Connecting),
+    Open(Arc<Flow>, Arc<AtomicBool>),
+}
+
+impl std::fmt::Debug for Outbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Outbound({})", self.target.addr)
+    }
+}
+
+impl Outbound {
+    /// The flow to `target`, not opened yet.
+    pub fn new(
+        target: crate::net::Target,
+        tls: Arc<crate::net::tls::TlsSetup>,
+        limits: crate::net::flow::FlowLimits,
+    ) -> Outbound {
+        Outbound {
+            target,
+            tls,
+            limits,
+            dialogs: Dialogs::default(),
+            state: std::sync::Mutex::new(FlowState::None),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, FlowState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The flow, opened (again) when there is none or it closed.
+    pub async fn flow(self: &Arc<Self>) -> Result<Arc<Flow>, DialError> {
+        let mut waiting = {
+            let mut st = self.state();
+            match &*st {
+                FlowState::Open(f, closed) if !closed.load(Ordering::Relaxed) => {
+                    return Ok(Arc::clone(f));
+                }
+                // A connect in progress (its task still there to answer).
+                FlowState::Connecting(rx) if rx.has_changed().is_ok() => rx.clone(),
+                _ => {
+                    let (tx, rx) = tokio::sync::watch::channel(None);
+                    *st = FlowState::Connecting(rx.clone());
+                    let me = Arc::clone(self);
+                    tokio::spawn(async move {
+                        let opened = me.connect().await;
+                        *me.state() = match &opened {
+                            Ok((f, closed)) => FlowState::Open(Arc::clone(f), Arc::clone(closed)),
+                            Err(_) => FlowState::None,
+                        };
+                        let _ = tx.send(Some(opened.map(|(f, _)| f)));
+                    });
+                    rx
+                }
+            }
+        };
+        match waiting.wait_for(Option::is_some).await {
+            Ok(got) => got.clone().unwrap_or_else(|| {
+                Err(DialError::Unreachable(
+                    "the gateway's relay: no flow".into(),
+                ))
+            }),
+            Err(_) => Err(DialError::Unreachable(
+                "the gateway's relay: the connect was abandoned".into(),
+            )),
+        }
+    }
+
+    /// Open the flow and answer what the relay sends down it.
+    async fn connect(&self) -> Result<(Arc<Flow>, Arc<AtomicBool>), DialError> {
+        let (flow, incoming) = Flow::connect(&self.target, Some(&self.tls), self.limits)
+            .await
+            .map_err(|e| DialError::Unreachable(format!("the gateway's relay: {e}")))?;
+        let flow = Arc::new(flow);
+        tracing::info!(event = "flow opened", to = %self.target.addr, local = %flow.local());
+        // Requests the relay sends down the flow: a terminal's BYE in a
+        // call (its channel idled out, its service closed) is answered
+        // 200 and ends that call (the access notices its channel closed),
+        // one of no call 481; OPTIONS 200; anything else 405 (the
+        // caller's side, `datachannel::call::Dialogs`). The task ends
+        // with the flow.
+        let answering = Arc::downgrade(&flow);
+        let closed = Arc::new(AtomicBool::new(false));
+        let closing = Arc::clone(&closed);
+        let dialogs = self.dialogs.clone();
+        tokio::spawn(async move {
+            dialogs.serve(answering, incoming).await;
+            closing.store(true, Ordering::Relaxed);
+            tracing::info!(event = "flow closed");
+        });
+        Ok((flow, closed))
+    }
+
+    /// Whether `flow` is the flow open now (not closed, not replaced).
+    pub fn is_open(&self, flow: &Arc<Flow>) -> bool {
+        matches!(&*self.state(), FlowState::Open(f, closed)
+            if Arc::ptr_eq(f, flow) && !closed.load(Ordering::Relaxed))
+    }
+
+    /// Stop handing out `flow` (it closed).
+    pub fn forget(&self, flow: &Arc<Flow>) {
+        let mut st = self.state();
+        if matches!(&*st, FlowState::Open(f, _) if Arc::ptr_eq(f, flow)) {
+            *st = FlowState::None;
+        }
     }
 }
 
@@ -161,9 +299,11 @@ impl SipDialer {
         channel_allow: Vec<ipnet::IpNet>,
     ) -> SipDialer {
         SipDialer {
-            outbound,
-            tls,
-            flow_limits: crate::net::flow::FlowLimits::default(),
+            outbound: Arc::new(Outbound::new(
+                outbound,
+                tls,
+                crate::net::flow::FlowLimits::default(),
+            )),
             callers,
             realm,
             certs_base,
@@ -173,54 +313,14 @@ impl SipDialer {
             answer_timeout: Duration::from_secs(15),
             connect_timeout: Duration::from_secs(10),
             store: Arc::new(MemoryStore::new()),
-            dialogs: Dialogs::default(),
-            flow: tokio::sync::Mutex::new(None),
+            callers_loaded: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
-    /// The shared flow, opened (again) when there is none or it closed.
-    pub async fn flow(&self) -> Result<Arc<Flow>, DialError> {
-        let mut held = self.flow.lock().await;
-        if let Some((f, _)) = held
-            .as_ref()
-            .filter(|(_, closed)| !closed.load(Ordering::Relaxed))
-        {
-            return Ok(Arc::clone(f));
-        }
-        let (flow, incoming) = Flow::connect(&self.outbound, Some(&self.tls), self.flow_limits)
-            .await
-            .map_err(|e| DialError::Unreachable(format!("the gateway's relay: {e}")))?;
-        let flow = Arc::new(flow);
-        tracing::info!(event = "flow opened", to = %self.outbound.addr, local = %flow.local());
-        // Requests the relay sends down the flow: a terminal's BYE in a
-        // call (its channel idled out, its service closed) is answered
-        // 200 and ends that call (the access notices its channel closed),
-        // one of no call 481; OPTIONS 200; anything else 405 (the
-        // caller's side, `datachannel::call::Dialogs`). The task ends
-        // with the flow.
-        let answering = Arc::downgrade(&flow);
-        let closed = Arc::new(AtomicBool::new(false));
-        let closing = Arc::clone(&closed);
-        let dialogs = self.dialogs.clone();
-        tokio::spawn(async move {
-            dialogs.serve(answering, incoming).await;
-            closing.store(true, Ordering::Relaxed);
-            tracing::info!(event = "flow closed");
-        });
-        *held = Some((Arc::clone(&flow), closed));
-        Ok(flow)
-    }
-
-    /// Stop handing out `flow` (it closed).
-    async fn forget(&self, flow: &Arc<Flow>) {
-        let mut held = self.flow.lock().await;
-        if held.as_ref().is_some_and(|(f, _)| Arc::ptr_eq(f, flow)) {
-            *held = None;
-        }
-    }
-
-    /// Who `user` calls as: their identity, its certificate naming their AOR.
-    fn caller(&self, user: &str) -> Result<Arc<Identity>, DialError> {
+    /// Who `user` calls as: their identity, its certificate naming their
+    /// AOR; read from `--callers` off the async threads, then kept for
+    /// [`CALLER_CACHE`].
+    async fn caller(&self, user: &str) -> Result<Arc<Identity>, DialError> {
         let refuse = |why: String| DialError::Refused {
             status: 403,
             reason: format!("Forbidden ({why})"),
@@ -228,26 +328,49 @@ impl SipDialer {
         if !is_plain_name(user) {
             return Err(refuse(format!("{user:?} cannot be a caller's name")));
         }
-        let dir = self.callers.join(user);
-        let identity = Identity::load_dir(&dir).map_err(|e| {
-            refuse(format!(
-                "no caller identity for {user} in {}: {e}",
-                self.callers.display()
-            ))
-        })?;
-        let aor = format!("sip:{user}@{}", self.realm).to_ascii_lowercase();
-        match identity.cert.uri() {
-            Some(u) if u.to_ascii_lowercase() == aor => Ok(Arc::new(identity)),
-            other => Err(refuse(format!(
-                "the caller certificate in {} names {}, not {aor}",
-                dir.display(),
-                other.as_deref().unwrap_or("no SIP URI")
-            ))),
+        let cached = self
+            .callers_loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(user)
+            .filter(|(at, _)| at.elapsed() < CALLER_CACHE)
+            .map(|(_, id)| Arc::clone(id));
+        if let Some(id) = cached {
+            return Ok(id);
         }
+        let dir = self.callers.join(user);
+        let callers = self.callers.clone();
+        let aor = format!("sip:{user}@{}", self.realm).to_ascii_lowercase();
+        let who = user.to_owned();
+        let loaded = tokio::task::spawn_blocking(move || {
+            let identity = Identity::load_dir(&dir).map_err(|e| {
+                format!("no caller identity for {who} in {}: {e}", callers.display())
+            })?;
+            match identity.cert.uri() {
+                Some(u) if u.to_ascii_lowercase() == aor => Ok(Arc::new(identity)),
+                other => Err(format!(
+                    "the caller certificate in {} names {}, not {aor}",
+                    dir.display(),
+                    other.as_deref().unwrap_or("no SIP URI")
+                )),
+            }
+        })
+        .await
+        .map_err(|e| refuse(format!("loading the caller identity: {e}")))?
+        .map_err(refuse)?;
+        let mut cache = self
+            .callers_loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // Only users with an identity get here, and each has one entry.
+        cache.retain(|_, (at, _)| at.elapsed() < CALLER_CACHE);
+        cache.insert(user.to_owned(), (Instant::now(), Arc::clone(&loaded)));
+        Ok(loaded)
     }
 
-    /// The destination's certificate (its `cert:`, relative to the table).
-    fn peer_cert(&self, destination: &Destination) -> Result<Cert, DialError> {
+    /// The destination's certificate (its `cert:`, relative to the
+    /// table), read off the async threads.
+    async fn peer_cert(&self, destination: &Destination) -> Result<Cert, DialError> {
         let Some(path) = destination.cert.as_deref() else {
             return Err(DialError::Refused {
                 status: 404,
@@ -258,13 +381,18 @@ impl SipDialer {
             });
         };
         let path = self.certs_base.join(path);
-        Cert::load(&path).map_err(|e| DialError::Unreachable(format!("{}: {e}", path.display())))
+        tokio::task::spawn_blocking(move || {
+            Cert::load(&path)
+                .map_err(|e| DialError::Unreachable(format!("{}: {e}", path.display())))
+        })
+        .await
+        .map_err(|e| DialError::Unreachable(e.to_string()))?
     }
 
     async fn dial_as(&self, user: &str, destination: &Destination) -> Result<Dialed, DialError> {
-        let identity = self.caller(user)?;
-        let peer = self.peer_cert(destination)?;
-        let mut flow = self.flow().await?;
+        let identity = self.caller(user).await?;
+        let peer = self.peer_cert(destination).await?;
+        let mut flow = self.outbound.flow().await?;
         let mut spec = CallSpec {
             identity,
             to: destination.uri.clone(),
@@ -288,7 +416,7 @@ impl SipDialer {
             channel_allow: self.channel_allow.clone(),
             answer_timeout: self.answer_timeout,
             connect_timeout: self.connect_timeout,
-            dialogs: self.dialogs.clone(),
+            dialogs: self.outbound.dialogs.clone(),
         };
         let mut ctx = Context::new(None, None);
         let limits = Limits::default();
@@ -296,8 +424,8 @@ impl SipDialer {
         // The flow closed under the INVITE (the relay's idle timeout, a
         // restart): once more on a new one.
         if matches!(attempt, Err(CallError::Flow(FlowError::Closed))) {
-            self.forget(&flow).await;
-            flow = self.flow().await?;
+            self.outbound.forget(&flow);
+            flow = self.outbound.flow().await?;
             spec.channel_ip = flow.local().ip();
             attempt = call(&flow, &spec, &*self.store, limits, &mut ctx).await;
         }
@@ -317,24 +445,49 @@ impl SipDialer {
         })?;
         tracing::info!(event = "called", user = %user, to = %destination.uri, call_id = %up.call_id, channel = %up.answer.addr);
         let store = Arc::clone(&self.store);
+        let outbound = Arc::clone(&self.outbound);
         let bye = up.bye;
         let call_id = up.call_id;
-        let handle = tokio::runtime::Handle::current();
         Ok(Dialed {
             channel: Box::new(up.channel),
             hangup: Box::new(move || {
-                handle.spawn(async move {
+                Box::pin(async move {
+                    let (me, _) = bye.call();
+                    let me = me.to_owned();
                     let mut ctx = Context::new(None, None);
-                    let code = bye
-                        .send(&*store, limits, Duration::from_secs(5), &mut ctx)
-                        .await;
+                    let wait = Duration::from_secs(5);
+                    // The flow the call was set up on may have closed
+                    // (the relay's idle timeout, a restart): the dialog's
+                    // route set, not that connection, says where the BYE
+                    // goes, so it goes out on the flow open now (opened
+                    // again if need be). A write to a flow whose peer has
+                    // just gone may still be taken: then it fails as
+                    // closed, and goes out on the new flow too.
+                    let mut on = "call's flow";
+                    let mut code = Err(CallError::Flow(FlowError::Closed));
+                    if outbound.is_open(bye.flow()) {
+                        code = bye.clone().send(&*store, limits, wait, &mut ctx).await;
+                    }
+                    if matches!(code, Err(CallError::Flow(FlowError::Closed))) {
+                        on = "reopened flow";
+                        code = match outbound.flow().await {
+                            Ok(flow) => bye.on(flow).send(&*store, limits, wait, &mut ctx).await,
+                            Err(e) => Err(CallError::Flow(FlowError::Connect {
+                                transport: "tls",
+                                addr: outbound.target.addr,
+                                why: e.to_string(),
+                            })),
+                        };
+                    }
+                    // The call is over whatever the answer: so is its key.
+                    let _ = store.forget(&me, &call_id);
                     match code {
                         Ok(code) => {
-                            tracing::info!(event = "bye", call_id = %call_id, status = code)
+                            tracing::info!(event = "bye", call_id = %call_id, status = code, on)
                         }
-                        Err(e) => tracing::info!(event = "bye", call_id = %call_id, error = %e),
+                        Err(e) => tracing::info!(event = "bye", call_id = %call_id, error = %e, on),
                     }
-                });
+                })
             }),
         })
     }
@@ -343,6 +496,13 @@ impl SipDialer {
 impl Dialer for SipDialer {
     fn dial<'a>(&'a self, user: &'a str, destination: &'a Destination) -> Dialing<'a> {
         Box::pin(self.dial_as(user, destination))
+    }
+
+    fn keys_held(&self) -> usize {
+        self.store
+            .all()
+            .map(|all| all.iter().map(|(_, s)| s.sessions.len()).sum())
+            .unwrap_or(0)
     }
 }
 
@@ -370,7 +530,7 @@ pub fn html_rewriter<'h, F: FnMut(&[u8]) + Send + 'h>(
     rw: &Rewrite,
     sink: F,
 ) -> lol_html::send::HtmlRewriter<'h, F> {
-    use lol_html::{element, send::Settings};
+    use lol_html::{element, send::Settings, text};
     let mut handlers = Vec::new();
     for (selector, attr) in URL_ATTRIBUTES {
         let rw = rw.clone();
@@ -381,6 +541,56 @@ pub fn html_rewriter<'h, F: FnMut(&[u8]) + Send + 'h>(
             Ok(())
         }));
     }
+    // Inline CSS, image candidates and a meta refresh carry URLs too.
+    let css = rw.clone();
+    handlers.push(element!("[style]", move |el| {
+        if let Some(new) = el.get_attribute("style").and_then(|v| css.css(&v)) {
+            el.set_attribute("style", &new)?;
+        }
+        Ok(())
+    }));
+    for selector in ["img[srcset]", "source[srcset]"] {
+        let rw = rw.clone();
+        handlers.push(element!(selector, move |el| {
+            if let Some(new) = el.get_attribute("srcset").and_then(|v| rw.srcset(&v)) {
+                el.set_attribute("srcset", &new)?;
+            }
+            Ok(())
+        }));
+    }
+    let refresh = rw.clone();
+    handlers.push(element!("meta[http-equiv][content]", move |el| {
+        let is_refresh = el
+            .get_attribute("http-equiv")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("refresh"));
+        if is_refresh
+            && let Some(new) = el
+                .get_attribute("content")
+                .and_then(|v| refresh.refresh(&v))
+        {
+            el.set_attribute("content", &new)?;
+        }
+        Ok(())
+    }));
+    // A <style> element's text comes in chunks: gathered (up to the
+    // rewriter's memory bound), rewritten whole at its last chunk.
+    let style = rw.clone();
+    let mut text = String::new();
+    handlers.push(text!("style", move |chunk| {
+        text.push_str(chunk.as_str());
+        if text.len() > MAX_REWRITE_MEMORY {
+            return Err("a <style> element larger than the rewriter's memory".into());
+        }
+        if chunk.last_in_text_node() {
+            let whole = std::mem::take(&mut text);
+            let new = style.css(&whole).unwrap_or(whole);
+            // Raw text: written as it is, not escaped.
+            chunk.replace(&new, lol_html::html_content::ContentType::Html);
+        } else {
+            chunk.remove();
+        }
+        Ok(())
+    }));
     lol_html::send::HtmlRewriter::new(
         Settings {
             element_content_handlers: handlers,
@@ -426,6 +636,102 @@ mod tests {
         assert!(html.contains("src=\"/s/abc/i.png\""), "{html}");
         assert!(html.contains("action=\"/s/abc/f\""), "{html}");
         assert!(html.contains("href=\"https://other/\""), "{html}");
+    }
+
+    /// Runs `chunks` through the rewriter of [`rw`].
+    fn rewritten(chunks: &[&str]) -> String {
+        let mut out = Vec::new();
+        {
+            let mut w = html_rewriter(&rw(), |c: &[u8]| out.extend_from_slice(c));
+            for c in chunks {
+                w.write(c.as_bytes()).unwrap();
+            }
+            w.end().unwrap();
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn css_srcset_and_refresh_in_html_are_rewritten() {
+        let html = rewritten(&[
+            "<meta http-equiv=\"Refresh\" content=\"0;url=/next\">",
+            "<div style=\"background:url('/bg.png')\"></div>",
+            "<img srcset=\"/a.png 1x, http://127.0.0.1:8080/b.png 2x\">",
+            "<picture><source srcset=\"/c.webp\"></picture>",
+            "<style>p{background:url(/p",
+            ".png)} q{background:url(\"//127.0.0.1:8080/q.png\")}</style>",
+            "<meta name=\"description\" content=\"0;url=/not-a-refresh\">",
+        ]);
+        assert!(html.contains("content=\"0;url=/s/abc/next\""), "{html}");
+        assert!(
+            html.contains("style=\"background:url('/s/abc/bg.png')\""),
+            "{html}"
+        );
+        assert!(
+            html.contains("srcset=\"/s/abc/a.png 1x, /s/abc/b.png 2x\""),
+            "{html}"
+        );
+        assert!(html.contains("srcset=\"/s/abc/c.webp\""), "{html}");
+        assert!(
+            html.contains(
+                "<style>p{background:url(/s/abc/p.png)} q{background:url(\"/s/abc/q.png\")}</style>"
+            ),
+            "{html}"
+        );
+        assert!(html.contains("content=\"0;url=/not-a-refresh\""), "{html}");
+    }
+
+    /// Accesses waiting for the flow while the relay takes the TCP
+    /// connection and never answers the TLS handshake: one connect for
+    /// all of them (single flight), each given up after one connect
+    /// timeout; before, each waited in turn behind the lock held across
+    /// the previous one's connect (N accesses: N timeouts).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn callers_waiting_for_a_stalled_flow_share_one_connect() {
+        use std::sync::atomic::AtomicUsize;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counting = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((tcp, _)) = listener.accept().await {
+                counting.fetch_add(1, Ordering::Relaxed);
+                held.push(tcp);
+            }
+        });
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let identity = Identity::load_dir(&repo.join("keys/proxy-a")).unwrap();
+        let trust = Cert::load_all(&repo.join("keys/trust.pem")).unwrap();
+        let tls = crate::net::tls::TlsSetup::new(Some(&identity), &trust).unwrap();
+        let outbound = Arc::new(Outbound::new(
+            crate::net::Target {
+                transport: crate::net::Transport::Tls,
+                addr,
+                name: "proxy-a.a.example.com".into(),
+            },
+            Arc::new(tls),
+            crate::net::flow::FlowLimits {
+                connect_timeout: Duration::from_secs(1),
+                ..Default::default()
+            },
+        ));
+        let started = Instant::now();
+        let waiting: Vec<_> = (0..5)
+            .map(|_| {
+                let o = Arc::clone(&outbound);
+                tokio::spawn(async move { o.flow().await })
+            })
+            .collect();
+        for w in waiting {
+            assert!(w.await.unwrap().is_err());
+        }
+        let took = started.elapsed();
+        assert!(took < Duration::from_millis(2500), "{took:?} for 5 waiting");
+        assert_eq!(accepted.load(Ordering::Relaxed), 1);
+        // The next access tries again (a failed connect is not kept).
+        assert!(outbound.flow().await.is_err());
+        assert_eq!(accepted.load(Ordering::Relaxed), 2);
     }
 
     #[test]

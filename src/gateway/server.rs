@@ -44,8 +44,6 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest a service may take to start its response, or between two
 /// pieces of a body.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
-/// The longest a TLS handshake or a request's header may take.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the gateway is configured with.
 #[derive(Debug, Clone)]
@@ -64,7 +62,18 @@ pub struct Config {
     pub max_body: u64,
     /// Connections served at once.
     pub max_connections: usize,
+    /// How long a write to a browser may make no progress before its
+    /// connection is closed (a browser that stops reading must not hold
+    /// its connection, and the access behind it, for ever).
+    pub write_timeout: Duration,
+    /// How long a TLS handshake, or a request's header, may take.
+    pub header_timeout: Duration,
 }
+
+/// [`Config::write_timeout`] unless configured.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// [`Config::header_timeout`] unless configured.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the users log in with and may reach; replaced whole at a reload.
 #[derive(Debug, Clone, Default)]
@@ -89,9 +98,9 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// The Prometheus text exposition of the counters, and `accesses`
-    /// and `sessions` open now.
-    pub fn render(&self, accesses: usize, sessions: usize) -> String {
+    /// The Prometheus text exposition of the counters, and `accesses`,
+    /// `sessions` and the calls' session `keys` held now.
+    pub fn render(&self, accesses: usize, sessions: usize, keys: usize) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, lines: Vec<(String, u64)>| {
@@ -148,7 +157,8 @@ impl Metrics {
         );
         out.push_str(&format!(
             "# HELP sipseal_gateway_accesses Accesses open.\n# TYPE sipseal_gateway_accesses gauge\nsipseal_gateway_accesses {accesses}\n\
-# HELP sipseal_gateway_sessions Sessions open.\n# TYPE sipseal_gateway_sessions gauge\nsipseal_gateway_sessions {sessions}\n"
+# HELP sipseal_gateway_sessions Sessions open.\n# TYPE sipseal_gateway_sessions gauge\nsipseal_gateway_sessions {sessions}\n\
+# HELP sipseal_gateway_call_keys Session keys of calls held (calls up or being set up).\n# TYPE sipseal_gateway_call_keys gauge\nsipseal_gateway_call_keys {keys}\n"
         ));
         out
     }
@@ -181,7 +191,9 @@ struct Access {
     destination: Destination,
     rewrite: Rewrite,
     authority: String,
-    sender: tokio::sync::Mutex<Sender>,
+    /// The channel's HTTP connection (taken at the access's end, so that
+    /// the channel stays open until the BYE is answered).
+    sender: tokio::sync::Mutex<Option<Sender>>,
     last: Mutex<Instant>,
     hangup: Mutex<Option<Hangup>>,
     /// Set when the channel's HTTP connection has ended (the service, or
@@ -213,7 +225,15 @@ impl Access {
                 destination = %self.destination.uri,
                 reason = why
             );
-            h();
+            // The BYE first, the channel's close after its answer: a
+            // terminal that saw the channel close first would end the
+            // call and answer the BYE 481. (A request still being
+            // relayed holds the connection; it ends with that request.)
+            let channel = self.sender.try_lock().ok().and_then(|mut s| s.take());
+            tokio::spawn(async move {
+                h().await;
+                drop(channel);
+            });
         }
     }
 }
@@ -792,7 +812,7 @@ impl Gateway {
             match hyper::client::conn::http1::handshake(TokioIo::new(dialed.channel)).await {
                 Ok(x) => x,
                 Err(e) => {
-                    (dialed.hangup)();
+                    tokio::spawn((dialed.hangup)());
                     return self.call_failed(
                         &s,
                         &dest,
@@ -809,7 +829,7 @@ impl Gateway {
         let id = match auth::token() {
             Ok(t) => t[..32].to_owned(),
             Err(e) => {
-                (dialed.hangup)();
+                tokio::spawn((dialed.hangup)());
                 return self.call_failed(&s, &dest, &proxy::DialError::Unreachable(e.to_string()));
             }
         };
@@ -831,7 +851,7 @@ impl Gateway {
             },
             authority,
             destination: dest,
-            sender: tokio::sync::Mutex::new(sender),
+            sender: tokio::sync::Mutex::new(Some(sender)),
             last: Mutex::new(Instant::now()),
             hangup: Mutex::new(Some(dialed.hangup)),
             closed,
@@ -884,7 +904,8 @@ impl Gateway {
         full(
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            self.metrics.render(accesses, sessions),
+            self.metrics
+                .render(accesses, sessions, self.dialer.keys_held()),
         )
     }
 
@@ -907,6 +928,20 @@ impl Gateway {
             return not_found();
         };
         access.touch();
+        // A WebSocket (or any protocol upgrade) is not relayed: the
+        // channel carries one HTTP/1.1 exchange at a time. Said plainly,
+        // rather than stripped (`Upgrade` is hop-by-hop) into a request
+        // the service would answer in its own way.
+        if req.headers().contains_key(header::UPGRADE) {
+            tracing::info!(event = "access", user = %access.user, destination = %access.destination.uri, status = 501, refused = "upgrade");
+            return page(
+                StatusCode::NOT_IMPLEMENTED,
+                html::notice(
+                    "Not implemented",
+                    "The gateway does not relay WebSocket or other protocol upgrades.",
+                ),
+            );
+        }
         let (mut parts, body) = req.into_parts();
         let prefix_len = access.rewrite.prefix.len();
         let path_and_query = parts
@@ -967,7 +1002,10 @@ impl Gateway {
         *upstream.uri_mut() = uri;
         *upstream.headers_mut() = headers;
         let sent = {
-            let mut sender = access.sender.lock().await;
+            let mut held = access.sender.lock().await;
+            let Some(sender) = held.as_mut() else {
+                return not_found();
+            };
             let ready = tokio::time::timeout(UPSTREAM_TIMEOUT, sender.ready()).await;
             match ready {
                 Ok(Ok(())) => {
@@ -1032,6 +1070,12 @@ impl Gateway {
         {
             parts.headers.insert(header::LOCATION, v);
         }
+        if let Some(refresh) = parts.headers.get("refresh").and_then(|v| v.to_str().ok())
+            && let Some(new) = rw.refresh(refresh)
+            && let Ok(v) = HeaderValue::from_str(&new)
+        {
+            parts.headers.insert("refresh", v);
+        }
         let cookies: Vec<HeaderValue> = parts
             .headers
             .get_all(header::SET_COOKIE)
@@ -1043,13 +1087,18 @@ impl Gateway {
         for c in cookies {
             parts.headers.append(header::SET_COOKIE, c);
         }
-        let html = parts
+        let content_type = parts
             .headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(|v| v.to_ascii_lowercase())
-            .is_some_and(|v| v.starts_with("text/html") || v.starts_with("application/xhtml+xml"));
-        if html {
+            .map(|v| v.trim_start().to_ascii_lowercase())
+            .unwrap_or_default();
+        let html = content_type.starts_with("text/html")
+            || content_type.starts_with("application/xhtml+xml");
+        // A style sheet is rewritten whole at its end (its `url(` may be
+        // split across pieces); --max-body bounds what is held.
+        let css = content_type.starts_with("text/css");
+        if html || css {
             parts.headers.remove(header::CONTENT_LENGTH);
         }
         let status = parts.status.as_u16();
@@ -1066,6 +1115,7 @@ impl Gateway {
                     }
                 })
             });
+            let mut sheet: Option<Vec<u8>> = css.then(Vec::new);
             let mut read: u64 = 0;
             let mut sent: u64 = 0;
             let take = |out: &Arc<Mutex<Vec<u8>>>| {
@@ -1088,6 +1138,10 @@ impl Gateway {
                     break Some(format!("a body over {max_body} bytes"));
                 }
                 access.touch();
+                if let Some(sheet) = sheet.as_mut() {
+                    sheet.extend_from_slice(&data);
+                    continue;
+                }
                 let chunk = match rewriter.as_mut() {
                     Some(w) => {
                         if let Err(e) = w.write(&data) {
@@ -1118,6 +1172,18 @@ impl Gateway {
                         let _ = tx.send(Err(e.to_string().into())).await;
                     }
                 }
+            }
+            if failure.is_none()
+                && let Some(sheet) = sheet.take()
+            {
+                // CSS is UTF-8 in practice; a sheet that is not is relayed
+                // as it came.
+                let out = match String::from_utf8(sheet) {
+                    Ok(text) => Bytes::from(rw.css(&text).unwrap_or(text)),
+                    Err(e) => Bytes::from(e.into_bytes()),
+                };
+                sent += out.len() as u64;
+                let _ = tx.send(Ok(out)).await;
             }
             if let Some(why) = &failure {
                 let _ = tx.send(Err(why.clone().into())).await;
@@ -1169,9 +1235,18 @@ pub async fn serve(
         };
         let acceptor = acceptor.clone();
         let g = Arc::clone(&gateway);
+        let (write_timeout, header_timeout) =
+            (gateway.config.write_timeout, gateway.config.header_timeout);
         tokio::spawn(async move {
             let _permit = permit;
-            let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+            // Every write to the browser (the handshake's, each response's)
+            // fails after `write_timeout` without progress: the connection
+            // ends, the response's relay stops (its body is dropped), and
+            // the access it fed ends with its channel.
+            let mut tcp = tokio_io_timeout::TimeoutStream::new(tcp);
+            tcp.set_write_timeout(Some(write_timeout));
+            let tcp = Box::pin(tcp);
+            let Ok(Ok(tls)) = tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await
             else {
                 return;
             };
@@ -1181,7 +1256,7 @@ pub async fn serve(
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HANDSHAKE_TIMEOUT)
+                .header_read_timeout(header_timeout)
                 .max_buf_size(64 * 1024)
                 .serve_connection(TokioIo::new(tls), service)
                 .await;
@@ -1209,7 +1284,7 @@ mod tests {
                 let (mine, _theirs) = tokio::io::duplex(64);
                 Ok(proxy::Dialed {
                     channel: Box::new(mine),
-                    hangup: Box::new(|| {}),
+                    hangup: Box::new(|| Box::pin(async {})),
                 })
             })
         }
@@ -1224,6 +1299,8 @@ mod tests {
             idle: Duration::from_secs(60),
             max_body: 1 << 20,
             max_connections: 64,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
         };
         let destinations = Destinations::parse(
             "version: 1\nusers:\n  alice:\n    destinations:\n      - name: Wiki\n        uri: sip:wiki@b.example.com\n",
@@ -1271,6 +1348,31 @@ mod tests {
             .unwrap()
             .unwrap();
         String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_websocket_upgrade_is_refused_501() {
+        let g = gateway();
+        let now = Instant::now();
+        let token = g.state().sessions.open("alice", now).unwrap();
+        let csrf = g.state().sessions.touch(&token, now).unwrap().csrf;
+        let addr = serve_plain(Arc::clone(&g)).await;
+        let opened = post(addr, "/open", &token, &format!("csrf={csrf}&dest=0")).await;
+        assert!(opened.starts_with("HTTP/1.1 303"), "{opened}");
+        let at = opened.find("/s/").unwrap();
+        let base = opened[at..].split_whitespace().next().unwrap().to_owned();
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let req = format!(
+            "GET {base}chat HTTP/1.1\r\nHost: gw.example\r\nCookie: {COOKIE}={token}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        );
+        tcp.write_all(req.as_bytes()).await.unwrap();
+        let mut out = vec![0u8; 256];
+        let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut out))
+            .await
+            .expect("an answer, not a request relayed to a service that never answers")
+            .unwrap();
+        let head = String::from_utf8_lossy(&out[..n]);
+        assert!(head.starts_with("HTTP/1.1 501"), "{head}");
     }
 
     #[tokio::test]

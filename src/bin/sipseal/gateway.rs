@@ -66,6 +66,15 @@ pub struct GatewayArgs {
     /// Browser connections served at once.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub max_connections: usize,
+    /// A browser connection is closed when a write to it makes no
+    /// progress for this many seconds (a browser that stopped reading);
+    /// the access whose page it was relaying ends with it.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub write_timeout: u64,
+    /// The longest a browser's TLS handshake, or a request's header, may
+    /// take (seconds).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub header_timeout: u64,
     /// The gateway's relay: the one mutual-TLS flow (tls:HOST:PORT, the
     /// server named by HOST and chaining to --trust; the gateway presents
     /// --identity) every access's call goes out on. Without it every
@@ -234,6 +243,8 @@ pub fn run(args: GatewayArgs) -> Result<Exit, Error> {
         idle: Duration::from_secs(args.idle.max(1)),
         max_body: args.max_body,
         max_connections: args.max_connections,
+        write_timeout: Duration::from_secs(args.write_timeout.max(1)),
+        header_timeout: Duration::from_secs(args.header_timeout.max(1)),
     };
     let gateway = Arc::new(
         Gateway::new(config, tables, dialer).map_err(|e| Error::Write {
