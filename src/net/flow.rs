@@ -91,8 +91,10 @@ pub struct Flow {
     transport: Transport,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     closed: Arc<tokio::sync::Notify>,
-    /// Set when a send timed out: nothing more goes out on it.
-    ended: std::sync::atomic::AtomicBool,
+    /// Set when a send timed out or the connection closed: nothing more
+    /// goes out on it (a request would wait its whole timeout for an
+    /// answer that cannot come).
+    ended: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Flow {
@@ -202,13 +204,14 @@ impl Flow {
         let writer: Arc<tokio::sync::Mutex<Writer>> = Arc::new(tokio::sync::Mutex::new(wr));
         let pending: Pending = Arc::default();
         let closed = Arc::new(tokio::sync::Notify::new());
+        let ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (tx, rx) = mpsc::channel(limits.queue.max(1));
         let reader = tokio::spawn(read_loop(
             rd,
             Arc::clone(&pending),
             tx,
             limits.max_message,
-            Arc::clone(&closed),
+            (Arc::clone(&closed), Arc::clone(&ended)),
         ));
         let ka_writer = Arc::clone(&writer);
         let keepalive = tokio::spawn(async move {
@@ -231,7 +234,7 @@ impl Flow {
                 transport: target.transport,
                 tasks: vec![reader, keepalive],
                 closed,
-                ended: std::sync::atomic::AtomicBool::new(false),
+                ended,
             },
             rx,
         ))
@@ -332,7 +335,7 @@ async fn read_loop(
     pending: Pending,
     incoming: mpsc::Sender<Message>,
     limit: usize,
-    closed: Arc<tokio::sync::Notify>,
+    (closed, ended): (Arc<tokio::sync::Notify>, Arc<std::sync::atomic::AtomicBool>),
 ) {
     let mut framer = Framer::new(limit);
     let mut buf = vec![0u8; 16_384];
@@ -368,6 +371,9 @@ async fn read_loop(
             }
         }
     }
+    // Ended before the transactions go: a request made from now on fails
+    // at once, one made before hears its sender dropped.
+    ended.store(true, std::sync::atomic::Ordering::Relaxed);
     lock(&pending).clear();
     closed.notify_waiters();
     closed.notify_one();
@@ -425,6 +431,40 @@ mod tests {
         assert!(
             (1..=TRANSACTION_QUEUE).contains(&kept),
             "{kept} responses kept of 500"
+        );
+    }
+
+    /// A flow the peer closed fails a request at once: written to the
+    /// closed socket it would go out (the kernel takes it) and wait its
+    /// whole timeout for an answer that cannot come.
+    #[tokio::test]
+    async fn a_request_on_a_flow_the_peer_closed_fails_at_once() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = Target {
+            transport: Transport::Tcp,
+            addr: listener.local_addr().unwrap(),
+            name: "127.0.0.1".into(),
+        };
+        let (flow, mut incoming) = Flow::connect(&target, None, FlowLimits::default())
+            .await
+            .unwrap();
+        let (peer, _) = listener.accept().await.unwrap();
+        drop(peer);
+        // The read loop sees the close: the receiver of requests ends.
+        let ended = tokio::time::timeout(Duration::from_secs(5), incoming.recv()).await;
+        assert!(matches!(ended, Ok(None)), "the close was not seen");
+        let options = Message::parse(
+            b"OPTIONS sip:t@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1;branch=z9hG4bKc1\r\nCall-ID: c1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+        )
+        .unwrap();
+        let outcome = tokio::time::timeout(Duration::from_secs(2), async {
+            let mut tr = flow.request(&options, Duration::from_secs(30)).await?;
+            tr.next().await
+        })
+        .await;
+        assert!(
+            matches!(outcome, Ok(Err(FlowError::Closed))),
+            "a request on a closed flow: {outcome:?}"
         );
     }
 
