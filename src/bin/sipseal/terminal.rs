@@ -268,9 +268,7 @@ pub fn run(args: TerminalArgs, ctx: &mut Context) -> Result<Exit, Error> {
             Ok(t) => t,
             Err(TerminalError::Register(RegisterError::Refused { code, reason })) => {
                 eprintln!("error: registering {aor} via {}: {code} {reason}", args.outbound);
-                eprintln!(
-                    "hint: the registrar refused: check --password-file against `sipseal registrar passwd` for {aor}, and that the relay forwards to the registrar of its domain"
-                );
+                eprintln!("hint: {}", register_hint(code, &aor));
                 return Ok(Exit::SipError);
             }
             Err(TerminalError::Register(RegisterError::Flow(e)) | TerminalError::Flow(e)) => {
@@ -305,9 +303,33 @@ pub fn run(args: TerminalArgs, ctx: &mut Context) -> Result<Exit, Error> {
     })
 }
 
+/// What to do about a refused registration, by its status: the
+/// credentials for 401/403/407, the way to the registrar for a 5xx or a
+/// timeout (a relay that cannot reach it answers 503: its log says why).
+fn register_hint(code: u16, aor: &str) -> String {
+    match code {
+        401 | 403 | 407 => format!(
+            "the registrar refused the credentials: check --password-file against `sipseal registrar passwd` for {aor}, and that --identity names {aor}"
+        ),
+        404 => format!("the registrar does not serve {aor}: check the relay's --domain and the registrar's realm"),
+        408 | 500..=599 => "the relay could not reach the registrar of the domain: see the relay's log (a relay serving the domain needs a listener of the registrar's transport, e.g. --listen udp:... for a registrar on UDP, and --hosts naming it)".into(),
+        _ => format!("the registrar refused {aor}: see its Warning in the relay's and registrar's logs"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_registration_says_where_to_look_by_its_status() {
+        let aor = "sip:bob@b.example.com";
+        assert!(register_hint(401, aor).contains("--password-file"));
+        assert!(register_hint(403, aor).contains("--password-file"));
+        assert!(register_hint(503, aor).contains("--listen udp:"));
+        assert!(!register_hint(503, aor).contains("--password-file"));
+        assert!(register_hint(404, aor).contains("--domain"));
+    }
 
     #[test]
     fn the_service_is_an_http_address_literal() {
