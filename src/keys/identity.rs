@@ -277,7 +277,11 @@ impl Identity {
         if !dir.is_dir() {
             return Err(KeyError::BadIdentity {
                 path: dir.to_owned(),
-                reason: "not a directory".into(),
+                reason: if dir.exists() {
+                    "not a directory".into()
+                } else {
+                    "no such file or directory".into()
+                },
             });
         }
         let cert = find(CERT_NAMES).ok_or_else(|| missing("certificate", CERT_NAMES))?;
@@ -617,6 +621,24 @@ fn first_pem(bytes: &[u8], label: &str) -> Result<Vec<u8>, ()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A missing identity says it is missing, a file in its place that it
+    /// is not a directory.
+    #[test]
+    fn a_missing_identity_directory_is_told_apart_from_a_file() {
+        let reason = |p: &Path| match Identity::load_dir(p) {
+            Err(KeyError::BadIdentity { reason, .. }) => reason,
+            other => panic!("{other:?}"),
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        assert_eq!(
+            reason(&tmp.path().join("gateway")),
+            "no such file or directory"
+        );
+        let file = tmp.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        assert_eq!(reason(&file), "not a directory");
+    }
 
     fn repo(p: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join(p)

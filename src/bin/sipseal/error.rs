@@ -330,7 +330,7 @@ fn key_hint(e: &KeyError) -> &'static str {
             "give an X.509 CRL, PEM (-----BEGIN X509 CRL-----, e.g. from `openssl ca -gencrl`) or DER"
         }
         KeyError::BadIdentity { .. } => {
-            "an identity is a directory with cert.pem and key.pem (PKCS#8, also passphrase-protected, or PKCS#1; PEM or DER), a PKCS#12 bundle (.p12/.pfx), or --key KEY --cert CERT"
+            "an identity is a directory with cert.pem and key.pem (PKCS#8, also passphrase-protected, or PKCS#1; PEM or DER), a PKCS#12 bundle (.p12/.pfx), or, where the command takes them, --key KEY --cert CERT"
         }
         KeyError::NeedKeyPassword { .. } => {
             "give --key-password-file FILE (the passphrase alone in a mode-0600 file), or run on a terminal to be asked"

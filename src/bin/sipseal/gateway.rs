@@ -22,9 +22,9 @@ use crate::error::{Error, Exit};
 /// `gateway`: the HTTPS gateway a browser reaches services through.
 #[derive(Debug, Args)]
 pub struct GatewayArgs {
-    /// Where to listen for HTTPS: HOST:PORT (port 0 picks a free one,
+    /// Where to listen for HTTPS: IP:PORT (port 0 picks a free one,
     /// printed at start).
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, value_name = "IP:PORT")]
     pub listen: SocketAddr,
     /// The gateway's TLS identity: certificate (with its chain) and key
     /// the browsers check (DIR with cert.pem and key.pem, or a PKCS#12
