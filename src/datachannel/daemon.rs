@@ -550,7 +550,7 @@ async fn register(
         &config.policy.trust,
         ctx,
     )?;
-    tracing::info!(event = "certificate installed", aor = %config.aor, serial = %identity.cert.name(), dir = %enrol.dir.display());
+    tracing::info!(event = "certificate installed", aor = %config.aor, subject = %identity.cert.name(), dir = %enrol.dir.display());
     config.identity.set(Arc::new(identity));
     Ok(granted)
 }

@@ -482,7 +482,10 @@ impl Registration {
             response = flow.request(&retry, wait).await?.final_response().await?;
         }
         match response.status() {
-            Some(200..=299) => Ok((granted(&response).unwrap_or(expires), response)),
+            Some(200..=299) => Ok((
+                granted(&response, &self.contact).unwrap_or(expires),
+                response,
+            )),
             code => Err(RegisterError::Refused {
                 code: code.unwrap_or_default(),
                 reason: match response.header("Warning") {
@@ -494,10 +497,13 @@ impl Registration {
     }
 }
 
-/// The interval a 200 to a REGISTER grants: the smallest `expires` of
-/// its Contacts, else its Expires header.
-fn granted(ok: &Message) -> Option<u32> {
-    let from_contacts = ok
+/// The interval a 200 to a REGISTER grants the binding of `contact`: the
+/// `expires` of that Contact (RFC 3261 §10.2.4: the 200 lists every
+/// binding of the AOR, another device's among them), else the smallest
+/// of them when none is ours as written, else its Expires header.
+fn granted(ok: &Message, contact: &str) -> Option<u32> {
+    let ours = crate::sip::headers::addr_spec(contact);
+    let contacts: Vec<(bool, u32)> = ok
         .header_list("Contact")
         .iter()
         .filter_map(|c| {
@@ -505,10 +511,13 @@ fn granted(ok: &Message) -> Option<u32> {
             let at = lower.find(";expires=")?;
             let rest = lower.get(at + 9..)?;
             let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-            digits.parse::<u32>().ok()
+            let mine = crate::sip::headers::addr_spec(c).eq_ignore_ascii_case(ours);
+            Some((mine, digits.parse::<u32>().ok()?))
         })
-        .min();
-    from_contacts.or_else(|| ok.header("Expires").and_then(|e| e.trim().parse().ok()))
+        .collect();
+    let mine = contacts.iter().find(|(mine, _)| *mine).map(|(_, e)| *e);
+    mine.or_else(|| contacts.iter().map(|(_, e)| *e).min())
+        .or_else(|| ok.header("Expires").and_then(|e| e.trim().parse().ok()))
 }
 
 /// Whether a registration should ask for a certificate: the identity has
@@ -564,12 +573,14 @@ mod tests {
             b"SIP/2.0 200 OK\r\nVia: SIP/2.0/TLS h;branch=z9hG4bK1\r\nCSeq: 2 REGISTER\r\nContact: <sip:a@h>;expires=120, <sip:a@g>;expires=60\r\nExpires: 3600\r\nContent-Length: 0\r\n\r\n",
         )
         .unwrap();
-        assert_eq!(granted(&ok), Some(60));
+        assert_eq!(granted(&ok, "<sip:a@x>"), Some(60));
+        // Ours among them: its own interval, not another binding's.
+        assert_eq!(granted(&ok, "<sip:a@h>"), Some(120));
         let ok = Message::parse(
             b"SIP/2.0 200 OK\r\nVia: SIP/2.0/TLS h;branch=z9hG4bK1\r\nCSeq: 2 REGISTER\r\nExpires: 300\r\nContent-Length: 0\r\n\r\n",
         )
         .unwrap();
-        assert_eq!(granted(&ok), Some(300));
+        assert_eq!(granted(&ok, "<sip:a@h>"), Some(300));
     }
 
     fn invite(from: &str) -> Message {
