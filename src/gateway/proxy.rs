@@ -129,6 +129,9 @@ pub struct SipDialer {
     pub store: Arc<MemoryStore>,
     /// The calls up on the flow (what a terminal's BYE is matched to).
     pub dialogs: Dialogs,
+    /// Where a destination without `cert:` gets its certificate
+    /// (`--cert-query`); `None`: such a destination is refused 404.
+    pub cert_query: Option<Arc<super::certquery::CertQuery>>,
     flow: tokio::sync::Mutex<Option<(Arc<Flow>, Arc<AtomicBool>)>>,
 }
 
@@ -174,6 +177,7 @@ impl SipDialer {
             connect_timeout: Duration::from_secs(10),
             store: Arc::new(MemoryStore::new()),
             dialogs: Dialogs::default(),
+            cert_query: None,
             flow: tokio::sync::Mutex::new(None),
         }
     }
@@ -246,9 +250,18 @@ impl SipDialer {
         }
     }
 
-    /// The destination's certificate (its `cert:`, relative to the table).
-    fn peer_cert(&self, destination: &Destination) -> Result<Cert, DialError> {
+    /// The destination's certificate: its `cert:` (relative to the
+    /// table), else the one the registrar vouches for (`cert_query`,
+    /// asked as `asker`).
+    async fn peer_cert(
+        &self,
+        destination: &Destination,
+        asker: &Arc<Identity>,
+    ) -> Result<Cert, DialError> {
         let Some(path) = destination.cert.as_deref() else {
+            if let Some(q) = &self.cert_query {
+                return q.cert_for(&destination.uri, Arc::clone(asker)).await;
+            }
             return Err(DialError::Refused {
                 status: 404,
                 reason: format!(
@@ -263,7 +276,7 @@ impl SipDialer {
 
     async fn dial_as(&self, user: &str, destination: &Destination) -> Result<Dialed, DialError> {
         let identity = self.caller(user)?;
-        let peer = self.peer_cert(destination)?;
+        let peer = self.peer_cert(destination, &identity).await?;
         let mut flow = self.flow().await?;
         let mut spec = CallSpec {
             identity,
