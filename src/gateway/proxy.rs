@@ -98,7 +98,8 @@ impl Dialer for NoCall {
 /// the user's AOR `sip:USER@REALM`), over one mutual-TLS outbound flow
 /// from the gateway to its relay (shared by all accesses, reopened when
 /// it drops), with the offer sealed for the destination (its `cert:` in
-/// the table) and the relays in `disclose`. The channel's address must be
+/// the table, else what `cert_query` gets from the registrar) and the
+/// relays in `disclose`. The channel's address must be
 /// inside `channel_allow`. The hang-up sends the BYE.
 pub struct SipDialer {
     /// Where the flow goes (`tls:HOST:PORT`).
