@@ -901,6 +901,23 @@ fn bad_tables_are_refused_and_sighup_reloads_good_ones() {
             "not a directory",
         ),
         (&["--outbound", "tls:127.0.0.1:5061"][..], "--callers"),
+        // Certificate queries go over TCP, and only with a call to place.
+        (
+            &[
+                "--outbound",
+                "tls:127.0.0.1:5061",
+                "--trust",
+                "keys/trust.pem",
+                "--callers",
+                "keys",
+                "--channel-allow",
+                "127.0.0.0/8",
+                "--cert-query",
+                "udp:127.0.0.1:5060",
+            ][..],
+            "go over TCP",
+        ),
+        (&["--cert-query", "tcp:127.0.0.1:5060"][..], "--outbound"),
     ] {
         let out = sipseal().args(args(&users)).args(extra).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
