@@ -23,6 +23,11 @@ use crate::registrar::ask::{self, AskError, Found, Query};
 /// Certificates kept at most; past it the one ending soonest goes.
 pub const MAX_CACHED: usize = 1024;
 
+/// Queries on the wire at once, at most: each holds a blocking thread
+/// until its answer or its timeout; more wait (within the timeout) for
+/// a place.
+pub const MAX_QUERYING: usize = 32;
+
 /// Asks the registrar for destinations' certificates, and remembers them.
 #[derive(Debug)]
 pub struct CertQuery {
@@ -33,6 +38,7 @@ pub struct CertQuery {
     /// How long the answer may take.
     pub timeout: Duration,
     cache: Mutex<HashMap<String, Cert>>,
+    querying: tokio::sync::Semaphore,
 }
 
 /// The cache's key for an AOR: its scheme and host in lower case (the
@@ -59,6 +65,7 @@ impl CertQuery {
             anchors,
             timeout: Duration::from_secs(10),
             cache: Mutex::new(HashMap::new()),
+            querying: tokio::sync::Semaphore::new(MAX_QUERYING),
         }
     }
 
@@ -109,6 +116,14 @@ impl CertQuery {
             ..Timers::default()
         };
         let at = format!("the certificate query to {}", target.addr);
+        let _place = tokio::time::timeout(self.timeout, self.querying.acquire())
+            .await
+            .map_err(|_| {
+                DialError::Unreachable(format!(
+                    "{at}: {MAX_QUERYING} queries are waiting for answers already"
+                ))
+            })?
+            .map_err(|e| DialError::Unreachable(format!("{at}: {e}")))?;
         // The client transaction blocks (connect, write, read until the
         // final answer): off the runtime.
         let answer = tokio::task::spawn_blocking(move || {
@@ -150,6 +165,11 @@ fn refused(aor: &str, e: &AskError) -> DialError {
         }
         AskError::Refused { .. } => {
             format!("the registrar refused the certificate query for {aor}: {e}")
+        }
+        AskError::NoFrom | AskError::Compose(_) | AskError::Sign(_) => {
+            format!(
+                "Server Internal Error (the certificate query for {aor} could not be made: {e})"
+            )
         }
         _ => format!("Bad Gateway (the registrar's answer about {aor}: {e})"),
     };
