@@ -915,6 +915,23 @@ fn bad_tables_are_refused_and_sighup_reloads_good_ones() {
             "not a directory",
         ),
         (&["--outbound", "tls:127.0.0.1:5061"][..], "--callers"),
+        // Certificate queries go over TCP, and only with a call to place.
+        (
+            &[
+                "--outbound",
+                "tls:127.0.0.1:5061",
+                "--trust",
+                "keys/trust.pem",
+                "--callers",
+                "keys",
+                "--channel-allow",
+                "127.0.0.0/8",
+                "--cert-query",
+                "udp:127.0.0.1:5060",
+            ][..],
+            "go over TCP",
+        ),
+        (&["--cert-query", "tcp:127.0.0.1:5060"][..], "--outbound"),
     ] {
         let out = sipseal().args(args(&users)).args(extra).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
@@ -1544,4 +1561,162 @@ fn bye_goes_out_on_the_reopened_flow_and_ended_calls_leave_no_key() {
         // Every BYE went out on the one flow opened again.
         assert_eq!(count("\"flow opened\""), flows + 1, "{}", gw.log_text());
     });
+}
+
+/// Issue 29 item 2, "a form to type one", for a destination the table
+/// has no certificate for: the gateway asks the registrar (a
+/// certificate query the user signs, over TCP), checks its signed
+/// answer, seals for the certificate the terminal enrolled at
+/// registration, and the page appears; the certificate is cached (one
+/// query for two accesses). A typed AOR the registrar has no certificate
+/// for gets the error page with its 404, is counted as such, and no
+/// INVITE leaves the gateway.
+#[test]
+fn a_typed_destination_is_sealed_for_the_certificate_the_registrar_answers_with() {
+    let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
+    eprintln!("DIR {}", dir.path().display());
+    let users = dir.path().join("users.yaml");
+    passwd(&users, dir.path(), "sip:alice@a.example.com", "alice-pw");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let service = rt.block_on(service());
+    let table = dir.path().join("destinations.yaml");
+    std::fs::write(
+        &table,
+        "version: 1\nusers:\n  alice:\n    destinations: []\n    typed: ['sip:*@b.example.com']\n",
+    )
+    .unwrap();
+    let path = CallPath::start_opts(
+        &dir.path().join("path"),
+        service.port(),
+        &callpath::Options {
+            enrol: true,
+            ..Default::default()
+        },
+    );
+    path.wait_registered();
+    let realm_ca = path.realm_ca.to_str().unwrap().to_owned();
+    let mut args: Vec<String> = [
+        "gateway",
+        "--listen",
+        "127.0.0.1:0",
+        "--identity",
+        "keys/proxy-a",
+        "--users",
+        users.to_str().unwrap(),
+        "--realm",
+        "a.example.com",
+        "--destinations",
+        table.to_str().unwrap(),
+        "--metrics-allow",
+        "127.0.0.1/32",
+        // bob's answer is signed with the certificate the registrar
+        // issued him.
+        "--trust",
+        &realm_ca,
+        "--cert-query",
+        &path.cert_query,
+        "--registrar-trust",
+        &realm_ca,
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    args.extend(path.gateway_args());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let gw = Daemon::start(dir.path(), "gateway", &args);
+    let addr: SocketAddr = gw.addrs[0]
+        .strip_prefix("https://")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let client = Client::new(addr);
+    let origin = format!("https://{addr}");
+    rt.block_on(async {
+        let same = [("origin", origin.as_str())];
+        let ok = client
+            .send(
+                LOCAL,
+                "POST",
+                "/login",
+                &same,
+                &[("id", "alice"), ("password", "alice-pw")],
+            )
+            .await;
+        let cookie = cookie_of(&ok);
+        let h = [("cookie", cookie.as_str()), ("origin", origin.as_str())];
+        let portal = client.send(LOCAL, "GET", "/", &h, &[]).await;
+        let csrf = csrf_of(&portal.body);
+
+        // Nobody the registrar has a certificate for: the error page with
+        // the registrar's 404, and no call.
+        let unknown = client
+            .send(
+                LOCAL,
+                "POST",
+                "/open",
+                &h,
+                &[("csrf", &csrf), ("uri", "sip:carol@b.example.com")],
+            )
+            .await;
+        assert_eq!(unknown.status, 502, "{}", unknown.body);
+        assert!(
+            unknown.body.contains("404")
+                && unknown.body.contains("no certificate for that destination"),
+            "{}",
+            unknown.body
+        );
+
+        for round in 1..=2 {
+            let open = client
+                .send(
+                    LOCAL,
+                    "POST",
+                    "/open",
+                    &h,
+                    &[("csrf", &csrf), ("uri", callpath::DESTINATION)],
+                )
+                .await;
+            assert_eq!(
+                open.status,
+                303,
+                "round {round}: {}\n{}\n{}",
+                open.body,
+                gw.log_text(),
+                path.logs()
+            );
+            let base = open.header("location").to_owned();
+            let page = client
+                .send(LOCAL, "GET", &base, &[("cookie", &cookie)], &[])
+                .await;
+            assert_eq!(page.status, 200, "round {round}");
+            assert!(page.body.contains("<h1>Service home</h1>"), "{}", page.body);
+        }
+
+        let m = client.send(LOCAL, "GET", "/metrics", &[], &[]).await;
+        assert!(
+            m.body
+                .contains("sipseal_gateway_call_failures_total{status=\"404\"} 1"),
+            "{}",
+            m.body
+        );
+        assert!(
+            m.body.contains("sipseal_gateway_calls_set_up_total 2"),
+            "{}",
+            m.body
+        );
+    });
+    // One query answered for bob (the second access used the cache),
+    // one for carol refused; carol's access placed no call.
+    let log = gw.log_text();
+    assert_eq!(log.matches("\"certificate query\"").count(), 1, "{log}");
+    path.assert_designated_and_blind(2);
+    // The offers were sealed for the certificate the registrar issued
+    // at bob's registration, not keys/bob's.
+    let enrolled = sipseal::keys::Cert::load(&dir.path().join("path/bob-enrol/cert.pem")).unwrap();
+    let anchors = sipseal::keys::Cert::load_all(&path.realm_ca).unwrap();
+    sipseal::keys::trust::check_chain(&enrolled, &[], &anchors).unwrap();
 }

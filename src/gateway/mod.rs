@@ -8,11 +8,14 @@
 //! The pieces: [`destinations`] (the per-user table), [`auth`] (password
 //! check, failed-login limits, sessions), [`html`] (the pages),
 //! [`rewrite`] (the data conversion of URLs and cookies), and with the
-//! `live` feature `proxy` (the dialer seam, the streaming HTML rewriter)
+//! `live` feature `proxy` (the dialer seam, the streaming HTML rewriter),
+//! `certquery` (a destination's certificate asked of the registrar)
 //! and the HTTPS server and reverse proxy on hyper (`server`, whose
 //! items are re-exported here).
 
 pub mod auth;
+#[cfg(feature = "live")]
+pub mod certquery;
 pub mod destinations;
 pub mod html;
 #[cfg(feature = "live")]

@@ -105,7 +105,8 @@ impl Dialer for NoCall {
 /// the user's AOR `sip:USER@REALM`), over one mutual-TLS outbound flow
 /// from the gateway to its relay (shared by all accesses, reopened when
 /// it drops), with the offer sealed for the destination (its `cert:` in
-/// the table) and the relays in `disclose`. The channel's address must be
+/// the table, else what `cert_query` gets from the registrar) and the
+/// relays in `disclose`. The channel's address must be
 /// inside `channel_allow`. The hang-up sends the BYE.
 pub struct SipDialer {
     /// The flow to the gateway's relay.
@@ -131,6 +132,9 @@ pub struct SipDialer {
     /// Session keys of the calls (the callers' AORs as owners): each
     /// removed when its call ends or fails, so it holds the calls up.
     pub store: Arc<MemoryStore>,
+    /// Where a destination without `cert:` gets its certificate
+    /// (`--cert-query`); `None`: such a destination is refused 404.
+    pub cert_query: Option<Arc<super::certquery::CertQuery>>,
     /// Callers' identities as loaded (off the async threads), by user.
     callers_loaded: std::sync::Mutex<HashMap<String, (Instant, Arc<Identity>)>>,
 }
@@ -313,6 +317,7 @@ impl SipDialer {
             answer_timeout: Duration::from_secs(15),
             connect_timeout: Duration::from_secs(10),
             store: Arc::new(MemoryStore::new()),
+            cert_query: None,
             callers_loaded: std::sync::Mutex::new(HashMap::new()),
         }
     }
@@ -370,8 +375,17 @@ impl SipDialer {
 
     /// The destination's certificate (its `cert:`, relative to the
     /// table), read off the async threads.
-    async fn peer_cert(&self, destination: &Destination) -> Result<Cert, DialError> {
+    /// Else the one the registrar vouches for (`cert_query`, asked as
+    /// `asker`).
+    async fn peer_cert(
+        &self,
+        destination: &Destination,
+        asker: &Arc<Identity>,
+    ) -> Result<Cert, DialError> {
         let Some(path) = destination.cert.as_deref() else {
+            if let Some(q) = &self.cert_query {
+                return q.cert_for(&destination.uri, Arc::clone(asker)).await;
+            }
             return Err(DialError::Refused {
                 status: 404,
                 reason: format!(
@@ -391,7 +405,7 @@ impl SipDialer {
 
     async fn dial_as(&self, user: &str, destination: &Destination) -> Result<Dialed, DialError> {
         let identity = self.caller(user).await?;
-        let peer = self.peer_cert(destination).await?;
+        let peer = self.peer_cert(destination, &identity).await?;
         let mut flow = self.outbound.flow().await?;
         let mut spec = CallSpec {
             identity,

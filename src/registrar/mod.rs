@@ -14,6 +14,7 @@
 //! checked against a made-up HA1 and refused with the same 403 as a wrong
 //! password.
 
+pub mod ask;
 #[cfg(feature = "live")]
 pub mod ca;
 pub mod crl;

@@ -32,6 +32,21 @@ pub struct Options<'a> {
     pub relay_b_port: u16,
     /// Environment variables for every daemon (`SSLKEYLOGFILE`).
     pub env: &'a [(&'a str, &'a Path)],
+    /// The terminal enrols (`--enrol`, bootstrap keys/bob): its identity
+    /// is keys/bob's key alone, its certificate the registrar's, which
+    /// the registrar then answers certificate queries for bob with.
+    pub enrol: bool,
+}
+
+/// A port free on 127.0.0.1 for both TCP and UDP.
+fn free_port_pair() -> u16 {
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// The running path.
@@ -48,6 +63,11 @@ pub struct CallPath {
     pub report_a: PathBuf,
     /// Relay B's --report.
     pub report_b: PathBuf,
+    /// tcp:127.0.0.1:PORT, where the registrar takes certificate queries.
+    pub cert_query: String,
+    /// The registrar's CA (its signature and the certificates it issues
+    /// chain to it).
+    pub realm_ca: PathBuf,
 }
 
 impl CallPath {
@@ -83,12 +103,25 @@ impl CallPath {
             relay_a_port,
             relay_b_port,
             env,
+            enrol,
         } = *opts;
         let start = |name: &str, args: &[&str]| Daemon::start_env(d, name, args, env);
         std::fs::create_dir_all(d).unwrap();
         let realm = Realm::new(d, "b.example.com", &["bob"], false);
         let registry = d.join("registry");
-        let registrar = realm.registrar(s(&registry), &["udp:127.0.0.1:0"], &[]);
+        let realm_ca = d.join("ca/cert.pem");
+        // TCP for certificate queries (an answer with its chain is too
+        // large for UDP); the users' CA for the queries they sign.
+        // One port for both, as a SIP server has: relay B sends a
+        // REGISTER too large for UDP (a CSR, RFC 3261 §18.1.1) over TCP
+        // to the port its hosts entry names.
+        let port = free_port_pair();
+        let (udp, tcp) = (
+            format!("udp:127.0.0.1:{port}"),
+            format!("tcp:127.0.0.1:{port}"),
+        );
+        let registrar =
+            realm.registrar(s(&registry), &[&udp, &tcp], &["--trust", "keys/trust.pem"]);
         let b_hosts = write(
             d,
             "b-hosts",
@@ -119,6 +152,9 @@ impl CallPath {
                 "127.0.0.0/8",
                 "--report",
                 s(&report_b),
+                // The terminal's flow with the certificate it enrolled.
+                "--trust",
+                s(&realm_ca),
             ],
         );
         let to_b = format!("proxy-b.b.example.com:{}", relay_b.port("tls"));
@@ -159,12 +195,23 @@ impl CallPath {
         std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
         let serve = format!("http://127.0.0.1:{service}");
         let terminal_outbound = format!("tls:{to_b}");
+        // RSA: it signs its answers, which the gateway requires when it
+        // discloses the offer to a relay (docs/SPEC.md §7.2).
+        let enrolled = d.join("bob-enrol");
+        let identity = if enrol {
+            std::fs::create_dir_all(&enrolled).unwrap();
+            let key = enrolled.join("key.pem");
+            std::fs::copy(repo().join("keys/bob/key.pem"), &key).unwrap();
+            std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+            s(&enrolled)
+        } else {
+            "keys/bob"
+        };
         let mut args = vec![
             "terminal",
             "--identity",
-            // RSA: it signs its answers, which the gateway requires when it
-            // discloses the offer to a relay (docs/SPEC.md §7.2).
-            "keys/bob",
+            identity,
             "--trust",
             "keys/trust.pem",
             "--outbound",
@@ -178,6 +225,15 @@ impl CallPath {
             "--serve",
             &serve,
         ];
+        if enrol {
+            args.extend_from_slice(&[
+                "--enrol",
+                "--bootstrap",
+                "keys/bob",
+                "--trust",
+                s(&realm_ca),
+            ]);
+        }
         args.extend_from_slice(terminal_extra);
         let terminal = start("terminal", &args);
         let hosts = write(
@@ -186,6 +242,7 @@ impl CallPath {
             format!("127.0.0.1:{} proxy-a.a.example.com\n", relay_a.port("tls")).as_bytes(),
         );
         let outbound = format!("tls:proxy-a.a.example.com:{}", relay_a.port("tls"));
+        let cert_query = format!("tcp:127.0.0.1:{}", registrar.port("tcp"));
         CallPath {
             registrar,
             relay_b,
@@ -195,6 +252,8 @@ impl CallPath {
             hosts,
             report_a,
             report_b,
+            cert_query,
+            realm_ca,
         }
     }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use sipseal::gateway::certquery::CertQuery;
 use sipseal::gateway::destinations::Destinations;
 use sipseal::gateway::proxy::{Dialer, NoCall, SipDialer};
 use sipseal::gateway::{Config, Gateway, Tables};
@@ -103,6 +104,18 @@ pub struct GatewayArgs {
     /// --outbound), so that no answer makes the gateway connect elsewhere.
     #[arg(long, value_name = "CIDR")]
     pub channel_allow: Vec<ipnet::IpNet>,
+    /// Where the gateway's registrar takes certificate queries
+    /// (tcp:HOST:PORT): a destination without `cert:` (typed, or listed
+    /// without one) is sealed for the certificate it answers with, asked
+    /// by an OPTIONS the user signs and cached until its notAfter. The
+    /// registrar forwards a query for another domain itself. Without it
+    /// such a destination is refused 404.
+    #[arg(long, value_name = "TARGET", requires = "outbound")]
+    pub cert_query: Option<String>,
+    /// Trust anchors (repeatable) the registrar's signature on its answer
+    /// and the certificate it gives must chain to; default: --trust.
+    #[arg(long, value_name = "PEM|DIR", requires = "cert_query")]
+    pub registrar_trust: Vec<PathBuf>,
 }
 
 /// The real dialer from --outbound and its companions, or `NoCall`.
@@ -160,7 +173,8 @@ fn dialer(args: &GatewayArgs) -> Result<Arc<dyn Dialer>, Error> {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    Ok(Arc::new(SipDialer::new(
+    let cert_query = cert_query(args, &hosts, &trust)?;
+    let mut dialer = SipDialer::new(
         target,
         Arc::new(tls),
         callers,
@@ -169,7 +183,39 @@ fn dialer(args: &GatewayArgs) -> Result<Arc<dyn Dialer>, Error> {
         disclose,
         trust,
         args.channel_allow.clone(),
-    )))
+    );
+    dialer.cert_query = cert_query.map(Arc::new);
+    Ok(Arc::new(dialer))
+}
+
+/// The certificate queries of --cert-query, checked against
+/// --registrar-trust (else --trust).
+fn cert_query(
+    args: &GatewayArgs,
+    hosts: &Hosts,
+    trust: &[Cert],
+) -> Result<Option<CertQuery>, Error> {
+    let Some(at) = &args.cert_query else {
+        return Ok(None);
+    };
+    let hint = "give --cert-query tcp:HOST:PORT, where the gateway's registrar listens (with --hosts for a name DNS does not know)";
+    let target = Target::parse(at, hosts).map_err(|why| Error::usage(why.to_string(), hint))?;
+    if target.transport != Transport::Tcp {
+        return Err(Error::usage(
+            format!(
+                "--cert-query {at}: certificate queries go over TCP (an answer with its chain is too large for UDP)"
+            ),
+            hint,
+        ));
+    }
+    let mut anchors = Vec::new();
+    for t in &args.registrar_trust {
+        anchors.extend(load_anchors(t)?);
+    }
+    if args.registrar_trust.is_empty() {
+        anchors = trust.to_vec();
+    }
+    Ok(Some(CertQuery::new(target, anchors)))
 }
 
 /// Read --users and --destinations.

@@ -8,7 +8,6 @@ use clap::{Args, Subcommand};
 
 use sipseal::context::Context;
 use sipseal::keys::generate::{Ca, SigningKey, make_csr, subject_for};
-use sipseal::keys::trust::check_chain;
 use sipseal::keys::{Cert, KeyError};
 use sipseal::registrar::digest::{self, DigestAlgorithm};
 use sipseal::registrar::issuer::Issuer;
@@ -1100,79 +1099,49 @@ pub struct CertqueryArgs {
 
 /// Run `certquery`.
 pub fn certquery(args: CertqueryArgs, ctx: &mut Context) -> Result<Exit, Error> {
+    use sipseal::registrar::ask::{self, AskError, Query};
     if let Some(accept) = &args.accept {
         return accept_query(&args, accept, ctx);
     }
-    let aor = args.uri.clone().unwrap_or_default();
-    let accept = if args.key {
-        sipseal::registrar::SPKI_TYPE
-    } else {
-        "application/pkix-cert"
+    let fingerprint = match &args.cert {
+        Some(cert) => {
+            use sha2::Digest;
+            let cert = Cert::load(cert)?;
+            let der =
+                der::Encode::to_der(&cert.cert).map_err(|e| KeyError::Generate(e.to_string()))?;
+            Some(sha2::Sha256::digest(&der).into())
+        }
+        None => None,
     };
-    let mut headers = vec![("Accept".to_owned(), accept.to_owned())];
-    if let Some(cert) = &args.cert {
-        use sha2::Digest;
-        let cert = Cert::load(cert)?;
-        let der = der::Encode::to_der(&cert.cert).map_err(|e| KeyError::Generate(e.to_string()))?;
-        headers.push((
-            sipseal::registrar::CERT_QUERY.to_owned(),
-            format!("sha-256 {}", hex::encode(sha2::Sha256::digest(&der))),
-        ));
-    }
     let identity = args
         .sign
         .as_deref()
         .map(crate::args::load_identity)
         .transpose()?;
-    let from = match (&args.from, &identity) {
-        (Some(from), _) => from.clone(),
-        (None, Some(id)) => id.uri().map(str::to_owned).ok_or_else(|| {
-            Error::usage(
-                "the --sign identity's certificate names no SIP URI",
-                "give --from AOR, or an identity whose certificate has a SAN URI",
-            )
-        })?,
-        (None, None) => "\"Anonymous\" <sip:anonymous@anonymous.invalid>".into(),
+    let query = Query {
+        aor: args.uri.clone().unwrap_or_default(),
+        from: args.from.clone(),
+        fingerprint,
+        key: args.key,
     };
-    // Signed: the body repeats the question, so the signature covers it.
-    let body = identity.as_ref().map(|_| {
-        let mut frag = String::new();
-        for (name, value) in &headers {
-            frag.push_str(&format!("{name}: {value}\r\n"));
-        }
-        Body {
-            content_type: sipseal::registrar::SIGNED_QUERY_TYPE.into(),
-            bytes: frag.into_bytes(),
-        }
-    });
-    let params = RequestParams {
-        method: "OPTIONS".into(),
-        from,
-        to: aor.clone(),
-        request_uri: Some(aor),
-        headers,
-        body,
-        ..Default::default()
-    };
-    let mut msg = build_request(&params, ctx)?;
-    if let Some(identity) = &identity {
-        msg = sipseal::signing::sign_message(
-            &msg,
-            identity,
-            sipseal::envelope::signed::SignatureScheme::Pkcs1v15,
-            &[],
-            ctx,
-        )
-        .map_err(|err| Error::Signing {
+    let msg = ask::request(&query, identity.as_ref(), ctx).map_err(|e| match e {
+        AskError::NoFrom => Error::usage(
+            "the --sign identity's certificate names no SIP URI",
+            "give --from AOR, or an identity whose certificate has a SAN URI",
+        ),
+        AskError::Compose(e) => e.into(),
+        AskError::Sign(err) => Error::Signing {
             name: "the query".into(),
             err,
-        })?;
-    }
+        },
+        other => Error::usage(other.to_string(), "check --uri and --from"),
+    })?;
     args.output.write(&msg.to_bytes())?;
     Ok(Exit::Ok)
 }
 
 fn accept_query(args: &CertqueryArgs, accept: &Path, ctx: &mut Context) -> Result<Exit, Error> {
+    use sipseal::registrar::ask::{self, AskError, Found};
     let refuse = |why: String| {
         Error::usage(
             why,
@@ -1184,91 +1153,59 @@ fn accept_query(args: &CertqueryArgs, accept: &Path, ctx: &mut Context) -> Resul
     };
     let response = read_message(accept)?;
     let aor = response.aor("To").unwrap_or_default().to_owned();
-    match response.status() {
-        Some(200) => {}
-        Some(404) => {
-            eprintln!("404: the registrar has no current certificate for {aor}");
-            return Ok(Exit::SipError);
-        }
-        // The registrar's refusals of the query itself (495 unsigned, 403
-        // a signature that does not verify, 504 another domain's
-        // registrar silent, ...): a SIP error, its Warning said.
-        Some(code @ 400..=699) => {
-            eprintln!(
-                "{code}: the registrar refused the query{}",
-                response
-                    .header("Warning")
-                    .map(|w| format!(" ({})", w.trim()))
-                    .unwrap_or_default()
-            );
-            return Ok(Exit::SipError);
-        }
-        other => return Err(refuse(format!("a {other:?} response, not 200 or 404"))),
-    }
-    if response.body().is_empty() {
-        // H4: over UDP the registrar sends nothing larger than three times
-        // the query to a source it has not verified.
-        return Err(Error::usage(
-            format!(
-                "{}: a 200 without its body (the certificate)",
-                accept.display()
-            ),
-            "over UDP the registrar leaves out a body over 3 times the query: send it over TCP or TLS (sipseal send --next tcp:HOST:PORT)",
-        ));
+    // Refusals are said before the anchors are read (a 404 needs none).
+    if response.status() != Some(200) {
+        return match ask::accept(&response, &aor, &[], ctx.now()) {
+            Err(e @ (AskError::NotFound(_) | AskError::Refused { .. })) => {
+                eprintln!("{e}");
+                Ok(Exit::SipError)
+            }
+            Err(e) => Err(refuse(e.to_string())),
+            Ok(_) => Err(refuse("an answer that is not a 200".into())),
+        };
     }
     let anchors = Cert::load_tree(trust)?;
-    let outer =
-        enrol::signed_by_registrar(&response, &anchors).map_err(|e| refuse(e.to_string()))?;
-    // Where the AOR is and until when: the registrar signs them too (in
-    // its sipfrag); shown only as signed.
-    for name in sipseal::registrar::ANSWER_COVERS {
-        let sent: Vec<String> = response
-            .header_list(name)
-            .iter()
-            .map(|v| v.trim().to_owned())
-            .collect();
-        if sent != outer.sipfrag_list(name) {
-            return Err(refuse(format!(
-                "the answer's {name} is not what the registrar signed"
-            )));
+    let answer = match ask::accept(&response, &aor, &anchors, ctx.now()) {
+        Ok(answer) => answer,
+        // H4: over UDP the registrar sends nothing larger than three
+        // times the query to a source it has not verified.
+        Err(AskError::NoBody) => {
+            return Err(Error::usage(
+                format!(
+                    "{}: a 200 without its body (the certificate)",
+                    accept.display()
+                ),
+                "over UDP the registrar leaves out a body over 3 times the query: send it over TCP or TLS (sipseal send --next tcp:HOST:PORT)",
+            ));
         }
-    }
+        Err(AskError::Key(e)) => return Err(e.into()),
+        Err(e) => return Err(refuse(e.to_string())),
+    };
     std::fs::create_dir_all(out).map_err(|source| KeyError::Write {
         path: out.clone(),
         source,
     })?;
     let name = cert_file_name(&aor);
-    let (path, pem, what) = if outer.payload.is(sipseal::registrar::SPKI_TYPE) {
-        let spki = <x509_cert::spki::SubjectPublicKeyInfoOwned as der::Decode>::from_der(
-            &outer.payload.body,
-        )
-        .map_err(|e| refuse(format!("the key does not read: {e}")))?;
-        let pem = der::EncodePem::to_pem(&spki, der::pem::LineEnding::LF)
-            .map_err(|e| KeyError::Generate(e.to_string()))?;
-        (
-            out.join(format!("{name}.pub.pem")),
-            pem,
-            format!("the key of {aor}"),
-        )
-    } else {
-        if args.key {
+    let (path, pem, what) = match &answer.found {
+        Found::Key(spki) => {
+            let pem = der::EncodePem::to_pem(spki.as_ref(), der::pem::LineEnding::LF)
+                .map_err(|e| KeyError::Generate(e.to_string()))?;
+            (
+                out.join(format!("{name}.pub.pem")),
+                pem,
+                format!("the key of {aor}"),
+            )
+        }
+        Found::Cert(_) if args.key => {
             return Err(refuse(
                 "the answer carries a certificate, not the key asked for".into(),
             ));
         }
-        let cert = Cert::from_der(&outer.payload.body, &accept.display().to_string())?;
-        check_chain(&cert, &[], &anchors).map_err(|e| refuse(format!("the certificate: {e}")))?;
-        sipseal::keys::trust::check_validity(&cert, ctx.now())
-            .map_err(|e| refuse(format!("the certificate: {e}")))?;
-        if cert.uri().as_deref() != Some(aor.as_str()) {
-            return Err(refuse(format!(
-                "the certificate names {}, not {aor}",
-                cert.name()
-            )));
+        Found::Cert(cert) => {
+            let pem = der::EncodePem::to_pem(&cert.cert, der::pem::LineEnding::LF)
+                .map_err(|e| KeyError::Generate(e.to_string()))?;
+            (out.join(format!("{name}.pem")), pem, cert.name())
         }
-        let pem = der::EncodePem::to_pem(&cert.cert, der::pem::LineEnding::LF)
-            .map_err(|e| KeyError::Generate(e.to_string()))?;
-        (out.join(format!("{name}.pem")), pem, cert.name())
     };
     sipseal::fsio::write_atomic(&path, pem.as_bytes(), false).map_err(|source| {
         KeyError::Write {
@@ -1279,8 +1216,8 @@ fn accept_query(args: &CertqueryArgs, accept: &Path, ctx: &mut Context) -> Resul
     eprintln!("stored {} ({what})", path.display());
     // Where the AOR is and until when (checked against the signed
     // sipfrag before anything was stored).
-    for contact in response.header_list("Contact") {
-        eprintln!("located at {}", contact.trim());
+    for contact in &answer.contacts {
+        eprintln!("located at {contact}");
     }
     if let Some(expires) = response.header("Expires") {
         eprintln!("registration expires in {} s", expires.trim());
