@@ -884,6 +884,36 @@ fn bad_tables_are_refused_and_sighup_reloads_good_ones() {
         "{err}"
     );
 
+    // A cert: that does not read is refused at start (not at bob's first
+    // access, with its path in his browser), and a user --users does not
+    // know is warned about.
+    std::fs::write(&table, "version: 1\nusers:\n  bob:\n    destinations:\n      - {name: Mailbox, uri: 'sip:mail@c.example.com', cert: no-such-cert.pem}\n").unwrap();
+    let bad = sipseal().args(args(&users)).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("bob: destination \"Mailbox\": cert no-such-cert.pem")
+            && err.contains("hint: "),
+        "{err}"
+    );
+    std::fs::write(&table, "version: 1\nusers:\n  bbo:\n    destinations: []\n").unwrap();
+    let typo = sipseal()
+        .args(args(&users))
+        .args([
+            "--outbound",
+            "udp:127.0.0.1:5060",
+            "--trust",
+            "keys/trust.pem",
+            "--callers",
+            "keys",
+            "--channel-allow",
+            "127.0.0.0/8",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&typo.stderr);
+    assert!(err.contains("user \"bbo\" is not in --users"), "{err}");
+
     std::fs::write(&table, &good).unwrap();
     // The call's flags: a flow that is not mutual TLS, a --callers that
     // is not a directory, --outbound without its companions.
@@ -932,6 +962,35 @@ fn bad_tables_are_refused_and_sighup_reloads_good_ones() {
             "go over TCP",
         ),
         (&["--cert-query", "tcp:127.0.0.1:5060"][..], "--outbound"),
+        // The call's companions alone would be ignored: refused.
+        (&["--callers", "keys"][..], "--outbound"),
+        // One address is a network of one; garbage is neither.
+        (
+            &[
+                "--outbound",
+                "udp:127.0.0.1:5060",
+                "--trust",
+                "keys/trust.pem",
+                "--callers",
+                "keys",
+                "--channel-allow",
+                "127.0.0.1",
+            ][..],
+            "mutual TLS",
+        ),
+        (
+            &[
+                "--outbound",
+                "tls:127.0.0.1:5061",
+                "--trust",
+                "keys/trust.pem",
+                "--callers",
+                "keys",
+                "--channel-allow",
+                "127.0.0.x",
+            ][..],
+            "neither a network",
+        ),
     ] {
         let out = sipseal().args(args(&users)).args(extra).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);

@@ -165,6 +165,13 @@ impl Destinations {
         Ok(out)
     }
 
+    /// Every user the table names, with their portal list.
+    pub fn users(&self) -> impl Iterator<Item = (&str, &[Destination])> {
+        self.users
+            .iter()
+            .map(|(u, (e, _))| (u.as_str(), e.destinations.as_slice()))
+    }
+
     /// `user`'s portal list (empty for a user the file does not name).
     pub fn of(&self, user: &str) -> &[Destination] {
         self.users

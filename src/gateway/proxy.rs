@@ -396,8 +396,15 @@ impl SipDialer {
         };
         let path = self.certs_base.join(path);
         tokio::task::spawn_blocking(move || {
-            Cert::load(&path)
-                .map_err(|e| DialError::Unreachable(format!("{}: {e}", path.display())))
+            Cert::load(&path).map_err(|e| {
+                // The path stays in the log: the browser is told no more
+                // than that it cannot be read.
+                tracing::warn!(event = "destination cert", path = %path.display(), error = %e);
+                DialError::Refused {
+                    status: 500,
+                    reason: "Server Internal Error (the destination's certificate cannot be read: see the gateway's log)".into(),
+                }
+            })
         })
         .await
         .map_err(|e| DialError::Unreachable(e.to_string()))?
@@ -455,6 +462,23 @@ impl SipDialer {
                     None => reason,
                 },
             },
+            // An answer that came but cannot be used: the gateway's own
+            // 502, not a timeout (408 is for nothing answering).
+            e @ (CallError::Unsealed
+            | CallError::UnsignedAnswer
+            | CallError::Sdp(_)
+            | CallError::Ua(_)) => DialError::Refused {
+                status: 502,
+                reason: format!("Bad Gateway ({e})"),
+            },
+            // What the gateway could not do itself (its caller's key,
+            // the request): 500.
+            e @ (CallError::NoAor | CallError::Key(_) | CallError::Compose(_)) => {
+                DialError::Refused {
+                    status: 500,
+                    reason: format!("Server Internal Error ({e})"),
+                }
+            }
             other => DialError::Unreachable(other.to_string()),
         })?;
         tracing::info!(event = "called", user = %user, to = %destination.uri, call_id = %up.call_id, channel = %up.answer.addr);

@@ -93,16 +93,17 @@ pub struct GatewayArgs {
     /// Who each user calls as: DIR/USER/{cert.pem,key.pem}, an RSA
     /// identity whose SAN URI is sip:USER@REALM (the terminals check it
     /// against their --allow). A user without one is refused.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", requires = "outbound")]
     pub callers: Option<PathBuf>,
     /// A relay every offer is disclosed to (its certificate, repeatable);
     /// other relays on the path see only sealed bodies.
-    #[arg(long, value_name = "CERT")]
+    #[arg(long, value_name = "CERT", requires = "outbound")]
     pub disclose: Vec<PathBuf>,
     /// Where an answer may send the gateway to connect its data channel:
-    /// the networks the terminals are in (repeatable, required with
-    /// --outbound), so that no answer makes the gateway connect elsewhere.
-    #[arg(long, value_name = "CIDR")]
+    /// the networks the terminals are in (CIDR, or one address;
+    /// repeatable, required with --outbound), so that no answer makes the
+    /// gateway connect elsewhere.
+    #[arg(long, value_name = "CIDR", requires = "outbound", value_parser = cidr)]
     pub channel_allow: Vec<ipnet::IpNet>,
     /// Where the gateway's registrar takes certificate queries
     /// (tcp:HOST:PORT): a destination without `cert:` (typed, or listed
@@ -116,6 +117,13 @@ pub struct GatewayArgs {
     /// and the certificate it gives must chain to; default: --trust.
     #[arg(long, value_name = "PEM|DIR", requires = "cert_query")]
     pub registrar_trust: Vec<PathBuf>,
+}
+
+/// A network for --channel-allow: CIDR, or one address (its /32 or /128).
+fn cidr(text: &str) -> Result<ipnet::IpNet, String> {
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{text:?} is neither a network (10.1.0.0/16) nor an address"))
 }
 
 /// The real dialer from --outbound and its companions, or `NoCall`.
@@ -227,6 +235,13 @@ fn load_tables(args: &GatewayArgs) -> Result<Tables, Error> {
         ));
     }
     let users = Users::load(&args.users)?;
+    // HA1s: a dictionary attack's input, as a password file is.
+    if let Some(mode) = sipseal::keys::identity::group_or_other_readable(&args.users) {
+        eprintln!(
+            "warning: --users {} is readable by group/other (mode {mode:o}); run chmod 600 on it",
+            args.users.display()
+        );
+    }
     if users.realms.get(&args.realm).is_none_or(|r| r.is_empty()) {
         eprintln!(
             "warning: --users {} has no user in realm {}: nobody can log in with a password",
@@ -250,10 +265,50 @@ fn load_tables(args: &GatewayArgs) -> Result<Tables, Error> {
             "fix the table (version: 1, users: NAME: {destinations: [{name, uri}]}; see docs/guide/10-gateway.md)",
         )
     })?;
+    check_table(args, &users, &destinations)?;
     Ok(Tables {
         users,
         destinations,
     })
+}
+
+/// What the table's grammar cannot see: every `cert:` reads as a
+/// certificate now (not at a user's first access, with the path in the
+/// browser's error page), and a user the table names but `--users` does
+/// not (a typo: that user would see no destinations) is warned about.
+fn check_table(args: &GatewayArgs, users: &Users, table: &Destinations) -> Result<(), Error> {
+    let base = args
+        .destinations
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let known = users.realms.get(&args.realm);
+    for (user, destinations) in table.users() {
+        if known.is_some_and(|k| !k.is_empty() && !k.contains_key(user)) {
+            eprintln!(
+                "warning: --destinations {}: user {user:?} is not in --users {} (realm {}): nobody logs in as them",
+                args.destinations.display(),
+                args.users.display(),
+                args.realm
+            );
+        }
+        for d in destinations {
+            if let Some(cert) = &d.cert {
+                sipseal::keys::Cert::load(&base.join(cert)).map_err(|e| {
+                    Error::usage(
+                        format!(
+                            "--destinations {}: {user}: destination {:?}: cert {}: {e}",
+                            args.destinations.display(),
+                            d.name,
+                            cert.display()
+                        ),
+                        "give the destination's certificate (PEM), a relative path being taken from the table's directory, or leave cert: out to ask the registrar (--cert-query)",
+                    )
+                })?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Serve until SIGTERM or SIGINT; SIGHUP reads --users and
