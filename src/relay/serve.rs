@@ -43,6 +43,7 @@ use crate::net::{Hop, Transport};
 use crate::pinhole::Changes;
 use crate::policy::Bindings;
 use crate::registrar::store::RegistrarStore;
+use crate::sip::route_security;
 use crate::sip::routing::{self, OwnNames, record_route_entry};
 use crate::sip::uri::HopUri;
 use crate::sip::{Answer, IntoAnswer, Message, Status, respond};
@@ -981,6 +982,16 @@ impl LiveRelay {
         };
         if routing::replace_record_route(&mut msg, &opts.record_route_as, &entries).is_err() {
             return None;
+        }
+        // Its Route-Security entry named the link it meant to send on (its
+        // TCP sent-by): it names the UDP link now, as its Via does, which
+        // is what the response's entry is checked against on the way back.
+        if opts.path.link_level.is_some() && opts.via.as_deref() != Some(via.as_str()) {
+            route_security::replace_top(
+                &mut msg,
+                &route_security::RouteEntry::new(via, 0),
+                opts.path.route_security_form,
+            );
         }
         Some(Outgoing::new(msg, Dest::Locate(natural)))
     }
