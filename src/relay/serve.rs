@@ -623,7 +623,7 @@ impl Service for LiveRelay {
                 record,
             };
         }
-        let mut hop = match &planned {
+        let hop = match &planned {
             Some(Ok(Onward::Myself)) => return self.for_myself(&msg, record),
             Some(Ok(Onward::Hop(hop))) => Some(hop.clone()),
             Some(Ok(Onward::Location { aor, domain })) => {
@@ -649,6 +649,8 @@ impl Service for LiveRelay {
             }
             _ => None,
         };
+        // A name the hosts table gives for TCP alone goes over TCP.
+        let mut hop = hop.map(|h| h.by_hosts(&config.hosts));
         // On a flow, the transport is the flow's.
         let fallback = hop.clone();
         if let Some((transport, addr)) = flow {
@@ -964,7 +966,8 @@ impl LiveRelay {
         let natural = Hop {
             // What the message named stays checked on the way over UDP.
             guarded: hop.guarded,
-            ..Hop::for_uri(&hop.uri, 0).ok()?
+            // A name the hosts table gives for TCP alone has no UDP to fall back on.
+            ..Hop::for_uri(&hop.uri, 0).ok()?.by_hosts(&config.hosts)
         };
         if natural.transport != Transport::Udp || hop.transport != Transport::Tcp || size == 0 {
             return None;
