@@ -1072,6 +1072,52 @@ fn the_registrar_serves_tls_and_tcp() {
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("SIP/2.0 200 OK"));
 }
 
+/// A `--hosts` line with a transport (`tcp:ADDRESS:PORT NAME`) is that
+/// name's server on TCP alone: a small request for it goes over TCP, not
+/// over UDP to DNS.
+#[test]
+fn a_hosts_line_for_tcp_alone_sends_a_small_request_over_tcp() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let (sink, forwarded) = common::live::tcp_sink();
+    let hosts = write(
+        d,
+        "hosts",
+        format!("tcp:127.0.0.1:{sink} b.example.com\n").as_bytes(),
+    );
+    let relay = Daemon::start(
+        d,
+        "relay",
+        &[
+            "relay",
+            "--listen",
+            "tcp:127.0.0.1:0",
+            "--listen",
+            "udp:127.0.0.1:0",
+            "--identity",
+            "keys/proxy-b-ec",
+            "--hosts",
+            s(&hosts),
+            "--no-dns",
+            "--next",
+            "sip:b.example.com",
+        ],
+    );
+    let msg = std::fs::read(options(d, "options", "sip:alice@a.example.com")).unwrap();
+    assert!(msg.len() < 1_300);
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.send_to(&msg, ("127.0.0.1", relay.port("udp"))).unwrap();
+    let got = forwarded
+        .recv_timeout(Duration::from_secs(10))
+        .unwrap_or_else(|_| panic!("nothing over TCP: {}", relay.log_text()));
+    assert_eq!(got.top_via().unwrap().transport, "TCP");
+    assert!(
+        relay.logged(r#""decision":"forward TCP"#),
+        "{}",
+        relay.log_text()
+    );
+}
+
 #[test]
 fn a_request_over_1300_bytes_goes_on_over_tcp_even_toward_udp() {
     use std::io::Write;

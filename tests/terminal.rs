@@ -630,6 +630,63 @@ fn a_re_invite_rekeys_the_call_and_the_terminal_says_bye_when_the_service_closes
     assert_eq!(invites, 3, "{}", setup.logs());
 }
 
+/// A REGISTER with an RSA key's CSR is over 1,300 bytes: the relay tries
+/// TCP to the registrar's port (RFC 3261 §18.1.1), finds it refused (the
+/// registrar listens on UDP alone) and sends it over UDP after all. Its
+/// Via and its Route-Security entry then name its UDP listener, so the
+/// registrar's 200 (with the certificate) is taken back, not dropped as
+/// carrying another hop's entry.
+#[test]
+fn an_enrolling_register_too_large_for_udp_reaches_a_registrar_on_udp_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let me = d.join("bob-rsa");
+    std::fs::create_dir_all(&me).unwrap();
+    let key = me.join("key.pem");
+    std::fs::copy(repo().join("keys/bob/key.pem"), &key).unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let realm_ca = d.join("ca/cert.pem");
+    let setup = Setup::start_as(
+        d,
+        http_service(),
+        &["--trust", s(&realm_ca)],
+        &[
+            "--enrol",
+            "--bootstrap",
+            "keys/bob",
+            "--trust",
+            s(&realm_ca),
+        ],
+        s(&me),
+    );
+    assert!(
+        wait_logged(&setup.terminal, " registered for "),
+        "{}",
+        setup.logs()
+    );
+    assert!(
+        setup
+            .terminal
+            .log_text()
+            .contains("\"certificate installed\""),
+        "{}",
+        setup.logs()
+    );
+    let installed = Cert::load(&me.join("cert.pem")).unwrap();
+    assert_eq!(installed.uri().as_deref(), Some("sip:bob@b.example.com"));
+    // It did go the long way: TCP refused, then UDP.
+    assert!(
+        setup.relay.log_text().contains("sent instead to"),
+        "{}",
+        setup.logs()
+    );
+    assert!(
+        !setup.relay.log_text().contains("drop: Route-Security"),
+        "{}",
+        setup.logs()
+    );
+}
+
 /// issue 29 item 1, "CSR or certificate": a terminal whose identity is
 /// a key alone (`--enrol`) opens its flow with a bootstrap certificate
 /// for its AOR (keys/bob-ec), registers with a CSR and Digest, installs

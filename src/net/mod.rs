@@ -289,6 +289,28 @@ impl Hop {
         })
     }
 
+    /// The transport the hosts table offers, as SRV records would (RFC
+    /// 3263 §4.1): a `sip:` URI without `transport` whose name has no line
+    /// for UDP (nor for any transport) but one for TCP or TLS goes over
+    /// that; anything else is as [`Hop::for_uri`] chose.
+    pub fn by_hosts(self, hosts: &Hosts) -> Hop {
+        if self.uri.transport.is_some() || self.uri.secure || self.uri.ip().is_some() {
+            return self;
+        }
+        let name = self.name();
+        let has = |t: Option<Transport>| hosts.lines(&name).any(|(l, ..)| *l == t);
+        if has(None) || has(Some(self.transport)) {
+            return self;
+        }
+        match [Transport::Tcp, Transport::Tls]
+            .into_iter()
+            .find(|t| has(Some(*t)))
+        {
+            Some(transport) => Hop { transport, ..self },
+            None => self,
+        }
+    }
+
     /// This hop, named by a message: checked by the server's [`HopGuard`].
     pub fn guarded(self) -> Hop {
         Hop {
@@ -435,6 +457,11 @@ impl Hosts {
             .map(|(_, ip, port)| (*ip, *port))
     }
 
+    /// Every line for `name`.
+    fn lines(&self, name: &str) -> impl Iterator<Item = &HostLine> {
+        self.0.get(&name.to_ascii_lowercase()).into_iter().flatten()
+    }
+
     /// The address (and port) of `name` for `transport`: its line for
     /// that transport, else its line for any.
     pub fn get_for(&self, name: &str, transport: Transport) -> Option<(IpAddr, Option<u16>)> {
@@ -497,5 +524,31 @@ mod tests {
         assert_eq!(t.addr.port(), 5061);
         let t = Target::parse("sip:example.com;transport=tcp", &hosts).unwrap();
         assert_eq!(t.addr.port(), 5060);
+    }
+
+    #[test]
+    fn a_name_the_hosts_table_gives_for_tcp_alone_is_reached_over_tcp() {
+        let hosts = Hosts::parse(
+            "tcp:127.0.0.1:5070 b.example.com\n127.0.0.1:5080 any.example.com\n\
+             udp:127.0.0.1:5090 both.example.com\ntcp:127.0.0.1:5091 both.example.com\n",
+        )
+        .unwrap();
+        let hop = |u: &str| {
+            Hop::for_uri(&HopUri::parse(u).unwrap(), 0)
+                .unwrap()
+                .by_hosts(&hosts)
+        };
+        let b = hop("sip:b.example.com");
+        assert_eq!(b.transport, Transport::Tcp);
+        let t = b.known(&hosts).unwrap();
+        assert_eq!((t.transport, t.addr.port()), (Transport::Tcp, 5070));
+        // A line for any transport, or one for UDP, keeps UDP.
+        assert_eq!(hop("sip:any.example.com").transport, Transport::Udp);
+        assert_eq!(hop("sip:both.example.com").transport, Transport::Udp);
+        // What the URI says is kept.
+        assert_eq!(
+            hop("sip:b.example.com;transport=udp").transport,
+            Transport::Udp
+        );
     }
 }

@@ -43,6 +43,7 @@ use crate::net::{Hop, Transport};
 use crate::pinhole::Changes;
 use crate::policy::Bindings;
 use crate::registrar::store::RegistrarStore;
+use crate::sip::route_security;
 use crate::sip::routing::{self, OwnNames, record_route_entry};
 use crate::sip::uri::HopUri;
 use crate::sip::{Answer, IntoAnswer, Message, Status, respond};
@@ -622,7 +623,7 @@ impl Service for LiveRelay {
                 record,
             };
         }
-        let mut hop = match &planned {
+        let hop = match &planned {
             Some(Ok(Onward::Myself)) => return self.for_myself(&msg, record),
             Some(Ok(Onward::Hop(hop))) => Some(hop.clone()),
             Some(Ok(Onward::Location { aor, domain })) => {
@@ -648,6 +649,8 @@ impl Service for LiveRelay {
             }
             _ => None,
         };
+        // A name the hosts table gives for TCP alone goes over TCP.
+        let mut hop = hop.map(|h| h.by_hosts(&config.hosts));
         // On a flow, the transport is the flow's.
         let fallback = hop.clone();
         if let Some((transport, addr)) = flow {
@@ -963,7 +966,8 @@ impl LiveRelay {
         let natural = Hop {
             // What the message named stays checked on the way over UDP.
             guarded: hop.guarded,
-            ..Hop::for_uri(&hop.uri, 0).ok()?
+            // A name the hosts table gives for TCP alone has no UDP to fall back on.
+            ..Hop::for_uri(&hop.uri, 0).ok()?.by_hosts(&config.hosts)
         };
         if natural.transport != Transport::Udp || hop.transport != Transport::Tcp || size == 0 {
             return None;
@@ -981,6 +985,16 @@ impl LiveRelay {
         };
         if routing::replace_record_route(&mut msg, &opts.record_route_as, &entries).is_err() {
             return None;
+        }
+        // Its Route-Security entry named the link it meant to send on (its
+        // TCP sent-by): it names the UDP link now, as its Via does, which
+        // is what the response's entry is checked against on the way back.
+        if opts.path.link_level.is_some() && opts.via.as_deref() != Some(via.as_str()) {
+            route_security::replace_top(
+                &mut msg,
+                &route_security::RouteEntry::new(via, 0),
+                opts.path.route_security_form,
+            );
         }
         Some(Outgoing::new(msg, Dest::Locate(natural)))
     }

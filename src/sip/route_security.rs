@@ -251,6 +251,16 @@ pub fn put_on_top(msg: &mut Message, entry: &RouteEntry, form: EntryForm) {
     msg.insert_header(at, ROUTE_SECURITY, &entry.to_value(form));
 }
 
+/// Replace the top entry (a hop's own, just put on) with `entry`: the hop
+/// sends on another link than it first chose (a transport fallback).
+/// Nothing changes when `msg` carries no entry.
+pub fn replace_top(msg: &mut Message, entry: &RouteEntry, form: EntryForm) {
+    if let Some(at) = msg.headers().iter().position(|h| h.is(ROUTE_SECURITY)) {
+        msg.remove_header_at(at);
+        msg.insert_header(at, ROUTE_SECURITY, &entry.to_value(form));
+    }
+}
+
 /// Add `;rs-pos=POS` to the top Via line of `msg` (the relay's own, just
 /// written): where its entry sits, counted from the bottom.
 pub fn mark_via(msg: &mut Message, pos: usize) {
