@@ -397,33 +397,11 @@ async fn placed(
     let ua = || Ua { store, limits };
     let me = me.to_owned();
     let call_id = invite.call_id().unwrap_or_default().to_owned();
-    let mut tr = flow.request(&invite, spec.answer_timeout).await?;
-    let ok = tr.final_response().await?;
-    drop(tr);
-    let code = ok.status().unwrap_or_default();
-    if !(200..=299).contains(&code) {
-        let reason = match ok.start_line() {
-            crate::sip::StartLine::Response { reason, .. } => reason.clone(),
-            _ => String::new(),
-        };
-        return Err(CallError::Refused {
-            code,
-            reason,
-            warning: ok.header("Warning").map(str::to_owned),
-        });
-    }
+    let ok = answered(flow, &invite, spec.answer_timeout).await?;
     // Acknowledge before anything can fail, so the dialog is confirmed
     // and a BYE can end it.
-    let ack = ua().reply(
-        &ok,
-        ReplyTo::Request(DialogRequest {
-            method: "ACK".into(),
-            ..Default::default()
-        }),
-        Some(&me),
-        ctx,
-    )?;
-    flow.send(&flow.with_via(&ack.message)?).await?;
+    let ack = ack_for(flow, &ua(), &ok, &me, ctx)?;
+    flow.send(&ack).await?;
     let ended = spec.dialogs.insert(
         &call_id,
         ok.from_tag().ok().flatten().unwrap_or_default(),
@@ -444,6 +422,48 @@ async fn placed(
             Err(e)
         }
     }
+}
+
+/// The final response to `request` sent on `flow`: a 2xx, or the
+/// refusal as [`CallError::Refused`].
+async fn answered(flow: &Flow, request: &Message, wait: Duration) -> Result<Message, CallError> {
+    let mut tr = flow.request(request, wait).await?;
+    let ok = tr.final_response().await?;
+    drop(tr);
+    let code = ok.status().unwrap_or_default();
+    if !(200..=299).contains(&code) {
+        let reason = match ok.start_line() {
+            crate::sip::StartLine::Response { reason, .. } => reason.clone(),
+            _ => String::new(),
+        };
+        return Err(CallError::Refused {
+            code,
+            reason,
+            warning: ok.header("Warning").map(str::to_owned),
+        });
+    }
+    Ok(ok)
+}
+
+/// The ACK of the 2xx `ok`, in its dialog, for `flow` (built before the
+/// await that sends it: a `Ua` is not held across one).
+fn ack_for(
+    flow: &Flow,
+    ua: &Ua<'_>,
+    ok: &Message,
+    me: &str,
+    ctx: &mut Context,
+) -> Result<Message, CallError> {
+    let ack = ua.reply(
+        ok,
+        ReplyTo::Request(DialogRequest {
+            method: "ACK".into(),
+            ..Default::default()
+        }),
+        Some(me),
+        ctx,
+    )?;
+    Ok(flow.with_via(&ack.message)?)
 }
 
 /// The 200 opened, its answer checked, and the channel connected.
@@ -563,31 +583,9 @@ impl Call {
             }
             Ok(ua.rekey(&request.message, &me, &seal, ctx)?.sealed)
         })?;
-        let mut tr = flow.request(&sealed.message, spec.answer_timeout).await?;
-        let ok = tr.final_response().await?;
-        drop(tr);
-        let code = ok.status().unwrap_or_default();
-        if !(200..=299).contains(&code) {
-            let reason = match ok.start_line() {
-                crate::sip::StartLine::Response { reason, .. } => reason.clone(),
-                _ => String::new(),
-            };
-            return Err(CallError::Refused {
-                code,
-                reason,
-                warning: ok.header("Warning").map(str::to_owned),
-            });
-        }
-        let ack = ua().reply(
-            &ok,
-            ReplyTo::Request(DialogRequest {
-                method: "ACK".into(),
-                ..Default::default()
-            }),
-            Some(&me),
-            ctx,
-        )?;
-        flow.send(&flow.with_via(&ack.message)?).await?;
+        let ok = answered(&flow, &sealed.message, spec.answer_timeout).await?;
+        let ack = ack_for(&flow, &ua(), &ok, &me, ctx)?;
+        flow.send(&ack).await?;
         let (answer, answered_by) = opened_answer(spec, store, limits, &ok, ctx)?;
         answer.check_answer(&offer)?;
         if !answer.same_channel(&self.answer) {
