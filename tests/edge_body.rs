@@ -122,6 +122,17 @@ impl Bench {
     /// A sealer with `policy`, its own memory store, asking this realm's
     /// registrar.
     fn sealer(&self, policy: &Path, agent: &str, limits: Limits) -> Sealer {
+        self.sealer_on(policy, agent, limits, Arc::new(MemoryStore::new()))
+    }
+
+    /// A sealer with `policy` and `store`.
+    fn sealer_on(
+        &self,
+        policy: &Path,
+        agent: &str,
+        limits: Limits,
+        store: Arc<dyn sipseal::state::SessionStore + Send + Sync>,
+    ) -> Sealer {
         let target = self.query_target();
         let mut trust = Cert::load_all(&repo().join("keys/trust.pem")).unwrap();
         trust.extend(self.realm_ca());
@@ -130,7 +141,7 @@ impl Bench {
             cert_query: Some(target),
             registrar_trust: self.realm_ca(),
             trust,
-            store: Arc::new(MemoryStore::new()),
+            store,
             limits,
             agent: agent.into(),
         })
@@ -464,6 +475,58 @@ async fn a_call_is_sealed_opened_held_and_rekeyed_between_two_edges() {
     assert!(b_rekeys >= 1, "bob's edge never rekeyed");
 }
 
+/// An edge restarted mid-call (a new Sealer on the same file store)
+/// still seals the call's re-INVITE under its session key, and bob's
+/// edge opens it: nothing but the session store is needed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_restarted_mid_call_keeps_sealing_under_the_stored_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bench = Bench::new(tmp.path());
+    let state = tmp.path().join("edge-a-state");
+    let policy = bench.policy("a.yaml", ALICE_POLICY);
+    let store = || -> Arc<dyn sipseal::state::SessionStore + Send + Sync> {
+        Arc::new(sipseal::state::FileStore::new(&state))
+    };
+    let edge_b = bench.sealer(
+        &bench.policy("b.yaml", BOB_POLICY),
+        "edge-b",
+        Limits::default(),
+    );
+    let (alice, bob) = (alice(), bench.bob());
+    let from = format!("<{ALICE}>;tag=a4");
+    let invite = request("INVITE", &from, &format!("<{BOB}>"), "call-11@a", 1, OFFER);
+    {
+        let edge_a = bench.sealer_on(&policy, "edge-a", Limits::default(), store());
+        let sealed = sent(edge_a.outgoing(invite, Arc::clone(&alice)).await);
+        let plain = sent(edge_b.incoming(sealed, Arc::clone(&bob)).await);
+        let ok = sent(
+            edge_b
+                .outgoing(answer(&plain, "b4", ANSWER), Arc::clone(&bob))
+                .await,
+        );
+        sent(edge_a.incoming(ok, Arc::clone(&alice)).await);
+    }
+    let edge_a = bench.sealer_on(&policy, "edge-a", Limits::default(), store());
+    let hold = OFFER.replace("a=sendrecv", "a=sendonly");
+    let re = request(
+        "INVITE",
+        &from,
+        &format!("<{BOB}>;tag=b4"),
+        "call-11@a",
+        2,
+        &hold,
+    );
+    let re = sent(edge_a.outgoing(re, Arc::clone(&alice)).await);
+    assert!(is_session(&re), "a full envelope after the restart");
+    let re = sent(edge_b.incoming(re, Arc::clone(&bob)).await);
+    assert_eq!(re.body(), hold.as_bytes());
+    let bye = request("BYE", &from, &format!("<{BOB}>;tag=b4"), "call-11@a", 3, "");
+    assert_eq!(
+        sent(edge_a.outgoing(bye.clone(), Arc::clone(&alice)).await).to_bytes(),
+        bye.to_bytes()
+    );
+}
+
 /// A peer the registrar has no certificate for: refused 488 with the
 /// Warning, or (policy `plain`) sent as it is, and its answer and the
 /// next offer plain too.
@@ -638,6 +701,9 @@ async fn the_incoming_policy_refuses_what_it_must() {
     );
     let invite = request("INVITE", &from, &format!("<{BOB}>"), "call-8@a", 1, OFFER);
     let sealed = sent(edge_a.outgoing(invite, Arc::clone(&alice)).await);
+    let plain = request("INVITE", &from, &format!("<{BOB}>"), "call-10@a", 1, OFFER);
+    let refused = answered(routed.incoming(plain, Arc::clone(&bob)).await);
+    assert_eq!(refused.status(), Some(403));
     let refused = answered(routed.incoming(sealed.clone(), Arc::clone(&bob)).await);
     assert_eq!(refused.status(), Some(403));
     assert!(

@@ -449,12 +449,11 @@ impl Sealer {
         };
         let me = aor_of(&user);
         let sealed = kind == "application/pkcs7-mime" || kind.starts_with("multipart/");
-        if !sealed {
-            if kind != "application/sdp" {
-                return Toward::Send(msg);
-            }
-            return self.unsealed(msg, &me);
+        if !sealed && kind != "application/sdp" {
+            return Toward::Send(msg);
         }
+        // The path first: a request over a link below the minimum costs
+        // no private-key operation.
         let policy = self.policy();
         let min = policy.incoming.min_route_level;
         if msg.is_request()
@@ -462,6 +461,9 @@ impl Sealer {
             && let Some(why) = self.route_refusal(&msg, min)
         {
             return self.refuse(&msg, Status::Forbidden, &why);
+        }
+        if !sealed {
+            return self.unsealed(msg, &me);
         }
         let key = match user.private_key() {
             Ok(k) => k,
