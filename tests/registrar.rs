@@ -1762,6 +1762,76 @@ fn openssl_ha1() -> String {
     ha1
 }
 
+/// Issue 30 (the edge adds a CSR to a phone's REGISTER; the phone's
+/// Digest covers only its own, empty, body, so it answers `qop=auth`): a
+/// CSR sealed under a PSK of the AOR, or under its password, is
+/// authenticated by that key as auth-int would have covered it, and is
+/// taken under `qop=auth`; a CSR in clear, or sealed only for the
+/// registrar's certificate (which anyone can seal for), still is not:
+/// challenged again for auth-int.
+#[test]
+fn a_csr_sealed_under_the_aors_own_key_needs_no_auth_int() {
+    let r = Realm::new();
+    psk_for(&r, "alice.psk", "alice-reg", AOR);
+    for (name, seal_for, taken) in [
+        ("psk", Some("psk:alice.psk"), true),
+        ("password", Some("password:pw"), true),
+        ("registrar", Some("reg/cert.pem"), false),
+        ("clear", None, false),
+    ] {
+        let mut extra = vec!["--identity", "alice"];
+        if let Some(to) = seal_for {
+            extra.extend(["--seal-for", to]);
+        }
+        r.register(&format!("{name}-1.sip"), &extra);
+        let (code, resp, _) = r.registrar(&format!("{name}-1.sip"), T0, &["--psk", "alice.psk"]);
+        assert_eq!(code, 5, "{name}");
+        let challenge = String::from_utf8(resp).unwrap();
+        assert!(
+            challenge.contains("qop=\"auth-int,auth\""),
+            "{name}: {challenge}"
+        );
+        // What the phone behind an edge is offered, and answers.
+        let offered = challenge.replace("qop=\"auth-int,auth\"", "qop=\"auth\"");
+        std::fs::write(r.path(&format!("{name}-401.sip")), offered).unwrap();
+        let mut args = vec![
+            "--challenge".to_owned(),
+            format!("{name}-401.sip"),
+            "--password-file".to_owned(),
+            "pw".to_owned(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        r.register(&format!("{name}-2.sip"), &args);
+        let sent = std::fs::read(r.path(&format!("{name}-2.sip"))).unwrap();
+        let auth = String::from_utf8_lossy(&sent)
+            .lines()
+            .find(|l| l.starts_with("Authorization:"))
+            .unwrap()
+            .to_owned();
+        assert!(
+            auth.contains("qop=auth") && !auth.contains("auth-int"),
+            "{name}: {auth}"
+        );
+        let (code, ok, err) = r.registrar(&format!("{name}-2.sip"), T0, &["--psk", "alice.psk"]);
+        if taken {
+            assert_eq!(
+                (code, status(&ok).as_str()),
+                (0, "SIP/2.0 200 OK"),
+                "{name}: {err}"
+            );
+        } else {
+            assert_eq!(
+                (code, status(&ok).as_str()),
+                (5, "SIP/2.0 401 Unauthorized"),
+                "{name}: {err}"
+            );
+            let again = String::from_utf8_lossy(&ok).into_owned();
+            assert!(again.contains("qop=\"auth-int,auth\""), "{name}: {again}");
+        }
+    }
+}
+
 /// Issue 28 item 4: a registration sealed under a PSK (KEKRecipientInfo)
 /// and one under the password (PasswordRecipientInfo over the HA1), each
 /// opened by OpenSSL too; the 200 sealed back for the new certificate's

@@ -40,6 +40,8 @@ pub(super) struct Authenticated<'m> {
     nonce: String,
     nc: u32,
     made: i64,
+    /// Whether the Digest response covers the body (auth-int, or none).
+    covered: bool,
 }
 
 /// A REGISTER whose change is stored.
@@ -261,7 +263,10 @@ impl Registrar<'_> {
                 ),
             ));
         }
-        if !req.body().is_empty() && creds.qop != digest::Qop::AuthInt {
+        // A body must be covered: by auth-int, or (checked once it is
+        // opened) by being sealed under a key of the AOR's own.
+        let covered = req.body().is_empty() || creds.qop == digest::Qop::AuthInt;
+        if !covered && !sealed::is_sealed(req) {
             return Err(Stop::Challenge { stale: false });
         }
         // What the users file holds for this username, and whether the
@@ -308,6 +313,7 @@ impl Registrar<'_> {
             nonce: creds.nonce,
             nc: creds.nc,
             made,
+            covered,
         })
     }
 
@@ -396,6 +402,15 @@ impl Registrar<'_> {
         // The body opened (when sealed) and the certificate it asks for,
         // checked before anything is stored.
         let (plain, sealed) = sealed::open_register(self, req, aor, &a.username, ctx)?;
+        // Under qop=auth (a phone behind `sipseal edge`, whose Digest
+        // cannot cover the CSR the edge added: issue 30) the body counts
+        // as the user's only when it opened under a PSK of this AOR or
+        // its password: whoever changed it would have needed that key.
+        // Sealed for the registrar's certificate alone, anyone could
+        // have made it.
+        if !a.covered && !matches!(sealed, Some(Sealing::Psk(_) | Sealing::Password(_))) {
+            return Err(Stop::Challenge { stale: false });
+        }
         let refresh = !contacts.is_empty();
         let cert = certs::for_binding(self, &plain, aor, removing, refresh, until, ctx)?;
         let mut replay = false;
@@ -601,6 +616,10 @@ impl Registrar<'_> {
             return self.publish_as_owner(req, asked.aor, expires, ctx);
         }
         let a = self.authenticate(asked, ctx)?;
+        // A PUBLISH's body is never sealed: auth-int must cover it.
+        if !a.covered {
+            return Err(Stop::Challenge { stale: false });
+        }
         let aor = a.asked.aor.clone();
         let now = ctx.now();
         let expires = publication_expires(req, self.max_expires)?;
