@@ -11,6 +11,7 @@
 pub mod blocking;
 pub mod context;
 pub mod datachannel;
+pub mod edge;
 pub mod envelope;
 pub mod error;
 pub mod firewall;
