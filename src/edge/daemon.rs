@@ -161,7 +161,7 @@ struct Shared {
     udp: Vec<(SocketAddr, Arc<UdpSocket>)>,
     tcp: Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>,
     flow: Mutex<Option<Arc<Flow>>>,
-    lanes: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    lanes: Mutex<HashMap<String, mpsc::Sender<Job>>>,
     connections: Arc<Semaphore>,
     ctx: Mutex<Context>,
 }
@@ -392,13 +392,76 @@ impl Shared {
         }
     }
 
-    fn lane(&self, call_id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut lanes = lock(&self.lanes);
-        // Lanes nobody holds go (bounded by the calls in hand).
-        if lanes.len() > 1024 {
-            lanes.retain(|_, l| Arc::strong_count(l) > 1);
+    /// Hand `job` to its call's lane: messages of one call are handled
+    /// in the order they arrived, one after the other; calls side by
+    /// side. A lane ends after [`LANE_IDLE`] without a message.
+    fn dispatch(self: &Arc<Self>, job: Job) {
+        let call_id = job.msg().call_id().unwrap_or_default().to_owned();
+        let mut job = job;
+        for _ in 0..2 {
+            let tx = {
+                let mut lanes = lock(&self.lanes);
+                if let Some(tx) = lanes.get(&call_id).filter(|t| !t.is_closed()) {
+                    tx.clone()
+                } else {
+                    if lanes.len() >= MAX_LANES {
+                        lanes.retain(|_, t| !t.is_closed());
+                        if lanes.len() >= MAX_LANES {
+                            tracing::info!(event = "dropped", call_id = %call_id, why = "too many calls in hand");
+                            return;
+                        }
+                    }
+                    let (tx, rx) = mpsc::channel(LANE_QUEUE);
+                    lanes.insert(call_id.clone(), tx.clone());
+                    tokio::spawn(lane(Arc::clone(self), rx));
+                    tx
+                }
+            };
+            match tx.try_send(job) {
+                Ok(()) => return,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::info!(event = "dropped", call_id = %call_id, why = "its call's queue is full");
+                    return;
+                }
+                // The lane ended meanwhile: a new one.
+                Err(mpsc::error::TrySendError::Closed(j)) => {
+                    lock(&self.lanes).remove(&call_id);
+                    job = j;
+                }
+            }
         }
-        Arc::clone(lanes.entry(call_id.to_owned()).or_default())
+    }
+}
+
+/// A message in a call's lane.
+enum Job {
+    /// From a phone.
+    Phone(Message, PhoneDest),
+    /// Down the flow.
+    Network(Message, Arc<Flow>),
+}
+
+impl Job {
+    fn msg(&self) -> &Message {
+        match self {
+            Job::Phone(m, _) | Job::Network(m, _) => m,
+        }
+    }
+}
+
+/// Messages of one call at once, at most, waiting in its lane.
+const LANE_QUEUE: usize = 32;
+/// Calls with messages in hand at once, at most.
+const MAX_LANES: usize = 4096;
+/// A lane with nothing to do this long ends.
+const LANE_IDLE: Duration = Duration::from_secs(30);
+
+async fn lane(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>) {
+    while let Ok(Some(job)) = tokio::time::timeout(LANE_IDLE, rx.recv()).await {
+        match job {
+            Job::Phone(msg, from) => phone_message(&shared, msg, from).await,
+            Job::Network(msg, flow) => network_request(&shared, &flow, msg).await,
+        }
     }
 }
 
@@ -433,13 +496,7 @@ async fn keep_flow(shared: Arc<Shared>) {
                 tracing::info!(event = "flow open", local = %flow.local(), to = %shared.config.outbound.addr);
                 *lock(&shared.flow) = Some(Arc::clone(&flow));
                 while let Some(req) = incoming.recv().await {
-                    let shared = Arc::clone(&shared);
-                    let flow = Arc::clone(&flow);
-                    tokio::spawn(async move {
-                        let lane = shared.lane(req.call_id().unwrap_or_default());
-                        let _held = lane.lock().await;
-                        network_request(&shared, &flow, req).await;
-                    });
+                    shared.dispatch(Job::Network(req, Arc::clone(&flow)));
                 }
                 let mut current = lock(&shared.flow);
                 if current.as_ref().is_some_and(|f| Arc::ptr_eq(f, &flow)) {
@@ -482,9 +539,7 @@ async fn udp_loop(shared: Arc<Shared>, sock: Arc<UdpSocket>, local: SocketAddr) 
             continue;
         };
         let _ = local;
-        let shared = Arc::clone(&shared);
-        tokio::spawn(phone_message(
-            shared,
+        shared.dispatch(Job::Phone(
             msg,
             PhoneDest {
                 transport: Transport::Udp,
@@ -559,8 +614,7 @@ fn attach(
                         let Ok(msg) = Message::parse(&bytes) else {
                             continue;
                         };
-                        tokio::spawn(phone_message(
-                            Arc::clone(&shared),
+                        shared.dispatch(Job::Phone(
                             msg,
                             PhoneDest {
                                 transport: Transport::Tcp,
@@ -581,14 +635,12 @@ fn attach(
     tx
 }
 
-async fn phone_message(shared: Arc<Shared>, mut msg: Message, from: PhoneDest) {
-    let lane = shared.lane(msg.call_id().unwrap_or_default());
-    let _held = lane.lock().await;
+async fn phone_message(shared: &Arc<Shared>, mut msg: Message, from: PhoneDest) {
     if msg.is_request() {
         routing::mark_received(&mut msg, from.addr);
-        phone_request(&shared, msg, from).await;
+        phone_request(shared, msg, from).await;
     } else {
-        phone_response(&shared, msg).await;
+        phone_response(shared, msg).await;
     }
 }
 
