@@ -750,3 +750,199 @@ fn a_phone_still_registers_when_the_registrar_refuses_the_edges_csr_under_its_di
     assert!(edge.logged("\"enrol refused\""), "{}", edge.log_text());
     assert!(!me.join("cert.pem").exists());
 }
+
+/// What SIPp's `-trace_err` wrote in `d`.
+fn sipp_errors(d: &Path) -> String {
+    std::fs::read_dir(d)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with("_errors.log"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect()
+}
+
+/// SIPp as bob's phone (a UAS scenario written here): the INVITE and
+/// the re-INVITE reach it with plain SDP (its `ereg ... check_it`
+/// fails the call otherwise), it answers 180/200 with SDP, takes the
+/// ACKs and answers the BYE; alice's phone, on a socket, sees each
+/// answer plain.
+#[test]
+fn sipp_as_bobs_phone_answers_a_call_through_both_edges() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let bench = bench(d);
+    let mut alice = Phone::on("127.0.0.1", bench.edge_a.port("udp"), "alice");
+    let ok = register(d, &mut alice);
+    assert_eq!(ok.status(), Some(200), "{}", bench.logs());
+    // bob's REGISTER (through edge B, with Digest) binds SIPp's port.
+    let sipp_port = common::live::port(41_000, 3);
+    let mut bob_registrar = Phone::on("127.0.0.1", bench.edge_b.port("udp"), "bob");
+    let realm = Realm {
+        dir: d.to_owned(),
+        name: "b.example.com".into(),
+    };
+    let contact = format!("<sip:bob@127.0.0.1:{sipp_port}>");
+    let first = bob_registrar.own_via(&realm.register_request("bob", &contact, &[]));
+    bob_registrar.send(&first);
+    let challenge = bob_registrar.final_response();
+    let authorized = realm.authorized("bob", &contact, &challenge, &[]);
+    let authorized = bob_registrar.own_via(&authorized);
+    bob_registrar.send(&authorized);
+    assert_eq!(
+        bob_registrar.final_response().status(),
+        Some(200),
+        "{}",
+        bench.logs()
+    );
+
+    let answer = sdp("bob", 1, "sendrecv").replace("\r\n", "\n");
+    let scenario = format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="bob's phone behind edge B">
+  <recv request="INVITE" crlf="true">
+    <action>
+      <ereg regexp="application/sdp" search_in="hdr" header="Content-Type:" check_it="true" assign_to="1"/>
+      <ereg regexp="m=audio 40000" search_in="body" check_it="true" assign_to="2"/>
+    </action>
+  </recv>
+  <send><![CDATA[
+SIP/2.0 180 Ringing
+[last_Via:]
+[last_Record-Route:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:bob@[local_ip]:[local_port]>
+Content-Length: 0
+
+]]></send>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_Record-Route:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:bob@[local_ip]:[local_port]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+{answer}]]></send>
+  <recv request="ACK" crlf="true"/>
+  <recv request="INVITE" crlf="true">
+    <action>
+      <ereg regexp="a=sendonly" search_in="body" check_it="true" assign_to="3"/>
+    </action>
+  </recv>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_Record-Route:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:bob@[local_ip]:[local_port]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+{answer}]]></send>
+  <recv request="ACK" crlf="true"/>
+  <recv request="BYE"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+  <Reference variables="1,2,3"/>
+</scenario>
+"#
+    );
+    let file = common::write(d, "bob-phone.xml", scenario.as_bytes());
+    let mut sipp = common::live::Background(
+        std::process::Command::new("sipp")
+            .args(["-sf", s(&file), "-p", &sipp_port.to_string()])
+            .args(["-i", "127.0.0.1", "-t", "u1", "-m", "1", "-nostdin"])
+            .args(["-timeout", "30s", "-timeout_error", "-trace_err"])
+            .current_dir(d)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("sipp runs (.ci/run installs sip-tester)"),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+
+    let call_id = "edge-sipp-1";
+    let offer = sdp("alice", 1, "sendrecv");
+    let invite = format!(
+        "INVITE sip:bob@b.example.com SIP/2.0\r\nVia: SIP/2.0/UDP {a};branch=z9hG4bK-s1;rport\r\nMax-Forwards: 70\r\n\
+From: <sip:alice@b.example.com>;tag=a9\r\nTo: <sip:bob@b.example.com>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\n\
+Contact: <sip:alice@{a}>\r\nContent-Type: application/sdp\r\nContent-Length: {n}\r\n\r\n{offer}",
+        a = alice.local(),
+        n = offer.len(),
+    );
+    alice.send(invite.as_bytes());
+    // The final answer of transaction `cseq` (retransmissions of an
+    // earlier one are passed over).
+    let final_of = |alice: &Phone, cseq: u32| loop {
+        let m = alice.recv_within(10).unwrap_or_else(|| {
+            panic!(
+                "no answer {cseq} at alice's phone\nSIPp: {}\n{}",
+                sipp_errors(d),
+                bench.logs()
+            )
+        });
+        if m.status().is_some_and(|s| s >= 200) && m.cseq().is_ok_and(|c| c.seq == cseq) {
+            return m;
+        }
+    };
+    let ok = final_of(&alice, 1);
+    assert_eq!(ok.status(), Some(200), "{}", bench.logs());
+    assert_plain_sdp(&ok, "SIPp's 200 at alice's phone");
+    let routes: Vec<String> = record_routes(&ok).into_iter().rev().collect();
+    let target = addr_spec(ok.header("Contact").unwrap());
+    let to = ok.header("To").unwrap().to_owned();
+    let from = "<sip:alice@b.example.com>;tag=a9";
+    let ack = in_dialog(
+        &mut alice, "ACK", &target, &routes, from, &to, call_id, 1, "",
+    );
+    alice.send(&ack);
+    let hold = in_dialog(
+        &mut alice,
+        "INVITE",
+        &target,
+        &routes,
+        from,
+        &to,
+        call_id,
+        2,
+        &sdp("alice", 2, "sendonly"),
+    );
+    alice.send(&hold);
+    let ok2 = final_of(&alice, 2);
+    assert_eq!(ok2.status(), Some(200), "{}", bench.logs());
+    assert_plain_sdp(&ok2, "SIPp's answer to the re-INVITE at alice's phone");
+    let ack2 = in_dialog(
+        &mut alice, "ACK", &target, &routes, from, &to, call_id, 2, "",
+    );
+    alice.send(&ack2);
+    let bye = in_dialog(
+        &mut alice, "BYE", &target, &routes, from, &to, call_id, 3, "",
+    );
+    alice.send(&bye);
+    assert_eq!(final_of(&alice, 3).status(), Some(200), "{}", bench.logs());
+    let errors = sipp_errors(d);
+    assert_eq!(
+        sipp.wait(20),
+        Some(0),
+        "SIPp failed: {errors}\n{}",
+        bench.logs()
+    );
+}
