@@ -385,7 +385,14 @@ fn bench(d: &Path) -> Bench {
         &net,
         &["--phones", "127.0.0.1/32"],
     );
-    let edge_b_args = edge_args(d, "edge-b", &bob, "udp:127.0.0.1:0", &net, &[]);
+    let edge_b_args = edge_args(
+        d,
+        "edge-b",
+        &bob,
+        "udp:127.0.0.1:0",
+        &net,
+        &["--listen", "tcp:127.0.0.1:0"],
+    );
     let edge_b = start(d, "edge-b", &edge_b_args);
     Bench {
         _realm: realm,
@@ -944,5 +951,66 @@ Contact: <sip:alice@{a}>\r\nContent-Type: application/sdp\r\nContent-Length: {n}
         Some(0),
         "SIPp failed: {errors}\n{}",
         bench.logs()
+    );
+}
+
+/// A phone on TCP registers through its edge (the edge answers on that
+/// connection; its own Contact in the 200); a request From an AOR the
+/// edge has no identity for gets 403 naming the AORs it serves; SIGHUP
+/// reloads.
+#[test]
+fn a_tcp_phone_registers_and_an_aor_without_identity_is_refused() {
+    use common::realm::Wire;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let bench = bench(d);
+    let realm = Realm {
+        dir: d.to_owned(),
+        name: "b.example.com".into(),
+    };
+    let mut wire = Wire::tcp(bench.edge_b.port("tcp"));
+    let contact = format!("<sip:bob@{};transport=tcp>", wire.local());
+    let first = wire.own_via(&realm.register_request("bob", &contact, &[]));
+    wire.send(&first);
+    let challenge = wire.final_response().expect("a 401 on the connection");
+    assert_eq!(challenge.status(), Some(401), "{}", bench.logs());
+    let authorized = wire.own_via(&realm.authorized("bob", &contact, &challenge, &[]));
+    wire.send(&authorized);
+    let ok = wire.final_response().expect("a 200 on the connection");
+    assert_eq!(ok.status(), Some(200), "{}", bench.logs());
+    let contacts = ok.header_list("Contact").join(",");
+    assert!(
+        contacts.contains(&format!("sip:bob@{};transport=tcp", wire.local())),
+        "{contacts}"
+    );
+
+    // carol is not a user of edge B: 403, and the Warning says whom it serves.
+    let mut carol = Phone::on("127.0.0.1", bench.edge_b.port("udp"), "carol");
+    let options = in_dialog(
+        &mut carol,
+        "OPTIONS",
+        "sip:alice@b.example.com",
+        &[],
+        "<sip:carol@b.example.com>;tag=c1",
+        "<sip:alice@b.example.com>",
+        "carol-1",
+        1,
+        "",
+    );
+    carol.send(&options);
+    let refused = carol.final_response();
+    assert_eq!(refused.status(), Some(403));
+    let warning = refused.header("Warning").unwrap_or_default();
+    assert!(warning.contains("sip:bob@b.example.com"), "{warning}");
+    assert!(
+        !bench.relay.log_text().contains("carol-1"),
+        "the request went on"
+    );
+
+    bench.edge_b.signal("HUP");
+    assert!(
+        bench.edge_b.logged("\"reloaded\""),
+        "{}",
+        bench.edge_b.log_text()
     );
 }
