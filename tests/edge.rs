@@ -315,6 +315,11 @@ fn start(d: &Path, name: &str, args: &[String]) -> Daemon {
 
 /// The registrar, the relay, and both edges.
 fn bench(d: &Path) -> Bench {
+    bench_with(d, &[])
+}
+
+/// [`bench`] with `registrar_extra` flags for the registrar.
+fn bench_with(d: &Path, registrar_extra: &[&str]) -> Bench {
     let realm = Realm::new(d, "b.example.com", &["alice", "bob"], false);
     let alice = identity(d, "alice");
     let bob = identity(d, "bob");
@@ -326,7 +331,11 @@ fn bench(d: &Path) -> Bench {
         b"relays: {}\ndestinations:\n  - to: \"*\"\n    disclose: []\n    access: modify\n    record: false\n    unsealable: refuse\nincoming:\n  unsealed: accept\n  unsigned: accept\n  min_route_level: 0\n",
     );
     let registry = d.join("registry");
-    let registrar = realm.registrar(s(&registry), &["udp:127.0.0.1:0", "tcp:127.0.0.1:0"], &[]);
+    let registrar = realm.registrar(
+        s(&registry),
+        &["udp:127.0.0.1:0", "tcp:127.0.0.1:0"],
+        registrar_extra,
+    );
     let relay_hosts = common::write(
         d,
         "relay-hosts",
@@ -773,6 +782,115 @@ fn a_phone_still_registers_when_the_registrar_refuses_the_edges_csr_under_its_di
     );
     assert!(edge.logged("\"enrol refused\""), "{}", edge.log_text());
     assert!(!me.join("cert.pem").exists());
+}
+
+/// Issue 30, REGISTER with a CSR: a user whose identity is a key alone
+/// enrols through its phone's REGISTER. The edge adds the CSR sealed under
+/// the PSK the registrar holds for the AOR (`--psk`) and offers the phone
+/// `qop=auth` alone (its Digest covers its own empty body, never the
+/// CSR); the registrar takes the sealed CSR under it (docs/SPEC.md §6),
+/// issues the certificate, and the edge installs it from the signed,
+/// sealed 200; the phone sees its own Contact and no body. The flow
+/// presents `--bootstrap` until then.
+#[test]
+fn a_user_without_a_certificate_enrols_through_its_phones_register() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    common::sipseal()
+        .current_dir(d)
+        .args([
+            "keys",
+            "psk",
+            "--id",
+            "bob-reg",
+            "--uri",
+            "sip:bob@b.example.com",
+        ])
+        .args(["--output", "bob.psk"])
+        .succeeds();
+    let bench = bench_with(d, &["--psk", s(&d.join("bob.psk"))]);
+    let me = d.join("bob-new");
+    common::sipseal()
+        .current_dir(d)
+        .args(["keys", "generate", "--uri", "sip:bob@b.example.com"])
+        .args(["--csr", "--out", s(&me)])
+        .succeeds();
+    assert!(!me.join("cert.pem").exists());
+    let net = Net {
+        outbound: format!("tls:proxy-b.b.example.com:{}", bench.relay.port("tls")),
+        hosts: d.join("edge-hosts"),
+        registrar_tcp: bench.registrar.port("tcp"),
+    };
+    let aor = format!("{}=sip:bob@b.example.com", s(&me));
+    let psk = d.join("bob.psk");
+    let args = edge_args(
+        d,
+        "edge-c",
+        &me,
+        "udp:127.0.0.1:0",
+        &net,
+        &[
+            "--aor",
+            &aor,
+            "--bootstrap",
+            "keys/bob-ec",
+            "--psk",
+            s(&psk),
+        ],
+    );
+    let edge = start(d, "edge-c", &args);
+    let mut phone = Phone::on("127.0.0.1", edge.port("udp"), "bob");
+    let realm = Realm {
+        dir: d.to_owned(),
+        name: "b.example.com".into(),
+    };
+    let contact = phone.contact();
+    let first = realm.register_request("bob", &contact, &[]);
+    let first = phone.own_via(&first);
+    phone.send(&first);
+    let challenge = phone.final_response();
+    assert_eq!(challenge.status(), Some(401), "{}", edge.log_text());
+    let offered = challenge
+        .header("WWW-Authenticate")
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        offered.contains("qop=\"auth\"") && !offered.contains("auth-int"),
+        "{offered}"
+    );
+    let authorized = realm.authorized("bob", &contact, &challenge, &[]);
+    let authorized = phone.own_via(&authorized);
+    phone.send(&authorized);
+    let answer = phone.final_response();
+    assert_eq!(
+        answer.status(),
+        Some(200),
+        "{}\nedge:\n{}\nregistrar:\n{}",
+        String::from_utf8_lossy(&answer.to_bytes()),
+        edge.log_text(),
+        bench.registrar.log_text()
+    );
+    assert!(answer.body().is_empty(), "the phone gets no body");
+    let contacts = answer.header_list("Contact").join(",");
+    assert!(
+        contacts.contains(&format!("sip:bob@{}", phone.local())),
+        "{contacts}"
+    );
+    assert!(
+        edge.logged("\"certificate installed\""),
+        "{}",
+        edge.log_text()
+    );
+    assert!(!edge.logged("\"enrol refused\""), "{}", edge.log_text());
+    let cert = sipseal::keys::Cert::load(&me.join("cert.pem")).unwrap();
+    assert_eq!(cert.uri().as_deref(), Some("sip:bob@b.example.com"));
+    assert!(
+        bench
+            .registrar
+            .logged("registered sip:bob@b.example.com for 3600 s, certificate "),
+        "{}",
+        bench.registrar.log_text()
+    );
 }
 
 /// What SIPp's `-trace_err` wrote in `d`.

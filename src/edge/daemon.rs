@@ -50,6 +50,10 @@ pub struct User {
     /// (`auth-int`), which the phone's credentials cannot do. No CSR is
     /// added again until SIGHUP, so that the phone still registers.
     csr_refused: std::sync::atomic::AtomicBool,
+    /// A PSK the registrar holds for this AOR: the CSR the edge adds is
+    /// sealed under it, which covers it as the phone's Digest cannot
+    /// (docs/SPEC.md §6).
+    psk: Option<crate::keys::Psk>,
 }
 
 impl User {
@@ -61,7 +65,14 @@ impl User {
             key,
             identity: RwLock::new(identity.map(Arc::new)),
             csr_refused: std::sync::atomic::AtomicBool::new(false),
+            psk: None,
         }
+    }
+
+    /// `self` with the PSK its CSRs are sealed under.
+    pub fn with_psk(mut self, psk: Option<crate::keys::Psk>) -> User {
+        self.psk = psk;
+        self
     }
 
     /// The current identity.
@@ -834,16 +845,31 @@ async fn add_csr(user: &User, msg: &mut Message) -> Option<Enrolling> {
     }
     let aor = user.aor.clone();
     let path = key_path.clone();
+    let psk = user.psk.clone();
+    let mut with_csr = msg.clone();
     let made = tokio::task::spawn_blocking(move || {
-        let key = crate::keys::identity::load_any_private_key(&path)?;
-        let body = crate::registrar::enrol::csr_body(&key, &aor)?;
-        Ok::<_, crate::keys::KeyError>((key, body))
+        let key = crate::keys::identity::load_any_private_key(&path).map_err(|e| e.to_string())?;
+        let body = crate::registrar::enrol::csr_body(&key, &aor).map_err(|e| e.to_string())?;
+        with_csr.set_header("Content-Type", &body.content_type);
+        with_csr.set_body(body.bytes);
+        // Sealed under the AOR's PSK (KEKRecipientInfo): the registrar
+        // takes it under the phone's qop=auth (docs/SPEC.md §6).
+        if let Some(psk) = psk {
+            let spec = crate::sealing::SealSpec {
+                peers: vec![crate::envelope::Recipient::Psk(psk)],
+                ..Default::default()
+            };
+            let mut ctx = Context::new(None, None);
+            with_csr = crate::sealing::seal_message(&with_csr, &spec, &mut ctx)
+                .map_err(|e| e.to_string())?
+                .message;
+        }
+        Ok::<_, String>((key, with_csr))
     })
     .await;
     match made {
-        Ok(Ok((key, body))) => {
-            msg.set_header("Content-Type", &body.content_type);
-            msg.set_body(body.bytes);
+        Ok(Ok((key, with_csr))) => {
+            *msg = with_csr;
             Some(Enrolling { key, key_path })
         }
         Ok(Err(e)) => {
@@ -890,6 +916,24 @@ async fn responses(shared: Arc<Shared>, mut tr: crate::net::flow::Transaction, c
         };
         route::put_vias(&mut r, &phone_vias);
         let Some(user) = shared.user(aor) else { return };
+        if method == "REGISTER" && matches!(status, 401 | 407) && enrolling.is_some() {
+            // The phone's Digest covers its own body, not the CSR the
+            // edge added: offered auth-int, it would answer over the
+            // wrong body. The sealed CSR is covered by its PSK instead.
+            for name in ["WWW-Authenticate", "Proxy-Authenticate"] {
+                let values: Vec<String> = r
+                    .header_values(name)
+                    .into_iter()
+                    .map(without_auth_int)
+                    .collect();
+                if !values.is_empty() {
+                    r.remove_headers(name);
+                    for v in &values {
+                        r.push_header(name, v);
+                    }
+                }
+            }
+        }
         if method == "REGISTER" && matches!(status, 401 | 407) && authorized && enrolling.is_some()
         {
             user.csr_refused
@@ -1143,5 +1187,51 @@ async fn network_request(shared: &Arc<Shared>, flow: &Flow, msg: Message) {
         )
     {
         let _ = flow.send(&r).await;
+    }
+}
+
+/// A Digest challenge with `auth-int` taken out of its `qop` list (when
+/// that leaves nothing, `qop="auth"`): what a phone whose REGISTER body
+/// the edge changed can answer.
+fn without_auth_int(value: &str) -> String {
+    let lower = value.to_ascii_lowercase();
+    let Some(at) = lower.find("qop=\"") else {
+        return value.to_owned();
+    };
+    let start = at + "qop=\"".len();
+    let Some(len) = value[start..].find('"') else {
+        return value.to_owned();
+    };
+    let kept: Vec<&str> = value[start..start + len]
+        .split(',')
+        .map(str::trim)
+        .filter(|q| !q.eq_ignore_ascii_case("auth-int"))
+        .collect();
+    let list = if kept.is_empty() {
+        "auth".to_owned()
+    } else {
+        kept.join(",")
+    };
+    format!("{}{list}{}", &value[..start], &value[start + len..])
+}
+
+#[cfg(test)]
+mod challenge_tests {
+    use super::without_auth_int;
+
+    #[test]
+    fn auth_int_is_taken_out_of_the_qop_list() {
+        let c = r#"Digest realm="example.com", nonce="n1", algorithm=MD5, qop="auth-int,auth""#;
+        assert_eq!(
+            without_auth_int(c),
+            r#"Digest realm="example.com", nonce="n1", algorithm=MD5, qop="auth""#
+        );
+        let only = r#"Digest realm="x", nonce="n", qop="auth-int""#;
+        assert_eq!(
+            without_auth_int(only),
+            r#"Digest realm="x", nonce="n", qop="auth""#
+        );
+        let none = r#"Digest realm="x", nonce="n""#;
+        assert_eq!(without_auth_int(none), none);
     }
 }

@@ -18,8 +18,9 @@ use sipseal::net::flow::FlowLimits;
 use sipseal::net::{Hosts, Target, Transport};
 use sipseal::state::SessionStore;
 
-use crate::args::{StateArgs, identity_at, load_anchors};
+use crate::args::{StateArgs, identity_at, load_anchors, load_psk};
 use crate::error::{Error, Exit};
+use sipseal::sip::aor::aor_key;
 
 /// `edge` arguments.
 #[derive(Debug, Args)]
@@ -69,6 +70,14 @@ pub struct EdgeArgs {
     /// destination, what to do with peers without a certificate.
     #[arg(long, value_name = "POLICY.yaml")]
     pub disclosure: PathBuf,
+    /// A PSK file the registrar holds for a user's AOR (its `uri`;
+    /// `sipseal keys psk`, repeatable): the CSR the edge adds to that
+    /// user's REGISTER is sealed under it, which is how the registrar
+    /// takes a CSR the phone's Digest (over its own, empty, body) does
+    /// not cover. Without one a user without a certificate cannot enrol
+    /// through its phone's REGISTER.
+    #[arg(long, value_name = "FILE")]
+    pub psk: Vec<PathBuf>,
     /// Where peers' certificates are asked for (tcp:HOST:PORT), as `gateway`.
     #[arg(long, value_name = "TARGET")]
     pub cert_query: Option<String>,
@@ -102,6 +111,11 @@ pub struct EdgeArgs {
 }
 
 fn users(args: &EdgeArgs) -> Result<Vec<User>, Error> {
+    let psks = args
+        .psk
+        .iter()
+        .map(|p| load_psk(p))
+        .collect::<Result<Vec<_>, Error>>()?;
     let mut out = Vec::new();
     for dir in &args.identity {
         let key = dir.join("key.pem");
@@ -144,7 +158,17 @@ fn users(args: &EdgeArgs) -> Result<Vec<User>, Error> {
                 "give the user's key.pem (mode 0600), its certificate comes from the registrar",
             ));
         }
-        out.push(User::new(&aor, dir.clone(), enrol_key, identity));
+        let psk = psks.iter().find(|p| {
+            p.uri
+                .as_deref()
+                .is_some_and(|u| aor_key(u) == aor_key(&aor))
+        });
+        if identity.is_none() && psk.is_none() {
+            eprintln!(
+                "warning: {aor} has no certificate and no --psk: the registrar takes the CSR the edge adds to its phone's REGISTER only sealed under a PSK of that AOR (sipseal keys psk --uri {aor}, given to the registrar's --psk and here)"
+            );
+        }
+        out.push(User::new(&aor, dir.clone(), enrol_key, identity).with_psk(psk.cloned()));
     }
     Ok(out)
 }
