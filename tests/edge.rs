@@ -893,6 +893,80 @@ fn a_user_without_a_certificate_enrols_through_its_phones_register() {
     );
 }
 
+/// An edge that serves two users opens a request with the identity of
+/// the user whose phone its Request-URI's token leads to, never the To's:
+/// a body sealed for bob, sent (To: bob) to alice's registered Contact,
+/// used to be opened with bob's key and handed to alice's phone in clear.
+/// Now it is tried with alice's key, does not open (493 to the sender),
+/// and nothing reaches alice's phone.
+#[test]
+fn a_body_for_one_user_is_never_opened_for_another_users_phone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let bench = bench(d);
+    let net = Net {
+        outbound: format!("tls:proxy-b.b.example.com:{}", bench.relay.port("tls")),
+        hosts: d.join("edge-hosts"),
+        registrar_tcp: bench.registrar.port("tcp"),
+    };
+    let mut args = edge_args(
+        d,
+        "edge-ab",
+        &d.join("alice-id"),
+        "udp:127.0.0.1:0",
+        &net,
+        &[],
+    );
+    args.extend(["--identity".to_owned(), s(&d.join("bob-id")).to_owned()]);
+    let edge = start(d, "edge-ab", &args);
+    let mut alice = Phone::on("127.0.0.1", edge.port("udp"), "alice");
+    let ok = register(d, &mut alice);
+    assert_eq!(ok.status(), Some(200), "{}", edge.log_text());
+    // The sender: a registered user (bound to its socket at the relay).
+    let mut mallory = Phone::on("127.0.0.1", bench.relay.port("udp"), "bob");
+    let ok = register(d, &mut mallory);
+    assert_eq!(ok.status(), Some(200), "{}", bench.logs());
+    std::fs::write(d.join("offer.sdp"), sdp("bob", 1, "sendrecv")).unwrap();
+    let plain = common::sipseal()
+        .current_dir(d)
+        .args(["build", "invite", "--from", "sip:bob@b.example.com"])
+        .args(["--to", "sip:bob@b.example.com", "--sdp", "offer.sdp"])
+        .succeeds()
+        .stdout;
+    std::fs::write(d.join("invite.sip"), &plain).unwrap();
+    let sealed = common::sipseal()
+        .current_dir(d)
+        .args([
+            "seal",
+            "invite.sip",
+            "--peer",
+            s(&d.join("bob-id/cert.pem")),
+        ])
+        .succeeds()
+        .stdout;
+    let mut m = Message::parse(&sealed).unwrap();
+    m.set_start_line(sipseal::sip::StartLine::Request {
+        method: "INVITE".into(),
+        uri: "sip:alice@b.example.com".into(),
+    });
+    m.set_header("Contact", &mallory.contact());
+    let sent = mallory.own_via(&m.to_bytes());
+    mallory.send(&sent);
+    let answer = mallory.final_response();
+    assert_eq!(
+        answer.status(),
+        Some(493),
+        "{}\n{}\n{}",
+        String::from_utf8_lossy(&answer.to_bytes()),
+        edge.log_text(),
+        bench.logs()
+    );
+    assert!(
+        alice.recv_within(2).is_none(),
+        "something reached alice's phone"
+    );
+}
+
 /// What SIPp's `-trace_err` wrote in `d`.
 fn sipp_errors(d: &Path) -> String {
     std::fs::read_dir(d)

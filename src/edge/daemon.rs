@@ -706,7 +706,7 @@ async fn phone_request(shared: &Arc<Shared>, mut msg: Message, from: PhoneDest) 
     let key = shared.config.secret;
     let mut too_long = false;
     route::rewrite_contacts(&mut msg, |uri| {
-        let t = route::token(&key, from.transport, uri);
+        let t = route::token(&key, &user.aor, from.transport, uri);
         too_long |= t.is_none();
         t.map(|t| route::edge_contact(route::user_of(uri), flow.local(), flow.transport(), &t))
     });
@@ -1056,7 +1056,7 @@ async fn phone_response(shared: &Arc<Shared>, msg: Message) {
     // service sends down this flow again.
     let user_aor = user.aor.clone();
     route::rewrite_contacts(&mut r, |uri| {
-        route::token(&key, transport, uri).map(|t| route::aor_contact(&user_aor, &t))
+        route::token(&key, &user_aor, transport, uri).map(|t| route::aor_contact(&user_aor, &t))
     });
     route::remove_own_record_routes(&mut r, &shared.names);
     if let Some(identity) = user.identity() {
@@ -1111,15 +1111,10 @@ async fn network_request(shared: &Arc<Shared>, flow: &Flow, msg: Message) {
         log("network", &msg, "answer 404: the phone's address");
         return;
     };
-    let aor = msg.aor("To").unwrap_or_default().to_owned();
-    let user = shared.user(&aor).or_else(|| {
-        let name = route::user_of(msg.request_uri().unwrap_or_default());
-        shared
-            .config
-            .users
-            .iter()
-            .find(|u| route::user_of(&u.aor) == name)
-    });
+    // The user whose phone the token leads to, whatever the To says: a
+    // body sealed for another user of this edge is never opened for
+    // this phone.
+    let user = shared.user(&phone.aor);
     let Some(identity) = user.and_then(User::identity) else {
         if let Some(r) = answer(Status::NotFound, "no such user at this edge") {
             let _ = flow.send(&r).await;

@@ -31,6 +31,9 @@ const MAC_LEN: usize = 16;
 /// rewritten (the request is refused).
 pub const MAX_URI: usize = 512;
 
+/// The longest AOR a token names (it is counted in one byte).
+pub const MAX_AOR: usize = 255;
+
 /// Why a Request-URI does not lead to a phone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
@@ -45,6 +48,9 @@ pub enum TokenError {
 /// Where a token leads: the phone's own Contact URI and its transport.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Phone {
+    /// The user whose phone it is (the AOR the token was made for): a
+    /// request it leads to is opened with this user's identity alone.
+    pub aor: String,
     /// The phone side transport (UDP or TCP).
     pub transport: Transport,
     /// The phone's Contact URI, as it gave it.
@@ -79,14 +85,15 @@ fn transport_byte(t: Transport) -> u8 {
     }
 }
 
-/// The token of the phone Contact `uri` reached over `transport`
+/// The token of `aor`'s phone Contact `uri` reached over `transport`
 /// (URL-safe base64 without padding: fit for a URI parameter). `None`
-/// for a URI longer than [`MAX_URI`].
-pub fn token(key: &[u8; 32], transport: Transport, uri: &str) -> Option<String> {
-    if uri.len() > MAX_URI {
+/// for a URI longer than [`MAX_URI`] or an AOR longer than [`MAX_AOR`].
+pub fn token(key: &[u8; 32], aor: &str, transport: Transport, uri: &str) -> Option<String> {
+    if uri.len() > MAX_URI || aor.len() > MAX_AOR {
         return None;
     }
-    let mut payload = vec![transport_byte(transport)];
+    let mut payload = vec![transport_byte(transport), aor.len() as u8];
+    payload.extend_from_slice(aor.as_bytes());
     payload.extend_from_slice(uri.as_bytes());
     let mut bytes = mac(key, &payload).to_vec();
     bytes.extend_from_slice(&payload);
@@ -96,7 +103,7 @@ pub fn token(key: &[u8; 32], transport: Transport, uri: &str) -> Option<String> 
 /// The phone a token names, when this edge made it.
 pub fn phone(key: &[u8; 32], token: &str) -> Result<Phone, TokenError> {
     // Limits before parsing: base64 of the MAC, a byte and MAX_URI.
-    if token.len() > (MAC_LEN + 1 + MAX_URI) * 4 / 3 + 4 {
+    if token.len() > (MAC_LEN + 2 + MAX_AOR + MAX_URI) * 4 / 3 + 4 {
         return Err(TokenError::Forged);
     }
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -107,15 +114,24 @@ pub fn phone(key: &[u8; 32], token: &str) -> Result<Phone, TokenError> {
     if !bool::from(subtle::ConstantTimeEq::ct_eq(tag, &expected[..])) {
         return Err(TokenError::Forged);
     }
-    let (&t, uri) = payload.split_first().ok_or(TokenError::Forged)?;
+    let (&t, rest) = payload.split_first().ok_or(TokenError::Forged)?;
     let transport = match t {
         b'u' => Transport::Udp,
         b't' => Transport::Tcp,
         b's' => Transport::Tls,
         _ => return Err(TokenError::Forged),
     };
+    let (&len, rest) = rest.split_first().ok_or(TokenError::Forged)?;
+    let (aor, uri) = rest
+        .split_at_checked(usize::from(len))
+        .ok_or(TokenError::Forged)?;
+    let aor = String::from_utf8(aor.to_vec()).map_err(|_| TokenError::Forged)?;
     let uri = String::from_utf8(uri.to_vec()).map_err(|_| TokenError::Forged)?;
-    Ok(Phone { transport, uri })
+    Ok(Phone {
+        aor,
+        transport,
+        uri,
+    })
 }
 
 /// The URI inside a name-addr (`<...>`), or the value itself.
@@ -314,11 +330,13 @@ mod tests {
     fn a_token_gives_back_the_phones_contact_and_only_this_edges_does() {
         let t = token(
             &KEY,
+            "sip:alice@a.example.com",
             Transport::Tcp,
             "sip:alice@127.0.0.1:5070;transport=tcp",
         )
         .unwrap();
         let p = phone(&KEY, &t).unwrap();
+        assert_eq!(p.aor, "sip:alice@a.example.com");
         assert_eq!(p.transport, Transport::Tcp);
         assert_eq!(p.uri, "sip:alice@127.0.0.1:5070;transport=tcp");
         assert_eq!(p.addr(), Some("127.0.0.1:5070".parse().unwrap()));
@@ -333,12 +351,26 @@ mod tests {
         assert_eq!(phone(&KEY, &forged), Err(TokenError::Forged));
         assert_eq!(phone(&KEY, "!!"), Err(TokenError::Forged));
         assert_eq!(phone(&KEY, &"A".repeat(5000)), Err(TokenError::Forged));
-        assert!(token(&KEY, Transport::Udp, &"x".repeat(MAX_URI + 1)).is_none());
+        assert!(
+            token(
+                &KEY,
+                "sip:bob@b.example.com",
+                Transport::Udp,
+                &"x".repeat(MAX_URI + 1)
+            )
+            .is_none()
+        );
     }
 
     #[test]
     fn a_request_uri_without_a_token_is_missing_and_with_one_leads_to_the_phone() {
-        let t = token(&KEY, Transport::Udp, "sip:bob@127.0.0.1:5080").unwrap();
+        let t = token(
+            &KEY,
+            "sip:bob@b.example.com",
+            Transport::Udp,
+            "sip:bob@127.0.0.1:5080",
+        )
+        .unwrap();
         let uri = edge_contact(
             "bob",
             "127.0.0.1:40000".parse().unwrap(),
