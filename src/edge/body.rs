@@ -287,9 +287,11 @@ impl Sealer {
         let policy = self.policy();
         let dest = policy.destination(&peer).cloned();
         let has_session = crate::blocking::offload(|| {
+            // One session read, not all of the user's (a store of one
+            // file per call reads only that one).
             self.store
-                .load(&me)
-                .map(|s| s.find(&call_id).is_some())
+                .entry(&me, &call_id)
+                .map(|e| e.is_some())
                 .unwrap_or(false)
         });
         // Requests are signed inside under `access: read`; answers by an

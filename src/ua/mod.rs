@@ -223,9 +223,7 @@ impl Ua<'_> {
     pub fn session(&self, msg: &Message, me: &str) -> Result<Entry, UaError> {
         let call_id = msg.call_id().map_err(SealError::from)?;
         self.store
-            .load(me)?
-            .find(call_id)
-            .cloned()
+            .entry(me, call_id)?
             .ok_or_else(|| UaError::NoSession(call_id.to_owned()))
     }
 
