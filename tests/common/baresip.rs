@@ -448,7 +448,7 @@ impl Baresip {
     }
 
     /// Send `cmd params` (a long command name: `dial`, `hangup`,
-    /// `accept`, `reginfo`, `listcalls`, `callstat`, `answermode`,
+    /// `accept`, `hold`, `resume`, `reginfo`, `listcalls`, `callstat`, `answermode`,
     /// `uanew`, `uadel`, `quit`, `help`) and return its response
     /// (`{"response":true,"ok":..,"data":"..","token":".."}`; `ok` is false
     /// only for an unknown command: a failed dial is `ok` and then a
@@ -496,6 +496,19 @@ impl Baresip {
     /// outgoing call rings, 486 to an incoming one.
     pub fn hangup(&mut self) {
         self.command_ok("hangup", "");
+    }
+
+    /// Put the current call on hold (`hold`): a re-INVITE whose SDP
+    /// makes its audio `a=sendonly` (baresip 1.0 keeps sending; the peer
+    /// answers `recvonly`). The outcome shows on the wire, not as an event.
+    pub fn hold(&mut self) {
+        self.command_ok("hold", "");
+    }
+
+    /// Take the current call off hold (`resume`): a re-INVITE back to
+    /// `a=sendrecv`.
+    pub fn resume(&mut self) {
+        self.command_ok("resume", "");
     }
 
     /// Answer the incoming call (answer mode `manual`). baresip answers
