@@ -203,8 +203,19 @@ fn by_certificate(uri: &str) -> Option<Node> {
     })
 }
 
+/// The address a phone's SDP offers for its media: a documentation
+/// address on the namespace's loopback, not 127.0.0.1, as a phone's on
+/// a LAN (a relay never opens a pinhole to a loopback address).
+fn media_address(name: &str) -> &'static str {
+    match name {
+        "alice" => "192.0.2.10",
+        _ => "198.51.100.20",
+    }
+}
+
 /// Move this test's thread into a network namespace of its own, its
-/// loopback up; every process it starts then lives there too. `false`
+/// loopback up with the phones' media addresses; every process it
+/// starts then lives there too. `false`
 /// (and why, on stderr) when that is not allowed here.
 fn private_network() -> bool {
     if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
@@ -218,6 +229,13 @@ fn private_network() -> bool {
         .status()
         .expect("ip runs (.ci/run installs iproute2)");
     assert!(up.success(), "ip link set lo up");
+    for a in [media_address("alice"), media_address("bob")] {
+        let ok = Command::new("ip")
+            .args(["addr", "add", &format!("{a}/32"), "dev", "lo"])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "ip addr add {a}/32 dev lo");
+    }
     true
 }
 
@@ -424,6 +442,7 @@ fn phone(
 ) -> Baresip {
     let mut config = Config::new(name, sip, ctrl);
     config.rtp_ports = Some(rtp);
+    config.media_address = Some(media_address(name).to_owned());
     config.extra.push("module\t\t\tsrtp.so".into());
     if let Some(file) = tone {
         config.extra.push("module\t\t\taufile.so".into());
@@ -846,10 +865,18 @@ fn the_flagship_walkthrough_two_baresip_phones_across_two_relays() {
     assert_bodies_per_link(&messages, &call, EDGES, 3);
     // bob's phone sees the hold and the resume in plain SDP: the hold
     // offer sendonly (answered recvonly), the resume sendrecv.
-    let seen: Vec<&str> = phone_sdps(&messages, &call, Node::Bob)
-        .iter()
-        .map(|(_, sdp)| direction(sdp))
-        .collect();
+    let at_bob = phone_sdps(&messages, &call, Node::Bob);
+    let seen: Vec<&str> = at_bob.iter().map(|(_, sdp)| direction(sdp)).collect();
+    // Each side's media on its own address, as its SDP says.
+    for (what, sdp) in &at_bob {
+        let who = if what.starts_with("Bob") {
+            "bob"
+        } else {
+            "alice"
+        };
+        let c = format!("c=IN IP4 {}", media_address(who));
+        assert!(sdp.contains(&c), "{what}: {c}\n{sdp}");
+    }
     assert_eq!(
         seen,
         [

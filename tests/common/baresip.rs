@@ -242,6 +242,9 @@ pub struct Config {
     pub audio_source: Option<String>,
     /// More config lines (`module srtp.so`, `rtp_timeout 10`, ...).
     pub extra: Vec<String>,
+    /// `net_interface`: the address its SDP offers for media (RTP is
+    /// bound on 0.0.0.0 all the same); 127.0.0.1 when `None`.
+    pub media_address: Option<String>,
 }
 
 impl Config {
@@ -257,6 +260,7 @@ impl Config {
             cafile: None,
             audio_source: None,
             extra: Vec::new(),
+            media_address: None,
         }
     }
 
@@ -275,7 +279,7 @@ impl Config {
              rtp_stats\t\tyes\n\
              ringback_disabled\tyes\n\
              statmode_default\toff\n\
-             net_interface\t\t127.0.0.1\n\
+             net_interface\t\t{media}\n\
              dns_server\t\t127.0.0.1:53\n\
              module_path\t\t/usr/lib/baresip/modules\n\
              module\t\t\tg711.so\n\
@@ -286,6 +290,7 @@ impl Config {
              ctrl_tcp_listen\t\t127.0.0.1:{ctrl}\n",
             sip = self.sip_port,
             ctrl = self.ctrl_port,
+            media = self.media_address.as_deref().unwrap_or("127.0.0.1"),
             source = self
                 .audio_source
                 .clone()
