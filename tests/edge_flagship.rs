@@ -20,7 +20,8 @@
 //! resume (re-INVITEs), the BYE, proxy-a's recording of alice's tone,
 //! and a decrypted capture that lists each SIP message per link with
 //! its body plain or sealed. The capture, its TLS key log and the table
-//! stay under target/tmp/captures.
+//! stay under target/tmp/captures. docs/guide chapter 11 walks through
+//! it (the topology and flags, baresip's quirks, what the edges change).
 
 mod common;
 
