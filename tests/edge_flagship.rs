@@ -845,11 +845,13 @@ fn the_flagship_walkthrough_two_baresip_phones_across_two_relays() {
     std::thread::sleep(Duration::from_millis(300));
     stop(&mut capture);
 
-    // SRTP both ways: 3 s and more of it at 50 packets a second.
+    // SRTP both ways at 50 packets a second: alice's 3 s and more (she
+    // keeps sending on hold); bob's more than 2 s (on recvonly he stops,
+    // and sent ~150 in our runs).
     let (from_alice, from_bob) = rtp_counts(&pcap);
     eprintln!("RTP packets: {from_alice} from alice, {from_bob} from bob");
     assert!(
-        from_alice >= 150 && from_bob >= 150,
+        from_alice >= 150 && from_bob >= 100,
         "{from_alice} {from_bob}"
     );
 
@@ -866,7 +868,9 @@ fn the_flagship_walkthrough_two_baresip_phones_across_two_relays() {
     assert_bodies_per_link(&messages, &call, EDGES, 3);
     // bob's phone sees the hold and the resume in plain SDP: the hold
     // offer sendonly (answered recvonly), the resume sendrecv.
-    let at_bob = phone_sdps(&messages, &call, Node::Bob);
+    let mut at_bob = phone_sdps(&messages, &call, Node::Bob);
+    // A retransmission over UDP (a 200 before its ACK) is the same message.
+    at_bob.dedup();
     let seen: Vec<&str> = at_bob.iter().map(|(_, sdp)| direction(sdp)).collect();
     // Each side's media on its own address, as its SDP says.
     for (what, sdp) in &at_bob {
