@@ -550,23 +550,19 @@ impl Decoder {
         let mut out = Vec::new();
         for packet in json.as_array().unwrap() {
             let layers = &packet["_source"]["layers"];
+            // SIP over UDP, or over TCP (TLS decrypted).
             let l4 = if layers["udp"].is_object() {
-                &layers["udp"]
+                "udp"
             } else {
-                &layers["tcp"]
+                "tcp"
             };
-            let port = |name: &str| -> u16 {
-                l4[name]
+            let port = |end: &str| -> u16 {
+                layers[l4][format!("{l4}.{end}")]
                     .as_str()
-                    .or_else(|| l4[name.replace("port", "_port")].as_str())
                     .and_then(|p| p.parse().ok())
                     .unwrap_or(0)
             };
-            let (src, dst) = if layers["udp"].is_object() {
-                (port("udp.srcport"), port("udp.dstport"))
-            } else {
-                (port("tcp.srcport"), port("tcp.dstport"))
-            };
+            let (src, dst) = (port("srcport"), port("dstport"));
             let (Some(from), Some(to)) = (party(src), party(dst)) else {
                 continue;
             };
