@@ -11,6 +11,8 @@
 pub mod blocking;
 pub mod context;
 pub mod datachannel;
+#[cfg(feature = "live")]
+pub mod edge;
 pub mod envelope;
 pub mod error;
 pub mod firewall;

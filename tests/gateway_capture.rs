@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::callpath::{self, CallPath, Options};
+use common::cms::{recipient_skis, ski};
 use common::live::{Background, Daemon, tshark};
 use common::{Succeeds, s, sipseal, write};
 use http_body_util::{BodyExt, Full};
@@ -449,9 +450,9 @@ fn the_gateways_call_in_a_decrypted_capture_sealed_on_every_hop_and_the_channel_
     let body = out.join("gateway-invite-body.der");
     std::fs::write(&body, hops[0].msg.body()).unwrap();
     let recipients = recipient_skis(&body);
-    let bob = ski("keys/bob/cert.pem");
-    let relay_a = ski("keys/proxy-a-ec/cert.pem");
-    let relay_b = ski("keys/proxy-b-ec/cert.pem");
+    let bob = ski(&common::repo().join("keys/bob/cert.pem"));
+    let relay_a = ski(&common::repo().join("keys/proxy-a-ec/cert.pem"));
+    let relay_b = ski(&common::repo().join("keys/proxy-b-ec/cert.pem"));
     let mut want = vec![bob, relay_a];
     want.sort();
     assert_eq!(recipients, want, "bob and relay A exactly");
@@ -685,62 +686,6 @@ fn open_sdp(d: &Path, name: &str, msg: &Message, state: &Path) -> ChannelSdp {
         .succeeds()
         .stdout;
     ChannelSdp::parse(&sdp).unwrap()
-}
-
-/// The subject key identifiers of a CMS object's recipients, as
-/// `openssl cms -cmsout -print` shows them (sorted, lower-case hex).
-fn recipient_skis(der: &Path) -> Vec<String> {
-    let out = Command::new("openssl")
-        .args(["cms", "-cmsout", "-print", "-inform", "DER", "-in"])
-        .arg(der)
-        .succeeds();
-    let text = String::from_utf8(out.stdout).unwrap();
-    let mut skis = Vec::new();
-    let mut lines = text.lines().peekable();
-    while let Some(line) = lines.next() {
-        if !line.trim_end().ends_with("subjectKeyIdentifier:") {
-            continue;
-        }
-        // Hex dump lines: "      0000 - 96 05 df ...-... 46   ascii".
-        let mut hex = String::new();
-        while let Some(next) = lines.peek() {
-            let Some((_, rest)) = next.split_once(" - ") else {
-                break;
-            };
-            if !next
-                .trim_start()
-                .starts_with(|c: char| c.is_ascii_hexdigit())
-            {
-                break;
-            }
-            let bytes: String = rest.chars().take(48).collect();
-            hex.extend(
-                bytes
-                    .split([' ', '-'])
-                    .filter(|t| t.len() == 2)
-                    .flat_map(str::chars),
-            );
-            lines.next();
-        }
-        skis.push(hex.to_ascii_lowercase());
-    }
-    skis.sort();
-    skis
-}
-
-/// A certificate's subject key identifier (lower-case hex), by openssl.
-fn ski(cert: &str) -> String {
-    let out = Command::new("openssl")
-        .args(["x509", "-noout", "-ext", "subjectKeyIdentifier", "-in"])
-        .arg(common::repo().join(cert))
-        .succeeds();
-    let text = String::from_utf8(out.stdout).unwrap();
-    text.lines()
-        .last()
-        .unwrap()
-        .trim()
-        .replace(':', "")
-        .to_ascii_lowercase()
 }
 
 /// A key log that cannot be written is told at start (rustls would

@@ -9,13 +9,18 @@
 //! check, failed-login limits, sessions), [`html`] (the pages),
 //! [`rewrite`] (the data conversion of URLs and cookies), and with the
 //! `live` feature `proxy` (the dialer seam, the streaming HTML rewriter),
-//! `certquery` (a destination's certificate asked of the registrar)
+//! `certquery` (a destination's certificate asked of the registrar:
+//! `registrar::certcache`, which the edge shares, re-exported)
 //! and the HTTPS server and reverse proxy on hyper (`server`, whose
 //! items are re-exported here).
 
 pub mod auth;
+/// A destination's certificate asked of the registrar: the shared
+/// [`crate::registrar::certcache`].
 #[cfg(feature = "live")]
-pub mod certquery;
+pub mod certquery {
+    pub use crate::registrar::certcache::{CertQuery, MAX_CACHED, MAX_QUERYING, QueryError};
+}
 pub mod destinations;
 pub mod html;
 #[cfg(feature = "live")]

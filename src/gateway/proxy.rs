@@ -57,6 +57,19 @@ pub enum DialError {
     Unreachable(String),
 }
 
+impl From<crate::registrar::certcache::QueryError> for DialError {
+    fn from(e: crate::registrar::certcache::QueryError) -> DialError {
+        match e {
+            crate::registrar::certcache::QueryError::Refused { status, reason } => {
+                DialError::Refused { status, reason }
+            }
+            crate::registrar::certcache::QueryError::Unreachable(why) => {
+                DialError::Unreachable(why)
+            }
+        }
+    }
+}
+
 impl DialError {
     /// The SIP status the metrics count it under (408 for an unreachable
     /// destination, as a transaction timeout is).
@@ -384,7 +397,7 @@ impl SipDialer {
     ) -> Result<Cert, DialError> {
         let Some(path) = destination.cert.as_deref() else {
             if let Some(q) = &self.cert_query {
-                return q.cert_for(&destination.uri, Arc::clone(asker)).await;
+                return Ok(q.cert_for(&destination.uri, Arc::clone(asker)).await?);
             }
             return Err(DialError::Refused {
                 status: 404,

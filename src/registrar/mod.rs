@@ -17,6 +17,8 @@
 pub mod ask;
 #[cfg(feature = "live")]
 pub mod ca;
+#[cfg(feature = "live")]
+pub mod certcache;
 pub mod crl;
 pub mod digest;
 pub mod enrol;

@@ -6,6 +6,7 @@ use std::process::Output;
 
 pub mod baresip;
 pub mod callpath;
+pub mod cms;
 pub mod live;
 pub mod realm;
 
