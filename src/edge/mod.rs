@@ -4,11 +4,16 @@
 //! body addressed to the user, handing the phone plain SDP and a Warning
 //! saying what it found.
 //!
-//! The pieces: [`policy`] (the disclosure policy file) and [`body`] (the
-//! sealing and opening, [`Sealer`]).
+//! The pieces: [`policy`] (the disclosure policy file), [`body`] (the
+//! sealing and opening, [`Sealer`]), [`route`] (the routing rules: the
+//! Contact token, the phone leg's Record-Route) and `daemon` (the phone
+//! listeners and the one mutual-TLS flow to the network).
 
 pub mod body;
+#[cfg(feature = "live")]
+pub mod daemon;
 pub mod policy;
+pub mod route;
 
 pub use body::{EdgeError, Sealer, SealerConfig, Toward};
 pub use policy::{DisclosurePolicy, PolicyError};

@@ -129,6 +129,9 @@ pub enum Command {
     /// The answering terminal of a service host: register over mutual TLS, answer allowed callers with a sealed TLS data channel (fingerprints in the SDP), and relay it into a local service.
     #[cfg(feature = "live")]
     Terminal(Box<crate::terminal::TerminalArgs>),
+    /// An outbound proxy for ordinary phones: plain SIP from the phone, one mutual-TLS flow to the relay; seals what the phone sends and opens what it is sent, on its user's behalf.
+    #[cfg(feature = "live")]
+    Edge(Box<crate::edge::EdgeArgs>),
     /// Generate key material.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -178,6 +181,8 @@ impl Command {
             Command::Send(_) => "send",
             #[cfg(feature = "live")]
             Command::Terminal(_) => "terminal",
+            #[cfg(feature = "live")]
+            Command::Edge(_) => "edge",
             Command::Keys(_) => "keys",
             Command::Demo(_) => "demo",
             Command::Completions { .. } => "completions",

@@ -9,6 +9,8 @@ mod build;
 mod ca;
 mod cli;
 mod demo;
+#[cfg(feature = "live")]
+mod edge;
 mod error;
 #[cfg(feature = "live")]
 mod gateway;
@@ -150,6 +152,8 @@ fn run(cli: Cli) -> Result<Exit, Error> {
         Command::Send(args) => send::run(args, &mut ctx),
         #[cfg(feature = "live")]
         Command::Terminal(args) => terminal::run(*args, &mut ctx),
+        #[cfg(feature = "live")]
+        Command::Edge(args) => edge::run(*args, &mut ctx),
         Command::Keys(cmd) => keys::run(cmd, &mut ctx),
         Command::Demo(args) => demo::run(args, &mut ctx),
         Command::Completions { shell } => {

@@ -1,0 +1,1025 @@
+//! `sipseal edge` live (issue 30): a registrar and a relay (sipseal
+//! processes; the relay on mutual TLS, serving b.example.com by
+//! location), two edges (alice's, bob's) and two phones on plain UDP
+//! driven by the test. The phones register through their edges with
+//! Digest, alice calls bob (INVITE with SDP, 180/200/ACK, a re-INVITE
+//! for hold, BYE); what each phone receives is plain SIP and plain SDP,
+//! addressed to its own Contact. A request from the network with a
+//! forged or missing phone token is refused (403/404) and nothing
+//! reaches the phone; a phone outside `--phones` gets nothing; edge A
+//! restarted mid-call (SIGTERM, started again on the same state) still
+//! carries the phone's BYE, which is answered.
+//!
+//! The assertions look only at what the phones receive and at the
+//! daemons' log lines, so they hold whatever the edge's sealer does to
+//! the bodies on the network side.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::live::Daemon;
+use common::realm::Realm;
+use common::{Succeeds, s};
+use sipseal::sip::Message;
+
+/// A phone: a UDP socket that talks to its edge.
+struct Phone {
+    socket: UdpSocket,
+    edge: u16,
+    user: &'static str,
+    n: u32,
+}
+
+impl Phone {
+    fn on(ip: &str, edge: u16, user: &'static str) -> Phone {
+        let socket = UdpSocket::bind((ip, 0)).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Phone {
+            socket,
+            edge,
+            user,
+            n: 0,
+        }
+    }
+
+    fn local(&self) -> std::net::SocketAddr {
+        self.socket.local_addr().unwrap()
+    }
+
+    fn contact(&self) -> String {
+        format!("<sip:{}@{}>", self.user, self.local())
+    }
+
+    fn branch(&mut self) -> String {
+        self.n += 1;
+        format!("z9hG4bK-{}-{}", self.user, self.n)
+    }
+
+    fn send(&self, msg: &[u8]) {
+        self.socket.send_to(msg, ("127.0.0.1", self.edge)).unwrap();
+    }
+
+    /// `msg` with its top Via naming this phone and a fresh branch.
+    fn own_via(&mut self, msg: &[u8]) -> Vec<u8> {
+        let mut m = Message::parse(msg).unwrap();
+        let branch = self.branch();
+        m.set_header(
+            "Via",
+            &format!("SIP/2.0/UDP {};branch={branch};rport", self.local()),
+        );
+        m.to_bytes()
+    }
+
+    /// The next message (None after `secs`).
+    fn recv_within(&self, secs: u64) -> Option<Message> {
+        self.socket
+            .set_read_timeout(Some(Duration::from_secs(secs)))
+            .unwrap();
+        let mut buf = vec![0u8; 65_535];
+        let (n, _) = self.socket.recv_from(&mut buf).ok()?;
+        Message::parse(&buf[..n]).ok()
+    }
+
+    fn recv(&self) -> Message {
+        self.recv_within(10)
+            .unwrap_or_else(|| panic!("{}'s phone received nothing", self.user))
+    }
+
+    /// The next final response.
+    fn final_response(&self) -> Message {
+        loop {
+            let m = self.recv();
+            if m.status().is_some_and(|s| s >= 200) {
+                return m;
+            }
+        }
+    }
+
+    /// Send `msg` as a response to the edge (UDP: to where the request came from).
+    fn answer(&self, msg: &[u8]) {
+        self.send(msg);
+    }
+}
+
+fn sdp(user: &str, version: u32, direction: &str) -> String {
+    format!(
+        "v=0\r\no={user} 1 {version} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+m=audio 40000 RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\n\
+a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\na={direction}\r\n"
+    )
+}
+
+/// A response to `req` from the phone: its Vias, Record-Route, From, To
+/// (with `tag`), Call-ID and CSeq, `contact`, and `body` as SDP.
+fn response(
+    req: &Message,
+    code: u16,
+    reason: &str,
+    tag: &str,
+    contact: &str,
+    body: &str,
+) -> Vec<u8> {
+    let mut out = format!("SIP/2.0 {code} {reason}\r\n");
+    for v in req.header_values("Via") {
+        out.push_str(&format!("Via: {v}\r\n"));
+    }
+    for r in req.header_values("Record-Route") {
+        out.push_str(&format!("Record-Route: {r}\r\n"));
+    }
+    let to = req.header("To").unwrap();
+    let to = if to.contains(";tag=") {
+        to.to_owned()
+    } else {
+        format!("{to};tag={tag}")
+    };
+    out.push_str(&format!(
+        "From: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\nContact: {contact}\r\n",
+        req.header("From").unwrap(),
+        req.header("Call-ID").unwrap(),
+        req.header("CSeq").unwrap(),
+    ));
+    if body.is_empty() {
+        out.push_str("Content-Length: 0\r\n\r\n");
+    } else {
+        out.push_str(&format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ));
+    }
+    out.into_bytes()
+}
+
+/// A request in a dialog: `target` as Request-URI, `routes` as its
+/// Route set, the dialog's From/To (with tags), Call-ID, `cseq`.
+#[allow(clippy::too_many_arguments)]
+fn in_dialog(
+    phone: &mut Phone,
+    method: &str,
+    target: &str,
+    routes: &[String],
+    from: &str,
+    to: &str,
+    call_id: &str,
+    cseq: u32,
+    body: &str,
+) -> Vec<u8> {
+    let branch = phone.branch();
+    let mut out = format!(
+        "{method} {target} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch={branch};rport\r\nMax-Forwards: 70\r\n",
+        phone.local()
+    );
+    for r in routes {
+        out.push_str(&format!("Route: {r}\r\n"));
+    }
+    let cseq_method = if method == "ACK" { "ACK" } else { method };
+    out.push_str(&format!(
+        "From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {cseq_method}\r\nContact: {}\r\n",
+        phone.contact()
+    ));
+    if body.is_empty() {
+        out.push_str("Content-Length: 0\r\n\r\n");
+    } else {
+        out.push_str(&format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ));
+    }
+    out.into_bytes()
+}
+
+/// A body the phone can use as it is: plain SDP, nothing sealed.
+fn assert_plain_sdp(m: &Message, what: &str) {
+    let ct = m
+        .header("Content-Type")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    assert!(
+        ct.starts_with("application/sdp"),
+        "{what}: Content-Type {ct}\n{}",
+        String::from_utf8_lossy(&m.to_bytes())
+    );
+    let body = String::from_utf8_lossy(m.body());
+    assert!(
+        body.starts_with("v=0") && body.contains("m=audio 40000"),
+        "{what}: {body}"
+    );
+    assert!(
+        m.header("Proxy-Inspect-Body").is_none(),
+        "{what}: a sealing header reached the phone"
+    );
+}
+
+fn addr_spec(v: &str) -> String {
+    sipseal::sip::headers::addr_spec(v).to_owned()
+}
+
+/// The entries of every Record-Route of `m`, in order.
+fn record_routes(m: &Message) -> Vec<String> {
+    m.header_list("Record-Route")
+        .into_iter()
+        .map(|e| e.trim().to_owned())
+        .collect()
+}
+
+struct Bench {
+    _realm: Realm,
+    registrar: Daemon,
+    relay: Daemon,
+    edge_a: Daemon,
+    edge_b: Daemon,
+    dir: PathBuf,
+    edge_a_args: Vec<String>,
+}
+
+impl Bench {
+    fn logs(&self) -> String {
+        format!(
+            "edge A:\n{}\nedge B:\n{}\nrelay:\n{}\nregistrar:\n{}",
+            self.edge_a.log_text(),
+            self.edge_b.log_text(),
+            self.relay.log_text(),
+            self.registrar.log_text()
+        )
+    }
+}
+
+/// A user's identity from the realm's CA, in `dir/NAME`.
+fn identity(dir: &Path, user: &str) -> PathBuf {
+    let out = dir.join(format!("{user}-id"));
+    common::sipseal()
+        .current_dir(dir)
+        .args([
+            "keys",
+            "generate",
+            "--uri",
+            &format!("sip:{user}@b.example.com"),
+        ])
+        .args(["--ca", "ca", "--out", s(&out)])
+        .succeeds();
+    out
+}
+
+/// What every edge of the bench is pointed at.
+struct Net {
+    outbound: String,
+    hosts: PathBuf,
+    registrar_tcp: u16,
+}
+
+fn edge_args(
+    d: &Path,
+    name: &str,
+    identity: &Path,
+    listen: &str,
+    net: &Net,
+    extra: &[&str],
+) -> Vec<String> {
+    let (outbound, hosts, registrar_tcp) = (net.outbound.as_str(), &net.hosts, net.registrar_tcp);
+    let mut args: Vec<String> = [
+        "edge",
+        "--listen",
+        listen,
+        "--identity",
+        s(identity),
+        "--outbound",
+        outbound,
+        "--hosts",
+        s(hosts),
+        "--trust",
+        "keys/trust.pem",
+        "--trust",
+        s(&d.join("ca/cert.pem")),
+        "--disclosure",
+        s(&d.join("policy.yaml")),
+        "--cert-query",
+        &format!("tcp:127.0.0.1:{registrar_tcp}"),
+        "--state",
+        s(&d.join(format!("{name}-state"))),
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
+fn start(d: &Path, name: &str, args: &[String]) -> Daemon {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Daemon::start(d, name, &args)
+}
+
+/// The registrar, the relay, and both edges.
+fn bench(d: &Path) -> Bench {
+    let realm = Realm::new(d, "b.example.com", &["alice", "bob"], false);
+    let alice = identity(d, "alice");
+    let bob = identity(d, "bob");
+    // The disclosure policy: no relay disclosed to, peers without a
+    // certificate refused.
+    common::write(
+        d,
+        "policy.yaml",
+        b"relays: {}\ndestinations:\n  - to: \"*\"\n    disclose: []\n    access: modify\n    record: false\n    unsealable: refuse\nincoming:\n  unsealed: accept\n  unsigned: accept\n  min_route_level: 0\n",
+    );
+    let registry = d.join("registry");
+    let registrar = realm.registrar(
+        s(&registry),
+        &["udp:127.0.0.1:0", "tcp:127.0.0.1:0"],
+        &["--max-expires", "86400"],
+    );
+    // Certificates the registrar answers certificate queries with (the
+    // sealer looks the peer up): each user PUBLISHes a CSR once, for a
+    // day (longer than a registration: the edge adds no CSR then).
+    realm.publish(registrar.port("tcp"), "alice", &alice, 86_400);
+    realm.publish(registrar.port("tcp"), "bob", &bob, 86_400);
+    let relay_hosts = common::write(
+        d,
+        "relay-hosts",
+        format!("127.0.0.1:{} b.example.com\n", registrar.port("udp")).as_bytes(),
+    );
+    let relay = Daemon::start(
+        d,
+        "relay",
+        &[
+            "relay",
+            "--listen",
+            "tls:127.0.0.1:0",
+            "--listen",
+            "udp:127.0.0.1:0",
+            "--identity",
+            "keys/proxy-b-ec",
+            "--trust",
+            "keys/trust.pem",
+            "--trust",
+            s(&d.join("ca/cert.pem")),
+            "--domain",
+            "b.example.com",
+            "--registrations",
+            s(&registry),
+            "--hosts",
+            s(&relay_hosts),
+            "--record-route",
+        ],
+    );
+    let hosts = common::write(
+        d,
+        "edge-hosts",
+        format!("127.0.0.1:{} proxy-b.b.example.com\n", relay.port("tls")).as_bytes(),
+    );
+    let net = Net {
+        outbound: format!("tls:proxy-b.b.example.com:{}", relay.port("tls")),
+        hosts,
+        registrar_tcp: registrar.port("tcp"),
+    };
+    let edge_a_args = edge_args(
+        d,
+        "edge-a",
+        &alice,
+        "udp:127.0.0.1:0",
+        &net,
+        &["--phones", "127.0.0.1/32"],
+    );
+    let edge_a = start(d, "edge-a", &edge_a_args);
+    // Its port again, for a restart on the same address.
+    let port = edge_a.port("udp");
+    let edge_a_args = edge_args(
+        d,
+        "edge-a",
+        &alice,
+        &format!("udp:127.0.0.1:{port}"),
+        &net,
+        &["--phones", "127.0.0.1/32"],
+    );
+    let edge_b_args = edge_args(
+        d,
+        "edge-b",
+        &bob,
+        "udp:127.0.0.1:0",
+        &net,
+        &["--listen", "tcp:127.0.0.1:0"],
+    );
+    let edge_b = start(d, "edge-b", &edge_b_args);
+    Bench {
+        _realm: realm,
+        registrar,
+        relay,
+        edge_a,
+        edge_b,
+        dir: d.to_owned(),
+        edge_a_args,
+    }
+}
+
+/// Register the phone's own Contact through its edge with Digest; the
+/// 200 as the phone sees it.
+fn register(realm_dir: &Path, phone: &mut Phone) -> Message {
+    let realm = Realm {
+        dir: realm_dir.to_owned(),
+        name: "b.example.com".into(),
+    };
+    let contact = phone.contact();
+    let first = realm.register_request(phone.user, &contact, &[]);
+    let first = phone.own_via(&first);
+    phone.send(&first);
+    let challenge = phone.final_response();
+    assert_eq!(
+        challenge.status(),
+        Some(401),
+        "{}",
+        String::from_utf8_lossy(&challenge.to_bytes())
+    );
+    let authorized = realm.authorized(phone.user, &contact, &challenge, &[]);
+    let authorized = phone.own_via(&authorized);
+    phone.send(&authorized);
+    phone.final_response()
+}
+
+#[test]
+fn phones_register_and_call_through_their_edges_plain_on_both_ends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let mut bench = bench(d);
+    let mut alice = Phone::on("127.0.0.1", bench.edge_a.port("udp"), "alice");
+    let mut bob = Phone::on("127.0.0.1", bench.edge_b.port("udp"), "bob");
+
+    // REGISTER with Digest through each edge: the phone sees its own
+    // Contact in the 200, no token, no body.
+    for phone in [&mut alice, &mut bob] {
+        let ok = register(d, phone);
+        assert_eq!(
+            ok.status(),
+            Some(200),
+            "{}\n{}",
+            String::from_utf8_lossy(&ok.to_bytes()),
+            bench.logs()
+        );
+        let contacts = ok.header_list("Contact").join(",");
+        assert!(
+            contacts.contains(&format!("sip:{}@{}", phone.user, phone.local())),
+            "{contacts}"
+        );
+        assert!(!contacts.contains("sipseal-phone"), "{contacts}");
+        assert!(
+            ok.body().is_empty(),
+            "the 200 reaches the phone without its body"
+        );
+    }
+
+    // INVITE alice → bob with SDP: bob's phone gets it at its own
+    // Contact, plain, with edge B's phone-side Record-Route on top.
+    let call_id = "edge-call-1";
+    let invite = format!(
+        "INVITE sip:bob@b.example.com SIP/2.0\r\nVia: SIP/2.0/UDP {a};branch=z9hG4bK-i1;rport\r\nMax-Forwards: 70\r\n\
+From: <sip:alice@b.example.com>;tag=a1\r\nTo: <sip:bob@b.example.com>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\n\
+Contact: <sip:alice@{a}>\r\nContent-Type: application/sdp\r\nContent-Length: {n}\r\n\r\n{body}",
+        a = alice.local(),
+        n = sdp("alice", 1, "sendrecv").len(),
+        body = sdp("alice", 1, "sendrecv"),
+    );
+    alice.send(invite.as_bytes());
+    let at_bob = loop {
+        let m = bob
+            .recv_within(10)
+            .unwrap_or_else(|| panic!("no INVITE at bob's phone\n{}", bench.logs()));
+        if m.method() == Some("INVITE") {
+            break m;
+        }
+    };
+    assert_eq!(
+        at_bob.request_uri(),
+        Some(format!("sip:bob@{}", bob.local()).as_str())
+    );
+    assert_plain_sdp(&at_bob, "the INVITE at bob's phone");
+    let rr_b = record_routes(&at_bob);
+    assert_eq!(
+        rr_b.first().map(|e| addr_spec(e)),
+        Some(format!("sip:127.0.0.1:{};lr", bench.edge_b.port("udp"))),
+        "{rr_b:?}"
+    );
+    let alice_target = addr_spec(at_bob.header("Contact").unwrap());
+    assert!(alice_target.contains("sipseal-phone="), "{alice_target}");
+    assert!(
+        !alice_target.contains(&alice.local().to_string()),
+        "the network never sees the phone's address: {alice_target}"
+    );
+
+    // 180, 200 with SDP; alice's phone gets them plain, edge A's
+    // Record-Route at the bottom; bob's Contact is not his phone's.
+    let bob_contact = bob.contact();
+    bob.answer(&response(&at_bob, 180, "Ringing", "b1", &bob_contact, ""));
+    bob.answer(&response(
+        &at_bob,
+        200,
+        "OK",
+        "b1",
+        &bob_contact,
+        &sdp("bob", 1, "sendrecv"),
+    ));
+    let mut ok = alice.recv();
+    while ok.status() != Some(200) {
+        ok = alice.recv();
+    }
+    assert_plain_sdp(&ok, "the 200 at alice's phone");
+    let rr_a = record_routes(&ok);
+    assert_eq!(
+        rr_a.last().map(|e| addr_spec(e)),
+        Some(format!("sip:127.0.0.1:{};lr", bench.edge_a.port("udp"))),
+        "{rr_a:?}"
+    );
+    let bob_target = addr_spec(ok.header("Contact").unwrap());
+    assert!(
+        !bob_target.contains(&bob.local().to_string()),
+        "{bob_target}"
+    );
+    let to = ok.header("To").unwrap().to_owned();
+    let from = "<sip:alice@b.example.com>;tag=a1";
+    let alice_routes: Vec<String> = rr_a.iter().rev().cloned().collect();
+
+    // ACK: down to bob's phone.
+    let ack = in_dialog(
+        &mut alice,
+        "ACK",
+        &bob_target,
+        &alice_routes,
+        from,
+        &to,
+        call_id,
+        1,
+        "",
+    );
+    alice.send(&ack);
+    let got = bob.recv();
+    assert_eq!(got.method(), Some("ACK"), "{}", bench.logs());
+    assert_eq!(
+        got.request_uri(),
+        Some(format!("sip:bob@{}", bob.local()).as_str())
+    );
+
+    // Hold: a re-INVITE with sendonly, answered recvonly, plain both ways.
+    let hold = in_dialog(
+        &mut alice,
+        "INVITE",
+        &bob_target,
+        &alice_routes,
+        from,
+        &to,
+        call_id,
+        2,
+        &sdp("alice", 2, "sendonly"),
+    );
+    alice.send(&hold);
+    let reinvite = loop {
+        let m = bob.recv();
+        if m.method() == Some("INVITE") {
+            break m;
+        }
+    };
+    assert_plain_sdp(&reinvite, "the re-INVITE at bob's phone");
+    assert!(String::from_utf8_lossy(reinvite.body()).contains("a=sendonly"));
+    bob.answer(&response(
+        &reinvite,
+        200,
+        "OK",
+        "b1",
+        &bob_contact,
+        &sdp("bob", 2, "recvonly"),
+    ));
+    let ok2 = alice.final_response();
+    assert_eq!(ok2.status(), Some(200), "{}", bench.logs());
+    assert_plain_sdp(&ok2, "the re-INVITE's 200 at alice's phone");
+    assert!(String::from_utf8_lossy(ok2.body()).contains("a=recvonly"));
+    let ack2 = in_dialog(
+        &mut alice,
+        "ACK",
+        &bob_target,
+        &alice_routes,
+        from,
+        &to,
+        call_id,
+        2,
+        "",
+    );
+    alice.send(&ack2);
+    assert_eq!(bob.recv().method(), Some("ACK"));
+
+    // From bob's side of the dialog, a request for alice with a forged
+    // token (403) or none (404): answered by edge A, nothing at alice's phone.
+    let bob_routes = rr_b.clone();
+    let bob_from = to.clone();
+    let bob_to = "<sip:alice@b.example.com>;tag=a1".to_owned();
+    let (head, token) = alice_target.split_once("sipseal-phone=").unwrap();
+    let mut forged = token.to_owned();
+    let last = forged.pop().unwrap();
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    let forged_uri = format!("{head}sipseal-phone={forged}");
+    let no_token = head.trim_end_matches(';').to_owned();
+    for (uri, status, cseq) in [(forged_uri.as_str(), 403, 10), (no_token.as_str(), 404, 11)] {
+        let info = in_dialog(
+            &mut bob,
+            "INFO",
+            uri,
+            &bob_routes,
+            &bob_from,
+            &bob_to,
+            call_id,
+            cseq,
+            "",
+        );
+        bob.send(&info);
+        let answer = bob.final_response();
+        assert_eq!(answer.status(), Some(status), "{uri}\n{}", bench.logs());
+    }
+    assert!(
+        alice.recv_within(1).is_none(),
+        "a request with a bad token reached the phone"
+    );
+
+    // A phone outside --phones (edge A serves 127.0.0.1/32 only) gets nothing.
+    let mut stranger = Phone::on("127.0.0.2", bench.edge_a.port("udp"), "alice");
+    let options = in_dialog(
+        &mut stranger,
+        "OPTIONS",
+        "sip:bob@b.example.com",
+        &[],
+        "<sip:alice@b.example.com>;tag=x",
+        "<sip:bob@b.example.com>",
+        "stranger-1",
+        1,
+        "",
+    );
+    stranger.send(&options);
+    assert!(
+        stranger.recv_within(2).is_none(),
+        "a phone outside --phones was answered"
+    );
+    assert!(
+        bench.edge_a.logged("outside --phones"),
+        "{}",
+        bench.edge_a.log_text()
+    );
+
+    // Edge A restarted mid-call on the same state: the phone's BYE still
+    // goes through and is answered.
+    bench.edge_a.stop();
+    bench.edge_a = start(&bench.dir, "edge-a-again", &bench.edge_a_args);
+    let bye = in_dialog(
+        &mut alice,
+        "BYE",
+        &bob_target,
+        &alice_routes,
+        from,
+        &to,
+        call_id,
+        3,
+        "",
+    );
+    alice.send(&bye);
+    let at_bob = bob
+        .recv_within(15)
+        .unwrap_or_else(|| panic!("no BYE at bob's phone\n{}", bench.logs()));
+    assert_eq!(at_bob.method(), Some("BYE"), "{}", bench.logs());
+    bob.answer(&response(&at_bob, 200, "OK", "b1", &bob_contact, ""));
+    let done = alice.final_response();
+    assert_eq!(done.status(), Some(200), "{}", bench.logs());
+    assert_eq!(done.cseq().unwrap().method, "BYE");
+
+    // The relay carried every request of the call.
+    let relay_log = bench.relay.log_text();
+    for method in ["\"INVITE\"", "\"ACK\"", "\"BYE\""] {
+        assert!(
+            relay_log.contains(method),
+            "the relay logged no {method}\n{relay_log}"
+        );
+    }
+}
+
+/// An identity with a key and no certificate: the edge adds a CSR to the
+/// phone's REGISTER (the flow presents `--bootstrap`). sipseal's
+/// registrar wants a REGISTER body under Digest `auth-int`, which the
+/// phone's credentials cannot cover, and challenges the phone's answer
+/// again: the edge then stops adding the CSR for that AOR (logged, with
+/// a hint) and the phone's next answer registers it, its own Contact in
+/// the 200 (docs/SPEC.md §7.2, REGISTER).
+#[test]
+fn a_phone_still_registers_when_the_registrar_refuses_the_edges_csr_under_its_digest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let bench = bench(d);
+    let me = d.join("bob-new");
+    common::sipseal()
+        .current_dir(d)
+        .args(["keys", "generate", "--uri", "sip:bob@b.example.com"])
+        .args(["--type", "p256", "--csr", "--out", s(&me)])
+        .succeeds();
+    assert!(!me.join("cert.pem").exists());
+    let net = Net {
+        outbound: format!("tls:proxy-b.b.example.com:{}", bench.relay.port("tls")),
+        hosts: d.join("edge-hosts"),
+        registrar_tcp: bench.registrar.port("tcp"),
+    };
+    let aor = format!("{}=sip:bob@b.example.com", s(&me));
+    let args = edge_args(
+        d,
+        "edge-c",
+        &me,
+        "udp:127.0.0.1:0",
+        &net,
+        &["--aor", &aor, "--bootstrap", "keys/bob-ec"],
+    );
+    let edge = start(d, "edge-c", &args);
+    let mut phone = Phone::on("127.0.0.1", edge.port("udp"), "bob");
+    let realm = Realm {
+        dir: d.to_owned(),
+        name: "b.example.com".into(),
+    };
+    let contact = phone.contact();
+    let first = realm.register_request("bob", &contact, &[]);
+    let first = phone.own_via(&first);
+    phone.send(&first);
+    let mut answer = phone.final_response();
+    let mut challenges = 0;
+    while answer.status() == Some(401) && challenges < 3 {
+        challenges += 1;
+        let authorized = realm.authorized("bob", &contact, &answer, &[]);
+        let authorized = phone.own_via(&authorized);
+        phone.send(&authorized);
+        answer = phone.final_response();
+    }
+    assert_eq!(
+        answer.status(),
+        Some(200),
+        "{}\nedge:\n{}\nregistrar:\n{}",
+        String::from_utf8_lossy(&answer.to_bytes()),
+        edge.log_text(),
+        bench.registrar.log_text()
+    );
+    assert_eq!(challenges, 2, "the CSR's REGISTER was challenged once more");
+    let contacts = answer.header_list("Contact").join(",");
+    assert!(
+        contacts.contains(&format!("sip:bob@{}", phone.local())),
+        "{contacts}"
+    );
+    assert!(edge.logged("\"enrol refused\""), "{}", edge.log_text());
+    assert!(!me.join("cert.pem").exists());
+}
+
+/// What SIPp's `-trace_err` wrote in `d`.
+fn sipp_errors(d: &Path) -> String {
+    std::fs::read_dir(d)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with("_errors.log"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect()
+}
+
+/// SIPp as bob's phone (a UAS scenario written here): the INVITE and
+/// the re-INVITE reach it with plain SDP (its `ereg ... check_it`
+/// fails the call otherwise), it answers 180/200 with SDP, takes the
+/// ACKs and answers the BYE; alice's phone, on a socket, sees each
+/// answer plain.
+#[test]
+fn sipp_as_bobs_phone_answers_a_call_through_both_edges() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let bench = bench(d);
+    let mut alice = Phone::on("127.0.0.1", bench.edge_a.port("udp"), "alice");
+    let ok = register(d, &mut alice);
+    assert_eq!(ok.status(), Some(200), "{}", bench.logs());
+    // bob's REGISTER (through edge B, with Digest) binds SIPp's port.
+    let sipp_port = common::live::port(41_000, 3);
+    let mut bob_registrar = Phone::on("127.0.0.1", bench.edge_b.port("udp"), "bob");
+    let realm = Realm {
+        dir: d.to_owned(),
+        name: "b.example.com".into(),
+    };
+    let contact = format!("<sip:bob@127.0.0.1:{sipp_port}>");
+    let first = bob_registrar.own_via(&realm.register_request("bob", &contact, &[]));
+    bob_registrar.send(&first);
+    let challenge = bob_registrar.final_response();
+    let authorized = realm.authorized("bob", &contact, &challenge, &[]);
+    let authorized = bob_registrar.own_via(&authorized);
+    bob_registrar.send(&authorized);
+    assert_eq!(
+        bob_registrar.final_response().status(),
+        Some(200),
+        "{}",
+        bench.logs()
+    );
+
+    let answer = sdp("bob", 1, "sendrecv").replace("\r\n", "\n");
+    let scenario = format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="bob's phone behind edge B">
+  <recv request="INVITE" crlf="true">
+    <action>
+      <ereg regexp="application/sdp" search_in="hdr" header="Content-Type:" check_it="true" assign_to="1"/>
+      <ereg regexp="m=audio 40000" search_in="body" check_it="true" assign_to="2"/>
+    </action>
+  </recv>
+  <send><![CDATA[
+SIP/2.0 180 Ringing
+[last_Via:]
+[last_Record-Route:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:bob@[local_ip]:[local_port]>
+Content-Length: 0
+
+]]></send>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_Record-Route:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:bob@[local_ip]:[local_port]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+{answer}]]></send>
+  <recv request="ACK" crlf="true"/>
+  <recv request="INVITE" crlf="true">
+    <action>
+      <ereg regexp="a=sendonly" search_in="body" check_it="true" assign_to="3"/>
+    </action>
+  </recv>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_Record-Route:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:bob@[local_ip]:[local_port]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+{answer}]]></send>
+  <recv request="ACK" crlf="true"/>
+  <recv request="BYE"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+  <Reference variables="1,2,3"/>
+</scenario>
+"#
+    );
+    let file = common::write(d, "bob-phone.xml", scenario.as_bytes());
+    let mut sipp = common::live::Background(
+        std::process::Command::new("sipp")
+            .args(["-sf", s(&file), "-p", &sipp_port.to_string()])
+            .args(["-i", "127.0.0.1", "-t", "u1", "-m", "1", "-nostdin"])
+            .args(["-timeout", "30s", "-timeout_error", "-trace_err"])
+            .current_dir(d)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("sipp runs (.ci/run installs sip-tester)"),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+
+    let call_id = "edge-sipp-1";
+    let offer = sdp("alice", 1, "sendrecv");
+    let invite = format!(
+        "INVITE sip:bob@b.example.com SIP/2.0\r\nVia: SIP/2.0/UDP {a};branch=z9hG4bK-s1;rport\r\nMax-Forwards: 70\r\n\
+From: <sip:alice@b.example.com>;tag=a9\r\nTo: <sip:bob@b.example.com>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\n\
+Contact: <sip:alice@{a}>\r\nContent-Type: application/sdp\r\nContent-Length: {n}\r\n\r\n{offer}",
+        a = alice.local(),
+        n = offer.len(),
+    );
+    alice.send(invite.as_bytes());
+    // The final answer of transaction `cseq` (retransmissions of an
+    // earlier one are passed over).
+    let final_of = |alice: &Phone, cseq: u32| loop {
+        let m = alice.recv_within(10).unwrap_or_else(|| {
+            panic!(
+                "no answer {cseq} at alice's phone\nSIPp: {}\n{}",
+                sipp_errors(d),
+                bench.logs()
+            )
+        });
+        if m.status().is_some_and(|s| s >= 200) && m.cseq().is_ok_and(|c| c.seq == cseq) {
+            return m;
+        }
+    };
+    let ok = final_of(&alice, 1);
+    assert_eq!(ok.status(), Some(200), "{}", bench.logs());
+    assert_plain_sdp(&ok, "SIPp's 200 at alice's phone");
+    let routes: Vec<String> = record_routes(&ok).into_iter().rev().collect();
+    let target = addr_spec(ok.header("Contact").unwrap());
+    let to = ok.header("To").unwrap().to_owned();
+    let from = "<sip:alice@b.example.com>;tag=a9";
+    let ack = in_dialog(
+        &mut alice, "ACK", &target, &routes, from, &to, call_id, 1, "",
+    );
+    alice.send(&ack);
+    let hold = in_dialog(
+        &mut alice,
+        "INVITE",
+        &target,
+        &routes,
+        from,
+        &to,
+        call_id,
+        2,
+        &sdp("alice", 2, "sendonly"),
+    );
+    alice.send(&hold);
+    let ok2 = final_of(&alice, 2);
+    assert_eq!(ok2.status(), Some(200), "{}", bench.logs());
+    assert_plain_sdp(&ok2, "SIPp's answer to the re-INVITE at alice's phone");
+    let ack2 = in_dialog(
+        &mut alice, "ACK", &target, &routes, from, &to, call_id, 2, "",
+    );
+    alice.send(&ack2);
+    let bye = in_dialog(
+        &mut alice, "BYE", &target, &routes, from, &to, call_id, 3, "",
+    );
+    alice.send(&bye);
+    assert_eq!(final_of(&alice, 3).status(), Some(200), "{}", bench.logs());
+    let errors = sipp_errors(d);
+    assert_eq!(
+        sipp.wait(20),
+        Some(0),
+        "SIPp failed: {errors}\n{}",
+        bench.logs()
+    );
+}
+
+/// A phone on TCP registers through its edge (the edge answers on that
+/// connection; its own Contact in the 200); a request From an AOR the
+/// edge has no identity for gets 403 naming the AORs it serves; SIGHUP
+/// reloads.
+#[test]
+fn a_tcp_phone_registers_and_an_aor_without_identity_is_refused() {
+    use common::realm::Wire;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let bench = bench(d);
+    let realm = Realm {
+        dir: d.to_owned(),
+        name: "b.example.com".into(),
+    };
+    let mut wire = Wire::tcp(bench.edge_b.port("tcp"));
+    let contact = format!("<sip:bob@{};transport=tcp>", wire.local());
+    let first = wire.own_via(&realm.register_request("bob", &contact, &[]));
+    wire.send(&first);
+    let challenge = wire.final_response().expect("a 401 on the connection");
+    assert_eq!(challenge.status(), Some(401), "{}", bench.logs());
+    let authorized = wire.own_via(&realm.authorized("bob", &contact, &challenge, &[]));
+    wire.send(&authorized);
+    let ok = wire.final_response().expect("a 200 on the connection");
+    assert_eq!(ok.status(), Some(200), "{}", bench.logs());
+    let contacts = ok.header_list("Contact").join(",");
+    assert!(
+        contacts.contains(&format!("sip:bob@{};transport=tcp", wire.local())),
+        "{contacts}"
+    );
+
+    // carol is not a user of edge B: 403, and the Warning says whom it serves.
+    let mut carol = Phone::on("127.0.0.1", bench.edge_b.port("udp"), "carol");
+    let options = in_dialog(
+        &mut carol,
+        "OPTIONS",
+        "sip:alice@b.example.com",
+        &[],
+        "<sip:carol@b.example.com>;tag=c1",
+        "<sip:alice@b.example.com>",
+        "carol-1",
+        1,
+        "",
+    );
+    carol.send(&options);
+    let refused = carol.final_response();
+    assert_eq!(refused.status(), Some(403));
+    let warning = refused.header("Warning").unwrap_or_default();
+    assert!(warning.contains("sip:bob@b.example.com"), "{warning}");
+    assert!(
+        !bench.relay.log_text().contains("carol-1"),
+        "the request went on"
+    );
+
+    bench.edge_b.signal("HUP");
+    assert!(
+        bench.edge_b.logged("\"reloaded\""),
+        "{}",
+        bench.edge_b.log_text()
+    );
+}
