@@ -1023,3 +1023,61 @@ fn a_tcp_phone_registers_and_an_aor_without_identity_is_refused() {
         bench.edge_b.log_text()
     );
 }
+
+/// A call the sealer refuses (the peer has no certificate: 488 with a
+/// Warning) ends at the edge: the phone's ACK of that 488 is absorbed
+/// (RFC 3261 §16.11, the answer's To tag is the edge's own), never sent
+/// on to the relay. (baresip's ACK of such a 488 reached the relays.)
+#[test]
+fn the_ack_of_a_refusal_by_the_edge_stays_at_the_edge() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let bench = bench(d);
+    let mut alice = Phone::on("127.0.0.1", bench.edge_a.port("udp"), "alice");
+    let ok = register(d, &mut alice);
+    assert_eq!(ok.status(), Some(200), "{}", bench.logs());
+    let call_id = "refused-call-1";
+    let from = "<sip:alice@b.example.com>;tag=r1";
+    let body = sdp("alice", 1, "sendrecv");
+    let invite = in_dialog(
+        &mut alice,
+        "INVITE",
+        "sip:nobody@b.example.com",
+        &[],
+        from,
+        "<sip:nobody@b.example.com>",
+        call_id,
+        1,
+        &body,
+    );
+    alice.send(&invite);
+    let refused = alice.final_response();
+    assert_eq!(refused.status(), Some(488), "{}", bench.logs());
+    let warning = refused.header("Warning").unwrap_or_default();
+    assert!(
+        warning.contains("no certificate for sip:nobody@b.example.com"),
+        "{warning}"
+    );
+    // The ACK: the INVITE's branch and CSeq number, the 488's To.
+    let via = Message::parse(&invite)
+        .unwrap()
+        .header("Via")
+        .unwrap()
+        .to_owned();
+    let to = refused.header("To").unwrap().to_owned();
+    let ack = format!(
+        "ACK sip:nobody@b.example.com SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+    );
+    alice.send(ack.as_bytes());
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        bench.edge_a.logged("absorbed"),
+        "{}",
+        bench.edge_a.log_text()
+    );
+    assert!(
+        !bench.relay.log_text().contains(call_id),
+        "the refused call reached the relay\n{}",
+        bench.logs()
+    );
+}
