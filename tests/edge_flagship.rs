@@ -1,27 +1,32 @@
-//! Issue 30's flagship walkthrough, as far as it stands without `sipseal
-//! edge`: two Debian baresip phones (alice, bob; SDES-SRTP, PCMU, alice
-//! playing a tone), two relays and one registrar, every process on the
+//! Issue 30's flagship walkthrough: two Debian baresip phones (alice,
+//! bob; SDES-SRTP, PCMU, alice playing a tone), each behind its own
+//! `sipseal edge`, two relays and one registrar, every process on the
 //! loopback of a network namespace of its own (baresip binds RTP on
 //! 0.0.0.0: root, as CI is; without it the test says SKIPPED).
 //!
 //! ```text
-//! alice --udp--> proxy-a --mutual TLS--> proxy-b --udp--> bob
-//!                (designated, records)   (blind; serves example.com
-//!                                         by location)
-//!        registrar for example.com (Digest, bindings with Path)
+//! alice --udp--> edge A ==mTLS flow==> proxy-a ==mTLS==> proxy-b
+//!                (seals for bob and    (designated:     (blind; serves
+//!                 proxy-a, record)      opens, records)  example.com)
+//!                                                           ||  mTLS flow
+//! bob <--udp-- edge B <=====================================//
+//!        registrar for example.com (Digest, bindings with Path,
+//!        certificate queries; alice and bob published a CSR)
 //! ```
 //!
-//! Today the phones reach their relays directly ([`phone_outbound`]);
-//! once `sipseal edge` lands, each phone's outbound is its edge and the
-//! SDP between the edges is sealed (disclosed to proxy-a, with
-//! `purpose=record`). What the edges change is gathered in [`EDGES`],
-//! [`path_links`], [`expected_body`] and [`recorder_keys`]:
-//! registration, the call, SRTP both ways (tshark counts it), hold and
-//! resume (re-INVITEs), the BYE, proxy-a's recording of alice's tone,
-//! and a decrypted capture that lists each SIP message per link with
-//! its body plain or sealed. The capture, its TLS key log and the table
-//! stay under target/tmp/captures. docs/guide chapter 11 walks through
-//! it (the topology and flags, baresip's quirks, what the edges change).
+//! Registration through the edges, the call, SRTP both ways (tshark
+//! counts it), hold, a restart of edge A mid-call (SIGTERM, started again
+//! on the same state), resume (re-INVITEs), the BYE; a call to carol
+//! (no certificate) refused by edge A's policy with 488 and a Warning;
+//! proxy-a opening every offer and answer (the first by its designation,
+//! the rest under the session key) and its `--record` spool giving
+//! `sipseal record` alice's tone; proxy-b opening nothing; and a
+//! decrypted capture that lists each SIP message per link with its body
+//! plain or sealed: sealed on every link between the edges, plain only
+//! on the phone links. [`EDGES`] = `false` gives the walkthrough without
+//! the edges (the phones on their relays, every body plain). The
+//! capture, its TLS key log and the table stay under
+//! target/tmp/captures. docs/guide chapter 11 walks through it.
 
 mod common;
 
@@ -36,12 +41,12 @@ use common::realm::Realm;
 use common::s;
 use sipseal::sip::Message;
 
-/// Whether the edges are in the path. `sipseal edge` does not exist
-/// yet: when it does, this becomes `true`, the test starts them,
-/// and every assertion below switches to what the edges promise (SDP
-/// sealed between them, the recorder's keys from proxy-a's `--record`
-/// spool).
-const EDGES: bool = false;
+/// Whether the edges are in the path: the test starts them, and every
+/// assertion below expects what they promise (SDP sealed between them,
+/// the recorder's keys from proxy-a's `--record` spool). `false` gives
+/// the walkthrough as it stood before `sipseal edge` (the phones on
+/// their relays, every body plain).
+const EDGES: bool = true;
 
 /// How long any one step may take.
 const WAIT: Duration = Duration::from_secs(15);
@@ -60,14 +65,18 @@ const DOMAIN: &str = "example.com";
 // Fixed ports: the namespace is the test's own.
 /// The registrar, UDP and TCP.
 const REGISTRAR: u16 = 5060;
-/// proxy-a's UDP listener (the phone side, today).
+/// proxy-a's UDP listener (alice's phone without the edges).
 const PROXY_A_UDP: u16 = 5070;
-/// proxy-a's TLS listener (edge A's flow, later).
+/// proxy-a's TLS listener (edge A's flow).
 const PROXY_A_TLS: u16 = 5071;
-/// proxy-b's UDP listener (the phone side, today).
+/// proxy-b's UDP listener (the registrar's side; bob's phone without the edges).
 const PROXY_B_UDP: u16 = 5080;
-/// proxy-b's TLS listener (proxy-a, and edge B's flow later).
+/// proxy-b's TLS listener (proxy-a, and edge B's flow).
 const PROXY_B_TLS: u16 = 5081;
+/// Edge A's phone side (UDP): alice's outbound.
+const EDGE_A: u16 = 5090;
+/// Edge B's phone side (UDP): bob's outbound.
+const EDGE_B: u16 = 5092;
 /// alice's SIP (UDP, TCP; TLS on one more).
 const ALICE_SIP: u16 = 25_060;
 /// bob's SIP (two above alice's: baresip's TLS takes SIP + 1).
@@ -135,8 +144,8 @@ enum BodyKind {
 }
 
 /// What the body of an SDP-carrying message on `l` must be: plain on
-/// the phone links; between the edges sealed once they are there, plain
-/// today (there is no one to seal it).
+/// the phone links; between the edges sealed when they are there, plain
+/// without them (there is no one to seal it).
 fn expected_body(l: Link, edges: bool) -> BodyKind {
     if edges && !phone_link(l) {
         BodyKind::Sealed
@@ -170,14 +179,17 @@ fn body_kind(msg: &Message) -> Option<BodyKind> {
     })
 }
 
-/// Where each phone sends everything (baresip's `outbound`): its relay
-/// today, its edge once [`EDGES`].
+/// Where each phone sends everything (baresip's `outbound`): its edge
+/// with [`EDGES`], else its relay.
 fn phone_outbound(name: &str) -> String {
-    match name {
-        "alice" => format!("sip:127.0.0.1:{PROXY_A_UDP}"),
-        "bob" => format!("sip:127.0.0.1:{PROXY_B_UDP}"),
-        other => panic!("no phone {other}"),
-    }
+    let port = match (name, EDGES) {
+        ("alice", true) => EDGE_A,
+        ("bob", true) => EDGE_B,
+        ("alice", false) => PROXY_A_UDP,
+        ("bob", false) => PROXY_B_UDP,
+        (other, _) => panic!("no phone {other}"),
+    };
+    format!("sip:127.0.0.1:{port}")
 }
 
 /// The party that listens on `port` (UDP, or TCP/TLS as the server).
@@ -186,6 +198,8 @@ fn listener(port: u16) -> Option<Node> {
         REGISTRAR => Node::Registrar,
         PROXY_A_UDP | PROXY_A_TLS => Node::ProxyA,
         PROXY_B_UDP | PROXY_B_TLS => Node::ProxyB,
+        EDGE_A => Node::EdgeA,
+        EDGE_B => Node::EdgeB,
         ALICE_SIP => Node::Alice,
         BOB_SIP => Node::Bob,
         _ => return None,
@@ -295,7 +309,16 @@ impl Network {
                 &format!("udp:127.0.0.1:{REGISTRAR}"),
                 &format!("tcp:127.0.0.1:{REGISTRAR}"),
             ],
-            &["--digest-algorithms", "md5", "--trust", "keys/trust.pem"],
+            // Certificates published for a day: longer than a
+            // registration, so the edges add no CSR to the phones' REGISTERs.
+            &[
+                "--digest-algorithms",
+                "md5",
+                "--trust",
+                "keys/trust.pem",
+                "--max-expires",
+                "86400",
+            ],
         );
         let b_hosts = common::write(
             d,
@@ -431,6 +454,115 @@ impl Network {
     }
 }
 
+/// Edge A's disclosure policy: calls within the domain sealed for the
+/// peer and disclosed to proxy-a for recording, its signature inside
+/// (`access: read`); a peer without a certificate refused.
+const POLICY_A: &str = "relays:
+  proxy-a: PROXY_A_CERT
+destinations:
+  - to: \"sip:*@example.com\"
+    disclose: [proxy-a]
+    access: read
+    record: true
+    unsealable: refuse
+incoming:
+  unsealed: accept
+  unsigned: accept
+  min_route_level: 0
+";
+
+/// Edge B's: sealed for the peer alone; a peer without a certificate
+/// refused.
+const POLICY_B: &str = "relays: {}
+destinations:
+  - to: \"*\"
+    disclose: []
+    access: modify
+    record: false
+    unsealable: refuse
+incoming:
+  unsealed: accept
+  unsigned: accept
+  min_route_level: 0
+";
+
+/// `user`'s identity (an RSA key: it signs inside), its certificate
+/// from the registrar: a PUBLISH with a CSR, so that certificate queries
+/// find it.
+fn identity(d: &Path, realm: &Realm, user: &str) -> PathBuf {
+    let dir = d.join(format!("{user}-id"));
+    common::sipseal()
+        .current_dir(d)
+        .args(["keys", "generate", "--uri", &format!("sip:{user}@{DOMAIN}")])
+        .args(["--ca", "ca", "--out", s(&dir)])
+        .output()
+        .map(|o| assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr)))
+        .unwrap();
+    realm.publish(REGISTRAR, user, &dir, 86_400);
+    dir
+}
+
+/// `sipseal edge` for `user` on its phone-side `port`, its flow to
+/// `relay` (a name its hosts file gives as 127.0.0.1:`tls`), sealing by
+/// `policy`, its state in `d/NAME-state`.
+struct Edge {
+    name: &'static str,
+    args: Vec<String>,
+}
+
+impl Edge {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        d: &Path,
+        name: &'static str,
+        identity: &Path,
+        port: u16,
+        relay: &str,
+        tls: u16,
+        policy: &str,
+    ) -> Edge {
+        let hosts = common::write(
+            d,
+            &format!("{name}-hosts"),
+            format!("127.0.0.1:{tls} {relay}\n").as_bytes(),
+        );
+        let policy = common::write(d, &format!("{name}-policy.yaml"), policy.as_bytes());
+        let args = [
+            "edge",
+            "--listen",
+            &format!("udp:127.0.0.1:{port}"),
+            "--identity",
+            s(identity),
+            "--outbound",
+            &format!("tls:{relay}:{tls}"),
+            "--hosts",
+            s(&hosts),
+            "--trust",
+            "keys/trust.pem",
+            "--trust",
+            s(&d.join("ca/cert.pem")),
+            "--disclosure",
+            s(&policy),
+            "--cert-query",
+            &format!("tcp:127.0.0.1:{REGISTRAR}"),
+            "--state",
+            s(&d.join(format!("{name}-state"))),
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        Edge { name, args }
+    }
+
+    /// Started (again: the same state and address), logging its TLS
+    /// secrets to `keylog`.
+    fn start(&self, d: &Path, keylog: &Path, run: u32) -> Daemon {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let env = [("SSLKEYLOGFILE", keylog)];
+        Daemon::start_env(d, &format!("{}-{run}", self.name), &args, &env)
+    }
+}
+
 /// A baresip phone: SDES-SRTP, PCMU only, registering through
 /// [`phone_outbound`], answering at once; `tone` as its audio source.
 fn phone(
@@ -492,7 +624,7 @@ impl Decoder {
         cmd.arg("-r").arg(&self.pcap);
         cmd.arg("-o")
             .arg(format!("tls.keylog_file:{}", self.keylog.display()));
-        for p in [PROXY_A_UDP, PROXY_B_UDP, ALICE_SIP, BOB_SIP] {
+        for p in [PROXY_A_UDP, PROXY_B_UDP, EDGE_A, EDGE_B, ALICE_SIP, BOB_SIP] {
             cmd.args(["-d", &format!("udp.port=={p},sip")]);
         }
         for p in [PROXY_A_TLS, PROXY_B_TLS] {
@@ -698,8 +830,8 @@ fn direction(sdp: &str) -> &'static str {
 }
 
 /// Where `sipseal record` reads the call's SRTP keys from: proxy-a's
-/// `--record` spool once the edges disclose the SDP to it for recording;
-/// today its `--report`, which reads the plain SDP any relay sees (the
+/// `--record` spool when the edges disclose the SDP to it for recording;
+/// without them its `--report`, which reads the plain SDP any relay sees (the
 /// spool must then hold nothing of the call: no designation marked it).
 fn recorder_keys(net: &Network, call_id: &str, edges: bool) -> PathBuf {
     let spool = net.spool_a.join("keys.jsonl");
@@ -748,10 +880,11 @@ fn stop(capture: &mut Background) {
     capture.wait(10);
 }
 
-/// Issue 30's walkthrough, today without the edges (see the module's
-/// comment): alice calls bob across both relays, audio flows both ways
-/// as SRTP, alice holds and resumes the call, hangs up; proxy-a's keys
-/// record her tone; the capture lists every SIP message per link.
+/// Issue 30's walkthrough (see the module's comment): alice calls bob
+/// through both edges and both relays, audio flows both ways as SRTP,
+/// alice holds the call, her edge restarts, she resumes and hangs up;
+/// her call to carol is refused; proxy-a's spool records her tone; the
+/// capture lists every SIP message per link.
 #[test]
 fn the_flagship_walkthrough_two_baresip_phones_across_two_relays() {
     if !common::baresip::available() {
@@ -777,10 +910,42 @@ fn the_flagship_walkthrough_two_baresip_phones_across_two_relays() {
     // Everything on the loopback, from before the first handshake.
     let mut capture = tshark(d, "udp or tcp", &pcap);
 
-    let realm = Realm::new(d, DOMAIN, &["alice", "bob"], true);
+    // carol is a user of the domain with no certificate.
+    let realm = Realm::new(d, DOMAIN, &["alice", "bob", "carol"], true);
     let net = Network::start(d, &realm, &keylog);
-    // With EDGES: `sipseal edge` A (alice's identity, --outbound proxy-a's
-    // TLS listener, disclosing to proxy-a with record) and B start here.
+    // The edges: A for alice (its flow to proxy-a, disclosing to proxy-a
+    // for recording), B for bob (its flow to proxy-b).
+    let mut edges = None;
+    if EDGES {
+        let policy_a = POLICY_A.replace(
+            "PROXY_A_CERT",
+            s(&common::repo().join("keys/proxy-a-ec/cert.pem")),
+        );
+        let a = Edge::new(
+            d,
+            "edge-a",
+            &identity(d, &realm, "alice"),
+            EDGE_A,
+            "proxy-a.a.example.com",
+            PROXY_A_TLS,
+            &policy_a,
+        );
+        let b = Edge::new(
+            d,
+            "edge-b",
+            &identity(d, &realm, "bob"),
+            EDGE_B,
+            "proxy-b.b.example.com",
+            PROXY_B_TLS,
+            POLICY_B,
+        );
+        let (run_a, run_b) = (a.start(d, &keylog, 1), b.start(d, &keylog, 1));
+        edges = Some((a, run_a, b, run_b));
+    }
+    let edge_logs = |edges: &Option<(Edge, Daemon, Edge, Daemon)>| match edges {
+        Some((_, a, _, b)) => format!("edge A:\n{}\nedge B:\n{}", a.log_text(), b.log_text()),
+        None => String::new(),
+    };
     let tone = d.join("tone.wav");
     // Longer than the call: the tone never runs out while it lasts.
     write_tone(&tone, TONE_HZ, 30);
@@ -789,10 +954,17 @@ fn the_flagship_walkthrough_two_baresip_phones_across_two_relays() {
     let mut bob = phone(d, "bob", BOB_SIP, 25_082, BOB_RTP, None);
     for b in [&mut alice, &mut bob] {
         let ok = b.expect_event(&["REGISTER_OK", "REGISTER_FAIL"], WAIT);
-        assert_eq!(ok["type"], "REGISTER_OK", "{ok}\n{}", net.logs());
+        assert_eq!(
+            ok["type"],
+            "REGISTER_OK",
+            "{ok}\n{}\n{}",
+            net.logs(),
+            edge_logs(&edges)
+        );
     }
     // Each binding carries its own relay's flow (a Path with its token):
-    // alice's proxy-a's (its TLS side, towards proxy-b), bob's proxy-b's.
+    // alice's proxy-a's (its TLS side, towards proxy-b), bob's proxy-b's
+    // (its UDP side, towards the registrar), the edges' flows or not.
     let binding = |user: &str| -> String {
         glob::glob(&format!("{}/**/aors/*.yaml", net.registry.display()))
             .unwrap()
@@ -826,6 +998,13 @@ fn the_flagship_walkthrough_two_baresip_phones_across_two_relays() {
     alice.hold();
     net.wait_both(&call, "INVITE", Some(200), 2);
     net.wait_both(&call, "ACK", None, 2);
+    // Edge A restarted mid-call (SIGTERM, started again on the same
+    // state and address): the resume and the BYE still go out sealed,
+    // under the session key it stored.
+    if let Some((a, run_a, _, _)) = edges.as_mut() {
+        run_a.stop();
+        *run_a = a.start(d, &keylog, 2);
+    }
     alice.resume();
     net.wait_both(&call, "INVITE", Some(200), 3);
     net.wait_both(&call, "ACK", None, 3);
@@ -836,6 +1015,20 @@ fn the_flagship_walkthrough_two_baresip_phones_across_two_relays() {
     bob.expect_event(&["CALL_CLOSED"], WAIT);
     alice.expect_event(&["CALL_CLOSED"], WAIT);
     net.wait_both(&call, "BYE", Some(200), 1);
+
+    // A peer without a certificate: edge A's policy refuses the call
+    // (488 with a Warning) and nothing of it leaves for the network.
+    let mut refused_call = None;
+    if EDGES {
+        alice.dial(&format!("sip:carol@{DOMAIN}"));
+        let closed = alice.expect_event(&["CALL_CLOSED"], WAIT);
+        assert!(
+            closed["param"].as_str().unwrap_or_default().contains("488"),
+            "{closed}\n{}",
+            edge_logs(&edges)
+        );
+        refused_call = closed["id"].as_str().map(str::to_owned);
+    }
     let alice_log = alice.stop();
     bob.stop();
     std::thread::sleep(Duration::from_millis(300));
@@ -862,6 +1055,29 @@ fn the_flagship_walkthrough_two_baresip_phones_across_two_relays() {
     std::fs::write(out.join("edge-flagship.txt"), &text).unwrap();
     eprintln!("{text}");
     assert_bodies_per_link(&messages, &call, EDGES, 3);
+    if let Some(refused) = &refused_call {
+        let refused: Vec<&Captured> = messages
+            .iter()
+            .filter(|m| m.msg.call_id().ok() == Some(refused.as_str()))
+            .collect();
+        let answer = refused
+            .iter()
+            .find(|m| m.from == Node::EdgeA && m.to == Node::Alice && m.msg.status() == Some(488))
+            .unwrap_or_else(|| panic!("no 488 from edge A to alice:\n{text}"));
+        let warning = answer.msg.header("Warning").unwrap_or_default();
+        assert!(
+            warning.starts_with("399 ") && warning.contains("no certificate for sip:carol@"),
+            "{warning}"
+        );
+        assert!(
+            refused.iter().all(|m| phone_link(link(m.from, m.to))),
+            "the refused call left edge A: {:?}",
+            refused
+                .iter()
+                .map(|m| format!("{:?}→{:?} {}", m.from, m.to, m.what()))
+                .collect::<Vec<_>>()
+        );
+    }
     // bob's phone sees the hold and the resume in plain SDP: the hold
     // offer sendonly (answered recvonly), the resume sendrecv.
     let mut at_bob = phone_sdps(&messages, &call, Node::Bob);
@@ -925,6 +1141,54 @@ fn the_flagship_walkthrough_two_baresip_phones_across_two_relays() {
         (found - TONE_HZ).abs() <= 10.0,
         "dominant {found} Hz, not {TONE_HZ}\n{alice_log}"
     );
+    // proxy-a, designated, opened every offer and answer of the call:
+    // the call's, the hold's and the resume's after edge A's restart
+    // (sealed under the session key the edge had stored).
+    if EDGES {
+        let report_a = std::fs::read_to_string(&net.report_a).unwrap_or_default();
+        let opened: Vec<serde_json::Value> = report_a
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|l| l["call_id"] == call.as_str() && l["method"] == "INVITE")
+            .collect();
+        let with: Vec<(Option<u64>, bool, &str)> = opened
+            .iter()
+            .filter(|l| l["status"].is_null() || l["status"] == 200)
+            .map(|l| {
+                (
+                    l["status"].as_u64(),
+                    l["opened"] == true,
+                    l["opened_with"].as_str().unwrap_or_default(),
+                )
+            })
+            .collect();
+        let key = with.get(2).map(|w| w.2).unwrap_or_default();
+        assert!(key.starts_with("session key "), "{with:?}");
+        let want: Vec<(Option<u64>, bool, &str)> = [None, Some(200)]
+            .repeat(3)
+            .into_iter()
+            .enumerate()
+            .map(|(i, st)| {
+                let by = if i == 0 {
+                    "sip:proxy-a.a.example.com"
+                } else {
+                    key
+                };
+                (st, true, by)
+            })
+            .collect();
+        assert_eq!(with, want, "proxy-a's report of the call's INVITEs");
+        // The resume went through the restarted edge A.
+        let (_, run_a, _, _) = edges.as_ref().unwrap();
+        assert!(
+            run_a
+                .log_lines()
+                .iter()
+                .any(|l| l["call_id"] == call.as_str() && l["method"] == "INVITE"),
+            "edge A's second run forwarded no re-INVITE\n{}",
+            run_a.log_text()
+        );
+    }
     // proxy-b is blind: it relays, opens nothing.
     let opened_b = std::fs::read_to_string(&net.report_b)
         .unwrap_or_default()
