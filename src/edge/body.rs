@@ -671,6 +671,18 @@ fn route_text(msg: &Message) -> String {
 mod tests {
     use super::*;
 
+    /// The daemon shares one sealer between tasks and spawns its work.
+    #[test]
+    fn the_sealer_and_its_futures_can_cross_threads() {
+        fn shared<T: Send + Sync>() {}
+        fn spawned<T: Send>(_: &T) {}
+        shared::<Sealer>();
+        let _ = |s: &Sealer, m: Message, u: Arc<Identity>| {
+            spawned(&s.outgoing(m.clone(), Arc::clone(&u)));
+            spawned(&s.incoming(m, u));
+        };
+    }
+
     #[test]
     fn plain_calls_are_bounded_oldest_first() {
         let mut p = PlainCalls::default();
