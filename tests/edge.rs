@@ -417,12 +417,25 @@ fn bench(d: &Path) -> Bench {
 /// Register the phone's own Contact through its edge with Digest; the
 /// 200 as the phone sees it.
 fn register(realm_dir: &Path, phone: &mut Phone) -> Message {
+    register_with(realm_dir, phone, &[])
+}
+
+/// The certificate bob's phone registers as it is (`register --cert`,
+/// under Digest auth-int, which the phone computes over its own body):
+/// the registrar then answers certificate queries for bob, which a
+/// sealer asks before it seals alice's INVITE.
+fn bobs_cert(d: &Path) -> String {
+    s(&d.join("bob-id/cert.pem")).to_owned()
+}
+
+/// [`register`] with `extra` flags for `sipseal register`.
+fn register_with(realm_dir: &Path, phone: &mut Phone, extra: &[&str]) -> Message {
     let realm = Realm {
         dir: realm_dir.to_owned(),
         name: "b.example.com".into(),
     };
     let contact = phone.contact();
-    let first = realm.register_request(phone.user, &contact, &[]);
+    let first = realm.register_request(phone.user, &contact, extra);
     let first = phone.own_via(&first);
     phone.send(&first);
     let challenge = phone.final_response();
@@ -432,7 +445,7 @@ fn register(realm_dir: &Path, phone: &mut Phone) -> Message {
         "{}",
         String::from_utf8_lossy(&challenge.to_bytes())
     );
-    let authorized = realm.authorized(phone.user, &contact, &challenge, &[]);
+    let authorized = realm.authorized(phone.user, &contact, &challenge, extra);
     let authorized = phone.own_via(&authorized);
     phone.send(&authorized);
     phone.final_response()
@@ -448,8 +461,12 @@ fn phones_register_and_call_through_their_edges_plain_on_both_ends() {
 
     // REGISTER with Digest through each edge: the phone sees its own
     // Contact in the 200, no token, no body.
-    for phone in [&mut alice, &mut bob] {
-        let ok = register(d, phone);
+    let cert = bobs_cert(d);
+    for (phone, extra) in [
+        (&mut alice, vec![]),
+        (&mut bob, vec!["--cert", cert.as_str()]),
+    ] {
+        let ok = register_with(d, phone, &extra);
         assert_eq!(
             ok.status(),
             Some(200),
@@ -798,10 +815,12 @@ fn sipp_as_bobs_phone_answers_a_call_through_both_edges() {
         name: "b.example.com".into(),
     };
     let contact = format!("<sip:bob@127.0.0.1:{sipp_port}>");
-    let first = bob_registrar.own_via(&realm.register_request("bob", &contact, &[]));
+    let cert = bobs_cert(d);
+    let with_cert = ["--cert", cert.as_str()];
+    let first = bob_registrar.own_via(&realm.register_request("bob", &contact, &with_cert));
     bob_registrar.send(&first);
     let challenge = bob_registrar.final_response();
-    let authorized = realm.authorized("bob", &contact, &challenge, &[]);
+    let authorized = realm.authorized("bob", &contact, &challenge, &with_cert);
     let authorized = bob_registrar.own_via(&authorized);
     bob_registrar.send(&authorized);
     assert_eq!(
