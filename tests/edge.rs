@@ -1100,3 +1100,107 @@ fn the_ack_of_a_refusal_by_the_edge_stays_at_the_edge() {
         bench.logs()
     );
 }
+
+/// alice's phone cancels a ringing call: bob's phone gets the CANCEL,
+/// answers it 200 and the INVITE 487; alice's phone gets both, and its
+/// ACK of the 487 reaches bob's phone.
+#[test]
+fn a_call_the_caller_cancels_is_cancelled_at_the_callees_phone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let bench = bench(d);
+    let mut alice = Phone::on("127.0.0.1", bench.edge_a.port("udp"), "alice");
+    let mut bob = Phone::on("127.0.0.1", bench.edge_b.port("udp"), "bob");
+    let cert = bobs_cert(d);
+    assert_eq!(
+        register(d, &mut alice).status(),
+        Some(200),
+        "{}",
+        bench.logs()
+    );
+    assert_eq!(
+        register_with(d, &mut bob, &["--cert", &cert]).status(),
+        Some(200),
+        "{}",
+        bench.logs()
+    );
+    let call_id = "edge-cancel-1";
+    let offer = sdp("alice", 1, "sendrecv");
+    let head = |method: &str| {
+        format!(
+            "{method} sip:bob@b.example.com SIP/2.0\r\nVia: SIP/2.0/UDP {a};branch=z9hG4bK-c1;rport\r\nMax-Forwards: 70\r\n\
+From: <sip:alice@b.example.com>;tag=a5\r\nTo: <sip:bob@b.example.com>\r\nCall-ID: {call_id}\r\nCSeq: 1 {method}\r\n",
+            a = alice.local()
+        )
+    };
+    let invite = format!(
+        "{}Contact: <sip:alice@{}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{offer}",
+        head("INVITE"),
+        alice.local(),
+        offer.len()
+    );
+    alice.send(invite.as_bytes());
+    let at_bob = loop {
+        let m = bob.recv();
+        if m.method() == Some("INVITE") {
+            break m;
+        }
+    };
+    bob.answer(&response(&at_bob, 180, "Ringing", "b5", &bob.contact(), ""));
+    loop {
+        if alice.recv().status() == Some(180) {
+            break;
+        }
+    }
+    alice.send(format!("{}Content-Length: 0\r\n\r\n", head("CANCEL")).as_bytes());
+    let cancel = loop {
+        let m = bob.recv();
+        if m.method() == Some("CANCEL") {
+            break m;
+        }
+    };
+    bob.answer(&response(&cancel, 200, "OK", "b5", &bob.contact(), ""));
+    bob.answer(&response(
+        &at_bob,
+        487,
+        "Request Terminated",
+        "b5",
+        &bob.contact(),
+        "",
+    ));
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let m = alice
+            .recv_within(10)
+            .unwrap_or_else(|| panic!("alice got {got:?}\n{}", bench.logs()));
+        if let (Some(status), Ok(cseq)) = (m.status(), m.cseq())
+            && status >= 200
+        {
+            got.push((status, cseq.method));
+        }
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        vec![(200, "CANCEL".to_owned()), (487, "INVITE".to_owned())],
+        "{}",
+        bench.logs()
+    );
+    alice.send(
+        format!(
+            "{}Content-Length: 0\r\n\r\n",
+            head("ACK").replace(
+                "To: <sip:bob@b.example.com>",
+                "To: <sip:bob@b.example.com>;tag=b5"
+            )
+        )
+        .as_bytes(),
+    );
+    let ack = loop {
+        let m = bob.recv();
+        if m.method() == Some("ACK") {
+            break m;
+        }
+    };
+    assert_eq!(ack.call_id().unwrap(), call_id);
+}

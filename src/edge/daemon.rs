@@ -763,7 +763,9 @@ async fn phone_request(shared: &Arc<Shared>, mut msg: Message, from: PhoneDest) 
     // `ob`) and record-routes with a flow token, so the far end's
     // requests in the dialog come back down this flow (RFC 5626 §5.3).
     let phone_vias = route::take_vias_below_top(&mut out);
-    if method == "ACK" {
+    // An ACK has no response; a CANCEL's 200 comes back on the INVITE's
+    // transaction (the same branch), which passes it to the phone.
+    if method == "ACK" || method == "CANCEL" {
         let sent = match flow.with_via(&out) {
             Ok(m) => flow.send(&m).await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
@@ -901,6 +903,10 @@ async fn responses(shared: Arc<Shared>, mut tr: crate::net::flow::Transaction, c
         };
         let Ok(r) = next else { return };
         let status = r.status().unwrap_or_default();
+        // A CANCEL's 200 on this INVITE's transaction: passed on, no more.
+        let of_this = r
+            .cseq()
+            .is_ok_and(|c| c.method.eq_ignore_ascii_case(method));
         let Some(mut r) = routing::forward_response(&r) else {
             continue;
         };
@@ -930,6 +936,7 @@ async fn responses(shared: Arc<Shared>, mut tr: crate::net::flow::Transaction, c
             });
         }
         if creates
+            && of_this
             && (101..300).contains(&status)
             && let Some(listen) = shared.listener(from.transport)
         {
@@ -957,11 +964,11 @@ async fn responses(shared: Arc<Shared>, mut tr: crate::net::flow::Transaction, c
                 "drop: the phone is gone"
             },
         );
-        if status >= 200 {
+        if of_this && status >= 200 {
             if method == "INVITE" && status < 300 {
                 // The 2xx's retransmissions follow it (RFC 3261 §13.3.1.4).
                 deadline.get_or_insert(tokio::time::Instant::now() + RETRANSMIT_WINDOW);
-            } else if method != "CANCEL" {
+            } else {
                 return;
             }
         }
