@@ -323,8 +323,8 @@ fn bench_with(d: &Path, registrar_extra: &[&str]) -> Bench {
     let realm = Realm::new(d, "b.example.com", &["alice", "bob"], false);
     let alice = identity(d, "alice");
     let bob = identity(d, "bob");
-    // What the real sealer reads: no relay disclosed to, peers without a
-    // certificate refused; the placeholder only reads the file.
+    // The disclosure policy: no relay disclosed to, peers without a
+    // certificate refused.
     common::write(
         d,
         "policy.yaml",
@@ -334,8 +334,13 @@ fn bench_with(d: &Path, registrar_extra: &[&str]) -> Bench {
     let registrar = realm.registrar(
         s(&registry),
         &["udp:127.0.0.1:0", "tcp:127.0.0.1:0"],
-        registrar_extra,
+        &[&["--max-expires", "86400"], registrar_extra].concat(),
     );
+    // Certificates the registrar answers certificate queries with (the
+    // sealer looks the peer up): each user PUBLISHes a CSR once, for a
+    // day (longer than a registration: the edge adds no CSR then).
+    realm.publish(registrar.port("tcp"), "alice", &alice, 86_400);
+    realm.publish(registrar.port("tcp"), "bob", &bob, 86_400);
     let relay_hosts = common::write(
         d,
         "relay-hosts",
@@ -1223,6 +1228,64 @@ fn a_tcp_phone_registers_and_an_aor_without_identity_is_refused() {
         bench.edge_b.logged("\"reloaded\""),
         "{}",
         bench.edge_b.log_text()
+    );
+}
+
+/// A call the sealer refuses (the peer has no certificate: 488 with a
+/// Warning) ends at the edge: the phone's ACK of that 488 is absorbed
+/// (RFC 3261 §16.11, the answer's To tag is the edge's own), never sent
+/// on to the relay. (baresip's ACK of such a 488 reached the relays.)
+#[test]
+fn the_ack_of_a_refusal_by_the_edge_stays_at_the_edge() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let bench = bench(d);
+    let mut alice = Phone::on("127.0.0.1", bench.edge_a.port("udp"), "alice");
+    let ok = register(d, &mut alice);
+    assert_eq!(ok.status(), Some(200), "{}", bench.logs());
+    let call_id = "refused-call-1";
+    let from = "<sip:alice@b.example.com>;tag=r1";
+    let body = sdp("alice", 1, "sendrecv");
+    let invite = in_dialog(
+        &mut alice,
+        "INVITE",
+        "sip:nobody@b.example.com",
+        &[],
+        from,
+        "<sip:nobody@b.example.com>",
+        call_id,
+        1,
+        &body,
+    );
+    alice.send(&invite);
+    let refused = alice.final_response();
+    assert_eq!(refused.status(), Some(488), "{}", bench.logs());
+    let warning = refused.header("Warning").unwrap_or_default();
+    assert!(
+        warning.contains("no certificate for sip:nobody@b.example.com"),
+        "{warning}"
+    );
+    // The ACK: the INVITE's branch and CSeq number, the 488's To.
+    let via = Message::parse(&invite)
+        .unwrap()
+        .header("Via")
+        .unwrap()
+        .to_owned();
+    let to = refused.header("To").unwrap().to_owned();
+    let ack = format!(
+        "ACK sip:nobody@b.example.com SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+    );
+    alice.send(ack.as_bytes());
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        bench.edge_a.logged("absorbed"),
+        "{}",
+        bench.edge_a.log_text()
+    );
+    assert!(
+        !bench.relay.log_text().contains(call_id),
+        "the refused call reached the relay\n{}",
+        bench.logs()
     );
 }
 

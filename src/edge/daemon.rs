@@ -324,10 +324,26 @@ impl Shared {
     }
 
     fn refusal(&self, request: &Message, status: Status, why: &str) -> Option<Message> {
-        self.answer(
-            request,
-            Answer::new(status).with_warning(&self.config.agent, why),
-        )
+        let mut answer = Answer::new(status).with_warning(&self.config.agent, why);
+        if request.to_tag().ok().flatten().is_none() {
+            answer = answer.with_to_tag(routing::local_tag(&self.config.secret, request));
+        }
+        self.answer(request, answer)
+    }
+
+    /// The edge's own final answer to a phone request `request` (a
+    /// refusal of the sealer's) with the To tag of a stateless proxy's
+    /// answer (RFC 3261 §16.11), so that the phone's ACK of it is known
+    /// for the edge's own and absorbed; a request already in a dialog
+    /// keeps the dialog's tag.
+    fn own_tag(&self, request: &Message, mut answer: Message) -> Message {
+        if request.to_tag().ok().flatten().is_none()
+            && let Some(to) = request.header("To")
+        {
+            let tag = routing::local_tag(&self.config.secret, request);
+            answer.set_header("To", &format!("{to};tag={tag}"));
+        }
+        answer
     }
 
     /// The flow, waiting a little for it to (re)open.
@@ -660,6 +676,11 @@ async fn phone_message(shared: &Arc<Shared>, mut msg: Message, from: PhoneDest) 
 /// to the phone.
 async fn phone_request(shared: &Arc<Shared>, mut msg: Message, from: PhoneDest) {
     let method = msg.method().unwrap_or_default().to_owned();
+    // The ACK of the edge's own refusal ends here (RFC 3261 §16.11).
+    if routing::acks_own_answer(&msg, &shared.config.secret) {
+        log("phone", &msg, "absorbed: the ACK of the edge's own answer");
+        return;
+    }
     // Refusals answer the request as the phone sent it.
     let original = msg.clone();
     let refuse = |status: Status, why: &str| shared.refusal(&original, status, why);
@@ -732,6 +753,7 @@ async fn phone_request(shared: &Arc<Shared>, mut msg: Message, from: PhoneDest) 
         msg = match shared.sealer.outgoing(msg, identity).await {
             Toward::Send(m) => m,
             Toward::Answer(r) => {
+                let r = shared.own_tag(&original, r);
                 let _ = shared.to_phone(from, &r).await;
                 log("phone", &r, "answered by the sealer");
                 return;

@@ -242,6 +242,9 @@ pub struct Config {
     pub audio_source: Option<String>,
     /// More config lines (`module srtp.so`, `rtp_timeout 10`, ...).
     pub extra: Vec<String>,
+    /// `net_interface`: the address its SDP offers for media (RTP is
+    /// bound on 0.0.0.0 all the same); 127.0.0.1 when `None`.
+    pub media_address: Option<String>,
 }
 
 impl Config {
@@ -257,6 +260,7 @@ impl Config {
             cafile: None,
             audio_source: None,
             extra: Vec::new(),
+            media_address: None,
         }
     }
 
@@ -275,7 +279,7 @@ impl Config {
              rtp_stats\t\tyes\n\
              ringback_disabled\tyes\n\
              statmode_default\toff\n\
-             net_interface\t\t127.0.0.1\n\
+             net_interface\t\t{media}\n\
              dns_server\t\t127.0.0.1:53\n\
              module_path\t\t/usr/lib/baresip/modules\n\
              module\t\t\tg711.so\n\
@@ -286,6 +290,7 @@ impl Config {
              ctrl_tcp_listen\t\t127.0.0.1:{ctrl}\n",
             sip = self.sip_port,
             ctrl = self.ctrl_port,
+            media = self.media_address.as_deref().unwrap_or("127.0.0.1"),
             source = self
                 .audio_source
                 .clone()
@@ -448,7 +453,7 @@ impl Baresip {
     }
 
     /// Send `cmd params` (a long command name: `dial`, `hangup`,
-    /// `accept`, `reginfo`, `listcalls`, `callstat`, `answermode`,
+    /// `accept`, `hold`, `resume`, `reginfo`, `listcalls`, `callstat`, `answermode`,
     /// `uanew`, `uadel`, `quit`, `help`) and return its response
     /// (`{"response":true,"ok":..,"data":"..","token":".."}`; `ok` is false
     /// only for an unknown command: a failed dial is `ok` and then a
@@ -496,6 +501,19 @@ impl Baresip {
     /// outgoing call rings, 486 to an incoming one.
     pub fn hangup(&mut self) {
         self.command_ok("hangup", "");
+    }
+
+    /// Put the current call on hold (`hold`): a re-INVITE whose SDP
+    /// makes its audio `a=sendonly` (baresip 1.0 keeps sending; the peer
+    /// answers `recvonly`). The outcome shows on the wire, not as an event.
+    pub fn hold(&mut self) {
+        self.command_ok("hold", "");
+    }
+
+    /// Take the current call off hold (`resume`): a re-INVITE back to
+    /// `a=sendrecv`.
+    pub fn resume(&mut self) {
+        self.command_ok("resume", "");
     }
 
     /// Answer the incoming call (answer mode `manual`). baresip answers

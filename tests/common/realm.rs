@@ -122,6 +122,58 @@ impl Realm {
     }
 }
 
+impl Realm {
+    /// Give `user` a certificate the registrar answers certificate
+    /// queries with and no binding: a PUBLISH with a CSR for the key in
+    /// `identity` (Digest, auth-int over the CSR) to the registrar's TCP
+    /// `port`, valid `expires` seconds (at most the registrar's
+    /// `--max-expires`), the 200's certificate installed as
+    /// `identity/cert.pem`.
+    /// (The edge cannot enrol at the phone's REGISTER under sipseal's
+    /// registrar: the phone's Digest does not cover the CSR.)
+    #[allow(dead_code)]
+    pub fn publish(&self, port: u16, user: &str, identity: &Path, expires: u32) {
+        let aor = format!("sip:{user}@{}", self.name);
+        let request = |extra: &[&str]| {
+            sipseal()
+                .current_dir(&self.dir)
+                .args(["register", "--uri", &aor, "--publish"])
+                .args(["--identity", s(identity)])
+                .args(["--expires", &expires.to_string()])
+                .args(extra)
+                .succeeds()
+                .stdout
+        };
+        let mut wire = Wire::tcp(port);
+        wire.send(&wire.own_via(&request(&[])));
+        let challenge = wire.final_response().expect("the registrar's 401");
+        assert_eq!(challenge.status(), Some(401), "PUBLISH for {aor}");
+        let file = self.dir.join(format!("{user}-publish-401.sip"));
+        std::fs::write(&file, challenge.to_bytes()).unwrap();
+        let pw = self.dir.join(format!("{user}.pw"));
+        wire.send(&wire.own_via(&request(&[
+            "--challenge",
+            s(&file),
+            "--password-file",
+            s(&pw),
+        ])));
+        let ok = wire.final_response().expect("the registrar's 200");
+        assert_eq!(
+            ok.status(),
+            Some(200),
+            "PUBLISH for {aor}: {}",
+            String::from_utf8_lossy(&ok.to_bytes())
+        );
+        let file = self.dir.join(format!("{user}-publish-200.sip"));
+        std::fs::write(&file, ok.to_bytes()).unwrap();
+        sipseal()
+            .current_dir(&self.dir)
+            .args(["register", "--accept", s(&file), "--identity", s(identity)])
+            .args(["--trust", "ca/cert.pem"])
+            .succeeds();
+    }
+}
+
 /// A user agent on a raw socket: UDP (to one server) or a TCP
 /// connection it keeps.
 pub enum Wire {
