@@ -390,6 +390,10 @@ impl Network {
                 s(&report_a),
                 "--record",
                 s(&spool_a),
+                // Pinholes in this namespace's own nftables (root, as
+                // the test runs): proxy-a reads the media addresses.
+                "--firewall",
+                "nft",
             ],
             &env,
         );
@@ -992,6 +996,12 @@ fn the_flagship_walkthrough_two_baresip_phones_across_two_relays() {
     bob.expect_event(&["CALL_RTPESTAB"], WAIT);
     let call = up["id"].as_str().unwrap().to_owned();
     net.wait_both(&call, "ACK", None, 1);
+    // proxy-a opened the offer and the answer, both signed inside: the
+    // call's pinholes are in the kernel (each phone's media address).
+    let open = pinholes();
+    for addr in [media_address("alice"), media_address("bob")] {
+        assert!(open.contains(addr), "no pinhole for {addr}:\n{open}");
+    }
     std::thread::sleep(CALL_MEDIA);
 
     // Hold and resume: alice's re-INVITEs, answered by bob.
@@ -1015,6 +1025,15 @@ fn the_flagship_walkthrough_two_baresip_phones_across_two_relays() {
     bob.expect_event(&["CALL_CLOSED"], WAIT);
     alice.expect_event(&["CALL_CLOSED"], WAIT);
     net.wait_both(&call, "BYE", Some(200), 1);
+    // The BYE closed them (the table itself stays).
+    let closed = pinholes();
+    assert!(closed.contains("table inet sipseal"), "{closed}");
+    for addr in [media_address("alice"), media_address("bob")] {
+        assert!(
+            !closed.contains(addr),
+            "{addr} still open after the BYE:\n{closed}"
+        );
+    }
 
     // A peer without a certificate: edge A's policy refuses the call
     // (488 with a Warning) and nothing of it leaves for the network.
@@ -1203,4 +1222,13 @@ fn the_flagship_walkthrough_two_baresip_phones_across_two_relays() {
         keylog.display(),
         out.join("edge-flagship.txt").display()
     );
+}
+
+/// The namespace's `table inet sipseal`, as `nft list` shows it.
+fn pinholes() -> String {
+    let out = Command::new("nft")
+        .args(["list", "table", "inet", "sipseal"])
+        .output()
+        .expect("nft runs (.ci/run installs nftables)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
