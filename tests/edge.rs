@@ -966,9 +966,42 @@ fn a_body_for_one_user_is_never_opened_for_another_users_phone() {
         edge.log_text(),
         bench.logs()
     );
+    // The ACK of that 493 (hop by hop, RFC 3261 §17.1.1.3) reaches the
+    // edge and ends there: the phone never saw the INVITE.
+    let tag = answer
+        .to_tag()
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!tag.is_empty(), "the edge's answer has a To tag");
+    m.set_start_line(sipseal::sip::StartLine::Request {
+        method: "ACK".into(),
+        uri: "sip:alice@b.example.com".into(),
+    });
+    m.set_header("To", answer.header("To").unwrap());
+    let cseq = m.header("CSeq").unwrap().replace("INVITE", "ACK");
+    m.set_header("CSeq", &cseq);
+    m.set_body(Vec::new());
+    m.remove_headers("Content-Type");
+    let via = String::from_utf8_lossy(&sent)
+        .lines()
+        .find(|l| l.starts_with("Via:"))
+        .unwrap()
+        .trim_start_matches("Via:")
+        .trim()
+        .to_owned();
+    m.set_header("Via", &via);
+    mallory.send(&m.to_bytes());
     assert!(
         alice.recv_within(2).is_none(),
-        "something reached alice's phone"
+        "something reached alice's phone\n{}",
+        edge.log_text()
+    );
+    assert!(
+        edge.logged("absorbed: the ACK of the edge's own answer"),
+        "{}",
+        edge.log_text()
     );
 }
 

@@ -1108,6 +1108,16 @@ async fn phone_response(shared: &Arc<Shared>, msg: Message) {
 async fn network_request(shared: &Arc<Shared>, flow: &Flow, msg: Message) {
     let method = msg.method().unwrap_or_default().to_owned();
     let key = shared.config.secret;
+    // The ACK of the edge's own refusal ends here (RFC 3261 §16.11): the
+    // phone never saw the request.
+    if routing::acks_own_answer(&msg, &key) {
+        log(
+            "network",
+            &msg,
+            "absorbed: the ACK of the edge's own answer",
+        );
+        return;
+    }
     let answer = |status: Status, why: &str| shared.refusal(&msg, status, why);
     let phone = match route::phone_of_uri(&key, msg.request_uri().unwrap_or_default()) {
         Ok(p) => p,
@@ -1153,6 +1163,7 @@ async fn network_request(shared: &Arc<Shared>, flow: &Flow, msg: Message) {
     let mut m = match shared.sealer.incoming(msg.clone(), identity).await {
         Toward::Send(m) => m,
         Toward::Answer(r) => {
+            let r = shared.own_tag(&msg, r);
             let _ = flow.send(&r).await;
             log("network", &r, "answered by the sealer");
             return;
