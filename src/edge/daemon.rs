@@ -870,8 +870,8 @@ async fn add_csr(user: &User, msg: &mut Message) -> Option<Enrolling> {
     let psk = user.psk.clone();
     let mut with_csr = msg.clone();
     let made = tokio::task::spawn_blocking(move || {
-        let key = crate::keys::identity::load_any_private_key(&path).map_err(|e| e.to_string())?;
-        let body = crate::registrar::enrol::csr_body(&key, &aor).map_err(|e| e.to_string())?;
+        let key = crate::keys::identity::load_any_private_key(&path)?;
+        let body = crate::registrar::enrol::csr_body(&key, &aor)?;
         with_csr.set_header("Content-Type", &body.content_type);
         with_csr.set_body(body.bytes);
         // Sealed under the AOR's PSK (KEKRecipientInfo): the registrar
@@ -882,11 +882,9 @@ async fn add_csr(user: &User, msg: &mut Message) -> Option<Enrolling> {
                 ..Default::default()
             };
             let mut ctx = Context::new(None, None);
-            with_csr = crate::sealing::seal_message(&with_csr, &spec, &mut ctx)
-                .map_err(|e| e.to_string())?
-                .message;
+            with_csr = crate::sealing::seal_message(&with_csr, &spec, &mut ctx)?.message;
         }
-        Ok::<_, String>((key, with_csr))
+        Ok::<_, crate::registrar::enrol::EnrolError>((key, with_csr))
     })
     .await;
     match made {

@@ -15,7 +15,7 @@ use sipseal::context::Context;
 use sipseal::edge::body::{Sealer, SealerConfig};
 use sipseal::edge::daemon::{Edge, EdgeConfig, User};
 use sipseal::net::flow::FlowLimits;
-use sipseal::net::{Hosts, Target, Transport};
+use sipseal::net::{Target, Transport};
 use sipseal::state::SessionStore;
 
 use crate::args::{StateArgs, identity_at, load_anchors, load_psk};
@@ -189,30 +189,9 @@ pub fn run(args: EdgeArgs, ctx: &mut Context) -> Result<Exit, Error> {
         registrar_trust = trust.clone();
     }
     let users = users(&args)?;
-    let hosts = match &args.hosts {
-        Some(p) => Hosts::load(p).map_err(|why| {
-            Error::usage(
-                why.to_string(),
-                "lines of ADDRESS[:PORT] NAME..., as /etc/hosts",
-            )
-        })?,
-        None => Hosts::default(),
-    };
-    let outbound = Target::parse(&args.outbound, &hosts).map_err(|why| {
-        Error::usage(
-            why.to_string(),
-            "e.g. --outbound tls:proxy-a.a.example.com:5061 (with --hosts for a name DNS does not know)",
-        )
-    })?;
-    if outbound.transport != Transport::Tls {
-        return Err(Error::usage(
-            format!(
-                "--outbound {}: the edge's flow is mutual TLS",
-                args.outbound
-            ),
-            "give --outbound tls:HOST:PORT",
-        ));
-    }
+    let hosts = crate::live::load_hosts(args.hosts.as_deref())?;
+    let outbound =
+        crate::live::tls_outbound(&args.outbound, &hosts, "edge", "proxy-a.a.example.com")?;
     let cert_query = match &args.cert_query {
         Some(c) => Some(Target::parse(c, &hosts).map_err(|why| {
             Error::usage(

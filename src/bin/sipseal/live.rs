@@ -14,6 +14,44 @@ use tokio::sync::Notify;
 
 use crate::error::Error;
 
+/// The `--hosts` file (lines of `ADDRESS[:PORT] NAME...`), or none.
+pub fn load_hosts(path: Option<&std::path::Path>) -> Result<sipseal::net::Hosts, Error> {
+    match path {
+        Some(p) => sipseal::net::Hosts::load(p).map_err(|why| {
+            Error::usage(
+                why.to_string(),
+                "lines of ADDRESS[:PORT] NAME..., as /etc/hosts",
+            )
+        }),
+        None => Ok(sipseal::net::Hosts::default()),
+    }
+}
+
+/// `--outbound tls:HOST:PORT` of a daemon (`who`) whose flow is mutual
+/// TLS, `example` its relay's name in the hint.
+pub fn tls_outbound(
+    outbound: &str,
+    hosts: &sipseal::net::Hosts,
+    who: &str,
+    example: &str,
+) -> Result<sipseal::net::Target, Error> {
+    let target = sipseal::net::Target::parse(outbound, hosts).map_err(|why| {
+        Error::usage(
+            why.to_string(),
+            format!(
+                "e.g. --outbound tls:{example}:5061 (with --hosts for a name DNS does not know)"
+            ),
+        )
+    })?;
+    if target.transport != Transport::Tls {
+        return Err(Error::usage(
+            format!("--outbound {outbound}: the {who}'s flow is mutual TLS"),
+            "give --outbound tls:HOST:PORT",
+        ));
+    }
+    Ok(target)
+}
+
 /// `TRANSPORT:HOST:PORT` of --listen.
 pub fn listen_addr(s: &str) -> Result<(Transport, SocketAddr), Error> {
     let bad = || {

@@ -17,7 +17,6 @@ use sipseal::datachannel::terminal::{Policy, RegisterError};
 use sipseal::keys::Identity;
 use sipseal::net::flow::FlowLimits;
 use sipseal::net::tls::TlsSetup;
-use sipseal::net::{Hosts, Target, Transport};
 use sipseal::session::Limits;
 
 use crate::args::{identity_at, load_anchors, read_password_file};
@@ -198,30 +197,9 @@ pub fn run(args: TerminalArgs, ctx: &mut Context) -> Result<Exit, Error> {
             "give --identity a certificate with a SAN URI (sipseal keys generate --uri sip:USER@DOMAIN)",
         )
     })?;
-    let hosts = match &args.hosts {
-        Some(p) => Hosts::load(p).map_err(|why| {
-            Error::usage(
-                why.to_string(),
-                "lines of ADDRESS[:PORT] NAME..., as /etc/hosts",
-            )
-        })?,
-        None => Hosts::default(),
-    };
-    let outbound = Target::parse(&args.outbound, &hosts).map_err(|why| {
-        Error::usage(
-            why.to_string(),
-            "e.g. --outbound tls:proxy-b.b.example.com:5061 (with --hosts for a name DNS does not know)",
-        )
-    })?;
-    if outbound.transport != Transport::Tls {
-        return Err(Error::usage(
-            format!(
-                "--outbound {}: the terminal's flow is mutual TLS",
-                args.outbound
-            ),
-            "give --outbound tls:HOST:PORT",
-        ));
-    }
+    let hosts = crate::live::load_hosts(args.hosts.as_deref())?;
+    let outbound =
+        crate::live::tls_outbound(&args.outbound, &hosts, "terminal", "proxy-b.b.example.com")?;
     let serve = serve_addr(&args.serve)?;
     let password = read_password_file(&args.password_file)?;
     for a in &args.allow {
