@@ -379,7 +379,8 @@ impl Shared {
             .map_err(|e| DaemonError::Tls(e.to_string()))
     }
 
-    async fn to_phone(self: &Arc<Self>, dest: PhoneDest, msg: &Message) -> Result<(), String> {
+    async fn to_phone(self: &Arc<Self>, dest: PhoneDest, msg: &Message) -> std::io::Result<()> {
+        use std::io::{Error, ErrorKind};
         let bytes = msg.to_bytes();
         match dest.transport {
             Transport::Udp => {
@@ -389,11 +390,8 @@ impl Shared {
                     .find(|(l, _)| l.is_ipv4() == dest.addr.is_ipv4())
                     .or_else(|| self.udp.first())
                     .map(|(_, s)| Arc::clone(s))
-                    .ok_or("no udp: listener")?;
-                sock.send_to(&bytes, dest.addr)
-                    .await
-                    .map(drop)
-                    .map_err(|e| e.to_string())
+                    .ok_or_else(|| Error::new(ErrorKind::NotConnected, "no udp: listener"))?;
+                sock.send_to(&bytes, dest.addr).await.map(drop)
             }
             Transport::Tcp => {
                 let existing = lock(&self.tcp).get(&dest.addr).cloned();
@@ -405,17 +403,19 @@ impl Shared {
                             TcpStream::connect(dest.addr),
                         )
                         .await
-                        .map_err(|_| "connect timed out".to_owned())?
-                        .map_err(|e| e.to_string())?;
-                        let local = stream.local_addr().map_err(|e| e.to_string())?;
+                        .map_err(|_| Error::new(ErrorKind::TimedOut, "connect timed out"))??;
+                        let local = stream.local_addr()?;
                         attach(Arc::clone(self), stream, dest.addr, local, None)
                     }
                 };
                 tx.send(bytes)
                     .await
-                    .map_err(|_| "the connection closed".to_owned())
+                    .map_err(|_| Error::new(ErrorKind::BrokenPipe, "the connection closed"))
             }
-            Transport::Tls => Err("no TLS on the phone side".into()),
+            Transport::Tls => Err(Error::new(
+                ErrorKind::Unsupported,
+                "no TLS on the phone side",
+            )),
         }
     }
 

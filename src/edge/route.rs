@@ -13,8 +13,6 @@
 use std::net::{IpAddr, SocketAddr};
 
 use base64::Engine as _;
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
 
 use crate::net::Transport;
 use crate::sip::Message;
@@ -68,21 +66,7 @@ impl Phone {
 }
 
 fn mac(key: &[u8; 32], payload: &[u8]) -> [u8; MAC_LEN] {
-    let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("any key length");
-    m.update(b"sipseal edge contact");
-    m.update(payload);
-    let full = m.finalize().into_bytes();
-    let mut out = [0u8; MAC_LEN];
-    out.copy_from_slice(&full[..MAC_LEN]);
-    out
-}
-
-fn transport_byte(t: Transport) -> u8 {
-    match t {
-        Transport::Udp => b'u',
-        Transport::Tcp => b't',
-        Transport::Tls => b's',
-    }
+    crate::relay::flow::labelled_mac(key, b"sipseal edge contact", payload)
 }
 
 /// The token of `aor`'s phone Contact `uri` reached over `transport`
@@ -92,7 +76,10 @@ pub fn token(key: &[u8; 32], aor: &str, transport: Transport, uri: &str) -> Opti
     if uri.len() > MAX_URI || aor.len() > MAX_AOR {
         return None;
     }
-    let mut payload = vec![transport_byte(transport), aor.len() as u8];
+    let mut payload = vec![
+        crate::relay::flow::transport_byte(transport),
+        aor.len() as u8,
+    ];
     payload.extend_from_slice(aor.as_bytes());
     payload.extend_from_slice(uri.as_bytes());
     let mut bytes = mac(key, &payload).to_vec();

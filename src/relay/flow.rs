@@ -23,16 +23,28 @@ use crate::sip::uri::HopUri;
 const MAC_LEN: usize = 10;
 
 fn mac(key: &[u8; 32], payload: &[u8]) -> [u8; MAC_LEN] {
+    labelled_mac(key, b"sipseal flow token", payload)
+}
+
+/// HMAC-SHA256 under `key` of `label` then `payload`, its first `N`
+/// bytes: the MAC of a token a stateless hop hands out and checks when
+/// it comes back (this flow token, the edge's phone token).
+pub(crate) fn labelled_mac<const N: usize>(
+    key: &[u8; 32],
+    label: &[u8],
+    payload: &[u8],
+) -> [u8; N] {
     let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("any key length");
-    m.update(b"sipseal flow token");
+    m.update(label);
     m.update(payload);
     let full = m.finalize().into_bytes();
-    let mut out = [0u8; MAC_LEN];
-    out.copy_from_slice(&full[..MAC_LEN]);
+    let mut out = [0u8; N];
+    out.copy_from_slice(&full[..N]);
     out
 }
 
-fn transport_byte(t: Transport) -> u8 {
+/// The byte a token writes for a transport.
+pub(crate) fn transport_byte(t: Transport) -> u8 {
     match t {
         Transport::Udp => b'u',
         Transport::Tcp => b't',
