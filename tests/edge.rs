@@ -8,7 +8,10 @@
 //! forged or missing phone token is refused (403/404) and nothing
 //! reaches the phone; a phone outside `--phones` gets nothing; edge A
 //! restarted mid-call (SIGTERM, started again on the same state) still
-//! carries the phone's BYE, which is answered.
+//! carries the phone's BYE, which is answered, and, before the phone
+//! registers again, requests from the network: bob's in the dialog and a
+//! new one by location (the relay's flow token names edge A's
+//! certificate, whose new connection carries the flow on).
 //!
 //! The assertions look only at what the phones receive and at the
 //! daemons' log lines, so they hold whatever the edge's sealer does to
@@ -688,6 +691,55 @@ Contact: <sip:alice@{a}>\r\nContent-Type: application/sdp\r\nContent-Length: {n}
     // goes through and is answered.
     bench.edge_a.stop();
     bench.edge_a = start(&bench.dir, "edge-a-again", &bench.edge_a_args);
+    // A request from bob's side of the dialog still reaches alice's
+    // phone: the relay's flow token names edge A's certificate as well as
+    // its old connection, and the restarted edge's new connection (the
+    // same certificate) carries it. The phone has not registered again.
+    let bob_info = |bob: &mut Phone, cseq: u32| {
+        in_dialog(
+            bob,
+            "INFO",
+            &alice_target,
+            &bob_routes,
+            &bob_from,
+            &bob_to,
+            call_id,
+            cseq,
+            "",
+        )
+    };
+    let mut at_alice = None;
+    let mut cseq = 12;
+    for _ in 0..15 {
+        // The new flow may not be up yet the first time (503): again, as a
+        // new transaction.
+        let info = bob_info(&mut bob, cseq);
+        bob.send(&info);
+        if let Some(m) = alice.recv_within(1) {
+            at_alice = Some(m);
+            break;
+        }
+        cseq += 1;
+    }
+    let at_alice = at_alice.unwrap_or_else(|| {
+        panic!(
+            "bob's INFO never reached alice's phone after edge A restarted\n{}",
+            bench.logs()
+        )
+    });
+    assert_eq!(at_alice.method(), Some("INFO"), "{}", bench.logs());
+    assert_eq!(
+        at_alice.request_uri(),
+        Some(alice.contact().trim_matches(['<', '>']))
+    );
+    alice.answer(&response(&at_alice, 200, "OK", "a1", &alice.contact(), ""));
+    let answered = loop {
+        let m = bob.final_response();
+        if m.cseq().is_ok_and(|c| c.seq == cseq) {
+            break m;
+        }
+    };
+    assert_eq!(answered.status(), Some(200), "{}", bench.logs());
     let bye = in_dialog(
         &mut alice,
         "BYE",
@@ -708,6 +760,30 @@ Contact: <sip:alice@{a}>\r\nContent-Type: application/sdp\r\nContent-Length: {n}
     let done = alice.final_response();
     assert_eq!(done.status(), Some(200), "{}", bench.logs());
     assert_eq!(done.cseq().unwrap().method, "BYE");
+
+    // A new request for alice, by location (her binding's Path names
+    // edge A's old connection and its certificate), reaches her phone
+    // through the restarted edge, still without a new REGISTER.
+    let options = in_dialog(
+        &mut bob,
+        "OPTIONS",
+        "sip:alice@b.example.com",
+        &[],
+        "<sip:bob@b.example.com>;tag=b9",
+        "<sip:alice@b.example.com>",
+        "after-restart-1",
+        1,
+        "",
+    );
+    bob.send(&options);
+    let at_alice = alice
+        .recv_within(10)
+        .unwrap_or_else(|| panic!("no OPTIONS at alice's phone\n{}", bench.logs()));
+    assert_eq!(at_alice.method(), Some("OPTIONS"), "{}", bench.logs());
+    alice.answer(&response(&at_alice, 200, "OK", "a9", &alice.contact(), ""));
+    let answered = bob.final_response();
+    assert_eq!(answered.status(), Some(200), "{}", bench.logs());
+    assert_eq!(answered.call_id().unwrap(), "after-restart-1");
 
     // The relay carried every request of the call.
     let relay_log = bench.relay.log_text();

@@ -45,6 +45,31 @@ impl Cert {
         })
     }
 
+    /// Who a TLS peer presenting this certificate is, in 8 bytes: the
+    /// first bytes of SHA-256 over its SAN URI (lower case), else over
+    /// its subject name. A renewed certificate for the same URI has the
+    /// same one, so a relay's flow token for a peer outlives its
+    /// connection (`relay::flow`).
+    pub fn flow_id(&self) -> [u8; 8] {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        h.update(b"sipseal flow peer\0");
+        match self.uri() {
+            Some(u) => h.update(u.to_ascii_lowercase().as_bytes()),
+            None => h.update(
+                self.cert
+                    .tbs_certificate()
+                    .subject()
+                    .to_der()
+                    .unwrap_or_default(),
+            ),
+        }
+        let full = h.finalize();
+        let mut out = [0u8; 8];
+        out.copy_from_slice(&full[..8]);
+        out
+    }
+
     /// The SubjectKeyIdentifier extension's bytes, when present.
     pub fn ski(&self) -> Option<Vec<u8>> {
         let (_, ski) = self

@@ -77,8 +77,11 @@ pub enum Dest {
     /// address literal, or DNS (RFC 3263: SRV, then A/AAAA).
     Locate(Hop),
     /// On the flow a peer opened (RFC 5626): its open connection, or over
-    /// UDP to its address; never a new connection.
-    Flow(Transport, SocketAddr),
+    /// UDP to its address; never a new connection. With the identity of
+    /// the certificate a TLS peer presented
+    /// ([`Cert::flow_id`]): once that connection is closed, the newest
+    /// open one in from a peer with that identity (an edge restarted).
+    Flow(Transport, SocketAddr, Option<[u8; 8]>),
 }
 
 impl std::fmt::Display for Dest {
@@ -90,7 +93,7 @@ impl std::fmt::Display for Dest {
                 Some(p) => write!(f, "{} {}:{p}", h.transport.token(), h.uri.host),
                 None => write!(f, "{} {}", h.transport.token(), h.uri.host),
             },
-            Dest::Flow(t, a) => write!(f, "the {} flow from {a}", t.token()),
+            Dest::Flow(t, a, _) => write!(f, "the {} flow from {a}", t.token()),
         }
     }
 }
@@ -279,6 +282,12 @@ const UNREACHABLE_FOR: Duration = Duration::from_secs(2);
 struct Conn {
     tx: Sender,
     cert: Option<Arc<Cert>>,
+    /// Its certificate's [`Cert::flow_id`] (TLS).
+    peer: Option<[u8; 8]>,
+    /// Whether the peer opened it.
+    inbound: bool,
+    /// When it opened.
+    since: Instant,
     local: SocketAddr,
     /// Whether its peer's sent-by is registered already (once per
     /// connection, so a peer cannot fill the table with made-up ports).
@@ -605,6 +614,29 @@ impl Shared {
             .cloned()
     }
 
+    /// The connection of a flow: the one it came in on while it is open,
+    /// else the newest open connection in from a TLS peer whose
+    /// certificate has the identity `peer` (a linear search, made only
+    /// for a flow token this relay made whose connection has closed).
+    fn flow_conn(
+        &self,
+        transport: Transport,
+        addr: SocketAddr,
+        peer: Option<[u8; 8]>,
+    ) -> Option<Conn> {
+        if let Some(c) = self.conn(&(transport, addr)) {
+            return Some(c);
+        }
+        let peer = peer.filter(|_| transport == Transport::Tls)?;
+        lock(&self.conns)
+            .iter()
+            .filter(|((t, _), c)| {
+                *t == Transport::Tls && c.inbound && c.peer == Some(peer) && !c.tx.is_closed()
+            })
+            .max_by_key(|(_, c)| c.since)
+            .map(|(_, c)| c.clone())
+    }
+
     fn remember(&self, key: ConnKey, conn: &Conn, replace: bool) {
         let mut conns = lock(&self.conns);
         match conns.get(&key) {
@@ -845,6 +877,9 @@ where
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(256);
     let conn = Conn {
         tx: tx.clone(),
+        peer: cert.as_ref().map(|c| c.flow_id()),
+        inbound: slot.is_some(),
+        since: Instant::now(),
         cert: cert.clone(),
         local,
         aliased: Arc::new(std::sync::atomic::AtomicBool::new(false)),
@@ -1224,9 +1259,9 @@ fn try_deliver(shared: &Shared, out: &Outgoing, peer: &Peer, back: Option<&Conn>
         Dest::Locate(hop) => hop
             .known_checked(&shared.config.hosts, &shared.config.hop_guard)
             .is_some_and(|t| t.is_ok_and(|t| to(&t))),
-        Dest::Flow(transport, addr) => match transport {
+        Dest::Flow(transport, addr, peer) => match transport {
             Transport::Udp => udp(*addr),
-            _ => queued(shared.conn(&(*transport, *addr))),
+            _ => queued(shared.flow_conn(*transport, *addr, *peer)),
         },
     }
 }
@@ -1246,7 +1281,9 @@ async fn deliver(
         let sent = match &out.dest {
             Dest::Back => send_back(shared, &out.msg, peer, back).await,
             Dest::To(target) => send_to(shared, &out.msg, target).await,
-            Dest::Flow(transport, addr) => send_on_flow(shared, &out.msg, *transport, *addr).await,
+            Dest::Flow(transport, addr, peer) => {
+                send_on_flow(shared, &out.msg, *transport, *addr, *peer).await
+            }
             Dest::Locate(hop) => match locate(shared, hop).await {
                 Ok(target) => send_to(shared, &out.msg, &target).await,
                 Err(e) => Err(e.into()),
@@ -1377,13 +1414,14 @@ async fn send_on_flow(
     msg: &Message,
     transport: Transport,
     addr: SocketAddr,
+    peer: Option<[u8; 8]>,
 ) -> Result<(), SendError> {
     let bytes = msg.to_bytes();
     if transport == Transport::Udp {
         return send_datagram(shared, &bytes, addr).await;
     }
     let conn = shared
-        .conn(&(transport, addr))
+        .flow_conn(transport, addr, peer)
         .ok_or(SendError::NoFlow(addr))?;
     conn.tx
         .send(bytes)

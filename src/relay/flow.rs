@@ -52,22 +52,65 @@ pub(crate) fn transport_byte(t: Transport) -> u8 {
     }
 }
 
-/// The flow token of a message that came over `transport` from `addr`
-/// (URL-safe base64: fit for a SIP URI's user part).
-pub fn token(key: &[u8; 32], transport: Transport, addr: SocketAddr) -> String {
+/// How many bytes of a TLS peer's identity a token carries
+/// ([`crate::keys::identity::Cert::flow_id`]).
+pub const PEER_LEN: usize = 8;
+
+/// The flow a token names: where the message came from and, for a TLS
+/// peer that presented a certificate, whose it was. The connection is
+/// the flow while it is open; once it closes, a newer connection from
+/// the same certificate identity carries the flow on (an edge that
+/// restarted reconnects from a new port, RFC 5626 §5.3 would answer 430).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowAt {
+    /// The transport it came over.
+    pub transport: Transport,
+    /// The far end's address (a stream's is its connection's).
+    pub addr: SocketAddr,
+    /// The peer certificate's identity, on TLS.
+    pub peer: Option<[u8; PEER_LEN]>,
+}
+
+impl FlowAt {
+    /// Whether a message from `transport`/`addr`, whose peer proved
+    /// identity `peer`, came on this flow (on its connection, or on a
+    /// newer one from the same certificate identity).
+    pub fn is_from(
+        &self,
+        transport: Transport,
+        addr: SocketAddr,
+        peer: Option<[u8; PEER_LEN]>,
+    ) -> bool {
+        transport == self.transport
+            && (addr == self.addr || (self.peer.is_some() && peer == self.peer))
+    }
+}
+
+/// The flow token of a message that came over `transport` from `addr`,
+/// from a peer whose certificate's identity is `peer` (TLS): URL-safe
+/// base64, fit for a SIP URI's user part.
+pub fn token(
+    key: &[u8; 32],
+    transport: Transport,
+    addr: SocketAddr,
+    peer: Option<[u8; PEER_LEN]>,
+) -> String {
     let mut payload = vec![transport_byte(transport)];
     match addr.ip().to_canonical() {
         IpAddr::V4(v4) => payload.extend_from_slice(&v4.octets()),
         IpAddr::V6(v6) => payload.extend_from_slice(&v6.octets()),
     }
     payload.extend_from_slice(&addr.port().to_be_bytes());
+    if let Some(p) = peer.filter(|_| transport == Transport::Tls) {
+        payload.extend_from_slice(&p);
+    }
     let mut bytes = mac(key, &payload).to_vec();
     bytes.extend_from_slice(&payload);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// The flow a token names, when this relay made it.
-pub fn flow(key: &[u8; 32], token: &str) -> Option<(Transport, SocketAddr)> {
+pub fn flow(key: &[u8; 32], token: &str) -> Option<FlowAt> {
     if token.len() > 64 {
         return None;
     }
@@ -86,6 +129,14 @@ pub fn flow(key: &[u8; 32], token: &str) -> Option<(Transport, SocketAddr)> {
         b's' => Transport::Tls,
         _ => return None,
     };
+    let (rest, peer) = match rest.len() {
+        6 | 18 => (rest, None),
+        14 | 26 if transport == Transport::Tls => {
+            let (a, p) = rest.split_at(rest.len() - PEER_LEN);
+            (a, Some(<[u8; PEER_LEN]>::try_from(p).ok()?))
+        }
+        _ => return None,
+    };
     let (ip, port) = match rest.len() {
         6 => {
             let o: [u8; 4] = rest.get(..4)?.try_into().ok()?;
@@ -98,7 +149,11 @@ pub fn flow(key: &[u8; 32], token: &str) -> Option<(Transport, SocketAddr)> {
         _ => return None,
     };
     let port = u16::from_be_bytes([*port.first()?, *port.get(1)?]);
-    Some((transport, SocketAddr::new(ip, port)))
+    Some(FlowAt {
+        transport,
+        addr: SocketAddr::new(ip, port),
+        peer,
+    })
 }
 
 /// The Path entry of a flow: `<sip:TOKEN@HOST:PORT;transport=T;lr;ob>`,
@@ -138,7 +193,7 @@ pub fn with_token(entry: &str, token: &str) -> String {
 
 /// The flow a URI (a Path or Route entry) names: one of this relay's
 /// names, whose user part is a token it made.
-pub fn flow_of(uri: &str, names: &OwnNames, key: &[u8; 32]) -> Option<(Transport, SocketAddr)> {
+pub fn flow_of(uri: &str, names: &OwnNames, key: &[u8; 32]) -> Option<FlowAt> {
     let hop = HopUri::parse(uri)?;
     if !names.names_uri(&hop) {
         return None;
@@ -156,11 +211,7 @@ pub fn flow_of(uri: &str, names: &OwnNames, key: &[u8; 32]) -> Option<(Transport
 /// The flow a Route entry of this relay on top of `msg` names with a flow
 /// token (a request for a user who registered through it, or in a dialog
 /// this relay record-routed for a user agent on a flow).
-pub fn routed_flow(
-    msg: &Message,
-    names: &OwnNames,
-    key: &[u8; 32],
-) -> Option<(Transport, SocketAddr)> {
+pub fn routed_flow(msg: &Message, names: &OwnNames, key: &[u8; 32]) -> Option<FlowAt> {
     // This relay's entries on top (two when it record-routed on two
     // listeners, RFC 5658): the one with a token names the flow.
     let routes = msg.header_values("Route");
@@ -188,11 +239,12 @@ mod tests {
             (Transport::Tcp, "[::ffff:127.0.0.1]:5090"),
         ] {
             let addr: SocketAddr = addr.parse().unwrap();
-            let tok = token(&key, t, addr);
-            let (ft, fa) = flow(&key, &tok).unwrap();
-            assert_eq!(ft, t);
-            assert_eq!(fa.ip(), addr.ip().to_canonical());
-            assert_eq!(fa.port(), addr.port());
+            let tok = token(&key, t, addr, None);
+            let f = flow(&key, &tok).unwrap();
+            assert_eq!(f.transport, t);
+            assert_eq!(f.addr.ip(), addr.ip().to_canonical());
+            assert_eq!(f.addr.port(), addr.port());
+            assert_eq!(f.peer, None);
             assert_eq!(flow(&[8u8; 32], &tok), None, "another relay's key");
             let mut forged = tok.clone().into_bytes();
             let last = forged.len() - 1;
@@ -207,14 +259,21 @@ mod tests {
     fn a_record_route_with_a_token_leads_back_to_the_flow() {
         let key = [9u8; 32];
         let addr: SocketAddr = "192.0.2.7:40100".parse().unwrap();
-        let token = token(&key, Transport::Tls, addr);
+        let token = token(&key, Transport::Tls, addr, None);
         let entry = with_token("<sip:198.51.100.1:5061;transport=tls;lr>", &token);
         assert_eq!(
             entry,
             format!("<sip:{token}@198.51.100.1:5061;transport=tls;lr>")
         );
         let names = OwnNames::new(["198.51.100.1:5061".parse().unwrap()]);
-        assert_eq!(flow_of(&entry, &names, &key), Some((Transport::Tls, addr)));
+        assert_eq!(
+            flow_of(&entry, &names, &key),
+            Some(FlowAt {
+                transport: Transport::Tls,
+                addr,
+                peer: None
+            })
+        );
         let ob = |contact: &str| {
             let text = format!(
                 "INVITE sip:b@h SIP/2.0\r\nVia: SIP/2.0/TLS h;branch=z9hG4bK1\r\nContact: {contact}\r\nContent-Length: 0\r\n\r\n"
@@ -232,13 +291,61 @@ mod tests {
         let at: SocketAddr = "127.0.0.1:5070".parse().unwrap();
         let names = OwnNames::new([at]);
         let ua: SocketAddr = "127.0.0.1:40000".parse().unwrap();
-        let entry = path_entry(&token(&key, Transport::Tcp, ua), at, Transport::Tcp);
+        let entry = path_entry(&token(&key, Transport::Tcp, ua, None), at, Transport::Tcp);
         assert!(
             entry.ends_with("@127.0.0.1:5070;transport=tcp;lr;ob>"),
             "{entry}"
         );
-        assert_eq!(flow_of(&entry, &names, &key), Some((Transport::Tcp, ua)));
+        assert_eq!(
+            flow_of(&entry, &names, &key),
+            Some(FlowAt {
+                transport: Transport::Tcp,
+                addr: ua,
+                peer: None
+            })
+        );
         let other = OwnNames::new(["127.0.0.1:5080".parse().unwrap()]);
         assert_eq!(flow_of(&entry, &other, &key), None, "another relay's entry");
+    }
+
+    #[test]
+    fn a_tls_token_names_its_peers_certificate_and_a_newer_connection_of_it_is_the_flow() {
+        let key = [5u8; 32];
+        let old: SocketAddr = "192.0.2.7:40000".parse().unwrap();
+        let new: SocketAddr = "192.0.2.7:40999".parse().unwrap();
+        let alice = Some(*b"alice-id");
+        for addr in [old, "[2001:db8::1]:5061".parse().unwrap()] {
+            let tok = token(&key, Transport::Tls, addr, alice);
+            assert!(tok.len() <= 64, "{tok}");
+            let f = flow(&key, &tok).unwrap();
+            assert_eq!((f.transport, f.addr, f.peer), (Transport::Tls, addr, alice));
+        }
+        let f = flow(&key, &token(&key, Transport::Tls, old, alice)).unwrap();
+        assert!(f.is_from(Transport::Tls, old, None), "its own connection");
+        assert!(
+            f.is_from(Transport::Tls, new, alice),
+            "a newer one of alice's"
+        );
+        assert!(
+            !f.is_from(Transport::Tls, new, Some(*b"mallory!")),
+            "another's"
+        );
+        assert!(
+            !f.is_from(Transport::Tls, new, None),
+            "one with no certificate"
+        );
+        assert!(!f.is_from(Transport::Tcp, new, alice));
+        // Only TLS carries an identity: a TCP peer proved none.
+        let tcp = flow(&key, &token(&key, Transport::Tcp, old, alice)).unwrap();
+        assert_eq!(tcp.peer, None);
+        assert!(!tcp.is_from(Transport::Tcp, new, alice));
+        // The identity is under the MAC: changing it forges the token.
+        let mut bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token(&key, Transport::Tls, old, alice))
+            .unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        assert_eq!(flow(&key, &forged), None);
     }
 }

@@ -136,7 +136,7 @@ struct Located {
     /// Path entries of other proxies, to route through (RFC 3327).
     route: Vec<String>,
     /// The flow the REGISTER came on through this relay (RFC 5626).
-    flow: Option<(Transport, SocketAddr)>,
+    flow: Option<flow::FlowAt>,
 }
 
 /// What the relay allows when it answers for itself (it relays any
@@ -192,7 +192,9 @@ impl LiveRelay {
     pub fn flow_source(&self, path_entry: &str) -> Option<String> {
         let keys = self.keys();
         let key = self.flow_key(&relay_keys(&keys))?;
-        let (transport, addr) = flow::flow_of(path_entry, &self.config().opts.names, &key)?;
+        let flow::FlowAt {
+            transport, addr, ..
+        } = flow::flow_of(path_entry, &self.config().opts.names, &key)?;
         let peer = Peer {
             transport,
             addr,
@@ -231,7 +233,9 @@ impl LiveRelay {
             .find(|d| d.eq_ignore_ascii_case(&realm))?;
         let names = &config.opts.names;
         let flow = |entry: &str| -> Option<String> {
-            let (transport, addr) = flow::flow_of(entry, names, key?)?;
+            let flow::FlowAt {
+                transport, addr, ..
+            } = flow::flow_of(entry, names, key?)?;
             Some(
                 Peer {
                     transport,
@@ -496,6 +500,15 @@ fn sent_by(msg: &Message, config: &LiveConfig, planned: Option<&Hop>) -> String 
         .unwrap_or(first)
 }
 
+/// The identity of the certificate a TLS peer presented, for the flow
+/// tokens made for it ([`flow::FlowAt`]).
+fn flow_peer(peer: &Peer) -> Option<[u8; flow::PEER_LEN]> {
+    peer.cert
+        .as_ref()
+        .filter(|_| peer.transport == Transport::Tls)
+        .map(|c| c.flow_id())
+}
+
 /// The hop of a flow: its transport, to its address.
 fn flow_hop(transport: Transport, addr: SocketAddr) -> Hop {
     let host = match addr.ip().to_canonical() {
@@ -611,7 +624,7 @@ impl Service for LiveRelay {
         let mut flow = key
             .as_ref()
             .and_then(|k| flow::routed_flow(&msg, &config.opts.names, k))
-            .filter(|(t, a)| !(*t == peer.transport && *a == peer.addr));
+            .filter(|f| !f.is_from(peer.transport, peer.addr, flow_peer(peer)));
         // The ACK of an answer this relay made ends here, before anything
         // would route it (RFC 3261 §8.2.7).
         if let Some(k) = &key
@@ -653,8 +666,8 @@ impl Service for LiveRelay {
         let mut hop = hop.map(|h| h.by_hosts(&config.hosts));
         // On a flow, the transport is the flow's.
         let fallback = hop.clone();
-        if let Some((transport, addr)) = flow {
-            hop = Some(flow_hop(transport, addr));
+        if let Some(f) = flow {
+            hop = Some(flow_hop(f.transport, f.addr));
         }
         // H2: a next hop the message names, whose address is known
         // without DNS, is checked before anything else is done for it
@@ -713,7 +726,7 @@ impl Service for LiveRelay {
             let token = key
                 .as_ref()
                 .filter(|_| msg.header_list("Via").len() == 1 && flow::contact_has_ob(&msg))
-                .map(|k| flow::token(k, peer.transport, peer.addr));
+                .map(|k| flow::token(k, peer.transport, peer.addr, flow_peer(peer)));
             let tokened = |entry: &str| match &token {
                 Some(t) => flow::with_token(entry, t),
                 None => entry.to_owned(),
@@ -769,7 +782,7 @@ impl Service for LiveRelay {
                     {
                         // An edge proxy (RFC 5626 §5.2, RFC 3327): the user
                         // agent's flow, for the requests that come back to it.
-                        let token = flow::token(key, peer.transport, peer.addr);
+                        let token = flow::token(key, peer.transport, peer.addr, flow_peer(peer));
                         let facing = listener(&config, hop.transport).unwrap_or(peer.local);
                         let entry = flow::path_entry(&token, facing, hop.transport);
                         let at = out
@@ -782,7 +795,7 @@ impl Service for LiveRelay {
                     record.decision =
                         format!("forward {} {}", hop.transport.token(), describe(&hop));
                     match flow {
-                        Some((transport, addr)) => {
+                        Some(f) => {
                             // The flow, else (it is gone) the Contact.
                             let otherwise = fallback.map(|h| {
                                 let mut again = out.clone();
@@ -791,7 +804,7 @@ impl Service for LiveRelay {
                             });
                             Outgoing {
                                 msg: out,
-                                dest: Dest::Flow(transport, addr),
+                                dest: Dest::Flow(f.transport, f.addr, f.peer),
                                 otherwise,
                             }
                         }

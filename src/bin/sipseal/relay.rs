@@ -76,7 +76,9 @@ pub struct RelayLiveArgs {
     /// Serve this domain's users (repeatable): a request for
     /// sip:USER@DOMAIN goes to USER's binding in the registrar's store
     /// (--registrations), on the connection the REGISTER came on while
-    /// it is open (RFC 5626), else to the registered Contact; 480 when
+    /// it is open (RFC 5626; over TLS, else on the newest connection
+    /// from the same certificate identity), else to the registered
+    /// Contact; 480 when
     /// USER has no live binding, 404 when USER never registered. Other
     /// domains are found in --hosts, then DNS.
     #[arg(long, value_name = "DOMAIN")]
