@@ -26,7 +26,11 @@
 //! on the phone links. [`EDGES`] = `false` gives the walkthrough without
 //! the edges (the phones on their relays, every body plain). The
 //! capture, its TLS key log and the table stay under
-//! target/tmp/captures. docs/guide chapter 11 walks through it.
+//! target/tmp/captures (or `SIPSEAL_FLAGSHIP_OUT`). docs/guide chapter
+//! 12 walks through it. The test tells its story as it goes (`say`): the
+//! demo, `bash demos/flagship.sh`, runs this test binary with
+//! `--nocapture` in a user namespace and shows it; the second test here
+//! runs that script as a person without root would.
 
 mod common;
 
@@ -273,9 +277,26 @@ fn write_tone(path: &Path, hz: f64, secs: u32) {
 
 /// Where the artifacts go: target/tmp/captures.
 fn artifacts() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("captures");
+    let dir = match std::env::var_os("SIPSEAL_FLAGSHIP_OUT") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_TARGET_TMPDIR")).join("captures"),
+    };
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// One line of the walkthrough's story, on standard error: what
+/// `demos/flagship.sh` shows (`cargo test` keeps it unless the test
+/// fails or runs with `--nocapture`).
+fn say(line: impl std::fmt::Display) {
+    eprintln!("▶ {line}");
+}
+
+/// `text` indented, for the story.
+fn indented(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("      {l}\n"))
+        .collect::<String>()
 }
 
 /// The relays and the registrar, started.
@@ -891,6 +912,7 @@ fn stop(capture: &mut Background) {
 /// capture lists every SIP message per link.
 #[test]
 fn the_flagship_walkthrough_two_baresip_phones_across_two_relays() {
+    let _one = ONE_WALKTHROUGH.lock().unwrap_or_else(|e| e.into_inner());
     if !common::baresip::available() {
         eprintln!("SKIPPED: baresip is not installed (apt-get install baresip-core; .ci/run does)");
         return;
@@ -914,9 +936,16 @@ fn the_flagship_walkthrough_two_baresip_phones_across_two_relays() {
     // Everything on the loopback, from before the first handshake.
     let mut capture = tshark(d, "udp or tcp", &pcap);
 
+    say(format!(
+        "the flagship walkthrough (docs/guide/12-flagship.md), in a network namespace of its own; capture {}",
+        pcap.display()
+    ));
     // carol is a user of the domain with no certificate.
     let realm = Realm::new(d, DOMAIN, &["alice", "bob", "carol"], true);
     let net = Network::start(d, &realm, &keylog);
+    say(format!(
+        "registrar for {DOMAIN} (udp/tcp {REGISTRAR}); proxy-a (tls {PROXY_A_TLS}: designated, --report, --record, --firewall nft) --mTLS--> proxy-b (tls {PROXY_B_TLS}: blind, serves {DOMAIN} by location)"
+    ));
     // The edges: A for alice (its flow to proxy-a, disclosing to proxy-a
     // for recording), B for bob (its flow to proxy-b).
     let mut edges = None;
@@ -945,6 +974,9 @@ fn the_flagship_walkthrough_two_baresip_phones_across_two_relays() {
         );
         let (run_a, run_b) = (a.start(d, &keylog, 1), b.start(d, &keylog, 1));
         edges = Some((a, run_a, b, run_b));
+        say(format!(
+            "edge A for sip:alice@{DOMAIN} (udp {EDGE_A}, flow to proxy-a; policy: disclose to proxy-a, access read, record, refuse peers without a certificate); edge B for sip:bob@{DOMAIN} (udp {EDGE_B}, flow to proxy-b; sealed for the peer alone)"
+        ));
     }
     let edge_logs = |edges: &Option<(Edge, Daemon, Edge, Daemon)>| match edges {
         Some((_, a, _, b)) => format!("edge A:\n{}\nedge B:\n{}", a.log_text(), b.log_text()),
@@ -966,6 +998,9 @@ fn the_flagship_walkthrough_two_baresip_phones_across_two_relays() {
             edge_logs(&edges)
         );
     }
+    say(
+        "alice's and bob's baresip (SDES-SRTP, PCMU) registered through their edges with Digest: 200",
+    );
     // Each binding carries its own relay's flow (a Path with its token):
     // alice's proxy-a's (its TLS side, towards proxy-b), bob's proxy-b's
     // (its UDP side, towards the registrar), the edges' flows or not.
@@ -1002,6 +1037,19 @@ fn the_flagship_walkthrough_two_baresip_phones_across_two_relays() {
     for addr in [media_address("alice"), media_address("bob")] {
         assert!(open.contains(addr), "no pinhole for {addr}:\n{open}");
     }
+    say(format!(
+        "alice dialled sip:bob@{DOMAIN}: the call is up, SRTP both ways; proxy-a read the signed offer and answer and opened the pinholes:\n{}",
+        indented(
+            &open
+                .lines()
+                .filter(|l| l.contains("elements")
+                    || l.contains(media_address("alice"))
+                    || l.contains(media_address("bob")))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+        .trim_end()
+    ));
     std::thread::sleep(CALL_MEDIA);
 
     // Hold and resume: alice's re-INVITEs, answered by bob.
@@ -1011,13 +1059,18 @@ fn the_flagship_walkthrough_two_baresip_phones_across_two_relays() {
     // Edge A restarted mid-call (SIGTERM, started again on the same
     // state and address): the resume and the BYE still go out sealed,
     // under the session key it stored.
+    say("alice put bob on hold (re-INVITE sendonly, answered recvonly)");
     if let Some((a, run_a, _, _)) = edges.as_mut() {
         run_a.stop();
         *run_a = a.start(d, &keylog, 2);
+        say("edge A stopped (SIGTERM) and started again on the same --state, mid-call");
     }
     alice.resume();
     net.wait_both(&call, "INVITE", Some(200), 3);
     net.wait_both(&call, "ACK", None, 3);
+    say(
+        "alice resumed: her re-INVITE went out through the restarted edge, sealed under the stored session key",
+    );
     std::thread::sleep(Duration::from_secs(1));
 
     // alice hangs up: the BYE and its 200 cross both relays.
@@ -1034,6 +1087,7 @@ fn the_flagship_walkthrough_two_baresip_phones_across_two_relays() {
             "{addr} still open after the BYE:\n{closed}"
         );
     }
+    say("alice hung up: the BYE crossed both relays; proxy-a closed the pinholes");
 
     // A peer without a certificate: edge A's policy refuses the call
     // (488 with a Warning) and nothing of it leaves for the network.
@@ -1047,6 +1101,10 @@ fn the_flagship_walkthrough_two_baresip_phones_across_two_relays() {
             edge_logs(&edges)
         );
         refused_call = closed["id"].as_str().map(str::to_owned);
+        say(format!(
+            "alice dialled sip:carol@{DOMAIN}, who has no certificate: edge A refused it ({})",
+            closed["param"].as_str().unwrap_or_default()
+        ));
     }
     let alice_log = alice.stop();
     bob.stop();
@@ -1057,7 +1115,9 @@ fn the_flagship_walkthrough_two_baresip_phones_across_two_relays() {
     // keeps sending on hold); bob's more than 2 s (on recvonly he stops,
     // and sent ~150 in our runs).
     let (from_alice, from_bob) = rtp_counts(&pcap);
-    eprintln!("RTP packets: {from_alice} from alice, {from_bob} from bob");
+    say(format!(
+        "SRTP packets in the capture: {from_alice} from alice, {from_bob} from bob"
+    ));
     assert!(
         from_alice >= 150 && from_bob >= 100,
         "{from_alice} {from_bob}"
@@ -1072,7 +1132,10 @@ fn the_flagship_walkthrough_two_baresip_phones_across_two_relays() {
     let table = per_link(&messages, &call);
     let text = table_text(&table);
     std::fs::write(out.join("edge-flagship.txt"), &text).unwrap();
-    eprintln!("{text}");
+    say(format!(
+        "the wire, TLS decrypted with the key log: every SIP message of the call per link, its body plain or sealed\n{}",
+        indented(&text).trim_end()
+    ));
     assert_bodies_per_link(&messages, &call, EDGES, 3);
     if let Some(refused) = &refused_call {
         let refused: Vec<&Captured> = messages
@@ -1120,6 +1183,17 @@ fn the_flagship_walkthrough_two_baresip_phones_across_two_relays() {
         ],
         "{text}"
     );
+    if let Some(first) = messages.iter().find(|m| {
+        m.msg.call_id().ok() == Some(call.as_str())
+            && m.to == Node::Bob
+            && m.msg.method() == Some("INVITE")
+    }) {
+        say(format!(
+            "bob's phone got plain SDP, and what edge B found:\n      Warning: {}\n{}",
+            first.msg.header("Warning").unwrap_or("(none)"),
+            indented(&String::from_utf8_lossy(first.msg.body())).trim_end()
+        ));
+    }
 
     // proxy-a's keys and the capture: alice's side as a WAV of her tone.
     let keys = recorder_keys(&net, &call, EDGES);
@@ -1147,7 +1221,8 @@ fn the_flagship_walkthrough_two_baresip_phones_across_two_relays() {
         &std::fs::read(rec.join(tag).join("s0-audio-from-caller.json")).unwrap(),
     )
     .unwrap();
-    eprintln!("recorded: {summary}");
+    let wav = out.join("edge-flagship-alice.wav");
+    let _ = std::fs::copy(rec.join(tag).join("s0-audio-from-caller.wav"), &wav);
     assert_eq!(summary["auth_failures"], 0, "{summary}");
     assert!(summary["packets"].as_u64().unwrap() >= 150, "{summary}");
     let samples: Vec<i16> = hound::WavReader::open(rec.join(tag).join("s0-audio-from-caller.wav"))
@@ -1160,6 +1235,12 @@ fn the_flagship_walkthrough_two_baresip_phones_across_two_relays() {
         (found - TONE_HZ).abs() <= 10.0,
         "dominant {found} Hz, not {TONE_HZ}\n{alice_log}"
     );
+    say(format!(
+        "proxy-a's recording (sipseal record, keys from its --record spool): alice's side, {} SRTP packets, {} authentication failures, a {found:.0} Hz tone (she played {TONE_HZ} Hz): {}",
+        summary["packets"],
+        summary["auth_failures"],
+        wav.display()
+    ));
     // proxy-a, designated, opened every offer and answer of the call:
     // the call's, the hold's and the resume's after edge A's restart
     // (sealed under the session key the edge had stored).
@@ -1197,6 +1278,12 @@ fn the_flagship_walkthrough_two_baresip_phones_across_two_relays() {
             })
             .collect();
         assert_eq!(with, want, "proxy-a's report of the call's INVITEs");
+        say(format!(
+            "proxy-a opened all {} offers and answers: the first by its designation ({}), the rest under the {}",
+            with.len(),
+            want[0].2,
+            key.split(' ').take(2).collect::<Vec<_>>().join(" ")
+        ));
         // The resume went through the restarted edge A.
         let (_, run_a, _, _) = edges.as_ref().unwrap();
         assert!(
@@ -1215,13 +1302,81 @@ fn the_flagship_walkthrough_two_baresip_phones_across_two_relays() {
         .filter(|l| l.contains(&call) && l.contains("\"opened\":true"))
         .count();
     assert_eq!(opened_b, 0, "proxy-b opened nothing");
-    eprintln!(
+    say("proxy-b relayed every message of the call and opened none");
+    say(format!(
         "walkthrough took {:?}; capture kept: {} (keys {}, table {})",
         started.elapsed(),
         pcap.display(),
         keylog.display(),
         out.join("edge-flagship.txt").display()
+    ));
+}
+
+/// One walkthrough at a time in this process: the demo's runs one in a
+/// process of its own (its own namespaces, so no port is shared), but two
+/// calls with media at once on two cores would make the packet counts a
+/// matter of luck.
+static ONE_WALKTHROUGH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The demo, `bash demos/flagship.sh`, as a person without root runs
+/// it: this walkthrough in a user namespace of its own (`unshare
+/// --map-root-user`; forced here, CI being root), telling its story on
+/// standard output, and leaving the recording of alice's tone.
+#[test]
+fn the_demo_script_runs_the_walkthrough_in_a_user_namespace_and_tells_it() {
+    let _one = ONE_WALKTHROUGH.lock().unwrap_or_else(|e| e.into_inner());
+    if !common::baresip::available() || Command::new("tshark").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: baresip or tshark is not installed (.ci/run installs both)");
+        return;
+    }
+    let userns = Command::new("unshare")
+        .args(["--map-root-user", "--user", "--net", "true"])
+        .status();
+    if !userns.is_ok_and(|s| s.success()) {
+        eprintln!(
+            "SKIPPED: this machine makes no user namespace (unshare --map-root-user), which the demo needs without root"
+        );
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let run = Command::new("bash")
+        .arg(common::repo().join("demos/flagship.sh"))
+        .env("SIPSEAL_FLAGSHIP_BIN", std::env::current_exe().unwrap())
+        .env("SIPSEAL_FLAGSHIP_USERNS", "1")
+        .env("SIPSEAL_FLAGSHIP_OUT", out.path())
+        .output()
+        .unwrap();
+    let story = String::from_utf8_lossy(&run.stdout);
+    let errors = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{}\n{story}\n{errors}", run.status);
+    // Every line is the story's: a step, or a step's detail.
+    assert!(
+        story
+            .lines()
+            .all(|l| l.starts_with("▶ ") || l.starts_with("      ")),
+        "{story}"
     );
+    for step in [
+        "registered through their edges",
+        "the call is up, SRTP both ways",
+        "edge A stopped (SIGTERM) and started again",
+        "edge A refused it (488",
+        "Warning: 399 ",
+        "signed by sip:alice@example.com (verified)",
+        "a 1000 Hz tone",
+        "proxy-b relayed every message of the call and opened none",
+    ] {
+        assert!(story.contains(step), "no {step:?} in the story:\n{story}");
+    }
+    // The recording it names is there, and is alice's tone.
+    let wav = out.path().join("edge-flagship-alice.wav");
+    let samples: Vec<i16> = hound::WavReader::open(&wav)
+        .unwrap_or_else(|e| panic!("{}: {e}\n{story}", wav.display()))
+        .samples::<i16>()
+        .map(Result::unwrap)
+        .collect();
+    let found = common::dominant(&samples, 8000.0);
+    assert!((found - TONE_HZ).abs() <= 10.0, "{found} Hz");
 }
 
 /// The namespace's `table inet sipseal`, as `nft list` shows it.
