@@ -566,8 +566,13 @@ fn a_baresip_call_through_the_relay_is_recorded_from_its_report() {
         assert_eq!(s["srtcp_auth_failures"], 0, "{s}");
         assert_eq!(s["srtcp_unverified"], 0, "{s}");
         assert_eq!(s["key_exhausted"], 0, "{s}");
-        // libre's APP PING as the stream starts, before SRTP covers RTCP.
-        assert!(s["rtcp_unprotected"].as_u64().unwrap() <= 1, "{s}");
+        // libre's APP PING as the stream starts, before SRTP covers
+        // RTCP, and (now and then: a race in libre as the call ends) its
+        // RTCP BYE after the SRTP context is gone (CI's run of 9bbe67a
+        // counted 2; a flagship capture showed them: a 16-byte APP PING
+        // and a BYE+SDES tshark could parse, the rest SRTCP). Any other
+        // RTCP packet sent plain would make it more.
+        assert!(s["rtcp_unprotected"].as_u64().unwrap() <= 2, "{s}");
     }
     // PCMU only, as the account asked.
     assert_eq!(
