@@ -341,10 +341,16 @@ impl Network {
                 "86400",
             ],
         );
+        // proxy-a by the name in its certificate: its Path and
+        // Record-Route entries name it so (--via), and a TLS connection
+        // to it checks that name (RFC 5922).
         let b_hosts = common::write(
             d,
             "b-hosts",
-            format!("127.0.0.1:{REGISTRAR} {DOMAIN}\n").as_bytes(),
+            format!(
+                "127.0.0.1:{REGISTRAR} {DOMAIN}\n127.0.0.1:{PROXY_A_TLS} proxy-a.a.example.com\n"
+            )
+            .as_bytes(),
         );
         let report_b = d.join("report-b.jsonl");
         let realm_ca = d.join("ca/cert.pem");
@@ -404,6 +410,10 @@ impl Network {
                 s(&a_hosts),
                 "--next",
                 &format!("sip:proxy-b.b.example.com:{PROXY_B_TLS};transport=tls"),
+                // Its Via, Record-Route and Path entries by its name (each
+                // listener's port), which proxy-b reaches over TLS.
+                "--via",
+                "proxy-a.a.example.com",
                 "--record-route",
                 "--hop-allow",
                 "127.0.0.0/8",
@@ -1013,7 +1023,9 @@ fn the_flagship_walkthrough_two_baresip_phones_across_two_relays() {
             .unwrap_or_else(|| panic!("no binding for {user}\n{}", net.logs()))
     };
     assert!(
-        binding("alice").contains(&format!(":{PROXY_A_TLS};transport=tls;lr;ob>")),
+        binding("alice").contains(&format!(
+            "@proxy-a.a.example.com:{PROXY_A_TLS};transport=tls;lr;ob>"
+        )),
         "{}",
         binding("alice")
     );
@@ -1106,6 +1118,32 @@ fn the_flagship_walkthrough_two_baresip_phones_across_two_relays() {
             closed["param"].as_str().unwrap_or_default()
         ));
     }
+    // bob calls alice: proxy-b finds her by location and follows her
+    // binding's Path to proxy-a (by name, over TLS), whose flow token
+    // names edge A's certificate: edge A's connection since its restart
+    // carries the call (her phone has not registered again). bob hangs
+    // up: his BYE reaches alice the same way.
+    let mut back_call = None;
+    if EDGES {
+        bob.clear_events();
+        alice.clear_events();
+        bob.dial(&format!("sip:alice@{DOMAIN}"));
+        let up = bob.expect_event(&["CALL_ESTABLISHED"], WAIT);
+        alice.expect_event(&["CALL_ESTABLISHED"], WAIT);
+        bob.expect_event(&["CALL_RTPESTAB"], WAIT);
+        alice.expect_event(&["CALL_RTPESTAB"], WAIT);
+        let id = up["id"].as_str().unwrap().to_owned();
+        net.wait_both(&id, "ACK", None, 1);
+        std::thread::sleep(Duration::from_secs(1));
+        bob.hangup();
+        alice.expect_event(&["CALL_CLOSED"], WAIT);
+        bob.expect_event(&["CALL_CLOSED"], WAIT);
+        net.wait_both(&id, "BYE", Some(200), 1);
+        say(format!(
+            "bob dialled sip:alice@{DOMAIN}: proxy-b found her by location and followed her Path to proxy-a, whose flow token led to edge A's new connection (her phone had not registered again); the call came up, SRTP both ways, and bob's BYE reached her"
+        ));
+        back_call = Some(id);
+    }
     let alice_log = alice.stop();
     bob.stop();
     std::thread::sleep(Duration::from_millis(300));
@@ -1137,6 +1175,11 @@ fn the_flagship_walkthrough_two_baresip_phones_across_two_relays() {
         indented(&text).trim_end()
     ));
     assert_bodies_per_link(&messages, &call, EDGES, 3);
+    if let Some(back) = &back_call {
+        // bob's call to alice: sealed between the edges too, plain on
+        // both phone links.
+        assert_bodies_per_link(&messages, back, EDGES, 1);
+    }
     if let Some(refused) = &refused_call {
         let refused: Vec<&Captured> = messages
             .iter()

@@ -156,16 +156,16 @@ pub fn flow(key: &[u8; 32], token: &str) -> Option<FlowAt> {
     })
 }
 
-/// The Path entry of a flow: `<sip:TOKEN@HOST:PORT;transport=T;lr;ob>`,
-/// naming this relay's listener `at` (RFC 5626 §5.2: `ob` marks an edge
-/// proxy that keeps flows).
-pub fn path_entry(token: &str, at: SocketAddr, transport: Transport) -> String {
-    let host = match at.ip().to_canonical() {
-        IpAddr::V6(v6) => format!("[{v6}]"),
-        IpAddr::V4(v4) => v4.to_string(),
-    };
-    let t = transport.token().to_ascii_lowercase();
-    format!("<sip:{token}@{host}:{};transport={t};lr;ob>", at.port())
+/// The Path entry of a flow: this relay's own entry `own`
+/// (`<sip:HOST:PORT;transport=T;lr>`, as it record-routes: its `--via`
+/// name, else its listener's address) with `token` as its user part and
+/// `ob` (RFC 5626 §5.2: an edge proxy that keeps flows).
+pub fn path_entry(token: &str, own: &str) -> String {
+    let entry = with_token(own, token);
+    match entry.rfind('>') {
+        Some(i) => format!("{};ob>", &entry[..i]),
+        None => format!("{entry};ob"),
+    }
 }
 
 /// Whether the Contact of `msg` asks for its flow (RFC 5626 §5: the
@@ -291,7 +291,8 @@ mod tests {
         let at: SocketAddr = "127.0.0.1:5070".parse().unwrap();
         let names = OwnNames::new([at]);
         let ua: SocketAddr = "127.0.0.1:40000".parse().unwrap();
-        let entry = path_entry(&token(&key, Transport::Tcp, ua, None), at, Transport::Tcp);
+        let own = "<sip:127.0.0.1:5070;transport=tcp;lr>";
+        let entry = path_entry(&token(&key, Transport::Tcp, ua, None), own);
         assert!(
             entry.ends_with("@127.0.0.1:5070;transport=tcp;lr;ob>"),
             "{entry}"

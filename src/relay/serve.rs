@@ -784,7 +784,9 @@ impl Service for LiveRelay {
                         // agent's flow, for the requests that come back to it.
                         let token = flow::token(key, peer.transport, peer.addr, flow_peer(peer));
                         let facing = listener(&config, hop.transport).unwrap_or(peer.local);
-                        let entry = flow::path_entry(&token, facing, hop.transport);
+                        let own =
+                            Self::rr_entry(&config, &relay_keys, hop.transport, facing, false);
+                        let entry = flow::path_entry(&token, &own);
                         let at = out
                             .headers()
                             .iter()

@@ -78,10 +78,10 @@ pub struct RelayCommon {
     /// A PSK this relay shares with a user agent (YAML: id, key, uri); repeatable.
     #[arg(long, value_name = "FILE")]
     pub psk: Vec<PathBuf>,
-    /// This relay's Via sent-by and Record-Route host (default: `proxy`, the host of its
-    /// certificate's SAN URI; `relay`, the address of the listener a message leaves on). Over
-    /// TLS give the name its certificate carries: a peer that opens a connection to a
-    /// Record-Route IP later checks the certificate against that IP.
+    /// This relay's Via sent-by and Record-Route host, and (`relay`) its Path entries' (default:
+    /// `proxy`, the host of its certificate's SAN URI; `relay`, the address of the listener a
+    /// message leaves on). Over TLS give the name its certificate carries: a peer that opens a
+    /// connection to a Record-Route or Path IP later checks the certificate against that IP.
     #[arg(long, value_name = "HOST:PORT")]
     pub via: Option<String>,
     /// Edit the SDP (media relay): rewrite every c= address. Only with
