@@ -80,7 +80,8 @@ pub enum Dest {
     /// UDP to its address; never a new connection. With the identity of
     /// the certificate a TLS peer presented
     /// ([`Cert::flow_id`]): once that connection is closed, the newest
-    /// open one in from a peer with that identity (an edge restarted).
+    /// open one in from a peer with that identity (an edge restarted),
+    /// never the one the message to send arrived on.
     Flow(Transport, SocketAddr, Option<[u8; 8]>),
 }
 
@@ -616,13 +617,17 @@ impl Shared {
 
     /// The connection of a flow: the one it came in on while it is open,
     /// else the newest open connection in from a TLS peer whose
-    /// certificate has the identity `peer` (a linear search, made only
-    /// for a flow token this relay made whose connection has closed).
+    /// certificate has the identity `peer` other than `arrived` (the
+    /// connection the message to send came on: a restarted edge's own
+    /// requests in its old dialogs go on outward, never back to it). A
+    /// linear search, made only for a flow token this relay made whose
+    /// connection has closed.
     fn flow_conn(
         &self,
         transport: Transport,
         addr: SocketAddr,
         peer: Option<[u8; 8]>,
+        arrived: Option<&Conn>,
     ) -> Option<Conn> {
         if let Some(c) = self.conn(&(transport, addr)) {
             return Some(c);
@@ -631,7 +636,11 @@ impl Shared {
         lock(&self.conns)
             .iter()
             .filter(|((t, _), c)| {
-                *t == Transport::Tls && c.inbound && c.peer == Some(peer) && !c.tx.is_closed()
+                *t == Transport::Tls
+                    && c.inbound
+                    && c.peer == Some(peer)
+                    && !c.tx.is_closed()
+                    && !arrived.is_some_and(|a| a.tx.same_channel(&c.tx))
             })
             .max_by_key(|(_, c)| c.since)
             .map(|(_, c)| c.clone())
@@ -1261,7 +1270,7 @@ fn try_deliver(shared: &Shared, out: &Outgoing, peer: &Peer, back: Option<&Conn>
             .is_some_and(|t| t.is_ok_and(|t| to(&t))),
         Dest::Flow(transport, addr, peer) => match transport {
             Transport::Udp => udp(*addr),
-            _ => queued(shared.flow_conn(*transport, *addr, *peer)),
+            _ => queued(shared.flow_conn(*transport, *addr, *peer, back)),
         },
     }
 }
@@ -1281,8 +1290,8 @@ async fn deliver(
         let sent = match &out.dest {
             Dest::Back => send_back(shared, &out.msg, peer, back).await,
             Dest::To(target) => send_to(shared, &out.msg, target).await,
-            Dest::Flow(transport, addr, peer) => {
-                send_on_flow(shared, &out.msg, *transport, *addr, *peer).await
+            Dest::Flow(transport, addr, to) => {
+                send_on_flow(shared, &out.msg, *transport, *addr, *to, back).await
             }
             Dest::Locate(hop) => match locate(shared, hop).await {
                 Ok(target) => send_to(shared, &out.msg, &target).await,
@@ -1415,13 +1424,14 @@ async fn send_on_flow(
     transport: Transport,
     addr: SocketAddr,
     peer: Option<[u8; 8]>,
+    arrived: Option<&Conn>,
 ) -> Result<(), SendError> {
     let bytes = msg.to_bytes();
     if transport == Transport::Udp {
         return send_datagram(shared, &bytes, addr).await;
     }
     let conn = shared
-        .flow_conn(transport, addr, peer)
+        .flow_conn(transport, addr, peer, arrived)
         .ok_or(SendError::NoFlow(addr))?;
     conn.tx
         .send(bytes)
@@ -1585,6 +1595,67 @@ mod tests {
             workers: Vec::new(),
             spread: std::collections::hash_map::RandomState::new(),
         }
+    }
+
+    #[test]
+    fn a_closed_flow_goes_on_in_the_newest_connection_of_its_certificate_never_back() {
+        let shared = shared(ServerConfig::default());
+        let local: SocketAddr = "127.0.0.1:5061".parse().unwrap();
+        let mut keep = Vec::new();
+        let mut conn = |port: u16, peer: Option<[u8; 8]>, inbound: bool, open: bool| {
+            let (tx, rx) = mpsc::channel::<Vec<u8>>(1);
+            if open {
+                keep.push(rx);
+            }
+            let c = Conn {
+                tx,
+                cert: None,
+                peer,
+                inbound,
+                since: Instant::now(),
+                local,
+                aliased: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            };
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            shared.remember((Transport::Tls, addr), &c, true);
+            std::thread::sleep(Duration::from_millis(2));
+            (addr, c)
+        };
+        let (alice, mallory) = (Some(*b"alice-id"), Some(*b"mallory!"));
+        let (old, _) = conn(40_000, alice, true, false);
+        conn(40_001, alice, false, true);
+        conn(40_002, mallory, true, true);
+        conn(40_003, None, true, true);
+        let same = |a: Option<Conn>, b: &Conn| a.is_some_and(|a| a.tx.same_channel(&b.tx));
+        // alice's flow is closed and she has no other inbound connection:
+        // not mallory's, not one without a certificate, not one this
+        // relay opened.
+        assert!(shared.flow_conn(Transport::Tls, old, alice, None).is_none());
+        assert!(shared.flow_conn(Transport::Tls, old, None, None).is_none());
+        // She reconnects (an edge restarted): that connection, the newest.
+        let (_, again) = conn(40_010, alice, true, true);
+        assert!(same(
+            shared.flow_conn(Transport::Tls, old, alice, None),
+            &again
+        ));
+        let (_, newest) = conn(40_011, alice, true, true);
+        assert!(same(
+            shared.flow_conn(Transport::Tls, old, alice, None),
+            &newest
+        ));
+        // Never back on the connection the message came on.
+        assert!(same(
+            shared.flow_conn(Transport::Tls, old, alice, Some(&newest)),
+            &again
+        ));
+        // A flow whose connection is open is that connection.
+        let (open, its) = conn(40_020, alice, true, true);
+        assert!(same(
+            shared.flow_conn(Transport::Tls, open, alice, None),
+            &its
+        ));
+        // TCP carries no identity.
+        assert!(shared.flow_conn(Transport::Tcp, old, alice, None).is_none());
     }
 
     #[test]

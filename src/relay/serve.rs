@@ -624,7 +624,7 @@ impl Service for LiveRelay {
         let mut flow = key
             .as_ref()
             .and_then(|k| flow::routed_flow(&msg, &config.opts.names, k))
-            .filter(|f| !f.is_from(peer.transport, peer.addr, flow_peer(peer)));
+            .filter(|f| !(f.transport == peer.transport && f.addr == peer.addr));
         // The ACK of an answer this relay made ends here, before anything
         // would route it (RFC 3261 §8.2.7).
         if let Some(k) = &key
