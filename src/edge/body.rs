@@ -577,7 +577,27 @@ impl Sealer {
 
     /// A plain SDP from the network: a request refused or taken per
     /// `incoming.unsealed`, a response taken; with a Warning.
+    /// Whether `me` holds a session key for the call: its SDP went
+    /// sealed one way or the other (a store that cannot be read counts
+    /// as sealed: a plain SDP is not let in on a doubt).
+    fn sealed_call(&self, me: &str, call_id: &str) -> bool {
+        crate::blocking::offload(|| !matches!(self.store.entry(me, call_id), Ok(None)))
+    }
+
     fn unsealed(&self, mut msg: Message, me: &str) -> Toward {
+        // A call whose SDP went sealed is not taken back to plain by the
+        // network, whatever `unsealed:` says (that is for calls that come
+        // in plain): a plain answer reaches the phone without its SDP, a
+        // plain request in the call is refused 488.
+        if let Ok(call_id) = msg.call_id()
+            && self.sealed_call(me, call_id)
+        {
+            return self.unopened(
+                msg,
+                Status::NotAcceptableHere,
+                "sipseal: not sealed in a sealed call: refused",
+            );
+        }
         let policy = self.policy();
         if msg.is_request() && policy.incoming.unsealed == Admit::Refuse {
             return self.refuse(
