@@ -81,8 +81,15 @@ impl FlowAt {
         addr: SocketAddr,
         peer: Option<[u8; PEER_LEN]>,
     ) -> bool {
+        // A token that names a certificate identity is that identity's
+        // flow on any of its connections, and no one else's, even on its
+        // old address (another client behind the same NAT, a port taken
+        // again).
         transport == self.transport
-            && (addr == self.addr || (self.peer.is_some() && peer == self.peer))
+            && match self.peer {
+                Some(p) => peer == Some(p),
+                None => addr == self.addr,
+            }
     }
 }
 
@@ -321,7 +328,15 @@ mod tests {
             assert_eq!((f.transport, f.addr, f.peer), (Transport::Tls, addr, alice));
         }
         let f = flow(&key, &token(&key, Transport::Tls, old, alice)).unwrap();
-        assert!(f.is_from(Transport::Tls, old, None), "its own connection");
+        assert!(f.is_from(Transport::Tls, old, alice), "its own connection");
+        assert!(
+            !f.is_from(Transport::Tls, old, Some(*b"mallory!")),
+            "its old address, another certificate"
+        );
+        assert!(
+            !f.is_from(Transport::Tls, old, None),
+            "its old address, no certificate"
+        );
         assert!(
             f.is_from(Transport::Tls, new, alice),
             "a newer one of alice's"
