@@ -478,6 +478,15 @@ impl Sealer {
                 );
             }
         };
+        // Under `unsigned: refuse`, the call's session before this
+        // message: a key update in it must come from the call's peer, and
+        // one refused leaves the call's key as it was.
+        let before = match msg.call_id() {
+            Ok(call_id) if msg.is_request() && policy.incoming.unsigned == Admit::Refuse => {
+                crate::blocking::offload(|| self.store.entry(&me, call_id).ok().flatten())
+            }
+            _ => None,
+        };
         let opened = crate::blocking::offload(|| self.open(&msg, &user, key, Some(&self.trust)));
         let (opened, signed) = match opened {
             Ok(o) => {
@@ -522,17 +531,38 @@ impl Sealer {
             return self.undecipherable(msg, &UaError::NoSession(String::new()));
         };
         if msg.is_request() && policy.incoming.unsigned == Admit::Refuse {
+            // A key update in a sealed call (a full envelope where a
+            // session was): only the call's peer may replace its key.
+            let peer = before
+                .as_ref()
+                .filter(|_| !opened.by_session)
+                .and_then(|b| b.peer.as_deref());
             let refused = match &signed {
                 Signed::No => Some("sipseal: sealed; not signed: refused (policy)".to_owned()),
                 Signed::Unverified(s, why) => Some(format!(
                     "sipseal: sealed; signed by {s}, not verified ({why}): refused (policy)"
                 )),
+                Signed::Verified(s)
+                    if peer.is_some_and(|p| {
+                        crate::sip::aor::aor_key(p) != crate::sip::aor::aor_key(s)
+                    }) =>
+                {
+                    Some(format!(
+                        "sipseal: sealed; a key update signed by {s}, not the call's peer: refused (policy)"
+                    ))
+                }
                 Signed::Verified(_) => None,
             };
             if let Some(text) = refused {
-                // No dialog comes of it: neither does its key.
                 if let Some(stored) = &opened.stored {
-                    let _ = self.store.forget(&stored.owner, &stored.call_id);
+                    match &before {
+                        // The call goes on under the key it had.
+                        Some(b) => self.restore(&stored.owner, b),
+                        // No dialog comes of it: neither does its key.
+                        None => {
+                            let _ = self.store.forget(&stored.owner, &stored.call_id);
+                        }
+                    }
                 }
                 return self.refuse(&msg, Status::Forbidden, &text);
             }
@@ -559,6 +589,24 @@ impl Sealer {
     }
 
     /// Open `msg` with `user`'s key or a session key the user stored.
+    /// Put `before` back as its call's session of `owner` (a refused key
+    /// update replaced it when the body was opened).
+    fn restore(&self, owner: &str, before: &crate::session::Entry) {
+        let restored = crate::blocking::offload(|| {
+            self.store.update(owner, &mut |s| match s
+                .sessions
+                .iter_mut()
+                .find(|e| e.call_id == before.call_id)
+            {
+                Some(e) => *e = before.clone(),
+                None => s.sessions.push(before.clone()),
+            })
+        });
+        if let Err(e) = restored {
+            tracing::warn!(event = "session not restored", user = %owner, call = %before.call_id, error = %e);
+        }
+    }
+
     fn open(
         &self,
         msg: &Message,
