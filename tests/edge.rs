@@ -976,10 +976,12 @@ fn a_user_without_a_certificate_enrols_through_its_phones_register() {
 
 /// An edge that serves two users opens a request with the identity of
 /// the user whose phone its Request-URI's token leads to, never the To's:
-/// a body sealed for bob, sent (To: bob) to alice's registered Contact,
-/// used to be opened with bob's key and handed to alice's phone in clear.
+/// a body sealed for bob, sent to alice's registered Contact, used to be
+/// opened with bob's key (To: bob) and handed to alice's phone in clear.
 /// Now it is tried with alice's key, does not open (493 to the sender),
-/// and nothing reaches alice's phone.
+/// and nothing reaches alice's phone. (To: bob itself is refused 403
+/// before anything is opened: [`a_token_of_one_user_is_refused_with_another_users_to`];
+/// here the To is an AOR the edge does not serve.)
 #[test]
 fn a_body_for_one_user_is_never_opened_for_another_users_phone() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1011,7 +1013,7 @@ fn a_body_for_one_user_is_never_opened_for_another_users_phone() {
     let plain = common::sipseal()
         .current_dir(d)
         .args(["build", "invite", "--from", "sip:bob@b.example.com"])
-        .args(["--to", "sip:bob@b.example.com", "--sdp", "offer.sdp"])
+        .args(["--to", "sip:carol@b.example.com", "--sdp", "offer.sdp"])
         .succeeds()
         .stdout;
     std::fs::write(d.join("invite.sip"), &plain).unwrap();
@@ -1078,6 +1080,68 @@ fn a_body_for_one_user_is_never_opened_for_another_users_phone() {
         edge.logged("absorbed: the ACK of the edge's own answer"),
         "{}",
         edge.log_text()
+    );
+}
+
+/// An edge serving two users hands a request to a phone only for the
+/// user its token names: a request To bob sent to alice's Contact used
+/// to reach alice's phone, and her phone's answer (its To bob's) went
+/// out sealed and signed inside as bob. Now it is refused 403 with a
+/// Warning and nothing reaches alice's phone.
+#[test]
+fn a_token_of_one_user_is_refused_with_another_users_to() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let bench = bench(d);
+    let net = Net {
+        outbound: format!("tls:proxy-b.b.example.com:{}", bench.relay.port("tls")),
+        hosts: d.join("edge-hosts"),
+        registrar_tcp: bench.registrar.port("tcp"),
+    };
+    let mut args = edge_args(
+        d,
+        "edge-ab",
+        &d.join("alice-id"),
+        "udp:127.0.0.1:0",
+        &net,
+        &[],
+    );
+    args.extend(["--identity".to_owned(), s(&d.join("bob-id")).to_owned()]);
+    let edge = start(d, "edge-ab", &args);
+    let mut alice = Phone::on("127.0.0.1", edge.port("udp"), "alice");
+    let ok = register(d, &mut alice);
+    assert_eq!(ok.status(), Some(200), "{}", edge.log_text());
+    // The sender: a registered user (bound to its socket at the relay).
+    let mut mallory = Phone::on("127.0.0.1", bench.relay.port("udp"), "bob");
+    let ok = register(d, &mut mallory);
+    assert_eq!(ok.status(), Some(200), "{}", bench.logs());
+    let invite = format!(
+        "INVITE sip:alice@b.example.com SIP/2.0\r\nVia: SIP/2.0/UDP {addr};branch=z9hG4bKm1\r\nMax-Forwards: 70\r\nFrom: <sip:bob@b.example.com>;tag=m1\r\nTo: <sip:bob@b.example.com>\r\nCall-ID: cross-user@m\r\nCSeq: 1 INVITE\r\nContact: {contact}\r\nContent-Length: 0\r\n\r\n",
+        addr = mallory.local(),
+        contact = mallory.contact(),
+    );
+    let sent = mallory.own_via(invite.as_bytes());
+    mallory.send(&sent);
+    assert!(
+        alice.recv_within(2).is_none(),
+        "a request To bob reached alice's phone\n{}",
+        edge.log_text()
+    );
+    let answer = mallory.final_response();
+    assert_eq!(
+        answer.status(),
+        Some(403),
+        "{}\n{}",
+        String::from_utf8_lossy(&answer.to_bytes()),
+        edge.log_text()
+    );
+    assert!(
+        answer
+            .header_list("Warning")
+            .join(" ")
+            .contains("another user"),
+        "{}",
+        String::from_utf8_lossy(&answer.to_bytes())
     );
 }
 

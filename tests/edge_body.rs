@@ -722,6 +722,188 @@ async fn the_incoming_policy_refuses_what_it_must() {
     );
 }
 
+/// A call whose SDP went sealed is not taken back to plain by the
+/// network: a plain answer to a sealed offer (a relay on the path
+/// swapping the sealed 200 for its own media address and SRTP key), or
+/// a plain re-INVITE in the call, used to be handed to the phone with a
+/// Warning under `unsealed: accept`, which is for calls that came in
+/// plain. Now the answer reaches the phone without its SDP and the
+/// re-INVITE is refused 488, on the side that sealed the offer and on
+/// the side that opened it; a plain call stays plain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sealed_call_is_not_downgraded_to_plain_sdp_by_the_network() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bench = Bench::new(tmp.path());
+    let (alice, bob) = (alice(), bench.bob());
+    let edge_a = bench.sealer(
+        &bench.policy("a.yaml", ALICE_POLICY),
+        "edge-a",
+        Limits::default(),
+    );
+    let edge_b = bench.sealer(
+        &bench.policy("b.yaml", BOB_POLICY),
+        "edge-b",
+        Limits::default(),
+    );
+    let from = format!("<{ALICE}>;tag=a20");
+    let invite = request("INVITE", &from, &format!("<{BOB}>"), "call-20@a", 1, OFFER);
+    let sealed = sent(edge_a.outgoing(invite.clone(), Arc::clone(&alice)).await);
+    let opened = sent(edge_b.incoming(sealed, Arc::clone(&bob)).await);
+    assert_eq!(opened.body(), OFFER.as_bytes());
+
+    // The answer comes back plain: alice's phone gets the 200, no SDP.
+    let forged = answer(&invite, "b20", ANSWER);
+    let got = sent(edge_a.incoming(forged, Arc::clone(&alice)).await);
+    assert_eq!(got.status(), Some(200));
+    assert!(
+        got.body().is_empty(),
+        "a plain answer to a sealed offer reached the phone: {}",
+        String::from_utf8_lossy(&got.to_bytes())
+    );
+    assert!(got.header("Content-Type").is_none());
+    assert!(
+        warning(&got).contains("not sealed in a sealed call"),
+        "{}",
+        warning(&got)
+    );
+    // A plain re-INVITE in the call, either way: 488.
+    let to_alice = format!("<{ALICE}>;tag=a20");
+    let re = request(
+        "INVITE",
+        &format!("<{BOB}>;tag=b20"),
+        &to_alice,
+        "call-20@a",
+        5,
+        ANSWER,
+    );
+    let refused = answered(edge_a.incoming(re, Arc::clone(&alice)).await);
+    assert_eq!(refused.status(), Some(488));
+    assert!(
+        warning(&refused).contains("not sealed in a sealed call"),
+        "{}",
+        warning(&refused)
+    );
+    let re = request(
+        "INVITE",
+        &from,
+        &format!("<{BOB}>;tag=b20"),
+        "call-20@a",
+        2,
+        OFFER,
+    );
+    let refused = answered(edge_b.incoming(re, Arc::clone(&bob)).await);
+    assert_eq!(refused.status(), Some(488));
+
+    // A call that came in plain stays plain (`unsealed: accept`).
+    let plain = request("INVITE", &from, &format!("<{BOB}>"), "call-21@a", 1, OFFER);
+    let taken = sent(edge_b.incoming(plain, Arc::clone(&bob)).await);
+    assert_eq!(taken.body(), OFFER.as_bytes());
+    let re = request(
+        "INVITE",
+        &from,
+        &format!("<{BOB}>;tag=b21"),
+        "call-21@a",
+        2,
+        OFFER,
+    );
+    let taken = sent(edge_b.incoming(re, Arc::clone(&bob)).await);
+    assert_eq!(taken.body(), OFFER.as_bytes());
+}
+
+/// Under `unsigned: refuse`, a key update in a sealed call must come
+/// from the call's peer. An unsigned full envelope for bob in alice's
+/// call was refused, but the edge then forgot the call's session key
+/// (the sender's next message under it: 493); one signed by carol (a
+/// certificate holder who verifies, From carol) was taken and replaced
+/// the call's key with carol's, under which bob's edge would seal his
+/// next SDP. Now both are refused 403 and the call keeps its key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_update_in_a_sealed_call_is_taken_only_from_the_calls_peer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bench = Bench::new(tmp.path());
+    let bob = bench.bob();
+    let strict = bench.sealer(
+        &bench.policy(
+            "strict.yaml",
+            "destinations:\n  - to: \"*\"\n    unsealable: refuse\nincoming:\n  unsigned: refuse\n",
+        ),
+        "edge-b",
+        Limits::default(),
+    );
+    let edge_a = bench.sealer(
+        &bench.policy("a.yaml", ALICE_POLICY),
+        "edge-a",
+        Limits::default(),
+    );
+    let from = format!("<{ALICE}>;tag=a30");
+    let to_bob = format!("<{BOB}>;tag=b30");
+    let invite = request("INVITE", &from, &format!("<{BOB}>"), "call-30@a", 1, OFFER);
+    let sealed = sent(edge_a.outgoing(invite, alice()).await);
+    let opened = sent(strict.incoming(sealed, Arc::clone(&bob)).await);
+    assert_eq!(opened.body(), OFFER.as_bytes());
+    let ok = answer(&opened, "b30", ANSWER);
+    let ok = sent(strict.outgoing(ok, Arc::clone(&bob)).await);
+    assert!(is_session(&ok));
+    sent(edge_a.incoming(ok, alice()).await);
+
+    // An unsigned full envelope for bob in the call (another edge, no
+    // session of its own, `access: modify`): refused.
+    let modify = bench.sealer(
+        &bench.policy(
+            "modify.yaml",
+            "destinations:\n  - to: \"*\"\n    access: modify\n    unsealable: refuse\n",
+        ),
+        "mallory",
+        Limits::default(),
+    );
+    let forged = request("INVITE", &from, &to_bob, "call-30@a", 2, OFFER);
+    let forged = sent(modify.outgoing(forged, alice()).await);
+    assert!(!is_session(&forged));
+    let refused = answered(strict.incoming(forged, Arc::clone(&bob)).await);
+    assert_eq!(refused.status(), Some(403));
+    // carol, who verifies, in the call: refused too.
+    let carol = Arc::new(Identity::load_dir(&repo().join("keys/carol")).unwrap());
+    let from_carol = "<sip:carol@a.example.com>;tag=a30".to_owned();
+    let forged = request("INVITE", &from_carol, &to_bob, "call-30@a", 3, OFFER);
+    let forged = sent(
+        bench
+            .sealer(
+                &bench.policy("c.yaml", ALICE_POLICY),
+                "carol",
+                Limits::default(),
+            )
+            .outgoing(forged, carol)
+            .await,
+    );
+    assert!(!is_session(&forged));
+    let refused = answered(strict.incoming(forged, Arc::clone(&bob)).await);
+    assert_eq!(
+        refused.status(),
+        Some(403),
+        "carol's key update in alice's call was taken"
+    );
+    assert!(
+        warning(&refused).contains("not the call's peer"),
+        "{}",
+        warning(&refused)
+    );
+    // The call's key is the one alice and bob share: alice's next offer
+    // under it opens at bob's edge, and bob's answer under it at hers.
+    let re = request("INVITE", &from, &to_bob, "call-30@a", 4, OFFER);
+    let re = sent(edge_a.outgoing(re, alice()).await);
+    assert!(is_session(&re));
+    let re = sent(strict.incoming(re, Arc::clone(&bob)).await);
+    assert_eq!(re.body(), OFFER.as_bytes(), "{}", warning(&re));
+    let ok = sent(
+        strict
+            .outgoing(answer(&re, "b30", ANSWER), Arc::clone(&bob))
+            .await,
+    );
+    assert!(is_session(&ok));
+    let ok = sent(edge_a.incoming(ok, alice()).await);
+    assert_eq!(ok.body(), ANSWER.as_bytes(), "{}", warning(&ok));
+}
+
 /// The edge's certificate cache asks about a cached certificate again
 /// (here at once; the edge after `RECHECK`): once bob unregistered, the
 /// registrar withdrew his certificate, answers 404, and it is dropped.

@@ -478,6 +478,15 @@ impl Sealer {
                 );
             }
         };
+        // Under `unsigned: refuse`, the call's session before this
+        // message: a key update in it must come from the call's peer, and
+        // one refused leaves the call's key as it was.
+        let before = match msg.call_id() {
+            Ok(call_id) if msg.is_request() && policy.incoming.unsigned == Admit::Refuse => {
+                crate::blocking::offload(|| self.store.entry(&me, call_id).ok().flatten())
+            }
+            _ => None,
+        };
         let opened = crate::blocking::offload(|| self.open(&msg, &user, key, Some(&self.trust)));
         let (opened, signed) = match opened {
             Ok(o) => {
@@ -522,17 +531,38 @@ impl Sealer {
             return self.undecipherable(msg, &UaError::NoSession(String::new()));
         };
         if msg.is_request() && policy.incoming.unsigned == Admit::Refuse {
+            // A key update in a sealed call (a full envelope where a
+            // session was): only the call's peer may replace its key.
+            let peer = before
+                .as_ref()
+                .filter(|_| !opened.by_session)
+                .and_then(|b| b.peer.as_deref());
             let refused = match &signed {
                 Signed::No => Some("sipseal: sealed; not signed: refused (policy)".to_owned()),
                 Signed::Unverified(s, why) => Some(format!(
                     "sipseal: sealed; signed by {s}, not verified ({why}): refused (policy)"
                 )),
+                Signed::Verified(s)
+                    if peer.is_some_and(|p| {
+                        crate::sip::aor::aor_key(p) != crate::sip::aor::aor_key(s)
+                    }) =>
+                {
+                    Some(format!(
+                        "sipseal: sealed; a key update signed by {s}, not the call's peer: refused (policy)"
+                    ))
+                }
                 Signed::Verified(_) => None,
             };
             if let Some(text) = refused {
-                // No dialog comes of it: neither does its key.
                 if let Some(stored) = &opened.stored {
-                    let _ = self.store.forget(&stored.owner, &stored.call_id);
+                    match &before {
+                        // The call goes on under the key it had.
+                        Some(b) => self.restore(&stored.owner, b),
+                        // No dialog comes of it: neither does its key.
+                        None => {
+                            let _ = self.store.forget(&stored.owner, &stored.call_id);
+                        }
+                    }
                 }
                 return self.refuse(&msg, Status::Forbidden, &text);
             }
@@ -558,6 +588,24 @@ impl Sealer {
         Toward::Send(out)
     }
 
+    /// Put `before` back as its call's session of `owner` (a refused key
+    /// update replaced it when the body was opened).
+    fn restore(&self, owner: &str, before: &crate::session::Entry) {
+        let restored = crate::blocking::offload(|| {
+            self.store.update(owner, &mut |s| match s
+                .sessions
+                .iter_mut()
+                .find(|e| e.call_id == before.call_id)
+            {
+                Some(e) => *e = before.clone(),
+                None => s.sessions.push(before.clone()),
+            })
+        });
+        if let Err(e) = restored {
+            tracing::warn!(event = "session not restored", user = %owner, call = %before.call_id, error = %e);
+        }
+    }
+
     /// Open `msg` with `user`'s key or a session key the user stored.
     fn open(
         &self,
@@ -575,9 +623,29 @@ impl Sealer {
             .open(SealedInput::Sip(msg.clone()), &keys, trust, &mut ctx)
     }
 
+    /// Whether `me` holds a session key for the call: its SDP went
+    /// sealed one way or the other (a store that cannot be read counts
+    /// as sealed: a plain SDP is not let in on a doubt).
+    fn sealed_call(&self, me: &str, call_id: &str) -> bool {
+        crate::blocking::offload(|| !matches!(self.store.entry(me, call_id), Ok(None)))
+    }
+
     /// A plain SDP from the network: a request refused or taken per
     /// `incoming.unsealed`, a response taken; with a Warning.
     fn unsealed(&self, mut msg: Message, me: &str) -> Toward {
+        // A call whose SDP went sealed is not taken back to plain by the
+        // network, whatever `unsealed:` says (that is for calls that come
+        // in plain): a plain answer reaches the phone without its SDP, a
+        // plain request in the call is refused 488.
+        if let Ok(call_id) = msg.call_id()
+            && self.sealed_call(me, call_id)
+        {
+            return self.unopened(
+                msg,
+                Status::NotAcceptableHere,
+                "sipseal: not sealed in a sealed call: refused",
+            );
+        }
         let policy = self.policy();
         if msg.is_request() && policy.incoming.unsealed == Admit::Refuse {
             return self.refuse(

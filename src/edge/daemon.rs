@@ -1145,6 +1145,22 @@ async fn network_request(shared: &Arc<Shared>, flow: &Flow, msg: Message) {
     // body sealed for another user of this edge is never opened for
     // this phone.
     let user = shared.user(&phone.aor);
+    // A request To another user of this edge, on this user's token: the
+    // phone's answer would go out in the To's name (its identity signs
+    // and seals the answer), so it never reaches the phone.
+    if let Some(other) = msg.aor("To").and_then(|to| shared.user(to))
+        && user.is_none_or(|u| !std::ptr::eq(u, other))
+    {
+        let why = format!(
+            "the Request-URI's phone token is for {}, not {}: refused (a token for another user)",
+            phone.aor, other.aor
+        );
+        if let Some(r) = answer(Status::Forbidden, &why) {
+            let _ = flow.send(&r).await;
+        }
+        log("network", &msg, "answer 403: a token for another user");
+        return;
+    }
     let Some(identity) = user.and_then(User::identity) else {
         if let Some(r) = answer(Status::NotFound, "no such user at this edge") {
             let _ = flow.send(&r).await;

@@ -4,14 +4,16 @@
 //! Every Contact the phone sends out is replaced by one on the edge's
 //! flow, `<sip:USER@FLOW-ADDR;transport=tls;ob;sipseal-phone=TOKEN>`,
 //! whose TOKEN carries the phone's own Contact URI and the transport it
-//! used, authenticated by an HMAC-SHA256 under the edge's secret (as
-//! [`crate::relay::flow::token`] does for flows). A request from the
-//! network is delivered only to a Request-URI whose token verifies: a
-//! sender on the network cannot steer the edge to an address the phone
-//! did not give.
+//! used, encrypted and authenticated under the edge's secret. A request
+//! from the network is delivered only to a Request-URI whose token
+//! verifies: a sender on the network cannot steer the edge to an
+//! address the phone did not give, nor read the phone's address in it.
 
 use std::net::{IpAddr, SocketAddr};
 
+use aes_gcm::aead::consts::{U12, U16};
+use aes_gcm::aead::{AeadInOut, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use base64::Engine as _;
 
 use crate::net::Transport;
@@ -22,8 +24,10 @@ use crate::sip::uri::HopUri;
 /// The URI parameter that carries the token.
 pub const PARAM: &str = "sipseal-phone";
 
-/// The bytes of the MAC a token carries.
-const MAC_LEN: usize = 16;
+/// The bytes of the synthetic nonce a token starts with.
+const NONCE_LEN: usize = 12;
+/// The bytes of the AES-GCM tag it ends with.
+const TAG_LEN: usize = 16;
 
 /// The longest phone Contact URI a token carries; a longer one is not
 /// rewritten (the request is refused).
@@ -65,13 +69,25 @@ impl Phone {
     }
 }
 
-fn mac(key: &[u8; 32], payload: &[u8]) -> [u8; MAC_LEN] {
+/// The synthetic nonce of a payload (RFC 5297's SIV idea over AES-GCM):
+/// the same Contact always gives the same token (a registration refresh
+/// names the same binding), two different ones never share a nonce.
+fn siv(key: &[u8; 32], payload: &[u8]) -> [u8; NONCE_LEN] {
     crate::relay::flow::labelled_mac(key, b"sipseal edge contact", payload)
 }
 
+/// The AES-256-GCM key of the tokens, derived from the edge secret under
+/// a label of its own (the nonce's MAC key is the secret itself).
+fn cipher(key: &[u8; 32]) -> Option<Aes256Gcm> {
+    let k: [u8; 32] = crate::relay::flow::labelled_mac(key, b"sipseal edge contact key", &[]);
+    Aes256Gcm::new_from_slice(&k).ok()
+}
+
 /// The token of `aor`'s phone Contact `uri` reached over `transport`
-/// (URL-safe base64 without padding: fit for a URI parameter). `None`
-/// for a URI longer than [`MAX_URI`] or an AOR longer than [`MAX_AOR`].
+/// (URL-safe base64 without padding: fit for a URI parameter). The
+/// payload (transport, AOR, Contact URI) is encrypted: the network that
+/// carries the token never reads the phone's address in it. `None` for
+/// a URI longer than [`MAX_URI`] or an AOR longer than [`MAX_AOR`].
 pub fn token(key: &[u8; 32], aor: &str, transport: Transport, uri: &str) -> Option<String> {
     if uri.len() > MAX_URI || aor.len() > MAX_AOR {
         return None;
@@ -82,23 +98,51 @@ pub fn token(key: &[u8; 32], aor: &str, transport: Transport, uri: &str) -> Opti
     ];
     payload.extend_from_slice(aor.as_bytes());
     payload.extend_from_slice(uri.as_bytes());
-    let mut bytes = mac(key, &payload).to_vec();
+    let nonce = siv(key, &payload);
+    let tag = cipher(key)?
+        .encrypt_inout_detached(
+            &Nonce::<U12>::try_from(&nonce[..]).ok()?,
+            b"",
+            payload.as_mut_slice().into(),
+        )
+        .ok()?;
+    let mut bytes = nonce.to_vec();
     bytes.extend_from_slice(&payload);
+    bytes.extend_from_slice(&tag);
     Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// The phone a token names, when this edge made it.
 pub fn phone(key: &[u8; 32], token: &str) -> Result<Phone, TokenError> {
-    // Limits before parsing: base64 of the MAC, a byte and MAX_URI.
-    if token.len() > (MAC_LEN + 2 + MAX_AOR + MAX_URI) * 4 / 3 + 4 {
+    // Limits before parsing: base64 of the nonce, the tag, two bytes,
+    // MAX_AOR and MAX_URI.
+    if token.len() > (NONCE_LEN + TAG_LEN + 2 + MAX_AOR + MAX_URI) * 4 / 3 + 4 {
         return Err(TokenError::Forged);
     }
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token)
         .map_err(|_| TokenError::Forged)?;
-    let (tag, payload) = bytes.split_at_checked(MAC_LEN).ok_or(TokenError::Forged)?;
-    let expected = mac(key, payload);
-    if !bool::from(subtle::ConstantTimeEq::ct_eq(tag, &expected[..])) {
+    let (nonce, rest) = bytes
+        .split_at_checked(NONCE_LEN)
+        .ok_or(TokenError::Forged)?;
+    let (sealed, tag) = rest
+        .split_at_checked(rest.len().checked_sub(TAG_LEN).ok_or(TokenError::Forged)?)
+        .ok_or(TokenError::Forged)?;
+    let mut payload = sealed.to_vec();
+    cipher(key)
+        .ok_or(TokenError::Forged)?
+        .decrypt_inout_detached(
+            &Nonce::<U12>::try_from(nonce).map_err(|_| TokenError::Forged)?,
+            b"",
+            payload.as_mut_slice().into(),
+            &Tag::<U16>::try_from(tag).map_err(|_| TokenError::Forged)?,
+        )
+        .map_err(|_| TokenError::Forged)?;
+    // The nonce is the payload's own: only tokens this edge made.
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(
+        nonce,
+        &siv(key, &payload)[..],
+    )) {
         return Err(TokenError::Forged);
     }
     let (&t, rest) = payload.split_first().ok_or(TokenError::Forged)?;
@@ -347,6 +391,45 @@ mod tests {
             )
             .is_none()
         );
+    }
+
+    /// The token goes to the network in every Contact the phone sends:
+    /// it named the phone's Contact URI (its LAN address) in base64 for
+    /// anyone on the path to read.
+    #[test]
+    fn a_token_does_not_show_the_phones_contact() {
+        let uri = "sip:alice@192.168.1.20:5070;transport=tcp";
+        let t = token(&KEY, "sip:alice@a.example.com", Transport::Tcp, uri).unwrap();
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&t)
+            .unwrap();
+        for shown in [&b"192.168.1.20"[..], b"5070", b"alice@192"] {
+            assert!(
+                !bytes.windows(shown.len()).any(|w| w == shown),
+                "the token shows {}",
+                String::from_utf8_lossy(shown)
+            );
+        }
+        // The same Contact gives the same token (a REGISTER refresh names
+        // the same binding); another Contact, another token.
+        assert_eq!(
+            token(&KEY, "sip:alice@a.example.com", Transport::Tcp, uri),
+            Some(t.clone())
+        );
+        assert_ne!(
+            token(
+                &KEY,
+                "sip:alice@a.example.com",
+                Transport::Tcp,
+                "sip:alice@192.168.1.21:5070;transport=tcp"
+            ),
+            Some(t.clone())
+        );
+        assert_eq!(phone(&KEY, &t).unwrap().uri, uri);
+        // Any part too short to carry a nonce and a tag is forged.
+        for short in ["", "AAAA", &"A".repeat(36)] {
+            assert_eq!(phone(&KEY, short), Err(TokenError::Forged));
+        }
     }
 
     #[test]

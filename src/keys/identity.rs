@@ -46,7 +46,8 @@ impl Cert {
     }
 
     /// Who a TLS peer presenting this certificate is, in 8 bytes: the
-    /// first bytes of SHA-256 over its SAN URI (lower case), else over
+    /// first bytes of SHA-256 over its SAN URI (as an AOR compares:
+    /// scheme and host in lower case, the user as it is), else over
     /// its subject name. A renewed certificate for the same URI has the
     /// same one, so a relay's flow token for a peer outlives its
     /// connection (`relay::flow`).
@@ -55,7 +56,10 @@ impl Cert {
         let mut h = sha2::Sha256::new();
         h.update(b"sipseal flow peer\0");
         match self.uri() {
-            Some(u) => h.update(u.to_ascii_lowercase().as_bytes()),
+            // The AOR's own comparison: scheme and host in any case, the
+            // user part exactly (RFC 3261 §19.1.4: sip:Alice@ is not
+            // sip:alice@, and must not share alice's flow).
+            Some(u) => h.update(crate::sip::aor::aor_key(&u).as_bytes()),
             None => h.update(
                 self.cert
                     .tbs_certificate()
@@ -667,6 +671,23 @@ mod tests {
 
     fn repo(p: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+    }
+
+    /// Two certificates whose URIs differ only in the user part's case
+    /// are two users (RFC 3261 §19.1.4): their flow identities differ,
+    /// so one cannot carry on the other's flow at a relay. They were
+    /// the same (the whole URI in lower case).
+    #[test]
+    fn the_flow_identity_keeps_the_users_case_and_folds_the_hosts() {
+        let id = |uri: &str| {
+            let mut ctx = crate::context::Context::new(None, None);
+            let (der, _) = crate::keys::generate::self_signed_p256(uri, 1, &mut ctx).unwrap();
+            Cert::from_der(&der, uri).unwrap().flow_id()
+        };
+        let alice = id("sip:alice@b.example.com");
+        assert_ne!(alice, id("sip:Alice@b.example.com"), "another user");
+        assert_eq!(alice, id("sip:alice@B.Example.COM"), "the same host");
+        assert_eq!(alice, id("sip:alice@b.example.com"), "a renewed one");
     }
 
     #[test]

@@ -629,10 +629,17 @@ impl Shared {
         peer: Option<[u8; 8]>,
         arrived: Option<&Conn>,
     ) -> Option<Conn> {
-        if let Some(c) = self.conn(&(transport, addr)) {
+        let peer = peer.filter(|_| transport == Transport::Tls);
+        // The connection at the flow's address is the flow only when it
+        // is that identity's: after the flow's connection closed, another
+        // client may hold that address (a NAT's port given again).
+        if let Some(c) = self
+            .conn(&(transport, addr))
+            .filter(|c| peer.is_none() || c.peer == peer)
+        {
             return Some(c);
         }
-        let peer = peer.filter(|_| transport == Transport::Tls)?;
+        let peer = peer?;
         lock(&self.conns)
             .iter()
             .filter(|((t, _), c)| {
