@@ -4,23 +4,12 @@
 use super::message::{Header, Message};
 
 /// Headers of a SIP message that describe its body.
-pub const BODY_HEADERS: &[&str] = &[
-    "Content-Type",
-    "Content-ID",
-    "Content-Disposition",
-    "Content-Transfer-Encoding",
-    "Content-Encoding",
-    "Content-Language",
-    "Content-Description",
-];
+pub const BODY_HEADERS: &[&str] = super::names::KNOWN.split_at(super::names::BODY).0;
 
 /// Whether `h` describes the body.
 pub fn is_body_header(h: &Header) -> bool {
-    // Every one is a `Content-` header: most names are ruled out by that.
-    let name = super::names::full_name(h.name());
-    name.len() > 8
-        && name.as_bytes()[..8].eq_ignore_ascii_case(b"Content-")
-        && BODY_HEADERS.iter().any(|n| n.eq_ignore_ascii_case(name))
+    // The body headers are the first known names.
+    (1..=super::names::BODY).contains(&usize::from(h.known()))
 }
 
 impl Message {

@@ -132,18 +132,21 @@ pub fn split_list(value: &str) -> Vec<&str> {
 
 impl Message {
     /// The value of the first header of this name (compact forms match).
+    #[inline]
     pub fn header(&self, name: &str) -> Option<&str> {
+        let k = super::names::known(name);
         self.headers()
             .iter()
-            .find(|h| h.is(name))
+            .find(|h| h.is_named(name, k))
             .map(|h| h.value())
     }
 
     /// The values of every header line of this name, in order.
     pub fn header_values(&self, name: &str) -> Vec<&str> {
+        let k = super::names::known(name);
         self.headers()
             .iter()
-            .filter(|h| h.is(name))
+            .filter(|h| h.is_named(name, k))
             .map(|h| h.value())
             .collect()
     }

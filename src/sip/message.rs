@@ -115,6 +115,9 @@ impl ParseError {
 /// the limit bounds the memory a hostile message costs).
 pub const MAX_HEADERS: usize = 1000;
 
+/// Content-Length's number in [`names::KNOWN`].
+const CONTENT_LENGTH: u8 = names::known_const("Content-Length");
+
 /// The first line of a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StartLine {
@@ -153,6 +156,8 @@ pub struct Header {
     /// The bytes as they arrived (valid UTF-8: the parser checked each line).
     raw: String,
     name_len: usize,
+    /// The name's number in [`names::KNOWN`] (0: another name).
+    known: u8,
     value: Value,
 }
 
@@ -183,6 +188,7 @@ impl Header {
         Header {
             raw,
             name_len: name.len(),
+            known: names::known(name),
             value: Value::Within(at, at + value.len()),
         }
     }
@@ -207,7 +213,22 @@ impl Header {
 
     /// Whether this header is `name` (case-insensitive, compact forms matched).
     pub fn is(&self, name: &str) -> bool {
-        names::same(self.name(), name)
+        self.is_named(name, names::known(name))
+    }
+
+    /// [`Header::is`] for a `name` whose [`names::known`] number is
+    /// `known`: a search over many headers works it out once.
+    pub fn is_named(&self, name: &str, known: u8) -> bool {
+        match known {
+            0 => self.known == 0 && names::same(self.name(), name),
+            k => self.known == k,
+        }
+    }
+
+    /// The number of this header's name in [`names::KNOWN`], 0 for
+    /// another name.
+    pub fn known(&self) -> u8 {
+        self.known
     }
 
     /// The bytes of this header as they arrived, line terminators included.
@@ -242,6 +263,7 @@ impl Header {
                 Header {
                     raw,
                     name_len: self.name_len,
+                    known: self.known,
                     value: Value::Within(p.len(), p.len() + value.len()),
                 }
             }
@@ -249,15 +271,13 @@ impl Header {
         }
     }
 
-    /// The header a parsed line makes: `line` without its `ending`, its
+    /// The header a parsed line makes: `line` with its line end, its
     /// name `name_len` bytes long, `value` a slice of it.
-    fn parsed(line: &str, ending: &str, name_len: usize, value: &str) -> Header {
+    fn parsed(line: &str, name_len: usize, value: &str) -> Header {
         let at = value.as_ptr() as usize - line.as_ptr() as usize;
-        let mut raw = String::with_capacity(line.len() + ending.len());
-        raw.push_str(line);
-        raw.push_str(ending);
         Header {
-            raw,
+            known: names::known(&line[..name_len]),
+            raw: line.to_owned(),
             name_len,
             value: Value::Within(at, at + value.len()),
         }
@@ -463,6 +483,14 @@ impl Message {
         pos = first.next;
         line_no += 1;
 
+        // The header lines as text, checked as UTF-8 once (not line by
+        // line): everything up to the first byte that is not, which in a
+        // sealed message is the binary body's first.
+        let head_at = pos;
+        let head = match std::str::from_utf8(&input[pos..]) {
+            Ok(all) => all,
+            Err(e) => std::str::from_utf8(&input[pos..pos + e.valid_up_to()]).unwrap_or_default(),
+        };
         // Room for a usual request's headers without growing.
         let mut headers: Vec<Header> = Vec::with_capacity(16);
         let separator;
@@ -482,14 +510,13 @@ impl Message {
                 pos = l.next;
                 break;
             }
-            let text = utf8(l.text, line_no, pos)?;
-            // The line's end: `\r\n` or `\n` (next_line takes one `\r`
-            // before the `\n` off the text).
-            let ending = if input[pos + l.text.len()..l.next].len() == 2 {
-                "\r\n"
-            } else {
-                "\n"
+            // The line with its end, `\r\n` or `\n` (next_line takes one
+            // `\r` before the `\n` off the text).
+            let whole = match head.get(pos - head_at..l.next - head_at) {
+                Some(w) => w,
+                None => utf8(&input[pos..l.next], line_no, pos)?,
             };
+            let (text, ending) = whole.split_at(l.text.len());
             if text.starts_with([' ', '\t']) {
                 // Folding (RFC 3261 §7.3.1): the line continues the previous header.
                 let Some(prev) = headers.last_mut() else {
@@ -516,14 +543,14 @@ impl Message {
                         ParseErrorKind::BadHeaderName(name.to_owned()),
                     ));
                 }
-                headers.push(Header::parsed(text, ending, name.len(), value.trim()));
+                headers.push(Header::parsed(whole, name.len(), value.trim()));
             }
             pos = l.next;
             line_no += 1;
         }
 
         let mut declared: Option<usize> = None;
-        for h in headers.iter().filter(|h| h.is("Content-Length")) {
+        for h in headers.iter().filter(|h| h.known == CONTENT_LENGTH) {
             let n = h.value().parse::<usize>().map_err(|_| {
                 err(
                     line_no,
@@ -729,14 +756,20 @@ impl Message {
     /// Insert a header above the first one of the same name (a new top Via),
     /// or at the top when there is none.
     pub fn prepend_header(&mut self, name: &str, value: &str) {
-        let index = self.headers.iter().position(|h| h.is(name)).unwrap_or(0);
+        let k = names::known(name);
+        let index = self
+            .headers
+            .iter()
+            .position(|h| h.is_named(name, k))
+            .unwrap_or(0);
         self.insert_header(index, name, value);
     }
 
     /// Remove every header line of this name; returns how many went.
     pub fn remove_headers(&mut self, name: &str) -> usize {
         let before = self.headers.len();
-        self.headers_mut().retain(|h| !h.is(name));
+        let k = names::known(name);
+        self.headers_mut().retain(|h| !h.is_named(name, k));
         before - self.headers.len()
     }
 
@@ -763,13 +796,14 @@ impl Message {
     /// name kept as written, so `l:` stays compact), later ones removed;
     /// appended when absent.
     pub fn set_header(&mut self, name: &str, value: &str) {
-        match self.headers.iter().position(|h| h.is(name)) {
+        let k = names::known(name);
+        match self.headers.iter().position(|h| h.is_named(name, k)) {
             Some(i) => {
                 let headers = self.headers_mut();
                 headers[i] = headers[i].with_value(value);
                 let mut seen = 0;
                 headers.retain(|h| {
-                    if h.is(name) {
+                    if h.is_named(name, k) {
                         seen += 1;
                         seen == 1
                     } else {
@@ -903,6 +937,21 @@ v=0\n";
 
         let e = Message::parse(b"INVITE sip:x SIP/2.0\r\nSubject: caf\xe9\r\n\r\n").unwrap_err();
         assert_eq!((e.line, e.offset, e.kind), (2, 34, ParseErrorKind::NonUtf8));
+
+        // The header lines are checked as one text up to the first byte
+        // that is not UTF-8: a bad byte lines later is still that line's,
+        // and a binary body after good lines is no error.
+        let e = Message::parse(
+            b"INVITE sip:x SIP/2.0\r\nTo: <sip:b@h>\r\nl: 2\r\nSubject: \xff\r\n\r\nab",
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.offset, e.kind), (4, 52, ParseErrorKind::NonUtf8));
+        let m = Message::parse(b"INVITE sip:x SIP/2.0\r\nTo: <sip:b@h>\r\nl: 2\r\n\r\n\x30\x82")
+            .unwrap();
+        assert_eq!(
+            (m.header("To"), m.body()),
+            (Some("<sip:b@h>"), &b"\x30\x82"[..])
+        );
 
         let e = Message::parse(b"INVITE sip:x SIP/2.0\r\nCall-ID: a").unwrap_err();
         assert_eq!(e.kind, ParseErrorKind::Truncated);
