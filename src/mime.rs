@@ -315,9 +315,18 @@ impl Entity {
 
     /// The entity as bytes: header lines, a blank line, the body.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.body.len() + 64);
+        // Sized exactly: the bytes are often plaintext to be sealed, and a
+        // Vec that grew would leave a copy behind in the freed buffer.
+        let head: usize = self
+            .headers
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 4)
+            .sum();
+        let mut out = Vec::with_capacity(head + 2 + self.body.len());
         for (name, value) in &self.headers {
-            out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+            for part in [name.as_bytes(), b": ", value.as_bytes(), b"\r\n"] {
+                out.extend_from_slice(part);
+            }
         }
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(&self.body);

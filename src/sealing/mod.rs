@@ -236,7 +236,11 @@ fn plaintext(
         .header(msg.sender_header())
         .and_then(uri_host)
         .unwrap_or_else(|| "sipseal.invalid".into());
-    let content_id = format!("{label}-{}@{host}", ctx.token(4));
+    let token = ctx.token(4);
+    let mut content_id = String::with_capacity(label.len() + token.len() + host.len() + 2);
+    for part in [label, "-", &token, "@", &host] {
+        content_id.push_str(part);
+    }
     Ok((plain, content_id))
 }
 
@@ -380,16 +384,18 @@ fn sealed_headers(
     lines.extend([
         (
             "Content-Type".to_owned(),
-            format!(
-                "application/pkcs7-mime; smime-type={}; name=smime.p7m",
-                kind.smime_type()
-            ),
+            [
+                "application/pkcs7-mime; smime-type=",
+                kind.smime_type(),
+                "; name=smime.p7m",
+            ]
+            .concat(),
         ),
         (
             "Content-Disposition".to_owned(),
             "attachment; filename=smime.p7m; handling=required".to_owned(),
         ),
-        ("Content-ID".to_owned(), format!("<{content_id}>")),
+        ("Content-ID".to_owned(), ["<", content_id, ">"].concat()),
         ("Content-Transfer-Encoding".to_owned(), "binary".to_owned()),
     ]);
     lines

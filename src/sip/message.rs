@@ -154,11 +154,69 @@ impl fmt::Display for StartLine {
 #[derive(Debug, Clone)]
 pub struct Header {
     /// The bytes as they arrived (valid UTF-8: the parser checked each line).
-    raw: String,
+    raw: Raw,
     name_len: usize,
     /// The name's number in [`names::KNOWN`] (0: another name).
     known: u8,
     value: Value,
+}
+
+/// How many bytes of a header line are kept in the [`Header`] itself:
+/// most lines are shorter, so parsing, cloning and dropping a message
+/// allocates nothing per header (a designated relay does all three for
+/// every message).
+const INLINE: usize = 80;
+
+/// A header line's bytes: in place up to [`INLINE`] bytes, else on the
+/// heap.
+#[derive(Debug, Clone)]
+enum Raw {
+    Inline(arrayvec::ArrayString<INLINE>),
+    Heap(String),
+}
+
+impl Raw {
+    /// The concatenation of `parts`.
+    fn of(parts: &[&str]) -> Raw {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len <= INLINE {
+            let mut a = arrayvec::ArrayString::new();
+            for p in parts {
+                a.push_str(p);
+            }
+            Raw::Inline(a)
+        } else {
+            Raw::Heap(parts.concat())
+        }
+    }
+
+    fn push_str(&mut self, more: &str) {
+        match self {
+            Raw::Inline(a) => {
+                if a.try_push_str(more).is_err() {
+                    *self = Raw::Heap([a.as_str(), more].concat());
+                }
+            }
+            Raw::Heap(h) => h.push_str(more),
+        }
+    }
+}
+
+impl std::ops::Deref for Raw {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            Raw::Inline(a) => a,
+            Raw::Heap(h) => h,
+        }
+    }
+}
+
+impl PartialEq for Raw {
+    fn eq(&self, other: &Raw) -> bool {
+        **self == **other
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -180,10 +238,7 @@ impl Eq for Header {}
 impl Header {
     /// A new header line `Name: value` with CRLF.
     pub fn new(name: &str, value: &str) -> Self {
-        let mut raw = String::with_capacity(name.len() + value.len() + 4);
-        for part in [name, ": ", value, "\r\n"] {
-            raw.push_str(part);
-        }
+        let raw = Raw::of(&[name, ": ", value, "\r\n"]);
         let at = name.len() + 2;
         Header {
             raw,
@@ -211,13 +266,16 @@ impl Header {
         names::full_name(self.name())
     }
 
-    /// Whether this header is `name` (case-insensitive, compact forms matched).
+    /// Whether this header is `name` (case-insensitive, compact forms
+    /// matched). Inlined: a literal name's number folds to a constant.
+    #[inline(always)]
     pub fn is(&self, name: &str) -> bool {
         self.is_named(name, names::known(name))
     }
 
     /// [`Header::is`] for a `name` whose [`names::known`] number is
     /// `known`: a search over many headers works it out once.
+    #[inline]
     pub fn is_named(&self, name: &str, known: u8) -> bool {
         match known {
             0 => self.known == 0 && names::same(self.name(), name),
@@ -256,10 +314,7 @@ impl Header {
         };
         match prefix {
             Some(p) => {
-                let mut raw = String::with_capacity(p.len() + value.len() + crlf.len());
-                raw.push_str(p);
-                raw.push_str(value);
-                raw.push_str(crlf);
+                let raw = Raw::of(&[p, value, crlf]);
                 Header {
                     raw,
                     name_len: self.name_len,
@@ -277,7 +332,7 @@ impl Header {
         let at = value.as_ptr() as usize - line.as_ptr() as usize;
         Header {
             known: names::known(&line[..name_len]),
-            raw: line.to_owned(),
+            raw: Raw::of(&[line]),
             name_len,
             value: Value::Within(at, at + value.len()),
         }
