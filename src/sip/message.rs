@@ -115,6 +115,10 @@ impl ParseError {
 /// the limit bounds the memory a hostile message costs).
 pub const MAX_HEADERS: usize = 1000;
 
+/// How many bytes of a message's header section [`Message::parse`]
+/// checks as UTF-8 in one go (the rest a line at a time).
+const HEAD_WINDOW: usize = 4096;
+
 /// Content-Length's number in [`names::KNOWN`].
 const CONTENT_LENGTH: u8 = names::known_const("Content-Length");
 
@@ -539,12 +543,15 @@ impl Message {
         line_no += 1;
 
         // The header lines as text, checked as UTF-8 once (not line by
-        // line): everything up to the first byte that is not, which in a
-        // sealed message is the binary body's first.
+        // line): up to the first byte that is not (in a sealed message,
+        // the binary body's first), within HEAD_WINDOW bytes (a stream
+        // buffer may hold more messages: each parse looks at a bounded
+        // part of it). Lines beyond are checked one by one.
         let head_at = pos;
-        let head = match std::str::from_utf8(&input[pos..]) {
+        let window = &input[pos..input.len().min(pos + HEAD_WINDOW)];
+        let head = match std::str::from_utf8(window) {
             Ok(all) => all,
-            Err(e) => std::str::from_utf8(&input[pos..pos + e.valid_up_to()]).unwrap_or_default(),
+            Err(e) => std::str::from_utf8(&window[..e.valid_up_to()]).unwrap_or_default(),
         };
         // Room for a usual request's headers without growing.
         let mut headers: Vec<Header> = Vec::with_capacity(16);
@@ -1007,6 +1014,21 @@ v=0\n";
             (m.header("To"), m.body()),
             (Some("<sip:b@h>"), &b"\x30\x82"[..])
         );
+
+        // Past the window checked in one go, lines are checked one by one:
+        // a long section parses, and a bad byte there is still found.
+        let long = format!(
+            "INVITE sip:x SIP/2.0\r\nSubject: {}\r\nTo: <sip:b@h>\r\nl: 0\r\n\r\n",
+            "é".repeat(HEAD_WINDOW)
+        );
+        let m = Message::parse(long.as_bytes()).unwrap();
+        assert_eq!(m.header("Subject").map(str::len), Some(2 * HEAD_WINDOW));
+        assert_eq!(m.header("To"), Some("<sip:b@h>"));
+        let mut bad = long.into_bytes();
+        let at = bad.len() - 10;
+        bad[at] = 0xff;
+        let e = Message::parse(&bad).unwrap_err();
+        assert_eq!((e.line, e.kind), (3, ParseErrorKind::NonUtf8));
 
         let e = Message::parse(b"INVITE sip:x SIP/2.0\r\nCall-ID: a").unwrap_err();
         assert_eq!(e.kind, ParseErrorKind::Truncated);
