@@ -974,19 +974,10 @@ fn a_user_without_a_certificate_enrols_through_its_phones_register() {
     );
 }
 
-/// An edge that serves two users opens a request with the identity of
-/// the user whose phone its Request-URI's token leads to, never the To's:
-/// a body sealed for bob, sent to alice's registered Contact, used to be
-/// opened with bob's key (To: bob) and handed to alice's phone in clear.
-/// Now it is tried with alice's key, does not open (493 to the sender),
-/// and nothing reaches alice's phone. (To: bob itself is refused 403
-/// before anything is opened: [`a_token_of_one_user_is_refused_with_another_users_to`];
-/// here the To is an AOR the edge does not serve.)
-#[test]
-fn a_body_for_one_user_is_never_opened_for_another_users_phone() {
-    let tmp = tempfile::tempdir().unwrap();
-    let d = tmp.path();
-    let bench = bench(d);
+/// One edge serving alice and bob (edge-ab), alice's phone registered
+/// through it, and a sender registered as bob straight at the relay
+/// (bound to its socket there): the edge, alice's phone, the sender.
+fn two_user_edge(d: &Path, bench: &Bench) -> (Daemon, Phone, Phone) {
     let net = Net {
         outbound: format!("tls:proxy-b.b.example.com:{}", bench.relay.port("tls")),
         hosts: d.join("edge-hosts"),
@@ -1009,6 +1000,23 @@ fn a_body_for_one_user_is_never_opened_for_another_users_phone() {
     let mut mallory = Phone::on("127.0.0.1", bench.relay.port("udp"), "bob");
     let ok = register(d, &mut mallory);
     assert_eq!(ok.status(), Some(200), "{}", bench.logs());
+    (edge, alice, mallory)
+}
+
+/// An edge that serves two users opens a request with the identity of
+/// the user whose phone its Request-URI's token leads to, never the To's:
+/// a body sealed for bob, sent to alice's registered Contact, used to be
+/// opened with bob's key (To: bob) and handed to alice's phone in clear.
+/// Now it is tried with alice's key, does not open (493 to the sender),
+/// and nothing reaches alice's phone. (To: bob itself is refused 403
+/// before anything is opened: [`a_token_of_one_user_is_refused_with_another_users_to`];
+/// here the To is an AOR the edge does not serve.)
+#[test]
+fn a_body_for_one_user_is_never_opened_for_another_users_phone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let bench = bench(d);
+    let (edge, alice, mut mallory) = two_user_edge(d, &bench);
     std::fs::write(d.join("offer.sdp"), sdp("bob", 1, "sendrecv")).unwrap();
     let plain = common::sipseal()
         .current_dir(d)
@@ -1093,28 +1101,7 @@ fn a_token_of_one_user_is_refused_with_another_users_to() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let bench = bench(d);
-    let net = Net {
-        outbound: format!("tls:proxy-b.b.example.com:{}", bench.relay.port("tls")),
-        hosts: d.join("edge-hosts"),
-        registrar_tcp: bench.registrar.port("tcp"),
-    };
-    let mut args = edge_args(
-        d,
-        "edge-ab",
-        &d.join("alice-id"),
-        "udp:127.0.0.1:0",
-        &net,
-        &[],
-    );
-    args.extend(["--identity".to_owned(), s(&d.join("bob-id")).to_owned()]);
-    let edge = start(d, "edge-ab", &args);
-    let mut alice = Phone::on("127.0.0.1", edge.port("udp"), "alice");
-    let ok = register(d, &mut alice);
-    assert_eq!(ok.status(), Some(200), "{}", edge.log_text());
-    // The sender: a registered user (bound to its socket at the relay).
-    let mut mallory = Phone::on("127.0.0.1", bench.relay.port("udp"), "bob");
-    let ok = register(d, &mut mallory);
-    assert_eq!(ok.status(), Some(200), "{}", bench.logs());
+    let (edge, alice, mut mallory) = two_user_edge(d, &bench);
     let invite = format!(
         "INVITE sip:alice@b.example.com SIP/2.0\r\nVia: SIP/2.0/UDP {addr};branch=z9hG4bKm1\r\nMax-Forwards: 70\r\nFrom: <sip:bob@b.example.com>;tag=m1\r\nTo: <sip:bob@b.example.com>\r\nCall-ID: cross-user@m\r\nCSeq: 1 INVITE\r\nContact: {contact}\r\nContent-Length: 0\r\n\r\n",
         addr = mallory.local(),

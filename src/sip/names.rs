@@ -106,10 +106,6 @@ pub const fn known_const(name: &str) -> u8 {
     panic!("not a known header name")
 }
 
-/// [`KNOWN`] where it is read at run time (a `const` array indexed at
-/// run time may be copied to the stack at each use).
-static NAMES: [&str; KNOWN.len()] = KNOWN;
-
 /// [`KNOWN`]'s numbers by name length: up to eight names a length.
 static BY_LEN: [[u8; 8]; 32] = {
     let mut t = [[0u8; 8]; 32];
@@ -145,7 +141,7 @@ pub fn known(name: &str) -> u8 {
         if k == 0 {
             break;
         }
-        let n = NAMES[usize::from(k) - 1].as_bytes();
+        let n = KNOWN[usize::from(k) - 1].as_bytes();
         // Mostly written as registered: one memcmp. Else a byte at a time
         // (`<[u8]>::eq_ignore_ascii_case` works in chunks, several times
         // slower on names this short).
